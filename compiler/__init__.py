@@ -1,0 +1,11 @@
+"""tapeless.compiler: `.tl` source -> typed IR -> derivatives -> Python source.
+
+    from tapeless.compiler import compile_source, compile_file
+    text = compile_file("layer.tl", backend="numpy")
+
+See pipeline.py for the stages and LANGUAGE.md (docs/) for the language.
+"""
+from .diagnostics import CompileError
+from .pipeline import VERSION, compile_file, compile_source, compile_to_file, stage_text
+
+__all__ = ["CompileError", "VERSION", "compile_file", "compile_source", "compile_to_file", "stage_text"]

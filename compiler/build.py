@@ -1,0 +1,300 @@
+"""Building typed IR nodes: `apply` and the small constructors rules are written with.
+
+`apply(op, *inputs, **attrs)` runs the primitive's dtype coercion and type rule,
+folds operations on scalar literals, and interns the node (ir.make_node).
+Everything that creates IR goes through here: lowering, derivative rules,
+passes. The helpers below (`add`, `mul`, `where`, `unbroadcast`, ...) are what
+VJP/JVP rules read like; they drop exact identities (`x * 1`, `x + 0`,
+`x ** 1`, `--x`) so derivative code stays readable, and never fold `x * 0`
+(it is NaN for infinite x).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import ir
+from .diagnostics import UserError
+from .ir import Node, freeze_attrs, make_node
+from .primitives import base as _base
+from .types import DType, DimLike, Shape, TensorType, broadcast_shapes, promote
+
+
+def _registry():
+    from . import primitives  # noqa: F401  (fills the registry on first use)
+
+    return _base.REGISTRY
+
+
+def apply(op: str, *inputs: Node, span=None, name: str | None = None, **attrs: Any) -> Node:
+    prim = _registry()[op]
+    args = list(inputs)
+    if prim.coerce is not None:
+        args = prim.coerce(args, attrs)
+    t = prim.infer([a.type for a in args], attrs)
+    if prim.fold is not None and args and all(a.op == "const" for a in args) and t.shape == ():
+        return const(_fold(prim, args, t), t)
+    return make_node(op, tuple(args), freeze_attrs(attrs), t, span, name)
+
+
+def _fold(prim, args: list[Node], t: TensorType):
+    vals = [np.asarray(a.attr("value"), dtype=a.dtype.np)[()] for a in args]
+    with np.errstate(all="ignore"):
+        out = prim.fold(*vals)
+    return np.asarray(out).astype(t.dtype.np)[()].item()
+
+
+# ---- leaves ------------------------------------------------------------------------------
+def const(value, t: TensorType | DType, weak: bool | None = None) -> Node:
+    """A scalar literal of type `t` (a scalar type, or a dtype)."""
+    if isinstance(t, DType):
+        t = TensorType(t, (), bool(weak))
+    elif weak is not None:
+        t = t.with_(weak=weak)
+    assert t.shape == (), "const nodes are scalars; use full() for tensors"
+    v = np.asarray(value).astype(t.dtype.np)[()].item()
+    if isinstance(v, float) and not math.isfinite(v):
+        pass  # inf and nan are emitted by name
+    return make_node("const", (), (("value", v),), t)
+
+
+def literal(value: bool | int | float) -> Node:
+    """A weakly typed literal, as written in source."""
+    if isinstance(value, bool):
+        return const(value, DType.BOOL, weak=True)
+    if isinstance(value, int):
+        return const(value, DType.I64, weak=True)
+    return const(value, DType.F64, weak=True)
+
+
+def dim_value(d: DimLike) -> Node:
+    """The value of a size symbol (or polynomial in them) as a weak integer scalar."""
+    if isinstance(d, int):
+        return literal(d)
+    return make_node("dim", (), (("dim", d),), TensorType(DType.I64, (), True))
+
+
+def param(name: str, t: TensorType, index: int, span=None) -> Node:
+    return make_node("param", (), (("index", index), ("name", name)), t, span, name)
+
+
+# ---- dtype handling -------------------------------------------------------------------------
+def retype(x: Node, dtype: DType, weak: bool = False) -> Node:
+    """x as `dtype`. Weak literals and constructors are re-made in the new dtype rather than cast."""
+    if x.dtype == dtype:
+        if x.type.weak and not weak and x.op in _LEAF_CTORS:
+            return make_node(x.op, x.inputs, x.attrs, x.type.strong(), x.span, x.name)
+        return x  # same dtype: nothing to do at run time
+    if x.op == "const":
+        return const(x.attr("value"), x.type.with_(dtype=dtype, weak=weak))
+    if x.op in _LEAF_CTORS:
+        return make_node(x.op, x.inputs, x.attrs, x.type.with_(dtype=dtype, weak=weak), x.span, x.name)
+    if x.type.weak and _registry()[x.op].elementwise and x.op not in _DTYPE_CHANGING:
+        return apply(x.op, *[retype(i, dtype, weak) if i.type.weak else i for i in x.inputs], **x.attr_dict)
+    return apply("cast", x, dtype=dtype)
+
+
+_LEAF_CTORS = ("const", "dim", "full", "eye")
+# ops whose result dtype is not their operands' (a weak comparison stays a comparison)
+_DTYPE_CHANGING = {"eq", "ne", "lt", "le", "gt", "ge", "cast", "logical_and", "logical_or", "logical_not"}
+
+
+def common_dtype(args: Sequence[Node]) -> list[Node]:
+    """Coerce operands to their promoted dtype (NumPy 2 rules, literals weak)."""
+    dt, weak = promote(*[a.type for a in args])
+    return [retype(a, dt, weak) if (a.dtype != dt or (a.type.weak and not weak)) else a for a in args]
+
+
+def cast(x: Node, dtype: DType) -> Node:
+    if x.dtype == dtype and not x.type.weak:
+        return x
+    return retype(x, dtype)
+
+
+def to_float(x: Node) -> Node:
+    """Integers and bools become f64 (NumPy's default float), keeping weakness."""
+    return x if x.dtype.is_float else retype(x, DType.F64, x.type.weak)
+
+
+# ---- constructors rules use ---------------------------------------------------------------------
+def like_const(value, x: Node) -> Node:
+    """A scalar of x's dtype."""
+    return const(value, TensorType(x.dtype, ()))
+
+
+def zeros(shape: Shape, dtype: DType) -> Node:
+    return apply("full", shape=tuple(shape), value=0.0 if dtype.is_float else 0, dtype=dtype)
+
+
+def zeros_like(x: Node) -> Node:
+    return zeros(x.shape, x.dtype)
+
+
+def is_const(x: Node | None, value) -> bool:
+    return x is not None and x.op == "const" and x.attr("value") == value
+
+
+def _keep(x: Node, t: TensorType) -> bool:
+    """Dropping an identity is exact only if it leaves the type unchanged."""
+    return x.type.shape == t.shape and x.dtype == t.dtype
+
+
+def add(a: Node, b: Node) -> Node:
+    out = apply("add", a, b)
+    if is_const(b, 0) and _keep(a, out.type):
+        return a
+    if is_const(a, 0) and _keep(b, out.type):
+        return b
+    return out
+
+
+def sub(a: Node, b: Node) -> Node:
+    out = apply("sub", a, b)
+    if is_const(b, 0) and _keep(a, out.type):
+        return a
+    return out
+
+
+def mul(a: Node, b: Node) -> Node:
+    out = apply("mul", a, b)
+    if is_const(b, 1) and _keep(a, out.type):
+        return a
+    if is_const(a, 1) and _keep(b, out.type):
+        return b
+    if is_const(b, -1) and _keep(a, out.type):
+        return neg(a)
+    if is_const(a, -1) and _keep(b, out.type):
+        return neg(b)
+    return out
+
+
+def div(a: Node, b: Node) -> Node:
+    out = apply("div", a, b)
+    if is_const(b, 1) and _keep(a, out.type):
+        return a
+    return out
+
+
+def neg(a: Node) -> Node:
+    if a.op == "neg":
+        return a.inputs[0]
+    return apply("neg", a)
+
+
+def pow_(a: Node, b: Node) -> Node:
+    out = apply("pow", a, b)
+    if is_const(b, 1) and _keep(a, out.type):
+        return a
+    return out
+
+
+def square(a: Node) -> Node:
+    return mul(a, a)
+
+
+def where(c: Node, a: Node, b: Node) -> Node:
+    return apply("where", c, a, b)
+
+
+def call(op: str, *args: Node, **attrs) -> Node:
+    return apply(op, *args, **attrs)
+
+
+# ---- shapes --------------------------------------------------------------------------------------
+def sum_(x: Node, axes: Sequence[int], keepdims: bool = False) -> Node:
+    axes = tuple(sorted(a % x.type.rank for a in axes)) if x.type.rank else ()
+    if not axes:
+        return x
+    return apply("sum", x, axes=axes, keepdims=keepdims)
+
+
+def reshape(x: Node, shape: Shape) -> Node:
+    if tuple(shape) == x.shape:
+        return x
+    return apply("reshape", x, shape=tuple(shape))
+
+
+def broadcast_to(x: Node, shape: Shape) -> Node:
+    if tuple(shape) == x.shape:
+        return x
+    return apply("broadcast_to", x, shape=tuple(shape))
+
+
+def unbroadcast(ct: Node, target: TensorType) -> Node:
+    """Sum a cotangent down to the shape its primal had before broadcasting.
+
+    This is the only place that undoes NumPy broadcasting: leading axes the primal
+    lacked are summed away, axes where it had size 1 are summed with keepdims.
+    """
+    shape = ct.shape
+    lead = len(shape) - target.rank
+    kept = [lead + i for i, d in enumerate(target.shape) if d == 1 and shape[lead + i] != 1]
+    if lead == 0 and not kept:
+        return ct
+    if not kept:
+        out = sum_(ct, range(lead))
+    else:
+        out = reshape(sum_(ct, list(range(lead)) + kept, keepdims=True), target.shape)
+    return out
+
+
+def expand_reduced(ct: Node, x: TensorType, axes: Sequence[int], keepdims: bool) -> Node:
+    """The cotangent of a reduction, broadcast back over the reduced axes of x."""
+    if not keepdims and axes:
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+        ct = reshape(ct, shape)
+    return broadcast_to(ct, x.shape)
+
+
+def broadcast_all(*xs: Node) -> Shape:
+    return broadcast_shapes(*[x.shape for x in xs])
+
+
+# ---- masked cotangents (LANGUAGE.md §6) ---------------------------------------------------
+def masked(c: Node, g: Node) -> Node:
+    """where(c, g, 0): the cotangent of a path that `where`, `relu`, `clip`, ... cut off."""
+    return where(c, g, like_const(0, g))
+
+
+def mask_of(ct: Node) -> tuple[Node, Node] | None:
+    """(mask, unmasked cotangent) if ct is where(mask, g, 0), else None."""
+    if ct.op == "where" and is_const(ct.inputs[2], 0):
+        return ct.inputs[0], ct.inputs[1]
+    return None
+
+
+def ct_map(ct: Node, f) -> Node:
+    """f(ct) for an f linear in ct, keeping a mask outside: where(c, f(g), 0).
+
+    That is what makes the branch not taken contribute exactly zero: f may hold
+    a derivative that is inf or NaN where the mask is off (sqrt at 0, log at -1),
+    and `where` drops it instead of multiplying 0 by it.
+    """
+    m = mask_of(ct)
+    if m is None:
+        return f(ct)
+    c, g = m
+    return masked(c, f(g))
+
+
+def add_ct(a: Node | None, b: Node | None) -> Node | None:
+    """Sum two cotangents of one value (fan-out); None is a symbolic zero."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    ma, mb = mask_of(a), mask_of(b)
+    total = add(a, b)
+    if ma is not None and mb is not None and a.shape == b.shape:
+        return masked(apply("logical_or", ma[0], mb[0]), total)
+    return total
+
+
+def span_of(node: Node):
+    return ir.current_span() or node.span
+
+
+def fail(message: str, arg: int | str | None = None):
+    raise UserError(message, arg=arg)

@@ -1,0 +1,327 @@
+"""The built-in functions of the language (LANGUAGE.md §6) and how each lowers to IR.
+
+Each entry names its parameters (so arguments may be given by position or
+keyword) and says which are *static*: known at compile time, like `axis=`,
+shapes, `dtype=` and the einsum spec. Most entries apply one primitive; the
+rest are expansions (mean, var, std, trace, outer, stack, the constructors)
+and need no rule of their own.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import build as B
+from .diagnostics import UserError
+from .ir import Node
+from .primitives.common import normalize_axes, normalize_axis
+from .primitives.linalg import full_spec, parse_spec
+from .types import DType, DimLike, dim_div, dim_prod, dim_sub, shape_text
+
+# parameter kinds
+TENSOR = "tensor"  # any expression
+AXES = "axes"  # int, list of ints or absent (None)
+AXIS = "axis"  # one int
+BOOL = "bool"  # true / false
+SHAPE = "shape"  # [d, ...] of ints and size symbols (and -1 where allowed)
+DTYPE = "dtype"  # a dtype name
+INT = "int"  # a static integer
+DIM = "dim"  # a static size: int or symbol
+SPEC = "spec"  # the einsum string
+LIST = "list"  # [e1, e2, ...] of tensor expressions
+REST = "rest"  # the remaining positional arguments (einsum operands)
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class P:
+    name: str
+    kind: str
+    default: Any = REQUIRED
+
+
+@dataclass(frozen=True)
+class Builtin:
+    name: str
+    params: tuple[P, ...]
+    lower: Callable[..., Node]
+    doc: str = ""
+
+
+BUILTINS: dict[str, Builtin] = {}
+
+
+def builtin(name: str, *params: P, doc: str = ""):
+    def deco(fn):
+        BUILTINS[name] = Builtin(name, params, fn, doc)
+        return fn
+
+    return deco
+
+
+# ---- elementwise ----------------------------------------------------------------------------------
+for _op in ("exp log log1p expm1 sqrt abs sign sin cos tan tanh sigmoid relu softplus stop_gradient").split():
+    builtin(_op, P("x", TENSOR))(lambda x, _op=_op: B.apply(_op, x))
+
+for _op in ("maximum", "minimum", "bce_with_logits", "binary_cross_entropy"):
+    _names = ("logits", "targets") if _op == "bce_with_logits" else (
+        ("p", "targets") if _op == "binary_cross_entropy" else ("a", "b"))
+    builtin(_op, P(_names[0], TENSOR), P(_names[1], TENSOR))(lambda a, b, _op=_op: B.apply(_op, a, b))
+
+
+@builtin("where", P("cond", TENSOR), P("a", TENSOR), P("b", TENSOR))
+def _where(cond, a, b):
+    return B.apply("where", cond, a, b)
+
+
+@builtin("clip", P("x", TENSOR), P("lo", TENSOR), P("hi", TENSOR))
+def _clip(x, lo, hi):
+    return B.apply("clip", x, lo, hi)
+
+
+for _dt in DType:
+    builtin(_dt.short, P("x", TENSOR), doc=f"cast to {_dt.short}")(lambda x, _dt=_dt: B.cast(x, _dt))
+
+
+# ---- reductions -------------------------------------------------------------------------------------
+def _axes(x: Node, axis) -> tuple[int, ...]:
+    return normalize_axes(axis, x.type.rank)
+
+
+def _reduce(op):
+    def lower(x, axis=None, keepdims=False):
+        axes = _axes(x, axis)
+        if not axes:  # a scalar, or axis=[]: nothing to reduce
+            return B.to_float(x) if op == "logsumexp" else x
+        return B.apply(op, x, axes=axes, keepdims=keepdims)
+
+    return lower
+
+
+for _op in ("sum", "prod", "max", "min", "logsumexp"):
+    builtin(_op, P("x", TENSOR), P("axis", AXES, None), P("keepdims", BOOL, False))(_reduce(_op))
+
+
+def _count(x: Node, axes) -> DimLike:
+    return dim_prod(x.shape[a] for a in axes)
+
+
+@builtin("mean", P("x", TENSOR), P("axis", AXES, None), P("keepdims", BOOL, False))
+def _mean(x, axis=None, keepdims=False):
+    x = B.to_float(x)
+    axes = _axes(x, axis)
+    if not axes:
+        return x
+    return B.div(B.apply("sum", x, axes=axes, keepdims=keepdims), B.dim_value(_count(x, axes)))
+
+
+@builtin("var", P("x", TENSOR), P("axis", AXES, None), P("keepdims", BOOL, False), P("ddof", INT, 0))
+def _var(x, axis=None, keepdims=False, ddof=0):
+    x = B.to_float(x)
+    axes = _axes(x, axis)
+    n = _count(x, axes)
+    mu = B.div(B.apply("sum", x, axes=axes, keepdims=True), B.dim_value(n)) if axes else x
+    d = B.sub(x, mu)
+    sq = B.mul(d, d)
+    total = B.apply("sum", sq, axes=axes, keepdims=keepdims) if axes else sq
+    return B.div(total, B.dim_value(dim_sub(n, ddof)))
+
+
+@builtin("std", P("x", TENSOR), P("axis", AXES, None), P("keepdims", BOOL, False), P("ddof", INT, 0))
+def _std(x, axis=None, keepdims=False, ddof=0):
+    return B.apply("sqrt", _var(x, axis, keepdims, ddof))
+
+
+# ---- linear algebra ---------------------------------------------------------------------------------
+@builtin("einsum", P("spec", SPEC), P("operands", REST))
+def _einsum(spec, *operands):
+    subs, out, _ = parse_spec(spec, len(operands))
+    return B.apply("einsum", *operands, spec=full_spec(subs, out))
+
+
+@builtin("transpose", P("x", TENSOR), P("axes", AXES, None))
+def _transpose(x, axes=None):
+    r = x.type.rank
+    if axes is None:
+        perm = tuple(range(r))[::-1]
+    else:
+        axes = (axes,) if isinstance(axes, int) else tuple(axes)
+        if len(axes) != r:
+            raise UserError(f"`transpose` of {x.type} needs {r} axes, got {len(axes)}", arg="axes")
+        perm = tuple(normalize_axis(a, r, "axes") for a in axes)
+    if perm == tuple(range(r)):
+        return x
+    return B.apply("transpose", x, perm=perm)
+
+
+@builtin("diagonal", P("x", TENSOR))
+def _diagonal(x):
+    return B.apply("diagonal", x)
+
+
+@builtin("trace", P("x", TENSOR))
+def _trace(x):
+    d = B.apply("diagonal", x)
+    return B.apply("sum", d, axes=(d.type.rank - 1,), keepdims=False)
+
+
+@builtin("outer", P("a", TENSOR), P("b", TENSOR))
+def _outer(a, b):
+    for i, v in enumerate((a, b)):
+        if v.type.rank != 1:
+            raise UserError(f"`outer` takes 1-D operands, got {v.type}", arg=i)
+    return B.mul(B.apply("expand_dims", a, axes=(1,)), b)
+
+
+# ---- shapes ---------------------------------------------------------------------------------------
+@builtin("reshape", P("x", TENSOR), P("shape", SHAPE))
+def _reshape(x, shape):
+    shape = list(shape)
+    holes = [i for i, d in enumerate(shape) if d == -1]
+    if len(holes) > 1:
+        raise UserError("`reshape` allows at most one -1", arg="shape")
+    for d in shape:
+        if isinstance(d, int) and d < -1:
+            raise UserError(f"`reshape` size {d} is negative", arg="shape")
+    if holes:
+        known = dim_prod(d for d in shape if d != -1)
+        total = dim_prod(x.shape)
+        rest = dim_div(total, known) if known != 0 else None
+        if rest is None:
+            raise UserError(f"cannot reshape {x.type} to {shape_text(tuple(shape))}: "
+                            f"{total} elements do not divide into {known}", arg="shape")
+        shape[holes[0]] = rest
+    return B.reshape(x, tuple(shape))
+
+
+@builtin("broadcast_to", P("x", TENSOR), P("shape", SHAPE))
+def _broadcast_to(x, shape):
+    return B.broadcast_to(x, tuple(shape))
+
+
+@builtin("squeeze", P("x", TENSOR), P("axis", AXES, None))
+def _squeeze(x, axis=None):
+    if axis is None:
+        axes = tuple(i for i, d in enumerate(x.shape) if d == 1)
+    else:
+        axes = normalize_axes(axis, x.type.rank)
+    return B.apply("squeeze", x, axes=axes) if axes else x
+
+
+@builtin("expand_dims", P("x", TENSOR), P("axis", AXES))
+def _expand_dims(x, axis):
+    n = len((axis,) if isinstance(axis, int) else axis)
+    axes = normalize_axes(axis, x.type.rank + n)
+    return B.apply("expand_dims", x, axes=axes)
+
+
+@builtin("concat", P("xs", LIST), P("axis", AXIS, 0))
+def _concat(xs, axis=0):
+    if not xs:
+        raise UserError("`concat` needs at least one value", arg="xs")
+    axis = normalize_axis(axis, xs[0].type.rank)
+    return xs[0] if len(xs) == 1 else B.apply("concat", *xs, axis=axis)
+
+
+@builtin("stack", P("xs", LIST), P("axis", AXIS, 0))
+def _stack(xs, axis=0):
+    if not xs:
+        raise UserError("`stack` needs at least one value", arg="xs")
+    axis = normalize_axis(axis, xs[0].type.rank + 1)
+    for i, x in enumerate(xs):
+        if x.shape != xs[0].shape:
+            raise UserError(f"`stack` needs values of one shape: {xs[0].type} and {x.type}", arg="xs")
+    parts = [B.apply("expand_dims", x, axes=(axis,)) for x in xs]
+    return parts[0] if len(parts) == 1 else B.apply("concat", *parts, axis=axis)
+
+
+@builtin("take", P("x", TENSOR), P("idx", TENSOR), P("axis", AXIS, 0))
+def _take(x, idx, axis=0):
+    return B.apply("take", x, idx, axis=normalize_axis(axis, x.type.rank))
+
+
+@builtin("take_along_axis", P("x", TENSOR), P("idx", TENSOR), P("axis", AXIS))
+def _take_along_axis(x, idx, axis):
+    return B.apply("take_along_axis", x, idx, axis=normalize_axis(axis, x.type.rank))
+
+
+# ---- constructors ----------------------------------------------------------------------------------
+def _check_shape(shape):
+    for d in shape:
+        if isinstance(d, int) and d < 0:
+            raise UserError(f"sizes must not be negative, got {d}", arg="shape")
+    return tuple(shape)
+
+
+def _full(shape, value, dtype):
+    shape = _check_shape(shape)
+    if dtype is None:
+        return B.apply("full", shape=shape, value=value, dtype=DType.F64 if isinstance(value, float) else (
+            DType.BOOL if isinstance(value, bool) else DType.I64), weak=True)
+    return B.apply("full", shape=shape, value=value, dtype=dtype)
+
+
+@builtin("zeros", P("shape", SHAPE), P("dtype", DTYPE, None))
+def _zeros(shape, dtype=None):
+    return _full(shape, 0.0, dtype)
+
+
+@builtin("ones", P("shape", SHAPE), P("dtype", DTYPE, None))
+def _ones(shape, dtype=None):
+    return _full(shape, 1.0, dtype)
+
+
+@builtin("full", P("shape", SHAPE), P("value", TENSOR), P("dtype", DTYPE, None))
+def _full_builtin(shape, value, dtype=None):
+    if value.type.rank != 0:
+        raise UserError(f"`full` takes a scalar value, got {value.type}", arg="value")
+    if value.op == "const":
+        v = value.attr("value")
+        if dtype is None and not value.type.weak:
+            return _full(shape, v, value.dtype)
+        return _full(shape, v, dtype)
+    if dtype is not None:
+        value = B.cast(value, dtype)
+    return B.broadcast_to(value, _check_shape(shape))
+
+
+@builtin("eye", P("n", DIM), P("dtype", DTYPE, None))
+def _eye(n, dtype=None):
+    if dtype is None:
+        return B.apply("eye", n=n, m=n, dtype=DType.F64, weak=True)
+    return B.apply("eye", n=n, m=n, dtype=dtype)
+
+
+def _like(value):
+    def lower(x, dtype=None):
+        return B.apply("full", shape=x.shape, value=value, dtype=dtype or x.dtype)
+
+    return lower
+
+
+builtin("zeros_like", P("x", TENSOR), P("dtype", DTYPE, None))(_like(0.0))
+builtin("ones_like", P("x", TENSOR), P("dtype", DTYPE, None))(_like(1.0))
+
+
+# ---- neural-network ops -----------------------------------------------------------------------------
+def _axis_op(op):
+    def lower(x, axis=-1):
+        if x.type.rank == 0:
+            raise UserError(f"`{op}` needs a value of rank 1 or more, got the scalar {x.type}", arg=0)
+        return B.apply(op, x, axis=normalize_axis(axis, x.type.rank))
+
+    return lower
+
+
+builtin("softmax", P("x", TENSOR), P("axis", AXIS, -1))(_axis_op("softmax"))
+builtin("log_softmax", P("x", TENSOR), P("axis", AXIS, -1))(_axis_op("log_softmax"))
+
+
+@builtin("cross_entropy", P("logits", TENSOR), P("labels", TENSOR))
+def _cross_entropy(logits, labels):
+    return B.apply("cross_entropy", logits, labels)
+
+
+NAMED_CONSTANTS = {"inf": math.inf, "pi": math.pi}

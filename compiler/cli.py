@@ -1,0 +1,128 @@
+"""The `tapeless` command: compile | ir | check | graph.
+
+Exit status: 0 success, 1 errors in the user's input (each printed as
+`file:line:col: error: ...` with the source line and carets), 2 an internal
+error of the compiler (a bug: the message says so; TAPELESS_DEBUG=1 adds the
+traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from .diagnostics import CompileError
+from .pipeline import BACKENDS, STAGES, VERSION, compile_file, stage_text, write_atomic
+from .source import SourceFile
+
+
+class InputError(Exception):
+    """A problem with the command line or the files named (not with .tl source)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tapeless", description="Ahead-of-time differentiation of tensor code.")
+    p.add_argument("--version", action="version", version=f"tapeless {VERSION}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("compile", help="compile a .tl file to a Python module")
+    c.add_argument("file")
+    c.add_argument("-o", "--output", help="output path (default: FILE with .py; '-' for standard output)")
+    c.add_argument("--backend", choices=BACKENDS, default="numpy")
+    c.add_argument("--no-checks", action="store_true", help="leave argument validation out of the module")
+    c.add_argument("-O", dest="opt", type=int, choices=(0, 1, 2), default=1, help="optimisation level")
+
+    i = sub.add_parser("ir", help="print the IR of a .tl file at one stage")
+    i.add_argument("file")
+    i.add_argument("--stage", choices=STAGES, default="typed")
+
+    k = sub.add_parser("check", help="cross-check every derivative against SymPy")
+    k.add_argument("file")
+    k.add_argument("--sizes", default="", help="sizes for symbols, e.g. N=3,M=2")
+
+    g = sub.add_parser("graph", help="draw the forward and adjoint graphs of a function")
+    g.add_argument("file")
+    g.add_argument("--fn", required=True)
+    g.add_argument("-o", "--output")
+    g.add_argument("--stage", default="adjoint")
+    return p
+
+
+def _read(path: str) -> SourceFile:
+    try:
+        return SourceFile.read(path, path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}") from None
+
+
+def _compile(args) -> int:
+    _read(args.file)  # a readable-file error reads better than one from deep inside
+    text = compile_file(args.file, backend=args.backend, checks=not args.no_checks, opt_level=args.opt,
+                        display=args.file)
+    if args.output == "-":
+        sys.stdout.write(text)
+        return 0
+    out = args.output or os.path.splitext(args.file)[0] + ".py"
+    if os.path.abspath(out) == os.path.abspath(args.file):
+        raise InputError(f"{out}: refusing to overwrite the source file")
+    try:
+        write_atomic(out, text)
+    except OSError as e:
+        raise InputError(f"{out}: cannot write: {e.strerror}") from None
+    return 0
+
+
+def _ir(args) -> int:
+    sys.stdout.write(stage_text(_read(args.file), args.stage))
+    return 0
+
+
+def _check(args) -> int:
+    from .symcheck import run_check_command
+
+    return run_check_command(args.file, args.sizes)
+
+
+def _graph(args) -> int:
+    from .graph import run_graph_command
+
+    return run_graph_command(args)
+
+
+COMMANDS = {"compile": _compile, "ir": _ir, "check": _check, "graph": _graph}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CompileError as e:
+        sys.stderr.write(e.render() + "\n")
+        n = len(e.diagnostics)
+        sys.stderr.write(f"{n} error{'s' if n != 1 else ''}\n")
+        return 1
+    except InputError as e:
+        sys.stderr.write(f"tapeless: error: {e}\n")
+        return 1
+    except NotImplementedError as e:
+        sys.stderr.write(f"tapeless: error: {e}\n")
+        return 1
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130
+    except Exception as e:  # a bug in tapeless, never the user's fault
+        sys.stderr.write(f"tapeless: internal error: {type(e).__name__}: {e}\n"
+                         "This is a bug in tapeless; please report it with the input file.\n")
+        if os.environ.get("TAPELESS_DEBUG"):
+            traceback.print_exc()
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

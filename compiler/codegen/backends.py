@@ -1,0 +1,133 @@
+"""Backend name tables and the helper functions generated modules may contain.
+
+Emission is written once, against the alias `xp`; a backend says what `xp` is
+(the module and its alias) and supplies the few definitions that differ. The
+helpers below are plain source text over `xp`, copied into a generated module
+only when it uses them, so modules stay standalone (numpy or cupy, and the
+standard library, nothing else).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    module: str
+    alias: str
+    scalars_as_numpy: bool  # 0-d arguments become NumPy scalars (fast scalar arithmetic)
+    imports: tuple[str, ...] = ()
+    overrides: dict[str, str] = field(default_factory=dict)  # helper name -> backend-specific source
+
+
+NUMPY = Backend("numpy", "numpy", "np", True)
+CUPY = Backend(
+    "cupy", "cupy", "cp", False, imports=("import contextlib",),
+    overrides={
+        "quiet": '''def _quiet():
+    """CuPy never warns about floating-point values; nothing to silence."""
+    return contextlib.nullcontext()
+''',
+    },
+)
+BACKENDS = {b.name: b for b in (NUMPY, CUPY)}
+
+# Helper sources: name -> (source over `xp`, helpers it uses). Each defines `_<name>`.
+HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "quiet": ('''def _quiet():
+    """Silence floating-point warnings where inf/nan are expected and handled."""
+    return xp.errstate(all="ignore")
+''', ()),
+    "sigmoid": ('''def _sigmoid(x):
+    """1 / (1 + exp(-x)); exp overflows to inf at very negative x, giving exactly 0."""
+    with _quiet():
+        return 1 / (1 + xp.exp(-x))
+''', ("quiet",)),
+    "logsumexp": ('''def _logsumexp(x, axis, keepdims):
+    """log(sum(exp(x))) shifted by the max; a slice of all -inf gives -inf, not nan."""
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)
+    with _quiet():
+        out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    if not keepdims:
+        out = xp.squeeze(out, axis=axis)
+    return out[()]
+''', ("quiet",)),
+    "softmax": ('''def _softmax(x, axis):
+    """exp(x - max) / sum(exp(x - max)), in place on one temporary."""
+    e = x - xp.max(x, axis=axis, keepdims=True)
+    xp.exp(e, out=e)
+    e /= xp.sum(e, axis=axis, keepdims=True)
+    return e
+''', ()),
+    "log_softmax": ('''def _log_softmax(x, axis):
+    """x - logsumexp(x) along axis."""
+    return x - _logsumexp(x, axis, True)
+''', ("logsumexp",)),
+    "bce_with_logits": ('''def _bce_with_logits(z, y):
+    """Binary cross-entropy of logits z and targets y; no overflow at |z| = 1000."""
+    return xp.maximum(z, 0) - z * y + xp.log1p(xp.exp(-xp.abs(z)))
+''', ()),
+    "binary_cross_entropy": ('''def _binary_cross_entropy(p, y):
+    """-(y log p + (1 - y) log(1 - p)), each log clamped at -100 as in PyTorch."""
+    with _quiet():
+        log_p = xp.maximum(xp.log(p), -100)
+        log_q = xp.maximum(xp.log1p(-p), -100)
+    return -(y * log_p + (1 - y) * log_q)
+''', ("quiet",)),
+    "cross_entropy": ('''def _cross_entropy(logits, labels):
+    """logsumexp(logits) - logits[label] over the last axis; labels must lie in [0, C)."""
+    c = logits.shape[-1]
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= c):
+        raise ValueError(f"cross_entropy: labels must lie in [0, {c}), got values from "
+                         f"{int(labels.min())} to {int(labels.max())}")
+    picked = xp.take_along_axis(logits, xp.asarray(labels)[..., None], axis=-1)[..., 0]
+    return _logsumexp(logits, -1, False) - picked
+''', ("logsumexp",)),
+    "index_grad": ('''def _index_grad(g, shape, index):
+    """Zeros of `shape` with g written at `index` (the transpose of basic indexing)."""
+    out = xp.zeros(shape, dtype=g.dtype)
+    out[index] = g
+    return out
+''', ()),
+    "take_grad": ('''def _take_grad(g, idx, axis, shape):
+    """Zeros of `shape` with g added at idx along axis; repeated indices accumulate."""
+    out = xp.zeros(shape, dtype=g.dtype)
+    xp.add.at(out, (slice(None),) * axis + (idx,), g)
+    return out
+''', ()),
+    "take_along_axis_grad": ('''def _take_along_axis_grad(g, idx, axis, shape):
+    """The transpose of take_along_axis: g added at idx along axis."""
+    out = xp.zeros(shape, dtype=g.dtype)
+    idx = xp.broadcast_to(idx, g.shape)
+    index = tuple(
+        idx if a == axis else xp.arange(n).reshape([n if b == a else 1 for b in range(g.ndim)])
+        for a, n in enumerate(g.shape)
+    )
+    xp.add.at(out, index, g)
+    return out
+''', ()),
+}
+
+
+def helper_source(name: str, backend: Backend) -> str:
+    src = backend.overrides.get(name) or HELPERS[name][0]
+    return re.sub(r"\bxp\.", backend.alias + ".", src)
+
+
+def helper_closure(names) -> list[str]:
+    """The helpers named plus everything they use, in a stable order."""
+    out: list[str] = []
+
+    def visit(n: str) -> None:
+        if n in out:
+            return
+        for dep in HELPERS[n][1]:
+            visit(dep)
+        out.append(n)
+
+    for n in sorted(names):
+        visit(n)
+    return out

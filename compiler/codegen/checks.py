@@ -1,0 +1,143 @@
+"""Argument validation in generated functions (LANGUAGE.md §8, "Checked").
+
+Each entry point converts its array arguments (an array of the declared dtype
+is used as is; anything else goes through `_array`, which converts with
+`same_kind` casting or raises TypeError), checks every rank, binds the size
+symbols from the first argument that has them, and compares all shapes in one
+tuple test. The slow paths (`_rank_error`, `_shape_error`) only build the
+message: which function, which argument, what was expected, what was given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import Node
+from ..types import Dim, TensorType
+
+CHECK_HELPERS = '''def _array(v, dtype, fn, name, spec):
+    """v as an array of `dtype` (same_kind casting), or TypeError naming the argument."""
+    try:
+        a = xp.asarray(v)
+    except Exception:
+        raise TypeError(f"{fn}(): argument `{name}` must be {spec}, got {type(v).__name__}") from None
+    if a.dtype.kind not in "biuf" or not xp.can_cast(a.dtype, dtype, "same_kind"):
+        raise TypeError(f"{fn}(): argument `{name}` must be {spec}: cannot convert {a.dtype} "
+                        f"to {xp.dtype(dtype).name} (same_kind casting)")
+    return a.astype(dtype, copy=False)
+
+
+def _scalar(v, dtype, fn, name, spec):
+    """v as a scalar of `dtype`, or TypeError/ValueError naming the argument."""
+    a = _array(v, dtype, fn, name, spec)
+    if a.ndim != 0:
+        raise ValueError(f"{fn}(): argument `{name}` must be a scalar ({spec}), got shape {tuple(a.shape)}")
+    return a[()]
+
+
+def _rank_error(fn, args):
+    for value, name, spec, ndim in args:
+        if value.ndim != ndim:
+            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+                             f"got an array of shape {tuple(value.shape)}")
+
+
+def _shape_error(fn, args, bound):
+    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    for value, name, spec, expected in args:
+        if tuple(value.shape) != tuple(expected):
+            where = f" with {sizes}" if sizes else ""
+            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+                             f"got shape {tuple(value.shape)}")
+
+
+def _out_buffers(out, specs, fn):
+    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape."""
+    bufs = out if isinstance(out, tuple) else (out,)
+    if len(bufs) != len(specs):
+        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+    for buf, (name, dtype, shape) in zip(bufs, specs):
+        if not isinstance(buf, xp.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
+            got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, xp.ndarray) else type(buf).__name__
+            raise ValueError(f"{fn}(): out buffer for `{name}` must be a {xp.dtype(dtype).name} array "
+                             f"of shape {tuple(shape)}, got {got}")
+        if not buf.flags.writeable:
+            raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
+    return bufs
+
+
+def _residual_tuple(residuals, n, fn):
+    if not isinstance(residuals, tuple) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+    return residuals
+'''
+
+
+@dataclass
+class Arg:
+    var: str  # the Python variable
+    node: Node  # the param node
+    label: str  # the name shown in messages
+
+    @property
+    def type(self) -> TensorType:
+        return self.node.type
+
+
+def spec_text(t: TensorType) -> str:
+    return str(t.strong())
+
+
+def convert_lines(ctx, fn_name: str, args: list[Arg]) -> list[str]:
+    """Conversion of each argument to its declared dtype (and to a NumPy scalar for 0-d)."""
+    lines = []
+    for a in args:
+        dt = ctx.dtype_const(a.type.dtype)
+        spec = spec_text(a.type)
+        if a.type.rank == 0 and ctx.backend.scalars_as_numpy:
+            lines.append(f"if type({a.var}) is not {ctx.dtype(a.type.dtype)}:")
+            lines.append(f"    {a.var} = {ctx.helper('scalar')}({a.var}, {dt}, {fn_name!r}, {a.label!r}, {spec!r})")
+        else:
+            lines.append(f"if type({a.var}) is not {ctx.xp}.ndarray or {a.var}.dtype is not {dt}:")
+            lines.append(f"    {a.var} = {ctx.helper('array')}({a.var}, {dt}, {fn_name!r}, {a.label!r}, {spec!r})")
+    return lines
+
+
+def array_args(ctx, args: list[Arg]) -> list[Arg]:
+    return [a for a in args if a.type.rank > 0 or not ctx.backend.scalars_as_numpy]
+
+
+def rank_lines(ctx, fn_name: str, args: list[Arg]) -> list[str]:
+    arrs = array_args(ctx, args)
+    if not arrs:
+        return []
+    cond = " or ".join(f"{a.var}.ndim != {a.type.rank}" for a in arrs)
+    specs = ", ".join(f"({a.var}, {a.label!r}, {spec_text(a.type)!r}, {a.type.rank})" for a in arrs)
+    return [f"if {cond}:", f"    {ctx.helper('rank_error')}({fn_name!r}, ({specs},))"]
+
+
+def bind_symbols(ctx, args: list[Arg], carriers: dict[str, str]) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """`N = x.shape[0]` for each size symbol, from the first argument that has it."""
+    lines, bound = [], []
+    for a in args:
+        for k, d in enumerate(a.type.shape):
+            if isinstance(d, Dim) and d.symbol_name and d.symbol_name not in ctx.symbols:
+                var = ctx.bind_symbol(d.symbol_name)
+                lines.append(f"{var} = {a.var}.shape[{k}]")
+                bound.append((d.symbol_name, var, a.label))
+    for sym, var_src in carriers.items():
+        if sym not in ctx.symbols:
+            var = ctx.bind_symbol(sym)
+            lines.append(f"{var} = int({var_src})")
+    return lines, bound
+
+
+def shape_lines(ctx, fn_name: str, args: list[Arg], bound) -> list[str]:
+    arrs = [a for a in array_args(ctx, args) if a.type.rank > 0]
+    if not arrs:
+        return []
+    cond = " or ".join(f"{a.var}.shape != {ctx.shape(a.type.shape)}" for a in arrs)
+    specs = ", ".join(f"({a.var}, {a.label!r}, {spec_text(a.type)!r}, {ctx.shape(a.type.shape)})" for a in arrs)
+    sizes = ", ".join(f"({s!r}, {v}, {src!r})" for s, v, src in bound)
+    sizes = f"({sizes},)" if bound else "()"
+    return [f"if {cond}:", f"    {ctx.helper('shape_error')}({fn_name!r}, ({specs},), {sizes})"]

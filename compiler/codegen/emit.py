@@ -1,0 +1,407 @@
+"""IR -> Python source for NumPy or CuPy (LANGUAGE.md §8).
+
+A small printer: one statement per IR node (single-use values without a
+source name are folded into their user's expression when they come from the
+same source line), names from the source, a `# file.tl:LINE` comment on every
+statement, a docstring with the full signature and shapes, argument checks
+(checks.py), helpers and imports only as used. Output depends only on the IR
+and the options, so the same input gives byte-identical text.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import Function, Module, Node, topo_order, use_counts
+from ..primitives import REGISTRY
+from ..primitives.base import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
+from ..types import Dim, DType, TensorType, dim_text
+from . import checks
+from .backends import BACKENDS, HELPERS, Backend, helper_closure, helper_source
+from .names import Names, sanitize_comment, sanitize_docstring
+
+CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "out_buffers", "residual_tuple")
+# ops whose result may share memory with an argument: copied before being returned
+VIEW_OPS = {"transpose", "reshape", "broadcast_to", "index", "squeeze", "expand_dims", "stop_gradient",
+            "diagonal"}
+
+
+@dataclass(frozen=True)
+class Options:
+    backend: str = "numpy"
+    checks: bool = True
+
+
+class ModuleContext:
+    def __init__(self, module: Module, options: Options, version: str):
+        self.module = module
+        self.options = options
+        self.version = version
+        self.backend: Backend = BACKENDS[options.backend]
+        self.helpers_used: set[str] = set()
+        self.dtype_consts: set[DType] = set()
+        reserved = {self.backend.alias, "contextlib"} | {f"_{h}" for h in HELPERS} | \
+            {f"_{h}" for h in CHECK_HELPER_NAMES} | {f"_{d.short.upper()}" for d in DType}
+        self.names = Names(reserved)
+        self.fn_names: dict[str, str] = {}
+        for f in module.functions:
+            self.fn_names[f.name] = self.names.fresh(f.name)
+
+
+class FnContext:
+    """What primitive emitters see (`ctx`): names, literals, shapes, helpers."""
+
+    def __init__(self, mod: ModuleContext, names: Names):
+        self.mod = mod
+        self.backend = mod.backend
+        self.xp = mod.backend.alias
+        self.names = names
+        self.vars: dict[int, str] = {}
+        self.symbols: dict[str, str] = {}
+
+    def helper(self, name: str) -> str:
+        key = "checks" if name in CHECK_HELPER_NAMES else name
+        self.mod.helpers_used.add(key)
+        return f"_{name}"
+
+    def dtype(self, dt: DType) -> str:
+        return f"{self.xp}.{dt.numpy_name}"
+
+    def dtype_const(self, dt: DType) -> str:
+        self.mod.dtype_consts.add(dt)
+        return f"_{dt.short.upper()}"
+
+    def bind_symbol(self, sym: str) -> str:
+        var = self.names.fresh(sym)
+        self.symbols[sym] = var
+        return var
+
+    def dim(self, d) -> str:
+        if isinstance(d, Dim):
+            missing = d.symbols - set(self.symbols)
+            if missing:  # pragma: no cover - autodiff guarantees every symbol has a binding
+                raise AssertionError(f"size symbol(s) {sorted(missing)} have no binding here")
+        return dim_text(d, python=True, names=self.symbols)
+
+    def shape(self, shape) -> str:
+        parts = [self.dim(d) for d in shape]
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+    def literal(self, v) -> str:
+        if isinstance(v, bool):
+            return repr(v)
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, float):
+            if math.isnan(v):
+                return f"{self.xp}.nan"
+            if math.isinf(v):
+                return f"{self.xp}.inf" if v > 0 else f"-{self.xp}.inf"
+            return repr(v)
+        if isinstance(v, tuple):
+            return "(" + ", ".join(self.literal(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+        return repr(v)
+
+    def scalar_text(self, node: Node) -> str:
+        """A const's value as the shortest text that round-trips in its dtype."""
+        v = node.attr("value")
+        if isinstance(v, float) and math.isfinite(v):
+            return str(node.dtype.np.type(v))
+        return self.literal(v)
+
+    def literal_expr(self, node: Node) -> Expr:
+        """A const as a typed scalar, e.g. np.float32(0.5) (a Python literal where that is exact)."""
+        return Expr(f"{self.dtype(node.dtype)}({self.scalar_text(node)})", PREC_POSTFIX)
+
+    def dim_expr(self, node: Node) -> Expr:
+        return Expr(f"{self.dtype(node.dtype)}({self.dim(node.attr('dim'))})", PREC_POSTFIX)
+
+    def name(self, node: Node) -> str:
+        return self.vars[node.id]
+
+
+def _literal_ok(c: Node, consumer: Node) -> bool:
+    """May a const/dim be written as a plain Python number here? Only when another operand is a
+    typed array of the same dtype, so NumPy's rules for Python scalars give exactly that dtype."""
+    prim = REGISTRY[consumer.op]
+    if not prim.elementwise or consumer.op == "cast":
+        return False
+    return any(i is not c and i.op not in ("const", "dim") and i.dtype == c.dtype for i in consumer.inputs)
+
+
+def _plain_literal(ctx: FnContext, c: Node) -> Expr:
+    if c.op == "dim":
+        text = ctx.dim(c.attr("dim"))  # multi-term polynomials come parenthesised
+    else:
+        v = c.attr("value")
+        # an integral float reads better as an int; exact, since the other operand fixes the dtype
+        text = str(int(v)) if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53 else ctx.scalar_text(c)
+    if text.startswith("-"):
+        prec = PREC_UNARY
+    elif "*" in text and not text.startswith("("):
+        prec = PREC_MUL
+    else:
+        prec = PREC_ATOM
+    return Expr(text, prec)
+
+
+# ---- function bodies ------------------------------------------------------------------------------------
+class Body:
+    def __init__(self, ctx: FnContext, fn: Function):
+        self.ctx = ctx
+        self.fn = fn
+        self.lines: list[str] = []
+        self.exprs: dict[int, Expr] = {}
+        self.return_span: Node | None = None  # the node a `return <expr>` line comes from
+
+    def emit(self) -> list[Expr]:
+        fn, ctx = self.fn, self.ctx
+        order = topo_order(fn.outputs)
+        uses = use_counts(order, fn.outputs)
+        out_ids = {o.id for o in fn.outputs}
+        consumer: dict[int, Node] = {}
+        for n in order:
+            for i in n.inputs:
+                consumer[i.id] = n
+        for n in order:
+            if n.op == "param":
+                self.exprs[n.id] = Expr(ctx.vars[n.id])
+                continue
+            if n.op in ("const", "dim"):
+                continue  # written at each use, in the form the use needs
+            args = [self.arg(i, n) for i in n.inputs]
+            e = REGISTRY[n.op].emit(ctx, args, n)
+            user = consumer.get(n.id)
+            if n.id in out_ids and uses.get(n.id, 0) == 1 and n.name is None and n.op not in VIEW_OPS:
+                self.exprs[n.id] = e  # written straight into the return statement
+                self.return_span = self.return_span or n
+                continue
+            inline = (
+                uses.get(n.id, 0) == 1 and n.id not in out_ids and n.name is None and user is not None
+                and n.span is not None and user.span is not None and n.span.line == user.span.line
+                and n.span.file == user.span.file and len(e.text) <= 72
+            )
+            if inline:
+                self.exprs[n.id] = e
+                continue
+            var = ctx.names.fresh(n.name or "t")
+            ctx.vars[n.id] = var
+            self.statement(f"{var} = {e.text}", n)
+            self.exprs[n.id] = Expr(var)
+        return [self.value(o) for o in fn.outputs]
+
+    def arg(self, i: Node, user: Node) -> Expr:
+        if i.op in ("const", "dim"):
+            return _plain_literal(self.ctx, i) if _literal_ok(i, user) else (
+                self.ctx.literal_expr(i) if i.op == "const" else self.ctx.dim_expr(i))
+        return self.exprs[i.id]
+
+    def value(self, o: Node) -> Expr:
+        """An output: a fresh array that never aliases an argument or is a read-only view."""
+        if o.op == "const":
+            return self.ctx.literal_expr(o)
+        if o.op == "dim":
+            return self.ctx.dim_expr(o)
+        e = self.exprs[o.id]
+        if o.op == "param" or (o.op in VIEW_OPS and o.shape != ()):
+            return Expr(f"{e.at(PREC_POSTFIX)}.copy()", PREC_POSTFIX)
+        return e
+
+    def statement(self, text: str, n: Node | None) -> None:
+        where = f"  # {sanitize_comment(n.span.file, 60)}:{n.span.line}" if n is not None and n.span else ""
+        self.lines.append(text + where)
+
+
+# ---- whole functions --------------------------------------------------------------------------------------
+def _fn_source(mod: ModuleContext, fn: Function) -> str:
+    py_name = mod.fn_names[fn.name]
+    names = mod.names.child()
+    ctx = FnContext(mod, names)
+    kind = fn.kind
+    n_res = fn.get("n_residuals", 0) if kind == "bwd" else 0
+    wrt = list(fn.get("wrt", ()))
+    n_grads = len(wrt) if kind in ("grad", "vjp", "bwd") else 0
+    has_seed = bool(fn.get("seed", False))
+
+    # parameters: residuals (bwd) arrive packed; `seed` is keyword-only
+    params = list(fn.params)
+    res_params = params[:n_res]
+    seed_param = params[-1] if has_seed else None
+    plain = params[n_res: len(params) - (1 if has_seed else 0)]
+    reserved_kw = {"out", "seed", "residuals"}
+    labels = []
+    for p in params:
+        label = p.attr("name")
+        var = names.fresh(label + "_" if label in reserved_kw else label)
+        ctx.vars[p.id] = var
+        labels.append(label)
+    out_var = names.fresh("out") if n_grads else None
+    res_var = names.fresh("residuals") if n_res else None
+    sig = [ctx.vars[p.id] for p in plain]
+    if res_var:
+        sig.insert(0, res_var)
+    kw = []
+    if seed_param is not None:
+        kw.append(f"{ctx.vars[seed_param.id]}=1.0")
+    if out_var:
+        kw.append(f"{out_var}=None")
+    sig_text = ", ".join(sig + (["*"] + kw if kw else []))
+
+    lines: list[str] = [f"def {py_name}({sig_text}):"]
+    lines += _indent(_docstring(mod, fn, labels, n_res, has_seed, out_var))
+    body: list[str] = []
+    if res_var:
+        unpack = ", ".join(ctx.vars[p.id] for p in res_params) + ("," if len(res_params) == 1 else "")
+        src = (f"{ctx.helper('residual_tuple')}({res_var}, {len(res_params)}, {fn.name!r})"
+               if mod.options.checks else res_var)
+        body.append(f"{unpack} = {src}")
+    arrays = [checks.Arg(ctx.vars[p.id], p, lab) for p, lab in zip(params, labels)
+              if p.attr("carries") is None]
+    carriers = {p.attr("carries"): ctx.vars[p.id] for p in params if p.attr("carries") is not None}
+    checked = [a for a in arrays if a.node not in res_params]
+    if mod.options.checks:
+        body += checks.convert_lines(ctx, fn.name, checked)
+        body += checks.rank_lines(ctx, fn.name, checked)
+    sym_lines, bound = checks.bind_symbols(ctx, arrays, carriers)
+    body += sym_lines
+    if mod.options.checks:
+        body += checks.shape_lines(ctx, fn.name, checked, bound)
+    b = Body(ctx, fn)
+    outs = b.emit()
+    returns = _returns(ctx, fn, outs, out_var, n_grads, wrt)
+    if b.return_span is not None:
+        n = b.return_span
+        returns[-1] += f"  # {sanitize_comment(n.span.file, 60)}:{n.span.line}"
+    if fn.get("quiet"):  # masked branches may compute inf/nan that `where` then drops
+        body.append(f"with {ctx.helper('quiet')}():")
+        body += _indent(b.lines + returns)
+    else:
+        body += b.lines + returns
+    lines += _indent(body)
+    return "\n".join(lines) + "\n"
+
+
+def _returns(ctx: FnContext, fn: Function, outs: list[Expr], out_var, n_grads: int, wrt) -> list[str]:
+    kind = fn.kind
+    if kind == "fwd":
+        n_out = fn.get("n_outputs", 1)
+        primal = outs[:n_out]
+        res = outs[n_out:]
+        primal_text = primal[0].text if n_out == 1 and not fn.get("multi") else _tuple(primal)
+        return [f"return {primal_text}, {_tuple(res)}"]
+    if n_grads:
+        head, grads = outs[: len(outs) - n_grads], outs[len(outs) - n_grads:]
+        grad_nodes = fn.outputs[len(outs) - n_grads:]
+        lines = []
+        specs = ", ".join(f"({w!r}, {ctx.dtype_const(g.dtype)}, {ctx.shape(g.shape)})" for w, g in zip(wrt, grad_nodes))
+        bufs = [ctx.names.fresh(f"out_{w}") for w in wrt]
+        unpack = ", ".join(bufs) + ("," if len(bufs) == 1 else "")
+        if ctx.mod.options.checks:
+            src = f"{ctx.helper('out_buffers')}({out_var}, ({specs},), {fn.name!r})"
+        else:
+            src = f"{out_var} if isinstance({out_var}, tuple) else ({out_var},)"
+        lines.append(f"if {out_var} is not None:")
+        lines.append(f"    {unpack} = {src}")
+        for buf, g in zip(bufs, grads):
+            lines.append(f"    {buf} += {g.text}")
+        if kind == "bwd":
+            lines.append(f"    return {_tuple([Expr(b) for b in bufs])}")
+            lines.append(f"return {_tuple(grads)}")
+        else:
+            lines.append(f"    return {', '.join([h.text for h in head] + bufs)}")
+            lines.append(f"return {', '.join(e.text for e in head + grads)}")
+        return lines
+    if len(outs) == 1 and not fn.multi:
+        return [f"return {outs[0].text}"]
+    return [f"return {', '.join(e.text for e in outs)}" if len(outs) > 1 else f"return {_tuple(outs)}"]
+
+
+def _tuple(exprs: list[Expr]) -> str:
+    if len(exprs) == 1:
+        return f"({exprs[0].text},)"
+    return "(" + ", ".join(e.text for e in exprs) + ")"
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return ["    " + line if line else "" for line in lines]
+
+
+def _docstring(mod: ModuleContext, fn: Function, labels: list[str], n_res: int, has_seed: bool, out_var) -> list[str]:
+    def typ(t: TensorType) -> str:
+        return str(t.strong())
+
+    params = list(zip(labels, fn.params))
+    plain = params[n_res: len(params) - (1 if has_seed else 0)]
+    sig = [f"{lab}: {typ(p.type)}" for lab, p in plain]
+    if n_res:
+        sig.insert(0, "residuals")
+    if has_seed:
+        sig.append(f"*, seed: {typ(fn.params[-1].type)} = 1.0")
+    if out_var:
+        sig.append(("" if has_seed else "*, ") + "out=None")
+    outs = [typ(o.type) for o in fn.outputs]
+    kind = fn.kind
+    if kind == "fwd":
+        n_out = fn.get("n_outputs", 1)
+        prim = outs[:n_out]
+        result = f"({prim[0] if len(prim) == 1 and not fn.get('multi') else '(' + ', '.join(prim) + ')'}, residuals)"
+    else:
+        result = outs[0] if len(outs) == 1 and not fn.multi and kind == "fn" else "(" + ", ".join(outs) + ")"
+    head = f"{fn.name}({', '.join(sig)}) -> {result}"
+    text = [f'"""{sanitize_docstring(head)}', ""]
+    summary = fn.get("summary")
+    if summary:
+        text.append(sanitize_docstring(summary))
+        text.append("")
+    if kind == "fwd":
+        names = fn.get("residual_names", ())
+        text.append("Residuals (what the matching _bwd needs; never mutated there):")
+        for name, o in zip(names, fn.outputs[fn.get("n_outputs", 1):]):
+            text.append(f"    {sanitize_docstring(name)}: {typ(o.type)}")
+        text.append("")
+    if out_var:
+        text.append("out=: gradients are added into these arrays in place and the same arrays are returned.")
+    if fn.span is not None:
+        text.append(f"Source: {sanitize_docstring(fn.span.file)}:{fn.span.line}")
+    text.append('"""')
+    return text
+
+
+# ---- modules -------------------------------------------------------------------------------------------------
+def generate(module: Module, options: Options, version: str) -> str:
+    mod = ModuleContext(module, options, version)
+    fn_sources = [_fn_source(mod, f) for f in module.functions]
+    backend = mod.backend
+    source_name = sanitize_docstring(module.source.path)
+    doc = [f'"""Generated by tapeless {version} from {source_name}: do not edit, recompile.', ""]
+    doc.append(f"Backend: {backend.name}. Argument checks: {'on' if options.checks else 'off'}.")
+    doc.append("Functions:")
+    for f in module.functions:
+        py = mod.fn_names[f.name]
+        note = f" (the source name `{sanitize_docstring(f.name)}`, renamed)" if py != f.name else ""
+        doc.append(f"    {py}{note}")
+    doc.append('"""')
+    out = doc + [""]
+    out += [f"import {backend.module} as {backend.alias}"] if backend.module != backend.alias else [
+        f"import {backend.module}"]
+    if "quiet" in _closure(mod) and backend.imports:
+        out += list(backend.imports)
+    out.append("")
+    for dt in sorted(mod.dtype_consts, key=lambda d: d.short):
+        out.append(f"_{dt.short.upper()} = {backend.alias}.dtype({backend.alias}.{dt.numpy_name})")
+    if mod.dtype_consts:
+        out.append("")
+    for name in _closure(mod):
+        src = checks.CHECK_HELPERS if name == "checks" else helper_source(name, backend)
+        src = src.replace("xp.", f"{backend.alias}.")
+        out += ["", src.rstrip("\n"), ""]
+    for src in fn_sources:
+        out += ["", src.rstrip("\n"), ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _closure(mod: ModuleContext) -> list[str]:
+    names = helper_closure(n for n in mod.helpers_used if n != "checks")
+    return (["checks"] if "checks" in mod.helpers_used else []) + names

@@ -1,0 +1,49 @@
+"""Safe Python identifiers for source names.
+
+A `.tl` name may be any identifier that is not a tapeless keyword, so it can be
+a Python keyword (`lambda`), a builtin (`sum`, `type`) or the backend alias
+(`np`). Such names get a trailing underscore; repeats (SSA rebinding, inlined
+calls) get `_1`, `_2`, ... Helper functions in generated modules all start with
+`_`, so user names never shadow them either: those are reserved up front.
+"""
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+
+PYTHON_RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Names:
+    def __init__(self, reserved=()):
+        self.reserved = set(PYTHON_RESERVED) | set(reserved)
+        self.taken: set[str] = set()
+
+    def child(self) -> "Names":
+        """A scope for one function: sees everything taken here as reserved."""
+        return Names(self.reserved | self.taken)
+
+    def fresh(self, base: str) -> str:
+        if not _IDENT.match(base):  # never happens for parsed names; defensive for generated ones
+            base = "v"
+        if base in self.reserved:
+            base = base + "_"
+        name, k = base, 1
+        while name in self.taken or name in self.reserved:
+            name = f"{base}_{k}"
+            k += 1
+        self.taken.add(name)
+        return name
+
+
+def sanitize_comment(text: str, limit: int = 90) -> str:
+    """Source text for a comment: no control characters (no line breaks), bounded length."""
+    clean = "".join(c if c.isprintable() else " " for c in text).strip()
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
+
+def sanitize_docstring(text: str) -> str:
+    """Text safe inside a triple-quoted docstring: printable, no backslashes or quotes."""
+    return "".join(c if c.isprintable() and c not in '\\"' else "?" for c in text)

@@ -1,0 +1,97 @@
+"""Diagnostics: errors in user input, collected in a sink and rendered once.
+
+Rendering (LANGUAGE.md §9):
+
+    model.tl:3:9: error: cannot broadcast f32[3] with f32[3, 2]: ...
+        y = a + b
+            ^^^^^
+
+A user error is never a Python traceback. The CLI exits 1 when a sink holds
+errors and 2 ("internal error") when the compiler itself fails.
+"""
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+from .source import SourceFile, Span
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    span: Span | None
+    message: str
+    notes: tuple[str, ...] = ()
+    severity: str = "error"
+
+    def render(self, source: SourceFile | None) -> str:
+        where = f"{self.span}: " if self.span else ""
+        out = [f"{where}{self.severity}: {self.message}"]
+        if self.span and source is not None:
+            out.extend(_excerpt(source, self.span))
+        out.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(out)
+
+
+def _excerpt(source: SourceFile, span: Span) -> list[str]:
+    text = _printable(source.line_text(span.line))
+    if not text.strip():
+        return []
+    end = span.end_col if span.end_line == span.line else len(text) + 1
+    width = max(1, min(end, len(text) + 1) - span.col)
+    gutter = f"{span.line:>4} | "
+    return [gutter + text, " " * len(gutter) + " " * (span.col - 1) + "^" * width]
+
+
+def _printable(text: str) -> str:
+    """Control characters would garble a terminal; show each as one '?' so columns hold."""
+    return "".join("?" if unicodedata.category(c) == "Cc" and c != "\t" else c for c in text)
+
+
+@dataclass
+class Sink:
+    """Collects diagnostics. `muted` sinks swallow them (used when re-checking inlined bodies)."""
+
+    items: list[Diagnostic] = field(default_factory=list)
+    muted: bool = False
+
+    def error(self, span: Span | None, message: str, *notes: str) -> None:
+        if not self.muted:
+            self.items.append(Diagnostic(span, message, tuple(notes)))
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity == "error" for d in self.items)
+
+    def sorted(self) -> list[Diagnostic]:
+        def key(d: Diagnostic):
+            return (d.span.line, d.span.col) if d.span else (0, 0)
+
+        seen, out = set(), []
+        for d in sorted(self.items, key=key):
+            if (d.span, d.message) not in seen:
+                seen.add((d.span, d.message))
+                out.append(d)
+        return out
+
+
+class CompileError(Exception):
+    """Raised by the pipeline when a file has errors; carries every diagnostic found."""
+
+    def __init__(self, diagnostics: list[Diagnostic], source: SourceFile | None):
+        self.diagnostics = diagnostics
+        self.source = source
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n".join(d.render(self.source) for d in self.diagnostics)
+
+
+class UserError(Exception):
+    """A located error raised from deep inside a rule; caught and turned into a Diagnostic."""
+
+    def __init__(self, message: str, span: Span | None = None, arg: int | str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.arg = arg  # which operand or argument is at fault (index or keyword), if known

@@ -1,0 +1,205 @@
+"""The typed IR: immutable nodes in a graph, functions, modules.
+
+One node type: `op`, `inputs`, `attrs` (static parameters such as `axis`),
+`type` (dtype + symbolic shape), `span` (where in the `.tl` file it came from)
+and `name` (the source variable it was bound to, for readable generated code).
+
+Nodes are built only through `build.apply`, which runs the primitive's type
+rule and interns the result: two structurally equal nodes are the same
+object, so common subexpressions are shared by construction.
+
+Leaf ops: `param` (a function parameter), `const` (a scalar literal) and
+`dim` (the value of a size symbol). Every other op is a primitive in the table
+(`compiler/primitives/`).
+"""
+from __future__ import annotations
+
+import contextvars
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from .source import SourceFile, Span
+from .types import TensorType
+
+_ids = itertools.count()
+
+
+class Node:
+    __slots__ = ("op", "inputs", "attrs", "type", "span", "name", "id", "__weakref__")
+
+    def __init__(self, op: str, inputs: tuple["Node", ...], attrs: tuple[tuple[str, Any], ...],
+                 type: TensorType, span: Span | None, name: str | None = None):
+        self.op = op
+        self.inputs = inputs
+        self.attrs = attrs
+        self.type = type
+        self.span = span
+        self.name = name
+        self.id = next(_ids)
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def attr_dict(self) -> dict[str, Any]:
+        return dict(self.attrs)
+
+    @property
+    def shape(self):
+        return self.type.shape
+
+    @property
+    def dtype(self):
+        return self.type.dtype
+
+    def __repr__(self) -> str:
+        label = f" {self.name}" if self.name else ""
+        return f"<{self.op}{label} : {self.type} #{self.id}>"
+
+
+def freeze_attrs(attrs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    def freeze(v):
+        if isinstance(v, list):
+            return tuple(freeze(x) for x in v)
+        return v
+
+    return tuple(sorted((k, freeze(v)) for k, v in attrs.items() if v is not None))
+
+
+# ---- interning -----------------------------------------------------------------------
+@dataclass
+class Graph:
+    """The intern table of one compilation: equal (op, inputs, attrs, type) give one node."""
+
+    table: dict = field(default_factory=dict)
+
+
+_graph: contextvars.ContextVar[Graph | None] = contextvars.ContextVar("tapeless_graph", default=None)
+_span: contextvars.ContextVar[Span | None] = contextvars.ContextVar("tapeless_span", default=None)
+
+
+class graph_scope:
+    """`with graph_scope(): ...` gives the code inside one intern table."""
+
+    def __enter__(self):
+        self._token = _graph.set(Graph())
+        return self
+
+    def __exit__(self, *exc):
+        _graph.reset(self._token)
+
+
+class span_scope:
+    """Nodes made inside take this span unless given one (derivative code points at its primal)."""
+
+    def __init__(self, span: Span | None):
+        self.span = span
+
+    def __enter__(self):
+        self._token = _span.set(self.span)
+
+    def __exit__(self, *exc):
+        _span.reset(self._token)
+
+
+def current_span() -> Span | None:
+    return _span.get()
+
+
+def make_node(op: str, inputs: tuple[Node, ...], attrs: tuple, type: TensorType,
+              span: Span | None = None, name: str | None = None) -> Node:
+    span = span or _span.get()
+    g = _graph.get()
+    if g is None or op == "param":
+        return Node(op, inputs, attrs, type, span, name)
+    key = (op, tuple(i.id for i in inputs), _hashable(attrs), type)
+    node = g.table.get(key)
+    if node is None:
+        node = g.table[key] = Node(op, inputs, attrs, type, span, name)
+    return node
+
+
+def _hashable(attrs):
+    try:
+        hash(attrs)
+        return attrs
+    except TypeError:  # pragma: no cover - attrs are frozen by freeze_attrs
+        return repr(attrs)
+
+
+# ---- functions and modules -------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Function:
+    """A function of the IR: parameters (`param` nodes) to outputs.
+
+    `kind` and `meta` tell code generation how to present it in Python:
+      fn   -> bare result, or a tuple when `multi`
+      grad / vjp -> flat (outputs..., grads...), `out=` accumulates the trailing grads
+      fwd  -> (outputs, residuals)
+      bwd  -> grads tuple; the first `n_residuals` params arrive packed as `residuals`
+      jvp / hvp -> flat tuple
+    """
+
+    name: str
+    params: tuple[Node, ...]
+    outputs: tuple[Node, ...]
+    span: Span | None
+    kind: str = "fn"
+    multi: bool = False  # a fn that returns a tuple
+    meta: tuple[tuple[str, Any], ...] = ()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return dict(self.meta).get(key, default)
+
+    @property
+    def param_names(self) -> list[str]:
+        return [p.attr("name") for p in self.params]
+
+
+@dataclass(frozen=True, eq=False)
+class Module:
+    source: SourceFile
+    functions: tuple[Function, ...]
+
+    def function(self, name: str) -> Function:
+        for f in self.functions:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+# ---- graph walks -------------------------------------------------------------------------
+def topo_order(outputs: Iterable[Node]) -> list[Node]:
+    """Every node the outputs depend on, inputs before users, in a deterministic order."""
+    seen: set[int] = set()
+    order: list[Node] = []
+    for root in outputs:
+        if root.id in seen:
+            continue
+        stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(root.inputs))]
+        seen.add(root.id)
+        while stack:
+            node, it = stack[-1]
+            for child in it:
+                if child.id not in seen:
+                    seen.add(child.id)
+                    stack.append((child, iter(child.inputs)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+def use_counts(nodes: Iterable[Node], outputs: Iterable[Node] = ()) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for n in nodes:
+        for i in n.inputs:
+            counts[i.id] = counts.get(i.id, 0) + 1
+    for o in outputs:
+        counts[o.id] = counts.get(o.id, 0) + 1
+    return counts

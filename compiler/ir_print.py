@@ -1,0 +1,92 @@
+"""The deterministic text form of the IR: `tapeless ir` output and the golden format.
+
+    fn layer(x: f32[N, 5], y: f32[N, 3], w: f32[5, 3], b: f32[3]) -> f32   # layer.tl:2
+      %0: f32[N, 3] = matmul(x, w)                                          # :3
+      z: f32[N, 3] = add(%0, b)                                             # :3
+      return z
+
+One SSA equation per line, the type on the binder, the source line in a
+comment. Scalars literals and size symbols print inline (`2.0:f32`, `N`).
+Nothing depends on object identity, so the text is stable across runs.
+"""
+from __future__ import annotations
+
+import math
+
+from .ir import Function, Module, Node, topo_order
+from .types import Dim, DType, dim_text
+
+INLINE = ("const", "dim")
+
+
+def format_value(v) -> str:
+    if isinstance(v, Dim):
+        return dim_text(v)
+    if isinstance(v, DType):
+        return v.short
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, tuple):
+        inner = ", ".join(format_value(x) for x in v)
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    return repr(v)
+
+
+def _const_text(n: Node) -> str:
+    if n.op == "dim":
+        text = dim_text(n.attr("dim"))
+    else:
+        text = format_value(n.attr("value"))
+    return f"{text}:{n.type}"
+
+
+def format_function(fn: Function) -> str:
+    names: dict[int, str] = {}
+    used: dict[str, int] = {}
+    counter = [0]
+
+    def bind(n: Node) -> str:
+        base = n.name or n.attr("name") if n.op == "param" else n.name
+        if base:
+            k = used.get(base, 0)
+            used[base] = k + 1
+            text = base if k == 0 else f"{base}.{k}"
+        else:
+            text = f"%{counter[0]}"
+            counter[0] += 1
+        names[n.id] = text
+        return text
+
+    def ref(n: Node) -> str:
+        return _const_text(n) if n.op in INLINE else names[n.id]
+
+    for p in fn.params:
+        bind(p)
+    params = ", ".join(f"{names[p.id]}: {p.type}" for p in fn.params)
+    outs = [str(o.type) for o in fn.outputs]
+    result = outs[0] if len(outs) == 1 and not fn.multi else "(" + ", ".join(outs) + ")"
+    where = f"  # {fn.span.file}:{fn.span.line}" if fn.span else ""
+    meta = "".join(f" {k}={format_value(v)}" for k, v in fn.meta)
+    lines = [f"{fn.kind} {fn.name}({params}) -> {result}{meta}{where}"]
+    for n in topo_order(fn.outputs):
+        if n.op == "param" or n.op in INLINE:
+            continue
+        args = ", ".join(ref(i) for i in n.inputs)
+        attrs = ", ".join(f"{k}={format_value(v)}" for k, v in n.attrs if k not in ("weak",))
+        call = f"{n.op}({args})" + (f" {{{attrs}}}" if attrs else "")
+        lhs = f"{bind(n)}: {n.type}"
+        line = f"  {lhs} = {call}"
+        if n.span:
+            line = f"{line:<60}  # :{n.span.line}"
+        lines.append(line)
+    lines.append("  return " + ", ".join(ref(o) for o in fn.outputs))
+    return "\n".join(lines)
+
+
+def format_module(m: Module, kinds: tuple[str, ...] | None = None) -> str:
+    fns = [f for f in m.functions if kinds is None or f.kind in kinds]
+    return "\n\n".join(format_function(f) for f in fns) + "\n"

@@ -1,0 +1,712 @@
+"""AST -> typed IR.
+
+Lowering and type checking are one walk: every node is built by its
+primitive's type rule as it is lowered (build.apply), so the IR that comes out
+is typed, and a rule's complaint is reported at the construct it came from.
+
+* Names are SSA: rebinding `x = x + 1` just makes `x` point at a new node.
+* Calls between functions are inlined: the callee's IR is re-applied with the
+  arguments in place of its parameters and its size symbols bound to the
+  caller's dimensions. Recursion (direct or through directives) is an error.
+* Functions and directives are lowered on demand, memoised, so a function may
+  call one defined later, and derivative functions (`f_grad`) can be called too.
+* An expression that failed yields None ("poison"); anything built on poison is
+  silently poison too, so one mistake gives one diagnostic, and independent
+  mistakes each give their own.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from tapeless.grammar import KEYWORDS
+
+from . import build as B
+from . import syntax as ast
+from .builtins import (AXES, AXIS, BOOL, BUILTINS, DIM, DTYPE, INT, LIST, NAMED_CONSTANTS, REQUIRED, REST,
+                       SHAPE, SPEC, TENSOR, Builtin)
+from .diagnostics import Sink, UserError
+from .ir import Function, Module, Node, graph_scope, span_scope, topo_order
+from .source import SourceFile, Span
+from .types import Dim, DimLike, DType, TensorType, dim_add, dim_mul, dim_sub, dim_subst, dim_text, parse_dtype
+
+
+class Poison(Exception):
+    """An error already reported: unwind to the statement."""
+
+
+@dataclass
+class Scope:
+    fn: str
+    env: dict[str, Node] = field(default_factory=dict)
+    symbols: dict[str, Dim] = field(default_factory=dict)
+
+
+def lower_module(source: SourceFile, module: ast.Module, sink: Sink) -> Module:
+    return Lowering(source, module, sink).run()
+
+
+class Lowering:
+    def __init__(self, source: SourceFile, module: ast.Module, sink: Sink):
+        self.source = source
+        self.module = module
+        self.sink = sink
+        self.defs: dict[str, ast.FnDef | ast.Directive] = {}
+        self.results: dict[str, list[Function] | None] = {}
+        self.stack: list[str] = []
+        self.emitted: dict[str, Span] = {}
+
+    # ---- driver ---------------------------------------------------------------------------------
+    def run(self) -> Module:
+        with graph_scope():
+            for item in self.module.items:
+                self._declare(item)
+            functions: list[Function] = []
+            for item in self.module.items:
+                name = item.name.name if isinstance(item, ast.FnDef) else item.emitted_name
+                if self.defs.get(name) is not item:
+                    continue  # a duplicate, already reported
+                fns = self.resolve_all(name)
+                functions.extend(fns or [])
+        return Module(self.source, tuple(functions))
+
+    def _declare(self, item) -> None:
+        if isinstance(item, ast.FnDef):
+            names = [(item.name.name, item.name.span)]
+        else:
+            span = item.alias.span if item.alias else item.fn.span
+            base = item.emitted_name
+            names = [(base, span)]
+            if item.kind in ("grad", "vjp"):
+                names += [(base + "_fwd", span), (base + "_bwd", span)]
+        for name, span in names:
+            if name in KEYWORDS:
+                self.sink.error(span, f"`{name}` is a keyword and cannot name a function")
+            if name in self.emitted:
+                prev = self.emitted[name]
+                self.sink.error(span, f"`{name}` is defined twice (first at {prev.line}:{prev.col})")
+                return
+            if name in BUILTINS:
+                self.sink.error(span, f"`{name}` is a built-in function and cannot be redefined")
+                return
+        for name, span in names:
+            self.emitted[name] = span
+        self.defs[names[0][0]] = item
+
+    def resolve_all(self, name: str) -> list[Function] | None:
+        if name in self.results:
+            return self.results[name]
+        item = self.defs[name]
+        self.stack.append(name)
+        try:
+            if isinstance(item, ast.FnDef):
+                fn = self.lower_fn(item)
+                result = [fn] if fn is not None else None
+            else:
+                result = self.lower_directive(item)
+        finally:
+            self.stack.pop()
+        self.results[name] = result
+        return result
+
+    def resolve(self, name: str, span: Span) -> Function | None:
+        """The callable function `name` (a fn or a directive's main function); None if it failed."""
+        if name in self.stack:
+            cycle = " -> ".join(self.stack[self.stack.index(name):] + [name])
+            self.sink.error(span, f"recursive call: {cycle}; tapeless inlines calls, so recursion is not allowed")
+            raise Poison
+        fns = self.resolve_all(name)
+        if not fns:
+            raise Poison
+        return fns[0]
+
+    # ---- functions --------------------------------------------------------------------------------------
+    def lower_fn(self, fd: ast.FnDef) -> Function | None:
+        scope = Scope(fd.name.name)
+        params: list[Node] = []
+        ok = True
+        for i, p in enumerate(fd.params):
+            try:
+                t = self.param_type(p.type, scope)
+            except Poison:
+                ok = False
+                continue
+            name = p.name.name
+            if name in scope.env:
+                self.sink.error(p.name.span, f"duplicate parameter `{name}` in `{fd.name.name}`")
+                ok = False
+                continue
+            node = B.param(name, t, i, p.span)
+            params.append(node)
+            scope.env[name] = node
+        for name, node in scope.env.items():
+            if name in scope.symbols:
+                self.sink.error(node.span, f"`{name}` is both a parameter and a size symbol of `{fd.name.name}`")
+                ok = False
+        declared = None
+        if fd.result is not None:
+            try:
+                declared = [self.param_type(t, scope, result=True) for t in fd.result]
+            except Poison:
+                ok = False
+        outputs = self.lower_body(fd, scope)
+        if outputs is None or not ok:
+            return None
+        outputs = self.check_result(fd, outputs, declared)
+        if outputs is None:
+            return None
+        multi = len(outputs) > 1 or fd.result_is_tuple
+        return Function(fd.name.name, tuple(params), tuple(outputs), fd.span, "fn", multi)
+
+    def param_type(self, te: ast.TypeExpr, scope: Scope, result: bool = False) -> TensorType:
+        try:
+            dtype = parse_dtype(te.dtype.name)
+        except UserError as e:
+            self.sink.error(te.dtype.span, e.message)
+            raise Poison from None
+        dims: list[DimLike] = []
+        for d in te.dims or ():
+            if isinstance(d.value, int):
+                dims.append(d.value)
+                continue
+            if d.value in KEYWORDS:
+                self.sink.error(d.span, f"`{d.value}` is a keyword and cannot be a size symbol")
+                raise Poison
+            if result and d.value not in scope.symbols:
+                self.sink.error(d.span, f"size symbol `{d.value}` in the result type is not bound by a parameter")
+                raise Poison
+            dims.append(scope.symbols.setdefault(d.value, Dim.symbol(d.value)))
+        return TensorType(dtype, tuple(dims))
+
+    def lower_body(self, fd: ast.FnDef, scope: Scope) -> list[Node] | None:
+        outputs = None
+        failed = False
+        for k, stmt in enumerate(fd.body):
+            if outputs is not None:
+                self.sink.error(stmt.span, "unreachable statement after `return`")
+                failed = True
+                break
+            try:
+                if isinstance(stmt, ast.Assign):
+                    self.assign(stmt, scope)
+                else:
+                    outputs = self.ret(stmt, scope)
+            except Poison:
+                failed = True
+                if isinstance(stmt, ast.Assign):
+                    for t in stmt.targets:  # later uses of a failed name stay quiet
+                        scope.env[t.name] = None  # type: ignore[assignment]
+                else:
+                    outputs = []
+        if outputs is None and not failed:
+            self.sink.error(fd.name.span, f"function `{fd.name.name}` has no `return`")
+        if failed or not outputs:
+            return None
+        return outputs
+
+    def assign(self, stmt: ast.Assign, scope: Scope) -> None:
+        for t in stmt.targets:
+            if t.name in scope.symbols:
+                self.sink.error(t.span, f"cannot assign to `{t.name}`: it is a size symbol of `{scope.fn}`")
+                raise Poison
+        if len(stmt.targets) == 1:
+            values = [self.expr(stmt.value, scope)]
+        else:
+            values = self.multi(stmt.value, scope)
+            if len(values) != len(stmt.targets):
+                self.sink.error(stmt.value.span, f"{len(stmt.targets)} names on the left but the right side "
+                                                 f"gives {len(values)} value(s)")
+                raise Poison
+        for t, v in zip(stmt.targets, values):
+            if v.name is None and v.op not in ("param", "const", "dim"):
+                v.name = t.name
+            scope.env[t.name] = v
+
+    def ret(self, stmt: ast.Return, scope: Scope) -> list[Node]:
+        if len(stmt.values) == 1:
+            return self.multi(stmt.values[0], scope)
+        out = []
+        failed = False
+        for v in stmt.values:
+            try:
+                out.append(self.expr(v, scope))
+            except Poison:
+                failed = True
+        if failed:
+            raise Poison
+        return out
+
+    def check_result(self, fd: ast.FnDef, outputs: list[Node], declared) -> list[Node] | None:
+        ret = next(s for s in fd.body if isinstance(s, ast.Return))
+        spans = list(ret.values) if len(ret.values) == len(outputs) else [ret.values[0]] * len(outputs)
+        if declared is not None and len(declared) != len(outputs):
+            self.sink.error(ret.span, f"`{fd.name.name}` returns {len(outputs)} value(s) but its declared "
+                                      f"result has {len(declared)}")
+            return None
+        final = []
+        for i, out in enumerate(outputs):
+            if declared is not None:
+                want = declared[i]
+                got = out
+                # a weak value takes the declared dtype, unless that would lose its kind (2.5 -> i32)
+                if out.type.weak and "bif".index(out.dtype.kind) <= "bif".index(want.dtype.kind):
+                    got = B.retype(out, want.dtype)
+                if got.dtype != want.dtype or got.shape != want.shape:
+                    self.sink.error(spans[i].span, f"`{fd.name.name}` returns {out.type.strong()} but its "
+                                                   f"declared result is {want}")
+                    return None
+                out = got
+            if out.type.weak:
+                out = B.retype(out, out.dtype, weak=False)
+            final.append(out)
+        return final
+
+    # ---- directives --------------------------------------------------------------------------------------
+    def lower_directive(self, d: ast.Directive) -> list[Function] | None:
+        try:
+            target = self.resolve(d.fn.name, d.fn.span) if d.fn.name in self.defs else None
+        except Poison:
+            return None
+        if target is None:
+            self.unknown_function(d.fn)
+            return None
+        names = target.param_names
+        wrt: list[int] = []
+        ok = True
+        for w in d.wrt:
+            if w.name not in names:
+                self.sink.error(w.span, f"`{w.name}` is not a parameter of `{target.name}` "
+                                        f"(its parameters: {', '.join(names)})")
+                ok = False
+                continue
+            i = names.index(w.name)
+            if i in wrt:
+                self.sink.error(w.span, f"`{w.name}` is named twice in `wrt`")
+                ok = False
+                continue
+            p = target.params[i]
+            if not p.dtype.is_float:
+                self.sink.error(w.span, f"cannot differentiate with respect to `{w.name}`: it is {p.type}, "
+                                        "not floating point")
+                ok = False
+                continue
+            wrt.append(i)
+        if d.kind in ("grad", "hvp") and target.outputs:
+            outs = target.outputs
+            if len(outs) != 1 or outs[0].type.rank != 0 or not outs[0].dtype.is_float:
+                shown = ", ".join(str(o.type) for o in outs)
+                hint = "; use `vjp` for other outputs" if d.kind == "grad" else ""
+                self.sink.error(d.fn.span, f"`{d.kind}` needs a function returning one floating-point scalar; "
+                                           f"`{target.name}` returns {shown}{hint}")
+                ok = False
+        if not ok:
+            return None
+        from .autodiff.directives import expand_directive
+
+        try:
+            return expand_directive(d, target, wrt)
+        except UserError as e:
+            self.sink.error(e.span or d.span, e.message)
+            return None
+
+    # ---- expressions ---------------------------------------------------------------------------------------
+    def fail(self, span: Span, message: str, *notes: str):
+        self.sink.error(span, message, *notes)
+        raise Poison
+
+    def expr(self, e: ast.Expr, scope: Scope) -> Node:
+        out = self.multi(e, scope) if isinstance(e, ast.Call) else [self._expr(e, scope)]
+        if len(out) != 1:
+            self.fail(e.span, f"`{e.func.name}` returns {len(out)} values; unpack them with "
+                              f"`{', '.join('v%d' % i for i in range(len(out)))} = {e.func.name}(...)`")
+        return out[0]
+
+    def multi(self, e: ast.Expr, scope: Scope) -> list[Node]:
+        """An expression that may stand for several values (a call of a multi-output function)."""
+        if isinstance(e, ast.Call) and e.func.name in self.defs and e.func.name not in scope.env:
+            return self.user_call(e, scope)
+        return [self._expr(e, scope)]
+
+    def _expr(self, e: ast.Expr, scope: Scope) -> Node:
+        with span_scope(e.span):
+            return self._expr_inner(e, scope)
+
+    def _expr_inner(self, e: ast.Expr, scope: Scope) -> Node:
+        if isinstance(e, ast.Name):
+            return self.name(e, scope)
+        if isinstance(e, ast.Num):
+            return B.literal(e.value)
+        if isinstance(e, ast.Bool):
+            return B.literal(e.value)
+        if isinstance(e, ast.NamedConst):
+            return B.literal(NAMED_CONSTANTS[e.id])
+        if isinstance(e, ast.NoneLit):
+            self.fail(e.span, "`None` is only allowed inside an index, as in `x[..., None]`")
+        if isinstance(e, ast.Str):
+            self.fail(e.span, "a string is only allowed as the first argument of `einsum`")
+        if isinstance(e, ast.ListExpr):
+            self.fail(e.span, "a list `[...]` is only allowed as a shape, an axis list or the first "
+                              "argument of `concat`/`stack`")
+        if isinstance(e, ast.BinOp):
+            a = self.expr(e.left, scope)
+            b = self.expr(e.right, scope)
+            op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}[e.op]
+            return self.apply(e, op, a, b)
+        if isinstance(e, ast.UnOp):
+            x = self.expr(e.operand, scope)
+            if e.op == "-":
+                return self.apply(e, "neg", x)
+            if x.dtype == DType.BOOL:
+                self.fail(e.span, "unary `+` is not defined on bool values")
+            return x
+        if isinstance(e, ast.Compare):
+            a = self.expr(e.left, scope)
+            b = self.expr(e.right, scope)
+            op = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}[e.op]
+            return self.apply(e, op, a, b)
+        if isinstance(e, ast.Call):
+            return self.builtin_call(e, scope)
+        if isinstance(e, ast.Index):
+            return self.index(e, scope)
+        if isinstance(e, ast.Attr):
+            x = self.expr(e.base, scope)
+            if e.attr.name != "T":
+                self.fail(e.attr.span, f"unknown attribute `.{e.attr.name}`; the only attribute is `.T` "
+                                       "(transpose)")
+            r = x.type.rank
+            return x if r < 2 else B.apply("transpose", x, perm=tuple(range(r))[::-1])
+        if isinstance(e, (ast.Slice, ast.EllipsisItem)):
+            self.fail(e.span, "slices and `...` are only allowed inside an index")
+        raise AssertionError(f"unhandled expression {e!r}")  # pragma: no cover
+
+    def apply(self, e: ast.Expr, op: str, *args: Node, **attrs) -> Node:
+        try:
+            return B.apply(op, *args, **attrs)
+        except UserError as err:
+            span = e.span
+            if isinstance(err.arg, int) and isinstance(e, ast.BinOp):
+                span = (e.left, e.right)[err.arg].span if err.arg < 2 else span
+            self.fail(err.span or span, err.message)
+
+    def name(self, e: ast.Name, scope: Scope) -> Node:
+        if e.id in scope.env:
+            node = scope.env[e.id]
+            if node is None:
+                raise Poison
+            return node
+        if e.id in scope.symbols:
+            return B.dim_value(scope.symbols[e.id])
+        if e.id in self.defs or e.id in BUILTINS:
+            self.fail(e.span, f"`{e.id}` is a function; call it with arguments, as in `{e.id}(...)`")
+        candidates = list(scope.env) + list(scope.symbols)
+        close = difflib.get_close_matches(e.id, candidates, n=1)
+        hint = f"; did you mean `{close[0]}`?" if close else ""
+        self.fail(e.span, f"unknown name `{e.id}`{hint}")
+
+    def unknown_function(self, ident: ast.Ident):
+        close = difflib.get_close_matches(ident.name, list(self.defs) + list(BUILTINS), n=1)
+        hint = f"; did you mean `{close[0]}`?" if close else ""
+        self.sink.error(ident.span, f"unknown function `{ident.name}`{hint}")
+
+    # ---- calls --------------------------------------------------------------------------------------------
+    def builtin_call(self, e: ast.Call, scope: Scope) -> Node:
+        name = e.func.name
+        if name in scope.env:
+            self.fail(e.func.span, f"`{name}` is a value, not a function")
+        spec = BUILTINS.get(name)
+        if spec is None:
+            self.unknown_function(e.func)
+            raise Poison
+        args, kwargs, spans = self.bind_args(e, spec, scope)
+        try:
+            with span_scope(e.span):
+                return spec.lower(*args, **kwargs)
+        except UserError as err:
+            self.fail(err.span or self.arg_span(e, spec, err.arg, spans), err.message)
+
+    def arg_span(self, e: ast.Call, spec: Builtin, arg, spans: dict[str, Span]) -> Span:
+        if isinstance(arg, int):
+            if arg < len(e.args):
+                return e.args[arg].span
+            if arg < len(spec.params):
+                arg = spec.params[arg].name
+        if isinstance(arg, str) and arg in spans:
+            return spans[arg]
+        return e.span
+
+    def bind_args(self, e: ast.Call, spec: Builtin, scope: Scope):
+        """-> (argument values in parameter order, {}, argument spans by parameter name)."""
+        given: dict[str, ast.Expr] = {}
+        rest: list[ast.Expr] = []
+        params = list(spec.params)
+        positional = [p for p in params if p.kind != REST]
+        has_rest = any(p.kind == REST for p in params)
+        for i, a in enumerate(e.args):
+            if i < len(positional):
+                given[positional[i].name] = a
+            elif has_rest:
+                rest.append(a)
+            else:
+                self.fail(a.span, f"`{spec.name}` takes at most {len(positional)} argument(s), got {len(e.args)}")
+        names = {p.name for p in params}
+        for kw in e.kwargs:
+            if kw.name.name not in names or any(p.kind == REST and p.name == kw.name.name for p in params):
+                valid = ", ".join(p.name for p in params if p.kind != REST)
+                self.fail(kw.name.span, f"`{spec.name}` has no argument `{kw.name.name}` (its arguments: {valid})")
+            if kw.name.name in given:
+                self.fail(kw.name.span, f"argument `{kw.name.name}` of `{spec.name}` is given twice")
+            given[kw.name.name] = kw.value
+        bound: dict[str, Any] = {}
+        spans = {k: v.span for k, v in given.items()}
+        errors = False
+        for p in params:
+            if p.kind == REST:
+                continue
+            if p.name not in given:
+                if p.default is REQUIRED:
+                    self.fail(e.span, f"`{spec.name}` is missing its argument `{p.name}`")
+                continue
+            try:
+                bound[p.name] = self.static_or_tensor(given[p.name], p.kind, spec.name, p.name, scope)
+            except Poison:
+                errors = True
+        values = []
+        for a in rest:
+            try:
+                values.append(self.expr(a, scope))
+            except Poison:
+                errors = True
+        if errors:
+            raise Poison
+        # positional, in parameter order, defaults filled in: the lowering functions take them so
+        ordered = [bound.get(p.name, p.default) for p in params if p.kind != REST]
+        if has_rest:
+            if not values:
+                self.fail(e.span, f"`{spec.name}` needs at least one operand")
+            ordered += values
+        return ordered, {}, spans
+
+    def static_or_tensor(self, a: ast.Expr, kind: str, fname: str, pname: str, scope: Scope):
+        if kind == TENSOR:
+            return self.expr(a, scope)
+        if kind == SPEC:
+            if not isinstance(a, ast.Str):
+                self.fail(a.span, f"the first argument of `{fname}` must be a string such as \"ij,jk->ik\"")
+            return a.value
+        if kind == DTYPE:
+            if isinstance(a, ast.Name) and DType.from_name(a.id):
+                return DType.from_name(a.id)
+            self.fail(a.span, f"`{pname}=` takes a dtype name: f16, f32, f64, i32, i64 or bool")
+        if kind == LIST:
+            if not isinstance(a, ast.ListExpr):
+                self.fail(a.span, f"`{fname}` takes a list of values, as in `{fname}([a, b], axis=0)`")
+            values, failed = [], False
+            for item in a.items:
+                try:
+                    values.append(self.expr(item, scope))
+                except Poison:
+                    failed = True
+            if failed:
+                raise Poison
+            return values
+        if kind == BOOL:
+            node = self.expr(a, scope)
+            if node.op == "const" and node.dtype == DType.BOOL:
+                return bool(node.attr("value"))
+            self.fail(a.span, f"`{pname}=` takes `true` or `false`")
+        if kind == AXES:
+            if isinstance(a, ast.ListExpr):
+                return tuple(self.static_int(i, pname, scope) for i in a.items)
+            return self.static_int(a, pname, scope)
+        if kind in (AXIS, INT):
+            return self.static_int(a, pname, scope)
+        if kind == DIM:
+            return self.static_dim(a, pname, scope)
+        if kind == SHAPE:
+            if isinstance(a, ast.ListExpr):
+                return tuple(self.static_dim(i, pname, scope, allow_hole=True) for i in a.items)
+            return (self.static_dim(a, pname, scope),)
+        raise AssertionError(kind)  # pragma: no cover
+
+    def static_int(self, a: ast.Expr, pname: str, scope: Scope) -> int:
+        node = self.expr(a, scope)
+        if node.op == "const" and node.dtype.kind == "i":
+            return int(node.attr("value"))
+        self.fail(a.span, f"`{pname}` must be an integer known at compile time, got {node.type}")
+
+    def static_dim(self, a: ast.Expr, pname: str, scope: Scope, allow_hole: bool = False) -> DimLike:
+        node = self.expr(a, scope)
+        d = _as_dim(node)
+        if d is None:
+            self.fail(a.span, f"`{pname}` sizes must be integers or size symbols known at compile time, "
+                              f"got {node.type}")
+        if isinstance(d, int) and d < 0 and not (allow_hole and d == -1):
+            self.fail(a.span, f"a size must not be negative, got {d}")
+        return d
+
+    def user_call(self, e: ast.Call, scope: Scope) -> list[Node]:
+        fn = self.resolve(e.func.name, e.func.span)
+        names = fn.param_names
+        given: dict[int, ast.Expr] = {}
+        if len(e.args) > len(names):
+            self.fail(e.args[len(names)].span, f"`{fn.name}` takes {len(names)} argument(s), got {len(e.args)}")
+        for i, a in enumerate(e.args):
+            given[i] = a
+        for kw in e.kwargs:
+            if kw.name.name not in names:
+                self.fail(kw.name.span, f"`{fn.name}` has no parameter `{kw.name.name}` "
+                                        f"(its parameters: {', '.join(names)})")
+            i = names.index(kw.name.name)
+            if i in given:
+                self.fail(kw.name.span, f"argument `{kw.name.name}` of `{fn.name}` is given twice")
+            given[i] = kw.value
+        missing = [names[i] for i in range(len(names)) if i not in given]
+        if missing:
+            self.fail(e.span, f"`{fn.name}` is missing argument(s): {', '.join(missing)}")
+        args, failed = [], False
+        for i in range(len(names)):
+            try:
+                args.append(self.expr(given[i], scope))
+            except Poison:
+                failed = True
+        if failed:
+            raise Poison
+        env: dict[str, DimLike] = {}
+        coerced = []
+        for i, (p, a) in enumerate(zip(fn.params, args)):
+            coerced.append(self.unify(fn, p, a, env, given[i].span))
+        try:
+            with span_scope(e.span):
+                return inline(fn, coerced, env)
+        except UserError as err:
+            self.fail(e.span, f"in the call of `{fn.name}`: {err.message}")
+
+    def unify(self, fn: Function, p: Node, a: Node, env: dict[str, DimLike], span: Span) -> Node:
+        want = p.type
+        pname = p.attr("name")
+        if a.type.weak and a.dtype != want.dtype:
+            a = B.retype(a, want.dtype)
+        if a.dtype != want.dtype:
+            self.fail(span, f"argument `{pname}` of `{fn.name}` must be {want.dtype}, got {a.type}; "
+                            f"convert it, e.g. `{want.dtype}(...)`")
+        ok = a.type.rank == want.rank
+        if ok:
+            for pd, ad in zip(want.shape, a.shape):
+                if isinstance(pd, int):
+                    ok = ok and pd == ad
+                else:
+                    s = pd.symbol_name
+                    if s in env:
+                        ok = ok and env[s] == ad
+                    else:
+                        env[s] = ad
+        if not ok:
+            bound = ", ".join(f"{k} = {dim_text(v)}" for k, v in env.items())
+            self.fail(span, f"argument `{pname}` of `{fn.name}` must have shape {want}, got {a.type}"
+                            + (f" (with {bound})" if bound else ""))
+        return a
+
+    # ---- indexing ----------------------------------------------------------------------------------------
+    def index(self, e: ast.Index, scope: Scope) -> Node:
+        x = self.expr(e.base, scope)
+        items = list(e.items)
+        ells = [i for i in items if isinstance(i, ast.EllipsisItem)]
+        if len(ells) > 1:
+            self.fail(ells[1].span, "an index may contain only one `...`")
+        used = sum(1 for i in items if not isinstance(i, (ast.EllipsisItem, ast.NoneLit)))
+        if used > x.type.rank:
+            self.fail(e.span, f"too many indices for {x.type}: {used} given for {x.type.rank} axes")
+        out: list[tuple] = []
+        for item in items:
+            if isinstance(item, ast.EllipsisItem):
+                out.extend([("s", None, None, 1)] * (x.type.rank - used))
+            elif isinstance(item, ast.NoneLit):
+                out.append(("n",))
+            elif isinstance(item, ast.Slice):
+                vals = [self.index_int(v, scope) if v is not None else None for v in (item.start, item.stop)]
+                step = self.index_int(item.step, scope) if item.step is not None else 1
+                if step == 0:
+                    self.fail(item.step.span, "a slice step must not be zero")
+                out.append(("s", vals[0], vals[1], step))
+            else:
+                node = self.expr(item, scope)
+                if node.op == "const" and node.dtype.kind == "i":
+                    out.append(("i", int(node.attr("value"))))
+                else:
+                    self.fail(item.span, f"indexing with a tensor value ({node.type}) is not supported; "
+                                         "use `take(x, idx, axis)` or `take_along_axis(x, idx, axis)`")
+        while out and out[-1] == ("s", None, None, 1):
+            out.pop()  # trailing full slices change nothing
+        if not out:
+            return x
+        # normalise negative integer indices on literal axes for a canonical IR
+        axis = 0
+        norm = []
+        for item in out:
+            if item[0] == "i" and item[1] < 0 and isinstance(x.shape[axis], int) and item[1] >= -x.shape[axis]:
+                item = ("i", item[1] + x.shape[axis])
+            norm.append(item)
+            if item[0] != "n":
+                axis += 1
+        return self.apply(e, "index", x, items=tuple(norm))
+
+    def index_int(self, a: ast.Expr, scope: Scope) -> int:
+        node = self.expr(a, scope)
+        if node.op == "const" and node.dtype.kind == "i":
+            return int(node.attr("value"))
+        self.fail(a.span, f"slice bounds must be integers known at compile time, got {node.type}")
+
+
+def _as_dim(node: Node) -> DimLike | None:
+    """A node of literals and size symbols (`N * 2 - 1`) as a static dimension."""
+    if node.op == "const" and node.dtype.kind == "i":
+        return int(node.attr("value"))
+    if node.op == "dim":
+        return node.attr("dim")
+    if node.op in ("add", "sub", "mul") and node.dtype.kind == "i":
+        a, b = (_as_dim(i) for i in node.inputs)
+        if a is None or b is None:
+            return None
+        return {"add": dim_add, "sub": dim_sub, "mul": dim_mul}[node.op](a, b)
+    if node.op == "neg":
+        a = _as_dim(node.inputs[0])
+        return None if a is None else dim_sub(0, a)
+    return None
+
+
+# ---- inlining ------------------------------------------------------------------------------------------
+def inline(fn: Function, args: list[Node], env: dict[str, DimLike]) -> list[Node]:
+    """fn's outputs with its parameters replaced by args and its size symbols by env."""
+    mapping: dict[int, Node] = {p.id: a for p, a in zip(fn.params, args)}
+    for node in topo_order(fn.outputs):
+        if node.id in mapping:
+            continue
+        mapping[node.id] = rebuild(node, [mapping[i.id] for i in node.inputs], env)
+    return [mapping[o.id] for o in fn.outputs]
+
+
+def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
+    """The node made again from new inputs (types re-inferred, size symbols substituted)."""
+    if node.op == "const":
+        return node
+    if node.op == "dim":
+        return B.retype(B.dim_value(dim_subst(node.attr("dim"), env)), node.dtype, node.type.weak)
+    attrs = {k: _subst_attr(v, env) for k, v in node.attrs}
+    with span_scope(node.span):
+        if node.op in ("full", "eye"):
+            new = B.apply(node.op, **attrs)
+            new = B.retype(new, node.dtype, node.type.weak) if new.dtype != node.dtype or \
+                new.type.weak != node.type.weak else new
+        else:
+            new = B.apply(node.op, *inputs, **attrs)
+    if new.name is None and node.name is not None and new.op not in ("param", "const", "dim"):
+        new.name = node.name
+    return new
+
+
+def _subst_attr(v, env):
+    if isinstance(v, Dim):
+        return dim_subst(v, env)
+    if isinstance(v, tuple):
+        return tuple(_subst_attr(x, env) for x in v)
+    return v

@@ -1,0 +1,405 @@
+"""Text -> AST, with syntax errors a person can read.
+
+The file is cut into top-level items (a line starting with `fn`, `grad`, `vjp`,
+`jvp` or `hvp` starts one) and each item is parsed on its own, so one syntax
+error does not hide the next item's. Tokens come from lark's basic lexer; the
+separator logic below sits between lexer and LALR parser (LANGUAGE.md §2):
+
+* a line end inside ( ) or [ ] is ignored;
+* line ends and `;` become one `_SEP` token, runs of them collapse, and those
+  right after `{`, right before `}` or at either end of an item are dropped.
+
+The bracket stack kept on the way is what lets an error say "missing `}` for
+the `fn` opened at 3:1" instead of "unexpected end of input".
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import lark
+from lark import Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+
+from tapeless.grammar import KEYWORDS, parser as _lark_parser
+
+from . import syntax as ast
+from .diagnostics import Sink, UserError
+from .source import SourceFile, Span
+
+
+class _KeepSeparators:
+    """lark post-lexer hook: keeps the line-end and `;` terminals that no rule names."""
+
+    always_accept = ("NEWLINE", "SEMICOLON")
+
+    def process(self, stream):
+        return stream
+
+
+_POSTLEX = _KeepSeparators()
+
+
+def _parser() -> lark.Lark:
+    return _lark_parser(_POSTLEX)
+
+
+_ITEM_START = re.compile(r"[ \t\f]*(fn|grad|vjp|jvp|hvp)\b")
+_CLOSER = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
+_TEXT = {"LPAR": "(", "LSQB": "[", "LBRACE": "{", "RPAR": ")", "RSQB": "]", "RBRACE": "}"}
+
+
+def parse(source: SourceFile, sink: Sink) -> ast.Module:
+    """Parse a whole file. Items with syntax errors are reported to `sink` and left out."""
+    items: list = []
+    for first, last in _item_ranges(source.lines):
+        # Blank lines before the chunk keep every line number and column true.
+        text = "\n" * first + "\n".join(source.lines[first:last])
+        try:
+            items.extend(_parse_chunk(source, text))
+        except UserError as e:
+            sink.error(e.span, e.message)
+    return ast.Module(tuple(items))
+
+
+def _item_ranges(lines: list[str]) -> list[tuple[int, int]]:
+    starts = [i for i, line in enumerate(lines) if _ITEM_START.match(line)]
+    if not starts or any(line.strip() and not line.lstrip().startswith("#") for line in lines[: starts[0]]):
+        starts = [0] + starts  # text before the first item is parsed too, so it is reported
+    bounds = starts + [len(lines)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if a < b]
+
+
+@dataclass
+class _Open:
+    token: Token  # the opening bracket
+    owner: Token | None  # for `{`: the `fn` keyword of the function
+
+
+def _parse_chunk(source: SourceFile, text: str) -> list:
+    p = _parser()
+    ip = p.parse_interactive()
+    stack: list[_Open] = []
+    last_fn: Token | None = None
+    before = ip
+    try:
+        for tok in _separated(p.lex(text, dont_ignore=False), stack):
+            before = ip.copy()  # the state an error message is computed from
+            ip.feed_token(tok)
+            if tok.type == "FN":
+                last_fn = tok
+            if tok.type in _CLOSER:
+                stack.append(_Open(tok, last_fn if tok.type == "LBRACE" else None))
+            elif tok.type in _TEXT and stack and _CLOSER[stack[-1].token.type] == tok.type:
+                stack.pop()
+        before = ip.copy()
+        tree = ip.feed_eof()
+    except UnexpectedCharacters as e:
+        raise UserError(_char_message(text, e), _point(source, e.line, e.column)) from None
+    except UnexpectedToken as e:
+        raise _token_error(source, text, e, set(before.accepts()), stack) from None
+    except UnexpectedInput as e:  # pragma: no cover - other lark errors
+        raise UserError("syntax error", _point(source, e.line, e.column)) from None
+    try:
+        return _ToAst(source).transform(tree).children
+    except VisitError as e:
+        if isinstance(e.orig_exc, UserError):
+            raise e.orig_exc from None
+        raise
+
+
+def _separated(tokens, stack: list[_Open]):
+    """Apply the separator rules to a raw token stream (see the module docstring)."""
+    pending: Token | None = None
+    prev: Token | None = None
+    for tok in tokens:
+        if tok.type == "NEWLINE" and stack and stack[-1].token.type != "LBRACE":
+            continue
+        if tok.type in ("NEWLINE", "SEMICOLON"):
+            if pending is None or pending.type == "NEWLINE":
+                pending = tok  # a `;` in a run is the more useful token to point at
+            continue
+        if pending is not None and prev is not None and prev.type != "LBRACE" and tok.type != "RBRACE":
+            yield Token.new_borrow_pos("_SEP", pending.value, pending)
+        pending = None
+        prev = tok
+        yield tok
+
+
+# ---- error messages -----------------------------------------------------------
+_NAMES = {
+    "RPAR": "`)`", "LPAR": "`(`", "RSQB": "`]`", "LSQB": "`[`", "RBRACE": "`}`", "LBRACE": "`{`",
+    "COMMA": "`,`", "COLON": "`:`", "EQUAL": "`=`", "DOT": "`.`", "ARROW": "`->`", "POW": "`**`",
+    "ADD_OP": "`+` or `-`", "MUL_OP": "`*`, `/` or `@`", "COMPARE": "a comparison",
+    "NAME": "a name", "INT": "a number", "FLOAT": "a number", "STRING": "a string",
+    "ELLIPSIS": "`...`", "_SEP": "a line break or `;`", "$END": "the end of the file",
+}
+_EXPR_START = {"NAME", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "INF", "PI", "NONE", "LPAR", "LSQB", "ADD_OP"}
+_OPERATORS = {"ADD_OP", "MUL_OP", "POW", "COMPARE", "LSQB", "DOT", "LPAR"}
+
+
+def _describe(tok: Token) -> str:
+    if tok.type == "$END":
+        return "the end of the file"
+    if tok.type == "_SEP":
+        return "`;`" if tok.value == ";" else "the end of the line"
+    if tok.type == "NAME":
+        return f"name `{tok.value}`"
+    if tok.value in KEYWORDS:
+        return f"keyword `{tok.value}`"
+    if tok.type in ("INT", "FLOAT"):
+        return f"number `{tok.value}`"
+    return f"`{tok.value}`"
+
+
+def _expected_text(names: list[str]) -> str:
+    words = []
+    for n in names:
+        w = _NAMES.get(n) or f"`{n.lower()}`"
+        if w not in words:
+            words.append(w)
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _token_error(
+    source: SourceFile, text: str, e: UnexpectedToken, expected: set[str], stack: list[_Open]
+) -> UserError:
+    """`expected` comes from accepts() on the state before the token: LALR's own
+    `e.expected` merges look-aheads across contexts and would list tokens that
+    cannot follow here."""
+    tok = e.token
+    found = _describe(tok)
+    if tok.type == "$END":
+        span = SourceFile(source.path, text).end_span()
+        if stack:
+            top = stack[-1]
+            closer = _TEXT[_CLOSER[top.token.type]]
+            if top.owner is not None:
+                where = f"{top.owner.line}:{top.owner.column}"
+                return UserError(f"missing `{closer}` for the `fn` opened at {where}", span)
+            where = f"{top.token.line}:{top.token.column}"
+            return UserError(f"missing `{closer}` for the `{top.token.value}` opened at {where}", span)
+    else:
+        span = _token_span(source, tok)
+    if tok.value in KEYWORDS and tok.type != "NAME" and "NAME" in expected:
+        return UserError(f"`{tok.value}` is a keyword and cannot be used as a name", span)
+    if tok.type == "COMPARE" and "COMPARE" not in expected and expected & {"ADD_OP", "MUL_OP"}:
+        return UserError("comparisons cannot be chained (`a < b < c`); compare two values at a time", span)
+    if expected <= _EXPR_START | {"RSQB", "RPAR", "ELLIPSIS", "COLON"} and "INT" in expected:
+        return UserError(f"expected an expression, found {found}", span)
+    if "EQUAL" in expected and "COMMA" in expected and not expected & _OPERATORS:
+        return UserError(
+            f"expected `=`, found {found}: a statement is `name = expression` or `return expression`", span
+        )
+    if "FN" in expected and not stack:
+        return UserError(
+            f"expected `fn` or a derivative directive (`grad`, `vjp`, `jvp`, `hvp`), found {found}: "
+            "statements belong inside a function",
+            span,
+        )
+    if "_SEP" in expected and tok.type != "$END" and not expected & {"NAME", "INT"}:
+        return UserError(f"expected a line break or `;` before {found}", span)
+    names = sorted(expected - _OPERATORS) if expected - _OPERATORS else sorted(expected)
+    if stack and _CLOSER[stack[-1].token.type] in expected:
+        top = stack[-1].token
+        names = [n for n in ("COMMA", _CLOSER[top.type]) if n in expected]
+        where = f"{top.line}:{top.column}"
+        return UserError(
+            f"expected {_expected_text(names)} (to close the `{top.value}` at {where}), found {found}", span
+        )
+    order = ["_SEP", "$END"]
+    names.sort(key=lambda n: (n in order, n))
+    return UserError(f"expected {_expected_text(names)}, found {found}", span)
+
+
+def _char_message(text: str, e: UnexpectedCharacters) -> str:
+    ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+    if ch == '"':
+        return "unterminated string: a string ends with `\"` on the same line"
+    if ch == "'":
+        return "unexpected character `'`: strings are written in double quotes"
+    if ch == "!":
+        return "unexpected character `!`: did you mean `!=`?"
+    if ch in "&|~":
+        return f"unexpected character `{ch}`: there are no logical operators; use `where` on comparisons"
+    shown = ch if ch.isprintable() else f"U+{ord(ch):04X}"
+    return f"unexpected character `{shown}`"
+
+
+def _point(source: SourceFile, line: int, col: int) -> Span:
+    return source.span(line, col, line, col + 1)
+
+
+def _token_span(source: SourceFile, tok: Token) -> Span:
+    if tok.type == "_SEP":  # the end of a line: point just past its text
+        return source.span(tok.line, tok.column, tok.line, tok.column + 1)
+    return source.span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
+
+
+# ---- parse tree -> AST ------------------------------------------------------------
+class _ToAst(Transformer):
+    def __init__(self, source: SourceFile):
+        super().__init__()
+        self.src = source
+
+    def _span(self, meta) -> Span:
+        return self.src.span(meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _tok(self, tok: Token) -> Span:
+        return _token_span(self.src, tok)
+
+    def _ident(self, tok: Token) -> ast.Ident:
+        return ast.Ident(str(tok), self._tok(tok))
+
+    # items
+    @v_args(meta=True)
+    def fn_def(self, meta, c):
+        name, params, _arrow, result, body = c
+        types, is_tuple = result if result is not None else (None, False)
+        return ast.FnDef(self._ident(name), tuple(params), types, is_tuple, tuple(body), self._span(meta))
+
+    def params(self, c):
+        return c
+
+    @v_args(meta=True)
+    def param(self, meta, c):
+        return ast.Param(self._ident(c[0]), c[1], self._span(meta))
+
+    def ret_single(self, c):
+        return (tuple(c), False)
+
+    def ret_tuple(self, c):
+        return (tuple(c), True)
+
+    @v_args(meta=True)
+    def type(self, meta, c):
+        name, shape = c
+        return ast.TypeExpr(self._ident(name), tuple(shape) if shape is not None else None, self._span(meta))
+
+    def shape(self, c):
+        return c
+
+    def dim_int(self, c):
+        return ast.DimExpr(int(c[0]), self._tok(c[0]))
+
+    def dim_name(self, c):
+        return ast.DimExpr(str(c[0]), self._tok(c[0]))
+
+    def body(self, c):
+        return c
+
+    @v_args(meta=True)
+    def assign(self, meta, c):
+        return ast.Assign(tuple(self._ident(t) for t in c[:-1]), c[-1], self._span(meta))
+
+    @v_args(meta=True)
+    def return_stmt(self, meta, c):
+        return ast.Return(tuple(c), self._span(meta))
+
+    @v_args(meta=True)
+    def directive(self, meta, c):
+        kind, fn, *rest = c
+        alias = rest[-1]
+        wrt = rest[:-1]
+        return ast.Directive(
+            str(kind.children[0]),
+            self._ident(fn),
+            tuple(self._ident(w) for w in wrt),
+            self._ident(alias) if alias is not None else None,
+            self._span(meta),
+        )
+
+    # expressions
+    @v_args(meta=True)
+    def compare(self, meta, c):
+        return ast.Compare(self._span(meta), str(c[1]), c[0], c[2])
+
+    @v_args(meta=True)
+    def binop(self, meta, c):
+        return ast.BinOp(self._span(meta), str(c[1]), c[0], c[2])
+
+    @v_args(meta=True)
+    def unop(self, meta, c):
+        return ast.UnOp(self._span(meta), str(c[0]), c[1])
+
+    @v_args(meta=True)
+    def index(self, meta, c):
+        return ast.Index(self._span(meta), c[0], tuple(c[1]))
+
+    def subscripts(self, c):
+        return c
+
+    @v_args(meta=True)
+    def slice(self, meta, c):
+        start, _colon, stop, _colon2, step = c
+        return ast.Slice(self._span(meta), start, stop, step)
+
+    @v_args(meta=True)
+    def ellipsis(self, meta, c):
+        return ast.EllipsisItem(self._span(meta))
+
+    @v_args(meta=True)
+    def attr(self, meta, c):
+        return ast.Attr(self._span(meta), c[0], self._ident(c[1]))
+
+    @v_args(meta=True)
+    def name(self, meta, c):
+        return ast.Name(self._span(meta), str(c[0]))
+
+    @v_args(meta=True)
+    def int_lit(self, meta, c):
+        return ast.Num(self._span(meta), int(c[0]), str(c[0]))
+
+    @v_args(meta=True)
+    def float_lit(self, meta, c):
+        return ast.Num(self._span(meta), float(c[0]), str(c[0]))
+
+    @v_args(meta=True)
+    def string_lit(self, meta, c):
+        return ast.Str(self._span(meta), str(c[0])[1:-1])
+
+    @v_args(meta=True)
+    def true_lit(self, meta, c):
+        return ast.Bool(self._span(meta), True)
+
+    @v_args(meta=True)
+    def false_lit(self, meta, c):
+        return ast.Bool(self._span(meta), False)
+
+    @v_args(meta=True)
+    def inf_lit(self, meta, c):
+        return ast.NamedConst(self._span(meta), "inf")
+
+    @v_args(meta=True)
+    def pi_lit(self, meta, c):
+        return ast.NamedConst(self._span(meta), "pi")
+
+    @v_args(meta=True)
+    def none_lit(self, meta, c):
+        return ast.NoneLit(self._span(meta))
+
+    @v_args(meta=True)
+    def call(self, meta, c):
+        name, args = c
+        pos = tuple(a for a in args if not isinstance(a, ast.Keyword))
+        kws = tuple(a for a in args if isinstance(a, ast.Keyword))
+        seen_kw = False
+        for a in args:  # as in Python: no positional argument after a keyword one
+            if isinstance(a, ast.Keyword):
+                seen_kw = True
+            elif seen_kw:
+                raise UserError("positional argument after a keyword argument", a.span)
+        return ast.Call(self._span(meta), self._ident(name), pos, kws)
+
+    def args(self, c):
+        return c
+
+    @v_args(meta=True)
+    def kwarg(self, meta, c):
+        return ast.Keyword(self._ident(c[0]), c[1], self._span(meta))
+
+    @v_args(meta=True)
+    def list_lit(self, meta, c):
+        return ast.ListExpr(self._span(meta), tuple(c))

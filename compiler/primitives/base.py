@@ -1,0 +1,87 @@
+"""The primitive record and the registry: THE table of tapeless operations.
+
+Each primitive keeps its facets side by side:
+
+  infer   shape and dtype rule: input types + attrs -> result type (raises UserError,
+          with `arg=` naming the operand at fault)
+  emit    NumPy emission: (EmitContext, operand expressions, node) -> Py expression.
+          Written against the backend alias `xp`; CuPy comes from the same text
+          through the name table in codegen/backends.py
+  vjp     reverse rule: (node, cotangent, needs) -> one cotangent per input (None = zero)
+  jvp     forward rule: (node, tangents) -> output tangent (None = zero)
+  sympy   meaning over SymPy scalars: (object arrays, node) -> object array.
+          Written from the mathematical definition, never from the VJP rule,
+          so the SymPy check compares two independent things.
+
+`differentiable=False` marks ops whose result carries no derivative
+(comparisons, integer results); they need no vjp/jvp. `tests/test_primitive_table.py`
+walks the registry and fails for a missing facet.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+# Python operator precedences, for parenthesising emitted expressions.
+PREC_ATOM = 100
+PREC_POSTFIX = 16  # call, subscript, attribute
+PREC_POW = 14
+PREC_UNARY = 13
+PREC_MUL = 12
+PREC_ADD = 11
+PREC_CMP = 6
+PREC_LOWEST = 0
+
+
+@dataclass(frozen=True)
+class Expr:
+    """An emitted Python expression and its precedence."""
+
+    text: str
+    prec: int = PREC_ATOM
+
+    def at(self, prec: int) -> str:
+        """The text, parenthesised if it binds looser than `prec`."""
+        return self.text if self.prec >= prec else f"({self.text})"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class Primitive:
+    name: str
+    kind: str
+    infer: Callable[..., Any]
+    emit: Callable[..., Expr] | None = None
+    vjp: Callable[..., Any] | None = None
+    jvp: Callable[..., Any] | None = None
+    sympy: Callable[..., Any] | None = None
+    coerce: Callable[..., Any] | None = None  # operand dtype coercion, before infer
+    fold: Callable[..., Any] | None = None  # evaluation on Python scalars, for literal folding
+    differentiable: bool = True
+    elementwise: bool = False
+    doc: str = ""
+
+    def facets(self) -> dict[str, bool]:
+        return {
+            "infer": self.infer is not None,
+            "emit": self.emit is not None,
+            "vjp": self.vjp is not None or not self.differentiable,
+            "jvp": self.jvp is not None or not self.differentiable,
+            "sympy": self.sympy is not None,
+        }
+
+
+REGISTRY: dict[str, Primitive] = {}
+
+
+def register(prim: Primitive) -> Primitive:
+    if prim.name in REGISTRY:
+        raise ValueError(f"primitive {prim.name!r} registered twice")
+    REGISTRY[prim.name] = prim
+    return prim
+
+
+def get(name: str) -> Primitive:
+    return REGISTRY[name]

@@ -1,0 +1,115 @@
+"""Shared pieces of primitive records: type-rule helpers, emission helpers, SymPy helpers."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..diagnostics import UserError
+from ..types import BroadcastError, DType, TensorType, broadcast_shapes
+from .base import PREC_ATOM, PREC_POSTFIX, Expr
+
+
+# ---- type rules --------------------------------------------------------------------------
+def elementwise_type(types: Sequence[TensorType], dtype: DType | None = None) -> TensorType:
+    """Broadcast shapes; the dtype is the (already coerced) operands' unless given."""
+    try:
+        shape = broadcast_shapes(*[t.shape for t in types])
+    except BroadcastError as e:
+        shapes = " and ".join(str(t) for t in types) if len(types) == 2 else ", ".join(map(str, types))
+        raise UserError(f"cannot broadcast {shapes}: {e.message.split(': ', 1)[1]}") from None
+    weak = all(t.weak for t in types)
+    return TensorType(dtype or types[-1].dtype, shape, weak)
+
+
+def need_float(t: TensorType, what: str, arg: int = 0) -> None:
+    if not t.dtype.is_float:
+        raise UserError(f"{what} needs a floating-point operand, got {t}", arg=arg)
+
+
+def no_bool(types: Sequence[TensorType], what: str) -> None:
+    if all(t.dtype == DType.BOOL for t in types):
+        raise UserError(
+            f"`{what}` is not defined on bool values; convert first, e.g. with i64(...) or f32(...)"
+        )
+
+
+def normalize_axes(axes, rank: int, what: str = "axis", arg: str | int = "axis") -> tuple[int, ...]:
+    """An int, a list of ints or None (all axes) -> sorted tuple of non-negative axes."""
+    if axes is None:
+        return tuple(range(rank))
+    if isinstance(axes, int):
+        axes = (axes,)
+    out = []
+    for a in axes:
+        if not -rank <= a < rank:
+            raise UserError(f"{what} {a} is out of range for a value of rank {rank}", arg=arg)
+        a %= rank
+        if a in out:
+            raise UserError(f"{what} {a} is repeated", arg=arg)
+        out.append(a)
+    return tuple(sorted(out))
+
+
+def normalize_axis(axis: int, rank: int, arg: str | int = "axis") -> int:
+    if not -rank <= axis < rank:
+        raise UserError(f"axis {axis} is out of range for a value of rank {rank}", arg=arg)
+    return axis % rank
+
+
+# ---- emission --------------------------------------------------------------------------------
+def xp_call(fn: str, *extra: str) -> Callable:
+    """Emit `xp.fn(a, b, ..., *extra)`."""
+
+    def emit(ctx, args: list[Expr], node) -> Expr:
+        parts = [a.text for a in args] + [e.format(**node.attr_dict) for e in extra]
+        return Expr(f"{ctx.xp}.{fn}({', '.join(parts)})", PREC_POSTFIX)
+
+    return emit
+
+
+def helper_call(helper: str, *attr_names: str) -> Callable:
+    """Emit a call of a helper function defined in the generated module's prelude."""
+
+    def emit(ctx, args: list[Expr], node) -> Expr:
+        name = ctx.helper(helper)
+        parts = [a.text for a in args] + [f"{k}={ctx.literal(node.attr(k))}" for k in attr_names]
+        return Expr(f"{name}({', '.join(parts)})", PREC_POSTFIX)
+
+    return emit
+
+
+def infix(op: str, prec: int, right_assoc: bool = False) -> Callable:
+    def emit(ctx, args: list[Expr], node) -> Expr:
+        left = args[0].at(prec + 1 if right_assoc else prec)
+        right = args[1].at(prec if right_assoc else prec + 1)
+        return Expr(f"{left} {op} {right}", prec)
+
+    return emit
+
+
+def axis_kw(ctx, node) -> str:
+    axes = node.attr("axes")
+    parts = []
+    if axes is not None and len(axes) != node.inputs[0].type.rank:
+        parts.append(f"axis={axes[0] if len(axes) == 1 else tuple(axes)}")
+    if node.attr("keepdims"):
+        parts.append("keepdims=True")
+    return ", ".join(parts)
+
+
+# ---- SymPy meanings -------------------------------------------------------------------------------
+def sym_map(f: Callable) -> Callable:
+    """Elementwise SymPy meaning: f applied to broadcast object arrays of SymPy scalars."""
+
+    def meaning(args: list[np.ndarray], node) -> np.ndarray:
+        arrays = np.broadcast_arrays(*[np.asarray(a, dtype=object) for a in args])
+        out = np.empty(arrays[0].shape, dtype=object)
+        for idx in np.ndindex(out.shape):
+            out[idx] = f(*[a[idx] for a in arrays])
+        return out
+
+    return meaning
+
+
+__all__ = ["PREC_ATOM", "Expr"]

@@ -1,0 +1,443 @@
+"""Elementwise primitives: unary math, arithmetic, comparisons, where, clip, casts.
+
+Unary ops are declared by their derivative (in terms of the input x and the
+output y); `unary` turns that into the VJP (cotangent times derivative, kept
+under any mask, see build.ct_map) and the JVP (tangent times derivative).
+Binary ops broadcast, so their VJPs end in build.unbroadcast.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import build as B
+from ..diagnostics import UserError
+from ..types import DType, TensorType
+from .base import PREC_ADD, PREC_CMP, PREC_MUL, PREC_POW, PREC_UNARY, Expr, Primitive, register
+from .common import elementwise_type, helper_call, infix, need_float, no_bool, sym_map, xp_call
+
+
+def _sympy():
+    import sympy
+
+    return sympy
+
+
+def _fit(t, node):
+    """A tangent broadcast to the node's shape (an operand may have been smaller)."""
+    return None if t is None else B.broadcast_to(t, node.shape)
+
+
+# ---- unary ------------------------------------------------------------------------------------
+def _float_unary_coerce(args, attrs):
+    return [B.to_float(args[0])]
+
+
+def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=None, doc=""):
+    """A unary elementwise primitive from its derivative `deriv(x, y)`.
+
+    `masked_deriv(x)` instead gives the bool mask where the derivative is 1 (relu):
+    the VJP is then where(mask, ct, 0) and carries the mask onwards.
+    """
+
+    def infer(types, attrs):
+        if float_only:
+            need_float(types[0], f"`{name}`")
+        else:
+            no_bool(types, name)
+        return types[0]
+
+    def vjp(node, ct, needs):
+        x = node.inputs[0]
+        if masked_deriv is not None:
+            return [B.masked(masked_deriv(x), ct)]
+        d = deriv(x, node)
+        if d is None:
+            return [None]
+        return [B.ct_map(ct, lambda g: B.mul(g, d))]
+
+    def jvp(node, ts):
+        (t,) = ts
+        x = node.inputs[0]
+        if masked_deriv is not None:
+            return B.masked(masked_deriv(x), t)
+        d = deriv(x, node)
+        return None if d is None else B.mul(t, d)
+
+    return register(Primitive(
+        name, "elementwise", infer, emit, vjp, jvp, sym_map(sympy_fn),
+        coerce=_float_unary_coerce if float_only else None, fold=fold, elementwise=True, doc=doc,
+    ))
+
+
+def _c(value, like):
+    return B.like_const(value, like)
+
+
+def _sigmoid_np(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+unary("exp", xp_call("exp"), lambda x, y: y, lambda x: _sympy().exp(x), np.exp)
+unary("log", xp_call("log"), lambda x, y: B.div(_c(1, x), x), lambda x: _sympy().log(x), np.log)
+unary("log1p", xp_call("log1p"), lambda x, y: B.div(_c(1, x), B.add(x, _c(1, x))),
+      lambda x: _sympy().log(1 + x), np.log1p, doc="log(1 + x), accurate near 0")
+unary("expm1", xp_call("expm1"), lambda x, y: B.add(y, _c(1, x)),
+      lambda x: _sympy().exp(x) - 1, np.expm1, doc="exp(x) - 1, accurate near 0")
+unary("sqrt", xp_call("sqrt"), lambda x, y: B.div(_c(0.5, x), y), lambda x: _sympy().sqrt(x), np.sqrt)
+unary("sin", xp_call("sin"), lambda x, y: B.apply("cos", x), lambda x: _sympy().sin(x), np.sin)
+unary("cos", xp_call("cos"), lambda x, y: B.neg(B.apply("sin", x)), lambda x: _sympy().cos(x), np.cos)
+unary("tan", xp_call("tan"), lambda x, y: B.add(_c(1, x), B.square(y)),
+      lambda x: _sympy().tan(x), np.tan)
+unary("tanh", xp_call("tanh"), lambda x, y: B.sub(_c(1, x), B.square(y)),
+      lambda x: _sympy().tanh(x), np.tanh)
+unary("sigmoid", helper_call("sigmoid"), lambda x, y: B.mul(y, B.sub(_c(1, x), y)),
+      lambda x: 1 / (1 + _sympy().exp(-x)), _sigmoid_np,
+      doc="1 / (1 + exp(-x)); no overflow warning at large negative x")
+unary("softplus", xp_call("logaddexp", "0"), lambda x, y: B.apply("sigmoid", x),
+      lambda x: _sympy().log(1 + _sympy().exp(x)), lambda x: np.logaddexp(x, 0),
+      doc="log(1 + exp(x)) as logaddexp(x, 0): softplus(800) = 800; derivative sigmoid")
+unary("abs", xp_call("abs"), lambda x, y: B.apply("sign", x), lambda x: _sympy().Abs(x), np.abs,
+      float_only=False, doc="abs'(0) = 0 as in PyTorch")
+unary("sign", xp_call("sign"), lambda x, y: None, lambda x: _sympy().sign(x), np.sign,
+      float_only=False, doc="derivative 0 everywhere (PyTorch)")
+unary("relu", xp_call("maximum", "0"), None,
+      lambda x: _sympy().Piecewise((x, x > 0), (0, True)), lambda x: np.maximum(x, 0),
+      float_only=False, masked_deriv=lambda x: B.apply("gt", x, B.like_const(0, x)),
+      doc="max(x, 0); relu'(0) = 0; the masked side gets exactly zero gradient")
+
+
+def _neg_emit(ctx, args, node):
+    return Expr(f"-{args[0].at(PREC_UNARY)}", PREC_UNARY)
+
+
+unary("neg", _neg_emit, lambda x, y: B.like_const(-1, x), lambda x: -x, np.negative, float_only=False)
+
+
+# ---- casts --------------------------------------------------------------------------------------
+def _cast_infer(types, attrs):
+    return TensorType(attrs["dtype"], types[0].shape, False)
+
+
+def _cast_emit(ctx, args, node):
+    return Expr(f"{args[0].at(16)}.astype({ctx.dtype(node.dtype)})", 16)
+
+
+def _cast_vjp(node, ct, needs):
+    x = node.inputs[0]
+    return [B.ct_map(ct, lambda g: B.cast(g, x.dtype))]
+
+
+def _cast_jvp(node, ts):
+    return None if ts[0] is None or not node.dtype.is_float else B.cast(ts[0], node.dtype)
+
+
+def _cast_sympy(args, node):
+    if node.dtype.is_float or not node.inputs[0].dtype.is_float:
+        return args[0]
+    sp = _sympy()
+    return sym_map(lambda v: sp.sign(v) * sp.floor(sp.Abs(v)))(args, node)
+
+
+register(Primitive(
+    "cast", "elementwise", _cast_infer, _cast_emit, _cast_vjp, _cast_jvp, _cast_sympy,
+    fold=None, elementwise=True, doc="dtype conversion; float-to-float casts pass cotangents back",
+))
+
+
+# ---- binary arithmetic -------------------------------------------------------------------------------
+def _common(args, attrs):
+    return B.common_dtype(args)
+
+
+def _float_common(args, attrs):
+    return B.common_dtype([B.to_float(a) for a in args])
+
+
+def _arith_infer(symbol):
+    def infer(types, attrs):
+        no_bool(types, symbol)
+        return elementwise_type(types)
+
+    return infer
+
+
+def binary(name, emit, vjp, jvp, sympy_fn, fold, coerce=_common, symbol=None, doc=""):
+    return register(Primitive(
+        name, "elementwise", _arith_infer(symbol or name), emit, vjp, jvp, sym_map(sympy_fn),
+        coerce=coerce, fold=fold, elementwise=True, doc=doc,
+    ))
+
+
+def _ub(ct, x):
+    return B.unbroadcast(ct, x.type)
+
+
+def _add_vjp(node, ct, needs):
+    a, b = node.inputs
+    return [_ub(ct, a) if needs[0] else None, _ub(ct, b) if needs[1] else None]
+
+
+def _sub_vjp(node, ct, needs):
+    a, b = node.inputs
+    return [_ub(ct, a) if needs[0] else None, _ub(B.ct_map(ct, B.neg), b) if needs[1] else None]
+
+
+def _mul_vjp(node, ct, needs):
+    a, b = node.inputs
+    return [
+        _ub(B.ct_map(ct, lambda g: B.mul(g, b)), a) if needs[0] else None,
+        _ub(B.ct_map(ct, lambda g: B.mul(g, a)), b) if needs[1] else None,
+    ]
+
+
+def _div_vjp(node, ct, needs):
+    a, b = node.inputs
+    return [
+        _ub(B.ct_map(ct, lambda g: B.div(g, b)), a) if needs[0] else None,
+        _ub(B.ct_map(ct, lambda g: B.neg(B.div(B.mul(g, node), b))), b) if needs[1] else None,
+    ]
+
+
+def _pow_da(node):
+    a, b = node.inputs
+    if b.op == "const":
+        e = b.attr("value")
+        if e == 2:
+            return B.mul(_c(2, a), a)
+        return B.mul(b, B.pow_(a, B.like_const(e - 1, b)))
+    return B.mul(b, B.pow_(a, B.sub(b, _c(1, b))))
+
+
+def _pow_db_mask(node):
+    # PyTorch: d/db a**b is 0 where a == 0 and b >= 0 (instead of 0 * log 0 = NaN)
+    a, b = node.inputs
+    return B.apply("logical_not", B.apply(
+        "logical_and", B.apply("eq", a, _c(0, a)), B.apply("ge", b, _c(0, b))))
+
+
+def _pow_vjp(node, ct, needs):
+    a, b = node.inputs
+    da = db = None
+    if needs[0]:
+        d = _pow_da(node)
+        da = _ub(B.ct_map(ct, lambda g: B.mul(g, d)), a)
+    if needs[1]:
+        d = B.mul(node, B.apply("log", a))
+        db = _ub(B.masked(_pow_db_mask(node), B.ct_map(ct, lambda g: B.mul(g, d))), b)
+    return [da, db]
+
+
+def _pow_jvp(node, ts):
+    ta, tb = ts
+    a, b = node.inputs
+    out = None
+    if ta is not None:
+        out = B.mul(ta, _pow_da(node))
+    if tb is not None:
+        tb_part = B.masked(_pow_db_mask(node), B.mul(tb, B.mul(node, B.apply("log", a))))
+        out = tb_part if out is None else B.add(out, tb_part)
+    return _fit(out, node)
+
+
+def _pow_infer(types, attrs):
+    no_bool(types, "**")
+    return elementwise_type(types)
+
+
+def _pow_coerce(args, attrs):
+    a, b = B.common_dtype(args)
+    if not a.dtype.is_float and b.op == "const" and b.attr("value") < 0:
+        raise UserError("integers cannot be raised to negative integer powers; use a float, e.g. `2.0 ** -1`")
+    return [a, b]
+
+
+def _lin_jvp(sign_b):
+    def jvp(node, ts):
+        ta, tb = ts
+        if tb is not None and sign_b < 0:
+            tb = B.neg(tb)
+        out = ta if tb is None else (tb if ta is None else B.add(ta, tb))
+        return _fit(out, node)
+
+    return jvp
+
+
+def _mul_jvp(node, ts):
+    a, b = node.inputs
+    parts = [B.mul(ts[0], b) if ts[0] is not None else None, B.mul(a, ts[1]) if ts[1] is not None else None]
+    return _fit(B.add_ct(*parts), node)
+
+
+def _div_jvp(node, ts):
+    a, b = node.inputs
+    parts = [
+        B.div(ts[0], b) if ts[0] is not None else None,
+        B.neg(B.div(B.mul(ts[1], node), b)) if ts[1] is not None else None,
+    ]
+    return _fit(B.add_ct(*parts), node)
+
+
+binary("add", infix("+", PREC_ADD), _add_vjp, _lin_jvp(1), lambda a, b: a + b, np.add, symbol="+")
+binary("sub", infix("-", PREC_ADD), _sub_vjp, _lin_jvp(-1), lambda a, b: a - b, np.subtract, symbol="-")
+binary("mul", infix("*", PREC_MUL), _mul_vjp, _mul_jvp, lambda a, b: a * b, np.multiply, symbol="*")
+binary("div", infix("/", PREC_MUL), _div_vjp, _div_jvp, lambda a, b: a / b, np.divide,
+       coerce=_float_common, symbol="/", doc="true division; integers are divided as f64 (NumPy)")
+register(Primitive(
+    "pow", "elementwise", _pow_infer, infix("**", PREC_POW, right_assoc=True), _pow_vjp, _pow_jvp,
+    sym_map(lambda a, b: a ** b), coerce=_pow_coerce, fold=np.power, elementwise=True,
+    doc="a ** b; d/db is 0 where a == 0 and b >= 0, as in PyTorch",
+))
+
+
+# maximum / minimum: ties give half to each side (PyTorch); the losing side is masked.
+def _minmax(name, np_fn, win, sympy_cmp):
+    def vjp(node, ct, needs):
+        a, b = node.inputs
+        half = B.like_const(0.5, ct)
+        out = []
+        for i, (x, y) in enumerate(((a, b), (b, a))):
+            if not needs[i]:
+                out.append(None)
+                continue
+            wins_or_ties = B.apply("ge" if win == "gt" else "le", x, y)
+            tie = B.apply("eq", x, y)
+            g = B.ct_map(ct, lambda g: B.where(tie, B.mul(g, half), g))
+            out.append(_ub(B.masked(wins_or_ties, g), x))
+        return out
+
+    def jvp(node, ts):
+        a, b = node.inputs
+        ta = ts[0] if ts[0] is not None else B.zeros_like(a)
+        tb = ts[1] if ts[1] is not None else B.zeros_like(b)
+        half = B.like_const(0.5, node)
+        tie_value = B.mul(B.add(ta, tb), half)
+        picked = B.where(B.apply(win, a, b), ta, tb)
+        return _fit(B.where(B.apply("eq", a, b), tie_value, picked), node)
+
+    def meaning(a, b):
+        sp = _sympy()
+        return sp.Piecewise((a, sympy_cmp(a, b)), (b, True))
+
+    binary(name, xp_call(name), vjp, jvp, meaning, np_fn,
+           doc="ties split the gradient equally between the two sides (PyTorch)")
+
+
+_minmax("maximum", np.maximum, "gt", lambda a, b: a > b)
+_minmax("minimum", np.minimum, "lt", lambda a, b: a < b)
+
+
+# ---- comparisons and logic (not differentiable) ------------------------------------------------------
+def _cmp(name, symbol, np_fn, sympy_rel):
+    def infer(types, attrs):
+        return elementwise_type(types, DType.BOOL)
+
+    register(Primitive(
+        name, "elementwise", infer, infix(symbol, PREC_CMP), None, None,
+        sym_map(lambda a, b: sympy_rel()(a, b)), coerce=_common, fold=np_fn,
+        differentiable=False, elementwise=True,
+    ))
+
+
+_cmp("eq", "==", np.equal, lambda: _sympy().Eq)
+_cmp("ne", "!=", np.not_equal, lambda: _sympy().Ne)
+_cmp("lt", "<", np.less, lambda: _sympy().Lt)
+_cmp("le", "<=", np.less_equal, lambda: _sympy().Le)
+_cmp("gt", ">", np.greater, lambda: _sympy().Gt)
+_cmp("ge", ">=", np.greater_equal, lambda: _sympy().Ge)
+
+
+def _logic_infer(types, attrs):
+    for i, t in enumerate(types):
+        if t.dtype != DType.BOOL:
+            raise UserError(f"logical operations need bool operands, got {t}", arg=i)
+    return elementwise_type(types, DType.BOOL)
+
+
+for _name, _np, _sym in (
+    ("logical_and", np.logical_and, lambda a, b: _sympy().And(a, b)),
+    ("logical_or", np.logical_or, lambda a, b: _sympy().Or(a, b)),
+):
+    register(Primitive(_name, "elementwise", _logic_infer, xp_call(_name), None, None, sym_map(_sym),
+                       fold=_np, differentiable=False, elementwise=True, doc="internal: masks in rules"))
+register(Primitive("logical_not", "elementwise", _logic_infer, xp_call("logical_not"), None, None,
+                   sym_map(lambda a: _sympy().Not(a)), fold=np.logical_not, differentiable=False,
+                   elementwise=True, doc="internal: masks in rules"))
+
+
+# ---- where and clip ----------------------------------------------------------------------------------
+def _where_coerce(args, attrs):
+    c, a, b = args
+    return [c, *B.common_dtype([a, b])]
+
+
+def _where_infer(types, attrs):
+    if types[0].dtype != DType.BOOL:
+        raise UserError(f"`where` needs a bool condition (a comparison), got {types[0]}", arg=0)
+    return elementwise_type(types, types[1].dtype).with_(weak=types[1].weak and types[2].weak)
+
+
+def _where_vjp(node, ct, needs):
+    c, a, b = node.inputs
+    out = [None, None, None]
+    if needs[1]:
+        out[1] = _ub(B.masked(c, ct), a)
+    if needs[2]:
+        out[2] = _ub(B.masked(B.apply("logical_not", c), ct), b)
+    return out
+
+
+def _where_jvp(node, ts):
+    c, a, b = node.inputs
+    ta = ts[1] if ts[1] is not None else B.like_const(0, node)
+    tb = ts[2] if ts[2] is not None else B.like_const(0, node)
+    return _fit(B.where(c, ta, tb), node)
+
+
+def _where_sympy(c, a, b):
+    return _sympy().Piecewise((a, c), (b, True))
+
+
+register(Primitive(
+    "where", "elementwise", _where_infer, xp_call("where"), _where_vjp, _where_jvp, sym_map(_where_sympy),
+    coerce=_where_coerce, fold=np.where, elementwise=True,
+    doc="the branch not taken gets exactly zero cotangent, even where its derivative is inf/NaN",
+))
+
+
+def _clip_infer(types, attrs):
+    no_bool(types, "clip")
+    return elementwise_type(types, types[0].dtype)
+
+
+def _clip_vjp(node, ct, needs):
+    x, lo, hi = node.inputs
+    out = [None, None, None]
+    if needs[0]:  # gradient passes at the bounds, as torch.clamp
+        inside = B.apply("logical_and", B.apply("ge", x, lo), B.apply("le", x, hi))
+        out[0] = _ub(B.masked(inside, ct), x)
+    if needs[1]:
+        out[1] = _ub(B.masked(B.apply("lt", x, lo), ct), lo)
+    if needs[2]:
+        out[2] = _ub(B.masked(B.apply("gt", x, hi), ct), hi)
+    return out
+
+
+def _clip_jvp(node, ts):
+    x, lo, hi = node.inputs
+    zero = B.like_const(0, node)
+    tx, tlo, thi = (t if t is not None else zero for t in ts)
+    inside = B.where(B.apply("logical_and", B.apply("ge", x, lo), B.apply("le", x, hi)), tx, zero)
+    out = B.where(B.apply("lt", x, lo), tlo, B.where(B.apply("gt", x, hi), thi, inside))
+    return _fit(out, node)
+
+
+def _clip_sympy(x, lo, hi):
+    sp = _sympy()
+    return sp.Piecewise((lo, x < lo), (hi, x > hi), (x, True))
+
+
+register(Primitive(
+    "clip", "elementwise", _clip_infer, xp_call("clip"), _clip_vjp, _clip_jvp, sym_map(_clip_sympy),
+    coerce=_common, fold=np.clip, elementwise=True,
+    doc="gradient passes at the bounds (torch.clamp); outside, exactly zero",
+))

@@ -1,0 +1,387 @@
+"""Linear algebra: matmul (`@`), einsum, transpose, diagonal.
+
+All are linear in each operand, so each VJP is the transposed contraction and
+each JVP is the sum over operands of the op with one operand replaced by its
+tangent.
+"""
+from __future__ import annotations
+
+import re
+import string
+
+import numpy as np
+
+from .. import build as B
+from ..diagnostics import UserError
+from ..types import BroadcastError, TensorType, broadcast_shapes, dim_text, shape_text
+from .base import PREC_MUL, PREC_POSTFIX, Expr, Primitive, register
+from .common import infix, no_bool
+
+
+def _sympy():
+    import sympy
+
+    return sympy
+
+
+# ---- matmul ----------------------------------------------------------------------------------------
+def _matmul_infer(types, attrs):
+    a, b = types
+    no_bool(types, "@")
+    for i, t in enumerate(types):
+        if t.rank == 0:
+            raise UserError(f"`@` needs operands of rank 1 or more, got the scalar {t}; use `*` for scalars", arg=i)
+    sa = a.shape if a.rank > 1 else (1,) + a.shape
+    sb = b.shape if b.rank > 1 else b.shape + (1,)
+    if sa[-1] != sb[-2]:
+        raise UserError(
+            f"cannot multiply {a} by {b}: the contracted dimensions differ "
+            f"({dim_text(sa[-1])} vs {dim_text(sb[-2])})"
+        )
+    try:
+        batch = broadcast_shapes(sa[:-2], sb[:-2])
+    except BroadcastError:
+        raise UserError(
+            f"cannot multiply {a} by {b}: batch dimensions {shape_text(sa[:-2])} and "
+            f"{shape_text(sb[:-2])} do not broadcast"
+        ) from None
+    shape = batch + ((sa[-2],) if a.rank > 1 else ()) + ((sb[-1],) if b.rank > 1 else ())
+    return TensorType(a.dtype, shape, a.weak and b.weak)
+
+
+def _swap(x):
+    """Transpose of the last two axes."""
+    r = x.type.rank
+    return B.apply("transpose", x, perm=tuple(range(r - 2)) + (r - 1, r - 2))
+
+
+def _matmul_vjp(node, ct, needs):
+    a, b = node.inputs
+    da = db = None
+    if a.type.rank == 1 and b.type.rank == 1:  # dot product: ct is a scalar
+        return [B.mul(ct, b) if needs[0] else None, B.mul(ct, a) if needs[1] else None]
+    if a.type.rank == 1 and b.type.rank == 2:  # ct[m]
+        da = B.apply("matmul", b, ct) if needs[0] else None
+        db = B.mul(B.reshape(a, a.shape + (1,)), ct) if needs[1] else None
+        return [da, db]
+    if a.type.rank == 2 and b.type.rank == 1:  # ct[n]
+        da = B.mul(B.reshape(ct, ct.shape + (1,)), b) if needs[0] else None
+        db = B.apply("matmul", ct, a) if needs[1] else None
+        return [da, db]
+    # general (batched) case: lift 1-D operands to 2-D, contract, sum broadcast batch axes
+    a2 = a if a.type.rank > 1 else B.reshape(a, (1,) + a.shape)
+    b2 = b if b.type.rank > 1 else B.reshape(b, b.shape + (1,))
+    out2 = ct.shape
+    if a.type.rank == 1:
+        out2 = out2[:-1] + (1,) + out2[-1:]
+    if b.type.rank == 1:
+        out2 = out2 + (1,)
+    ct2 = B.reshape(ct, out2)
+    if needs[0]:
+        da = B.reshape(B.unbroadcast(B.apply("matmul", ct2, _swap(b2)), a2.type), a.shape)
+    if needs[1]:
+        db = B.reshape(B.unbroadcast(B.apply("matmul", _swap(a2), ct2), b2.type), b.shape)
+    return [da, db]
+
+
+def _matmul_jvp(node, ts):
+    a, b = node.inputs
+    parts = []
+    if ts[0] is not None:
+        parts.append(B.apply("matmul", ts[0], b))
+    if ts[1] is not None:
+        parts.append(B.apply("matmul", a, ts[1]))
+    return parts[0] if len(parts) == 1 else B.add(*parts)
+
+
+def _matmul_sympy(args, node):
+    return np.matmul(np.asarray(args[0], dtype=object), np.asarray(args[1], dtype=object))
+
+
+register(Primitive(
+    "matmul", "linalg", _matmul_infer, infix("@", PREC_MUL), _matmul_vjp, _matmul_jvp, _matmul_sympy,
+    coerce=lambda args, attrs: B.common_dtype(args), doc="numpy.matmul: 1-D operands, batch broadcasting",
+))
+
+
+# ---- transpose -------------------------------------------------------------------------------------
+def _transpose_infer(types, attrs):
+    t = types[0]
+    perm = attrs["perm"]
+    if sorted(perm) != list(range(t.rank)):
+        raise UserError(f"axes {list(perm)} are not a permutation of the {t.rank} axes of {t}", arg="axes")
+    return t.with_(shape=tuple(t.shape[p] for p in perm))
+
+
+def _transpose_emit(ctx, args, node):
+    perm = node.attr("perm")
+    x = args[0].at(PREC_POSTFIX)
+    if list(perm) == list(range(len(perm)))[::-1]:
+        return Expr(f"{x}.T", PREC_POSTFIX)
+    return Expr(f"{x}.transpose({', '.join(map(str, perm))})", PREC_POSTFIX)
+
+
+def _inverse(perm):
+    inv = [0] * len(perm)
+    for i, p in enumerate(perm):
+        inv[p] = i
+    return tuple(inv)
+
+
+register(Primitive(
+    "transpose", "linalg", _transpose_infer, _transpose_emit,
+    lambda node, ct, needs: [B.apply("transpose", ct, perm=_inverse(node.attr("perm")))],
+    lambda node, ts: B.apply("transpose", ts[0], perm=node.attr("perm")),
+    lambda args, node: np.transpose(np.asarray(args[0], dtype=object), node.attr("perm")),
+))
+
+
+# ---- diagonal -----------------------------------------------------------------------------------------
+def _diag_len(t: TensorType):
+    n, m = t.shape[0], t.shape[1]
+    if n == m:
+        return n
+    if isinstance(n, int) and isinstance(m, int):
+        return min(n, m)
+    raise UserError(f"the diagonal of {t} has an unknown length: give both axes one size or literal sizes")
+
+
+def _diagonal_infer(types, attrs):
+    t = types[0]
+    if t.rank < 2:
+        raise UserError(f"`diagonal` needs a value of rank 2 or more, got {t}", arg=0)
+    return t.with_(shape=t.shape[2:] + (_diag_len(t),))
+
+
+def _diagonal_vjp(node, ct, needs):
+    x = node.inputs[0]
+    n, m = x.shape[0], x.shape[1]
+    eye = B.apply("eye", n=n, m=m, dtype=x.dtype)
+    spec = "...i,ij->ij..." if n == _diag_len(x.type) else "...j,ij->ij..."
+    return [B.apply("einsum", ct, eye, spec=spec)]
+
+
+register(Primitive(
+    "diagonal", "linalg", _diagonal_infer, lambda ctx, a, n: Expr(f"{ctx.xp}.diagonal({a[0].text})", PREC_POSTFIX),
+    _diagonal_vjp, lambda node, ts: B.apply("diagonal", ts[0]),
+    lambda args, node: np.diagonal(np.asarray(args[0], dtype=object)).copy(),
+    doc="numpy.diagonal(x): axes 0 and 1, the diagonal last",
+))
+
+
+# ---- einsum -------------------------------------------------------------------------------------------
+_SPEC_OK = re.compile(r"^[A-Za-z,.\->]*$")
+
+
+def parse_spec(spec: str, n_operands: int):
+    """Validate an einsum spec -> (list of operand subscripts, output subscripts, explicit).
+
+    Subscripts are strings of letters with at most one '.' standing for `...`.
+    """
+    if not _SPEC_OK.match(spec):
+        bad = next(c for c in spec if not re.match(r"[A-Za-z,.\->]", c))
+        raise UserError(f"einsum spec has the character {bad!r}; use letters, `,`, `->` and `...`", arg=0)
+    if spec.count("->") > 1:
+        raise UserError("einsum spec has more than one `->`", arg=0)
+    lhs, arrow, rhs = spec.partition("->")
+    if "-" in lhs.replace("->", "") or ">" in lhs or "-" in rhs or ">" in rhs:
+        raise UserError("einsum spec: `-` and `>` may only appear together as `->`", arg=0)
+    ins = lhs.split(",")
+    if len(ins) != n_operands:
+        raise UserError(f"einsum spec names {len(ins)} operand(s) but {n_operands} were given", arg=0)
+
+    def compact(s: str, where: str) -> str:
+        if s.count("...") > 1 or s.replace("...", "").count(".") or (s.count("...") == 1 and s.count(".") != 3):
+            raise UserError(f"einsum spec: bad `...` in {where} {s!r}", arg=0)
+        return s.replace("...", ".")
+
+    subs = [compact(s, "operand") for s in ins]
+    if arrow:
+        out = compact(rhs, "output")
+        if len(set(out)) != len(out):
+            raise UserError(f"einsum spec: output {rhs!r} repeats a subscript", arg=0)
+        for c in out:
+            if c != "." and not any(c in s for s in subs):
+                raise UserError(f"einsum spec: output subscript {c!r} appears in no operand", arg=0)
+        if "." in out and not any("." in s for s in subs):
+            raise UserError("einsum spec: output has `...` but no operand does", arg=0)
+    else:
+        letters = "".join(subs).replace(".", "")
+        once = sorted(c for c in set(letters) if letters.count(c) == 1)
+        out = ("." if any("." in s for s in subs) else "") + "".join(once)
+    return subs, out, bool(arrow)
+
+
+def full_spec(subs, out) -> str:
+    return ",".join(s.replace(".", "...") for s in subs) + "->" + out.replace(".", "...")
+
+
+def _einsum_sizes(subs, types):
+    sizes: dict[str, object] = {}
+    ell_shapes = []
+    for i, (s, t) in enumerate(zip(subs, types)):
+        letters = s.replace(".", "")
+        if "." in s:
+            if len(letters) > t.rank:
+                raise UserError(f"einsum operand {i + 1} has rank {t.rank} but {s.replace('.', '...')!r} "
+                                f"names {len(letters)} axes", arg=i + 1)
+            k = s.index(".")
+            n_ell = t.rank - len(letters)
+            ell_shapes.append(t.shape[k:k + n_ell])
+            dims = t.shape[:k] + t.shape[k + n_ell:]
+        else:
+            if len(letters) != t.rank:
+                raise UserError(f"einsum operand {i + 1} has rank {t.rank} but {s!r} names {len(letters)} axes",
+                                arg=i + 1)
+            dims = t.shape
+        for c, d in zip(letters, dims):
+            if c in sizes and sizes[c] != d:
+                raise UserError(f"einsum subscript {c!r} has size {dim_text(sizes[c])} in one operand and "
+                                f"{dim_text(d)} in operand {i + 1}", arg=i + 1)
+            sizes.setdefault(c, d)
+    try:
+        ell = broadcast_shapes(*ell_shapes) if ell_shapes else ()
+    except BroadcastError as e:
+        raise UserError(f"einsum: the `...` dimensions do not broadcast: {e.message}") from None
+    return sizes, ell
+
+
+def _einsum_infer(types, attrs):
+    for i, t in enumerate(types):
+        if t.dtype.kind == "b":
+            raise UserError(f"einsum operand {i + 1} is bool; convert it first", arg=i + 1)
+    subs, out, _ = parse_spec(attrs["spec"], len(types))
+    sizes, ell = _einsum_sizes(subs, types)
+    shape = []
+    for c in out:
+        shape.extend(ell if c == "." else (sizes[c],))
+    return TensorType(types[0].dtype, tuple(shape), all(t.weak for t in types))
+
+
+def _einsum_coerce(args, attrs):
+    return B.common_dtype(args)
+
+
+def _einsum_emit(ctx, args, node):
+    spec = node.attr("spec")
+    return Expr(f"{ctx.xp}.einsum({spec!r}, {', '.join(a.text for a in args)})", PREC_POSTFIX)
+
+
+def _fresh_letters(used: str):
+    return (c for c in string.ascii_letters if c not in used)
+
+
+def _einsum_vjp(node, ct, needs):
+    subs, out, _ = parse_spec(node.attr("spec"), len(node.inputs))
+    grads = []
+    for i, x in enumerate(node.inputs):
+        if not needs[i]:
+            grads.append(None)
+            continue
+        grads.append(_einsum_operand_grad(node, ct, subs, out, i))
+    return grads
+
+
+def _einsum_operand_grad(node, ct, subs, out, i):
+    x = node.inputs[i]
+    others = [(s, n) for j, (s, n) in enumerate(zip(subs, node.inputs)) if j != i]
+    sub = subs[i]
+    present = set(out) | {c for s, _ in others for c in s}
+    # 1. letters of operand i, once each, that the contraction can produce; `...` first
+    uniq = []
+    for c in sub:
+        if c not in uniq and (c in present or c == "."):
+            uniq.append(c)
+    if "." in uniq:
+        uniq.remove(".")
+        uniq.insert(0, ".")
+    g_sub = "".join(uniq)
+    spec = full_spec([out] + [s for s, _ in others], g_sub)
+    g = B.apply("einsum", ct, *[n for _, n in others], spec=spec)
+    sizes, ell = _einsum_sizes(subs, [n.type for n in node.inputs])
+    if "." in sub:  # sum away `...` axes operand i was broadcast along
+        n_ell = x.type.rank - len(sub.replace(".", ""))
+        k = sub.index(".")
+        x_ell = x.shape[k:k + n_ell]
+        letters_shape = tuple(sizes[c] for c in g_sub if c != ".")
+        g = B.unbroadcast(g, TensorType(g.dtype, x_ell + letters_shape))
+        ell = x_ell
+    # 2. letters only operand i has: the result is constant along them -> broadcast
+    missing = [c for c in dict.fromkeys(sub) if c != "." and c not in present]
+    cur = g_sub
+    if missing:
+        cur = cur + "".join(missing)
+        shape = tuple(g.shape) + (1,) * len(missing)
+        full = tuple(g.shape) + tuple(sizes[c] for c in missing)
+        g = B.broadcast_to(B.reshape(g, shape), full)
+    # 3. repeated letters (a diagonal, as in "ii->i"): multiply by an identity per repeat
+    target = []
+    eyes = []
+    fresh = _fresh_letters(sub + cur)
+    seen = set()
+    for c in sub:
+        if c != "." and c in seen:
+            f = next(fresh)
+            eyes.append((c, f))
+            target.append(f)
+        else:
+            target.append(c)
+            seen.add(c)
+    target_s = "".join(target)
+    if eyes or target_s != cur:
+        ops = [g]
+        in_subs = [cur]
+        for c, f in eyes:
+            ops.append(B.apply("eye", n=sizes[c], m=sizes[c], dtype=x.dtype))
+            in_subs.append(c + f)
+        g = B.apply("einsum", *ops, spec=full_spec(in_subs, target_s))
+    return g
+
+
+def _einsum_jvp(node, ts):
+    parts = []
+    for i, t in enumerate(ts):
+        if t is not None:
+            ops = list(node.inputs)
+            ops[i] = t
+            parts.append(B.apply("einsum", *ops, spec=node.attr("spec")))
+    out = parts[0]
+    for p in parts[1:]:
+        out = B.add(out, p)
+    return out
+
+
+def _einsum_sympy(args, node):
+    subs, out, _ = parse_spec(node.attr("spec"), len(node.inputs))
+    arrays = [np.asarray(a, dtype=object) for a in args]
+    sizes, ell = _einsum_sizes(subs, [n.type for n in node.inputs])
+    # expand `...` into explicit letters, then sum over every assignment of the letters
+    ell_letters = "".join(_fresh_letters("".join(subs) + out))[: len(ell)]
+
+    def expand(s, rank):
+        if "." not in s:
+            return s
+        n = rank - len(s.replace(".", ""))
+        return s.replace(".", ell_letters[len(ell) - n:])
+
+    subs_x = [expand(s, a.ndim) for s, a in zip(subs, arrays)]
+    out_x = out.replace(".", ell_letters)
+    letters = sorted(set("".join(subs_x)))
+    dims = {}
+    for s, a in zip(subs_x, arrays):
+        for c, d in zip(s, a.shape):
+            dims[c] = max(dims.get(c, 1), d)
+    result = np.zeros([dims[c] for c in out_x], dtype=object)
+    for idx in np.ndindex(*[dims[c] for c in letters]):
+        env = dict(zip(letters, idx))
+        term = 1
+        for s, a in zip(subs_x, arrays):
+            term = term * a[tuple(min(env[c], a.shape[k] - 1) for k, c in enumerate(s))]
+        result[tuple(env[c] for c in out_x)] += term
+    return result
+
+
+register(Primitive(
+    "einsum", "linalg", _einsum_infer, _einsum_emit, _einsum_vjp, _einsum_jvp, _einsum_sympy,
+    coerce=_einsum_coerce, doc="spec validated and normalised to explicit form `ij,jk->ik`",
+))

@@ -1,0 +1,206 @@
+"""Reductions over a set of axes: sum, prod, max, min, logsumexp.
+
+Attributes: `axes` (sorted tuple of non-negative axes, never empty) and
+`keepdims`. mean, var and std are expansions (builtins.py). Every VJP first
+broadcasts the cotangent back over the reduced axes (build.expand_reduced).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import build as B
+from ..types import DType, TensorType
+from .base import PREC_POSTFIX, Expr, Primitive, register
+from .common import axis_kw, need_float
+
+
+def _sympy():
+    import sympy
+
+    return sympy
+
+
+def _reduced_shape(t: TensorType, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(t.shape))
+    return tuple(d for i, d in enumerate(t.shape) if i not in axes)
+
+
+def _infer(dtype_rule):
+    def infer(types, attrs):
+        t = types[0]
+        return TensorType(dtype_rule(t), _reduced_shape(t, attrs["axes"], attrs.get("keepdims", False)), t.weak)
+
+    return infer
+
+
+def _sum_dtype(t):
+    return t.dtype if t.dtype.is_float else DType.I64
+
+
+def _emit(fn):
+    def emit(ctx, args, node):
+        kw = axis_kw(ctx, node)
+        if node.dtype != node.inputs[0].dtype:
+            kw = ", ".join(p for p in (kw, f"dtype={ctx.dtype(node.dtype)}") if p)
+        return Expr(f"{ctx.xp}.{fn}({args[0].text}{', ' + kw if kw else ''})", PREC_POSTFIX)
+
+    return emit
+
+
+def _keep(node, value):
+    """A reduction result (or its cotangent) with the reduced axes kept as size 1."""
+    x = node.inputs[0]
+    if node.attr("keepdims"):
+        return value
+    return B.reshape(value, _reduced_shape(x.type, node.attr("axes"), True))
+
+
+def _spread(node, ct):
+    x = node.inputs[0]
+    return B.expand_reduced(ct, x.type, node.attr("axes"), node.attr("keepdims", False))
+
+
+def _reduce_sympy(fn):
+    """Apply fn(list of SymPy scalars) over the reduced axes of an object array."""
+
+    def meaning(args, node):
+        x = np.asarray(args[0], dtype=object)
+        axes = node.attr("axes")
+        rest = [i for i in range(x.ndim) if i not in axes]
+        moved = np.transpose(x, rest + list(axes))
+        lead = moved.shape[: len(rest)]
+        flat = moved.reshape(lead + (-1,))
+        out = np.empty(lead, dtype=object)
+        for idx in np.ndindex(lead):
+            out[idx] = fn(list(flat[idx]))
+        if node.attr("keepdims"):
+            out = out.reshape(_reduced_shape(node.inputs[0].type, axes, True))
+        return out
+
+    return meaning
+
+
+# ---- sum ---------------------------------------------------------------------------------------
+def _sum_vjp(node, ct, needs):
+    return [_spread(node, ct)]
+
+
+def _sum_jvp(node, ts):
+    return B.apply("sum", ts[0], axes=node.attr("axes"), keepdims=node.attr("keepdims", False))
+
+
+register(Primitive(
+    "sum", "reduce", _infer(_sum_dtype), _emit("sum"), _sum_vjp, _sum_jvp,
+    _reduce_sympy(lambda xs: _sympy().Add(*xs)), doc="integers and bools sum to i64 (NumPy)",
+))
+
+
+# ---- prod --------------------------------------------------------------------------------------
+def _prod_others(node):
+    """d prod / d x_i = product of the other entries, also where entries are zero.
+
+    No zero in the slice: prod / x. One zero: the product of the non-zero entries at
+    the zero, 0 elsewhere. Two or more: 0 everywhere (as PyTorch's prod_backward).
+    """
+    x = node.inputs[0]
+    axes = node.attr("axes")
+    one, zero = B.like_const(1, x), B.like_const(0, x)
+    is_zero = B.apply("eq", x, zero)
+    nonzero = B.where(is_zero, one, x)
+    p = B.broadcast_to(B.apply("prod", nonzero, axes=axes, keepdims=True), x.shape)
+    zeros = B.broadcast_to(B.apply("sum", B.cast(is_zero, DType.I64), axes=axes, keepdims=True), x.shape)
+    i64 = lambda v: B.const(v, DType.I64)  # noqa: E731
+    none = B.apply("eq", zeros, i64(0))
+    single = B.apply("logical_and", B.apply("eq", zeros, i64(1)), is_zero)
+    return B.where(none, B.div(p, nonzero), B.where(single, p, zero))
+
+
+def _prod_vjp(node, ct, needs):
+    return [B.mul(_spread(node, ct), _prod_others(node))]
+
+
+def _prod_jvp(node, ts):
+    axes, keep = node.attr("axes"), node.attr("keepdims", False)
+    return B.apply("sum", B.mul(ts[0], _prod_others(node)), axes=axes, keepdims=keep)
+
+
+register(Primitive(
+    "prod", "reduce", _infer(_sum_dtype), _emit("prod"), _prod_vjp, _prod_jvp,
+    _reduce_sympy(lambda xs: _sympy().Mul(*xs)), doc="exact gradient also with zeros in the slice",
+))
+
+
+# ---- max / min: ties share the cotangent equally (torch.amax) ---------------------------------------
+def _extreme(name, sympy_fn):
+    def winners(node):
+        x = node.inputs[0]
+        hit = B.apply("eq", x, B.broadcast_to(_keep(node, node), x.shape))
+        count = B.apply("sum", B.cast(hit, x.dtype), axes=node.attr("axes"), keepdims=True)
+        return hit, B.broadcast_to(count, x.shape)
+
+    def vjp(node, ct, needs):
+        hit, count = winners(node)
+        return [B.masked(hit, B.div(_spread(node, ct), count))]
+
+    def jvp(node, ts):
+        hit, count = winners(node)
+        share = B.masked(hit, B.div(ts[0], count))
+        return B.apply("sum", share, axes=node.attr("axes"), keepdims=node.attr("keepdims", False))
+
+    def infer(types, attrs):
+        t = types[0]
+        if any(d == 0 for d in t.shape):
+            pass  # a zero-size literal axis: NumPy raises at run time, as for an empty max
+        return TensorType(t.dtype, _reduced_shape(t, attrs["axes"], attrs.get("keepdims", False)), t.weak)
+
+    register(Primitive(name, "reduce", infer, _emit(name), vjp, jvp,
+                       _reduce_sympy(lambda xs: sympy_fn()(*xs)),
+                       doc="ties share the gradient equally, as torch.amax/amin"))
+
+
+_extreme("max", lambda: _sympy().Max)
+_extreme("min", lambda: _sympy().Min)
+
+
+# ---- logsumexp ----------------------------------------------------------------------------------------
+def _lse_infer(types, attrs):
+    t = types[0]
+    need_float(t, "`logsumexp`")
+    return TensorType(t.dtype, _reduced_shape(t, attrs["axes"], attrs.get("keepdims", False)), t.weak)
+
+
+def lse_weights(x, lse_kept):
+    """softmax weights exp(x - lse), with an all -inf slice giving 0 instead of NaN."""
+    neg_inf = B.like_const(-np.inf, x)
+    safe = B.where(B.apply("eq", lse_kept, neg_inf), B.like_const(0, x), lse_kept)
+    return B.apply("exp", B.sub(x, B.broadcast_to(safe, x.shape)))
+
+
+def _lse_vjp(node, ct, needs):
+    x = node.inputs[0]
+    return [B.mul(_spread(node, ct), lse_weights(x, _keep(node, node)))]
+
+
+def _lse_jvp(node, ts):
+    x = node.inputs[0]
+    w = lse_weights(x, _keep(node, node))
+    return B.apply("sum", B.mul(ts[0], w), axes=node.attr("axes"), keepdims=node.attr("keepdims", False))
+
+
+def _lse_emit(ctx, args, node):
+    name = ctx.helper("logsumexp")
+    axes = node.attr("axes")
+    return Expr(f"{name}({args[0].text}, {tuple(axes)}, {bool(node.attr('keepdims'))})", PREC_POSTFIX)
+
+
+def _lse_coerce(args, attrs):
+    return [B.to_float(args[0])]
+
+
+register(Primitive(
+    "logsumexp", "reduce", _lse_infer, _lse_emit, _lse_vjp, _lse_jvp,
+    _reduce_sympy(lambda xs: _sympy().log(_sympy().Add(*[_sympy().exp(v) for v in xs]))),
+    coerce=_lse_coerce,
+    doc="stable (max-shifted); all -inf gives -inf with gradient 0; gradient = softmax",
+))

@@ -1,0 +1,409 @@
+"""Shape primitives: reshape, broadcast_to, squeeze, expand_dims, static indexing,
+concat, take, take_along_axis, and the scatters that are their transposes.
+
+Every op here is linear, so VJPs are transposes: reshape <-> reshape,
+broadcast_to <-> unbroadcast (a sum), index <-> index_grad (scatter into zeros),
+take <-> take_grad (scatter-add). The scatters' own VJPs are the gathers, so
+derivatives of derivatives work.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import build as B
+from ..diagnostics import UserError
+from ..types import TensorType, broadcast_to_ok, dim_add, dim_prod, dim_sub, dim_text, shape_text
+from .base import PREC_POSTFIX, Expr, Primitive, register
+from .common import helper_call
+
+
+def _obj(a):
+    return np.asarray(a, dtype=object)
+
+
+# ---- reshape ---------------------------------------------------------------------------------------
+def _reshape_infer(types, attrs):
+    t = types[0]
+    shape = attrs["shape"]
+    if dim_prod(t.shape) != dim_prod(shape):
+        raise UserError(
+            f"cannot reshape {t} ({dim_text(dim_prod(t.shape))} elements) to {shape_text(shape)} "
+            f"({dim_text(dim_prod(shape))} elements)"
+        )
+    return t.with_(shape=shape)
+
+
+def _reshape_emit(ctx, args, node):
+    x = args[0].at(PREC_POSTFIX)
+    return Expr(f"{x}.reshape({ctx.shape(node.shape)})", PREC_POSTFIX)
+
+
+register(Primitive(
+    "reshape", "shape", _reshape_infer, _reshape_emit,
+    lambda node, ct, needs: [B.reshape(ct, node.inputs[0].shape)],
+    lambda node, ts: B.reshape(ts[0], node.shape),
+    lambda args, node: _obj(args[0]).reshape(node.attr("concrete_shape") or _concrete(node.shape)),
+))
+
+
+def _concrete(shape):
+    """A symbolic shape at the sizes the SymPy check chose (symcheck sets them)."""
+    from ..symcheck import current_sizes
+
+    env = current_sizes()
+    from ..types import dim_subst
+
+    return tuple(int(dim_subst(d, env)) for d in shape)
+
+
+# ---- broadcast_to ------------------------------------------------------------------------------------
+def _bcast_infer(types, attrs):
+    t = types[0]
+    shape = tuple(attrs["shape"])
+    if not broadcast_to_ok(t.shape, shape):
+        raise UserError(f"cannot broadcast {t} to {shape_text(shape)}")
+    return t.with_(shape=shape)
+
+
+register(Primitive(
+    "broadcast_to", "shape", _bcast_infer,
+    lambda ctx, a, n: Expr(f"{ctx.xp}.broadcast_to({a[0].text}, {ctx.shape(n.shape)})", PREC_POSTFIX),
+    lambda node, ct, needs: [B.unbroadcast(ct, node.inputs[0].type)],
+    lambda node, ts: B.broadcast_to(ts[0], node.shape),
+    lambda args, node: np.broadcast_to(_obj(args[0]), _concrete(node.shape)).copy(),
+))
+
+
+# ---- squeeze / expand_dims ---------------------------------------------------------------------------
+def _squeeze_infer(types, attrs):
+    t = types[0]
+    for a in attrs["axes"]:
+        if t.shape[a] != 1:
+            raise UserError(f"cannot squeeze axis {a} of {t}: its size is {dim_text(t.shape[a])}, not 1",
+                            arg="axis")
+    return t.with_(shape=tuple(d for i, d in enumerate(t.shape) if i not in attrs["axes"]))
+
+
+def _axes_text(axes):
+    return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
+
+
+register(Primitive(
+    "squeeze", "shape", _squeeze_infer,
+    lambda ctx, a, n: Expr(f"{ctx.xp}.squeeze({a[0].text}, {_axes_text(n.attr('axes'))})", PREC_POSTFIX),
+    lambda node, ct, needs: [B.apply("expand_dims", ct, axes=node.attr("axes"))],
+    lambda node, ts: B.apply("squeeze", ts[0], axes=node.attr("axes")),
+    lambda args, node: np.squeeze(_obj(args[0]), tuple(node.attr("axes"))),
+))
+
+
+def _expand_infer(types, attrs):
+    t = types[0]
+    shape = list(t.shape)
+    for a in attrs["axes"]:
+        shape.insert(a, 1)
+    return t.with_(shape=tuple(shape))
+
+
+register(Primitive(
+    "expand_dims", "shape", _expand_infer,
+    lambda ctx, a, n: Expr(f"{ctx.xp}.expand_dims({a[0].text}, {_axes_text(n.attr('axes'))})", PREC_POSTFIX),
+    lambda node, ct, needs: [B.apply("squeeze", ct, axes=node.attr("axes"))],
+    lambda node, ts: B.apply("expand_dims", ts[0], axes=node.attr("axes")),
+    lambda args, node: np.expand_dims(_obj(args[0]), tuple(node.attr("axes"))),
+))
+
+
+# ---- static indexing ----------------------------------------------------------------------------------
+# items: ("i", k) an integer, ("s", start, stop, step) a slice, ("n",) a new axis; one per
+# output-producing position, `...` already expanded into full slices.
+def slice_length(d, start, stop, step):
+    """Length of range(start, stop, step) over an axis of size d; None if it cannot be known."""
+    if isinstance(d, int) and all(isinstance(v, int) or v is None for v in (start, stop)):
+        return len(range(*slice(start, stop, step).indices(d)))
+    if step == -1 and start is None and stop is None:
+        return d
+    if step != 1:
+        return None
+
+    def bound(v, default):
+        if v is None:
+            return default
+        if isinstance(v, int) and v < 0:
+            return dim_add(d, v)
+        return v
+
+    return dim_sub(bound(stop, d), bound(start, 0))
+
+
+def index_shape(t: TensorType, items) -> tuple:
+    shape = []
+    axis = 0
+    for item in items:
+        if item[0] == "n":
+            shape.append(1)
+            continue
+        d = t.shape[axis]
+        if item[0] == "i":
+            k = item[1]
+            if isinstance(d, int) and not -d <= k < d:
+                raise UserError(f"index {k} is out of range for axis {axis} of {t} (size {d})")
+        else:
+            n = slice_length(d, *item[1:])
+            if n is None:
+                raise UserError(
+                    f"the slice on axis {axis} of {t} has a size that depends on {dim_text(d)}; "
+                    "use bounds from the start (`k:`), from the end (`:-k`), or a literal size"
+                )
+            shape.append(n)
+        axis += 1
+    shape.extend(t.shape[axis:])
+    return tuple(shape)
+
+
+def _index_infer(types, attrs):
+    return types[0].with_(shape=index_shape(types[0], attrs["items"]))
+
+
+def index_text(ctx, items) -> str:
+    parts = []
+    for item in items:
+        if item[0] == "i":
+            parts.append(str(item[1]))
+        elif item[0] == "n":
+            parts.append("None")
+        else:
+            _, start, stop, step = item
+            text = ":".join(ctx.dim(v) if v is not None else "" for v in (start, stop))
+            if step != 1:
+                text += f":{step}"
+            parts.append(text)
+    return ", ".join(parts) if parts else "()"
+
+
+def _index_emit(ctx, args, node):
+    return Expr(f"{args[0].at(PREC_POSTFIX)}[{index_text(ctx, node.attr('items'))}]", PREC_POSTFIX)
+
+
+def index_tuple_text(ctx, items) -> str:
+    """The index as a Python tuple of ints, slices and None (for the scatter helper)."""
+    parts = []
+    for item in items:
+        if item[0] == "i":
+            parts.append(str(item[1]))
+        elif item[0] == "n":
+            parts.append("None")
+        else:
+            _, start, stop, step = item
+            vals = [ctx.dim(v) if v is not None else "None" for v in (start, stop)] + [str(step)]
+            parts.append(f"slice({', '.join(vals)})")
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def _sym_index(items):
+    from ..symcheck import current_sizes
+    from ..types import dim_subst
+
+    env = current_sizes()
+    out = []
+    for item in items:
+        if item[0] == "i":
+            out.append(item[1])
+        elif item[0] == "n":
+            out.append(None)
+        else:
+            _, start, stop, step = item
+            c = [int(dim_subst(v, env)) if v is not None else None for v in (start, stop)]
+            out.append(slice(c[0], c[1], step))
+    return tuple(out)
+
+
+def _index_sympy(args, node):
+    return np.array(_obj(args[0])[_sym_index(node.attr("items"))], dtype=object)
+
+
+register(Primitive(
+    "index", "shape", _index_infer, _index_emit,
+    lambda node, ct, needs: [B.apply("index_grad", ct, items=node.attr("items"), shape=node.inputs[0].shape)],
+    lambda node, ts: B.apply("index", ts[0], items=node.attr("items")),
+    _index_sympy, doc="basic indexing with constant ints, slices and None",
+))
+
+
+def _index_grad_infer(types, attrs):
+    t = types[0]
+    target = TensorType(t.dtype, attrs["shape"])
+    expect = index_shape(target, attrs["items"])
+    if expect != t.shape:  # pragma: no cover - built only by the VJP of index
+        raise UserError(f"index_grad: cotangent {t} does not fit {shape_text(expect)}")
+    return target.with_(weak=t.weak)
+
+
+def _index_grad_emit(ctx, args, node):
+    name = ctx.helper("index_grad")
+    return Expr(f"{name}({args[0].text}, {ctx.shape(node.shape)}, "
+                f"{index_tuple_text(ctx, node.attr('items'))})", PREC_POSTFIX)
+
+
+def _index_grad_sympy(args, node):
+    out = np.zeros(_concrete(node.shape), dtype=object)
+    out[_sym_index(node.attr("items"))] = _obj(args[0])
+    return out
+
+
+register(Primitive(
+    "index_grad", "shape", _index_grad_infer, _index_grad_emit,
+    lambda node, ct, needs: [B.apply("index", ct, items=node.attr("items"))],
+    lambda node, ts: B.apply("index_grad", ts[0], items=node.attr("items"), shape=node.attr("shape")),
+    _index_grad_sympy, doc="zeros of `shape` with the indexed region set: the transpose of index",
+))
+
+
+# ---- concat --------------------------------------------------------------------------------------------
+def _concat_infer(types, attrs):
+    axis = attrs["axis"]
+    first = types[0]
+    total = 0
+    for i, t in enumerate(types):
+        if t.rank != first.rank:
+            raise UserError(f"`concat` operands must have one rank: {first} and {t}", arg=i)
+        for a in range(t.rank):
+            if a != axis and t.shape[a] != first.shape[a]:
+                raise UserError(
+                    f"`concat` along axis {axis}: {first} and {t} differ on axis {a} "
+                    f"({dim_text(first.shape[a])} vs {dim_text(t.shape[a])})", arg=i)
+        total = dim_add(total, t.shape[axis])
+    shape = list(first.shape)
+    shape[axis] = total
+    return TensorType(first.dtype, tuple(shape), all(t.weak for t in types))
+
+
+def _concat_vjp(node, ct, needs):
+    axis = node.attr("axis")
+    out = []
+    offset = 0
+    for i, x in enumerate(node.inputs):
+        end = dim_add(offset, x.shape[axis])
+        if needs[i]:
+            items = (("s", None, None, 1),) * axis + (("s", offset or None, end, 1),)
+            out.append(B.apply("index", ct, items=items))
+        else:
+            out.append(None)
+        offset = end
+    return out
+
+
+def _concat_emit(ctx, args, node):
+    items = ", ".join(a.text for a in args)
+    return Expr(f"{ctx.xp}.concatenate(({items},), axis={node.attr('axis')})", PREC_POSTFIX)
+
+
+def _concat_jvp(node, ts):
+    parts = [t if t is not None else B.zeros_like(x) for t, x in zip(ts, node.inputs)]
+    return B.apply("concat", *parts, axis=node.attr("axis"))
+
+
+register(Primitive(
+    "concat", "shape", _concat_infer, _concat_emit, _concat_vjp, _concat_jvp,
+    lambda args, node: np.concatenate([_obj(a) for a in args], axis=node.attr("axis")),
+    coerce=lambda args, attrs: B.common_dtype(args),
+))
+
+
+# ---- take / take_along_axis (integer-array gathers) ----------------------------------------------------
+def _int_index(t: TensorType, what: str, arg: int):
+    if t.dtype.kind != "i":
+        raise UserError(f"`{what}` needs integer indices, got {t}", arg=arg)
+
+
+def _take_infer(types, attrs):
+    x, idx = types
+    _int_index(idx, "take", 1)
+    axis = attrs["axis"]
+    return TensorType(x.dtype, x.shape[:axis] + idx.shape + x.shape[axis + 1:], x.weak)
+
+
+def _take_vjp(node, ct, needs):
+    x, idx = node.inputs
+    return [B.apply("take_grad", ct, idx, axis=node.attr("axis"), shape=x.shape), None]
+
+
+def _take_sympy(args, node):
+    return np.take(_obj(args[0]), np.asarray(args[1], dtype=np.int64), axis=node.attr("axis"))
+
+
+register(Primitive(
+    "take", "shape", _take_infer,
+    lambda ctx, a, n: Expr(f"{ctx.xp}.take({a[0].text}, {a[1].text}, axis={n.attr('axis')})", PREC_POSTFIX),
+    _take_vjp, lambda node, ts: B.apply("take", ts[0], node.inputs[1], axis=node.attr("axis")),
+    _take_sympy, doc="numpy.take; negative indices count from the end",
+))
+
+
+def _take_grad_infer(types, attrs):
+    return TensorType(types[0].dtype, tuple(attrs["shape"]), types[0].weak)
+
+
+def _take_grad_sympy(args, node):
+    out = np.zeros(_concrete(node.shape), dtype=object)
+    g, idx, axis = _obj(args[0]), np.asarray(args[1], dtype=np.int64), node.attr("axis")
+    for pos in np.ndindex(g.shape):
+        k = idx[pos[axis:axis + idx.ndim]]
+        out[pos[:axis] + (k,) + pos[axis + idx.ndim:]] += g[pos]
+    return out
+
+
+register(Primitive(
+    "take_grad", "shape", _take_grad_infer, helper_call("take_grad", "axis", "shape"),
+    lambda node, ct, needs: [B.apply("take", ct, node.inputs[1], axis=node.attr("axis")), None],
+    lambda node, ts: B.apply("take_grad", ts[0], node.inputs[1], axis=node.attr("axis"), shape=node.shape),
+    _take_grad_sympy, doc="scatter-add: the transpose of take (repeated indices accumulate)",
+))
+
+
+def _tala_infer(types, attrs):
+    x, idx = types
+    _int_index(idx, "take_along_axis", 1)
+    axis = attrs["axis"]
+    if idx.rank != x.rank:
+        raise UserError(f"`take_along_axis` needs indices of the same rank as the values: {x} and {idx}", arg=1)
+    for a in range(x.rank):
+        if a != axis and idx.shape[a] not in (1, x.shape[a]):
+            raise UserError(f"`take_along_axis`: indices {idx} do not fit values {x} on axis {a}", arg=1)
+    shape = tuple(idx.shape[a] if a == axis else x.shape[a] for a in range(x.rank))
+    return TensorType(x.dtype, shape, x.weak)
+
+
+def _tala_sympy(args, node):
+    return np.take_along_axis(_obj(args[0]), np.asarray(args[1], dtype=np.int64), axis=node.attr("axis"))
+
+
+register(Primitive(
+    "take_along_axis", "shape", _tala_infer,
+    lambda ctx, a, n: Expr(f"{ctx.xp}.take_along_axis({a[0].text}, {a[1].text}, axis={n.attr('axis')})",
+                           PREC_POSTFIX),
+    lambda node, ct, needs: [B.apply("take_along_axis_grad", ct, node.inputs[1], axis=node.attr("axis"),
+                                     shape=node.inputs[0].shape), None],
+    lambda node, ts: B.apply("take_along_axis", ts[0], node.inputs[1], axis=node.attr("axis")),
+    _tala_sympy,
+))
+
+
+def _tala_grad_sympy(args, node):
+    out = np.zeros(_concrete(node.shape), dtype=object)
+    g, axis = _obj(args[0]), node.attr("axis")
+    idx = np.broadcast_to(np.asarray(args[1], dtype=np.int64), g.shape)
+    for pos in np.ndindex(g.shape):
+        target = list(pos)
+        target[axis] = idx[pos]
+        out[tuple(target)] += g[pos]
+    return out
+
+
+register(Primitive(
+    "take_along_axis_grad", "shape", _take_grad_infer, helper_call("take_along_axis_grad", "axis", "shape"),
+    lambda node, ct, needs: [B.apply("take_along_axis", ct, node.inputs[1], axis=node.attr("axis")), None],
+    lambda node, ts: B.apply("take_along_axis_grad", ts[0], node.inputs[1], axis=node.attr("axis"),
+                             shape=node.shape),
+    _tala_grad_sympy, doc="scatter-add: the transpose of take_along_axis",
+))

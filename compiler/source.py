@@ -1,0 +1,63 @@
+"""Source files and spans.
+
+A `SourceFile` holds the text of a `.tl` file with its line ends normalised to
+`\\n` (`\\r\\n` and `\\r` both end a line, LANGUAGE.md §2). Normalising changes
+no line or column number, so every span points at the file the user wrote.
+Lines and columns are 1-based and count characters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a source file: from (line, col) up to, not including, (end_line, end_col)."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+    def to(self, other: "Span") -> "Span":
+        """The span from the start of self to the end of other."""
+        return Span(self.file, self.line, self.col, other.end_line, other.end_col)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str  # as shown in diagnostics
+    text: str  # line ends normalised to "\n"
+
+    @classmethod
+    def from_text(cls, path: str, text: str) -> "SourceFile":
+        return cls(path, text.replace("\r\n", "\n").replace("\r", "\n"))
+
+    @classmethod
+    def read(cls, path: str, display: str | None = None) -> "SourceFile":
+        with open(path, encoding="utf-8", newline="") as f:
+            return cls.from_text(display or str(path), f.read())
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
+
+    def line_text(self, line: int) -> str:
+        return self.lines[line - 1] if 1 <= line <= len(self.lines) else ""
+
+    def span(self, line: int, col: int, end_line: int, end_col: int) -> Span:
+        return Span(self.path, line, col, end_line, end_col)
+
+    def end_span(self) -> Span:
+        """A one-character span just after the last non-blank text (for "missing `}`")."""
+        lines = self.lines
+        n = len(lines)
+        while n > 1 and not lines[n - 1].strip():
+            n -= 1
+        col = len(lines[n - 1].rstrip()) + 1
+        return Span(self.path, n, col, n, col + 1)

@@ -1,0 +1,263 @@
+"""The AST: one frozen dataclass per grammar rule, each with the span it came from.
+
+The AST is what the file says, nothing more: names are unresolved and nothing
+is typed. `lower.py` turns it into typed IR. `format_module` prints it back as
+text (the `parsed` stage of `tapeless ir`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .source import Span
+
+
+@dataclass(frozen=True)
+class Ident:
+    name: str
+    span: Span
+
+
+# ---- expressions -------------------------------------------------------------
+@dataclass(frozen=True)
+class Expr:
+    span: Span
+
+
+@dataclass(frozen=True)
+class Name(Expr):
+    id: str
+
+
+@dataclass(frozen=True)
+class Num(Expr):
+    value: int | float
+    text: str
+
+
+@dataclass(frozen=True)
+class Str(Expr):
+    value: str
+
+
+@dataclass(frozen=True)
+class Bool(Expr):
+    value: bool
+
+
+@dataclass(frozen=True)
+class NamedConst(Expr):
+    """`inf` or `pi`."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class NoneLit(Expr):
+    pass
+
+
+@dataclass(frozen=True)
+class BinOp(Expr):
+    op: str  # + - * / @ **
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class UnOp(Expr):
+    op: str  # + -
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Compare(Expr):
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True)
+class Keyword:
+    name: Ident
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    func: Ident
+    args: tuple[Expr, ...]
+    kwargs: tuple[Keyword, ...]
+
+
+@dataclass(frozen=True)
+class Slice(Expr):
+    start: Expr | None
+    stop: Expr | None
+    step: Expr | None
+
+
+@dataclass(frozen=True)
+class EllipsisItem(Expr):
+    pass
+
+
+@dataclass(frozen=True)
+class Index(Expr):
+    base: Expr
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Attr(Expr):
+    base: Expr
+    attr: Ident
+
+
+@dataclass(frozen=True)
+class ListExpr(Expr):
+    items: tuple[Expr, ...]
+
+
+# ---- types, statements, items -------------------------------------------------
+@dataclass(frozen=True)
+class DimExpr:
+    value: int | str
+    span: Span
+
+
+@dataclass(frozen=True)
+class TypeExpr:
+    dtype: Ident
+    dims: tuple[DimExpr, ...] | None  # None: no brackets (a scalar)
+    span: Span
+
+
+@dataclass(frozen=True)
+class Param:
+    name: Ident
+    type: TypeExpr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Assign:
+    targets: tuple[Ident, ...]
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Return:
+    values: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class FnDef:
+    name: Ident
+    params: tuple[Param, ...]
+    result: tuple[TypeExpr, ...] | None  # None: not declared
+    result_is_tuple: bool
+    body: tuple[Assign | Return, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Directive:
+    kind: str  # grad | vjp | jvp | hvp
+    fn: Ident
+    wrt: tuple[Ident, ...]
+    alias: Ident | None
+    span: Span
+
+    @property
+    def emitted_name(self) -> str:
+        return self.alias.name if self.alias else f"{self.fn.name}_{self.kind}"
+
+
+@dataclass(frozen=True)
+class Module:
+    items: tuple[FnDef | Directive, ...]
+
+
+# ---- printing (the `parsed` stage) ---------------------------------------------
+_PREC = {"compare": 1, "+": 2, "-": 2, "*": 3, "/": 3, "@": 3, "unary": 4, "**": 5, "postfix": 6}
+
+
+def format_expr(e: Expr, parent: int = 0) -> str:
+    def wrap(text: str, prec: int) -> str:
+        return f"({text})" if prec <= parent else text
+
+    if isinstance(e, Name):
+        return e.id
+    if isinstance(e, Num):
+        return e.text
+    if isinstance(e, Str):
+        return f'"{e.value}"'
+    if isinstance(e, Bool):
+        return "true" if e.value else "false"
+    if isinstance(e, NamedConst):
+        return e.id
+    if isinstance(e, NoneLit):
+        return "None"
+    if isinstance(e, EllipsisItem):
+        return "..."
+    if isinstance(e, BinOp):
+        p = _PREC[e.op]
+        if e.op == "**":  # right-associative
+            return wrap(f"{format_expr(e.left, p)} ** {format_expr(e.right, p - 1)}", p)
+        return wrap(f"{format_expr(e.left, p - 1)} {e.op} {format_expr(e.right, p)}", p)
+    if isinstance(e, UnOp):
+        return wrap(f"{e.op}{format_expr(e.operand, _PREC['unary'] - 1)}", _PREC["unary"])
+    if isinstance(e, Compare):
+        p = _PREC["compare"]
+        return wrap(f"{format_expr(e.left, p)} {e.op} {format_expr(e.right, p)}", p)
+    if isinstance(e, Call):
+        parts = [format_expr(a) for a in e.args]
+        parts += [f"{k.name.name}={format_expr(k.value)}" for k in e.kwargs]
+        return f"{e.func.name}({', '.join(parts)})"
+    if isinstance(e, Slice):
+        parts = [format_expr(x) if x is not None else "" for x in (e.start, e.stop)]
+        text = ":".join(parts)
+        return text + (f":{format_expr(e.step)}" if e.step is not None else "")
+    if isinstance(e, Index):
+        items = ", ".join(format_expr(i) for i in e.items)
+        return f"{format_expr(e.base, _PREC['postfix'] - 1)}[{items}]"
+    if isinstance(e, Attr):
+        return f"{format_expr(e.base, _PREC['postfix'] - 1)}.{e.attr.name}"
+    if isinstance(e, ListExpr):
+        return "[" + ", ".join(format_expr(i) for i in e.items) + "]"
+    raise TypeError(f"not an expression: {e!r}")
+
+
+def format_type(t: TypeExpr) -> str:
+    if t.dims is None:
+        return t.dtype.name
+    return f"{t.dtype.name}[{', '.join(str(d.value) for d in t.dims)}]"
+
+
+def format_module(m: Module) -> str:
+    """A canonical re-rendering of the AST: one statement per line, explicit parentheses."""
+    out: list[str] = []
+    for item in m.items:
+        if isinstance(item, FnDef):
+            params = ", ".join(f"{p.name.name}: {format_type(p.type)}" for p in item.params)
+            result = ""
+            if item.result is not None:
+                types = ", ".join(format_type(t) for t in item.result)
+                result = f" -> ({types})" if item.result_is_tuple else f" -> {types}"
+            out.append(f"fn {item.name.name}({params}){result} {{  # line {item.span.line}")
+            for s in item.body:
+                if isinstance(s, Assign):
+                    lhs = ", ".join(t.name for t in s.targets)
+                    out.append(f"    {lhs} = {format_expr(s.value)}  # line {s.span.line}")
+                else:
+                    vals = ", ".join(format_expr(v) for v in s.values)
+                    out.append(f"    return {vals}  # line {s.span.line}")
+            out.append("}")
+        else:
+            wrt = ", ".join(w.name for w in item.wrt)
+            alias = f" as {item.alias.name}" if item.alias else ""
+            out.append(f"{item.kind} {item.fn.name} wrt {wrt}{alias}  # line {item.span.line}")
+    return "\n".join(out) + "\n"
