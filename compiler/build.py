@@ -76,6 +76,13 @@ def dim_value(d: DimLike) -> Node:
     return make_node("dim", (), (("dim", d),), TensorType(DType.I64, (), True))
 
 
+def dim_value_strong(symbol: str) -> Node:
+    """The value of one size symbol as a strong i64 scalar (a residual carrying a size)."""
+    from .types import Dim
+
+    return retype(dim_value(Dim.symbol(symbol)), DType.I64, weak=False)
+
+
 def param(name: str, t: TensorType, index: int, span=None) -> Node:
     return make_node("param", (), (("index", index), ("name", name)), t, span, name)
 
@@ -141,7 +148,40 @@ def _keep(x: Node, t: TensorType) -> bool:
     return x.type.shape == t.shape and x.dtype == t.dtype
 
 
+def implicit_broadcast(a: Node, b: Node) -> tuple[Node, Node]:
+    """Drop an explicit broadcast_to/reshape of an operand when NumPy's implicit
+    broadcasting against the other operand gives the same result (exact)."""
+    try:
+        full = broadcast_shapes(a.shape, b.shape)
+    except UserError:
+        return a, b
+
+    def strip(x: Node, other: Node) -> Node:
+        while x.op in ("broadcast_to", "reshape"):
+            inner = x.inputs[0]
+            if x.op == "reshape" and not _leading_ones(inner.shape, x.shape):
+                break
+            try:
+                if broadcast_shapes(inner.shape, other.shape) != full:
+                    break
+            except UserError:
+                break
+            x = inner
+        return x
+
+    a2 = strip(a, b)
+    b2 = strip(b, a2)
+    return a2, b2
+
+
+def _leading_ones(inner: Shape, outer: Shape) -> bool:
+    """outer is inner with size-1 axes added in front only (so broadcasting aligns them)."""
+    k = len(outer) - len(inner)
+    return k >= 0 and all(d == 1 for d in outer[:k]) and tuple(outer[k:]) == tuple(inner)
+
+
 def add(a: Node, b: Node) -> Node:
+    a, b = implicit_broadcast(a, b)
     out = apply("add", a, b)
     if is_const(b, 0) and _keep(a, out.type):
         return a
@@ -151,6 +191,7 @@ def add(a: Node, b: Node) -> Node:
 
 
 def sub(a: Node, b: Node) -> Node:
+    a, b = implicit_broadcast(a, b)
     out = apply("sub", a, b)
     if is_const(b, 0) and _keep(a, out.type):
         return a
@@ -158,6 +199,7 @@ def sub(a: Node, b: Node) -> Node:
 
 
 def mul(a: Node, b: Node) -> Node:
+    a, b = implicit_broadcast(a, b)
     out = apply("mul", a, b)
     if is_const(b, 1) and _keep(a, out.type):
         return a
@@ -171,6 +213,7 @@ def mul(a: Node, b: Node) -> Node:
 
 
 def div(a: Node, b: Node) -> Node:
+    a, b = implicit_broadcast(a, b)
     out = apply("div", a, b)
     if is_const(b, 1) and _keep(a, out.type):
         return a

@@ -26,9 +26,10 @@ from . import syntax as ast
 from .builtins import (AXES, AXIS, BOOL, BUILTINS, DIM, DTYPE, INT, LIST, NAMED_CONSTANTS, REQUIRED, REST,
                        SHAPE, SPEC, TENSOR, Builtin)
 from .diagnostics import Sink, UserError
-from .ir import Function, Module, Node, graph_scope, span_scope, topo_order
+from .ir import Function, Module, Node, graph_scope, span_scope
+from .rewrite import inline
 from .source import SourceFile, Span
-from .types import Dim, DimLike, DType, TensorType, dim_add, dim_mul, dim_sub, dim_subst, dim_text, parse_dtype
+from .types import Dim, DimLike, DType, TensorType, dim_add, dim_mul, dim_sub, dim_text, parse_dtype
 
 
 class Poison(Exception):
@@ -672,41 +673,3 @@ def _as_dim(node: Node) -> DimLike | None:
         a = _as_dim(node.inputs[0])
         return None if a is None else dim_sub(0, a)
     return None
-
-
-# ---- inlining ------------------------------------------------------------------------------------------
-def inline(fn: Function, args: list[Node], env: dict[str, DimLike]) -> list[Node]:
-    """fn's outputs with its parameters replaced by args and its size symbols by env."""
-    mapping: dict[int, Node] = {p.id: a for p, a in zip(fn.params, args)}
-    for node in topo_order(fn.outputs):
-        if node.id in mapping:
-            continue
-        mapping[node.id] = rebuild(node, [mapping[i.id] for i in node.inputs], env)
-    return [mapping[o.id] for o in fn.outputs]
-
-
-def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
-    """The node made again from new inputs (types re-inferred, size symbols substituted)."""
-    if node.op == "const":
-        return node
-    if node.op == "dim":
-        return B.retype(B.dim_value(dim_subst(node.attr("dim"), env)), node.dtype, node.type.weak)
-    attrs = {k: _subst_attr(v, env) for k, v in node.attrs}
-    with span_scope(node.span):
-        if node.op in ("full", "eye"):
-            new = B.apply(node.op, **attrs)
-            new = B.retype(new, node.dtype, node.type.weak) if new.dtype != node.dtype or \
-                new.type.weak != node.type.weak else new
-        else:
-            new = B.apply(node.op, *inputs, **attrs)
-    if new.name is None and node.name is not None and new.op not in ("param", "const", "dim"):
-        new.name = node.name
-    return new
-
-
-def _subst_attr(v, env):
-    if isinstance(v, Dim):
-        return dim_subst(v, env)
-    if isinstance(v, tuple):
-        return tuple(_subst_attr(x, env) for x in v)
-    return v

@@ -1,18 +1,12 @@
 """tapeless.runtime: load `.tl` files as modules, and check their gradients.
 
-    from tapeless.runtime import load
+    from tapeless.runtime import load, gradcheck
     m = load("layer.tl")                   # compile (cached on disk) and import
     loss, dw, db = m.layer_grad(x, y, w, b)
+    gradcheck(m.layer_grad, x, y, w, b)
 """
+from .gradcheck import GradcheckError, gradcheck
 from .import_hook import install_import_hook, uninstall_import_hook
 from .loader import load
 
-__all__ = ["load", "install_import_hook", "uninstall_import_hook", "gradcheck"]
-
-
-def __getattr__(name):
-    if name in ("gradcheck", "GradcheckError"):
-        from . import gradcheck as g
-
-        return getattr(g, name)
-    raise AttributeError(name)
+__all__ = ["load", "install_import_hook", "uninstall_import_hook", "gradcheck", "GradcheckError"]

@@ -1,8 +1,99 @@
-"""Derivative directives -> IR functions (filled in by the differentiation work)."""
+"""Derivative directives -> IR functions (LANGUAGE.md §7).
+
+    grad F wrt a, b   ->  NAME(*args)            = (value, d_a, d_b)
+                          NAME_fwd(*args)        = (value, residuals)
+                          NAME_bwd(residuals, seed=1.0) = (d_a, d_b)
+    vjp F wrt a, b    ->  NAME(*args, *cts)      = (*outputs, d_a, d_b)
+                          NAME_fwd(*args)        = (outputs, residuals)
+                          NAME_bwd(residuals, *cts) = (d_a, d_b)
+
+NAME is built from a sweep with a constant seed 1 (so `* 1` never appears);
+NAME_bwd from a sweep with the seed or cotangents as parameters, split from
+the forward by residuals.py. All three are ordinary IR functions.
+"""
 from __future__ import annotations
 
+from .. import build as B
 from ..diagnostics import UserError
+from ..ir import Function, Node
+from . import residuals as R
+from .vjp import pullback
 
 
-def expand_directive(d, target, wrt):
-    raise UserError(f"`{d.kind}` directives are not supported yet by this version of tapeless", d.span)
+def expand_directive(d, target: Function, wrt: list[int]) -> list[Function]:
+    if d.kind in ("grad", "vjp"):
+        return reverse(d.kind, d.emitted_name, target, wrt, d.span)
+    raise UserError(f"`{d.kind}` directives are not supported yet (forward mode is planned work)", d.span)
+
+
+def _fresh_names(taken: list[str], bases: list[str]) -> list[str]:
+    out = []
+    seen = set(taken)
+    for b in bases:
+        name, k = b, 1
+        while name in seen:
+            name, k = f"{b}_{k}", k + 1
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def _gradients(grads: list[Node | None], wrt_nodes: list[Node]) -> list[Node]:
+    out = []
+    for g, w in zip(grads, wrt_nodes):
+        g = g if g is not None else B.zeros_like(w)
+        if g.name is None and g.op not in ("param", "const", "dim"):
+            g.name = f"d_{w.attr('name')}"
+        out.append(g)
+    return out
+
+
+def reverse(kind: str, name: str, target: Function, wrt: list[int], span) -> list[Function]:
+    params = list(target.params)
+    wrt_nodes = [params[i] for i in wrt]
+    wrt_names = tuple(p.attr("name") for p in wrt_nodes)
+    outputs = list(target.outputs)
+    base_meta = (("of", target.name), ("wrt", wrt_names))
+
+    # the cotangent parameters: `seed` for grad, ct0, ct1, ... for vjp
+    if kind == "grad":
+        ct_names = _fresh_names([], ["seed"])
+    else:
+        ct_names = _fresh_names([p.attr("name") for p in params], [f"ct{i}" for i in range(len(outputs))])
+    ct_params = [B.param(n, o.type.strong(), len(params) + i) for i, (n, o) in enumerate(zip(ct_names, outputs))]
+
+    # NAME: forward and backward in one function
+    if kind == "grad":
+        one = B.like_const(1, outputs[0])
+        grads = _gradients(pullback(outputs, [one], wrt_nodes), wrt_nodes)
+        main = Function(name, tuple(params), tuple(outputs + grads), span, "grad", True,
+                        base_meta + (("summary", f"The value of {target.name} and its gradient with respect to "
+                                                 f"{', '.join(wrt_names)}."),))
+    else:
+        grads = _gradients(pullback(outputs, list(ct_params), wrt_nodes), wrt_nodes)
+        main = Function(name, tuple(params + ct_params), tuple(outputs + grads), span, "vjp", True,
+                        base_meta + (("summary", f"The outputs of {target.name} and their vector-Jacobian "
+                                                 f"product with the cotangents {', '.join(ct_names)}."),))
+
+    # NAME_fwd / NAME_bwd: the same sweep with the cotangents as parameters, cut at the residuals
+    bwd_grads = grads if kind == "vjp" else _gradients(pullback(outputs, ct_params, wrt_nodes), wrt_nodes)
+    cut = R.split(outputs, params, bwd_grads, ct_params)
+    fwd_outputs = outputs + list(cut.residuals) + [B.dim_value_strong(s) for s in cut.carriers]
+    fwd = Function(name + "_fwd", tuple(params), tuple(fwd_outputs), span, "fwd", True,
+                   base_meta + (("n_outputs", len(outputs)), ("multi", target.multi),
+                                ("residual_names", tuple(cut.residual_names + [f"size_{s}" for s in cut.carriers])),
+                                ("summary", f"The forward pass of {name}: outputs of {target.name} and the "
+                                            "residuals its _bwd needs.")))
+    bwd_params = list(cut.bwd_params) + list(ct_params)
+    bwd_meta = base_meta + (("n_residuals", len(cut.bwd_params)), ("seed", kind == "grad"),
+                            ("summary", f"The backward pass of {name}, from the residuals of {name}_fwd."))
+    bwd_outputs = [_named(g, f"d_{w}") for g, w in zip(cut.bwd_outputs, wrt_names)]
+    bwd = Function(name + "_bwd", tuple(bwd_params), tuple(bwd_outputs), span, "bwd", True, bwd_meta)
+    return [main, fwd, bwd]
+
+
+def _named(g: Node, name: str) -> Node:
+    if g.name is None and g.op not in ("param", "const", "dim"):
+        g.name = name
+    return g
+

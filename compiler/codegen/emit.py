@@ -174,7 +174,8 @@ class Body:
             args = [self.arg(i, n) for i in n.inputs]
             e = REGISTRY[n.op].emit(ctx, args, n)
             user = consumer.get(n.id)
-            if n.id in out_ids and uses.get(n.id, 0) == 1 and n.name is None and n.op not in VIEW_OPS:
+            if (n.id in out_ids and uses.get(n.id, 0) == 1 and n.name is None and n.op not in VIEW_OPS
+                    and fn.kind not in ("grad", "vjp", "bwd")):
                 self.exprs[n.id] = e  # written straight into the return statement
                 self.return_span = self.return_span or n
                 continue
@@ -186,11 +187,12 @@ class Body:
             if inline:
                 self.exprs[n.id] = e
                 continue
-            var = ctx.names.fresh(n.name or "t")
+            var = ctx.names.fresh(n.name or ("value" if n.id in out_ids and fn.kind in ("grad", "vjp") else "t"))
             ctx.vars[n.id] = var
             self.statement(f"{var} = {e.text}", n)
             self.exprs[n.id] = Expr(var)
-        return [self.value(o) for o in fn.outputs]
+        n_copy = fn.get("n_outputs", len(fn.outputs)) if fn.kind == "fwd" else len(fn.outputs)
+        return [self.value(o, k < n_copy) for k, o in enumerate(fn.outputs)]
 
     def arg(self, i: Node, user: Node) -> Expr:
         if i.op in ("const", "dim"):
@@ -198,14 +200,15 @@ class Body:
                 self.ctx.literal_expr(i) if i.op == "const" else self.ctx.dim_expr(i))
         return self.exprs[i.id]
 
-    def value(self, o: Node) -> Expr:
-        """An output: a fresh array that never aliases an argument or is a read-only view."""
+    def value(self, o: Node, copy: bool = True) -> Expr:
+        """An output: a fresh array that never aliases an argument or is a read-only view.
+        Residuals (copy=False) may alias arguments: they are only read, by the matching _bwd."""
         if o.op == "const":
             return self.ctx.literal_expr(o)
         if o.op == "dim":
             return self.ctx.dim_expr(o)
         e = self.exprs[o.id]
-        if o.op == "param" or (o.op in VIEW_OPS and o.shape != ()):
+        if copy and (o.op == "param" or (o.op in VIEW_OPS and o.shape != ())):
             return Expr(f"{e.at(PREC_POSTFIX)}.copy()", PREC_POSTFIX)
         return e
 
@@ -230,15 +233,18 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     res_params = params[:n_res]
     seed_param = params[-1] if has_seed else None
     plain = params[n_res: len(params) - (1 if has_seed else 0)]
-    reserved_kw = {"out", "seed", "residuals"}
+    # `out`, `seed` and `residuals` are this function's own keywords: a source
+    # parameter with one of those names is renamed in the Python signature
+    out_var = "out" if n_grads else None
+    res_var = "residuals" if n_res else None
+    for special in ("out", "seed", "residuals"):
+        names.taken.add(special)
     labels = []
     for p in params:
         label = p.attr("name")
-        var = names.fresh(label + "_" if label in reserved_kw else label)
+        var = "seed" if p is seed_param else names.fresh(label + "_" if label in ("out", "seed", "residuals") else label)
         ctx.vars[p.id] = var
         labels.append(label)
-    out_var = names.fresh("out") if n_grads else None
-    res_var = names.fresh("residuals") if n_res else None
     sig = [ctx.vars[p.id] for p in plain]
     if res_var:
         sig.insert(0, res_var)
@@ -274,7 +280,8 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     if b.return_span is not None:
         n = b.return_span
         returns[-1] += f"  # {sanitize_comment(n.span.file, 60)}:{n.span.line}"
-    if fn.get("quiet"):  # masked branches may compute inf/nan that `where` then drops
+    if any(n.op == "where" for n in topo_order(fn.outputs)):
+        # a masked branch may compute inf/nan (sqrt of a negative) that `where` then drops
         body.append(f"with {ctx.helper('quiet')}():")
         body += _indent(b.lines + returns)
     else:
@@ -399,6 +406,16 @@ def generate(module: Module, options: Options, version: str) -> str:
         out += ["", src.rstrip("\n"), ""]
     for src in fn_sources:
         out += ["", src.rstrip("\n"), ""]
+    out += ["", "# What each function is, for tapeless.runtime.gradcheck and other tools.", "__tapeless__ = {"]
+    for f in module.functions:
+        info = {"kind": f.kind, "params": tuple(f.param_names), "n_outputs": len(f.outputs)}
+        for key in ("of", "wrt", "n_residuals"):
+            if f.get(key) is not None:
+                info[key] = f.get(key)
+        if f.kind == "fwd":
+            info["n_outputs"] = f.get("n_outputs")
+        out.append(f"    {mod.fn_names[f.name]!r}: {info!r},")
+    out.append("}")
     return "\n".join(out).rstrip("\n") + "\n"
 
 

@@ -15,11 +15,27 @@ def elementwise_type(types: Sequence[TensorType], dtype: DType | None = None) ->
     """Broadcast shapes; the dtype is the (already coerced) operands' unless given."""
     try:
         shape = broadcast_shapes(*[t.shape for t in types])
-    except BroadcastError as e:
-        shapes = " and ".join(str(t) for t in types) if len(types) == 2 else ", ".join(map(str, types))
-        raise UserError(f"cannot broadcast {shapes}: {e.message.split(': ', 1)[1]}") from None
+    except BroadcastError:
+        raise UserError(broadcast_message(types)) from None
     weak = all(t.weak for t in types)
     return TensorType(dtype or types[-1].dtype, shape, weak)
+
+
+def broadcast_message(types: Sequence[TensorType]) -> str:
+    """Name both shapes, the axis and the two sizes that clash."""
+    from ..types import dim_text
+
+    rank = max(t.rank for t in types)
+    where = ("on the left", "on the right") if len(types) == 2 else tuple(f"in operand {i + 1}" for i in
+                                                                          range(len(types)))
+    for axis in range(-1, -rank - 1, -1):
+        seen = [(i, t.shape[axis]) for i, t in enumerate(types) if t.rank >= -axis and t.shape[axis] != 1]
+        for (i, a), (j, b) in zip(seen, seen[1:]):
+            if a != b:
+                shapes = " and ".join(map(str, types)) if len(types) == 2 else ", ".join(map(str, types))
+                return (f"cannot broadcast {shapes}: axis {axis} has size {dim_text(a)} {where[i]} and "
+                        f"{dim_text(b)} {where[j]} (shapes align from the right; sizes must match or be 1)")
+    return "cannot broadcast " + ", ".join(map(str, types))  # pragma: no cover
 
 
 def need_float(t: TensorType, what: str, arg: int = 0) -> None:

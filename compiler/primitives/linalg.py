@@ -235,10 +235,11 @@ def _einsum_sizes(subs, types):
                                 arg=i + 1)
             dims = t.shape
         for c, d in zip(letters, dims):
-            if c in sizes and sizes[c] != d:
+            if c in sizes and sizes[c] != d and 1 not in (sizes[c], d):
                 raise UserError(f"einsum subscript {c!r} has size {dim_text(sizes[c])} in one operand and "
                                 f"{dim_text(d)} in operand {i + 1}", arg=i + 1)
-            sizes.setdefault(c, d)
+            if sizes.get(c, 1) == 1:  # size 1 broadcasts, as in numpy.einsum
+                sizes[c] = d
     try:
         ell = broadcast_shapes(*ell_shapes) if ell_shapes else ()
     except BroadcastError as e:
@@ -272,14 +273,23 @@ def _fresh_letters(used: str):
 
 
 def _einsum_vjp(node, ct, needs):
+    subs, out = _explicit(node)
+    return [_einsum_operand_grad(node, ct, subs, out, i) if needs[i] else None for i in range(len(node.inputs))]
+
+
+def _explicit(node):
+    """The spec with `...` spelled as letters (right-aligned per operand): NumPy cannot sum
+    over `...` axes, and a gradient often must."""
     subs, out, _ = parse_spec(node.attr("spec"), len(node.inputs))
-    grads = []
-    for i, x in enumerate(node.inputs):
-        if not needs[i]:
-            grads.append(None)
-            continue
-        grads.append(_einsum_operand_grad(node, ct, subs, out, i))
-    return grads
+    if not any("." in s for s in subs):
+        return subs, out
+    ranks = [t.type.rank - len(s.replace(".", "")) for s, t in zip(subs, node.inputs) if "." in s]
+    ell = "".join(_fresh_letters("".join(subs) + out))[: max(ranks)]
+    expand = []
+    for s, t in zip(subs, node.inputs):
+        r = t.type.rank - len(s.replace(".", ""))
+        expand.append(s.replace(".", ell[len(ell) - r:] if r else ""))
+    return expand, out.replace(".", ell)
 
 
 def _einsum_operand_grad(node, ct, subs, out, i):
@@ -287,40 +297,21 @@ def _einsum_operand_grad(node, ct, subs, out, i):
     others = [(s, n) for j, (s, n) in enumerate(zip(subs, node.inputs)) if j != i]
     sub = subs[i]
     present = set(out) | {c for s, _ in others for c in s}
-    # 1. letters of operand i, once each, that the contraction can produce; `...` first
-    uniq = []
-    for c in sub:
-        if c not in uniq and (c in present or c == "."):
-            uniq.append(c)
-    if "." in uniq:
-        uniq.remove(".")
-        uniq.insert(0, ".")
-    g_sub = "".join(uniq)
-    spec = full_spec([out] + [s for s, _ in others], g_sub)
-    g = B.apply("einsum", ct, *[n for _, n in others], spec=spec)
-    sizes, ell = _einsum_sizes(subs, [n.type for n in node.inputs])
-    if "." in sub:  # sum away `...` axes operand i was broadcast along
-        n_ell = x.type.rank - len(sub.replace(".", ""))
-        k = sub.index(".")
-        x_ell = x.shape[k:k + n_ell]
-        letters_shape = tuple(sizes[c] for c in g_sub if c != ".")
-        g = B.unbroadcast(g, TensorType(g.dtype, x_ell + letters_shape))
-        ell = x_ell
+    own = dict(zip(sub, x.shape))  # operand i's sizes (a repeated letter has one size)
+    # 1. the contraction for the letters of operand i that ct and the others carry, once each
+    g_sub = "".join(dict.fromkeys(c for c in sub if c in present))
+    g = B.apply("einsum", ct, *[n for _, n in others], spec=full_spec([out] + [s for s, _ in others], g_sub))
     # 2. letters only operand i has: the result is constant along them -> broadcast
-    missing = [c for c in dict.fromkeys(sub) if c != "." and c not in present]
-    cur = g_sub
+    missing = "".join(dict.fromkeys(c for c in sub if c not in present))
     if missing:
-        cur = cur + "".join(missing)
-        shape = tuple(g.shape) + (1,) * len(missing)
-        full = tuple(g.shape) + tuple(sizes[c] for c in missing)
-        g = B.broadcast_to(B.reshape(g, shape), full)
-    # 3. repeated letters (a diagonal, as in "ii->i"): multiply by an identity per repeat
-    target = []
-    eyes = []
+        g = B.broadcast_to(B.reshape(g, g.shape + (1,) * len(missing)),
+                           g.shape + tuple(own[c] for c in missing))
+    cur = g_sub + missing
+    # 3. repeated letters (a diagonal, as in "ii->i"): an identity per repeat ties the axes
+    target, eyes, seen = [], [], set()
     fresh = _fresh_letters(sub + cur)
-    seen = set()
     for c in sub:
-        if c != "." and c in seen:
+        if c in seen:
             f = next(fresh)
             eyes.append((c, f))
             target.append(f)
@@ -329,13 +320,13 @@ def _einsum_operand_grad(node, ct, subs, out, i):
             seen.add(c)
     target_s = "".join(target)
     if eyes or target_s != cur:
-        ops = [g]
-        in_subs = [cur]
+        ops, in_subs = [g], [cur]
         for c, f in eyes:
-            ops.append(B.apply("eye", n=sizes[c], m=sizes[c], dtype=x.dtype))
+            ops.append(B.apply("eye", n=own[c], m=own[c], dtype=x.dtype))
             in_subs.append(c + f)
         g = B.apply("einsum", *ops, spec=full_spec(in_subs, target_s))
-    return g
+    # 4. axes where operand i had size 1 and einsum broadcast it: sum them back
+    return B.unbroadcast(g, x.type)
 
 
 def _einsum_jvp(node, ts):

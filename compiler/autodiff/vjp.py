@@ -1,0 +1,71 @@
+"""The reverse sweep: cotangents of the inputs from cotangents of the outputs.
+
+One pass over the graph in reverse topological order. Each node's cotangent is
+the sum of what its users sent it (fan-out is addition, build.add_ct), and
+its primitive's VJP rule turns it into one cotangent per input. The result is
+ordinary IR, so a derivative can be differentiated again.
+
+Three things are kept apart (ARCHITECTURE.md):
+  * not differentiable: integer/bool values, `stop_gradient`, comparisons -> no
+    cotangent flows, silently (a symbolic zero);
+  * mathematically undefined points: the rules pick PyTorch's conventions;
+  * a rule missing: a located error naming the op (never a silent zero).
+"""
+from __future__ import annotations
+
+from .. import build as B
+from ..diagnostics import UserError
+from ..ir import Node, span_scope, topo_order
+from ..primitives import REGISTRY
+
+
+def active_set(outputs: list[Node], wrt: list[Node]) -> set[int]:
+    """Nodes through which a derivative flows from `wrt` to the outputs."""
+    active = {w.id for w in wrt}
+    for n in topo_order(outputs):
+        if n.id in active or not n.dtype.is_float:
+            continue
+        prim = REGISTRY[n.op]
+        if not prim.differentiable or n.op == "stop_gradient":
+            continue
+        if any(i.id in active for i in n.inputs):
+            active.add(n.id)
+    return active
+
+
+def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node]) -> list[Node | None]:
+    """d(<cotangents, outputs>)/d(wrt), one entry per wrt node; None where it is zero."""
+    active = active_set(outputs, wrt)
+    order = topo_order(outputs)
+    ct_of: dict[int, Node] = {}
+    for o, c in zip(outputs, cotangents):
+        if c is not None and o.id in active:
+            ct_of[o.id] = B.add_ct(ct_of.get(o.id), c)
+    wrt_ids = {w.id for w in wrt}
+    results: dict[int, Node] = {}
+    for n in reversed(order):
+        ct = ct_of.pop(n.id, None)
+        if ct is None:
+            continue
+        if n.id in wrt_ids:
+            results[n.id] = ct
+        if n.op == "param":
+            continue
+        needs = [i.id in active for i in n.inputs]
+        if not any(needs):
+            continue
+        prim = REGISTRY[n.op]
+        if prim.vjp is None:
+            raise UserError(f"tapeless has no derivative rule for `{n.op}` yet", n.span)
+        if n.name and ct.name is None and ct.op not in ("param", "const", "dim"):
+            ct.name = f"d_{n.name}"
+        with span_scope(n.span):
+            in_cts = prim.vjp(n, ct, needs)
+        for i, c in zip(n.inputs, in_cts):
+            if c is None or i.id not in active:
+                continue
+            if c.shape != i.shape or c.dtype != i.dtype:  # pragma: no cover - a bug in a rule
+                raise AssertionError(f"VJP of {n.op}: cotangent {c.type} for input {i.type}")
+            with span_scope(n.span):
+                ct_of[i.id] = B.add_ct(ct_of.get(i.id), c)
+    return [results.get(w.id) for w in wrt]

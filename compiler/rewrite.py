@@ -1,0 +1,57 @@
+"""Graph rewriting shared by inlining, differentiation and passes.
+
+`substitute` makes a graph again with some nodes replaced (parameters by
+arguments, residuals by `_bwd` parameters), re-running every type rule and
+substituting size symbols, so the result is typed as if written directly.
+"""
+from __future__ import annotations
+
+from . import build as B
+from .ir import Function, Node, span_scope, topo_order
+from .types import Dim, DimLike, dim_subst
+
+def inline(fn: Function, args: list[Node], env: dict[str, DimLike]) -> list[Node]:
+    """fn's outputs with its parameters replaced by args and its size symbols by env."""
+    return substitute(fn.outputs, {p.id: a for p, a in zip(fn.params, args)}, env)
+
+
+def substitute(outputs, mapping: dict[int, Node], env: dict[str, DimLike] | None = None) -> list[Node]:
+    """outputs made again with mapping[node.id] in place of each mapped node."""
+    env = env or {}
+    mapping = dict(mapping)
+    for node in topo_order(outputs):
+        if node.id in mapping:
+            continue
+        inputs = [mapping[i.id] for i in node.inputs]
+        if not env and all(a is b for a, b in zip(inputs, node.inputs)):
+            mapping[node.id] = node  # untouched: keep the very node
+        else:
+            mapping[node.id] = rebuild(node, inputs, env)
+    return [mapping[o.id] for o in outputs]
+
+
+def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
+    """The node made again from new inputs (types re-inferred, size symbols substituted)."""
+    if node.op == "const":
+        return node
+    if node.op == "dim":
+        return B.retype(B.dim_value(dim_subst(node.attr("dim"), env)), node.dtype, node.type.weak)
+    attrs = {k: _subst_attr(v, env) for k, v in node.attrs}
+    with span_scope(node.span):
+        if node.op in ("full", "eye"):
+            new = B.apply(node.op, **attrs)
+            new = B.retype(new, node.dtype, node.type.weak) if new.dtype != node.dtype or \
+                new.type.weak != node.type.weak else new
+        else:
+            new = B.apply(node.op, *inputs, **attrs)
+    if new.name is None and node.name is not None and new.op not in ("param", "const", "dim"):
+        new.name = node.name
+    return new
+
+
+def _subst_attr(v, env):
+    if isinstance(v, Dim):
+        return dim_subst(v, env)
+    if isinstance(v, tuple):
+        return tuple(_subst_attr(x, env) for x in v)
+    return v

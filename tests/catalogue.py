@@ -1,0 +1,223 @@
+"""One case per built-in (and per interesting broadcast / keyword variant).
+
+Each case is a one-line `.tl` function `f(params) = expr`, the same computation
+written independently in NumPy (`ref`, evaluated with `np` and the inputs) and
+in PyTorch (`torch`, used only by tests/reference/make_torch_refs.py to record
+reference values; torch is never needed to run the tests), and the domain its
+inputs are drawn from so every derivative exists there.
+
+Domains: normal, positive (0.5..2), unit (0.05..0.95), away (|x| in 0.3..2,
+random sign: away from kinks at 0), int:LO:HI (integers in [LO, HI)).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    params: dict  # name -> type text
+    expr: str
+    ref: str
+    torch: str | None = None
+    domains: dict = field(default_factory=dict)  # name -> domain (default normal)
+    wrt: tuple | None = None  # default: every floating parameter
+    extremes: tuple = ()  # ({param: values}, ...) for forward-value tests at the extremes
+    finite_differences: bool = True  # False where the derivative is *meant* to differ (stop_gradient)
+
+    def source(self) -> str:
+        params = ", ".join(f"{k}: {v}" for k, v in self.params.items())
+        wrt = ", ".join(self.grad_params())
+        text = f"fn f({params}) {{\n    return {self.expr}\n}}\n"
+        if wrt:
+            text += f"vjp f wrt {wrt}\n"
+        return text
+
+    def grad_params(self) -> tuple:
+        if self.wrt is not None:
+            return self.wrt
+        return tuple(k for k, v in self.params.items() if v.startswith("f"))
+
+    def inputs(self, seed: int = 0) -> dict:
+        rng = np.random.default_rng(seed)
+        out = {}
+        for k, t in self.params.items():
+            out[k] = draw(rng, t, self.domains.get(k, "normal"))
+        return out
+
+
+def parse_type(t: str):
+    dtype, _, rest = t.partition("[")
+    shape = tuple(int(d) for d in rest.rstrip("]").split(",") if d.strip()) if rest else ()
+    return {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i32": np.int32, "i64": np.int64,
+            "bool": np.bool_}[dtype], shape
+
+
+def draw(rng, t: str, domain: str):
+    dtype, shape = parse_type(t)
+    if domain.startswith("int:"):
+        lo, hi = map(int, domain.split(":")[1:])
+        return rng.integers(lo, hi, size=shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) > 0.5
+    if domain == "positive":
+        v = rng.uniform(0.5, 2.0, shape)
+    elif domain == "unit":
+        v = rng.uniform(0.05, 0.95, shape)
+    elif domain == "away":
+        v = rng.uniform(0.3, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
+    elif domain == "distinct":  # a permutation of spaced values: no ties in max/min/sort
+        n = int(np.prod(shape)) if shape else 1
+        v = (rng.permutation(n) * 0.37 - n * 0.15).reshape(shape)
+    else:
+        v = rng.standard_normal(shape)
+    return np.asarray(v, dtype=dtype)
+
+
+F = "torch.nn.functional"
+BIG = np.array([-1000.0, -800.0, -50.0, -1e-8, 0.0, 1e-8, 50.0, 800.0, 1000.0])
+
+CASES = [
+    # ---- elementwise unary
+    Case("exp", {"a": "f64[3, 4]"}, "exp(a)", "np.exp(a)", "torch.exp(a)"),
+    Case("log", {"a": "f64[3, 4]"}, "log(a)", "np.log(a)", "torch.log(a)", {"a": "positive"}),
+    Case("log1p", {"a": "f64[5]"}, "log1p(a)", "np.log(1 + a.astype(np.longdouble)).astype(np.float64)",
+         "torch.log1p(a)", {"a": "unit"}, extremes=({"a": np.array([1e-12, 1e-8, 0.0, -1e-10, 3.0])},)),
+    Case("expm1", {"a": "f64[5]"}, "expm1(a)", "(np.exp(a.astype(np.longdouble)) - 1).astype(np.float64)",
+         "torch.expm1(a)", extremes=({"a": np.array([1e-12, -1e-9, 0.0, 1e-5, 2.0])},)),
+    Case("sqrt", {"a": "f64[2, 3]"}, "sqrt(a)", "np.sqrt(a)", "torch.sqrt(a)", {"a": "positive"}),
+    Case("abs", {"a": "f64[6]"}, "abs(a)", "np.abs(a)", "torch.abs(a)", {"a": "away"}),
+    Case("sign", {"a": "f64[6]"}, "sign(a)", "np.sign(a)", "torch.sign(a)", {"a": "away"}),
+    Case("sin", {"a": "f64[4]"}, "sin(a)", "np.sin(a)", "torch.sin(a)"),
+    Case("cos", {"a": "f64[4]"}, "cos(a)", "np.cos(a)", "torch.cos(a)"),
+    Case("tan", {"a": "f64[4]"}, "tan(a)", "np.tan(a)", "torch.tan(a)", {"a": "unit"}),
+    Case("tanh", {"a": "f64[4]"}, "tanh(a)", "np.tanh(a)", "torch.tanh(a)",
+         extremes=({"a": BIG},)),
+    Case("sigmoid", {"a": "f64[9]"}, "sigmoid(a)", "np.exp(-np.logaddexp(0, -a))", "torch.sigmoid(a)",
+         extremes=({"a": BIG},)),
+    Case("softplus", {"a": "f64[9]"}, "softplus(a)", "np.logaddexp(0, a)", f"{F}.softplus(a, threshold=1e9)",
+         extremes=({"a": BIG},)),
+    Case("relu", {"a": "f64[6]"}, "relu(a)", "np.where(a > 0, a, 0.0)", "torch.relu(a)", {"a": "away"}),
+    Case("neg", {"a": "f64[3]"}, "-a", "-a", "-a"),
+    Case("f32_cast", {"a": "f64[3]"}, "f64(f32(a)) * 2", "a.astype(np.float32).astype(np.float64) * 2",
+         "a.float().double() * 2"),
+    # ---- arithmetic with broadcasting
+    Case("add", {"a": "f64[3, 1]", "b": "f64[4]"}, "a + b", "a + b", "a + b"),
+    Case("sub", {"a": "f64[2, 3]", "b": "f64[3]"}, "a - b", "a - b", "a - b"),
+    Case("mul", {"a": "f64[2, 1, 3]", "b": "f64[4, 1]"}, "a * b", "a * b", "a * b"),
+    Case("div", {"a": "f64[3]", "b": "f64[2, 3]"}, "a / b", "a / b", "a / b", {"b": "positive"}),
+    Case("pow", {"a": "f64[3]", "b": "f64[3]"}, "a ** b", "a ** b", "a ** b", {"a": "positive"}),
+    Case("pow_const", {"a": "f64[4]"}, "a ** 3 + a ** 0.5", "a ** 3 + a ** 0.5", "a ** 3 + a ** 0.5",
+         {"a": "positive"}),
+    Case("scalar_literal", {"a": "f64[3]"}, "2 * a - 1 / a + 0.5", "2 * a - 1 / a + 0.5",
+         "2 * a - 1 / a + 0.5", {"a": "positive"}),
+    Case("maximum", {"a": "f64[3, 4]", "b": "f64[4]"}, "maximum(a, b)", "np.maximum(a, b)",
+         "torch.maximum(a, b)"),
+    Case("minimum", {"a": "f64[3, 4]", "b": "f64[3, 1]"}, "minimum(a, b)", "np.minimum(a, b)",
+         "torch.minimum(a, b)"),
+    Case("where", {"a": "f64[3, 4]", "b": "f64[4]"}, "where(a > b, a * 2, b)",
+         "np.where(a > b, a * 2, b)", "torch.where(a > b, a * 2, b)"),
+    Case("clip", {"a": "f64[8]"}, "clip(a, -0.5, 0.5)", "np.clip(a, -0.5, 0.5)", "torch.clamp(a, -0.5, 0.5)",
+         {"a": "away"}),
+    Case("compare_mask", {"a": "f64[5]"}, "a * f64(a > 0)", "a * (a > 0)", "a * (a > 0).double()",
+         {"a": "away"}),
+    # ---- reductions
+    Case("sum_all", {"a": "f64[3, 4]"}, "sum(a)", "np.sum(a)", "torch.sum(a)"),
+    Case("sum_axis", {"a": "f64[3, 4, 2]"}, "sum(a, axis=[0, 2])", "np.sum(a, axis=(0, 2))",
+         "torch.sum(a, dim=(0, 2))"),
+    Case("sum_keepdims", {"a": "f64[3, 4]"}, "sum(a, axis=1, keepdims=true)", "np.sum(a, axis=1, keepdims=True)",
+         "torch.sum(a, dim=1, keepdim=True)"),
+    Case("mean", {"a": "f64[3, 4]"}, "mean(a, axis=0)", "np.mean(a, axis=0)", "torch.mean(a, dim=0)"),
+    Case("prod", {"a": "f64[2, 3]"}, "prod(a, axis=1)", "np.prod(a, axis=1)", "torch.prod(a, dim=1)"),
+    Case("max", {"a": "f64[3, 4]"}, "max(a, axis=1)", "np.max(a, axis=1)", "torch.amax(a, dim=1)",
+         {"a": "distinct"}),
+    Case("min", {"a": "f64[3, 4]"}, "min(a)", "np.min(a)", "torch.amin(a)", {"a": "distinct"}),
+    Case("logsumexp", {"a": "f64[3, 4]"}, "logsumexp(a, axis=1)",
+         "np.log(np.sum(np.exp(a - a.max(1, keepdims=True)), 1)) + a.max(1)", "torch.logsumexp(a, dim=1)",
+         extremes=({"a": np.array([[1000.0, 999.0, -1000.0, 0.0]] * 3)},)),
+    Case("var", {"a": "f64[3, 4]"}, "var(a, axis=1)", "np.var(a, axis=1)", "torch.var(a, dim=1, unbiased=False)"),
+    Case("std", {"a": "f64[3, 4]"}, "std(a, ddof=1)", "np.std(a, ddof=1)", "torch.std(a)"),
+    # ---- linear algebra
+    Case("matmul", {"a": "f64[3, 4]", "b": "f64[4, 2]"}, "a @ b", "a @ b", "a @ b"),
+    Case("matmul_vec", {"a": "f64[4]", "b": "f64[4, 2]"}, "a @ b", "a @ b", "a @ b"),
+    Case("matvec", {"a": "f64[3, 4]", "b": "f64[4]"}, "a @ b", "a @ b", "a @ b"),
+    Case("dot", {"a": "f64[4]", "b": "f64[4]"}, "a @ b", "a @ b", "a @ b"),
+    Case("matmul_batch", {"a": "f64[2, 3, 4]", "b": "f64[4, 5]"}, "a @ b", "a @ b", "a @ b"),
+    Case("matmul_bcast", {"a": "f64[2, 1, 3, 4]", "b": "f64[5, 4, 2]"}, "a @ b", "a @ b", "a @ b"),
+    Case("einsum", {"a": "f64[3, 4]", "b": "f64[4, 5]"}, 'einsum("ij,jk->ik", a, b)',
+         'np.einsum("ij,jk->ik", a, b)', 'torch.einsum("ij,jk->ik", a, b)'),
+    Case("einsum_implicit", {"a": "f64[3, 4]", "b": "f64[3, 4]"}, 'einsum("ij,ij", a, b)',
+         'np.einsum("ij,ij", a, b)', 'torch.einsum("ij,ij", a, b)'),
+    Case("einsum_batch", {"a": "f64[2, 3, 4]", "b": "f64[2, 4]"}, 'einsum("bij,bj->bi", a, b)',
+         'np.einsum("bij,bj->bi", a, b)', 'torch.einsum("bij,bj->bi", a, b)'),
+    Case("einsum_ellipsis", {"a": "f64[2, 3, 4]", "b": "f64[4]"}, 'einsum("...j,j->...", a, b)',
+         'np.einsum("...j,j->...", a, b)', 'torch.einsum("...j,j->...", a, b)'),
+    Case("einsum_outer_sum", {"a": "f64[3]", "b": "f64[2, 4]"}, 'einsum("i,jk->ij", a, b)',
+         'np.einsum("i,jk->ij", a, b)', 'torch.einsum("i,jk->ij", a, b)'),
+    Case("einsum_trace", {"a": "f64[3, 3]"}, 'einsum("ii->", a)', 'np.einsum("ii->", a)',
+         'torch.einsum("ii->", a)'),
+    Case("einsum_bcast", {"a": "f64[1, 3]", "b": "f64[2, 3]", "c": "f64[2, 1, 4]"}, 'einsum("...j,...j,...k->...k", a, b, c)',
+         'np.einsum("...j,...j,...k->...k", a, b, c)', 'torch.einsum("...j,...j,...k->...k", a, b, c)'),
+    Case("einsum_diag", {"a": "f64[3, 3]", "b": "f64[3]"}, 'einsum("ii,i->i", a, b)',
+         'np.einsum("ii,i->i", a, b)', 'torch.einsum("ii,i->i", a, b)'),
+    Case("transpose", {"a": "f64[2, 3, 4]"}, "transpose(a, [1, 2, 0]) * 2", "np.transpose(a, (1, 2, 0)) * 2",
+         "a.permute(1, 2, 0) * 2"),
+    Case("dot_T", {"a": "f64[2, 3]"}, "a.T @ a", "a.T @ a", "a.T @ a"),
+    Case("trace", {"a": "f64[4, 4]"}, "trace(a)", "np.trace(a)", "torch.trace(a)"),
+    Case("diagonal", {"a": "f64[3, 4]"}, "diagonal(a)", "np.diagonal(a)", "torch.diagonal(a)"),
+    Case("outer", {"a": "f64[3]", "b": "f64[4]"}, "outer(a, b)", "np.outer(a, b)", "torch.outer(a, b)"),
+    # ---- shapes
+    Case("reshape", {"a": "f64[2, 6]"}, "reshape(a, [3, -1]) * 2", "a.reshape(3, -1) * 2", "a.reshape(3, -1) * 2"),
+    Case("broadcast_to", {"a": "f64[3, 1]"}, "broadcast_to(a, [2, 3, 4])", "np.broadcast_to(a, (2, 3, 4))",
+         "a.expand(2, 3, 4)"),
+    Case("squeeze", {"a": "f64[3, 1, 2]"}, "squeeze(a, 1) * 2", "np.squeeze(a, 1) * 2", "a.squeeze(1) * 2"),
+    Case("expand_dims", {"a": "f64[3, 2]"}, "expand_dims(a, 1) * 2", "np.expand_dims(a, 1) * 2",
+         "a.unsqueeze(1) * 2"),
+    Case("concat", {"a": "f64[2, 3]", "b": "f64[4, 3]"}, "concat([a, b * 2], axis=0)",
+         "np.concatenate([a, b * 2], axis=0)", "torch.cat([a, b * 2], dim=0)"),
+    Case("stack", {"a": "f64[3]", "b": "f64[3]"}, "stack([a, b], axis=1)", "np.stack([a, b], axis=1)",
+         "torch.stack([a, b], dim=1)"),
+    Case("index", {"a": "f64[4, 5]"}, "a[1:3, ::-2] * 2", "a[1:3, ::-2] * 2", "a[1:3].flip(1)[:, ::2] * 2"),
+    Case("index_int_none", {"a": "f64[4, 5]"}, "a[-1, None, 2:]", "a[-1, None, 2:]", "a[-1, None, 2:]"),
+    Case("index_ellipsis", {"a": "f64[2, 3, 4]"}, "a[..., 1] + a[0, ..., 0][None]", "a[..., 1] + a[0, ..., 0][None]",
+         "a[..., 1] + a[0, ..., 0][None]"),
+    Case("take", {"a": "f64[5, 3]", "i": "i64[4]"}, "take(a, i, axis=0)", "np.take(a, i, axis=0)",
+         "torch.index_select(a, 0, i)", {"i": "int:0:5"}),
+    Case("take_repeat", {"a": "f64[4]", "i": "i64[2, 3]"}, "take(a, i)", "np.take(a, i)", "a[i]",
+         {"i": "int:0:2"}),
+    Case("take_along_axis", {"a": "f64[3, 4]", "i": "i64[3, 2]"}, "take_along_axis(a, i, 1)",
+         "np.take_along_axis(a, i, 1)", "torch.gather(a, 1, i)", {"i": "int:0:4"}),
+    # ---- constructors
+    Case("zeros_ones", {"a": "f64[2, 3]"}, "a + zeros([2, 3]) + ones([3]) * 2", "a + 2.0", "a + 2.0"),
+    Case("full_eye", {"a": "f64[3, 3]"}, "a * eye(3) + full([3], 0.5)", "a * np.eye(3) + 0.5",
+         "a * torch.eye(3, dtype=torch.float64) + 0.5"),
+    Case("like", {"a": "f64[2, 2]"}, "a * ones_like(a) - zeros_like(a)", "a * 1.0", "a * 1.0"),
+    # ---- neural-network losses
+    Case("softmax", {"a": "f64[3, 4]"}, "softmax(a)",
+         "np.exp(a - a.max(-1, keepdims=True)) / np.exp(a - a.max(-1, keepdims=True)).sum(-1, keepdims=True)",
+         "torch.softmax(a, dim=-1)", extremes=({"a": np.array([[1000.0, 0.0, -1000.0, 999.0]] * 3)},)),
+    Case("softmax_axis0", {"a": "f64[3, 4]"}, "softmax(a, axis=0)", "np.exp(a) / np.exp(a).sum(0, keepdims=True)",
+         "torch.softmax(a, dim=0)"),
+    Case("log_softmax", {"a": "f64[2, 5]"}, "log_softmax(a)",
+         "a - a.max(-1, keepdims=True) - np.log(np.exp(a - a.max(-1, keepdims=True)).sum(-1, keepdims=True))",
+         "torch.log_softmax(a, dim=-1)",
+         extremes=({"a": np.array([[1000.0, 0.0, -1000.0, 999.0, 5.0]] * 2)},)),
+    Case("bce_with_logits", {"z": "f64[4, 3]", "y": "f64[4, 3]"}, "bce_with_logits(z, y)",
+         "np.logaddexp(0, z) - z * y", f"{F}.binary_cross_entropy_with_logits(z, y, reduction='none')",
+         {"y": "unit"}, extremes=({"z": np.array([[-1000.0, 0.0, 1000.0]] * 4), "y": np.full((4, 3), 0.3)},)),
+    Case("binary_cross_entropy", {"p": "f64[4, 3]", "y": "f64[4, 3]"}, "binary_cross_entropy(p, y)",
+         "-(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log(1 - p), -100))", f"{F}.binary_cross_entropy(p, y, reduction='none')",
+         {"p": "unit", "y": "unit"},
+         extremes=({"p": np.array([[0.0, 1.0, 1e-50]] * 4), "y": np.array([[0.0, 1.0, 1.0]] * 4)},)),
+    Case("cross_entropy", {"z": "f64[4, 5]", "k": "i64[4]"}, "cross_entropy(z, k)",
+         "np.log(np.exp(z).sum(-1)) - z[np.arange(4), k]", f"{F}.cross_entropy(z, k, reduction='none')",
+         {"k": "int:0:5"}),
+    Case("stop_gradient", {"a": "f64[4]"}, "a * stop_gradient(a)", "a * a", "a * a.detach()",
+         finite_differences=False),
+    Case("mean_f32", {"a": "f32[64]"}, "mean(tanh(a) * 3)", "np.mean(np.tanh(a) * 3)", "torch.mean(torch.tanh(a) * 3)"),
+]
+
+BY_NAME = {c.name: c for c in CASES}

@@ -1,0 +1,30 @@
+"""Shared fixtures: compiling `.tl` text into imported modules, and golden files."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/util.py, tests/catalogue.py
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite golden files from the current compiler output (read the diff!)")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return request.config.getoption("--update-golden")
+
+
+@pytest.fixture
+def tl(tmp_path):
+    """tl(source_text, **options) -> the imported generated module."""
+    from util import compile_module
+
+    def make(source: str, **options):
+        return compile_module(source, tmp_path, **options)
+
+    return make
