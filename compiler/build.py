@@ -253,16 +253,28 @@ def sum_(x: Node, axes: Sequence[int], keepdims: bool = False) -> Node:
     return apply("sum", x, axes=axes, keepdims=keepdims)
 
 
+def _single(x: Node) -> bool:
+    return all(d == 1 for d in x.shape)
+
+
 def reshape(x: Node, shape: Shape) -> Node:
-    if tuple(shape) == x.shape:
+    shape = tuple(shape)
+    if shape == x.shape:
         return x
-    return apply("reshape", x, shape=tuple(shape))
+    if x.op == "reshape":  # reshape of a reshape: one reshape
+        return reshape(x.inputs[0], shape)
+    if x.op == "broadcast_to" and _single(x.inputs[0]):  # a broadcast scalar, re-shaped: broadcast it there
+        return broadcast_to(reshape(x.inputs[0], ()), shape)
+    return apply("reshape", x, shape=shape)
 
 
 def broadcast_to(x: Node, shape: Shape) -> Node:
-    if tuple(shape) == x.shape:
+    shape = tuple(shape)
+    if shape == x.shape:
         return x
-    return apply("broadcast_to", x, shape=tuple(shape))
+    if x.op == "broadcast_to":  # broadcasting twice is broadcasting once
+        return broadcast_to(x.inputs[0], shape)
+    return apply("broadcast_to", x, shape=shape)
 
 
 def unbroadcast(ct: Node, target: TensorType) -> Node:

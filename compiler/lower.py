@@ -43,12 +43,14 @@ class Scope:
     symbols: dict[str, Dim] = field(default_factory=dict)
 
 
-def lower_module(source: SourceFile, module: ast.Module, sink: Sink) -> Module:
-    return Lowering(source, module, sink).run()
+def lower_module(source: SourceFile, module: ast.Module, sink: Sink, float64: bool = False) -> Module:
+    """`float64`: every floating dtype in the file is read as f64 (gradcheck's reference build)."""
+    return Lowering(source, module, sink, float64).run()
 
 
 class Lowering:
-    def __init__(self, source: SourceFile, module: ast.Module, sink: Sink):
+    def __init__(self, source: SourceFile, module: ast.Module, sink: Sink, float64: bool = False):
+        self.float64 = float64
         self.source = source
         self.module = module
         self.sink = sink
@@ -159,9 +161,12 @@ class Lowering:
         multi = len(outputs) > 1 or fd.result_is_tuple
         return Function(fd.name.name, tuple(params), tuple(outputs), fd.span, "fn", multi)
 
+    def dtype(self, d: DType) -> DType:
+        return DType.F64 if self.float64 and d.is_float else d
+
     def param_type(self, te: ast.TypeExpr, scope: Scope, result: bool = False) -> TensorType:
         try:
-            dtype = parse_dtype(te.dtype.name)
+            dtype = self.dtype(parse_dtype(te.dtype.name))
         except UserError as e:
             self.sink.error(te.dtype.span, e.message)
             raise Poison from None
@@ -414,6 +419,8 @@ class Lowering:
         name = e.func.name
         if name in scope.env:
             self.fail(e.func.span, f"`{name}` is a value, not a function")
+        if self.float64 and name in ("f16", "f32"):
+            name = "f64"
         spec = BUILTINS.get(name)
         if spec is None:
             self.unknown_function(e.func)
@@ -496,7 +503,7 @@ class Lowering:
             return a.value
         if kind == DTYPE:
             if isinstance(a, ast.Name) and DType.from_name(a.id):
-                return DType.from_name(a.id)
+                return self.dtype(DType.from_name(a.id))
             self.fail(a.span, f"`{pname}=` takes a dtype name: f16, f32, f64, i32, i64 or bool")
         if kind == LIST:
             if not isinstance(a, ast.ListExpr):

@@ -40,10 +40,10 @@ def parse_stage(source: SourceFile) -> syntax.Module:
     return tree
 
 
-def ir_stage(source: SourceFile) -> Module:
+def ir_stage(source: SourceFile, float64: bool = False) -> Module:
     tree = parse_stage(source)
     sink = Sink()
-    module = lower_module(source, tree, sink)
+    module = lower_module(source, tree, sink, float64=float64)
     _check(sink, source)
     return module
 
@@ -55,13 +55,15 @@ def optimize_stage(module: Module, level: int = 1) -> Module:
 
 
 def compile_source(source: SourceFile | str, backend: str = "numpy", checks: bool = True,
-                   opt_level: int = 1, path: str = "<string>") -> str:
-    """Python source of the module compiled from `source` (a SourceFile or .tl text)."""
+                   opt_level: int = 1, path: str = "<string>", float64: bool = False) -> str:
+    """Python source of the module compiled from `source` (a SourceFile or .tl text).
+
+    `float64=True` reads every floating dtype as f64 (gradcheck's reference build)."""
     if isinstance(source, str):
         source = SourceFile.from_text(path, source)
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    module = optimize_stage(ir_stage(source), opt_level)
+    module = optimize_stage(ir_stage(source, float64=float64), opt_level)
     return generate(module, Options(backend=backend, checks=checks), VERSION)
 
 

@@ -12,9 +12,11 @@ Two tests, both against the forward function the derivative was made from:
 * dot product: for a random tangent t, <vjp(ct), t> against <ct, J t> with J t
   from central differences along t (this sees every element at once).
 
-Differences are taken in the function's own dtype: for f64 programs the
-default tolerances are tight; for f32/f16 they are scaled to that precision.
-A failure names the function, the argument, the element, both values and the
+Differences are always taken in f64: gradcheck rebuilds the module from its
+source (generated modules carry it) with every floating dtype read as f64, checks
+that build's derivative tightly, and then checks the function it was given
+(f32, say) against the f64 build at a tolerance fitting its precision. A
+failure names the function, the argument, the element, both values and the
 tolerances.
 """
 from __future__ import annotations
@@ -28,11 +30,30 @@ class GradcheckError(AssertionError):
     pass
 
 
-_DEFAULTS = {  # dtype -> (eps, atol, rtol)
-    np.dtype(np.float64): (1e-6, 1e-6, 1e-5),
-    np.dtype(np.float32): (1e-2, 2e-2, 2e-2),
-    np.dtype(np.float16): (1e-1, 1e-1, 1e-1),
-}
+_PRECISION = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 2e-3, np.dtype(np.float16): 5e-2}
+_REFERENCE_BUILDS: dict[str, object] = {}
+
+
+def _f64_build(module):
+    """The module compiled again from its own source with every floating dtype f64."""
+    text = getattr(module, "__tapeless_source__", None)
+    if text is None:
+        raise TypeError(f"{module.__name__} carries no source; recompile it with this tapeless version")
+    if text not in _REFERENCE_BUILDS:
+        import importlib.util
+        import tempfile
+        from pathlib import Path
+
+        from tapeless.compiler import compile_source
+
+        code = compile_source(text, path=getattr(module, "__tl_source__", "gradcheck.tl"), float64=True)
+        path = Path(tempfile.mkdtemp(prefix="tapeless_gradcheck_")) / "reference.py"
+        path.write_text(code)
+        spec = importlib.util.spec_from_file_location(f"_tapeless_gradcheck_{len(_REFERENCE_BUILDS)}", path)
+        ref = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(ref)
+        _REFERENCE_BUILDS[text] = ref
+    return _REFERENCE_BUILDS[text]
 
 
 def _info(fn):
@@ -47,55 +68,73 @@ def _tuple(x):
     return x if isinstance(x, tuple) else (x,)
 
 
-def gradcheck(fn, *args, cotangents=None, eps=None, atol=None, rtol=None, max_elements=64, seed=0) -> bool:
-    """Check a generated `grad` or `vjp` function against its forward function."""
+def gradcheck(fn, *args, cotangents=None, eps=1e-6, atol=1e-6, rtol=1e-5, max_elements=64, seed=0) -> bool:
+    """Check a generated `grad` or `vjp` function against finite differences of its forward function."""
     module, info = _info(fn)
     if info["kind"] not in ("grad", "vjp"):
         raise TypeError(f"gradcheck checks grad and vjp functions; {fn.__name__} is a {info['kind']} function")
-    forward = getattr(module, info["of"])
     fwd_info = module.__tapeless__[info["of"]]
-    n_params = len(fwd_info["params"])
-    if len(args) != n_params:
-        raise TypeError(f"{fn.__name__}: gradcheck needs the {n_params} arguments of {info['of']}, got {len(args)}")
+    names = fwd_info["params"]
+    if len(args) != len(names):
+        raise TypeError(f"{fn.__name__}: gradcheck needs the {len(names)} arguments of {info['of']}, got {len(args)}")
+    if fwd_info.get("stop_gradient") or info.get("stop_gradient"):
+        raise GradcheckError(
+            f"{fn.__name__}: {info['of']} uses stop_gradient, so finite differences of it include the "
+            "dependence stop_gradient removes; gradcheck cannot check it numerically")
     rng = np.random.default_rng(seed)
-    args = [np.array(a, copy=True) if not np.isscalar(a) else np.asarray(a) for a in args]
-    outs = [np.asarray(o) for o in _tuple(forward(*args))]
+    args = [np.array(a, copy=True) for a in args]
+    ref = _f64_build(module)
+    ref_fn, ref_forward = getattr(ref, fn.__name__), getattr(ref, info["of"])
+    args64 = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in args]
+    outs = [np.asarray(o) for o in _tuple(ref_forward(*args64))]
     if info["kind"] == "grad":
         cts = [np.ones_like(outs[0])]
-        grads = fn(*args)[1:]
+    elif cotangents is not None:
+        cts = [np.asarray(c, dtype=np.float64) for c in cotangents]
     else:
-        cts = cotangents if cotangents is not None else [
-            rng.standard_normal(o.shape).astype(o.dtype) if o.dtype.kind == "f" else np.zeros_like(o) for o in outs]
-        cts = [np.asarray(c) for c in cts]
-        grads = fn(*args, *cts)[len(outs):]
+        cts = [rng.standard_normal(o.shape) if o.dtype.kind == "f" else np.zeros_like(o) for o in outs]
+    extra = [] if info["kind"] == "grad" else cts
+    grads = [np.asarray(g, dtype=np.float64) for g in ref_fn(*args64, *extra)[len(outs):]]
     wrt = info["wrt"]
-    names = fwd_info["params"]
 
     def inner(values) -> float:
-        res = [np.asarray(o, dtype=np.float64) for o in _tuple(forward(*values))]
+        res = [np.asarray(o, dtype=np.float64) for o in _tuple(ref_forward(*values))]
         return float(sum(np.sum(r * c) for r, c in zip(res, cts) if c.dtype.kind == "f"))
 
     for name, g in zip(wrt, grads):
         k = names.index(name)
-        x = args[k]
-        d_eps, d_atol, d_rtol = _DEFAULTS.get(x.dtype, _DEFAULTS[np.dtype(np.float64)])
-        e, a_tol, r_tol = eps or d_eps, atol if atol is not None else d_atol, rtol if rtol is not None else d_rtol
-        g = np.asarray(g, dtype=np.float64)
+        x = args64[k]
         if g.shape != x.shape:
             raise GradcheckError(f"{fn.__name__}: gradient for `{name}` has shape {g.shape}, expected {x.shape}")
         flat = list(np.ndindex(x.shape)) if x.shape else [()]
         chosen = flat if len(flat) <= max_elements else [flat[i] for i in rng.choice(len(flat), max_elements,
                                                                                       replace=False)]
         for idx in chosen:
-            numeric = _central(inner, args, k, idx, e)
+            numeric = _central(inner, args64, k, idx, eps)
             analytic = float(g[idx])
-            if not np.isclose(analytic, numeric, atol=a_tol, rtol=r_tol):
+            if not np.isclose(analytic, numeric, atol=atol, rtol=rtol):
                 where = f"[{', '.join(map(str, idx))}]" if idx != () else ""
                 raise GradcheckError(
                     f"gradcheck failed for {fn.__name__}: d/d{name}{where}: analytic {analytic!r}, "
-                    f"numeric {numeric!r} (central differences, eps={e}); tolerance atol={a_tol}, rtol={r_tol}")
-    _dot_product_test(fn, inner, args, names, wrt, grads, rng)
+                    f"numeric {numeric!r} (central differences in f64, eps={eps}); tolerance atol={atol}, rtol={rtol}")
+    _dot_product_test(fn, inner, args64, names, wrt, grads, rng, eps, atol, rtol)
+    _same_as_reference(fn, info, args, cts, grads, names, wrt)
     return True
+
+
+def _same_as_reference(fn, info, args, cts, ref_grads, names, wrt) -> None:
+    """The function as compiled (f32, say) against the f64 build, at its own precision."""
+    own = fn(*args) if info["kind"] == "grad" else fn(*args, *cts)  # f64 cotangents convert (same_kind)
+    n_out = len(own) - len(wrt)
+    for name, g, want in zip(wrt, own[n_out:], ref_grads):
+        g = np.asarray(g)
+        tol = _PRECISION.get(g.dtype, 1e-9)
+        scale = float(np.max(np.abs(want))) if want.size else 1.0
+        if g.shape != want.shape or not np.allclose(g.astype(np.float64), want, rtol=tol, atol=tol * max(scale, 1e-30)):
+            bad = np.unravel_index(np.argmax(np.abs(g.astype(np.float64) - want)), want.shape) if want.shape else ()
+            raise GradcheckError(
+                f"gradcheck failed for {fn.__name__}: d/d{name}{list(bad) if bad else ''} in {g.dtype} is "
+                f"{g[bad]!r}, the f64 build gives {want[bad]!r} (tolerance {tol} relative to max |grad| {scale:.3g})")
 
 
 def _central(inner, args, k, idx, eps) -> float:
@@ -113,18 +152,15 @@ def _central(inner, args, k, idx, eps) -> float:
     return (inner(plus) - inner(minus)) / step
 
 
-def _dot_product_test(fn, inner, args, names, wrt, grads, rng) -> None:
+def _dot_product_test(fn, inner, args, names, wrt, grads, rng, eps, atol, rtol) -> None:
     """<vjp(ct), t> == <ct, J t> for one random tangent over all wrt arguments at once."""
     ks = [names.index(n) for n in wrt]
-    dtypes = {args[k].dtype for k in ks}
-    d_eps, d_atol, d_rtol = _DEFAULTS.get(max(dtypes, key=lambda d: -d.itemsize), _DEFAULTS[np.dtype(np.float64)])
     ts = {k: rng.standard_normal(args[k].shape) for k in ks}
-    plus = [np.asarray(a + d_eps * ts[i], dtype=a.dtype) if i in ts else a for i, a in enumerate(args)]
-    minus = [np.asarray(a - d_eps * ts[i], dtype=a.dtype) if i in ts else a for i, a in enumerate(args)]
-    numeric = (inner(plus) - inner(minus)) / (2 * d_eps)
-    analytic = float(sum(np.sum(np.asarray(g, np.float64) * ts[k]) for k, g in zip(ks, grads)))
-    scale = max(1.0, abs(numeric))
-    if not abs(analytic - numeric) <= d_atol * 10 + d_rtol * 10 * scale:
+    plus = [a + eps * ts[i] if i in ts else a for i, a in enumerate(args)]
+    minus = [a - eps * ts[i] if i in ts else a for i, a in enumerate(args)]
+    numeric = (inner(plus) - inner(minus)) / (2 * eps)
+    analytic = float(sum(np.sum(g * ts[k]) for k, g in zip(ks, grads)))
+    if not abs(analytic - numeric) <= 10 * (atol + rtol * max(1.0, abs(numeric))):
         raise GradcheckError(
             f"gradcheck failed for {fn.__name__}: dot-product test <vjp(ct), t> = {analytic!r} but "
-            f"<ct, J t> = {numeric!r} for a random tangent t over {', '.join(wrt)}")
+            f"<ct, J t> = {numeric!r} (central differences in f64) for a random tangent t over {', '.join(wrt)}")

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def compile_module(source: str, directory: Path, name: str = "m", **options):
-    text = compile_source(source, path=f"{name}.tl", **options)
+    options.setdefault("path", f"{name}.tl")
+    text = compile_source(source, **options)
     k = next(_counter)
     path = Path(directory) / f"{name}_{k}.py"
     path.write_text(text)

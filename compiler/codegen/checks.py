@@ -116,17 +116,20 @@ def rank_lines(ctx, fn_name: str, args: list[Arg]) -> list[str]:
     return [f"if {cond}:", f"    {ctx.helper('rank_error')}({fn_name!r}, ({specs},))"]
 
 
-def bind_symbols(ctx, args: list[Arg], carriers: dict[str, str]) -> tuple[list[str], list[tuple[str, str, str]]]:
-    """`N = x.shape[0]` for each size symbol, from the first argument that has it."""
+def bind_symbols(ctx, args: list[Arg], carriers: dict[str, str],
+                 needed: set[str] | None = None) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """`N = x.shape[0]` for each size symbol (each one in `needed`, if given), from the first
+    argument that has it."""
     lines, bound = [], []
     for a in args:
         for k, d in enumerate(a.type.shape):
-            if isinstance(d, Dim) and d.symbol_name and d.symbol_name not in ctx.symbols:
+            if isinstance(d, Dim) and d.symbol_name and d.symbol_name not in ctx.symbols and (
+                    needed is None or d.symbol_name in needed):
                 var = ctx.bind_symbol(d.symbol_name)
                 lines.append(f"{var} = {a.var}.shape[{k}]")
                 bound.append((d.symbol_name, var, a.label))
     for sym, var_src in carriers.items():
-        if sym not in ctx.symbols:
+        if sym not in ctx.symbols and (needed is None or sym in needed):
             var = ctx.bind_symbol(sym)
             lines.append(f"{var} = int({var_src})")
     return lines, bound

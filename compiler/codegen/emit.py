@@ -270,7 +270,8 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     if mod.options.checks:
         body += checks.convert_lines(ctx, fn.name, checked)
         body += checks.rank_lines(ctx, fn.name, checked)
-    sym_lines, bound = checks.bind_symbols(ctx, arrays, carriers)
+    needed = None if mod.options.checks else _symbols_used(fn)
+    sym_lines, bound = checks.bind_symbols(ctx, arrays, carriers, needed)
     body += sym_lines
     if mod.options.checks:
         body += checks.shape_lines(ctx, fn.name, checked, bound)
@@ -290,6 +291,25 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _symbols_used(fn: Function) -> set[str]:
+    """Size symbols the body's code mentions (without checks, only these need binding)."""
+    used: set[str] = set()
+
+    def visit(v) -> None:
+        if isinstance(v, Dim):
+            used.update(v.symbols)
+        elif isinstance(v, tuple):
+            for x in v:
+                visit(x)
+
+    for n in topo_order(fn.outputs):
+        for _, v in n.attrs:
+            visit(v)
+        if n.op in ("full", "eye", "index_grad", "take_grad", "take_along_axis_grad", "broadcast_to", "reshape"):
+            visit(tuple(n.shape))
+    return used
+
+
 def _returns(ctx: FnContext, fn: Function, outs: list[Expr], out_var, n_grads: int, wrt) -> list[str]:
     kind = fn.kind
     if kind == "fwd":
@@ -302,10 +322,11 @@ def _returns(ctx: FnContext, fn: Function, outs: list[Expr], out_var, n_grads: i
         head, grads = outs[: len(outs) - n_grads], outs[len(outs) - n_grads:]
         grad_nodes = fn.outputs[len(outs) - n_grads:]
         lines = []
-        specs = ", ".join(f"({w!r}, {ctx.dtype_const(g.dtype)}, {ctx.shape(g.shape)})" for w, g in zip(wrt, grad_nodes))
         bufs = [ctx.names.fresh(f"out_{w}") for w in wrt]
         unpack = ", ".join(bufs) + ("," if len(bufs) == 1 else "")
         if ctx.mod.options.checks:
+            specs = ", ".join(f"({w!r}, {ctx.dtype_const(g.dtype)}, {ctx.shape(g.shape)})"
+                              for w, g in zip(wrt, grad_nodes))
             src = f"{ctx.helper('out_buffers')}({out_var}, ({specs},), {fn.name!r})"
         else:
             src = f"{out_var} if isinstance({out_var}, tuple) else ({out_var},)"
@@ -409,13 +430,19 @@ def generate(module: Module, options: Options, version: str) -> str:
     out += ["", "# What each function is, for tapeless.runtime.gradcheck and other tools.", "__tapeless__ = {"]
     for f in module.functions:
         info = {"kind": f.kind, "params": tuple(f.param_names), "n_outputs": len(f.outputs)}
-        for key in ("of", "wrt", "n_residuals"):
+        if f.get("of") is not None:
+            info["of"] = mod.fn_names.get(f.get("of"), f.get("of"))
+        for key in ("wrt", "n_residuals"):
             if f.get(key) is not None:
                 info[key] = f.get(key)
+        if any(n.op == "stop_gradient" for n in topo_order(f.outputs)):
+            info["stop_gradient"] = True
         if f.kind == "fwd":
             info["n_outputs"] = f.get("n_outputs")
         out.append(f"    {mod.fn_names[f.name]!r}: {info!r},")
     out.append("}")
+    # the source this module was made from (a repr: never code), for gradcheck's f64 rebuild
+    out.append(f"__tapeless_source__ = {module.source.text!r}")
     return "\n".join(out).rstrip("\n") + "\n"
 
 

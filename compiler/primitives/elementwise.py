@@ -35,7 +35,7 @@ def _float_unary_coerce(args, attrs):
 def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=None, doc=""):
     """A unary elementwise primitive from its derivative `deriv(x, y)`.
 
-    `masked_deriv(x)` instead gives the bool mask where the derivative is 1 (relu):
+    `masked_deriv(x, y)` instead gives the bool mask where the derivative is 1 (relu):
     the VJP is then where(mask, ct, 0) and carries the mask onwards.
     """
 
@@ -49,7 +49,7 @@ def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=No
     def vjp(node, ct, needs):
         x = node.inputs[0]
         if masked_deriv is not None:
-            return [B.masked(masked_deriv(x), ct)]
+            return [B.masked(masked_deriv(x, node), ct)]
         d = deriv(x, node)
         if d is None:
             return [None]
@@ -59,7 +59,7 @@ def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=No
         (t,) = ts
         x = node.inputs[0]
         if masked_deriv is not None:
-            return B.masked(masked_deriv(x), t)
+            return B.masked(masked_deriv(x, node), t)
         d = deriv(x, node)
         return None if d is None else B.mul(t, d)
 
@@ -102,8 +102,8 @@ unary("sign", xp_call("sign"), lambda x, y: None, lambda x: _sympy().sign(x), np
       float_only=False, doc="derivative 0 everywhere (PyTorch)")
 unary("relu", xp_call("maximum", "0"), None,
       lambda x: _sympy().Piecewise((x, x > 0), (0, True)), lambda x: np.maximum(x, 0),
-      float_only=False, masked_deriv=lambda x: B.apply("gt", x, B.like_const(0, x)),
-      doc="max(x, 0); relu'(0) = 0; the masked side gets exactly zero gradient")
+      float_only=False, masked_deriv=lambda x, y: B.apply("gt", y, B.like_const(0, y)),
+      doc="max(x, 0); relu'(0) = 0; the mask y > 0 reads the output, so backward keeps only y")
 
 
 def _neg_emit(ctx, args, node):

@@ -1,0 +1,109 @@
+"""The `tapeless` command: exit statuses, atomic output, stages, internal errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tapeless.compiler import cli
+
+GOOD = "fn f(x: f64[N]) -> f64 {\n    return sum(x * x)\n}\ngrad f wrt x\n"
+BAD = "fn f(x: f64[3], y: f64[3, 2]) -> f64 {\n    return sum(x + y)\n}\n"
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "tapeless.compiler.cli", *args], capture_output=True, text=True)
+
+
+def test_compile_writes_the_module_next_to_the_source(tmp_path):
+    src = tmp_path / "model.tl"
+    src.write_text(GOOD)
+    r = run("compile", str(src))
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "model.py").read_text()
+    assert "def f_grad(" in text
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".model.py.*"))
+
+
+def test_user_errors_exit_1_with_located_diagnostics_and_no_traceback(tmp_path):
+    src = tmp_path / "bad.tl"
+    src.write_text(BAD)
+    r = run("compile", str(src))
+    assert r.returncode == 1
+    assert f"{src}:2:16: error: cannot broadcast f64[3] and f64[3, 2]" in r.stderr
+    assert "    return sum(x + y)" in r.stderr and "^^^^^" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_failed_compile_never_clobbers_a_good_output(tmp_path):
+    src = tmp_path / "m.tl"
+    out = tmp_path / "m.py"
+    src.write_text(GOOD)
+    assert cli.main(["compile", str(src), "-o", str(out)]) == 0
+    good = out.read_text()
+    src.write_text(BAD)
+    assert cli.main(["compile", str(src), "-o", str(out)]) == 1
+    assert out.read_text() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.py", "m.tl"]
+
+
+def test_an_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    from tapeless.compiler import pipeline
+
+    out = tmp_path / "m.py"
+
+    def boom(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pipeline.os, "replace", boom)
+    with pytest.raises(OSError):
+        pipeline.write_atomic(out, "x = 1\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_file_and_unwritable_output_are_user_errors(tmp_path, capsys):
+    assert cli.main(["compile", str(tmp_path / "nope.tl")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    src = tmp_path / "m.tl"
+    src.write_text(GOOD)
+    assert cli.main(["compile", str(src), "-o", str(tmp_path / "missing" / "m.py")]) == 1
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_ir_stages_print(tmp_path, capsys):
+    src = tmp_path / "m.tl"
+    src.write_text(GOOD)
+    for stage in ("parsed", "typed", "adjoint"):
+        assert cli.main(["ir", str(src), "--stage", stage]) == 0
+    out = capsys.readouterr().out
+    assert "return sum(x * x)" in out and "fn f(x: f64[N]) -> f64" in out and "grad f_grad(" in out
+
+
+def test_compile_to_stdout_and_backends(tmp_path, capsys):
+    src = tmp_path / "m.tl"
+    src.write_text(GOOD)
+    assert cli.main(["compile", str(src), "-o", "-", "--backend", "cupy", "--no-checks"]) == 0
+    out = capsys.readouterr().out
+    assert "import cupy as cp" in out and "_shape_error" not in out
+
+
+def test_an_internal_error_exits_2_and_says_so(tmp_path, monkeypatch, capsys):
+    from tapeless.compiler import pipeline
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "compile_file", broken)
+    src = tmp_path / "m.tl"
+    src.write_text(GOOD)
+    assert cli.main(["compile", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "internal error" in err and "Traceback" not in err
+    del pipeline
+
+
+def test_console_script_is_installed():
+    import shutil
+
+    assert shutil.which("tapeless"), "the `tapeless` console script is not on PATH"

@@ -1,0 +1,80 @@
+"""tapeless.runtime: load() with its on-disk cache, and the import hook."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from tapeless.compiler import CompileError
+from tapeless.runtime import install_import_hook, load, uninstall_import_hook
+
+SRC = "fn double(x: f64[N]) -> f64[N] {\n    return x * 2\n}\n"
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    monkeypatch.setenv("TAPELESS_CACHE_DIR", str(d))
+    return d
+
+
+def test_load_compiles_once_and_reuses_the_cache(tmp_path, cache):
+    src = tmp_path / "m.tl"
+    src.write_text(SRC)
+    m = load(src)
+    assert m.double(np.arange(3.0)).tolist() == [0.0, 2.0, 4.0]
+    files = list(cache.glob("*.py"))
+    assert len(files) == 1 and m.__file__ == str(files[0])
+    stamp = files[0].stat().st_mtime_ns
+    load(src)
+    assert files[0].stat().st_mtime_ns == stamp            # reused, not rewritten
+    assert m.__tl_source__ == str(src)
+
+
+def test_cache_key_covers_source_and_options(tmp_path, cache):
+    src = tmp_path / "m.tl"
+    src.write_text(SRC)
+    load(src)
+    load(src, checks=False)
+    src.write_text(SRC.replace("* 2", "* 3"))
+    m = load(src)
+    assert m.double(np.ones(2)).tolist() == [3.0, 3.0]
+    assert len(list(cache.glob("*.py"))) == 3
+
+
+def test_load_reports_compile_errors(tmp_path):
+    src = tmp_path / "bad.tl"
+    src.write_text("fn f(x: f64) -> f64 { return y }\n")
+    with pytest.raises(CompileError, match="unknown name `y`"):
+        load(src)
+
+
+def test_tracebacks_point_into_the_generated_file(tmp_path):
+    src = tmp_path / "m.tl"
+    src.write_text(SRC)
+    m = load(src)
+    with pytest.raises(ValueError) as info:
+        m.double(np.ones((2, 2)))
+    assert any(str(m.__file__) == tb.tb_frame.f_code.co_filename for tb in _frames(info.tb))
+
+
+def _frames(tb):
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
+def test_import_hook_finds_tl_files(tmp_path, monkeypatch):
+    (tmp_path / "hooked_model.tl").write_text(SRC)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    finder = install_import_hook()
+    try:
+        import hooked_model
+
+        assert hooked_model.double(np.ones(1)).tolist() == [2.0]
+        assert hooked_model.__tl_source__.endswith("hooked_model.tl")
+    finally:
+        uninstall_import_hook(finder)
+        sys.modules.pop("hooked_model", None)
+    assert finder not in sys.meta_path
