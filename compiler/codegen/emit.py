@@ -236,7 +236,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     # `out`, `seed` and `residuals` are this function's own keywords: a source
     # parameter with one of those names is renamed in the Python signature
     out_var = "out" if n_grads else None
-    res_var = "residuals" if n_res else None
+    res_var = "residuals" if kind == "bwd" else None  # also when empty: the signature never changes
     for special in ("out", "seed", "residuals"):
         names.taken.add(special)
     labels = []
@@ -260,9 +260,11 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     body: list[str] = []
     if res_var:
         unpack = ", ".join(ctx.vars[p.id] for p in res_params) + ("," if len(res_params) == 1 else "")
-        src = (f"{ctx.helper('residual_tuple')}({res_var}, {len(res_params)}, {fn.name!r})"
-               if mod.options.checks else res_var)
-        body.append(f"{unpack} = {src}")
+        if mod.options.checks:
+            check = f"{ctx.helper('residual_tuple')}({res_var}, {len(res_params)}, {fn.name!r})"
+            body.append(f"{unpack} = {check}" if res_params else check)
+        elif res_params:
+            body.append(f"{unpack} = {res_var}")
     arrays = [checks.Arg(ctx.vars[p.id], p, lab) for p, lab in zip(params, labels)
               if p.attr("carries") is None]
     carriers = {p.attr("carries"): ctx.vars[p.id] for p in params if p.attr("carries") is not None}

@@ -12,6 +12,8 @@ Each primitive keeps its facets side by side:
   sympy   meaning over SymPy scalars: (object arrays, node) -> object array.
           Written from the mathematical definition, never from the VJP rule,
           so the SymPy check compares two independent things.
+  examples  small applications (input types, attrs, domains) on which
+          tests/test_symcheck.py proves the VJP and JVP rules against sympy.diff
 
 `differentiable=False` marks ops whose result carries no derivative
 (comparisons, integer results); they need no vjp/jvp. `tests/test_primitive_table.py`
@@ -62,6 +64,8 @@ class Primitive:
     differentiable: bool = True
     elementwise: bool = False
     doc: str = ""
+    # example applications for the per-primitive SymPy proof: (input types, attrs, {input: domain})
+    examples: tuple = ()
 
     def facets(self) -> dict[str, bool]:
         return {
@@ -70,6 +74,7 @@ class Primitive:
             "vjp": self.vjp is not None or not self.differentiable,
             "jvp": self.jvp is not None or not self.differentiable,
             "sympy": self.sympy is not None,
+            "examples": bool(self.examples) or not self.differentiable or self.kind in ("leaf", "constructor"),
         }
 
 

@@ -32,7 +32,7 @@ def _float_unary_coerce(args, attrs):
     return [B.to_float(args[0])]
 
 
-def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=None, doc=""):
+def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=None, doc="", domain="normal"):
     """A unary elementwise primitive from its derivative `deriv(x, y)`.
 
     `masked_deriv(x, y)` instead gives the bool mask where the derivative is 1 (relu):
@@ -66,6 +66,7 @@ def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=No
     return register(Primitive(
         name, "elementwise", infer, emit, vjp, jvp, sym_map(sympy_fn),
         coerce=_float_unary_coerce if float_only else None, fold=fold, elementwise=True, doc=doc,
+        examples=((("f64[2, 3]",), {}, {0: domain}),),
     ))
 
 
@@ -78,16 +79,18 @@ def _sigmoid_np(x):
 
 
 unary("exp", xp_call("exp"), lambda x, y: y, lambda x: _sympy().exp(x), np.exp)
-unary("log", xp_call("log"), lambda x, y: B.div(_c(1, x), x), lambda x: _sympy().log(x), np.log)
+unary("log", xp_call("log"), lambda x, y: B.div(_c(1, x), x), lambda x: _sympy().log(x), np.log,
+      domain="positive")
 unary("log1p", xp_call("log1p"), lambda x, y: B.div(_c(1, x), B.add(x, _c(1, x))),
-      lambda x: _sympy().log(1 + x), np.log1p, doc="log(1 + x), accurate near 0")
+      lambda x: _sympy().log(1 + x), np.log1p, doc="log(1 + x), accurate near 0", domain="positive")
 unary("expm1", xp_call("expm1"), lambda x, y: B.add(y, _c(1, x)),
       lambda x: _sympy().exp(x) - 1, np.expm1, doc="exp(x) - 1, accurate near 0")
-unary("sqrt", xp_call("sqrt"), lambda x, y: B.div(_c(0.5, x), y), lambda x: _sympy().sqrt(x), np.sqrt)
+unary("sqrt", xp_call("sqrt"), lambda x, y: B.div(_c(0.5, x), y), lambda x: _sympy().sqrt(x), np.sqrt,
+      domain="positive")
 unary("sin", xp_call("sin"), lambda x, y: B.apply("cos", x), lambda x: _sympy().sin(x), np.sin)
 unary("cos", xp_call("cos"), lambda x, y: B.neg(B.apply("sin", x)), lambda x: _sympy().cos(x), np.cos)
 unary("tan", xp_call("tan"), lambda x, y: B.add(_c(1, x), B.square(y)),
-      lambda x: _sympy().tan(x), np.tan)
+      lambda x: _sympy().tan(x), np.tan, domain="unit")
 unary("tanh", xp_call("tanh"), lambda x, y: B.sub(_c(1, x), B.square(y)),
       lambda x: _sympy().tanh(x), np.tanh)
 unary("sigmoid", helper_call("sigmoid"), lambda x, y: B.mul(y, B.sub(_c(1, x), y)),
@@ -132,15 +135,21 @@ def _cast_jvp(node, ts):
 
 
 def _cast_sympy(args, node):
-    if node.dtype.is_float or not node.inputs[0].dtype.is_float:
-        return args[0]
     sp = _sympy()
-    return sym_map(lambda v: sp.sign(v) * sp.floor(sp.Abs(v)))(args, node)
+    src, dst = node.inputs[0].dtype, node.dtype
+    if src == DType.BOOL and dst != DType.BOOL:  # a condition as 1 or 0
+        return sym_map(lambda v: sp.Piecewise((1, v), (0, True)))(args, node)
+    if dst == DType.BOOL:
+        return sym_map(lambda v: sp.Ne(v, 0))(args, node)
+    if dst.is_float or not src.is_float:
+        return args[0]
+    return sym_map(lambda v: sp.sign(v) * sp.floor(sp.Abs(v)))(args, node)  # truncation, as astype
 
 
 register(Primitive(
     "cast", "elementwise", _cast_infer, _cast_emit, _cast_vjp, _cast_jvp, _cast_sympy,
     fold=None, elementwise=True, doc="dtype conversion; float-to-float casts pass cotangents back",
+    examples=((("f64[3]",), {"dtype": DType.F32}, {}), (("f32[3]",), {"dtype": DType.F64}, {})),
 ))
 
 
@@ -161,10 +170,11 @@ def _arith_infer(symbol):
     return infer
 
 
-def binary(name, emit, vjp, jvp, sympy_fn, fold, coerce=_common, symbol=None, doc=""):
+def binary(name, emit, vjp, jvp, sympy_fn, fold, coerce=_common, symbol=None, doc="", domains=None):
     return register(Primitive(
         name, "elementwise", _arith_infer(symbol or name), emit, vjp, jvp, sym_map(sympy_fn),
         coerce=coerce, fold=fold, elementwise=True, doc=doc,
+        examples=((("f64[2, 3]", "f64[3]"), {}, domains or {}), (("f64[2, 1]", "f64[2, 3]"), {}, domains or {})),
     ))
 
 
@@ -281,11 +291,13 @@ binary("add", infix("+", PREC_ADD), _add_vjp, _lin_jvp(1), lambda a, b: a + b, n
 binary("sub", infix("-", PREC_ADD), _sub_vjp, _lin_jvp(-1), lambda a, b: a - b, np.subtract, symbol="-")
 binary("mul", infix("*", PREC_MUL), _mul_vjp, _mul_jvp, lambda a, b: a * b, np.multiply, symbol="*")
 binary("div", infix("/", PREC_MUL), _div_vjp, _div_jvp, lambda a, b: a / b, np.divide,
-       coerce=_float_common, symbol="/", doc="true division; integers are divided as f64 (NumPy)")
+       coerce=_float_common, symbol="/", doc="true division; integers are divided as f64 (NumPy)",
+       domains={1: "positive"})
 register(Primitive(
     "pow", "elementwise", _pow_infer, infix("**", PREC_POW, right_assoc=True), _pow_vjp, _pow_jvp,
     sym_map(lambda a, b: a ** b), coerce=_pow_coerce, fold=np.power, elementwise=True,
     doc="a ** b; d/db is 0 where a == 0 and b >= 0, as in PyTorch",
+    examples=((("f64[2, 3]", "f64[3]"), {}, {0: "positive"}), (("f64[3]", "f64"), {}, {0: "positive"})),
 ))
 
 
@@ -400,6 +412,7 @@ def _where_sympy(c, a, b):
 register(Primitive(
     "where", "elementwise", _where_infer, xp_call("where"), _where_vjp, _where_jvp, sym_map(_where_sympy),
     coerce=_where_coerce, fold=np.where, elementwise=True,
+    examples=((("bool[2, 3]", "f64[2, 3]", "f64[3]"), {}, {}),),
     doc="the branch not taken gets exactly zero cotangent, even where its derivative is inf/NaN",
 ))
 
@@ -409,35 +422,41 @@ def _clip_infer(types, attrs):
     return elementwise_type(types, types[0].dtype)
 
 
-def _clip_vjp(node, ct, needs):
+def _clip_masks(node):
+    """Which argument the result comes from. With lo > hi the result is hi everywhere, as
+    NumPy's clip and torch.clamp give; the gradient follows the value."""
     x, lo, hi = node.inputs
-    out = [None, None, None]
-    if needs[0]:  # gradient passes at the bounds, as torch.clamp
-        inside = B.apply("logical_and", B.apply("ge", x, lo), B.apply("le", x, hi))
-        out[0] = _ub(B.masked(inside, ct), x)
-    if needs[1]:
-        out[1] = _ub(B.masked(B.apply("lt", x, lo), ct), lo)
-    if needs[2]:
-        out[2] = _ub(B.masked(B.apply("gt", x, hi), ct), hi)
-    return out
+    inverted = B.apply("gt", lo, hi)
+    from_hi = B.apply("logical_or", B.apply("gt", x, hi), inverted)
+    from_lo = B.apply("logical_and", B.apply("lt", x, lo), B.apply("logical_not", inverted))
+    from_x = B.apply("logical_and", B.apply("ge", x, lo), B.apply("le", x, hi))  # bounds pass (torch.clamp)
+    return from_x, from_lo, from_hi
+
+
+def _clip_vjp(node, ct, needs):
+    masks = _clip_masks(node)
+    return [B.unbroadcast(B.masked(m, ct), i.type) if need else None
+            for m, i, need in zip(masks, node.inputs, needs)]
 
 
 def _clip_jvp(node, ts):
-    x, lo, hi = node.inputs
     zero = B.like_const(0, node)
-    tx, tlo, thi = (t if t is not None else zero for t in ts)
-    inside = B.where(B.apply("logical_and", B.apply("ge", x, lo), B.apply("le", x, hi)), tx, zero)
-    out = B.where(B.apply("lt", x, lo), tlo, B.where(B.apply("gt", x, hi), thi, inside))
+    out = None
+    for m, t in zip(_clip_masks(node), ts):
+        if t is not None:
+            part = B.where(m, t, zero)
+            out = part if out is None else B.add(out, part)
     return _fit(out, node)
 
 
 def _clip_sympy(x, lo, hi):
     sp = _sympy()
-    return sp.Piecewise((lo, x < lo), (hi, x > hi), (x, True))
+    return sp.Min(sp.Max(x, lo), hi)  # NumPy's definition: hi wherever lo > hi
 
 
 register(Primitive(
     "clip", "elementwise", _clip_infer, xp_call("clip"), _clip_vjp, _clip_jvp, sym_map(_clip_sympy),
     coerce=_common, fold=np.clip, elementwise=True,
+    examples=((("f64[6]", "f64", "f64"), {}, {}),),
     doc="gradient passes at the bounds (torch.clamp); outside, exactly zero",
 ))

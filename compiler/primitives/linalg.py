@@ -101,6 +101,9 @@ def _matmul_sympy(args, node):
 register(Primitive(
     "matmul", "linalg", _matmul_infer, infix("@", PREC_MUL), _matmul_vjp, _matmul_jvp, _matmul_sympy,
     coerce=lambda args, attrs: B.common_dtype(args), doc="numpy.matmul: 1-D operands, batch broadcasting",
+    examples=((("f64[2, 3]", "f64[3, 2]"), {}, {}), (("f64[3]", "f64[3, 2]"), {}, {}),
+              (("f64[2, 3]", "f64[3]"), {}, {}), (("f64[3]", "f64[3]"), {}, {}),
+              (("f64[2, 1, 2, 3]", "f64[2, 3, 2]"), {}, {})),
 ))
 
 
@@ -133,6 +136,7 @@ register(Primitive(
     lambda node, ct, needs: [B.apply("transpose", ct, perm=_inverse(node.attr("perm")))],
     lambda node, ts: B.apply("transpose", ts[0], perm=node.attr("perm")),
     lambda args, node: np.transpose(np.asarray(args[0], dtype=object), node.attr("perm")),
+    examples=((("f64[2, 3, 2]",), {"perm": (1, 2, 0)}, {}),),
 ))
 
 
@@ -166,6 +170,7 @@ register(Primitive(
     _diagonal_vjp, lambda node, ts: B.apply("diagonal", ts[0]),
     lambda args, node: np.diagonal(np.asarray(args[0], dtype=object)).copy(),
     doc="numpy.diagonal(x): axes 0 and 1, the diagonal last",
+    examples=((("f64[2, 3]",), {}, {}), (("f64[3, 2, 2]",), {}, {})),
 ))
 
 
@@ -375,4 +380,7 @@ def _einsum_sympy(args, node):
 register(Primitive(
     "einsum", "linalg", _einsum_infer, _einsum_emit, _einsum_vjp, _einsum_jvp, _einsum_sympy,
     coerce=_einsum_coerce, doc="spec validated and normalised to explicit form `ij,jk->ik`",
+    examples=((("f64[2, 3]", "f64[3, 2]"), {"spec": "ij,jk->ik"}, {}),
+              (("f64[3, 3]", "f64[3]"), {"spec": "ii,i->i"}, {}),
+              (("f64[2, 1, 3]", "f64[3]", "f64[2]"), {"spec": "...j,j,k->...k"}, {})),
 ))

@@ -93,4 +93,5 @@ register(Primitive(
     "stop_gradient", "misc", lambda types, attrs: types[0], lambda ctx, a, n: a[0],
     lambda node, ct, needs: [None], lambda node, ts: None, lambda args, node: args[0],
     doc="the value of x, a constant to every derivative (detach / no_grad)",
+    examples=((("f64[3]",), {}, {}),),
 ))

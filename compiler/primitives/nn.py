@@ -78,6 +78,7 @@ register(Primitive(
     "softmax", "nn", _same_float("softmax"), helper_call("softmax", "axis"), _softmax_vjp, _softmax_jvp,
     _axis_sympy(_softmax_meaning), coerce=lambda a, k: [B.to_float(a[0])],
     doc="exp(x - max) / sum; VJP y * (ct - sum(ct * y))",
+    examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[3, 2]",), {"axis": 0}, {})),
 ))
 
 
@@ -101,6 +102,7 @@ register(Primitive(
     "log_softmax", "nn", _same_float("log_softmax"), helper_call("log_softmax", "axis"),
     _log_softmax_vjp, _log_softmax_jvp, _axis_sympy(_log_softmax_meaning),
     coerce=lambda a, k: [B.to_float(a[0])], doc="x - logsumexp(x); VJP ct - softmax * sum(ct)",
+    examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[3, 2]",), {"axis": 0}, {})),
 ))
 
 
@@ -144,6 +146,7 @@ register(Primitive(
     "bce_with_logits", "nn", _bce_infer("bce_with_logits"), helper_call("bce_with_logits"),
     _bce_logits_vjp, _bce_logits_jvp, sym_map(_bce_logits_meaning), coerce=_float_all, elementwise=True,
     doc="max(z, 0) - z*y + log1p(exp(-|z|)); d/dz = sigmoid(z) - y, d/dy = -z",
+    examples=((("f64[2, 3]", "f64[2, 3]"), {}, {1: "unit"}), (("f64[2, 3]", "f64[3]"), {}, {1: "unit"})),
 ))
 
 
@@ -192,6 +195,7 @@ register(Primitive(
     "binary_cross_entropy", "nn", _bce_infer("binary_cross_entropy"), helper_call("binary_cross_entropy"),
     _bce_vjp, _bce_jvp, sym_map(_bce_meaning), coerce=_float_all, elementwise=True,
     doc="-(y log p + (1-y) log(1-p)), logs clamped at -100; PyTorch's gradient",
+    examples=((("f64[2, 3]", "f64[2, 3]"), {}, {0: "unit", 1: "unit"}),),
 ))
 
 
@@ -242,6 +246,7 @@ register(Primitive(
     "cross_entropy", "nn", _ce_infer, helper_call("cross_entropy"), _ce_vjp, _ce_jvp, _ce_meaning,
     coerce=lambda a, k: [B.to_float(a[0]), a[1]],
     doc="logsumexp(logits) - logits[label]; labels are checked to lie in [0, C)",
+    examples=((("f64[2, 3]", "i64[2]"), {}, {1: "int:0:3"}), (("f64[4]", "i64"), {}, {1: "int:0:4"})),
 ))
 
 

@@ -75,7 +75,7 @@ def _reduce_sympy(fn):
         for idx in np.ndindex(lead):
             out[idx] = fn(list(flat[idx]))
         if node.attr("keepdims"):
-            out = out.reshape(_reduced_shape(node.inputs[0].type, axes, True))
+            out = np.expand_dims(out, tuple(axes))
         return out
 
     return meaning
@@ -93,6 +93,8 @@ def _sum_jvp(node, ts):
 register(Primitive(
     "sum", "reduce", _infer(_sum_dtype), _emit("sum"), _sum_vjp, _sum_jvp,
     _reduce_sympy(lambda xs: _sympy().Add(*xs)), doc="integers and bools sum to i64 (NumPy)",
+    examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
+              (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
 ))
 
 
@@ -128,6 +130,8 @@ def _prod_jvp(node, ts):
 register(Primitive(
     "prod", "reduce", _infer(_sum_dtype), _emit("prod"), _prod_vjp, _prod_jvp,
     _reduce_sympy(lambda xs: _sympy().Mul(*xs)), doc="exact gradient also with zeros in the slice",
+    examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
+              (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
 ))
 
 
@@ -150,13 +154,13 @@ def _extreme(name, sympy_fn):
 
     def infer(types, attrs):
         t = types[0]
-        if any(d == 0 for d in t.shape):
-            pass  # a zero-size literal axis: NumPy raises at run time, as for an empty max
         return TensorType(t.dtype, _reduced_shape(t, attrs["axes"], attrs.get("keepdims", False)), t.weak)
 
     register(Primitive(name, "reduce", infer, _emit(name), vjp, jvp,
                        _reduce_sympy(lambda xs: sympy_fn()(*xs)),
-                       doc="ties share the gradient equally, as torch.amax/amin"))
+                       doc="ties share the gradient equally, as torch.amax/amin",
+                       examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
+                                 (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),))
 
 
 _extreme("max", lambda: _sympy().Max)
@@ -203,4 +207,6 @@ register(Primitive(
     _reduce_sympy(lambda xs: _sympy().log(_sympy().Add(*[_sympy().exp(v) for v in xs]))),
     coerce=_lse_coerce,
     doc="stable (max-shifted); all -inf gives -inf with gradient 0; gradient = softmax",
+    examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
+              (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
 ))

@@ -42,7 +42,8 @@ register(Primitive(
     "reshape", "shape", _reshape_infer, _reshape_emit,
     lambda node, ct, needs: [B.reshape(ct, node.inputs[0].shape)],
     lambda node, ts: B.reshape(ts[0], node.shape),
-    lambda args, node: _obj(args[0]).reshape(node.attr("concrete_shape") or _concrete(node.shape)),
+    lambda args, node: _obj(args[0]).reshape(_concrete(node.shape)),
+    examples=((("f64[2, 3]",), {"shape": (3, 2)}, {}),),
 ))
 
 
@@ -71,6 +72,7 @@ register(Primitive(
     lambda node, ct, needs: [B.unbroadcast(ct, node.inputs[0].type)],
     lambda node, ts: B.broadcast_to(ts[0], node.shape),
     lambda args, node: np.broadcast_to(_obj(args[0]), _concrete(node.shape)).copy(),
+    examples=((("f64[3, 1]",), {"shape": (2, 3, 2)}, {}),),
 ))
 
 
@@ -94,6 +96,7 @@ register(Primitive(
     lambda node, ct, needs: [B.apply("expand_dims", ct, axes=node.attr("axes"))],
     lambda node, ts: B.apply("squeeze", ts[0], axes=node.attr("axes")),
     lambda args, node: np.squeeze(_obj(args[0]), tuple(node.attr("axes"))),
+    examples=((("f64[2, 1, 3]",), {"axes": (1,)}, {}),),
 ))
 
 
@@ -111,6 +114,7 @@ register(Primitive(
     lambda node, ct, needs: [B.apply("squeeze", ct, axes=node.attr("axes"))],
     lambda node, ts: B.apply("expand_dims", ts[0], axes=node.attr("axes")),
     lambda args, node: np.expand_dims(_obj(args[0]), tuple(node.attr("axes"))),
+    examples=((("f64[2, 3]",), {"axes": (0, 2)}, {}),),
 ))
 
 
@@ -227,6 +231,7 @@ register(Primitive(
     lambda node, ct, needs: [B.apply("index_grad", ct, items=node.attr("items"), shape=node.inputs[0].shape)],
     lambda node, ts: B.apply("index", ts[0], items=node.attr("items")),
     _index_sympy, doc="basic indexing with constant ints, slices and None",
+    examples=((("f64[3, 4]",), {"items": (("s", 1, 3, 1), ("s", None, None, -2))}, {}), (("f64[3, 4]",), {"items": (("i", 1), ("n",))}, {})),
 ))
 
 
@@ -256,6 +261,7 @@ register(Primitive(
     lambda node, ct, needs: [B.apply("index", ct, items=node.attr("items"))],
     lambda node, ts: B.apply("index_grad", ts[0], items=node.attr("items"), shape=node.attr("shape")),
     _index_grad_sympy, doc="zeros of `shape` with the indexed region set: the transpose of index",
+    examples=((("f64[2, 2]",), {"items": (("s", 1, 3, 1), ("s", None, None, -2)), "shape": (3, 4)}, {}),),
 ))
 
 
@@ -307,6 +313,7 @@ register(Primitive(
     "concat", "shape", _concat_infer, _concat_emit, _concat_vjp, _concat_jvp,
     lambda args, node: np.concatenate([_obj(a) for a in args], axis=node.attr("axis")),
     coerce=lambda args, attrs: B.common_dtype(args),
+    examples=((("f64[2, 3]", "f64[1, 3]"), {"axis": 0}, {}), (("f64[2]", "f64[2]", "f64[1]"), {"axis": 0}, {})),
 ))
 
 
@@ -337,6 +344,7 @@ register(Primitive(
     lambda ctx, a, n: Expr(f"{ctx.xp}.take({a[0].text}, {a[1].text}, axis={n.attr('axis')})", PREC_POSTFIX),
     _take_vjp, lambda node, ts: B.apply("take", ts[0], node.inputs[1], axis=node.attr("axis")),
     _take_sympy, doc="numpy.take; negative indices count from the end",
+    examples=((("f64[4, 3]", "i64[2, 2]"), {"axis": 0}, {1: "int:0:4"}),),
 ))
 
 
@@ -358,6 +366,7 @@ register(Primitive(
     lambda node, ct, needs: [B.apply("take", ct, node.inputs[1], axis=node.attr("axis")), None],
     lambda node, ts: B.apply("take_grad", ts[0], node.inputs[1], axis=node.attr("axis"), shape=node.shape),
     _take_grad_sympy, doc="scatter-add: the transpose of take (repeated indices accumulate)",
+    examples=((("f64[3, 2]", "i64[3]"), {"axis": 0, "shape": (2, 2)}, {1: "int:0:2"}),),
 ))
 
 
@@ -386,6 +395,7 @@ register(Primitive(
                                      shape=node.inputs[0].shape), None],
     lambda node, ts: B.apply("take_along_axis", ts[0], node.inputs[1], axis=node.attr("axis")),
     _tala_sympy,
+    examples=((("f64[3, 4]", "i64[3, 2]"), {"axis": 1}, {1: "int:0:4"}),),
 ))
 
 
@@ -406,4 +416,5 @@ register(Primitive(
     lambda node, ts: B.apply("take_along_axis_grad", ts[0], node.inputs[1], axis=node.attr("axis"),
                              shape=node.shape),
     _tala_grad_sympy, doc="scatter-add: the transpose of take_along_axis",
+    examples=((("f64[3, 2]", "i64[3, 2]"), {"axis": 1, "shape": (3, 4)}, {1: "int:0:4"}),),
 ))
