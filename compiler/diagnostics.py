@@ -33,14 +33,20 @@ class Diagnostic:
         return "\n".join(out)
 
 
+TAB = 8  # tabs are expanded as a terminal would show the line, gutter included
+
+
 def _excerpt(source: SourceFile, span: Span) -> list[str]:
-    text = _printable(source.line_text(span.line))
-    if not text.strip():
+    raw = _printable(source.line_text(span.line))
+    if not raw.strip():
         return []
-    end = span.end_col if span.end_line == span.line else len(text) + 1
-    width = max(1, min(end, len(text) + 1) - span.col)
+    end = span.end_col if span.end_line == span.line else len(raw) + 1
+    end = min(end, len(raw) + 1)
     gutter = f"{span.line:>4} | "
-    return [gutter + text, " " * len(gutter) + " " * (span.col - 1) + "^" * width]
+    # columns count characters; the picture expands tabs so the carets sit under the text
+    start_at = len((gutter + raw[: span.col - 1]).expandtabs(TAB))
+    end_at = len((gutter + raw[: end - 1]).expandtabs(TAB))
+    return [(gutter + raw).expandtabs(TAB), " " * start_at + "^" * max(1, end_at - start_at)]
 
 
 def _printable(text: str) -> str:

@@ -36,12 +36,17 @@ def format_value(v) -> str:
     return repr(v)
 
 
+def type_text(t) -> str:
+    """A type in the IR's text form: `~` marks a weak (literal-like) dtype."""
+    return str(t) + ("~" if t.weak else "")
+
+
 def _const_text(n: Node) -> str:
     if n.op == "dim":
         text = dim_text(n.attr("dim"))
     else:
         text = format_value(n.attr("value"))
-    return f"{text}:{n.type}"
+    return f"{text}:{type_text(n.type)}"
 
 
 def format_function(fn: Function) -> str:
@@ -66,8 +71,8 @@ def format_function(fn: Function) -> str:
 
     for p in fn.params:
         bind(p)
-    params = ", ".join(f"{names[p.id]}: {p.type}" for p in fn.params)
-    outs = [str(o.type) for o in fn.outputs]
+    params = ", ".join(f"{names[p.id]}: {type_text(p.type)}" for p in fn.params)
+    outs = [type_text(o.type) for o in fn.outputs]
     result = outs[0] if len(outs) == 1 and not fn.multi else "(" + ", ".join(outs) + ")"
     where = f"  # {fn.span.file}:{fn.span.line}" if fn.span else ""
     meta = "".join(f" {k}={format_value(v)}" for k, v in fn.meta)
@@ -78,7 +83,7 @@ def format_function(fn: Function) -> str:
         args = ", ".join(ref(i) for i in n.inputs)
         attrs = ", ".join(f"{k}={format_value(v)}" for k, v in n.attrs if k not in ("weak",))
         call = f"{n.op}({args})" + (f" {{{attrs}}}" if attrs else "")
-        lhs = f"{bind(n)}: {n.type}"
+        lhs = f"{bind(n)}: {type_text(n.type)}"
         line = f"  {lhs} = {call}"
         if n.span:
             line = f"{line:<60}  # :{n.span.line}"

@@ -17,6 +17,7 @@ is typed, and a rule's complaint is reported at the construct it came from.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 
 from tapeless.grammar import KEYWORDS
@@ -58,6 +59,10 @@ class Lowering:
         self.results: dict[str, list[Function] | None] = {}
         self.stack: list[str] = []
         self.emitted: dict[str, Span] = {}
+        # parameters of every function whose signature is sound, even if its body is not, so
+        # directives and calls can still be checked against it
+        self.signatures: dict[str, list[Node]] = {}
+        self.broken = set(module.broken)  # names from items that did not parse: never "unknown"
 
     # ---- driver ---------------------------------------------------------------------------------
     def run(self) -> Module:
@@ -133,6 +138,7 @@ class Lowering:
                 t = self.param_type(p.type, scope)
             except Poison:
                 ok = False
+                scope.env.setdefault(p.name.name, None)  # its uses stay quiet: one error, not two
                 continue
             name = p.name.name
             if name in scope.env:
@@ -143,9 +149,11 @@ class Lowering:
             params.append(node)
             scope.env[name] = node
         for name, node in scope.env.items():
-            if name in scope.symbols:
+            if node is not None and name in scope.symbols:
                 self.sink.error(node.span, f"`{name}` is both a parameter and a size symbol of `{fd.name.name}`")
                 ok = False
+        if ok:
+            self.signatures[fd.name.name] = params
         declared = None
         if fd.result is not None:
             try:
@@ -246,7 +254,7 @@ class Lowering:
         ret = next(s for s in fd.body if isinstance(s, ast.Return))
         spans = list(ret.values) if len(ret.values) == len(outputs) else [ret.values[0]] * len(outputs)
         if declared is not None and len(declared) != len(outputs):
-            self.sink.error(ret.span, f"`{fd.name.name}` returns {len(outputs)} value(s) but its declared "
+            self.sink.error(ret.values[0].span.to(ret.values[-1].span), f"`{fd.name.name}` returns {len(outputs)} value(s) but its declared "
                                       f"result has {len(declared)}")
             return None
         final = []
@@ -268,20 +276,14 @@ class Lowering:
         return final
 
     # ---- directives --------------------------------------------------------------------------------------
-    def lower_directive(self, d: ast.Directive) -> list[Function] | None:
-        try:
-            target = self.resolve(d.fn.name, d.fn.span) if d.fn.name in self.defs else None
-        except Poison:
-            return None
-        if target is None:
-            self.unknown_function(d.fn)
-            return None
-        names = target.param_names
+    def check_wrt(self, d: ast.Directive, fname: str, params: list[Node]) -> list[int] | None:
+        """Indices of the wrt parameters; None (after reporting) when any is wrong."""
+        names = [p.attr("name") for p in params]
         wrt: list[int] = []
         ok = True
         for w in d.wrt:
             if w.name not in names:
-                self.sink.error(w.span, f"`{w.name}` is not a parameter of `{target.name}` "
+                self.sink.error(w.span, f"`{w.name}` is not a parameter of `{fname}` "
                                         f"(its parameters: {', '.join(names)})")
                 ok = False
                 continue
@@ -290,13 +292,37 @@ class Lowering:
                 self.sink.error(w.span, f"`{w.name}` is named twice in `wrt`")
                 ok = False
                 continue
-            p = target.params[i]
+            p = params[i]
             if not p.dtype.is_float:
                 self.sink.error(w.span, f"cannot differentiate with respect to `{w.name}`: it is {p.type}, "
                                         "not floating point")
                 ok = False
                 continue
             wrt.append(i)
+        return wrt if ok else None
+
+    def lower_directive(self, d: ast.Directive) -> list[Function] | None:
+        name = d.fn.name
+        if name in self.broken:
+            return None  # its syntax error is reported already
+        if name not in self.defs:
+            base = re.sub(r"_(fwd|bwd)$", "", name)
+            if base != name and base in self.defs and not isinstance(self.defs[base], ast.FnDef):
+                self.sink.error(d.fn.span, f"`{name}` is generated Python only; a directive can differentiate "
+                                           f"`{base}` (or any fn), not its _fwd/_bwd halves")
+            else:
+                own = {d.emitted_name, d.emitted_name + "_fwd", d.emitted_name + "_bwd"}
+                self.unknown_function(d.fn, exclude=own)
+            return None
+        try:
+            target = self.resolve(name, d.fn.span)
+        except Poison:
+            # the body failed (reported); the signature alone still checks the wrt list
+            if name in self.signatures:
+                self.check_wrt(d, name, self.signatures[name])
+            return None
+        wrt = self.check_wrt(d, target.name, list(target.params))
+        ok = wrt is not None
         if d.kind in ("grad", "hvp") and target.outputs:
             outs = target.outputs
             if len(outs) != 1 or outs[0].type.rank != 0 or not outs[0].dtype.is_float:
@@ -341,6 +367,8 @@ class Lowering:
         if isinstance(e, ast.Name):
             return self.name(e, scope)
         if isinstance(e, ast.Num):
+            if isinstance(e.value, int) and not -2 ** 63 <= e.value < 2 ** 63:
+                self.fail(e.span, f"the integer literal {e.text} does not fit in 64 bits")
             return B.literal(e.value)
         if isinstance(e, ast.Bool):
             return B.literal(e.value)
@@ -354,8 +382,7 @@ class Lowering:
             self.fail(e.span, "a list `[...]` is only allowed as a shape, an axis list or the first "
                               "argument of `concat`/`stack`")
         if isinstance(e, ast.BinOp):
-            a = self.expr(e.left, scope)
-            b = self.expr(e.right, scope)
+            a, b = self.operands(scope, e.left, e.right)
             op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}[e.op]
             return self.apply(e, op, a, b)
         if isinstance(e, ast.UnOp):
@@ -366,8 +393,7 @@ class Lowering:
                 self.fail(e.span, "unary `+` is not defined on bool values")
             return x
         if isinstance(e, ast.Compare):
-            a = self.expr(e.left, scope)
-            b = self.expr(e.right, scope)
+            a, b = self.operands(scope, e.left, e.right)
             op = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}[e.op]
             return self.apply(e, op, a, b)
         if isinstance(e, ast.Call):
@@ -384,6 +410,18 @@ class Lowering:
         if isinstance(e, (ast.Slice, ast.EllipsisItem)):
             self.fail(e.span, "slices and `...` are only allowed inside an index")
         raise AssertionError(f"unhandled expression {e!r}")  # pragma: no cover
+
+    def operands(self, scope: Scope, *exprs: ast.Expr) -> list[Node]:
+        """Each operand lowered, all of them even when one fails: independent errors all show."""
+        out, failed = [], False
+        for x in exprs:
+            try:
+                out.append(self.expr(x, scope))
+            except Poison:
+                failed = True
+        if failed:
+            raise Poison
+        return out
 
     def apply(self, e: ast.Expr, op: str, *args: Node, **attrs) -> Node:
         try:
@@ -409,8 +447,11 @@ class Lowering:
         hint = f"; did you mean `{close[0]}`?" if close else ""
         self.fail(e.span, f"unknown name `{e.id}`{hint}")
 
-    def unknown_function(self, ident: ast.Ident):
-        close = difflib.get_close_matches(ident.name, list(self.defs) + list(BUILTINS), n=1)
+    def unknown_function(self, ident: ast.Ident, exclude=()):
+        if ident.name in self.broken:
+            return  # a function with a syntax error: reported already
+        candidates = [n for n in list(self.emitted) + list(BUILTINS) if n not in exclude]
+        close = difflib.get_close_matches(ident.name, candidates, n=1)
         hint = f"; did you mean `{close[0]}`?" if close else ""
         self.sink.error(ident.span, f"unknown function `{ident.name}`{hint}")
 
@@ -433,6 +474,12 @@ class Lowering:
             self.fail(err.span or self.arg_span(e, spec, err.arg, spans), err.message)
 
     def arg_span(self, e: ast.Call, spec: Builtin, arg, spans: dict[str, Span]) -> Span:
+        if isinstance(arg, int) and spec.params and spec.params[0].kind == LIST:
+            # the primitive counts its operands: the items of the list argument
+            lst = e.args[0] if e.args else next((k.value for k in e.kwargs if k.name.name == spec.params[0].name), None)
+            if isinstance(lst, ast.ListExpr) and arg < len(lst.items):
+                return lst.items[arg].span
+            return lst.span if lst is not None else e.span
         if isinstance(arg, int):
             if arg < len(e.args):
                 return e.args[arg].span
@@ -625,44 +672,67 @@ class Lowering:
         if used > x.type.rank:
             self.fail(e.span, f"too many indices for {x.type}: {used} given for {x.type.rank} axes")
         out: list[tuple] = []
+        axis = 0  # the axis of x the next item indexes
         for item in items:
             if isinstance(item, ast.EllipsisItem):
                 out.extend([("s", None, None, 1)] * (x.type.rank - used))
-            elif isinstance(item, ast.NoneLit):
+                axis += x.type.rank - used
+                continue
+            if isinstance(item, ast.NoneLit):
                 out.append(("n",))
-            elif isinstance(item, ast.Slice):
-                vals = [self.index_int(v, scope) if v is not None else None for v in (item.start, item.stop)]
+                continue
+            d = x.shape[axis]
+            if isinstance(item, ast.Slice):
+                vals = [self.index_int(v, scope, d) if v is not None else None for v in (item.start, item.stop)]
                 step = self.index_int(item.step, scope) if item.step is not None else 1
                 if step == 0:
                     self.fail(item.step.span, "a slice step must not be zero")
                 out.append(("s", vals[0], vals[1], step))
             else:
-                node = self.expr(item, scope)
-                if node.op == "const" and node.dtype.kind == "i":
-                    out.append(("i", int(node.attr("value"))))
-                else:
-                    self.fail(item.span, f"indexing with a tensor value ({node.type}) is not supported; "
-                                         "use `take(x, idx, axis)` or `take_along_axis(x, idx, axis)`")
+                k = self.index_int(item, scope, None, what="an index")
+                if isinstance(d, int) and not -d <= k < d:
+                    self.fail(item.span, f"index {k} is out of range for axis {axis} of {x.type} (size {d})")
+                if isinstance(d, int) and k < 0:
+                    k += d  # a canonical IR: negative indices on literal axes counted from the start
+                out.append(("i", k))
+            axis += 1
         while out and out[-1] == ("s", None, None, 1):
             out.pop()  # trailing full slices change nothing
         if not out:
             return x
-        # normalise negative integer indices on literal axes for a canonical IR
-        axis = 0
-        norm = []
-        for item in out:
-            if item[0] == "i" and item[1] < 0 and isinstance(x.shape[axis], int) and item[1] >= -x.shape[axis]:
-                item = ("i", item[1] + x.shape[axis])
-            norm.append(item)
-            if item[0] != "n":
-                axis += 1
-        return self.apply(e, "index", x, items=tuple(norm))
+        return self.apply(e, "index", x, items=tuple(out))
 
-    def index_int(self, a: ast.Expr, scope: Scope) -> int:
-        node = self.expr(a, scope)
-        if node.op == "const" and node.dtype.kind == "i":
-            return int(node.attr("value"))
-        self.fail(a.span, f"slice bounds must be integers known at compile time, got {node.type}")
+    def index_int(self, a: ast.Expr, scope: Scope, size=None, what: str = "slice bounds") -> int:
+        """A constant index or slice bound. Slice bounds beyond a literal size are clamped, as
+        NumPy does (and so never overflow); an integer index is range-checked by the caller."""
+        sign, inner = 1, a
+        while isinstance(inner, ast.UnOp):
+            sign = -sign if inner.op == "-" else sign
+            inner = inner.operand
+        if isinstance(inner, ast.Num) and isinstance(inner.value, int):
+            v = sign * inner.value
+        else:
+            node = self.expr(a, scope)
+            if node.op == "const" and node.dtype.kind == "i":
+                v = int(node.attr("value"))
+            elif node.op == "dim":
+                self.fail(a.span, f"{what} must be integer constants: `{format_dim_node(node)}` is a size "
+                                  "symbol, known only when the function is called")
+            elif what == "an index":
+                self.fail(a.span, f"indexing with a tensor value ({node.type.strong()}) is not supported; "
+                                  "use `take(x, idx, axis)` or `take_along_axis(x, idx, axis)`")
+            else:
+                self.fail(a.span, f"{what} must be integer constants, got {node.type.strong()}")
+        if size is not None:
+            limit = size + 1 if isinstance(size, int) else 2 ** 62
+            v = max(-limit, min(limit, v))
+        elif not -2 ** 63 <= v < 2 ** 63 and what != "an index":
+            self.fail(a.span, f"the integer {v} does not fit in 64 bits")
+        return v
+
+
+def format_dim_node(node: Node) -> str:
+    return dim_text(node.attr("dim"))
 
 
 def _as_dim(node: Node) -> DimLike | None:

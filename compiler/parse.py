@@ -44,14 +44,22 @@ def _parser() -> lark.Lark:
     return _lark_parser(_POSTLEX)
 
 
-_ITEM_START = re.compile(r"[ \t\f]*(fn|grad|vjp|jvp|hvp)\b")
+# A top-level item starts a line: `fn NAME(` or `grad NAME wrt` (a body line such as
+# `grad = x` is a statement, and gets the keyword error it deserves).
+_ITEM_START = re.compile(r"[ \t\f]*(fn\s+\w+\s*\(|(grad|vjp|jvp|hvp)\s+\w+\s+wrt\b|fn\s*$)")
 _CLOSER = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _TEXT = {"LPAR": "(", "LSQB": "[", "LBRACE": "{", "RPAR": ")", "RSQB": "]", "RBRACE": "}"}
 
 
+_ITEM_NAME = re.compile(r"[ \t\f]*(?:fn\s+(\w+)|(grad|vjp|jvp|hvp)\s+(\w+)\s+wrt\b(?:.*\bas\s+(\w+))?)")
+
+
 def parse(source: SourceFile, sink: Sink) -> ast.Module:
-    """Parse a whole file. Items with syntax errors are reported to `sink` and left out."""
+    """Parse a whole file. Items with syntax errors are reported to `sink` and left out;
+    the names they would have defined are kept in `Module.broken`, so that the rest of
+    the file can still be checked without complaining that those names are unknown."""
     items: list = []
+    broken: set[str] = set()
     for first, last in _item_ranges(source.lines):
         # Blank lines before the chunk keep every line number and column true.
         text = "\n" * first + "\n".join(source.lines[first:last])
@@ -59,7 +67,11 @@ def parse(source: SourceFile, sink: Sink) -> ast.Module:
             items.extend(_parse_chunk(source, text))
         except UserError as e:
             sink.error(e.span, e.message)
-    return ast.Module(tuple(items))
+            m = _ITEM_NAME.match(source.lines[first]) if first < len(source.lines) else None
+            if m:
+                name = m[1] or m[4] or f"{m[3]}_{m[2]}"
+                broken.update({name, name + "_fwd", name + "_bwd"})
+    return ast.Module(tuple(items), frozenset(broken))
 
 
 def _item_ranges(lines: list[str]) -> list[tuple[int, int]]:
@@ -82,10 +94,12 @@ def _parse_chunk(source: SourceFile, text: str) -> list:
     stack: list[_Open] = []
     last_fn: Token | None = None
     before = ip
+    prev: list[Token] = []  # the last token fed (a one-element list, for the error path)
     try:
         for tok in _separated(p.lex(text, dont_ignore=False), stack):
             before = ip.copy()  # the state an error message is computed from
             ip.feed_token(tok)
+            prev[:] = [tok]
             if tok.type == "FN":
                 last_fn = tok
             if tok.type in _CLOSER:
@@ -97,7 +111,7 @@ def _parse_chunk(source: SourceFile, text: str) -> list:
     except UnexpectedCharacters as e:
         raise UserError(_char_message(text, e), _point(source, e.line, e.column)) from None
     except UnexpectedToken as e:
-        raise _token_error(source, text, e, set(before.accepts()), stack) from None
+        raise _token_error(source, text, e, set(before.accepts()), stack, prev[0] if prev else None) from None
     except UnexpectedInput as e:  # pragma: no cover - other lark errors
         raise UserError("syntax error", _point(source, e.line, e.column)) from None
     try:
@@ -164,15 +178,32 @@ def _expected_text(names: list[str]) -> str:
 
 
 def _token_error(
-    source: SourceFile, text: str, e: UnexpectedToken, expected: set[str], stack: list[_Open]
+    source: SourceFile, text: str, e: UnexpectedToken, expected: set[str], stack: list[_Open],
+    prev: Token | None = None,
 ) -> UserError:
     """`expected` comes from accepts() on the state before the token: LALR's own
     `e.expected` merges look-aheads across contexts and would list tokens that
-    cannot follow here."""
+    cannot follow here. `prev` is the last token accepted."""
     tok = e.token
     found = _describe(tok)
+    if prev is not None and prev.type in ("INT", "FLOAT") and tok.type in ("INT", "FLOAT", "NAME") and \
+            tok.line == prev.end_line and tok.column == prev.end_column:
+        whole = prev.value + tok.value  # `1.5.2` lexes as `1.5` `.2`, `2x` as `2` `x`
+        return UserError(f"malformed number `{whole}`",
+                         source.span(prev.line, prev.column, tok.end_line, tok.end_column))
+    if tok.type == "RBRACE" and not stack:
+        return UserError("unmatched `}`: it closes nothing", _token_span(source, tok))
+    if tok.type == "WRT" and prev is not None and prev.value in ("grad", "vjp", "jvp", "hvp"):
+        return UserError(f"`{prev.value}` needs the name of the function to differentiate, "
+                         f"found keyword `wrt`", _token_span(source, tok))
+    if prev is not None and tok.type in ("RBRACE", "$END") and tok.type != "$END" and \
+            tok.line > prev.end_line and expected & {"INT", "NAME"} and expected <= _EXPR_START | {"RPAR", "RSQB"}:
+        # the line break before `}` was dropped: the expression is missing at the end of prev's line
+        return UserError("expected an expression, found the end of the line",
+                         source.span(prev.end_line, prev.end_column, prev.end_line, prev.end_column + 1))
     if tok.type == "$END":
-        span = SourceFile(source.path, text).end_span()
+        span = (source.span(prev.end_line, prev.end_column, prev.end_line, prev.end_column + 1)
+                if prev is not None else SourceFile(source.path, text).end_span())
         if stack:
             top = stack[-1]
             closer = _TEXT[_CLOSER[top.token.type]]

@@ -41,8 +41,8 @@ def parse_stage(source: SourceFile) -> syntax.Module:
 
 
 def ir_stage(source: SourceFile, float64: bool = False) -> Module:
-    tree = parse_stage(source)
     sink = Sink()
+    tree = parse(source, sink)  # items with syntax errors are left out, the rest is still checked
     module = lower_module(source, tree, sink, float64=float64)
     _check(sink, source)
     return module

@@ -36,6 +36,8 @@ class SourceFile:
 
     @classmethod
     def from_text(cls, path: str, text: str) -> "SourceFile":
+        if text.startswith("\ufeff"):  # a UTF-8 byte-order mark (some editors write one) is not text
+            text = text[1:]
         return cls(path, text.replace("\r\n", "\n").replace("\r", "\n"))
 
     @classmethod

@@ -179,6 +179,7 @@ class Directive:
 @dataclass(frozen=True)
 class Module:
     items: tuple[FnDef | Directive, ...]
+    broken: frozenset = frozenset()  # names defined by items that failed to parse
 
 
 # ---- printing (the `parsed` stage) ---------------------------------------------

@@ -228,8 +228,8 @@ class TensorType:
         return self.with_(weak=False)
 
     def __str__(self) -> str:
-        text = self.dtype.short if not self.shape else f"{self.dtype.short}{shape_text(self.shape)}"
-        return text + ("~" if self.weak else "")
+        """The type as a user writes it (weakness is an internal matter: see ir_print)."""
+        return self.dtype.short if not self.shape else f"{self.dtype.short}{shape_text(self.shape)}"
 
 
 def parse_dtype(name: str) -> DType:

@@ -280,7 +280,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     b = Body(ctx, fn)
     outs = b.emit()
     returns = _returns(ctx, fn, outs, out_var, n_grads, wrt)
-    if b.return_span is not None:
+    if b.return_span is not None and b.return_span.span is not None:
         n = b.return_span
         returns[-1] += f"  # {sanitize_comment(n.span.file, 60)}:{n.span.line}"
     if any(n.op == "where" for n in topo_order(fn.outputs)):

@@ -42,6 +42,8 @@ def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=No
     def infer(types, attrs):
         if float_only:
             need_float(types[0], f"`{name}`")
+        elif name == "neg" and types[0].dtype == DType.BOOL:
+            raise UserError("unary `-` is not defined on bool values; convert first, e.g. with i64(...) or f32(...)")
         else:
             no_bool(types, name)
         return types[0]

@@ -223,6 +223,7 @@ def full_spec(subs, out) -> str:
 
 def _einsum_sizes(subs, types):
     sizes: dict[str, object] = {}
+    first: dict[str, int] = {}  # the operand that gave each subscript its size
     ell_shapes = []
     for i, (s, t) in enumerate(zip(subs, types)):
         letters = s.replace(".", "")
@@ -241,10 +242,11 @@ def _einsum_sizes(subs, types):
             dims = t.shape
         for c, d in zip(letters, dims):
             if c in sizes and sizes[c] != d and 1 not in (sizes[c], d):
-                raise UserError(f"einsum subscript {c!r} has size {dim_text(sizes[c])} in one operand and "
-                                f"{dim_text(d)} in operand {i + 1}", arg=i + 1)
+                raise UserError(f"einsum subscript {c!r} has size {dim_text(sizes[c])} in operand "
+                                f"{first[c] + 1} and {dim_text(d)} in operand {i + 1}", arg=i + 1)
             if sizes.get(c, 1) == 1:  # size 1 broadcasts, as in numpy.einsum
                 sizes[c] = d
+                first[c] = i
     try:
         ell = broadcast_shapes(*ell_shapes) if ell_shapes else ()
     except BroadcastError as e:

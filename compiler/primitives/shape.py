@@ -28,7 +28,7 @@ def _reshape_infer(types, attrs):
     if dim_prod(t.shape) != dim_prod(shape):
         raise UserError(
             f"cannot reshape {t} ({dim_text(dim_prod(t.shape))} elements) to {shape_text(shape)} "
-            f"({dim_text(dim_prod(shape))} elements)"
+            f"({dim_text(dim_prod(shape))} elements)", arg="shape"
         )
     return t.with_(shape=shape)
 
@@ -62,7 +62,11 @@ def _bcast_infer(types, attrs):
     t = types[0]
     shape = tuple(attrs["shape"])
     if not broadcast_to_ok(t.shape, shape):
-        raise UserError(f"cannot broadcast {t} to {shape_text(shape)}")
+        if t.rank > len(shape):
+            raise UserError(f"cannot broadcast {t} to {shape_text(shape)}: it has more axes", arg="shape")
+        axis = next(a for a in range(-1, -t.rank - 1, -1) if t.shape[a] not in (1, shape[a]))
+        raise UserError(f"cannot broadcast {t} to {shape_text(shape)}: axis {axis} has size "
+                        f"{dim_text(t.shape[axis])}, which is neither 1 nor {dim_text(shape[axis])}", arg="shape")
     return t.with_(shape=shape)
 
 
