@@ -1,0 +1,107 @@
+"""PyTorch eager versions of the workloads (autograd, CPU). Optional: see peers/__init__.py."""
+try:
+    import torch
+    import torch.nn.functional as F
+    AVAILABLE, WHY = True, ""
+except Exception as exc:  # noqa: BLE001 - any import failure means "skip torch"
+    torch = F = None
+    AVAILABLE, WHY = False, f"{type(exc).__name__}: {exc}"
+
+
+def setup(threads):
+    """Use `threads` intra-op threads (the BLAS thread count of NumPy, for a like-for-like run)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def describe():
+    return f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads"
+
+
+def _np(t):
+    return t.detach().cpu().numpy()
+
+
+def _convert(res):
+    return [_np(r) for r in res]
+
+
+def _leaf(a):
+    return torch.from_numpy(a.copy()).requires_grad_(True)
+
+
+def _const(a):
+    return torch.from_numpy(a.copy())
+
+
+def w1(inp):
+    x = torch.tensor(float(inp["x"]), dtype=torch.float64, requires_grad=True)
+
+    def call():
+        y = 5 * x**3 + 2 * x**2 + 4 * x + 8
+        (gx,) = torch.autograd.grad(y, x)
+        return y, gx
+
+    return call, _convert
+
+
+def w2(inp):
+    x = _leaf(inp["x"])
+
+    def call():
+        y = (5 * x**3 + 2 * x**2 + 4 * x + 8).sum()
+        (gx,) = torch.autograd.grad(y, x)
+        return y, gx
+
+    return call, _convert
+
+
+def w3(inp):
+    x, y = _const(inp["x"]), _const(inp["y"])
+    w, b = _leaf(inp["w"]), _leaf(inp["b"])
+
+    def call():
+        loss = F.binary_cross_entropy_with_logits(x @ w + b, y)
+        gw, gb = torch.autograd.grad(loss, (w, b))
+        return loss, gw, gb
+
+    return call, _convert
+
+
+def w4(inp):
+    x, labels = _const(inp["x"]), _const(inp["labels"])
+    params = [_leaf(inp[k]) for k in ("w1", "b1", "w2", "b2")]
+    w1_, b1, w2_, b2 = params
+
+    def call():
+        h = torch.relu(x @ w1_ + b1)
+        loss = F.cross_entropy(h @ w2_ + b2, labels)
+        return (loss, *torch.autograd.grad(loss, params))
+
+    return call, _convert
+
+
+def w5(inp):
+    a, b, c = _leaf(inp["a"]), _leaf(inp["b"]), _leaf(inp["c"])
+
+    def call():
+        y = torch.tanh(a * b + c).sum()
+        return (y, *torch.autograd.grad(y, (a, b, c)))
+
+    return call, _convert
+
+
+def w7(inp):
+    X, t, v = _const(inp["X"]), _const(inp["t"]), _const(inp["v"])
+    w = _leaf(inp["w"])
+
+    def call():
+        loss = F.softplus(-t * (X @ w)).sum()
+        (g,) = torch.autograd.grad(loss, w, create_graph=True)
+        (hv,) = torch.autograd.grad(g, w, grad_outputs=v)
+        return loss, g, hv
+
+    return call, _convert
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7}
