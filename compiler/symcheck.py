@@ -143,7 +143,9 @@ def kinks(exprs) -> list:
         if not isinstance(e, sp.Basic):
             continue
         for sub in sp.preorder_traversal(e):
-            if isinstance(sub, sp.core.relational.Relational):
+            if isinstance(sub, sp.core.relational.Relational) and not isinstance(sub, (sp.Eq, sp.Ne)):
+                # (an equality such as x[i] == max(x) holds exactly at the argmax, by structure,
+                # and nowhere else at a generic point: it is not a kink to stay away from)
                 out.add(sub.lhs - sub.rhs)
             elif isinstance(sub, (sp.Abs, sp.sign, sp.Heaviside)):
                 out.add(sub.args[0])
@@ -217,51 +219,84 @@ class Checker:
                 else:
                     arr[idx] = sp.Integer(_int_value(rng, dom))
             env[p.id] = arr
-        # cotangents: symbols for vjp, 1 for grad
         extra = deriv.params[len(target.params):]
         stop: dict = {}
         outs = evaluate(target.outputs, {p.id: env[p.id] for p in target.params}, sizes, stop)
-        cts = []
-        for k, (o, node) in enumerate(zip(outs, target.outputs)):
-            if deriv.kind == "grad":
-                cts.append(np.asarray(sp.Integer(1), dtype=object))
-            else:
-                arr = np.empty(o.shape, dtype=object)
+
+        def fresh(prefix: str, shape, real: bool = True) -> np.ndarray:
+            arr = np.empty(shape, dtype=object)
+            for idx in np.ndindex(shape):
+                arr[idx] = sp.Symbol(f"{prefix}[{','.join(map(str, idx))}]", real=True) if real else sp.Integer(0)
+            return arr
+
+        def frozen(e):
+            return e.xreplace(stop) if stop else e  # stop_gradient symbols back to what they stand for
+
+        expected: dict = {}
+        if deriv.kind in ("grad", "vjp"):
+            # <cotangents, outputs> differentiated by every wrt element; cotangent 1 for grad
+            extras = [np.asarray(sp.Integer(1), dtype=object)] if deriv.kind == "grad" else [
+                fresh(f"ct{k}", o.shape, node.dtype.is_float) for k, (o, node) in enumerate(zip(outs, target.outputs))]
+            inner = sp.Add(*[c * v for o, ct in zip(outs, extras) for c, v in zip(np.ravel(ct), np.ravel(o))])
+            for name in wrt:
+                for idx, sym in symbols[name]:
+                    expected[(f"d/d{name}", idx)] = frozen(sp.diff(inner, sym))
+        elif deriv.kind == "jvp":
+            # each output element's directional derivative along the tangents
+            extras = [fresh(f"t_{name}", np.shape(env[target.params[target.param_names.index(name)].id]))
+                      for name in wrt]
+            for k, o in enumerate(outs):
                 for idx in np.ndindex(o.shape):
-                    arr[idx] = sp.Symbol(f"ct{k}[{','.join(map(str, idx))}]", real=True) \
-                        if node.dtype.is_float else sp.Integer(0)
-                cts.append(arr)
-        inner = sp.Add(*[c * v for o, ct in zip(outs, cts) for c, v in zip(np.ravel(ct), np.ravel(o))])
-        expected = {}
-        for name in wrt:
-            for idx, s in symbols[name]:
-                e = sp.diff(inner, s)
-                expected[(name, idx)] = e.xreplace(stop) if stop else e
+                    total = sp.Add(*[sp.diff(o[idx], sym) * t[i] for name, t in zip(wrt, extras)
+                                     for i, sym in symbols[name]])
+                    expected[(f"tangent of output {k}", idx)] = frozen(total)
+        else:  # hvp: the gradient, then the derivative of <gradient, v>
+            extras = [fresh(f"v_{name}", np.shape(env[target.params[target.param_names.index(name)].id]))
+                      for name in wrt]
+            value = outs[0][()]
+            grads = {(name, i): sp.diff(value, sym) for name in wrt for i, sym in symbols[name]}
+            inner = sp.Add(*[g * v[i] for name, v in zip(wrt, extras) for (n2, i), g in grads.items() if n2 == name])
+            for name in wrt:
+                for idx, sym in symbols[name]:
+                    expected[(f"d/d{name}", idx)] = frozen(grads[(name, idx)])
+                    expected[(f"Hv for {name}", idx)] = frozen(sp.diff(inner, sym))
         # the compiled derivative over the same values
         denv = {p.id: env[tp.id] for p, tp in zip(deriv.params, target.params)}
-        for p, ct in zip(extra, cts):
-            denv[p.id] = ct
-        got = evaluate(deriv.outputs, denv, sizes)[len(target.outputs):]
-        candidates = [("", dict(zip(wrt, got)))]
-        pair = self._fwd_bwd(deriv, env, target, cts, sizes)
-        if pair is not None:
-            candidates.append(("_fwd/_bwd", dict(zip(wrt, pair))))
+        for p, x in zip(extra, extras):
+            denv[p.id] = x
+        got = evaluate(deriv.outputs, denv, sizes)
+        candidates = [("", self._by_key(deriv, target, wrt, got))]
+        if deriv.kind in ("grad", "vjp"):
+            pair = self._fwd_bwd(deriv, env, target, extras, sizes)
+            if pair is not None:
+                candidates.append(("_fwd/_bwd", self._by_key(deriv, target, wrt, list(outs) + list(pair))))
         sample_syms = {s: self.domains.get(name, "normal") for name in symbols for _, s in symbols[name]}
-        sample_syms.update({s: "normal" for ct in cts for s in np.ravel(ct) if isinstance(s, sp.Symbol)})
+        sample_syms.update({s: "normal" for x in extras for s in np.ravel(x) if isinstance(s, sp.Symbol)})
         branch = kinks([v for o in outs for v in np.ravel(o)])
         global _TRANSCENDENTAL
         _TRANSCENDENTAL = (sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sqrt(2).func)
         pairs = []
-        for label, grads in candidates:
-            for (name, idx), want in expected.items():
-                pairs.append((label, name, idx, sp.sympify(want), sp.sympify(grads[name][idx])))
+        for label, have in candidates:
+            for (what, idx), want in expected.items():
+                pairs.append((label, what, idx, sp.sympify(want), sp.sympify(have[what][idx])))
         bad, method = self.compare(pairs, sample_syms, branch, rng)
         if bad is not None:
-            label, name, idx, want, have = bad
+            label, what, idx, want, have = bad
             where = f"[{', '.join(map(str, idx))}]" if idx else ""
             return Result(deriv.name + label, "FAIL", method, len(expected), time.perf_counter() - t0,
-                          f"d/d{name}{where}: sympy.diff gives {want}\n    tapeless gives {have}")
+                          f"{what}{where}: sympy.diff gives {want}\n    tapeless gives {have}")
         return Result(deriv.name, "pass", method, len(expected), time.perf_counter() - t0)
+
+    @staticmethod
+    def _by_key(deriv, target, wrt, got) -> dict:
+        """The compiled results under the names `expected` uses."""
+        n = len(target.outputs)
+        if deriv.kind in ("grad", "vjp"):
+            return {f"d/d{name}": g for name, g in zip(wrt, got[n:])}
+        if deriv.kind == "jvp":
+            return {f"tangent of output {k}": t for k, t in enumerate(got[n:])}
+        grads, hv = got[1:1 + len(wrt)], got[1 + len(wrt):]
+        return {**{f"d/d{w}": g for w, g in zip(wrt, grads)}, **{f"Hv for {w}": h for w, h in zip(wrt, hv)}}
 
     def _fwd_bwd(self, deriv, env, target, cts, sizes):
         fwd = self._sibling(deriv.name + "_fwd")
@@ -384,7 +419,7 @@ def primitive_modules(name: str):
 
     Yields (module, domains by parameter name)."""
     from . import build as B
-    from .autodiff.directives import reverse
+    from .autodiff.directives import forward, reverse
     from .ir import graph_scope
     from .source import SourceFile
 
@@ -395,7 +430,12 @@ def primitive_modules(name: str):
             out = B.apply(name, *params, **attrs)
             fn = Function(f"{name}_{k}", tuple(params), (out,), None)
             wrt = [i for i, p in enumerate(params) if p.dtype.is_float]
-            fns = [fn] + (reverse("vjp", f"{name}_{k}_vjp", fn, wrt, None) if wrt else [])
+            fns = [fn]
+            if wrt:
+                rev = reverse("vjp", f"{name}_{k}_vjp", fn, wrt, None)
+                # the JVP rule, and the JVP rules of the ops the VJP rule emits (second order)
+                fns += rev + [forward(f"{name}_{k}_jvp", fn, wrt, None),
+                              forward(f"{name}_{k}_vjp_jvp", rev[0], wrt, None)]
             yield Module(SourceFile(f"<{name}>", ""), tuple(fns)), {f"a{i}": d for i, d in domains.items()}
 
 

@@ -69,10 +69,15 @@ def _tuple(x):
 
 
 def gradcheck(fn, *args, cotangents=None, eps=1e-6, atol=1e-6, rtol=1e-5, max_elements=64, seed=0) -> bool:
-    """Check a generated `grad` or `vjp` function against finite differences of its forward function."""
+    """Check a generated `grad`, `vjp`, `jvp` or `hvp` function against finite differences of
+    the function it differentiates. `args` are that function's arguments; cotangents,
+    tangents and vectors are drawn at random (seeded)."""
     module, info = _info(fn)
+    if info["kind"] in ("jvp", "hvp"):
+        return _check_forward_mode(fn, module, info, args, eps, atol, rtol, seed)
     if info["kind"] not in ("grad", "vjp"):
-        raise TypeError(f"gradcheck checks grad and vjp functions; {fn.__name__} is a {info['kind']} function")
+        raise TypeError(f"gradcheck checks grad, vjp, jvp and hvp functions; {fn.__name__} is a "
+                        f"{info['kind']} function")
     fwd_info = module.__tapeless__[info["of"]]
     names = fwd_info["params"]
     if len(args) != len(names):
@@ -119,6 +124,63 @@ def gradcheck(fn, *args, cotangents=None, eps=1e-6, atol=1e-6, rtol=1e-5, max_el
                     f"numeric {numeric!r} (central differences in f64, eps={eps}); tolerance atol={atol}, rtol={rtol}")
     _dot_product_test(fn, inner, args64, names, wrt, grads, rng, eps, atol, rtol)
     _same_as_reference(fn, info, args, cts, grads, names, wrt)
+    return True
+
+
+def _check_forward_mode(fn, module, info, args, eps, atol, rtol, seed) -> bool:
+    """jvp: output tangents against central differences of the outputs along the tangents.
+    hvp: the gradient part elementwise, and Hv against central differences of the gradient."""
+    fwd_info = module.__tapeless__[info["of"]]
+    names, wrt = fwd_info["params"], info["wrt"]
+    if fwd_info.get("stop_gradient"):
+        raise GradcheckError(f"{fn.__name__}: {info['of']} uses stop_gradient; finite differences of it "
+                             "include the dependence stop_gradient removes")
+    rng = np.random.default_rng(seed)
+    args = [np.array(a, copy=True) for a in args]
+    args64 = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in args]
+    ks = [names.index(n) for n in wrt]
+    dirs = [rng.standard_normal(args[k].shape) for k in ks]
+    ref = _f64_build(module)
+    ref_fn, ref_forward = getattr(ref, fn.__name__), getattr(ref, info["of"])
+
+    def moved(h):
+        out = list(args64)
+        for k, d in zip(ks, dirs):
+            out[k] = args64[k] + h * d
+        return out
+
+    got = [np.asarray(g, dtype=np.float64) for g in ref_fn(*args64, *dirs)]
+    if info["kind"] == "jvp":
+        n_out = len(got) // 2
+        plus, minus = _tuple(ref_forward(*moved(eps))), _tuple(ref_forward(*moved(-eps)))
+        wanted = [(np.asarray(p, np.float64) - np.asarray(m, np.float64)) / (2 * eps) for p, m in zip(plus, minus)]
+        checks = [(f"tangent of output {i}", got[n_out + i], w) for i, w in enumerate(wanted)]
+    else:
+        grads, hv = got[1:1 + len(wrt)], got[1 + len(wrt):]
+        plus = ref_fn(*moved(eps), *dirs)[1:1 + len(wrt)]
+        minus = ref_fn(*moved(-eps), *dirs)[1:1 + len(wrt)]
+        checks = [(f"Hv for `{n}`", h, (np.asarray(p, np.float64) - np.asarray(m, np.float64)) / (2 * eps))
+                  for n, h, p, m in zip(wrt, hv, plus, minus)]
+        for n, g, k in zip(wrt, grads, ks):  # the gradient part, elementwise
+            for idx in list(np.ndindex(args64[k].shape))[:32] if args64[k].shape else [()]:
+                numeric = _central(lambda v: float(ref_forward(*v)), args64, k, idx, eps)
+                if not np.isclose(g[idx], numeric, atol=atol, rtol=rtol):
+                    raise GradcheckError(f"gradcheck failed for {fn.__name__}: d/d{n}{list(idx) or ''}: analytic "
+                                         f"{float(g[idx])!r}, numeric {numeric!r}")
+    for what, have, want in checks:
+        if have.shape != want.shape or not np.allclose(have, want, atol=10 * atol, rtol=10 * rtol):
+            bad = np.unravel_index(np.argmax(np.abs(have - want)), want.shape) if want.shape else ()
+            raise GradcheckError(
+                f"gradcheck failed for {fn.__name__}: {what}{list(bad) if bad else ''}: analytic "
+                f"{float(have[bad])!r}, numeric {float(want[bad])!r} (central differences in f64, eps={eps})")
+    own = fn(*args, *[d.astype(args[k].dtype) for d, k in zip(dirs, ks)])
+    for (what, _, want), have in zip(checks, own[len(own) - len(checks):]):
+        have = np.asarray(have)
+        tol = _PRECISION.get(have.dtype, 1e-9)
+        scale = float(np.max(np.abs(want))) if want.size else 1.0
+        if not np.allclose(have.astype(np.float64), want, rtol=tol, atol=tol * max(scale, 1e-30) + 1e-6):
+            raise GradcheckError(f"gradcheck failed for {fn.__name__}: {what} in {have.dtype} is far from the "
+                                 f"f64 build (tolerance {tol} relative to {scale:.3g})")
     return True
 
 

@@ -33,7 +33,7 @@ class Case:
         wrt = ", ".join(self.grad_params())
         text = f"fn f({params}) {{\n    return {self.expr}\n}}\n"
         if wrt:
-            text += f"vjp f wrt {wrt}\n"
+            text += f"vjp f wrt {wrt}\njvp f wrt {wrt}\n"
         return text
 
     def grad_params(self) -> tuple:

@@ -33,9 +33,20 @@ def test_a_wrong_vjp_rule_is_caught(monkeypatch):
         return [B.mul(ct, B.apply("sin", node.inputs[0]))]
 
     monkeypatch.setattr(REGISTRY["sin"], "vjp", wrong)
-    results = check_primitive("sin")
-    assert results and all(r.status == "FAIL" for r in results)
-    assert "d/da0[0, 0]: sympy.diff gives" in results[0].detail and "cos" in results[0].detail
+    results = {r.function: r for r in check_primitive("sin")}
+    vjp = results["sin_0_vjp"]
+    assert vjp.status == "FAIL"
+    assert "d/da0[0, 0]: sympy.diff gives" in vjp.detail and "cos" in vjp.detail
+    assert results["sin_0_jvp"].status == "pass"          # the JVP rule is still right
+
+
+def test_a_wrong_jvp_rule_is_caught(monkeypatch):
+    from tapeless.compiler import build as B
+
+    monkeypatch.setattr(REGISTRY["tanh"], "jvp", lambda node, ts: B.mul(ts[0], node))  # tanh' = 1 - tanh^2
+    results = {r.function: r for r in check_primitive("tanh")}
+    assert results["tanh_0_jvp"].status == "FAIL" and "tangent of output 0" in results["tanh_0_jvp"].detail
+    assert results["tanh_0_vjp"].status == "pass"
 
 
 def test_a_lost_mask_is_caught(monkeypatch):

@@ -1,5 +1,7 @@
 """Derivative directives -> IR functions (LANGUAGE.md §7).
 
+    jvp F wrt a, b    ->  NAME(*args, t_a, t_b)  = (*outputs, *output_tangents)
+    hvp F wrt a, b    ->  NAME(*args, v_a, v_b)  = (value, d_a, d_b, Hv_a, Hv_b)
     grad F wrt a, b   ->  NAME(*args)            = (value, d_a, d_b)
                           NAME_fwd(*args)        = (value, residuals)
                           NAME_bwd(residuals, seed=1.0) = (d_a, d_b)
@@ -14,16 +16,60 @@ the forward by residuals.py. All three are ordinary IR functions.
 from __future__ import annotations
 
 from .. import build as B
-from ..diagnostics import UserError
 from ..ir import Function, Node
 from . import residuals as R
+from .jvp import pushforward
 from .vjp import pullback
 
 
 def expand_directive(d, target: Function, wrt: list[int]) -> list[Function]:
     if d.kind in ("grad", "vjp"):
         return reverse(d.kind, d.emitted_name, target, wrt, d.span)
-    raise UserError(f"`{d.kind}` directives are not supported yet (forward mode is planned work)", d.span)
+    if d.kind == "jvp":
+        return [forward(d.emitted_name, target, wrt, d.span)]
+    return [hessian_vector(d.emitted_name, target, wrt, d.span)]
+
+
+def _zero_or(t: Node | None, like: Node) -> Node:
+    return t if t is not None else B.zeros_like(like)
+
+
+def forward(name: str, target: Function, wrt: list[int], span) -> Function:
+    """jvp F wrt a, b -> NAME(*args, t_a, t_b) = (*outputs, *output_tangents)."""
+    params = list(target.params)
+    wrt_nodes = [params[i] for i in wrt]
+    wrt_names = tuple(p.attr("name") for p in wrt_nodes)
+    t_names = _fresh_names([p.attr("name") for p in params], [f"t_{n}" for n in wrt_names])
+    t_params = [B.param(n, w.type.strong(), len(params) + k) for k, (n, w) in enumerate(zip(t_names, wrt_nodes))]
+    outputs = list(target.outputs)
+    tangents = [_zero_or(t, o) for t, o in zip(pushforward(outputs, wrt_nodes, t_params), outputs)]
+    for t, o in zip(tangents, target.outputs):
+        if t.name is None and t.op not in ("param", "const", "dim"):
+            t.name = "t_out"
+    summary = (f"The outputs of {target.name} and their directional derivatives along the tangents "
+               f"{', '.join(t_names)} (forward mode).")
+    return Function(name, tuple(params + t_params), tuple(outputs + tangents), span, "jvp", True,
+                    (("of", target.name), ("wrt", wrt_names), ("summary", summary)))
+
+
+def hessian_vector(name: str, target: Function, wrt: list[int], span) -> Function:
+    """hvp F wrt a, b -> NAME(*args, v_a, v_b) = (value, d_a, d_b, Hv_a, Hv_b): the gradient's
+    directional derivative along v (forward over reverse); no Hessian is ever formed."""
+    params = list(target.params)
+    wrt_nodes = [params[i] for i in wrt]
+    wrt_names = tuple(p.attr("name") for p in wrt_nodes)
+    v_names = _fresh_names([p.attr("name") for p in params], [f"v_{n}" for n in wrt_names])
+    v_params = [B.param(n, w.type.strong(), len(params) + k) for k, (n, w) in enumerate(zip(v_names, wrt_nodes))]
+    value = target.outputs[0]
+    grads = _gradients(pullback([value], [B.like_const(1, value)], wrt_nodes), wrt_nodes)
+    hv = [_zero_or(t, w) for t, w in zip(pushforward(grads, wrt_nodes, v_params), wrt_nodes)]
+    for h, n in zip(hv, wrt_names):
+        if h.op not in ("param", "const", "dim") and h not in grads:
+            h.name = f"hv_{n}"
+    summary = (f"The value of {target.name}, its gradient with respect to {', '.join(wrt_names)} and the "
+               f"Hessian-vector product with {', '.join(v_names)}.")
+    return Function(name, tuple(params + v_params), (value, *grads, *hv), span, "hvp", True,
+                    (("of", target.name), ("wrt", wrt_names), ("summary", summary)))
 
 
 def _fresh_names(taken: list[str], bases: list[str]) -> list[str]:

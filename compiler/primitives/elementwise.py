@@ -63,7 +63,8 @@ def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=No
         if masked_deriv is not None:
             return B.masked(masked_deriv(x, node), t)
         d = deriv(x, node)
-        return None if d is None else B.mul(t, d)
+        # a masked tangent stays masked: where(c, g * f'(x), 0), never 0 * inf
+        return None if d is None else B.ct_map(t, lambda g: B.mul(g, d))
 
     return register(Primitive(
         name, "elementwise", infer, emit, vjp, jvp, sym_map(sympy_fn),
@@ -244,9 +245,10 @@ def _pow_jvp(node, ts):
     a, b = node.inputs
     out = None
     if ta is not None:
-        out = B.mul(ta, _pow_da(node))
+        d = _pow_da(node)
+        out = B.ct_map(ta, lambda g: B.mul(g, d))
     if tb is not None:
-        tb_part = B.masked(_pow_db_mask(node), B.mul(tb, B.mul(node, B.apply("log", a))))
+        tb_part = B.masked(_pow_db_mask(node), B.ct_map(tb, lambda g: B.mul(g, B.mul(node, B.apply("log", a)))))
         out = tb_part if out is None else B.add(out, tb_part)
     return _fit(out, node)
 
@@ -276,15 +278,16 @@ def _lin_jvp(sign_b):
 
 def _mul_jvp(node, ts):
     a, b = node.inputs
-    parts = [B.mul(ts[0], b) if ts[0] is not None else None, B.mul(a, ts[1]) if ts[1] is not None else None]
+    parts = [B.ct_map(ts[0], lambda g: B.mul(g, b)) if ts[0] is not None else None,
+             B.ct_map(ts[1], lambda g: B.mul(a, g)) if ts[1] is not None else None]
     return _fit(B.add_ct(*parts), node)
 
 
 def _div_jvp(node, ts):
     a, b = node.inputs
     parts = [
-        B.div(ts[0], b) if ts[0] is not None else None,
-        B.neg(B.div(B.mul(ts[1], node), b)) if ts[1] is not None else None,
+        B.ct_map(ts[0], lambda g: B.div(g, b)) if ts[0] is not None else None,
+        B.ct_map(ts[1], lambda g: B.neg(B.div(B.mul(g, node), b))) if ts[1] is not None else None,
     ]
     return _fit(B.add_ct(*parts), node)
 

@@ -1,0 +1,40 @@
+"""The forward sweep: tangents of the outputs from tangents of the inputs.
+
+One pass in topological order; each primitive's JVP rule maps the tangents of
+its inputs (None: zero) to the tangent of its output. The result is ordinary
+IR. Composed with the reverse sweep (vjp.py) it gives Hessian-vector
+products: the JVP of a gradient graph (forward over reverse), which never
+materialises a Hessian: for a loss built from a matrix product it comes out
+as one more product forward and one back.
+"""
+from __future__ import annotations
+
+from ..diagnostics import UserError
+from ..ir import Node, span_scope, topo_order
+from ..primitives import REGISTRY
+from .vjp import active_set
+
+
+def pushforward(outputs: list[Node], wrt: list[Node], tangents: list[Node]) -> list[Node | None]:
+    """The directional derivative of each output along `tangents` (None where it is zero)."""
+    active = active_set(outputs, wrt)
+    t_of: dict[int, Node] = {w.id: t for w, t in zip(wrt, tangents)}
+    for n in topo_order(outputs):
+        if n.id in t_of or n.id not in active or n.op == "param":
+            continue
+        ts = [t_of.get(i.id) if i.id in active else None for i in n.inputs]
+        if all(t is None for t in ts):
+            continue
+        prim = REGISTRY[n.op]
+        if prim.jvp is None:
+            raise UserError(f"tapeless has no forward-mode rule for `{n.op}` yet", n.span)
+        with span_scope(n.span):
+            t = prim.jvp(n, ts)
+        if t is None:
+            continue
+        if t.shape != n.shape or t.dtype != n.dtype:  # pragma: no cover - a bug in a rule
+            raise AssertionError(f"JVP of {n.op}: tangent {t.type} for output {n.type}")
+        if n.name and t.name is None and t.op not in ("param", "const", "dim"):
+            t.name = f"t_{n.name}"
+        t_of[n.id] = t
+    return [t_of.get(o.id) for o in outputs]
