@@ -341,7 +341,27 @@ class Checker:
             names = list(syms)
             # zoo (1/0) only appears in branches never taken; lambdify cannot print it
             exprs = [_numeric_form(e) for e in [p[3] for p in open_pairs] + [p[4] for p in open_pairs]]
-            f = sp.lambdify(names, exprs, modules="mpmath", cse=True)
+            shared = sp.lambdify(names, exprs, modules="mpmath", cse=True)
+            lazy = []
+
+            def folded():
+                # masked derivatives as sympy.diff writes them: indicator * f'(x), which is
+                # 0 * inf where the mask is off; piecewise_fold turns that into a Piecewise whose
+                # branch not taken is never evaluated (the mathematical value: 0)
+                if not lazy:
+                    lazy.append(sp.lambdify(names, [sp.piecewise_fold(e) for e in exprs], modules="mpmath",
+                                            cse=False))
+                return lazy[0]
+
+            def f(*point):
+                try:
+                    vals = shared(*point)
+                    if not any(mpmath.isnan(complex(v).real) or mpmath.isnan(complex(v).imag) for v in vals):
+                        return vals
+                except (ZeroDivisionError, ValueError, OverflowError, TypeError):
+                    pass
+                return folded()(*point)
+
             g = sp.lambdify(names, branch, modules="mpmath", cse=True) if branch else None
             n = len(open_pairs)
             rational = [not any(e.has(t) for t in _TRANSCENDENTAL) for e in exprs[:n]]
