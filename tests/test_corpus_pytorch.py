@@ -7,16 +7,22 @@ corpus programs (tests/reference/corpus_torch.py); see tests/reference/README.md
 
 For every corpus program (tests/corpus.py: tests/cases/*.tl and examples/*.tl except
 broken*.tl), compiled as tests/test_corpus.py compiles it:
-* a program with a `grad`/`vjp` directive must be recorded, with one entry per
+* a program with a `grad`/`vjp`/`jvp`/`hvp` directive must be recorded, with one entry per
   generated derivative function, and its code must not have changed since recording
   (comments aside); otherwise the test fails and asks for the script to be re-run;
 * for each recorded function and seed, the inputs must still be what
   `inputs_for(module, of, text, seed)` draws (SHA-256 of the bytes, dtype and shape)
-  and the cotangents the documented rule, so drift in the sampling is caught instead of
-  comparing against stale numbers;
-* the generated function (`NAME(*args)` for grad, `NAME(*args, *cts)` for vjp), the
-  function it differentiates (`of`) and the `NAME_fwd`/`NAME_bwd` split must reproduce
-  PyTorch's outputs and gradients (dtype, shape, value).
+  and the cotangents (vjp), tangents (jvp, `default_rng(2000 + seed)`) and vectors (hvp,
+  `default_rng(4000 + seed)`) the documented rules, so drift in the sampling is caught
+  instead of comparing against stale numbers;
+* the generated function (`NAME(*args)` for grad, `NAME(*args, *cts)` for vjp,
+  `NAME(*args, *tangents)` for jvp, `NAME(*args, *v)` for hvp), the function it
+  differentiates (`of`) and, for grad/vjp, the `NAME_fwd`/`NAME_bwd` split must reproduce
+  PyTorch's outputs, gradients, output tangents (`torch.func.jvp`) and Hessian-vector
+  products (`torch.autograd.functional.hvp`) (dtype, shape, value);
+* second order for every `grad`: for each function G of `grad F wrt W [as G]`, the program
+  with `hvp F wrt W as G_hvp_ref` appended must reproduce the `hvp_refs` entry (value,
+  gradient and Hessian-vector product); a grad function without one fails as above.
 
 Where PyTorch does not define the value. tapeless deliberately gives exactly 0 where
 PyTorch gives NaN (docs/language.md, "Where PyTorch and JAX return NaN"): in
@@ -66,11 +72,48 @@ SEEDS = ("0", "1")
 TOLERANCES = {np.dtype(np.float64): (1e-12, 1e-13), np.dtype(np.float32): (1e-5, 1e-5)}
 # Per-program loosening, each with its reason: {program: (rtol, atol, reason)}. Empty on purpose.
 PROGRAM_TOLERANCES: dict[str, tuple[float, float, str]] = {}
+# Jvp output tangents use TOLERANCES (logistic.tl, f32: 8.6e-8 relative observed), and so do
+# Hessian-vector products in f64: observed over every hvp function and hvp_ref and both seeds
+# at most 7.2e-15 relative (reductions.tl; most bit-identical), apart from the two
+# HVP_TOLERANCES below.
+# f32 Hessian-vector products get atol 3e-5 * max|want| instead of 1e-5 (HV_TOLERANCES): Hv
+# of a long f32 dot product is two of them (X v, then X^T (...)), and the reference itself
+# is the less accurate side. layer.tl's Hv (784-term sums, N = 3) differs from PyTorch by
+# 8.7e-6 * max|want| (seed 1; the worst of seeds 0-11); against a float64 evaluation of the
+# same inputs PyTorch is off by 7.4e-6 and tapeless by 1.3e-6 there. 3e-5 is 3.4x the worst
+# observed. (mlp.tl's Hv is ill-conditioned in f32 because its softmax saturates, logits
+# ~1000 apart: seeds 3 and 9 differ by up to 4.4e-4 between the two, each as far from
+# float64; the recorded seeds 0 and 1 agree to 7.1e-7.)
+HV_TOLERANCES = {np.dtype(np.float64): TOLERANCES[np.dtype(np.float64)], np.dtype(np.float32): (1e-5, 3e-5)}
+# Two Hessian-vector products need their own absolute tolerance, applied to their Hv
+# comparisons only: {(program, function): (rtol, absolute atol, reason)}.
+HVP_TOLERANCES: dict[tuple[str, str], tuple[float, float, str]] = {
+    ("tests/cases/losses.tl", "losses_grad_hvp_ref"): (
+        1e-12, 1e-9,
+        "torch's own error, not tapeless': PyTorch's double backward of binary_cross_entropy "
+        "divides by (p + 1e-12)^2 (1 - p + 1e-12)^2 instead of p^2 (1 - p)^2 (checked: torch's "
+        "d2/dp2 equals (p^2 - 2py + y) / ((p + eps)^2 (1 - p + eps)^2) to 1e-16 and differs from "
+        "y / p^2 + (1 - y) / (1 - p)^2 by 4e-11 at p = 0.05), so each Hessian entry is off by "
+        "about 2e-12 (1/p + 1/(1 - p)) relative, and more where H_pp v_p and H_py v_y cancel. "
+        "Against a 50-digit mpmath evaluation tapeless's Hv wrt p is exact to 4.3e-15, torch's "
+        "off by 3.2e-10 relative (1.8e-10 absolute on |Hv| <= 10; seed 0). atol 1e-9 absolute "
+        "(1e-10 of max|Hv|) covers it; rtol stays 1e-12."),
+    ("tests/cases/multi.tl", "use_polar_grad_hvp_ref"): (
+        1e-12, 1e-14,
+        "the Hessian is exactly 0: use_polar is sum(r * (y / r)) = sum(y). tapeless gives exact "
+        "zeros; torch's double backward leaves rounding noise (at most 4e-16, from cancelling "
+        "terms of size ~1, the size of the gradient), so a tolerance relative to max|Hv| (noise) "
+        "means nothing; 1e-14 absolute is 1e-14 relative to the gradient."),
+}
 
 # Comparisons that fail because of a confirmed compiler bug: {(program, function): reason}.
 # Marked xfail(strict=True), so the test fails (XPASS) once the bug is fixed.
 KNOWN_BUGS: dict[tuple[str, str], str] = {}
 KNOWN_SPLIT_BUGS: dict[tuple[str, str], str] = {}
+KNOWN_HVP_REF_BUGS: dict[tuple[str, str], str] = {}  # keyed by (program, G_hvp_ref)
+
+DERIVATIVE_KINDS = ("grad", "vjp", "jvp", "hvp")
+TANGENT_SEED_OFFSET, HVP_VECTOR_SEED_OFFSET = 2000, 4000
 
 
 # ---------------------------------------------------------------- helpers (copies of make_corpus_refs.py's)
@@ -95,6 +138,26 @@ def expected_cotangents(outputs: list[dict], seed: int) -> list[np.ndarray]:
     return cts
 
 
+def expected_normals(inputs: list[np.ndarray], offset: int, seed: int) -> list[np.ndarray]:
+    """Tangents (offset 2000) and hvp vectors (offset 4000): rng = default_rng(offset + seed),
+    then per wrt input in order rng.standard_normal(shape).astype(dtype)."""
+    rng = np.random.default_rng(offset + seed)
+    return [np.asarray(rng.standard_normal(a.shape)).astype(a.dtype) for a in inputs]
+
+
+def hvp_ref_directive(m, grad_name: str) -> tuple[str, str]:
+    """(name, directive) of the extra hvp recorded for the grad function `grad_name`
+    (a copy of make_corpus_refs.py's)."""
+    meta = m.__tapeless__[grad_name]
+    name = f"{source_name(m, grad_name)}_hvp_ref"
+    return name, f"hvp {source_name(m, meta['of'])} wrt {', '.join(meta['wrt'])} as {name}"
+
+
+def source_name(m, name: str) -> str:
+    """A generated function's name in the .tl source (`lambda` for `lambda_`)."""
+    return getattr(m, name).__doc__.splitlines()[0].split("(")[0].strip()
+
+
 def dec(d: dict) -> np.ndarray:
     """A recorded array; null (a non-finite PyTorch value) becomes NaN."""
     return np.array(d["data"], dtype=d["dtype"]).reshape(d["shape"])
@@ -117,18 +180,19 @@ def refs() -> dict:
     return _REFS
 
 
-def _recorded_functions() -> list:
+def _recorded_functions(kinds=DERIVATIVE_KINDS, section: str = "programs") -> list:
     """(program, function) pairs in the reference file, read when collecting."""
     try:
         data = json.loads(REFS_PATH.read_text())
     except (OSError, ValueError):
         return []
-    return [(prog, name) for prog, p in data.get("programs", {}).items() for name in p.get("functions", {})]
+    return [(prog, name) for prog, p in data.get(section, {}).items()
+            for name, f in p.get("functions", {}).items() if f.get("kind") in kinds]
 
 
-def _params(known_bugs: dict) -> list:
+def _params(known_bugs: dict, kinds=DERIVATIVE_KINDS, section: str = "programs") -> list:
     out = []
-    for prog, name in _recorded_functions():
+    for prog, name in _recorded_functions(kinds, section):
         marks = ([pytest.mark.xfail(strict=True, reason=known_bugs[(prog, name)])]
                  if (prog, name) in known_bugs else [])
         out.append(pytest.param(prog, name, id=f"{prog}::{name}", marks=marks))
@@ -136,7 +200,7 @@ def _params(known_bugs: dict) -> list:
 
 
 def directive_functions(m) -> list[str]:
-    return [k for k, v in m.__tapeless__.items() if v["kind"] in ("grad", "vjp")]
+    return [k for k, v in m.__tapeless__.items() if v["kind"] in DERIVATIVE_KINDS]
 
 
 def test_reference_file_header():
@@ -150,6 +214,8 @@ def test_no_stale_programs():
     names = {program_name(p) for p in PROGRAMS}
     stale = sorted(set(refs()["programs"]) - names)
     assert not stale, f"recorded programs no longer in the corpus: {stale}; {REGENERATE}"
+    stale = sorted(set(refs().get("hvp_refs", {})) - names)
+    assert not stale, f"hvp_refs: recorded programs no longer in the corpus: {stale}; {REGENERATE}"
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=program_name)
@@ -173,19 +239,43 @@ def test_every_derivative_is_recorded(path, tl):
     stale = [n for n in entry["functions"] if n not in names]
     assert not stale, f"{program}: recorded functions {stale} are no longer generated; {REGENERATE}"
 
+    # second order for every grad: the hvp_refs entry of each grad function
+    grads = [k for k in names if m.__tapeless__[k]["kind"] == "grad"]
+    refs_entry = refs().get("hvp_refs", {}).get(program)
+    if not grads:
+        assert refs_entry is None, f"{program} has no grad directive but hvp_refs are recorded; {REGENERATE}"
+        return
+    if refs_entry is None or refs_entry["code_sha256"] != code_sha256(text):
+        pytest.fail(f"{program}: no (current) PyTorch hvp reference is recorded for its grad functions "
+                    f"{grads}; {REGENERATE}", pytrace=False)
+    wanted = {}
+    for g in grads:
+        ref, directive = hvp_ref_directive(m, g)
+        wanted[ref] = (g, directive)
+    recorded = {k: (v["grad_function"], v["directive"]) for k, v in refs_entry["functions"].items()}
+    if recorded != wanted:
+        pytest.fail(f"{program}: the recorded hvp_refs {recorded} differ from those of its grad directives "
+                    f"{wanted}; {REGENERATE}", pytrace=False)
+
 
 # ---------------------------------------------------------------- comparisons
-def assert_matches(got, want: dict, what: str, program: str, allow_undefined: bool = False):
-    """Compare a tapeless array with a recorded PyTorch array (full or sampled)."""
+def assert_matches(got, want: dict, what: str, program: str, allow_undefined: bool = False,
+                   absolute: tuple[float, float] | None = None, tolerances: dict | None = None):
+    """Compare a tapeless array with a recorded PyTorch array (full or sampled). `tolerances`
+    replaces TOLERANCES (HV_TOLERANCES for Hessian-vector products); `absolute` = (rtol, atol)
+    replaces both, atol then being absolute (HVP_TOLERANCES)."""
     got = np.asarray(got)
     assert got.dtype == np.dtype(want["dtype"]), f"{what}: dtype {got.dtype}, PyTorch gives {want['dtype']}"
     assert list(got.shape) == want["shape"], f"{what}: shape {got.shape}, PyTorch gives {tuple(want['shape'])}"
     if got.dtype.kind == "f":
         assert np.all(np.isfinite(got)), f"{what}: tapeless gives non-finite values {got!r}"
-    rtol, atol = TOLERANCES.get(got.dtype, (0, 0))
+    rtol, atol = (tolerances or TOLERANCES).get(got.dtype, (0, 0))
     if program in PROGRAM_TOLERANCES:
         rtol, atol, _reason = PROGRAM_TOLERANCES[program]
     torch_version = refs()["header"]["torch_version"]
+    if absolute is not None:
+        assert "sample" not in want, f"{what}: an absolute tolerance for a sampled array"
+        rtol = absolute[0]
 
     if "sample" in want:  # a large array: every stride-th element, plus its sum and norm
         stride = want["sample_stride"]
@@ -215,8 +305,10 @@ def assert_matches(got, want: dict, what: str, program: str, allow_undefined: bo
                                       "(NaN), tapeless must give exactly 0")
     defined = ~undefined
     scale = float(np.max(np.abs(w[defined]), initial=0.0))
-    np.testing.assert_allclose(got[defined], w[defined], rtol=rtol, atol=atol * scale,
-                               err_msg=f"{what}: tapeless vs PyTorch {torch_version}")
+    atol = absolute[1] if absolute is not None else atol * scale
+    np.testing.assert_allclose(got[defined], w[defined], rtol=rtol, atol=atol,
+                               err_msg=f"{what}: tapeless vs PyTorch {torch_version}"
+                                       + (" (HVP_TOLERANCES)" if absolute is not None else ""))
 
 
 def _load_function(program: str, name: str, tl):
@@ -232,7 +324,7 @@ def _load_function(program: str, name: str, tl):
     m = tl(text, path=path.name)
     rec = entry["functions"][name]
     meta = m.__tapeless__.get(name)
-    if meta is None or meta["kind"] not in ("grad", "vjp"):
+    if meta is None or meta["kind"] not in DERIVATIVE_KINDS:
         pytest.fail(f"{program}: {name} is recorded but no longer generated; {REGENERATE}", pytrace=False)
     current = {"kind": meta["kind"], "of": meta["of"], "wrt": list(meta["wrt"]), "params": list(meta["params"]),
                "n_outputs_of": m.__tapeless__[meta["of"]]["n_outputs"]}
@@ -268,6 +360,19 @@ def _arguments(m, text: str, rec: dict, seed: str, where: str):
         assert len(cts) == rec["n_outputs_of"]
         for i, (c, e) in enumerate(zip(cts, expected_cotangents(r["outputs"], int(seed)))):
             assert c.dtype == e.dtype and np.array_equal(c, e), f"{where}: cotangent {i} not drawn by the rule"
+    elif rec["kind"] in ("jvp", "hvp"):
+        # tangents / vectors: drawn by the rule today, stored like inputs (sha256, data if small)
+        key, offset, what = (("tangents", TANGENT_SEED_OFFSET, "tangent") if rec["kind"] == "jvp"
+                             else ("v", HVP_VECTOR_SEED_OFFSET, "hvp vector"))
+        wrt_args = [np.asarray(args[of_params.index(k)]) for k in rec["wrt"]]
+        cts = expected_normals(wrt_args, offset, int(seed))
+        assert list(r[key]) == rec["wrt"], f"{where}: recorded {key} are not one per wrt name; {REGENERATE}"
+        for k, e in zip(rec["wrt"], cts):
+            rv = r[key][k]
+            same = (str(e.dtype) == rv["dtype"] and list(e.shape) == rv["shape"] and array_sha256(e) == rv["sha256"])
+            assert same, f"{where}: the recorded {what} for {k} was not drawn by the rule; {REGENERATE}"
+            if "data" in rv:
+                assert np.array_equal(dec(rv), e), f"{where}: recorded data of the {what} for {k} does not match its sha256"
     return args, cts
 
 
@@ -280,8 +385,12 @@ def _split(result, n_outputs: int, n_grads: int, where: str):
 
 @pytest.mark.parametrize(("program", "name"), _params(KNOWN_BUGS))
 def test_matches_pytorch(program, name, tl):
-    """The generated grad/vjp function and the function it differentiates, against PyTorch."""
+    """The generated grad/vjp/jvp/hvp function and the function it differentiates, against PyTorch."""
     m, text, rec = _load_function(program, name, tl)
+    _compare(m, text, rec, program, name)
+
+
+def _compare(m, text: str, rec: dict, program: str, name: str):
     undefined_ok = rec.get("torch_undefined") is not None
     n_out, wrt = rec["n_outputs_of"], rec["wrt"]
     for seed in SEEDS:
@@ -298,14 +407,28 @@ def test_matches_pytorch(program, name, tl):
             assert_matches(g, w, f"{where}: {rec['of']} output {i}", program)
 
         # the generated derivative function
-        got_out, got_grads = _split(getattr(m, name)(*args, *cts), n_out, len(wrt), where)
+        result = getattr(m, name)(*args, *cts)
+        if rec["kind"] == "jvp":  # (*outputs, *output_tangents)
+            got_out, got_tangents = _split(result, n_out, n_out, where)
+            for i, (g, w) in enumerate(zip(got_out, r["outputs"])):
+                assert_matches(g, w, f"{where}: output {i}", program)
+            for i, (g, w) in enumerate(zip(got_tangents, r["output_tangents"])):
+                assert_matches(g, w, f"{where}: output tangent {i}", program, allow_undefined=undefined_ok)
+            continue
+        n_hv = len(wrt) if rec["kind"] == "hvp" else 0  # hvp: (value, *d_wrt, *hv_wrt)
+        got_out, got_grads = _split(result, n_out, len(wrt) + n_hv, where)
         for i, (g, w) in enumerate(zip(got_out, r["outputs"])):
             assert_matches(g, w, f"{where}: output {i}", program)
         for k, g in zip(wrt, got_grads):
             assert_matches(g, r["grads"][k], f"{where}: gradient wrt {k}", program, allow_undefined=undefined_ok)
+        special = HVP_TOLERANCES.get((program, source_name(m, name)))
+        for k, g in zip(wrt, got_grads[len(wrt):]):
+            assert_matches(g, r["hvp"][k], f"{where}: Hessian-vector product wrt {k}", program,
+                           allow_undefined=undefined_ok, absolute=special[:2] if special else None,
+                           tolerances=HV_TOLERANCES)
 
 
-@pytest.mark.parametrize(("program", "name"), _params({**KNOWN_BUGS, **KNOWN_SPLIT_BUGS}))
+@pytest.mark.parametrize(("program", "name"), _params({**KNOWN_BUGS, **KNOWN_SPLIT_BUGS}, kinds=("grad", "vjp")))
 def test_fwd_bwd_split_matches_pytorch(program, name, tl):
     """NAME_fwd then NAME_bwd(residuals[, *cts]) give PyTorch's outputs and gradients too."""
     m, text, rec = _load_function(program, name, tl)
@@ -323,3 +446,43 @@ def test_fwd_bwd_split_matches_pytorch(program, name, tl):
         assert isinstance(grads, tuple) and len(grads) == len(wrt), f"{where}: _bwd returned {grads!r}"
         for k, g in zip(wrt, grads):
             assert_matches(g, r["grads"][k], f"{where}: gradient wrt {k}", program, allow_undefined=undefined_ok)
+
+
+@pytest.mark.parametrize(("program", "name"), _params(KNOWN_HVP_REF_BUGS, kinds=("hvp",), section="hvp_refs"))
+def test_hvp_ref_matches_pytorch(program, name, tl):
+    """Second order for every grad directive: `hvp F wrt W as G_hvp_ref` appended to the
+    program gives torch.autograd.functional.hvp's value, gradient and Hessian-vector product."""
+    path = ROOT / program
+    if not path.exists() or path not in PROGRAMS:
+        pytest.fail(f"{program} is recorded but no longer in the corpus; {REGENERATE}", pytrace=False)
+    text = path.read_text()
+    entry = refs()["hvp_refs"][program]
+    if entry["code_sha256"] != code_sha256(text):
+        pytest.fail(f"{program} changed since its PyTorch hvp reference was recorded; {REGENERATE}", pytrace=False)
+    rec = entry["functions"][name]
+    m0 = tl(text, path=path.name)
+    g = rec["grad_function"]
+    if m0.__tapeless__.get(g, {}).get("kind") != "grad" or hvp_ref_directive(m0, g) != (name, rec["directive"]):
+        pytest.fail(f"{program}: {name} ({rec['directive']!r}) no longer matches a grad directive; {REGENERATE}",
+                    pytrace=False)
+    m = tl(f"{text}\n{rec['directive']}\n", path=path.name)
+    (generated,) = [k for k, v in m.__tapeless__.items() if v["kind"] == "hvp" and source_name(m, k) == name]
+    meta = m.__tapeless__[generated]
+    current = {"kind": meta["kind"], "of": meta["of"], "wrt": list(meta["wrt"]), "params": list(meta["params"]),
+               "n_outputs_of": m.__tapeless__[meta["of"]]["n_outputs"]}
+    recorded = {k: rec[k] for k in current}
+    if recorded != current:
+        pytest.fail(f"{program}: {name} changed since its PyTorch reference was recorded "
+                    f"(recorded {recorded}, now {current}); {REGENERATE}", pytrace=False)
+    missing = [s for s in SEEDS if s not in rec["seeds"]]
+    if missing:
+        pytest.fail(f"{program}: {name}: seeds {missing} not recorded; {REGENERATE}", pytrace=False)
+    _compare(m, text, rec, program, generated)
+
+
+def test_hvp_tolerances_are_used():
+    """Every HVP_TOLERANCES entry names a recorded hvp function and carries its reason."""
+    recorded = set(_recorded_functions(("hvp",))) | set(_recorded_functions(("hvp",), "hvp_refs"))
+    for key, (_rtol, _atol, reason) in HVP_TOLERANCES.items():
+        assert key in recorded, f"HVP_TOLERANCES entry {key} is not a recorded hvp function"
+        assert reason.strip(), f"HVP_TOLERANCES entry {key} needs its reason"

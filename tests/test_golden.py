@@ -1,4 +1,5 @@
-"""Golden files for the corpus: typed IR, adjoint IR and generated source (NumPy; CuPy for two).
+"""Golden files for the corpus: typed, adjoint and optimized IR and generated source
+(NumPy at the default -O1; CuPy for two).
 
 Regenerate on purpose only: `pytest tests/test_golden.py --update-golden`, then read the diff.
 """
@@ -22,6 +23,7 @@ def outputs(path: Path) -> dict[str, str]:
     out = {
         "typed.txt": stage_text(source, "typed"),
         "adjoint.txt": stage_text(source, "adjoint"),
+        "optimized.txt": stage_text(source, "optimized"),
         "numpy.py": compile_source(source, backend="numpy"),
     }
     if path.stem in CUPY_CASES:

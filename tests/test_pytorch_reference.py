@@ -12,6 +12,19 @@ For each catalogue case with a `torch` expression and each recorded seed:
   and `torch.autograd.grad` results (dtype, shape and value).
 A catalogue case without a recorded entry fails, asking for the script to be re-run.
 
+Forward mode and second order, from the `jvp` and `hvp` sections of the same file:
+* `m.f_jvp(*inputs, *tangents)` (`case.source()` emits `jvp f wrt ...`) must return
+  `torch.func.jvp`'s outputs and output tangents; the recorded tangents must be the
+  documented rule (`default_rng(2000 + seed)`, one standard normal per wrt parameter in
+  its dtype);
+* each case is wrapped into a scalar `g(*params, c_out0, ...) = sum(f(...) * c_out0) + ...`
+  (the weights are parameters: `.tl` has no constant arrays) and compiled with
+  `hvp g wrt <the case's wrt>`; `m.g_hvp(*inputs, *c, *v)` must return
+  `torch.autograd.functional.hvp`'s value, gradient and Hessian-vector product, with `c`
+  (`default_rng(3000 + seed)`, per output) and `v` (`default_rng(4000 + seed)`, per wrt
+  parameter) checked against their rules. Piecewise-linear cases (relu, abs, clip, max,
+  ...) have a zero Hessian almost everywhere; torch gives 0 and so must tapeless.
+
 The catalogue draws inputs away from the points where tapeless deliberately differs
 from PyTorch (LANGUAGE.md §6: masked branches give 0 rather than NaN, ...), so any
 mismatch here is a real finding.
@@ -44,6 +57,16 @@ SEEDS = ("0", "1")
 #   sum of (sigmoid(z) - y) * x. Observed: 2.5e-6 / 6.2e-6 relative on such elements,
 #   below 1e-7 * max|want| absolute. Hence elementwise rtol 1e-5 or normwise 1e-6.
 TOLERANCES = {np.dtype(np.float64): (1e-10, 1e-13), np.dtype(np.float32): (1e-5, 1e-6)}
+# Forward mode and second order use the same tolerances. Observed over all cases, both seeds:
+#   jvp output tangents: f64 at most 2.0e-13 relative elementwise (einsum_ellipsis, on a
+#     small cancelling entry: 1.3e-16 normwise) and 1.4e-15 normwise; mean_f32 9.2e-8.
+#   hvp (gradient, Hv): f64 at most 2.5e-14 relative (einsum_bcast) apart from binary_cross_entropy,
+#     whose Hv wrt p differs by 3.8e-11 relative: that is torch's error, not tapeless'
+#     (torch's double backward of binary_cross_entropy divides by (p + 1e-12)^2 (1 - p + 1e-12)^2;
+#     against a 50-digit mpmath evaluation tapeless is exact to 4.2e-16, torch off by 3.8e-11,
+#     bounded by about 2e-12 (1/p + 1/(1 - p)) <= 4.3e-11 on the case's domain p in
+#     [0.05, 0.95], so rtol 1e-10 holds). mean_f32: 2.5e-6 relative, 2.1e-7 normwise.
+#   Piecewise-linear cases (relu, abs, clip, maximum, max, ...) have Hv exactly 0 on both sides.
 # Per-case loosening, each with its reason: {case name: (rtol, atol, reason)}. Empty on purpose.
 CASE_TOLERANCES: dict[str, tuple[float, float, str]] = {}
 
@@ -167,6 +190,161 @@ def test_matches_pytorch(case: Case, tl):
             assert_matches(g, w, f"{where}: f_vjp output {i}", case.name)
         for k, g in zip(wrt, got_grads):
             assert_matches(g, grads[k], f"{where}: gradient wrt {k}", case.name)
+
+
+# ---------------------------------------------------------------- forward mode and second order
+TANGENT_SEED_OFFSET, HVP_WEIGHT_SEED_OFFSET, HVP_VECTOR_SEED_OFFSET = 2000, 3000, 4000
+DIFF_CASES = [c for c in TORCH_CASES if c.grad_params()]
+# Comparisons that fail because of a confirmed compiler bug: {case name: reason}, marked
+# xfail(strict=True) so that the test fails (XPASS) once the bug is fixed. Empty on purpose.
+KNOWN_JVP_BUGS: dict[str, str] = {}
+KNOWN_HVP_BUGS: dict[str, str] = {}
+
+
+def normals_like(arrays, offset: int, seed: int) -> list[np.ndarray]:
+    """The rule of make_torch_refs.py: rng = default_rng(offset + seed), then per array in
+    order rng.standard_normal(shape).astype(dtype)."""
+    rng = np.random.default_rng(offset + seed)
+    return [np.asarray(rng.standard_normal(np.shape(a))).astype(np.asarray(a).dtype) for a in arrays]
+
+
+def _section_entry(section: str, case: Case) -> dict:
+    """The case's entry in the `jvp`/`hvp` section (after the reverse-mode entry's checks)."""
+    _entry(case)
+    skipped = refs().get("skipped", {}).get(section, {})
+    if case.name in skipped:
+        pytest.skip(f"torch refuses {section} for {case.name}: {skipped[case.name]}")
+    if section not in refs():
+        pytest.fail(f"torch_refs.json has no {section!r} section; {REGENERATE}", pytrace=False)
+    entry = refs()[section].get(case.name)
+    if entry is None:
+        pytest.fail(f"case {case.name!r}: no PyTorch {section} reference is recorded; {REGENERATE}",
+                    pytrace=False)
+    if entry["wrt"] != list(case.grad_params()):
+        pytest.fail(f"case {case.name!r}: the {section} reference was recorded wrt {entry['wrt']}, "
+                    f"the case now differentiates wrt {list(case.grad_params())}; {REGENERATE}", pytrace=False)
+    missing = [s for s in SEEDS if s not in entry["seeds"]]
+    if missing:
+        pytest.fail(f"case {case.name!r}: {section} seeds {missing} not recorded; {REGENERATE}", pytrace=False)
+    return entry
+
+
+def _checked_inputs(case: Case, seed: str) -> dict:
+    """case.inputs(seed), checked against the inputs recorded in the `cases` section."""
+    rec = refs()["cases"][case.name]["seeds"][seed]
+    inputs = case.inputs(int(seed))
+    assert list(rec["inputs"]) == list(inputs), f"{case.name} seed {seed}: recorded parameters differ; {REGENERATE}"
+    for k, v in inputs.items():
+        r = dec(rec["inputs"][k])
+        assert r.dtype == v.dtype and r.shape == v.shape and np.array_equal(r, v), (
+            f"{case.name} seed {seed}: input {k} drawn by the catalogue differs from the recorded one; {REGENERATE}")
+    return inputs
+
+
+def _assert_rule(recorded: list[np.ndarray], want: list[np.ndarray], what: str):
+    assert len(recorded) == len(want), f"{what}: {len(recorded)} recorded, the rule gives {len(want)}; {REGENERATE}"
+    for i, (r, w) in enumerate(zip(recorded, want)):
+        assert r.dtype == w.dtype and r.shape == w.shape and np.array_equal(r, w), (
+            f"{what} {i} not drawn by the documented rule; {REGENERATE}")
+
+
+def _marked(cases, known: dict) -> list:
+    return [pytest.param(c, id=c.name, marks=[pytest.mark.xfail(strict=True, reason=known[c.name])]
+                         if c.name in known else []) for c in cases]
+
+
+@pytest.mark.parametrize("case", _marked(DIFF_CASES, KNOWN_JVP_BUGS))
+def test_jvp_matches_pytorch(case: Case, tl):
+    """f_jvp(*inputs, *tangents) against torch.func.jvp: outputs and output tangents."""
+    entry = _section_entry("jvp", case)
+    wrt = case.grad_params()
+    m = tl(case.source())
+    for seed in SEEDS:
+        rec = entry["seeds"][seed]
+        where = f"{case.name} jvp seed {seed}"
+        inputs = _checked_inputs(case, seed)
+        assert list(rec["tangents"]) == list(wrt), f"{where}: recorded tangents are not one per wrt parameter"
+        tangents = [dec(rec["tangents"][k]) for k in wrt]
+        _assert_rule(tangents, normals_like([inputs[k] for k in wrt], TANGENT_SEED_OFFSET, int(seed)),
+                     f"{where}: tangent")
+        outputs = [dec(o) for o in rec["outputs"]]
+        out_tangents = [dec(t) for t in rec["output_tangents"]]
+        assert len(outputs) == len(out_tangents)
+
+        result = m.f_jvp(*inputs.values(), *tangents)
+        result = result if isinstance(result, tuple) else (result,)
+        n = len(outputs)
+        assert len(result) == 2 * n, f"{where}: f_jvp returned {len(result)} values, expected {n} outputs + {n} tangents"
+        for i, (g, w) in enumerate(zip(result[:n], outputs)):
+            assert_matches(g, w, f"{where}: f_jvp output {i}", case.name)
+        for i, (g, w) in enumerate(zip(result[n:], out_tangents)):
+            assert_matches(g, w, f"{where}: f_jvp output tangent {i}", case.name)
+
+
+def hvp_source(case: Case, outputs: list[np.ndarray]) -> str:
+    """case.source() plus the scalar wrapper g = sum(out_0 * c_out0) + ... and `hvp g wrt ...`.
+
+    The weights are parameters of g (`.tl` has no constant arrays), not in the hvp's wrt."""
+    def ty(a: np.ndarray) -> str:
+        t = {np.dtype(np.float64): "f64", np.dtype(np.float32): "f32"}[a.dtype]
+        return f"{t}[{', '.join(map(str, a.shape))}]" if a.shape else t
+
+    names = list(case.params)
+    weights = [f"c_out{i}" for i in range(len(outputs))]
+    assert not set(weights) & set(names), f"{case.name}: a parameter is called like a weight of the hvp wrapper"
+    params = ", ".join([f"{k}: {t}" for k, t in case.params.items()] + [f"{w}: {ty(o)}" for w, o in zip(weights, outputs)])
+    ret = ty(np.zeros((), np.result_type(*outputs)))
+    call = f"f({', '.join(names)})"
+    if len(outputs) == 1:
+        body = f"    return sum({call} * c_out0)\n"
+    else:
+        outs = [f"out_{i}" for i in range(len(outputs))]
+        body = (f"    {', '.join(outs)} = {call}\n"
+                f"    return {' + '.join(f'sum({o} * {w})' for o, w in zip(outs, weights))}\n")
+    return (case.source() + f"fn g({params}) -> {ret} {{\n{body}}}\n"
+            + f"hvp g wrt {', '.join(case.grad_params())}\n")
+
+
+@pytest.mark.parametrize("case", _marked(DIFF_CASES, KNOWN_HVP_BUGS))
+def test_hvp_matches_pytorch(case: Case, tl):
+    """g_hvp(*inputs, *c, *v) against torch.autograd.functional.hvp of g = sum(f * c):
+    value, gradient and Hessian-vector product."""
+    entry = _section_entry("hvp", case)
+    wrt = case.grad_params()
+    outputs0 = [dec(o) for o in refs()["cases"][case.name]["seeds"][SEEDS[0]]["outputs"]]
+    m = tl(hvp_source(case, outputs0))
+    for seed in SEEDS:
+        rec = entry["seeds"][seed]
+        where = f"{case.name} hvp seed {seed}"
+        inputs = _checked_inputs(case, seed)
+        outputs = [dec(o) for o in refs()["cases"][case.name]["seeds"][seed]["outputs"]]
+        cs = [dec(c) for c in rec["c"]]
+        _assert_rule(cs, normals_like(outputs, HVP_WEIGHT_SEED_OFFSET, int(seed)), f"{where}: weight c")
+        assert list(rec["v"]) == list(wrt), f"{where}: recorded vectors are not one per wrt parameter"
+        vs = [dec(rec["v"][k]) for k in wrt]
+        _assert_rule(vs, normals_like([inputs[k] for k in wrt], HVP_VECTOR_SEED_OFFSET, int(seed)), f"{where}: vector v")
+
+        assert_matches(m.g(*inputs.values(), *cs), dec(rec["value"]), f"{where}: g", case.name)
+        result = m.g_hvp(*inputs.values(), *cs, *vs)
+        n = len(wrt)
+        assert isinstance(result, tuple) and len(result) == 1 + 2 * n, (
+            f"{where}: g_hvp returned {len(result) if isinstance(result, tuple) else 1} values, expected 1 + 2 * {n}")
+        assert_matches(result[0], dec(rec["value"]), f"{where}: g_hvp value", case.name)
+        for k, g in zip(wrt, result[1:1 + n]):
+            assert_matches(g, dec(rec["grads"][k]), f"{where}: gradient wrt {k}", case.name)
+        for k, g in zip(wrt, result[1 + n:]):
+            assert_matches(g, dec(rec["hvp"][k]), f"{where}: Hessian-vector product wrt {k}", case.name)
+
+
+def test_no_stale_forward_and_second_order_entries():
+    """Every case in the jvp/hvp sections (or skipped there) still has a torch expression and a wrt."""
+    names = {c.name for c in DIFF_CASES}
+    for section in ("jvp", "hvp"):
+        recorded = set(refs().get(section, {})) | set(refs().get("skipped", {}).get(section, {}))
+        stale = sorted(recorded - names)
+        assert not stale, f"{section}: recorded cases no longer in the catalogue: {stale}; {REGENERATE}"
+        for name, reason in refs().get("skipped", {}).get(section, {}).items():
+            assert reason.strip(), f"{section}: skipped case {name} needs its reason"
 
 
 # ---------------------------------------------------------------- walkthroughs

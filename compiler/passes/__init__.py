@@ -1,18 +1,37 @@
-"""Optimisation passes: functions from Module to Module, listed in order in PIPELINE.
+"""Optimisation passes: each a function from Module to Module, listed in order in PIPELINE.
 
-The optimiser proper is separate work (see the project's issues); until then the
-pipeline is empty at every level and `optimize` returns its input unchanged.
+    -O0   nothing: the IR as lowering and differentiation built it
+    -O1   fold (constants), simplify (named algebraic rules, to a fixed point), cse
+    -O2   as -O1, then residuals (fewer values saved by _fwd when recomputing is cheap)
+
+Code generation then plans memory (in-place ufuncs into dead temporaries) and runs long
+elementwise chains in cache-sized blocks (codegen/kernels.py); those are not IR passes.
+`verify` runs after every pass in the tests, and after every pass when TAPELESS_VERIFY=1.
 """
 from __future__ import annotations
 
+import os
+
 from ..ir import Module
+from .cse import cse
+from .fold import fold
+from .residuals import fewer_residuals
+from .simplify import simplify
+from .verify import verify
 
-PIPELINE: dict[int, tuple] = {0: (), 1: (), 2: ()}
+PIPELINE: dict[int, tuple] = {
+    0: (),
+    1: (fold, simplify, cse),
+    2: (fold, simplify, cse, fewer_residuals),
+}
 
 
-def optimize(module: Module, level: int = 1) -> Module:
+def optimize(module: Module, level: int = 1, check: bool | None = None) -> Module:
     if level not in PIPELINE:
         raise ValueError(f"unknown optimisation level -O{level}; expected 0, 1 or 2")
+    check = os.environ.get("TAPELESS_VERIFY") == "1" if check is None else check
     for p in PIPELINE[level]:
         module = p(module)
+        if check:
+            verify(module, after=p.__name__)
     return module

@@ -125,7 +125,7 @@ def attention_loss(q, k, v):
     scores = np.einsum('td,sd->ts', q, k) / np.sqrt(np.float32(D))  # cases/attention.tl:3
     p = _softmax(scores, axis=1)  # cases/attention.tl:4
     t = p @ v  # cases/attention.tl:5
-    return np.sum(t ** 2)  # cases/attention.tl:9
+    return np.sum(t * t)  # cases/attention.tl:9
 
 
 def attention_loss_grad(q, k, v, *, out=None):
@@ -152,7 +152,7 @@ def attention_loss_grad(q, k, v, *, out=None):
     scores = np.einsum('td,sd->ts', q, k) / t  # cases/attention.tl:3
     p = _softmax(scores, axis=1)  # cases/attention.tl:4
     t_1 = p @ v  # cases/attention.tl:5
-    value = np.sum(t_1 ** 2)  # cases/attention.tl:9
+    value = np.sum(t_1 * t_1)  # cases/attention.tl:9
     t_2 = 2 * t_1  # cases/attention.tl:9
     d_p = t_2 @ v.T  # cases/attention.tl:5
     d_scores = p * (d_p - np.sum(d_p * p, axis=1, keepdims=True))  # cases/attention.tl:4
@@ -200,7 +200,7 @@ def attention_loss_grad_fwd(q, k, v):
     scores = np.einsum('td,sd->ts', q, k) / t  # cases/attention.tl:3
     p = _softmax(scores, axis=1)  # cases/attention.tl:4
     t_1 = p @ v  # cases/attention.tl:5
-    return np.sum(t_1 ** 2), (q, k, t, p, v, t_1)  # cases/attention.tl:9
+    return np.sum(t_1 * t_1), (q, k, t, p, v, t_1)  # cases/attention.tl:9
 
 
 def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -216,7 +216,7 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
         seed = _scalar(seed, _F32, 'attention_loss_grad_bwd', 'seed', 'f32')
     T = q.shape[0]
     D = q.shape[1]
-    t = seed * (2 * r5)  # cases/attention.tl:9
+    t = 2 * (seed * r5)  # cases/attention.tl:9
     d_p = t @ v.T  # cases/attention.tl:5
     d_scores = p * (d_p - np.sum(d_p * p, axis=1, keepdims=True))  # cases/attention.tl:4
     t_1 = d_scores / r2  # cases/attention.tl:3

@@ -83,12 +83,10 @@ def ctors(x):
     N = x.shape[0]
     if x.shape != (N, 3):
         _shape_error('ctors', ((x, 'x', 'f32[N, 3]', (N, 3)),), (('N', N, 'x'),))
-    t = np.zeros((N, 3), dtype=np.float32)  # cases/constructors.tl:3
-    t_1 = np.ones((3,), dtype=np.float32)  # cases/constructors.tl:3
     e = np.eye(3, dtype=np.float32)  # cases/constructors.tl:4
     f = np.full((N, 1), 0.5, dtype=np.float32)  # cases/constructors.tl:5
-    t_2 = np.sum(x * (t + t_1 * 2) + x @ e * f) + np.sum(np.zeros((N, 3), dtype=np.float32))  # cases/constructors.tl:6
-    return t_2 + np.sum(N * np.ones((N, 3), dtype=np.float32))  # cases/constructors.tl:6
+    t = np.sum(x * np.full((N, 3), 2.0, dtype=np.float32) + x @ e * f) + np.sum(np.zeros((N, 3), dtype=np.float32))  # cases/constructors.tl:6
+    return t + np.sum(N * np.ones((N, 3), dtype=np.float32))  # cases/constructors.tl:6
 
 
 def ctors_grad(x, *, out=None):
@@ -106,13 +104,11 @@ def ctors_grad(x, *, out=None):
     N = x.shape[0]
     if x.shape != (N, 3):
         _shape_error('ctors_grad', ((x, 'x', 'f32[N, 3]', (N, 3)),), (('N', N, 'x'),))
-    t = np.zeros((N, 3), dtype=np.float32)  # cases/constructors.tl:3
-    t_1 = np.ones((3,), dtype=np.float32)  # cases/constructors.tl:3
-    t_2 = t + t_1 * 2  # cases/constructors.tl:6
+    t = np.full((N, 3), 2.0, dtype=np.float32)  # cases/constructors.tl:6
     e = np.eye(3, dtype=np.float32)  # cases/constructors.tl:4
     f = np.full((N, 1), 0.5, dtype=np.float32)  # cases/constructors.tl:5
-    value = np.sum(x * t_2 + x @ e * f) + np.sum(np.zeros((N, 3), dtype=np.float32)) + np.sum(N * np.ones((N, 3), dtype=np.float32))  # cases/constructors.tl:6
-    d_x = np.broadcast_to(np.float32(1.0).reshape((1, 1)), (N, 3)) * f @ e.T + t_2  # cases/constructors.tl:6
+    value = np.sum(x * t + x @ e * f) + np.sum(np.zeros((N, 3), dtype=np.float32)) + np.sum(N * np.ones((N, 3), dtype=np.float32))  # cases/constructors.tl:6
+    d_x = np.full((N, 3), 0.5, dtype=np.float32) @ e.T + t  # cases/constructors.tl:6
     if out is not None:
         out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad')
         out_x += d_x
@@ -139,12 +135,10 @@ def ctors_grad_fwd(x):
     N = x.shape[0]
     if x.shape != (N, 3):
         _shape_error('ctors_grad_fwd', ((x, 'x', 'f32[N, 3]', (N, 3)),), (('N', N, 'x'),))
-    t = np.zeros((N, 3), dtype=np.float32)  # cases/constructors.tl:3
-    t_1 = np.ones((3,), dtype=np.float32)  # cases/constructors.tl:3
-    t_2 = t + t_1 * 2  # cases/constructors.tl:6
+    t = np.full((N, 3), 2.0, dtype=np.float32)  # cases/constructors.tl:6
     e = np.eye(3, dtype=np.float32)  # cases/constructors.tl:4
     f = np.full((N, 1), 0.5, dtype=np.float32)  # cases/constructors.tl:5
-    return np.sum(x * t_2 + x @ e * f) + np.sum(np.zeros((N, 3), dtype=np.float32)) + np.sum(N * np.ones((N, 3), dtype=np.float32)), (t_2, e, f)  # cases/constructors.tl:6
+    return np.sum(x * t + x @ e * f) + np.sum(np.zeros((N, 3), dtype=np.float32)) + np.sum(N * np.ones((N, 3), dtype=np.float32)), (t, e, f)  # cases/constructors.tl:6
 
 
 def ctors_grad_bwd(residuals, *, seed=1.0, out=None):

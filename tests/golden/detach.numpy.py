@@ -90,7 +90,8 @@ def td_loss(w, x, x_next, r):
     if w.shape != (D,) or x.shape != (D,) or x_next.shape != (D,):
         _shape_error('td_loss', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
     target = r + 0.9 * np.sum(w * x_next)  # cases/detach.tl:3
-    return (np.sum(w * x) - target) ** 2  # cases/detach.tl:4
+    t = np.sum(w * x) - target  # cases/detach.tl:4
+    return t * t  # cases/detach.tl:4
 
 
 def td_loss_grad(w, x, x_next, r, *, out=None):
@@ -116,8 +117,8 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
         _shape_error('td_loss_grad', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
     target = r + 0.9 * np.sum(w * x_next)  # cases/detach.tl:3
     t = np.sum(w * x) - target  # cases/detach.tl:4
-    value = t ** 2  # cases/detach.tl:4
-    d_w = 2 * t * x  # cases/detach.tl:4
+    value = t * t  # cases/detach.tl:4
+    d_w = 2 * (t * x)  # cases/detach.tl:4
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad')
         out_w += d_w
@@ -151,7 +152,7 @@ def td_loss_grad_fwd(w, x, x_next, r):
         _shape_error('td_loss_grad_fwd', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
     target = r + 0.9 * np.sum(w * x_next)  # cases/detach.tl:3
     t = np.sum(w * x) - target  # cases/detach.tl:4
-    return t ** 2, (x, t)  # cases/detach.tl:4
+    return t * t, (x, t)  # cases/detach.tl:4
 
 
 def td_loss_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -166,7 +167,7 @@ def td_loss_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'td_loss_grad_bwd', 'seed', 'f64')
     D = x.shape[0]
-    d_w = seed * (2 * r1) * x  # cases/detach.tl:4
+    d_w = 2 * (seed * r1 * x)  # cases/detach.tl:4
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad_bwd')
         out_w += d_w

@@ -92,7 +92,7 @@ def mixed(a, b, h, k):
     N = a.shape[0]
     if a.shape != (N,) or b.shape != (N,) or h.shape != (N,) or k.shape != (N,):
         _shape_error('mixed', ((a, 'a', 'f32[N]', (N,)), (b, 'b', 'f64[N]', (N,)), (h, 'h', 'f16[N]', (N,)), (k, 'k', 'i32[N]', (N,)),), (('N', N, 'a'),))
-    c = a * 2 + 1.5  # cases/dtypes.tl:3
+    c = 1.5 + 2 * a  # cases/dtypes.tl:3
     d = h.astype(np.float32) * c  # cases/dtypes.tl:4
     e = d.astype(np.float64) + b  # cases/dtypes.tl:5
     n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
@@ -121,7 +121,7 @@ def mixed_grad(a, b, h, k, *, out=None):
     if a.shape != (N,) or b.shape != (N,) or h.shape != (N,) or k.shape != (N,):
         _shape_error('mixed_grad', ((a, 'a', 'f32[N]', (N,)), (b, 'b', 'f64[N]', (N,)), (h, 'h', 'f16[N]', (N,)), (k, 'k', 'i32[N]', (N,)),), (('N', N, 'a'),))
     t = h.astype(np.float32)  # cases/dtypes.tl:4
-    c = a * 2 + 1.5  # cases/dtypes.tl:3
+    c = 1.5 + 2 * a  # cases/dtypes.tl:3
     d = t * c  # cases/dtypes.tl:4
     e = d.astype(np.float64) + b  # cases/dtypes.tl:5
     n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
@@ -130,7 +130,7 @@ def mixed_grad(a, b, h, k, *, out=None):
     d_e = np.broadcast_to(n.reshape((1,)), (N,))  # cases/dtypes.tl:7
     d_d = d_e.astype(np.float32)  # cases/dtypes.tl:5
     d_c = d_d * t  # cases/dtypes.tl:4
-    d_a = t_1 + d_c * 2  # cases/dtypes.tl:3
+    d_a = t_1 + 2 * d_c  # cases/dtypes.tl:3
     if out is not None:
         out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad')
         out_a += d_a
@@ -164,7 +164,7 @@ def mixed_grad_fwd(a, b, h, k):
     if a.shape != (N,) or b.shape != (N,) or h.shape != (N,) or k.shape != (N,):
         _shape_error('mixed_grad_fwd', ((a, 'a', 'f32[N]', (N,)), (b, 'b', 'f64[N]', (N,)), (h, 'h', 'f16[N]', (N,)), (k, 'k', 'i32[N]', (N,)),), (('N', N, 'a'),))
     t = h.astype(np.float32)  # cases/dtypes.tl:4
-    c = a * 2 + 1.5  # cases/dtypes.tl:3
+    c = 1.5 + 2 * a  # cases/dtypes.tl:3
     d = t * c  # cases/dtypes.tl:4
     e = d.astype(np.float64) + b  # cases/dtypes.tl:5
     n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
@@ -187,7 +187,7 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
     d_e = np.broadcast_to((seed * n).reshape((1,)), (N,))  # cases/dtypes.tl:7
     d_d = d_e.astype(np.float32)  # cases/dtypes.tl:5
     d_c = d_d * r0  # cases/dtypes.tl:4
-    d_a = t + d_c * 2  # cases/dtypes.tl:3
+    d_a = t + 2 * d_c  # cases/dtypes.tl:3
     if out is not None:
         out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad_bwd')
         out_a += d_a

@@ -88,7 +88,9 @@ def energy(w, a):
     N = w.shape[0]
     if w.shape != (N,) or a.shape != (N, N):
         _shape_error('energy', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
-    return np.sum(np.tanh(a @ w) ** 2) + np.sum(w ** 4) / 4  # cases/higher_order.tl:3
+    t = np.tanh(a @ w)  # cases/higher_order.tl:3
+    t_1 = w * w  # cases/higher_order.tl:3
+    return np.sum(t * t) + 0.25 * np.sum(t_1 * t_1)  # cases/higher_order.tl:3
 
 
 def energy_grad(w, a, *, out=None):
@@ -109,8 +111,10 @@ def energy_grad(w, a, *, out=None):
     if w.shape != (N,) or a.shape != (N, N):
         _shape_error('energy_grad', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
     t = np.tanh(a @ w)  # cases/higher_order.tl:3
-    value = np.sum(t ** 2) + np.sum(w ** 4) / 4  # cases/higher_order.tl:3
-    d_w = 0.25 * (4 * w ** 3) + 2 * t * (1 - t * t) @ a  # cases/higher_order.tl:3
+    t_1 = t * t  # cases/higher_order.tl:3
+    t_2 = w * w  # cases/higher_order.tl:3
+    value = np.sum(t_1) + 0.25 * np.sum(t_2 * t_2)  # cases/higher_order.tl:3
+    d_w = t_2 * w + 2 * (t * (1 - t_1)) @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_grad')
         out_w += d_w
@@ -140,7 +144,8 @@ def energy_grad_fwd(w, a):
     if w.shape != (N,) or a.shape != (N, N):
         _shape_error('energy_grad_fwd', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
     t = np.tanh(a @ w)  # cases/higher_order.tl:3
-    return np.sum(t ** 2) + np.sum(w ** 4) / 4, (a, w, t)  # cases/higher_order.tl:3
+    t_1 = w * w  # cases/higher_order.tl:3
+    return np.sum(t * t) + 0.25 * np.sum(t_1 * t_1), (a, w, t)  # cases/higher_order.tl:3
 
 
 def energy_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -155,7 +160,7 @@ def energy_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'energy_grad_bwd', 'seed', 'f64')
     N = a.shape[0]
-    d_w = seed / 4 * (4 * w ** 3) + seed * (2 * r2) * (1 - r2 * r2) @ a  # cases/higher_order.tl:3
+    d_w = seed * (w * w * w) + 2 * (seed * r2 * (1 - r2 * r2)) @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_grad_bwd')
         out_w += d_w
@@ -185,14 +190,15 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
     if w.shape != (N,) or a.shape != (N, N) or ct1.shape != (N,):
         _shape_error('energy_hvp', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'w'),))
     t = np.tanh(a @ w)  # cases/higher_order.tl:3
-    value = np.sum(t ** 2) + np.sum(w ** 4) / 4  # cases/higher_order.tl:3
-    t_1 = 4 * w ** 3  # cases/higher_order.tl:3
-    t_2 = 2 * t  # cases/higher_order.tl:3
-    t_3 = 1 - t * t  # cases/higher_order.tl:3
-    d_w = 0.25 * t_1 + t_2 * t_3 @ a  # cases/higher_order.tl:3
-    t_4 = a @ ct1  # cases/higher_order.tl:3
-    t_5 = -(t_4 * t_2) * t  # cases/higher_order.tl:3
-    d_w_1 = ct1 * 0.25 * 4 * (3 * w ** 2) + ct0 / 4 * t_1 + (t_5 + t_5 + t_4 * t_3 * 2 + ct0 * t_2) * t_3 @ a  # cases/higher_order.tl:3
+    t_1 = t * t  # cases/higher_order.tl:3
+    t_2 = w * w  # cases/higher_order.tl:3
+    value = np.sum(t_1) + 0.25 * np.sum(t_2 * t_2)  # cases/higher_order.tl:3
+    t_3 = t_2 * w  # cases/higher_order.tl:3
+    t_4 = 1 - t_1  # cases/higher_order.tl:3
+    d_w = t_3 + 2 * (t * t_4) @ a  # cases/higher_order.tl:3
+    t_5 = a @ ct1  # cases/higher_order.tl:3
+    t_6 = -(2 * (t_5 * t)) * t  # cases/higher_order.tl:3
+    d_w_1 = 3 * (ct1 * t_2) + ct0 * t_3 + (t_6 + t_6 + 2 * (t_5 * t_4) + 2 * (ct0 * t)) * t_4 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_hvp')
         out_w += d_w_1
@@ -225,11 +231,12 @@ def energy_hvp_fwd(w, a):
     if w.shape != (N,) or a.shape != (N, N):
         _shape_error('energy_hvp_fwd', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
     t = np.tanh(a @ w)  # cases/higher_order.tl:3
-    t_1 = 4 * w ** 3  # cases/higher_order.tl:3
-    t_2 = 2 * t  # cases/higher_order.tl:3
-    t_3 = 1 - t * t  # cases/higher_order.tl:3
-    d_w = 0.25 * t_1 + t_2 * t_3 @ a  # cases/higher_order.tl:3
-    return (np.sum(t ** 2) + np.sum(w ** 4) / 4, d_w), (a, w, t, t_1, t_2, t_3)  # cases/higher_order.tl:3
+    t_1 = t * t  # cases/higher_order.tl:3
+    t_2 = w * w  # cases/higher_order.tl:3
+    t_3 = t_2 * w  # cases/higher_order.tl:3
+    t_4 = 1 - t_1  # cases/higher_order.tl:3
+    d_w = t_3 + 2 * (t * t_4) @ a  # cases/higher_order.tl:3
+    return (np.sum(t_1) + 0.25 * np.sum(t_2 * t_2), d_w), (a, w, t, 4 * t_3, 2 * t, t_4)  # cases/higher_order.tl:3
 
 
 def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
@@ -252,7 +259,7 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
         _shape_error('energy_hvp_bwd', ((ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'a'),))
     t = a @ ct1  # cases/higher_order.tl:3
     t_1 = -(t * r4) * r2  # cases/higher_order.tl:3
-    d_w = ct1 * 0.25 * 4 * (3 * w ** 2) + ct0 / 4 * r3 + (t_1 + t_1 + t * r5 * 2 + ct0 * r4) * r5 @ a  # cases/higher_order.tl:3
+    d_w = 3 * (ct1 * (w * w)) + 0.25 * (ct0 * r3) + (t_1 + t_1 + 2 * (t * r5) + ct0 * r4) * r5 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_hvp_bwd')
         out_w += d_w

@@ -130,8 +130,8 @@ def losses(z, p, y):
         _shape_error('losses', ((z, 'z', 'f64[N, C]', (N, C)), (p, 'p', 'f64[N, C]', (N, C)), (y, 'y', 'f64[N, C]', (N, C)),), (('N', N, 'z'), ('C', C, 'z'),))
     a = np.sum(_binary_cross_entropy(p, y)) / (C*N)  # cases/losses.tl:5
     b = np.sum(_bce_with_logits(z, y)) / (C*N)  # cases/losses.tl:6
-    c = -np.sum(_log_softmax(z, axis=1) * y)  # cases/losses.tl:7
-    return a + b + c + np.sum(np.logaddexp(z, 0)) + np.sum(_sigmoid(z) * y)  # cases/losses.tl:8
+    t = np.sum(_log_softmax(z, axis=1) * y)  # cases/losses.tl:7
+    return a + b - t + np.sum(np.logaddexp(z, 0)) + np.sum(_sigmoid(z) * y)  # cases/losses.tl:8
 
 
 def losses_grad(z, p, y, *, out=None):
@@ -157,19 +157,19 @@ def losses_grad(z, p, y, *, out=None):
     a = np.sum(_binary_cross_entropy(p, y)) / (C*N)  # cases/losses.tl:5
     b = np.sum(_bce_with_logits(z, y)) / (C*N)  # cases/losses.tl:6
     t = _log_softmax(z, axis=1)  # cases/losses.tl:7
-    c = -np.sum(t * y)  # cases/losses.tl:7
-    t_1 = _sigmoid(z)  # cases/losses.tl:8
-    value = a + b + c + np.sum(np.logaddexp(z, 0)) + np.sum(t_1 * y)  # cases/losses.tl:8
-    t_2 = y * (t_1 * (1 - t_1)) + t_1  # cases/losses.tl:8
-    t_3 = -y  # cases/losses.tl:7
-    t_4 = t_2 + (t_3 - np.exp(t) * np.sum(t_3, axis=1, keepdims=True))  # cases/losses.tl:7
-    t_5 = np.float64(1.0) / np.float64(C*N)  # cases/losses.tl:6
-    d_z = t_4 + t_5 * (t_1 - y)  # cases/losses.tl:6
-    t_6 = 1 - p  # cases/losses.tl:5
-    d_p = t_5 * ((p - y) / np.maximum(p * t_6, 1e-12))  # cases/losses.tl:5
-    t_7 = t_1 + -t  # cases/losses.tl:7
-    t_8 = t_7 + -(t_5 * z)  # cases/losses.tl:6
-    d_y = t_8 + t_5 * (np.maximum(np.log(t_6), -100) - np.maximum(np.log(p), -100))  # cases/losses.tl:5
+    t_1 = np.sum(t * y)  # cases/losses.tl:7
+    t_2 = _sigmoid(z)  # cases/losses.tl:8
+    value = a + b - t_1 + np.sum(np.logaddexp(z, 0)) + np.sum(t_2 * y)  # cases/losses.tl:8
+    t_3 = y * (t_2 * (1 - t_2)) + t_2  # cases/losses.tl:8
+    t_4 = -y  # cases/losses.tl:7
+    t_5 = t_3 + (t_4 - np.exp(t) * np.sum(t_4, axis=1, keepdims=True))  # cases/losses.tl:7
+    t_6 = np.float64(1.0) / np.float64(C*N)  # cases/losses.tl:6
+    d_z = t_5 + t_6 * (t_2 - y)  # cases/losses.tl:6
+    t_7 = 1 - p  # cases/losses.tl:5
+    d_p = t_6 * ((p - y) / np.maximum(p * t_7, 1e-12))  # cases/losses.tl:5
+    t_8 = t_2 - t  # cases/losses.tl:7
+    t_9 = t_8 - t_6 * z  # cases/losses.tl:6
+    d_y = t_9 + t_6 * (np.maximum(np.log(t_7), -100) - np.maximum(np.log(p), -100))  # cases/losses.tl:5
     if out is not None:
         out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad')
         out_z += d_z
@@ -208,9 +208,9 @@ def losses_grad_fwd(z, p, y):
     a = np.sum(_binary_cross_entropy(p, y)) / (C*N)  # cases/losses.tl:5
     b = np.sum(_bce_with_logits(z, y)) / (C*N)  # cases/losses.tl:6
     t = _log_softmax(z, axis=1)  # cases/losses.tl:7
-    c = -np.sum(t * y)  # cases/losses.tl:7
-    t_1 = _sigmoid(z)  # cases/losses.tl:8
-    return a + b + c + np.sum(np.logaddexp(z, 0)) + np.sum(t_1 * y), (p, y, z, t, t_1)  # cases/losses.tl:8
+    t_1 = np.sum(t * y)  # cases/losses.tl:7
+    t_2 = _sigmoid(z)  # cases/losses.tl:8
+    return a + b - t_1 + np.sum(np.logaddexp(z, 0)) + np.sum(t_2 * y), (p, y, z, t, t_2)  # cases/losses.tl:8
 
 
 def losses_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -236,7 +236,7 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
     t_6 = 1 - p  # cases/losses.tl:5
     d_p = t_5 * ((p - y) / np.maximum(p * t_6, 1e-12))  # cases/losses.tl:5
     t_7 = t + t_2 * r3  # cases/losses.tl:7
-    t_8 = t_7 + -(t_5 * z)  # cases/losses.tl:6
+    t_8 = t_7 - t_5 * z  # cases/losses.tl:6
     d_y = t_8 + t_5 * (np.maximum(np.log(t_6), -100) - np.maximum(np.log(p), -100))  # cases/losses.tl:5
     if out is not None:
         out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad_bwd')

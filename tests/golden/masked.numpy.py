@@ -128,7 +128,7 @@ def clipped(x):
     N = x.shape[0]
     if x.shape != (N,):
         _shape_error('clipped', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
-    return np.sum(np.sqrt(np.clip(x, 0, 4)) + np.maximum(x, 0) * 2 + np.maximum(x, 0.5))  # cases/masked.tl:12
+    return np.sum(np.sqrt(np.clip(x, 0, 4)) + 2 * np.maximum(x, 0) + np.maximum(x, 0.5))  # cases/masked.tl:12
 
 
 def safe_sqrt_grad(x, *, out=None):
@@ -291,14 +291,15 @@ def clipped_grad(x, *, out=None):
     with _quiet():
         t = np.sqrt(np.clip(x, 0, 4))  # cases/masked.tl:12
         t_1 = np.maximum(x, 0)  # cases/masked.tl:12
-        value = np.sum(t + t_1 * 2 + np.maximum(x, 0.5))  # cases/masked.tl:12
+        value = np.sum(t + 2 * t_1 + np.maximum(x, 0.5))  # cases/masked.tl:12
         t_2 = x >= 0.5  # cases/masked.tl:12
         t_3 = t_1 > 0  # cases/masked.tl:12
         t_4 = np.logical_or(t_2, t_3)  # cases/masked.tl:12
         t_5 = np.logical_and(x >= 0, x <= 4)  # cases/masked.tl:12
-        t_6 = np.broadcast_to(np.float64(1.0).reshape((1,)), (N,))  # cases/masked.tl:4
-        t_7 = np.where(t_2, np.where(x == 0.5, t_6 * 0.5, t_6), 0) + np.where(t_3, t_6 * 2, 0)  # cases/masked.tl:12
-        d_x = np.where(np.logical_or(t_4, t_5), np.where(t_4, t_7, 0) + np.where(t_5, 0.5 / t, 0), 0)  # cases/masked.tl:12
+        t_6 = np.ones((N,), dtype=np.float64)  # cases/masked.tl:4
+        t_7 = np.where(t_2, np.where(x == 0.5, np.full((N,), 0.5, dtype=np.float64), t_6), 0)  # cases/masked.tl:12
+        t_8 = np.where(t_4, t_7 + np.where(t_3, np.full((N,), 2.0, dtype=np.float64), 0), 0)  # cases/masked.tl:12
+        d_x = np.where(np.logical_or(t_4, t_5), t_8 + np.where(t_5, 0.5 / t, 0), 0)  # cases/masked.tl:12
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad')
             out_x += d_x
@@ -327,7 +328,7 @@ def clipped_grad_fwd(x):
         _shape_error('clipped_grad_fwd', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     t = np.sqrt(np.clip(x, 0, 4))  # cases/masked.tl:12
     t_1 = np.maximum(x, 0)  # cases/masked.tl:12
-    return np.sum(t + t_1 * 2 + np.maximum(x, 0.5)), (x, t, t_1)  # cases/masked.tl:12
+    return np.sum(t + 2 * t_1 + np.maximum(x, 0.5)), (x, t, t_1)  # cases/masked.tl:12
 
 
 def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -348,7 +349,7 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
         t_2 = np.logical_or(t, t_1)  # cases/masked.tl:12
         t_3 = np.logical_and(x >= 0, x <= 4)  # cases/masked.tl:12
         t_4 = np.broadcast_to(seed.reshape((1,)), (N,))  # cases/masked.tl:12
-        t_5 = np.where(t, np.where(x == 0.5, t_4 * 0.5, t_4), 0) + np.where(t_1, t_4 * 2, 0)  # cases/masked.tl:12
+        t_5 = np.where(t, np.where(x == 0.5, 0.5 * t_4, t_4), 0) + np.where(t_1, 2 * t_4, 0)  # cases/masked.tl:12
         d_x = np.where(np.logical_or(t_2, t_3), np.where(t_2, t_5, 0) + np.where(t_3, seed * (0.5 / r1), 0), 0)  # cases/masked.tl:12
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad_bwd')

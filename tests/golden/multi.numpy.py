@@ -135,7 +135,7 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
         _shape_error('polar_vjp', ((x, 'x', 'f64[N]', (N,)), (y, 'y', 'f64[N]', (N,)), (ct0, 'ct0', 'f64[N]', (N,)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'x'),))
     r = np.sqrt(x * x + y * y)  # cases/multi.tl:3
     value = y / r  # cases/multi.tl:4
-    d_r = ct0 + -(ct1 * value / r)  # cases/multi.tl:4
+    d_r = ct0 - ct1 * value / r  # cases/multi.tl:4
     t = d_r * (0.5 / r)  # cases/multi.tl:3
     t_1 = t * x  # cases/multi.tl:3
     d_x = t_1 + t_1  # cases/multi.tl:3
@@ -195,7 +195,7 @@ def polar_vjp_bwd(residuals, ct0, ct1, *, out=None):
     N = x.shape[0]
     if ct0.shape != (N,) or ct1.shape != (N,):
         _shape_error('polar_vjp_bwd', ((ct0, 'ct0', 'f64[N]', (N,)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'x'),))
-    d_r = ct0 + -(ct1 * r3 / r)  # cases/multi.tl:4
+    d_r = ct0 - ct1 * r3 / r  # cases/multi.tl:4
     t = d_r * (0.5 / r)  # cases/multi.tl:3
     t_1 = t * x  # cases/multi.tl:3
     d_x = t_1 + t_1  # cases/multi.tl:3
@@ -231,7 +231,7 @@ def use_polar_grad(x, y, *, out=None):
     s = y / r  # cases/multi.tl:4
     t = r * s  # cases/multi.tl:9
     value = np.sum(t)  # cases/multi.tl:9
-    d_r = s + -(t / r)  # cases/multi.tl:4
+    d_r = s - t / r  # cases/multi.tl:4
     t_1 = d_r * (0.5 / r)  # cases/multi.tl:3
     t_2 = t_1 * x  # cases/multi.tl:3
     d_x = t_2 + t_2  # cases/multi.tl:3
@@ -287,7 +287,7 @@ def use_polar_grad_bwd(residuals, *, seed=1.0, out=None):
     N = x.shape[0]
     t = seed * s  # cases/multi.tl:9
     d_s = seed * r  # cases/multi.tl:9
-    d_r = t + -(d_s * s / r)  # cases/multi.tl:4
+    d_r = t - d_s * s / r  # cases/multi.tl:4
     t_1 = d_r * (0.5 / r)  # cases/multi.tl:3
     t_2 = t_1 * x  # cases/multi.tl:3
     d_x = t_2 + t_2  # cases/multi.tl:3

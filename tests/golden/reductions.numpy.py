@@ -102,10 +102,11 @@ def stats(x):
     if x.shape != (N, M, K):
         _shape_error('stats', ((x, 'x', 'f64[N, M, K]', (N, M, K)),), (('N', N, 'x'), ('M', M, 'x'), ('K', K, 'x'),))
     m = np.sum(x, axis=(0, 2), keepdims=True) / (K*N)  # cases/reductions.tl:3
-    t = x - np.sum(x, axis=1, keepdims=True) / M  # cases/reductions.tl:4
-    s = np.sqrt(np.sum(t * t, axis=1) / M)  # cases/reductions.tl:4
-    t_1 = np.sum((x - m) ** 2) / N + np.sum(s) + np.sum(np.max(x, axis=2)) + _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
-    return t_1 + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
+    t = x - m  # cases/reductions.tl:5
+    t_1 = x - np.sum(x, axis=1, keepdims=True) / M  # cases/reductions.tl:4
+    s = np.sqrt(np.sum(t_1 * t_1, axis=1) / M)  # cases/reductions.tl:4
+    t_2 = np.sum(t * t) / N + np.sum(s) + np.sum(np.max(x, axis=2)) + _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
+    return t_2 + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
 
 
 def stats_grad(x, *, out=None):
@@ -132,7 +133,7 @@ def stats_grad(x, *, out=None):
         s = np.sqrt(np.sum(t_1 * t_1, axis=1) / M)  # cases/reductions.tl:4
         t_2 = np.max(x, axis=2)  # cases/reductions.tl:5
         t_3 = _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
-        value = np.sum(t ** 2) / N + np.sum(s) + np.sum(t_2) + t_3 + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
+        value = np.sum(t * t) / N + np.sum(s) + np.sum(t_2) + t_3 + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
         t_4 = x == 0  # cases/reductions.tl:5
         t_5 = np.broadcast_to(np.sum(t_4.astype(np.int64), axis=0, keepdims=True), (N, M, K))  # cases/reductions.tl:5
         t_6 = np.where(t_4, 1, x)  # cases/reductions.tl:5
@@ -146,7 +147,7 @@ def stats_grad(x, *, out=None):
         t_14 = (0.5 / s / M).reshape((N, 1, K)) * t_1  # cases/reductions.tl:4
         t_15 = t_14 + t_14  # cases/reductions.tl:4
         t_16 = t_13 + t_15 + np.sum(-t_15, axis=1, keepdims=True) / M  # cases/reductions.tl:4
-        t_17 = np.float64(1.0) / np.float64(N) * (2 * t)  # cases/reductions.tl:5
+        t_17 = 2 * (np.float64(1.0) / np.float64(N) * t)  # cases/reductions.tl:5
         t_18 = t_16 + t_17  # cases/reductions.tl:5
         d_m = np.sum(-t_17, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
         d_x = t_18 + d_m / (K*N)  # cases/reductions.tl:3
@@ -187,7 +188,7 @@ def stats_grad_fwd(x):
     s = np.sqrt(np.sum(t_1 * t_1, axis=1) / M)  # cases/reductions.tl:4
     t_2 = np.max(x, axis=2)  # cases/reductions.tl:5
     t_3 = _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
-    return np.sum(t ** 2) / N + np.sum(s) + np.sum(t_2) + t_3 + np.sum(np.prod(x, axis=0)), (x, t, t_1, s, t_2, t_3)  # cases/reductions.tl:5
+    return np.sum(t * t) / N + np.sum(s) + np.sum(t_2) + t_3 + np.sum(np.prod(x, axis=0)), (x, t, t_1, s, t_2, t_3)  # cases/reductions.tl:5
 
 
 def stats_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -218,7 +219,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         t_10 = (seed * (0.5 / s) / M).reshape((N, 1, K)) * r2  # cases/reductions.tl:4
         t_11 = t_10 + t_10  # cases/reductions.tl:4
         t_12 = t_9 + t_11 + np.sum(-t_11, axis=1, keepdims=True) / M  # cases/reductions.tl:4
-        t_13 = seed / N * (2 * r1)  # cases/reductions.tl:5
+        t_13 = 2 * (seed / N * r1)  # cases/reductions.tl:5
         t_14 = t_12 + t_13  # cases/reductions.tl:5
         d_m = np.sum(-t_13, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
         d_x = t_14 + d_m / (K*N)  # cases/reductions.tl:3

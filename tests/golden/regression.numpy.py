@@ -119,7 +119,7 @@ def loss(x, y, w, b, lam):
     t = x @ w + b  # cases/regression.tl:3
     r = t - y  # cases/regression.tl:7
     r_1 = r * r  # cases/regression.tl:8
-    d_lam = np.sum(w ** 2)  # cases/regression.tl:9
+    d_lam = np.sum(w * w)  # cases/regression.tl:9
     return np.sum(r_1) / N + lam * d_lam  # cases/regression.tl:9
 
 
@@ -150,9 +150,9 @@ def loss_grad(x, y, w, b, lam, *, out=None):
     t = x @ w + b  # cases/regression.tl:3
     r = t - y  # cases/regression.tl:7
     r_1 = r * r  # cases/regression.tl:8
-    d_lam = np.sum(w ** 2)  # cases/regression.tl:9
+    d_lam = np.sum(w * w)  # cases/regression.tl:9
     value = np.sum(r_1) / N + lam * d_lam  # cases/regression.tl:9
-    t_1 = lam * (2 * w)  # cases/regression.tl:9
+    t_1 = 2 * (lam * w)  # cases/regression.tl:9
     t_2 = np.float64(1.0) / np.float64(N)  # cases/regression.tl:9
     t_3 = t_2 * r  # cases/regression.tl:8
     d_r = t_3 + t_3  # cases/regression.tl:8
@@ -198,7 +198,7 @@ def loss_grad_fwd(x, y, w, b, lam):
     t = x @ w + b  # cases/regression.tl:3
     r = t - y  # cases/regression.tl:7
     r_1 = r * r  # cases/regression.tl:8
-    d_lam = np.sum(w ** 2)  # cases/regression.tl:9
+    d_lam = np.sum(w * w)  # cases/regression.tl:9
     return np.sum(r_1) / N + lam * d_lam, (x, w, r, lam)  # cases/regression.tl:9
 
 
@@ -215,7 +215,7 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
         seed = _scalar(seed, _F64, 'loss_grad_bwd', 'seed', 'f64')
     N = x.shape[0]
     D = x.shape[1]
-    t = seed * lam * (2 * w)  # cases/regression.tl:9
+    t = 2 * (seed * lam * w)  # cases/regression.tl:9
     t_1 = seed / N  # cases/regression.tl:9
     t_2 = t_1 * r  # cases/regression.tl:8
     d_r = t_2 + t_2  # cases/regression.tl:8
@@ -256,7 +256,7 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
     t = x @ w + b  # cases/regression.tl:3
     r = t - y  # cases/regression.tl:7
     r_1 = r * r  # cases/regression.tl:8
-    d_lam = np.sum(w ** 2)  # cases/regression.tl:9
+    d_lam = np.sum(w * w)  # cases/regression.tl:9
     value = np.sum(r_1) / N + lam * d_lam  # cases/regression.tl:9
     if out is not None:
         out_lam, = _out_buffers(out, (('lam', _F64, ()),), 'loss_dlam')
@@ -294,7 +294,7 @@ def loss_dlam_fwd(x, y, w, b, lam):
     t = x @ w + b  # cases/regression.tl:3
     r = t - y  # cases/regression.tl:7
     r_1 = r * r  # cases/regression.tl:8
-    d_lam = np.sum(w ** 2)  # cases/regression.tl:9
+    d_lam = np.sum(w * w)  # cases/regression.tl:9
     return np.sum(r_1) / N + lam * d_lam, (d_lam,)  # cases/regression.tl:9
 
 

@@ -107,7 +107,7 @@ def shapes(a, b, idx):
     flat = pairs.reshape((16, 3))  # cases/shapes.tl:7
     picked = np.take(a, idx, axis=0)  # cases/shapes.tl:8
     cols = a[:, ::-2].T  # cases/shapes.tl:9
-    return np.sum(flat ** 2) + np.sum(picked * a[0]) + np.sum(cols @ a[:, :2]) + a[3, 5] * np.sum(np.expand_dims(b, 0))  # cases/shapes.tl:10
+    return np.sum(flat * flat) + np.sum(picked * a[0]) + np.sum(cols @ a[:, :2]) + a[3, 5] * np.sum(np.expand_dims(b, 0))  # cases/shapes.tl:10
 
 
 def shapes_grad(a, b, idx, *, out=None):
@@ -134,20 +134,20 @@ def shapes_grad(a, b, idx, *, out=None):
     flat = pairs.reshape((16, 3))  # cases/shapes.tl:7
     picked = np.take(a, idx, axis=0)  # cases/shapes.tl:8
     t = a[0]  # cases/shapes.tl:10
-    cols = a[:, ::-2].T  # cases/shapes.tl:9
-    t_1 = a[:, :2]  # cases/shapes.tl:10
-    t_2 = a[3, 5]  # cases/shapes.tl:10
-    t_3 = np.sum(np.expand_dims(b, 0))  # cases/shapes.tl:10
-    value = np.sum(flat ** 2) + np.sum(picked * t) + np.sum(cols @ t_1) + t_2 * t_3  # cases/shapes.tl:10
-    t_4 = np.float64(1.0).reshape((1, 1))  # cases/shapes.tl:10
-    t_5 = np.broadcast_to(t_4, (3, 2))  # cases/shapes.tl:10
-    t_6 = _index_grad(cols.T @ t_5, (4, 6), (slice(None, None, 1), slice(None, 2, 1)))  # cases/shapes.tl:10
-    t_7 = _index_grad(t_3, (4, 6), (3, 5)) + t_6  # cases/shapes.tl:10
-    d_cols = t_5 @ t_1.T  # cases/shapes.tl:10
+    t_1 = a[:, ::-2]  # cases/shapes.tl:9
+    cols = t_1.T  # cases/shapes.tl:9
+    t_2 = a[:, :2]  # cases/shapes.tl:10
+    t_3 = a[3, 5]  # cases/shapes.tl:10
+    t_4 = np.sum(np.expand_dims(b, 0))  # cases/shapes.tl:10
+    value = np.sum(flat * flat) + np.sum(picked * t) + np.sum(cols @ t_2) + t_3 * t_4  # cases/shapes.tl:10
+    t_5 = np.ones((3, 2), dtype=np.float64)  # cases/shapes.tl:10
+    t_6 = _index_grad(t_1 @ t_5, (4, 6), (slice(None, None, 1), slice(None, 2, 1)))  # cases/shapes.tl:10
+    t_7 = _index_grad(t_4, (4, 6), (3, 5)) + t_6  # cases/shapes.tl:10
+    d_cols = t_5 @ t_2.T  # cases/shapes.tl:10
     t_8 = _index_grad(d_cols.T, (4, 6), (slice(None, None, 1), slice(None, None, -2)))  # cases/shapes.tl:9
     t_9 = t_7 + t_8  # cases/shapes.tl:9
     t_10 = t_9 + _index_grad(np.sum(picked, axis=0), (4, 6), (0,))  # cases/shapes.tl:10
-    d_picked = np.broadcast_to(t_4, (3, 6)) * t  # cases/shapes.tl:10
+    d_picked = np.ones((3, 6), dtype=np.float64) * t  # cases/shapes.tl:10
     t_11 = t_10 + _take_grad(d_picked, idx, axis=0, shape=(4, 6))  # cases/shapes.tl:8
     d_flat = 2 * flat  # cases/shapes.tl:10
     d_pairs = d_flat.reshape((2, 4, 6))  # cases/shapes.tl:7
@@ -155,7 +155,7 @@ def shapes_grad(a, b, idx, *, out=None):
     d_both = np.squeeze(d_pairs[:1], 0)  # cases/shapes.tl:6
     d_top = d_both[:2]  # cases/shapes.tl:5
     d_a = t_12 + _index_grad(d_top, (4, 6), (slice(1, 3, 1),))  # cases/shapes.tl:4
-    t_13 = np.squeeze(np.broadcast_to(t_2.reshape((1, 1, 1)), (1, 2, 6)), 0)  # cases/shapes.tl:10
+    t_13 = np.squeeze(np.broadcast_to(t_3.reshape((1, 1, 1)), (1, 2, 6)), 0)  # cases/shapes.tl:10
     d_b = t_13 + d_both[2:4]  # cases/shapes.tl:5
     if out is not None:
         out_a, out_b = _out_buffers(out, (('a', _F64, (4, 6)), ('b', _F64, (2, 6)),), 'shapes_grad')
@@ -202,7 +202,7 @@ def shapes_grad_fwd(a, b, idx):
     t_1 = a[:, :2]  # cases/shapes.tl:10
     t_2 = a[3, 5]  # cases/shapes.tl:10
     t_3 = np.sum(np.expand_dims(b, 0))  # cases/shapes.tl:10
-    return np.sum(flat ** 2) + np.sum(picked * t) + np.sum(cols @ t_1) + t_2 * t_3, (flat, idx, picked, t, cols, t_1, t_2, t_3)  # cases/shapes.tl:10
+    return np.sum(flat * flat) + np.sum(picked * t) + np.sum(cols @ t_1) + t_2 * t_3, (flat, idx, picked, t, cols, t_1, t_2, t_3)  # cases/shapes.tl:10
 
 
 def shapes_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -226,9 +226,8 @@ def shapes_grad_bwd(residuals, *, seed=1.0, out=None):
     t_6 = t_5 + _index_grad(np.sum(seed * picked, axis=0), (4, 6), (0,))  # cases/shapes.tl:10
     d_picked = np.broadcast_to(t, (3, 6)) * r3  # cases/shapes.tl:10
     t_7 = t_6 + _take_grad(d_picked, idx, axis=0, shape=(4, 6))  # cases/shapes.tl:8
-    d_flat = 2 * flat  # cases/shapes.tl:10
-    d_flat_1 = seed * d_flat  # cases/shapes.tl:10
-    d_pairs = d_flat_1.reshape((2, 4, 6))  # cases/shapes.tl:7
+    d_flat = 2 * (seed * flat)  # cases/shapes.tl:10
+    d_pairs = d_flat.reshape((2, 4, 6))  # cases/shapes.tl:7
     t_8 = t_7 + np.squeeze(d_pairs[1:2], 0)  # cases/shapes.tl:6
     d_both = np.squeeze(d_pairs[:1], 0)  # cases/shapes.tl:6
     d_top = d_both[:2]  # cases/shapes.tl:5

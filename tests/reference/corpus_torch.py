@@ -32,12 +32,14 @@ The transcriptions follow tapeless semantics (docs/language.md), not PyTorch def
   float32, so the transcription casts to float64 first (`dtypes.tl`).
 
 Derivative directives are not transcribed one by one: `derivative()` below builds the
-torch counterpart of any `grad`/`vjp` function from the directive's metadata (kind, the
-function differentiated, its parameters and the `wrt` names), recursively, so a directive
-on a derivative function (`vjp energy_grad wrt w as energy_hvp`) is the torch
-double-backward of the torch gradient. `EXPLICIT` holds hand-written versions of such
-higher-order functions; the recording script uses them and checks that `derivative()`
-agrees.
+torch counterpart of any `grad`/`vjp`/`jvp`/`hvp` function from the directive's metadata
+(kind, the function differentiated, its parameters and the `wrt` names), recursively for
+grad/vjp, so a directive on a derivative function (`vjp energy_grad wrt w as energy_hvp`)
+is the torch double-backward of the torch gradient. A `jvp` is `torch.func.jvp` and an
+`hvp` is `torch.autograd.functional.hvp` (plus `torch.autograd.grad` for the gradient),
+both of a function of the `wrt` arguments with the others fixed. `EXPLICIT` holds
+hand-written versions of such higher-order functions; the recording script uses them and
+checks that `derivative()` agrees.
 """
 from __future__ import annotations
 
@@ -98,6 +100,11 @@ def energy_hvp(w, a, ct0, ct1):
     (g,) = torch.autograd.grad(value, w, create_graph=True)
     (d_w,) = torch.autograd.grad(ct0 * value + torch.sum(ct1 * g), w, create_graph=True)
     return value, g, d_w
+
+
+# ---------------------------------------------------------------- tests/cases/logistic.tl
+def logistic(X, t, w):
+    return torch.sum(F.softplus(-t * (X @ w)))
 
 
 # ---------------------------------------------------------------- tests/cases/losses.tl
@@ -222,6 +229,7 @@ PROGRAMS = {
     "tests/cases/detach.tl": {"td_loss": td_loss},
     "tests/cases/dtypes.tl": {"mixed": mixed},
     "tests/cases/higher_order.tl": {"energy": energy},
+    "tests/cases/logistic.tl": {"logistic": logistic},
     "tests/cases/losses.tl": {"losses": losses},
     "tests/cases/masked.tl": {"safe_sqrt": safe_sqrt, "safe_log": safe_log, "clipped": clipped},
     "tests/cases/mlp.tl": {"mlp": mlp},
@@ -262,19 +270,61 @@ def _as_tuple(x):
 
 
 def derivative(kind: str, f, params, wrt):
-    """The torch counterpart of a `grad`/`vjp` directive on `f`.
+    """The torch counterpart of a `grad`/`vjp`/`jvp`/`hvp` directive on `f`.
 
     `params` are f's parameter names in order, `wrt` the names differentiated. The result
-    takes f's arguments (and, for `vjp`, one cotangent per output of f) and returns
-    `(value, *d_wrt)` for `grad`, `(*outputs, *d_wrt)` for `vjp`, as the generated
-    function does. Gradients are built with `create_graph=True`, so the result may itself
-    be differentiated (a directive on a derivative function); a `wrt` argument that does
-    not reach the outputs gets zeros. Cotangents of non-floating outputs are ignored.
-    The `wrt` arguments must be tensors that require grad.
+    takes f's arguments (and, for `vjp`, one cotangent per output of f; for `jvp`/`hvp`, one
+    tangent / vector per `wrt` name) and returns `(value, *d_wrt)` for `grad`,
+    `(*outputs, *d_wrt)` for `vjp`, `(*outputs, *output_tangents)` for `jvp` and
+    `(value, *d_wrt, *hv_wrt)` for `hvp`, as the generated function does. Gradients are
+    built with `create_graph=True`, so a grad/vjp result may itself be differentiated (a
+    directive on a derivative function); a `wrt` argument that does not reach the outputs
+    gets zeros. Cotangents of non-floating outputs are ignored. The `wrt` arguments must be
+    tensors that require grad.
     """
     params = list(params)
     idx = [params.index(n) for n in wrt]
     n = len(params)
+
+    def of_wrt(primal):
+        """f as a function of the wrt arguments only, the others fixed."""
+        def g(*xs):
+            a = list(primal)
+            for i, x in zip(idx, xs):
+                a[i] = x
+            return f(*a)
+        return g
+
+    if kind == "jvp":
+        def jvp_fn(*args):
+            primal, tangents = args[:n], args[n:]
+            if len(tangents) != len(idx):
+                raise TypeError(f"expected {len(idx)} tangents, got {len(tangents)}")
+            outs, touts = torch.func.jvp(of_wrt(primal), tuple(primal[i].detach() for i in idx), tuple(tangents))
+            outs, touts = _as_tuple(outs), _as_tuple(touts)
+            if not all(o.is_floating_point() for o in outs):
+                raise TypeError("jvp of a function with a non-floating output is not transcribed")
+            return (*outs, *touts)
+        return jvp_fn
+
+    if kind == "hvp":
+        def hvp_fn(*args):
+            primal, vs = args[:n], args[n:]
+            if len(vs) != len(idx):
+                raise TypeError(f"expected {len(idx)} vectors, got {len(vs)}")
+            g = of_wrt(primal)
+
+            def scalar(*xs):
+                (value,) = _as_tuple(g(*xs))
+                if value.dim() != 0 or not value.is_floating_point():
+                    raise TypeError("hvp of a function that does not return one floating scalar")
+                return value
+
+            value = scalar(*(primal[i] for i in idx))
+            grads = _grad([value], [primal[i] for i in idx], [None])
+            _, hv = torch.autograd.functional.hvp(scalar, tuple(primal[i] for i in idx), tuple(vs))
+            return (value, *grads, *_as_tuple(hv))
+        return hvp_fn
 
     if kind == "grad":
         def grad_fn(*args):

@@ -17,8 +17,8 @@ examples/broken*.tl), compiled as the tests compile it (`path=` the file name):
 
 * ``code_sha256``: SHA-256 of the program with comments and blank lines removed and each
   line stripped (so the test notices when the code changed since recording);
-* ``functions``: one entry per function a ``grad`` or ``vjp`` directive generates (the
-  ``__tapeless__`` entries of kind ``grad``/``vjp``), with the directive's metadata
+* ``functions``: one entry per function a ``grad``, ``vjp``, ``jvp`` or ``hvp`` directive
+  generates (the ``__tapeless__`` entries of those kinds), with the directive's metadata
   (``kind``, ``of``, ``wrt``, ``params``, the number of outputs of ``of``), the PyTorch
   transcription used (tests/reference/corpus_torch.py), and for seeds 0 and 1:
   - ``inputs``: ``corpus.inputs_for(module, of, text, seed)``, i.e. the arguments of the
@@ -30,11 +30,28 @@ examples/broken*.tl), compiled as the tests compile it (`path=` the file name):
     then for each output in order ``rng.standard_normal(shape).astype(dtype)`` with the
     output's shape and dtype; a non-floating output gets zeros of its dtype and draws
     nothing (tapeless ignores its cotangent);
-  - ``outputs``: the outputs of ``of`` (the value for ``grad``), and ``grads``: one per
-    ``wrt`` name, from the torch counterpart of the generated function
-    (``corpus_torch.derivative`` or ``corpus_torch.EXPLICIT``) evaluated with autograd
-    on tensors of the inputs' own dtypes: float64 for f64 programs, float32 for f32 ones
-    (mixed for dtypes.tl; f16 inputs stay f16), integer inputs as integer tensors.
+  - ``tangents`` (``jvp`` only): one per ``wrt`` name, drawn with
+    ``rng = np.random.default_rng(2000 + seed)``, then for each ``wrt`` name in order
+    ``rng.standard_normal(shape).astype(dtype)`` with that input's shape and dtype;
+  - ``v`` (``hvp`` only): one per ``wrt`` name, the same with
+    ``np.random.default_rng(4000 + seed)``; tangents and ``v`` are stored like ``inputs``
+    (dtype, shape, sha256, values when at most INPUT_DATA_LIMIT elements);
+  - ``outputs``: the outputs of ``of`` (the value for ``grad`` and ``hvp``), and
+    ``grads`` (grad, vjp, hvp): one per ``wrt`` name, ``output_tangents`` (jvp): one per
+    output, ``hvp`` (hvp): one Hessian-vector product per ``wrt`` name, from the torch
+    counterpart of the generated function (``corpus_torch.derivative`` or
+    ``corpus_torch.EXPLICIT``: autograd for grad/vjp, ``torch.func.jvp`` for jvp,
+    ``torch.autograd.functional.hvp`` for hvp) evaluated on tensors of the inputs' own
+    dtypes: float64 for f64 programs, float32 for f32 ones (mixed for dtypes.tl; f16
+    inputs stay f16), integer inputs as integer tensors. The script checks jvp results
+    against ``torch.autograd.functional.jvp`` (double-backward trick) and hvp results
+    against reverse-over-reverse ``autograd.grad(sum(grad * v))``.
+
+Besides, ``hvp_refs`` holds a second-order reference for every function the corpus
+differentiates with ``grad``: for the function ``G`` of ``grad F wrt W [as G]``, the
+program text with ``hvp F wrt W as G_hvp_ref`` appended (named after ``G``, not ``F``,
+because regression.tl has two ``grad`` directives on ``loss``), recorded like an ``hvp``
+directive above (``v`` from ``default_rng(4000 + seed)``; inputs those of ``F``).
 
 Arrays are ``{"dtype", "shape", "data"}`` with ``data`` a nested list written with
 ``repr`` (shortest round trip, so f64 and f32 values are exact). A PyTorch gradient entry
@@ -76,6 +93,12 @@ from util import compile_module  # noqa: E402  (needs tapeless)
 OUT = HERE / "corpus_refs.json"
 SEEDS = (0, 1)
 COTANGENT_SEED_OFFSET = 1000
+TANGENT_SEED_OFFSET = 2000      # jvp: one tangent per wrt name
+HVP_VECTOR_SEED_OFFSET = 4000   # hvp: one vector per wrt name
+DERIVATIVE_KINDS = ("grad", "vjp", "jvp", "hvp")
+# (rtol, atol as a fraction of max|check|) of the script's own cross-checks of jvp / hvp
+# against a second torch evaluation (different summation orders: loose for f32)
+SELF_CHECK_TOLERANCE = {torch.float64: (1e-10, 1e-12), torch.float32: (1e-4, 1e-5)}
 INPUT_DATA_LIMIT = 1000      # inputs up to this many elements are stored with their values
 DATA_LIMIT = 10000           # outputs / gradients above this many elements are sampled
 SAMPLE_SIZE = 4096
@@ -103,6 +126,19 @@ def cotangents_for(outputs: list, seed: int) -> list[np.ndarray]:
         else:
             cts.append(np.zeros(tuple(shape), dtype))
     return cts
+
+
+def normals_like(arrays: list, offset: int, seed: int) -> list[np.ndarray]:
+    """rng = default_rng(offset + seed); per array in order standard_normal(shape).astype(dtype)."""
+    rng = np.random.default_rng(offset + seed)
+    return [np.asarray(rng.standard_normal(np.shape(a))).astype(np.asarray(a).dtype) for a in arrays]
+
+
+def hvp_ref_directive(module, grad_name: str) -> tuple[str, str]:
+    """(name, directive) of the extra hvp recorded for the grad function `grad_name`."""
+    meta = module.__tapeless__[grad_name]
+    name = f"{source_name(module, grad_name)}_hvp_ref"
+    return name, f"hvp {source_name(module, meta['of'])} wrt {', '.join(meta['wrt'])} as {name}"
 
 
 def source_name(module, name: str) -> str:
@@ -170,7 +206,7 @@ def torch_function(program: str, module, name: str):
             raise SystemExit(f"{program}: function {src!r} has no transcription in "
                              f"corpus_torch.PROGRAMS[{program!r}]")
         return table[src], f"corpus_torch.{table[src].__name__}"
-    if meta["kind"] in ("grad", "vjp"):
+    if meta["kind"] in DERIVATIVE_KINDS:
         f, f_desc = torch_function(program, module, meta["of"])
         of_params = module.__tapeless__[meta["of"]]["params"]
         generic = corpus_torch.derivative(meta["kind"], f, of_params, meta["wrt"])
@@ -209,17 +245,51 @@ def record_function(program: str, module, text: str, name: str, seed: int, undef
     outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
     rec = {"seed": seed, "inputs": {k: enc_input(a) for k, a in zip(of_params, args)}}
     extra = []
-    if meta["kind"] == "vjp":
+    kind = meta["kind"]
+    wrt_args = [args[of_params.index(k)] for k in meta["wrt"]]
+    if kind == "vjp":
         cts = cotangents_for([(tuple(o.shape), str(o.dtype).replace("torch.", "")) for o in outs], seed)
         rec["cotangents"] = [enc(c, False, f"{name} cotangent")[0] for c in cts]
         extra = [torch.from_numpy(c.copy()) for c in cts]
+    elif kind == "jvp":
+        tangents = normals_like(wrt_args, TANGENT_SEED_OFFSET, seed)
+        rec["tangents"] = {k: enc_input(t) for k, t in zip(meta["wrt"], tangents)}  # like an input
+        extra = [torch.from_numpy(t.copy()) for t in tangents]
+    elif kind == "hvp":
+        vs = normals_like(wrt_args, HVP_VECTOR_SEED_OFFSET, seed)
+        rec["v"] = {k: enc_input(v) for k, v in zip(meta["wrt"], vs)}  # like an input
+        extra = [torch.from_numpy(v.copy()) for v in vs]
 
     result = fn(*tensors, *extra)
     n_out = len(outs)
-    assert len(result) == n_out + len(meta["wrt"]), (program, name, len(result))
-    got_outs, got_grads = result[:n_out], result[n_out:]
+    n_wrt = len(meta["wrt"])
+    # (*outputs, *d_wrt) for grad/vjp, (*outputs, *output_tangents) for jvp, (value, *d_wrt, *hv_wrt) for hvp
+    n_expected = {"jvp": 2 * n_out, "hvp": n_out + 2 * n_wrt}.get(kind, n_out + n_wrt)
+    assert len(result) == n_expected, (program, name, len(result))
+    got_outs, got_grads = result[:n_out], result[n_out:n_out + n_wrt]  # (got_grads: not for jvp)
     for o, o2 in zip(outs, got_outs):  # the directive's outputs are f's outputs
         torch.testing.assert_close(o2, o, rtol=0, atol=0, equal_nan=True)
+    if kind == "jvp":
+        # torch.func.jvp against the double-backward trick of torch.autograd.functional.jvp
+        g = _of_wrt(f, tensors, of_params, meta["wrt"])
+        _, check = torch.autograd.functional.jvp(g, tuple(t.detach() for t in
+                                                          (tensors[of_params.index(k)] for k in meta["wrt"])),
+                                                 tuple(extra))
+        for t, c in zip(result[n_out:], check if isinstance(check, tuple) else (check,)):
+            rtol, atol = SELF_CHECK_TOLERANCE[c.dtype]
+            torch.testing.assert_close(t, c, rtol=rtol, atol=atol * float(torch.nan_to_num(c).abs().max()),
+                                       equal_nan=True,
+                                       msg=f"{program} {name}: torch.func.jvp and autograd.functional.jvp disagree")
+        rec["outputs"] = [enc(o, False, f"{program} {name} output {i}")[0] for i, o in enumerate(got_outs)]
+        rec["output_tangents"] = []
+        n_bad = 0
+        for i, t in enumerate(result[n_out:]):
+            e, bad = enc(t, undefined is not None, f"{program} {name} output tangent {i}")
+            rec["output_tangents"].append(e)
+            n_bad += bad
+        if undefined is not None:
+            rec["torch_nonfinite"] = n_bad
+        return rec, n_bad
 
     n_bad = 0
     rec["outputs"] = []
@@ -231,9 +301,103 @@ def record_function(program: str, module, text: str, name: str, seed: int, undef
         e, bad = enc(g, undefined is not None, f"{program} {name} d_{k}")
         rec["grads"][k] = e
         n_bad += bad
+    if kind == "hvp":
+        hv = result[n_out + n_wrt:]
+        # torch.autograd.functional.hvp against reverse over reverse: grad(sum(grad * v))
+        xs = [tensors[of_params.index(k)].detach().clone().requires_grad_(True) for k in meta["wrt"]]
+        g = _of_wrt(f, tensors, of_params, meta["wrt"])
+        d = torch.autograd.grad(g(*xs), xs, create_graph=True, allow_unused=True)
+        dots = [torch.sum(di * vi) for di, vi in zip(d, extra) if di is not None and di.requires_grad]
+        check = (torch.autograd.grad(sum(dots), xs, allow_unused=True) if dots else [None] * len(xs))
+        # scale: a Hessian that is 0 mathematically (use_polar: sum(r * (y / r))) is rounding
+        # noise on both sides, so the absolute tolerance is relative to the gradient as well
+        scale = max(float(torch.nan_to_num(t.detach()).abs().max()) for t in (*check_or_zeros(check, xs), *got_grads))
+        for k, h, c, x in zip(meta["wrt"], hv, check, xs):
+            c = torch.zeros_like(x) if c is None else c
+            rtol, atol = SELF_CHECK_TOLERANCE[c.dtype]
+            torch.testing.assert_close(h, c, rtol=rtol, atol=atol * scale,
+                                       equal_nan=True,
+                                       msg=f"{program} {name}: hvp wrt {k}: autograd.functional.hvp and "
+                                           f"reverse over reverse disagree")
+        rec["hvp"] = {}
+        for k, h in zip(meta["wrt"], hv):
+            e, bad = enc(h, undefined is not None, f"{program} {name} hv_{k}")
+            rec["hvp"][k] = e
+            n_bad += bad
     if undefined is not None:
         rec["torch_nonfinite"] = n_bad
     return rec, n_bad
+
+
+def check_or_zeros(check, xs) -> list:
+    return [torch.zeros_like(x) if c is None else c for c, x in zip(check, xs)]
+
+
+def _of_wrt(f, tensors: list, params: list, wrt) -> object:
+    """f as a function of the wrt tensors, the other arguments fixed; one output (or a tuple)."""
+    idx = [params.index(k) for k in wrt]
+
+    def g(*xs):
+        a = list(tensors)
+        for i, x in zip(idx, xs):
+            a[i] = x
+        return f(*a)
+
+    return g
+
+
+def record_entry(program: str, module, text: str, name: str, extra_meta: dict | None = None):
+    """(one function's block, notes) for the generated function `name` of `module`."""
+    meta = module.__tapeless__
+    info = meta[name]
+    of_src = source_name(module, info["of"])
+    root = info["of"]
+    while meta[root]["kind"] != "fn":  # a directive on a derivative function
+        root = meta[root]["of"]
+    undefined = corpus_torch.TORCH_UNDEFINED.get((program, source_name(module, root)))
+    _, desc = torch_function(program, module, name)
+    entry = dict(extra_meta or {})
+    entry.update({
+        "kind": info["kind"], "of": info["of"], "of_source": of_src, "wrt": list(info["wrt"]),
+        "params": list(info["params"]), "n_outputs_of": meta[info["of"]]["n_outputs"],
+        "torch": desc,
+    })
+    if undefined is not None:
+        entry["torch_undefined"] = undefined
+    seeds, notes = [], []
+    total_bad = 0
+    for s in SEEDS:
+        rec, bad = record_function(program, module, text, name, s, undefined)
+        total_bad += bad
+        seeds.append(f"    {dumps(str(s))}: {dumps(rec)}")
+    if undefined is not None:
+        notes.append(f"{program} {name}: {total_bad} non-finite PyTorch entries recorded as null")
+    block = f"  {dumps(name)}: {dumps(entry)[:-1]}, \"seeds\": {{\n" + ",\n".join(seeds) + "}}"
+    return block, notes, total_bad
+
+
+def record_hvp_refs(path: Path, workdir: Path):
+    """The `hvp_refs` block of a program (None when it has no grad directive): for each grad
+    function G, `hvp F wrt W as G_hvp_ref` appended to the program text."""
+    program = path.relative_to(ROOT).as_posix()
+    text = path.read_text()
+    module = compile_module(text, workdir, path=path.name)
+    grads = [k for k, v in module.__tapeless__.items() if v["kind"] == "grad"]
+    if not grads:
+        return None, 0, []
+    blocks, notes = [], []
+    for grad_name in grads:
+        ref, directive = hvp_ref_directive(module, grad_name)
+        extended = compile_module(f"{text}\n{directive}\n", workdir, path=path.name)
+        (name,) = [k for k, v in extended.__tapeless__.items()
+                   if v["kind"] == "hvp" and source_name(extended, k) == ref]
+        block, nb, _ = record_entry(program, extended, text, name,
+                                    {"grad_function": grad_name, "directive": directive})
+        blocks.append(block)
+        notes += nb
+    head = {"code_sha256": code_sha256(text)}
+    block = f"{dumps(program)}: {dumps(head)[:-1]}, \"functions\": {{\n" + ",\n".join(blocks) + "\n}}"
+    return block, len(grads), notes
 
 
 def record_program(path: Path, workdir: Path):
@@ -241,35 +405,15 @@ def record_program(path: Path, workdir: Path):
     text = path.read_text()
     module = compile_module(text, workdir, path=path.name)
     meta = module.__tapeless__
-    names = [k for k, v in meta.items() if v["kind"] in ("grad", "vjp")]
+    names = [k for k, v in meta.items() if v["kind"] in DERIVATIVE_KINDS]
     blocks, notes = [], []
     for name in names:
-        info = meta[name]
-        of_src = source_name(module, info["of"])
-        root = info["of"]
-        while meta[root]["kind"] != "fn":  # a directive on a derivative function
-            root = meta[root]["of"]
-        undefined = corpus_torch.TORCH_UNDEFINED.get((program, source_name(module, root)))
-        _, desc = torch_function(program, module, name)
-        entry = {
-            "kind": info["kind"], "of": info["of"], "of_source": of_src, "wrt": list(info["wrt"]),
-            "params": list(info["params"]), "n_outputs_of": meta[info["of"]]["n_outputs"],
-            "torch": desc,
-        }
-        if undefined is not None:
-            entry["torch_undefined"] = undefined
-        seeds = []
-        total_bad = 0
-        for s in SEEDS:
-            rec, bad = record_function(program, module, text, name, s, undefined)
-            total_bad += bad
-            seeds.append(f"    {dumps(str(s))}: {dumps(rec)}")
-        if undefined is not None:
-            notes.append(f"{program} {name}: {total_bad} non-finite PyTorch entries recorded as null")
-            if not total_bad:
-                raise SystemExit(f"{program} {name}: listed in TORCH_UNDEFINED but PyTorch is finite "
-                                 f"everywhere on the recorded inputs; drop the entry or change the inputs")
-        blocks.append(f"  {dumps(name)}: {dumps(entry)[:-1]}, \"seeds\": {{\n" + ",\n".join(seeds) + "}}")
+        block, nb, total_bad = record_entry(program, module, text, name)
+        if nb and not total_bad:
+            raise SystemExit(f"{program} {name}: listed in TORCH_UNDEFINED but PyTorch is finite "
+                             f"everywhere on the recorded inputs; drop the entry or change the inputs")
+        notes += nb
+        blocks.append(block)
     head = {"code_sha256": code_sha256(text), "directive_functions": names}
     block = (f"{dumps(program)}: {dumps(head)[:-1]}, \"functions\": {{\n" + ",\n".join(blocks)
              + ("\n" if blocks else "") + "}}")
@@ -292,31 +436,47 @@ def main() -> None:
                   f"{INPUT_DATA_LIMIT} elements",
         "cotangents": "vjp only: rng = np.random.default_rng(1000 + seed), then per output of `of` in order: "
                       "rng.standard_normal(output.shape).astype(output.dtype) (non-floating outputs: zeros, no draw)",
+        "tangents": "jvp only: rng = np.random.default_rng(2000 + seed), then per wrt name in order: "
+                    "rng.standard_normal(input.shape).astype(input.dtype); torch.func.jvp",
+        "hvp": "hvp only: v: rng = np.random.default_rng(4000 + seed), then per wrt name in order: "
+               "rng.standard_normal(input.shape).astype(input.dtype); torch.autograd.functional.hvp "
+               "(and torch.autograd.grad for the gradient)",
+        "hvp_refs": "for each function G generated by `grad F wrt W [as G]`: the program text with "
+                    "`hvp F wrt W as G_hvp_ref` appended, recorded like an hvp directive",
         "torch_dtypes": "each input as a tensor of its own dtype (f64 programs in float64, f32 programs in float32)",
-        "null": "a non-finite PyTorch gradient entry; only in functions with `torch_undefined` (the reason), "
+        "null": "a non-finite PyTorch gradient (or output tangent, or Hessian-vector product) entry; only in "
+                "functions with `torch_undefined` (the reason), "
                 "where tapeless must give exactly 0",
         "sampling": f"arrays with more than {DATA_LIMIT} elements: every sample_stride-th element of the "
                     f"C-order flattening (stride ceil(size / {SAMPLE_SIZE})), plus float64 sum and 2-norm",
         "transcriptions": "tests/reference/corpus_torch.py",
         "regenerate": "see tests/reference/README.md",
     }
-    blocks, notes, n_functions = [], [], 0
+    blocks, ref_blocks, notes, n_functions, n_refs = [], [], [], 0, 0
     with tempfile.TemporaryDirectory() as tmp:
         for path in corpus.PROGRAMS:
             block, n, nb = record_program(path, Path(tmp))
             blocks.append(block)
             notes += nb
             n_functions += n
+        for path in corpus.PROGRAMS:
+            block, n, nb = record_hvp_refs(path, Path(tmp))
+            if block is not None:
+                ref_blocks.append(block)
+            notes += nb
+            n_refs += n
     text = ("{\n" + f'"header": {json.dumps(header, indent=1)},\n' + '"programs": {\n'
-            + ",\n".join(blocks) + "\n}\n}\n")
+            + ",\n".join(blocks) + "\n},\n" + '"hvp_refs": {\n' + ",\n".join(ref_blocks) + "\n}\n}\n")
 
     # Self-check: valid JSON, every program present, inputs re-drawn identically.
     data = json.loads(text)
     assert list(data["programs"]) == [p.relative_to(ROOT).as_posix() for p in corpus.PROGRAMS]
+    assert set(data["hvp_refs"]) <= set(data["programs"])
     OUT.write_text(text)
     for n in notes:
         print(n)
-    print(f"wrote {OUT} ({len(blocks)} programs, {n_functions} derivative functions x {len(SEEDS)} seeds, "
+    print(f"wrote {OUT} ({len(blocks)} programs, {n_functions} derivative functions and {n_refs} hvp_refs "
+          f"x {len(SEEDS)} seeds, "
           f"torch {torch.__version__}, {len(text) // 1024} KiB)")
 
 

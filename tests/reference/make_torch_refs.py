@@ -21,6 +21,30 @@ What is recorded
     tensors, bool inputs as bool tensors, none of them requiring grad);
   - ``grads``: ``torch.autograd.grad(outputs, [inputs in case.grad_params()],
     cotangents)`` (a parameter that does not reach the output gets zeros).
+* ``jvp``: forward mode, for every such case with a ``wrt`` parameter, for seeds 0 and 1
+  (on the inputs of ``cases``):
+  - ``tangents``: one per ``wrt`` parameter, drawn as
+    ``rng = np.random.default_rng(2000 + seed)`` (one generator per case and seed), then
+    for each parameter of ``case.grad_params()`` in order
+    ``rng.standard_normal(shape).astype(dtype)`` with the parameter's shape and dtype;
+  - ``outputs`` and ``output_tangents``: ``torch.func.jvp(f, primals, tangents)``, where
+    ``f`` takes the ``wrt`` parameters (the others are fixed tensors) and evaluates the
+    case's torch expression. tapeless's ``f_jvp(*inputs, *tangents)`` must return both.
+* ``hvp``: second order, for every such case with a ``wrt`` parameter. A Hessian-vector
+  product needs a scalar function, so the case is wrapped as
+  ``g(*inputs, *c) = sum(f(*inputs) * c_0) + sum(out_1 * c_1) + ...`` (one weight array per
+  output; in ``.tl`` the weights are parameters ``c_out0, c_out1, ...`` of ``g``, not in
+  the ``hvp`` directive's ``wrt``), and for seeds 0 and 1:
+  - ``c``: one per output, ``rng = np.random.default_rng(3000 + seed)``, then per output
+    in order ``rng.standard_normal(output.shape).astype(output.dtype)``;
+  - ``v``: one per ``wrt`` parameter, ``rng = np.random.default_rng(4000 + seed)``, then
+    per parameter in order ``rng.standard_normal(shape).astype(dtype)``;
+  - ``value``: g; ``grads``: ``torch.autograd.grad(g, wrt)``; ``hvp``:
+    ``torch.autograd.functional.hvp(g, wrt tensors, v)[1]``. The script checks the latter
+    against forward-over-reverse ``torch.func.jvp(torch.func.grad(g), ...)``.
+  Where the function is piecewise linear (relu, abs, clip, maximum, max, ...) the Hessian is
+  0 almost everywhere and torch gives 0: it is recorded like any other value. Cases where
+  torch refuses are listed in ``SKIPPED`` with the reason (none today).
 * ``walkthroughs``: the "seed" examples from the PyTorch autograd tutorials, each with
   the torch code that was executed (``code``) and the values it produced.
 
@@ -49,6 +73,12 @@ from catalogue import CASES  # noqa: E402
 OUT = HERE / "torch_refs.json"
 SEEDS = (0, 1)
 COTANGENT_SEED_OFFSET = 1000
+TANGENT_SEED_OFFSET = 2000      # jvp tangents, one per wrt parameter
+HVP_WEIGHT_SEED_OFFSET = 3000   # hvp: the weights c of g = sum(f * c), one per output
+HVP_VECTOR_SEED_OFFSET = 4000   # hvp: the vectors v, one per wrt parameter
+# Cases torch refuses to differentiate in forward mode / to second order: {name: reason}.
+# None today: torch.func.jvp and torch.autograd.functional.hvp accept every catalogue case.
+SKIPPED: dict[str, dict[str, str]] = {"jvp": {}, "hvp": {}}
 COMMAND = "cd /work/main && /tmp/torchenv/bin/python tests/reference/make_torch_refs.py"
 
 
@@ -85,6 +115,83 @@ def cotangents_for(outputs, seed: int) -> list:
         dtype = np.dtype(str(o.dtype).replace("torch.", ""))
         cts.append(np.asarray(rng.standard_normal(tuple(o.shape))).astype(dtype))
     return cts
+
+
+def normals_like(arrays, offset: int, seed: int) -> list:
+    """rng = default_rng(offset + seed); per array in order standard_normal(shape).astype(dtype)."""
+    rng = np.random.default_rng(offset + seed)
+    out = []
+    for a in arrays:
+        dtype = np.dtype(str(a.dtype).replace("torch.", ""))
+        out.append(np.asarray(rng.standard_normal(tuple(a.shape))).astype(dtype))
+    return out
+
+
+def case_function(case, inputs: dict):
+    """f(*wrt tensors) -> the case's torch expression (a list of outputs); the other
+    inputs are fixed tensors that do not require grad."""
+    wrt = case.grad_params()
+    fixed = {k: to_torch(k, v, ()) for k, v in inputs.items()}
+
+    def f(*xs):
+        ns = dict(fixed)
+        ns.update(zip(wrt, xs))
+        out = eval(case.torch, {"torch": torch}, ns)
+        return tuple(out) if isinstance(out, (tuple, list)) else out
+
+    return f, [fixed[k] for k in wrt]
+
+
+def as_list(x) -> list:
+    return list(x) if isinstance(x, (tuple, list)) else [x]
+
+
+def record_jvp(case, seed: int) -> dict:
+    inputs = case.inputs(seed)
+    f, primals = case_function(case, inputs)
+    tangents = normals_like([inputs[k] for k in case.grad_params()], TANGENT_SEED_OFFSET, seed)
+    outs, touts = torch.func.jvp(f, tuple(primals), tuple(torch.from_numpy(t.copy()) for t in tangents))
+    return {
+        "seed": seed,
+        "tangents": {k: enc(t) for k, t in zip(case.grad_params(), tangents)},
+        "outputs": [enc(o) for o in as_list(outs)],
+        "output_tangents": [enc(t) for t in as_list(touts)],
+    }
+
+
+def record_hvp(case, seed: int) -> dict:
+    wrt = case.grad_params()
+    inputs = case.inputs(seed)
+    f, primals = case_function(case, inputs)
+    cs = [torch.from_numpy(c) for c in normals_like(as_list(f(*primals)), HVP_WEIGHT_SEED_OFFSET, seed)]
+    vs = normals_like([inputs[k] for k in wrt], HVP_VECTOR_SEED_OFFSET, seed)
+    v_t = tuple(torch.from_numpy(v.copy()) for v in vs)
+
+    def g(*xs):  # sum(out_0 * c_0) + sum(out_1 * c_1) + ..., left to right as in the .tl wrapper
+        terms = [torch.sum(o * c) for o, c in zip(as_list(f(*xs)), cs)]
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        return total
+
+    value, hv = torch.autograd.functional.hvp(g, tuple(primals), v_t)
+    xs = [p.detach().clone().requires_grad_(True) for p in primals]
+    got = torch.autograd.grad(g(*xs), xs, allow_unused=True)
+    grads = [torch.zeros_like(x) if d is None else d for x, d in zip(xs, got)]
+    # independent check: forward over reverse with torch.func
+    _, hv2 = torch.func.jvp(torch.func.grad(g, argnums=tuple(range(len(primals)))), tuple(primals), v_t)
+    for k, a, b in zip(wrt, hv, hv2):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12,
+                                   msg=f"{case.name} seed {seed}: hvp wrt {k}: autograd.functional.hvp "
+                                       f"and torch.func forward-over-reverse disagree")
+    return {
+        "seed": seed,
+        "c": [enc(c) for c in cs],
+        "v": {k: enc(v) for k, v in zip(wrt, vs)},
+        "value": enc(value),
+        "grads": {k: enc(d) for k, d in zip(wrt, grads)},
+        "hvp": {k: enc(h) for k, h in zip(wrt, hv)},
+    }
 
 
 def record_case(case, seed: int) -> dict:
@@ -208,6 +315,14 @@ def main() -> None:
         "seeds": list(SEEDS),
         "cotangents": "rng = np.random.default_rng(1000 + seed), then per output in order: "
                       "rng.standard_normal(output.shape).astype(output.dtype)",
+        "tangents": "jvp: rng = np.random.default_rng(2000 + seed), then per wrt parameter in order: "
+                    "rng.standard_normal(param.shape).astype(param.dtype); torch.func.jvp(f, primals, tangents)",
+        "hvp": "g = sum(out_0 * c_0) + sum(out_1 * c_1) + ... over f's outputs; "
+               "c: rng = np.random.default_rng(3000 + seed), per output in order "
+               "rng.standard_normal(output.shape).astype(output.dtype); "
+               "v: rng = np.random.default_rng(4000 + seed), per wrt parameter in order "
+               "rng.standard_normal(param.shape).astype(param.dtype); "
+               "torch.autograd.functional.hvp(g, wrt tensors, v)",
         "regenerate": "see tests/reference/README.md",
     }
     lines = ["{", f'"header": {json.dumps(header, indent=1)},', '"cases": {']
@@ -221,6 +336,20 @@ def main() -> None:
         case_blocks.append(block)
     lines.append(",\n".join(case_blocks))
     lines.append("},")
+    # Forward mode and second order, in sections of their own so that the reverse-mode
+    # lines above stay as they were.
+    for section, record in (("jvp", record_jvp), ("hvp", record_hvp)):
+        lines.append(f"{dumps(section)}: {{")
+        blocks = []
+        for case in CASES:
+            if not case.torch or not case.grad_params() or case.name in SKIPPED[section]:
+                continue
+            meta = {"wrt": list(case.grad_params())}
+            seeds = [f"  {dumps(str(s))}: {dumps(record(case, s))}" for s in SEEDS]
+            blocks.append(f"{dumps(case.name)}: {dumps(meta)[:-1]}, \"seeds\": {{\n" + ",\n".join(seeds) + "}}")
+        lines.append(",\n".join(blocks))
+        lines.append("},")
+    lines.append(f'"skipped": {dumps(SKIPPED)},')
     lines.append('"walkthroughs": {')
     lines.append(",\n".join(f"{dumps(k)}: {dumps(record_walkthrough(v))}" for k, v in WALKTHROUGHS.items()))
     lines.append("}")
@@ -236,9 +365,22 @@ def main() -> None:
                 for k, v in case.inputs(s).items():
                     got = dec(rec["inputs"][k])
                     assert got.dtype == v.dtype and np.array_equal(got, v), (case.name, s, k)
+                if case.name in data["jvp"]:
+                    rec = data["jvp"][case.name]["seeds"][str(s)]
+                    want = normals_like([case.inputs(s)[k] for k in case.grad_params()], TANGENT_SEED_OFFSET, s)
+                    for k, w in zip(case.grad_params(), want):
+                        got = dec(rec["tangents"][k])
+                        assert got.dtype == w.dtype and np.array_equal(got, w), (case.name, s, k)
+    missing = [c.name for c in CASES if c.torch and c.grad_params()
+               and any(c.name not in data[sec] and c.name not in SKIPPED[sec] for sec in ("jvp", "hvp"))]
+    assert not missing, missing
     OUT.write_text(text)
     n = len(case_blocks)
-    print(f"wrote {OUT} ({n} cases x {len(SEEDS)} seeds, {len(WALKTHROUGHS)} walkthroughs, torch {torch.__version__})")
+    print(f"wrote {OUT} ({n} cases x {len(SEEDS)} seeds, jvp for {len(data['jvp'])} and hvp for "
+          f"{len(data['hvp'])} of them, {len(WALKTHROUGHS)} walkthroughs, torch {torch.__version__})")
+    for section, skipped in SKIPPED.items():
+        for name, reason in skipped.items():
+            print(f"{section} skipped for {name}: {reason}")
 
 
 if __name__ == "__main__":

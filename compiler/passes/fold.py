@@ -1,0 +1,57 @@
+"""Constant folding: operations on constants computed at compile time.
+
+Scalar literals are folded as they are built (build.apply). This pass also folds what
+is constant but not a scalar: a `full` constructor (zeros, ones, full) passed through
+elementwise ops, casts, reshapes and broadcasts stays a `full` of the computed value,
+and a sum over a `full` is its value times the element count when that is known.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import build as B
+from ..ir import Module, Node
+from ..primitives import REGISTRY
+from ..types import dim_prod
+from .common import map_nodes
+
+
+def _value(n: Node):
+    if n.op == "const":
+        return n.attr("value")
+    if n.op == "full":
+        return n.attr("value")
+    return None
+
+
+def _full(value, like: Node) -> Node:
+    if like.shape == ():
+        return B.const(value, like.type)
+    return B.retype(B.apply("full", shape=like.shape, value=value, dtype=like.dtype), like.dtype, like.type.weak)
+
+
+def fold_node(n: Node) -> Node:
+    if n.op in ("const", "full", "param", "dim", "eye"):
+        return n
+    values = [_value(i) for i in n.inputs]
+    if not n.inputs or any(v is None for v in values):
+        return n
+    prim = REGISTRY[n.op]
+    if prim.elementwise and prim.fold is not None:
+        args = [np.asarray(v, dtype=i.dtype.np)[()] for v, i in zip(values, n.inputs)]
+        with np.errstate(all="ignore"):
+            out = np.asarray(prim.fold(*args)).astype(n.dtype.np)[()].item()
+        return _full(out, n)
+    if n.op == "cast":
+        return _full(np.asarray(values[0]).astype(n.dtype.np)[()].item(), n)
+    if n.op in ("reshape", "broadcast_to", "transpose", "squeeze", "expand_dims", "stop_gradient"):
+        return _full(values[0], n)
+    if n.op == "sum":
+        count = dim_prod(n.inputs[0].shape[a] for a in n.attr("axes"))
+        if isinstance(count, int):
+            return _full(np.asarray(values[0] * count).astype(n.dtype.np)[()].item(), n)
+    return n
+
+
+def fold(module: Module) -> Module:
+    return map_nodes(module, fold_node)

@@ -1,0 +1,233 @@
+"""Algebraic simplification: named rewrite rules, applied bottom-up to a fixed point.
+
+Each rule looks at one node (whose inputs are already simplified) and returns an
+equal, cheaper node or None. A rewrite is kept only if it leaves the node's type
+(dtype and shape) unchanged. Rules never fold `x * 0` or `x - x` (NaN and inf make
+them wrong) and never drop a `where`.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from .. import build as B
+from ..ir import Module, Node
+from ..types import dim_prod
+from .common import fixed_point, map_nodes
+
+Rule = Callable[[Node], "Node | None"]
+RULES: list[tuple[str, Rule]] = []
+
+
+def rule(name: str):
+    def deco(fn):
+        RULES.append((name, fn))
+        return fn
+
+    return deco
+
+
+def _const(n: Node):
+    return n.attr("value") if n.op == "const" else None
+
+
+def _same_type(new: Node, old: Node) -> bool:
+    return new.shape == old.shape and new.dtype == old.dtype
+
+
+# ---- identities ------------------------------------------------------------------------------
+@rule("x * 1 = x, x + 0 = x, x - 0 = x, x / 1 = x, x ** 1 = x")
+def identities(n: Node):
+    if n.op not in ("mul", "add", "sub", "div", "pow"):
+        return None
+    a, b = n.inputs
+    unit = {"mul": 1, "add": 0, "sub": 0, "div": 1, "pow": 1}[n.op]
+    if _const(b) == unit and _same_type(a, n):
+        return a
+    if n.op in ("mul", "add") and _const(a) == unit and _same_type(b, n):
+        return b
+    return None
+
+
+@rule("--x = x, (-a) * (-b) = a * b, a + (-b) = a - b, a - (-b) = a + b, (-a) + b = b - a")
+def negations(n: Node):
+    if n.op == "neg" and n.inputs[0].op == "neg":
+        return n.inputs[0].inputs[0]
+    if n.op in ("mul", "div") and all(i.op == "neg" for i in n.inputs):
+        return B.apply(n.op, n.inputs[0].inputs[0], n.inputs[1].inputs[0])
+    if n.op == "add" and n.inputs[1].op == "neg":
+        return B.apply("sub", n.inputs[0], n.inputs[1].inputs[0])
+    if n.op == "add" and n.inputs[0].op == "neg":
+        return B.apply("sub", n.inputs[1], n.inputs[0].inputs[0])
+    if n.op == "sub" and n.inputs[1].op == "neg":
+        return B.apply("add", n.inputs[0], n.inputs[1].inputs[0])
+    if n.op == "mul" and _const(n.inputs[0]) == -1:
+        return B.apply("neg", n.inputs[1])
+    if n.op == "mul" and _const(n.inputs[1]) == -1:
+        return B.apply("neg", n.inputs[0])
+    return None
+
+
+# ---- constants ---------------------------------------------------------------------------------
+@rule("c1 * (c2 * x) = (c1 c2) * x, and likewise for + (constants gathered on the left)")
+def constant_chains(n: Node):
+    if n.op not in ("mul", "add"):
+        return None
+    a, b = n.inputs
+    if _const(b) is not None and _const(a) is None:  # constants first: c * x
+        a, b = b, a
+    if _const(a) is None:
+        return None
+    if b.op == n.op:
+        inner_c = next((i for i in b.inputs if _const(i) is not None), None)
+        if inner_c is not None:
+            other = b.inputs[1] if inner_c is b.inputs[0] else b.inputs[0]
+            c = B.apply(n.op, a, inner_c)  # folds: both constants
+            return B.apply(n.op, c, other)
+    if b.op == "neg" and n.op == "mul":  # c * -x = (-c) * x
+        return B.apply("mul", B.apply("neg", a), b.inputs[0])
+    if (a, b) != tuple(n.inputs):
+        return B.apply(n.op, a, b)
+    return None
+
+
+@rule("(c1 * a) * (c2 * b) = (c1 c2) * (a * b): constants gathered out of products")
+def constants_out_of_products(n: Node):
+    if n.op != "mul" or any(_const(i) is not None for i in n.inputs):
+        return None
+    parts, consts = [], []
+    for i in n.inputs:
+        if i.op == "mul" and _const(i.inputs[0]) is not None and _const(i.inputs[1]) is None:
+            consts.append(i.inputs[0])
+            parts.append(i.inputs[1])
+        else:
+            parts.append(i)
+    if not consts:
+        return None
+    c = consts[0] if len(consts) == 1 else B.apply("mul", *consts)
+    return B.apply("mul", c, B.apply("mul", *parts))
+
+
+@rule("x / c = x * (1 / c) for floating constants (a multiply is cheaper than a divide)")
+def divide_by_constant(n: Node):
+    if n.op == "div" and _const(n.inputs[1]) not in (None, 0) and n.dtype.is_float:
+        c = n.inputs[1]
+        return B.apply("mul", B.apply("div", B.like_const(1, c), c), n.inputs[0])
+    return None
+
+
+# ---- powers ------------------------------------------------------------------------------------
+@rule("x ** 2 = x * x, x ** 3 = (x * x) * x, x ** 4 = (x * x) * (x * x), x ** 0.5 = sqrt(x), x ** -1 = 1 / x")
+def small_powers(n: Node):
+    if n.op != "pow" or _const(n.inputs[1]) is None or n.inputs[0].shape != n.shape:
+        return None
+    x, e = n.inputs[0], _const(n.inputs[1])
+    if e == 2:
+        return B.apply("mul", x, x)
+    if e == 3:
+        sq = B.apply("mul", x, x)
+        return B.apply("mul", sq, x)
+    if e == 4:
+        sq = B.apply("mul", x, x)
+        return B.apply("mul", sq, sq)
+    if e == 0.5 and x.dtype.is_float:
+        return B.apply("sqrt", x)
+    if e == -1 and x.dtype.is_float:
+        return B.apply("div", B.like_const(1, x), x)
+    return None
+
+
+# ---- functions and their inverses -----------------------------------------------------------------
+@rule("log(exp(x)) = x")
+def log_exp(n: Node):
+    if n.op == "log" and n.inputs[0].op == "exp":
+        return n.inputs[0].inputs[0]
+    return None
+
+
+@rule("where(c, x, x) = x")
+def where_same(n: Node):
+    if n.op == "where" and n.inputs[1] is n.inputs[2] and _same_type(n.inputs[1], n):
+        return n.inputs[1]
+    return None
+
+
+# ---- shapes -------------------------------------------------------------------------------------------
+@rule("transpose(transpose(x)) = one transpose; identity permutations vanish")
+def transposes(n: Node):
+    if n.op != "transpose":
+        return None
+    perm = n.attr("perm")
+    x = n.inputs[0]
+    if x.op == "transpose":
+        inner = x.attr("perm")
+        perm = tuple(inner[p] for p in perm)
+        x = x.inputs[0]
+    if perm == tuple(range(len(perm))):
+        return x
+    if x is not n.inputs[0]:
+        return B.apply("transpose", x, perm=perm)
+    return None
+
+
+@rule("reshape(reshape(x)) = reshape(x); a reshape to the same shape vanishes")
+def reshapes(n: Node):
+    if n.op != "reshape":
+        return None
+    x = n.inputs[0]
+    if x.op == "reshape":
+        x = x.inputs[0]
+    if x.shape == n.shape:
+        return x
+    if x is not n.inputs[0]:
+        return B.apply("reshape", x, shape=n.shape)
+    return None
+
+
+@rule("sum(broadcast_to(s)) over everything = s * (element count), for a scalar s")
+def sum_of_broadcast(n: Node):
+    if n.op != "sum" or n.inputs[0].op != "broadcast_to":
+        return None
+    inner = n.inputs[0].inputs[0]
+    if inner.shape != () or len(n.attr("axes")) != n.inputs[0].type.rank or n.attr("keepdims"):
+        return None
+    count = dim_prod(n.inputs[0].shape)
+    return B.apply("mul", inner, B.dim_value(count))
+
+
+@rule("einsum of a transpose reads the operand with permuted subscripts")
+def einsum_transpose(n: Node):
+    if n.op != "einsum" or not any(i.op == "transpose" for i in n.inputs):
+        return None
+    from ..primitives.linalg import full_spec, parse_spec
+
+    subs, out, _ = parse_spec(n.attr("spec"), len(n.inputs))
+    if any("." in s for s in subs):
+        return None
+    new_ops, new_subs = [], []
+    for s, x in zip(subs, n.inputs):
+        if x.op == "transpose":
+            perm = x.attr("perm")
+            inner = [""] * len(perm)
+            for k, p in enumerate(perm):
+                inner[p] = s[k]
+            new_ops.append(x.inputs[0])
+            new_subs.append("".join(inner))
+        else:
+            new_ops.append(x)
+            new_subs.append(s)
+    return B.apply("einsum", *new_ops, spec=full_spec(new_subs, out))
+
+
+def simplify_node(n: Node) -> Node:
+    def guarded(fn):
+        def apply(node):
+            out = fn(node)
+            return out if out is not None and _same_type(out, node) else None
+
+        return apply
+
+    return fixed_point([guarded(fn) for _, fn in RULES], n)
+
+
+def simplify(module: Module) -> Module:
+    return map_nodes(module, simplify_node)

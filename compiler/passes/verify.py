@@ -1,0 +1,52 @@
+"""The IR verifier: run after every pass in the tests (and with TAPELESS_VERIFY=1).
+
+Checks that each node's type is what its primitive's rule gives for its inputs, that a
+function reads only its own parameters, and that a _fwd/_bwd pair still fits (as many
+residuals as _bwd takes). On failure it prints the IR around the bad node.
+"""
+from __future__ import annotations
+
+from ..ir import Function, Module, Node, topo_order
+from ..ir_print import format_function
+from ..primitives import REGISTRY
+
+
+class VerifyError(AssertionError):
+    pass
+
+
+def verify(module: Module, after: str = "") -> Module:
+    for fn in module.functions:
+        params = {p.id for p in fn.params}
+        for n in topo_order(fn.outputs):
+            if n.op == "param":
+                if n.id not in params:
+                    _fail(fn, n, f"reads parameter `{n.attr('name')}` of another function", after)
+                continue
+            if n.op in ("const", "dim", "full", "eye"):
+                continue  # leaves and constructors carry the type they were given
+            prim = REGISTRY[n.op]
+            want = prim.infer([i.type for i in n.inputs], dict(n.attrs))
+            if (want.dtype, want.shape) != (n.dtype, n.shape):
+                _fail(fn, n, f"has type {n.type} but its rule gives {want}", after)
+        if fn.kind == "fwd":
+            bwd = _sibling(module, fn.name[: -len("_fwd")] + "_bwd")
+            if bwd is not None:
+                n_res = len(fn.outputs) - fn.get("n_outputs")
+                if n_res != bwd.get("n_residuals"):
+                    _fail(fn, None, f"returns {n_res} residuals but the _bwd takes {bwd.get('n_residuals')}", after)
+    return module
+
+
+def _sibling(module: Module, name: str) -> Function | None:
+    for f in module.functions:
+        if f.name == name:
+            return f
+    return None
+
+
+def _fail(fn: Function, node: Node | None, message: str, after: str) -> None:
+    where = f" after pass `{after}`" if after else ""
+    what = f"node {node!r} " if node is not None else ""
+    text = format_function(fn)
+    raise VerifyError(f"IR verification failed{where} in `{fn.name}`: {what}{message}\n{text}")
