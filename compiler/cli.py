@@ -41,11 +41,16 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("file")
     k.add_argument("--sizes", default="", help="sizes for symbols, e.g. N=3,M=2")
 
-    g = sub.add_parser("graph", help="draw the forward and adjoint graphs of a function")
+    g = sub.add_parser("graph", help="draw the forward and adjoint graphs of a function (Graphviz)")
     g.add_argument("file")
-    g.add_argument("--fn", required=True)
-    g.add_argument("-o", "--output")
-    g.add_argument("--stage", default="adjoint")
+    g.add_argument("--fn", required=True, metavar="NAME",
+                   help="a fn (drawn with its derivatives) or a derivative function (NAME, NAME_fwd, NAME_bwd)")
+    g.add_argument("-o", "--output", metavar="OUT",
+                   help="OUT.dot or .gv (DOT text), .svg or .png (through Graphviz's dot); "
+                        "default: DOT on standard output")
+    g.add_argument("--stage", choices=("typed", "adjoint", "optimized"), default="adjoint")
+    g.add_argument("--collapse", choices=("none", "statements"), default="none",
+                   help="statements: one box per source statement (large graphs)")
     return p
 
 
@@ -91,9 +96,15 @@ def _check(args) -> int:
 
 
 def _graph(args) -> int:
-    from .graph import run_graph_command
+    from .graph import GraphError, graph_command
 
-    return run_graph_command(args)
+    source = _read(args.file)
+    if args.output not in (None, "-") and os.path.abspath(args.output) == os.path.abspath(args.file):
+        raise InputError(f"{args.output}: refusing to overwrite the source file")
+    try:
+        return graph_command(source, args.fn, args.output, args.stage, args.collapse)
+    except GraphError as e:
+        raise InputError(str(e)) from None
 
 
 COMMANDS = {"compile": _compile, "ir": _ir, "check": _check, "graph": _graph}

@@ -64,7 +64,7 @@ def compile_source(source: SourceFile | str, backend: str = "numpy", checks: boo
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     module = optimize_stage(ir_stage(source, float64=float64), opt_level)
-    return generate(module, Options(backend=backend, checks=checks), VERSION)
+    return generate(module, Options(backend=backend, checks=checks, opt_level=opt_level), VERSION)
 
 
 def compile_file(path: str | os.PathLike, backend: str = "numpy", checks: bool = True, opt_level: int = 1,

@@ -116,7 +116,7 @@ fn f(z: f32[N, C], k: i64[N], t: f32[N, C]) -> f32 {
     return mean(cross_entropy(z, k)) + mean(bce_with_logits(z, t)) + sum(softplus(z)) + sum(logsumexp(z, axis=1))
 }
 grad f wrt z
-""")
+""", opt_level=0)  # the plain one-statement-per-value form (fused loops rewrite it as ufunc calls)
     src = inspect.getsource(m.f_grad_bwd)
     assert "_sigmoid(z)" in src and "- t)" in src           # sigmoid(z) - t
     assert "_softmax(z, axis=1) - (k[..., None] == np.arange(C))" in src   # softmax - onehot

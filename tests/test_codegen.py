@@ -25,7 +25,8 @@ def test_compiled_twice_is_byte_identical_and_standalone(path):
     tree = ast.parse(a)
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported == {"numpy"}
+    assert "numpy" in imported
+    assert all(m == "numpy" or m.split(".")[0] in sys.stdlib_module_names for m in imported), imported
 
 
 def test_identical_across_processes_and_hash_seeds():
@@ -43,7 +44,7 @@ def test_identical_across_processes_and_hash_seeds():
 
 def test_readable_source_names_line_comments_and_docstrings(tl):
     src = "fn layer(x: f32[N, 5], w: f32[5, 3]) -> f32 {\n    z = x @ w\n    return sum(tanh(z))\n}\n"
-    text = compile_source(src, path="layer.tl")
+    text = compile_source(src, path="layer.tl", opt_level=0)  # -O1 and up fuse tanh and sum in a loop
     assert "    z = x @ w  # layer.tl:2\n" in text
     assert '"""layer(x: f32[N, 5], w: f32[5, 3]) -> f32' in text
     assert "return np.sum(np.tanh(z))  # layer.tl:3" in text

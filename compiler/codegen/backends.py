@@ -86,6 +86,37 @@ HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
     picked = xp.take_along_axis(logits, xp.asarray(labels)[..., None], axis=-1)[..., 0]
     return _logsumexp(logits, -1, False) - picked
 ''', ("logsumexp",)),
+    "blocks": ('''_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (xp.maximum(acc, v) if how == "max" else xp.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
+''', ()),
     "index_grad": ('''def _index_grad(g, shape, index):
     """Zeros of `shape` with g written at `index` (the transpose of basic indexing)."""
     out = xp.zeros(shape, dtype=g.dtype)
@@ -110,6 +141,10 @@ HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
     return out
 ''', ()),
 }
+
+
+# standard-library modules a helper needs
+HELPER_IMPORTS = {"blocks": ("import concurrent.futures", "import contextvars", "import os")}
 
 
 def helper_source(name: str, backend: Backend) -> str:

@@ -17,12 +17,17 @@ import numpy as np
 from ..ir import Function, Module, Node, topo_order, use_counts
 from ..primitives import REGISTRY
 from ..primitives.base import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
-from ..types import Dim, DType, TensorType, dim_text
+from ..types import Dim, DType, TensorType, dim_prod, dim_text
 from . import checks
-from .backends import BACKENDS, HELPERS, Backend, helper_closure, helper_source
+from .backends import BACKENDS, HELPER_IMPORTS, HELPERS, Backend, helper_closure, helper_source
+from .kernels import UFUNCS, Kernel, plan, schedule
 from .names import Names, sanitize_comment, sanitize_docstring
 
 CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "out_buffers", "residual_tuple")
+# ops that may meet inf/nan on the way to a right result: their functions run with
+# NumPy's floating-point warnings silenced
+QUIET_OPS = {"where", "exp", "expm1", "log", "log1p", "div", "pow", "sqrt", "tan", "sigmoid", "logsumexp",
+             "softmax", "log_softmax", "binary_cross_entropy", "cross_entropy"}
 # ops whose result may share memory with an argument: copied before being returned
 VIEW_OPS = {"transpose", "reshape", "broadcast_to", "index", "squeeze", "expand_dims", "stop_gradient",
             "diagonal"}
@@ -32,6 +37,12 @@ VIEW_OPS = {"transpose", "reshape", "broadcast_to", "index", "squeeze", "expand_
 class Options:
     backend: str = "numpy"
     checks: bool = True
+    opt_level: int = 1
+
+    @property
+    def fuse(self) -> bool:
+        """Cache-blocked loops for elementwise chains (NumPy only: on a GPU one pass is cheap)."""
+        return self.backend == "numpy" and self.opt_level >= 1
 
 
 class ModuleContext:
@@ -122,6 +133,23 @@ class FnContext:
         return self.vars[node.id]
 
 
+def _where(n: Node) -> str:
+    return f"{sanitize_comment(n.span.file, 60)}:{n.span.line}" if n.span else "?"
+
+
+def _comment(n: Node) -> str:
+    return f"# {_where(n)}" if n.span else ""
+
+
+def _dim_weight(d) -> tuple:
+    """Order sizes: symbolic ones (unknown, maybe large) above any literal."""
+    return (1, 0) if isinstance(d, Dim) else (0, d)
+
+
+def _positive(text: str) -> str:
+    return f"max(1, {text})" if not text.isdigit() else text
+
+
 def _literal_ok(c: Node, consumer: Node) -> bool:
     """May a const/dim be written as a plain Python number here? Only when another operand is a
     typed array of the same dtype, so NumPy's rules for Python scalars give exactly that dtype."""
@@ -165,7 +193,13 @@ class Body:
         for n in order:
             for i in n.inputs:
                 consumer[i.id] = n
-        for n in order:
+        kernels = plan(order, list(fn.outputs)) if ctx.mod.options.fuse else []
+        in_kernel = {n.id for k in kernels for n in k.nodes}
+        for item in schedule(order, kernels) if kernels else order:
+            if isinstance(item, Kernel):
+                self.kernel(item)
+                continue
+            n = item
             if n.op == "param":
                 self.exprs[n.id] = Expr(ctx.vars[n.id])
                 continue
@@ -182,7 +216,7 @@ class Body:
             inline = (
                 uses.get(n.id, 0) == 1 and n.id not in out_ids and n.name is None and user is not None
                 and n.span is not None and user.span is not None and n.span.line == user.span.line
-                and n.span.file == user.span.file and len(e.text) <= 72
+                and n.span.file == user.span.file and len(e.text) <= 72 and user.id not in in_kernel
             )
             if inline:
                 self.exprs[n.id] = e
@@ -193,6 +227,133 @@ class Body:
             self.exprs[n.id] = Expr(var)
         n_copy = fn.get("n_outputs", len(fn.outputs)) if fn.kind == "fwd" else len(fn.outputs)
         return [self.value(o, k < n_copy) for k, o in enumerate(fn.outputs)]
+
+    # ---- fused, cache-blocked loops (kernels.py plans them) -------------------------------------
+    def kernel(self, k: Kernel) -> None:
+        ctx, xp = self.ctx, self.ctx.xp
+        names = ctx.names
+        members = {m.id for m in k.members}
+        sinks = {s.id for s in k.sinks}
+        outputs = {o.id for o in k.outputs}
+        rows_dim = k.rows
+        lines = self.lines
+        lines.append(f"# a fused loop over blocks of rows ({', '.join(sorted({_where(n) for n in k.nodes}))})")
+        # full arrays for the values used after the loop
+        for o in k.outputs:
+            var = names.fresh(o.name or "t")
+            ctx.vars[o.id] = var
+            self.exprs[o.id] = Expr(var)
+            lines.append(f"{var} = {xp}.empty({ctx.shape(o.shape)}, dtype={ctx.dtype(o.dtype)})")
+        sink_vars = []
+        for s_ in k.sinks:
+            var = names.fresh(s_.name or "t")
+            ctx.vars[s_.id] = var
+            sink_vars.append(var)
+        fname = names.fresh(f"_fused{k.index}")
+        rows = names.fresh("rows")
+        body: list[str] = []
+        block: dict[int, str] = {}  # node id -> its value within one block
+        sliced: dict[int, str] = {}
+        order = k.members + k.sinks
+        last_use: dict[int, int] = {}
+        for pos, n in enumerate(order):
+            for i in n.inputs:
+                if i.id in members:
+                    last_use[i.id] = pos
+        scratch: list[tuple] = []  # (dtype, trailing shape)
+        free: dict[tuple, list[int]] = {}
+        holder: dict[int, int] = {}  # member id -> scratch index
+
+        def value_of(i: Node, n: Node, aligned: bool) -> Expr:
+            if i.id in members:
+                return Expr(block[i.id])
+            if aligned and i.type.rank >= 1 and i.shape[0] == rows_dim:
+                if i.id not in sliced:
+                    sliced[i.id] = names.fresh((ctx.vars.get(i.id) or "x").lstrip("_") + "_b")
+                return Expr(sliced[i.id])
+            return self.arg(i, n)
+
+        from .kernels import _row_aligned_inputs
+
+        stmts: list[str] = []
+        for pos, n in enumerate(k.members):
+            aligned = _row_aligned_inputs(n)
+            args = [value_of(i, n, al) for i, al in zip(n.inputs, aligned)]
+            dying = list(dict.fromkeys(i.id for i in n.inputs if i.id in holder and last_use.get(i.id) == pos))
+            if n.op in UFUNCS:
+                for d in dying:  # a ufunc may write over an input it reads
+                    free.setdefault(scratch[holder[d]], []).append(holder.pop(d))
+                ufunc, extra = UFUNCS[n.op]
+                if n.id in outputs:
+                    target = names.fresh(ctx.vars[n.id] + "_b")
+                    stmts.append(f"{target} = {ctx.vars[n.id]}[i:j]")
+                else:
+                    key = (n.dtype, tuple(n.shape[1:]))
+                    if free.get(key):
+                        sid = free[key].pop()
+                    else:
+                        sid = len(scratch)
+                        scratch.append(key)
+                    holder[n.id] = sid
+                    target = f"b{sid}"
+                parts = [a.text for a in args] + list(extra)
+                stmts.append(f"{xp}.{ufunc}({', '.join(parts)}, out={target})  {_comment(n)}")
+                block[n.id] = target
+            else:
+                e = REGISTRY[n.op].emit(ctx, args, n)
+                if n.id in outputs:
+                    target = names.fresh(ctx.vars[n.id] + "_b")
+                    stmts.append(f"{target} = {ctx.vars[n.id]}[i:j]")
+                    stmts.append(f"{target}[...] = {e.text}  {_comment(n)}")
+                else:
+                    target = names.fresh(n.name or "t")
+                    stmts.append(f"{target} = {e.text}  {_comment(n)}")
+                block[n.id] = target
+                for d in dying:
+                    free.setdefault(scratch[holder[d]], []).append(holder.pop(d))
+        accs = []
+        for s_ in k.sinks:
+            src = block[s_.inputs[0].id]
+            e = REGISTRY[s_.op].emit(ctx, [Expr(src)], s_)
+            acc = names.fresh("acc")
+            accs.append((acc, s_))
+            if s_.op == "sum":
+                stmts.append(f"{acc} += {e.text}  {_comment(s_)}")
+            else:
+                ufunc = "maximum" if s_.op == "max" else "minimum"
+                stmts.append(f"p = {e.text}  {_comment(s_)}")
+                stmts.append(f"{acc} = p if {acc} is None else {xp}.{ufunc}({acc}, p)")
+        body.append(f"def {fname}(lo, hi):")
+        inner = []
+        for sid, (dt, trailing) in enumerate(scratch):
+            dims = ", ".join([f"min({rows}, hi - lo)"] + [ctx.dim(d) for d in trailing])
+            inner.append(f"s{sid} = {xp}.empty(({dims}{',' if not trailing else ''}), dtype={ctx.dtype(dt)})")
+        for acc, s_ in accs:
+            if s_.op == "sum":
+                inner.append(f"{acc} = {xp}.zeros({ctx.shape(s_.shape)}, dtype={ctx.dtype(s_.dtype)})")
+            else:
+                inner.append(f"{acc} = None")
+        inner.append(f"for i in range(lo, hi, {rows}):")
+        loop = [f"j = min(i + {rows}, hi)"]
+        loop += [f"b{sid} = s{sid}[:j - i]" for sid in range(len(scratch))]
+        loop += [f"{var} = {self.exprs[nid].text if nid in self.exprs else ctx.vars[nid]}[i:j]"
+                 for nid, var in sliced.items()]
+        loop += stmts
+        inner += ["    " + line for line in loop]
+        inner.append("return (" + "".join(f"{a}, " for a, _ in accs) + ")")
+        body += ["    " + line for line in inner]
+        widest = max((dim_prod(m.shape[1:]) for m in k.members), key=_dim_weight)
+        body.append(f"{rows} = max(1, _BLOCK // {_positive(ctx.dim(widest))})")
+        combine = "(" + "".join(f"{s_.op!r}, " for s_ in k.sinks) + ")"
+        size = ctx.dim(dim_prod((k.rows, widest)))
+        call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {rows}, {size}, {combine})"
+        if sink_vars:
+            body.append(f"{', '.join(sink_vars)}, = {call}")
+        else:
+            body.append(call)
+        for s_, var in zip(k.sinks, sink_vars):
+            self.exprs[s_.id] = Expr(var)
+        lines.extend(body)
 
     def arg(self, i: Node, user: Node) -> Expr:
         if i.op in ("const", "dim"):
@@ -272,7 +433,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     if mod.options.checks:
         body += checks.convert_lines(ctx, fn.name, checked)
         body += checks.rank_lines(ctx, fn.name, checked)
-    needed = None if mod.options.checks else _symbols_used(fn)
+    needed = None if mod.options.checks else _symbols_used(fn, mod.options.fuse)
     sym_lines, bound = checks.bind_symbols(ctx, arrays, carriers, needed)
     body += sym_lines
     if mod.options.checks:
@@ -283,8 +444,9 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     if b.return_span is not None and b.return_span.span is not None:
         n = b.return_span
         returns[-1] += f"  # {sanitize_comment(n.span.file, 60)}:{n.span.line}"
-    if any(n.op == "where" for n in topo_order(fn.outputs)):
-        # a masked branch may compute inf/nan (sqrt of a negative) that `where` then drops
+    if any(n.op in QUIET_OPS for n in topo_order(fn.outputs)):
+        # never a floating-point warning (as PyTorch): a masked branch may compute inf/nan
+        # (sqrt of a negative) that `where` then drops; exp overflows to an exact 0 in sigmoid
         body.append(f"with {ctx.helper('quiet')}():")
         body += _indent(b.lines + returns)
     else:
@@ -293,7 +455,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _symbols_used(fn: Function) -> set[str]:
+def _symbols_used(fn: Function, fuse: bool) -> set[str]:
     """Size symbols the body's code mentions (without checks, only these need binding)."""
     used: set[str] = set()
 
@@ -307,8 +469,10 @@ def _symbols_used(fn: Function) -> set[str]:
     for n in topo_order(fn.outputs):
         for _, v in n.attrs:
             visit(v)
-        if n.op in ("full", "eye", "index_grad", "take_grad", "take_along_axis_grad", "broadcast_to", "reshape"):
-            visit(tuple(n.shape))
+        allocates = n.op in ("full", "eye", "index_grad", "take_grad", "take_along_axis_grad", "broadcast_to",
+                             "reshape")
+        if allocates or (fuse and n.type.rank and (REGISTRY[n.op].elementwise or n.op in ("sum", "max", "min"))):
+            visit(tuple(n.shape))  # constructors and fused loops allocate arrays of these sizes
     return used
 
 
@@ -414,10 +578,14 @@ def generate(module: Module, options: Options, version: str) -> str:
         doc.append(f"    {py}{note}")
     doc.append('"""')
     out = doc + [""]
+    stdlib = set()
+    if "quiet" in _closure(mod):
+        stdlib |= set(backend.imports)
+    for h in _closure(mod):
+        stdlib |= set(HELPER_IMPORTS.get(h, ()))
+    out += sorted(stdlib) + ([""] if stdlib else [])
     out += [f"import {backend.module} as {backend.alias}"] if backend.module != backend.alias else [
         f"import {backend.module}"]
-    if "quiet" in _closure(mod) and backend.imports:
-        out += list(backend.imports)
     out.append("")
     for dt in sorted(mod.dtype_consts, key=lambda d: d.short):
         out.append(f"_{dt.short.upper()} = {backend.alias}.dtype({backend.alias}.{dt.numpy_name})")

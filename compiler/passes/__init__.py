@@ -1,7 +1,8 @@
 """Optimisation passes: each a function from Module to Module, listed in order in PIPELINE.
 
     -O0   nothing: the IR as lowering and differentiation built it
-    -O1   fold (constants), simplify (named algebraic rules, to a fixed point), cse
+    -O1   expand (stable composites in primitives), fold (constants), simplify (named
+          algebraic rules, to a fixed point), cse
     -O2   as -O1, then residuals (fewer values saved by _fwd when recomputing is cheap)
 
 Code generation then plans memory (in-place ufuncs into dead temporaries) and runs long
@@ -14,6 +15,7 @@ import os
 
 from ..ir import Module
 from .cse import cse
+from .expand import expand
 from .fold import fold
 from .residuals import fewer_residuals
 from .simplify import simplify
@@ -21,8 +23,8 @@ from .verify import verify
 
 PIPELINE: dict[int, tuple] = {
     0: (),
-    1: (fold, simplify, cse),
-    2: (fold, simplify, cse, fewer_residuals),
+    1: (expand, fold, simplify, cse),
+    2: (expand, fold, simplify, cse, fewer_residuals),
 }
 
 

@@ -68,6 +68,26 @@ def negations(n: Node):
 
 
 # ---- constants ---------------------------------------------------------------------------------
+@rule("op(full(c), x) = op(c, x) when x alone has the result's shape (no constant array is made)")
+def full_operands(n: Node):
+    from ..primitives import REGISTRY
+
+    if not REGISTRY[n.op].elementwise or len(n.inputs) < 2:
+        return None
+    fulls = [k for k, i in enumerate(n.inputs) if i.op == "full"]
+    if not fulls:
+        return None
+    args = list(n.inputs)
+    for k in fulls:
+        args[k] = B.const(n.inputs[k].attr("value"), n.inputs[k].type.with_(shape=()))
+    from ..types import broadcast_shapes
+
+    if broadcast_shapes(*[a.shape for a in args]) != n.shape:
+        return None
+    return B.apply(n.op, *args, **n.attr_dict)
+
+
+
 @rule("c1 * (c2 * x) = (c1 c2) * x, and likewise for + (constants gathered on the left)")
 def constant_chains(n: Node):
     if n.op not in ("mul", "add"):

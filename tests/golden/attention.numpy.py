@@ -12,6 +12,10 @@ Functions:
     attention_vjp_bwd
 """
 
+import concurrent.futures
+import contextvars
+import os
+
 import numpy as np
 
 _F32 = np.dtype(np.float32)
@@ -75,6 +79,43 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
+_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
+
+
+def _quiet():
+    """Silence floating-point warnings where inf/nan are expected and handled."""
+    return np.errstate(all="ignore")
+
+
 def _softmax(x, axis):
     """exp(x - max) / sum(exp(x - max)), in place on one temporary."""
     e = x - np.max(x, axis=axis, keepdims=True)
@@ -100,9 +141,24 @@ def attention(q, k, v):
     D = q.shape[1]
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
-    scores = np.einsum('td,sd->ts', q, k) / np.sqrt(np.float32(D))  # cases/attention.tl:3
-    p = _softmax(scores, axis=1)  # cases/attention.tl:4
-    return p @ v  # cases/attention.tl:5
+    with _quiet():
+        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
+        # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
+        p = np.empty((T, T), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
+                p_b = p[i:j]
+                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+            return ()
+        rows = max(1, _BLOCK // max(1, T))
+        _blocks(_fused0, T, rows, T*T, ())
+        return p @ v  # cases/attention.tl:5
 
 
 def attention_loss(q, k, v):
@@ -122,10 +178,38 @@ def attention_loss(q, k, v):
     D = q.shape[1]
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_loss', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
-    scores = np.einsum('td,sd->ts', q, k) / np.sqrt(np.float32(D))  # cases/attention.tl:3
-    p = _softmax(scores, axis=1)  # cases/attention.tl:4
-    t = p @ v  # cases/attention.tl:5
-    return np.sum(t * t)  # cases/attention.tl:9
+    with _quiet():
+        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
+        # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
+        p = np.empty((T, T), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
+                p_b = p[i:j]
+                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+            return ()
+        rows = max(1, _BLOCK // max(1, T))
+        _blocks(_fused0, T, rows, T*T, ())
+        t_2 = p @ v  # cases/attention.tl:5
+        # a fused loop over blocks of rows (cases/attention.tl:9)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo), D), dtype=np.float32)
+            acc = np.zeros((), dtype=np.float32)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                t_2_b = t_2[i:j]
+                np.multiply(t_2_b, t_2_b, out=b0)  # cases/attention.tl:9
+                acc += np.sum(b0)  # cases/attention.tl:9
+            return (acc, )
+        rows_1 = max(1, _BLOCK // max(1, D))
+        t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
+        return t_3
 
 
 def attention_loss_grad(q, k, v, *, out=None):
@@ -148,25 +232,69 @@ def attention_loss_grad(q, k, v, *, out=None):
     D = q.shape[1]
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_loss_grad', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
-    t = np.sqrt(np.float32(D))  # cases/attention.tl:3
-    scores = np.einsum('td,sd->ts', q, k) / t  # cases/attention.tl:3
-    p = _softmax(scores, axis=1)  # cases/attention.tl:4
-    t_1 = p @ v  # cases/attention.tl:5
-    value = np.sum(t_1 * t_1)  # cases/attention.tl:9
-    t_2 = 2 * t_1  # cases/attention.tl:9
-    d_p = t_2 @ v.T  # cases/attention.tl:5
-    d_scores = p * (d_p - np.sum(d_p * p, axis=1, keepdims=True))  # cases/attention.tl:4
-    t_3 = d_scores / t  # cases/attention.tl:3
-    d_q = np.einsum('ts,sd->td', t_3, k)  # cases/attention.tl:3
-    d_k = np.einsum('ts,td->sd', t_3, q)  # cases/attention.tl:3
-    d_v = p.T @ t_2  # cases/attention.tl:5
-    if out is not None:
-        out_q, out_k, out_v = _out_buffers(out, (('q', _F32, (T, D)), ('k', _F32, (T, D)), ('v', _F32, (T, D)),), 'attention_loss_grad')
-        out_q += d_q
-        out_k += d_k
-        out_v += d_v
-        return value, out_q, out_k, out_v
-    return value, d_q, d_k, d_v
+    with _quiet():
+        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
+        # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
+        p = np.empty((T, T), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
+                p_b = p[i:j]
+                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+            return ()
+        rows = max(1, _BLOCK // max(1, T))
+        _blocks(_fused0, T, rows, T*T, ())
+        t_2 = p @ v  # cases/attention.tl:5
+        # a fused loop over blocks of rows (cases/attention.tl:9)
+        t_3 = np.empty((T, D), dtype=np.float32)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo), D), dtype=np.float32)
+            acc = np.zeros((), dtype=np.float32)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                t_2_b = t_2[i:j]
+                np.multiply(t_2_b, t_2_b, out=b0)  # cases/attention.tl:9
+                t_3_b = t_3[i:j]
+                np.multiply(2, t_2_b, out=t_3_b)  # cases/attention.tl:9
+                acc += np.sum(b0)  # cases/attention.tl:9
+            return (acc, )
+        rows_1 = max(1, _BLOCK // max(1, D))
+        t_4, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
+        d_p = t_3 @ v.T  # cases/attention.tl:5
+        # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
+        t_5 = np.empty((T, T), dtype=np.float32)
+        def _fused2(lo, hi):
+            s0 = np.empty((min(rows_2, hi - lo), T), dtype=np.float32)
+            for i in range(lo, hi, rows_2):
+                j = min(i + rows_2, hi)
+                b0 = s0[:j - i]
+                d_p_b = d_p[i:j]
+                p_b_1 = p[i:j]
+                np.multiply(d_p_b, p_b_1, out=b0)  # cases/attention.tl:4
+                t_6 = np.sum(b0, axis=1, keepdims=True)  # cases/attention.tl:4
+                np.subtract(d_p_b, t_6, out=b0)  # cases/attention.tl:4
+                np.multiply(p_b_1, b0, out=b0)  # cases/attention.tl:4
+                t_5_b = t_5[i:j]
+                np.divide(b0, t_1, out=t_5_b)  # cases/attention.tl:3
+            return ()
+        rows_2 = max(1, _BLOCK // max(1, T))
+        _blocks(_fused2, T, rows_2, T*T, ())
+        d_q = np.einsum('ts,sd->td', t_5, k)  # cases/attention.tl:3
+        d_k = np.einsum('ts,td->sd', t_5, q)  # cases/attention.tl:3
+        d_v = p.T @ t_3  # cases/attention.tl:5
+        if out is not None:
+            out_q, out_k, out_v = _out_buffers(out, (('q', _F32, (T, D)), ('k', _F32, (T, D)), ('v', _F32, (T, D)),), 'attention_loss_grad')
+            out_q += d_q
+            out_k += d_k
+            out_v += d_v
+            return t_4, out_q, out_k, out_v
+        return t_4, d_q, d_k, d_v
 
 
 def attention_loss_grad_fwd(q, k, v):
@@ -196,11 +324,38 @@ def attention_loss_grad_fwd(q, k, v):
     D = q.shape[1]
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_loss_grad_fwd', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
-    t = np.sqrt(np.float32(D))  # cases/attention.tl:3
-    scores = np.einsum('td,sd->ts', q, k) / t  # cases/attention.tl:3
-    p = _softmax(scores, axis=1)  # cases/attention.tl:4
-    t_1 = p @ v  # cases/attention.tl:5
-    return np.sum(t_1 * t_1), (q, k, t, p, v, t_1)  # cases/attention.tl:9
+    with _quiet():
+        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
+        # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
+        p = np.empty((T, T), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
+                p_b = p[i:j]
+                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+            return ()
+        rows = max(1, _BLOCK // max(1, T))
+        _blocks(_fused0, T, rows, T*T, ())
+        t_2 = p @ v  # cases/attention.tl:5
+        # a fused loop over blocks of rows (cases/attention.tl:9)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo), D), dtype=np.float32)
+            acc = np.zeros((), dtype=np.float32)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                t_2_b = t_2[i:j]
+                np.multiply(t_2_b, t_2_b, out=b0)  # cases/attention.tl:9
+                acc += np.sum(b0)  # cases/attention.tl:9
+            return (acc, )
+        rows_1 = max(1, _BLOCK // max(1, D))
+        t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
+        return t_3, (q, k, t_1, p, v, t_2)
 
 
 def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -216,20 +371,50 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
         seed = _scalar(seed, _F32, 'attention_loss_grad_bwd', 'seed', 'f32')
     T = q.shape[0]
     D = q.shape[1]
-    t = 2 * (seed * r5)  # cases/attention.tl:9
-    d_p = t @ v.T  # cases/attention.tl:5
-    d_scores = p * (d_p - np.sum(d_p * p, axis=1, keepdims=True))  # cases/attention.tl:4
-    t_1 = d_scores / r2  # cases/attention.tl:3
-    d_q = np.einsum('ts,sd->td', t_1, k)  # cases/attention.tl:3
-    d_k = np.einsum('ts,td->sd', t_1, q)  # cases/attention.tl:3
-    d_v = p.T @ t  # cases/attention.tl:5
-    if out is not None:
-        out_q, out_k, out_v = _out_buffers(out, (('q', _F32, (T, D)), ('k', _F32, (T, D)), ('v', _F32, (T, D)),), 'attention_loss_grad_bwd')
-        out_q += d_q
-        out_k += d_k
-        out_v += d_v
-        return (out_q, out_k, out_v)
-    return (d_q, d_k, d_v)
+    with _quiet():
+        # a fused loop over blocks of rows (cases/attention.tl:9)
+        t = np.empty((T, D), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), D), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                r5_b = r5[i:j]
+                np.multiply(seed, r5_b, out=b0)  # cases/attention.tl:9
+                t_b = t[i:j]
+                np.multiply(2, b0, out=t_b)  # cases/attention.tl:9
+            return ()
+        rows = max(1, _BLOCK // max(1, D))
+        _blocks(_fused0, T, rows, D*T, ())
+        d_p = t @ v.T  # cases/attention.tl:5
+        # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
+        t_1 = np.empty((T, T), dtype=np.float32)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo), T), dtype=np.float32)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                d_p_b = d_p[i:j]
+                p_b = p[i:j]
+                np.multiply(d_p_b, p_b, out=b0)  # cases/attention.tl:4
+                t_2 = np.sum(b0, axis=1, keepdims=True)  # cases/attention.tl:4
+                np.subtract(d_p_b, t_2, out=b0)  # cases/attention.tl:4
+                np.multiply(p_b, b0, out=b0)  # cases/attention.tl:4
+                t_1_b = t_1[i:j]
+                np.divide(b0, r2, out=t_1_b)  # cases/attention.tl:3
+            return ()
+        rows_1 = max(1, _BLOCK // max(1, T))
+        _blocks(_fused1, T, rows_1, T*T, ())
+        d_q = np.einsum('ts,sd->td', t_1, k)  # cases/attention.tl:3
+        d_k = np.einsum('ts,td->sd', t_1, q)  # cases/attention.tl:3
+        d_v = p.T @ t  # cases/attention.tl:5
+        if out is not None:
+            out_q, out_k, out_v = _out_buffers(out, (('q', _F32, (T, D)), ('k', _F32, (T, D)), ('v', _F32, (T, D)),), 'attention_loss_grad_bwd')
+            out_q += d_q
+            out_k += d_k
+            out_v += d_v
+            return (out_q, out_k, out_v)
+        return (d_q, d_k, d_v)
 
 
 def attention_vjp(q, k, v, ct0, *, out=None):
@@ -254,15 +439,30 @@ def attention_vjp(q, k, v, ct0, *, out=None):
     D = q.shape[1]
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D) or ct0.shape != (T, D):
         _shape_error('attention_vjp', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)), (ct0, 'ct0', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
-    scores = np.einsum('td,sd->ts', q, k) / np.sqrt(np.float32(D))  # cases/attention.tl:3
-    p = _softmax(scores, axis=1)  # cases/attention.tl:4
-    value = p @ v  # cases/attention.tl:5
-    d_v = p.T @ ct0  # cases/attention.tl:5
-    if out is not None:
-        out_v, = _out_buffers(out, (('v', _F32, (T, D)),), 'attention_vjp')
-        out_v += d_v
-        return value, out_v
-    return value, d_v
+    with _quiet():
+        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
+        # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
+        p = np.empty((T, T), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
+                p_b = p[i:j]
+                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+            return ()
+        rows = max(1, _BLOCK // max(1, T))
+        _blocks(_fused0, T, rows, T*T, ())
+        value = p @ v  # cases/attention.tl:5
+        d_v = p.T @ ct0  # cases/attention.tl:5
+        if out is not None:
+            out_v, = _out_buffers(out, (('v', _F32, (T, D)),), 'attention_vjp')
+            out_v += d_v
+            return value, out_v
+        return value, d_v
 
 
 def attention_vjp_fwd(q, k, v):
@@ -287,9 +487,24 @@ def attention_vjp_fwd(q, k, v):
     D = q.shape[1]
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_vjp_fwd', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
-    scores = np.einsum('td,sd->ts', q, k) / np.sqrt(np.float32(D))  # cases/attention.tl:3
-    p = _softmax(scores, axis=1)  # cases/attention.tl:4
-    return p @ v, (p,)  # cases/attention.tl:5
+    with _quiet():
+        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
+        # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
+        p = np.empty((T, T), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
+                p_b = p[i:j]
+                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+            return ()
+        rows = max(1, _BLOCK // max(1, T))
+        _blocks(_fused0, T, rows, T*T, ())
+        return p @ v, (p,)  # cases/attention.tl:5
 
 
 def attention_vjp_bwd(residuals, ct0, *, out=None):

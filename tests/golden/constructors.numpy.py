@@ -8,6 +8,10 @@ Functions:
     ctors_grad_bwd
 """
 
+import concurrent.futures
+import contextvars
+import os
+
 import numpy as np
 
 _F32 = np.dtype(np.float32)
@@ -71,6 +75,38 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
+_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
+
+
 def ctors(x):
     """ctors(x: f32[N, 3]) -> f32
 
@@ -84,9 +120,31 @@ def ctors(x):
     if x.shape != (N, 3):
         _shape_error('ctors', ((x, 'x', 'f32[N, 3]', (N, 3)),), (('N', N, 'x'),))
     e = np.eye(3, dtype=np.float32)  # cases/constructors.tl:4
-    f = np.full((N, 1), 0.5, dtype=np.float32)  # cases/constructors.tl:5
-    t = np.sum(x * np.full((N, 3), 2.0, dtype=np.float32) + x @ e * f) + np.sum(np.zeros((N, 3), dtype=np.float32))  # cases/constructors.tl:6
-    return t + np.sum(N * np.ones((N, 3), dtype=np.float32))  # cases/constructors.tl:6
+    t = x @ e  # cases/constructors.tl:6
+    t_1 = np.ones((N, 3), dtype=np.float32)  # cases/constructors.tl:6
+    # a fused loop over blocks of rows (cases/constructors.tl:6)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
+        s1 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
+        acc = np.zeros((), dtype=np.float32)
+        acc_1 = np.zeros((), dtype=np.float32)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            x_b = x[i:j]
+            t_b = t[i:j]
+            t_1_b = t_1[i:j]
+            np.multiply(2, x_b, out=b0)  # cases/constructors.tl:6
+            np.multiply(0.5, t_b, out=b1)  # cases/constructors.tl:6
+            np.add(b0, b1, out=b1)  # cases/constructors.tl:6
+            np.multiply(N, t_1_b, out=b0)  # cases/constructors.tl:6
+            acc += np.sum(b1)  # cases/constructors.tl:6
+            acc_1 += np.sum(b0)  # cases/constructors.tl:6
+        return (acc, acc_1, )
+    rows = max(1, _BLOCK // 3)
+    t_2, t_3, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ))
+    return t_2 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_3  # cases/constructors.tl:6
 
 
 def ctors_grad(x, *, out=None):
@@ -104,11 +162,37 @@ def ctors_grad(x, *, out=None):
     N = x.shape[0]
     if x.shape != (N, 3):
         _shape_error('ctors_grad', ((x, 'x', 'f32[N, 3]', (N, 3)),), (('N', N, 'x'),))
-    t = np.full((N, 3), 2.0, dtype=np.float32)  # cases/constructors.tl:6
     e = np.eye(3, dtype=np.float32)  # cases/constructors.tl:4
-    f = np.full((N, 1), 0.5, dtype=np.float32)  # cases/constructors.tl:5
-    value = np.sum(x * t + x @ e * f) + np.sum(np.zeros((N, 3), dtype=np.float32)) + np.sum(N * np.ones((N, 3), dtype=np.float32))  # cases/constructors.tl:6
-    d_x = np.full((N, 3), 0.5, dtype=np.float32) @ e.T + t  # cases/constructors.tl:6
+    t = x @ e  # cases/constructors.tl:6
+    t_1 = np.ones((N, 3), dtype=np.float32)  # cases/constructors.tl:6
+    t_2 = np.full((N, 3), 0.5, dtype=np.float32) @ e.T  # cases/constructors.tl:6
+    # a fused loop over blocks of rows (cases/constructors.tl:6)
+    d_x = np.empty((N, 3), dtype=np.float32)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
+        s1 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
+        acc = np.zeros((), dtype=np.float32)
+        acc_1 = np.zeros((), dtype=np.float32)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            x_b = x[i:j]
+            t_b = t[i:j]
+            t_1_b = t_1[i:j]
+            t_2_b = t_2[i:j]
+            np.multiply(2, x_b, out=b0)  # cases/constructors.tl:6
+            np.multiply(0.5, t_b, out=b1)  # cases/constructors.tl:6
+            np.add(b0, b1, out=b1)  # cases/constructors.tl:6
+            np.multiply(N, t_1_b, out=b0)  # cases/constructors.tl:6
+            d_x_b = d_x[i:j]
+            np.add(2, t_2_b, out=d_x_b)  # cases/constructors.tl:6
+            acc += np.sum(b1)  # cases/constructors.tl:6
+            acc_1 += np.sum(b0)  # cases/constructors.tl:6
+        return (acc, acc_1, )
+    rows = max(1, _BLOCK // 3)
+    t_3, t_4, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ))
+    value = t_3 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_4  # cases/constructors.tl:6
     if out is not None:
         out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad')
         out_x += d_x
@@ -135,10 +219,33 @@ def ctors_grad_fwd(x):
     N = x.shape[0]
     if x.shape != (N, 3):
         _shape_error('ctors_grad_fwd', ((x, 'x', 'f32[N, 3]', (N, 3)),), (('N', N, 'x'),))
-    t = np.full((N, 3), 2.0, dtype=np.float32)  # cases/constructors.tl:6
     e = np.eye(3, dtype=np.float32)  # cases/constructors.tl:4
+    t = x @ e  # cases/constructors.tl:6
+    t_1 = np.ones((N, 3), dtype=np.float32)  # cases/constructors.tl:6
+    # a fused loop over blocks of rows (cases/constructors.tl:6)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
+        s1 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
+        acc = np.zeros((), dtype=np.float32)
+        acc_1 = np.zeros((), dtype=np.float32)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            x_b = x[i:j]
+            t_b = t[i:j]
+            t_1_b = t_1[i:j]
+            np.multiply(2, x_b, out=b0)  # cases/constructors.tl:6
+            np.multiply(0.5, t_b, out=b1)  # cases/constructors.tl:6
+            np.add(b0, b1, out=b1)  # cases/constructors.tl:6
+            np.multiply(N, t_1_b, out=b0)  # cases/constructors.tl:6
+            acc += np.sum(b1)  # cases/constructors.tl:6
+            acc_1 += np.sum(b0)  # cases/constructors.tl:6
+        return (acc, acc_1, )
+    rows = max(1, _BLOCK // 3)
+    t_2, t_3, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ))
     f = np.full((N, 1), 0.5, dtype=np.float32)  # cases/constructors.tl:5
-    return np.sum(x * t + x @ e * f) + np.sum(np.zeros((N, 3), dtype=np.float32)) + np.sum(N * np.ones((N, 3), dtype=np.float32)), (t, e, f)  # cases/constructors.tl:6
+    return t_2 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_3, (np.full((N, 3), 2.0, dtype=np.float32), e, f)  # cases/constructors.tl:6
 
 
 def ctors_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -153,7 +260,24 @@ def ctors_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float32:
         seed = _scalar(seed, _F32, 'ctors_grad_bwd', 'seed', 'f32')
     N = r0.shape[0]
-    d_x = np.broadcast_to(seed.reshape((1, 1)), (N, 3)) * f @ e.T + seed * r0  # cases/constructors.tl:6
+    t = np.broadcast_to(seed.reshape((1, 1)), (N, 3))  # cases/constructors.tl:6
+    # a fused loop over blocks of rows (cases/constructors.tl:6)
+    t_1 = np.empty((N, 3), dtype=np.float32)
+    t_2 = np.empty((N, 3), dtype=np.float32)
+    def _fused0(lo, hi):
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            t_b = t[i:j]
+            f_b = f[i:j]
+            r0_b = r0[i:j]
+            t_1_b = t_1[i:j]
+            np.multiply(t_b, f_b, out=t_1_b)  # cases/constructors.tl:6
+            t_2_b = t_2[i:j]
+            np.multiply(seed, r0_b, out=t_2_b)  # cases/constructors.tl:6
+        return ()
+    rows = max(1, _BLOCK // 3)
+    _blocks(_fused0, N, rows, 3*N, ())
+    d_x = t_1 @ e.T + t_2  # cases/constructors.tl:6
     if out is not None:
         out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad_bwd')
         out_x += d_x

@@ -8,6 +8,10 @@ Functions:
     td_loss_grad_bwd
 """
 
+import concurrent.futures
+import contextvars
+import os
+
 import numpy as np
 
 _F64 = np.dtype(np.float64)
@@ -71,6 +75,38 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
+_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
+
+
 def td_loss(w, x, x_next, r):
     """td_loss(w: f64[D], x: f64[D], x_next: f64[D], r: f64) -> f64
 
@@ -89,9 +125,29 @@ def td_loss(w, x, x_next, r):
     D = w.shape[0]
     if w.shape != (D,) or x.shape != (D,) or x_next.shape != (D,):
         _shape_error('td_loss', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
-    target = r + 0.9 * np.sum(w * x_next)  # cases/detach.tl:3
-    t = np.sum(w * x) - target  # cases/detach.tl:4
-    return t * t  # cases/detach.tl:4
+    # a fused loop over blocks of rows (cases/detach.tl:3, cases/detach.tl:4)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        acc = np.zeros((), dtype=np.float64)
+        acc_1 = np.zeros((), dtype=np.float64)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            w_b = w[i:j]
+            x_b = x[i:j]
+            x_next_b = x_next[i:j]
+            np.multiply(w_b, x_b, out=b0)  # cases/detach.tl:4
+            np.multiply(w_b, x_next_b, out=b1)  # cases/detach.tl:3
+            acc += np.sum(b0)  # cases/detach.tl:4
+            acc_1 += np.sum(b1)  # cases/detach.tl:3
+        return (acc, acc_1, )
+    rows = max(1, _BLOCK // 1)
+    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ))
+    target = r + 0.9 * t_1  # cases/detach.tl:3
+    t_2 = t - target  # cases/detach.tl:4
+    return t_2 * t_2  # cases/detach.tl:4
 
 
 def td_loss_grad(w, x, x_next, r, *, out=None):
@@ -115,10 +171,43 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
     D = w.shape[0]
     if w.shape != (D,) or x.shape != (D,) or x_next.shape != (D,):
         _shape_error('td_loss_grad', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
-    target = r + 0.9 * np.sum(w * x_next)  # cases/detach.tl:3
-    t = np.sum(w * x) - target  # cases/detach.tl:4
-    value = t * t  # cases/detach.tl:4
-    d_w = 2 * (t * x)  # cases/detach.tl:4
+    # a fused loop over blocks of rows (cases/detach.tl:3, cases/detach.tl:4)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        acc = np.zeros((), dtype=np.float64)
+        acc_1 = np.zeros((), dtype=np.float64)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            w_b = w[i:j]
+            x_b = x[i:j]
+            x_next_b = x_next[i:j]
+            np.multiply(w_b, x_b, out=b0)  # cases/detach.tl:4
+            np.multiply(w_b, x_next_b, out=b1)  # cases/detach.tl:3
+            acc += np.sum(b0)  # cases/detach.tl:4
+            acc_1 += np.sum(b1)  # cases/detach.tl:3
+        return (acc, acc_1, )
+    rows = max(1, _BLOCK // 1)
+    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ))
+    target = r + 0.9 * t_1  # cases/detach.tl:3
+    t_2 = t - target  # cases/detach.tl:4
+    value = t_2 * t_2  # cases/detach.tl:4
+    # a fused loop over blocks of rows (cases/detach.tl:4)
+    d_w = np.empty((D,), dtype=np.float64)
+    def _fused1(lo, hi):
+        s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
+        for i in range(lo, hi, rows_1):
+            j = min(i + rows_1, hi)
+            b0 = s0[:j - i]
+            x_b_1 = x[i:j]
+            np.multiply(t_2, x_b_1, out=b0)  # cases/detach.tl:4
+            d_w_b = d_w[i:j]
+            np.multiply(2, b0, out=d_w_b)  # cases/detach.tl:4
+        return ()
+    rows_1 = max(1, _BLOCK // 1)
+    _blocks(_fused1, D, rows_1, D, ())
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad')
         out_w += d_w
@@ -150,9 +239,29 @@ def td_loss_grad_fwd(w, x, x_next, r):
     D = w.shape[0]
     if w.shape != (D,) or x.shape != (D,) or x_next.shape != (D,):
         _shape_error('td_loss_grad_fwd', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
-    target = r + 0.9 * np.sum(w * x_next)  # cases/detach.tl:3
-    t = np.sum(w * x) - target  # cases/detach.tl:4
-    return t * t, (x, t)  # cases/detach.tl:4
+    # a fused loop over blocks of rows (cases/detach.tl:3, cases/detach.tl:4)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        acc = np.zeros((), dtype=np.float64)
+        acc_1 = np.zeros((), dtype=np.float64)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            w_b = w[i:j]
+            x_b = x[i:j]
+            x_next_b = x_next[i:j]
+            np.multiply(w_b, x_b, out=b0)  # cases/detach.tl:4
+            np.multiply(w_b, x_next_b, out=b1)  # cases/detach.tl:3
+            acc += np.sum(b0)  # cases/detach.tl:4
+            acc_1 += np.sum(b1)  # cases/detach.tl:3
+        return (acc, acc_1, )
+    rows = max(1, _BLOCK // 1)
+    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ))
+    target = r + 0.9 * t_1  # cases/detach.tl:3
+    t_2 = t - target  # cases/detach.tl:4
+    return t_2 * t_2, (x, t_2)  # cases/detach.tl:4
 
 
 def td_loss_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -167,7 +276,21 @@ def td_loss_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'td_loss_grad_bwd', 'seed', 'f64')
     D = x.shape[0]
-    d_w = 2 * (seed * r1 * x)  # cases/detach.tl:4
+    t = seed * r1  # cases/detach.tl:4
+    # a fused loop over blocks of rows (cases/detach.tl:4)
+    d_w = np.empty((D,), dtype=np.float64)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            x_b = x[i:j]
+            np.multiply(t, x_b, out=b0)  # cases/detach.tl:4
+            d_w_b = d_w[i:j]
+            np.multiply(2, b0, out=d_w_b)  # cases/detach.tl:4
+        return ()
+    rows = max(1, _BLOCK // 1)
+    _blocks(_fused0, D, rows, D, ())
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad_bwd')
         out_w += d_w

@@ -8,6 +8,10 @@ Functions:
     mixed_grad_bwd
 """
 
+import concurrent.futures
+import contextvars
+import os
+
 import numpy as np
 
 _F16 = np.dtype(np.float16)
@@ -74,6 +78,43 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
+_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
+
+
+def _quiet():
+    """Silence floating-point warnings where inf/nan are expected and handled."""
+    return np.errstate(all="ignore")
+
+
 def mixed(a, b, h, k):
     """mixed(a: f32[N], b: f64[N], h: f16[N], k: i32[N]) -> f64
 
@@ -92,11 +133,31 @@ def mixed(a, b, h, k):
     N = a.shape[0]
     if a.shape != (N,) or b.shape != (N,) or h.shape != (N,) or k.shape != (N,):
         _shape_error('mixed', ((a, 'a', 'f32[N]', (N,)), (b, 'b', 'f64[N]', (N,)), (h, 'h', 'f16[N]', (N,)), (k, 'k', 'i32[N]', (N,)),), (('N', N, 'a'),))
-    c = 1.5 + 2 * a  # cases/dtypes.tl:3
-    d = h.astype(np.float32) * c  # cases/dtypes.tl:4
-    e = d.astype(np.float64) + b  # cases/dtypes.tl:5
-    n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
-    return np.sum(e) * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
+    with _quiet():
+        # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5, cases/dtypes.tl:7)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                h_b = h[i:j]
+                a_b = a[i:j]
+                b_b = b[i:j]
+                t_1 = h_b.astype(np.float32)  # cases/dtypes.tl:4
+                np.multiply(2, a_b, out=b0)  # cases/dtypes.tl:3
+                np.add(1.5, b0, out=b0)  # cases/dtypes.tl:3
+                np.multiply(t_1, b0, out=b0)  # cases/dtypes.tl:4
+                t_2 = b0.astype(np.float64)  # cases/dtypes.tl:5
+                np.add(t_2, b_b, out=b1)  # cases/dtypes.tl:5
+                acc += np.sum(b1)  # cases/dtypes.tl:7
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
+        return t * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
 
 
 def mixed_grad(a, b, h, k, *, out=None):
@@ -120,23 +181,46 @@ def mixed_grad(a, b, h, k, *, out=None):
     N = a.shape[0]
     if a.shape != (N,) or b.shape != (N,) or h.shape != (N,) or k.shape != (N,):
         _shape_error('mixed_grad', ((a, 'a', 'f32[N]', (N,)), (b, 'b', 'f64[N]', (N,)), (h, 'h', 'f16[N]', (N,)), (k, 'k', 'i32[N]', (N,)),), (('N', N, 'a'),))
-    t = h.astype(np.float32)  # cases/dtypes.tl:4
-    c = 1.5 + 2 * a  # cases/dtypes.tl:3
-    d = t * c  # cases/dtypes.tl:4
-    e = d.astype(np.float64) + b  # cases/dtypes.tl:5
-    n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
-    value = np.sum(e) * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
-    t_1 = np.float32(1.0) / np.float32(N)  # cases/dtypes.tl:7
-    d_e = np.broadcast_to(n.reshape((1,)), (N,))  # cases/dtypes.tl:7
-    d_d = d_e.astype(np.float32)  # cases/dtypes.tl:5
-    d_c = d_d * t  # cases/dtypes.tl:4
-    d_a = t_1 + 2 * d_c  # cases/dtypes.tl:3
-    if out is not None:
-        out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad')
-        out_a += d_a
-        out_b += d_e.copy()
-        return value, out_a, out_b
-    return value, d_a, d_e.copy()
+    with _quiet():
+        n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
+        t = np.float32(1.0) / np.float32(N)  # cases/dtypes.tl:7
+        d_e = np.broadcast_to(n.reshape((1,)), (N,))  # cases/dtypes.tl:7
+        # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5, cases/dtypes.tl:7)
+        d_a = np.empty((N,), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                h_b = h[i:j]
+                a_b = a[i:j]
+                b_b = b[i:j]
+                d_e_b = d_e[i:j]
+                t_2 = h_b.astype(np.float32)  # cases/dtypes.tl:4
+                np.multiply(2, a_b, out=b0)  # cases/dtypes.tl:3
+                np.add(1.5, b0, out=b0)  # cases/dtypes.tl:3
+                np.multiply(t_2, b0, out=b0)  # cases/dtypes.tl:4
+                t_3 = b0.astype(np.float64)  # cases/dtypes.tl:5
+                np.add(t_3, b_b, out=b1)  # cases/dtypes.tl:5
+                d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
+                np.multiply(d_d, t_2, out=b0)  # cases/dtypes.tl:4
+                np.multiply(2, b0, out=b0)  # cases/dtypes.tl:3
+                d_a_b = d_a[i:j]
+                np.add(t, b0, out=d_a_b)  # cases/dtypes.tl:3
+                acc += np.sum(b1)  # cases/dtypes.tl:7
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        value = t_1 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
+        if out is not None:
+            out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad')
+            out_a += d_a
+            out_b += d_e.copy()
+            return value, out_a, out_b
+        return value, d_a, d_e.copy()
 
 
 def mixed_grad_fwd(a, b, h, k):
@@ -163,12 +247,33 @@ def mixed_grad_fwd(a, b, h, k):
     N = a.shape[0]
     if a.shape != (N,) or b.shape != (N,) or h.shape != (N,) or k.shape != (N,):
         _shape_error('mixed_grad_fwd', ((a, 'a', 'f32[N]', (N,)), (b, 'b', 'f64[N]', (N,)), (h, 'h', 'f16[N]', (N,)), (k, 'k', 'i32[N]', (N,)),), (('N', N, 'a'),))
-    t = h.astype(np.float32)  # cases/dtypes.tl:4
-    c = 1.5 + 2 * a  # cases/dtypes.tl:3
-    d = t * c  # cases/dtypes.tl:4
-    e = d.astype(np.float64) + b  # cases/dtypes.tl:5
-    n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
-    return np.sum(e) * n + (np.sum(a) / N).astype(np.float64), (t, n)  # cases/dtypes.tl:7
+    with _quiet():
+        # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5, cases/dtypes.tl:7)
+        t = np.empty((N,), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                h_b = h[i:j]
+                a_b = a[i:j]
+                b_b = b[i:j]
+                t_b = t[i:j]
+                t_b[...] = h_b.astype(np.float32)  # cases/dtypes.tl:4
+                np.multiply(2, a_b, out=b0)  # cases/dtypes.tl:3
+                np.add(1.5, b0, out=b0)  # cases/dtypes.tl:3
+                np.multiply(t_b, b0, out=b0)  # cases/dtypes.tl:4
+                t_2 = b0.astype(np.float64)  # cases/dtypes.tl:5
+                np.add(t_2, b_b, out=b1)  # cases/dtypes.tl:5
+                acc += np.sum(b1)  # cases/dtypes.tl:7
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
+        return t_1 * n + (np.sum(a) / N).astype(np.float64), (t, n)  # cases/dtypes.tl:7
 
 
 def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -183,17 +288,32 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'mixed_grad_bwd', 'seed', 'f64')
     N = r0.shape[0]
-    t = seed.astype(np.float32) / N  # cases/dtypes.tl:7
-    d_e = np.broadcast_to((seed * n).reshape((1,)), (N,))  # cases/dtypes.tl:7
-    d_d = d_e.astype(np.float32)  # cases/dtypes.tl:5
-    d_c = d_d * r0  # cases/dtypes.tl:4
-    d_a = t + 2 * d_c  # cases/dtypes.tl:3
-    if out is not None:
-        out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad_bwd')
-        out_a += d_a
-        out_b += d_e.copy()
-        return (out_a, out_b)
-    return (d_a, d_e.copy())
+    with _quiet():
+        t = seed.astype(np.float32) / N  # cases/dtypes.tl:7
+        d_e = np.broadcast_to((seed * n).reshape((1,)), (N,))  # cases/dtypes.tl:7
+        # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5)
+        d_a = np.empty((N,), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                d_e_b = d_e[i:j]
+                r0_b = r0[i:j]
+                d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
+                np.multiply(d_d, r0_b, out=b0)  # cases/dtypes.tl:4
+                np.multiply(2, b0, out=b0)  # cases/dtypes.tl:3
+                d_a_b = d_a[i:j]
+                np.add(t, b0, out=d_a_b)  # cases/dtypes.tl:3
+            return ()
+        rows = max(1, _BLOCK // 1)
+        _blocks(_fused0, N, rows, N, ())
+        if out is not None:
+            out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad_bwd')
+            out_a += d_a
+            out_b += d_e.copy()
+            return (out_a, out_b)
+        return (d_a, d_e.copy())
 
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.

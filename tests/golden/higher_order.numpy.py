@@ -11,6 +11,10 @@ Functions:
     energy_hvp_bwd
 """
 
+import concurrent.futures
+import contextvars
+import os
+
 import numpy as np
 
 _F64 = np.dtype(np.float64)
@@ -74,6 +78,38 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
+_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
+
+
 def energy(w, a):
     """energy(w: f64[N], a: f64[N, N]) -> f64
 
@@ -88,9 +124,29 @@ def energy(w, a):
     N = w.shape[0]
     if w.shape != (N,) or a.shape != (N, N):
         _shape_error('energy', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
-    t = np.tanh(a @ w)  # cases/higher_order.tl:3
-    t_1 = w * w  # cases/higher_order.tl:3
-    return np.sum(t * t) + 0.25 * np.sum(t_1 * t_1)  # cases/higher_order.tl:3
+    t = a @ w  # cases/higher_order.tl:3
+    # a fused loop over blocks of rows (cases/higher_order.tl:3)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        acc = np.zeros((), dtype=np.float64)
+        acc_1 = np.zeros((), dtype=np.float64)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            t_b = t[i:j]
+            w_b = w[i:j]
+            np.tanh(t_b, out=b0)  # cases/higher_order.tl:3
+            np.multiply(b0, b0, out=b0)  # cases/higher_order.tl:3
+            np.multiply(w_b, w_b, out=b1)  # cases/higher_order.tl:3
+            np.multiply(b1, b1, out=b1)  # cases/higher_order.tl:3
+            acc += np.sum(b0)  # cases/higher_order.tl:3
+            acc_1 += np.sum(b1)  # cases/higher_order.tl:3
+        return (acc, acc_1, )
+    rows = max(1, _BLOCK // 1)
+    t_1, t_2, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+    return t_1 + 0.25 * t_2  # cases/higher_order.tl:3
 
 
 def energy_grad(w, a, *, out=None):
@@ -110,11 +166,42 @@ def energy_grad(w, a, *, out=None):
     N = w.shape[0]
     if w.shape != (N,) or a.shape != (N, N):
         _shape_error('energy_grad', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
-    t = np.tanh(a @ w)  # cases/higher_order.tl:3
-    t_1 = t * t  # cases/higher_order.tl:3
-    t_2 = w * w  # cases/higher_order.tl:3
-    value = np.sum(t_1) + 0.25 * np.sum(t_2 * t_2)  # cases/higher_order.tl:3
-    d_w = t_2 * w + 2 * (t * (1 - t_1)) @ a  # cases/higher_order.tl:3
+    t = a @ w  # cases/higher_order.tl:3
+    # a fused loop over blocks of rows (cases/higher_order.tl:3)
+    t_1 = np.empty((N,), dtype=np.float64)
+    t_2 = np.empty((N,), dtype=np.float64)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s3 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        acc = np.zeros((), dtype=np.float64)
+        acc_1 = np.zeros((), dtype=np.float64)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            b2 = s2[:j - i]
+            b3 = s3[:j - i]
+            t_b = t[i:j]
+            w_b = w[i:j]
+            np.tanh(t_b, out=b0)  # cases/higher_order.tl:3
+            np.multiply(b0, b0, out=b1)  # cases/higher_order.tl:3
+            np.multiply(w_b, w_b, out=b2)  # cases/higher_order.tl:3
+            np.multiply(b2, b2, out=b3)  # cases/higher_order.tl:3
+            t_1_b = t_1[i:j]
+            np.multiply(b2, w_b, out=t_1_b)  # cases/higher_order.tl:3
+            np.subtract(1, b1, out=b2)  # cases/higher_order.tl:3
+            np.multiply(b0, b2, out=b2)  # cases/higher_order.tl:3
+            t_2_b = t_2[i:j]
+            np.multiply(2, b2, out=t_2_b)  # cases/higher_order.tl:3
+            acc += np.sum(b1)  # cases/higher_order.tl:3
+            acc_1 += np.sum(b3)  # cases/higher_order.tl:3
+        return (acc, acc_1, )
+    rows = max(1, _BLOCK // 1)
+    t_3, t_4, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+    value = t_3 + 0.25 * t_4  # cases/higher_order.tl:3
+    d_w = t_1 + t_2 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_grad')
         out_w += d_w
@@ -143,9 +230,31 @@ def energy_grad_fwd(w, a):
     N = w.shape[0]
     if w.shape != (N,) or a.shape != (N, N):
         _shape_error('energy_grad_fwd', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
-    t = np.tanh(a @ w)  # cases/higher_order.tl:3
-    t_1 = w * w  # cases/higher_order.tl:3
-    return np.sum(t * t) + 0.25 * np.sum(t_1 * t_1), (a, w, t)  # cases/higher_order.tl:3
+    t = a @ w  # cases/higher_order.tl:3
+    # a fused loop over blocks of rows (cases/higher_order.tl:3)
+    t_1 = np.empty((N,), dtype=np.float64)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        acc = np.zeros((), dtype=np.float64)
+        acc_1 = np.zeros((), dtype=np.float64)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            t_b = t[i:j]
+            w_b = w[i:j]
+            t_1_b = t_1[i:j]
+            np.tanh(t_b, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, t_1_b, out=b0)  # cases/higher_order.tl:3
+            np.multiply(w_b, w_b, out=b1)  # cases/higher_order.tl:3
+            np.multiply(b1, b1, out=b1)  # cases/higher_order.tl:3
+            acc += np.sum(b0)  # cases/higher_order.tl:3
+            acc_1 += np.sum(b1)  # cases/higher_order.tl:3
+        return (acc, acc_1, )
+    rows = max(1, _BLOCK // 1)
+    t_2, t_3, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+    return t_2 + 0.25 * t_3, (a, w, t_1)  # cases/higher_order.tl:3
 
 
 def energy_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -160,7 +269,32 @@ def energy_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'energy_grad_bwd', 'seed', 'f64')
     N = a.shape[0]
-    d_w = seed * (w * w * w) + 2 * (seed * r2 * (1 - r2 * r2)) @ a  # cases/higher_order.tl:3
+    # a fused loop over blocks of rows (cases/higher_order.tl:3)
+    t = np.empty((N,), dtype=np.float64)
+    t_1 = np.empty((N,), dtype=np.float64)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            w_b = w[i:j]
+            r2_b = r2[i:j]
+            np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
+            np.multiply(b0, w_b, out=b0)  # cases/higher_order.tl:3
+            t_b = t[i:j]
+            np.multiply(seed, b0, out=t_b)  # cases/higher_order.tl:3
+            np.multiply(seed, r2_b, out=b0)  # cases/higher_order.tl:3
+            np.multiply(r2_b, r2_b, out=b1)  # cases/higher_order.tl:3
+            np.subtract(1, b1, out=b1)  # cases/higher_order.tl:3
+            np.multiply(b0, b1, out=b1)  # cases/higher_order.tl:3
+            t_1_b = t_1[i:j]
+            np.multiply(2, b1, out=t_1_b)  # cases/higher_order.tl:3
+        return ()
+    rows = max(1, _BLOCK // 1)
+    _blocks(_fused0, N, rows, N, ())
+    d_w = t + t_1 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_grad_bwd')
         out_w += d_w
@@ -189,16 +323,70 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
     N = w.shape[0]
     if w.shape != (N,) or a.shape != (N, N) or ct1.shape != (N,):
         _shape_error('energy_hvp', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'w'),))
-    t = np.tanh(a @ w)  # cases/higher_order.tl:3
-    t_1 = t * t  # cases/higher_order.tl:3
-    t_2 = w * w  # cases/higher_order.tl:3
-    value = np.sum(t_1) + 0.25 * np.sum(t_2 * t_2)  # cases/higher_order.tl:3
-    t_3 = t_2 * w  # cases/higher_order.tl:3
-    t_4 = 1 - t_1  # cases/higher_order.tl:3
-    d_w = t_3 + 2 * (t * t_4) @ a  # cases/higher_order.tl:3
-    t_5 = a @ ct1  # cases/higher_order.tl:3
-    t_6 = -(2 * (t_5 * t)) * t  # cases/higher_order.tl:3
-    d_w_1 = 3 * (ct1 * t_2) + ct0 * t_3 + (t_6 + t_6 + 2 * (t_5 * t_4) + 2 * (ct0 * t)) * t_4 @ a  # cases/higher_order.tl:3
+    t = a @ w  # cases/higher_order.tl:3
+    t_1 = a @ ct1  # cases/higher_order.tl:3
+    # a fused loop over blocks of rows (cases/higher_order.tl:3)
+    t_2 = np.empty((N,), dtype=np.float64)
+    t_3 = np.empty((N,), dtype=np.float64)
+    t_4 = np.empty((N,), dtype=np.float64)
+    t_5 = np.empty((N,), dtype=np.float64)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s3 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s4 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s5 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        acc = np.zeros((), dtype=np.float64)
+        acc_1 = np.zeros((), dtype=np.float64)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            b2 = s2[:j - i]
+            b3 = s3[:j - i]
+            b4 = s4[:j - i]
+            b5 = s5[:j - i]
+            t_b = t[i:j]
+            w_b = w[i:j]
+            ct1_b = ct1[i:j]
+            t_1_b = t_1[i:j]
+            np.tanh(t_b, out=b0)  # cases/higher_order.tl:3
+            np.multiply(b0, b0, out=b1)  # cases/higher_order.tl:3
+            np.multiply(w_b, w_b, out=b2)  # cases/higher_order.tl:3
+            np.multiply(b2, b2, out=b3)  # cases/higher_order.tl:3
+            t_2_b = t_2[i:j]
+            np.multiply(b2, w_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.subtract(1, b1, out=b4)  # cases/higher_order.tl:3
+            np.multiply(b0, b4, out=b5)  # cases/higher_order.tl:3
+            t_3_b = t_3[i:j]
+            np.multiply(2, b5, out=t_3_b)  # cases/higher_order.tl:3
+            np.multiply(ct1_b, b2, out=b2)  # cases/higher_order.tl:3
+            np.multiply(3, b2, out=b2)  # cases/higher_order.tl:3
+            np.multiply(ct0, t_2_b, out=b5)  # cases/higher_order.tl:3
+            t_4_b = t_4[i:j]
+            np.add(b2, b5, out=t_4_b)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, b0, out=b5)  # cases/higher_order.tl:3
+            np.multiply(2, b5, out=b5)  # cases/higher_order.tl:3
+            np.negative(b5, out=b5)  # cases/higher_order.tl:3
+            np.multiply(b5, b0, out=b5)  # cases/higher_order.tl:3
+            np.add(b5, b5, out=b5)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, b4, out=b2)  # cases/higher_order.tl:3
+            np.multiply(2, b2, out=b2)  # cases/higher_order.tl:3
+            np.add(b5, b2, out=b2)  # cases/higher_order.tl:3
+            np.multiply(ct0, b0, out=b0)  # cases/higher_order.tl:3
+            np.multiply(2, b0, out=b0)  # cases/higher_order.tl:3
+            np.add(b2, b0, out=b0)  # cases/higher_order.tl:3
+            t_5_b = t_5[i:j]
+            np.multiply(b0, b4, out=t_5_b)  # cases/higher_order.tl:3
+            acc += np.sum(b1)  # cases/higher_order.tl:3
+            acc_1 += np.sum(b3)  # cases/higher_order.tl:3
+        return (acc, acc_1, )
+    rows = max(1, _BLOCK // 1)
+    t_6, t_7, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+    value = t_6 + 0.25 * t_7  # cases/higher_order.tl:3
+    d_w = t_2 + t_3 @ a  # cases/higher_order.tl:3
+    d_w_1 = t_4 + t_5 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_hvp')
         out_w += d_w_1
@@ -230,13 +418,50 @@ def energy_hvp_fwd(w, a):
     N = w.shape[0]
     if w.shape != (N,) or a.shape != (N, N):
         _shape_error('energy_hvp_fwd', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
-    t = np.tanh(a @ w)  # cases/higher_order.tl:3
-    t_1 = t * t  # cases/higher_order.tl:3
-    t_2 = w * w  # cases/higher_order.tl:3
-    t_3 = t_2 * w  # cases/higher_order.tl:3
-    t_4 = 1 - t_1  # cases/higher_order.tl:3
-    d_w = t_3 + 2 * (t * t_4) @ a  # cases/higher_order.tl:3
-    return (np.sum(t_1) + 0.25 * np.sum(t_2 * t_2), d_w), (a, w, t, 4 * t_3, 2 * t, t_4)  # cases/higher_order.tl:3
+    t = a @ w  # cases/higher_order.tl:3
+    # a fused loop over blocks of rows (cases/higher_order.tl:3)
+    t_1 = np.empty((N,), dtype=np.float64)
+    t_2 = np.empty((N,), dtype=np.float64)
+    t_3 = np.empty((N,), dtype=np.float64)
+    t_4 = np.empty((N,), dtype=np.float64)
+    t_5 = np.empty((N,), dtype=np.float64)
+    t_6 = np.empty((N,), dtype=np.float64)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        acc = np.zeros((), dtype=np.float64)
+        acc_1 = np.zeros((), dtype=np.float64)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            b2 = s2[:j - i]
+            t_b = t[i:j]
+            w_b = w[i:j]
+            t_1_b = t_1[i:j]
+            np.tanh(t_b, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, t_1_b, out=b0)  # cases/higher_order.tl:3
+            np.multiply(w_b, w_b, out=b1)  # cases/higher_order.tl:3
+            np.multiply(b1, b1, out=b2)  # cases/higher_order.tl:3
+            t_2_b = t_2[i:j]
+            np.multiply(b1, w_b, out=t_2_b)  # cases/higher_order.tl:3
+            t_3_b = t_3[i:j]
+            np.subtract(1, b0, out=t_3_b)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, t_3_b, out=b1)  # cases/higher_order.tl:3
+            t_4_b = t_4[i:j]
+            np.multiply(2, b1, out=t_4_b)  # cases/higher_order.tl:3
+            t_5_b = t_5[i:j]
+            np.multiply(4, t_2_b, out=t_5_b)  # cases/higher_order.tl:3
+            t_6_b = t_6[i:j]
+            np.multiply(2, t_1_b, out=t_6_b)  # cases/higher_order.tl:3
+            acc += np.sum(b0)  # cases/higher_order.tl:3
+            acc_1 += np.sum(b2)  # cases/higher_order.tl:3
+        return (acc, acc_1, )
+    rows = max(1, _BLOCK // 1)
+    t_7, t_8, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+    d_w = t_2 + t_4 @ a  # cases/higher_order.tl:3
+    return (t_7 + 0.25 * t_8, d_w), (a, w, t_1, t_5, t_6, t_3)  # cases/higher_order.tl:3
 
 
 def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
@@ -258,8 +483,45 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
     if ct1.shape != (N,):
         _shape_error('energy_hvp_bwd', ((ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'a'),))
     t = a @ ct1  # cases/higher_order.tl:3
-    t_1 = -(t * r4) * r2  # cases/higher_order.tl:3
-    d_w = 3 * (ct1 * (w * w)) + 0.25 * (ct0 * r3) + (t_1 + t_1 + 2 * (t * r5) + ct0 * r4) * r5 @ a  # cases/higher_order.tl:3
+    # a fused loop over blocks of rows (cases/higher_order.tl:3)
+    t_1 = np.empty((N,), dtype=np.float64)
+    t_2 = np.empty((N,), dtype=np.float64)
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            w_b = w[i:j]
+            ct1_b = ct1[i:j]
+            r3_b = r3[i:j]
+            t_b = t[i:j]
+            r4_b = r4[i:j]
+            r2_b = r2[i:j]
+            r5_b = r5[i:j]
+            np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
+            np.multiply(ct1_b, b0, out=b0)  # cases/higher_order.tl:3
+            np.multiply(3, b0, out=b0)  # cases/higher_order.tl:3
+            np.multiply(ct0, r3_b, out=b1)  # cases/higher_order.tl:3
+            np.multiply(0.25, b1, out=b1)  # cases/higher_order.tl:3
+            t_1_b = t_1[i:j]
+            np.add(b0, b1, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(t_b, r4_b, out=b1)  # cases/higher_order.tl:3
+            np.negative(b1, out=b1)  # cases/higher_order.tl:3
+            np.multiply(b1, r2_b, out=b1)  # cases/higher_order.tl:3
+            np.add(b1, b1, out=b1)  # cases/higher_order.tl:3
+            np.multiply(t_b, r5_b, out=b0)  # cases/higher_order.tl:3
+            np.multiply(2, b0, out=b0)  # cases/higher_order.tl:3
+            np.add(b1, b0, out=b0)  # cases/higher_order.tl:3
+            np.multiply(ct0, r4_b, out=b1)  # cases/higher_order.tl:3
+            np.add(b0, b1, out=b1)  # cases/higher_order.tl:3
+            t_2_b = t_2[i:j]
+            np.multiply(b1, r5_b, out=t_2_b)  # cases/higher_order.tl:3
+        return ()
+    rows = max(1, _BLOCK // 1)
+    _blocks(_fused0, N, rows, N, ())
+    d_w = t_1 + t_2 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_hvp_bwd')
         out_w += d_w

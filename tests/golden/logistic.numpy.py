@@ -7,6 +7,10 @@ Functions:
     logistic_jvp
 """
 
+import concurrent.futures
+import contextvars
+import os
+
 import numpy as np
 
 _F32 = np.dtype(np.float32)
@@ -70,15 +74,41 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
+_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
+
+
 def _quiet():
     """Silence floating-point warnings where inf/nan are expected and handled."""
     return np.errstate(all="ignore")
-
-
-def _sigmoid(x):
-    """1 / (1 + exp(-x)); exp overflows to inf at very negative x, giving exactly 0."""
-    with _quiet():
-        return 1 / (1 + np.exp(-x))
 
 
 def logistic(X, t, w):
@@ -98,7 +128,33 @@ def logistic(X, t, w):
     D = X.shape[1]
     if X.shape != (N, D) or t.shape != (N,) or w.shape != (D,):
         _shape_error('logistic', ((X, 'X', 'f32[N, D]', (N, D)), (t, 't', 'f32[N]', (N,)), (w, 'w', 'f32[D]', (D,)),), (('N', N, 'X'), ('D', D, 'X'),))
-    return np.sum(np.logaddexp(-t * (X @ w), 0))  # cases/logistic.tl:4
+    with _quiet():
+        t_1 = X @ w  # cases/logistic.tl:4
+        # a fused loop over blocks of rows (cases/logistic.tl:4)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            acc = np.zeros((), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                t_b = t[i:j]
+                t_1_b = t_1[i:j]
+                np.negative(t_b, out=b0)  # cases/logistic.tl:4
+                np.multiply(b0, t_1_b, out=b0)  # cases/logistic.tl:4
+                np.maximum(b0, 0, out=b1)  # cases/logistic.tl:4
+                np.absolute(b0, out=b0)  # cases/logistic.tl:4
+                np.negative(b0, out=b0)  # cases/logistic.tl:4
+                np.exp(b0, out=b0)  # cases/logistic.tl:4
+                np.add(1, b0, out=b0)  # cases/logistic.tl:4
+                np.log(b0, out=b0)  # cases/logistic.tl:4
+                np.add(b1, b0, out=b0)  # cases/logistic.tl:4
+                acc += np.sum(b0)  # cases/logistic.tl:4
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
+        return t_2
 
 
 def logistic_hvp(X, t, w, v_w):
@@ -122,12 +178,57 @@ def logistic_hvp(X, t, w, v_w):
     D = X.shape[1]
     if X.shape != (N, D) or t.shape != (N,) or w.shape != (D,) or v_w.shape != (D,):
         _shape_error('logistic_hvp', ((X, 'X', 'f32[N, D]', (N, D)), (t, 't', 'f32[N]', (N,)), (w, 'w', 'f32[D]', (D,)), (v_w, 'v_w', 'f32[D]', (D,)),), (('N', N, 'X'), ('D', D, 'X'),))
-    t_1 = -t  # cases/logistic.tl:4
-    t_2 = t_1 * (X @ w)  # cases/logistic.tl:4
-    t_3 = _sigmoid(t_2)  # cases/logistic.tl:4
-    d_w = t_3 * t_1 @ X  # cases/logistic.tl:4
-    hv_w = t_1 * (X @ v_w) * (t_3 * (1 - t_3)) * t_1 @ X  # cases/logistic.tl:4
-    return np.sum(np.logaddexp(t_2, 0)), d_w, hv_w  # cases/logistic.tl:4
+    with _quiet():
+        t_1 = X @ w  # cases/logistic.tl:4
+        t_2 = X @ v_w  # cases/logistic.tl:4
+        # a fused loop over blocks of rows (cases/logistic.tl:4)
+        t_3 = np.empty((N,), dtype=np.float32)
+        t_4 = np.empty((N,), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s4 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            acc = np.zeros((), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                t_b = t[i:j]
+                t_1_b = t_1[i:j]
+                t_2_b = t_2[i:j]
+                np.negative(t_b, out=b0)  # cases/logistic.tl:4
+                np.multiply(b0, t_1_b, out=b1)  # cases/logistic.tl:4
+                np.maximum(b1, 0, out=b2)  # cases/logistic.tl:4
+                np.absolute(b1, out=b3)  # cases/logistic.tl:4
+                np.negative(b3, out=b3)  # cases/logistic.tl:4
+                np.exp(b3, out=b3)  # cases/logistic.tl:4
+                np.add(1, b3, out=b3)  # cases/logistic.tl:4
+                np.log(b3, out=b3)  # cases/logistic.tl:4
+                np.add(b2, b3, out=b3)  # cases/logistic.tl:4
+                np.negative(b1, out=b1)  # cases/logistic.tl:4
+                np.exp(b1, out=b1)  # cases/logistic.tl:4
+                np.add(1, b1, out=b1)  # cases/logistic.tl:4
+                np.divide(1, b1, out=b1)  # cases/logistic.tl:4
+                t_3_b = t_3[i:j]
+                np.multiply(b1, b0, out=t_3_b)  # cases/logistic.tl:4
+                np.multiply(b0, t_2_b, out=b2)  # cases/logistic.tl:4
+                np.subtract(1, b1, out=b4)  # cases/logistic.tl:4
+                np.multiply(b1, b4, out=b4)  # cases/logistic.tl:4
+                np.multiply(b2, b4, out=b4)  # cases/logistic.tl:4
+                t_4_b = t_4[i:j]
+                np.multiply(b4, b0, out=t_4_b)  # cases/logistic.tl:4
+                acc += np.sum(b3)  # cases/logistic.tl:4
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t_5, = _blocks(_fused0, N, rows, N, ('sum', ))
+        d_w = t_3 @ X  # cases/logistic.tl:4
+        hv_w = t_4 @ X  # cases/logistic.tl:4
+        return t_5, d_w, hv_w
 
 
 def logistic_jvp(X, t, w, t_w):
@@ -151,10 +252,47 @@ def logistic_jvp(X, t, w, t_w):
     D = X.shape[1]
     if X.shape != (N, D) or t.shape != (N,) or w.shape != (D,) or t_w.shape != (D,):
         _shape_error('logistic_jvp', ((X, 'X', 'f32[N, D]', (N, D)), (t, 't', 'f32[N]', (N,)), (w, 'w', 'f32[D]', (D,)), (t_w, 't_w', 'f32[D]', (D,)),), (('N', N, 'X'), ('D', D, 'X'),))
-    t_1 = -t  # cases/logistic.tl:4
-    t_2 = t_1 * (X @ w)  # cases/logistic.tl:4
-    t_out = np.sum(t_1 * (X @ t_w) * _sigmoid(t_2))  # cases/logistic.tl:4
-    return np.sum(np.logaddexp(t_2, 0)), t_out  # cases/logistic.tl:4
+    with _quiet():
+        t_1 = X @ w  # cases/logistic.tl:4
+        t_2 = X @ t_w  # cases/logistic.tl:4
+        # a fused loop over blocks of rows (cases/logistic.tl:4)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            acc = np.zeros((), dtype=np.float32)
+            acc_1 = np.zeros((), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                t_b = t[i:j]
+                t_1_b = t_1[i:j]
+                t_2_b = t_2[i:j]
+                np.negative(t_b, out=b0)  # cases/logistic.tl:4
+                np.multiply(b0, t_1_b, out=b1)  # cases/logistic.tl:4
+                np.maximum(b1, 0, out=b2)  # cases/logistic.tl:4
+                np.absolute(b1, out=b3)  # cases/logistic.tl:4
+                np.negative(b3, out=b3)  # cases/logistic.tl:4
+                np.exp(b3, out=b3)  # cases/logistic.tl:4
+                np.add(1, b3, out=b3)  # cases/logistic.tl:4
+                np.log(b3, out=b3)  # cases/logistic.tl:4
+                np.add(b2, b3, out=b3)  # cases/logistic.tl:4
+                np.multiply(b0, t_2_b, out=b0)  # cases/logistic.tl:4
+                np.negative(b1, out=b1)  # cases/logistic.tl:4
+                np.exp(b1, out=b1)  # cases/logistic.tl:4
+                np.add(1, b1, out=b1)  # cases/logistic.tl:4
+                np.divide(1, b1, out=b1)  # cases/logistic.tl:4
+                np.multiply(b0, b1, out=b1)  # cases/logistic.tl:4
+                acc += np.sum(b3)  # cases/logistic.tl:4
+                acc_1 += np.sum(b1)  # cases/logistic.tl:4
+            return (acc, acc_1, )
+        rows = max(1, _BLOCK // 1)
+        t_3, t_out, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+        return t_3, t_out
 
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.

@@ -8,6 +8,10 @@ Functions:
     losses_grad_bwd
 """
 
+import concurrent.futures
+import contextvars
+import os
+
 import numpy as np
 
 _F64 = np.dtype(np.float64)
@@ -71,11 +75,6 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
-def _bce_with_logits(z, y):
-    """Binary cross-entropy of logits z and targets y; no overflow at |z| = 1000."""
-    return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))
-
-
 def _quiet():
     """Silence floating-point warnings where inf/nan are expected and handled."""
     return np.errstate(all="ignore")
@@ -87,6 +86,38 @@ def _binary_cross_entropy(p, y):
         log_p = np.maximum(np.log(p), -100)
         log_q = np.maximum(np.log1p(-p), -100)
     return -(y * log_p + (1 - y) * log_q)
+
+
+_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
 
 
 def _logsumexp(x, axis, keepdims):
@@ -103,12 +134,6 @@ def _logsumexp(x, axis, keepdims):
 def _log_softmax(x, axis):
     """x - logsumexp(x) along axis."""
     return x - _logsumexp(x, axis, True)
-
-
-def _sigmoid(x):
-    """1 / (1 + exp(-x)); exp overflows to inf at very negative x, giving exactly 0."""
-    with _quiet():
-        return 1 / (1 + np.exp(-x))
 
 
 def losses(z, p, y):
@@ -128,10 +153,55 @@ def losses(z, p, y):
     C = z.shape[1]
     if z.shape != (N, C) or p.shape != (N, C) or y.shape != (N, C):
         _shape_error('losses', ((z, 'z', 'f64[N, C]', (N, C)), (p, 'p', 'f64[N, C]', (N, C)), (y, 'y', 'f64[N, C]', (N, C)),), (('N', N, 'z'), ('C', C, 'z'),))
-    a = np.sum(_binary_cross_entropy(p, y)) / (C*N)  # cases/losses.tl:5
-    b = np.sum(_bce_with_logits(z, y)) / (C*N)  # cases/losses.tl:6
-    t = np.sum(_log_softmax(z, axis=1) * y)  # cases/losses.tl:7
-    return a + b - t + np.sum(np.logaddexp(z, 0)) + np.sum(_sigmoid(z) * y)  # cases/losses.tl:8
+    with _quiet():
+        # a fused loop over blocks of rows (cases/losses.tl:5, cases/losses.tl:6, cases/losses.tl:7, cases/losses.tl:8)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            acc_1 = np.zeros((), dtype=np.float64)
+            acc_2 = np.zeros((), dtype=np.float64)
+            acc_3 = np.zeros((), dtype=np.float64)
+            acc_4 = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                p_b = p[i:j]
+                y_b = y[i:j]
+                z_b = z[i:j]
+                t_5 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
+                np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
+                np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
+                np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
+                np.absolute(z_b, out=b2)  # cases/losses.tl:6
+                np.negative(b2, out=b2)  # cases/losses.tl:6
+                np.exp(b2, out=b2)  # cases/losses.tl:6
+                np.log1p(b2, out=b2)  # cases/losses.tl:6
+                np.add(b1, b2, out=b1)  # cases/losses.tl:6
+                t_6 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
+                np.multiply(t_6, y_b, out=b3)  # cases/losses.tl:7
+                np.add(b0, b2, out=b2)  # cases/losses.tl:8
+                np.negative(z_b, out=b0)  # cases/losses.tl:8
+                np.exp(b0, out=b0)  # cases/losses.tl:8
+                np.add(1, b0, out=b0)  # cases/losses.tl:8
+                np.divide(1, b0, out=b0)  # cases/losses.tl:8
+                np.multiply(b0, y_b, out=b0)  # cases/losses.tl:8
+                acc += np.sum(t_5)  # cases/losses.tl:5
+                acc_1 += np.sum(b1)  # cases/losses.tl:6
+                acc_2 += np.sum(b3)  # cases/losses.tl:7
+                acc_3 += np.sum(b2)  # cases/losses.tl:8
+                acc_4 += np.sum(b0)  # cases/losses.tl:8
+            return (acc, acc_1, acc_2, acc_3, acc_4, )
+        rows = max(1, _BLOCK // max(1, C))
+        t, t_1, t_2, t_3, t_4, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        a = t / (C*N)  # cases/losses.tl:5
+        b = t_1 / (C*N)  # cases/losses.tl:6
+        return a + b - t_2 + t_3 + t_4  # cases/losses.tl:8
 
 
 def losses_grad(z, p, y, *, out=None):
@@ -154,29 +224,106 @@ def losses_grad(z, p, y, *, out=None):
     C = z.shape[1]
     if z.shape != (N, C) or p.shape != (N, C) or y.shape != (N, C):
         _shape_error('losses_grad', ((z, 'z', 'f64[N, C]', (N, C)), (p, 'p', 'f64[N, C]', (N, C)), (y, 'y', 'f64[N, C]', (N, C)),), (('N', N, 'z'), ('C', C, 'z'),))
-    a = np.sum(_binary_cross_entropy(p, y)) / (C*N)  # cases/losses.tl:5
-    b = np.sum(_bce_with_logits(z, y)) / (C*N)  # cases/losses.tl:6
-    t = _log_softmax(z, axis=1)  # cases/losses.tl:7
-    t_1 = np.sum(t * y)  # cases/losses.tl:7
-    t_2 = _sigmoid(z)  # cases/losses.tl:8
-    value = a + b - t_1 + np.sum(np.logaddexp(z, 0)) + np.sum(t_2 * y)  # cases/losses.tl:8
-    t_3 = y * (t_2 * (1 - t_2)) + t_2  # cases/losses.tl:8
-    t_4 = -y  # cases/losses.tl:7
-    t_5 = t_3 + (t_4 - np.exp(t) * np.sum(t_4, axis=1, keepdims=True))  # cases/losses.tl:7
-    t_6 = np.float64(1.0) / np.float64(C*N)  # cases/losses.tl:6
-    d_z = t_5 + t_6 * (t_2 - y)  # cases/losses.tl:6
-    t_7 = 1 - p  # cases/losses.tl:5
-    d_p = t_6 * ((p - y) / np.maximum(p * t_7, 1e-12))  # cases/losses.tl:5
-    t_8 = t_2 - t  # cases/losses.tl:7
-    t_9 = t_8 - t_6 * z  # cases/losses.tl:6
-    d_y = t_9 + t_6 * (np.maximum(np.log(t_7), -100) - np.maximum(np.log(p), -100))  # cases/losses.tl:5
-    if out is not None:
-        out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad')
-        out_z += d_z
-        out_p += d_p
-        out_y += d_y
-        return value, out_z, out_p, out_y
-    return value, d_z, d_p, d_y
+    with _quiet():
+        t = np.float64(1.0) / np.float64(C*N)  # cases/losses.tl:6
+        # a fused loop over blocks of rows (cases/losses.tl:5, cases/losses.tl:6, cases/losses.tl:7, cases/losses.tl:8)
+        d_z = np.empty((N, C), dtype=np.float64)
+        d_p = np.empty((N, C), dtype=np.float64)
+        d_y = np.empty((N, C), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s4 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s5 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s6 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s7 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            acc_1 = np.zeros((), dtype=np.float64)
+            acc_2 = np.zeros((), dtype=np.float64)
+            acc_3 = np.zeros((), dtype=np.float64)
+            acc_4 = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                b5 = s5[:j - i]
+                b6 = s6[:j - i]
+                b7 = s7[:j - i]
+                p_b = p[i:j]
+                y_b = y[i:j]
+                z_b = z[i:j]
+                t_6 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
+                np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
+                np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
+                np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
+                np.absolute(z_b, out=b2)  # cases/losses.tl:6
+                np.negative(b2, out=b2)  # cases/losses.tl:6
+                np.exp(b2, out=b2)  # cases/losses.tl:6
+                np.log1p(b2, out=b2)  # cases/losses.tl:6
+                np.add(b1, b2, out=b1)  # cases/losses.tl:6
+                t_7 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
+                np.multiply(t_7, y_b, out=b3)  # cases/losses.tl:7
+                np.add(b0, b2, out=b2)  # cases/losses.tl:8
+                np.negative(z_b, out=b0)  # cases/losses.tl:8
+                np.exp(b0, out=b0)  # cases/losses.tl:8
+                np.add(1, b0, out=b0)  # cases/losses.tl:8
+                np.divide(1, b0, out=b0)  # cases/losses.tl:8
+                np.multiply(b0, y_b, out=b4)  # cases/losses.tl:8
+                np.subtract(1, b0, out=b5)  # cases/losses.tl:8
+                np.multiply(b0, b5, out=b5)  # cases/losses.tl:8
+                np.multiply(y_b, b5, out=b5)  # cases/losses.tl:8
+                np.add(b5, b0, out=b5)  # cases/losses.tl:8
+                np.negative(y_b, out=b6)  # cases/losses.tl:7
+                np.exp(t_7, out=b7)  # cases/losses.tl:7
+                t_8 = np.sum(b6, axis=1, keepdims=True)  # cases/losses.tl:7
+                np.multiply(b7, t_8, out=b7)  # cases/losses.tl:7
+                np.subtract(b6, b7, out=b7)  # cases/losses.tl:7
+                np.add(b5, b7, out=b7)  # cases/losses.tl:7
+                np.subtract(b0, y_b, out=b5)  # cases/losses.tl:6
+                np.multiply(t, b5, out=b5)  # cases/losses.tl:6
+                d_z_b = d_z[i:j]
+                np.add(b7, b5, out=d_z_b)  # cases/losses.tl:6
+                np.subtract(p_b, y_b, out=b5)  # cases/losses.tl:5
+                np.subtract(1, p_b, out=b7)  # cases/losses.tl:5
+                np.multiply(p_b, b7, out=b6)  # cases/losses.tl:5
+                np.maximum(b6, 1e-12, out=b6)  # cases/losses.tl:5
+                np.divide(b5, b6, out=b6)  # cases/losses.tl:5
+                d_p_b = d_p[i:j]
+                np.multiply(t, b6, out=d_p_b)  # cases/losses.tl:5
+                np.subtract(b0, t_7, out=b0)  # cases/losses.tl:7
+                np.multiply(t, z_b, out=b6)  # cases/losses.tl:6
+                np.subtract(b0, b6, out=b6)  # cases/losses.tl:6
+                np.log(b7, out=b7)  # cases/losses.tl:5
+                np.maximum(b7, -100, out=b7)  # cases/losses.tl:5
+                np.log(p_b, out=b0)  # cases/losses.tl:5
+                np.maximum(b0, -100, out=b0)  # cases/losses.tl:5
+                np.subtract(b7, b0, out=b0)  # cases/losses.tl:5
+                np.multiply(t, b0, out=b0)  # cases/losses.tl:5
+                d_y_b = d_y[i:j]
+                np.add(b6, b0, out=d_y_b)  # cases/losses.tl:5
+                acc += np.sum(t_6)  # cases/losses.tl:5
+                acc_1 += np.sum(b1)  # cases/losses.tl:6
+                acc_2 += np.sum(b3)  # cases/losses.tl:7
+                acc_3 += np.sum(b2)  # cases/losses.tl:8
+                acc_4 += np.sum(b4)  # cases/losses.tl:8
+            return (acc, acc_1, acc_2, acc_3, acc_4, )
+        rows = max(1, _BLOCK // max(1, C))
+        t_1, t_2, t_3, t_4, t_5, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        a = t_1 / (C*N)  # cases/losses.tl:5
+        b = t_2 / (C*N)  # cases/losses.tl:6
+        value = a + b - t_3 + t_4 + t_5  # cases/losses.tl:8
+        if out is not None:
+            out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad')
+            out_z += d_z
+            out_p += d_p
+            out_y += d_y
+            return value, out_z, out_p, out_y
+        return value, d_z, d_p, d_y
 
 
 def losses_grad_fwd(z, p, y):
@@ -205,12 +352,59 @@ def losses_grad_fwd(z, p, y):
     C = z.shape[1]
     if z.shape != (N, C) or p.shape != (N, C) or y.shape != (N, C):
         _shape_error('losses_grad_fwd', ((z, 'z', 'f64[N, C]', (N, C)), (p, 'p', 'f64[N, C]', (N, C)), (y, 'y', 'f64[N, C]', (N, C)),), (('N', N, 'z'), ('C', C, 'z'),))
-    a = np.sum(_binary_cross_entropy(p, y)) / (C*N)  # cases/losses.tl:5
-    b = np.sum(_bce_with_logits(z, y)) / (C*N)  # cases/losses.tl:6
-    t = _log_softmax(z, axis=1)  # cases/losses.tl:7
-    t_1 = np.sum(t * y)  # cases/losses.tl:7
-    t_2 = _sigmoid(z)  # cases/losses.tl:8
-    return a + b - t_1 + np.sum(np.logaddexp(z, 0)) + np.sum(t_2 * y), (p, y, z, t, t_2)  # cases/losses.tl:8
+    with _quiet():
+        # a fused loop over blocks of rows (cases/losses.tl:5, cases/losses.tl:6, cases/losses.tl:7, cases/losses.tl:8)
+        t = np.empty((N, C), dtype=np.float64)
+        t_1 = np.empty((N, C), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            acc_1 = np.zeros((), dtype=np.float64)
+            acc_2 = np.zeros((), dtype=np.float64)
+            acc_3 = np.zeros((), dtype=np.float64)
+            acc_4 = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                p_b = p[i:j]
+                y_b = y[i:j]
+                z_b = z[i:j]
+                t_7 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
+                np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
+                np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
+                np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
+                np.absolute(z_b, out=b2)  # cases/losses.tl:6
+                np.negative(b2, out=b2)  # cases/losses.tl:6
+                np.exp(b2, out=b2)  # cases/losses.tl:6
+                np.log1p(b2, out=b2)  # cases/losses.tl:6
+                np.add(b1, b2, out=b1)  # cases/losses.tl:6
+                t_b = t[i:j]
+                t_b[...] = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
+                np.multiply(t_b, y_b, out=b3)  # cases/losses.tl:7
+                np.add(b0, b2, out=b2)  # cases/losses.tl:8
+                np.negative(z_b, out=b0)  # cases/losses.tl:8
+                np.exp(b0, out=b0)  # cases/losses.tl:8
+                np.add(1, b0, out=b0)  # cases/losses.tl:8
+                t_1_b = t_1[i:j]
+                np.divide(1, b0, out=t_1_b)  # cases/losses.tl:8
+                np.multiply(t_1_b, y_b, out=b0)  # cases/losses.tl:8
+                acc += np.sum(t_7)  # cases/losses.tl:5
+                acc_1 += np.sum(b1)  # cases/losses.tl:6
+                acc_2 += np.sum(b3)  # cases/losses.tl:7
+                acc_3 += np.sum(b2)  # cases/losses.tl:8
+                acc_4 += np.sum(b0)  # cases/losses.tl:8
+            return (acc, acc_1, acc_2, acc_3, acc_4, )
+        rows = max(1, _BLOCK // max(1, C))
+        t_2, t_3, t_4, t_5, t_6, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        a = t_2 / (C*N)  # cases/losses.tl:5
+        b = t_3 / (C*N)  # cases/losses.tl:6
+        return a + b - t_4 + t_5 + t_6, (p, y, z, t, t_1)  # cases/losses.tl:8
 
 
 def losses_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -226,25 +420,74 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
         seed = _scalar(seed, _F64, 'losses_grad_bwd', 'seed', 'f64')
     N = p.shape[0]
     C = p.shape[1]
-    t = seed * r4  # cases/losses.tl:8
-    t_1 = seed * y * (r4 * (1 - r4)) + t  # cases/losses.tl:8
-    t_2 = -seed  # cases/losses.tl:7
-    t_3 = t_2 * y  # cases/losses.tl:7
-    t_4 = t_1 + (t_3 - np.exp(r3) * np.sum(t_3, axis=1, keepdims=True))  # cases/losses.tl:7
-    t_5 = seed / (C*N)  # cases/losses.tl:6
-    d_z = t_4 + t_5 * (r4 - y)  # cases/losses.tl:6
-    t_6 = 1 - p  # cases/losses.tl:5
-    d_p = t_5 * ((p - y) / np.maximum(p * t_6, 1e-12))  # cases/losses.tl:5
-    t_7 = t + t_2 * r3  # cases/losses.tl:7
-    t_8 = t_7 - t_5 * z  # cases/losses.tl:6
-    d_y = t_8 + t_5 * (np.maximum(np.log(t_6), -100) - np.maximum(np.log(p), -100))  # cases/losses.tl:5
-    if out is not None:
-        out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad_bwd')
-        out_z += d_z
-        out_p += d_p
-        out_y += d_y
-        return (out_z, out_p, out_y)
-    return (d_z, d_p, d_y)
+    with _quiet():
+        t = -seed  # cases/losses.tl:7
+        t_1 = seed / (C*N)  # cases/losses.tl:6
+        # a fused loop over blocks of rows (cases/losses.tl:5, cases/losses.tl:6, cases/losses.tl:7, cases/losses.tl:8)
+        d_z = np.empty((N, C), dtype=np.float64)
+        d_p = np.empty((N, C), dtype=np.float64)
+        d_y = np.empty((N, C), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                y_b = y[i:j]
+                r4_b = r4[i:j]
+                r3_b = r3[i:j]
+                p_b = p[i:j]
+                z_b = z[i:j]
+                np.multiply(seed, y_b, out=b0)  # cases/losses.tl:8
+                np.subtract(1, r4_b, out=b1)  # cases/losses.tl:8
+                np.multiply(r4_b, b1, out=b1)  # cases/losses.tl:8
+                np.multiply(b0, b1, out=b1)  # cases/losses.tl:8
+                np.multiply(seed, r4_b, out=b0)  # cases/losses.tl:8
+                np.add(b1, b0, out=b1)  # cases/losses.tl:8
+                np.multiply(t, y_b, out=b2)  # cases/losses.tl:7
+                np.exp(r3_b, out=b3)  # cases/losses.tl:7
+                t_2 = np.sum(b2, axis=1, keepdims=True)  # cases/losses.tl:7
+                np.multiply(b3, t_2, out=b3)  # cases/losses.tl:7
+                np.subtract(b2, b3, out=b3)  # cases/losses.tl:7
+                np.add(b1, b3, out=b3)  # cases/losses.tl:7
+                np.subtract(r4_b, y_b, out=b1)  # cases/losses.tl:6
+                np.multiply(t_1, b1, out=b1)  # cases/losses.tl:6
+                d_z_b = d_z[i:j]
+                np.add(b3, b1, out=d_z_b)  # cases/losses.tl:6
+                np.subtract(p_b, y_b, out=b1)  # cases/losses.tl:5
+                np.subtract(1, p_b, out=b3)  # cases/losses.tl:5
+                np.multiply(p_b, b3, out=b2)  # cases/losses.tl:5
+                np.maximum(b2, 1e-12, out=b2)  # cases/losses.tl:5
+                np.divide(b1, b2, out=b2)  # cases/losses.tl:5
+                d_p_b = d_p[i:j]
+                np.multiply(t_1, b2, out=d_p_b)  # cases/losses.tl:5
+                np.multiply(t, r3_b, out=b2)  # cases/losses.tl:7
+                np.add(b0, b2, out=b2)  # cases/losses.tl:7
+                np.multiply(t_1, z_b, out=b0)  # cases/losses.tl:6
+                np.subtract(b2, b0, out=b0)  # cases/losses.tl:6
+                np.log(b3, out=b3)  # cases/losses.tl:5
+                np.maximum(b3, -100, out=b3)  # cases/losses.tl:5
+                np.log(p_b, out=b2)  # cases/losses.tl:5
+                np.maximum(b2, -100, out=b2)  # cases/losses.tl:5
+                np.subtract(b3, b2, out=b2)  # cases/losses.tl:5
+                np.multiply(t_1, b2, out=b2)  # cases/losses.tl:5
+                d_y_b = d_y[i:j]
+                np.add(b0, b2, out=d_y_b)  # cases/losses.tl:5
+            return ()
+        rows = max(1, _BLOCK // max(1, C))
+        _blocks(_fused0, N, rows, C*N, ())
+        if out is not None:
+            out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad_bwd')
+            out_z += d_z
+            out_p += d_p
+            out_y += d_y
+            return (out_z, out_p, out_y)
+        return (d_z, d_p, d_y)
 
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.

@@ -16,6 +16,10 @@ Functions:
     clipped_grad_bwd
 """
 
+import concurrent.futures
+import contextvars
+import os
+
 import numpy as np
 
 _F64 = np.dtype(np.float64)
@@ -79,6 +83,38 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
+_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
+
+
 def _quiet():
     """Silence floating-point warnings where inf/nan are expected and handled."""
     return np.errstate(all="ignore")
@@ -97,7 +133,24 @@ def safe_sqrt(x):
     if x.shape != (N,):
         _shape_error('safe_sqrt', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        return np.sum(np.where(x > 0, np.sqrt(x), 0))  # cases/masked.tl:4
+        # a fused loop over blocks of rows (cases/masked.tl:4)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                x_b = x[i:j]
+                np.greater(x_b, 0, out=b0)  # cases/masked.tl:4
+                np.sqrt(x_b, out=b1)  # cases/masked.tl:4
+                t_1 = np.where(b0, b1, 0)  # cases/masked.tl:4
+                acc += np.sum(t_1)  # cases/masked.tl:4
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        return t
 
 
 def safe_log(x):
@@ -113,7 +166,24 @@ def safe_log(x):
     if x.shape != (N,):
         _shape_error('safe_log', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        return np.sum(np.where(x > 0, np.log(x), -1))  # cases/masked.tl:8
+        # a fused loop over blocks of rows (cases/masked.tl:8)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                x_b = x[i:j]
+                np.greater(x_b, 0, out=b0)  # cases/masked.tl:8
+                np.log(x_b, out=b1)  # cases/masked.tl:8
+                t_1 = np.where(b0, b1, -1)  # cases/masked.tl:8
+                acc += np.sum(t_1)  # cases/masked.tl:8
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        return t
 
 
 def clipped(x):
@@ -128,7 +198,29 @@ def clipped(x):
     N = x.shape[0]
     if x.shape != (N,):
         _shape_error('clipped', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
-    return np.sum(np.sqrt(np.clip(x, 0, 4)) + 2 * np.maximum(x, 0) + np.maximum(x, 0.5))  # cases/masked.tl:12
+    with _quiet():
+        # a fused loop over blocks of rows (cases/masked.tl:12)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                x_b = x[i:j]
+                t_1 = np.clip(x_b, 0, 4)  # cases/masked.tl:12
+                np.sqrt(t_1, out=b0)  # cases/masked.tl:12
+                np.maximum(x_b, 0, out=b1)  # cases/masked.tl:12
+                np.multiply(2, b1, out=b1)  # cases/masked.tl:12
+                np.add(b0, b1, out=b1)  # cases/masked.tl:12
+                np.maximum(x_b, 0.5, out=b0)  # cases/masked.tl:12
+                np.add(b1, b0, out=b0)  # cases/masked.tl:12
+                acc += np.sum(b0)  # cases/masked.tl:12
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        return t
 
 
 def safe_sqrt_grad(x, *, out=None):
@@ -147,15 +239,32 @@ def safe_sqrt_grad(x, *, out=None):
     if x.shape != (N,):
         _shape_error('safe_sqrt_grad', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        t = x > 0  # cases/masked.tl:4
-        t_1 = np.sqrt(x)  # cases/masked.tl:4
-        value = np.sum(np.where(t, t_1, 0))  # cases/masked.tl:4
-        d_x = np.where(t, 0.5 / t_1, 0)  # cases/masked.tl:4
+        # a fused loop over blocks of rows (cases/masked.tl:4)
+        d_x = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                x_b = x[i:j]
+                np.greater(x_b, 0, out=b0)  # cases/masked.tl:4
+                np.sqrt(x_b, out=b1)  # cases/masked.tl:4
+                t_1 = np.where(b0, b1, 0)  # cases/masked.tl:4
+                np.divide(0.5, b1, out=b1)  # cases/masked.tl:4
+                d_x_b = d_x[i:j]
+                d_x_b[...] = np.where(b0, b1, 0)  # cases/masked.tl:4
+                acc += np.sum(t_1)  # cases/masked.tl:4
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ))
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad')
             out_x += d_x
-            return value, out_x
-        return value, d_x
+            return t, out_x
+        return t, d_x
 
 
 def safe_sqrt_grad_fwd(x):
@@ -177,9 +286,24 @@ def safe_sqrt_grad_fwd(x):
     if x.shape != (N,):
         _shape_error('safe_sqrt_grad_fwd', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        t = x > 0  # cases/masked.tl:4
-        t_1 = np.sqrt(x)  # cases/masked.tl:4
-        return np.sum(np.where(t, t_1, 0)), (t, t_1)  # cases/masked.tl:4
+        # a fused loop over blocks of rows (cases/masked.tl:4)
+        t = np.empty((N,), dtype=np.bool_)
+        t_1 = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                x_b = x[i:j]
+                t_b = t[i:j]
+                np.greater(x_b, 0, out=t_b)  # cases/masked.tl:4
+                t_1_b = t_1[i:j]
+                np.sqrt(x_b, out=t_1_b)  # cases/masked.tl:4
+                t_3 = np.where(t_b, t_1_b, 0)  # cases/masked.tl:4
+                acc += np.sum(t_3)  # cases/masked.tl:4
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
+        return t_2, (t, t_1)
 
 
 def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -195,7 +319,22 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
         seed = _scalar(seed, _F64, 'safe_sqrt_grad_bwd', 'seed', 'f64')
     N = r0.shape[0]
     with _quiet():
-        d_x = np.where(r0, seed * (0.5 / r1), 0)  # cases/masked.tl:4
+        # a fused loop over blocks of rows (cases/masked.tl:4)
+        d_x = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                r1_b = r1[i:j]
+                r0_b = r0[i:j]
+                np.divide(0.5, r1_b, out=b0)  # cases/masked.tl:4
+                np.multiply(seed, b0, out=b0)  # cases/masked.tl:4
+                d_x_b = d_x[i:j]
+                d_x_b[...] = np.where(r0_b, b0, 0)  # cases/masked.tl:4
+            return ()
+        rows = max(1, _BLOCK // 1)
+        _blocks(_fused0, N, rows, N, ())
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad_bwd')
             out_x += d_x
@@ -219,14 +358,32 @@ def safe_log_grad(x, *, out=None):
     if x.shape != (N,):
         _shape_error('safe_log_grad', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        t = x > 0  # cases/masked.tl:8
-        value = np.sum(np.where(t, np.log(x), -1))  # cases/masked.tl:8
-        d_x = np.where(t, 1 / x, 0)  # cases/masked.tl:8
+        # a fused loop over blocks of rows (cases/masked.tl:8)
+        d_x = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                x_b = x[i:j]
+                np.greater(x_b, 0, out=b0)  # cases/masked.tl:8
+                np.log(x_b, out=b1)  # cases/masked.tl:8
+                t_1 = np.where(b0, b1, -1)  # cases/masked.tl:8
+                np.divide(1, x_b, out=b1)  # cases/masked.tl:8
+                d_x_b = d_x[i:j]
+                d_x_b[...] = np.where(b0, b1, 0)  # cases/masked.tl:8
+                acc += np.sum(t_1)  # cases/masked.tl:8
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ))
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad')
             out_x += d_x
-            return value, out_x
-        return value, d_x
+            return t, out_x
+        return t, d_x
 
 
 def safe_log_grad_fwd(x):
@@ -248,8 +405,24 @@ def safe_log_grad_fwd(x):
     if x.shape != (N,):
         _shape_error('safe_log_grad_fwd', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        t = x > 0  # cases/masked.tl:8
-        return np.sum(np.where(t, np.log(x), -1)), (x, t)  # cases/masked.tl:8
+        # a fused loop over blocks of rows (cases/masked.tl:8)
+        t = np.empty((N,), dtype=np.bool_)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                x_b = x[i:j]
+                t_b = t[i:j]
+                np.greater(x_b, 0, out=t_b)  # cases/masked.tl:8
+                np.log(x_b, out=b0)  # cases/masked.tl:8
+                t_2 = np.where(t_b, b0, -1)  # cases/masked.tl:8
+                acc += np.sum(t_2)  # cases/masked.tl:8
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        return t_1, (x, t)
 
 
 def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -265,7 +438,22 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
         seed = _scalar(seed, _F64, 'safe_log_grad_bwd', 'seed', 'f64')
     N = x.shape[0]
     with _quiet():
-        d_x = np.where(r1, seed * (1 / x), 0)  # cases/masked.tl:8
+        # a fused loop over blocks of rows (cases/masked.tl:8)
+        d_x = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                x_b = x[i:j]
+                r1_b = r1[i:j]
+                np.divide(1, x_b, out=b0)  # cases/masked.tl:8
+                np.multiply(seed, b0, out=b0)  # cases/masked.tl:8
+                d_x_b = d_x[i:j]
+                d_x_b[...] = np.where(r1_b, b0, 0)  # cases/masked.tl:8
+            return ()
+        rows = max(1, _BLOCK // 1)
+        _blocks(_fused0, N, rows, N, ())
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad_bwd')
             out_x += d_x
@@ -289,22 +477,67 @@ def clipped_grad(x, *, out=None):
     if x.shape != (N,):
         _shape_error('clipped_grad', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        t = np.sqrt(np.clip(x, 0, 4))  # cases/masked.tl:12
-        t_1 = np.maximum(x, 0)  # cases/masked.tl:12
-        value = np.sum(t + 2 * t_1 + np.maximum(x, 0.5))  # cases/masked.tl:12
-        t_2 = x >= 0.5  # cases/masked.tl:12
-        t_3 = t_1 > 0  # cases/masked.tl:12
-        t_4 = np.logical_or(t_2, t_3)  # cases/masked.tl:12
-        t_5 = np.logical_and(x >= 0, x <= 4)  # cases/masked.tl:12
-        t_6 = np.ones((N,), dtype=np.float64)  # cases/masked.tl:4
-        t_7 = np.where(t_2, np.where(x == 0.5, np.full((N,), 0.5, dtype=np.float64), t_6), 0)  # cases/masked.tl:12
-        t_8 = np.where(t_4, t_7 + np.where(t_3, np.full((N,), 2.0, dtype=np.float64), 0), 0)  # cases/masked.tl:12
-        d_x = np.where(np.logical_or(t_4, t_5), t_8 + np.where(t_5, 0.5 / t, 0), 0)  # cases/masked.tl:12
+        # a fused loop over blocks of rows (cases/masked.tl:12)
+        d_x = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s4 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s5 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s6 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s7 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s8 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s9 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                b5 = s5[:j - i]
+                b6 = s6[:j - i]
+                b7 = s7[:j - i]
+                b8 = s8[:j - i]
+                b9 = s9[:j - i]
+                x_b = x[i:j]
+                t_1 = np.clip(x_b, 0, 4)  # cases/masked.tl:12
+                np.sqrt(t_1, out=b0)  # cases/masked.tl:12
+                np.maximum(x_b, 0, out=b1)  # cases/masked.tl:12
+                np.multiply(2, b1, out=b2)  # cases/masked.tl:12
+                np.add(b0, b2, out=b2)  # cases/masked.tl:12
+                np.maximum(x_b, 0.5, out=b3)  # cases/masked.tl:12
+                np.add(b2, b3, out=b3)  # cases/masked.tl:12
+                np.greater_equal(x_b, 0.5, out=b4)  # cases/masked.tl:12
+                np.greater(b1, 0, out=b5)  # cases/masked.tl:12
+                np.logical_or(b4, b5, out=b6)  # cases/masked.tl:12
+                np.greater_equal(x_b, 0, out=b7)  # cases/masked.tl:12
+                np.less_equal(x_b, 4, out=b8)  # cases/masked.tl:12
+                np.logical_and(b7, b8, out=b8)  # cases/masked.tl:12
+                np.logical_or(b6, b8, out=b7)  # cases/masked.tl:12
+                np.equal(x_b, 0.5, out=b9)  # cases/masked.tl:12
+                t_2 = np.where(b9, np.float64(0.5), np.float64(1.0))  # cases/masked.tl:12
+                t_3 = np.where(b4, t_2, 0)  # cases/masked.tl:12
+                t_4 = np.where(b5, np.float64(2.0), np.float64(0.0))  # cases/masked.tl:12
+                np.add(t_3, t_4, out=b1)  # cases/masked.tl:12
+                t_5 = np.where(b6, b1, 0)  # cases/masked.tl:12
+                np.divide(0.5, b0, out=b0)  # cases/masked.tl:12
+                t_6 = np.where(b8, b0, 0)  # cases/masked.tl:12
+                np.add(t_5, t_6, out=b0)  # cases/masked.tl:12
+                d_x_b = d_x[i:j]
+                d_x_b[...] = np.where(b7, b0, 0)  # cases/masked.tl:12
+                acc += np.sum(b3)  # cases/masked.tl:12
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ))
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad')
             out_x += d_x
-            return value, out_x
-        return value, d_x
+            return t, out_x
+        return t, d_x
 
 
 def clipped_grad_fwd(x):
@@ -326,9 +559,33 @@ def clipped_grad_fwd(x):
     N = x.shape[0]
     if x.shape != (N,):
         _shape_error('clipped_grad_fwd', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
-    t = np.sqrt(np.clip(x, 0, 4))  # cases/masked.tl:12
-    t_1 = np.maximum(x, 0)  # cases/masked.tl:12
-    return np.sum(t + 2 * t_1 + np.maximum(x, 0.5)), (x, t, t_1)  # cases/masked.tl:12
+    with _quiet():
+        # a fused loop over blocks of rows (cases/masked.tl:12)
+        t = np.empty((N,), dtype=np.float64)
+        t_1 = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                x_b = x[i:j]
+                t_3 = np.clip(x_b, 0, 4)  # cases/masked.tl:12
+                t_b = t[i:j]
+                np.sqrt(t_3, out=t_b)  # cases/masked.tl:12
+                t_1_b = t_1[i:j]
+                np.maximum(x_b, 0, out=t_1_b)  # cases/masked.tl:12
+                np.multiply(2, t_1_b, out=b0)  # cases/masked.tl:12
+                np.add(t_b, b0, out=b0)  # cases/masked.tl:12
+                np.maximum(x_b, 0.5, out=b1)  # cases/masked.tl:12
+                np.add(b0, b1, out=b1)  # cases/masked.tl:12
+                acc += np.sum(b1)  # cases/masked.tl:12
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
+        return t_2, (x, t, t_1)
 
 
 def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -344,13 +601,54 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
         seed = _scalar(seed, _F64, 'clipped_grad_bwd', 'seed', 'f64')
     N = x.shape[0]
     with _quiet():
-        t = x >= 0.5  # cases/masked.tl:12
-        t_1 = r2 > 0  # cases/masked.tl:12
-        t_2 = np.logical_or(t, t_1)  # cases/masked.tl:12
-        t_3 = np.logical_and(x >= 0, x <= 4)  # cases/masked.tl:12
-        t_4 = np.broadcast_to(seed.reshape((1,)), (N,))  # cases/masked.tl:12
-        t_5 = np.where(t, np.where(x == 0.5, 0.5 * t_4, t_4), 0) + np.where(t_1, 2 * t_4, 0)  # cases/masked.tl:12
-        d_x = np.where(np.logical_or(t_2, t_3), np.where(t_2, t_5, 0) + np.where(t_3, seed * (0.5 / r1), 0), 0)  # cases/masked.tl:12
+        t = np.broadcast_to(seed.reshape((1,)), (N,))  # cases/masked.tl:12
+        # a fused loop over blocks of rows (cases/masked.tl:12)
+        d_x = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s4 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s5 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s6 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                b5 = s5[:j - i]
+                b6 = s6[:j - i]
+                x_b = x[i:j]
+                r2_b = r2[i:j]
+                t_b = t[i:j]
+                r1_b = r1[i:j]
+                np.greater_equal(x_b, 0.5, out=b0)  # cases/masked.tl:12
+                np.greater(r2_b, 0, out=b1)  # cases/masked.tl:12
+                np.logical_or(b0, b1, out=b2)  # cases/masked.tl:12
+                np.greater_equal(x_b, 0, out=b3)  # cases/masked.tl:12
+                np.less_equal(x_b, 4, out=b4)  # cases/masked.tl:12
+                np.logical_and(b3, b4, out=b4)  # cases/masked.tl:12
+                np.logical_or(b2, b4, out=b3)  # cases/masked.tl:12
+                np.equal(x_b, 0.5, out=b5)  # cases/masked.tl:12
+                np.multiply(0.5, t_b, out=b6)  # cases/masked.tl:12
+                t_1 = np.where(b5, b6, t_b)  # cases/masked.tl:12
+                t_2 = np.where(b0, t_1, 0)  # cases/masked.tl:12
+                np.multiply(2, t_b, out=b6)  # cases/masked.tl:12
+                t_3 = np.where(b1, b6, 0)  # cases/masked.tl:12
+                np.add(t_2, t_3, out=b6)  # cases/masked.tl:12
+                t_4 = np.where(b2, b6, 0)  # cases/masked.tl:12
+                np.divide(0.5, r1_b, out=b6)  # cases/masked.tl:12
+                np.multiply(seed, b6, out=b6)  # cases/masked.tl:12
+                t_5 = np.where(b4, b6, 0)  # cases/masked.tl:12
+                np.add(t_4, t_5, out=b6)  # cases/masked.tl:12
+                d_x_b = d_x[i:j]
+                d_x_b[...] = np.where(b3, b6, 0)  # cases/masked.tl:12
+            return ()
+        rows = max(1, _BLOCK // 1)
+        _blocks(_fused0, N, rows, N, ())
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad_bwd')
             out_x += d_x

@@ -8,6 +8,10 @@ Functions:
     mlp_grad_bwd
 """
 
+import concurrent.futures
+import contextvars
+import os
+
 import numpy as np
 
 _F32 = np.dtype(np.float32)
@@ -72,6 +76,38 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
+_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
+
+
 def _quiet():
     """Silence floating-point warnings where inf/nan are expected and handled."""
     return np.errstate(all="ignore")
@@ -128,9 +164,39 @@ def mlp(x, labels, w1, b1, w2, b2):
     B = x.shape[0]
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
-    h = np.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
-    logits = h @ w2 + b2  # cases/mlp.tl:5
-    return np.sum(_cross_entropy(logits, labels)) / B  # cases/mlp.tl:6
+    with _quiet():
+        t = x @ w1  # cases/mlp.tl:4
+        # a fused loop over blocks of rows (cases/mlp.tl:4)
+        h = np.empty((B, 256), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), 256), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                np.add(t_b, b1, out=b0)  # cases/mlp.tl:4
+                h_b = h[i:j]
+                np.maximum(b0, 0, out=h_b)  # cases/mlp.tl:4
+            return ()
+        rows = max(1, _BLOCK // 256)
+        _blocks(_fused0, B, rows, 256*B, ())
+        t_1 = h @ w2  # cases/mlp.tl:5
+        # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo), 10), dtype=np.float32)
+            acc = np.zeros((), dtype=np.float32)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                t_1_b = t_1[i:j]
+                labels_b = labels[i:j]
+                np.add(t_1_b, b2, out=b0)  # cases/mlp.tl:5
+                t_3 = _cross_entropy(b0, labels_b)  # cases/mlp.tl:6
+                acc += np.sum(t_3)  # cases/mlp.tl:6
+            return (acc, )
+        rows_1 = max(1, _BLOCK // 10)
+        t_2, = _blocks(_fused1, B, rows_1, 10*B, ('sum', ))
+        return t_2 / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -159,17 +225,68 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        h = np.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
-        logits = h @ w2 + b2  # cases/mlp.tl:5
-        value = np.sum(_cross_entropy(logits, labels)) / B  # cases/mlp.tl:6
-        t = _softmax(logits, axis=1) - (labels[..., None] == np.arange(10)).astype(np.float32)  # cases/mlp.tl:6
-        d_logits = np.float32(1.0) / np.float32(B) * t  # cases/mlp.tl:6
+        t = x @ w1  # cases/mlp.tl:4
+        # a fused loop over blocks of rows (cases/mlp.tl:4)
+        h = np.empty((B, 256), dtype=np.float32)
+        t_1 = np.empty((B, 256), dtype=np.bool_)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), 256), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                np.add(t_b, b1, out=b0)  # cases/mlp.tl:4
+                h_b = h[i:j]
+                np.maximum(b0, 0, out=h_b)  # cases/mlp.tl:4
+                t_1_b = t_1[i:j]
+                np.greater(h_b, 0, out=t_1_b)  # cases/mlp.tl:4
+            return ()
+        rows = max(1, _BLOCK // 256)
+        _blocks(_fused0, B, rows, 256*B, ())
+        t_2 = h @ w2  # cases/mlp.tl:5
+        t_3 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
+        t_4 = (labels[..., None] == np.arange(10)).astype(np.float32)  # cases/mlp.tl:6
+        # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
+        d_logits = np.empty((B, 10), dtype=np.float32)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo), 10), dtype=np.float32)
+            acc = np.zeros((), dtype=np.float32)
+            acc_1 = np.zeros((10,), dtype=np.float32)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                t_2_b = t_2[i:j]
+                labels_b = labels[i:j]
+                t_4_b = t_4[i:j]
+                np.add(t_2_b, b2, out=b0)  # cases/mlp.tl:5
+                t_6 = _cross_entropy(b0, labels_b)  # cases/mlp.tl:6
+                t_7 = _softmax(b0, axis=1)  # cases/mlp.tl:6
+                np.subtract(t_7, t_4_b, out=b0)  # cases/mlp.tl:6
+                d_logits_b = d_logits[i:j]
+                np.multiply(t_3, b0, out=d_logits_b)  # cases/mlp.tl:6
+                acc += np.sum(t_6)  # cases/mlp.tl:6
+                acc_1 += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
+            return (acc, acc_1, )
+        rows_1 = max(1, _BLOCK // 10)
+        t_5, d_b2, = _blocks(_fused1, B, rows_1, 10*B, ('sum', 'sum', ))
+        value = t_5 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_1 = np.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_1  # cases/mlp.tl:4
-        d_b1 = np.sum(t_1, axis=0)  # cases/mlp.tl:4
+        # a fused loop over blocks of rows (cases/mlp.tl:4)
+        t_8 = np.empty((B, 256), dtype=np.float32)
+        def _fused2(lo, hi):
+            acc_2 = np.zeros((256,), dtype=np.float32)
+            for i in range(lo, hi, rows_2):
+                j = min(i + rows_2, hi)
+                t_1_b_1 = t_1[i:j]
+                d_h_b = d_h[i:j]
+                t_8_b = t_8[i:j]
+                t_8_b[...] = np.where(t_1_b_1, d_h_b, 0)  # cases/mlp.tl:4
+                acc_2 += np.sum(t_8_b, axis=0)  # cases/mlp.tl:4
+            return (acc_2, )
+        rows_2 = max(1, _BLOCK // 256)
+        d_b1, = _blocks(_fused2, B, rows_2, 256*B, ('sum', ))
+        d_w1 = x.T @ t_8  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
-        d_b2 = np.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad')
             out_w1 += d_w1
@@ -211,9 +328,39 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
     B = x.shape[0]
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad_fwd', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
-    h = np.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
-    logits = h @ w2 + b2  # cases/mlp.tl:5
-    return np.sum(_cross_entropy(logits, labels)) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+    with _quiet():
+        t = x @ w1  # cases/mlp.tl:4
+        # a fused loop over blocks of rows (cases/mlp.tl:4)
+        h = np.empty((B, 256), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), 256), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                np.add(t_b, b1, out=b0)  # cases/mlp.tl:4
+                h_b = h[i:j]
+                np.maximum(b0, 0, out=h_b)  # cases/mlp.tl:4
+            return ()
+        rows = max(1, _BLOCK // 256)
+        _blocks(_fused0, B, rows, 256*B, ())
+        t_1 = h @ w2  # cases/mlp.tl:5
+        # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
+        logits = np.empty((B, 10), dtype=np.float32)
+        def _fused1(lo, hi):
+            acc = np.zeros((), dtype=np.float32)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                t_1_b = t_1[i:j]
+                labels_b = labels[i:j]
+                logits_b = logits[i:j]
+                np.add(t_1_b, b2, out=logits_b)  # cases/mlp.tl:5
+                t_3 = _cross_entropy(logits_b, labels_b)  # cases/mlp.tl:6
+                acc += np.sum(t_3)  # cases/mlp.tl:6
+            return (acc, )
+        rows_1 = max(1, _BLOCK // 10)
+        t_2, = _blocks(_fused1, B, rows_1, 10*B, ('sum', ))
+        return t_2 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -229,14 +376,47 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         seed = _scalar(seed, _F32, 'mlp_grad_bwd', 'seed', 'f32')
     B = x.shape[0]
     with _quiet():
-        t = _softmax(logits, axis=1) - (labels[..., None] == np.arange(10)).astype(np.float32)  # cases/mlp.tl:6
-        d_logits = seed / B * t  # cases/mlp.tl:6
+        t = seed / B  # cases/mlp.tl:6
+        t_1 = (labels[..., None] == np.arange(10)).astype(np.float32)  # cases/mlp.tl:6
+        # a fused loop over blocks of rows (cases/mlp.tl:4, cases/mlp.tl:5, cases/mlp.tl:6)
+        t_2 = np.empty((B, 256), dtype=np.bool_)
+        d_logits = np.empty((B, 10), dtype=np.float32)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            acc = np.zeros((10,), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                h_b = h[i:j]
+                logits_b = logits[i:j]
+                t_1_b = t_1[i:j]
+                t_2_b = t_2[i:j]
+                np.greater(h_b, 0, out=t_2_b)  # cases/mlp.tl:4
+                t_3 = _softmax(logits_b, axis=1)  # cases/mlp.tl:6
+                np.subtract(t_3, t_1_b, out=b0)  # cases/mlp.tl:6
+                d_logits_b = d_logits[i:j]
+                np.multiply(t, b0, out=d_logits_b)  # cases/mlp.tl:6
+                acc += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
+            return (acc, )
+        rows = max(1, _BLOCK // 256)
+        d_b2, = _blocks(_fused0, B, rows, 256*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_1 = np.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_1  # cases/mlp.tl:4
-        d_b1 = np.sum(t_1, axis=0)  # cases/mlp.tl:4
+        # a fused loop over blocks of rows (cases/mlp.tl:4)
+        t_4 = np.empty((B, 256), dtype=np.float32)
+        def _fused1(lo, hi):
+            acc_1 = np.zeros((256,), dtype=np.float32)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                t_2_b_1 = t_2[i:j]
+                d_h_b = d_h[i:j]
+                t_4_b = t_4[i:j]
+                t_4_b[...] = np.where(t_2_b_1, d_h_b, 0)  # cases/mlp.tl:4
+                acc_1 += np.sum(t_4_b, axis=0)  # cases/mlp.tl:4
+            return (acc_1, )
+        rows_1 = max(1, _BLOCK // 256)
+        d_b1, = _blocks(_fused1, B, rows_1, 256*B, ('sum', ))
+        d_w1 = x.T @ t_4  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
-        d_b2 = np.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad_bwd')
             out_w1 += d_w1

@@ -12,6 +12,10 @@ Functions:
     use_polar_grad_bwd
 """
 
+import concurrent.futures
+import contextvars
+import os
+
 import numpy as np
 
 _F64 = np.dtype(np.float64)
@@ -75,6 +79,43 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
+_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
+
+
+def _quiet():
+    """Silence floating-point warnings where inf/nan are expected and handled."""
+    return np.errstate(all="ignore")
+
+
 def polar(x, y):
     """polar(x: f64[N], y: f64[N]) -> (f64[N], f64[N])
 
@@ -89,8 +130,30 @@ def polar(x, y):
     N = x.shape[0]
     if x.shape != (N,) or y.shape != (N,):
         _shape_error('polar', ((x, 'x', 'f64[N]', (N,)), (y, 'y', 'f64[N]', (N,)),), (('N', N, 'x'),))
-    r = np.sqrt(x * x + y * y)  # cases/multi.tl:3
-    return r, y / r  # cases/multi.tl:4
+    with _quiet():
+        # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4)
+        r = np.empty((N,), dtype=np.float64)
+        t = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                x_b = x[i:j]
+                y_b = y[i:j]
+                np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
+                np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
+                np.add(b0, b1, out=b1)  # cases/multi.tl:3
+                r_b = r[i:j]
+                np.sqrt(b1, out=r_b)  # cases/multi.tl:3
+                t_b = t[i:j]
+                np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
+            return ()
+        rows = max(1, _BLOCK // 1)
+        _blocks(_fused0, N, rows, N, ())
+        return r, t
 
 
 def use_polar(x, y):
@@ -107,9 +170,29 @@ def use_polar(x, y):
     N = x.shape[0]
     if x.shape != (N,) or y.shape != (N,):
         _shape_error('use_polar', ((x, 'x', 'f64[N]', (N,)), (y, 'y', 'f64[N]', (N,)),), (('N', N, 'x'),))
-    r = np.sqrt(x * x + y * y)  # cases/multi.tl:3
-    s = y / r  # cases/multi.tl:4
-    return np.sum(r * s)  # cases/multi.tl:9
+    with _quiet():
+        # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4, cases/multi.tl:9)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                x_b = x[i:j]
+                y_b = y[i:j]
+                np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
+                np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
+                np.add(b0, b1, out=b1)  # cases/multi.tl:3
+                np.sqrt(b1, out=b1)  # cases/multi.tl:3
+                np.divide(y_b, b1, out=b0)  # cases/multi.tl:4
+                np.multiply(b1, b0, out=b0)  # cases/multi.tl:9
+                acc += np.sum(b0)  # cases/multi.tl:9
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        return t
 
 
 def polar_vjp(x, y, ct0, ct1, *, out=None):
@@ -133,21 +216,52 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
     N = x.shape[0]
     if x.shape != (N,) or y.shape != (N,) or ct0.shape != (N,) or ct1.shape != (N,):
         _shape_error('polar_vjp', ((x, 'x', 'f64[N]', (N,)), (y, 'y', 'f64[N]', (N,)), (ct0, 'ct0', 'f64[N]', (N,)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'x'),))
-    r = np.sqrt(x * x + y * y)  # cases/multi.tl:3
-    value = y / r  # cases/multi.tl:4
-    d_r = ct0 - ct1 * value / r  # cases/multi.tl:4
-    t = d_r * (0.5 / r)  # cases/multi.tl:3
-    t_1 = t * x  # cases/multi.tl:3
-    d_x = t_1 + t_1  # cases/multi.tl:3
-    t_2 = ct1 / r  # cases/multi.tl:4
-    t_3 = t * y  # cases/multi.tl:3
-    d_y = t_2 + t_3 + t_3  # cases/multi.tl:3
-    if out is not None:
-        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp')
-        out_x += d_x
-        out_y += d_y
-        return r, value, out_x, out_y
-    return r, value, d_x, d_y
+    with _quiet():
+        # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4)
+        r = np.empty((N,), dtype=np.float64)
+        t = np.empty((N,), dtype=np.float64)
+        d_x = np.empty((N,), dtype=np.float64)
+        d_y = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                x_b = x[i:j]
+                y_b = y[i:j]
+                ct1_b = ct1[i:j]
+                ct0_b = ct0[i:j]
+                np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
+                np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
+                np.add(b0, b1, out=b1)  # cases/multi.tl:3
+                r_b = r[i:j]
+                np.sqrt(b1, out=r_b)  # cases/multi.tl:3
+                t_b = t[i:j]
+                np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
+                np.multiply(ct1_b, t_b, out=b1)  # cases/multi.tl:4
+                np.divide(b1, r_b, out=b1)  # cases/multi.tl:4
+                np.subtract(ct0_b, b1, out=b1)  # cases/multi.tl:4
+                np.divide(0.5, r_b, out=b0)  # cases/multi.tl:3
+                np.multiply(b1, b0, out=b0)  # cases/multi.tl:3
+                np.multiply(b0, x_b, out=b1)  # cases/multi.tl:3
+                d_x_b = d_x[i:j]
+                np.add(b1, b1, out=d_x_b)  # cases/multi.tl:3
+                np.divide(ct1_b, r_b, out=b1)  # cases/multi.tl:4
+                np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
+                np.add(b1, b0, out=b1)  # cases/multi.tl:3
+                d_y_b = d_y[i:j]
+                np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
+            return ()
+        rows = max(1, _BLOCK // 1)
+        _blocks(_fused0, N, rows, N, ())
+        if out is not None:
+            out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp')
+            out_x += d_x
+            out_y += d_y
+            return r, t, out_x, out_y
+        return r, t, d_x, d_y
 
 
 def polar_vjp_fwd(x, y):
@@ -172,9 +286,30 @@ def polar_vjp_fwd(x, y):
     N = x.shape[0]
     if x.shape != (N,) or y.shape != (N,):
         _shape_error('polar_vjp_fwd', ((x, 'x', 'f64[N]', (N,)), (y, 'y', 'f64[N]', (N,)),), (('N', N, 'x'),))
-    r = np.sqrt(x * x + y * y)  # cases/multi.tl:3
-    t = y / r  # cases/multi.tl:4
-    return (r, t), (x, y, r, t)
+    with _quiet():
+        # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4)
+        r = np.empty((N,), dtype=np.float64)
+        t = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                x_b = x[i:j]
+                y_b = y[i:j]
+                np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
+                np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
+                np.add(b0, b1, out=b1)  # cases/multi.tl:3
+                r_b = r[i:j]
+                np.sqrt(b1, out=r_b)  # cases/multi.tl:3
+                t_b = t[i:j]
+                np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
+            return ()
+        rows = max(1, _BLOCK // 1)
+        _blocks(_fused0, N, rows, N, ())
+        return (r, t), (x, y, r, t)
 
 
 def polar_vjp_bwd(residuals, ct0, ct1, *, out=None):
@@ -195,19 +330,45 @@ def polar_vjp_bwd(residuals, ct0, ct1, *, out=None):
     N = x.shape[0]
     if ct0.shape != (N,) or ct1.shape != (N,):
         _shape_error('polar_vjp_bwd', ((ct0, 'ct0', 'f64[N]', (N,)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'x'),))
-    d_r = ct0 - ct1 * r3 / r  # cases/multi.tl:4
-    t = d_r * (0.5 / r)  # cases/multi.tl:3
-    t_1 = t * x  # cases/multi.tl:3
-    d_x = t_1 + t_1  # cases/multi.tl:3
-    t_2 = ct1 / r  # cases/multi.tl:4
-    t_3 = t * y  # cases/multi.tl:3
-    d_y = t_2 + t_3 + t_3  # cases/multi.tl:3
-    if out is not None:
-        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp_bwd')
-        out_x += d_x
-        out_y += d_y
-        return (out_x, out_y)
-    return (d_x, d_y)
+    with _quiet():
+        # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4)
+        d_x = np.empty((N,), dtype=np.float64)
+        d_y = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                ct1_b = ct1[i:j]
+                r3_b = r3[i:j]
+                r_b = r[i:j]
+                ct0_b = ct0[i:j]
+                x_b = x[i:j]
+                y_b = y[i:j]
+                np.multiply(ct1_b, r3_b, out=b0)  # cases/multi.tl:4
+                np.divide(b0, r_b, out=b0)  # cases/multi.tl:4
+                np.subtract(ct0_b, b0, out=b0)  # cases/multi.tl:4
+                np.divide(0.5, r_b, out=b1)  # cases/multi.tl:3
+                np.multiply(b0, b1, out=b1)  # cases/multi.tl:3
+                np.multiply(b1, x_b, out=b0)  # cases/multi.tl:3
+                d_x_b = d_x[i:j]
+                np.add(b0, b0, out=d_x_b)  # cases/multi.tl:3
+                np.divide(ct1_b, r_b, out=b0)  # cases/multi.tl:4
+                np.multiply(b1, y_b, out=b1)  # cases/multi.tl:3
+                np.add(b0, b1, out=b0)  # cases/multi.tl:3
+                d_y_b = d_y[i:j]
+                np.add(b0, b1, out=d_y_b)  # cases/multi.tl:3
+            return ()
+        rows = max(1, _BLOCK // 1)
+        _blocks(_fused0, N, rows, N, ())
+        if out is not None:
+            out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp_bwd')
+            out_x += d_x
+            out_y += d_y
+            return (out_x, out_y)
+        return (d_x, d_y)
 
 
 def use_polar_grad(x, y, *, out=None):
@@ -227,23 +388,52 @@ def use_polar_grad(x, y, *, out=None):
     N = x.shape[0]
     if x.shape != (N,) or y.shape != (N,):
         _shape_error('use_polar_grad', ((x, 'x', 'f64[N]', (N,)), (y, 'y', 'f64[N]', (N,)),), (('N', N, 'x'),))
-    r = np.sqrt(x * x + y * y)  # cases/multi.tl:3
-    s = y / r  # cases/multi.tl:4
-    t = r * s  # cases/multi.tl:9
-    value = np.sum(t)  # cases/multi.tl:9
-    d_r = s - t / r  # cases/multi.tl:4
-    t_1 = d_r * (0.5 / r)  # cases/multi.tl:3
-    t_2 = t_1 * x  # cases/multi.tl:3
-    d_x = t_2 + t_2  # cases/multi.tl:3
-    t_3 = r / r  # cases/multi.tl:4
-    t_4 = t_1 * y  # cases/multi.tl:3
-    d_y = t_3 + t_4 + t_4  # cases/multi.tl:3
-    if out is not None:
-        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad')
-        out_x += d_x
-        out_y += d_y
-        return value, out_x, out_y
-    return value, d_x, d_y
+    with _quiet():
+        # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4, cases/multi.tl:9)
+        d_x = np.empty((N,), dtype=np.float64)
+        d_y = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                x_b = x[i:j]
+                y_b = y[i:j]
+                np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
+                np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
+                np.add(b0, b1, out=b1)  # cases/multi.tl:3
+                np.sqrt(b1, out=b1)  # cases/multi.tl:3
+                np.divide(y_b, b1, out=b0)  # cases/multi.tl:4
+                np.multiply(b1, b0, out=b2)  # cases/multi.tl:9
+                np.divide(b2, b1, out=b3)  # cases/multi.tl:4
+                np.subtract(b0, b3, out=b3)  # cases/multi.tl:4
+                np.divide(0.5, b1, out=b0)  # cases/multi.tl:3
+                np.multiply(b3, b0, out=b0)  # cases/multi.tl:3
+                np.multiply(b0, x_b, out=b3)  # cases/multi.tl:3
+                d_x_b = d_x[i:j]
+                np.add(b3, b3, out=d_x_b)  # cases/multi.tl:3
+                np.divide(b1, b1, out=b1)  # cases/multi.tl:4
+                np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
+                np.add(b1, b0, out=b1)  # cases/multi.tl:3
+                d_y_b = d_y[i:j]
+                np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
+                acc += np.sum(b2)  # cases/multi.tl:9
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        if out is not None:
+            out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad')
+            out_x += d_x
+            out_y += d_y
+            return t, out_x, out_y
+        return t, d_x, d_y
 
 
 def use_polar_grad_fwd(x, y):
@@ -268,9 +458,33 @@ def use_polar_grad_fwd(x, y):
     N = x.shape[0]
     if x.shape != (N,) or y.shape != (N,):
         _shape_error('use_polar_grad_fwd', ((x, 'x', 'f64[N]', (N,)), (y, 'y', 'f64[N]', (N,)),), (('N', N, 'x'),))
-    r = np.sqrt(x * x + y * y)  # cases/multi.tl:3
-    s = y / r  # cases/multi.tl:4
-    return np.sum(r * s), (x, y, r, s)  # cases/multi.tl:9
+    with _quiet():
+        # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4, cases/multi.tl:9)
+        r = np.empty((N,), dtype=np.float64)
+        s = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                x_b = x[i:j]
+                y_b = y[i:j]
+                np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
+                np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
+                np.add(b0, b1, out=b1)  # cases/multi.tl:3
+                r_b = r[i:j]
+                np.sqrt(b1, out=r_b)  # cases/multi.tl:3
+                s_b = s[i:j]
+                np.divide(y_b, r_b, out=s_b)  # cases/multi.tl:4
+                np.multiply(r_b, s_b, out=b1)  # cases/multi.tl:9
+                acc += np.sum(b1)  # cases/multi.tl:9
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        return t, (x, y, r, s)
 
 
 def use_polar_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -285,21 +499,47 @@ def use_polar_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'use_polar_grad_bwd', 'seed', 'f64')
     N = x.shape[0]
-    t = seed * s  # cases/multi.tl:9
-    d_s = seed * r  # cases/multi.tl:9
-    d_r = t - d_s * s / r  # cases/multi.tl:4
-    t_1 = d_r * (0.5 / r)  # cases/multi.tl:3
-    t_2 = t_1 * x  # cases/multi.tl:3
-    d_x = t_2 + t_2  # cases/multi.tl:3
-    t_3 = d_s / r  # cases/multi.tl:4
-    t_4 = t_1 * y  # cases/multi.tl:3
-    d_y = t_3 + t_4 + t_4  # cases/multi.tl:3
-    if out is not None:
-        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad_bwd')
-        out_x += d_x
-        out_y += d_y
-        return (out_x, out_y)
-    return (d_x, d_y)
+    with _quiet():
+        # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4, cases/multi.tl:9)
+        d_x = np.empty((N,), dtype=np.float64)
+        d_y = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                s_b = s[i:j]
+                r_b = r[i:j]
+                x_b = x[i:j]
+                y_b = y[i:j]
+                np.multiply(seed, s_b, out=b0)  # cases/multi.tl:9
+                np.multiply(seed, r_b, out=b1)  # cases/multi.tl:9
+                np.multiply(b1, s_b, out=b2)  # cases/multi.tl:4
+                np.divide(b2, r_b, out=b2)  # cases/multi.tl:4
+                np.subtract(b0, b2, out=b2)  # cases/multi.tl:4
+                np.divide(0.5, r_b, out=b0)  # cases/multi.tl:3
+                np.multiply(b2, b0, out=b0)  # cases/multi.tl:3
+                np.multiply(b0, x_b, out=b2)  # cases/multi.tl:3
+                d_x_b = d_x[i:j]
+                np.add(b2, b2, out=d_x_b)  # cases/multi.tl:3
+                np.divide(b1, r_b, out=b1)  # cases/multi.tl:4
+                np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
+                np.add(b1, b0, out=b1)  # cases/multi.tl:3
+                d_y_b = d_y[i:j]
+                np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
+            return ()
+        rows = max(1, _BLOCK // 1)
+        _blocks(_fused0, N, rows, N, ())
+        if out is not None:
+            out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad_bwd')
+            out_x += d_x
+            out_y += d_y
+            return (out_x, out_y)
+        return (d_x, d_y)
 
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.

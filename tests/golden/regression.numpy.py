@@ -12,6 +12,10 @@ Functions:
     loss_dlam_bwd
 """
 
+import concurrent.futures
+import contextvars
+import os
+
 import numpy as np
 
 _F64 = np.dtype(np.float64)
@@ -75,6 +79,43 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
+_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+_POOL = []
+
+
+def _blocks(kernel, n, rows, size, combine):
+    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
+    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
+    if threads <= 1:
+        parts = [kernel(0, n)]
+    else:
+        if not _POOL:
+            _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
+        per = -(-n // threads)
+        step = -(-per // rows) * rows  # whole blocks per thread
+        ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+    out = []
+    for k, how in enumerate(combine):
+        values = [p[k] for p in parts if p[k] is not None]
+        if not values:
+            raise ValueError(f"zero-size array to reduction operation {how} which has no identity")
+        acc = values[0]
+        for v in values[1:]:
+            acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
+        out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
+    return out
+
+
+def _quiet():
+    """Silence floating-point warnings where inf/nan are expected and handled."""
+    return np.errstate(all="ignore")
+
+
 def predict(x, w, b):
     """predict(x: f64[N, D], w: f64[D], b: f64) -> f64[N]
 
@@ -116,11 +157,38 @@ def loss(x, y, w, b, lam):
     D = x.shape[1]
     if x.shape != (N, D) or y.shape != (N,) or w.shape != (D,):
         _shape_error('loss', ((x, 'x', 'f64[N, D]', (N, D)), (y, 'y', 'f64[N]', (N,)), (w, 'w', 'f64[D]', (D,)),), (('N', N, 'x'), ('D', D, 'x'),))
-    t = x @ w + b  # cases/regression.tl:3
-    r = t - y  # cases/regression.tl:7
-    r_1 = r * r  # cases/regression.tl:8
-    d_lam = np.sum(w * w)  # cases/regression.tl:9
-    return np.sum(r_1) / N + lam * d_lam  # cases/regression.tl:9
+    with _quiet():
+        t = x @ w  # cases/regression.tl:3
+        # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                y_b = y[i:j]
+                np.add(t_b, b, out=b0)  # cases/regression.tl:3
+                np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
+                np.multiply(b0, b0, out=b0)  # cases/regression.tl:8
+                acc += np.sum(b0)  # cases/regression.tl:9
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        # a fused loop over blocks of rows (cases/regression.tl:9)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
+            acc_1 = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                w_b = w[i:j]
+                np.multiply(w_b, w_b, out=b0)  # cases/regression.tl:9
+                acc_1 += np.sum(b0)  # cases/regression.tl:9
+            return (acc_1, )
+        rows_1 = max(1, _BLOCK // 1)
+        d_lam, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        return t_1 / N + lam * d_lam  # cases/regression.tl:9
 
 
 def loss_grad(x, y, w, b, lam, *, out=None):
@@ -147,23 +215,62 @@ def loss_grad(x, y, w, b, lam, *, out=None):
     D = x.shape[1]
     if x.shape != (N, D) or y.shape != (N,) or w.shape != (D,):
         _shape_error('loss_grad', ((x, 'x', 'f64[N, D]', (N, D)), (y, 'y', 'f64[N]', (N,)), (w, 'w', 'f64[D]', (D,)),), (('N', N, 'x'), ('D', D, 'x'),))
-    t = x @ w + b  # cases/regression.tl:3
-    r = t - y  # cases/regression.tl:7
-    r_1 = r * r  # cases/regression.tl:8
-    d_lam = np.sum(w * w)  # cases/regression.tl:9
-    value = np.sum(r_1) / N + lam * d_lam  # cases/regression.tl:9
-    t_1 = 2 * (lam * w)  # cases/regression.tl:9
-    t_2 = np.float64(1.0) / np.float64(N)  # cases/regression.tl:9
-    t_3 = t_2 * r  # cases/regression.tl:8
-    d_r = t_3 + t_3  # cases/regression.tl:8
-    d_w = t_1 + d_r @ x  # cases/regression.tl:3
-    d_b = np.sum(d_r)  # cases/regression.tl:3
-    if out is not None:
-        out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad')
-        out_w += d_w
-        out_b += d_b
-        return value, out_w, out_b
-    return value, d_w, d_b
+    with _quiet():
+        t = x @ w  # cases/regression.tl:3
+        t_1 = np.float64(1.0) / np.float64(N)  # cases/regression.tl:9
+        # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
+        d_r = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            acc_1 = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                t_b = t[i:j]
+                y_b = y[i:j]
+                np.add(t_b, b, out=b0)  # cases/regression.tl:3
+                np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
+                np.multiply(b0, b0, out=b1)  # cases/regression.tl:8
+                np.multiply(t_1, b0, out=b0)  # cases/regression.tl:8
+                d_r_b = d_r[i:j]
+                np.add(b0, b0, out=d_r_b)  # cases/regression.tl:8
+                acc += np.sum(b1)  # cases/regression.tl:9
+                acc_1 += np.sum(d_r_b)  # cases/regression.tl:3
+            return (acc, acc_1, )
+        rows = max(1, _BLOCK // 1)
+        t_2, d_b, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+        t_3 = d_r @ x  # cases/regression.tl:3
+        # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
+        d_w = np.empty((D,), dtype=np.float64)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
+            acc_2 = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                w_b = w[i:j]
+                t_3_b = t_3[i:j]
+                np.multiply(w_b, w_b, out=b0)  # cases/regression.tl:9
+                np.multiply(lam, w_b, out=b1)  # cases/regression.tl:9
+                np.multiply(2, b1, out=b1)  # cases/regression.tl:9
+                d_w_b = d_w[i:j]
+                np.add(b1, t_3_b, out=d_w_b)  # cases/regression.tl:3
+                acc_2 += np.sum(b0)  # cases/regression.tl:9
+            return (acc_2, )
+        rows_1 = max(1, _BLOCK // 1)
+        d_lam, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        value = t_2 / N + lam * d_lam  # cases/regression.tl:9
+        if out is not None:
+            out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad')
+            out_w += d_w
+            out_b += d_b
+            return value, out_w, out_b
+        return value, d_w, d_b
 
 
 def loss_grad_fwd(x, y, w, b, lam):
@@ -195,11 +302,40 @@ def loss_grad_fwd(x, y, w, b, lam):
     D = x.shape[1]
     if x.shape != (N, D) or y.shape != (N,) or w.shape != (D,):
         _shape_error('loss_grad_fwd', ((x, 'x', 'f64[N, D]', (N, D)), (y, 'y', 'f64[N]', (N,)), (w, 'w', 'f64[D]', (D,)),), (('N', N, 'x'), ('D', D, 'x'),))
-    t = x @ w + b  # cases/regression.tl:3
-    r = t - y  # cases/regression.tl:7
-    r_1 = r * r  # cases/regression.tl:8
-    d_lam = np.sum(w * w)  # cases/regression.tl:9
-    return np.sum(r_1) / N + lam * d_lam, (x, w, r, lam)  # cases/regression.tl:9
+    with _quiet():
+        t = x @ w  # cases/regression.tl:3
+        # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
+        r = np.empty((N,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                y_b = y[i:j]
+                np.add(t_b, b, out=b0)  # cases/regression.tl:3
+                r_b = r[i:j]
+                np.subtract(b0, y_b, out=r_b)  # cases/regression.tl:7
+                np.multiply(r_b, r_b, out=b0)  # cases/regression.tl:8
+                acc += np.sum(b0)  # cases/regression.tl:9
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        # a fused loop over blocks of rows (cases/regression.tl:9)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
+            acc_1 = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                w_b = w[i:j]
+                np.multiply(w_b, w_b, out=b0)  # cases/regression.tl:9
+                acc_1 += np.sum(b0)  # cases/regression.tl:9
+            return (acc_1, )
+        rows_1 = max(1, _BLOCK // 1)
+        d_lam, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        return t_1 / N + lam * d_lam, (x, w, r, lam)  # cases/regression.tl:9
 
 
 def loss_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -215,18 +351,48 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
         seed = _scalar(seed, _F64, 'loss_grad_bwd', 'seed', 'f64')
     N = x.shape[0]
     D = x.shape[1]
-    t = 2 * (seed * lam * w)  # cases/regression.tl:9
-    t_1 = seed / N  # cases/regression.tl:9
-    t_2 = t_1 * r  # cases/regression.tl:8
-    d_r = t_2 + t_2  # cases/regression.tl:8
-    d_w = t + d_r @ x  # cases/regression.tl:3
-    d_b = np.sum(d_r)  # cases/regression.tl:3
-    if out is not None:
-        out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad_bwd')
-        out_w += d_w
-        out_b += d_b
-        return (out_w, out_b)
-    return (d_w, d_b)
+    with _quiet():
+        t = seed * lam  # cases/regression.tl:9
+        t_1 = seed / N  # cases/regression.tl:9
+        # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:8)
+        d_r = np.empty((N,), dtype=np.float64)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                r_b = r[i:j]
+                np.multiply(t_1, r_b, out=b0)  # cases/regression.tl:8
+                d_r_b = d_r[i:j]
+                np.add(b0, b0, out=d_r_b)  # cases/regression.tl:8
+                acc += np.sum(d_r_b)  # cases/regression.tl:3
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        d_b, = _blocks(_fused1, N, rows, N, ('sum', ))
+        t_2 = d_r @ x  # cases/regression.tl:3
+        # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
+        d_w = np.empty((D,), dtype=np.float64)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                w_b = w[i:j]
+                t_2_b = t_2[i:j]
+                np.multiply(t, w_b, out=b0)  # cases/regression.tl:9
+                np.multiply(2, b0, out=b0)  # cases/regression.tl:9
+                d_w_b = d_w[i:j]
+                np.add(b0, t_2_b, out=d_w_b)  # cases/regression.tl:3
+            return ()
+        rows_1 = max(1, _BLOCK // 1)
+        _blocks(_fused0, D, rows_1, D, ())
+        if out is not None:
+            out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad_bwd')
+            out_w += d_w
+            out_b += d_b
+            return (out_w, out_b)
+        return (d_w, d_b)
 
 
 def loss_dlam(x, y, w, b, lam, *, out=None):
@@ -253,16 +419,43 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
     D = x.shape[1]
     if x.shape != (N, D) or y.shape != (N,) or w.shape != (D,):
         _shape_error('loss_dlam', ((x, 'x', 'f64[N, D]', (N, D)), (y, 'y', 'f64[N]', (N,)), (w, 'w', 'f64[D]', (D,)),), (('N', N, 'x'), ('D', D, 'x'),))
-    t = x @ w + b  # cases/regression.tl:3
-    r = t - y  # cases/regression.tl:7
-    r_1 = r * r  # cases/regression.tl:8
-    d_lam = np.sum(w * w)  # cases/regression.tl:9
-    value = np.sum(r_1) / N + lam * d_lam  # cases/regression.tl:9
-    if out is not None:
-        out_lam, = _out_buffers(out, (('lam', _F64, ()),), 'loss_dlam')
-        out_lam += d_lam
-        return value, out_lam
-    return value, d_lam
+    with _quiet():
+        t = x @ w  # cases/regression.tl:3
+        # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                y_b = y[i:j]
+                np.add(t_b, b, out=b0)  # cases/regression.tl:3
+                np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
+                np.multiply(b0, b0, out=b0)  # cases/regression.tl:8
+                acc += np.sum(b0)  # cases/regression.tl:9
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        # a fused loop over blocks of rows (cases/regression.tl:9)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
+            acc_1 = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                w_b = w[i:j]
+                np.multiply(w_b, w_b, out=b0)  # cases/regression.tl:9
+                acc_1 += np.sum(b0)  # cases/regression.tl:9
+            return (acc_1, )
+        rows_1 = max(1, _BLOCK // 1)
+        d_lam, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        value = t_1 / N + lam * d_lam  # cases/regression.tl:9
+        if out is not None:
+            out_lam, = _out_buffers(out, (('lam', _F64, ()),), 'loss_dlam')
+            out_lam += d_lam
+            return value, out_lam
+        return value, d_lam
 
 
 def loss_dlam_fwd(x, y, w, b, lam):
@@ -291,11 +484,38 @@ def loss_dlam_fwd(x, y, w, b, lam):
     D = x.shape[1]
     if x.shape != (N, D) or y.shape != (N,) or w.shape != (D,):
         _shape_error('loss_dlam_fwd', ((x, 'x', 'f64[N, D]', (N, D)), (y, 'y', 'f64[N]', (N,)), (w, 'w', 'f64[D]', (D,)),), (('N', N, 'x'), ('D', D, 'x'),))
-    t = x @ w + b  # cases/regression.tl:3
-    r = t - y  # cases/regression.tl:7
-    r_1 = r * r  # cases/regression.tl:8
-    d_lam = np.sum(w * w)  # cases/regression.tl:9
-    return np.sum(r_1) / N + lam * d_lam, (d_lam,)  # cases/regression.tl:9
+    with _quiet():
+        t = x @ w  # cases/regression.tl:3
+        # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
+        def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_b = t[i:j]
+                y_b = y[i:j]
+                np.add(t_b, b, out=b0)  # cases/regression.tl:3
+                np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
+                np.multiply(b0, b0, out=b0)  # cases/regression.tl:8
+                acc += np.sum(b0)  # cases/regression.tl:9
+            return (acc, )
+        rows = max(1, _BLOCK // 1)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        # a fused loop over blocks of rows (cases/regression.tl:9)
+        def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
+            acc_1 = np.zeros((), dtype=np.float64)
+            for i in range(lo, hi, rows_1):
+                j = min(i + rows_1, hi)
+                b0 = s0[:j - i]
+                w_b = w[i:j]
+                np.multiply(w_b, w_b, out=b0)  # cases/regression.tl:9
+                acc_1 += np.sum(b0)  # cases/regression.tl:9
+            return (acc_1, )
+        rows_1 = max(1, _BLOCK // 1)
+        d_lam, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        return t_1 / N + lam * d_lam, (d_lam,)  # cases/regression.tl:9
 
 
 def loss_dlam_bwd(residuals, *, seed=1.0, out=None):

@@ -1,0 +1,205 @@
+"""Cache-blocked fusion of elementwise chains (NumPy backend).
+
+A chain of elementwise operations over a large array, done one NumPy call at a time,
+streams every intermediate through memory. Here such a chain becomes a *kernel*: a
+loop over blocks of rows, small enough that every intermediate of a block stays in
+cache (`_BLOCK` elements, a module constant), each operation written as a ufunc call
+into a reused scratch buffer. Reductions that end the chain are accumulated block by
+block; values used after the chain are written into full arrays. The blocks of a big
+enough kernel run on a small thread pool (NumPy releases the GIL inside ufuncs).
+
+Planning (this file) groups nodes; emit.Body writes the loop.
+
+A node can join a kernel when it keeps the kernel's row axis: an elementwise op whose
+shape has the kernel's row count first, a reduction or softmax that leaves axis 0
+alone, a cross_entropy (rows of logits). A sum/max/min that reduces axis 0 ends the
+kernel as a *sink*. A node never joins a kernel it depends on through an outside
+value, so kernels and statements can always be put in an order that works.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from ..ir import Node
+from ..primitives import REGISTRY
+from ..types import Dim, dim_prod
+
+# ops written as `xp.ufunc(args..., out=buffer)`: (ufunc, extra trailing arguments)
+UFUNCS = {
+    "add": ("add", ()), "sub": ("subtract", ()), "mul": ("multiply", ()), "div": ("divide", ()),
+    "pow": ("power", ()), "neg": ("negative", ()), "exp": ("exp", ()), "log": ("log", ()),
+    "log1p": ("log1p", ()), "expm1": ("expm1", ()), "sqrt": ("sqrt", ()), "abs": ("absolute", ()),
+    "sign": ("sign", ()), "sin": ("sin", ()), "cos": ("cos", ()), "tan": ("tan", ()), "tanh": ("tanh", ()),
+    "maximum": ("maximum", ()), "minimum": ("minimum", ()), "eq": ("equal", ()), "ne": ("not_equal", ()),
+    "lt": ("less", ()), "le": ("less_equal", ()), "gt": ("greater", ()), "ge": ("greater_equal", ()),
+    "logical_and": ("logical_and", ()), "logical_or": ("logical_or", ()), "logical_not": ("logical_not", ()),
+    "relu": ("maximum", ("0",)), "softplus": ("logaddexp", ("0",)),
+}
+ROW_REDUCTIONS = {"sum", "max", "min", "prod", "logsumexp"}
+SINKS = {"sum": "sum", "max": "max", "min": "min"}
+MIN_ELEMENTS = 1 << 14  # a kernel over fewer (literal) elements is not worth its loop
+
+
+@dataclass
+class Kernel:
+    index: int
+    rows: object  # the row count (int or Dim)
+    members: list[Node] = field(default_factory=list)
+    sinks: list[Node] = field(default_factory=list)
+    outputs: list[Node] = field(default_factory=list)  # members used after the loop: full arrays
+
+    @property
+    def nodes(self) -> list[Node]:
+        return self.members + self.sinks
+
+
+def _rows(n: Node):
+    return n.shape[0] if n.type.rank >= 1 else None
+
+
+def _row_aligned_inputs(n: Node) -> list[bool]:
+    """For each input: does its axis 0 run along the node's rows?"""
+    if REGISTRY[n.op].elementwise:
+        return [i.type.rank == n.type.rank for i in n.inputs]
+    return [i.type.rank >= 1 for i in n.inputs]  # row-wise ops: reductions, softmax, cross_entropy
+
+
+def _member_op(n: Node) -> bool:
+    if n.type.rank < 1 or n.shape[0] == 1:
+        return False
+    prim = REGISTRY[n.op]
+    if prim.elementwise:
+        return True
+    if n.op in ROW_REDUCTIONS:
+        return 0 not in n.attr("axes") and n.inputs[0].type.rank >= 1
+    if n.op in ("softmax", "log_softmax"):
+        return n.attr("axis") != 0
+    if n.op == "cross_entropy":
+        return n.inputs[0].type.rank >= 2
+    return False
+
+
+def _sink_op(n: Node) -> bool:
+    return n.op in SINKS and 0 in n.attr("axes") and n.inputs[0].type.rank >= 1 and n.inputs[0].shape[0] != 1
+
+
+def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
+    """Group nodes into kernels, greedily in topological order.
+
+    A kernel runs as one block, so it depends on everything any of its members reads.
+    The graph `edges` (kernels and outside nodes, each to what it reads) is kept up to
+    date, and a node joins a kernel only if none of its outside inputs can reach that
+    kernel: then the kernels and the other statements always have an order."""
+    group: dict[int, int] = {}  # member or sink id -> kernel index
+    kernels: list[Kernel] = []
+    edges: dict[tuple, set[tuple]] = {}
+
+    def item(n: Node) -> tuple:
+        return ("k", group[n.id]) if n.id in group else ("n", n.id)
+
+    def reaches(start: tuple, target: tuple) -> bool:
+        seen, stack = set(), [start]
+        while stack:
+            x = stack.pop()
+            if x == target:
+                return True
+            if x not in seen:
+                seen.add(x)
+                stack.extend(edges.get(x, ()))
+        return False
+
+    def can_join(n: Node, k: int, aligned: list[bool]) -> bool:
+        if kernels[k].rows != n.shape[0]:
+            return False
+        for j, al in zip(n.inputs, aligned):
+            if group.get(j.id) == k:
+                if j in kernels[k].sinks or not al:
+                    return False  # a sink is complete only after the loop; rows must line up
+            elif reaches(item(j), ("k", k)):
+                return False  # an outside input computed from this kernel's values
+        return True
+
+    def join(n: Node, k: int) -> None:
+        group[n.id] = k
+        edges.setdefault(("k", k), set()).update(item(i) for i in n.inputs if item(i) != ("k", k))
+
+    for n in order:
+        if _sink_op(n) and n.inputs[0].id in group and n.inputs[0] not in kernels[group[n.inputs[0].id]].sinks:
+            k = group[n.inputs[0].id]  # its one input is a member: nothing outside to wait for
+            kernels[k].sinks.append(n)
+            join(n, k)
+            continue
+        if _member_op(n):
+            aligned = _row_aligned_inputs(n)
+            choice = None
+            for i, al in zip(n.inputs, aligned):
+                k = group.get(i.id)
+                if k is not None and al and can_join(n, k, aligned):
+                    choice = k
+                    break
+            if choice is None and not any(i.id in group for i in n.inputs):
+                # no input from a kernel: join the latest one over the same rows (one pass, not two)
+                choice = next((k for k in reversed(range(len(kernels))) if can_join(n, k, aligned)), None)
+            if choice is None:
+                choice = len(kernels)
+                kernels.append(Kernel(choice, n.shape[0], []))
+            kernels[choice].members.append(n)
+            join(n, choice)
+            continue
+        edges[("n", n.id)] = {item(i) for i in n.inputs}
+    keep = [k for k in kernels if _worth_it(k)]
+    users: set[int] = set()
+    inside = {n.id for k in keep for n in k.nodes}
+    out_ids = {o.id for o in fn_outputs}
+    for n in order:
+        for i in n.inputs:
+            if i.id in inside and (n.id not in inside or group[n.id] != group[i.id]):
+                users.add(i.id)
+    for k in keep:
+        k.outputs = [m for m in k.members if m.id in users or m.id in out_ids]
+    for new_index, k in enumerate(keep):
+        k.index = new_index
+    return keep
+
+
+def _worth_it(k: Kernel) -> bool:
+    if len(k.nodes) < 2:
+        return False
+    sizes = [dim_prod(n.shape) for n in k.members]
+    if all(isinstance(s, int) for s in sizes) and max(sizes) < MIN_ELEMENTS:
+        return False
+    return isinstance(k.rows, Dim) or (isinstance(k.rows, int) and k.rows > 1)
+
+
+def schedule(order: list[Node], kernels: list[Kernel]) -> list:
+    """Statements and kernels in an order that respects every dependency, otherwise as in `order`."""
+    pos = {n.id: k for k, n in enumerate(order)}
+    owner = {n.id: k for k in kernels for n in k.nodes}
+    items: dict[object, int] = {}  # item -> priority (first original position)
+    for n in order:
+        key = ("k", owner[n.id].index) if n.id in owner else ("n", n.id)
+        items[key] = min(items.get(key, pos[n.id]), pos[n.id])
+    node_of = {n.id: n for n in order}
+    preds: dict[object, set] = {key: set() for key in items}
+    succs: dict[object, set] = {key: set() for key in items}
+    for n in order:
+        me = ("k", owner[n.id].index) if n.id in owner else ("n", n.id)
+        for i in n.inputs:
+            src = ("k", owner[i.id].index) if i.id in owner else ("n", i.id)
+            if src != me:
+                preds[me].add(src)
+                succs[src].add(me)
+    ready = [(items[key], key) for key in items if not preds[key]]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        _, key = heapq.heappop(ready)
+        out.append(kernels[key[1]] if key[0] == "k" else node_of[key[1]])
+        for s in succs[key]:
+            preds[s].discard(key)
+            if not preds[s]:
+                heapq.heappush(ready, (items[s], s))
+    if len(out) != len(items):  # pragma: no cover - plan() never makes a cycle
+        raise AssertionError("kernel schedule has a cycle")
+    return out

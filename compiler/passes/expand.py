@@ -1,0 +1,54 @@
+"""Stable composite ops written out in primitives (-O1), so they share work and fuse.
+
+After differentiation, sigmoid, softplus and bce_with_logits are spelled in primitives,
+with e = exp(-|z|):
+
+    sigmoid(z)             = 1 / (1 + exp(-z))
+    softplus(z)            = relu(z) + log(1 + e)
+    bce_with_logits(z, y)  = relu(z) - z y + log(1 + e)
+
+so the elementwise kernels run them as plain ufuncs, and a loss and its gradient share
+work through CSE. The forms are as accurate as the helpers were: e is at most 1, and
+1 / (1 + exp(-z)) keeps its relative accuracy in both tails (at z < -88 in f32 exp(-z)
+overflows to inf and the result is exactly 0, which is the rounded value; generated
+functions never warn about that). A `where` choosing between two formulas would be
+exact too, but NumPy's where is ten times slower than a ufunc.
+
+log(1 + e) rather than log1p(e): with e in (0, 1] both are accurate to about one ulp in
+absolute terms, which is what a sum of losses needs, and NumPy's float32 log1p is scalar
+code several times slower than log. f64 keeps log1p.
+"""
+from __future__ import annotations
+
+from .. import build as B
+from ..ir import Module, Node
+from .common import map_nodes
+
+
+def _e(z: Node) -> Node:
+    return B.apply("exp", B.apply("neg", B.apply("abs", z)))
+
+
+def _log_one_plus(e: Node) -> Node:
+    if e.dtype.itemsize >= 8:
+        return B.apply("log1p", e)
+    return B.apply("log", B.apply("add", B.like_const(1, e), e))
+
+
+def expand_node(n: Node) -> Node:
+    if n.op == "sigmoid":
+        z = n.inputs[0]
+        one = B.like_const(1, z)
+        return B.apply("div", one, B.apply("add", one, B.apply("exp", B.apply("neg", z))))
+    if n.op == "softplus":
+        z = n.inputs[0]
+        return B.apply("add", B.apply("relu", z), _log_one_plus(_e(z)))
+    if n.op == "bce_with_logits":
+        z, y = n.inputs
+        out = B.apply("add", B.apply("sub", B.apply("relu", z), B.apply("mul", z, y)), _log_one_plus(_e(z)))
+        return out if out.shape == n.shape else B.broadcast_to(out, n.shape)
+    return n
+
+
+def expand(module: Module) -> Module:
+    return map_nodes(module, expand_node)
