@@ -16,7 +16,7 @@ the forward by residuals.py. All three are ordinary IR functions.
 from __future__ import annotations
 
 from .. import build as B
-from ..ir import Function, Node
+from ..ir import Function, Node, topo_order
 from . import residuals as R
 from .jvp import pushforward
 from .vjp import pullback
@@ -84,11 +84,13 @@ def _fresh_names(taken: list[str], bases: list[str]) -> list[str]:
     return out
 
 
-def _gradients(grads: list[Node | None], wrt_nodes: list[Node]) -> list[Node]:
+def _gradients(grads: list[Node | None], wrt_nodes: list[Node], forward: set[int] = frozenset()) -> list[Node]:
+    """Gradients, zeros where none flows, named d_<param> (names are hints on shared nodes:
+    a forward value that happens to be a gradient keeps its own name)."""
     out = []
     for g, w in zip(grads, wrt_nodes):
         g = g if g is not None else B.zeros_like(w)
-        if g.name is None and g.op not in ("param", "const", "dim"):
+        if g.name is None and g.op not in ("param", "const", "dim") and g.id not in forward:
             g.name = f"d_{w.attr('name')}"
         out.append(g)
     return out
@@ -109,20 +111,22 @@ def reverse(kind: str, name: str, target: Function, wrt: list[int], span) -> lis
     ct_params = [B.param(n, o.type.strong(), len(params) + i) for i, (n, o) in enumerate(zip(ct_names, outputs))]
 
     # NAME: forward and backward in one function
+    forward_ids = {n.id for n in topo_order(outputs)}
     if kind == "grad":
         one = B.like_const(1, outputs[0])
-        grads = _gradients(pullback(outputs, [one], wrt_nodes), wrt_nodes)
+        grads = _gradients(pullback(outputs, [one], wrt_nodes), wrt_nodes, forward_ids)
         main = Function(name, tuple(params), tuple(outputs + grads), span, "grad", True,
                         base_meta + (("summary", f"The value of {target.name} and its gradient with respect to "
                                                  f"{', '.join(wrt_names)}."),))
     else:
-        grads = _gradients(pullback(outputs, list(ct_params), wrt_nodes), wrt_nodes)
+        grads = _gradients(pullback(outputs, list(ct_params), wrt_nodes), wrt_nodes, forward_ids)
         main = Function(name, tuple(params + ct_params), tuple(outputs + grads), span, "vjp", True,
                         base_meta + (("summary", f"The outputs of {target.name} and their vector-Jacobian "
                                                  f"product with the cotangents {', '.join(ct_names)}."),))
 
     # NAME_fwd / NAME_bwd: the same sweep with the cotangents as parameters, cut at the residuals
-    bwd_grads = grads if kind == "vjp" else _gradients(pullback(outputs, ct_params, wrt_nodes), wrt_nodes)
+    bwd_grads = grads if kind == "vjp" else _gradients(pullback(outputs, ct_params, wrt_nodes), wrt_nodes,
+                                                       forward_ids)
     cut = R.split(outputs, params, bwd_grads, ct_params)
     fwd_outputs = outputs + list(cut.residuals) + [B.dim_value_strong(s) for s in cut.carriers]
     fwd = Function(name + "_fwd", tuple(params), tuple(fwd_outputs), span, "fwd", True,
@@ -139,7 +143,7 @@ def reverse(kind: str, name: str, target: Function, wrt: list[int], span) -> lis
 
 
 def _named(g: Node, name: str) -> Node:
-    if g.name is None and g.op not in ("param", "const", "dim"):
+    if g.name is None and g.op not in ("param", "const", "dim", "stop_gradient"):
         g.name = name
     return g
 

@@ -187,8 +187,8 @@ def loss(x, y, w, b, lam):
                 acc_1 += np.sum(b0)  # cases/regression.tl:9
             return (acc_1, )
         rows_1 = max(1, _BLOCK // 1)
-        d_lam, = _blocks(_fused1, D, rows_1, D, ('sum', ))
-        return t_1 / N + lam * d_lam  # cases/regression.tl:9
+        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        return t_1 / N + lam * t_2  # cases/regression.tl:9
 
 
 def loss_grad(x, y, w, b, lam, *, out=None):
@@ -263,8 +263,8 @@ def loss_grad(x, y, w, b, lam, *, out=None):
                 acc_2 += np.sum(b0)  # cases/regression.tl:9
             return (acc_2, )
         rows_1 = max(1, _BLOCK // 1)
-        d_lam, = _blocks(_fused1, D, rows_1, D, ('sum', ))
-        value = t_2 / N + lam * d_lam  # cases/regression.tl:9
+        t_4, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        value = t_2 / N + lam * t_4  # cases/regression.tl:9
         if out is not None:
             out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad')
             out_w += d_w
@@ -334,8 +334,8 @@ def loss_grad_fwd(x, y, w, b, lam):
                 acc_1 += np.sum(b0)  # cases/regression.tl:9
             return (acc_1, )
         rows_1 = max(1, _BLOCK // 1)
-        d_lam, = _blocks(_fused1, D, rows_1, D, ('sum', ))
-        return t_1 / N + lam * d_lam, (x, w, r, lam)  # cases/regression.tl:9
+        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        return t_1 / N + lam * t_2, (x, w, r, lam)  # cases/regression.tl:9
 
 
 def loss_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -449,13 +449,13 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
                 acc_1 += np.sum(b0)  # cases/regression.tl:9
             return (acc_1, )
         rows_1 = max(1, _BLOCK // 1)
-        d_lam, = _blocks(_fused1, D, rows_1, D, ('sum', ))
-        value = t_1 / N + lam * d_lam  # cases/regression.tl:9
+        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        value = t_1 / N + lam * t_2  # cases/regression.tl:9
         if out is not None:
             out_lam, = _out_buffers(out, (('lam', _F64, ()),), 'loss_dlam')
-            out_lam += d_lam
+            out_lam += t_2
             return value, out_lam
-        return value, d_lam
+        return value, t_2
 
 
 def loss_dlam_fwd(x, y, w, b, lam):
@@ -464,7 +464,7 @@ def loss_dlam_fwd(x, y, w, b, lam):
     The forward pass of loss_dlam: outputs of loss and the residuals its _bwd needs.
 
     Residuals (what the matching _bwd needs; never mutated there):
-        d_lam: f64
+        r0: f64
 
     Source: cases/regression.tl:13
     """
@@ -514,8 +514,8 @@ def loss_dlam_fwd(x, y, w, b, lam):
                 acc_1 += np.sum(b0)  # cases/regression.tl:9
             return (acc_1, )
         rows_1 = max(1, _BLOCK // 1)
-        d_lam, = _blocks(_fused1, D, rows_1, D, ('sum', ))
-        return t_1 / N + lam * d_lam, (d_lam,)  # cases/regression.tl:9
+        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        return t_1 / N + lam * t_2, (t_2,)  # cases/regression.tl:9
 
 
 def loss_dlam_bwd(residuals, *, seed=1.0, out=None):
@@ -526,15 +526,15 @@ def loss_dlam_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/regression.tl:13
     """
-    d_lam, = _residual_tuple(residuals, 1, 'loss_dlam_bwd')
+    r0, = _residual_tuple(residuals, 1, 'loss_dlam_bwd')
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'loss_dlam_bwd', 'seed', 'f64')
-    d_lam_1 = seed * d_lam  # cases/regression.tl:9
+    d_lam = seed * r0  # cases/regression.tl:9
     if out is not None:
         out_lam, = _out_buffers(out, (('lam', _F64, ()),), 'loss_dlam_bwd')
-        out_lam += d_lam_1
+        out_lam += d_lam
         return (out_lam,)
-    return (d_lam_1,)
+    return (d_lam,)
 
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.
@@ -546,6 +546,6 @@ __tapeless__ = {
     'loss_grad_bwd': {'kind': 'bwd', 'params': ('x', 'w', 'r', 'lam', 'seed'), 'n_outputs': 2, 'of': 'loss', 'wrt': ('w', 'b'), 'n_residuals': 4},
     'loss_dlam': {'kind': 'grad', 'params': ('x', 'y', 'w', 'b', 'lam'), 'n_outputs': 2, 'of': 'loss', 'wrt': ('lam',)},
     'loss_dlam_fwd': {'kind': 'fwd', 'params': ('x', 'y', 'w', 'b', 'lam'), 'n_outputs': 1, 'of': 'loss', 'wrt': ('lam',)},
-    'loss_dlam_bwd': {'kind': 'bwd', 'params': ('d_lam', 'seed'), 'n_outputs': 1, 'of': 'loss', 'wrt': ('lam',), 'n_residuals': 1},
+    'loss_dlam_bwd': {'kind': 'bwd', 'params': ('r0', 'seed'), 'n_outputs': 1, 'of': 'loss', 'wrt': ('lam',), 'n_residuals': 1},
 }
 __tapeless_source__ = '# Least squares with an L2 penalty; calls are inlined, rebinding is SSA.\nfn predict(x: f64[N, D], w: f64[D], b: f64) -> f64[N] {\n    return x @ w + b\n}\n\nfn loss(x: f64[N, D], y: f64[N], w: f64[D], b: f64, lam: f64) -> f64 {\n    r = predict(x, w, b) - y\n    r = r * r\n    return mean(r) + lam * sum(w ** 2)\n}\n\ngrad loss wrt w, b\ngrad loss wrt lam as loss_dlam\n'
