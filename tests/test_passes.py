@@ -103,3 +103,33 @@ def test_named_rules(text, want):
     lines = format_function(module.functions[0]).splitlines()[1:-1]
     assert [line.split(" = ")[1].split("  #")[0].strip() for line in lines] == want
     assert len(RULES) >= 10 and simplify_node
+
+
+def _force_blocks(m, block=5, threads=3):
+    """Fused loops over tiny blocks, on threads: every path of the loop code runs on small inputs."""
+    if hasattr(m, "_BLOCK"):
+        m._BLOCK, m._PARALLEL, m._THREADS = block, 1, threads
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.name)
+def test_fused_loops_in_many_blocks_and_threads_compute_the_same(path, tl):
+    text = path.read_text()
+    plain, fused = tl(text, path=path.name, opt_level=0), tl(text, path=path.name, opt_level=1)
+    _force_blocks(fused)
+    for name, info in plain.__tapeless__.items():
+        if info["kind"] in ("fwd", "bwd"):
+            continue
+        base = info.get("of", name) if info["kind"] != "fn" else name
+        args = inputs_for(plain, base, text, seed=3)
+        extra = []
+        if info["kind"] == "vjp":
+            outs = getattr(plain, info["of"])(*args)
+            extra = [np.full(np.shape(o), 0.5) for o in (outs if isinstance(outs, tuple) else (outs,))]
+        elif info["kind"] in ("jvp", "hvp"):
+            names = plain.__tapeless__[info["of"]]["params"]
+            extra = [np.full(np.shape(args[names.index(w)]), 0.25) for w in info["wrt"]]
+        want = getattr(plain, name)(*args, *extra)
+        got = getattr(fused, name)(*args, *extra)
+        for w, g in zip(want if isinstance(want, tuple) else (want,), got if isinstance(got, tuple) else (got,)):
+            tol = 1e-4 if np.asarray(w).dtype == np.float32 else 1e-10
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=tol, atol=tol, err_msg=name)

@@ -94,6 +94,15 @@ def test_random_programs_have_right_derivatives(tmp_path_factory, program):
     args = [rng.uniform(-1.5, 1.5, s) for _, s in params]
     for name in ("g_grad", "h_vjp", "h_jvp", "g_hvp"):
         assert gradcheck(getattr(m, name), *args, seed=seed), name
+    # the fused loops in many tiny blocks, on threads, against the plain code (-O0)
+    plain = compile_module(text, tmp_path_factory.mktemp("prop0"), path="prop.tl", opt_level=0)
+    if hasattr(m, "_BLOCK"):
+        m._BLOCK, m._PARALLEL, m._THREADS = 2, 1, 3
+    extra = [np.full(np.shape(a), 0.5) for a in args]
+    for name, more in (("g_grad", []), ("h_vjp", [np.full(np.shape(plain.h(*args)), 0.5)]), ("h_jvp", extra),
+                       ("g_hvp", extra)):
+        for w, g in zip(getattr(plain, name)(*args, *more), getattr(m, name)(*args, *more)):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-9, atol=1e-12, err_msg=name)
     elements = sum(int(np.prod(s)) for _, s in params)
     if elements <= 8 and text.count("(") < 40:  # small enough to scalarize quickly
         results = check_module(ir_stage(SourceFile.from_text("prop.tl", text)), text)

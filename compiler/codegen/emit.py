@@ -20,7 +20,8 @@ from ..primitives.base import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Exp
 from ..types import Dim, DType, TensorType, dim_prod, dim_text
 from . import checks
 from .backends import BACKENDS, HELPER_IMPORTS, HELPERS, Backend, helper_closure, helper_source
-from .kernels import UFUNCS, Kernel, plan, schedule
+from .kernel_emit import KernelWriter
+from .kernels import Kernel, plan, reusable_inputs, schedule
 from .names import Names, sanitize_comment, sanitize_docstring
 
 CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "out_buffers", "residual_tuple")
@@ -133,23 +134,6 @@ class FnContext:
         return self.vars[node.id]
 
 
-def _where(n: Node) -> str:
-    return f"{sanitize_comment(n.span.file, 60)}:{n.span.line}" if n.span else "?"
-
-
-def _comment(n: Node) -> str:
-    return f"# {_where(n)}" if n.span else ""
-
-
-def _dim_weight(d) -> tuple:
-    """Order sizes: symbolic ones (unknown, maybe large) above any literal."""
-    return (1, 0) if isinstance(d, Dim) else (0, d)
-
-
-def _positive(text: str) -> str:
-    return f"max(1, {text})" if not text.isdigit() else text
-
-
 def _literal_ok(c: Node, consumer: Node) -> bool:
     """May a const/dim be written as a plain Python number here? Only when another operand is a
     typed array of the same dtype, so NumPy's rules for Python scalars give exactly that dtype."""
@@ -195,9 +179,12 @@ class Body:
                 consumer[i.id] = n
         kernels = plan(order, list(fn.outputs)) if ctx.mod.options.fuse else []
         in_kernel = {n.id for k in kernels for n in k.nodes}
-        for item in schedule(order, kernels) if kernels else order:
+        items = schedule(order, kernels) if kernels else order
+        keep = {p.id for p in fn.params} | out_ids  # never written over: arguments and results
+        reuse = reusable_inputs(items, kernels, keep) if kernels else {}
+        for item in items:
             if isinstance(item, Kernel):
-                self.kernel(item)
+                self.kernel(item, reuse.get(item.index, []))
                 continue
             n = item
             if n.op == "param":
@@ -228,132 +215,9 @@ class Body:
         n_copy = fn.get("n_outputs", len(fn.outputs)) if fn.kind == "fwd" else len(fn.outputs)
         return [self.value(o, k < n_copy) for k, o in enumerate(fn.outputs)]
 
-    # ---- fused, cache-blocked loops (kernels.py plans them) -------------------------------------
-    def kernel(self, k: Kernel) -> None:
-        ctx, xp = self.ctx, self.ctx.xp
-        names = ctx.names
-        members = {m.id for m in k.members}
-        sinks = {s.id for s in k.sinks}
-        outputs = {o.id for o in k.outputs}
-        rows_dim = k.rows
-        lines = self.lines
-        lines.append(f"# a fused loop over blocks of rows ({', '.join(sorted({_where(n) for n in k.nodes}))})")
-        # full arrays for the values used after the loop
-        for o in k.outputs:
-            var = names.fresh(o.name or "t")
-            ctx.vars[o.id] = var
-            self.exprs[o.id] = Expr(var)
-            lines.append(f"{var} = {xp}.empty({ctx.shape(o.shape)}, dtype={ctx.dtype(o.dtype)})")
-        sink_vars = []
-        for s_ in k.sinks:
-            var = names.fresh(s_.name or "t")
-            ctx.vars[s_.id] = var
-            sink_vars.append(var)
-        fname = names.fresh(f"_fused{k.index}")
-        rows = names.fresh("rows")
-        body: list[str] = []
-        block: dict[int, str] = {}  # node id -> its value within one block
-        sliced: dict[int, str] = {}
-        order = k.members + k.sinks
-        last_use: dict[int, int] = {}
-        for pos, n in enumerate(order):
-            for i in n.inputs:
-                if i.id in members:
-                    last_use[i.id] = pos
-        scratch: list[tuple] = []  # (dtype, trailing shape)
-        free: dict[tuple, list[int]] = {}
-        holder: dict[int, int] = {}  # member id -> scratch index
-
-        def value_of(i: Node, n: Node, aligned: bool) -> Expr:
-            if i.id in members:
-                return Expr(block[i.id])
-            if aligned and i.type.rank >= 1 and i.shape[0] == rows_dim:
-                if i.id not in sliced:
-                    sliced[i.id] = names.fresh((ctx.vars.get(i.id) or "x").lstrip("_") + "_b")
-                return Expr(sliced[i.id])
-            return self.arg(i, n)
-
-        from .kernels import _row_aligned_inputs
-
-        stmts: list[str] = []
-        for pos, n in enumerate(k.members):
-            aligned = _row_aligned_inputs(n)
-            args = [value_of(i, n, al) for i, al in zip(n.inputs, aligned)]
-            dying = list(dict.fromkeys(i.id for i in n.inputs if i.id in holder and last_use.get(i.id) == pos))
-            if n.op in UFUNCS:
-                for d in dying:  # a ufunc may write over an input it reads
-                    free.setdefault(scratch[holder[d]], []).append(holder.pop(d))
-                ufunc, extra = UFUNCS[n.op]
-                if n.id in outputs:
-                    target = names.fresh(ctx.vars[n.id] + "_b")
-                    stmts.append(f"{target} = {ctx.vars[n.id]}[i:j]")
-                else:
-                    key = (n.dtype, tuple(n.shape[1:]))
-                    if free.get(key):
-                        sid = free[key].pop()
-                    else:
-                        sid = len(scratch)
-                        scratch.append(key)
-                    holder[n.id] = sid
-                    target = f"b{sid}"
-                parts = [a.text for a in args] + list(extra)
-                stmts.append(f"{xp}.{ufunc}({', '.join(parts)}, out={target})  {_comment(n)}")
-                block[n.id] = target
-            else:
-                e = REGISTRY[n.op].emit(ctx, args, n)
-                if n.id in outputs:
-                    target = names.fresh(ctx.vars[n.id] + "_b")
-                    stmts.append(f"{target} = {ctx.vars[n.id]}[i:j]")
-                    stmts.append(f"{target}[...] = {e.text}  {_comment(n)}")
-                else:
-                    target = names.fresh(n.name or "t")
-                    stmts.append(f"{target} = {e.text}  {_comment(n)}")
-                block[n.id] = target
-                for d in dying:
-                    free.setdefault(scratch[holder[d]], []).append(holder.pop(d))
-        accs = []
-        for s_ in k.sinks:
-            src = block[s_.inputs[0].id]
-            e = REGISTRY[s_.op].emit(ctx, [Expr(src)], s_)
-            acc = names.fresh("acc")
-            accs.append((acc, s_))
-            if s_.op == "sum":
-                stmts.append(f"{acc} += {e.text}  {_comment(s_)}")
-            else:
-                ufunc = "maximum" if s_.op == "max" else "minimum"
-                stmts.append(f"p = {e.text}  {_comment(s_)}")
-                stmts.append(f"{acc} = p if {acc} is None else {xp}.{ufunc}({acc}, p)")
-        body.append(f"def {fname}(lo, hi):")
-        inner = []
-        for sid, (dt, trailing) in enumerate(scratch):
-            dims = ", ".join([f"min({rows}, hi - lo)"] + [ctx.dim(d) for d in trailing])
-            inner.append(f"s{sid} = {xp}.empty(({dims}{',' if not trailing else ''}), dtype={ctx.dtype(dt)})")
-        for acc, s_ in accs:
-            if s_.op == "sum":
-                inner.append(f"{acc} = {xp}.zeros({ctx.shape(s_.shape)}, dtype={ctx.dtype(s_.dtype)})")
-            else:
-                inner.append(f"{acc} = None")
-        inner.append(f"for i in range(lo, hi, {rows}):")
-        loop = [f"j = min(i + {rows}, hi)"]
-        loop += [f"b{sid} = s{sid}[:j - i]" for sid in range(len(scratch))]
-        loop += [f"{var} = {self.exprs[nid].text if nid in self.exprs else ctx.vars[nid]}[i:j]"
-                 for nid, var in sliced.items()]
-        loop += stmts
-        inner += ["    " + line for line in loop]
-        inner.append("return (" + "".join(f"{a}, " for a, _ in accs) + ")")
-        body += ["    " + line for line in inner]
-        widest = max((dim_prod(m.shape[1:]) for m in k.members), key=_dim_weight)
-        body.append(f"{rows} = max(1, _BLOCK // {_positive(ctx.dim(widest))})")
-        combine = "(" + "".join(f"{s_.op!r}, " for s_ in k.sinks) + ")"
-        size = ctx.dim(dim_prod((k.rows, widest)))
-        call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {rows}, {size}, {combine})"
-        if sink_vars:
-            body.append(f"{', '.join(sink_vars)}, = {call}")
-        else:
-            body.append(call)
-        for s_, var in zip(k.sinks, sink_vars):
-            self.exprs[s_.id] = Expr(var)
-        lines.extend(body)
+    # ---- fused, cache-blocked loops (kernels.py plans them, kernel_emit.py writes them) --------------
+    def kernel(self, k: Kernel, reusable) -> None:
+        self.lines.extend(KernelWriter(self, k, reusable).write())
 
     def arg(self, i: Node, user: Node) -> Expr:
         if i.op in ("const", "dim"):

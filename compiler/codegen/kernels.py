@@ -77,6 +77,8 @@ def _member_op(n: Node) -> bool:
         return n.attr("axis") != 0
     if n.op == "cross_entropy":
         return n.inputs[0].type.rank >= 2
+    if n.op == "onehot":
+        return True  # rows of labels -> rows of the one-hot matrix
     return False
 
 
@@ -148,6 +150,7 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
             join(n, choice)
             continue
         edges[("n", n.id)] = {item(i) for i in n.inputs}
+    _move_to_users(order, kernels, group, fn_outputs)
     keep = [k for k in kernels if _worth_it(k)]
     users: set[int] = set()
     inside = {n.id for k in keep for n in k.nodes}
@@ -161,6 +164,37 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
     for new_index, k in enumerate(keep):
         k.index = new_index
     return keep
+
+
+def _move_to_users(order: list[Node], kernels: list[Kernel], group: dict[int, int], fn_outputs) -> None:
+    """A member read only by one later kernel, from inputs that kernel can read too (kernel
+    outputs or outside values), is computed there instead: a mask like h > 0 is cheaper to
+    recompute than to store and read back."""
+    users: dict[int, set[int]] = {}
+    for n in order:
+        for i in n.inputs:
+            users.setdefault(i.id, set()).add(n.id)
+    out_ids = {o.id for o in fn_outputs}
+    for k in kernels:
+        for m in list(reversed(k.members)):
+            us = users.get(m.id, set())
+            if not us or m.id in out_ids or REGISTRY[m.op].elementwise is False:
+                continue
+            targets = {group.get(u) for u in us}
+            if len(targets) != 1 or None in targets or k.index in targets:
+                continue
+            dest = kernels[next(iter(targets))]
+            if dest.rows != k.rows:
+                continue
+            # its member inputs must be values the other kernel can read (used outside k anyway)
+            member_inputs = [i for i in m.inputs if group.get(i.id) == k.index]
+            if any(not (users.get(i.id, set()) - {n.id for n in k.members}) for i in member_inputs):
+                continue
+            if any(i in k.sinks for i in member_inputs):
+                continue
+            k.members.remove(m)
+            dest.members.insert(0, m)
+            group[m.id] = dest.index
 
 
 def _worth_it(k: Kernel) -> bool:
@@ -203,3 +237,60 @@ def schedule(order: list[Node], kernels: list[Kernel]) -> list:
     if len(out) != len(items):  # pragma: no cover - plan() never makes a cycle
         raise AssertionError("kernel schedule has a cycle")
     return out
+
+
+# ops whose result is (or may be) a view of their input: never written over
+VIEWS = {"transpose", "reshape", "broadcast_to", "index", "squeeze", "expand_dims", "stop_gradient", "diagonal"}
+
+
+def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[int, list[tuple[Node, Node]]]:
+    """For each kernel, (input, output) pairs where the output can take over the input's memory.
+
+    The input must be a temporary this function made (not an argument, a result or a
+    view), read by nothing after this kernel, row-aligned wherever the kernel reads it,
+    with the output's shape and dtype, and read by no member after the one that writes
+    the output (a block is written in place, so a later read would see the new value).
+    Fewer fresh arrays: less memory and fewer page faults."""
+    readers: dict[int, set[int]] = {}
+    for idx, item in enumerate(items):
+        nodes = item.nodes if isinstance(item, Kernel) else [item]
+        for n in nodes:
+            for i in n.inputs:
+                readers.setdefault(i.id, set()).add(idx)
+    where = {id(item): idx for idx, item in enumerate(items)}
+    result: dict[int, list[tuple[Node, Node]]] = {}
+    for k in kernels:
+        me = where[id(k)]
+        members = {m.id for m in k.members}
+        position = {m.id: p for p, m in enumerate(k.members)}
+        candidates: dict[int, Node] = {}
+        last_read: dict[int, int] = {}
+        bad: set[int] = set()
+        for p, m in enumerate(k.members):
+            for i, al in zip(m.inputs, _row_aligned_inputs(m)):
+                if i.id in members or i.op in ("param", "const", "dim"):
+                    continue
+                candidates[i.id] = i
+                last_read[i.id] = p
+                if not al or i.type.rank != m.type.rank or i.shape[0] != k.rows:
+                    bad.add(i.id)
+        for s in k.sinks:
+            for i in s.inputs:
+                if i.id not in members:
+                    bad.add(i.id)
+        taken: set[int] = set()
+        pairs = []
+        for o in k.outputs:
+            for iid, i in candidates.items():
+                # a ufunc (or an expression assigned whole) may read what it overwrites; a select
+                # (several calls, kernel_emit.KernelWriter.select) may not
+                limit = position[o.id] if o.op != "where" else position[o.id] - 1
+                if (iid in taken or iid in bad or iid in keep or i.op in VIEWS or readers.get(iid, set()) != {me}
+                        or i.shape != o.shape or i.dtype != o.dtype or last_read[iid] > limit):
+                    continue
+                taken.add(iid)
+                pairs.append((i, o))
+                break
+        if pairs:
+            result[k.index] = pairs
+    return result

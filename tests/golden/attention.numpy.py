@@ -145,7 +145,7 @@ def attention(q, k, v):
         t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
-        p = np.empty((T, T), dtype=np.float32)
+        p = t  # its memory is free from here on
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -182,7 +182,7 @@ def attention_loss(q, k, v):
         t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
-        p = np.empty((T, T), dtype=np.float32)
+        p = t  # its memory is free from here on
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -236,7 +236,7 @@ def attention_loss_grad(q, k, v, *, out=None):
         t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
-        p = np.empty((T, T), dtype=np.float32)
+        p = t  # its memory is free from here on
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -251,7 +251,7 @@ def attention_loss_grad(q, k, v, *, out=None):
         _blocks(_fused0, T, rows, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
-        t_3 = np.empty((T, D), dtype=np.float32)
+        t_3 = t_2  # its memory is free from here on
         def _fused1(lo, hi):
             s0 = np.empty((min(rows_1, hi - lo), D), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
@@ -268,7 +268,7 @@ def attention_loss_grad(q, k, v, *, out=None):
         t_4, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
         d_p = t_3 @ v.T  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
-        t_5 = np.empty((T, T), dtype=np.float32)
+        t_5 = d_p  # its memory is free from here on
         def _fused2(lo, hi):
             s0 = np.empty((min(rows_2, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows_2):
@@ -279,9 +279,9 @@ def attention_loss_grad(q, k, v, *, out=None):
                 np.multiply(d_p_b, p_b_1, out=b0)  # cases/attention.tl:4
                 t_6 = np.sum(b0, axis=1, keepdims=True)  # cases/attention.tl:4
                 np.subtract(d_p_b, t_6, out=b0)  # cases/attention.tl:4
-                np.multiply(p_b_1, b0, out=b0)  # cases/attention.tl:4
                 t_5_b = t_5[i:j]
-                np.divide(b0, t_1, out=t_5_b)  # cases/attention.tl:3
+                np.multiply(p_b_1, b0, out=t_5_b)  # cases/attention.tl:4
+                np.divide(t_5_b, t_1, out=t_5_b)  # cases/attention.tl:3
             return ()
         rows_2 = max(1, _BLOCK // max(1, T))
         _blocks(_fused2, T, rows_2, T*T, ())
@@ -328,7 +328,7 @@ def attention_loss_grad_fwd(q, k, v):
         t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
-        p = np.empty((T, T), dtype=np.float32)
+        p = t  # its memory is free from here on
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -375,20 +375,18 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
         # a fused loop over blocks of rows (cases/attention.tl:9)
         t = np.empty((T, D), dtype=np.float32)
         def _fused0(lo, hi):
-            s0 = np.empty((min(rows, hi - lo), D), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 r5_b = r5[i:j]
-                np.multiply(seed, r5_b, out=b0)  # cases/attention.tl:9
                 t_b = t[i:j]
-                np.multiply(2, b0, out=t_b)  # cases/attention.tl:9
+                np.multiply(seed, r5_b, out=t_b)  # cases/attention.tl:9
+                np.multiply(2, t_b, out=t_b)  # cases/attention.tl:9
             return ()
         rows = max(1, _BLOCK // max(1, D))
         _blocks(_fused0, T, rows, D*T, ())
         d_p = t @ v.T  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
-        t_1 = np.empty((T, T), dtype=np.float32)
+        t_1 = d_p  # its memory is free from here on
         def _fused1(lo, hi):
             s0 = np.empty((min(rows_1, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows_1):
@@ -399,9 +397,9 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(d_p_b, p_b, out=b0)  # cases/attention.tl:4
                 t_2 = np.sum(b0, axis=1, keepdims=True)  # cases/attention.tl:4
                 np.subtract(d_p_b, t_2, out=b0)  # cases/attention.tl:4
-                np.multiply(p_b, b0, out=b0)  # cases/attention.tl:4
                 t_1_b = t_1[i:j]
-                np.divide(b0, r2, out=t_1_b)  # cases/attention.tl:3
+                np.multiply(p_b, b0, out=t_1_b)  # cases/attention.tl:4
+                np.divide(t_1_b, r2, out=t_1_b)  # cases/attention.tl:3
             return ()
         rows_1 = max(1, _BLOCK // max(1, T))
         _blocks(_fused1, T, rows_1, T*T, ())
@@ -443,7 +441,7 @@ def attention_vjp(q, k, v, ct0, *, out=None):
         t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
-        p = np.empty((T, T), dtype=np.float32)
+        p = t  # its memory is free from here on
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -491,7 +489,7 @@ def attention_vjp_fwd(q, k, v):
         t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
-        p = np.empty((T, T), dtype=np.float32)
+        p = t  # its memory is free from here on
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):

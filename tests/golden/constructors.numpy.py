@@ -167,7 +167,7 @@ def ctors_grad(x, *, out=None):
     t_1 = np.ones((N, 3), dtype=np.float32)  # cases/constructors.tl:6
     t_2 = np.full((N, 3), 0.5, dtype=np.float32) @ e.T  # cases/constructors.tl:6
     # a fused loop over blocks of rows (cases/constructors.tl:6)
-    d_x = np.empty((N, 3), dtype=np.float32)
+    d_x = t  # its memory is free from here on
     def _fused0(lo, hi):
         s0 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
         s1 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
@@ -260,24 +260,22 @@ def ctors_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float32:
         seed = _scalar(seed, _F32, 'ctors_grad_bwd', 'seed', 'f32')
     N = r0.shape[0]
-    t = np.broadcast_to(seed.reshape((1, 1)), (N, 3))  # cases/constructors.tl:6
+    t = np.broadcast_to(seed.reshape((1, 1)), (N, 3)) * f @ e.T  # cases/constructors.tl:6
     # a fused loop over blocks of rows (cases/constructors.tl:6)
-    t_1 = np.empty((N, 3), dtype=np.float32)
-    t_2 = np.empty((N, 3), dtype=np.float32)
+    d_x = t  # its memory is free from here on
     def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
-            t_b = t[i:j]
-            f_b = f[i:j]
+            b0 = s0[:j - i]
             r0_b = r0[i:j]
-            t_1_b = t_1[i:j]
-            np.multiply(t_b, f_b, out=t_1_b)  # cases/constructors.tl:6
-            t_2_b = t_2[i:j]
-            np.multiply(seed, r0_b, out=t_2_b)  # cases/constructors.tl:6
+            t_b = t[i:j]
+            np.multiply(seed, r0_b, out=b0)  # cases/constructors.tl:6
+            d_x_b = d_x[i:j]
+            np.add(t_b, b0, out=d_x_b)  # cases/constructors.tl:6
         return ()
     rows = max(1, _BLOCK // 3)
     _blocks(_fused0, N, rows, 3*N, ())
-    d_x = t_1 @ e.T + t_2  # cases/constructors.tl:6
     if out is not None:
         out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad_bwd')
         out_x += d_x

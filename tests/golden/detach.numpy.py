@@ -197,14 +197,12 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
     # a fused loop over blocks of rows (cases/detach.tl:4)
     d_w = np.empty((D,), dtype=np.float64)
     def _fused1(lo, hi):
-        s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
         for i in range(lo, hi, rows_1):
             j = min(i + rows_1, hi)
-            b0 = s0[:j - i]
             x_b_1 = x[i:j]
-            np.multiply(t_2, x_b_1, out=b0)  # cases/detach.tl:4
             d_w_b = d_w[i:j]
-            np.multiply(2, b0, out=d_w_b)  # cases/detach.tl:4
+            np.multiply(t_2, x_b_1, out=d_w_b)  # cases/detach.tl:4
+            np.multiply(2, d_w_b, out=d_w_b)  # cases/detach.tl:4
         return ()
     rows_1 = max(1, _BLOCK // 1)
     _blocks(_fused1, D, rows_1, D, ())
@@ -280,14 +278,12 @@ def td_loss_grad_bwd(residuals, *, seed=1.0, out=None):
     # a fused loop over blocks of rows (cases/detach.tl:4)
     d_w = np.empty((D,), dtype=np.float64)
     def _fused0(lo, hi):
-        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
-            b0 = s0[:j - i]
             x_b = x[i:j]
-            np.multiply(t, x_b, out=b0)  # cases/detach.tl:4
             d_w_b = d_w[i:j]
-            np.multiply(2, b0, out=d_w_b)  # cases/detach.tl:4
+            np.multiply(t, x_b, out=d_w_b)  # cases/detach.tl:4
+            np.multiply(2, d_w_b, out=d_w_b)  # cases/detach.tl:4
         return ()
     rows = max(1, _BLOCK // 1)
     _blocks(_fused0, D, rows, D, ())

@@ -146,18 +146,18 @@ def mixed(a, b, h, k):
                 h_b = h[i:j]
                 a_b = a[i:j]
                 b_b = b[i:j]
-                t_1 = h_b.astype(np.float32)  # cases/dtypes.tl:4
+                t = h_b.astype(np.float32)  # cases/dtypes.tl:4
                 np.multiply(2, a_b, out=b0)  # cases/dtypes.tl:3
                 np.add(1.5, b0, out=b0)  # cases/dtypes.tl:3
-                np.multiply(t_1, b0, out=b0)  # cases/dtypes.tl:4
-                t_2 = b0.astype(np.float64)  # cases/dtypes.tl:5
-                np.add(t_2, b_b, out=b1)  # cases/dtypes.tl:5
+                np.multiply(t, b0, out=b0)  # cases/dtypes.tl:4
+                t_1 = b0.astype(np.float64)  # cases/dtypes.tl:5
+                np.add(t_1, b_b, out=b1)  # cases/dtypes.tl:5
                 acc += np.sum(b1)  # cases/dtypes.tl:7
             return (acc, )
         rows = max(1, _BLOCK // 1)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
-        return t * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
+        return t_2 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
 
 
 def mixed_grad(a, b, h, k, *, out=None):
@@ -199,22 +199,22 @@ def mixed_grad(a, b, h, k, *, out=None):
                 a_b = a[i:j]
                 b_b = b[i:j]
                 d_e_b = d_e[i:j]
-                t_2 = h_b.astype(np.float32)  # cases/dtypes.tl:4
+                t_1 = h_b.astype(np.float32)  # cases/dtypes.tl:4
                 np.multiply(2, a_b, out=b0)  # cases/dtypes.tl:3
                 np.add(1.5, b0, out=b0)  # cases/dtypes.tl:3
-                np.multiply(t_2, b0, out=b0)  # cases/dtypes.tl:4
-                t_3 = b0.astype(np.float64)  # cases/dtypes.tl:5
-                np.add(t_3, b_b, out=b1)  # cases/dtypes.tl:5
+                np.multiply(t_1, b0, out=b0)  # cases/dtypes.tl:4
+                t_2 = b0.astype(np.float64)  # cases/dtypes.tl:5
+                np.add(t_2, b_b, out=b1)  # cases/dtypes.tl:5
                 d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
-                np.multiply(d_d, t_2, out=b0)  # cases/dtypes.tl:4
-                np.multiply(2, b0, out=b0)  # cases/dtypes.tl:3
+                np.multiply(d_d, t_1, out=b0)  # cases/dtypes.tl:4
                 d_a_b = d_a[i:j]
-                np.add(t, b0, out=d_a_b)  # cases/dtypes.tl:3
+                np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
+                np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
                 acc += np.sum(b1)  # cases/dtypes.tl:7
             return (acc, )
         rows = max(1, _BLOCK // 1)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
-        value = t_1 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
+        t_3, = _blocks(_fused0, N, rows, N, ('sum', ))
+        value = t_3 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
         if out is not None:
             out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad')
             out_a += d_a
@@ -266,14 +266,14 @@ def mixed_grad_fwd(a, b, h, k):
                 np.multiply(2, a_b, out=b0)  # cases/dtypes.tl:3
                 np.add(1.5, b0, out=b0)  # cases/dtypes.tl:3
                 np.multiply(t_b, b0, out=b0)  # cases/dtypes.tl:4
-                t_2 = b0.astype(np.float64)  # cases/dtypes.tl:5
-                np.add(t_2, b_b, out=b1)  # cases/dtypes.tl:5
+                t_1 = b0.astype(np.float64)  # cases/dtypes.tl:5
+                np.add(t_1, b_b, out=b1)  # cases/dtypes.tl:5
                 acc += np.sum(b1)  # cases/dtypes.tl:7
             return (acc, )
         rows = max(1, _BLOCK // 1)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
-        return t_1 * n + (np.sum(a) / N).astype(np.float64), (t, n)  # cases/dtypes.tl:7
+        return t_2 * n + (np.sum(a) / N).astype(np.float64), (t, n)  # cases/dtypes.tl:7
 
 
 def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -302,9 +302,9 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
                 r0_b = r0[i:j]
                 d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
                 np.multiply(d_d, r0_b, out=b0)  # cases/dtypes.tl:4
-                np.multiply(2, b0, out=b0)  # cases/dtypes.tl:3
                 d_a_b = d_a[i:j]
-                np.add(t, b0, out=d_a_b)  # cases/dtypes.tl:3
+                np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
+                np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
             return ()
         rows = max(1, _BLOCK // 1)
         _blocks(_fused0, N, rows, N, ())

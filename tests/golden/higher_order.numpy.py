@@ -168,7 +168,7 @@ def energy_grad(w, a, *, out=None):
         _shape_error('energy_grad', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
     t = a @ w  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
-    t_1 = np.empty((N,), dtype=np.float64)
+    t_1 = t  # its memory is free from here on
     t_2 = np.empty((N,), dtype=np.float64)
     def _fused0(lo, hi):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -192,9 +192,9 @@ def energy_grad(w, a, *, out=None):
             t_1_b = t_1[i:j]
             np.multiply(b2, w_b, out=t_1_b)  # cases/higher_order.tl:3
             np.subtract(1, b1, out=b2)  # cases/higher_order.tl:3
-            np.multiply(b0, b2, out=b2)  # cases/higher_order.tl:3
             t_2_b = t_2[i:j]
-            np.multiply(2, b2, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(b0, b2, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(2, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
             acc += np.sum(b1)  # cases/higher_order.tl:3
             acc_1 += np.sum(b3)  # cases/higher_order.tl:3
         return (acc, acc_1, )
@@ -232,7 +232,7 @@ def energy_grad_fwd(w, a):
         _shape_error('energy_grad_fwd', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
     t = a @ w  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
-    t_1 = np.empty((N,), dtype=np.float64)
+    t_1 = t  # its memory is free from here on
     def _fused0(lo, hi):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -282,15 +282,15 @@ def energy_grad_bwd(residuals, *, seed=1.0, out=None):
             w_b = w[i:j]
             r2_b = r2[i:j]
             np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
-            np.multiply(b0, w_b, out=b0)  # cases/higher_order.tl:3
             t_b = t[i:j]
-            np.multiply(seed, b0, out=t_b)  # cases/higher_order.tl:3
+            np.multiply(b0, w_b, out=t_b)  # cases/higher_order.tl:3
+            np.multiply(seed, t_b, out=t_b)  # cases/higher_order.tl:3
             np.multiply(seed, r2_b, out=b0)  # cases/higher_order.tl:3
             np.multiply(r2_b, r2_b, out=b1)  # cases/higher_order.tl:3
             np.subtract(1, b1, out=b1)  # cases/higher_order.tl:3
-            np.multiply(b0, b1, out=b1)  # cases/higher_order.tl:3
             t_1_b = t_1[i:j]
-            np.multiply(2, b1, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(b0, b1, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(2, t_1_b, out=t_1_b)  # cases/higher_order.tl:3
         return ()
     rows = max(1, _BLOCK // 1)
     _blocks(_fused0, N, rows, N, ())
@@ -326,10 +326,10 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
     t = a @ w  # cases/higher_order.tl:3
     t_1 = a @ ct1  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
-    t_2 = np.empty((N,), dtype=np.float64)
+    t_2 = t  # its memory is free from here on
     t_3 = np.empty((N,), dtype=np.float64)
     t_4 = np.empty((N,), dtype=np.float64)
-    t_5 = np.empty((N,), dtype=np.float64)
+    t_5 = t_1  # its memory is free from here on
     def _fused0(lo, hi):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -358,27 +358,27 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
             t_2_b = t_2[i:j]
             np.multiply(b2, w_b, out=t_2_b)  # cases/higher_order.tl:3
             np.subtract(1, b1, out=b4)  # cases/higher_order.tl:3
-            np.multiply(b0, b4, out=b5)  # cases/higher_order.tl:3
             t_3_b = t_3[i:j]
-            np.multiply(2, b5, out=t_3_b)  # cases/higher_order.tl:3
+            np.multiply(b0, b4, out=t_3_b)  # cases/higher_order.tl:3
+            np.multiply(2, t_3_b, out=t_3_b)  # cases/higher_order.tl:3
             np.multiply(ct1_b, b2, out=b2)  # cases/higher_order.tl:3
-            np.multiply(3, b2, out=b2)  # cases/higher_order.tl:3
-            np.multiply(ct0, t_2_b, out=b5)  # cases/higher_order.tl:3
             t_4_b = t_4[i:j]
-            np.add(b2, b5, out=t_4_b)  # cases/higher_order.tl:3
-            np.multiply(t_1_b, b0, out=b5)  # cases/higher_order.tl:3
-            np.multiply(2, b5, out=b5)  # cases/higher_order.tl:3
-            np.negative(b5, out=b5)  # cases/higher_order.tl:3
-            np.multiply(b5, b0, out=b5)  # cases/higher_order.tl:3
-            np.add(b5, b5, out=b5)  # cases/higher_order.tl:3
-            np.multiply(t_1_b, b4, out=b2)  # cases/higher_order.tl:3
+            np.multiply(3, b2, out=t_4_b)  # cases/higher_order.tl:3
+            np.multiply(ct0, t_2_b, out=b2)  # cases/higher_order.tl:3
+            np.add(t_4_b, b2, out=t_4_b)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, b0, out=b2)  # cases/higher_order.tl:3
             np.multiply(2, b2, out=b2)  # cases/higher_order.tl:3
-            np.add(b5, b2, out=b2)  # cases/higher_order.tl:3
+            np.negative(b2, out=b2)  # cases/higher_order.tl:3
+            np.multiply(b2, b0, out=b2)  # cases/higher_order.tl:3
+            np.add(b2, b2, out=b2)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, b4, out=b5)  # cases/higher_order.tl:3
+            np.multiply(2, b5, out=b5)  # cases/higher_order.tl:3
+            np.add(b2, b5, out=b5)  # cases/higher_order.tl:3
             np.multiply(ct0, b0, out=b0)  # cases/higher_order.tl:3
             np.multiply(2, b0, out=b0)  # cases/higher_order.tl:3
-            np.add(b2, b0, out=b0)  # cases/higher_order.tl:3
             t_5_b = t_5[i:j]
-            np.multiply(b0, b4, out=t_5_b)  # cases/higher_order.tl:3
+            np.add(b5, b0, out=t_5_b)  # cases/higher_order.tl:3
+            np.multiply(t_5_b, b4, out=t_5_b)  # cases/higher_order.tl:3
             acc += np.sum(b1)  # cases/higher_order.tl:3
             acc_1 += np.sum(b3)  # cases/higher_order.tl:3
         return (acc, acc_1, )
@@ -420,7 +420,7 @@ def energy_hvp_fwd(w, a):
         _shape_error('energy_hvp_fwd', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
     t = a @ w  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
-    t_1 = np.empty((N,), dtype=np.float64)
+    t_1 = t  # its memory is free from here on
     t_2 = np.empty((N,), dtype=np.float64)
     t_3 = np.empty((N,), dtype=np.float64)
     t_4 = np.empty((N,), dtype=np.float64)
@@ -448,9 +448,9 @@ def energy_hvp_fwd(w, a):
             np.multiply(b1, w_b, out=t_2_b)  # cases/higher_order.tl:3
             t_3_b = t_3[i:j]
             np.subtract(1, b0, out=t_3_b)  # cases/higher_order.tl:3
-            np.multiply(t_1_b, t_3_b, out=b1)  # cases/higher_order.tl:3
             t_4_b = t_4[i:j]
-            np.multiply(2, b1, out=t_4_b)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, t_3_b, out=t_4_b)  # cases/higher_order.tl:3
+            np.multiply(2, t_4_b, out=t_4_b)  # cases/higher_order.tl:3
             t_5_b = t_5[i:j]
             np.multiply(4, t_2_b, out=t_5_b)  # cases/higher_order.tl:3
             t_6_b = t_6[i:j]
@@ -485,7 +485,7 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
     t = a @ ct1  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
     t_1 = np.empty((N,), dtype=np.float64)
-    t_2 = np.empty((N,), dtype=np.float64)
+    t_2 = t  # its memory is free from here on
     def _fused0(lo, hi):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -502,22 +502,22 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
             r5_b = r5[i:j]
             np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
             np.multiply(ct1_b, b0, out=b0)  # cases/higher_order.tl:3
-            np.multiply(3, b0, out=b0)  # cases/higher_order.tl:3
-            np.multiply(ct0, r3_b, out=b1)  # cases/higher_order.tl:3
-            np.multiply(0.25, b1, out=b1)  # cases/higher_order.tl:3
             t_1_b = t_1[i:j]
-            np.add(b0, b1, out=t_1_b)  # cases/higher_order.tl:3
-            np.multiply(t_b, r4_b, out=b1)  # cases/higher_order.tl:3
-            np.negative(b1, out=b1)  # cases/higher_order.tl:3
-            np.multiply(b1, r2_b, out=b1)  # cases/higher_order.tl:3
-            np.add(b1, b1, out=b1)  # cases/higher_order.tl:3
-            np.multiply(t_b, r5_b, out=b0)  # cases/higher_order.tl:3
-            np.multiply(2, b0, out=b0)  # cases/higher_order.tl:3
-            np.add(b1, b0, out=b0)  # cases/higher_order.tl:3
-            np.multiply(ct0, r4_b, out=b1)  # cases/higher_order.tl:3
+            np.multiply(3, b0, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(ct0, r3_b, out=b0)  # cases/higher_order.tl:3
+            np.multiply(0.25, b0, out=b0)  # cases/higher_order.tl:3
+            np.add(t_1_b, b0, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(t_b, r4_b, out=b0)  # cases/higher_order.tl:3
+            np.negative(b0, out=b0)  # cases/higher_order.tl:3
+            np.multiply(b0, r2_b, out=b0)  # cases/higher_order.tl:3
+            np.add(b0, b0, out=b0)  # cases/higher_order.tl:3
+            np.multiply(t_b, r5_b, out=b1)  # cases/higher_order.tl:3
+            np.multiply(2, b1, out=b1)  # cases/higher_order.tl:3
             np.add(b0, b1, out=b1)  # cases/higher_order.tl:3
+            np.multiply(ct0, r4_b, out=b0)  # cases/higher_order.tl:3
             t_2_b = t_2[i:j]
-            np.multiply(b1, r5_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.add(b1, b0, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(t_2_b, r5_b, out=t_2_b)  # cases/higher_order.tl:3
         return ()
     rows = max(1, _BLOCK // 1)
     _blocks(_fused0, N, rows, N, ())

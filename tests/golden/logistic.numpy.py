@@ -182,8 +182,8 @@ def logistic_hvp(X, t, w, v_w):
         t_1 = X @ w  # cases/logistic.tl:4
         t_2 = X @ v_w  # cases/logistic.tl:4
         # a fused loop over blocks of rows (cases/logistic.tl:4)
-        t_3 = np.empty((N,), dtype=np.float32)
-        t_4 = np.empty((N,), dtype=np.float32)
+        t_3 = t_1  # its memory is free from here on
+        t_4 = t_2  # its memory is free from here on
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
@@ -219,9 +219,9 @@ def logistic_hvp(X, t, w, v_w):
                 np.multiply(b0, t_2_b, out=b2)  # cases/logistic.tl:4
                 np.subtract(1, b1, out=b4)  # cases/logistic.tl:4
                 np.multiply(b1, b4, out=b4)  # cases/logistic.tl:4
-                np.multiply(b2, b4, out=b4)  # cases/logistic.tl:4
                 t_4_b = t_4[i:j]
-                np.multiply(b4, b0, out=t_4_b)  # cases/logistic.tl:4
+                np.multiply(b2, b4, out=t_4_b)  # cases/logistic.tl:4
+                np.multiply(t_4_b, b0, out=t_4_b)  # cases/logistic.tl:4
                 acc += np.sum(b3)  # cases/logistic.tl:4
             return (acc, )
         rows = max(1, _BLOCK // 1)

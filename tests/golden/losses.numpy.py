@@ -174,7 +174,7 @@ def losses(z, p, y):
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
-                t_5 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
+                t = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
                 np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
                 np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
                 np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
@@ -183,25 +183,25 @@ def losses(z, p, y):
                 np.exp(b2, out=b2)  # cases/losses.tl:6
                 np.log1p(b2, out=b2)  # cases/losses.tl:6
                 np.add(b1, b2, out=b1)  # cases/losses.tl:6
-                t_6 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
-                np.multiply(t_6, y_b, out=b3)  # cases/losses.tl:7
+                t_1 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
+                np.multiply(t_1, y_b, out=b3)  # cases/losses.tl:7
                 np.add(b0, b2, out=b2)  # cases/losses.tl:8
                 np.negative(z_b, out=b0)  # cases/losses.tl:8
                 np.exp(b0, out=b0)  # cases/losses.tl:8
                 np.add(1, b0, out=b0)  # cases/losses.tl:8
                 np.divide(1, b0, out=b0)  # cases/losses.tl:8
                 np.multiply(b0, y_b, out=b0)  # cases/losses.tl:8
-                acc += np.sum(t_5)  # cases/losses.tl:5
+                acc += np.sum(t)  # cases/losses.tl:5
                 acc_1 += np.sum(b1)  # cases/losses.tl:6
                 acc_2 += np.sum(b3)  # cases/losses.tl:7
                 acc_3 += np.sum(b2)  # cases/losses.tl:8
                 acc_4 += np.sum(b0)  # cases/losses.tl:8
             return (acc, acc_1, acc_2, acc_3, acc_4, )
         rows = max(1, _BLOCK // max(1, C))
-        t, t_1, t_2, t_3, t_4, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
-        a = t / (C*N)  # cases/losses.tl:5
-        b = t_1 / (C*N)  # cases/losses.tl:6
-        return a + b - t_2 + t_3 + t_4  # cases/losses.tl:8
+        t_2, t_3, t_4, t_5, t_6, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        a = t_2 / (C*N)  # cases/losses.tl:5
+        b = t_3 / (C*N)  # cases/losses.tl:6
+        return a + b - t_4 + t_5 + t_6  # cases/losses.tl:8
 
 
 def losses_grad(z, p, y, *, out=None):
@@ -257,7 +257,7 @@ def losses_grad(z, p, y, *, out=None):
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
-                t_6 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
+                t_1 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
                 np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
                 np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
                 np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
@@ -266,8 +266,8 @@ def losses_grad(z, p, y, *, out=None):
                 np.exp(b2, out=b2)  # cases/losses.tl:6
                 np.log1p(b2, out=b2)  # cases/losses.tl:6
                 np.add(b1, b2, out=b1)  # cases/losses.tl:6
-                t_7 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
-                np.multiply(t_7, y_b, out=b3)  # cases/losses.tl:7
+                t_2 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
+                np.multiply(t_2, y_b, out=b3)  # cases/losses.tl:7
                 np.add(b0, b2, out=b2)  # cases/losses.tl:8
                 np.negative(z_b, out=b0)  # cases/losses.tl:8
                 np.exp(b0, out=b0)  # cases/losses.tl:8
@@ -279,44 +279,44 @@ def losses_grad(z, p, y, *, out=None):
                 np.multiply(y_b, b5, out=b5)  # cases/losses.tl:8
                 np.add(b5, b0, out=b5)  # cases/losses.tl:8
                 np.negative(y_b, out=b6)  # cases/losses.tl:7
-                np.exp(t_7, out=b7)  # cases/losses.tl:7
-                t_8 = np.sum(b6, axis=1, keepdims=True)  # cases/losses.tl:7
-                np.multiply(b7, t_8, out=b7)  # cases/losses.tl:7
+                np.exp(t_2, out=b7)  # cases/losses.tl:7
+                t_3 = np.sum(b6, axis=1, keepdims=True)  # cases/losses.tl:7
+                np.multiply(b7, t_3, out=b7)  # cases/losses.tl:7
                 np.subtract(b6, b7, out=b7)  # cases/losses.tl:7
-                np.add(b5, b7, out=b7)  # cases/losses.tl:7
-                np.subtract(b0, y_b, out=b5)  # cases/losses.tl:6
-                np.multiply(t, b5, out=b5)  # cases/losses.tl:6
                 d_z_b = d_z[i:j]
-                np.add(b7, b5, out=d_z_b)  # cases/losses.tl:6
-                np.subtract(p_b, y_b, out=b5)  # cases/losses.tl:5
-                np.subtract(1, p_b, out=b7)  # cases/losses.tl:5
-                np.multiply(p_b, b7, out=b6)  # cases/losses.tl:5
+                np.add(b5, b7, out=d_z_b)  # cases/losses.tl:7
+                np.subtract(b0, y_b, out=b7)  # cases/losses.tl:6
+                np.multiply(t, b7, out=b7)  # cases/losses.tl:6
+                np.add(d_z_b, b7, out=d_z_b)  # cases/losses.tl:6
+                np.subtract(p_b, y_b, out=b7)  # cases/losses.tl:5
+                np.subtract(1, p_b, out=b5)  # cases/losses.tl:5
+                np.multiply(p_b, b5, out=b6)  # cases/losses.tl:5
                 np.maximum(b6, 1e-12, out=b6)  # cases/losses.tl:5
-                np.divide(b5, b6, out=b6)  # cases/losses.tl:5
                 d_p_b = d_p[i:j]
-                np.multiply(t, b6, out=d_p_b)  # cases/losses.tl:5
-                np.subtract(b0, t_7, out=b0)  # cases/losses.tl:7
+                np.divide(b7, b6, out=d_p_b)  # cases/losses.tl:5
+                np.multiply(t, d_p_b, out=d_p_b)  # cases/losses.tl:5
+                np.subtract(b0, t_2, out=b0)  # cases/losses.tl:7
                 np.multiply(t, z_b, out=b6)  # cases/losses.tl:6
-                np.subtract(b0, b6, out=b6)  # cases/losses.tl:6
-                np.log(b7, out=b7)  # cases/losses.tl:5
-                np.maximum(b7, -100, out=b7)  # cases/losses.tl:5
-                np.log(p_b, out=b0)  # cases/losses.tl:5
-                np.maximum(b0, -100, out=b0)  # cases/losses.tl:5
-                np.subtract(b7, b0, out=b0)  # cases/losses.tl:5
-                np.multiply(t, b0, out=b0)  # cases/losses.tl:5
                 d_y_b = d_y[i:j]
-                np.add(b6, b0, out=d_y_b)  # cases/losses.tl:5
-                acc += np.sum(t_6)  # cases/losses.tl:5
+                np.subtract(b0, b6, out=d_y_b)  # cases/losses.tl:6
+                np.log(b5, out=b5)  # cases/losses.tl:5
+                np.maximum(b5, -100, out=b5)  # cases/losses.tl:5
+                np.log(p_b, out=b6)  # cases/losses.tl:5
+                np.maximum(b6, -100, out=b6)  # cases/losses.tl:5
+                np.subtract(b5, b6, out=b6)  # cases/losses.tl:5
+                np.multiply(t, b6, out=b6)  # cases/losses.tl:5
+                np.add(d_y_b, b6, out=d_y_b)  # cases/losses.tl:5
+                acc += np.sum(t_1)  # cases/losses.tl:5
                 acc_1 += np.sum(b1)  # cases/losses.tl:6
                 acc_2 += np.sum(b3)  # cases/losses.tl:7
                 acc_3 += np.sum(b2)  # cases/losses.tl:8
                 acc_4 += np.sum(b4)  # cases/losses.tl:8
             return (acc, acc_1, acc_2, acc_3, acc_4, )
         rows = max(1, _BLOCK // max(1, C))
-        t_1, t_2, t_3, t_4, t_5, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
-        a = t_1 / (C*N)  # cases/losses.tl:5
-        b = t_2 / (C*N)  # cases/losses.tl:6
-        value = a + b - t_3 + t_4 + t_5  # cases/losses.tl:8
+        t_4, t_5, t_6, t_7, t_8, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        a = t_4 / (C*N)  # cases/losses.tl:5
+        b = t_5 / (C*N)  # cases/losses.tl:6
+        value = a + b - t_6 + t_7 + t_8  # cases/losses.tl:8
         if out is not None:
             out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad')
             out_z += d_z
@@ -375,7 +375,7 @@ def losses_grad_fwd(z, p, y):
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
-                t_7 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
+                t_2 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
                 np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
                 np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
                 np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
@@ -390,21 +390,21 @@ def losses_grad_fwd(z, p, y):
                 np.add(b0, b2, out=b2)  # cases/losses.tl:8
                 np.negative(z_b, out=b0)  # cases/losses.tl:8
                 np.exp(b0, out=b0)  # cases/losses.tl:8
-                np.add(1, b0, out=b0)  # cases/losses.tl:8
                 t_1_b = t_1[i:j]
-                np.divide(1, b0, out=t_1_b)  # cases/losses.tl:8
+                np.add(1, b0, out=t_1_b)  # cases/losses.tl:8
+                np.divide(1, t_1_b, out=t_1_b)  # cases/losses.tl:8
                 np.multiply(t_1_b, y_b, out=b0)  # cases/losses.tl:8
-                acc += np.sum(t_7)  # cases/losses.tl:5
+                acc += np.sum(t_2)  # cases/losses.tl:5
                 acc_1 += np.sum(b1)  # cases/losses.tl:6
                 acc_2 += np.sum(b3)  # cases/losses.tl:7
                 acc_3 += np.sum(b2)  # cases/losses.tl:8
                 acc_4 += np.sum(b0)  # cases/losses.tl:8
             return (acc, acc_1, acc_2, acc_3, acc_4, )
         rows = max(1, _BLOCK // max(1, C))
-        t_2, t_3, t_4, t_5, t_6, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
-        a = t_2 / (C*N)  # cases/losses.tl:5
-        b = t_3 / (C*N)  # cases/losses.tl:6
-        return a + b - t_4 + t_5 + t_6, (p, y, z, t, t_1)  # cases/losses.tl:8
+        t_3, t_4, t_5, t_6, t_7, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        a = t_3 / (C*N)  # cases/losses.tl:5
+        b = t_4 / (C*N)  # cases/losses.tl:6
+        return a + b - t_5 + t_6 + t_7, (p, y, z, t, t_1)  # cases/losses.tl:8
 
 
 def losses_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -454,30 +454,30 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
                 t_2 = np.sum(b2, axis=1, keepdims=True)  # cases/losses.tl:7
                 np.multiply(b3, t_2, out=b3)  # cases/losses.tl:7
                 np.subtract(b2, b3, out=b3)  # cases/losses.tl:7
-                np.add(b1, b3, out=b3)  # cases/losses.tl:7
-                np.subtract(r4_b, y_b, out=b1)  # cases/losses.tl:6
-                np.multiply(t_1, b1, out=b1)  # cases/losses.tl:6
                 d_z_b = d_z[i:j]
-                np.add(b3, b1, out=d_z_b)  # cases/losses.tl:6
-                np.subtract(p_b, y_b, out=b1)  # cases/losses.tl:5
-                np.subtract(1, p_b, out=b3)  # cases/losses.tl:5
-                np.multiply(p_b, b3, out=b2)  # cases/losses.tl:5
+                np.add(b1, b3, out=d_z_b)  # cases/losses.tl:7
+                np.subtract(r4_b, y_b, out=b3)  # cases/losses.tl:6
+                np.multiply(t_1, b3, out=b3)  # cases/losses.tl:6
+                np.add(d_z_b, b3, out=d_z_b)  # cases/losses.tl:6
+                np.subtract(p_b, y_b, out=b3)  # cases/losses.tl:5
+                np.subtract(1, p_b, out=b1)  # cases/losses.tl:5
+                np.multiply(p_b, b1, out=b2)  # cases/losses.tl:5
                 np.maximum(b2, 1e-12, out=b2)  # cases/losses.tl:5
-                np.divide(b1, b2, out=b2)  # cases/losses.tl:5
                 d_p_b = d_p[i:j]
-                np.multiply(t_1, b2, out=d_p_b)  # cases/losses.tl:5
+                np.divide(b3, b2, out=d_p_b)  # cases/losses.tl:5
+                np.multiply(t_1, d_p_b, out=d_p_b)  # cases/losses.tl:5
                 np.multiply(t, r3_b, out=b2)  # cases/losses.tl:7
                 np.add(b0, b2, out=b2)  # cases/losses.tl:7
                 np.multiply(t_1, z_b, out=b0)  # cases/losses.tl:6
-                np.subtract(b2, b0, out=b0)  # cases/losses.tl:6
-                np.log(b3, out=b3)  # cases/losses.tl:5
-                np.maximum(b3, -100, out=b3)  # cases/losses.tl:5
-                np.log(p_b, out=b2)  # cases/losses.tl:5
-                np.maximum(b2, -100, out=b2)  # cases/losses.tl:5
-                np.subtract(b3, b2, out=b2)  # cases/losses.tl:5
-                np.multiply(t_1, b2, out=b2)  # cases/losses.tl:5
                 d_y_b = d_y[i:j]
-                np.add(b0, b2, out=d_y_b)  # cases/losses.tl:5
+                np.subtract(b2, b0, out=d_y_b)  # cases/losses.tl:6
+                np.log(b1, out=b1)  # cases/losses.tl:5
+                np.maximum(b1, -100, out=b1)  # cases/losses.tl:5
+                np.log(p_b, out=b0)  # cases/losses.tl:5
+                np.maximum(b0, -100, out=b0)  # cases/losses.tl:5
+                np.subtract(b1, b0, out=b0)  # cases/losses.tl:5
+                np.multiply(t_1, b0, out=b0)  # cases/losses.tl:5
+                np.add(d_y_b, b0, out=d_y_b)  # cases/losses.tl:5
             return ()
         rows = max(1, _BLOCK // max(1, C))
         _blocks(_fused0, N, rows, C*N, ())

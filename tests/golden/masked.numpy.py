@@ -137,16 +137,21 @@ def safe_sqrt(x):
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
                 x_b = x[i:j]
                 np.greater(x_b, 0, out=b0)  # cases/masked.tl:4
                 np.sqrt(x_b, out=b1)  # cases/masked.tl:4
-                t_1 = np.where(b0, b1, 0)  # cases/masked.tl:4
-                acc += np.sum(t_1)  # cases/masked.tl:4
+                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
+                np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
+                acc += np.sum(b2)  # cases/masked.tl:4
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
@@ -170,16 +175,24 @@ def safe_log(x):
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
                 x_b = x[i:j]
                 np.greater(x_b, 0, out=b0)  # cases/masked.tl:8
                 np.log(x_b, out=b1)  # cases/masked.tl:8
-                t_1 = np.where(b0, b1, -1)  # cases/masked.tl:8
-                acc += np.sum(t_1)  # cases/masked.tl:8
+                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:8
+                np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
+                np.invert(b3, out=b3)
+                np.bitwise_and(np.asarray(-1, dtype=np.float64).view(np.int64), b3, out=b3)
+                np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
+                acc += np.sum(b2)  # cases/masked.tl:8
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
@@ -209,8 +222,8 @@ def clipped(x):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 x_b = x[i:j]
-                t_1 = np.clip(x_b, 0, 4)  # cases/masked.tl:12
-                np.sqrt(t_1, out=b0)  # cases/masked.tl:12
+                t = np.clip(x_b, 0, 4)  # cases/masked.tl:12
+                np.sqrt(t, out=b0)  # cases/masked.tl:12
                 np.maximum(x_b, 0, out=b1)  # cases/masked.tl:12
                 np.multiply(2, b1, out=b1)  # cases/masked.tl:12
                 np.add(b0, b1, out=b1)  # cases/masked.tl:12
@@ -219,8 +232,8 @@ def clipped(x):
                 acc += np.sum(b0)  # cases/masked.tl:12
             return (acc, )
         rows = max(1, _BLOCK // 1)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ))
-        return t
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        return t_1
 
 
 def safe_sqrt_grad(x, *, out=None):
@@ -244,19 +257,25 @@ def safe_sqrt_grad(x, *, out=None):
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
                 x_b = x[i:j]
                 np.greater(x_b, 0, out=b0)  # cases/masked.tl:4
                 np.sqrt(x_b, out=b1)  # cases/masked.tl:4
-                t_1 = np.where(b0, b1, 0)  # cases/masked.tl:4
+                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
+                np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
                 np.divide(0.5, b1, out=b1)  # cases/masked.tl:4
                 d_x_b = d_x[i:j]
-                d_x_b[...] = np.where(b0, b1, 0)  # cases/masked.tl:4
-                acc += np.sum(t_1)  # cases/masked.tl:4
+                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
+                np.bitwise_and(b1.view(np.int64), b3, out=d_x_b.view(np.int64))
+                acc += np.sum(b2)  # cases/masked.tl:4
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
@@ -290,16 +309,21 @@ def safe_sqrt_grad_fwd(x):
         t = np.empty((N,), dtype=np.bool_)
         t_1 = np.empty((N,), dtype=np.float64)
         def _fused0(lo, hi):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
                 x_b = x[i:j]
                 t_b = t[i:j]
                 np.greater(x_b, 0, out=t_b)  # cases/masked.tl:4
                 t_1_b = t_1[i:j]
                 np.sqrt(x_b, out=t_1_b)  # cases/masked.tl:4
-                t_3 = np.where(t_b, t_1_b, 0)  # cases/masked.tl:4
-                acc += np.sum(t_3)  # cases/masked.tl:4
+                np.subtract(0, t_b, dtype=np.int64, out=b1)  # cases/masked.tl:4
+                np.bitwise_and(t_1_b.view(np.int64), b1, out=b0.view(np.int64))
+                acc += np.sum(b0)  # cases/masked.tl:4
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
@@ -323,15 +347,18 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
         d_x = np.empty((N,), dtype=np.float64)
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
+                b1 = s1[:j - i]
                 r1_b = r1[i:j]
                 r0_b = r0[i:j]
                 np.divide(0.5, r1_b, out=b0)  # cases/masked.tl:4
                 np.multiply(seed, b0, out=b0)  # cases/masked.tl:4
                 d_x_b = d_x[i:j]
-                d_x_b[...] = np.where(r0_b, b0, 0)  # cases/masked.tl:4
+                np.subtract(0, r0_b, dtype=np.int64, out=b1)  # cases/masked.tl:4
+                np.bitwise_and(b0.view(np.int64), b1, out=d_x_b.view(np.int64))
             return ()
         rows = max(1, _BLOCK // 1)
         _blocks(_fused0, N, rows, N, ())
@@ -363,19 +390,28 @@ def safe_log_grad(x, *, out=None):
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
                 x_b = x[i:j]
                 np.greater(x_b, 0, out=b0)  # cases/masked.tl:8
                 np.log(x_b, out=b1)  # cases/masked.tl:8
-                t_1 = np.where(b0, b1, -1)  # cases/masked.tl:8
+                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:8
+                np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
+                np.invert(b3, out=b3)
+                np.bitwise_and(np.asarray(-1, dtype=np.float64).view(np.int64), b3, out=b3)
+                np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
                 np.divide(1, x_b, out=b1)  # cases/masked.tl:8
                 d_x_b = d_x[i:j]
-                d_x_b[...] = np.where(b0, b1, 0)  # cases/masked.tl:8
-                acc += np.sum(t_1)  # cases/masked.tl:8
+                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:8
+                np.bitwise_and(b1.view(np.int64), b3, out=d_x_b.view(np.int64))
+                acc += np.sum(b2)  # cases/masked.tl:8
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
@@ -409,16 +445,24 @@ def safe_log_grad_fwd(x):
         t = np.empty((N,), dtype=np.bool_)
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
                 x_b = x[i:j]
                 t_b = t[i:j]
                 np.greater(x_b, 0, out=t_b)  # cases/masked.tl:8
                 np.log(x_b, out=b0)  # cases/masked.tl:8
-                t_2 = np.where(t_b, b0, -1)  # cases/masked.tl:8
-                acc += np.sum(t_2)  # cases/masked.tl:8
+                np.subtract(0, t_b, dtype=np.int64, out=b2)  # cases/masked.tl:8
+                np.bitwise_and(b0.view(np.int64), b2, out=b1.view(np.int64))
+                np.invert(b2, out=b2)
+                np.bitwise_and(np.asarray(-1, dtype=np.float64).view(np.int64), b2, out=b2)
+                np.bitwise_or(b1.view(np.int64), b2, out=b1.view(np.int64))
+                acc += np.sum(b1)  # cases/masked.tl:8
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
@@ -442,15 +486,18 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
         d_x = np.empty((N,), dtype=np.float64)
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
+                b1 = s1[:j - i]
                 x_b = x[i:j]
                 r1_b = r1[i:j]
                 np.divide(1, x_b, out=b0)  # cases/masked.tl:8
                 np.multiply(seed, b0, out=b0)  # cases/masked.tl:8
                 d_x_b = d_x[i:j]
-                d_x_b[...] = np.where(r1_b, b0, 0)  # cases/masked.tl:8
+                np.subtract(0, r1_b, dtype=np.int64, out=b1)  # cases/masked.tl:8
+                np.bitwise_and(b0.view(np.int64), b1, out=d_x_b.view(np.int64))
             return ()
         rows = max(1, _BLOCK // 1)
         _blocks(_fused0, N, rows, N, ())
@@ -490,6 +537,7 @@ def clipped_grad(x, *, out=None):
             s7 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s8 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s9 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s10 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -503,9 +551,10 @@ def clipped_grad(x, *, out=None):
                 b7 = s7[:j - i]
                 b8 = s8[:j - i]
                 b9 = s9[:j - i]
+                b10 = s10[:j - i]
                 x_b = x[i:j]
-                t_1 = np.clip(x_b, 0, 4)  # cases/masked.tl:12
-                np.sqrt(t_1, out=b0)  # cases/masked.tl:12
+                t = np.clip(x_b, 0, 4)  # cases/masked.tl:12
+                np.sqrt(t, out=b0)  # cases/masked.tl:12
                 np.maximum(x_b, 0, out=b1)  # cases/masked.tl:12
                 np.multiply(2, b1, out=b2)  # cases/masked.tl:12
                 np.add(b0, b2, out=b2)  # cases/masked.tl:12
@@ -519,25 +568,34 @@ def clipped_grad(x, *, out=None):
                 np.logical_and(b7, b8, out=b8)  # cases/masked.tl:12
                 np.logical_or(b6, b8, out=b7)  # cases/masked.tl:12
                 np.equal(x_b, 0.5, out=b9)  # cases/masked.tl:12
-                t_2 = np.where(b9, np.float64(0.5), np.float64(1.0))  # cases/masked.tl:12
-                t_3 = np.where(b4, t_2, 0)  # cases/masked.tl:12
-                t_4 = np.where(b5, np.float64(2.0), np.float64(0.0))  # cases/masked.tl:12
-                np.add(t_3, t_4, out=b1)  # cases/masked.tl:12
-                t_5 = np.where(b6, b1, 0)  # cases/masked.tl:12
+                np.subtract(0, b9, dtype=np.int64, out=b10)  # cases/masked.tl:12
+                np.bitwise_and(np.asarray(np.float64(0.5), dtype=np.float64).view(np.int64), b10, out=b1.view(np.int64))
+                np.invert(b10, out=b10)
+                np.bitwise_and(np.asarray(np.float64(1.0), dtype=np.float64).view(np.int64), b10, out=b10)
+                np.bitwise_or(b1.view(np.int64), b10, out=b1.view(np.int64))
+                np.subtract(0, b4, dtype=np.int64, out=b10)  # cases/masked.tl:12
+                np.bitwise_and(b1.view(np.int64), b10, out=b2.view(np.int64))
+                np.subtract(0, b5, dtype=np.int64, out=b10)  # cases/masked.tl:12
+                np.bitwise_and(np.asarray(np.float64(2.0), dtype=np.float64).view(np.int64), b10, out=b1.view(np.int64))
+                np.add(b2, b1, out=b1)  # cases/masked.tl:12
+                np.subtract(0, b6, dtype=np.int64, out=b10)  # cases/masked.tl:12
+                np.bitwise_and(b1.view(np.int64), b10, out=b2.view(np.int64))
                 np.divide(0.5, b0, out=b0)  # cases/masked.tl:12
-                t_6 = np.where(b8, b0, 0)  # cases/masked.tl:12
-                np.add(t_5, t_6, out=b0)  # cases/masked.tl:12
+                np.subtract(0, b8, dtype=np.int64, out=b10)  # cases/masked.tl:12
+                np.bitwise_and(b0.view(np.int64), b10, out=b1.view(np.int64))
+                np.add(b2, b1, out=b1)  # cases/masked.tl:12
                 d_x_b = d_x[i:j]
-                d_x_b[...] = np.where(b7, b0, 0)  # cases/masked.tl:12
+                np.subtract(0, b7, dtype=np.int64, out=b10)  # cases/masked.tl:12
+                np.bitwise_and(b1.view(np.int64), b10, out=d_x_b.view(np.int64))
                 acc += np.sum(b3)  # cases/masked.tl:12
             return (acc, )
         rows = max(1, _BLOCK // 1)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad')
             out_x += d_x
-            return t, out_x
-        return t, d_x
+            return t_1, out_x
+        return t_1, d_x
 
 
 def clipped_grad_fwd(x):
@@ -572,9 +630,9 @@ def clipped_grad_fwd(x):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 x_b = x[i:j]
-                t_3 = np.clip(x_b, 0, 4)  # cases/masked.tl:12
+                t_2 = np.clip(x_b, 0, 4)  # cases/masked.tl:12
                 t_b = t[i:j]
-                np.sqrt(t_3, out=t_b)  # cases/masked.tl:12
+                np.sqrt(t_2, out=t_b)  # cases/masked.tl:12
                 t_1_b = t_1[i:j]
                 np.maximum(x_b, 0, out=t_1_b)  # cases/masked.tl:12
                 np.multiply(2, t_1_b, out=b0)  # cases/masked.tl:12
@@ -584,8 +642,8 @@ def clipped_grad_fwd(x):
                 acc += np.sum(b1)  # cases/masked.tl:12
             return (acc, )
         rows = max(1, _BLOCK // 1)
-        t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
-        return t_2, (x, t, t_1)
+        t_3, = _blocks(_fused0, N, rows, N, ('sum', ))
+        return t_3, (x, t, t_1)
 
 
 def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -612,6 +670,9 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
             s4 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s5 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s6 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s7 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s8 = np.empty((min(rows, hi - lo),), dtype=np.int64)
+            s9 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -621,6 +682,9 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 b4 = s4[:j - i]
                 b5 = s5[:j - i]
                 b6 = s6[:j - i]
+                b7 = s7[:j - i]
+                b8 = s8[:j - i]
+                b9 = s9[:j - i]
                 x_b = x[i:j]
                 r2_b = r2[i:j]
                 t_b = t[i:j]
@@ -634,18 +698,27 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.logical_or(b2, b4, out=b3)  # cases/masked.tl:12
                 np.equal(x_b, 0.5, out=b5)  # cases/masked.tl:12
                 np.multiply(0.5, t_b, out=b6)  # cases/masked.tl:12
-                t_1 = np.where(b5, b6, t_b)  # cases/masked.tl:12
-                t_2 = np.where(b0, t_1, 0)  # cases/masked.tl:12
-                np.multiply(2, t_b, out=b6)  # cases/masked.tl:12
-                t_3 = np.where(b1, b6, 0)  # cases/masked.tl:12
-                np.add(t_2, t_3, out=b6)  # cases/masked.tl:12
-                t_4 = np.where(b2, b6, 0)  # cases/masked.tl:12
-                np.divide(0.5, r1_b, out=b6)  # cases/masked.tl:12
-                np.multiply(seed, b6, out=b6)  # cases/masked.tl:12
-                t_5 = np.where(b4, b6, 0)  # cases/masked.tl:12
-                np.add(t_4, t_5, out=b6)  # cases/masked.tl:12
+                np.subtract(0, b5, dtype=np.int64, out=b8)  # cases/masked.tl:12
+                np.bitwise_and(b6.view(np.int64), b8, out=b7.view(np.int64))
+                np.invert(b8, out=b8)
+                np.bitwise_and(t_b.view(np.int64), b8, out=b8)
+                np.bitwise_or(b7.view(np.int64), b8, out=b7.view(np.int64))
+                np.subtract(0, b0, dtype=np.int64, out=b8)  # cases/masked.tl:12
+                np.bitwise_and(b7.view(np.int64), b8, out=b6.view(np.int64))
+                np.multiply(2, t_b, out=b7)  # cases/masked.tl:12
+                np.subtract(0, b1, dtype=np.int64, out=b8)  # cases/masked.tl:12
+                np.bitwise_and(b7.view(np.int64), b8, out=b9.view(np.int64))
+                np.add(b6, b9, out=b9)  # cases/masked.tl:12
+                np.subtract(0, b2, dtype=np.int64, out=b8)  # cases/masked.tl:12
+                np.bitwise_and(b9.view(np.int64), b8, out=b6.view(np.int64))
+                np.divide(0.5, r1_b, out=b9)  # cases/masked.tl:12
+                np.multiply(seed, b9, out=b9)  # cases/masked.tl:12
+                np.subtract(0, b4, dtype=np.int64, out=b8)  # cases/masked.tl:12
+                np.bitwise_and(b9.view(np.int64), b8, out=b7.view(np.int64))
+                np.add(b6, b7, out=b7)  # cases/masked.tl:12
                 d_x_b = d_x[i:j]
-                d_x_b[...] = np.where(b3, b6, 0)  # cases/masked.tl:12
+                np.subtract(0, b3, dtype=np.int64, out=b8)  # cases/masked.tl:12
+                np.bitwise_and(b7.view(np.int64), b8, out=d_x_b.view(np.int64))
             return ()
         rows = max(1, _BLOCK // 1)
         _blocks(_fused0, N, rows, N, ())

@@ -167,16 +167,14 @@ def mlp(x, labels, w1, b1, w2, b2):
     with _quiet():
         t = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        h = np.empty((B, 256), dtype=np.float32)
+        h = t  # its memory is free from here on
         def _fused0(lo, hi):
-            s0 = np.empty((min(rows, hi - lo), 256), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.add(t_b, b1, out=b0)  # cases/mlp.tl:4
                 h_b = h[i:j]
-                np.maximum(b0, 0, out=h_b)  # cases/mlp.tl:4
+                np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
+                np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
         rows = max(1, _BLOCK // 256)
         _blocks(_fused0, B, rows, 256*B, ())
@@ -191,12 +189,12 @@ def mlp(x, labels, w1, b1, w2, b2):
                 t_1_b = t_1[i:j]
                 labels_b = labels[i:j]
                 np.add(t_1_b, b2, out=b0)  # cases/mlp.tl:5
-                t_3 = _cross_entropy(b0, labels_b)  # cases/mlp.tl:6
-                acc += np.sum(t_3)  # cases/mlp.tl:6
+                t_2 = _cross_entropy(b0, labels_b)  # cases/mlp.tl:6
+                acc += np.sum(t_2)  # cases/mlp.tl:6
             return (acc, )
         rows_1 = max(1, _BLOCK // 10)
-        t_2, = _blocks(_fused1, B, rows_1, 10*B, ('sum', ))
-        return t_2 / B  # cases/mlp.tl:6
+        t_3, = _blocks(_fused1, B, rows_1, 10*B, ('sum', ))
+        return t_3 / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -227,27 +225,21 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
     with _quiet():
         t = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        h = np.empty((B, 256), dtype=np.float32)
-        t_1 = np.empty((B, 256), dtype=np.bool_)
+        h = t  # its memory is free from here on
         def _fused0(lo, hi):
-            s0 = np.empty((min(rows, hi - lo), 256), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.add(t_b, b1, out=b0)  # cases/mlp.tl:4
                 h_b = h[i:j]
-                np.maximum(b0, 0, out=h_b)  # cases/mlp.tl:4
-                t_1_b = t_1[i:j]
-                np.greater(h_b, 0, out=t_1_b)  # cases/mlp.tl:4
+                np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
+                np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
         rows = max(1, _BLOCK // 256)
         _blocks(_fused0, B, rows, 256*B, ())
-        t_2 = h @ w2  # cases/mlp.tl:5
-        t_3 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
-        t_4 = (labels[..., None] == np.arange(10)).astype(np.float32)  # cases/mlp.tl:6
+        t_1 = h @ w2  # cases/mlp.tl:5
+        t_2 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
-        d_logits = np.empty((B, 10), dtype=np.float32)
+        d_logits = t_1  # its memory is free from here on
         def _fused1(lo, hi):
             s0 = np.empty((min(rows_1, hi - lo), 10), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
@@ -255,37 +247,43 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
             for i in range(lo, hi, rows_1):
                 j = min(i + rows_1, hi)
                 b0 = s0[:j - i]
-                t_2_b = t_2[i:j]
+                t_1_b = t_1[i:j]
                 labels_b = labels[i:j]
-                t_4_b = t_4[i:j]
-                np.add(t_2_b, b2, out=b0)  # cases/mlp.tl:5
-                t_6 = _cross_entropy(b0, labels_b)  # cases/mlp.tl:6
-                t_7 = _softmax(b0, axis=1)  # cases/mlp.tl:6
-                np.subtract(t_7, t_4_b, out=b0)  # cases/mlp.tl:6
+                np.add(t_1_b, b2, out=b0)  # cases/mlp.tl:5
+                t_3 = _cross_entropy(b0, labels_b)  # cases/mlp.tl:6
+                t_4 = _softmax(b0, axis=1)  # cases/mlp.tl:6
+                t_5 = (labels_b[..., None] == np.arange(10)).astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
-                np.multiply(t_3, b0, out=d_logits_b)  # cases/mlp.tl:6
-                acc += np.sum(t_6)  # cases/mlp.tl:6
+                np.subtract(t_4, t_5, out=d_logits_b)  # cases/mlp.tl:6
+                np.multiply(t_2, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
+                acc += np.sum(t_3)  # cases/mlp.tl:6
                 acc_1 += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, acc_1, )
         rows_1 = max(1, _BLOCK // 10)
-        t_5, d_b2, = _blocks(_fused1, B, rows_1, 10*B, ('sum', 'sum', ))
-        value = t_5 / B  # cases/mlp.tl:6
+        t_6, d_b2, = _blocks(_fused1, B, rows_1, 10*B, ('sum', 'sum', ))
+        value = t_6 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        t_8 = np.empty((B, 256), dtype=np.float32)
+        t_7 = np.empty((B, 256), dtype=np.float32)
         def _fused2(lo, hi):
+            s0 = np.empty((min(rows_2, hi - lo), 256), dtype=np.bool_)
+            s1 = np.empty((min(rows_2, hi - lo), 256), dtype=np.int32)
             acc_2 = np.zeros((256,), dtype=np.float32)
             for i in range(lo, hi, rows_2):
                 j = min(i + rows_2, hi)
-                t_1_b_1 = t_1[i:j]
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                h_b_1 = h[i:j]
                 d_h_b = d_h[i:j]
-                t_8_b = t_8[i:j]
-                t_8_b[...] = np.where(t_1_b_1, d_h_b, 0)  # cases/mlp.tl:4
-                acc_2 += np.sum(t_8_b, axis=0)  # cases/mlp.tl:4
+                np.greater(h_b_1, 0, out=b0)  # cases/mlp.tl:4
+                t_7_b = t_7[i:j]
+                np.subtract(0, b0, dtype=np.int32, out=b1)  # cases/mlp.tl:4
+                np.bitwise_and(d_h_b.view(np.int32), b1, out=t_7_b.view(np.int32))
+                acc_2 += np.sum(t_7_b, axis=0)  # cases/mlp.tl:4
             return (acc_2, )
         rows_2 = max(1, _BLOCK // 256)
         d_b1, = _blocks(_fused2, B, rows_2, 256*B, ('sum', ))
-        d_w1 = x.T @ t_8  # cases/mlp.tl:4
+        d_w1 = x.T @ t_7  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad')
@@ -331,22 +329,20 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
     with _quiet():
         t = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        h = np.empty((B, 256), dtype=np.float32)
+        h = t  # its memory is free from here on
         def _fused0(lo, hi):
-            s0 = np.empty((min(rows, hi - lo), 256), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.add(t_b, b1, out=b0)  # cases/mlp.tl:4
                 h_b = h[i:j]
-                np.maximum(b0, 0, out=h_b)  # cases/mlp.tl:4
+                np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
+                np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
         rows = max(1, _BLOCK // 256)
         _blocks(_fused0, B, rows, 256*B, ())
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
-        logits = np.empty((B, 10), dtype=np.float32)
+        logits = t_1  # its memory is free from here on
         def _fused1(lo, hi):
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows_1):
@@ -355,12 +351,12 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 labels_b = labels[i:j]
                 logits_b = logits[i:j]
                 np.add(t_1_b, b2, out=logits_b)  # cases/mlp.tl:5
-                t_3 = _cross_entropy(logits_b, labels_b)  # cases/mlp.tl:6
-                acc += np.sum(t_3)  # cases/mlp.tl:6
+                t_2 = _cross_entropy(logits_b, labels_b)  # cases/mlp.tl:6
+                acc += np.sum(t_2)  # cases/mlp.tl:6
             return (acc, )
         rows_1 = max(1, _BLOCK // 10)
-        t_2, = _blocks(_fused1, B, rows_1, 10*B, ('sum', ))
-        return t_2 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        t_3, = _blocks(_fused1, B, rows_1, 10*B, ('sum', ))
+        return t_3 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -377,45 +373,45 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
     B = x.shape[0]
     with _quiet():
         t = seed / B  # cases/mlp.tl:6
-        t_1 = (labels[..., None] == np.arange(10)).astype(np.float32)  # cases/mlp.tl:6
-        # a fused loop over blocks of rows (cases/mlp.tl:4, cases/mlp.tl:5, cases/mlp.tl:6)
-        t_2 = np.empty((B, 256), dtype=np.bool_)
+        # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = np.empty((B, 10), dtype=np.float32)
         def _fused0(lo, hi):
-            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             acc = np.zeros((10,), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
-                h_b = h[i:j]
                 logits_b = logits[i:j]
-                t_1_b = t_1[i:j]
-                t_2_b = t_2[i:j]
-                np.greater(h_b, 0, out=t_2_b)  # cases/mlp.tl:4
-                t_3 = _softmax(logits_b, axis=1)  # cases/mlp.tl:6
-                np.subtract(t_3, t_1_b, out=b0)  # cases/mlp.tl:6
+                labels_b = labels[i:j]
+                t_1 = _softmax(logits_b, axis=1)  # cases/mlp.tl:6
+                t_2 = (labels_b[..., None] == np.arange(10)).astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
-                np.multiply(t, b0, out=d_logits_b)  # cases/mlp.tl:6
+                np.subtract(t_1, t_2, out=d_logits_b)  # cases/mlp.tl:6
+                np.multiply(t, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, )
-        rows = max(1, _BLOCK // 256)
-        d_b2, = _blocks(_fused0, B, rows, 256*B, ('sum', ))
+        rows = max(1, _BLOCK // 10)
+        d_b2, = _blocks(_fused0, B, rows, 10*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        t_4 = np.empty((B, 256), dtype=np.float32)
+        t_3 = np.empty((B, 256), dtype=np.float32)
         def _fused1(lo, hi):
+            s0 = np.empty((min(rows_1, hi - lo), 256), dtype=np.bool_)
+            s1 = np.empty((min(rows_1, hi - lo), 256), dtype=np.int32)
             acc_1 = np.zeros((256,), dtype=np.float32)
             for i in range(lo, hi, rows_1):
                 j = min(i + rows_1, hi)
-                t_2_b_1 = t_2[i:j]
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                h_b = h[i:j]
                 d_h_b = d_h[i:j]
-                t_4_b = t_4[i:j]
-                t_4_b[...] = np.where(t_2_b_1, d_h_b, 0)  # cases/mlp.tl:4
-                acc_1 += np.sum(t_4_b, axis=0)  # cases/mlp.tl:4
+                np.greater(h_b, 0, out=b0)  # cases/mlp.tl:4
+                t_3_b = t_3[i:j]
+                np.subtract(0, b0, dtype=np.int32, out=b1)  # cases/mlp.tl:4
+                np.bitwise_and(d_h_b.view(np.int32), b1, out=t_3_b.view(np.int32))
+                acc_1 += np.sum(t_3_b, axis=0)  # cases/mlp.tl:4
             return (acc_1, )
         rows_1 = max(1, _BLOCK // 256)
         d_b1, = _blocks(_fused1, B, rows_1, 256*B, ('sum', ))
-        d_w1 = x.T @ t_4  # cases/mlp.tl:4
+        d_w1 = x.T @ t_3  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad_bwd')

@@ -145,9 +145,9 @@ def polar(x, y):
                 y_b = y[i:j]
                 np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
                 np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
-                np.add(b0, b1, out=b1)  # cases/multi.tl:3
                 r_b = r[i:j]
-                np.sqrt(b1, out=r_b)  # cases/multi.tl:3
+                np.add(b0, b1, out=r_b)  # cases/multi.tl:3
+                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
                 t_b = t[i:j]
                 np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
             return ()
@@ -235,9 +235,9 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
                 ct0_b = ct0[i:j]
                 np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
                 np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
-                np.add(b0, b1, out=b1)  # cases/multi.tl:3
                 r_b = r[i:j]
-                np.sqrt(b1, out=r_b)  # cases/multi.tl:3
+                np.add(b0, b1, out=r_b)  # cases/multi.tl:3
+                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
                 t_b = t[i:j]
                 np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
                 np.multiply(ct1_b, t_b, out=b1)  # cases/multi.tl:4
@@ -245,14 +245,14 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
                 np.subtract(ct0_b, b1, out=b1)  # cases/multi.tl:4
                 np.divide(0.5, r_b, out=b0)  # cases/multi.tl:3
                 np.multiply(b1, b0, out=b0)  # cases/multi.tl:3
-                np.multiply(b0, x_b, out=b1)  # cases/multi.tl:3
                 d_x_b = d_x[i:j]
-                np.add(b1, b1, out=d_x_b)  # cases/multi.tl:3
+                np.multiply(b0, x_b, out=d_x_b)  # cases/multi.tl:3
+                np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
                 np.divide(ct1_b, r_b, out=b1)  # cases/multi.tl:4
                 np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
-                np.add(b1, b0, out=b1)  # cases/multi.tl:3
                 d_y_b = d_y[i:j]
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
+                np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
             return ()
         rows = max(1, _BLOCK // 1)
         _blocks(_fused0, N, rows, N, ())
@@ -301,9 +301,9 @@ def polar_vjp_fwd(x, y):
                 y_b = y[i:j]
                 np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
                 np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
-                np.add(b0, b1, out=b1)  # cases/multi.tl:3
                 r_b = r[i:j]
-                np.sqrt(b1, out=r_b)  # cases/multi.tl:3
+                np.add(b0, b1, out=r_b)  # cases/multi.tl:3
+                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
                 t_b = t[i:j]
                 np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
             return ()
@@ -352,14 +352,14 @@ def polar_vjp_bwd(residuals, ct0, ct1, *, out=None):
                 np.subtract(ct0_b, b0, out=b0)  # cases/multi.tl:4
                 np.divide(0.5, r_b, out=b1)  # cases/multi.tl:3
                 np.multiply(b0, b1, out=b1)  # cases/multi.tl:3
-                np.multiply(b1, x_b, out=b0)  # cases/multi.tl:3
                 d_x_b = d_x[i:j]
-                np.add(b0, b0, out=d_x_b)  # cases/multi.tl:3
+                np.multiply(b1, x_b, out=d_x_b)  # cases/multi.tl:3
+                np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
                 np.divide(ct1_b, r_b, out=b0)  # cases/multi.tl:4
                 np.multiply(b1, y_b, out=b1)  # cases/multi.tl:3
-                np.add(b0, b1, out=b0)  # cases/multi.tl:3
                 d_y_b = d_y[i:j]
                 np.add(b0, b1, out=d_y_b)  # cases/multi.tl:3
+                np.add(d_y_b, b1, out=d_y_b)  # cases/multi.tl:3
             return ()
         rows = max(1, _BLOCK // 1)
         _blocks(_fused0, N, rows, N, ())
@@ -416,14 +416,14 @@ def use_polar_grad(x, y, *, out=None):
                 np.subtract(b0, b3, out=b3)  # cases/multi.tl:4
                 np.divide(0.5, b1, out=b0)  # cases/multi.tl:3
                 np.multiply(b3, b0, out=b0)  # cases/multi.tl:3
-                np.multiply(b0, x_b, out=b3)  # cases/multi.tl:3
                 d_x_b = d_x[i:j]
-                np.add(b3, b3, out=d_x_b)  # cases/multi.tl:3
+                np.multiply(b0, x_b, out=d_x_b)  # cases/multi.tl:3
+                np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
                 np.divide(b1, b1, out=b1)  # cases/multi.tl:4
                 np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
-                np.add(b1, b0, out=b1)  # cases/multi.tl:3
                 d_y_b = d_y[i:j]
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
+                np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
                 acc += np.sum(b2)  # cases/multi.tl:9
             return (acc, )
         rows = max(1, _BLOCK // 1)
@@ -474,9 +474,9 @@ def use_polar_grad_fwd(x, y):
                 y_b = y[i:j]
                 np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
                 np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
-                np.add(b0, b1, out=b1)  # cases/multi.tl:3
                 r_b = r[i:j]
-                np.sqrt(b1, out=r_b)  # cases/multi.tl:3
+                np.add(b0, b1, out=r_b)  # cases/multi.tl:3
+                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
                 s_b = s[i:j]
                 np.divide(y_b, r_b, out=s_b)  # cases/multi.tl:4
                 np.multiply(r_b, s_b, out=b1)  # cases/multi.tl:9
@@ -523,14 +523,14 @@ def use_polar_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(b0, b2, out=b2)  # cases/multi.tl:4
                 np.divide(0.5, r_b, out=b0)  # cases/multi.tl:3
                 np.multiply(b2, b0, out=b0)  # cases/multi.tl:3
-                np.multiply(b0, x_b, out=b2)  # cases/multi.tl:3
                 d_x_b = d_x[i:j]
-                np.add(b2, b2, out=d_x_b)  # cases/multi.tl:3
+                np.multiply(b0, x_b, out=d_x_b)  # cases/multi.tl:3
+                np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
                 np.divide(b1, r_b, out=b1)  # cases/multi.tl:4
                 np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
-                np.add(b1, b0, out=b1)  # cases/multi.tl:3
                 d_y_b = d_y[i:j]
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
+                np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
             return ()
         rows = max(1, _BLOCK // 1)
         _blocks(_fused0, N, rows, N, ())

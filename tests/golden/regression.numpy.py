@@ -219,7 +219,7 @@ def loss_grad(x, y, w, b, lam, *, out=None):
         t = x @ w  # cases/regression.tl:3
         t_1 = np.float64(1.0) / np.float64(N)  # cases/regression.tl:9
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
-        d_r = np.empty((N,), dtype=np.float64)
+        d_r = t  # its memory is free from here on
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -234,9 +234,9 @@ def loss_grad(x, y, w, b, lam, *, out=None):
                 np.add(t_b, b, out=b0)  # cases/regression.tl:3
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
                 np.multiply(b0, b0, out=b1)  # cases/regression.tl:8
-                np.multiply(t_1, b0, out=b0)  # cases/regression.tl:8
                 d_r_b = d_r[i:j]
-                np.add(b0, b0, out=d_r_b)  # cases/regression.tl:8
+                np.multiply(t_1, b0, out=d_r_b)  # cases/regression.tl:8
+                np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
                 acc += np.sum(b1)  # cases/regression.tl:9
                 acc_1 += np.sum(d_r_b)  # cases/regression.tl:3
             return (acc, acc_1, )
@@ -244,7 +244,7 @@ def loss_grad(x, y, w, b, lam, *, out=None):
         t_2, d_b, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
         t_3 = d_r @ x  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
-        d_w = np.empty((D,), dtype=np.float64)
+        d_w = t_3  # its memory is free from here on
         def _fused1(lo, hi):
             s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
@@ -305,7 +305,7 @@ def loss_grad_fwd(x, y, w, b, lam):
     with _quiet():
         t = x @ w  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
-        r = np.empty((N,), dtype=np.float64)
+        r = t  # its memory is free from here on
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
@@ -314,9 +314,9 @@ def loss_grad_fwd(x, y, w, b, lam):
                 b0 = s0[:j - i]
                 t_b = t[i:j]
                 y_b = y[i:j]
-                np.add(t_b, b, out=b0)  # cases/regression.tl:3
                 r_b = r[i:j]
-                np.subtract(b0, y_b, out=r_b)  # cases/regression.tl:7
+                np.add(t_b, b, out=r_b)  # cases/regression.tl:3
+                np.subtract(r_b, y_b, out=r_b)  # cases/regression.tl:7
                 np.multiply(r_b, r_b, out=b0)  # cases/regression.tl:8
                 acc += np.sum(b0)  # cases/regression.tl:9
             return (acc, )
@@ -357,22 +357,20 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:8)
         d_r = np.empty((N,), dtype=np.float64)
         def _fused1(lo, hi):
-            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 r_b = r[i:j]
-                np.multiply(t_1, r_b, out=b0)  # cases/regression.tl:8
                 d_r_b = d_r[i:j]
-                np.add(b0, b0, out=d_r_b)  # cases/regression.tl:8
+                np.multiply(t_1, r_b, out=d_r_b)  # cases/regression.tl:8
+                np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
                 acc += np.sum(d_r_b)  # cases/regression.tl:3
             return (acc, )
         rows = max(1, _BLOCK // 1)
         d_b, = _blocks(_fused1, N, rows, N, ('sum', ))
         t_2 = d_r @ x  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
-        d_w = np.empty((D,), dtype=np.float64)
+        d_w = t_2  # its memory is free from here on
         def _fused0(lo, hi):
             s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
             for i in range(lo, hi, rows_1):

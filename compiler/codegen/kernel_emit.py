@@ -1,0 +1,252 @@
+"""Writing one kernel (kernels.py plans them) as a loop over blocks of rows.
+
+    # a fused loop over blocks of rows (layer.tl:4, layer.tl:5)
+    d_z = t                                   # the output takes over a dead input's memory
+    def _fused0(lo, hi):
+        s0 = np.empty((min(rows, hi - lo), 256), dtype=np.float32)     # scratch, per thread
+        acc = np.zeros((), dtype=np.float32)                             # a sink's partial
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            b0 = s0[:j - i]
+            t_b = t[i:j]
+            np.add(t_b, b, out=b0)                                       # one ufunc per node
+            ...
+            acc += np.sum(b0)
+        return (acc,)
+    rows = max(1, _BLOCK // 256)
+    value, = _blocks(_fused0, N, rows, 256*N, ("sum",))
+
+Scratch buffers are assigned by liveness within a block; a ufunc may write over an
+input it reads, other ops may not. `where` is a bitwise select on the integer view of
+the values (exact, NaN-safe, and ten times faster than numpy.where).
+"""
+from __future__ import annotations
+
+from ..ir import Node
+from ..primitives import REGISTRY
+from ..primitives.base import Expr
+from ..types import DType, dim_prod
+from .kernels import UFUNCS, Kernel, _row_aligned_inputs
+
+# the integer type holding each dtype's bits (f16 has no integer twin among tapeless dtypes: np.where)
+_INT_OF = {DType.F32: DType.I32, DType.F64: DType.I64, DType.I32: DType.I32, DType.I64: DType.I64}
+
+
+class KernelWriter:
+    def __init__(self, body, k: Kernel, reusable):
+        self.body = body
+        self.ctx = body.ctx
+        self.xp = body.ctx.xp
+        self.k = k
+        self.members = {m.id for m in k.members}
+        self.outputs = {o.id for o in k.outputs}
+        self.reusable = reusable  # (input node, output node) pairs: the output takes over the input's memory
+        self.block: dict[int, str] = {}  # node id -> its value within one block
+        self.sliced: dict[int, str] = {}  # outside row-aligned input -> its block view
+        self.scratch: list[tuple] = []  # (dtype, trailing shape) per scratch buffer
+        self.free: dict[tuple, list[int]] = {}
+        self.holder: dict[int, int] = {}  # node id -> scratch index
+        self.stmts: list[str] = []
+        self.views: dict[int, str] = {}  # output id -> its block view
+        self.chained: set[int] = set()  # outputs whose rows already hold an input of theirs
+        self.readers: dict[int, list[Node]] = {}  # member id -> members and sinks that read it
+        for n in k.members + k.sinks:
+            for i in dict.fromkeys(n.inputs):
+                if i.id in self.members:
+                    self.readers.setdefault(i.id, []).append(n)
+        self.taken_input = {o.id: i for i, o in reusable}  # output id -> the input whose memory it takes
+        self.last_read: dict[int, int] = {}  # outside input id -> the last member position reading it
+        for p, m in enumerate(k.members):
+            for i in m.inputs:
+                if i.id not in self.members:
+                    self.last_read[i.id] = p
+
+    # ---- buffers ---------------------------------------------------------------------------------
+    def scratch_for(self, dtype, trailing) -> str:
+        key = (dtype, tuple(trailing))
+        if self.free.get(key):
+            sid = self.free[key].pop()
+        else:
+            sid = len(self.scratch)
+            self.scratch.append(key)
+        return sid
+
+    def release(self, ids) -> None:
+        for d in ids:
+            if d in self.holder:
+                sid = self.holder.pop(d)
+                self.free.setdefault(self.scratch[sid], []).append(sid)
+
+    def out_view(self, o: Node) -> str:
+        if o.id not in self.views:
+            view = self.ctx.names.fresh(self.ctx.vars[o.id] + "_b")
+            self.stmts.append(f"{view} = {self.ctx.vars[o.id]}[i:j]")
+            self.views[o.id] = view
+        return self.views[o.id]
+
+    def target(self, n: Node, pos: int = -1) -> str:
+        """Where node n's block value goes: its output array's rows, the rows of the output its
+        only reader writes (a chain ending in an output then needs no scratch), or scratch."""
+        if n.id in self.outputs:
+            return self.out_view(n)
+        readers = self.readers.get(n.id, [])
+        if len(readers) == 1 and n.op in UFUNCS:
+            c = readers[0]
+            taken = self.taken_input.get(c.id)
+            if (c.id in self.outputs and c.op in UFUNCS and (c.shape, c.dtype) == (n.shape, n.dtype)
+                    and (taken is None or self.last_read.get(taken.id, -1) <= pos) and c.id not in self.chained):
+                self.chained.add(c.id)  # one value at a time in those rows: the output's other inputs use scratch
+                return self.out_view(c)
+        sid = self.scratch_for(n.dtype, n.shape[1:])
+        self.holder[n.id] = sid
+        return f"b{sid}"
+
+    def value(self, i: Node, n: Node, aligned: bool) -> Expr:
+        if i.id in self.members:
+            return Expr(self.block[i.id])
+        if aligned and i.type.rank >= 1 and i.shape[0] == self.k.rows:
+            if i.id not in self.sliced:
+                base = (self.ctx.vars.get(i.id) or "x").lstrip("_")
+                self.sliced[i.id] = self.ctx.names.fresh(base + "_b")
+            return Expr(self.sliced[i.id])
+        return self.body.arg(i, n)
+
+    # ---- nodes ---------------------------------------------------------------------------------------
+    def member(self, pos: int, n: Node, last_use: dict[int, int]) -> None:
+        args = [self.value(i, n, al) for i, al in zip(n.inputs, _row_aligned_inputs(n))]
+        dying = list(dict.fromkeys(i.id for i in n.inputs if i.id in self.holder and last_use.get(i.id) == pos))
+        where = _comment(n)
+        if n.op in UFUNCS:
+            self.release(dying)  # a ufunc may write over an input it reads
+            out = self.target(n, pos)
+            ufunc, extra = UFUNCS[n.op]
+            self.stmts.append(f"{self.xp}.{ufunc}({', '.join([a.text for a in args] + list(extra))}, out={out})"
+                              f"  {where}")
+        elif n.op == "where" and n.dtype in _INT_OF:
+            out = self.target(n)  # not over an input: the select reads them after writing
+            self.select(n, args, out, where)
+            self.release(dying)
+        else:
+            e = REGISTRY[n.op].emit(self.ctx, args, n)
+            if n.id in self.outputs:
+                out = self.target(n)
+                self.stmts.append(f"{out}[...] = {e.text}  {where}")
+            else:
+                out = self.ctx.names.fresh(n.name or "t")
+                self.stmts.append(f"{out} = {e.text}  {where}")
+            self.release(dying)
+        self.block[n.id] = out
+
+    def select(self, n: Node, args: list[Expr], out: str, where: str) -> None:
+        """where(c, a, b) as (a & m) | (b & ~m) on the integers that hold the values, m all ones
+        where c: exact (NaN payloads, signed zeros) and much faster than numpy.where."""
+        xp, idt = self.xp, _INT_OF[n.dtype]
+        it = f"{xp}.{idt.numpy_name}"
+        c, a, b = args
+        na, nb = n.inputs[1], n.inputs[2]
+        sid = self.scratch_for(idt, n.shape[1:])
+        m = f"b{sid}"
+        self.stmts.append(f"{xp}.subtract(0, {c.text}, dtype={it}, out={m})  {where}")
+        if _is_zero(na):  # where(c, 0, b): keep b where not c
+            self.stmts.append(f"{xp}.invert({m}, out={m})")
+            self.stmts.append(f"{xp}.bitwise_and({self.bits(b, nb, it)}, {m}, out={out}.view({it}))")
+        else:
+            self.stmts.append(f"{xp}.bitwise_and({self.bits(a, na, it)}, {m}, out={out}.view({it}))")
+            if not _is_zero(nb):
+                self.stmts.append(f"{xp}.invert({m}, out={m})")
+                self.stmts.append(f"{xp}.bitwise_and({self.bits(b, nb, it)}, {m}, out={m})")
+                self.stmts.append(f"{xp}.bitwise_or({out}.view({it}), {m}, out={out}.view({it}))")
+        self.free.setdefault(self.scratch[sid], []).append(sid)
+
+    def bits(self, e: Expr, node: Node, it: str) -> str:
+        """The integer view of one operand of a select (a constant becomes its bit pattern)."""
+        if node.op in ("const", "dim") or not e.text.isidentifier():
+            return f"{self.xp}.asarray({e.text}, dtype={self.ctx.dtype(node.dtype)}).view({it})"
+        return f"{e.text}.view({it})"
+
+    def sink(self, s: Node) -> tuple[str, Node]:
+        e = REGISTRY[s.op].emit(self.ctx, [Expr(self.block[s.inputs[0].id])], s)
+        acc = self.ctx.names.fresh("acc")
+        if s.op == "sum":
+            self.stmts.append(f"{acc} += {e.text}  {_comment(s)}")
+        else:
+            ufunc = "maximum" if s.op == "max" else "minimum"
+            self.stmts.append(f"p = {e.text}  {_comment(s)}")
+            self.stmts.append(f"{acc} = p if {acc} is None else {self.xp}.{ufunc}({acc}, p)")
+        return acc, s
+
+    # ---- the whole loop -----------------------------------------------------------------------------
+    def write(self) -> list[str]:
+        ctx, xp, k = self.ctx, self.xp, self.k
+        names = ctx.names
+        lines = [f"# a fused loop over blocks of rows ({', '.join(sorted({_where(n) for n in k.nodes}))})"]
+        taken = {o.id: i for i, o in self.reusable}
+        for o in k.outputs:
+            var = names.fresh(o.name or "t")
+            ctx.vars[o.id] = var
+            self.body.exprs[o.id] = Expr(var)
+            if o.id in taken:
+                lines.append(f"{var} = {self.body.exprs[taken[o.id].id].text}  # its memory is free from here on")
+            else:
+                lines.append(f"{var} = {xp}.empty({ctx.shape(o.shape)}, dtype={ctx.dtype(o.dtype)})")
+        order = k.members + k.sinks
+        last_use: dict[int, int] = {}
+        for pos, n in enumerate(order):
+            for i in n.inputs:
+                if i.id in self.members:
+                    last_use[i.id] = pos
+        for pos, n in enumerate(k.members):
+            self.member(pos, n, last_use)
+        accs = [self.sink(s) for s in k.sinks]
+        fname = names.fresh(f"_fused{k.index}")
+        rows = names.fresh("rows")
+        inner = []
+        for sid, (dt, trailing) in enumerate(self.scratch):
+            dims = ", ".join([f"min({rows}, hi - lo)"] + [ctx.dim(d) for d in trailing])
+            inner.append(f"s{sid} = {xp}.empty(({dims}{',' if not trailing else ''}), dtype={ctx.dtype(dt)})")
+        for acc, s in accs:
+            inner.append(f"{acc} = {xp}.zeros({ctx.shape(s.shape)}, dtype={ctx.dtype(s.dtype)})"
+                         if s.op == "sum" else f"{acc} = None")
+        inner.append(f"for i in range(lo, hi, {rows}):")
+        loop = [f"j = min(i + {rows}, hi)"]
+        loop += [f"b{sid} = s{sid}[:j - i]" for sid in range(len(self.scratch))]
+        loop += [f"{var} = {self.body.exprs[nid].text}[i:j]" for nid, var in self.sliced.items()]
+        loop += self.stmts
+        inner += ["    " + line for line in loop]
+        inner.append("return (" + "".join(f"{a}, " for a, _ in accs) + ")")
+        lines.append(f"def {fname}(lo, hi):")
+        lines += ["    " + line for line in inner]
+        widest = max((dim_prod(m.shape[1:]) for m in k.members), key=_dim_weight)
+        w = ctx.dim(widest)
+        lines.append(f"{rows} = max(1, _BLOCK // {w if w.isdigit() else f'max(1, {w})'})")
+        combine = "(" + "".join(f"{s.op!r}, " for s in k.sinks) + ")"
+        size = ctx.dim(dim_prod((k.rows, widest)))
+        call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {rows}, {size}, {combine})"
+        sink_vars = []
+        for s in k.sinks:
+            var = names.fresh(s.name or "t")
+            ctx.vars[s.id] = var
+            self.body.exprs[s.id] = Expr(var)
+            sink_vars.append(var)
+        lines.append(f"{', '.join(sink_vars)}, = {call}" if sink_vars else call)
+        return lines
+
+
+def _is_zero(n: Node) -> bool:
+    return n.op == "const" and n.attr("value") == 0 and not str(n.attr("value")).startswith("-")
+
+
+def _where(n: Node) -> str:
+    from .names import sanitize_comment
+
+    return f"{sanitize_comment(n.span.file, 60)}:{n.span.line}" if n.span else "?"
+
+
+def _comment(n: Node) -> str:
+    return f"# {_where(n)}" if n.span else ""
+
+
+def _dim_weight(d) -> tuple:
+    from ..types import Dim
+
+    return (1, 0) if isinstance(d, Dim) else (0, d)
