@@ -55,11 +55,12 @@ class KernelWriter:
                 if i.id in self.members:
                     self.readers.setdefault(i.id, []).append(n)
         self.taken_input = {o.id: i for i, o in reusable}  # output id -> the input whose memory it takes
-        self.last_read: dict[int, int] = {}  # outside input id -> the last member position reading it
-        for p, m in enumerate(k.members):
-            for i in m.inputs:
-                if i.id not in self.members:
-                    self.last_read[i.id] = p
+        # x * y read only by a sum: computed by that sum as one einsum
+        self.folded = {m.id for m in k.members
+                       if m.op == "mul" and m.id not in self.outputs and len(self.readers.get(m.id, [])) == 1
+                       and self.readers[m.id][0].op == "sum" and m.type.rank <= 16
+                       and all(i.op not in ("const", "dim") for i in m.inputs)}
+        self.last_read: dict[int, int] = {}  # outside input id -> the last position reading it (write())
 
     # ---- buffers ---------------------------------------------------------------------------------
     def scratch_for(self, dtype, trailing) -> str:
@@ -113,6 +114,17 @@ class KernelWriter:
 
     # ---- nodes ---------------------------------------------------------------------------------------
     def member(self, pos: int, n: Node, last_use: dict[int, int]) -> None:
+        if n.id in self.folded:
+            return  # written by the einsum of the sum that reads it
+        if n.op == "sum" and n.inputs[0].id in self.folded:
+            out = self.target(n)
+            index = ", ".join("0" if a in n.attr("axes") else ":" for a in range(n.inputs[0].type.rank))
+            view = f"{out}[{index}]" if n.attr("keepdims") else out
+            self.stmts.append(f"{self.product_sum(n)}, out={view})  {_comment(n)}")
+            self.block[n.id] = out
+            dying = [i.id for i in n.inputs[0].inputs if i.id in self.holder and last_use.get(i.id) == pos]
+            self.release(list(dict.fromkeys(dying)))
+            return
         args = [self.value(i, n, al) for i, al in zip(n.inputs, _row_aligned_inputs(n))]
         dying = list(dict.fromkeys(i.id for i in n.inputs if i.id in self.holder and last_use.get(i.id) == pos))
         where = _comment(n)
@@ -164,8 +176,21 @@ class KernelWriter:
             return f"{self.xp}.asarray({e.text}, dtype={self.ctx.dtype(node.dtype)}).view({it})"
         return f"{e.text}.view({it})"
 
+    def product_sum(self, r: Node) -> str:
+        """sum(x * y) over some axes as one einsum: no temporary for the product, one pass."""
+        m = r.inputs[0]
+        x, y = (self.value(i, m, al) for i, al in zip(m.inputs, _row_aligned_inputs(m)))
+        rank = m.type.rank
+        letters = "abcdefghijklmnop"[:rank]
+        subs = [letters[rank - i.type.rank:] for i in m.inputs]
+        out = "".join(c for a, c in enumerate(letters) if a not in r.attr("axes"))
+        return f"{self.xp}.einsum({(subs[0] + ',' + subs[1] + '->' + out)!r}, {x.text}, {y.text}"
+
     def sink(self, s: Node) -> tuple[str, Node]:
-        e = REGISTRY[s.op].emit(self.ctx, [Expr(self.block[s.inputs[0].id])], s)
+        if s.inputs[0].id in self.folded:
+            e = Expr(self.product_sum(s) + ")")
+        else:
+            e = REGISTRY[s.op].emit(self.ctx, [Expr(self.block[s.inputs[0].id])], s)
         acc = self.ctx.names.fresh("acc")
         if s.op == "sum":
             self.stmts.append(f"{acc} += {e.text}  {_comment(s)}")
@@ -189,15 +214,28 @@ class KernelWriter:
                 lines.append(f"{var} = {self.body.exprs[taken[o.id].id].text}  # its memory is free from here on")
             else:
                 lines.append(f"{var} = {xp}.empty({ctx.shape(o.shape)}, dtype={ctx.dtype(o.dtype)})")
-        order = k.members + k.sinks
+        # each sink right after the member it reads, so that member's buffer is free sooner
+        sinks_of: dict[int, list[Node]] = {}
+        for s in k.sinks:
+            sinks_of.setdefault(s.inputs[0].id, []).append(s)
+        order = [x for m in k.members for x in [m] + sinks_of.get(m.id, [])]
         last_use: dict[int, int] = {}
         for pos, n in enumerate(order):
-            for i in n.inputs:
+            reads = n.inputs[0].inputs if n.inputs and n.inputs[0].id in self.folded else n.inputs
+            for i in list(n.inputs) + list(reads):
                 if i.id in self.members:
                     last_use[i.id] = pos
-        for pos, n in enumerate(k.members):
-            self.member(pos, n, last_use)
-        accs = [self.sink(s) for s in k.sinks]
+                else:
+                    self.last_read[i.id] = pos  # positions in `order`, as target() is given
+        accs = []
+        for pos, n in enumerate(order):
+            if n.id in self.members:
+                self.member(pos, n, last_use)
+            else:
+                accs.append(self.sink(n))
+                reads = n.inputs[0].inputs if n.inputs[0].id in self.folded else n.inputs
+                self.release(list(dict.fromkeys(i.id for i in reads if last_use.get(i.id) == pos)))
+        accs.sort(key=lambda a: k.sinks.index(a[1]))
         fname = names.fresh(f"_fused{k.index}")
         rows = names.fresh("rows")
         inner = []

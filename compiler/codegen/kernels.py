@@ -266,12 +266,19 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
         candidates: dict[int, Node] = {}
         last_read: dict[int, int] = {}
         bad: set[int] = set()
+        reader_pos: dict[int, int] = {}
         for p, m in enumerate(k.members):
+            for i in m.inputs:
+                reader_pos[i.id] = max(reader_pos.get(i.id, -1), p)
+        for p, m in enumerate(k.members):
+            # a product may be computed late, by the einsum of the sum that reads it
+            # (kernel_emit): its inputs count as read where that sum is
+            when = max(p, reader_pos.get(m.id, p)) if m.op == "mul" else p
             for i, al in zip(m.inputs, _row_aligned_inputs(m)):
                 if i.id in members or i.op in ("param", "const", "dim"):
                     continue
                 candidates[i.id] = i
-                last_read[i.id] = p
+                last_read[i.id] = max(last_read.get(i.id, -1), when)
                 if not al or i.type.rank != m.type.rank or i.shape[0] != k.rows:
                     bad.add(i.id)
         for s in k.sinks:

@@ -198,14 +198,11 @@ def attention_loss(q, k, v):
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo), D), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows_1):
                 j = min(i + rows_1, hi)
-                b0 = s0[:j - i]
                 t_2_b = t_2[i:j]
-                np.multiply(t_2_b, t_2_b, out=b0)  # cases/attention.tl:9
-                acc += np.sum(b0)  # cases/attention.tl:9
+                acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
             return (acc, )
         rows_1 = max(1, _BLOCK // max(1, D))
         t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
@@ -253,16 +250,13 @@ def attention_loss_grad(q, k, v, *, out=None):
         # a fused loop over blocks of rows (cases/attention.tl:9)
         t_3 = t_2  # its memory is free from here on
         def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo), D), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows_1):
                 j = min(i + rows_1, hi)
-                b0 = s0[:j - i]
                 t_2_b = t_2[i:j]
-                np.multiply(t_2_b, t_2_b, out=b0)  # cases/attention.tl:9
+                acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
                 t_3_b = t_3[i:j]
                 np.multiply(2, t_2_b, out=t_3_b)  # cases/attention.tl:9
-                acc += np.sum(b0)  # cases/attention.tl:9
             return (acc, )
         rows_1 = max(1, _BLOCK // max(1, D))
         t_4, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
@@ -270,17 +264,18 @@ def attention_loss_grad(q, k, v, *, out=None):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         t_5 = d_p  # its memory is free from here on
         def _fused2(lo, hi):
-            s0 = np.empty((min(rows_2, hi - lo), T), dtype=np.float32)
+            s0 = np.empty((min(rows_2, hi - lo), 1), dtype=np.float32)
+            s1 = np.empty((min(rows_2, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows_2):
                 j = min(i + rows_2, hi)
                 b0 = s0[:j - i]
+                b1 = s1[:j - i]
                 d_p_b = d_p[i:j]
                 p_b_1 = p[i:j]
-                np.multiply(d_p_b, p_b_1, out=b0)  # cases/attention.tl:4
-                t_6 = np.sum(b0, axis=1, keepdims=True)  # cases/attention.tl:4
-                np.subtract(d_p_b, t_6, out=b0)  # cases/attention.tl:4
+                np.einsum('ab,ab->a', d_p_b, p_b_1, out=b0[:, 0])  # cases/attention.tl:4
+                np.subtract(d_p_b, b0, out=b1)  # cases/attention.tl:4
                 t_5_b = t_5[i:j]
-                np.multiply(p_b_1, b0, out=t_5_b)  # cases/attention.tl:4
+                np.multiply(p_b_1, b1, out=t_5_b)  # cases/attention.tl:4
                 np.divide(t_5_b, t_1, out=t_5_b)  # cases/attention.tl:3
             return ()
         rows_2 = max(1, _BLOCK // max(1, T))
@@ -344,14 +339,11 @@ def attention_loss_grad_fwd(q, k, v):
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo), D), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows_1):
                 j = min(i + rows_1, hi)
-                b0 = s0[:j - i]
                 t_2_b = t_2[i:j]
-                np.multiply(t_2_b, t_2_b, out=b0)  # cases/attention.tl:9
-                acc += np.sum(b0)  # cases/attention.tl:9
+                acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
             return (acc, )
         rows_1 = max(1, _BLOCK // max(1, D))
         t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
@@ -388,17 +380,18 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         t_1 = d_p  # its memory is free from here on
         def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo), T), dtype=np.float32)
+            s0 = np.empty((min(rows_1, hi - lo), 1), dtype=np.float32)
+            s1 = np.empty((min(rows_1, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows_1):
                 j = min(i + rows_1, hi)
                 b0 = s0[:j - i]
+                b1 = s1[:j - i]
                 d_p_b = d_p[i:j]
                 p_b = p[i:j]
-                np.multiply(d_p_b, p_b, out=b0)  # cases/attention.tl:4
-                t_2 = np.sum(b0, axis=1, keepdims=True)  # cases/attention.tl:4
-                np.subtract(d_p_b, t_2, out=b0)  # cases/attention.tl:4
+                np.einsum('ab,ab->a', d_p_b, p_b, out=b0[:, 0])  # cases/attention.tl:4
+                np.subtract(d_p_b, b0, out=b1)  # cases/attention.tl:4
                 t_1_b = t_1[i:j]
-                np.multiply(p_b, b0, out=t_1_b)  # cases/attention.tl:4
+                np.multiply(p_b, b1, out=t_1_b)  # cases/attention.tl:4
                 np.divide(t_1_b, r2, out=t_1_b)  # cases/attention.tl:3
             return ()
         rows_1 = max(1, _BLOCK // max(1, T))

@@ -138,9 +138,9 @@ def ctors(x):
             np.multiply(2, x_b, out=b0)  # cases/constructors.tl:6
             np.multiply(0.5, t_b, out=b1)  # cases/constructors.tl:6
             np.add(b0, b1, out=b1)  # cases/constructors.tl:6
-            np.multiply(N, t_1_b, out=b0)  # cases/constructors.tl:6
             acc += np.sum(b1)  # cases/constructors.tl:6
-            acc_1 += np.sum(b0)  # cases/constructors.tl:6
+            np.multiply(N, t_1_b, out=b1)  # cases/constructors.tl:6
+            acc_1 += np.sum(b1)  # cases/constructors.tl:6
         return (acc, acc_1, )
     rows = max(1, _BLOCK // 3)
     t_2, t_3, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ))
@@ -184,11 +184,11 @@ def ctors_grad(x, *, out=None):
             np.multiply(2, x_b, out=b0)  # cases/constructors.tl:6
             np.multiply(0.5, t_b, out=b1)  # cases/constructors.tl:6
             np.add(b0, b1, out=b1)  # cases/constructors.tl:6
-            np.multiply(N, t_1_b, out=b0)  # cases/constructors.tl:6
+            acc += np.sum(b1)  # cases/constructors.tl:6
+            np.multiply(N, t_1_b, out=b1)  # cases/constructors.tl:6
+            acc_1 += np.sum(b1)  # cases/constructors.tl:6
             d_x_b = d_x[i:j]
             np.add(2, t_2_b, out=d_x_b)  # cases/constructors.tl:6
-            acc += np.sum(b1)  # cases/constructors.tl:6
-            acc_1 += np.sum(b0)  # cases/constructors.tl:6
         return (acc, acc_1, )
     rows = max(1, _BLOCK // 3)
     t_3, t_4, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ))
@@ -238,9 +238,9 @@ def ctors_grad_fwd(x):
             np.multiply(2, x_b, out=b0)  # cases/constructors.tl:6
             np.multiply(0.5, t_b, out=b1)  # cases/constructors.tl:6
             np.add(b0, b1, out=b1)  # cases/constructors.tl:6
-            np.multiply(N, t_1_b, out=b0)  # cases/constructors.tl:6
             acc += np.sum(b1)  # cases/constructors.tl:6
-            acc_1 += np.sum(b0)  # cases/constructors.tl:6
+            np.multiply(N, t_1_b, out=b1)  # cases/constructors.tl:6
+            acc_1 += np.sum(b1)  # cases/constructors.tl:6
         return (acc, acc_1, )
     rows = max(1, _BLOCK // 3)
     t_2, t_3, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ))

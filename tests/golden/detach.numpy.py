@@ -127,21 +127,15 @@ def td_loss(w, x, x_next, r):
         _shape_error('td_loss', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
     # a fused loop over blocks of rows (cases/detach.tl:3, cases/detach.tl:4)
     def _fused0(lo, hi):
-        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
-            b0 = s0[:j - i]
-            b1 = s1[:j - i]
             w_b = w[i:j]
             x_b = x[i:j]
             x_next_b = x_next[i:j]
-            np.multiply(w_b, x_b, out=b0)  # cases/detach.tl:4
-            np.multiply(w_b, x_next_b, out=b1)  # cases/detach.tl:3
-            acc += np.sum(b0)  # cases/detach.tl:4
-            acc_1 += np.sum(b1)  # cases/detach.tl:3
+            acc += np.einsum('a,a->', w_b, x_b)  # cases/detach.tl:4
+            acc_1 += np.einsum('a,a->', w_b, x_next_b)  # cases/detach.tl:3
         return (acc, acc_1, )
     rows = max(1, _BLOCK // 1)
     t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ))
@@ -173,21 +167,15 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
         _shape_error('td_loss_grad', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
     # a fused loop over blocks of rows (cases/detach.tl:3, cases/detach.tl:4)
     def _fused0(lo, hi):
-        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
-            b0 = s0[:j - i]
-            b1 = s1[:j - i]
             w_b = w[i:j]
             x_b = x[i:j]
             x_next_b = x_next[i:j]
-            np.multiply(w_b, x_b, out=b0)  # cases/detach.tl:4
-            np.multiply(w_b, x_next_b, out=b1)  # cases/detach.tl:3
-            acc += np.sum(b0)  # cases/detach.tl:4
-            acc_1 += np.sum(b1)  # cases/detach.tl:3
+            acc += np.einsum('a,a->', w_b, x_b)  # cases/detach.tl:4
+            acc_1 += np.einsum('a,a->', w_b, x_next_b)  # cases/detach.tl:3
         return (acc, acc_1, )
     rows = max(1, _BLOCK // 1)
     t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ))
@@ -239,21 +227,15 @@ def td_loss_grad_fwd(w, x, x_next, r):
         _shape_error('td_loss_grad_fwd', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
     # a fused loop over blocks of rows (cases/detach.tl:3, cases/detach.tl:4)
     def _fused0(lo, hi):
-        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
-            b0 = s0[:j - i]
-            b1 = s1[:j - i]
             w_b = w[i:j]
             x_b = x[i:j]
             x_next_b = x_next[i:j]
-            np.multiply(w_b, x_b, out=b0)  # cases/detach.tl:4
-            np.multiply(w_b, x_next_b, out=b1)  # cases/detach.tl:3
-            acc += np.sum(b0)  # cases/detach.tl:4
-            acc_1 += np.sum(b1)  # cases/detach.tl:3
+            acc += np.einsum('a,a->', w_b, x_b)  # cases/detach.tl:4
+            acc_1 += np.einsum('a,a->', w_b, x_next_b)  # cases/detach.tl:3
         return (acc, acc_1, )
     rows = max(1, _BLOCK // 1)
     t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ))

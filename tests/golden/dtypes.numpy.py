@@ -205,12 +205,12 @@ def mixed_grad(a, b, h, k, *, out=None):
                 np.multiply(t_1, b0, out=b0)  # cases/dtypes.tl:4
                 t_2 = b0.astype(np.float64)  # cases/dtypes.tl:5
                 np.add(t_2, b_b, out=b1)  # cases/dtypes.tl:5
+                acc += np.sum(b1)  # cases/dtypes.tl:7
                 d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
                 np.multiply(d_d, t_1, out=b0)  # cases/dtypes.tl:4
                 d_a_b = d_a[i:j]
                 np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
-                acc += np.sum(b1)  # cases/dtypes.tl:7
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t_3, = _blocks(_fused0, N, rows, N, ('sum', ))

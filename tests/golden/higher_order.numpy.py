@@ -128,21 +128,17 @@ def energy(w, a):
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
     def _fused0(lo, hi):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
             b0 = s0[:j - i]
-            b1 = s1[:j - i]
             t_b = t[i:j]
             w_b = w[i:j]
             np.tanh(t_b, out=b0)  # cases/higher_order.tl:3
-            np.multiply(b0, b0, out=b0)  # cases/higher_order.tl:3
-            np.multiply(w_b, w_b, out=b1)  # cases/higher_order.tl:3
-            np.multiply(b1, b1, out=b1)  # cases/higher_order.tl:3
-            acc += np.sum(b0)  # cases/higher_order.tl:3
-            acc_1 += np.sum(b1)  # cases/higher_order.tl:3
+            acc += np.einsum('a,a->', b0, b0)  # cases/higher_order.tl:3
+            np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
+            acc_1 += np.einsum('a,a->', b0, b0)  # cases/higher_order.tl:3
         return (acc, acc_1, )
     rows = max(1, _BLOCK // 1)
     t_1, t_2, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
@@ -174,7 +170,6 @@ def energy_grad(w, a, *, out=None):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s3 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
@@ -182,21 +177,19 @@ def energy_grad(w, a, *, out=None):
             b0 = s0[:j - i]
             b1 = s1[:j - i]
             b2 = s2[:j - i]
-            b3 = s3[:j - i]
             t_b = t[i:j]
             w_b = w[i:j]
             np.tanh(t_b, out=b0)  # cases/higher_order.tl:3
             np.multiply(b0, b0, out=b1)  # cases/higher_order.tl:3
+            acc += np.sum(b1)  # cases/higher_order.tl:3
             np.multiply(w_b, w_b, out=b2)  # cases/higher_order.tl:3
-            np.multiply(b2, b2, out=b3)  # cases/higher_order.tl:3
+            acc_1 += np.einsum('a,a->', b2, b2)  # cases/higher_order.tl:3
             t_1_b = t_1[i:j]
             np.multiply(b2, w_b, out=t_1_b)  # cases/higher_order.tl:3
-            np.subtract(1, b1, out=b2)  # cases/higher_order.tl:3
+            np.subtract(1, b1, out=b1)  # cases/higher_order.tl:3
             t_2_b = t_2[i:j]
-            np.multiply(b0, b2, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(b0, b1, out=t_2_b)  # cases/higher_order.tl:3
             np.multiply(2, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
-            acc += np.sum(b1)  # cases/higher_order.tl:3
-            acc_1 += np.sum(b3)  # cases/higher_order.tl:3
         return (acc, acc_1, )
     rows = max(1, _BLOCK // 1)
     t_3, t_4, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
@@ -235,22 +228,18 @@ def energy_grad_fwd(w, a):
     t_1 = t  # its memory is free from here on
     def _fused0(lo, hi):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
             b0 = s0[:j - i]
-            b1 = s1[:j - i]
             t_b = t[i:j]
             w_b = w[i:j]
             t_1_b = t_1[i:j]
             np.tanh(t_b, out=t_1_b)  # cases/higher_order.tl:3
-            np.multiply(t_1_b, t_1_b, out=b0)  # cases/higher_order.tl:3
-            np.multiply(w_b, w_b, out=b1)  # cases/higher_order.tl:3
-            np.multiply(b1, b1, out=b1)  # cases/higher_order.tl:3
-            acc += np.sum(b0)  # cases/higher_order.tl:3
-            acc_1 += np.sum(b1)  # cases/higher_order.tl:3
+            acc += np.einsum('a,a->', t_1_b, t_1_b)  # cases/higher_order.tl:3
+            np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
+            acc_1 += np.einsum('a,a->', b0, b0)  # cases/higher_order.tl:3
         return (acc, acc_1, )
     rows = max(1, _BLOCK // 1)
     t_2, t_3, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
@@ -335,8 +324,6 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s3 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s4 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s5 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
@@ -345,21 +332,20 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
             b1 = s1[:j - i]
             b2 = s2[:j - i]
             b3 = s3[:j - i]
-            b4 = s4[:j - i]
-            b5 = s5[:j - i]
             t_b = t[i:j]
             w_b = w[i:j]
             ct1_b = ct1[i:j]
             t_1_b = t_1[i:j]
             np.tanh(t_b, out=b0)  # cases/higher_order.tl:3
             np.multiply(b0, b0, out=b1)  # cases/higher_order.tl:3
+            acc += np.sum(b1)  # cases/higher_order.tl:3
             np.multiply(w_b, w_b, out=b2)  # cases/higher_order.tl:3
-            np.multiply(b2, b2, out=b3)  # cases/higher_order.tl:3
+            acc_1 += np.einsum('a,a->', b2, b2)  # cases/higher_order.tl:3
             t_2_b = t_2[i:j]
             np.multiply(b2, w_b, out=t_2_b)  # cases/higher_order.tl:3
-            np.subtract(1, b1, out=b4)  # cases/higher_order.tl:3
+            np.subtract(1, b1, out=b1)  # cases/higher_order.tl:3
             t_3_b = t_3[i:j]
-            np.multiply(b0, b4, out=t_3_b)  # cases/higher_order.tl:3
+            np.multiply(b0, b1, out=t_3_b)  # cases/higher_order.tl:3
             np.multiply(2, t_3_b, out=t_3_b)  # cases/higher_order.tl:3
             np.multiply(ct1_b, b2, out=b2)  # cases/higher_order.tl:3
             t_4_b = t_4[i:j]
@@ -371,16 +357,14 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
             np.negative(b2, out=b2)  # cases/higher_order.tl:3
             np.multiply(b2, b0, out=b2)  # cases/higher_order.tl:3
             np.add(b2, b2, out=b2)  # cases/higher_order.tl:3
-            np.multiply(t_1_b, b4, out=b5)  # cases/higher_order.tl:3
-            np.multiply(2, b5, out=b5)  # cases/higher_order.tl:3
-            np.add(b2, b5, out=b5)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, b1, out=b3)  # cases/higher_order.tl:3
+            np.multiply(2, b3, out=b3)  # cases/higher_order.tl:3
+            np.add(b2, b3, out=b3)  # cases/higher_order.tl:3
             np.multiply(ct0, b0, out=b0)  # cases/higher_order.tl:3
             np.multiply(2, b0, out=b0)  # cases/higher_order.tl:3
             t_5_b = t_5[i:j]
-            np.add(b5, b0, out=t_5_b)  # cases/higher_order.tl:3
-            np.multiply(t_5_b, b4, out=t_5_b)  # cases/higher_order.tl:3
-            acc += np.sum(b1)  # cases/higher_order.tl:3
-            acc_1 += np.sum(b3)  # cases/higher_order.tl:3
+            np.add(b3, b0, out=t_5_b)  # cases/higher_order.tl:3
+            np.multiply(t_5_b, b1, out=t_5_b)  # cases/higher_order.tl:3
         return (acc, acc_1, )
     rows = max(1, _BLOCK // 1)
     t_6, t_7, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
@@ -429,21 +413,20 @@ def energy_hvp_fwd(w, a):
     def _fused0(lo, hi):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
             b0 = s0[:j - i]
             b1 = s1[:j - i]
-            b2 = s2[:j - i]
             t_b = t[i:j]
             w_b = w[i:j]
             t_1_b = t_1[i:j]
             np.tanh(t_b, out=t_1_b)  # cases/higher_order.tl:3
             np.multiply(t_1_b, t_1_b, out=b0)  # cases/higher_order.tl:3
+            acc += np.sum(b0)  # cases/higher_order.tl:3
             np.multiply(w_b, w_b, out=b1)  # cases/higher_order.tl:3
-            np.multiply(b1, b1, out=b2)  # cases/higher_order.tl:3
+            acc_1 += np.einsum('a,a->', b1, b1)  # cases/higher_order.tl:3
             t_2_b = t_2[i:j]
             np.multiply(b1, w_b, out=t_2_b)  # cases/higher_order.tl:3
             t_3_b = t_3[i:j]
@@ -455,8 +438,6 @@ def energy_hvp_fwd(w, a):
             np.multiply(4, t_2_b, out=t_5_b)  # cases/higher_order.tl:3
             t_6_b = t_6[i:j]
             np.multiply(2, t_1_b, out=t_6_b)  # cases/higher_order.tl:3
-            acc += np.sum(b0)  # cases/higher_order.tl:3
-            acc_1 += np.sum(b2)  # cases/higher_order.tl:3
         return (acc, acc_1, )
     rows = max(1, _BLOCK // 1)
     t_7, t_8, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))

@@ -189,7 +189,6 @@ def logistic_hvp(X, t, w, v_w):
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s3 = np.empty((min(rows, hi - lo),), dtype=np.float32)
-            s4 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -197,7 +196,6 @@ def logistic_hvp(X, t, w, v_w):
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
-                b4 = s4[:j - i]
                 t_b = t[i:j]
                 t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
@@ -210,19 +208,19 @@ def logistic_hvp(X, t, w, v_w):
                 np.add(1, b3, out=b3)  # cases/logistic.tl:4
                 np.log(b3, out=b3)  # cases/logistic.tl:4
                 np.add(b2, b3, out=b3)  # cases/logistic.tl:4
+                acc += np.sum(b3)  # cases/logistic.tl:4
                 np.negative(b1, out=b1)  # cases/logistic.tl:4
                 np.exp(b1, out=b1)  # cases/logistic.tl:4
                 np.add(1, b1, out=b1)  # cases/logistic.tl:4
                 np.divide(1, b1, out=b1)  # cases/logistic.tl:4
                 t_3_b = t_3[i:j]
                 np.multiply(b1, b0, out=t_3_b)  # cases/logistic.tl:4
-                np.multiply(b0, t_2_b, out=b2)  # cases/logistic.tl:4
-                np.subtract(1, b1, out=b4)  # cases/logistic.tl:4
-                np.multiply(b1, b4, out=b4)  # cases/logistic.tl:4
+                np.multiply(b0, t_2_b, out=b3)  # cases/logistic.tl:4
+                np.subtract(1, b1, out=b2)  # cases/logistic.tl:4
+                np.multiply(b1, b2, out=b2)  # cases/logistic.tl:4
                 t_4_b = t_4[i:j]
-                np.multiply(b2, b4, out=t_4_b)  # cases/logistic.tl:4
+                np.multiply(b3, b2, out=t_4_b)  # cases/logistic.tl:4
                 np.multiply(t_4_b, b0, out=t_4_b)  # cases/logistic.tl:4
-                acc += np.sum(b3)  # cases/logistic.tl:4
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t_5, = _blocks(_fused0, N, rows, N, ('sum', ))
@@ -281,14 +279,13 @@ def logistic_jvp(X, t, w, t_w):
                 np.add(1, b3, out=b3)  # cases/logistic.tl:4
                 np.log(b3, out=b3)  # cases/logistic.tl:4
                 np.add(b2, b3, out=b3)  # cases/logistic.tl:4
+                acc += np.sum(b3)  # cases/logistic.tl:4
                 np.multiply(b0, t_2_b, out=b0)  # cases/logistic.tl:4
                 np.negative(b1, out=b1)  # cases/logistic.tl:4
                 np.exp(b1, out=b1)  # cases/logistic.tl:4
                 np.add(1, b1, out=b1)  # cases/logistic.tl:4
                 np.divide(1, b1, out=b1)  # cases/logistic.tl:4
-                np.multiply(b0, b1, out=b1)  # cases/logistic.tl:4
-                acc += np.sum(b3)  # cases/logistic.tl:4
-                acc_1 += np.sum(b1)  # cases/logistic.tl:4
+                acc_1 += np.einsum('a,a->', b0, b1)  # cases/logistic.tl:4
             return (acc, acc_1, )
         rows = max(1, _BLOCK // 1)
         t_3, t_out, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))

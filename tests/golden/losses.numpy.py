@@ -159,7 +159,6 @@ def losses(z, p, y):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -170,11 +169,11 @@ def losses(z, p, y):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
                 t = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
+                acc += np.sum(t)  # cases/losses.tl:5
                 np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
                 np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
                 np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
@@ -183,19 +182,16 @@ def losses(z, p, y):
                 np.exp(b2, out=b2)  # cases/losses.tl:6
                 np.log1p(b2, out=b2)  # cases/losses.tl:6
                 np.add(b1, b2, out=b1)  # cases/losses.tl:6
-                t_1 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
-                np.multiply(t_1, y_b, out=b3)  # cases/losses.tl:7
-                np.add(b0, b2, out=b2)  # cases/losses.tl:8
-                np.negative(z_b, out=b0)  # cases/losses.tl:8
-                np.exp(b0, out=b0)  # cases/losses.tl:8
-                np.add(1, b0, out=b0)  # cases/losses.tl:8
-                np.divide(1, b0, out=b0)  # cases/losses.tl:8
-                np.multiply(b0, y_b, out=b0)  # cases/losses.tl:8
-                acc += np.sum(t)  # cases/losses.tl:5
                 acc_1 += np.sum(b1)  # cases/losses.tl:6
-                acc_2 += np.sum(b3)  # cases/losses.tl:7
+                t_1 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
+                acc_2 += np.einsum('ab,ab->', t_1, y_b)  # cases/losses.tl:7
+                np.add(b0, b2, out=b2)  # cases/losses.tl:8
                 acc_3 += np.sum(b2)  # cases/losses.tl:8
-                acc_4 += np.sum(b0)  # cases/losses.tl:8
+                np.negative(z_b, out=b2)  # cases/losses.tl:8
+                np.exp(b2, out=b2)  # cases/losses.tl:8
+                np.add(1, b2, out=b2)  # cases/losses.tl:8
+                np.divide(1, b2, out=b2)  # cases/losses.tl:8
+                acc_4 += np.einsum('ab,ab->', b2, y_b)  # cases/losses.tl:8
             return (acc, acc_1, acc_2, acc_3, acc_4, )
         rows = max(1, _BLOCK // max(1, C))
         t_2, t_3, t_4, t_5, t_6, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
@@ -235,10 +231,6 @@ def losses_grad(z, p, y, *, out=None):
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s4 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s5 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s6 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s7 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -250,14 +242,11 @@ def losses_grad(z, p, y, *, out=None):
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
-                b4 = s4[:j - i]
-                b5 = s5[:j - i]
-                b6 = s6[:j - i]
-                b7 = s7[:j - i]
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
                 t_1 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
+                acc += np.sum(t_1)  # cases/losses.tl:5
                 np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
                 np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
                 np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
@@ -266,51 +255,48 @@ def losses_grad(z, p, y, *, out=None):
                 np.exp(b2, out=b2)  # cases/losses.tl:6
                 np.log1p(b2, out=b2)  # cases/losses.tl:6
                 np.add(b1, b2, out=b1)  # cases/losses.tl:6
-                t_2 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
-                np.multiply(t_2, y_b, out=b3)  # cases/losses.tl:7
-                np.add(b0, b2, out=b2)  # cases/losses.tl:8
-                np.negative(z_b, out=b0)  # cases/losses.tl:8
-                np.exp(b0, out=b0)  # cases/losses.tl:8
-                np.add(1, b0, out=b0)  # cases/losses.tl:8
-                np.divide(1, b0, out=b0)  # cases/losses.tl:8
-                np.multiply(b0, y_b, out=b4)  # cases/losses.tl:8
-                np.subtract(1, b0, out=b5)  # cases/losses.tl:8
-                np.multiply(b0, b5, out=b5)  # cases/losses.tl:8
-                np.multiply(y_b, b5, out=b5)  # cases/losses.tl:8
-                np.add(b5, b0, out=b5)  # cases/losses.tl:8
-                np.negative(y_b, out=b6)  # cases/losses.tl:7
-                np.exp(t_2, out=b7)  # cases/losses.tl:7
-                t_3 = np.sum(b6, axis=1, keepdims=True)  # cases/losses.tl:7
-                np.multiply(b7, t_3, out=b7)  # cases/losses.tl:7
-                np.subtract(b6, b7, out=b7)  # cases/losses.tl:7
-                d_z_b = d_z[i:j]
-                np.add(b5, b7, out=d_z_b)  # cases/losses.tl:7
-                np.subtract(b0, y_b, out=b7)  # cases/losses.tl:6
-                np.multiply(t, b7, out=b7)  # cases/losses.tl:6
-                np.add(d_z_b, b7, out=d_z_b)  # cases/losses.tl:6
-                np.subtract(p_b, y_b, out=b7)  # cases/losses.tl:5
-                np.subtract(1, p_b, out=b5)  # cases/losses.tl:5
-                np.multiply(p_b, b5, out=b6)  # cases/losses.tl:5
-                np.maximum(b6, 1e-12, out=b6)  # cases/losses.tl:5
-                d_p_b = d_p[i:j]
-                np.divide(b7, b6, out=d_p_b)  # cases/losses.tl:5
-                np.multiply(t, d_p_b, out=d_p_b)  # cases/losses.tl:5
-                np.subtract(b0, t_2, out=b0)  # cases/losses.tl:7
-                np.multiply(t, z_b, out=b6)  # cases/losses.tl:6
-                d_y_b = d_y[i:j]
-                np.subtract(b0, b6, out=d_y_b)  # cases/losses.tl:6
-                np.log(b5, out=b5)  # cases/losses.tl:5
-                np.maximum(b5, -100, out=b5)  # cases/losses.tl:5
-                np.log(p_b, out=b6)  # cases/losses.tl:5
-                np.maximum(b6, -100, out=b6)  # cases/losses.tl:5
-                np.subtract(b5, b6, out=b6)  # cases/losses.tl:5
-                np.multiply(t, b6, out=b6)  # cases/losses.tl:5
-                np.add(d_y_b, b6, out=d_y_b)  # cases/losses.tl:5
-                acc += np.sum(t_1)  # cases/losses.tl:5
                 acc_1 += np.sum(b1)  # cases/losses.tl:6
-                acc_2 += np.sum(b3)  # cases/losses.tl:7
+                t_2 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
+                acc_2 += np.einsum('ab,ab->', t_2, y_b)  # cases/losses.tl:7
+                np.add(b0, b2, out=b2)  # cases/losses.tl:8
                 acc_3 += np.sum(b2)  # cases/losses.tl:8
-                acc_4 += np.sum(b4)  # cases/losses.tl:8
+                np.negative(z_b, out=b2)  # cases/losses.tl:8
+                np.exp(b2, out=b2)  # cases/losses.tl:8
+                np.add(1, b2, out=b2)  # cases/losses.tl:8
+                np.divide(1, b2, out=b2)  # cases/losses.tl:8
+                acc_4 += np.einsum('ab,ab->', b2, y_b)  # cases/losses.tl:8
+                np.subtract(1, b2, out=b0)  # cases/losses.tl:8
+                np.multiply(b2, b0, out=b0)  # cases/losses.tl:8
+                np.multiply(y_b, b0, out=b0)  # cases/losses.tl:8
+                np.add(b0, b2, out=b0)  # cases/losses.tl:8
+                np.negative(y_b, out=b1)  # cases/losses.tl:7
+                np.exp(t_2, out=b3)  # cases/losses.tl:7
+                t_3 = np.sum(b1, axis=1, keepdims=True)  # cases/losses.tl:7
+                np.multiply(b3, t_3, out=b3)  # cases/losses.tl:7
+                np.subtract(b1, b3, out=b3)  # cases/losses.tl:7
+                d_z_b = d_z[i:j]
+                np.add(b0, b3, out=d_z_b)  # cases/losses.tl:7
+                np.subtract(b2, y_b, out=b3)  # cases/losses.tl:6
+                np.multiply(t, b3, out=b3)  # cases/losses.tl:6
+                np.add(d_z_b, b3, out=d_z_b)  # cases/losses.tl:6
+                np.subtract(p_b, y_b, out=b3)  # cases/losses.tl:5
+                np.subtract(1, p_b, out=b0)  # cases/losses.tl:5
+                np.multiply(p_b, b0, out=b1)  # cases/losses.tl:5
+                np.maximum(b1, 1e-12, out=b1)  # cases/losses.tl:5
+                d_p_b = d_p[i:j]
+                np.divide(b3, b1, out=d_p_b)  # cases/losses.tl:5
+                np.multiply(t, d_p_b, out=d_p_b)  # cases/losses.tl:5
+                np.subtract(b2, t_2, out=b2)  # cases/losses.tl:7
+                np.multiply(t, z_b, out=b1)  # cases/losses.tl:6
+                d_y_b = d_y[i:j]
+                np.subtract(b2, b1, out=d_y_b)  # cases/losses.tl:6
+                np.log(b0, out=b0)  # cases/losses.tl:5
+                np.maximum(b0, -100, out=b0)  # cases/losses.tl:5
+                np.log(p_b, out=b1)  # cases/losses.tl:5
+                np.maximum(b1, -100, out=b1)  # cases/losses.tl:5
+                np.subtract(b0, b1, out=b1)  # cases/losses.tl:5
+                np.multiply(t, b1, out=b1)  # cases/losses.tl:5
+                np.add(d_y_b, b1, out=d_y_b)  # cases/losses.tl:5
             return (acc, acc_1, acc_2, acc_3, acc_4, )
         rows = max(1, _BLOCK // max(1, C))
         t_4, t_5, t_6, t_7, t_8, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
@@ -360,7 +346,6 @@ def losses_grad_fwd(z, p, y):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -371,11 +356,11 @@ def losses_grad_fwd(z, p, y):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
                 t_2 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
+                acc += np.sum(t_2)  # cases/losses.tl:5
                 np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
                 np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
                 np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
@@ -384,21 +369,18 @@ def losses_grad_fwd(z, p, y):
                 np.exp(b2, out=b2)  # cases/losses.tl:6
                 np.log1p(b2, out=b2)  # cases/losses.tl:6
                 np.add(b1, b2, out=b1)  # cases/losses.tl:6
+                acc_1 += np.sum(b1)  # cases/losses.tl:6
                 t_b = t[i:j]
                 t_b[...] = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
-                np.multiply(t_b, y_b, out=b3)  # cases/losses.tl:7
+                acc_2 += np.einsum('ab,ab->', t_b, y_b)  # cases/losses.tl:7
                 np.add(b0, b2, out=b2)  # cases/losses.tl:8
-                np.negative(z_b, out=b0)  # cases/losses.tl:8
-                np.exp(b0, out=b0)  # cases/losses.tl:8
-                t_1_b = t_1[i:j]
-                np.add(1, b0, out=t_1_b)  # cases/losses.tl:8
-                np.divide(1, t_1_b, out=t_1_b)  # cases/losses.tl:8
-                np.multiply(t_1_b, y_b, out=b0)  # cases/losses.tl:8
-                acc += np.sum(t_2)  # cases/losses.tl:5
-                acc_1 += np.sum(b1)  # cases/losses.tl:6
-                acc_2 += np.sum(b3)  # cases/losses.tl:7
                 acc_3 += np.sum(b2)  # cases/losses.tl:8
-                acc_4 += np.sum(b0)  # cases/losses.tl:8
+                np.negative(z_b, out=b2)  # cases/losses.tl:8
+                np.exp(b2, out=b2)  # cases/losses.tl:8
+                t_1_b = t_1[i:j]
+                np.add(1, b2, out=t_1_b)  # cases/losses.tl:8
+                np.divide(1, t_1_b, out=t_1_b)  # cases/losses.tl:8
+                acc_4 += np.einsum('ab,ab->', t_1_b, y_b)  # cases/losses.tl:8
             return (acc, acc_1, acc_2, acc_3, acc_4, )
         rows = max(1, _BLOCK // max(1, C))
         t_3, t_4, t_5, t_6, t_7, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))

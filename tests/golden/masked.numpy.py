@@ -271,11 +271,11 @@ def safe_sqrt_grad(x, *, out=None):
                 np.sqrt(x_b, out=b1)  # cases/masked.tl:4
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
                 np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
+                acc += np.sum(b2)  # cases/masked.tl:4
                 np.divide(0.5, b1, out=b1)  # cases/masked.tl:4
                 d_x_b = d_x[i:j]
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
                 np.bitwise_and(b1.view(np.int64), b3, out=d_x_b.view(np.int64))
-                acc += np.sum(b2)  # cases/masked.tl:4
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
@@ -407,11 +407,11 @@ def safe_log_grad(x, *, out=None):
                 np.invert(b3, out=b3)
                 np.bitwise_and(np.asarray(-1, dtype=np.float64).view(np.int64), b3, out=b3)
                 np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
-                np.divide(1, x_b, out=b1)  # cases/masked.tl:8
+                acc += np.sum(b2)  # cases/masked.tl:8
+                np.divide(1, x_b, out=b2)  # cases/masked.tl:8
                 d_x_b = d_x[i:j]
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:8
-                np.bitwise_and(b1.view(np.int64), b3, out=d_x_b.view(np.int64))
-                acc += np.sum(b2)  # cases/masked.tl:8
+                np.bitwise_and(b2.view(np.int64), b3, out=d_x_b.view(np.int64))
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
@@ -560,6 +560,7 @@ def clipped_grad(x, *, out=None):
                 np.add(b0, b2, out=b2)  # cases/masked.tl:12
                 np.maximum(x_b, 0.5, out=b3)  # cases/masked.tl:12
                 np.add(b2, b3, out=b3)  # cases/masked.tl:12
+                acc += np.sum(b3)  # cases/masked.tl:12
                 np.greater_equal(x_b, 0.5, out=b4)  # cases/masked.tl:12
                 np.greater(b1, 0, out=b5)  # cases/masked.tl:12
                 np.logical_or(b4, b5, out=b6)  # cases/masked.tl:12
@@ -574,20 +575,19 @@ def clipped_grad(x, *, out=None):
                 np.bitwise_and(np.asarray(np.float64(1.0), dtype=np.float64).view(np.int64), b10, out=b10)
                 np.bitwise_or(b1.view(np.int64), b10, out=b1.view(np.int64))
                 np.subtract(0, b4, dtype=np.int64, out=b10)  # cases/masked.tl:12
-                np.bitwise_and(b1.view(np.int64), b10, out=b2.view(np.int64))
+                np.bitwise_and(b1.view(np.int64), b10, out=b3.view(np.int64))
                 np.subtract(0, b5, dtype=np.int64, out=b10)  # cases/masked.tl:12
                 np.bitwise_and(np.asarray(np.float64(2.0), dtype=np.float64).view(np.int64), b10, out=b1.view(np.int64))
-                np.add(b2, b1, out=b1)  # cases/masked.tl:12
+                np.add(b3, b1, out=b1)  # cases/masked.tl:12
                 np.subtract(0, b6, dtype=np.int64, out=b10)  # cases/masked.tl:12
-                np.bitwise_and(b1.view(np.int64), b10, out=b2.view(np.int64))
+                np.bitwise_and(b1.view(np.int64), b10, out=b3.view(np.int64))
                 np.divide(0.5, b0, out=b0)  # cases/masked.tl:12
                 np.subtract(0, b8, dtype=np.int64, out=b10)  # cases/masked.tl:12
                 np.bitwise_and(b0.view(np.int64), b10, out=b1.view(np.int64))
-                np.add(b2, b1, out=b1)  # cases/masked.tl:12
+                np.add(b3, b1, out=b1)  # cases/masked.tl:12
                 d_x_b = d_x[i:j]
                 np.subtract(0, b7, dtype=np.int64, out=b10)  # cases/masked.tl:12
                 np.bitwise_and(b1.view(np.int64), b10, out=d_x_b.view(np.int64))
-                acc += np.sum(b3)  # cases/masked.tl:12
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))

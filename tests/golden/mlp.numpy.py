@@ -251,12 +251,12 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 labels_b = labels[i:j]
                 np.add(t_1_b, b2, out=b0)  # cases/mlp.tl:5
                 t_3 = _cross_entropy(b0, labels_b)  # cases/mlp.tl:6
+                acc += np.sum(t_3)  # cases/mlp.tl:6
                 t_4 = _softmax(b0, axis=1)  # cases/mlp.tl:6
                 t_5 = (labels_b[..., None] == np.arange(10)).astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
                 np.subtract(t_4, t_5, out=d_logits_b)  # cases/mlp.tl:6
                 np.multiply(t_2, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
-                acc += np.sum(t_3)  # cases/mlp.tl:6
                 acc_1 += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, acc_1, )
         rows_1 = max(1, _BLOCK // 10)

@@ -187,8 +187,7 @@ def use_polar(x, y):
                 np.add(b0, b1, out=b1)  # cases/multi.tl:3
                 np.sqrt(b1, out=b1)  # cases/multi.tl:3
                 np.divide(y_b, b1, out=b0)  # cases/multi.tl:4
-                np.multiply(b1, b0, out=b0)  # cases/multi.tl:9
-                acc += np.sum(b0)  # cases/multi.tl:9
+                acc += np.einsum('a,a->', b1, b0)  # cases/multi.tl:9
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
@@ -396,14 +395,12 @@ def use_polar_grad(x, y, *, out=None):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 x_b = x[i:j]
                 y_b = y[i:j]
                 np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
@@ -412,10 +409,11 @@ def use_polar_grad(x, y, *, out=None):
                 np.sqrt(b1, out=b1)  # cases/multi.tl:3
                 np.divide(y_b, b1, out=b0)  # cases/multi.tl:4
                 np.multiply(b1, b0, out=b2)  # cases/multi.tl:9
-                np.divide(b2, b1, out=b3)  # cases/multi.tl:4
-                np.subtract(b0, b3, out=b3)  # cases/multi.tl:4
+                acc += np.sum(b2)  # cases/multi.tl:9
+                np.divide(b2, b1, out=b2)  # cases/multi.tl:4
+                np.subtract(b0, b2, out=b2)  # cases/multi.tl:4
                 np.divide(0.5, b1, out=b0)  # cases/multi.tl:3
-                np.multiply(b3, b0, out=b0)  # cases/multi.tl:3
+                np.multiply(b2, b0, out=b0)  # cases/multi.tl:3
                 d_x_b = d_x[i:j]
                 np.multiply(b0, x_b, out=d_x_b)  # cases/multi.tl:3
                 np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
@@ -424,7 +422,6 @@ def use_polar_grad(x, y, *, out=None):
                 d_y_b = d_y[i:j]
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
-                acc += np.sum(b2)  # cases/multi.tl:9
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
@@ -479,8 +476,7 @@ def use_polar_grad_fwd(x, y):
                 np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
                 s_b = s[i:j]
                 np.divide(y_b, r_b, out=s_b)  # cases/multi.tl:4
-                np.multiply(r_b, s_b, out=b1)  # cases/multi.tl:9
-                acc += np.sum(b1)  # cases/multi.tl:9
+                acc += np.einsum('a,a->', r_b, s_b)  # cases/multi.tl:9
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))

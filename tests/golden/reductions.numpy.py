@@ -143,8 +143,7 @@ def stats(x):
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -153,25 +152,22 @@ def stats(x):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 x_b = x[i:j]
                 np.subtract(x_b, m, out=b0)  # cases/reductions.tl:5
-                np.multiply(b0, b0, out=b0)  # cases/reductions.tl:5
+                acc += np.einsum('abc,abc->', b0, b0)  # cases/reductions.tl:5
                 t = np.sum(x_b, axis=1, keepdims=True)  # cases/reductions.tl:4
                 np.divide(t, M, out=b1)  # cases/reductions.tl:4
-                np.subtract(x_b, b1, out=b2)  # cases/reductions.tl:4
-                np.multiply(b2, b2, out=b2)  # cases/reductions.tl:4
-                t_1 = np.sum(b2, axis=1)  # cases/reductions.tl:4
-                np.divide(t_1, M, out=b3)  # cases/reductions.tl:4
-                np.sqrt(b3, out=b3)  # cases/reductions.tl:4
-                t_2 = np.max(x_b, axis=2)  # cases/reductions.tl:5
-                acc += np.sum(b0)  # cases/reductions.tl:5
-                acc_1 += np.sum(b3)  # cases/reductions.tl:5
-                acc_2 += np.sum(t_2)  # cases/reductions.tl:5
+                np.subtract(x_b, b1, out=b0)  # cases/reductions.tl:4
+                np.einsum('abc,abc->ac', b0, b0, out=b2)  # cases/reductions.tl:4
+                np.divide(b2, M, out=b2)  # cases/reductions.tl:4
+                np.sqrt(b2, out=b2)  # cases/reductions.tl:4
+                acc_1 += np.sum(b2)  # cases/reductions.tl:5
+                t_1 = np.max(x_b, axis=2)  # cases/reductions.tl:5
+                acc_2 += np.sum(t_1)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, )
         rows = max(1, _BLOCK // max(1, K*M))
-        t_3, t_4, t_5, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', ))
-        return t_3 / N + t_4 + t_5 + _logsumexp(x, (0, 1, 2), False) + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
+        t_2, t_3, t_4, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', ))
+        return t_2 / N + t_3 + t_4 + _logsumexp(x, (0, 1, 2), False) + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
 
 
 def stats_grad(x, *, out=None):
@@ -206,11 +202,9 @@ def stats_grad(x, *, out=None):
         t_9 = np.empty((N, M, K), dtype=np.float64)
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s4 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
-            s5 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
+            s1 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -222,55 +216,51 @@ def stats_grad(x, *, out=None):
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
-                b4 = s4[:j - i]
-                b5 = s5[:j - i]
                 x_b = x[i:j]
                 np.subtract(x_b, m, out=b0)  # cases/reductions.tl:5
-                np.multiply(b0, b0, out=b1)  # cases/reductions.tl:5
+                acc += np.einsum('abc,abc->', b0, b0)  # cases/reductions.tl:5
                 t_10 = np.sum(x_b, axis=1, keepdims=True)  # cases/reductions.tl:4
-                np.divide(t_10, M, out=b2)  # cases/reductions.tl:4
+                np.divide(t_10, M, out=b1)  # cases/reductions.tl:4
                 t_4_b = t_4[i:j]
-                np.subtract(x_b, b2, out=t_4_b)  # cases/reductions.tl:4
-                np.multiply(t_4_b, t_4_b, out=b3)  # cases/reductions.tl:4
-                t_11 = np.sum(b3, axis=1)  # cases/reductions.tl:4
-                np.divide(t_11, M, out=b4)  # cases/reductions.tl:4
-                np.sqrt(b4, out=b4)  # cases/reductions.tl:4
+                np.subtract(x_b, b1, out=t_4_b)  # cases/reductions.tl:4
+                np.einsum('abc,abc->ac', t_4_b, t_4_b, out=b2)  # cases/reductions.tl:4
+                np.divide(b2, M, out=b2)  # cases/reductions.tl:4
+                np.sqrt(b2, out=b2)  # cases/reductions.tl:4
+                acc_1 += np.sum(b2)  # cases/reductions.tl:5
                 t_5_b = t_5[i:j]
                 t_5_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
+                acc_2 += np.sum(t_5_b)  # cases/reductions.tl:5
                 t_6_b = t_6[i:j]
                 np.equal(x_b, 0, out=t_6_b)  # cases/reductions.tl:5
-                t_12 = t_6_b.astype(np.int64)  # cases/reductions.tl:5
+                t_11 = t_6_b.astype(np.int64)  # cases/reductions.tl:5
+                acc_3 += np.sum(t_11, axis=0, keepdims=True)  # cases/reductions.tl:5
                 t_7_b = t_7[i:j]
-                np.subtract(0, t_6_b, dtype=np.int64, out=b5)  # cases/reductions.tl:5
-                np.bitwise_and(np.asarray(1, dtype=np.float64).view(np.int64), b5, out=t_7_b.view(np.int64))
-                np.invert(b5, out=b5)
-                np.bitwise_and(x_b.view(np.int64), b5, out=b5)
-                np.bitwise_or(t_7_b.view(np.int64), b5, out=t_7_b.view(np.int64))
+                np.subtract(0, t_6_b, dtype=np.int64, out=b3)  # cases/reductions.tl:5
+                np.bitwise_and(np.asarray(1, dtype=np.float64).view(np.int64), b3, out=t_7_b.view(np.int64))
+                np.invert(b3, out=b3)
+                np.bitwise_and(x_b.view(np.int64), b3, out=b3)
+                np.bitwise_or(t_7_b.view(np.int64), b3, out=t_7_b.view(np.int64))
                 t_8_b = t_8[i:j]
-                np.divide(0.5, b4, out=t_8_b)  # cases/reductions.tl:4
+                np.divide(0.5, b2, out=t_8_b)  # cases/reductions.tl:4
                 np.divide(t_8_b, M, out=t_8_b)  # cases/reductions.tl:4
                 t_9_b = t_9[i:j]
                 np.multiply(t_3, b0, out=t_9_b)  # cases/reductions.tl:5
                 np.multiply(2, t_9_b, out=t_9_b)  # cases/reductions.tl:5
                 np.negative(t_9_b, out=b0)  # cases/reductions.tl:5
-                acc += np.sum(b1)  # cases/reductions.tl:5
-                acc_1 += np.sum(b4)  # cases/reductions.tl:5
-                acc_2 += np.sum(t_5_b)  # cases/reductions.tl:5
-                acc_3 += np.sum(t_12, axis=0, keepdims=True)  # cases/reductions.tl:5
                 acc_4 += np.sum(b0, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, acc_3, acc_4, )
         rows = max(1, _BLOCK // max(1, K*M))
-        t_13, t_14, t_15, t_16, d_m, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
-        value = t_13 / N + t_14 + t_15 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
-        t_17 = np.broadcast_to(t_16, (N, M, K))  # cases/reductions.tl:5
-        t_18 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
-        t_19 = np.broadcast_to(t_18, (N, M, K))  # cases/reductions.tl:5
-        t_20 = np.broadcast_to(t_5.reshape((N, M, 1)), (N, M, K))  # cases/reductions.tl:5
+        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        value = t_12 / N + t_13 + t_14 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
+        t_16 = np.broadcast_to(t_15, (N, M, K))  # cases/reductions.tl:5
+        t_17 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
+        t_18 = np.broadcast_to(t_17, (N, M, K))  # cases/reductions.tl:5
+        t_19 = np.broadcast_to(t_5.reshape((N, M, 1)), (N, M, K))  # cases/reductions.tl:5
         # a fused loop over blocks of rows (cases/reductions.tl:5)
+        t_20 = np.empty((N, M, K), dtype=np.float64)
         t_21 = np.empty((N, M, K), dtype=np.float64)
-        t_22 = np.empty((N, M, K), dtype=np.float64)
-        t_23 = np.empty((N, M, K), dtype=np.bool_)
-        t_24 = np.empty((N, M, 1), dtype=np.float64)
+        t_22 = np.empty((N, M, K), dtype=np.bool_)
+        t_23 = np.empty((N, M, 1), dtype=np.float64)
         def _fused2(lo, hi):
             s0 = np.empty((min(rows_1, hi - lo), M, K), dtype=np.bool_)
             s1 = np.empty((min(rows_1, hi - lo), M, K), dtype=np.int64)
@@ -278,52 +268,52 @@ def stats_grad(x, *, out=None):
                 j = min(i + rows_1, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
-                t_17_b = t_17[i:j]
+                t_16_b = t_16[i:j]
                 t_6_b_1 = t_6[i:j]
-                t_19_b = t_19[i:j]
+                t_18_b = t_18[i:j]
                 x_b_1 = x[i:j]
-                t_20_b = t_20[i:j]
-                np.equal(t_17_b, 1, out=b0)  # cases/reductions.tl:5
+                t_19_b = t_19[i:j]
+                np.equal(t_16_b, 1, out=b0)  # cases/reductions.tl:5
                 np.logical_and(b0, t_6_b_1, out=b0)  # cases/reductions.tl:5
-                t_21_b = t_21[i:j]
+                t_20_b = t_20[i:j]
                 np.subtract(0, b0, dtype=np.int64, out=b1)  # cases/reductions.tl:5
-                np.bitwise_and(t_19_b.view(np.int64), b1, out=t_21_b.view(np.int64))
+                np.bitwise_and(t_18_b.view(np.int64), b1, out=t_20_b.view(np.int64))
+                t_21_b = t_21[i:j]
+                np.subtract(x_b_1, t_2, out=t_21_b)  # cases/reductions.tl:5
+                np.exp(t_21_b, out=t_21_b)  # cases/reductions.tl:5
                 t_22_b = t_22[i:j]
-                np.subtract(x_b_1, t_2, out=t_22_b)  # cases/reductions.tl:5
-                np.exp(t_22_b, out=t_22_b)  # cases/reductions.tl:5
+                np.equal(x_b_1, t_19_b, out=t_22_b)  # cases/reductions.tl:5
+                t_24 = t_22_b.astype(np.float64)  # cases/reductions.tl:5
                 t_23_b = t_23[i:j]
-                np.equal(x_b_1, t_20_b, out=t_23_b)  # cases/reductions.tl:5
-                t_25 = t_23_b.astype(np.float64)  # cases/reductions.tl:5
-                t_24_b = t_24[i:j]
-                t_24_b[...] = np.sum(t_25, axis=2, keepdims=True)  # cases/reductions.tl:5
+                t_23_b[...] = np.sum(t_24, axis=2, keepdims=True)  # cases/reductions.tl:5
             return ()
         rows_1 = max(1, _BLOCK // max(1, K*M))
         _blocks(_fused2, N, rows_1, K*M*N, ())
-        t_26 = np.broadcast_to(t_24, (N, M, K))  # cases/reductions.tl:5
-        t_27 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
+        t_25 = np.broadcast_to(t_23, (N, M, K))  # cases/reductions.tl:5
+        t_26 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
         # a fused loop over blocks of rows (cases/reductions.tl:4)
-        t_28 = np.empty((N, M, K), dtype=np.float64)
-        t_29 = np.empty((N, 1, K), dtype=np.float64)
+        t_27 = np.empty((N, M, K), dtype=np.float64)
+        t_28 = np.empty((N, 1, K), dtype=np.float64)
         def _fused3(lo, hi):
             s0 = np.empty((min(rows_2, hi - lo), M, K), dtype=np.float64)
             for i in range(lo, hi, rows_2):
                 j = min(i + rows_2, hi)
                 b0 = s0[:j - i]
-                t_27_b = t_27[i:j]
+                t_26_b = t_26[i:j]
                 t_4_b_1 = t_4[i:j]
+                t_27_b = t_27[i:j]
+                np.multiply(t_26_b, t_4_b_1, out=t_27_b)  # cases/reductions.tl:4
+                np.add(t_27_b, t_27_b, out=t_27_b)  # cases/reductions.tl:4
+                np.negative(t_27_b, out=b0)  # cases/reductions.tl:4
+                t_29 = np.sum(b0, axis=1, keepdims=True)  # cases/reductions.tl:4
                 t_28_b = t_28[i:j]
-                np.multiply(t_27_b, t_4_b_1, out=t_28_b)  # cases/reductions.tl:4
-                np.add(t_28_b, t_28_b, out=t_28_b)  # cases/reductions.tl:4
-                np.negative(t_28_b, out=b0)  # cases/reductions.tl:4
-                t_30 = np.sum(b0, axis=1, keepdims=True)  # cases/reductions.tl:4
-                t_29_b = t_29[i:j]
-                np.divide(t_30, M, out=t_29_b)  # cases/reductions.tl:4
+                np.divide(t_29, M, out=t_28_b)  # cases/reductions.tl:4
             return ()
         rows_2 = max(1, _BLOCK // max(1, K*M))
         _blocks(_fused3, N, rows_2, K*M*N, ())
-        t_31 = d_m / (K*N)  # cases/reductions.tl:3
+        t_30 = d_m / (K*N)  # cases/reductions.tl:3
         # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
-        d_x = t_21  # its memory is free from here on
+        d_x = t_20  # its memory is free from here on
         def _fused1(lo, hi):
             s0 = np.empty((min(rows_3, hi - lo), M, K), dtype=np.float64)
             s1 = np.empty((min(rows_3, hi - lo), M, K), dtype=np.bool_)
@@ -338,31 +328,31 @@ def stats_grad(x, *, out=None):
                 b3 = s3[:j - i]
                 b4 = s4[:j - i]
                 t_7_b_1 = t_7[i:j]
-                t_17_b_1 = t_17[i:j]
+                t_16_b_1 = t_16[i:j]
+                t_20_b_1 = t_20[i:j]
                 t_21_b_1 = t_21[i:j]
+                t_25_b = t_25[i:j]
                 t_22_b_1 = t_22[i:j]
-                t_26_b = t_26[i:j]
-                t_23_b_1 = t_23[i:j]
+                t_27_b_1 = t_27[i:j]
                 t_28_b_1 = t_28[i:j]
-                t_29_b_1 = t_29[i:j]
                 t_9_b_1 = t_9[i:j]
-                np.divide(t_18, t_7_b_1, out=b0)  # cases/reductions.tl:5
-                np.equal(t_17_b_1, 0, out=b1)  # cases/reductions.tl:5
+                np.divide(t_17, t_7_b_1, out=b0)  # cases/reductions.tl:5
+                np.equal(t_16_b_1, 0, out=b1)  # cases/reductions.tl:5
                 np.subtract(0, b1, dtype=np.int64, out=b3)  # cases/reductions.tl:5
                 np.bitwise_and(b0.view(np.int64), b3, out=b2.view(np.int64))
                 np.invert(b3, out=b3)
-                np.bitwise_and(t_21_b_1.view(np.int64), b3, out=b3)
+                np.bitwise_and(t_20_b_1.view(np.int64), b3, out=b3)
                 np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
-                np.add(b2, t_22_b_1, out=b2)  # cases/reductions.tl:5
-                np.divide(1, t_26_b, out=b0)  # cases/reductions.tl:5
-                np.subtract(0, t_23_b_1, dtype=np.int64, out=b3)  # cases/reductions.tl:5
+                np.add(b2, t_21_b_1, out=b2)  # cases/reductions.tl:5
+                np.divide(1, t_25_b, out=b0)  # cases/reductions.tl:5
+                np.subtract(0, t_22_b_1, dtype=np.int64, out=b3)  # cases/reductions.tl:5
                 np.bitwise_and(b0.view(np.int64), b3, out=b4.view(np.int64))
                 np.add(b2, b4, out=b4)  # cases/reductions.tl:5
+                np.add(b4, t_27_b_1, out=b4)  # cases/reductions.tl:4
                 np.add(b4, t_28_b_1, out=b4)  # cases/reductions.tl:4
-                np.add(b4, t_29_b_1, out=b4)  # cases/reductions.tl:4
                 d_x_b = d_x[i:j]
                 np.add(b4, t_9_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.add(d_x_b, t_31, out=d_x_b)  # cases/reductions.tl:3
+                np.add(d_x_b, t_30, out=d_x_b)  # cases/reductions.tl:3
             return ()
         rows_3 = max(1, _BLOCK // max(1, K*M))
         _blocks(_fused1, N, rows_3, K*M*N, ())
@@ -405,9 +395,8 @@ def stats_grad_fwd(x):
         s = np.empty((N, K), dtype=np.float64)
         t_2 = np.empty((N, M), dtype=np.float64)
         def _fused0(lo, hi):
-            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s0 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -415,30 +404,27 @@ def stats_grad_fwd(x):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
-                b2 = s2[:j - i]
                 x_b = x[i:j]
                 t_b = t[i:j]
                 np.subtract(x_b, m, out=t_b)  # cases/reductions.tl:5
-                np.multiply(t_b, t_b, out=b0)  # cases/reductions.tl:5
+                acc += np.einsum('abc,abc->', t_b, t_b)  # cases/reductions.tl:5
                 t_3 = np.sum(x_b, axis=1, keepdims=True)  # cases/reductions.tl:4
-                np.divide(t_3, M, out=b1)  # cases/reductions.tl:4
+                np.divide(t_3, M, out=b0)  # cases/reductions.tl:4
                 t_1_b = t_1[i:j]
-                np.subtract(x_b, b1, out=t_1_b)  # cases/reductions.tl:4
-                np.multiply(t_1_b, t_1_b, out=b2)  # cases/reductions.tl:4
-                t_4 = np.sum(b2, axis=1)  # cases/reductions.tl:4
+                np.subtract(x_b, b0, out=t_1_b)  # cases/reductions.tl:4
+                np.einsum('abc,abc->ac', t_1_b, t_1_b, out=b1)  # cases/reductions.tl:4
                 s_b = s[i:j]
-                np.divide(t_4, M, out=s_b)  # cases/reductions.tl:4
+                np.divide(b1, M, out=s_b)  # cases/reductions.tl:4
                 np.sqrt(s_b, out=s_b)  # cases/reductions.tl:4
+                acc_1 += np.sum(s_b)  # cases/reductions.tl:5
                 t_2_b = t_2[i:j]
                 t_2_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
-                acc += np.sum(b0)  # cases/reductions.tl:5
-                acc_1 += np.sum(s_b)  # cases/reductions.tl:5
                 acc_2 += np.sum(t_2_b)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, )
         rows = max(1, _BLOCK // max(1, K*M))
-        t_5, t_6, t_7, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', ))
-        t_8 = _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
-        return t_5 / N + t_6 + t_7 + t_8 + np.sum(np.prod(x, axis=0)), (x, t, t_1, s, t_2, t_8)  # cases/reductions.tl:5
+        t_4, t_5, t_6, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', ))
+        t_7 = _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
+        return t_4 / N + t_5 + t_6 + t_7 + np.sum(np.prod(x, axis=0)), (x, t, t_1, s, t_2, t_7)  # cases/reductions.tl:5
 
 
 def stats_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -469,13 +455,13 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 t_b = t[i:j]
                 np.equal(x_b, 0, out=t_b)  # cases/reductions.tl:5
                 t_2 = t_b.astype(np.int64)  # cases/reductions.tl:5
+                acc += np.sum(t_2, axis=0, keepdims=True)  # cases/reductions.tl:5
                 t_1_b = t_1[i:j]
                 np.subtract(0, t_b, dtype=np.int64, out=b0)  # cases/reductions.tl:5
                 np.bitwise_and(np.asarray(1, dtype=np.float64).view(np.int64), b0, out=t_1_b.view(np.int64))
                 np.invert(b0, out=b0)
                 np.bitwise_and(x_b.view(np.int64), b0, out=b0)
                 np.bitwise_or(t_1_b.view(np.int64), b0, out=t_1_b.view(np.int64))
-                acc += np.sum(t_2, axis=0, keepdims=True)  # cases/reductions.tl:5
             return (acc, )
         rows = max(1, _BLOCK // max(1, K*M))
         t_3, = _blocks(_fused0, N, rows, K*M*N, ('sum', ))

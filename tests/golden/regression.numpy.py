@@ -170,21 +170,17 @@ def loss(x, y, w, b, lam):
                 y_b = y[i:j]
                 np.add(t_b, b, out=b0)  # cases/regression.tl:3
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
-                np.multiply(b0, b0, out=b0)  # cases/regression.tl:8
-                acc += np.sum(b0)  # cases/regression.tl:9
+                acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows_1):
                 j = min(i + rows_1, hi)
-                b0 = s0[:j - i]
                 w_b = w[i:j]
-                np.multiply(w_b, w_b, out=b0)  # cases/regression.tl:9
-                acc_1 += np.sum(b0)  # cases/regression.tl:9
+                acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
         rows_1 = max(1, _BLOCK // 1)
         t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
@@ -222,22 +218,19 @@ def loss_grad(x, y, w, b, lam, *, out=None):
         d_r = t  # its memory is free from here on
         def _fused0(lo, hi):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 t_b = t[i:j]
                 y_b = y[i:j]
                 np.add(t_b, b, out=b0)  # cases/regression.tl:3
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
-                np.multiply(b0, b0, out=b1)  # cases/regression.tl:8
+                acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
                 d_r_b = d_r[i:j]
                 np.multiply(t_1, b0, out=d_r_b)  # cases/regression.tl:8
                 np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
-                acc += np.sum(b1)  # cases/regression.tl:9
                 acc_1 += np.sum(d_r_b)  # cases/regression.tl:3
             return (acc, acc_1, )
         rows = max(1, _BLOCK // 1)
@@ -247,20 +240,17 @@ def loss_grad(x, y, w, b, lam, *, out=None):
         d_w = t_3  # its memory is free from here on
         def _fused1(lo, hi):
             s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows_1):
                 j = min(i + rows_1, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 w_b = w[i:j]
                 t_3_b = t_3[i:j]
-                np.multiply(w_b, w_b, out=b0)  # cases/regression.tl:9
-                np.multiply(lam, w_b, out=b1)  # cases/regression.tl:9
-                np.multiply(2, b1, out=b1)  # cases/regression.tl:9
+                acc_2 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
+                np.multiply(lam, w_b, out=b0)  # cases/regression.tl:9
+                np.multiply(2, b0, out=b0)  # cases/regression.tl:9
                 d_w_b = d_w[i:j]
-                np.add(b1, t_3_b, out=d_w_b)  # cases/regression.tl:3
-                acc_2 += np.sum(b0)  # cases/regression.tl:9
+                np.add(b0, t_3_b, out=d_w_b)  # cases/regression.tl:3
             return (acc_2, )
         rows_1 = max(1, _BLOCK // 1)
         t_4, = _blocks(_fused1, D, rows_1, D, ('sum', ))
@@ -307,31 +297,25 @@ def loss_grad_fwd(x, y, w, b, lam):
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
         r = t  # its memory is free from here on
         def _fused0(lo, hi):
-            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
                 y_b = y[i:j]
                 r_b = r[i:j]
                 np.add(t_b, b, out=r_b)  # cases/regression.tl:3
                 np.subtract(r_b, y_b, out=r_b)  # cases/regression.tl:7
-                np.multiply(r_b, r_b, out=b0)  # cases/regression.tl:8
-                acc += np.sum(b0)  # cases/regression.tl:9
+                acc += np.einsum('a,a->', r_b, r_b)  # cases/regression.tl:9
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows_1):
                 j = min(i + rows_1, hi)
-                b0 = s0[:j - i]
                 w_b = w[i:j]
-                np.multiply(w_b, w_b, out=b0)  # cases/regression.tl:9
-                acc_1 += np.sum(b0)  # cases/regression.tl:9
+                acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
         rows_1 = max(1, _BLOCK // 1)
         t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
@@ -430,21 +414,17 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
                 y_b = y[i:j]
                 np.add(t_b, b, out=b0)  # cases/regression.tl:3
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
-                np.multiply(b0, b0, out=b0)  # cases/regression.tl:8
-                acc += np.sum(b0)  # cases/regression.tl:9
+                acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows_1):
                 j = min(i + rows_1, hi)
-                b0 = s0[:j - i]
                 w_b = w[i:j]
-                np.multiply(w_b, w_b, out=b0)  # cases/regression.tl:9
-                acc_1 += np.sum(b0)  # cases/regression.tl:9
+                acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
         rows_1 = max(1, _BLOCK // 1)
         t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
@@ -495,21 +475,17 @@ def loss_dlam_fwd(x, y, w, b, lam):
                 y_b = y[i:j]
                 np.add(t_b, b, out=b0)  # cases/regression.tl:3
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
-                np.multiply(b0, b0, out=b0)  # cases/regression.tl:8
-                acc += np.sum(b0)  # cases/regression.tl:9
+                acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
         rows = max(1, _BLOCK // 1)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows_1):
                 j = min(i + rows_1, hi)
-                b0 = s0[:j - i]
                 w_b = w[i:j]
-                np.multiply(w_b, w_b, out=b0)  # cases/regression.tl:9
-                acc_1 += np.sum(b0)  # cases/regression.tl:9
+                acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
         rows_1 = max(1, _BLOCK // 1)
         t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
