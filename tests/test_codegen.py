@@ -129,3 +129,18 @@ def test_generated_code_has_no_warnings_as_errors_surprises(tl):
     m = tl("fn f(x: f64[N]) -> f64 { return sum(where(x > 0, log(x), 0)) }\n")
     with np.errstate(all="raise"):
         assert m.f(np.array([-1.0, 0.0, np.e])) == 1.0
+
+
+def test_einsum_contraction_path_is_decided_once(tl):
+    src = ('fn f(a: f64[N, 5], b: f64[5, 3], c: f64[3, 4]) -> f64[N, 4] { return einsum("ij,jk,kl->il", a, b, c) }\n'
+           'fn g(a: f64[2, 5], b: f64[5, 3], c: f64[3, 4]) -> f64[2, 4] { return einsum("ij,jk,kl->il", a, b, c) }\n')
+    text = compile_source(src)
+    assert "optimize=['einsum_path'," in text              # literal sizes: the path is in the source
+    assert "optimize=_einsum_path(" in text                  # symbolic sizes: found on the first call
+    m = tl(src)
+    rng = np.random.default_rng(0)
+    a, b, c = rng.standard_normal((6, 5)), rng.standard_normal((5, 3)), rng.standard_normal((3, 4))
+    for _ in range(3):
+        np.testing.assert_allclose(m.f(a, b, c), a @ b @ c)
+    assert len(m._PATHS) == 1                                # cached per spec and shapes
+    np.testing.assert_allclose(m.g(a[:2], b, c), a[:2] @ b @ c)

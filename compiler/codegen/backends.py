@@ -93,19 +93,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -116,6 +119,17 @@ def _blocks(kernel, n, rows, size, combine):
             acc = acc + v if how == "sum" else (xp.maximum(acc, v) if how == "max" else xp.minimum(acc, v))
         out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
     return out
+''', ()),
+    "einsum_path": ('''_PATHS = {}
+
+
+def _einsum_path(spec, *operands):
+    """The contraction order for these shapes, found once (np.einsum_path) and cached."""
+    key = (spec,) + tuple(o.shape for o in operands)
+    path = _PATHS.get(key)
+    if path is None:
+        path = _PATHS[key] = xp.einsum_path(spec, *operands, optimize="optimal")[0]
+    return path
 ''', ()),
     "index_grad": ('''def _index_grad(g, shape, index):
     """Zeros of `shape` with g written at `index` (the transpose of basic indexing)."""

@@ -240,19 +240,19 @@ class KernelWriter:
         rows = names.fresh("rows")
         inner = []
         for sid, (dt, trailing) in enumerate(self.scratch):
-            dims = ", ".join([f"min({rows}, hi - lo)"] + [ctx.dim(d) for d in trailing])
+            dims = ", ".join(["min(rows, hi - lo)"] + [ctx.dim(d) for d in trailing])
             inner.append(f"s{sid} = {xp}.empty(({dims}{',' if not trailing else ''}), dtype={ctx.dtype(dt)})")
         for acc, s in accs:
             inner.append(f"{acc} = {xp}.zeros({ctx.shape(s.shape)}, dtype={ctx.dtype(s.dtype)})"
                          if s.op == "sum" else f"{acc} = None")
-        inner.append(f"for i in range(lo, hi, {rows}):")
-        loop = [f"j = min(i + {rows}, hi)"]
+        inner.append("for i in range(lo, hi, rows):")
+        loop = ["j = min(i + rows, hi)"]
         loop += [f"b{sid} = s{sid}[:j - i]" for sid in range(len(self.scratch))]
         loop += [f"{var} = {self.body.exprs[nid].text}[i:j]" for nid, var in self.sliced.items()]
         loop += self.stmts
         inner += ["    " + line for line in loop]
         inner.append("return (" + "".join(f"{a}, " for a, _ in accs) + ")")
-        lines.append(f"def {fname}(lo, hi):")
+        lines.append(f"def {fname}(lo, hi, rows):")
         lines += ["    " + line for line in inner]
         widest = max((dim_prod(m.shape[1:]) for m in k.members), key=_dim_weight)
         w = ctx.dim(widest)

@@ -214,6 +214,24 @@ def sum_of_broadcast(n: Node):
     return B.apply("mul", inner, B.dim_value(count))
 
 
+@rule("sum(u + c) = sum(u) + c n and sum(c u) = c sum(u), for a scalar constant c (one pass less)")
+def constants_out_of_sums(n: Node):
+    if n.op != "sum" or n.inputs[0].op not in ("add", "mul"):
+        return None
+    inner = n.inputs[0]
+    c = next((i for i in inner.inputs if i.op == "const"), None)
+    if c is None:
+        return None
+    u = inner.inputs[1] if c is inner.inputs[0] else inner.inputs[0]
+    if u.shape != inner.shape or u.dtype != inner.dtype:
+        return None
+    total = B.apply("sum", u, axes=n.attr("axes"), keepdims=n.attr("keepdims"))
+    if inner.op == "mul":
+        return B.apply("mul", c, total)
+    count = dim_prod(u.shape[a] for a in n.attr("axes"))
+    return B.apply("add", total, B.apply("mul", c, B.dim_value(count)))
+
+
 @rule("einsum of a transpose reads the operand with permuted subscripts")
 def einsum_transpose(n: Node):
     if n.op != "einsum" or not any(i.op == "transpose" for i in n.inputs):

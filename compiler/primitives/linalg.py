@@ -271,8 +271,20 @@ def _einsum_coerce(args, attrs):
 
 
 def _einsum_emit(ctx, args, node):
+    """With two or more operands the contraction order matters (and numpy.einsum uses BLAS
+    only along a path): decided here when every size is a literal, else on the first call
+    for each set of shapes and cached (no optimize=True search on every call)."""
     spec = node.attr("spec")
-    return Expr(f"{ctx.xp}.einsum({spec!r}, {', '.join(a.text for a in args)})", PREC_POSTFIX)
+    ops = ", ".join(a.text for a in args)
+    if len(args) < 2 or ctx.backend.name != "numpy":
+        return Expr(f"{ctx.xp}.einsum({spec!r}, {ops})", PREC_POSTFIX)
+    shapes = [i.shape for i in node.inputs]
+    if all(isinstance(d, int) for sh in shapes for d in sh):
+        dummies = [np.empty(sh, dtype=np.float64) for sh in shapes]
+        path = np.einsum_path(spec, *dummies, optimize="optimal")[0]
+        return Expr(f"{ctx.xp}.einsum({spec!r}, {ops}, optimize={path!r})", PREC_POSTFIX)
+    return Expr(f"{ctx.xp}.einsum({spec!r}, {ops}, optimize={ctx.helper('einsum_path')}({spec!r}, {ops}))",
+                PREC_POSTFIX)
 
 
 def _fresh_letters(used: str):

@@ -86,19 +86,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -109,6 +112,18 @@ def _blocks(kernel, n, rows, size, combine):
             acc = acc + v if how == "sum" else (np.maximum(acc, v) if how == "max" else np.minimum(acc, v))
         out.append(acc[()] if getattr(acc, "ndim", None) == 0 else acc)
     return out
+
+
+_PATHS = {}
+
+
+def _einsum_path(spec, *operands):
+    """The contraction order for these shapes, found once (np.einsum_path) and cached."""
+    key = (spec,) + tuple(o.shape for o in operands)
+    path = _PATHS.get(key)
+    if path is None:
+        path = _PATHS[key] = np.einsum_path(spec, *operands, optimize="optimal")[0]
+    return path
 
 
 def _quiet():
@@ -142,11 +157,11 @@ def attention(q, k, v):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = np.einsum('td,sd->ts', q, k, optimize=_einsum_path('td,sd->ts', q, k))  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -179,11 +194,11 @@ def attention_loss(q, k, v):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_loss', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = np.einsum('td,sd->ts', q, k, optimize=_einsum_path('td,sd->ts', q, k))  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -197,10 +212,10 @@ def attention_loss(q, k, v):
         _blocks(_fused0, T, rows, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
-        def _fused1(lo, hi):
+        def _fused1(lo, hi, rows):
             acc = np.zeros((), dtype=np.float32)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 t_2_b = t_2[i:j]
                 acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
             return (acc, )
@@ -230,11 +245,11 @@ def attention_loss_grad(q, k, v, *, out=None):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_loss_grad', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = np.einsum('td,sd->ts', q, k, optimize=_einsum_path('td,sd->ts', q, k))  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -249,10 +264,10 @@ def attention_loss_grad(q, k, v, *, out=None):
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         t_3 = t_2  # its memory is free from here on
-        def _fused1(lo, hi):
+        def _fused1(lo, hi, rows):
             acc = np.zeros((), dtype=np.float32)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 t_2_b = t_2[i:j]
                 acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
                 t_3_b = t_3[i:j]
@@ -263,11 +278,11 @@ def attention_loss_grad(q, k, v, *, out=None):
         d_p = t_3 @ v.T  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         t_5 = d_p  # its memory is free from here on
-        def _fused2(lo, hi):
-            s0 = np.empty((min(rows_2, hi - lo), 1), dtype=np.float32)
-            s1 = np.empty((min(rows_2, hi - lo), T), dtype=np.float32)
-            for i in range(lo, hi, rows_2):
-                j = min(i + rows_2, hi)
+        def _fused2(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 d_p_b = d_p[i:j]
@@ -280,8 +295,8 @@ def attention_loss_grad(q, k, v, *, out=None):
             return ()
         rows_2 = max(1, _BLOCK // max(1, T))
         _blocks(_fused2, T, rows_2, T*T, ())
-        d_q = np.einsum('ts,sd->td', t_5, k)  # cases/attention.tl:3
-        d_k = np.einsum('ts,td->sd', t_5, q)  # cases/attention.tl:3
+        d_q = np.einsum('ts,sd->td', t_5, k, optimize=_einsum_path('ts,sd->td', t_5, k))  # cases/attention.tl:3
+        d_k = np.einsum('ts,td->sd', t_5, q, optimize=_einsum_path('ts,td->sd', t_5, q))  # cases/attention.tl:3
         d_v = p.T @ t_3  # cases/attention.tl:5
         if out is not None:
             out_q, out_k, out_v = _out_buffers(out, (('q', _F32, (T, D)), ('k', _F32, (T, D)), ('v', _F32, (T, D)),), 'attention_loss_grad')
@@ -320,11 +335,11 @@ def attention_loss_grad_fwd(q, k, v):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_loss_grad_fwd', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = np.einsum('td,sd->ts', q, k, optimize=_einsum_path('td,sd->ts', q, k))  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -338,10 +353,10 @@ def attention_loss_grad_fwd(q, k, v):
         _blocks(_fused0, T, rows, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
-        def _fused1(lo, hi):
+        def _fused1(lo, hi, rows):
             acc = np.zeros((), dtype=np.float32)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 t_2_b = t_2[i:j]
                 acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
             return (acc, )
@@ -366,7 +381,7 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
     with _quiet():
         # a fused loop over blocks of rows (cases/attention.tl:9)
         t = np.empty((T, D), dtype=np.float32)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 r5_b = r5[i:j]
@@ -379,11 +394,11 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
         d_p = t @ v.T  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         t_1 = d_p  # its memory is free from here on
-        def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo), 1), dtype=np.float32)
-            s1 = np.empty((min(rows_1, hi - lo), T), dtype=np.float32)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+        def _fused1(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 d_p_b = d_p[i:j]
@@ -396,8 +411,8 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
             return ()
         rows_1 = max(1, _BLOCK // max(1, T))
         _blocks(_fused1, T, rows_1, T*T, ())
-        d_q = np.einsum('ts,sd->td', t_1, k)  # cases/attention.tl:3
-        d_k = np.einsum('ts,td->sd', t_1, q)  # cases/attention.tl:3
+        d_q = np.einsum('ts,sd->td', t_1, k, optimize=_einsum_path('ts,sd->td', t_1, k))  # cases/attention.tl:3
+        d_k = np.einsum('ts,td->sd', t_1, q, optimize=_einsum_path('ts,td->sd', t_1, q))  # cases/attention.tl:3
         d_v = p.T @ t  # cases/attention.tl:5
         if out is not None:
             out_q, out_k, out_v = _out_buffers(out, (('q', _F32, (T, D)), ('k', _F32, (T, D)), ('v', _F32, (T, D)),), 'attention_loss_grad_bwd')
@@ -431,11 +446,11 @@ def attention_vjp(q, k, v, ct0, *, out=None):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D) or ct0.shape != (T, D):
         _shape_error('attention_vjp', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)), (ct0, 'ct0', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = np.einsum('td,sd->ts', q, k, optimize=_einsum_path('td,sd->ts', q, k))  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -479,11 +494,11 @@ def attention_vjp_fwd(q, k, v):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_vjp_fwd', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = np.einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = np.einsum('td,sd->ts', q, k, optimize=_einsum_path('td,sd->ts', q, k))  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)

@@ -82,19 +82,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -123,7 +126,7 @@ def ctors(x):
     t = x @ e  # cases/constructors.tl:6
     t_1 = np.ones((N, 3), dtype=np.float32)  # cases/constructors.tl:6
     # a fused loop over blocks of rows (cases/constructors.tl:6)
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
         s1 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
         acc = np.zeros((), dtype=np.float32)
@@ -168,7 +171,7 @@ def ctors_grad(x, *, out=None):
     t_2 = np.full((N, 3), 0.5, dtype=np.float32) @ e.T  # cases/constructors.tl:6
     # a fused loop over blocks of rows (cases/constructors.tl:6)
     d_x = t  # its memory is free from here on
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
         s1 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
         acc = np.zeros((), dtype=np.float32)
@@ -223,7 +226,7 @@ def ctors_grad_fwd(x):
     t = x @ e  # cases/constructors.tl:6
     t_1 = np.ones((N, 3), dtype=np.float32)  # cases/constructors.tl:6
     # a fused loop over blocks of rows (cases/constructors.tl:6)
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
         s1 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
         acc = np.zeros((), dtype=np.float32)
@@ -263,7 +266,7 @@ def ctors_grad_bwd(residuals, *, seed=1.0, out=None):
     t = np.broadcast_to(seed.reshape((1, 1)), (N, 3)) * f @ e.T  # cases/constructors.tl:6
     # a fused loop over blocks of rows (cases/constructors.tl:6)
     d_x = t  # its memory is free from here on
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)

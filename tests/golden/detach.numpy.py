@@ -82,19 +82,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -126,7 +129,7 @@ def td_loss(w, x, x_next, r):
     if w.shape != (D,) or x.shape != (D,) or x_next.shape != (D,):
         _shape_error('td_loss', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
     # a fused loop over blocks of rows (cases/detach.tl:3, cases/detach.tl:4)
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
@@ -166,7 +169,7 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
     if w.shape != (D,) or x.shape != (D,) or x_next.shape != (D,):
         _shape_error('td_loss_grad', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
     # a fused loop over blocks of rows (cases/detach.tl:3, cases/detach.tl:4)
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
@@ -184,9 +187,9 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
     value = t_2 * t_2  # cases/detach.tl:4
     # a fused loop over blocks of rows (cases/detach.tl:4)
     d_w = np.empty((D,), dtype=np.float64)
-    def _fused1(lo, hi):
-        for i in range(lo, hi, rows_1):
-            j = min(i + rows_1, hi)
+    def _fused1(lo, hi, rows):
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
             x_b_1 = x[i:j]
             d_w_b = d_w[i:j]
             np.multiply(t_2, x_b_1, out=d_w_b)  # cases/detach.tl:4
@@ -226,7 +229,7 @@ def td_loss_grad_fwd(w, x, x_next, r):
     if w.shape != (D,) or x.shape != (D,) or x_next.shape != (D,):
         _shape_error('td_loss_grad_fwd', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
     # a fused loop over blocks of rows (cases/detach.tl:3, cases/detach.tl:4)
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
@@ -259,7 +262,7 @@ def td_loss_grad_bwd(residuals, *, seed=1.0, out=None):
     t = seed * r1  # cases/detach.tl:4
     # a fused loop over blocks of rows (cases/detach.tl:4)
     d_w = np.empty((D,), dtype=np.float64)
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
             x_b = x[i:j]

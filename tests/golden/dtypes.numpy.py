@@ -85,19 +85,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -135,7 +138,7 @@ def mixed(a, b, h, k):
         _shape_error('mixed', ((a, 'a', 'f32[N]', (N,)), (b, 'b', 'f64[N]', (N,)), (h, 'h', 'f16[N]', (N,)), (k, 'k', 'i32[N]', (N,)),), (('N', N, 'a'),))
     with _quiet():
         # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5, cases/dtypes.tl:7)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
@@ -187,7 +190,7 @@ def mixed_grad(a, b, h, k, *, out=None):
         d_e = np.broadcast_to(n.reshape((1,)), (N,))  # cases/dtypes.tl:7
         # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5, cases/dtypes.tl:7)
         d_a = np.empty((N,), dtype=np.float32)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
@@ -250,7 +253,7 @@ def mixed_grad_fwd(a, b, h, k):
     with _quiet():
         # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5, cases/dtypes.tl:7)
         t = np.empty((N,), dtype=np.float32)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
@@ -293,7 +296,7 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
         d_e = np.broadcast_to((seed * n).reshape((1,)), (N,))  # cases/dtypes.tl:7
         # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5)
         d_a = np.empty((N,), dtype=np.float32)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)

@@ -85,19 +85,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -126,7 +129,7 @@ def energy(w, a):
         _shape_error('energy', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)),), (('N', N, 'w'),))
     t = a @ w  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
@@ -166,7 +169,7 @@ def energy_grad(w, a, *, out=None):
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
     t_1 = t  # its memory is free from here on
     t_2 = np.empty((N,), dtype=np.float64)
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -226,7 +229,7 @@ def energy_grad_fwd(w, a):
     t = a @ w  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
     t_1 = t  # its memory is free from here on
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
@@ -261,7 +264,7 @@ def energy_grad_bwd(residuals, *, seed=1.0, out=None):
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
     t = np.empty((N,), dtype=np.float64)
     t_1 = np.empty((N,), dtype=np.float64)
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         for i in range(lo, hi, rows):
@@ -319,7 +322,7 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
     t_3 = np.empty((N,), dtype=np.float64)
     t_4 = np.empty((N,), dtype=np.float64)
     t_5 = t_1  # its memory is free from here on
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -410,7 +413,7 @@ def energy_hvp_fwd(w, a):
     t_4 = np.empty((N,), dtype=np.float64)
     t_5 = np.empty((N,), dtype=np.float64)
     t_6 = np.empty((N,), dtype=np.float64)
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
@@ -467,7 +470,7 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
     t_1 = np.empty((N,), dtype=np.float64)
     t_2 = t  # its memory is free from here on
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         for i in range(lo, hi, rows):

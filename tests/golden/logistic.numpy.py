@@ -81,19 +81,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -131,7 +134,7 @@ def logistic(X, t, w):
     with _quiet():
         t_1 = X @ w  # cases/logistic.tl:4
         # a fused loop over blocks of rows (cases/logistic.tl:4)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
@@ -184,7 +187,7 @@ def logistic_hvp(X, t, w, v_w):
         # a fused loop over blocks of rows (cases/logistic.tl:4)
         t_3 = t_1  # its memory is free from here on
         t_4 = t_2  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float32)
@@ -254,7 +257,7 @@ def logistic_jvp(X, t, w, t_w):
         t_1 = X @ w  # cases/logistic.tl:4
         t_2 = X @ t_w  # cases/logistic.tl:4
         # a fused loop over blocks of rows (cases/logistic.tl:4)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float32)

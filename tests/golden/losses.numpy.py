@@ -95,19 +95,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -155,7 +158,7 @@ def losses(z, p, y):
         _shape_error('losses', ((z, 'z', 'f64[N, C]', (N, C)), (p, 'p', 'f64[N, C]', (N, C)), (y, 'y', 'f64[N, C]', (N, C)),), (('N', N, 'z'), ('C', C, 'z'),))
     with _quiet():
         # a fused loop over blocks of rows (cases/losses.tl:5, cases/losses.tl:6, cases/losses.tl:7, cases/losses.tl:8)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
@@ -226,7 +229,7 @@ def losses_grad(z, p, y, *, out=None):
         d_z = np.empty((N, C), dtype=np.float64)
         d_p = np.empty((N, C), dtype=np.float64)
         d_y = np.empty((N, C), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
@@ -342,7 +345,7 @@ def losses_grad_fwd(z, p, y):
         # a fused loop over blocks of rows (cases/losses.tl:5, cases/losses.tl:6, cases/losses.tl:7, cases/losses.tl:8)
         t = np.empty((N, C), dtype=np.float64)
         t_1 = np.empty((N, C), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
@@ -409,7 +412,7 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
         d_z = np.empty((N, C), dtype=np.float64)
         d_p = np.empty((N, C), dtype=np.float64)
         d_y = np.empty((N, C), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)

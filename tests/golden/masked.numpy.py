@@ -90,19 +90,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -134,7 +137,7 @@ def safe_sqrt(x):
         _shape_error('safe_sqrt', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:4)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -172,7 +175,7 @@ def safe_log(x):
         _shape_error('safe_log', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:8)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -213,7 +216,7 @@ def clipped(x):
         _shape_error('clipped', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:12)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
@@ -254,7 +257,7 @@ def safe_sqrt_grad(x, *, out=None):
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:4)
         d_x = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -308,7 +311,7 @@ def safe_sqrt_grad_fwd(x):
         # a fused loop over blocks of rows (cases/masked.tl:4)
         t = np.empty((N,), dtype=np.bool_)
         t_1 = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             acc = np.zeros((), dtype=np.float64)
@@ -345,7 +348,7 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:4)
         d_x = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             for i in range(lo, hi, rows):
@@ -387,7 +390,7 @@ def safe_log_grad(x, *, out=None):
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:8)
         d_x = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -443,7 +446,7 @@ def safe_log_grad_fwd(x):
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:8)
         t = np.empty((N,), dtype=np.bool_)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.int64)
@@ -484,7 +487,7 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:8)
         d_x = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.int64)
             for i in range(lo, hi, rows):
@@ -526,7 +529,7 @@ def clipped_grad(x, *, out=None):
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:12)
         d_x = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -621,7 +624,7 @@ def clipped_grad_fwd(x):
         # a fused loop over blocks of rows (cases/masked.tl:12)
         t = np.empty((N,), dtype=np.float64)
         t_1 = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
@@ -662,7 +665,7 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
         t = np.broadcast_to(seed.reshape((1,)), (N,))  # cases/masked.tl:12
         # a fused loop over blocks of rows (cases/masked.tl:12)
         d_x = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.bool_)

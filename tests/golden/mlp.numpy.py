@@ -83,19 +83,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -168,7 +171,7 @@ def mlp(x, labels, w1, b1, w2, b2):
         t = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         h = t  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 t_b = t[i:j]
@@ -180,11 +183,11 @@ def mlp(x, labels, w1, b1, w2, b2):
         _blocks(_fused0, B, rows, 256*B, ())
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
-        def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo), 10), dtype=np.float32)
+        def _fused1(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 t_1_b = t_1[i:j]
                 labels_b = labels[i:j]
@@ -226,7 +229,7 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         t = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         h = t  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 t_b = t[i:j]
@@ -240,12 +243,12 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         t_2 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = t_1  # its memory is free from here on
-        def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo), 10), dtype=np.float32)
+        def _fused1(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             acc_1 = np.zeros((10,), dtype=np.float32)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 t_1_b = t_1[i:j]
                 labels_b = labels[i:j]
@@ -265,12 +268,12 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         t_7 = np.empty((B, 256), dtype=np.float32)
-        def _fused2(lo, hi):
-            s0 = np.empty((min(rows_2, hi - lo), 256), dtype=np.bool_)
-            s1 = np.empty((min(rows_2, hi - lo), 256), dtype=np.int32)
+        def _fused2(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
+            s1 = np.empty((min(rows, hi - lo), 256), dtype=np.int32)
             acc_2 = np.zeros((256,), dtype=np.float32)
-            for i in range(lo, hi, rows_2):
-                j = min(i + rows_2, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 h_b_1 = h[i:j]
@@ -330,7 +333,7 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
         t = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         h = t  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 t_b = t[i:j]
@@ -343,10 +346,10 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         logits = t_1  # its memory is free from here on
-        def _fused1(lo, hi):
+        def _fused1(lo, hi, rows):
             acc = np.zeros((), dtype=np.float32)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 t_1_b = t_1[i:j]
                 labels_b = labels[i:j]
                 logits_b = logits[i:j]
@@ -375,7 +378,7 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         t = seed / B  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = np.empty((B, 10), dtype=np.float32)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             acc = np.zeros((10,), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -393,12 +396,12 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         t_3 = np.empty((B, 256), dtype=np.float32)
-        def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo), 256), dtype=np.bool_)
-            s1 = np.empty((min(rows_1, hi - lo), 256), dtype=np.int32)
+        def _fused1(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
+            s1 = np.empty((min(rows, hi - lo), 256), dtype=np.int32)
             acc_1 = np.zeros((256,), dtype=np.float32)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 h_b = h[i:j]

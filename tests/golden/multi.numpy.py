@@ -86,19 +86,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -134,7 +137,7 @@ def polar(x, y):
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4)
         r = np.empty((N,), dtype=np.float64)
         t = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             for i in range(lo, hi, rows):
@@ -172,7 +175,7 @@ def use_polar(x, y):
         _shape_error('use_polar', ((x, 'x', 'f64[N]', (N,)), (y, 'y', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4, cases/multi.tl:9)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
@@ -221,7 +224,7 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
         t = np.empty((N,), dtype=np.float64)
         d_x = np.empty((N,), dtype=np.float64)
         d_y = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             for i in range(lo, hi, rows):
@@ -289,7 +292,7 @@ def polar_vjp_fwd(x, y):
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4)
         r = np.empty((N,), dtype=np.float64)
         t = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             for i in range(lo, hi, rows):
@@ -333,7 +336,7 @@ def polar_vjp_bwd(residuals, ct0, ct1, *, out=None):
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4)
         d_x = np.empty((N,), dtype=np.float64)
         d_y = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             for i in range(lo, hi, rows):
@@ -391,7 +394,7 @@ def use_polar_grad(x, y, *, out=None):
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4, cases/multi.tl:9)
         d_x = np.empty((N,), dtype=np.float64)
         d_y = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -459,7 +462,7 @@ def use_polar_grad_fwd(x, y):
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4, cases/multi.tl:9)
         r = np.empty((N,), dtype=np.float64)
         s = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
@@ -499,7 +502,7 @@ def use_polar_grad_bwd(residuals, *, seed=1.0, out=None):
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4, cases/multi.tl:9)
         d_x = np.empty((N,), dtype=np.float64)
         d_y = np.empty((N,), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)

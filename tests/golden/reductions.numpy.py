@@ -82,19 +82,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -140,7 +143,7 @@ def stats(x):
     with _quiet():
         m = np.sum(x, axis=(0, 2), keepdims=True) / (K*N)  # cases/reductions.tl:3
         # a fused loop over blocks of rows (cases/reductions.tl:4, cases/reductions.tl:5)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
@@ -200,7 +203,7 @@ def stats_grad(x, *, out=None):
         t_7 = np.empty((N, M, K), dtype=np.float64)
         t_8 = np.empty((N, K), dtype=np.float64)
         t_9 = np.empty((N, M, K), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
@@ -261,11 +264,11 @@ def stats_grad(x, *, out=None):
         t_21 = np.empty((N, M, K), dtype=np.float64)
         t_22 = np.empty((N, M, K), dtype=np.bool_)
         t_23 = np.empty((N, M, 1), dtype=np.float64)
-        def _fused2(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo), M, K), dtype=np.bool_)
-            s1 = np.empty((min(rows_1, hi - lo), M, K), dtype=np.int64)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+        def _fused2(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 t_16_b = t_16[i:j]
@@ -294,10 +297,10 @@ def stats_grad(x, *, out=None):
         # a fused loop over blocks of rows (cases/reductions.tl:4)
         t_27 = np.empty((N, M, K), dtype=np.float64)
         t_28 = np.empty((N, 1, K), dtype=np.float64)
-        def _fused3(lo, hi):
-            s0 = np.empty((min(rows_2, hi - lo), M, K), dtype=np.float64)
-            for i in range(lo, hi, rows_2):
-                j = min(i + rows_2, hi)
+        def _fused3(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 t_26_b = t_26[i:j]
                 t_4_b_1 = t_4[i:j]
@@ -314,14 +317,14 @@ def stats_grad(x, *, out=None):
         t_30 = d_m / (K*N)  # cases/reductions.tl:3
         # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
         d_x = t_20  # its memory is free from here on
-        def _fused1(lo, hi):
-            s0 = np.empty((min(rows_3, hi - lo), M, K), dtype=np.float64)
-            s1 = np.empty((min(rows_3, hi - lo), M, K), dtype=np.bool_)
-            s2 = np.empty((min(rows_3, hi - lo), M, K), dtype=np.float64)
-            s3 = np.empty((min(rows_3, hi - lo), M, K), dtype=np.int64)
-            s4 = np.empty((min(rows_3, hi - lo), M, K), dtype=np.float64)
-            for i in range(lo, hi, rows_3):
-                j = min(i + rows_3, hi)
+        def _fused1(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
+            s4 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
@@ -394,7 +397,7 @@ def stats_grad_fwd(x):
         t_1 = np.empty((N, M, K), dtype=np.float64)
         s = np.empty((N, K), dtype=np.float64)
         t_2 = np.empty((N, M), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
@@ -445,7 +448,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         # a fused loop over blocks of rows (cases/reductions.tl:5)
         t = np.empty((N, M, K), dtype=np.bool_)
         t_1 = np.empty((N, M, K), dtype=np.float64)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
             acc = np.zeros((1, M, K), dtype=np.int64)
             for i in range(lo, hi, rows):
@@ -479,14 +482,14 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         t_14 = np.empty((N, M, 1), dtype=np.float64)
         t_15 = np.empty((N, K), dtype=np.float64)
         t_16 = np.empty((N, M, K), dtype=np.float64)
-        def _fused2(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo), M, K), dtype=np.bool_)
-            s1 = np.empty((min(rows_1, hi - lo), M, K), dtype=np.int64)
-            s2 = np.empty((min(rows_1, hi - lo), M, K), dtype=np.float64)
-            s3 = np.empty((min(rows_1, hi - lo), K), dtype=np.float64)
+        def _fused2(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
+            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
             acc_1 = np.zeros((1, M, 1), dtype=np.float64)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
@@ -529,15 +532,15 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         t_20 = d_m / (K*N)  # cases/reductions.tl:3
         # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
         d_x = t_11  # its memory is free from here on
-        def _fused1(lo, hi):
-            s0 = np.empty((min(rows_2, hi - lo), M, K), dtype=np.float64)
-            s1 = np.empty((min(rows_2, hi - lo), M, K), dtype=np.bool_)
-            s2 = np.empty((min(rows_2, hi - lo), M, K), dtype=np.float64)
-            s3 = np.empty((min(rows_2, hi - lo), M, K), dtype=np.int64)
-            s4 = np.empty((min(rows_2, hi - lo), M, K), dtype=np.float64)
-            s5 = np.empty((min(rows_2, hi - lo), 1, K), dtype=np.float64)
-            for i in range(lo, hi, rows_2):
-                j = min(i + rows_2, hi)
+        def _fused1(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
+            s4 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s5 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]

@@ -86,19 +86,22 @@ _POOL = []
 
 
 def _blocks(kernel, n, rows, size, combine):
-    """Run kernel(lo, hi) over rows [0, n), in parts on _THREADS threads when `size` (its element
-    count) is large; combine each part's partial reductions ("sum", "max" or "min")."""
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
+    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
+    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
+    part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
-        parts = [kernel(0, n)]
+        parts = [kernel(0, n, rows)]
     else:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi) for lo, hi in ranges[1:]]
-        parts = [kernel(*ranges[0])] + [f.result() for f in futures]
+        futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
+        parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
@@ -160,7 +163,7 @@ def loss(x, y, w, b, lam):
     with _quiet():
         t = x @ w  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
@@ -175,10 +178,10 @@ def loss(x, y, w, b, lam):
         rows = max(1, _BLOCK // 1)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
-        def _fused1(lo, hi):
+        def _fused1(lo, hi, rows):
             acc_1 = np.zeros((), dtype=np.float64)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
@@ -216,7 +219,7 @@ def loss_grad(x, y, w, b, lam, *, out=None):
         t_1 = np.float64(1.0) / np.float64(N)  # cases/regression.tl:9
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
         d_r = t  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
@@ -238,11 +241,11 @@ def loss_grad(x, y, w, b, lam, *, out=None):
         t_3 = d_r @ x  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
         d_w = t_3  # its memory is free from here on
-        def _fused1(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
+        def _fused1(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 w_b = w[i:j]
                 t_3_b = t_3[i:j]
@@ -296,7 +299,7 @@ def loss_grad_fwd(x, y, w, b, lam):
         t = x @ w  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
         r = t  # its memory is free from here on
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -310,10 +313,10 @@ def loss_grad_fwd(x, y, w, b, lam):
         rows = max(1, _BLOCK // 1)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
-        def _fused1(lo, hi):
+        def _fused1(lo, hi, rows):
             acc_1 = np.zeros((), dtype=np.float64)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
@@ -340,7 +343,7 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
         t_1 = seed / N  # cases/regression.tl:9
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:8)
         d_r = np.empty((N,), dtype=np.float64)
-        def _fused1(lo, hi):
+        def _fused1(lo, hi, rows):
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -355,10 +358,10 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
         t_2 = d_r @ x  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
         d_w = t_2  # its memory is free from here on
-        def _fused0(lo, hi):
-            s0 = np.empty((min(rows_1, hi - lo),), dtype=np.float64)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+        def _fused0(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 w_b = w[i:j]
                 t_2_b = t_2[i:j]
@@ -404,7 +407,7 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
     with _quiet():
         t = x @ w  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
@@ -419,10 +422,10 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
         rows = max(1, _BLOCK // 1)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
-        def _fused1(lo, hi):
+        def _fused1(lo, hi, rows):
             acc_1 = np.zeros((), dtype=np.float64)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
@@ -465,7 +468,7 @@ def loss_dlam_fwd(x, y, w, b, lam):
     with _quiet():
         t = x @ w  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
-        def _fused0(lo, hi):
+        def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
@@ -480,10 +483,10 @@ def loss_dlam_fwd(x, y, w, b, lam):
         rows = max(1, _BLOCK // 1)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
-        def _fused1(lo, hi):
+        def _fused1(lo, hi, rows):
             acc_1 = np.zeros((), dtype=np.float64)
-            for i in range(lo, hi, rows_1):
-                j = min(i + rows_1, hi)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
