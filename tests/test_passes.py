@@ -105,10 +105,11 @@ def test_named_rules(text, want):
     assert len(RULES) >= 10 and simplify_node
 
 
-def _force_blocks(m, block=5, threads=3):
-    """Fused loops over tiny blocks, on threads: every path of the loop code runs on small inputs."""
-    if hasattr(m, "_BLOCK"):
-        m._BLOCK, m._PARALLEL, m._THREADS = block, 1, threads
+def _force_blocks(m, block=40, threads=3):
+    """Fused loops over tiny blocks (a few rows, a last one partial), on threads: every path
+    of the loop code runs on small inputs."""
+    if hasattr(m, "_BLOCK_BYTES"):
+        m._BLOCK_BYTES, m._CHEAP_BLOCKS, m._PARALLEL, m._THREADS = block, 1, 1, threads
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.name)

@@ -86,7 +86,8 @@ HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
     picked = xp.take_along_axis(logits, xp.asarray(labels)[..., None], axis=-1)[..., 0]
     return _logsumexp(logits, -1, False) - picked
 ''', ("logsumexp",)),
-    "blocks": ('''_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+    "blocks": ('''_BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
@@ -94,9 +95,8 @@ _POOL = []
 
 def _blocks(kernel, n, rows, size, combine):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
-    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
-    part's partial reductions ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads; combine each part's partial reductions
+    ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -104,7 +104,6 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
-        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]

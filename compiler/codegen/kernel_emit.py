@@ -13,7 +13,7 @@
             ...
             acc += np.sum(b0)
         return (acc,)
-    rows = max(1, _BLOCK // 256)
+    rows = max(1, _BLOCK_BYTES // 6144)          # 6144: the bytes one row touches (scratch, inputs, outputs)
     value, = _blocks(_fused0, N, rows, 256*N, ("sum",))
 
 Scratch buffers are assigned by liveness within a block; a ufunc may write over an
@@ -25,9 +25,13 @@ from __future__ import annotations
 from ..ir import Node
 from ..primitives import REGISTRY
 from ..primitives.base import Expr
-from ..types import DType, dim_prod
+from ..types import DType, dim_add, dim_mul, dim_prod
 from .kernels import UFUNCS, Kernel, _row_aligned_inputs
 
+# ufuncs that cost tens of cycles per element (the rest cost about one)
+_COSTLY = {"exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "tan", "pow", "softplus", "logsumexp",
+           "softmax", "log_softmax", "cross_entropy"}
+_COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"}
 # the integer type holding each dtype's bits (f16 has no integer twin among tapeless dtypes: np.where)
 _INT_OF = {DType.F32: DType.I32, DType.F64: DType.I64, DType.I32: DType.I32, DType.I64: DType.I64}
 
@@ -43,6 +47,7 @@ class KernelWriter:
         self.reusable = reusable  # (input node, output node) pairs: the output takes over the input's memory
         self.block: dict[int, str] = {}  # node id -> its value within one block
         self.sliced: dict[int, str] = {}  # outside row-aligned input -> its block view
+        self.sliced_nodes: dict[int, Node] = {}
         self.scratch: list[tuple] = []  # (dtype, trailing shape) per scratch buffer
         self.free: dict[tuple, list[int]] = {}
         self.holder: dict[int, int] = {}  # node id -> scratch index
@@ -60,6 +65,10 @@ class KernelWriter:
                        if m.op == "mul" and m.id not in self.outputs and len(self.readers.get(m.id, [])) == 1
                        and self.readers[m.id][0].op == "sum" and m.type.rank <= 16
                        and all(i.op not in ("const", "dim") for i in m.inputs)}
+        # a comparison read only by a cast to a number: the ufunc writes the numbers directly
+        self.folded |= {m.id for m in k.members
+                        if m.op in _COMPARISONS and m.id not in self.outputs and len(self.readers.get(m.id, [])) == 1
+                        and self.readers[m.id][0].op == "cast" and self.readers[m.id][0].dtype != DType.BOOL}
         self.last_read: dict[int, int] = {}  # outside input id -> the last position reading it (write())
 
     # ---- buffers ---------------------------------------------------------------------------------
@@ -109,6 +118,7 @@ class KernelWriter:
             if i.id not in self.sliced:
                 base = (self.ctx.vars.get(i.id) or "x").lstrip("_")
                 self.sliced[i.id] = self.ctx.names.fresh(base + "_b")
+                self.sliced_nodes[i.id] = i
             return Expr(self.sliced[i.id])
         return self.body.arg(i, n)
 
@@ -124,6 +134,16 @@ class KernelWriter:
             self.block[n.id] = out
             dying = [i.id for i in n.inputs[0].inputs if i.id in self.holder and last_use.get(i.id) == pos]
             self.release(list(dict.fromkeys(dying)))
+            return
+        if n.op == "cast" and n.inputs[0].id in self.folded:
+            c = n.inputs[0]
+            args = [self.value(i, c, al) for i, al in zip(c.inputs, _row_aligned_inputs(c))]
+            self.release(list(dict.fromkeys(i.id for i in c.inputs if i.id in self.holder
+                                            and last_use.get(i.id) == pos)))
+            out = self.target(n, pos)
+            self.stmts.append(f"{self.xp}.{UFUNCS[c.op][0]}({', '.join(a.text for a in args)}, out={out})"
+                              f"  {_comment(n)}")
+            self.block[n.id] = out
             return
         args = [self.value(i, n, al) for i, al in zip(n.inputs, _row_aligned_inputs(n))]
         dying = list(dict.fromkeys(i.id for i in n.inputs if i.id in self.holder and last_use.get(i.id) == pos))
@@ -255,8 +275,12 @@ class KernelWriter:
         lines.append(f"def {fname}(lo, hi, rows):")
         lines += ["    " + line for line in inner]
         widest = max((dim_prod(m.shape[1:]) for m in k.members), key=_dim_weight)
-        w = ctx.dim(widest)
-        lines.append(f"{rows} = max(1, _BLOCK // {w if w.isdigit() else f'max(1, {w})'})")
+        w = ctx.dim(self.row_bytes())
+        w = w if w.isdigit() else f"max(1, {w})"
+        if any(m.op in _COSTLY for m in k.members):
+            lines.append(f"{rows} = max(1, _BLOCK_BYTES // {w})")
+        else:  # cheap ufuncs only: bigger blocks, as each call's fixed cost (and the GIL) weighs more
+            lines.append(f"{rows} = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // {w})")
         combine = "(" + "".join(f"{s.op!r}, " for s in k.sinks) + ")"
         size = ctx.dim(dim_prod((k.rows, widest)))
         call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {rows}, {size}, {combine})"
@@ -268,6 +292,18 @@ class KernelWriter:
             sink_vars.append(var)
         lines.append(f"{', '.join(sink_vars)}, = {call}" if sink_vars else call)
         return lines
+
+
+    def row_bytes(self):
+        """Bytes one row of a block touches: its scratch and its rows of inputs and outputs.
+        Blocks hold _BLOCK_BYTES of them, so a block's working set stays in L2 and the
+        scratch (per thread) stays small next to the arrays the function allocates anyway."""
+        total = 0
+        parts = [(dt, trailing) for dt, trailing in self.scratch]
+        parts += [(n.dtype, n.shape[1:]) for n in list(self.sliced_nodes.values()) + list(self.k.outputs)]
+        for dt, trailing in parts:
+            total = dim_add(total, dim_mul(dt.itemsize, dim_prod(trailing)))
+        return total
 
 
 def _is_zero(n: Node) -> bool:

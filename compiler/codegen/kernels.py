@@ -3,8 +3,8 @@
 A chain of elementwise operations over a large array, done one NumPy call at a time,
 streams every intermediate through memory. Here such a chain becomes a *kernel*: a
 loop over blocks of rows, small enough that every intermediate of a block stays in
-cache (`_BLOCK` elements, a module constant), each operation written as a ufunc call
-into a reused scratch buffer. Reductions that end the chain are accumulated block by
+cache (`_BLOCK_BYTES`, a module constant, bounds what one block touches), each
+operation written as a ufunc call into a reused scratch buffer. Reductions that end the chain are accumulated block by
 block; values used after the chain are written into full arrays. The blocks of a big
 enough kernel run on a small thread pool (NumPy releases the GIL inside ufuncs).
 

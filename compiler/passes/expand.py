@@ -3,7 +3,8 @@
 After differentiation, sigmoid, softplus and bce_with_logits are spelled in primitives,
 with e = exp(-|z|):
 
-    sigmoid(z)             = 1 / (1 + exp(-z))
+    sigmoid(z)             = 1 / (1 + exp(-z)), or where(z >= 0, 1, e) / (1 + e) in a
+                             module with softplus (one exp shared with the loss, not two)
     softplus(z)            = relu(z) + log(1 + e)
     bce_with_logits(z, y)  = relu(z) - z y + log(1 + e)
 
@@ -12,7 +13,8 @@ work through CSE. The forms are as accurate as the helpers were: e is at most 1,
 1 / (1 + exp(-z)) keeps its relative accuracy in both tails (at z < -88 in f32 exp(-z)
 overflows to inf and the result is exactly 0, which is the rounded value; generated
 functions never warn about that). A `where` choosing between two formulas would be
-exact too, but NumPy's where is ten times slower than a ufunc.
+exact too, but NumPy's where is ten times slower than a ufunc; the shared form pays
+for its select (a bitwise one in fused kernels) only where it saves an exp.
 
 log(1 + e) rather than log1p(e): with e in (0, 1] both are accurate to about one ulp in
 absolute terms, which is what a sum of losses needs, and NumPy's float32 log1p is scalar
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from .. import build as B
 from ..ir import Module, Node
-from .common import map_nodes
+from .common import function_nodes, map_nodes
 
 
 def _e(z: Node) -> Node:
@@ -35,11 +37,16 @@ def _log_one_plus(e: Node) -> Node:
     return B.apply("log", B.apply("add", B.like_const(1, e), e))
 
 
+def sigmoid_form(z: Node, shared: bool) -> Node:
+    one = B.like_const(1, z)
+    if shared:  # where(z >= 0, 1, e) / (1 + e): reuses the e (and 1 + e) a softplus of z computes;
+        e = _e(z)  # as 0 <= e <= 1, the where is max(e, z >= 0): two ufuncs (NaN stays NaN)
+        pick = B.apply("maximum", e, B.cast(B.apply("ge", z, B.like_const(0, z)), z.dtype))
+        return B.apply("div", pick, B.apply("add", one, e))
+    return B.apply("div", one, B.apply("add", one, B.apply("exp", B.apply("neg", z))))
+
+
 def expand_node(n: Node) -> Node:
-    if n.op == "sigmoid":
-        z = n.inputs[0]
-        one = B.like_const(1, z)
-        return B.apply("div", one, B.apply("add", one, B.apply("exp", B.apply("neg", z))))
     if n.op == "softplus":
         z = n.inputs[0]
         return B.apply("add", B.apply("relu", z), _log_one_plus(_e(z)))
@@ -51,4 +58,13 @@ def expand_node(n: Node) -> Node:
 
 
 def expand(module: Module) -> Module:
-    return map_nodes(module, expand_node)
+    """Each sigmoid takes the shared form when the module has a softplus or bce_with_logits
+    (whose gradient is that sigmoid): in the combined gradient function CSE then shares
+    exp(-|z|) and 1 + e, and NAME_bwd, which sees z as a residual, computes the same
+    values bit for bit (the split and the combined functions agree exactly)."""
+    shared = any(n.op in ("softplus", "bce_with_logits") for fn in module.functions for n in function_nodes(fn))
+
+    def visit(n: Node) -> Node:
+        return sigmoid_form(n.inputs[0], shared) if n.op == "sigmoid" else expand_node(n)
+
+    return map_nodes(module, visit)

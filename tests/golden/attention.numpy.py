@@ -79,7 +79,8 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
-_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
@@ -87,9 +88,8 @@ _POOL = []
 
 def _blocks(kernel, n, rows, size, combine):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
-    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
-    part's partial reductions ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads; combine each part's partial reductions
+    ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -97,7 +97,6 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
-        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -171,7 +170,7 @@ def attention(q, k, v):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK // max(1, T))
+        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
         _blocks(_fused0, T, rows, T*T, ())
         return p @ v  # cases/attention.tl:5
 
@@ -208,7 +207,7 @@ def attention_loss(q, k, v):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK // max(1, T))
+        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
         _blocks(_fused0, T, rows, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
@@ -219,7 +218,7 @@ def attention_loss(q, k, v):
                 t_2_b = t_2[i:j]
                 acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
             return (acc, )
-        rows_1 = max(1, _BLOCK // max(1, D))
+        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, 4*D))
         t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
         return t_3
 
@@ -259,7 +258,7 @@ def attention_loss_grad(q, k, v, *, out=None):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK // max(1, T))
+        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
         _blocks(_fused0, T, rows, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
@@ -273,7 +272,7 @@ def attention_loss_grad(q, k, v, *, out=None):
                 t_3_b = t_3[i:j]
                 np.multiply(2, t_2_b, out=t_3_b)  # cases/attention.tl:9
             return (acc, )
-        rows_1 = max(1, _BLOCK // max(1, D))
+        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, 8*D))
         t_4, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
         d_p = t_3 @ v.T  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
@@ -293,7 +292,7 @@ def attention_loss_grad(q, k, v, *, out=None):
                 np.multiply(p_b_1, b1, out=t_5_b)  # cases/attention.tl:4
                 np.divide(t_5_b, t_1, out=t_5_b)  # cases/attention.tl:3
             return ()
-        rows_2 = max(1, _BLOCK // max(1, T))
+        rows_2 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, (16*T + 4)))
         _blocks(_fused2, T, rows_2, T*T, ())
         d_q = np.einsum('ts,sd->td', t_5, k, optimize=_einsum_path('ts,sd->td', t_5, k))  # cases/attention.tl:3
         d_k = np.einsum('ts,td->sd', t_5, q, optimize=_einsum_path('ts,td->sd', t_5, q))  # cases/attention.tl:3
@@ -349,7 +348,7 @@ def attention_loss_grad_fwd(q, k, v):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK // max(1, T))
+        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
         _blocks(_fused0, T, rows, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
@@ -360,7 +359,7 @@ def attention_loss_grad_fwd(q, k, v):
                 t_2_b = t_2[i:j]
                 acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
             return (acc, )
-        rows_1 = max(1, _BLOCK // max(1, D))
+        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, 4*D))
         t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
         return t_3, (q, k, t_1, p, v, t_2)
 
@@ -389,7 +388,7 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(seed, r5_b, out=t_b)  # cases/attention.tl:9
                 np.multiply(2, t_b, out=t_b)  # cases/attention.tl:9
             return ()
-        rows = max(1, _BLOCK // max(1, D))
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, 8*D))
         _blocks(_fused0, T, rows, D*T, ())
         d_p = t @ v.T  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
@@ -409,7 +408,7 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(p_b, b1, out=t_1_b)  # cases/attention.tl:4
                 np.divide(t_1_b, r2, out=t_1_b)  # cases/attention.tl:3
             return ()
-        rows_1 = max(1, _BLOCK // max(1, T))
+        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, (16*T + 4)))
         _blocks(_fused1, T, rows_1, T*T, ())
         d_q = np.einsum('ts,sd->td', t_1, k, optimize=_einsum_path('ts,sd->td', t_1, k))  # cases/attention.tl:3
         d_k = np.einsum('ts,td->sd', t_1, q, optimize=_einsum_path('ts,td->sd', t_1, q))  # cases/attention.tl:3
@@ -460,7 +459,7 @@ def attention_vjp(q, k, v, ct0, *, out=None):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK // max(1, T))
+        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
         _blocks(_fused0, T, rows, T*T, ())
         value = p @ v  # cases/attention.tl:5
         d_v = p.T @ ct0  # cases/attention.tl:5
@@ -508,7 +507,7 @@ def attention_vjp_fwd(q, k, v):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK // max(1, T))
+        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
         _blocks(_fused0, T, rows, T*T, ())
         return p @ v, (p,)  # cases/attention.tl:5
 

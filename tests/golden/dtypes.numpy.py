@@ -78,7 +78,8 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
-_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
@@ -86,9 +87,8 @@ _POOL = []
 
 def _blocks(kernel, n, rows, size, combine):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
-    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
-    part's partial reductions ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads; combine each part's partial reductions
+    ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -96,7 +96,6 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
-        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -157,7 +156,7 @@ def mixed(a, b, h, k):
                 np.add(t_1, b_b, out=b1)  # cases/dtypes.tl:5
                 acc += np.sum(b1)  # cases/dtypes.tl:7
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 26)
         t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
         return t_2 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
@@ -215,7 +214,7 @@ def mixed_grad(a, b, h, k, *, out=None):
                 np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 38)
         t_3, = _blocks(_fused0, N, rows, N, ('sum', ))
         value = t_3 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
         if out is not None:
@@ -273,7 +272,7 @@ def mixed_grad_fwd(a, b, h, k):
                 np.add(t_1, b_b, out=b1)  # cases/dtypes.tl:5
                 acc += np.sum(b1)  # cases/dtypes.tl:7
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 30)
         t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
         return t_2 * n + (np.sum(a) / N).astype(np.float64), (t, n)  # cases/dtypes.tl:7
@@ -309,7 +308,7 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
             return ()
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 20)
         _blocks(_fused0, N, rows, N, ())
         if out is not None:
             out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad_bwd')

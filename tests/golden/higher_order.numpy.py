@@ -78,7 +78,8 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
-_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
@@ -86,9 +87,8 @@ _POOL = []
 
 def _blocks(kernel, n, rows, size, combine):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
-    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
-    part's partial reductions ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads; combine each part's partial reductions
+    ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -96,7 +96,6 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
-        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -143,7 +142,7 @@ def energy(w, a):
             np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
             acc_1 += np.einsum('a,a->', b0, b0)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK // 1)
+    rows = max(1, _BLOCK_BYTES // 24)
     t_1, t_2, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
     return t_1 + 0.25 * t_2  # cases/higher_order.tl:3
 
@@ -194,7 +193,7 @@ def energy_grad(w, a, *, out=None):
             np.multiply(b0, b1, out=t_2_b)  # cases/higher_order.tl:3
             np.multiply(2, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK // 1)
+    rows = max(1, _BLOCK_BYTES // 56)
     t_3, t_4, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
     value = t_3 + 0.25 * t_4  # cases/higher_order.tl:3
     d_w = t_1 + t_2 @ a  # cases/higher_order.tl:3
@@ -244,7 +243,7 @@ def energy_grad_fwd(w, a):
             np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
             acc_1 += np.einsum('a,a->', b0, b0)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK // 1)
+    rows = max(1, _BLOCK_BYTES // 32)
     t_2, t_3, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
     return t_2 + 0.25 * t_3, (a, w, t_1)  # cases/higher_order.tl:3
 
@@ -284,7 +283,7 @@ def energy_grad_bwd(residuals, *, seed=1.0, out=None):
             np.multiply(b0, b1, out=t_1_b)  # cases/higher_order.tl:3
             np.multiply(2, t_1_b, out=t_1_b)  # cases/higher_order.tl:3
         return ()
-    rows = max(1, _BLOCK // 1)
+    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 48)
     _blocks(_fused0, N, rows, N, ())
     d_w = t + t_1 @ a  # cases/higher_order.tl:3
     if out is not None:
@@ -369,7 +368,7 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
             np.add(b3, b0, out=t_5_b)  # cases/higher_order.tl:3
             np.multiply(t_5_b, b1, out=t_5_b)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK // 1)
+    rows = max(1, _BLOCK_BYTES // 96)
     t_6, t_7, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
     value = t_6 + 0.25 * t_7  # cases/higher_order.tl:3
     d_w = t_2 + t_3 @ a  # cases/higher_order.tl:3
@@ -442,7 +441,7 @@ def energy_hvp_fwd(w, a):
             t_6_b = t_6[i:j]
             np.multiply(2, t_1_b, out=t_6_b)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK // 1)
+    rows = max(1, _BLOCK_BYTES // 80)
     t_7, t_8, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
     d_w = t_2 + t_4 @ a  # cases/higher_order.tl:3
     return (t_7 + 0.25 * t_8, d_w), (a, w, t_1, t_5, t_6, t_3)  # cases/higher_order.tl:3
@@ -503,7 +502,7 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
             np.add(b1, b0, out=t_2_b)  # cases/higher_order.tl:3
             np.multiply(t_2_b, r5_b, out=t_2_b)  # cases/higher_order.tl:3
         return ()
-    rows = max(1, _BLOCK // 1)
+    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 88)
     _blocks(_fused0, N, rows, N, ())
     d_w = t_1 + t_2 @ a  # cases/higher_order.tl:3
     if out is not None:

@@ -74,7 +74,8 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
-_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
@@ -82,9 +83,8 @@ _POOL = []
 
 def _blocks(kernel, n, rows, size, combine):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
-    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
-    part's partial reductions ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads; combine each part's partial reductions
+    ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -92,7 +92,6 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
-        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -155,7 +154,7 @@ def logistic(X, t, w):
                 np.add(b1, b0, out=b0)  # cases/logistic.tl:4
                 acc += np.sum(b0)  # cases/logistic.tl:4
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _BLOCK_BYTES // 16)
         t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
         return t_2
 
@@ -192,6 +191,8 @@ def logistic_hvp(X, t, w, v_w):
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s3 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s4 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s5 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -199,6 +200,8 @@ def logistic_hvp(X, t, w, v_w):
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                b5 = s5[:j - i]
                 t_b = t[i:j]
                 t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
@@ -208,24 +211,23 @@ def logistic_hvp(X, t, w, v_w):
                 np.absolute(b1, out=b3)  # cases/logistic.tl:4
                 np.negative(b3, out=b3)  # cases/logistic.tl:4
                 np.exp(b3, out=b3)  # cases/logistic.tl:4
-                np.add(1, b3, out=b3)  # cases/logistic.tl:4
-                np.log(b3, out=b3)  # cases/logistic.tl:4
-                np.add(b2, b3, out=b3)  # cases/logistic.tl:4
-                acc += np.sum(b3)  # cases/logistic.tl:4
-                np.negative(b1, out=b1)  # cases/logistic.tl:4
-                np.exp(b1, out=b1)  # cases/logistic.tl:4
-                np.add(1, b1, out=b1)  # cases/logistic.tl:4
-                np.divide(1, b1, out=b1)  # cases/logistic.tl:4
+                np.add(1, b3, out=b4)  # cases/logistic.tl:4
+                np.log(b4, out=b5)  # cases/logistic.tl:4
+                np.add(b2, b5, out=b5)  # cases/logistic.tl:4
+                acc += np.sum(b5)  # cases/logistic.tl:4
+                np.greater_equal(b1, 0, out=b1)  # cases/logistic.tl:4
+                np.maximum(b3, b1, out=b1)  # cases/logistic.tl:4
+                np.divide(b1, b4, out=b4)  # cases/logistic.tl:4
                 t_3_b = t_3[i:j]
-                np.multiply(b1, b0, out=t_3_b)  # cases/logistic.tl:4
-                np.multiply(b0, t_2_b, out=b3)  # cases/logistic.tl:4
-                np.subtract(1, b1, out=b2)  # cases/logistic.tl:4
-                np.multiply(b1, b2, out=b2)  # cases/logistic.tl:4
+                np.multiply(b4, b0, out=t_3_b)  # cases/logistic.tl:4
+                np.multiply(b0, t_2_b, out=b1)  # cases/logistic.tl:4
+                np.subtract(1, b4, out=b3)  # cases/logistic.tl:4
+                np.multiply(b4, b3, out=b3)  # cases/logistic.tl:4
                 t_4_b = t_4[i:j]
-                np.multiply(b3, b2, out=t_4_b)  # cases/logistic.tl:4
+                np.multiply(b1, b3, out=t_4_b)  # cases/logistic.tl:4
                 np.multiply(t_4_b, b0, out=t_4_b)  # cases/logistic.tl:4
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _BLOCK_BYTES // 44)
         t_5, = _blocks(_fused0, N, rows, N, ('sum', ))
         d_w = t_3 @ X  # cases/logistic.tl:4
         hv_w = t_4 @ X  # cases/logistic.tl:4
@@ -262,6 +264,8 @@ def logistic_jvp(X, t, w, t_w):
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s3 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s4 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            s5 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             acc_1 = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -270,6 +274,8 @@ def logistic_jvp(X, t, w, t_w):
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                b5 = s5[:j - i]
                 t_b = t[i:j]
                 t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
@@ -279,18 +285,17 @@ def logistic_jvp(X, t, w, t_w):
                 np.absolute(b1, out=b3)  # cases/logistic.tl:4
                 np.negative(b3, out=b3)  # cases/logistic.tl:4
                 np.exp(b3, out=b3)  # cases/logistic.tl:4
-                np.add(1, b3, out=b3)  # cases/logistic.tl:4
-                np.log(b3, out=b3)  # cases/logistic.tl:4
-                np.add(b2, b3, out=b3)  # cases/logistic.tl:4
-                acc += np.sum(b3)  # cases/logistic.tl:4
+                np.add(1, b3, out=b4)  # cases/logistic.tl:4
+                np.log(b4, out=b5)  # cases/logistic.tl:4
+                np.add(b2, b5, out=b5)  # cases/logistic.tl:4
+                acc += np.sum(b5)  # cases/logistic.tl:4
                 np.multiply(b0, t_2_b, out=b0)  # cases/logistic.tl:4
-                np.negative(b1, out=b1)  # cases/logistic.tl:4
-                np.exp(b1, out=b1)  # cases/logistic.tl:4
-                np.add(1, b1, out=b1)  # cases/logistic.tl:4
-                np.divide(1, b1, out=b1)  # cases/logistic.tl:4
-                acc_1 += np.einsum('a,a->', b0, b1)  # cases/logistic.tl:4
+                np.greater_equal(b1, 0, out=b1)  # cases/logistic.tl:4
+                np.maximum(b3, b1, out=b1)  # cases/logistic.tl:4
+                np.divide(b1, b4, out=b4)  # cases/logistic.tl:4
+                acc_1 += np.einsum('a,a->', b0, b4)  # cases/logistic.tl:4
             return (acc, acc_1, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _BLOCK_BYTES // 36)
         t_3, t_out, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
         return t_3, t_out
 

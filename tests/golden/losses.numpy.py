@@ -88,7 +88,8 @@ def _binary_cross_entropy(p, y):
     return -(y * log_p + (1 - y) * log_q)
 
 
-_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
@@ -96,9 +97,8 @@ _POOL = []
 
 def _blocks(kernel, n, rows, size, combine):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
-    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
-    part's partial reductions ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads; combine each part's partial reductions
+    ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -106,7 +106,6 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
-        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -162,6 +161,7 @@ def losses(z, p, y):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -172,6 +172,7 @@ def losses(z, p, y):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
+                b3 = s3[:j - i]
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
@@ -183,20 +184,20 @@ def losses(z, p, y):
                 np.absolute(z_b, out=b2)  # cases/losses.tl:6
                 np.negative(b2, out=b2)  # cases/losses.tl:6
                 np.exp(b2, out=b2)  # cases/losses.tl:6
-                np.log1p(b2, out=b2)  # cases/losses.tl:6
-                np.add(b1, b2, out=b1)  # cases/losses.tl:6
+                np.log1p(b2, out=b3)  # cases/losses.tl:6
+                np.add(b1, b3, out=b1)  # cases/losses.tl:6
                 acc_1 += np.sum(b1)  # cases/losses.tl:6
                 t_1 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
                 acc_2 += np.einsum('ab,ab->', t_1, y_b)  # cases/losses.tl:7
-                np.add(b0, b2, out=b2)  # cases/losses.tl:8
-                acc_3 += np.sum(b2)  # cases/losses.tl:8
-                np.negative(z_b, out=b2)  # cases/losses.tl:8
-                np.exp(b2, out=b2)  # cases/losses.tl:8
+                np.add(b0, b3, out=b3)  # cases/losses.tl:8
+                acc_3 += np.sum(b3)  # cases/losses.tl:8
+                np.greater_equal(z_b, 0, out=b3)  # cases/losses.tl:8
+                np.maximum(b2, b3, out=b3)  # cases/losses.tl:8
                 np.add(1, b2, out=b2)  # cases/losses.tl:8
-                np.divide(1, b2, out=b2)  # cases/losses.tl:8
+                np.divide(b3, b2, out=b2)  # cases/losses.tl:8
                 acc_4 += np.einsum('ab,ab->', b2, y_b)  # cases/losses.tl:8
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        rows = max(1, _BLOCK // max(1, C))
+        rows = max(1, _BLOCK_BYTES // max(1, 56*C))
         t_2, t_3, t_4, t_5, t_6, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
         a = t_2 / (C*N)  # cases/losses.tl:5
         b = t_3 / (C*N)  # cases/losses.tl:6
@@ -256,52 +257,52 @@ def losses_grad(z, p, y, *, out=None):
                 np.absolute(z_b, out=b2)  # cases/losses.tl:6
                 np.negative(b2, out=b2)  # cases/losses.tl:6
                 np.exp(b2, out=b2)  # cases/losses.tl:6
-                np.log1p(b2, out=b2)  # cases/losses.tl:6
-                np.add(b1, b2, out=b1)  # cases/losses.tl:6
+                np.log1p(b2, out=b3)  # cases/losses.tl:6
+                np.add(b1, b3, out=b1)  # cases/losses.tl:6
                 acc_1 += np.sum(b1)  # cases/losses.tl:6
                 t_2 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
                 acc_2 += np.einsum('ab,ab->', t_2, y_b)  # cases/losses.tl:7
-                np.add(b0, b2, out=b2)  # cases/losses.tl:8
-                acc_3 += np.sum(b2)  # cases/losses.tl:8
-                np.negative(z_b, out=b2)  # cases/losses.tl:8
-                np.exp(b2, out=b2)  # cases/losses.tl:8
+                np.add(b0, b3, out=b3)  # cases/losses.tl:8
+                acc_3 += np.sum(b3)  # cases/losses.tl:8
+                np.greater_equal(z_b, 0, out=b3)  # cases/losses.tl:8
+                np.maximum(b2, b3, out=b3)  # cases/losses.tl:8
                 np.add(1, b2, out=b2)  # cases/losses.tl:8
-                np.divide(1, b2, out=b2)  # cases/losses.tl:8
+                np.divide(b3, b2, out=b2)  # cases/losses.tl:8
                 acc_4 += np.einsum('ab,ab->', b2, y_b)  # cases/losses.tl:8
-                np.subtract(1, b2, out=b0)  # cases/losses.tl:8
-                np.multiply(b2, b0, out=b0)  # cases/losses.tl:8
-                np.multiply(y_b, b0, out=b0)  # cases/losses.tl:8
-                np.add(b0, b2, out=b0)  # cases/losses.tl:8
-                np.negative(y_b, out=b1)  # cases/losses.tl:7
-                np.exp(t_2, out=b3)  # cases/losses.tl:7
-                t_3 = np.sum(b1, axis=1, keepdims=True)  # cases/losses.tl:7
-                np.multiply(b3, t_3, out=b3)  # cases/losses.tl:7
-                np.subtract(b1, b3, out=b3)  # cases/losses.tl:7
+                np.subtract(1, b2, out=b3)  # cases/losses.tl:8
+                np.multiply(b2, b3, out=b3)  # cases/losses.tl:8
+                np.multiply(y_b, b3, out=b3)  # cases/losses.tl:8
+                np.add(b3, b2, out=b3)  # cases/losses.tl:8
+                np.negative(y_b, out=b0)  # cases/losses.tl:7
+                np.exp(t_2, out=b1)  # cases/losses.tl:7
+                t_3 = np.sum(b0, axis=1, keepdims=True)  # cases/losses.tl:7
+                np.multiply(b1, t_3, out=b1)  # cases/losses.tl:7
+                np.subtract(b0, b1, out=b1)  # cases/losses.tl:7
                 d_z_b = d_z[i:j]
-                np.add(b0, b3, out=d_z_b)  # cases/losses.tl:7
-                np.subtract(b2, y_b, out=b3)  # cases/losses.tl:6
-                np.multiply(t, b3, out=b3)  # cases/losses.tl:6
-                np.add(d_z_b, b3, out=d_z_b)  # cases/losses.tl:6
-                np.subtract(p_b, y_b, out=b3)  # cases/losses.tl:5
-                np.subtract(1, p_b, out=b0)  # cases/losses.tl:5
-                np.multiply(p_b, b0, out=b1)  # cases/losses.tl:5
-                np.maximum(b1, 1e-12, out=b1)  # cases/losses.tl:5
+                np.add(b3, b1, out=d_z_b)  # cases/losses.tl:7
+                np.subtract(b2, y_b, out=b1)  # cases/losses.tl:6
+                np.multiply(t, b1, out=b1)  # cases/losses.tl:6
+                np.add(d_z_b, b1, out=d_z_b)  # cases/losses.tl:6
+                np.subtract(p_b, y_b, out=b1)  # cases/losses.tl:5
+                np.subtract(1, p_b, out=b3)  # cases/losses.tl:5
+                np.multiply(p_b, b3, out=b0)  # cases/losses.tl:5
+                np.maximum(b0, 1e-12, out=b0)  # cases/losses.tl:5
                 d_p_b = d_p[i:j]
-                np.divide(b3, b1, out=d_p_b)  # cases/losses.tl:5
+                np.divide(b1, b0, out=d_p_b)  # cases/losses.tl:5
                 np.multiply(t, d_p_b, out=d_p_b)  # cases/losses.tl:5
                 np.subtract(b2, t_2, out=b2)  # cases/losses.tl:7
-                np.multiply(t, z_b, out=b1)  # cases/losses.tl:6
+                np.multiply(t, z_b, out=b0)  # cases/losses.tl:6
                 d_y_b = d_y[i:j]
-                np.subtract(b2, b1, out=d_y_b)  # cases/losses.tl:6
-                np.log(b0, out=b0)  # cases/losses.tl:5
+                np.subtract(b2, b0, out=d_y_b)  # cases/losses.tl:6
+                np.log(b3, out=b3)  # cases/losses.tl:5
+                np.maximum(b3, -100, out=b3)  # cases/losses.tl:5
+                np.log(p_b, out=b0)  # cases/losses.tl:5
                 np.maximum(b0, -100, out=b0)  # cases/losses.tl:5
-                np.log(p_b, out=b1)  # cases/losses.tl:5
-                np.maximum(b1, -100, out=b1)  # cases/losses.tl:5
-                np.subtract(b0, b1, out=b1)  # cases/losses.tl:5
-                np.multiply(t, b1, out=b1)  # cases/losses.tl:5
-                np.add(d_y_b, b1, out=d_y_b)  # cases/losses.tl:5
+                np.subtract(b3, b0, out=b0)  # cases/losses.tl:5
+                np.multiply(t, b0, out=b0)  # cases/losses.tl:5
+                np.add(d_y_b, b0, out=d_y_b)  # cases/losses.tl:5
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        rows = max(1, _BLOCK // max(1, C))
+        rows = max(1, _BLOCK_BYTES // max(1, 80*C))
         t_4, t_5, t_6, t_7, t_8, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
         a = t_4 / (C*N)  # cases/losses.tl:5
         b = t_5 / (C*N)  # cases/losses.tl:6
@@ -349,6 +350,7 @@ def losses_grad_fwd(z, p, y):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -359,6 +361,7 @@ def losses_grad_fwd(z, p, y):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
+                b3 = s3[:j - i]
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
@@ -370,22 +373,22 @@ def losses_grad_fwd(z, p, y):
                 np.absolute(z_b, out=b2)  # cases/losses.tl:6
                 np.negative(b2, out=b2)  # cases/losses.tl:6
                 np.exp(b2, out=b2)  # cases/losses.tl:6
-                np.log1p(b2, out=b2)  # cases/losses.tl:6
-                np.add(b1, b2, out=b1)  # cases/losses.tl:6
+                np.log1p(b2, out=b3)  # cases/losses.tl:6
+                np.add(b1, b3, out=b1)  # cases/losses.tl:6
                 acc_1 += np.sum(b1)  # cases/losses.tl:6
                 t_b = t[i:j]
                 t_b[...] = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
                 acc_2 += np.einsum('ab,ab->', t_b, y_b)  # cases/losses.tl:7
-                np.add(b0, b2, out=b2)  # cases/losses.tl:8
-                acc_3 += np.sum(b2)  # cases/losses.tl:8
-                np.negative(z_b, out=b2)  # cases/losses.tl:8
-                np.exp(b2, out=b2)  # cases/losses.tl:8
+                np.add(b0, b3, out=b3)  # cases/losses.tl:8
+                acc_3 += np.sum(b3)  # cases/losses.tl:8
+                np.greater_equal(z_b, 0, out=b3)  # cases/losses.tl:8
                 t_1_b = t_1[i:j]
-                np.add(1, b2, out=t_1_b)  # cases/losses.tl:8
-                np.divide(1, t_1_b, out=t_1_b)  # cases/losses.tl:8
+                np.maximum(b2, b3, out=t_1_b)  # cases/losses.tl:8
+                np.add(1, b2, out=b2)  # cases/losses.tl:8
+                np.divide(t_1_b, b2, out=t_1_b)  # cases/losses.tl:8
                 acc_4 += np.einsum('ab,ab->', t_1_b, y_b)  # cases/losses.tl:8
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        rows = max(1, _BLOCK // max(1, C))
+        rows = max(1, _BLOCK_BYTES // max(1, 72*C))
         t_3, t_4, t_5, t_6, t_7, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
         a = t_3 / (C*N)  # cases/losses.tl:5
         b = t_4 / (C*N)  # cases/losses.tl:6
@@ -464,7 +467,7 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(t_1, b0, out=b0)  # cases/losses.tl:5
                 np.add(d_y_b, b0, out=d_y_b)  # cases/losses.tl:5
             return ()
-        rows = max(1, _BLOCK // max(1, C))
+        rows = max(1, _BLOCK_BYTES // max(1, 96*C))
         _blocks(_fused0, N, rows, C*N, ())
         if out is not None:
             out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad_bwd')

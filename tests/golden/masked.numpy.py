@@ -83,7 +83,8 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
-_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
@@ -91,9 +92,8 @@ _POOL = []
 
 def _blocks(kernel, n, rows, size, combine):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
-    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
-    part's partial reductions ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads; combine each part's partial reductions
+    ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -101,7 +101,6 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
-        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -156,7 +155,7 @@ def safe_sqrt(x):
                 np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
                 acc += np.sum(b2)  # cases/masked.tl:4
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 33)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
         return t
 
@@ -197,7 +196,7 @@ def safe_log(x):
                 np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
                 acc += np.sum(b2)  # cases/masked.tl:8
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _BLOCK_BYTES // 33)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
         return t
 
@@ -234,7 +233,7 @@ def clipped(x):
                 np.add(b1, b0, out=b0)  # cases/masked.tl:12
                 acc += np.sum(b0)  # cases/masked.tl:12
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         return t_1
 
@@ -280,7 +279,7 @@ def safe_sqrt_grad(x, *, out=None):
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
                 np.bitwise_and(b1.view(np.int64), b3, out=d_x_b.view(np.int64))
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 41)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad')
@@ -328,7 +327,7 @@ def safe_sqrt_grad_fwd(x):
                 np.bitwise_and(t_1_b.view(np.int64), b1, out=b0.view(np.int64))
                 acc += np.sum(b0)  # cases/masked.tl:4
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 33)
         t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
         return t_2, (t, t_1)
 
@@ -363,7 +362,7 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(0, r0_b, dtype=np.int64, out=b1)  # cases/masked.tl:4
                 np.bitwise_and(b0.view(np.int64), b1, out=d_x_b.view(np.int64))
             return ()
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 33)
         _blocks(_fused0, N, rows, N, ())
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad_bwd')
@@ -416,7 +415,7 @@ def safe_log_grad(x, *, out=None):
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:8
                 np.bitwise_and(b2.view(np.int64), b3, out=d_x_b.view(np.int64))
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _BLOCK_BYTES // 41)
         t, = _blocks(_fused0, N, rows, N, ('sum', ))
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad')
@@ -467,7 +466,7 @@ def safe_log_grad_fwd(x):
                 np.bitwise_or(b1.view(np.int64), b2, out=b1.view(np.int64))
                 acc += np.sum(b1)  # cases/masked.tl:8
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _BLOCK_BYTES // 33)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         return t_1, (x, t)
 
@@ -502,7 +501,7 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(0, r1_b, dtype=np.int64, out=b1)  # cases/masked.tl:8
                 np.bitwise_and(b0.view(np.int64), b1, out=d_x_b.view(np.int64))
             return ()
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 33)
         _blocks(_fused0, N, rows, N, ())
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad_bwd')
@@ -592,7 +591,7 @@ def clipped_grad(x, *, out=None):
                 np.subtract(0, b7, dtype=np.int64, out=b10)  # cases/masked.tl:12
                 np.bitwise_and(b1.view(np.int64), b10, out=d_x_b.view(np.int64))
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 62)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad')
@@ -644,7 +643,7 @@ def clipped_grad_fwd(x):
                 np.add(b0, b1, out=b1)  # cases/masked.tl:12
                 acc += np.sum(b1)  # cases/masked.tl:12
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 40)
         t_3, = _blocks(_fused0, N, rows, N, ('sum', ))
         return t_3, (x, t, t_1)
 
@@ -723,7 +722,7 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(0, b3, dtype=np.int64, out=b8)  # cases/masked.tl:12
                 np.bitwise_and(b7.view(np.int64), b8, out=d_x_b.view(np.int64))
             return ()
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 78)
         _blocks(_fused0, N, rows, N, ())
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad_bwd')

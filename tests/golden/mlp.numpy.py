@@ -76,7 +76,8 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
-_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
@@ -84,9 +85,8 @@ _POOL = []
 
 def _blocks(kernel, n, rows, size, combine):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
-    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
-    part's partial reductions ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads; combine each part's partial reductions
+    ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -94,7 +94,6 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
-        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -179,7 +178,7 @@ def mlp(x, labels, w1, b1, w2, b2):
                 np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
-        rows = max(1, _BLOCK // 256)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 2048)
         _blocks(_fused0, B, rows, 256*B, ())
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
@@ -195,7 +194,7 @@ def mlp(x, labels, w1, b1, w2, b2):
                 t_2 = _cross_entropy(b0, labels_b)  # cases/mlp.tl:6
                 acc += np.sum(t_2)  # cases/mlp.tl:6
             return (acc, )
-        rows_1 = max(1, _BLOCK // 10)
+        rows_1 = max(1, _BLOCK_BYTES // 88)
         t_3, = _blocks(_fused1, B, rows_1, 10*B, ('sum', ))
         return t_3 / B  # cases/mlp.tl:6
 
@@ -237,7 +236,7 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
-        rows = max(1, _BLOCK // 256)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 2048)
         _blocks(_fused0, B, rows, 256*B, ())
         t_1 = h @ w2  # cases/mlp.tl:5
         t_2 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
@@ -262,7 +261,7 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 np.multiply(t_2, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc_1 += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, acc_1, )
-        rows_1 = max(1, _BLOCK // 10)
+        rows_1 = max(1, _BLOCK_BYTES // 128)
         t_6, d_b2, = _blocks(_fused1, B, rows_1, 10*B, ('sum', 'sum', ))
         value = t_6 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
@@ -284,7 +283,7 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 np.bitwise_and(d_h_b.view(np.int32), b1, out=t_7_b.view(np.int32))
                 acc_2 += np.sum(t_7_b, axis=0)  # cases/mlp.tl:4
             return (acc_2, )
-        rows_2 = max(1, _BLOCK // 256)
+        rows_2 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 4352)
         d_b1, = _blocks(_fused2, B, rows_2, 256*B, ('sum', ))
         d_w1 = x.T @ t_7  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
@@ -341,7 +340,7 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
-        rows = max(1, _BLOCK // 256)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 2048)
         _blocks(_fused0, B, rows, 256*B, ())
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
@@ -357,7 +356,7 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 t_2 = _cross_entropy(logits_b, labels_b)  # cases/mlp.tl:6
                 acc += np.sum(t_2)  # cases/mlp.tl:6
             return (acc, )
-        rows_1 = max(1, _BLOCK // 10)
+        rows_1 = max(1, _BLOCK_BYTES // 88)
         t_3, = _blocks(_fused1, B, rows_1, 10*B, ('sum', ))
         return t_3 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
@@ -391,7 +390,7 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(t, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, )
-        rows = max(1, _BLOCK // 10)
+        rows = max(1, _BLOCK_BYTES // 88)
         d_b2, = _blocks(_fused0, B, rows, 10*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
@@ -412,7 +411,7 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.bitwise_and(d_h_b.view(np.int32), b1, out=t_3_b.view(np.int32))
                 acc_1 += np.sum(t_3_b, axis=0)  # cases/mlp.tl:4
             return (acc_1, )
-        rows_1 = max(1, _BLOCK // 256)
+        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 4352)
         d_b1, = _blocks(_fused1, B, rows_1, 256*B, ('sum', ))
         d_w1 = x.T @ t_3  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5

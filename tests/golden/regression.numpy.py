@@ -79,7 +79,8 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
-_BLOCK = 65536  # elements per block of a fused loop: its temporaries stay in cache (L2/L3)
+_BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
@@ -87,9 +88,8 @@ _POOL = []
 
 def _blocks(kernel, n, rows, size, combine):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to 4x larger there (the
-    Python between two NumPy calls holds the GIL: bigger blocks, less of it); combine each
-    part's partial reductions ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads; combine each part's partial reductions
+    ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -97,7 +97,6 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
-        rows = max(rows, min(4 * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -175,7 +174,7 @@ def loss(x, y, w, b, lam):
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
@@ -185,7 +184,7 @@ def loss(x, y, w, b, lam):
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
-        rows_1 = max(1, _BLOCK // 1)
+        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 8)
         t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
         return t_1 / N + lam * t_2  # cases/regression.tl:9
 
@@ -236,7 +235,7 @@ def loss_grad(x, y, w, b, lam, *, out=None):
                 np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
                 acc_1 += np.sum(d_r_b)  # cases/regression.tl:3
             return (acc, acc_1, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 32)
         t_2, d_b, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
         t_3 = d_r @ x  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
@@ -255,7 +254,7 @@ def loss_grad(x, y, w, b, lam, *, out=None):
                 d_w_b = d_w[i:j]
                 np.add(b0, t_3_b, out=d_w_b)  # cases/regression.tl:3
             return (acc_2, )
-        rows_1 = max(1, _BLOCK // 1)
+        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 32)
         t_4, = _blocks(_fused1, D, rows_1, D, ('sum', ))
         value = t_2 / N + lam * t_4  # cases/regression.tl:9
         if out is not None:
@@ -310,7 +309,7 @@ def loss_grad_fwd(x, y, w, b, lam):
                 np.subtract(r_b, y_b, out=r_b)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', r_b, r_b)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
@@ -320,7 +319,7 @@ def loss_grad_fwd(x, y, w, b, lam):
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
-        rows_1 = max(1, _BLOCK // 1)
+        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 8)
         t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
         return t_1 / N + lam * t_2, (x, w, r, lam)  # cases/regression.tl:9
 
@@ -353,7 +352,7 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
                 acc += np.sum(d_r_b)  # cases/regression.tl:3
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 16)
         d_b, = _blocks(_fused1, N, rows, N, ('sum', ))
         t_2 = d_r @ x  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
@@ -370,7 +369,7 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 d_w_b = d_w[i:j]
                 np.add(b0, t_2_b, out=d_w_b)  # cases/regression.tl:3
             return ()
-        rows_1 = max(1, _BLOCK // 1)
+        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 32)
         _blocks(_fused0, D, rows_1, D, ())
         if out is not None:
             out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad_bwd')
@@ -419,7 +418,7 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
@@ -429,7 +428,7 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
-        rows_1 = max(1, _BLOCK // 1)
+        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 8)
         t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
         value = t_1 / N + lam * t_2  # cases/regression.tl:9
         if out is not None:
@@ -480,7 +479,7 @@ def loss_dlam_fwd(x, y, w, b, lam):
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _BLOCK // 1)
+        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
         t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
@@ -490,7 +489,7 @@ def loss_dlam_fwd(x, y, w, b, lam):
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
-        rows_1 = max(1, _BLOCK // 1)
+        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 8)
         t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
         return t_1 / N + lam * t_2, (t_2,)  # cases/regression.tl:9
 
