@@ -276,14 +276,12 @@ class KernelWriter:
         lines += ["    " + line for line in inner]
         widest = max((dim_prod(m.shape[1:]) for m in k.members), key=_dim_weight)
         w = ctx.dim(self.row_bytes())
-        w = w if w.isdigit() else f"max(1, {w})"
-        if any(m.op in _COSTLY for m in k.members):
-            lines.append(f"{rows} = max(1, _BLOCK_BYTES // {w})")
-        else:  # cheap ufuncs only: bigger blocks, as each call's fixed cost (and the GIL) weighs more
-            lines.append(f"{rows} = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // {w})")
+        lines.append(f"{rows} = max(1, _BLOCK_BYTES // {w if w.isdigit() else f'max(1, {w})'})")
         combine = "(" + "".join(f"{s.op!r}, " for s in k.sinks) + ")"
         size = ctx.dim(dim_prod((k.rows, widest)))
-        call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {rows}, {size}, {combine})"
+        # cheap ufuncs only: on threads, where each call's fixed cost holds the GIL, bigger blocks
+        grow = "" if any(m.op in _COSTLY for m in k.members) else ", _CHEAP_BLOCKS"
+        call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {rows}, {size}, {combine}{grow})"
         sink_vars = []
         for s in k.sinks:
             var = names.fresh(s.name or "t")

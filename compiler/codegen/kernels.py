@@ -290,8 +290,10 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
         for o in k.outputs:
             for iid, i in candidates.items():
                 # a ufunc (or an expression assigned whole) may read what it overwrites; a select
-                # (several calls, kernel_emit.KernelWriter.select) may not
-                limit = position[o.id] if o.op != "where" else position[o.id] - 1
+                # (several calls, kernel_emit.KernelWriter.select) only its first value, read first
+                limit = position[o.id]
+                if o.op == "where" and (i is not o.inputs[1] or any(x is i for x in (o.inputs[0], o.inputs[2]))):
+                    limit -= 1
                 if (iid in taken or iid in bad or iid in keep or i.op in VIEWS or readers.get(iid, set()) != {me}
                         or i.shape != o.shape or i.dtype != o.dtype or last_read[iid] > limit):
                     continue

@@ -80,16 +80,16 @@ def _residual_tuple(residuals, n, fn):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
-_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
+_CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine):
+def _blocks(kernel, n, rows, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads; combine each part's partial reductions
-    ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
+    there; combine each part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -97,6 +97,7 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(grow * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -218,8 +219,8 @@ def attention_loss(q, k, v):
                 t_2_b = t_2[i:j]
                 acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
             return (acc, )
-        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, 4*D))
-        t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
+        rows_1 = max(1, _BLOCK_BYTES // max(1, 4*D))
+        t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ), _CHEAP_BLOCKS)
         return t_3
 
 
@@ -272,8 +273,8 @@ def attention_loss_grad(q, k, v, *, out=None):
                 t_3_b = t_3[i:j]
                 np.multiply(2, t_2_b, out=t_3_b)  # cases/attention.tl:9
             return (acc, )
-        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, 8*D))
-        t_4, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
+        rows_1 = max(1, _BLOCK_BYTES // max(1, 8*D))
+        t_4, = _blocks(_fused1, T, rows_1, D*T, ('sum', ), _CHEAP_BLOCKS)
         d_p = t_3 @ v.T  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         t_5 = d_p  # its memory is free from here on
@@ -292,8 +293,8 @@ def attention_loss_grad(q, k, v, *, out=None):
                 np.multiply(p_b_1, b1, out=t_5_b)  # cases/attention.tl:4
                 np.divide(t_5_b, t_1, out=t_5_b)  # cases/attention.tl:3
             return ()
-        rows_2 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, (16*T + 4)))
-        _blocks(_fused2, T, rows_2, T*T, ())
+        rows_2 = max(1, _BLOCK_BYTES // max(1, (16*T + 4)))
+        _blocks(_fused2, T, rows_2, T*T, (), _CHEAP_BLOCKS)
         d_q = np.einsum('ts,sd->td', t_5, k, optimize=_einsum_path('ts,sd->td', t_5, k))  # cases/attention.tl:3
         d_k = np.einsum('ts,td->sd', t_5, q, optimize=_einsum_path('ts,td->sd', t_5, q))  # cases/attention.tl:3
         d_v = p.T @ t_3  # cases/attention.tl:5
@@ -359,8 +360,8 @@ def attention_loss_grad_fwd(q, k, v):
                 t_2_b = t_2[i:j]
                 acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
             return (acc, )
-        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, 4*D))
-        t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ))
+        rows_1 = max(1, _BLOCK_BYTES // max(1, 4*D))
+        t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ), _CHEAP_BLOCKS)
         return t_3, (q, k, t_1, p, v, t_2)
 
 
@@ -388,8 +389,8 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(seed, r5_b, out=t_b)  # cases/attention.tl:9
                 np.multiply(2, t_b, out=t_b)  # cases/attention.tl:9
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, 8*D))
-        _blocks(_fused0, T, rows, D*T, ())
+        rows = max(1, _BLOCK_BYTES // max(1, 8*D))
+        _blocks(_fused0, T, rows, D*T, (), _CHEAP_BLOCKS)
         d_p = t @ v.T  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         t_1 = d_p  # its memory is free from here on
@@ -408,8 +409,8 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(p_b, b1, out=t_1_b)  # cases/attention.tl:4
                 np.divide(t_1_b, r2, out=t_1_b)  # cases/attention.tl:3
             return ()
-        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, (16*T + 4)))
-        _blocks(_fused1, T, rows_1, T*T, ())
+        rows_1 = max(1, _BLOCK_BYTES // max(1, (16*T + 4)))
+        _blocks(_fused1, T, rows_1, T*T, (), _CHEAP_BLOCKS)
         d_q = np.einsum('ts,sd->td', t_1, k, optimize=_einsum_path('ts,sd->td', t_1, k))  # cases/attention.tl:3
         d_k = np.einsum('ts,td->sd', t_1, q, optimize=_einsum_path('ts,td->sd', t_1, q))  # cases/attention.tl:3
         d_v = p.T @ t  # cases/attention.tl:5

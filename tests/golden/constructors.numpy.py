@@ -76,16 +76,16 @@ def _residual_tuple(residuals, n, fn):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
-_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
+_CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine):
+def _blocks(kernel, n, rows, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads; combine each part's partial reductions
-    ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
+    there; combine each part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -93,6 +93,7 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(grow * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -144,8 +145,8 @@ def ctors(x):
             np.multiply(N, t_1_b, out=b1)  # cases/constructors.tl:6
             acc_1 += np.sum(b1)  # cases/constructors.tl:6
         return (acc, acc_1, )
-    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 60)
-    t_2, t_3, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ))
+    rows = max(1, _BLOCK_BYTES // 60)
+    t_2, t_3, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
     return t_2 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_3  # cases/constructors.tl:6
 
 
@@ -192,8 +193,8 @@ def ctors_grad(x, *, out=None):
             d_x_b = d_x[i:j]
             np.add(2, t_2_b, out=d_x_b)  # cases/constructors.tl:6
         return (acc, acc_1, )
-    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 84)
-    t_3, t_4, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ))
+    rows = max(1, _BLOCK_BYTES // 84)
+    t_3, t_4, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
     value = t_3 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_4  # cases/constructors.tl:6
     if out is not None:
         out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad')
@@ -244,8 +245,8 @@ def ctors_grad_fwd(x):
             np.multiply(N, t_1_b, out=b1)  # cases/constructors.tl:6
             acc_1 += np.sum(b1)  # cases/constructors.tl:6
         return (acc, acc_1, )
-    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 60)
-    t_2, t_3, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ))
+    rows = max(1, _BLOCK_BYTES // 60)
+    t_2, t_3, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
     f = np.full((N, 1), 0.5, dtype=np.float32)  # cases/constructors.tl:5
     return t_2 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_3, (np.full((N, 3), 2.0, dtype=np.float32), e, f)  # cases/constructors.tl:6
 
@@ -276,8 +277,8 @@ def ctors_grad_bwd(residuals, *, seed=1.0, out=None):
             d_x_b = d_x[i:j]
             np.add(t_b, b0, out=d_x_b)  # cases/constructors.tl:6
         return ()
-    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 48)
-    _blocks(_fused0, N, rows, 3*N, ())
+    rows = max(1, _BLOCK_BYTES // 48)
+    _blocks(_fused0, N, rows, 3*N, (), _CHEAP_BLOCKS)
     if out is not None:
         out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad_bwd')
         out_x += d_x

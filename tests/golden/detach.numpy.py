@@ -76,16 +76,16 @@ def _residual_tuple(residuals, n, fn):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
-_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
+_CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine):
+def _blocks(kernel, n, rows, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads; combine each part's partial reductions
-    ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
+    there; combine each part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -93,6 +93,7 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(grow * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -139,8 +140,8 @@ def td_loss(w, x, x_next, r):
             acc += np.einsum('a,a->', w_b, x_b)  # cases/detach.tl:4
             acc_1 += np.einsum('a,a->', w_b, x_next_b)  # cases/detach.tl:3
         return (acc, acc_1, )
-    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
-    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ))
+    rows = max(1, _BLOCK_BYTES // 24)
+    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ), _CHEAP_BLOCKS)
     target = r + 0.9 * t_1  # cases/detach.tl:3
     t_2 = t - target  # cases/detach.tl:4
     return t_2 * t_2  # cases/detach.tl:4
@@ -179,8 +180,8 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
             acc += np.einsum('a,a->', w_b, x_b)  # cases/detach.tl:4
             acc_1 += np.einsum('a,a->', w_b, x_next_b)  # cases/detach.tl:3
         return (acc, acc_1, )
-    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
-    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ))
+    rows = max(1, _BLOCK_BYTES // 24)
+    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ), _CHEAP_BLOCKS)
     target = r + 0.9 * t_1  # cases/detach.tl:3
     t_2 = t - target  # cases/detach.tl:4
     value = t_2 * t_2  # cases/detach.tl:4
@@ -194,8 +195,8 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
             np.multiply(t_2, x_b_1, out=d_w_b)  # cases/detach.tl:4
             np.multiply(2, d_w_b, out=d_w_b)  # cases/detach.tl:4
         return ()
-    rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 16)
-    _blocks(_fused1, D, rows_1, D, ())
+    rows_1 = max(1, _BLOCK_BYTES // 16)
+    _blocks(_fused1, D, rows_1, D, (), _CHEAP_BLOCKS)
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad')
         out_w += d_w
@@ -239,8 +240,8 @@ def td_loss_grad_fwd(w, x, x_next, r):
             acc += np.einsum('a,a->', w_b, x_b)  # cases/detach.tl:4
             acc_1 += np.einsum('a,a->', w_b, x_next_b)  # cases/detach.tl:3
         return (acc, acc_1, )
-    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
-    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ))
+    rows = max(1, _BLOCK_BYTES // 24)
+    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ), _CHEAP_BLOCKS)
     target = r + 0.9 * t_1  # cases/detach.tl:3
     t_2 = t - target  # cases/detach.tl:4
     return t_2 * t_2, (x, t_2)  # cases/detach.tl:4
@@ -269,8 +270,8 @@ def td_loss_grad_bwd(residuals, *, seed=1.0, out=None):
             np.multiply(t, x_b, out=d_w_b)  # cases/detach.tl:4
             np.multiply(2, d_w_b, out=d_w_b)  # cases/detach.tl:4
         return ()
-    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 16)
-    _blocks(_fused0, D, rows, D, ())
+    rows = max(1, _BLOCK_BYTES // 16)
+    _blocks(_fused0, D, rows, D, (), _CHEAP_BLOCKS)
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad_bwd')
         out_w += d_w

@@ -79,16 +79,16 @@ def _residual_tuple(residuals, n, fn):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
-_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
+_CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine):
+def _blocks(kernel, n, rows, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads; combine each part's partial reductions
-    ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
+    there; combine each part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -96,6 +96,7 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(grow * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -156,8 +157,8 @@ def mixed(a, b, h, k):
                 np.add(t_1, b_b, out=b1)  # cases/dtypes.tl:5
                 acc += np.sum(b1)  # cases/dtypes.tl:7
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 26)
-        t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 26)
+        t_2, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
         return t_2 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
 
@@ -214,8 +215,8 @@ def mixed_grad(a, b, h, k, *, out=None):
                 np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 38)
-        t_3, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 38)
+        t_3, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         value = t_3 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
         if out is not None:
             out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad')
@@ -272,8 +273,8 @@ def mixed_grad_fwd(a, b, h, k):
                 np.add(t_1, b_b, out=b1)  # cases/dtypes.tl:5
                 acc += np.sum(b1)  # cases/dtypes.tl:7
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 30)
-        t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 30)
+        t_2, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
         return t_2 * n + (np.sum(a) / N).astype(np.float64), (t, n)  # cases/dtypes.tl:7
 
@@ -308,8 +309,8 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 20)
-        _blocks(_fused0, N, rows, N, ())
+        rows = max(1, _BLOCK_BYTES // 20)
+        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad_bwd')
             out_a += d_a

@@ -79,16 +79,16 @@ def _residual_tuple(residuals, n, fn):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
-_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
+_CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine):
+def _blocks(kernel, n, rows, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads; combine each part's partial reductions
-    ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
+    there; combine each part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -96,6 +96,7 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(grow * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -283,8 +284,8 @@ def energy_grad_bwd(residuals, *, seed=1.0, out=None):
             np.multiply(b0, b1, out=t_1_b)  # cases/higher_order.tl:3
             np.multiply(2, t_1_b, out=t_1_b)  # cases/higher_order.tl:3
         return ()
-    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 48)
-    _blocks(_fused0, N, rows, N, ())
+    rows = max(1, _BLOCK_BYTES // 48)
+    _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
     d_w = t + t_1 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_grad_bwd')
@@ -502,8 +503,8 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
             np.add(b1, b0, out=t_2_b)  # cases/higher_order.tl:3
             np.multiply(t_2_b, r5_b, out=t_2_b)  # cases/higher_order.tl:3
         return ()
-    rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 88)
-    _blocks(_fused0, N, rows, N, ())
+    rows = max(1, _BLOCK_BYTES // 88)
+    _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
     d_w = t_1 + t_2 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_hvp_bwd')

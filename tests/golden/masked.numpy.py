@@ -84,16 +84,16 @@ def _residual_tuple(residuals, n, fn):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
-_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
+_CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine):
+def _blocks(kernel, n, rows, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads; combine each part's partial reductions
-    ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
+    there; combine each part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -101,6 +101,7 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(grow * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -155,8 +156,8 @@ def safe_sqrt(x):
                 np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
                 acc += np.sum(b2)  # cases/masked.tl:4
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 33)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 33)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         return t
 
 
@@ -233,8 +234,8 @@ def clipped(x):
                 np.add(b1, b0, out=b0)  # cases/masked.tl:12
                 acc += np.sum(b0)  # cases/masked.tl:12
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 24)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         return t_1
 
 
@@ -279,8 +280,8 @@ def safe_sqrt_grad(x, *, out=None):
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
                 np.bitwise_and(b1.view(np.int64), b3, out=d_x_b.view(np.int64))
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 41)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 41)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad')
             out_x += d_x
@@ -327,8 +328,8 @@ def safe_sqrt_grad_fwd(x):
                 np.bitwise_and(t_1_b.view(np.int64), b1, out=b0.view(np.int64))
                 acc += np.sum(b0)  # cases/masked.tl:4
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 33)
-        t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 33)
+        t_2, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         return t_2, (t, t_1)
 
 
@@ -362,8 +363,8 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(0, r0_b, dtype=np.int64, out=b1)  # cases/masked.tl:4
                 np.bitwise_and(b0.view(np.int64), b1, out=d_x_b.view(np.int64))
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 33)
-        _blocks(_fused0, N, rows, N, ())
+        rows = max(1, _BLOCK_BYTES // 33)
+        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad_bwd')
             out_x += d_x
@@ -501,8 +502,8 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(0, r1_b, dtype=np.int64, out=b1)  # cases/masked.tl:8
                 np.bitwise_and(b0.view(np.int64), b1, out=d_x_b.view(np.int64))
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 33)
-        _blocks(_fused0, N, rows, N, ())
+        rows = max(1, _BLOCK_BYTES // 33)
+        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad_bwd')
             out_x += d_x
@@ -591,8 +592,8 @@ def clipped_grad(x, *, out=None):
                 np.subtract(0, b7, dtype=np.int64, out=b10)  # cases/masked.tl:12
                 np.bitwise_and(b1.view(np.int64), b10, out=d_x_b.view(np.int64))
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 62)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 62)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad')
             out_x += d_x
@@ -643,8 +644,8 @@ def clipped_grad_fwd(x):
                 np.add(b0, b1, out=b1)  # cases/masked.tl:12
                 acc += np.sum(b1)  # cases/masked.tl:12
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 40)
-        t_3, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 40)
+        t_3, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         return t_3, (x, t, t_1)
 
 
@@ -722,8 +723,8 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(0, b3, dtype=np.int64, out=b8)  # cases/masked.tl:12
                 np.bitwise_and(b7.view(np.int64), b8, out=d_x_b.view(np.int64))
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 78)
-        _blocks(_fused0, N, rows, N, ())
+        rows = max(1, _BLOCK_BYTES // 78)
+        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad_bwd')
             out_x += d_x

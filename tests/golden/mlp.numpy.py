@@ -77,16 +77,16 @@ def _residual_tuple(residuals, n, fn):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
-_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
+_CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine):
+def _blocks(kernel, n, rows, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads; combine each part's partial reductions
-    ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
+    there; combine each part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -94,6 +94,7 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(grow * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -178,8 +179,8 @@ def mlp(x, labels, w1, b1, w2, b2):
                 np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 2048)
-        _blocks(_fused0, B, rows, 256*B, ())
+        rows = max(1, _BLOCK_BYTES // 2048)
+        _blocks(_fused0, B, rows, 256*B, (), _CHEAP_BLOCKS)
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         def _fused1(lo, hi, rows):
@@ -236,8 +237,8 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 2048)
-        _blocks(_fused0, B, rows, 256*B, ())
+        rows = max(1, _BLOCK_BYTES // 2048)
+        _blocks(_fused0, B, rows, 256*B, (), _CHEAP_BLOCKS)
         t_1 = h @ w2  # cases/mlp.tl:5
         t_2 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
@@ -266,7 +267,7 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         value = t_6 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        t_7 = np.empty((B, 256), dtype=np.float32)
+        t_7 = d_h  # its memory is free from here on
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo), 256), dtype=np.int32)
@@ -283,8 +284,8 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 np.bitwise_and(d_h_b.view(np.int32), b1, out=t_7_b.view(np.int32))
                 acc_2 += np.sum(t_7_b, axis=0)  # cases/mlp.tl:4
             return (acc_2, )
-        rows_2 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 4352)
-        d_b1, = _blocks(_fused2, B, rows_2, 256*B, ('sum', ))
+        rows_2 = max(1, _BLOCK_BYTES // 4352)
+        d_b1, = _blocks(_fused2, B, rows_2, 256*B, ('sum', ), _CHEAP_BLOCKS)
         d_w1 = x.T @ t_7  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:
@@ -340,8 +341,8 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 2048)
-        _blocks(_fused0, B, rows, 256*B, ())
+        rows = max(1, _BLOCK_BYTES // 2048)
+        _blocks(_fused0, B, rows, 256*B, (), _CHEAP_BLOCKS)
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         logits = t_1  # its memory is free from here on
@@ -394,7 +395,7 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         d_b2, = _blocks(_fused0, B, rows, 10*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        t_3 = np.empty((B, 256), dtype=np.float32)
+        t_3 = d_h  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo), 256), dtype=np.int32)
@@ -411,8 +412,8 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.bitwise_and(d_h_b.view(np.int32), b1, out=t_3_b.view(np.int32))
                 acc_1 += np.sum(t_3_b, axis=0)  # cases/mlp.tl:4
             return (acc_1, )
-        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 4352)
-        d_b1, = _blocks(_fused1, B, rows_1, 256*B, ('sum', ))
+        rows_1 = max(1, _BLOCK_BYTES // 4352)
+        d_b1, = _blocks(_fused1, B, rows_1, 256*B, ('sum', ), _CHEAP_BLOCKS)
         d_w1 = x.T @ t_3  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:

@@ -80,16 +80,16 @@ def _residual_tuple(residuals, n, fn):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
-_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
+_CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine):
+def _blocks(kernel, n, rows, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads; combine each part's partial reductions
-    ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
+    there; combine each part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -97,6 +97,7 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(grow * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -153,8 +154,8 @@ def polar(x, y):
                 t_b = t[i:j]
                 np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 48)
-        _blocks(_fused0, N, rows, N, ())
+        rows = max(1, _BLOCK_BYTES // 48)
+        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
         return r, t
 
 
@@ -191,8 +192,8 @@ def use_polar(x, y):
                 np.divide(y_b, b1, out=b0)  # cases/multi.tl:4
                 acc += np.einsum('a,a->', b1, b0)  # cases/multi.tl:9
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 32)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 32)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         return t
 
 
@@ -255,8 +256,8 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 80)
-        _blocks(_fused0, N, rows, N, ())
+        rows = max(1, _BLOCK_BYTES // 80)
+        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp')
             out_x += d_x
@@ -308,8 +309,8 @@ def polar_vjp_fwd(x, y):
                 t_b = t[i:j]
                 np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 48)
-        _blocks(_fused0, N, rows, N, ())
+        rows = max(1, _BLOCK_BYTES // 48)
+        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
         return (r, t), (x, y, r, t)
 
 
@@ -362,8 +363,8 @@ def polar_vjp_bwd(residuals, ct0, ct1, *, out=None):
                 np.add(b0, b1, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b1, out=d_y_b)  # cases/multi.tl:3
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 80)
-        _blocks(_fused0, N, rows, N, ())
+        rows = max(1, _BLOCK_BYTES // 80)
+        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp_bwd')
             out_x += d_x
@@ -425,8 +426,8 @@ def use_polar_grad(x, y, *, out=None):
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 56)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 56)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
             out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad')
             out_x += d_x
@@ -480,8 +481,8 @@ def use_polar_grad_fwd(x, y):
                 np.divide(y_b, r_b, out=s_b)  # cases/multi.tl:4
                 acc += np.einsum('a,a->', r_b, s_b)  # cases/multi.tl:9
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 48)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 48)
+        t, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         return t, (x, y, r, s)
 
 
@@ -530,8 +531,8 @@ def use_polar_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
             return ()
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 72)
-        _blocks(_fused0, N, rows, N, ())
+        rows = max(1, _BLOCK_BYTES // 72)
+        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad_bwd')
             out_x += d_x

@@ -76,16 +76,16 @@ def _residual_tuple(residuals, n, fn):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
-_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
+_CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine):
+def _blocks(kernel, n, rows, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads; combine each part's partial reductions
-    ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
+    there; combine each part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -93,6 +93,7 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(grow * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -167,8 +168,8 @@ def stats(x):
                 t_1 = np.max(x_b, axis=2)  # cases/reductions.tl:5
                 acc_2 += np.sum(t_1)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, (16*K*M + 16*K)))
-        t_2, t_3, t_4, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', ))
+        rows = max(1, _BLOCK_BYTES // max(1, (16*K*M + 16*K)))
+        t_2, t_3, t_4, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         return t_2 / N + t_3 + t_4 + _logsumexp(x, (0, 1, 2), False) + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
 
 
@@ -251,8 +252,8 @@ def stats_grad(x, *, out=None):
                 np.negative(t_9_b, out=b0)  # cases/reductions.tl:5
                 acc_4 += np.sum(b0, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, (49*K*M + 24*K + 8*M)))
-        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        rows = max(1, _BLOCK_BYTES // max(1, (49*K*M + 24*K + 8*M)))
+        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         value = t_12 / N + t_13 + t_14 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
         t_16 = np.broadcast_to(t_15, (N, M, K))  # cases/reductions.tl:5
         t_17 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
@@ -311,8 +312,8 @@ def stats_grad(x, *, out=None):
                 t_28_b = t_28[i:j]
                 np.divide(t_29, M, out=t_28_b)  # cases/reductions.tl:4
             return ()
-        rows_2 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, (24*K*M + 16*K)))
-        _blocks(_fused3, N, rows_2, K*M*N, ())
+        rows_2 = max(1, _BLOCK_BYTES // max(1, (24*K*M + 16*K)))
+        _blocks(_fused3, N, rows_2, K*M*N, (), _CHEAP_BLOCKS)
         t_30 = d_m / (K*N)  # cases/reductions.tl:3
         # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
         d_x = t_20  # its memory is free from here on
@@ -356,8 +357,8 @@ def stats_grad(x, *, out=None):
                 np.add(b4, t_9_b_1, out=d_x_b)  # cases/reductions.tl:5
                 np.add(d_x_b, t_30, out=d_x_b)  # cases/reductions.tl:3
             return ()
-        rows_3 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, (98*K*M + 8*K)))
-        _blocks(_fused1, N, rows_3, K*M*N, ())
+        rows_3 = max(1, _BLOCK_BYTES // max(1, (98*K*M + 8*K)))
+        _blocks(_fused1, N, rows_3, K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad')
             out_x += d_x
@@ -423,8 +424,8 @@ def stats_grad_fwd(x):
                 t_2_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
                 acc_2 += np.sum(t_2_b)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, (24*K*M + 24*K + 8*M)))
-        t_4, t_5, t_6, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', ))
+        rows = max(1, _BLOCK_BYTES // max(1, (24*K*M + 24*K + 8*M)))
+        t_4, t_5, t_6, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         t_7 = _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
         return t_4 / N + t_5 + t_6 + t_7 + np.sum(np.prod(x, axis=0)), (x, t, t_1, s, t_2, t_7)  # cases/reductions.tl:5
 
@@ -465,8 +466,8 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.bitwise_and(x_b.view(np.int64), b0, out=b0)
                 np.bitwise_or(t_1_b.view(np.int64), b0, out=t_1_b.view(np.int64))
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, 25*K*M))
-        t_3, = _blocks(_fused0, N, rows, K*M*N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // max(1, 25*K*M))
+        t_3, = _blocks(_fused0, N, rows, K*M*N, ('sum', ), _CHEAP_BLOCKS)
         t_4 = np.broadcast_to(t_3, (N, M, K))  # cases/reductions.tl:5
         t_5 = np.prod(t_1, axis=0, keepdims=True)  # cases/reductions.tl:5
         t_6 = np.broadcast_to(t_5, (N, M, K))  # cases/reductions.tl:5
@@ -579,8 +580,8 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.add(b4, t_16_b_1, out=d_x_b)  # cases/reductions.tl:5
                 np.add(d_x_b, t_20, out=d_x_b)  # cases/reductions.tl:3
             return ()
-        rows_2 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // max(1, (98*K*M + 16*K)))
-        _blocks(_fused1, N, rows_2, K*M*N, ())
+        rows_2 = max(1, _BLOCK_BYTES // max(1, (98*K*M + 16*K)))
+        _blocks(_fused1, N, rows_2, K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd')
             out_x += d_x

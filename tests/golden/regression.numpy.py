@@ -80,16 +80,16 @@ def _residual_tuple(residuals, n, fn):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
-_CHEAP_BLOCKS = 8  # loops of cheap ufuncs only (add, mul, ...) take blocks this many times bigger
+_CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine):
+def _blocks(kernel, n, rows, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads; combine each part's partial reductions
-    ("sum", "max" or "min")."""
+    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
+    there; combine each part's partial reductions ("sum", "max" or "min")."""
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -97,6 +97,7 @@ def _blocks(kernel, n, rows, size, combine):
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         per = -(-n // threads)
+        rows = max(rows, min(grow * rows, per))
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
@@ -174,8 +175,8 @@ def loss(x, y, w, b, lam):
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 24)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
             acc_1 = np.zeros((), dtype=np.float64)
@@ -184,8 +185,8 @@ def loss(x, y, w, b, lam):
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
-        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 8)
-        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        rows_1 = max(1, _BLOCK_BYTES // 8)
+        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ), _CHEAP_BLOCKS)
         return t_1 / N + lam * t_2  # cases/regression.tl:9
 
 
@@ -235,8 +236,8 @@ def loss_grad(x, y, w, b, lam, *, out=None):
                 np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
                 acc_1 += np.sum(d_r_b)  # cases/regression.tl:3
             return (acc, acc_1, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 32)
-        t_2, d_b, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+        rows = max(1, _BLOCK_BYTES // 32)
+        t_2, d_b, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ), _CHEAP_BLOCKS)
         t_3 = d_r @ x  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
         d_w = t_3  # its memory is free from here on
@@ -254,8 +255,8 @@ def loss_grad(x, y, w, b, lam, *, out=None):
                 d_w_b = d_w[i:j]
                 np.add(b0, t_3_b, out=d_w_b)  # cases/regression.tl:3
             return (acc_2, )
-        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 32)
-        t_4, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        rows_1 = max(1, _BLOCK_BYTES // 32)
+        t_4, = _blocks(_fused1, D, rows_1, D, ('sum', ), _CHEAP_BLOCKS)
         value = t_2 / N + lam * t_4  # cases/regression.tl:9
         if out is not None:
             out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad')
@@ -309,8 +310,8 @@ def loss_grad_fwd(x, y, w, b, lam):
                 np.subtract(r_b, y_b, out=r_b)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', r_b, r_b)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 24)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
             acc_1 = np.zeros((), dtype=np.float64)
@@ -319,8 +320,8 @@ def loss_grad_fwd(x, y, w, b, lam):
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
-        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 8)
-        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        rows_1 = max(1, _BLOCK_BYTES // 8)
+        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ), _CHEAP_BLOCKS)
         return t_1 / N + lam * t_2, (x, w, r, lam)  # cases/regression.tl:9
 
 
@@ -352,8 +353,8 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
                 acc += np.sum(d_r_b)  # cases/regression.tl:3
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 16)
-        d_b, = _blocks(_fused1, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 16)
+        d_b, = _blocks(_fused1, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         t_2 = d_r @ x  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
         d_w = t_2  # its memory is free from here on
@@ -369,8 +370,8 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 d_w_b = d_w[i:j]
                 np.add(b0, t_2_b, out=d_w_b)  # cases/regression.tl:3
             return ()
-        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 32)
-        _blocks(_fused0, D, rows_1, D, ())
+        rows_1 = max(1, _BLOCK_BYTES // 32)
+        _blocks(_fused0, D, rows_1, D, (), _CHEAP_BLOCKS)
         if out is not None:
             out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad_bwd')
             out_w += d_w
@@ -418,8 +419,8 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 24)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
             acc_1 = np.zeros((), dtype=np.float64)
@@ -428,8 +429,8 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
-        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 8)
-        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        rows_1 = max(1, _BLOCK_BYTES // 8)
+        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ), _CHEAP_BLOCKS)
         value = t_1 / N + lam * t_2  # cases/regression.tl:9
         if out is not None:
             out_lam, = _out_buffers(out, (('lam', _F64, ()),), 'loss_dlam')
@@ -479,8 +480,8 @@ def loss_dlam_fwd(x, y, w, b, lam):
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 24)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        rows = max(1, _BLOCK_BYTES // 24)
+        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
             acc_1 = np.zeros((), dtype=np.float64)
@@ -489,8 +490,8 @@ def loss_dlam_fwd(x, y, w, b, lam):
                 w_b = w[i:j]
                 acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
             return (acc_1, )
-        rows_1 = max(1, _CHEAP_BLOCKS * _BLOCK_BYTES // 8)
-        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ))
+        rows_1 = max(1, _BLOCK_BYTES // 8)
+        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ), _CHEAP_BLOCKS)
         return t_1 / N + lam * t_2, (t_2,)  # cases/regression.tl:9
 
 
