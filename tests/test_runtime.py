@@ -78,3 +78,18 @@ def test_import_hook_finds_tl_files(tmp_path, monkeypatch):
         uninstall_import_hook(finder)
         sys.modules.pop("hooked_model", None)
     assert finder not in sys.meta_path
+
+
+def test_the_readme_training_example_runs_and_learns(cache):
+    """README's first command ends with `python examples/train_layer.py`: it must be in the
+    repository (a fresh clone runs this test) and its loss must fall."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "train_layer.py"
+    assert script.is_file(), "examples/train_layer.py is missing (is it ignored by .gitignore?)"
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    losses = [float(v) for v in re.findall(r"loss (\S+)", run.stdout)]
+    assert len(losses) == 6 and losses[-1] < 0.5 * losses[0], run.stdout
