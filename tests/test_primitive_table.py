@@ -35,3 +35,30 @@ def test_facet_check_fails_for_an_incomplete_record():
 
     p = Primitive("fake", "elementwise", infer=lambda t, a: t[0])
     assert not all(p.facets().values())
+
+
+@pytest.mark.parametrize("name", sorted(n for n, p in REGISTRY.items() if p.ufunc))
+def test_the_ufunc_a_fused_loop_calls_computes_the_primitive(name):
+    """The `ufunc` fact (what kernels call with out=) agrees with the primitive's own
+    evaluation `fold` on sample values: a mislabelled record fails here, not in a model."""
+    import numpy as np
+
+    prim = REGISTRY[name]
+    ufunc_name, extra = prim.ufunc
+    ufunc = getattr(np, ufunc_name)
+    assert isinstance(ufunc, np.ufunc) and prim.elementwise
+    n_in = ufunc.nin - len(extra)
+    if prim.infer.__name__ == "_logic_infer":
+        args = [np.array([True, False, True, False]), np.array([True, True, False, False])][:n_in]
+    else:
+        args = [np.array([0.25, 0.5, 1.5, 2.0]), np.array([2.0, 0.5, 0.75, 3.0])][:n_in]
+    got = ufunc(*args, *(float(e) for e in extra))
+    np.testing.assert_array_equal(got, prim.fold(*args))
+
+
+def test_codegen_facts_are_where_the_generator_looks():
+    """Views are copied before being returned, and quiet/costly ops are the reviewed lists."""
+    assert sorted(n for n, p in REGISTRY.items() if p.view) == [
+        "broadcast_to", "diagonal", "expand_dims", "index", "reshape", "squeeze", "stop_gradient", "transpose"]
+    assert all(REGISTRY[n].quiet for n in ("exp", "log", "div", "where", "softmax", "cross_entropy"))
+    assert all(REGISTRY[n].costly for n in ("exp", "log", "tanh", "softmax")) and not REGISTRY["add"].costly

@@ -25,13 +25,6 @@ from .kernels import Kernel, plan, reusable_inputs, schedule
 from .names import Names, sanitize_comment, sanitize_docstring
 
 CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "out_buffers", "residual_tuple")
-# ops that may meet inf/nan on the way to a right result: their functions run with
-# NumPy's floating-point warnings silenced
-QUIET_OPS = {"where", "exp", "expm1", "log", "log1p", "div", "pow", "sqrt", "tan", "sigmoid", "logsumexp",
-             "softmax", "log_softmax", "binary_cross_entropy", "cross_entropy"}
-# ops whose result may share memory with an argument: copied before being returned
-VIEW_OPS = {"transpose", "reshape", "broadcast_to", "index", "squeeze", "expand_dims", "stop_gradient",
-            "diagonal"}
 
 
 @dataclass(frozen=True)
@@ -195,7 +188,7 @@ class Body:
             args = [self.arg(i, n) for i in n.inputs]
             e = REGISTRY[n.op].emit(ctx, args, n)
             user = consumer.get(n.id)
-            if (n.id in out_ids and uses.get(n.id, 0) == 1 and n.name is None and n.op not in VIEW_OPS
+            if (n.id in out_ids and uses.get(n.id, 0) == 1 and n.name is None and not REGISTRY[n.op].view
                     and fn.kind not in ("grad", "vjp", "bwd")):
                 self.exprs[n.id] = e  # written straight into the return statement
                 self.return_span = self.return_span or n
@@ -233,7 +226,7 @@ class Body:
         if o.op == "dim":
             return self.ctx.dim_expr(o)
         e = self.exprs[o.id]
-        if copy and (o.op == "param" or (o.op in VIEW_OPS and o.shape != ())):
+        if copy and (o.op == "param" or (REGISTRY[o.op].view and o.shape != ())):
             return Expr(f"{e.at(PREC_POSTFIX)}.copy()", PREC_POSTFIX)
         return e
 
@@ -308,7 +301,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     if b.return_span is not None and b.return_span.span is not None:
         n = b.return_span
         returns[-1] += f"  # {sanitize_comment(n.span.file, 60)}:{n.span.line}"
-    if any(n.op in QUIET_OPS for n in topo_order(fn.outputs)):
+    if any(REGISTRY[n.op].quiet for n in topo_order(fn.outputs)):
         # never a floating-point warning (as PyTorch): a masked branch may compute inf/nan
         # (sqrt of a negative) that `where` then drops; exp overflows to an exact 0 in sigmoid
         body.append(f"with {ctx.helper('quiet')}():")

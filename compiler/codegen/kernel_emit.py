@@ -26,12 +26,8 @@ from ..ir import Node
 from ..primitives import REGISTRY
 from ..primitives.base import Expr
 from ..types import DType, dim_add, dim_mul, dim_prod
-from .kernels import UFUNCS, Kernel, _row_aligned_inputs
+from .kernels import Kernel, _row_aligned_inputs
 
-# ufuncs that cost tens of cycles per element (the rest cost about one)
-_COSTLY = {"exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "tan", "pow", "softplus", "logsumexp",
-           "softmax", "log_softmax", "cross_entropy"}
-_COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not"}
 # the integer type holding each dtype's bits (f16 has no integer twin among tapeless dtypes: np.where)
 _INT_OF = {DType.F32: DType.I32, DType.F64: DType.I64, DType.I32: DType.I32, DType.I64: DType.I64}
 
@@ -67,7 +63,8 @@ class KernelWriter:
                        and all(i.op not in ("const", "dim") for i in m.inputs)}
         # a comparison read only by a cast to a number: the ufunc writes the numbers directly
         self.folded |= {m.id for m in k.members
-                        if m.op in _COMPARISONS and m.id not in self.outputs and len(self.readers.get(m.id, [])) == 1
+                        if m.dtype == DType.BOOL and _ufunc(m) and m.id not in self.outputs
+                        and len(self.readers.get(m.id, [])) == 1
                         and self.readers[m.id][0].op == "cast" and self.readers[m.id][0].dtype != DType.BOOL}
         self.last_read: dict[int, int] = {}  # outside input id -> the last position reading it (write())
 
@@ -100,10 +97,10 @@ class KernelWriter:
         if n.id in self.outputs:
             return self.out_view(n)
         readers = self.readers.get(n.id, [])
-        if len(readers) == 1 and n.op in UFUNCS:
+        if len(readers) == 1 and _ufunc(n):
             c = readers[0]
             taken = self.taken_input.get(c.id)
-            if (c.id in self.outputs and c.op in UFUNCS and (c.shape, c.dtype) == (n.shape, n.dtype)
+            if (c.id in self.outputs and _ufunc(c) and (c.shape, c.dtype) == (n.shape, n.dtype)
                     and (taken is None or self.last_read.get(taken.id, -1) <= pos) and c.id not in self.chained):
                 self.chained.add(c.id)  # one value at a time in those rows: the output's other inputs use scratch
                 return self.out_view(c)
@@ -125,7 +122,7 @@ class KernelWriter:
     # ---- nodes ---------------------------------------------------------------------------------------
     def member(self, pos: int, n: Node, last_use: dict[int, int]) -> None:
         if n.id in self.folded:
-            return  # written by the einsum of the sum that reads it
+            return  # written by its only reader: the einsum of a sum, or the ufunc of a cast
         if n.op == "sum" and n.inputs[0].id in self.folded:
             out = self.target(n)
             index = ", ".join("0" if a in n.attr("axes") else ":" for a in range(n.inputs[0].type.rank))
@@ -141,17 +138,17 @@ class KernelWriter:
             self.release(list(dict.fromkeys(i.id for i in c.inputs if i.id in self.holder
                                             and last_use.get(i.id) == pos)))
             out = self.target(n, pos)
-            self.stmts.append(f"{self.xp}.{UFUNCS[c.op][0]}({', '.join(a.text for a in args)}, out={out})"
+            self.stmts.append(f"{self.xp}.{_ufunc(c)[0]}({', '.join(a.text for a in args)}, out={out})"
                               f"  {_comment(n)}")
             self.block[n.id] = out
             return
         args = [self.value(i, n, al) for i, al in zip(n.inputs, _row_aligned_inputs(n))]
         dying = list(dict.fromkeys(i.id for i in n.inputs if i.id in self.holder and last_use.get(i.id) == pos))
         where = _comment(n)
-        if n.op in UFUNCS:
+        if _ufunc(n):
             self.release(dying)  # a ufunc may write over an input it reads
             out = self.target(n, pos)
-            ufunc, extra = UFUNCS[n.op]
+            ufunc, extra = _ufunc(n)
             self.stmts.append(f"{self.xp}.{ufunc}({', '.join([a.text for a in args] + list(extra))}, out={out})"
                               f"  {where}")
         elif n.op == "where" and n.dtype in _INT_OF:
@@ -280,7 +277,7 @@ class KernelWriter:
         combine = "(" + "".join(f"{s.op!r}, " for s in k.sinks) + ")"
         size = ctx.dim(dim_prod((k.rows, widest)))
         # cheap ufuncs only: on threads, where each call's fixed cost holds the GIL, bigger blocks
-        grow = "" if any(m.op in _COSTLY for m in k.members) else ", _CHEAP_BLOCKS"
+        grow = "" if any(REGISTRY[m.op].costly for m in k.members) else ", _CHEAP_BLOCKS"
         call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {rows}, {size}, {combine}{grow})"
         sink_vars = []
         for s in k.sinks:
@@ -302,6 +299,11 @@ class KernelWriter:
         for dt, trailing in parts:
             total = dim_add(total, dim_mul(dt.itemsize, dim_prod(trailing)))
         return total
+
+
+def _ufunc(n: Node) -> tuple | None:
+    """(name, extra arguments) when the node is one ufunc call (the primitive table says)."""
+    return REGISTRY[n.op].ufunc
 
 
 def _is_zero(n: Node) -> bool:

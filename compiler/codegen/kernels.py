@@ -25,19 +25,7 @@ from ..ir import Node
 from ..primitives import REGISTRY
 from ..types import Dim, dim_prod
 
-# ops written as `xp.ufunc(args..., out=buffer)`: (ufunc, extra trailing arguments)
-UFUNCS = {
-    "add": ("add", ()), "sub": ("subtract", ()), "mul": ("multiply", ()), "div": ("divide", ()),
-    "pow": ("power", ()), "neg": ("negative", ()), "exp": ("exp", ()), "log": ("log", ()),
-    "log1p": ("log1p", ()), "expm1": ("expm1", ()), "sqrt": ("sqrt", ()), "abs": ("absolute", ()),
-    "sign": ("sign", ()), "sin": ("sin", ()), "cos": ("cos", ()), "tan": ("tan", ()), "tanh": ("tanh", ()),
-    "maximum": ("maximum", ()), "minimum": ("minimum", ()), "eq": ("equal", ()), "ne": ("not_equal", ()),
-    "lt": ("less", ()), "le": ("less_equal", ()), "gt": ("greater", ()), "ge": ("greater_equal", ()),
-    "logical_and": ("logical_and", ()), "logical_or": ("logical_or", ()), "logical_not": ("logical_not", ()),
-    "relu": ("maximum", ("0",)), "softplus": ("logaddexp", ("0",)),
-}
-ROW_REDUCTIONS = {"sum", "max", "min", "prod", "logsumexp"}
-SINKS = {"sum": "sum", "max": "max", "min": "min"}
+SINKS = {"sum", "max", "min"}  # reductions over the rows: per-block partials combined after the loop
 MIN_ELEMENTS = 1 << 14  # a kernel over fewer (literal) elements is not worth its loop
 
 
@@ -71,7 +59,7 @@ def _member_op(n: Node) -> bool:
     prim = REGISTRY[n.op]
     if prim.elementwise:
         return True
-    if n.op in ROW_REDUCTIONS:
+    if prim.kind == "reduce":  # sum, prod, max, min, logsumexp along other axes than 0
         return 0 not in n.attr("axes") and n.inputs[0].type.rank >= 1
     if n.op in ("softmax", "log_softmax"):
         return n.attr("axis") != 0
@@ -239,10 +227,6 @@ def schedule(order: list[Node], kernels: list[Kernel]) -> list:
     return out
 
 
-# ops whose result is (or may be) a view of their input: never written over
-VIEWS = {"transpose", "reshape", "broadcast_to", "index", "squeeze", "expand_dims", "stop_gradient", "diagonal"}
-
-
 def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[int, list[tuple[Node, Node]]]:
     """For each kernel, (input, output) pairs where the output can take over the input's memory.
 
@@ -294,7 +278,7 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
                 limit = position[o.id]
                 if o.op == "where" and (i is not o.inputs[1] or any(x is i for x in (o.inputs[0], o.inputs[2]))):
                     limit -= 1
-                if (iid in taken or iid in bad or iid in keep or i.op in VIEWS or readers.get(iid, set()) != {me}
+                if (iid in taken or iid in bad or iid in keep or REGISTRY[i.op].view or readers.get(iid, set()) != {me}
                         or i.shape != o.shape or i.dtype != o.dtype or last_read[iid] > limit):
                     continue
                 taken.add(iid)

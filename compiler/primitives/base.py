@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 # Python operator precedences, for parenthesising emitted expressions.
 PREC_ATOM = 100
 PREC_POSTFIX = 16  # call, subscript, attribute
@@ -66,6 +68,15 @@ class Primitive:
     doc: str = ""
     # example applications for the per-primitive SymPy proof: (input types, attrs, {input: domain})
     examples: tuple = ()
+    # code generation facts
+    ufunc: tuple | None = None  # in fused loops: xp.NAME(inputs..., *EXTRA, out=buffer); default: `fold`'s ufunc
+    costly: bool = False  # tens of cycles per element (exp, log, ...): fused loops keep L2-sized blocks
+    quiet: bool = False  # may meet inf/nan on the way to a right result: run without FP warnings
+    view: bool = False  # the result may share memory with an input: copied before being returned
+
+    def __post_init__(self) -> None:
+        if self.ufunc is None and isinstance(self.fold, np.ufunc):
+            self.ufunc = (self.fold.__name__, ())
 
     def facets(self) -> dict[str, bool]:
         return {

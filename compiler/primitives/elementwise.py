@@ -32,8 +32,10 @@ def _float_unary_coerce(args, attrs):
     return [B.to_float(args[0])]
 
 
-def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=None, doc="", domain="normal"):
-    """A unary elementwise primitive from its derivative `deriv(x, y)`.
+def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=None, doc="", domain="normal",
+          **codegen):
+    """A unary elementwise primitive from its derivative `deriv(x, y)`; `codegen` sets the
+    code-generation facts of the Primitive (ufunc, costly, quiet).
 
     `masked_deriv(x, y)` instead gives the bool mask where the derivative is 1 (relu):
     the VJP is then where(mask, ct, 0) and carries the mask onwards.
@@ -69,7 +71,7 @@ def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=No
     return register(Primitive(
         name, "elementwise", infer, emit, vjp, jvp, sym_map(sympy_fn),
         coerce=_float_unary_coerce if float_only else None, fold=fold, elementwise=True, doc=doc,
-        examples=((("f64[2, 3]",), {}, {0: domain}),),
+        examples=((("f64[2, 3]",), {}, {0: domain}),), **codegen,
     ))
 
 
@@ -81,27 +83,29 @@ def _sigmoid_np(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-unary("exp", xp_call("exp"), lambda x, y: y, lambda x: _sympy().exp(x), np.exp)
+unary("exp", xp_call("exp"), lambda x, y: y, lambda x: _sympy().exp(x), np.exp, costly=True, quiet=True)
 unary("log", xp_call("log"), lambda x, y: B.div(_c(1, x), x), lambda x: _sympy().log(x), np.log,
-      domain="positive")
+      domain="positive", costly=True, quiet=True)
 unary("log1p", xp_call("log1p"), lambda x, y: B.div(_c(1, x), B.add(x, _c(1, x))),
-      lambda x: _sympy().log(1 + x), np.log1p, doc="log(1 + x), accurate near 0", domain="positive")
+      lambda x: _sympy().log(1 + x), np.log1p, doc="log(1 + x), accurate near 0", domain="positive",
+      costly=True, quiet=True)
 unary("expm1", xp_call("expm1"), lambda x, y: B.add(y, _c(1, x)),
-      lambda x: _sympy().exp(x) - 1, np.expm1, doc="exp(x) - 1, accurate near 0")
+      lambda x: _sympy().exp(x) - 1, np.expm1, doc="exp(x) - 1, accurate near 0", costly=True, quiet=True)
 unary("sqrt", xp_call("sqrt"), lambda x, y: B.div(_c(0.5, x), y), lambda x: _sympy().sqrt(x), np.sqrt,
-      domain="positive")
-unary("sin", xp_call("sin"), lambda x, y: B.apply("cos", x), lambda x: _sympy().sin(x), np.sin)
-unary("cos", xp_call("cos"), lambda x, y: B.neg(B.apply("sin", x)), lambda x: _sympy().cos(x), np.cos)
+      domain="positive", quiet=True)
+unary("sin", xp_call("sin"), lambda x, y: B.apply("cos", x), lambda x: _sympy().sin(x), np.sin, costly=True)
+unary("cos", xp_call("cos"), lambda x, y: B.neg(B.apply("sin", x)), lambda x: _sympy().cos(x), np.cos, costly=True)
 unary("tan", xp_call("tan"), lambda x, y: B.add(_c(1, x), B.square(y)),
-      lambda x: _sympy().tan(x), np.tan, domain="unit")
+      lambda x: _sympy().tan(x), np.tan, domain="unit", costly=True, quiet=True)
 unary("tanh", xp_call("tanh"), lambda x, y: B.sub(_c(1, x), B.square(y)),
-      lambda x: _sympy().tanh(x), np.tanh)
+      lambda x: _sympy().tanh(x), np.tanh, costly=True)
 unary("sigmoid", helper_call("sigmoid"), lambda x, y: B.mul(y, B.sub(_c(1, x), y)),
       lambda x: 1 / (1 + _sympy().exp(-x)), _sigmoid_np,
-      doc="1 / (1 + exp(-x)); no overflow warning at large negative x")
+      doc="1 / (1 + exp(-x)); no overflow warning at large negative x", quiet=True)
 unary("softplus", xp_call("logaddexp", "0"), lambda x, y: B.apply("sigmoid", x),
       lambda x: _sympy().log(1 + _sympy().exp(x)), lambda x: np.logaddexp(x, 0),
-      doc="log(1 + exp(x)) as logaddexp(x, 0): softplus(800) = 800; derivative sigmoid")
+      doc="log(1 + exp(x)) as logaddexp(x, 0): softplus(800) = 800; derivative sigmoid",
+      costly=True, ufunc=("logaddexp", ("0",)))
 unary("abs", xp_call("abs"), lambda x, y: B.apply("sign", x), lambda x: _sympy().Abs(x), np.abs,
       float_only=False, doc="abs'(0) = 0 as in PyTorch")
 unary("sign", xp_call("sign"), lambda x, y: None, lambda x: _sympy().sign(x), np.sign,
@@ -109,7 +113,8 @@ unary("sign", xp_call("sign"), lambda x, y: None, lambda x: _sympy().sign(x), np
 unary("relu", xp_call("maximum", "0"), None,
       lambda x: _sympy().Piecewise((x, x > 0), (0, True)), lambda x: np.maximum(x, 0),
       float_only=False, masked_deriv=lambda x, y: B.apply("gt", y, B.like_const(0, y)),
-      doc="max(x, 0); relu'(0) = 0; the mask y > 0 reads the output, so backward keeps only y")
+      doc="max(x, 0); relu'(0) = 0; the mask y > 0 reads the output, so backward keeps only y",
+      ufunc=("maximum", ("0",)))
 
 
 def _neg_emit(ctx, args, node):
@@ -173,10 +178,10 @@ def _arith_infer(symbol):
     return infer
 
 
-def binary(name, emit, vjp, jvp, sympy_fn, fold, coerce=_common, symbol=None, doc="", domains=None):
+def binary(name, emit, vjp, jvp, sympy_fn, fold, coerce=_common, symbol=None, doc="", domains=None, **codegen):
     return register(Primitive(
         name, "elementwise", _arith_infer(symbol or name), emit, vjp, jvp, sym_map(sympy_fn),
-        coerce=coerce, fold=fold, elementwise=True, doc=doc,
+        coerce=coerce, fold=fold, elementwise=True, doc=doc, **codegen,
         examples=((("f64[2, 3]", "f64[3]"), {}, domains or {}), (("f64[2, 1]", "f64[2, 3]"), {}, domains or {})),
     ))
 
@@ -297,12 +302,13 @@ binary("sub", infix("-", PREC_ADD), _sub_vjp, _lin_jvp(-1), lambda a, b: a - b, 
 binary("mul", infix("*", PREC_MUL), _mul_vjp, _mul_jvp, lambda a, b: a * b, np.multiply, symbol="*")
 binary("div", infix("/", PREC_MUL), _div_vjp, _div_jvp, lambda a, b: a / b, np.divide,
        coerce=_float_common, symbol="/", doc="true division; integers are divided as f64 (NumPy)",
-       domains={1: "positive"})
+       domains={1: "positive"}, quiet=True)
 register(Primitive(
     "pow", "elementwise", _pow_infer, infix("**", PREC_POW, right_assoc=True), _pow_vjp, _pow_jvp,
     sym_map(lambda a, b: a ** b), coerce=_pow_coerce, fold=np.power, elementwise=True,
     doc="a ** b; d/db is 0 where a == 0 and b >= 0, as in PyTorch",
     examples=((("f64[2, 3]", "f64[3]"), {}, {0: "positive"}), (("f64[3]", "f64"), {}, {0: "positive"})),
+    costly=True, quiet=True,
 ))
 
 
@@ -419,6 +425,7 @@ register(Primitive(
     coerce=_where_coerce, fold=np.where, elementwise=True,
     examples=((("bool[2, 3]", "f64[2, 3]", "f64[3]"), {}, {}),),
     doc="the branch not taken gets exactly zero cotangent, even where its derivative is inf/NaN",
+    quiet=True,
 ))
 
 

@@ -137,6 +137,7 @@ register(Primitive(
     lambda node, ts: B.apply("transpose", ts[0], perm=node.attr("perm")),
     lambda args, node: np.transpose(np.asarray(args[0], dtype=object), node.attr("perm")),
     examples=((("f64[2, 3, 2]",), {"perm": (1, 2, 0)}, {}),),
+    view=True,
 ))
 
 
@@ -171,6 +172,7 @@ register(Primitive(
     lambda args, node: np.diagonal(np.asarray(args[0], dtype=object)).copy(),
     doc="numpy.diagonal(x): axes 0 and 1, the diagonal last",
     examples=((("f64[2, 3]",), {}, {}), (("f64[3, 2, 2]",), {}, {})),
+    view=True,
 ))
 
 

@@ -94,4 +94,5 @@ register(Primitive(
     lambda node, ct, needs: [None], lambda node, ts: None, lambda args, node: args[0],
     doc="the value of x, a constant to every derivative (detach / no_grad)",
     examples=((("f64[3]",), {}, {}),),
+    view=True,
 ))

@@ -79,6 +79,7 @@ register(Primitive(
     _axis_sympy(_softmax_meaning), coerce=lambda a, k: [B.to_float(a[0])],
     doc="exp(x - max) / sum; VJP y * (ct - sum(ct * y))",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[3, 2]",), {"axis": 0}, {})),
+    costly=True, quiet=True,
 ))
 
 
@@ -103,6 +104,7 @@ register(Primitive(
     _log_softmax_vjp, _log_softmax_jvp, _axis_sympy(_log_softmax_meaning),
     coerce=lambda a, k: [B.to_float(a[0])], doc="x - logsumexp(x); VJP ct - softmax * sum(ct)",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[3, 2]",), {"axis": 0}, {})),
+    costly=True, quiet=True,
 ))
 
 
@@ -196,6 +198,7 @@ register(Primitive(
     _bce_vjp, _bce_jvp, sym_map(_bce_meaning), coerce=_float_all, elementwise=True,
     doc="-(y log p + (1-y) log(1-p)), logs clamped at -100; PyTorch's gradient",
     examples=((("f64[2, 3]", "f64[2, 3]"), {}, {0: "unit", 1: "unit"}),),
+    quiet=True,
 ))
 
 
@@ -221,7 +224,6 @@ def _ce_grad(node):
 
 
 def _ce_vjp(node, ct, needs):
-    logits = node.inputs[0]
     g = B.reshape(ct, ct.shape + (1,))
     return [B.mul(g, _ce_grad(node)), None]
 
@@ -247,6 +249,7 @@ register(Primitive(
     coerce=lambda a, k: [B.to_float(a[0]), a[1]],
     doc="logsumexp(logits) - logits[label]; labels are checked to lie in [0, C)",
     examples=((("f64[2, 3]", "i64[2]"), {}, {1: "int:0:3"}), (("f64[4]", "i64"), {}, {1: "int:0:4"})),
+    costly=True, quiet=True,
 ))
 
 

@@ -209,4 +209,5 @@ register(Primitive(
     doc="stable (max-shifted); all -inf gives -inf with gradient 0; gradient = softmax",
     examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
               (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
+    costly=True, quiet=True,
 ))

@@ -44,6 +44,7 @@ register(Primitive(
     lambda node, ts: B.reshape(ts[0], node.shape),
     lambda args, node: _obj(args[0]).reshape(_concrete(node.shape)),
     examples=((("f64[2, 3]",), {"shape": (3, 2)}, {}),),
+    view=True,
 ))
 
 
@@ -77,6 +78,7 @@ register(Primitive(
     lambda node, ts: B.broadcast_to(ts[0], node.shape),
     lambda args, node: np.broadcast_to(_obj(args[0]), _concrete(node.shape)).copy(),
     examples=((("f64[3, 1]",), {"shape": (2, 3, 2)}, {}),),
+    view=True,
 ))
 
 
@@ -101,6 +103,7 @@ register(Primitive(
     lambda node, ts: B.apply("squeeze", ts[0], axes=node.attr("axes")),
     lambda args, node: np.squeeze(_obj(args[0]), tuple(node.attr("axes"))),
     examples=((("f64[2, 1, 3]",), {"axes": (1,)}, {}),),
+    view=True,
 ))
 
 
@@ -119,6 +122,7 @@ register(Primitive(
     lambda node, ts: B.apply("expand_dims", ts[0], axes=node.attr("axes")),
     lambda args, node: np.expand_dims(_obj(args[0]), tuple(node.attr("axes"))),
     examples=((("f64[2, 3]",), {"axes": (0, 2)}, {}),),
+    view=True,
 ))
 
 
@@ -235,7 +239,9 @@ register(Primitive(
     lambda node, ct, needs: [B.apply("index_grad", ct, items=node.attr("items"), shape=node.inputs[0].shape)],
     lambda node, ts: B.apply("index", ts[0], items=node.attr("items")),
     _index_sympy, doc="basic indexing with constant ints, slices and None",
-    examples=((("f64[3, 4]",), {"items": (("s", 1, 3, 1), ("s", None, None, -2))}, {}), (("f64[3, 4]",), {"items": (("i", 1), ("n",))}, {})),
+    examples=((("f64[3, 4]",), {"items": (("s", 1, 3, 1), ("s", None, None, -2))}, {}),
+              (("f64[3, 4]",), {"items": (("i", 1), ("n",))}, {})),
+    view=True,
 ))
 
 
