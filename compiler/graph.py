@@ -29,10 +29,8 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .ir import Function, Module, Node, topo_order
 from .ir_print import INLINE, format_value, type_text
@@ -540,24 +538,6 @@ def render(text: str, fmt: str, timeout: float | None = None) -> bytes:
     return r.stdout
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """pipeline.write_atomic for bytes (a PNG): a temporary file, then os.replace."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def graph_command(source: SourceFile, name: str, output: str | None = None, stage: str = "adjoint",
                   collapse: str = "none") -> int:
     """`tapeless graph`: DOT to standard output or a .dot file, SVG or PNG through `dot`."""
@@ -576,7 +556,7 @@ def graph_command(source: SourceFile, name: str, output: str | None = None, stag
         elif fmt == "svg":
             write_atomic(output, render(text, fmt).decode("utf-8"))
         else:
-            write_bytes_atomic(output, render(text, fmt))
+            write_atomic(output, render(text, fmt))
     except OSError as e:
         raise GraphError(f"{clean(output)}: cannot write: {e.strerror}") from None
     return 0

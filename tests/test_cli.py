@@ -62,6 +62,23 @@ def test_an_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("data", ["x = 1\n", b"\x89PNG\r\n\x1a\n"], ids=["text", "bytes"])
+def test_atomic_writes_get_ordinary_file_permissions(tmp_path, data):
+    """mkstemp makes private files; a written module or picture is readable as any new file is."""
+    import os
+
+    from tapeless.compiler import pipeline
+
+    out = tmp_path / "f"
+    old = os.umask(0o022)
+    try:
+        pipeline.write_atomic(out, data)
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert out.read_bytes() == (data.encode() if isinstance(data, str) else data)
+
+
 def test_missing_file_and_unwritable_output_are_user_errors(tmp_path, capsys):
     assert cli.main(["compile", str(tmp_path / "nope.tl")]) == 1
     assert "no such file" in capsys.readouterr().err

@@ -510,6 +510,9 @@ def test_svg_and_png_files(tmp_path):
     assert cli.main(["graph", LAYER, "--fn", "layer_grad", "-o", str(png), "--collapse", "statements"]) == 0
     assert _svg_counts(svg.read_bytes()) == {"node": 16, "edge": 17, "cluster": 2}
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert png.stat().st_mode & 0o777 == 0o666 & ~umask  # like any new file, not mkstemp's 0600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png", "g.svg"]
 
 
