@@ -273,8 +273,6 @@ class Checker:
         sample_syms = {s: self.domains.get(name, "normal") for name in symbols for _, s in symbols[name]}
         sample_syms.update({s: "normal" for x in extras for s in np.ravel(x) if isinstance(s, sp.Symbol)})
         branch = kinks([v for o in outs for v in np.ravel(o)])
-        global _TRANSCENDENTAL
-        _TRANSCENDENTAL = (sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.tanh, sp.sqrt(2).func)
         pairs = []
         for label, have in candidates:
             for (what, idx), want in expected.items():
@@ -364,7 +362,7 @@ class Checker:
 
             g = sp.lambdify(names, branch, modules="mpmath", cse=True) if branch else None
             n = len(open_pairs)
-            rational = [not any(e.has(t) for t in _TRANSCENDENTAL) for e in exprs[:n]]
+            rational = [_is_rational(e) for e in exprs[:n]]
             with mpmath.workdps(60):
                 signs = None
                 for k in range(self.points):
@@ -395,7 +393,11 @@ class Checker:
         raise _TooBig("could not sample a point away from the kinks of this function")
 
 
-_TRANSCENDENTAL = ()
+def _is_rational(e) -> bool:
+    """Whether e is a rational function of its symbols: then values at rational points are exact."""
+    sp = _sp()
+    return not e.has(sp.exp, sp.log, sp.sin, sp.cos, sp.tan, sp.tanh) and \
+        all(p.exp.is_integer for p in e.atoms(sp.Pow))
 
 
 def _numeric_form(e):
