@@ -1,20 +1,24 @@
 """Fewer residuals (-O2): _bwd recomputes cheap values instead of _fwd saving them.
 
-A residual computed by a cheap elementwise op (a comparison, a product, a negation,
-relu, ...) from other residuals and constants is dropped from what NAME_fwd returns;
-NAME_bwd computes it again from those residuals. Saving it would cost as much memory
-as an argument and save next to no time. Transcendental functions (exp, tanh, ...) are
-not cheap and stay saved.
+A residual computed by a cheap elementwise op (one not marked costly in the primitive
+table: a comparison, a product, relu, ...) from other residuals and constants is dropped
+from what NAME_fwd returns; NAME_bwd computes it again from those residuals. Saving it
+would cost as much memory as an argument and save next to no time. Transcendental
+functions (exp, tanh, sigmoid, ...) are costly and stay saved.
 """
 from __future__ import annotations
 
 from dataclasses import replace
 
 from ..ir import Function, Module, Node, graph_scope
+from ..primitives import REGISTRY
 from ..rewrite import rebuild, substitute
 
-CHEAP = {"neg", "abs", "sign", "relu", "add", "sub", "mul", "maximum", "minimum", "where", "cast",
-         "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not", "stop_gradient"}
+
+def cheap(op: str) -> bool:
+    """A few cycles per element: elementwise and not marked costly in the primitive table."""
+    prim = REGISTRY.get(op)
+    return op == "stop_gradient" or (prim is not None and prim.kind == "elementwise" and not prim.costly)
 
 
 def fewer_residuals(module: Module) -> Module:
@@ -48,7 +52,7 @@ def _trim(fwd: Function, bwd: Function):
     index = {r.id: k for k, r in enumerate(residuals)}
     dropped: set[int] = set()
     for k, r in enumerate(residuals):
-        if r.op in CHEAP and all(i.op in ("const", "dim") or (i.id in index and index[i.id] not in dropped
+        if cheap(r.op) and all(i.op in ("const", "dim") or (i.id in index and index[i.id] not in dropped
                                                               and i is not r) for i in r.inputs):
             dropped.add(k)
     if not dropped:

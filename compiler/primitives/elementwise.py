@@ -101,7 +101,7 @@ unary("tanh", xp_call("tanh"), lambda x, y: B.sub(_c(1, x), B.square(y)),
       lambda x: _sympy().tanh(x), np.tanh, costly=True)
 unary("sigmoid", helper_call("sigmoid"), lambda x, y: B.mul(y, B.sub(_c(1, x), y)),
       lambda x: 1 / (1 + _sympy().exp(-x)), _sigmoid_np,
-      doc="1 / (1 + exp(-x)); no overflow warning at large negative x", quiet=True)
+      doc="1 / (1 + exp(-x)); no overflow warning at large negative x", costly=True, quiet=True)
 unary("softplus", xp_call("logaddexp", "0"), lambda x, y: B.apply("sigmoid", x),
       lambda x: _sympy().log(1 + _sympy().exp(x)), lambda x: np.logaddexp(x, 0),
       doc="log(1 + exp(x)) as logaddexp(x, 0): softplus(800) = 800; derivative sigmoid",
