@@ -2,7 +2,7 @@
 
 Scalar literals are folded as they are built (build.apply). This pass also folds what
 is constant but not a scalar: a `full` constructor (zeros, ones, full) passed through
-elementwise ops, casts, reshapes and broadcasts stays a `full` of the computed value,
+elementwise ops, casts and views (reshapes, broadcasts, slices) stays a `full` of the computed value,
 and a sum over a `full` is its value times the element count when that is known.
 """
 from __future__ import annotations
@@ -17,11 +17,7 @@ from .common import map_nodes
 
 
 def _value(n: Node):
-    if n.op == "const":
-        return n.attr("value")
-    if n.op == "full":
-        return n.attr("value")
-    return None
+    return n.attr("value") if n.op in ("const", "full") else None
 
 
 def _full(value, like: Node) -> Node:
@@ -44,7 +40,7 @@ def fold_node(n: Node) -> Node:
         return _full(out, n)
     if n.op == "cast":
         return _full(np.asarray(values[0]).astype(n.dtype.np)[()].item(), n)
-    if n.op in ("reshape", "broadcast_to", "transpose", "squeeze", "expand_dims", "stop_gradient"):
+    if prim.view:  # any view of a constant-filled array (a slice, a diagonal, ...) is one too
         return _full(values[0], n)
     if n.op == "sum":
         count = dim_prod(n.inputs[0].shape[a] for a in n.attr("axes"))
