@@ -180,6 +180,15 @@ def dim_subst(d: DimLike, env: dict[str, DimLike]) -> DimLike:
     return out
 
 
+def symbols_in(v) -> set[str]:
+    """Size symbols in a dim, or in tuples of them nested in any way (shapes, node attributes)."""
+    if isinstance(v, Dim):
+        return set(v.symbols)
+    if isinstance(v, tuple):
+        return set().union(*map(symbols_in, v))
+    return set()
+
+
 def dim_text(d: DimLike, python: bool = False, names: dict[str, str] | None = None) -> str:
     """`N*M + 2*K - 1`. With `python`, a valid Python expression over the symbol names."""
     if isinstance(d, int):

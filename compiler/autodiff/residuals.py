@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .. import build as B
 from ..ir import Node, make_node, topo_order
 from ..rewrite import substitute
-from ..types import Dim, DType, TensorType
+from ..types import Dim, DType, TensorType, symbols_in
 
 
 @dataclass
@@ -65,21 +65,10 @@ def _missing_symbols(outputs: list[Node], params: list[Node]) -> list[str]:
     """Size symbols the nodes use that no parameter's shape carries."""
     used: set[str] = set()
     for n in topo_order(outputs):
-        for d in n.shape:
-            if isinstance(d, Dim):
-                used |= d.symbols
+        used |= symbols_in(tuple(n.shape))
         for _, v in n.attrs:
-            used |= _symbols_in(v)
+            used |= symbols_in(v)
     have = {d.symbol_name for p in params for d in p.shape if isinstance(d, Dim) and d.symbol_name}
     return sorted(used - have)
 
 
-def _symbols_in(v) -> set[str]:
-    if isinstance(v, Dim):
-        return set(v.symbols)
-    if isinstance(v, tuple):
-        out: set[str] = set()
-        for x in v:
-            out |= _symbols_in(x)
-        return out
-    return set()

@@ -17,7 +17,7 @@ import numpy as np
 from ..ir import Function, Module, Node, topo_order, use_counts
 from ..primitives import REGISTRY
 from ..primitives.base import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
-from ..types import Dim, DType, TensorType, dim_prod, dim_text
+from ..types import Dim, DType, TensorType, dim_text, symbols_in
 from . import checks
 from .backends import BACKENDS, HELPER_IMPORTS, HELPERS, Backend, helper_closure, helper_source
 from .kernel_emit import KernelWriter
@@ -315,21 +315,13 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
 def _symbols_used(fn: Function, fuse: bool) -> set[str]:
     """Size symbols the body's code mentions (without checks, only these need binding)."""
     used: set[str] = set()
-
-    def visit(v) -> None:
-        if isinstance(v, Dim):
-            used.update(v.symbols)
-        elif isinstance(v, tuple):
-            for x in v:
-                visit(x)
-
     for n in topo_order(fn.outputs):
         for _, v in n.attrs:
-            visit(v)
+            used |= symbols_in(v)
         allocates = n.op in ("full", "eye", "index_grad", "take_grad", "take_along_axis_grad", "broadcast_to",
                              "reshape")
         if allocates or (fuse and n.type.rank and (REGISTRY[n.op].elementwise or n.op in ("sum", "max", "min"))):
-            visit(tuple(n.shape))  # constructors and fused loops allocate arrays of these sizes
+            used |= symbols_in(tuple(n.shape))  # constructors and fused loops allocate arrays of these sizes
     return used
 
 
