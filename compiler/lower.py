@@ -254,8 +254,9 @@ class Lowering:
         ret = next(s for s in fd.body if isinstance(s, ast.Return))
         spans = list(ret.values) if len(ret.values) == len(outputs) else [ret.values[0]] * len(outputs)
         if declared is not None and len(declared) != len(outputs):
-            self.sink.error(ret.values[0].span.to(ret.values[-1].span), f"`{fd.name.name}` returns {len(outputs)} value(s) but its declared "
-                                      f"result has {len(declared)}")
+            self.sink.error(ret.values[0].span.to(ret.values[-1].span),
+                            f"`{fd.name.name}` returns {len(outputs)} value(s) but its declared "
+                            f"result has {len(declared)}")
             return None
         final = []
         for i, out in enumerate(outputs):
@@ -511,7 +512,7 @@ class Lowering:
             if kw.name.name in given:
                 self.fail(kw.name.span, f"argument `{kw.name.name}` of `{spec.name}` is given twice")
             given[kw.name.name] = kw.value
-        bound: dict[str, Any] = {}
+        bound: dict[str, object] = {}
         spans = {k: v.span for k, v in given.items()}
         errors = False
         for p in params:

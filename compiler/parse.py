@@ -196,7 +196,7 @@ def _token_error(
     if tok.type == "WRT" and prev is not None and prev.value in ("grad", "vjp", "jvp", "hvp"):
         return UserError(f"`{prev.value}` needs the name of the function to differentiate, "
                          f"found keyword `wrt`", _token_span(source, tok))
-    if prev is not None and tok.type in ("RBRACE", "$END") and tok.type != "$END" and \
+    if prev is not None and tok.type == "RBRACE" and \
             tok.line > prev.end_line and expected & {"INT", "NAME"} and expected <= _EXPR_START | {"RPAR", "RSQB"}:
         # the line break before `}` was dropped: the expression is missing at the end of prev's line
         return UserError("expected an expression, found the end of the line",

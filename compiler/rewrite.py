@@ -10,6 +10,7 @@ from . import build as B
 from .ir import Function, Node, span_scope, topo_order
 from .types import Dim, DimLike, dim_subst
 
+
 def inline(fn: Function, args: list[Node], env: dict[str, DimLike]) -> list[Node]:
     """fn's outputs with its parameters replaced by args and its size symbols by env."""
     return substitute(fn.outputs, {p.id: a for p, a in zip(fn.params, args)}, env)

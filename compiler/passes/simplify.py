@@ -87,7 +87,6 @@ def full_operands(n: Node):
     return B.apply(n.op, *args, **n.attr_dict)
 
 
-
 @rule("c1 * (c2 * x) = (c1 c2) * x, and likewise for + (constants gathered on the left)")
 def constant_chains(n: Node):
     if n.op not in ("mul", "add"):
