@@ -95,6 +95,7 @@ def test_verifier_reports_a_broken_node():
     ("x ** 2", ["mul(x, x)"]), ("x ** 3", ["mul(x, x)", "mul(%0, x)"]), ("x * 1", []), ("x + 0", []),
     ("-(-x)", []), ("2 * (3 * x)", ["mul(6.0:f64, x)"]), ("log(exp(x))", []), ("x / 4", ["mul(0.25:f64, x)"]),
     ("(-x) * (-x)", ["mul(x, x)"]), ("transpose(transpose(x))", []), ("x ** 0.5", ["sqrt(x)"]),
+    ("x + ones(4)[1:] * 2", ["add(2.0:f64, x)"]),  # fold: a slice of a constant-filled array
 ])
 def test_named_rules(text, want):
     """Each rewrite, seen in the optimized IR: the statements left, in order."""
