@@ -59,6 +59,25 @@ def test_names_that_clash_with_python_are_renamed(tl):
     assert "the source name `lambda`, renamed" in m.__doc__
 
 
+def test_parameters_named_like_the_fused_loops_own_variables_are_not_shadowed(tl):
+    """A fused loop is a nested function with its own names (lo, hi, i, j, rows, s0, b0, acc);
+    the function's parameters it reads (here a bias `b2` among scratch blocks b0..b4, and `j`,
+    `lo`, `acc`) keep their meaning inside it."""
+    src = """
+    fn f(j: f32[N, 10], labels: i64[N], b2: f32[10], lo: f32[10], acc: f32[10]) -> f32 {
+        return mean(cross_entropy(j * lo + b2 - acc, labels))
+    }
+    grad f wrt b2, lo, acc
+    """
+    rng = np.random.default_rng(0)
+    args = (rng.standard_normal((4096, 10)).astype(np.float32), rng.integers(0, 10, 4096),
+            *rng.standard_normal((3, 10)).astype(np.float32))
+    fused, plain = tl(src), tl(src, opt_level=0)
+    assert "def _fused" in Path(fused.__file__).read_text()
+    for got, want in zip(fused.f_grad(*args), plain.f_grad(*args)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_parameters_named_out_or_seed_are_renamed_in_the_signature(tl):
     m = tl("fn f(out: f64[2], seed: f64) -> f64 { return sum(out) * seed }\ngrad f wrt out\n")
     buf = np.zeros(2)

@@ -2,7 +2,7 @@
 
     # a fused loop over blocks of rows (layer.tl:4, layer.tl:5)
     d_z = t                                   # the output takes over a dead input's memory
-    def _fused0(lo, hi):
+    def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo), 256), dtype=np.float32)     # scratch, per thread
         acc = np.zeros((), dtype=np.float32)                             # a sink's partial
         for i in range(lo, hi, rows):
@@ -13,8 +13,8 @@
             ...
             acc += np.sum(b0)
         return (acc,)
-    rows = max(1, _BLOCK_BYTES // 6144)          # 6144: the bytes one row touches (scratch, inputs, outputs)
-    value, = _blocks(_fused0, N, rows, 256*N, ("sum",))
+    value, = _blocks(_fused0, N, 6144, 256*N, ("sum",))  # 6144: the bytes one row touches (scratch,
+                                                         # inputs, outputs); blocks of _BLOCK_BYTES
 
 Scratch buffers are assigned by liveness within a block; a ufunc may write over an
 input it reads, other ops may not. `where` is a bitwise select on the integer view of
@@ -67,6 +67,9 @@ class KernelWriter:
                         and len(self.readers.get(m.id, [])) == 1
                         and self.readers[m.id][0].op == "cast" and self.readers[m.id][0].dtype != DType.BOOL}
         self.last_read: dict[int, int] = {}  # outside input id -> the last position reading it (write())
+        self.local = None  # the loop function's own names (write())
+        self.accs: list[str] = []
+        self.buffer_names: list[tuple[str, str]] = []  # per scratch buffer: (whole buffer, one block of it)
 
     # ---- buffers ---------------------------------------------------------------------------------
     def scratch_for(self, dtype, trailing) -> str:
@@ -76,6 +79,7 @@ class KernelWriter:
         else:
             sid = len(self.scratch)
             self.scratch.append(key)
+            self.buffer_names.append((self.local.fresh(f"s{sid}"), self.local.fresh(f"b{sid}")))
         return sid
 
     def release(self, ids) -> None:
@@ -86,8 +90,8 @@ class KernelWriter:
 
     def out_view(self, o: Node) -> str:
         if o.id not in self.views:
-            view = self.ctx.names.fresh(self.ctx.vars[o.id] + "_b")
-            self.stmts.append(f"{view} = {self.ctx.vars[o.id]}[i:j]")
+            view = self.local.fresh(self.ctx.vars[o.id] + "_b")
+            self.stmts.append(f"{view} = {self.ctx.vars[o.id]}[{self.i}:{self.j}]")
             self.views[o.id] = view
         return self.views[o.id]
 
@@ -106,7 +110,7 @@ class KernelWriter:
                 return self.out_view(c)
         sid = self.scratch_for(n.dtype, n.shape[1:])
         self.holder[n.id] = sid
-        return f"b{sid}"
+        return self.buffer_names[sid][1]
 
     def value(self, i: Node, n: Node, aligned: bool) -> Expr:
         if i.id in self.members:
@@ -114,7 +118,7 @@ class KernelWriter:
         if aligned and i.type.rank >= 1 and i.shape[0] == self.k.rows:
             if i.id not in self.sliced:
                 base = (self.ctx.vars.get(i.id) or "x").lstrip("_")
-                self.sliced[i.id] = self.ctx.names.fresh(base + "_b")
+                self.sliced[i.id] = self.local.fresh(base + "_b")
                 self.sliced_nodes[i.id] = i
             return Expr(self.sliced[i.id])
         return self.body.arg(i, n)
@@ -161,7 +165,7 @@ class KernelWriter:
                 out = self.target(n)
                 self.stmts.append(f"{out}[...] = {e.text}  {where}")
             else:
-                out = self.ctx.names.fresh(n.name or "t")
+                out = self.local.fresh(n.name or "t")
                 self.stmts.append(f"{out} = {e.text}  {where}")
             self.release(dying)
         self.block[n.id] = out
@@ -174,7 +178,7 @@ class KernelWriter:
         c, a, b = args
         na, nb = n.inputs[1], n.inputs[2]
         sid = self.scratch_for(idt, n.shape[1:])
-        m = f"b{sid}"
+        m = self.buffer_names[sid][1]
         self.stmts.append(f"{xp}.subtract(0, {c.text}, dtype={it}, out={m})  {where}")
         if _is_zero(na):  # where(c, 0, b): keep b where not c
             self.stmts.append(f"{xp}.invert({m}, out={m})")
@@ -208,7 +212,8 @@ class KernelWriter:
             e = Expr(self.product_sum(s) + ")")
         else:
             e = REGISTRY[s.op].emit(self.ctx, [Expr(self.block[s.inputs[0].id])], s)
-        acc = self.ctx.names.fresh("acc")
+        acc = self.local.fresh("acc")
+        self.accs.append(acc)
         if s.op == "sum":
             self.stmts.append(f"{acc} += {e.text}  {_comment(s)}")
         else:
@@ -231,6 +236,10 @@ class KernelWriter:
                 lines.append(f"{var} = {self.body.exprs[taken[o.id].id].text}  # its memory is free from here on")
             else:
                 lines.append(f"{var} = {xp}.empty({ctx.shape(o.shape)}, dtype={ctx.dtype(o.dtype)})")
+        # the loop function's names: never one the enclosing function has taken (a parameter `j`
+        # or `b2` the loop reads is not shadowed), while short names repeat from loop to loop
+        self.local = names.nested()
+        self.lo, self.hi, self.rows, self.i, self.j = (self.local.fresh(s) for s in ("lo", "hi", "rows", "i", "j"))
         # each sink right after the member it reads, so that member's buffer is free sooner
         sinks_of: dict[int, list[Node]] = {}
         for s in k.sinks:
@@ -253,32 +262,35 @@ class KernelWriter:
                 reads = n.inputs[0].inputs if n.inputs[0].id in self.folded else n.inputs
                 self.release(list(dict.fromkeys(i.id for i in reads if last_use.get(i.id) == pos)))
         accs.sort(key=lambda a: k.sinks.index(a[1]))
+        # the block values keep their names out of the rest of the function (no `t_4` meaning two
+        # things to a reader); loop machinery (lo, i, s0, b0, acc, ...) repeats from loop to loop
+        machinery = {self.lo, self.hi, self.rows, self.i, self.j, *self.accs} | {x for p in self.buffer_names for x in p}
+        names.taken |= self.local.taken - machinery
         fname = names.fresh(f"_fused{k.index}")
-        rows = names.fresh("rows")
         inner = []
-        for sid, (dt, trailing) in enumerate(self.scratch):
-            dims = ", ".join(["min(rows, hi - lo)"] + [ctx.dim(d) for d in trailing])
-            inner.append(f"s{sid} = {xp}.empty(({dims}{',' if not trailing else ''}), dtype={ctx.dtype(dt)})")
+        lo, hi, i, j = self.lo, self.hi, self.i, self.j
+        for (dt, trailing), (whole, _) in zip(self.scratch, self.buffer_names):
+            dims = ", ".join([f"min({self.rows}, {hi} - {lo})"] + [ctx.dim(d) for d in trailing])
+            inner.append(f"{whole} = {xp}.empty(({dims}{',' if not trailing else ''}), dtype={ctx.dtype(dt)})")
         for acc, s in accs:
             inner.append(f"{acc} = {xp}.zeros({ctx.shape(s.shape)}, dtype={ctx.dtype(s.dtype)})"
                          if s.op == "sum" else f"{acc} = None")
-        inner.append("for i in range(lo, hi, rows):")
-        loop = ["j = min(i + rows, hi)"]
-        loop += [f"b{sid} = s{sid}[:j - i]" for sid in range(len(self.scratch))]
-        loop += [f"{var} = {self.body.exprs[nid].text}[i:j]" for nid, var in self.sliced.items()]
+        inner.append(f"for {i} in range({lo}, {hi}, {self.rows}):")
+        loop = [f"{j} = min({i} + {self.rows}, {hi})"]
+        loop += [f"{block} = {whole}[:{j} - {i}]" for whole, block in self.buffer_names]
+        loop += [f"{var} = {self.body.exprs[nid].text}[{i}:{j}]" for nid, var in self.sliced.items()]
         loop += self.stmts
         inner += ["    " + line for line in loop]
         inner.append("return (" + "".join(f"{a}, " for a, _ in accs) + ")")
-        lines.append(f"def {fname}(lo, hi, rows):")
+        lines.append(f"def {fname}({lo}, {hi}, {self.rows}):")
         lines += ["    " + line for line in inner]
         widest = max((dim_prod(m.shape[1:]) for m in k.members), key=_dim_weight)
-        w = ctx.dim(self.row_bytes())
-        lines.append(f"{rows} = max(1, _BLOCK_BYTES // {w if w.isdigit() else f'max(1, {w})'})")
+        w = ctx.dim(self.row_bytes())  # what one row touches: _blocks makes blocks of _BLOCK_BYTES
         combine = "(" + "".join(f"{s.op!r}, " for s in k.sinks) + ")"
         size = ctx.dim(dim_prod((k.rows, widest)))
         # cheap ufuncs only: on threads, where each call's fixed cost holds the GIL, bigger blocks
         grow = "" if any(REGISTRY[m.op].costly for m in k.members) else ", _CHEAP_BLOCKS"
-        call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {rows}, {size}, {combine}{grow})"
+        call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {w}, {size}, {combine}{grow})"
         sink_vars = []
         for s in k.sinks:
             var = names.fresh(s.name or "t")

@@ -17,13 +17,19 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Names:
-    def __init__(self, reserved=()):
+    def __init__(self, reserved=(), outer=frozenset()):
         self.reserved = set(PYTHON_RESERVED) | set(reserved)
+        self.outer = outer  # names an enclosing scope has taken: repeats here are numbered
         self.taken: set[str] = set()
 
     def child(self) -> "Names":
         """A scope for one function: sees everything taken here as reserved."""
         return Names(self.reserved | self.taken)
+
+    def nested(self) -> "Names":
+        """A scope for a function nested in this one: never a name taken here so far (that would
+        shadow it); a repeat is numbered (`b1_1`), as in one scope."""
+        return Names(self.reserved, frozenset(self.outer | self.taken))
 
     def fresh(self, base: str) -> str:
         if not _IDENT.match(base):  # never happens for parsed names; defensive for generated ones
@@ -31,7 +37,7 @@ class Names:
         if base in self.reserved:
             base = base + "_"
         name, k = base, 1
-        while name in self.taken or name in self.reserved:
+        while name in self.taken or name in self.reserved or name in self.outer:
             name = f"{base}_{k}"
             k += 1
         self.taken.add(name)

@@ -86,10 +86,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -171,8 +173,7 @@ def attention(q, k, v):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
-        _blocks(_fused0, T, rows, T*T, ())
+        _blocks(_fused0, T, 12*T, T*T, ())
         return p @ v  # cases/attention.tl:5
 
 
@@ -208,8 +209,7 @@ def attention_loss(q, k, v):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
-        _blocks(_fused0, T, rows, T*T, ())
+        _blocks(_fused0, T, 12*T, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         def _fused1(lo, hi, rows):
@@ -219,8 +219,7 @@ def attention_loss(q, k, v):
                 t_2_b = t_2[i:j]
                 acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
             return (acc, )
-        rows_1 = max(1, _BLOCK_BYTES // max(1, 4*D))
-        t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ), _CHEAP_BLOCKS)
+        t_3, = _blocks(_fused1, T, 4*D, D*T, ('sum', ), _CHEAP_BLOCKS)
         return t_3
 
 
@@ -259,8 +258,7 @@ def attention_loss_grad(q, k, v, *, out=None):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
-        _blocks(_fused0, T, rows, T*T, ())
+        _blocks(_fused0, T, 12*T, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         t_3 = t_2  # its memory is free from here on
@@ -273,8 +271,7 @@ def attention_loss_grad(q, k, v, *, out=None):
                 t_3_b = t_3[i:j]
                 np.multiply(2, t_2_b, out=t_3_b)  # cases/attention.tl:9
             return (acc, )
-        rows_1 = max(1, _BLOCK_BYTES // max(1, 8*D))
-        t_4, = _blocks(_fused1, T, rows_1, D*T, ('sum', ), _CHEAP_BLOCKS)
+        t_4, = _blocks(_fused1, T, 8*D, D*T, ('sum', ), _CHEAP_BLOCKS)
         d_p = t_3 @ v.T  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         t_5 = d_p  # its memory is free from here on
@@ -293,8 +290,7 @@ def attention_loss_grad(q, k, v, *, out=None):
                 np.multiply(p_b_1, b1, out=t_5_b)  # cases/attention.tl:4
                 np.divide(t_5_b, t_1, out=t_5_b)  # cases/attention.tl:3
             return ()
-        rows_2 = max(1, _BLOCK_BYTES // max(1, (16*T + 4)))
-        _blocks(_fused2, T, rows_2, T*T, (), _CHEAP_BLOCKS)
+        _blocks(_fused2, T, (16*T + 4), T*T, (), _CHEAP_BLOCKS)
         d_q = np.einsum('ts,sd->td', t_5, k, optimize=_einsum_path('ts,sd->td', t_5, k))  # cases/attention.tl:3
         d_k = np.einsum('ts,td->sd', t_5, q, optimize=_einsum_path('ts,td->sd', t_5, q))  # cases/attention.tl:3
         d_v = p.T @ t_3  # cases/attention.tl:5
@@ -349,8 +345,7 @@ def attention_loss_grad_fwd(q, k, v):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
-        _blocks(_fused0, T, rows, T*T, ())
+        _blocks(_fused0, T, 12*T, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         def _fused1(lo, hi, rows):
@@ -360,8 +355,7 @@ def attention_loss_grad_fwd(q, k, v):
                 t_2_b = t_2[i:j]
                 acc += np.einsum('ab,ab->', t_2_b, t_2_b)  # cases/attention.tl:9
             return (acc, )
-        rows_1 = max(1, _BLOCK_BYTES // max(1, 4*D))
-        t_3, = _blocks(_fused1, T, rows_1, D*T, ('sum', ), _CHEAP_BLOCKS)
+        t_3, = _blocks(_fused1, T, 4*D, D*T, ('sum', ), _CHEAP_BLOCKS)
         return t_3, (q, k, t_1, p, v, t_2)
 
 
@@ -389,8 +383,7 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(seed, r5_b, out=t_b)  # cases/attention.tl:9
                 np.multiply(2, t_b, out=t_b)  # cases/attention.tl:9
             return ()
-        rows = max(1, _BLOCK_BYTES // max(1, 8*D))
-        _blocks(_fused0, T, rows, D*T, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, T, 8*D, D*T, (), _CHEAP_BLOCKS)
         d_p = t @ v.T  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         t_1 = d_p  # its memory is free from here on
@@ -409,8 +402,7 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(p_b, b1, out=t_1_b)  # cases/attention.tl:4
                 np.divide(t_1_b, r2, out=t_1_b)  # cases/attention.tl:3
             return ()
-        rows_1 = max(1, _BLOCK_BYTES // max(1, (16*T + 4)))
-        _blocks(_fused1, T, rows_1, T*T, (), _CHEAP_BLOCKS)
+        _blocks(_fused1, T, (16*T + 4), T*T, (), _CHEAP_BLOCKS)
         d_q = np.einsum('ts,sd->td', t_1, k, optimize=_einsum_path('ts,sd->td', t_1, k))  # cases/attention.tl:3
         d_k = np.einsum('ts,td->sd', t_1, q, optimize=_einsum_path('ts,td->sd', t_1, q))  # cases/attention.tl:3
         d_v = p.T @ t  # cases/attention.tl:5
@@ -460,8 +452,7 @@ def attention_vjp(q, k, v, ct0, *, out=None):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
-        _blocks(_fused0, T, rows, T*T, ())
+        _blocks(_fused0, T, 12*T, T*T, ())
         value = p @ v  # cases/attention.tl:5
         d_v = p.T @ ct0  # cases/attention.tl:5
         if out is not None:
@@ -508,8 +499,7 @@ def attention_vjp_fwd(q, k, v):
                 p_b = p[i:j]
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
-        rows = max(1, _BLOCK_BYTES // max(1, 12*T))
-        _blocks(_fused0, T, rows, T*T, ())
+        _blocks(_fused0, T, 12*T, T*T, ())
         return p @ v, (p,)  # cases/attention.tl:5
 
 

@@ -82,10 +82,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -145,8 +147,7 @@ def ctors(x):
             np.multiply(N, t_1_b, out=b1)  # cases/constructors.tl:6
             acc_1 += np.sum(b1)  # cases/constructors.tl:6
         return (acc, acc_1, )
-    rows = max(1, _BLOCK_BYTES // 60)
-    t_2, t_3, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
+    t_2, t_3, = _blocks(_fused0, N, 60, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
     return t_2 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_3  # cases/constructors.tl:6
 
 
@@ -193,8 +194,7 @@ def ctors_grad(x, *, out=None):
             d_x_b = d_x[i:j]
             np.add(2, t_2_b, out=d_x_b)  # cases/constructors.tl:6
         return (acc, acc_1, )
-    rows = max(1, _BLOCK_BYTES // 84)
-    t_3, t_4, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
+    t_3, t_4, = _blocks(_fused0, N, 84, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
     value = t_3 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_4  # cases/constructors.tl:6
     if out is not None:
         out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad')
@@ -245,8 +245,7 @@ def ctors_grad_fwd(x):
             np.multiply(N, t_1_b, out=b1)  # cases/constructors.tl:6
             acc_1 += np.sum(b1)  # cases/constructors.tl:6
         return (acc, acc_1, )
-    rows = max(1, _BLOCK_BYTES // 60)
-    t_2, t_3, = _blocks(_fused0, N, rows, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
+    t_2, t_3, = _blocks(_fused0, N, 60, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
     f = np.full((N, 1), 0.5, dtype=np.float32)  # cases/constructors.tl:5
     return t_2 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_3, (np.full((N, 3), 2.0, dtype=np.float32), e, f)  # cases/constructors.tl:6
 
@@ -277,8 +276,7 @@ def ctors_grad_bwd(residuals, *, seed=1.0, out=None):
             d_x_b = d_x[i:j]
             np.add(t_b, b0, out=d_x_b)  # cases/constructors.tl:6
         return ()
-    rows = max(1, _BLOCK_BYTES // 48)
-    _blocks(_fused0, N, rows, 3*N, (), _CHEAP_BLOCKS)
+    _blocks(_fused0, N, 48, 3*N, (), _CHEAP_BLOCKS)
     if out is not None:
         out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad_bwd')
         out_x += d_x

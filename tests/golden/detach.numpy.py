@@ -82,10 +82,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -140,8 +142,7 @@ def td_loss(w, x, x_next, r):
             acc += np.einsum('a,a->', w_b, x_b)  # cases/detach.tl:4
             acc_1 += np.einsum('a,a->', w_b, x_next_b)  # cases/detach.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK_BYTES // 24)
-    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ), _CHEAP_BLOCKS)
+    t, t_1, = _blocks(_fused0, D, 24, D, ('sum', 'sum', ), _CHEAP_BLOCKS)
     target = r + 0.9 * t_1  # cases/detach.tl:3
     t_2 = t - target  # cases/detach.tl:4
     return t_2 * t_2  # cases/detach.tl:4
@@ -180,8 +181,7 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
             acc += np.einsum('a,a->', w_b, x_b)  # cases/detach.tl:4
             acc_1 += np.einsum('a,a->', w_b, x_next_b)  # cases/detach.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK_BYTES // 24)
-    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ), _CHEAP_BLOCKS)
+    t, t_1, = _blocks(_fused0, D, 24, D, ('sum', 'sum', ), _CHEAP_BLOCKS)
     target = r + 0.9 * t_1  # cases/detach.tl:3
     t_2 = t - target  # cases/detach.tl:4
     value = t_2 * t_2  # cases/detach.tl:4
@@ -195,8 +195,7 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
             np.multiply(t_2, x_b_1, out=d_w_b)  # cases/detach.tl:4
             np.multiply(2, d_w_b, out=d_w_b)  # cases/detach.tl:4
         return ()
-    rows_1 = max(1, _BLOCK_BYTES // 16)
-    _blocks(_fused1, D, rows_1, D, (), _CHEAP_BLOCKS)
+    _blocks(_fused1, D, 16, D, (), _CHEAP_BLOCKS)
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad')
         out_w += d_w
@@ -240,8 +239,7 @@ def td_loss_grad_fwd(w, x, x_next, r):
             acc += np.einsum('a,a->', w_b, x_b)  # cases/detach.tl:4
             acc_1 += np.einsum('a,a->', w_b, x_next_b)  # cases/detach.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK_BYTES // 24)
-    t, t_1, = _blocks(_fused0, D, rows, D, ('sum', 'sum', ), _CHEAP_BLOCKS)
+    t, t_1, = _blocks(_fused0, D, 24, D, ('sum', 'sum', ), _CHEAP_BLOCKS)
     target = r + 0.9 * t_1  # cases/detach.tl:3
     t_2 = t - target  # cases/detach.tl:4
     return t_2 * t_2, (x, t_2)  # cases/detach.tl:4
@@ -270,8 +268,7 @@ def td_loss_grad_bwd(residuals, *, seed=1.0, out=None):
             np.multiply(t, x_b, out=d_w_b)  # cases/detach.tl:4
             np.multiply(2, d_w_b, out=d_w_b)  # cases/detach.tl:4
         return ()
-    rows = max(1, _BLOCK_BYTES // 16)
-    _blocks(_fused0, D, rows, D, (), _CHEAP_BLOCKS)
+    _blocks(_fused0, D, 16, D, (), _CHEAP_BLOCKS)
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad_bwd')
         out_w += d_w

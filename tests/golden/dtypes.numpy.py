@@ -85,10 +85,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -157,8 +159,7 @@ def mixed(a, b, h, k):
                 np.add(t_1, b_b, out=b1)  # cases/dtypes.tl:5
                 acc += np.sum(b1)  # cases/dtypes.tl:7
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 26)
-        t_2, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t_2, = _blocks(_fused0, N, 26, N, ('sum', ), _CHEAP_BLOCKS)
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
         return t_2 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
 
@@ -215,8 +216,7 @@ def mixed_grad(a, b, h, k, *, out=None):
                 np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 38)
-        t_3, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t_3, = _blocks(_fused0, N, 38, N, ('sum', ), _CHEAP_BLOCKS)
         value = t_3 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
         if out is not None:
             out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad')
@@ -273,8 +273,7 @@ def mixed_grad_fwd(a, b, h, k):
                 np.add(t_1, b_b, out=b1)  # cases/dtypes.tl:5
                 acc += np.sum(b1)  # cases/dtypes.tl:7
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 30)
-        t_2, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t_2, = _blocks(_fused0, N, 30, N, ('sum', ), _CHEAP_BLOCKS)
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
         return t_2 * n + (np.sum(a) / N).astype(np.float64), (t, n)  # cases/dtypes.tl:7
 
@@ -309,8 +308,7 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
             return ()
-        rows = max(1, _BLOCK_BYTES // 20)
-        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 20, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad_bwd')
             out_a += d_a

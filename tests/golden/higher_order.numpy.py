@@ -85,10 +85,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -143,8 +145,7 @@ def energy(w, a):
             np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
             acc_1 += np.einsum('a,a->', b0, b0)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK_BYTES // 24)
-    t_1, t_2, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+    t_1, t_2, = _blocks(_fused0, N, 24, N, ('sum', 'sum', ))
     return t_1 + 0.25 * t_2  # cases/higher_order.tl:3
 
 
@@ -194,8 +195,7 @@ def energy_grad(w, a, *, out=None):
             np.multiply(b0, b1, out=t_2_b)  # cases/higher_order.tl:3
             np.multiply(2, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK_BYTES // 56)
-    t_3, t_4, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+    t_3, t_4, = _blocks(_fused0, N, 56, N, ('sum', 'sum', ))
     value = t_3 + 0.25 * t_4  # cases/higher_order.tl:3
     d_w = t_1 + t_2 @ a  # cases/higher_order.tl:3
     if out is not None:
@@ -244,8 +244,7 @@ def energy_grad_fwd(w, a):
             np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
             acc_1 += np.einsum('a,a->', b0, b0)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK_BYTES // 32)
-    t_2, t_3, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+    t_2, t_3, = _blocks(_fused0, N, 32, N, ('sum', 'sum', ))
     return t_2 + 0.25 * t_3, (a, w, t_1)  # cases/higher_order.tl:3
 
 
@@ -284,8 +283,7 @@ def energy_grad_bwd(residuals, *, seed=1.0, out=None):
             np.multiply(b0, b1, out=t_1_b)  # cases/higher_order.tl:3
             np.multiply(2, t_1_b, out=t_1_b)  # cases/higher_order.tl:3
         return ()
-    rows = max(1, _BLOCK_BYTES // 48)
-    _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
+    _blocks(_fused0, N, 48, N, (), _CHEAP_BLOCKS)
     d_w = t + t_1 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_grad_bwd')
@@ -369,8 +367,7 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
             np.add(b3, b0, out=t_5_b)  # cases/higher_order.tl:3
             np.multiply(t_5_b, b1, out=t_5_b)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK_BYTES // 96)
-    t_6, t_7, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+    t_6, t_7, = _blocks(_fused0, N, 96, N, ('sum', 'sum', ))
     value = t_6 + 0.25 * t_7  # cases/higher_order.tl:3
     d_w = t_2 + t_3 @ a  # cases/higher_order.tl:3
     d_w_1 = t_4 + t_5 @ a  # cases/higher_order.tl:3
@@ -442,8 +439,7 @@ def energy_hvp_fwd(w, a):
             t_6_b = t_6[i:j]
             np.multiply(2, t_1_b, out=t_6_b)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    rows = max(1, _BLOCK_BYTES // 80)
-    t_7, t_8, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+    t_7, t_8, = _blocks(_fused0, N, 80, N, ('sum', 'sum', ))
     d_w = t_2 + t_4 @ a  # cases/higher_order.tl:3
     return (t_7 + 0.25 * t_8, d_w), (a, w, t_1, t_5, t_6, t_3)  # cases/higher_order.tl:3
 
@@ -503,8 +499,7 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
             np.add(b1, b0, out=t_2_b)  # cases/higher_order.tl:3
             np.multiply(t_2_b, r5_b, out=t_2_b)  # cases/higher_order.tl:3
         return ()
-    rows = max(1, _BLOCK_BYTES // 88)
-    _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
+    _blocks(_fused0, N, 88, N, (), _CHEAP_BLOCKS)
     d_w = t_1 + t_2 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_hvp_bwd')

@@ -81,10 +81,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -155,8 +157,7 @@ def logistic(X, t, w):
                 np.add(b1, b0, out=b0)  # cases/logistic.tl:4
                 acc += np.sum(b0)  # cases/logistic.tl:4
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 16)
-        t_2, = _blocks(_fused0, N, rows, N, ('sum', ))
+        t_2, = _blocks(_fused0, N, 16, N, ('sum', ))
         return t_2
 
 
@@ -228,8 +229,7 @@ def logistic_hvp(X, t, w, v_w):
                 np.multiply(b1, b3, out=t_4_b)  # cases/logistic.tl:4
                 np.multiply(t_4_b, b0, out=t_4_b)  # cases/logistic.tl:4
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 44)
-        t_5, = _blocks(_fused0, N, rows, N, ('sum', ))
+        t_5, = _blocks(_fused0, N, 44, N, ('sum', ))
         d_w = t_3 @ X  # cases/logistic.tl:4
         hv_w = t_4 @ X  # cases/logistic.tl:4
         return t_5, d_w, hv_w
@@ -296,8 +296,7 @@ def logistic_jvp(X, t, w, t_w):
                 np.divide(b1, b4, out=b4)  # cases/logistic.tl:4
                 acc_1 += np.einsum('a,a->', b0, b4)  # cases/logistic.tl:4
             return (acc, acc_1, )
-        rows = max(1, _BLOCK_BYTES // 36)
-        t_3, t_out, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ))
+        t_3, t_out, = _blocks(_fused0, N, 36, N, ('sum', 'sum', ))
         return t_3, t_out
 
 

@@ -95,10 +95,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -198,8 +200,7 @@ def losses(z, p, y):
                 np.divide(b3, b2, out=b2)  # cases/losses.tl:8
                 acc_4 += np.einsum('ab,ab->', b2, y_b)  # cases/losses.tl:8
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        rows = max(1, _BLOCK_BYTES // max(1, 56*C))
-        t_2, t_3, t_4, t_5, t_6, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        t_2, t_3, t_4, t_5, t_6, = _blocks(_fused0, N, 56*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
         a = t_2 / (C*N)  # cases/losses.tl:5
         b = t_3 / (C*N)  # cases/losses.tl:6
         return a + b - t_4 + t_5 + t_6  # cases/losses.tl:8
@@ -303,8 +304,7 @@ def losses_grad(z, p, y, *, out=None):
                 np.multiply(t, b0, out=b0)  # cases/losses.tl:5
                 np.add(d_y_b, b0, out=d_y_b)  # cases/losses.tl:5
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        rows = max(1, _BLOCK_BYTES // max(1, 80*C))
-        t_4, t_5, t_6, t_7, t_8, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        t_4, t_5, t_6, t_7, t_8, = _blocks(_fused0, N, 80*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
         a = t_4 / (C*N)  # cases/losses.tl:5
         b = t_5 / (C*N)  # cases/losses.tl:6
         value = a + b - t_6 + t_7 + t_8  # cases/losses.tl:8
@@ -389,8 +389,7 @@ def losses_grad_fwd(z, p, y):
                 np.divide(t_1_b, b2, out=t_1_b)  # cases/losses.tl:8
                 acc_4 += np.einsum('ab,ab->', t_1_b, y_b)  # cases/losses.tl:8
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        rows = max(1, _BLOCK_BYTES // max(1, 72*C))
-        t_3, t_4, t_5, t_6, t_7, = _blocks(_fused0, N, rows, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        t_3, t_4, t_5, t_6, t_7, = _blocks(_fused0, N, 72*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
         a = t_3 / (C*N)  # cases/losses.tl:5
         b = t_4 / (C*N)  # cases/losses.tl:6
         return a + b - t_5 + t_6 + t_7, (p, y, z, t, t_1)  # cases/losses.tl:8
@@ -468,8 +467,7 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(t_1, b0, out=b0)  # cases/losses.tl:5
                 np.add(d_y_b, b0, out=d_y_b)  # cases/losses.tl:5
             return ()
-        rows = max(1, _BLOCK_BYTES // max(1, 96*C))
-        _blocks(_fused0, N, rows, C*N, ())
+        _blocks(_fused0, N, 96*C, C*N, ())
         if out is not None:
             out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad_bwd')
             out_z += d_z

@@ -90,10 +90,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -156,8 +158,7 @@ def safe_sqrt(x):
                 np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
                 acc += np.sum(b2)  # cases/masked.tl:4
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 33)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 33, N, ('sum', ), _CHEAP_BLOCKS)
         return t
 
 
@@ -197,8 +198,7 @@ def safe_log(x):
                 np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
                 acc += np.sum(b2)  # cases/masked.tl:8
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 33)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        t, = _blocks(_fused0, N, 33, N, ('sum', ))
         return t
 
 
@@ -234,8 +234,7 @@ def clipped(x):
                 np.add(b1, b0, out=b0)  # cases/masked.tl:12
                 acc += np.sum(b0)  # cases/masked.tl:12
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 24)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t_1, = _blocks(_fused0, N, 24, N, ('sum', ), _CHEAP_BLOCKS)
         return t_1
 
 
@@ -280,8 +279,7 @@ def safe_sqrt_grad(x, *, out=None):
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
                 np.bitwise_and(b1.view(np.int64), b3, out=d_x_b.view(np.int64))
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 41)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 41, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad')
             out_x += d_x
@@ -328,8 +326,7 @@ def safe_sqrt_grad_fwd(x):
                 np.bitwise_and(t_1_b.view(np.int64), b1, out=b0.view(np.int64))
                 acc += np.sum(b0)  # cases/masked.tl:4
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 33)
-        t_2, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t_2, = _blocks(_fused0, N, 33, N, ('sum', ), _CHEAP_BLOCKS)
         return t_2, (t, t_1)
 
 
@@ -363,8 +360,7 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(0, r0_b, dtype=np.int64, out=b1)  # cases/masked.tl:4
                 np.bitwise_and(b0.view(np.int64), b1, out=d_x_b.view(np.int64))
             return ()
-        rows = max(1, _BLOCK_BYTES // 33)
-        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 33, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad_bwd')
             out_x += d_x
@@ -416,8 +412,7 @@ def safe_log_grad(x, *, out=None):
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:8
                 np.bitwise_and(b2.view(np.int64), b3, out=d_x_b.view(np.int64))
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 41)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ))
+        t, = _blocks(_fused0, N, 41, N, ('sum', ))
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad')
             out_x += d_x
@@ -467,8 +462,7 @@ def safe_log_grad_fwd(x):
                 np.bitwise_or(b1.view(np.int64), b2, out=b1.view(np.int64))
                 acc += np.sum(b1)  # cases/masked.tl:8
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 33)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ))
+        t_1, = _blocks(_fused0, N, 33, N, ('sum', ))
         return t_1, (x, t)
 
 
@@ -502,8 +496,7 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(0, r1_b, dtype=np.int64, out=b1)  # cases/masked.tl:8
                 np.bitwise_and(b0.view(np.int64), b1, out=d_x_b.view(np.int64))
             return ()
-        rows = max(1, _BLOCK_BYTES // 33)
-        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 33, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad_bwd')
             out_x += d_x
@@ -592,8 +585,7 @@ def clipped_grad(x, *, out=None):
                 np.subtract(0, b7, dtype=np.int64, out=b10)  # cases/masked.tl:12
                 np.bitwise_and(b1.view(np.int64), b10, out=d_x_b.view(np.int64))
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 62)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t_1, = _blocks(_fused0, N, 62, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad')
             out_x += d_x
@@ -644,8 +636,7 @@ def clipped_grad_fwd(x):
                 np.add(b0, b1, out=b1)  # cases/masked.tl:12
                 acc += np.sum(b1)  # cases/masked.tl:12
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 40)
-        t_3, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t_3, = _blocks(_fused0, N, 40, N, ('sum', ), _CHEAP_BLOCKS)
         return t_3, (x, t, t_1)
 
 
@@ -723,8 +714,7 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(0, b3, dtype=np.int64, out=b8)  # cases/masked.tl:12
                 np.bitwise_and(b7.view(np.int64), b8, out=d_x_b.view(np.int64))
             return ()
-        rows = max(1, _BLOCK_BYTES // 78)
-        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 78, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad_bwd')
             out_x += d_x

@@ -83,10 +83,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -179,8 +181,7 @@ def mlp(x, labels, w1, b1, w2, b2):
                 np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
-        rows = max(1, _BLOCK_BYTES // 2048)
-        _blocks(_fused0, B, rows, 256*B, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         def _fused1(lo, hi, rows):
@@ -195,8 +196,7 @@ def mlp(x, labels, w1, b1, w2, b2):
                 t_2 = _cross_entropy(b0, labels_b)  # cases/mlp.tl:6
                 acc += np.sum(t_2)  # cases/mlp.tl:6
             return (acc, )
-        rows_1 = max(1, _BLOCK_BYTES // 88)
-        t_3, = _blocks(_fused1, B, rows_1, 10*B, ('sum', ))
+        t_3, = _blocks(_fused1, B, 88, 10*B, ('sum', ))
         return t_3 / B  # cases/mlp.tl:6
 
 
@@ -237,8 +237,7 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
-        rows = max(1, _BLOCK_BYTES // 2048)
-        _blocks(_fused0, B, rows, 256*B, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
         t_1 = h @ w2  # cases/mlp.tl:5
         t_2 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
@@ -262,8 +261,7 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 np.multiply(t_2, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc_1 += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, acc_1, )
-        rows_1 = max(1, _BLOCK_BYTES // 128)
-        t_6, d_b2, = _blocks(_fused1, B, rows_1, 10*B, ('sum', 'sum', ))
+        t_6, d_b2, = _blocks(_fused1, B, 128, 10*B, ('sum', 'sum', ))
         value = t_6 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
@@ -271,21 +269,20 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo), 256), dtype=np.int32)
-            acc_2 = np.zeros((256,), dtype=np.float32)
+            acc = np.zeros((256,), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
+                b1_1 = s1[:j - i]
                 h_b_1 = h[i:j]
                 d_h_b = d_h[i:j]
                 np.greater(h_b_1, 0, out=b0)  # cases/mlp.tl:4
                 t_7_b = t_7[i:j]
-                np.subtract(0, b0, dtype=np.int32, out=b1)  # cases/mlp.tl:4
-                np.bitwise_and(d_h_b.view(np.int32), b1, out=t_7_b.view(np.int32))
-                acc_2 += np.sum(t_7_b, axis=0)  # cases/mlp.tl:4
-            return (acc_2, )
-        rows_2 = max(1, _BLOCK_BYTES // 4352)
-        d_b1, = _blocks(_fused2, B, rows_2, 256*B, ('sum', ), _CHEAP_BLOCKS)
+                np.subtract(0, b0, dtype=np.int32, out=b1_1)  # cases/mlp.tl:4
+                np.bitwise_and(d_h_b.view(np.int32), b1_1, out=t_7_b.view(np.int32))
+                acc += np.sum(t_7_b, axis=0)  # cases/mlp.tl:4
+            return (acc, )
+        d_b1, = _blocks(_fused2, B, 4352, 256*B, ('sum', ), _CHEAP_BLOCKS)
         d_w1 = x.T @ t_7  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:
@@ -341,8 +338,7 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
-        rows = max(1, _BLOCK_BYTES // 2048)
-        _blocks(_fused0, B, rows, 256*B, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         logits = t_1  # its memory is free from here on
@@ -357,8 +353,7 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 t_2 = _cross_entropy(logits_b, labels_b)  # cases/mlp.tl:6
                 acc += np.sum(t_2)  # cases/mlp.tl:6
             return (acc, )
-        rows_1 = max(1, _BLOCK_BYTES // 88)
-        t_3, = _blocks(_fused1, B, rows_1, 10*B, ('sum', ))
+        t_3, = _blocks(_fused1, B, 88, 10*B, ('sum', ))
         return t_3 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
@@ -391,15 +386,14 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(t, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 88)
-        d_b2, = _blocks(_fused0, B, rows, 10*B, ('sum', ))
+        d_b2, = _blocks(_fused0, B, 88, 10*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         t_3 = d_h  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo), 256), dtype=np.int32)
-            acc_1 = np.zeros((256,), dtype=np.float32)
+            acc = np.zeros((256,), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -410,10 +404,9 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 t_3_b = t_3[i:j]
                 np.subtract(0, b0, dtype=np.int32, out=b1)  # cases/mlp.tl:4
                 np.bitwise_and(d_h_b.view(np.int32), b1, out=t_3_b.view(np.int32))
-                acc_1 += np.sum(t_3_b, axis=0)  # cases/mlp.tl:4
-            return (acc_1, )
-        rows_1 = max(1, _BLOCK_BYTES // 4352)
-        d_b1, = _blocks(_fused1, B, rows_1, 256*B, ('sum', ), _CHEAP_BLOCKS)
+                acc += np.sum(t_3_b, axis=0)  # cases/mlp.tl:4
+            return (acc, )
+        d_b1, = _blocks(_fused1, B, 4352, 256*B, ('sum', ), _CHEAP_BLOCKS)
         d_w1 = x.T @ t_3  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:

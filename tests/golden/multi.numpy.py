@@ -86,10 +86,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -154,8 +156,7 @@ def polar(x, y):
                 t_b = t[i:j]
                 np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
             return ()
-        rows = max(1, _BLOCK_BYTES // 48)
-        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 48, N, (), _CHEAP_BLOCKS)
         return r, t
 
 
@@ -192,8 +193,7 @@ def use_polar(x, y):
                 np.divide(y_b, b1, out=b0)  # cases/multi.tl:4
                 acc += np.einsum('a,a->', b1, b0)  # cases/multi.tl:9
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 32)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 32, N, ('sum', ), _CHEAP_BLOCKS)
         return t
 
 
@@ -256,8 +256,7 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
             return ()
-        rows = max(1, _BLOCK_BYTES // 80)
-        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 80, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp')
             out_x += d_x
@@ -309,8 +308,7 @@ def polar_vjp_fwd(x, y):
                 t_b = t[i:j]
                 np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
             return ()
-        rows = max(1, _BLOCK_BYTES // 48)
-        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 48, N, (), _CHEAP_BLOCKS)
         return (r, t), (x, y, r, t)
 
 
@@ -363,8 +361,7 @@ def polar_vjp_bwd(residuals, ct0, ct1, *, out=None):
                 np.add(b0, b1, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b1, out=d_y_b)  # cases/multi.tl:3
             return ()
-        rows = max(1, _BLOCK_BYTES // 80)
-        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 80, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp_bwd')
             out_x += d_x
@@ -426,8 +423,7 @@ def use_polar_grad(x, y, *, out=None):
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 56)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 56, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
             out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad')
             out_x += d_x
@@ -481,8 +477,7 @@ def use_polar_grad_fwd(x, y):
                 np.divide(y_b, r_b, out=s_b)  # cases/multi.tl:4
                 acc += np.einsum('a,a->', r_b, s_b)  # cases/multi.tl:9
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 48)
-        t, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 48, N, ('sum', ), _CHEAP_BLOCKS)
         return t, (x, y, r, s)
 
 
@@ -531,8 +526,7 @@ def use_polar_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
             return ()
-        rows = max(1, _BLOCK_BYTES // 72)
-        _blocks(_fused0, N, rows, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 72, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad_bwd')
             out_x += d_x

@@ -82,10 +82,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -168,8 +170,7 @@ def stats(x):
                 t_1 = np.max(x_b, axis=2)  # cases/reductions.tl:5
                 acc_2 += np.sum(t_1)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, )
-        rows = max(1, _BLOCK_BYTES // max(1, (16*K*M + 16*K)))
-        t_2, t_3, t_4, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
+        t_2, t_3, t_4, = _blocks(_fused0, N, (16*K*M + 16*K), K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         return t_2 / N + t_3 + t_4 + _logsumexp(x, (0, 1, 2), False) + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
 
 
@@ -252,8 +253,7 @@ def stats_grad(x, *, out=None):
                 np.negative(t_9_b, out=b0)  # cases/reductions.tl:5
                 acc_4 += np.sum(b0, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        rows = max(1, _BLOCK_BYTES // max(1, (49*K*M + 24*K + 8*M)))
-        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
+        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, (49*K*M + 24*K + 8*M), K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         value = t_12 / N + t_13 + t_14 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
         t_16 = np.broadcast_to(t_15, (N, M, K))  # cases/reductions.tl:5
         t_17 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
@@ -290,8 +290,7 @@ def stats_grad(x, *, out=None):
                 t_23_b = t_23[i:j]
                 t_23_b[...] = np.sum(t_24, axis=2, keepdims=True)  # cases/reductions.tl:5
             return ()
-        rows_1 = max(1, _BLOCK_BYTES // max(1, (59*K*M + 8*M)))
-        _blocks(_fused2, N, rows_1, K*M*N, ())
+        _blocks(_fused2, N, (59*K*M + 8*M), K*M*N, ())
         t_25 = np.broadcast_to(t_23, (N, M, K))  # cases/reductions.tl:5
         t_26 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
         # a fused loop over blocks of rows (cases/reductions.tl:4)
@@ -312,8 +311,7 @@ def stats_grad(x, *, out=None):
                 t_28_b = t_28[i:j]
                 np.divide(t_29, M, out=t_28_b)  # cases/reductions.tl:4
             return ()
-        rows_2 = max(1, _BLOCK_BYTES // max(1, (24*K*M + 16*K)))
-        _blocks(_fused3, N, rows_2, K*M*N, (), _CHEAP_BLOCKS)
+        _blocks(_fused3, N, (24*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
         t_30 = d_m / (K*N)  # cases/reductions.tl:3
         # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
         d_x = t_20  # its memory is free from here on
@@ -357,8 +355,7 @@ def stats_grad(x, *, out=None):
                 np.add(b4, t_9_b_1, out=d_x_b)  # cases/reductions.tl:5
                 np.add(d_x_b, t_30, out=d_x_b)  # cases/reductions.tl:3
             return ()
-        rows_3 = max(1, _BLOCK_BYTES // max(1, (98*K*M + 8*K)))
-        _blocks(_fused1, N, rows_3, K*M*N, (), _CHEAP_BLOCKS)
+        _blocks(_fused1, N, (98*K*M + 8*K), K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad')
             out_x += d_x
@@ -424,8 +421,7 @@ def stats_grad_fwd(x):
                 t_2_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
                 acc_2 += np.sum(t_2_b)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, )
-        rows = max(1, _BLOCK_BYTES // max(1, (24*K*M + 24*K + 8*M)))
-        t_4, t_5, t_6, = _blocks(_fused0, N, rows, K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
+        t_4, t_5, t_6, = _blocks(_fused0, N, (24*K*M + 24*K + 8*M), K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         t_7 = _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
         return t_4 / N + t_5 + t_6 + t_7 + np.sum(np.prod(x, axis=0)), (x, t, t_1, s, t_2, t_7)  # cases/reductions.tl:5
 
@@ -466,8 +462,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.bitwise_and(x_b.view(np.int64), b0, out=b0)
                 np.bitwise_or(t_1_b.view(np.int64), b0, out=t_1_b.view(np.int64))
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // max(1, 25*K*M))
-        t_3, = _blocks(_fused0, N, rows, K*M*N, ('sum', ), _CHEAP_BLOCKS)
+        t_3, = _blocks(_fused0, N, 25*K*M, K*M*N, ('sum', ), _CHEAP_BLOCKS)
         t_4 = np.broadcast_to(t_3, (N, M, K))  # cases/reductions.tl:5
         t_5 = np.prod(t_1, axis=0, keepdims=True)  # cases/reductions.tl:5
         t_6 = np.broadcast_to(t_5, (N, M, K))  # cases/reductions.tl:5
@@ -487,7 +482,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
             s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
             s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s3 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
-            acc_1 = np.zeros((1, M, 1), dtype=np.float64)
+            acc = np.zeros((1, M, 1), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -523,10 +518,9 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(t_10, r1_b, out=t_16_b)  # cases/reductions.tl:5
                 np.multiply(2, t_16_b, out=t_16_b)  # cases/reductions.tl:5
                 np.negative(t_16_b, out=b2)  # cases/reductions.tl:5
-                acc_1 += np.sum(b2, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
-            return (acc_1, )
-        rows_1 = max(1, _BLOCK_BYTES // max(1, (83*K*M + 24*K + 8*M)))
-        d_m, = _blocks(_fused2, N, rows_1, K*M*N, ('sum', ))
+                acc += np.sum(b2, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
+            return (acc, )
+        d_m, = _blocks(_fused2, N, (83*K*M + 24*K + 8*M), K*M*N, ('sum', ))
         t_18 = np.broadcast_to(t_14, (N, M, K))  # cases/reductions.tl:5
         t_19 = t_15.reshape((N, 1, K))  # cases/reductions.tl:4
         t_20 = d_m / (K*N)  # cases/reductions.tl:3
@@ -580,8 +574,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.add(b4, t_16_b_1, out=d_x_b)  # cases/reductions.tl:5
                 np.add(d_x_b, t_20, out=d_x_b)  # cases/reductions.tl:3
             return ()
-        rows_2 = max(1, _BLOCK_BYTES // max(1, (98*K*M + 16*K)))
-        _blocks(_fused1, N, rows_2, K*M*N, (), _CHEAP_BLOCKS)
+        _blocks(_fused1, N, (98*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd')
             out_x += d_x

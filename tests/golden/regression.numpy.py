@@ -86,10 +86,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, rows, size, combine, grow=1):
-    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of `rows`; when `size` (its element
-    count) is large, in parts on _THREADS threads, with blocks up to `grow` times larger
-    there; combine each part's partial reductions ("sum", "max" or "min")."""
+def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+    """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
+    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
+    "max" or "min")."""
+    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
     threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
     if threads <= 1:
         parts = [kernel(0, n, rows)]
@@ -175,18 +177,16 @@ def loss(x, y, w, b, lam):
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 24)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t_1, = _blocks(_fused0, N, 24, N, ('sum', ), _CHEAP_BLOCKS)
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
-            acc_1 = np.zeros((), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 w_b = w[i:j]
-                acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
-            return (acc_1, )
-        rows_1 = max(1, _BLOCK_BYTES // 8)
-        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ), _CHEAP_BLOCKS)
+                acc += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
+            return (acc, )
+        t_2, = _blocks(_fused1, D, 8, D, ('sum', ), _CHEAP_BLOCKS)
         return t_1 / N + lam * t_2  # cases/regression.tl:9
 
 
@@ -236,27 +236,25 @@ def loss_grad(x, y, w, b, lam, *, out=None):
                 np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
                 acc_1 += np.sum(d_r_b)  # cases/regression.tl:3
             return (acc, acc_1, )
-        rows = max(1, _BLOCK_BYTES // 32)
-        t_2, d_b, = _blocks(_fused0, N, rows, N, ('sum', 'sum', ), _CHEAP_BLOCKS)
+        t_2, d_b, = _blocks(_fused0, N, 32, N, ('sum', 'sum', ), _CHEAP_BLOCKS)
         t_3 = d_r @ x  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
         d_w = t_3  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            acc_2 = np.zeros((), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 w_b = w[i:j]
                 t_3_b = t_3[i:j]
-                acc_2 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
+                acc += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
                 np.multiply(lam, w_b, out=b0)  # cases/regression.tl:9
                 np.multiply(2, b0, out=b0)  # cases/regression.tl:9
                 d_w_b = d_w[i:j]
                 np.add(b0, t_3_b, out=d_w_b)  # cases/regression.tl:3
-            return (acc_2, )
-        rows_1 = max(1, _BLOCK_BYTES // 32)
-        t_4, = _blocks(_fused1, D, rows_1, D, ('sum', ), _CHEAP_BLOCKS)
+            return (acc, )
+        t_4, = _blocks(_fused1, D, 32, D, ('sum', ), _CHEAP_BLOCKS)
         value = t_2 / N + lam * t_4  # cases/regression.tl:9
         if out is not None:
             out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad')
@@ -310,18 +308,16 @@ def loss_grad_fwd(x, y, w, b, lam):
                 np.subtract(r_b, y_b, out=r_b)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', r_b, r_b)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 24)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t_1, = _blocks(_fused0, N, 24, N, ('sum', ), _CHEAP_BLOCKS)
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
-            acc_1 = np.zeros((), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 w_b = w[i:j]
-                acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
-            return (acc_1, )
-        rows_1 = max(1, _BLOCK_BYTES // 8)
-        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ), _CHEAP_BLOCKS)
+                acc += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
+            return (acc, )
+        t_2, = _blocks(_fused1, D, 8, D, ('sum', ), _CHEAP_BLOCKS)
         return t_1 / N + lam * t_2, (x, w, r, lam)  # cases/regression.tl:9
 
 
@@ -353,8 +349,7 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
                 acc += np.sum(d_r_b)  # cases/regression.tl:3
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 16)
-        d_b, = _blocks(_fused1, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        d_b, = _blocks(_fused1, N, 16, N, ('sum', ), _CHEAP_BLOCKS)
         t_2 = d_r @ x  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
         d_w = t_2  # its memory is free from here on
@@ -370,8 +365,7 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 d_w_b = d_w[i:j]
                 np.add(b0, t_2_b, out=d_w_b)  # cases/regression.tl:3
             return ()
-        rows_1 = max(1, _BLOCK_BYTES // 32)
-        _blocks(_fused0, D, rows_1, D, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, D, 32, D, (), _CHEAP_BLOCKS)
         if out is not None:
             out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad_bwd')
             out_w += d_w
@@ -419,18 +413,16 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 24)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t_1, = _blocks(_fused0, N, 24, N, ('sum', ), _CHEAP_BLOCKS)
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
-            acc_1 = np.zeros((), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 w_b = w[i:j]
-                acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
-            return (acc_1, )
-        rows_1 = max(1, _BLOCK_BYTES // 8)
-        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ), _CHEAP_BLOCKS)
+                acc += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
+            return (acc, )
+        t_2, = _blocks(_fused1, D, 8, D, ('sum', ), _CHEAP_BLOCKS)
         value = t_1 / N + lam * t_2  # cases/regression.tl:9
         if out is not None:
             out_lam, = _out_buffers(out, (('lam', _F64, ()),), 'loss_dlam')
@@ -480,18 +472,16 @@ def loss_dlam_fwd(x, y, w, b, lam):
                 np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
                 acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
             return (acc, )
-        rows = max(1, _BLOCK_BYTES // 24)
-        t_1, = _blocks(_fused0, N, rows, N, ('sum', ), _CHEAP_BLOCKS)
+        t_1, = _blocks(_fused0, N, 24, N, ('sum', ), _CHEAP_BLOCKS)
         # a fused loop over blocks of rows (cases/regression.tl:9)
         def _fused1(lo, hi, rows):
-            acc_1 = np.zeros((), dtype=np.float64)
+            acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 w_b = w[i:j]
-                acc_1 += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
-            return (acc_1, )
-        rows_1 = max(1, _BLOCK_BYTES // 8)
-        t_2, = _blocks(_fused1, D, rows_1, D, ('sum', ), _CHEAP_BLOCKS)
+                acc += np.einsum('a,a->', w_b, w_b)  # cases/regression.tl:9
+            return (acc, )
+        t_2, = _blocks(_fused1, D, 8, D, ('sum', ), _CHEAP_BLOCKS)
         return t_1 / N + lam * t_2, (t_2,)  # cases/regression.tl:9
 
 
