@@ -119,7 +119,7 @@ grad f wrt z
 """, opt_level=0)  # the plain one-statement-per-value form (fused loops rewrite it as ufunc calls)
     src = inspect.getsource(m.f_grad_bwd)
     assert "_sigmoid(z)" in src and "- t)" in src           # sigmoid(z) - t
-    assert "_softmax(z, axis=1) - (k[..., None] == np.arange(C))" in src   # softmax - onehot
+    assert "_softmax(z, axis=1) - _labels_onehot(k, C).astype(np.float32)" in src   # softmax - onehot
     assert src.count("np.exp(") == 1 and "np.exp(z - np.where(" in src     # logsumexp's: shifted
 
 

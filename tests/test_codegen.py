@@ -59,6 +59,24 @@ def test_names_that_clash_with_python_are_renamed(tl):
     assert "the source name `lambda`, renamed" in m.__doc__
 
 
+@pytest.mark.parametrize("opt_level", [0, 1, 2])
+@pytest.mark.parametrize("bad", [-1, 10])
+def test_cross_entropy_labels_out_of_range_raise_in_every_function(tl, opt_level, bad):
+    """A label outside [0, C) is an error in the loss, its gradient and _fwd, however the
+    loss is spelled (the helper at -O0, primitives sharing exp(z - max) at -O1), never a
+    silently wrong value (a negative index would pick from the end)."""
+    m = tl("fn f(z: f32[N, 10], k: i64[N]) -> f32 { return mean(cross_entropy(z, k)) }\n"
+           "grad f wrt z\n", opt_level=opt_level)
+    z = np.zeros((3000, 10), np.float32)
+    k = np.arange(3000) % 10
+    k[1234] = bad
+    for fn in (m.f, m.f_grad, m.f_grad_fwd):
+        with pytest.raises(ValueError, match=r"cross_entropy: labels must lie in \[0, 10\), got values from"):
+            fn(z, k)
+    k[1234] = 9
+    np.testing.assert_allclose(m.f(z, k), np.log(10), rtol=1e-6)
+
+
 def test_parameters_named_like_the_fused_loops_own_variables_are_not_shadowed(tl):
     """A fused loop is a nested function with its own names (lo, hi, i, j, rows, s0, b0, acc);
     the function's parameters it reads (here a bias `b2` among scratch blocks b0..b4, and `j`,

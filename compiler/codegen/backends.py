@@ -79,13 +79,20 @@ HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
 ''', ("quiet",)),
     "cross_entropy": ('''def _cross_entropy(logits, labels):
     """logsumexp(logits) - logits[label] over the last axis; labels must lie in [0, C)."""
-    c = logits.shape[-1]
+    _check_labels(labels, logits.shape[-1])
+    picked = xp.take_along_axis(logits, xp.asarray(labels)[..., None], axis=-1)[..., 0]
+    return _logsumexp(logits, -1, False) - picked
+''', ("logsumexp", "check_labels")),
+    "labels_onehot": ('''def _labels_onehot(labels, c):
+    """The bool one-hot rows of cross_entropy's labels, which must lie in [0, c)."""
+    _check_labels(labels, c)
+    return labels[..., None] == xp.arange(c)
+''', ("check_labels",)),
+    "check_labels": ('''def _check_labels(labels, c):
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= c):
         raise ValueError(f"cross_entropy: labels must lie in [0, {c}), got values from "
                          f"{int(labels.min())} to {int(labels.max())}")
-    picked = xp.take_along_axis(logits, xp.asarray(labels)[..., None], axis=-1)[..., 0]
-    return _logsumexp(logits, -1, False) - picked
-''', ("logsumexp",)),
+''', ()),
     "blocks": ('''_BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
 _CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads

@@ -12,8 +12,8 @@ Planning (this file) groups nodes; emit.Body writes the loop.
 
 A node can join a kernel when it keeps the kernel's row axis: an elementwise op whose
 shape has the kernel's row count first, a reduction or softmax that leaves axis 0
-alone, a cross_entropy (rows of logits). A sum/max/min that reduces axis 0 ends the
-kernel as a *sink*. A node never joins a kernel it depends on through an outside
+alone, a cross_entropy (rows of logits); not onehot, whose label check is one call
+outside. A sum/max/min that reduces axis 0 ends the kernel as a *sink*. A node never joins a kernel it depends on through an outside
 value, so kernels and statements can always be put in an order that works.
 """
 from __future__ import annotations
@@ -65,9 +65,7 @@ def _member_op(n: Node) -> bool:
         return n.attr("axis") != 0
     if n.op == "cross_entropy":
         return n.inputs[0].type.rank >= 2
-    if n.op == "onehot":
-        return True  # rows of labels -> rows of the one-hot matrix
-    return False
+    return False  # onehot too: one call over all labels checks them once, not once per block
 
 
 def _sink_op(n: Node) -> bool:

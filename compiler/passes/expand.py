@@ -8,8 +8,15 @@ with e = exp(-|z|):
     softplus(z)            = relu(z) + log(1 + e)
     bce_with_logits(z, y)  = relu(z) - z y + log(1 + e)
 
+and cross_entropy along the class axis, with d = z - max(z) and s = sum(exp(d)), and in a
+module with a cross_entropy, softmax too (as sigmoid: where it shares work, not elsewhere):
+
+    cross_entropy(z, k)    = sum(where(onehot(k), log(s) - d, 0)) = log(s) - d[k]
+    softmax(z)             = exp(d) / s
+
 so the elementwise kernels run them as plain ufuncs, and a loss and its gradient share
-work through CSE. The forms are as accurate as the helpers were: e is at most 1, and
+work through CSE (cross_entropy's gradient softmax(z) - onehot(k) reuses d, exp(d), s and
+the checked one-hot rows). The forms are as accurate as the helpers were: e is at most 1, and
 1 / (1 + exp(-z)) keeps its relative accuracy in both tails (at z < -88 in f32 exp(-z)
 overflows to inf and the result is exactly 0, which is the rounded value; generated
 functions never warn about that). A `where` choosing between two formulas would be
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 from .. import build as B
 from ..ir import Module, Node
+from ..primitives.nn import labels_onehot
 from .common import function_nodes, map_nodes
 
 
@@ -46,7 +54,30 @@ def sigmoid_form(z: Node, shared: bool) -> Node:
     return B.apply("div", one, B.apply("add", one, B.apply("exp", B.apply("neg", z))))
 
 
+def _shifted(z: Node, axis: int) -> tuple[Node, Node]:
+    """d = z - max(z) and s = sum(exp(d)) along axis (kept as a length-1 axis)."""
+    d = B.sub(z, B.apply("max", z, axes=(axis,), keepdims=True))
+    return d, B.apply("sum", B.apply("exp", d), axes=(axis,), keepdims=True)
+
+
+def softmax_form(z: Node, axis: int) -> Node:
+    d, s = _shifted(z, axis)
+    return B.div(B.apply("exp", d), s)
+
+
+def cross_entropy_form(z: Node, labels: Node) -> Node:
+    """log(s) - d[label], the label picked by a select (never 0 * inf: a masked -inf logit stays
+    harmless); the one-hot rows check the labels as the helper does."""
+    axis = z.type.rank - 1
+    d, s = _shifted(z, axis)
+    hot = labels_onehot(labels, z.shape[-1])
+    per_class = B.apply("where", hot, B.sub(B.apply("log", s), d), B.like_const(0, d))
+    return B.apply("sum", per_class, axes=(axis,), keepdims=False)
+
+
 def expand_node(n: Node) -> Node:
+    if n.op == "cross_entropy":
+        return cross_entropy_form(*n.inputs)
     if n.op == "softplus":
         z = n.inputs[0]
         return B.apply("add", B.apply("relu", z), _log_one_plus(_e(z)))
@@ -59,12 +90,18 @@ def expand_node(n: Node) -> Node:
 
 def expand(module: Module) -> Module:
     """Each sigmoid takes the shared form when the module has a softplus or bce_with_logits
-    (whose gradient is that sigmoid): in the combined gradient function CSE then shares
-    exp(-|z|) and 1 + e, and NAME_bwd, which sees z as a residual, computes the same
+    (whose gradient is that sigmoid), each softmax is spelled out when it has a cross_entropy:
+    in the combined gradient function CSE then shares exp(-|z|) and 1 + e (exp(z - max) and
+    its sum), and NAME_bwd, which sees z as a residual, computes the same
     values bit for bit (the split and the combined functions agree exactly)."""
-    shared = any(n.op in ("softplus", "bce_with_logits") for fn in module.functions for n in function_nodes(fn))
+    ops = {n.op for fn in module.functions for n in function_nodes(fn)}
+    shared = bool(ops & {"softplus", "bce_with_logits"})
 
     def visit(n: Node) -> Node:
-        return sigmoid_form(n.inputs[0], shared) if n.op == "sigmoid" else expand_node(n)
+        if n.op == "sigmoid":
+            return sigmoid_form(n.inputs[0], shared)
+        if n.op == "softmax" and "cross_entropy" in ops:  # cross_entropy's gradient: shares d, exp(d), s
+            return softmax_form(n.inputs[0], n.attr("axis"))
+        return expand_node(n)
 
     return map_nodes(module, visit)

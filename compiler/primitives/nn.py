@@ -15,7 +15,8 @@ import numpy as np
 
 from .. import build as B
 from ..diagnostics import UserError
-from ..types import TensorType
+from ..ir import Node
+from ..types import DType, TensorType
 from .base import PREC_POSTFIX, Expr, Primitive, register
 from .common import elementwise_type, helper_call, need_float, sym_map
 
@@ -216,11 +217,15 @@ def _ce_infer(types, attrs):
     return TensorType(logits.dtype, labels.shape, logits.weak)
 
 
+def labels_onehot(labels: Node, depth) -> Node:
+    """Bool one-hot rows of cross_entropy's labels; the generated code checks they lie in [0, depth)."""
+    return B.apply("onehot", labels, depth=depth, dtype=DType.BOOL, check=True)
+
+
 def _ce_grad(node):
     logits, labels = node.inputs
     p = B.apply("softmax", logits, axis=logits.type.rank - 1)
-    onehot = B.apply("onehot", labels, depth=logits.shape[-1], dtype=logits.dtype)
-    return B.sub(p, onehot)
+    return B.sub(p, B.cast(labels_onehot(labels, logits.shape[-1]), logits.dtype))
 
 
 def _ce_vjp(node, ct, needs):
@@ -258,9 +263,14 @@ def _onehot_infer(types, attrs):
 
 
 def _onehot_emit(ctx, args, node):
-    labels = args[0].at(PREC_POSTFIX)
-    return Expr(f"({labels}[..., None] == {ctx.xp}.arange({ctx.dim(node.attr('depth'))}))"
-                f".astype({ctx.dtype(node.dtype)})", PREC_POSTFIX)
+    labels, depth = args[0].at(PREC_POSTFIX), ctx.dim(node.attr("depth"))
+    if node.attr("check"):  # cross_entropy's labels: an out-of-range label is an error, not a zero row
+        hot = Expr(f"{ctx.helper('labels_onehot')}({args[0].text}, {depth})", PREC_POSTFIX)
+    else:
+        hot = Expr(f"({labels}[..., None] == {ctx.xp}.arange({depth}))", PREC_POSTFIX)
+    if node.dtype == DType.BOOL:
+        return hot
+    return Expr(f"{hot.text}.astype({ctx.dtype(node.dtype)})", PREC_POSTFIX)
 
 
 def _onehot_meaning(args, node):
@@ -268,10 +278,12 @@ def _onehot_meaning(args, node):
     from .shape import _concrete
 
     depth = _concrete((node.attr("depth"),))[0]
-    return (labels[..., None] == np.arange(depth)).astype(int).astype(object)
+    hot = labels[..., None] == np.arange(depth)
+    return hot.astype(object) if node.dtype == DType.BOOL else hot.astype(int).astype(object)
 
 
 register(Primitive(
     "onehot", "nn", _onehot_infer, _onehot_emit, None, None, _onehot_meaning, differentiable=False,
-    doc="internal: the one-hot matrix of integer labels (cross_entropy's gradient)",
+    doc="internal: the one-hot matrix of integer labels (cross_entropy's gradient); check=True "
+        "raises on labels outside [0, depth)",
 ))

@@ -74,38 +74,21 @@ def _residual_tuple(residuals, n, fn):
     return residuals
 
 
-def _quiet():
-    """CuPy never warns about floating-point values; nothing to silence."""
-    return contextlib.nullcontext()
-
-
-def _logsumexp(x, axis, keepdims):
-    """log(sum(exp(x))) shifted by the max; a slice of all -inf gives -inf, not nan."""
-    m = cp.max(x, axis=axis, keepdims=True)
-    m = cp.where(cp.isfinite(m), m, 0)
-    with _quiet():
-        out = cp.log(cp.sum(cp.exp(x - m), axis=axis, keepdims=True)) + m
-    if not keepdims:
-        out = cp.squeeze(out, axis=axis)
-    return out[()]
-
-
-def _cross_entropy(logits, labels):
-    """logsumexp(logits) - logits[label] over the last axis; labels must lie in [0, C)."""
-    c = logits.shape[-1]
+def _check_labels(labels, c):
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= c):
         raise ValueError(f"cross_entropy: labels must lie in [0, {c}), got values from "
                          f"{int(labels.min())} to {int(labels.max())}")
-    picked = cp.take_along_axis(logits, cp.asarray(labels)[..., None], axis=-1)[..., 0]
-    return _logsumexp(logits, -1, False) - picked
 
 
-def _softmax(x, axis):
-    """exp(x - max) / sum(exp(x - max)), in place on one temporary."""
-    e = x - cp.max(x, axis=axis, keepdims=True)
-    cp.exp(e, out=e)
-    e /= cp.sum(e, axis=axis, keepdims=True)
-    return e
+def _labels_onehot(labels, c):
+    """The bool one-hot rows of cross_entropy's labels, which must lie in [0, c)."""
+    _check_labels(labels, c)
+    return labels[..., None] == cp.arange(c)
+
+
+def _quiet():
+    """CuPy never warns about floating-point values; nothing to silence."""
+    return contextlib.nullcontext()
 
 
 def mlp(x, labels, w1, b1, w2, b2):
@@ -133,7 +116,9 @@ def mlp(x, labels, w1, b1, w2, b2):
     with _quiet():
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
-        return cp.sum(_cross_entropy(logits, labels)) / B  # cases/mlp.tl:6
+        t = logits - cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_1 = cp.where(_labels_onehot(labels, 10), cp.log(cp.sum(cp.exp(t), axis=1, keepdims=True)) - t, 0)  # cases/mlp.tl:6
+        return cp.sum(cp.sum(t_1, axis=1)) / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -162,15 +147,18 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
+        t = _labels_onehot(labels, 10)  # cases/mlp.tl:6
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
-        value = cp.sum(_cross_entropy(logits, labels)) / B  # cases/mlp.tl:6
-        t = _softmax(logits, axis=1) - (labels[..., None] == cp.arange(10)).astype(cp.float32)  # cases/mlp.tl:6
-        d_logits = cp.float32(1.0) / cp.float32(B) * t  # cases/mlp.tl:6
+        t_1 = logits - cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_2 = cp.exp(t_1)  # cases/mlp.tl:6
+        t_3 = cp.sum(t_2, axis=1, keepdims=True)  # cases/mlp.tl:6
+        value = cp.sum(cp.sum(cp.where(t, cp.log(t_3) - t_1, 0), axis=1)) / B  # cases/mlp.tl:6
+        d_logits = cp.float32(1.0) / cp.float32(B) * (t_2 / t_3 - t.astype(cp.float32))  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_1 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_1  # cases/mlp.tl:4
-        d_b1 = cp.sum(t_1, axis=0)  # cases/mlp.tl:4
+        t_4 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_4  # cases/mlp.tl:4
+        d_b1 = cp.sum(t_4, axis=0)  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
@@ -217,7 +205,9 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
     with _quiet():
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
-        return cp.sum(_cross_entropy(logits, labels)) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        t = logits - cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_1 = cp.where(_labels_onehot(labels, 10), cp.log(cp.sum(cp.exp(t), axis=1, keepdims=True)) - t, 0)  # cases/mlp.tl:6
+        return cp.sum(cp.sum(t_1, axis=1)) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -235,12 +225,13 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         _rank_error('mlp_grad_bwd', ((seed, 'seed', 'f32', 0),))
     B = x.shape[0]
     with _quiet():
-        t = _softmax(logits, axis=1) - (labels[..., None] == cp.arange(10)).astype(cp.float32)  # cases/mlp.tl:6
-        d_logits = seed / B * t  # cases/mlp.tl:6
+        t = cp.exp(logits - cp.max(logits, axis=1, keepdims=True))  # cases/mlp.tl:6
+        t_1 = t / cp.sum(t, axis=1, keepdims=True) - _labels_onehot(labels, 10).astype(cp.float32)  # cases/mlp.tl:6
+        d_logits = seed / B * t_1  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_1 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_1  # cases/mlp.tl:4
-        d_b1 = cp.sum(t_1, axis=0)  # cases/mlp.tl:4
+        t_2 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_2  # cases/mlp.tl:4
+        d_b1 = cp.sum(t_2, axis=0)  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:

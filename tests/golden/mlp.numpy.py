@@ -113,38 +113,21 @@ def _blocks(kernel, n, row_bytes, size, combine, grow=1):
     return out
 
 
-def _quiet():
-    """Silence floating-point warnings where inf/nan are expected and handled."""
-    return np.errstate(all="ignore")
-
-
-def _logsumexp(x, axis, keepdims):
-    """log(sum(exp(x))) shifted by the max; a slice of all -inf gives -inf, not nan."""
-    m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    with _quiet():
-        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
-    if not keepdims:
-        out = np.squeeze(out, axis=axis)
-    return out[()]
-
-
-def _cross_entropy(logits, labels):
-    """logsumexp(logits) - logits[label] over the last axis; labels must lie in [0, C)."""
-    c = logits.shape[-1]
+def _check_labels(labels, c):
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= c):
         raise ValueError(f"cross_entropy: labels must lie in [0, {c}), got values from "
                          f"{int(labels.min())} to {int(labels.max())}")
-    picked = np.take_along_axis(logits, np.asarray(labels)[..., None], axis=-1)[..., 0]
-    return _logsumexp(logits, -1, False) - picked
 
 
-def _softmax(x, axis):
-    """exp(x - max) / sum(exp(x - max)), in place on one temporary."""
-    e = x - np.max(x, axis=axis, keepdims=True)
-    np.exp(e, out=e)
-    e /= np.sum(e, axis=axis, keepdims=True)
-    return e
+def _labels_onehot(labels, c):
+    """The bool one-hot rows of cross_entropy's labels, which must lie in [0, c)."""
+    _check_labels(labels, c)
+    return labels[..., None] == np.arange(c)
+
+
+def _quiet():
+    """Silence floating-point warnings where inf/nan are expected and handled."""
+    return np.errstate(all="ignore")
 
 
 def mlp(x, labels, w1, b1, w2, b2):
@@ -170,34 +153,49 @@ def mlp(x, labels, w1, b1, w2, b2):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        t = x @ w1  # cases/mlp.tl:4
+        t = _labels_onehot(labels, 10)  # cases/mlp.tl:6
+        t_1 = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        h = t  # its memory is free from here on
+        h = t_1  # its memory is free from here on
         def _fused0(lo, hi, rows):
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                t_b = t[i:j]
+                t_1_b = t_1[i:j]
                 h_b = h[i:j]
-                np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
+                np.add(t_1_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
         _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
-        t_1 = h @ w2  # cases/mlp.tl:5
+        t_2 = h @ w2  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                t_1_b = t_1[i:j]
-                labels_b = labels[i:j]
-                np.add(t_1_b, b2, out=b0)  # cases/mlp.tl:5
-                t_2 = _cross_entropy(b0, labels_b)  # cases/mlp.tl:6
-                acc += np.sum(t_2)  # cases/mlp.tl:6
+                b1_1 = s1[:j - i]
+                b2_1 = s2[:j - i]
+                b3 = s3[:j - i]
+                t_2_b = t_2[i:j]
+                t_b = t[i:j]
+                np.add(t_2_b, b2, out=b0)  # cases/mlp.tl:5
+                t_3 = np.max(b0, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.subtract(b0, t_3, out=b0)  # cases/mlp.tl:6
+                np.exp(b0, out=b1_1)  # cases/mlp.tl:6
+                t_4 = np.sum(b1_1, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.log(t_4, out=b2_1)  # cases/mlp.tl:6
+                np.subtract(b2_1, b0, out=b0)  # cases/mlp.tl:6
+                np.subtract(0, t_b, dtype=np.int32, out=b3)  # cases/mlp.tl:6
+                np.bitwise_and(b0.view(np.int32), b3, out=b1_1.view(np.int32))
+                t_5 = np.sum(b1_1, axis=1)  # cases/mlp.tl:6
+                acc += np.sum(t_5)  # cases/mlp.tl:6
             return (acc, )
-        t_3, = _blocks(_fused1, B, 88, 10*B, ('sum', ))
-        return t_3 / B  # cases/mlp.tl:6
+        t_6, = _blocks(_fused1, B, 174, 10*B, ('sum', ))
+        return t_6 / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -226,46 +224,63 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        t = x @ w1  # cases/mlp.tl:4
+        t = _labels_onehot(labels, 10)  # cases/mlp.tl:6
+        t_1 = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        h = t  # its memory is free from here on
+        h = t_1  # its memory is free from here on
         def _fused0(lo, hi, rows):
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                t_b = t[i:j]
+                t_1_b = t_1[i:j]
                 h_b = h[i:j]
-                np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
+                np.add(t_1_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
         _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
-        t_1 = h @ w2  # cases/mlp.tl:5
-        t_2 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
+        t_2 = h @ w2  # cases/mlp.tl:5
+        t_3 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
-        d_logits = t_1  # its memory is free from here on
+        d_logits = t_2  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s4 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
             acc = np.zeros((), dtype=np.float32)
             acc_1 = np.zeros((10,), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                t_1_b = t_1[i:j]
-                labels_b = labels[i:j]
-                np.add(t_1_b, b2, out=b0)  # cases/mlp.tl:5
-                t_3 = _cross_entropy(b0, labels_b)  # cases/mlp.tl:6
-                acc += np.sum(t_3)  # cases/mlp.tl:6
-                t_4 = _softmax(b0, axis=1)  # cases/mlp.tl:6
-                t_5 = (labels_b[..., None] == np.arange(10)).astype(np.float32)  # cases/mlp.tl:6
+                b1_1 = s1[:j - i]
+                b2_1 = s2[:j - i]
+                b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                t_2_b = t_2[i:j]
+                t_b = t[i:j]
+                np.add(t_2_b, b2, out=b0)  # cases/mlp.tl:5
+                t_4 = np.max(b0, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.subtract(b0, t_4, out=b0)  # cases/mlp.tl:6
+                np.exp(b0, out=b1_1)  # cases/mlp.tl:6
+                t_5 = np.sum(b1_1, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.log(t_5, out=b2_1)  # cases/mlp.tl:6
+                np.subtract(b2_1, b0, out=b0)  # cases/mlp.tl:6
+                np.subtract(0, t_b, dtype=np.int32, out=b4)  # cases/mlp.tl:6
+                np.bitwise_and(b0.view(np.int32), b4, out=b3.view(np.int32))
+                t_6 = np.sum(b3, axis=1)  # cases/mlp.tl:6
+                acc += np.sum(t_6)  # cases/mlp.tl:6
+                np.divide(b1_1, t_5, out=b1_1)  # cases/mlp.tl:6
+                t_7 = t_b.astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
-                np.subtract(t_4, t_5, out=d_logits_b)  # cases/mlp.tl:6
-                np.multiply(t_2, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
+                np.subtract(b1_1, t_7, out=d_logits_b)  # cases/mlp.tl:6
+                np.multiply(t_3, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc_1 += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, acc_1, )
-        t_6, d_b2, = _blocks(_fused1, B, 128, 10*B, ('sum', 'sum', ))
-        value = t_6 / B  # cases/mlp.tl:6
+        t_8, d_b2, = _blocks(_fused1, B, 254, 10*B, ('sum', 'sum', ))
+        value = t_8 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        t_7 = d_h  # its memory is free from here on
+        t_9 = d_h  # its memory is free from here on
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo), 256), dtype=np.int32)
@@ -277,13 +292,13 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 h_b_1 = h[i:j]
                 d_h_b = d_h[i:j]
                 np.greater(h_b_1, 0, out=b0)  # cases/mlp.tl:4
-                t_7_b = t_7[i:j]
+                t_9_b = t_9[i:j]
                 np.subtract(0, b0, dtype=np.int32, out=b1_1)  # cases/mlp.tl:4
-                np.bitwise_and(d_h_b.view(np.int32), b1_1, out=t_7_b.view(np.int32))
-                acc += np.sum(t_7_b, axis=0)  # cases/mlp.tl:4
+                np.bitwise_and(d_h_b.view(np.int32), b1_1, out=t_9_b.view(np.int32))
+                acc += np.sum(t_9_b, axis=0)  # cases/mlp.tl:4
             return (acc, )
         d_b1, = _blocks(_fused2, B, 4352, 256*B, ('sum', ), _CHEAP_BLOCKS)
-        d_w1 = x.T @ t_7  # cases/mlp.tl:4
+        d_w1 = x.T @ t_9  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad')
@@ -327,34 +342,51 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad_fwd', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        t = x @ w1  # cases/mlp.tl:4
+        t = _labels_onehot(labels, 10)  # cases/mlp.tl:6
+        t_1 = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        h = t  # its memory is free from here on
+        h = t_1  # its memory is free from here on
         def _fused0(lo, hi, rows):
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                t_b = t[i:j]
+                t_1_b = t_1[i:j]
                 h_b = h[i:j]
-                np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
+                np.add(t_1_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
             return ()
         _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
-        t_1 = h @ w2  # cases/mlp.tl:5
+        t_2 = h @ w2  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
-        logits = t_1  # its memory is free from here on
+        logits = t_2  # its memory is free from here on
         def _fused1(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                t_1_b = t_1[i:j]
-                labels_b = labels[i:j]
+                b0 = s0[:j - i]
+                b1_1 = s1[:j - i]
+                b2_1 = s2[:j - i]
+                b3 = s3[:j - i]
+                t_2_b = t_2[i:j]
+                t_b = t[i:j]
                 logits_b = logits[i:j]
-                np.add(t_1_b, b2, out=logits_b)  # cases/mlp.tl:5
-                t_2 = _cross_entropy(logits_b, labels_b)  # cases/mlp.tl:6
-                acc += np.sum(t_2)  # cases/mlp.tl:6
+                np.add(t_2_b, b2, out=logits_b)  # cases/mlp.tl:5
+                t_3 = np.max(logits_b, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.subtract(logits_b, t_3, out=b0)  # cases/mlp.tl:6
+                np.exp(b0, out=b1_1)  # cases/mlp.tl:6
+                t_4 = np.sum(b1_1, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.log(t_4, out=b2_1)  # cases/mlp.tl:6
+                np.subtract(b2_1, b0, out=b0)  # cases/mlp.tl:6
+                np.subtract(0, t_b, dtype=np.int32, out=b3)  # cases/mlp.tl:6
+                np.bitwise_and(b0.view(np.int32), b3, out=b1_1.view(np.int32))
+                t_5 = np.sum(b1_1, axis=1)  # cases/mlp.tl:6
+                acc += np.sum(t_5)  # cases/mlp.tl:6
             return (acc, )
-        t_3, = _blocks(_fused1, B, 88, 10*B, ('sum', ))
-        return t_3 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        t_6, = _blocks(_fused1, B, 214, 10*B, ('sum', ))
+        return t_6 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -371,25 +403,32 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
     B = x.shape[0]
     with _quiet():
         t = seed / B  # cases/mlp.tl:6
+        t_1 = _labels_onehot(labels, 10)  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = np.empty((B, 10), dtype=np.float32)
         def _fused0(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             acc = np.zeros((10,), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
+                b0 = s0[:j - i]
                 logits_b = logits[i:j]
-                labels_b = labels[i:j]
-                t_1 = _softmax(logits_b, axis=1)  # cases/mlp.tl:6
-                t_2 = (labels_b[..., None] == np.arange(10)).astype(np.float32)  # cases/mlp.tl:6
+                t_1_b = t_1[i:j]
+                t_2 = np.max(logits_b, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.subtract(logits_b, t_2, out=b0)  # cases/mlp.tl:6
+                np.exp(b0, out=b0)  # cases/mlp.tl:6
+                t_3 = np.sum(b0, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.divide(b0, t_3, out=b0)  # cases/mlp.tl:6
+                t_4 = t_1_b.astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
-                np.subtract(t_1, t_2, out=d_logits_b)  # cases/mlp.tl:6
+                np.subtract(b0, t_4, out=d_logits_b)  # cases/mlp.tl:6
                 np.multiply(t, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, )
-        d_b2, = _blocks(_fused0, B, 88, 10*B, ('sum', ))
+        d_b2, = _blocks(_fused0, B, 130, 10*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        t_3 = d_h  # its memory is free from here on
+        t_5 = d_h  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo), 256), dtype=np.int32)
@@ -401,13 +440,13 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 h_b = h[i:j]
                 d_h_b = d_h[i:j]
                 np.greater(h_b, 0, out=b0)  # cases/mlp.tl:4
-                t_3_b = t_3[i:j]
+                t_5_b = t_5[i:j]
                 np.subtract(0, b0, dtype=np.int32, out=b1)  # cases/mlp.tl:4
-                np.bitwise_and(d_h_b.view(np.int32), b1, out=t_3_b.view(np.int32))
-                acc += np.sum(t_3_b, axis=0)  # cases/mlp.tl:4
+                np.bitwise_and(d_h_b.view(np.int32), b1, out=t_5_b.view(np.int32))
+                acc += np.sum(t_5_b, axis=0)  # cases/mlp.tl:4
             return (acc, )
         d_b1, = _blocks(_fused1, B, 4352, 256*B, ('sum', ), _CHEAP_BLOCKS)
-        d_w1 = x.T @ t_3  # cases/mlp.tl:4
+        d_w1 = x.T @ t_5  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad_bwd')
