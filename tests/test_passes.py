@@ -18,6 +18,7 @@ from tapeless.compiler.source import SourceFile
 from tapeless.compiler.symcheck import check_module
 from tapeless.compiler.types import DType, TensorType
 from tapeless.runtime import gradcheck
+from util import force_tiny_blocks
 
 
 def _module(path):
@@ -108,18 +109,34 @@ def test_named_rules(text, want):
     assert len(RULES) >= 10 and simplify_node
 
 
-def _force_blocks(m, block=40, threads=3):
-    """Fused loops over tiny blocks (a few rows, a last one partial), on threads: every path
-    of the loop code runs on small inputs."""
-    if hasattr(m, "_BLOCK_BYTES"):
-        m._BLOCK_BYTES, m._CHEAP_BLOCKS, m._PARALLEL, m._THREADS = block, 1, 1, threads
+@pytest.mark.parametrize("body, shape, threaded", [
+    ("mean(bce_with_logits(x, 1 - x))", (1024, 256), False),  # as W3: blocks of 73 rows of 256, 19K elements
+    ("sum(tanh(x))", (256, 8192), True),                       # blocks of 5 rows of 8192: 40K elements
+])
+def test_fused_loops_use_threads_only_for_big_blocks(tl, body, shape, threaded):
+    """Threads pay only when each ufunc call in a block is big: on 16K-element calls handing
+    the GIL from thread to thread costs more than the second core gives (measured on W3)."""
+    m = tl(f"fn f(x: f32[{shape[0]}, {shape[1]}]) -> f32 {{ return {body} }}\ngrad f wrt x\n")
+    plain = tl(f"fn f(x: f32[{shape[0]}, {shape[1]}]) -> f32 {{ return {body} }}\ngrad f wrt x\n", opt_level=0)
+    submitted = []
+
+    class Pool:
+        def submit(self, fn, *args):
+            submitted.append(args)
+            return type("Done", (), {"result": staticmethod(lambda r=fn(*args): r)})()
+
+    m._THREADS, m._POOL[:] = 2, [Pool()]
+    x = np.random.default_rng(0).random(shape).astype(np.float32)
+    for got, want in zip(m.f_grad(x), plain.f_grad(x)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+    assert bool(submitted) == threaded
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=lambda p: p.name)
 def test_fused_loops_in_many_blocks_and_threads_compute_the_same(path, tl):
     text = path.read_text()
     plain, fused = tl(text, path=path.name, opt_level=0), tl(text, path=path.name, opt_level=1)
-    _force_blocks(fused)
+    force_tiny_blocks(fused)
     for name, info in plain.__tapeless__.items():
         if info["kind"] in ("fwd", "bwd"):
             continue
@@ -161,7 +178,7 @@ def test_a_select_written_over_its_first_value_is_right(name, tl):
     """A where in a fused loop may take over the memory of the value it picks first (a
     temporary of the function), never of the one it reads after writing."""
     plain, fused = tl(SELECTS, opt_level=0), tl(SELECTS, opt_level=1)
-    _force_blocks(fused)
+    force_tiny_blocks(fused)
     rng = np.random.default_rng(1)
     x, w, v = rng.standard_normal((37, 8)), rng.standard_normal((8, 8)), rng.standard_normal((8, 8))
     args = (x, w, v) if name == "pick" else (x, w)

@@ -85,7 +85,7 @@ def programs(draw):
 @SETTINGS
 @given(programs())
 def test_random_programs_have_right_derivatives(tmp_path_factory, program):
-    from util import compile_module
+    from util import compile_module, force_tiny_blocks
 
     text, params, seed = program
     t0 = time.perf_counter()
@@ -96,8 +96,7 @@ def test_random_programs_have_right_derivatives(tmp_path_factory, program):
         assert gradcheck(getattr(m, name), *args, seed=seed), name
     # the fused loops in many tiny blocks, on threads, against the plain code (-O0)
     plain = compile_module(text, tmp_path_factory.mktemp("prop0"), path="prop.tl", opt_level=0)
-    if hasattr(m, "_BLOCK"):
-        m._BLOCK, m._PARALLEL, m._THREADS = 2, 1, 3
+    force_tiny_blocks(m, block_bytes=2)
     extra = [np.full(np.shape(a), 0.5) for a in args]
     for name, more in (("g_grad", []), ("h_vjp", [np.full(np.shape(plain.h(*args)), 0.5)]), ("h_jvp", extra),
                        ("g_hvp", extra)):

@@ -29,3 +29,10 @@ def diagnostics(source: str, path: str = "t.tl"):
     except CompileError as e:
         return e.render()
     return ""
+
+
+def force_tiny_blocks(m, block_bytes=40, threads=3):
+    """Fused loops of m over tiny blocks (a few rows, a last one partial), on threads whatever
+    their size: every path of the loop code runs on small inputs."""
+    if hasattr(m, "_BLOCK_BYTES"):
+        m._BLOCK_BYTES, m._CHEAP_BLOCKS, m._PARALLEL, m._THREAD_BLOCK, m._THREADS = block_bytes, 1, 1, 1, threads

@@ -81,7 +81,9 @@ def _residual_tuple(residuals, n, fn):
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
 _CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
-_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads
+_PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads...
+_THREAD_BLOCK = 1 << 15  # ...if its blocks there have this many elements: in smaller ufunc calls, handing
+                         # the GIL between threads costs more than the second core gives
 _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
 _POOL = []
 
@@ -92,18 +94,18 @@ def _blocks(kernel, n, row_bytes, size, combine, grow=1):
     blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
     "max" or "min")."""
     rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
-    threads = _THREADS if size >= _PARALLEL and n >= 2 * rows else 1
-    if threads <= 1:
-        parts = [kernel(0, n, rows)]
-    else:
+    per = -(-n // _THREADS)
+    big = max(rows, min(grow * rows, per))  # block rows on threads
+    if size >= _PARALLEL and n >= 2 * rows and _THREADS > 1 and big * (size // n) >= _THREAD_BLOCK:
         if not _POOL:
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
-        per = -(-n // threads)
-        rows = max(rows, min(grow * rows, per))
+        rows = big
         step = -(-per // rows) * rows  # whole blocks per thread
         ranges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [_POOL[0].submit(contextvars.copy_context().run, kernel, lo, hi, rows) for lo, hi in ranges[1:]]
         parts = [kernel(*ranges[0], rows)] + [f.result() for f in futures]
+    else:
+        parts = [kernel(0, n, rows)]
     out = []
     for k, how in enumerate(combine):
         values = [p[k] for p in parts if p[k] is not None]
