@@ -80,16 +80,16 @@ def test_cross_entropy_labels_out_of_range_raise_in_every_function(tl, opt_level
 def test_parameters_named_like_the_fused_loops_own_variables_are_not_shadowed(tl):
     """A fused loop is a nested function with its own names (lo, hi, i, j, rows, s0, b0, acc);
     the function's parameters it reads (here a bias `b2` among scratch blocks b0..b4, and `j`,
-    `lo`, `acc`) keep their meaning inside it."""
+    `lo`, `acc`, and `p`, once the name of a max's partial) keep their meaning inside it."""
     src = """
-    fn f(j: f32[N, 10], labels: i64[N], b2: f32[10], lo: f32[10], acc: f32[10]) -> f32 {
-        return mean(cross_entropy(j * lo + b2 - acc, labels))
+    fn f(j: f32[N, 10], labels: i64[N], b2: f32[10], lo: f32[10], acc: f32[10], p: f32[10]) -> f32 {
+        return mean(cross_entropy(j * lo + b2 - acc, labels)) + max(j * p) + max(j - p)
     }
-    grad f wrt b2, lo, acc
+    grad f wrt b2, lo, acc, p
     """
     rng = np.random.default_rng(0)
     args = (rng.standard_normal((4096, 10)).astype(np.float32), rng.integers(0, 10, 4096),
-            *rng.standard_normal((3, 10)).astype(np.float32))
+            *rng.standard_normal((4, 10)).astype(np.float32))
     fused, plain = tl(src), tl(src, opt_level=0)
     assert "def _fused" in Path(fused.__file__).read_text()
     for got, want in zip(fused.f_grad(*args), plain.f_grad(*args)):

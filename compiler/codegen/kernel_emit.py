@@ -218,8 +218,10 @@ class KernelWriter:
             self.stmts.append(f"{acc} += {e.text}  {_comment(s)}")
         else:
             ufunc = "maximum" if s.op == "max" else "minimum"
-            self.stmts.append(f"p = {e.text}  {_comment(s)}")
-            self.stmts.append(f"{acc} = p if {acc} is None else {self.xp}.{ufunc}({acc}, p)")
+            part = self.local.fresh("part")
+            self.accs.append(part)  # loop machinery, as acc
+            self.stmts.append(f"{part} = {e.text}  {_comment(s)}")
+            self.stmts.append(f"{acc} = {part} if {acc} is None else {self.xp}.{ufunc}({acc}, {part})")
         return acc, s
 
     # ---- the whole loop -----------------------------------------------------------------------------
