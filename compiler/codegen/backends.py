@@ -112,6 +112,8 @@ def _blocks(kernel, n, row_bytes, size, combine, grow=1):
     big = max(rows, min(grow * rows, per))  # block rows on threads
     if size >= _PARALLEL and n >= 2 * rows and _THREADS > 1 and big * (size // n) >= _THREAD_BLOCK:
         if not _POOL:
+            import concurrent.futures
+
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         rows = big
         step = -(-per // rows) * rows  # whole blocks per thread
@@ -169,7 +171,9 @@ def _einsum_path(spec, *operands):
 
 
 # standard-library modules a helper needs
-HELPER_IMPORTS = {"blocks": ("import concurrent.futures", "import contextvars", "import os")}
+# concurrent.futures is imported when a loop first goes on threads: it pulls in logging, a
+# quarter of the time a cached module takes to load
+HELPER_IMPORTS = {"blocks": ("import contextvars", "import os")}
 
 
 def helper_source(name: str, backend: Backend) -> str:

@@ -8,7 +8,6 @@ Functions:
     ctors_grad_bwd
 """
 
-import concurrent.futures
 import contextvars
 import os
 
@@ -94,6 +93,8 @@ def _blocks(kernel, n, row_bytes, size, combine, grow=1):
     big = max(rows, min(grow * rows, per))  # block rows on threads
     if size >= _PARALLEL and n >= 2 * rows and _THREADS > 1 and big * (size // n) >= _THREAD_BLOCK:
         if not _POOL:
+            import concurrent.futures
+
             _POOL.append(concurrent.futures.ThreadPoolExecutor(_THREADS - 1, "tapeless"))
         rows = big
         step = -(-per // rows) * rows  # whole blocks per thread
