@@ -176,6 +176,16 @@ def _einsum_path(spec, *operands):
 HELPER_IMPORTS = {"blocks": ("import contextvars", "import os")}
 
 
+def module_globals(backend: Backend) -> set[str]:
+    """Every top-level name a generated module may define or import besides its functions:
+    the helpers' own definitions and globals (_blocks, _BLOCK_BYTES, _POOL, ...) and the
+    modules they import. A .tl name never takes one of these."""
+    sources = [src for src, _ in HELPERS.values()] + list(backend.overrides.values())
+    lines = [line for imports in HELPER_IMPORTS.values() for line in imports] + list(backend.imports)
+    return ({m.group(1) for src in sources for m in re.finditer(r"^(?:def |class )?(\w+)", src, re.M)}
+            | {line.split()[1].split(".")[0] for line in lines} | {backend.alias})
+
+
 def helper_source(name: str, backend: Backend) -> str:
     src = backend.overrides.get(name) or HELPERS[name][0]
     return re.sub(r"\bxp\.", backend.alias + ".", src)

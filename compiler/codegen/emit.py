@@ -19,7 +19,7 @@ from ..primitives import REGISTRY
 from ..primitives.base import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
 from ..types import Dim, DType, TensorType, dim_text, symbols_in
 from . import checks
-from .backends import BACKENDS, HELPER_IMPORTS, HELPERS, Backend, helper_closure, helper_source
+from .backends import BACKENDS, HELPER_IMPORTS, HELPERS, Backend, helper_closure, helper_source, module_globals
 from .kernel_emit import KernelWriter
 from .kernels import Kernel, plan, reusable_inputs, schedule
 from .names import Names, sanitize_comment, sanitize_docstring
@@ -47,7 +47,7 @@ class ModuleContext:
         self.backend: Backend = BACKENDS[options.backend]
         self.helpers_used: set[str] = set()
         self.dtype_consts: set[DType] = set()
-        reserved = {self.backend.alias, "contextlib"} | {f"_{h}" for h in HELPERS} | \
+        reserved = module_globals(self.backend) | {"__tapeless__", "__tapeless_source__"} | {f"_{h}" for h in HELPERS} | \
             {f"_{h}" for h in CHECK_HELPER_NAMES} | {f"_{d.short.upper()}" for d in DType}
         self.names = Names(reserved)
         self.fn_names: dict[str, str] = {}
