@@ -77,6 +77,24 @@ def test_cross_entropy_labels_out_of_range_raise_in_every_function(tl, opt_level
     np.testing.assert_allclose(m.f(z, k), np.log(10), rtol=1e-6)
 
 
+def test_cross_entropy_of_infinite_logits_is_the_same_at_every_level(tl):
+    """A masked class (-inf) costs nothing, an infinite wrong class makes the loss infinite
+    (not inf - inf = nan), and the helpers (-O0) and the shared primitive form (-O1, -O2)
+    agree value for value, nan for nan."""
+    src = "fn f(z: f32[N, 3], k: i64[N]) -> f32 { return sum(cross_entropy(z, k)) }\ngrad f wrt z\n"
+    inf, nan = np.inf, np.nan
+    z = np.array([[-inf, 0, 0], [inf, 0, 0], [inf, 0, 0], [-inf, -inf, -inf], [nan, 0, 0], [1e4, -1e4, 0]],
+                 np.float32)
+    k = np.array([1, 1, 0, 0, 1, 1])
+    rows = [tl(src, opt_level=level) for level in (0, 1, 2)]
+    values = [[float(m.f(z[r:r + 1], k[r:r + 1])) for r in range(len(k))] for m in rows]
+    assert values[0][0] == np.float32(np.log(2)) and values[0][1] == inf and np.isnan(values[0][2])
+    assert values[0][5] == 2e4
+    for m, v in zip(rows[1:], values[1:]):
+        np.testing.assert_array_equal(v, values[0])
+        np.testing.assert_array_equal(m.f_grad(z, k)[1], rows[0].f_grad(z, k)[1])
+
+
 def test_parameters_named_like_the_fused_loops_own_variables_are_not_shadowed(tl):
     """A fused loop is a nested function with its own names (lo, hi, i, j, rows, s0, b0, acc);
     the function's parameters it reads (here a bias `b2` among scratch blocks b0..b4, and `j`,

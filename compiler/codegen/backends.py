@@ -56,8 +56,10 @@ HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
     return out[()]
 ''', ("quiet",)),
     "softmax": ('''def _softmax(x, axis):
-    """exp(x - max) / sum(exp(x - max)), in place on one temporary."""
-    e = x - xp.max(x, axis=axis, keepdims=True)
+    """exp(x - max) / sum(exp(x - max)), in place on one temporary; shifted by 0 where the max
+    is not finite, as _logsumexp (the expanded form at -O1 computes the same)."""
+    m = xp.max(x, axis=axis, keepdims=True)
+    e = x - xp.where(xp.isfinite(m), m, 0)
     xp.exp(e, out=e)
     e /= xp.sum(e, axis=axis, keepdims=True)
     return e

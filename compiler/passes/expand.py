@@ -55,8 +55,12 @@ def sigmoid_form(z: Node, shared: bool) -> Node:
 
 
 def _shifted(z: Node, axis: int) -> tuple[Node, Node]:
-    """d = z - max(z) and s = sum(exp(d)) along axis (kept as a length-1 axis)."""
-    d = B.sub(z, B.apply("max", z, axes=(axis,), keepdims=True))
+    """d = z - m and s = sum(exp(d)) along axis (kept as a length-1 axis), m = max(z) where
+    that is finite and 0 elsewhere, as the helpers do: a +inf logit then gives an infinite
+    loss, not inf - inf = nan."""
+    m = B.apply("max", z, axes=(axis,), keepdims=True)
+    finite = B.apply("lt", B.apply("abs", m), B.like_const(float("inf"), m))
+    d = B.sub(z, B.apply("where", finite, m, B.like_const(0, m)))
     return d, B.apply("sum", B.apply("exp", d), axes=(axis,), keepdims=True)
 
 

@@ -137,8 +137,10 @@ def _quiet():
 
 
 def _softmax(x, axis):
-    """exp(x - max) / sum(exp(x - max)), in place on one temporary."""
-    e = x - np.max(x, axis=axis, keepdims=True)
+    """exp(x - max) / sum(exp(x - max)), in place on one temporary; shifted by 0 where the max
+    is not finite, as _logsumexp (the expanded form at -O1 computes the same)."""
+    m = np.max(x, axis=axis, keepdims=True)
+    e = x - np.where(np.isfinite(m), m, 0)
     np.exp(e, out=e)
     e /= np.sum(e, axis=axis, keepdims=True)
     return e

@@ -116,9 +116,10 @@ def mlp(x, labels, w1, b1, w2, b2):
     with _quiet():
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
-        t = logits - cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_1 = cp.where(_labels_onehot(labels, 10), cp.log(cp.sum(cp.exp(t), axis=1, keepdims=True)) - t, 0)  # cases/mlp.tl:6
-        return cp.sum(cp.sum(t_1, axis=1)) / B  # cases/mlp.tl:6
+        t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_1 = logits - cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
+        t_2 = cp.where(_labels_onehot(labels, 10), cp.log(cp.sum(cp.exp(t_1), axis=1, keepdims=True)) - t_1, 0)  # cases/mlp.tl:6
+        return cp.sum(cp.sum(t_2, axis=1)) / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -150,15 +151,16 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         t = _labels_onehot(labels, 10)  # cases/mlp.tl:6
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
-        t_1 = logits - cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_2 = cp.exp(t_1)  # cases/mlp.tl:6
-        t_3 = cp.sum(t_2, axis=1, keepdims=True)  # cases/mlp.tl:6
-        value = cp.sum(cp.sum(cp.where(t, cp.log(t_3) - t_1, 0), axis=1)) / B  # cases/mlp.tl:6
-        d_logits = cp.float32(1.0) / cp.float32(B) * (t_2 / t_3 - t.astype(cp.float32))  # cases/mlp.tl:6
+        t_1 = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_2 = logits - cp.where(cp.abs(t_1) < cp.inf, t_1, 0)  # cases/mlp.tl:6
+        t_3 = cp.exp(t_2)  # cases/mlp.tl:6
+        t_4 = cp.sum(t_3, axis=1, keepdims=True)  # cases/mlp.tl:6
+        value = cp.sum(cp.sum(cp.where(t, cp.log(t_4) - t_2, 0), axis=1)) / B  # cases/mlp.tl:6
+        d_logits = cp.float32(1.0) / cp.float32(B) * (t_3 / t_4 - t.astype(cp.float32))  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_4 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_4  # cases/mlp.tl:4
-        d_b1 = cp.sum(t_4, axis=0)  # cases/mlp.tl:4
+        t_5 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_5  # cases/mlp.tl:4
+        d_b1 = cp.sum(t_5, axis=0)  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
@@ -205,9 +207,10 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
     with _quiet():
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
-        t = logits - cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_1 = cp.where(_labels_onehot(labels, 10), cp.log(cp.sum(cp.exp(t), axis=1, keepdims=True)) - t, 0)  # cases/mlp.tl:6
-        return cp.sum(cp.sum(t_1, axis=1)) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_1 = logits - cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
+        t_2 = cp.where(_labels_onehot(labels, 10), cp.log(cp.sum(cp.exp(t_1), axis=1, keepdims=True)) - t_1, 0)  # cases/mlp.tl:6
+        return cp.sum(cp.sum(t_2, axis=1)) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -225,13 +228,14 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         _rank_error('mlp_grad_bwd', ((seed, 'seed', 'f32', 0),))
     B = x.shape[0]
     with _quiet():
-        t = cp.exp(logits - cp.max(logits, axis=1, keepdims=True))  # cases/mlp.tl:6
-        t_1 = t / cp.sum(t, axis=1, keepdims=True) - _labels_onehot(labels, 10).astype(cp.float32)  # cases/mlp.tl:6
-        d_logits = seed / B * t_1  # cases/mlp.tl:6
+        t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_1 = cp.exp(logits - cp.where(cp.abs(t) < cp.inf, t, 0))  # cases/mlp.tl:6
+        t_2 = t_1 / cp.sum(t_1, axis=1, keepdims=True) - _labels_onehot(labels, 10).astype(cp.float32)  # cases/mlp.tl:6
+        d_logits = seed / B * t_2  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_2 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_2  # cases/mlp.tl:4
-        d_b1 = cp.sum(t_2, axis=0)  # cases/mlp.tl:4
+        t_3 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_3  # cases/mlp.tl:4
+        d_b1 = cp.sum(t_3, axis=0)  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:

@@ -173,9 +173,11 @@ def mlp(x, labels, w1, b1, w2, b2):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
-            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
+            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
+            s3 = np.empty((min(rows, hi - lo), 1), dtype=np.int32)
+            s4 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -183,21 +185,27 @@ def mlp(x, labels, w1, b1, w2, b2):
                 b1_1 = s1[:j - i]
                 b2_1 = s2[:j - i]
                 b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                b5 = s5[:j - i]
                 t_2_b = t_2[i:j]
                 t_b = t[i:j]
                 np.add(t_2_b, b2, out=b0)  # cases/mlp.tl:5
                 t_3 = np.max(b0, axis=1, keepdims=True)  # cases/mlp.tl:6
-                np.subtract(b0, t_3, out=b0)  # cases/mlp.tl:6
-                np.exp(b0, out=b1_1)  # cases/mlp.tl:6
-                t_4 = np.sum(b1_1, axis=1, keepdims=True)  # cases/mlp.tl:6
-                np.log(t_4, out=b2_1)  # cases/mlp.tl:6
-                np.subtract(b2_1, b0, out=b0)  # cases/mlp.tl:6
-                np.subtract(0, t_b, dtype=np.int32, out=b3)  # cases/mlp.tl:6
-                np.bitwise_and(b0.view(np.int32), b3, out=b1_1.view(np.int32))
-                t_5 = np.sum(b1_1, axis=1)  # cases/mlp.tl:6
+                np.absolute(t_3, out=b1_1)  # cases/mlp.tl:6
+                np.less(b1_1, np.inf, out=b2_1)  # cases/mlp.tl:6
+                np.subtract(0, b2_1, dtype=np.int32, out=b3)  # cases/mlp.tl:6
+                np.bitwise_and(t_3.view(np.int32), b3, out=b1_1.view(np.int32))
+                np.subtract(b0, b1_1, out=b0)  # cases/mlp.tl:6
+                np.exp(b0, out=b4)  # cases/mlp.tl:6
+                t_4 = np.sum(b4, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.log(t_4, out=b1_1)  # cases/mlp.tl:6
+                np.subtract(b1_1, b0, out=b0)  # cases/mlp.tl:6
+                np.subtract(0, t_b, dtype=np.int32, out=b5)  # cases/mlp.tl:6
+                np.bitwise_and(b0.view(np.int32), b5, out=b4.view(np.int32))
+                t_5 = np.sum(b4, axis=1)  # cases/mlp.tl:6
                 acc += np.sum(t_5)  # cases/mlp.tl:6
             return (acc, )
-        t_6, = _blocks(_fused1, B, 174, 10*B, ('sum', ))
+        t_6, = _blocks(_fused1, B, 179, 10*B, ('sum', ))
         return t_6 / B  # cases/mlp.tl:6
 
 
@@ -246,10 +254,12 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         d_logits = t_2  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
-            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s4 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
+            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
+            s3 = np.empty((min(rows, hi - lo), 1), dtype=np.int32)
+            s4 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s6 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
             acc = np.zeros((), dtype=np.float32)
             acc_1 = np.zeros((10,), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -259,27 +269,33 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 b2_1 = s2[:j - i]
                 b3 = s3[:j - i]
                 b4 = s4[:j - i]
+                b5 = s5[:j - i]
+                b6 = s6[:j - i]
                 t_2_b = t_2[i:j]
                 t_b = t[i:j]
                 np.add(t_2_b, b2, out=b0)  # cases/mlp.tl:5
                 t_4 = np.max(b0, axis=1, keepdims=True)  # cases/mlp.tl:6
-                np.subtract(b0, t_4, out=b0)  # cases/mlp.tl:6
-                np.exp(b0, out=b1_1)  # cases/mlp.tl:6
-                t_5 = np.sum(b1_1, axis=1, keepdims=True)  # cases/mlp.tl:6
-                np.log(t_5, out=b2_1)  # cases/mlp.tl:6
-                np.subtract(b2_1, b0, out=b0)  # cases/mlp.tl:6
-                np.subtract(0, t_b, dtype=np.int32, out=b4)  # cases/mlp.tl:6
-                np.bitwise_and(b0.view(np.int32), b4, out=b3.view(np.int32))
-                t_6 = np.sum(b3, axis=1)  # cases/mlp.tl:6
+                np.absolute(t_4, out=b1_1)  # cases/mlp.tl:6
+                np.less(b1_1, np.inf, out=b2_1)  # cases/mlp.tl:6
+                np.subtract(0, b2_1, dtype=np.int32, out=b3)  # cases/mlp.tl:6
+                np.bitwise_and(t_4.view(np.int32), b3, out=b1_1.view(np.int32))
+                np.subtract(b0, b1_1, out=b0)  # cases/mlp.tl:6
+                np.exp(b0, out=b4)  # cases/mlp.tl:6
+                t_5 = np.sum(b4, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.log(t_5, out=b1_1)  # cases/mlp.tl:6
+                np.subtract(b1_1, b0, out=b0)  # cases/mlp.tl:6
+                np.subtract(0, t_b, dtype=np.int32, out=b6)  # cases/mlp.tl:6
+                np.bitwise_and(b0.view(np.int32), b6, out=b5.view(np.int32))
+                t_6 = np.sum(b5, axis=1)  # cases/mlp.tl:6
                 acc += np.sum(t_6)  # cases/mlp.tl:6
-                np.divide(b1_1, t_5, out=b1_1)  # cases/mlp.tl:6
+                np.divide(b4, t_5, out=b4)  # cases/mlp.tl:6
                 t_7 = t_b.astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
-                np.subtract(b1_1, t_7, out=d_logits_b)  # cases/mlp.tl:6
+                np.subtract(b4, t_7, out=d_logits_b)  # cases/mlp.tl:6
                 np.multiply(t_3, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc_1 += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, acc_1, )
-        t_8, d_b2, = _blocks(_fused1, B, 254, 10*B, ('sum', 'sum', ))
+        t_8, d_b2, = _blocks(_fused1, B, 259, 10*B, ('sum', 'sum', ))
         value = t_8 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
@@ -362,10 +378,12 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         logits = t_2  # its memory is free from here on
         def _fused1(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
-            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
+            s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.int32)
+            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s4 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -373,22 +391,28 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 b1_1 = s1[:j - i]
                 b2_1 = s2[:j - i]
                 b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                b5 = s5[:j - i]
                 t_2_b = t_2[i:j]
                 t_b = t[i:j]
                 logits_b = logits[i:j]
                 np.add(t_2_b, b2, out=logits_b)  # cases/mlp.tl:5
                 t_3 = np.max(logits_b, axis=1, keepdims=True)  # cases/mlp.tl:6
-                np.subtract(logits_b, t_3, out=b0)  # cases/mlp.tl:6
-                np.exp(b0, out=b1_1)  # cases/mlp.tl:6
-                t_4 = np.sum(b1_1, axis=1, keepdims=True)  # cases/mlp.tl:6
-                np.log(t_4, out=b2_1)  # cases/mlp.tl:6
-                np.subtract(b2_1, b0, out=b0)  # cases/mlp.tl:6
-                np.subtract(0, t_b, dtype=np.int32, out=b3)  # cases/mlp.tl:6
-                np.bitwise_and(b0.view(np.int32), b3, out=b1_1.view(np.int32))
-                t_5 = np.sum(b1_1, axis=1)  # cases/mlp.tl:6
+                np.absolute(t_3, out=b0)  # cases/mlp.tl:6
+                np.less(b0, np.inf, out=b1_1)  # cases/mlp.tl:6
+                np.subtract(0, b1_1, dtype=np.int32, out=b2_1)  # cases/mlp.tl:6
+                np.bitwise_and(t_3.view(np.int32), b2_1, out=b0.view(np.int32))
+                np.subtract(logits_b, b0, out=b3)  # cases/mlp.tl:6
+                np.exp(b3, out=b4)  # cases/mlp.tl:6
+                t_4 = np.sum(b4, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.log(t_4, out=b0)  # cases/mlp.tl:6
+                np.subtract(b0, b3, out=b3)  # cases/mlp.tl:6
+                np.subtract(0, t_b, dtype=np.int32, out=b5)  # cases/mlp.tl:6
+                np.bitwise_and(b3.view(np.int32), b5, out=b4.view(np.int32))
+                t_5 = np.sum(b4, axis=1)  # cases/mlp.tl:6
                 acc += np.sum(t_5)  # cases/mlp.tl:6
             return (acc, )
-        t_6, = _blocks(_fused1, B, 214, 10*B, ('sum', ))
+        t_6, = _blocks(_fused1, B, 219, 10*B, ('sum', ))
         return t_6 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
@@ -410,25 +434,35 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = np.empty((B, 10), dtype=np.float32)
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.int32)
+            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             acc = np.zeros((10,), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
                 logits_b = logits[i:j]
                 t_1_b = t_1[i:j]
                 t_2 = np.max(logits_b, axis=1, keepdims=True)  # cases/mlp.tl:6
-                np.subtract(logits_b, t_2, out=b0)  # cases/mlp.tl:6
-                np.exp(b0, out=b0)  # cases/mlp.tl:6
-                t_3 = np.sum(b0, axis=1, keepdims=True)  # cases/mlp.tl:6
-                np.divide(b0, t_3, out=b0)  # cases/mlp.tl:6
+                np.absolute(t_2, out=b0)  # cases/mlp.tl:6
+                np.less(b0, np.inf, out=b1)  # cases/mlp.tl:6
+                np.subtract(0, b1, dtype=np.int32, out=b2)  # cases/mlp.tl:6
+                np.bitwise_and(t_2.view(np.int32), b2, out=b0.view(np.int32))
+                np.subtract(logits_b, b0, out=b3)  # cases/mlp.tl:6
+                np.exp(b3, out=b3)  # cases/mlp.tl:6
+                t_3 = np.sum(b3, axis=1, keepdims=True)  # cases/mlp.tl:6
+                np.divide(b3, t_3, out=b3)  # cases/mlp.tl:6
                 t_4 = t_1_b.astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
-                np.subtract(b0, t_4, out=d_logits_b)  # cases/mlp.tl:6
+                np.subtract(b3, t_4, out=d_logits_b)  # cases/mlp.tl:6
                 np.multiply(t, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, )
-        d_b2, = _blocks(_fused0, B, 130, 10*B, ('sum', ))
+        d_b2, = _blocks(_fused0, B, 139, 10*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         t_5 = d_h  # its memory is free from here on
