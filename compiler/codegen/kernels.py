@@ -12,8 +12,8 @@ Planning (this file) groups nodes; emit.Body writes the loop.
 
 A node can join a kernel when it keeps the kernel's row axis: an elementwise op whose
 shape has the kernel's row count first, a reduction or softmax that leaves axis 0
-alone, a cross_entropy (rows of logits); not onehot, whose label check is one call
-outside. A sum/max/min that reduces axis 0 ends the kernel as a *sink*. A node never joins a kernel it depends on through an outside
+alone; not onehot, whose label check is one call outside. (cross_entropy never
+reaches a kernel: the loops exist at -O1, where it is expanded into primitives.) A sum/max/min that reduces axis 0 ends the kernel as a *sink*. A node never joins a kernel it depends on through an outside
 value, so kernels and statements can always be put in an order that works.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _row_aligned_inputs(n: Node) -> list[bool]:
     """For each input: does its axis 0 run along the node's rows?"""
     if REGISTRY[n.op].elementwise:
         return [i.type.rank == n.type.rank for i in n.inputs]
-    return [i.type.rank >= 1 for i in n.inputs]  # row-wise ops: reductions, softmax, cross_entropy
+    return [i.type.rank >= 1 for i in n.inputs]  # row-wise ops: reductions, softmax
 
 
 def _member_op(n: Node) -> bool:
@@ -63,8 +63,6 @@ def _member_op(n: Node) -> bool:
         return 0 not in n.attr("axes") and n.inputs[0].type.rank >= 1
     if n.op in ("softmax", "log_softmax"):
         return n.attr("axis") != 0
-    if n.op == "cross_entropy":
-        return n.inputs[0].type.rank >= 2
     return False  # onehot too: one call over all labels checks them once, not once per block
 
 

@@ -219,7 +219,7 @@ def _ce_infer(types, attrs):
 
 def labels_onehot(labels: Node, depth) -> Node:
     """Bool one-hot rows of cross_entropy's labels; the generated code checks they lie in [0, depth)."""
-    return B.apply("onehot", labels, depth=depth, dtype=DType.BOOL, check=True)
+    return B.apply("onehot", labels, depth=depth)
 
 
 def _ce_grad(node):
@@ -259,18 +259,12 @@ register(Primitive(
 
 
 def _onehot_infer(types, attrs):
-    return TensorType(attrs["dtype"], types[0].shape + (attrs["depth"],))
+    return TensorType(DType.BOOL, types[0].shape + (attrs["depth"],))
 
 
 def _onehot_emit(ctx, args, node):
-    labels, depth = args[0].at(PREC_POSTFIX), ctx.dim(node.attr("depth"))
-    if node.attr("check"):  # cross_entropy's labels: an out-of-range label is an error, not a zero row
-        hot = Expr(f"{ctx.helper('labels_onehot')}({args[0].text}, {depth})", PREC_POSTFIX)
-    else:
-        hot = Expr(f"({labels}[..., None] == {ctx.xp}.arange({depth}))", PREC_POSTFIX)
-    if node.dtype == DType.BOOL:
-        return hot
-    return Expr(f"{hot.text}.astype({ctx.dtype(node.dtype)})", PREC_POSTFIX)
+    # an out-of-range label is an error, not a row of zeros (or, negative, a row from the end)
+    return Expr(f"{ctx.helper('labels_onehot')}({args[0].text}, {ctx.dim(node.attr('depth'))})", PREC_POSTFIX)
 
 
 def _onehot_meaning(args, node):
@@ -278,12 +272,10 @@ def _onehot_meaning(args, node):
     from .shape import _concrete
 
     depth = _concrete((node.attr("depth"),))[0]
-    hot = labels[..., None] == np.arange(depth)
-    return hot.astype(object) if node.dtype == DType.BOOL else hot.astype(int).astype(object)
+    return (labels[..., None] == np.arange(depth)).astype(object)
 
 
 register(Primitive(
     "onehot", "nn", _onehot_infer, _onehot_emit, None, None, _onehot_meaning, differentiable=False,
-    doc="internal: the one-hot matrix of integer labels (cross_entropy's gradient); check=True "
-        "raises on labels outside [0, depth)",
+    doc="internal: the bool one-hot rows of cross_entropy's labels, checked to lie in [0, depth)",
 ))
