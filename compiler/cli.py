@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import traceback
 
@@ -67,6 +68,19 @@ def _read(path: str) -> SourceFile:
         raise InputError(f"{path}: {e.strerror}") from None
 
 
+def _check_output(out: str, source: str) -> None:
+    """Refuse an output path that is the source (under any name) or not a regular file: the
+    atomic write replaces the path, so it would put a file where a device (/dev/null) was."""
+    try:
+        st = os.stat(out)
+    except OSError:
+        return  # a new file: write_atomic reports a missing directory
+    if os.path.samefile(out, source):
+        raise InputError(f"{out}: refusing to overwrite the source file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{out}: not a regular file (writing replaces it); name a file, or '-' for standard output")
+
+
 def _compile(args) -> int:
     _read(args.file)  # a readable-file error reads better than one from deep inside
     text = compile_file(args.file, backend=args.backend, checks=not args.no_checks, opt_level=args.opt,
@@ -75,8 +89,7 @@ def _compile(args) -> int:
         sys.stdout.write(text)
         return 0
     out = args.output or os.path.splitext(args.file)[0] + ".py"
-    if os.path.abspath(out) == os.path.abspath(args.file):
-        raise InputError(f"{out}: refusing to overwrite the source file")
+    _check_output(out, args.file)
     try:
         write_atomic(out, text)
     except OSError as e:
@@ -99,8 +112,8 @@ def _graph(args) -> int:
     from .graph import GraphError, graph_command
 
     source = _read(args.file)
-    if args.output not in (None, "-") and os.path.abspath(args.output) == os.path.abspath(args.file):
-        raise InputError(f"{args.output}: refusing to overwrite the source file")
+    if args.output not in (None, "-"):
+        _check_output(args.output, args.file)
     try:
         return graph_command(source, args.fn, args.output, args.stage, args.collapse)
     except GraphError as e:

@@ -7,8 +7,11 @@ Lines and columns are 1-based and count characters.
 """
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from functools import cached_property
+
+MAX_SOURCE_BYTES = 64 << 20  # a .tl file is text a person wrote; anything bigger is a mistake
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,11 @@ class SourceFile:
 
     @classmethod
     def read(cls, path: str, display: str | None = None) -> "SourceFile":
-        with open(path, encoding="utf-8", newline="") as f:
-            return cls.from_text(display or str(path), f.read())
+        with open(path, "rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)  # bounded: /dev/zero or a endless pipe never hangs us
+        if len(data) > MAX_SOURCE_BYTES:
+            raise OSError(errno.EFBIG, f"larger than {MAX_SOURCE_BYTES >> 20} MiB, not a .tl source")
+        return cls.from_text(display or str(path), data.decode("utf-8"))
 
     @cached_property
     def lines(self) -> list[str]:

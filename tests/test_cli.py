@@ -1,6 +1,8 @@
 """The `tapeless` command: exit statuses, atomic output, stages, internal errors."""
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 
@@ -77,6 +79,32 @@ def test_atomic_writes_get_ordinary_file_permissions(tmp_path, data):
         os.umask(old)
     assert out.stat().st_mode & 0o777 == 0o644
     assert out.read_bytes() == (data.encode() if isinstance(data, str) else data)
+
+
+def test_outputs_that_are_the_source_or_not_a_file_are_refused(tmp_path, capsys):
+    """The source under another name (a symlink) is never overwritten, and a path that is not
+    a regular file (a FIFO here; /dev/null for root) is never replaced by one."""
+    import os
+
+    src = tmp_path / "m.tl"
+    src.write_text(GOOD)
+    (tmp_path / "link.tl").symlink_to(src)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert cli.main(["compile", str(tmp_path / "link.tl"), "-o", str(src)]) == 1
+    assert "refusing to overwrite the source file" in capsys.readouterr().err
+    assert cli.main(["graph", str(src), "--fn", "f", "-o", str(tmp_path / "link.tl")]) == 1
+    assert "refusing to overwrite the source file" in capsys.readouterr().err
+    assert cli.main(["compile", str(src), "-o", str(fifo)]) == 1
+    assert "not a regular file" in capsys.readouterr().err
+    assert src.read_text() == GOOD and os.path.islink(tmp_path / "link.tl")
+    assert not stat.S_ISREG(os.stat(fifo).st_mode)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_an_endless_input_is_refused_not_read_forever(capsys):
+    assert cli.main(["compile", "/dev/zero", "-o", "-"]) == 1
+    assert "larger than 64 MiB" in capsys.readouterr().err
 
 
 def test_missing_file_and_unwritable_output_are_user_errors(tmp_path, capsys):
