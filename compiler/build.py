@@ -43,7 +43,26 @@ def _fold(prim, args: list[Node], t: TensorType):
     vals = [np.asarray(a.attr("value"), dtype=a.dtype.np)[()] for a in args]
     with np.errstate(all="ignore"):
         out = prim.fold(*vals)
-    return np.asarray(out).astype(t.dtype.np)[()].item()
+    out = np.asarray(out).astype(t.dtype.np)[()].item()
+    if t.dtype.kind == "i" and all(a.dtype.kind == "i" for a in args):
+        exact = _exact(prim, [a.attr("value") for a in args])
+        if exact is not None and exact != out:  # NumPy wrapped around: never a silently wrong constant
+            shown = str(exact) if exact.bit_length() < 200 else "far too large"
+            raise UserError(f"integer overflow: `{prim.name}` of the constants "
+                            f"{', '.join(str(a.attr('value')) for a in args)} is {shown}, which does not fit {t.dtype}")
+    return out
+
+
+def _exact(prim, values: list[int]) -> int | None:
+    """The exact integer result of a fold, with Python's unbounded ints (None: not integral)."""
+    if prim.name == "pow" and abs(values[0]) > 1 and values[1] > 4096:
+        return 1 << 4096  # surely too big for any dtype (never computed: 2**2**2**2**2**2**2 would not end)
+    try:
+        out = prim.fold(*[np.asarray(v, dtype=object) for v in values])
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+    out = out.item() if isinstance(out, np.ndarray) else out
+    return out if isinstance(out, int) and not isinstance(out, bool) else None
 
 
 # ---- leaves ------------------------------------------------------------------------------
@@ -54,6 +73,10 @@ def const(value, t: TensorType | DType, weak: bool | None = None) -> Node:
     elif weak is not None:
         t = t.with_(weak=weak)
     assert t.shape == (), "const nodes are scalars; use full() for tensors"
+    if isinstance(value, int) and not isinstance(value, bool) and t.dtype.kind == "i":
+        info = np.iinfo(t.dtype.np)
+        if not info.min <= value <= info.max:
+            raise UserError(f"integer constant {value} does not fit {t.dtype} ([{info.min}, {info.max}])")
     v = np.asarray(value).astype(t.dtype.np)[()].item()
     if isinstance(v, float) and not math.isfinite(v):
         pass  # inf and nan are emitted by name
