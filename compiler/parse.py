@@ -97,7 +97,7 @@ def _parse_chunk(source: SourceFile, text: str) -> list:
     prev: list[Token] = []  # the last token fed (a one-element list, for the error path)
     try:
         for tok in _separated(p.lex(text, dont_ignore=False), stack):
-            before = ip.copy()  # the state an error message is computed from
+            before = ip.copy(deepcopy_values=False)  # the state an error message is computed from
             ip.feed_token(tok)
             prev[:] = [tok]
             if tok.type == "FN":
@@ -106,7 +106,7 @@ def _parse_chunk(source: SourceFile, text: str) -> list:
                 stack.append(_Open(tok, last_fn if tok.type == "LBRACE" else None))
             elif tok.type in _TEXT and stack and _CLOSER[stack[-1].token.type] == tok.type:
                 stack.pop()
-        before = ip.copy()
+        before = ip.copy(deepcopy_values=False)
         tree = ip.feed_eof()
     except UnexpectedCharacters as e:
         raise UserError(_char_message(text, e), _point(source, e.line, e.column)) from None

@@ -11,13 +11,15 @@ input are collected and raised together as one CompileError.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 from . import ir_print, syntax
 from .codegen.emit import Options, generate
-from .diagnostics import CompileError, Sink
+from .diagnostics import CompileError, Diagnostic, Sink
 from .ir import Module
 from .lower import lower_module
 from .parse import parse
@@ -42,10 +44,26 @@ def parse_stage(source: SourceFile) -> syntax.Module:
 
 def ir_stage(source: SourceFile, float64: bool = False) -> Module:
     sink = Sink()
-    tree = parse(source, sink)  # items with syntax errors are left out, the rest is still checked
-    module = lower_module(source, tree, sink, float64=float64)
+    with _deep_recursion(source):
+        tree = parse(source, sink)  # items with syntax errors are left out, the rest is still checked
+        module = lower_module(source, tree, sink, float64=float64)
     _check(sink, source)
     return module
+
+
+@contextlib.contextmanager
+def _deep_recursion(source: SourceFile, limit: int = 20000):
+    """Lowering recurses once per level of nesting (a 300-term sum is 300 levels): room for
+    deep expressions, and a located error, not a crash, beyond that."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    except RecursionError:
+        raise CompileError([Diagnostic(source.span(1, 1, 1, 2), "this file nests expressions or calls more "
+                                       f"deeply than the compiler can follow ({limit} levels)")], source) from None
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def optimize_stage(module: Module, level: int = 1) -> Module:

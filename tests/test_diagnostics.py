@@ -29,6 +29,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tapeless.compiler import CompileError, compile_source
@@ -334,3 +335,22 @@ def test_mutated_programs_fail_only_with_compile_errors():
                 failures.append((path.name, text, f"{type(e).__name__}: {e}"))
     assert count >= 300
     assert not failures, "\n\n".join(f"from {name}: {why}\n{text!r}" for name, text, why in failures[:5])
+
+
+def test_deep_and_long_programs_compile(tl):
+    """A 500-term sum, 150 nested calls of sin and 400 statements: the parser keeps only the
+    state stack per token (no deep copy of the trees built so far), and lowering has room to
+    recurse once per level of nesting."""
+    terms = " + ".join(f"{i} * x" for i in range(500))
+    nested = "sin(" * 150 + "x" + ")" * 150
+    lines = "".join(f"    y{i} = y{i - 1} + x\n" for i in range(1, 400))
+    m = tl(f"fn f(x: f64) -> f64 {{ return {terms} }}\n"
+           f"fn g(x: f64) -> f64 {{ return sin({nested}) }}\n"
+           f"fn h(x: f64) -> f64 {{\n    y0 = x\n{lines}    return y399\n}}\n"
+           "grad f wrt x\ngrad h wrt x\n")
+    assert m.f(2.0) == 2.0 * sum(range(500)) and m.f_grad(1.0)[1] == sum(range(500))
+    assert m.h_grad(1.0) == (400.0, 400.0)
+    want = 2.0
+    for _ in range(151):
+        want = np.sin(want)
+    assert m.g(2.0) == want
