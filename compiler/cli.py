@@ -22,8 +22,15 @@ class InputError(Exception):
     """A problem with the command line or the files named (not with .tl source)."""
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):
+        """A usage mistake is the user's: exit status 1, as every other input error (2 is a bug)."""
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tapeless", description="Ahead-of-time differentiation of tensor code.")
+    p = _ArgumentParser(prog="tapeless", description="Ahead-of-time differentiation of tensor code.")
     p.add_argument("--version", action="version", version=f"tapeless {VERSION}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

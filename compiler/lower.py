@@ -451,7 +451,11 @@ class Lowering:
     def unknown_function(self, ident: ast.Ident, exclude=()):
         if ident.name in self.broken:
             return  # a function with a syntax error: reported already
-        candidates = [n for n in list(self.emitted) + list(BUILTINS) if n not in exclude]
+        if ident.name in self.emitted and ident.name not in exclude:  # NAME_fwd/NAME_bwd, or a broken definition
+            self.sink.error(ident.span, f"`{ident.name}` is generated for Python callers and cannot be called "
+                                        f"in a .tl file; call the function it derives from, or its grad/vjp")
+            return
+        candidates = [n for n in list(self.emitted) + list(BUILTINS) if n not in exclude and n != ident.name]
         close = difflib.get_close_matches(ident.name, candidates, n=1)
         hint = f"; did you mean `{close[0]}`?" if close else ""
         self.sink.error(ident.span, f"unknown function `{ident.name}`{hint}")

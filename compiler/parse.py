@@ -313,7 +313,7 @@ class _ToAst(Transformer):
         return c
 
     def dim_int(self, c):
-        return ast.DimExpr(int(c[0]), self._tok(c[0]))
+        return ast.DimExpr(self._int(c[0], self._tok(c[0])), self._tok(c[0]))
 
     def dim_name(self, c):
         return ast.DimExpr(str(c[0]), self._tok(c[0]))
@@ -381,7 +381,13 @@ class _ToAst(Transformer):
 
     @v_args(meta=True)
     def int_lit(self, meta, c):
-        return ast.Num(self._span(meta), int(c[0]), str(c[0]))
+        return ast.Num(self._span(meta), self._int(c[0], self._span(meta)), str(c[0]))
+
+    @staticmethod
+    def _int(tok, span) -> int:
+        if len(tok) > 100:  # int() refuses over 4300 digits; no dtype holds more than 20
+            raise UserError(f"integer literal of {len(tok)} digits: too large for any integer type", span)
+        return int(tok)
 
     @v_args(meta=True)
     def float_lit(self, meta, c):

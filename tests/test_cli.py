@@ -116,6 +116,15 @@ def test_missing_file_and_unwritable_output_are_user_errors(tmp_path, capsys):
     assert "cannot write" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["compile", "-O", "3", "x.tl"], ["compile", "--backend", "torch", "x.tl"],
+                                  ["frobnicate"], []])
+def test_usage_mistakes_exit_1_not_2(argv, capsys):
+    """Exit status 2 means a bug in tapeless; a wrong option is the user's, as any input error."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 1 and "error:" in capsys.readouterr().err
+
+
 def test_ir_stages_print(tmp_path, capsys):
     src = tmp_path / "m.tl"
     src.write_text(GOOD)

@@ -116,7 +116,8 @@ def test_parameters_named_like_the_fused_loops_own_variables_are_not_shadowed(tl
 
 def test_names_of_the_modules_own_globals_are_renamed(tl):
     """A .tl name never takes a name the generated module defines or imports (the fused loops'
-    tunables, thread pool, imported modules, metadata): as a parameter it would be passed
+    tunables, thread pool, imported modules, metadata, module dunders such as __builtins__):
+    as a parameter it would be passed
     where _blocks' argument goes, as a function it would replace the global every loop reads."""
     from util import force_tiny_blocks
 
@@ -124,12 +125,17 @@ def test_names_of_the_modules_own_globals_are_renamed(tl):
            "    return sum(x * _CHEAP_BLOCKS + x * x * os - contextvars)\n}\n"
            "fn _BLOCK_BYTES(x: f32[N, 64]) -> f32 { return sum(x * x) }\n"
            "fn __tapeless__(x: f32[N, 64]) -> f32 { return sum(x) }\n"
+           "fn __builtins__(x: f32[N, 64]) -> f32 { return sum(x) }\n"
+           "fn __getattr__(x: f32[N, 64]) -> f32 { return sum(x) }\n"
            "grad f wrt x\n")
     force_tiny_blocks(m, block_bytes=4096, threads=2)
     x = np.ones((300, 64), np.float32)
     assert m.f(x, 3.0, 2.0, 1.0) == m.f_grad(x, 3.0, 2.0, 1.0)[0] == 300 * 64 * 4
     assert m._BLOCK_BYTES_(x) == 300 * 64 and m._BLOCK_BYTES == 4096
     assert m.__tapeless___(x) == 300 * 64 and isinstance(m.__tapeless__, dict)
+    assert m.__builtins___(x) == m.__getattr___(x) == 300 * 64  # module dunders keep their meaning
+    with pytest.raises(AttributeError):
+        m.no_such_function
 
 
 def test_parameters_named_out_or_seed_are_renamed_in_the_signature(tl):

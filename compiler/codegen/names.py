@@ -34,8 +34,8 @@ class Names:
     def fresh(self, base: str) -> str:
         if not _IDENT.match(base):  # never happens for parsed names; defensive for generated ones
             base = "v"
-        if base in self.reserved:
-            base = base + "_"
+        if base in self.reserved or (base.startswith("__") and base.endswith("__")):
+            base = base + "_"  # a keyword, a builtin, or a module dunder (__builtins__, __getattr__)
         name, k = base, 1
         while name in self.taken or name in self.reserved or name in self.outer:
             name = f"{base}_{k}"
