@@ -13,7 +13,7 @@ import types
 import numpy
 
 ALLOWED = sorted("""
-ndarray asarray can_cast dtype float16 float32 float64 int32 int64 bool_ inf nan
+ndarray asarray can_cast dtype iinfo float16 float32 float64 int32 int64 bool_ inf nan
 exp log log1p expm1 sqrt abs sign sin cos tan tanh maximum minimum where clip logaddexp isfinite
 logical_and logical_or logical_not add
 sum prod max min einsum diagonal broadcast_to squeeze expand_dims concatenate take take_along_axis

@@ -191,6 +191,17 @@ def test_argument_checks(tl):
         m.f(x, k, "one")
 
 
+def test_integer_arguments_that_do_not_fit_are_errors_not_wrapped(tl):
+    """same_kind casting lets int64 become int32; values outside int32 must not wrap around."""
+    m = tl("fn f(x: f64, k: i32, j: i32[N]) -> f64 { return x * f64(k) + sum(f64(j)) }\n")
+    assert m.f(2.0, 5, np.array([1, 2])) == 13.0
+    with pytest.raises(ValueError, match=r"f\(\): argument `k` must be i32: values from 1099511627776 to "
+                                         r"1099511627776 do not fit int32"):
+        m.f(2.0, 2 ** 40, np.array([1]))
+    with pytest.raises(ValueError, match=r"argument `j` must be i32\[N\]: values from -2147483649 to 1 do not fit"):
+        m.f(2.0, 1, np.array([1, -2 ** 31 - 1]))
+
+
 def test_arrays_of_the_declared_dtype_are_not_copied(tl):
     m = tl("fn f(x: f64[3]) -> f64[3] { return x }\nfn g(x: f64[3]) -> f64[3] { return x[::-1] }\n")
     x = np.arange(3.0)

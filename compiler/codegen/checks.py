@@ -23,6 +23,11 @@ CHECK_HELPERS = '''def _array(v, dtype, fn, name, spec):
     if a.dtype.kind not in "biuf" or not xp.can_cast(a.dtype, dtype, "same_kind"):
         raise TypeError(f"{fn}(): argument `{name}` must be {spec}: cannot convert {a.dtype} "
                         f"to {xp.dtype(dtype).name} (same_kind casting)")
+    if a.dtype.kind in "iu" and xp.dtype(dtype).kind in "iu" and a.size and not xp.can_cast(a.dtype, dtype):
+        info = xp.iinfo(dtype)  # a narrowing integer conversion: never wrap around silently
+        if int(a.min()) < info.min or int(a.max()) > info.max:
+            raise ValueError(f"{fn}(): argument `{name}` must be {spec}: values from {int(a.min())} to "
+                             f"{int(a.max())} do not fit {xp.dtype(dtype).name}")
     return a.astype(dtype, copy=False)
 
 

@@ -25,6 +25,11 @@ def _array(v, dtype, fn, name, spec):
     if a.dtype.kind not in "biuf" or not np.can_cast(a.dtype, dtype, "same_kind"):
         raise TypeError(f"{fn}(): argument `{name}` must be {spec}: cannot convert {a.dtype} "
                         f"to {np.dtype(dtype).name} (same_kind casting)")
+    if a.dtype.kind in "iu" and np.dtype(dtype).kind in "iu" and a.size and not np.can_cast(a.dtype, dtype):
+        info = np.iinfo(dtype)  # a narrowing integer conversion: never wrap around silently
+        if int(a.min()) < info.min or int(a.max()) > info.max:
+            raise ValueError(f"{fn}(): argument `{name}` must be {spec}: values from {int(a.min())} to "
+                             f"{int(a.max())} do not fit {np.dtype(dtype).name}")
     return a.astype(dtype, copy=False)
 
 
