@@ -202,6 +202,17 @@ def test_integer_arguments_that_do_not_fit_are_errors_not_wrapped(tl):
         m.f(2.0, 1, np.array([1, -2 ** 31 - 1]))
 
 
+def test_a_bwd_checks_cotangents_against_the_forward_sizes(tl):
+    """A size only the cotangent shows (no residual array has it) travels in the residuals, so
+    a wrong-sized cotangent is an error, not a gradient of the cotangent's size."""
+    m = tl("fn two(x: f32[N]) -> f32[N] { return 2 * x }\nvjp two wrt x\n")
+    y, res = m.two_vjp_fwd(np.ones(4, np.float32))
+    assert m.two_vjp_bwd(res, np.ones(4, np.float32))[0].tolist() == [2.0] * 4
+    with pytest.raises(ValueError, match=r"argument `ct0` must be f32\[N\], i.e. shape \(4,\) with N = 4 "
+                                         r"\(from `residuals`\); got shape \(5,\)"):
+        m.two_vjp_bwd(res, np.ones(5, np.float32))
+
+
 def test_arrays_of_the_declared_dtype_are_not_copied(tl):
     m = tl("fn f(x: f64[3]) -> f64[3] { return x }\nfn g(x: f64[3]) -> f64[3] { return x[::-1] }\n")
     x = np.arange(3.0)

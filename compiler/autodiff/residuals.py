@@ -54,7 +54,8 @@ def split(fwd_outputs: list[Node], fwd_params: list[Node], grads: list[Node], ct
         names.append(name)
         params.append(B.param(name, r.type.strong(), k, r.span))
     outputs = substitute(grads, {r.id: p for r, p in zip(residuals, params)})
-    carriers = _missing_symbols(outputs, params + list(ct_params))
+    # the cotangents' sizes too: they are checked against the forward pass's, never bound from a cotangent
+    carriers = _missing_symbols(outputs + list(ct_params), params)
     for s in carriers:
         params.append(make_node("param", (), (("carries", s), ("index", len(params)), ("name", f"size_{s}")),
                                 TensorType(DType.I64, ()), None, f"size_{s}"))

@@ -124,8 +124,14 @@ def rank_lines(ctx, fn_name: str, args: list[Arg]) -> list[str]:
 def bind_symbols(ctx, args: list[Arg], carriers: dict[str, str],
                  needed: set[str] | None = None) -> tuple[list[str], list[tuple[str, str, str]]]:
     """`N = x.shape[0]` for each size symbol (each one in `needed`, if given), from the first
-    argument that has it."""
+    argument that has it; a size the residuals carry comes from them first (the cotangents of
+    a _bwd are checked against the forward pass's sizes)."""
     lines, bound = [], []
+    for sym, var_src in carriers.items():
+        if sym not in ctx.symbols and (needed is None or sym in needed):
+            var = ctx.bind_symbol(sym)
+            lines.append(f"{var} = int({var_src})")
+            bound.append((sym, var, "residuals"))
     for a in args:
         for k, d in enumerate(a.type.shape):
             if isinstance(d, Dim) and d.symbol_name and d.symbol_name not in ctx.symbols and (
@@ -133,10 +139,6 @@ def bind_symbols(ctx, args: list[Arg], carriers: dict[str, str],
                 var = ctx.bind_symbol(d.symbol_name)
                 lines.append(f"{var} = {a.var}.shape[{k}]")
                 bound.append((d.symbol_name, var, a.label))
-    for sym, var_src in carriers.items():
-        if sym not in ctx.symbols and (needed is None or sym in needed):
-            var = ctx.bind_symbol(sym)
-            lines.append(f"{var} = int({var_src})")
     return lines, bound
 
 

@@ -479,6 +479,7 @@ def attention_vjp_fwd(q, k, v):
 
     Residuals (what the matching _bwd needs; never mutated there):
         p: f32[T, T]
+        size_D: i64
 
     Source: cases/attention.tl:13
     """
@@ -510,7 +511,7 @@ def attention_vjp_fwd(q, k, v):
                 p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
             return ()
         _blocks(_fused0, T, 12*T, T*T, ())
-        return p @ v, (p,)  # cases/attention.tl:5
+        return p @ v, (p, np.int64(D))  # cases/attention.tl:5
 
 
 def attention_vjp_bwd(residuals, ct0, *, out=None):
@@ -521,15 +522,15 @@ def attention_vjp_bwd(residuals, ct0, *, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/attention.tl:13
     """
-    p, = _residual_tuple(residuals, 1, 'attention_vjp_bwd')
+    p, size_D = _residual_tuple(residuals, 2, 'attention_vjp_bwd')
     if type(ct0) is not np.ndarray or ct0.dtype is not _F32:
         ct0 = _array(ct0, _F32, 'attention_vjp_bwd', 'ct0', 'f32[T, D]')
     if ct0.ndim != 2:
         _rank_error('attention_vjp_bwd', ((ct0, 'ct0', 'f32[T, D]', 2),))
+    D = int(size_D)
     T = p.shape[0]
-    D = ct0.shape[1]
     if ct0.shape != (T, D):
-        _shape_error('attention_vjp_bwd', ((ct0, 'ct0', 'f32[T, D]', (T, D)),), (('T', T, 'p'), ('D', D, 'ct0'),))
+        _shape_error('attention_vjp_bwd', ((ct0, 'ct0', 'f32[T, D]', (T, D)),), (('D', D, 'residuals'), ('T', T, 'p'),))
     d_v = p.T @ ct0  # cases/attention.tl:5
     if out is not None:
         out_v, = _out_buffers(out, (('v', _F32, (T, D)),), 'attention_vjp_bwd')
@@ -547,6 +548,6 @@ __tapeless__ = {
     'attention_loss_grad_bwd': {'kind': 'bwd', 'params': ('q', 'k', 'r2', 'p', 'v', 'r5', 'seed'), 'n_outputs': 3, 'of': 'attention_loss', 'wrt': ('q', 'k', 'v'), 'n_residuals': 6},
     'attention_vjp': {'kind': 'vjp', 'params': ('q', 'k', 'v', 'ct0'), 'n_outputs': 2, 'of': 'attention', 'wrt': ('v',)},
     'attention_vjp_fwd': {'kind': 'fwd', 'params': ('q', 'k', 'v'), 'n_outputs': 1, 'of': 'attention', 'wrt': ('v',)},
-    'attention_vjp_bwd': {'kind': 'bwd', 'params': ('p', 'ct0'), 'n_outputs': 1, 'of': 'attention', 'wrt': ('v',), 'n_residuals': 1},
+    'attention_vjp_bwd': {'kind': 'bwd', 'params': ('p', 'size_D', 'ct0'), 'n_outputs': 1, 'of': 'attention', 'wrt': ('v',), 'n_residuals': 2},
 }
 __tapeless_source__ = '# Single-head attention written with einsum and softmax.\nfn attention(q: f32[T, D], k: f32[T, D], v: f32[T, D]) -> f32[T, D] {\n    scores = einsum("td,sd->ts", q, k) / sqrt(f32(D))\n    p = softmax(scores, axis=-1)\n    return p @ v\n}\n\nfn attention_loss(q: f32[T, D], k: f32[T, D], v: f32[T, D]) -> f32 {\n    return sum(attention(q, k, v) ** 2)\n}\n\ngrad attention_loss wrt q, k, v\nvjp attention wrt v\n'
