@@ -19,10 +19,18 @@ def load(path: str | os.PathLike, backend: str = "numpy", checks: bool = True, o
          cache: bool = True) -> ModuleType:
     """Import the module compiled from the `.tl` file at `path`.
 
-    Raises tapeless.compiler.CompileError (with every diagnostic) when the file has errors.
+    Raises tapeless.compiler.CompileError (with every diagnostic) when the file has errors,
+    ValueError for options it does not know or a file that is not UTF-8 text, OSError (naming
+    the path) when the file cannot be read or the cache cannot be written.
     """
+    if opt_level not in (0, 1, 2) or isinstance(opt_level, bool):
+        raise ValueError(f"load(): opt_level must be 0, 1 or 2, got {opt_level!r}")
     path = Path(path)
     data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     options = ("v1", backend, bool(checks), int(opt_level))
     target = entry_path(data, path.stem, options)
     if not cache or not target.exists():
@@ -36,8 +44,12 @@ def _compile_into(path: Path, data: bytes, target: Path, backend: str, checks: b
 
     source = SourceFile.from_text(str(path), data.decode("utf-8"))
     text = pipeline.compile_source(source, backend=backend, checks=checks, opt_level=opt_level)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    pipeline.write_atomic(target, text)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pipeline.write_atomic(target, text)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write the compiled module of {path} into the cache "
+                               f"({target.parent}; set TAPELESS_CACHE_DIR to choose another): {e.strerror}") from None
 
 
 def module_name(source: Path, target: Path) -> str:

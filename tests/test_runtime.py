@@ -50,6 +50,24 @@ def test_load_reports_compile_errors(tmp_path):
         load(src)
 
 
+def test_load_reports_bad_options_files_and_caches_clearly(tmp_path, monkeypatch):
+    """Never a bare int() or decode error from deep inside, and a cache that cannot be written
+    is named, with the variable that moves it."""
+    src = tmp_path / "m.tl"
+    src.write_text("fn f(x: f64) -> f64 { return x * x }\n")
+    with pytest.raises(ValueError, match="opt_level must be 0, 1 or 2, got 'x'"):
+        load(src, opt_level="x")
+    bad = tmp_path / "bad.tl"
+    bad.write_bytes(b"fn f(x: f64) -> f64 { return x \xff }\n")
+    with pytest.raises(ValueError, match=r"bad.tl: not UTF-8 text \(invalid start byte at byte 31\)"):
+        load(bad)
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    monkeypatch.setenv("TAPELESS_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(OSError, match="cannot write the compiled module of .*m.tl into the cache .*TAPELESS_CACHE_DIR"):
+        load(src)
+
+
 def test_tracebacks_point_into_the_generated_file(tmp_path):
     src = tmp_path / "m.tl"
     src.write_text(SRC)
