@@ -313,7 +313,10 @@ class _ToAst(Transformer):
         return c
 
     def dim_int(self, c):
-        return ast.DimExpr(self._int(c[0], self._tok(c[0])), self._tok(c[0]))
+        size = self._int(c[0], self._tok(c[0]))
+        if size >= 1 << 63:
+            raise UserError(f"size {size} is too large: sizes are 64-bit integers", self._tok(c[0]))
+        return ast.DimExpr(size, self._tok(c[0]))
 
     def dim_name(self, c):
         return ast.DimExpr(str(c[0]), self._tok(c[0]))
