@@ -159,7 +159,7 @@ def kinks(exprs) -> list:
 @dataclass
 class Result:
     function: str
-    status: str  # pass | FAIL | skipped
+    status: str  # pass | FAIL | skipped | error (the checker could not evaluate it: never a pass)
     method: str = ""
     elements: int = 0
     seconds: float = 0.0
@@ -424,7 +424,17 @@ class _TooBig(Exception):
 def check_module(module: Module, text: str = "", sizes: dict | None = None, max_elements: int = 400) -> list[Result]:
     domains, annotated = annotations(text)
     checker = Checker(module, {**annotated, **(sizes or {})}, domains, max_elements)
-    return [checker.check(f) for f in module.functions if f.kind in ("grad", "vjp", "jvp", "hvp")]
+    return [_guarded(checker, f) for f in module.functions if f.kind in ("grad", "vjp", "jvp", "hvp")]
+
+
+def _guarded(checker, fn) -> Result:
+    """One function's check; what the checker cannot evaluate at these sizes (an index past a
+    small N, a size that comes out negative, ...) is reported for that function, not a crash."""
+    try:
+        return checker.check(fn)
+    except Exception as e:  # noqa: BLE001 - reported in the table, and the exit status is 1
+        return Result(fn.name, "error", detail=f"could not evaluate it at these sizes ({type(e).__name__}: "
+                                               f"{str(e)[:200]}); try other sizes with --sizes")
 
 
 def parse_type_text(text: str):
@@ -504,6 +514,9 @@ def run_check_command(path: str, sizes: str) -> int:
     except OSError as e:
         sys.stderr.write(f"tapeless: error: {path}: {e.strerror}\n")
         return 1
+    except UnicodeDecodeError as e:
+        sys.stderr.write(f"tapeless: error: {path}: not UTF-8 text ({e.reason} at byte {e.start})\n")
+        return 1
     try:
         size_map = parse_sizes(sizes)
     except ValueError as e:
@@ -512,9 +525,9 @@ def run_check_command(path: str, sizes: str) -> int:
     module = ir_stage(source)
     results = check_module(module, source.text, size_map)
     sys.stdout.write(format_table(results))
-    failed = [r for r in results if r.status == "FAIL"]
-    n = len(results)
-    sys.stdout.write(f"{n - len(failed)} of {n} derivative(s) agree with SymPy"
-                     + (f", {sum(r.status == 'skipped' for r in results)} skipped" if any(
-                         r.status == "skipped" for r in results) else "") + "\n")
-    return 1 if failed else 0
+    count = {s: sum(r.status == s for r in results) for s in ("pass", "FAIL", "skipped", "error")}
+    sys.stdout.write(f"{count['pass']} of {len(results)} derivative(s) agree with SymPy"
+                     + "".join(f", {count[s]} {word}" for s, word in (("FAIL", "disagree"), ("skipped", "skipped"),
+                                                                    ("error", "could not be checked")) if count[s])
+                     + "\n")
+    return 1 if count["FAIL"] or count["error"] else 0

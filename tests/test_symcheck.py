@@ -96,3 +96,22 @@ def test_check_command_prints_a_table_and_exits_by_result(tmp_path, capsys, monk
     assert run_check_command(str(good), "") == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "d/dx[0]" in out and "sympy.diff gives" in out and "tapeless gives" in out
+
+
+def test_check_reports_what_it_cannot_evaluate_and_never_counts_it_as_agreeing(tmp_path, capsys):
+    """x[2] at the default size N = 2 cannot be evaluated: an `error` row naming the reason and
+    exit status 1, never a traceback or a pass; a file that is not UTF-8 is a plain error."""
+    from tapeless.compiler import cli
+
+    src = tmp_path / "m.tl"
+    src.write_text("fn f(x: f64[N]) -> f64 { return x[2] * x[0] }\ngrad f wrt x\n"
+                   "fn g(x: f64[N]) -> f64 { return sum(x * x) }\ngrad g wrt x\n")
+    assert cli.main(["check", str(src)]) == 1
+    out = capsys.readouterr().out
+    assert "f_grad: error: could not evaluate it at these sizes (IndexError" in out
+    assert "1 of 2 derivative(s) agree with SymPy, 1 could not be checked" in out
+    assert cli.main(["check", str(src), "--sizes", "N=3"]) == 0
+    bad = tmp_path / "bad.tl"
+    bad.write_bytes(b"fn f(x: f64) -> f64 { return x \xff }\n")
+    assert cli.main(["check", str(bad)]) == 1
+    assert "not UTF-8 text" in capsys.readouterr().err
