@@ -224,9 +224,11 @@ class Checker:
         outs = evaluate(target.outputs, {p.id: env[p.id] for p in target.params}, sizes, stop)
 
         def fresh(prefix: str, shape, real: bool = True) -> np.ndarray:
+            # <ct0>, <v_x>, ...: angle brackets never occur in a .tl name, so these symbols never
+            # coincide with a parameter's (a parameter may well be called v_x)
             arr = np.empty(shape, dtype=object)
             for idx in np.ndindex(shape):
-                arr[idx] = sp.Symbol(f"{prefix}[{','.join(map(str, idx))}]", real=True) if real else sp.Integer(0)
+                arr[idx] = sp.Symbol(f"<{prefix}>[{','.join(map(str, idx))}]", real=True) if real else sp.Integer(0)
             return arr
 
         def frozen(e):

@@ -115,3 +115,16 @@ def test_check_reports_what_it_cannot_evaluate_and_never_counts_it_as_agreeing(t
     bad.write_bytes(b"fn f(x: f64) -> f64 { return x \xff }\n")
     assert cli.main(["check", str(bad)]) == 1
     assert "not UTF-8 text" in capsys.readouterr().err
+
+
+def test_parameters_named_like_the_checks_own_vectors_do_not_confuse_it(tmp_path, capsys):
+    """The check's cotangents and directions (ct0, t_x, v_x) are its own symbols: parameters
+    with those names once made a right hvp look wrong ('sympy.diff gives 4*v_x[0]*x[0]')."""
+    from tapeless.compiler import cli
+
+    src = tmp_path / "m.tl"
+    src.write_text("fn f(x: f64[N], v_x: f64[N], ct0: f64[N], t_x: f64[N]) -> f64 {\n"
+                   "    return sum(x * x * v_x + ct0 * t_x * x)\n}\n"
+                   "hvp f wrt x, v_x\njvp f wrt x, t_x\nvjp f wrt x, ct0\n")
+    assert cli.main(["check", str(src), "--sizes", "N=2"]) == 0
+    assert "3 of 3 derivative(s) agree with SymPy" in capsys.readouterr().out
