@@ -34,7 +34,7 @@ import numpy as np
 
 from .ir import Function, Module, Node, topo_order
 from .primitives import REGISTRY
-from .types import Dim, DType, dim_subst
+from .types import Dim, DType, dim_subst, symbols_in
 
 _sizes: contextvars.ContextVar[dict] = contextvars.ContextVar("tapeless_sizes", default={})
 
@@ -498,10 +498,14 @@ def format_table(results: list[Result]) -> str:
 def parse_sizes(text: str) -> dict[str, int]:
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, eq, value = part.partition("=")
-        if not eq or not value.strip().isdigit() or int(value) < 1:
+        name, eq, value = (s.strip() for s in part.partition("="))
+        if not eq or not name.isidentifier() or not value.isdigit():
             raise ValueError(f"--sizes takes NAME=SIZE pairs such as N=3,M=2, got {part!r}")
-        out[name.strip()] = int(value)
+        if int(value) < 1:
+            raise ValueError(f"--sizes: {name} must be at least 1, got {value}")
+        if name in out:
+            raise ValueError(f"--sizes gives {name} twice")
+        out[name] = int(value)
     return out
 
 
@@ -525,6 +529,12 @@ def run_check_command(path: str, sizes: str) -> int:
         sys.stderr.write(f"tapeless: error: {e}\n")
         return 1
     module = ir_stage(source)
+    known = {s for fn in module.functions for p in fn.params for d in p.shape for s in symbols_in(d)}
+    unknown = sorted(set(size_map) - known)
+    if unknown:
+        sys.stderr.write(f"tapeless: error: --sizes names {', '.join(unknown)}, which no function's parameters "
+                         f"use (sizes: {', '.join(sorted(known)) or 'none'})\n")
+        return 1
     results = check_module(module, source.text, size_map)
     sys.stdout.write(format_table(results))
     count = {s: sum(r.status == s for r in results) for s in ("pass", "FAIL", "skipped", "error")}

@@ -79,6 +79,9 @@ def test_sizes_option():
     assert parse_sizes("N=3, M=2") == {"N": 3, "M": 2}
     with pytest.raises(ValueError, match="NAME=SIZE"):
         parse_sizes("N3")
+    for bad, message in (("=3", "NAME=SIZE"), ("N=3,N=4", "gives N twice"), ("N=0", "N must be at least 1")):
+        with pytest.raises(ValueError, match=message):
+            parse_sizes(bad)
     text = "fn f(x: f64[N], y: f64[M]) -> f64 { return sum(x) * sum(y * y) }\ngrad f wrt x, y\n"
     (r,) = check_module(_module(text), text, {"N": 4, "M": 1})
     assert r.status == "pass" and r.elements == 5
@@ -128,3 +131,10 @@ def test_parameters_named_like_the_checks_own_vectors_do_not_confuse_it(tmp_path
                    "hvp f wrt x, v_x\njvp f wrt x, t_x\nvjp f wrt x, ct0\n")
     assert cli.main(["check", str(src), "--sizes", "N=2"]) == 0
     assert "3 of 3 derivative(s) agree with SymPy" in capsys.readouterr().out
+
+
+def test_sizes_naming_no_parameter_size_are_an_error(tmp_path, capsys):
+    src = tmp_path / "m.tl"
+    src.write_text("fn f(x: f64[N]) -> f64 { return sum(x * x) }\ngrad f wrt x\n")
+    assert run_check_command(str(src), "Q=3") == 1
+    assert "--sizes names Q, which no function's parameters use (sizes: N)" in capsys.readouterr().err
