@@ -34,6 +34,7 @@ class Diagnostic:
 
 
 TAB = 8  # tabs are expanded as a terminal would show the line, gutter included
+WIDTH = 160  # a longer source line is shown as a window around the error
 
 
 def _excerpt(source: SourceFile, span: Span) -> list[str]:
@@ -42,11 +43,22 @@ def _excerpt(source: SourceFile, span: Span) -> list[str]:
         return []
     end = span.end_col if span.end_line == span.line else len(raw) + 1
     end = min(end, len(raw) + 1)
-    gutter = f"{span.line:>4} | "
-    # columns count characters; the picture expands tabs so the carets sit under the text
-    start_at = len((gutter + raw[: span.col - 1]).expandtabs(TAB))
-    end_at = len((gutter + raw[: end - 1]).expandtabs(TAB))
-    return [(gutter + raw).expandtabs(TAB), " " * start_at + "^" * max(1, end_at - start_at)]
+    start = span.col - 1
+    lo, hi = 0, len(raw)
+    if len(raw) > WIDTH:  # a window that starts a little before the error
+        lo = max(0, min(start - 40, len(raw) - WIDTH))
+        hi = min(len(raw), lo + WIDTH)
+    left, right = ("..." if lo else ""), ("..." if hi < len(raw) else "")
+    gutter = f"{span.line:>4} | " + left
+    # columns count characters; the picture expands tabs and counts wide (CJK) characters twice
+    # so the carets sit under the text
+    start_at = _width((gutter + raw[lo:start]).expandtabs(TAB))
+    end_at = _width((gutter + raw[lo:max(start, min(end - 1, hi))]).expandtabs(TAB))
+    return [(gutter + raw[lo:hi]).expandtabs(TAB) + right, " " * start_at + "^" * max(1, end_at - start_at)]
+
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def _printable(text: str) -> str:

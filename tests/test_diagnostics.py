@@ -26,7 +26,7 @@ import re
 import subprocess
 import sys
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +153,11 @@ def _display(text: str) -> str:
     return text.expandtabs(8)
 
 
+def _cols(text: str) -> int:
+    """Terminal columns: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def _shown(text: str) -> str:
     """What an excerpt may print for a source line: control characters may be replaced."""
     return "".join("?" if unicodedata.category(c) == "Cc" and c != "\t" else c for c in text)
@@ -177,17 +182,26 @@ def check_output(spec: ErrorFile, shown_path: str, rc: int, stdout: str, stderr:
         # (as the file has it; tabs may be printed as is or expanded to the terminal's tab stops)
         source = spec.lines[d.line - 1]
         gutter = d.excerpt[: d.gutter]
+        if len(source) > 160:  # a long line is shown as a window: "..." + part of it + "..."
+            body = d.excerpt[d.gutter:]
+            inner = body.removeprefix("...").removesuffix("...")
+            lo = _shown(source).find(inner)
+            assert lo >= 0 and len(inner) <= 160, f"{where}: excerpt {d.excerpt!r} is not a window of line {d.line}"
+            assert body.startswith("...") == (lo > 0), f"{where}: a window not at the start begins with ..."
+            gutter, source = gutter + ("..." if lo else ""), source[lo:lo + len(inner)]
+            d = replace(d, col=d.col - lo)
         shown = {_display(gutter + source), _display(gutter + _shown(source))}
-        assert _display(d.excerpt) in shown, f"{where}: excerpt {d.excerpt!r} is not line {d.line}: {source!r}"
+        assert _display(d.excerpt.removesuffix("...")) in shown, (
+            f"{where}: excerpt {d.excerpt!r} is not line {d.line}: {source!r}")
         # carets under the column, as a terminal shows it
         m = re.fullmatch(r"([ \t]*)(\^+)", d.carets)
         assert m, f"{where}: not a caret line: {d.carets!r}"
-        caret_at = len(_display(m[1]))
-        column_at = len(_display(gutter + source[: d.col - 1]))
+        caret_at = _cols(_display(m[1]))
+        column_at = _cols(_display(gutter + source[: d.col - 1]))
         assert caret_at == column_at, (
             f"{where}: carets start at display column {caret_at + 1}, the text of column {d.col} at "
             f"{column_at + 1}\n{d.excerpt}\n{d.carets}")
-        assert caret_at + len(m[2]) <= len(_display(gutter + source)) + 1, f"{where}: carets run past the line"
+        assert caret_at + len(m[2]) <= _cols(_display(gutter + source)) + 1, f"{where}: carets run past the line"
     for text in spec.forbidden:
         for d in diags:
             assert text not in d.message, f"{spec.path.name}:{d.line}:{d.col}: {d.message!r} contains {text!r}"
