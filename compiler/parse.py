@@ -61,10 +61,9 @@ def parse(source: SourceFile, sink: Sink) -> ast.Module:
     items: list = []
     broken: set[str] = set()
     for first, last in _item_ranges(source.lines):
-        # Blank lines before the chunk keep every line number and column true.
-        text = "\n" * first + "\n".join(source.lines[first:last])
+        text = "\n".join(source.lines[first:last])
         try:
-            items.extend(_parse_chunk(source, text))
+            items.extend(_parse_chunk(source, text, first))
         except UserError as e:
             sink.error(e.span, e.message)
             m = _ITEM_NAME.match(source.lines[first]) if first < len(source.lines) else None
@@ -88,7 +87,17 @@ class _Open:
     owner: Token | None  # for `{`: the `fn` keyword of the function
 
 
-def _parse_chunk(source: SourceFile, text: str) -> list:
+def _shifted(tokens, lines: int):
+    """Tokens of a chunk that starts `lines` lines into the file, with the file's line numbers
+    (lexing the chunk alone, not after that many blank lines: linear in the file's length)."""
+    for tok in tokens:
+        tok.line += lines
+        if tok.end_line is not None:
+            tok.end_line += lines
+        yield tok
+
+
+def _parse_chunk(source: SourceFile, text: str, first: int = 0) -> list:
     p = _parser()
     ip = p.parse_interactive()
     stack: list[_Open] = []
@@ -96,7 +105,7 @@ def _parse_chunk(source: SourceFile, text: str) -> list:
     before = ip
     prev: list[Token] = []  # the last token fed (a one-element list, for the error path)
     try:
-        for tok in _separated(p.lex(text, dont_ignore=False), stack):
+        for tok in _separated(_shifted(p.lex(text, dont_ignore=False), first), stack):
             before = ip.copy(deepcopy_values=False)  # the state an error message is computed from
             ip.feed_token(tok)
             prev[:] = [tok]
@@ -109,11 +118,12 @@ def _parse_chunk(source: SourceFile, text: str) -> list:
         before = ip.copy(deepcopy_values=False)
         tree = ip.feed_eof()
     except UnexpectedCharacters as e:
-        raise UserError(_char_message(text, e), _point(source, e.line, e.column)) from None
+        raise UserError(_char_message(text, e), _point(source, e.line + first, e.column)) from None
     except UnexpectedToken as e:
-        raise _token_error(source, text, e, set(before.accepts()), stack, prev[0] if prev else None) from None
+        raise _token_error(source, "\n" * first + text, e, set(before.accepts()), stack,
+                           prev[0] if prev else None) from None
     except UnexpectedInput as e:  # pragma: no cover - other lark errors
-        raise UserError("syntax error", _point(source, e.line, e.column)) from None
+        raise UserError("syntax error", _point(source, e.line + first, e.column)) from None
     try:
         return _ToAst(source).transform(tree).children
     except VisitError as e:
