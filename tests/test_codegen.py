@@ -213,6 +213,20 @@ def test_a_bwd_checks_cotangents_against_the_forward_sizes(tl):
         m.two_vjp_bwd(res, np.ones(5, np.float32))
 
 
+def test_sizes_that_would_be_negative_are_argument_errors(tl):
+    """x[1:-1] has size N - 2: with N = 1 the forward value used to be silently empty and the
+    gradient a NumPy 'negative dimensions' error; zeros([N - 5]) likewise."""
+    m = tl("fn f(x: f32[N]) -> f32 { return sum(x[1:-1]) }\ngrad f wrt x\n"
+           "fn g(x: f32[N]) -> f32 { return sum(zeros([N - 5]) + x[5:]) }\n", path="neg.tl")
+    assert m.f_grad(np.ones(3, np.float32))[1].tolist() == [0.0, 1.0, 0.0]
+    for call, message in ((lambda: m.f(np.ones(1, np.float32)), r"f\(\): with N = 1, the size N - 2 "),
+                          (lambda: m.f_grad(np.ones(1, np.float32)), r"f_grad\(\): with N = 1, the size N - 2"),
+                          (lambda: m.g(np.ones(3, np.float32)), r"g\(\): with N = 3, the size N - 5 \(a value at "
+                                                                 r"neg.tl:3\) would be negative")):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
 def test_arrays_of_the_declared_dtype_are_not_copied(tl):
     m = tl("fn f(x: f64[3]) -> f64[3] { return x }\nfn g(x: f64[3]) -> f64[3] { return x[::-1] }\n")
     x = np.arange(3.0)

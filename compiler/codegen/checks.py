@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Node
-from ..types import Dim, TensorType
+from ..types import Dim, TensorType, dim_text
 
 CHECK_HELPERS = '''def _array(v, dtype, fn, name, spec):
     """v as an array of `dtype` (same_kind casting), or TypeError naming the argument."""
@@ -44,6 +44,11 @@ def _rank_error(fn, args):
         if value.ndim != ndim:
             raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
+
+
+def _negative_size(fn, size, where, sizes):
+    given = ", ".join(f"{s} = {v}" for s, v in sizes)
+    raise ValueError(f"{fn}(): with {given}, the size {size}{where} would be negative")
 
 
 def _shape_error(fn, args, bound):
@@ -151,3 +156,21 @@ def shape_lines(ctx, fn_name: str, args: list[Arg], bound) -> list[str]:
     sizes = ", ".join(f"({s!r}, {v}, {src!r})" for s, v, src in bound)
     sizes = f"({sizes},)" if bound else "()"
     return [f"if {cond}:", f"    {ctx.helper('shape_error')}({fn_name!r}, ({specs},), {sizes})"]
+
+
+def size_lines(ctx, fn_name: str, nodes, bound) -> list[str]:
+    """A size that can come out negative (N - 2 for x[1:-1], zeros([N - 5])) must not, for the
+    sizes the arguments give: a clear error here rather than NumPy's 'negative dimensions' from
+    deep inside (or a silently empty forward value and a failing gradient)."""
+    seen: dict = {}
+    for n in nodes:
+        for d in n.shape:
+            if isinstance(d, Dim) and any(c < 0 for _, c in d.terms) and d not in seen:
+                seen[d] = n
+    sizes = "(" + "".join(f"({s!r}, {v}), " for s, v, _ in bound) + ")"
+    lines = []
+    for d, n in seen.items():  # every string below is a repr(): nothing from the source is code
+        where = f" (a value at {n.span.file.rsplit('/', 1)[-1]}:{n.span.line})" if n.span else ""
+        lines.append(f"if {ctx.dim(d)} < 0:")
+        lines.append(f"    {ctx.helper('negative_size')}({fn_name!r}, {dim_text(d)!r}, {where!r}, {sizes})")
+    return lines

@@ -24,7 +24,8 @@ from .kernel_emit import KernelWriter
 from .kernels import Kernel, plan, reusable_inputs, schedule
 from .names import Names, sanitize_comment, sanitize_docstring
 
-CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "out_buffers", "residual_tuple")
+CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "negative_size", "out_buffers",
+                      "residual_tuple")
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     body += sym_lines
     if mod.options.checks:
         body += checks.shape_lines(ctx, fn.name, checked, bound)
+        body += checks.size_lines(ctx, fn.name, topo_order(fn.outputs), bound)
     b = Body(ctx, fn)
     outs = b.emit()
     returns = _returns(ctx, fn, outs, out_var, n_grads, wrt)

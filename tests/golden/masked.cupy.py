@@ -55,6 +55,11 @@ def _rank_error(fn, args):
                              f"got an array of shape {tuple(value.shape)}")
 
 
+def _negative_size(fn, size, where, sizes):
+    given = ", ".join(f"{s} = {v}" for s, v in sizes)
+    raise ValueError(f"{fn}(): with {given}, the size {size}{where} would be negative")
+
+
 def _shape_error(fn, args, bound):
     sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
     for value, name, spec, expected in args:
