@@ -221,8 +221,23 @@ def test_sizes_that_would_be_negative_are_argument_errors(tl):
     assert m.f_grad(np.ones(3, np.float32))[1].tolist() == [0.0, 1.0, 0.0]
     for call, message in ((lambda: m.f(np.ones(1, np.float32)), r"f\(\): with N = 1, the size N - 2 "),
                           (lambda: m.f_grad(np.ones(1, np.float32)), r"f_grad\(\): with N = 1, the size N - 2"),
-                          (lambda: m.g(np.ones(3, np.float32)), r"g\(\): with N = 3, the size N - 5 \(a value at "
-                                                                 r"neg.tl:3\) would be negative")):
+                          (lambda: m.g(np.ones(3, np.float32)), r"g\(\): with N = 3, the size N - 5 of a value "
+                                                                 r"\(at neg.tl:3\) would be negative")):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_constant_indices_past_a_sized_axis_are_argument_errors(tl):
+    """x[2] of x: f32[N] needs N >= 3 (x[-3] too): a ValueError naming the function, the sizes
+    and the source line, not NumPy's IndexError from inside the function or its gradient."""
+    m = tl("fn f(x: f32[N]) -> f32 { return x[2] * x[-3] }\ngrad f wrt x\n"
+           "fn g(x: f32[N, M]) -> f32 { return sum(x[None, 1, 4]) }\n", path="idx.tl")
+    assert m.f_grad(np.arange(3, dtype=np.float32))[1].tolist() == [2.0, 0.0, 0.0]
+    for call, message in ((lambda: m.f(np.ones(2, np.float32)), r"f\(\): with N = 2, index 2 is out of range "
+                                                                 r"for axis 0 of size N \(at idx.tl:1\)"),
+                          (lambda: m.f_grad(np.ones(2, np.float32)), r"f_grad\(\): with N = 2, index 2"),
+                          (lambda: m.g(np.ones((3, 4), np.float32)), r"with N = 3, M = 4, index 4 is out of range "
+                                                                      r"for axis 1 of size M")):
         with pytest.raises(ValueError, match=message):
             call()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Node
-from ..types import Dim, TensorType, dim_text
+from ..types import Dim, TensorType, dim_add, dim_text
 
 CHECK_HELPERS = '''def _array(v, dtype, fn, name, spec):
     """v as an array of `dtype` (same_kind casting), or TypeError naming the argument."""
@@ -48,7 +48,12 @@ def _rank_error(fn, args):
 
 def _negative_size(fn, size, where, sizes):
     given = ", ".join(f"{s} = {v}" for s, v in sizes)
-    raise ValueError(f"{fn}(): with {given}, the size {size}{where} would be negative")
+    raise ValueError(f"{fn}(): with {given}, the size {size} of a value{where} would be negative")
+
+
+def _index_error(fn, index, axis, size, where, sizes):
+    given = ", ".join(f"{s} = {v}" for s, v in sizes)
+    raise ValueError(f"{fn}(): with {given}, index {index} is out of range for axis {axis} of size {size}{where}")
 
 
 def _shape_error(fn, args, bound):
@@ -170,7 +175,29 @@ def size_lines(ctx, fn_name: str, nodes, bound) -> list[str]:
     sizes = "(" + "".join(f"({s!r}, {v}), " for s, v, _ in bound) + ")"
     lines = []
     for d, n in seen.items():  # every string below is a repr(): nothing from the source is code
-        where = f" (a value at {n.span.file.rsplit('/', 1)[-1]}:{n.span.line})" if n.span else ""
         lines.append(f"if {ctx.dim(d)} < 0:")
-        lines.append(f"    {ctx.helper('negative_size')}({fn_name!r}, {dim_text(d)!r}, {where!r}, {sizes})")
+        lines.append(f"    {ctx.helper('negative_size')}({fn_name!r}, {dim_text(d)!r}, {_where(n)!r}, {sizes})")
+    # a constant index on a sized axis (x[2] of x: f32[N]) needs N >= 3: checked, not NumPy's IndexError
+    done = set()
+    for n in nodes:
+        if n.op != "index":
+            continue
+        axis = 0
+        for item in n.attr("items"):
+            if item[0] == "n":
+                continue
+            d = n.inputs[0].shape[axis]
+            if item[0] == "i" and isinstance(d, Dim):
+                k = item[1]
+                need = dim_add(d, -(k + 1)) if k >= 0 else dim_add(d, k)  # >= 0 when the index exists
+                if (need, k) not in done:
+                    done.add((need, k))
+                    lines.append(f"if {ctx.dim(need)} < 0:")
+                    lines.append(f"    {ctx.helper('index_error')}({fn_name!r}, {k}, {axis}, {dim_text(d)!r}, "
+                                 f"{_where(n)!r}, {sizes})")
+            axis += 1
     return lines
+
+
+def _where(n) -> str:
+    return f" (at {n.span.file.rsplit('/', 1)[-1]}:{n.span.line})" if n.span else ""

@@ -24,8 +24,8 @@ from .kernel_emit import KernelWriter
 from .kernels import Kernel, plan, reusable_inputs, schedule
 from .names import Names, sanitize_comment, sanitize_docstring
 
-CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "negative_size", "out_buffers",
-                      "residual_tuple")
+CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "negative_size", "index_error",
+                      "out_buffers", "residual_tuple")
 
 
 @dataclass(frozen=True)

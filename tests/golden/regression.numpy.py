@@ -54,7 +54,12 @@ def _rank_error(fn, args):
 
 def _negative_size(fn, size, where, sizes):
     given = ", ".join(f"{s} = {v}" for s, v in sizes)
-    raise ValueError(f"{fn}(): with {given}, the size {size}{where} would be negative")
+    raise ValueError(f"{fn}(): with {given}, the size {size} of a value{where} would be negative")
+
+
+def _index_error(fn, index, axis, size, where, sizes):
+    given = ", ".join(f"{s} = {v}" for s, v in sizes)
+    raise ValueError(f"{fn}(): with {given}, index {index} is out of range for axis {axis} of size {size}{where}")
 
 
 def _shape_error(fn, args, bound):
