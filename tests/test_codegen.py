@@ -222,7 +222,7 @@ def test_sizes_that_would_be_negative_are_argument_errors(tl):
     for call, message in ((lambda: m.f(np.ones(1, np.float32)), r"f\(\): with N = 1, the size N - 2 "),
                           (lambda: m.f_grad(np.ones(1, np.float32)), r"f_grad\(\): with N = 1, the size N - 2"),
                           (lambda: m.g(np.ones(3, np.float32)), r"g\(\): with N = 3, the size N - 5 of a value "
-                                                                 r"\(at neg.tl:3\) would be negative")):
+                                                                 r"would be negative \(at neg.tl:3\)")):
         with pytest.raises(ValueError, match=message):
             call()
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import Node
-from ..types import Dim, TensorType, dim_add, dim_text
+from ..primitives import REGISTRY
+from ..types import Dim, TensorType, dim_text
+from .names import place
 
 CHECK_HELPERS = '''def _array(v, dtype, fn, name, spec):
     """v as an array of `dtype` (same_kind casting), or TypeError naming the argument."""
@@ -46,14 +48,9 @@ def _rank_error(fn, args):
                              f"got an array of shape {tuple(value.shape)}")
 
 
-def _negative_size(fn, size, where, sizes):
+def _size_error(fn, what, where, sizes):
     given = ", ".join(f"{s} = {v}" for s, v in sizes)
-    raise ValueError(f"{fn}(): with {given}, the size {size} of a value{where} would be negative")
-
-
-def _index_error(fn, index, axis, size, where, sizes):
-    given = ", ".join(f"{s} = {v}" for s, v in sizes)
-    raise ValueError(f"{fn}(): with {given}, index {index} is out of range for axis {axis} of size {size}{where}")
+    raise ValueError(f"{fn}(): with {given}, {what} (at {where})")
 
 
 def _shape_error(fn, args, bound):
@@ -164,40 +161,21 @@ def shape_lines(ctx, fn_name: str, args: list[Arg], bound) -> list[str]:
 
 
 def size_lines(ctx, fn_name: str, nodes, bound) -> list[str]:
-    """A size that can come out negative (N - 2 for x[1:-1], zeros([N - 5])) must not, for the
-    sizes the arguments give: a clear error here rather than NumPy's 'negative dimensions' from
-    deep inside (or a silently empty forward value and a failing gradient)."""
-    seen: dict = {}
+    """Conditions on the sizes the arguments give, checked before any work: every size that can
+    come out negative (N - 2 for x[1:-1], zeros([N - 5])) must not, and each primitive's own
+    `requires` (x[2] needs N >= 3). A clear error naming the sizes and the source line, not a
+    'negative dimensions' or IndexError from inside NumPy (or a silently empty value)."""
+    conditions: dict = {}  # (condition text, what) -> node, in order
     for n in nodes:
         for d in n.shape:
-            if isinstance(d, Dim) and any(c < 0 for _, c in d.terms) and d not in seen:
-                seen[d] = n
+            if isinstance(d, Dim) and any(c < 0 for _, c in d.terms):
+                conditions.setdefault((ctx.dim(d), f"the size {dim_text(d)} of a value would be negative"), n)
+        requires = REGISTRY[n.op].requires
+        for d, what in (requires(n) if requires else ()):
+            conditions.setdefault((ctx.dim(d), what), n)
     sizes = "(" + "".join(f"({s!r}, {v}), " for s, v, _ in bound) + ")"
     lines = []
-    for d, n in seen.items():  # every string below is a repr(): nothing from the source is code
-        lines.append(f"if {ctx.dim(d)} < 0:")
-        lines.append(f"    {ctx.helper('negative_size')}({fn_name!r}, {dim_text(d)!r}, {_where(n)!r}, {sizes})")
-    # a constant index on a sized axis (x[2] of x: f32[N]) needs N >= 3: checked, not NumPy's IndexError
-    done = set()
-    for n in nodes:
-        if n.op != "index":
-            continue
-        axis = 0
-        for item in n.attr("items"):
-            if item[0] == "n":
-                continue
-            d = n.inputs[0].shape[axis]
-            if item[0] == "i" and isinstance(d, Dim):
-                k = item[1]
-                need = dim_add(d, -(k + 1)) if k >= 0 else dim_add(d, k)  # >= 0 when the index exists
-                if (need, k) not in done:
-                    done.add((need, k))
-                    lines.append(f"if {ctx.dim(need)} < 0:")
-                    lines.append(f"    {ctx.helper('index_error')}({fn_name!r}, {k}, {axis}, {dim_text(d)!r}, "
-                                 f"{_where(n)!r}, {sizes})")
-            axis += 1
+    for (cond, what), n in conditions.items():  # the strings are reprs: nothing from the source is code
+        lines.append(f"if {cond} < 0:")
+        lines.append(f"    {ctx.helper('size_error')}({fn_name!r}, {what!r}, {place(n)!r}, {sizes})")
     return lines
-
-
-def _where(n) -> str:
-    return f" (at {n.span.file.rsplit('/', 1)[-1]}:{n.span.line})" if n.span else ""

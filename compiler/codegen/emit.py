@@ -24,8 +24,8 @@ from .kernel_emit import KernelWriter
 from .kernels import Kernel, plan, reusable_inputs, schedule
 from .names import Names, sanitize_comment, sanitize_docstring
 
-CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "negative_size", "index_error",
-                      "out_buffers", "residual_tuple")
+CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "size_error", "out_buffers",
+                      "residual_tuple")
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class ModuleContext:
         self.backend: Backend = BACKENDS[options.backend]
         self.helpers_used: set[str] = set()
         self.dtype_consts: set[DType] = set()
-        reserved = module_globals(self.backend) | {"__tapeless__", "__tapeless_source__"} | {f"_{h}" for h in HELPERS} | \
+        # __tapeless__ and other dunders: Names renames every dunder
+        reserved = module_globals(self.backend) | {f"_{h}" for h in HELPERS} | \
             {f"_{h}" for h in CHECK_HELPER_NAMES} | {f"_{d.short.upper()}" for d in DType}
         self.names = Names(reserved)
         self.fn_names: dict[str, str] = {}

@@ -27,6 +27,7 @@ from ..primitives import REGISTRY
 from ..primitives.base import Expr
 from ..types import DType, dim_add, dim_mul, dim_prod
 from .kernels import Kernel, _row_aligned_inputs
+from .names import place
 
 # the integer type holding each dtype's bits (f16 has no integer twin among tapeless dtypes: np.where)
 _INT_OF = {DType.F32: DType.I32, DType.F64: DType.I64, DType.I32: DType.I32, DType.I64: DType.I64}
@@ -325,9 +326,7 @@ def _is_zero(n: Node) -> bool:
 
 
 def _where(n: Node) -> str:
-    from .names import sanitize_comment
-
-    return f"{sanitize_comment(n.span.file, 60)}:{n.span.line}" if n.span else "?"
+    return place(n)
 
 
 def _comment(n: Node) -> str:

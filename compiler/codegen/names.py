@@ -53,3 +53,8 @@ def sanitize_comment(text: str, limit: int = 90) -> str:
 def sanitize_docstring(text: str) -> str:
     """Text safe inside a triple-quoted docstring: printable, no backslashes or quotes."""
     return "".join(c if c.isprintable() and c not in '\\"' else "?" for c in text)
+
+
+def place(node) -> str:
+    """`file.tl:LINE` of a node, safe in a comment or a string literal ('?' without a span)."""
+    return f"{sanitize_comment(node.span.file, 60)}:{node.span.line}" if node.span else "?"

@@ -177,6 +177,22 @@ def _index_infer(types, attrs):
     return types[0].with_(shape=index_shape(types[0], attrs["items"]))
 
 
+def _index_requires(node) -> list:
+    """A constant index on a symbolic axis is in range only for large enough sizes (literal
+    axes are checked by index_shape when compiling)."""
+    out, axis = [], 0
+    for item in node.attr("items"):
+        if item[0] == "n":
+            continue
+        d = node.inputs[0].shape[axis]
+        if item[0] == "i" and not isinstance(d, int):
+            k = item[1]
+            out.append((dim_add(d, -(k + 1)) if k >= 0 else dim_add(d, k),
+                        f"index {k} is out of range for axis {axis} of size {dim_text(d)}"))
+        axis += 1
+    return out
+
+
 def index_text(ctx, items) -> str:
     parts = []
     for item in items:
@@ -241,7 +257,7 @@ register(Primitive(
     _index_sympy, doc="basic indexing with constant ints, slices and None",
     examples=((("f64[3, 4]",), {"items": (("s", 1, 3, 1), ("s", None, None, -2))}, {}),
               (("f64[3, 4]",), {"items": (("i", 1), ("n",))}, {})),
-    view=True,
+    view=True, requires=_index_requires,
 ))
 
 

@@ -51,14 +51,9 @@ def _rank_error(fn, args):
                              f"got an array of shape {tuple(value.shape)}")
 
 
-def _negative_size(fn, size, where, sizes):
+def _size_error(fn, what, where, sizes):
     given = ", ".join(f"{s} = {v}" for s, v in sizes)
-    raise ValueError(f"{fn}(): with {given}, the size {size} of a value{where} would be negative")
-
-
-def _index_error(fn, index, axis, size, where, sizes):
-    given = ", ".join(f"{s} = {v}" for s, v in sizes)
-    raise ValueError(f"{fn}(): with {given}, index {index} is out of range for axis {axis} of size {size}{where}")
+    raise ValueError(f"{fn}(): with {given}, {what} (at {where})")
 
 
 def _shape_error(fn, args, bound):
