@@ -34,5 +34,11 @@ def diagnostics(source: str, path: str = "t.tl"):
 def force_tiny_blocks(m, block_bytes=40, threads=3):
     """Fused loops of m over tiny blocks (a few rows, a last one partial), on threads whatever
     their size: every path of the loop code runs on small inputs."""
-    if hasattr(m, "_BLOCK_BYTES"):
-        m._BLOCK_BYTES, m._CHEAP_BLOCKS, m._PARALLEL, m._THREAD_BLOCK, m._THREADS = block_bytes, 1, 1, 1, threads
+    if not hasattr(m, "_blocks"):
+        return  # no fused loop in this module
+    knobs = {"_BLOCK_BYTES": block_bytes, "_CHEAP_BLOCKS": 1, "_PARALLEL": 1, "_THREAD_BLOCK": 1, "_THREADS": threads}
+    missing = [k for k in knobs if not hasattr(m, k)]
+    # a renamed knob must fail here: setting an attribute the loops never read tests nothing
+    assert not missing, f"the fused-loop helper no longer reads {missing}: update force_tiny_blocks"
+    for name, value in knobs.items():
+        setattr(m, name, value)
