@@ -15,7 +15,7 @@ import traceback
 
 from .diagnostics import CompileError
 from .pipeline import BACKENDS, STAGES, VERSION, compile_file, stage_text, write_atomic
-from .source import SourceFile
+from .source import NotText, SourceFile
 
 
 class InputError(Exception):
@@ -69,8 +69,8 @@ def _read(path: str) -> SourceFile:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory") from None
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except NotText as e:
+        raise InputError(str(e)) from None
     except OSError as e:
         raise InputError(f"{path}: {e.strerror}") from None
 

@@ -14,6 +14,17 @@ from functools import cached_property
 MAX_SOURCE_BYTES = 64 << 20  # a .tl file is text a person wrote; anything bigger is a mistake
 
 
+class NotText(ValueError):
+    """A source file that is not UTF-8 text; the message names the file and the byte."""
+
+
+def decode(data: bytes, path) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise NotText(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 @dataclass(frozen=True)
 class Span:
     """A region of a source file: from (line, col) up to, not including, (end_line, end_col)."""
@@ -46,10 +57,10 @@ class SourceFile:
     @classmethod
     def read(cls, path: str, display: str | None = None) -> "SourceFile":
         with open(path, "rb") as f:
-            data = f.read(MAX_SOURCE_BYTES + 1)  # bounded: /dev/zero or a endless pipe never hangs us
+            data = f.read(MAX_SOURCE_BYTES + 1)  # bounded: /dev/zero or an endless pipe never hangs us
         if len(data) > MAX_SOURCE_BYTES:
             raise OSError(errno.EFBIG, f"larger than {MAX_SOURCE_BYTES >> 20} MiB, not a .tl source")
-        return cls.from_text(display or str(path), data.decode("utf-8"))
+        return cls.from_text(display or str(path), decode(data, path))
 
     @cached_property
     def lines(self) -> list[str]:

@@ -513,15 +513,15 @@ def run_check_command(path: str, sizes: str) -> int:
     import sys
 
     from .pipeline import ir_stage
-    from .source import SourceFile
+    from .source import NotText, SourceFile
 
     try:
         source = SourceFile.read(path, path)
     except OSError as e:
         sys.stderr.write(f"tapeless: error: {path}: {e.strerror}\n")
         return 1
-    except UnicodeDecodeError as e:
-        sys.stderr.write(f"tapeless: error: {path}: not UTF-8 text ({e.reason} at byte {e.start})\n")
+    except NotText as e:
+        sys.stderr.write(f"tapeless: error: {e}\n")
         return 1
     try:
         size_map = parse_sizes(sizes)

@@ -27,10 +27,6 @@ def load(path: str | os.PathLike, backend: str = "numpy", checks: bool = True, o
         raise ValueError(f"load(): opt_level must be 0, 1 or 2, got {opt_level!r}")
     path = Path(path)
     data = path.read_bytes()
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     options = ("v1", backend, bool(checks), int(opt_level))
     target = entry_path(data, path.stem, options)
     if not cache or not target.exists():
@@ -40,9 +36,10 @@ def load(path: str | os.PathLike, backend: str = "numpy", checks: bool = True, o
 
 def _compile_into(path: Path, data: bytes, target: Path, backend: str, checks: bool, opt_level: int) -> None:
     from tapeless.compiler import pipeline
-    from tapeless.compiler.source import SourceFile
+    from tapeless.compiler.source import SourceFile, decode
 
-    source = SourceFile.from_text(str(path), data.decode("utf-8"))
+    # not UTF-8: NotText (a ValueError) naming the file and byte; never cached, so always met here
+    source = SourceFile.from_text(str(path), decode(data, path))
     text = pipeline.compile_source(source, backend=backend, checks=checks, opt_level=opt_level)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
