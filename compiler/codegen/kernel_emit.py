@@ -267,7 +267,8 @@ class KernelWriter:
         accs.sort(key=lambda a: k.sinks.index(a[1]))
         # the block values keep their names out of the rest of the function (no `t_4` meaning two
         # things to a reader); loop machinery (lo, i, s0, b0, acc, ...) repeats from loop to loop
-        machinery = {self.lo, self.hi, self.rows, self.i, self.j, *self.accs} | {x for p in self.buffer_names for x in p}
+        machinery = {self.lo, self.hi, self.rows, self.i, self.j, *self.accs}
+        machinery |= {x for pair in self.buffer_names for x in pair}
         names.taken |= self.local.taken - machinery
         fname = names.fresh(f"_fused{k.index}")
         inner = []

@@ -1,20 +1,23 @@
 """Cache-blocked fusion of elementwise chains (NumPy backend).
 
 A chain of elementwise operations over a large array, done one NumPy call at a time,
-streams every intermediate through memory. Here such a chain becomes a *kernel*: a
-loop over blocks of rows, small enough that every intermediate of a block stays in
-cache (`_BLOCK_BYTES`, a module constant, bounds what one block touches), each
-operation written as a ufunc call into a reused scratch buffer. Reductions that end the chain are accumulated block by
-block; values used after the chain are written into full arrays. The blocks of a big
-enough kernel run on a small thread pool (NumPy releases the GIL inside ufuncs).
+streams every intermediate through memory. Here such a chain becomes a *kernel*: a loop
+over blocks of rows, small enough that every intermediate of a block stays in cache
+(`_BLOCK_BYTES`, a module constant, bounds what one block touches), each operation
+written as a ufunc call into a reused scratch buffer. Reductions that end the chain are
+accumulated block by block; values used after the chain are written into full arrays.
+The blocks of a big enough kernel run on a small thread pool (NumPy releases the GIL
+inside ufuncs).
 
-Planning (this file) groups nodes; emit.Body writes the loop.
+Planning (this file) groups nodes; kernel_emit.KernelWriter writes the loop.
 
 A node can join a kernel when it keeps the kernel's row axis: an elementwise op whose
-shape has the kernel's row count first, a reduction or softmax that leaves axis 0
-alone; not onehot, whose label check is one call outside. (cross_entropy never
-reaches a kernel: the loops exist at -O1, where it is expanded into primitives.) A sum/max/min that reduces axis 0 ends the kernel as a *sink*. A node never joins a kernel it depends on through an outside
-value, so kernels and statements can always be put in an order that works.
+shape has the kernel's row count first, a reduction or softmax that leaves axis 0 alone;
+not onehot, whose label check is one call outside. (cross_entropy never reaches a
+kernel: the loops exist at -O1, where it is expanded into primitives.) A sum/max/min
+that reduces axis 0 ends the kernel as a *sink*. A node never joins a kernel it depends
+on through an outside value, so kernels and statements can always be put in an order
+that works.
 """
 from __future__ import annotations
 
