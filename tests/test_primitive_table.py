@@ -62,3 +62,7 @@ def test_codegen_facts_are_where_the_generator_looks():
         "broadcast_to", "diagonal", "expand_dims", "index", "reshape", "squeeze", "stop_gradient", "transpose"]
     assert all(REGISTRY[n].quiet for n in ("exp", "log", "div", "where", "softmax", "cross_entropy"))
     assert all(REGISTRY[n].costly for n in ("exp", "log", "tanh", "softmax")) and not REGISTRY["add"].costly
+    # composites spelled in primitives at -O1 (their forms in primitives/forms.py; -O0 against -O1
+    # on the corpus and the inf/nan logits test check they compute the same)
+    assert sorted(n for n, p in REGISTRY.items() if p.expand) == [
+        "bce_with_logits", "cross_entropy", "sigmoid", "softmax", "softplus"]

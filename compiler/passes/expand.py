@@ -1,111 +1,24 @@
-"""Stable composite ops written out in primitives (-O1), so they share work and fuse.
-
-After differentiation, sigmoid, softplus and bce_with_logits are spelled in primitives,
-with e = exp(-|z|):
-
-    sigmoid(z)             = 1 / (1 + exp(-z)), or where(z >= 0, 1, e) / (1 + e) in a
-                             module with softplus (one exp shared with the loss, not two)
-    softplus(z)            = relu(z) + log(1 + e)
-    bce_with_logits(z, y)  = relu(z) - z y + log(1 + e)
-
-and cross_entropy along the class axis, with d = z - max(z) and s = sum(exp(d)), and in a
-module with a cross_entropy, softmax too (as sigmoid: where it shares work, not elsewhere):
-
-    cross_entropy(z, k)    = sum(where(onehot(k), log(s) - d, 0)) = log(s) - d[k]
-    softmax(z)             = exp(d) / s
-
-so the elementwise kernels run them as plain ufuncs, and a loss and its gradient share
-work through CSE (cross_entropy's gradient softmax(z) - onehot(k) reuses d, exp(d), s and
-the checked one-hot rows). The forms are as accurate as the helpers were: e is at most 1, and
-1 / (1 + exp(-z)) keeps its relative accuracy in both tails (at z < -88 in f32 exp(-z)
-overflows to inf and the result is exactly 0, which is the rounded value; generated
-functions never warn about that). A `where` choosing between two formulas would be
-exact too, but NumPy's where is ten times slower than a ufunc; the shared form pays
-for its select (a bitwise one in fused kernels) only where it saves an exp.
-
-log(1 + e) rather than log1p(e): with e in (0, 1] both are accurate to about one ulp in
-absolute terms, which is what a sum of losses needs, and NumPy's float32 log1p is scalar
-code several times slower than log. f64 keeps log1p.
+"""Expansion (-O1): each composite with an `expand` facet in the primitive table (sigmoid,
+softplus, bce_with_logits, softmax, cross_entropy; primitives/forms.py) is spelled in
+primitives after differentiation, so the elementwise kernels run it as plain ufuncs and a
+loss and its gradient share work through CSE.
 """
 from __future__ import annotations
 
-from .. import build as B
 from ..ir import Module, Node
-from ..primitives.nn import labels_onehot
+from ..primitives import REGISTRY
 from .common import function_nodes, map_nodes
 
 
-def _e(z: Node) -> Node:
-    return B.apply("exp", B.apply("neg", B.apply("abs", z)))
-
-
-def _log_one_plus(e: Node) -> Node:
-    if e.dtype.itemsize >= 8:
-        return B.apply("log1p", e)
-    return B.apply("log", B.apply("add", B.like_const(1, e), e))
-
-
-def sigmoid_form(z: Node, shared: bool) -> Node:
-    one = B.like_const(1, z)
-    if shared:  # where(z >= 0, 1, e) / (1 + e): reuses the e (and 1 + e) a softplus of z computes;
-        e = _e(z)  # as 0 <= e <= 1, the where is max(e, z >= 0): two ufuncs (NaN stays NaN)
-        pick = B.apply("maximum", e, B.cast(B.apply("ge", z, B.like_const(0, z)), z.dtype))
-        return B.apply("div", pick, B.apply("add", one, e))
-    return B.apply("div", one, B.apply("add", one, B.apply("exp", B.apply("neg", z))))
-
-
-def _shifted(z: Node, axis: int) -> tuple[Node, Node]:
-    """d = z - m and s = sum(exp(d)) along axis (kept as a length-1 axis), m = max(z) where
-    that is finite and 0 elsewhere, as the helpers do: a +inf logit then gives an infinite
-    loss, not inf - inf = nan."""
-    m = B.apply("max", z, axes=(axis,), keepdims=True)
-    finite = B.apply("lt", B.apply("abs", m), B.like_const(float("inf"), m))
-    d = B.sub(z, B.apply("where", finite, m, B.like_const(0, m)))
-    return d, B.apply("sum", B.apply("exp", d), axes=(axis,), keepdims=True)
-
-
-def softmax_form(z: Node, axis: int) -> Node:
-    d, s = _shifted(z, axis)
-    return B.div(B.apply("exp", d), s)
-
-
-def cross_entropy_form(z: Node, labels: Node) -> Node:
-    """log(s) - d[label], the label picked by a select (never 0 * inf: a masked -inf logit stays
-    harmless); the one-hot rows check the labels as the helper does."""
-    axis = z.type.rank - 1
-    d, s = _shifted(z, axis)
-    hot = labels_onehot(labels, z.shape[-1])
-    per_class = B.apply("where", hot, B.sub(B.apply("log", s), d), B.like_const(0, d))
-    return B.apply("sum", per_class, axes=(axis,), keepdims=False)
-
-
-def expand_node(n: Node) -> Node:
-    if n.op == "cross_entropy":
-        return cross_entropy_form(*n.inputs)
-    if n.op == "softplus":
-        z = n.inputs[0]
-        return B.apply("add", B.apply("relu", z), _log_one_plus(_e(z)))
-    if n.op == "bce_with_logits":
-        z, y = n.inputs
-        out = B.apply("add", B.apply("sub", B.apply("relu", z), B.apply("mul", z, y)), _log_one_plus(_e(z)))
-        return out if out.shape == n.shape else B.broadcast_to(out, n.shape)
-    return n
-
-
 def expand(module: Module) -> Module:
-    """Each sigmoid takes the shared form when the module has a softplus or bce_with_logits
-    (whose gradient is that sigmoid), each softmax is spelled out when it has a cross_entropy:
-    in the combined gradient function CSE then shares exp(-|z|) and 1 + e (exp(z - max) and
-    its sum), and NAME_bwd, which sees z as a residual, computes the same
-    values bit for bit (the split and the combined functions agree exactly)."""
-    ops = {n.op for fn in module.functions for n in function_nodes(fn)}
-    shared = bool(ops & {"softplus", "bce_with_logits"})
+    """Each form sees the ops of the whole module: in the combined gradient function CSE then
+    shares exp(-|z|) and 1 + e (exp(z - max) and its sum), and NAME_bwd, which sees z as a
+    residual, computes the same values bit for bit (the split and the combined functions
+    agree exactly)."""
+    ops = frozenset(n.op for fn in module.functions for n in function_nodes(fn))
 
     def visit(n: Node) -> Node:
-        if n.op == "sigmoid":
-            return sigmoid_form(n.inputs[0], shared)
-        if n.op == "softmax" and "cross_entropy" in ops:  # cross_entropy's gradient: shares d, exp(d), s
-            return softmax_form(n.inputs[0], n.attr("axis"))
-        return expand_node(n)
+        form = REGISTRY[n.op].expand
+        return form(n, ops) if form is not None else n
 
     return map_nodes(module, visit)

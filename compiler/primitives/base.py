@@ -76,6 +76,9 @@ class Primitive:
     # run-time conditions on symbolic sizes: requires(node) -> [(d, what)], each d >= 0 for the
     # sizes given, else the generated function raises "with N = ..., <what>" (x[2] needs N >= 3)
     requires: Callable | None = None
+    # its spelling in primitives after differentiation (-O1), expand(node, ops of the module),
+    # so that a loss and its gradient share work (forms.py); None: emitted as itself
+    expand: Callable | None = None
 
     def __post_init__(self) -> None:
         if self.ufunc is None and isinstance(self.fold, np.ufunc):

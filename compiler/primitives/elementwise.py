@@ -12,6 +12,7 @@ import numpy as np
 from .. import build as B
 from ..diagnostics import UserError
 from ..types import DType, TensorType
+from . import forms
 from .base import PREC_ADD, PREC_CMP, PREC_MUL, PREC_POW, PREC_UNARY, Expr, Primitive, register
 from .common import elementwise_type, helper_call, infix, need_float, no_bool, sym_map, xp_call
 
@@ -101,11 +102,12 @@ unary("tanh", xp_call("tanh"), lambda x, y: B.sub(_c(1, x), B.square(y)),
       lambda x: _sympy().tanh(x), np.tanh, costly=True)
 unary("sigmoid", helper_call("sigmoid"), lambda x, y: B.mul(y, B.sub(_c(1, x), y)),
       lambda x: 1 / (1 + _sympy().exp(-x)), _sigmoid_np,
-      doc="1 / (1 + exp(-x)); no overflow warning at large negative x", costly=True, quiet=True)
+      doc="1 / (1 + exp(-x)); no overflow warning at large negative x", costly=True, quiet=True,
+      expand=forms.sigmoid_form)
 unary("softplus", xp_call("logaddexp", "0"), lambda x, y: B.apply("sigmoid", x),
       lambda x: _sympy().log(1 + _sympy().exp(x)), lambda x: np.logaddexp(x, 0),
       doc="log(1 + exp(x)) as logaddexp(x, 0): softplus(800) = 800; derivative sigmoid",
-      costly=True, ufunc=("logaddexp", ("0",)))
+      costly=True, ufunc=("logaddexp", ("0",)), expand=forms.softplus_form)
 unary("abs", xp_call("abs"), lambda x, y: B.apply("sign", x), lambda x: _sympy().Abs(x), np.abs,
       float_only=False, doc="abs'(0) = 0 as in PyTorch")
 unary("sign", xp_call("sign"), lambda x, y: None, lambda x: _sympy().sign(x), np.sign,

@@ -15,8 +15,8 @@ import numpy as np
 
 from .. import build as B
 from ..diagnostics import UserError
-from ..ir import Node
 from ..types import DType, TensorType
+from . import forms
 from .base import PREC_POSTFIX, Expr, Primitive, register
 from .common import elementwise_type, helper_call, need_float, sym_map
 
@@ -80,7 +80,7 @@ register(Primitive(
     _axis_sympy(_softmax_meaning), coerce=lambda a, k: [B.to_float(a[0])],
     doc="exp(x - max) / sum; VJP y * (ct - sum(ct * y))",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[3, 2]",), {"axis": 0}, {})),
-    costly=True, quiet=True,
+    costly=True, quiet=True, expand=forms.softmax_form,
 ))
 
 
@@ -150,6 +150,7 @@ register(Primitive(
     _bce_logits_vjp, _bce_logits_jvp, sym_map(_bce_logits_meaning), coerce=_float_all, elementwise=True,
     doc="max(z, 0) - z*y + log1p(exp(-|z|)); d/dz = sigmoid(z) - y, d/dy = -z",
     examples=((("f64[2, 3]", "f64[2, 3]"), {}, {1: "unit"}), (("f64[2, 3]", "f64[3]"), {}, {1: "unit"})),
+    costly=True, expand=forms.bce_with_logits_form,
 ))
 
 
@@ -217,15 +218,10 @@ def _ce_infer(types, attrs):
     return TensorType(logits.dtype, labels.shape, logits.weak)
 
 
-def labels_onehot(labels: Node, depth) -> Node:
-    """Bool one-hot rows of cross_entropy's labels; the generated code checks they lie in [0, depth)."""
-    return B.apply("onehot", labels, depth=depth)
-
-
 def _ce_grad(node):
     logits, labels = node.inputs
     p = B.apply("softmax", logits, axis=logits.type.rank - 1)
-    return B.sub(p, B.cast(labels_onehot(labels, logits.shape[-1]), logits.dtype))
+    return B.sub(p, B.cast(forms.labels_onehot(labels, logits.shape[-1]), logits.dtype))
 
 
 def _ce_vjp(node, ct, needs):
@@ -254,7 +250,7 @@ register(Primitive(
     coerce=lambda a, k: [B.to_float(a[0]), a[1]],
     doc="logsumexp(logits) - logits[label]; labels are checked to lie in [0, C)",
     examples=((("f64[2, 3]", "i64[2]"), {}, {1: "int:0:3"}), (("f64[4]", "i64"), {}, {1: "int:0:4"})),
-    costly=True, quiet=True,
+    costly=True, quiet=True, expand=forms.cross_entropy_form,
 ))
 
 

@@ -1,0 +1,101 @@
+"""Stable forms: composite primitives spelled in primitives after differentiation (-O1).
+
+Each composite's record (elementwise.py, nn.py) names its form here as its `expand` facet;
+passes/expand.py applies them. Sigmoid, softplus and bce_with_logits are spelled with
+e = exp(-|z|):
+
+    sigmoid(z)             = 1 / (1 + exp(-z)), or where(z >= 0, 1, e) / (1 + e) in a
+                             module with softplus (one exp shared with the loss, not two)
+    softplus(z)            = relu(z) + log(1 + e)
+    bce_with_logits(z, y)  = relu(z) - z y + log(1 + e)
+
+and cross_entropy along the class axis, with d = z - max(z) and s = sum(exp(d)), and in a
+module with a cross_entropy, softmax too (as sigmoid: where it shares work, not elsewhere):
+
+    cross_entropy(z, k)    = sum(where(onehot(k), log(s) - d, 0)) = log(s) - d[k]
+    softmax(z)             = exp(d) / s
+
+so the elementwise kernels run them as plain ufuncs, and a loss and its gradient share
+work through CSE (cross_entropy's gradient softmax(z) - onehot(k) reuses d, exp(d), s and
+the checked one-hot rows). The forms are as accurate as the helpers were: e is at most 1, and
+1 / (1 + exp(-z)) keeps its relative accuracy in both tails (at z < -88 in f32 exp(-z)
+overflows to inf and the result is exactly 0, which is the rounded value; generated
+functions never warn about that). A `where` choosing between two formulas would be
+exact too, but NumPy's where is ten times slower than a ufunc; the shared form pays
+for its select (a bitwise one in fused kernels) only where it saves an exp.
+
+log(1 + e) rather than log1p(e): with e in (0, 1] both are accurate to about one ulp in
+absolute terms, which is what a sum of losses needs, and NumPy's float32 log1p is scalar
+code several times slower than log. f64 keeps log1p.
+
+A form is given the node and the set of ops in its module: sigmoid and softmax take the
+sharing form only where there is a loss to share with.
+"""
+from __future__ import annotations
+
+from .. import build as B
+from ..ir import Node
+
+
+def _e(z: Node) -> Node:
+    return B.apply("exp", B.apply("neg", B.apply("abs", z)))
+
+
+def _log_one_plus(e: Node) -> Node:
+    if e.dtype.itemsize >= 8:
+        return B.apply("log1p", e)
+    return B.apply("log", B.apply("add", B.like_const(1, e), e))
+
+
+def labels_onehot(labels: Node, depth) -> Node:
+    """Bool one-hot rows of cross_entropy's labels; the generated code checks they lie in [0, depth)."""
+    return B.apply("onehot", labels, depth=depth)
+
+
+def sigmoid_form(n: Node, ops) -> Node:
+    z = n.inputs[0]
+    one = B.like_const(1, z)
+    if ops & {"softplus", "bce_with_logits"}:  # where(z >= 0, 1, e) / (1 + e): reuses the e (and 1 + e)
+        e = _e(z)  # a softplus of z computes; as 0 <= e <= 1 the where is max(e, z >= 0) (NaN stays NaN)
+        pick = B.apply("maximum", e, B.cast(B.apply("ge", z, B.like_const(0, z)), z.dtype))
+        return B.apply("div", pick, B.apply("add", one, e))
+    return B.apply("div", one, B.apply("add", one, B.apply("exp", B.apply("neg", z))))
+
+
+def softplus_form(n: Node, ops) -> Node:
+    z = n.inputs[0]
+    return B.apply("add", B.apply("relu", z), _log_one_plus(_e(z)))
+
+
+def bce_with_logits_form(n: Node, ops) -> Node:
+    z, y = n.inputs
+    out = B.apply("add", B.apply("sub", B.apply("relu", z), B.apply("mul", z, y)), _log_one_plus(_e(z)))
+    return out if out.shape == n.shape else B.broadcast_to(out, n.shape)
+
+
+def _shifted(z: Node, axis: int) -> tuple[Node, Node]:
+    """d = z - m and s = sum(exp(d)) along axis (kept as a length-1 axis), m = max(z) where
+    that is finite and 0 elsewhere, as the helpers do: a +inf logit then gives an infinite
+    loss, not inf - inf = nan."""
+    m = B.apply("max", z, axes=(axis,), keepdims=True)
+    finite = B.apply("lt", B.apply("abs", m), B.like_const(float("inf"), m))
+    d = B.sub(z, B.apply("where", finite, m, B.like_const(0, m)))
+    return d, B.apply("sum", B.apply("exp", d), axes=(axis,), keepdims=True)
+
+
+def softmax_form(n: Node, ops) -> Node:
+    if "cross_entropy" not in ops:
+        return n  # the in-place helper: nothing to share (fewer temporaries, notably on CuPy)
+    d, s = _shifted(n.inputs[0], n.attr("axis"))
+    return B.div(B.apply("exp", d), s)
+
+
+def cross_entropy_form(n: Node, ops) -> Node:
+    """log(s) - d[label], the label picked by a select (never 0 * inf: a masked -inf logit stays
+    harmless); the one-hot rows check the labels as the helper does."""
+    z, labels = n.inputs
+    axis = z.type.rank - 1
+    d, s = _shifted(z, axis)
+    hot = labels_onehot(labels, z.shape[-1])
+    per_class = B.apply("where", hot, B.sub(B.apply("log", s), d), B.like_const(0, d))
+    return B.apply("sum", per_class, axes=(axis,), keepdims=False)
