@@ -20,9 +20,14 @@ class Backend:
     scalars_as_numpy: bool  # 0-d arguments become NumPy scalars (fast scalar arithmetic)
     imports: tuple[str, ...] = ()
     overrides: dict[str, str] = field(default_factory=dict)  # helper name -> backend-specific source
+    # float32 ufuncs whose loop with a scalar operand is much slower than with an array one: in
+    # fused loops their constant operand becomes a row (NumPy 2.4 on AVX2: maximum(x, 0) on 128K
+    # elements 65-95 us, against a (1, 256) row of zeros 32-36 us; add or multiply: no difference)
+    slow_scalar_ufuncs: frozenset = frozenset()
 
 
-NUMPY = Backend("numpy", "numpy", "np", True)
+NUMPY = Backend("numpy", "numpy", "np", True,
+                slow_scalar_ufuncs=frozenset({"maximum", "minimum", "fmax", "fmin"}))
 CUPY = Backend(
     "cupy", "cupy", "cp", False, imports=("import contextlib",),
     overrides={

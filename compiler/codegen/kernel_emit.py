@@ -71,6 +71,8 @@ class KernelWriter:
         self.local = None  # the loop function's own names (write())
         self.accs: list[str] = []
         self.buffer_names: list[tuple[str, str]] = []  # per scratch buffer: (whole buffer, one block of it)
+        self.const_rows: dict[tuple, str] = {}  # (constant, row shape) -> its row, made once per loop call
+        self.hoisted: list[str] = []
 
     # ---- buffers ---------------------------------------------------------------------------------
     def scratch_for(self, dtype, trailing) -> str:
@@ -154,8 +156,8 @@ class KernelWriter:
             self.release(dying)  # a ufunc may write over an input it reads
             out = self.target(n, pos)
             ufunc, extra = _ufunc(n)
-            self.stmts.append(f"{self.xp}.{ufunc}({', '.join([a.text for a in args] + list(extra))}, out={out})"
-                              f"  {where}")
+            texts = self.operands(n, ufunc, [a.text for a in args] + list(extra), list(n.inputs) + [None] * len(extra))
+            self.stmts.append(f"{self.xp}.{ufunc}({', '.join(texts)}, out={out})  {where}")
         elif n.op == "where" and n.dtype in _INT_OF:
             out = self.target(n)  # not over an input: the select reads them after writing
             self.select(n, args, out, where)
@@ -170,6 +172,25 @@ class KernelWriter:
                 self.stmts.append(f"{out} = {e.text}  {where}")
             self.release(dying)
         self.block[n.id] = out
+
+    def operands(self, n: Node, ufunc: str, texts: list[str], nodes: list) -> list[str]:
+        """A scalar constant given to a ufunc the backend runs slowly with scalars becomes a row of
+        it, made once per loop call; only for rows of >= 64 elements (a shorter row broadcast
+        over many rows costs more than the scalar)."""
+        width = dim_prod(n.shape[1:])
+        if (ufunc not in self.ctx.backend.slow_scalar_ufuncs or n.dtype != DType.F32
+                or not isinstance(width, int) or width < 64):
+            return texts
+        out = list(texts)
+        for k, node in enumerate(nodes):  # None: an extra argument of the primitive's ufunc (relu's 0)
+            if node is None or (node.op == "const" and node.type.rank == 0):
+                key = (texts[k], tuple(n.shape[1:]))
+                if key not in self.const_rows:
+                    self.const_rows[key] = row = self.local.fresh("zeros" if texts[k] == "0" else "row")
+                    self.hoisted.append(f"{row} = {self.xp}.full({self.ctx.shape((1, *n.shape[1:]))}, {texts[k]}, "
+                                        f"dtype={self.ctx.dtype(n.dtype)})")
+                out[k] = self.const_rows[key]
+        return out
 
     def select(self, n: Node, args: list[Expr], out: str, where: str) -> None:
         """where(c, a, b) as (a & m) | (b & ~m) on the integers that hold the values, m all ones
@@ -267,7 +288,7 @@ class KernelWriter:
         accs.sort(key=lambda a: k.sinks.index(a[1]))
         # the block values keep their names out of the rest of the function (no `t_4` meaning two
         # things to a reader); loop machinery (lo, i, s0, b0, acc, ...) repeats from loop to loop
-        machinery = {self.lo, self.hi, self.rows, self.i, self.j, *self.accs}
+        machinery = {self.lo, self.hi, self.rows, self.i, self.j, *self.accs, *self.const_rows.values()}
         machinery |= {x for pair in self.buffer_names for x in pair}
         names.taken |= self.local.taken - machinery
         fname = names.fresh(f"_fused{k.index}")
@@ -276,6 +297,7 @@ class KernelWriter:
         for (dt, trailing), (whole, _) in zip(self.scratch, self.buffer_names):
             dims = ", ".join([f"min({self.rows}, {hi} - {lo})"] + [ctx.dim(d) for d in trailing])
             inner.append(f"{whole} = {xp}.empty(({dims}{',' if not trailing else ''}), dtype={ctx.dtype(dt)})")
+        inner += self.hoisted
         for acc, s in accs:
             inner.append(f"{acc} = {xp}.zeros({ctx.shape(s.shape)}, dtype={ctx.dtype(s.dtype)})"
                          if s.op == "sum" else f"{acc} = None")

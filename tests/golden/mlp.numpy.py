@@ -171,12 +171,13 @@ def mlp(x, labels, w1, b1, w2, b2):
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         h = t_1  # its memory is free from here on
         def _fused0(lo, hi, rows):
+            zeros = np.full((1, 256), 0, dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 t_1_b = t_1[i:j]
                 h_b = h[i:j]
                 np.add(t_1_b, b1, out=h_b)  # cases/mlp.tl:4
-                np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
+                np.maximum(h_b, zeros, out=h_b)  # cases/mlp.tl:4
             return ()
         _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
         t_2 = h @ w2  # cases/mlp.tl:5
@@ -250,12 +251,13 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         h = t_1  # its memory is free from here on
         def _fused0(lo, hi, rows):
+            zeros = np.full((1, 256), 0, dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 t_1_b = t_1[i:j]
                 h_b = h[i:j]
                 np.add(t_1_b, b1, out=h_b)  # cases/mlp.tl:4
-                np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
+                np.maximum(h_b, zeros, out=h_b)  # cases/mlp.tl:4
             return ()
         _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
         t_2 = h @ w2  # cases/mlp.tl:5
@@ -376,12 +378,13 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         h = t_1  # its memory is free from here on
         def _fused0(lo, hi, rows):
+            zeros = np.full((1, 256), 0, dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 t_1_b = t_1[i:j]
                 h_b = h[i:j]
                 np.add(t_1_b, b1, out=h_b)  # cases/mlp.tl:4
-                np.maximum(h_b, 0, out=h_b)  # cases/mlp.tl:4
+                np.maximum(h_b, zeros, out=h_b)  # cases/mlp.tl:4
             return ()
         _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
         t_2 = h @ w2  # cases/mlp.tl:5
