@@ -60,21 +60,32 @@ def test_names_that_clash_with_python_are_renamed(tl):
 
 
 @pytest.mark.parametrize("opt_level", [0, 1, 2])
-@pytest.mark.parametrize("bad", [-1, 10])
-def test_cross_entropy_labels_out_of_range_raise_in_every_function(tl, opt_level, bad):
+@pytest.mark.parametrize("classes, bad", [(10, -1), (10, 10), (300, -1), (300, 300), (300, -301)])
+def test_cross_entropy_labels_out_of_range_raise_in_every_function(tl, opt_level, classes, bad):
     """A label outside [0, C) is an error in the loss, its gradient and _fwd, however the
     loss is spelled (the helper at -O0, primitives sharing exp(z - max) at -O1), never a
-    silently wrong value (a negative index would pick from the end)."""
-    m = tl("fn f(z: f32[N, 10], k: i64[N]) -> f32 { return mean(cross_entropy(z, k)) }\n"
+    silently wrong value (a negative index would pick from the end). 300 classes take the
+    one-hot helper's scatter path, 10 its identity rows."""
+    m = tl(f"fn f(z: f32[N, {classes}], k: i64[N]) -> f32 {{ return mean(cross_entropy(z, k)) }}\n"
            "grad f wrt z\n", opt_level=opt_level)
-    z = np.zeros((3000, 10), np.float32)
-    k = np.arange(3000) % 10
+    z = np.zeros((3000, classes), np.float32)
+    k = np.arange(3000) % classes
     k[1234] = bad
     for fn in (m.f, m.f_grad, m.f_grad_fwd):
-        with pytest.raises(ValueError, match=r"cross_entropy: labels must lie in \[0, 10\), got values from"):
+        with pytest.raises(ValueError, match=rf"cross_entropy: labels must lie in \[0, {classes}\), got values from"):
             fn(z, k)
-    k[1234] = 9
-    np.testing.assert_allclose(m.f(z, k), np.log(10), rtol=1e-6)
+    k[1234] = classes - 1
+    np.testing.assert_allclose(m.f(z, k), np.log(classes), rtol=1e-6)
+
+
+@pytest.mark.parametrize("classes", [1, 10, 256, 257, 1000])
+@pytest.mark.parametrize("shape", [(), (0,), (7,), (3, 5)])
+def test_the_one_hot_rows_of_labels_are_right_for_any_label_shape(tl, classes, shape):
+    m = tl("fn f(z: f32[N, 4], k: i64[N]) -> f32 { return mean(cross_entropy(z, k)) }\ngrad f wrt z\n")
+    k = np.random.default_rng(0).integers(0, classes, shape)
+    got = m._labels_onehot(k, classes)
+    assert got.dtype == np.bool_
+    np.testing.assert_array_equal(got, k[..., None] == np.arange(classes))
 
 
 def test_cross_entropy_of_infinite_logits_is_the_same_at_every_level(tl):
