@@ -24,10 +24,13 @@ class Backend:
     # fused loops their constant operand becomes a row (NumPy 2.4 on AVX2: maximum(x, 0) on 128K
     # elements 65-95 us, against a (1, 256) row of zeros 32-36 us; add or multiply: no difference)
     slow_scalar_ufuncs: frozenset = frozenset()
+    # a reduction over only a last axis of at most this many elements runs down the columns of
+    # a transposed copy (primitives/reduce.py); 0: never
+    short_last_axis: int = 0
 
 
 NUMPY = Backend("numpy", "numpy", "np", True,
-                slow_scalar_ufuncs=frozenset({"maximum", "minimum", "fmax", "fmin"}))
+                slow_scalar_ufuncs=frozenset({"maximum", "minimum", "fmax", "fmin"}), short_last_axis=16)
 CUPY = Backend(
     "cupy", "cupy", "cp", False, imports=("import contextlib",),
     overrides={

@@ -67,6 +67,15 @@ class KernelWriter:
                         if m.dtype == DType.BOOL and _ufunc(m) and m.id not in self.outputs
                         and len(self.readers.get(m.id, [])) == 1
                         and self.readers[m.id][0].op == "cast" and self.readers[m.id][0].dtype != DType.BOOL}
+        # a row-wise sum read only by a sink summing all of it (mean(cross_entropy)): the sink sums
+        # the block it reads at once, one call instead of two
+        self.summed = {m.id for m in k.members
+                       if m.op == "sum" and m.id not in self.outputs and m.inputs[0].id not in self.folded
+                       and m.dtype == m.inputs[0].dtype and len(self.readers.get(m.id, [])) == 1
+                       and self.readers[m.id][0] in k.sinks and self.readers[m.id][0].op == "sum"
+                       and len(self.readers[m.id][0].attr("axes")) == m.type.rank
+                       and not self.readers[m.id][0].attr("keepdims")}
+        self.folded |= self.summed
         self.last_read: dict[int, int] = {}  # outside input id -> the last position reading it (write())
         self.local = None  # the loop function's own names (write())
         self.accs: list[str] = []
@@ -230,7 +239,10 @@ class KernelWriter:
         return f"{self.xp}.einsum({(subs[0] + ',' + subs[1] + '->' + out)!r}, {x.text}, {y.text}"
 
     def sink(self, s: Node) -> tuple[str, Node]:
-        if s.inputs[0].id in self.folded:
+        if s.inputs[0].id in self.summed:
+            m = s.inputs[0]
+            e = Expr(f"{self.xp}.sum({self.value(m.inputs[0], m, _row_aligned_inputs(m)[0]).text})")
+        elif s.inputs[0].id in self.folded:
             e = Expr(self.product_sum(s) + ")")
         else:
             e = REGISTRY[s.op].emit(self.ctx, [Expr(self.block[s.inputs[0].id])], s)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import build as B
-from ..types import DType, TensorType
+from ..types import DType, TensorType, dim_prod
 from .base import PREC_POSTFIX, Expr, Primitive, register
 from .common import axis_kw, need_float
 
@@ -40,12 +40,29 @@ def _sum_dtype(t):
 
 def _emit(fn):
     def emit(ctx, args, node):
+        dtype = f", dtype={ctx.dtype(node.dtype)}" if node.dtype != node.inputs[0].dtype else ""
+        if _short_last_axis(ctx, node):
+            x, rank = args[0].at(PREC_POSTFIX), node.inputs[0].type.rank
+            moved = f"{x}.T" if rank == 2 else f"{x}.transpose({', '.join(map(str, [rank - 1, *range(rank - 1)]))})"
+            kept = "[..., None]" if node.attr("keepdims") else ""
+            return Expr(f"{ctx.xp}.{fn}({moved}.copy(), axis=0{dtype}){kept}", PREC_POSTFIX)
         kw = axis_kw(ctx, node)
-        if node.dtype != node.inputs[0].dtype:
-            kw = ", ".join(p for p in (kw, f"dtype={ctx.dtype(node.dtype)}") if p)
+        kw = ", ".join(p for p in (kw, dtype[2:]) if p)
         return Expr(f"{ctx.xp}.{fn}({args[0].text}{', ' + kw if kw else ''})", PREC_POSTFIX)
 
     return emit
+
+
+def _short_last_axis(ctx, node) -> bool:
+    """A reduction over only a short last axis (cross_entropy's 10 classes), done across a
+    transposed copy: NumPy reduces a contiguous 10-element axis row by row, 3-4x slower than
+    it copies 512x10 values and reduces them down the columns (measured: max 29 -> 7 us)."""
+    x = node.inputs[0].type
+    if x.rank < 2 or node.attr("axes") != (x.rank - 1,):
+        return False
+    last, lead = x.shape[-1], dim_prod(x.shape[:-1])
+    return (isinstance(last, int) and 2 <= last <= ctx.backend.short_last_axis
+            and (not isinstance(lead, int) or lead >= 64))
 
 
 def _keep(node, value):

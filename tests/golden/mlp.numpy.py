@@ -212,23 +212,22 @@ def mlp(x, labels, w1, b1, w2, b2):
                 t_2_b = t_2[i:j]
                 t_b = t[i:j]
                 np.add(t_2_b, b2, out=b0)  # cases/mlp.tl:5
-                t_3 = np.max(b0, axis=1, keepdims=True)  # cases/mlp.tl:6
+                t_3 = np.max(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.absolute(t_3, out=b1_1)  # cases/mlp.tl:6
                 np.less(b1_1, np.inf, out=b2_1)  # cases/mlp.tl:6
                 np.subtract(0, b2_1, dtype=np.int32, out=b3)  # cases/mlp.tl:6
                 np.bitwise_and(t_3.view(np.int32), b3, out=b1_1.view(np.int32))
                 np.subtract(b0, b1_1, out=b0)  # cases/mlp.tl:6
                 np.exp(b0, out=b4)  # cases/mlp.tl:6
-                t_4 = np.sum(b4, axis=1, keepdims=True)  # cases/mlp.tl:6
+                t_4 = np.sum(b4.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.log(t_4, out=b1_1)  # cases/mlp.tl:6
                 np.subtract(b1_1, b0, out=b0)  # cases/mlp.tl:6
                 np.subtract(0, t_b, dtype=np.int32, out=b5)  # cases/mlp.tl:6
                 np.bitwise_and(b0.view(np.int32), b5, out=b4.view(np.int32))
-                t_5 = np.sum(b4, axis=1)  # cases/mlp.tl:6
-                acc += np.sum(t_5)  # cases/mlp.tl:6
+                acc += np.sum(b4)  # cases/mlp.tl:6
             return (acc, )
-        t_6, = _blocks(_fused1, B, 179, 10*B, ('sum', ))
-        return t_6 / B  # cases/mlp.tl:6
+        t_5, = _blocks(_fused1, B, 179, 10*B, ('sum', ))
+        return t_5 / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -297,32 +296,31 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 t_2_b = t_2[i:j]
                 t_b = t[i:j]
                 np.add(t_2_b, b2, out=b0)  # cases/mlp.tl:5
-                t_4 = np.max(b0, axis=1, keepdims=True)  # cases/mlp.tl:6
+                t_4 = np.max(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.absolute(t_4, out=b1_1)  # cases/mlp.tl:6
                 np.less(b1_1, np.inf, out=b2_1)  # cases/mlp.tl:6
                 np.subtract(0, b2_1, dtype=np.int32, out=b3)  # cases/mlp.tl:6
                 np.bitwise_and(t_4.view(np.int32), b3, out=b1_1.view(np.int32))
                 np.subtract(b0, b1_1, out=b0)  # cases/mlp.tl:6
                 np.exp(b0, out=b4)  # cases/mlp.tl:6
-                t_5 = np.sum(b4, axis=1, keepdims=True)  # cases/mlp.tl:6
+                t_5 = np.sum(b4.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.log(t_5, out=b1_1)  # cases/mlp.tl:6
                 np.subtract(b1_1, b0, out=b0)  # cases/mlp.tl:6
                 np.subtract(0, t_b, dtype=np.int32, out=b6)  # cases/mlp.tl:6
                 np.bitwise_and(b0.view(np.int32), b6, out=b5.view(np.int32))
-                t_6 = np.sum(b5, axis=1)  # cases/mlp.tl:6
-                acc += np.sum(t_6)  # cases/mlp.tl:6
+                acc += np.sum(b5)  # cases/mlp.tl:6
                 np.divide(b4, t_5, out=b4)  # cases/mlp.tl:6
-                t_7 = t_b.astype(np.float32)  # cases/mlp.tl:6
+                t_6 = t_b.astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
-                np.subtract(b4, t_7, out=d_logits_b)  # cases/mlp.tl:6
+                np.subtract(b4, t_6, out=d_logits_b)  # cases/mlp.tl:6
                 np.multiply(t_3, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc_1 += np.sum(d_logits_b, axis=0)  # cases/mlp.tl:5
             return (acc, acc_1, )
-        t_8, d_b2, = _blocks(_fused1, B, 259, 10*B, ('sum', 'sum', ))
-        value = t_8 / B  # cases/mlp.tl:6
+        t_7, d_b2, = _blocks(_fused1, B, 259, 10*B, ('sum', 'sum', ))
+        value = t_7 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        t_9 = d_h  # its memory is free from here on
+        t_8 = d_h  # its memory is free from here on
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo), 256), dtype=np.int32)
@@ -334,13 +332,13 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 h_b_1 = h[i:j]
                 d_h_b = d_h[i:j]
                 np.greater(h_b_1, 0, out=b0)  # cases/mlp.tl:4
-                t_9_b = t_9[i:j]
+                t_8_b = t_8[i:j]
                 np.subtract(0, b0, dtype=np.int32, out=b1_1)  # cases/mlp.tl:4
-                np.bitwise_and(d_h_b.view(np.int32), b1_1, out=t_9_b.view(np.int32))
-                acc += np.sum(t_9_b, axis=0)  # cases/mlp.tl:4
+                np.bitwise_and(d_h_b.view(np.int32), b1_1, out=t_8_b.view(np.int32))
+                acc += np.sum(t_8_b, axis=0)  # cases/mlp.tl:4
             return (acc, )
         d_b1, = _blocks(_fused2, B, 4352, 256*B, ('sum', ), _CHEAP_BLOCKS)
-        d_w1 = x.T @ t_9  # cases/mlp.tl:4
+        d_w1 = x.T @ t_8  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad')
@@ -421,23 +419,22 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 t_b = t[i:j]
                 logits_b = logits[i:j]
                 np.add(t_2_b, b2, out=logits_b)  # cases/mlp.tl:5
-                t_3 = np.max(logits_b, axis=1, keepdims=True)  # cases/mlp.tl:6
+                t_3 = np.max(logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.absolute(t_3, out=b0)  # cases/mlp.tl:6
                 np.less(b0, np.inf, out=b1_1)  # cases/mlp.tl:6
                 np.subtract(0, b1_1, dtype=np.int32, out=b2_1)  # cases/mlp.tl:6
                 np.bitwise_and(t_3.view(np.int32), b2_1, out=b0.view(np.int32))
                 np.subtract(logits_b, b0, out=b3)  # cases/mlp.tl:6
                 np.exp(b3, out=b4)  # cases/mlp.tl:6
-                t_4 = np.sum(b4, axis=1, keepdims=True)  # cases/mlp.tl:6
+                t_4 = np.sum(b4.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.log(t_4, out=b0)  # cases/mlp.tl:6
                 np.subtract(b0, b3, out=b3)  # cases/mlp.tl:6
                 np.subtract(0, t_b, dtype=np.int32, out=b5)  # cases/mlp.tl:6
                 np.bitwise_and(b3.view(np.int32), b5, out=b4.view(np.int32))
-                t_5 = np.sum(b4, axis=1)  # cases/mlp.tl:6
-                acc += np.sum(t_5)  # cases/mlp.tl:6
+                acc += np.sum(b4)  # cases/mlp.tl:6
             return (acc, )
-        t_6, = _blocks(_fused1, B, 219, 10*B, ('sum', ))
-        return t_6 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        t_5, = _blocks(_fused1, B, 219, 10*B, ('sum', ))
+        return t_5 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -471,14 +468,14 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 b3 = s3[:j - i]
                 logits_b = logits[i:j]
                 t_1_b = t_1[i:j]
-                t_2 = np.max(logits_b, axis=1, keepdims=True)  # cases/mlp.tl:6
+                t_2 = np.max(logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.absolute(t_2, out=b0)  # cases/mlp.tl:6
                 np.less(b0, np.inf, out=b1)  # cases/mlp.tl:6
                 np.subtract(0, b1, dtype=np.int32, out=b2)  # cases/mlp.tl:6
                 np.bitwise_and(t_2.view(np.int32), b2, out=b0.view(np.int32))
                 np.subtract(logits_b, b0, out=b3)  # cases/mlp.tl:6
                 np.exp(b3, out=b3)  # cases/mlp.tl:6
-                t_3 = np.sum(b3, axis=1, keepdims=True)  # cases/mlp.tl:6
+                t_3 = np.sum(b3.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.divide(b3, t_3, out=b3)  # cases/mlp.tl:6
                 t_4 = t_1_b.astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
