@@ -255,3 +255,32 @@ def test_reductions_over_a_short_last_axis_run_down_a_transposed_copy(tl):
     want = (np.sum(x64.max(1) * x64.sum(1)) + np.sum(y.min(2)) + np.sum(y.prod(2)) + np.exp(x64).sum(1).mean())
     np.testing.assert_allclose(plain.f(x, y), want, rtol=1e-5)
     np.testing.assert_allclose(fused.f(x, y), want, rtol=1e-5)
+
+
+COLUMN_SUMS = """
+fn f(x: f32[N, 96], w: f64[N, 5], h: f16[N, 64]) -> f32 {
+    return sum(sum(tanh(x), axis=0) * 2.0) + f32(sum(sum(exp(w), axis=0))) + f32(sum(sum(h * h, axis=0)))
+}
+grad f wrt x, w
+"""
+
+
+def test_column_sums_of_a_block_are_a_matrix_vector_product(tl):
+    """A sink summing a block down its rows (a bias gradient) is `ones @ block` for float32/64:
+    same sums as the reduction, NaN and inf included, in any number of blocks and threads."""
+    fused, plain = tl(COLUMN_SUMS), tl(COLUMN_SUMS, opt_level=0)
+    src = inspect.getsource(fused.f)
+    assert len(re.findall(r"ones\w* = np.ones\(min\(rows, hi - lo\), dtype=np.float(32|64)\)", src)) == 2
+    assert len(re.findall(r"acc\w* \+= ones\w*\[:j - i\] @ b\d+  #", src)) == 2  # not the float16 one
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((300, 96)).astype(np.float32), rng.standard_normal((300, 5))
+    h = (0.01 * rng.standard_normal((300, 64))).astype(np.float16)  # float16 sums are coarse: keep them small
+    for force in (False, True):
+        if force:
+            force_tiny_blocks(fused)
+        np.testing.assert_allclose(fused.f(x, w, h), plain.f(x, w, h), rtol=1e-5)
+        x[7, 3] = np.nan
+        assert np.isnan(fused.f(x, w, h)) and np.isnan(plain.f(x, w, h))
+        x[7, 3], w[9, 1] = 0.5, np.inf
+        assert fused.f(x, w, h) == plain.f(x, w, h) == np.inf
+        w[9, 1] = 0.5

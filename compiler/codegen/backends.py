@@ -27,10 +27,12 @@ class Backend:
     # a reduction over only a last axis of at most this many elements runs down the columns of
     # a transposed copy (primitives/reduce.py); 0: never
     short_last_axis: int = 0
+    gemv_column_sums: bool = False  # fused loops sum a block down its rows as ones @ block
 
 
 NUMPY = Backend("numpy", "numpy", "np", True,
-                slow_scalar_ufuncs=frozenset({"maximum", "minimum", "fmax", "fmin"}), short_last_axis=16)
+                slow_scalar_ufuncs=frozenset({"maximum", "minimum", "fmax", "fmin"}), short_last_axis=16,
+                gemv_column_sums=True)
 CUPY = Backend(
     "cupy", "cupy", "cp", False, imports=("import contextlib",),
     overrides={
