@@ -261,7 +261,11 @@ COLUMN_SUMS = """
 fn f(x: f32[N, 96], w: f64[N, 5], h: f16[N, 64]) -> f32 {
     return sum(sum(tanh(x), axis=0) * 2.0) + f32(sum(sum(exp(w), axis=0))) + f32(sum(sum(h * h, axis=0)))
 }
+fn g(z: f32[N, 4, 32]) -> f32 {
+    return sum(sum(tanh(z), axis=[0, 1]) * 3.0) + sum(sum(exp(z), axis=0) * z[0])
+}
 grad f wrt x, w
+grad g wrt z
 """
 
 
@@ -284,3 +288,9 @@ def test_column_sums_of_a_block_are_a_matrix_vector_product(tl):
         x[7, 3], w[9, 1] = 0.5, np.inf
         assert fused.f(x, w, h) == plain.f(x, w, h) == np.inf
         w[9, 1] = 0.5
+    src = inspect.getsource(fused.g)
+    assert re.search(r"acc\w* \+= ones\w*\[:\(j - i\) \* 4\] @ b\d+\.reshape\(-1, 32\)  #", src)
+    assert re.search(r"acc\w* \+= \(ones\w*\[:j - i\] @ b\d+\.reshape\(-1, 128\)\)\.reshape\(\(4, 32\)\)  #", src)
+    z = rng.standard_normal((300, 4, 32)).astype(np.float32)
+    for got, want in zip(fused.g_grad(z), plain.g_grad(z)):
+        np.testing.assert_allclose(got, want, rtol=2e-5)
