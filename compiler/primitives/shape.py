@@ -62,6 +62,9 @@ def _concrete(shape):
 def _bcast_infer(types, attrs):
     t = types[0]
     shape = tuple(attrs["shape"])
+    bad = next((d for d in shape if isinstance(d, int) and d < 0), None)
+    if bad is not None:  # -1 ("infer this size") is reshape's, not broadcast_to's (nor NumPy's)
+        raise UserError(f"a size of broadcast_to must not be negative, got {bad}", arg="shape")
     if not broadcast_to_ok(t.shape, shape):
         if t.rank > len(shape):
             raise UserError(f"cannot broadcast {t} to {shape_text(shape)}: it has more axes", arg="shape")
