@@ -284,7 +284,8 @@ class KernelWriter:
         if x.type.rank == 2:
             return f"{self.ones[key]}[:{rows}] @ {block}"
         kept = x.shape[p:]
-        text = f"{self.ones[key]}[:{rows}] @ {block}.reshape(-1, {self.ctx.dim(dim_prod(kept))})"
+        # the row count spelled out: with a zero-sized kept axis, -1 could not be inferred
+        text = f"{self.ones[key]}[:{rows}] @ {block}.reshape({rows}, {self.ctx.dim(dim_prod(kept))})"
         return text if len(kept) == 1 else f"({text}).reshape({self.ctx.shape(kept)})"
 
     # ---- the whole loop -----------------------------------------------------------------------------
