@@ -156,9 +156,9 @@ def ctors(x):
             np.multiply(2, x_b, out=b0)  # cases/constructors.tl:6
             np.multiply(0.5, t_b, out=b1)  # cases/constructors.tl:6
             np.add(b0, b1, out=b1)  # cases/constructors.tl:6
-            acc += np.sum(b1)  # cases/constructors.tl:6
+            acc += np.add.reduce(b1, axis=None)  # cases/constructors.tl:6
             np.multiply(N, t_1_b, out=b1)  # cases/constructors.tl:6
-            acc_1 += np.sum(b1)  # cases/constructors.tl:6
+            acc_1 += np.add.reduce(b1, axis=None)  # cases/constructors.tl:6
         return (acc, acc_1, )
     t_2, t_3, = _blocks(_fused0, N, 60, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
     return t_2 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_3  # cases/constructors.tl:6
@@ -201,9 +201,9 @@ def ctors_grad(x, *, out=None):
             np.multiply(2, x_b, out=b0)  # cases/constructors.tl:6
             np.multiply(0.5, t_b, out=b1)  # cases/constructors.tl:6
             np.add(b0, b1, out=b1)  # cases/constructors.tl:6
-            acc += np.sum(b1)  # cases/constructors.tl:6
+            acc += np.add.reduce(b1, axis=None)  # cases/constructors.tl:6
             np.multiply(N, t_1_b, out=b1)  # cases/constructors.tl:6
-            acc_1 += np.sum(b1)  # cases/constructors.tl:6
+            acc_1 += np.add.reduce(b1, axis=None)  # cases/constructors.tl:6
             d_x_b = d_x[i:j]
             np.add(2, t_2_b, out=d_x_b)  # cases/constructors.tl:6
         return (acc, acc_1, )
@@ -254,9 +254,9 @@ def ctors_grad_fwd(x):
             np.multiply(2, x_b, out=b0)  # cases/constructors.tl:6
             np.multiply(0.5, t_b, out=b1)  # cases/constructors.tl:6
             np.add(b0, b1, out=b1)  # cases/constructors.tl:6
-            acc += np.sum(b1)  # cases/constructors.tl:6
+            acc += np.add.reduce(b1, axis=None)  # cases/constructors.tl:6
             np.multiply(N, t_1_b, out=b1)  # cases/constructors.tl:6
-            acc_1 += np.sum(b1)  # cases/constructors.tl:6
+            acc_1 += np.add.reduce(b1, axis=None)  # cases/constructors.tl:6
         return (acc, acc_1, )
     t_2, t_3, = _blocks(_fused0, N, 60, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
     f = np.full((N, 1), 0.5, dtype=np.float32)  # cases/constructors.tl:5

@@ -170,7 +170,7 @@ def mixed(a, b, h, k):
                 np.multiply(t, b0, out=b0)  # cases/dtypes.tl:4
                 t_1 = b0.astype(np.float64)  # cases/dtypes.tl:5
                 np.add(t_1, b_b, out=b1)  # cases/dtypes.tl:5
-                acc += np.sum(b1)  # cases/dtypes.tl:7
+                acc += np.add.reduce(b1, axis=None)  # cases/dtypes.tl:7
             return (acc, )
         t_2, = _blocks(_fused0, N, 26, N, ('sum', ), _CHEAP_BLOCKS)
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
@@ -222,7 +222,7 @@ def mixed_grad(a, b, h, k, *, out=None):
                 np.multiply(t_1, b0, out=b0)  # cases/dtypes.tl:4
                 t_2 = b0.astype(np.float64)  # cases/dtypes.tl:5
                 np.add(t_2, b_b, out=b1)  # cases/dtypes.tl:5
-                acc += np.sum(b1)  # cases/dtypes.tl:7
+                acc += np.add.reduce(b1, axis=None)  # cases/dtypes.tl:7
                 d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
                 np.multiply(d_d, t_1, out=b0)  # cases/dtypes.tl:4
                 d_a_b = d_a[i:j]
@@ -284,7 +284,7 @@ def mixed_grad_fwd(a, b, h, k):
                 np.multiply(t_b, b0, out=b0)  # cases/dtypes.tl:4
                 t_1 = b0.astype(np.float64)  # cases/dtypes.tl:5
                 np.add(t_1, b_b, out=b1)  # cases/dtypes.tl:5
-                acc += np.sum(b1)  # cases/dtypes.tl:7
+                acc += np.add.reduce(b1, axis=None)  # cases/dtypes.tl:7
             return (acc, )
         t_2, = _blocks(_fused0, N, 30, N, ('sum', ), _CHEAP_BLOCKS)
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6

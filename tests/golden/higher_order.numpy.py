@@ -198,7 +198,7 @@ def energy_grad(w, a, *, out=None):
             w_b = w[i:j]
             np.tanh(t_b, out=b0)  # cases/higher_order.tl:3
             np.multiply(b0, b0, out=b1)  # cases/higher_order.tl:3
-            acc += np.sum(b1)  # cases/higher_order.tl:3
+            acc += np.add.reduce(b1, axis=None)  # cases/higher_order.tl:3
             np.multiply(w_b, w_b, out=b2)  # cases/higher_order.tl:3
             acc_1 += np.einsum('a,a->', b2, b2)  # cases/higher_order.tl:3
             t_1_b = t_1[i:j]
@@ -352,7 +352,7 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
             t_1_b = t_1[i:j]
             np.tanh(t_b, out=b0)  # cases/higher_order.tl:3
             np.multiply(b0, b0, out=b1)  # cases/higher_order.tl:3
-            acc += np.sum(b1)  # cases/higher_order.tl:3
+            acc += np.add.reduce(b1, axis=None)  # cases/higher_order.tl:3
             np.multiply(w_b, w_b, out=b2)  # cases/higher_order.tl:3
             acc_1 += np.einsum('a,a->', b2, b2)  # cases/higher_order.tl:3
             t_2_b = t_2[i:j]
@@ -437,7 +437,7 @@ def energy_hvp_fwd(w, a):
             t_1_b = t_1[i:j]
             np.tanh(t_b, out=t_1_b)  # cases/higher_order.tl:3
             np.multiply(t_1_b, t_1_b, out=b0)  # cases/higher_order.tl:3
-            acc += np.sum(b0)  # cases/higher_order.tl:3
+            acc += np.add.reduce(b0, axis=None)  # cases/higher_order.tl:3
             np.multiply(w_b, w_b, out=b1)  # cases/higher_order.tl:3
             acc_1 += np.einsum('a,a->', b1, b1)  # cases/higher_order.tl:3
             t_2_b = t_2[i:j]

@@ -168,7 +168,7 @@ def logistic(X, t, w):
                 np.add(1, b0, out=b0)  # cases/logistic.tl:4
                 np.log(b0, out=b0)  # cases/logistic.tl:4
                 np.add(b1, b0, out=b0)  # cases/logistic.tl:4
-                acc += np.sum(b0)  # cases/logistic.tl:4
+                acc += np.add.reduce(b0, axis=None)  # cases/logistic.tl:4
             return (acc, )
         t_2, = _blocks(_fused0, N, 16, N, ('sum', ))
         return t_2
@@ -229,7 +229,7 @@ def logistic_hvp(X, t, w, v_w):
                 np.add(1, b3, out=b4)  # cases/logistic.tl:4
                 np.log(b4, out=b5)  # cases/logistic.tl:4
                 np.add(b2, b5, out=b5)  # cases/logistic.tl:4
-                acc += np.sum(b5)  # cases/logistic.tl:4
+                acc += np.add.reduce(b5, axis=None)  # cases/logistic.tl:4
                 np.greater_equal(b1, 0, out=b1)  # cases/logistic.tl:4
                 np.maximum(b3, b1, out=b1)  # cases/logistic.tl:4
                 np.divide(b1, b4, out=b4)  # cases/logistic.tl:4
@@ -302,7 +302,7 @@ def logistic_jvp(X, t, w, t_w):
                 np.add(1, b3, out=b4)  # cases/logistic.tl:4
                 np.log(b4, out=b5)  # cases/logistic.tl:4
                 np.add(b2, b5, out=b5)  # cases/logistic.tl:4
-                acc += np.sum(b5)  # cases/logistic.tl:4
+                acc += np.add.reduce(b5, axis=None)  # cases/logistic.tl:4
                 np.multiply(b0, t_2_b, out=b0)  # cases/logistic.tl:4
                 np.greater_equal(b1, 0, out=b1)  # cases/logistic.tl:4
                 np.maximum(b3, b1, out=b1)  # cases/logistic.tl:4

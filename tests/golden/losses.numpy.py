@@ -193,7 +193,7 @@ def losses(z, p, y):
                 y_b = y[i:j]
                 z_b = z[i:j]
                 t = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
-                acc += np.sum(t)  # cases/losses.tl:5
+                acc += np.add.reduce(t, axis=None)  # cases/losses.tl:5
                 np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
                 np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
                 np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
@@ -202,11 +202,11 @@ def losses(z, p, y):
                 np.exp(b2, out=b2)  # cases/losses.tl:6
                 np.log1p(b2, out=b3)  # cases/losses.tl:6
                 np.add(b1, b3, out=b1)  # cases/losses.tl:6
-                acc_1 += np.sum(b1)  # cases/losses.tl:6
+                acc_1 += np.add.reduce(b1, axis=None)  # cases/losses.tl:6
                 t_1 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
                 acc_2 += np.einsum('ab,ab->', t_1, y_b)  # cases/losses.tl:7
                 np.add(b0, b3, out=b3)  # cases/losses.tl:8
-                acc_3 += np.sum(b3)  # cases/losses.tl:8
+                acc_3 += np.add.reduce(b3, axis=None)  # cases/losses.tl:8
                 np.greater_equal(z_b, 0, out=b3)  # cases/losses.tl:8
                 np.maximum(b2, b3, out=b3)  # cases/losses.tl:8
                 np.add(1, b2, out=b2)  # cases/losses.tl:8
@@ -265,7 +265,7 @@ def losses_grad(z, p, y, *, out=None):
                 y_b = y[i:j]
                 z_b = z[i:j]
                 t_1 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
-                acc += np.sum(t_1)  # cases/losses.tl:5
+                acc += np.add.reduce(t_1, axis=None)  # cases/losses.tl:5
                 np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
                 np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
                 np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
@@ -274,11 +274,11 @@ def losses_grad(z, p, y, *, out=None):
                 np.exp(b2, out=b2)  # cases/losses.tl:6
                 np.log1p(b2, out=b3)  # cases/losses.tl:6
                 np.add(b1, b3, out=b1)  # cases/losses.tl:6
-                acc_1 += np.sum(b1)  # cases/losses.tl:6
+                acc_1 += np.add.reduce(b1, axis=None)  # cases/losses.tl:6
                 t_2 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
                 acc_2 += np.einsum('ab,ab->', t_2, y_b)  # cases/losses.tl:7
                 np.add(b0, b3, out=b3)  # cases/losses.tl:8
-                acc_3 += np.sum(b3)  # cases/losses.tl:8
+                acc_3 += np.add.reduce(b3, axis=None)  # cases/losses.tl:8
                 np.greater_equal(z_b, 0, out=b3)  # cases/losses.tl:8
                 np.maximum(b2, b3, out=b3)  # cases/losses.tl:8
                 np.add(1, b2, out=b2)  # cases/losses.tl:8
@@ -380,7 +380,7 @@ def losses_grad_fwd(z, p, y):
                 y_b = y[i:j]
                 z_b = z[i:j]
                 t_2 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
-                acc += np.sum(t_2)  # cases/losses.tl:5
+                acc += np.add.reduce(t_2, axis=None)  # cases/losses.tl:5
                 np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
                 np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
                 np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
@@ -389,12 +389,12 @@ def losses_grad_fwd(z, p, y):
                 np.exp(b2, out=b2)  # cases/losses.tl:6
                 np.log1p(b2, out=b3)  # cases/losses.tl:6
                 np.add(b1, b3, out=b1)  # cases/losses.tl:6
-                acc_1 += np.sum(b1)  # cases/losses.tl:6
+                acc_1 += np.add.reduce(b1, axis=None)  # cases/losses.tl:6
                 t_b = t[i:j]
                 t_b[...] = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
                 acc_2 += np.einsum('ab,ab->', t_b, y_b)  # cases/losses.tl:7
                 np.add(b0, b3, out=b3)  # cases/losses.tl:8
-                acc_3 += np.sum(b3)  # cases/losses.tl:8
+                acc_3 += np.add.reduce(b3, axis=None)  # cases/losses.tl:8
                 np.greater_equal(z_b, 0, out=b3)  # cases/losses.tl:8
                 t_1_b = t_1[i:j]
                 np.maximum(b2, b3, out=t_1_b)  # cases/losses.tl:8

@@ -169,7 +169,7 @@ def safe_sqrt(x):
                 np.sqrt(x_b, out=b1)  # cases/masked.tl:4
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
                 np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
-                acc += np.sum(b2)  # cases/masked.tl:4
+                acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:4
             return (acc, )
         t, = _blocks(_fused0, N, 33, N, ('sum', ), _CHEAP_BLOCKS)
         return t
@@ -209,7 +209,7 @@ def safe_log(x):
                 np.invert(b3, out=b3)
                 np.bitwise_and(np.asarray(-1, dtype=np.float64).view(np.int64), b3, out=b3)
                 np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
-                acc += np.sum(b2)  # cases/masked.tl:8
+                acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:8
             return (acc, )
         t, = _blocks(_fused0, N, 33, N, ('sum', ))
         return t
@@ -245,7 +245,7 @@ def clipped(x):
                 np.add(b0, b1, out=b1)  # cases/masked.tl:12
                 np.maximum(x_b, 0.5, out=b0)  # cases/masked.tl:12
                 np.add(b1, b0, out=b0)  # cases/masked.tl:12
-                acc += np.sum(b0)  # cases/masked.tl:12
+                acc += np.add.reduce(b0, axis=None)  # cases/masked.tl:12
             return (acc, )
         t_1, = _blocks(_fused0, N, 24, N, ('sum', ), _CHEAP_BLOCKS)
         return t_1
@@ -286,7 +286,7 @@ def safe_sqrt_grad(x, *, out=None):
                 np.sqrt(x_b, out=b1)  # cases/masked.tl:4
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
                 np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
-                acc += np.sum(b2)  # cases/masked.tl:4
+                acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:4
                 np.divide(0.5, b1, out=b1)  # cases/masked.tl:4
                 d_x_b = d_x[i:j]
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
@@ -337,7 +337,7 @@ def safe_sqrt_grad_fwd(x):
                 np.sqrt(x_b, out=t_1_b)  # cases/masked.tl:4
                 np.subtract(0, t_b, dtype=np.int64, out=b1)  # cases/masked.tl:4
                 np.bitwise_and(t_1_b.view(np.int64), b1, out=b0.view(np.int64))
-                acc += np.sum(b0)  # cases/masked.tl:4
+                acc += np.add.reduce(b0, axis=None)  # cases/masked.tl:4
             return (acc, )
         t_2, = _blocks(_fused0, N, 33, N, ('sum', ), _CHEAP_BLOCKS)
         return t_2, (t, t_1)
@@ -419,7 +419,7 @@ def safe_log_grad(x, *, out=None):
                 np.invert(b3, out=b3)
                 np.bitwise_and(np.asarray(-1, dtype=np.float64).view(np.int64), b3, out=b3)
                 np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
-                acc += np.sum(b2)  # cases/masked.tl:8
+                acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:8
                 np.divide(1, x_b, out=b2)  # cases/masked.tl:8
                 d_x_b = d_x[i:j]
                 np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:8
@@ -473,7 +473,7 @@ def safe_log_grad_fwd(x):
                 np.invert(b2, out=b2)
                 np.bitwise_and(np.asarray(-1, dtype=np.float64).view(np.int64), b2, out=b2)
                 np.bitwise_or(b1.view(np.int64), b2, out=b1.view(np.int64))
-                acc += np.sum(b1)  # cases/masked.tl:8
+                acc += np.add.reduce(b1, axis=None)  # cases/masked.tl:8
             return (acc, )
         t_1, = _blocks(_fused0, N, 33, N, ('sum', ))
         return t_1, (x, t)
@@ -569,7 +569,7 @@ def clipped_grad(x, *, out=None):
                 np.add(b0, b2, out=b2)  # cases/masked.tl:12
                 np.maximum(x_b, 0.5, out=b3)  # cases/masked.tl:12
                 np.add(b2, b3, out=b3)  # cases/masked.tl:12
-                acc += np.sum(b3)  # cases/masked.tl:12
+                acc += np.add.reduce(b3, axis=None)  # cases/masked.tl:12
                 np.greater_equal(x_b, 0.5, out=b4)  # cases/masked.tl:12
                 np.greater(b1, 0, out=b5)  # cases/masked.tl:12
                 np.logical_or(b4, b5, out=b6)  # cases/masked.tl:12
@@ -647,7 +647,7 @@ def clipped_grad_fwd(x):
                 np.add(t_b, b0, out=b0)  # cases/masked.tl:12
                 np.maximum(x_b, 0.5, out=b1)  # cases/masked.tl:12
                 np.add(b0, b1, out=b1)  # cases/masked.tl:12
-                acc += np.sum(b1)  # cases/masked.tl:12
+                acc += np.add.reduce(b1, axis=None)  # cases/masked.tl:12
             return (acc, )
         t_3, = _blocks(_fused0, N, 40, N, ('sum', ), _CHEAP_BLOCKS)
         return t_3, (x, t, t_1)

@@ -224,7 +224,7 @@ def mlp(x, labels, w1, b1, w2, b2):
                 np.subtract(b1_1, b0, out=b0)  # cases/mlp.tl:6
                 np.subtract(0, t_b, dtype=np.int32, out=b5)  # cases/mlp.tl:6
                 np.bitwise_and(b0.view(np.int32), b5, out=b4.view(np.int32))
-                acc += np.sum(b4)  # cases/mlp.tl:6
+                acc += np.add.reduce(b4, axis=None)  # cases/mlp.tl:6
             return (acc, )
         t_5, = _blocks(_fused1, B, 179, 10*B, ('sum', ))
         return t_5 / B  # cases/mlp.tl:6
@@ -309,7 +309,7 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 np.subtract(b1_1, b0, out=b0)  # cases/mlp.tl:6
                 np.subtract(0, t_b, dtype=np.int32, out=b6)  # cases/mlp.tl:6
                 np.bitwise_and(b0.view(np.int32), b6, out=b5.view(np.int32))
-                acc += np.sum(b5)  # cases/mlp.tl:6
+                acc += np.add.reduce(b5, axis=None)  # cases/mlp.tl:6
                 np.divide(b4, t_5, out=b4)  # cases/mlp.tl:6
                 t_6 = t_b.astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
@@ -433,7 +433,7 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 np.subtract(b0, b3, out=b3)  # cases/mlp.tl:6
                 np.subtract(0, t_b, dtype=np.int32, out=b5)  # cases/mlp.tl:6
                 np.bitwise_and(b3.view(np.int32), b5, out=b4.view(np.int32))
-                acc += np.sum(b4)  # cases/mlp.tl:6
+                acc += np.add.reduce(b4, axis=None)  # cases/mlp.tl:6
             return (acc, )
         t_5, = _blocks(_fused1, B, 219, 10*B, ('sum', ))
         return t_5 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6

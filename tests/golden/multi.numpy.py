@@ -422,7 +422,7 @@ def use_polar_grad(x, y, *, out=None):
                 np.sqrt(b1, out=b1)  # cases/multi.tl:3
                 np.divide(y_b, b1, out=b0)  # cases/multi.tl:4
                 np.multiply(b1, b0, out=b2)  # cases/multi.tl:9
-                acc += np.sum(b2)  # cases/multi.tl:9
+                acc += np.add.reduce(b2, axis=None)  # cases/multi.tl:9
                 np.divide(b2, b1, out=b2)  # cases/multi.tl:4
                 np.subtract(b0, b2, out=b2)  # cases/multi.tl:4
                 np.divide(0.5, b1, out=b0)  # cases/multi.tl:3

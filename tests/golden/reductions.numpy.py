@@ -179,9 +179,9 @@ def stats(x):
                 np.einsum('abc,abc->ac', b0, b0, out=b2)  # cases/reductions.tl:4
                 np.divide(b2, M, out=b2)  # cases/reductions.tl:4
                 np.sqrt(b2, out=b2)  # cases/reductions.tl:4
-                acc_1 += np.sum(b2)  # cases/reductions.tl:5
+                acc_1 += np.add.reduce(b2, axis=None)  # cases/reductions.tl:5
                 t_1 = np.max(x_b, axis=2)  # cases/reductions.tl:5
-                acc_2 += np.sum(t_1)  # cases/reductions.tl:5
+                acc_2 += np.add.reduce(t_1, axis=None)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, )
         t_2, t_3, t_4, = _blocks(_fused0, N, (16*K*M + 16*K), K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         return t_2 / N + t_3 + t_4 + _logsumexp(x, (0, 1, 2), False) + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
@@ -243,10 +243,10 @@ def stats_grad(x, *, out=None):
                 np.einsum('abc,abc->ac', t_4_b, t_4_b, out=b2)  # cases/reductions.tl:4
                 np.divide(b2, M, out=b2)  # cases/reductions.tl:4
                 np.sqrt(b2, out=b2)  # cases/reductions.tl:4
-                acc_1 += np.sum(b2)  # cases/reductions.tl:5
+                acc_1 += np.add.reduce(b2, axis=None)  # cases/reductions.tl:5
                 t_5_b = t_5[i:j]
                 t_5_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
-                acc_2 += np.sum(t_5_b)  # cases/reductions.tl:5
+                acc_2 += np.add.reduce(t_5_b, axis=None)  # cases/reductions.tl:5
                 t_6_b = t_6[i:j]
                 np.equal(x_b, 0, out=t_6_b)  # cases/reductions.tl:5
                 t_11 = t_6_b.astype(np.int64)  # cases/reductions.tl:5
@@ -429,10 +429,10 @@ def stats_grad_fwd(x):
                 s_b = s[i:j]
                 np.divide(b1, M, out=s_b)  # cases/reductions.tl:4
                 np.sqrt(s_b, out=s_b)  # cases/reductions.tl:4
-                acc_1 += np.sum(s_b)  # cases/reductions.tl:5
+                acc_1 += np.add.reduce(s_b, axis=None)  # cases/reductions.tl:5
                 t_2_b = t_2[i:j]
                 t_2_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
-                acc_2 += np.sum(t_2_b)  # cases/reductions.tl:5
+                acc_2 += np.add.reduce(t_2_b, axis=None)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, )
         t_4, t_5, t_6, = _blocks(_fused0, N, (24*K*M + 24*K + 8*M), K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         t_7 = _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5

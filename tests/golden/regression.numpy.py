@@ -247,7 +247,7 @@ def loss_grad(x, y, w, b, lam, *, out=None):
                 d_r_b = d_r[i:j]
                 np.multiply(t_1, b0, out=d_r_b)  # cases/regression.tl:8
                 np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
-                acc_1 += np.sum(d_r_b)  # cases/regression.tl:3
+                acc_1 += np.add.reduce(d_r_b, axis=None)  # cases/regression.tl:3
             return (acc, acc_1, )
         t_2, d_b, = _blocks(_fused0, N, 32, N, ('sum', 'sum', ), _CHEAP_BLOCKS)
         t_3 = d_r @ x  # cases/regression.tl:3
@@ -360,7 +360,7 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 d_r_b = d_r[i:j]
                 np.multiply(t_1, r_b, out=d_r_b)  # cases/regression.tl:8
                 np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
-                acc += np.sum(d_r_b)  # cases/regression.tl:3
+                acc += np.add.reduce(d_r_b, axis=None)  # cases/regression.tl:3
             return (acc, )
         d_b, = _blocks(_fused1, N, 16, N, ('sum', ), _CHEAP_BLOCKS)
         t_2 = d_r @ x  # cases/regression.tl:3
