@@ -3,6 +3,9 @@
 * Programs: random shapes that broadcast, chains of primitives, inputs kept inside
   each op's domain. Their compiled gradients (grad, vjp, jvp, hvp) agree with finite
   differences in f64 (gradcheck), and small ones with SymPy (symcheck).
+* Fused loops: random programs over x[N, C] (symbolic N, so elementwise chains become
+  fused loops) compute at -O1, in tiny blocks on threads too, what -O0 computes: values,
+  gradients, NaN positions, dtypes.
 * Text: random token soup and mutated programs only ever give located diagnostics:
   never an internal error or a traceback.
 
@@ -15,6 +18,7 @@ import os
 import time
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -109,6 +113,74 @@ def test_random_programs_have_right_derivatives(tmp_path_factory, program):
         STATS["sympy"] += 1
     STATS["programs"] += 1
     STATS["seconds"] += time.perf_counter() - t0
+
+
+# ---- fused loops against the plain code --------------------------------------------------------------
+# Programs over x[N, C] with a symbolic N, so elementwise chains become fused loops whatever the
+# size: short class axes (C <= 16, reduced down a transposed copy), wide float32 rows (C >= 64,
+# where maximum/minimum get a constant row), row-wise reductions, sums down the rows (ones @ block).
+ROWWISE = ["sum({0}, axis=-1, keepdims=true)", "max({0}, axis=1, keepdims=true)", "min({0}, axis=-1, keepdims=true)",
+           "mean({0}, axis=-1, keepdims=true)", "logsumexp({0}, axis=-1, keepdims=true)", "softmax({0}, axis=-1)"]
+FUSED_UNARY = ["relu({0})", "maximum({0}, 0.25)", "minimum({0}, -0.5)", "maximum(0.0, {0})"] + UNARY
+
+
+@st.composite
+def fused_programs(draw):
+    c = draw(st.sampled_from([3, 10, 16, 64, 100]))
+    dtype = draw(st.sampled_from(["f32", "f64"]))
+
+    def expr(depth):
+        if depth == 0 or draw(st.integers(0, 3)) == 0:
+            return draw(st.sampled_from(["x", "y", "b"]))
+        kind = draw(st.sampled_from(["unary", "binary", "rowwise"]))
+        if kind == "unary":
+            return "(" + draw(st.sampled_from(FUSED_UNARY)).format(expr(depth - 1)) + ")"
+        if kind == "binary":
+            return "(" + draw(st.sampled_from(BINARY)).format(expr(depth - 1), expr(depth - 1)) + ")"
+        return "(" + draw(st.sampled_from(ROWWISE)).format(f"({expr(depth - 1)} + x)") + ")"
+
+    outer = draw(st.sampled_from(["relu({0})", "minimum({0}, -0.5)", "{0}", "maximum(0.25, {0})"]))
+    body = f"({outer.format(expr(draw(st.integers(1, 4))))} + x)"
+    total = draw(st.sampled_from(["sum({0})", "sum(sum({0}, axis=0) * b)", "mean(sum({0}, axis=1))",
+                                  "sum(max({0}, axis=0))"]))
+    text = (f"fn g(x: {dtype}[N, {c}], y: {dtype}[N, {c}], b: {dtype}[{c}]) -> {dtype} {{\n"
+            f"    return {total.format(body)}\n}}\ngrad g wrt x, y, b\n")
+    return text, c, dtype, draw(st.sampled_from([0, 1, 37, 300])), draw(st.integers(0, 2 ** 16))
+
+
+@settings(max_examples=max(60, EXAMPLES), deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(fused_programs())
+def test_fused_loops_compute_what_the_plain_code_does(tmp_path_factory, program):
+    """-O1 (fused loops in tiny blocks on threads, with the NumPy fast paths) against -O0, values
+    and gradients, NaN positions included."""
+    from util import compile_module, force_tiny_blocks
+
+    text, c, dtype, n, seed = program
+    fused = compile_module(text, tmp_path_factory.mktemp("fused"), path="fused.tl")
+    plain = compile_module(text, tmp_path_factory.mktemp("plain"), path="fused.tl", opt_level=0)
+    assert hasattr(fused, "_blocks")  # the loops this test is about exist
+    rng = np.random.default_rng(seed)
+    npt = np.float32 if dtype == "f32" else np.float64
+    args = [rng.uniform(-1.5, 1.5, (n, c)).astype(npt), rng.uniform(-1.5, 1.5, (n, c)).astype(npt),
+            rng.uniform(-1.5, 1.5, c).astype(npt)]
+    if n > 5:
+        args[0][3, 1], args[1][5, 0] = np.inf, np.nan
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == "f32" else dict(rtol=1e-9, atol=1e-12)
+    for tiny in (False, True):
+        if tiny:
+            force_tiny_blocks(fused)
+        try:
+            want = plain.g_grad(*args)
+        except ValueError as e:  # max over zero rows: the same error at every level
+            with pytest.raises(ValueError, match="zero-size array"):
+                fused.g_grad(*args)
+            assert "zero-size array" in str(e)
+            continue
+        for w, g in zip(want, fused.g_grad(*args)):
+            w, g = np.asarray(w), np.asarray(g)
+            assert w.shape == g.shape and w.dtype == g.dtype
+            np.testing.assert_allclose(g, w, equal_nan=True, **tol)
 
 
 # ---- text that is not a program -----------------------------------------------------------------
