@@ -310,3 +310,29 @@ def test_column_sums_of_a_block_are_a_matrix_vector_product(tl):
         for got, want in zip(fused.empty_grad(z), plain.empty_grad(z)):
             assert np.shape(got) == np.shape(want)
             np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+ZERO_SELECTS = """
+fn keep(x: f32[N, 8], c: bool[N, 8]) -> f32[N, 8] { return where(c, exp(x) - 1.0, 0.0) * 2.0 }
+fn drop(x: f32[N, 8], c: bool[N, 8]) -> f32[N, 8] { return where(x > 0.5, 0.0, x * 3.0) + where(c, 0.0, x) }
+"""
+
+
+def test_selects_with_a_zero_branch_are_exact_with_a_byte_mask(tl):
+    """where(c, a, 0) and where(c, 0, b) in fused loops mask with c's bools negated as int8,
+    widened by the bitwise and: bit for bit NumPy's where (NaN payloads, inf, -0.0), with c an
+    input array or a comparison made in the loop."""
+    m = tl(ZERO_SELECTS)
+    force_tiny_blocks(m)
+    src = inspect.getsource(m)
+    assert ".view(np.int8), out=" in src and "dtype=np.int32" not in src
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((40, 8)).astype(np.float32)
+    x[0, :4] = [np.inf, -np.inf, -0.0, np.nan]
+    x[1, 0] = np.frombuffer(np.uint32(0x7FC01234).tobytes(), np.float32)[0]  # a NaN with a payload
+    c = rng.random((40, 8)) < 0.5
+    with np.errstate(all="ignore"):
+        keep = np.where(c, np.exp(x) - np.float32(1), np.float32(0)) * np.float32(2)
+        drop = np.where(x > 0.5, np.float32(0), x * np.float32(3)) + np.where(c, np.float32(0), x)
+    np.testing.assert_array_equal(m.keep(x, c).view(np.int32), keep.view(np.int32))
+    np.testing.assert_array_equal(m.drop(x, c).view(np.int32), drop.view(np.int32))

@@ -156,7 +156,7 @@ def safe_sqrt(x):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo),), dtype=np.int64)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -167,11 +167,11 @@ def safe_sqrt(x):
                 x_b = x[i:j]
                 np.greater(x_b, 0, out=b0)  # cases/masked.tl:4
                 np.sqrt(x_b, out=b1)  # cases/masked.tl:4
-                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
-                np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
+                np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:4
+                np.bitwise_and(b1.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
                 acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:4
             return (acc, )
-        t, = _blocks(_fused0, N, 33, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 26, N, ('sum', ), _CHEAP_BLOCKS)
         return t
 
 
@@ -273,7 +273,7 @@ def safe_sqrt_grad(x, *, out=None):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo),), dtype=np.int64)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -284,15 +284,15 @@ def safe_sqrt_grad(x, *, out=None):
                 x_b = x[i:j]
                 np.greater(x_b, 0, out=b0)  # cases/masked.tl:4
                 np.sqrt(x_b, out=b1)  # cases/masked.tl:4
-                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
-                np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
+                np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:4
+                np.bitwise_and(b1.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
                 acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:4
                 np.divide(0.5, b1, out=b1)  # cases/masked.tl:4
                 d_x_b = d_x[i:j]
-                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:4
-                np.bitwise_and(b1.view(np.int64), b3, out=d_x_b.view(np.int64))
+                np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:4
+                np.bitwise_and(b1.view(np.int64), b3.view(np.int8), out=d_x_b.view(np.int64))
             return (acc, )
-        t, = _blocks(_fused0, N, 41, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 34, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad')
             out_x += d_x
@@ -324,7 +324,7 @@ def safe_sqrt_grad_fwd(x):
         t_1 = np.empty((N,), dtype=np.float64)
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.int64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -335,11 +335,11 @@ def safe_sqrt_grad_fwd(x):
                 np.greater(x_b, 0, out=t_b)  # cases/masked.tl:4
                 t_1_b = t_1[i:j]
                 np.sqrt(x_b, out=t_1_b)  # cases/masked.tl:4
-                np.subtract(0, t_b, dtype=np.int64, out=b1)  # cases/masked.tl:4
-                np.bitwise_and(t_1_b.view(np.int64), b1, out=b0.view(np.int64))
+                np.negative(t_b.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:4
+                np.bitwise_and(t_1_b.view(np.int64), b1.view(np.int8), out=b0.view(np.int64))
                 acc += np.add.reduce(b0, axis=None)  # cases/masked.tl:4
             return (acc, )
-        t_2, = _blocks(_fused0, N, 33, N, ('sum', ), _CHEAP_BLOCKS)
+        t_2, = _blocks(_fused0, N, 26, N, ('sum', ), _CHEAP_BLOCKS)
         return t_2, (t, t_1)
 
 
@@ -360,7 +360,7 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
         d_x = np.empty((N,), dtype=np.float64)
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.int64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -370,10 +370,10 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.divide(0.5, r1_b, out=b0)  # cases/masked.tl:4
                 np.multiply(seed, b0, out=b0)  # cases/masked.tl:4
                 d_x_b = d_x[i:j]
-                np.subtract(0, r0_b, dtype=np.int64, out=b1)  # cases/masked.tl:4
-                np.bitwise_and(b0.view(np.int64), b1, out=d_x_b.view(np.int64))
+                np.negative(r0_b.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:4
+                np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=d_x_b.view(np.int64))
             return ()
-        _blocks(_fused0, N, 33, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 26, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad_bwd')
             out_x += d_x
@@ -404,6 +404,7 @@ def safe_log_grad(x, *, out=None):
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s3 = np.empty((min(rows, hi - lo),), dtype=np.int64)
+            s4 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -411,6 +412,7 @@ def safe_log_grad(x, *, out=None):
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
+                b4 = s4[:j - i]
                 x_b = x[i:j]
                 np.greater(x_b, 0, out=b0)  # cases/masked.tl:8
                 np.log(x_b, out=b1)  # cases/masked.tl:8
@@ -422,10 +424,10 @@ def safe_log_grad(x, *, out=None):
                 acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:8
                 np.divide(1, x_b, out=b2)  # cases/masked.tl:8
                 d_x_b = d_x[i:j]
-                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:8
-                np.bitwise_and(b2.view(np.int64), b3, out=d_x_b.view(np.int64))
+                np.negative(b0.view(np.int8), out=b4.view(np.int8))  # cases/masked.tl:8
+                np.bitwise_and(b2.view(np.int64), b4.view(np.int8), out=d_x_b.view(np.int64))
             return (acc, )
-        t, = _blocks(_fused0, N, 41, N, ('sum', ))
+        t, = _blocks(_fused0, N, 42, N, ('sum', ))
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad')
             out_x += d_x
@@ -496,7 +498,7 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
         d_x = np.empty((N,), dtype=np.float64)
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.int64)
+            s1 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -506,10 +508,10 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.divide(1, x_b, out=b0)  # cases/masked.tl:8
                 np.multiply(seed, b0, out=b0)  # cases/masked.tl:8
                 d_x_b = d_x[i:j]
-                np.subtract(0, r1_b, dtype=np.int64, out=b1)  # cases/masked.tl:8
-                np.bitwise_and(b0.view(np.int64), b1, out=d_x_b.view(np.int64))
+                np.negative(r1_b.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:8
+                np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=d_x_b.view(np.int64))
             return ()
-        _blocks(_fused0, N, 33, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 26, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad_bwd')
             out_x += d_x
@@ -583,20 +585,20 @@ def clipped_grad(x, *, out=None):
                 np.invert(b10, out=b10)
                 np.bitwise_and(np.asarray(np.float64(1.0), dtype=np.float64).view(np.int64), b10, out=b10)
                 np.bitwise_or(b1.view(np.int64), b10, out=b1.view(np.int64))
-                np.subtract(0, b4, dtype=np.int64, out=b10)  # cases/masked.tl:12
-                np.bitwise_and(b1.view(np.int64), b10, out=b3.view(np.int64))
-                np.subtract(0, b5, dtype=np.int64, out=b10)  # cases/masked.tl:12
-                np.bitwise_and(np.asarray(np.float64(2.0), dtype=np.float64).view(np.int64), b10, out=b1.view(np.int64))
+                np.negative(b4.view(np.int8), out=b9.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b1.view(np.int64), b9.view(np.int8), out=b3.view(np.int64))
+                np.negative(b5.view(np.int8), out=b4.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(np.asarray(np.float64(2.0), dtype=np.float64).view(np.int64), b4.view(np.int8), out=b1.view(np.int64))
                 np.add(b3, b1, out=b1)  # cases/masked.tl:12
-                np.subtract(0, b6, dtype=np.int64, out=b10)  # cases/masked.tl:12
-                np.bitwise_and(b1.view(np.int64), b10, out=b3.view(np.int64))
+                np.negative(b6.view(np.int8), out=b5.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b1.view(np.int64), b5.view(np.int8), out=b3.view(np.int64))
                 np.divide(0.5, b0, out=b0)  # cases/masked.tl:12
-                np.subtract(0, b8, dtype=np.int64, out=b10)  # cases/masked.tl:12
-                np.bitwise_and(b0.view(np.int64), b10, out=b1.view(np.int64))
+                np.negative(b8.view(np.int8), out=b6.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b0.view(np.int64), b6.view(np.int8), out=b1.view(np.int64))
                 np.add(b3, b1, out=b1)  # cases/masked.tl:12
                 d_x_b = d_x[i:j]
-                np.subtract(0, b7, dtype=np.int64, out=b10)  # cases/masked.tl:12
-                np.bitwise_and(b1.view(np.int64), b10, out=d_x_b.view(np.int64))
+                np.negative(b7.view(np.int8), out=b8.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b1.view(np.int64), b8.view(np.int8), out=d_x_b.view(np.int64))
             return (acc, )
         t_1, = _blocks(_fused0, N, 62, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
@@ -710,22 +712,22 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.invert(b8, out=b8)
                 np.bitwise_and(t_b.view(np.int64), b8, out=b8)
                 np.bitwise_or(b7.view(np.int64), b8, out=b7.view(np.int64))
-                np.subtract(0, b0, dtype=np.int64, out=b8)  # cases/masked.tl:12
-                np.bitwise_and(b7.view(np.int64), b8, out=b6.view(np.int64))
+                np.negative(b0.view(np.int8), out=b5.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b7.view(np.int64), b5.view(np.int8), out=b6.view(np.int64))
                 np.multiply(2, t_b, out=b7)  # cases/masked.tl:12
-                np.subtract(0, b1, dtype=np.int64, out=b8)  # cases/masked.tl:12
-                np.bitwise_and(b7.view(np.int64), b8, out=b9.view(np.int64))
+                np.negative(b1.view(np.int8), out=b0.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b7.view(np.int64), b0.view(np.int8), out=b9.view(np.int64))
                 np.add(b6, b9, out=b9)  # cases/masked.tl:12
-                np.subtract(0, b2, dtype=np.int64, out=b8)  # cases/masked.tl:12
-                np.bitwise_and(b9.view(np.int64), b8, out=b6.view(np.int64))
+                np.negative(b2.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b9.view(np.int64), b1.view(np.int8), out=b6.view(np.int64))
                 np.divide(0.5, r1_b, out=b9)  # cases/masked.tl:12
                 np.multiply(seed, b9, out=b9)  # cases/masked.tl:12
-                np.subtract(0, b4, dtype=np.int64, out=b8)  # cases/masked.tl:12
-                np.bitwise_and(b9.view(np.int64), b8, out=b7.view(np.int64))
+                np.negative(b4.view(np.int8), out=b2.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b9.view(np.int64), b2.view(np.int8), out=b7.view(np.int64))
                 np.add(b6, b7, out=b7)  # cases/masked.tl:12
                 d_x_b = d_x[i:j]
-                np.subtract(0, b3, dtype=np.int64, out=b8)  # cases/masked.tl:12
-                np.bitwise_and(b7.view(np.int64), b8, out=d_x_b.view(np.int64))
+                np.negative(b3.view(np.int8), out=b4.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b7.view(np.int64), b4.view(np.int8), out=d_x_b.view(np.int64))
             return ()
         _blocks(_fused0, N, 78, N, (), _CHEAP_BLOCKS)
         if out is not None:

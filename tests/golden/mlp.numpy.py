@@ -197,9 +197,9 @@ def mlp(x, labels, w1, b1, w2, b2):
             s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s3 = np.empty((min(rows, hi - lo), 1), dtype=np.int32)
+            s3 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s4 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
+            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -215,18 +215,18 @@ def mlp(x, labels, w1, b1, w2, b2):
                 t_3 = np.max(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.absolute(t_3, out=b1_1)  # cases/mlp.tl:6
                 np.less(b1_1, np.inf, out=b2_1)  # cases/mlp.tl:6
-                np.subtract(0, b2_1, dtype=np.int32, out=b3)  # cases/mlp.tl:6
-                np.bitwise_and(t_3.view(np.int32), b3, out=b1_1.view(np.int32))
+                np.negative(b2_1.view(np.int8), out=b3.view(np.int8))  # cases/mlp.tl:6
+                np.bitwise_and(t_3.view(np.int32), b3.view(np.int8), out=b1_1.view(np.int32))
                 np.subtract(b0, b1_1, out=b0)  # cases/mlp.tl:6
                 np.exp(b0, out=b4)  # cases/mlp.tl:6
                 t_4 = np.sum(b4.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.log(t_4, out=b1_1)  # cases/mlp.tl:6
                 np.subtract(b1_1, b0, out=b0)  # cases/mlp.tl:6
-                np.subtract(0, t_b, dtype=np.int32, out=b5)  # cases/mlp.tl:6
-                np.bitwise_and(b0.view(np.int32), b5, out=b4.view(np.int32))
+                np.negative(t_b.view(np.int8), out=b5.view(np.int8))  # cases/mlp.tl:6
+                np.bitwise_and(b0.view(np.int32), b5.view(np.int8), out=b4.view(np.int32))
                 acc += np.add.reduce(b4, axis=None)  # cases/mlp.tl:6
             return (acc, )
-        t_5, = _blocks(_fused1, B, 179, 10*B, ('sum', ))
+        t_5, = _blocks(_fused1, B, 146, 10*B, ('sum', ))
         return t_5 / B  # cases/mlp.tl:6
 
 
@@ -278,10 +278,10 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
             s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s3 = np.empty((min(rows, hi - lo), 1), dtype=np.int32)
+            s3 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s4 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             s5 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s6 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
+            s6 = np.empty((min(rows, hi - lo), 10), dtype=np.bool_)
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             acc_1 = np.zeros((10,), dtype=np.float32)
@@ -300,15 +300,15 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 t_4 = np.max(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.absolute(t_4, out=b1_1)  # cases/mlp.tl:6
                 np.less(b1_1, np.inf, out=b2_1)  # cases/mlp.tl:6
-                np.subtract(0, b2_1, dtype=np.int32, out=b3)  # cases/mlp.tl:6
-                np.bitwise_and(t_4.view(np.int32), b3, out=b1_1.view(np.int32))
+                np.negative(b2_1.view(np.int8), out=b3.view(np.int8))  # cases/mlp.tl:6
+                np.bitwise_and(t_4.view(np.int32), b3.view(np.int8), out=b1_1.view(np.int32))
                 np.subtract(b0, b1_1, out=b0)  # cases/mlp.tl:6
                 np.exp(b0, out=b4)  # cases/mlp.tl:6
                 t_5 = np.sum(b4.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.log(t_5, out=b1_1)  # cases/mlp.tl:6
                 np.subtract(b1_1, b0, out=b0)  # cases/mlp.tl:6
-                np.subtract(0, t_b, dtype=np.int32, out=b6)  # cases/mlp.tl:6
-                np.bitwise_and(b0.view(np.int32), b6, out=b5.view(np.int32))
+                np.negative(t_b.view(np.int8), out=b6.view(np.int8))  # cases/mlp.tl:6
+                np.bitwise_and(b0.view(np.int32), b6.view(np.int8), out=b5.view(np.int32))
                 acc += np.add.reduce(b5, axis=None)  # cases/mlp.tl:6
                 np.divide(b4, t_5, out=b4)  # cases/mlp.tl:6
                 t_6 = t_b.astype(np.float32)  # cases/mlp.tl:6
@@ -317,14 +317,14 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 np.multiply(t_3, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc_1 += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, acc_1, )
-        t_7, d_b2, = _blocks(_fused1, B, 259, 10*B, ('sum', 'sum', ))
+        t_7, d_b2, = _blocks(_fused1, B, 226, 10*B, ('sum', 'sum', ))
         value = t_7 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         t_8 = d_h  # its memory is free from here on
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
-            s1 = np.empty((min(rows, hi - lo), 256), dtype=np.int32)
+            s1 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((256,), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -335,11 +335,11 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 d_h_b = d_h[i:j]
                 np.greater(h_b_1, 0, out=b0)  # cases/mlp.tl:4
                 t_8_b = t_8[i:j]
-                np.subtract(0, b0, dtype=np.int32, out=b1_1)  # cases/mlp.tl:4
-                np.bitwise_and(d_h_b.view(np.int32), b1_1, out=t_8_b.view(np.int32))
+                np.negative(b0.view(np.int8), out=b1_1.view(np.int8))  # cases/mlp.tl:4
+                np.bitwise_and(d_h_b.view(np.int32), b1_1.view(np.int8), out=t_8_b.view(np.int32))
                 acc += ones[:j - i] @ t_8_b  # cases/mlp.tl:4
             return (acc, )
-        d_b1, = _blocks(_fused2, B, 4352, 256*B, ('sum', ), _CHEAP_BLOCKS)
+        d_b1, = _blocks(_fused2, B, 3584, 256*B, ('sum', ), _CHEAP_BLOCKS)
         d_w1 = x.T @ t_8  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:
@@ -404,10 +404,10 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.int32)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             s4 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.int32)
+            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -424,18 +424,18 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 t_3 = np.max(logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.absolute(t_3, out=b0)  # cases/mlp.tl:6
                 np.less(b0, np.inf, out=b1_1)  # cases/mlp.tl:6
-                np.subtract(0, b1_1, dtype=np.int32, out=b2_1)  # cases/mlp.tl:6
-                np.bitwise_and(t_3.view(np.int32), b2_1, out=b0.view(np.int32))
+                np.negative(b1_1.view(np.int8), out=b2_1.view(np.int8))  # cases/mlp.tl:6
+                np.bitwise_and(t_3.view(np.int32), b2_1.view(np.int8), out=b0.view(np.int32))
                 np.subtract(logits_b, b0, out=b3)  # cases/mlp.tl:6
                 np.exp(b3, out=b4)  # cases/mlp.tl:6
                 t_4 = np.sum(b4.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.log(t_4, out=b0)  # cases/mlp.tl:6
                 np.subtract(b0, b3, out=b3)  # cases/mlp.tl:6
-                np.subtract(0, t_b, dtype=np.int32, out=b5)  # cases/mlp.tl:6
-                np.bitwise_and(b3.view(np.int32), b5, out=b4.view(np.int32))
+                np.negative(t_b.view(np.int8), out=b5.view(np.int8))  # cases/mlp.tl:6
+                np.bitwise_and(b3.view(np.int32), b5.view(np.int8), out=b4.view(np.int32))
                 acc += np.add.reduce(b4, axis=None)  # cases/mlp.tl:6
             return (acc, )
-        t_5, = _blocks(_fused1, B, 219, 10*B, ('sum', ))
+        t_5, = _blocks(_fused1, B, 186, 10*B, ('sum', ))
         return t_5 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
@@ -459,7 +459,7 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.int32)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((10,), dtype=np.float32)
@@ -474,8 +474,8 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 t_2 = np.max(logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.absolute(t_2, out=b0)  # cases/mlp.tl:6
                 np.less(b0, np.inf, out=b1)  # cases/mlp.tl:6
-                np.subtract(0, b1, dtype=np.int32, out=b2)  # cases/mlp.tl:6
-                np.bitwise_and(t_2.view(np.int32), b2, out=b0.view(np.int32))
+                np.negative(b1.view(np.int8), out=b2.view(np.int8))  # cases/mlp.tl:6
+                np.bitwise_and(t_2.view(np.int32), b2.view(np.int8), out=b0.view(np.int32))
                 np.subtract(logits_b, b0, out=b3)  # cases/mlp.tl:6
                 np.exp(b3, out=b3)  # cases/mlp.tl:6
                 t_3 = np.sum(b3.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
@@ -486,13 +486,13 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(t, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, )
-        d_b2, = _blocks(_fused0, B, 139, 10*B, ('sum', ))
+        d_b2, = _blocks(_fused0, B, 136, 10*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         t_5 = d_h  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
-            s1 = np.empty((min(rows, hi - lo), 256), dtype=np.int32)
+            s1 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((256,), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -503,11 +503,11 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 d_h_b = d_h[i:j]
                 np.greater(h_b, 0, out=b0)  # cases/mlp.tl:4
                 t_5_b = t_5[i:j]
-                np.subtract(0, b0, dtype=np.int32, out=b1)  # cases/mlp.tl:4
-                np.bitwise_and(d_h_b.view(np.int32), b1, out=t_5_b.view(np.int32))
+                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/mlp.tl:4
+                np.bitwise_and(d_h_b.view(np.int32), b1.view(np.int8), out=t_5_b.view(np.int32))
                 acc += ones[:j - i] @ t_5_b  # cases/mlp.tl:4
             return (acc, )
-        d_b1, = _blocks(_fused1, B, 4352, 256*B, ('sum', ), _CHEAP_BLOCKS)
+        d_b1, = _blocks(_fused1, B, 3584, 256*B, ('sum', ), _CHEAP_BLOCKS)
         d_w1 = x.T @ t_5  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:

@@ -279,7 +279,7 @@ def stats_grad(x, *, out=None):
         t_23 = np.empty((N, M, 1), dtype=np.float64)
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -292,8 +292,8 @@ def stats_grad(x, *, out=None):
                 np.equal(t_16_b, 1, out=b0)  # cases/reductions.tl:5
                 np.logical_and(b0, t_6_b_1, out=b0)  # cases/reductions.tl:5
                 t_20_b = t_20[i:j]
-                np.subtract(0, b0, dtype=np.int64, out=b1)  # cases/reductions.tl:5
-                np.bitwise_and(t_18_b.view(np.int64), b1, out=t_20_b.view(np.int64))
+                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(t_18_b.view(np.int64), b1.view(np.int8), out=t_20_b.view(np.int64))
                 t_21_b = t_21[i:j]
                 np.subtract(x_b_1, t_2, out=t_21_b)  # cases/reductions.tl:5
                 np.exp(t_21_b, out=t_21_b)  # cases/reductions.tl:5
@@ -303,7 +303,7 @@ def stats_grad(x, *, out=None):
                 t_23_b = t_23[i:j]
                 t_23_b[...] = np.sum(t_24, axis=2, keepdims=True)  # cases/reductions.tl:5
             return ()
-        _blocks(_fused2, N, (59*K*M + 8*M), K*M*N, ())
+        _blocks(_fused2, N, (52*K*M + 8*M), K*M*N, ())
         t_25 = np.broadcast_to(t_23, (N, M, K))  # cases/reductions.tl:5
         t_26 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
         # a fused loop over blocks of rows (cases/reductions.tl:4)
@@ -359,8 +359,8 @@ def stats_grad(x, *, out=None):
                 np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
                 np.add(b2, t_21_b_1, out=b2)  # cases/reductions.tl:5
                 np.divide(1, t_25_b, out=b0)  # cases/reductions.tl:5
-                np.subtract(0, t_22_b_1, dtype=np.int64, out=b3)  # cases/reductions.tl:5
-                np.bitwise_and(b0.view(np.int64), b3, out=b4.view(np.int64))
+                np.negative(t_22_b_1.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=b4.view(np.int64))
                 np.add(b2, b4, out=b4)  # cases/reductions.tl:5
                 np.add(b4, t_27_b_1, out=b4)  # cases/reductions.tl:4
                 np.add(b4, t_28_b_1, out=b4)  # cases/reductions.tl:4
@@ -492,7 +492,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         t_16 = np.empty((N, M, K), dtype=np.float64)
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s3 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
             acc = np.zeros((1, M, 1), dtype=np.float64)
@@ -512,8 +512,8 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.equal(t_4_b, 1, out=b0)  # cases/reductions.tl:5
                 np.logical_and(b0, t_b_1, out=b0)  # cases/reductions.tl:5
                 t_11_b = t_11[i:j]
-                np.subtract(0, b0, dtype=np.int64, out=b1)  # cases/reductions.tl:5
-                np.bitwise_and(t_6_b.view(np.int64), b1, out=t_11_b.view(np.int64))
+                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(t_6_b.view(np.int64), b1.view(np.int8), out=t_11_b.view(np.int64))
                 np.subtract(x_b_1, t_8, out=b2)  # cases/reductions.tl:5
                 t_12_b = t_12[i:j]
                 np.exp(b2, out=t_12_b)  # cases/reductions.tl:5
@@ -533,7 +533,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.negative(t_16_b, out=b2)  # cases/reductions.tl:5
                 acc += np.sum(b2, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, )
-        d_m, = _blocks(_fused2, N, (83*K*M + 24*K + 8*M), K*M*N, ('sum', ))
+        d_m, = _blocks(_fused2, N, (76*K*M + 24*K + 8*M), K*M*N, ('sum', ))
         t_18 = np.broadcast_to(t_14, (N, M, K))  # cases/reductions.tl:5
         t_19 = t_15.reshape((N, 1, K))  # cases/reductions.tl:4
         t_20 = d_m / (K*N)  # cases/reductions.tl:3
@@ -573,8 +573,8 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(seed, b2, out=b2)  # cases/reductions.tl:5
                 np.add(b2, t_12_b_1, out=b2)  # cases/reductions.tl:5
                 np.divide(seed, t_18_b, out=b0)  # cases/reductions.tl:5
-                np.subtract(0, t_13_b_1, dtype=np.int64, out=b3)  # cases/reductions.tl:5
-                np.bitwise_and(b0.view(np.int64), b3, out=b4.view(np.int64))
+                np.negative(t_13_b_1.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=b4.view(np.int64))
                 np.add(b2, b4, out=b4)  # cases/reductions.tl:5
                 np.multiply(t_19_b, r2_b, out=b2)  # cases/reductions.tl:4
                 np.add(b2, b2, out=b2)  # cases/reductions.tl:4
