@@ -82,7 +82,7 @@ class KernelWriter:
         self.buffer_names: list[tuple[str, str]] = []  # per scratch buffer: (whole buffer, one block of it)
         self.const_rows: dict[tuple, str] = {}  # (constant, row shape) -> its row, made once per loop call
         self.hoisted: list[str] = []
-        self.ones: dict = {}  # dtype -> a vector of ones, one block long (column sums)
+        self.ones: dict = {}  # (dtype, size reduced with the rows) -> a vector of ones, one block long
 
     # ---- buffers ---------------------------------------------------------------------------------
     def scratch_for(self, dtype, trailing) -> str:
@@ -345,7 +345,8 @@ class KernelWriter:
         accs.sort(key=lambda a: k.sinks.index(a[1]))
         # the block values keep their names out of the rest of the function (no `t_4` meaning two
         # things to a reader); loop machinery (lo, i, s0, b0, acc, ...) repeats from loop to loop
-        machinery = {self.lo, self.hi, self.rows, self.i, self.j, *self.accs, *self.const_rows.values(), *self.ones.values()}
+        machinery = {self.lo, self.hi, self.rows, self.i, self.j, *self.accs}
+        machinery |= {*self.const_rows.values(), *self.ones.values()}
         machinery |= {x for pair in self.buffer_names for x in pair}
         names.taken |= self.local.taken - machinery
         fname = names.fresh(f"_fused{k.index}")
