@@ -66,3 +66,17 @@ def test_codegen_facts_are_where_the_generator_looks():
     # on the corpus and the inf/nan logits test check they compute the same)
     assert sorted(n for n, p in REGISTRY.items() if p.expand) == [
         "bce_with_logits", "cross_entropy", "sigmoid", "softmax", "softplus"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n, p in REGISTRY.items() if p.reducer))
+def test_the_reducer_a_fused_loop_totals_with_is_the_reduction(name):
+    """The `reducer` fact (fused loops total a block with xp.NAME.reduce and combine the
+    threads' parts with xp.NAME) is the reduction: a mislabelled record fails here."""
+    import numpy as np
+
+    x = np.array([[0.25, -1.5, 2.0], [3.0, 0.5, -0.75]])
+    reducer = getattr(np, REGISTRY[name].reducer)
+    assert isinstance(reducer, np.ufunc) and REGISTRY[name].kind == "reduce"
+    np.testing.assert_array_equal(reducer.reduce(x, axis=None), getattr(np, name)(x))
+    np.testing.assert_array_equal(reducer(x[0], x[1]), getattr(np, name)(x, axis=0))
+    assert sorted(n for n, p in REGISTRY.items() if p.reducer) == ["max", "min", "prod", "sum"]

@@ -263,18 +263,16 @@ class KernelWriter:
         if s.op == "sum":
             self.stmts.append(f"{acc} += {e.text}  {_comment(s)}")
         else:
-            ufunc = "maximum" if s.op == "max" else "minimum"
             part = self.local.fresh("part")
             self.accs.append(part)  # loop machinery, as acc
             self.stmts.append(f"{part} = {e.text}  {_comment(s)}")
-            self.stmts.append(f"{acc} = {part} if {acc} is None else {self.xp}.{ufunc}({acc}, {part})")
+            self.stmts.append(f"{acc} = {part} if {acc} is None else {self.xp}.{REGISTRY[s.op].reducer}({acc}, {part})")
         return acc, s
 
     def total(self, s: Node, block: str) -> str:
         """A block's float sum (max, min) over everything, by the ufunc's reduce: np.sum's Python
         wrapper costs ~3 us a call, once per block (W2: hundreds of blocks)."""
-        ufunc = {"sum": "add", "max": "maximum", "min": "minimum"}[s.op]
-        return f"{self.xp}.{ufunc}.reduce({block}, axis=None)"
+        return f"{self.xp}.{REGISTRY[s.op].reducer}.reduce({block}, axis=None)"
 
     def column_sum(self, s: Node) -> bool:
         """A sum of a block over its leading axes (a bias gradient: axis 0; W5's c: all but the

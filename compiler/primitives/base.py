@@ -73,6 +73,7 @@ class Primitive:
     costly: bool = False  # tens of cycles per element (exp, log, ...): fused loops keep L2-sized blocks
     quiet: bool = False  # may meet inf/nan on the way to a right result: run without FP warnings
     view: bool = False  # the result may share memory with an input: copied before being returned
+    reducer: str | None = None  # a reduction that is xp.NAME.reduce: fused loops total blocks and combine parts with it
     # run-time conditions on symbolic sizes: requires(node) -> [(d, what)], each d >= 0 for the
     # sizes given, else the generated function raises "with N = ..., <what>" (x[2] needs N >= 3)
     requires: Callable | None = None

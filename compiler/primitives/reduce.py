@@ -112,6 +112,7 @@ def _sum_jvp(node, ts):
 register(Primitive(
     "sum", "reduce", _infer(_sum_dtype), _emit("sum"), _sum_vjp, _sum_jvp,
     _reduce_sympy(lambda xs: _sympy().Add(*xs)), doc="integers and bools sum to i64 (NumPy)",
+    reducer="add",
     examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
               (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
 ))
@@ -149,13 +150,14 @@ def _prod_jvp(node, ts):
 register(Primitive(
     "prod", "reduce", _infer(_sum_dtype), _emit("prod"), _prod_vjp, _prod_jvp,
     _reduce_sympy(lambda xs: _sympy().Mul(*xs)), doc="exact gradient also with zeros in the slice",
+    reducer="multiply",
     examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
               (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
 ))
 
 
 # ---- max / min: ties share the cotangent equally (torch.amax) ---------------------------------------
-def _extreme(name, sympy_fn):
+def _extreme(name, sympy_fn, reducer):
     def winners(node):
         x = node.inputs[0]
         hit = B.apply("eq", x, B.broadcast_to(_keep(node, node), x.shape))
@@ -178,12 +180,13 @@ def _extreme(name, sympy_fn):
     register(Primitive(name, "reduce", infer, _emit(name), vjp, jvp,
                        _reduce_sympy(lambda xs: sympy_fn()(*xs)),
                        doc="ties share the gradient equally, as torch.amax/amin",
+                       reducer=reducer,
                        examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
                                  (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),))
 
 
-_extreme("max", lambda: _sympy().Max)
-_extreme("min", lambda: _sympy().Min)
+_extreme("max", lambda: _sympy().Max, "maximum")
+_extreme("min", lambda: _sympy().Min, "minimum")
 
 
 # ---- logsumexp ----------------------------------------------------------------------------------------
