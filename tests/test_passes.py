@@ -315,13 +315,14 @@ def test_column_sums_of_a_block_are_a_matrix_vector_product(tl):
 ZERO_SELECTS = """
 fn keep(x: f32[N, 8], c: bool[N, 8]) -> f32[N, 8] { return where(c, exp(x) - 1.0, 0.0) * 2.0 }
 fn drop(x: f32[N, 8], c: bool[N, 8]) -> f32[N, 8] { return where(x > 0.5, 0.0, x * 3.0) + where(c, 0.0, x) }
+fn both(x: f64[N, 8], c: bool[N, 8]) -> f64[N, 8] { return where(c, exp(x), -x) * where(x < 0.0, x, 2.5) }
 """
 
 
-def test_selects_with_a_zero_branch_are_exact_with_a_byte_mask(tl):
-    """where(c, a, 0) and where(c, 0, b) in fused loops mask with c's bools negated as int8,
-    widened by the bitwise and: bit for bit NumPy's where (NaN payloads, inf, -0.0), with c an
-    input array or a comparison made in the loop."""
+def test_selects_are_exact_with_a_byte_mask(tl):
+    """Selects in fused loops mask with c's bools negated as int8, widened by the bitwise ops
+    (a & m, b & ~m, or b ^ ((a ^ b) & m)): bit for bit NumPy's where (NaN payloads, inf, -0.0),
+    with c an input array or a comparison made in the loop."""
     m = tl(ZERO_SELECTS)
     force_tiny_blocks(m)
     src = inspect.getsource(m)
@@ -336,3 +337,10 @@ def test_selects_with_a_zero_branch_are_exact_with_a_byte_mask(tl):
         drop = np.where(x > 0.5, np.float32(0), x * np.float32(3)) + np.where(c, np.float32(0), x)
     np.testing.assert_array_equal(m.keep(x, c).view(np.int32), keep.view(np.int32))
     np.testing.assert_array_equal(m.drop(x, c).view(np.int32), drop.view(np.int32))
+    # two non-zero branches: b ^ ((a ^ b) & m), the same byte mask, float64 bits
+    x64 = x.astype(np.float64)
+    x64[1, 0] = np.frombuffer(np.uint64(0x7FF8000000001234).tobytes(), np.float64)[0]
+    with np.errstate(all="ignore"):
+        both = np.where(c, np.exp(x64), -x64) * np.where(x64 < 0, x64, 2.5)
+    assert "np.bitwise_xor(" in inspect.getsource(m.both) and "dtype=np.int64" not in inspect.getsource(m.both)
+    np.testing.assert_array_equal(m.both(x64, c).view(np.int64), both.view(np.int64))

@@ -193,7 +193,7 @@ def safe_log(x):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo),), dtype=np.int64)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -204,14 +204,13 @@ def safe_log(x):
                 x_b = x[i:j]
                 np.greater(x_b, 0, out=b0)  # cases/masked.tl:8
                 np.log(x_b, out=b1)  # cases/masked.tl:8
-                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:8
-                np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
-                np.invert(b3, out=b3)
-                np.bitwise_and(np.asarray(-1, dtype=np.float64).view(np.int64), b3, out=b3)
-                np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
+                np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:8
+                np.bitwise_xor(b1.view(np.int64), np.asarray(-1, dtype=np.float64).view(np.int64), out=b2.view(np.int64))
+                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
+                np.bitwise_xor(b2.view(np.int64), np.asarray(-1, dtype=np.float64).view(np.int64), out=b2.view(np.int64))
                 acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:8
             return (acc, )
-        t, = _blocks(_fused0, N, 33, N, ('sum', ))
+        t, = _blocks(_fused0, N, 26, N, ('sum', ))
         return t
 
 
@@ -403,8 +402,7 @@ def safe_log_grad(x, *, out=None):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo),), dtype=np.int64)
-            s4 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -412,22 +410,20 @@ def safe_log_grad(x, *, out=None):
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
-                b4 = s4[:j - i]
                 x_b = x[i:j]
                 np.greater(x_b, 0, out=b0)  # cases/masked.tl:8
                 np.log(x_b, out=b1)  # cases/masked.tl:8
-                np.subtract(0, b0, dtype=np.int64, out=b3)  # cases/masked.tl:8
-                np.bitwise_and(b1.view(np.int64), b3, out=b2.view(np.int64))
-                np.invert(b3, out=b3)
-                np.bitwise_and(np.asarray(-1, dtype=np.float64).view(np.int64), b3, out=b3)
-                np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
+                np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:8
+                np.bitwise_xor(b1.view(np.int64), np.asarray(-1, dtype=np.float64).view(np.int64), out=b2.view(np.int64))
+                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
+                np.bitwise_xor(b2.view(np.int64), np.asarray(-1, dtype=np.float64).view(np.int64), out=b2.view(np.int64))
                 acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:8
                 np.divide(1, x_b, out=b2)  # cases/masked.tl:8
                 d_x_b = d_x[i:j]
-                np.negative(b0.view(np.int8), out=b4.view(np.int8))  # cases/masked.tl:8
-                np.bitwise_and(b2.view(np.int64), b4.view(np.int8), out=d_x_b.view(np.int64))
+                np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:8
+                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=d_x_b.view(np.int64))
             return (acc, )
-        t, = _blocks(_fused0, N, 42, N, ('sum', ))
+        t, = _blocks(_fused0, N, 34, N, ('sum', ))
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad')
             out_x += d_x
@@ -459,7 +455,7 @@ def safe_log_grad_fwd(x):
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo),), dtype=np.int64)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -470,14 +466,13 @@ def safe_log_grad_fwd(x):
                 t_b = t[i:j]
                 np.greater(x_b, 0, out=t_b)  # cases/masked.tl:8
                 np.log(x_b, out=b0)  # cases/masked.tl:8
-                np.subtract(0, t_b, dtype=np.int64, out=b2)  # cases/masked.tl:8
-                np.bitwise_and(b0.view(np.int64), b2, out=b1.view(np.int64))
-                np.invert(b2, out=b2)
-                np.bitwise_and(np.asarray(-1, dtype=np.float64).view(np.int64), b2, out=b2)
-                np.bitwise_or(b1.view(np.int64), b2, out=b1.view(np.int64))
+                np.negative(t_b.view(np.int8), out=b2.view(np.int8))  # cases/masked.tl:8
+                np.bitwise_xor(b0.view(np.int64), np.asarray(-1, dtype=np.float64).view(np.int64), out=b1.view(np.int64))
+                np.bitwise_and(b1.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
+                np.bitwise_xor(b1.view(np.int64), np.asarray(-1, dtype=np.float64).view(np.int64), out=b1.view(np.int64))
                 acc += np.add.reduce(b1, axis=None)  # cases/masked.tl:8
             return (acc, )
-        t_1, = _blocks(_fused0, N, 33, N, ('sum', ))
+        t_1, = _blocks(_fused0, N, 26, N, ('sum', ))
         return t_1, (x, t)
 
 
@@ -548,7 +543,7 @@ def clipped_grad(x, *, out=None):
             s7 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s8 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s9 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
-            s10 = np.empty((min(rows, hi - lo),), dtype=np.int64)
+            s10 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -580,11 +575,10 @@ def clipped_grad(x, *, out=None):
                 np.logical_and(b7, b8, out=b8)  # cases/masked.tl:12
                 np.logical_or(b6, b8, out=b7)  # cases/masked.tl:12
                 np.equal(x_b, 0.5, out=b9)  # cases/masked.tl:12
-                np.subtract(0, b9, dtype=np.int64, out=b10)  # cases/masked.tl:12
-                np.bitwise_and(np.asarray(np.float64(0.5), dtype=np.float64).view(np.int64), b10, out=b1.view(np.int64))
-                np.invert(b10, out=b10)
-                np.bitwise_and(np.asarray(np.float64(1.0), dtype=np.float64).view(np.int64), b10, out=b10)
-                np.bitwise_or(b1.view(np.int64), b10, out=b1.view(np.int64))
+                np.negative(b9.view(np.int8), out=b10.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_xor(np.asarray(np.float64(0.5), dtype=np.float64).view(np.int64), np.asarray(np.float64(1.0), dtype=np.float64).view(np.int64), out=b1.view(np.int64))
+                np.bitwise_and(b1.view(np.int64), b10.view(np.int8), out=b1.view(np.int64))
+                np.bitwise_xor(b1.view(np.int64), np.asarray(np.float64(1.0), dtype=np.float64).view(np.int64), out=b1.view(np.int64))
                 np.negative(b4.view(np.int8), out=b9.view(np.int8))  # cases/masked.tl:12
                 np.bitwise_and(b1.view(np.int64), b9.view(np.int8), out=b3.view(np.int64))
                 np.negative(b5.view(np.int8), out=b4.view(np.int8))  # cases/masked.tl:12
@@ -600,7 +594,7 @@ def clipped_grad(x, *, out=None):
                 np.negative(b7.view(np.int8), out=b8.view(np.int8))  # cases/masked.tl:12
                 np.bitwise_and(b1.view(np.int64), b8.view(np.int8), out=d_x_b.view(np.int64))
             return (acc, )
-        t_1, = _blocks(_fused0, N, 62, N, ('sum', ), _CHEAP_BLOCKS)
+        t_1, = _blocks(_fused0, N, 55, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad')
             out_x += d_x
@@ -680,7 +674,7 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
             s5 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s6 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s7 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s8 = np.empty((min(rows, hi - lo),), dtype=np.int64)
+            s8 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s9 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -707,11 +701,10 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.logical_or(b2, b4, out=b3)  # cases/masked.tl:12
                 np.equal(x_b, 0.5, out=b5)  # cases/masked.tl:12
                 np.multiply(0.5, t_b, out=b6)  # cases/masked.tl:12
-                np.subtract(0, b5, dtype=np.int64, out=b8)  # cases/masked.tl:12
-                np.bitwise_and(b6.view(np.int64), b8, out=b7.view(np.int64))
-                np.invert(b8, out=b8)
-                np.bitwise_and(t_b.view(np.int64), b8, out=b8)
-                np.bitwise_or(b7.view(np.int64), b8, out=b7.view(np.int64))
+                np.negative(b5.view(np.int8), out=b8.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_xor(b6.view(np.int64), t_b.view(np.int64), out=b7.view(np.int64))
+                np.bitwise_and(b7.view(np.int64), b8.view(np.int8), out=b7.view(np.int64))
+                np.bitwise_xor(b7.view(np.int64), t_b.view(np.int64), out=b7.view(np.int64))
                 np.negative(b0.view(np.int8), out=b5.view(np.int8))  # cases/masked.tl:12
                 np.bitwise_and(b7.view(np.int64), b5.view(np.int8), out=b6.view(np.int64))
                 np.multiply(2, t_b, out=b7)  # cases/masked.tl:12
@@ -729,7 +722,7 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.negative(b3.view(np.int8), out=b4.view(np.int8))  # cases/masked.tl:12
                 np.bitwise_and(b7.view(np.int64), b4.view(np.int8), out=d_x_b.view(np.int64))
             return ()
-        _blocks(_fused0, N, 78, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 71, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad_bwd')
             out_x += d_x

@@ -221,7 +221,7 @@ def stats_grad(x, *, out=None):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
+            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -252,11 +252,10 @@ def stats_grad(x, *, out=None):
                 t_11 = t_6_b.astype(np.int64)  # cases/reductions.tl:5
                 acc_3 += np.sum(t_11, axis=0, keepdims=True)  # cases/reductions.tl:5
                 t_7_b = t_7[i:j]
-                np.subtract(0, t_6_b, dtype=np.int64, out=b3)  # cases/reductions.tl:5
-                np.bitwise_and(np.asarray(1, dtype=np.float64).view(np.int64), b3, out=t_7_b.view(np.int64))
-                np.invert(b3, out=b3)
-                np.bitwise_and(x_b.view(np.int64), b3, out=b3)
-                np.bitwise_or(t_7_b.view(np.int64), b3, out=t_7_b.view(np.int64))
+                np.negative(t_6_b.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), x_b.view(np.int64), out=t_7_b.view(np.int64))
+                np.bitwise_and(t_7_b.view(np.int64), b3.view(np.int8), out=t_7_b.view(np.int64))
+                np.bitwise_xor(t_7_b.view(np.int64), x_b.view(np.int64), out=t_7_b.view(np.int64))
                 t_8_b = t_8[i:j]
                 np.divide(0.5, b2, out=t_8_b)  # cases/reductions.tl:4
                 np.divide(t_8_b, M, out=t_8_b)  # cases/reductions.tl:4
@@ -266,7 +265,7 @@ def stats_grad(x, *, out=None):
                 np.negative(t_9_b, out=b0)  # cases/reductions.tl:5
                 acc_4 += np.sum(b0, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, (49*K*M + 24*K + 8*M), K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
+        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, (42*K*M + 24*K + 8*M), K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         value = t_12 / N + t_13 + t_14 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
         t_16 = np.broadcast_to(t_15, (N, M, K))  # cases/reductions.tl:5
         t_17 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
@@ -332,7 +331,7 @@ def stats_grad(x, *, out=None):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
+            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             s4 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -352,11 +351,10 @@ def stats_grad(x, *, out=None):
                 t_9_b_1 = t_9[i:j]
                 np.divide(t_17, t_7_b_1, out=b0)  # cases/reductions.tl:5
                 np.equal(t_16_b_1, 0, out=b1)  # cases/reductions.tl:5
-                np.subtract(0, b1, dtype=np.int64, out=b3)  # cases/reductions.tl:5
-                np.bitwise_and(b0.view(np.int64), b3, out=b2.view(np.int64))
-                np.invert(b3, out=b3)
-                np.bitwise_and(t_20_b_1.view(np.int64), b3, out=b3)
-                np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
+                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_xor(b0.view(np.int64), t_20_b_1.view(np.int64), out=b2.view(np.int64))
+                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
+                np.bitwise_xor(b2.view(np.int64), t_20_b_1.view(np.int64), out=b2.view(np.int64))
                 np.add(b2, t_21_b_1, out=b2)  # cases/reductions.tl:5
                 np.divide(1, t_25_b, out=b0)  # cases/reductions.tl:5
                 np.negative(t_22_b_1.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
@@ -368,7 +366,7 @@ def stats_grad(x, *, out=None):
                 np.add(b4, t_9_b_1, out=d_x_b)  # cases/reductions.tl:5
                 np.add(d_x_b, t_30, out=d_x_b)  # cases/reductions.tl:3
             return ()
-        _blocks(_fused1, N, (98*K*M + 8*K), K*M*N, (), _CHEAP_BLOCKS)
+        _blocks(_fused1, N, (91*K*M + 8*K), K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad')
             out_x += d_x
@@ -458,7 +456,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         t = np.empty((N, M, K), dtype=np.bool_)
         t_1 = np.empty((N, M, K), dtype=np.float64)
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
+            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             acc = np.zeros((1, M, K), dtype=np.int64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -469,13 +467,12 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 t_2 = t_b.astype(np.int64)  # cases/reductions.tl:5
                 acc += np.sum(t_2, axis=0, keepdims=True)  # cases/reductions.tl:5
                 t_1_b = t_1[i:j]
-                np.subtract(0, t_b, dtype=np.int64, out=b0)  # cases/reductions.tl:5
-                np.bitwise_and(np.asarray(1, dtype=np.float64).view(np.int64), b0, out=t_1_b.view(np.int64))
-                np.invert(b0, out=b0)
-                np.bitwise_and(x_b.view(np.int64), b0, out=b0)
-                np.bitwise_or(t_1_b.view(np.int64), b0, out=t_1_b.view(np.int64))
+                np.negative(t_b.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), x_b.view(np.int64), out=t_1_b.view(np.int64))
+                np.bitwise_and(t_1_b.view(np.int64), b0.view(np.int8), out=t_1_b.view(np.int64))
+                np.bitwise_xor(t_1_b.view(np.int64), x_b.view(np.int64), out=t_1_b.view(np.int64))
             return (acc, )
-        t_3, = _blocks(_fused0, N, 25*K*M, K*M*N, ('sum', ), _CHEAP_BLOCKS)
+        t_3, = _blocks(_fused0, N, 18*K*M, K*M*N, ('sum', ), _CHEAP_BLOCKS)
         t_4 = np.broadcast_to(t_3, (N, M, K))  # cases/reductions.tl:5
         t_5 = np.prod(t_1, axis=0, keepdims=True)  # cases/reductions.tl:5
         t_6 = np.broadcast_to(t_5, (N, M, K))  # cases/reductions.tl:5
@@ -543,7 +540,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.int64)
+            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             s4 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s5 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
             for i in range(lo, hi, rows):
@@ -565,11 +562,10 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 t_16_b_1 = t_16[i:j]
                 np.divide(t_5, t_1_b_1, out=b0)  # cases/reductions.tl:5
                 np.equal(t_4_b_1, 0, out=b1)  # cases/reductions.tl:5
-                np.subtract(0, b1, dtype=np.int64, out=b3)  # cases/reductions.tl:5
-                np.bitwise_and(b0.view(np.int64), b3, out=b2.view(np.int64))
-                np.invert(b3, out=b3)
-                np.bitwise_and(t_11_b_1.view(np.int64), b3, out=b3)
-                np.bitwise_or(b2.view(np.int64), b3, out=b2.view(np.int64))
+                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_xor(b0.view(np.int64), t_11_b_1.view(np.int64), out=b2.view(np.int64))
+                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
+                np.bitwise_xor(b2.view(np.int64), t_11_b_1.view(np.int64), out=b2.view(np.int64))
                 np.multiply(seed, b2, out=b2)  # cases/reductions.tl:5
                 np.add(b2, t_12_b_1, out=b2)  # cases/reductions.tl:5
                 np.divide(seed, t_18_b, out=b0)  # cases/reductions.tl:5
@@ -587,7 +583,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.add(b4, t_16_b_1, out=d_x_b)  # cases/reductions.tl:5
                 np.add(d_x_b, t_20, out=d_x_b)  # cases/reductions.tl:3
             return ()
-        _blocks(_fused1, N, (98*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
+        _blocks(_fused1, N, (91*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd')
             out_x += d_x
