@@ -98,6 +98,13 @@ def test_verifier_reports_a_broken_node():
     ("-(-x)", []), ("2 * (3 * x)", ["mul(6.0:f64, x)"]), ("log(exp(x))", []), ("x / 4", ["mul(0.25:f64, x)"]),
     ("(-x) * (-x)", ["mul(x, x)"]), ("transpose(transpose(x))", []), ("x ** 0.5", ["sqrt(x)"]),
     ("x + ones(4)[1:] * 2", ["add(2.0:f64, x)"]),  # fold: a slice of a constant-filled array
+    ("5 * x ** 3 + 2 * x ** 2 + 4 * x + 8",  # Horner: 6 ops instead of 8
+     ["mul(5.0:f64, x)", "add(%0, 2.0:f64)", "mul(%1, x)", "add(%2, 4.0:f64)", "mul(%3, x)", "add(8.0:f64, %4)"]),
+    ("3 * x ** 3 - 2 * x ** 2", ["mul(3.0:f64, x)", "sub(%0, 2.0:f64)", "mul(%1, x)", "mul(%2, x)"]),
+    ("(2 * x - 1) * (3 * x - 2)",  # a factored form is kept: near its roots it is the accurate one
+     ["mul(2.0:f64, x)", "sub(%0, 1.0:f64)", "mul(3.0:f64, x)", "sub(%2, 2.0:f64)", "mul(%1, %3)"]),
+    ("x * x + 1 - x * x", ["mul(x, x)", "add(1.0:f64, %0)", "sub(%1, %0)"]),  # x^2 cancels: NaN at inf stays
+    ("1 - x * x", ["mul(x, x)", "sub(1.0:f64, %0)"]),  # Horner would not be cheaper
 ])
 def test_named_rules(text, want):
     """Each rewrite, seen in the optimized IR: the statements left, in order."""

@@ -14,6 +14,7 @@ run (the closing note of the SymPy-check work reports one).
 """
 from __future__ import annotations
 
+import importlib
 import os
 import time
 
@@ -181,6 +182,69 @@ def test_fused_loops_compute_what_the_plain_code_does(tmp_path_factory, program)
             w, g = np.asarray(w), np.asarray(g)
             assert w.shape == g.shape and w.dtype == g.dtype
             np.testing.assert_allclose(g, w, equal_nan=True, **tol)
+
+
+# ---- polynomials (the Horner rule) ------------------------------------------------------------------
+# Sums of c x^k written every way the language allows (x ** k, x * x * ..., coefficient on either
+# side), sometimes a product of two such sums (kept: a factored form is not expanded).
+COEFS = ["0.5", "1", "2", "3", "5", "1.5", "7"]
+
+
+@st.composite
+def polynomials(draw):
+    def term(k):
+        c = draw(st.sampled_from(COEFS))
+        power = draw(st.sampled_from([f"x ** {k}", " * ".join(["x"] * k)])) if k else ""
+        if not power:
+            return c
+        return draw(st.sampled_from([f"{c} * {power}", f"{power} * {c}", power]))
+
+    def poly():  # each degree once: no x^k - x^k, whose NaN at inf the rule keeps
+        degrees = draw(st.lists(st.integers(0, 5), min_size=1, max_size=5, unique=True))
+        return "".join((draw(st.sampled_from([" + ", " - "])) if i else "") + term(k) for i, k in enumerate(degrees))
+
+    body, single = poly() + " + 2 * x", True  # a term in x, so the sum has the shape of x
+    if draw(st.integers(0, 3)) == 0:
+        body, single = f"({body}) * ({poly()})", False
+    elif draw(st.booleans()):
+        body, single = f"x * ({body}) + {term(draw(st.integers(0, 5)))}", False
+    return body, single, draw(st.integers(0, 2 ** 16))
+
+
+@SETTINGS
+@given(polynomials())
+def test_polynomials_keep_their_values_and_derivatives_at_every_level(tmp_path_factory, program):
+    """-O1 (Horner form where it is cheaper) against -O0, within the rounding bound of the
+    evaluation: eps times the polynomial with every sign made + (evaluated at |x|)."""
+    from tapeless.compiler.ir import topo_order
+    from tapeless.compiler.passes import optimize
+    from util import compile_module
+
+    simplify = importlib.import_module("tapeless.compiler.passes.simplify")  # the module, not the pass
+
+    body, single, seed = program
+    text = "fn f(x: f64[N]) -> f64 {{\n    return sum({0})\n}}\ngrad f wrt x\n"
+    made = {}
+    for name, b, level in (("o1", body, 1), ("o0", body, 0), ("bound", body.replace("-", "+"), 0)):
+        made[name] = compile_module(text.format(b), tmp_path_factory.mktemp("poly"), path="poly.tl",
+                                    opt_level=level)
+    x = np.random.default_rng(seed).uniform(-2.5, 2.5, 64)
+    x[:3] = (0.0, 1.0, -1.0)
+    want, got = made["o0"].f_grad(x), made["o1"].f_grad(x)
+    for k in (0, 1):
+        bound = np.abs(made["bound"].f_grad(np.abs(x))[k])
+        assert np.all(np.abs(np.asarray(got[k]) - np.asarray(want[k])) <= 1e-13 * (bound + 1)), body
+    module = ir_stage(SourceFile.from_text("p.tl", text.format(body)))
+
+    def work(horner: bool):  # elementwise arithmetic at -O1, with and without the Horner rule
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(simplify, "RULES", [r for r in simplify.RULES if horner or r[1] is not simplify.horner])
+            nodes = topo_order(optimize(module, 1).functions[0].outputs)
+        return sum(n.shape != () and n.op in ("add", "sub", "mul", "neg") for n in nodes)
+
+    ops = {True: work(True), False: work(False)}
+    if single:  # (the rule sees one sum at a time: elsewhere a rewritten sum may have shared x * x)
+        assert ops[True] <= ops[False], body  # never more elementwise work than without the rule
 
 
 # ---- text that is not a program -----------------------------------------------------------------

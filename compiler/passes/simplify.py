@@ -7,6 +7,7 @@ them wrong) and never drop a `where`.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from .. import build as B
@@ -153,6 +154,103 @@ def small_powers(n: Node):
     if e == -1 and x.dtype.is_float:
         return B.apply("div", B.like_const(1, x), x)
     return None
+
+
+@rule("polynomials in Horner form: 5x^3 + 2x^2 + 4x + 8 = ((5x + 2)x + 4)x + 8 (when it takes fewer ops)")
+def horner(n: Node):
+    if n.op not in ("add", "sub") or not n.dtype.is_float:
+        return None
+    found = _polynomial(n)
+    if found is None:
+        return None
+    x, coefs = found
+    if x.shape != n.shape or x.dtype != n.dtype or max(coefs) < 2:
+        return None
+    top = max(coefs)
+    if top - (coefs[top] == 1) + len(coefs) - 1 >= _op_count(n, x):  # a multiply per degree, an add per term
+        return None
+    acc = None  # the leading coefficient, not yet multiplied by x
+    for k in range(top - 1, -1, -1):
+        acc = (x if coefs[top] == 1 else B.apply("mul", B.like_const(coefs[top], x), x)) if acc is None \
+            else B.apply("mul", acc, x)
+        if k in coefs:
+            acc = B.apply("sub" if coefs[k] < 0 else "add", acc, B.like_const(abs(coefs[k]), x))
+    return acc
+
+
+def _polynomial(n: Node):
+    """(x, {degree: coefficient}) when n is a polynomial in one value x, written with scalar
+    constants and +, -, unary - and *; else None. A product of two sums is not expanded: the
+    user's factored form, (2x - 1)(3x - 2), is more accurate near its roots than the expansion.
+    A coefficient of x that cancels to 0 keeps the code as written: x - x is NaN at x = inf."""
+    leaf: list[Node] = []
+    memo: dict[int, dict | None] = {}
+
+    def walk(m: Node):
+        if m.id not in memo:
+            if len(memo) >= _POLYNOMIAL_NODES:
+                raise _TooBig
+            memo[m.id] = None
+            memo[m.id] = terms(m)
+        return memo[m.id]
+
+    def terms(m: Node):
+        if m.op == "const":
+            v = m.attr("value")
+            return {0: v} if m.shape == () and v != 0 and math.isfinite(v) else None
+        if m.op in ("add", "sub", "mul", "neg") and m is not (leaf[0] if leaf else None):
+            parts = [walk(i) for i in m.inputs]
+            if any(p is None for p in parts):
+                return None
+            if m.op == "neg":
+                return {k: -c for k, c in parts[0].items()}
+            a, b = parts
+            if m.op == "mul":
+                if len(a) > 1 and len(b) > 1:
+                    return None
+                out: dict = {}
+                for i, ca in a.items():
+                    for j, cb in b.items():
+                        out[i + j] = out.get(i + j, 0) + ca * cb
+            else:
+                sign = -1 if m.op == "sub" else 1
+                out = dict(a)
+                for k, c in b.items():
+                    out[k] = out.get(k, 0) + sign * c
+            if any((c == 0 and k) or not math.isfinite(c) for k, c in out.items()):
+                return None
+            return {k: c for k, c in out.items() if c}
+        if not leaf:
+            leaf.append(m)
+        return {1: 1} if m is leaf[0] else None
+
+    try:
+        found = walk(n)
+    except _TooBig:
+        return None
+    return (leaf[0], found) if found is not None and leaf else None
+
+
+# The rule runs at every + and - of a sum: looking at most this many nodes down keeps a
+# 500-term sum linear in time and shallow in recursion.
+_POLYNOMIAL_NODES = 48
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _op_count(n: Node, x: Node) -> int:
+    """Arithmetic nodes between n and the leaves (x and constants), each counted once."""
+    seen: set[int] = set()
+    stack = [n]
+    while stack:
+        m = stack.pop()
+        if m is x or m.op == "const" or m.id in seen:
+            continue
+        seen.add(m.id)
+        stack.extend(m.inputs)
+    return len(seen)
 
 
 # ---- functions and their inverses -----------------------------------------------------------------
