@@ -3,6 +3,8 @@ masked paths (where PyTorch and JAX give NaN), stable derivatives at the extreme
 calling conventions of generated derivative functions (seed, out=, residuals)."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -212,6 +214,57 @@ def test_out_buffers_are_checked(tl):
         m.layer_grad(*args, out=np.zeros((5, 3), np.float32))
     with pytest.raises(ValueError, match="residuals"):
         m.layer_grad_bwd((1, 2))
+
+
+ELEMENTWISE = """
+fn f(x: f64[N], y: f64[N]) -> f64 {
+    return sum(tanh(x * y) + x * x)
+}
+grad f wrt x, y
+"""
+
+
+@pytest.mark.parametrize("tiny", [False, True])
+def test_out_buffers_of_fused_loops_are_added_into_block_by_block(tl, tiny):
+    """A gradient a fused loop computes is added into the caller's buffer a block at a time:
+    the same sums as without out=, and no array of the gradient is ever made."""
+    import tracemalloc
+
+    from util import force_tiny_blocks
+
+    m = tl(ELEMENTWISE)
+    if tiny:
+        force_tiny_blocks(m)  # many blocks, on threads
+    assert "np.add(out_x[i:j]" in inspect.getsource(m.f_grad)
+    rng = np.random.default_rng(1)
+    n = 50_000 if tiny else 1_000_000
+    x, y = rng.standard_normal(n), rng.standard_normal(n)
+    value, dx, dy = m.f_grad(x, y)
+    gx, gy = np.full(n, 0.5), np.full(n, -2.0)
+    tracemalloc.start()
+    try:
+        got = m.f_grad(x, y, out=(gx, gy))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got[1] is gx and got[2] is gy and got[0] == value
+    np.testing.assert_array_equal(gx, 0.5 + dx)  # the same rounding: one add of the same values
+    np.testing.assert_array_equal(gy, -2.0 + dy)
+    if not tiny:
+        assert peak < n * 8 / 4, peak  # blocks, not an 8 MB gradient (before: two of them)
+    m.f_grad(x, y, out=(gx, gx))  # one buffer for both: both added in
+    np.testing.assert_array_equal(gx, 0.5 + dx + dx + dy)
+
+
+def test_out_buffers_overlapping_an_argument_are_refused(tl):
+    m = tl(ELEMENTWISE)
+    x, y = np.linspace(-1, 1, 7), np.linspace(0, 2, 7)
+    keep = x.copy()
+    with pytest.raises(ValueError, match="out buffer for `x` overlaps argument `x`"):
+        m.f_grad(x, y, out=(x, np.zeros(7)))
+    with pytest.raises(ValueError, match="out buffer for `y` overlaps argument `x`"):
+        m.f_grad(x, y, out=(np.zeros(7), x[::-1]))
+    np.testing.assert_array_equal(x, keep)  # refused before anything was written
 
 
 def test_fwd_saves_only_what_bwd_needs(tl):

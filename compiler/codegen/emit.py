@@ -162,6 +162,11 @@ class Body:
         self.lines: list[str] = []
         self.exprs: dict[int, Expr] = {}
         self.return_span: Node | None = None  # the node a `return <expr>` line comes from
+        # gradient -> its out= buffer's variable (None when out= is not given), for gradients a
+        # fused loop can add into that buffer block by block (accumulated: those it did)
+        self.out_bufs: dict[int, str] = {}
+        self.accumulate: dict[int, str] = {}
+        self.accumulated: set[int] = set()
 
     def emit(self) -> list[Expr]:
         fn, ctx = self.fn, self.ctx
@@ -176,6 +181,9 @@ class Body:
         in_kernel = {n.id for k in kernels for n in k.nodes}
         items = schedule(order, kernels) if kernels else order
         keep = {p.id for p in fn.params} | out_ids  # never written over: arguments and results
+        outputs = list(fn.outputs)
+        self.accumulate = {o: buf for o, buf in self.out_bufs.items()
+                           if outputs.count(next(x for x in outputs if x.id == o)) == 1 and uses.get(o) == 1}
         reuse = reusable_inputs(items, kernels, keep) if kernels else {}
         for item in items:
             if isinstance(item, Kernel):
@@ -299,18 +307,28 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
         body += checks.shape_lines(ctx, fn.name, checked, bound)
         body += checks.size_lines(ctx, fn.name, topo_order(fn.outputs), bound)
     b = Body(ctx, fn)
+    bufs = [names.fresh(f"out_{w}") for w in wrt] if n_grads else []
+    if bufs and mod.options.fuse:
+        b.out_bufs = {g.id: buf for g, buf in zip(fn.outputs[len(fn.outputs) - n_grads:], bufs)}
     outs = b.emit()
-    returns = _returns(ctx, fn, outs, out_var, n_grads, wrt)
+    early = []
+    if b.accumulated:  # a fused loop adds into the caller's buffers: they are unpacked (and checked) first
+        early.append(" = ".join(bufs) + " = None")
+        early.append(f"if {out_var} is not None:")
+        early.append(f"    {_unpack(bufs)} = {_out_source(ctx, fn, out_var, n_grads, wrt, arrays)}")
+    returns = _returns(ctx, fn, outs, out_var, n_grads, wrt, bufs, early=bool(early),
+                       accumulated=[g.id in b.accumulated for g in fn.outputs[len(fn.outputs) - n_grads:]])
     if b.return_span is not None and b.return_span.span is not None:
         n = b.return_span
         returns[-1] += f"  # {sanitize_comment(n.span.file, 60)}:{n.span.line}"
     if any(REGISTRY[n.op].quiet for n in topo_order(fn.outputs)):
         # never a floating-point warning (as PyTorch): a masked branch may compute inf/nan
         # (sqrt of a negative) that `where` then drops; exp overflows to an exact 0 in sigmoid
+        body += early
         body.append(f"with {ctx.helper('quiet')}():")
         body += _indent(b.lines + returns)
     else:
-        body += b.lines + returns
+        body += early + b.lines + returns
     lines += _indent(body)
     return "\n".join(lines) + "\n"
 
@@ -328,7 +346,26 @@ def _symbols_used(fn: Function, fuse: bool) -> set[str]:
     return used
 
 
-def _returns(ctx: FnContext, fn: Function, outs: list[Expr], out_var, n_grads: int, wrt) -> list[str]:
+def _out_source(ctx: FnContext, fn: Function, out_var, n_grads: int, wrt, arrays=None) -> str:
+    """The out= buffers as a tuple: checked (one per wrt name, dtype, shape, writeable, and none
+    overlapping an argument when `arrays` are given: a loop then adds into them while reading those)."""
+    if not ctx.mod.options.checks:
+        return f"{out_var} if isinstance({out_var}, tuple) else ({out_var},)"
+    grad_nodes = fn.outputs[len(fn.outputs) - n_grads:]
+    specs = ", ".join(f"({w!r}, {ctx.dtype_const(g.dtype)}, {ctx.shape(g.shape)})" for w, g in zip(wrt, grad_nodes))
+    extra = ""
+    if arrays:
+        pairs = [f"({a.var}, {a.label!r})" for a in arrays if a.node.type.rank]
+        extra = f", ({', '.join(pairs)}{',' if len(pairs) == 1 else ''})" if pairs else ""
+    return f"{ctx.helper('out_buffers')}({out_var}, ({specs},), {fn.name!r}{extra})"
+
+
+def _unpack(names: list[str]) -> str:
+    return ", ".join(names) + ("," if len(names) == 1 else "")
+
+
+def _returns(ctx: FnContext, fn: Function, outs: list[Expr], out_var, n_grads: int, wrt, bufs=(),
+             early: bool = False, accumulated=()) -> list[str]:
     kind = fn.kind
     if kind == "fwd":
         n_out = fn.get("n_outputs", 1)
@@ -338,25 +375,17 @@ def _returns(ctx: FnContext, fn: Function, outs: list[Expr], out_var, n_grads: i
         return [f"return {primal_text}, {_tuple(res)}"]
     if n_grads:
         head, grads = outs[: len(outs) - n_grads], outs[len(outs) - n_grads:]
-        grad_nodes = fn.outputs[len(outs) - n_grads:]
-        lines = []
-        bufs = [ctx.names.fresh(f"out_{w}") for w in wrt]
-        unpack = ", ".join(bufs) + ("," if len(bufs) == 1 else "")
-        if ctx.mod.options.checks:
-            specs = ", ".join(f"({w!r}, {ctx.dtype_const(g.dtype)}, {ctx.shape(g.shape)})"
-                              for w, g in zip(wrt, grad_nodes))
-            src = f"{ctx.helper('out_buffers')}({out_var}, ({specs},), {fn.name!r})"
-        else:
-            src = f"{out_var} if isinstance({out_var}, tuple) else ({out_var},)"
-        lines.append(f"if {out_var} is not None:")
-        lines.append(f"    {unpack} = {src}")
-        for buf, g in zip(bufs, grads):
-            lines.append(f"    {buf} += {g.text}")
+        lines = [f"if {out_var} is not None:"]
+        if not early:
+            lines.append(f"    {_unpack(list(bufs))} = {_out_source(ctx, fn, out_var, n_grads, wrt)}")
+        for buf, g, done in zip(bufs, grads, list(accumulated) or [False] * len(bufs)):
+            if not done:  # (a fused loop has added the others in, block by block)
+                lines.append(f"    {buf} += {g.text}")
         if kind == "bwd":
             lines.append(f"    return {_tuple([Expr(b) for b in bufs])}")
             lines.append(f"return {_tuple(grads)}")
         else:
-            lines.append(f"    return {', '.join([h.text for h in head] + bufs)}")
+            lines.append(f"    return {', '.join([h.text for h in head] + list(bufs))}")
             lines.append(f"return {', '.join(e.text for e in head + grads)}")
         return lines
     if len(outs) == 1 and not fn.multi:

@@ -83,6 +83,10 @@ class KernelWriter:
         self.const_rows: dict[tuple, str] = {}  # (constant, row shape) -> its row, made once per loop call
         self.hoisted: list[str] = []
         self.ones: dict = {}  # (dtype, size reduced with the rows) -> a vector of ones, one block long
+        # outputs that are gradients the caller gave out= buffers for: computed in a block of
+        # their own, then added into the caller's rows (no array of the gradient is made)
+        self.accumulate = {o.id: body.accumulate[o.id] for o in k.outputs if o.id in body.accumulate}
+        self.acc_blocks: dict[int, tuple[str, str]] = {}  # output id -> (its block buffer, one block of it)
 
     # ---- buffers ---------------------------------------------------------------------------------
     def scratch_for(self, dtype, trailing) -> str:
@@ -104,9 +108,21 @@ class KernelWriter:
     def out_view(self, o: Node) -> str:
         if o.id not in self.views:
             view = self.local.fresh(self.ctx.vars[o.id] + "_b")
-            self.stmts.append(f"{view} = {self.ctx.vars[o.id]}[{self.i}:{self.j}]")
+            rows = f"{self.ctx.vars[o.id]}[{self.i}:{self.j}]"
+            if o.id in self.accumulate and o.id not in self.taken_input:  # (a dead input's rows are free anyway)
+                buf = self.local.fresh("g")
+                self.acc_blocks[o.id] = (buf, o)
+                rows = f"{rows} if {self.accumulate[o.id]} is None else {buf}[:{self.j} - {self.i}]"
+            self.stmts.append(f"{view} = {rows}")
             self.views[o.id] = view
         return self.views[o.id]
+
+    def add_into_caller(self, o: Node) -> None:
+        """After o's block is complete: added into the caller's out= buffer, when one was given."""
+        buf, rows = self.accumulate[o.id], f"{self.accumulate[o.id]}[{self.i}:{self.j}]"
+        self.stmts.append(f"if {buf} is not None:")
+        self.stmts.append(f"    {self.xp}.add({rows}, {self.views[o.id]}, out={rows})")
+        self.body.accumulated.add(o.id)
 
     def target(self, n: Node, pos: int = -1) -> str:
         """Where node n's block value goes: its output array's rows, the rows of the output its
@@ -310,6 +326,9 @@ class KernelWriter:
             self.body.exprs[o.id] = Expr(var)
             if o.id in taken:
                 lines.append(f"{var} = {self.body.exprs[taken[o.id].id].text}  # its memory is free from here on")
+            elif o.id in self.accumulate:  # made only when there is no out= buffer to add it into
+                lines.append(f"{var} = {xp}.empty({ctx.shape(o.shape)}, dtype={ctx.dtype(o.dtype)}) "
+                             f"if {self.accumulate[o.id]} is None else None")
             else:
                 lines.append(f"{var} = {xp}.empty({ctx.shape(o.shape)}, dtype={ctx.dtype(o.dtype)})")
         # the loop function's names: never one the enclosing function has taken (a parameter `j`
@@ -333,6 +352,8 @@ class KernelWriter:
         for pos, n in enumerate(order):
             if n.id in self.members:
                 self.member(pos, n, last_use)
+                if n.id in self.accumulate:
+                    self.add_into_caller(n)
             else:
                 accs.append(self.sink(n))
                 reads = n.inputs[0].inputs if n.inputs[0].id in self.folded else n.inputs
@@ -342,7 +363,7 @@ class KernelWriter:
         # things to a reader); loop machinery (lo, i, s0, b0, acc, ...) repeats from loop to loop
         machinery = {self.lo, self.hi, self.rows, self.i, self.j, *self.accs}
         machinery |= {*self.const_rows.values(), *self.ones.values()}
-        machinery |= {x for pair in self.buffer_names for x in pair}
+        machinery |= {x for pair in self.buffer_names for x in pair} | {b for b, _ in self.acc_blocks.values()}
         names.taken |= self.local.taken - machinery
         fname = names.fresh(f"_fused{k.index}")
         inner = []
@@ -350,6 +371,10 @@ class KernelWriter:
         for (dt, trailing), (whole, _) in zip(self.scratch, self.buffer_names):
             dims = ", ".join([f"min({self.rows}, {hi} - {lo})"] + [ctx.dim(d) for d in trailing])
             inner.append(f"{whole} = {xp}.empty(({dims}{',' if not trailing else ''}), dtype={ctx.dtype(dt)})")
+        for buf, o in self.acc_blocks.values():
+            dims = ", ".join([f"min({self.rows}, {hi} - {lo})"] + [ctx.dim(d) for d in o.shape[1:]])
+            inner.append(f"{buf} = {xp}.empty(({dims}{',' if o.type.rank == 1 else ''}), dtype={ctx.dtype(o.dtype)}) "
+                         f"if {self.accumulate[o.id]} is not None else None")
         inner += self.hoisted
         for acc, s in accs:
             inner.append(f"{acc} = {xp}.zeros({ctx.shape(s.shape)}, dtype={ctx.dtype(s.dtype)})"
@@ -387,6 +412,7 @@ class KernelWriter:
         total = 0
         parts = [(dt, trailing) for dt, trailing in self.scratch]
         parts += [(n.dtype, n.shape[1:]) for n in list(self.sliced_nodes.values()) + list(self.k.outputs)]
+        parts += [(o.dtype, o.shape[1:]) for _, o in self.acc_blocks.values()]  # with out=: the caller's rows too
         for dt, trailing in parts:
             total = dim_add(total, dim_mul(dt.itemsize, dim_prod(trailing)))
         return total

@@ -62,8 +62,10 @@ def _shape_error(fn, args, bound):
                              f"got shape {tuple(value.shape)}")
 
 
-def _out_buffers(out, specs, fn):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape."""
+def _out_buffers(out, specs, fn, args=()):
+    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
+    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
+    them while the arguments are still being read."""
     bufs = out if isinstance(out, tuple) else (out,)
     if len(bufs) != len(specs):
         raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
@@ -74,6 +76,10 @@ def _out_buffers(out, specs, fn):
                              f"of shape {tuple(shape)}, got {got}")
         if not buf.flags.writeable:
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
+        for arg, arg_name in args:
+            if np.may_share_memory(buf, arg):
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
+                                 f"gradients are added into it while `{arg_name}` is still read")
     return bufs
 
 
@@ -179,6 +185,9 @@ def ctors_grad(x, *, out=None):
     N = x.shape[0]
     if x.shape != (N, 3):
         _shape_error('ctors_grad', ((x, 'x', 'f32[N, 3]', (N, 3)),), (('N', N, 'x'),))
+    out_x = None
+    if out is not None:
+        out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad', ((x, 'x'),))
     e = np.eye(3, dtype=np.float32)  # cases/constructors.tl:4
     t = x @ e  # cases/constructors.tl:6
     t_1 = np.ones((N, 3), dtype=np.float32)  # cases/constructors.tl:6
@@ -206,12 +215,12 @@ def ctors_grad(x, *, out=None):
             acc_1 += np.add.reduce(b1, axis=None)  # cases/constructors.tl:6
             d_x_b = d_x[i:j]
             np.add(2, t_2_b, out=d_x_b)  # cases/constructors.tl:6
+            if out_x is not None:
+                np.add(out_x[i:j], d_x_b, out=out_x[i:j])
         return (acc, acc_1, )
     t_3, t_4, = _blocks(_fused0, N, 84, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
     value = t_3 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_4  # cases/constructors.tl:6
     if out is not None:
-        out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad')
-        out_x += d_x
         return value, out_x
     return value, d_x
 
@@ -275,6 +284,9 @@ def ctors_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float32:
         seed = _scalar(seed, _F32, 'ctors_grad_bwd', 'seed', 'f32')
     N = r0.shape[0]
+    out_x = None
+    if out is not None:
+        out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad_bwd', ((r0, 'r0'), (e, 'e'), (f, 'f')))
     t = np.broadcast_to(seed.reshape((1, 1)), (N, 3)) * f @ e.T  # cases/constructors.tl:6
     # a fused loop over blocks of rows (cases/constructors.tl:6)
     d_x = t  # its memory is free from here on
@@ -288,11 +300,11 @@ def ctors_grad_bwd(residuals, *, seed=1.0, out=None):
             np.multiply(seed, r0_b, out=b0)  # cases/constructors.tl:6
             d_x_b = d_x[i:j]
             np.add(t_b, b0, out=d_x_b)  # cases/constructors.tl:6
+            if out_x is not None:
+                np.add(out_x[i:j], d_x_b, out=out_x[i:j])
         return ()
     _blocks(_fused0, N, 48, 3*N, (), _CHEAP_BLOCKS)
     if out is not None:
-        out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad_bwd')
-        out_x += d_x
         return (out_x,)
     return (d_x,)
 

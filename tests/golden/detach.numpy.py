@@ -62,8 +62,10 @@ def _shape_error(fn, args, bound):
                              f"got shape {tuple(value.shape)}")
 
 
-def _out_buffers(out, specs, fn):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape."""
+def _out_buffers(out, specs, fn, args=()):
+    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
+    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
+    them while the arguments are still being read."""
     bufs = out if isinstance(out, tuple) else (out,)
     if len(bufs) != len(specs):
         raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
@@ -74,6 +76,10 @@ def _out_buffers(out, specs, fn):
                              f"of shape {tuple(shape)}, got {got}")
         if not buf.flags.writeable:
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
+        for arg, arg_name in args:
+            if np.may_share_memory(buf, arg):
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
+                                 f"gradients are added into it while `{arg_name}` is still read")
     return bufs
 
 
@@ -182,6 +188,9 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
     D = w.shape[0]
     if w.shape != (D,) or x.shape != (D,) or x_next.shape != (D,):
         _shape_error('td_loss_grad', ((w, 'w', 'f64[D]', (D,)), (x, 'x', 'f64[D]', (D,)), (x_next, 'x_next', 'f64[D]', (D,)),), (('D', D, 'w'),))
+    out_w = None
+    if out is not None:
+        out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad', ((w, 'w'), (x, 'x'), (x_next, 'x_next')))
     # a fused loop over blocks of rows (cases/detach.tl:3, cases/detach.tl:4)
     def _fused0(lo, hi, rows):
         acc = np.zeros((), dtype=np.float64)
@@ -199,19 +208,20 @@ def td_loss_grad(w, x, x_next, r, *, out=None):
     t_2 = t - target  # cases/detach.tl:4
     value = t_2 * t_2  # cases/detach.tl:4
     # a fused loop over blocks of rows (cases/detach.tl:4)
-    d_w = np.empty((D,), dtype=np.float64)
+    d_w = np.empty((D,), dtype=np.float64) if out_w is None else None
     def _fused1(lo, hi, rows):
+        g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_w is not None else None
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
             x_b_1 = x[i:j]
-            d_w_b = d_w[i:j]
+            d_w_b = d_w[i:j] if out_w is None else g[:j - i]
             np.multiply(t_2, x_b_1, out=d_w_b)  # cases/detach.tl:4
             np.multiply(2, d_w_b, out=d_w_b)  # cases/detach.tl:4
+            if out_w is not None:
+                np.add(out_w[i:j], d_w_b, out=out_w[i:j])
         return ()
-    _blocks(_fused1, D, 16, D, (), _CHEAP_BLOCKS)
+    _blocks(_fused1, D, 24, D, (), _CHEAP_BLOCKS)
     if out is not None:
-        out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad')
-        out_w += d_w
         return value, out_w
     return value, d_w
 
@@ -270,21 +280,25 @@ def td_loss_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'td_loss_grad_bwd', 'seed', 'f64')
     D = x.shape[0]
+    out_w = None
+    if out is not None:
+        out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad_bwd', ((x, 'x'),))
     t = seed * r1  # cases/detach.tl:4
     # a fused loop over blocks of rows (cases/detach.tl:4)
-    d_w = np.empty((D,), dtype=np.float64)
+    d_w = np.empty((D,), dtype=np.float64) if out_w is None else None
     def _fused0(lo, hi, rows):
+        g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_w is not None else None
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
             x_b = x[i:j]
-            d_w_b = d_w[i:j]
+            d_w_b = d_w[i:j] if out_w is None else g[:j - i]
             np.multiply(t, x_b, out=d_w_b)  # cases/detach.tl:4
             np.multiply(2, d_w_b, out=d_w_b)  # cases/detach.tl:4
+            if out_w is not None:
+                np.add(out_w[i:j], d_w_b, out=out_w[i:j])
         return ()
-    _blocks(_fused0, D, 16, D, (), _CHEAP_BLOCKS)
+    _blocks(_fused0, D, 24, D, (), _CHEAP_BLOCKS)
     if out is not None:
-        out_w, = _out_buffers(out, (('w', _F64, (D,)),), 'td_loss_grad_bwd')
-        out_w += d_w
         return (out_w,)
     return (d_w,)
 

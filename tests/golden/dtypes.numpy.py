@@ -65,8 +65,10 @@ def _shape_error(fn, args, bound):
                              f"got shape {tuple(value.shape)}")
 
 
-def _out_buffers(out, specs, fn):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape."""
+def _out_buffers(out, specs, fn, args=()):
+    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
+    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
+    them while the arguments are still being read."""
     bufs = out if isinstance(out, tuple) else (out,)
     if len(bufs) != len(specs):
         raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
@@ -77,6 +79,10 @@ def _out_buffers(out, specs, fn):
                              f"of shape {tuple(shape)}, got {got}")
         if not buf.flags.writeable:
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
+        for arg, arg_name in args:
+            if np.may_share_memory(buf, arg):
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
+                                 f"gradients are added into it while `{arg_name}` is still read")
     return bufs
 
 
@@ -198,15 +204,19 @@ def mixed_grad(a, b, h, k, *, out=None):
     N = a.shape[0]
     if a.shape != (N,) or b.shape != (N,) or h.shape != (N,) or k.shape != (N,):
         _shape_error('mixed_grad', ((a, 'a', 'f32[N]', (N,)), (b, 'b', 'f64[N]', (N,)), (h, 'h', 'f16[N]', (N,)), (k, 'k', 'i32[N]', (N,)),), (('N', N, 'a'),))
+    out_a = out_b = None
+    if out is not None:
+        out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad', ((a, 'a'), (b, 'b'), (h, 'h'), (k, 'k')))
     with _quiet():
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
         t = np.float32(1.0) / np.float32(N)  # cases/dtypes.tl:7
         d_e = np.broadcast_to(n.reshape((1,)), (N,))  # cases/dtypes.tl:7
         # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5, cases/dtypes.tl:7)
-        d_a = np.empty((N,), dtype=np.float32)
+        d_a = np.empty((N,), dtype=np.float32) if out_a is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float32) if out_a is not None else None
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -225,15 +235,15 @@ def mixed_grad(a, b, h, k, *, out=None):
                 acc += np.add.reduce(b1, axis=None)  # cases/dtypes.tl:7
                 d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
                 np.multiply(d_d, t_1, out=b0)  # cases/dtypes.tl:4
-                d_a_b = d_a[i:j]
+                d_a_b = d_a[i:j] if out_a is None else g[:j - i]
                 np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
+                if out_a is not None:
+                    np.add(out_a[i:j], d_a_b, out=out_a[i:j])
             return (acc, )
-        t_3, = _blocks(_fused0, N, 38, N, ('sum', ), _CHEAP_BLOCKS)
+        t_3, = _blocks(_fused0, N, 42, N, ('sum', ), _CHEAP_BLOCKS)
         value = t_3 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
         if out is not None:
-            out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad')
-            out_a += d_a
             out_b += d_e.copy()
             return value, out_a, out_b
         return value, d_a, d_e.copy()
@@ -303,13 +313,17 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'mixed_grad_bwd', 'seed', 'f64')
     N = r0.shape[0]
+    out_a = out_b = None
+    if out is not None:
+        out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad_bwd', ((r0, 'r0'),))
     with _quiet():
         t = seed.astype(np.float32) / N  # cases/dtypes.tl:7
         d_e = np.broadcast_to((seed * n).reshape((1,)), (N,))  # cases/dtypes.tl:7
         # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5)
-        d_a = np.empty((N,), dtype=np.float32)
+        d_a = np.empty((N,), dtype=np.float32) if out_a is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float32) if out_a is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -317,14 +331,14 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
                 r0_b = r0[i:j]
                 d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
                 np.multiply(d_d, r0_b, out=b0)  # cases/dtypes.tl:4
-                d_a_b = d_a[i:j]
+                d_a_b = d_a[i:j] if out_a is None else g[:j - i]
                 np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
+                if out_a is not None:
+                    np.add(out_a[i:j], d_a_b, out=out_a[i:j])
             return ()
-        _blocks(_fused0, N, 20, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 24, N, (), _CHEAP_BLOCKS)
         if out is not None:
-            out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad_bwd')
-            out_a += d_a
             out_b += d_e.copy()
             return (out_a, out_b)
         return (d_a, d_e.copy())

@@ -62,8 +62,10 @@ def _shape_error(fn, args, bound):
                              f"got shape {tuple(value.shape)}")
 
 
-def _out_buffers(out, specs, fn):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape."""
+def _out_buffers(out, specs, fn, args=()):
+    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
+    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
+    them while the arguments are still being read."""
     bufs = out if isinstance(out, tuple) else (out,)
     if len(bufs) != len(specs):
         raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
@@ -74,6 +76,10 @@ def _out_buffers(out, specs, fn):
                              f"of shape {tuple(shape)}, got {got}")
         if not buf.flags.writeable:
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
+        for arg, arg_name in args:
+            if np.may_share_memory(buf, arg):
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
+                                 f"gradients are added into it while `{arg_name}` is still read")
     return bufs
 
 
@@ -239,17 +245,23 @@ def losses_grad(z, p, y, *, out=None):
     C = z.shape[1]
     if z.shape != (N, C) or p.shape != (N, C) or y.shape != (N, C):
         _shape_error('losses_grad', ((z, 'z', 'f64[N, C]', (N, C)), (p, 'p', 'f64[N, C]', (N, C)), (y, 'y', 'f64[N, C]', (N, C)),), (('N', N, 'z'), ('C', C, 'z'),))
+    out_z = out_p = out_y = None
+    if out is not None:
+        out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad', ((z, 'z'), (p, 'p'), (y, 'y')))
     with _quiet():
         t = np.float64(1.0) / np.float64(C*N)  # cases/losses.tl:6
         # a fused loop over blocks of rows (cases/losses.tl:5, cases/losses.tl:6, cases/losses.tl:7, cases/losses.tl:8)
-        d_z = np.empty((N, C), dtype=np.float64)
-        d_p = np.empty((N, C), dtype=np.float64)
-        d_y = np.empty((N, C), dtype=np.float64)
+        d_z = np.empty((N, C), dtype=np.float64) if out_z is None else None
+        d_p = np.empty((N, C), dtype=np.float64) if out_p is None else None
+        d_y = np.empty((N, C), dtype=np.float64) if out_y is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            g = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_z is not None else None
+            g_1 = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_p is not None else None
+            g_2 = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_y is not None else None
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -293,21 +305,25 @@ def losses_grad(z, p, y, *, out=None):
                 t_3 = np.sum(b0, axis=1, keepdims=True)  # cases/losses.tl:7
                 np.multiply(b1, t_3, out=b1)  # cases/losses.tl:7
                 np.subtract(b0, b1, out=b1)  # cases/losses.tl:7
-                d_z_b = d_z[i:j]
+                d_z_b = d_z[i:j] if out_z is None else g[:j - i]
                 np.add(b3, b1, out=d_z_b)  # cases/losses.tl:7
                 np.subtract(b2, y_b, out=b1)  # cases/losses.tl:6
                 np.multiply(t, b1, out=b1)  # cases/losses.tl:6
                 np.add(d_z_b, b1, out=d_z_b)  # cases/losses.tl:6
+                if out_z is not None:
+                    np.add(out_z[i:j], d_z_b, out=out_z[i:j])
                 np.subtract(p_b, y_b, out=b1)  # cases/losses.tl:5
                 np.subtract(1, p_b, out=b3)  # cases/losses.tl:5
                 np.multiply(p_b, b3, out=b0)  # cases/losses.tl:5
                 np.maximum(b0, 1e-12, out=b0)  # cases/losses.tl:5
-                d_p_b = d_p[i:j]
+                d_p_b = d_p[i:j] if out_p is None else g_1[:j - i]
                 np.divide(b1, b0, out=d_p_b)  # cases/losses.tl:5
                 np.multiply(t, d_p_b, out=d_p_b)  # cases/losses.tl:5
+                if out_p is not None:
+                    np.add(out_p[i:j], d_p_b, out=out_p[i:j])
                 np.subtract(b2, t_2, out=b2)  # cases/losses.tl:7
                 np.multiply(t, z_b, out=b0)  # cases/losses.tl:6
-                d_y_b = d_y[i:j]
+                d_y_b = d_y[i:j] if out_y is None else g_2[:j - i]
                 np.subtract(b2, b0, out=d_y_b)  # cases/losses.tl:6
                 np.log(b3, out=b3)  # cases/losses.tl:5
                 np.maximum(b3, -100, out=b3)  # cases/losses.tl:5
@@ -316,16 +332,14 @@ def losses_grad(z, p, y, *, out=None):
                 np.subtract(b3, b0, out=b0)  # cases/losses.tl:5
                 np.multiply(t, b0, out=b0)  # cases/losses.tl:5
                 np.add(d_y_b, b0, out=d_y_b)  # cases/losses.tl:5
+                if out_y is not None:
+                    np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        t_4, t_5, t_6, t_7, t_8, = _blocks(_fused0, N, 80*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        t_4, t_5, t_6, t_7, t_8, = _blocks(_fused0, N, 104*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
         a = t_4 / (C*N)  # cases/losses.tl:5
         b = t_5 / (C*N)  # cases/losses.tl:6
         value = a + b - t_6 + t_7 + t_8  # cases/losses.tl:8
         if out is not None:
-            out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad')
-            out_z += d_z
-            out_p += d_p
-            out_y += d_y
             return value, out_z, out_p, out_y
         return value, d_z, d_p, d_y
 
@@ -421,18 +435,24 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
         seed = _scalar(seed, _F64, 'losses_grad_bwd', 'seed', 'f64')
     N = p.shape[0]
     C = p.shape[1]
+    out_z = out_p = out_y = None
+    if out is not None:
+        out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad_bwd', ((p, 'p'), (y, 'y'), (z, 'z'), (r3, 'r3'), (r4, 'r4')))
     with _quiet():
         t = -seed  # cases/losses.tl:7
         t_1 = seed / (C*N)  # cases/losses.tl:6
         # a fused loop over blocks of rows (cases/losses.tl:5, cases/losses.tl:6, cases/losses.tl:7, cases/losses.tl:8)
-        d_z = np.empty((N, C), dtype=np.float64)
-        d_p = np.empty((N, C), dtype=np.float64)
-        d_y = np.empty((N, C), dtype=np.float64)
+        d_z = np.empty((N, C), dtype=np.float64) if out_z is None else None
+        d_p = np.empty((N, C), dtype=np.float64) if out_p is None else None
+        d_y = np.empty((N, C), dtype=np.float64) if out_y is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            g = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_z is not None else None
+            g_1 = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_p is not None else None
+            g_2 = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_y is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -455,22 +475,26 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
                 t_2 = np.sum(b2, axis=1, keepdims=True)  # cases/losses.tl:7
                 np.multiply(b3, t_2, out=b3)  # cases/losses.tl:7
                 np.subtract(b2, b3, out=b3)  # cases/losses.tl:7
-                d_z_b = d_z[i:j]
+                d_z_b = d_z[i:j] if out_z is None else g[:j - i]
                 np.add(b1, b3, out=d_z_b)  # cases/losses.tl:7
                 np.subtract(r4_b, y_b, out=b3)  # cases/losses.tl:6
                 np.multiply(t_1, b3, out=b3)  # cases/losses.tl:6
                 np.add(d_z_b, b3, out=d_z_b)  # cases/losses.tl:6
+                if out_z is not None:
+                    np.add(out_z[i:j], d_z_b, out=out_z[i:j])
                 np.subtract(p_b, y_b, out=b3)  # cases/losses.tl:5
                 np.subtract(1, p_b, out=b1)  # cases/losses.tl:5
                 np.multiply(p_b, b1, out=b2)  # cases/losses.tl:5
                 np.maximum(b2, 1e-12, out=b2)  # cases/losses.tl:5
-                d_p_b = d_p[i:j]
+                d_p_b = d_p[i:j] if out_p is None else g_1[:j - i]
                 np.divide(b3, b2, out=d_p_b)  # cases/losses.tl:5
                 np.multiply(t_1, d_p_b, out=d_p_b)  # cases/losses.tl:5
+                if out_p is not None:
+                    np.add(out_p[i:j], d_p_b, out=out_p[i:j])
                 np.multiply(t, r3_b, out=b2)  # cases/losses.tl:7
                 np.add(b0, b2, out=b2)  # cases/losses.tl:7
                 np.multiply(t_1, z_b, out=b0)  # cases/losses.tl:6
-                d_y_b = d_y[i:j]
+                d_y_b = d_y[i:j] if out_y is None else g_2[:j - i]
                 np.subtract(b2, b0, out=d_y_b)  # cases/losses.tl:6
                 np.log(b1, out=b1)  # cases/losses.tl:5
                 np.maximum(b1, -100, out=b1)  # cases/losses.tl:5
@@ -479,13 +503,11 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(b1, b0, out=b0)  # cases/losses.tl:5
                 np.multiply(t_1, b0, out=b0)  # cases/losses.tl:5
                 np.add(d_y_b, b0, out=d_y_b)  # cases/losses.tl:5
+                if out_y is not None:
+                    np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return ()
-        _blocks(_fused0, N, 96*C, C*N, ())
+        _blocks(_fused0, N, 120*C, C*N, ())
         if out is not None:
-            out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad_bwd')
-            out_z += d_z
-            out_p += d_p
-            out_y += d_y
             return (out_z, out_p, out_y)
         return (d_z, d_p, d_y)
 

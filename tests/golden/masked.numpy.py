@@ -70,8 +70,10 @@ def _shape_error(fn, args, bound):
                              f"got shape {tuple(value.shape)}")
 
 
-def _out_buffers(out, specs, fn):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape."""
+def _out_buffers(out, specs, fn, args=()):
+    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
+    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
+    them while the arguments are still being read."""
     bufs = out if isinstance(out, tuple) else (out,)
     if len(bufs) != len(specs):
         raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
@@ -82,6 +84,10 @@ def _out_buffers(out, specs, fn):
                              f"of shape {tuple(shape)}, got {got}")
         if not buf.flags.writeable:
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
+        for arg, arg_name in args:
+            if np.may_share_memory(buf, arg):
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
+                                 f"gradients are added into it while `{arg_name}` is still read")
     return bufs
 
 
@@ -265,14 +271,18 @@ def safe_sqrt_grad(x, *, out=None):
     N = x.shape[0]
     if x.shape != (N,):
         _shape_error('safe_sqrt_grad', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
+    out_x = None
+    if out is not None:
+        out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad', ((x, 'x'),))
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:4)
-        d_x = np.empty((N,), dtype=np.float64)
+        d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s3 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -287,14 +297,14 @@ def safe_sqrt_grad(x, *, out=None):
                 np.bitwise_and(b1.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
                 acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:4
                 np.divide(0.5, b1, out=b1)  # cases/masked.tl:4
-                d_x_b = d_x[i:j]
+                d_x_b = d_x[i:j] if out_x is None else g[:j - i]
                 np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:4
                 np.bitwise_and(b1.view(np.int64), b3.view(np.int8), out=d_x_b.view(np.int64))
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return (acc, )
-        t, = _blocks(_fused0, N, 34, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 42, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
-            out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad')
-            out_x += d_x
             return t, out_x
         return t, d_x
 
@@ -354,12 +364,16 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'safe_sqrt_grad_bwd', 'seed', 'f64')
     N = r0.shape[0]
+    out_x = None
+    if out is not None:
+        out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad_bwd', ((r0, 'r0'), (r1, 'r1')))
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:4)
-        d_x = np.empty((N,), dtype=np.float64)
+        d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -368,14 +382,14 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
                 r0_b = r0[i:j]
                 np.divide(0.5, r1_b, out=b0)  # cases/masked.tl:4
                 np.multiply(seed, b0, out=b0)  # cases/masked.tl:4
-                d_x_b = d_x[i:j]
+                d_x_b = d_x[i:j] if out_x is None else g[:j - i]
                 np.negative(r0_b.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:4
                 np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=d_x_b.view(np.int64))
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
-        _blocks(_fused0, N, 26, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 34, N, (), _CHEAP_BLOCKS)
         if out is not None:
-            out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad_bwd')
-            out_x += d_x
             return (out_x,)
         return (d_x,)
 
@@ -395,14 +409,18 @@ def safe_log_grad(x, *, out=None):
     N = x.shape[0]
     if x.shape != (N,):
         _shape_error('safe_log_grad', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
+    out_x = None
+    if out is not None:
+        out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad', ((x, 'x'),))
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:8)
-        d_x = np.empty((N,), dtype=np.float64)
+        d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s3 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -419,14 +437,14 @@ def safe_log_grad(x, *, out=None):
                 np.bitwise_xor(b2.view(np.int64), np.asarray(-1, dtype=np.float64).view(np.int64), out=b2.view(np.int64))
                 acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:8
                 np.divide(1, x_b, out=b2)  # cases/masked.tl:8
-                d_x_b = d_x[i:j]
+                d_x_b = d_x[i:j] if out_x is None else g[:j - i]
                 np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:8
                 np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=d_x_b.view(np.int64))
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return (acc, )
-        t, = _blocks(_fused0, N, 34, N, ('sum', ))
+        t, = _blocks(_fused0, N, 42, N, ('sum', ))
         if out is not None:
-            out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad')
-            out_x += d_x
             return t, out_x
         return t, d_x
 
@@ -488,12 +506,16 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'safe_log_grad_bwd', 'seed', 'f64')
     N = x.shape[0]
+    out_x = None
+    if out is not None:
+        out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad_bwd', ((x, 'x'), (r1, 'r1')))
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:8)
-        d_x = np.empty((N,), dtype=np.float64)
+        d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -502,14 +524,14 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
                 r1_b = r1[i:j]
                 np.divide(1, x_b, out=b0)  # cases/masked.tl:8
                 np.multiply(seed, b0, out=b0)  # cases/masked.tl:8
-                d_x_b = d_x[i:j]
+                d_x_b = d_x[i:j] if out_x is None else g[:j - i]
                 np.negative(r1_b.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:8
                 np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=d_x_b.view(np.int64))
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
-        _blocks(_fused0, N, 26, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 34, N, (), _CHEAP_BLOCKS)
         if out is not None:
-            out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad_bwd')
-            out_x += d_x
             return (out_x,)
         return (d_x,)
 
@@ -529,9 +551,12 @@ def clipped_grad(x, *, out=None):
     N = x.shape[0]
     if x.shape != (N,):
         _shape_error('clipped_grad', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
+    out_x = None
+    if out is not None:
+        out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad', ((x, 'x'),))
     with _quiet():
         # a fused loop over blocks of rows (cases/masked.tl:12)
-        d_x = np.empty((N,), dtype=np.float64)
+        d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -544,6 +569,7 @@ def clipped_grad(x, *, out=None):
             s8 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s9 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s10 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -590,14 +616,14 @@ def clipped_grad(x, *, out=None):
                 np.negative(b8.view(np.int8), out=b6.view(np.int8))  # cases/masked.tl:12
                 np.bitwise_and(b0.view(np.int64), b6.view(np.int8), out=b1.view(np.int64))
                 np.add(b3, b1, out=b1)  # cases/masked.tl:12
-                d_x_b = d_x[i:j]
+                d_x_b = d_x[i:j] if out_x is None else g[:j - i]
                 np.negative(b7.view(np.int8), out=b8.view(np.int8))  # cases/masked.tl:12
                 np.bitwise_and(b1.view(np.int64), b8.view(np.int8), out=d_x_b.view(np.int64))
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return (acc, )
-        t_1, = _blocks(_fused0, N, 55, N, ('sum', ), _CHEAP_BLOCKS)
+        t_1, = _blocks(_fused0, N, 63, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
-            out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad')
-            out_x += d_x
             return t_1, out_x
         return t_1, d_x
 
@@ -661,10 +687,13 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'clipped_grad_bwd', 'seed', 'f64')
     N = x.shape[0]
+    out_x = None
+    if out is not None:
+        out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad_bwd', ((x, 'x'), (r1, 'r1'), (r2, 'r2')))
     with _quiet():
         t = np.broadcast_to(seed.reshape((1,)), (N,))  # cases/masked.tl:12
         # a fused loop over blocks of rows (cases/masked.tl:12)
-        d_x = np.empty((N,), dtype=np.float64)
+        d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
@@ -676,6 +705,7 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
             s7 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s8 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s9 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -718,14 +748,14 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.negative(b4.view(np.int8), out=b2.view(np.int8))  # cases/masked.tl:12
                 np.bitwise_and(b9.view(np.int64), b2.view(np.int8), out=b7.view(np.int64))
                 np.add(b6, b7, out=b7)  # cases/masked.tl:12
-                d_x_b = d_x[i:j]
+                d_x_b = d_x[i:j] if out_x is None else g[:j - i]
                 np.negative(b3.view(np.int8), out=b4.view(np.int8))  # cases/masked.tl:12
                 np.bitwise_and(b7.view(np.int64), b4.view(np.int8), out=d_x_b.view(np.int64))
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
-        _blocks(_fused0, N, 71, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 79, N, (), _CHEAP_BLOCKS)
         if out is not None:
-            out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad_bwd')
-            out_x += d_x
             return (out_x,)
         return (d_x,)
 

@@ -66,8 +66,10 @@ def _shape_error(fn, args, bound):
                              f"got shape {tuple(value.shape)}")
 
 
-def _out_buffers(out, specs, fn):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape."""
+def _out_buffers(out, specs, fn, args=()):
+    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
+    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
+    them while the arguments are still being read."""
     bufs = out if isinstance(out, tuple) else (out,)
     if len(bufs) != len(specs):
         raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
@@ -78,6 +80,10 @@ def _out_buffers(out, specs, fn):
                              f"of shape {tuple(shape)}, got {got}")
         if not buf.flags.writeable:
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
+        for arg, arg_name in args:
+            if np.may_share_memory(buf, arg):
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
+                                 f"gradients are added into it while `{arg_name}` is still read")
     return bufs
 
 
@@ -231,15 +237,20 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
     N = x.shape[0]
     if x.shape != (N,) or y.shape != (N,) or ct0.shape != (N,) or ct1.shape != (N,):
         _shape_error('polar_vjp', ((x, 'x', 'f64[N]', (N,)), (y, 'y', 'f64[N]', (N,)), (ct0, 'ct0', 'f64[N]', (N,)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'x'),))
+    out_x = out_y = None
+    if out is not None:
+        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp', ((x, 'x'), (y, 'y'), (ct0, 'ct0'), (ct1, 'ct1')))
     with _quiet():
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4)
         r = np.empty((N,), dtype=np.float64)
         t = np.empty((N,), dtype=np.float64)
-        d_x = np.empty((N,), dtype=np.float64)
-        d_y = np.empty((N,), dtype=np.float64)
+        d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
+        d_y = np.empty((N,), dtype=np.float64) if out_y is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
+            g_1 = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_y is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -260,20 +271,21 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
                 np.subtract(ct0_b, b1, out=b1)  # cases/multi.tl:4
                 np.divide(0.5, r_b, out=b0)  # cases/multi.tl:3
                 np.multiply(b1, b0, out=b0)  # cases/multi.tl:3
-                d_x_b = d_x[i:j]
+                d_x_b = d_x[i:j] if out_x is None else g[:j - i]
                 np.multiply(b0, x_b, out=d_x_b)  # cases/multi.tl:3
                 np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
                 np.divide(ct1_b, r_b, out=b1)  # cases/multi.tl:4
                 np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
-                d_y_b = d_y[i:j]
+                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
+                if out_y is not None:
+                    np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return ()
-        _blocks(_fused0, N, 80, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 96, N, (), _CHEAP_BLOCKS)
         if out is not None:
-            out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp')
-            out_x += d_x
-            out_y += d_y
             return r, t, out_x, out_y
         return r, t, d_x, d_y
 
@@ -343,13 +355,18 @@ def polar_vjp_bwd(residuals, ct0, ct1, *, out=None):
     N = x.shape[0]
     if ct0.shape != (N,) or ct1.shape != (N,):
         _shape_error('polar_vjp_bwd', ((ct0, 'ct0', 'f64[N]', (N,)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'x'),))
+    out_x = out_y = None
+    if out is not None:
+        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp_bwd', ((x, 'x'), (y, 'y'), (r, 'r'), (r3, 'r3'), (ct0, 'ct0'), (ct1, 'ct1')))
     with _quiet():
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4)
-        d_x = np.empty((N,), dtype=np.float64)
-        d_y = np.empty((N,), dtype=np.float64)
+        d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
+        d_y = np.empty((N,), dtype=np.float64) if out_y is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
+            g_1 = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_y is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -365,20 +382,21 @@ def polar_vjp_bwd(residuals, ct0, ct1, *, out=None):
                 np.subtract(ct0_b, b0, out=b0)  # cases/multi.tl:4
                 np.divide(0.5, r_b, out=b1)  # cases/multi.tl:3
                 np.multiply(b0, b1, out=b1)  # cases/multi.tl:3
-                d_x_b = d_x[i:j]
+                d_x_b = d_x[i:j] if out_x is None else g[:j - i]
                 np.multiply(b1, x_b, out=d_x_b)  # cases/multi.tl:3
                 np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
                 np.divide(ct1_b, r_b, out=b0)  # cases/multi.tl:4
                 np.multiply(b1, y_b, out=b1)  # cases/multi.tl:3
-                d_y_b = d_y[i:j]
+                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
                 np.add(b0, b1, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b1, out=d_y_b)  # cases/multi.tl:3
+                if out_y is not None:
+                    np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return ()
-        _blocks(_fused0, N, 80, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 96, N, (), _CHEAP_BLOCKS)
         if out is not None:
-            out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp_bwd')
-            out_x += d_x
-            out_y += d_y
             return (out_x, out_y)
         return (d_x, d_y)
 
@@ -400,14 +418,19 @@ def use_polar_grad(x, y, *, out=None):
     N = x.shape[0]
     if x.shape != (N,) or y.shape != (N,):
         _shape_error('use_polar_grad', ((x, 'x', 'f64[N]', (N,)), (y, 'y', 'f64[N]', (N,)),), (('N', N, 'x'),))
+    out_x = out_y = None
+    if out is not None:
+        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad', ((x, 'x'), (y, 'y')))
     with _quiet():
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4, cases/multi.tl:9)
-        d_x = np.empty((N,), dtype=np.float64)
-        d_y = np.empty((N,), dtype=np.float64)
+        d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
+        d_y = np.empty((N,), dtype=np.float64) if out_y is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
+            g_1 = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_y is not None else None
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -427,20 +450,21 @@ def use_polar_grad(x, y, *, out=None):
                 np.subtract(b0, b2, out=b2)  # cases/multi.tl:4
                 np.divide(0.5, b1, out=b0)  # cases/multi.tl:3
                 np.multiply(b2, b0, out=b0)  # cases/multi.tl:3
-                d_x_b = d_x[i:j]
+                d_x_b = d_x[i:j] if out_x is None else g[:j - i]
                 np.multiply(b0, x_b, out=d_x_b)  # cases/multi.tl:3
                 np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
                 np.divide(b1, b1, out=b1)  # cases/multi.tl:4
                 np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
-                d_y_b = d_y[i:j]
+                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
+                if out_y is not None:
+                    np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return (acc, )
-        t, = _blocks(_fused0, N, 56, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 72, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
-            out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad')
-            out_x += d_x
-            out_y += d_y
             return t, out_x, out_y
         return t, d_x, d_y
 
@@ -506,14 +530,19 @@ def use_polar_grad_bwd(residuals, *, seed=1.0, out=None):
     if type(seed) is not np.float64:
         seed = _scalar(seed, _F64, 'use_polar_grad_bwd', 'seed', 'f64')
     N = x.shape[0]
+    out_x = out_y = None
+    if out is not None:
+        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad_bwd', ((x, 'x'), (y, 'y'), (r, 'r'), (s, 's')))
     with _quiet():
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4, cases/multi.tl:9)
-        d_x = np.empty((N,), dtype=np.float64)
-        d_y = np.empty((N,), dtype=np.float64)
+        d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
+        d_y = np.empty((N,), dtype=np.float64) if out_y is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
+            g_1 = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_y is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -530,20 +559,21 @@ def use_polar_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(b0, b2, out=b2)  # cases/multi.tl:4
                 np.divide(0.5, r_b, out=b0)  # cases/multi.tl:3
                 np.multiply(b2, b0, out=b0)  # cases/multi.tl:3
-                d_x_b = d_x[i:j]
+                d_x_b = d_x[i:j] if out_x is None else g[:j - i]
                 np.multiply(b0, x_b, out=d_x_b)  # cases/multi.tl:3
                 np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
                 np.divide(b1, r_b, out=b1)  # cases/multi.tl:4
                 np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
-                d_y_b = d_y[i:j]
+                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
                 np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
+                if out_y is not None:
+                    np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return ()
-        _blocks(_fused0, N, 72, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 88, N, (), _CHEAP_BLOCKS)
         if out is not None:
-            out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad_bwd')
-            out_x += d_x
-            out_y += d_y
             return (out_x, out_y)
         return (d_x, d_y)
 

@@ -62,8 +62,10 @@ def _shape_error(fn, args, bound):
                              f"got shape {tuple(value.shape)}")
 
 
-def _out_buffers(out, specs, fn):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape."""
+def _out_buffers(out, specs, fn, args=()):
+    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
+    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
+    them while the arguments are still being read."""
     bufs = out if isinstance(out, tuple) else (out,)
     if len(bufs) != len(specs):
         raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
@@ -74,6 +76,10 @@ def _out_buffers(out, specs, fn):
                              f"of shape {tuple(shape)}, got {got}")
         if not buf.flags.writeable:
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
+        for arg, arg_name in args:
+            if np.may_share_memory(buf, arg):
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
+                                 f"gradients are added into it while `{arg_name}` is still read")
     return bufs
 
 
@@ -204,6 +210,9 @@ def stats_grad(x, *, out=None):
     K = x.shape[2]
     if x.shape != (N, M, K):
         _shape_error('stats_grad', ((x, 'x', 'f64[N, M, K]', (N, M, K)),), (('N', N, 'x'), ('M', M, 'x'), ('K', K, 'x'),))
+    out_x = None
+    if out is not None:
+        out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad', ((x, 'x'),))
     with _quiet():
         m = np.sum(x, axis=(0, 2), keepdims=True) / (K*N)  # cases/reductions.tl:3
         t = _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
@@ -365,11 +374,11 @@ def stats_grad(x, *, out=None):
                 d_x_b = d_x[i:j]
                 np.add(b4, t_9_b_1, out=d_x_b)  # cases/reductions.tl:5
                 np.add(d_x_b, t_30, out=d_x_b)  # cases/reductions.tl:3
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
         _blocks(_fused1, N, (91*K*M + 8*K), K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
-            out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad')
-            out_x += d_x
             return value, out_x
         return value, d_x
 
@@ -451,6 +460,9 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
     N = x.shape[0]
     M = x.shape[1]
     K = x.shape[2]
+    out_x = None
+    if out is not None:
+        out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd', ((x, 'x'), (r1, 'r1'), (r2, 'r2'), (s, 's'), (r4, 'r4')))
     with _quiet():
         # a fused loop over blocks of rows (cases/reductions.tl:5)
         t = np.empty((N, M, K), dtype=np.bool_)
@@ -582,11 +594,11 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 d_x_b = d_x[i:j]
                 np.add(b4, t_16_b_1, out=d_x_b)  # cases/reductions.tl:5
                 np.add(d_x_b, t_20, out=d_x_b)  # cases/reductions.tl:3
+                if out_x is not None:
+                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
         _blocks(_fused1, N, (91*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
-            out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd')
-            out_x += d_x
             return (out_x,)
         return (d_x,)
 

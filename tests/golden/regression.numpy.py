@@ -66,8 +66,10 @@ def _shape_error(fn, args, bound):
                              f"got shape {tuple(value.shape)}")
 
 
-def _out_buffers(out, specs, fn):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape."""
+def _out_buffers(out, specs, fn, args=()):
+    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
+    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
+    them while the arguments are still being read."""
     bufs = out if isinstance(out, tuple) else (out,)
     if len(bufs) != len(specs):
         raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
@@ -78,6 +80,10 @@ def _out_buffers(out, specs, fn):
                              f"of shape {tuple(shape)}, got {got}")
         if not buf.flags.writeable:
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
+        for arg, arg_name in args:
+            if np.may_share_memory(buf, arg):
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
+                                 f"gradients are added into it while `{arg_name}` is still read")
     return bufs
 
 
@@ -227,6 +233,9 @@ def loss_grad(x, y, w, b, lam, *, out=None):
     D = x.shape[1]
     if x.shape != (N, D) or y.shape != (N,) or w.shape != (D,):
         _shape_error('loss_grad', ((x, 'x', 'f64[N, D]', (N, D)), (y, 'y', 'f64[N]', (N,)), (w, 'w', 'f64[D]', (D,)),), (('N', N, 'x'), ('D', D, 'x'),))
+    out_w = out_b = None
+    if out is not None:
+        out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad', ((x, 'x'), (y, 'y'), (w, 'w')))
     with _quiet():
         t = x @ w  # cases/regression.tl:3
         t_1 = np.float64(1.0) / np.float64(N)  # cases/regression.tl:9
@@ -266,12 +275,12 @@ def loss_grad(x, y, w, b, lam, *, out=None):
                 np.multiply(2, b0, out=b0)  # cases/regression.tl:9
                 d_w_b = d_w[i:j]
                 np.add(b0, t_3_b, out=d_w_b)  # cases/regression.tl:3
+                if out_w is not None:
+                    np.add(out_w[i:j], d_w_b, out=out_w[i:j])
             return (acc, )
         t_4, = _blocks(_fused1, D, 32, D, ('sum', ), _CHEAP_BLOCKS)
         value = t_2 / N + lam * t_4  # cases/regression.tl:9
         if out is not None:
-            out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad')
-            out_w += d_w
             out_b += d_b
             return value, out_w, out_b
         return value, d_w, d_b
@@ -347,6 +356,9 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
         seed = _scalar(seed, _F64, 'loss_grad_bwd', 'seed', 'f64')
     N = x.shape[0]
     D = x.shape[1]
+    out_w = out_b = None
+    if out is not None:
+        out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad_bwd', ((x, 'x'), (w, 'w'), (r, 'r')))
     with _quiet():
         t = seed * lam  # cases/regression.tl:9
         t_1 = seed / N  # cases/regression.tl:9
@@ -377,11 +389,11 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.multiply(2, b0, out=b0)  # cases/regression.tl:9
                 d_w_b = d_w[i:j]
                 np.add(b0, t_2_b, out=d_w_b)  # cases/regression.tl:3
+                if out_w is not None:
+                    np.add(out_w[i:j], d_w_b, out=out_w[i:j])
             return ()
         _blocks(_fused0, D, 32, D, (), _CHEAP_BLOCKS)
         if out is not None:
-            out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad_bwd')
-            out_w += d_w
             out_b += d_b
             return (out_w, out_b)
         return (d_w, d_b)

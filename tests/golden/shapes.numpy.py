@@ -60,8 +60,10 @@ def _shape_error(fn, args, bound):
                              f"got shape {tuple(value.shape)}")
 
 
-def _out_buffers(out, specs, fn):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape."""
+def _out_buffers(out, specs, fn, args=()):
+    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
+    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
+    them while the arguments are still being read."""
     bufs = out if isinstance(out, tuple) else (out,)
     if len(bufs) != len(specs):
         raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
@@ -72,6 +74,10 @@ def _out_buffers(out, specs, fn):
                              f"of shape {tuple(shape)}, got {got}")
         if not buf.flags.writeable:
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
+        for arg, arg_name in args:
+            if np.may_share_memory(buf, arg):
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
+                                 f"gradients are added into it while `{arg_name}` is still read")
     return bufs
 
 
