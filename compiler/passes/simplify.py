@@ -158,6 +158,9 @@ def small_powers(n: Node):
 
 @rule("polynomials in Horner form: 5x^3 + 2x^2 + 4x + 8 = ((5x + 2)x + 4)x + 8 (when it takes fewer ops)")
 def horner(n: Node):
+    """Fewer operations and live temporaries; the rounding error bound is the expanded sum's.
+    Where terms of opposite signs overflow (x = -inf or -1e300 above: -inf + inf), the nested
+    form gives the polynomial's limit, -inf, and the form as written NaN."""
     if n.op not in ("add", "sub") or not n.dtype.is_float:
         return None
     found = _polynomial(n)
