@@ -83,10 +83,12 @@ PROGRAM_TOLERANCES: dict[str, tuple[float, float, str]] = {}
 # same inputs PyTorch is off by 7.4e-6 and tapeless by 1.3e-6 there. 3e-5 is 3.4x the worst
 # observed. (mlp.tl's Hv is ill-conditioned in f32 because its softmax saturates, logits
 # ~1000 apart: seeds 3 and 9 differ by up to 4.4e-4 between the two, each as far from
-# float64; the recorded seeds 0 and 1 agree to 7.1e-7.)
+# float64; the recorded seeds 0 and 1 agree to 7.1e-7 where they were recorded, and its
+# Hv wrt b2, ~1e-20, needs the absolute tolerance given in HVP_TOLERANCES.)
 HV_TOLERANCES = {np.dtype(np.float64): TOLERANCES[np.dtype(np.float64)], np.dtype(np.float32): (1e-5, 3e-5)}
-# Two Hessian-vector products need their own absolute tolerance, applied to their Hv
-# comparisons only: {(program, function): (rtol, absolute atol, reason)}.
+# Three Hessian-vector products need their own absolute tolerance, applied to their Hv
+# comparisons only: {(program, function): (rtol, absolute atol, reason[, the wrt names it is
+# for; all when absent])}.
 HVP_TOLERANCES: dict[tuple[str, str], tuple[float, float, str]] = {
     ("tests/cases/losses.tl", "losses_grad_hvp_ref"): (
         1e-12, 1e-9,
@@ -104,6 +106,17 @@ HVP_TOLERANCES: dict[tuple[str, str], tuple[float, float, str]] = {
         "zeros; torch's double backward leaves rounding noise (at most 4e-16, from cancelling "
         "terms of size ~1, the size of the gradient), so a tolerance relative to max|Hv| (noise) "
         "means nothing; 1e-14 absolute is 1e-14 relative to the gradient."),
+    ("tests/cases/mlp.tl", "mlp_grad_hvp_ref"): (
+        1e-5, 1e-4,
+        "Hv wrt b2 is a saturated softmax's residue: at seed 0 its one non-zero entry is "
+        "-8.68e-20 (a class probability ~1e-20 times the tangent; seed 1 gives exact zeros), so "
+        "atol relative to max|Hv wrt b2| means nothing. Its float32 value moves with the "
+        "rounding of logits ~500 by the BLAS kernel: on a SkylakeX OpenBLAS 0.3.31 machine "
+        "(2026-12-01) tapeless gives -8.6766e-20, PyTorch -8.6755e-20 (1.2e-4 relative), with "
+        "tapeless's code unchanged from the machine the reference passed on to 7e-7. The other "
+        "Hv arrays (max |Hv| 3 to 48) keep HV_TOLERANCES (9.6e-6 absolute at most there); for b2, "
+        "1e-4 absolute is 3e-5 of the smallest of those scales, the bound they get.",
+        ("b2",)),
 }
 
 # Comparisons that fail because of a confirmed compiler bug: {(program, function): reason}.
@@ -423,8 +436,9 @@ def _compare(m, text: str, rec: dict, program: str, name: str):
             assert_matches(g, r["grads"][k], f"{where}: gradient wrt {k}", program, allow_undefined=undefined_ok)
         special = HVP_TOLERANCES.get((program, source_name(m, name)))
         for k, g in zip(wrt, got_grads[len(wrt):]):
+            own = special is not None and (len(special) < 4 or k in special[3])
             assert_matches(g, r["hvp"][k], f"{where}: Hessian-vector product wrt {k}", program,
-                           allow_undefined=undefined_ok, absolute=special[:2] if special else None,
+                           allow_undefined=undefined_ok, absolute=special[:2] if own else None,
                            tolerances=HV_TOLERANCES)
 
 
@@ -483,6 +497,11 @@ def test_hvp_ref_matches_pytorch(program, name, tl):
 def test_hvp_tolerances_are_used():
     """Every HVP_TOLERANCES entry names a recorded hvp function and carries its reason."""
     recorded = set(_recorded_functions(("hvp",))) | set(_recorded_functions(("hvp",), "hvp_refs"))
-    for key, (_rtol, _atol, reason) in HVP_TOLERANCES.items():
+    for key, (_rtol, _atol, reason, *only) in HVP_TOLERANCES.items():
         assert key in recorded, f"HVP_TOLERANCES entry {key} is not a recorded hvp function"
         assert reason.strip(), f"HVP_TOLERANCES entry {key} needs its reason"
+        if only:  # the wrt names it is for: each one the function is differentiated with respect to
+            section = refs()["hvp_refs" if key[1].endswith("_hvp_ref") else "programs"]
+            rec = section.get(key[0], {}).get("functions", {}).get(key[1])
+            assert rec is not None and set(only[0]) <= set(rec["wrt"]), (
+                f"HVP_TOLERANCES entry {key} names {only[0]}, not all among what it differentiates")
