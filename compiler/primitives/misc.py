@@ -57,9 +57,10 @@ def _full_emit(ctx, args, node):
 
 
 def _full_sympy(args, node):
+    from ..symcheck import const_value  # exact (0.1 as 1/10): a Float would make 1/3 + 0.0 inexact
     from .shape import _concrete
 
-    return np.full(_concrete(node.shape), node.attr("value"), dtype=object)
+    return np.full(_concrete(node.shape), const_value(node), dtype=object)
 
 
 register(Primitive(
