@@ -17,7 +17,8 @@
                                                          # inputs, outputs); blocks of _BLOCK_BYTES
 
 Scratch buffers are assigned by liveness within a block; a ufunc may write over an
-input it reads, other ops may not. `where` is a bitwise select on the integer view of
+input it reads, other ops may not. Before a scratch buffer, a value takes the rows of an
+output the loop writes later, while nothing in them is still to be read. `where` is a bitwise select on the integer view of
 the values (exact, NaN-safe, and ten times faster than numpy.where).
 """
 from __future__ import annotations
@@ -51,6 +52,9 @@ class KernelWriter:
         self.stmts: list[str] = []
         self.views: dict[int, str] = {}  # output id -> its block view
         self.chained: set[int] = set()  # outputs whose rows already hold an input of theirs
+        self.busy: dict[int, int] = {}  # output id -> the last position reading a value put in its rows
+        self.pos_of: dict[int, int] = {}  # node id -> its position in the loop (write())
+        self.last_use: dict[int, int] = {}  # member id -> the last position reading it (write())
         self.readers: dict[int, list[Node]] = {}  # member id -> members and sinks that read it
         for n in k.members + k.sinks:
             for i in dict.fromkeys(n.inputs):
@@ -124,22 +128,51 @@ class KernelWriter:
         self.stmts.append(f"    {self.xp}.add({rows}, {self.views[o.id]}, out={rows})")
         self.body.accumulated.add(o.id)
 
-    def target(self, n: Node, pos: int = -1) -> str:
+    def target(self, n: Node, pos: int = -1, inplace: bool = True) -> str:
         """Where node n's block value goes: its output array's rows, the rows of the output its
-        only reader writes (a chain ending in an output then needs no scratch), or scratch."""
+        only reader writes (a chain ending in an output then needs no scratch), the rows of an
+        output not written yet (lent), or scratch. pos: n's place in the loop (-1: unknown, no
+        rows are lent); inplace: n's writer may write over a value it reads (a ufunc)."""
         if n.id in self.outputs:
             return self.out_view(n)
         readers = self.readers.get(n.id, [])
         if len(readers) == 1 and _ufunc(n):
             c = readers[0]
-            taken = self.taken_input.get(c.id)
             if (c.id in self.outputs and _ufunc(c) and (c.shape, c.dtype) == (n.shape, n.dtype)
-                    and (taken is None or self.last_read.get(taken.id, -1) <= pos) and c.id not in self.chained):
+                    and c.id not in self.chained and self.rows_free(c, pos, True)):
                 self.chained.add(c.id)  # one value at a time in those rows: the output's other inputs use scratch
+                self.busy[c.id] = self.pos_of[c.id]
                 return self.out_view(c)
+        if pos >= 0:
+            lent = self.lend(n, pos, inplace)
+            if lent is not None:
+                return lent
         sid = self.scratch_for(n.dtype, n.shape[1:])
         self.holder[n.id] = sid
         return self.buffer_names[sid][1]
+
+    def rows_free(self, o: Node, pos: int, inplace: bool) -> bool:
+        """Whether output o's rows of this block hold nothing still needed at pos: the input whose
+        memory o takes has been read for the last time, and no value put there earlier is read
+        after pos (at pos only by a writer that may write over what it reads)."""
+        taken = self.taken_input.get(o.id)
+        since = max(self.last_read.get(taken.id, -1) if taken is not None else -1, self.busy.get(o.id, -1))
+        return since < pos or (since == pos and inplace)
+
+    def lend(self, n: Node, pos: int, inplace: bool) -> str | None:
+        """The rows of an output written later in the loop, free now and until n's last reader:
+        n's value lives there instead of in a scratch buffer of its own (W7's loop: 6 -> 5
+        buffers; W3's: 5 -> 4), so blocks are bigger and the working set smaller."""
+        end = self.last_use.get(n.id, pos)
+        for o in self.k.outputs:
+            if (o.id in self.chained or o.id in self.accumulate or (o.dtype, o.shape) != (n.dtype, n.shape)
+                    or not self.rows_free(o, pos, inplace)):
+                continue
+            written = self.pos_of[o.id]  # o's own value goes there then: n must be dead by then
+            if written > end or (written == end and _ufunc(o)):
+                self.busy[o.id] = end
+                return self.out_view(o)
+        return None
 
     def value(self, i: Node, n: Node, aligned: bool) -> Expr:
         if i.id in self.members:
@@ -185,7 +218,7 @@ class KernelWriter:
             texts = self.operands(n, ufunc, [a.text for a in args] + list(extra), list(n.inputs) + [None] * len(extra))
             self.stmts.append(f"{self.xp}.{ufunc}({', '.join(texts)}, out={out})  {where}")
         elif n.op == "where" and n.dtype in _INT_OF:
-            out = self.target(n)  # not over an input: the select reads them after writing
+            out = self.target(n, pos, inplace=False)  # not over an input: the select reads them after writing
             self.select(n, args, out, where)
             self.release(dying)
         else:
@@ -340,7 +373,8 @@ class KernelWriter:
         for s in k.sinks:
             sinks_of.setdefault(s.inputs[0].id, []).append(s)
         order = [x for m in k.members for x in [m] + sinks_of.get(m.id, [])]
-        last_use: dict[int, int] = {}
+        last_use: dict[int, int] = self.last_use
+        self.pos_of = {n.id: pos for pos, n in enumerate(order)}
         for pos, n in enumerate(order):
             reads = n.inputs[0].inputs if n.inputs and n.inputs[0].id in self.folded else n.inputs
             for i in list(n.inputs) + list(reads):

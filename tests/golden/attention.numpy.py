@@ -298,20 +298,18 @@ def attention_loss_grad(q, k, v, *, out=None):
         t_5 = d_p  # its memory is free from here on
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 d_p_b = d_p[i:j]
                 p_b_1 = p[i:j]
                 np.einsum('ab,ab->a', d_p_b, p_b_1, out=b0[:, 0])  # cases/attention.tl:4
-                np.subtract(d_p_b, b0, out=b1)  # cases/attention.tl:4
                 t_5_b = t_5[i:j]
-                np.multiply(p_b_1, b1, out=t_5_b)  # cases/attention.tl:4
+                np.subtract(d_p_b, b0, out=t_5_b)  # cases/attention.tl:4
+                np.multiply(p_b_1, t_5_b, out=t_5_b)  # cases/attention.tl:4
                 np.divide(t_5_b, t_1, out=t_5_b)  # cases/attention.tl:3
             return ()
-        _blocks(_fused2, T, (16*T + 4), T*T, (), _CHEAP_BLOCKS)
+        _blocks(_fused2, T, (12*T + 4), T*T, (), _CHEAP_BLOCKS)
         d_q = np.einsum('ts,sd->td', t_5, k, optimize=_einsum_path('ts,sd->td', t_5, k))  # cases/attention.tl:3
         d_k = np.einsum('ts,td->sd', t_5, q, optimize=_einsum_path('ts,td->sd', t_5, q))  # cases/attention.tl:3
         d_v = p.T @ t_3  # cases/attention.tl:5
@@ -410,20 +408,18 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
         t_1 = d_p  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 d_p_b = d_p[i:j]
                 p_b = p[i:j]
                 np.einsum('ab,ab->a', d_p_b, p_b, out=b0[:, 0])  # cases/attention.tl:4
-                np.subtract(d_p_b, b0, out=b1)  # cases/attention.tl:4
                 t_1_b = t_1[i:j]
-                np.multiply(p_b, b1, out=t_1_b)  # cases/attention.tl:4
+                np.subtract(d_p_b, b0, out=t_1_b)  # cases/attention.tl:4
+                np.multiply(p_b, t_1_b, out=t_1_b)  # cases/attention.tl:4
                 np.divide(t_1_b, r2, out=t_1_b)  # cases/attention.tl:3
             return ()
-        _blocks(_fused1, T, (16*T + 4), T*T, (), _CHEAP_BLOCKS)
+        _blocks(_fused1, T, (12*T + 4), T*T, (), _CHEAP_BLOCKS)
         d_q = np.einsum('ts,sd->td', t_1, k, optimize=_einsum_path('ts,sd->td', t_1, k))  # cases/attention.tl:3
         d_k = np.einsum('ts,td->sd', t_1, q, optimize=_einsum_path('ts,td->sd', t_1, q))  # cases/attention.tl:3
         d_v = p.T @ t  # cases/attention.tl:5

@@ -191,30 +191,26 @@ def energy_grad(w, a, *, out=None):
     t_2 = np.empty((N,), dtype=np.float64)
     def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
             b0 = s0[:j - i]
-            b1 = s1[:j - i]
-            b2 = s2[:j - i]
             t_b = t[i:j]
             w_b = w[i:j]
-            np.tanh(t_b, out=b0)  # cases/higher_order.tl:3
-            np.multiply(b0, b0, out=b1)  # cases/higher_order.tl:3
-            acc += np.add.reduce(b1, axis=None)  # cases/higher_order.tl:3
-            np.multiply(w_b, w_b, out=b2)  # cases/higher_order.tl:3
-            acc_1 += np.einsum('a,a->', b2, b2)  # cases/higher_order.tl:3
-            t_1_b = t_1[i:j]
-            np.multiply(b2, w_b, out=t_1_b)  # cases/higher_order.tl:3
-            np.subtract(1, b1, out=b1)  # cases/higher_order.tl:3
             t_2_b = t_2[i:j]
-            np.multiply(b0, b1, out=t_2_b)  # cases/higher_order.tl:3
+            np.tanh(t_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(t_2_b, t_2_b, out=b0)  # cases/higher_order.tl:3
+            acc += np.add.reduce(b0, axis=None)  # cases/higher_order.tl:3
+            t_1_b = t_1[i:j]
+            np.multiply(w_b, w_b, out=t_1_b)  # cases/higher_order.tl:3
+            acc_1 += np.einsum('a,a->', t_1_b, t_1_b)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, w_b, out=t_1_b)  # cases/higher_order.tl:3
+            np.subtract(1, b0, out=b0)  # cases/higher_order.tl:3
+            np.multiply(t_2_b, b0, out=t_2_b)  # cases/higher_order.tl:3
             np.multiply(2, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    t_3, t_4, = _blocks(_fused0, N, 56, N, ('sum', 'sum', ))
+    t_3, t_4, = _blocks(_fused0, N, 40, N, ('sum', 'sum', ))
     value = t_3 + 0.25 * t_4  # cases/higher_order.tl:3
     d_w = t_1 + t_2 @ a  # cases/higher_order.tl:3
     if out is not None:
@@ -284,25 +280,23 @@ def energy_grad_bwd(residuals, *, seed=1.0, out=None):
     t_1 = np.empty((N,), dtype=np.float64)
     def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
             b0 = s0[:j - i]
-            b1 = s1[:j - i]
             w_b = w[i:j]
             r2_b = r2[i:j]
-            np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
             t_b = t[i:j]
-            np.multiply(b0, w_b, out=t_b)  # cases/higher_order.tl:3
+            np.multiply(w_b, w_b, out=t_b)  # cases/higher_order.tl:3
+            np.multiply(t_b, w_b, out=t_b)  # cases/higher_order.tl:3
             np.multiply(seed, t_b, out=t_b)  # cases/higher_order.tl:3
-            np.multiply(seed, r2_b, out=b0)  # cases/higher_order.tl:3
-            np.multiply(r2_b, r2_b, out=b1)  # cases/higher_order.tl:3
-            np.subtract(1, b1, out=b1)  # cases/higher_order.tl:3
             t_1_b = t_1[i:j]
-            np.multiply(b0, b1, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(seed, r2_b, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(r2_b, r2_b, out=b0)  # cases/higher_order.tl:3
+            np.subtract(1, b0, out=b0)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, b0, out=t_1_b)  # cases/higher_order.tl:3
             np.multiply(2, t_1_b, out=t_1_b)  # cases/higher_order.tl:3
         return ()
-    _blocks(_fused0, N, 48, N, (), _CHEAP_BLOCKS)
+    _blocks(_fused0, N, 40, N, (), _CHEAP_BLOCKS)
     d_w = t + t_1 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_grad_bwd')
@@ -343,7 +337,6 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s3 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
@@ -351,25 +344,24 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
             b0 = s0[:j - i]
             b1 = s1[:j - i]
             b2 = s2[:j - i]
-            b3 = s3[:j - i]
             t_b = t[i:j]
             w_b = w[i:j]
             ct1_b = ct1[i:j]
             t_1_b = t_1[i:j]
             np.tanh(t_b, out=b0)  # cases/higher_order.tl:3
-            np.multiply(b0, b0, out=b1)  # cases/higher_order.tl:3
-            acc += np.add.reduce(b1, axis=None)  # cases/higher_order.tl:3
-            np.multiply(w_b, w_b, out=b2)  # cases/higher_order.tl:3
-            acc_1 += np.einsum('a,a->', b2, b2)  # cases/higher_order.tl:3
-            t_2_b = t_2[i:j]
-            np.multiply(b2, w_b, out=t_2_b)  # cases/higher_order.tl:3
-            np.subtract(1, b1, out=b1)  # cases/higher_order.tl:3
             t_3_b = t_3[i:j]
+            np.multiply(b0, b0, out=t_3_b)  # cases/higher_order.tl:3
+            acc += np.add.reduce(t_3_b, axis=None)  # cases/higher_order.tl:3
+            t_4_b = t_4[i:j]
+            np.multiply(w_b, w_b, out=t_4_b)  # cases/higher_order.tl:3
+            acc_1 += np.einsum('a,a->', t_4_b, t_4_b)  # cases/higher_order.tl:3
+            t_2_b = t_2[i:j]
+            np.multiply(t_4_b, w_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.subtract(1, t_3_b, out=b1)  # cases/higher_order.tl:3
             np.multiply(b0, b1, out=t_3_b)  # cases/higher_order.tl:3
             np.multiply(2, t_3_b, out=t_3_b)  # cases/higher_order.tl:3
-            np.multiply(ct1_b, b2, out=b2)  # cases/higher_order.tl:3
-            t_4_b = t_4[i:j]
-            np.multiply(3, b2, out=t_4_b)  # cases/higher_order.tl:3
+            np.multiply(ct1_b, t_4_b, out=t_4_b)  # cases/higher_order.tl:3
+            np.multiply(3, t_4_b, out=t_4_b)  # cases/higher_order.tl:3
             np.multiply(ct0, t_2_b, out=b2)  # cases/higher_order.tl:3
             np.add(t_4_b, b2, out=t_4_b)  # cases/higher_order.tl:3
             np.multiply(t_1_b, b0, out=b2)  # cases/higher_order.tl:3
@@ -377,16 +369,16 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
             np.negative(b2, out=b2)  # cases/higher_order.tl:3
             np.multiply(b2, b0, out=b2)  # cases/higher_order.tl:3
             np.add(b2, b2, out=b2)  # cases/higher_order.tl:3
-            np.multiply(t_1_b, b1, out=b3)  # cases/higher_order.tl:3
-            np.multiply(2, b3, out=b3)  # cases/higher_order.tl:3
-            np.add(b2, b3, out=b3)  # cases/higher_order.tl:3
+            t_5_b = t_5[i:j]
+            np.multiply(t_1_b, b1, out=t_5_b)  # cases/higher_order.tl:3
+            np.multiply(2, t_5_b, out=t_5_b)  # cases/higher_order.tl:3
+            np.add(b2, t_5_b, out=t_5_b)  # cases/higher_order.tl:3
             np.multiply(ct0, b0, out=b0)  # cases/higher_order.tl:3
             np.multiply(2, b0, out=b0)  # cases/higher_order.tl:3
-            t_5_b = t_5[i:j]
-            np.add(b3, b0, out=t_5_b)  # cases/higher_order.tl:3
+            np.add(t_5_b, b0, out=t_5_b)  # cases/higher_order.tl:3
             np.multiply(t_5_b, b1, out=t_5_b)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    t_6, t_7, = _blocks(_fused0, N, 96, N, ('sum', 'sum', ))
+    t_6, t_7, = _blocks(_fused0, N, 88, N, ('sum', 'sum', ))
     value = t_6 + 0.25 * t_7  # cases/higher_order.tl:3
     d_w = t_2 + t_3 @ a  # cases/higher_order.tl:3
     d_w_1 = t_4 + t_5 @ a  # cases/higher_order.tl:3
@@ -430,26 +422,22 @@ def energy_hvp_fwd(w, a):
     t_5 = np.empty((N,), dtype=np.float64)
     t_6 = np.empty((N,), dtype=np.float64)
     def _fused0(lo, hi, rows):
-        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         acc = np.zeros((), dtype=np.float64)
         acc_1 = np.zeros((), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
-            b0 = s0[:j - i]
-            b1 = s1[:j - i]
             t_b = t[i:j]
             w_b = w[i:j]
             t_1_b = t_1[i:j]
             np.tanh(t_b, out=t_1_b)  # cases/higher_order.tl:3
-            np.multiply(t_1_b, t_1_b, out=b0)  # cases/higher_order.tl:3
-            acc += np.add.reduce(b0, axis=None)  # cases/higher_order.tl:3
-            np.multiply(w_b, w_b, out=b1)  # cases/higher_order.tl:3
-            acc_1 += np.einsum('a,a->', b1, b1)  # cases/higher_order.tl:3
-            t_2_b = t_2[i:j]
-            np.multiply(b1, w_b, out=t_2_b)  # cases/higher_order.tl:3
             t_3_b = t_3[i:j]
-            np.subtract(1, b0, out=t_3_b)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, t_1_b, out=t_3_b)  # cases/higher_order.tl:3
+            acc += np.add.reduce(t_3_b, axis=None)  # cases/higher_order.tl:3
+            t_2_b = t_2[i:j]
+            np.multiply(w_b, w_b, out=t_2_b)  # cases/higher_order.tl:3
+            acc_1 += np.einsum('a,a->', t_2_b, t_2_b)  # cases/higher_order.tl:3
+            np.multiply(t_2_b, w_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.subtract(1, t_3_b, out=t_3_b)  # cases/higher_order.tl:3
             t_4_b = t_4[i:j]
             np.multiply(t_1_b, t_3_b, out=t_4_b)  # cases/higher_order.tl:3
             np.multiply(2, t_4_b, out=t_4_b)  # cases/higher_order.tl:3
@@ -458,7 +446,7 @@ def energy_hvp_fwd(w, a):
             t_6_b = t_6[i:j]
             np.multiply(2, t_1_b, out=t_6_b)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    t_7, t_8, = _blocks(_fused0, N, 80, N, ('sum', 'sum', ))
+    t_7, t_8, = _blocks(_fused0, N, 64, N, ('sum', 'sum', ))
     d_w = t_2 + t_4 @ a  # cases/higher_order.tl:3
     return (t_7 + 0.25 * t_8, d_w), (a, w, t_1, t_5, t_6, t_3)  # cases/higher_order.tl:3
 
@@ -487,11 +475,9 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
     t_2 = t  # its memory is free from here on
     def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
             b0 = s0[:j - i]
-            b1 = s1[:j - i]
             w_b = w[i:j]
             ct1_b = ct1[i:j]
             r3_b = r3[i:j]
@@ -499,10 +485,10 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
             r4_b = r4[i:j]
             r2_b = r2[i:j]
             r5_b = r5[i:j]
-            np.multiply(w_b, w_b, out=b0)  # cases/higher_order.tl:3
-            np.multiply(ct1_b, b0, out=b0)  # cases/higher_order.tl:3
             t_1_b = t_1[i:j]
-            np.multiply(3, b0, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(w_b, w_b, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(ct1_b, t_1_b, out=t_1_b)  # cases/higher_order.tl:3
+            np.multiply(3, t_1_b, out=t_1_b)  # cases/higher_order.tl:3
             np.multiply(ct0, r3_b, out=b0)  # cases/higher_order.tl:3
             np.multiply(0.25, b0, out=b0)  # cases/higher_order.tl:3
             np.add(t_1_b, b0, out=t_1_b)  # cases/higher_order.tl:3
@@ -510,15 +496,15 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
             np.negative(b0, out=b0)  # cases/higher_order.tl:3
             np.multiply(b0, r2_b, out=b0)  # cases/higher_order.tl:3
             np.add(b0, b0, out=b0)  # cases/higher_order.tl:3
-            np.multiply(t_b, r5_b, out=b1)  # cases/higher_order.tl:3
-            np.multiply(2, b1, out=b1)  # cases/higher_order.tl:3
-            np.add(b0, b1, out=b1)  # cases/higher_order.tl:3
-            np.multiply(ct0, r4_b, out=b0)  # cases/higher_order.tl:3
             t_2_b = t_2[i:j]
-            np.add(b1, b0, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(t_b, r5_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(2, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.add(b0, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(ct0, r4_b, out=b0)  # cases/higher_order.tl:3
+            np.add(t_2_b, b0, out=t_2_b)  # cases/higher_order.tl:3
             np.multiply(t_2_b, r5_b, out=t_2_b)  # cases/higher_order.tl:3
         return ()
-    _blocks(_fused0, N, 88, N, (), _CHEAP_BLOCKS)
+    _blocks(_fused0, N, 80, N, (), _CHEAP_BLOCKS)
     d_w = t_1 + t_2 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_hvp_bwd')

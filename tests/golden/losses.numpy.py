@@ -377,8 +377,6 @@ def losses_grad_fwd(z, p, y):
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -388,35 +386,33 @@ def losses_grad_fwd(z, p, y):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
-                b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
                 t_2 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
                 acc += np.add.reduce(t_2, axis=None)  # cases/losses.tl:5
-                np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
-                np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
-                np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
-                np.absolute(z_b, out=b2)  # cases/losses.tl:6
-                np.negative(b2, out=b2)  # cases/losses.tl:6
-                np.exp(b2, out=b2)  # cases/losses.tl:6
-                np.log1p(b2, out=b3)  # cases/losses.tl:6
-                np.add(b1, b3, out=b1)  # cases/losses.tl:6
-                acc_1 += np.add.reduce(b1, axis=None)  # cases/losses.tl:6
+                t_1_b = t_1[i:j]
+                np.maximum(z_b, 0, out=t_1_b)  # cases/losses.tl:6
                 t_b = t[i:j]
+                np.multiply(z_b, y_b, out=t_b)  # cases/losses.tl:6
+                np.subtract(t_1_b, t_b, out=t_b)  # cases/losses.tl:6
+                np.absolute(z_b, out=b0)  # cases/losses.tl:6
+                np.negative(b0, out=b0)  # cases/losses.tl:6
+                np.exp(b0, out=b0)  # cases/losses.tl:6
+                np.log1p(b0, out=b1)  # cases/losses.tl:6
+                np.add(t_b, b1, out=t_b)  # cases/losses.tl:6
+                acc_1 += np.add.reduce(t_b, axis=None)  # cases/losses.tl:6
                 t_b[...] = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
                 acc_2 += np.einsum('ab,ab->', t_b, y_b)  # cases/losses.tl:7
-                np.add(b0, b3, out=b3)  # cases/losses.tl:8
-                acc_3 += np.add.reduce(b3, axis=None)  # cases/losses.tl:8
-                np.greater_equal(z_b, 0, out=b3)  # cases/losses.tl:8
-                t_1_b = t_1[i:j]
-                np.maximum(b2, b3, out=t_1_b)  # cases/losses.tl:8
-                np.add(1, b2, out=b2)  # cases/losses.tl:8
-                np.divide(t_1_b, b2, out=t_1_b)  # cases/losses.tl:8
+                np.add(t_1_b, b1, out=t_1_b)  # cases/losses.tl:8
+                acc_3 += np.add.reduce(t_1_b, axis=None)  # cases/losses.tl:8
+                np.greater_equal(z_b, 0, out=t_1_b)  # cases/losses.tl:8
+                np.maximum(b0, t_1_b, out=t_1_b)  # cases/losses.tl:8
+                np.add(1, b0, out=b0)  # cases/losses.tl:8
+                np.divide(t_1_b, b0, out=t_1_b)  # cases/losses.tl:8
                 acc_4 += np.einsum('ab,ab->', t_1_b, y_b)  # cases/losses.tl:8
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        t_3, t_4, t_5, t_6, t_7, = _blocks(_fused0, N, 72*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        t_3, t_4, t_5, t_6, t_7, = _blocks(_fused0, N, 56*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
         a = t_3 / (C*N)  # cases/losses.tl:5
         b = t_4 / (C*N)  # cases/losses.tl:6
         return a + b - t_5 + t_6 + t_7, (p, y, z, t, t_1)  # cases/losses.tl:8

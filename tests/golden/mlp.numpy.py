@@ -281,13 +281,12 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = t_2  # its memory is free from here on
         def _fused1(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s3 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
+            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             s4 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s6 = np.empty((min(rows, hi - lo), 10), dtype=np.bool_)
+            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.bool_)
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             acc_1 = np.zeros((10,), dtype=np.float32)
@@ -299,31 +298,30 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 b3 = s3[:j - i]
                 b4 = s4[:j - i]
                 b5 = s5[:j - i]
-                b6 = s6[:j - i]
                 t_2_b = t_2[i:j]
                 t_b = t[i:j]
-                np.add(t_2_b, b2, out=b0)  # cases/mlp.tl:5
-                t_4 = np.max(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.absolute(t_4, out=b1_1)  # cases/mlp.tl:6
-                np.less(b1_1, np.inf, out=b2_1)  # cases/mlp.tl:6
-                np.negative(b2_1.view(np.int8), out=b3.view(np.int8))  # cases/mlp.tl:6
-                np.bitwise_and(t_4.view(np.int32), b3.view(np.int8), out=b1_1.view(np.int32))
-                np.subtract(b0, b1_1, out=b0)  # cases/mlp.tl:6
-                np.exp(b0, out=b4)  # cases/mlp.tl:6
-                t_5 = np.sum(b4.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.log(t_5, out=b1_1)  # cases/mlp.tl:6
-                np.subtract(b1_1, b0, out=b0)  # cases/mlp.tl:6
-                np.negative(t_b.view(np.int8), out=b6.view(np.int8))  # cases/mlp.tl:6
-                np.bitwise_and(b0.view(np.int32), b6.view(np.int8), out=b5.view(np.int32))
-                acc += np.add.reduce(b5, axis=None)  # cases/mlp.tl:6
-                np.divide(b4, t_5, out=b4)  # cases/mlp.tl:6
-                t_6 = t_b.astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
-                np.subtract(b4, t_6, out=d_logits_b)  # cases/mlp.tl:6
+                np.add(t_2_b, b2, out=d_logits_b)  # cases/mlp.tl:5
+                t_4 = np.max(d_logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
+                np.absolute(t_4, out=b0)  # cases/mlp.tl:6
+                np.less(b0, np.inf, out=b1_1)  # cases/mlp.tl:6
+                np.negative(b1_1.view(np.int8), out=b2_1.view(np.int8))  # cases/mlp.tl:6
+                np.bitwise_and(t_4.view(np.int32), b2_1.view(np.int8), out=b0.view(np.int32))
+                np.subtract(d_logits_b, b0, out=d_logits_b)  # cases/mlp.tl:6
+                np.exp(d_logits_b, out=b3)  # cases/mlp.tl:6
+                t_5 = np.sum(b3.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
+                np.log(t_5, out=b0)  # cases/mlp.tl:6
+                np.subtract(b0, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
+                np.negative(t_b.view(np.int8), out=b5.view(np.int8))  # cases/mlp.tl:6
+                np.bitwise_and(d_logits_b.view(np.int32), b5.view(np.int8), out=b4.view(np.int32))
+                acc += np.add.reduce(b4, axis=None)  # cases/mlp.tl:6
+                np.divide(b3, t_5, out=d_logits_b)  # cases/mlp.tl:6
+                t_6 = t_b.astype(np.float32)  # cases/mlp.tl:6
+                np.subtract(d_logits_b, t_6, out=d_logits_b)  # cases/mlp.tl:6
                 np.multiply(t_3, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc_1 += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, acc_1, )
-        t_7, d_b2, = _blocks(_fused1, B, 226, 10*B, ('sum', 'sum', ))
+        t_7, d_b2, = _blocks(_fused1, B, 186, 10*B, ('sum', 'sum', ))
         value = t_7 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
@@ -466,7 +464,6 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
             s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((10,), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -474,7 +471,6 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 logits_b = logits[i:j]
                 t_1_b = t_1[i:j]
                 t_2 = np.max(logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
@@ -482,17 +478,17 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.less(b0, np.inf, out=b1)  # cases/mlp.tl:6
                 np.negative(b1.view(np.int8), out=b2.view(np.int8))  # cases/mlp.tl:6
                 np.bitwise_and(t_2.view(np.int32), b2.view(np.int8), out=b0.view(np.int32))
-                np.subtract(logits_b, b0, out=b3)  # cases/mlp.tl:6
-                np.exp(b3, out=b3)  # cases/mlp.tl:6
-                t_3 = np.sum(b3.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.divide(b3, t_3, out=b3)  # cases/mlp.tl:6
-                t_4 = t_1_b.astype(np.float32)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
-                np.subtract(b3, t_4, out=d_logits_b)  # cases/mlp.tl:6
+                np.subtract(logits_b, b0, out=d_logits_b)  # cases/mlp.tl:6
+                np.exp(d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
+                t_3 = np.sum(d_logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
+                np.divide(d_logits_b, t_3, out=d_logits_b)  # cases/mlp.tl:6
+                t_4 = t_1_b.astype(np.float32)  # cases/mlp.tl:6
+                np.subtract(d_logits_b, t_4, out=d_logits_b)  # cases/mlp.tl:6
                 np.multiply(t, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, )
-        d_b2, = _blocks(_fused0, B, 136, 10*B, ('sum', ))
+        d_b2, = _blocks(_fused0, B, 96, 10*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         t_5 = d_h  # its memory is free from here on

@@ -159,23 +159,19 @@ def polar(x, y):
         r = np.empty((N,), dtype=np.float64)
         t = np.empty((N,), dtype=np.float64)
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 x_b = x[i:j]
                 y_b = y[i:j]
-                np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
-                np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
                 r_b = r[i:j]
-                np.add(b0, b1, out=r_b)  # cases/multi.tl:3
-                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
+                np.multiply(x_b, x_b, out=r_b)  # cases/multi.tl:3
                 t_b = t[i:j]
+                np.multiply(y_b, y_b, out=t_b)  # cases/multi.tl:3
+                np.add(r_b, t_b, out=r_b)  # cases/multi.tl:3
+                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
                 np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
             return ()
-        _blocks(_fused0, N, 48, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 32, N, (), _CHEAP_BLOCKS)
         return r, t
 
 
@@ -259,28 +255,28 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
                 y_b = y[i:j]
                 ct1_b = ct1[i:j]
                 ct0_b = ct0[i:j]
-                np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
-                np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
                 r_b = r[i:j]
-                np.add(b0, b1, out=r_b)  # cases/multi.tl:3
-                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
+                np.multiply(x_b, x_b, out=r_b)  # cases/multi.tl:3
                 t_b = t[i:j]
+                np.multiply(y_b, y_b, out=t_b)  # cases/multi.tl:3
+                np.add(r_b, t_b, out=r_b)  # cases/multi.tl:3
+                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
                 np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
-                np.multiply(ct1_b, t_b, out=b1)  # cases/multi.tl:4
-                np.divide(b1, r_b, out=b1)  # cases/multi.tl:4
-                np.subtract(ct0_b, b1, out=b1)  # cases/multi.tl:4
-                np.divide(0.5, r_b, out=b0)  # cases/multi.tl:3
-                np.multiply(b1, b0, out=b0)  # cases/multi.tl:3
+                np.multiply(ct1_b, t_b, out=b0)  # cases/multi.tl:4
+                np.divide(b0, r_b, out=b0)  # cases/multi.tl:4
+                np.subtract(ct0_b, b0, out=b0)  # cases/multi.tl:4
+                np.divide(0.5, r_b, out=b1)  # cases/multi.tl:3
+                np.multiply(b0, b1, out=b1)  # cases/multi.tl:3
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
-                np.multiply(b0, x_b, out=d_x_b)  # cases/multi.tl:3
+                np.multiply(b1, x_b, out=d_x_b)  # cases/multi.tl:3
                 np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
-                np.divide(ct1_b, r_b, out=b1)  # cases/multi.tl:4
-                np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
+                np.divide(ct1_b, r_b, out=b0)  # cases/multi.tl:4
+                np.multiply(b1, y_b, out=b1)  # cases/multi.tl:3
                 d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
-                np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
-                np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
+                np.add(b0, b1, out=d_y_b)  # cases/multi.tl:3
+                np.add(d_y_b, b1, out=d_y_b)  # cases/multi.tl:3
                 if out_y is not None:
                     np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return ()
@@ -317,23 +313,19 @@ def polar_vjp_fwd(x, y):
         r = np.empty((N,), dtype=np.float64)
         t = np.empty((N,), dtype=np.float64)
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 x_b = x[i:j]
                 y_b = y[i:j]
-                np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
-                np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
                 r_b = r[i:j]
-                np.add(b0, b1, out=r_b)  # cases/multi.tl:3
-                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
+                np.multiply(x_b, x_b, out=r_b)  # cases/multi.tl:3
                 t_b = t[i:j]
+                np.multiply(y_b, y_b, out=t_b)  # cases/multi.tl:3
+                np.add(r_b, t_b, out=r_b)  # cases/multi.tl:3
+                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
                 np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
             return ()
-        _blocks(_fused0, N, 48, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 32, N, (), _CHEAP_BLOCKS)
         return (r, t), (x, y, r, t)
 
 
@@ -496,25 +488,21 @@ def use_polar_grad_fwd(x, y):
         r = np.empty((N,), dtype=np.float64)
         s = np.empty((N,), dtype=np.float64)
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 x_b = x[i:j]
                 y_b = y[i:j]
-                np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
-                np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
                 r_b = r[i:j]
-                np.add(b0, b1, out=r_b)  # cases/multi.tl:3
-                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
+                np.multiply(x_b, x_b, out=r_b)  # cases/multi.tl:3
                 s_b = s[i:j]
+                np.multiply(y_b, y_b, out=s_b)  # cases/multi.tl:3
+                np.add(r_b, s_b, out=r_b)  # cases/multi.tl:3
+                np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
                 np.divide(y_b, r_b, out=s_b)  # cases/multi.tl:4
                 acc += np.einsum('a,a->', r_b, s_b)  # cases/multi.tl:9
             return (acc, )
-        t, = _blocks(_fused0, N, 48, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 32, N, ('sum', ), _CHEAP_BLOCKS)
         return t, (x, y, r, s)
 
 

@@ -227,10 +227,10 @@ def stats_grad(x, *, out=None):
         t_8 = np.empty((N, K), dtype=np.float64)
         t_9 = np.empty((N, M, K), dtype=np.float64)
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s0 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -243,16 +243,18 @@ def stats_grad(x, *, out=None):
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
                 x_b = x[i:j]
-                np.subtract(x_b, m, out=b0)  # cases/reductions.tl:5
-                acc += np.einsum('abc,abc->', b0, b0)  # cases/reductions.tl:5
+                t_9_b = t_9[i:j]
+                np.subtract(x_b, m, out=t_9_b)  # cases/reductions.tl:5
+                acc += np.einsum('abc,abc->', t_9_b, t_9_b)  # cases/reductions.tl:5
                 t_10 = np.sum(x_b, axis=1, keepdims=True)  # cases/reductions.tl:4
-                np.divide(t_10, M, out=b1)  # cases/reductions.tl:4
+                np.divide(t_10, M, out=b0)  # cases/reductions.tl:4
                 t_4_b = t_4[i:j]
-                np.subtract(x_b, b1, out=t_4_b)  # cases/reductions.tl:4
-                np.einsum('abc,abc->ac', t_4_b, t_4_b, out=b2)  # cases/reductions.tl:4
-                np.divide(b2, M, out=b2)  # cases/reductions.tl:4
-                np.sqrt(b2, out=b2)  # cases/reductions.tl:4
-                acc_1 += np.add.reduce(b2, axis=None)  # cases/reductions.tl:5
+                np.subtract(x_b, b0, out=t_4_b)  # cases/reductions.tl:4
+                np.einsum('abc,abc->ac', t_4_b, t_4_b, out=b1)  # cases/reductions.tl:4
+                t_8_b = t_8[i:j]
+                np.divide(b1, M, out=t_8_b)  # cases/reductions.tl:4
+                np.sqrt(t_8_b, out=t_8_b)  # cases/reductions.tl:4
+                acc_1 += np.add.reduce(t_8_b, axis=None)  # cases/reductions.tl:5
                 t_5_b = t_5[i:j]
                 t_5_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
                 acc_2 += np.add.reduce(t_5_b, axis=None)  # cases/reductions.tl:5
@@ -261,18 +263,16 @@ def stats_grad(x, *, out=None):
                 t_11 = t_6_b.astype(np.int64)  # cases/reductions.tl:5
                 acc_3 += np.sum(t_11, axis=0, keepdims=True)  # cases/reductions.tl:5
                 t_7_b = t_7[i:j]
-                np.negative(t_6_b.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:5
+                np.negative(t_6_b.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
                 np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), x_b.view(np.int64), out=t_7_b.view(np.int64))
-                np.bitwise_and(t_7_b.view(np.int64), b3.view(np.int8), out=t_7_b.view(np.int64))
+                np.bitwise_and(t_7_b.view(np.int64), b2.view(np.int8), out=t_7_b.view(np.int64))
                 np.bitwise_xor(t_7_b.view(np.int64), x_b.view(np.int64), out=t_7_b.view(np.int64))
-                t_8_b = t_8[i:j]
-                np.divide(0.5, b2, out=t_8_b)  # cases/reductions.tl:4
+                np.divide(0.5, t_8_b, out=t_8_b)  # cases/reductions.tl:4
                 np.divide(t_8_b, M, out=t_8_b)  # cases/reductions.tl:4
-                t_9_b = t_9[i:j]
-                np.multiply(t_3, b0, out=t_9_b)  # cases/reductions.tl:5
+                np.multiply(t_3, t_9_b, out=t_9_b)  # cases/reductions.tl:5
                 np.multiply(2, t_9_b, out=t_9_b)  # cases/reductions.tl:5
-                np.negative(t_9_b, out=b0)  # cases/reductions.tl:5
-                acc_4 += np.sum(b0, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
+                np.negative(t_9_b, out=b3)  # cases/reductions.tl:5
+                acc_4 += np.sum(b3, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, acc_3, acc_4, )
         t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, (42*K*M + 24*K + 8*M), K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         value = t_12 / N + t_13 + t_14 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
@@ -287,31 +287,29 @@ def stats_grad(x, *, out=None):
         t_23 = np.empty((N, M, 1), dtype=np.float64)
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 t_16_b = t_16[i:j]
                 t_6_b_1 = t_6[i:j]
                 t_18_b = t_18[i:j]
                 x_b_1 = x[i:j]
                 t_19_b = t_19[i:j]
-                np.equal(t_16_b, 1, out=b0)  # cases/reductions.tl:5
-                np.logical_and(b0, t_6_b_1, out=b0)  # cases/reductions.tl:5
+                t_22_b = t_22[i:j]
+                np.equal(t_16_b, 1, out=t_22_b)  # cases/reductions.tl:5
+                np.logical_and(t_22_b, t_6_b_1, out=t_22_b)  # cases/reductions.tl:5
                 t_20_b = t_20[i:j]
-                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(t_18_b.view(np.int64), b1.view(np.int8), out=t_20_b.view(np.int64))
+                np.negative(t_22_b.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(t_18_b.view(np.int64), b0.view(np.int8), out=t_20_b.view(np.int64))
                 t_21_b = t_21[i:j]
                 np.subtract(x_b_1, t_2, out=t_21_b)  # cases/reductions.tl:5
                 np.exp(t_21_b, out=t_21_b)  # cases/reductions.tl:5
-                t_22_b = t_22[i:j]
                 np.equal(x_b_1, t_19_b, out=t_22_b)  # cases/reductions.tl:5
                 t_24 = t_22_b.astype(np.float64)  # cases/reductions.tl:5
                 t_23_b = t_23[i:j]
                 t_23_b[...] = np.sum(t_24, axis=2, keepdims=True)  # cases/reductions.tl:5
             return ()
-        _blocks(_fused2, N, (52*K*M + 8*M), K*M*N, ())
+        _blocks(_fused2, N, (51*K*M + 8*M), K*M*N, ())
         t_25 = np.broadcast_to(t_23, (N, M, K))  # cases/reductions.tl:5
         t_26 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
         # a fused loop over blocks of rows (cases/reductions.tl:4)
@@ -501,16 +499,12 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         t_16 = np.empty((N, M, K), dtype=np.float64)
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             acc = np.zeros((1, M, 1), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
-                b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 t_4_b = t_4[i:j]
                 t_b_1 = t[i:j]
                 t_6_b = t_6[i:j]
@@ -518,31 +512,31 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 t_9_b = t_9[i:j]
                 s_b = s[i:j]
                 r1_b = r1[i:j]
-                np.equal(t_4_b, 1, out=b0)  # cases/reductions.tl:5
-                np.logical_and(b0, t_b_1, out=b0)  # cases/reductions.tl:5
-                t_11_b = t_11[i:j]
-                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(t_6_b.view(np.int64), b1.view(np.int8), out=t_11_b.view(np.int64))
-                np.subtract(x_b_1, t_8, out=b2)  # cases/reductions.tl:5
-                t_12_b = t_12[i:j]
-                np.exp(b2, out=t_12_b)  # cases/reductions.tl:5
-                np.multiply(seed, t_12_b, out=t_12_b)  # cases/reductions.tl:5
                 t_13_b = t_13[i:j]
+                np.equal(t_4_b, 1, out=t_13_b)  # cases/reductions.tl:5
+                np.logical_and(t_13_b, t_b_1, out=t_13_b)  # cases/reductions.tl:5
+                t_11_b = t_11[i:j]
+                np.negative(t_13_b.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(t_6_b.view(np.int64), b0.view(np.int8), out=t_11_b.view(np.int64))
+                t_12_b = t_12[i:j]
+                np.subtract(x_b_1, t_8, out=t_12_b)  # cases/reductions.tl:5
+                np.exp(t_12_b, out=t_12_b)  # cases/reductions.tl:5
+                np.multiply(seed, t_12_b, out=t_12_b)  # cases/reductions.tl:5
                 np.equal(x_b_1, t_9_b, out=t_13_b)  # cases/reductions.tl:5
                 t_17 = t_13_b.astype(np.float64)  # cases/reductions.tl:5
                 t_14_b = t_14[i:j]
                 t_14_b[...] = np.sum(t_17, axis=2, keepdims=True)  # cases/reductions.tl:5
-                np.divide(0.5, s_b, out=b3)  # cases/reductions.tl:4
                 t_15_b = t_15[i:j]
-                np.multiply(seed, b3, out=t_15_b)  # cases/reductions.tl:4
+                np.divide(0.5, s_b, out=t_15_b)  # cases/reductions.tl:4
+                np.multiply(seed, t_15_b, out=t_15_b)  # cases/reductions.tl:4
                 np.divide(t_15_b, M, out=t_15_b)  # cases/reductions.tl:4
                 t_16_b = t_16[i:j]
                 np.multiply(t_10, r1_b, out=t_16_b)  # cases/reductions.tl:5
                 np.multiply(2, t_16_b, out=t_16_b)  # cases/reductions.tl:5
-                np.negative(t_16_b, out=b2)  # cases/reductions.tl:5
-                acc += np.sum(b2, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
+                np.negative(t_16_b, out=b1)  # cases/reductions.tl:5
+                acc += np.sum(b1, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, )
-        d_m, = _blocks(_fused2, N, (76*K*M + 24*K + 8*M), K*M*N, ('sum', ))
+        d_m, = _blocks(_fused2, N, (75*K*M + 16*K + 8*M), K*M*N, ('sum', ))
         t_18 = np.broadcast_to(t_14, (N, M, K))  # cases/reductions.tl:5
         t_19 = t_15.reshape((N, 1, K))  # cases/reductions.tl:4
         t_20 = d_m / (K*N)  # cases/reductions.tl:3

@@ -242,23 +242,21 @@ def loss_grad(x, y, w, b, lam, *, out=None):
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:7, cases/regression.tl:8, cases/regression.tl:9)
         d_r = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
                 y_b = y[i:j]
-                np.add(t_b, b, out=b0)  # cases/regression.tl:3
-                np.subtract(b0, y_b, out=b0)  # cases/regression.tl:7
-                acc += np.einsum('a,a->', b0, b0)  # cases/regression.tl:9
                 d_r_b = d_r[i:j]
-                np.multiply(t_1, b0, out=d_r_b)  # cases/regression.tl:8
+                np.add(t_b, b, out=d_r_b)  # cases/regression.tl:3
+                np.subtract(d_r_b, y_b, out=d_r_b)  # cases/regression.tl:7
+                acc += np.einsum('a,a->', d_r_b, d_r_b)  # cases/regression.tl:9
+                np.multiply(t_1, d_r_b, out=d_r_b)  # cases/regression.tl:8
                 np.add(d_r_b, d_r_b, out=d_r_b)  # cases/regression.tl:8
                 acc_1 += np.add.reduce(d_r_b, axis=None)  # cases/regression.tl:3
             return (acc, acc_1, )
-        t_2, d_b, = _blocks(_fused0, N, 32, N, ('sum', 'sum', ), _CHEAP_BLOCKS)
+        t_2, d_b, = _blocks(_fused0, N, 24, N, ('sum', 'sum', ), _CHEAP_BLOCKS)
         t_3 = d_r @ x  # cases/regression.tl:3
         # a fused loop over blocks of rows (cases/regression.tl:3, cases/regression.tl:9)
         d_w = t_3  # its memory is free from here on
