@@ -272,6 +272,54 @@ def test_generated_code_has_no_warnings_as_errors_surprises(tl):
         assert m.f(np.array([-1.0, 0.0, np.e])) == 1.0
 
 
+EINSUM_VIEWS = """
+fn k(x: f64[N, 64], y: f64[N, 64]) -> f64[N, 64] {
+    t = einsum("ij->ij", x)
+    a = exp(t)
+    b = a * y
+    c = b + sin(x)
+    return c * b
+}
+fn f(x: f64[N, 64], y: f64[N, 64]) -> (f64[N, 64], f64[N, 64]) {
+    t = einsum("ij->ij", x)
+    return exp(t) * 2 + y, t
+}
+fn tr(x: f64[N, 64]) -> f64[64, N] {
+    return einsum("ij->ji", x)
+}
+fn diag(x: f64[64, 64]) -> f64[64] {
+    return einsum("ii->i", x)
+}
+"""
+
+
+@pytest.mark.parametrize("opt_level", [0, 1, 2])
+def test_one_operand_einsums_are_views_never_written_over(tl, opt_level):
+    """numpy.einsum of one operand with nothing summed returns a view of it ('ij->ij' is the
+    caller's array itself): a fused loop must not take its memory, and a returned one is a
+    copy, as for transpose. (Found by review: at -O1 `k` wrote over x and `f` returned x.)"""
+    from util import force_tiny_blocks
+
+    m, plain = tl(EINSUM_VIEWS, opt_level=opt_level), tl(EINSUM_VIEWS, opt_level=0)
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((300, 64)), rng.standard_normal((300, 64))
+    sq = rng.standard_normal((64, 64))
+    keep = x.copy(), y.copy(), sq.copy()
+    for tiny in (False, True):
+        if tiny:
+            force_tiny_blocks(m)
+        np.testing.assert_allclose(m.k(x, y), plain.k(x.copy(), y.copy()), rtol=1e-12)
+        for got, want in zip(m.f(x, y), (np.exp(x) * 2 + y, x)):
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+            assert not np.shares_memory(got, x) and not np.shares_memory(got, y)
+        got = m.tr(x)
+        assert np.array_equal(got, x.T) and not np.shares_memory(got, x)
+        got = m.diag(sq)
+        assert np.array_equal(got, np.diag(sq)) and not np.shares_memory(got, sq)
+        for before, after in zip(keep, (x, y, sq)):
+            np.testing.assert_array_equal(after, before)  # the caller's arrays are untouched
+
+
 def test_einsum_contraction_path_is_decided_once(tl):
     src = ('fn f(a: f64[N, 5], b: f64[5, 3], c: f64[3, 4]) -> f64[N, 4] { return einsum("ij,jk,kl->il", a, b, c) }\n'
            'fn g(a: f64[2, 5], b: f64[5, 3], c: f64[3, 4]) -> f64[2, 4] { return einsum("ij,jk,kl->il", a, b, c) }\n')

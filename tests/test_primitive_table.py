@@ -59,7 +59,9 @@ def test_the_ufunc_a_fused_loop_calls_computes_the_primitive(name):
 def test_codegen_facts_are_where_the_generator_looks():
     """Views are copied before being returned, and quiet/costly ops are the reviewed lists."""
     assert sorted(n for n, p in REGISTRY.items() if p.view) == [
-        "broadcast_to", "diagonal", "expand_dims", "index", "reshape", "squeeze", "stop_gradient", "transpose"]
+        "broadcast_to", "diagonal", "einsum", "expand_dims", "index", "reshape", "squeeze", "stop_gradient",
+        "transpose"]
+    assert callable(REGISTRY["einsum"].view)  # only one operand, nothing summed: see test_codegen
     assert all(REGISTRY[n].quiet for n in ("exp", "log", "div", "where", "softmax", "cross_entropy"))
     assert all(REGISTRY[n].costly for n in ("exp", "log", "tanh", "softmax")) and not REGISTRY["add"].costly
     # composites spelled in primitives at -O1 (their forms in primitives/forms.py; -O0 against -O1

@@ -198,7 +198,7 @@ class Body:
             args = [self.arg(i, n) for i in n.inputs]
             e = REGISTRY[n.op].emit(ctx, args, n)
             user = consumer.get(n.id)
-            if (n.id in out_ids and uses.get(n.id, 0) == 1 and n.name is None and not REGISTRY[n.op].view
+            if (n.id in out_ids and uses.get(n.id, 0) == 1 and n.name is None and not REGISTRY[n.op].is_view(n)
                     and fn.kind not in ("grad", "vjp", "bwd")):
                 self.exprs[n.id] = e  # written straight into the return statement
                 self.return_span = self.return_span or n
@@ -236,7 +236,7 @@ class Body:
         if o.op == "dim":
             return self.ctx.dim_expr(o)
         e = self.exprs[o.id]
-        if copy and (o.op == "param" or (REGISTRY[o.op].view and o.shape != ())):
+        if copy and (o.op == "param" or (REGISTRY[o.op].is_view(o) and o.shape != ())):
             return Expr(f"{e.at(PREC_POSTFIX)}.copy()", PREC_POSTFIX)
         return e
 

@@ -277,7 +277,7 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
                 limit = position[o.id]
                 if o.op == "where" and (i is not o.inputs[1] or any(x is i for x in (o.inputs[0], o.inputs[2]))):
                     limit -= 1
-                if (iid in taken or iid in bad or iid in keep or REGISTRY[i.op].view or readers.get(iid, set()) != {me}
+                if (iid in taken or iid in bad or iid in keep or REGISTRY[i.op].is_view(i) or readers.get(iid, set()) != {me}
                         or i.shape != o.shape or i.dtype != o.dtype or last_read[iid] > limit):
                     continue
                 taken.add(iid)

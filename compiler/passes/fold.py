@@ -40,7 +40,7 @@ def fold_node(n: Node) -> Node:
         return _full(out, n)
     if n.op == "cast":
         return _full(np.asarray(values[0]).astype(n.dtype.np)[()].item(), n)
-    if prim.view:  # any view of a constant-filled array (a slice, a diagonal, ...) is one too
+    if prim.is_view(n):  # any view of a constant-filled array (a slice, a diagonal, ...) is one too
         return _full(values[0], n)
     if n.op == "sum":
         count = dim_prod(n.inputs[0].shape[a] for a in n.attr("axes"))

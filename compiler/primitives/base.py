@@ -72,7 +72,9 @@ class Primitive:
     ufunc: tuple | None = None  # in fused loops: xp.NAME(inputs..., *EXTRA, out=buffer); default: `fold`'s ufunc
     costly: bool = False  # tens of cycles per element (exp, log, ...): fused loops keep L2-sized blocks
     quiet: bool = False  # may meet inf/nan on the way to a right result: run without FP warnings
-    view: bool = False  # the result may share memory with an input: copied before being returned
+    # the result may share memory with an input: copied before being returned, never written
+    # over; a bool, or view(node) -> bool where it depends on the node (einsum)
+    view: bool | Callable[[Any], bool] = False
     reducer: str | None = None  # a reduction that is xp.NAME.reduce: fused loops total blocks and combine parts with it
     # run-time conditions on symbolic sizes: requires(node) -> [(d, what)], each d >= 0 for the
     # sizes given, else the generated function raises "with N = ..., <what>" (x[2] needs N >= 3)
@@ -84,6 +86,10 @@ class Primitive:
     def __post_init__(self) -> None:
         if self.ufunc is None and isinstance(self.fold, np.ufunc):
             self.ufunc = (self.fold.__name__, ())
+
+    def is_view(self, node) -> bool:
+        """Whether node's result (an application of this primitive) may share memory with an input."""
+        return bool(self.view(node)) if callable(self.view) else self.view
 
     def facets(self) -> dict[str, bool]:
         return {

@@ -393,9 +393,16 @@ def _einsum_sympy(args, node):
     return result
 
 
+def _einsum_view(node) -> bool:
+    """numpy.einsum (and cupy's) returns a view of its one operand when nothing is summed:
+    'ij->ji', 'ii->i', even 'ij->ij' is the caller's array itself."""
+    inputs, out = node.attr("spec").split("->")
+    return "," not in inputs and set(inputs) == set(out)
+
+
 register(Primitive(
     "einsum", "linalg", _einsum_infer, _einsum_emit, _einsum_vjp, _einsum_jvp, _einsum_sympy,
-    coerce=_einsum_coerce, doc="spec validated and normalised to explicit form `ij,jk->ik`",
+    coerce=_einsum_coerce, view=_einsum_view, doc="spec validated and normalised to explicit form `ij,jk->ik`",
     examples=((("f64[2, 3]", "f64[3, 2]"), {"spec": "ij,jk->ik"}, {}),
               (("f64[3, 3]", "f64[3]"), {"spec": "ii,i->i"}, {}),
               (("f64[2, 1, 3]", "f64[3]", "f64[2]"), {"spec": "...j,j,k->...k"}, {})),
