@@ -55,20 +55,6 @@ def concrete_shape(shape, sizes) -> tuple[int, ...]:
     return tuple(int(dim_subst(d, sizes)) for d in shape)
 
 
-def const_value(node: Node):
-    sp = _sp()
-    v = node.attr("value")
-    if isinstance(v, bool):
-        return sp.true if v else sp.false
-    if isinstance(v, int):
-        return sp.Integer(v)
-    if v != v:
-        return sp.nan
-    if v in (float("inf"), float("-inf")):
-        return sp.oo if v > 0 else -sp.oo
-    return sp.Rational(repr(v)) if "e" not in repr(v) else sp.Rational(v)
-
-
 def evaluate(outputs, env: dict[int, np.ndarray], sizes: dict, stop: dict | None = None) -> list[np.ndarray]:
     """The outputs as object arrays of SymPy expressions, given values for the params in env.
 
@@ -84,9 +70,6 @@ def evaluate(outputs, env: dict[int, np.ndarray], sizes: dict, stop: dict | None
                 continue
             if n.op == "param":
                 raise KeyError(f"no value for parameter {n.attr('name')}")
-            if n.op == "const":
-                vals[n.id] = np.asarray(const_value(n), dtype=object)
-                continue
             if n.op == "dim":
                 vals[n.id] = np.asarray(sp.Integer(int(dim_subst(n.attr("dim"), sizes))), dtype=object)
                 continue

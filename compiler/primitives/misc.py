@@ -19,13 +19,28 @@ def _no_tangent(node, ts):
     return None
 
 
+def _exact(v):
+    """A literal as an exact SymPy number (0.1 as 1/10): a Float would make 1/3 + 0.0 inexact."""
+    import sympy as sp
+
+    if isinstance(v, bool):
+        return sp.true if v else sp.false
+    if isinstance(v, int):
+        return sp.Integer(v)
+    if v != v:
+        return sp.nan
+    if v in (float("inf"), float("-inf")):
+        return sp.oo if v > 0 else -sp.oo
+    return sp.Rational(repr(v)) if "e" not in repr(v) else sp.Rational(v)
+
+
 register(Primitive(
     "param", "leaf", _leaf_infer, lambda ctx, a, n: Expr(ctx.name(n), PREC_ATOM), _no_inputs, _no_tangent,
     lambda args, node: None, doc="a function parameter; its type is the declared one",
 ))
 register(Primitive(
     "const", "leaf", _leaf_infer, lambda ctx, a, n: ctx.literal_expr(n), _no_inputs, _no_tangent,
-    lambda args, node: np.asarray(node.attr("value"), dtype=object), doc="a scalar literal",
+    lambda args, node: np.asarray(_exact(node.attr("value")), dtype=object), doc="a scalar literal",
 ))
 register(Primitive(
     "dim", "leaf", _leaf_infer, lambda ctx, a, n: ctx.dim_expr(n), _no_inputs, _no_tangent,
@@ -57,10 +72,9 @@ def _full_emit(ctx, args, node):
 
 
 def _full_sympy(args, node):
-    from ..symcheck import const_value  # exact (0.1 as 1/10): a Float would make 1/3 + 0.0 inexact
     from .shape import _concrete
 
-    return np.full(_concrete(node.shape), const_value(node), dtype=object)
+    return np.full(_concrete(node.shape), _exact(node.attr("value")), dtype=object)
 
 
 register(Primitive(
