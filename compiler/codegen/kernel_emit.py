@@ -51,7 +51,6 @@ class KernelWriter:
         self.holder: dict[int, int] = {}  # node id -> scratch index
         self.stmts: list[str] = []
         self.views: dict[int, str] = {}  # output id -> its block view
-        self.chained: set[int] = set()  # outputs whose rows already hold an input of theirs
         self.busy: dict[int, int] = {}  # output id -> the last position reading a value put in its rows
         self.pos_of: dict[int, int] = {}  # node id -> its position in the loop (write())
         self.last_use: dict[int, int] = {}  # member id -> the last position reading it (write())
@@ -128,25 +127,15 @@ class KernelWriter:
         self.stmts.append(f"    {self.xp}.add({rows}, {self.views[o.id]}, out={rows})")
         self.body.accumulated.add(o.id)
 
-    def target(self, n: Node, pos: int = -1, inplace: bool = True) -> str:
-        """Where node n's block value goes: its output array's rows, the rows of the output its
-        only reader writes (a chain ending in an output then needs no scratch), the rows of an
-        output not written yet (lent), or scratch. pos: n's place in the loop (-1: unknown, no
-        rows are lent); inplace: n's writer may write over a value it reads (a ufunc)."""
+    def target(self, n: Node, pos: int, inplace: bool = True) -> str:
+        """Where node n's block value goes: its output array's rows, the rows of an output not
+        written yet (lent), or scratch. pos: n's place in the loop; inplace: n's writer may
+        write over a value it reads (a ufunc)."""
         if n.id in self.outputs:
             return self.out_view(n)
-        readers = self.readers.get(n.id, [])
-        if len(readers) == 1 and _ufunc(n):
-            c = readers[0]
-            if (c.id in self.outputs and _ufunc(c) and (c.shape, c.dtype) == (n.shape, n.dtype)
-                    and c.id not in self.chained and self.rows_free(c, pos, True)):
-                self.chained.add(c.id)  # one value at a time in those rows: the output's other inputs use scratch
-                self.busy[c.id] = self.pos_of[c.id]
-                return self.out_view(c)
-        if pos >= 0:
-            lent = self.lend(n, pos, inplace)
-            if lent is not None:
-                return lent
+        lent = self.lend(n, pos, inplace)
+        if lent is not None:
+            return lent
         sid = self.scratch_for(n.dtype, n.shape[1:])
         self.holder[n.id] = sid
         return self.buffer_names[sid][1]
@@ -162,11 +151,14 @@ class KernelWriter:
     def lend(self, n: Node, pos: int, inplace: bool) -> str | None:
         """The rows of an output written later in the loop, free now and until n's last reader:
         n's value lives there instead of in a scratch buffer of its own (W7's loop: 6 -> 5
-        buffers; W3's: 5 -> 4), so blocks are bigger and the working set smaller."""
+        buffers; W3's: 5 -> 4), so blocks are bigger and the working set smaller. The output
+        that is n's only reader comes first: a chain of ufuncs ending in an output then runs
+        in the output's rows."""
         end = self.last_use.get(n.id, pos)
-        for o in self.k.outputs:
-            if (o.id in self.chained or o.id in self.accumulate or (o.dtype, o.shape) != (n.dtype, n.shape)
-                    or not self.rows_free(o, pos, inplace)):
+        readers = self.readers.get(n.id, [])
+        first = [readers[0]] if len(readers) == 1 and readers[0].id in self.outputs else []
+        for o in first + self.k.outputs:
+            if (o.dtype, o.shape) != (n.dtype, n.shape) or not self.rows_free(o, pos, inplace):
                 continue
             written = self.pos_of[o.id]  # o's own value goes there then: n must be dead by then
             if written > end or (written == end and _ufunc(o)):
@@ -190,7 +182,7 @@ class KernelWriter:
         if n.id in self.folded:
             return  # written by its only reader: the einsum of a sum, or the ufunc of a cast
         if n.op == "sum" and n.inputs[0].id in self.folded:
-            out = self.target(n)
+            out = self.target(n, pos, inplace=False)  # einsum: its inputs are released after it
             index = ", ".join("0" if a in n.attr("axes") else ":" for a in range(n.inputs[0].type.rank))
             view = f"{out}[{index}]" if n.attr("keepdims") else out
             self.stmts.append(f"{self.product_sum(n)}, out={view})  {_comment(n)}")
@@ -224,7 +216,7 @@ class KernelWriter:
         else:
             e = REGISTRY[n.op].emit(self.ctx, args, n)
             if n.id in self.outputs:
-                out = self.target(n)
+                out = self.target(n, pos)
                 self.stmts.append(f"{out}[...] = {e.text}  {where}")
             else:
                 out = self.local.fresh(n.name or "t")

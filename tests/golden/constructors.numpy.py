@@ -196,29 +196,27 @@ def ctors_grad(x, *, out=None):
     d_x = t  # its memory is free from here on
     def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
-        s1 = np.empty((min(rows, hi - lo), 3), dtype=np.float32)
         acc = np.zeros((), dtype=np.float32)
         acc_1 = np.zeros((), dtype=np.float32)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
             b0 = s0[:j - i]
-            b1 = s1[:j - i]
             x_b = x[i:j]
             t_b = t[i:j]
             t_1_b = t_1[i:j]
             t_2_b = t_2[i:j]
             np.multiply(2, x_b, out=b0)  # cases/constructors.tl:6
-            np.multiply(0.5, t_b, out=b1)  # cases/constructors.tl:6
-            np.add(b0, b1, out=b1)  # cases/constructors.tl:6
-            acc += np.add.reduce(b1, axis=None)  # cases/constructors.tl:6
-            np.multiply(N, t_1_b, out=b1)  # cases/constructors.tl:6
-            acc_1 += np.add.reduce(b1, axis=None)  # cases/constructors.tl:6
             d_x_b = d_x[i:j]
+            np.multiply(0.5, t_b, out=d_x_b)  # cases/constructors.tl:6
+            np.add(b0, d_x_b, out=d_x_b)  # cases/constructors.tl:6
+            acc += np.add.reduce(d_x_b, axis=None)  # cases/constructors.tl:6
+            np.multiply(N, t_1_b, out=d_x_b)  # cases/constructors.tl:6
+            acc_1 += np.add.reduce(d_x_b, axis=None)  # cases/constructors.tl:6
             np.add(2, t_2_b, out=d_x_b)  # cases/constructors.tl:6
             if out_x is not None:
                 np.add(out_x[i:j], d_x_b, out=out_x[i:j])
         return (acc, acc_1, )
-    t_3, t_4, = _blocks(_fused0, N, 84, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
+    t_3, t_4, = _blocks(_fused0, N, 72, 3*N, ('sum', 'sum', ), _CHEAP_BLOCKS)
     value = t_3 + np.sum(np.zeros((N, 3), dtype=np.float32)) + t_4  # cases/constructors.tl:6
     if out is not None:
         return value, out_x

@@ -214,34 +214,32 @@ def mixed_grad(a, b, h, k, *, out=None):
         # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5, cases/dtypes.tl:7)
         d_a = np.empty((N,), dtype=np.float32) if out_a is None else None
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             g = np.empty((min(rows, hi - lo),), dtype=np.float32) if out_a is not None else None
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 h_b = h[i:j]
                 a_b = a[i:j]
                 b_b = b[i:j]
                 d_e_b = d_e[i:j]
                 t_1 = h_b.astype(np.float32)  # cases/dtypes.tl:4
-                np.multiply(2, a_b, out=b0)  # cases/dtypes.tl:3
-                np.add(1.5, b0, out=b0)  # cases/dtypes.tl:3
-                np.multiply(t_1, b0, out=b0)  # cases/dtypes.tl:4
-                t_2 = b0.astype(np.float64)  # cases/dtypes.tl:5
-                np.add(t_2, b_b, out=b1)  # cases/dtypes.tl:5
-                acc += np.add.reduce(b1, axis=None)  # cases/dtypes.tl:7
-                d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
-                np.multiply(d_d, t_1, out=b0)  # cases/dtypes.tl:4
                 d_a_b = d_a[i:j] if out_a is None else g[:j - i]
-                np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
+                np.multiply(2, a_b, out=d_a_b)  # cases/dtypes.tl:3
+                np.add(1.5, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
+                np.multiply(t_1, d_a_b, out=d_a_b)  # cases/dtypes.tl:4
+                t_2 = d_a_b.astype(np.float64)  # cases/dtypes.tl:5
+                np.add(t_2, b_b, out=b0)  # cases/dtypes.tl:5
+                acc += np.add.reduce(b0, axis=None)  # cases/dtypes.tl:7
+                d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
+                np.multiply(d_d, t_1, out=d_a_b)  # cases/dtypes.tl:4
+                np.multiply(2, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
                 if out_a is not None:
                     np.add(out_a[i:j], d_a_b, out=out_a[i:j])
             return (acc, )
-        t_3, = _blocks(_fused0, N, 42, N, ('sum', ), _CHEAP_BLOCKS)
+        t_3, = _blocks(_fused0, N, 38, N, ('sum', ), _CHEAP_BLOCKS)
         value = t_3 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
         if out is not None:
             out_b += d_e.copy()
@@ -322,22 +320,20 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
         # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5)
         d_a = np.empty((N,), dtype=np.float32) if out_a is None else None
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             g = np.empty((min(rows, hi - lo),), dtype=np.float32) if out_a is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 d_e_b = d_e[i:j]
                 r0_b = r0[i:j]
                 d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
-                np.multiply(d_d, r0_b, out=b0)  # cases/dtypes.tl:4
                 d_a_b = d_a[i:j] if out_a is None else g[:j - i]
-                np.multiply(2, b0, out=d_a_b)  # cases/dtypes.tl:3
+                np.multiply(d_d, r0_b, out=d_a_b)  # cases/dtypes.tl:4
+                np.multiply(2, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
                 if out_a is not None:
                     np.add(out_a[i:j], d_a_b, out=out_a[i:j])
             return ()
-        _blocks(_fused0, N, 24, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 20, N, (), _CHEAP_BLOCKS)
         if out is not None:
             out_b += d_e.copy()
             return (out_a, out_b)

@@ -257,8 +257,6 @@ def losses_grad(z, p, y, *, out=None):
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             g = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_z is not None else None
             g_1 = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_p is not None else None
             g_2 = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_y is not None else None
@@ -271,71 +269,69 @@ def losses_grad(z, p, y, *, out=None):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
-                b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
                 t_1 = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
                 acc += np.add.reduce(t_1, axis=None)  # cases/losses.tl:5
-                np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
-                np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
-                np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
-                np.absolute(z_b, out=b2)  # cases/losses.tl:6
-                np.negative(b2, out=b2)  # cases/losses.tl:6
-                np.exp(b2, out=b2)  # cases/losses.tl:6
-                np.log1p(b2, out=b3)  # cases/losses.tl:6
-                np.add(b1, b3, out=b1)  # cases/losses.tl:6
-                acc_1 += np.add.reduce(b1, axis=None)  # cases/losses.tl:6
+                d_z_b = d_z[i:j] if out_z is None else g[:j - i]
+                np.maximum(z_b, 0, out=d_z_b)  # cases/losses.tl:6
+                d_p_b = d_p[i:j] if out_p is None else g_1[:j - i]
+                np.multiply(z_b, y_b, out=d_p_b)  # cases/losses.tl:6
+                np.subtract(d_z_b, d_p_b, out=d_p_b)  # cases/losses.tl:6
+                d_y_b = d_y[i:j] if out_y is None else g_2[:j - i]
+                np.absolute(z_b, out=d_y_b)  # cases/losses.tl:6
+                np.negative(d_y_b, out=d_y_b)  # cases/losses.tl:6
+                np.exp(d_y_b, out=d_y_b)  # cases/losses.tl:6
+                np.log1p(d_y_b, out=b0)  # cases/losses.tl:6
+                np.add(d_p_b, b0, out=d_p_b)  # cases/losses.tl:6
+                acc_1 += np.add.reduce(d_p_b, axis=None)  # cases/losses.tl:6
                 t_2 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
                 acc_2 += np.einsum('ab,ab->', t_2, y_b)  # cases/losses.tl:7
-                np.add(b0, b3, out=b3)  # cases/losses.tl:8
-                acc_3 += np.add.reduce(b3, axis=None)  # cases/losses.tl:8
-                np.greater_equal(z_b, 0, out=b3)  # cases/losses.tl:8
-                np.maximum(b2, b3, out=b3)  # cases/losses.tl:8
-                np.add(1, b2, out=b2)  # cases/losses.tl:8
-                np.divide(b3, b2, out=b2)  # cases/losses.tl:8
-                acc_4 += np.einsum('ab,ab->', b2, y_b)  # cases/losses.tl:8
-                np.subtract(1, b2, out=b3)  # cases/losses.tl:8
-                np.multiply(b2, b3, out=b3)  # cases/losses.tl:8
-                np.multiply(y_b, b3, out=b3)  # cases/losses.tl:8
-                np.add(b3, b2, out=b3)  # cases/losses.tl:8
-                np.negative(y_b, out=b0)  # cases/losses.tl:7
-                np.exp(t_2, out=b1)  # cases/losses.tl:7
-                t_3 = np.sum(b0, axis=1, keepdims=True)  # cases/losses.tl:7
-                np.multiply(b1, t_3, out=b1)  # cases/losses.tl:7
-                np.subtract(b0, b1, out=b1)  # cases/losses.tl:7
-                d_z_b = d_z[i:j] if out_z is None else g[:j - i]
-                np.add(b3, b1, out=d_z_b)  # cases/losses.tl:7
-                np.subtract(b2, y_b, out=b1)  # cases/losses.tl:6
-                np.multiply(t, b1, out=b1)  # cases/losses.tl:6
-                np.add(d_z_b, b1, out=d_z_b)  # cases/losses.tl:6
+                np.add(d_z_b, b0, out=d_z_b)  # cases/losses.tl:8
+                acc_3 += np.add.reduce(d_z_b, axis=None)  # cases/losses.tl:8
+                np.greater_equal(z_b, 0, out=d_z_b)  # cases/losses.tl:8
+                np.maximum(d_y_b, d_z_b, out=d_z_b)  # cases/losses.tl:8
+                np.add(1, d_y_b, out=d_p_b)  # cases/losses.tl:8
+                np.divide(d_z_b, d_p_b, out=d_y_b)  # cases/losses.tl:8
+                acc_4 += np.einsum('ab,ab->', d_y_b, y_b)  # cases/losses.tl:8
+                np.subtract(1, d_y_b, out=d_z_b)  # cases/losses.tl:8
+                np.multiply(d_y_b, d_z_b, out=d_z_b)  # cases/losses.tl:8
+                np.multiply(y_b, d_z_b, out=d_z_b)  # cases/losses.tl:8
+                np.add(d_z_b, d_y_b, out=d_z_b)  # cases/losses.tl:8
+                np.negative(y_b, out=d_p_b)  # cases/losses.tl:7
+                np.exp(t_2, out=b0)  # cases/losses.tl:7
+                t_3 = np.sum(d_p_b, axis=1, keepdims=True)  # cases/losses.tl:7
+                np.multiply(b0, t_3, out=b0)  # cases/losses.tl:7
+                np.subtract(d_p_b, b0, out=d_p_b)  # cases/losses.tl:7
+                np.add(d_z_b, d_p_b, out=d_z_b)  # cases/losses.tl:7
+                np.subtract(d_y_b, y_b, out=d_p_b)  # cases/losses.tl:6
+                np.multiply(t, d_p_b, out=d_p_b)  # cases/losses.tl:6
+                np.add(d_z_b, d_p_b, out=d_z_b)  # cases/losses.tl:6
                 if out_z is not None:
                     np.add(out_z[i:j], d_z_b, out=out_z[i:j])
-                np.subtract(p_b, y_b, out=b1)  # cases/losses.tl:5
-                np.subtract(1, p_b, out=b3)  # cases/losses.tl:5
-                np.multiply(p_b, b3, out=b0)  # cases/losses.tl:5
-                np.maximum(b0, 1e-12, out=b0)  # cases/losses.tl:5
-                d_p_b = d_p[i:j] if out_p is None else g_1[:j - i]
-                np.divide(b1, b0, out=d_p_b)  # cases/losses.tl:5
+                np.subtract(p_b, y_b, out=d_p_b)  # cases/losses.tl:5
+                np.subtract(1, p_b, out=b0)  # cases/losses.tl:5
+                np.multiply(p_b, b0, out=b1)  # cases/losses.tl:5
+                np.maximum(b1, 1e-12, out=b1)  # cases/losses.tl:5
+                np.divide(d_p_b, b1, out=d_p_b)  # cases/losses.tl:5
                 np.multiply(t, d_p_b, out=d_p_b)  # cases/losses.tl:5
                 if out_p is not None:
                     np.add(out_p[i:j], d_p_b, out=out_p[i:j])
-                np.subtract(b2, t_2, out=b2)  # cases/losses.tl:7
-                np.multiply(t, z_b, out=b0)  # cases/losses.tl:6
-                d_y_b = d_y[i:j] if out_y is None else g_2[:j - i]
-                np.subtract(b2, b0, out=d_y_b)  # cases/losses.tl:6
-                np.log(b3, out=b3)  # cases/losses.tl:5
-                np.maximum(b3, -100, out=b3)  # cases/losses.tl:5
-                np.log(p_b, out=b0)  # cases/losses.tl:5
+                np.subtract(d_y_b, t_2, out=d_y_b)  # cases/losses.tl:7
+                np.multiply(t, z_b, out=b1)  # cases/losses.tl:6
+                np.subtract(d_y_b, b1, out=d_y_b)  # cases/losses.tl:6
+                np.log(b0, out=b0)  # cases/losses.tl:5
                 np.maximum(b0, -100, out=b0)  # cases/losses.tl:5
-                np.subtract(b3, b0, out=b0)  # cases/losses.tl:5
-                np.multiply(t, b0, out=b0)  # cases/losses.tl:5
-                np.add(d_y_b, b0, out=d_y_b)  # cases/losses.tl:5
+                np.log(p_b, out=b1)  # cases/losses.tl:5
+                np.maximum(b1, -100, out=b1)  # cases/losses.tl:5
+                np.subtract(b0, b1, out=b1)  # cases/losses.tl:5
+                np.multiply(t, b1, out=b1)  # cases/losses.tl:5
+                np.add(d_y_b, b1, out=d_y_b)  # cases/losses.tl:5
                 if out_y is not None:
                     np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        t_4, t_5, t_6, t_7, t_8, = _blocks(_fused0, N, 104*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        t_4, t_5, t_6, t_7, t_8, = _blocks(_fused0, N, 88*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
         a = t_4 / (C*N)  # cases/losses.tl:5
         b = t_5 / (C*N)  # cases/losses.tl:6
         value = a + b - t_6 + t_7 + t_8  # cases/losses.tl:8
@@ -444,8 +440,6 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             g = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_z is not None else None
             g_1 = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_p is not None else None
             g_2 = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_y is not None else None
@@ -453,56 +447,54 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
-                b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 y_b = y[i:j]
                 r4_b = r4[i:j]
                 r3_b = r3[i:j]
                 p_b = p[i:j]
                 z_b = z[i:j]
-                np.multiply(seed, y_b, out=b0)  # cases/losses.tl:8
-                np.subtract(1, r4_b, out=b1)  # cases/losses.tl:8
-                np.multiply(r4_b, b1, out=b1)  # cases/losses.tl:8
-                np.multiply(b0, b1, out=b1)  # cases/losses.tl:8
-                np.multiply(seed, r4_b, out=b0)  # cases/losses.tl:8
-                np.add(b1, b0, out=b1)  # cases/losses.tl:8
-                np.multiply(t, y_b, out=b2)  # cases/losses.tl:7
-                np.exp(r3_b, out=b3)  # cases/losses.tl:7
-                t_2 = np.sum(b2, axis=1, keepdims=True)  # cases/losses.tl:7
-                np.multiply(b3, t_2, out=b3)  # cases/losses.tl:7
-                np.subtract(b2, b3, out=b3)  # cases/losses.tl:7
                 d_z_b = d_z[i:j] if out_z is None else g[:j - i]
-                np.add(b1, b3, out=d_z_b)  # cases/losses.tl:7
-                np.subtract(r4_b, y_b, out=b3)  # cases/losses.tl:6
-                np.multiply(t_1, b3, out=b3)  # cases/losses.tl:6
-                np.add(d_z_b, b3, out=d_z_b)  # cases/losses.tl:6
+                np.multiply(seed, y_b, out=d_z_b)  # cases/losses.tl:8
+                d_p_b = d_p[i:j] if out_p is None else g_1[:j - i]
+                np.subtract(1, r4_b, out=d_p_b)  # cases/losses.tl:8
+                np.multiply(r4_b, d_p_b, out=d_p_b)  # cases/losses.tl:8
+                np.multiply(d_z_b, d_p_b, out=d_z_b)  # cases/losses.tl:8
+                d_y_b = d_y[i:j] if out_y is None else g_2[:j - i]
+                np.multiply(seed, r4_b, out=d_y_b)  # cases/losses.tl:8
+                np.add(d_z_b, d_y_b, out=d_z_b)  # cases/losses.tl:8
+                np.multiply(t, y_b, out=d_p_b)  # cases/losses.tl:7
+                np.exp(r3_b, out=b0)  # cases/losses.tl:7
+                t_2 = np.sum(d_p_b, axis=1, keepdims=True)  # cases/losses.tl:7
+                np.multiply(b0, t_2, out=b0)  # cases/losses.tl:7
+                np.subtract(d_p_b, b0, out=d_p_b)  # cases/losses.tl:7
+                np.add(d_z_b, d_p_b, out=d_z_b)  # cases/losses.tl:7
+                np.subtract(r4_b, y_b, out=d_p_b)  # cases/losses.tl:6
+                np.multiply(t_1, d_p_b, out=d_p_b)  # cases/losses.tl:6
+                np.add(d_z_b, d_p_b, out=d_z_b)  # cases/losses.tl:6
                 if out_z is not None:
                     np.add(out_z[i:j], d_z_b, out=out_z[i:j])
-                np.subtract(p_b, y_b, out=b3)  # cases/losses.tl:5
-                np.subtract(1, p_b, out=b1)  # cases/losses.tl:5
-                np.multiply(p_b, b1, out=b2)  # cases/losses.tl:5
-                np.maximum(b2, 1e-12, out=b2)  # cases/losses.tl:5
-                d_p_b = d_p[i:j] if out_p is None else g_1[:j - i]
-                np.divide(b3, b2, out=d_p_b)  # cases/losses.tl:5
+                np.subtract(p_b, y_b, out=d_p_b)  # cases/losses.tl:5
+                np.subtract(1, p_b, out=b0)  # cases/losses.tl:5
+                np.multiply(p_b, b0, out=b1)  # cases/losses.tl:5
+                np.maximum(b1, 1e-12, out=b1)  # cases/losses.tl:5
+                np.divide(d_p_b, b1, out=d_p_b)  # cases/losses.tl:5
                 np.multiply(t_1, d_p_b, out=d_p_b)  # cases/losses.tl:5
                 if out_p is not None:
                     np.add(out_p[i:j], d_p_b, out=out_p[i:j])
-                np.multiply(t, r3_b, out=b2)  # cases/losses.tl:7
-                np.add(b0, b2, out=b2)  # cases/losses.tl:7
-                np.multiply(t_1, z_b, out=b0)  # cases/losses.tl:6
-                d_y_b = d_y[i:j] if out_y is None else g_2[:j - i]
-                np.subtract(b2, b0, out=d_y_b)  # cases/losses.tl:6
-                np.log(b1, out=b1)  # cases/losses.tl:5
-                np.maximum(b1, -100, out=b1)  # cases/losses.tl:5
-                np.log(p_b, out=b0)  # cases/losses.tl:5
+                np.multiply(t, r3_b, out=b1)  # cases/losses.tl:7
+                np.add(d_y_b, b1, out=d_y_b)  # cases/losses.tl:7
+                np.multiply(t_1, z_b, out=b1)  # cases/losses.tl:6
+                np.subtract(d_y_b, b1, out=d_y_b)  # cases/losses.tl:6
+                np.log(b0, out=b0)  # cases/losses.tl:5
                 np.maximum(b0, -100, out=b0)  # cases/losses.tl:5
-                np.subtract(b1, b0, out=b0)  # cases/losses.tl:5
-                np.multiply(t_1, b0, out=b0)  # cases/losses.tl:5
-                np.add(d_y_b, b0, out=d_y_b)  # cases/losses.tl:5
+                np.log(p_b, out=b1)  # cases/losses.tl:5
+                np.maximum(b1, -100, out=b1)  # cases/losses.tl:5
+                np.subtract(b0, b1, out=b1)  # cases/losses.tl:5
+                np.multiply(t_1, b1, out=b1)  # cases/losses.tl:5
+                np.add(d_y_b, b1, out=d_y_b)  # cases/losses.tl:5
                 if out_y is not None:
                     np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return ()
-        _blocks(_fused0, N, 120*C, C*N, ())
+        _blocks(_fused0, N, 104*C, C*N, ())
         if out is not None:
             return (out_z, out_p, out_y)
         return (d_z, d_p, d_y)

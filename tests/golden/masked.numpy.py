@@ -280,8 +280,7 @@ def safe_sqrt_grad(x, *, out=None):
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
@@ -289,21 +288,20 @@ def safe_sqrt_grad(x, *, out=None):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 x_b = x[i:j]
                 np.greater(x_b, 0, out=b0)  # cases/masked.tl:4
-                np.sqrt(x_b, out=b1)  # cases/masked.tl:4
-                np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:4
-                np.bitwise_and(b1.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
-                acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:4
-                np.divide(0.5, b1, out=b1)  # cases/masked.tl:4
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
-                np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:4
-                np.bitwise_and(b1.view(np.int64), b3.view(np.int8), out=d_x_b.view(np.int64))
+                np.sqrt(x_b, out=d_x_b)  # cases/masked.tl:4
+                np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/masked.tl:4
+                np.bitwise_and(d_x_b.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
+                acc += np.add.reduce(b1, axis=None)  # cases/masked.tl:4
+                np.divide(0.5, d_x_b, out=b1)  # cases/masked.tl:4
+                np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/masked.tl:4
+                np.bitwise_and(b1.view(np.int64), b2.view(np.int8), out=d_x_b.view(np.int64))
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return (acc, )
-        t, = _blocks(_fused0, N, 42, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 34, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
             return t, out_x
         return t, d_x
@@ -380,9 +378,9 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
                 b1 = s1[:j - i]
                 r1_b = r1[i:j]
                 r0_b = r0[i:j]
-                np.divide(0.5, r1_b, out=b0)  # cases/masked.tl:4
-                np.multiply(seed, b0, out=b0)  # cases/masked.tl:4
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
+                np.divide(0.5, r1_b, out=d_x_b)  # cases/masked.tl:4
+                np.multiply(seed, d_x_b, out=b0)  # cases/masked.tl:4
                 np.negative(r0_b.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:4
                 np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=d_x_b.view(np.int64))
                 if out_x is not None:
@@ -418,8 +416,7 @@ def safe_log_grad(x, *, out=None):
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
@@ -427,23 +424,22 @@ def safe_log_grad(x, *, out=None):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 x_b = x[i:j]
                 np.greater(x_b, 0, out=b0)  # cases/masked.tl:8
-                np.log(x_b, out=b1)  # cases/masked.tl:8
-                np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:8
-                np.bitwise_xor(b1.view(np.int64), np.asarray(-1, dtype=np.float64).view(np.int64), out=b2.view(np.int64))
-                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
-                np.bitwise_xor(b2.view(np.int64), np.asarray(-1, dtype=np.float64).view(np.int64), out=b2.view(np.int64))
-                acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:8
-                np.divide(1, x_b, out=b2)  # cases/masked.tl:8
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
-                np.negative(b0.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:8
-                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=d_x_b.view(np.int64))
+                np.log(x_b, out=d_x_b)  # cases/masked.tl:8
+                np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/masked.tl:8
+                np.bitwise_xor(d_x_b.view(np.int64), np.asarray(-1, dtype=np.float64).view(np.int64), out=b1.view(np.int64))
+                np.bitwise_and(b1.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
+                np.bitwise_xor(b1.view(np.int64), np.asarray(-1, dtype=np.float64).view(np.int64), out=b1.view(np.int64))
+                acc += np.add.reduce(b1, axis=None)  # cases/masked.tl:8
+                np.divide(1, x_b, out=b1)  # cases/masked.tl:8
+                np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/masked.tl:8
+                np.bitwise_and(b1.view(np.int64), b2.view(np.int8), out=d_x_b.view(np.int64))
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return (acc, )
-        t, = _blocks(_fused0, N, 42, N, ('sum', ))
+        t, = _blocks(_fused0, N, 34, N, ('sum', ))
         if out is not None:
             return t, out_x
         return t, d_x
@@ -522,9 +518,9 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
                 b1 = s1[:j - i]
                 x_b = x[i:j]
                 r1_b = r1[i:j]
-                np.divide(1, x_b, out=b0)  # cases/masked.tl:8
-                np.multiply(seed, b0, out=b0)  # cases/masked.tl:8
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
+                np.divide(1, x_b, out=d_x_b)  # cases/masked.tl:8
+                np.multiply(seed, d_x_b, out=b0)  # cases/masked.tl:8
                 np.negative(r1_b.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:8
                 np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=d_x_b.view(np.int64))
                 if out_x is not None:
@@ -561,14 +557,13 @@ def clipped_grad(x, *, out=None):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s4 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s5 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s6 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s7 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s8 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s9 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
-            s10 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
@@ -583,46 +578,45 @@ def clipped_grad(x, *, out=None):
                 b7 = s7[:j - i]
                 b8 = s8[:j - i]
                 b9 = s9[:j - i]
-                b10 = s10[:j - i]
                 x_b = x[i:j]
                 t = np.clip(x_b, 0, 4)  # cases/masked.tl:12
-                np.sqrt(t, out=b0)  # cases/masked.tl:12
-                np.maximum(x_b, 0, out=b1)  # cases/masked.tl:12
-                np.multiply(2, b1, out=b2)  # cases/masked.tl:12
-                np.add(b0, b2, out=b2)  # cases/masked.tl:12
-                np.maximum(x_b, 0.5, out=b3)  # cases/masked.tl:12
-                np.add(b2, b3, out=b3)  # cases/masked.tl:12
-                acc += np.add.reduce(b3, axis=None)  # cases/masked.tl:12
-                np.greater_equal(x_b, 0.5, out=b4)  # cases/masked.tl:12
-                np.greater(b1, 0, out=b5)  # cases/masked.tl:12
-                np.logical_or(b4, b5, out=b6)  # cases/masked.tl:12
-                np.greater_equal(x_b, 0, out=b7)  # cases/masked.tl:12
-                np.less_equal(x_b, 4, out=b8)  # cases/masked.tl:12
-                np.logical_and(b7, b8, out=b8)  # cases/masked.tl:12
-                np.logical_or(b6, b8, out=b7)  # cases/masked.tl:12
-                np.equal(x_b, 0.5, out=b9)  # cases/masked.tl:12
-                np.negative(b9.view(np.int8), out=b10.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_xor(np.asarray(np.float64(0.5), dtype=np.float64).view(np.int64), np.asarray(np.float64(1.0), dtype=np.float64).view(np.int64), out=b1.view(np.int64))
-                np.bitwise_and(b1.view(np.int64), b10.view(np.int8), out=b1.view(np.int64))
-                np.bitwise_xor(b1.view(np.int64), np.asarray(np.float64(1.0), dtype=np.float64).view(np.int64), out=b1.view(np.int64))
-                np.negative(b4.view(np.int8), out=b9.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b1.view(np.int64), b9.view(np.int8), out=b3.view(np.int64))
-                np.negative(b5.view(np.int8), out=b4.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(np.asarray(np.float64(2.0), dtype=np.float64).view(np.int64), b4.view(np.int8), out=b1.view(np.int64))
-                np.add(b3, b1, out=b1)  # cases/masked.tl:12
-                np.negative(b6.view(np.int8), out=b5.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b1.view(np.int64), b5.view(np.int8), out=b3.view(np.int64))
-                np.divide(0.5, b0, out=b0)  # cases/masked.tl:12
-                np.negative(b8.view(np.int8), out=b6.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b0.view(np.int64), b6.view(np.int8), out=b1.view(np.int64))
-                np.add(b3, b1, out=b1)  # cases/masked.tl:12
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
-                np.negative(b7.view(np.int8), out=b8.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b1.view(np.int64), b8.view(np.int8), out=d_x_b.view(np.int64))
+                np.sqrt(t, out=d_x_b)  # cases/masked.tl:12
+                np.maximum(x_b, 0, out=b0)  # cases/masked.tl:12
+                np.multiply(2, b0, out=b1)  # cases/masked.tl:12
+                np.add(d_x_b, b1, out=b1)  # cases/masked.tl:12
+                np.maximum(x_b, 0.5, out=b2)  # cases/masked.tl:12
+                np.add(b1, b2, out=b2)  # cases/masked.tl:12
+                acc += np.add.reduce(b2, axis=None)  # cases/masked.tl:12
+                np.greater_equal(x_b, 0.5, out=b3)  # cases/masked.tl:12
+                np.greater(b0, 0, out=b4)  # cases/masked.tl:12
+                np.logical_or(b3, b4, out=b5)  # cases/masked.tl:12
+                np.greater_equal(x_b, 0, out=b6)  # cases/masked.tl:12
+                np.less_equal(x_b, 4, out=b7)  # cases/masked.tl:12
+                np.logical_and(b6, b7, out=b7)  # cases/masked.tl:12
+                np.logical_or(b5, b7, out=b6)  # cases/masked.tl:12
+                np.equal(x_b, 0.5, out=b8)  # cases/masked.tl:12
+                np.negative(b8.view(np.int8), out=b9.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_xor(np.asarray(np.float64(0.5), dtype=np.float64).view(np.int64), np.asarray(np.float64(1.0), dtype=np.float64).view(np.int64), out=b0.view(np.int64))
+                np.bitwise_and(b0.view(np.int64), b9.view(np.int8), out=b0.view(np.int64))
+                np.bitwise_xor(b0.view(np.int64), np.asarray(np.float64(1.0), dtype=np.float64).view(np.int64), out=b0.view(np.int64))
+                np.negative(b3.view(np.int8), out=b8.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b0.view(np.int64), b8.view(np.int8), out=b2.view(np.int64))
+                np.negative(b4.view(np.int8), out=b3.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(np.asarray(np.float64(2.0), dtype=np.float64).view(np.int64), b3.view(np.int8), out=b0.view(np.int64))
+                np.add(b2, b0, out=b0)  # cases/masked.tl:12
+                np.negative(b5.view(np.int8), out=b4.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b0.view(np.int64), b4.view(np.int8), out=b2.view(np.int64))
+                np.divide(0.5, d_x_b, out=d_x_b)  # cases/masked.tl:12
+                np.negative(b7.view(np.int8), out=b5.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(d_x_b.view(np.int64), b5.view(np.int8), out=b0.view(np.int64))
+                np.add(b2, b0, out=b0)  # cases/masked.tl:12
+                np.negative(b6.view(np.int8), out=b7.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b0.view(np.int64), b7.view(np.int8), out=d_x_b.view(np.int64))
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return (acc, )
-        t_1, = _blocks(_fused0, N, 63, N, ('sum', ), _CHEAP_BLOCKS)
+        t_1, = _blocks(_fused0, N, 55, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
             return t_1, out_x
         return t_1, d_x
@@ -702,9 +696,8 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
             s4 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s5 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s6 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s7 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s8 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
-            s9 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+            s7 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s8 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -717,7 +710,6 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 b6 = s6[:j - i]
                 b7 = s7[:j - i]
                 b8 = s8[:j - i]
-                b9 = s9[:j - i]
                 x_b = x[i:j]
                 r2_b = r2[i:j]
                 t_b = t[i:j]
@@ -730,31 +722,31 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.logical_and(b3, b4, out=b4)  # cases/masked.tl:12
                 np.logical_or(b2, b4, out=b3)  # cases/masked.tl:12
                 np.equal(x_b, 0.5, out=b5)  # cases/masked.tl:12
-                np.multiply(0.5, t_b, out=b6)  # cases/masked.tl:12
-                np.negative(b5.view(np.int8), out=b8.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_xor(b6.view(np.int64), t_b.view(np.int64), out=b7.view(np.int64))
-                np.bitwise_and(b7.view(np.int64), b8.view(np.int8), out=b7.view(np.int64))
-                np.bitwise_xor(b7.view(np.int64), t_b.view(np.int64), out=b7.view(np.int64))
-                np.negative(b0.view(np.int8), out=b5.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b7.view(np.int64), b5.view(np.int8), out=b6.view(np.int64))
-                np.multiply(2, t_b, out=b7)  # cases/masked.tl:12
-                np.negative(b1.view(np.int8), out=b0.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b7.view(np.int64), b0.view(np.int8), out=b9.view(np.int64))
-                np.add(b6, b9, out=b9)  # cases/masked.tl:12
-                np.negative(b2.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b9.view(np.int64), b1.view(np.int8), out=b6.view(np.int64))
-                np.divide(0.5, r1_b, out=b9)  # cases/masked.tl:12
-                np.multiply(seed, b9, out=b9)  # cases/masked.tl:12
-                np.negative(b4.view(np.int8), out=b2.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b9.view(np.int64), b2.view(np.int8), out=b7.view(np.int64))
-                np.add(b6, b7, out=b7)  # cases/masked.tl:12
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
+                np.multiply(0.5, t_b, out=d_x_b)  # cases/masked.tl:12
+                np.negative(b5.view(np.int8), out=b7.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_xor(d_x_b.view(np.int64), t_b.view(np.int64), out=b6.view(np.int64))
+                np.bitwise_and(b6.view(np.int64), b7.view(np.int8), out=b6.view(np.int64))
+                np.bitwise_xor(b6.view(np.int64), t_b.view(np.int64), out=b6.view(np.int64))
+                np.negative(b0.view(np.int8), out=b5.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b6.view(np.int64), b5.view(np.int8), out=d_x_b.view(np.int64))
+                np.multiply(2, t_b, out=b6)  # cases/masked.tl:12
+                np.negative(b1.view(np.int8), out=b0.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(b6.view(np.int64), b0.view(np.int8), out=b8.view(np.int64))
+                np.add(d_x_b, b8, out=d_x_b)  # cases/masked.tl:12
+                np.negative(b2.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(d_x_b.view(np.int64), b1.view(np.int8), out=b8.view(np.int64))
+                np.divide(0.5, r1_b, out=d_x_b)  # cases/masked.tl:12
+                np.multiply(seed, d_x_b, out=d_x_b)  # cases/masked.tl:12
+                np.negative(b4.view(np.int8), out=b2.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_and(d_x_b.view(np.int64), b2.view(np.int8), out=b6.view(np.int64))
+                np.add(b8, b6, out=b6)  # cases/masked.tl:12
                 np.negative(b3.view(np.int8), out=b4.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b7.view(np.int64), b4.view(np.int8), out=d_x_b.view(np.int64))
+                np.bitwise_and(b6.view(np.int64), b4.view(np.int8), out=d_x_b.view(np.int64))
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
-        _blocks(_fused0, N, 79, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 71, N, (), _CHEAP_BLOCKS)
         if out is not None:
             return (out_x,)
         return (d_x,)

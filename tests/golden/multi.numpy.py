@@ -244,13 +244,11 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
         d_y = np.empty((N,), dtype=np.float64) if out_y is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             g_1 = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_y is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 x_b = x[i:j]
                 y_b = y[i:j]
                 ct1_b = ct1[i:j]
@@ -262,25 +260,25 @@ def polar_vjp(x, y, ct0, ct1, *, out=None):
                 np.add(r_b, t_b, out=r_b)  # cases/multi.tl:3
                 np.sqrt(r_b, out=r_b)  # cases/multi.tl:3
                 np.divide(y_b, r_b, out=t_b)  # cases/multi.tl:4
-                np.multiply(ct1_b, t_b, out=b0)  # cases/multi.tl:4
-                np.divide(b0, r_b, out=b0)  # cases/multi.tl:4
-                np.subtract(ct0_b, b0, out=b0)  # cases/multi.tl:4
-                np.divide(0.5, r_b, out=b1)  # cases/multi.tl:3
-                np.multiply(b0, b1, out=b1)  # cases/multi.tl:3
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
-                np.multiply(b1, x_b, out=d_x_b)  # cases/multi.tl:3
+                np.multiply(ct1_b, t_b, out=d_x_b)  # cases/multi.tl:4
+                np.divide(d_x_b, r_b, out=d_x_b)  # cases/multi.tl:4
+                np.subtract(ct0_b, d_x_b, out=d_x_b)  # cases/multi.tl:4
+                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
+                np.divide(0.5, r_b, out=d_y_b)  # cases/multi.tl:3
+                np.multiply(d_x_b, d_y_b, out=d_y_b)  # cases/multi.tl:3
+                np.multiply(d_y_b, x_b, out=d_x_b)  # cases/multi.tl:3
                 np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
                 np.divide(ct1_b, r_b, out=b0)  # cases/multi.tl:4
-                np.multiply(b1, y_b, out=b1)  # cases/multi.tl:3
-                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
-                np.add(b0, b1, out=d_y_b)  # cases/multi.tl:3
-                np.add(d_y_b, b1, out=d_y_b)  # cases/multi.tl:3
+                np.multiply(d_y_b, y_b, out=d_y_b)  # cases/multi.tl:3
+                np.add(b0, d_y_b, out=b0)  # cases/multi.tl:3
+                np.add(b0, d_y_b, out=d_y_b)  # cases/multi.tl:3
                 if out_y is not None:
                     np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return ()
-        _blocks(_fused0, N, 96, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 88, N, (), _CHEAP_BLOCKS)
         if out is not None:
             return r, t, out_x, out_y
         return r, t, d_x, d_y
@@ -356,38 +354,36 @@ def polar_vjp_bwd(residuals, ct0, ct1, *, out=None):
         d_y = np.empty((N,), dtype=np.float64) if out_y is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             g_1 = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_y is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 ct1_b = ct1[i:j]
                 r3_b = r3[i:j]
                 r_b = r[i:j]
                 ct0_b = ct0[i:j]
                 x_b = x[i:j]
                 y_b = y[i:j]
-                np.multiply(ct1_b, r3_b, out=b0)  # cases/multi.tl:4
-                np.divide(b0, r_b, out=b0)  # cases/multi.tl:4
-                np.subtract(ct0_b, b0, out=b0)  # cases/multi.tl:4
-                np.divide(0.5, r_b, out=b1)  # cases/multi.tl:3
-                np.multiply(b0, b1, out=b1)  # cases/multi.tl:3
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
-                np.multiply(b1, x_b, out=d_x_b)  # cases/multi.tl:3
+                np.multiply(ct1_b, r3_b, out=d_x_b)  # cases/multi.tl:4
+                np.divide(d_x_b, r_b, out=d_x_b)  # cases/multi.tl:4
+                np.subtract(ct0_b, d_x_b, out=d_x_b)  # cases/multi.tl:4
+                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
+                np.divide(0.5, r_b, out=d_y_b)  # cases/multi.tl:3
+                np.multiply(d_x_b, d_y_b, out=d_y_b)  # cases/multi.tl:3
+                np.multiply(d_y_b, x_b, out=d_x_b)  # cases/multi.tl:3
                 np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
                 np.divide(ct1_b, r_b, out=b0)  # cases/multi.tl:4
-                np.multiply(b1, y_b, out=b1)  # cases/multi.tl:3
-                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
-                np.add(b0, b1, out=d_y_b)  # cases/multi.tl:3
-                np.add(d_y_b, b1, out=d_y_b)  # cases/multi.tl:3
+                np.multiply(d_y_b, y_b, out=d_y_b)  # cases/multi.tl:3
+                np.add(b0, d_y_b, out=b0)  # cases/multi.tl:3
+                np.add(b0, d_y_b, out=d_y_b)  # cases/multi.tl:3
                 if out_y is not None:
                     np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return ()
-        _blocks(_fused0, N, 96, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 88, N, (), _CHEAP_BLOCKS)
         if out is not None:
             return (out_x, out_y)
         return (d_x, d_y)
@@ -419,43 +415,39 @@ def use_polar_grad(x, y, *, out=None):
         d_y = np.empty((N,), dtype=np.float64) if out_y is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             g_1 = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_y is not None else None
             acc = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
-                b2 = s2[:j - i]
                 x_b = x[i:j]
                 y_b = y[i:j]
-                np.multiply(x_b, x_b, out=b0)  # cases/multi.tl:3
-                np.multiply(y_b, y_b, out=b1)  # cases/multi.tl:3
-                np.add(b0, b1, out=b1)  # cases/multi.tl:3
-                np.sqrt(b1, out=b1)  # cases/multi.tl:3
-                np.divide(y_b, b1, out=b0)  # cases/multi.tl:4
-                np.multiply(b1, b0, out=b2)  # cases/multi.tl:9
-                acc += np.add.reduce(b2, axis=None)  # cases/multi.tl:9
-                np.divide(b2, b1, out=b2)  # cases/multi.tl:4
-                np.subtract(b0, b2, out=b2)  # cases/multi.tl:4
-                np.divide(0.5, b1, out=b0)  # cases/multi.tl:3
-                np.multiply(b2, b0, out=b0)  # cases/multi.tl:3
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
+                np.multiply(x_b, x_b, out=d_x_b)  # cases/multi.tl:3
+                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
+                np.multiply(y_b, y_b, out=d_y_b)  # cases/multi.tl:3
+                np.add(d_x_b, d_y_b, out=d_x_b)  # cases/multi.tl:3
+                np.sqrt(d_x_b, out=d_y_b)  # cases/multi.tl:3
+                np.divide(y_b, d_y_b, out=d_x_b)  # cases/multi.tl:4
+                np.multiply(d_y_b, d_x_b, out=b0)  # cases/multi.tl:9
+                acc += np.add.reduce(b0, axis=None)  # cases/multi.tl:9
+                np.divide(b0, d_y_b, out=b0)  # cases/multi.tl:4
+                np.subtract(d_x_b, b0, out=d_x_b)  # cases/multi.tl:4
+                np.divide(0.5, d_y_b, out=b0)  # cases/multi.tl:3
+                np.multiply(d_x_b, b0, out=b0)  # cases/multi.tl:3
                 np.multiply(b0, x_b, out=d_x_b)  # cases/multi.tl:3
                 np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
-                np.divide(b1, b1, out=b1)  # cases/multi.tl:4
+                np.divide(d_y_b, d_y_b, out=d_y_b)  # cases/multi.tl:4
                 np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
-                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
-                np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
+                np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
                 if out_y is not None:
                     np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return (acc, )
-        t, = _blocks(_fused0, N, 72, N, ('sum', ), _CHEAP_BLOCKS)
+        t, = _blocks(_fused0, N, 56, N, ('sum', ), _CHEAP_BLOCKS)
         if out is not None:
             return t, out_x, out_y
         return t, d_x, d_y
@@ -527,40 +519,36 @@ def use_polar_grad_bwd(residuals, *, seed=1.0, out=None):
         d_y = np.empty((N,), dtype=np.float64) if out_y is None else None
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             g_1 = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_y is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
-                b2 = s2[:j - i]
                 s_b = s[i:j]
                 r_b = r[i:j]
                 x_b = x[i:j]
                 y_b = y[i:j]
-                np.multiply(seed, s_b, out=b0)  # cases/multi.tl:9
-                np.multiply(seed, r_b, out=b1)  # cases/multi.tl:9
-                np.multiply(b1, s_b, out=b2)  # cases/multi.tl:4
-                np.divide(b2, r_b, out=b2)  # cases/multi.tl:4
-                np.subtract(b0, b2, out=b2)  # cases/multi.tl:4
-                np.divide(0.5, r_b, out=b0)  # cases/multi.tl:3
-                np.multiply(b2, b0, out=b0)  # cases/multi.tl:3
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
+                np.multiply(seed, s_b, out=d_x_b)  # cases/multi.tl:9
+                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
+                np.multiply(seed, r_b, out=d_y_b)  # cases/multi.tl:9
+                np.multiply(d_y_b, s_b, out=b0)  # cases/multi.tl:4
+                np.divide(b0, r_b, out=b0)  # cases/multi.tl:4
+                np.subtract(d_x_b, b0, out=d_x_b)  # cases/multi.tl:4
+                np.divide(0.5, r_b, out=b0)  # cases/multi.tl:3
+                np.multiply(d_x_b, b0, out=b0)  # cases/multi.tl:3
                 np.multiply(b0, x_b, out=d_x_b)  # cases/multi.tl:3
                 np.add(d_x_b, d_x_b, out=d_x_b)  # cases/multi.tl:3
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
-                np.divide(b1, r_b, out=b1)  # cases/multi.tl:4
+                np.divide(d_y_b, r_b, out=d_y_b)  # cases/multi.tl:4
                 np.multiply(b0, y_b, out=b0)  # cases/multi.tl:3
-                d_y_b = d_y[i:j] if out_y is None else g_1[:j - i]
-                np.add(b1, b0, out=d_y_b)  # cases/multi.tl:3
+                np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
                 np.add(d_y_b, b0, out=d_y_b)  # cases/multi.tl:3
                 if out_y is not None:
                     np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return ()
-        _blocks(_fused0, N, 88, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 72, N, (), _CHEAP_BLOCKS)
         if out is not None:
             return (out_x, out_y)
         return (d_x, d_y)

@@ -228,9 +228,8 @@ def stats_grad(x, *, out=None):
         t_9 = np.empty((N, M, K), dtype=np.float64)
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -241,7 +240,6 @@ def stats_grad(x, *, out=None):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 x_b = x[i:j]
                 t_9_b = t_9[i:j]
                 np.subtract(x_b, m, out=t_9_b)  # cases/reductions.tl:5
@@ -250,9 +248,9 @@ def stats_grad(x, *, out=None):
                 np.divide(t_10, M, out=b0)  # cases/reductions.tl:4
                 t_4_b = t_4[i:j]
                 np.subtract(x_b, b0, out=t_4_b)  # cases/reductions.tl:4
-                np.einsum('abc,abc->ac', t_4_b, t_4_b, out=b1)  # cases/reductions.tl:4
                 t_8_b = t_8[i:j]
-                np.divide(b1, M, out=t_8_b)  # cases/reductions.tl:4
+                np.einsum('abc,abc->ac', t_4_b, t_4_b, out=t_8_b)  # cases/reductions.tl:4
+                np.divide(t_8_b, M, out=t_8_b)  # cases/reductions.tl:4
                 np.sqrt(t_8_b, out=t_8_b)  # cases/reductions.tl:4
                 acc_1 += np.add.reduce(t_8_b, axis=None)  # cases/reductions.tl:5
                 t_5_b = t_5[i:j]
@@ -263,18 +261,18 @@ def stats_grad(x, *, out=None):
                 t_11 = t_6_b.astype(np.int64)  # cases/reductions.tl:5
                 acc_3 += np.sum(t_11, axis=0, keepdims=True)  # cases/reductions.tl:5
                 t_7_b = t_7[i:j]
-                np.negative(t_6_b.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
+                np.negative(t_6_b.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
                 np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), x_b.view(np.int64), out=t_7_b.view(np.int64))
-                np.bitwise_and(t_7_b.view(np.int64), b2.view(np.int8), out=t_7_b.view(np.int64))
+                np.bitwise_and(t_7_b.view(np.int64), b1.view(np.int8), out=t_7_b.view(np.int64))
                 np.bitwise_xor(t_7_b.view(np.int64), x_b.view(np.int64), out=t_7_b.view(np.int64))
                 np.divide(0.5, t_8_b, out=t_8_b)  # cases/reductions.tl:4
                 np.divide(t_8_b, M, out=t_8_b)  # cases/reductions.tl:4
                 np.multiply(t_3, t_9_b, out=t_9_b)  # cases/reductions.tl:5
                 np.multiply(2, t_9_b, out=t_9_b)  # cases/reductions.tl:5
-                np.negative(t_9_b, out=b3)  # cases/reductions.tl:5
-                acc_4 += np.sum(b3, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
+                np.negative(t_9_b, out=b2)  # cases/reductions.tl:5
+                acc_4 += np.sum(b2, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, (42*K*M + 24*K + 8*M), K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
+        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, (42*K*M + 16*K + 8*M), K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         value = t_12 / N + t_13 + t_14 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
         t_16 = np.broadcast_to(t_15, (N, M, K))  # cases/reductions.tl:5
         t_17 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
@@ -339,14 +337,12 @@ def stats_grad(x, *, out=None):
             s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s4 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
-                b4 = s4[:j - i]
                 t_7_b_1 = t_7[i:j]
                 t_16_b_1 = t_16[i:j]
                 t_20_b_1 = t_20[i:j]
@@ -362,20 +358,20 @@ def stats_grad(x, *, out=None):
                 np.bitwise_xor(b0.view(np.int64), t_20_b_1.view(np.int64), out=b2.view(np.int64))
                 np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
                 np.bitwise_xor(b2.view(np.int64), t_20_b_1.view(np.int64), out=b2.view(np.int64))
-                np.add(b2, t_21_b_1, out=b2)  # cases/reductions.tl:5
-                np.divide(1, t_25_b, out=b0)  # cases/reductions.tl:5
-                np.negative(t_22_b_1.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=b4.view(np.int64))
-                np.add(b2, b4, out=b4)  # cases/reductions.tl:5
-                np.add(b4, t_27_b_1, out=b4)  # cases/reductions.tl:4
-                np.add(b4, t_28_b_1, out=b4)  # cases/reductions.tl:4
                 d_x_b = d_x[i:j]
-                np.add(b4, t_9_b_1, out=d_x_b)  # cases/reductions.tl:5
+                np.add(b2, t_21_b_1, out=d_x_b)  # cases/reductions.tl:5
+                np.divide(1, t_25_b, out=b2)  # cases/reductions.tl:5
+                np.negative(t_22_b_1.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(b2.view(np.int64), b1.view(np.int8), out=b0.view(np.int64))
+                np.add(d_x_b, b0, out=d_x_b)  # cases/reductions.tl:5
+                np.add(d_x_b, t_27_b_1, out=d_x_b)  # cases/reductions.tl:4
+                np.add(d_x_b, t_28_b_1, out=d_x_b)  # cases/reductions.tl:4
+                np.add(d_x_b, t_9_b_1, out=d_x_b)  # cases/reductions.tl:5
                 np.add(d_x_b, t_30, out=d_x_b)  # cases/reductions.tl:3
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
-        _blocks(_fused1, N, (91*K*M + 8*K), K*M*N, (), _CHEAP_BLOCKS)
+        _blocks(_fused1, N, (83*K*M + 8*K), K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
             return value, out_x
         return value, d_x
@@ -414,14 +410,12 @@ def stats_grad_fwd(x):
         t_2 = np.empty((N, M), dtype=np.float64)
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
-                b1 = s1[:j - i]
                 x_b = x[i:j]
                 t_b = t[i:j]
                 np.subtract(x_b, m, out=t_b)  # cases/reductions.tl:5
@@ -430,16 +424,16 @@ def stats_grad_fwd(x):
                 np.divide(t_3, M, out=b0)  # cases/reductions.tl:4
                 t_1_b = t_1[i:j]
                 np.subtract(x_b, b0, out=t_1_b)  # cases/reductions.tl:4
-                np.einsum('abc,abc->ac', t_1_b, t_1_b, out=b1)  # cases/reductions.tl:4
                 s_b = s[i:j]
-                np.divide(b1, M, out=s_b)  # cases/reductions.tl:4
+                np.einsum('abc,abc->ac', t_1_b, t_1_b, out=s_b)  # cases/reductions.tl:4
+                np.divide(s_b, M, out=s_b)  # cases/reductions.tl:4
                 np.sqrt(s_b, out=s_b)  # cases/reductions.tl:4
                 acc_1 += np.add.reduce(s_b, axis=None)  # cases/reductions.tl:5
                 t_2_b = t_2[i:j]
                 t_2_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
                 acc_2 += np.add.reduce(t_2_b, axis=None)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, )
-        t_4, t_5, t_6, = _blocks(_fused0, N, (24*K*M + 24*K + 8*M), K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
+        t_4, t_5, t_6, = _blocks(_fused0, N, (24*K*M + 16*K + 8*M), K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         t_7 = _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
         return t_4 / N + t_5 + t_6 + t_7 + np.sum(np.prod(x, axis=0)), (x, t, t_1, s, t_2, t_7)  # cases/reductions.tl:5
 
@@ -547,8 +541,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
             s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s4 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s5 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
+            s4 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -556,7 +549,6 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
                 b4 = s4[:j - i]
-                b5 = s5[:j - i]
                 t_1_b_1 = t_1[i:j]
                 t_4_b_1 = t_4[i:j]
                 t_11_b_1 = t_11[i:j]
@@ -572,26 +564,26 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.bitwise_xor(b0.view(np.int64), t_11_b_1.view(np.int64), out=b2.view(np.int64))
                 np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
                 np.bitwise_xor(b2.view(np.int64), t_11_b_1.view(np.int64), out=b2.view(np.int64))
-                np.multiply(seed, b2, out=b2)  # cases/reductions.tl:5
-                np.add(b2, t_12_b_1, out=b2)  # cases/reductions.tl:5
-                np.divide(seed, t_18_b, out=b0)  # cases/reductions.tl:5
-                np.negative(t_13_b_1.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=b4.view(np.int64))
-                np.add(b2, b4, out=b4)  # cases/reductions.tl:5
-                np.multiply(t_19_b, r2_b, out=b2)  # cases/reductions.tl:4
-                np.add(b2, b2, out=b2)  # cases/reductions.tl:4
-                np.add(b4, b2, out=b4)  # cases/reductions.tl:4
-                np.negative(b2, out=b2)  # cases/reductions.tl:4
-                t_21 = np.sum(b2, axis=1, keepdims=True)  # cases/reductions.tl:4
-                np.divide(t_21, M, out=b5)  # cases/reductions.tl:4
-                np.add(b4, b5, out=b4)  # cases/reductions.tl:4
                 d_x_b = d_x[i:j]
-                np.add(b4, t_16_b_1, out=d_x_b)  # cases/reductions.tl:5
+                np.multiply(seed, b2, out=d_x_b)  # cases/reductions.tl:5
+                np.add(d_x_b, t_12_b_1, out=d_x_b)  # cases/reductions.tl:5
+                np.divide(seed, t_18_b, out=b2)  # cases/reductions.tl:5
+                np.negative(t_13_b_1.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(b2.view(np.int64), b1.view(np.int8), out=b0.view(np.int64))
+                np.add(d_x_b, b0, out=d_x_b)  # cases/reductions.tl:5
+                np.multiply(t_19_b, r2_b, out=b0)  # cases/reductions.tl:4
+                np.add(b0, b0, out=b0)  # cases/reductions.tl:4
+                np.add(d_x_b, b0, out=d_x_b)  # cases/reductions.tl:4
+                np.negative(b0, out=b0)  # cases/reductions.tl:4
+                t_21 = np.sum(b0, axis=1, keepdims=True)  # cases/reductions.tl:4
+                np.divide(t_21, M, out=b4)  # cases/reductions.tl:4
+                np.add(d_x_b, b4, out=d_x_b)  # cases/reductions.tl:4
+                np.add(d_x_b, t_16_b_1, out=d_x_b)  # cases/reductions.tl:5
                 np.add(d_x_b, t_20, out=d_x_b)  # cases/reductions.tl:3
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
-        _blocks(_fused1, N, (91*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
+        _blocks(_fused1, N, (83*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
             return (out_x,)
         return (d_x,)
