@@ -18,8 +18,9 @@
 
 Scratch buffers are assigned by liveness within a block; a ufunc may write over an
 input it reads, other ops may not. Before a scratch buffer, a value takes the rows of an
-output the loop writes later, while nothing in them is still to be read. `where` is a bitwise select on the integer view of
-the values (exact, NaN-safe, and ten times faster than numpy.where).
+output the loop writes later, while nothing in them is still to be read. `where` is a
+bitwise select on the integer view of the values (exact, NaN-safe, and ten times faster
+than numpy.where).
 """
 from __future__ import annotations
 
