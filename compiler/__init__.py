@@ -5,7 +5,7 @@
 
 See pipeline.py for the stages and LANGUAGE.md (docs/) for the language.
 """
-from .diagnostics import CompileError
+from .core.diagnostics import CompileError
 from .pipeline import VERSION, compile_file, compile_source, compile_to_file, stage_text
 
 __all__ = ["CompileError", "VERSION", "compile_file", "compile_source", "compile_to_file", "stage_text"]

@@ -17,13 +17,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import ir_print, syntax
+from .core import ir_text as ir_print
+from .frontend import syntax
 from .codegen.emit import Options, generate
-from .diagnostics import CompileError, Diagnostic, Sink
-from .ir import Module
-from .lower import lower_module
-from .parse import parse
-from .source import SourceFile
+from .core.diagnostics import CompileError, Diagnostic, Sink
+from .core.ir import Module
+from .frontend.lower import lower_module
+from .frontend.parse import parse
+from .core.source import SourceFile
 
 VERSION = "0.1.0"
 STAGES = ("parsed", "typed", "adjoint", "optimized")

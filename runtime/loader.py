@@ -36,7 +36,7 @@ def load(path: str | os.PathLike, backend: str = "numpy", checks: bool = True, o
 
 def _compile_into(path: Path, data: bytes, target: Path, backend: str, checks: bool, opt_level: int) -> None:
     from tapeless.compiler import pipeline
-    from tapeless.compiler.source import SourceFile, decode
+    from tapeless.compiler.core.source import SourceFile, decode
 
     # not UTF-8: NotText (a ValueError) naming the file and byte; never cached, so always met here
     source = SourceFile.from_text(str(path), decode(data, path))

@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from tapeless.compiler import cli
+from tapeless.compiler.tools import cli
 
 GOOD = "fn f(x: f64[N]) -> f64 {\n    return sum(x * x)\n}\ngrad f wrt x\n"
 BAD = "fn f(x: f64[3], y: f64[3, 2]) -> f64 {\n    return sum(x + y)\n}\n"
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "tapeless.compiler.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "tapeless.compiler.tools.cli", *args], capture_output=True, text=True)
 
 
 def test_compile_writes_the_module_next_to_the_source(tmp_path):

@@ -33,7 +33,7 @@ import numpy as np
 import pytest
 
 from tapeless.compiler import CompileError, compile_source
-from tapeless.compiler.cli import main
+from tapeless.compiler.tools.cli import main
 
 TESTS = Path(__file__).resolve().parent
 ERRORS = TESTS / "errors"
@@ -244,7 +244,7 @@ def test_error_file_real_process(name: str, capsys, monkeypatch, tmp_path):
     spec = read_error_file(ERRORS / f"{name}.tl")
     env = dict(os.environ, PYTHONUTF8="1")
     env.pop("TAPELESS_DEBUG", None)
-    proc = subprocess.run([sys.executable, "-m", "tapeless.compiler.cli", "compile", f"{name}.tl",
+    proc = subprocess.run([sys.executable, "-m", "tapeless.compiler.tools.cli", "compile", f"{name}.tl",
                            "-o", str(tmp_path / "out.py")],
                           cwd=ERRORS, env=env, capture_output=True, timeout=120)
     stdout, stderr = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")

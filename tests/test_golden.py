@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tapeless.compiler.pipeline import compile_source, stage_text
-from tapeless.compiler.source import SourceFile
+from tapeless.compiler.core.source import SourceFile
 
 HERE = Path(__file__).parent
 CASES = sorted((HERE / "cases").glob("*.tl"))

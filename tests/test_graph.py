@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tapeless.compiler import cli, graph
-from tapeless.compiler.graph import GraphError, graph_text, stage_module
-from tapeless.compiler.source import SourceFile
+from tapeless.compiler.tools import cli, graph
+from tapeless.compiler.tools.graph import GraphError, graph_text, stage_module
+from tapeless.compiler.core.source import SourceFile
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -185,12 +185,12 @@ def test_every_golden_file_is_a_case():
 
 def test_the_command_in_a_new_process_gives_the_golden_bytes(tmp_path):
     """Node ids differ between processes; the DOT must not."""
-    r = subprocess.run([sys.executable, "-m", "tapeless.compiler.cli", "graph", "examples/layer.tl",
+    r = subprocess.run([sys.executable, "-m", "tapeless.compiler.tools.cli", "graph", "examples/layer.tl",
                         "--fn", "layer_grad"], cwd=REPO, capture_output=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout == (GOLDEN / "layer.layer_grad.dot").read_bytes()
     out = tmp_path / "g.dot"
-    r = subprocess.run([sys.executable, "-m", "tapeless.compiler.cli", "graph", "tests/cases/mlp.tl",
+    r = subprocess.run([sys.executable, "-m", "tapeless.compiler.tools.cli", "graph", "tests/cases/mlp.tl",
                         "--fn", "mlp_grad", "--collapse", "statements", "-o", str(out)], cwd=REPO, capture_output=True)
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == (GOLDEN / "mlp.mlp_grad.statements.dot").read_bytes()

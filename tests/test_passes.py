@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 from corpus import PROGRAMS, inputs_for
-from tapeless.compiler import build as B
-from tapeless.compiler.ir import graph_scope
+from tapeless.compiler.primitives import algebra as B
+from tapeless.compiler.core.ir import graph_scope
 from tapeless.compiler.passes import PIPELINE, optimize
 from tapeless.compiler.passes.simplify import RULES, simplify_node
 from tapeless.compiler.passes.verify import VerifyError, verify
 from tapeless.compiler.pipeline import ir_stage
-from tapeless.compiler.source import SourceFile
-from tapeless.compiler.symcheck import check_module
-from tapeless.compiler.types import DType, TensorType
+from tapeless.compiler.core.source import SourceFile
+from tapeless.compiler.tools.sympy_check import check_module
+from tapeless.compiler.core.types import DType, TensorType
 from tapeless.runtime import gradcheck
 from util import force_tiny_blocks
 
@@ -82,7 +82,7 @@ def test_fwd_bwd_pairs_survive_o2_with_fewer_residuals(tl):
 def test_verifier_reports_a_broken_node():
     from dataclasses import replace
 
-    from tapeless.compiler.ir import Function, Module, make_node
+    from tapeless.compiler.core.ir import Function, Module, make_node
 
     with graph_scope():
         x = B.param("x", TensorType(DType.F64, (3,)), 0)
@@ -108,7 +108,7 @@ def test_verifier_reports_a_broken_node():
 ])
 def test_named_rules(text, want):
     """Each rewrite, seen in the optimized IR: the statements left, in order."""
-    from tapeless.compiler.ir_print import format_function
+    from tapeless.compiler.core.ir_text import format_function
 
     src = f"fn f(x: f64[3]) -> f64[3] {{ return {text} }}\n"
     module = optimize(ir_stage(SourceFile.from_text("t.tl", src)), 1)

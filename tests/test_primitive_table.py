@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tapeless.compiler.builtins import BUILTINS
+from tapeless.compiler.primitives.builtin_functions import BUILTINS
 from tapeless.compiler.primitives import REGISTRY
 
 FACETS = ("infer", "emit", "vjp", "jvp", "sympy")
@@ -31,7 +31,7 @@ def test_every_builtin_is_covered_by_the_catalogue():
 
 
 def test_facet_check_fails_for_an_incomplete_record():
-    from tapeless.compiler.primitives.base import Primitive
+    from tapeless.compiler.core.primitive import Primitive
 
     p = Primitive("fake", "elementwise", infer=lambda t, a: t[0])
     assert not all(p.facets().values())

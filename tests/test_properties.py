@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from tapeless.compiler import CompileError, compile_source
 from tapeless.compiler.pipeline import ir_stage
-from tapeless.compiler.source import SourceFile
-from tapeless.compiler.symcheck import check_module
+from tapeless.compiler.core.source import SourceFile
+from tapeless.compiler.tools.sympy_check import check_module
 from tapeless.runtime import gradcheck
 
 EXAMPLES = int(os.environ.get("TAPELESS_PROPERTY_EXAMPLES", "40"))
@@ -216,7 +216,7 @@ def polynomials(draw):
 def test_polynomials_keep_their_values_and_derivatives_at_every_level(tmp_path_factory, program):
     """-O1 (Horner form where it is cheaper) against -O0, within the rounding bound of the
     evaluation: eps times the polynomial with every sign made + (evaluated at |x|)."""
-    from tapeless.compiler.ir import topo_order
+    from tapeless.compiler.core.ir import topo_order
     from tapeless.compiler.passes import optimize
     from util import compile_module
 

@@ -8,8 +8,8 @@ import pytest
 
 from tapeless.compiler import pipeline
 from tapeless.compiler.primitives import REGISTRY
-from tapeless.compiler.source import SourceFile
-from tapeless.compiler.symcheck import check_module, check_primitive, format_table, parse_sizes, run_check_command
+from tapeless.compiler.core.source import SourceFile
+from tapeless.compiler.tools.sympy_check import check_module, check_primitive, format_table, parse_sizes, run_check_command
 
 CHECKED = sorted(n for n, p in REGISTRY.items() if p.examples and p.differentiable)
 
@@ -27,7 +27,7 @@ def _module(text: str):
 
 
 def test_a_wrong_vjp_rule_is_caught(monkeypatch):
-    from tapeless.compiler import build as B
+    from tapeless.compiler.primitives import algebra as B
 
     def wrong(node, ct, needs):  # d sin = sin, not cos
         return [B.mul(ct, B.apply("sin", node.inputs[0]))]
@@ -41,7 +41,7 @@ def test_a_wrong_vjp_rule_is_caught(monkeypatch):
 
 
 def test_a_wrong_jvp_rule_is_caught(monkeypatch):
-    from tapeless.compiler import build as B
+    from tapeless.compiler.primitives import algebra as B
 
     monkeypatch.setattr(REGISTRY["tanh"], "jvp", lambda node, ts: B.mul(ts[0], node))  # tanh' = 1 - tanh^2
     results = {r.function: r for r in check_primitive("tanh")}
@@ -50,7 +50,7 @@ def test_a_wrong_jvp_rule_is_caught(monkeypatch):
 
 
 def test_a_lost_mask_is_caught(monkeypatch):
-    from tapeless.compiler import build as B
+    from tapeless.compiler.primitives import algebra as B
 
     monkeypatch.setattr(REGISTRY["relu"], "vjp", lambda node, ct, needs: [ct])  # forgets relu' = 0 for x < 0
     text = """
@@ -104,7 +104,7 @@ def test_check_command_prints_a_table_and_exits_by_result(tmp_path, capsys, monk
     assert run_check_command(str(good), "N=3") == 0
     out = capsys.readouterr().out
     assert "f_vjp" in out and "pass" in out and "1 of 1 derivative(s) agree with SymPy" in out
-    from tapeless.compiler import build as B
+    from tapeless.compiler.primitives import algebra as B
 
     monkeypatch.setattr(REGISTRY["exp"], "vjp", lambda node, ct, needs: [B.mul(ct, node.inputs[0])])
     assert run_check_command(str(good), "") == 1
@@ -115,7 +115,7 @@ def test_check_command_prints_a_table_and_exits_by_result(tmp_path, capsys, monk
 def test_check_reports_what_it_cannot_evaluate_and_never_counts_it_as_agreeing(tmp_path, capsys):
     """x[2] at the default size N = 2 cannot be evaluated: an `error` row naming the reason and
     exit status 1, never a traceback or a pass; a file that is not UTF-8 is a plain error."""
-    from tapeless.compiler import cli
+    from tapeless.compiler.tools import cli
 
     src = tmp_path / "m.tl"
     src.write_text("fn f(x: f64[N]) -> f64 { return x[2] * x[0] }\ngrad f wrt x\n"
@@ -134,7 +134,7 @@ def test_check_reports_what_it_cannot_evaluate_and_never_counts_it_as_agreeing(t
 def test_parameters_named_like_the_checks_own_vectors_do_not_confuse_it(tmp_path, capsys):
     """The check's cotangents and directions (ct0, t_x, v_x) are its own symbols: parameters
     with those names once made a right hvp look wrong ('sympy.diff gives 4*v_x[0]*x[0]')."""
-    from tapeless.compiler import cli
+    from tapeless.compiler.tools import cli
 
     src = tmp_path / "m.tl"
     src.write_text("fn f(x: f64[N], v_x: f64[N], ct0: f64[N], t_x: f64[N]) -> f64 {\n"

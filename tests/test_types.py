@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapeless.compiler.types import (BroadcastError, Dim, DType, TensorType, broadcast_shapes, dim_add, dim_div,
+from tapeless.compiler.core.types import (BroadcastError, Dim, DType, TensorType, broadcast_shapes, dim_add, dim_div,
                                      dim_mul, dim_prod, dim_sub, dim_subst, dim_text, promote)
 
 shapes = st.lists(st.integers(1, 4), min_size=0, max_size=4).map(tuple)

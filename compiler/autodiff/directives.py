@@ -15,8 +15,8 @@ the forward by residuals.py. All three are ordinary IR functions.
 """
 from __future__ import annotations
 
-from .. import build as B
-from ..ir import Function, Node, topo_order
+from ..primitives import algebra as B
+from ..core.ir import Function, Node, topo_order
 from . import residuals as R
 from .jvp import pushforward
 from .vjp import pullback

@@ -9,9 +9,9 @@ as one more product forward and one back.
 """
 from __future__ import annotations
 
-from ..diagnostics import UserError
-from ..ir import Node, span_scope, topo_order
-from ..primitives import REGISTRY
+from ..core.diagnostics import UserError
+from ..core.ir import Node, span_scope, topo_order
+from ..core.primitive import REGISTRY
 from .vjp import active_set
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import build as B
-from ..ir import Node, make_node, topo_order
-from ..rewrite import substitute
-from ..types import Dim, DType, TensorType, symbols_in
+from ..primitives import algebra as B
+from ..core.ir import Node, make_node, topo_order
+from ..core.substitute import substitute
+from ..core.types import Dim, DType, TensorType, symbols_in
 
 
 @dataclass

@@ -13,10 +13,10 @@ Three things are kept apart (ARCHITECTURE.md):
 """
 from __future__ import annotations
 
-from .. import build as B
-from ..diagnostics import UserError
-from ..ir import Node, span_scope, topo_order
-from ..primitives import REGISTRY
+from ..primitives import algebra as B
+from ..core.diagnostics import UserError
+from ..core.ir import Node, span_scope, topo_order
+from ..core.primitive import REGISTRY
 
 
 def active_set(outputs: list[Node], wrt: list[Node]) -> set[int]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir import Node
-from ..primitives import REGISTRY
-from ..types import Dim, TensorType, dim_text
+from ..core.ir import Node
+from ..core.primitive import REGISTRY
+from ..core.types import Dim, TensorType, dim_text
 from .names import place
 
 CHECK_HELPERS = '''def _array(v, dtype, fn, name, spec):

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import Function, Module, Node, topo_order, use_counts
-from ..primitives import REGISTRY
-from ..primitives.base import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
-from ..types import Dim, DType, TensorType, dim_text, symbols_in
+from ..core.ir import Function, Module, Node, topo_order, use_counts
+from ..core.primitive import REGISTRY
+from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
+from ..core.types import Dim, DType, TensorType, dim_text, symbols_in
 from . import checks
 from .backends import BACKENDS, HELPER_IMPORTS, HELPERS, Backend, helper_closure, helper_source, module_globals
-from .kernel_emit import KernelWriter
-from .kernels import Kernel, plan, reusable_inputs, schedule
+from .fused.writer import KernelWriter
+from .fused.plan import Kernel, plan, reusable_inputs, schedule
 from .names import Names, sanitize_comment, sanitize_docstring
 
 CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "size_error", "out_buffers",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from ..ir import Module
+from ..core.ir import Module
 from .cse import cse
 from .expand import expand
 from .fold import fold

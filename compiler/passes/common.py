@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from ..ir import Function, Module, Node, graph_scope, span_scope, topo_order
-from ..rewrite import rebuild
+from ..core.ir import Function, Module, Node, graph_scope, span_scope, topo_order
+from ..core.substitute import rebuild
 
 
 def map_nodes(module: Module, visit: Callable[[Node], Node], reintern: bool = False) -> Module:
@@ -42,7 +42,7 @@ def map_nodes(module: Module, visit: Callable[[Node], Node], reintern: bool = Fa
 
 
 def _reintern_leaf(n: Node) -> Node:
-    from ..ir import make_node
+    from ..core.ir import make_node
 
     return make_node(n.op, (), n.attrs, n.type, n.span, n.name)
 

@@ -6,7 +6,7 @@ derivative's forward part and the function it differentiates share their nodes).
 """
 from __future__ import annotations
 
-from ..ir import Module
+from ..core.ir import Module
 from .common import map_nodes
 
 

@@ -5,8 +5,8 @@ loss and its gradient share work through CSE.
 """
 from __future__ import annotations
 
-from ..ir import Module, Node
-from ..primitives import REGISTRY
+from ..core.ir import Module, Node
+from ..core.primitive import REGISTRY
 from .common import function_nodes, map_nodes
 
 

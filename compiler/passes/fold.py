@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import build as B
-from ..ir import Module, Node
-from ..primitives import REGISTRY
-from ..types import dim_prod
+from ..primitives import algebra as B
+from ..core.ir import Module, Node
+from ..core.primitive import REGISTRY
+from ..core.types import dim_prod
 from .common import map_nodes
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..ir import Function, Module, Node, graph_scope
-from ..primitives import REGISTRY
-from ..rewrite import rebuild, substitute
+from ..core.ir import Function, Module, Node, graph_scope
+from ..core.primitive import REGISTRY
+from ..core.substitute import rebuild, substitute
 
 
 def cheap(op: str) -> bool:

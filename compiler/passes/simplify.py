@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .. import build as B
-from ..ir import Module, Node
-from ..types import dim_prod
+from ..primitives import algebra as B
+from ..core.ir import Module, Node
+from ..core.types import dim_prod
 from .common import fixed_point, map_nodes
 
 Rule = Callable[[Node], "Node | None"]
@@ -71,7 +71,7 @@ def negations(n: Node):
 # ---- constants ---------------------------------------------------------------------------------
 @rule("op(full(c), x) = op(c, x) when x alone has the result's shape (no constant array is made)")
 def full_operands(n: Node):
-    from ..primitives import REGISTRY
+    from ..core.primitive import REGISTRY
 
     if not REGISTRY[n.op].elementwise or len(n.inputs) < 2:
         return None
@@ -81,7 +81,7 @@ def full_operands(n: Node):
     args = list(n.inputs)
     for k in fulls:
         args[k] = B.const(n.inputs[k].attr("value"), n.inputs[k].type.with_(shape=()))
-    from ..types import broadcast_shapes
+    from ..core.types import broadcast_shapes
 
     if broadcast_shapes(*[a.shape for a in args]) != n.shape:
         return None

@@ -6,9 +6,9 @@ residuals as _bwd takes). On failure it prints the IR around the bad node.
 """
 from __future__ import annotations
 
-from ..ir import Function, Module, Node, topo_order
-from ..ir_print import format_function
-from ..primitives import REGISTRY
+from ..core.ir import Function, Module, Node, topo_order
+from ..core.ir_text import format_function
+from ..core.primitive import REGISTRY
 
 
 class VerifyError(AssertionError):

@@ -5,9 +5,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..diagnostics import UserError
-from ..types import BroadcastError, DType, TensorType, broadcast_shapes
-from .base import PREC_ATOM, PREC_POSTFIX, Expr
+from ..core.diagnostics import UserError
+from ..core.types import BroadcastError, DType, TensorType, broadcast_shapes
+from ..core.primitive import PREC_ATOM, PREC_POSTFIX, Expr
 
 
 # ---- type rules --------------------------------------------------------------------------
@@ -23,7 +23,7 @@ def elementwise_type(types: Sequence[TensorType], dtype: DType | None = None) ->
 
 def broadcast_message(types: Sequence[TensorType]) -> str:
     """Name both shapes, the axis and the two sizes that clash."""
-    from ..types import dim_text
+    from ..core.types import dim_text
 
     rank = max(t.rank for t in types)
     where = ("on the left", "on the right") if len(types) == 2 else tuple(f"in operand {i + 1}" for i in

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import build as B
-from ..diagnostics import UserError
-from ..types import DType, TensorType
+from . import algebra as B
+from ..core.diagnostics import UserError
+from ..core.types import DType, TensorType
 from . import forms
-from .base import PREC_ADD, PREC_CMP, PREC_MUL, PREC_POW, PREC_UNARY, Expr, Primitive, register
+from ..core.primitive import PREC_ADD, PREC_CMP, PREC_MUL, PREC_POW, PREC_UNARY, Expr, Primitive, register
 from .common import elementwise_type, helper_call, infix, need_float, no_bool, sym_map, xp_call
 
 

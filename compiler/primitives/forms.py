@@ -33,8 +33,8 @@ sharing form only where there is a loss to share with.
 """
 from __future__ import annotations
 
-from .. import build as B
-from ..ir import Node
+from . import algebra as B
+from ..core.ir import Node
 
 
 def _e(z: Node) -> Node:

@@ -11,10 +11,10 @@ import string
 
 import numpy as np
 
-from .. import build as B
-from ..diagnostics import UserError
-from ..types import BroadcastError, TensorType, broadcast_shapes, dim_text, shape_text
-from .base import PREC_MUL, PREC_POSTFIX, Expr, Primitive, register
+from . import algebra as B
+from ..core.diagnostics import UserError
+from ..core.types import BroadcastError, TensorType, broadcast_shapes, dim_text, shape_text
+from ..core.primitive import PREC_MUL, PREC_POSTFIX, Expr, Primitive, register
 from .common import infix, no_bool
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..types import TensorType
-from .base import PREC_ATOM, PREC_POSTFIX, Expr, Primitive, register
+from ..core.types import TensorType
+from ..core.primitive import PREC_ATOM, PREC_POSTFIX, Expr, Primitive, register
 
 
 def _leaf_infer(types, attrs):  # pragma: no cover - leaves are made by build.param/const/dim
@@ -49,8 +49,8 @@ register(Primitive(
 
 
 def _dim_value(node):
-    from ..symcheck import current_sizes
-    from ..types import dim_subst
+    from ..tools.sympy_check import current_sizes
+    from ..core.types import dim_subst
 
     return int(dim_subst(node.attr("dim"), current_sizes()))
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import build as B
-from ..types import DType, TensorType, dim_prod
-from .base import PREC_POSTFIX, Expr, Primitive, register
+from . import algebra as B
+from ..core.types import DType, TensorType, dim_prod
+from ..core.primitive import PREC_POSTFIX, Expr, Primitive, register
 from .common import axis_kw, need_float
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import build as B
-from ..diagnostics import UserError
-from ..types import TensorType, broadcast_to_ok, dim_add, dim_prod, dim_sub, dim_text, shape_text
-from .base import PREC_POSTFIX, Expr, Primitive, register
+from . import algebra as B
+from ..core.diagnostics import UserError
+from ..core.types import TensorType, broadcast_to_ok, dim_add, dim_prod, dim_sub, dim_text, shape_text
+from ..core.primitive import PREC_POSTFIX, Expr, Primitive, register
 from .common import helper_call
 
 
@@ -50,10 +50,10 @@ register(Primitive(
 
 def _concrete(shape):
     """A symbolic shape at the sizes the SymPy check chose (symcheck sets them)."""
-    from ..symcheck import current_sizes
+    from ..tools.sympy_check import current_sizes
 
     env = current_sizes()
-    from ..types import dim_subst
+    from ..core.types import dim_subst
 
     return tuple(int(dim_subst(d, env)) for d in shape)
 
@@ -232,8 +232,8 @@ def index_tuple_text(ctx, items) -> str:
 
 
 def _sym_index(items):
-    from ..symcheck import current_sizes
-    from ..types import dim_subst
+    from ..tools.sympy_check import current_sizes
+    from ..core.types import dim_subst
 
     env = current_sizes()
     out = []

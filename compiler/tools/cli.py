@@ -13,9 +13,9 @@ import stat
 import sys
 import traceback
 
-from .diagnostics import CompileError
-from .pipeline import BACKENDS, STAGES, VERSION, compile_file, stage_text, write_atomic
-from .source import NotText, SourceFile
+from ..core.diagnostics import CompileError
+from ..pipeline import BACKENDS, STAGES, VERSION, compile_file, stage_text, write_atomic
+from ..core.source import NotText, SourceFile
 
 
 class InputError(Exception):
@@ -110,7 +110,7 @@ def _ir(args) -> int:
 
 
 def _check(args) -> int:
-    from .symcheck import run_check_command
+    from .sympy_check import run_check_command
 
     return run_check_command(args.file, args.sizes)
 

@@ -32,10 +32,10 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .ir import Function, Module, Node, topo_order
-from .ir_print import INLINE, format_value, type_text
-from .source import SourceFile
-from .types import dim_text
+from ..core.ir import Function, Module, Node, topo_order
+from ..core.ir_text import INLINE, format_value, type_text
+from ..core.source import SourceFile
+from ..core.types import dim_text
 
 STAGES = ("typed", "adjoint", "optimized")
 COLLAPSE = ("none", "statements")
@@ -493,7 +493,7 @@ def graph_text(module: Module, name: str, stage: str = "adjoint", collapse: str 
 
 
 def stage_module(source: SourceFile, stage: str) -> Module:
-    from .pipeline import ir_stage, optimize_stage
+    from ..pipeline import ir_stage, optimize_stage
 
     if stage not in STAGES:
         raise GraphError(f"unknown stage {clean(stage)!r}; expected one of {', '.join(STAGES)}")
@@ -541,7 +541,7 @@ def render(text: str, fmt: str, timeout: float | None = None) -> bytes:
 def graph_command(source: SourceFile, name: str, output: str | None = None, stage: str = "adjoint",
                   collapse: str = "none") -> int:
     """`tapeless graph`: DOT to standard output or a .dot file, SVG or PNG through `dot`."""
-    from .pipeline import write_atomic
+    from ..pipeline import write_atomic
 
     fmt = output_format(output)
     if fmt != "dot":

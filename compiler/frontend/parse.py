@@ -24,8 +24,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from tapeless.grammar import KEYWORDS, parser as _lark_parser
 
 from . import syntax as ast
-from .diagnostics import Sink, UserError
-from .source import SourceFile, Span
+from ..core.diagnostics import Sink, UserError
+from ..core.source import SourceFile, Span
 
 
 class _KeepSeparators:

@@ -6,7 +6,7 @@ substituting size symbols, so the result is typed as if written directly.
 """
 from __future__ import annotations
 
-from . import build as B
+from ..primitives import algebra as B
 from .ir import Function, Node, span_scope, topo_order
 from .types import Dim, DimLike, dim_subst
 

@@ -24,9 +24,9 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from ..ir import Node
-from ..primitives import REGISTRY
-from ..types import Dim, dim_prod
+from ...core.ir import Node
+from ...core.primitive import REGISTRY
+from ...core.types import Dim, dim_prod
 
 SINKS = {"sum", "max", "min"}  # reductions over the rows: per-block partials combined after the loop
 MIN_ELEMENTS = 1 << 14  # a kernel over fewer (literal) elements is not worth its loop

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ir import Function, Module, Node, topo_order
-from .primitives import REGISTRY
-from .types import Dim, DType, dim_subst, symbols_in
+from ..core.ir import Function, Module, Node, topo_order
+from ..core.primitive import REGISTRY
+from ..core.types import Dim, DType, dim_subst, symbols_in
 
 _sizes: contextvars.ContextVar[dict] = contextvars.ContextVar("tapeless_sizes", default={})
 
@@ -424,7 +424,7 @@ def _guarded(checker, fn) -> Result:
 
 def parse_type_text(text: str):
     """"f64[2, 3]" -> TensorType (examples in the primitive table use literal sizes)."""
-    from .types import TensorType
+    from ..core.types import TensorType
 
     name, _, rest = text.partition("[")
     dims = tuple(int(d) for d in rest.rstrip("]").split(",") if d.strip()) if rest else ()
@@ -435,10 +435,10 @@ def primitive_modules(name: str):
     """For each example of a primitive: a module with f(a0, a1, ...) = prim(...) and its vjp.
 
     Yields (module, domains by parameter name)."""
-    from . import build as B
-    from .autodiff.directives import forward, reverse
-    from .ir import graph_scope
-    from .source import SourceFile
+    from ..primitives import algebra as B
+    from ..autodiff.directives import forward, reverse
+    from ..core.ir import graph_scope
+    from ..core.source import SourceFile
 
     prim = REGISTRY[name]
     for k, (types, attrs, domains) in enumerate(prim.examples):
@@ -495,8 +495,8 @@ def parse_sizes(text: str) -> dict[str, int]:
 def run_check_command(path: str, sizes: str) -> int:
     import sys
 
-    from .pipeline import ir_stage
-    from .source import NotText, SourceFile
+    from ..pipeline import ir_stage
+    from ..core.source import NotText, SourceFile
 
     try:
         source = SourceFile.read(path, path)

@@ -12,12 +12,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import build as B
-from .diagnostics import UserError
-from .ir import Node
-from .primitives.common import normalize_axes, normalize_axis
-from .primitives.linalg import full_spec, parse_spec
-from .types import DType, DimLike, dim_div, dim_prod, dim_sub, shape_text
+from . import algebra as B
+from ..core.diagnostics import UserError
+from ..core.ir import Node
+from .common import normalize_axes, normalize_axis
+from .linalg import full_spec, parse_spec
+from ..core.types import DType, DimLike, dim_div, dim_prod, dim_sub, shape_text
 
 # parameter kinds
 TENSOR = "tensor"  # any expression

@@ -22,15 +22,14 @@ from dataclasses import dataclass, field
 
 from tapeless.grammar import KEYWORDS
 
-from . import build as B
+from ..primitives import algebra as B
 from . import syntax as ast
-from .builtins import (AXES, AXIS, BOOL, BUILTINS, DIM, DTYPE, INT, LIST, NAMED_CONSTANTS, REQUIRED, REST,
-                       SHAPE, SPEC, TENSOR, Builtin)
-from .diagnostics import Sink, UserError
-from .ir import Function, Module, Node, graph_scope, span_scope
-from .rewrite import inline
-from .source import SourceFile, Span
-from .types import Dim, DimLike, DType, TensorType, dim_add, dim_mul, dim_sub, dim_text, parse_dtype
+from ..primitives.builtin_functions import AXES, AXIS, BOOL, BUILTINS, DIM, DTYPE, INT, LIST, NAMED_CONSTANTS, REQUIRED, REST, SHAPE, SPEC, TENSOR, Builtin
+from ..core.diagnostics import Sink, UserError
+from ..core.ir import Function, Module, Node, graph_scope, span_scope
+from ..core.substitute import inline
+from ..core.source import SourceFile, Span
+from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_mul, dim_sub, dim_text, parse_dtype
 
 
 class Poison(Exception):
@@ -334,7 +333,7 @@ class Lowering:
                 ok = False
         if not ok:
             return None
-        from .autodiff.directives import expand_directive
+        from ..autodiff.directives import expand_directive
 
         try:
             return expand_directive(d, target, wrt)

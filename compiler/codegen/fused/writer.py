@@ -24,12 +24,12 @@ than numpy.where).
 """
 from __future__ import annotations
 
-from ..ir import Node
-from ..primitives import REGISTRY
-from ..primitives.base import Expr
-from ..types import DType, dim_add, dim_mul, dim_prod
-from .kernels import Kernel, _row_aligned_inputs
-from .names import place
+from ...core.ir import Node
+from ...core.primitive import REGISTRY
+from ...core.primitive import Expr
+from ...core.types import DType, dim_add, dim_mul, dim_prod
+from .plan import Kernel, _row_aligned_inputs
+from ..names import place
 
 # the integer type holding each dtype's bits (f16 has no integer twin among tapeless dtypes: np.where)
 _INT_OF = {DType.F32: DType.I32, DType.F64: DType.I64, DType.I32: DType.I32, DType.I64: DType.I64}
@@ -463,6 +463,6 @@ def _comment(n: Node) -> str:
 
 
 def _dim_weight(d) -> tuple:
-    from ..types import Dim
+    from ...core.types import Dim
 
     return (1, 0) if isinstance(d, Dim) else (0, d)

@@ -15,15 +15,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import ir
-from .diagnostics import UserError
-from .ir import Node, freeze_attrs, make_node
-from .primitives import base as _base
-from .types import DType, DimLike, Shape, TensorType, broadcast_shapes, promote
+from ..core import ir
+from ..core.diagnostics import UserError
+from ..core.ir import Node, freeze_attrs, make_node
+from ..core import primitive as _base
+from ..core.types import DType, DimLike, Shape, TensorType, broadcast_shapes, promote
 
 
 def _registry():
-    from . import primitives  # noqa: F401  (fills the registry on first use)
+    from .. import primitives  # noqa: F401  (fills the registry on first use)
 
     return _base.REGISTRY
 
@@ -101,7 +101,7 @@ def dim_value(d: DimLike) -> Node:
 
 def dim_value_strong(symbol: str) -> Node:
     """The value of one size symbol as a strong i64 scalar (a residual carrying a size)."""
-    from .types import Dim
+    from ..core.types import Dim
 
     return retype(dim_value(Dim.symbol(symbol)), DType.I64, weak=False)
 
