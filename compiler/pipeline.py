@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .primitives import catalog  # noqa: F401  (the primitive table: every rule, loaded once)
 from .core import ir_text as ir_print
 from .frontend import syntax
 from .codegen.emit import Options, generate

@@ -18,8 +18,7 @@ from __future__ import annotations
 from ..primitives import algebra as B
 from ..core.ir import Function, Node, topo_order
 from . import residuals as R
-from .jvp import pushforward
-from .vjp import pullback
+from .context import rule_context
 
 
 def expand_directive(d, target: Function, wrt: list[int]) -> list[Function]:
@@ -42,9 +41,9 @@ def forward(name: str, target: Function, wrt: list[int], span) -> Function:
     t_names = _fresh_names([p.attr("name") for p in params], [f"t_{n}" for n in wrt_names])
     t_params = [B.param(n, w.type.strong(), len(params) + k) for k, (n, w) in enumerate(zip(t_names, wrt_nodes))]
     outputs = list(target.outputs)
-    tangents = [_zero_or(t, o) for t, o in zip(pushforward(outputs, wrt_nodes, t_params), outputs)]
+    tangents = [_zero_or(t, o) for t, o in zip(rule_context().pushforward(outputs, wrt_nodes, t_params), outputs)]
     for t, o in zip(tangents, target.outputs):
-        if t.name is None and t.op not in ("param", "const", "dim"):
+        if t.name is None and not t.is_leaf:
             t.name = "t_out"
     summary = (f"The outputs of {target.name} and their directional derivatives along the tangents "
                f"{', '.join(t_names)} (forward mode).")
@@ -61,10 +60,11 @@ def hessian_vector(name: str, target: Function, wrt: list[int], span) -> Functio
     v_names = _fresh_names([p.attr("name") for p in params], [f"v_{n}" for n in wrt_names])
     v_params = [B.param(n, w.type.strong(), len(params) + k) for k, (n, w) in enumerate(zip(v_names, wrt_nodes))]
     value = target.outputs[0]
-    grads = _gradients(pullback([value], [B.like_const(1, value)], wrt_nodes), wrt_nodes)
-    hv = [_zero_or(t, w) for t, w in zip(pushforward(grads, wrt_nodes, v_params), wrt_nodes)]
+    ctx = rule_context()
+    grads = _gradients(ctx.pullback([value], [B.like_const(1, value)], wrt_nodes), wrt_nodes)
+    hv = [_zero_or(t, w) for t, w in zip(ctx.pushforward(grads, wrt_nodes, v_params), wrt_nodes)]
     for h, n in zip(hv, wrt_names):
-        if h.op not in ("param", "const", "dim") and h not in grads:
+        if not h.is_leaf and h not in grads:
             h.name = f"hv_{n}"
     summary = (f"The value of {target.name}, its gradient with respect to {', '.join(wrt_names)} and the "
                f"Hessian-vector product with {', '.join(v_names)}.")
@@ -90,7 +90,7 @@ def _gradients(grads: list[Node | None], wrt_nodes: list[Node], forward: set[int
     out = []
     for g, w in zip(grads, wrt_nodes):
         g = g if g is not None else B.zeros_like(w)
-        if g.name is None and g.op not in ("param", "const", "dim") and g.id not in forward:
+        if g.name is None and not g.is_leaf and g.id not in forward:
             g.name = f"d_{w.attr('name')}"
         out.append(g)
     return out
@@ -110,6 +110,7 @@ def reverse(kind: str, name: str, target: Function, wrt: list[int], span) -> lis
         ct_names = _fresh_names([p.attr("name") for p in params], [f"ct{i}" for i in range(len(outputs))])
     ct_params = [B.param(n, o.type.strong(), len(params) + i) for i, (n, o) in enumerate(zip(ct_names, outputs))]
 
+    pullback = rule_context().pullback
     # NAME: forward and backward in one function
     forward_ids = {n.id for n in topo_order(outputs)}
     if kind == "grad":
@@ -143,7 +144,7 @@ def reverse(kind: str, name: str, target: Function, wrt: list[int], span) -> lis
 
 
 def _named(g: Node, name: str) -> Node:
-    if g.name is None and g.op not in ("param", "const", "dim", "stop_gradient"):
+    if g.name is None and not g.is_leaf and not g.op.detaches:
         g.name = name
     return g
 

@@ -11,30 +11,29 @@ from __future__ import annotations
 
 from ..core.diagnostics import UserError
 from ..core.ir import Node, span_scope, topo_order
-from ..core.primitive import REGISTRY
+from ..core.primitive import RuleContext
 from .vjp import active_set
 
 
-def pushforward(outputs: list[Node], wrt: list[Node], tangents: list[Node]) -> list[Node | None]:
+def pushforward(outputs: list[Node], wrt: list[Node], tangents: list[Node], ctx: RuleContext) -> list[Node | None]:
     """The directional derivative of each output along `tangents` (None where it is zero)."""
     active = active_set(outputs, wrt)
     t_of: dict[int, Node] = {w.id: t for w, t in zip(wrt, tangents)}
     for n in topo_order(outputs):
-        if n.id in t_of or n.id not in active or n.op == "param":
+        if n.id in t_of or n.id not in active or n.is_param:
             continue
         ts = [t_of.get(i.id) if i.id in active else None for i in n.inputs]
         if all(t is None for t in ts):
             continue
-        prim = REGISTRY[n.op]
-        if prim.jvp is None:
+        if n.op.jvp is None:
             raise UserError(f"tapeless has no forward-mode rule for `{n.op}` yet", n.span)
         with span_scope(n.span):
-            t = prim.jvp(n, ts)
+            t = n.op.jvp(ctx, n, ts)
         if t is None:
             continue
         if t.shape != n.shape or t.dtype != n.dtype:  # pragma: no cover - a bug in a rule
             raise AssertionError(f"JVP of {n.op}: tangent {t.type} for output {n.type}")
-        if n.name and t.name is None and t.op not in ("param", "const", "dim"):
+        if n.name and t.name is None and not t.is_leaf:
             t.name = f"t_{n.name}"
         t_of[n.id] = t
     return [t_of.get(o.id) for o in outputs]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..primitives import algebra as B
-from ..core.ir import Node, make_node, topo_order
+from ..core.ir import Node, topo_order
 from ..core.substitute import substitute
 from ..core.types import Dim, DType, TensorType, symbols_in
 
@@ -38,15 +38,15 @@ def split(fwd_outputs: list[Node], fwd_params: list[Node], grads: list[Node], ct
     needed: dict[int, Node] = {}
     for n in bwd_only:
         for i in n.inputs:
-            if i.id in fwd_ids and i.op not in ("const", "dim"):
+            if i.id in fwd_ids and not i.is_literal:
                 needed.setdefault(i.id, i)
     for g in grads:  # a gradient that is a forward value itself (rare: d/dx of x*y is y)
-        if g.id in fwd_ids and g.op not in ("const", "dim"):
+        if g.id in fwd_ids and not g.is_literal:
             needed.setdefault(g.id, g)
     residuals = [n for n in topo_order(list(fwd_outputs) + list(fwd_params)) if n.id in needed]
     names, params, used = [], [], set()
     for k, r in enumerate(residuals):
-        base = (r.attr("name") if r.op == "param" else r.name) or f"r{k}"
+        base = (r.attr("name") if r.is_param else r.name) or f"r{k}"
         name, j = base, 1
         while name in used:
             name, j = f"{base}_{j}", j + 1
@@ -57,8 +57,7 @@ def split(fwd_outputs: list[Node], fwd_params: list[Node], grads: list[Node], ct
     # the cotangents' sizes too: they are checked against the forward pass's, never bound from a cotangent
     carriers = _missing_symbols(outputs + list(ct_params), params)
     for s in carriers:
-        params.append(make_node("param", (), (("carries", s), ("index", len(params)), ("name", f"size_{s}")),
-                                TensorType(DType.I64, ()), None, f"size_{s}"))
+        params.append(B.param(f"size_{s}", TensorType(DType.I64, ()), len(params), carries=s))
     return Split(residuals, names, params, outputs, carriers)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from ..primitives import algebra as B
 from ..core.diagnostics import UserError
 from ..core.ir import Node, span_scope, topo_order
-from ..core.primitive import REGISTRY
+from ..core.primitive import RuleContext
 
 
 def active_set(outputs: list[Node], wrt: list[Node]) -> set[int]:
@@ -25,16 +25,17 @@ def active_set(outputs: list[Node], wrt: list[Node]) -> set[int]:
     for n in topo_order(outputs):
         if n.id in active or not n.dtype.is_float:
             continue
-        prim = REGISTRY[n.op]
-        if not prim.differentiable or n.op == "stop_gradient":
+        if not n.op.differentiable or n.op.detaches:
             continue
         if any(i.id in active for i in n.inputs):
             active.add(n.id)
     return active
 
 
-def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node]) -> list[Node | None]:
-    """d(<cotangents, outputs>)/d(wrt), one entry per wrt node; None where it is zero."""
+def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node],
+             ctx: RuleContext) -> list[Node | None]:
+    """d(<cotangents, outputs>)/d(wrt), one entry per wrt node; None where it is zero. The rules
+    get `ctx` (autodiff/context.py), through which a rule may pull back a sub-function."""
     active = active_set(outputs, wrt)
     order = topo_order(outputs)
     ct_of: dict[int, Node] = {}
@@ -49,18 +50,17 @@ def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node]
             continue
         if n.id in wrt_ids:
             results[n.id] = ct
-        if n.op == "param":
+        if n.is_param:
             continue
         needs = [i.id in active for i in n.inputs]
         if not any(needs):
             continue
-        prim = REGISTRY[n.op]
-        if prim.vjp is None:
+        if n.op.vjp is None:
             raise UserError(f"tapeless has no derivative rule for `{n.op}` yet", n.span)
-        if n.name and ct.name is None and ct.op not in ("param", "const", "dim"):
+        if n.name and ct.name is None and not ct.is_leaf:
             ct.name = f"d_{n.name}"
         with span_scope(n.span):
-            in_cts = prim.vjp(n, ct, needs)
+            in_cts = n.op.vjp(ctx, n, ct, needs)
         for i, c in zip(n.inputs, in_cts):
             if c is None or i.id not in active:
                 continue

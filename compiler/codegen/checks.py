@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.ir import Node
-from ..core.primitive import REGISTRY
 from ..core.types import Dim, TensorType, dim_text
 from .names import place
 
@@ -112,7 +111,7 @@ def convert_lines(ctx, fn_name: str, args: list[Arg]) -> list[str]:
     for a in args:
         dt = ctx.dtype_const(a.type.dtype)
         spec = spec_text(a.type)
-        if a.type.rank == 0 and ctx.backend.scalars_as_numpy:
+        if a.type.rank == 0 and ctx.backend.caps.scalars_as_numpy:
             lines.append(f"if type({a.var}) is not {ctx.dtype(a.type.dtype)}:")
             lines.append(f"    {a.var} = {ctx.helper('scalar')}({a.var}, {dt}, {fn_name!r}, {a.label!r}, {spec!r})")
         else:
@@ -122,7 +121,7 @@ def convert_lines(ctx, fn_name: str, args: list[Arg]) -> list[str]:
 
 
 def array_args(ctx, args: list[Arg]) -> list[Arg]:
-    return [a for a in args if a.type.rank > 0 or not ctx.backend.scalars_as_numpy]
+    return [a for a in args if a.type.rank > 0 or not ctx.backend.caps.scalars_as_numpy]
 
 
 def rank_lines(ctx, fn_name: str, args: list[Arg]) -> list[str]:
@@ -176,7 +175,7 @@ def size_lines(ctx, fn_name: str, nodes, bound) -> list[str]:
         for d in n.shape:
             if isinstance(d, Dim) and any(c < 0 for _, c in d.terms):
                 conditions.setdefault((ctx.dim(d), f"the size {dim_text(d)} of a value would be negative"), n)
-        requires = REGISTRY[n.op].requires
+        requires = n.op.requires
         for d, what in (requires(n) if requires else ()):
             conditions.setdefault((ctx.dim(d), what), n)
     sizes = "(" + "".join(f"({s!r}, {v}), " for s, v, _ in bound) + ")"

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.ir import Function, Module, Node, topo_order, use_counts
-from ..core.primitive import REGISTRY
 from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
 from ..core.types import Dim, DType, TensorType, dim_text, symbols_in
 from . import checks
-from .backends import BACKENDS, HELPER_IMPORTS, HELPERS, Backend, helper_closure, helper_source, module_globals
+from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from .fused.writer import KernelWriter
 from .fused.plan import Kernel, plan, reusable_inputs, schedule
 from .names import Names, sanitize_comment, sanitize_docstring
@@ -36,8 +35,8 @@ class Options:
 
     @property
     def fuse(self) -> bool:
-        """Cache-blocked loops for elementwise chains (NumPy only: on a GPU one pass is cheap)."""
-        return self.backend == "numpy" and self.opt_level >= 1
+        """Cache-blocked loops for elementwise chains, where the backend has them (not on a GPU)."""
+        return BACKENDS[self.backend].caps.fusion and self.opt_level >= 1
 
 
 class ModuleContext:
@@ -49,7 +48,7 @@ class ModuleContext:
         self.helpers_used: set[str] = set()
         self.dtype_consts: set[DType] = set()
         # __tapeless__ and other dunders: Names renames every dunder
-        reserved = module_globals(self.backend) | {f"_{h}" for h in HELPERS} | \
+        reserved = module_globals(self.backend) | {f"_{h}" for h in helpers()} | \
             {f"_{h}" for h in CHECK_HELPER_NAMES} | {f"_{d.short.upper()}" for d in DType}
         self.names = Names(reserved)
         self.fn_names: dict[str, str] = {}
@@ -132,14 +131,14 @@ class FnContext:
 def _literal_ok(c: Node, consumer: Node) -> bool:
     """May a const/dim be written as a plain Python number here? Only when another operand is a
     typed array of the same dtype, so NumPy's rules for Python scalars give exactly that dtype."""
-    prim = REGISTRY[consumer.op]
-    if not prim.elementwise or consumer.op == "cast":
+    prim = consumer.op
+    if not prim.elementwise:
         return False
-    return any(i is not c and i.op not in ("const", "dim") and i.dtype == c.dtype for i in consumer.inputs)
+    return any(i is not c and not i.is_literal and i.dtype == c.dtype for i in consumer.inputs)
 
 
 def _plain_literal(ctx: FnContext, c: Node) -> Expr:
-    if c.op == "dim":
+    if c.is_dim:
         text = ctx.dim(c.attr("dim"))  # multi-term polynomials come parenthesised
     else:
         v = c.attr("value")
@@ -190,15 +189,15 @@ class Body:
                 self.kernel(item, reuse.get(item.index, []))
                 continue
             n = item
-            if n.op == "param":
+            if n.is_param:
                 self.exprs[n.id] = Expr(ctx.vars[n.id])
                 continue
-            if n.op in ("const", "dim"):
+            if n.is_literal:
                 continue  # written at each use, in the form the use needs
             args = [self.arg(i, n) for i in n.inputs]
-            e = REGISTRY[n.op].emit(ctx, args, n)
+            e = n.op.emit(ctx, args, n)
             user = consumer.get(n.id)
-            if (n.id in out_ids and uses.get(n.id, 0) == 1 and n.name is None and not REGISTRY[n.op].is_view(n)
+            if (n.id in out_ids and uses.get(n.id, 0) == 1 and n.name is None and not n.op.is_view(n)
                     and fn.kind not in ("grad", "vjp", "bwd")):
                 self.exprs[n.id] = e  # written straight into the return statement
                 self.return_span = self.return_span or n
@@ -223,20 +222,20 @@ class Body:
         self.lines.extend(KernelWriter(self, k, reusable).write())
 
     def arg(self, i: Node, user: Node) -> Expr:
-        if i.op in ("const", "dim"):
+        if i.is_literal:
             return _plain_literal(self.ctx, i) if _literal_ok(i, user) else (
-                self.ctx.literal_expr(i) if i.op == "const" else self.ctx.dim_expr(i))
+                self.ctx.literal_expr(i) if i.is_const else self.ctx.dim_expr(i))
         return self.exprs[i.id]
 
     def value(self, o: Node, copy: bool = True) -> Expr:
         """An output: a fresh array that never aliases an argument or is a read-only view.
         Residuals (copy=False) may alias arguments: they are only read, by the matching _bwd."""
-        if o.op == "const":
+        if o.is_const:
             return self.ctx.literal_expr(o)
-        if o.op == "dim":
+        if o.is_dim:
             return self.ctx.dim_expr(o)
         e = self.exprs[o.id]
-        if copy and (o.op == "param" or (REGISTRY[o.op].is_view(o) and o.shape != ())):
+        if copy and (o.is_param or (self.ctx.backend.caps.views and o.op.is_view(o) and o.shape != ())):
             return Expr(f"{e.at(PREC_POSTFIX)}.copy()", PREC_POSTFIX)
         return e
 
@@ -321,7 +320,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     if b.return_span is not None and b.return_span.span is not None:
         n = b.return_span
         returns[-1] += f"  # {sanitize_comment(n.span.file, 60)}:{n.span.line}"
-    if any(REGISTRY[n.op].quiet for n in topo_order(fn.outputs)):
+    if any(n.op.quiet for n in topo_order(fn.outputs)):
         # never a floating-point warning (as PyTorch): a masked branch may compute inf/nan
         # (sqrt of a negative) that `where` then drops; exp overflows to an exact 0 in sigmoid
         body += early
@@ -339,9 +338,8 @@ def _symbols_used(fn: Function, fuse: bool) -> set[str]:
     for n in topo_order(fn.outputs):
         for _, v in n.attrs:
             used |= symbols_in(v)
-        allocates = n.op in ("full", "eye", "index_grad", "take_grad", "take_along_axis_grad", "broadcast_to",
-                             "reshape")
-        if allocates or (fuse and n.type.rank and (REGISTRY[n.op].elementwise or n.op in ("sum", "max", "min"))):
+        sink = n.op.loop is not None and n.op.loop.combine is not None
+        if n.op.writes_shape or (fuse and n.type.rank and (n.op.elementwise or sink)):
             used |= symbols_in(tuple(n.shape))  # constructors and fused loops allocate arrays of these sizes
     return used
 
@@ -462,8 +460,10 @@ def generate(module: Module, options: Options, version: str) -> str:
     stdlib = set()
     if "quiet" in _closure(mod):
         stdlib |= set(backend.imports)
+    table = helpers()
     for h in _closure(mod):
-        stdlib |= set(HELPER_IMPORTS.get(h, ()))
+        if h != "checks":
+            stdlib |= set(table[h].imports)
     out += sorted(stdlib) + ([""] if stdlib else [])
     out += [f"import {backend.module} as {backend.alias}"] if backend.module != backend.alias else [
         f"import {backend.module}"]
@@ -473,7 +473,7 @@ def generate(module: Module, options: Options, version: str) -> str:
     if mod.dtype_consts:
         out.append("")
     for name in _closure(mod):
-        src = checks.CHECK_HELPERS if name == "checks" else helper_source(name, backend)
+        src = checks.CHECK_HELPERS if name == "checks" else backend.helper_source(table[name])
         src = src.replace("xp.", f"{backend.alias}.")
         out += ["", src.rstrip("\n"), ""]
     for src in fn_sources:
@@ -486,7 +486,7 @@ def generate(module: Module, options: Options, version: str) -> str:
         for key in ("wrt", "n_residuals"):
             if f.get(key) is not None:
                 info[key] = f.get(key)
-        if any(n.op == "stop_gradient" for n in topo_order(f.outputs)):
+        if any(n.op.detaches for n in topo_order(f.outputs)):
             info["stop_gradient"] = True
         if f.kind == "fwd":
             info["n_outputs"] = f.get("n_outputs")

@@ -1,16 +1,17 @@
 """The typed IR: immutable nodes in a graph, functions, modules.
 
-One node type: `op`, `inputs`, `attrs` (static parameters such as `axis`),
-`type` (dtype + symbolic shape), `span` (where in the `.tl` file it came from)
-and `name` (the source variable it was bound to, for readable generated code).
+One node type: `op` (the primitive's record, core/primitive.py), `inputs`, `attrs`
+(static parameters such as `axis`), `type` (dtype + symbolic shape), `span` (where in
+the `.tl` file it came from) and `name` (the source variable it was bound to, for
+readable generated code).
 
-Nodes are built only through `build.apply`, which runs the primitive's type
-rule and interns the result: two structurally equal nodes are the same
-object, so common subexpressions are shared by construction.
+Nodes are built only through `nodes.apply`, which runs the primitive's type rule and
+interns the result: two structurally equal nodes are the same object, so common
+subexpressions are shared by construction.
 
-Leaf ops: `param` (a function parameter), `const` (a scalar literal) and
-`dim` (the value of a size symbol). Every other op is a primitive in the table
-(`compiler/primitives/`).
+Leaf ops: `param` (a function parameter), `const` (a scalar literal) and `dim` (the
+value of a size symbol); `const` and `dim` are the *literals*, written inline. Every
+op is a record in the table (`compiler/primitives/`).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ _ids = itertools.count()
 class Node:
     __slots__ = ("op", "inputs", "attrs", "type", "span", "name", "id", "__weakref__")
 
-    def __init__(self, op: str, inputs: tuple["Node", ...], attrs: tuple[tuple[str, Any], ...],
+    def __init__(self, op, inputs: tuple["Node", ...], attrs: tuple[tuple[str, Any], ...],
                  type: TensorType, span: Span | None, name: str | None = None):
         self.op = op
         self.inputs = inputs
@@ -51,6 +52,28 @@ class Node:
     @property
     def shape(self):
         return self.type.shape
+
+    # the leaves, by their names (the one place outside primitives/ that knows them)
+    @property
+    def is_param(self) -> bool:
+        return self.op.name == "param"
+
+    @property
+    def is_const(self) -> bool:
+        return self.op.name == "const"
+
+    @property
+    def is_dim(self) -> bool:
+        return self.op.name == "dim"
+
+    @property
+    def is_literal(self) -> bool:
+        """A scalar literal or a size symbol's value: written inline where it is used."""
+        return self.op.name in ("const", "dim")
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op.name in ("param", "const", "dim")
 
     @property
     def dtype(self):
@@ -110,11 +133,13 @@ def current_span() -> Span | None:
     return _span.get()
 
 
-def make_node(op: str, inputs: tuple[Node, ...], attrs: tuple, type: TensorType,
+def make_node(op, inputs: tuple[Node, ...], attrs: tuple, type: TensorType,
               span: Span | None = None, name: str | None = None) -> Node:
+    """The node (op, inputs, attrs, type), interned: an equal one made before is returned.
+    Parameters are never interned (two parameters of one type are two values)."""
     span = span or _span.get()
     g = _graph.get()
-    if g is None or op == "param":
+    if g is None or op.name == "param":
         return Node(op, inputs, attrs, type, span, name)
     key = (op, tuple(i.id for i in inputs), _hashable(attrs), type)
     node = g.table.get(key)

@@ -16,7 +16,6 @@ import math
 from .ir import Function, Module, Node, topo_order
 from .types import Dim, DType, dim_text
 
-INLINE = ("const", "dim")
 
 
 def format_value(v) -> str:
@@ -42,7 +41,7 @@ def type_text(t) -> str:
 
 
 def _const_text(n: Node) -> str:
-    if n.op == "dim":
+    if n.is_dim:
         text = dim_text(n.attr("dim"))
     else:
         text = format_value(n.attr("value"))
@@ -55,7 +54,7 @@ def format_function(fn: Function) -> str:
     counter = [0]
 
     def bind(n: Node) -> str:
-        base = n.name or n.attr("name") if n.op == "param" else n.name
+        base = n.name or n.attr("name") if n.is_param else n.name
         if base:
             k = used.get(base, 0)
             used[base] = k + 1
@@ -67,7 +66,7 @@ def format_function(fn: Function) -> str:
         return text
 
     def ref(n: Node) -> str:
-        return _const_text(n) if n.op in INLINE else names[n.id]
+        return _const_text(n) if n.is_literal else names[n.id]
 
     for p in fn.params:
         bind(p)
@@ -78,7 +77,7 @@ def format_function(fn: Function) -> str:
     meta = "".join(f" {k}={format_value(v)}" for k, v in fn.meta)
     lines = [f"{fn.kind} {fn.name}({params}) -> {result}{meta}{where}"]
     for n in topo_order(fn.outputs):
-        if n.op == "param" or n.op in INLINE:
+        if n.is_leaf:
             continue
         args = ", ".join(ref(i) for i in n.inputs)
         attrs = ", ".join(f"{k}={format_value(v)}" for k, v in n.attrs if k not in ("weak",))

@@ -1,26 +1,49 @@
 """The primitive record and the registry: THE table of tapeless operations.
 
-Each primitive keeps its facets side by side:
+One frozen record per primitive holds every fact about it, side by side. A node of the IR
+points at its record (`node.op`), so every stage asks the record, never an op name:
 
-  infer   shape and dtype rule: input types + attrs -> result type (raises UserError,
-          with `arg=` naming the operand at fault)
-  emit    NumPy emission: (EmitContext, operand expressions, node) -> Py expression.
-          Written against the backend alias `xp`; CuPy comes from the same text
-          through the name table in codegen/backends.py
-  vjp     reverse rule: (node, cotangent, needs) -> one cotangent per input (None = zero)
-  jvp     forward rule: (node, tangents) -> output tangent (None = zero)
-  sympy   meaning over SymPy scalars: (object arrays, node) -> object array.
-          Written from the mathematical definition, never from the VJP rule,
-          so the SymPy check compares two independent things.
-  examples  small applications (input types, attrs, domains) on which
-          tests/test_symcheck.py proves the VJP and JVP rules against sympy.diff
+    facet         signature / type                       what it says
+    -----         ----------------                       ------------
+    infer         (types, attrs) -> TensorType           shape and dtype rule; UserError(arg=) names
+                                                         the operand at fault
+    coerce        (args, attrs) -> args                  operand dtype coercion before `infer`
+    vjp           (ctx, node, ct, needs) -> [ct | None]  reverse rule: one cotangent per input
+    jvp           (ctx, node, tangents) -> t | None      forward rule: the output's tangent
+    sympy         (ctx, args, node) -> object array      the meaning over SymPy scalars, at the sizes
+                                                         in ctx (written from the mathematics, never
+                                                         from the VJP: the SymPy check compares two
+                                                         independent things)
+    emit          (ctx, args, node) -> Expr              NumPy emission over the alias `xp`; CuPy
+                                                         reads the same text
+    helpers       (Helper, ...)                          helper functions `emit` calls, with their source
+    loop          Loop | None                            how a fused loop computes it (ufunc, reducer)
+    scalar        str | None                             the elementwise scalar expression over {0}, {1},
+                                                         ... in the C-like form of SCALAR_FUNCTIONS
+    fold          python scalars -> scalar               evaluation of literals at compile time
+    view          bool | node -> bool                    the result may share memory with an input
+    allocates     bool                                   makes a fresh array (constructors, scatters)
+    writes_shape  bool                                   its code spells its result's shape
+    cost          Cost                                   free, cheap, costly or a contraction
+    quiet         bool                                   may meet inf/nan on the way to a right result
+    requires      node -> [(dim, what)]                  run-time conditions on symbolic sizes
 
-`differentiable=False` marks ops whose result carries no derivative
-(comparisons, integer results); they need no vjp/jvp. `tests/test_primitive_table.py`
-walks the registry and fails for a missing facet.
+`rule_shape` says which of the named shapes (primitives/rule_shapes.py) built the
+derivative rules: unary, binary, linear, bilinear, nondifferentiable, constructor, leaf, or
+custom. `differentiable=False` marks results that carry no derivative (comparisons, integer
+results); `detaches` marks `stop_gradient`, a float value every derivative treats as a
+constant. tests/test_primitive_table.py walks the registry and fails for a missing facet.
+
+Adding a primitive is one record in one of the primitives/ files, for example
+
+    register(unary("cbrt", xp_call("cbrt"), lambda x, y: div(c(1, x), mul(c(3, x), mul(y, y))),
+                   lambda x: sympy.cbrt(x), np.cbrt, scalar="cbrt({0})"))
+
+The registry is filled when primitives/catalog.py is imported (the pipeline does that once).
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -52,53 +75,160 @@ class Expr:
         return self.text
 
 
-@dataclass
+@dataclass(frozen=True)
+class Helper:
+    """A function a generated module defines when its code calls it: `_<name>`, written over `xp`.
+    `uses` names the helpers it calls; `cupy` replaces the source on the CuPy backend; `imports`
+    are the standard-library imports it needs."""
+
+    name: str
+    source: str
+    uses: tuple[str, ...] = ()
+    cupy: str | None = None
+    imports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Loop:
+    """How the NumPy backend's fused loops compute a primitive, block by block.
+
+    ufunc:    xp.NAME(*inputs, *extra, out=buffer) computes it (relu: maximum with "0")
+    row:      give that ufunc a row of its scalar operand, not the scalar itself (NumPy 2.4
+              on AVX2: maximum(x, 0) on 128K float32 elements 65-95 us, against a (1, 256)
+              row of zeros 32-36 us; add or multiply show no difference)
+    reducer:  a reduction that is xp.NAME.reduce (fused loops total a block with it)
+    combine:  a reduction over the rows a loop may end with: the threads' partial results
+              are combined as "sum", "max" or "min" (codegen's _blocks helper)
+    rowwise:  computed along the axis in attribute `axis` (softmax): a loop over blocks of
+              rows may run it when that axis is not the first
+    """
+
+    ufunc: str | None = None
+    extra: tuple[str, ...] = ()
+    row: bool = False
+    reducer: str | None = None
+    combine: str | None = None
+    rowwise: bool = False
+
+
+class Cost(enum.Enum):
+    """What one element costs: decides block sizes of fused loops and what -O2 recomputes."""
+
+    FREE = "free"  # a view or a relabelling: no work per element
+    CHEAP = "cheap"  # a few cycles per element (add, compare, select)
+    COSTLY = "costly"  # tens of cycles per element (exp, log, tanh): blocks stay L2-sized
+    CONTRACTION = "contraction"  # a BLAS product or an einsum
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What a derivative rule may call besides the builder: the sweeps themselves, for a
+    primitive that carries a sub-function (a loop body, a scan): ctx.pullback(outputs, cts,
+    wrt) and ctx.pushforward(outputs, wrt, tangents) (autodiff/vjp.py, autodiff/jvp.py)."""
+
+    pullback: Callable[..., list]
+    pushforward: Callable[..., list]
+
+
+@dataclass(frozen=True)
+class SymContext:
+    """What a SymPy meaning may read: the concrete sizes of the size symbols."""
+
+    sizes: dict
+
+    def dim(self, d) -> int:
+        from .types import dim_subst
+
+        return int(dim_subst(d, self.sizes))
+
+    def shape(self, shape) -> tuple[int, ...]:
+        return tuple(self.dim(d) for d in shape)
+
+
+# The functions a scalar expression may call (besides + - * /, unary -, comparisons, && || !):
+# each as C's (fabs is |x|, max/min propagate NaN as NumPy's maximum/minimum do).
+SCALAR_FUNCTIONS = ("exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh", "fabs", "sign",
+                    "max", "min", "pow", "select", "cast")
+
+RULE_SHAPES = ("unary", "binary", "linear", "bilinear", "nondifferentiable", "constructor", "leaf", "custom")
+
+
+@dataclass(frozen=True, eq=False)
 class Primitive:
     name: str
-    kind: str
+    kind: str  # elementwise | reduce | linalg | shape | nn | leaf | literal | constructor | misc
     infer: Callable[..., Any]
     emit: Callable[..., Expr] | None = None
     vjp: Callable[..., Any] | None = None
     jvp: Callable[..., Any] | None = None
     sympy: Callable[..., Any] | None = None
-    coerce: Callable[..., Any] | None = None  # operand dtype coercion, before infer
-    fold: Callable[..., Any] | None = None  # evaluation on Python scalars, for literal folding
+    coerce: Callable[..., Any] | None = None
+    fold: Callable[..., Any] | None = None
+    # exact integer evaluation (Python ints) to catch overflow in folded literals; None: `fold`
+    # on object arrays
+    fold_exact: Callable[..., Any] | None = None
+    rule_shape: str = "custom"
     differentiable: bool = True
+    detaches: bool = False
     elementwise: bool = False
-    doc: str = ""
-    # example applications for the per-primitive SymPy proof: (input types, attrs, {input: domain})
-    examples: tuple = ()
-    # code generation facts
-    ufunc: tuple | None = None  # in fused loops: xp.NAME(inputs..., *EXTRA, out=buffer); default: `fold`'s ufunc
-    costly: bool = False  # tens of cycles per element (exp, log, ...): fused loops keep L2-sized blocks
-    quiet: bool = False  # may meet inf/nan on the way to a right result: run without FP warnings
-    # the result may share memory with an input: copied before being returned, never written
-    # over; a bool, or view(node) -> bool where it depends on the node (einsum)
+    helpers: tuple[Helper, ...] = ()
+    loop: Loop | None = None
+    scalar: str | None = None
     view: bool | Callable[[Any], bool] = False
-    reducer: str | None = None  # a reduction that is xp.NAME.reduce: fused loops total blocks and combine parts with it
-    # run-time conditions on symbolic sizes: requires(node) -> [(d, what)], each d >= 0 for the
-    # sizes given, else the generated function raises "with N = ..., <what>" (x[2] needs N >= 3)
+    allocates: bool = False
+    writes_shape: bool = False
+    cost: Cost = Cost.CHEAP
+    quiet: bool = False
     requires: Callable | None = None
-    # its spelling in primitives after differentiation (-O1), expand(node, ops of the module),
-    # so that a loss and its gradient share work (forms.py); None: emitted as itself
-    expand: Callable | None = None
+    doc: str = ""
+    # example applications for the per-primitive SymPy proofs: (input types, attrs, {input: domain})
+    examples: tuple = ()
 
     def __post_init__(self) -> None:
-        if self.ufunc is None and isinstance(self.fold, np.ufunc):
-            self.ufunc = (self.fold.__name__, ())
+        if self.rule_shape not in RULE_SHAPES:
+            raise ValueError(f"primitive {self.name}: unknown rule shape {self.rule_shape!r}")
+        if self.loop is None and isinstance(self.fold, np.ufunc) and self.elementwise:
+            object.__setattr__(self, "loop", Loop(ufunc=self.fold.__name__))
+
+    # identity is equality: a node's op is the record itself
+    def __eq__(self, other) -> bool:
+        if isinstance(other, str):
+            raise TypeError(f"a primitive compared with the string {other!r}: compare records "
+                            f"(node.op is ops.{other}) or ask a facet")
+        return self is other
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return self.name
+
+    __str__ = __repr__
 
     def is_view(self, node) -> bool:
         """Whether node's result (an application of this primitive) may share memory with an input."""
         return bool(self.view(node)) if callable(self.view) else self.view
 
+    @property
+    def ufunc(self) -> tuple | None:
+        """(name, extra arguments) when a fused loop computes it as one ufunc call."""
+        return (self.loop.ufunc, self.loop.extra) if self.loop is not None and self.loop.ufunc else None
+
+    @property
+    def reducer(self) -> str | None:
+        return self.loop.reducer if self.loop is not None else None
+
     def facets(self) -> dict[str, bool]:
+        """Which facets the record has, for the registry test (a rule missing is not the same
+        as `not differentiable`)."""
+        leafish = self.kind in ("leaf", "literal", "constructor")
         return {
             "infer": self.infer is not None,
             "emit": self.emit is not None,
             "vjp": self.vjp is not None or not self.differentiable,
             "jvp": self.jvp is not None or not self.differentiable,
             "sympy": self.sympy is not None,
-            "examples": bool(self.examples) or not self.differentiable or self.kind in ("leaf", "constructor"),
+            "scalar": self.scalar is not None or not self.elementwise,
+            "examples": bool(self.examples) or not self.differentiable or leafish,
         }
 
 
@@ -113,4 +243,27 @@ def register(prim: Primitive) -> Primitive:
 
 
 def get(name: str) -> Primitive:
-    return REGISTRY[name]
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        if not REGISTRY:
+            raise LookupError(f"primitive {name!r}: no rules are loaded; import "
+                              "tapeless.compiler.primitives.catalog first (the pipeline does)") from None
+        raise LookupError(f"no primitive named {name!r}") from None
+
+
+class _Ops:
+    """`ops.mul` is the record of `mul`: stages outside primitives/ name a primitive this way,
+    never by a string (a typo is an AttributeError, not a comparison that is silently False)."""
+
+    def __getattr__(self, name: str) -> Primitive:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return REGISTRY[name]
+        except KeyError:
+            raise AttributeError(f"no primitive named {name!r}"
+                                 + ("" if REGISTRY else " (no rules are loaded)")) from None
+
+
+ops = _Ops()

@@ -1,13 +1,14 @@
-"""Graph rewriting shared by inlining, differentiation and passes.
+"""Graph substitution, shared by inlining, differentiation and passes.
 
-`substitute` makes a graph again with some nodes replaced (parameters by
-arguments, residuals by `_bwd` parameters), re-running every type rule and
-substituting size symbols, so the result is typed as if written directly.
+`substitute` makes a graph again with some nodes replaced (parameters by arguments,
+residuals by `_bwd` parameters), re-running every type rule and substituting size
+symbols, so the result is typed as if written directly. `inline` is substitution of a
+function's parameters by a call's arguments.
 """
 from __future__ import annotations
 
-from ..primitives import algebra as B
-from .ir import Function, Node, span_scope, topo_order
+from .ir import Function, Node, make_node, span_scope, topo_order
+from .nodes import apply, dim_value, retype_leaf
 from .types import Dim, DimLike, dim_subst
 
 
@@ -33,19 +34,21 @@ def substitute(outputs, mapping: dict[int, Node], env: dict[str, DimLike] | None
 
 def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
     """The node made again from new inputs (types re-inferred, size symbols substituted)."""
-    if node.op == "const":
+    if node.is_const:
         return node
-    if node.op == "dim":
-        return B.retype(B.dim_value(dim_subst(node.attr("dim"), env)), node.dtype, node.type.weak)
+    if node.is_dim:
+        return retype_leaf(dim_value(dim_subst(node.attr("dim"), env)), node.dtype, node.type.weak)
     attrs = {k: _subst_attr(v, env) for k, v in node.attrs}
     with span_scope(node.span):
-        if node.op in ("full", "eye"):
-            new = B.apply(node.op, **attrs)
-            new = B.retype(new, node.dtype, node.type.weak) if new.dtype != node.dtype or \
-                new.type.weak != node.type.weak else new
+        if node.op.kind == "constructor":  # its dtype and weakness are the node's, not the attributes'
+            new = apply(node.op, **attrs)
+            # as the node was: its dtype, and strong if it was (a weak one made strong stays strong)
+            if new.dtype != node.dtype or (new.type.weak and not node.type.weak):
+                new = make_node(new.op, (), new.attrs, new.type.with_(dtype=node.dtype, weak=node.type.weak),
+                                new.span, new.name)
         else:
-            new = B.apply(node.op, *inputs, **attrs)
-    if new.name is None and node.name is not None and new.op not in ("param", "const", "dim"):
+            new = apply(node.op, *inputs, **attrs)
+    if new.name is None and node.name is not None and not new.is_leaf:
         new.name = node.name
     return new
 

@@ -24,12 +24,14 @@ from tapeless.grammar import KEYWORDS
 
 from ..primitives import algebra as B
 from . import syntax as ast
-from ..primitives.builtin_functions import AXES, AXIS, BOOL, BUILTINS, DIM, DTYPE, INT, LIST, NAMED_CONSTANTS, REQUIRED, REST, SHAPE, SPEC, TENSOR, Builtin
+from ..primitives.builtin_functions import (AXES, AXIS, BOOL, BUILTINS, DIM, DTYPE, INDEX, INT, LIST, NAMED_CONSTANTS,
+                                            NEGATE, OPERATORS, REQUIRED, REST, SHAPE, SPEC, TENSOR, Builtin,
+                                            static_dim, transpose_all)
 from ..core.diagnostics import Sink, UserError
 from ..core.ir import Function, Module, Node, graph_scope, span_scope
 from ..core.substitute import inline
 from ..core.source import SourceFile, Span
-from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_mul, dim_sub, dim_text, parse_dtype
+from ..core.types import Dim, DimLike, DType, TensorType, dim_text, parse_dtype
 
 
 class Poison(Exception):
@@ -231,7 +233,7 @@ class Lowering:
                                                  f"gives {len(values)} value(s)")
                 raise Poison
         for t, v in zip(stmt.targets, values):
-            if v.name is None and v.op not in ("param", "const", "dim"):
+            if v.name is None and not v.is_leaf:
                 v.name = t.name
             scope.env[t.name] = v
 
@@ -383,19 +385,17 @@ class Lowering:
                               "argument of `concat`/`stack`")
         if isinstance(e, ast.BinOp):
             a, b = self.operands(scope, e.left, e.right)
-            op = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul"}[e.op]
-            return self.apply(e, op, a, b)
+            return self.apply(e, OPERATORS[e.op], a, b)
         if isinstance(e, ast.UnOp):
             x = self.expr(e.operand, scope)
             if e.op == "-":
-                return self.apply(e, "neg", x)
+                return self.apply(e, NEGATE, x)
             if x.dtype == DType.BOOL:
                 self.fail(e.span, "unary `+` is not defined on bool values")
             return x
         if isinstance(e, ast.Compare):
             a, b = self.operands(scope, e.left, e.right)
-            op = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}[e.op]
-            return self.apply(e, op, a, b)
+            return self.apply(e, OPERATORS[e.op], a, b)
         if isinstance(e, ast.Call):
             return self.builtin_call(e, scope)
         if isinstance(e, ast.Index):
@@ -405,8 +405,7 @@ class Lowering:
             if e.attr.name != "T":
                 self.fail(e.attr.span, f"unknown attribute `.{e.attr.name}`; the only attribute is `.T` "
                                        "(transpose)")
-            r = x.type.rank
-            return x if r < 2 else B.apply("transpose", x, perm=tuple(range(r))[::-1])
+            return transpose_all(x)
         if isinstance(e, (ast.Slice, ast.EllipsisItem)):
             self.fail(e.span, "slices and `...` are only allowed inside an index")
         raise AssertionError(f"unhandled expression {e!r}")  # pragma: no cover
@@ -424,6 +423,8 @@ class Lowering:
         return out
 
     def apply(self, e: ast.Expr, op: str, *args: Node, **attrs) -> Node:
+        """The primitive `op` (a name from builtin_functions' tables) applied; a rule's complaint
+        is reported at the operand it names, or at the expression."""
         try:
             return B.apply(op, *args, **attrs)
         except UserError as err:
@@ -570,7 +571,7 @@ class Lowering:
             return values
         if kind == BOOL:
             node = self.expr(a, scope)
-            if node.op == "const" and node.dtype == DType.BOOL:
+            if node.is_const and node.dtype == DType.BOOL:
                 return bool(node.attr("value"))
             self.fail(a.span, f"`{pname}=` takes `true` or `false`")
         if kind == AXES:
@@ -589,13 +590,13 @@ class Lowering:
 
     def static_int(self, a: ast.Expr, pname: str, scope: Scope) -> int:
         node = self.expr(a, scope)
-        if node.op == "const" and node.dtype.kind == "i":
+        if node.is_const and node.dtype.kind == "i":
             return int(node.attr("value"))
         self.fail(a.span, f"`{pname}` must be an integer known at compile time, got {node.type}")
 
     def static_dim(self, a: ast.Expr, pname: str, scope: Scope, allow_hole: bool = False) -> DimLike:
         node = self.expr(a, scope)
-        d = _as_dim(node)
+        d = static_dim(node)
         if d is None:
             self.fail(a.span, f"`{pname}` sizes must be integers or size symbols known at compile time, "
                               f"got {node.type}")
@@ -704,7 +705,7 @@ class Lowering:
             out.pop()  # trailing full slices change nothing
         if not out:
             return x
-        return self.apply(e, "index", x, items=tuple(out))
+        return self.apply(e, INDEX, x, items=tuple(out))
 
     def index_int(self, a: ast.Expr, scope: Scope, size=None, what: str = "slice bounds") -> int:
         """A constant index or slice bound. Slice bounds beyond a literal size are clamped, as
@@ -717,9 +718,9 @@ class Lowering:
             v = sign * inner.value
         else:
             node = self.expr(a, scope)
-            if node.op == "const" and node.dtype.kind == "i":
+            if node.is_const and node.dtype.kind == "i":
                 v = int(node.attr("value"))
-            elif node.op == "dim":
+            elif node.is_dim:
                 self.fail(a.span, f"{what} must be integer constants: `{format_dim_node(node)}` is a size "
                                   "symbol, known only when the function is called")
             elif what == "an index":
@@ -737,20 +738,3 @@ class Lowering:
 
 def format_dim_node(node: Node) -> str:
     return dim_text(node.attr("dim"))
-
-
-def _as_dim(node: Node) -> DimLike | None:
-    """A node of literals and size symbols (`N * 2 - 1`) as a static dimension."""
-    if node.op == "const" and node.dtype.kind == "i":
-        return int(node.attr("value"))
-    if node.op == "dim":
-        return node.attr("dim")
-    if node.op in ("add", "sub", "mul") and node.dtype.kind == "i":
-        a, b = (_as_dim(i) for i in node.inputs)
-        if a is None or b is None:
-            return None
-        return {"add": dim_add, "sub": dim_sub, "mul": dim_mul}[node.op](a, b)
-    if node.op == "neg":
-        a = _as_dim(node.inputs[0])
-        return None if a is None else dim_sub(0, a)
-    return None

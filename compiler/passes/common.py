@@ -21,11 +21,11 @@ def map_nodes(module: Module, visit: Callable[[Node], Node], reintern: bool = Fa
             for n in topo_order(fn.outputs):
                 if n.id in memo:
                     continue
-                if n.op == "param":
+                if n.op.name == "param":
                     memo[n.id] = n
                     continue
                 inputs = [memo[i.id] for i in n.inputs]
-                if n.op in ("const", "dim"):
+                if n.op.name in ("const", "dim"):
                     new = _reintern_leaf(n) if reintern else n
                 elif reintern or any(a is not b for a, b in zip(inputs, n.inputs)):
                     new = rebuild(n, inputs, {})
@@ -33,7 +33,7 @@ def map_nodes(module: Module, visit: Callable[[Node], Node], reintern: bool = Fa
                     new = n
                 with span_scope(new.span or n.span):
                     out = visit(new)
-                if out is not new and out.name is None and n.name is not None and out.op not in (
+                if out is not new and out.name is None and n.name is not None and out.op.name not in (
                         "param", "const", "dim"):
                     out.name = n.name
                 memo[n.id] = out

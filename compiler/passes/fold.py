@@ -17,7 +17,7 @@ from .common import map_nodes
 
 
 def _value(n: Node):
-    return n.attr("value") if n.op in ("const", "full") else None
+    return n.attr("value") if n.op.name in ("const", "full") else None
 
 
 def _full(value, like: Node) -> Node:
@@ -27,22 +27,22 @@ def _full(value, like: Node) -> Node:
 
 
 def fold_node(n: Node) -> Node:
-    if n.op in ("const", "full", "param", "dim", "eye"):
+    if n.op.name in ("const", "full", "param", "dim", "eye"):
         return n
     values = [_value(i) for i in n.inputs]
     if not n.inputs or any(v is None for v in values):
         return n
-    prim = REGISTRY[n.op]
+    prim = n.op
     if prim.elementwise and prim.fold is not None:
         args = [np.asarray(v, dtype=i.dtype.np)[()] for v, i in zip(values, n.inputs)]
         with np.errstate(all="ignore"):
             out = np.asarray(prim.fold(*args)).astype(n.dtype.np)[()].item()
         return _full(out, n)
-    if n.op == "cast":
+    if n.op.name == "cast":
         return _full(np.asarray(values[0]).astype(n.dtype.np)[()].item(), n)
     if prim.is_view(n):  # any view of a constant-filled array (a slice, a diagonal, ...) is one too
         return _full(values[0], n)
-    if n.op == "sum":
+    if n.op.name == "sum":
         count = dim_prod(n.inputs[0].shape[a] for a in n.attr("axes"))
         if isinstance(count, int):
             return _full(np.asarray(values[0] * count).astype(n.dtype.np)[()].item(), n)

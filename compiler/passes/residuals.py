@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..core.ir import Function, Module, Node, graph_scope
-from ..core.primitive import REGISTRY
+from ..core.primitive import Cost
 from ..core.substitute import rebuild, substitute
 
 
-def cheap(op: str) -> bool:
-    """A few cycles per element: elementwise and not marked costly in the primitive table."""
-    prim = REGISTRY.get(op)
-    return op == "stop_gradient" or (prim is not None and prim.kind == "elementwise" and not prim.costly)
+def cheap(op) -> bool:
+    """A few cycles per element (elementwise and cheap in the primitive table), or stop_gradient,
+    which is the value itself."""
+    return op.detaches or (op.kind == "elementwise" and op.cost is Cost.CHEAP)
 
 
 def fewer_residuals(module: Module) -> Module:
@@ -52,7 +52,7 @@ def _trim(fwd: Function, bwd: Function):
     index = {r.id: k for k, r in enumerate(residuals)}
     dropped: set[int] = set()
     for k, r in enumerate(residuals):
-        if cheap(r.op) and all(i.op in ("const", "dim") or (i.id in index and index[i.id] not in dropped
+        if cheap(r.op) and all(i.is_literal or (i.id in index and index[i.id] not in dropped
                                                               and i is not r) for i in r.inputs):
             dropped.add(k)
     if not dropped:
@@ -61,7 +61,7 @@ def _trim(fwd: Function, bwd: Function):
     mapping: dict[int, Node] = {}
     for k in sorted(dropped):
         r = residuals[k]
-        inputs = [i if i.op in ("const", "dim") else params[index[i.id]] for i in r.inputs]
+        inputs = [i if i.is_literal else params[index[i.id]] for i in r.inputs]
         mapping[params[k].id] = rebuild(r, inputs, {})
     new_outputs = substitute(bwd.outputs, mapping)
     keep = [k for k in range(len(residuals)) if k not in dropped]

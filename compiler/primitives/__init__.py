@@ -1,8 +1,13 @@
-"""The primitive table. Importing this package registers every primitive.
+"""THE table: one record per primitive, grouped in files by kind, and what rules are written with.
 
-See base.py for the record and the facets each primitive carries.
+    catalog.py           imports every rule module once (the pipeline does): the registry fills
+    rule_shapes.py       unary, binary, linear, bilinear, nondifferentiable, constructor, leaf
+    algebra.py           smart constructors rules use: add, mul, where, unbroadcast, masks
+    common.py            type-rule, emission and SymPy helpers
+    elementwise.py reduce.py linalg.py shape.py nn.py misc.py   the records
+    forms.py             stable forms of composites, spelled in primitives at -O1
+    builtin_functions.py the language's built-in functions and operators, and how each lowers
+
+The record and the registry themselves are in core/primitive.py (a leaf module), so this
+package's __init__ imports nothing.
 """
-from . import elementwise, linalg, misc, nn, reduce, shape  # noqa: F401  (registration)
-from ..core.primitive import REGISTRY, Primitive, get
-
-__all__ = ["REGISTRY", "Primitive", "get"]

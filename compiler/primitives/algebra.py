@@ -1,132 +1,41 @@
-"""Building typed IR nodes: `apply` and the small constructors rules are written with.
+"""What derivative rules are written with: smart constructors over `nodes.apply`.
 
-`apply(op, *inputs, **attrs)` runs the primitive's dtype coercion and type rule,
-folds operations on scalar literals, and interns the node (ir.make_node).
-Everything that creates IR goes through here: lowering, derivative rules,
-passes. The helpers below (`add`, `mul`, `where`, `unbroadcast`, ...) are what
-VJP/JVP rules read like; they drop exact identities (`x * 1`, `x + 0`,
-`x ** 1`, `--x`) so derivative code stays readable, and never fold `x * 0`
-(it is NaN for infinite x).
+The helpers below (`add`, `mul`, `where`, `unbroadcast`, ...) are what VJP/JVP rules read
+like; they drop exact identities (`x * 1`, `x + 0`, `x ** 1`, `--x`) so derivative code
+stays readable, and never fold `x * 0` (it is NaN for infinite x). Also here: dtype
+coercion (`retype`, `cast`, `common_dtype`), the one place that undoes broadcasting
+(`unbroadcast`), and masked cotangents (`masked`, `ct_map`, `add_ct`).
+
+`apply`, `const`, `literal`, `dim_value` and `param` come from core/nodes.py; they are
+re-exported so that a rule needs one import (`from . import algebra as B`).
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
-
-import numpy as np
+from typing import Sequence
 
 from ..core import ir
 from ..core.diagnostics import UserError
-from ..core.ir import Node, freeze_attrs, make_node
-from ..core import primitive as _base
-from ..core.types import DType, DimLike, Shape, TensorType, broadcast_shapes, promote
-
-
-def _registry():
-    from .. import primitives  # noqa: F401  (fills the registry on first use)
-
-    return _base.REGISTRY
-
-
-def apply(op: str, *inputs: Node, span=None, name: str | None = None, **attrs: Any) -> Node:
-    prim = _registry()[op]
-    args = list(inputs)
-    if prim.coerce is not None:
-        args = prim.coerce(args, attrs)
-    t = prim.infer([a.type for a in args], attrs)
-    if prim.fold is not None and args and all(a.op == "const" for a in args) and t.shape == ():
-        return const(_fold(prim, args, t), t)
-    return make_node(op, tuple(args), freeze_attrs(attrs), t, span, name)
-
-
-def _fold(prim, args: list[Node], t: TensorType):
-    vals = [np.asarray(a.attr("value"), dtype=a.dtype.np)[()] for a in args]
-    with np.errstate(all="ignore"):
-        out = prim.fold(*vals)
-    out = np.asarray(out).astype(t.dtype.np)[()].item()
-    if t.dtype.kind == "i" and all(a.dtype.kind == "i" for a in args):
-        exact = _exact(prim, [a.attr("value") for a in args])
-        if exact is not None and exact != out:  # NumPy wrapped around: never a silently wrong constant
-            shown = str(exact) if exact.bit_length() < 200 else "far too large"
-            raise UserError(f"integer overflow: `{prim.name}` of the constants "
-                            f"{', '.join(str(a.attr('value')) for a in args)} is {shown}, which does not fit {t.dtype}")
-    return out
-
-
-def _exact(prim, values: list[int]) -> int | None:
-    """The exact integer result of a fold, with Python's unbounded ints (None: not integral)."""
-    if prim.name == "pow" and abs(values[0]) > 1 and values[1] > 4096:
-        return 1 << 4096  # surely too big for any dtype (never computed: 2**2**2**2**2**2**2 would not end)
-    try:
-        out = prim.fold(*[np.asarray(v, dtype=object) for v in values])
-    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
-        return None
-    out = out.item() if isinstance(out, np.ndarray) else out
-    return out if isinstance(out, int) and not isinstance(out, bool) else None
-
-
-# ---- leaves ------------------------------------------------------------------------------
-def const(value, t: TensorType | DType, weak: bool | None = None) -> Node:
-    """A scalar literal of type `t` (a scalar type, or a dtype)."""
-    if isinstance(t, DType):
-        t = TensorType(t, (), bool(weak))
-    elif weak is not None:
-        t = t.with_(weak=weak)
-    assert t.shape == (), "const nodes are scalars; use full() for tensors"
-    if isinstance(value, int) and not isinstance(value, bool) and t.dtype.kind == "i":
-        info = np.iinfo(t.dtype.np)
-        if not info.min <= value <= info.max:
-            raise UserError(f"integer constant {value} does not fit {t.dtype} ([{info.min}, {info.max}])")
-    v = np.asarray(value).astype(t.dtype.np)[()].item()
-    if isinstance(v, float) and not math.isfinite(v):
-        pass  # inf and nan are emitted by name
-    return make_node("const", (), (("value", v),), t)
-
-
-def literal(value: bool | int | float) -> Node:
-    """A weakly typed literal, as written in source."""
-    if isinstance(value, bool):
-        return const(value, DType.BOOL, weak=True)
-    if isinstance(value, int):
-        return const(value, DType.I64, weak=True)
-    return const(value, DType.F64, weak=True)
-
-
-def dim_value(d: DimLike) -> Node:
-    """The value of a size symbol (or polynomial in them) as a weak integer scalar."""
-    if isinstance(d, int):
-        return literal(d)
-    return make_node("dim", (), (("dim", d),), TensorType(DType.I64, (), True))
-
-
-def dim_value_strong(symbol: str) -> Node:
-    """The value of one size symbol as a strong i64 scalar (a residual carrying a size)."""
-    from ..core.types import Dim
-
-    return retype(dim_value(Dim.symbol(symbol)), DType.I64, weak=False)
-
-
-def param(name: str, t: TensorType, index: int, span=None) -> Node:
-    return make_node("param", (), (("index", index), ("name", name)), t, span, name)
+from ..core.ir import Node, make_node
+from ..core.nodes import apply, const, dim_value, dim_value_strong, literal, param  # noqa: F401  (re-exported)
+from ..core.nodes import retype_leaf
+from ..core.types import DType, Shape, TensorType, broadcast_shapes, promote
 
 
 # ---- dtype handling -------------------------------------------------------------------------
 def retype(x: Node, dtype: DType, weak: bool = False) -> Node:
     """x as `dtype`. Weak literals and constructors are re-made in the new dtype rather than cast."""
+    made = x.is_literal or x.op.kind == "constructor"  # made in the new dtype, never cast
     if x.dtype == dtype:
-        if x.type.weak and not weak and x.op in _LEAF_CTORS:
+        if x.type.weak and not weak and made:
             return make_node(x.op, x.inputs, x.attrs, x.type.strong(), x.span, x.name)
         return x  # same dtype: nothing to do at run time
-    if x.op == "const":
-        return const(x.attr("value"), x.type.with_(dtype=dtype, weak=weak))
-    if x.op in _LEAF_CTORS:
-        return make_node(x.op, x.inputs, x.attrs, x.type.with_(dtype=dtype, weak=weak), x.span, x.name)
-    if x.type.weak and _registry()[x.op].elementwise and x.op not in _DTYPE_CHANGING:
+    if made:
+        return retype_leaf(x, dtype, weak)
+    if x.type.weak and x.op.elementwise and x.op.name not in _DTYPE_CHANGING:
         return apply(x.op, *[retype(i, dtype, weak) if i.type.weak else i for i in x.inputs], **x.attr_dict)
     return apply("cast", x, dtype=dtype)
 
 
-_LEAF_CTORS = ("const", "dim", "full", "eye")
 # ops whose result dtype is not their operands' (a weak comparison stays a comparison)
 _DTYPE_CHANGING = {"eq", "ne", "lt", "le", "gt", "ge", "cast", "logical_and", "logical_or", "logical_not"}
 
@@ -163,7 +72,7 @@ def zeros_like(x: Node) -> Node:
 
 
 def is_const(x: Node | None, value) -> bool:
-    return x is not None and x.op == "const" and x.attr("value") == value
+    return x is not None and x.is_const and x.attr("value") == value
 
 
 def _keep(x: Node, t: TensorType) -> bool:
@@ -180,9 +89,9 @@ def implicit_broadcast(a: Node, b: Node) -> tuple[Node, Node]:
         return a, b
 
     def strip(x: Node, other: Node) -> Node:
-        while x.op in ("broadcast_to", "reshape"):
+        while x.op.name in ("broadcast_to", "reshape"):
             inner = x.inputs[0]
-            if x.op == "reshape" and not _leading_ones(inner.shape, x.shape):
+            if x.op.name == "reshape" and not _leading_ones(inner.shape, x.shape):
                 break
             try:
                 if broadcast_shapes(inner.shape, other.shape) != full:
@@ -244,7 +153,7 @@ def div(a: Node, b: Node) -> Node:
 
 
 def neg(a: Node) -> Node:
-    if a.op == "neg":
+    if a.op.name == "neg":
         return a.inputs[0]
     return apply("neg", a)
 
@@ -284,9 +193,9 @@ def reshape(x: Node, shape: Shape) -> Node:
     shape = tuple(shape)
     if shape == x.shape:
         return x
-    if x.op == "reshape":  # reshape of a reshape: one reshape
+    if x.op.name == "reshape":  # reshape of a reshape: one reshape
         return reshape(x.inputs[0], shape)
-    if x.op == "broadcast_to" and _single(x.inputs[0]):  # a broadcast scalar, re-shaped: broadcast it there
+    if x.op.name == "broadcast_to" and _single(x.inputs[0]):  # a broadcast scalar, re-shaped: broadcast it there
         return broadcast_to(reshape(x.inputs[0], ()), shape)
     return apply("reshape", x, shape=shape)
 
@@ -295,7 +204,7 @@ def broadcast_to(x: Node, shape: Shape) -> Node:
     shape = tuple(shape)
     if shape == x.shape:
         return x
-    if x.op == "broadcast_to":  # broadcasting twice is broadcasting once
+    if x.op.name == "broadcast_to":  # broadcasting twice is broadcasting once
         return broadcast_to(x.inputs[0], shape)
     return apply("broadcast_to", x, shape=shape)
 
@@ -338,7 +247,7 @@ def masked(c: Node, g: Node) -> Node:
 
 def mask_of(ct: Node) -> tuple[Node, Node] | None:
     """(mask, unmasked cotangent) if ct is where(mask, g, 0), else None."""
-    if ct.op == "where" and is_const(ct.inputs[2], 0):
+    if ct.op.name == "where" and is_const(ct.inputs[2], 0):
         return ct.inputs[0], ct.inputs[1]
     return None
 

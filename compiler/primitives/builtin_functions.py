@@ -1,4 +1,4 @@
-"""The built-in functions of the language (LANGUAGE.md §6) and how each lowers to IR.
+"""The built-in functions and operators of the language (docs/language.md) and how each lowers to IR.
 
 Each entry names its parameters (so arguments may be given by position or
 keyword) and says which are *static*: known at compile time, like `axis=`,
@@ -17,7 +17,7 @@ from ..core.diagnostics import UserError
 from ..core.ir import Node
 from .common import normalize_axes, normalize_axis
 from .linalg import full_spec, parse_spec
-from ..core.types import DType, DimLike, dim_div, dim_prod, dim_sub, shape_text
+from ..core.types import DType, DimLike, dim_add, dim_div, dim_mul, dim_prod, dim_sub, shape_text
 
 # parameter kinds
 TENSOR = "tensor"  # any expression
@@ -277,7 +277,7 @@ def _ones(shape, dtype=None):
 def _full_builtin(shape, value, dtype=None):
     if value.type.rank != 0:
         raise UserError(f"`full` takes a scalar value, got {value.type}", arg="value")
-    if value.op == "const":
+    if value.is_const:
         v = value.attr("value")
         if dtype is None and not value.type.weak:
             return _full(shape, v, value.dtype)
@@ -325,3 +325,33 @@ def _cross_entropy(logits, labels):
 
 
 NAMED_CONSTANTS = {"inf": math.inf, "pi": math.pi}
+
+
+# ---- operators and other syntax ---------------------------------------------------------------------
+OPERATORS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul",
+             "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
+NEGATE = "neg"  # unary minus
+INDEX = "index"  # x[...] with constant integers, slices and None (the items built by lowering)
+
+
+def transpose_all(x: Node) -> Node:
+    """`x.T`: the axes reversed (nothing to do below rank 2)."""
+    r = x.type.rank
+    return x if r < 2 else B.apply("transpose", x, perm=tuple(range(r))[::-1])
+
+
+def static_dim(node: Node) -> DimLike | None:
+    """A node of literals and size symbols (`N * 2 - 1`) as a static dimension; None otherwise."""
+    if node.is_const and node.dtype.kind == "i":
+        return int(node.attr("value"))
+    if node.is_dim:
+        return node.attr("dim")
+    if node.op.name in ("add", "sub", "mul") and node.dtype.kind == "i":
+        a, b = (static_dim(i) for i in node.inputs)
+        if a is None or b is None:
+            return None
+        return {"add": dim_add, "sub": dim_sub, "mul": dim_mul}[node.op.name](a, b)
+    if node.op.name == "neg":
+        a = static_dim(node.inputs[0])
+        return None if a is None else dim_sub(0, a)
+    return None

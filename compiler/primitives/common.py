@@ -118,7 +118,7 @@ def axis_kw(ctx, node) -> str:
 def sym_map(f: Callable) -> Callable:
     """Elementwise SymPy meaning: f applied to broadcast object arrays of SymPy scalars."""
 
-    def meaning(args: list[np.ndarray], node) -> np.ndarray:
+    def meaning(ctx, args: list[np.ndarray], node) -> np.ndarray:
         arrays = np.broadcast_arrays(*[np.asarray(a, dtype=object) for a in args])
         out = np.empty(arrays[0].shape, dtype=object)
         for idx in np.ndindex(out.shape):

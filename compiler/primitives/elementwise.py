@@ -1,20 +1,25 @@
 """Elementwise primitives: unary math, arithmetic, comparisons, where, clip, casts.
 
-Unary ops are declared by their derivative (in terms of the input x and the
-output y); `unary` turns that into the VJP (cotangent times derivative, kept
-under any mask, see build.ct_map) and the JVP (tangent times derivative).
-Binary ops broadcast, so their VJPs end in build.unbroadcast.
+Unary ops are declared by their derivative (in terms of the input x and the output y);
+rule_shapes.unary turns that into the VJP (cotangent times derivative, kept under any mask,
+see algebra.ct_map) and the JVP (tangent times derivative). Binary ops broadcast, so their
+VJPs end in algebra.unbroadcast; `mul` is bilinear and `add`/`sub` are linear.
+
+Each record's `scalar` is the op as a C-like scalar expression (core/primitive.py,
+SCALAR_FUNCTIONS), for compiled backends; tests/test_primitive_table.py evaluates every one
+against the NumPy emission.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import algebra as B
 from ..core.diagnostics import UserError
+from ..core.primitive import PREC_ADD, PREC_CMP, PREC_MUL, PREC_POW, PREC_UNARY, Cost, Expr, Helper, Loop, Primitive, register
 from ..core.types import DType, TensorType
-from . import forms
-from ..core.primitive import PREC_ADD, PREC_CMP, PREC_MUL, PREC_POW, PREC_UNARY, Expr, Primitive, register
-from .common import elementwise_type, helper_call, infix, need_float, no_bool, sym_map, xp_call
+from . import algebra as B
+from .common import elementwise_type, helper_call, infix, no_bool, sym_map, xp_call
+from .rule_shapes import (arith_infer, bilinear, binary, binary_examples, common_coerce, fit, linear,
+                          nondifferentiable, unary)
 
 
 def _sympy():
@@ -23,57 +28,7 @@ def _sympy():
     return sympy
 
 
-def _fit(t, node):
-    """A tangent broadcast to the node's shape (an operand may have been smaller)."""
-    return None if t is None else B.broadcast_to(t, node.shape)
-
-
-# ---- unary ------------------------------------------------------------------------------------
-def _float_unary_coerce(args, attrs):
-    return [B.to_float(args[0])]
-
-
-def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=None, doc="", domain="normal",
-          **codegen):
-    """A unary elementwise primitive from its derivative `deriv(x, y)`; `codegen` sets the
-    code-generation facts of the Primitive (ufunc, costly, quiet).
-
-    `masked_deriv(x, y)` instead gives the bool mask where the derivative is 1 (relu):
-    the VJP is then where(mask, ct, 0) and carries the mask onwards.
-    """
-
-    def infer(types, attrs):
-        if float_only:
-            need_float(types[0], f"`{name}`")
-        elif name == "neg" and types[0].dtype == DType.BOOL:
-            raise UserError("unary `-` is not defined on bool values; convert first, e.g. with i64(...) or f32(...)")
-        else:
-            no_bool(types, name)
-        return types[0]
-
-    def vjp(node, ct, needs):
-        x = node.inputs[0]
-        if masked_deriv is not None:
-            return [B.masked(masked_deriv(x, node), ct)]
-        d = deriv(x, node)
-        if d is None:
-            return [None]
-        return [B.ct_map(ct, lambda g: B.mul(g, d))]
-
-    def jvp(node, ts):
-        (t,) = ts
-        x = node.inputs[0]
-        if masked_deriv is not None:
-            return B.masked(masked_deriv(x, node), t)
-        d = deriv(x, node)
-        # a masked tangent stays masked: where(c, g * f'(x), 0), never 0 * inf
-        return None if d is None else B.ct_map(t, lambda g: B.mul(g, d))
-
-    return register(Primitive(
-        name, "elementwise", infer, emit, vjp, jvp, sym_map(sympy_fn),
-        coerce=_float_unary_coerce if float_only else None, fold=fold, elementwise=True, doc=doc,
-        examples=((("f64[2, 3]",), {}, {0: domain}),), **codegen,
-    ))
+_fit = fit
 
 
 def _c(value, like):
@@ -84,46 +39,60 @@ def _sigmoid_np(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-unary("exp", xp_call("exp"), lambda x, y: y, lambda x: _sympy().exp(x), np.exp, costly=True, quiet=True)
-unary("log", xp_call("log"), lambda x, y: B.div(_c(1, x), x), lambda x: _sympy().log(x), np.log,
-      domain="positive", costly=True, quiet=True)
-unary("log1p", xp_call("log1p"), lambda x, y: B.div(_c(1, x), B.add(x, _c(1, x))),
-      lambda x: _sympy().log(1 + x), np.log1p, doc="log(1 + x), accurate near 0", domain="positive",
-      costly=True, quiet=True)
-unary("expm1", xp_call("expm1"), lambda x, y: B.add(y, _c(1, x)),
-      lambda x: _sympy().exp(x) - 1, np.expm1, doc="exp(x) - 1, accurate near 0", costly=True, quiet=True)
-unary("sqrt", xp_call("sqrt"), lambda x, y: B.div(_c(0.5, x), y), lambda x: _sympy().sqrt(x), np.sqrt,
-      domain="positive", quiet=True)
-unary("sin", xp_call("sin"), lambda x, y: B.apply("cos", x), lambda x: _sympy().sin(x), np.sin, costly=True)
-unary("cos", xp_call("cos"), lambda x, y: B.neg(B.apply("sin", x)), lambda x: _sympy().cos(x), np.cos, costly=True)
-unary("tan", xp_call("tan"), lambda x, y: B.add(_c(1, x), B.square(y)),
-      lambda x: _sympy().tan(x), np.tan, domain="unit", costly=True, quiet=True)
-unary("tanh", xp_call("tanh"), lambda x, y: B.sub(_c(1, x), B.square(y)),
-      lambda x: _sympy().tanh(x), np.tanh, costly=True)
-unary("sigmoid", helper_call("sigmoid"), lambda x, y: B.mul(y, B.sub(_c(1, x), y)),
-      lambda x: 1 / (1 + _sympy().exp(-x)), _sigmoid_np,
-      doc="1 / (1 + exp(-x)); no overflow warning at large negative x", costly=True, quiet=True,
-      expand=forms.sigmoid_form)
-unary("softplus", xp_call("logaddexp", "0"), lambda x, y: B.apply("sigmoid", x),
-      lambda x: _sympy().log(1 + _sympy().exp(x)), lambda x: np.logaddexp(x, 0),
-      doc="log(1 + exp(x)) as logaddexp(x, 0): softplus(800) = 800; derivative sigmoid",
-      costly=True, ufunc=("logaddexp", ("0",)), expand=forms.softplus_form)
-unary("abs", xp_call("abs"), lambda x, y: B.apply("sign", x), lambda x: _sympy().Abs(x), np.abs,
-      float_only=False, doc="abs'(0) = 0 as in PyTorch")
-unary("sign", xp_call("sign"), lambda x, y: None, lambda x: _sympy().sign(x), np.sign,
-      float_only=False, doc="derivative 0 everywhere (PyTorch)")
-unary("relu", xp_call("maximum", "0"), None,
-      lambda x: _sympy().Piecewise((x, x > 0), (0, True)), lambda x: np.maximum(x, 0),
-      float_only=False, masked_deriv=lambda x, y: B.apply("gt", y, B.like_const(0, y)),
-      doc="max(x, 0); relu'(0) = 0; the mask y > 0 reads the output, so backward keeps only y",
-      ufunc=("maximum", ("0",)))
+COSTLY = dict(cost=Cost.COSTLY)
+
+SIGMOID = Helper("sigmoid", '''def _sigmoid(x):
+    """1 / (1 + exp(-x)); exp overflows to inf at very negative x, giving exactly 0."""
+    with _quiet():
+        return 1 / (1 + xp.exp(-x))
+''', ("quiet",))
+
+register(unary("exp", xp_call("exp"), lambda x, y: y, lambda x: _sympy().exp(x), np.exp, quiet=True,
+               scalar="exp({0})", **COSTLY))
+register(unary("log", xp_call("log"), lambda x, y: B.div(_c(1, x), x), lambda x: _sympy().log(x), np.log,
+               domain="positive", quiet=True, scalar="log({0})", **COSTLY))
+register(unary("log1p", xp_call("log1p"), lambda x, y: B.div(_c(1, x), B.add(x, _c(1, x))),
+               lambda x: _sympy().log(1 + x), np.log1p, doc="log(1 + x), accurate near 0", domain="positive",
+               quiet=True, scalar="log1p({0})", **COSTLY))
+register(unary("expm1", xp_call("expm1"), lambda x, y: B.add(y, _c(1, x)),
+               lambda x: _sympy().exp(x) - 1, np.expm1, doc="exp(x) - 1, accurate near 0", quiet=True,
+               scalar="expm1({0})", **COSTLY))
+register(unary("sqrt", xp_call("sqrt"), lambda x, y: B.div(_c(0.5, x), y), lambda x: _sympy().sqrt(x), np.sqrt,
+               domain="positive", quiet=True, scalar="sqrt({0})"))
+register(unary("sin", xp_call("sin"), lambda x, y: B.apply("cos", x), lambda x: _sympy().sin(x), np.sin,
+               scalar="sin({0})", **COSTLY))
+register(unary("cos", xp_call("cos"), lambda x, y: B.neg(B.apply("sin", x)), lambda x: _sympy().cos(x), np.cos,
+               scalar="cos({0})", **COSTLY))
+register(unary("tan", xp_call("tan"), lambda x, y: B.add(_c(1, x), B.square(y)),
+               lambda x: _sympy().tan(x), np.tan, domain="unit", quiet=True, scalar="tan({0})", **COSTLY))
+register(unary("tanh", xp_call("tanh"), lambda x, y: B.sub(_c(1, x), B.square(y)),
+               lambda x: _sympy().tanh(x), np.tanh, scalar="tanh({0})", **COSTLY))
+register(unary("sigmoid", helper_call("sigmoid"), lambda x, y: B.mul(y, B.sub(_c(1, x), y)),
+               lambda x: 1 / (1 + _sympy().exp(-x)), _sigmoid_np,
+               doc="1 / (1 + exp(-x)); no overflow warning at large negative x", quiet=True,
+               helpers=(SIGMOID,), scalar="1 / (1 + exp(-{0}))", **COSTLY))
+register(unary("softplus", xp_call("logaddexp", "0"), lambda x, y: B.apply("sigmoid", x),
+               lambda x: _sympy().log(1 + _sympy().exp(x)), lambda x: np.logaddexp(x, 0),
+               doc="log(1 + exp(x)) as logaddexp(x, 0): softplus(800) = 800; derivative sigmoid",
+               loop=Loop(ufunc="logaddexp", extra=("0",)), scalar="max({0}, 0) + log1p(exp(-fabs({0})))",
+               **COSTLY))
+register(unary("abs", xp_call("abs"), lambda x, y: B.apply("sign", x), lambda x: _sympy().Abs(x), np.abs,
+               float_only=False, doc="abs'(0) = 0 as in PyTorch", scalar="fabs({0})"))
+register(unary("sign", xp_call("sign"), lambda x, y: None, lambda x: _sympy().sign(x), np.sign,
+               float_only=False, doc="derivative 0 everywhere (PyTorch)", scalar="sign({0})"))
+register(unary("relu", xp_call("maximum", "0"), None,
+               lambda x: _sympy().Piecewise((x, x > 0), (0, True)), lambda x: np.maximum(x, 0),
+               float_only=False, masked_deriv=lambda x, y: B.apply("gt", y, B.like_const(0, y)),
+               doc="max(x, 0); relu'(0) = 0; the mask y > 0 reads the output, so backward keeps only y",
+               loop=Loop(ufunc="maximum", extra=("0",), row=True), scalar="max({0}, 0)"))
 
 
 def _neg_emit(ctx, args, node):
     return Expr(f"-{args[0].at(PREC_UNARY)}", PREC_UNARY)
 
 
-unary("neg", _neg_emit, lambda x, y: B.like_const(-1, x), lambda x: -x, np.negative, float_only=False)
+register(unary("neg", _neg_emit, lambda x, y: B.like_const(-1, x), lambda x: -x, np.negative, float_only=False,
+               scalar="-{0}"))
 
 
 # ---- casts --------------------------------------------------------------------------------------
@@ -135,74 +104,54 @@ def _cast_emit(ctx, args, node):
     return Expr(f"{args[0].at(16)}.astype({ctx.dtype(node.dtype)})", 16)
 
 
-def _cast_vjp(node, ct, needs):
+def _cast_vjp(ctx, node, ct, needs):
     x = node.inputs[0]
     return [B.ct_map(ct, lambda g: B.cast(g, x.dtype))]
 
 
-def _cast_jvp(node, ts):
+def _cast_jvp(ctx, node, ts):
     return None if ts[0] is None or not node.dtype.is_float else B.cast(ts[0], node.dtype)
 
 
-def _cast_sympy(args, node):
+def _cast_sympy(ctx, args, node):
     sp = _sympy()
     src, dst = node.inputs[0].dtype, node.dtype
     if src == DType.BOOL and dst != DType.BOOL:  # a condition as 1 or 0
-        return sym_map(lambda v: sp.Piecewise((1, v), (0, True)))(args, node)
+        return sym_map(lambda v: sp.Piecewise((1, v), (0, True)))(ctx, args, node)
     if dst == DType.BOOL:
-        return sym_map(lambda v: sp.Ne(v, 0))(args, node)
+        return sym_map(lambda v: sp.Ne(v, 0))(ctx, args, node)
     if dst.is_float or not src.is_float:
         return args[0]
-    return sym_map(lambda v: sp.sign(v) * sp.floor(sp.Abs(v)))(args, node)  # truncation, as astype
+    return sym_map(lambda v: sp.sign(v) * sp.floor(sp.Abs(v)))(ctx, args, node)  # truncation, as astype
 
 
-register(Primitive(
-    "cast", "elementwise", _cast_infer, _cast_emit, _cast_vjp, _cast_jvp, _cast_sympy,
-    fold=None, elementwise=True, doc="dtype conversion; float-to-float casts pass cotangents back",
+register(linear(
+    "cast", "elementwise", _cast_infer, _cast_emit, _cast_vjp, _cast_sympy, tangent=_cast_jvp,
+    elementwise=True, doc="dtype conversion; float-to-float casts pass cotangents back", scalar="cast({0}, {dtype})",
     examples=((("f64[3]",), {"dtype": DType.F32}, {}), (("f32[3]",), {"dtype": DType.F64}, {})),
 ))
 
 
 # ---- binary arithmetic -------------------------------------------------------------------------------
-def _common(args, attrs):
-    return B.common_dtype(args)
-
-
 def _float_common(args, attrs):
     return B.common_dtype([B.to_float(a) for a in args])
-
-
-def _arith_infer(symbol):
-    def infer(types, attrs):
-        no_bool(types, symbol)
-        return elementwise_type(types)
-
-    return infer
-
-
-def binary(name, emit, vjp, jvp, sympy_fn, fold, coerce=_common, symbol=None, doc="", domains=None, **codegen):
-    return register(Primitive(
-        name, "elementwise", _arith_infer(symbol or name), emit, vjp, jvp, sym_map(sympy_fn),
-        coerce=coerce, fold=fold, elementwise=True, doc=doc, **codegen,
-        examples=((("f64[2, 3]", "f64[3]"), {}, domains or {}), (("f64[2, 1]", "f64[2, 3]"), {}, domains or {})),
-    ))
 
 
 def _ub(ct, x):
     return B.unbroadcast(ct, x.type)
 
 
-def _add_vjp(node, ct, needs):
+def _add_vjp(ctx, node, ct, needs):
     a, b = node.inputs
     return [_ub(ct, a) if needs[0] else None, _ub(ct, b) if needs[1] else None]
 
 
-def _sub_vjp(node, ct, needs):
+def _sub_vjp(ctx, node, ct, needs):
     a, b = node.inputs
     return [_ub(ct, a) if needs[0] else None, _ub(B.ct_map(ct, B.neg), b) if needs[1] else None]
 
 
-def _mul_vjp(node, ct, needs):
+def _mul_vjp(ctx, node, ct, needs):
     a, b = node.inputs
     return [
         _ub(B.ct_map(ct, lambda g: B.mul(g, b)), a) if needs[0] else None,
@@ -210,7 +159,13 @@ def _mul_vjp(node, ct, needs):
     ]
 
 
-def _div_vjp(node, ct, needs):
+def _mul_product(node, i, t):
+    """mul with operand i replaced by its tangent (a masked tangent stays masked)."""
+    a, b = node.inputs
+    return B.ct_map(t, lambda g: B.mul(g, b)) if i == 0 else B.ct_map(t, lambda g: B.mul(a, g))
+
+
+def _div_vjp(ctx, node, ct, needs):
     a, b = node.inputs
     return [
         _ub(B.ct_map(ct, lambda g: B.div(g, b)), a) if needs[0] else None,
@@ -220,7 +175,7 @@ def _div_vjp(node, ct, needs):
 
 def _pow_da(node):
     a, b = node.inputs
-    if b.op == "const":
+    if b.is_const:
         e = b.attr("value")
         if e == 2:
             return B.mul(_c(2, a), a)
@@ -235,7 +190,7 @@ def _pow_db_mask(node):
         "logical_and", B.apply("eq", a, _c(0, a)), B.apply("ge", b, _c(0, b))))
 
 
-def _pow_vjp(node, ct, needs):
+def _pow_vjp(ctx, node, ct, needs):
     a, b = node.inputs
     da = db = None
     if needs[0]:
@@ -247,7 +202,7 @@ def _pow_vjp(node, ct, needs):
     return [da, db]
 
 
-def _pow_jvp(node, ts):
+def _pow_jvp(ctx, node, ts):
     ta, tb = ts
     a, b = node.inputs
     out = None
@@ -260,20 +215,23 @@ def _pow_jvp(node, ts):
     return _fit(out, node)
 
 
-def _pow_infer(types, attrs):
-    no_bool(types, "**")
-    return elementwise_type(types)
-
-
 def _pow_coerce(args, attrs):
     a, b = B.common_dtype(args)
-    if not a.dtype.is_float and b.op == "const" and b.attr("value") < 0:
+    if not a.dtype.is_float and b.is_const and b.attr("value") < 0:
         raise UserError("integers cannot be raised to negative integer powers; use a float, e.g. `2.0 ** -1`")
     return [a, b]
 
 
+def _pow_exact(a, b):
+    """a ** b in Python ints; an exponent past 4096 of a base other than 0 and +-1 is surely too big
+    for any dtype (and 2**2**2**2**2**2**2 would never finish)."""
+    if abs(a) > 1 and b > 4096:
+        return 1 << 4096
+    return a ** b if b >= 0 else None
+
+
 def _lin_jvp(sign_b):
-    def jvp(node, ts):
+    def jvp(ctx, node, ts):
         ta, tb = ts
         if tb is not None and sign_b < 0:
             tb = B.neg(tb)
@@ -283,14 +241,7 @@ def _lin_jvp(sign_b):
     return jvp
 
 
-def _mul_jvp(node, ts):
-    a, b = node.inputs
-    parts = [B.ct_map(ts[0], lambda g: B.mul(g, b)) if ts[0] is not None else None,
-             B.ct_map(ts[1], lambda g: B.mul(a, g)) if ts[1] is not None else None]
-    return _fit(B.add_ct(*parts), node)
-
-
-def _div_jvp(node, ts):
+def _div_jvp(ctx, node, ts):
     a, b = node.inputs
     parts = [
         B.ct_map(ts[0], lambda g: B.div(g, b)) if ts[0] is not None else None,
@@ -299,24 +250,25 @@ def _div_jvp(node, ts):
     return _fit(B.add_ct(*parts), node)
 
 
-binary("add", infix("+", PREC_ADD), _add_vjp, _lin_jvp(1), lambda a, b: a + b, np.add, symbol="+")
-binary("sub", infix("-", PREC_ADD), _sub_vjp, _lin_jvp(-1), lambda a, b: a - b, np.subtract, symbol="-")
-binary("mul", infix("*", PREC_MUL), _mul_vjp, _mul_jvp, lambda a, b: a * b, np.multiply, symbol="*")
-binary("div", infix("/", PREC_MUL), _div_vjp, _div_jvp, lambda a, b: a / b, np.divide,
-       coerce=_float_common, symbol="/", doc="true division; integers are divided as f64 (NumPy)",
-       domains={1: "positive"}, quiet=True)
-register(Primitive(
-    "pow", "elementwise", _pow_infer, infix("**", PREC_POW, right_assoc=True), _pow_vjp, _pow_jvp,
-    sym_map(lambda a, b: a ** b), coerce=_pow_coerce, fold=np.power, elementwise=True,
-    doc="a ** b; d/db is 0 where a == 0 and b >= 0, as in PyTorch",
-    examples=((("f64[2, 3]", "f64[3]"), {}, {0: "positive"}), (("f64[3]", "f64"), {}, {0: "positive"})),
-    costly=True, quiet=True,
-))
+register(binary("add", infix("+", PREC_ADD), _add_vjp, _lin_jvp(1), lambda a, b: a + b, np.add, symbol="+",
+                rule_shape="linear", scalar="{0} + {1}"))
+register(binary("sub", infix("-", PREC_ADD), _sub_vjp, _lin_jvp(-1), lambda a, b: a - b, np.subtract, symbol="-",
+                rule_shape="linear", scalar="{0} - {1}"))
+register(bilinear("mul", "elementwise", arith_infer("*"), infix("*", PREC_MUL), _mul_product, _mul_vjp,
+                  sym_map(lambda a, b: a * b), coerce=common_coerce, fold=np.multiply, elementwise=True,
+                  scalar="{0} * {1}", examples=binary_examples()))
+register(binary("div", infix("/", PREC_MUL), _div_vjp, _div_jvp, lambda a, b: a / b, np.divide,
+                coerce=_float_common, symbol="/", doc="true division; integers are divided as f64 (NumPy)",
+                domains={1: "positive"}, quiet=True, scalar="{0} / {1}"))
+register(binary("pow", infix("**", PREC_POW, right_assoc=True), _pow_vjp, _pow_jvp, lambda a, b: a ** b, np.power,
+                coerce=_pow_coerce, symbol="**", doc="a ** b; d/db is 0 where a == 0 and b >= 0, as in PyTorch",
+                examples=((("f64[2, 3]", "f64[3]"), {}, {0: "positive"}), (("f64[3]", "f64"), {}, {0: "positive"})),
+                quiet=True, fold_exact=_pow_exact, scalar="pow({0}, {1})", **COSTLY))
 
 
 # maximum / minimum: ties give half to each side (PyTorch); the losing side is masked.
-def _minmax(name, np_fn, win, sympy_cmp):
-    def vjp(node, ct, needs):
+def _minmax(name, np_fn, win, sympy_cmp, scalar):
+    def vjp(ctx, node, ct, needs):
         a, b = node.inputs
         half = B.like_const(0.5, ct)
         out = []
@@ -330,7 +282,7 @@ def _minmax(name, np_fn, win, sympy_cmp):
             out.append(_ub(B.masked(wins_or_ties, g), x))
         return out
 
-    def jvp(node, ts):
+    def jvp(ctx, node, ts):
         a, b = node.inputs
         ta = ts[0] if ts[0] is not None else B.zeros_like(a)
         tb = ts[1] if ts[1] is not None else B.zeros_like(b)
@@ -343,32 +295,32 @@ def _minmax(name, np_fn, win, sympy_cmp):
         sp = _sympy()
         return sp.Piecewise((a, sympy_cmp(a, b)), (b, True))
 
-    binary(name, xp_call(name), vjp, jvp, meaning, np_fn,
-           doc="ties split the gradient equally between the two sides (PyTorch)")
+    return binary(name, xp_call(name), vjp, jvp, meaning, np_fn,
+                  doc="ties split the gradient equally between the two sides (PyTorch)",
+                  loop=Loop(ufunc=name, row=True), scalar=scalar)
 
 
-_minmax("maximum", np.maximum, "gt", lambda a, b: a > b)
-_minmax("minimum", np.minimum, "lt", lambda a, b: a < b)
+register(_minmax("maximum", np.maximum, "gt", lambda a, b: a > b, "max({0}, {1})"))
+register(_minmax("minimum", np.minimum, "lt", lambda a, b: a < b, "min({0}, {1})"))
 
 
 # ---- comparisons and logic (not differentiable) ------------------------------------------------------
+def _cmp_infer(types, attrs):
+    return elementwise_type(types, DType.BOOL)
+
+
 def _cmp(name, symbol, np_fn, sympy_rel):
-    def infer(types, attrs):
-        return elementwise_type(types, DType.BOOL)
-
-    register(Primitive(
-        name, "elementwise", infer, infix(symbol, PREC_CMP), None, None,
-        sym_map(lambda a, b: sympy_rel()(a, b)), coerce=_common, fold=np_fn,
-        differentiable=False, elementwise=True,
-    ))
+    return nondifferentiable(name, "elementwise", _cmp_infer, infix(symbol, PREC_CMP),
+                             sym_map(lambda a, b: sympy_rel()(a, b)), coerce=lambda args, attrs: B.common_dtype(args),
+                             fold=np_fn, elementwise=True, scalar=f"{{0}} {symbol} {{1}}")
 
 
-_cmp("eq", "==", np.equal, lambda: _sympy().Eq)
-_cmp("ne", "!=", np.not_equal, lambda: _sympy().Ne)
-_cmp("lt", "<", np.less, lambda: _sympy().Lt)
-_cmp("le", "<=", np.less_equal, lambda: _sympy().Le)
-_cmp("gt", ">", np.greater, lambda: _sympy().Gt)
-_cmp("ge", ">=", np.greater_equal, lambda: _sympy().Ge)
+register(_cmp("eq", "==", np.equal, lambda: _sympy().Eq))
+register(_cmp("ne", "!=", np.not_equal, lambda: _sympy().Ne))
+register(_cmp("lt", "<", np.less, lambda: _sympy().Lt))
+register(_cmp("le", "<=", np.less_equal, lambda: _sympy().Le))
+register(_cmp("gt", ">", np.greater, lambda: _sympy().Gt))
+register(_cmp("ge", ">=", np.greater_equal, lambda: _sympy().Ge))
 
 
 def _logic_infer(types, attrs):
@@ -378,15 +330,15 @@ def _logic_infer(types, attrs):
     return elementwise_type(types, DType.BOOL)
 
 
-for _name, _np, _sym in (
-    ("logical_and", np.logical_and, lambda a, b: _sympy().And(a, b)),
-    ("logical_or", np.logical_or, lambda a, b: _sympy().Or(a, b)),
+for _name, _np, _sym, _scalar in (
+    ("logical_and", np.logical_and, lambda a, b: _sympy().And(a, b), "{0} && {1}"),
+    ("logical_or", np.logical_or, lambda a, b: _sympy().Or(a, b), "{0} || {1}"),
 ):
-    register(Primitive(_name, "elementwise", _logic_infer, xp_call(_name), None, None, sym_map(_sym),
-                       fold=_np, differentiable=False, elementwise=True, doc="internal: masks in rules"))
-register(Primitive("logical_not", "elementwise", _logic_infer, xp_call("logical_not"), None, None,
-                   sym_map(lambda a: _sympy().Not(a)), fold=np.logical_not, differentiable=False,
-                   elementwise=True, doc="internal: masks in rules"))
+    register(nondifferentiable(_name, "elementwise", _logic_infer, xp_call(_name), sym_map(_sym), fold=_np,
+                               elementwise=True, doc="internal: masks in rules", scalar=_scalar))
+register(nondifferentiable("logical_not", "elementwise", _logic_infer, xp_call("logical_not"),
+                           sym_map(lambda a: _sympy().Not(a)), fold=np.logical_not, elementwise=True,
+                           doc="internal: masks in rules", scalar="!{0}"))
 
 
 # ---- where and clip ----------------------------------------------------------------------------------
@@ -401,7 +353,7 @@ def _where_infer(types, attrs):
     return elementwise_type(types, types[1].dtype).with_(weak=types[1].weak and types[2].weak)
 
 
-def _where_vjp(node, ct, needs):
+def _where_vjp(ctx, node, ct, needs):
     c, a, b = node.inputs
     out = [None, None, None]
     if needs[1]:
@@ -411,7 +363,7 @@ def _where_vjp(node, ct, needs):
     return out
 
 
-def _where_jvp(node, ts):
+def _where_jvp(ctx, node, ts):
     c, a, b = node.inputs
     ta = ts[1] if ts[1] is not None else B.like_const(0, node)
     tb = ts[2] if ts[2] is not None else B.like_const(0, node)
@@ -424,7 +376,7 @@ def _where_sympy(c, a, b):
 
 register(Primitive(
     "where", "elementwise", _where_infer, xp_call("where"), _where_vjp, _where_jvp, sym_map(_where_sympy),
-    coerce=_where_coerce, fold=np.where, elementwise=True,
+    coerce=_where_coerce, fold=np.where, elementwise=True, scalar="select({0}, {1}, {2})",
     examples=((("bool[2, 3]", "f64[2, 3]", "f64[3]"), {}, {}),),
     doc="the branch not taken gets exactly zero cotangent, even where its derivative is inf/NaN",
     quiet=True,
@@ -447,13 +399,13 @@ def _clip_masks(node):
     return from_x, from_lo, from_hi
 
 
-def _clip_vjp(node, ct, needs):
+def _clip_vjp(ctx, node, ct, needs):
     masks = _clip_masks(node)
     return [B.unbroadcast(B.masked(m, ct), i.type) if need else None
             for m, i, need in zip(masks, node.inputs, needs)]
 
 
-def _clip_jvp(node, ts):
+def _clip_jvp(ctx, node, ts):
     zero = B.like_const(0, node)
     out = None
     for m, t in zip(_clip_masks(node), ts):
@@ -470,7 +422,7 @@ def _clip_sympy(x, lo, hi):
 
 register(Primitive(
     "clip", "elementwise", _clip_infer, xp_call("clip"), _clip_vjp, _clip_jvp, sym_map(_clip_sympy),
-    coerce=_common, fold=np.clip, elementwise=True,
-    examples=((("f64[6]", "f64", "f64"), {}, {}),),
+    coerce=lambda args, attrs: B.common_dtype(args), fold=np.clip, elementwise=True,
+    scalar="min(max({0}, {1}), {2})", examples=((("f64[6]", "f64", "f64"), {}, {}),),
     doc="gradient passes at the bounds (torch.clamp); outside, exactly zero",
 ))

@@ -1,7 +1,6 @@
 """Stable forms: composite primitives spelled in primitives after differentiation (-O1).
 
-Each composite's record (elementwise.py, nn.py) names its form here as its `expand` facet;
-passes/expand.py applies them. Sigmoid, softplus and bce_with_logits are spelled with
+FORMS maps each composite to its form; passes/expand.py applies them. Sigmoid, softplus and bce_with_logits are spelled with
 e = exp(-|z|):
 
     sigmoid(z)             = 1 / (1 + exp(-z)), or where(z >= 0, 1, e) / (1 + e) in a
@@ -35,6 +34,7 @@ from __future__ import annotations
 
 from . import algebra as B
 from ..core.ir import Node
+from .nn import labels_onehot
 
 
 def _e(z: Node) -> Node:
@@ -45,11 +45,6 @@ def _log_one_plus(e: Node) -> Node:
     if e.dtype.itemsize >= 8:
         return B.apply("log1p", e)
     return B.apply("log", B.apply("add", B.like_const(1, e), e))
-
-
-def labels_onehot(labels: Node, depth) -> Node:
-    """Bool one-hot rows of cross_entropy's labels; the generated code checks they lie in [0, depth)."""
-    return B.apply("onehot", labels, depth=depth)
 
 
 def sigmoid_form(n: Node, ops) -> Node:
@@ -99,3 +94,7 @@ def cross_entropy_form(n: Node, ops) -> Node:
     hot = labels_onehot(labels, z.shape[-1])
     per_class = B.apply("where", hot, B.sub(B.apply("log", s), d), B.like_const(0, d))
     return B.apply("sum", per_class, axes=(axis,), keepdims=False)
+
+
+FORMS = {"sigmoid": sigmoid_form, "softplus": softplus_form, "bce_with_logits": bce_with_logits_form,
+         "softmax": softmax_form, "cross_entropy": cross_entropy_form}

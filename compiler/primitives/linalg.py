@@ -14,8 +14,9 @@ import numpy as np
 from . import algebra as B
 from ..core.diagnostics import UserError
 from ..core.types import BroadcastError, TensorType, broadcast_shapes, dim_text, shape_text
-from ..core.primitive import PREC_MUL, PREC_POSTFIX, Expr, Primitive, register
+from ..core.primitive import PREC_MUL, PREC_POSTFIX, Cost, Expr, Helper, register
 from .common import infix, no_bool
+from .rule_shapes import bilinear, linear
 
 
 def _sympy():
@@ -55,7 +56,7 @@ def _swap(x):
     return B.apply("transpose", x, perm=tuple(range(r - 2)) + (r - 1, r - 2))
 
 
-def _matmul_vjp(node, ct, needs):
+def _matmul_vjp(ctx, node, ct, needs):
     a, b = node.inputs
     da = db = None
     if a.type.rank == 1 and b.type.rank == 1:  # dot product: ct is a scalar
@@ -84,23 +85,19 @@ def _matmul_vjp(node, ct, needs):
     return [da, db]
 
 
-def _matmul_jvp(node, ts):
+def _matmul_product(node, i, t):
     a, b = node.inputs
-    parts = []
-    if ts[0] is not None:
-        parts.append(B.apply("matmul", ts[0], b))
-    if ts[1] is not None:
-        parts.append(B.apply("matmul", a, ts[1]))
-    return parts[0] if len(parts) == 1 else B.add(*parts)
+    return B.apply("matmul", t, b) if i == 0 else B.apply("matmul", a, t)
 
 
-def _matmul_sympy(args, node):
+def _matmul_sympy(ctx, args, node):
     return np.matmul(np.asarray(args[0], dtype=object), np.asarray(args[1], dtype=object))
 
 
-register(Primitive(
-    "matmul", "linalg", _matmul_infer, infix("@", PREC_MUL), _matmul_vjp, _matmul_jvp, _matmul_sympy,
+register(bilinear(
+    "matmul", "linalg", _matmul_infer, infix("@", PREC_MUL), _matmul_product, _matmul_vjp, _matmul_sympy,
     coerce=lambda args, attrs: B.common_dtype(args), doc="numpy.matmul: 1-D operands, batch broadcasting",
+    cost=Cost.CONTRACTION,
     examples=((("f64[2, 3]", "f64[3, 2]"), {}, {}), (("f64[3]", "f64[3, 2]"), {}, {}),
               (("f64[2, 3]", "f64[3]"), {}, {}), (("f64[3]", "f64[3]"), {}, {}),
               (("f64[2, 1, 2, 3]", "f64[2, 3, 2]"), {}, {})),
@@ -131,13 +128,12 @@ def _inverse(perm):
     return tuple(inv)
 
 
-register(Primitive(
+register(linear(
     "transpose", "linalg", _transpose_infer, _transpose_emit,
-    lambda node, ct, needs: [B.apply("transpose", ct, perm=_inverse(node.attr("perm")))],
-    lambda node, ts: B.apply("transpose", ts[0], perm=node.attr("perm")),
-    lambda args, node: np.transpose(np.asarray(args[0], dtype=object), node.attr("perm")),
+    lambda ctx, node, ct, needs: [B.apply("transpose", ct, perm=_inverse(node.attr("perm")))],
+    lambda ctx, args, node: np.transpose(np.asarray(args[0], dtype=object), node.attr("perm")),
     examples=((("f64[2, 3, 2]",), {"perm": (1, 2, 0)}, {}),),
-    view=True,
+    view=True, cost=Cost.FREE,
 ))
 
 
@@ -158,7 +154,7 @@ def _diagonal_infer(types, attrs):
     return t.with_(shape=t.shape[2:] + (_diag_len(t),))
 
 
-def _diagonal_vjp(node, ct, needs):
+def _diagonal_vjp(ctx, node, ct, needs):
     x = node.inputs[0]
     n, m = x.shape[0], x.shape[1]
     eye = B.apply("eye", n=n, m=m, dtype=x.dtype)
@@ -166,13 +162,12 @@ def _diagonal_vjp(node, ct, needs):
     return [B.apply("einsum", ct, eye, spec=spec)]
 
 
-register(Primitive(
+register(linear(
     "diagonal", "linalg", _diagonal_infer, lambda ctx, a, n: Expr(f"{ctx.xp}.diagonal({a[0].text})", PREC_POSTFIX),
-    _diagonal_vjp, lambda node, ts: B.apply("diagonal", ts[0]),
-    lambda args, node: np.diagonal(np.asarray(args[0], dtype=object)).copy(),
+    _diagonal_vjp, lambda ctx, args, node: np.diagonal(np.asarray(args[0], dtype=object)).copy(),
     doc="numpy.diagonal(x): axes 0 and 1, the diagonal last",
     examples=((("f64[2, 3]",), {}, {}), (("f64[3, 2, 2]",), {}, {})),
-    view=True,
+    view=True, cost=Cost.FREE,
 ))
 
 
@@ -278,7 +273,7 @@ def _einsum_emit(ctx, args, node):
     for each set of shapes and cached (no optimize=True search on every call)."""
     spec = node.attr("spec")
     ops = ", ".join(a.text for a in args)
-    if len(args) < 2 or ctx.backend.name != "numpy":
+    if len(args) < 2 or not ctx.backend.caps.einsum_paths:
         return Expr(f"{ctx.xp}.einsum({spec!r}, {ops})", PREC_POSTFIX)
     shapes = [i.shape for i in node.inputs]
     if all(isinstance(d, int) for sh in shapes for d in sh):
@@ -293,7 +288,7 @@ def _fresh_letters(used: str):
     return (c for c in string.ascii_letters if c not in used)
 
 
-def _einsum_vjp(node, ct, needs):
+def _einsum_vjp(ctx, node, ct, needs):
     subs, out = _explicit(node)
     return [_einsum_operand_grad(node, ct, subs, out, i) if needs[i] else None for i in range(len(node.inputs))]
 
@@ -350,20 +345,13 @@ def _einsum_operand_grad(node, ct, subs, out, i):
     return B.unbroadcast(g, x.type)
 
 
-def _einsum_jvp(node, ts):
-    parts = []
-    for i, t in enumerate(ts):
-        if t is not None:
-            ops = list(node.inputs)
-            ops[i] = t
-            parts.append(B.apply("einsum", *ops, spec=node.attr("spec")))
-    out = parts[0]
-    for p in parts[1:]:
-        out = B.add(out, p)
-    return out
+def _einsum_product(node, i, t):
+    ops = list(node.inputs)
+    ops[i] = t
+    return B.apply("einsum", *ops, spec=node.attr("spec"))
 
 
-def _einsum_sympy(args, node):
+def _einsum_sympy(ctx, args, node):
     subs, out, _ = parse_spec(node.attr("spec"), len(node.inputs))
     arrays = [np.asarray(a, dtype=object) for a in args]
     sizes, ell = _einsum_sizes(subs, [n.type for n in node.inputs])
@@ -400,9 +388,22 @@ def _einsum_view(node) -> bool:
     return "," not in inputs and set(inputs) == set(out)
 
 
-register(Primitive(
-    "einsum", "linalg", _einsum_infer, _einsum_emit, _einsum_vjp, _einsum_jvp, _einsum_sympy,
+EINSUM_PATH = Helper("einsum_path", '''_PATHS = {}
+
+
+def _einsum_path(spec, *operands):
+    """The contraction order for these shapes, found once (np.einsum_path) and cached."""
+    key = (spec,) + tuple(o.shape for o in operands)
+    path = _PATHS.get(key)
+    if path is None:
+        path = _PATHS[key] = xp.einsum_path(spec, *operands, optimize="optimal")[0]
+    return path
+''')
+
+register(bilinear(
+    "einsum", "linalg", _einsum_infer, _einsum_emit, _einsum_product, _einsum_vjp, _einsum_sympy,
     coerce=_einsum_coerce, view=_einsum_view, doc="spec validated and normalised to explicit form `ij,jk->ik`",
+    cost=Cost.CONTRACTION, helpers=(EINSUM_PATH,),
     examples=((("f64[2, 3]", "f64[3, 2]"), {"spec": "ij,jk->ik"}, {}),
               (("f64[3, 3]", "f64[3]"), {"spec": "ii,i->i"}, {}),
               (("f64[2, 1, 3]", "f64[3]", "f64[2]"), {"spec": "...j,j,k->...k"}, {})),

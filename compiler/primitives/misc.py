@@ -3,20 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.primitive import PREC_ATOM, PREC_POSTFIX, Cost, Expr, Primitive, register
 from ..core.types import TensorType
-from ..core.primitive import PREC_ATOM, PREC_POSTFIX, Expr, Primitive, register
-
-
-def _leaf_infer(types, attrs):  # pragma: no cover - leaves are made by build.param/const/dim
-    raise AssertionError("leaf nodes are not made by apply()")
-
-
-def _no_inputs(node, ct, needs):
-    return []
-
-
-def _no_tangent(node, ts):
-    return None
+from .rule_shapes import constructor, leaf
 
 
 def _exact(v):
@@ -34,25 +23,13 @@ def _exact(v):
     return sp.Rational(repr(v)) if "e" not in repr(v) else sp.Rational(v)
 
 
-register(Primitive(
-    "param", "leaf", _leaf_infer, lambda ctx, a, n: Expr(ctx.name(n), PREC_ATOM), _no_inputs, _no_tangent,
-    lambda args, node: None, doc="a function parameter; its type is the declared one",
-))
-register(Primitive(
-    "const", "leaf", _leaf_infer, lambda ctx, a, n: ctx.literal_expr(n), _no_inputs, _no_tangent,
-    lambda args, node: np.asarray(_exact(node.attr("value")), dtype=object), doc="a scalar literal",
-))
-register(Primitive(
-    "dim", "leaf", _leaf_infer, lambda ctx, a, n: ctx.dim_expr(n), _no_inputs, _no_tangent,
-    lambda args, node: np.asarray(_dim_value(node), dtype=object), doc="the value of a size symbol",
-))
-
-
-def _dim_value(node):
-    from ..tools.sympy_check import current_sizes
-    from ..core.types import dim_subst
-
-    return int(dim_subst(node.attr("dim"), current_sizes()))
+register(leaf("param", "leaf", lambda ctx, a, n: Expr(ctx.name(n), PREC_ATOM), lambda ctx, args, node: None,
+              doc="a function parameter; its type is the declared one"))
+register(leaf("const", "literal", lambda ctx, a, n: ctx.literal_expr(n),
+              lambda ctx, args, node: np.asarray(_exact(node.attr("value")), dtype=object), doc="a scalar literal"))
+register(leaf("dim", "literal", lambda ctx, a, n: ctx.dim_expr(n),
+              lambda ctx, args, node: np.asarray(ctx.dim(node.attr("dim")), dtype=object),
+              doc="the value of a size symbol"))
 
 
 # ---- constructors -------------------------------------------------------------------------------------
@@ -71,14 +48,12 @@ def _full_emit(ctx, args, node):
     return Expr(f"{ctx.xp}.full({shape}, {ctx.literal(value)}, dtype={dt})", PREC_POSTFIX)
 
 
-def _full_sympy(args, node):
-    from .shape import _concrete
-
-    return np.full(_concrete(node.shape), _exact(node.attr("value")), dtype=object)
+def _full_sympy(ctx, args, node):
+    return np.full(ctx.shape(node.shape), _exact(node.attr("value")), dtype=object)
 
 
-register(Primitive(
-    "full", "constructor", _full_infer, _full_emit, _no_inputs, _no_tangent, _full_sympy,
+register(constructor(
+    "full", _full_infer, _full_emit, _full_sympy,
     doc="zeros/ones/full/zeros_like/ones_like; weak (takes the dtype it meets) without dtype=",
 ))
 
@@ -93,21 +68,19 @@ def _eye_emit(ctx, args, node):
     return Expr(f"{ctx.xp}.eye({size}, dtype={ctx.dtype(node.dtype)})", PREC_POSTFIX)
 
 
-def _eye_sympy(args, node):
-    from .shape import _concrete
-
-    n, m = _concrete(node.shape)
+def _eye_sympy(ctx, args, node):
+    n, m = ctx.shape(node.shape)
     return np.eye(n, m, dtype=int).astype(object)
 
 
-register(Primitive("eye", "constructor", _eye_infer, _eye_emit, _no_inputs, _no_tangent, _eye_sympy))
+register(constructor("eye", _eye_infer, _eye_emit, _eye_sympy))
 
 
 # ---- gradient control ---------------------------------------------------------------------------------
 register(Primitive(
     "stop_gradient", "misc", lambda types, attrs: types[0], lambda ctx, a, n: a[0],
-    lambda node, ct, needs: [None], lambda node, ts: None, lambda args, node: args[0],
+    lambda ctx, node, ct, needs: [None], lambda ctx, node, ts: None, lambda ctx, args, node: args[0],
     doc="the value of x, a constant to every derivative (detach / no_grad)",
     examples=((("f64[3]",), {}, {}),),
-    view=True,
+    detaches=True, view=True, cost=Cost.FREE,
 ))

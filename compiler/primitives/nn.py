@@ -6,19 +6,21 @@ stability and speed ask for it (ARCHITECTURE.md, "keep the core small"):
   binary_cross_entropy    log clamped at -100 and PyTorch's gradient (p - y) / max(p(1-p), 1e-12)
   cross_entropy           lse(logits) - logits[label]; d/dlogits = softmax - onehot
 
-All are unreduced (PyTorch's reduction='none'); the forward code lives in
-codegen/helpers.py, the derivatives here.
+All are unreduced (PyTorch's reduction='none'); the helper functions their emission calls
+are in the records (Helper), with the derivatives.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from . import algebra as B
 from ..core.diagnostics import UserError
+from ..core.ir import Node
+from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Loop, Primitive, register
 from ..core.types import DType, TensorType
-from . import forms
-from ..core.primitive import PREC_POSTFIX, Expr, Primitive, register
+from . import algebra as B
 from .common import elementwise_type, helper_call, need_float, sym_map
+from .reduce import LOGSUMEXP
+from .rule_shapes import nondifferentiable
 
 
 def _sympy():
@@ -39,7 +41,7 @@ def _along(node, value):
 def _axis_sympy(fn):
     """Apply fn(list of SymPy scalars) -> list to each 1-D slice along the op's axis."""
 
-    def meaning(args, node):
+    def meaning(ctx, args, node):
         x = np.asarray(args[0], dtype=object)
         moved = np.moveaxis(x, node.attr("axis"), -1)
         out = np.empty(moved.shape, dtype=object)
@@ -59,12 +61,12 @@ def _same_float(name):
 
 
 # ---- softmax / log_softmax ------------------------------------------------------------------
-def _softmax_vjp(node, ct, needs):
+def _softmax_vjp(ctx, node, ct, needs):
     y = node
     return [B.mul(y, B.sub(ct, _along(node, B.mul(ct, y))))]
 
 
-def _softmax_jvp(node, ts):
+def _softmax_jvp(ctx, node, ts):
     y = node
     return B.mul(y, B.sub(ts[0], _along(node, B.mul(ts[0], y))))
 
@@ -75,21 +77,36 @@ def _softmax_meaning(xs):
     return [sp.exp(v) / total for v in xs]
 
 
+SOFTMAX = Helper("softmax", '''def _softmax(x, axis):
+    """exp(x - max) / sum(exp(x - max)), in place on one temporary; shifted by 0 where the max
+    is not finite, as _logsumexp (the expanded form at -O1 computes the same)."""
+    m = xp.max(x, axis=axis, keepdims=True)
+    e = x - xp.where(xp.isfinite(m), m, 0)
+    xp.exp(e, out=e)
+    e /= xp.sum(e, axis=axis, keepdims=True)
+    return e
+''')
+LOG_SOFTMAX = Helper("log_softmax", '''def _log_softmax(x, axis):
+    """x - logsumexp(x) along axis."""
+    return x - _logsumexp(x, axis, True)
+''', ("logsumexp",))
+ROWWISE = Loop(rowwise=True)
+
 register(Primitive(
     "softmax", "nn", _same_float("softmax"), helper_call("softmax", "axis"), _softmax_vjp, _softmax_jvp,
     _axis_sympy(_softmax_meaning), coerce=lambda a, k: [B.to_float(a[0])],
     doc="exp(x - max) / sum; VJP y * (ct - sum(ct * y))",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[3, 2]",), {"axis": 0}, {})),
-    costly=True, quiet=True, expand=forms.softmax_form,
+    cost=Cost.COSTLY, quiet=True, loop=ROWWISE, helpers=(SOFTMAX,),
 ))
 
 
-def _log_softmax_vjp(node, ct, needs):
+def _log_softmax_vjp(ctx, node, ct, needs):
     p = B.apply("exp", node)
     return [B.sub(ct, B.mul(p, _along(node, ct)))]
 
 
-def _log_softmax_jvp(node, ts):
+def _log_softmax_jvp(ctx, node, ts):
     p = B.apply("exp", node)
     return B.sub(ts[0], _along(node, B.mul(p, ts[0])))
 
@@ -105,7 +122,7 @@ register(Primitive(
     _log_softmax_vjp, _log_softmax_jvp, _axis_sympy(_log_softmax_meaning),
     coerce=lambda a, k: [B.to_float(a[0])], doc="x - logsumexp(x); VJP ct - softmax * sum(ct)",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[3, 2]",), {"axis": 0}, {})),
-    costly=True, quiet=True,
+    cost=Cost.COSTLY, quiet=True, loop=ROWWISE, helpers=(LOG_SOFTMAX, LOGSUMEXP),
 ))
 
 
@@ -118,7 +135,7 @@ def _bce_infer(name):
     return infer
 
 
-def _bce_logits_vjp(node, ct, needs):
+def _bce_logits_vjp(ctx, node, ct, needs):
     z, y = node.inputs
     out = [None, None]
     if needs[0]:
@@ -128,7 +145,7 @@ def _bce_logits_vjp(node, ct, needs):
     return out
 
 
-def _bce_logits_jvp(node, ts):
+def _bce_logits_jvp(ctx, node, ts):
     z, y = node.inputs
     parts = []
     if ts[0] is not None:
@@ -145,12 +162,17 @@ def _bce_logits_meaning(z, y):
     return -(y * sp.log(s) + (1 - y) * sp.log(1 - s))
 
 
+BCE_WITH_LOGITS = Helper("bce_with_logits", '''def _bce_with_logits(z, y):
+    """Binary cross-entropy of logits z and targets y; no overflow at |z| = 1000."""
+    return xp.maximum(z, 0) - z * y + xp.log1p(xp.exp(-xp.abs(z)))
+''')
+
 register(Primitive(
     "bce_with_logits", "nn", _bce_infer("bce_with_logits"), helper_call("bce_with_logits"),
     _bce_logits_vjp, _bce_logits_jvp, sym_map(_bce_logits_meaning), coerce=_float_all, elementwise=True,
     doc="max(z, 0) - z*y + log1p(exp(-|z|)); d/dz = sigmoid(z) - y, d/dy = -z",
     examples=((("f64[2, 3]", "f64[2, 3]"), {}, {1: "unit"}), (("f64[2, 3]", "f64[3]"), {}, {1: "unit"})),
-    costly=True, expand=forms.bce_with_logits_form,
+    cost=Cost.COSTLY, helpers=(BCE_WITH_LOGITS,), scalar="max({0}, 0) - {0} * {1} + log1p(exp(-fabs({0})))",
 ))
 
 
@@ -169,7 +191,7 @@ def _bce_dy(p):
     return B.sub(_clamped_log(B.sub(one, p)), _clamped_log(p))
 
 
-def _bce_vjp(node, ct, needs):
+def _bce_vjp(ctx, node, ct, needs):
     p, y = node.inputs
     out = [None, None]
     if needs[0]:
@@ -179,7 +201,7 @@ def _bce_vjp(node, ct, needs):
     return out
 
 
-def _bce_jvp(node, ts):
+def _bce_jvp(ctx, node, ts):
     p, y = node.inputs
     parts = []
     if ts[0] is not None:
@@ -195,12 +217,21 @@ def _bce_meaning(p, y):
     return -(y * sp.log(p) + (1 - y) * sp.log(1 - p))
 
 
+BINARY_CROSS_ENTROPY = Helper("binary_cross_entropy", '''def _binary_cross_entropy(p, y):
+    """-(y log p + (1 - y) log(1 - p)), each log clamped at -100 as in PyTorch."""
+    with _quiet():
+        log_p = xp.maximum(xp.log(p), -100)
+        log_q = xp.maximum(xp.log1p(-p), -100)
+    return -(y * log_p + (1 - y) * log_q)
+''', ("quiet",))
+
 register(Primitive(
     "binary_cross_entropy", "nn", _bce_infer("binary_cross_entropy"), helper_call("binary_cross_entropy"),
     _bce_vjp, _bce_jvp, sym_map(_bce_meaning), coerce=_float_all, elementwise=True,
     doc="-(y log p + (1-y) log(1-p)), logs clamped at -100; PyTorch's gradient",
     examples=((("f64[2, 3]", "f64[2, 3]"), {}, {0: "unit", 1: "unit"}),),
-    quiet=True,
+    quiet=True, helpers=(BINARY_CROSS_ENTROPY,),
+    scalar="-({1} * max(log({0}), -100) + (1 - {1}) * max(log1p(-{0}), -100))",
 ))
 
 
@@ -218,23 +249,28 @@ def _ce_infer(types, attrs):
     return TensorType(logits.dtype, labels.shape, logits.weak)
 
 
+def labels_onehot(labels: Node, depth) -> Node:
+    """Bool one-hot rows of cross_entropy's labels; the generated code checks they lie in [0, depth)."""
+    return B.apply("onehot", labels, depth=depth)
+
+
 def _ce_grad(node):
     logits, labels = node.inputs
     p = B.apply("softmax", logits, axis=logits.type.rank - 1)
-    return B.sub(p, B.cast(forms.labels_onehot(labels, logits.shape[-1]), logits.dtype))
+    return B.sub(p, B.cast(labels_onehot(labels, logits.shape[-1]), logits.dtype))
 
 
-def _ce_vjp(node, ct, needs):
+def _ce_vjp(ctx, node, ct, needs):
     g = B.reshape(ct, ct.shape + (1,))
     return [B.mul(g, _ce_grad(node)), None]
 
 
-def _ce_jvp(node, ts):
+def _ce_jvp(ctx, node, ts):
     logits = node.inputs[0]
     return B.apply("sum", B.mul(ts[0], _ce_grad(node)), axes=(logits.type.rank - 1,), keepdims=False)
 
 
-def _ce_meaning(args, node):
+def _ce_meaning(ctx, args, node):
     sp = _sympy()
     logits = np.asarray(args[0], dtype=object)
     labels = np.asarray(args[1], dtype=np.int64)
@@ -245,12 +281,45 @@ def _ce_meaning(args, node):
     return out
 
 
+CHECK_LABELS = Helper("check_labels", '''def _check_labels(labels, c):
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= c):
+        raise ValueError(f"cross_entropy: labels must lie in [0, {c}), got values from "
+                         f"{int(labels.min())} to {int(labels.max())}")
+''')
+CROSS_ENTROPY = Helper("cross_entropy", '''def _cross_entropy(logits, labels):
+    """logsumexp(logits) - logits[label] over the last axis; labels must lie in [0, C)."""
+    _check_labels(labels, logits.shape[-1])
+    picked = xp.take_along_axis(logits, xp.asarray(labels)[..., None], axis=-1)[..., 0]
+    return _logsumexp(logits, -1, False) - picked
+''', ("logsumexp", "check_labels"))
+# CuPy's take wraps or clips an index out of range, never raises: both bounds checked first
+LABELS_ONEHOT = Helper("labels_onehot", '''def _labels_onehot(labels, c):
+    """The bool one-hot rows of cross_entropy's labels, which must lie in [0, c): rows of an
+    identity matrix, or for many classes a scatter into zeros (both raise IndexError for a
+    label >= c; a negative one is checked first). 2-6x faster than comparing with arange(c)."""
+    if labels.size and labels.min() < 0:
+        _check_labels(labels, c)
+    try:
+        if c <= 256:
+            return xp.eye(c, dtype=xp.bool_).take(labels, axis=0)
+        out = xp.zeros((labels.size, c), dtype=xp.bool_)
+        out[xp.arange(labels.size), labels.reshape(-1)] = True
+        return out.reshape(*labels.shape, c)
+    except IndexError:
+        _check_labels(labels, c)
+        raise
+''', ("check_labels",), cupy='''def _labels_onehot(labels, c):
+    """The bool one-hot rows of cross_entropy's labels, which must lie in [0, c)."""
+    _check_labels(labels, c)
+    return labels[..., None] == xp.arange(c)
+''')
+
 register(Primitive(
     "cross_entropy", "nn", _ce_infer, helper_call("cross_entropy"), _ce_vjp, _ce_jvp, _ce_meaning,
     coerce=lambda a, k: [B.to_float(a[0]), a[1]],
     doc="logsumexp(logits) - logits[label]; labels are checked to lie in [0, C)",
     examples=((("f64[2, 3]", "i64[2]"), {}, {1: "int:0:3"}), (("f64[4]", "i64"), {}, {1: "int:0:4"})),
-    costly=True, quiet=True, expand=forms.cross_entropy_form,
+    cost=Cost.COSTLY, quiet=True, helpers=(CROSS_ENTROPY, LOGSUMEXP, CHECK_LABELS),
 ))
 
 
@@ -263,15 +332,13 @@ def _onehot_emit(ctx, args, node):
     return Expr(f"{ctx.helper('labels_onehot')}({args[0].text}, {ctx.dim(node.attr('depth'))})", PREC_POSTFIX)
 
 
-def _onehot_meaning(args, node):
+def _onehot_meaning(ctx, args, node):
     labels = np.asarray(args[0], dtype=np.int64)
-    from .shape import _concrete
-
-    depth = _concrete((node.attr("depth"),))[0]
+    depth = ctx.dim(node.attr("depth"))
     return (labels[..., None] == np.arange(depth)).astype(object)
 
 
-register(Primitive(
-    "onehot", "nn", _onehot_infer, _onehot_emit, None, None, _onehot_meaning, differentiable=False,
+register(nondifferentiable(
+    "onehot", "nn", _onehot_infer, _onehot_emit, _onehot_meaning, allocates=True, helpers=(LABELS_ONEHOT, CHECK_LABELS),
     doc="internal: the bool one-hot rows of cross_entropy's labels, checked to lie in [0, depth)",
 ))

@@ -1,8 +1,8 @@
 """Reductions over a set of axes: sum, prod, max, min, logsumexp.
 
 Attributes: `axes` (sorted tuple of non-negative axes, never empty) and
-`keepdims`. mean, var and std are expansions (builtins.py). Every VJP first
-broadcasts the cotangent back over the reduced axes (build.expand_reduced).
+`keepdims`. mean, var and std are expansions (builtin_functions.py). Every VJP first
+broadcasts the cotangent back over the reduced axes (algebra.expand_reduced).
 """
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 
 from . import algebra as B
 from ..core.types import DType, TensorType, dim_prod
-from ..core.primitive import PREC_POSTFIX, Expr, Primitive, register
+from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Loop, Primitive, register
 from .common import axis_kw, need_float
+from .rule_shapes import linear
 
 
 def _sympy():
@@ -60,10 +61,10 @@ def _short_last_axis(ctx, node) -> bool:
     x = node.inputs[0].type
     if x.rank < 2 or node.attr("axes") != (x.rank - 1,):
         return False
-    if node.op == "sum" and x.dtype == DType.F16:
+    if node.op.name == "sum" and x.dtype == DType.F16:
         return False  # NumPy sums a contiguous float16 axis in float32 and rounds once; down rows, every add rounds
     last, lead = x.shape[-1], dim_prod(x.shape[:-1])
-    return (isinstance(last, int) and 2 <= last <= ctx.backend.short_last_axis
+    return (isinstance(last, int) and 2 <= last <= ctx.backend.caps.short_last_axis
             and (not isinstance(lead, int) or lead >= 64))
 
 
@@ -83,7 +84,7 @@ def _spread(node, ct):
 def _reduce_sympy(fn):
     """Apply fn(list of SymPy scalars) over the reduced axes of an object array."""
 
-    def meaning(args, node):
+    def meaning(ctx, args, node):
         x = np.asarray(args[0], dtype=object)
         axes = node.attr("axes")
         rest = [i for i in range(x.ndim) if i not in axes]
@@ -101,18 +102,14 @@ def _reduce_sympy(fn):
 
 
 # ---- sum ---------------------------------------------------------------------------------------
-def _sum_vjp(node, ct, needs):
+def _sum_vjp(ctx, node, ct, needs):
     return [_spread(node, ct)]
 
 
-def _sum_jvp(node, ts):
-    return B.apply("sum", ts[0], axes=node.attr("axes"), keepdims=node.attr("keepdims", False))
-
-
-register(Primitive(
-    "sum", "reduce", _infer(_sum_dtype), _emit("sum"), _sum_vjp, _sum_jvp,
+register(linear(
+    "sum", "reduce", _infer(_sum_dtype), _emit("sum"), _sum_vjp,
     _reduce_sympy(lambda xs: _sympy().Add(*xs)), doc="integers and bools sum to i64 (NumPy)",
-    reducer="add",
+    loop=Loop(reducer="add", combine="sum"),
     examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
               (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
 ))
@@ -138,11 +135,11 @@ def _prod_others(node):
     return B.where(none, B.div(p, nonzero), B.where(single, p, zero))
 
 
-def _prod_vjp(node, ct, needs):
+def _prod_vjp(ctx, node, ct, needs):
     return [B.mul(_spread(node, ct), _prod_others(node))]
 
 
-def _prod_jvp(node, ts):
+def _prod_jvp(ctx, node, ts):
     axes, keep = node.attr("axes"), node.attr("keepdims", False)
     return B.apply("sum", B.mul(ts[0], _prod_others(node)), axes=axes, keepdims=keep)
 
@@ -150,25 +147,25 @@ def _prod_jvp(node, ts):
 register(Primitive(
     "prod", "reduce", _infer(_sum_dtype), _emit("prod"), _prod_vjp, _prod_jvp,
     _reduce_sympy(lambda xs: _sympy().Mul(*xs)), doc="exact gradient also with zeros in the slice",
-    reducer="multiply",
+    loop=Loop(reducer="multiply"),
     examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
               (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
 ))
 
 
 # ---- max / min: ties share the cotangent equally (torch.amax) ---------------------------------------
-def _extreme(name, sympy_fn, reducer):
+def _extreme(name, sympy_fn, reducer, combine):
     def winners(node):
         x = node.inputs[0]
         hit = B.apply("eq", x, B.broadcast_to(_keep(node, node), x.shape))
         count = B.apply("sum", B.cast(hit, x.dtype), axes=node.attr("axes"), keepdims=True)
         return hit, B.broadcast_to(count, x.shape)
 
-    def vjp(node, ct, needs):
+    def vjp(ctx, node, ct, needs):
         hit, count = winners(node)
         return [B.masked(hit, B.div(_spread(node, ct), count))]
 
-    def jvp(node, ts):
+    def jvp(ctx, node, ts):
         hit, count = winners(node)
         share = B.masked(hit, B.div(ts[0], count))
         return B.apply("sum", share, axes=node.attr("axes"), keepdims=node.attr("keepdims", False))
@@ -180,13 +177,13 @@ def _extreme(name, sympy_fn, reducer):
     register(Primitive(name, "reduce", infer, _emit(name), vjp, jvp,
                        _reduce_sympy(lambda xs: sympy_fn()(*xs)),
                        doc="ties share the gradient equally, as torch.amax/amin",
-                       reducer=reducer,
+                       loop=Loop(reducer=reducer, combine=combine),
                        examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
                                  (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),))
 
 
-_extreme("max", lambda: _sympy().Max, "maximum")
-_extreme("min", lambda: _sympy().Min, "minimum")
+_extreme("max", lambda: _sympy().Max, "maximum", "max")
+_extreme("min", lambda: _sympy().Min, "minimum", "min")
 
 
 # ---- logsumexp ----------------------------------------------------------------------------------------
@@ -203,12 +200,12 @@ def lse_weights(x, lse_kept):
     return B.apply("exp", B.sub(x, B.broadcast_to(safe, x.shape)))
 
 
-def _lse_vjp(node, ct, needs):
+def _lse_vjp(ctx, node, ct, needs):
     x = node.inputs[0]
     return [B.mul(_spread(node, ct), lse_weights(x, _keep(node, node)))]
 
 
-def _lse_jvp(node, ts):
+def _lse_jvp(ctx, node, ts):
     x = node.inputs[0]
     w = lse_weights(x, _keep(node, node))
     return B.apply("sum", B.mul(ts[0], w), axes=node.attr("axes"), keepdims=node.attr("keepdims", False))
@@ -224,6 +221,17 @@ def _lse_coerce(args, attrs):
     return [B.to_float(args[0])]
 
 
+LOGSUMEXP = Helper("logsumexp", '''def _logsumexp(x, axis, keepdims):
+    """log(sum(exp(x))) shifted by the max; a slice of all -inf gives -inf, not nan."""
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)
+    with _quiet():
+        out = xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    if not keepdims:
+        out = xp.squeeze(out, axis=axis)
+    return out[()]
+''', ("quiet",))
+
 register(Primitive(
     "logsumexp", "reduce", _lse_infer, _lse_emit, _lse_vjp, _lse_jvp,
     _reduce_sympy(lambda xs: _sympy().log(_sympy().Add(*[_sympy().exp(v) for v in xs]))),
@@ -231,5 +239,5 @@ register(Primitive(
     doc="stable (max-shifted); all -inf gives -inf with gradient 0; gradient = softmax",
     examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
               (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
-    costly=True, quiet=True,
+    cost=Cost.COSTLY, quiet=True, helpers=(LOGSUMEXP,),
 ))

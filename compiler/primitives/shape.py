@@ -13,8 +13,9 @@ import numpy as np
 from . import algebra as B
 from ..core.diagnostics import UserError
 from ..core.types import TensorType, broadcast_to_ok, dim_add, dim_prod, dim_sub, dim_text, shape_text
-from ..core.primitive import PREC_POSTFIX, Expr, Primitive, register
+from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, register
 from .common import helper_call
+from .rule_shapes import linear
 
 
 def _obj(a):
@@ -38,24 +39,14 @@ def _reshape_emit(ctx, args, node):
     return Expr(f"{x}.reshape({ctx.shape(node.shape)})", PREC_POSTFIX)
 
 
-register(Primitive(
+register(linear(
     "reshape", "shape", _reshape_infer, _reshape_emit,
-    lambda node, ct, needs: [B.reshape(ct, node.inputs[0].shape)],
-    lambda node, ts: B.reshape(ts[0], node.shape),
-    lambda args, node: _obj(args[0]).reshape(_concrete(node.shape)),
+    lambda ctx, node, ct, needs: [B.reshape(ct, node.inputs[0].shape)],
+    lambda ctx, args, node: _obj(args[0]).reshape(ctx.shape(node.shape)),
+    tangent=lambda ctx, node, ts: B.reshape(ts[0], node.shape),
     examples=((("f64[2, 3]",), {"shape": (3, 2)}, {}),),
-    view=True,
+    view=True, writes_shape=True, cost=Cost.FREE,
 ))
-
-
-def _concrete(shape):
-    """A symbolic shape at the sizes the SymPy check chose (symcheck sets them)."""
-    from ..tools.sympy_check import current_sizes
-
-    env = current_sizes()
-    from ..core.types import dim_subst
-
-    return tuple(int(dim_subst(d, env)) for d in shape)
 
 
 # ---- broadcast_to ------------------------------------------------------------------------------------
@@ -74,14 +65,14 @@ def _bcast_infer(types, attrs):
     return t.with_(shape=shape)
 
 
-register(Primitive(
+register(linear(
     "broadcast_to", "shape", _bcast_infer,
     lambda ctx, a, n: Expr(f"{ctx.xp}.broadcast_to({a[0].text}, {ctx.shape(n.shape)})", PREC_POSTFIX),
-    lambda node, ct, needs: [B.unbroadcast(ct, node.inputs[0].type)],
-    lambda node, ts: B.broadcast_to(ts[0], node.shape),
-    lambda args, node: np.broadcast_to(_obj(args[0]), _concrete(node.shape)).copy(),
+    lambda ctx, node, ct, needs: [B.unbroadcast(ct, node.inputs[0].type)],
+    lambda ctx, args, node: np.broadcast_to(_obj(args[0]), ctx.shape(node.shape)).copy(),
+    tangent=lambda ctx, node, ts: B.broadcast_to(ts[0], node.shape),
     examples=((("f64[3, 1]",), {"shape": (2, 3, 2)}, {}),),
-    view=True,
+    view=True, writes_shape=True, cost=Cost.FREE,
 ))
 
 
@@ -99,14 +90,13 @@ def _axes_text(axes):
     return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
 
 
-register(Primitive(
+register(linear(
     "squeeze", "shape", _squeeze_infer,
     lambda ctx, a, n: Expr(f"{ctx.xp}.squeeze({a[0].text}, {_axes_text(n.attr('axes'))})", PREC_POSTFIX),
-    lambda node, ct, needs: [B.apply("expand_dims", ct, axes=node.attr("axes"))],
-    lambda node, ts: B.apply("squeeze", ts[0], axes=node.attr("axes")),
-    lambda args, node: np.squeeze(_obj(args[0]), tuple(node.attr("axes"))),
+    lambda ctx, node, ct, needs: [B.apply("expand_dims", ct, axes=node.attr("axes"))],
+    lambda ctx, args, node: np.squeeze(_obj(args[0]), tuple(node.attr("axes"))),
     examples=((("f64[2, 1, 3]",), {"axes": (1,)}, {}),),
-    view=True,
+    view=True, cost=Cost.FREE,
 ))
 
 
@@ -118,14 +108,13 @@ def _expand_infer(types, attrs):
     return t.with_(shape=tuple(shape))
 
 
-register(Primitive(
+register(linear(
     "expand_dims", "shape", _expand_infer,
     lambda ctx, a, n: Expr(f"{ctx.xp}.expand_dims({a[0].text}, {_axes_text(n.attr('axes'))})", PREC_POSTFIX),
-    lambda node, ct, needs: [B.apply("squeeze", ct, axes=node.attr("axes"))],
-    lambda node, ts: B.apply("expand_dims", ts[0], axes=node.attr("axes")),
-    lambda args, node: np.expand_dims(_obj(args[0]), tuple(node.attr("axes"))),
+    lambda ctx, node, ct, needs: [B.apply("squeeze", ct, axes=node.attr("axes"))],
+    lambda ctx, args, node: np.expand_dims(_obj(args[0]), tuple(node.attr("axes"))),
     examples=((("f64[2, 3]",), {"axes": (0, 2)}, {}),),
-    view=True,
+    view=True, cost=Cost.FREE,
 ))
 
 
@@ -231,11 +220,7 @@ def index_tuple_text(ctx, items) -> str:
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
-def _sym_index(items):
-    from ..tools.sympy_check import current_sizes
-    from ..core.types import dim_subst
-
-    env = current_sizes()
+def _sym_index(ctx, items):
     out = []
     for item in items:
         if item[0] == "i":
@@ -244,20 +229,19 @@ def _sym_index(items):
             out.append(None)
         else:
             _, start, stop, step = item
-            c = [int(dim_subst(v, env)) if v is not None else None for v in (start, stop)]
+            c = [ctx.dim(v) if v is not None else None for v in (start, stop)]
             out.append(slice(c[0], c[1], step))
     return tuple(out)
 
 
-def _index_sympy(args, node):
-    return np.array(_obj(args[0])[_sym_index(node.attr("items"))], dtype=object)
+def _index_sympy(ctx, args, node):
+    return np.array(_obj(args[0])[_sym_index(ctx, node.attr("items"))], dtype=object)
 
 
-register(Primitive(
+register(linear(
     "index", "shape", _index_infer, _index_emit,
-    lambda node, ct, needs: [B.apply("index_grad", ct, items=node.attr("items"), shape=node.inputs[0].shape)],
-    lambda node, ts: B.apply("index", ts[0], items=node.attr("items")),
-    _index_sympy, doc="basic indexing with constant ints, slices and None",
+    lambda ctx, node, ct, needs: [B.apply("index_grad", ct, items=node.attr("items"), shape=node.inputs[0].shape)],
+    _index_sympy, doc="basic indexing with constant ints, slices and None", cost=Cost.FREE,
     examples=((("f64[3, 4]",), {"items": (("s", 1, 3, 1), ("s", None, None, -2))}, {}),
               (("f64[3, 4]",), {"items": (("i", 1), ("n",))}, {})),
     view=True, requires=_index_requires,
@@ -279,17 +263,24 @@ def _index_grad_emit(ctx, args, node):
                 f"{index_tuple_text(ctx, node.attr('items'))})", PREC_POSTFIX)
 
 
-def _index_grad_sympy(args, node):
-    out = np.zeros(_concrete(node.shape), dtype=object)
-    out[_sym_index(node.attr("items"))] = _obj(args[0])
+def _index_grad_sympy(ctx, args, node):
+    out = np.zeros(ctx.shape(node.shape), dtype=object)
+    out[_sym_index(ctx, node.attr("items"))] = _obj(args[0])
     return out
 
 
-register(Primitive(
+INDEX_GRAD = Helper("index_grad", '''def _index_grad(g, shape, index):
+    """Zeros of `shape` with g written at `index` (the transpose of basic indexing)."""
+    out = xp.zeros(shape, dtype=g.dtype)
+    out[index] = g
+    return out
+''')
+
+register(linear(
     "index_grad", "shape", _index_grad_infer, _index_grad_emit,
-    lambda node, ct, needs: [B.apply("index", ct, items=node.attr("items"))],
-    lambda node, ts: B.apply("index_grad", ts[0], items=node.attr("items"), shape=node.attr("shape")),
+    lambda ctx, node, ct, needs: [B.apply("index", ct, items=node.attr("items"))],
     _index_grad_sympy, doc="zeros of `shape` with the indexed region set: the transpose of index",
+    allocates=True, writes_shape=True, helpers=(INDEX_GRAD,),
     examples=((("f64[2, 2]",), {"items": (("s", 1, 3, 1), ("s", None, None, -2)), "shape": (3, 4)}, {}),),
 ))
 
@@ -313,7 +304,7 @@ def _concat_infer(types, attrs):
     return TensorType(first.dtype, tuple(shape), all(t.weak for t in types))
 
 
-def _concat_vjp(node, ct, needs):
+def _concat_vjp(ctx, node, ct, needs):
     axis = node.attr("axis")
     out = []
     offset = 0
@@ -333,14 +324,14 @@ def _concat_emit(ctx, args, node):
     return Expr(f"{ctx.xp}.concatenate(({items},), axis={node.attr('axis')})", PREC_POSTFIX)
 
 
-def _concat_jvp(node, ts):
+def _concat_jvp(ctx, node, ts):
     parts = [t if t is not None else B.zeros_like(x) for t, x in zip(ts, node.inputs)]
     return B.apply("concat", *parts, axis=node.attr("axis"))
 
 
-register(Primitive(
-    "concat", "shape", _concat_infer, _concat_emit, _concat_vjp, _concat_jvp,
-    lambda args, node: np.concatenate([_obj(a) for a in args], axis=node.attr("axis")),
+register(linear(
+    "concat", "shape", _concat_infer, _concat_emit, _concat_vjp,
+    lambda ctx, args, node: np.concatenate([_obj(a) for a in args], axis=node.attr("axis")), tangent=_concat_jvp,
     coerce=lambda args, attrs: B.common_dtype(args),
     examples=((("f64[2, 3]", "f64[1, 3]"), {"axis": 0}, {}), (("f64[2]", "f64[2]", "f64[1]"), {"axis": 0}, {})),
 ))
@@ -359,20 +350,19 @@ def _take_infer(types, attrs):
     return TensorType(x.dtype, x.shape[:axis] + idx.shape + x.shape[axis + 1:], x.weak)
 
 
-def _take_vjp(node, ct, needs):
+def _take_vjp(ctx, node, ct, needs):
     x, idx = node.inputs
     return [B.apply("take_grad", ct, idx, axis=node.attr("axis"), shape=x.shape), None]
 
 
-def _take_sympy(args, node):
+def _take_sympy(ctx, args, node):
     return np.take(_obj(args[0]), np.asarray(args[1], dtype=np.int64), axis=node.attr("axis"))
 
 
-register(Primitive(
+register(linear(
     "take", "shape", _take_infer,
     lambda ctx, a, n: Expr(f"{ctx.xp}.take({a[0].text}, {a[1].text}, axis={n.attr('axis')})", PREC_POSTFIX),
-    _take_vjp, lambda node, ts: B.apply("take", ts[0], node.inputs[1], axis=node.attr("axis")),
-    _take_sympy, doc="numpy.take; negative indices count from the end",
+    _take_vjp, _take_sympy, doc="numpy.take; negative indices count from the end",
     examples=((("f64[4, 3]", "i64[2, 2]"), {"axis": 0}, {1: "int:0:4"}),),
 ))
 
@@ -381,8 +371,8 @@ def _take_grad_infer(types, attrs):
     return TensorType(types[0].dtype, tuple(attrs["shape"]), types[0].weak)
 
 
-def _take_grad_sympy(args, node):
-    out = np.zeros(_concrete(node.shape), dtype=object)
+def _take_grad_sympy(ctx, args, node):
+    out = np.zeros(ctx.shape(node.shape), dtype=object)
     g, idx, axis = _obj(args[0]), np.asarray(args[1], dtype=np.int64), node.attr("axis")
     for pos in np.ndindex(g.shape):
         k = idx[pos[axis:axis + idx.ndim]]
@@ -390,11 +380,18 @@ def _take_grad_sympy(args, node):
     return out
 
 
-register(Primitive(
+TAKE_GRAD = Helper("take_grad", '''def _take_grad(g, idx, axis, shape):
+    """Zeros of `shape` with g added at idx along axis; repeated indices accumulate."""
+    out = xp.zeros(shape, dtype=g.dtype)
+    xp.add.at(out, (slice(None),) * axis + (idx,), g)
+    return out
+''')
+
+register(linear(
     "take_grad", "shape", _take_grad_infer, helper_call("take_grad", "axis", "shape"),
-    lambda node, ct, needs: [B.apply("take", ct, node.inputs[1], axis=node.attr("axis")), None],
-    lambda node, ts: B.apply("take_grad", ts[0], node.inputs[1], axis=node.attr("axis"), shape=node.shape),
+    lambda ctx, node, ct, needs: [B.apply("take", ct, node.inputs[1], axis=node.attr("axis")), None],
     _take_grad_sympy, doc="scatter-add: the transpose of take (repeated indices accumulate)",
+    allocates=True, writes_shape=True, helpers=(TAKE_GRAD,),
     examples=((("f64[3, 2]", "i64[3]"), {"axis": 0, "shape": (2, 2)}, {1: "int:0:2"}),),
 ))
 
@@ -412,24 +409,23 @@ def _tala_infer(types, attrs):
     return TensorType(x.dtype, shape, x.weak)
 
 
-def _tala_sympy(args, node):
+def _tala_sympy(ctx, args, node):
     return np.take_along_axis(_obj(args[0]), np.asarray(args[1], dtype=np.int64), axis=node.attr("axis"))
 
 
-register(Primitive(
+register(linear(
     "take_along_axis", "shape", _tala_infer,
     lambda ctx, a, n: Expr(f"{ctx.xp}.take_along_axis({a[0].text}, {a[1].text}, axis={n.attr('axis')})",
                            PREC_POSTFIX),
-    lambda node, ct, needs: [B.apply("take_along_axis_grad", ct, node.inputs[1], axis=node.attr("axis"),
-                                     shape=node.inputs[0].shape), None],
-    lambda node, ts: B.apply("take_along_axis", ts[0], node.inputs[1], axis=node.attr("axis")),
+    lambda ctx, node, ct, needs: [B.apply("take_along_axis_grad", ct, node.inputs[1], axis=node.attr("axis"),
+                                          shape=node.inputs[0].shape), None],
     _tala_sympy,
     examples=((("f64[3, 4]", "i64[3, 2]"), {"axis": 1}, {1: "int:0:4"}),),
 ))
 
 
-def _tala_grad_sympy(args, node):
-    out = np.zeros(_concrete(node.shape), dtype=object)
+def _tala_grad_sympy(ctx, args, node):
+    out = np.zeros(ctx.shape(node.shape), dtype=object)
     g, axis = _obj(args[0]), node.attr("axis")
     idx = np.broadcast_to(np.asarray(args[1], dtype=np.int64), g.shape)
     for pos in np.ndindex(g.shape):
@@ -439,11 +435,22 @@ def _tala_grad_sympy(args, node):
     return out
 
 
-register(Primitive(
+TAKE_ALONG_AXIS_GRAD = Helper("take_along_axis_grad", '''def _take_along_axis_grad(g, idx, axis, shape):
+    """The transpose of take_along_axis: g added at idx along axis."""
+    out = xp.zeros(shape, dtype=g.dtype)
+    idx = xp.broadcast_to(idx, g.shape)
+    index = tuple(
+        idx if a == axis else xp.arange(n).reshape([n if b == a else 1 for b in range(g.ndim)])
+        for a, n in enumerate(g.shape)
+    )
+    xp.add.at(out, index, g)
+    return out
+''')
+
+register(linear(
     "take_along_axis_grad", "shape", _take_grad_infer, helper_call("take_along_axis_grad", "axis", "shape"),
-    lambda node, ct, needs: [B.apply("take_along_axis", ct, node.inputs[1], axis=node.attr("axis")), None],
-    lambda node, ts: B.apply("take_along_axis_grad", ts[0], node.inputs[1], axis=node.attr("axis"),
-                             shape=node.shape),
+    lambda ctx, node, ct, needs: [B.apply("take_along_axis", ct, node.inputs[1], axis=node.attr("axis")), None],
     _tala_grad_sympy, doc="scatter-add: the transpose of take_along_axis",
+    allocates=True, writes_shape=True, helpers=(TAKE_ALONG_AXIS_GRAD,),
     examples=((("f64[3, 2]", "i64[3, 2]"), {"axis": 1, "shape": (3, 4)}, {1: "int:0:4"}),),
 ))

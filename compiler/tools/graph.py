@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..core.ir import Function, Module, Node, topo_order
-from ..core.ir_text import INLINE, format_value, type_text
+from ..core.ir_text import format_value, type_text
 from ..core.source import SourceFile
 from ..core.types import dim_text
 
@@ -164,9 +164,9 @@ class _Names:
         self.counter = 0
 
     def bind(self, n: Node) -> None:
-        if n.id in self.names or n.op in INLINE:
+        if n.id in self.names or n.is_literal:
             return
-        base = (n.name or n.attr("name")) if n.op == "param" else n.name
+        base = (n.name or n.attr("name")) if n.is_param else n.name
         if base:
             k = self.used.get(base, 0)
             self.used[base] = k + 1
@@ -177,9 +177,9 @@ class _Names:
         self.names[n.id] = text
 
     def ref(self, n: Node) -> str:
-        if n.op == "dim":
+        if n.is_dim:
             return f"{dim_text(n.attr('dim'))}:{type_text(n.type)}"
-        if n.op == "const":
+        if n.is_const:
             return f"{format_value(n.attr('value'))}:{type_text(n.type)}"
         return self.names[n.id]
 
@@ -250,7 +250,7 @@ class _Builder:
         return self._item(p, role, part, [self.names.ref(p), type_text(p.type), what])
 
     def _op(self, n: Node, part: int) -> Item:
-        if n.op in INLINE:  # drawn only when it is an output itself
+        if n.is_literal:  # drawn only when it is an output itself
             return self._item(n, "const", part, [self.names.ref(n)])
         args = ", ".join(self.names.ref(i) for i in n.inputs)
         attrs = ", ".join(f"{k}={format_value(v)}" for k, v in n.attrs if k != "weak")
@@ -311,9 +311,9 @@ class _Builder:
                 self._param(c, "cotangent", k, f"cotangent of output {j}")
         drawn_outputs = {o.id for o in outputs} | {o.id for d in derivs for o in d.outputs}
         for n in order:
-            if n.op == "param" and n.id not in self.item_of:  # a derivative whose params are not F's
+            if n.is_param and n.id not in self.item_of:  # a derivative whose params are not F's
                 self._param(n, "input", part_of[n.id], "input")
-            elif n.op != "param" and (n.op not in INLINE or n.id in drawn_outputs):
+            elif not n.is_param and (not n.is_literal or n.id in drawn_outputs):
                 self._op(n, part_of[n.id])
 
         if f is None:
@@ -364,7 +364,7 @@ class _Builder:
             title = f"{f.name}: the forward pass of {base}" if f.kind == "fwd" else f"{f.kind} {f.name}"
         outs = {o.id for o in f.outputs}
         for n in order:
-            if n.op != "param" and (n.op not in INLINE or n.id in outs):
+            if not n.is_param and (not n.is_literal or n.id in outs):
                 self._op(n, 0)
         self._mark_outputs(f.outputs)
         if f.kind == "fwd":
@@ -402,8 +402,9 @@ def collapse_statements(view: View) -> View:
         new_of[k] = g
     for item in items:
         if item.role == "statement":
-            counts = Counter(n.op for n in item.nodes)
-            ops = [op + (f" x{counts[op]}" if counts[op] > 1 else "") for op in dict.fromkeys(n.op for n in item.nodes)]
+            counts = Counter(n.op.name for n in item.nodes)
+            ops = [op + (f" x{counts[op]}" if counts[op] > 1 else "")
+                   for op in dict.fromkeys(n.op.name for n in item.nodes)]
             item.head.append(", ".join(ops))
             item.outputs.sort(key=_output_order)
     edges: dict[tuple[int, int], None] = {}

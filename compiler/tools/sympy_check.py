@@ -24,7 +24,6 @@ elements than `max_elements` is reported as skipped, with the reason.
 """
 from __future__ import annotations
 
-import contextvars
 import random
 import re
 import time
@@ -33,16 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.ir import Function, Module, Node, topo_order
-from ..core.primitive import REGISTRY
+from ..core.primitive import REGISTRY, SymContext
 from ..core.types import Dim, DType, dim_subst, symbols_in
-
-_sizes: contextvars.ContextVar[dict] = contextvars.ContextVar("tapeless_sizes", default={})
-
-
-def current_sizes() -> dict:
-    """Sizes of the symbols while a SymPy meaning runs (primitives read them for shapes)."""
-    return _sizes.get()
-
 
 def _sp():
     import sympy
@@ -62,32 +53,29 @@ def evaluate(outputs, env: dict[int, np.ndarray], sizes: dict, stop: dict | None
     and stop[symbol] is the expression it stands for.
     """
     sp = _sp()
-    token = _sizes.set(sizes)
-    try:
-        vals: dict[int, np.ndarray] = dict(env)
-        for n in topo_order(outputs):
-            if n.id in vals:
-                continue
-            if n.op == "param":
-                raise KeyError(f"no value for parameter {n.attr('name')}")
-            if n.op == "dim":
-                vals[n.id] = np.asarray(sp.Integer(int(dim_subst(n.attr("dim"), sizes))), dtype=object)
-                continue
-            args = [vals[i.id] for i in n.inputs]
-            if n.op == "stop_gradient" and stop is not None:
-                x = np.asarray(args[0], dtype=object)
-                fresh = np.empty(x.shape, dtype=object)
-                for idx in np.ndindex(x.shape):
-                    s = sp.Symbol(f"sg{len(stop)}", real=True)
-                    stop[s] = x[idx]
-                    fresh[idx] = s
-                vals[n.id] = fresh
-                continue
-            out = REGISTRY[n.op].sympy(args, n)
-            vals[n.id] = np.asarray(out, dtype=object).reshape(concrete_shape(n.shape, sizes))
-        return [vals[o.id] for o in outputs]
-    finally:
-        _sizes.reset(token)
+    ctx = SymContext(sizes)
+    vals: dict[int, np.ndarray] = dict(env)
+    for n in topo_order(outputs):
+        if n.id in vals:
+            continue
+        if n.is_param:
+            raise KeyError(f"no value for parameter {n.attr('name')}")
+        if n.is_dim:
+            vals[n.id] = np.asarray(sp.Integer(int(dim_subst(n.attr("dim"), sizes))), dtype=object)
+            continue
+        args = [vals[i.id] for i in n.inputs]
+        if n.op.detaches and stop is not None:
+            x = np.asarray(args[0], dtype=object)
+            fresh = np.empty(x.shape, dtype=object)
+            for idx in np.ndindex(x.shape):
+                s = sp.Symbol(f"sg{len(stop)}", real=True)
+                stop[s] = x[idx]
+                fresh[idx] = s
+            vals[n.id] = fresh
+            continue
+        out = n.op.sympy(ctx, args, n)
+        vals[n.id] = np.asarray(out, dtype=object).reshape(concrete_shape(n.shape, sizes))
+    return [vals[o.id] for o in outputs]
 
 
 # ---- sampling points --------------------------------------------------------------------------

@@ -25,10 +25,8 @@ import heapq
 from dataclasses import dataclass, field
 
 from ...core.ir import Node
-from ...core.primitive import REGISTRY
 from ...core.types import Dim, dim_prod
 
-SINKS = {"sum", "max", "min"}  # reductions over the rows: per-block partials combined after the loop
 MIN_ELEMENTS = 1 << 14  # a kernel over fewer (literal) elements is not worth its loop
 
 
@@ -51,7 +49,7 @@ def _rows(n: Node):
 
 def _row_aligned_inputs(n: Node) -> list[bool]:
     """For each input: does its axis 0 run along the node's rows?"""
-    if REGISTRY[n.op].elementwise:
+    if n.op.elementwise:
         return [i.type.rank == n.type.rank for i in n.inputs]
     return [i.type.rank >= 1 for i in n.inputs]  # row-wise ops: reductions, softmax
 
@@ -59,18 +57,19 @@ def _row_aligned_inputs(n: Node) -> list[bool]:
 def _member_op(n: Node) -> bool:
     if n.type.rank < 1 or n.shape[0] == 1:
         return False
-    prim = REGISTRY[n.op]
+    prim = n.op
     if prim.elementwise:
         return True
     if prim.kind == "reduce":  # sum, prod, max, min, logsumexp along other axes than 0
         return 0 not in n.attr("axes") and n.inputs[0].type.rank >= 1
-    if n.op in ("softmax", "log_softmax"):
+    if n.op.loop is not None and n.op.loop.rowwise:  # softmax along an axis other than the rows
         return n.attr("axis") != 0
     return False  # onehot too: one call over all labels checks them once, not once per block
 
 
 def _sink_op(n: Node) -> bool:
-    return n.op in SINKS and 0 in n.attr("axes") and n.inputs[0].type.rank >= 1 and n.inputs[0].shape[0] != 1
+    # a reduction over the rows whose per-block partials are combined after the loop
+    return n.op.loop is not None and n.op.loop.combine is not None and 0 in n.attr("axes") and n.inputs[0].type.rank >= 1 and n.inputs[0].shape[0] != 1
 
 
 def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
@@ -165,7 +164,7 @@ def _move_to_users(order: list[Node], kernels: list[Kernel], group: dict[int, in
     for k in kernels:
         for m in list(reversed(k.members)):
             us = users.get(m.id, set())
-            if not us or m.id in out_ids or REGISTRY[m.op].elementwise is False:
+            if not us or m.id in out_ids or m.op.elementwise is False:
                 continue
             targets = {group.get(u) for u in us}
             if len(targets) != 1 or None in targets or k.index in targets:
@@ -256,9 +255,9 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
         for p, m in enumerate(k.members):
             # a product may be computed late, by the einsum of the sum that reads it
             # (kernel_emit): its inputs count as read where that sum is
-            when = max(p, reader_pos.get(m.id, p)) if m.op == "mul" else p
+            when = max(p, reader_pos.get(m.id, p)) if m.op.name == "mul" else p
             for i, al in zip(m.inputs, _row_aligned_inputs(m)):
-                if i.id in members or i.op in ("param", "const", "dim"):
+                if i.id in members or i.is_leaf:
                     continue
                 candidates[i.id] = i
                 last_read[i.id] = max(last_read.get(i.id, -1), when)
@@ -275,9 +274,9 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
                 # a ufunc (or an expression assigned whole) may read what it overwrites; a select
                 # (several calls, kernel_emit.KernelWriter.select) only its first value, read first
                 limit = position[o.id]
-                if o.op == "where" and (i is not o.inputs[1] or any(x is i for x in (o.inputs[0], o.inputs[2]))):
+                if o.op.name == "where" and (i is not o.inputs[1] or any(x is i for x in (o.inputs[0], o.inputs[2]))):
                     limit -= 1
-                if (iid in taken or iid in bad or iid in keep or REGISTRY[i.op].is_view(i) or readers.get(iid, set()) != {me}
+                if (iid in taken or iid in bad or iid in keep or i.op.is_view(i) or readers.get(iid, set()) != {me}
                         or i.shape != o.shape or i.dtype != o.dtype or last_read[iid] > limit):
                     continue
                 taken.add(iid)

@@ -25,7 +25,7 @@ than numpy.where).
 from __future__ import annotations
 
 from ...core.ir import Node
-from ...core.primitive import REGISTRY
+from ...core.primitive import Cost
 from ...core.primitive import Expr
 from ...core.types import DType, dim_add, dim_mul, dim_prod
 from .plan import Kernel, _row_aligned_inputs
@@ -63,20 +63,20 @@ class KernelWriter:
         self.taken_input = {o.id: i for i, o in reusable}  # output id -> the input whose memory it takes
         # x * y read only by a sum: computed by that sum as one einsum
         self.folded = {m.id for m in k.members
-                       if m.op == "mul" and m.id not in self.outputs and len(self.readers.get(m.id, [])) == 1
-                       and self.readers[m.id][0].op == "sum" and m.type.rank <= 16
-                       and all(i.op not in ("const", "dim") for i in m.inputs)}
+                       if m.op.name == "mul" and m.id not in self.outputs and len(self.readers.get(m.id, [])) == 1
+                       and self.readers[m.id][0].op.name == "sum" and m.type.rank <= 16
+                       and all(not i.is_literal for i in m.inputs)}
         # a comparison read only by a cast to a number: the ufunc writes the numbers directly
         self.folded |= {m.id for m in k.members
                         if m.dtype == DType.BOOL and _ufunc(m) and m.id not in self.outputs
                         and len(self.readers.get(m.id, [])) == 1
-                        and self.readers[m.id][0].op == "cast" and self.readers[m.id][0].dtype != DType.BOOL}
+                        and self.readers[m.id][0].op.name == "cast" and self.readers[m.id][0].dtype != DType.BOOL}
         # a row-wise sum read only by a sink summing all of it (mean(cross_entropy)): the sink sums
         # the block it reads at once, one call instead of two
         self.summed = {m.id for m in k.members
-                       if m.op == "sum" and m.id not in self.outputs and m.inputs[0].id not in self.folded
+                       if m.op.name == "sum" and m.id not in self.outputs and m.inputs[0].id not in self.folded
                        and m.dtype == m.inputs[0].dtype and len(self.readers.get(m.id, [])) == 1
-                       and self.readers[m.id][0] in k.sinks and self.readers[m.id][0].op == "sum"
+                       and self.readers[m.id][0] in k.sinks and self.readers[m.id][0].op.name == "sum"
                        and len(self.readers[m.id][0].attr("axes")) == m.type.rank
                        and not self.readers[m.id][0].attr("keepdims")}
         self.folded |= self.summed
@@ -182,7 +182,7 @@ class KernelWriter:
     def member(self, pos: int, n: Node, last_use: dict[int, int]) -> None:
         if n.id in self.folded:
             return  # written by its only reader: the einsum of a sum, or the ufunc of a cast
-        if n.op == "sum" and n.inputs[0].id in self.folded:
+        if n.op.name == "sum" and n.inputs[0].id in self.folded:
             out = self.target(n, pos, inplace=False)  # einsum: its inputs are released after it
             index = ", ".join("0" if a in n.attr("axes") else ":" for a in range(n.inputs[0].type.rank))
             view = f"{out}[{index}]" if n.attr("keepdims") else out
@@ -191,7 +191,7 @@ class KernelWriter:
             dying = [i.id for i in n.inputs[0].inputs if i.id in self.holder and last_use.get(i.id) == pos]
             self.release(list(dict.fromkeys(dying)))
             return
-        if n.op == "cast" and n.inputs[0].id in self.folded:
+        if n.op.name == "cast" and n.inputs[0].id in self.folded:
             c = n.inputs[0]
             args = [self.value(i, c, al) for i, al in zip(c.inputs, _row_aligned_inputs(c))]
             self.release(list(dict.fromkeys(i.id for i in c.inputs if i.id in self.holder
@@ -210,12 +210,12 @@ class KernelWriter:
             ufunc, extra = _ufunc(n)
             texts = self.operands(n, ufunc, [a.text for a in args] + list(extra), list(n.inputs) + [None] * len(extra))
             self.stmts.append(f"{self.xp}.{ufunc}({', '.join(texts)}, out={out})  {where}")
-        elif n.op == "where" and n.dtype in _INT_OF:
+        elif n.op.name == "where" and n.dtype in _INT_OF:
             out = self.target(n, pos, inplace=False)  # not over an input: the select reads them after writing
             self.select(n, args, out, where)
             self.release(dying)
         else:
-            e = REGISTRY[n.op].emit(self.ctx, args, n)
+            e = n.op.emit(self.ctx, args, n)
             if n.id in self.outputs:
                 out = self.target(n, pos)
                 self.stmts.append(f"{out}[...] = {e.text}  {where}")
@@ -230,12 +230,12 @@ class KernelWriter:
         it, made once per loop call; only for rows of >= 64 elements (a shorter row broadcast
         over many rows costs more than the scalar)."""
         width = dim_prod(n.shape[1:])
-        if (ufunc not in self.ctx.backend.slow_scalar_ufuncs or n.dtype != DType.F32
+        if (not n.op.loop.row or n.dtype != DType.F32
                 or not isinstance(width, int) or width < 64):
             return texts
         out = list(texts)
         for k, node in enumerate(nodes):  # None: an extra argument of the primitive's ufunc (relu's 0)
-            if node is None or (node.op == "const" and node.type.rank == 0):
+            if node is None or (node.is_const and node.type.rank == 0):
                 key = (texts[k], tuple(n.shape[1:]))
                 if key not in self.const_rows:
                     self.const_rows[key] = row = self.local.fresh("zeros" if texts[k] == "0" else "row")
@@ -271,7 +271,7 @@ class KernelWriter:
 
     def bits(self, e: Expr, node: Node, it: str) -> str:
         """The integer view of one operand of a select (a constant becomes its bit pattern)."""
-        if node.op in ("const", "dim") or not e.text.isidentifier():
+        if node.is_literal or not e.text.isidentifier():
             return f"{self.xp}.asarray({e.text}, dtype={self.ctx.dtype(node.dtype)}).view({it})"
         return f"{e.text}.view({it})"
 
@@ -296,22 +296,22 @@ class KernelWriter:
         elif len(s.attr("axes")) == s.inputs[0].type.rank and s.dtype == s.inputs[0].dtype and s.dtype.is_float:
             e = Expr(self.total(s, self.block[s.inputs[0].id]))
         else:
-            e = REGISTRY[s.op].emit(self.ctx, [Expr(self.block[s.inputs[0].id])], s)
+            e = s.op.emit(self.ctx, [Expr(self.block[s.inputs[0].id])], s)
         acc = self.local.fresh("acc")
         self.accs.append(acc)
-        if s.op == "sum":
+        if s.op.name == "sum":
             self.stmts.append(f"{acc} += {e.text}  {_comment(s)}")
         else:
             part = self.local.fresh("part")
             self.accs.append(part)  # loop machinery, as acc
             self.stmts.append(f"{part} = {e.text}  {_comment(s)}")
-            self.stmts.append(f"{acc} = {part} if {acc} is None else {self.xp}.{REGISTRY[s.op].reducer}({acc}, {part})")
+            self.stmts.append(f"{acc} = {part} if {acc} is None else {self.xp}.{s.op.reducer}({acc}, {part})")
         return acc, s
 
     def total(self, s: Node, block: str) -> str:
         """A block's float sum (max, min) over everything, by the ufunc's reduce: np.sum's Python
         wrapper costs ~3 us a call, once per block (W2: hundreds of blocks)."""
-        return f"{self.xp}.{REGISTRY[s.op].reducer}.reduce({block}, axis=None)"
+        return f"{self.xp}.{s.op.reducer}.reduce({block}, axis=None)"
 
     def column_sum(self, s: Node) -> bool:
         """A sum of a block over its leading axes (a bias gradient: axis 0; W5's c: all but the
@@ -319,7 +319,7 @@ class KernelWriter:
         reduction (512x256 float32: 32 -> 15 us; 15x128x64 over two axes: 48 -> 10 us) and as
         accurate (both accumulate down the rows in the block's precision)."""
         x, axes = s.inputs[0], s.attr("axes")
-        return (self.ctx.backend.gemv_column_sums and s.op == "sum" and axes == tuple(range(len(axes)))
+        return (self.ctx.backend.caps.gemv_column_sums and s.op.name == "sum" and axes == tuple(range(len(axes)))
                 and len(axes) < x.type.rank and not s.attr("keepdims") and x.dtype in (DType.F32, DType.F64)
                 and s.dtype == x.dtype)
 
@@ -405,7 +405,7 @@ class KernelWriter:
         inner += self.hoisted
         for acc, s in accs:
             inner.append(f"{acc} = {xp}.zeros({ctx.shape(s.shape)}, dtype={ctx.dtype(s.dtype)})"
-                         if s.op == "sum" else f"{acc} = None")
+                         if s.op.name == "sum" else f"{acc} = None")
         inner.append(f"for {i} in range({lo}, {hi}, {self.rows}):")
         loop = [f"{j} = min({i} + {self.rows}, {hi})"]
         loop += [f"{block} = {whole}[:{j} - {i}]" for whole, block in self.buffer_names]
@@ -417,10 +417,10 @@ class KernelWriter:
         lines += ["    " + line for line in inner]
         widest = max((dim_prod(m.shape[1:]) for m in k.members), key=_dim_weight)
         w = ctx.dim(self.row_bytes())  # what one row touches: _blocks makes blocks of _BLOCK_BYTES
-        combine = "(" + "".join(f"{s.op!r}, " for s in k.sinks) + ")"
+        combine = "(" + "".join(f"{s.op.loop.combine!r}, " for s in k.sinks) + ")"
         size = ctx.dim(dim_prod((k.rows, widest)))
         # cheap ufuncs only: on threads, where each call's fixed cost holds the GIL, bigger blocks
-        grow = "" if any(REGISTRY[m.op].costly for m in k.members) else ", _CHEAP_BLOCKS"
+        grow = "" if any(m.op.cost is Cost.COSTLY for m in k.members) else ", _CHEAP_BLOCKS"
         call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {w}, {size}, {combine}{grow})"
         sink_vars = []
         for s in k.sinks:
@@ -447,11 +447,11 @@ class KernelWriter:
 
 def _ufunc(n: Node) -> tuple | None:
     """(name, extra arguments) when the node is one ufunc call (the primitive table says)."""
-    return REGISTRY[n.op].ufunc
+    return n.op.ufunc
 
 
 def _is_zero(n: Node) -> bool:
-    return n.op == "const" and n.attr("value") == 0 and not str(n.attr("value")).startswith("-")
+    return n.is_const and n.attr("value") == 0 and not str(n.attr("value")).startswith("-")
 
 
 def _where(n: Node) -> str:

@@ -1,0 +1,112 @@
+"""Making typed IR nodes: `apply` and the leaves.
+
+`apply(op, *inputs, **attrs)` runs the primitive's dtype coercion and type rule, folds
+operations on scalar literals, and interns the node (ir.make_node). Everything that creates
+IR goes through here: lowering, derivative rules, passes. `op` is a record or, inside
+primitives/, a name.
+
+The leaves are made here too: `param` (a function parameter), `const` (a scalar literal)
+and `dim` (the value of a size symbol). The smart constructors rules are written with
+(`add`, `mul`, `unbroadcast`, ...) are in primitives/algebra.py.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .diagnostics import UserError
+from .ir import Node, freeze_attrs, make_node
+from .primitive import Primitive, get
+from .types import Dim, DimLike, DType, TensorType
+
+
+def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None, **attrs: Any) -> Node:
+    prim = get(op) if isinstance(op, str) else op
+    args = list(inputs)
+    if prim.coerce is not None:
+        args = prim.coerce(args, attrs)
+    t = prim.infer([a.type for a in args], attrs)
+    if prim.fold is not None and args and all(a.is_const for a in args) and t.shape == ():
+        return const(_fold(prim, args, t), t)
+    return make_node(prim, tuple(args), freeze_attrs(attrs), t, span, name)
+
+
+def _fold(prim: Primitive, args: list[Node], t: TensorType):
+    vals = [np.asarray(a.attr("value"), dtype=a.dtype.np)[()] for a in args]
+    with np.errstate(all="ignore"):
+        out = prim.fold(*vals)
+    out = np.asarray(out).astype(t.dtype.np)[()].item()
+    if t.dtype.kind == "i" and all(a.dtype.kind == "i" for a in args):
+        exact = _exact(prim, [a.attr("value") for a in args])
+        if exact is not None and exact != out:  # NumPy wrapped around: never a silently wrong constant
+            shown = str(exact) if exact.bit_length() < 200 else "far too large"
+            raise UserError(f"integer overflow: `{prim.name}` of the constants "
+                            f"{', '.join(str(a.attr('value')) for a in args)} is {shown}, which does not fit {t.dtype}")
+    return out
+
+
+def _exact(prim: Primitive, values: list[int]) -> int | None:
+    """The exact integer result of a fold, with Python's unbounded ints (None: not integral)."""
+    try:
+        if prim.fold_exact is not None:
+            out = prim.fold_exact(*values)
+        else:
+            out = prim.fold(*[np.asarray(v, dtype=object) for v in values])
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+    out = out.item() if isinstance(out, np.ndarray) else out
+    return out if isinstance(out, int) and not isinstance(out, bool) else None
+
+
+# ---- leaves ------------------------------------------------------------------------------
+def const(value, t: TensorType | DType, weak: bool | None = None) -> Node:
+    """A scalar literal of type `t` (a scalar type, or a dtype)."""
+    if isinstance(t, DType):
+        t = TensorType(t, (), bool(weak))
+    elif weak is not None:
+        t = t.with_(weak=weak)
+    assert t.shape == (), "const nodes are scalars; use full() for tensors"
+    if isinstance(value, int) and not isinstance(value, bool) and t.dtype.kind == "i":
+        info = np.iinfo(t.dtype.np)
+        if not info.min <= value <= info.max:
+            raise UserError(f"integer constant {value} does not fit {t.dtype} ([{info.min}, {info.max}])")
+    v = np.asarray(value).astype(t.dtype.np)[()].item()
+    if isinstance(v, float) and not math.isfinite(v):
+        pass  # inf and nan are emitted by name
+    return make_node(get("const"), (), (("value", v),), t)
+
+
+def literal(value: bool | int | float) -> Node:
+    """A weakly typed literal, as written in source."""
+    if isinstance(value, bool):
+        return const(value, DType.BOOL, weak=True)
+    if isinstance(value, int):
+        return const(value, DType.I64, weak=True)
+    return const(value, DType.F64, weak=True)
+
+
+def dim_value(d: DimLike) -> Node:
+    """The value of a size symbol (or polynomial in them) as a weak integer scalar."""
+    if isinstance(d, int):
+        return literal(d)
+    return make_node(get("dim"), (), (("dim", d),), TensorType(DType.I64, (), True))
+
+
+def dim_value_strong(symbol: str) -> Node:
+    """The value of one size symbol as a strong i64 scalar (a residual carrying a size)."""
+    return retype_leaf(dim_value(Dim.symbol(symbol)), DType.I64, weak=False)
+
+
+def param(name: str, t: TensorType, position: int, span=None, carries: str | None = None) -> Node:
+    """A function parameter; `carries` names the size symbol a size-carrying parameter holds."""
+    attrs = (("carries", carries),) if carries else ()
+    return make_node(get("param"), (), attrs + (("name", name), ("position", position)), t, span, name)
+
+
+def retype_leaf(x: Node, dtype: DType, weak: bool = False) -> Node:
+    """A literal or constructor made again as `dtype` (never a cast: it is made so)."""
+    if x.is_const:
+        return const(x.attr("value"), x.type.with_(dtype=dtype, weak=weak))
+    return make_node(x.op, x.inputs, x.attrs, x.type.with_(dtype=dtype, weak=weak), x.span, x.name)

@@ -1,0 +1,225 @@
+"""The one rewrite mechanism: named rules over IR nodes, rule sets, a fixed point, a firing log.
+
+    SIMPLIFY = RuleSet("simplify")
+
+    @SIMPLIFY.rule("x * 1 = x", Op("mul", X, Lit(1)))
+    def _(m):
+        return m.x                       # the replacement; None when the rule does not apply
+
+    node = SIMPLIFY.fixed_point(node)    # the first rule that fires, again, until none does
+    hit = PEEPHOLES.first(node, env)     # (rule, result) of the first rule that fires, or None
+
+A rule is a name (what it does, as a reader would say it), a pattern and a function of the
+match. Patterns: `Op(name or record, *argument patterns, where=guard)` matches a node of
+that op (several names: `Op(("add", "sub"), ...)`); `Var("x")` (X, Y, Z, A, B, C below)
+matches any node and binds it, the same name twice only the same node; `Lit(value)` a scalar
+literal (`Lit()` any, bound as `m.c` unless named); `Wild()` anything. A rule without a
+pattern sees every node. The function gets the Match: bound names as attributes, `m.node`,
+`m.env` (what the caller passed: the module's ops, a kernel's readers, ...).
+
+Rule sets serve simplification and folding (passes/), the stable forms of composites
+(primitives/forms.py) and the NumPy loop writer's peepholes (codegen/fused/peepholes.py).
+
+TAPELESS_REWRITE_LOG=1 prints every firing to stderr (`rewrite simplify: x * 1 = x at
+model.tl:3`); `firings()` collects them in a test.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .ir import Node
+
+
+# ---- patterns --------------------------------------------------------------------------------
+class Pattern:
+    def match(self, node: Node, bound: dict) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def heads(self) -> frozenset[str] | None:
+        """The op names a matching node may have (None: any)."""
+        return None
+
+
+@dataclass(frozen=True)
+class Var(Pattern):
+    name: str
+
+    def match(self, node, bound):
+        if self.name in bound:
+            return bound[self.name] is node
+        bound[self.name] = node
+        return True
+
+
+@dataclass(frozen=True)
+class Wild(Pattern):
+    """Any node, not bound."""
+
+    def match(self, node, bound):
+        return True
+
+
+@dataclass(frozen=True)
+class Lit(Pattern):
+    """A scalar literal (`const`), of one value when given; bound under `name`."""
+
+    value: object = None
+    name: str = "c"
+
+    def match(self, node, bound):
+        if not node.is_const or node.shape != ():
+            return False
+        if self.value is not None and node.attr("value") != self.value:
+            return False
+        bound.setdefault(self.name, node)
+        return True
+
+    def heads(self):
+        return frozenset({"const"})
+
+
+class Op(Pattern):
+    """A node of one of the ops (names, or records), with inputs matching `args` (when given:
+    exactly that many) and `where(node)` true."""
+
+    def __init__(self, ops, *args: Pattern, where: Callable[[Node], bool] | None = None):
+        ops = ops if isinstance(ops, tuple) else (ops,)
+        self.names = frozenset(o if isinstance(o, str) else o.name for o in ops)
+        self.args = args
+        self.where = where
+
+    def match(self, node, bound):
+        if node.op.name not in self.names:
+            return False
+        if self.args and len(self.args) != len(node.inputs):
+            return False
+        if not all(p.match(i, bound) for p, i in zip(self.args, node.inputs)):
+            return False
+        return self.where is None or bool(self.where(node))
+
+    def heads(self):
+        return self.names
+
+
+X, Y, Z, A, B, C = (Var(v) for v in "xyzabc")
+
+
+# ---- rules and rule sets ----------------------------------------------------------------------
+class Match:
+    """What a rule's function sees: the bound names as attributes, the node, the caller's env."""
+
+    def __init__(self, node: Node, bound: dict, env):
+        self.__dict__.update(bound)
+        self.node = node
+        self.env = env
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    pattern: Pattern | None
+    apply: Callable[[Match], object]
+
+    def fire(self, node: Node, env=None):
+        bound: dict = {}
+        if self.pattern is not None and not self.pattern.match(node, bound):
+            return None
+        return self.apply(Match(node, bound, env))
+
+
+@dataclass
+class RuleSet:
+    name: str
+    rules: list[Rule] = field(default_factory=list)
+    _index: dict | None = field(default=None, repr=False)
+
+    def rule(self, name: str, pattern: Pattern | None = None):
+        """Decorator: add `fn(match) -> result or None` as the rule `name`."""
+
+        def deco(fn):
+            self.add(Rule(name, pattern, fn))
+            return fn
+
+        return deco
+
+    def add(self, rule: Rule) -> Rule:
+        if any(r.name == rule.name for r in self.rules):
+            raise ValueError(f"rule set {self.name}: two rules named {rule.name!r}")
+        self.rules.append(rule)
+        self._index = None
+        return rule
+
+    def _for(self, node: Node) -> list[Rule]:
+        """The rules whose pattern can match this node's op, in the set's order."""
+        if self._index is None:
+            self._index = {}
+        rules = self._index.get(node.op.name)
+        if rules is None:
+            rules = self._index[node.op.name] = [
+                r for r in self.rules
+                if r.pattern is None or r.pattern.heads() is None or node.op.name in r.pattern.heads()]
+        return rules
+
+    def first(self, node: Node, env=None, accept: Callable | None = None):
+        """(rule, result) of the first rule that fires on node (and that `accept(result, node)`
+        takes), or None."""
+        for r in self._for(node):
+            out = r.fire(node, env)
+            if out is None or out is node or (accept is not None and not accept(out, node)):
+                continue
+            _log(self, r, node)
+            return r, out
+        return None
+
+    @contextlib.contextmanager
+    def without(self, *names: str):
+        """`with rules.without("x * 1 = x"):` runs with those rules left out (tests, debugging)."""
+        missing = set(names) - {r.name for r in self.rules}
+        if missing:
+            raise KeyError(f"rule set {self.name} has no rule {sorted(missing)[0]!r}")
+        saved = self.rules
+        self.rules, self._index = [r for r in saved if r.name not in names], None
+        try:
+            yield self
+        finally:
+            self.rules, self._index = saved, None
+
+    def rewrite(self, node: Node, env=None, accept: Callable | None = None):
+        hit = self.first(node, env, accept)
+        return node if hit is None else hit[1]
+
+    def fixed_point(self, node: Node, env=None, accept: Callable | None = None, limit: int = 50) -> Node:
+        """Rewrite by the first rule that fires until none does (at most `limit` times)."""
+        for _ in range(limit):
+            hit = self.first(node, env, accept)
+            if hit is None:
+                return node
+            node = hit[1]
+        return node
+
+
+# ---- the firing log ---------------------------------------------------------------------------
+_collectors: list[list] = []
+
+
+def _log(rules: RuleSet, rule: Rule, node: Node) -> None:
+    for c in _collectors:
+        c.append((rules.name, rule.name))
+    if os.environ.get("TAPELESS_REWRITE_LOG"):
+        where = f" at {node.span}" if node.span else ""
+        sys.stderr.write(f"rewrite {rules.name}: {rule.name}{where}\n")
+
+
+@contextlib.contextmanager
+def firings():
+    """`with firings() as fired:` collects (rule set, rule) names of every firing inside."""
+    fired: list[tuple[str, str]] = []
+    _collectors.append(fired)
+    try:
+        yield fired
+    finally:
+        _collectors.remove(fired)

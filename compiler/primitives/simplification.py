@@ -1,0 +1,364 @@
+"""The algebraic rules -O1 simplifies with (passes/simplify.py runs them), each named.
+
+Each rule looks at one node (whose inputs are already simplified) and returns an equal,
+cheaper node or None. A rewrite is kept only if it leaves the node's type (dtype and shape)
+unchanged (the pass's `accept`). Rules never fold `x * 0` or `x - x` (NaN and inf make them
+wrong) and never drop a `where`.
+"""
+from __future__ import annotations
+
+import math
+
+from ..core.ir import Node
+from ..core.rewrite import Op, RuleSet, Wild, X
+from ..core.types import broadcast_shapes, dim_prod
+from . import algebra as B
+from .linalg import full_spec, parse_spec
+
+SIMPLIFY = RuleSet("simplify")
+
+
+def _const(n: Node):
+    return n.attr("value") if n.is_const else None
+
+
+def same_type(new: Node, old: Node) -> bool:
+    """A rewrite keeps the node's dtype and shape."""
+    return new.shape == old.shape and new.dtype == old.dtype
+
+
+_same_type = same_type
+
+
+# ---- identities ------------------------------------------------------------------------------
+@SIMPLIFY.rule("x * 1 = x, x + 0 = x, x - 0 = x, x / 1 = x, x ** 1 = x", Op(("mul", "add", "sub", "div", "pow")))
+def identities(m):
+    n = m.node
+    if n.op.name not in ("mul", "add", "sub", "div", "pow"):
+        return None
+    a, b = n.inputs
+    unit = {"mul": 1, "add": 0, "sub": 0, "div": 1, "pow": 1}[n.op.name]
+    if _const(b) == unit and _same_type(a, n):
+        return a
+    if n.op.name in ("mul", "add") and _const(a) == unit and _same_type(b, n):
+        return b
+    return None
+
+
+@SIMPLIFY.rule("--x = x, (-a) * (-b) = a * b, a + (-b) = a - b, a - (-b) = a + b, (-a) + b = b - a", Op(("neg", "mul", "div", "add", "sub")))
+def negations(m):
+    n = m.node
+    if n.op.name == "neg" and n.inputs[0].op.name == "neg":
+        return n.inputs[0].inputs[0]
+    if n.op.name in ("mul", "div") and all(i.op.name == "neg" for i in n.inputs):
+        return B.apply(n.op, n.inputs[0].inputs[0], n.inputs[1].inputs[0])
+    if n.op.name == "add" and n.inputs[1].op.name == "neg":
+        return B.apply("sub", n.inputs[0], n.inputs[1].inputs[0])
+    if n.op.name == "add" and n.inputs[0].op.name == "neg":
+        return B.apply("sub", n.inputs[1], n.inputs[0].inputs[0])
+    if n.op.name == "sub" and n.inputs[1].op.name == "neg":
+        return B.apply("add", n.inputs[0], n.inputs[1].inputs[0])
+    if n.op.name == "mul" and _const(n.inputs[0]) == -1:
+        return B.apply("neg", n.inputs[1])
+    if n.op.name == "mul" and _const(n.inputs[1]) == -1:
+        return B.apply("neg", n.inputs[0])
+    return None
+
+
+# ---- constants ---------------------------------------------------------------------------------
+@SIMPLIFY.rule("op(full(c), x) = op(c, x) when x alone has the result's shape (no constant array is made)", None)
+def full_operands(m):
+    n = m.node
+    if not n.op.elementwise or len(n.inputs) < 2:
+        return None
+    fulls = [k for k, i in enumerate(n.inputs) if i.op.name == "full"]
+    if not fulls:
+        return None
+    args = list(n.inputs)
+    for k in fulls:
+        args[k] = B.const(n.inputs[k].attr("value"), n.inputs[k].type.with_(shape=()))
+    if broadcast_shapes(*[a.shape for a in args]) != n.shape:
+        return None
+    return B.apply(n.op, *args, **n.attr_dict)
+
+
+@SIMPLIFY.rule("c1 * (c2 * x) = (c1 c2) * x, and likewise for + (constants gathered on the left)", Op(("mul", "add")))
+def constant_chains(m):
+    n = m.node
+    if n.op.name not in ("mul", "add"):
+        return None
+    a, b = n.inputs
+    if _const(b) is not None and _const(a) is None:  # constants first: c * x
+        a, b = b, a
+    if _const(a) is None:
+        return None
+    if b.op == n.op:
+        inner_c = next((i for i in b.inputs if _const(i) is not None), None)
+        if inner_c is not None:
+            other = b.inputs[1] if inner_c is b.inputs[0] else b.inputs[0]
+            c = B.apply(n.op, a, inner_c)  # folds: both constants
+            return B.apply(n.op, c, other)
+    if b.op.name == "neg" and n.op.name == "mul":  # c * -x = (-c) * x
+        return B.apply("mul", B.apply("neg", a), b.inputs[0])
+    if (a, b) != tuple(n.inputs):
+        return B.apply(n.op, a, b)
+    return None
+
+
+@SIMPLIFY.rule("(c1 * a) * (c2 * b) = (c1 c2) * (a * b): constants gathered out of products", Op("mul"))
+def constants_out_of_products(m):
+    n = m.node
+    if n.op.name != "mul" or any(_const(i) is not None for i in n.inputs):
+        return None
+    parts, consts = [], []
+    for i in n.inputs:
+        if i.op.name == "mul" and _const(i.inputs[0]) is not None and _const(i.inputs[1]) is None:
+            consts.append(i.inputs[0])
+            parts.append(i.inputs[1])
+        else:
+            parts.append(i)
+    if not consts:
+        return None
+    c = consts[0] if len(consts) == 1 else B.apply("mul", *consts)
+    return B.apply("mul", c, B.apply("mul", *parts))
+
+
+@SIMPLIFY.rule("x / c = x * (1 / c) for floating constants (a multiply is cheaper than a divide)", Op("div"))
+def divide_by_constant(m):
+    n = m.node
+    if n.op.name == "div" and _const(n.inputs[1]) not in (None, 0) and n.dtype.is_float:
+        c = n.inputs[1]
+        return B.apply("mul", B.apply("div", B.like_const(1, c), c), n.inputs[0])
+    return None
+
+
+# ---- powers ------------------------------------------------------------------------------------
+@SIMPLIFY.rule("x ** 2 = x * x, x ** 3 = (x * x) * x, x ** 4 = (x * x) * (x * x), x ** 0.5 = sqrt(x), x ** -1 = 1 / x", Op("pow"))
+def small_powers(m):
+    n = m.node
+    if n.op.name != "pow" or _const(n.inputs[1]) is None or n.inputs[0].shape != n.shape:
+        return None
+    x, e = n.inputs[0], _const(n.inputs[1])
+    if e == 2:
+        return B.apply("mul", x, x)
+    if e == 3:
+        sq = B.apply("mul", x, x)
+        return B.apply("mul", sq, x)
+    if e == 4:
+        sq = B.apply("mul", x, x)
+        return B.apply("mul", sq, sq)
+    if e == 0.5 and x.dtype.is_float:
+        return B.apply("sqrt", x)
+    if e == -1 and x.dtype.is_float:
+        return B.apply("div", B.like_const(1, x), x)
+    return None
+
+
+@SIMPLIFY.rule("polynomials in Horner form: 5x^3 + 2x^2 + 4x + 8 = ((5x + 2)x + 4)x + 8 (when it takes fewer ops)", Op(("add", "sub")))
+def horner(m):
+    n = m.node
+    """Fewer operations and live temporaries; the rounding error bound is the expanded sum's.
+    Where terms of opposite signs overflow (x = -inf or -1e300 above: -inf + inf), the nested
+    form gives the polynomial's limit, -inf, and the form as written NaN."""
+    if n.op.name not in ("add", "sub") or not n.dtype.is_float:
+        return None
+    found = _polynomial(n)
+    if found is None:
+        return None
+    x, coefs = found
+    if x.shape != n.shape or x.dtype != n.dtype or max(coefs) < 2:
+        return None
+    top = max(coefs)
+    if top - (coefs[top] == 1) + len(coefs) - 1 >= _op_count(n, x):  # a multiply per degree, an add per term
+        return None
+    acc = None  # the leading coefficient, not yet multiplied by x
+    for k in range(top - 1, -1, -1):
+        acc = (x if coefs[top] == 1 else B.apply("mul", B.like_const(coefs[top], x), x)) if acc is None \
+            else B.apply("mul", acc, x)
+        if k in coefs:
+            acc = B.apply("sub" if coefs[k] < 0 else "add", acc, B.like_const(abs(coefs[k]), x))
+    return acc
+
+
+def _polynomial(n: Node):
+    """(x, {degree: coefficient}) when n is a polynomial in one value x, written with scalar
+    constants and +, -, unary - and *; else None. A product of two sums is not expanded: the
+    user's factored form, (2x - 1)(3x - 2), is more accurate near its roots than the expansion.
+    A coefficient of x that cancels to 0 keeps the code as written: x - x is NaN at x = inf."""
+    leaf: list[Node] = []
+    memo: dict[int, dict | None] = {}
+
+    def walk(m: Node):
+        if m.id not in memo:
+            if len(memo) >= _POLYNOMIAL_NODES:
+                raise _TooBig
+            memo[m.id] = None
+            memo[m.id] = terms(m)
+        return memo[m.id]
+
+    def terms(m: Node):
+        if m.op.name == "const":
+            v = m.attr("value")
+            return {0: v} if m.shape == () and v != 0 and math.isfinite(v) else None
+        if m.op.name == "pow" and m is not (leaf[0] if leaf else None):
+            # x ** k for a whole k (small_powers leaves k >= 5): a monomial, so a sum with such a
+            # term is one polynomial, not a prefix rewritten apart from the terms that share its
+            # powers (0.5 + 0.5 x^3 + 0.5 x^4 + x ** 5: x^3 computed twice)
+            k = _const(m.inputs[1])
+            if k is None or k != int(k) or not 2 <= k <= _MAX_DEGREE or walk(m.inputs[0]) != {1: 1}:
+                return None
+            return {int(k): 1}
+        if m.op.name in ("add", "sub", "mul", "neg") and m is not (leaf[0] if leaf else None):
+            parts = [walk(i) for i in m.inputs]
+            if any(p is None for p in parts):
+                return None
+            if m.op.name == "neg":
+                return {k: -c for k, c in parts[0].items()}
+            a, b = parts
+            if m.op.name == "mul":
+                if len(a) > 1 and len(b) > 1:
+                    return None
+                out: dict = {}
+                for i, ca in a.items():
+                    for j, cb in b.items():
+                        out[i + j] = out.get(i + j, 0) + ca * cb
+            else:
+                sign = -1 if m.op.name == "sub" else 1
+                out = dict(a)
+                for k, c in b.items():
+                    out[k] = out.get(k, 0) + sign * c
+            if any((c == 0 and k) or not math.isfinite(c) for k, c in out.items()):
+                return None
+            return {k: c for k, c in out.items() if c}
+        if not leaf:
+            leaf.append(m)
+        return {1: 1} if m is leaf[0] else None
+
+    try:
+        found = walk(n)
+    except _TooBig:
+        return None
+    return (leaf[0], found) if found is not None and leaf else None
+
+
+_MAX_DEGREE = 32  # x ** k with a larger k stays a power: a Horner chain that long is no cheaper
+
+# The rule runs at every + and - of a sum: looking at most this many nodes down keeps a
+# 500-term sum linear in time and shallow in recursion.
+_POLYNOMIAL_NODES = 48
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _op_count(n: Node, x: Node) -> int:
+    """Arithmetic nodes between n and the leaves (x and constants), each counted once."""
+    seen: set[int] = set()
+    stack = [n]
+    while stack:
+        m = stack.pop()
+        if m is x or m.op.name == "const" or m.id in seen:
+            continue
+        seen.add(m.id)
+        stack.extend(m.inputs)
+    return len(seen)
+
+
+# ---- functions and their inverses -----------------------------------------------------------------
+@SIMPLIFY.rule("log(exp(x)) = x", Op("log", Op("exp", X)))
+def log_exp(m):
+    return m.x
+
+
+@SIMPLIFY.rule("where(c, x, x) = x", Op("where", Wild(), X, X))
+def where_same(m):
+    return m.x
+
+
+# ---- shapes -------------------------------------------------------------------------------------------
+@SIMPLIFY.rule("transpose(transpose(x)) = one transpose; identity permutations vanish", Op("transpose"))
+def transposes(m):
+    n = m.node
+    if n.op.name != "transpose":
+        return None
+    perm = n.attr("perm")
+    x = n.inputs[0]
+    if x.op.name == "transpose":
+        inner = x.attr("perm")
+        perm = tuple(inner[p] for p in perm)
+        x = x.inputs[0]
+    if perm == tuple(range(len(perm))):
+        return x
+    if x is not n.inputs[0]:
+        return B.apply("transpose", x, perm=perm)
+    return None
+
+
+@SIMPLIFY.rule("reshape(reshape(x)) = reshape(x); a reshape to the same shape vanishes", Op("reshape"))
+def reshapes(m):
+    n = m.node
+    if n.op.name != "reshape":
+        return None
+    x = n.inputs[0]
+    if x.op.name == "reshape":
+        x = x.inputs[0]
+    if x.shape == n.shape:
+        return x
+    if x is not n.inputs[0]:
+        return B.apply("reshape", x, shape=n.shape)
+    return None
+
+
+@SIMPLIFY.rule("sum(broadcast_to(s)) over everything = s * (element count), for a scalar s", Op("sum", Op("broadcast_to")))
+def sum_of_broadcast(m):
+    n = m.node
+    if n.op.name != "sum" or n.inputs[0].op.name != "broadcast_to":
+        return None
+    inner = n.inputs[0].inputs[0]
+    if inner.shape != () or len(n.attr("axes")) != n.inputs[0].type.rank or n.attr("keepdims"):
+        return None
+    count = dim_prod(n.inputs[0].shape)
+    return B.apply("mul", inner, B.dim_value(count))
+
+
+@SIMPLIFY.rule("sum(u + c) = sum(u) + c n and sum(c u) = c sum(u), for a scalar constant c (one pass less)", Op("sum", Op(("add", "mul"))))
+def constants_out_of_sums(m):
+    n = m.node
+    if n.op.name != "sum" or n.inputs[0].op.name not in ("add", "mul"):
+        return None
+    inner = n.inputs[0]
+    c = next((i for i in inner.inputs if i.op.name == "const"), None)
+    if c is None:
+        return None
+    u = inner.inputs[1] if c is inner.inputs[0] else inner.inputs[0]
+    if u.shape != inner.shape or u.dtype != inner.dtype:
+        return None
+    total = B.apply("sum", u, axes=n.attr("axes"), keepdims=n.attr("keepdims"))
+    if inner.op.name == "mul":
+        return B.apply("mul", c, total)
+    count = dim_prod(u.shape[a] for a in n.attr("axes"))
+    return B.apply("add", total, B.apply("mul", c, B.dim_value(count)))
+
+
+@SIMPLIFY.rule("einsum of a transpose reads the operand with permuted subscripts", Op("einsum"))
+def einsum_transpose(m):
+    n = m.node
+    if n.op.name != "einsum" or not any(i.op.name == "transpose" for i in n.inputs):
+        return None
+    subs, out, _ = parse_spec(n.attr("spec"), len(n.inputs))
+    if any("." in s for s in subs):
+        return None
+    new_ops, new_subs = [], []
+    for s, x in zip(subs, n.inputs):
+        if x.op.name == "transpose":
+            perm = x.attr("perm")
+            inner = [""] * len(perm)
+            for k, p in enumerate(perm):
+                inner[p] = s[k]
+            new_ops.append(x.inputs[0])
+            new_subs.append("".join(inner))
+        else:
+            new_ops.append(x)
+            new_subs.append(s)
+    return B.apply("einsum", *new_ops, spec=full_spec(new_subs, out))
