@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.derivative import Part
 from ..core.ir import Function, Module, Node, topo_order, use_counts
 from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
 from ..core.types import Dim, DType, TensorType, dim_text, symbols_in
@@ -169,6 +170,9 @@ class Body:
 
     def emit(self) -> list[Expr]:
         fn, ctx = self.fn, self.ctx
+        d = fn.derivative
+        gradients = d is not None and d.n_gradients > 0  # (out= accumulates them: no return expression)
+        whole_reverse = gradients and d.part is Part.WHOLE
         order = topo_order(fn.outputs)
         uses = use_counts(order, fn.outputs)
         out_ids = {o.id for o in fn.outputs}
@@ -198,7 +202,7 @@ class Body:
             e = n.op.emit(ctx, args, n)
             user = consumer.get(n.id)
             if (n.id in out_ids and uses.get(n.id, 0) == 1 and n.name is None and not n.op.is_view(n)
-                    and fn.kind not in ("grad", "vjp", "bwd")):
+                    and not gradients):
                 self.exprs[n.id] = e  # written straight into the return statement
                 self.return_span = self.return_span or n
                 continue
@@ -210,11 +214,11 @@ class Body:
             if inline:
                 self.exprs[n.id] = e
                 continue
-            var = ctx.names.fresh(n.name or ("value" if n.id in out_ids and fn.kind in ("grad", "vjp") else "t"))
+            var = ctx.names.fresh(n.name or ("value" if n.id in out_ids and whole_reverse else "t"))
             ctx.vars[n.id] = var
             self.statement(f"{var} = {e.text}", n)
             self.exprs[n.id] = Expr(var)
-        n_copy = fn.get("n_outputs", len(fn.outputs)) if fn.kind == "fwd" else len(fn.outputs)
+        n_copy = d.n_primal_outputs if d is not None and d.part is Part.FWD else len(fn.outputs)
         return [self.value(o, k < n_copy) for k, o in enumerate(fn.outputs)]
 
     # ---- fused, cache-blocked loops (kernels.py plans them, kernel_emit.py writes them) --------------
@@ -249,11 +253,12 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     py_name = mod.fn_names[fn.name]
     names = mod.names.child()
     ctx = FnContext(mod, names)
-    kind = fn.kind
-    n_res = fn.get("n_residuals", 0) if kind == "bwd" else 0
-    wrt = list(fn.get("wrt", ()))
-    n_grads = len(wrt) if kind in ("grad", "vjp", "bwd") else 0
-    has_seed = bool(fn.get("seed", False))
+    d = fn.derivative
+    bwd = d is not None and d.part is Part.BWD
+    n_res = d.n_residuals if bwd else 0
+    wrt = list(d.wrt) if d is not None else []
+    n_grads = d.n_gradients if d is not None else 0
+    has_seed = d is not None and d.has_seed
 
     # parameters: residuals (bwd) arrive packed; `seed` is keyword-only
     params = list(fn.params)
@@ -263,7 +268,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     # `out`, `seed` and `residuals` are this function's own keywords: a source
     # parameter with one of those names is renamed in the Python signature
     out_var = "out" if n_grads else None
-    res_var = "residuals" if kind == "bwd" else None  # also when empty: the signature never changes
+    res_var = "residuals" if bwd else None  # also when empty: the signature never changes
     for special in ("out", "seed", "residuals"):
         names.taken.add(special)
     labels = []
@@ -364,12 +369,12 @@ def _unpack(names: list[str]) -> str:
 
 def _returns(ctx: FnContext, fn: Function, outs: list[Expr], out_var, n_grads: int, wrt, bufs=(),
              early: bool = False, accumulated=()) -> list[str]:
-    kind = fn.kind
-    if kind == "fwd":
-        n_out = fn.get("n_outputs", 1)
+    d = fn.derivative
+    if d is not None and d.part is Part.FWD:
+        n_out = d.n_primal_outputs
         primal = outs[:n_out]
         res = outs[n_out:]
-        primal_text = primal[0].text if n_out == 1 and not fn.get("multi") else _tuple(primal)
+        primal_text = primal[0].text if n_out == 1 and not d.primal_multi else _tuple(primal)
         return [f"return {primal_text}, {_tuple(res)}"]
     if n_grads:
         head, grads = outs[: len(outs) - n_grads], outs[len(outs) - n_grads:]
@@ -379,7 +384,7 @@ def _returns(ctx: FnContext, fn: Function, outs: list[Expr], out_var, n_grads: i
         for buf, g, done in zip(bufs, grads, list(accumulated) or [False] * len(bufs)):
             if not done:  # (a fused loop has added the others in, block by block)
                 lines.append(f"    {buf} += {g.text}")
-        if kind == "bwd":
+        if d.part is Part.BWD:
             lines.append(f"    return {_tuple([Expr(b) for b in bufs])}")
             lines.append(f"return {_tuple(grads)}")
         else:
@@ -415,23 +420,21 @@ def _docstring(mod: ModuleContext, fn: Function, labels: list[str], n_res: int, 
     if out_var:
         sig.append(("" if has_seed else "*, ") + "out=None")
     outs = [typ(o.type) for o in fn.outputs]
-    kind = fn.kind
-    if kind == "fwd":
-        n_out = fn.get("n_outputs", 1)
-        prim = outs[:n_out]
-        result = f"({prim[0] if len(prim) == 1 and not fn.get('multi') else '(' + ', '.join(prim) + ')'}, residuals)"
+    d = fn.derivative
+    fwd = d is not None and d.part is Part.FWD
+    if fwd:
+        prim = outs[:d.n_primal_outputs]
+        result = f"({prim[0] if len(prim) == 1 and not d.primal_multi else '(' + ', '.join(prim) + ')'}, residuals)"
     else:
-        result = outs[0] if len(outs) == 1 and not fn.multi and kind == "fn" else "(" + ", ".join(outs) + ")"
+        result = outs[0] if len(outs) == 1 and not fn.multi and d is None else "(" + ", ".join(outs) + ")"
     head = f"{fn.name}({', '.join(sig)}) -> {result}"
     text = [f'"""{sanitize_docstring(head)}', ""]
-    summary = fn.get("summary")
-    if summary:
-        text.append(sanitize_docstring(summary))
+    if d is not None:
+        text.append(sanitize_docstring(d.summary))
         text.append("")
-    if kind == "fwd":
-        names = fn.get("residual_names", ())
+    if fwd:
         text.append("Residuals (what the matching _bwd needs; never mutated there):")
-        for name, o in zip(names, fn.outputs[fn.get("n_outputs", 1):]):
+        for name, o in zip(d.residual_names, fn.outputs[d.n_primal_outputs:]):
             text.append(f"    {sanitize_docstring(name)}: {typ(o.type)}")
         text.append("")
     if out_var:
@@ -480,21 +483,34 @@ def generate(module: Module, options: Options, version: str) -> str:
         out += ["", src.rstrip("\n"), ""]
     out += ["", "# What each function is, for tapeless.runtime.gradcheck and other tools.", "__tapeless__ = {"]
     for f in module.functions:
-        info = {"kind": f.kind, "params": tuple(f.param_names), "n_outputs": len(f.outputs)}
-        if f.get("of") is not None:
-            info["of"] = mod.fn_names.get(f.get("of"), f.get("of"))
-        for key in ("wrt", "n_residuals"):
-            if f.get(key) is not None:
-                info[key] = f.get(key)
-        if any(n.op.detaches for n in topo_order(f.outputs)):
-            info["stop_gradient"] = True
-        if f.kind == "fwd":
-            info["n_outputs"] = f.get("n_outputs")
-        out.append(f"    {mod.fn_names[f.name]!r}: {info!r},")
+        out.append(f"    {mod.fn_names[f.name]!r}: {_table_entry(mod, f)!r},")
     out.append("}")
     # the source this module was made from (a repr: never code), for gradcheck's f64 rebuild
     out.append(f"__tapeless_source__ = {module.source.text!r}")
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _table_entry(mod: ModuleContext, f: Function) -> dict:
+    """What `__tapeless__` says of a function: its kind, parameters and output count, and for a
+    derivative its typed record (core/derivative.py) as plain data, names as in this module."""
+    info = {"kind": f.kind, "params": tuple(f.param_names), "n_outputs": len(f.outputs)}
+    d = f.derivative
+    if d is not None:
+        info["of"] = mod.fn_names.get(d.of, d.of)
+        info["wrt"] = d.wrt
+        if d.part is Part.BWD:
+            info["n_residuals"] = d.n_residuals
+        if d.part is Part.FWD:
+            info["n_outputs"] = d.n_primal_outputs
+    if any(n.op.detaches for n in topo_order(f.outputs)):
+        info["uses_stop_gradient"] = True
+    if d is not None:
+        record = d.table()
+        del record["of"], record["wrt"]
+        if d.pair is not None:
+            record["pair"] = tuple(mod.fn_names[name] for name in d.pair)
+        info.update(record)
+    return info
 
 
 def _closure(mod: ModuleContext) -> list[str]:

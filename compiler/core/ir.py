@@ -20,6 +20,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+from .derivative import Derivative
 from .source import SourceFile, Span
 from .types import TensorType
 
@@ -161,24 +162,23 @@ def _hashable(attrs):
 class Function:
     """A function of the IR: parameters (`param` nodes) to outputs.
 
-    `kind` and `meta` tell code generation how to present it in Python:
-      fn   -> bare result, or a tuple when `multi`
-      grad / vjp -> flat (outputs..., grads...), `out=` accumulates the trailing grads
-      fwd  -> (outputs, residuals)
-      bwd  -> grads tuple; the first `n_residuals` params arrive packed as `residuals`
-      jvp / hvp -> flat tuple
+    A function of the source has no `derivative`; a function a directive made carries its
+    typed record (core/derivative.py): the directive, the part (NAME, NAME_fwd, NAME_bwd),
+    what it differentiates and what each parameter and output holds. `multi`: a fn that
+    returns a tuple.
     """
 
     name: str
     params: tuple[Node, ...]
     outputs: tuple[Node, ...]
     span: Span | None
-    kind: str = "fn"
-    multi: bool = False  # a fn that returns a tuple
-    meta: tuple[tuple[str, Any], ...] = ()
+    multi: bool = False
+    derivative: Derivative | None = None
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return dict(self.meta).get(key, default)
+    @property
+    def kind(self) -> str:
+        """fn, or the derivative's kind (grad, vjp, jvp, hvp, fwd, bwd): the IR text's first word."""
+        return "fn" if self.derivative is None else self.derivative.kind
 
     @property
     def param_names(self) -> list[str]:
@@ -195,6 +195,13 @@ class Module:
             if f.name == name:
                 return f
         raise KeyError(name)
+
+    def pair(self, fn: Function) -> tuple[Function, Function] | None:
+        """(NAME_fwd, NAME_bwd) of a grad or vjp function or of either part; None for others."""
+        d = fn.derivative
+        if d is None or d.pair is None:
+            return None
+        return self.function(d.pair[0]), self.function(d.pair[1])
 
 
 # ---- graph walks -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+from .derivative import Part
 from .ir import Function, Module, Node, topo_order
 from .types import Dim, DType, dim_text
 
@@ -48,6 +49,18 @@ def _const_text(n: Node) -> str:
     return f"{text}:{type_text(n.type)}"
 
 
+def _described(d) -> list[tuple[str, object]]:
+    """What the header line says of a derivative function after its signature."""
+    if d is None:
+        return []
+    out = [("of", d.of), ("wrt", d.wrt)]
+    if d.part is Part.FWD:
+        out += [("n_outputs", d.n_primal_outputs), ("multi", d.primal_multi), ("residual_names", d.residual_names)]
+    elif d.part is Part.BWD:
+        out += [("n_residuals", d.n_residuals), ("seed", d.has_seed)]
+    return out + [("summary", d.summary)]
+
+
 def format_function(fn: Function) -> str:
     names: dict[int, str] = {}
     used: dict[str, int] = {}
@@ -74,7 +87,7 @@ def format_function(fn: Function) -> str:
     outs = [type_text(o.type) for o in fn.outputs]
     result = outs[0] if len(outs) == 1 and not fn.multi else "(" + ", ".join(outs) + ")"
     where = f"  # {fn.span.file}:{fn.span.line}" if fn.span else ""
-    meta = "".join(f" {k}={format_value(v)}" for k, v in fn.meta)
+    meta = "".join(f" {k}={format_value(v)}" for k, v in _described(fn.derivative))
     lines = [f"{fn.kind} {fn.name}({params}) -> {result}{meta}{where}"]
     for n in topo_order(fn.outputs):
         if n.is_leaf:

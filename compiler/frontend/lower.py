@@ -86,8 +86,9 @@ class Lowering:
             span = item.alias.span if item.alias else item.fn.span
             base = item.emitted_name
             names = [(base, span)]
-            if item.kind in ("grad", "vjp"):
-                names += [(base + "_fwd", span), (base + "_bwd", span)]
+            from ..autodiff.directives import DIRECTIVES, part_names
+
+            names += [(n, span) for n in part_names(base, DIRECTIVES[item.kind])[1:]]
         for name, span in names:
             if name in KEYWORDS:
                 self.sink.error(span, f"`{name}` is a keyword and cannot name a function")
@@ -168,7 +169,7 @@ class Lowering:
         if outputs is None:
             return None
         multi = len(outputs) > 1 or fd.result_is_tuple
-        return Function(fd.name.name, tuple(params), tuple(outputs), fd.span, "fn", multi)
+        return Function(fd.name.name, tuple(params), tuple(outputs), fd.span, multi=multi)
 
     def dtype(self, d: DType) -> DType:
         return DType.F64 if self.float64 and d.is_float else d
@@ -335,10 +336,10 @@ class Lowering:
                 ok = False
         if not ok:
             return None
-        from ..autodiff.directives import expand_directive
+        from ..autodiff.directives import DIRECTIVES
 
         try:
-            return expand_directive(d, target, wrt)
+            return DIRECTIVES[d.kind].derive(d.emitted_name, target, wrt, d.span)
         except UserError as e:
             self.sink.error(e.span or d.span, e.message)
             return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..core.ir import Function, Module, Node, graph_scope
+from ..core.derivative import Part
 from ..core.primitive import Cost
 from ..core.substitute import rebuild, substitute
 
@@ -22,38 +23,28 @@ def cheap(op) -> bool:
 
 
 def fewer_residuals(module: Module) -> Module:
-    by_name = {f.name: f for f in module.functions}
     replaced: dict[str, Function] = {}
     with graph_scope():
-        for fwd in module.functions:
-            if fwd.kind != "fwd":
+        for fn in module.functions:
+            if fn.derivative is None or fn.derivative.part is not Part.FWD:
                 continue
-            bwd = by_name.get(fwd.name[: -len("_fwd")] + "_bwd")
-            if bwd is None:
-                continue
-            pair = _trim(fwd, bwd)
-            if pair is not None:
-                replaced[fwd.name], replaced[bwd.name] = pair
+            trimmed = _trim(*module.pair(fn))
+            if trimmed is not None:
+                for new in trimmed:
+                    replaced[new.name] = new
     return Module(module.source, tuple(replaced.get(f.name, f) for f in module.functions))
 
 
 def _trim(fwd: Function, bwd: Function):
-    n_out = fwd.get("n_outputs")
-    residuals = list(fwd.outputs[n_out:])
-    n_res = bwd.get("n_residuals")
-    names = list(fwd.get("residual_names"))
-    params = list(bwd.params[:n_res])
-    carriers = len(residuals) - len(params)  # size carriers sit after the array residuals
-    if carriers:
-        residuals, tail_names = residuals[: len(params)], names[len(params):]
-        names = names[: len(params)]
-    else:
-        tail_names = []
+    n_out = fwd.derivative.n_primal_outputs
+    residuals = list(fwd.outputs[n_out:])  # the arrays, then the sizes they carry
+    saved = fwd.derivative.outputs[n_out:]
+    params = list(bwd.params[:bwd.derivative.n_residuals])
     index = {r.id: k for k, r in enumerate(residuals)}
     dropped: set[int] = set()
     for k, r in enumerate(residuals):
         if cheap(r.op) and all(i.is_literal or (i.id in index and index[i.id] not in dropped
-                                                              and i is not r) for i in r.inputs):
+                                                and i is not r) for i in r.inputs):
             dropped.add(k)
     if not dropped:
         return None
@@ -65,12 +56,9 @@ def _trim(fwd: Function, bwd: Function):
         mapping[params[k].id] = rebuild(r, inputs, {})
     new_outputs = substitute(bwd.outputs, mapping)
     keep = [k for k in range(len(residuals)) if k not in dropped]
-    new_params = [params[k] for k in keep] + list(bwd.params[n_res:])
-    meta_b = tuple((key, len(keep) if key == "n_residuals" else v) for key, v in bwd.meta)
-    new_bwd = replace(bwd, params=tuple(new_params), outputs=tuple(new_outputs), meta=meta_b)
-    kept_names = tuple(names[k] for k in keep) + tuple(tail_names)
-    meta_f = tuple((key, kept_names if key == "residual_names" else v) for key, v in fwd.meta)
-    tail = list(fwd.outputs[n_out + len(residuals):])
-    new_fwd = replace(fwd, outputs=tuple(list(fwd.outputs[:n_out]) + [residuals[k] for k in keep] + tail),
-                      meta=meta_f)
+    kept = tuple(saved[k] for k in keep)
+    new_bwd = replace(bwd, params=tuple([params[k] for k in keep] + list(bwd.params[len(params):])),
+                      outputs=tuple(new_outputs), derivative=bwd.derivative.with_residuals(kept))
+    new_fwd = replace(fwd, outputs=tuple(list(fwd.outputs[:n_out]) + [residuals[k] for k in keep]),
+                      derivative=fwd.derivative.with_residuals(kept))
     return new_fwd, new_bwd

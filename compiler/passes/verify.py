@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..core.ir import Function, Module, Node, topo_order
 from ..core.ir_text import format_function
-from ..core.primitive import REGISTRY
+from ..core.derivative import Part
 
 
 class VerifyError(AssertionError):
@@ -19,30 +19,25 @@ def verify(module: Module, after: str = "") -> Module:
     for fn in module.functions:
         params = {p.id for p in fn.params}
         for n in topo_order(fn.outputs):
-            if n.op.name == "param":
+            if n.is_param:
                 if n.id not in params:
                     _fail(fn, n, f"reads parameter `{n.attr('name')}` of another function", after)
                 continue
-            if n.op.name in ("const", "dim", "full", "eye"):
+            if n.is_literal or n.op.kind == "constructor":
                 continue  # leaves and constructors carry the type they were given
-            prim = n.op
-            want = prim.infer([i.type for i in n.inputs], dict(n.attrs))
+            want = n.op.infer([i.type for i in n.inputs], dict(n.attrs))
             if (want.dtype, want.shape) != (n.dtype, n.shape):
                 _fail(fn, n, f"has type {n.type} but its rule gives {want}", after)
-        if fn.kind == "fwd":
-            bwd = _sibling(module, fn.name[: -len("_fwd")] + "_bwd")
-            if bwd is not None:
-                n_res = len(fn.outputs) - fn.get("n_outputs")
-                if n_res != bwd.get("n_residuals"):
-                    _fail(fn, None, f"returns {n_res} residuals but the _bwd takes {bwd.get('n_residuals')}", after)
+        d = fn.derivative
+        if d is not None and (len(d.params), len(d.outputs)) != (len(fn.params), len(fn.outputs)):
+            _fail(fn, None, f"has {len(fn.params)} parameters and {len(fn.outputs)} outputs but its record "
+                            f"describes {len(d.params)} and {len(d.outputs)}", after)
+        if d is not None and d.part is Part.FWD:
+            bwd = module.pair(fn)[1]
+            n_res = len(fn.outputs) - d.n_primal_outputs
+            if n_res != bwd.derivative.n_residuals:
+                _fail(fn, None, f"returns {n_res} residuals but the _bwd takes {bwd.derivative.n_residuals}", after)
     return module
-
-
-def _sibling(module: Module, name: str) -> Function | None:
-    for f in module.functions:
-        if f.name == name:
-            return f
-    return None
 
 
 def _fail(fn: Function, node: Node | None, message: str, after: str) -> None:

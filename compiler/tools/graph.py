@@ -32,6 +32,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..core.derivative import Part as FnPart, Slot
 from ..core.ir import Function, Module, Node, topo_order
 from ..core.ir_text import format_value, type_text
 from ..core.source import SourceFile
@@ -41,7 +42,6 @@ STAGES = ("typed", "adjoint", "optimized")
 COLLAPSE = ("none", "statements")
 FORMATS = {".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png"}
 RENDER_TIMEOUT = 120.0  # seconds for `dot`; a 500-node graph takes under one
-DERIVATIVES = ("grad", "vjp")
 WIDTH = 60  # longest label line; longer ones end in "..."
 FANOUT = 8  # a value used more often is drawn once, plus a small reference box beside each use
 
@@ -186,7 +186,7 @@ class _Names:
 
 def find_function(module: Module, name: str, stage: str = "adjoint") -> Function:
     """The function `--fn NAME` names at `stage`, or a GraphError listing the ones there are."""
-    visible = [f for f in module.functions if stage != "typed" or f.kind == "fn"]
+    visible = [f for f in module.functions if stage != "typed" or f.derivative is None]
     for f in visible:
         if f.name == name:
             return f
@@ -204,22 +204,27 @@ def find_function(module: Module, name: str, stage: str = "adjoint") -> Function
 def build_view(module: Module, name: str, stage: str = "adjoint") -> View:
     """What `tapeless graph --fn NAME --stage STAGE` draws (module: that stage's IR)."""
     fn = find_function(module, name, stage)
-    if fn.kind in DERIVATIVES:
+    if _split(fn):
         return _Builder(module, stage).derivatives(None, [fn])
-    if fn.kind == "fn":
+    if fn.derivative is None:
         derivs = [] if stage == "typed" else \
-            [d for d in module.functions if d.kind in DERIVATIVES and d.get("of") == fn.name]
+            [d for d in module.functions if _split(d) and d.derivative.of == fn.name]
         return _Builder(module, stage).derivatives(fn, derivs)
     return _Builder(module, stage).alone(fn)
 
 
+def _split(fn: Function) -> bool:
+    """A grad or vjp function (NAME, with NAME_fwd and NAME_bwd): drawn forward and backward."""
+    return fn.derivative is not None and fn.derivative.part is FnPart.WHOLE and fn.derivative.pair is not None
+
+
 def _n_outputs(d: Function) -> int:
     """How many of a derivative's outputs are F's (the rest are gradients)."""
-    return len(d.outputs) - len(d.get("wrt", ()))
+    return d.derivative.n_primal_outputs
 
 
 def _cotangents(d: Function) -> list[Node]:
-    return list(d.params[len(d.params) - _n_outputs(d):]) if d.kind == "vjp" else []
+    return [d.params[k] for k in d.derivative.slots(d.derivative.params, Slot.COTANGENT)]
 
 
 class _Builder:
@@ -229,12 +234,6 @@ class _Builder:
         self.names = _Names()
         self.items: list[Item] = []
         self.item_of: dict[int, int] = {}
-
-    def _function(self, name: str, kind: str) -> Function | None:
-        for f in self.module.functions:
-            if f.name == name and f.kind == kind:
-                return f
-        return None
 
     def _item(self, n: Node, role: str, part: int, head: list[str]) -> Item:
         item = Item(role, part, head, _where(n.span), self._tooltip(n), nodes=[n], ref=self.names.ref(n))
@@ -281,7 +280,7 @@ class _Builder:
             n_out = _n_outputs(d)
             outputs = list(d.outputs[:n_out])
             primal = list(d.params[: len(d.params) - len(_cotangents(d))])
-            title = f"{d.name} = {d.kind} {d.get('of')} wrt {', '.join(d.get('wrt', ()))}"
+            title = f"{d.name} = {d.kind} {d.derivative.of} wrt {', '.join(d.derivative.wrt)}"
         else:
             outputs, primal = list(f.outputs), list(f.params)
             title = f"fn {f.name}" + (f" and its derivative{'s' if len(derivs) > 1 else ''} "
@@ -294,15 +293,15 @@ class _Builder:
             self.names.bind(n)
 
         # parts: the forward one, then one backward part per derivative (first claim wins)
-        parts = [Part("forward", f"forward: {f.name if f else derivs[0].get('of')}")]
+        parts = [Part("forward", f"forward: {f.name if f else derivs[0].derivative.of}")]
         part_of = {n.id: 0 for n in topo_order(outputs)}
         part_of.update((p.id, 0) for p in primal)
         for k, (d, cs) in enumerate(zip(derivs, cts), start=1):
-            parts.append(Part("backward", f"backward: {d.name} (wrt {', '.join(d.get('wrt', ()))})"))
+            parts.append(Part("backward", f"backward: {d.name} (wrt {', '.join(d.derivative.wrt)})"))
             for n in cs + topo_order(d.outputs):
                 part_of.setdefault(n.id, k)
 
-        wrt = {w for d in derivs for w in d.get("wrt", ())}
+        wrt = {w for d in derivs for w in d.derivative.wrt}
         for p in primal:
             name = p.attr("name")
             self._param(p, "wrt" if name in wrt else "input", 0, "wrt input" if name in wrt else "input")
@@ -324,12 +323,10 @@ class _Builder:
                 n_out = _n_outputs(d)
                 self._mark_outputs(d.outputs[n_out:], lambda k, d=d, n=n_out: f"{d.name} output {n + k}")
         for d in derivs:
-            fwd = self._function(d.name + "_fwd", "fwd")
-            if fwd is None:
-                continue
-            n_out = fwd.get("n_outputs", 0)
+            fwd = self.module.pair(d)[0]
+            n_out = fwd.derivative.n_primal_outputs
             by = f" by {fwd.name}" if len(derivs) > 1 else ""
-            for r, rname in zip(fwd.outputs[n_out:], fwd.get("residual_names", ())):
+            for r, rname in zip(fwd.outputs[n_out:], fwd.derivative.residual_names):
                 if r.id in self.item_of:  # size carriers are `dim` values, folded into labels here
                     self.items[self.item_of[r.id]].saved.append(f"saved as {rname}{by}")
         return View(self._title(title), parts, self.items, self._edges(), self.module.source)
@@ -341,17 +338,19 @@ class _Builder:
         order = topo_order(f.outputs)
         for n in order:
             self.names.bind(n)
-        wrt = set(f.get("wrt", ()))
-        base = f.name.removesuffix("_" + f.kind)  # NAME of NAME_fwd / NAME_bwd
-        if f.kind == "bwd":
+        d = f.derivative
+        wrt = set(d.wrt) if d is not None else set()
+        base = d.name if d is not None else f.name  # NAME of NAME_fwd / NAME_bwd
+        part = d.part if d is not None else None
+        if part is FnPart.BWD:
             parts = [Part("backward", f"backward: {f.name}")]
-            n_res = f.get("n_residuals", 0)
-            for k, p in enumerate(f.params):
-                if k < n_res and p.attr("carries"):
+            n_res = d.n_residuals
+            for k, (p, port) in enumerate(zip(f.params, d.params)):
+                if port.slot is Slot.SIZE:
                     self._param(p, "size", 0, f"size {p.attr('carries')}")
-                elif k < n_res:
+                elif port.slot is Slot.RESIDUAL:
                     self._param(p, "residual", 0, "residual").saved.append(f"from {base}_fwd")
-                elif f.get("seed"):
+                elif port.slot is Slot.SEED:
                     self._param(p, "cotangent", 0, "seed")
                 else:
                     self._param(p, "cotangent", 0, f"cotangent of output {k - n_res}")
@@ -361,15 +360,15 @@ class _Builder:
             for p in f.params:
                 name = p.attr("name")
                 self._param(p, "wrt" if name in wrt else "input", 0, "wrt input" if name in wrt else "input")
-            title = f"{f.name}: the forward pass of {base}" if f.kind == "fwd" else f"{f.kind} {f.name}"
+            title = f"{f.name}: the forward pass of {base}" if part is FnPart.FWD else f"{f.kind} {f.name}"
         outs = {o.id for o in f.outputs}
         for n in order:
             if not n.is_param and (not n.is_literal or n.id in outs):
                 self._op(n, 0)
         self._mark_outputs(f.outputs)
-        if f.kind == "fwd":
-            n_out = f.get("n_outputs", 0)
-            for r, rname in zip(f.outputs[n_out:], f.get("residual_names", ())):
+        if part is FnPart.FWD:
+            n_out = d.n_primal_outputs
+            for r, rname in zip(f.outputs[n_out:], d.residual_names):
                 self.items[self.item_of[r.id]].saved.append(f"saved as {rname}")
         return View(self._title(title), parts, self.items, self._edges(), self.module.source)
 

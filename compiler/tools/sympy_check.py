@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.derivative import Part
 from ..core.ir import Function, Module, Node, topo_order
 from ..core.primitive import REGISTRY, SymContext
 from ..core.types import Dim, DType, dim_subst, symbols_in
@@ -159,7 +160,7 @@ class Checker:
 
     def check(self, deriv: Function) -> Result:
         t0 = time.perf_counter()
-        target = self.module.function(deriv.get("of"))
+        target = self.module.function(deriv.derivative.of)
         sizes = self.symbol_sizes(target)
         total = sum(int(np.prod(concrete_shape(p.shape, sizes))) for p in deriv.params)
         if total > self.max_elements:
@@ -174,7 +175,8 @@ class Checker:
     def _check(self, deriv: Function, target: Function, sizes: dict, t0: float) -> Result:
         sp = _sp()
         rng = random.Random(self.seed)
-        wrt = list(deriv.get("wrt"))
+        wrt = list(deriv.derivative.wrt)
+        directive = deriv.derivative.directive
         env, symbols = {}, {}
         for p in target.params:
             shape = concrete_shape(p.shape, sizes)
@@ -206,15 +208,15 @@ class Checker:
             return e.xreplace(stop) if stop else e  # stop_gradient symbols back to what they stand for
 
         expected: dict = {}
-        if deriv.kind in ("grad", "vjp"):
+        if directive in ("grad", "vjp"):
             # <cotangents, outputs> differentiated by every wrt element; cotangent 1 for grad
-            extras = [np.asarray(sp.Integer(1), dtype=object)] if deriv.kind == "grad" else [
+            extras = [np.asarray(sp.Integer(1), dtype=object)] if directive == "grad" else [
                 fresh(f"ct{k}", o.shape, node.dtype.is_float) for k, (o, node) in enumerate(zip(outs, target.outputs))]
             inner = sp.Add(*[c * v for o, ct in zip(outs, extras) for c, v in zip(np.ravel(ct), np.ravel(o))])
             for name in wrt:
                 for idx, sym in symbols[name]:
                     expected[(f"d/d{name}", idx)] = frozen(sp.diff(inner, sym))
-        elif deriv.kind == "jvp":
+        elif directive == "jvp":
             # each output element's directional derivative along the tangents
             extras = [fresh(f"t_{name}", np.shape(env[target.params[target.param_names.index(name)].id]))
                       for name in wrt]
@@ -239,7 +241,7 @@ class Checker:
             denv[p.id] = x
         got = evaluate(deriv.outputs, denv, sizes)
         candidates = [("", self._by_key(deriv, target, wrt, got))]
-        if deriv.kind in ("grad", "vjp"):
+        if self.module.pair(deriv) is not None:
             pair = self._fwd_bwd(deriv, env, target, extras, sizes)
             if pair is not None:
                 candidates.append(("_fwd/_bwd", self._by_key(deriv, target, wrt, list(outs) + list(pair))))
@@ -262,31 +264,22 @@ class Checker:
     def _by_key(deriv, target, wrt, got) -> dict:
         """The compiled results under the names `expected` uses."""
         n = len(target.outputs)
-        if deriv.kind in ("grad", "vjp"):
+        if deriv.derivative.directive in ("grad", "vjp"):
             return {f"d/d{name}": g for name, g in zip(wrt, got[n:])}
-        if deriv.kind == "jvp":
+        if deriv.derivative.directive == "jvp":
             return {f"tangent of output {k}": t for k, t in enumerate(got[n:])}
         grads, hv = got[1:1 + len(wrt)], got[1 + len(wrt):]
         return {**{f"d/d{w}": g for w, g in zip(wrt, grads)}, **{f"Hv for {w}": h for w, h in zip(wrt, hv)}}
 
     def _fwd_bwd(self, deriv, env, target, cts, sizes):
-        fwd = self._sibling(deriv.name + "_fwd")
-        bwd = self._sibling(deriv.name + "_bwd")
-        if fwd is None or bwd is None:
-            return None
+        fwd, bwd = self.module.pair(deriv)
         fenv = {p.id: env[tp.id] for p, tp in zip(fwd.params, target.params)}
         fout = evaluate(fwd.outputs, fenv, sizes)
-        residuals = fout[fwd.get("n_outputs"):]
+        residuals = fout[fwd.derivative.n_primal_outputs:]
         benv = {p.id: r for p, r in zip(bwd.params, residuals)}
         for p, ct in zip(bwd.params[len(residuals):], cts):
             benv[p.id] = ct
         return evaluate(bwd.outputs, benv, sizes)
-
-    def _sibling(self, name):
-        try:
-            return self.module.function(name)
-        except KeyError:
-            return None
 
     def compare(self, pairs, syms: dict, branch, rng):
         """-> (first mismatching pair or None, how equality was decided).
@@ -397,7 +390,12 @@ class _TooBig(Exception):
 def check_module(module: Module, text: str = "", sizes: dict | None = None, max_elements: int = 400) -> list[Result]:
     domains, annotated = annotations(text)
     checker = Checker(module, {**annotated, **(sizes or {})}, domains, max_elements)
-    return [_guarded(checker, f) for f in module.functions if f.kind in ("grad", "vjp", "jvp", "hvp")]
+    return [_guarded(checker, f) for f in module.functions if _whole(f)]
+
+
+def _whole(fn: Function) -> bool:
+    """A directive's own function (NAME): what is checked (its _fwd/_bwd pair along with it)."""
+    return fn.derivative is not None and fn.derivative.part is Part.WHOLE
 
 
 def _guarded(checker, fn) -> Result:
@@ -439,8 +437,8 @@ def primitive_modules(name: str):
             if wrt:
                 rev = reverse("vjp", f"{name}_{k}_vjp", fn, wrt, None)
                 # the JVP rule, and the JVP rules of the ops the VJP rule emits (second order)
-                fns += rev + [forward(f"{name}_{k}_jvp", fn, wrt, None),
-                              forward(f"{name}_{k}_vjp_jvp", rev[0], wrt, None)]
+                fns += rev + forward(f"{name}_{k}_jvp", fn, wrt, None) + \
+                    forward(f"{name}_{k}_vjp_jvp", rev[0], wrt, None)
             yield Module(SourceFile(f"<{name}>", ""), tuple(fns)), {f"a{i}": d for i, d in domains.items()}
 
 
@@ -449,7 +447,7 @@ def check_primitive(name: str) -> list[Result]:
     results = []
     for module, domains in primitive_modules(name):
         checker = Checker(module, {}, domains)
-        results += [checker.check(f) for f in module.functions if f.kind in ("grad", "vjp", "jvp", "hvp")]
+        results += [checker.check(f) for f in module.functions if _whole(f)]
     return results
 
 

@@ -305,9 +305,9 @@ def td_loss_grad_bwd(residuals, *, seed=1.0, out=None):
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.
 __tapeless__ = {
-    'td_loss': {'kind': 'fn', 'params': ('w', 'x', 'x_next', 'r'), 'n_outputs': 1, 'stop_gradient': True},
-    'td_loss_grad': {'kind': 'grad', 'params': ('w', 'x', 'x_next', 'r'), 'n_outputs': 2, 'of': 'td_loss', 'wrt': ('w',), 'stop_gradient': True},
-    'td_loss_grad_fwd': {'kind': 'fwd', 'params': ('w', 'x', 'x_next', 'r'), 'n_outputs': 1, 'of': 'td_loss', 'wrt': ('w',), 'stop_gradient': True},
-    'td_loss_grad_bwd': {'kind': 'bwd', 'params': ('x', 'r1', 'seed'), 'n_outputs': 1, 'of': 'td_loss', 'wrt': ('w',), 'n_residuals': 2},
+    'td_loss': {'kind': 'fn', 'params': ('w', 'x', 'x_next', 'r'), 'n_outputs': 1, 'uses_stop_gradient': True},
+    'td_loss_grad': {'kind': 'grad', 'params': ('w', 'x', 'x_next', 'r'), 'n_outputs': 2, 'of': 'td_loss', 'wrt': ('w',), 'uses_stop_gradient': True, 'directive': 'grad', 'part': 'whole', 'inputs': (('primal', 'w'), ('primal', 'x'), ('primal', 'x_next'), ('primal', 'r')), 'outputs': (('primal', 'value'), ('gradient', 'w')), 'pair': ('td_loss_grad_fwd', 'td_loss_grad_bwd')},
+    'td_loss_grad_fwd': {'kind': 'fwd', 'params': ('w', 'x', 'x_next', 'r'), 'n_outputs': 1, 'of': 'td_loss', 'wrt': ('w',), 'uses_stop_gradient': True, 'directive': 'grad', 'part': 'fwd', 'inputs': (('primal', 'w'), ('primal', 'x'), ('primal', 'x_next'), ('primal', 'r')), 'outputs': (('primal', 'value'), ('residual', 'x'), ('residual', 'r1')), 'pair': ('td_loss_grad_fwd', 'td_loss_grad_bwd')},
+    'td_loss_grad_bwd': {'kind': 'bwd', 'params': ('x', 'r1', 'seed'), 'n_outputs': 1, 'of': 'td_loss', 'wrt': ('w',), 'n_residuals': 2, 'directive': 'grad', 'part': 'bwd', 'inputs': (('residual', 'x'), ('residual', 'r1'), ('seed', 'seed')), 'outputs': (('gradient', 'w'),), 'pair': ('td_loss_grad_fwd', 'td_loss_grad_bwd')},
 }
 __tapeless_source__ = '# stop_gradient: a target computed from the parameters, held constant (detach()).\nfn td_loss(w: f64[D], x: f64[D], x_next: f64[D], r: f64) -> f64 {\n    target = r + 0.9 * stop_gradient(sum(w * x_next))\n    return (sum(w * x) - target) ** 2\n}\n\ngrad td_loss wrt w\n'

@@ -343,8 +343,8 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
 # What each function is, for tapeless.runtime.gradcheck and other tools.
 __tapeless__ = {
     'mixed': {'kind': 'fn', 'params': ('a', 'b', 'h', 'k'), 'n_outputs': 1},
-    'mixed_grad': {'kind': 'grad', 'params': ('a', 'b', 'h', 'k'), 'n_outputs': 3, 'of': 'mixed', 'wrt': ('a', 'b')},
-    'mixed_grad_fwd': {'kind': 'fwd', 'params': ('a', 'b', 'h', 'k'), 'n_outputs': 1, 'of': 'mixed', 'wrt': ('a', 'b')},
-    'mixed_grad_bwd': {'kind': 'bwd', 'params': ('r0', 'n', 'seed'), 'n_outputs': 2, 'of': 'mixed', 'wrt': ('a', 'b'), 'n_residuals': 2},
+    'mixed_grad': {'kind': 'grad', 'params': ('a', 'b', 'h', 'k'), 'n_outputs': 3, 'of': 'mixed', 'wrt': ('a', 'b'), 'directive': 'grad', 'part': 'whole', 'inputs': (('primal', 'a'), ('primal', 'b'), ('primal', 'h'), ('primal', 'k')), 'outputs': (('primal', 'value'), ('gradient', 'a'), ('gradient', 'b')), 'pair': ('mixed_grad_fwd', 'mixed_grad_bwd')},
+    'mixed_grad_fwd': {'kind': 'fwd', 'params': ('a', 'b', 'h', 'k'), 'n_outputs': 1, 'of': 'mixed', 'wrt': ('a', 'b'), 'directive': 'grad', 'part': 'fwd', 'inputs': (('primal', 'a'), ('primal', 'b'), ('primal', 'h'), ('primal', 'k')), 'outputs': (('primal', 'value'), ('residual', 'r0'), ('residual', 'n')), 'pair': ('mixed_grad_fwd', 'mixed_grad_bwd')},
+    'mixed_grad_bwd': {'kind': 'bwd', 'params': ('r0', 'n', 'seed'), 'n_outputs': 2, 'of': 'mixed', 'wrt': ('a', 'b'), 'n_residuals': 2, 'directive': 'grad', 'part': 'bwd', 'inputs': (('residual', 'r0'), ('residual', 'n'), ('seed', 'seed')), 'outputs': (('gradient', 'a'), ('gradient', 'b')), 'pair': ('mixed_grad_fwd', 'mixed_grad_bwd')},
 }
 __tapeless_source__ = '# dtype promotion with weak literals: f32 stays f32 with Python numbers; f16 and f64 meet.\nfn mixed(a: f32[N], b: f64[N], h: f16[N], k: i32[N]) -> f64 {\n    c = a * 2 + 1.5                 # f32\n    d = f32(h) * c                  # f32\n    e = d + b                       # f64\n    n = sum(k) / N                  # f64 (integers divide to f64)\n    return sum(e) * n + mean(a)\n}\n\ngrad mixed wrt a, b\n'

@@ -516,11 +516,11 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
 # What each function is, for tapeless.runtime.gradcheck and other tools.
 __tapeless__ = {
     'energy': {'kind': 'fn', 'params': ('w', 'a'), 'n_outputs': 1},
-    'energy_grad': {'kind': 'grad', 'params': ('w', 'a'), 'n_outputs': 2, 'of': 'energy', 'wrt': ('w',)},
-    'energy_grad_fwd': {'kind': 'fwd', 'params': ('w', 'a'), 'n_outputs': 1, 'of': 'energy', 'wrt': ('w',)},
-    'energy_grad_bwd': {'kind': 'bwd', 'params': ('a', 'w', 'r2', 'seed'), 'n_outputs': 1, 'of': 'energy', 'wrt': ('w',), 'n_residuals': 3},
-    'energy_hvp': {'kind': 'vjp', 'params': ('w', 'a', 'ct0', 'ct1'), 'n_outputs': 3, 'of': 'energy_grad', 'wrt': ('w',)},
-    'energy_hvp_fwd': {'kind': 'fwd', 'params': ('w', 'a'), 'n_outputs': 2, 'of': 'energy_grad', 'wrt': ('w',)},
-    'energy_hvp_bwd': {'kind': 'bwd', 'params': ('a', 'w', 'r2', 'r3', 'r4', 'r5', 'ct0', 'ct1'), 'n_outputs': 1, 'of': 'energy_grad', 'wrt': ('w',), 'n_residuals': 6},
+    'energy_grad': {'kind': 'grad', 'params': ('w', 'a'), 'n_outputs': 2, 'of': 'energy', 'wrt': ('w',), 'directive': 'grad', 'part': 'whole', 'inputs': (('primal', 'w'), ('primal', 'a')), 'outputs': (('primal', 'value'), ('gradient', 'w')), 'pair': ('energy_grad_fwd', 'energy_grad_bwd')},
+    'energy_grad_fwd': {'kind': 'fwd', 'params': ('w', 'a'), 'n_outputs': 1, 'of': 'energy', 'wrt': ('w',), 'directive': 'grad', 'part': 'fwd', 'inputs': (('primal', 'w'), ('primal', 'a')), 'outputs': (('primal', 'value'), ('residual', 'a'), ('residual', 'w'), ('residual', 'r2')), 'pair': ('energy_grad_fwd', 'energy_grad_bwd')},
+    'energy_grad_bwd': {'kind': 'bwd', 'params': ('a', 'w', 'r2', 'seed'), 'n_outputs': 1, 'of': 'energy', 'wrt': ('w',), 'n_residuals': 3, 'directive': 'grad', 'part': 'bwd', 'inputs': (('residual', 'a'), ('residual', 'w'), ('residual', 'r2'), ('seed', 'seed')), 'outputs': (('gradient', 'w'),), 'pair': ('energy_grad_fwd', 'energy_grad_bwd')},
+    'energy_hvp': {'kind': 'vjp', 'params': ('w', 'a', 'ct0', 'ct1'), 'n_outputs': 3, 'of': 'energy_grad', 'wrt': ('w',), 'directive': 'vjp', 'part': 'whole', 'inputs': (('primal', 'w'), ('primal', 'a'), ('cotangent', 'ct0'), ('cotangent', 'ct1')), 'outputs': (('primal', 'out0'), ('primal', 'out1'), ('gradient', 'w')), 'pair': ('energy_hvp_fwd', 'energy_hvp_bwd')},
+    'energy_hvp_fwd': {'kind': 'fwd', 'params': ('w', 'a'), 'n_outputs': 2, 'of': 'energy_grad', 'wrt': ('w',), 'directive': 'vjp', 'part': 'fwd', 'inputs': (('primal', 'w'), ('primal', 'a')), 'outputs': (('primal', 'out0'), ('primal', 'out1'), ('residual', 'a'), ('residual', 'w'), ('residual', 'r2'), ('residual', 'r3'), ('residual', 'r4'), ('residual', 'r5')), 'pair': ('energy_hvp_fwd', 'energy_hvp_bwd')},
+    'energy_hvp_bwd': {'kind': 'bwd', 'params': ('a', 'w', 'r2', 'r3', 'r4', 'r5', 'ct0', 'ct1'), 'n_outputs': 1, 'of': 'energy_grad', 'wrt': ('w',), 'n_residuals': 6, 'directive': 'vjp', 'part': 'bwd', 'inputs': (('residual', 'a'), ('residual', 'w'), ('residual', 'r2'), ('residual', 'r3'), ('residual', 'r4'), ('residual', 'r5'), ('cotangent', 'ct0'), ('cotangent', 'ct1')), 'outputs': (('gradient', 'w'),), 'pair': ('energy_hvp_fwd', 'energy_hvp_bwd')},
 }
 __tapeless_source__ = '# Higher order by composition: the vjp of a grad function gives Hessian-vector products.\nfn energy(w: f64[N], a: f64[N, N]) -> f64 {\n    return sum(tanh(a @ w) ** 2) + sum(w ** 4) / 4\n}\n\ngrad energy wrt w\nvjp energy_grad wrt w as energy_hvp     # energy_hvp(w, a, ct0, ct1) -> (..., H ct1 + ...)\n'

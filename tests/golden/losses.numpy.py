@@ -503,8 +503,8 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
 # What each function is, for tapeless.runtime.gradcheck and other tools.
 __tapeless__ = {
     'losses': {'kind': 'fn', 'params': ('z', 'p', 'y'), 'n_outputs': 1},
-    'losses_grad': {'kind': 'grad', 'params': ('z', 'p', 'y'), 'n_outputs': 4, 'of': 'losses', 'wrt': ('z', 'p', 'y')},
-    'losses_grad_fwd': {'kind': 'fwd', 'params': ('z', 'p', 'y'), 'n_outputs': 1, 'of': 'losses', 'wrt': ('z', 'p', 'y')},
-    'losses_grad_bwd': {'kind': 'bwd', 'params': ('p', 'y', 'z', 'r3', 'r4', 'seed'), 'n_outputs': 3, 'of': 'losses', 'wrt': ('z', 'p', 'y'), 'n_residuals': 5},
+    'losses_grad': {'kind': 'grad', 'params': ('z', 'p', 'y'), 'n_outputs': 4, 'of': 'losses', 'wrt': ('z', 'p', 'y'), 'directive': 'grad', 'part': 'whole', 'inputs': (('primal', 'z'), ('primal', 'p'), ('primal', 'y')), 'outputs': (('primal', 'value'), ('gradient', 'z'), ('gradient', 'p'), ('gradient', 'y')), 'pair': ('losses_grad_fwd', 'losses_grad_bwd')},
+    'losses_grad_fwd': {'kind': 'fwd', 'params': ('z', 'p', 'y'), 'n_outputs': 1, 'of': 'losses', 'wrt': ('z', 'p', 'y'), 'directive': 'grad', 'part': 'fwd', 'inputs': (('primal', 'z'), ('primal', 'p'), ('primal', 'y')), 'outputs': (('primal', 'value'), ('residual', 'p'), ('residual', 'y'), ('residual', 'z'), ('residual', 'r3'), ('residual', 'r4')), 'pair': ('losses_grad_fwd', 'losses_grad_bwd')},
+    'losses_grad_bwd': {'kind': 'bwd', 'params': ('p', 'y', 'z', 'r3', 'r4', 'seed'), 'n_outputs': 3, 'of': 'losses', 'wrt': ('z', 'p', 'y'), 'n_residuals': 5, 'directive': 'grad', 'part': 'bwd', 'inputs': (('residual', 'p'), ('residual', 'y'), ('residual', 'z'), ('residual', 'r3'), ('residual', 'r4'), ('seed', 'seed')), 'outputs': (('gradient', 'z'), ('gradient', 'p'), ('gradient', 'y')), 'pair': ('losses_grad_fwd', 'losses_grad_bwd')},
 }
 __tapeless_source__ = '# Stable losses: binary cross-entropy on probabilities and on logits, log_softmax.\n# domain p: unit\n# domain y: unit\nfn losses(z: f64[N, C], p: f64[N, C], y: f64[N, C]) -> f64 {\n    a = mean(binary_cross_entropy(p, y))\n    b = mean(bce_with_logits(z, y))\n    c = -sum(log_softmax(z, axis=1) * y)\n    return a + b + c + sum(softplus(z)) + sum(sigmoid(z) * y)\n}\n\ngrad losses wrt z, p, y\n'

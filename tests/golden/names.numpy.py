@@ -217,8 +217,8 @@ def lambda_grad_bwd(residuals, *, seed=1.0, out=None):
 # What each function is, for tapeless.runtime.gradcheck and other tools.
 __tapeless__ = {
     'lambda_': {'kind': 'fn', 'params': ('sum', 'np', 'type'), 'n_outputs': 1},
-    'lambda_grad': {'kind': 'grad', 'params': ('sum', 'np', 'type'), 'n_outputs': 4, 'of': 'lambda_', 'wrt': ('sum', 'np', 'type')},
-    'lambda_grad_fwd': {'kind': 'fwd', 'params': ('sum', 'np', 'type'), 'n_outputs': 1, 'of': 'lambda_', 'wrt': ('sum', 'np', 'type')},
-    'lambda_grad_bwd': {'kind': 'bwd', 'params': ('sum', 'np', 'class', 'r3', 'r4', 'seed'), 'n_outputs': 3, 'of': 'lambda_', 'wrt': ('sum', 'np', 'type'), 'n_residuals': 5},
+    'lambda_grad': {'kind': 'grad', 'params': ('sum', 'np', 'type'), 'n_outputs': 4, 'of': 'lambda_', 'wrt': ('sum', 'np', 'type'), 'directive': 'grad', 'part': 'whole', 'inputs': (('primal', 'sum'), ('primal', 'np'), ('primal', 'type')), 'outputs': (('primal', 'value'), ('gradient', 'sum'), ('gradient', 'np'), ('gradient', 'type')), 'pair': ('lambda_grad_fwd', 'lambda_grad_bwd')},
+    'lambda_grad_fwd': {'kind': 'fwd', 'params': ('sum', 'np', 'type'), 'n_outputs': 1, 'of': 'lambda_', 'wrt': ('sum', 'np', 'type'), 'directive': 'grad', 'part': 'fwd', 'inputs': (('primal', 'sum'), ('primal', 'np'), ('primal', 'type')), 'outputs': (('primal', 'value'), ('residual', 'sum'), ('residual', 'np'), ('residual', 'class'), ('residual', 'r3'), ('residual', 'r4')), 'pair': ('lambda_grad_fwd', 'lambda_grad_bwd')},
+    'lambda_grad_bwd': {'kind': 'bwd', 'params': ('sum', 'np', 'class', 'r3', 'r4', 'seed'), 'n_outputs': 3, 'of': 'lambda_', 'wrt': ('sum', 'np', 'type'), 'n_residuals': 5, 'directive': 'grad', 'part': 'bwd', 'inputs': (('residual', 'sum'), ('residual', 'np'), ('residual', 'class'), ('residual', 'r3'), ('residual', 'r4'), ('seed', 'seed')), 'outputs': (('gradient', 'sum'), ('gradient', 'np'), ('gradient', 'type')), 'pair': ('lambda_grad_fwd', 'lambda_grad_bwd')},
 }
 __tapeless_source__ = '# Names that are Python keywords, builtins or the backend alias are allowed and renamed.\nfn lambda(sum: f64[3], np: f64[3], type: f64) -> f64 {\n    class = sum * np + type\n    return max(class) + min(class)\n}\n\ngrad lambda wrt sum, np, type\n'

@@ -592,8 +592,8 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
 # What each function is, for tapeless.runtime.gradcheck and other tools.
 __tapeless__ = {
     'stats': {'kind': 'fn', 'params': ('x',), 'n_outputs': 1},
-    'stats_grad': {'kind': 'grad', 'params': ('x',), 'n_outputs': 2, 'of': 'stats', 'wrt': ('x',)},
-    'stats_grad_fwd': {'kind': 'fwd', 'params': ('x',), 'n_outputs': 1, 'of': 'stats', 'wrt': ('x',)},
-    'stats_grad_bwd': {'kind': 'bwd', 'params': ('x', 'r1', 'r2', 's', 'r4', 'r5', 'seed'), 'n_outputs': 1, 'of': 'stats', 'wrt': ('x',), 'n_residuals': 6},
+    'stats_grad': {'kind': 'grad', 'params': ('x',), 'n_outputs': 2, 'of': 'stats', 'wrt': ('x',), 'directive': 'grad', 'part': 'whole', 'inputs': (('primal', 'x'),), 'outputs': (('primal', 'value'), ('gradient', 'x')), 'pair': ('stats_grad_fwd', 'stats_grad_bwd')},
+    'stats_grad_fwd': {'kind': 'fwd', 'params': ('x',), 'n_outputs': 1, 'of': 'stats', 'wrt': ('x',), 'directive': 'grad', 'part': 'fwd', 'inputs': (('primal', 'x'),), 'outputs': (('primal', 'value'), ('residual', 'x'), ('residual', 'r1'), ('residual', 'r2'), ('residual', 's'), ('residual', 'r4'), ('residual', 'r5')), 'pair': ('stats_grad_fwd', 'stats_grad_bwd')},
+    'stats_grad_bwd': {'kind': 'bwd', 'params': ('x', 'r1', 'r2', 's', 'r4', 'r5', 'seed'), 'n_outputs': 1, 'of': 'stats', 'wrt': ('x',), 'n_residuals': 6, 'directive': 'grad', 'part': 'bwd', 'inputs': (('residual', 'x'), ('residual', 'r1'), ('residual', 'r2'), ('residual', 's'), ('residual', 'r4'), ('residual', 'r5'), ('seed', 'seed')), 'outputs': (('gradient', 'x'),), 'pair': ('stats_grad_fwd', 'stats_grad_bwd')},
 }
 __tapeless_source__ = '# Reductions with axis lists and keepdims, and the statistics built from them.\nfn stats(x: f64[N, M, K]) -> f64 {\n    m = mean(x, axis=[0, 2], keepdims=true)\n    s = std(x, axis=1)\n    return sum((x - m) ** 2) / N + sum(s) + sum(max(x, axis=-1)) + logsumexp(x) + sum(prod(x, axis=0))\n}\n\ngrad stats wrt x\n'
