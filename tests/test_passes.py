@@ -114,7 +114,7 @@ def test_named_rules(text, want):
 
     src = f"fn f(x: f64[3]) -> f64[3] {{ return {text} }}\n"
     module = optimize(ir_stage(SourceFile.from_text("t.tl", src)), 1)
-    lines = format_function(module.functions[0]).splitlines()[1:-1]
+    lines = format_function(module.functions[0], module.hints).splitlines()[1:-1]
     assert [line.split(" = ")[1].split("  #")[0].strip() for line in lines] == want
     assert len(SIMPLIFY.rules) >= 10 and simplify_node
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..core.derivative import Derivative, Part, Slot, ports
-from ..core.ir import Function, Node, topo_order
+from ..core.ir import Function, Node, hint, rename, topo_order
 from ..primitives import algebra as B
 from . import residuals as R
 from .context import rule_context
@@ -75,9 +75,8 @@ def forward(name: str, target: Function, wrt: list[int], span) -> list[Function]
     t_names, t_params = _extra_params(target, wrt_nodes, [f"t_{n}" for n in wrt_names])
     outputs = list(target.outputs)
     tangents = [_zero_or(t, o) for t, o in zip(rule_context().pushforward(outputs, wrt_nodes, t_params), outputs)]
-    for t, o in zip(tangents, target.outputs):
-        if t.name is None and not t.is_leaf:
-            t.name = "t_out"
+    for t in tangents:
+        hint(t, "t_out")
     record = Derivative(
         "jvp", Part.WHOLE, name, target.name, wrt_names,
         ports(Slot.PRIMAL, target.param_names) + ports(Slot.TANGENT, t_names),
@@ -98,8 +97,8 @@ def hessian_vector(name: str, target: Function, wrt: list[int], span) -> list[Fu
     grads = _gradients(ctx.pullback([value], [B.like_const(1, value)], wrt_nodes), wrt_nodes)
     hv = [_zero_or(t, w) for t, w in zip(ctx.pushforward(grads, wrt_nodes, v_params), wrt_nodes)]
     for h, n in zip(hv, wrt_names):
-        if not h.is_leaf and h not in grads:
-            h.name = f"hv_{n}"
+        if h not in grads:
+            rename(h, f"hv_{n}")  # (over the t_d_w the forward sweep gave it)
     record = Derivative(
         "hvp", Part.WHOLE, name, target.name, wrt_names,
         ports(Slot.PRIMAL, target.param_names) + ports(Slot.VECTOR, v_names),
@@ -118,8 +117,8 @@ def _gradients(grads: list[Node | None], wrt_nodes: list[Node], forward: set[int
     out = []
     for g, w in zip(grads, wrt_nodes):
         g = g if g is not None else B.zeros_like(w)
-        if g.name is None and not g.is_leaf and g.id not in forward:
-            g.name = f"d_{w.attr('name')}"
+        if g.id not in forward:
+            hint(g, f"d_{w.attr('name')}")
         out.append(g)
     return out
 
@@ -175,8 +174,8 @@ def reverse(directive: str, name: str, target: Function, wrt: list[int], span) -
 
 
 def _named(g: Node, name: str) -> Node:
-    if g.name is None and not g.is_leaf and not g.op.detaches:
-        g.name = name
+    if not g.op.detaches:
+        hint(g, name)
     return g
 
 

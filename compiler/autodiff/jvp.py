@@ -10,7 +10,7 @@ as one more product forward and one back.
 from __future__ import annotations
 
 from ..core.diagnostics import UserError
-from ..core.ir import Node, span_scope, topo_order
+from ..core.ir import Node, hint, name_of, span_scope, topo_order
 from ..core.primitive import RuleContext
 from .vjp import active_set
 
@@ -33,7 +33,8 @@ def pushforward(outputs: list[Node], wrt: list[Node], tangents: list[Node], ctx:
             continue
         if t.shape != n.shape or t.dtype != n.dtype:  # pragma: no cover - a bug in a rule
             raise AssertionError(f"JVP of {n.op}: tangent {t.type} for output {n.type}")
-        if n.name and t.name is None and not t.is_leaf:
-            t.name = f"t_{n.name}"
+        name = name_of(n)
+        if name:
+            hint(t, f"t_{name}")
         t_of[n.id] = t
     return [t_of.get(o.id) for o in outputs]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..primitives import algebra as B
-from ..core.ir import Node, topo_order
+from ..core.ir import Node, name_of, topo_order
 from ..core.substitute import substitute
 from ..core.types import Dim, DType, TensorType, symbols_in
 
@@ -46,7 +46,7 @@ def split(fwd_outputs: list[Node], fwd_params: list[Node], grads: list[Node], ct
     residuals = [n for n in topo_order(list(fwd_outputs) + list(fwd_params)) if n.id in needed]
     names, params, used = [], [], set()
     for k, r in enumerate(residuals):
-        base = (r.attr("name") if r.is_param else r.name) or f"r{k}"
+        base = name_of(r) or f"r{k}"
         name, j = base, 1
         while name in used:
             name, j = f"{base}_{j}", j + 1

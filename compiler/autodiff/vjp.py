@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..primitives import algebra as B
 from ..core.diagnostics import UserError
-from ..core.ir import Node, span_scope, topo_order
+from ..core.ir import Node, hint, name_of, span_scope, topo_order
 from ..core.primitive import RuleContext
 
 
@@ -57,8 +57,9 @@ def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node]
             continue
         if n.op.vjp is None:
             raise UserError(f"tapeless has no derivative rule for `{n.op}` yet", n.span)
-        if n.name and ct.name is None and not ct.is_leaf:
-            ct.name = f"d_{n.name}"
+        name = name_of(n)
+        if name:
+            hint(ct, f"d_{name}")
         with span_scope(n.span):
             in_cts = n.op.vjp(ctx, n, ct, needs)
         for i, c in zip(n.inputs, in_cts):

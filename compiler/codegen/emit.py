@@ -128,6 +128,10 @@ class FnContext:
     def name(self, node: Node) -> str:
         return self.vars[node.id]
 
+    def hint(self, node: Node) -> str | None:
+        """The name the source or a derivative gave the value (Module.hints), if any."""
+        return self.mod.module.name_of(node)
+
 
 def _literal_ok(c: Node, consumer: Node) -> bool:
     """May a const/dim be written as a plain Python number here? Only when another operand is a
@@ -201,20 +205,20 @@ class Body:
             args = [self.arg(i, n) for i in n.inputs]
             e = n.op.emit(ctx, args, n)
             user = consumer.get(n.id)
-            if (n.id in out_ids and uses.get(n.id, 0) == 1 and n.name is None and not n.op.is_view(n)
+            if (n.id in out_ids and uses.get(n.id, 0) == 1 and ctx.hint(n) is None and not n.op.is_view(n)
                     and not gradients):
                 self.exprs[n.id] = e  # written straight into the return statement
                 self.return_span = self.return_span or n
                 continue
             inline = (
-                uses.get(n.id, 0) == 1 and n.id not in out_ids and n.name is None and user is not None
+                uses.get(n.id, 0) == 1 and n.id not in out_ids and ctx.hint(n) is None and user is not None
                 and n.span is not None and user.span is not None and n.span.line == user.span.line
                 and n.span.file == user.span.file and len(e.text) <= 72 and user.id not in in_kernel
             )
             if inline:
                 self.exprs[n.id] = e
                 continue
-            var = ctx.names.fresh(n.name or ("value" if n.id in out_ids and whole_reverse else "t"))
+            var = ctx.names.fresh(ctx.hint(n) or ("value" if n.id in out_ids and whole_reverse else "t"))
             ctx.vars[n.id] = var
             self.statement(f"{var} = {e.text}", n)
             self.exprs[n.id] = Expr(var)

@@ -1,13 +1,17 @@
 """The typed IR: immutable nodes in a graph, functions, modules.
 
 One node type: `op` (the primitive's record, core/primitive.py), `inputs`, `attrs`
-(static parameters such as `axis`), `type` (dtype + symbolic shape), `span` (where in
-the `.tl` file it came from) and `name` (the source variable it was bound to, for
-readable generated code).
+(static parameters such as `axis`), `type` (dtype + symbolic shape) and `span` (where in
+the `.tl` file it came from). Nodes are immutable: assigning an attribute raises.
 
 Nodes are built only through `nodes.apply`, which runs the primitive's type rule and
 interns the result: two structurally equal nodes are the same object, so common
 subexpressions are shared by construction.
+
+Names are data beside the graph, not on nodes: the stages record *hints* (the source
+variable a value was bound to, `d_x` for a gradient) with `hint(node, name)`; the first
+hint a node gets stays. A Module carries its hints (`module.hints`); the printers
+(core/ir_text.py, tools/graph.py, codegen/emit.py) turn them into identifiers.
 
 Leaf ops: `param` (a function parameter), `const` (a scalar literal) and `dim` (the
 value of a size symbol); `const` and `dim` are the *literals*, written inline. Every
@@ -18,7 +22,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from .derivative import Derivative
 from .source import SourceFile, Span
@@ -28,17 +32,16 @@ _ids = itertools.count()
 
 
 class Node:
-    __slots__ = ("op", "inputs", "attrs", "type", "span", "name", "id", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "type", "span", "id", "__weakref__")
 
     def __init__(self, op, inputs: tuple["Node", ...], attrs: tuple[tuple[str, Any], ...],
-                 type: TensorType, span: Span | None, name: str | None = None):
-        self.op = op
-        self.inputs = inputs
-        self.attrs = attrs
-        self.type = type
-        self.span = span
-        self.name = name
-        self.id = next(_ids)
+                 type: TensorType, span: Span | None):
+        for key, value in (("op", op), ("inputs", inputs), ("attrs", attrs), ("type", type), ("span", span),
+                           ("id", next(_ids))):
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"IR nodes are immutable (setting `{key}`); names are hints: ir.hint(node, name)")
 
     def attr(self, key: str, default: Any = None) -> Any:
         for k, v in self.attrs:
@@ -81,7 +84,7 @@ class Node:
         return self.type.dtype
 
     def __repr__(self) -> str:
-        label = f" {self.name}" if self.name else ""
+        label = f" {self.attr('name')}" if self.is_param else ""
         return f"<{self.op}{label} : {self.type} #{self.id}>"
 
 
@@ -97,9 +100,11 @@ def freeze_attrs(attrs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
 # ---- interning -----------------------------------------------------------------------
 @dataclass
 class Graph:
-    """The intern table of one compilation: equal (op, inputs, attrs, type) give one node."""
+    """The intern table of one compilation (equal (op, inputs, attrs, type) give one node) and
+    the name hints given so far (node id -> name; the first one stays)."""
 
     table: dict = field(default_factory=dict)
+    hints: dict = field(default_factory=dict)
 
 
 _graph: contextvars.ContextVar[Graph | None] = contextvars.ContextVar("tapeless_graph", default=None)
@@ -107,10 +112,15 @@ _span: contextvars.ContextVar[Span | None] = contextvars.ContextVar("tapeless_sp
 
 
 class graph_scope:
-    """`with graph_scope(): ...` gives the code inside one intern table."""
+    """`with graph_scope() as g: ...` gives the code inside one intern table, `g.graph`: a new
+    one, seeded with `hints` (a pass rebuilding a module keeps its names), or `graph` itself
+    (a later stage continuing an earlier one's table)."""
+
+    def __init__(self, hints: Mapping[int, str] | None = None, graph: Graph | None = None):
+        self.graph = graph if graph is not None else Graph(hints=dict(hints or {}))
 
     def __enter__(self):
-        self._token = _graph.set(Graph())
+        self._token = _graph.set(self.graph)
         return self
 
     def __exit__(self, *exc):
@@ -137,16 +147,49 @@ def current_span() -> Span | None:
 def make_node(op, inputs: tuple[Node, ...], attrs: tuple, type: TensorType,
               span: Span | None = None, name: str | None = None) -> Node:
     """The node (op, inputs, attrs, type), interned: an equal one made before is returned.
-    Parameters are never interned (two parameters of one type are two values)."""
+    Parameters are never interned (two parameters of one type are two values). `name` is a
+    hint for a node made here (an interned one keeps what it had)."""
     span = span or _span.get()
     g = _graph.get()
     if g is None or op.name == "param":
-        return Node(op, inputs, attrs, type, span, name)
+        return Node(op, inputs, attrs, type, span)
     key = (op, tuple(i.id for i in inputs), _hashable(attrs), type)
     node = g.table.get(key)
     if node is None:
-        node = g.table[key] = Node(op, inputs, attrs, type, span, name)
+        node = g.table[key] = Node(op, inputs, attrs, type, span)
+        if name is not None and not node.is_leaf:
+            g.hints.setdefault(node.id, name)
     return node
+
+
+# ---- names -------------------------------------------------------------------------------
+def hint(node: Node, name: str) -> None:
+    """Record that `node` is called `name` (a source variable, `d_x`, ...), unless it already has
+    a name; literals and parameters are named otherwise."""
+    g = _graph.get()
+    if g is not None and not node.is_leaf:
+        g.hints.setdefault(node.id, name)
+
+
+def rename(node: Node, name: str) -> None:
+    """Name `node` even if it had a name (a role that says more: hv_w over t_d_w)."""
+    g = _graph.get()
+    if g is not None and not node.is_leaf:
+        g.hints[node.id] = name
+
+
+def name_of(node: Node) -> str | None:
+    """The node's name so far: a parameter's own, else its first hint in this graph."""
+    if node.is_param:
+        return node.attr("name")
+    g = _graph.get()
+    return None if g is None else g.hints.get(node.id)
+
+
+def current_hints() -> dict[int, str]:
+    """The hints of the current graph (what a stage hands to the Module it makes)."""
+    g = _graph.get()
+    return dict(g.hints) if g is not None else {}
 
 
 def _hashable(attrs):
@@ -189,6 +232,10 @@ class Function:
 class Module:
     source: SourceFile
     functions: tuple[Function, ...]
+    hints: Mapping[int, str] = field(default_factory=dict)  # node id -> name (see `hint`)
+
+    def name_of(self, node: Node) -> str | None:
+        return node.attr("name") if node.is_param else self.hints.get(node.id)
 
     def function(self, name: str) -> Function:
         for f in self.functions:

@@ -12,6 +12,7 @@ Nothing depends on object identity, so the text is stable across runs.
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 from .derivative import Part
 from .ir import Function, Module, Node, topo_order
@@ -61,13 +62,15 @@ def _described(d) -> list[tuple[str, object]]:
     return out + [("summary", d.summary)]
 
 
-def format_function(fn: Function) -> str:
+def format_function(fn: Function, hints: Mapping[int, str] | None = None) -> str:
+    """One function's text; `hints` are its module's names (Module.hints)."""
+    hints = hints or {}
     names: dict[int, str] = {}
     used: dict[str, int] = {}
     counter = [0]
 
     def bind(n: Node) -> str:
-        base = n.name or n.attr("name") if n.is_param else n.name
+        base = n.attr("name") if n.is_param else hints.get(n.id)
         if base:
             k = used.get(base, 0)
             used[base] = k + 1
@@ -106,4 +109,4 @@ def format_function(fn: Function) -> str:
 
 def format_module(m: Module, kinds: tuple[str, ...] | None = None) -> str:
     fns = [f for f in m.functions if kinds is None or f.kind in kinds]
-    return "\n\n".join(format_function(f) for f in fns) + "\n"
+    return "\n\n".join(format_function(f, m.hints) for f in fns) + "\n"

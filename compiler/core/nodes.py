@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .diagnostics import UserError
-from .ir import Node, freeze_attrs, make_node
+from .ir import Node, freeze_attrs, make_node, name_of
 from .primitive import Primitive, get
 from .types import Dim, DimLike, DType, TensorType
 
@@ -109,4 +109,4 @@ def retype_leaf(x: Node, dtype: DType, weak: bool = False) -> Node:
     """A literal or constructor made again as `dtype` (never a cast: it is made so)."""
     if x.is_const:
         return const(x.attr("value"), x.type.with_(dtype=dtype, weak=weak))
-    return make_node(x.op, x.inputs, x.attrs, x.type.with_(dtype=dtype, weak=weak), x.span, x.name)
+    return make_node(x.op, x.inputs, x.attrs, x.type.with_(dtype=dtype, weak=weak), x.span, name_of(x))

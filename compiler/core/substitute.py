@@ -7,7 +7,7 @@ function's parameters by a call's arguments.
 """
 from __future__ import annotations
 
-from .ir import Function, Node, make_node, span_scope, topo_order
+from .ir import Function, Node, hint, make_node, name_of, span_scope, topo_order
 from .nodes import apply, dim_value, retype_leaf
 from .types import Dim, DimLike, dim_subst
 
@@ -45,11 +45,12 @@ def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
             # as the node was: its dtype, and strong if it was (a weak one made strong stays strong)
             if new.dtype != node.dtype or (new.type.weak and not node.type.weak):
                 new = make_node(new.op, (), new.attrs, new.type.with_(dtype=node.dtype, weak=node.type.weak),
-                                new.span, new.name)
+                                new.span, name_of(new))
         else:
             new = apply(node.op, *inputs, **attrs)
-    if new.name is None and node.name is not None and not new.is_leaf:
-        new.name = node.name
+    name = name_of(node)
+    if name is not None:
+        hint(new, name)  # the rebuilt value keeps the name (unless it had one)
     return new
 
 

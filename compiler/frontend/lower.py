@@ -28,7 +28,7 @@ from ..primitives.builtin_functions import (AXES, AXIS, BOOL, BUILTINS, DIM, DTY
                                             NEGATE, OPERATORS, REQUIRED, REST, SHAPE, SPEC, TENSOR, Builtin,
                                             static_dim, transpose_all)
 from ..core.diagnostics import Sink, UserError
-from ..core.ir import Function, Module, Node, graph_scope, span_scope
+from ..core.ir import Function, Module, Node, current_hints, graph_scope, hint, span_scope
 from ..core.substitute import inline
 from ..core.source import SourceFile, Span
 from ..core.types import Dim, DimLike, DType, TensorType, dim_text, parse_dtype
@@ -77,7 +77,7 @@ class Lowering:
                     continue  # a duplicate, already reported
                 fns = self.resolve_all(name)
                 functions.extend(fns or [])
-        return Module(self.source, tuple(functions))
+            return Module(self.source, tuple(functions), current_hints())
 
     def _declare(self, item) -> None:
         if isinstance(item, ast.FnDef):
@@ -234,8 +234,7 @@ class Lowering:
                                                  f"gives {len(values)} value(s)")
                 raise Poison
         for t, v in zip(stmt.targets, values):
-            if v.name is None and not v.is_leaf:
-                v.name = t.name
+            hint(v, t.name)
             scope.env[t.name] = v
 
     def ret(self, stmt: ast.Return, scope: Scope) -> list[Node]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..core.ir import Function, Module, Node, graph_scope
+from ..core.ir import Function, Module, Node, current_hints, graph_scope
 from ..core.derivative import Part
 from ..core.primitive import Cost
 from ..core.substitute import rebuild, substitute
@@ -24,7 +24,7 @@ def cheap(op) -> bool:
 
 def fewer_residuals(module: Module) -> Module:
     replaced: dict[str, Function] = {}
-    with graph_scope():
+    with graph_scope(hints=module.hints):
         for fn in module.functions:
             if fn.derivative is None or fn.derivative.part is not Part.FWD:
                 continue
@@ -32,7 +32,7 @@ def fewer_residuals(module: Module) -> Module:
             if trimmed is not None:
                 for new in trimmed:
                     replaced[new.name] = new
-    return Module(module.source, tuple(replaced.get(f.name, f) for f in module.functions))
+        return Module(module.source, tuple(replaced.get(f.name, f) for f in module.functions), current_hints())
 
 
 def _trim(fwd: Function, bwd: Function):

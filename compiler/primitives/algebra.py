@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..core import ir
 from ..core.diagnostics import UserError
-from ..core.ir import Node, make_node
+from ..core.ir import Node, make_node, name_of
 from ..core.nodes import apply, const, dim_value, dim_value_strong, literal, param  # noqa: F401  (re-exported)
 from ..core.nodes import retype_leaf
 from ..core.types import DType, Shape, TensorType, broadcast_shapes, promote
@@ -27,7 +27,7 @@ def retype(x: Node, dtype: DType, weak: bool = False) -> Node:
     made = x.is_literal or x.op.kind == "constructor"  # made in the new dtype, never cast
     if x.dtype == dtype:
         if x.type.weak and not weak and made:
-            return make_node(x.op, x.inputs, x.attrs, x.type.strong(), x.span, x.name)
+            return make_node(x.op, x.inputs, x.attrs, x.type.strong(), x.span, name_of(x))
         return x  # same dtype: nothing to do at run time
     if made:
         return retype_leaf(x, dtype, weak)

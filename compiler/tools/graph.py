@@ -158,7 +158,8 @@ class View:
 class _Names:
     """ir_print's names: source names (`.1`, `.2` for repeats), `%0`, `%1` for the rest."""
 
-    def __init__(self):
+    def __init__(self, module: Module):
+        self.module = module
         self.names: dict[int, str] = {}
         self.used: dict[str, int] = {}
         self.counter = 0
@@ -166,7 +167,7 @@ class _Names:
     def bind(self, n: Node) -> None:
         if n.id in self.names or n.is_literal:
             return
-        base = (n.name or n.attr("name")) if n.is_param else n.name
+        base = self.module.name_of(n)
         if base:
             k = self.used.get(base, 0)
             self.used[base] = k + 1
@@ -231,7 +232,7 @@ class _Builder:
     def __init__(self, module: Module, stage: str):
         self.module = module
         self.stage = stage
-        self.names = _Names()
+        self.names = _Names(module)
         self.items: list[Item] = []
         self.item_of: dict[int, int] = {}
 

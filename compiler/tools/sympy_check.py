@@ -423,7 +423,7 @@ def primitive_modules(name: str):
     Yields (module, domains by parameter name)."""
     from ..primitives import algebra as B
     from ..autodiff.directives import forward, reverse
-    from ..core.ir import graph_scope
+    from ..core.ir import current_hints, graph_scope
     from ..core.source import SourceFile
 
     prim = REGISTRY[name]
@@ -439,7 +439,8 @@ def primitive_modules(name: str):
                 # the JVP rule, and the JVP rules of the ops the VJP rule emits (second order)
                 fns += rev + forward(f"{name}_{k}_jvp", fn, wrt, None) + \
                     forward(f"{name}_{k}_vjp_jvp", rev[0], wrt, None)
-            yield Module(SourceFile(f"<{name}>", ""), tuple(fns)), {f"a{i}": d for i, d in domains.items()}
+            yield Module(SourceFile(f"<{name}>", ""), tuple(fns), current_hints()), \
+                {f"a{i}": d for i, d in domains.items()}
 
 
 def check_primitive(name: str) -> list[Result]:

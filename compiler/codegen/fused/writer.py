@@ -220,7 +220,7 @@ class KernelWriter:
                 out = self.target(n, pos)
                 self.stmts.append(f"{out}[...] = {e.text}  {where}")
             else:
-                out = self.local.fresh(n.name or "t")
+                out = self.local.fresh(self.ctx.hint(n) or "t")
                 self.stmts.append(f"{out} = {e.text}  {where}")
             self.release(dying)
         self.block[n.id] = out
@@ -347,7 +347,7 @@ class KernelWriter:
         lines = [f"# a fused loop over blocks of rows ({', '.join(sorted({_where(n) for n in k.nodes}))})"]
         taken = {o.id: i for i, o in self.reusable}
         for o in k.outputs:
-            var = names.fresh(o.name or "t")
+            var = names.fresh(ctx.hint(o) or "t")
             ctx.vars[o.id] = var
             self.body.exprs[o.id] = Expr(var)
             if o.id in taken:
@@ -424,7 +424,7 @@ class KernelWriter:
         call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {w}, {size}, {combine}{grow})"
         sink_vars = []
         for s in k.sinks:
-            var = names.fresh(s.name or "t")
+            var = names.fresh(ctx.hint(s) or "t")
             ctx.vars[s.id] = var
             self.body.exprs[s.id] = Expr(var)
             sink_vars.append(var)
