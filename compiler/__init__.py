@@ -3,9 +3,11 @@
     from tapeless.compiler import compile_source, compile_file
     text = compile_file("layer.tl", backend="numpy")
 
-See pipeline.py for the stages and LANGUAGE.md (docs/) for the language.
+pipeline.py spells the stages; docs/language.md describes the language and
+docs/architecture.md the house.
 """
 from .core.diagnostics import CompileError
-from .pipeline import VERSION, compile_file, compile_source, compile_to_file, stage_text
+from .pipeline import VERSION, compile_file, compile_source, compile_to_file
+from .tools.ir import stage_text
 
 __all__ = ["CompileError", "VERSION", "compile_file", "compile_source", "compile_to_file", "stage_text"]

@@ -1,13 +1,15 @@
 """The compiler's stages, spelled once. Stage names are `tapeless ir --stage` names.
 
-    parsed     text -> AST                        parse.parse
-    typed      AST -> typed IR (forward fns)      lower.lower_module
-    adjoint    + derivative functions             (directives, expanded while lowering)
-    optimized  + passes                           passes.optimize
-    source     IR -> Python                       codegen.emit.generate
+    parsed     text -> AST                                    parse_stage     frontend/parse.py
+    typed      AST -> typed IR: fns lowered, directives checked  typed_stage  driver.py, frontend/lower.py
+    adjoint    + every derivative function                    adjoint_stage   driver.py, autodiff/
+    optimized  + passes                                       optimize_stage  passes/
+    source     IR -> Python                                   source_stage    codegen/emit.py
 
-Each stage is a plain function of the previous one's value. Errors in user
-input are collected and raised together as one CompileError.
+Each stage is a plain function of the previous one's value; nothing flows back. Errors in
+user input are collected and raised together as one CompileError: a syntax error in one
+item does not hide a type error in another (the parse stage hands its diagnostics on).
+The tools (tools/: `tapeless ir`, `graph`, `check`) run these same stages.
 """
 from __future__ import annotations
 
@@ -15,42 +17,74 @@ import contextlib
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .primitives import catalog  # noqa: F401  (the primitive table: every rule, loaded once)
-from .core import ir_text as ir_print
-from .frontend import syntax
 from .codegen.emit import Options, generate
 from .core.diagnostics import CompileError, Diagnostic, Sink
 from .core.ir import Module
-from .frontend.lower import lower_module
-from .frontend.parse import parse
 from .core.source import SourceFile
+from .driver import Program
+from .frontend import syntax
+from .frontend.parse import parse
+from .passes import optimize
 
 VERSION = "0.1.0"
 STAGES = ("parsed", "typed", "adjoint", "optimized")
 BACKENDS = ("numpy", "cupy")
 
 
-def _check(sink: Sink, source: SourceFile) -> None:
+@dataclass
+class Parsed:
+    source: SourceFile
+    tree: syntax.Module  # the items that parsed
+    sink: Sink  # the syntax errors of the others
+
+
+def check(sink: Sink, source: SourceFile) -> None:
+    """Raise the diagnostics collected so far, if any is an error."""
     if sink.has_errors:
         raise CompileError(sink.sorted(), source)
 
 
-def parse_stage(source: SourceFile) -> syntax.Module:
-    sink = Sink()
-    tree = parse(source, sink)
-    _check(sink, source)
-    return tree
-
-
-def ir_stage(source: SourceFile, float64: bool = False) -> Module:
+def parse_stage(source: SourceFile) -> Parsed:
     sink = Sink()
     with _deep_recursion(source):
         tree = parse(source, sink)  # items with syntax errors are left out, the rest is still checked
-        module = lower_module(source, tree, sink, float64=float64)
-    _check(sink, source)
+    return Parsed(source, tree, sink)
+
+
+def typed_stage(parsed: Parsed, float64: bool = False) -> Program:
+    """Every fn lowered to typed IR and every directive checked; raises with every error of the
+    file (syntax ones included). `float64=True` reads every floating dtype as f64 (gradcheck's
+    reference build)."""
+    program = Program(parsed.source, parsed.tree, parsed.sink, float64=float64)
+    with _deep_recursion(parsed.source):
+        program.type_all()
+    check(parsed.sink, parsed.source)
+    return program
+
+
+def adjoint_stage(program: Program) -> Module:
+    """The module with every derivative function the file's directives ask for."""
+    with _deep_recursion(program.source):
+        module = program.derive_all()
+    check(program.sink, program.source)
     return module
+
+
+def optimize_stage(module: Module, level: int = 1) -> Module:
+    return optimize(module, level)
+
+
+def source_stage(module: Module, options: Options) -> str:
+    return generate(module, options, VERSION)
+
+
+def ir_stage(source: SourceFile, float64: bool = False) -> Module:
+    """parse, typed and adjoint: the IR of every function (what the SymPy check and graph read)."""
+    return adjoint_stage(typed_stage(parse_stage(source), float64=float64))
 
 
 @contextlib.contextmanager
@@ -68,12 +102,6 @@ def _deep_recursion(source: SourceFile, limit: int = 20000):
         sys.setrecursionlimit(old)
 
 
-def optimize_stage(module: Module, level: int = 1) -> Module:
-    from .passes import optimize
-
-    return optimize(module, level)
-
-
 def compile_source(source: SourceFile | str, backend: str = "numpy", checks: bool = True,
                    opt_level: int = 1, path: str = "<string>", float64: bool = False) -> str:
     """Python source of the module compiled from `source` (a SourceFile or .tl text).
@@ -84,7 +112,7 @@ def compile_source(source: SourceFile | str, backend: str = "numpy", checks: boo
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     module = optimize_stage(ir_stage(source, float64=float64), opt_level)
-    return generate(module, Options(backend=backend, checks=checks, opt_level=opt_level), VERSION)
+    return source_stage(module, Options(backend=backend, checks=checks, opt_level=opt_level))
 
 
 def compile_file(path: str | os.PathLike, backend: str = "numpy", checks: bool = True, opt_level: int = 1,
@@ -123,17 +151,3 @@ def compile_to_file(path, out=None, backend: str = "numpy", checks: bool = True,
     text = compile_file(path, backend=backend, checks=checks, opt_level=opt_level)
     write_atomic(out, text)
     return out
-
-
-def stage_text(source: SourceFile, stage: str) -> str:
-    """The printed form of one stage (`tapeless ir`)."""
-    if stage == "parsed":
-        return syntax.format_module(parse_stage(source))
-    module = ir_stage(source)
-    if stage == "typed":
-        return ir_print.format_module(module, kinds=("fn",))
-    if stage == "adjoint":
-        return ir_print.format_module(module)
-    if stage == "optimized":
-        return ir_print.format_module(optimize_stage(module))
-    raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")

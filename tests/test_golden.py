@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tapeless.compiler.pipeline import compile_source, stage_text
+from tapeless.compiler import compile_source, stage_text
 from tapeless.compiler.core.source import SourceFile
 
 HERE = Path(__file__).parent

@@ -233,6 +233,9 @@ class Module:
     source: SourceFile
     functions: tuple[Function, ...]
     hints: Mapping[int, str] = field(default_factory=dict)  # node id -> name (see `hint`)
+    # the derivative functions the file declares that this module does not hold yet (the
+    # typed stage's module: they come with the adjoint stage)
+    pending: tuple[str, ...] = ()
 
     def name_of(self, node: Node) -> str | None:
         return node.attr("name") if node.is_param else self.hints.get(node.id)

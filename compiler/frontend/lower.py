@@ -1,24 +1,26 @@
-"""AST -> typed IR.
+"""A function's AST -> typed IR.
 
-Lowering and type checking are one walk: every node is built by its
-primitive's type rule as it is lowered (build.apply), so the IR that comes out
-is typed, and a rule's complaint is reported at the construct it came from.
+Lowering and type checking are one walk: every node is built by its primitive's type rule
+as it is lowered (nodes.apply), so the IR that comes out is typed, and a rule's complaint is
+reported at the construct it came from.
 
-* Names are SSA: rebinding `x = x + 1` just makes `x` point at a new node.
-* Calls between functions are inlined: the callee's IR is re-applied with the
-  arguments in place of its parameters and its size symbols bound to the
-  caller's dimensions. Recursion (direct or through directives) is an error.
-* Functions and directives are lowered on demand, memoised, so a function may
-  call one defined later, and derivative functions (`f_grad`) can be called too.
-* An expression that failed yields None ("poison"); anything built on poison is
-  silently poison too, so one mistake gives one diagnostic, and independent
-  mistakes each give their own.
+* Names are SSA: rebinding `x = x + 1` just makes `x` point at a new node (and hints the
+  node's name, ir.hint).
+* Calls between functions are inlined: the callee's IR is re-applied with the arguments in
+  place of its parameters and its size symbols bound to the caller's dimensions. The callee
+  comes from the driver (driver.Program.resolve), which lowers or derives it on demand and
+  reports recursion; lowering knows nothing of derivatives.
+* The language's operators and built-in functions map to primitives in
+  primitives/builtin_functions.py.
+* An expression that failed yields None ("poison"); anything built on poison is silently
+  poison too, so one mistake gives one diagnostic, and independent mistakes each give their
+  own.
 """
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from tapeless.grammar import KEYWORDS
 
@@ -28,7 +30,7 @@ from ..primitives.builtin_functions import (AXES, AXIS, BOOL, BUILTINS, DIM, DTY
                                             NEGATE, OPERATORS, REQUIRED, REST, SHAPE, SPEC, TENSOR, Builtin,
                                             static_dim, transpose_all)
 from ..core.diagnostics import Sink, UserError
-from ..core.ir import Function, Module, Node, current_hints, graph_scope, hint, span_scope
+from ..core.ir import Function, Node, hint, span_scope
 from ..core.substitute import inline
 from ..core.source import SourceFile, Span
 from ..core.types import Dim, DimLike, DType, TensorType, dim_text, parse_dtype
@@ -45,90 +47,25 @@ class Scope:
     symbols: dict[str, Dim] = field(default_factory=dict)
 
 
-def lower_module(source: SourceFile, module: ast.Module, sink: Sink, float64: bool = False) -> Module:
-    """`float64`: every floating dtype in the file is read as f64 (gradcheck's reference build)."""
-    return Lowering(source, module, sink, float64).run()
+class Items(Protocol):
+    """What lowering asks of the file around a function (driver.Program answers)."""
+
+    broken: set[str]
+
+    def defines(self, name: str) -> bool: ...
+    def resolve(self, name: str, span: Span) -> Function: ...
+    def unknown_function(self, ident: ast.Ident, exclude=()) -> None: ...
 
 
 class Lowering:
-    def __init__(self, source: SourceFile, module: ast.Module, sink: Sink, float64: bool = False):
+    def __init__(self, source: SourceFile, sink: Sink, items: Items, float64: bool = False):
         self.float64 = float64
         self.source = source
-        self.module = module
         self.sink = sink
-        self.defs: dict[str, ast.FnDef | ast.Directive] = {}
-        self.results: dict[str, list[Function] | None] = {}
-        self.stack: list[str] = []
-        self.emitted: dict[str, Span] = {}
+        self.items = items
         # parameters of every function whose signature is sound, even if its body is not, so
         # directives and calls can still be checked against it
         self.signatures: dict[str, list[Node]] = {}
-        self.broken = set(module.broken)  # names from items that did not parse: never "unknown"
-
-    # ---- driver ---------------------------------------------------------------------------------
-    def run(self) -> Module:
-        with graph_scope():
-            for item in self.module.items:
-                self._declare(item)
-            functions: list[Function] = []
-            for item in self.module.items:
-                name = item.name.name if isinstance(item, ast.FnDef) else item.emitted_name
-                if self.defs.get(name) is not item:
-                    continue  # a duplicate, already reported
-                fns = self.resolve_all(name)
-                functions.extend(fns or [])
-            return Module(self.source, tuple(functions), current_hints())
-
-    def _declare(self, item) -> None:
-        if isinstance(item, ast.FnDef):
-            names = [(item.name.name, item.name.span)]
-        else:
-            span = item.alias.span if item.alias else item.fn.span
-            base = item.emitted_name
-            names = [(base, span)]
-            from ..autodiff.directives import DIRECTIVES, part_names
-
-            names += [(n, span) for n in part_names(base, DIRECTIVES[item.kind])[1:]]
-        for name, span in names:
-            if name in KEYWORDS:
-                self.sink.error(span, f"`{name}` is a keyword and cannot name a function")
-            if name in self.emitted:
-                prev = self.emitted[name]
-                self.sink.error(span, f"`{name}` is defined twice (first at {prev.line}:{prev.col})")
-                return
-            if name in BUILTINS:
-                self.sink.error(span, f"`{name}` is a built-in function and cannot be redefined")
-                return
-        for name, span in names:
-            self.emitted[name] = span
-        self.defs[names[0][0]] = item
-
-    def resolve_all(self, name: str) -> list[Function] | None:
-        if name in self.results:
-            return self.results[name]
-        item = self.defs[name]
-        self.stack.append(name)
-        try:
-            if isinstance(item, ast.FnDef):
-                fn = self.lower_fn(item)
-                result = [fn] if fn is not None else None
-            else:
-                result = self.lower_directive(item)
-        finally:
-            self.stack.pop()
-        self.results[name] = result
-        return result
-
-    def resolve(self, name: str, span: Span) -> Function | None:
-        """The callable function `name` (a fn or a directive's main function); None if it failed."""
-        if name in self.stack:
-            cycle = " -> ".join(self.stack[self.stack.index(name):] + [name])
-            self.sink.error(span, f"recursive call: {cycle}; tapeless inlines calls, so recursion is not allowed")
-            raise Poison
-        fns = self.resolve_all(name)
-        if not fns:
-            raise Poison
-        return fns[0]
 
     # ---- functions --------------------------------------------------------------------------------------
     def lower_fn(self, fd: ast.FnDef) -> Function | None:
@@ -277,72 +214,6 @@ class Lowering:
             final.append(out)
         return final
 
-    # ---- directives --------------------------------------------------------------------------------------
-    def check_wrt(self, d: ast.Directive, fname: str, params: list[Node]) -> list[int] | None:
-        """Indices of the wrt parameters; None (after reporting) when any is wrong."""
-        names = [p.attr("name") for p in params]
-        wrt: list[int] = []
-        ok = True
-        for w in d.wrt:
-            if w.name not in names:
-                self.sink.error(w.span, f"`{w.name}` is not a parameter of `{fname}` "
-                                        f"(its parameters: {', '.join(names)})")
-                ok = False
-                continue
-            i = names.index(w.name)
-            if i in wrt:
-                self.sink.error(w.span, f"`{w.name}` is named twice in `wrt`")
-                ok = False
-                continue
-            p = params[i]
-            if not p.dtype.is_float:
-                self.sink.error(w.span, f"cannot differentiate with respect to `{w.name}`: it is {p.type}, "
-                                        "not floating point")
-                ok = False
-                continue
-            wrt.append(i)
-        return wrt if ok else None
-
-    def lower_directive(self, d: ast.Directive) -> list[Function] | None:
-        name = d.fn.name
-        if name in self.broken:
-            return None  # its syntax error is reported already
-        if name not in self.defs:
-            base = re.sub(r"_(fwd|bwd)$", "", name)
-            if base != name and base in self.defs and not isinstance(self.defs[base], ast.FnDef):
-                self.sink.error(d.fn.span, f"`{name}` is generated Python only; a directive can differentiate "
-                                           f"`{base}` (or any fn), not its _fwd/_bwd halves")
-            else:
-                own = {d.emitted_name, d.emitted_name + "_fwd", d.emitted_name + "_bwd"}
-                self.unknown_function(d.fn, exclude=own)
-            return None
-        try:
-            target = self.resolve(name, d.fn.span)
-        except Poison:
-            # the body failed (reported); the signature alone still checks the wrt list
-            if name in self.signatures:
-                self.check_wrt(d, name, self.signatures[name])
-            return None
-        wrt = self.check_wrt(d, target.name, list(target.params))
-        ok = wrt is not None
-        if d.kind in ("grad", "hvp") and target.outputs:
-            outs = target.outputs
-            if len(outs) != 1 or outs[0].type.rank != 0 or not outs[0].dtype.is_float:
-                shown = ", ".join(str(o.type) for o in outs)
-                hint = "; use `vjp` for other outputs" if d.kind == "grad" else ""
-                self.sink.error(d.fn.span, f"`{d.kind}` needs a function returning one floating-point scalar; "
-                                           f"`{target.name}` returns {shown}{hint}")
-                ok = False
-        if not ok:
-            return None
-        from ..autodiff.directives import DIRECTIVES
-
-        try:
-            return DIRECTIVES[d.kind].derive(d.emitted_name, target, wrt, d.span)
-        except UserError as e:
-            self.sink.error(e.span or d.span, e.message)
-            return None
-
     # ---- expressions ---------------------------------------------------------------------------------------
     def fail(self, span: Span, message: str, *notes: str):
         self.sink.error(span, message, *notes)
@@ -357,7 +228,7 @@ class Lowering:
 
     def multi(self, e: ast.Expr, scope: Scope) -> list[Node]:
         """An expression that may stand for several values (a call of a multi-output function)."""
-        if isinstance(e, ast.Call) and e.func.name in self.defs and e.func.name not in scope.env:
+        if isinstance(e, ast.Call) and self.items.defines(e.func.name) and e.func.name not in scope.env:
             return self.user_call(e, scope)
         return [self._expr(e, scope)]
 
@@ -441,24 +312,12 @@ class Lowering:
             return node
         if e.id in scope.symbols:
             return B.dim_value(scope.symbols[e.id])
-        if e.id in self.defs or e.id in BUILTINS:
+        if self.items.defines(e.id) or e.id in BUILTINS:
             self.fail(e.span, f"`{e.id}` is a function; call it with arguments, as in `{e.id}(...)`")
         candidates = list(scope.env) + list(scope.symbols)
         close = difflib.get_close_matches(e.id, candidates, n=1)
         hint = f"; did you mean `{close[0]}`?" if close else ""
         self.fail(e.span, f"unknown name `{e.id}`{hint}")
-
-    def unknown_function(self, ident: ast.Ident, exclude=()):
-        if ident.name in self.broken:
-            return  # a function with a syntax error: reported already
-        if ident.name in self.emitted and ident.name not in exclude:  # NAME_fwd/NAME_bwd, or a broken definition
-            self.sink.error(ident.span, f"`{ident.name}` is generated for Python callers and cannot be called "
-                                        f"in a .tl file; call the function it derives from, or its grad/vjp")
-            return
-        candidates = [n for n in list(self.emitted) + list(BUILTINS) if n not in exclude and n != ident.name]
-        close = difflib.get_close_matches(ident.name, candidates, n=1)
-        hint = f"; did you mean `{close[0]}`?" if close else ""
-        self.sink.error(ident.span, f"unknown function `{ident.name}`{hint}")
 
     # ---- calls --------------------------------------------------------------------------------------------
     def builtin_call(self, e: ast.Call, scope: Scope) -> Node:
@@ -469,7 +328,7 @@ class Lowering:
             name = "f64"
         spec = BUILTINS.get(name)
         if spec is None:
-            self.unknown_function(e.func)
+            self.items.unknown_function(e.func)
             raise Poison
         args, kwargs, spans = self.bind_args(e, spec, scope)
         try:
@@ -605,7 +464,7 @@ class Lowering:
         return d
 
     def user_call(self, e: ast.Call, scope: Scope) -> list[Node]:
-        fn = self.resolve(e.func.name, e.func.span)
+        fn = self.items.resolve(e.func.name, e.func.span)
         names = fn.param_names
         given: dict[int, ast.Expr] = {}
         if len(e.args) > len(names):

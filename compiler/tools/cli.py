@@ -14,7 +14,8 @@ import sys
 import traceback
 
 from ..core.diagnostics import CompileError
-from ..pipeline import BACKENDS, STAGES, VERSION, compile_file, stage_text, write_atomic
+from ..pipeline import BACKENDS, STAGES, VERSION, compile_file, write_atomic
+from .ir import stage_text
 from ..core.source import NotText, SourceFile
 
 

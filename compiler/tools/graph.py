@@ -32,6 +32,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .. import pipeline
 from ..core.derivative import Part as FnPart, Slot
 from ..core.ir import Function, Module, Node, topo_order
 from ..core.ir_text import format_value, type_text
@@ -187,12 +188,12 @@ class _Names:
 
 def find_function(module: Module, name: str, stage: str = "adjoint") -> Function:
     """The function `--fn NAME` names at `stage`, or a GraphError listing the ones there are."""
-    visible = [f for f in module.functions if stage != "typed" or f.derivative is None]
+    visible = list(module.functions)
     for f in visible:
         if f.name == name:
             return f
     where = module.source.path
-    if any(f.name == name for f in module.functions):
+    if name in module.pending:
         raise GraphError(f"{where}: `{clean(name)}` is a derivative function: it exists from --stage adjoint on; "
                          f"functions at stage {stage}: {', '.join(f.name for f in visible)}")
     names = [f.name for f in visible]
@@ -494,12 +495,14 @@ def graph_text(module: Module, name: str, stage: str = "adjoint", collapse: str 
 
 
 def stage_module(source: SourceFile, stage: str) -> Module:
-    from ..pipeline import ir_stage, optimize_stage
-
+    """The module at `stage` (typed: the file's fns; adjoint: and their derivatives; optimized)."""
     if stage not in STAGES:
         raise GraphError(f"unknown stage {clean(stage)!r}; expected one of {', '.join(STAGES)}")
-    module = ir_stage(source)
-    return optimize_stage(module) if stage == "optimized" else module
+    program = pipeline.typed_stage(pipeline.parse_stage(source))
+    if stage == "typed":
+        return program.typed
+    module = pipeline.adjoint_stage(program)
+    return pipeline.optimize_stage(module) if stage == "optimized" else module
 
 
 # ---- rendering and output ----------------------------------------------------------------
@@ -542,7 +545,6 @@ def render(text: str, fmt: str, timeout: float | None = None) -> bytes:
 def graph_command(source: SourceFile, name: str, output: str | None = None, stage: str = "adjoint",
                   collapse: str = "none") -> int:
     """`tapeless graph`: DOT to standard output or a .dot file, SVG or PNG through `dot`."""
-    from ..pipeline import write_atomic
 
     fmt = output_format(output)
     if fmt != "dot":
@@ -553,11 +555,11 @@ def graph_command(source: SourceFile, name: str, output: str | None = None, stag
         return 0
     try:
         if fmt == "dot":
-            write_atomic(output, text)
+            pipeline.write_atomic(output, text)
         elif fmt == "svg":
-            write_atomic(output, render(text, fmt).decode("utf-8"))
+            pipeline.write_atomic(output, render(text, fmt).decode("utf-8"))
         else:
-            write_atomic(output, render(text, fmt))
+            pipeline.write_atomic(output, render(text, fmt))
     except OSError as e:
         raise GraphError(f"{clean(output)}: cannot write: {e.strerror}") from None
     return 0
