@@ -28,7 +28,7 @@ from .core.source import SourceFile
 from .driver import Program
 from .frontend import syntax
 from .frontend.parse import parse
-from .passes import optimize
+from .passes.levels import optimize
 
 VERSION = "0.1.0"
 STAGES = ("parsed", "typed", "adjoint", "optimized")

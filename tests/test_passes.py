@@ -11,7 +11,7 @@ import pytest
 from corpus import PROGRAMS, inputs_for
 from tapeless.compiler.primitives import algebra as B
 from tapeless.compiler.core.ir import graph_scope
-from tapeless.compiler.passes import PIPELINE, optimize
+from tapeless.compiler.passes.levels import PIPELINE, optimize
 from tapeless.compiler.passes.simplify import simplify_node
 from tapeless.compiler.primitives.simplification import SIMPLIFY
 from tapeless.compiler.passes.verify import VerifyError, verify

@@ -217,7 +217,7 @@ def test_polynomials_keep_their_values_and_derivatives_at_every_level(tmp_path_f
     """-O1 (Horner form where it is cheaper) against -O0, within the rounding bound of the
     evaluation: eps times the polynomial with every sign made + (evaluated at |x|)."""
     from tapeless.compiler.core.ir import topo_order
-    from tapeless.compiler.passes import optimize
+    from tapeless.compiler.passes.levels import optimize
     from util import compile_module
 
     from tapeless.compiler.primitives.simplification import SIMPLIFY, horner

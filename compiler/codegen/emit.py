@@ -227,7 +227,12 @@ class Body:
 
     # ---- fused, cache-blocked loops (kernels.py plans them, kernel_emit.py writes them) --------------
     def kernel(self, k: Kernel, reusable) -> None:
-        self.lines.extend(KernelWriter(self, k, reusable).write())
+        loop = KernelWriter(self.ctx, k, reusable, self.exprs, self.arg, self.accumulate).write()
+        self.lines.extend(loop.lines)
+        for nid, var in loop.bound.items():
+            self.ctx.vars[nid] = var
+            self.exprs[nid] = Expr(var)
+        self.accumulated |= loop.accumulated
 
     def arg(self, i: Node, user: Node) -> Expr:
         if i.is_literal:

@@ -19,7 +19,8 @@ points at its record (`node.op`), so every stage asks the record, never an op na
     helpers       (Helper, ...)                          helper functions `emit` calls, with their source
     loop          Loop | None                            how a fused loop computes it (ufunc, reducer)
     scalar        str | None                             the elementwise scalar expression over {0}, {1},
-                                                         ... in the C-like form of SCALAR_FUNCTIONS
+                                                         ... in C-like form (primitives/common.py,
+                                                         SCALAR_FUNCTIONS)
     fold          python scalars -> scalar               evaluation of literals at compile time
     view          bool | node -> bool                    the result may share memory with an input
     allocates     bool                                   makes a fresh array (constructors, scatters)
@@ -97,8 +98,8 @@ class Loop:
               on AVX2: maximum(x, 0) on 128K float32 elements 65-95 us, against a (1, 256)
               row of zeros 32-36 us; add or multiply show no difference)
     reducer:  a reduction that is xp.NAME.reduce (fused loops total a block with it)
-    combine:  a reduction over the rows a loop may end with: the threads' partial results
-              are combined as "sum", "max" or "min" (codegen's _blocks helper)
+    combine:  a reduction over the rows a loop may end with: how the threads' partial results
+              are combined (primitives/common.py, Combine)
     rowwise:  computed along the axis in attribute `axis` (softmax): a loop over blocks of
               rows may run it when that axis is not the first
     """
@@ -107,7 +108,7 @@ class Loop:
     extra: tuple[str, ...] = ()
     row: bool = False
     reducer: str | None = None
-    combine: str | None = None
+    combine: enum.Enum | None = None
     rowwise: bool = False
 
 
@@ -144,11 +145,6 @@ class SymContext:
     def shape(self, shape) -> tuple[int, ...]:
         return tuple(self.dim(d) for d in shape)
 
-
-# The functions a scalar expression may call (besides + - * /, unary -, comparisons, && || !):
-# each as C's (fabs is |x|, max/min propagate NaN as NumPy's maximum/minimum do).
-SCALAR_FUNCTIONS = ("exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh", "fabs", "sign",
-                    "max", "min", "pow", "select", "cast")
 
 RULE_SHAPES = ("unary", "binary", "linear", "bilinear", "nondifferentiable", "constructor", "leaf", "custom")
 

@@ -5,7 +5,7 @@ loss and its gradient share work through CSE.
 """
 from __future__ import annotations
 
-from ..core.ir import Module, Node
+from ..core.ir import Module
 from ..primitives.forms import FORMS
 from .common import function_nodes, map_nodes
 
@@ -17,8 +17,4 @@ def expand(module: Module) -> Module:
     agree exactly)."""
     ops = frozenset(n.op.name for fn in module.functions for n in function_nodes(fn))
 
-    def visit(n: Node) -> Node:
-        form = FORMS.get(n.op.name)
-        return form(n, ops) if form is not None else n
-
-    return map_nodes(module, visit)
+    return map_nodes(module, lambda n: FORMS.rewrite(n, env=ops))

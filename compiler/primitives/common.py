@@ -1,6 +1,7 @@
 """Shared pieces of primitive records: type-rule helpers, emission helpers, SymPy helpers."""
 from __future__ import annotations
 
+import enum
 from typing import Callable, Sequence
 
 import numpy as np
@@ -112,6 +113,22 @@ def axis_kw(ctx, node) -> str:
     if node.attr("keepdims"):
         parts.append("keepdims=True")
     return ", ".join(parts)
+
+
+class Combine(enum.Enum):
+    """How the threads' partial results of a reduction over a loop's rows are combined (the
+    names codegen's _blocks helper understands)."""
+
+    SUM = "sum"
+    MAX = "max"
+    MIN = "min"
+
+
+
+# The functions a scalar expression may call (besides + - * /, unary -, comparisons, && || !):
+# each as C's (fabs is |x|, max/min propagate NaN as NumPy's maximum/minimum do).
+SCALAR_FUNCTIONS = ("exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh", "fabs", "sign",
+                    "max", "min", "pow", "select", "cast")
 
 
 # ---- SymPy meanings -------------------------------------------------------------------------------

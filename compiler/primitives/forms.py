@@ -1,6 +1,6 @@
 """Stable forms: composite primitives spelled in primitives after differentiation (-O1).
 
-FORMS maps each composite to its form; passes/expand.py applies them. Sigmoid, softplus and bce_with_logits are spelled with
+FORMS holds them as named rules (core/rewrite.py); passes/expand.py applies them. Sigmoid, softplus and bce_with_logits are spelled with
 e = exp(-|z|):
 
     sigmoid(z)             = 1 / (1 + exp(-z)), or where(z >= 0, 1, e) / (1 + e) in a
@@ -32,6 +32,7 @@ sharing form only where there is a loss to share with.
 """
 from __future__ import annotations
 
+from ..core.rewrite import Op, Rule, RuleSet
 from . import algebra as B
 from ..core.ir import Node
 from .nn import labels_onehot
@@ -96,5 +97,14 @@ def cross_entropy_form(n: Node, ops) -> Node:
     return B.apply("sum", per_class, axes=(axis,), keepdims=False)
 
 
-FORMS = {"sigmoid": sigmoid_form, "softplus": softplus_form, "bce_with_logits": bce_with_logits_form,
-         "softmax": softmax_form, "cross_entropy": cross_entropy_form}
+# The rule set passes/expand.py applies once per node; a rule's env is the set of op names in
+# the module (sigmoid and softmax take the sharing form only where there is a loss to share with).
+FORMS = RuleSet("forms")
+for _op, _form, _name in (
+    ("sigmoid", sigmoid_form, "sigmoid(z) = 1 / (1 + exp(-z)), or shared with a softplus's exp(-|z|)"),
+    ("softplus", softplus_form, "softplus(z) = relu(z) + log(1 + exp(-|z|))"),
+    ("bce_with_logits", bce_with_logits_form, "bce_with_logits(z, y) = relu(z) - z y + log(1 + exp(-|z|))"),
+    ("softmax", softmax_form, "softmax(z) = exp(d) / sum(exp(d)), d = z - max(z), beside a cross_entropy"),
+    ("cross_entropy", cross_entropy_form, "cross_entropy(z, k) = log(sum(exp(d))) - d[k], d = z - max(z)"),
+):
+    FORMS.add(Rule(_name, Op(_op), lambda m, form=_form: form(m.node, m.env)))

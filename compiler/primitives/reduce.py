@@ -11,7 +11,7 @@ import numpy as np
 from . import algebra as B
 from ..core.types import DType, TensorType, dim_prod
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Loop, Primitive, register
-from .common import axis_kw, need_float
+from .common import Combine, axis_kw, need_float
 from .rule_shapes import linear
 
 
@@ -109,7 +109,7 @@ def _sum_vjp(ctx, node, ct, needs):
 register(linear(
     "sum", "reduce", _infer(_sum_dtype), _emit("sum"), _sum_vjp,
     _reduce_sympy(lambda xs: _sympy().Add(*xs)), doc="integers and bools sum to i64 (NumPy)",
-    loop=Loop(reducer="add", combine="sum"),
+    loop=Loop(reducer="add", combine=Combine.SUM),
     examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
               (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
 ))
@@ -182,8 +182,8 @@ def _extreme(name, sympy_fn, reducer, combine):
                                  (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),))
 
 
-_extreme("max", lambda: _sympy().Max, "maximum", "max")
-_extreme("min", lambda: _sympy().Min, "minimum", "min")
+_extreme("max", lambda: _sympy().Max, "maximum", Combine.MAX)
+_extreme("min", lambda: _sympy().Min, "minimum", Combine.MIN)
 
 
 # ---- logsumexp ----------------------------------------------------------------------------------------

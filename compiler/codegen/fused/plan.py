@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from ...core.ir import Node
 from ...core.types import Dim, dim_prod
+from .peepholes import computed_late, reads_after_writing
 
 MIN_ELEMENTS = 1 << 14  # a kernel over fewer (literal) elements is not worth its loop
 
@@ -253,9 +254,7 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
             for i in m.inputs:
                 reader_pos[i.id] = max(reader_pos.get(i.id, -1), p)
         for p, m in enumerate(k.members):
-            # a product may be computed late, by the einsum of the sum that reads it
-            # (kernel_emit): its inputs count as read where that sum is
-            when = max(p, reader_pos.get(m.id, p)) if m.op.name == "mul" else p
+            when = max(p, reader_pos.get(m.id, p)) if computed_late(m) else p
             for i, al in zip(m.inputs, _row_aligned_inputs(m)):
                 if i.id in members or i.is_leaf:
                     continue
@@ -274,7 +273,7 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
                 # a ufunc (or an expression assigned whole) may read what it overwrites; a select
                 # (several calls, kernel_emit.KernelWriter.select) only its first value, read first
                 limit = position[o.id]
-                if o.op.name == "where" and (i is not o.inputs[1] or any(x is i for x in (o.inputs[0], o.inputs[2]))):
+                if reads_after_writing(o) and (i is not o.inputs[1] or any(x is i for x in (o.inputs[0], o.inputs[2]))):
                     limit -= 1
                 if (iid in taken or iid in bad or iid in keep or i.op.is_view(i) or readers.get(iid, set()) != {me}
                         or i.shape != o.shape or i.dtype != o.dtype or last_read[iid] > limit):

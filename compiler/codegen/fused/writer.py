@@ -24,22 +24,42 @@ than numpy.where).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
 from ...core.ir import Node
 from ...core.primitive import Cost
 from ...core.primitive import Expr
 from ...core.types import DType, dim_add, dim_mul, dim_prod
+from ...primitives.common import Combine
+from .peepholes import INT_OF, Peephole, ask
 from .plan import Kernel, _row_aligned_inputs
 from ..names import place
 
-# the integer type holding each dtype's bits (f16 has no integer twin among tapeless dtypes: np.where)
-_INT_OF = {DType.F32: DType.I32, DType.F64: DType.I64, DType.I32: DType.I32, DType.I64: DType.I64}
+
+
+@dataclass
+class WrittenLoop:
+    """What writing a loop gives the function around it."""
+
+    lines: list[str]  # the loop function and its call, at the function's indentation
+    bound: dict[int, str]  # the loop's outputs and sinks: node id -> the variable holding it
+    accumulated: set[int]  # outputs added into the caller's out= buffers block by block
 
 
 class KernelWriter:
-    def __init__(self, body, k: Kernel, reusable):
-        self.body = body
-        self.ctx = body.ctx
-        self.xp = body.ctx.xp
+    """Writes one kernel. It reads the function's values computed before the loop (`exprs`, and
+    `arg` for literals) and which outputs may go into out= buffers (`accumulate`); it returns
+    what it wrote (WrittenLoop) and never touches the function writer's state."""
+
+    def __init__(self, ctx, k: Kernel, reusable, exprs: Mapping[int, Expr], arg: Callable[[Node, Node], Expr],
+                 accumulate: Mapping[int, str]):
+        self.ctx = ctx
+        self.xp = ctx.xp
+        self.exprs = exprs
+        self.arg = arg
+        self.bound: dict[int, str] = {}
+        self.accumulated: set[int] = set()
         self.k = k
         self.members = {m.id for m in k.members}
         self.outputs = {o.id for o in k.outputs}
@@ -61,25 +81,18 @@ class KernelWriter:
                 if i.id in self.members:
                     self.readers.setdefault(i.id, []).append(n)
         self.taken_input = {o.id: i for i, o in reusable}  # output id -> the input whose memory it takes
-        # x * y read only by a sum: computed by that sum as one einsum
-        self.folded = {m.id for m in k.members
-                       if m.op.name == "mul" and m.id not in self.outputs and len(self.readers.get(m.id, [])) == 1
-                       and self.readers[m.id][0].op.name == "sum" and m.type.rank <= 16
-                       and all(not i.is_literal for i in m.inputs)}
-        # a comparison read only by a cast to a number: the ufunc writes the numbers directly
-        self.folded |= {m.id for m in k.members
-                        if m.dtype == DType.BOOL and _ufunc(m) and m.id not in self.outputs
-                        and len(self.readers.get(m.id, [])) == 1
-                        and self.readers[m.id][0].op.name == "cast" and self.readers[m.id][0].dtype != DType.BOOL}
-        # a row-wise sum read only by a sink summing all of it (mean(cross_entropy)): the sink sums
-        # the block it reads at once, one call instead of two
-        self.summed = {m.id for m in k.members
-                       if m.op.name == "sum" and m.id not in self.outputs and m.inputs[0].id not in self.folded
-                       and m.dtype == m.inputs[0].dtype and len(self.readers.get(m.id, [])) == 1
-                       and self.readers[m.id][0] in k.sinks and self.readers[m.id][0].op.name == "sum"
-                       and len(self.readers[m.id][0].attr("axes")) == m.type.rank
-                       and not self.readers[m.id][0].attr("keepdims")}
-        self.folded |= self.summed
+        # members another node's call computes (peepholes.py): a product its sum's einsum, a
+        # comparison its cast's ufunc, a row sum the total that reads it
+        self.tags: dict[int, Peephole] = {}
+        self.folded: set[int] = set()
+        self.summed: set[int] = set()
+        for m in k.members:
+            tag = ask(self, m, "member")
+            if tag is not None:
+                self.tags[m.id] = tag
+                self.folded.add(m.id)
+                if tag is Peephole.ROW_SUM_IN_TOTAL:
+                    self.summed.add(m.id)
         self.last_read: dict[int, int] = {}  # outside input id -> the last position reading it (write())
         self.local = None  # the loop function's own names (write())
         self.accs: list[str] = []
@@ -89,7 +102,7 @@ class KernelWriter:
         self.ones: dict = {}  # (dtype, size reduced with the rows) -> a vector of ones, one block long
         # outputs that are gradients the caller gave out= buffers for: computed in a block of
         # their own, then added into the caller's rows (no array of the gradient is made)
-        self.accumulate = {o.id: body.accumulate[o.id] for o in k.outputs if o.id in body.accumulate}
+        self.accumulate = {o.id: accumulate[o.id] for o in k.outputs if o.id in accumulate}
         self.acc_blocks: dict[int, tuple[str, str]] = {}  # output id -> (its block buffer, one block of it)
 
     # ---- buffers ---------------------------------------------------------------------------------
@@ -111,8 +124,8 @@ class KernelWriter:
 
     def out_view(self, o: Node) -> str:
         if o.id not in self.views:
-            view = self.local.fresh(self.ctx.vars[o.id] + "_b")
-            rows = f"{self.ctx.vars[o.id]}[{self.i}:{self.j}]"
+            view = self.local.fresh(self.bound[o.id] + "_b")
+            rows = f"{self.bound[o.id]}[{self.i}:{self.j}]"
             if o.id in self.accumulate and o.id not in self.taken_input:  # (a dead input's rows are free anyway)
                 buf = self.local.fresh("g")
                 self.acc_blocks[o.id] = (buf, o)
@@ -126,7 +139,7 @@ class KernelWriter:
         buf, rows = self.accumulate[o.id], f"{self.accumulate[o.id]}[{self.i}:{self.j}]"
         self.stmts.append(f"if {buf} is not None:")
         self.stmts.append(f"    {self.xp}.add({rows}, {self.views[o.id]}, out={rows})")
-        self.body.accumulated.add(o.id)
+        self.accumulated.add(o.id)
 
     def target(self, n: Node, pos: int, inplace: bool = True) -> str:
         """Where node n's block value goes: its output array's rows, the rows of an output not
@@ -176,13 +189,14 @@ class KernelWriter:
                 self.sliced[i.id] = self.local.fresh(base + "_b")
                 self.sliced_nodes[i.id] = i
             return Expr(self.sliced[i.id])
-        return self.body.arg(i, n)
+        return self.arg(i, n)
 
     # ---- nodes ---------------------------------------------------------------------------------------
     def member(self, pos: int, n: Node, last_use: dict[int, int]) -> None:
         if n.id in self.folded:
             return  # written by its only reader: the einsum of a sum, or the ufunc of a cast
-        if n.op.name == "sum" and n.inputs[0].id in self.folded:
+        computes = self.tags.get(n.inputs[0].id) if n.inputs else None  # the folded input it computes
+        if computes is Peephole.PRODUCT_IN_SUM:
             out = self.target(n, pos, inplace=False)  # einsum: its inputs are released after it
             index = ", ".join("0" if a in n.attr("axes") else ":" for a in range(n.inputs[0].type.rank))
             view = f"{out}[{index}]" if n.attr("keepdims") else out
@@ -191,7 +205,7 @@ class KernelWriter:
             dying = [i.id for i in n.inputs[0].inputs if i.id in self.holder and last_use.get(i.id) == pos]
             self.release(list(dict.fromkeys(dying)))
             return
-        if n.op.name == "cast" and n.inputs[0].id in self.folded:
+        if computes is Peephole.COMPARE_IN_CAST:
             c = n.inputs[0]
             args = [self.value(i, c, al) for i, al in zip(c.inputs, _row_aligned_inputs(c))]
             self.release(list(dict.fromkeys(i.id for i in c.inputs if i.id in self.holder
@@ -204,13 +218,16 @@ class KernelWriter:
         args = [self.value(i, n, al) for i, al in zip(n.inputs, _row_aligned_inputs(n))]
         dying = list(dict.fromkeys(i.id for i in n.inputs if i.id in self.holder and last_use.get(i.id) == pos))
         where = _comment(n)
+        how = ask(self, n, "emit")
         if _ufunc(n):
             self.release(dying)  # a ufunc may write over an input it reads
             out = self.target(n, pos)
             ufunc, extra = _ufunc(n)
-            texts = self.operands(n, ufunc, [a.text for a in args] + list(extra), list(n.inputs) + [None] * len(extra))
+            texts = [a.text for a in args] + list(extra)
+            if how is Peephole.SCALAR_ROW:
+                texts = self.scalar_rows(n, texts, list(n.inputs) + [None] * len(extra))
             self.stmts.append(f"{self.xp}.{ufunc}({', '.join(texts)}, out={out})  {where}")
-        elif n.op.name == "where" and n.dtype in _INT_OF:
+        elif how is Peephole.SELECT:
             out = self.target(n, pos, inplace=False)  # not over an input: the select reads them after writing
             self.select(n, args, out, where)
             self.release(dying)
@@ -225,14 +242,8 @@ class KernelWriter:
             self.release(dying)
         self.block[n.id] = out
 
-    def operands(self, n: Node, ufunc: str, texts: list[str], nodes: list) -> list[str]:
-        """A scalar constant given to a ufunc the backend runs slowly with scalars becomes a row of
-        it, made once per loop call; only for rows of >= 64 elements (a shorter row broadcast
-        over many rows costs more than the scalar)."""
-        width = dim_prod(n.shape[1:])
-        if (not n.op.loop.row or n.dtype != DType.F32
-                or not isinstance(width, int) or width < 64):
-            return texts
+    def scalar_rows(self, n: Node, texts: list[str], nodes: list) -> list[str]:
+        """Each scalar constant operand of n's ufunc as a row of it, made once per loop call."""
         out = list(texts)
         for k, node in enumerate(nodes):  # None: an extra argument of the primitive's ufunc (relu's 0)
             if node is None or (node.is_const and node.type.rank == 0):
@@ -246,11 +257,9 @@ class KernelWriter:
 
     def select(self, n: Node, args: list[Expr], out: str, where: str) -> None:
         """where(c, a, b) on the integers that hold the values, as b ^ ((a ^ b) & m) with m all
-        ones where c (a & m, or b & ~m, when a branch is zero): exact (NaN payloads, signed
-        zeros) and much faster than numpy.where. m is one byte a value, c's bools negated as
-        int8 (0 or -1) and widened by the and: a third faster than casting them to a full-width
-        mask (512x256, zero branch: 103 -> 69 us), and a quarter of its scratch."""
-        xp, it = self.xp, f"{self.xp}.{_INT_OF[n.dtype].numpy_name}"
+        ones where c (a & m, or b & ~m, when a branch is zero); m is c's bools negated as int8
+        (0 or -1), widened by the and (peepholes.select)."""
+        xp, it = self.xp, f"{self.xp}.{INT_OF[n.dtype].numpy_name}"
         c, a, b = args
         na, nb = n.inputs[1], n.inputs[2]
         sid = self.scratch_for(DType.BOOL, n.shape[1:])
@@ -286,20 +295,21 @@ class KernelWriter:
         return f"{self.xp}.einsum({(subs[0] + ',' + subs[1] + '->' + out)!r}, {x.text}, {y.text}"
 
     def sink(self, s: Node) -> tuple[str, Node]:
-        if s.inputs[0].id in self.summed:
+        how = ask(self, s, "sink")
+        if how is Peephole.TOTAL_OF_ROWS:
             m = s.inputs[0]
             e = Expr(self.total(s, self.value(m.inputs[0], m, _row_aligned_inputs(m)[0]).text))
-        elif s.inputs[0].id in self.folded:
+        elif how is Peephole.PRODUCT_TOTAL:
             e = Expr(self.product_sum(s) + ")")
-        elif self.column_sum(s):
+        elif how is Peephole.COLUMN_SUM:
             e = Expr(self.column_sum_text(s))
-        elif len(s.attr("axes")) == s.inputs[0].type.rank and s.dtype == s.inputs[0].dtype and s.dtype.is_float:
+        elif how is Peephole.UFUNC_TOTAL:
             e = Expr(self.total(s, self.block[s.inputs[0].id]))
         else:
             e = s.op.emit(self.ctx, [Expr(self.block[s.inputs[0].id])], s)
         acc = self.local.fresh("acc")
         self.accs.append(acc)
-        if s.op.name == "sum":
+        if s.op.loop.combine is Combine.SUM:
             self.stmts.append(f"{acc} += {e.text}  {_comment(s)}")
         else:
             part = self.local.fresh("part")
@@ -309,19 +319,8 @@ class KernelWriter:
         return acc, s
 
     def total(self, s: Node, block: str) -> str:
-        """A block's float sum (max, min) over everything, by the ufunc's reduce: np.sum's Python
-        wrapper costs ~3 us a call, once per block (W2: hundreds of blocks)."""
+        """A block's float sum (max, min) over everything, by the ufunc's reduce (peepholes.ufunc_total)."""
         return f"{self.xp}.{s.op.reducer}.reduce({block}, axis=None)"
-
-    def column_sum(self, s: Node) -> bool:
-        """A sum of a block over its leading axes (a bias gradient: axis 0; W5's c: all but the
-        last) as ones @ block: BLAS's matrix-vector product is 2-5x faster than NumPy's
-        reduction (512x256 float32: 32 -> 15 us; 15x128x64 over two axes: 48 -> 10 us) and as
-        accurate (both accumulate down the rows in the block's precision)."""
-        x, axes = s.inputs[0], s.attr("axes")
-        return (self.ctx.backend.caps.gemv_column_sums and s.op.name == "sum" and axes == tuple(range(len(axes)))
-                and len(axes) < x.type.rank and not s.attr("keepdims") and x.dtype in (DType.F32, DType.F64)
-                and s.dtype == x.dtype)
 
     def column_sum_text(self, s: Node) -> str:
         x, p = s.inputs[0], len(s.attr("axes"))
@@ -341,17 +340,16 @@ class KernelWriter:
         return text if len(kept) == 1 else f"({text}).reshape({self.ctx.shape(kept)})"
 
     # ---- the whole loop -----------------------------------------------------------------------------
-    def write(self) -> list[str]:
+    def write(self) -> WrittenLoop:
         ctx, xp, k = self.ctx, self.xp, self.k
         names = ctx.names
         lines = [f"# a fused loop over blocks of rows ({', '.join(sorted({_where(n) for n in k.nodes}))})"]
         taken = {o.id: i for i, o in self.reusable}
         for o in k.outputs:
             var = names.fresh(ctx.hint(o) or "t")
-            ctx.vars[o.id] = var
-            self.body.exprs[o.id] = Expr(var)
+            self.bound[o.id] = var
             if o.id in taken:
-                lines.append(f"{var} = {self.body.exprs[taken[o.id].id].text}  # its memory is free from here on")
+                lines.append(f"{var} = {self.exprs[taken[o.id].id].text}  # its memory is free from here on")
             elif o.id in self.accumulate:  # made only when there is no out= buffer to add it into
                 lines.append(f"{var} = {xp}.empty({ctx.shape(o.shape)}, dtype={ctx.dtype(o.dtype)}) "
                              f"if {self.accumulate[o.id]} is None else None")
@@ -405,11 +403,11 @@ class KernelWriter:
         inner += self.hoisted
         for acc, s in accs:
             inner.append(f"{acc} = {xp}.zeros({ctx.shape(s.shape)}, dtype={ctx.dtype(s.dtype)})"
-                         if s.op.name == "sum" else f"{acc} = None")
+                         if s.op.loop.combine is Combine.SUM else f"{acc} = None")
         inner.append(f"for {i} in range({lo}, {hi}, {self.rows}):")
         loop = [f"{j} = min({i} + {self.rows}, {hi})"]
         loop += [f"{block} = {whole}[:{j} - {i}]" for whole, block in self.buffer_names]
-        loop += [f"{var} = {self.body.exprs[nid].text}[{i}:{j}]" for nid, var in self.sliced.items()]
+        loop += [f"{var} = {self.exprs[nid].text}[{i}:{j}]" for nid, var in self.sliced.items()]
         loop += self.stmts
         inner += ["    " + line for line in loop]
         inner.append("return (" + "".join(f"{a}, " for a, _ in accs) + ")")
@@ -417,7 +415,7 @@ class KernelWriter:
         lines += ["    " + line for line in inner]
         widest = max((dim_prod(m.shape[1:]) for m in k.members), key=_dim_weight)
         w = ctx.dim(self.row_bytes())  # what one row touches: _blocks makes blocks of _BLOCK_BYTES
-        combine = "(" + "".join(f"{s.op.loop.combine!r}, " for s in k.sinks) + ")"
+        combine = "(" + "".join(f"{s.op.loop.combine.value!r}, " for s in k.sinks) + ")"
         size = ctx.dim(dim_prod((k.rows, widest)))
         # cheap ufuncs only: on threads, where each call's fixed cost holds the GIL, bigger blocks
         grow = "" if any(m.op.cost is Cost.COSTLY for m in k.members) else ", _CHEAP_BLOCKS"
@@ -425,11 +423,10 @@ class KernelWriter:
         sink_vars = []
         for s in k.sinks:
             var = names.fresh(ctx.hint(s) or "t")
-            ctx.vars[s.id] = var
-            self.body.exprs[s.id] = Expr(var)
+            self.bound[s.id] = var
             sink_vars.append(var)
         lines.append(f"{', '.join(sink_vars)}, = {call}" if sink_vars else call)
-        return lines
+        return WrittenLoop(lines, self.bound, self.accumulated)
 
 
     def row_bytes(self):

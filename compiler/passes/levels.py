@@ -1,0 +1,40 @@
+"""The optimisation levels: the passes of each, in order. A pass is a function from Module
+to Module, one file each in this folder.
+
+    -O0   nothing: the IR as lowering and differentiation built it
+    -O1   expand (stable composites in primitives), fold (constants), simplify (named
+          algebraic rules, to a fixed point), cse
+    -O2   as -O1, then residuals (fewer values saved by _fwd when recomputing is cheap)
+
+Code generation then plans memory (in-place ufuncs into dead temporaries) and runs long
+elementwise chains in cache-sized blocks (codegen/fused/); those are not IR passes.
+`verify` runs after every pass in the tests, and after every pass when TAPELESS_VERIFY=1.
+"""
+from __future__ import annotations
+
+import os
+
+from ..core.ir import Module
+from .cse import cse
+from .expand import expand
+from .fold import fold
+from .residuals import fewer_residuals
+from .simplify import simplify
+from .verify import verify
+
+PIPELINE: dict[int, tuple] = {
+    0: (),
+    1: (expand, fold, simplify, cse),
+    2: (expand, fold, simplify, cse, fewer_residuals),
+}
+
+
+def optimize(module: Module, level: int = 1, check: bool | None = None) -> Module:
+    if level not in PIPELINE:
+        raise ValueError(f"unknown optimisation level -O{level}; expected 0, 1 or 2")
+    check = os.environ.get("TAPELESS_VERIFY") == "1" if check is None else check
+    for p in PIPELINE[level]:
+        module = p(module)
+        if check:
+            verify(module, after=p.__name__)
+    return module
