@@ -20,7 +20,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .primitives import catalog  # noqa: F401  (the primitive table: every rule, loaded once)
+# isort: off
+from .primitives import catalog  # noqa: F401  (the primitive table: every rule, loaded once, first)
+# isort: on
 from .codegen.emit import Options, generate
 from .core.diagnostics import CompileError, Diagnostic, Sink
 from .core.ir import Module

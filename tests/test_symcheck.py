@@ -9,7 +9,9 @@ import pytest
 from tapeless.compiler import pipeline
 from tapeless.compiler.core.primitive import REGISTRY
 from tapeless.compiler.core.source import SourceFile
-from tapeless.compiler.tools.sympy_check import check_module, check_primitive, format_table, parse_sizes, run_check_command
+from tapeless.compiler.tools.check import format_table, parse_sizes, run_check_command
+from tapeless.compiler.tools.primitive_proofs import check_primitive
+from tapeless.compiler.tools.sympy_check import check_module
 
 def _replace_rule(monkeypatch, name: str, facet: str, rule) -> None:
     """The registry's record for `name` with one rule replaced (records are frozen: a new one)."""

@@ -108,7 +108,9 @@ def hessian_vector(name: str, target: Function, wrt: list[int], span) -> list[Fu
 
 def _output_names(target: Function) -> list[str]:
     """What F's outputs are called in a record: `value` for one, `out0`, `out1`, ... for several."""
-    return ["value"] if len(target.outputs) == 1 and not target.multi else [f"out{k}" for k in range(len(target.outputs))]
+    if len(target.outputs) == 1 and not target.multi:
+        return ["value"]
+    return [f"out{k}" for k in range(len(target.outputs))]
 
 
 def _gradients(grads: list[Node | None], wrt_nodes: list[Node], forward: set[int] = frozenset()) -> list[Node]:

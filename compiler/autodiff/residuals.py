@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..primitives import algebra as B
 from ..core.ir import Node, name_of, topo_order
 from ..core.substitute import substitute
 from ..core.types import Dim, DType, TensorType, symbols_in
+from ..primitives import algebra as B
 
 
 @dataclass

@@ -13,10 +13,10 @@ Three things are kept apart (ARCHITECTURE.md):
 """
 from __future__ import annotations
 
-from ..primitives import algebra as B
 from ..core.diagnostics import UserError
 from ..core.ir import Node, hint, name_of, span_scope, topo_order
 from ..core.primitive import RuleContext
+from ..primitives import algebra as B
 
 
 def active_set(outputs: list[Node], wrt: list[Node]) -> set[int]:

@@ -20,8 +20,8 @@ from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
 from ..core.types import Dim, DType, TensorType, dim_text, symbols_in
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
-from .fused.writer import KernelWriter
 from .fused.plan import Kernel, plan, reusable_inputs, schedule
+from .fused.writer import KernelWriter
 from .names import Names, sanitize_comment, sanitize_docstring
 
 CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "size_error", "out_buffers",
@@ -283,7 +283,8 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     labels = []
     for p in params:
         label = p.attr("name")
-        var = "seed" if p is seed_param else names.fresh(label + "_" if label in ("out", "seed", "residuals") else label)
+        own = label in ("out", "seed", "residuals")
+        var = "seed" if p is seed_param else names.fresh(label + "_" if own else label)
         ctx.vars[p.id] = var
         labels.append(label)
     sig = [ctx.vars[p.id] for p in plain]

@@ -19,7 +19,6 @@ from .ir import Function, Module, Node, topo_order
 from .types import Dim, DType, dim_text
 
 
-
 def format_value(v) -> str:
     if isinstance(v, Dim):
         return dim_text(v)

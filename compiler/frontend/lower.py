@@ -24,16 +24,35 @@ from typing import Protocol
 
 from tapeless.grammar import KEYWORDS
 
-from ..primitives import algebra as B
-from . import syntax as ast
-from ..primitives.builtin_functions import (AXES, AXIS, BOOL, BUILTINS, DIM, DTYPE, INDEX, INT, LIST, NAMED_CONSTANTS,
-                                            NEGATE, OPERATORS, REQUIRED, REST, SHAPE, SPEC, TENSOR, Builtin,
-                                            static_dim, transpose_all)
 from ..core.diagnostics import Sink, UserError
 from ..core.ir import Function, Node, hint, span_scope
-from ..core.substitute import inline
 from ..core.source import SourceFile, Span
+from ..core.substitute import inline
 from ..core.types import Dim, DimLike, DType, TensorType, dim_text, parse_dtype
+from ..primitives import algebra as B
+from ..primitives.builtin_functions import (
+    AXES,
+    AXIS,
+    BOOL,
+    BUILTINS,
+    DIM,
+    DTYPE,
+    INDEX,
+    INT,
+    LIST,
+    NAMED_CONSTANTS,
+    NEGATE,
+    OPERATORS,
+    REQUIRED,
+    REST,
+    SHAPE,
+    SPEC,
+    TENSOR,
+    Builtin,
+    static_dim,
+    transpose_all,
+)
+from . import syntax as ast
 
 
 class Poison(Exception):

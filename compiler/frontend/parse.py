@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import lark
 from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from tapeless.grammar import KEYWORDS
+from tapeless.grammar import parser as _lark_parser
 
-from tapeless.grammar import KEYWORDS, parser as _lark_parser
-
-from . import syntax as ast
 from ..core.diagnostics import Sink, UserError
 from ..core.source import SourceFile, Span
+from . import syntax as ast
 
 
 class _KeepSeparators:

@@ -4,7 +4,18 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from ..core.ir import Function, Module, Node, current_hints, graph_scope, hint, make_node, name_of, span_scope, topo_order
+from ..core.ir import (
+    Function,
+    Module,
+    Node,
+    current_hints,
+    graph_scope,
+    hint,
+    make_node,
+    name_of,
+    span_scope,
+    topo_order,
+)
 from ..core.substitute import rebuild
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..core.ir import Function, Module, Node, current_hints, graph_scope
 from ..core.derivative import Part
+from ..core.ir import Function, Module, Node, current_hints, graph_scope
 from ..core.primitive import Cost
 from ..core.substitute import rebuild, substitute
 

@@ -6,9 +6,9 @@ residuals as _bwd takes). On failure it prints the IR around the bad node.
 """
 from __future__ import annotations
 
+from ..core.derivative import Part
 from ..core.ir import Function, Module, Node, topo_order
 from ..core.ir_text import format_function
-from ..core.derivative import Part
 
 
 class VerifyError(AssertionError):
@@ -36,7 +36,8 @@ def verify(module: Module, after: str = "") -> Module:
             bwd = module.pair(fn)[1]
             n_res = len(fn.outputs) - d.n_primal_outputs
             if n_res != bwd.derivative.n_residuals:
-                _fail(module, fn, None, f"returns {n_res} residuals but the _bwd takes {bwd.derivative.n_residuals}", after)
+                _fail(module, fn, None, f"returns {n_res} residuals but the _bwd takes "
+                                        f"{bwd.derivative.n_residuals}", after)
     return module
 
 

@@ -16,8 +16,7 @@ from typing import Sequence
 from ..core import ir
 from ..core.diagnostics import UserError
 from ..core.ir import Node, make_node, name_of
-from ..core.nodes import apply, const, dim_value, dim_value_strong, literal, param  # noqa: F401  (re-exported)
-from ..core.nodes import retype_leaf
+from ..core.nodes import apply, const, dim_value, dim_value_strong, literal, param, retype_leaf  # noqa: F401  (re-exported)
 from ..core.types import DType, Shape, TensorType, broadcast_shapes, promote
 
 

@@ -1,12 +1,18 @@
 """Every rule module, imported once: importing this fills the registry (core/primitive.py).
 
-The pipeline imports it before any stage runs; tests that build IR directly import it too.
-The order matters only for readability of `tapeless` listings: registration order is
-the order of this list.
+The pipeline imports it before any stage runs; a module that names records at import time
+(codegen/fused/peepholes.py) imports it too. Registration follows this order: the leaves
+and constructors, then by kind.
 """
+# isort: skip_file
 from __future__ import annotations
 
-from . import misc  # noqa: F401  (the leaves and constructors first)
-from . import elementwise, reduce, linalg, shape, nn  # noqa: F401
-from . import forms, builtin_functions  # noqa: F401  (the -O1 forms and the language's built-ins)
+from . import misc  # noqa: F401  (param, const, dim, full, eye, stop_gradient)
+from . import elementwise  # noqa: F401
+from . import reduce  # noqa: F401
+from . import linalg  # noqa: F401
+from . import shape  # noqa: F401
+from . import nn  # noqa: F401
+from . import forms, folding, simplification  # noqa: F401  (the rule sets over them)
+from . import builtin_functions  # noqa: F401  (the language's built-in functions)
 from ..core.primitive import REGISTRY, ops  # noqa: F401  (re-exported for callers that need the table)

@@ -7,8 +7,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..core.diagnostics import UserError
-from ..core.types import BroadcastError, DType, TensorType, broadcast_shapes
 from ..core.primitive import PREC_ATOM, PREC_POSTFIX, Expr
+from ..core.types import BroadcastError, DType, TensorType, broadcast_shapes
 
 
 # ---- type rules --------------------------------------------------------------------------

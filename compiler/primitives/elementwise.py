@@ -14,12 +14,33 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.diagnostics import UserError
-from ..core.primitive import PREC_ADD, PREC_CMP, PREC_MUL, PREC_POW, PREC_UNARY, Cost, Expr, Helper, Loop, Primitive, register
+from ..core.primitive import (
+    PREC_ADD,
+    PREC_CMP,
+    PREC_MUL,
+    PREC_POW,
+    PREC_UNARY,
+    Cost,
+    Expr,
+    Helper,
+    Loop,
+    Primitive,
+    register,
+)
 from ..core.types import DType, TensorType
 from . import algebra as B
 from .common import elementwise_type, helper_call, infix, no_bool, sym_map, xp_call
-from .rule_shapes import (arith_infer, bilinear, binary, binary_examples, common_coerce, fit, linear,
-                          nondifferentiable, unary)
+from .rule_shapes import (
+    arith_infer,
+    bilinear,
+    binary,
+    binary_examples,
+    common_coerce,
+    fit,
+    linear,
+    nondifferentiable,
+    unary,
+)
 
 
 def _sympy():

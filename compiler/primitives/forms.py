@@ -1,6 +1,7 @@
 """Stable forms: composite primitives spelled in primitives after differentiation (-O1).
 
-FORMS holds them as named rules (core/rewrite.py); passes/expand.py applies them. Sigmoid, softplus and bce_with_logits are spelled with
+FORMS holds them as named rules (core/rewrite.py); passes/expand.py applies them. Sigmoid,
+softplus and bce_with_logits are spelled with
 e = exp(-|z|):
 
     sigmoid(z)             = 1 / (1 + exp(-z)), or where(z >= 0, 1, e) / (1 + e) in a
@@ -32,9 +33,9 @@ sharing form only where there is a loss to share with.
 """
 from __future__ import annotations
 
+from ..core.ir import Node
 from ..core.rewrite import Op, Rule, RuleSet
 from . import algebra as B
-from ..core.ir import Node
 from .nn import labels_onehot
 
 

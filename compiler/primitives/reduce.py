@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import algebra as B
-from ..core.types import DType, TensorType, dim_prod
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Loop, Primitive, register
+from ..core.types import DType, TensorType, dim_prod
+from . import algebra as B
 from .common import Combine, axis_kw, need_float
 from .rule_shapes import linear
 

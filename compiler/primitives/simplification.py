@@ -45,7 +45,8 @@ def identities(m):
     return None
 
 
-@SIMPLIFY.rule("--x = x, (-a) * (-b) = a * b, a + (-b) = a - b, a - (-b) = a + b, (-a) + b = b - a", Op(("neg", "mul", "div", "add", "sub")))
+@SIMPLIFY.rule("--x = x, (-a) * (-b) = a * b, a + (-b) = a - b, a - (-b) = a + b, (-a) + b = b - a",
+               Op(("neg", "mul", "div", "add", "sub")))
 def negations(m):
     n = m.node
     if n.op.name == "neg" and n.inputs[0].op.name == "neg":
@@ -133,7 +134,8 @@ def divide_by_constant(m):
 
 
 # ---- powers ------------------------------------------------------------------------------------
-@SIMPLIFY.rule("x ** 2 = x * x, x ** 3 = (x * x) * x, x ** 4 = (x * x) * (x * x), x ** 0.5 = sqrt(x), x ** -1 = 1 / x", Op("pow"))
+@SIMPLIFY.rule("x ** 2 = x * x, x ** 3 = (x * x) * x, x ** 4 = (x * x) * (x * x), x ** 0.5 = sqrt(x), x ** -1 = 1 / x",
+               Op("pow"))
 def small_powers(m):
     n = m.node
     if n.op.name != "pow" or _const(n.inputs[1]) is None or n.inputs[0].shape != n.shape:
@@ -154,7 +156,8 @@ def small_powers(m):
     return None
 
 
-@SIMPLIFY.rule("polynomials in Horner form: 5x^3 + 2x^2 + 4x + 8 = ((5x + 2)x + 4)x + 8 (when it takes fewer ops)", Op(("add", "sub")))
+@SIMPLIFY.rule("polynomials in Horner form: 5x^3 + 2x^2 + 4x + 8 = ((5x + 2)x + 4)x + 8 (when it takes fewer ops)",
+               Op(("add", "sub")))
 def horner(m):
     n = m.node
     """Fewer operations and live temporaries; the rounding error bound is the expanded sum's.
@@ -310,7 +313,8 @@ def reshapes(m):
     return None
 
 
-@SIMPLIFY.rule("sum(broadcast_to(s)) over everything = s * (element count), for a scalar s", Op("sum", Op("broadcast_to")))
+@SIMPLIFY.rule("sum(broadcast_to(s)) over everything = s * (element count), for a scalar s",
+               Op("sum", Op("broadcast_to")))
 def sum_of_broadcast(m):
     n = m.node
     if n.op.name != "sum" or n.inputs[0].op.name != "broadcast_to":
@@ -322,7 +326,8 @@ def sum_of_broadcast(m):
     return B.apply("mul", inner, B.dim_value(count))
 
 
-@SIMPLIFY.rule("sum(u + c) = sum(u) + c n and sum(c u) = c sum(u), for a scalar constant c (one pass less)", Op("sum", Op(("add", "mul"))))
+@SIMPLIFY.rule("sum(u + c) = sum(u) + c n and sum(c u) = c sum(u), for a scalar constant c (one pass less)",
+               Op("sum", Op(("add", "mul"))))
 def constants_out_of_sums(m):
     n = m.node
     if n.op.name != "sum" or n.inputs[0].op.name not in ("add", "mul"):

@@ -14,9 +14,9 @@ import sys
 import traceback
 
 from ..core.diagnostics import CompileError
+from ..core.source import NotText, SourceFile
 from ..pipeline import BACKENDS, STAGES, VERSION, compile_file, write_atomic
 from .ir import stage_text
-from ..core.source import NotText, SourceFile
 
 
 class InputError(Exception):
@@ -111,7 +111,7 @@ def _ir(args) -> int:
 
 
 def _check(args) -> int:
-    from .sympy_check import run_check_command
+    from .check import run_check_command
 
     return run_check_command(args.file, args.sizes)
 

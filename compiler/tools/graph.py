@@ -33,7 +33,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .. import pipeline
-from ..core.derivative import Part as FnPart, Slot
+from ..core.derivative import Part as FnPart
+from ..core.derivative import Slot
 from ..core.ir import Function, Module, Node, topo_order
 from ..core.ir_text import format_value, type_text
 from ..core.source import SourceFile

@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.derivative import Part
-from ..core.ir import Function, Module, Node, topo_order
-from ..core.primitive import REGISTRY, SymContext
-from ..core.types import Dim, DType, dim_subst, symbols_in
+from ..core.ir import Function, Module, topo_order
+from ..core.primitive import SymContext
+from ..core.types import Dim, DType, dim_subst
+
 
 def _sp():
     import sympy
@@ -390,10 +391,10 @@ class _TooBig(Exception):
 def check_module(module: Module, text: str = "", sizes: dict | None = None, max_elements: int = 400) -> list[Result]:
     domains, annotated = annotations(text)
     checker = Checker(module, {**annotated, **(sizes or {})}, domains, max_elements)
-    return [_guarded(checker, f) for f in module.functions if _whole(f)]
+    return [_guarded(checker, f) for f in module.functions if whole(f)]
 
 
-def _whole(fn: Function) -> bool:
+def whole(fn: Function) -> bool:
     """A directive's own function (NAME): what is checked (its _fwd/_bwd pair along with it)."""
     return fn.derivative is not None and fn.derivative.part is Part.WHOLE
 
@@ -406,110 +407,3 @@ def _guarded(checker, fn) -> Result:
     except Exception as e:  # noqa: BLE001 - reported in the table, and the exit status is 1
         return Result(fn.name, "error", detail=f"could not evaluate it at these sizes ({type(e).__name__}: "
                                                f"{str(e)[:200]}); try other sizes with --sizes")
-
-
-def parse_type_text(text: str):
-    """"f64[2, 3]" -> TensorType (examples in the primitive table use literal sizes)."""
-    from ..core.types import TensorType
-
-    name, _, rest = text.partition("[")
-    dims = tuple(int(d) for d in rest.rstrip("]").split(",") if d.strip()) if rest else ()
-    return TensorType(DType.from_name(name), dims)
-
-
-def primitive_modules(name: str):
-    """For each example of a primitive: a module with f(a0, a1, ...) = prim(...) and its vjp.
-
-    Yields (module, domains by parameter name)."""
-    from ..primitives import algebra as B
-    from ..autodiff.directives import forward, reverse
-    from ..core.ir import current_hints, graph_scope
-    from ..core.source import SourceFile
-
-    prim = REGISTRY[name]
-    for k, (types, attrs, domains) in enumerate(prim.examples):
-        with graph_scope():
-            params = [B.param(f"a{i}", parse_type_text(t), i) for i, t in enumerate(types)]
-            out = B.apply(name, *params, **attrs)
-            fn = Function(f"{name}_{k}", tuple(params), (out,), None)
-            wrt = [i for i, p in enumerate(params) if p.dtype.is_float]
-            fns = [fn]
-            if wrt:
-                rev = reverse("vjp", f"{name}_{k}_vjp", fn, wrt, None)
-                # the JVP rule, and the JVP rules of the ops the VJP rule emits (second order)
-                fns += rev + forward(f"{name}_{k}_jvp", fn, wrt, None) + \
-                    forward(f"{name}_{k}_vjp_jvp", rev[0], wrt, None)
-            yield Module(SourceFile(f"<{name}>", ""), tuple(fns), current_hints()), \
-                {f"a{i}": d for i, d in domains.items()}
-
-
-def check_primitive(name: str) -> list[Result]:
-    """Each VJP (and JVP) rule of a primitive against sympy.diff of its SymPy meaning."""
-    results = []
-    for module, domains in primitive_modules(name):
-        checker = Checker(module, {}, domains)
-        results += [checker.check(f) for f in module.functions if _whole(f)]
-    return results
-
-
-def format_table(results: list[Result]) -> str:
-    rows = [("function", "result", "method", "elements", "time")]
-    for r in results:
-        rows.append((r.function, r.status, r.method or "-", str(r.elements), f"{r.seconds:.2f}s"))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    for r in results:
-        if r.detail:
-            lines.append(f"{r.function}: {r.status}: {r.detail}")
-    return "\n".join(lines) + "\n"
-
-
-def parse_sizes(text: str) -> dict[str, int]:
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, eq, value = (s.strip() for s in part.partition("="))
-        if not eq or not name.isidentifier() or not value.isdigit():
-            raise ValueError(f"--sizes takes NAME=SIZE pairs such as N=3,M=2, got {part!r}")
-        if int(value) < 1:
-            raise ValueError(f"--sizes: {name} must be at least 1, got {value}")
-        if name in out:
-            raise ValueError(f"--sizes gives {name} twice")
-        out[name] = int(value)
-    return out
-
-
-def run_check_command(path: str, sizes: str) -> int:
-    import sys
-
-    from ..pipeline import ir_stage
-    from ..core.source import NotText, SourceFile
-
-    try:
-        source = SourceFile.read(path, path)
-    except OSError as e:
-        sys.stderr.write(f"tapeless: error: {path}: {e.strerror}\n")
-        return 1
-    except NotText as e:
-        sys.stderr.write(f"tapeless: error: {e}\n")
-        return 1
-    try:
-        size_map = parse_sizes(sizes)
-    except ValueError as e:
-        sys.stderr.write(f"tapeless: error: {e}\n")
-        return 1
-    module = ir_stage(source)
-    known = {s for fn in module.functions for p in fn.params for d in p.shape for s in symbols_in(d)}
-    unknown = sorted(set(size_map) - known)
-    if unknown:
-        sys.stderr.write(f"tapeless: error: --sizes names {', '.join(unknown)}, which no function's parameters "
-                         f"use (sizes: {', '.join(sorted(known)) or 'none'})\n")
-        return 1
-    results = check_module(module, source.text, size_map)
-    sys.stdout.write(format_table(results))
-    count = {s: sum(r.status == s for r in results) for s in ("pass", "FAIL", "skipped", "error")}
-    sys.stdout.write(f"{count['pass']} of {len(results)} derivative(s) agree with SymPy"
-                     + "".join(f", {count[s]} {word}" for s, word in (("FAIL", "disagree"), ("skipped", "skipped"),
-                                                                    ("error", "could not be checked")) if count[s])
-                     + "\n")
-    return 1 if count["FAIL"] or count["error"] else 0

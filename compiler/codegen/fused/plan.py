@@ -70,7 +70,9 @@ def _member_op(n: Node) -> bool:
 
 def _sink_op(n: Node) -> bool:
     # a reduction over the rows whose per-block partials are combined after the loop
-    return n.op.loop is not None and n.op.loop.combine is not None and 0 in n.attr("axes") and n.inputs[0].type.rank >= 1 and n.inputs[0].shape[0] != 1
+    x = n.inputs[0] if n.inputs else None
+    return (n.op.loop is not None and n.op.loop.combine is not None and 0 in n.attr("axes")
+            and x.type.rank >= 1 and x.shape[0] != 1)
 
 
 def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:

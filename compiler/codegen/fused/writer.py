@@ -28,14 +28,12 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from ...core.ir import Node
-from ...core.primitive import Cost
-from ...core.primitive import Expr
+from ...core.primitive import Cost, Expr
 from ...core.types import DType, dim_add, dim_mul, dim_prod
 from ...primitives.common import Combine
+from ..names import place
 from .peepholes import INT_OF, Peephole, ask
 from .plan import Kernel, _row_aligned_inputs
-from ..names import place
-
 
 
 @dataclass
