@@ -1,7 +1,7 @@
 """Text -> AST, with syntax errors a person can read.
 
-The file is cut into top-level items (a line starting with `fn`, `grad`, `vjp`,
-`jvp` or `hvp` starts one) and each item is parsed on its own, so one syntax
+The file is cut into top-level items (a line starting with `fn` or a directive word,
+`grad`, `vjp`, `jvp`, `hvp`, starts one) and each item is parsed on its own, so one syntax
 error does not hide the next item's. Tokens come from lark's basic lexer; the
 separator logic below sits between lexer and LALR parser (LANGUAGE.md §2):
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import lark
 from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
-from tapeless.grammar import KEYWORDS
+from tapeless.grammar import DIRECTIVE_WORDS, KEYWORDS
 from tapeless.grammar import parser as _lark_parser
 
 from ..core.diagnostics import Sink, UserError
@@ -46,12 +46,14 @@ def _parser() -> lark.Lark:
 
 # A top-level item starts a line: `fn NAME(` or `grad NAME wrt` (a body line such as
 # `grad = x` is a statement, and gets the keyword error it deserves).
-_ITEM_START = re.compile(r"[ \t\f]*(fn\s+\w+\s*\(|(grad|vjp|jvp|hvp)\s+\w+\s+wrt\b|fn\s*$)")
+_DIRECTIVES = "|".join(DIRECTIVE_WORDS)
+_DIRECTIVE_LIST = ", ".join(f"`{w}`" for w in DIRECTIVE_WORDS)
+_ITEM_START = re.compile(rf"[ \t\f]*(fn\s+\w+\s*\(|({_DIRECTIVES})\s+\w+\s+wrt\b|fn\s*$)")
 _CLOSER = {"LPAR": "RPAR", "LSQB": "RSQB", "LBRACE": "RBRACE"}
 _TEXT = {"LPAR": "(", "LSQB": "[", "LBRACE": "{", "RPAR": ")", "RSQB": "]", "RBRACE": "}"}
 
 
-_ITEM_NAME = re.compile(r"[ \t\f]*(?:fn\s+(\w+)|(grad|vjp|jvp|hvp)\s+(\w+)\s+wrt\b(?:.*\bas\s+(\w+))?)")
+_ITEM_NAME = re.compile(rf"[ \t\f]*(?:fn\s+(\w+)|({_DIRECTIVES})\s+(\w+)\s+wrt\b(?:.*\bas\s+(\w+))?)")
 
 
 def parse(source: SourceFile, sink: Sink) -> ast.Module:
@@ -203,7 +205,7 @@ def _token_error(
                          source.span(prev.line, prev.column, tok.end_line, tok.end_column))
     if tok.type == "RBRACE" and not stack:
         return UserError("unmatched `}`: it closes nothing", _token_span(source, tok))
-    if tok.type == "WRT" and prev is not None and prev.value in ("grad", "vjp", "jvp", "hvp"):
+    if tok.type == "WRT" and prev is not None and prev.value in DIRECTIVE_WORDS:
         return UserError(f"`{prev.value}` needs the name of the function to differentiate, "
                          f"found keyword `wrt`", _token_span(source, tok))
     if prev is not None and tok.type == "RBRACE" and \
@@ -236,7 +238,7 @@ def _token_error(
         )
     if "FN" in expected and not stack:
         return UserError(
-            f"expected `fn` or a derivative directive (`grad`, `vjp`, `jvp`, `hvp`), found {found}: "
+            f"expected `fn` or a derivative directive ({_DIRECTIVE_LIST}), found {found}: "
             "statements belong inside a function",
             span,
         )
