@@ -1,4 +1,4 @@
-"""The conventions of LANGUAGE.md §6-§7: PyTorch's values at kinks and ties, exact zeros on
+"""The conventions of docs/language.md ("Conventions", "Derivatives"): PyTorch's values at kinks and ties, exact zeros on
 masked paths (where PyTorch and JAX give NaN), stable derivatives at the extremes, and the
 calling conventions of generated derivative functions (seed, out=, residuals)."""
 from __future__ import annotations

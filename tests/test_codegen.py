@@ -1,4 +1,4 @@
-"""Generated modules: standalone, deterministic, readable, checked and safe (LANGUAGE.md §8)."""
+"""Generated modules: standalone, deterministic, readable, checked and safe (docs/language.md, "Generated modules")."""
 from __future__ import annotations
 
 import ast

@@ -1,4 +1,4 @@
-"""The error corpus (tests/errors/*.tl) and the diagnostics contract of LANGUAGE.md §9.
+"""The error corpus (tests/errors/*.tl) and the diagnostics contract of docs/language.md ("Errors").
 
 Each file in tests/errors states what the compiler must report, in comment lines at its top:
 
@@ -40,7 +40,7 @@ ERRORS = TESTS / "errors"
 REPO = TESTS.parent
 EXAMPLES = REPO / "examples"
 
-_EOL = re.compile(r"\r\n|\r|\n")  # LANGUAGE.md §2: the only line ends
+_EOL = re.compile(r"\r\n|\r|\n")  # docs/language.md, "Lexical rules": the only line ends
 _EXPECT = re.compile(r"#\s*expect:\s*(\d+):(\d+):\s?(.*)")
 _EXPECT_NOT = re.compile(r"#\s*expect-not:\s?(.*)")
 _XFAIL = re.compile(r"#\s*xfail:\s*(.*)")

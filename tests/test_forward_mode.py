@@ -1,4 +1,4 @@
-"""Forward mode and second order: `jvp` and `hvp` directives (LANGUAGE.md §7)."""
+"""Forward mode and second order: `jvp` and `hvp` directives (docs/language.md, "Derivatives")."""
 from __future__ import annotations
 
 import inspect

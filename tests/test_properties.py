@@ -2,7 +2,7 @@
 
 * Programs: random shapes that broadcast, chains of primitives, inputs kept inside
   each op's domain. Their compiled gradients (grad, vjp, jvp, hvp) agree with finite
-  differences in f64 (gradcheck), and small ones with SymPy (symcheck).
+  differences in f64 (gradcheck), and small ones with SymPy (tools/sympy_check.py).
 * Fused loops: random programs over x[N, C] (symbolic N, so elementwise chains become
   fused loops) compute at -O1, in tiny blocks on threads too, what -O0 computes: values,
   gradients, NaN positions, dtypes.

@@ -26,7 +26,7 @@ Forward mode and second order, from the `jvp` and `hvp` sections of the same fil
   ...) have a zero Hessian almost everywhere; torch gives 0 and so must tapeless.
 
 The catalogue draws inputs away from the points where tapeless deliberately differs
-from PyTorch (LANGUAGE.md §6: masked branches give 0 rather than NaN, ...), so any
+from PyTorch (docs/language.md, "Conventions": masked branches give 0 rather than NaN, ...), so any
 mismatch here is a real finding.
 
 The second half replays the PyTorch tutorial walkthroughs (polynomial, B = 5A, one

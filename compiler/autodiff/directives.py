@@ -81,7 +81,8 @@ def forward(name: str, target: Function, wrt: list[int], span) -> list[Function]
         "jvp", Part.WHOLE, name, target.name, wrt_names,
         ports(Slot.PRIMAL, target.param_names) + ports(Slot.TANGENT, t_names),
         ports(Slot.PRIMAL, _output_names(target)) + ports(Slot.OUTPUT_TANGENT, _output_names(target)),
-        target.multi)
+        target.multi, summary=f"The outputs of {target.name} and their directional derivatives along the tangents "
+                              f"{', '.join(t_names)} (forward mode).")
     return [Function(name, tuple(params + t_params), tuple(outputs + tangents), span, True, record)]
 
 
@@ -102,7 +103,9 @@ def hessian_vector(name: str, target: Function, wrt: list[int], span) -> list[Fu
     record = Derivative(
         "hvp", Part.WHOLE, name, target.name, wrt_names,
         ports(Slot.PRIMAL, target.param_names) + ports(Slot.VECTOR, v_names),
-        ports(Slot.PRIMAL, _output_names(target)) + ports(Slot.GRADIENT, wrt_names) + ports(Slot.HV, wrt_names))
+        ports(Slot.PRIMAL, _output_names(target)) + ports(Slot.GRADIENT, wrt_names) + ports(Slot.HV, wrt_names),
+        summary=f"The value of {target.name}, its gradient with respect to {', '.join(wrt_names)} and the "
+                f"Hessian-vector product with {', '.join(v_names)}.")
     return [Function(name, tuple(params + v_params), (value, *grads, *hv), span, True, record)]
 
 
@@ -151,12 +154,16 @@ def reverse(directive: str, name: str, target: Function, wrt: list[int], span) -
         grads = _gradients(pullback(outputs, [one], wrt_nodes), wrt_nodes, forward_ids)
         main_params = params
         main_ports = ports(Slot.PRIMAL, target.param_names)
+        summary = f"The value of {target.name} and its gradient with respect to {', '.join(wrt_names)}."
     else:
         grads = _gradients(pullback(outputs, list(ct_params), wrt_nodes), wrt_nodes, forward_ids)
         main_params = params + ct_params
         main_ports = ports(Slot.PRIMAL, target.param_names) + ports(Slot.COTANGENT, ct_names)
+        summary = (f"The outputs of {target.name} and their vector-Jacobian product with the cotangents "
+                   f"{', '.join(ct_names)}.")
     record = Derivative(directive, Part.WHOLE, name, target.name, wrt_names, main_ports,
-                        ports(Slot.PRIMAL, out_names) + ports(Slot.GRADIENT, wrt_names), target.multi, pair)
+                        ports(Slot.PRIMAL, out_names) + ports(Slot.GRADIENT, wrt_names), target.multi, pair,
+                        accumulates=True, summary=summary)
     main = Function(name, tuple(main_params), tuple(outputs + grads), span, True, record)
 
     # NAME_fwd / NAME_bwd: the same sweep with the cotangents as parameters, cut at the residuals
@@ -167,11 +174,13 @@ def reverse(directive: str, name: str, target: Function, wrt: list[int], span) -
     fwd_outputs = outputs + list(cut.residuals) + [B.dim_value_strong(s) for s in cut.carriers]
     fwd = Function(pair[0], tuple(params), tuple(fwd_outputs), span, True, Derivative(
         directive, Part.FWD, name, target.name, wrt_names, ports(Slot.PRIMAL, target.param_names),
-        ports(Slot.PRIMAL, out_names) + saved, target.multi, pair))
+        ports(Slot.PRIMAL, out_names) + saved, target.multi, pair,
+        summary=f"The forward pass of {name}: outputs of {target.name} and the residuals its _bwd needs."))
     bwd_outputs = [_named(g, f"d_{w}") for g, w in zip(cut.bwd_outputs, wrt_names)]
     bwd = Function(pair[1], tuple(list(cut.bwd_params) + list(ct_params)), tuple(bwd_outputs), span, True, Derivative(
         directive, Part.BWD, name, target.name, wrt_names, saved + ports(ct_slot, ct_names),
-        ports(Slot.GRADIENT, wrt_names), target.multi, pair))
+        ports(Slot.GRADIENT, wrt_names), target.multi, pair, accumulates=True,
+        summary=f"The backward pass of {name}, from the residuals of {name}_fwd."))
     return [main, fwd, bwd]
 
 

@@ -5,7 +5,7 @@ the sum of what its users sent it (fan-out is addition, build.add_ct), and
 its primitive's VJP rule turns it into one cotangent per input. The result is
 ordinary IR, so a derivative can be differentiated again.
 
-Three things are kept apart (ARCHITECTURE.md):
+Three things are kept apart (docs/architecture.md):
   * not differentiable: integer/bool values, `stop_gradient`, comparisons -> no
     cotangent flows, silently (a symbolic zero);
   * mathematically undefined points: the rules pick PyTorch's conventions;

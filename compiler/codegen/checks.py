@@ -1,4 +1,4 @@
-"""Argument validation in generated functions (LANGUAGE.md §8, "Checked").
+"""Argument validation in generated functions (docs/language.md, "Generated modules").
 
 Each entry point converts its array arguments (an array of the declared dtype
 is used as is; anything else goes through `_array`, which converts with

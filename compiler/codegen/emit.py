@@ -1,4 +1,4 @@
-"""IR -> Python source for NumPy or CuPy (LANGUAGE.md §8).
+"""IR -> Python source for NumPy or CuPy (docs/language.md, "Generated modules").
 
 A small printer: one statement per IR node (single-use values without a
 source name are folded into their user's expression when they come from the
@@ -225,7 +225,7 @@ class Body:
         n_copy = d.n_primal_outputs if d is not None and d.part is Part.FWD else len(fn.outputs)
         return [self.value(o, k < n_copy) for k, o in enumerate(fn.outputs)]
 
-    # ---- fused, cache-blocked loops (kernels.py plans them, kernel_emit.py writes them) --------------
+    # ---- fused, cache-blocked loops (fused/plan.py plans them, fused/writer.py writes them) ----------
     def kernel(self, k: Kernel, reusable) -> None:
         loop = KernelWriter(self.ctx, k, reusable, self.exprs, self.arg, self.accumulate).write()
         self.lines.extend(loop.lines)

@@ -63,6 +63,8 @@ class Derivative:
     outputs: tuple[Port, ...]
     primal_multi: bool = False  # F returns a tuple (NAME_fwd returns its outputs as F does)
     pair: tuple[str, str] | None = None  # (NAME_fwd, NAME_bwd) when the directive makes them
+    accumulates: bool = False  # its gradient outputs take `out=` buffers (grad and vjp: NAME, NAME_bwd)
+    summary: str = ""  # the sentence the generated docstring gives
 
     @property
     def kind(self) -> str:
@@ -92,8 +94,8 @@ class Derivative:
 
     @property
     def n_gradients(self) -> int:
-        """Trailing outputs that are gradients (those `out=` accumulates into)."""
-        return len(self.slots(self.outputs, Slot.GRADIENT)) if self.directive in ("grad", "vjp") else 0
+        """Trailing outputs that are gradients `out=` accumulates into."""
+        return len(self.slots(self.outputs, Slot.GRADIENT)) if self.accumulates else 0
 
     @property
     def cotangent_params(self) -> list[int]:
@@ -107,26 +109,6 @@ class Derivative:
             rest = tuple(p for p in self.params if p.slot not in (Slot.RESIDUAL, Slot.SIZE))
             return replace(self, params=residuals + rest)
         raise ValueError(f"{self.name}: only NAME_fwd and NAME_bwd carry residuals")  # pragma: no cover
-
-    @property
-    def summary(self) -> str:
-        """The sentence the generated docstring gives."""
-        wrt = ", ".join(self.wrt)
-        extra = [p.name for p in self.params if p.slot in (Slot.COTANGENT, Slot.TANGENT, Slot.VECTOR)]
-        if self.part is Part.FWD:
-            return f"The forward pass of {self.name}: outputs of {self.of} and the residuals its _bwd needs."
-        if self.part is Part.BWD:
-            return f"The backward pass of {self.name}, from the residuals of {self.name}_fwd."
-        if self.directive == "grad":
-            return f"The value of {self.of} and its gradient with respect to {wrt}."
-        if self.directive == "vjp":
-            return (f"The outputs of {self.of} and their vector-Jacobian product with the cotangents "
-                    f"{', '.join(extra)}.")
-        if self.directive == "jvp":
-            return (f"The outputs of {self.of} and their directional derivatives along the tangents "
-                    f"{', '.join(extra)} (forward mode).")
-        return (f"The value of {self.of}, its gradient with respect to {wrt} and the Hessian-vector product "
-                f"with {', '.join(extra)}.")
 
     def table(self) -> dict:
         """The record as plain data, for the generated module's `__tapeless__` table."""

@@ -1,6 +1,6 @@
 """Diagnostics: errors in user input, collected in a sink and rendered once.
 
-Rendering (LANGUAGE.md §9):
+Rendering (docs/language.md, "Errors"):
 
     model.tl:3:9: error: cannot broadcast f32[3] with f32[3, 2]: ...
         y = a + b

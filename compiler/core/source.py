@@ -1,7 +1,7 @@
 """Source files and spans.
 
 A `SourceFile` holds the text of a `.tl` file with its line ends normalised to
-`\\n` (`\\r\\n` and `\\r` both end a line, LANGUAGE.md §2). Normalising changes
+`\\n` (`\\r\\n` and `\\r` both end a line: docs/language.md, "Lexical rules"). Normalising changes
 no line or column number, so every span points at the file the user wrote.
 Lines and columns are 1-based and count characters.
 """

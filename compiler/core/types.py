@@ -1,4 +1,4 @@
-"""dtypes, symbolic dimensions and tensor types (LANGUAGE.md §3 and §5).
+"""dtypes, symbolic dimensions and tensor types (docs/language.md, "Types and sizes").
 
 A dimension is an `int` or a `Dim`: a polynomial with integer coefficients in
 size symbols (`N`, `N*5`, `N + M`, `N - 1`). Parameters only ever carry plain
@@ -237,7 +237,7 @@ class TensorType:
         return self.with_(weak=False)
 
     def __str__(self) -> str:
-        """The type as a user writes it (weakness is an internal matter: see ir_print)."""
+        """The type as a user writes it (weakness is an internal matter: see core/ir_text.py)."""
         return self.dtype.short if not self.shape else f"{self.dtype.short}{shape_text(self.shape)}"
 
 
@@ -248,7 +248,7 @@ def parse_dtype(name: str) -> DType:
     return d
 
 
-# ---- broadcasting (LANGUAGE.md §5) ----------------------------------------------------
+# ---- broadcasting (docs/language.md, "Types and sizes") ----------------------------------
 class BroadcastError(UserError):
     pass
 

@@ -3,7 +3,7 @@
 The file is cut into top-level items (a line starting with `fn` or a directive word,
 `grad`, `vjp`, `jvp`, `hvp`, starts one) and each item is parsed on its own, so one syntax
 error does not hide the next item's. Tokens come from lark's basic lexer; the
-separator logic below sits between lexer and LALR parser (LANGUAGE.md §2):
+separator logic below sits between lexer and LALR parser (docs/language.md, "Lexical rules"):
 
 * a line end inside ( ) or [ ] is ignored;
 * line ends and `;` become one `_SEP` token, runs of them collapse, and those

@@ -238,7 +238,7 @@ def broadcast_all(*xs: Node) -> Shape:
     return broadcast_shapes(*[x.shape for x in xs])
 
 
-# ---- masked cotangents (LANGUAGE.md §6) ---------------------------------------------------
+# ---- masked cotangents (docs/language.md, "Conventions") -------------------------------------
 def masked(c: Node, g: Node) -> Node:
     """where(c, g, 0): the cotangent of a path that `where`, `relu`, `clip`, ... cut off."""
     return where(c, g, like_const(0, g))

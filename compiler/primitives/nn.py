@@ -1,5 +1,5 @@
 """Neural-network ops with their own rules (rather than expansions) because
-stability and speed ask for it (ARCHITECTURE.md, "keep the core small"):
+stability and speed ask for it (docs/architecture.md, "Adding a primitive"):
 
   softmax, log_softmax    max-shifted forward; VJPs from the output alone
   bce_with_logits         softplus form, no overflow at +-1000; d/dz = sigmoid(z) - y

@@ -158,7 +158,7 @@ class View:
 
 
 class _Names:
-    """ir_print's names: source names (`.1`, `.2` for repeats), `%0`, `%1` for the rest."""
+    """The IR text's names (core/ir_text.py): source names (`.1`, `.2` for repeats), `%0`, `%1` for the rest."""
 
     def __init__(self, module: Module):
         self.module = module

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.derivative import Part
+from ..core.derivative import Part, Slot
 from ..core.ir import Function, Module, topo_order
 from ..core.primitive import SymContext
 from ..core.types import Dim, DType, dim_subst
@@ -176,8 +176,6 @@ class Checker:
     def _check(self, deriv: Function, target: Function, sizes: dict, t0: float) -> Result:
         sp = _sp()
         rng = random.Random(self.seed)
-        wrt = list(deriv.derivative.wrt)
-        directive = deriv.derivative.directive
         env, symbols = {}, {}
         for p in target.params:
             shape = concrete_shape(p.shape, sizes)
@@ -208,44 +206,30 @@ class Checker:
         def frozen(e):
             return e.xreplace(stop) if stop else e  # stop_gradient symbols back to what they stand for
 
-        expected: dict = {}
-        if directive in ("grad", "vjp"):
-            # <cotangents, outputs> differentiated by every wrt element; cotangent 1 for grad
-            extras = [np.asarray(sp.Integer(1), dtype=object)] if directive == "grad" else [
-                fresh(f"ct{k}", o.shape, node.dtype.is_float) for k, (o, node) in enumerate(zip(outs, target.outputs))]
-            inner = sp.Add(*[c * v for o, ct in zip(outs, extras) for c, v in zip(np.ravel(ct), np.ravel(o))])
-            for name in wrt:
-                for idx, sym in symbols[name]:
-                    expected[(f"d/d{name}", idx)] = frozen(sp.diff(inner, sym))
-        elif directive == "jvp":
-            # each output element's directional derivative along the tangents
-            extras = [fresh(f"t_{name}", np.shape(env[target.params[target.param_names.index(name)].id]))
-                      for name in wrt]
-            for k, o in enumerate(outs):
-                for idx in np.ndindex(o.shape):
-                    total = sp.Add(*[sp.diff(o[idx], sym) * t[i] for name, t in zip(wrt, extras)
-                                     for i, sym in symbols[name]])
-                    expected[(f"tangent of output {k}", idx)] = frozen(total)
-        else:  # hvp: the gradient, then the derivative of <gradient, v>
-            extras = [fresh(f"v_{name}", np.shape(env[target.params[target.param_names.index(name)].id]))
-                      for name in wrt]
-            value = outs[0][()]
-            grads = {(name, i): sp.diff(value, sym) for name in wrt for i, sym in symbols[name]}
-            inner = sp.Add(*[g * v[i] for name, v in zip(wrt, extras) for (n2, i), g in grads.items() if n2 == name])
-            for name in wrt:
-                for idx, sym in symbols[name]:
-                    expected[(f"d/d{name}", idx)] = frozen(grads[(name, idx)])
-                    expected[(f"Hv for {name}", idx)] = frozen(sp.diff(inner, sym))
+        # values for the derivative's own parameters, by what each holds (its record's ports)
+        d = deriv.derivative
+        extras, cts, by_wrt = [], [], {}
+        for port in d.params[len(target.params):]:
+            if port.slot is Slot.COTANGENT:
+                k = len(cts)
+                cts.append(fresh(f"ct{k}", outs[k].shape, target.outputs[k].dtype.is_float))
+                extras.append(cts[-1])
+            else:  # a tangent or a vector, one per wrt argument (symbols <t_x>, <v_x>)
+                w = d.wrt[len(by_wrt)]
+                prefix = "t" if port.slot is Slot.TANGENT else "v"
+                by_wrt[w] = fresh(f"{prefix}_{w}", np.shape(env[target.params[target.param_names.index(w)].id]))
+                extras.append(by_wrt[w])
+        cts = cts or [np.asarray(sp.Integer(1), dtype=object)]  # grad, hvp: F is a scalar, its seed 1
+        expected = self._expected(d, outs, cts, by_wrt, symbols, frozen)
         # the compiled derivative over the same values
         denv = {p.id: env[tp.id] for p, tp in zip(deriv.params, target.params)}
         for p, x in zip(extra, extras):
             denv[p.id] = x
         got = evaluate(deriv.outputs, denv, sizes)
-        candidates = [("", self._by_key(deriv, target, wrt, got))]
+        candidates = [("", _by_key(d.outputs, got))]
         if self.module.pair(deriv) is not None:
-            pair = self._fwd_bwd(deriv, env, target, extras, sizes)
-            if pair is not None:
-                candidates.append(("_fwd/_bwd", self._by_key(deriv, target, wrt, list(outs) + list(pair))))
+            bwd_ports = self.module.pair(deriv)[1].derivative.outputs
+            candidates.append(("_fwd/_bwd", _by_key(bwd_ports, self._fwd_bwd(deriv, env, target, cts, sizes))))
         sample_syms = {s: self.domains.get(name, "normal") for name in symbols for _, s in symbols[name]}
         sample_syms.update({s: "normal" for x in extras for s in np.ravel(x) if isinstance(s, sp.Symbol)})
         branch = kinks([v for o in outs for v in np.ravel(o)])
@@ -262,15 +246,30 @@ class Checker:
         return Result(deriv.name, "pass", method, len(expected), time.perf_counter() - t0)
 
     @staticmethod
-    def _by_key(deriv, target, wrt, got) -> dict:
-        """The compiled results under the names `expected` uses."""
-        n = len(target.outputs)
-        if deriv.derivative.directive in ("grad", "vjp"):
-            return {f"d/d{name}": g for name, g in zip(wrt, got[n:])}
-        if deriv.derivative.directive == "jvp":
-            return {f"tangent of output {k}": t for k, t in enumerate(got[n:])}
-        grads, hv = got[1:1 + len(wrt)], got[1 + len(wrt):]
-        return {**{f"d/d{w}": g for w, g in zip(wrt, grads)}, **{f"Hv for {w}": h for w, h in zip(wrt, hv)}}
+    def _expected(d, outs, cts, by_wrt, symbols, frozen) -> dict:
+        """sympy.diff's answer for each output of the derivative, by what the output holds:
+        a gradient is d<cotangents, outputs>/d(wrt) (the cotangent 1 for a scalar F), an output
+        tangent the directional derivative along the tangents, an Hv the derivative of
+        <gradient, v>. A new directive made of these slots is checked with no change here."""
+        sp = _sp()
+        expected: dict = {}
+        slots = {p.slot for p in d.outputs}
+        if Slot.GRADIENT in slots or Slot.HV in slots:
+            inner = sp.Add(*[c * v for o, ct in zip(outs, cts) for c, v in zip(np.ravel(ct), np.ravel(o))])
+            grads = {(name, idx): sp.diff(inner, sym) for name in d.wrt for idx, sym in symbols[name]}
+            if Slot.GRADIENT in slots:
+                expected.update({(f"d/d{name}", idx): frozen(g) for (name, idx), g in grads.items()})
+            if Slot.HV in slots:
+                vhv = sp.Add(*[g * by_wrt[name][idx] for (name, idx), g in grads.items()])
+                expected.update({(f"Hv for {name}", idx): frozen(sp.diff(vhv, sym))
+                                 for name in d.wrt for idx, sym in symbols[name]})
+        if Slot.OUTPUT_TANGENT in slots:
+            for k, o in enumerate(outs):
+                for idx in np.ndindex(o.shape):
+                    total = sp.Add(*[sp.diff(o[idx], sym) * by_wrt[name][i] for name in d.wrt
+                                     for i, sym in symbols[name]])
+                    expected[(f"tangent of output {k}", idx)] = frozen(total)
+        return expected
 
     def _fwd_bwd(self, deriv, env, target, cts, sizes):
         fwd, bwd = self.module.pair(deriv)
@@ -392,6 +391,20 @@ def check_module(module: Module, text: str = "", sizes: dict | None = None, max_
     domains, annotated = annotations(text)
     checker = Checker(module, {**annotated, **(sizes or {})}, domains, max_elements)
     return [_guarded(checker, f) for f in module.functions if whole(f)]
+
+
+def _by_key(ports, values) -> dict:
+    """A derivative function's results under the names `expected` uses, by their ports."""
+    out, k = {}, 0
+    for port, v in zip(ports, values):
+        if port.slot is Slot.GRADIENT:
+            out[f"d/d{port.name}"] = v
+        elif port.slot is Slot.HV:
+            out[f"Hv for {port.name}"] = v
+        elif port.slot is Slot.OUTPUT_TANGENT:
+            out[f"tangent of output {k}"] = v
+            k += 1
+    return out
 
 
 def whole(fn: Function) -> bool:

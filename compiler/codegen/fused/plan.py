@@ -9,7 +9,8 @@ accumulated block by block; values used after the chain are written into full ar
 The blocks of a big enough kernel run on a small thread pool (NumPy releases the GIL
 inside ufuncs).
 
-Planning (this file) groups nodes; kernel_emit.KernelWriter writes the loop.
+Planning (this file) groups nodes; writer.KernelWriter writes the loop; peepholes.py says
+where NumPy has a faster way for a node in its context.
 
 A node can join a kernel when it keeps the kernel's row axis: an elementwise op whose
 shape has the kernel's row count first, a reduction or softmax that leaves axis 0 alone;
@@ -273,7 +274,7 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
         for o in k.outputs:
             for iid, i in candidates.items():
                 # a ufunc (or an expression assigned whole) may read what it overwrites; a select
-                # (several calls, kernel_emit.KernelWriter.select) only its first value, read first
+                # (several calls, writer.KernelWriter.select) only its first value, read first
                 limit = position[o.id]
                 if reads_after_writing(o) and (i is not o.inputs[1] or any(x is i for x in (o.inputs[0], o.inputs[2]))):
                     limit -= 1

@@ -1,4 +1,4 @@
-"""Writing one kernel (kernels.py plans them) as a loop over blocks of rows.
+"""Writing one kernel (plan.py plans them) as a loop over blocks of rows.
 
     # a fused loop over blocks of rows (layer.tl:4, layer.tl:5)
     d_z = t                                   # the output takes over a dead input's memory
