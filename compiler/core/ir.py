@@ -10,8 +10,10 @@ subexpressions are shared by construction.
 
 Names are data beside the graph, not on nodes: the stages record *hints* (the source
 variable a value was bound to, `d_x` for a gradient) with `hint(node, name)`; the first
-hint a node gets stays. A Module carries its hints (`module.hints`); the printers
-(core/ir_text.py, tools/graph.py, codegen/emit.py) turn them into identifiers.
+hint a node gets stays. A Module carries its hints (`module.hints`), and two namers turn them into
+identifiers: core/ir_text.py's IrNames for the IR text and `tapeless graph`, and the
+generated module's (codegen/names.py), which also keeps Python's keywords and the module's
+own globals out.
 
 Leaf ops: `param` (a function parameter), `const` (a scalar literal) and `dim` (the
 value of a size symbol); `const` and `dim` are the *literals*, written inline. Every

@@ -61,31 +61,43 @@ def _described(d) -> list[tuple[str, object]]:
     return out + [("summary", d.summary)]
 
 
+class IrNames:
+    """The IR text's names, in the order values are bound: a parameter's own name or a value's
+    hint (Module.hints: the source variable, `d_x`, ...), `.1`, `.2` for repeats, `%0`, `%1`
+    for values without one; literals are written inline (`2.0:f32`, `N:i64~`). `tapeless ir`,
+    the golden files and `tapeless graph` all name values this way."""
+
+    def __init__(self, hints: Mapping[int, str] | None = None):
+        self.hints = hints or {}
+        self.names: dict[int, str] = {}
+        self.used: dict[str, int] = {}
+        self.counter = 0
+
+    def bind(self, n: Node) -> str | None:
+        if n.is_literal:
+            return None
+        if n.id not in self.names:
+            base = n.attr("name") if n.is_param else self.hints.get(n.id)
+            if base:
+                k = self.used.get(base, 0)
+                self.used[base] = k + 1
+                self.names[n.id] = base if k == 0 else f"{base}.{k}"
+            else:
+                self.names[n.id] = f"%{self.counter}"
+                self.counter += 1
+        return self.names[n.id]
+
+    def ref(self, n: Node) -> str:
+        return _const_text(n) if n.is_literal else self.names[n.id]
+
+
 def format_function(fn: Function, hints: Mapping[int, str] | None = None) -> str:
     """One function's text; `hints` are its module's names (Module.hints)."""
-    hints = hints or {}
-    names: dict[int, str] = {}
-    used: dict[str, int] = {}
-    counter = [0]
-
-    def bind(n: Node) -> str:
-        base = n.attr("name") if n.is_param else hints.get(n.id)
-        if base:
-            k = used.get(base, 0)
-            used[base] = k + 1
-            text = base if k == 0 else f"{base}.{k}"
-        else:
-            text = f"%{counter[0]}"
-            counter[0] += 1
-        names[n.id] = text
-        return text
-
-    def ref(n: Node) -> str:
-        return _const_text(n) if n.is_literal else names[n.id]
-
+    names = IrNames(hints)
+    bind, ref = names.bind, names.ref
     for p in fn.params:
         bind(p)
-    params = ", ".join(f"{names[p.id]}: {type_text(p.type)}" for p in fn.params)
+    params = ", ".join(f"{ref(p)}: {type_text(p.type)}" for p in fn.params)
     outs = [type_text(o.type) for o in fn.outputs]
     result = outs[0] if len(outs) == 1 and not fn.multi else "(" + ", ".join(outs) + ")"
     where = f"  # {fn.span.file}:{fn.span.line}" if fn.span else ""

@@ -36,9 +36,8 @@ from .. import pipeline
 from ..core.derivative import Part as FnPart
 from ..core.derivative import Slot
 from ..core.ir import Function, Module, Node, topo_order
-from ..core.ir_text import format_value, type_text
+from ..core.ir_text import IrNames, format_value, type_text
 from ..core.source import SourceFile
-from ..core.types import dim_text
 
 STAGES = ("typed", "adjoint", "optimized")
 COLLAPSE = ("none", "statements")
@@ -157,36 +156,6 @@ class View:
     source: SourceFile | None = None
 
 
-class _Names:
-    """The IR text's names (core/ir_text.py): source names (`.1`, `.2` for repeats), `%0`, `%1` for the rest."""
-
-    def __init__(self, module: Module):
-        self.module = module
-        self.names: dict[int, str] = {}
-        self.used: dict[str, int] = {}
-        self.counter = 0
-
-    def bind(self, n: Node) -> None:
-        if n.id in self.names or n.is_literal:
-            return
-        base = self.module.name_of(n)
-        if base:
-            k = self.used.get(base, 0)
-            self.used[base] = k + 1
-            text = base if k == 0 else f"{base}.{k}"
-        else:
-            text = f"%{self.counter}"
-            self.counter += 1
-        self.names[n.id] = text
-
-    def ref(self, n: Node) -> str:
-        if n.is_dim:
-            return f"{dim_text(n.attr('dim'))}:{type_text(n.type)}"
-        if n.is_const:
-            return f"{format_value(n.attr('value'))}:{type_text(n.type)}"
-        return self.names[n.id]
-
-
 def find_function(module: Module, name: str, stage: str = "adjoint") -> Function:
     """The function `--fn NAME` names at `stage`, or a GraphError listing the ones there are."""
     visible = list(module.functions)
@@ -234,7 +203,7 @@ class _Builder:
     def __init__(self, module: Module, stage: str):
         self.module = module
         self.stage = stage
-        self.names = _Names(module)
+        self.names = IrNames(module.hints)
         self.items: list[Item] = []
         self.item_of: dict[int, int] = {}
 
