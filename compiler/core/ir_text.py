@@ -88,7 +88,9 @@ class IrNames:
         return self.names[n.id]
 
     def ref(self, n: Node) -> str:
-        return _const_text(n) if n.is_literal else self.names[n.id]
+        """How a value is referred to; one never bound (a parameter of another function, which
+        the verifier reports) gets its name here."""
+        return _const_text(n) if n.is_literal else self.bind(n)
 
 
 def format_function(fn: Function, hints: Mapping[int, str] | None = None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..core.derivative import Part
-from ..core.ir import Function, Module, Node, current_hints, graph_scope
+from ..core.ir import Function, Module, Node, current_hints, graph_scope, topo_order
 from ..core.primitive import Cost
 from ..core.substitute import rebuild, substitute
 
@@ -42,7 +42,13 @@ def _trim(fwd: Function, bwd: Function):
     params = list(bwd.params[:bwd.derivative.n_residuals])
     index = {r.id: k for k, r in enumerate(residuals)}
     dropped: set[int] = set()
-    for k, r in enumerate(residuals):
+    # in dependency order, not the order _fwd returns them: after simplification a residual may
+    # be computed from one saved after it (Horner's form), and a value recomputed from a dropped
+    # residual would read a parameter _bwd no longer has
+    for r in topo_order(residuals):
+        k = index.get(r.id)
+        if k is None:
+            continue
         if cheap(r.op) and all(i.is_literal or (i.id in index and index[i.id] not in dropped
                                                 and i is not r) for i in r.inputs):
             dropped.add(k)
