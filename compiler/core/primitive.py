@@ -35,10 +35,11 @@ custom. `differentiable=False` marks results that carry no derivative (compariso
 results); `detaches` marks `stop_gradient`, a float value every derivative treats as a
 constant. tests/test_primitive_table.py walks the registry and fails for a missing facet.
 
-Adding a primitive is one record in one of the primitives/ files, for example
+Adding a primitive is one record in one of the primitives/ files (docs/architecture.md,
+"Adding a primitive", works one through), for example
 
-    register(unary("cbrt", xp_call("cbrt"), lambda x, y: div(c(1, x), mul(c(3, x), mul(y, y))),
-                   lambda x: sympy.cbrt(x), np.cbrt, scalar="cbrt({0})"))
+    register(unary("cbrt", xp_call("cbrt"), lambda x, y: B.div(_c(1, x), B.mul(_c(3, x), B.mul(y, y))),
+                   lambda x: _sympy().cbrt(x), np.cbrt, domain="positive", scalar="cbrt({0})"))
 
 The registry is filled when primitives/catalog.py is imported (the pipeline does that once).
 """

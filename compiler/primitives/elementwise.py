@@ -49,9 +49,6 @@ def _sympy():
     return sympy
 
 
-_fit = fit
-
-
 def _c(value, like):
     return B.like_const(value, like)
 
@@ -233,7 +230,7 @@ def _pow_jvp(ctx, node, ts):
     if tb is not None:
         tb_part = B.masked(_pow_db_mask(node), B.ct_map(tb, lambda g: B.mul(g, B.mul(node, B.apply("log", a)))))
         out = tb_part if out is None else B.add(out, tb_part)
-    return _fit(out, node)
+    return fit(out, node)
 
 
 def _pow_coerce(args, attrs):
@@ -257,7 +254,7 @@ def _lin_jvp(sign_b):
         if tb is not None and sign_b < 0:
             tb = B.neg(tb)
         out = ta if tb is None else (tb if ta is None else B.add(ta, tb))
-        return _fit(out, node)
+        return fit(out, node)
 
     return jvp
 
@@ -268,7 +265,7 @@ def _div_jvp(ctx, node, ts):
         B.ct_map(ts[0], lambda g: B.div(g, b)) if ts[0] is not None else None,
         B.ct_map(ts[1], lambda g: B.neg(B.div(B.mul(g, node), b))) if ts[1] is not None else None,
     ]
-    return _fit(B.add_ct(*parts), node)
+    return fit(B.add_ct(*parts), node)
 
 
 register(binary("add", infix("+", PREC_ADD), _add_vjp, _lin_jvp(1), lambda a, b: a + b, np.add, symbol="+",
@@ -310,7 +307,7 @@ def _minmax(name, np_fn, win, sympy_cmp, scalar):
         half = B.like_const(0.5, node)
         tie_value = B.mul(B.add(ta, tb), half)
         picked = B.where(B.apply(win, a, b), ta, tb)
-        return _fit(B.where(B.apply("eq", a, b), tie_value, picked), node)
+        return fit(B.where(B.apply("eq", a, b), tie_value, picked), node)
 
     def meaning(a, b):
         sp = _sympy()
@@ -388,7 +385,7 @@ def _where_jvp(ctx, node, ts):
     c, a, b = node.inputs
     ta = ts[1] if ts[1] is not None else B.like_const(0, node)
     tb = ts[2] if ts[2] is not None else B.like_const(0, node)
-    return _fit(B.where(c, ta, tb), node)
+    return fit(B.where(c, ta, tb), node)
 
 
 def _where_sympy(c, a, b):
@@ -433,7 +430,7 @@ def _clip_jvp(ctx, node, ts):
         if t is not None:
             part = B.where(m, t, zero)
             out = part if out is None else B.add(out, part)
-    return _fit(out, node)
+    return fit(out, node)
 
 
 def _clip_sympy(x, lo, hi):
