@@ -6,9 +6,12 @@
     optimized  + passes                                       optimize_stage  passes/
     source     IR -> Python                                   source_stage    codegen/emit.py
 
-Each stage is a plain function of the previous one's value; nothing flows back. Errors in
-user input are collected and raised together as one CompileError: a syntax error in one
-item does not hide a type error in another (the parse stage hands its diagnostics on).
+Each stage is a function of the previous stage's value, and nothing flows back: the typed
+stage's value is the Program (driver.py), which the adjoint stage continues (its intern
+table and names go on, so derivatives share the nodes of what they differentiate; a
+derivative a fn calls was derived in the typed stage already). Errors in user input are
+collected and raised together as one CompileError: a syntax error in one item does not hide
+a type error in another (the parse stage hands its diagnostics on).
 The tools (tools/: `tapeless ir`, `graph`, `check`) run these same stages.
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 # isort: off
 from .primitives import catalog  # noqa: F401  (the primitive table: every rule, loaded once, first)
 # isort: on
+from .codegen.backends import BACKENDS as CODEGEN_BACKENDS
 from .codegen.emit import Options, generate
 from .core.diagnostics import CompileError, Diagnostic, Sink
 from .core.ir import Module
@@ -34,7 +38,7 @@ from .passes.levels import optimize
 
 VERSION = "0.1.0"
 STAGES = ("parsed", "typed", "adjoint", "optimized")
-BACKENDS = ("numpy", "cupy")
+BACKENDS = tuple(CODEGEN_BACKENDS)  # the names `--backend` takes
 
 
 @dataclass

@@ -72,6 +72,29 @@ def _tuple(x):
     return x if isinstance(x, tuple) else (x,)
 
 
+def _mode(fn, info) -> str:
+    """How to check a derivative, read off its record's slots (what each input and output holds):
+    gradients from cotangents (or the seed 1 of a scalar) -> "reverse"; one tangent per output
+    along tangents -> "tangent"; gradients and Hessian-vector products -> "hv"."""
+    ins = [slot for slot, _ in info["inputs"]]
+    outs = [slot for slot, _ in info["outputs"]]
+    n_primal = outs.count("primal")
+    if set(outs) == {"primal", "gradient"} and set(ins) <= {"primal", "cotangent"}:
+        return "reverse"
+    if set(outs) == {"primal", "output_tangent"} and outs.count("output_tangent") == n_primal \
+            and set(ins) == {"primal", "tangent"}:
+        return "tangent"
+    if set(outs) == {"primal", "gradient", "hv"} and set(ins) == {"primal", "vector"}:
+        return "hv"
+    raise TypeError(f"gradcheck cannot check {fn.__name__} ({info['directive']}): its outputs hold "
+                    f"{', '.join(dict.fromkeys(outs))} from inputs holding {', '.join(dict.fromkeys(ins))}")
+
+
+def _has_cotangents(info) -> bool:
+    """vjp takes a cotangent per output; grad's is the seed 1 of its scalar value."""
+    return any(slot == "cotangent" for slot, _ in info["inputs"])
+
+
 def gradcheck(fn, *args, cotangents=None, eps=1e-6, atol=1e-6, rtol=1e-5, max_elements=64, seed=0) -> bool:
     """Check a generated `grad`, `vjp`, `jvp` or `hvp` function against finite differences of
     the function it differentiates. `args` are that function's arguments; cotangents,
@@ -80,8 +103,9 @@ def gradcheck(fn, *args, cotangents=None, eps=1e-6, atol=1e-6, rtol=1e-5, max_el
     if info.get("part") != "whole":  # a plain fn, or a directive's _fwd or _bwd
         raise TypeError(f"gradcheck checks grad, vjp, jvp and hvp functions; {fn.__name__} is a "
                         f"{info['kind']} function")
-    if info["directive"] in ("jvp", "hvp"):
-        return _check_forward_mode(fn, module, info, args, eps, atol, rtol, seed)
+    mode = _mode(fn, info)
+    if mode != "reverse":
+        return _check_forward_mode(fn, module, info, args, eps, atol, rtol, seed, mode)
     fwd_info = module.__tapeless__[info["of"]]
     names = fwd_info["params"]
     if len(args) != len(names):
@@ -96,13 +120,13 @@ def gradcheck(fn, *args, cotangents=None, eps=1e-6, atol=1e-6, rtol=1e-5, max_el
     ref_fn, ref_forward = getattr(ref, fn.__name__), getattr(ref, info["of"])
     args64 = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in args]
     outs = [np.asarray(o) for o in _tuple(ref_forward(*args64))]
-    if info["directive"] == "grad":
+    if not _has_cotangents(info):
         cts = [np.ones_like(outs[0])]
     elif cotangents is not None:
         cts = [np.asarray(c, dtype=np.float64) for c in cotangents]
     else:
         cts = [rng.standard_normal(o.shape) if o.dtype.kind == "f" else np.zeros_like(o) for o in outs]
-    extra = [] if info["directive"] == "grad" else cts
+    extra = cts if _has_cotangents(info) else []
     grads = [np.asarray(g, dtype=np.float64) for g in ref_fn(*args64, *extra)[len(outs):]]
     wrt = info["wrt"]
 
@@ -131,7 +155,7 @@ def gradcheck(fn, *args, cotangents=None, eps=1e-6, atol=1e-6, rtol=1e-5, max_el
     return True
 
 
-def _check_forward_mode(fn, module, info, args, eps, atol, rtol, seed) -> bool:
+def _check_forward_mode(fn, module, info, args, eps, atol, rtol, seed, mode) -> bool:
     """jvp: output tangents against central differences of the outputs along the tangents.
     hvp: the gradient part elementwise, and Hv against central differences of the gradient."""
     fwd_info = module.__tapeless__[info["of"]]
@@ -154,7 +178,7 @@ def _check_forward_mode(fn, module, info, args, eps, atol, rtol, seed) -> bool:
         return out
 
     got = [np.asarray(g, dtype=np.float64) for g in ref_fn(*args64, *dirs)]
-    if info["directive"] == "jvp":
+    if mode == "tangent":
         n_out = len(got) // 2
         plus, minus = _tuple(ref_forward(*moved(eps))), _tuple(ref_forward(*moved(-eps)))
         wanted = [(np.asarray(p, np.float64) - np.asarray(m, np.float64)) / (2 * eps) for p, m in zip(plus, minus)]
@@ -190,7 +214,7 @@ def _check_forward_mode(fn, module, info, args, eps, atol, rtol, seed) -> bool:
 
 def _same_as_reference(fn, info, args, cts, ref_grads, names, wrt) -> None:
     """The function as compiled (f32, say) against the f64 build, at its own precision."""
-    own = fn(*args) if info["directive"] == "grad" else fn(*args, *cts)  # f64 cotangents convert (same_kind)
+    own = fn(*args, *cts) if _has_cotangents(info) else fn(*args)  # f64 cotangents convert (same_kind)
     n_out = len(own) - len(wrt)
     for name, g, want in zip(wrt, own[n_out:], ref_grads):
         g = np.asarray(g)

@@ -165,7 +165,7 @@ def test_every_rule_firing_can_be_logged_by_name():
     with firings() as fired:
         _module(text, 1)
     assert ("simplify", "log(exp(x)) = x") in fired
-    assert ("simplify", "x * 1 = x, x + 0 = x, x - 0 = x, x / 1 = x, x ** 1 = x") in fired
+    assert ("simplify", "x * 1 = x and 1 * x = x") in fired
     with firings() as fired, SIMPLIFY.without("log(exp(x)) = x"):
         _module(text, 1)
     assert ("simplify", "log(exp(x)) = x") not in fired

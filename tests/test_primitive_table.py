@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from tapeless.compiler.core.primitive import REGISTRY, Cost, Primitive, ops
+from tapeless.compiler.core.primitive import REGISTRY, Cost, Kind, Primitive, ops
 from tapeless.compiler.core.types import DType
 from tapeless.compiler.primitives.builtin_functions import BUILTINS
 from tapeless.compiler.primitives.common import SCALAR_FUNCTIONS
@@ -211,7 +211,7 @@ def test_the_reducer_a_fused_loop_totals_with_is_the_reduction(name):
     threads' parts with xp.NAME) is the reduction: a mislabelled record fails here."""
     x = np.array([[0.25, -1.5, 2.0], [3.0, 0.5, -0.75]])
     reducer = getattr(np, REGISTRY[name].reducer)
-    assert isinstance(reducer, np.ufunc) and REGISTRY[name].kind == "reduce"
+    assert isinstance(reducer, np.ufunc) and REGISTRY[name].kind is Kind.REDUCE
     np.testing.assert_array_equal(reducer.reduce(x, axis=None), getattr(np, name)(x))
     np.testing.assert_array_equal(reducer(x[0], x[1]), getattr(np, name)(x, axis=0))
     assert sorted(n for n, p in REGISTRY.items() if p.reducer) == ["max", "min", "prod", "sum"]

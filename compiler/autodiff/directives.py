@@ -75,8 +75,10 @@ def forward(name: str, target: Function, wrt: list[int], span) -> list[Function]
     t_names, t_params = _extra_params(target, wrt_nodes, [f"t_{n}" for n in wrt_names])
     outputs = list(target.outputs)
     tangents = [_zero_or(t, o) for t, o in zip(rule_context().pushforward(outputs, wrt_nodes, t_params), outputs)]
+    forward_ids = {n.id for n in topo_order(outputs)}
     for t in tangents:
-        hint(t, "t_out")
+        if t.id not in forward_ids:
+            hint(t, "t_out")
     record = Derivative(
         "jvp", Part.WHOLE, name, target.name, wrt_names,
         ports(Slot.PRIMAL, target.param_names) + ports(Slot.TANGENT, t_names),
@@ -95,7 +97,8 @@ def hessian_vector(name: str, target: Function, wrt: list[int], span) -> list[Fu
     v_names, v_params = _extra_params(target, wrt_nodes, [f"v_{n}" for n in wrt_names])
     value = target.outputs[0]
     ctx = rule_context()
-    grads = _gradients(ctx.pullback([value], [B.like_const(1, value)], wrt_nodes), wrt_nodes)
+    forward_ids = {n.id for n in topo_order(target.outputs)}
+    grads = _gradients(ctx.pullback([value], [B.like_const(1, value)], wrt_nodes), wrt_nodes, forward_ids)
     hv = [_zero_or(t, w) for t, w in zip(ctx.pushforward(grads, wrt_nodes, v_params), wrt_nodes)]
     for h, n in zip(hv, wrt_names):
         if h not in grads:

@@ -19,7 +19,9 @@ def pushforward(outputs: list[Node], wrt: list[Node], tangents: list[Node], ctx:
     """The directional derivative of each output along `tangents` (None where it is zero)."""
     active = active_set(outputs, wrt)
     t_of: dict[int, Node] = {w.id: t for w, t in zip(wrt, tangents)}
-    for n in topo_order(outputs):
+    order = topo_order(outputs)
+    primal = {n.id for n in order}
+    for n in order:
         if n.id in t_of or n.id not in active or n.is_param:
             continue
         ts = [t_of.get(i.id) if i.id in active else None for i in n.inputs]
@@ -34,7 +36,7 @@ def pushforward(outputs: list[Node], wrt: list[Node], tangents: list[Node], ctx:
         if t.shape != n.shape or t.dtype != n.dtype:  # pragma: no cover - a bug in a rule
             raise AssertionError(f"JVP of {n.op}: tangent {t.type} for output {n.type}")
         name = name_of(n)
-        if name:
+        if name and t.id not in primal:  # (a forward value that is also a tangent keeps its own name)
             hint(t, f"t_{name}")
         t_of[n.id] = t
     return [t_of.get(o.id) for o in outputs]

@@ -38,6 +38,7 @@ def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node]
     get `ctx` (autodiff/context.py), through which a rule may pull back a sub-function."""
     active = active_set(outputs, wrt)
     order = topo_order(outputs)
+    primal = {n.id for n in order}
     ct_of: dict[int, Node] = {}
     for o, c in zip(outputs, cotangents):
         if c is not None and o.id in active:
@@ -58,7 +59,7 @@ def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node]
         if n.op.vjp is None:
             raise UserError(f"tapeless has no derivative rule for `{n.op}` yet", n.span)
         name = name_of(n)
-        if name:
+        if name and ct.id not in primal:  # (a forward value that is also a cotangent keeps its own name)
             hint(ct, f"d_{name}")
         with span_scope(n.span):
             in_cts = n.op.vjp(ctx, n, ct, needs)

@@ -47,8 +47,7 @@ class Backend:
     overrides: dict[str, str] = field(default_factory=dict)  # machinery helper name -> its source here
 
     def helper_source(self, helper: Helper) -> str:
-        src = self.overrides.get(helper.name) or (helper.cupy if self.name == "cupy" and helper.cupy else None) \
-            or helper.source
+        src = self.overrides.get(helper.name) or dict(helper.variants).get(self.name) or helper.source
         return re.sub(r"\bxp\.", self.alias + ".", src)
 
 

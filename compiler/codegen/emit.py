@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.derivative import Part
+from ..core.derivative import Part, Slot
 from ..core.ir import Function, Module, Node, topo_order, use_counts
 from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
 from ..core.types import Dim, DType, TensorType, dim_text, symbols_in
@@ -269,11 +269,12 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     n_grads = d.n_gradients if d is not None else 0
     has_seed = d is not None and d.has_seed
 
-    # parameters: residuals (bwd) arrive packed; `seed` is keyword-only
+    # parameters, by what they hold: residuals (bwd) arrive packed; `seed` is keyword-only
     params = list(fn.params)
-    res_params = params[:n_res]
-    seed_param = params[-1] if has_seed else None
-    plain = params[n_res: len(params) - (1 if has_seed else 0)]
+    slots = [port.slot for port in d.params] if d is not None else [Slot.PRIMAL] * len(params)
+    res_params = [p for p, s in zip(params, slots) if s in (Slot.RESIDUAL, Slot.SIZE)]
+    seed_param = next((p for p, s in zip(params, slots) if s is Slot.SEED), None)
+    plain = [p for p in params if p is not seed_param and p not in res_params]
     # `out`, `seed` and `residuals` are this function's own keywords: a source
     # parameter with one of those names is renamed in the Python signature
     out_var = "out" if n_grads else None

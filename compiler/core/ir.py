@@ -4,9 +4,10 @@ One node type: `op` (the primitive's record, core/primitive.py), `inputs`, `attr
 (static parameters such as `axis`), `type` (dtype + symbolic shape) and `span` (where in
 the `.tl` file it came from). Nodes are immutable: assigning an attribute raises.
 
-Nodes are built only through `nodes.apply`, which runs the primitive's type rule and
-interns the result: two structurally equal nodes are the same object, so common
-subexpressions are shared by construction.
+Nodes are built through `nodes.apply`, which runs the primitive's type rule, then
+`make_node`, which interns the result: two structurally equal nodes are the same object, so
+common subexpressions are shared by construction. (Literals and constructors re-made in
+another dtype go to `make_node` directly: they are made so, never cast.)
 
 Names are data beside the graph, not on nodes: the stages record *hints* (the source
 variable a value was bound to, `d_x` for a gradient) with `hint(node, name)`; the first

@@ -80,13 +80,13 @@ class Expr:
 @dataclass(frozen=True)
 class Helper:
     """A function a generated module defines when its code calls it: `_<name>`, written over `xp`.
-    `uses` names the helpers it calls; `cupy` replaces the source on the CuPy backend; `imports`
-    are the standard-library imports it needs."""
+    `uses` names the helpers it calls; `variants` are (backend name, source) pairs replacing the
+    source on that backend; `imports` are the standard-library imports it needs."""
 
     name: str
     source: str
     uses: tuple[str, ...] = ()
-    cupy: str | None = None
+    variants: tuple[tuple[str, str], ...] = ()
     imports: tuple[str, ...] = ()
 
 
@@ -111,6 +111,28 @@ class Loop:
     reducer: str | None = None
     combine: enum.Enum | None = None
     rowwise: bool = False
+
+
+class Kind(enum.Enum):
+    """What family a primitive belongs to. A record is made with the name ("elementwise") and
+    holds the member; a stage compares members (op.kind is Kind.REDUCE), never strings."""
+
+    ELEMENTWISE = "elementwise"
+    REDUCE = "reduce"
+    LINALG = "linalg"
+    SHAPE = "shape"
+    NN = "nn"  # the losses and softmaxes with their own rules
+    LEAF = "leaf"  # param
+    LITERAL = "literal"  # const, dim
+    CONSTRUCTOR = "constructor"  # full, eye: made from attributes alone
+    MISC = "misc"
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, str):
+            raise TypeError(f"a Kind compared with the string {other!r}: compare members (Kind.X)")
+        return self is other
+
+    __hash__ = enum.Enum.__hash__
 
 
 class Cost(enum.Enum):
@@ -153,7 +175,7 @@ RULE_SHAPES = ("unary", "binary", "linear", "bilinear", "nondifferentiable", "co
 @dataclass(frozen=True, eq=False)
 class Primitive:
     name: str
-    kind: str  # elementwise | reduce | linalg | shape | nn | leaf | literal | constructor | misc
+    kind: Kind  # given as its name ("elementwise"); held as the member
     infer: Callable[..., Any]
     emit: Callable[..., Expr] | None = None
     vjp: Callable[..., Any] | None = None
@@ -182,6 +204,8 @@ class Primitive:
     examples: tuple = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.kind, str):
+            object.__setattr__(self, "kind", Kind(self.kind))
         if self.rule_shape not in RULE_SHAPES:
             raise ValueError(f"primitive {self.name}: unknown rule shape {self.rule_shape!r}")
         if self.loop is None and isinstance(self.fold, np.ufunc) and self.elementwise:
@@ -217,7 +241,7 @@ class Primitive:
     def facets(self) -> dict[str, bool]:
         """Which facets the record has, for the registry test (a rule missing is not the same
         as `not differentiable`)."""
-        leafish = self.kind in ("leaf", "literal", "constructor")
+        leafish = self.kind in (Kind.LEAF, Kind.LITERAL, Kind.CONSTRUCTOR)
         return {
             "infer": self.infer is not None,
             "emit": self.emit is not None,

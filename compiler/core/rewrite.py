@@ -11,8 +11,8 @@
 
 A rule is a name (what it does, as a reader would say it), a pattern and a function of the
 match. Patterns: `Op(name or record, *argument patterns, where=guard)` matches a node of
-that op (several names: `Op(("add", "sub"), ...)`); `Var("x")` (X, Y, Z, A, B, C below)
-matches any node and binds it, the same name twice only the same node; `Lit(value)` a scalar
+that op (several names: `Op(("add", "sub"), ...)`); `Var("x")` (X and Y below) matches any
+node and binds it, the same name twice only the same node; `Lit(value)` a scalar
 literal (`Lit()` any, bound as `m.c` unless named); `Wild()` anything. A rule without a
 pattern sees every node. The function gets the Match: bound names as attributes, `m.node`,
 `m.env` (what the caller passed: the module's ops, a kernel's readers, ...).
@@ -65,7 +65,8 @@ class Wild(Pattern):
 
 @dataclass(frozen=True)
 class Lit(Pattern):
-    """A scalar literal (`const`), of one value when given; bound under `name`."""
+    """A scalar literal (`const`), of one value when given (1 matches 1 and 1.0, never True);
+    bound under `name` like a Var: the same name twice matches only the same literal."""
 
     value: object = None
     name: str = "c"
@@ -73,10 +74,11 @@ class Lit(Pattern):
     def match(self, node, bound):
         if not node.is_const or node.shape != ():
             return False
-        if self.value is not None and node.attr("value") != self.value:
-            return False
-        bound.setdefault(self.name, node)
-        return True
+        if self.value is not None:
+            v = node.attr("value")
+            if v != self.value or isinstance(v, bool) != isinstance(self.value, bool):
+                return False
+        return Var(self.name).match(node, bound)
 
     def heads(self):
         return frozenset({"const"})
@@ -105,7 +107,7 @@ class Op(Pattern):
         return self.names
 
 
-X, Y, Z, A, B, C = (Var(v) for v in "xyzabc")
+X, Y = Var("x"), Var("y")
 
 
 # ---- rules and rule sets ----------------------------------------------------------------------

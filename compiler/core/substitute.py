@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .ir import Function, Node, hint, make_node, name_of, span_scope, topo_order
 from .nodes import apply, dim_value, retype_leaf
+from .primitive import Kind
 from .types import Dim, DimLike, dim_subst
 
 
@@ -40,7 +41,7 @@ def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
         return retype_leaf(dim_value(dim_subst(node.attr("dim"), env)), node.dtype, node.type.weak)
     attrs = {k: _subst_attr(v, env) for k, v in node.attrs}
     with span_scope(node.span):
-        if node.op.kind == "constructor":  # its dtype and weakness are the node's, not the attributes'
+        if node.op.kind is Kind.CONSTRUCTOR:  # its dtype and weakness are the node's, not the attributes'
             new = apply(node.op, **attrs)
             # as the node was: its dtype, and strong if it was (a weak one made strong stays strong)
             if new.dtype != node.dtype or (new.type.weak and not node.type.weak):

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 
 import lark
 from lark import Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 from tapeless.grammar import DIRECTIVE_WORDS, KEYWORDS
 from tapeless.grammar import parser as _lark_parser
 

@@ -49,7 +49,7 @@ def map_nodes(module: Module, visit: Callable[[Node], Node], reintern: bool = Fa
                     hint(out, name)  # what a value was called, its simpler form is called too
                 memo[n.id] = out
             functions.append(replace(fn, outputs=tuple(memo[o.id] for o in fn.outputs)))
-        return Module(module.source, tuple(functions), current_hints())
+        return replace(module, functions=tuple(functions), hints=current_hints())
 
 
 def _reintern_leaf(n: Node) -> Node:

@@ -12,14 +12,14 @@ from dataclasses import replace
 
 from ..core.derivative import Part
 from ..core.ir import Function, Module, Node, current_hints, graph_scope, topo_order
-from ..core.primitive import Cost
+from ..core.primitive import Cost, Kind
 from ..core.substitute import rebuild, substitute
 
 
 def cheap(op) -> bool:
     """A few cycles per element (elementwise and cheap in the primitive table), or stop_gradient,
     which is the value itself."""
-    return op.detaches or (op.kind == "elementwise" and op.cost is Cost.CHEAP)
+    return op.detaches or (op.kind is Kind.ELEMENTWISE and op.cost is Cost.CHEAP)
 
 
 def fewer_residuals(module: Module) -> Module:
@@ -32,7 +32,8 @@ def fewer_residuals(module: Module) -> Module:
             if trimmed is not None:
                 for new in trimmed:
                     replaced[new.name] = new
-        return Module(module.source, tuple(replaced.get(f.name, f) for f in module.functions), current_hints())
+        return replace(module, functions=tuple(replaced.get(f.name, f) for f in module.functions),
+                       hints=current_hints())
 
 
 def _trim(fwd: Function, bwd: Function):

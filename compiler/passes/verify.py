@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..core.derivative import Part
 from ..core.ir import Function, Module, Node, topo_order
 from ..core.ir_text import format_function
+from ..core.primitive import Kind
 
 
 class VerifyError(AssertionError):
@@ -23,7 +24,7 @@ def verify(module: Module, after: str = "") -> Module:
                 if n.id not in params:
                     _fail(module, fn, n, f"reads parameter `{n.attr('name')}` of another function", after)
                 continue
-            if n.is_literal or n.op.kind == "constructor":
+            if n.is_literal or n.op.kind is Kind.CONSTRUCTOR:
                 continue  # leaves and constructors carry the type they were given
             want = n.op.infer([i.type for i in n.inputs], dict(n.attrs))
             if (want.dtype, want.shape) != (n.dtype, n.shape):

@@ -16,14 +16,23 @@ from typing import Sequence
 from ..core import ir
 from ..core.diagnostics import UserError
 from ..core.ir import Node, make_node, name_of
-from ..core.nodes import apply, const, dim_value, dim_value_strong, literal, param, retype_leaf  # noqa: F401  (re-exported)
+from ..core.nodes import (  # noqa: F401  (re-exported)
+    apply,
+    const,
+    dim_value,
+    dim_value_strong,
+    literal,
+    param,
+    retype_leaf,
+)
+from ..core.primitive import Kind
 from ..core.types import DType, Shape, TensorType, broadcast_shapes, promote
 
 
 # ---- dtype handling -------------------------------------------------------------------------
 def retype(x: Node, dtype: DType, weak: bool = False) -> Node:
     """x as `dtype`. Weak literals and constructors are re-made in the new dtype rather than cast."""
-    made = x.is_literal or x.op.kind == "constructor"  # made in the new dtype, never cast
+    made = x.is_literal or x.op.kind is Kind.CONSTRUCTOR  # made in the new dtype, never cast
     if x.dtype == dtype:
         if x.type.weak and not weak and made:
             return make_node(x.op, x.inputs, x.attrs, x.type.strong(), x.span, name_of(x))

@@ -14,7 +14,16 @@ from typing import Any, Callable
 
 from ..core.diagnostics import UserError
 from ..core.ir import Node
-from ..core.types import DimLike, DType, dim_add, dim_div, dim_mul, dim_prod, dim_sub, shape_text
+from ..core.types import (
+    DimLike,
+    DType,
+    dim_add,
+    dim_div,
+    dim_mul,
+    dim_prod,
+    dim_sub,
+    shape_text,
+)
 from . import algebra as B
 from .common import normalize_axes, normalize_axis
 from .linalg import full_spec, parse_spec

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.ir import Node
+from ..core.primitive import Kind
 from ..core.rewrite import RuleSet
 from ..core.types import dim_prod
 from . import algebra as B
@@ -24,7 +25,7 @@ def _value(n: Node):
 
 def constant_inputs(n: Node) -> list | None:
     """The values of n's inputs when every one is a literal or a constant fill (else None)."""
-    if not n.inputs or n.is_leaf or n.op.kind == "constructor":
+    if not n.inputs or n.is_leaf or n.op.kind is Kind.CONSTRUCTOR:
         return None
     values = [_value(i) for i in n.inputs]
     return None if any(v is None for v in values) else values

@@ -13,7 +13,13 @@ import numpy as np
 
 from ..core.diagnostics import UserError
 from ..core.primitive import PREC_MUL, PREC_POSTFIX, Cost, Expr, Helper, register
-from ..core.types import BroadcastError, TensorType, broadcast_shapes, dim_text, shape_text
+from ..core.types import (
+    BroadcastError,
+    TensorType,
+    broadcast_shapes,
+    dim_text,
+    shape_text,
+)
 from . import algebra as B
 from .common import infix, no_bool
 from .rule_shapes import bilinear, linear

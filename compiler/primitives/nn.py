@@ -308,11 +308,11 @@ LABELS_ONEHOT = Helper("labels_onehot", '''def _labels_onehot(labels, c):
     except IndexError:
         _check_labels(labels, c)
         raise
-''', ("check_labels",), cupy='''def _labels_onehot(labels, c):
+''', ("check_labels",), variants=(("cupy", '''def _labels_onehot(labels, c):
     """The bool one-hot rows of cross_entropy's labels, which must lie in [0, c)."""
     _check_labels(labels, c)
     return labels[..., None] == xp.arange(c)
-''')
+'''),))
 
 register(Primitive(
     "cross_entropy", "nn", _ce_infer, helper_call("cross_entropy"), _ce_vjp, _ce_jvp, _ce_meaning,

@@ -12,7 +12,15 @@ import numpy as np
 
 from ..core.diagnostics import UserError
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, register
-from ..core.types import TensorType, broadcast_to_ok, dim_add, dim_prod, dim_sub, dim_text, shape_text
+from ..core.types import (
+    TensorType,
+    broadcast_to_ok,
+    dim_add,
+    dim_prod,
+    dim_sub,
+    dim_text,
+    shape_text,
+)
 from . import algebra as B
 from .common import helper_call
 from .rule_shapes import linear

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from ..core.ir import Node
-from ..core.rewrite import Op, RuleSet, Wild, X
+from ..core.rewrite import Op, RuleSet, Wild, X, Y
 from ..core.types import broadcast_shapes, dim_prod
 from . import algebra as B
 from .linalg import full_spec, parse_spec
@@ -27,42 +27,75 @@ def same_type(new: Node, old: Node) -> bool:
     return new.shape == old.shape and new.dtype == old.dtype
 
 
-_same_type = same_type
-
 
 # ---- identities ------------------------------------------------------------------------------
-@SIMPLIFY.rule("x * 1 = x, x + 0 = x, x - 0 = x, x / 1 = x, x ** 1 = x", Op(("mul", "add", "sub", "div", "pow")))
-def identities(m):
-    n = m.node
-    if n.op.name not in ("mul", "add", "sub", "div", "pow"):
-        return None
+def _without_unit(n: Node, unit, either_side: bool):
+    """n's other operand where one is the op's unit (and leaves the type unchanged)."""
     a, b = n.inputs
-    unit = {"mul": 1, "add": 0, "sub": 0, "div": 1, "pow": 1}[n.op.name]
-    if _const(b) == unit and _same_type(a, n):
+    if _const(b) == unit and same_type(a, n):
         return a
-    if n.op.name in ("mul", "add") and _const(a) == unit and _same_type(b, n):
+    if either_side and _const(a) == unit and same_type(b, n):
         return b
     return None
 
 
-@SIMPLIFY.rule("--x = x, (-a) * (-b) = a * b, a + (-b) = a - b, a - (-b) = a + b, (-a) + b = b - a",
-               Op(("neg", "mul", "div", "add", "sub")))
-def negations(m):
-    n = m.node
-    if n.op.name == "neg" and n.inputs[0].op.name == "neg":
-        return n.inputs[0].inputs[0]
-    if n.op.name in ("mul", "div") and all(i.op.name == "neg" for i in n.inputs):
-        return B.apply(n.op, n.inputs[0].inputs[0], n.inputs[1].inputs[0])
-    if n.op.name == "add" and n.inputs[1].op.name == "neg":
-        return B.apply("sub", n.inputs[0], n.inputs[1].inputs[0])
-    if n.op.name == "add" and n.inputs[0].op.name == "neg":
-        return B.apply("sub", n.inputs[1], n.inputs[0].inputs[0])
-    if n.op.name == "sub" and n.inputs[1].op.name == "neg":
-        return B.apply("add", n.inputs[0], n.inputs[1].inputs[0])
-    if n.op.name == "mul" and _const(n.inputs[0]) == -1:
-        return B.apply("neg", n.inputs[1])
-    if n.op.name == "mul" and _const(n.inputs[1]) == -1:
-        return B.apply("neg", n.inputs[0])
+@SIMPLIFY.rule("x * 1 = x and 1 * x = x", Op("mul"))
+def times_one(m):
+    return _without_unit(m.node, 1, True)
+
+
+@SIMPLIFY.rule("x + 0 = x and 0 + x = x", Op("add"))
+def plus_zero(m):
+    return _without_unit(m.node, 0, True)
+
+
+@SIMPLIFY.rule("x - 0 = x", Op("sub"))
+def minus_zero(m):
+    return _without_unit(m.node, 0, False)
+
+
+@SIMPLIFY.rule("x / 1 = x", Op("div"))
+def over_one(m):
+    return _without_unit(m.node, 1, False)
+
+
+@SIMPLIFY.rule("x ** 1 = x", Op("pow"))
+def to_the_one(m):
+    return _without_unit(m.node, 1, False)
+
+
+@SIMPLIFY.rule("--x = x", Op("neg", Op("neg", X)))
+def double_negation(m):
+    return m.x
+
+
+@SIMPLIFY.rule("(-a) * (-b) = a * b and (-a) / (-b) = a / b", Op(("mul", "div"), Op("neg", X), Op("neg", Y)))
+def negations_cancel(m):
+    return B.apply(m.node.op, m.x, m.y)
+
+
+@SIMPLIFY.rule("a + (-b) = a - b", Op("add", X, Op("neg", Y)))
+def plus_negation(m):
+    return B.apply("sub", m.x, m.y)
+
+
+@SIMPLIFY.rule("(-a) + b = b - a", Op("add", Op("neg", X), Y))
+def negation_plus(m):
+    return B.apply("sub", m.y, m.x)
+
+
+@SIMPLIFY.rule("a - (-b) = a + b", Op("sub", X, Op("neg", Y)))
+def minus_negation(m):
+    return B.apply("add", m.x, m.y)
+
+
+@SIMPLIFY.rule("(-1) * x = -x and x * (-1) = -x", Op("mul"))
+def times_minus_one(m):
+    a, b = m.node.inputs
+    if _const(a) == -1:
+        return B.apply("neg", b)
+    if _const(b) == -1:
+        return B.apply("neg", a)
     return None
 
 
@@ -134,35 +167,53 @@ def divide_by_constant(m):
 
 
 # ---- powers ------------------------------------------------------------------------------------
-@SIMPLIFY.rule("x ** 2 = x * x, x ** 3 = (x * x) * x, x ** 4 = (x * x) * (x * x), x ** 0.5 = sqrt(x), x ** -1 = 1 / x",
-               Op("pow"))
-def small_powers(m):
+def _power(m, e):
+    """(x, the exponent) when n is x ** e for the constant e, x of the result's shape."""
     n = m.node
-    if n.op.name != "pow" or _const(n.inputs[1]) is None or n.inputs[0].shape != n.shape:
+    x = n.inputs[0]
+    return x if _const(n.inputs[1]) == e and x.shape == n.shape else None
+
+
+@SIMPLIFY.rule("x ** 2 = x * x", Op("pow"))
+def squared(m):
+    x = _power(m, 2)
+    return None if x is None else B.apply("mul", x, x)
+
+
+@SIMPLIFY.rule("x ** 3 = (x * x) * x", Op("pow"))
+def cubed(m):
+    x = _power(m, 3)
+    return None if x is None else B.apply("mul", B.apply("mul", x, x), x)
+
+
+@SIMPLIFY.rule("x ** 4 = (x * x) * (x * x)", Op("pow"))
+def fourth_power(m):
+    x = _power(m, 4)
+    if x is None:
         return None
-    x, e = n.inputs[0], _const(n.inputs[1])
-    if e == 2:
-        return B.apply("mul", x, x)
-    if e == 3:
-        sq = B.apply("mul", x, x)
-        return B.apply("mul", sq, x)
-    if e == 4:
-        sq = B.apply("mul", x, x)
-        return B.apply("mul", sq, sq)
-    if e == 0.5 and x.dtype.is_float:
-        return B.apply("sqrt", x)
-    if e == -1 and x.dtype.is_float:
-        return B.apply("div", B.like_const(1, x), x)
-    return None
+    sq = B.apply("mul", x, x)
+    return B.apply("mul", sq, sq)
+
+
+@SIMPLIFY.rule("x ** 0.5 = sqrt(x), for floats", Op("pow"))
+def square_root(m):
+    x = _power(m, 0.5)
+    return B.apply("sqrt", x) if x is not None and x.dtype.is_float else None
+
+
+@SIMPLIFY.rule("x ** -1 = 1 / x, for floats", Op("pow"))
+def reciprocal(m):
+    x = _power(m, -1)
+    return B.apply("div", B.like_const(1, x), x) if x is not None and x.dtype.is_float else None
 
 
 @SIMPLIFY.rule("polynomials in Horner form: 5x^3 + 2x^2 + 4x + 8 = ((5x + 2)x + 4)x + 8 (when it takes fewer ops)",
                Op(("add", "sub")))
 def horner(m):
-    n = m.node
     """Fewer operations and live temporaries; the rounding error bound is the expanded sum's.
     Where terms of opposite signs overflow (x = -inf or -1e300 above: -inf + inf), the nested
     form gives the polynomial's limit, -inf, and the form as written NaN."""
+    n = m.node
     if n.op.name not in ("add", "sub") or not n.dtype.is_float:
         return None
     found = _polynomial(n)

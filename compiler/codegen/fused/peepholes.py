@@ -143,15 +143,20 @@ def ufunc_total(m):
     return Peephole.UFUNC_TOTAL if ok else None
 
 
+def _heads(rule_fn) -> frozenset[str]:
+    return next(r.pattern.heads() for r in PEEPHOLES.rules if r.apply is rule_fn)
+
+
 def computed_late(node) -> bool:
-    """A product may be computed by the einsum of the sum that reads it (product_in_sum): its
-    inputs are still read where that sum is (the loop plan's memory reuse must know)."""
-    return node.op is ops.mul
+    """A node product_in_sum may hand to the sum that reads it: its inputs are still read
+    where that sum is (the loop plan's memory reuse must know; the plan asks before the writer
+    decides, so this is the rule's pattern, conservatively)."""
+    return node.op.name in _heads(product_in_sum)
 
 
 def reads_after_writing(node) -> bool:
-    """A select (select above) reads its operands after it has written its output."""
-    return node.op is ops.where
+    """A node `select` writes: it reads its operands after it has written its output."""
+    return node.op.name in _heads(select)
 
 
 def ask(writer, node, role: str) -> Peephole | None:

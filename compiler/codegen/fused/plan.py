@@ -26,6 +26,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from ...core.ir import Node
+from ...core.primitive import Kind
 from ...core.types import Dim, dim_prod
 from .peepholes import computed_late, reads_after_writing
 
@@ -62,7 +63,7 @@ def _member_op(n: Node) -> bool:
     prim = n.op
     if prim.elementwise:
         return True
-    if prim.kind == "reduce":  # sum, prod, max, min, logsumexp along other axes than 0
+    if prim.kind is Kind.REDUCE:  # sum, prod, max, min, logsumexp along other axes than 0
         return 0 not in n.attr("axes") and n.inputs[0].type.rank >= 1
     if n.op.loop is not None and n.op.loop.rowwise:  # softmax along an axis other than the rows
         return n.attr("axis") != 0

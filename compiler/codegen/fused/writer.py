@@ -47,8 +47,10 @@ class WrittenLoop:
 
 class KernelWriter:
     """Writes one kernel. It reads the function's values computed before the loop (`exprs`, and
-    `arg` for literals) and which outputs may go into out= buffers (`accumulate`); it returns
-    what it wrote (WrittenLoop) and never touches the function writer's state."""
+    `arg` for literals) and which outputs may go into out= buffers (`accumulate`), and returns
+    what it wrote (WrittenLoop): it never writes into the function writer's expressions,
+    variables or out= bookkeeping. Like any emitter it takes names, helpers and dtype
+    constants from the function's context (`ctx`)."""
 
     def __init__(self, ctx, k: Kernel, reusable, exprs: Mapping[int, Expr], arg: Callable[[Node, Node], Expr],
                  accumulate: Mapping[int, str]):
