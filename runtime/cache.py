@@ -36,10 +36,13 @@ def compiler_digest() -> str:
         spec = importlib.util.find_spec(pkg)
         roots = list(spec.submodule_search_locations or []) if spec else []
         for root in roots:
-            for path in sorted(Path(root).rglob("*")):
-                if path.suffix in (".py", ".lark") and "__pycache__" not in path.parts:
-                    h.update(str(path.relative_to(root)).encode())
-                    h.update(path.read_bytes())
+            for folder, dirs, files in os.walk(root):
+                dirs[:] = sorted(d for d in dirs if d != "__pycache__")  # (walked in order, bytecode skipped)
+                for name in sorted(files):
+                    if name.endswith((".py", ".lark")):
+                        path = Path(folder, name)
+                        h.update(str(path.relative_to(root)).encode())
+                        h.update(path.read_bytes())
     return h.hexdigest()
 
 

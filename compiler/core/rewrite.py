@@ -20,8 +20,9 @@ pattern sees every node. The function gets the Match: bound names as attributes,
 Rule sets serve simplification and folding (passes/), the stable forms of composites
 (primitives/forms.py) and the NumPy loop writer's peepholes (codegen/fused/peepholes.py).
 
-TAPELESS_REWRITE_LOG=1 prints every firing to stderr (`rewrite simplify: x * 1 = x at
-model.tl:3`); `firings()` collects them in a test.
+TAPELESS_REWRITE_LOG=1 (set before the compiler is imported) prints every firing to stderr
+(`rewrite simplify: x * 1 = x and 1 * x = x at model.tl:3:12`); `firings()` collects them in
+a test.
 """
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ class Match:
     """What a rule's function sees: the bound names as attributes, the node, the caller's env."""
 
     def __init__(self, node: Node, bound: dict, env):
-        self.__dict__.update(bound)
+        if bound:
+            self.__dict__.update(bound)
         self.node = node
         self.env = env
 
@@ -173,7 +175,8 @@ class RuleSet:
             out = r.fire(node, env)
             if out is None or out is node or (accept is not None and not accept(out, node)):
                 continue
-            _log(self, r, node)
+            if _collectors or _LOG:
+                _log(self, r, node)
             return r, out
         return None
 
@@ -208,10 +211,13 @@ class RuleSet:
 _collectors: list[list] = []
 
 
+_LOG = bool(os.environ.get("TAPELESS_REWRITE_LOG"))  # read once, when the compiler is imported
+
+
 def _log(rules: RuleSet, rule: Rule, node: Node) -> None:
     for c in _collectors:
         c.append((rules.name, rule.name))
-    if os.environ.get("TAPELESS_REWRITE_LOG"):
+    if _LOG:
         where = f" at {node.span}" if node.span else ""
         sys.stderr.write(f"rewrite {rules.name}: {rule.name}{where}\n")
 

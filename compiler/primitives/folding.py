@@ -27,8 +27,13 @@ def constant_inputs(n: Node) -> list | None:
     """The values of n's inputs when every one is a literal or a constant fill (else None)."""
     if not n.inputs or n.is_leaf or n.op.kind is Kind.CONSTRUCTOR:
         return None
-    values = [_value(i) for i in n.inputs]
-    return None if any(v is None for v in values) else values
+    values = []
+    for i in n.inputs:
+        v = _value(i)
+        if v is None:
+            return None
+        values.append(v)
+    return values
 
 
 def _full(value, like: Node) -> Node:
