@@ -21,6 +21,9 @@ class Names:
         self.reserved = set(PYTHON_RESERVED) | set(reserved)
         self.outer = outer  # names an enclosing scope has taken: repeats here are numbered
         self.taken: set[str] = set()
+        # base -> the number its next repeat tries first: names are never given back, so every
+        # smaller number is still taken (without it, the n-th `a` of a chain tried n names)
+        self.next: dict[str, int] = {}
 
     def child(self) -> "Names":
         """A scope for one function: sees everything taken here as reserved."""
@@ -36,10 +39,13 @@ class Names:
             base = "v"
         if base in self.reserved or (base.startswith("__") and base.endswith("__")):
             base = base + "_"  # a keyword, a builtin, or a module dunder (__builtins__, __getattr__)
-        name, k = base, 1
-        while name in self.taken or name in self.reserved or name in self.outer:
+        name, k = base, self.next.get(base, 1)
+        if name in self.taken or name in self.reserved or name in self.outer:
             name = f"{base}_{k}"
-            k += 1
+            while name in self.taken or name in self.reserved or name in self.outer:
+                k += 1
+                name = f"{base}_{k}"
+            self.next[base] = k + 1
         self.taken.add(name)
         return name
 

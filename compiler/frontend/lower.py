@@ -272,8 +272,7 @@ class Lowering:
             self.fail(e.span, "a list `[...]` is only allowed as a shape, an axis list or the first "
                               "argument of `concat`/`stack`")
         if isinstance(e, ast.BinOp):
-            a, b = self.operands(scope, e.left, e.right)
-            return self.apply(e, OPERATORS[e.op], a, b)
+            return self.binop_chain(e, scope)
         if isinstance(e, ast.UnOp):
             x = self.expr(e.operand, scope)
             if e.op == "-":
@@ -297,6 +296,31 @@ class Lowering:
         if isinstance(e, (ast.Slice, ast.EllipsisItem)):
             self.fail(e.span, "slices and `...` are only allowed inside an index")
         raise AssertionError(f"unhandled expression {e!r}")  # pragma: no cover
+
+    def binop_chain(self, e: ast.BinOp, scope: Scope) -> Node:
+        """a + b - c + ... lowered in one loop down its left spine, not one nested call per term
+        (a flat sum of 10,000 terms is a tree 10,000 deep). As for any operator, every operand
+        is lowered even when one fails, so independent errors all show."""
+        spine = []
+        while isinstance(e, ast.BinOp):
+            spine.append(e)
+            e = e.left
+        failed = False
+        try:
+            acc = self.expr(e, scope)
+        except Poison:
+            failed = True
+        for b in reversed(spine):
+            with span_scope(b.span):
+                try:
+                    right = self.expr(b.right, scope)
+                    if not failed:
+                        acc = self.apply(b, OPERATORS[b.op], acc, right)
+                except Poison:
+                    failed = True
+        if failed:
+            raise Poison
+        return acc
 
     def operands(self, scope: Scope, *exprs: ast.Expr) -> list[Node]:
         """Each operand lowered, all of them even when one fails: independent errors all show."""

@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass
 
 import lark
-from lark import Token, Transformer, v_args
+from lark import Token, v_args
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedInput,
@@ -287,7 +288,7 @@ def _token_span(source: SourceFile, tok: Token) -> Span:
 
 
 # ---- parse tree -> AST ------------------------------------------------------------
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):  # (a 10,000-term sum is a tree 10,000 deep)
     def __init__(self, source: SourceFile):
         super().__init__()
         self.src = source

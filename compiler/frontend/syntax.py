@@ -208,7 +208,15 @@ def format_expr(e: Expr, parent: int = 0) -> str:
         p = _PREC[e.op]
         if e.op == "**":  # right-associative
             return wrap(f"{format_expr(e.left, p)} ** {format_expr(e.right, p - 1)}", p)
-        return wrap(f"{format_expr(e.left, p - 1)} {e.op} {format_expr(e.right, p)}", p)
+        # a left-associative chain (a + b + c + ...) is printed in one loop, not one call per term
+        spine = []
+        while isinstance(e, BinOp) and e.op != "**" and _PREC[e.op] == p:
+            spine.append(e)
+            e = e.left
+        text = format_expr(e, p - 1)
+        for b in reversed(spine):
+            text = f"{text} {b.op} {format_expr(b.right, p)}"
+        return wrap(text, p)
     if isinstance(e, UnOp):
         return wrap(f"{e.op}{format_expr(e.operand, _PREC['unary'] - 1)}", _PREC["unary"])
     if isinstance(e, Compare):

@@ -24,6 +24,7 @@ than numpy.where).
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -171,7 +172,10 @@ class KernelWriter:
         end = self.last_use.get(n.id, pos)
         readers = self.readers.get(n.id, [])
         first = [readers[0]] if len(readers) == 1 and readers[0].id in self.outputs else []
-        for o in first + self.k.outputs:
+        # the outputs of n's dtype and shape written at or after n's last use, in loop order (one
+        # written before it cannot take n): a bisection, not a scan of every output per value
+        positions, outputs = self.lendable.get((n.dtype, n.shape), ((), ()))
+        for o in first + list(outputs[bisect.bisect_left(positions, end):]):
             if (o.dtype, o.shape) != (n.dtype, n.shape) or not self.rows_free(o, pos, inplace):
                 continue
             written = self.pos_of[o.id]  # o's own value goes there then: n must be dead by then
@@ -366,6 +370,12 @@ class KernelWriter:
         order = [x for m in k.members for x in [m] + sinks_of.get(m.id, [])]
         last_use: dict[int, int] = self.last_use
         self.pos_of = {n.id: pos for pos, n in enumerate(order)}
+        groups: dict[tuple, tuple[list, list]] = {}
+        for o in k.outputs:  # (in loop order)
+            positions, outputs = groups.setdefault((o.dtype, o.shape), ([], []))
+            positions.append(self.pos_of[o.id])
+            outputs.append(o)
+        self.lendable = groups
         for pos, n in enumerate(order):
             reads = n.inputs[0].inputs if n.inputs and n.inputs[0].id in self.folded else n.inputs
             for i in list(n.inputs) + list(reads):
