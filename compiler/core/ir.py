@@ -39,9 +39,13 @@ class Node:
 
     def __init__(self, op, inputs: tuple["Node", ...], attrs: tuple[tuple[str, Any], ...],
                  type: TensorType, span: Span | None):
-        for key, value in (("op", op), ("inputs", inputs), ("attrs", attrs), ("type", type), ("span", span),
-                           ("id", next(_ids))):
-            object.__setattr__(self, key, value)
+        setattr_ = object.__setattr__
+        setattr_(self, "op", op)
+        setattr_(self, "inputs", inputs)
+        setattr_(self, "attrs", attrs)
+        setattr_(self, "type", type)
+        setattr_(self, "span", span)
+        setattr_(self, "id", next(_ids))
 
     def __setattr__(self, key, value):
         raise AttributeError(f"IR nodes are immutable (setting `{key}`); names are hints: ir.hint(node, name)")
@@ -260,6 +264,19 @@ class Module:
 # ---- graph walks -------------------------------------------------------------------------
 def topo_order(outputs: Iterable[Node]) -> list[Node]:
     """Every node the outputs depend on, inputs before users, in a deterministic order."""
+    outputs = tuple(outputs)
+    hit = _ORDERS.get(outputs)
+    if hit is None:
+        hit = _ORDERS[outputs] = _topo_order(outputs)
+        while len(_ORDERS) > 16:  # nodes are immutable, so an order stays right; the recent few are kept
+            del _ORDERS[next(iter(_ORDERS))]
+    return list(hit)
+
+
+_ORDERS: dict[tuple[Node, ...], list[Node]] = {}
+
+
+def _topo_order(outputs: tuple[Node, ...]) -> list[Node]:
     seen: set[int] = set()
     order: list[Node] = []
     for root in outputs:

@@ -26,11 +26,39 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
     prim = get(op) if isinstance(op, str) else op
     args = list(inputs)
     if prim.coerce is not None:
-        args = prim.coerce(args, attrs)
-    t = prim.infer([a.type for a in args], attrs)
+        args = prim.coerce(args, attrs)  # (it may read the operands' values: run every time)
+    key = _type_key(prim, args, attrs)
+    t = _TYPES.get(key) if key is not None else None
+    if t is None:
+        t = prim.infer([a.type for a in args], attrs)
+        if key is not None:
+            if len(_TYPES) > 200_000:
+                _TYPES.clear()
+            _TYPES[key] = t
     if prim.fold is not None and args and all(a.is_const for a in args) and t.shape == ():
         return const(_fold(prim, args, t), t)
     return make_node(prim, tuple(args), freeze_attrs(attrs), t, span, name)
+
+
+# Type rules are pure functions of the inputs' types and the attributes, and a large program
+# asks the same question thousands of times (every pass rebuilds nodes): the answers are kept.
+# Attribute values are keyed with their Python type (1, 1.0 and True are equal keys otherwise).
+_TYPES: dict = {}
+
+
+def _type_key(prim: Primitive, args: list[Node], attrs: dict[str, Any]):
+    try:
+        key = (prim, tuple(a.type for a in args), tuple(sorted((k, _typed(v)) for k, v in attrs.items())))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _typed(v):
+    if isinstance(v, (list, tuple)):
+        return (type(v), tuple(_typed(x) for x in v))
+    return (type(v), v)
 
 
 def _fold(prim: Primitive, args: list[Node], t: TensorType):

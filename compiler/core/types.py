@@ -13,7 +13,9 @@ dtype (NumPy 2 / NEP 50 rules for Python scalars).
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable, Union
 
 import numpy as np
@@ -143,6 +145,14 @@ def dim_mul(a: DimLike, b: DimLike) -> DimLike:
 
 
 def dim_prod(dims: Iterable[DimLike]) -> DimLike:
+    dims = tuple(dims)
+    if all(type(d) is int for d in dims):
+        return math.prod(dims)
+    return _dim_prod(dims)
+
+
+@lru_cache(maxsize=4096)  # shapes repeat: a program has few distinct ones
+def _dim_prod(dims: tuple[DimLike, ...]) -> DimLike:
     out: DimLike = 1
     for d in dims:
         out = dim_mul(out, d)
@@ -278,6 +288,7 @@ def broadcast_to_ok(src: Shape, dst: Shape) -> bool:
 
 
 # ---- promotion (NumPy 2 with weak Python scalars, NEP 50) --------------------------
+@lru_cache(maxsize=1024)  # asked for every binary node; a program has few distinct operand types
 def promote(*types: TensorType) -> tuple[DType, bool]:
     """The common dtype of operands and whether the result is still weak."""
     strong = [t.dtype for t in types if not t.weak]

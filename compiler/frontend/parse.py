@@ -106,6 +106,21 @@ def _shifted(tokens, lines: int):
 
 
 def _parse_chunk(source: SourceFile, text: str, first: int = 0) -> list:
+    try:
+        tree = _parse_tokens(source, text, first, keep_state=False)
+    except (UnexpectedInput, UserError):
+        # an error: parsed again keeping the state before each token, which the message is
+        # computed from (copying it at every token is most of the parser's time otherwise)
+        tree = _parse_tokens(source, text, first, keep_state=True)
+    try:
+        return _ToAst(source).transform(tree).children
+    except VisitError as e:
+        if isinstance(e.orig_exc, UserError):
+            raise e.orig_exc from None
+        raise
+
+
+def _parse_tokens(source: SourceFile, text: str, first: int, keep_state: bool):
     p = _parser()
     ip = p.parse_interactive()
     stack: list[_Open] = []
@@ -114,7 +129,8 @@ def _parse_chunk(source: SourceFile, text: str, first: int = 0) -> list:
     prev: list[Token] = []  # the last token fed (a one-element list, for the error path)
     try:
         for tok in _separated(_shifted(p.lex(text, dont_ignore=False), first), stack):
-            before = ip.copy(deepcopy_values=False)  # the state an error message is computed from
+            if keep_state:
+                before = ip.copy(deepcopy_values=False)  # the state an error message is computed from
             ip.feed_token(tok)
             prev[:] = [tok]
             if tok.type == "FN":
@@ -125,19 +141,16 @@ def _parse_chunk(source: SourceFile, text: str, first: int = 0) -> list:
                 stack.pop()
         before = ip.copy(deepcopy_values=False)
         tree = ip.feed_eof()
-    except UnexpectedCharacters as e:
-        raise UserError(_char_message(text, e), _point(source, e.line + first, e.column)) from None
-    except UnexpectedToken as e:
-        raise _token_error(source, "\n" * first + text, e, set(before.accepts()), stack,
-                           prev[0] if prev else None) from None
-    except UnexpectedInput as e:  # pragma: no cover - other lark errors
-        raise UserError("syntax error", _point(source, e.line + first, e.column)) from None
-    try:
-        return _ToAst(source).transform(tree).children
-    except VisitError as e:
-        if isinstance(e.orig_exc, UserError):
-            raise e.orig_exc from None
-        raise
+    except UnexpectedInput as e:
+        if not keep_state:
+            raise  # (the caller parses again, keeping the states a message is computed from)
+        if isinstance(e, UnexpectedCharacters):
+            raise UserError(_char_message(text, e), _point(source, e.line + first, e.column)) from None
+        if isinstance(e, UnexpectedToken):
+            raise _token_error(source, "\n" * first + text, e, set(before.accepts()), stack,
+                               prev[0] if prev else None) from None
+        raise UserError("syntax error", _point(source, e.line + first, e.column)) from None  # pragma: no cover
+    return tree
 
 
 def _separated(tokens, stack: list[_Open]):
