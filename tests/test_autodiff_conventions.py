@@ -121,7 +121,7 @@ grad f wrt z
 """, opt_level=0)  # the plain one-statement-per-value form (fused loops rewrite it as ufunc calls)
     src = inspect.getsource(m.f_grad_bwd)
     assert "_sigmoid(z)" in src and "- t)" in src           # sigmoid(z) - t
-    assert "_softmax(z, axis=1) - _labels_onehot(k, C).astype(np.float32)" in src   # softmax - onehot
+    assert "_softmax(z, axis=1) - _labels_onehot(k, C, 'f_grad_bwd(): residual `k`').astype(np.float32)" in src
     assert src.count("np.exp(") == 1 and "np.exp(z - np.where(" in src     # logsumexp's: shifted
 
 
@@ -210,8 +210,11 @@ def test_out_buffers_are_checked(tl):
     args = _layer_inputs()
     with pytest.raises(ValueError, match="out buffer for `w` must be a float32 array of shape"):
         m.layer_grad(*args, out=(np.zeros((5, 3)), np.zeros(3, np.float32)))
-    with pytest.raises(ValueError, match="out= needs 2 array"):
+    with pytest.raises(ValueError, match=r"layer_grad\(\): out= needs a tuple of 2 arrays, one per wrt name "
+                                         r"\(`w`, `b`\); got one array"):
         m.layer_grad(*args, out=np.zeros((5, 3), np.float32))
+    with pytest.raises(ValueError, match=r"out= needs a tuple of 2 arrays, .*; got a list of 3"):
+        m.layer_grad(*args, out=[np.zeros((5, 3), np.float32)] * 3)
     with pytest.raises(ValueError, match="residuals"):
         m.layer_grad_bwd((1, 2))
 

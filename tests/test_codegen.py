@@ -71,8 +71,9 @@ def test_cross_entropy_labels_out_of_range_raise_in_every_function(tl, opt_level
     z = np.zeros((3000, classes), np.float32)
     k = np.arange(3000) % classes
     k[1234] = bad
-    for fn in (m.f, m.f_grad, m.f_grad_fwd):
-        with pytest.raises(ValueError, match=rf"cross_entropy: labels must lie in \[0, {classes}\), got values from"):
+    for fn in (m.f, m.f_grad, m.f_grad_fwd):  # the message names the function and the argument
+        with pytest.raises(ValueError, match=rf"^{fn.__name__}\(\): argument `k`: the labels of cross_entropy "
+                                             rf"must lie in \[0, {classes}\), got values from"):
             fn(z, k)
     k[1234] = classes - 1
     np.testing.assert_allclose(m.f(z, k), np.log(classes), rtol=1e-6)
@@ -83,7 +84,7 @@ def test_cross_entropy_labels_out_of_range_raise_in_every_function(tl, opt_level
 def test_the_one_hot_rows_of_labels_are_right_for_any_label_shape(tl, classes, shape):
     m = tl("fn f(z: f32[N, 4], k: i64[N]) -> f32 { return mean(cross_entropy(z, k)) }\ngrad f wrt z\n")
     k = np.random.default_rng(0).integers(0, classes, shape)
-    got = m._labels_onehot(k, classes)
+    got = m._labels_onehot(k, classes, "f(): argument `k`")
     assert got.dtype == np.bool_
     np.testing.assert_array_equal(got, k[..., None] == np.arange(classes))
 
@@ -191,8 +192,8 @@ def test_argument_checks(tl):
     assert m.f(x.astype(np.float64), k, np.float32(1)) == 8.0      # f64 -> f32 is same_kind
     with pytest.raises(TypeError, match=r"f\(\): argument `k` must be i64\[N\]: cannot convert float64 to int64"):
         m.f(x, k.astype(float), 1.0)
-    with pytest.raises(ValueError, match=r"argument `k` must be i64\[N\], i.e. shape \(2,\) with N = 2 \(from `x`\); "
-                                         r"got shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"argument `k` must be i64\[N\], i.e. shape \(2,\) with N = 2 "
+                                         r"\(from argument `x`\); got shape \(3,\)"):
         m.f(x, np.arange(3), 1.0)
     with pytest.raises(ValueError, match=r"argument `x` must be f32\[N, 3\] \(2-D\)"):
         m.f(np.ones(3, np.float32), k, 1.0)
@@ -220,8 +221,109 @@ def test_a_bwd_checks_cotangents_against_the_forward_sizes(tl):
     y, res = m.two_vjp_fwd(np.ones(4, np.float32))
     assert m.two_vjp_bwd(res, np.ones(4, np.float32))[0].tolist() == [2.0] * 4
     with pytest.raises(ValueError, match=r"argument `ct0` must be f32\[N\], i.e. shape \(4,\) with N = 4 "
-                                         r"\(from `residuals`\); got shape \(5,\)"):
+                                         r"\(from the residuals\); got shape \(5,\)"):
         m.two_vjp_bwd(res, np.ones(5, np.float32))
+
+
+UNCHECKED = """
+fn f(x: f64, y: f64[N], w: f32, k: i64) -> f64 {
+    return sum(x * y) + f64(w) * f64(k)
+}
+grad f wrt x, y
+fn h(a: f32[N], s: f32) -> f32[N] {
+    return exp(a) * s
+}
+vjp h wrt a, s
+"""
+
+
+def test_unchecked_modules_take_python_numbers_and_lists_as_checked_ones_do(tl):
+    """--no-checks leaves the validation out, not the conversion: a Python float or int for a
+    scalar, a list for an array, the default `seed=1.0` of a _bwd, give what the checked module
+    gives, dtype included (they used to fail with "'float' object has no attribute 'astype'")."""
+    checked, unchecked = tl(UNCHECKED), tl(UNCHECKED, checks=False)
+    calls = [("f", (2.0, [1.0, 2.0], 3, 4)), ("f_grad", (2, [1, 2], 3.0, 4)), ("f_grad_fwd", (2.0, [1.0, 2.0], 3.0, 4)),
+             ("h", ([0.5, 1.0], 2)), ("h_vjp", ([0.5, 1.0], 2.0, [1.0, 1.0]))]
+    for name, args in calls:
+        want, got = getattr(checked, name)(*args), getattr(unchecked, name)(*args)
+        for w, g in zip(np.atleast_1d(want) if name == "f" else want, np.atleast_1d(got) if name == "f" else got):
+            if isinstance(w, tuple):  # _fwd's residuals
+                assert all(type(a) is type(b) and np.array_equal(a, b) for a, b in zip(w, g)), name
+                continue
+            assert type(g) is type(w) and np.asarray(g).dtype == np.asarray(w).dtype, name
+            np.testing.assert_array_equal(g, w, err_msg=name)
+    _, res = unchecked.f_grad_fwd(2.0, [1.0, 2.0], 3.0, 4)
+    d_x, d_y = unchecked.f_grad_bwd(res)  # seed = 1.0, a Python float
+    assert d_x == 3.0 and d_y.tolist() == [2.0, 2.0]
+    assert unchecked.f_grad_bwd(res, seed=2)[0] == 6.0
+    x = np.float64(2.0)
+    assert unchecked.f(x, np.ones(2), np.float32(3), np.int64(4)) == 16.0  # declared types: used as they are
+
+
+def test_a_list_of_out_buffers_works_as_a_tuple_and_a_wrong_count_says_what_is_needed(tl):
+    """out=[g_x, g_y] used to be read as one buffer ("got 1")."""
+    for checks in (True, False):
+        m = tl(UNCHECKED, checks=checks)
+        g_x, g_y = np.zeros(()), np.zeros(2)
+        value, r_x, r_y = m.f_grad(2.0, np.array([1.0, 2.0]), 3.0, 4, out=[g_x, g_y])
+        assert r_x is g_x and r_y is g_y and g_y.tolist() == [2.0, 2.0] and float(g_x) == 3.0
+        _, res = m.f_grad_fwd(2.0, np.array([1.0, 2.0]), 3.0, 4)
+        assert m.f_grad_bwd(res, out=[g_x, g_y])[1] is g_y and g_y.tolist() == [4.0, 4.0]
+    with pytest.raises(ValueError, match=r"^f_grad\(\): out= needs a tuple of 2 arrays, one per wrt name \(`x`, `y`\); "
+                                         r"got a list of 1$"):
+        m = tl(UNCHECKED)
+        m.f_grad(2.0, np.ones(2), 3.0, 4, out=[np.zeros(2)])
+    with pytest.raises(ValueError, match=r"^f_grad\(\): out= needs a tuple of 2 arrays, .*; got one array$"):
+        m.f_grad(2.0, np.ones(2), 3.0, 4, out=np.zeros(2))
+
+
+def test_a_bwd_checks_its_residuals_against_what_its_fwd_returns(tl):
+    """Residuals are never converted: each must have the dtype, rank and shape _fwd gave it, its
+    size symbols bound consistently with the other residuals and the cotangents."""
+    m = tl("fn f(x: f32[N], y: f32[N], s: f32) -> f32[N] { return x * y * s }\nvjp f wrt x, y\n")
+    assert m.__tapeless__["f_vjp_bwd"]["inputs"] == (("residual", "x"), ("residual", "y"), ("residual", "s"),
+                                                     ("cotangent", "ct0"))
+    x, y, ct = np.arange(3, dtype=np.float32), np.ones(3, np.float32), np.ones(3, np.float32)
+    _, res = m.f_vjp_fwd(x, y, 2.0)
+    want = m.f_vjp_bwd(res, ct)
+    assert all(np.array_equal(a, b) for a, b in zip(want, m.f_vjp_bwd(list(res), ct)))  # a list is fine, as for out=
+    assert all(np.array_equal(a, b) for a, b in zip(want, m.f_vjp_bwd((x, y, np.array(2.0, np.float32)), ct)))
+    bad = [  # (residuals, error, message)
+        ((x.astype(np.float64), y, res[2]), TypeError,
+         r"^f_vjp_bwd\(\): residual `x` must be f32\[N\] as f_vjp_fwd returns it, got float64\[3\]$"),
+        ((x.tolist(), y, res[2]), TypeError, r"^f_vjp_bwd\(\): residual `x` must be f32\[N\] as f_vjp_fwd returns it, "
+                                             r"got list$"),
+        ((x, np.ones((3, 1), np.float32), res[2]), ValueError,
+         r"^f_vjp_bwd\(\): residual `y` must be f32\[N\] \(1-D\), got an array of shape \(3, 1\)$"),
+        ((x, np.ones(4, np.float32), res[2]), ValueError,
+         r"^f_vjp_bwd\(\): residual `y` must be f32\[N\], i\.e\. shape \(3,\) with N = 3 \(from residual `x`\); "
+         r"got shape \(4,\)$"),
+        ((x, y, 2.0), TypeError, r"^f_vjp_bwd\(\): residual `s` must be f32 as f_vjp_fwd returns it, got float$"),
+        ((x, y, np.float64(2.0)), TypeError, r"residual `s` must be f32 as f_vjp_fwd returns it, got float64\[\]$"),
+        ((x, y, np.ones(1, np.float32)), TypeError,
+         r"residual `s` must be f32 as f_vjp_fwd returns it, got float32\[1\]$"),
+    ]
+    for residuals, error, message in bad:
+        with pytest.raises(error, match=message):
+            m.f_vjp_bwd(residuals, ct)
+    with pytest.raises(ValueError, match=r"^f_vjp_bwd\(\): argument `ct0` must be f32\[N\], i\.e\. shape \(3,\) "
+                                         r"with N = 3 \(from residual `x`\); got shape \(2,\)$"):
+        m.f_vjp_bwd(res, np.ones(2, np.float32))
+    with pytest.raises(ValueError, match=r"^f_vjp_bwd\(\): `residuals` must be the tuple of 3 returned by f_vjp_fwd, "
+                                         r"got 1 values$"):
+        m.f_vjp_bwd(res[:1], ct)
+
+
+def test_the_label_check_names_the_function_and_the_argument(tl):
+    m = tl("fn f(z: f64[N, 3], k: i64[N]) -> f64 { return sum(cross_entropy(z, k)) }\n"
+           "fn g(z: f64[N, 3], k: i64[N]) -> f64 { return sum(cross_entropy(z, k + 1)) }\n", path="ce.tl")
+    z = np.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"^f\(\): argument `k`: the labels of cross_entropy must lie in \[0, 3\), "
+                                         r"got values from 0 to 3$"):
+        m.f(z, np.array([0, 3]))
+    with pytest.raises(ValueError, match=r"^g\(\): the value at ce\.tl:2: the labels of cross_entropy must lie in "
+                                         r"\[0, 3\), got values from 1 to 3$"):
+        m.g(z, np.array([0, 2]))
 
 
 def test_sizes_that_would_be_negative_are_argument_errors(tl):

@@ -6,6 +6,13 @@ is used as is; anything else goes through `_array`, which converts with
 symbols from the first argument that has them, and compares all shapes in one
 tuple test. The slow paths (`_rank_error`, `_shape_error`) only build the
 message: which function, which argument, what was expected, what was given.
+A `_bwd` checks its residuals the same way, except that they are never converted:
+each must have exactly the dtype its `_fwd` gave it (`_residual`).
+
+Without checks (`--no-checks`) the arguments are still converted, by the cheapest
+correct means (`_float64(x)`, `np.asarray(y, _F64)`) and only when they are not
+already of the declared type, so a Python number or a list works as it does with
+checks; nothing is validated.
 """
 from __future__ import annotations
 
@@ -40,10 +47,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -53,21 +74,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, xp.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, xp.ndarray) else type(buf).__name__
@@ -77,15 +101,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if xp.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 '''
 
@@ -94,11 +118,17 @@ def _residual_tuple(residuals, n, fn):
 class Arg:
     var: str  # the Python variable
     node: Node  # the param node
-    label: str  # the name shown in messages
+    label: str  # its source name
+    residual: bool = False  # a residual of a _bwd (checked, never converted)
 
     @property
     def type(self) -> TensorType:
         return self.node.type
+
+    @property
+    def shown(self) -> str:
+        """How messages name it: a plain name is an argument (`_what`), else the phrase."""
+        return f"residual `{self.label}`" if self.residual else self.label
 
 
 def spec_text(t: TensorType) -> str:
@@ -112,11 +142,44 @@ def convert_lines(ctx, fn_name: str, args: list[Arg]) -> list[str]:
         dt = ctx.dtype_const(a.type.dtype)
         spec = spec_text(a.type)
         if a.type.rank == 0 and ctx.backend.caps.scalars_as_numpy:
-            lines.append(f"if type({a.var}) is not {ctx.dtype(a.type.dtype)}:")
+            lines.append(f"if type({a.var}) is not {ctx.scalar_type(a.type.dtype)}:")
             lines.append(f"    {a.var} = {ctx.helper('scalar')}({a.var}, {dt}, {fn_name!r}, {a.label!r}, {spec!r})")
         else:
             lines.append(f"if type({a.var}) is not {ctx.xp}.ndarray or {a.var}.dtype is not {dt}:")
             lines.append(f"    {a.var} = {ctx.helper('array')}({a.var}, {dt}, {fn_name!r}, {a.label!r}, {spec!r})")
+    return lines
+
+
+def coerce_lines(ctx, args: list[Arg]) -> list[str]:
+    """Without checks: each argument made its declared type only when it is not (a Python
+    number, a list, another dtype), by the cheapest call that does it; nothing is validated."""
+    lines = []
+    for a in args:
+        if a.type.rank == 0 and ctx.backend.caps.scalars_as_numpy:
+            scalar = ctx.scalar_type(a.type.dtype)
+            lines.append(f"if type({a.var}) is not {scalar}:")
+            lines.append(f"    {a.var} = {scalar}({a.var})")
+        else:
+            dt = ctx.dtype_const(a.type.dtype)
+            lines.append(f"if type({a.var}) is not {ctx.xp}.ndarray or {a.var}.dtype is not {dt}:")
+            lines.append(f"    {a.var} = {ctx.xp}.asarray({a.var}, {dt})")
+    return lines
+
+
+def residual_lines(ctx, fn_name: str, fwd_name: str, args: list[Arg]) -> list[str]:
+    """A _bwd's residuals: exactly the dtype the matching _fwd returns (a residual is never
+    converted; rank and shape are checked with the arguments')."""
+    lines = []
+    for a in args:
+        dt = ctx.dtype_const(a.type.dtype)
+        spec = spec_text(a.type)
+        scalar = a.type.rank == 0 and ctx.backend.caps.scalars_as_numpy
+        if scalar:
+            lines.append(f"if type({a.var}) is not {ctx.scalar_type(a.type.dtype)}:")
+        else:
+            lines.append(f"if type({a.var}) is not {ctx.xp}.ndarray or {a.var}.dtype is not {dt}:")
+        lines.append(f"    {a.var} = {ctx.helper('residual')}({a.var}, {dt}, {fn_name!r}, {a.label!r}, {spec!r}, "
+                     f"{fwd_name!r}{', scalar=True' if scalar else ''})")
     return lines
 
 
@@ -129,7 +192,7 @@ def rank_lines(ctx, fn_name: str, args: list[Arg]) -> list[str]:
     if not arrs:
         return []
     cond = " or ".join(f"{a.var}.ndim != {a.type.rank}" for a in arrs)
-    specs = ", ".join(f"({a.var}, {a.label!r}, {spec_text(a.type)!r}, {a.type.rank})" for a in arrs)
+    specs = ", ".join(f"({a.var}, {a.shown!r}, {spec_text(a.type)!r}, {a.type.rank})" for a in arrs)
     return [f"if {cond}:", f"    {ctx.helper('rank_error')}({fn_name!r}, ({specs},))"]
 
 
@@ -143,14 +206,14 @@ def bind_symbols(ctx, args: list[Arg], carriers: dict[str, str],
         if sym not in ctx.symbols and (needed is None or sym in needed):
             var = ctx.bind_symbol(sym)
             lines.append(f"{var} = int({var_src})")
-            bound.append((sym, var, "residuals"))
+            bound.append((sym, var, "the residuals"))
     for a in args:
         for k, d in enumerate(a.type.shape):
             if isinstance(d, Dim) and d.symbol_name and d.symbol_name not in ctx.symbols and (
                     needed is None or d.symbol_name in needed):
                 var = ctx.bind_symbol(d.symbol_name)
                 lines.append(f"{var} = {a.var}.shape[{k}]")
-                bound.append((d.symbol_name, var, a.label))
+                bound.append((d.symbol_name, var, a.shown))
     return lines, bound
 
 
@@ -159,7 +222,7 @@ def shape_lines(ctx, fn_name: str, args: list[Arg], bound) -> list[str]:
     if not arrs:
         return []
     cond = " or ".join(f"{a.var}.shape != {ctx.shape(a.type.shape)}" for a in arrs)
-    specs = ", ".join(f"({a.var}, {a.label!r}, {spec_text(a.type)!r}, {ctx.shape(a.type.shape)})" for a in arrs)
+    specs = ", ".join(f"({a.var}, {a.shown!r}, {spec_text(a.type)!r}, {ctx.shape(a.type.shape)})" for a in arrs)
     sizes = ", ".join(f"({s!r}, {v}, {src!r})" for s, v, src in bound)
     sizes = f"({sizes},)" if bound else "()"
     return [f"if {cond}:", f"    {ctx.helper('shape_error')}({fn_name!r}, ({specs},), {sizes})"]

@@ -22,10 +22,10 @@ from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from .fused.plan import Kernel, plan, reusable_inputs, schedule
 from .fused.writer import KernelWriter
-from .names import Names, sanitize_comment, sanitize_docstring
+from .names import Names, place, sanitize_comment, sanitize_docstring
 
-CHECK_HELPER_NAMES = ("array", "scalar", "rank_error", "shape_error", "size_error", "out_buffers",
-                      "residual_tuple")
+CHECK_HELPER_NAMES = ("array", "scalar", "what", "residual", "rank_error", "shape_error", "size_error",
+                      "out_buffers", "residual_tuple")
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,11 @@ class ModuleContext:
         self.backend: Backend = BACKENDS[options.backend]
         self.helpers_used: set[str] = set()
         self.dtype_consts: set[DType] = set()
+        self.scalar_types: set[DType] = set()
         # __tapeless__ and other dunders: Names renames every dunder
         reserved = module_globals(self.backend) | {f"_{h}" for h in helpers()} | \
-            {f"_{h}" for h in CHECK_HELPER_NAMES} | {f"_{d.short.upper()}" for d in DType}
+            {f"_{h}" for h in CHECK_HELPER_NAMES} | {f"_{d.short.upper()}" for d in DType} | \
+            {f"_{d.numpy_name}" for d in DType}
         self.names = Names(reserved)
         self.fn_names: dict[str, str] = {}
         for f in module.functions:
@@ -67,6 +69,8 @@ class FnContext:
         self.names = names
         self.vars: dict[int, str] = {}
         self.symbols: dict[str, str] = {}
+        self.fn_name = ""  # the source name of the function being written, for messages
+        self.params: dict[int, str] = {}  # param id -> how messages name it ("argument `k`")
 
     def helper(self, name: str) -> str:
         key = "checks" if name in CHECK_HELPER_NAMES else name
@@ -79,6 +83,12 @@ class FnContext:
     def dtype_const(self, dt: DType) -> str:
         self.mod.dtype_consts.add(dt)
         return f"_{dt.short.upper()}"
+
+    def scalar_type(self, dt: DType) -> str:
+        """The NumPy scalar type as a module global (`_float64`): the argument checks' type test
+        costs half as much as with `np.float64`."""
+        self.mod.scalar_types.add(dt)
+        return f"_{dt.numpy_name}"
 
     def bind_symbol(self, sym: str) -> str:
         var = self.names.fresh(sym)
@@ -127,6 +137,14 @@ class FnContext:
 
     def name(self, node: Node) -> str:
         return self.vars[node.id]
+
+    def naming(self, node: Node) -> str:
+        """How a check inside generated code names the value it rejects: the function and the
+        argument (`f(): argument `k``), or for a computed value its line (`f(): the value at
+        f.tl:3`). A plain string: emitters write it as a repr."""
+        if node.id in self.params:
+            return f"{self.fn_name}(): {self.params[node.id]}"
+        return f"{self.fn_name}(): the value at {place(node)}"
 
     def hint(self, node: Node) -> str | None:
         """The name the source or a derivative gave the value (Module.hints), if any."""
@@ -301,25 +319,31 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     lines: list[str] = [f"def {py_name}({sig_text}):"]
     lines += _indent(_docstring(mod, fn, labels, n_res, has_seed, out_var))
     body: list[str] = []
+    fwd_name = mod.fn_names[d.pair[0]] if bwd and d.pair else "the matching _fwd"
     if res_var:
         unpack = ", ".join(ctx.vars[p.id] for p in res_params) + ("," if len(res_params) == 1 else "")
         if mod.options.checks:
-            check = f"{ctx.helper('residual_tuple')}({res_var}, {len(res_params)}, {fn.name!r})"
+            check = f"{ctx.helper('residual_tuple')}({res_var}, {len(res_params)}, {fn.name!r}, {fwd_name!r})"
             body.append(f"{unpack} = {check}" if res_params else check)
         elif res_params:
             body.append(f"{unpack} = {res_var}")
-    arrays = [checks.Arg(ctx.vars[p.id], p, lab) for p, lab in zip(params, labels)
+    arrays = [checks.Arg(ctx.vars[p.id], p, lab, residual=p in res_params) for p, lab in zip(params, labels)
               if p.attr("carries") is None]
+    ctx.fn_name = fn.name
+    ctx.params = {a.node.id: a.shown if a.residual else f"argument `{a.label}`" for a in arrays}
     carriers = {p.attr("carries"): ctx.vars[p.id] for p in params if p.attr("carries") is not None}
-    checked = [a for a in arrays if a.node not in res_params]
-    if mod.options.checks:
+    checked = [a for a in arrays if not a.residual]
+    if mod.options.checks:  # residuals first: they fix the sizes the cotangents are checked against
+        body += checks.residual_lines(ctx, fn.name, fwd_name, [a for a in arrays if a.residual])
         body += checks.convert_lines(ctx, fn.name, checked)
-        body += checks.rank_lines(ctx, fn.name, checked)
+        body += checks.rank_lines(ctx, fn.name, arrays)
+    else:
+        body += checks.coerce_lines(ctx, checked)
     needed = None if mod.options.checks else _symbols_used(fn, mod.options.fuse)
     sym_lines, bound = checks.bind_symbols(ctx, arrays, carriers, needed)
     body += sym_lines
     if mod.options.checks:
-        body += checks.shape_lines(ctx, fn.name, checked, bound)
+        body += checks.shape_lines(ctx, fn.name, arrays, bound)
         body += checks.size_lines(ctx, fn.name, topo_order(fn.outputs), bound)
     b = Body(ctx, fn)
     bufs = [names.fresh(f"out_{w}") for w in wrt] if n_grads else []
@@ -364,12 +388,12 @@ def _out_source(ctx: FnContext, fn: Function, out_var, n_grads: int, wrt, arrays
     """The out= buffers as a tuple: checked (one per wrt name, dtype, shape, writeable, and none
     overlapping an argument when `arrays` are given: a loop then adds into them while reading those)."""
     if not ctx.mod.options.checks:
-        return f"{out_var} if isinstance({out_var}, tuple) else ({out_var},)"
+        return f"{out_var} if isinstance({out_var}, (tuple, list)) else ({out_var},)"
     grad_nodes = fn.outputs[len(fn.outputs) - n_grads:]
     specs = ", ".join(f"({w!r}, {ctx.dtype_const(g.dtype)}, {ctx.shape(g.shape)})" for w, g in zip(wrt, grad_nodes))
     extra = ""
     if arrays:
-        pairs = [f"({a.var}, {a.label!r})" for a in arrays if a.node.type.rank]
+        pairs = [f"({a.var}, {a.shown!r})" for a in arrays if a.node.type.rank]
         extra = f", ({', '.join(pairs)}{',' if len(pairs) == 1 else ''})" if pairs else ""
     return f"{ctx.helper('out_buffers')}({out_var}, ({specs},), {fn.name!r}{extra})"
 
@@ -484,7 +508,9 @@ def generate(module: Module, options: Options, version: str) -> str:
     out.append("")
     for dt in sorted(mod.dtype_consts, key=lambda d: d.short):
         out.append(f"_{dt.short.upper()} = {backend.alias}.dtype({backend.alias}.{dt.numpy_name})")
-    if mod.dtype_consts:
+    for dt in sorted(mod.scalar_types, key=lambda d: d.short):
+        out.append(f"_{dt.numpy_name} = {backend.alias}.{dt.numpy_name}")
+    if mod.dtype_consts or mod.scalar_types:
         out.append("")
     for name in _closure(mod):
         src = checks.CHECK_HELPERS if name == "checks" else backend.helper_source(table[name])

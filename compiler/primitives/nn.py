@@ -281,24 +281,25 @@ def _ce_meaning(ctx, args, node):
     return out
 
 
-CHECK_LABELS = Helper("check_labels", '''def _check_labels(labels, c):
+# `who` names the function and the argument (FnContext.naming): "f(): argument `k`"
+CHECK_LABELS = Helper("check_labels", '''def _check_labels(labels, c, who):
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= c):
-        raise ValueError(f"cross_entropy: labels must lie in [0, {c}), got values from "
+        raise ValueError(f"{who}: the labels of cross_entropy must lie in [0, {c}), got values from "
                          f"{int(labels.min())} to {int(labels.max())}")
 ''')
-CROSS_ENTROPY = Helper("cross_entropy", '''def _cross_entropy(logits, labels):
+CROSS_ENTROPY = Helper("cross_entropy", '''def _cross_entropy(logits, labels, who):
     """logsumexp(logits) - logits[label] over the last axis; labels must lie in [0, C)."""
-    _check_labels(labels, logits.shape[-1])
+    _check_labels(labels, logits.shape[-1], who)
     picked = xp.take_along_axis(logits, xp.asarray(labels)[..., None], axis=-1)[..., 0]
     return _logsumexp(logits, -1, False) - picked
 ''', ("logsumexp", "check_labels"))
 # CuPy's take wraps or clips an index out of range, never raises: both bounds checked first
-LABELS_ONEHOT = Helper("labels_onehot", '''def _labels_onehot(labels, c):
+LABELS_ONEHOT = Helper("labels_onehot", '''def _labels_onehot(labels, c, who):
     """The bool one-hot rows of cross_entropy's labels, which must lie in [0, c): rows of an
     identity matrix, or for many classes a scatter into zeros (both raise IndexError for a
     label >= c; a negative one is checked first). 2-6x faster than comparing with arange(c)."""
     if labels.size and labels.min() < 0:
-        _check_labels(labels, c)
+        _check_labels(labels, c, who)
     try:
         if c <= 256:
             return xp.eye(c, dtype=xp.bool_).take(labels, axis=0)
@@ -306,16 +307,22 @@ LABELS_ONEHOT = Helper("labels_onehot", '''def _labels_onehot(labels, c):
         out[xp.arange(labels.size), labels.reshape(-1)] = True
         return out.reshape(*labels.shape, c)
     except IndexError:
-        _check_labels(labels, c)
+        _check_labels(labels, c, who)
         raise
-''', ("check_labels",), variants=(("cupy", '''def _labels_onehot(labels, c):
+''', ("check_labels",), variants=(("cupy", '''def _labels_onehot(labels, c, who):
     """The bool one-hot rows of cross_entropy's labels, which must lie in [0, c)."""
-    _check_labels(labels, c)
+    _check_labels(labels, c, who)
     return labels[..., None] == xp.arange(c)
 '''),))
 
+def _ce_emit(ctx, args, node):
+    # the label check names the function and the argument (or the line the labels come from)
+    who = ctx.naming(node.inputs[1])
+    return Expr(f"{ctx.helper('cross_entropy')}({args[0].text}, {args[1].text}, {who!r})", PREC_POSTFIX)
+
+
 register(Primitive(
-    "cross_entropy", "nn", _ce_infer, helper_call("cross_entropy"), _ce_vjp, _ce_jvp, _ce_meaning,
+    "cross_entropy", "nn", _ce_infer, _ce_emit, _ce_vjp, _ce_jvp, _ce_meaning,
     coerce=lambda a, k: [B.to_float(a[0]), a[1]],
     doc="logsumexp(logits) - logits[label]; labels are checked to lie in [0, C)",
     examples=((("f64[2, 3]", "i64[2]"), {}, {1: "int:0:3"}), (("f64[4]", "i64"), {}, {1: "int:0:4"})),
@@ -329,7 +336,9 @@ def _onehot_infer(types, attrs):
 
 def _onehot_emit(ctx, args, node):
     # an out-of-range label is an error, not a row of zeros (or, negative, a row from the end)
-    return Expr(f"{ctx.helper('labels_onehot')}({args[0].text}, {ctx.dim(node.attr('depth'))})", PREC_POSTFIX)
+    who = ctx.naming(node.inputs[0])
+    return Expr(f"{ctx.helper('labels_onehot')}({args[0].text}, {ctx.dim(node.attr('depth'))}, {who!r})",
+                PREC_POSTFIX)
 
 
 def _onehot_meaning(ctx, args, node):

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 _F32 = np.dtype(np.float32)
+_float32 = np.float32
 
 
 def _array(v, dtype, fn, name, spec):
@@ -45,10 +46,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -58,21 +73,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, np.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, np.ndarray) else type(buf).__name__
@@ -82,15 +100,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if np.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 
 
@@ -386,11 +404,27 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/attention.tl:12
     """
-    q, k, r2, p, v, r5 = _residual_tuple(residuals, 6, 'attention_loss_grad_bwd')
-    if type(seed) is not np.float32:
+    q, k, r2, p, v, r5 = _residual_tuple(residuals, 6, 'attention_loss_grad_bwd', 'attention_loss_grad_fwd')
+    if type(q) is not np.ndarray or q.dtype is not _F32:
+        q = _residual(q, _F32, 'attention_loss_grad_bwd', 'q', 'f32[T, D]', 'attention_loss_grad_fwd')
+    if type(k) is not np.ndarray or k.dtype is not _F32:
+        k = _residual(k, _F32, 'attention_loss_grad_bwd', 'k', 'f32[T, D]', 'attention_loss_grad_fwd')
+    if type(r2) is not _float32:
+        r2 = _residual(r2, _F32, 'attention_loss_grad_bwd', 'r2', 'f32', 'attention_loss_grad_fwd', scalar=True)
+    if type(p) is not np.ndarray or p.dtype is not _F32:
+        p = _residual(p, _F32, 'attention_loss_grad_bwd', 'p', 'f32[T, T]', 'attention_loss_grad_fwd')
+    if type(v) is not np.ndarray or v.dtype is not _F32:
+        v = _residual(v, _F32, 'attention_loss_grad_bwd', 'v', 'f32[T, D]', 'attention_loss_grad_fwd')
+    if type(r5) is not np.ndarray or r5.dtype is not _F32:
+        r5 = _residual(r5, _F32, 'attention_loss_grad_bwd', 'r5', 'f32[T, D]', 'attention_loss_grad_fwd')
+    if type(seed) is not _float32:
         seed = _scalar(seed, _F32, 'attention_loss_grad_bwd', 'seed', 'f32')
+    if q.ndim != 2 or k.ndim != 2 or p.ndim != 2 or v.ndim != 2 or r5.ndim != 2:
+        _rank_error('attention_loss_grad_bwd', ((q, 'residual `q`', 'f32[T, D]', 2), (k, 'residual `k`', 'f32[T, D]', 2), (p, 'residual `p`', 'f32[T, T]', 2), (v, 'residual `v`', 'f32[T, D]', 2), (r5, 'residual `r5`', 'f32[T, D]', 2),))
     T = q.shape[0]
     D = q.shape[1]
+    if q.shape != (T, D) or k.shape != (T, D) or p.shape != (T, T) or v.shape != (T, D) or r5.shape != (T, D):
+        _shape_error('attention_loss_grad_bwd', ((q, 'residual `q`', 'f32[T, D]', (T, D)), (k, 'residual `k`', 'f32[T, D]', (T, D)), (p, 'residual `p`', 'f32[T, T]', (T, T)), (v, 'residual `v`', 'f32[T, D]', (T, D)), (r5, 'residual `r5`', 'f32[T, D]', (T, D)),), (('T', T, 'residual `q`'), ('D', D, 'residual `q`'),))
     with _quiet():
         # a fused loop over blocks of rows (cases/attention.tl:9)
         t = np.empty((T, D), dtype=np.float32)
@@ -529,15 +563,17 @@ def attention_vjp_bwd(residuals, ct0, *, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/attention.tl:13
     """
-    p, size_D = _residual_tuple(residuals, 2, 'attention_vjp_bwd')
+    p, size_D = _residual_tuple(residuals, 2, 'attention_vjp_bwd', 'attention_vjp_fwd')
+    if type(p) is not np.ndarray or p.dtype is not _F32:
+        p = _residual(p, _F32, 'attention_vjp_bwd', 'p', 'f32[T, T]', 'attention_vjp_fwd')
     if type(ct0) is not np.ndarray or ct0.dtype is not _F32:
         ct0 = _array(ct0, _F32, 'attention_vjp_bwd', 'ct0', 'f32[T, D]')
-    if ct0.ndim != 2:
-        _rank_error('attention_vjp_bwd', ((ct0, 'ct0', 'f32[T, D]', 2),))
+    if p.ndim != 2 or ct0.ndim != 2:
+        _rank_error('attention_vjp_bwd', ((p, 'residual `p`', 'f32[T, T]', 2), (ct0, 'ct0', 'f32[T, D]', 2),))
     D = int(size_D)
     T = p.shape[0]
-    if ct0.shape != (T, D):
-        _shape_error('attention_vjp_bwd', ((ct0, 'ct0', 'f32[T, D]', (T, D)),), (('D', D, 'residuals'), ('T', T, 'p'),))
+    if p.shape != (T, T) or ct0.shape != (T, D):
+        _shape_error('attention_vjp_bwd', ((p, 'residual `p`', 'f32[T, T]', (T, T)), (ct0, 'ct0', 'f32[T, D]', (T, D)),), (('D', D, 'the residuals'), ('T', T, 'residual `p`'),))
     d_v = p.T @ ct0  # cases/attention.tl:5
     if out is not None:
         out_v, = _out_buffers(out, (('v', _F32, (T, D)),), 'attention_vjp_bwd')

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 _F32 = np.dtype(np.float32)
+_float32 = np.float32
 
 
 def _array(v, dtype, fn, name, spec):
@@ -41,10 +42,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -54,21 +69,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, np.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, np.ndarray) else type(buf).__name__
@@ -78,15 +96,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if np.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 
 
@@ -278,13 +296,23 @@ def ctors_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/constructors.tl:9
     """
-    r0, e, f = _residual_tuple(residuals, 3, 'ctors_grad_bwd')
-    if type(seed) is not np.float32:
+    r0, e, f = _residual_tuple(residuals, 3, 'ctors_grad_bwd', 'ctors_grad_fwd')
+    if type(r0) is not np.ndarray or r0.dtype is not _F32:
+        r0 = _residual(r0, _F32, 'ctors_grad_bwd', 'r0', 'f32[N, 3]', 'ctors_grad_fwd')
+    if type(e) is not np.ndarray or e.dtype is not _F32:
+        e = _residual(e, _F32, 'ctors_grad_bwd', 'e', 'f32[3, 3]', 'ctors_grad_fwd')
+    if type(f) is not np.ndarray or f.dtype is not _F32:
+        f = _residual(f, _F32, 'ctors_grad_bwd', 'f', 'f32[N, 1]', 'ctors_grad_fwd')
+    if type(seed) is not _float32:
         seed = _scalar(seed, _F32, 'ctors_grad_bwd', 'seed', 'f32')
+    if r0.ndim != 2 or e.ndim != 2 or f.ndim != 2:
+        _rank_error('ctors_grad_bwd', ((r0, 'residual `r0`', 'f32[N, 3]', 2), (e, 'residual `e`', 'f32[3, 3]', 2), (f, 'residual `f`', 'f32[N, 1]', 2),))
     N = r0.shape[0]
+    if r0.shape != (N, 3) or e.shape != (3, 3) or f.shape != (N, 1):
+        _shape_error('ctors_grad_bwd', ((r0, 'residual `r0`', 'f32[N, 3]', (N, 3)), (e, 'residual `e`', 'f32[3, 3]', (3, 3)), (f, 'residual `f`', 'f32[N, 1]', (N, 1)),), (('N', N, 'residual `r0`'),))
     out_x = None
     if out is not None:
-        out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad_bwd', ((r0, 'r0'), (e, 'e'), (f, 'f')))
+        out_x, = _out_buffers(out, (('x', _F32, (N, 3)),), 'ctors_grad_bwd', ((r0, 'residual `r0`'), (e, 'residual `e`'), (f, 'residual `f`')))
     t = np.broadcast_to(seed.reshape((1, 1)), (N, 3)) * f @ e.T  # cases/constructors.tl:6
     # a fused loop over blocks of rows (cases/constructors.tl:6)
     d_x = t  # its memory is free from here on

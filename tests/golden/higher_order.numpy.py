@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 _F64 = np.dtype(np.float64)
+_float64 = np.float64
 
 
 def _array(v, dtype, fn, name, spec):
@@ -44,10 +45,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -57,21 +72,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, np.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, np.ndarray) else type(buf).__name__
@@ -81,15 +99,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if np.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 
 
@@ -271,10 +289,20 @@ def energy_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/higher_order.tl:6
     """
-    a, w, r2 = _residual_tuple(residuals, 3, 'energy_grad_bwd')
-    if type(seed) is not np.float64:
+    a, w, r2 = _residual_tuple(residuals, 3, 'energy_grad_bwd', 'energy_grad_fwd')
+    if type(a) is not np.ndarray or a.dtype is not _F64:
+        a = _residual(a, _F64, 'energy_grad_bwd', 'a', 'f64[N, N]', 'energy_grad_fwd')
+    if type(w) is not np.ndarray or w.dtype is not _F64:
+        w = _residual(w, _F64, 'energy_grad_bwd', 'w', 'f64[N]', 'energy_grad_fwd')
+    if type(r2) is not np.ndarray or r2.dtype is not _F64:
+        r2 = _residual(r2, _F64, 'energy_grad_bwd', 'r2', 'f64[N]', 'energy_grad_fwd')
+    if type(seed) is not _float64:
         seed = _scalar(seed, _F64, 'energy_grad_bwd', 'seed', 'f64')
+    if a.ndim != 2 or w.ndim != 1 or r2.ndim != 1:
+        _rank_error('energy_grad_bwd', ((a, 'residual `a`', 'f64[N, N]', 2), (w, 'residual `w`', 'f64[N]', 1), (r2, 'residual `r2`', 'f64[N]', 1),))
     N = a.shape[0]
+    if a.shape != (N, N) or w.shape != (N,) or r2.shape != (N,):
+        _shape_error('energy_grad_bwd', ((a, 'residual `a`', 'f64[N, N]', (N, N)), (w, 'residual `w`', 'f64[N]', (N,)), (r2, 'residual `r2`', 'f64[N]', (N,)),), (('N', N, 'residual `a`'),))
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
     t = np.empty((N,), dtype=np.float64)
     t_1 = np.empty((N,), dtype=np.float64)
@@ -317,7 +345,7 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
         w = _array(w, _F64, 'energy_hvp', 'w', 'f64[N]')
     if type(a) is not np.ndarray or a.dtype is not _F64:
         a = _array(a, _F64, 'energy_hvp', 'a', 'f64[N, N]')
-    if type(ct0) is not np.float64:
+    if type(ct0) is not _float64:
         ct0 = _scalar(ct0, _F64, 'energy_hvp', 'ct0', 'f64')
     if type(ct1) is not np.ndarray or ct1.dtype is not _F64:
         ct1 = _array(ct1, _F64, 'energy_hvp', 'ct1', 'f64[N]')
@@ -459,16 +487,28 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/higher_order.tl:7
     """
-    a, w, r2, r3, r4, r5 = _residual_tuple(residuals, 6, 'energy_hvp_bwd')
-    if type(ct0) is not np.float64:
+    a, w, r2, r3, r4, r5 = _residual_tuple(residuals, 6, 'energy_hvp_bwd', 'energy_hvp_fwd')
+    if type(a) is not np.ndarray or a.dtype is not _F64:
+        a = _residual(a, _F64, 'energy_hvp_bwd', 'a', 'f64[N, N]', 'energy_hvp_fwd')
+    if type(w) is not np.ndarray or w.dtype is not _F64:
+        w = _residual(w, _F64, 'energy_hvp_bwd', 'w', 'f64[N]', 'energy_hvp_fwd')
+    if type(r2) is not np.ndarray or r2.dtype is not _F64:
+        r2 = _residual(r2, _F64, 'energy_hvp_bwd', 'r2', 'f64[N]', 'energy_hvp_fwd')
+    if type(r3) is not np.ndarray or r3.dtype is not _F64:
+        r3 = _residual(r3, _F64, 'energy_hvp_bwd', 'r3', 'f64[N]', 'energy_hvp_fwd')
+    if type(r4) is not np.ndarray or r4.dtype is not _F64:
+        r4 = _residual(r4, _F64, 'energy_hvp_bwd', 'r4', 'f64[N]', 'energy_hvp_fwd')
+    if type(r5) is not np.ndarray or r5.dtype is not _F64:
+        r5 = _residual(r5, _F64, 'energy_hvp_bwd', 'r5', 'f64[N]', 'energy_hvp_fwd')
+    if type(ct0) is not _float64:
         ct0 = _scalar(ct0, _F64, 'energy_hvp_bwd', 'ct0', 'f64')
     if type(ct1) is not np.ndarray or ct1.dtype is not _F64:
         ct1 = _array(ct1, _F64, 'energy_hvp_bwd', 'ct1', 'f64[N]')
-    if ct1.ndim != 1:
-        _rank_error('energy_hvp_bwd', ((ct1, 'ct1', 'f64[N]', 1),))
+    if a.ndim != 2 or w.ndim != 1 or r2.ndim != 1 or r3.ndim != 1 or r4.ndim != 1 or r5.ndim != 1 or ct1.ndim != 1:
+        _rank_error('energy_hvp_bwd', ((a, 'residual `a`', 'f64[N, N]', 2), (w, 'residual `w`', 'f64[N]', 1), (r2, 'residual `r2`', 'f64[N]', 1), (r3, 'residual `r3`', 'f64[N]', 1), (r4, 'residual `r4`', 'f64[N]', 1), (r5, 'residual `r5`', 'f64[N]', 1), (ct1, 'ct1', 'f64[N]', 1),))
     N = a.shape[0]
-    if ct1.shape != (N,):
-        _shape_error('energy_hvp_bwd', ((ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'a'),))
+    if a.shape != (N, N) or w.shape != (N,) or r2.shape != (N,) or r3.shape != (N,) or r4.shape != (N,) or r5.shape != (N,) or ct1.shape != (N,):
+        _shape_error('energy_hvp_bwd', ((a, 'residual `a`', 'f64[N, N]', (N, N)), (w, 'residual `w`', 'f64[N]', (N,)), (r2, 'residual `r2`', 'f64[N]', (N,)), (r3, 'residual `r3`', 'f64[N]', (N,)), (r4, 'residual `r4`', 'f64[N]', (N,)), (r5, 'residual `r5`', 'f64[N]', (N,)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'residual `a`'),))
     t = a @ ct1  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
     t_1 = np.empty((N,), dtype=np.float64)

@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 _F64 = np.dtype(np.float64)
+_float64 = np.float64
 
 
 def _array(v, dtype, fn, name, spec):
@@ -41,10 +42,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -54,21 +69,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, np.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, np.ndarray) else type(buf).__name__
@@ -78,15 +96,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if np.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 
 
@@ -422,14 +440,28 @@ def losses_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/losses.tl:11
     """
-    p, y, z, r3, r4 = _residual_tuple(residuals, 5, 'losses_grad_bwd')
-    if type(seed) is not np.float64:
+    p, y, z, r3, r4 = _residual_tuple(residuals, 5, 'losses_grad_bwd', 'losses_grad_fwd')
+    if type(p) is not np.ndarray or p.dtype is not _F64:
+        p = _residual(p, _F64, 'losses_grad_bwd', 'p', 'f64[N, C]', 'losses_grad_fwd')
+    if type(y) is not np.ndarray or y.dtype is not _F64:
+        y = _residual(y, _F64, 'losses_grad_bwd', 'y', 'f64[N, C]', 'losses_grad_fwd')
+    if type(z) is not np.ndarray or z.dtype is not _F64:
+        z = _residual(z, _F64, 'losses_grad_bwd', 'z', 'f64[N, C]', 'losses_grad_fwd')
+    if type(r3) is not np.ndarray or r3.dtype is not _F64:
+        r3 = _residual(r3, _F64, 'losses_grad_bwd', 'r3', 'f64[N, C]', 'losses_grad_fwd')
+    if type(r4) is not np.ndarray or r4.dtype is not _F64:
+        r4 = _residual(r4, _F64, 'losses_grad_bwd', 'r4', 'f64[N, C]', 'losses_grad_fwd')
+    if type(seed) is not _float64:
         seed = _scalar(seed, _F64, 'losses_grad_bwd', 'seed', 'f64')
+    if p.ndim != 2 or y.ndim != 2 or z.ndim != 2 or r3.ndim != 2 or r4.ndim != 2:
+        _rank_error('losses_grad_bwd', ((p, 'residual `p`', 'f64[N, C]', 2), (y, 'residual `y`', 'f64[N, C]', 2), (z, 'residual `z`', 'f64[N, C]', 2), (r3, 'residual `r3`', 'f64[N, C]', 2), (r4, 'residual `r4`', 'f64[N, C]', 2),))
     N = p.shape[0]
     C = p.shape[1]
+    if p.shape != (N, C) or y.shape != (N, C) or z.shape != (N, C) or r3.shape != (N, C) or r4.shape != (N, C):
+        _shape_error('losses_grad_bwd', ((p, 'residual `p`', 'f64[N, C]', (N, C)), (y, 'residual `y`', 'f64[N, C]', (N, C)), (z, 'residual `z`', 'f64[N, C]', (N, C)), (r3, 'residual `r3`', 'f64[N, C]', (N, C)), (r4, 'residual `r4`', 'f64[N, C]', (N, C)),), (('N', N, 'residual `p`'), ('C', C, 'residual `p`'),))
     out_z = out_p = out_y = None
     if out is not None:
-        out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad_bwd', ((p, 'p'), (y, 'y'), (z, 'z'), (r3, 'r3'), (r4, 'r4')))
+        out_z, out_p, out_y = _out_buffers(out, (('z', _F64, (N, C)), ('p', _F64, (N, C)), ('y', _F64, (N, C)),), 'losses_grad_bwd', ((p, 'residual `p`'), (y, 'residual `y`'), (z, 'residual `z`'), (r3, 'residual `r3`'), (r4, 'residual `r4`')))
     with _quiet():
         t = -seed  # cases/losses.tl:7
         t_1 = seed / (C*N)  # cases/losses.tl:6

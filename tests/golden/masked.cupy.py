@@ -20,6 +20,7 @@ import contextlib
 
 import cupy as cp
 
+_BOOL = cp.dtype(cp.bool_)
 _F64 = cp.dtype(cp.float64)
 
 
@@ -48,10 +49,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -61,21 +76,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, cp.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, cp.ndarray) else type(buf).__name__
@@ -85,15 +103,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if cp.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 
 
@@ -209,12 +227,18 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/masked.tl:15
     """
-    r0, r1 = _residual_tuple(residuals, 2, 'safe_sqrt_grad_bwd')
+    r0, r1 = _residual_tuple(residuals, 2, 'safe_sqrt_grad_bwd', 'safe_sqrt_grad_fwd')
+    if type(r0) is not cp.ndarray or r0.dtype is not _BOOL:
+        r0 = _residual(r0, _BOOL, 'safe_sqrt_grad_bwd', 'r0', 'bool[N]', 'safe_sqrt_grad_fwd')
+    if type(r1) is not cp.ndarray or r1.dtype is not _F64:
+        r1 = _residual(r1, _F64, 'safe_sqrt_grad_bwd', 'r1', 'f64[N]', 'safe_sqrt_grad_fwd')
     if type(seed) is not cp.ndarray or seed.dtype is not _F64:
         seed = _array(seed, _F64, 'safe_sqrt_grad_bwd', 'seed', 'f64')
-    if seed.ndim != 0:
-        _rank_error('safe_sqrt_grad_bwd', ((seed, 'seed', 'f64', 0),))
+    if r0.ndim != 1 or r1.ndim != 1 or seed.ndim != 0:
+        _rank_error('safe_sqrt_grad_bwd', ((r0, 'residual `r0`', 'bool[N]', 1), (r1, 'residual `r1`', 'f64[N]', 1), (seed, 'seed', 'f64', 0),))
     N = r0.shape[0]
+    if r0.shape != (N,) or r1.shape != (N,):
+        _shape_error('safe_sqrt_grad_bwd', ((r0, 'residual `r0`', 'bool[N]', (N,)), (r1, 'residual `r1`', 'f64[N]', (N,)),), (('N', N, 'residual `r0`'),))
     with _quiet():
         d_x = cp.where(r0, seed * (0.5 / r1), 0)  # cases/masked.tl:4
         if out is not None:
@@ -281,12 +305,18 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/masked.tl:16
     """
-    x, r1 = _residual_tuple(residuals, 2, 'safe_log_grad_bwd')
+    x, r1 = _residual_tuple(residuals, 2, 'safe_log_grad_bwd', 'safe_log_grad_fwd')
+    if type(x) is not cp.ndarray or x.dtype is not _F64:
+        x = _residual(x, _F64, 'safe_log_grad_bwd', 'x', 'f64[N]', 'safe_log_grad_fwd')
+    if type(r1) is not cp.ndarray or r1.dtype is not _BOOL:
+        r1 = _residual(r1, _BOOL, 'safe_log_grad_bwd', 'r1', 'bool[N]', 'safe_log_grad_fwd')
     if type(seed) is not cp.ndarray or seed.dtype is not _F64:
         seed = _array(seed, _F64, 'safe_log_grad_bwd', 'seed', 'f64')
-    if seed.ndim != 0:
-        _rank_error('safe_log_grad_bwd', ((seed, 'seed', 'f64', 0),))
+    if x.ndim != 1 or r1.ndim != 1 or seed.ndim != 0:
+        _rank_error('safe_log_grad_bwd', ((x, 'residual `x`', 'f64[N]', 1), (r1, 'residual `r1`', 'bool[N]', 1), (seed, 'seed', 'f64', 0),))
     N = x.shape[0]
+    if x.shape != (N,) or r1.shape != (N,):
+        _shape_error('safe_log_grad_bwd', ((x, 'residual `x`', 'f64[N]', (N,)), (r1, 'residual `r1`', 'bool[N]', (N,)),), (('N', N, 'residual `x`'),))
     with _quiet():
         d_x = cp.where(r1, seed * (1 / x), 0)  # cases/masked.tl:8
         if out is not None:
@@ -361,12 +391,20 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/masked.tl:17
     """
-    x, r1, r2 = _residual_tuple(residuals, 3, 'clipped_grad_bwd')
+    x, r1, r2 = _residual_tuple(residuals, 3, 'clipped_grad_bwd', 'clipped_grad_fwd')
+    if type(x) is not cp.ndarray or x.dtype is not _F64:
+        x = _residual(x, _F64, 'clipped_grad_bwd', 'x', 'f64[N]', 'clipped_grad_fwd')
+    if type(r1) is not cp.ndarray or r1.dtype is not _F64:
+        r1 = _residual(r1, _F64, 'clipped_grad_bwd', 'r1', 'f64[N]', 'clipped_grad_fwd')
+    if type(r2) is not cp.ndarray or r2.dtype is not _F64:
+        r2 = _residual(r2, _F64, 'clipped_grad_bwd', 'r2', 'f64[N]', 'clipped_grad_fwd')
     if type(seed) is not cp.ndarray or seed.dtype is not _F64:
         seed = _array(seed, _F64, 'clipped_grad_bwd', 'seed', 'f64')
-    if seed.ndim != 0:
-        _rank_error('clipped_grad_bwd', ((seed, 'seed', 'f64', 0),))
+    if x.ndim != 1 or r1.ndim != 1 or r2.ndim != 1 or seed.ndim != 0:
+        _rank_error('clipped_grad_bwd', ((x, 'residual `x`', 'f64[N]', 1), (r1, 'residual `r1`', 'f64[N]', 1), (r2, 'residual `r2`', 'f64[N]', 1), (seed, 'seed', 'f64', 0),))
     N = x.shape[0]
+    if x.shape != (N,) or r1.shape != (N,) or r2.shape != (N,):
+        _shape_error('clipped_grad_bwd', ((x, 'residual `x`', 'f64[N]', (N,)), (r1, 'residual `r1`', 'f64[N]', (N,)), (r2, 'residual `r2`', 'f64[N]', (N,)),), (('N', N, 'residual `x`'),))
     with _quiet():
         t = x >= 0.5  # cases/masked.tl:12
         t_1 = r2 > 0  # cases/masked.tl:12

@@ -15,6 +15,7 @@ import numpy as np
 
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
+_float32 = np.float32
 
 
 def _array(v, dtype, fn, name, spec):
@@ -42,10 +43,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -55,21 +70,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, np.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, np.ndarray) else type(buf).__name__
@@ -79,15 +97,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if np.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 
 
@@ -132,18 +150,18 @@ def _blocks(kernel, n, row_bytes, size, combine, grow=1):
     return out
 
 
-def _check_labels(labels, c):
+def _check_labels(labels, c, who):
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= c):
-        raise ValueError(f"cross_entropy: labels must lie in [0, {c}), got values from "
+        raise ValueError(f"{who}: the labels of cross_entropy must lie in [0, {c}), got values from "
                          f"{int(labels.min())} to {int(labels.max())}")
 
 
-def _labels_onehot(labels, c):
+def _labels_onehot(labels, c, who):
     """The bool one-hot rows of cross_entropy's labels, which must lie in [0, c): rows of an
     identity matrix, or for many classes a scatter into zeros (both raise IndexError for a
     label >= c; a negative one is checked first). 2-6x faster than comparing with arange(c)."""
     if labels.size and labels.min() < 0:
-        _check_labels(labels, c)
+        _check_labels(labels, c, who)
     try:
         if c <= 256:
             return np.eye(c, dtype=np.bool_).take(labels, axis=0)
@@ -151,7 +169,7 @@ def _labels_onehot(labels, c):
         out[np.arange(labels.size), labels.reshape(-1)] = True
         return out.reshape(*labels.shape, c)
     except IndexError:
-        _check_labels(labels, c)
+        _check_labels(labels, c, who)
         raise
 
 
@@ -183,7 +201,7 @@ def mlp(x, labels, w1, b1, w2, b2):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        t = _labels_onehot(labels, 10)  # cases/mlp.tl:6
+        t = _labels_onehot(labels, 10, 'mlp(): argument `labels`')  # cases/mlp.tl:6
         t_1 = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         h = t_1  # its memory is free from here on
@@ -262,7 +280,7 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        t = _labels_onehot(labels, 10)  # cases/mlp.tl:6
+        t = _labels_onehot(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
         t_1 = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         h = t_1  # its memory is free from here on
@@ -388,7 +406,7 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad_fwd', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        t = _labels_onehot(labels, 10)  # cases/mlp.tl:6
+        t = _labels_onehot(labels, 10, 'mlp_grad_fwd(): argument `labels`')  # cases/mlp.tl:6
         t_1 = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         h = t_1  # its memory is free from here on
@@ -451,13 +469,27 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/mlp.tl:9
     """
-    x, h, w2, logits, labels = _residual_tuple(residuals, 5, 'mlp_grad_bwd')
-    if type(seed) is not np.float32:
+    x, h, w2, logits, labels = _residual_tuple(residuals, 5, 'mlp_grad_bwd', 'mlp_grad_fwd')
+    if type(x) is not np.ndarray or x.dtype is not _F32:
+        x = _residual(x, _F32, 'mlp_grad_bwd', 'x', 'f32[B, 784]', 'mlp_grad_fwd')
+    if type(h) is not np.ndarray or h.dtype is not _F32:
+        h = _residual(h, _F32, 'mlp_grad_bwd', 'h', 'f32[B, 256]', 'mlp_grad_fwd')
+    if type(w2) is not np.ndarray or w2.dtype is not _F32:
+        w2 = _residual(w2, _F32, 'mlp_grad_bwd', 'w2', 'f32[256, 10]', 'mlp_grad_fwd')
+    if type(logits) is not np.ndarray or logits.dtype is not _F32:
+        logits = _residual(logits, _F32, 'mlp_grad_bwd', 'logits', 'f32[B, 10]', 'mlp_grad_fwd')
+    if type(labels) is not np.ndarray or labels.dtype is not _I64:
+        labels = _residual(labels, _I64, 'mlp_grad_bwd', 'labels', 'i64[B]', 'mlp_grad_fwd')
+    if type(seed) is not _float32:
         seed = _scalar(seed, _F32, 'mlp_grad_bwd', 'seed', 'f32')
+    if x.ndim != 2 or h.ndim != 2 or w2.ndim != 2 or logits.ndim != 2 or labels.ndim != 1:
+        _rank_error('mlp_grad_bwd', ((x, 'residual `x`', 'f32[B, 784]', 2), (h, 'residual `h`', 'f32[B, 256]', 2), (w2, 'residual `w2`', 'f32[256, 10]', 2), (logits, 'residual `logits`', 'f32[B, 10]', 2), (labels, 'residual `labels`', 'i64[B]', 1),))
     B = x.shape[0]
+    if x.shape != (B, 784) or h.shape != (B, 256) or w2.shape != (256, 10) or logits.shape != (B, 10) or labels.shape != (B,):
+        _shape_error('mlp_grad_bwd', ((x, 'residual `x`', 'f32[B, 784]', (B, 784)), (h, 'residual `h`', 'f32[B, 256]', (B, 256)), (w2, 'residual `w2`', 'f32[256, 10]', (256, 10)), (logits, 'residual `logits`', 'f32[B, 10]', (B, 10)), (labels, 'residual `labels`', 'i64[B]', (B,)),), (('B', B, 'residual `x`'),))
     with _quiet():
         t = seed / B  # cases/mlp.tl:6
-        t_1 = _labels_onehot(labels, 10)  # cases/mlp.tl:6
+        t_1 = _labels_onehot(labels, 10, 'mlp_grad_bwd(): residual `labels`')  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = np.empty((B, 10), dtype=np.float32)
         def _fused0(lo, hi, rows):

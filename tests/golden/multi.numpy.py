@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 _F64 = np.dtype(np.float64)
+_float64 = np.float64
 
 
 def _array(v, dtype, fn, name, spec):
@@ -45,10 +46,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -58,21 +73,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, np.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, np.ndarray) else type(buf).__name__
@@ -82,15 +100,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if np.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 
 
@@ -335,19 +353,27 @@ def polar_vjp_bwd(residuals, ct0, ct1, *, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/multi.tl:12
     """
-    x, y, r, r3 = _residual_tuple(residuals, 4, 'polar_vjp_bwd')
+    x, y, r, r3 = _residual_tuple(residuals, 4, 'polar_vjp_bwd', 'polar_vjp_fwd')
+    if type(x) is not np.ndarray or x.dtype is not _F64:
+        x = _residual(x, _F64, 'polar_vjp_bwd', 'x', 'f64[N]', 'polar_vjp_fwd')
+    if type(y) is not np.ndarray or y.dtype is not _F64:
+        y = _residual(y, _F64, 'polar_vjp_bwd', 'y', 'f64[N]', 'polar_vjp_fwd')
+    if type(r) is not np.ndarray or r.dtype is not _F64:
+        r = _residual(r, _F64, 'polar_vjp_bwd', 'r', 'f64[N]', 'polar_vjp_fwd')
+    if type(r3) is not np.ndarray or r3.dtype is not _F64:
+        r3 = _residual(r3, _F64, 'polar_vjp_bwd', 'r3', 'f64[N]', 'polar_vjp_fwd')
     if type(ct0) is not np.ndarray or ct0.dtype is not _F64:
         ct0 = _array(ct0, _F64, 'polar_vjp_bwd', 'ct0', 'f64[N]')
     if type(ct1) is not np.ndarray or ct1.dtype is not _F64:
         ct1 = _array(ct1, _F64, 'polar_vjp_bwd', 'ct1', 'f64[N]')
-    if ct0.ndim != 1 or ct1.ndim != 1:
-        _rank_error('polar_vjp_bwd', ((ct0, 'ct0', 'f64[N]', 1), (ct1, 'ct1', 'f64[N]', 1),))
+    if x.ndim != 1 or y.ndim != 1 or r.ndim != 1 or r3.ndim != 1 or ct0.ndim != 1 or ct1.ndim != 1:
+        _rank_error('polar_vjp_bwd', ((x, 'residual `x`', 'f64[N]', 1), (y, 'residual `y`', 'f64[N]', 1), (r, 'residual `r`', 'f64[N]', 1), (r3, 'residual `r3`', 'f64[N]', 1), (ct0, 'ct0', 'f64[N]', 1), (ct1, 'ct1', 'f64[N]', 1),))
     N = x.shape[0]
-    if ct0.shape != (N,) or ct1.shape != (N,):
-        _shape_error('polar_vjp_bwd', ((ct0, 'ct0', 'f64[N]', (N,)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'x'),))
+    if x.shape != (N,) or y.shape != (N,) or r.shape != (N,) or r3.shape != (N,) or ct0.shape != (N,) or ct1.shape != (N,):
+        _shape_error('polar_vjp_bwd', ((x, 'residual `x`', 'f64[N]', (N,)), (y, 'residual `y`', 'f64[N]', (N,)), (r, 'residual `r`', 'f64[N]', (N,)), (r3, 'residual `r3`', 'f64[N]', (N,)), (ct0, 'ct0', 'f64[N]', (N,)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'residual `x`'),))
     out_x = out_y = None
     if out is not None:
-        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp_bwd', ((x, 'x'), (y, 'y'), (r, 'r'), (r3, 'r3'), (ct0, 'ct0'), (ct1, 'ct1')))
+        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'polar_vjp_bwd', ((x, 'residual `x`'), (y, 'residual `y`'), (r, 'residual `r`'), (r3, 'residual `r3`'), (ct0, 'ct0'), (ct1, 'ct1')))
     with _quiet():
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4)
         d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
@@ -506,13 +532,25 @@ def use_polar_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/multi.tl:13
     """
-    x, y, r, s = _residual_tuple(residuals, 4, 'use_polar_grad_bwd')
-    if type(seed) is not np.float64:
+    x, y, r, s = _residual_tuple(residuals, 4, 'use_polar_grad_bwd', 'use_polar_grad_fwd')
+    if type(x) is not np.ndarray or x.dtype is not _F64:
+        x = _residual(x, _F64, 'use_polar_grad_bwd', 'x', 'f64[N]', 'use_polar_grad_fwd')
+    if type(y) is not np.ndarray or y.dtype is not _F64:
+        y = _residual(y, _F64, 'use_polar_grad_bwd', 'y', 'f64[N]', 'use_polar_grad_fwd')
+    if type(r) is not np.ndarray or r.dtype is not _F64:
+        r = _residual(r, _F64, 'use_polar_grad_bwd', 'r', 'f64[N]', 'use_polar_grad_fwd')
+    if type(s) is not np.ndarray or s.dtype is not _F64:
+        s = _residual(s, _F64, 'use_polar_grad_bwd', 's', 'f64[N]', 'use_polar_grad_fwd')
+    if type(seed) is not _float64:
         seed = _scalar(seed, _F64, 'use_polar_grad_bwd', 'seed', 'f64')
+    if x.ndim != 1 or y.ndim != 1 or r.ndim != 1 or s.ndim != 1:
+        _rank_error('use_polar_grad_bwd', ((x, 'residual `x`', 'f64[N]', 1), (y, 'residual `y`', 'f64[N]', 1), (r, 'residual `r`', 'f64[N]', 1), (s, 'residual `s`', 'f64[N]', 1),))
     N = x.shape[0]
+    if x.shape != (N,) or y.shape != (N,) or r.shape != (N,) or s.shape != (N,):
+        _shape_error('use_polar_grad_bwd', ((x, 'residual `x`', 'f64[N]', (N,)), (y, 'residual `y`', 'f64[N]', (N,)), (r, 'residual `r`', 'f64[N]', (N,)), (s, 'residual `s`', 'f64[N]', (N,)),), (('N', N, 'residual `x`'),))
     out_x = out_y = None
     if out is not None:
-        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad_bwd', ((x, 'x'), (y, 'y'), (r, 'r'), (s, 's')))
+        out_x, out_y = _out_buffers(out, (('x', _F64, (N,)), ('y', _F64, (N,)),), 'use_polar_grad_bwd', ((x, 'residual `x`'), (y, 'residual `y`'), (r, 'residual `r`'), (s, 'residual `s`')))
     with _quiet():
         # a fused loop over blocks of rows (cases/multi.tl:3, cases/multi.tl:4, cases/multi.tl:9)
         d_x = np.empty((N,), dtype=np.float64) if out_x is None else None

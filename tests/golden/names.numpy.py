@@ -11,6 +11,7 @@ Functions:
 import numpy as np
 
 _F64 = np.dtype(np.float64)
+_float64 = np.float64
 
 
 def _array(v, dtype, fn, name, spec):
@@ -38,10 +39,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -51,21 +66,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, np.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, np.ndarray) else type(buf).__name__
@@ -75,15 +93,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if np.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 
 
@@ -101,7 +119,7 @@ def lambda_(sum_, np_, type_):
         sum_ = _array(sum_, _F64, 'lambda', 'sum', 'f64[3]')
     if type(np_) is not np.ndarray or np_.dtype is not _F64:
         np_ = _array(np_, _F64, 'lambda', 'np', 'f64[3]')
-    if type(type_) is not np.float64:
+    if type(type_) is not _float64:
         type_ = _scalar(type_, _F64, 'lambda', 'type', 'f64')
     if sum_.ndim != 1 or np_.ndim != 1:
         _rank_error('lambda', ((sum_, 'sum', 'f64[3]', 1), (np_, 'np', 'f64[3]', 1),))
@@ -123,7 +141,7 @@ def lambda_grad(sum_, np_, type_, *, out=None):
         sum_ = _array(sum_, _F64, 'lambda_grad', 'sum', 'f64[3]')
     if type(np_) is not np.ndarray or np_.dtype is not _F64:
         np_ = _array(np_, _F64, 'lambda_grad', 'np', 'f64[3]')
-    if type(type_) is not np.float64:
+    if type(type_) is not _float64:
         type_ = _scalar(type_, _F64, 'lambda_grad', 'type', 'f64')
     if sum_.ndim != 1 or np_.ndim != 1:
         _rank_error('lambda_grad', ((sum_, 'sum', 'f64[3]', 1), (np_, 'np', 'f64[3]', 1),))
@@ -171,7 +189,7 @@ def lambda_grad_fwd(sum_, np_, type_):
         sum_ = _array(sum_, _F64, 'lambda_grad_fwd', 'sum', 'f64[3]')
     if type(np_) is not np.ndarray or np_.dtype is not _F64:
         np_ = _array(np_, _F64, 'lambda_grad_fwd', 'np', 'f64[3]')
-    if type(type_) is not np.float64:
+    if type(type_) is not _float64:
         type_ = _scalar(type_, _F64, 'lambda_grad_fwd', 'type', 'f64')
     if sum_.ndim != 1 or np_.ndim != 1:
         _rank_error('lambda_grad_fwd', ((sum_, 'sum', 'f64[3]', 1), (np_, 'np', 'f64[3]', 1),))
@@ -191,9 +209,23 @@ def lambda_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/names.tl:7
     """
-    sum_, np_, class_, r3, r4 = _residual_tuple(residuals, 5, 'lambda_grad_bwd')
-    if type(seed) is not np.float64:
+    sum_, np_, class_, r3, r4 = _residual_tuple(residuals, 5, 'lambda_grad_bwd', 'lambda_grad_fwd')
+    if type(sum_) is not np.ndarray or sum_.dtype is not _F64:
+        sum_ = _residual(sum_, _F64, 'lambda_grad_bwd', 'sum', 'f64[3]', 'lambda_grad_fwd')
+    if type(np_) is not np.ndarray or np_.dtype is not _F64:
+        np_ = _residual(np_, _F64, 'lambda_grad_bwd', 'np', 'f64[3]', 'lambda_grad_fwd')
+    if type(class_) is not np.ndarray or class_.dtype is not _F64:
+        class_ = _residual(class_, _F64, 'lambda_grad_bwd', 'class', 'f64[3]', 'lambda_grad_fwd')
+    if type(r3) is not _float64:
+        r3 = _residual(r3, _F64, 'lambda_grad_bwd', 'r3', 'f64', 'lambda_grad_fwd', scalar=True)
+    if type(r4) is not _float64:
+        r4 = _residual(r4, _F64, 'lambda_grad_bwd', 'r4', 'f64', 'lambda_grad_fwd', scalar=True)
+    if type(seed) is not _float64:
         seed = _scalar(seed, _F64, 'lambda_grad_bwd', 'seed', 'f64')
+    if sum_.ndim != 1 or np_.ndim != 1 or class_.ndim != 1:
+        _rank_error('lambda_grad_bwd', ((sum_, 'residual `sum`', 'f64[3]', 1), (np_, 'residual `np`', 'f64[3]', 1), (class_, 'residual `class`', 'f64[3]', 1),))
+    if sum_.shape != (3,) or np_.shape != (3,) or class_.shape != (3,):
+        _shape_error('lambda_grad_bwd', ((sum_, 'residual `sum`', 'f64[3]', (3,)), (np_, 'residual `np`', 'f64[3]', (3,)), (class_, 'residual `class`', 'f64[3]', (3,)),), ())
     with _quiet():
         t = class_ == np.broadcast_to(r4.reshape((1,)), (3,))  # cases/names.tl:4
         t_1 = class_ == np.broadcast_to(r3.reshape((1,)), (3,))  # cases/names.tl:4

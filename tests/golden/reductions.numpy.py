@@ -14,6 +14,7 @@ import os
 import numpy as np
 
 _F64 = np.dtype(np.float64)
+_float64 = np.float64
 
 
 def _array(v, dtype, fn, name, spec):
@@ -41,10 +42,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -54,21 +69,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, np.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, np.ndarray) else type(buf).__name__
@@ -78,15 +96,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if np.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 
 
@@ -446,15 +464,31 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/reductions.tl:8
     """
-    x, r1, r2, s, r4, r5 = _residual_tuple(residuals, 6, 'stats_grad_bwd')
-    if type(seed) is not np.float64:
+    x, r1, r2, s, r4, r5 = _residual_tuple(residuals, 6, 'stats_grad_bwd', 'stats_grad_fwd')
+    if type(x) is not np.ndarray or x.dtype is not _F64:
+        x = _residual(x, _F64, 'stats_grad_bwd', 'x', 'f64[N, M, K]', 'stats_grad_fwd')
+    if type(r1) is not np.ndarray or r1.dtype is not _F64:
+        r1 = _residual(r1, _F64, 'stats_grad_bwd', 'r1', 'f64[N, M, K]', 'stats_grad_fwd')
+    if type(r2) is not np.ndarray or r2.dtype is not _F64:
+        r2 = _residual(r2, _F64, 'stats_grad_bwd', 'r2', 'f64[N, M, K]', 'stats_grad_fwd')
+    if type(s) is not np.ndarray or s.dtype is not _F64:
+        s = _residual(s, _F64, 'stats_grad_bwd', 's', 'f64[N, K]', 'stats_grad_fwd')
+    if type(r4) is not np.ndarray or r4.dtype is not _F64:
+        r4 = _residual(r4, _F64, 'stats_grad_bwd', 'r4', 'f64[N, M]', 'stats_grad_fwd')
+    if type(r5) is not _float64:
+        r5 = _residual(r5, _F64, 'stats_grad_bwd', 'r5', 'f64', 'stats_grad_fwd', scalar=True)
+    if type(seed) is not _float64:
         seed = _scalar(seed, _F64, 'stats_grad_bwd', 'seed', 'f64')
+    if x.ndim != 3 or r1.ndim != 3 or r2.ndim != 3 or s.ndim != 2 or r4.ndim != 2:
+        _rank_error('stats_grad_bwd', ((x, 'residual `x`', 'f64[N, M, K]', 3), (r1, 'residual `r1`', 'f64[N, M, K]', 3), (r2, 'residual `r2`', 'f64[N, M, K]', 3), (s, 'residual `s`', 'f64[N, K]', 2), (r4, 'residual `r4`', 'f64[N, M]', 2),))
     N = x.shape[0]
     M = x.shape[1]
     K = x.shape[2]
+    if x.shape != (N, M, K) or r1.shape != (N, M, K) or r2.shape != (N, M, K) or s.shape != (N, K) or r4.shape != (N, M):
+        _shape_error('stats_grad_bwd', ((x, 'residual `x`', 'f64[N, M, K]', (N, M, K)), (r1, 'residual `r1`', 'f64[N, M, K]', (N, M, K)), (r2, 'residual `r2`', 'f64[N, M, K]', (N, M, K)), (s, 'residual `s`', 'f64[N, K]', (N, K)), (r4, 'residual `r4`', 'f64[N, M]', (N, M)),), (('N', N, 'residual `x`'), ('M', M, 'residual `x`'), ('K', K, 'residual `x`'),))
     out_x = None
     if out is not None:
-        out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd', ((x, 'x'), (r1, 'r1'), (r2, 'r2'), (s, 's'), (r4, 'r4')))
+        out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd', ((x, 'residual `x`'), (r1, 'residual `r1`'), (r2, 'residual `r2`'), (s, 'residual `s`'), (r4, 'residual `r4`')))
     with _quiet():
         # a fused loop over blocks of rows (cases/reductions.tl:5)
         t = np.empty((N, M, K), dtype=np.bool_)

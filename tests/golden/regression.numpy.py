@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 _F64 = np.dtype(np.float64)
+_float64 = np.float64
 
 
 def _array(v, dtype, fn, name, spec):
@@ -45,10 +46,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -58,21 +73,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, np.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, np.ndarray) else type(buf).__name__
@@ -82,15 +100,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if np.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 
 
@@ -149,7 +167,7 @@ def predict(x, w, b):
         x = _array(x, _F64, 'predict', 'x', 'f64[N, D]')
     if type(w) is not np.ndarray or w.dtype is not _F64:
         w = _array(w, _F64, 'predict', 'w', 'f64[D]')
-    if type(b) is not np.float64:
+    if type(b) is not _float64:
         b = _scalar(b, _F64, 'predict', 'b', 'f64')
     if x.ndim != 2 or w.ndim != 1:
         _rank_error('predict', ((x, 'x', 'f64[N, D]', 2), (w, 'w', 'f64[D]', 1),))
@@ -171,9 +189,9 @@ def loss(x, y, w, b, lam):
         y = _array(y, _F64, 'loss', 'y', 'f64[N]')
     if type(w) is not np.ndarray or w.dtype is not _F64:
         w = _array(w, _F64, 'loss', 'w', 'f64[D]')
-    if type(b) is not np.float64:
+    if type(b) is not _float64:
         b = _scalar(b, _F64, 'loss', 'b', 'f64')
-    if type(lam) is not np.float64:
+    if type(lam) is not _float64:
         lam = _scalar(lam, _F64, 'loss', 'lam', 'f64')
     if x.ndim != 2 or y.ndim != 1 or w.ndim != 1:
         _rank_error('loss', ((x, 'x', 'f64[N, D]', 2), (y, 'y', 'f64[N]', 1), (w, 'w', 'f64[D]', 1),))
@@ -223,9 +241,9 @@ def loss_grad(x, y, w, b, lam, *, out=None):
         y = _array(y, _F64, 'loss_grad', 'y', 'f64[N]')
     if type(w) is not np.ndarray or w.dtype is not _F64:
         w = _array(w, _F64, 'loss_grad', 'w', 'f64[D]')
-    if type(b) is not np.float64:
+    if type(b) is not _float64:
         b = _scalar(b, _F64, 'loss_grad', 'b', 'f64')
-    if type(lam) is not np.float64:
+    if type(lam) is not _float64:
         lam = _scalar(lam, _F64, 'loss_grad', 'lam', 'f64')
     if x.ndim != 2 or y.ndim != 1 or w.ndim != 1:
         _rank_error('loss_grad', ((x, 'x', 'f64[N, D]', 2), (y, 'y', 'f64[N]', 1), (w, 'w', 'f64[D]', 1),))
@@ -303,9 +321,9 @@ def loss_grad_fwd(x, y, w, b, lam):
         y = _array(y, _F64, 'loss_grad_fwd', 'y', 'f64[N]')
     if type(w) is not np.ndarray or w.dtype is not _F64:
         w = _array(w, _F64, 'loss_grad_fwd', 'w', 'f64[D]')
-    if type(b) is not np.float64:
+    if type(b) is not _float64:
         b = _scalar(b, _F64, 'loss_grad_fwd', 'b', 'f64')
-    if type(lam) is not np.float64:
+    if type(lam) is not _float64:
         lam = _scalar(lam, _F64, 'loss_grad_fwd', 'lam', 'f64')
     if x.ndim != 2 or y.ndim != 1 or w.ndim != 1:
         _rank_error('loss_grad_fwd', ((x, 'x', 'f64[N, D]', 2), (y, 'y', 'f64[N]', 1), (w, 'w', 'f64[D]', 1),))
@@ -349,14 +367,26 @@ def loss_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/regression.tl:12
     """
-    x, w, r, lam = _residual_tuple(residuals, 4, 'loss_grad_bwd')
-    if type(seed) is not np.float64:
+    x, w, r, lam = _residual_tuple(residuals, 4, 'loss_grad_bwd', 'loss_grad_fwd')
+    if type(x) is not np.ndarray or x.dtype is not _F64:
+        x = _residual(x, _F64, 'loss_grad_bwd', 'x', 'f64[N, D]', 'loss_grad_fwd')
+    if type(w) is not np.ndarray or w.dtype is not _F64:
+        w = _residual(w, _F64, 'loss_grad_bwd', 'w', 'f64[D]', 'loss_grad_fwd')
+    if type(r) is not np.ndarray or r.dtype is not _F64:
+        r = _residual(r, _F64, 'loss_grad_bwd', 'r', 'f64[N]', 'loss_grad_fwd')
+    if type(lam) is not _float64:
+        lam = _residual(lam, _F64, 'loss_grad_bwd', 'lam', 'f64', 'loss_grad_fwd', scalar=True)
+    if type(seed) is not _float64:
         seed = _scalar(seed, _F64, 'loss_grad_bwd', 'seed', 'f64')
+    if x.ndim != 2 or w.ndim != 1 or r.ndim != 1:
+        _rank_error('loss_grad_bwd', ((x, 'residual `x`', 'f64[N, D]', 2), (w, 'residual `w`', 'f64[D]', 1), (r, 'residual `r`', 'f64[N]', 1),))
     N = x.shape[0]
     D = x.shape[1]
+    if x.shape != (N, D) or w.shape != (D,) or r.shape != (N,):
+        _shape_error('loss_grad_bwd', ((x, 'residual `x`', 'f64[N, D]', (N, D)), (w, 'residual `w`', 'f64[D]', (D,)), (r, 'residual `r`', 'f64[N]', (N,)),), (('N', N, 'residual `x`'), ('D', D, 'residual `x`'),))
     out_w = out_b = None
     if out is not None:
-        out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad_bwd', ((x, 'x'), (w, 'w'), (r, 'r')))
+        out_w, out_b = _out_buffers(out, (('w', _F64, (D,)), ('b', _F64, ()),), 'loss_grad_bwd', ((x, 'residual `x`'), (w, 'residual `w`'), (r, 'residual `r`')))
     with _quiet():
         t = seed * lam  # cases/regression.tl:9
         t_1 = seed / N  # cases/regression.tl:9
@@ -411,9 +441,9 @@ def loss_dlam(x, y, w, b, lam, *, out=None):
         y = _array(y, _F64, 'loss_dlam', 'y', 'f64[N]')
     if type(w) is not np.ndarray or w.dtype is not _F64:
         w = _array(w, _F64, 'loss_dlam', 'w', 'f64[D]')
-    if type(b) is not np.float64:
+    if type(b) is not _float64:
         b = _scalar(b, _F64, 'loss_dlam', 'b', 'f64')
-    if type(lam) is not np.float64:
+    if type(lam) is not _float64:
         lam = _scalar(lam, _F64, 'loss_dlam', 'lam', 'f64')
     if x.ndim != 2 or y.ndim != 1 or w.ndim != 1:
         _rank_error('loss_dlam', ((x, 'x', 'f64[N, D]', 2), (y, 'y', 'f64[N]', 1), (w, 'w', 'f64[D]', 1),))
@@ -470,9 +500,9 @@ def loss_dlam_fwd(x, y, w, b, lam):
         y = _array(y, _F64, 'loss_dlam_fwd', 'y', 'f64[N]')
     if type(w) is not np.ndarray or w.dtype is not _F64:
         w = _array(w, _F64, 'loss_dlam_fwd', 'w', 'f64[D]')
-    if type(b) is not np.float64:
+    if type(b) is not _float64:
         b = _scalar(b, _F64, 'loss_dlam_fwd', 'b', 'f64')
-    if type(lam) is not np.float64:
+    if type(lam) is not _float64:
         lam = _scalar(lam, _F64, 'loss_dlam_fwd', 'lam', 'f64')
     if x.ndim != 2 or y.ndim != 1 or w.ndim != 1:
         _rank_error('loss_dlam_fwd', ((x, 'x', 'f64[N, D]', 2), (y, 'y', 'f64[N]', 1), (w, 'w', 'f64[D]', 1),))
@@ -516,8 +546,10 @@ def loss_dlam_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/regression.tl:13
     """
-    r0, = _residual_tuple(residuals, 1, 'loss_dlam_bwd')
-    if type(seed) is not np.float64:
+    r0, = _residual_tuple(residuals, 1, 'loss_dlam_bwd', 'loss_dlam_fwd')
+    if type(r0) is not _float64:
+        r0 = _residual(r0, _F64, 'loss_dlam_bwd', 'r0', 'f64', 'loss_dlam_fwd', scalar=True)
+    if type(seed) is not _float64:
         seed = _scalar(seed, _F64, 'loss_dlam_bwd', 'seed', 'f64')
     d_lam = seed * r0  # cases/regression.tl:9
     if out is not None:

@@ -12,6 +12,7 @@ import numpy as np
 
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
+_float64 = np.float64
 
 
 def _array(v, dtype, fn, name, spec):
@@ -39,10 +40,24 @@ def _scalar(v, dtype, fn, name, spec):
     return a[()]
 
 
+def _what(name):
+    """An argument's name as messages show it; `name` may instead be a phrase ("residual `x`")."""
+    return name if " " in name else f"argument `{name}`"
+
+
+def _residual(v, dtype, fn, name, spec, fwd, scalar=False):
+    """A residual as `fwd` returned it: exactly `dtype` (never converted), else TypeError naming it;
+    a scalar one 0-d (its rank and shape, for arrays, are checked with the arguments')."""
+    if getattr(v, "dtype", None) == dtype and hasattr(v, "ndim") and (not scalar or v.ndim == 0):
+        return v[()] if scalar else v
+    got = f"{v.dtype}{list(v.shape)}" if hasattr(v, "dtype") and hasattr(v, "shape") else type(v).__name__
+    raise TypeError(f"{fn}(): residual `{name}` must be {spec} as {fwd} returns it, got {got}")
+
+
 def _rank_error(fn, args):
     for value, name, spec, ndim in args:
         if value.ndim != ndim:
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec} ({ndim}-D), "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec} ({ndim}-D), "
                              f"got an array of shape {tuple(value.shape)}")
 
 
@@ -52,21 +67,24 @@ def _size_error(fn, what, where, sizes):
 
 
 def _shape_error(fn, args, bound):
-    sizes = ", ".join(f"{s} = {v} (from `{a}`)" for s, v, a in bound)
+    sizes = ", ".join(f"{s} = {v} (from {_what(a)})" for s, v, a in bound)
     for value, name, spec, expected in args:
         if tuple(value.shape) != tuple(expected):
             where = f" with {sizes}" if sizes else ""
-            raise ValueError(f"{fn}(): argument `{name}` must be {spec}, i.e. shape {tuple(expected)}{where}; "
+            raise ValueError(f"{fn}(): {_what(name)} must be {spec}, i.e. shape {tuple(expected)}{where}; "
                              f"got shape {tuple(value.shape)}")
 
 
 def _out_buffers(out, specs, fn, args=()):
-    """The `out=` gradient buffers, checked: one writeable array per wrt name, exact dtype and shape;
-    none overlapping an argument in `args` ((array, name) pairs) when gradients are added into
-    them while the arguments are still being read."""
-    bufs = out if isinstance(out, tuple) else (out,)
+    """The `out=` gradient buffers, checked: a tuple (or list) of one writeable array per wrt name,
+    exact dtype and shape (a bare array for one name); none overlapping an argument in `args`
+    ((array, name) pairs) when gradients are added into them while the arguments are still read."""
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != len(specs):
-        raise ValueError(f"{fn}(): out= needs {len(specs)} array(s), one per wrt name, got {len(bufs)}")
+        names = ", ".join(f"`{name}`" for name, _, _ in specs)
+        given = f"a {type(out).__name__} of {len(bufs)}" if isinstance(out, (tuple, list)) else "one array"
+        raise ValueError(f"{fn}(): out= needs a tuple of {len(specs)} arrays, one per wrt name ({names}); "
+                         f"got {given}")
     for buf, (name, dtype, shape) in zip(bufs, specs):
         if not isinstance(buf, np.ndarray) or buf.dtype != dtype or tuple(buf.shape) != tuple(shape):
             got = f"{buf.dtype}{list(buf.shape)}" if isinstance(buf, np.ndarray) else type(buf).__name__
@@ -76,15 +94,15 @@ def _out_buffers(out, specs, fn, args=()):
             raise ValueError(f"{fn}(): out buffer for `{name}` is read-only")
         for arg, arg_name in args:
             if np.may_share_memory(buf, arg):
-                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps argument `{arg_name}`; "
-                                 f"gradients are added into it while `{arg_name}` is still read")
+                raise ValueError(f"{fn}(): out buffer for `{name}` overlaps {_what(arg_name)}; "
+                                 f"gradients are added into it while it is still read")
     return bufs
 
 
-def _residual_tuple(residuals, n, fn):
-    if not isinstance(residuals, tuple) or len(residuals) != n:
-        got = f"{len(residuals)} values" if isinstance(residuals, tuple) else type(residuals).__name__
-        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by the matching _fwd, got {got}")
+def _residual_tuple(residuals, n, fn, fwd):
+    if not isinstance(residuals, (tuple, list)) or len(residuals) != n:
+        got = f"{len(residuals)} values" if isinstance(residuals, (tuple, list)) else type(residuals).__name__
+        raise ValueError(f"{fn}(): `residuals` must be the tuple of {n} returned by {fwd}, got {got}")
     return residuals
 
 
@@ -229,9 +247,29 @@ def shapes_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/shapes.tl:13
     """
-    flat, idx, picked, r3, cols, r5, r6, r7 = _residual_tuple(residuals, 8, 'shapes_grad_bwd')
-    if type(seed) is not np.float64:
+    flat, idx, picked, r3, cols, r5, r6, r7 = _residual_tuple(residuals, 8, 'shapes_grad_bwd', 'shapes_grad_fwd')
+    if type(flat) is not np.ndarray or flat.dtype is not _F64:
+        flat = _residual(flat, _F64, 'shapes_grad_bwd', 'flat', 'f64[16, 3]', 'shapes_grad_fwd')
+    if type(idx) is not np.ndarray or idx.dtype is not _I64:
+        idx = _residual(idx, _I64, 'shapes_grad_bwd', 'idx', 'i64[3]', 'shapes_grad_fwd')
+    if type(picked) is not np.ndarray or picked.dtype is not _F64:
+        picked = _residual(picked, _F64, 'shapes_grad_bwd', 'picked', 'f64[3, 6]', 'shapes_grad_fwd')
+    if type(r3) is not np.ndarray or r3.dtype is not _F64:
+        r3 = _residual(r3, _F64, 'shapes_grad_bwd', 'r3', 'f64[6]', 'shapes_grad_fwd')
+    if type(cols) is not np.ndarray or cols.dtype is not _F64:
+        cols = _residual(cols, _F64, 'shapes_grad_bwd', 'cols', 'f64[3, 4]', 'shapes_grad_fwd')
+    if type(r5) is not np.ndarray or r5.dtype is not _F64:
+        r5 = _residual(r5, _F64, 'shapes_grad_bwd', 'r5', 'f64[4, 2]', 'shapes_grad_fwd')
+    if type(r6) is not _float64:
+        r6 = _residual(r6, _F64, 'shapes_grad_bwd', 'r6', 'f64', 'shapes_grad_fwd', scalar=True)
+    if type(r7) is not _float64:
+        r7 = _residual(r7, _F64, 'shapes_grad_bwd', 'r7', 'f64', 'shapes_grad_fwd', scalar=True)
+    if type(seed) is not _float64:
         seed = _scalar(seed, _F64, 'shapes_grad_bwd', 'seed', 'f64')
+    if flat.ndim != 2 or idx.ndim != 1 or picked.ndim != 2 or r3.ndim != 1 or cols.ndim != 2 or r5.ndim != 2:
+        _rank_error('shapes_grad_bwd', ((flat, 'residual `flat`', 'f64[16, 3]', 2), (idx, 'residual `idx`', 'i64[3]', 1), (picked, 'residual `picked`', 'f64[3, 6]', 2), (r3, 'residual `r3`', 'f64[6]', 1), (cols, 'residual `cols`', 'f64[3, 4]', 2), (r5, 'residual `r5`', 'f64[4, 2]', 2),))
+    if flat.shape != (16, 3) or idx.shape != (3,) or picked.shape != (3, 6) or r3.shape != (6,) or cols.shape != (3, 4) or r5.shape != (4, 2):
+        _shape_error('shapes_grad_bwd', ((flat, 'residual `flat`', 'f64[16, 3]', (16, 3)), (idx, 'residual `idx`', 'i64[3]', (3,)), (picked, 'residual `picked`', 'f64[3, 6]', (3, 6)), (r3, 'residual `r3`', 'f64[6]', (6,)), (cols, 'residual `cols`', 'f64[3, 4]', (3, 4)), (r5, 'residual `r5`', 'f64[4, 2]', (4, 2)),), ())
     t = seed.reshape((1, 1))  # cases/shapes.tl:10
     t_1 = np.broadcast_to(t, (3, 2))  # cases/shapes.tl:10
     t_2 = _index_grad(cols.T @ t_1, (4, 6), (slice(None, None, 1), slice(None, 2, 1)))  # cases/shapes.tl:10
