@@ -5,8 +5,9 @@
     loss, dw, db = m.layer_grad(x, y, w, b)
     gradcheck(m.layer_grad, x, y, w, b)
 """
+from .cache import CacheWarning
 from .gradcheck import GradcheckError, gradcheck
 from .import_hook import install_import_hook, uninstall_import_hook
 from .loader import load
 
-__all__ = ["load", "install_import_hook", "uninstall_import_hook", "gradcheck", "GradcheckError"]
+__all__ = ["load", "install_import_hook", "uninstall_import_hook", "gradcheck", "GradcheckError", "CacheWarning"]

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from .cache import entry_path
+from .loader import EntryLoader, cached_module
 
 
 class TlFinder(importlib.abc.MetaPathFinder):
@@ -41,17 +41,11 @@ class TlLoader(importlib.abc.Loader):
         return None
 
     def exec_module(self, module):
-        from .loader import _compile_into
-
         backend, checks, opt = self.options
-        data = self.source.read_bytes()
-        target = entry_path(data, self.source.stem, ("v1", backend, bool(checks), int(opt)))
-        if not target.exists():
-            _compile_into(self.source, data, target, backend, checks, opt)
-        code = compile(target.read_text(encoding="utf-8"), str(target), "exec")
+        target, data = cached_module(self.source, backend, checks, opt)
         module.__file__ = str(target)
         module.__tl_source__ = str(self.source)
-        exec(code, module.__dict__)
+        exec(EntryLoader(module.__name__, target, data).get_code(module.__name__), module.__dict__)
 
 
 _installed: list[TlFinder] = []

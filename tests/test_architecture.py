@@ -25,6 +25,7 @@ LAYERS = [
     ("pipeline", ["tapeless.compiler.driver", "tapeless.compiler.pipeline"]),
     ("tools", ["tapeless.compiler.tools", "tapeless.compiler"]),  # the package's own __init__ is a facade
     ("runtime", ["tapeless.runtime"]),
+    ("cli", ["tapeless.compiler.tools.cli"]),  # the command line: `tapeless cache` reaches the runtime's cache
 ]
 GRAMMAR = "tapeless.grammar"  # beside the layers: lark's grammar and parser, imported by the front end
 

@@ -1,4 +1,4 @@
-"""tapeless.runtime: load() with its on-disk cache, and the import hook."""
+"""tapeless.runtime: load() and the import hook (the cache itself: test_cache.py)."""
 from __future__ import annotations
 
 import sys
@@ -17,30 +17,6 @@ def cache(tmp_path, monkeypatch):
     d = tmp_path / "cache"
     monkeypatch.setenv("TAPELESS_CACHE_DIR", str(d))
     return d
-
-
-def test_load_compiles_once_and_reuses_the_cache(tmp_path, cache):
-    src = tmp_path / "m.tl"
-    src.write_text(SRC)
-    m = load(src)
-    assert m.double(np.arange(3.0)).tolist() == [0.0, 2.0, 4.0]
-    files = list(cache.glob("*.py"))
-    assert len(files) == 1 and m.__file__ == str(files[0])
-    stamp = files[0].stat().st_mtime_ns
-    load(src)
-    assert files[0].stat().st_mtime_ns == stamp            # reused, not rewritten
-    assert m.__tl_source__ == str(src)
-
-
-def test_cache_key_covers_source_and_options(tmp_path, cache):
-    src = tmp_path / "m.tl"
-    src.write_text(SRC)
-    load(src)
-    load(src, checks=False)
-    src.write_text(SRC.replace("* 2", "* 3"))
-    m = load(src)
-    assert m.double(np.ones(2)).tolist() == [3.0, 3.0]
-    assert len(list(cache.glob("*.py"))) == 3
 
 
 def test_load_reports_compile_errors(tmp_path):

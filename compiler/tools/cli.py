@@ -1,4 +1,4 @@
-"""The `tapeless` command: compile | ir | check | graph.
+"""The `tapeless` command: compile | ir | check | graph | cache.
 
 Exit status: 0 success, 1 errors in the user's input (each printed as
 `file:line:col: error: ...` with the source line and carets), 2 an internal
@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--stage", choices=("typed", "adjoint", "optimized"), default="adjoint")
     g.add_argument("--collapse", choices=("none", "statements"), default="none",
                    help="statements: one box per source statement (large graphs)")
+
+    a = sub.add_parser("cache", help="show, clear or prune the cache of compiled modules that load() uses")
+    a.add_argument("action", choices=("info", "clear", "prune"),
+                   help="info: location, entries, size, cap; clear: remove every entry; "
+                        "prune: remove damaged entries, orphaned temporary files and what exceeds the cap")
     return p
 
 
@@ -128,7 +133,17 @@ def _graph(args) -> int:
         raise InputError(str(e)) from None
 
 
-COMMANDS = {"compile": _compile, "ir": _ir, "check": _check, "graph": _graph}
+def _cache(args) -> int:
+    from tapeless.runtime.cache_maintenance import cache_command  # (the command line sits above the runtime)
+
+    try:
+        sys.stdout.write(cache_command(args.action))
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    return 0
+
+
+COMMANDS = {"compile": _compile, "ir": _ir, "check": _check, "graph": _graph, "cache": _cache}
 
 
 def main(argv: list[str] | None = None) -> int:
