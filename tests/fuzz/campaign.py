@@ -151,9 +151,10 @@ def summary(stats: Stats) -> str:
         other = sum(v for k, v in s.items() if k not in (0, 1, "timeout"))
         lines.append(f"{label:<48} {stats.runs[label]:>7} {s[0]:>7} {s[1]:>7} {other:>6} {s['timeout']:>7}")
     internal = sum(v for s in stats.status.values() for k, v in s.items() if k not in (0, 1, "timeout"))
+    hidden = sum(n for kind, n in stats.problems.items() if kind.startswith("check hid"))
     tracebacks = stats.problems["a Python traceback on stdout"] + stats.problems["a Python traceback on stderr"]
-    lines.append(f"total runs {sum(stats.runs.values())}; internal errors (exit not 0/1) {internal}; "
-                 f"tracebacks {tracebacks}; failed checks {len(stats.failures)}")
+    lines.append(f"total runs {sum(stats.runs.values())}; internal errors: exit status not 0/1 {internal}, "
+                 f"hidden in check's table {hidden}; tracebacks {tracebacks}; runs with a problem {len(stats.failures)}")
     lines.append("seconds by command: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(stats.seconds.items())))
     for kind, n in stats.problems.most_common():
         lines.append(f"problem x{n}: {kind}")

@@ -4,7 +4,8 @@ What every run must show (docs/architecture.md, "Tests"):
 * exit status 0 or 1 (2 is an internal error), no Python traceback anywhere;
 * exit 1 only with located diagnostics (`FILE:LINE:COL: error: ...`, the position inside the
   file), the CLI's own `tapeless: error: ...` form, argparse's usage form, or (check) the
-  table whose summary says what disagreed;
+  table whose summary says what disagreed; a row "could not evaluate" that names an exception
+  only a bug raises (AttributeError, KeyError, RecursionError, ...) is an internal error;
 * a compiled module is Python that compiles, imports only what generated code imports, runs
   nothing from the source (the canary of mutate.py never becomes code), and imports
   (NumPy backend);
@@ -28,6 +29,8 @@ from tapeless.compiler.tools import cli
 from .mutate import CANARY, tokens
 
 IMPORTS = {"numpy", "cupy", "os", "contextvars", "contextlib", "math", "threading"}  # what emission writes
+# exceptions that are a bug of the checker, never a property of the program or its sizes
+CHECKER_BUG = re.compile(r"\((AttributeError|NameError|UnboundLocalError|AssertionError|KeyError|RecursionError): ")
 SUMMARY = re.compile(r"^(\d+) of (\d+) derivative\(s\) agree with SymPy(.*)$", re.M)
 
 
@@ -149,8 +152,10 @@ def judge(run: Run, command: str, display: str, data: str | bytes, outputs: dict
           expected_files: set[str]) -> Verdict:
     """`outputs`: what a successful run must have written ({"module": path or "-", "dot": path})."""
     v = Verdict()
-    if run.timed_out:
+    if run.timed_out:  # (interrupted anywhere: even between mkstemp and its cleanup, so a note)
         v.notes.append(f"timeout after {run.seconds:.1f} s")
+        if left - expected_files:
+            v.notes.append(f"files left after a timeout: {sorted(left - expected_files)}")
         return v
     for stream, name in ((run.stdout, "stdout"), (run.stderr, "stderr")):
         if "Traceback (most recent call last)" in stream:
@@ -168,7 +173,10 @@ def judge(run: Run, command: str, display: str, data: str | bytes, outputs: dict
             m = SUMMARY.search(run.stdout)
             if m and ("disagree" in m[3] or "could not be checked" in m[3]):
                 for line in run.stdout.splitlines():
-                    if ": FAIL: " in line or ": error: " in line:
+                    bug = CHECKER_BUG.search(line) if ": error: " in line else None
+                    if bug:  # the checker's own exception, reported as "could not evaluate"
+                        v.problems.append(f"check hid an internal {bug[1]}: {line[:200]}")
+                    elif ": FAIL: " in line or ": error: " in line:
                         v.notes.append(f"check {'FAIL' if ': FAIL: ' in line else 'could not check'}: {line[:200]}")
                 return v
         v.problems += judge_diagnostics(display, run.stderr, data)

@@ -248,6 +248,10 @@ class ProgramGen:
             var = f"v{k}" if rng.random() < 0.8 else rng.choice([p.text for p in params])  # rebinding is allowed
             lines.append(f"    {var} = {v.text}")
             env = [e for e in env if e.text != var] + [Val(var, v.dtype, v.shape)]
+            unpack = self.unpack_call(env, k)
+            if unpack:
+                lines.append(unpack[0])
+                env += unpack[1]
         last = env[-1] if env[-1].dtype in FLOATS else self.pick(env)
         outs = [Val("", last.dtype, ()), ]
         ret = f"sum({last.text})"
@@ -262,6 +266,28 @@ class ProgramGen:
             arrow = f" -> {types[0]}" if len(types) == 1 else f" -> ({', '.join(types)})"
         self.fns.append((name, params, outs))
         return f"fn {name}({sig}){arrow} {{\n" + "\n".join(lines) + f"\n    return {ret}\n}}\n"
+
+    def unpack_call(self, env, k: int):
+        """`u0, u1 = g(...)`: a call to an earlier function with several results, sometimes."""
+        for name, params, outs in self.fns:
+            args = [self.pick_exact(env, p) for p in params]
+            if len(outs) > 1 and all(args) and self.rng.random() < 0.5:
+                names = [f"u{k}_{i}" for i in range(len(outs))]
+                return (f"    {', '.join(names)} = {name}({', '.join(args)})",
+                        [Val(n, o.dtype, o.shape) for n, o in zip(names, outs)])
+        return None
+
+    def training_step(self, name: str, directive: str) -> str:
+        """A function calling a derivative function (docs/language.md: "a training step can be
+        written in .tl"): `l, d_x = f_grad(x, ...)`, then a step."""
+        _, params, _ = next(f for f in self.fns if f[0] == name)
+        wrt = directive.split(" wrt ")[1].split(" as ")[0].split(", ")
+        grad_name = directive.split(" as ")[1] if " as " in directive else f"{name}_grad"
+        sig = ", ".join(f"{p.text}: {type_text(p.dtype, p.shape)}" for p in params)
+        args = ", ".join(p.text for p in params)
+        step = wrt[0]
+        return (f"fn step({sig}) {{\n    l, {', '.join('d_' + w for w in wrt)} = {grad_name}({args})\n"
+                f"    return {step} - {self.literal()} * d_{step}, l\n}}\n")
 
     def directives(self, name: str) -> list[str]:
         rng = self.rng
@@ -291,6 +317,10 @@ def typed_program(rng: random.Random, small: bool = False) -> str:
         parts.append(gen.function(name))
     for d in gen.directives("f"):
         parts.append(d + "\n")
+        if d.startswith("grad ") and not small and rng.random() < 0.3:
+            parts.append(gen.training_step("f", d))
+            if rng.random() < 0.5:
+                parts.append("vjp step wrt " + d.split(" wrt ")[1].split(" as ")[0].split(", ")[0] + "\n")
     if len(names) > 1 and rng.random() < 0.5:
         parts.append(rng.choice(gen.directives("g")) + "\n")
     return "\n".join(parts)
