@@ -85,7 +85,18 @@ def _chunk(args, start: int, stop: int, scratch: str) -> Stats:
     return stats
 
 
+def write_failures(out: Path, failures: list) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for f in failures:
+        stem = f"input{f.input.index}_{f.label.split()[0]}"
+        data = f.input.data if isinstance(f.input.data, bytes) else f.input.data.encode("utf-8")
+        (out / f"{stem}.tl").write_bytes(data)
+        (out / f"{stem}.txt").write_text(f.report())
+
+
 def run_parallel(args) -> Stats:
+    """The chunks in worker processes; with --out, failures and a running summary are written as
+    each chunk ends (a long run can be read, or stopped, before it finishes)."""
     total = Stats()
     t0 = time.time()
     chunks = [(a, min(a + args.chunk, args.start + args.inputs))
@@ -96,6 +107,9 @@ def run_parallel(args) -> Stats:
         for stats in pool.map(lambda c: _chunk(args, c[0], c[1], scratch), chunks):
             total.merge(stats)
             done += sum(stats.inputs.values())
+            if args.out:
+                write_failures(Path(args.out), stats.failures)
+                (Path(args.out) / "summary.txt").write_text(f"(running: {done} inputs so far)\n{summary(total)}\n")
             rate = done / max(time.time() - t0, 1e-9)
             print(f"{done} inputs, {len(total.failures)} failures, {rate:.1f} inputs/s", file=sys.stderr, flush=True)
     return total
@@ -180,14 +194,7 @@ def main(argv=None) -> int:
     for f in stats.failures[:20]:
         print(f.report())
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.txt").write_text(text + "\n")
-        for f in stats.failures:
-            stem = f"input{f.input.index}_{f.label.split()[0]}"
-            data = f.input.data if isinstance(f.input.data, bytes) else f.input.data.encode("utf-8")
-            (out / f"{stem}.tl").write_bytes(data)
-            (out / f"{stem}.txt").write_text(f.report())
+        (Path(args.out) / "summary.txt").write_text(text + "\n")
     return 1 if stats.failures else 0
 
 
