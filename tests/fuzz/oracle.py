@@ -46,6 +46,7 @@ class Run:
     stderr: str
     seconds: float
     timed_out: bool = False
+    warnings: str = ""  # Python warnings, which a `tapeless` process prints on stderr before its own text
 
 
 @dataclass
@@ -83,7 +84,7 @@ def run_cli(argv: list[str], seconds: float) -> Run:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, old)
     shown = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in caught)
-    return Run(argv, status, out.getvalue(), shown + err.getvalue(), time.perf_counter() - t0, timed_out)
+    return Run(argv, status, out.getvalue(), err.getvalue(), time.perf_counter() - t0, timed_out, shown)
 
 
 def source_lines(data: str | bytes) -> list[str]:
@@ -152,6 +153,8 @@ def judge(run: Run, command: str, display: str, data: str | bytes, outputs: dict
           expected_files: set[str]) -> Verdict:
     """`outputs`: what a successful run must have written ({"module": path or "-", "dot": path})."""
     v = Verdict()
+    if run.warnings:  # a leak from inside the compiler, not the CLI's report: counted, judged apart
+        v.notes.append(f"a Python warning on stderr: {run.warnings.splitlines()[0][-160:]}")
     if run.timed_out:  # (interrupted anywhere: even between mkstemp and its cleanup, so a note)
         v.notes.append(f"timeout after {run.seconds:.1f} s")
         if left - expected_files:
