@@ -34,7 +34,7 @@ class Failure:
     stderr: str
 
     def report(self) -> str:
-        text = self.input.data if isinstance(self.input.data, str) else self.input.data
+        text = self.input.data  # (bytes are shown as bytes)
         return (f"{self.input.describe()}\n  command: tapeless {' '.join(self.argv)}\n"
                 + "".join(f"  problem: {p}\n" for p in self.problems)
                 + f"  stderr: {self.stderr[-600:]!r}\n  input ({len(text)} chars): {text[:2000]!r}\n")
@@ -154,7 +154,8 @@ def summary(stats: Stats) -> str:
     hidden = sum(n for kind, n in stats.problems.items() if kind.startswith("check hid"))
     tracebacks = stats.problems["a Python traceback on stdout"] + stats.problems["a Python traceback on stderr"]
     lines.append(f"total runs {sum(stats.runs.values())}; internal errors: exit status not 0/1 {internal}, "
-                 f"hidden in check's table {hidden}; tracebacks {tracebacks}; runs with a problem {len(stats.failures)}")
+                 f"hidden in check's table {hidden}; tracebacks {tracebacks}; "
+                 f"runs with a problem {len(stats.failures)}")
     lines.append("seconds by command: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(stats.seconds.items())))
     for kind, n in stats.problems.most_common():
         lines.append(f"problem x{n}: {kind}")

@@ -91,7 +91,7 @@ class Deriver:
         return rng.choice(VARS)
 
     def terminal(self, name: str, origin: str, alias: str | None, pos: int) -> str:
-        rules, patterns, _, literals = _grammar()
+        _, patterns, _, literals = _grammar()
         if name == "_SEP":
             return self.rng.choice(SEPARATORS)
         pattern = patterns[name]
@@ -108,7 +108,7 @@ class Deriver:
         return self.rng.choice(pool)
 
     def derive(self, symbol: str, depth: int = 0, origin: str = "start", alias: str | None = None, pos: int = 0):
-        rules, patterns, min_depth, _ = _grammar()
+        rules, _, min_depth, _ = _grammar()
         if symbol not in rules:
             self.tokens.append(self.terminal(symbol, origin, alias, pos))
             return

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for `fuzz`
 
 from fuzz.campaign import Failure, Stats, commands_for, run_campaign, summary  # noqa: E402
-from fuzz.inputs import CI, LONG, FuzzInput, make_input  # noqa: E402
+from fuzz.inputs import CI, LONG, make_input  # noqa: E402
 from fuzz.oracle import judge, run_cli  # noqa: E402
 
 PROFILES = {"ci": CI, "long": LONG}
@@ -66,12 +66,12 @@ def _chunk(args, start: int, stop: int, scratch: str) -> Stats:
         result, progress = (os.path.join(scratch, f"{start}.{k}") for k in ("pickle", "progress"))
         cmd = [sys.executable, __file__, "--seed", str(args.seed), "--profile", args.profile,
                "--worker", str(start), str(stop), result, progress]
-        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
         if proc.returncode == 0:
             with open(result, "rb") as f:
                 stats.merge(pickle.load(f))
             return stats
-        begun = [int(x) for x in open(progress).read().split()] if os.path.exists(progress) else []
+        begun = [int(x) for x in Path(progress).read_text().split()] if os.path.exists(progress) else []
         dead = begun[-1] if begun else start
         inp = make_input(args.seed, dead, PROFILES[args.profile])
         stats.runs["worker process"] += 1

@@ -24,11 +24,13 @@ TOKEN = re.compile(r'''
     (?P<name>[A-Za-z_][A-Za-z0-9_]*) | (?P<op>->|\*\*|==|!=|<=|>=|\.\.\.|[-+*/@<>=()\[\]{},:;.]) |
     (?P<space>[ \t\f]+) | (?P<newline>\r\n|\r|\n) | (?P<other>.)''', re.X | re.S)
 
-EXTREME_NUMBERS = ["0", "0.0", "00", "1e308", "1e309", "1.7976931348623157e308", "5e-324", "1e-400", "2.2250738585072014e-308",
+EXTREME_NUMBERS = ["0", "0.0", "00", "1e308", "1e309", "1.7976931348623157e308", "5e-324", "1e-400",
+                   "2.2250738585072014e-308",
                    "2147483647", "2147483648", "9223372036854775807", "9223372036854775808", "18446744073709551616",
                    "9" * 40, "1" + "0" * 400, "0." + "0" * 300 + "1", "1e99999", ".0", "0e0", "3.", "65504", "65505",
                    "1e-45", "-0.0", "007", "inf", "pi", "1_000"]
-UNICODE = ["\u2028", "\u2029", "\x00", "\ufeff", "\u200b", "\u202e", "\u0301", "é", "漢字", "🙂", "\x0b", "\x0c", "\r",
+UNICODE = ["\u2028", "\u2029", "\x00", "\ufeff", "\u200b", "\u202e", "\u0301", "é", "漢字", "🙂", "\x0b", "\x0c",
+           "\r",
            "\r\n", "\t", "\x85", "\u00a0", "𝑥", "ｘ", "\x1b[31m", "\U0010ffff", "\ud7ff", "\x7f", "ß", "ǅ"]
 PAYLOADS = [f'"); {CANARY}(); ("', f'\n{CANARY}()\n', f'"""\n{CANARY}()\n"""', f"'''; {CANARY}() #",
             f"\\\n{CANARY}()", f"{{{CANARY}()}}", f"\r{CANARY}()", f"\x85{CANARY}()", f"\u2028{CANARY}()",
@@ -226,7 +228,8 @@ def to_bytes(rng, text: str) -> bytes:
         i = min(i, len(data) - 1)
         return data[:i] + bytes([data[i] ^ (1 << rng.randrange(8))]) + data[i + 1:]
     if form == "invalid":
-        return data[:i] + rng.choice([b"\xff", b"\xc3", b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82"]) + data[i:]
+        bad = rng.choice([b"\xff", b"\xc3", b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82"])
+        return data[:i] + bad + data[i:]
     if form == "utf16":
         return text.encode("utf-16")
     if form == "latin1":
