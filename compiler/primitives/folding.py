@@ -5,6 +5,10 @@ constant but not a scalar: a `full` constructor (zeros, ones, full) passed throu
 elementwise ops, casts and views (reshapes, broadcasts, slices) stays a `full` of the
 computed value, and a sum over a `full` is its value times the element count when that is
 known.
+
+No rule folds finite constants into inf or NaN (`in_range`): the run-time code computes the
+same value anyway, and a rewrite that gathered constants first (`5 * 1e308 * 1e-308`,
+simplification.py) must not turn a finite result into inf, as -O1 once did.
 """
 from __future__ import annotations
 
@@ -36,6 +40,27 @@ def constant_inputs(n: Node) -> list | None:
     return values
 
 
+def in_range(value, dtype, inputs=(), product: bool = False) -> bool:
+    """May a constant folded from `inputs` stand in the program? Not when it is inf or NaN from
+    finite inputs (overflow, in `dtype`), nor, for a product or quotient (`product`), when it
+    underflowed: below the normal range, or 0 from nonzero factors. The program, computing in
+    its own order, may have stayed in range; and a lost constant is lost for every input."""
+    try:
+        v = np.asarray(value).astype(dtype.np)[()].item()
+    except (OverflowError, ValueError):
+        return False
+    if not isinstance(v, float):
+        return True  # integers: nodes.apply refuses every overflow already
+    finite_in = all(np.isfinite(np.asarray(i, dtype=float)) for i in inputs)
+    if not np.isfinite(v):
+        return not finite_in
+    if product and finite_in:
+        if v == 0:
+            return any(i == 0 for i in inputs)
+        return abs(v) >= np.finfo(dtype.np).tiny
+    return True
+
+
 def _full(value, like: Node) -> Node:
     if like.shape == ():
         return B.const(value, like.type)
@@ -50,7 +75,7 @@ def elementwise_of_fills(m):
     args = [np.asarray(v, dtype=i.dtype.np)[()] for v, i in zip(values, n.inputs)]
     with np.errstate(all="ignore"):
         out = np.asarray(n.op.fold(*args)).astype(n.dtype.np)[()].item()
-    return _full(out, n)
+    return _full(out, n) if in_range(out, n.dtype, values) else None
 
 
 @FOLD.rule("a cast of a constant fill is a constant fill")
@@ -58,7 +83,9 @@ def cast_of_fill(m):
     n, values = m.node, constant_inputs(m.node)
     if values is None or n.op.name != "cast":
         return None
-    return _full(np.asarray(values[0]).astype(n.dtype.np)[()].item(), n)
+    with np.errstate(all="ignore"):
+        out = np.asarray(values[0]).astype(n.dtype.np)[()].item()
+    return _full(out, n) if in_range(out, n.dtype, values) else None
 
 
 @FOLD.rule("a view of a constant fill (a slice, a diagonal, ...) is a constant fill")
@@ -77,4 +104,6 @@ def sum_of_fill(m):
     count = dim_prod(n.inputs[0].shape[a] for a in n.attr("axes"))
     if not isinstance(count, int):
         return None
-    return _full(np.asarray(values[0] * count).astype(n.dtype.np)[()].item(), n)
+    with np.errstate(all="ignore"):
+        out = np.asarray(values[0] * count).astype(n.dtype.np)[()].item()
+    return _full(out, n) if in_range(out, n.dtype, values) else None

@@ -4,6 +4,13 @@ Each rule looks at one node (whose inputs are already simplified) and returns an
 cheaper node or None. A rewrite is kept only if it leaves the node's type (dtype and shape)
 unchanged (the pass's `accept`). Rules never fold `x * 0` or `x - x` (NaN and inf make them
 wrong) and never drop a `where`.
+
+A rule that gathers constants never makes a finite result inf or NaN: a constant it folds is
+in range (folding.in_range: `5 * 1e308 * 1e-308` keeps its three factors), and a constant
+moved past a product or a sum of run-time values only where that cannot take an
+intermediate out of range (`sum(c u) = c sum(u)` for |c| >= 1 only: sum(u) is then no
+larger than sum(c u)). tests/test_extreme_constants.py compares every level with -O0 on
+programs full of 1e308 and 1e-308.
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from ..core.ir import Node
 from ..core.rewrite import Op, RuleSet, Wild, X, Y
 from ..core.types import broadcast_shapes, dim_prod
 from . import algebra as B
+from .folding import in_range
 from .linalg import full_spec, parse_spec
 
 SIMPLIFY = RuleSet("simplify")
@@ -20,6 +28,19 @@ SIMPLIFY = RuleSet("simplify")
 
 def _const(n: Node):
     return n.attr("value") if n.is_const else None
+
+
+def _folded(c: Node, parts, like: Node, product: bool) -> Node | None:
+    """c, the constant folded from the constants `parts`, when it is in range in like's dtype."""
+    ok = c.is_const and in_range(c.attr("value"), like.dtype, [p.attr("value") for p in parts], product)
+    return c if ok else None
+
+
+def _at_least_one(c: Node) -> bool:
+    """Moving c out of a product or sum of run-time values (c (a b) for (c a) b) leaves the inner
+    value no larger than before, so it cannot overflow where the program did not."""
+    v = _const(c)
+    return v is not None and (not c.dtype.is_float or abs(v) >= 1 and math.isfinite(v))
 
 
 def same_type(new: Node, old: Node) -> bool:
@@ -130,8 +151,8 @@ def constant_chains(m):
         inner_c = next((i for i in b.inputs if _const(i) is not None), None)
         if inner_c is not None:
             other = b.inputs[1] if inner_c is b.inputs[0] else b.inputs[0]
-            c = B.apply(n.op, a, inner_c)  # folds: both constants
-            return B.apply(n.op, c, other)
+            c = _folded(B.apply(n.op, a, inner_c), (a, inner_c), n, n.op.name == "mul")  # folds: both constants
+            return None if c is None else B.apply(n.op, c, other)
     if b.op.name == "neg" and n.op.name == "mul":  # c * -x = (-c) * x
         return B.apply("mul", B.apply("neg", a), b.inputs[0])
     if (a, b) != tuple(n.inputs):
@@ -153,7 +174,9 @@ def constants_out_of_products(m):
             parts.append(i)
     if not consts:
         return None
-    c = consts[0] if len(consts) == 1 else B.apply("mul", *consts)
+    c = consts[0] if len(consts) == 1 else _folded(B.apply("mul", *consts), consts, n, True)
+    if c is None or not _at_least_one(c):  # |c| < 1: a * b may overflow where (c1 a) * (c2 b) did not
+        return None
     return B.apply("mul", c, B.apply("mul", *parts))
 
 
@@ -162,7 +185,9 @@ def divide_by_constant(m):
     n = m.node
     if n.op.name == "div" and _const(n.inputs[1]) not in (None, 0) and n.dtype.is_float:
         c = n.inputs[1]
-        return B.apply("mul", B.apply("div", B.like_const(1, c), c), n.inputs[0])
+        one = B.like_const(1, c)
+        inverse = _folded(B.apply("div", one, c), (one, c), n, True)  # 1 / 1e-310 is inf
+        return None if inverse is None else B.apply("mul", inverse, n.inputs[0])
     return None
 
 
@@ -216,12 +241,16 @@ def horner(m):
     n = m.node
     if n.op.name not in ("add", "sub") or not n.dtype.is_float:
         return None
+    if any(i.id in _NOT_POLYNOMIAL for i in n.inputs):
+        return None  # a sum with an operand that is not a polynomial is not one either
     found = _polynomial(n)
     if found is None:
         return None
     x, coefs = found
     if x.shape != n.shape or x.dtype != n.dtype or max(coefs) < 2:
         return None
+    if not all(2.0 ** -_COEF_RANGE <= abs(c) <= 2.0 ** _COEF_RANGE and in_range(c, n.dtype) for c in coefs.values()):
+        return None  # ((1e308 x + 1e308) x overflows at x = 0.9, where 1e308 x^2 + 1e308 x does not)
     top = max(coefs)
     if top - (coefs[top] == 1) + len(coefs) - 1 >= _op_count(n, x):  # a multiply per degree, an add per term
         return None
@@ -291,11 +320,26 @@ def _polynomial(n: Node):
     try:
         found = walk(n)
     except _TooBig:
+        found = None
+    if found is None:
+        # remembered: each sum of a long chain would otherwise walk _POLYNOMIAL_NODES nodes
+        # below it again (a node that is not a polynomial in any one value makes no sum above
+        # it one; a node made of constants alone, found but without a leaf, may)
+        if len(_NOT_POLYNOMIAL) > 1_000_000:
+            _NOT_POLYNOMIAL.clear()
+        _NOT_POLYNOMIAL.add(n.id)
         return None
-    return (leaf[0], found) if found is not None and leaf else None
+    return (leaf[0], found) if leaf else None
+
+
+_NOT_POLYNOMIAL: set[int] = set()  # ids of nodes _polynomial found not to be one (ids are never reused)
 
 
 _MAX_DEGREE = 32  # x ** k with a larger k stays a power: a Horner chain that long is no cheaper
+# Coefficients between 2^-24 and 2^24 (1/5040 of a Taylor series included): the nested form's
+# intermediates then stay within a factor 2^53 of the terms the written form computes, so it
+# overflows only where those terms come that close to the largest float.
+_COEF_RANGE = 24
 
 # The rule runs at every + and - of a sum: looking at most this many nodes down keeps a
 # 500-term sum linear in time and shallow in recursion.
@@ -389,6 +433,12 @@ def constants_out_of_sums(m):
         return None
     u = inner.inputs[1] if c is inner.inputs[0] else inner.inputs[0]
     if u.shape != inner.shape or u.dtype != inner.dtype:
+        return None
+    # sum(u) must not overflow where sum(u + c) or sum(c u) did not: |c| >= 1 for a product; for
+    # a sum, |c| <= 1 and at least single precision, so c n and the shift are far from overflow
+    if inner.op.name == "mul" and not _at_least_one(c):
+        return None
+    if inner.op.name == "add" and n.dtype.is_float and (abs(_const(c)) > 1 or n.dtype.itemsize < 4):
         return None
     total = B.apply("sum", u, axes=n.attr("axes"), keepdims=n.attr("keepdims"))
     if inner.op.name == "mul":

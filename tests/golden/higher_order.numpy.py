@@ -509,10 +509,11 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
     N = a.shape[0]
     if a.shape != (N, N) or w.shape != (N,) or r2.shape != (N,) or r3.shape != (N,) or r4.shape != (N,) or r5.shape != (N,) or ct1.shape != (N,):
         _shape_error('energy_hvp_bwd', ((a, 'residual `a`', 'f64[N, N]', (N, N)), (w, 'residual `w`', 'f64[N]', (N,)), (r2, 'residual `r2`', 'f64[N]', (N,)), (r3, 'residual `r3`', 'f64[N]', (N,)), (r4, 'residual `r4`', 'f64[N]', (N,)), (r5, 'residual `r5`', 'f64[N]', (N,)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'residual `a`'),))
-    t = a @ ct1  # cases/higher_order.tl:3
+    t = 0.25 * ct0  # cases/higher_order.tl:3
+    t_1 = a @ ct1  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
-    t_1 = np.empty((N,), dtype=np.float64)
-    t_2 = t  # its memory is free from here on
+    t_2 = np.empty((N,), dtype=np.float64)
+    t_3 = t_1  # its memory is free from here on
     def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         for i in range(lo, hi, rows):
@@ -521,31 +522,30 @@ def energy_hvp_bwd(residuals, ct0, ct1, *, out=None):
             w_b = w[i:j]
             ct1_b = ct1[i:j]
             r3_b = r3[i:j]
-            t_b = t[i:j]
+            t_1_b = t_1[i:j]
             r4_b = r4[i:j]
             r2_b = r2[i:j]
             r5_b = r5[i:j]
-            t_1_b = t_1[i:j]
-            np.multiply(w_b, w_b, out=t_1_b)  # cases/higher_order.tl:3
-            np.multiply(ct1_b, t_1_b, out=t_1_b)  # cases/higher_order.tl:3
-            np.multiply(3, t_1_b, out=t_1_b)  # cases/higher_order.tl:3
-            np.multiply(ct0, r3_b, out=b0)  # cases/higher_order.tl:3
-            np.multiply(0.25, b0, out=b0)  # cases/higher_order.tl:3
-            np.add(t_1_b, b0, out=t_1_b)  # cases/higher_order.tl:3
-            np.multiply(t_b, r4_b, out=b0)  # cases/higher_order.tl:3
+            t_2_b = t_2[i:j]
+            np.multiply(w_b, w_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(ct1_b, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(3, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(t, r3_b, out=b0)  # cases/higher_order.tl:3
+            np.add(t_2_b, b0, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(t_1_b, r4_b, out=b0)  # cases/higher_order.tl:3
             np.negative(b0, out=b0)  # cases/higher_order.tl:3
             np.multiply(b0, r2_b, out=b0)  # cases/higher_order.tl:3
             np.add(b0, b0, out=b0)  # cases/higher_order.tl:3
-            t_2_b = t_2[i:j]
-            np.multiply(t_b, r5_b, out=t_2_b)  # cases/higher_order.tl:3
-            np.multiply(2, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
-            np.add(b0, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
+            t_3_b = t_3[i:j]
+            np.multiply(t_1_b, r5_b, out=t_3_b)  # cases/higher_order.tl:3
+            np.multiply(2, t_3_b, out=t_3_b)  # cases/higher_order.tl:3
+            np.add(b0, t_3_b, out=t_3_b)  # cases/higher_order.tl:3
             np.multiply(ct0, r4_b, out=b0)  # cases/higher_order.tl:3
-            np.add(t_2_b, b0, out=t_2_b)  # cases/higher_order.tl:3
-            np.multiply(t_2_b, r5_b, out=t_2_b)  # cases/higher_order.tl:3
+            np.add(t_3_b, b0, out=t_3_b)  # cases/higher_order.tl:3
+            np.multiply(t_3_b, r5_b, out=t_3_b)  # cases/higher_order.tl:3
         return ()
     _blocks(_fused0, N, 80, N, (), _CHEAP_BLOCKS)
-    d_w = t_1 + t_2 @ a  # cases/higher_order.tl:3
+    d_w = t_2 + t_3 @ a  # cases/higher_order.tl:3
     if out is not None:
         out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_hvp_bwd')
         out_w += d_w
