@@ -15,8 +15,10 @@ Two tests, both against the forward function the derivative was made from:
 Differences are always taken in f64: gradcheck rebuilds the module from its
 source (generated modules carry it) with every floating dtype read as f64, checks
 that build's derivative tightly, and then checks the function it was given
-(f32, say) against the f64 build at a tolerance fitting its precision. A
-failure names the function, the argument, the element, both values and the
+(f32, say) against the f64 build at a tolerance fitting its precision: the
+lowest on the path from the arguments to the results (`lowest_float` in the
+module's `__tapeless__`; an f64 gradient of f32 values is only as exact as f32).
+A failure names the function, the argument, the element, both values and the
 tolerances.
 """
 from __future__ import annotations
@@ -31,7 +33,22 @@ class GradcheckError(AssertionError):
 
 
 _PRECISION = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 2e-3, np.dtype(np.float16): 5e-2}
+_DTYPES = {"f16": np.dtype(np.float16), "f32": np.dtype(np.float32), "f64": np.dtype(np.float64)}
 _REFERENCE_BUILDS: dict[str, object] = {}
+
+
+def _tolerance(info, *values) -> float:
+    """The relative tolerance against the f64 build: that of the lowest floating precision on the
+    path, which the module declares (`lowest_float`: arguments, intermediate values, results),
+    and at least that of the values compared and the arguments given."""
+    dtypes = [np.asarray(v).dtype for v in values]
+    if info.get("lowest_float") in _DTYPES:
+        dtypes.append(_DTYPES[info["lowest_float"]])
+    return max((_PRECISION.get(dt, 0.0) for dt in dtypes), default=1e-9) or 1e-9
+
+
+def _at(idx) -> str:
+    return f"[{', '.join(str(int(i)) for i in idx)}]" if idx else ""
 
 
 def _f64_build(module):
@@ -204,11 +221,12 @@ def _check_forward_mode(fn, module, info, args, eps, atol, rtol, seed, mode) -> 
     own = fn(*args, *[d.astype(args[k].dtype) for d, k in zip(dirs, ks)])
     for (what, _, want), have in zip(checks, own[len(own) - len(checks):]):
         have = np.asarray(have)
-        tol = _PRECISION.get(have.dtype, 1e-9)
+        tol = _tolerance(info, have, *args)
         scale = float(np.max(np.abs(want))) if want.size else 1.0
         if not np.allclose(have.astype(np.float64), want, rtol=tol, atol=tol * max(scale, 1e-30) + 1e-6):
             raise GradcheckError(f"gradcheck failed for {fn.__name__}: {what} in {have.dtype} is far from the "
-                                 f"f64 build (tolerance {tol} relative to {scale:.3g})")
+                                 f"f64 build (tolerance {tol} relative to {scale:.3g}, from the lowest precision "
+                                 f"on the path, {info.get('lowest_float', have.dtype)})")
     return True
 
 
@@ -218,13 +236,14 @@ def _same_as_reference(fn, info, args, cts, ref_grads, names, wrt) -> None:
     n_out = len(own) - len(wrt)
     for name, g, want in zip(wrt, own[n_out:], ref_grads):
         g = np.asarray(g)
-        tol = _PRECISION.get(g.dtype, 1e-9)
+        tol = _tolerance(info, g, *args)
         scale = float(np.max(np.abs(want))) if want.size else 1.0
         if g.shape != want.shape or not np.allclose(g.astype(np.float64), want, rtol=tol, atol=tol * max(scale, 1e-30)):
             bad = np.unravel_index(np.argmax(np.abs(g.astype(np.float64) - want)), want.shape) if want.shape else ()
             raise GradcheckError(
-                f"gradcheck failed for {fn.__name__}: d/d{name}{list(bad) if bad else ''} in {g.dtype} is "
-                f"{g[bad]!r}, the f64 build gives {want[bad]!r} (tolerance {tol} relative to max |grad| {scale:.3g})")
+                f"gradcheck failed for {fn.__name__}: d/d{name}{_at(bad)} in {g.dtype} is {float(g[bad])!r}, "
+                f"the f64 build gives {float(want[bad])!r} (tolerance {tol} relative to max |grad| {scale:.3g}, "
+                f"from the lowest precision on the path, {info.get('lowest_float', g.dtype)})")
 
 
 def _central(inner, args, k, idx, eps) -> float:

@@ -111,6 +111,53 @@ def test_gradcheck_reads_the_record(tl):
     assert GradcheckError
 
 
+MIXED = """
+fn f(x: f32[N], w: f64[N]) -> f64 {
+    return sum(f64(x * x) * w * w)
+}
+grad f wrt w
+fn g(x: f64[N]) -> f64 {
+    return sum(f64(f32(x) * f32(x)) * x)
+}
+grad g wrt x
+jvp g wrt x
+fn h(x: f64[N]) -> f64 {
+    return sum(x * x * x)
+}
+grad h wrt x
+"""
+
+
+def test_gradcheck_takes_its_tolerance_from_the_lowest_precision_on_the_path(tl):
+    """An f64 gradient computed from f32 values (an f32 argument, or an f32 value inside) is as
+    exact as f32: gradcheck used to hold it to f64's 1e-9 against the f64 build and fail it."""
+    import functools
+
+    from tapeless.runtime import GradcheckError, gradcheck
+
+    m = tl(MIXED)
+    table = m.__tapeless__
+    assert [table[name]["lowest_float"] for name in ("f", "f_grad", "g", "g_grad", "g_jvp", "h_grad")] == \
+        ["f32", "f32", "f32", "f32", "f32", "f64"]
+    rng = np.random.default_rng(0)
+    x32, w, x = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5), rng.standard_normal(5)
+    assert gradcheck(m.f_grad, x32, w) and gradcheck(m.g_grad, x) and gradcheck(m.g_jvp, x)
+
+    def off(fn, factor):  # the same function with its gradient off by `factor`
+        @functools.wraps(fn)
+        def wrong(*args, **kw):
+            value, grad = fn(*args, **kw)
+            return value, grad * factor
+        return wrong
+
+    # still exact enough to fail a wrong gradient: 1% off in f32, 1e-7 off in f64
+    with pytest.raises(GradcheckError, match=r"d/dw\[\d\] in float64 .* from the lowest precision on the path, f32"):
+        gradcheck(off(m.f_grad, 1.01), x32, w)
+    assert gradcheck(off(m.h_grad, 1 + 1e-12), x)
+    with pytest.raises(GradcheckError, match=r"d/dx\[\d\] in float64 .*tolerance 1e-09.* on the path, f64"):
+        gradcheck(off(m.h_grad, 1 + 1e-7), x)
+
+
 # ---- the rule context: a primitive differentiates a sub-function through ctx -----------------------
 def test_a_rule_pulls_back_and_pushes_forward_a_sub_function(monkeypatch):
     """A primitive that carries a function (as a loop or scan will) differentiates it with

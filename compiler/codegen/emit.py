@@ -539,8 +539,14 @@ def _table_entry(mod: ModuleContext, f: Function) -> dict:
             info["n_residuals"] = d.n_residuals
         if d.part is Part.FWD:
             info["n_outputs"] = d.n_primal_outputs
-    if any(n.op.detaches for n in topo_order(f.outputs)):
+    nodes = topo_order(f.outputs)
+    if any(n.op.detaches for n in nodes):
         info["uses_stop_gradient"] = True
+    # the lowest floating precision on the way from the arguments to the results: gradcheck's
+    # tolerance (an f64 gradient of f32 values is only as exact as f32)
+    floats = [n.dtype for n in (*f.params, *nodes) if n.dtype.is_float]
+    if floats:
+        info["lowest_float"] = min(floats, key=lambda dt: dt.itemsize).short
     if d is not None:
         record = d.table()
         del record["of"], record["wrt"]

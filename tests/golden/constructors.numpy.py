@@ -337,9 +337,9 @@ def ctors_grad_bwd(residuals, *, seed=1.0, out=None):
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.
 __tapeless__ = {
-    'ctors': {'kind': 'fn', 'params': ('x',), 'n_outputs': 1},
-    'ctors_grad': {'kind': 'grad', 'params': ('x',), 'n_outputs': 2, 'of': 'ctors', 'wrt': ('x',), 'directive': 'grad', 'part': 'whole', 'inputs': (('primal', 'x'),), 'outputs': (('primal', 'value'), ('gradient', 'x')), 'pair': ('ctors_grad_fwd', 'ctors_grad_bwd')},
-    'ctors_grad_fwd': {'kind': 'fwd', 'params': ('x',), 'n_outputs': 1, 'of': 'ctors', 'wrt': ('x',), 'directive': 'grad', 'part': 'fwd', 'inputs': (('primal', 'x'),), 'outputs': (('primal', 'value'), ('residual', 'r0'), ('residual', 'e'), ('residual', 'f')), 'pair': ('ctors_grad_fwd', 'ctors_grad_bwd')},
-    'ctors_grad_bwd': {'kind': 'bwd', 'params': ('r0', 'e', 'f', 'seed'), 'n_outputs': 1, 'of': 'ctors', 'wrt': ('x',), 'n_residuals': 3, 'directive': 'grad', 'part': 'bwd', 'inputs': (('residual', 'r0'), ('residual', 'e'), ('residual', 'f'), ('seed', 'seed')), 'outputs': (('gradient', 'x'),), 'pair': ('ctors_grad_fwd', 'ctors_grad_bwd')},
+    'ctors': {'kind': 'fn', 'params': ('x',), 'n_outputs': 1, 'lowest_float': 'f32'},
+    'ctors_grad': {'kind': 'grad', 'params': ('x',), 'n_outputs': 2, 'of': 'ctors', 'wrt': ('x',), 'lowest_float': 'f32', 'directive': 'grad', 'part': 'whole', 'inputs': (('primal', 'x'),), 'outputs': (('primal', 'value'), ('gradient', 'x')), 'pair': ('ctors_grad_fwd', 'ctors_grad_bwd')},
+    'ctors_grad_fwd': {'kind': 'fwd', 'params': ('x',), 'n_outputs': 1, 'of': 'ctors', 'wrt': ('x',), 'lowest_float': 'f32', 'directive': 'grad', 'part': 'fwd', 'inputs': (('primal', 'x'),), 'outputs': (('primal', 'value'), ('residual', 'r0'), ('residual', 'e'), ('residual', 'f')), 'pair': ('ctors_grad_fwd', 'ctors_grad_bwd')},
+    'ctors_grad_bwd': {'kind': 'bwd', 'params': ('r0', 'e', 'f', 'seed'), 'n_outputs': 1, 'of': 'ctors', 'wrt': ('x',), 'n_residuals': 3, 'lowest_float': 'f32', 'directive': 'grad', 'part': 'bwd', 'inputs': (('residual', 'r0'), ('residual', 'e'), ('residual', 'f'), ('seed', 'seed')), 'outputs': (('gradient', 'x'),), 'pair': ('ctors_grad_fwd', 'ctors_grad_bwd')},
 }
 __tapeless_source__ = '# Constructors take sizes from symbols; without dtype= they take the dtype they meet.\nfn ctors(x: f32[N, 3]) -> f32 {\n    z = zeros([N, 3]) + ones([3]) * 2\n    e = eye(3, dtype=f32)\n    f = full([N, 1], 0.5)\n    return sum(x * z + x @ e * f) + sum(zeros_like(x)) + sum(N * ones_like(x))\n}\n\ngrad ctors wrt x\n'
