@@ -154,13 +154,14 @@ def _display(text: str) -> str:
 
 
 def _cols(text: str) -> int:
-    """Terminal columns: wide (CJK) characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    """Terminal columns: wide (CJK) characters take two, combining marks none."""
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
 def _shown(text: str) -> str:
-    """What an excerpt may print for a source line: control characters may be replaced."""
-    return "".join("?" if unicodedata.category(c) == "Cc" and c != "\t" else c for c in text)
+    """What an excerpt prints for a source line: a character that is not printable (a control,
+    U+2028, U+2029, a format character) as its Python escape, never raw (tabs may stay tabs)."""
+    return "".join(c if c == "\t" or c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def check_output(spec: ErrorFile, shown_path: str, rc: int, stdout: str, stderr: str) -> None:
@@ -190,18 +191,19 @@ def check_output(spec: ErrorFile, shown_path: str, rc: int, stdout: str, stderr:
             assert body.startswith("...") == (lo > 0), f"{where}: a window not at the start begins with ..."
             gutter, source = gutter + ("..." if lo else ""), source[lo:lo + len(inner)]
             d = replace(d, col=d.col - lo)
-        shown = {_display(gutter + source), _display(gutter + _shown(source))}
+        shown = {_display(gutter + _shown(source))}
         assert _display(d.excerpt.removesuffix("...")) in shown, (
             f"{where}: excerpt {d.excerpt!r} is not line {d.line}: {source!r}")
         # carets under the column, as a terminal shows it
         m = re.fullmatch(r"([ \t]*)(\^+)", d.carets)
         assert m, f"{where}: not a caret line: {d.carets!r}"
         caret_at = _cols(_display(m[1]))
-        column_at = _cols(_display(gutter + source[: d.col - 1]))
+        column_at = _cols(_display(gutter + _shown(source[: d.col - 1])))
         assert caret_at == column_at, (
             f"{where}: carets start at display column {caret_at + 1}, the text of column {d.col} at "
             f"{column_at + 1}\n{d.excerpt}\n{d.carets}")
-        assert caret_at + len(m[2]) <= _cols(_display(gutter + source)) + 1, f"{where}: carets run past the line"
+        assert caret_at + len(m[2]) <= _cols(_display(gutter + _shown(source))) + 1, \
+            f"{where}: carets run past the line"
     for text in spec.forbidden:
         for d in diags:
             assert text not in d.message, f"{spec.path.name}:{d.line}:{d.col}: {d.message!r} contains {text!r}"
@@ -235,7 +237,7 @@ def test_ir_command_reports_the_same(path: Path, capsys, monkeypatch, tmp_path):
 
 
 SUBPROCESS_FILES = ["eol_crlf", "eol_cr", "unicode_text", "multi_independent_errors", "syntax_missing_rbrace",
-                    "tab_single"]
+                    "tab_single", "caret_after_line_separators"]
 
 
 @pytest.mark.parametrize("name", SUBPROCESS_FILES)
@@ -368,3 +370,15 @@ def test_deep_and_long_programs_compile(tl):
     for _ in range(151):
         want = np.sin(want)
     assert m.g(2.0) == want
+
+
+def test_line_separators_print_escaped_with_the_carets_under_the_error(capsys, tmp_path):
+    """U+2028 used to be printed raw: a terminal (or str.splitlines) breaks the line there and
+    the carets land under other text. The exact picture, through the CLI."""
+    path = tmp_path / "sep.tl"
+    path.write_bytes("fn f(x: f64) -> f64 {\n    return x \u2028+ y\n}\n".encode("utf-8"))
+    rc, out, err = run_cli(["compile", str(path), "-o", str(tmp_path / "sep.py")], capsys)
+    assert rc == 1 and out == ""
+    assert err.splitlines()[1:3] == ["   2 |     return x \\u2028+ y",
+                                     " " * 20 + "^" * 6]  # under the 6 characters of `\\u2028`
+    assert "\u2028" not in err and "\u2029" not in err

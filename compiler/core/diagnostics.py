@@ -38,32 +38,37 @@ WIDTH = 160  # a longer source line is shown as a window around the error
 
 
 def _excerpt(source: SourceFile, span: Span) -> list[str]:
-    raw = _printable(source.line_text(span.line))
-    if not raw.strip():
+    line = source.line_text(span.line)
+    shown = [_shown(c) for c in line]  # one piece per character (column)
+    if not "".join(shown).strip():
         return []
-    end = span.end_col if span.end_line == span.line else len(raw) + 1
-    end = min(end, len(raw) + 1)
+    end = span.end_col if span.end_line == span.line else len(line) + 1
+    end = min(end, len(line) + 1)
     start = span.col - 1
-    lo, hi = 0, len(raw)
-    if len(raw) > WIDTH:  # a window that starts a little before the error
-        lo = max(0, min(start - 40, len(raw) - WIDTH))
-        hi = min(len(raw), lo + WIDTH)
-    left, right = ("..." if lo else ""), ("..." if hi < len(raw) else "")
+    lo, hi = 0, len(line)
+    if len(line) > WIDTH:  # a window that starts a little before the error
+        lo = max(0, min(start - 40, len(line) - WIDTH))
+        hi = min(len(line), lo + WIDTH)
+    left, right = ("..." if lo else ""), ("..." if hi < len(line) else "")
     gutter = f"{span.line:>4} | " + left
-    # columns count characters; the picture expands tabs and counts wide (CJK) characters twice
-    # so the carets sit under the text
-    start_at = _width((gutter + raw[lo:start]).expandtabs(TAB))
-    end_at = _width((gutter + raw[lo:max(start, min(end - 1, hi))]).expandtabs(TAB))
-    return [(gutter + raw[lo:hi]).expandtabs(TAB) + right, " " * start_at + "^" * max(1, end_at - start_at)]
+    # columns count characters; the picture expands tabs, shows escapes, counts wide (CJK)
+    # characters twice and combining marks not at all, so the carets sit under the text
+    start_at = _width((gutter + "".join(shown[lo:start])).expandtabs(TAB))
+    end_at = _width((gutter + "".join(shown[lo:max(start, min(end - 1, hi))])).expandtabs(TAB))
+    return [(gutter + "".join(shown[lo:hi])).expandtabs(TAB) + right, " " * start_at + "^" * max(1, end_at - start_at)]
 
 
 def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
 
-def _printable(text: str) -> str:
-    """Control characters would garble a terminal; show each as one '?' so columns hold."""
-    return "".join("?" if unicodedata.category(c) == "Cc" and c != "\t" else c for c in text)
+def _shown(c: str) -> str:
+    """A source character as the excerpt prints it. A line is what the grammar says (it ends at
+    \n, \r\n or \r); a character that is not printable (a control, U+2028 and U+2029, which a
+    terminal or `str.splitlines` would take as a line break, a zero-width or bidi format
+    character, a space other than ' ') is shown as its Python escape (`\u2028`), so the line
+    prints as one line and the carets count it at the width it is shown."""
+    return c if c == "\t" or c.isprintable() else repr(c)[1:-1]
 
 
 @dataclass
