@@ -17,6 +17,7 @@ they differentiate, and the names the stages give (ir.hint) are one table too.
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 
 from tapeless.grammar import KEYWORDS
 
@@ -24,6 +25,7 @@ from .autodiff.directives import DIRECTIVES, part_names
 from .core.diagnostics import Sink, UserError
 from .core.ir import Function, Graph, Module, Node, current_hints, graph_scope
 from .core.source import SourceFile, Span
+from .core.substitute import expand_calls
 from .frontend import syntax as ast
 from .frontend.lower import Lowering, Poison
 from .primitives.builtin_functions import BUILTINS
@@ -224,6 +226,8 @@ class Program:
             return None
         target, wrt = checked
         try:
+            # one graph to differentiate: the calls kept as calls expanded (primitives/call.py)
+            target = replace(target, outputs=tuple(expand_calls(list(target.outputs))))
             return DIRECTIVES[d.kind].derive(d.emitted_name, target, wrt, d.span)
         except UserError as e:
             self.sink.error(e.span or d.span, e.message)

@@ -80,6 +80,10 @@ class FnContext:
     def dtype(self, dt: DType) -> str:
         return f"{self.xp}.{dt.numpy_name}"
 
+    def function(self, name: str) -> str:
+        """The generated module's name for the function of the fn `name` (a call calls it)."""
+        return self.mod.fn_names[name]
+
     def dtype_const(self, dt: DType) -> str:
         self.mod.dtype_consts.add(dt)
         return f"_{dt.short.upper()}"

@@ -28,6 +28,9 @@ points at its record (`node.op`), so every stage asks the record, never an op na
     cost          Cost                                   free, cheap, costly or a contraction
     quiet         bool                                   may meet inf/nan on the way to a right result
     requires      node -> [(dim, what)]                  run-time conditions on symbolic sizes
+    body          node -> [Node]                         the node as IR of other primitives (a call:
+                                                         the callee inlined); a directive expands it
+                                                         before differentiating
 
 `rule_shape` says which of the named shapes (primitives/rule_shapes.py) built the
 derivative rules: unary, binary, linear, bilinear, nondifferentiable, constructor, leaf, or
@@ -126,6 +129,7 @@ class Kind(enum.Enum):
     LITERAL = "literal"  # const, dim
     CONSTRUCTOR = "constructor"  # full, eye: made from attributes alone
     MISC = "misc"
+    SUBGRAPH = "subgraph"  # its meaning is a graph of other primitives (a call kept as a call)
 
     def __eq__(self, other) -> bool:
         if isinstance(other, str):
@@ -156,9 +160,12 @@ class RuleContext:
 
 @dataclass(frozen=True)
 class SymContext:
-    """What a SymPy meaning may read: the concrete sizes of the size symbols."""
+    """What a SymPy meaning may read: the concrete sizes of the size symbols, and the
+    evaluator itself (evaluate(outputs, {param id: value}) -> values), for a primitive whose
+    meaning is a graph (a call)."""
 
     sizes: dict
+    evaluate: Callable[..., list] | None = None
 
     def dim(self, d) -> int:
         from .types import dim_subst
@@ -199,6 +206,7 @@ class Primitive:
     cost: Cost = Cost.CHEAP
     quiet: bool = False
     requires: Callable | None = None
+    body: Callable | None = None
     doc: str = ""
     # example applications for the per-primitive SymPy proofs: (input types, attrs, {input: domain})
     examples: tuple = ()
@@ -241,7 +249,8 @@ class Primitive:
     def facets(self) -> dict[str, bool]:
         """Which facets the record has, for the registry test (a rule missing is not the same
         as `not differentiable`)."""
-        leafish = self.kind in (Kind.LEAF, Kind.LITERAL, Kind.CONSTRUCTOR)
+        # (a subgraph has no examples of its own: its meaning is made of checked records)
+        leafish = self.kind in (Kind.LEAF, Kind.LITERAL, Kind.CONSTRUCTOR, Kind.SUBGRAPH)
         return {
             "infer": self.infer is not None,
             "emit": self.emit is not None,

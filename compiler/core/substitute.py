@@ -61,3 +61,39 @@ def _subst_attr(v, env):
     if isinstance(v, tuple):
         return tuple(_subst_attr(x, env) for x in v)
     return v
+
+
+def expand_calls(outputs: list[Node]) -> list[Node]:
+    """outputs with every node that has a `body` (a call kept as a call) replaced by that body,
+    recursively: one graph a derivative can be taken of. Each node is visited once, and a body
+    is built over inputs already expanded, so a chain of n calls expands in time linear in
+    the result (a recursive walk from each call would revisit everything above it)."""
+    done: dict[int, Node] = {}
+    after_body: dict[int, Node] = {}  # call id -> its body's output, being expanded
+    stack: list[Node] = list(reversed(outputs))
+    while stack:
+        n = stack[-1]
+        if n.id in done:
+            stack.pop()
+            continue
+        if n.id in after_body:  # its body is expanded now
+            stack.pop()
+            done[n.id] = done[after_body.pop(n.id).id]
+            continue
+        todo = [i for i in n.inputs if i.id not in done]
+        if todo:
+            stack.extend(reversed(todo))
+            continue
+        inputs = [done[i.id] for i in n.inputs]
+        if n.op.body is not None:
+            made = rebuild(n, inputs, {}) if any(a is not b for a, b in zip(inputs, n.inputs)) else n
+            with span_scope(n.span):
+                (out,) = n.op.body(made)
+            for i in inputs:
+                done.setdefault(i.id, i)  # expanded already: the walk of the body stops there
+            after_body[n.id] = out
+            stack.append(out)
+            continue
+        stack.pop()
+        done[n.id] = n if all(a is b for a, b in zip(inputs, n.inputs)) else rebuild(n, inputs, {})
+    return [done[o.id] for o in outputs]

@@ -25,11 +25,12 @@ from typing import Protocol
 from tapeless.grammar import KEYWORDS
 
 from ..core.diagnostics import Sink, UserError
-from ..core.ir import Function, Node, hint, span_scope
+from ..core.ir import Function, Node, hint, span_scope, topo_order
 from ..core.source import SourceFile, Span
 from ..core.substitute import inline
 from ..core.types import Dim, DimLike, DType, TensorType, dim_text, parse_dtype
 from ..primitives import algebra as B
+from ..primitives.call import call, keeps_call
 from ..primitives.builtin_functions import (
     AXES,
     AXIS,
@@ -83,6 +84,7 @@ class Lowering:
         # parameters of every function whose signature is sound, even if its body is not, so
         # directives and calls can still be checked against it
         self.signatures: dict[str, list[Node]] = {}
+        self.sizes: dict[Function, int] = {}  # operations per called fn (primitives/call.py)
 
     # ---- functions --------------------------------------------------------------------------------------
     def lower_fn(self, fd: ast.FnDef) -> Function | None:
@@ -537,9 +539,17 @@ class Lowering:
             coerced.append(self.unify(fn, p, a, env, given[i].span))
         try:
             with span_scope(e.span):
+                if keeps_call(fn, self._size(fn)):  # a large fn: called, not inlined (primitives/call.py)
+                    return [call(fn, coerced, env)]
                 return inline(fn, coerced, env)
         except UserError as err:
             self.fail(e.span, f"in the call of `{fn.name}`: {err.message}")
+
+    def _size(self, fn: Function) -> int:
+        """How many operations fn has (a call kept as a call counts one)."""
+        if fn not in self.sizes:
+            self.sizes[fn] = sum(1 for n in topo_order(fn.outputs) if not n.is_leaf)
+        return self.sizes[fn]
 
     def unify(self, fn: Function, p: Node, a: Node, env: dict[str, DimLike], span: Span) -> Node:
         want = p.type
