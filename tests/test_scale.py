@@ -35,3 +35,26 @@ def test_many_repeats_of_one_name_get_numbered_names_in_order(tl):
 
     src = inspect.getsource(m.f)
     assert "a_299 = " in src and "a_300" not in src
+
+
+def test_no_fold_rule_fires_on_a_node_with_a_computed_input():
+    """passes/fold.py skips a node whose inputs are not all constants without asking the rules
+    (most nodes of a large program): it relies on each rule folding constants only."""
+    from tapeless.compiler.core.ir import graph_scope
+    from tapeless.compiler.core.nodes import const, param
+    from tapeless.compiler.core.types import DType, TensorType
+    from tapeless.compiler.passes.fold import fold_node
+    from tapeless.compiler.primitives import algebra as B
+    from tapeless.compiler.primitives.folding import FOLD
+
+    with graph_scope():
+        x = param("x", TensorType(DType.F64, (3, 4)), 0)
+        ones = B.apply("full", shape=(3, 4), value=1.0, dtype=DType.F64)
+        nodes = [B.apply("add", x, ones), B.apply("cast", x, dtype=DType.F32), B.apply("sum", x, axes=(0,)),
+                 B.apply("reshape", x, shape=(12,)), B.apply("mul", B.apply("exp", x), const(2.0, DType.F64))]
+        for n in nodes:
+            for rule in FOLD.rules:
+                assert rule.fire(n) is None, (rule.name, n.op)
+            assert fold_node(n) is n
+        folded = fold_node(B.apply("add", ones, ones))  # and the constant case still folds
+        assert folded.op.name == "full" and folded.attr("value") == 2.0

@@ -232,6 +232,15 @@ class TensorType:
     shape: Shape = ()
     weak: bool = False  # a literal-like value whose dtype yields to a strong operand
 
+    def __hash__(self) -> int:
+        """The fields' hash, kept: every node made is interned under its type."""
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            h = hash((self.dtype, self.shape, self.weak))
+            object.__setattr__(self, "_hash", h)
+            return h
+
     @property
     def rank(self) -> int:
         return len(self.shape)

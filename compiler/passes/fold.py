@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from ..core.ir import Module, Node
-from ..primitives.folding import FOLD
+from ..primitives.folding import FOLD, constant_inputs
 from .common import map_nodes
 
 
 def fold_node(n: Node) -> Node:
+    if constant_inputs(n) is None:
+        return n  # every rule folds a node whose inputs are all constants: the rest are left at once
     return FOLD.rewrite(n)
 
 
