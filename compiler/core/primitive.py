@@ -28,6 +28,9 @@ points at its record (`node.op`), so every stage asks the record, never an op na
     cost          Cost                                   free, cheap, costly or a contraction
     quiet         bool                                   may meet inf/nan on the way to a right result
     requires      node -> [(dim, what)]                  run-time conditions on symbolic sizes
+    special       (Special, ...)                         points the SymPy check samples on purpose:
+                                                         where the op is singular or its derivative
+                                                         is a convention (0 ** b, ties, clip's bounds)
     body          node -> [Node]                         the node as IR of other primitives (a call:
                                                          the callee inlined); a directive expands it
                                                          before differentiating
@@ -176,6 +179,27 @@ class SymContext:
         return tuple(self.dim(d) for d in shape)
 
 
+@dataclass(frozen=True)
+class Special:
+    """A point where a primitive is singular or its derivative is a convention (a tie of
+    maximum, x ** 0 at 0, clip at its bounds): `tapeless check` evaluates the derivatives there
+    too (tools/special_points.py), wherever an operand is a parameter (up to reshapes,
+    broadcasts, casts and a * x + b), so a NaN or a convention broken there is caught.
+
+    values:      (operand, value) pairs: the operand takes the value (at every other element)
+    ties:        (operand, operand) pairs: the two are equal (at every other element)
+    slice_ties:  a reduction over attribute `axes`: "largest" or "smallest": in each reduced
+                 slice an entry equals the slice's largest (smallest) entry
+    slice_zeros: a reduction: this many entries of each reduced slice are 0
+    """
+
+    label: str
+    values: tuple[tuple[int, float], ...] = ()
+    ties: tuple[tuple[int, int], ...] = ()
+    slice_ties: str = ""
+    slice_zeros: int = 0
+
+
 RULE_SHAPES = ("unary", "binary", "linear", "bilinear", "nondifferentiable", "constructor", "leaf", "custom")
 
 
@@ -210,6 +234,7 @@ class Primitive:
     doc: str = ""
     # example applications for the per-primitive SymPy proofs: (input types, attrs, {input: domain})
     examples: tuple = ()
+    special: tuple[Special, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.kind, str):

@@ -145,4 +145,23 @@ def sym_map(f: Callable) -> Callable:
     return meaning
 
 
+def numpy_pow_number(a, b):
+    """a ** b for two mpmath reals as NumPy computes it for floats: 0 ** b is 0 (b > 0), 1
+    (b == 0) or inf (b < 0); a negative a to a fractional power is nan. The SymPy check's
+    arithmetic (tools/numeric_meanings.py) computes every power with it."""
+    import mpmath
+
+    a, b = mpmath.mpf(a), mpmath.mpf(b)
+    if b == 0:
+        return mpmath.mpf(1)  # also nan ** 0 and 0 ** 0
+    if mpmath.isnan(a) or mpmath.isnan(b):
+        return mpmath.mpf(1) if a == 1 else mpmath.nan
+    if a == 0:
+        return mpmath.mpf(0) if b > 0 else mpmath.inf
+    if a < 0 and mpmath.isfinite(b) and b != mpmath.floor(b):
+        return mpmath.nan
+    out = mpmath.power(a, b)
+    return out.real if isinstance(out, mpmath.mpc) else out
+
+
 __all__ = ["PREC_ATOM", "Expr"]

@@ -25,11 +25,12 @@ from ..core.primitive import (
     Helper,
     Loop,
     Primitive,
+    Special,
     register,
 )
 from ..core.types import DType, TensorType
 from . import algebra as B
-from .common import elementwise_type, helper_call, infix, no_bool, sym_map, xp_call
+from .common import elementwise_type, helper_call, infix, no_bool, numpy_pow_number, sym_map, xp_call
 from .rule_shapes import (
     arith_infer,
     bilinear,
@@ -67,16 +68,18 @@ SIGMOID = Helper("sigmoid", '''def _sigmoid(x):
 
 register(unary("exp", xp_call("exp"), lambda x, y: y, lambda x: _sympy().exp(x), np.exp, quiet=True,
                scalar="exp({0})", **COSTLY))
+AT_0 = (Special("operand 0", values=((0, 0),)),)
+
 register(unary("log", xp_call("log"), lambda x, y: B.div(_c(1, x), x), lambda x: _sympy().log(x), np.log,
-               domain="positive", quiet=True, scalar="log({0})", **COSTLY))
+               domain="positive", quiet=True, scalar="log({0})", special=AT_0, **COSTLY))
 register(unary("log1p", xp_call("log1p"), lambda x, y: B.div(_c(1, x), B.add(x, _c(1, x))),
                lambda x: _sympy().log(1 + x), np.log1p, doc="log(1 + x), accurate near 0", domain="positive",
-               quiet=True, scalar="log1p({0})", **COSTLY))
+               quiet=True, scalar="log1p({0})", special=(Special("operand -1", values=((0, -1),)),), **COSTLY))
 register(unary("expm1", xp_call("expm1"), lambda x, y: B.add(y, _c(1, x)),
                lambda x: _sympy().exp(x) - 1, np.expm1, doc="exp(x) - 1, accurate near 0", quiet=True,
                scalar="expm1({0})", **COSTLY))
 register(unary("sqrt", xp_call("sqrt"), lambda x, y: B.div(_c(0.5, x), y), lambda x: _sympy().sqrt(x), np.sqrt,
-               domain="positive", quiet=True, scalar="sqrt({0})"))
+               domain="positive", quiet=True, scalar="sqrt({0})", special=AT_0))
 register(unary("sin", xp_call("sin"), lambda x, y: B.apply("cos", x), lambda x: _sympy().sin(x), np.sin,
                scalar="sin({0})", **COSTLY))
 register(unary("cos", xp_call("cos"), lambda x, y: B.neg(B.apply("sin", x)), lambda x: _sympy().cos(x), np.cos,
@@ -95,14 +98,14 @@ register(unary("softplus", xp_call("logaddexp", "0"), lambda x, y: B.apply("sigm
                loop=Loop(ufunc="logaddexp", extra=("0",)), scalar="max({0}, 0) + log1p(exp(-fabs({0})))",
                **COSTLY))
 register(unary("abs", xp_call("abs"), lambda x, y: B.apply("sign", x), lambda x: _sympy().Abs(x), np.abs,
-               float_only=False, doc="abs'(0) = 0 as in PyTorch", scalar="fabs({0})"))
+               float_only=False, doc="abs'(0) = 0 as in PyTorch", scalar="fabs({0})", special=AT_0))
 register(unary("sign", xp_call("sign"), lambda x, y: None, lambda x: _sympy().sign(x), np.sign,
-               float_only=False, doc="derivative 0 everywhere (PyTorch)", scalar="sign({0})"))
+               float_only=False, doc="derivative 0 everywhere (PyTorch)", scalar="sign({0})", special=AT_0))
 register(unary("relu", xp_call("maximum", "0"), None,
                lambda x: _sympy().Piecewise((x, x > 0), (0, True)), lambda x: np.maximum(x, 0),
                float_only=False, masked_deriv=lambda x, y: B.apply("gt", y, B.like_const(0, y)),
                doc="max(x, 0); relu'(0) = 0; the mask y > 0 reads the output, so backward keeps only y",
-               loop=Loop(ufunc="maximum", extra=("0",), row=True), scalar="max({0}, 0)"))
+               loop=Loop(ufunc="maximum", extra=("0",), row=True), scalar="max({0}, 0)", special=AT_0))
 
 
 def _neg_emit(ctx, args, node):
@@ -208,12 +211,23 @@ def _pow_db_mask(node):
         "logical_and", B.apply("eq", a, _c(0, a)), B.apply("ge", b, _c(0, b))))
 
 
+def _pow_da_part(node, g):
+    """g * d/da a**b; PyTorch: 0 where b == 0 (instead of 0 * a**-1, NaN at a == 0): None for a
+    literal 0, masked for a tensor b."""
+    a, b = node.inputs
+    if b.is_const and b.attr("value") == 0:
+        return None
+    d = _pow_da(node)
+    part = B.ct_map(g, lambda g: B.mul(g, d))
+    return part if b.is_const else B.masked(B.apply("ne", b, _c(0, b)), part)
+
+
 def _pow_vjp(ctx, node, ct, needs):
     a, b = node.inputs
     da = db = None
     if needs[0]:
-        d = _pow_da(node)
-        da = _ub(B.ct_map(ct, lambda g: B.mul(g, d)), a)
+        part = _pow_da_part(node, ct)
+        da = None if part is None else _ub(part, a)
     if needs[1]:
         d = B.mul(node, B.apply("log", a))
         db = _ub(B.masked(_pow_db_mask(node), B.ct_map(ct, lambda g: B.mul(g, d))), b)
@@ -225,8 +239,7 @@ def _pow_jvp(ctx, node, ts):
     a, b = node.inputs
     out = None
     if ta is not None:
-        d = _pow_da(node)
-        out = B.ct_map(ta, lambda g: B.mul(g, d))
+        out = _pow_da_part(node, ta)
     if tb is not None:
         tb_part = B.masked(_pow_db_mask(node), B.ct_map(tb, lambda g: B.mul(g, B.mul(node, B.apply("log", a)))))
         out = tb_part if out is None else B.add(out, tb_part)
@@ -278,10 +291,49 @@ register(bilinear("mul", "elementwise", arith_infer("*"), infix("*", PREC_MUL), 
 register(binary("div", infix("/", PREC_MUL), _div_vjp, _div_jvp, lambda a, b: a / b, np.divide,
                 coerce=_float_common, symbol="/", doc="true division; integers are divided as f64 (NumPy)",
                 domains={1: "positive"}, quiet=True, scalar="{0} / {1}"))
-register(binary("pow", infix("**", PREC_POW, right_assoc=True), _pow_vjp, _pow_jvp, lambda a, b: a ** b, np.power,
-                coerce=_pow_coerce, symbol="**", doc="a ** b; d/db is 0 where a == 0 and b >= 0, as in PyTorch",
+_POW: list = []
+
+
+def _numpy_pow(a, b):
+    """The meaning of a ** b: NumPy's value (0 ** b is 0, 1 or inf), and PyTorch's derivatives
+    where a == 0 as the derivative sympy.diff takes (`fdiff`): d/da = b a^(b-1), 0 where b == 0;
+    d/db = a^b log a, 0 where a == 0 and b >= 0 (SymPy's own 0 ** b has neither)."""
+    if not _POW:
+        sp = _sympy()
+
+        class numpy_pow(sp.Function):  # noqa: N801 - the name printed in the check's code
+            numeric = staticmethod(numpy_pow_number)
+
+            @classmethod
+            def eval(cls, x, y):
+                if y.is_zero:
+                    return sp.Integer(1)
+                if y == 1:
+                    return x
+                if x.is_number and y.is_number and (x.is_positive or y.is_integer) and not x.is_zero:
+                    return x ** y
+                return None
+
+            def fdiff(self, argindex=1):
+                x, y = self.args
+                if argindex == 1:
+                    return sp.Piecewise((0, sp.Eq(y, 0)), (y * numpy_pow(x, y - 1), True))
+                return sp.Piecewise((0, sp.Eq(x, 0) & (y >= 0)), (self * sp.log(x), True))
+
+        _POW.append(numpy_pow)
+    return _POW[0](a, b)
+
+
+register(binary("pow", infix("**", PREC_POW, right_assoc=True), _pow_vjp, _pow_jvp, _numpy_pow, np.power,
+                coerce=_pow_coerce, symbol="**",
+                doc="a ** b; d/da is 0 where b == 0, d/db is 0 where a == 0 and b >= 0, as in PyTorch",
                 examples=((("f64[2, 3]", "f64[3]"), {}, {0: "positive"}), (("f64[3]", "f64"), {}, {0: "positive"})),
+                special=(Special("base 0", values=((0, 0),)), Special("exponent 0", values=((1, 0),)),
+                         Special("0 ** 0", values=((0, 0), (1, 0)))),
                 quiet=True, fold_exact=_pow_exact, scalar="pow({0}, {1})", **COSTLY))
+
+
+TIE = (Special("tie", ties=((0, 1),)),)
 
 
 # maximum / minimum: ties give half to each side (PyTorch); the losing side is masked.
@@ -310,12 +362,13 @@ def _minmax(name, np_fn, win, sympy_cmp, scalar):
         return fit(B.where(B.apply("eq", a, b), tie_value, picked), node)
 
     def meaning(a, b):
+        # the tie as its own branch: its derivative is the convention, 1/2 to each side
         sp = _sympy()
-        return sp.Piecewise((a, sympy_cmp(a, b)), (b, True))
+        return sp.Piecewise((a, sympy_cmp(a, b)), (b, sympy_cmp(b, a)), ((a + b) / 2, True))
 
     return binary(name, xp_call(name), vjp, jvp, meaning, np_fn,
                   doc="ties split the gradient equally between the two sides (PyTorch)",
-                  loop=Loop(ufunc=name, row=True), scalar=scalar)
+                  loop=Loop(ufunc=name, row=True), scalar=scalar, special=TIE)
 
 
 register(_minmax("maximum", np.maximum, "gt", lambda a, b: a > b, "max({0}, {1})"))
@@ -330,7 +383,7 @@ def _cmp_infer(types, attrs):
 def _cmp(name, symbol, np_fn, sympy_rel):
     return nondifferentiable(name, "elementwise", _cmp_infer, infix(symbol, PREC_CMP),
                              sym_map(lambda a, b: sympy_rel()(a, b)), coerce=lambda args, attrs: B.common_dtype(args),
-                             fold=np_fn, elementwise=True, scalar=f"{{0}} {symbol} {{1}}")
+                             fold=np_fn, elementwise=True, scalar=f"{{0}} {symbol} {{1}}", special=TIE)
 
 
 register(_cmp("eq", "==", np.equal, lambda: _sympy().Eq))
@@ -434,13 +487,17 @@ def _clip_jvp(ctx, node, ts):
 
 
 def _clip_sympy(x, lo, hi):
+    # NumPy's value (hi wherever lo > hi); the bounds belong to the x branch, so its derivative
+    # passes there (torch.clamp)
     sp = _sympy()
-    return sp.Min(sp.Max(x, lo), hi)  # NumPy's definition: hi wherever lo > hi
+    return sp.Piecewise((hi, lo > hi), (hi, x > hi), (lo, x < lo), (x, True))
 
 
 register(Primitive(
     "clip", "elementwise", _clip_infer, xp_call("clip"), _clip_vjp, _clip_jvp, sym_map(_clip_sympy),
     coerce=lambda args, attrs: B.common_dtype(args), fold=np.clip, elementwise=True,
     scalar="min(max({0}, {1}), {2})", examples=((("f64[6]", "f64", "f64"), {}, {}),),
+    special=(Special("x at lo", ties=((0, 1),)), Special("x at hi", ties=((0, 2),)),
+             Special("lo == hi", ties=((1, 2),))),
     doc="gradient passes at the bounds (torch.clamp); outside, exactly zero",
 ))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Loop, Primitive, register
+from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Loop, Primitive, Special, register
 from ..core.types import DType, TensorType, dim_prod
 from . import algebra as B
 from .common import Combine, axis_kw, need_float
@@ -148,13 +148,42 @@ register(Primitive(
     "prod", "reduce", _infer(_sum_dtype), _emit("prod"), _prod_vjp, _prod_jvp,
     _reduce_sympy(lambda xs: _sympy().Mul(*xs)), doc="exact gradient also with zeros in the slice",
     loop=Loop(reducer="multiply"),
+    special=(Special("a zero in a slice", slice_zeros=1), Special("two zeros in a slice", slice_zeros=2)),
     examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
               (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
 ))
 
 
 # ---- max / min: ties share the cotangent equally (torch.amax) ---------------------------------------
-def _extreme(name, sympy_fn, reducer, combine):
+_TIED: dict = {}
+
+
+def _tied(name, pick):
+    """The meaning of a max (min) reduction over SymPy scalars: the extreme, and as the
+    derivative sympy.diff takes (`fdiff`) the convention: 1/count to each entry equal to it, 0
+    to the others. (SymPy's own Max differentiates to Heaviside products, 1/4 to each of three
+    tied entries; and building Max of many symbols is quadratic.)"""
+    if name not in _TIED:
+        sp = _sympy()
+
+        def fdiff(self, argindex=1):
+            hits = [sp.Piecewise((1, sp.Eq(x, self)), (0, True)) for x in self.args]
+            return sp.Piecewise((1 / sp.Add(*hits), sp.Eq(self.args[argindex - 1], self)), (0, True))
+
+        def numeric(*xs):
+            return pick(xs)
+
+        def eval_(cls, *xs):
+            if all(x.is_number and x.is_real for x in xs):
+                return pick(xs)
+            return xs[0] if len(xs) == 1 else None
+
+        _TIED[name] = type(f"tied_{name}", (sp.Function,), {
+            "fdiff": fdiff, "numeric": staticmethod(numeric), "eval": classmethod(eval_)})
+    return _TIED[name]
+
+
+def _extreme(name, pick, reducer, combine):
     def winners(node):
         x = node.inputs[0]
         hit = B.apply("eq", x, B.broadcast_to(_keep(node, node), x.shape))
@@ -175,15 +204,16 @@ def _extreme(name, sympy_fn, reducer, combine):
         return TensorType(t.dtype, _reduced_shape(t, attrs["axes"], attrs.get("keepdims", False)), t.weak)
 
     register(Primitive(name, "reduce", infer, _emit(name), vjp, jvp,
-                       _reduce_sympy(lambda xs: sympy_fn()(*xs)),
+                       _reduce_sympy(lambda xs: _tied(name, pick)(*xs)),
                        doc="ties share the gradient equally, as torch.amax/amin",
+                       special=(Special(f"a tie at the {name}", slice_ties="largest" if pick is max else "smallest"),),
                        loop=Loop(reducer=reducer, combine=combine),
                        examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
                                  (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),))
 
 
-_extreme("max", lambda: _sympy().Max, "maximum", Combine.MAX)
-_extreme("min", lambda: _sympy().Min, "minimum", Combine.MIN)
+_extreme("max", max, "maximum", Combine.MAX)
+_extreme("min", min, "minimum", Combine.MIN)
 
 
 # ---- logsumexp ----------------------------------------------------------------------------------------

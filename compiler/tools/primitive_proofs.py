@@ -25,12 +25,18 @@ def parse_type_text(text: str):
     return TensorType(DType.from_name(name), dims)
 
 
-def primitive_modules(name: str):
-    """For each example of a primitive: a module with f(a0, a1, ...) = prim(...) and its vjp.
+DERIVATIVES = ("vjp", "jvp", "vjp_jvp")
+
+
+def primitive_modules(name: str, derivatives=DERIVATIVES, examples: int | None = None):
+    """For each example of a primitive (the first `examples` of them): a module with
+    f(a0, a1, ...) = prim(...) and the derivatives asked for: its vjp (with NAME_fwd and
+    NAME_bwd), its jvp, and the jvp of its vjp (the JVP rules of the ops the VJP rule emits:
+    second order).
 
     Yields (module, domains by parameter name)."""
     prim = REGISTRY[name]
-    for k, (types, attrs, domains) in enumerate(prim.examples):
+    for k, (types, attrs, domains) in enumerate(prim.examples[:examples]):
         with graph_scope():
             params = [param(f"a{i}", parse_type_text(t), i) for i, t in enumerate(types)]
             out = apply(name, *params, **attrs)
@@ -39,17 +45,20 @@ def primitive_modules(name: str):
             fns = [fn]
             if wrt:
                 rev = reverse("vjp", f"{name}_{k}_vjp", fn, wrt, None)
-                # the JVP rule, and the JVP rules of the ops the VJP rule emits (second order)
-                fns += rev + forward(f"{name}_{k}_jvp", fn, wrt, None) + \
-                    forward(f"{name}_{k}_vjp_jvp", rev[0], wrt, None)
+                if "vjp" in derivatives or "vjp_jvp" in derivatives:
+                    fns += rev
+                if "jvp" in derivatives:
+                    fns += forward(f"{name}_{k}_jvp", fn, wrt, None)
+                if "vjp_jvp" in derivatives:
+                    fns += forward(f"{name}_{k}_vjp_jvp", rev[0], wrt, None)
             yield Module(SourceFile(f"<{name}>", ""), tuple(fns), current_hints()), \
                 {f"a{i}": d for i, d in domains.items()}
 
 
-def check_primitive(name: str) -> list[Result]:
+def check_primitive(name: str, derivatives=DERIVATIVES, examples: int | None = None) -> list[Result]:
     """Each VJP (and JVP) rule of a primitive against sympy.diff of its SymPy meaning."""
     results = []
-    for module, domains in primitive_modules(name):
+    for module, domains in primitive_modules(name, derivatives, examples):
         checker = Checker(module, {}, domains)
         results += [checker.check(f) for f in module.functions if whole(f)]
     return results

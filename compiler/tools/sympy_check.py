@@ -4,23 +4,31 @@ For each derivative function of a module:
 
 1. size symbols get small sizes (default 2, 3, 2, 3, ... in order of appearance;
    `--sizes N=3,M=2` overrides), so every array has a concrete shape;
-2. the function it differentiates is *scalarized*: evaluated over object arrays
-   of SymPy expressions, one real symbol per input element, each primitive by its
-   SymPy meaning (written from the mathematics, independently of its VJP rule);
-   `stop_gradient(e)` becomes fresh symbols standing for `e`, so `sympy.diff`
-   treats it as the constant it is;
-3. the expected derivative is `sympy.diff` of <cotangents, outputs> with respect
-   to every input element;
-4. the compiled derivative (the adjoint IR tapeless generates code from) is
-   evaluated over the same SymPy values, and so is its `_fwd`/`_bwd` pair;
-5. equality is decided symbolically when the difference simplifies to 0, and
-   otherwise by exact evaluation at random rational points (50-digit
-   floating point where transcendental functions appear), sampled inside each
-   input's domain (`# domain x: positive` annotations) and away from kinks
-   (points where a relu, abs, where, clip or max chooses another branch).
+2. points are drawn: random dyadic rationals inside each input's domain (`# domain x:
+   positive` annotations), every other point with the previous one's signs flipped, and
+   the function's special points (special_points.py: 0 ** b, ties of maximum and of max
+   reductions, clip at its bounds, relu and abs at 0, ...), where conventions and NaNs live;
+3. the reference derivative at each point is sympy.diff of every node's SymPy meaning
+   (written from the mathematics, independently of the VJP and JVP rules), chained over
+   the graph (reference.py): <cotangents, outputs> differentiated for gradients, J t for
+   output tangents, forward over backward for Hessian-vector products; `stop_gradient(e)`
+   passes nothing back;
+4. the compiled derivative (the adjoint IR tapeless generates code from), and its
+   `_fwd`/`_bwd` pair, are evaluated at the same points;
+5. both are computed with 60 significant digits under NumPy's IEEE rules
+   (numeric_meanings.py) and must agree to 30 digits, inf and nan included; a point where
+   the reference is not finite is drawn again, except a special point, where a NaN is what
+   the check looks for.
 
-A size cap stops scalarization from exploding: a function with more input
-elements than `max_elements` is reported as skipped, with the reason.
+Rounded constants: the compiler folds operations on literals (1 / 6 in f32, log(2.0)) in
+the dtype of the program, so a derivative may hold 0.16666667 where the reference has
+exactly 1/6. Where the strict comparison fails, the check bounds how far the rounding of
+the constants the derivative holds beyond the function's own can move each value (to first
+order, from their dtype's unit roundoff: 2^-24 for f32) and accepts a difference within
+twice that bound, saying so in the report. A wrong rule is off by far more.
+
+A size cap stops the check from exploding: a function with more input elements than
+`max_elements` is reported as skipped, with the reason.
 """
 from __future__ import annotations
 
@@ -29,12 +37,21 @@ import re
 import time
 from dataclasses import dataclass, field
 
+import mpmath
 import numpy as np
 
 from ..core.derivative import Part, Slot
-from ..core.ir import Function, Module, topo_order
+from ..core.ir import Function, Module, Node, topo_order
 from ..core.primitive import SymContext
 from ..core.types import Dim, DType, dim_subst
+from . import reference
+from .numeric_meanings import DIGITS, Meanings, concrete_shape
+from .special_points import special_points
+
+REL_TOL = mpmath.mpf(10) ** -30
+ABS_TOL = mpmath.mpf(10) ** -45
+UNIT_ROUNDOFF = {DType.F16: 2.0 ** -11, DType.F32: 2.0 ** -24, DType.F64: 2.0 ** -53}
+DRAWS = 12  # tries for a point where the reference is finite
 
 
 def _sp():
@@ -44,18 +61,15 @@ def _sp():
 
 
 # ---- evaluation of IR graphs over SymPy values -----------------------------------------------
-def concrete_shape(shape, sizes) -> tuple[int, ...]:
-    return tuple(int(dim_subst(d, sizes)) for d in shape)
-
-
 def evaluate(outputs, env: dict[int, np.ndarray], sizes: dict, stop: dict | None = None) -> list[np.ndarray]:
-    """The outputs as object arrays of SymPy expressions, given values for the params in env.
+    """The outputs as object arrays of SymPy expressions, given values for the params in env
+    (a meaning made of a graph evaluates it with this).
 
     `stop`, when given, collects stop_gradient nodes: each is replaced by fresh symbols,
     and stop[symbol] is the expression it stands for.
     """
     sp = _sp()
-    ctx = SymContext(sizes)
+    ctx = SymContext(sizes, evaluate=lambda outs, values: evaluate(outs, values, sizes, stop))
     vals: dict[int, np.ndarray] = dict(env)
     for n in topo_order(outputs):
         if n.id in vals:
@@ -90,15 +104,14 @@ def annotations(text: str) -> tuple[dict[str, str], dict[str, int]]:
 
 
 def _rational(rng: random.Random, domain: str, sign: int = 0):
-    """A random rational in the domain; for `normal`, |x| in [1/4, 2] with the given sign
-    (random when 0)."""
-    sp = _sp()
+    """A random dyadic rational in the domain (exact in binary); for `normal`, |x| in [1/4, 2]
+    with the given sign (random when 0)."""
     if domain == "positive":
-        return sp.Rational(rng.randint(4, 32), 16)
+        return mpmath.mpf(rng.randint(4, 32)) / 16
     if domain == "unit":
-        return sp.Rational(rng.randint(2, 18), 20)
+        return mpmath.mpf(rng.randint(1, 15)) / 16
     sign = sign or rng.choice((-1, 1))
-    return sign * sp.Rational(rng.randint(4, 32), 16)
+    return sign * mpmath.mpf(rng.randint(4, 32)) / 16
 
 
 def _int_value(rng: random.Random, domain: str) -> int:
@@ -108,24 +121,33 @@ def _int_value(rng: random.Random, domain: str) -> int:
     return rng.randrange(0, 2)
 
 
-def kinks(exprs) -> list:
-    """Expressions whose sign picks a branch: where a sample point must not be near 0."""
-    sp = _sp()
-    out = set()
-    for e in exprs:
-        if not isinstance(e, sp.Basic):
-            continue
-        for sub in sp.preorder_traversal(e):
-            if isinstance(sub, sp.core.relational.Relational) and not isinstance(sub, (sp.Eq, sp.Ne)):
-                # (an equality such as x[i] == max(x) holds exactly at the argmax, by structure,
-                # and nowhere else at a generic point: it is not a kink to stay away from)
-                out.add(sub.lhs - sub.rhs)
-            elif isinstance(sub, (sp.Abs, sp.sign, sp.Heaviside)):
-                out.add(sub.args[0])
-            elif isinstance(sub, (sp.Max, sp.Min)):
-                args = sub.args
-                out.update(a - b for i, a in enumerate(args) for b in args[i + 1:])
-    return [k for k in out if k.free_symbols]
+# ---- comparing numbers ------------------------------------------------------------------------
+def _finite(v) -> bool:
+    return not isinstance(v, mpmath.mpf) or mpmath.isfinite(v)
+
+
+def _agree(want, have, slack=0) -> bool:
+    if isinstance(want, bool) or isinstance(have, bool):
+        return bool(want) == bool(have)
+    want, have = mpmath.mpf(want), mpmath.mpf(have)
+    if mpmath.isnan(want) or mpmath.isnan(have):
+        return bool(mpmath.isnan(want) and mpmath.isnan(have))
+    if mpmath.isinf(want) or mpmath.isinf(have):
+        return want == have
+    return abs(want - have) <= REL_TOL * (abs(want) + abs(have)) + ABS_TOL + slack
+
+
+def _show(v) -> str:
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    v = mpmath.mpf(v)
+    if not mpmath.isfinite(v):
+        return str(v)
+    if v == mpmath.nint(v) and abs(v) < 10 ** 15:
+        return str(int(v))
+    return mpmath.nstr(v, 17)
 
 
 # ---- checking one derivative ------------------------------------------------------------------
@@ -140,6 +162,12 @@ class Result:
 
 
 @dataclass
+class _Point:
+    label: str  # "" for a random point
+    env: dict  # param id -> values (the target's parameters and the derivative's own)
+
+
+@dataclass
 class Checker:
     module: Module
     sizes: dict = field(default_factory=dict)
@@ -147,6 +175,9 @@ class Checker:
     max_elements: int = 400
     points: int = 4
     seed: int = 0
+    # where the functions differentiated are taken from (default: the module itself); an
+    # optimized module is checked against its unoptimized one, whose kinks are the source's
+    reference: Module | None = None
 
     def symbol_sizes(self, fn: Function) -> dict:
         sizes, k = {}, 0
@@ -161,258 +192,308 @@ class Checker:
 
     def check(self, deriv: Function) -> Result:
         t0 = time.perf_counter()
-        target = self.module.function(deriv.derivative.of)
+        target = (self.reference or self.module).function(deriv.derivative.of)
         sizes = self.symbol_sizes(target)
         total = sum(int(np.prod(concrete_shape(p.shape, sizes))) for p in deriv.params)
         if total > self.max_elements:
             return Result(deriv.name, "skipped", elements=total, seconds=time.perf_counter() - t0,
                           detail=f"{total} input elements at sizes {sizes or '{}'} exceed the cap of "
                                  f"{self.max_elements}; give smaller --sizes (literal dimensions cannot shrink)")
-        try:
-            return self._check(deriv, target, sizes, t0)
-        except _TooBig as e:
-            return Result(deriv.name, "skipped", seconds=time.perf_counter() - t0, detail=str(e))
+        with mpmath.workdps(DIGITS):
+            result = _Check(self, deriv, target, sizes).run()
+        result.seconds = time.perf_counter() - t0
+        return result
 
-    def _check(self, deriv: Function, target: Function, sizes: dict, t0: float) -> Result:
-        sp = _sp()
-        rng = random.Random(self.seed)
-        env, symbols = {}, {}
-        for p in target.params:
-            shape = concrete_shape(p.shape, sizes)
+
+class _Check:
+    """One derivative function checked at one set of sizes."""
+
+    def __init__(self, checker: Checker, deriv: Function, target: Function, sizes: dict):
+        self.c, self.deriv, self.target, self.sizes = checker, deriv, target, sizes
+        self.d = deriv.derivative
+        self.m = Meanings(sizes)
+        self.rng = random.Random(checker.seed)
+        self.order = topo_order(target.outputs)
+        self.pair = checker.module.pair(deriv)
+        self.extra = list(zip(deriv.params[len(target.params):], self.d.params[len(target.params):]))
+        self.rounding = {"dtypes": set(), "difference": mpmath.mpf(0), "bound": mpmath.mpf(0)}
+
+    # ---- points ----------------------------------------------------------------------------
+    def draw(self, signs: list[int] | None) -> dict:
+        env = {}
+        k = 0
+        for p in self.target.params:
+            shape = self.m.shape(p)
             arr = np.empty(shape, dtype=object)
-            dom = self.domains.get(p.attr("name"), "normal")
+            dom = self.c.domains.get(p.attr("name"), "normal")
             for idx in np.ndindex(shape):
                 if p.dtype.is_float:
-                    s = sp.Symbol(f"{p.attr('name')}[{','.join(map(str, idx))}]", real=True)
-                    arr[idx] = s
-                    symbols.setdefault(p.attr("name"), []).append((idx, s))
+                    arr[idx] = _rational(self.rng, dom, signs[k] if signs else 0)
+                    k += 1
                 elif p.dtype == DType.BOOL:
-                    arr[idx] = sp.true if rng.random() < 0.5 else sp.false
+                    arr[idx] = self.rng.random() < 0.5
                 else:
-                    arr[idx] = sp.Integer(_int_value(rng, dom))
+                    arr[idx] = _int_value(self.rng, dom)
             env[p.id] = arr
-        extra = deriv.params[len(target.params):]
-        stop: dict = {}
-        outs = evaluate(target.outputs, {p.id: env[p.id] for p in target.params}, sizes, stop)
+        return env
 
-        def fresh(prefix: str, shape, real: bool = True) -> np.ndarray:
-            # <ct0>, <v_x>, ...: angle brackets never occur in a .tl name, so these symbols never
-            # coincide with a parameter's (a parameter may well be called v_x)
-            arr = np.empty(shape, dtype=object)
-            for idx in np.ndindex(shape):
-                arr[idx] = sp.Symbol(f"<{prefix}>[{','.join(map(str, idx))}]", real=True) if real else sp.Integer(0)
-            return arr
+    def n_float_elements(self) -> int:
+        return sum(int(np.prod(self.m.shape(p))) for p in self.target.params if p.dtype.is_float)
 
-        def frozen(e):
-            return e.xreplace(stop) if stop else e  # stop_gradient symbols back to what they stand for
-
-        # values for the derivative's own parameters, by what each holds (its record's ports)
-        d = deriv.derivative
-        extras, cts, by_wrt = [], [], {}
-        for port in d.params[len(target.params):]:
+    def with_extras(self, env: dict) -> dict:
+        """The derivative's own parameters (cotangents, tangents, vectors) drawn for a point."""
+        env = dict(env)
+        outs = self.target.outputs
+        k = 0
+        for p, port in self.extra:
+            arr = np.empty(self.m.shape(p), dtype=object)
+            real = True
             if port.slot is Slot.COTANGENT:
-                k = len(cts)
-                cts.append(fresh(f"ct{k}", outs[k].shape, target.outputs[k].dtype.is_float))
-                extras.append(cts[-1])
-            else:  # a tangent or a vector, one per wrt argument (symbols <t_x>, <v_x>)
-                w = d.wrt[len(by_wrt)]
-                prefix = "t" if port.slot is Slot.TANGENT else "v"
-                by_wrt[w] = fresh(f"{prefix}_{w}", np.shape(env[target.params[target.param_names.index(w)].id]))
-                extras.append(by_wrt[w])
-        cts = cts or [np.asarray(sp.Integer(1), dtype=object)]  # grad, hvp: F is a scalar, its seed 1
-        expected = self._expected(d, outs, cts, by_wrt, symbols, frozen)
-        # the compiled derivative over the same values
-        denv = {p.id: env[tp.id] for p, tp in zip(deriv.params, target.params)}
-        for p, x in zip(extra, extras):
-            denv[p.id] = x
-        got = evaluate(deriv.outputs, denv, sizes)
-        checkable = {Slot.PRIMAL, Slot.GRADIENT, Slot.HV, Slot.OUTPUT_TANGENT}
-        covered = {what for what, _ in expected}
-        unknown = [f"output {k} ({p.slot.value} {p.name})" for k, p in enumerate(d.outputs)
-                   if p.slot not in checkable] + sorted(set(_by_key(d.outputs, got)) - covered)
-        if unknown:  # never a pass for what was not compared
-            return Result(deriv.name, "error", elements=len(expected), seconds=time.perf_counter() - t0,
-                          detail=f"the check does not know what {', '.join(unknown)} should be")
-        candidates = [("", _by_key(d.outputs, got))]
-        if self.module.pair(deriv) is not None:
-            bwd_ports = self.module.pair(deriv)[1].derivative.outputs
-            candidates.append(("_fwd/_bwd", _by_key(bwd_ports, self._fwd_bwd(deriv, env, target, cts, sizes))))
-        sample_syms = {s: self.domains.get(name, "normal") for name in symbols for _, s in symbols[name]}
-        sample_syms.update({s: "normal" for x in extras for s in np.ravel(x) if isinstance(s, sp.Symbol)})
-        branch = kinks([v for o in outs for v in np.ravel(o)])
-        pairs = []
-        for label, have in candidates:
-            for (what, idx), want in expected.items():
-                pairs.append((label, what, idx, sp.sympify(want), sp.sympify(have[what][idx])))
-        bad, method = self.compare(pairs, sample_syms, branch, rng)
-        if bad is not None:
-            label, what, idx, want, have = bad
-            where = f"[{', '.join(map(str, idx))}]" if idx else ""
-            return Result(deriv.name + label, "FAIL", method, len(expected), time.perf_counter() - t0,
-                          f"{what}{where}: sympy.diff gives {want}\n    tapeless gives {have}")
-        return Result(deriv.name, "pass", method, len(expected), time.perf_counter() - t0)
+                real = outs[k].dtype.is_float
+                k += 1
+            for idx in np.ndindex(arr.shape):
+                arr[idx] = _rational(self.rng, "normal") if real else 0
+            env[p.id] = arr
+        return env
+
+    # ---- what the derivative should give -----------------------------------------------------
+    def expected(self, env: dict) -> tuple[dict, dict]:
+        """(the reference's value for each output of the derivative, the target's values)."""
+        d, m, target = self.d, self.m, self.target
+        vals = m.evaluate(target.outputs, env)
+        slots = {p.slot for p in d.outputs}
+        out: dict = {}
+        for k, o in enumerate(target.outputs):
+            for idx in np.ndindex(vals[o.id].shape):
+                out[(f"value of output {k}", idx)] = vals[o.id][idx]
+        wrt = [target.params[target.param_names.index(w)] for w in d.wrt]
+        cts = [env[p.id] for p, port in self.extra if port.slot is Slot.COTANGENT]
+        if not cts:  # grad, hvp: F is a scalar, its seed 1
+            cts = [np.asarray(mpmath.mpf(1), dtype=object)]
+        seeds: dict = {}
+        for o, ct in zip(target.outputs, cts):
+            if o.dtype.is_float:
+                # (np.array: a sum of two 0-d arrays is a scalar)
+                seeds[o.id] = np.array(ct if o.id not in seeds else seeds[o.id] + ct, dtype=object)
+        directions = {w.id: env[p.id] for w, (p, port) in
+                      zip(wrt, [(p, port) for p, port in self.extra if port.slot in (Slot.TANGENT, Slot.VECTOR)])}
+        if Slot.GRADIENT in slots:
+            adj = reference.backward(m, self.order, vals, seeds)
+            for w in wrt:
+                self._fill(out, f"d/d{w.attr('name')}", adj.get(w.id), m.shape(w))
+        if Slot.OUTPUT_TANGENT in slots:
+            tan = reference.forward(m, self.order, vals, directions)
+            for k, o in enumerate(target.outputs):
+                self._fill(out, f"tangent of output {k}", tan.get(o.id), m.shape(o))
+        if Slot.HV in slots:
+            xdot = reference.forward(m, self.order, vals, directions)
+            hv = reference.backward_over_forward(m, self.order, vals, xdot, seeds)
+            for w in wrt:
+                self._fill(out, f"Hv for {w.attr('name')}", hv.get(w.id), m.shape(w))
+        return out, vals
 
     @staticmethod
-    def _expected(d, outs, cts, by_wrt, symbols, frozen) -> dict:
-        """sympy.diff's answer for each output of the derivative, by what the output holds:
-        a gradient is d<cotangents, outputs>/d(wrt) (the cotangent 1 for a scalar F), an output
-        tangent the directional derivative along the tangents, an Hv the derivative of
-        <gradient, v>. A new directive made of these slots is checked with no change here."""
-        sp = _sp()
-        expected: dict = {}
-        slots = {p.slot for p in d.outputs}
-        if Slot.GRADIENT in slots or Slot.HV in slots:
-            inner = sp.Add(*[c * v for o, ct in zip(outs, cts) for c, v in zip(np.ravel(ct), np.ravel(o))])
-            grads = {(name, idx): sp.diff(inner, sym) for name in d.wrt for idx, sym in symbols[name]}
-            if Slot.GRADIENT in slots:
-                expected.update({(f"d/d{name}", idx): frozen(g) for (name, idx), g in grads.items()})
-            if Slot.HV in slots:
-                vhv = sp.Add(*[g * by_wrt[name][idx] for (name, idx), g in grads.items()])
-                expected.update({(f"Hv for {name}", idx): frozen(sp.diff(vhv, sym))
-                                 for name in d.wrt for idx, sym in symbols[name]})
-        if Slot.OUTPUT_TANGENT in slots:
-            for k, o in enumerate(outs):
-                for idx in np.ndindex(o.shape):
-                    total = sp.Add(*[sp.diff(o[idx], sym) * by_wrt[name][i] for name in d.wrt
-                                     for i, sym in symbols[name]])
-                    expected[(f"tangent of output {k}", idx)] = frozen(total)
-        return expected
+    def _fill(out: dict, what: str, arr, shape) -> None:
+        for idx in np.ndindex(shape):
+            v = None if arr is None else arr[idx]
+            out[(what, idx)] = mpmath.mpf(0) if v is None else v
 
-    def _fwd_bwd(self, deriv, env, target, cts, sizes):
-        fwd, bwd = self.module.pair(deriv)
-        fenv = {p.id: env[tp.id] for p, tp in zip(fwd.params, target.params)}
-        fout = evaluate(fwd.outputs, fenv, sizes)
-        residuals = fout[fwd.derivative.n_primal_outputs:]
-        benv = {p.id: r for p, r in zip(bwd.params, residuals)}
-        for p, ct in zip(bwd.params[len(residuals):], cts):
-            benv[p.id] = ct
-        return evaluate(bwd.outputs, benv, sizes)
+    # ---- what tapeless gives ------------------------------------------------------------------
+    def got(self, env: dict, target_vals: dict) -> list[tuple[str, dict, dict]]:
+        """[(label, values by output, every node's value)] for the function and its _fwd/_bwd pair
+        (the nodes they share with the function, its parameters among them, are evaluated once)."""
+        d = self.d
+        denv = dict(target_vals)
+        denv.update({p.id: env[tp.id] for p, tp in zip(self.deriv.params, self.target.params)})
+        denv.update({p.id: env[p.id] for p, _ in self.extra})
+        vals = self.m.evaluate(self.deriv.outputs, {}, denv)
+        outs = [vals[o.id] for o in self.deriv.outputs]
+        cands = [("", _by_key(d.outputs, outs), vals)]
+        if self.pair is not None:
+            fwd, bwd = self.pair
+            fenv = dict(target_vals)
+            fenv.update({p.id: env[tp.id] for p, tp in zip(fwd.params, self.target.params)})
+            fvals = self.m.evaluate(fwd.outputs, {}, fenv)
+            residuals = [fvals[o.id] for o in fwd.outputs[fwd.derivative.n_primal_outputs:]]
+            benv = {p.id: r for p, r in zip(bwd.params, residuals)}
+            cts = [env[p.id] for p, port in self.extra if port.slot is Slot.COTANGENT] or \
+                [np.asarray(mpmath.mpf(1), dtype=object)]
+            for p, ct in zip(bwd.params[len(residuals):], cts):
+                benv[p.id] = ct
+            bvals = self.m.evaluate(bwd.outputs, benv)
+            cands.append(("_fwd/_bwd", _by_key(bwd.derivative.outputs, [bvals[o.id] for o in bwd.outputs]),
+                          {"fwd": fvals, "bwd": bvals}))
+        return cands
 
-    def compare(self, pairs, syms: dict, branch, rng):
-        """-> (first mismatching pair or None, how equality was decided).
+    # ---- the rounding of folded constants ----------------------------------------------------------
+    def rounding_bound(self, label: str, vals: dict, env: dict) -> dict:
+        """How far the rounding of the constants the derivative holds beyond the function's own
+        can move each of its outputs, to first order (by key, as _by_key)."""
+        own = {n.id for n in self.order if n.is_const}
+        if label == "":
+            errs = self._propagate(self.deriv.outputs, vals, own, {})
+            return _by_key(self.d.outputs, [errs.get(o.id) for o in self.deriv.outputs])
+        fwd, bwd = self.pair
+        ferr = self._propagate(fwd.outputs, vals["fwd"], own, {})
+        res = fwd.outputs[fwd.derivative.n_primal_outputs:]
+        seeds = {p.id: ferr[r.id] for p, r in zip(bwd.params, res) if ferr.get(r.id) is not None}
+        berr = self._propagate(bwd.outputs, vals["bwd"], own, seeds)
+        return _by_key(bwd.derivative.outputs, [berr.get(o.id) for o in bwd.outputs])
 
-        A pair is proved equal when the difference is 0 after SymPy's simplification
-        (tried only on small, branch-free differences). The rest are evaluated at random
-        rational points: exactly when the values are rational numbers, else with 60
-        significant digits (all remaining expressions compiled together, sharing
-        subexpressions, so large programs stay fast).
-        """
-        sp = _sp()
-        open_pairs, methods = [], set()
-        for pair in pairs:
-            diff = pair[3] - pair[4]
-            if diff == 0 or (sp.count_ops(diff) < 60 and not diff.has(sp.Piecewise, sp.Max, sp.Min)
-                             and _simplifies_to_zero(diff)):
-                methods.add("symbolic")
-            else:
-                open_pairs.append(pair)
-        if open_pairs:
-            import mpmath
+    def _propagate(self, outputs, vals: dict, own: set, seeds: dict) -> dict:
+        seeds = dict(seeds)
+        for n in topo_order(outputs):
+            if n.is_const and n.id not in own and n.dtype.is_float:
+                v = vals[n.id].reshape(-1)[0]
+                if _rounded(v):
+                    self.rounding["dtypes"].add(n.dtype)
+                    seeds[n.id] = np.asarray(abs(v) * mpmath.mpf(UNIT_ROUNDOFF[n.dtype]), dtype=object)
+        if not seeds:
+            return {}
+        return reference.forward(self.m, topo_order(outputs), vals, seeds, absolute=True)
 
-            names = list(syms)
-            # zoo (1/0) only appears in branches never taken; lambdify cannot print it
-            exprs = [_numeric_form(e) for e in [p[3] for p in open_pairs] + [p[4] for p in open_pairs]]
-            shared = sp.lambdify(names, exprs, modules="mpmath", cse=True)
-            lazy = []
+    def random_points(self) -> tuple[list, tuple | None]:
+        """([(point, reference values, the target's values)], the first non-finite value met).
 
-            def folded():
-                # masked derivatives as sympy.diff writes them: indicator * f'(x), which is
-                # 0 * inf where the mask is off; piecewise_fold turns that into a Piecewise whose
-                # branch not taken is never evaluated (the mathematical value: 0)
-                if not lazy:
-                    lazy.append(sp.lambdify(names, [sp.piecewise_fold(e) for e in exprs], modules="mpmath",
-                                            cse=False))
-                return lazy[0]
+        Every other point flips the previous one's signs: each input is tried on both sides of
+        0, where a lost mask or a wrong branch shows. A point where the reference is not
+        finite (a pole: x / (x - 1) at a drawn 1) is drawn again, DRAWS times at most."""
+        bases, not_finite, previous = [], None, None
+        n = self.n_float_elements()
+        for k in range(self.c.points):
+            for attempt in range(DRAWS):
+                flip = k % 2 and previous is not None and attempt == 0
+                signs = [-s for s in previous] if flip else [self.rng.choice((-1, 1)) for _ in range(n)]
+                env = self.with_extras(self.draw(signs))
+                want, vals = self.expected(env)
+                bad = next(((what, idx) for (what, idx), v in want.items() if not _finite(v)), None)
+                if bad is None:
+                    bases.append((_Point("", env), want, vals))
+                    previous = signs
+                    break
+                not_finite = not_finite or (bad, want[bad], env, want)
+        return bases, not_finite
 
-            def f(*point):
-                try:
-                    vals = shared(*point)
-                    if not any(mpmath.isnan(complex(v).real) or mpmath.isnan(complex(v).imag) for v in vals):
-                        return vals
-                except (ZeroDivisionError, ValueError, OverflowError, TypeError):
-                    pass
-                return folded()(*point)
+    # ---- the whole check ----------------------------------------------------------------------
+    def run(self) -> Result:
+        d = self.d
+        checkable = {Slot.PRIMAL, Slot.GRADIENT, Slot.HV, Slot.OUTPUT_TANGENT}
+        unknown = [f"output {k} ({p.slot.value} {p.name})" for k, p in enumerate(d.outputs) if p.slot not in checkable]
+        if unknown:  # never a pass for what was not compared
+            return self.unknown(unknown)
+        bases, not_finite = self.random_points()
+        if not bases:
+            (what, idx), v, env, want = not_finite
+            return Result(self.deriv.name, "skipped", elements=self.n_compared(want), detail=(
+                f"not finite at any point drawn at sizes {self.sizes or '{}'} ({_key(what, idx)} is {_show(v)} "
+                f"at {self._where(env)}): a division by zero or a log of a negative number? "
+                f"Give a `# domain NAME: positive` annotation or other --sizes"))
+        covered = {what for what, _ in bases[0][1]}
+        first = self.got(bases[0][0].env, bases[0][2])
+        names = set().union(*[c[1].keys() for c in first])
+        missing = sorted(names - covered)
+        if missing:
+            return self.unknown(missing)
+        special = special_points(self.target, self.m, {p.id: bases[0][0].env[p.id] for p in self.target.params},
+                                 bases[0][2], self.c.domains)
+        checks = [(pt, want, vals) for pt, want, vals in bases]
+        for sp_point in special:
+            env = self.with_extras(sp_point.env)
+            checks.append((_Point(sp_point.label, env), *self.expected(env)))
+        for k, (point, want, vals) in enumerate(checks):
+            bad = self.compare(point, want, first if k == 0 else self.got(point.env, vals))
+            if bad is not None:
+                return Result(self.deriv.name + bad[0], "FAIL", self.method(len(bases), len(special)),
+                              self.n_compared(want), detail=bad[1])
+        detail = ""
+        r = self.rounding
+        if r["dtypes"] and r["difference"] > 0:
+            dts = "/".join(sorted(str(t) for t in r["dtypes"]))
+            detail = (f"agrees within the rounding of its folded {dts} constants: largest difference "
+                      f"{mpmath.nstr(r['difference'], 3)}, allowed {mpmath.nstr(r['bound'], 3)} "
+                      f"(twice their first-order error bound)")
+        return Result(self.deriv.name, "pass", self.method(len(bases), len(special)), self.n_compared(bases[0][1]),
+                      detail=detail)
 
-            g = sp.lambdify(names, branch, modules="mpmath", cse=True) if branch else None
-            n = len(open_pairs)
-            rational = [_is_rational(e) for e in exprs[:n]]
-            with mpmath.workdps(60):
-                signs = None
-                for k in range(self.points):
-                    # every other point flips the previous one's signs: each input is tried on
-                    # both sides of 0, where a lost mask or a wrong branch shows
-                    signs = [-v for v in signs] if k % 2 and signs else [rng.choice((-1, 1)) for _ in names]
-                    point = self.sample(names, syms, g, rng, signs)
-                    vals = f(*point)
-                    for k, pair in enumerate(open_pairs):
-                        a, b = vals[k], vals[n + k]
-                        if not abs(complex(a) - complex(b)) <= 1e-40 * (1 + abs(complex(a))) or \
-                                (mpmath.isnan(a) != mpmath.isnan(b)):
-                            return pair, "60-digit values"
-            methods.add("exact" if all(rational) else "60-digit values")
-            methods = {m if m == "symbolic" else f"{m} at {self.points} points" for m in methods}
-        return None, " + ".join(sorted(methods))
+    @staticmethod
+    def n_compared(want: dict) -> int:
+        """The derivative entries compared at each point (the values are compared too)."""
+        return sum(not what.startswith("value of") for what, _ in want)
 
-    def sample(self, names, syms: dict, branch_fn, rng, signs):
-        """A random rational point inside each symbol's domain, away from every kink."""
-        import mpmath
+    def unknown(self, what: list[str]) -> Result:
+        return Result(self.deriv.name, "error", detail=f"the check does not know what {', '.join(what)} should be")
 
-        for attempt in range(500):
-            use = signs if attempt < 50 else [0] * len(names)  # then give up on the signs
-            point = [_rational(rng, syms[s], sg) for s, sg in zip(names, use)]
-            values = [mpmath.mpf(v.p) / v.q for v in point]
-            if branch_fn is None or all(abs(complex(k)) > 1 / 40 for k in branch_fn(*values)):
-                return values
-        raise _TooBig("could not sample a point away from the kinks of this function")
+    def method(self, n_random: int, n_special: int) -> str:
+        text = f"{DIGITS}-digit values at {n_random} points" + (f" + {n_special} special" if n_special else "")
+        if self.rounding["dtypes"] and self.rounding["difference"] > 0:
+            text += ", within rounding"
+        return text
 
+    def compare(self, point: _Point, want: dict, got: list) -> tuple[str, str] | None:
+        """None, or (label, the first disagreement described)."""
+        for label, have, vals in got:
+            bounds = None
+            for (what, idx), w in want.items():
+                if what not in have:
+                    continue
+                h = have[what][idx]
+                if _agree(w, h):
+                    continue
+                if _finite(w) and _finite(h) and not isinstance(w, bool):
+                    if bounds is None:
+                        bounds = self.rounding_bound(label, vals, point.env)
+                    b = bounds.get(what)
+                    e = None if b is None else b[idx]
+                    if e is not None and _agree(w, h, 2 * e):
+                        self.rounding["difference"] = max(self.rounding["difference"], abs(w - h))
+                        self.rounding["bound"] = max(self.rounding["bound"], 2 * e)
+                        continue
+                at = f"at the special point {point.label}: " if point.label else "at "
+                return label, (f"{_key(what, idx)}: sympy.diff gives {_show(w)}\n"
+                               f"    tapeless gives {_show(h)}\n    {at}{self._where(point.env)}")
+        return None
 
-def _is_rational(e) -> bool:
-    """Whether e is a rational function of its symbols (piecewise, with kinks): then values at
-    rational points are exact. Any other function (exp, log, tanh, ... and whatever a new
-    primitive's meaning uses) or a fractional power makes it transcendental."""
-    sp = _sp()
-    rational = (sp.Piecewise, sp.Abs, sp.sign, sp.Max, sp.Min, sp.Heaviside, sp.floor, sp.ceiling)
-    return all(isinstance(f, rational) for f in e.atoms(sp.Function)) and \
-        all(p.exp.is_integer for p in e.atoms(sp.Pow))
-
-
-def _numeric_form(e):
-    """What lambdify can evaluate, equal to e at every point away from the kinks:
-    DiracDelta (d sign) is 0 there, Heaviside a step, zoo (1/0) only sits in branches
-    never taken."""
-    sp = _sp()
-    e = e.replace(sp.DiracDelta, lambda *a: sp.Integer(0))
-    e = e.replace(sp.Heaviside, lambda x, *a: sp.Piecewise((1, x > 0), (0, True)))
-    return e.xreplace({sp.zoo: sp.oo})
+    def _where(self, env: dict) -> str:
+        parts = []
+        for p in list(self.target.params) + [p for p, _ in self.extra if p.id in env]:
+            vals = [_show(v) for v in np.ravel(env[p.id])]
+            shown = ", ".join(vals[:8]) + (", ..." if len(vals) > 8 else "")
+            parts.append(f"{p.attr('name')} = {shown if np.ndim(env[p.id]) == 0 else '[' + shown + ']'}")
+        return ", ".join(parts)
 
 
-def _simplifies_to_zero(diff) -> bool:
-    try:
-        return _sp().simplify(diff) == 0
-    except Exception:  # pragma: no cover - simplify can fail on exotic input
-        return False
+def _key(what: str, idx: tuple) -> str:
+    return what + (f"[{', '.join(map(str, idx))}]" if idx else "")
 
 
-class _TooBig(Exception):
-    pass
+def _rounded(v) -> bool:
+    """Whether a float constant may be a rounded result (not an integer or a short binary fraction)."""
+    return mpmath.isfinite(v) and v * 1024 != mpmath.nint(v * 1024)
 
 
-def check_module(module: Module, text: str = "", sizes: dict | None = None, max_elements: int = 400) -> list[Result]:
+def check_module(module: Module, text: str = "", sizes: dict | None = None, max_elements: int = 400,
+                 reference: Module | None = None) -> list[Result]:
+    """Every derivative of the module checked. `reference`: the module the differentiated
+    functions come from, when `module` is an optimized one (its derivatives are checked against
+    sympy.diff of the functions as written)."""
     domains, annotated = annotations(text)
-    checker = Checker(module, {**annotated, **(sizes or {})}, domains, max_elements)
+    checker = Checker(module, {**annotated, **(sizes or {})}, domains, max_elements, reference=reference)
     return [_guarded(checker, f) for f in module.functions if whole(f)]
 
 
 def _by_key(ports, values) -> dict:
     """A derivative function's results under the names `expected` uses, by their ports."""
-    out, k = {}, 0
+    out, k, t = {}, 0, 0
     for port, v in zip(ports, values):
         if port.slot is Slot.GRADIENT:
             out[f"d/d{port.name}"] = v
         elif port.slot is Slot.HV:
             out[f"Hv for {port.name}"] = v
         elif port.slot is Slot.OUTPUT_TANGENT:
-            out[f"tangent of output {k}"] = v
+            out[f"tangent of output {t}"] = v
+            t += 1
+        elif port.slot is Slot.PRIMAL:
+            out[f"value of output {k}"] = v
             k += 1
     return out
 
@@ -430,3 +511,6 @@ def _guarded(checker, fn) -> Result:
     except Exception as e:  # noqa: BLE001 - reported in the table, and the exit status is 1
         return Result(fn.name, "error", detail=f"could not evaluate it at these sizes ({type(e).__name__}: "
                                                f"{str(e)[:200]}); try other sizes with --sizes")
+
+
+__all__ = ["Checker", "Node", "Result", "check_module", "evaluate", "whole"]
