@@ -1,0 +1,152 @@
+"""`tapeless check` on the programs that once made it wrong or slow (issue #15): folded
+constants compared without their rounding, prod and max reductions that took minutes or were
+skipped at ties, a chain of statements that ended in RecursionError, 0 ** y, a division by zero
+at a drawn point, and x ** 0 whose NaN gradient at 0 was never looked at."""
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+
+from tapeless.compiler import pipeline
+from tapeless.compiler.core.primitive import REGISTRY
+from tapeless.compiler.core.source import SourceFile
+from tapeless.compiler.primitives import algebra as B
+from tapeless.compiler.tools.sympy_check import check_module
+
+
+def _check(text: str, sizes=None):
+    text = textwrap.dedent(text)
+    return check_module(pipeline.ir_stage(SourceFile.from_text("t.tl", text)), text, sizes)
+
+
+def _replace(monkeypatch, name: str, **rules) -> None:
+    monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], **rules))
+
+
+def test_folded_f32_constants_pass_within_their_rounding_and_say_so():
+    """1/6 and the mean's 1/3 are folded to float32 in the derivative: compared with the exact
+    values they differ by 2e-8 relative, which the check allows and names (it FAILed)."""
+    for r in _check("""
+        fn f(x: f32[N]) -> f32 { return sum(x * x) / 6.0 }
+        grad f wrt x
+        fn g(x: f32[3]) -> f32 { return mean(x * x) }
+        grad g wrt x
+        """):
+        assert r.status == "pass", r.detail
+        assert "within the rounding of its folded f32 constants" in r.detail and "within rounding" in r.method
+
+
+def test_folded_f64_constants_pass():
+    results = _check("""
+        # domain p: unit
+        # domain x: positive
+        fn f(p: f64[3], y: f64[3]) -> f64 { return mean(binary_cross_entropy(p, y)) }
+        grad f wrt p
+        fn g(x: f64) -> f64 { return 3.0 * log(x) / log(2.0) }
+        grad g wrt x
+        fn h(x: f64[N]) -> f64 { return sum(2.0 ** x) }
+        grad h wrt x
+        """)
+    assert [r.status for r in results] == ["pass"] * 3, [r.detail for r in results]
+
+
+def test_the_rounding_allowance_still_catches_a_rule_off_by_a_thousandth(monkeypatch):
+    """The allowance is the constants' own rounding error (2^-24 relative in f32, carried to
+    each value to first order), not a loose tolerance: a rule 0.1% off fails in f32."""
+    prim = REGISTRY["div"]
+
+    def slightly_wrong(ctx, node, ct, needs):
+        return [None if g is None else B.mul(g, B.like_const(1.001, g)) for g in prim.vjp(ctx, node, ct, needs)]
+
+    _replace(monkeypatch, "div", vjp=slightly_wrong)
+    (r,) = _check("fn f(x: f32[N]) -> f32 { return sum(x * x) / 6.0 }\nvjp f wrt x\n")
+    assert r.status == "FAIL" and "d/dx[0]" in r.detail
+
+
+def test_prod_and_tied_max_min_are_verified_at_their_special_points():
+    """prod with zeros in a slice and max/min with ties are checked there (not skipped, and in
+    seconds: the [3, 4] prod took minutes)."""
+    results = _check("""
+        fn f(x: f64[3, 4]) -> f64[3] { return prod(x, axis=1) }
+        vjp f wrt x
+        fn g(x: f64[3, 4]) -> f64[4] { return min(x, axis=0) }
+        vjp g wrt x
+        fn h(x: f64[3, 4]) -> f64 { return max(x) }
+        grad h wrt x
+        """)
+    assert [r.status for r in results] == ["pass"] * 3, [r.detail for r in results]
+    assert all("special" in r.method for r in results), [r.method for r in results]
+
+
+def test_a_broken_tie_convention_is_caught(monkeypatch):
+    """Ties of a max reduction share the gradient equally (docs/language.md): a rule that gives
+    the whole gradient to every tied entry agrees everywhere but at a tie, where the check FAILs."""
+    def every_tied_entry(ctx, node, ct, needs):
+        x = node.inputs[0]
+        hit = B.apply("eq", x, B.broadcast_to(B.reshape(node, (x.shape[0], 1)), x.shape))
+        return [B.masked(hit, B.broadcast_to(B.reshape(ct, (x.shape[0], 1)), x.shape))]
+
+    _replace(monkeypatch, "max", vjp=every_tied_entry)
+    (r,) = _check("fn f(x: f64[3, 4]) -> f64[3] { return max(x, axis=1) }\nvjp f wrt x\n")
+    assert r.status == "FAIL" and "at the special point max: a tie at the max (line 1)" in r.detail
+
+
+def test_a_long_chain_is_checked_on_the_graph():
+    """a = tanh(a) * x + 0.5 repeated: 50 statements ended in RecursionError (reported as 'try
+    other sizes'); the values are computed node by node, shared subexpressions once."""
+    body = "\n".join(["    a = x"] + ["    a = tanh(a) * x + 0.5"] * 120)
+    (r,) = _check(f"fn f(x: f64[N]) -> f64 {{\n{body}\n    return sum(a)\n}}\ngrad f wrt x\n")
+    assert r.status == "pass", r.detail
+
+
+def test_zero_to_a_power_has_numpy_values_and_pytorch_derivatives():
+    """0.0 ** y was compared with SymPy's nan (0 * log 0): the meaning of pow is NumPy's at 0
+    (0, 1 or inf) and its derivative PyTorch's (0 where y >= 0), checked at y = 0 too."""
+    (r,) = _check("fn f(y: f64[N]) -> f64 { return sum(0.0 ** y) }\ngrad f wrt y\n")
+    assert r.status == "pass" and "special" in r.method, r.detail
+
+
+def test_x_to_the_zero_is_evaluated_at_zero(monkeypatch):
+    """d/dx x ** 0 is 0 (PyTorch); the rule once gave 0 * x ** -1, NaN at x = 0, and the check
+    passed it because it never drew 0. The special point of pow (base 0) catches the old rule."""
+    text = "fn f(x: f64[N]) -> f64 { return sum(x ** 0.0) }\ngrad f wrt x\n"
+    (r,) = _check(text)
+    assert r.status == "pass" and "special" in r.method, r.detail
+
+    def old_rule(ctx, node, ct, needs):  # b * a ** (b - 1) for every b, as before
+        a, b = node.inputs
+        d = B.mul(b, B.pow_(a, B.like_const(b.attr("value") - 1, b)))
+        return [B.unbroadcast(B.mul(ct, d), a.type), None]
+
+    _replace(monkeypatch, "pow", vjp=old_rule)
+    (r,) = _check(text)
+    assert r.status == "FAIL", r.detail
+    assert "sympy.diff gives 0\n    tapeless gives nan" in r.detail and "at the special point pow: base 0" in r.detail
+
+
+def test_a_point_on_a_pole_is_drawn_again():
+    """relu(x) / (x - 1) at a drawn x = 1 raised ZeroDivisionError ('could not be checked'); the
+    arithmetic is IEEE's now and a point where the reference is not finite is replaced."""
+    (r,) = _check("fn f(x: f64[N]) -> f64 { return sum(relu(x) / (x - 1.0)) }\ngrad f wrt x\n", {"N": 5})
+    assert r.status == "pass", r.detail
+
+
+def test_a_function_that_is_never_finite_is_skipped_with_the_reason():
+    (r,) = _check("fn f(x: f64[N]) -> f64 { return sum(x / (x - x)) }\ngrad f wrt x\n")
+    assert r.status == "skipped"
+    assert "not finite at any point drawn at sizes {'N': 2} (value of output 0 is +inf at x = [" in r.detail
+
+
+def test_the_generated_gradient_of_a_power_at_zero_is_pytorchs(tl):
+    """What the check now holds the rule to, in the generated code: d/dx x ** 0 is 0 at x = 0
+    (it was NaN), also for an exponent that is an argument equal to 0; other exponents keep
+    b x^(b-1) (inf for b = 0.5 at 0, as in PyTorch)."""
+    import numpy as np
+
+    m = tl("fn f(x: f64[N]) -> f64 { return sum(x ** 0.0) }\ngrad f wrt x\n"
+           "fn g(x: f64[N], y: f64[N]) -> f64 { return sum(x ** y) }\ngrad g wrt x, y\n")
+    with np.errstate(all="ignore"):
+        assert np.array_equal(m.f_grad(np.array([0.0, 2.0]))[1], [0.0, 0.0])
+        _, dx, dy = m.g_grad(np.array([0.0, 0.0, 0.0, 2.0]), np.array([0.0, 0.5, 2.0, 0.0]))
+    assert np.array_equal(dx, [0.0, np.inf, 0.0, 0.0])
+    assert np.array_equal(dy, [0.0, 0.0, 0.0, np.log(2.0)])
