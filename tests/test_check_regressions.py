@@ -150,3 +150,12 @@ def test_the_generated_gradient_of_a_power_at_zero_is_pytorchs(tl):
         _, dx, dy = m.g_grad(np.array([0.0, 0.0, 0.0, 2.0]), np.array([0.0, 0.5, 2.0, 0.0]))
     assert np.array_equal(dx, [0.0, np.inf, 0.0, 0.0])
     assert np.array_equal(dy, [0.0, 0.0, 0.0, np.log(2.0)])
+
+
+def test_calls_kept_as_calls_are_checked_through_their_bodies():
+    """A fn of more than 64 operations is called, not inlined (primitives/call.py); the check
+    differentiates the caller with the calls expanded, as the directive did."""
+    body = "\n".join(["    a = x"] + ["    a = tanh(a) * x + 0.5"] * 24)
+    results = _check(f"fn g(x: f64[N]) -> f64[N] {{\n{body}\n    return a\n}}\n"
+                     "fn f(x: f64[N]) -> f64 { return sum(g(g(x) * 0.5) + g(x)) }\ngrad f wrt x\n")
+    assert [r.status for r in results] == ["pass"], [r.detail for r in results]

@@ -242,12 +242,27 @@ class Compiled:
         return self._hess
 
 
+def symbolic_evaluate(outputs, env: dict[int, np.ndarray], sizes: dict) -> list[np.ndarray]:
+    """The outputs as object arrays of SymPy expressions, given values for the params in env:
+    how a meaning made of a graph (a call) is built over symbols."""
+    ctx = SymContext(sizes, evaluate=lambda outs, values: symbolic_evaluate(outs, values, sizes))
+    vals: dict[int, np.ndarray] = dict(env)
+    for n in topo_order(outputs):
+        if n.id in vals:
+            continue
+        if n.is_param:
+            raise KeyError(f"no value for parameter {n.attr('name')}")
+        out = n.op.sympy(ctx, [vals[i.id] for i in n.inputs], n)
+        vals[n.id] = np.asarray(out, dtype=object).reshape(concrete_shape(n.shape, sizes))
+    return [vals[o.id] for o in outputs]
+
+
 class Meanings:
     """The compiled meanings of the nodes of one check (fixed sizes), shared by signature."""
 
     def __init__(self, sizes: dict):
         self.sizes = sizes
-        self.ctx = SymContext(sizes)
+        self.ctx = SymContext(sizes, evaluate=lambda outs, values: symbolic_evaluate(outs, values, sizes))
         self._cache: dict = {}
         self._concrete: set = set()  # signatures whose meaning needs its integer inputs' values
         self._by_node: dict[int, Compiled] = {}
