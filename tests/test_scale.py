@@ -2,8 +2,13 @@
 user did not write (benchmarks/compile_scale.py measures how compile time grows)."""
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from tapeless.compiler import pipeline
+from tapeless.compiler.core.diagnostics import CompileError
 from tapeless.compiler.core.source import SourceFile
+from tapeless.compiler.frontend import lower
 from tapeless.compiler.tools.cli import main
 
 
@@ -24,6 +29,56 @@ def test_deep_unary_minus_prints_at_every_stage(tmp_path, capsys):
     for stage in pipeline.STAGES:
         assert main(["ir", str(path), "--stage", stage]) == 0, stage
     assert "return" in capsys.readouterr().out
+
+
+def test_three_thousand_nested_minus_signs_and_calls_print_at_the_parsed_stage(tmp_path, capsys):
+    """`ir --stage parsed` of 3,000 levels (it exited 2 with a RecursionError: the printer
+    recursed once per level; it now works from a stack)."""
+    for name, expr in (("neg", "-" * 3000 + "x"), ("calls", "tanh(" * 3000 + "x" + ")" * 3000)):
+        path = tmp_path / f"{name}.tl"
+        path.write_text(f"fn f(x: f64) -> f64 {{\n    return {expr}\n}}\n")
+        assert main(["ir", str(path), "--stage", "parsed"]) == 0, name
+        assert f"    return {expr}  # line 2\n" in capsys.readouterr().out, name
+
+
+def test_three_thousand_nested_calls_compile_and_differentiate(tl):
+    """3,000 nested calls lower in slices (frontend/lower.py), so they compile: they were
+    reported as nesting deeper than 20,000 levels, at 1:1."""
+    m = tl("fn f(x: f64) -> f64 {\n    return " + "tanh(" * 3000 + "x" + ")" * 3000 + "\n}\ngrad f wrt x\n",
+           opt_level=0)
+    y, dy = 0.7, 1.0
+    for _ in range(3000):
+        y = np.tanh(y)
+        dy *= 1.0 - y * y
+    value, grad = m.f_grad(np.float64(0.7))
+    assert value == pytest.approx(y, rel=1e-12) and grad == pytest.approx(dy, rel=1e-9)
+
+
+def test_an_error_deep_in_a_nested_expression_is_reported_once_where_it_is():
+    """A mistake 2,400 levels down (lowered ahead: a multiple of lower._STAGE) gives one
+    diagnostic at its own place, and a static argument lowered ahead (the axis) still works."""
+    assert 2400 % lower._STAGE == 0
+    text = ("fn f(x: f64[3]) -> f64 {\n    return " + "tanh(" * 2399 + "sum(x * y, axis=0)" + ")" * 2399
+            + "\n}\n")
+    with pytest.raises(CompileError) as err:
+        pipeline.typed_stage(pipeline.parse_stage(SourceFile.from_text("f.tl", text)))
+    (d,) = err.value.diagnostics
+    assert d.message.startswith("unknown name `y`") and (d.span.line, d.span.col) == (2, 12 + 5 * 2399 + 8)
+    ok = text.replace("x * y", "x * x")
+    (f,) = pipeline.typed_stage(pipeline.parse_stage(SourceFile.from_text("f.tl", ok))).typed.functions
+    assert f.outputs[0].type.shape == ()
+
+
+def test_running_out_of_recursion_is_reported_at_the_expression(monkeypatch):
+    """Where recursion still runs out (here: lowering ahead switched off), the error points at
+    the expression it was lowering and names no nesting limit the user did not write."""
+    monkeypatch.setattr(lower, "_STAGE", 10 ** 9)
+    text = "fn f(x: f64) -> f64 {\n    return " + "tanh(" * 3500 + "x" + ")" * 3500 + "\n}\n"
+    with pytest.raises(CompileError) as err:
+        pipeline.typed_stage(pipeline.parse_stage(SourceFile.from_text("f.tl", text)))
+    (d,) = err.value.diagnostics
+    assert d.span.line == 2 and d.span.col > 12 and "levels" not in d.message
+    assert "ran out of recursion depth here" in d.message
 
 
 def test_many_repeats_of_one_name_get_numbered_names_in_order(tl):

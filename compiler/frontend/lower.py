@@ -60,6 +60,11 @@ class Poison(Exception):
     """An error already reported: unwind to the statement."""
 
 
+# Lowering recurses once per level of nesting; an expression nested deeper than this is lowered
+# bottom-up in slices of this many levels (Lowerer.lower_deep_first), so recursion stays bounded.
+_STAGE = 200
+
+
 @dataclass
 class Scope:
     fn: str
@@ -85,6 +90,7 @@ class Lowering:
         # directives and calls can still be checked against it
         self.signatures: dict[str, list[Node]] = {}
         self.sizes: dict[Function, int] = {}  # operations per called fn (primitives/call.py)
+        self.lowered: dict[int, Node | None] = {}  # id(expr) -> node (None: failed), see lower_deep_first
 
     # ---- functions --------------------------------------------------------------------------------------
     def lower_fn(self, fd: ast.FnDef) -> Function | None:
@@ -159,6 +165,8 @@ class Lowering:
                 failed = True
                 break
             try:
+                for value in (stmt.value,) if isinstance(stmt, ast.Assign) else stmt.values:
+                    self.lower_deep_first(value, scope)
                 if isinstance(stmt, ast.Assign):
                     self.assign(stmt, scope)
                 else:
@@ -170,6 +178,8 @@ class Lowering:
                         scope.env[t.name] = None  # type: ignore[assignment]
                 else:
                     outputs = []
+            finally:
+                self.lowered.clear()
         if outputs is None and not failed:
             self.sink.error(fd.name.span, f"function `{fd.name.name}` has no `return`")
         if failed or not outputs:
@@ -239,6 +249,10 @@ class Lowering:
         raise Poison
 
     def expr(self, e: ast.Expr, scope: Scope) -> Node:
+        if id(e) in self.lowered:  # lowered ahead, as a slice of a deep expression
+            if (node := self.lowered[id(e)]) is None:
+                raise Poison
+            return node
         out = self.multi(e, scope) if isinstance(e, ast.Call) else [self._expr(e, scope)]
         if len(out) != 1:
             self.fail(e.span, f"`{e.func.name}` returns {len(out)} values; unpack them with "
@@ -250,6 +264,54 @@ class Lowering:
         if isinstance(e, ast.Call) and self.items.defines(e.func.name) and e.func.name not in scope.env:
             return self.user_call(e, scope)
         return [self._expr(e, scope)]
+
+    def lower_deep_first(self, e: ast.Expr, scope: Scope) -> None:
+        """Lower the operands every _STAGE levels down a deeply nested expression, deepest first,
+        so the recursive lowering that follows meets a lowered operand within _STAGE levels:
+        3,000 nested calls lower in linear time without deep recursion. Shallow expressions
+        (nearly all) have nothing to lower ahead."""
+        ahead, todo = [], [(e, 0)]
+        while todo:
+            x, depth = todo.pop()
+            if depth and depth % _STAGE == 0:
+                ahead.append(x)
+            todo.extend((c, depth + 1) for c in self.value_operands(x, scope))
+        for x in reversed(ahead):  # every operand is found after the expressions that contain it
+            try:
+                self.lowered[id(x)] = self.expr(x, scope)
+            except Poison:
+                self.lowered[id(x)] = None
+
+    def value_operands(self, e: ast.Expr, scope: Scope) -> list[ast.Expr]:
+        """The operands of e that lowering passes to `expr` (all but a dtype name or an einsum
+        string, and the list that holds axes, a shape or concat's operands)."""
+        if isinstance(e, (ast.BinOp, ast.Compare)):
+            return [e.left, e.right]
+        if isinstance(e, ast.UnOp):
+            return [e.operand]
+        if isinstance(e, ast.Attr):
+            return [e.base]
+        if isinstance(e, ast.Index):
+            items = [x for i in e.items for x in ((i.start, i.stop, i.step) if isinstance(i, ast.Slice) else (i,))]
+            return [e.base] + [i for i in items if i is not None and not isinstance(i, ast.EllipsisItem | ast.NoneLit)]
+        if not isinstance(e, ast.Call) or e.func.name in scope.env:
+            return []
+        if self.items.defines(e.func.name):
+            return list(e.args) + [k.value for k in e.kwargs]
+        spec = BUILTINS.get("f64" if self.float64 and e.func.name in ("f16", "f32") else e.func.name)
+        if spec is None:
+            return []
+        positional = [p.kind for p in spec.params if p.kind != REST]
+        kinds = {p.name: p.kind for p in spec.params}
+        given = [(positional[i] if i < len(positional) else REST, a) for i, a in enumerate(e.args)]
+        given += [(kinds.get(k.name.name), k.value) for k in e.kwargs]
+        out = []
+        for kind, a in given:
+            if kind in (LIST, AXES, SHAPE) and isinstance(a, ast.ListExpr):
+                out.extend(a.items)
+            elif kind in (TENSOR, REST, BOOL, AXIS, INT, DIM, AXES, SHAPE):
+                out.append(a)
+        return out
 
     def _expr(self, e: ast.Expr, scope: Scope) -> Node:
         with span_scope(e.span):
