@@ -136,3 +136,21 @@ def test_levels_keep_finite_results_finite_and_close(program):
                     tol = gamma * (s[close].astype(float) + TINY[dtype]) * 2
                     assert np.all(err <= tol), (f"-O{level} {what} {g} differs from -O0's {w} by more than the "
                                                 f"rounding bound {tol} at x={x}, y={y}\n{text}")
+
+
+def test_an_infinite_exponent_under_a_hessian_vector_product_compiles_at_every_level():
+    """`(y ** 3) ** inf` with an hvp: -O1 and -O2 stopped with an OverflowError (the polynomial
+    rule asked int(inf)); 1e308 in f32 is that inf too (long fuzz run, input #3401). Each level
+    gives -O0's values: finite where -O0's are, the same non-finite ones elsewhere."""
+    for dtype, exponent in (("f64", "inf"), ("f32", "1e308")):
+        text = f"fn f(y: {dtype}) -> {dtype} {{\n    return (y ** 3) ** {exponent}\n}}\nhvp f wrt y\n"
+        made = _modules(text, (0, 1, 2))
+        npt = np.float32 if dtype == "f32" else np.float64
+        with np.errstate(all="ignore"):
+            for y in (0.5, 1.0, 1.5, 0.0, -0.5):
+                want = [np.asarray(v) for v in made[0]["f_hvp"](npt(y), npt(1.0))]
+                for level in (1, 2):
+                    got = [np.asarray(v) for v in made[level]["f_hvp"](npt(y), npt(1.0))]
+                    for w, g in zip(want, got):
+                        assert w.dtype == g.dtype
+                        np.testing.assert_allclose(g, w, rtol=1e-6, err_msg=f"-O{level} at y={y}\n{text}")

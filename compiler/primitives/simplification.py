@@ -288,7 +288,8 @@ def _polynomial(n: Node):
             # term is one polynomial, not a prefix rewritten apart from the terms that share its
             # powers (0.5 + 0.5 x^3 + 0.5 x^4 + x ** 5: x^3 computed twice)
             k = _const(m.inputs[1])
-            if k is None or k != int(k) or not 2 <= k <= _MAX_DEGREE or walk(m.inputs[0]) != {1: 1}:
+            if (k is None or not math.isfinite(k) or k != int(k) or not 2 <= k <= _MAX_DEGREE
+                    or walk(m.inputs[0]) != {1: 1}):
                 return None
             return {int(k): 1}
         if m.op.name in ("add", "sub", "mul", "neg") and m is not (leaf[0] if leaf else None):
