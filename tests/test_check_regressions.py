@@ -159,3 +159,61 @@ def test_calls_kept_as_calls_are_checked_through_their_bodies():
     results = _check(f"fn g(x: f64[N]) -> f64[N] {{\n{body}\n    return a\n}}\n"
                      "fn f(x: f64[N]) -> f64 { return sum(g(g(x) * 0.5) + g(x)) }\ngrad f wrt x\n")
     assert [r.status for r in results] == ["pass"], [r.detail for r in results]
+
+
+def test_std_with_ddof_is_checked():
+    """std(x, ddof=1) ran past 30 s; its [3, 4] VJP and a full reduction are checked now."""
+    results = _check("""
+        fn f(x: f64[3, 4]) -> f64[3] { return std(x, axis=1, ddof=1) }
+        vjp f wrt x
+        fn g(x: f64[N]) -> f64 { return std(x, ddof=1) }
+        grad g wrt x
+        """)
+    assert [r.status for r in results] == ["pass"] * 2, [r.detail for r in results]
+
+
+def test_a_size_that_divides_by_zero_is_skipped_with_the_reason():
+    """At the sampled N = 2, N - 2 is 0 (a ZeroDivisionError, once reported as 'could not be
+    checked'): skipped, naming the sizes; at N = 3 it is checked."""
+    text = "fn f(x: f64[N]) -> f64 { return sum(x * x) / (N - 2) }\ngrad f wrt x\n"
+    (r,) = _check(text)
+    assert r.status == "skipped" and "not finite at any point drawn at sizes {'N': 2}" in r.detail, r.detail
+    (r,) = _check(text, {"N": 3})
+    assert r.status == "pass", r.detail
+
+
+def test_fuzz3_a_subnormal_f32_exponent_is_checked():
+    """tan(x) ** 1e-45 in f32 (1e-45 is the subnormal 2^-149) with an hvp ran past 100 s."""
+    (r,) = _check("fn f(x: f32) -> f32 { return tan(x) ** 1e-45 }\nhvp f wrt x\n")
+    assert r.status == "pass", r.detail
+
+
+def test_a_constant_rounded_to_a_round_number_is_allowed_its_rounding():
+    """The pow rule holds b - 1: for b = 1e-8 in f32 (1e-7 in f16) that rounds to exactly -1.0,
+    and 1 / 1e-38 to a float with no fraction. Each is a rounded constant all the same."""
+    results = _check("""
+        fn f(x: f32) -> f32 { return tan(x) ** 1e-8 }
+        grad f wrt x
+        fn g(x: f16) -> f16 { return tan(x) ** 1e-7 }
+        hvp g wrt x
+        fn h(x: f32) -> f32 { return exp(x * 1e-45) / 1e-38 }
+        hvp h wrt x
+        """)
+    assert [r.status for r in results] == ["pass"] * 3, [r.detail for r in results]
+    assert all("within the rounding of its folded" in r.detail for r in results), [r.detail for r in results]
+
+
+def test_values_beyond_the_dtype_agree_as_the_dtype_holds_them(monkeypatch):
+    """x * 1e20 * 1e20 * 1e20 in f32: the derivative folds the constants' product to inf, the
+    exact gradient is 1e60; f32 holds both as inf. A rule that gets the sign wrong still fails."""
+    text = "fn f(x: f32) -> f32 { return x * 1e20 * 1e20 * 1e20 }\ngrad f wrt x\n"
+    (r,) = _check(text)
+    assert r.status == "pass" and "beyond the range of f32" in r.detail, r.detail
+    prim = REGISTRY["mul"]
+
+    def negated(ctx, node, ct, needs):
+        return [None if g is None else B.neg(g) for g in prim.vjp(ctx, node, ct, needs)]
+
+    _replace(monkeypatch, "mul", vjp=negated)
+    (r,) = _check(text)
+    assert r.status == "FAIL" and "d/dx" in r.detail, r.detail

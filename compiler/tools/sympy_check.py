@@ -23,9 +23,12 @@ For each derivative function of a module:
 Rounded constants: the compiler folds operations on literals (1 / 6 in f32, log(2.0)) in
 the dtype of the program, so a derivative may hold 0.16666667 where the reference has
 exactly 1/6. Where the strict comparison fails, the check bounds how far the rounding of
-the constants the derivative holds beyond the function's own can move each value (to first
-order, from their dtype's unit roundoff: 2^-24 for f32) and accepts a difference within
-twice that bound, saying so in the report. A wrong rule is off by far more.
+the constants the derivative holds can move each value (to first order, from their dtype's
+unit roundoff: 2^-24 for f32, or half the smallest subnormal near 0) and accepts a
+difference within twice that bound, saying so in the report. Any constant may be rounded,
+even a round one (b - 1 is exactly -1.0 in f32 for b = 1e-8). A wrong rule is off by far
+more. Two values that both lie beyond the range of the result's dtype (1e60 and inf in f32)
+agree: the dtype holds both as inf; so do two below half its smallest subnormal (both 0).
 
 A size cap stops the check from exploding: a function with more input elements than
 `max_elements` is reported as skipped, with the reason.
@@ -51,6 +54,8 @@ from .special_points import special_points
 REL_TOL = mpmath.mpf(10) ** -30
 ABS_TOL = mpmath.mpf(10) ** -45
 UNIT_ROUNDOFF = {DType.F16: 2.0 ** -11, DType.F32: 2.0 ** -24, DType.F64: 2.0 ** -53}
+# half the smallest subnormal: how far a result rounded to (or near) 0 may be off
+HALF_TINY = {DType.F16: 2.0 ** -25, DType.F32: 2.0 ** -150, DType.F64: 2.0 ** -1075}
 DRAWS = 12  # tries for a point where the reference is finite
 
 
@@ -183,7 +188,8 @@ class _Check:
         self.order = topo_order(target.outputs)
         self.pair = checker.module.pair(deriv)
         self.extra = list(zip(deriv.params[len(target.params):], self.d.params[len(target.params):]))
-        self.rounding = {"dtypes": set(), "difference": mpmath.mpf(0), "bound": mpmath.mpf(0)}
+        self.rounding = {"dtypes": set(), "difference": mpmath.mpf(0), "bound": mpmath.mpf(0), "range": set()}
+        self.out_dtypes = _by_key(self.d.outputs, [o.dtype for o in deriv.outputs])
 
     # ---- points ----------------------------------------------------------------------------
     def draw(self, signs: list[int] | None) -> dict:
@@ -294,8 +300,10 @@ class _Check:
 
     # ---- the rounding of folded constants ----------------------------------------------------------
     def rounding_bound(self, label: str, vals: dict, env: dict) -> dict:
-        """How far the rounding of the constants the derivative holds beyond the function's own
-        can move each of its outputs, to first order (by key, as _by_key)."""
+        """How far the rounding of the float constants the derivative holds can move each of its
+        outputs, to first order (by key, as _by_key). The function's own constants count, by their
+        relative rounding only: a folded b - 1 that rounds to b is b's node (x ** 123456789.0 in
+        f32), and a subnormal literal is the program's own value, not an approximation."""
         own = {n.id for n in self.order if n.is_const}
         if label == "":
             errs = self._propagate(self.deriv.outputs, vals, own, {})
@@ -310,11 +318,11 @@ class _Check:
     def _propagate(self, outputs, vals: dict, own: set, seeds: dict) -> dict:
         seeds = dict(seeds)
         for n in topo_order(outputs):
-            if n.is_const and n.id not in own and n.dtype.is_float:
+            if n.is_const and n.dtype.is_float:
                 v = vals[n.id].reshape(-1)[0]
-                if _rounded(v):
+                if mpmath.isfinite(v):
                     self.rounding["dtypes"].add(n.dtype)
-                    seeds[n.id] = np.asarray(abs(v) * mpmath.mpf(UNIT_ROUNDOFF[n.dtype]), dtype=object)
+                    seeds[n.id] = np.asarray(_rounding_error(v, n.dtype, n.id in own), dtype=object)
         if not seeds:
             return {}
         return reference.forward(self.m, topo_order(outputs), vals, seeds, absolute=True)
@@ -379,6 +387,10 @@ class _Check:
             detail = (f"agrees within the rounding of its folded {dts} constants: largest difference "
                       f"{mpmath.nstr(r['difference'], 3)}, allowed {mpmath.nstr(r['bound'], 3)} "
                       f"(twice their first-order error bound)")
+        if r["range"]:
+            dts = "/".join(sorted(str(t) for t in r["range"]))
+            detail += ("; " if detail else "") + (f"values beyond the range of {dts} agree as the dtype holds "
+                                                  f"them (inf, or 0 below half its smallest subnormal)")
         return Result(self.deriv.name, "pass", self.method(len(bases), len(special)), self.n_compared(bases[0][1]),
                       detail=detail)
 
@@ -392,7 +404,7 @@ class _Check:
 
     def method(self, n_random: int, n_special: int) -> str:
         text = f"{DIGITS}-digit values at {n_random} points" + (f" + {n_special} special" if n_special else "")
-        if self.rounding["dtypes"] and self.rounding["difference"] > 0:
+        if (self.rounding["dtypes"] and self.rounding["difference"] > 0) or self.rounding["range"]:
             text += ", within rounding"
         return text
 
@@ -411,10 +423,14 @@ class _Check:
                         bounds = self.rounding_bound(label, vals, point.env)
                     b = bounds.get(what)
                     e = None if b is None else b[idx]
-                    if e is not None and _agree(w, h, 2 * e):
+                    if e is not None and mpmath.isfinite(e) and _agree(w, h, 2 * e):
                         self.rounding["difference"] = max(self.rounding["difference"], abs(w - h))
                         self.rounding["bound"] = max(self.rounding["bound"], 2 * e)
                         continue
+                dtype = self.out_dtypes.get(what)
+                if dtype in UNIT_ROUNDOFF and _same_in_dtype(w, h, dtype):
+                    self.rounding["range"].add(dtype)
+                    continue
                 at = f"at the special point {point.label}: " if point.label else "at "
                 return label, (f"{_key(what, idx)}: sympy.diff gives {_show(w)}\n"
                                f"    tapeless gives {_show(h)}\n    {at}{self._where(point.env)}")
@@ -433,9 +449,24 @@ def _key(what: str, idx: tuple) -> str:
     return what + (f"[{', '.join(map(str, idx))}]" if idx else "")
 
 
-def _rounded(v) -> bool:
-    """Whether a float constant may be a rounded result (not an integer or a short binary fraction)."""
-    return mpmath.isfinite(v) and v * 1024 != mpmath.nint(v * 1024)
+def _rounding_error(v, dtype: DType, own: bool = False):
+    """How far a constant of the derivative may lie from the exact value it stands for."""
+    rel = abs(v) * mpmath.mpf(UNIT_ROUNDOFF[dtype])
+    return rel if own else max(rel, mpmath.mpf(HALF_TINY[dtype]))
+
+
+def _same_in_dtype(want, have, dtype: DType) -> bool:
+    """Whether two numbers round to the same inf, or both to 0, in dtype (IEEE round to nearest:
+    inf from the largest finite number plus half its spacing on, 0 below half the smallest
+    subnormal)."""
+    if isinstance(want, bool) or mpmath.isnan(want) or mpmath.isnan(have):
+        return False
+    info = np.finfo(dtype.np)
+    huge = mpmath.ldexp(1, int(info.maxexp)) * (1 - mpmath.ldexp(1, -int(info.nmant) - 2))
+    if abs(want) >= huge and abs(have) >= huge:
+        return (want > 0) == (have > 0)
+    tiny = mpmath.mpf(HALF_TINY[dtype])
+    return abs(want) < tiny and abs(have) < tiny
 
 
 def check_module(module: Module, text: str = "", sizes: dict | None = None, max_elements: int = 400,
