@@ -368,6 +368,26 @@ def test_no_checks_option_removes_validation():
     assert "_array" not in text and "_shape_error" not in text and "N = x.shape[0]" not in text
 
 
+def test_no_checks_binds_the_sizes_a_fused_loop_uses(tl):
+    """A loop over rows of a symbolic size: without checks the size is still read from the
+    argument (the module stopped with "size symbol(s) ['N'] have no binding here": only the
+    checks bound it; long fuzz run, input #5278). Sizes are now bound where the code first
+    needs them, so an unused one still costs nothing."""
+    text = """
+    fn f(y: f64[N, 3]) -> f64 { return sum(prod(y, axis=1)) }
+    grad f wrt y
+    fn g(y: f64[N, M], z: f64[K]) -> f64[N] { return exp(sum(y * y, axis=1)) * 2.0 + 1.0 }
+    vjp g wrt y
+    """
+    y, z = np.linspace(0.1, 0.9, 12).reshape(4, 3), np.ones(5)
+    for level in (0, 1, 2):
+        checked, unchecked = tl(text, opt_level=level), tl(text, opt_level=level, checks=False)
+        for name, args in (("f_grad", (y,)), ("g_vjp", (y, z, np.ones(4)))):
+            for w, g in zip(getattr(checked, name)(*args), getattr(unchecked, name)(*args)):
+                np.testing.assert_array_equal(g, w, err_msg=f"{name} at -O{level}")
+        assert "    K = " not in compile_source(text, checks=False, opt_level=level)
+
+
 def test_generated_code_has_no_warnings_as_errors_surprises(tl):
     m = tl("fn f(x: f64[N]) -> f64 { return sum(where(x > 0, log(x), 0)) }\n")
     with np.errstate(all="raise"):

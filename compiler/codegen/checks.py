@@ -196,24 +196,26 @@ def rank_lines(ctx, fn_name: str, args: list[Arg]) -> list[str]:
     return [f"if {cond}:", f"    {ctx.helper('rank_error')}({fn_name!r}, ({specs},))"]
 
 
-def bind_symbols(ctx, args: list[Arg], carriers: dict[str, str],
-                 needed: set[str] | None = None) -> tuple[list[str], list[tuple[str, str, str]]]:
-    """`N = x.shape[0]` for each size symbol (each one in `needed`, if given), from the first
-    argument that has it; a size the residuals carry comes from them first (the cotangents of
-    a _bwd are checked against the forward pass's sizes)."""
-    lines, bound = [], []
-    for sym, var_src in carriers.items():
-        if sym not in ctx.symbols and (needed is None or sym in needed):
-            var = ctx.bind_symbol(sym)
-            lines.append(f"{var} = int({var_src})")
-            bound.append((sym, var, "the residuals"))
+def symbol_sources(args: list[Arg], carriers: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Where each size symbol is read: symbol -> (Python text, what messages call the source),
+    from the first argument that has it; a size the residuals carry comes from them first (the
+    cotangents of a _bwd are checked against the forward pass's sizes)."""
+    out = {sym: (f"int({var_src})", "the residuals") for sym, var_src in carriers.items()}
     for a in args:
         for k, d in enumerate(a.type.shape):
-            if isinstance(d, Dim) and d.symbol_name and d.symbol_name not in ctx.symbols and (
-                    needed is None or d.symbol_name in needed):
-                var = ctx.bind_symbol(d.symbol_name)
-                lines.append(f"{var} = {a.var}.shape[{k}]")
-                bound.append((d.symbol_name, var, a.shown))
+            if isinstance(d, Dim) and d.symbol_name:
+                out.setdefault(d.symbol_name, (f"{a.var}.shape[{k}]", a.shown))
+    return out
+
+
+def bind_symbols(ctx, args: list[Arg], carriers: dict[str, str]) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """`N = x.shape[0]` for each size symbol, and (symbol, variable, source) for the messages."""
+    lines, bound = [], []
+    for sym, (src, shown) in symbol_sources(args, carriers).items():
+        if sym not in ctx.symbols:
+            var = ctx.bind_symbol(sym)
+            lines.append(f"{var} = {src}")
+            bound.append((sym, var, shown))
     return lines, bound
 
 

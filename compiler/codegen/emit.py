@@ -17,7 +17,7 @@ import numpy as np
 from ..core.derivative import Part, Slot
 from ..core.ir import Function, Module, Node, topo_order, use_counts
 from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
-from ..core.types import Dim, DType, TensorType, dim_text, symbols_in
+from ..core.types import Dim, DType, TensorType, dim_text
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from .fused.plan import Kernel, plan, reusable_inputs, schedule
@@ -71,6 +71,9 @@ class FnContext:
         self.symbols: dict[str, str] = {}
         self.fn_name = ""  # the source name of the function being written, for messages
         self.params: dict[int, str] = {}  # param id -> how messages name it ("argument `k`")
+        # without checks: size symbol -> where it is read, bound when the code first needs it
+        self.unbound: dict[str, str] = {}
+        self.binding_lines: list[str] = []
 
     def helper(self, name: str) -> str:
         key = "checks" if name in CHECK_HELPER_NAMES else name
@@ -101,6 +104,8 @@ class FnContext:
 
     def dim(self, d) -> str:
         if isinstance(d, Dim):
+            for sym in sorted(d.symbols & self.unbound.keys()):
+                self.binding_lines.append(f"{self.bind_symbol(sym)} = {self.unbound.pop(sym)}")
             missing = d.symbols - set(self.symbols)
             if missing:  # pragma: no cover - autodiff guarantees every symbol has a binding
                 raise AssertionError(f"size symbol(s) {sorted(missing)} have no binding here")
@@ -343,12 +348,14 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
         body += checks.rank_lines(ctx, fn.name, arrays)
     else:
         body += checks.coerce_lines(ctx, checked)
-    needed = None if mod.options.checks else _symbols_used(fn, mod.options.fuse)
-    sym_lines, bound = checks.bind_symbols(ctx, arrays, carriers, needed)
-    body += sym_lines
     if mod.options.checks:
+        sym_lines, bound = checks.bind_symbols(ctx, arrays, carriers)
+        body += sym_lines
         body += checks.shape_lines(ctx, fn.name, arrays, bound)
         body += checks.size_lines(ctx, fn.name, topo_order(fn.outputs), bound)
+    else:  # only the sizes the code uses are read, each before the body (ctx.dim binds it on first use)
+        ctx.unbound = {sym: src for sym, (src, _) in checks.symbol_sources(arrays, carriers).items()}
+        bindings_at = len(body)
     b = Body(ctx, fn)
     bufs = [names.fresh(f"out_{w}") for w in wrt] if n_grads else []
     if bufs and mod.options.fuse:
@@ -361,6 +368,8 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
         early.append(f"    {_unpack(bufs)} = {_out_source(ctx, fn, out_var, n_grads, wrt, arrays)}")
     returns = _returns(ctx, fn, outs, out_var, n_grads, wrt, bufs, early=bool(early),
                        accumulated=[g.id in b.accumulated for g in fn.outputs[len(fn.outputs) - n_grads:]])
+    if not mod.options.checks:
+        body[bindings_at:bindings_at] = ctx.binding_lines
     if b.return_span is not None and b.return_span.span is not None:
         n = b.return_span
         returns[-1] += f"  # {sanitize_comment(n.span.file, 60)}:{n.span.line}"
@@ -374,18 +383,6 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
         body += early + b.lines + returns
     lines += _indent(body)
     return "\n".join(lines) + "\n"
-
-
-def _symbols_used(fn: Function, fuse: bool) -> set[str]:
-    """Size symbols the body's code mentions (without checks, only these need binding)."""
-    used: set[str] = set()
-    for n in topo_order(fn.outputs):
-        for _, v in n.attrs:
-            used |= symbols_in(v)
-        sink = n.op.loop is not None and n.op.loop.combine is not None
-        if n.op.writes_shape or (fuse and n.type.rank and (n.op.elementwise or sink)):
-            used |= symbols_in(tuple(n.shape))  # constructors and fused loops allocate arrays of these sizes
-    return used
 
 
 def _out_source(ctx: FnContext, fn: Function, out_var, n_grads: int, wrt, arrays=None) -> str:
