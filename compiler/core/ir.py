@@ -137,6 +137,8 @@ class graph_scope:
 class span_scope:
     """Nodes made inside take this span unless given one (derivative code points at its primal)."""
 
+    __slots__ = ("span", "_token")
+
     def __init__(self, span: Span | None):
         self.span = span
 

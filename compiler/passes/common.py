@@ -49,9 +49,10 @@ def map_nodes(module: Module, visit: Callable[[Node], Node], reintern: bool = Fa
                 new = n
             with span_scope(new.span or n.span):
                 out = visit(new)
-            name = name_of(n)
-            if out is not new and name is not None:
-                hint(out, name)  # what a value was called, its simpler form is called too
+            if out is not new:
+                name = name_of(n)
+                if name is not None:
+                    hint(out, name)  # what a value was called, its simpler form is called too
             memo[n.id] = out
         functions = tuple(replace(fn, outputs=tuple(memo[o.id] for o in fn.outputs)) for fn in module.functions)
         return replace(module, functions=functions, hints=current_hints())
