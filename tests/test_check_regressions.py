@@ -217,3 +217,29 @@ def test_values_beyond_the_dtype_agree_as_the_dtype_holds_them(monkeypatch):
     _replace(monkeypatch, "mul", vjp=negated)
     (r,) = _check(text)
     assert r.status == "FAIL" and "d/dx" in r.detail, r.detail
+
+
+def test_a_value_returned_twice_is_checked():
+    """`return x, x` with a vjp: both cotangents reach x and are summed. A change to the
+    reference once stopped it with AttributeError ('mpf' object has no attribute 'copy'),
+    reported as "could not evaluate it at these sizes" (fuzz input #300 of the CI profile)."""
+    results = _check("""
+        fn f(x: f64) -> (f64, f64) { return x, x }
+        vjp f wrt x
+        fn g(x: f64[3]) -> (f64[3], f64, f64[3]) { return x, sum(x), x }
+        vjp g wrt x
+        """)
+    assert [r.status for r in results] == ["pass"] * 2, [r.detail for r in results]
+
+
+def test_minimum_and_maximum_with_a_stop_gradient_operand_are_checked():
+    """`minimum(stop_gradient(y), y)`: the check's evaluation of the tie convention named a
+    variable it never defined (NameError: name 'sg0' is not defined, reported as "could not
+    evaluate it"; long fuzz run, input #13440)."""
+    results = _check("""
+        fn f(y: f64) -> f64 { return minimum(stop_gradient(y), y) }
+        grad f wrt y
+        fn g(y: f64[3]) -> f64 { return sum(maximum(y, stop_gradient(y * 0.5)) * y) }
+        grad g wrt y
+        """)
+    assert [r.status for r in results] == ["pass"] * 2, [r.detail for r in results]
