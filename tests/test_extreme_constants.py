@@ -154,3 +154,24 @@ def test_an_infinite_exponent_under_a_hessian_vector_product_compiles_at_every_l
                     for w, g in zip(want, got):
                         assert w.dtype == g.dtype
                         np.testing.assert_allclose(g, w, rtol=1e-6, err_msg=f"-O{level} at y={y}\n{text}")
+
+
+def test_a_float_literal_beyond_its_dtype_is_inf_without_a_python_warning(tmp_path, capsys):
+    """1e308 met by an f32 (and 1e5 by an f16) is inf in that dtype, as NumPy converts it; the
+    conversion printed NumPy's RuntimeWarning from compiler/core/nodes.py (fuzz finding #2)."""
+    import warnings
+
+    from tapeless.compiler.tools.cli import main
+
+    path = tmp_path / "big.tl"
+    path.write_text("fn f(x: f32) -> f32 {\n    return x - 1e308\n}\nfn g(x: f16) -> f16 {\n    return x * 1e5\n}\n"
+                    "grad g wrt x\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["compile", str(path), "-o", str(tmp_path / "big.py")]) == 0
+        made = _modules(path.read_text(), (0, 1))
+    assert capsys.readouterr().err == ""
+    for level in (0, 1):
+        assert made[level]["f"](np.float32(2.0)) == -np.inf
+        value, grad = made[level]["g_grad"](np.float16(2.0))
+        assert value == np.inf and grad == np.inf and grad.dtype == np.float16

@@ -100,7 +100,8 @@ def const(value, t: TensorType | DType, weak: bool | None = None) -> Node:
         info = np.iinfo(t.dtype.np)
         if not info.min <= value <= info.max:
             raise UserError(f"integer constant {value} does not fit {t.dtype} ([{info.min}, {info.max}])")
-    v = np.asarray(value).astype(t.dtype.np)[()].item()
+    with np.errstate(over="ignore"):  # a float beyond the dtype's range is inf there (docs/language.md)
+        v = np.asarray(value).astype(t.dtype.np)[()].item()
     if isinstance(v, float) and not math.isfinite(v):
         pass  # inf and nan are emitted by name
     return make_node(get("const"), (), (("value", v),), t)
