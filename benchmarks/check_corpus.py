@@ -5,7 +5,8 @@
 
 Each file runs in its own `tapeless check` process (the time includes starting Python and
 compiling the file); generated programs are the issue #15 cases: statement chains of 50 and
-1,000 statements and the programs that once made the check slow or wrong. A measurement,
+1,000 statements and the programs that once made the check slow or wrong (fuzz finding #3
+among them). A measurement,
 not a test: the exit status is 1 only when a check disagreed or could not run.
 """
 from __future__ import annotations
@@ -44,6 +45,10 @@ GENERATED = {
     "zero_pow_y": "fn f(y: f64[N]) -> f64 { return sum(0.0 ** y) }\ngrad f wrt y\n",
     "x_pow_0": "fn f(x: f64[N]) -> f64 { return sum(x ** 0.0) }\ngrad f wrt x\n",
     "pole": "fn f(x: f64[N]) -> f64 { return sum(relu(x) / (x - 1.0)) }\ngrad f wrt x\n",
+    "size_zero_div": "fn f(x: f64[N]) -> f64 { return sum(x * x) / (N - 2) }\ngrad f wrt x\n",
+    "fuzz3_f32_subnormal": "fn f(x: f32) -> f32 { return tan(x) ** 1e-45 }\nhvp f wrt x\n",
+    "f32_rounds_to_one": "fn f(x: f32) -> f32 { return tan(x) ** 1e-8 }\ngrad f wrt x\n",
+    "f32_beyond_range": "fn f(x: f32) -> f32 { return x * 1e20 * 1e20 * 1e20 }\ngrad f wrt x\n",
 }
 
 
