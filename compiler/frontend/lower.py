@@ -232,7 +232,11 @@ class Lowering:
                 got = out
                 # a weak value takes the declared dtype, unless that would lose its kind (2.5 -> i32)
                 if out.type.weak and "bif".index(out.dtype.kind) <= "bif".index(want.dtype.kind):
-                    got = B.retype(out, want.dtype)
+                    try:
+                        got = B.retype(out, want.dtype)
+                    except UserError as err:  # a literal too large for the declared type
+                        self.sink.error(spans[i].span, err.message)
+                        return None
                 if got.dtype != want.dtype or got.shape != want.shape:
                     self.sink.error(spans[i].span, f"`{fd.name.name}` returns {out.type.strong()} but its "
                                                    f"declared result is {want}")
@@ -617,7 +621,10 @@ class Lowering:
         want = p.type
         pname = p.attr("name")
         if a.type.weak and a.dtype != want.dtype:
-            a = B.retype(a, want.dtype)
+            try:
+                a = B.retype(a, want.dtype)
+            except UserError as err:  # a literal too large for the parameter's type
+                self.fail(span, err.message)
         if a.dtype != want.dtype:
             self.fail(span, f"argument `{pname}` of `{fn.name}` must be {want.dtype}, got {a.type}; "
                             f"convert it, e.g. `{want.dtype}(...)`")
