@@ -301,7 +301,8 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     slots = [port.slot for port in d.params] if d is not None else [Slot.PRIMAL] * len(params)
     res_params = [p for p, s in zip(params, slots) if s in (Slot.RESIDUAL, Slot.SIZE)]
     seed_param = next((p for p, s in zip(params, slots) if s is Slot.SEED), None)
-    plain = [p for p in params if p is not seed_param and p not in res_params]
+    res_ids = {p.id for p in res_params}  # (a _bwd of a long chain has thousands: not a list scan each)
+    plain = [p for p in params if p is not seed_param and p.id not in res_ids]
     # `out`, `seed` and `residuals` are this function's own keywords: a source
     # parameter with one of those names is renamed in the Python signature
     out_var = "out" if n_grads else None
@@ -336,7 +337,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
             body.append(f"{unpack} = {check}" if res_params else check)
         elif res_params:
             body.append(f"{unpack} = {res_var}")
-    arrays = [checks.Arg(ctx.vars[p.id], p, lab, residual=p in res_params) for p, lab in zip(params, labels)
+    arrays = [checks.Arg(ctx.vars[p.id], p, lab, residual=p.id in res_ids) for p, lab in zip(params, labels)
               if p.attr("carries") is None]
     ctx.fn_name = fn.name
     ctx.params = {a.node.id: a.shown if a.residual else f"argument `{a.label}`" for a in arrays}
