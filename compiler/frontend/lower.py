@@ -370,7 +370,9 @@ class Lowering:
         (a flat sum of 10,000 terms is a tree 10,000 deep). As for any operator, every operand
         is lowered even when one fails, so independent errors all show."""
         spine = []
-        while isinstance(e, ast.BinOp):
+        # down to an operand lowered ahead (lower_deep_first): not the whole spine again from
+        # each of its slices, which made a flat 10,000-term sum quadratic
+        while isinstance(e, ast.BinOp) and not (spine and id(e) in self.lowered):
             spine.append(e)
             e = e.left
         failed = False
