@@ -96,12 +96,12 @@ class Node:
 
 
 def freeze_attrs(attrs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    def freeze(v):
-        if isinstance(v, list):
-            return tuple(freeze(x) for x in v)
-        return v
+    return tuple(sorted((k, _freeze(v)) for k, v in attrs.items() if v is not None))
 
-    return tuple(sorted((k, freeze(v)) for k, v in attrs.items() if v is not None))
+
+def _freeze(v):
+    # (a function of its own: a recursive closure made per call is a reference cycle per node)
+    return tuple(_freeze(x) for x in v) if isinstance(v, list) else v
 
 
 # ---- interning -----------------------------------------------------------------------

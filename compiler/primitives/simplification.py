@@ -322,6 +322,8 @@ def _polynomial(n: Node):
         found = walk(n)
     except _TooBig:
         found = None
+    finally:
+        walk = terms = None  # noqa: F841  (they call each other through cells: a reference cycle per call)
     if found is None:
         # remembered: each sum of a long chain would otherwise walk _POLYNOMIAL_NODES nodes
         # below it again (a node that is not a polynomial in any one value makes no sum above
