@@ -622,7 +622,8 @@ class Lowering:
     def unify(self, fn: Function, p: Node, a: Node, env: dict[str, DimLike], span: Span) -> Node:
         want = p.type
         pname = p.attr("name")
-        if a.type.weak and a.dtype != want.dtype:
+        # a weak value takes the parameter's dtype, unless that would lose its kind (2.5 -> i32)
+        if a.type.weak and a.dtype != want.dtype and "bif".index(a.dtype.kind) <= "bif".index(want.dtype.kind):
             try:
                 a = B.retype(a, want.dtype)
             except UserError as err:  # a literal too large for the parameter's type
