@@ -243,3 +243,18 @@ def test_minimum_and_maximum_with_a_stop_gradient_operand_are_checked():
         grad g wrt y
         """)
     assert [r.status for r in results] == ["pass"] * 2, [r.detail for r in results]
+
+
+def test_sign_passes_nothing_back_even_an_infinite_derivative():
+    """sign(x ** 1e-3) at the special point x = 0, where the pow's derivative is inf: sign's
+    derivative, sympy.diff's 2 DiracDelta(x), is no path at all (the generated code, like
+    PyTorch, gives 0), but the reference multiplied it out, 0 * inf = nan, and the check
+    FAILed (long fuzz run, input #37872)."""
+    results = _check("""
+        fn f(x: f32) -> f32 { return sign(x ** 1e-3) }
+        grad f wrt x
+        jvp f wrt x
+        hvp f wrt x
+        """)
+    assert [r.status for r in results] == ["pass"] * 3, [r.detail for r in results]
+    assert all("special" in r.method for r in results), [r.method for r in results]

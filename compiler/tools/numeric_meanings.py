@@ -12,7 +12,8 @@ the second derivatives, for Hessian-vector products), are compiled the same way 
 reference.py chains them over the graph. In a derivative, a branch of a Piecewise that is a
 literal 0 (the branch `where`, relu, clip, maximum or a max reduction does not take: a cut
 path) evaluates to MASKED, a zero that stays zero when multiplied by inf or nan, as the
-generated code's masks do (docs/language.md, "Conventions").
+generated code's masks do (docs/language.md, "Conventions"); a local derivative that is 0
+wherever it is defined (sign's DiracDelta) is left out, as the generated code has no path there.
 
 A meaning may use a SymPy Function subclass of its own to state a convention (pow's
 `numpy_pow`: NumPy's value at 0 ** b, PyTorch's derivatives there): its `fdiff` is the
@@ -175,6 +176,13 @@ def numeric_form(e):
     return e
 
 
+def _flows(d) -> bool:
+    """Whether a local derivative passes anything on: not one that is 0 wherever it is
+    defined (sign's 2 DiracDelta(x)), which is no path at all, as in the generated code, so an
+    inf or nan arriving there stays out (0 * inf would be nan)."""
+    return d != 0 and numeric_form(d) != 0
+
+
 # ---- one node's meaning, compiled -------------------------------------------------------------------
 def _symbol(name: str, dtype: DType):
     sp = _sp()
@@ -217,7 +225,7 @@ class Compiled:
                         if not self.node.inputs[i].dtype.is_float:
                             continue
                         d = sp.diff(e, s)
-                        if d != 0:
+                        if _flows(d):
                             index.append((k, i, j))
                             exprs.append(d)
             self._jac = (index, exprs, compile_exprs(self.symbols, exprs, masked=True))
@@ -235,7 +243,7 @@ class Compiled:
                     if not self.node.inputs[i].dtype.is_float:
                         continue
                     dd = sp.diff(d, s)
-                    if dd != 0:
+                    if _flows(dd):
                         index.append((m, i, j))
                         exprs.append(dd)
             self._hess = (index, compile_exprs(self.symbols, exprs, masked=True))
