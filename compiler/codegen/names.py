@@ -9,6 +9,7 @@ calls) get `_1`, `_2`, ... Helper functions in generated modules all start with
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import re
 
@@ -69,4 +70,10 @@ def sanitize_docstring(text: str) -> str:
 
 def place(node) -> str:
     """`file.tl:LINE` of a node, safe in a comment or a string literal ('?' without a span)."""
-    return f"{sanitize_comment(node.span.file, 60)}:{node.span.line}" if node.span else "?"
+    return f"{_file_for_comment(node.span.file)}:{node.span.line}" if node.span else "?"
+
+
+@functools.lru_cache(maxsize=64)
+def _file_for_comment(path: str) -> str:
+    # (asked once per generated line: a file's few names, sanitized once each)
+    return sanitize_comment(path, 60)
