@@ -7,10 +7,13 @@ from __future__ import annotations
 import dataclasses
 import textwrap
 
+import mpmath
+
 from tapeless.compiler import pipeline
 from tapeless.compiler.core.primitive import REGISTRY
 from tapeless.compiler.core.source import SourceFile
 from tapeless.compiler.primitives import algebra as B
+from tapeless.compiler.primitives.common import numpy_pow_number
 from tapeless.compiler.tools.sympy_check import check_module
 
 
@@ -258,3 +261,21 @@ def test_sign_passes_nothing_back_even_an_infinite_derivative():
         """)
     assert [r.status for r in results] == ["pass"] * 3, [r.detail for r in results]
     assert all("special" in r.method for r in results), [r.method for r in results]
+
+
+def test_a_power_tower_is_checked():
+    """v ** v ** ... ** v (30 and 60 levels) made an integer exponent with more bits than
+    memory holds: mpmath wrote it out and squared that many times, ending in MemoryError or
+    "too many digits in integer" after minutes ("could not evaluate it"; long fuzz run,
+    inputs #38760 and #44560). Such a power is exp(b log|a|) with b's parity, or inf or 0."""
+    tower = " ** ".join(["x"] * 30)
+    results = _check(f"""
+        fn f(x: f64[N]) -> (f64, f64[N]) {{ x = exp(x)\n return sum(x), {tower} }}
+        vjp f wrt x
+        fn g(x: f32, y: f32) -> f32 {{ v = x * y\n return {" ** ".join(["v"] * 60)} }}
+        jvp g wrt x
+        """)
+    assert [r.status for r in results] == ["pass"] * 2, [r.detail for r in results]
+    big = mpmath.mpf(2) ** 65
+    assert numpy_pow_number(-1, big + 1) == -1 and numpy_pow_number(-1, big) == 1
+    assert numpy_pow_number(-3, big + 1) == -mpmath.inf and numpy_pow_number(0.5, big) == 0

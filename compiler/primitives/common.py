@@ -160,6 +160,15 @@ def numpy_pow_number(a, b):
         return mpmath.mpf(0) if b > 0 else mpmath.inf
     if a < 0 and mpmath.isfinite(b) and b != mpmath.floor(b):
         return mpmath.nan
+    if mpmath.isfinite(a) and mpmath.isfinite(b) and abs(b) > 2 ** 64 and b == mpmath.floor(b):
+        # a huge integer exponent (a power tower): mpmath would write b out as an integer and
+        # square that many times (minutes, or MemoryError); exp(b log|a|) with the sign of its
+        # parity instead (mpmath keeps the mantissa odd: b is odd when its exponent is 0), and
+        # inf or 0 past e ** 2 ** 40, far beyond every float dtype
+        with mpmath.extraprec(min(b._mpf_[2] + b._mpf_[3], 1000)):
+            y = b * mpmath.log(abs(a))
+            out = mpmath.exp(y) if abs(y) < 2 ** 40 else (mpmath.inf if y > 0 else mpmath.mpf(0))
+        return -out if a < 0 and b._mpf_[2] == 0 else +out
     out = mpmath.power(a, b)
     return out.real if isinstance(out, mpmath.mpc) else out
 
