@@ -280,3 +280,31 @@ def test_a_power_tower_is_checked():
         big = mpmath.mpf(2) ** 65
         assert numpy_pow_number(-1, big + 1) == -1 and numpy_pow_number(-1, big) == 1
         assert numpy_pow_number(-3, big + 1) == -mpmath.inf and numpy_pow_number(0.5, big) == 0
+
+
+def test_sizes_too_large_for_the_check_are_skipped_with_the_reason():
+    """An input of [2, 2 ** 63 - 1] elements got past the cap (np.prod wrapped round to a
+    negative count) and a broadcast to [2147483647, 2] asked for 32 GiB: both ended as "could
+    not evaluate it" (long fuzz run, inputs #48800 and #45992). Both are skipped, saying why
+    (the first counts x and its tangent)."""
+    results = _check("""
+        fn f(x: f32[2, 9223372036854775807]) -> f32 { return sum(stop_gradient(x) * 2.0) }
+        jvp f wrt x
+        fn g(y: f64[2]) -> f64 { return sum(softmax(broadcast_to(y, [2147483647, 2]), axis=-2)) }
+        grad g wrt y
+        """)
+    assert [r.status for r in results] == ["skipped"] * 2, [r.detail for r in results]
+    assert "36893488147419103228 input elements at sizes {} exceed the cap of 400" in results[0].detail
+    assert "a value of 4294967294 elements (line 4) at sizes {} exceeds the cap of 100000" in results[1].detail
+
+
+def test_an_array_with_no_elements_is_checked_by_its_shape():
+    """x: f32[0] has an empty gradient, which the check reported as "does not know what d/dx
+    should be" (long fuzz run, input #26576): it passes, by its shape, and says so."""
+    results = _check("""
+        fn f(x: f32[0], y: f32[2]) -> f32 { return sum(x * x) + sum(y * y) }
+        vjp f wrt x, y
+        grad f wrt x
+        """)
+    assert [r.status for r in results] == ["pass"] * 2, [r.detail for r in results]
+    assert all("d/dx with no elements at these sizes (their shapes agree)" in r.detail for r in results)

@@ -35,6 +35,7 @@ A size cap stops the check from exploding: a function with more input elements t
 """
 from __future__ import annotations
 
+import math
 import random
 import re
 import time
@@ -142,6 +143,7 @@ class Checker:
     sizes: dict = field(default_factory=dict)
     domains: dict = field(default_factory=dict)
     max_elements: int = 400
+    max_value_elements: int = 100_000  # any one value of the function or its derivative
     points: int = 4
     seed: int = 0
     # where the functions differentiated are taken from (default: the module itself); an
@@ -163,15 +165,34 @@ class Checker:
         t0 = time.perf_counter()
         target = (self.reference or self.module).function(deriv.derivative.of)
         sizes = self.symbol_sizes(target)
-        total = sum(int(np.prod(concrete_shape(p.shape, sizes))) for p in deriv.params)
+        # (math.prod: Python integers, where np.prod wraps round past 2 ** 63)
+        total = sum(math.prod(concrete_shape(p.shape, sizes)) for p in deriv.params)
         if total > self.max_elements:
             return Result(deriv.name, "skipped", elements=total, seconds=time.perf_counter() - t0,
                           detail=f"{total} input elements at sizes {sizes or '{}'} exceed the cap of "
                                  f"{self.max_elements}; give smaller --sizes (literal dimensions cannot shrink)")
+        big = self.largest_value(target, deriv, sizes)
+        if big is not None:
+            n, size = big
+            line = f" (line {n.span.line})" if n.span is not None else ""
+            return Result(deriv.name, "skipped", elements=total, seconds=time.perf_counter() - t0,
+                          detail=f"a value of {size} elements{line} at sizes {sizes or '{}'} exceeds the cap of "
+                                 f"{self.max_value_elements} for one value; give smaller --sizes (literal "
+                                 f"dimensions cannot shrink)")
         with mpmath.workdps(DIGITS):
             result = _Check(self, deriv, target, sizes).run()
         result.seconds = time.perf_counter() - t0
         return result
+
+    def largest_value(self, target: Function, deriv: Function, sizes: dict):
+        """(node, elements) of a value too large to evaluate element by element (a broadcast to
+        [2147483647, 2] asked for 32 GiB), or None."""
+        fns = [target, deriv] + list(self.module.pair(deriv) or ())
+        for n in topo_order([o for f in fns for o in f.outputs]):
+            size = math.prod(concrete_shape(n.shape, sizes))
+            if size > self.max_value_elements:
+                return n, size
+        return None
 
 
 class _Check:
@@ -190,6 +211,7 @@ class _Check:
         self.extra = list(zip(deriv.params[len(target.params):], self.d.params[len(target.params):]))
         self.rounding = {"dtypes": set(), "difference": mpmath.mpf(0), "bound": mpmath.mpf(0), "range": set()}
         self.out_dtypes = _by_key(self.d.outputs, [o.dtype for o in deriv.outputs])
+        self.shapes: dict = {}  # what -> the shape the reference gives it
 
     # ---- points ----------------------------------------------------------------------------
     def draw(self, signs: list[int] | None) -> dict:
@@ -237,6 +259,7 @@ class _Check:
         slots = {p.slot for p in d.outputs}
         out: dict = {}
         for k, o in enumerate(target.outputs):
+            self.shapes[f"value of output {k}"] = vals[o.id].shape
             for idx in np.ndindex(vals[o.id].shape):
                 out[(f"value of output {k}", idx)] = vals[o.id][idx]
         wrt = [target.params[target.param_names.index(w)] for w in d.wrt]
@@ -265,8 +288,8 @@ class _Check:
                 self._fill(out, f"Hv for {w.attr('name')}", hv.get(w.id), m.shape(w))
         return out, vals
 
-    @staticmethod
-    def _fill(out: dict, what: str, arr, shape) -> None:
+    def _fill(self, out: dict, what: str, arr, shape) -> None:
+        self.shapes[what] = tuple(shape)
         for idx in np.ndindex(shape):
             v = None if arr is None else arr[idx]
             out[(what, idx)] = mpmath.mpf(0) if v is None else v
@@ -366,9 +389,15 @@ class _Check:
         covered = {what for what, _ in bases[0][1]}
         first = self.got(bases[0][0].env, bases[0][2])
         names = set().union(*[c[1].keys() for c in first])
-        missing = sorted(names - covered)
+        # a result with no elements (x: f32[0]) has nothing to compare but its shape
+        empty = {k: np.shape(v) for c in first for k, v in c[1].items() if np.size(v) == 0}
+        missing = sorted(names - covered - empty.keys())
         if missing:
             return self.unknown(missing)
+        wrong = [f"{k} has shape {s}, sympy.diff gives shape {self.shapes[k]}" for k, s in sorted(empty.items())
+                 if self.shapes.get(k, s) != s]
+        if wrong:
+            return Result(self.deriv.name, "FAIL", self.method(len(bases), 0), 0, detail="; ".join(wrong))
         special = special_points(self.target, self.m, {p.id: bases[0][0].env[p.id] for p in self.target.params},
                                  bases[0][2], self.c.domains)
         checks = [(pt, want, vals) for pt, want, vals in bases]
@@ -381,12 +410,15 @@ class _Check:
                 return Result(self.deriv.name + bad[0], "FAIL", self.method(len(bases), len(special)),
                               self.n_compared(want), detail=bad[1])
         detail = ""
+        if empty:
+            detail = f"{', '.join(sorted(empty))} with no elements at these sizes (their shapes agree)"
         r = self.rounding
         if r["dtypes"] and r["difference"] > 0:
             dts = "/".join(sorted(str(t) for t in r["dtypes"]))
-            detail = (f"agrees within the rounding of its folded {dts} constants: largest difference "
-                      f"{mpmath.nstr(r['difference'], 3)}, allowed {mpmath.nstr(r['bound'], 3)} "
-                      f"(twice their first-order error bound)")
+            detail += ("; " if detail else "") + (
+                f"agrees within the rounding of its folded {dts} constants: largest difference "
+                f"{mpmath.nstr(r['difference'], 3)}, allowed {mpmath.nstr(r['bound'], 3)} "
+                f"(twice their first-order error bound)")
         if r["range"]:
             dts = "/".join(sorted(str(t) for t in r["range"]))
             detail += ("; " if detail else "") + (f"values beyond the range of {dts} agree as the dtype holds "
