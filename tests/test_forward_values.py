@@ -49,3 +49,18 @@ def _extreme_type(case: Case) -> str:
     values = case.extremes[0][first]
     dtype = case.params[first].partition("[")[0]
     return f"{dtype}[{', '.join(map(str, np.shape(values)))}]"
+
+
+@pytest.mark.parametrize("n_decl", ["2", "N"])
+def test_var_with_ddof_at_or_beyond_the_count_is_numpys(n_decl, tl):
+    """NumPy divides by max(n - ddof, 0): inf for a positive sum, nan for 0 / 0. tapeless
+    divided by n - ddof and gave -0.5 for var([1, 2], ddof=3); with a literal size and with a
+    symbol bound at run time."""
+    m = tl(f"fn f(x: f64[{n_decl}]) -> f64 {{\n    return var(x, ddof=3)\n}}\n"
+           f"fn g(x: f64[{n_decl}]) -> f64 {{\n    return std(x, ddof=2)\n}}\n")
+    for x in (np.array([1.0, 2.0]), np.array([1.0, 1.0])):
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+            want_var, want_std = np.var(x, ddof=3), np.std(x, ddof=2)
+        with np.errstate(all="ignore"):
+            np.testing.assert_equal(m.f(x), want_var)
+            np.testing.assert_equal(m.g(x), want_std)

@@ -135,7 +135,15 @@ def _var(x, axis=None, keepdims=False, ddof=0):
     d = B.sub(x, mu)
     sq = B.mul(d, d)
     total = B.apply("sum", sq, axes=axes, keepdims=keepdims) if axes else sq
-    return B.div(total, B.dim_value(dim_sub(n, ddof)))
+    # NumPy divides by max(n - ddof, 0): a ddof of n or more gives inf (nan for 0 / 0), never a
+    # negative divisor
+    count = dim_sub(n, ddof)
+    if isinstance(count, int):
+        return B.div(total, B.dim_value(max(count, 0)))
+    divisor = B.dim_value(count)
+    if ddof > 0:
+        divisor = B.apply("maximum", divisor, B.dim_value(0))
+    return B.div(total, divisor)
 
 
 @builtin("std", P("x", TENSOR), P("axis", AXES, None), P("keepdims", BOOL, False), P("ddof", INT, 0))
