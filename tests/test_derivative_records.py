@@ -233,3 +233,25 @@ def test_a_rule_set_refuses_two_rules_of_one_name():
         with rules.without("other"):
             pass
     assert dataclasses.is_dataclass(rules)
+
+
+def test_a_question_offers_a_node_only_to_the_rules_that_answer_it():
+    """The loop writer asks its peepholes several questions per node; a rule naming one is
+    never offered the others (nor fired), a rule naming none answers every question, and
+    `first` without a question offers every rule."""
+    from tapeless.compiler.core.ir import graph_scope
+    from tapeless.compiler.core.nodes import param
+    from tapeless.compiler.core.rewrite import Op, Rule, RuleSet
+    from tapeless.compiler.core.types import DType, TensorType
+    from tapeless.compiler.primitives import algebra as B
+
+    offered = []
+    rules = RuleSet("t")
+    for name, question in (("a", "member"), ("b", "emit"), ("c", None)):
+        rules.add(Rule(name, Op("exp"), lambda m, name=name: offered.append(name), question))
+    with graph_scope():
+        node = B.apply("exp", param("x", TensorType(DType.F64, (2,)), 0))
+    for question, want in (("member", ["a", "c"]), ("emit", ["b", "c"]), (None, ["a", "b", "c"])):
+        offered.clear()
+        assert rules.first(node, question=question) is None
+        assert offered == want

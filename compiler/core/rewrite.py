@@ -127,6 +127,7 @@ class Rule:
     name: str
     pattern: Pattern | None
     apply: Callable[[Match], object]
+    question: str | None = None  # which of its set's questions it answers (None: every one)
 
     def fire(self, node: Node, env=None):
         bound: dict = {}
@@ -141,11 +142,14 @@ class RuleSet:
     rules: list[Rule] = field(default_factory=list)
     _index: dict | None = field(default=None, repr=False)
 
-    def rule(self, name: str, pattern: Pattern | None = None):
-        """Decorator: add `fn(match) -> result or None` as the rule `name`."""
+    def rule(self, name: str, pattern: Pattern | None = None, question: str | None = None):
+        """Decorator: add `fn(match) -> result or None` as the rule `name`. A set asked several
+        questions about one node (the loop writer's peepholes: may another call compute it? how
+        is it written?) gives each rule the `question` it answers, and `first(..., question=)`
+        offers a node only to the rules of that question."""
 
         def deco(fn):
-            self.add(Rule(name, pattern, fn))
+            self.add(Rule(name, pattern, fn, question))
             return fn
 
         return deco
@@ -157,21 +161,24 @@ class RuleSet:
         self._index = None
         return rule
 
-    def _for(self, node: Node) -> list[Rule]:
-        """The rules whose pattern can match this node's op, in the set's order."""
+    def _for(self, node: Node, question: str | None = None) -> list[Rule]:
+        """The rules whose pattern can match this node's op (and that answer `question`), in
+        the set's order."""
         if self._index is None:
             self._index = {}
-        rules = self._index.get(node.op.name)
+        key = (node.op.name, question)
+        rules = self._index.get(key)
         if rules is None:
-            rules = self._index[node.op.name] = [
+            rules = self._index[key] = [
                 r for r in self.rules
-                if r.pattern is None or r.pattern.heads() is None or node.op.name in r.pattern.heads()]
+                if (r.pattern is None or r.pattern.heads() is None or node.op.name in r.pattern.heads())
+                and (question is None or r.question is None or r.question == question)]
         return rules
 
-    def first(self, node: Node, env=None, accept: Callable | None = None):
+    def first(self, node: Node, env=None, accept: Callable | None = None, question: str | None = None):
         """(rule, result) of the first rule that fires on node (and that `accept(result, node)`
-        takes), or None."""
-        for r in self._for(node):
+        takes), or None. `question`: only the rules answering it (see `rule`)."""
+        for r in self._for(node, question):
             out = r.fire(node, env)
             if out is None or out is node or (accept is not None and not accept(out, node)):
                 continue

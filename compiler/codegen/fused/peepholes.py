@@ -2,10 +2,10 @@
 
 A fused loop writes one ufunc call per node by default (writer.py). Where NumPy has a faster
 or leaner way for a node in its context, a rule here says which; the writer asks
-PEEPHOLES.first(node, Ask(writer, role)) and writes what the answer names. `role` is
-"member" (a node computed block by block: may another node's call compute it?), "emit" (how
-is this member written?) or "sink" (how is a block's part of a reduction over the rows
-totalled?). Timings: NumPy 2.4, one 512x256 float32 block unless said, best of 7.
+PEEPHOLES.first(node, Ask(writer, role), question=role) and writes what the answer names.
+`role`, the question each rule says it answers, is "member" (a node computed block by block:
+may another node's call compute it?), "emit" (how is this member written?) or "sink" (how is
+a block's part of a reduction over the rows totalled?). Timings: NumPy 2.4, one 512x256 float32 block unless said, best of 7.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from ...core.primitive import ops
-from ...core.rewrite import Op, Rule, RuleSet, Wild
+from ...core.rewrite import Op, RuleSet, Wild
 from ...core.types import DType, dim_prod
 from ...primitives import catalog  # noqa: F401  (the records the patterns below name)
 
@@ -40,30 +40,6 @@ class Ask:
 INT_OF = {DType.F32: DType.I32, DType.F64: DType.I64, DType.I32: DType.I32, DType.I64: DType.I64}
 
 PEEPHOLES = RuleSet("numpy loop peepholes")
-_ROLE: dict[str, str] = {}  # rule name -> the role whose question it answers
-
-
-def _rule(role: str, name: str, pattern):
-    def deco(fn):
-        PEEPHOLES.add(Rule(name, pattern, fn))
-        _ROLE[name] = role
-        return fn
-
-    return deco
-
-
-_by_role: dict[str, tuple[list, RuleSet]] = {}
-
-
-def _rules_for(role: str) -> RuleSet:
-    """The rules of one role, as a set of their own: the writer asks per node and role, and a
-    member need not be offered to the rules of the other roles. Made again when the rules
-    change (`PEEPHOLES.without(...)` in a test)."""
-    rules = PEEPHOLES.rules
-    hit = _by_role.get(role)
-    if hit is None or hit[0] is not rules:
-        hit = _by_role[role] = (rules, RuleSet(f"{PEEPHOLES.name}: {role}", [r for r in rules if _ROLE[r.name] == role]))
-    return hit[1]
 
 
 def _only_reader(w, n):
@@ -72,7 +48,7 @@ def _only_reader(w, n):
 
 
 # ---- members another node's call computes ---------------------------------------------------------
-@_rule("member", "x * y read only by a sum: the sum computes it as one einsum", Op(ops.mul))
+@PEEPHOLES.rule("x * y read only by a sum: the sum computes it as one einsum", Op(ops.mul), question="member")
 def product_in_sum(m):
     """No block of the product is stored, and one pass instead of two: multiply then
     sum(axis=1) 92-94 us, einsum('ab,ab->a') 41 us; multiply then add.reduce 78-79 us,
@@ -84,7 +60,8 @@ def product_in_sum(m):
     return Peephole.PRODUCT_IN_SUM if not any(i.is_literal for i in n.inputs) else None
 
 
-@_rule("member", "a comparison read only by a cast to numbers: the ufunc writes the numbers", Wild())
+@PEEPHOLES.rule("a comparison read only by a cast to numbers: the ufunc writes the numbers",
+                 Wild(), question="member")
 def compare_in_cast(m):
     """greater(x, y, out=block of f32) instead of a bool block and a copy: the same time here
     (34-35 us against 33-34 us), and one scratch block of bools fewer."""
@@ -95,7 +72,8 @@ def compare_in_cast(m):
     return Peephole.COMPARE_IN_CAST if reader.op is ops.cast and reader.dtype != DType.BOOL else None
 
 
-@_rule("member", "a row sum read only by a total of everything: the total sums its input at once", Op(ops.sum))
+@PEEPHOLES.rule("a row sum read only by a total of everything: the total sums its input at once",
+                 Op(ops.sum), question="member")
 def row_sum_in_total(m):
     """mean(cross_entropy): add.reduce over the block, one call, 30-42 us against sum(axis=1)
     then add.reduce 43-58 us."""
@@ -109,7 +87,7 @@ def row_sum_in_total(m):
 
 
 # ---- how members are written ----------------------------------------------------------------------
-@_rule("emit", "where(c, a, b) as b ^ ((a ^ b) & m) on the values' bits", Op(ops.where))
+@PEEPHOLES.rule("where(c, a, b) as b ^ ((a ^ b) & m) on the values' bits", Op(ops.where), question="emit")
 def select(m):
     """Exact (NaN payloads, signed zeros) and ten times faster than numpy.where; the mask is one
     byte a value (c's bools negated as int8, widened by the and): with a zero branch, 103 -> 69
@@ -117,7 +95,7 @@ def select(m):
     return Peephole.SELECT if m.env.role == "emit" and m.node.dtype in INT_OF else None
 
 
-@_rule("emit", "a scalar operand of maximum or minimum as a row, in float32", Wild())
+@PEEPHOLES.rule("a scalar operand of maximum or minimum as a row, in float32", Wild(), question="emit")
 def scalar_row(m):
     """NumPy 2.4 on AVX2: maximum(x, 0) on 128K elements 65-95 us, against a (1, 256) row of
     zeros 32-36 us (add or multiply: no difference; with AVX-512 kernels the row is 10% slower,
@@ -131,19 +109,21 @@ def scalar_row(m):
 
 
 # ---- how a block's part of a reduction over the rows is totalled --------------------------------
-@_rule("sink", "a sink over a row sum the total absorbed: the total of that row sum's input", Op(ops.sum))
+@PEEPHOLES.rule("a sink over a row sum the total absorbed: the total of that row sum's input",
+                 Op(ops.sum), question="sink")
 def total_of_rows(m):
     w, s = m.env.writer, m.node
     return Peephole.TOTAL_OF_ROWS if m.env.role == "sink" and s.inputs[0].id in w.summed else None
 
 
-@_rule("sink", "a sink over a product it absorbed: one einsum of the product's operands", Op(ops.sum))
+@PEEPHOLES.rule("a sink over a product it absorbed: one einsum of the product's operands",
+                 Op(ops.sum), question="sink")
 def product_total(m):
     w, s = m.env.writer, m.node
     return Peephole.PRODUCT_TOTAL if m.env.role == "sink" and s.inputs[0].id in w.folded else None
 
 
-@_rule("sink", "a sum over the leading axes as ones @ block", Op(ops.sum))
+@PEEPHOLES.rule("a sum over the leading axes as ones @ block", Op(ops.sum), question="sink")
 def column_sum(m):
     """A bias gradient (axis 0; W5's c: all but the last): BLAS's matrix-vector product is 2-5x
     faster than NumPy's reduction (512x256 float32: 32 -> 15 us; 15x128x64 over two axes: 48 ->
@@ -156,7 +136,7 @@ def column_sum(m):
     return Peephole.COLUMN_SUM if ok else None
 
 
-@_rule("sink", "a block's float total (sum, max, min) by the ufunc's reduce", Wild())
+@PEEPHOLES.rule("a block's float total (sum, max, min) by the ufunc's reduce", Wild(), question="sink")
 def ufunc_total(m):
     """np.sum's Python wrapper costs ~3 us a call, and a loop calls it once per block (W2:
     hundreds of blocks); add.reduce(block, axis=None) does not."""
@@ -184,5 +164,5 @@ def reads_after_writing(node) -> bool:
 
 
 def ask(writer, node, role: str) -> Peephole | None:
-    hit = _rules_for(role).first(node, Ask(writer, role))
+    hit = PEEPHOLES.first(node, Ask(writer, role), question=role)
     return None if hit is None else hit[1]
