@@ -28,3 +28,14 @@ def tl(tmp_path):
         return compile_module(source, tmp_path, **options)
 
     return make
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A cache directory of the test's own, with the default size cap (the user's environment
+    does not leak in); bytecode is not written, so sizes and listings are the entries alone."""
+    d = tmp_path / "cache"
+    monkeypatch.setenv("TAPELESS_CACHE_DIR", str(d))
+    monkeypatch.delenv("TAPELESS_CACHE_MAX_BYTES", raising=False)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    return d

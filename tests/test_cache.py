@@ -23,13 +23,7 @@ TRIPLE = SRC.replace("* 2", "* 3")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    d = tmp_path / "cache"
-    monkeypatch.setenv("TAPELESS_CACHE_DIR", str(d))
-    monkeypatch.delenv("TAPELESS_CACHE_MAX_BYTES", raising=False)
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # sizes and listings without __pycache__
-    return d
+pytestmark = pytest.mark.usefixtures("cache")  # (conftest.py: a cache directory of each test's own)
 
 
 def entries(cache: Path) -> list[Path]:
@@ -59,11 +53,11 @@ def test_load_compiles_once_and_reuses_the_entry_marking_it_used(tmp_path, cache
     [entry] = entries(cache)
     assert m.__file__ == str(entry) and m.__tl_source__ == str(src)
     assert_valid(entry)
-    before = entry.stat()
+    before, text = entry.stat(), entry.read_bytes()
     os.utime(entry, (before.st_atime - 100, before.st_mtime - 100))
     load(src)
     after = entry.stat()
-    assert (after.st_ino, entry.read_bytes()) == (before.st_ino, entry.read_bytes())  # reused, not rewritten
+    assert (after.st_ino, entry.read_bytes()) == (before.st_ino, text)  # reused, not rewritten
     assert after.st_mtime > before.st_mtime - 50  # a hit moves the mtime (LRU; atime is unreliable)
 
 

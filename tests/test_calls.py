@@ -41,12 +41,10 @@ def _inputs(n=7, seed=0):
 
 
 def _module(tl, inline: bool, monkeypatch, source=SOURCE, **options):
-    if inline:
-        monkeypatch.setattr(call_module, "CALL_INLINE_LIMIT", 10**9)
-    try:
+    with monkeypatch.context() as patch:  # (undoes this patch only, not the test's others)
+        if inline:
+            patch.setattr(call_module, "CALL_INLINE_LIMIT", 10**9)
         return tl(source, **options)
-    finally:
-        monkeypatch.undo()
 
 
 def _same(a, b):

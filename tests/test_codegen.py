@@ -246,9 +246,10 @@ def test_unchecked_modules_take_python_numbers_and_lists_as_checked_ones_do(tl):
              ("h", ([0.5, 1.0], 2)), ("h_vjp", ([0.5, 1.0], 2.0, [1.0, 1.0]))]
     for name, args in calls:
         want, got = getattr(checked, name)(*args), getattr(unchecked, name)(*args)
-        for w, g in zip(np.atleast_1d(want) if name == "f" else want, np.atleast_1d(got) if name == "f" else got):
+        for w, g in zip(np.atleast_1d(want) if name == "f" else want, np.atleast_1d(got) if name == "f" else got,
+                        strict=True):
             if isinstance(w, tuple):  # _fwd's residuals
-                assert all(type(a) is type(b) and np.array_equal(a, b) for a, b in zip(w, g)), name
+                assert all(type(a) is type(b) and np.array_equal(a, b) for a, b in zip(w, g, strict=True)), name
                 continue
             assert type(g) is type(w) and np.asarray(g).dtype == np.asarray(w).dtype, name
             np.testing.assert_array_equal(g, w, err_msg=name)

@@ -12,11 +12,7 @@ from tapeless.runtime import install_import_hook, load, uninstall_import_hook
 SRC = "fn double(x: f64[N]) -> f64[N] {\n    return x * 2\n}\n"
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path, monkeypatch):
-    d = tmp_path / "cache"
-    monkeypatch.setenv("TAPELESS_CACHE_DIR", str(d))
-    return d
+pytestmark = pytest.mark.usefixtures("cache")  # (conftest.py: a cache directory of each test's own)
 
 
 def test_load_reports_compile_errors(tmp_path):
