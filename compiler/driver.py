@@ -17,7 +17,6 @@ they differentiate, and the names the stages give (ir.hint) are one table too.
 from __future__ import annotations
 
 import difflib
-from dataclasses import replace
 
 from tapeless.grammar import KEYWORDS
 
@@ -25,7 +24,7 @@ from .autodiff.directives import DIRECTIVES, part_names
 from .core.diagnostics import Sink, UserError
 from .core.ir import Function, Graph, Module, Node, current_hints, graph_scope
 from .core.source import SourceFile, Span
-from .core.substitute import expand_calls
+from .core.substitute import with_calls_expanded
 from .frontend import syntax as ast
 from .frontend.lower import Lowering, Poison
 from .primitives.builtin_functions import BUILTINS
@@ -226,8 +225,7 @@ class Program:
             return None
         target, wrt = checked
         try:
-            # one graph to differentiate: the calls kept as calls expanded (primitives/call.py)
-            target = replace(target, outputs=tuple(expand_calls(list(target.outputs))))
+            target = with_calls_expanded(target)
             return DIRECTIVES[d.kind].derive(d.emitted_name, target, wrt, d.span)
         except UserError as e:
             self.sink.error(e.span or d.span, e.message)

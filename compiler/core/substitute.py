@@ -7,6 +7,8 @@ function's parameters by a call's arguments.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .ir import Function, Node, hint, make_node, name_of, span_scope, topo_order
 from .nodes import apply, dim_value, retype_leaf
 from .primitive import Kind
@@ -61,6 +63,12 @@ def _subst_attr(v, env):
     if isinstance(v, tuple):
         return tuple(_subst_attr(x, env) for x in v)
     return v
+
+
+def with_calls_expanded(fn: Function) -> Function:
+    """fn as one graph to differentiate: its calls kept as calls (primitives/call.py) expanded.
+    What a directive differentiates, and so what the check differentiates as reference."""
+    return replace(fn, outputs=tuple(expand_calls(list(fn.outputs))))
 
 
 def expand_calls(outputs: list[Node]) -> list[Node]:

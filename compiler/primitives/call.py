@@ -92,7 +92,7 @@ def _jvp(ctx, node, tangents):
 def _sympy(ctx, args, node):
     fresh, y = _over_fresh(node)
     values = {f.id: a for f, a in zip(fresh, args)}
-    if ctx.evaluate is not None:  # the checker's own evaluator (it treats stop_gradient its way)
+    if ctx.evaluate is not None:  # the checker's evaluator (numeric_meanings.symbolic_evaluate: concrete shapes)
         return ctx.evaluate([y], values)[0]
     for n in topo_order([y]):  # each node's meaning in turn
         if n.id not in values:

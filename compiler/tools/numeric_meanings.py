@@ -29,7 +29,7 @@ import numpy as np
 
 from ..core.ir import Node, topo_order
 from ..core.primitive import SymContext
-from ..core.types import DType, dim_subst
+from ..core.types import DType
 from ..primitives.common import numpy_pow_number
 
 DIGITS = 60
@@ -42,7 +42,7 @@ def _sp():
 
 
 def concrete_shape(shape, sizes) -> tuple[int, ...]:
-    return tuple(int(dim_subst(d, sizes)) for d in shape)
+    return SymContext(sizes).shape(shape)
 
 
 # ---- IEEE numbers over mpmath ------------------------------------------------------------------

@@ -39,14 +39,14 @@ import math
 import random
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import mpmath
 import numpy as np
 
 from ..core.derivative import Part, Slot
 from ..core.ir import Function, Module, topo_order
-from ..core.substitute import expand_calls
+from ..core.substitute import with_calls_expanded
 from ..core.types import Dim, DType
 from . import reference
 from .numeric_meanings import DIGITS, Meanings, concrete_shape, symbolic_evaluate
@@ -200,8 +200,7 @@ class _Check:
 
     def __init__(self, checker: Checker, deriv: Function, target: Function, sizes: dict):
         if any(n.op.body is not None for n in topo_order(target.outputs)):
-            # calls kept as calls, expanded as the directive expanded them (primitives/call.py)
-            target = replace(target, outputs=tuple(expand_calls(list(target.outputs))))
+            target = with_calls_expanded(target)  # as the directive differentiated it
         self.c, self.deriv, self.target, self.sizes = checker, deriv, target, sizes
         self.d = deriv.derivative
         self.m = Meanings(sizes)
