@@ -251,9 +251,10 @@ def cache_command(action: str) -> str:
     """The text `tapeless cache ACTION` prints; ValueError (the message for the user) when the
     cap variable is malformed, the location is not a directory or a file cannot be removed."""
     directory = cache_dir()
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"{directory}: the cache location is not a directory (set TAPELESS_CACHE_DIR)")
     try:
+        # (inside: exists() itself raises PermissionError where the parent cannot be searched)
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"{directory}: the cache location is not a directory (set TAPELESS_CACHE_DIR)")
         if action == "info":
             return info(directory, max_bytes())
         if action == "clear":

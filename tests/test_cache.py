@@ -346,6 +346,16 @@ def test_cache_command_errors_exit_1(tmp_path, cache, capsys, monkeypatch):
     monkeypatch.setenv("TAPELESS_CACHE_MAX_BYTES", "big")
     code, _, err = cache_cli(capsys, "info")
     assert code == 1 and "TAPELESS_CACHE_MAX_BYTES='big'" in err and "Traceback" not in err
+    monkeypatch.delenv("TAPELESS_CACHE_MAX_BYTES")
+
+    class Unsearchable(type(tmp_path)):  # a location whose parent the user may not search
+        def exists(self, **kw):
+            raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr("tapeless.runtime.cache_maintenance.cache_dir", lambda: Unsearchable(tmp_path / "c"))
+    for action in ("info", "prune", "clear"):
+        code, out, err = cache_cli(capsys, action)
+        assert (code, out) == (1, "") and err.startswith("tapeless: error: ") and "Permission denied" in err, err
 
 
 def test_bytecode_is_reused_across_hits_and_damaged_bytecode_is_replaced(tmp_path, cache, monkeypatch):
