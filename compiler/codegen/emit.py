@@ -22,7 +22,7 @@ from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from .fused.plan import Kernel, plan, reusable_inputs, schedule
 from .fused.writer import KernelWriter
-from .names import Names, place, sanitize_comment, sanitize_docstring
+from .names import Names, place, sanitize_docstring
 
 CHECK_HELPER_NAMES = ("array", "scalar", "what", "residual", "rank_error", "shape_error", "size_error",
                       "out_buffers", "residual_tuple")
@@ -280,7 +280,7 @@ class Body:
         return e
 
     def statement(self, text: str, n: Node | None) -> None:
-        where = f"  # {sanitize_comment(n.span.file, 60)}:{n.span.line}" if n is not None and n.span else ""
+        where = f"  # {place(n)}" if n is not None and n.span else ""
         self.lines.append(text + where)
 
 
@@ -373,7 +373,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
         body[bindings_at:bindings_at] = ctx.binding_lines
     if b.return_span is not None and b.return_span.span is not None:
         n = b.return_span
-        returns[-1] += f"  # {sanitize_comment(n.span.file, 60)}:{n.span.line}"
+        returns[-1] += f"  # {place(n)}"
     if any(n.op.quiet for n in topo_order(fn.outputs)):
         # never a floating-point warning (as PyTorch): a masked branch may compute inf/nan
         # (sqrt of a negative) that `where` then drops; exp overflows to an exact 0 in sigmoid

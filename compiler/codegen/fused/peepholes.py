@@ -55,7 +55,7 @@ def product_in_sum(m):
     einsum('ab,ab->') 39-44 us."""
     w, n = m.env.writer, m.node
     reader = _only_reader(w, n)
-    if m.env.role != "member" or reader is None or reader.op is not ops.sum or n.type.rank > 16:
+    if reader is None or reader.op is not ops.sum or n.type.rank > 16:
         return None
     return Peephole.PRODUCT_IN_SUM if not any(i.is_literal for i in n.inputs) else None
 
@@ -67,7 +67,7 @@ def compare_in_cast(m):
     (34-35 us against 33-34 us), and one scratch block of bools fewer."""
     w, n = m.env.writer, m.node
     reader = _only_reader(w, n)
-    if m.env.role != "member" or reader is None or n.dtype != DType.BOOL or n.op.ufunc is None:
+    if reader is None or n.dtype != DType.BOOL or n.op.ufunc is None:
         return None
     return Peephole.COMPARE_IN_CAST if reader.op is ops.cast and reader.dtype != DType.BOOL else None
 
@@ -79,7 +79,7 @@ def row_sum_in_total(m):
     then add.reduce 43-58 us."""
     w, n = m.env.writer, m.node
     reader = _only_reader(w, n)
-    if m.env.role != "member" or reader is None or n.inputs[0].id in w.folded or n.dtype != n.inputs[0].dtype:
+    if reader is None or n.inputs[0].id in w.folded or n.dtype != n.inputs[0].dtype:
         return None
     if reader not in w.k.sinks or reader.op is not ops.sum or reader.attr("keepdims"):
         return None
@@ -92,7 +92,7 @@ def select(m):
     """Exact (NaN payloads, signed zeros) and ten times faster than numpy.where; the mask is one
     byte a value (c's bools negated as int8, widened by the and): with a zero branch, 103 -> 69
     us against a full-width mask, and a quarter of its scratch."""
-    return Peephole.SELECT if m.env.role == "emit" and m.node.dtype in INT_OF else None
+    return Peephole.SELECT if m.node.dtype in INT_OF else None
 
 
 @PEEPHOLES.rule("a scalar operand of maximum or minimum as a row, in float32", Wild(), question="emit")
@@ -102,7 +102,7 @@ def scalar_row(m):
     kept: the loss there is small). Only for rows of 64 elements or more: a shorter row
     broadcast over many rows costs more than the scalar."""
     n = m.node
-    if m.env.role != "emit" or n.op.loop is None or not n.op.loop.row or n.dtype != DType.F32:
+    if n.op.loop is None or not n.op.loop.row or n.dtype != DType.F32:
         return None
     width = dim_prod(n.shape[1:])
     return Peephole.SCALAR_ROW if isinstance(width, int) and width >= 64 else None
@@ -113,14 +113,14 @@ def scalar_row(m):
                  Op(ops.sum), question="sink")
 def total_of_rows(m):
     w, s = m.env.writer, m.node
-    return Peephole.TOTAL_OF_ROWS if m.env.role == "sink" and s.inputs[0].id in w.summed else None
+    return Peephole.TOTAL_OF_ROWS if s.inputs[0].id in w.summed else None
 
 
 @PEEPHOLES.rule("a sink over a product it absorbed: one einsum of the product's operands",
                  Op(ops.sum), question="sink")
 def product_total(m):
     w, s = m.env.writer, m.node
-    return Peephole.PRODUCT_TOTAL if m.env.role == "sink" and s.inputs[0].id in w.folded else None
+    return Peephole.PRODUCT_TOTAL if s.inputs[0].id in w.folded else None
 
 
 @PEEPHOLES.rule("a sum over the leading axes as ones @ block", Op(ops.sum), question="sink")
@@ -130,7 +130,7 @@ def column_sum(m):
     10 us) and as accurate (both accumulate down the rows in the block's precision)."""
     w, s = m.env.writer, m.node
     x, axes = s.inputs[0], s.attr("axes")
-    ok = (m.env.role == "sink" and w.ctx.backend.caps.gemv_column_sums and axes == tuple(range(len(axes)))
+    ok = (w.ctx.backend.caps.gemv_column_sums and axes == tuple(range(len(axes)))
           and len(axes) < x.type.rank and not s.attr("keepdims") and x.dtype in (DType.F32, DType.F64)
           and s.dtype == x.dtype)
     return Peephole.COLUMN_SUM if ok else None
@@ -141,8 +141,6 @@ def ufunc_total(m):
     """np.sum's Python wrapper costs ~3 us a call, and a loop calls it once per block (W2:
     hundreds of blocks); add.reduce(block, axis=None) does not."""
     s = m.node
-    if m.env.role != "sink":
-        return None
     ok = len(s.attr("axes")) == s.inputs[0].type.rank and s.dtype == s.inputs[0].dtype and s.dtype.is_float
     return Peephole.UFUNC_TOTAL if ok else None
 
@@ -151,16 +149,19 @@ def _heads(rule_fn) -> frozenset[str]:
     return next(r.pattern.heads() for r in PEEPHOLES.rules if r.apply is rule_fn)
 
 
+_COMPUTED_LATE, _READS_AFTER_WRITING = _heads(product_in_sum), _heads(select)  # (asked once per node)
+
+
 def computed_late(node) -> bool:
     """A node product_in_sum may hand to the sum that reads it: its inputs are still read
     where that sum is (the loop plan's memory reuse must know; the plan asks before the writer
     decides, so this is the rule's pattern, conservatively)."""
-    return node.op.name in _heads(product_in_sum)
+    return node.op.name in _COMPUTED_LATE
 
 
 def reads_after_writing(node) -> bool:
     """A node `select` writes: it reads its operands after it has written its output."""
-    return node.op.name in _heads(select)
+    return node.op.name in _READS_AFTER_WRITING
 
 
 def ask(writer, node, role: str) -> Peephole | None:
