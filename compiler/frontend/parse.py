@@ -11,6 +11,10 @@ separator logic below sits between lexer and LALR parser (docs/language.md, "Lex
 
 The bracket stack kept on the way is what lets an error say "missing `}` for
 the `fn` opened at 3:1" instead of "unexpected end of input".
+
+An item is first parsed by quick.py (the same lexer and table, the same separator rules, no
+parse tree); only an item it rejects goes through lark's interactive parser below, for the
+message.
 """
 from __future__ import annotations
 
@@ -19,20 +23,19 @@ import re
 from dataclasses import dataclass
 
 import lark
-from lark import Token, v_args
+from lark import Token
 from lark.lexer import BasicLexer, LexerThread
-from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedInput,
     UnexpectedToken,
-    VisitError,
 )
 from tapeless.grammar import DIRECTIVE_WORDS, KEYWORDS
 from tapeless.grammar import parser as _lark_parser
 
 from ..core.diagnostics import Sink, UserError
 from ..core.source import SourceFile, Span
+from . import quick
 from . import syntax as ast
 
 
@@ -120,20 +123,19 @@ def _shifted(tokens, lines: int):
 
 def _parse_chunk(source: SourceFile, text: str, first: int = 0) -> list:
     try:
-        tree = _parse_tokens(source, text, first, keep_state=False)
-    except (UnexpectedInput, UserError):
-        # an error: parsed again keeping the state before each token, which the message is
-        # computed from (copying it at every token is most of the parser's time otherwise)
-        tree = _parse_tokens(source, text, first, keep_state=True)
-    try:
-        return _ToAst(source).transform(tree).children
-    except VisitError as e:
-        if isinstance(e.orig_exc, UserError):
-            raise e.orig_exc from None
-        raise
+        return quick.parse_items(source, text, first, _parser(), _lexer())  # the AST as rules reduce
+    except (quick.Reject, UserError) as e:
+        found = e
+    # an error: parsed again with lark's parser, keeping the state before each token, which a
+    # syntax message is computed from (a syntax error comes first, as it is found first)
+    _syntax_check(source, text, first)
+    if isinstance(found, UserError):
+        raise found  # (a number too large and such, in an item without syntax errors)
+    raise AssertionError(f"the quick parse refused what lark's parser accepts: {text[:200]!r}")
 
 
-def _parse_tokens(source: SourceFile, text: str, first: int, keep_state: bool):
+def _syntax_check(source: SourceFile, text: str, first: int) -> None:
+    """Raise the UserError for the first syntax error of the item, if it has one."""
     p = _parser()
     ip = p.parse_interactive()
     stack: list[_Open] = []
@@ -142,8 +144,7 @@ def _parse_tokens(source: SourceFile, text: str, first: int, keep_state: bool):
     prev: list[Token] = []  # the last token fed (a one-element list, for the error path)
     try:
         for tok in _separated(_shifted(_tokens(text), first), stack):
-            if keep_state:
-                before = ip.copy(deepcopy_values=False)  # the state an error message is computed from
+            before = ip.copy(deepcopy_values=False)  # the state an error message is computed from
             ip.feed_token(tok)
             prev[:] = [tok]
             if tok.type == "FN":
@@ -153,17 +154,14 @@ def _parse_tokens(source: SourceFile, text: str, first: int, keep_state: bool):
             elif tok.type in _TEXT and stack and _CLOSER[stack[-1].token.type] == tok.type:
                 stack.pop()
         before = ip.copy(deepcopy_values=False)
-        tree = ip.feed_eof()
+        ip.feed_eof()
     except UnexpectedInput as e:
-        if not keep_state:
-            raise  # (the caller parses again, keeping the states a message is computed from)
         if isinstance(e, UnexpectedCharacters):
             raise UserError(_char_message(text, e), _point(source, e.line + first, e.column)) from None
         if isinstance(e, UnexpectedToken):
             raise _token_error(source, "\n" * first + text, e, set(before.accepts()), stack,
                                prev[0] if prev else None) from None
         raise UserError("syntax error", _point(source, e.line + first, e.column)) from None  # pragma: no cover
-    return tree
 
 
 def _separated(tokens, stack: list[_Open]):
@@ -311,179 +309,3 @@ def _token_span(source: SourceFile, tok: Token) -> Span:
     if tok.type == "_SEP":  # the end of a line: point just past its text
         return source.span(tok.line, tok.column, tok.line, tok.column + 1)
     return source.span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
-
-
-# ---- parse tree -> AST ------------------------------------------------------------
-class _ToAst(Transformer_NonRecursive):  # (a 10,000-term sum is a tree 10,000 deep)
-    def __init__(self, source: SourceFile):
-        super().__init__()
-        self.src = source
-
-    def _span(self, meta) -> Span:
-        return self.src.span(meta.line, meta.column, meta.end_line, meta.end_column)
-
-    def _tok(self, tok: Token) -> Span:
-        return _token_span(self.src, tok)
-
-    def _ident(self, tok: Token) -> ast.Ident:
-        return ast.Ident(str(tok), self._tok(tok))
-
-    # items
-    @v_args(meta=True)
-    def fn_def(self, meta, c):
-        name, params, _arrow, result, body = c
-        types, is_tuple = result if result is not None else (None, False)
-        return ast.FnDef(self._ident(name), tuple(params), types, is_tuple, tuple(body), self._span(meta))
-
-    def params(self, c):
-        return c
-
-    @v_args(meta=True)
-    def param(self, meta, c):
-        return ast.Param(self._ident(c[0]), c[1], self._span(meta))
-
-    def ret_single(self, c):
-        return (tuple(c), False)
-
-    def ret_tuple(self, c):
-        return (tuple(c), True)
-
-    @v_args(meta=True)
-    def type(self, meta, c):
-        name, shape = c
-        return ast.TypeExpr(self._ident(name), tuple(shape) if shape is not None else None, self._span(meta))
-
-    def shape(self, c):
-        return c
-
-    def dim_int(self, c):
-        size = self._int(c[0], self._tok(c[0]))
-        if size >= 1 << 63:
-            raise UserError(f"size {size} is too large: sizes are 64-bit integers", self._tok(c[0]))
-        return ast.DimExpr(size, self._tok(c[0]))
-
-    def dim_name(self, c):
-        return ast.DimExpr(str(c[0]), self._tok(c[0]))
-
-    def body(self, c):
-        return c
-
-    @v_args(meta=True)
-    def assign(self, meta, c):
-        return ast.Assign(tuple(self._ident(t) for t in c[:-1]), c[-1], self._span(meta))
-
-    @v_args(meta=True)
-    def return_stmt(self, meta, c):
-        return ast.Return(tuple(c), self._span(meta))
-
-    @v_args(meta=True)
-    def directive(self, meta, c):
-        kind, fn, *rest = c
-        alias = rest[-1]
-        wrt = rest[:-1]
-        return ast.Directive(
-            str(kind.children[0]),
-            self._ident(fn),
-            tuple(self._ident(w) for w in wrt),
-            self._ident(alias) if alias is not None else None,
-            self._span(meta),
-        )
-
-    # expressions
-    @v_args(meta=True)
-    def compare(self, meta, c):
-        return ast.Compare(self._span(meta), str(c[1]), c[0], c[2])
-
-    @v_args(meta=True)
-    def binop(self, meta, c):
-        return ast.BinOp(self._span(meta), str(c[1]), c[0], c[2])
-
-    @v_args(meta=True)
-    def unop(self, meta, c):
-        return ast.UnOp(self._span(meta), str(c[0]), c[1])
-
-    @v_args(meta=True)
-    def index(self, meta, c):
-        return ast.Index(self._span(meta), c[0], tuple(c[1]))
-
-    def subscripts(self, c):
-        return c
-
-    @v_args(meta=True)
-    def slice(self, meta, c):
-        start, _colon, stop, _colon2, step = c
-        return ast.Slice(self._span(meta), start, stop, step)
-
-    @v_args(meta=True)
-    def ellipsis(self, meta, c):
-        return ast.EllipsisItem(self._span(meta))
-
-    @v_args(meta=True)
-    def attr(self, meta, c):
-        return ast.Attr(self._span(meta), c[0], self._ident(c[1]))
-
-    @v_args(meta=True)
-    def name(self, meta, c):
-        return ast.Name(self._span(meta), str(c[0]))
-
-    @v_args(meta=True)
-    def int_lit(self, meta, c):
-        return ast.Num(self._span(meta), self._int(c[0], self._span(meta)), str(c[0]))
-
-    @staticmethod
-    def _int(tok, span) -> int:
-        if len(tok) > 100:  # int() refuses over 4300 digits; no dtype holds more than 20
-            raise UserError(f"integer literal of {len(tok)} digits: too large for any integer type", span)
-        return int(tok)
-
-    @v_args(meta=True)
-    def float_lit(self, meta, c):
-        return ast.Num(self._span(meta), float(c[0]), str(c[0]))
-
-    @v_args(meta=True)
-    def string_lit(self, meta, c):
-        return ast.Str(self._span(meta), str(c[0])[1:-1])
-
-    @v_args(meta=True)
-    def true_lit(self, meta, c):
-        return ast.Bool(self._span(meta), True)
-
-    @v_args(meta=True)
-    def false_lit(self, meta, c):
-        return ast.Bool(self._span(meta), False)
-
-    @v_args(meta=True)
-    def inf_lit(self, meta, c):
-        return ast.NamedConst(self._span(meta), "inf")
-
-    @v_args(meta=True)
-    def pi_lit(self, meta, c):
-        return ast.NamedConst(self._span(meta), "pi")
-
-    @v_args(meta=True)
-    def none_lit(self, meta, c):
-        return ast.NoneLit(self._span(meta))
-
-    @v_args(meta=True)
-    def call(self, meta, c):
-        name, args = c
-        pos = tuple(a for a in args if not isinstance(a, ast.Keyword))
-        kws = tuple(a for a in args if isinstance(a, ast.Keyword))
-        seen_kw = False
-        for a in args:  # as in Python: no positional argument after a keyword one
-            if isinstance(a, ast.Keyword):
-                seen_kw = True
-            elif seen_kw:
-                raise UserError("positional argument after a keyword argument", a.span)
-        return ast.Call(self._span(meta), self._ident(name), pos, kws)
-
-    def args(self, c):
-        return c
-
-    @v_args(meta=True)
-    def kwarg(self, meta, c):
-        return ast.Keyword(self._ident(c[0]), c[1], self._span(meta))
-
-    @v_args(meta=True)
-    def list_lit(self, meta, c):
-        return ast.ListExpr(self._span(meta), tuple(c))
