@@ -23,6 +23,7 @@ def inline(fn: Function, args: list[Node], env: dict[str, DimLike]) -> list[Node
 def substitute(outputs, mapping: dict[int, Node], env: dict[str, DimLike] | None = None) -> list[Node]:
     """outputs made again with mapping[node.id] in place of each mapped node."""
     env = env or {}
+    sizes = {} if _identity(env) else env  # (for rebuild, the same env: {} lets it take its shortcut)
     mapping = dict(mapping)
     for node in topo_order(outputs):
         if node.id in mapping:
@@ -31,7 +32,7 @@ def substitute(outputs, mapping: dict[int, Node], env: dict[str, DimLike] | None
         if not env and all(a is b for a, b in zip(inputs, node.inputs)):
             mapping[node.id] = node  # untouched: keep the very node
         else:
-            mapping[node.id] = rebuild(node, inputs, env)
+            mapping[node.id] = rebuild(node, inputs, sizes)
     return [mapping[o.id] for o in outputs]
 
 
@@ -41,6 +42,32 @@ def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
         return node
     if node.is_dim:
         return retype_leaf(dim_value(dim_subst(node.attr("dim"), env)), node.dtype, node.type.weak)
+    if not env and node.span is not None and node.op.kind is not Kind.CONSTRUCTOR and _same_operands(node, inputs):
+        # what `apply` would make again: its coercion, type rule and folding see the same
+        # types (and the same literals) as when node was made, so only the inputs differ
+        new = make_node(node.op, tuple(inputs), node.attrs, node.type, node.span)
+    else:
+        new = _reapply(node, inputs, env)
+    name = name_of(node)
+    if name is not None:
+        hint(new, name)  # the rebuilt value keeps the name (unless it had one)
+    return new
+
+
+def _same_operands(node: Node, inputs: list[Node]) -> bool:
+    """Each new input of the old one's type, and a literal only where the very literal was."""
+    for new, old in zip(inputs, node.inputs):
+        if new is not old and (new.type != old.type or new.is_const or old.is_const):
+            return False
+    return True
+
+
+def _identity(env: dict[str, DimLike]) -> bool:
+    """An env that maps each size symbol to itself (a call with the callee's own sizes)."""
+    return all(isinstance(v, Dim) and v == Dim.symbol(k) for k, v in env.items())
+
+
+def _reapply(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
     attrs = {k: _subst_attr(v, env) for k, v in node.attrs}
     with span_scope(node.span):
         if node.op.kind is Kind.CONSTRUCTOR:  # its dtype and weakness are the node's, not the attributes'
@@ -51,9 +78,6 @@ def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
                                 new.span, name_of(new))
         else:
             new = apply(node.op, *inputs, **attrs)
-    name = name_of(node)
-    if name is not None:
-        hint(new, name)  # the rebuilt value keeps the name (unless it had one)
     return new
 
 
