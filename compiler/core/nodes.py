@@ -27,7 +27,8 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
     args = list(inputs)
     if prim.coerce is not None:
         args = prim.coerce(args, attrs)  # (it may read the operands' values: run every time)
-    key = _type_key(prim, args, attrs)
+    # (no attributes, the common case: the key without sorting them)
+    key = (prim, tuple([a.type for a in args]), ()) if not attrs else _type_key(prim, args, attrs)
     t = _TYPES.get(key) if key is not None else None
     if t is None:
         t = prim.infer([a.type for a in args], attrs)
@@ -37,7 +38,7 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
             _TYPES[key] = t
     if prim.fold is not None and args and all(a.is_const for a in args) and t.shape == ():
         return const(_fold(prim, args, t), t)
-    return make_node(prim, tuple(args), freeze_attrs(attrs), t, span, name)
+    return make_node(prim, tuple(args), freeze_attrs(attrs) if attrs else (), t, span, name)
 
 
 # Type rules are pure functions of the inputs' types and the attributes, and a large program

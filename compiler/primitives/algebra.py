@@ -50,6 +50,9 @@ _DTYPE_CHANGING = {"eq", "ne", "lt", "le", "gt", "ge", "cast", "logical_and", "l
 
 def common_dtype(args: Sequence[Node]) -> list[Node]:
     """Coerce operands to their promoted dtype (NumPy 2 rules, literals weak)."""
+    dt = args[0].dtype if args else None
+    if args and all(a.dtype is dt and not a.type.weak for a in args):
+        return list(args)  # strong operands of one dtype (most operations): nothing to coerce
     dt, weak = promote(*[a.type for a in args])
     return [retype(a, dt, weak) if (a.dtype != dt or (a.type.weak and not weak)) else a for a in args]
 
@@ -91,13 +94,15 @@ def _keep(x: Node, t: TensorType) -> bool:
 def implicit_broadcast(a: Node, b: Node) -> tuple[Node, Node]:
     """Drop an explicit broadcast_to/reshape of an operand when NumPy's implicit
     broadcasting against the other operand gives the same result (exact)."""
+    if a.op.name not in _VIEWS and b.op.name not in _VIEWS:
+        return a, b  # nothing to drop (most operands)
     try:
         full = broadcast_shapes(a.shape, b.shape)
     except UserError:
         return a, b
 
     def strip(x: Node, other: Node) -> Node:
-        while x.op.name in ("broadcast_to", "reshape"):
+        while x.op.name in _VIEWS:
             inner = x.inputs[0]
             if x.op.name == "reshape" and not _leading_ones(inner.shape, x.shape):
                 break
@@ -112,6 +117,9 @@ def implicit_broadcast(a: Node, b: Node) -> tuple[Node, Node]:
     a2 = strip(a, b)
     b2 = strip(b, a2)
     return a2, b2
+
+
+_VIEWS = ("broadcast_to", "reshape")  # what implicit_broadcast may drop
 
 
 def _leading_ones(inner: Shape, outer: Shape) -> bool:
