@@ -61,13 +61,12 @@ def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node]
         name = name_of(n)
         if name and ct.id not in primal:  # (a forward value that is also a cotangent keeps its own name)
             hint(ct, f"d_{name}")
-        with span_scope(n.span):
+        with span_scope(n.span):  # (the rule's nodes and the sums of what it sends point at n)
             in_cts = n.op.vjp(ctx, n, ct, needs)
-        for i, c in zip(n.inputs, in_cts):
-            if c is None or i.id not in active:
-                continue
-            if c.shape != i.shape or c.dtype != i.dtype:  # pragma: no cover - a bug in a rule
-                raise AssertionError(f"VJP of {n.op}: cotangent {c.type} for input {i.type}")
-            with span_scope(n.span):
+            for i, c in zip(n.inputs, in_cts):
+                if c is None or i.id not in active:
+                    continue
+                if c.shape != i.shape or c.dtype != i.dtype:  # pragma: no cover - a bug in a rule
+                    raise AssertionError(f"VJP of {n.op}: cotangent {c.type} for input {i.type}")
                 ct_of[i.id] = B.add_ct(ct_of.get(i.id), c)
     return [results.get(w.id) for w in wrt]

@@ -11,7 +11,6 @@ and `dim` (the value of a size symbol). The smart constructors rules are written
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -97,15 +96,31 @@ def const(value, t: TensorType | DType, weak: bool | None = None) -> Node:
     elif weak is not None:
         t = t.with_(weak=weak)
     assert t.shape == (), "const nodes are scalars; use full() for tensors"
-    if isinstance(value, int) and not isinstance(value, bool) and t.dtype.kind == "i":
-        info = np.iinfo(t.dtype.np)
+    return make_node(get("const"), (), (("value", _in_dtype(value, t.dtype)),), t)
+
+
+def _in_dtype(value, dtype: DType):
+    """value as a Python scalar of dtype; an integer that does not fit is an error. Kept: rules
+    make the same few literals (0, 1, 0.5) thousands of times, and NumPy's conversion is slow.
+    (Not kept for 0.0 and nan: -0.0 == 0.0 and nan != nan as keys.)"""
+    key = (type(value), value, dtype)
+    exact = isinstance(value, int) or (isinstance(value, float) and value == value and value != 0)
+    if exact and key in _IN_DTYPE:
+        return _IN_DTYPE[key]
+    if isinstance(value, int) and not isinstance(value, bool) and dtype.kind == "i":
+        info = np.iinfo(dtype.np)
         if not info.min <= value <= info.max:
-            raise UserError(f"integer constant {value} does not fit {t.dtype} ([{info.min}, {info.max}])")
+            raise UserError(f"integer constant {value} does not fit {dtype} ([{info.min}, {info.max}])")
     with np.errstate(over="ignore"):  # a float beyond the dtype's range is inf there (docs/language.md)
-        v = np.asarray(value).astype(t.dtype.np)[()].item()
-    if isinstance(v, float) and not math.isfinite(v):
-        pass  # inf and nan are emitted by name
-    return make_node(get("const"), (), (("value", v),), t)
+        v = np.asarray(value).astype(dtype.np)[()].item()  # (inf and nan are emitted by name)
+    if exact:
+        if len(_IN_DTYPE) > 100_000:
+            _IN_DTYPE.clear()
+        _IN_DTYPE[key] = v
+    return v
+
+
+_IN_DTYPE: dict = {}
 
 
 def literal(value: bool | int | float) -> Node:
