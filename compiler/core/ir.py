@@ -39,13 +39,12 @@ class Node:
 
     def __init__(self, op, inputs: tuple["Node", ...], attrs: tuple[tuple[str, Any], ...],
                  type: TensorType, span: Span | None):
-        setattr_ = object.__setattr__
-        setattr_(self, "op", op)
-        setattr_(self, "inputs", inputs)
-        setattr_(self, "attrs", attrs)
-        setattr_(self, "type", type)
-        setattr_(self, "span", span)
-        setattr_(self, "id", next(_ids))
+        _SET_OP(self, op)  # (the slots' own setters: __setattr__ refuses, and this is the hot path)
+        _SET_INPUTS(self, inputs)
+        _SET_ATTRS(self, attrs)
+        _SET_TYPE(self, type)
+        _SET_SPAN(self, span)
+        _SET_ID(self, next(_ids))
 
     def __setattr__(self, key, value):
         raise AttributeError(f"IR nodes are immutable (setting `{key}`); names are hints: ir.hint(node, name)")
@@ -93,6 +92,10 @@ class Node:
     def __repr__(self) -> str:
         label = f" {self.attr('name')}" if self.is_param else ""
         return f"<{self.op}{label} : {self.type} #{self.id}>"
+
+
+_SET_OP, _SET_INPUTS, _SET_ATTRS, _SET_TYPE, _SET_SPAN, _SET_ID = (
+    getattr(Node, slot).__set__ for slot in ("op", "inputs", "attrs", "type", "span", "id"))
 
 
 def freeze_attrs(attrs: dict[str, Any]) -> tuple[tuple[str, Any], ...]:

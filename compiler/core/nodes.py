@@ -31,9 +31,11 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
     t = _TYPES.get(key) if key is not None else None
     if t is None:
         t = prim.infer([a.type for a in args], attrs)
+        t = _ONE_OF_EACH.setdefault(t, t)
         if key is not None:
             if len(_TYPES) > 200_000:
                 _TYPES.clear()
+                _ONE_OF_EACH.clear()
             _TYPES[key] = t
     if prim.fold is not None and args and all(a.is_const for a in args) and t.shape == ():
         return const(_fold(prim, args, t), t)
@@ -44,6 +46,9 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
 # asks the same question thousands of times (every pass rebuilds nodes): the answers are kept.
 # Attribute values are keyed with their Python type (1, 1.0 and True are equal keys otherwise).
 _TYPES: dict = {}
+# Equal types as one object (parameters' types too): most type comparisons are then identity
+# checks, which containers and `is` make without calling TensorType.__eq__.
+_ONE_OF_EACH: dict[TensorType, TensorType] = {}
 
 
 def _type_key(prim: Primitive, args: list[Node], attrs: dict[str, Any]):
@@ -96,6 +101,7 @@ def const(value, t: TensorType | DType, weak: bool | None = None) -> Node:
     elif weak is not None:
         t = t.with_(weak=weak)
     assert t.shape == (), "const nodes are scalars; use full() for tensors"
+    t = _ONE_OF_EACH.setdefault(t, t)
     return make_node(get("const"), (), (("value", _in_dtype(value, t.dtype)),), t)
 
 
@@ -147,6 +153,7 @@ def dim_value_strong(symbol: str) -> Node:
 def param(name: str, t: TensorType, position: int, span=None, carries: str | None = None) -> Node:
     """A function parameter; `carries` names the size symbol a size-carrying parameter holds."""
     attrs = (("carries", carries),) if carries else ()
+    t = _ONE_OF_EACH.setdefault(t, t)
     return make_node(get("param"), (), attrs + (("name", name), ("position", position)), t, span, name)
 
 

@@ -57,7 +57,7 @@ def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
 def _same_operands(node: Node, inputs: list[Node]) -> bool:
     """Each new input of the old one's type, and a literal only where the very literal was."""
     for new, old in zip(inputs, node.inputs):
-        if new is not old and (new.type != old.type or new.is_const or old.is_const):
+        if new is not old and ((new.type is not old.type and new.type != old.type) or new.is_const or old.is_const):
             return False
     return True
 

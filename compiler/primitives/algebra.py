@@ -131,6 +131,8 @@ def _leading_ones(inner: Shape, outer: Shape) -> bool:
 def add(a: Node, b: Node) -> Node:
     a, b = implicit_broadcast(a, b)
     out = apply("add", a, b)
+    if not (a.is_const or b.is_const):
+        return out  # (no identity to drop: most sums)
     if is_const(b, 0) and _keep(a, out.type):
         return a
     if is_const(a, 0) and _keep(b, out.type):
@@ -149,6 +151,8 @@ def sub(a: Node, b: Node) -> Node:
 def mul(a: Node, b: Node) -> Node:
     a, b = implicit_broadcast(a, b)
     out = apply("mul", a, b)
+    if not (a.is_const or b.is_const):
+        return out  # (no identity to drop: most products)
     if is_const(b, 1) and _keep(a, out.type):
         return a
     if is_const(a, 1) and _keep(b, out.type):
