@@ -64,8 +64,10 @@ def split(fwd_outputs: list[Node], fwd_params: list[Node], grads: list[Node], ct
 def _missing_symbols(outputs: list[Node], params: list[Node]) -> list[str]:
     """Size symbols the nodes use that no parameter's shape carries."""
     used: set[str] = set()
-    for n in topo_order(outputs):
-        used |= symbols_in(tuple(n.shape))
+    order = topo_order(outputs)
+    for t in {n.type for n in order}:  # (a program has few distinct types: each asked once)
+        used |= symbols_in(tuple(t.shape))
+    for n in order:
         for _, v in n.attrs:
             used |= symbols_in(v)
     have = {d.symbol_name for p in params for d in p.shape if isinstance(d, Dim) and d.symbol_name}
