@@ -8,6 +8,7 @@ function's parameters by a call's arguments.
 from __future__ import annotations
 
 from dataclasses import replace
+from operator import is_
 
 from .ir import Function, Node, hint, make_node, name_of, span_scope, topo_order
 from .nodes import apply, dim_value, retype_leaf
@@ -29,7 +30,7 @@ def substitute(outputs, mapping: dict[int, Node], env: dict[str, DimLike] | None
         if node.id in mapping:
             continue
         inputs = [mapping[i.id] for i in node.inputs]
-        if not env and all(a is b for a, b in zip(inputs, node.inputs)):
+        if not env and all(map(is_, inputs, node.inputs)):
             mapping[node.id] = node  # untouched: keep the very node
         else:
             mapping[node.id] = rebuild(node, inputs, sizes)
@@ -38,11 +39,12 @@ def substitute(outputs, mapping: dict[int, Node], env: dict[str, DimLike] | None
 
 def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
     """The node made again from new inputs (types re-inferred, size symbols substituted)."""
-    if node.is_const:
+    op = node.op
+    if op.name == "const":
         return node
-    if node.is_dim:
+    if op.name == "dim":
         return retype_leaf(dim_value(dim_subst(node.attr("dim"), env)), node.dtype, node.type.weak)
-    if not env and node.span is not None and node.op.kind is not Kind.CONSTRUCTOR and _same_operands(node, inputs):
+    if not env and node.span is not None and op.kind is not Kind.CONSTRUCTOR and _same_operands(node, inputs):
         # what `apply` would make again: its coercion, type rule and folding see the same
         # types (and the same literals) as when node was made, so only the inputs differ
         new = make_node(node.op, tuple(inputs), node.attrs, node.type, node.span)
