@@ -274,6 +274,9 @@ class Lowering:
         so the recursive lowering that follows meets a lowered operand within _STAGE levels:
         3,000 nested calls lower in linear time without deep recursion. Shallow expressions
         (nearly all) have nothing to lower ahead."""
+        span = e.span
+        if span.line == span.end_line and span.end_col - span.col < _STAGE:
+            return  # each level down is at least one character shorter: fewer than _STAGE levels
         ahead, todo = [], [(e, 0)]
         while todo:
             x, depth = todo.pop()
