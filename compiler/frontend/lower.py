@@ -253,6 +253,10 @@ class Lowering:
         raise Poison
 
     def expr(self, e: ast.Expr, scope: Scope) -> Node:
+        if type(e) is ast.Name and e.id in scope.env:  # a variable (most operands): what `name` gives
+            if (node := scope.env[e.id]) is None:
+                raise Poison
+            return node
         if id(e) in self.lowered:  # lowered ahead, as a slice of a deep expression
             if (node := self.lowered[id(e)]) is None:
                 raise Poison
