@@ -52,7 +52,7 @@ The registry is filled when primitives/catalog.py is imported (the pipeline does
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -159,6 +159,9 @@ class RuleContext:
 
     pullback: Callable[..., list]
     pushforward: Callable[..., list]
+    # a rule's values that depend on the primal node alone (a unary op's derivative), by node id:
+    # made once, though a grad's two reverse sweeps (and an hvp's sweeps) each ask
+    primal_values: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,15 @@ def _float_unary_coerce(args, attrs):
     return [B.to_float(args[0])]
 
 
+def _derivative(ctx, node, deriv):
+    """deriv(x, y) at node, made once per rule context (the nodes it makes are the same every
+    time: interned in the one graph the sweeps build)."""
+    memo = ctx.primal_values
+    if node.id not in memo:
+        memo[node.id] = deriv(node.inputs[0], node)
+    return memo[node.id]
+
+
 def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=None, doc="", domain="normal",
           scalar=None, **facets) -> Primitive:
     """A unary elementwise primitive from its derivative `deriv(x, y)` (y the output; None: the
@@ -55,7 +64,7 @@ def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=No
         x = node.inputs[0]
         if masked_deriv is not None:
             return [B.masked(masked_deriv(x, node), ct)]
-        d = deriv(x, node)
+        d = _derivative(ctx, node, deriv)
         if d is None:
             return [None]
         return [B.ct_map(ct, lambda g: B.mul(g, d))]
@@ -65,7 +74,7 @@ def unary(name, emit, deriv, sympy_fn, fold, *, float_only=True, masked_deriv=No
         x = node.inputs[0]
         if masked_deriv is not None:
             return B.masked(masked_deriv(x, node), t)
-        d = deriv(x, node)
+        d = _derivative(ctx, node, deriv)
         # a masked tangent stays masked: where(c, g * f'(x), 0), never 0 * inf
         return None if d is None else B.ct_map(t, lambda g: B.mul(g, d))
 
