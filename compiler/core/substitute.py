@@ -1,8 +1,9 @@
 """Graph substitution, shared by inlining, differentiation and passes.
 
 `substitute` makes a graph again with some nodes replaced (parameters by arguments,
-residuals by `_bwd` parameters), re-running every type rule and substituting size
-symbols, so the result is typed as if written directly. `inline` is substitution of a
+residuals by `_bwd` parameters), re-running the type rules and substituting size
+symbols, so the result is typed as if written directly (a node whose operands kept their
+types is interned again as it was: its rule would give the same answer). `inline` is substitution of a
 function's parameters by a call's arguments.
 """
 from __future__ import annotations
