@@ -100,8 +100,8 @@ class _Rule(NamedTuple):
     include: tuple  # (index, splice, Nones before it) per kept child, as lark's child filter keeps them
     trailing_nones: int
     expand1: bool  # a `?rule` with one child is that child
-    build: object  # (children, span of the whole rule) -> value
-    lhs: str
+    build: object  # (source, kept children, extent of the rule's text) -> value (an _Ast builder)
+    lhs: str  # the rule's name: the goto after reducing
     unit: bool  # a `?rule` of one symbol kept as is (`sum: product`): only the state changes
 
 
