@@ -6,7 +6,7 @@ in PyTorch (`torch`, used only by tests/reference/make_torch_refs.py to record
 reference values; torch is never needed to run the tests), and the domain its
 inputs are drawn from so every derivative exists there.
 
-Domains: normal, positive (0.5..2), unit (0.05..0.95), away (|x| in 0.3..2,
+Domains: normal, positive (0.5..2), unit (0.05..0.95), above1 (1.1..3), away (|x| in 0.3..2,
 random sign: away from kinks at 0), int:LO:HI (integers in [LO, HI)).
 """
 from __future__ import annotations
@@ -67,6 +67,8 @@ def draw(rng, t: str, domain: str):
         v = rng.uniform(0.5, 2.0, shape)
     elif domain == "unit":
         v = rng.uniform(0.05, 0.95, shape)
+    elif domain == "above1":
+        v = rng.uniform(1.1, 3.0, shape)
     elif domain == "away":
         v = rng.uniform(0.3, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
     elif domain == "distinct":  # a permutation of spaced values: no ties in max/min/sort
@@ -102,6 +104,36 @@ CASES = [
          extremes=({"a": BIG},)),
     Case("relu", {"a": "f64[6]"}, "relu(a)", "np.where(a > 0, a, 0.0)", "torch.relu(a)", {"a": "away"}),
     Case("neg", {"a": "f64[3]"}, "-a", "-a", "-a"),
+    # ---- more elementwise math (compiler/primitives/math_functions.py)
+    Case("arcsin", {"a": "f64[5]"}, "arcsin(a)", "np.arcsin(a)", "torch.asin(a)", {"a": "unit"}),
+    Case("arccos", {"a": "f64[5]"}, "arccos(a)", "np.arccos(a)", "torch.acos(a)", {"a": "unit"}),
+    Case("arctan", {"a": "f64[5]"}, "arctan(a)", "np.arctan(a)", "torch.atan(a)"),
+    Case("sinh", {"a": "f64[5]"}, "sinh(a)", "np.sinh(a)", "torch.sinh(a)"),
+    Case("cosh", {"a": "f64[5]"}, "cosh(a)", "np.cosh(a)", "torch.cosh(a)"),
+    Case("arcsinh", {"a": "f64[5]"}, "arcsinh(a)", "np.arcsinh(a)", "torch.asinh(a)",
+         extremes=({"a": np.array([1e200, -1e200, 0.0, 1e-300, 3.0])},)),
+    Case("arccosh", {"a": "f64[5]"}, "arccosh(a)", "np.arccosh(a)", "torch.acosh(a)", {"a": "above1"},
+         extremes=({"a": np.array([1.0, 1.0 + 1e-12, 1e200, 2.0, 3.0])},)),
+    Case("arctanh", {"a": "f64[5]"}, "arctanh(a)", "np.arctanh(a)", "torch.atanh(a)", {"a": "unit"}),
+    Case("log2", {"a": "f64[5]"}, "log2(a)", "np.log2(a)", "torch.log2(a)", {"a": "positive"}),
+    Case("log10", {"a": "f64[5]"}, "log10(a)", "np.log10(a)", "torch.log10(a)", {"a": "positive"}),
+    Case("exp2", {"a": "f64[5]"}, "exp2(a)", "np.exp2(a)", "torch.exp2(a)"),
+    Case("cbrt", {"a": "f64[6]"}, "cbrt(a)", "np.cbrt(a)", "torch.sign(a) * torch.abs(a) ** (1.0 / 3)",
+         {"a": "away"}),
+    Case("square", {"a": "f64[5]"}, "square(a)", "np.square(a)", "torch.square(a)"),
+    Case("reciprocal", {"a": "f64[6]"}, "reciprocal(a)", "np.reciprocal(a)", "torch.reciprocal(a)",
+         {"a": "away"}),
+    Case("rounding", {"a": "f64[6]"}, "floor(a) + ceil(a) * 2 + trunc(a) * 3 + round(a) * 4 + a * 5",
+         "np.floor(a) + np.ceil(a) * 2 + np.trunc(a) * 3 + np.round(a) * 4 + a * 5",
+         "torch.floor(a) + torch.ceil(a) * 2 + torch.trunc(a) * 3 + torch.round(a) * 4 + a * 5", {"a": "away"}),
+    Case("arctan2", {"y": "f64[3, 4]", "x": "f64[4]"}, "arctan2(y, x)", "np.arctan2(y, x)", "torch.atan2(y, x)"),
+    Case("hypot", {"a": "f64[3, 4]", "b": "f64[3, 1]"}, "hypot(a, b)", "np.hypot(a, b)", "torch.hypot(a, b)"),
+    Case("mod", {"a": "f64[6]", "b": "f64[6]"}, "mod(a, b)", "np.mod(a, b)", "torch.remainder(a, b)",
+         {"b": "away"}),
+    Case("percent", {"a": "f64[6]", "b": "f64[3, 1]"}, "a % b * 2", "np.mod(a, b) * 2", "torch.remainder(a, b) * 2",
+         {"b": "away"}),
+    Case("fmod", {"a": "f64[2, 3]", "b": "f64[3]"}, "fmod(a, b)", "np.fmod(a, b)", "torch.fmod(a, b)",
+         {"b": "away"}),
     Case("f32_cast", {"a": "f64[3]"}, "f64(f32(a)) * 2", "a.astype(np.float32).astype(np.float64) * 2",
          "a.float().double() * 2"),
     # ---- arithmetic with broadcasting

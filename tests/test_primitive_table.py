@@ -95,6 +95,10 @@ _C_FUNCTIONS = {
     "exp": np.exp, "log": np.log, "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt, "sin": np.sin,
     "cos": np.cos, "tan": np.tan, "tanh": np.tanh, "fabs": np.abs, "sign": np.sign, "max": np.maximum,
     "min": np.minimum, "pow": np.power, "select": np.where, "cast": lambda v, dt: np.asarray(v).astype(dt),
+    "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "atan2": np.arctan2, "sinh": np.sinh, "cosh": np.cosh,
+    "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh, "hypot": np.hypot, "log2": np.log2,
+    "log10": np.log10, "exp2": np.exp2, "cbrt": np.cbrt, "floor": np.floor, "ceil": np.ceil, "trunc": np.trunc,
+    "rint": np.rint, "fmod": np.fmod,
 }
 
 

@@ -71,12 +71,14 @@ def builtin(name: str, *params: P, doc: str = ""):
 
 
 # ---- elementwise ----------------------------------------------------------------------------------
-for _op in ("exp log log1p expm1 sqrt abs sign sin cos tan tanh sigmoid relu softplus stop_gradient").split():
+for _op in ("exp log log1p expm1 sqrt abs sign sin cos tan tanh sigmoid relu softplus stop_gradient "
+            "arcsin arccos arctan sinh cosh arcsinh arccosh arctanh log2 log10 exp2 cbrt square reciprocal "
+            "floor ceil round trunc").split():
     builtin(_op, P("x", TENSOR))(lambda x, _op=_op: B.apply(_op, x))
 
-for _op in ("maximum", "minimum", "bce_with_logits", "binary_cross_entropy"):
-    _names = ("logits", "targets") if _op == "bce_with_logits" else (
-        ("p", "targets") if _op == "binary_cross_entropy" else ("a", "b"))
+for _op in ("maximum", "minimum", "bce_with_logits", "binary_cross_entropy", "arctan2", "hypot", "mod", "fmod"):
+    _names = {"bce_with_logits": ("logits", "targets"), "binary_cross_entropy": ("p", "targets"),
+              "arctan2": ("y", "x")}.get(_op, ("a", "b"))
     builtin(_op, P(_names[0], TENSOR), P(_names[1], TENSOR))(lambda a, b, _op=_op: B.apply(_op, a, b))
 
 
@@ -345,7 +347,7 @@ NAMED_CONSTANTS = {"inf": math.inf, "pi": math.pi}
 
 
 # ---- operators and other syntax ---------------------------------------------------------------------
-OPERATORS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow", "@": "matmul",
+OPERATORS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "**": "pow", "@": "matmul",
              "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 NEGATE = "neg"  # unary minus
 INDEX = "index"  # x[...] with constant integers, slices and None (the items built by lowering)

@@ -80,6 +80,8 @@ def _rational(rng: random.Random, domain: str, sign: int = 0):
         return mpmath.mpf(rng.randint(4, 32)) / 16
     if domain == "unit":
         return mpmath.mpf(rng.randint(1, 15)) / 16
+    if domain == "above1":
+        return 1 + mpmath.mpf(rng.randint(1, 32)) / 16
     sign = sign or rng.choice((-1, 1))
     return sign * mpmath.mpf(rng.randint(4, 32)) / 16
 
