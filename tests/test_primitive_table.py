@@ -80,8 +80,9 @@ def test_the_ufunc_a_fused_loop_calls_computes_the_primitive(name):
     assert isinstance(ufunc, np.ufunc) and prim.elementwise
     n_in = ufunc.nin - len(extra)
     args = _samples(prim)[:n_in]
-    got = ufunc(*args, *(float(e) for e in extra))
-    np.testing.assert_array_equal(got, prim.fold(*args))
+    with np.errstate(invalid="ignore"):  # samples outside arccosh's or arcsin's domain: NaN on both sides
+        got = ufunc(*args, *(float(e) for e in extra))
+        np.testing.assert_array_equal(got, prim.fold(*args))
 
 
 def _samples(prim):
