@@ -27,11 +27,13 @@ class Case:
     wrt: tuple | None = None  # default: every floating parameter
     extremes: tuple = ()  # ({param: values}, ...) for forward-value tests at the extremes
     finite_differences: bool = True  # False where the derivative is *meant* to differ (stop_gradient)
+    prelude: str = ""  # a statement before the return (`v, i = topk(a, 2)`)
 
     def source(self) -> str:
         params = ", ".join(f"{k}: {v}" for k, v in self.params.items())
         wrt = ", ".join(self.grad_params())
-        text = f"fn f({params}) {{\n    return {self.expr}\n}}\n"
+        before = f"    {self.prelude}\n" if self.prelude else ""
+        text = f"fn f({params}) {{\n{before}    return {self.expr}\n}}\n"
         if wrt:
             text += f"vjp f wrt {wrt}\njvp f wrt {wrt}\n"
         return text
@@ -136,6 +138,30 @@ CASES = [
          {"b": "away"}),
     Case("f32_cast", {"a": "f64[3]"}, "f64(f32(a)) * 2", "a.astype(np.float32).astype(np.float64) * 2",
          "a.float().double() * 2"),
+    # ---- scans and order (compiler/primitives/scans.py and expansions)
+    Case("cumsum", {"a": "f64[3, 4]"}, "cumsum(a, axis=1)", "np.cumsum(a, axis=1)", "torch.cumsum(a, dim=1)"),
+    Case("diff", {"a": "f64[3, 5]"}, "diff(a, n=2, axis=1)", "np.diff(a, n=2, axis=1)", "torch.diff(a, n=2, dim=1)"),
+    Case("flip", {"a": "f64[3, 4]"}, "flip(a, axis=0) * a", "np.flip(a, 0) * a", "torch.flip(a, dims=[0]) * a"),
+    Case("roll", {"a": "f64[3, 4]"}, "roll(a, -5, axis=1) * a", "np.roll(a, -5, 1) * a",
+         "torch.roll(a, -5, dims=1) * a"),
+    Case("pad", {"a": "f64[2, 3]"}, "pad(a, [[1, 0], [2, 1]], value=0.5) ** 2",
+         "np.pad(a, [[1, 0], [2, 1]], constant_values=0.5) ** 2", f"{F}.pad(a, (2, 1, 1, 0), value=0.5) ** 2"),
+    Case("tile", {"a": "f64[2, 3]"}, "tile(a, [2, 1, 2])", "np.tile(a, [2, 1, 2])", "torch.tile(a, (2, 1, 2))"),
+    Case("repeat", {"a": "f64[2, 3]"}, "repeat(a, 3, axis=1)", "np.repeat(a, 3, axis=1)",
+         "torch.repeat_interleave(a, 3, dim=1)"),
+    Case("sort", {"a": "f64[3, 4]"}, "sort(a, axis=0) * a", "np.sort(a, axis=0) * a",
+         "torch.sort(a, dim=0, stable=True).values * a", {"a": "distinct"}),
+    Case("topk", {"a": "f64[3, 5]"}, "v * 2 + f64(i)",
+         "np.take_along_axis(a, np.argsort(-a, axis=-1, kind='stable')[:, :2], -1) * 2"
+         " + np.argsort(-a, axis=-1, kind='stable')[:, :2]",
+         "torch.topk(a, 2).values * 2 + torch.topk(a, 2).indices.double()", {"a": "distinct"},
+         prelude="v, i = topk(a, 2)"),
+    Case("argsort", {"a": "f64[3, 4]"}, "f64(argsort(a, axis=0, descending=true)) * a",
+         "np.argsort(-a, axis=0, kind='stable') * a",
+         "torch.argsort(a, dim=0, descending=True, stable=True).double() * a", {"a": "distinct"}),
+    Case("argmax_argmin", {"a": "f64[3, 4]"}, "f64(argmax(a, axis=1, keepdims=true) - argmin(a)) * a",
+         "(np.argmax(a, axis=1, keepdims=True) - np.argmin(a)) * a",
+         "(torch.argmax(a, dim=1, keepdim=True) - torch.argmin(a)).double() * a", {"a": "distinct"}),
     # ---- arithmetic with broadcasting
     Case("add", {"a": "f64[3, 1]", "b": "f64[4]"}, "a + b", "a + b", "a + b"),
     Case("sub", {"a": "f64[2, 3]", "b": "f64[3]"}, "a - b", "a - b", "a - b"),

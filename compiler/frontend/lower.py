@@ -49,6 +49,7 @@ from ..primitives.builtin_functions import (
     SHAPE,
     SPEC,
     TENSOR,
+    WIDTHS,
     Builtin,
     static_dim,
     transpose_all,
@@ -267,6 +268,9 @@ class Lowering:
         """An expression that may stand for several values (a call of a multi-output function)."""
         if isinstance(e, ast.Call) and self.items.defines(e.func.name) and e.func.name not in scope.env:
             return self.user_call(e, scope)
+        if isinstance(e, ast.Call):
+            out = self.builtin_call(e, scope)
+            return list(out) if isinstance(out, tuple) else [out]  # topk: (values, indices)
         return [self._expr(e, scope)]
 
     def lower_deep_first(self, e: ast.Expr, scope: Scope) -> None:
@@ -352,7 +356,11 @@ class Lowering:
             a, b = self.operands(scope, e.left, e.right)
             return self.apply(e, OPERATORS[e.op], a, b)
         if isinstance(e, ast.Call):
-            return self.builtin_call(e, scope)
+            out = self.builtin_call(e, scope)
+            if isinstance(out, tuple):
+                self.fail(e.span, f"`{e.func.name}` returns {len(out)} values; unpack them with "
+                                  f"`{', '.join('v%d' % i for i in range(len(out)))} = {e.func.name}(...)`")
+            return out
         if isinstance(e, ast.Index):
             return self.index(e, scope)
         if isinstance(e, ast.Attr):
@@ -552,6 +560,11 @@ class Lowering:
             return self.static_int(a, pname, scope)
         if kind == DIM:
             return self.static_dim(a, pname, scope)
+        if kind == WIDTHS:
+            if isinstance(a, ast.ListExpr):
+                return tuple(tuple(self.static_int(j, pname, scope) for j in i.items) if isinstance(i, ast.ListExpr)
+                             else self.static_int(i, pname, scope) for i in a.items)
+            return self.static_int(a, pname, scope)
         if kind == SHAPE:
             if isinstance(a, ast.ListExpr):
                 return tuple(self.static_dim(i, pname, scope, allow_hole=True) for i in a.items)

@@ -22,6 +22,7 @@ from ..core.types import (
     dim_mul,
     dim_prod,
     dim_sub,
+    dim_text,
     shape_text,
 )
 from . import algebra as B
@@ -40,6 +41,7 @@ DIM = "dim"  # a static size: int or symbol
 SPEC = "spec"  # the einsum string
 LIST = "list"  # [e1, e2, ...] of tensor expressions
 REST = "rest"  # the remaining positional arguments (einsum operands)
+WIDTHS = "widths"  # pad widths: an int, or a list of ints / [before, after] pairs
 
 REQUIRED = object()
 
@@ -151,6 +153,172 @@ def _var(x, axis=None, keepdims=False, ddof=0):
 @builtin("std", P("x", TENSOR), P("axis", AXES, None), P("keepdims", BOOL, False), P("ddof", INT, 0))
 def _std(x, axis=None, keepdims=False, ddof=0):
     return B.apply("sqrt", _var(x, axis, keepdims, ddof))
+
+
+# ---- scans and order --------------------------------------------------------------------------------
+def _one_axis(x: Node, axis, name: str) -> int:
+    if x.type.rank == 0:
+        raise UserError(f"`{name}` needs an array with an axis, got {x.type}", arg=0)
+    return normalize_axis(axis, x.type.rank)
+
+
+def _whole(x: Node, axis, name: str) -> int:
+    """axis=None (NumPy: over the flattened array) is taken for a 1-D array only."""
+    if axis is None:
+        if x.type.rank != 1:
+            raise UserError(f"`{name}` of {x.type} needs `axis=` (NumPy would flatten it first)", arg="axis")
+        return 0
+    return _one_axis(x, axis, name)
+
+
+def _along(x: Node, axis: int, item) -> Node:
+    return B.apply("index", x, items=(("s", None, None, 1),) * axis + (item,))
+
+
+@builtin("cumsum", P("x", TENSOR), P("axis", AXIS, None))
+def _cumsum(x, axis=None):
+    return B.apply("cumsum", x, axis=_whole(x, axis, "cumsum"))
+
+
+@builtin("diff", P("x", TENSOR), P("n", INT, 1), P("axis", AXIS, -1))
+def _diff(x, n=1, axis=-1):
+    axis = _one_axis(x, axis, "diff")
+    if n < 0:
+        raise UserError(f"`diff` needs n >= 0, got {n}", arg="n")
+    d = x.shape[axis]
+    if isinstance(d, int) and n > d:
+        raise UserError(f"`diff` with n={n} on axis {axis} of {x.type} (size {d}): n must be at most {d}", arg="n")
+    for _ in range(n):
+        x = B.sub(_along(x, axis, ("s", 1, None, 1)), _along(x, axis, ("s", None, -1, 1)))
+    return x
+
+
+@builtin("flip", P("x", TENSOR), P("axis", AXES, None))
+def _flip(x, axis=None):
+    axes = _axes(x, axis)
+    if not axes:
+        return x
+    items = tuple(("s", None, None, -1 if a in axes else 1) for a in range(max(axes) + 1))
+    return B.apply("index", x, items=items)
+
+
+@builtin("roll", P("x", TENSOR), P("shift", INT), P("axis", AXIS, None))
+def _roll(x, shift, axis=None):
+    if axis is None and x.type.rank != 1:  # NumPy: roll the flattened array, then restore the shape
+        flat = B.reshape(x, (dim_prod(x.shape),))
+        return B.reshape(B.apply("roll", flat, shift=shift, axis=0), x.shape)
+    axis = _whole(x, axis, "roll")
+    d = x.shape[axis]
+    if isinstance(d, int) and (d == 0 or shift % d == 0):
+        return x
+    return B.apply("roll", x, shift=shift % d if isinstance(d, int) else shift, axis=axis)
+
+
+@builtin("pad", P("x", TENSOR), P("widths", WIDTHS), P("value", TENSOR, 0))
+def _pad(x, widths, value=0):
+    """numpy.pad(x, widths, constant_values=value): widths an int (every side), [before, after]
+    (every axis) or one [before, after] per axis."""
+    r = x.type.rank
+    if isinstance(widths, int):
+        pairs = ((widths, widths),) * r
+    elif all(isinstance(w, int) for w in widths) and len(widths) == 2 and r != 2:
+        pairs = (tuple(widths),) * r
+    else:
+        pairs = tuple((w, w) if isinstance(w, int) else tuple(w) for w in widths)
+    if len(pairs) != r or any(len(p) != 2 for p in pairs):
+        given = str([list(w) if isinstance(w, tuple) else w for w in widths])
+        raise UserError(f"`pad` of {x.type} needs {r} [before, after] pairs, got {given}", arg="widths")
+    if any(w < 0 for p in pairs for w in p):
+        raise UserError("`pad` widths must not be negative", arg="widths")
+    if not isinstance(value, Node):
+        value = B.like_const(value, x)
+    if value.type.rank != 0:
+        raise UserError(f"`pad` takes a scalar value, got {value.type}", arg="value")
+    x, value = B.common_dtype([x, value])
+    for axis, (before, after) in enumerate(pairs):
+        parts = []
+        for width in (before, after):
+            shape = tuple(width if a == axis else d for a, d in enumerate(x.shape))
+            parts.append(B.broadcast_to(value, shape) if width else None)
+        pieces = [p for p in (parts[0], x, parts[1]) if p is not None]
+        if len(pieces) > 1:
+            x = B.apply("concat", *pieces, axis=axis)
+    return x
+
+
+@builtin("tile", P("x", TENSOR), P("reps", SHAPE))
+def _tile(x, reps):
+    """numpy.tile: x repeated reps[i] times along axis i (reps aligned to the right)."""
+    reps = tuple(reps)
+    if any(not isinstance(k, int) or k < 0 for k in reps):
+        raise UserError(f"`tile` takes non-negative literal repetitions, got {list(reps)}", arg="reps")
+    r = max(len(reps), x.type.rank)
+    reps = (1,) * (r - len(reps)) + reps
+    if x.type.rank < r:
+        x = B.reshape(x, (1,) * (r - x.type.rank) + x.shape)
+    if all(k == 1 for k in reps):
+        return x
+    # [k0, d0, k1, d1, ...] by broadcasting, then merged pairwise
+    expanded = B.reshape(x, tuple(v for d in x.shape for v in (1, d)))
+    spread = B.broadcast_to(expanded, tuple(v for k, d in zip(reps, x.shape) for v in (k, d)))
+    return B.reshape(spread, tuple(dim_mul(k, d) for k, d in zip(reps, x.shape)))
+
+
+@builtin("repeat", P("x", TENSOR), P("repeats", INT), P("axis", AXIS, None))
+def _repeat(x, repeats, axis=None):
+    """numpy.repeat with one count: each element `repeats` times in a row along axis."""
+    if repeats < 0:
+        raise UserError(f"`repeat` needs repeats >= 0, got {repeats}", arg="repeats")
+    if axis is None:
+        x, axis = B.reshape(x, (dim_prod(x.shape),)), 0
+    axis = _one_axis(x, axis, "repeat")
+    if repeats == 1:
+        return x
+    shape = x.shape
+    inner = B.reshape(x, shape[:axis + 1] + (1,) + shape[axis + 1:])
+    spread = B.broadcast_to(inner, shape[:axis + 1] + (repeats,) + shape[axis + 1:])
+    return B.reshape(spread, shape[:axis] + (dim_mul(shape[axis], repeats),) + shape[axis + 1:])
+
+
+@builtin("argsort", P("x", TENSOR), P("axis", AXIS, -1), P("descending", BOOL, False))
+def _argsort(x, axis=-1, descending=False):
+    return B.apply("argsort", x, axis=_one_axis(x, axis, "argsort"), descending=descending)
+
+
+@builtin("sort", P("x", TENSOR), P("axis", AXIS, -1), P("descending", BOOL, False))
+def _sort(x, axis=-1, descending=False):
+    axis = _one_axis(x, axis, "sort")
+    order = B.apply("argsort", x, axis=axis, descending=descending)
+    return B.apply("take_along_axis", x, order, axis=axis)
+
+
+@builtin("topk", P("x", TENSOR), P("k", INT), P("axis", AXIS, -1))
+def _topk(x, k, axis=-1):
+    """(values, indices) of the k largest along axis, largest first; ties by position (first
+    first), as a stable descending sort."""
+    axis = _one_axis(x, axis, "topk")
+    d = x.shape[axis]
+    if k < 0 or (isinstance(d, int) and k > d):
+        raise UserError(f"`topk` with k={k} on axis {axis} of {x.type}: k must lie in [0, {dim_text(d)}]", arg="k")
+    order = B.apply("argsort", x, axis=axis, descending=True)
+    if not isinstance(d, int) or k < d:  # (on a symbolic axis, a run-time check that N >= k)
+        order = _along(order, axis, ("s", None, k, 1))
+    return B.apply("take_along_axis", x, order, axis=axis), order
+
+
+def _arg_extreme(name):
+    def lower(x, axis=None, keepdims=False):
+        if axis is None:  # NumPy: the index into the flattened array
+            flat = B.reshape(x, (dim_prod(x.shape),))
+            out = B.apply(name, flat, axis=0, keepdims=False)
+            return B.reshape(out, (1,) * x.type.rank) if keepdims else out
+        return B.apply(name, x, axis=_one_axis(x, axis, name), keepdims=keepdims)
+
+    return lower
+
+
+for _op in ("argmax", "argmin"):
+    builtin(_op, P("x", TENSOR), P("axis", AXIS, None), P("keepdims", BOOL, False))(_arg_extreme(_op))
 
 
 # ---- linear algebra ---------------------------------------------------------------------------------
