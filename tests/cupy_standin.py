@@ -24,8 +24,28 @@ zeros ones full eye arange
 """.split())
 
 
+# cupyx.scipy.special: the special functions generated code calls (all in CuPy >= 13)
+SPECIAL = sorted("""
+erf erfc erfinv erfcx ndtr log_ndtr gammaln digamma polygamma xlogy xlog1py logit i0 i1 i0e i1e j0 j1
+""".split())
+
+
 def make_standin() -> types.ModuleType:
     mod = types.ModuleType("cupy", "NumPy-backed stand-in for cupy (tests only)")
     for name in ALLOWED:
         setattr(mod, name, getattr(numpy, name))
     return mod
+
+
+def make_special_standin() -> dict[str, types.ModuleType]:
+    """`cupyx`, `cupyx.scipy` and `cupyx.scipy.special` backed by scipy.special, for sys.modules."""
+    import scipy.special
+
+    special = types.ModuleType("cupyx.scipy.special", "scipy.special-backed stand-in (tests only)")
+    for name in SPECIAL:
+        setattr(special, name, getattr(scipy.special, name))
+    scipy_mod = types.ModuleType("cupyx.scipy")
+    scipy_mod.special = special
+    root = types.ModuleType("cupyx")
+    root.scipy = scipy_mod
+    return {"cupyx": root, "cupyx.scipy": scipy_mod, "cupyx.scipy.special": special}

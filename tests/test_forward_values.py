@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.special
 
 from catalogue import CASES, Case
 
@@ -13,7 +14,7 @@ def _run(case: Case, m, inputs: dict):
 
 def _reference(case: Case, inputs: dict):
     with np.errstate(all="ignore"):
-        return np.asarray(eval(case.ref, {"np": np}, dict(inputs)))
+        return np.asarray(eval(case.ref, {"np": np, "scipy": scipy}, dict(inputs)))
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.special
 
 from tapeless.compiler.core.primitive import REGISTRY, Cost, Kind, Primitive, ops
 from tapeless.compiler.core.types import DType
@@ -100,7 +101,9 @@ _C_FUNCTIONS = {
     "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan, "atan2": np.arctan2, "sinh": np.sinh, "cosh": np.cosh,
     "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh, "hypot": np.hypot, "log2": np.log2,
     "log10": np.log10, "exp2": np.exp2, "cbrt": np.cbrt, "floor": np.floor, "ceil": np.ceil, "trunc": np.trunc,
-    "rint": np.rint, "fmod": np.fmod,
+    "rint": np.rint, "fmod": np.fmod, **{f: getattr(scipy.special, f) for f in (
+        "erf", "erfc", "erfinv", "erfcx", "ndtr", "log_ndtr", "digamma", "polygamma", "i0", "i1", "i0e", "i1e")},
+    "lgamma": scipy.special.gammaln, "j0": scipy.special.j0, "j1": scipy.special.j1,
 }
 
 
@@ -132,6 +135,7 @@ def test_the_scalar_expression_computes_the_primitive(name, tmp_path):
         "cast": (["f64[6]"], {"dtype": DType.I64}),
         "clip": (["f64[6]", "f64", "f64"], {}),
         "binary_cross_entropy": (["f64[6]", "f64[6]"], {}),
+        "polygamma": (["f64[6]"], {"n": 1}),
     }
     arity = len(re.findall(r"\{(\d)\}", prim.scalar)) and 1 + max(int(d) for d in re.findall(r"\{(\d)\}", prim.scalar))
     types, attrs = examples.get(name, (["bool[6]"] * arity if name.startswith("logical") else ["f64[6]"] * arity, {}))
@@ -155,7 +159,7 @@ def test_the_scalar_expression_computes_the_primitive(name, tmp_path):
     params = ", ".join(f"a{i}: {t}" for i, t in enumerate(types))
     call = {"neg": "-a0", "add": "a0 + a1", "sub": "a0 - a1", "mul": "a0 * a1", "div": "a0 / a1", "pow": "a0 ** a1",
             "eq": "a0 == a1", "ne": "a0 != a1", "lt": "a0 < a1", "le": "a0 <= a1", "gt": "a0 > a1",
-            "ge": "a0 >= a1", "cast": "i64(a0)"}.get(name)
+            "ge": "a0 >= a1", "cast": "i64(a0)", "polygamma": "polygamma(1, a0)", "mod": "a0 % a1"}.get(name)
     body = call or f"{name}({', '.join(f'a{i}' for i in range(len(types)))})"
     m = compile_module(f"fn f({params}) {{\n    return {body}\n}}\n", tmp_path)
     want = np.asarray(m.f(*values))

@@ -75,13 +75,20 @@ def builtin(name: str, *params: P, doc: str = ""):
 # ---- elementwise ----------------------------------------------------------------------------------
 for _op in ("exp log log1p expm1 sqrt abs sign sin cos tan tanh sigmoid relu softplus stop_gradient "
             "arcsin arccos arctan sinh cosh arcsinh arccosh arctanh log2 log10 exp2 cbrt square reciprocal "
-            "floor ceil round trunc").split():
+            "floor ceil round trunc "
+            "erf erfc erfinv erfcx lgamma digamma logit ndtr log_ndtr i0 i1 i0e i1e j0 j1").split():
     builtin(_op, P("x", TENSOR))(lambda x, _op=_op: B.apply(_op, x))
 
-for _op in ("maximum", "minimum", "bce_with_logits", "binary_cross_entropy", "arctan2", "hypot", "mod", "fmod"):
+for _op in ("maximum", "minimum", "bce_with_logits", "binary_cross_entropy", "arctan2", "hypot", "mod", "fmod",
+            "xlogy", "xlog1py"):
     _names = {"bce_with_logits": ("logits", "targets"), "binary_cross_entropy": ("p", "targets"),
-              "arctan2": ("y", "x")}.get(_op, ("a", "b"))
+              "arctan2": ("y", "x"), "xlogy": ("x", "y"), "xlog1py": ("x", "y")}.get(_op, ("a", "b"))
     builtin(_op, P(_names[0], TENSOR), P(_names[1], TENSOR))(lambda a, b, _op=_op: B.apply(_op, a, b))
+
+
+@builtin("polygamma", P("n", INT), P("x", TENSOR))
+def _polygamma(n, x):
+    return B.apply("digamma", x) if n == 0 else B.apply("polygamma", x, n=n)
 
 
 @builtin("where", P("cond", TENSOR), P("a", TENSOR), P("b", TENSOR))

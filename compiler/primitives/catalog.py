@@ -11,6 +11,7 @@ from . import misc  # noqa: F401  (param, const, dim, full, eye, stop_gradient)
 from . import elementwise  # noqa: F401
 from . import math_functions  # noqa: F401  (more elementwise math: arcsin .. fmod)
 from . import scans  # noqa: F401  (cumsum, roll, argsort, argmax, argmin)
+from . import special  # noqa: F401  (erf .. j1: scipy.special)
 from . import reduce  # noqa: F401
 from . import linalg  # noqa: F401
 from . import shape  # noqa: F401

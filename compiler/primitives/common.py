@@ -130,7 +130,11 @@ class Combine(enum.Enum):
 SCALAR_FUNCTIONS = ("exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh", "fabs", "sign",
                     "max", "min", "pow", "select", "cast", "asin", "acos", "atan", "atan2", "sinh", "cosh",
                     "asinh", "acosh", "atanh", "hypot", "log2", "log10", "exp2", "cbrt", "floor", "ceil",
-                    "trunc", "rint", "fmod")
+                    "trunc", "rint", "fmod",
+                    # special functions: C99 has erf, erfc, lgamma (and POSIX j0, j1); a compiled
+                    # backend takes the others from its library (scipy.special's names)
+                    "erf", "erfc", "lgamma", "j0", "j1", "erfinv", "erfcx", "ndtr", "log_ndtr", "digamma",
+                    "polygamma", "i0", "i1", "i0e", "i1e")
 
 
 # ---- SymPy meanings -------------------------------------------------------------------------------
