@@ -162,6 +162,26 @@ CASES = [
     Case("argmax_argmin", {"a": "f64[3, 4]"}, "f64(argmax(a, axis=1, keepdims=true) - argmin(a)) * a",
          "(np.argmax(a, axis=1, keepdims=True) - np.argmin(a)) * a",
          "(torch.argmax(a, dim=1, keepdim=True) - torch.argmin(a)).double() * a", {"a": "distinct"}),
+    # ---- linear algebra built from contractions and masks
+    Case("tril_triu", {"a": "f64[2, 3, 4]"}, "tril(a, k=1) * triu(a, -1) + tril(a)",
+         "np.tril(a, 1) * np.triu(a, -1) + np.tril(a)", "torch.tril(a, 1) * torch.triu(a, -1) + torch.tril(a)"),
+    Case("kron", {"a": "f64[2, 3]", "b": "f64[3]"}, "kron(a, b)", "np.kron(a, b)", "torch.kron(a, b)"),
+    Case("tensordot", {"a": "f64[2, 3, 4]", "b": "f64[4, 3, 2]"}, "tensordot(a, b, [[1, 2], [1, 0]])",
+         "np.tensordot(a, b, [[1, 2], [1, 0]])", "torch.tensordot(a, b, dims=([1, 2], [1, 0]))"),
+    Case("norm_vector", {"a": "f64[3, 4]"},
+         "norm(a, axis=1) + norm(a, 1, axis=1) + norm(a, inf, axis=1) + norm(a, -inf, axis=1) + norm(a, 3, axis=1)",
+         "np.linalg.norm(a, axis=1) + np.linalg.norm(a, 1, axis=1) + np.linalg.norm(a, np.inf, axis=1)"
+         " + np.linalg.norm(a, -np.inf, axis=1) + np.linalg.norm(a, 3, axis=1)",
+         "torch.linalg.vector_norm(a, dim=1) + torch.linalg.vector_norm(a, 1, dim=1)"
+         " + torch.linalg.vector_norm(a, float('inf'), dim=1) + torch.linalg.vector_norm(a, -float('inf'), dim=1)"
+         " + torch.linalg.vector_norm(a, 3, dim=1)", {"a": "distinct"}),
+    Case("norm_matrix", {"a": "f64[2, 3, 4]"},
+         "norm(a, axis=[1, 2]) + norm(a, 1, axis=[1, 2]) + norm(a, inf, axis=[1, 2], keepdims=true)[:, 0, 0] + norm(a)",
+         "np.linalg.norm(a, axis=(1, 2)) + np.linalg.norm(a, 1, axis=(1, 2))"
+         " + np.linalg.norm(a, np.inf, axis=(1, 2), keepdims=True)[:, 0, 0] + np.linalg.norm(a)",
+         "torch.linalg.matrix_norm(a) + torch.linalg.matrix_norm(a, 1)"
+         " + torch.linalg.matrix_norm(a, float('inf'), keepdim=True)[:, 0, 0] + torch.linalg.vector_norm(a)",
+         {"a": "distinct"}),
     # ---- special functions (compiler/primitives/special.py: scipy.special)
     Case("erf", {"a": "f64[5]"}, "erf(a) + erfc(a) * 2", "scipy.special.erf(a) + scipy.special.erfc(a) * 2",
          "torch.special.erf(a) + torch.special.erfc(a) * 2"),

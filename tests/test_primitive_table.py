@@ -50,7 +50,8 @@ def test_rule_shapes_are_the_reviewed_ones():
     assert sorted(by_shape["bilinear"]) == ["einsum", "matmul", "mul"]
     assert sorted(by_shape["linear"]) == [
         "add", "broadcast_to", "cast", "concat", "cumsum", "diagonal", "expand_dims", "index", "index_grad", "reshape",
-        "roll", "squeeze", "sub", "sum", "take", "take_along_axis", "take_along_axis_grad", "take_grad", "transpose"]
+        "roll", "squeeze", "sub", "sum", "take", "take_along_axis", "take_along_axis_grad", "take_grad", "transpose",
+        "tril", "triu"]
     assert sorted(by_shape["constructor"]) == ["eye", "full"]
     assert sorted(by_shape["leaf"]) == ["const", "dim", "param"]
     assert sorted(by_shape["nondifferentiable"]) == sorted(n for n, p in REGISTRY.items() if not p.differentiable)

@@ -48,8 +48,9 @@ from ..primitives.builtin_functions import (
     REST,
     SHAPE,
     SPEC,
+    NESTED,
+    ORD,
     TENSOR,
-    WIDTHS,
     Builtin,
     static_dim,
     transpose_all,
@@ -560,7 +561,14 @@ class Lowering:
             return self.static_int(a, pname, scope)
         if kind == DIM:
             return self.static_dim(a, pname, scope)
-        if kind == WIDTHS:
+        if kind == ORD:
+            if isinstance(a, ast.Str):
+                return a.value
+            node = self.expr(a, scope)
+            if node.is_const and node.dtype.kind in "if":
+                return float(node.attr("value"))
+            self.fail(a.span, f"`{pname}=` takes a number, inf, -inf or a string such as \"fro\"")
+        if kind == NESTED:
             if isinstance(a, ast.ListExpr):
                 return tuple(tuple(self.static_int(j, pname, scope) for j in i.items) if isinstance(i, ast.ListExpr)
                              else self.static_int(i, pname, scope) for i in a.items)

@@ -41,7 +41,8 @@ DIM = "dim"  # a static size: int or symbol
 SPEC = "spec"  # the einsum string
 LIST = "list"  # [e1, e2, ...] of tensor expressions
 REST = "rest"  # the remaining positional arguments (einsum operands)
-WIDTHS = "widths"  # pad widths: an int, or a list of ints / [before, after] pairs
+NESTED = "nested"  # an int, or a list of ints and lists of ints (pad widths, tensordot axes)
+ORD = "ord"  # a number, inf, -inf or a string (norm's ord)
 
 REQUIRED = object()
 
@@ -221,7 +222,7 @@ def _roll(x, shift, axis=None):
     return B.apply("roll", x, shift=shift % d if isinstance(d, int) else shift, axis=axis)
 
 
-@builtin("pad", P("x", TENSOR), P("widths", WIDTHS), P("value", TENSOR, 0))
+@builtin("pad", P("x", TENSOR), P("widths", NESTED), P("value", TENSOR, 0))
 def _pad(x, widths, value=0):
     """numpy.pad(x, widths, constant_values=value): widths an int (every side), [before, after]
     (every axis) or one [before, after] per axis."""
@@ -359,6 +360,128 @@ def _diagonal(x):
 def _trace(x):
     d = B.apply("diagonal", x)
     return B.apply("sum", d, axes=(d.type.rank - 1,), keepdims=False)
+
+
+@builtin("tril", P("x", TENSOR), P("k", INT, 0))
+def _tril(x, k=0):
+    return B.apply("tril", x, k=k)
+
+
+@builtin("triu", P("x", TENSOR), P("k", INT, 0))
+def _triu(x, k=0):
+    return B.apply("triu", x, k=k)
+
+
+@builtin("kron", P("a", TENSOR), P("b", TENSOR))
+def _kron(a, b):
+    """numpy.kron: blocks a[i, j, ...] * b; the operand of lower rank gains leading axes of 1."""
+    r = max(a.type.rank, b.type.rank)
+    if r == 0:
+        return B.mul(a, b)
+    sa = (1,) * (r - a.type.rank) + a.shape
+    sb = (1,) * (r - b.type.rank) + b.shape
+    blocks = B.mul(B.reshape(a, tuple(v for d in sa for v in (d, 1))), B.reshape(b, tuple(v for d in sb for v in (1, d))))
+    return B.reshape(blocks, tuple(dim_mul(p, q) for p, q in zip(sa, sb)))
+
+
+@builtin("tensordot", P("a", TENSOR), P("b", TENSOR), P("axes", NESTED, 2))
+def _tensordot(a, b, axes=2):
+    """numpy.tensordot: axes=k contracts a's last k axes with b's first k; [[i, ...], [j, ...]]
+    contracts a's axis i with b's axis j. Lowered to one einsum."""
+    ra, rb = a.type.rank, b.type.rank
+    if isinstance(axes, int):
+        if not 0 <= axes <= min(ra, rb):
+            raise UserError(f"`tensordot` of {a.type} and {b.type} cannot contract {axes} axes", arg="axes")
+        pairs = [(ra - axes + i, i) for i in range(axes)]
+    else:
+        if len(axes) != 2 or not all(isinstance(s, tuple) for s in axes) or len(axes[0]) != len(axes[1]):
+            raise UserError("`tensordot` axes are an int or two lists of one length, as in [[1], [0]]", arg="axes")
+        pairs = [(normalize_axis(i, ra, "axes"), normalize_axis(j, rb, "axes")) for i, j in zip(*axes)]
+    for i, j in pairs:
+        if a.shape[i] != b.shape[j]:
+            raise UserError(f"`tensordot` contracts axis {i} of {a.type} with axis {j} of {b.type}, but their "
+                            f"sizes differ ({dim_text(a.shape[i])} vs {dim_text(b.shape[j])})", arg="axes")
+    letters = iter("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    sa = [next(letters) for _ in range(ra)]
+    sb = [next(letters) for _ in range(rb)]
+    for i, j in pairs:
+        sb[j] = sa[i]
+    out = [s for k, s in enumerate(sa) if k not in {i for i, _ in pairs}] + \
+          [s for k, s in enumerate(sb) if k not in {j for _, j in pairs}]
+    return B.apply("einsum", a, b, spec=f"{''.join(sa)},{''.join(sb)}->{''.join(out)}")
+
+
+def _safe_sqrt(s):
+    """sqrt(s) with derivative 0 where s == 0 (a norm's subgradient at 0, as torch.linalg's)."""
+    pos = B.apply("gt", s, B.like_const(0, s))
+    return B.where(pos, B.apply("sqrt", B.where(pos, s, B.like_const(1, s))), B.like_const(0, s))
+
+
+_MATRIX_ORDS = {None, "fro", 1.0, -1.0, math.inf, -math.inf}
+
+
+@builtin("norm", P("x", TENSOR), P("ord", ORD, None), P("axis", AXES, None), P("keepdims", BOOL, False))
+def _norm(x, ord=None, axis=None, keepdims=False):
+    """numpy.linalg.norm: vector norms (ord None/2, 1, inf, -inf, p >= 1) along one axis, matrix
+    norms (None/'fro', 1, -1, inf, -inf) over two; the derivative at 0 is 0."""
+    x = B.to_float(x)
+    r = x.type.rank
+    if axis is None:
+        if ord is None:  # the 2-norm of everything (NumPy's ravel)
+            return _keep_shape(_safe_sqrt(B.sum_(B.mul(x, x), range(r))), x, tuple(range(r)), keepdims)
+        if r not in (1, 2):
+            raise UserError(f"`norm` with ord={_ord_text(ord)} of {x.type} needs `axis=` (NumPy: 1-D or 2-D only)",
+                            arg="ord")
+        axis = tuple(range(r))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = tuple(normalize_axis(a, r, "axis") for a in axes)
+    if len(axes) == 1:
+        return _keep_shape(_vector_norm(x, axes[0], ord), x, axes, keepdims)
+    if len(axes) != 2 or axes[0] == axes[1]:
+        raise UserError(f"`norm` takes one axis (a vector norm) or two (a matrix norm), got {list(axes)}", arg="axis")
+    if ord not in _MATRIX_ORDS:
+        raise UserError(f"`norm` with ord={_ord_text(ord)} over two axes (the spectral or nuclear norm) needs "
+                        "singular values: not supported yet; use ord='fro', 1, -1, inf or -inf", arg="ord")
+    return _keep_shape(_matrix_norm(x, axes, ord), x, axes, keepdims)
+
+
+def _ord_text(ord):
+    return repr(ord) if isinstance(ord, str) else ("inf" if ord == math.inf else "-inf" if ord == -math.inf
+                                                   else f"{ord:g}")
+
+
+def _vector_norm(x, axis, ord):
+    a = B.apply("abs", x)
+    if ord in (None, 2.0):
+        return _safe_sqrt(B.sum_(B.mul(x, x), (axis,)))
+    if ord == 1.0:
+        return B.sum_(a, (axis,))
+    if ord in (math.inf, -math.inf):
+        return B.apply("max" if ord > 0 else "min", a, axes=(axis,), keepdims=False)
+    if isinstance(ord, float) and ord > 1:
+        s = B.sum_(B.apply("pow", a, B.like_const(ord, a)), (axis,))
+        pos = B.apply("gt", s, B.like_const(0, s))
+        root = B.apply("pow", B.where(pos, s, B.like_const(1, s)), B.like_const(1 / ord, s))
+        return B.where(pos, root, B.like_const(0, s))
+    raise UserError(f"`norm` takes ord None, 1, 2, inf, -inf or a number p > 1 for vectors, got {_ord_text(ord)}",
+                    arg="ord")
+
+
+def _matrix_norm(x, axes, ord):
+    if ord in (None, "fro"):
+        return _safe_sqrt(B.sum_(B.mul(x, x), axes))
+    a = B.apply("abs", x)
+    rows, cols = axes
+    summed, over = (rows, cols) if ord in (1.0, -1.0) else (cols, rows)  # 1: max column sum; inf: max row sum
+    sums = B.apply("sum", a, axes=(summed,), keepdims=True)
+    ext = B.apply("max" if ord > 0 else "min", sums, axes=(over,), keepdims=True)
+    return B.reshape(ext, tuple(d for k, d in enumerate(x.shape) if k not in axes))
+
+
+def _keep_shape(value, x, axes, keepdims):
+    if not keepdims:
+        return value
+    return B.reshape(value, tuple(1 if k in axes else d for k, d in enumerate(x.shape)))
 
 
 @builtin("outer", P("a", TENSOR), P("b", TENSOR))

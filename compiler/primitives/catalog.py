@@ -14,6 +14,7 @@ from . import scans  # noqa: F401  (cumsum, roll, argsort, argmax, argmin)
 from . import special  # noqa: F401  (erf .. j1: scipy.special)
 from . import reduce  # noqa: F401
 from . import linalg  # noqa: F401
+from . import triangular  # noqa: F401  (tril, triu)
 from . import shape  # noqa: F401
 from . import nn  # noqa: F401
 from . import call  # noqa: F401  (a large fn's call, kept as a call)
