@@ -269,10 +269,8 @@ class Lowering:
         """An expression that may stand for several values (a call of a multi-output function)."""
         if isinstance(e, ast.Call) and self.items.defines(e.func.name) and e.func.name not in scope.env:
             return self.user_call(e, scope)
-        if isinstance(e, ast.Call):
-            out = self.builtin_call(e, scope)
-            return list(out) if isinstance(out, tuple) else [out]  # topk: (values, indices)
-        return [self._expr(e, scope)]
+        out = self._expr(e, scope)
+        return list(out) if isinstance(out, tuple) else [out]  # a built-in's several results: topk
 
     def lower_deep_first(self, e: ast.Expr, scope: Scope) -> None:
         """Lower the operands every _STAGE levels down a deeply nested expression, deepest first,
@@ -357,11 +355,7 @@ class Lowering:
             a, b = self.operands(scope, e.left, e.right)
             return self.apply(e, OPERATORS[e.op], a, b)
         if isinstance(e, ast.Call):
-            out = self.builtin_call(e, scope)
-            if isinstance(out, tuple):
-                self.fail(e.span, f"`{e.func.name}` returns {len(out)} values; unpack them with "
-                                  f"`{', '.join('v%d' % i for i in range(len(out)))} = {e.func.name}(...)`")
-            return out
+            return self.builtin_call(e, scope)  # (a tuple for several results: expr() and multi() see to it)
         if isinstance(e, ast.Index):
             return self.index(e, scope)
         if isinstance(e, ast.Attr):
