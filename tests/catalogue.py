@@ -6,7 +6,7 @@ in PyTorch (`torch`, used only by tests/reference/make_torch_refs.py to record
 reference values; torch is never needed to run the tests), and the domain its
 inputs are drawn from so every derivative exists there.
 
-Domains: normal, positive (0.5..2), unit (0.05..0.95), above1 (1.1..3), away (|x| in 0.3..2,
+Domains: normal, positive (0.5..2), unit (0.05..0.95), above1 (1.1..3), spd (m m^T + n I), away (|x| in 0.3..2,
 random sign: away from kinks at 0), int:LO:HI (integers in [LO, HI)).
 """
 from __future__ import annotations
@@ -71,6 +71,9 @@ def draw(rng, t: str, domain: str):
         v = rng.uniform(0.05, 0.95, shape)
     elif domain == "above1":
         v = rng.uniform(1.1, 3.0, shape)
+    elif domain == "spd":  # symmetric positive definite matrices in the last two axes
+        m = rng.standard_normal(shape)
+        v = m @ np.swapaxes(m, -1, -2) + shape[-1] * np.eye(shape[-1])
     elif domain == "away":
         v = rng.uniform(0.3, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
     elif domain == "distinct":  # a permutation of spaced values: no ties in max/min/sort
@@ -182,6 +185,27 @@ CASES = [
          "torch.linalg.matrix_norm(a) + torch.linalg.matrix_norm(a, 1)"
          " + torch.linalg.matrix_norm(a, float('inf'), keepdim=True)[:, 0, 0] + torch.linalg.vector_norm(a)",
          {"a": "distinct"}),
+    # ---- linear algebra that factorizes (compiler/primitives/factorized.py); + 4 I keeps a well conditioned
+    Case("solve", {"a": "f64[2, 3, 3]", "b": "f64[3, 2]"}, "solve(a + 4 * eye(3), b)",
+         "np.linalg.solve(a + 4 * np.eye(3), b)", "torch.linalg.solve(a + 4 * torch.eye(3, dtype=torch.float64), b)"),
+    Case("solve_vector", {"a": "f64[3, 3]", "b": "f64[3]"}, "solve(a + 4 * eye(3), b)",
+         "np.linalg.solve(a + 4 * np.eye(3), b)", "torch.linalg.solve(a + 4 * torch.eye(3, dtype=torch.float64), b)"),
+    Case("inv", {"a": "f64[3, 3]"}, "inv(a + 4 * eye(3))", "np.linalg.inv(a + 4 * np.eye(3))",
+         "torch.linalg.inv(a + 4 * torch.eye(3, dtype=torch.float64))"),
+    Case("det_slogdet", {"a": "f64[2, 3, 3]"}, "det(a) + s * l", "np.linalg.det(a) + np.prod(np.linalg.slogdet(a), 0)",
+         "torch.linalg.det(a) + torch.linalg.slogdet(a).sign * torch.linalg.slogdet(a).logabsdet",
+         prelude="s, l = slogdet(a)"),
+    Case("cholesky", {"a": "f64[2, 3, 3]"}, "cholesky((a + transpose(a, [0, 2, 1])) / 2)",
+         "np.linalg.cholesky((a + np.swapaxes(a, 1, 2)) / 2)", "torch.linalg.cholesky((a + a.mT) / 2)",
+         {"a": "spd"}),
+    Case("logdet", {"a": "f64[3, 3]"}, "logdet((a + a.T) / 2)", "np.linalg.slogdet((a + a.T) / 2)[1]",
+         "torch.logdet((a + a.T) / 2)", {"a": "spd"}),
+    Case("solve_triangular", {"a": "f64[3, 3]", "b": "f64[3, 2]"}, "solve_triangular(a + 4 * eye(3), b, lower=false)",
+         "np.linalg.solve(np.triu(a + 4 * np.eye(3)), b)",
+         "torch.linalg.solve_triangular(a + 4 * torch.eye(3, dtype=torch.float64), b, upper=True)"),
+    Case("cho_solve", {"l": "f64[3, 3]", "b": "f64[3]"}, "cho_solve(tril(l) + 4 * eye(3), b)",
+         "np.linalg.solve((np.tril(l) + 4 * np.eye(3)) @ (np.tril(l) + 4 * np.eye(3)).T, b)",
+         "torch.cholesky_solve(b[:, None], torch.tril(l) + 4 * torch.eye(3, dtype=torch.float64))[:, 0]"),
     # ---- special functions (compiler/primitives/special.py: scipy.special)
     Case("erf", {"a": "f64[5]"}, "erf(a) + erfc(a) * 2", "scipy.special.erf(a) + scipy.special.erfc(a) * 2",
          "torch.special.erf(a) + torch.special.erfc(a) * 2"),

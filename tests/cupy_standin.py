@@ -30,10 +30,17 @@ erf erfc erfinv erfcx ndtr log_ndtr gammaln digamma polygamma xlogy xlog1py logi
 """.split())
 
 
+# cupy.linalg: the factorizations generated code calls (batched in CuPy >= 13, as NumPy's)
+LINALG = sorted("solve inv det slogdet cholesky".split())
+
+
 def make_standin() -> types.ModuleType:
     mod = types.ModuleType("cupy", "NumPy-backed stand-in for cupy (tests only)")
     for name in ALLOWED:
         setattr(mod, name, getattr(numpy, name))
+    mod.linalg = types.ModuleType("cupy.linalg")
+    for name in LINALG:
+        setattr(mod.linalg, name, getattr(numpy.linalg, name))
     return mod
 
 

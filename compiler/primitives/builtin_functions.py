@@ -484,6 +484,59 @@ def _keep_shape(value, x, axes, keepdims):
     return B.reshape(value, tuple(1 if k in axes else d for k, d in enumerate(x.shape)))
 
 
+@builtin("solve", P("a", TENSOR), P("b", TENSOR))
+def _solve(a, b):
+    return B.apply("solve", a, b)
+
+
+@builtin("inv", P("a", TENSOR))
+def _inv(a):
+    return B.apply("inv", a)
+
+
+@builtin("det", P("a", TENSOR))
+def _det(a):
+    return B.apply("det", a)
+
+
+@builtin("slogdet", P("a", TENSOR))
+def _slogdet(a):
+    """(sign, log |det a|), numpy.linalg.slogdet's two results."""
+    return B.apply("signdet", a), B.apply("logabsdet", a)
+
+
+@builtin("cholesky", P("a", TENSOR))
+def _cholesky(a):
+    return B.apply("cholesky", a)
+
+
+@builtin("logdet", P("a", TENSOR))
+def _logdet(a):
+    """log det a of a symmetric positive definite a: 2 sum(log(diag(cholesky(a)))); its gradient
+    is a Cholesky solve (through cholesky's rule), never an explicit inverse."""
+    L = B.apply("cholesky", a)
+    diag = B.apply("einsum", L, spec="...ii->...i")
+    logs = B.apply("log", diag)
+    return B.mul(B.like_const(2, logs), B.sum_(logs, (logs.type.rank - 1,)))
+
+
+@builtin("solve_triangular", P("a", TENSOR), P("b", TENSOR), P("lower", BOOL, True))
+def _solve_triangular(a, b, lower=True):
+    return B.apply("solve_triangular", a, b, lower=lower)
+
+
+@builtin("cho_solve", P("l", TENSOR), P("b", TENSOR))
+def _cho_solve(l, b):
+    """(l l^T)^-1 b from the lower Cholesky factor l: two triangular solves (scipy.linalg.cho_solve)."""
+    r = l.type.rank
+    vector = b.type.rank == 1
+    col = B.reshape(b, b.shape + (1,)) if vector else b  # (a batch of vectors would read as matrices)
+    y = B.apply("solve_triangular", l, col, lower=True)
+    x = B.apply("solve_triangular", B.apply("transpose", l, perm=tuple(range(r - 2)) + (r - 1, r - 2)), y,
+                lower=False)
+    return B.reshape(x, x.shape[:-1]) if vector else x
+
+
 @builtin("outer", P("a", TENSOR), P("b", TENSOR))
 def _outer(a, b):
     for i, v in enumerate((a, b)):
