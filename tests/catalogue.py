@@ -85,6 +85,26 @@ def draw(rng, t: str, domain: str):
 
 
 F = "torch.nn.functional"
+
+
+def conv2d_reference(x, w, stride, padding, dilation, groups):
+    """torch.nn.functional.conv2d written with plain loops over the kernel (for `ref` expressions)."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    x = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    oh = (x.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (x.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((n, o, oh, ow))
+    og = o // groups
+    for oc in range(o):
+        g = oc // og
+        for ci in range(cg):
+            for i in range(kh):
+                for j in range(kw):
+                    patch = x[:, g * cg + ci, i * dilation[0]:i * dilation[0] + stride[0] * (oh - 1) + 1:stride[0],
+                              j * dilation[1]:j * dilation[1] + stride[1] * (ow - 1) + 1:stride[1]]
+                    out[:, oc] += w[oc, ci, i, j] * patch
+    return out
 BIG = np.array([-1000.0, -800.0, -50.0, -1e-8, 0.0, 1e-8, 50.0, 800.0, 1000.0])
 
 CASES = [
@@ -206,6 +226,17 @@ CASES = [
     Case("cho_solve", {"l": "f64[3, 3]", "b": "f64[3]"}, "cho_solve(tril(l) + 4 * eye(3), b)",
          "np.linalg.solve((np.tril(l) + 4 * np.eye(3)) @ (np.tril(l) + 4 * np.eye(3)).T, b)",
          "torch.cholesky_solve(b[:, None], torch.tril(l) + 4 * torch.eye(3, dtype=torch.float64))[:, 0]"),
+    # ---- convolution and pooling (compiler/primitives/windows.py and expansions), NCHW
+    Case("conv2d", {"x": "f64[2, 4, 6, 5]", "w": "f64[6, 2, 3, 2]"},
+         "conv2d(x, w, stride=[2, 1], padding=1, dilation=[1, 2], groups=2)",
+         "conv2d_reference(x, w, (2, 1), (1, 1), (1, 2), 2)",
+         f"{F}.conv2d(x, w, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)"),
+    Case("conv1d", {"x": "f64[2, 3, 7]", "w": "f64[4, 3, 2]"}, "conv1d(x, w, stride=2, padding=1)",
+         "conv2d_reference(x[..., None], w[..., None], (2, 1), (1, 0), (1, 1), 1)[..., 0]",
+         f"{F}.conv1d(x, w, stride=2, padding=1)"),
+    Case("pool2d", {"x": "f64[2, 3, 6, 4]"}, "max_pool2d(x, 2) + avg_pool2d(x, [2, 4], stride=[2, 1])",
+         "x.reshape(2, 3, 3, 2, 2, 2).max((3, 5)) + x.reshape(2, 3, 3, 2, 1, 4).mean((3, 5))",
+         f"{F}.max_pool2d(x, 2) + {F}.avg_pool2d(x, (2, 4), stride=(2, 1))", {"x": "distinct"}),
     # ---- special functions (compiler/primitives/special.py: scipy.special)
     Case("erf", {"a": "f64[5]"}, "erf(a) + erfc(a) * 2", "scipy.special.erf(a) + scipy.special.erfc(a) * 2",
          "torch.special.erf(a) + torch.special.erfc(a) * 2"),

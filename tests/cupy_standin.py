@@ -38,6 +38,8 @@ def make_standin() -> types.ModuleType:
     mod = types.ModuleType("cupy", "NumPy-backed stand-in for cupy (tests only)")
     for name in ALLOWED:
         setattr(mod, name, getattr(numpy, name))
+    mod.lib = types.ModuleType("cupy.lib")  # sliding_window_view: CuPy >= 10
+    mod.lib.stride_tricks = types.SimpleNamespace(sliding_window_view=numpy.lib.stride_tricks.sliding_window_view)
     mod.linalg = types.ModuleType("cupy.linalg")
     for name in LINALG:
         setattr(mod.linalg, name, getattr(numpy.linalg, name))

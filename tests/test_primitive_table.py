@@ -51,7 +51,7 @@ def test_rule_shapes_are_the_reviewed_ones():
     assert sorted(by_shape["linear"]) == [
         "add", "broadcast_to", "cast", "concat", "cumsum", "diagonal", "expand_dims", "index", "index_grad", "reshape",
         "roll", "squeeze", "sub", "sum", "take", "take_along_axis", "take_along_axis_grad", "take_grad", "transpose",
-        "tril", "triu"]
+        "tril", "triu", "windows", "windows_grad"]
     assert sorted(by_shape["constructor"]) == ["eye", "full"]
     assert sorted(by_shape["leaf"]) == ["const", "dim", "param"]
     assert sorted(by_shape["nondifferentiable"]) == sorted(n for n, p in REGISTRY.items() if not p.differentiable)

@@ -329,6 +329,90 @@ for _op in ("argmax", "argmin"):
     builtin(_op, P("x", TENSOR), P("axis", AXIS, None), P("keepdims", BOOL, False))(_arg_extreme(_op))
 
 
+# ---- convolution and pooling (torch.nn.functional semantics, NCHW) ---------------------------------
+def _pairs(value, n: int, what: str, fname: str, least: int) -> tuple[int, ...]:
+    """An int or a list of n ints (stride=2 or stride=[2, 1]), each >= least."""
+    values = (value,) * n if isinstance(value, int) else tuple(value)
+    if len(values) != n or not all(isinstance(v, int) for v in values):
+        raise UserError(f"`{fname}` takes `{what}` as an int or a list of {n} ints, got {value}", arg=what)
+    if any(v < least for v in values):
+        raise UserError(f"`{fname}` needs `{what}` >= {least}, got {value}", arg=what)
+    return values
+
+
+def _zero_pad(x: Node, pads: tuple[int, ...]) -> Node:
+    """Zeros around the last len(pads) axes."""
+    lead = x.type.rank - len(pads)
+    for a, p in enumerate(pads):
+        if p:
+            axis = lead + a
+            side = B.broadcast_to(B.like_const(0, x), tuple(p if k == axis else d for k, d in enumerate(x.shape)))
+            x = B.apply("concat", side, x, side, axis=axis)
+    return x
+
+
+def _conv(n: int):
+    name = f"conv{n}d"
+
+    def lower(x, w, stride=1, padding=0, dilation=1, groups=1):
+        if x.type.rank != n + 2:
+            raise UserError(f"`{name}` takes x as [N, C, {', '.join('HW'[2 - n:] if n < 3 else 'DHW')}], got {x.type}",
+                            arg=0)
+        if w.type.rank != n + 2:
+            raise UserError(f"`{name}` takes weights as [O, C / groups, kernel...], got {w.type}", arg=1)
+        stride, padding, dilation = (_pairs(v, n, k, name, least) for v, k, least in
+                                     ((stride, "stride", 1), (padding, "padding", 0), (dilation, "dilation", 1)))
+        if groups < 1:
+            raise UserError(f"`{name}` needs groups >= 1, got {groups}", arg="groups")
+        kernel = w.shape[2:]
+        if not all(isinstance(k, int) for k in kernel):
+            raise UserError(f"`{name}` needs a kernel of literal size, got {w.type}", arg=1)
+        c, o = x.shape[1], w.shape[0]
+        if dim_mul(w.shape[1], groups) != c:
+            raise UserError(f"`{name}`: x has {dim_text(c)} channels but the weights {w.type} with groups={groups} "
+                            f"take {dim_text(dim_mul(w.shape[1], groups))}", arg=1)
+        if isinstance(o, int) and o % groups:
+            raise UserError(f"`{name}`: {o} output channels do not divide into groups={groups}", arg="groups")
+        x, w = B.common_dtype([B.to_float(x), B.to_float(w)])
+        win = B.apply("windows", _zero_pad(x, padding), kernel=tuple(kernel), stride=stride, dilation=dilation)
+        sp, ks = "hwd"[:n], "klm"[:n]
+        if groups == 1:  # [N, C, out..., k...] with [O, C, k...] -> [N, O, out...]
+            return B.apply("einsum", win, w, spec=f"nc{sp}{ks},oc{ks}->no{sp}")
+        cg, og = dim_div(c, groups), dim_div(o, groups)
+        wins = B.reshape(win, (win.shape[0], groups, cg) + win.shape[2:])
+        ws = B.reshape(w, (groups, og) + w.shape[1:])
+        out = B.apply("einsum", wins, ws, spec=f"ngc{sp}{ks},goc{ks}->ngo{sp}")
+        return B.reshape(out, (out.shape[0], o) + out.shape[3:])
+
+    return lower
+
+
+for _n in (1, 2):
+    builtin(f"conv{_n}d", P("x", TENSOR), P("w", TENSOR), P("stride", NESTED, 1), P("padding", NESTED, 0),
+            P("dilation", NESTED, 1), P("groups", INT, 1))(_conv(_n))
+
+
+def _pool(op: str):
+    name = f"{op}_pool2d"
+
+    def lower(x, k, stride=None):
+        if x.type.rank < 2:
+            raise UserError(f"`{name}` pools the last two axes; got {x.type}", arg=0)
+        kernel = _pairs(k, 2, "k", name, 1)
+        stride = kernel if stride is None else _pairs(stride, 2, "stride", name, 1)
+        win = B.apply("windows", x if op == "max" else B.to_float(x), kernel=kernel, stride=stride, dilation=(1, 1))
+        r = win.type.rank
+        if op == "max":
+            return B.apply("max", win, axes=(r - 2, r - 1), keepdims=False)
+        return B.div(B.apply("sum", win, axes=(r - 2, r - 1), keepdims=False), B.like_const(kernel[0] * kernel[1], win))
+
+    return lower
+
+
+for _op in ("max", "avg"):
+    builtin(f"{_op}_pool2d", P("x", TENSOR), P("k", NESTED), P("stride", NESTED, None))(_pool(_op))
+
+
 # ---- linear algebra ---------------------------------------------------------------------------------
 @builtin("einsum", P("spec", SPEC), P("operands", REST))
 def _einsum(spec, *operands):
