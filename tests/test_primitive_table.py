@@ -188,7 +188,7 @@ def test_codegen_facts_are_where_the_generator_looks():
     """Views are copied before being returned, and quiet/costly ops are the reviewed lists."""
     assert sorted(n for n, p in REGISTRY.items() if p.view) == [
         "broadcast_to", "diagonal", "einsum", "expand_dims", "index", "reshape", "squeeze", "stop_gradient",
-        "transpose"]
+        "transpose", "windows"]
     assert callable(REGISTRY["einsum"].view)  # only one operand, nothing summed: see test_codegen
     assert all(REGISTRY[n].quiet for n in ("exp", "log", "div", "where", "softmax", "cross_entropy"))
     assert all(REGISTRY[n].cost is Cost.COSTLY for n in ("exp", "log", "tanh", "softmax"))
@@ -198,7 +198,7 @@ def test_codegen_facts_are_where_the_generator_looks():
     assert sorted(h for r in FORMS.rules for h in r.pattern.heads()) == [
         "bce_with_logits", "cross_entropy", "sigmoid", "softmax", "softplus"]
     assert sorted(n for n, p in REGISTRY.items() if p.allocates) == [
-        "eye", "full", "index_grad", "onehot", "take_along_axis_grad", "take_grad"]
+        "eye", "full", "index_grad", "onehot", "take_along_axis_grad", "take_grad", "windows_grad"]
     assert not any(p.allocates and p.view for p in REGISTRY.values())
     assert sorted(n for n, p in REGISTRY.items() if p.loop and p.loop.row) == ["maximum", "minimum", "relu"]
     assert sorted(n for n, p in REGISTRY.items() if p.loop and p.loop.rowwise) == ["log_softmax", "softmax"]
