@@ -95,9 +95,6 @@ class Program:
                 prev = self.emitted[name]
                 self.sink.error(span, f"`{name}` is defined twice (first at {prev.line}:{prev.col})")
                 return
-            if name in BUILTINS:
-                self.sink.error(span, f"`{name}` is a built-in function and cannot be redefined")
-                return
         for name, span in names:
             self.emitted[name] = span
             self.owner[name] = names[0][0]

@@ -6,7 +6,7 @@ in PyTorch (`torch`, used only by tests/reference/make_torch_refs.py to record
 reference values; torch is never needed to run the tests), and the domain its
 inputs are drawn from so every derivative exists there.
 
-Domains: normal, positive (0.5..2), unit (0.05..0.95), away (|x| in 0.3..2,
+Domains: normal, positive (0.5..2), unit (0.05..0.95), above1 (1.1..3), spd (m m^T + n I), away (|x| in 0.3..2,
 random sign: away from kinks at 0), int:LO:HI (integers in [LO, HI)).
 """
 from __future__ import annotations
@@ -27,11 +27,13 @@ class Case:
     wrt: tuple | None = None  # default: every floating parameter
     extremes: tuple = ()  # ({param: values}, ...) for forward-value tests at the extremes
     finite_differences: bool = True  # False where the derivative is *meant* to differ (stop_gradient)
+    prelude: str = ""  # a statement before the return (`v, i = topk(a, 2)`)
 
     def source(self) -> str:
         params = ", ".join(f"{k}: {v}" for k, v in self.params.items())
         wrt = ", ".join(self.grad_params())
-        text = f"fn f({params}) {{\n    return {self.expr}\n}}\n"
+        before = f"    {self.prelude}\n" if self.prelude else ""
+        text = f"fn f({params}) {{\n{before}    return {self.expr}\n}}\n"
         if wrt:
             text += f"vjp f wrt {wrt}\njvp f wrt {wrt}\n"
         return text
@@ -67,6 +69,11 @@ def draw(rng, t: str, domain: str):
         v = rng.uniform(0.5, 2.0, shape)
     elif domain == "unit":
         v = rng.uniform(0.05, 0.95, shape)
+    elif domain == "above1":
+        v = rng.uniform(1.1, 3.0, shape)
+    elif domain == "spd":  # symmetric positive definite matrices in the last two axes
+        m = rng.standard_normal(shape)
+        v = m @ np.swapaxes(m, -1, -2) + shape[-1] * np.eye(shape[-1])
     elif domain == "away":
         v = rng.uniform(0.3, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
     elif domain == "distinct":  # a permutation of spaced values: no ties in max/min/sort
@@ -78,6 +85,26 @@ def draw(rng, t: str, domain: str):
 
 
 F = "torch.nn.functional"
+
+
+def conv2d_reference(x, w, stride, padding, dilation, groups):
+    """torch.nn.functional.conv2d written with plain loops over the kernel (for `ref` expressions)."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    x = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    oh = (x.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (x.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((n, o, oh, ow))
+    og = o // groups
+    for oc in range(o):
+        g = oc // og
+        for ci in range(cg):
+            for i in range(kh):
+                for j in range(kw):
+                    patch = x[:, g * cg + ci, i * dilation[0]:i * dilation[0] + stride[0] * (oh - 1) + 1:stride[0],
+                              j * dilation[1]:j * dilation[1] + stride[1] * (ow - 1) + 1:stride[1]]
+                    out[:, oc] += w[oc, ci, i, j] * patch
+    return out
 BIG = np.array([-1000.0, -800.0, -50.0, -1e-8, 0.0, 1e-8, 50.0, 800.0, 1000.0])
 
 CASES = [
@@ -102,8 +129,139 @@ CASES = [
          extremes=({"a": BIG},)),
     Case("relu", {"a": "f64[6]"}, "relu(a)", "np.where(a > 0, a, 0.0)", "torch.relu(a)", {"a": "away"}),
     Case("neg", {"a": "f64[3]"}, "-a", "-a", "-a"),
+    # ---- more elementwise math (compiler/primitives/math_functions.py)
+    Case("arcsin", {"a": "f64[5]"}, "arcsin(a)", "np.arcsin(a)", "torch.asin(a)", {"a": "unit"}),
+    Case("arccos", {"a": "f64[5]"}, "arccos(a)", "np.arccos(a)", "torch.acos(a)", {"a": "unit"}),
+    Case("arctan", {"a": "f64[5]"}, "arctan(a)", "np.arctan(a)", "torch.atan(a)"),
+    Case("sinh", {"a": "f64[5]"}, "sinh(a)", "np.sinh(a)", "torch.sinh(a)"),
+    Case("cosh", {"a": "f64[5]"}, "cosh(a)", "np.cosh(a)", "torch.cosh(a)"),
+    Case("arcsinh", {"a": "f64[5]"}, "arcsinh(a)", "np.arcsinh(a)", "torch.asinh(a)",
+         extremes=({"a": np.array([1e200, -1e200, 0.0, 1e-300, 3.0])},)),
+    Case("arccosh", {"a": "f64[5]"}, "arccosh(a)", "np.arccosh(a)", "torch.acosh(a)", {"a": "above1"},
+         extremes=({"a": np.array([1.0, 1.0 + 1e-12, 1e200, 2.0, 3.0])},)),
+    Case("arctanh", {"a": "f64[5]"}, "arctanh(a)", "np.arctanh(a)", "torch.atanh(a)", {"a": "unit"}),
+    Case("log2", {"a": "f64[5]"}, "log2(a)", "np.log2(a)", "torch.log2(a)", {"a": "positive"}),
+    Case("log10", {"a": "f64[5]"}, "log10(a)", "np.log10(a)", "torch.log10(a)", {"a": "positive"}),
+    Case("exp2", {"a": "f64[5]"}, "exp2(a)", "np.exp2(a)", "torch.exp2(a)"),
+    Case("cbrt", {"a": "f64[6]"}, "cbrt(a)", "np.cbrt(a)", "torch.sign(a) * torch.abs(a) ** (1.0 / 3)",
+         {"a": "away"}),
+    Case("square", {"a": "f64[5]"}, "square(a)", "np.square(a)", "torch.square(a)"),
+    Case("reciprocal", {"a": "f64[6]"}, "reciprocal(a)", "np.reciprocal(a)", "torch.reciprocal(a)",
+         {"a": "away"}),
+    Case("rounding", {"a": "f64[6]"}, "floor(a) + ceil(a) * 2 + trunc(a) * 3 + round(a) * 4 + a * 5",
+         "np.floor(a) + np.ceil(a) * 2 + np.trunc(a) * 3 + np.round(a) * 4 + a * 5",
+         "torch.floor(a) + torch.ceil(a) * 2 + torch.trunc(a) * 3 + torch.round(a) * 4 + a * 5", {"a": "away"}),
+    Case("arctan2", {"y": "f64[3, 4]", "x": "f64[4]"}, "arctan2(y, x)", "np.arctan2(y, x)", "torch.atan2(y, x)"),
+    Case("hypot", {"a": "f64[3, 4]", "b": "f64[3, 1]"}, "hypot(a, b)", "np.hypot(a, b)", "torch.hypot(a, b)"),
+    Case("mod", {"a": "f64[6]", "b": "f64[6]"}, "mod(a, b)", "np.mod(a, b)", "torch.remainder(a, b)",
+         {"b": "away"}),
+    Case("percent", {"a": "f64[6]", "b": "f64[3, 1]"}, "a % b * 2", "np.mod(a, b) * 2", "torch.remainder(a, b) * 2",
+         {"b": "away"}),
+    Case("fmod", {"a": "f64[2, 3]", "b": "f64[3]"}, "fmod(a, b)", "np.fmod(a, b)", "torch.fmod(a, b)",
+         {"b": "away"}),
     Case("f32_cast", {"a": "f64[3]"}, "f64(f32(a)) * 2", "a.astype(np.float32).astype(np.float64) * 2",
          "a.float().double() * 2"),
+    # ---- scans and order (compiler/primitives/scans.py and expansions)
+    Case("cumsum", {"a": "f64[3, 4]"}, "cumsum(a, axis=1)", "np.cumsum(a, axis=1)", "torch.cumsum(a, dim=1)"),
+    Case("diff", {"a": "f64[3, 5]"}, "diff(a, n=2, axis=1)", "np.diff(a, n=2, axis=1)", "torch.diff(a, n=2, dim=1)"),
+    Case("flip", {"a": "f64[3, 4]"}, "flip(a, axis=0) * a", "np.flip(a, 0) * a", "torch.flip(a, dims=[0]) * a"),
+    Case("roll", {"a": "f64[3, 4]"}, "roll(a, -5, axis=1) * a", "np.roll(a, -5, 1) * a",
+         "torch.roll(a, -5, dims=1) * a"),
+    Case("pad", {"a": "f64[2, 3]"}, "pad(a, [[1, 0], [2, 1]], value=0.5) ** 2",
+         "np.pad(a, [[1, 0], [2, 1]], constant_values=0.5) ** 2", f"{F}.pad(a, (2, 1, 1, 0), value=0.5) ** 2"),
+    Case("tile", {"a": "f64[2, 3]"}, "tile(a, [2, 1, 2])", "np.tile(a, [2, 1, 2])", "torch.tile(a, (2, 1, 2))"),
+    Case("repeat", {"a": "f64[2, 3]"}, "repeat(a, 3, axis=1)", "np.repeat(a, 3, axis=1)",
+         "torch.repeat_interleave(a, 3, dim=1)"),
+    Case("sort", {"a": "f64[3, 4]"}, "sort(a, axis=0) * a", "np.sort(a, axis=0) * a",
+         "torch.sort(a, dim=0, stable=True).values * a", {"a": "distinct"}),
+    Case("topk", {"a": "f64[3, 5]"}, "v * 2 + f64(i)",
+         "np.take_along_axis(a, np.argsort(-a, axis=-1, kind='stable')[:, :2], -1) * 2"
+         " + np.argsort(-a, axis=-1, kind='stable')[:, :2]",
+         "torch.topk(a, 2).values * 2 + torch.topk(a, 2).indices.double()", {"a": "distinct"},
+         prelude="v, i = topk(a, 2)"),
+    Case("argsort", {"a": "f64[3, 4]"}, "f64(argsort(a, axis=0, descending=true)) * a",
+         "np.argsort(-a, axis=0, kind='stable') * a",
+         "torch.argsort(a, dim=0, descending=True, stable=True).double() * a", {"a": "distinct"}),
+    Case("argmax_argmin", {"a": "f64[3, 4]"}, "f64(argmax(a, axis=1, keepdims=true) - argmin(a)) * a",
+         "(np.argmax(a, axis=1, keepdims=True) - np.argmin(a)) * a",
+         "(torch.argmax(a, dim=1, keepdim=True) - torch.argmin(a)).double() * a", {"a": "distinct"}),
+    # ---- linear algebra built from contractions and masks
+    Case("tril_triu", {"a": "f64[2, 3, 4]"}, "tril(a, k=1) * triu(a, -1) + tril(a)",
+         "np.tril(a, 1) * np.triu(a, -1) + np.tril(a)", "torch.tril(a, 1) * torch.triu(a, -1) + torch.tril(a)"),
+    Case("kron", {"a": "f64[2, 3]", "b": "f64[3]"}, "kron(a, b)", "np.kron(a, b)", "torch.kron(a, b)"),
+    Case("tensordot", {"a": "f64[2, 3, 4]", "b": "f64[4, 3, 2]"}, "tensordot(a, b, [[1, 2], [1, 0]])",
+         "np.tensordot(a, b, [[1, 2], [1, 0]])", "torch.tensordot(a, b, dims=([1, 2], [1, 0]))"),
+    Case("norm_vector", {"a": "f64[3, 4]"},
+         "norm(a, axis=1) + norm(a, 1, axis=1) + norm(a, inf, axis=1) + norm(a, -inf, axis=1) + norm(a, 3, axis=1)",
+         "np.linalg.norm(a, axis=1) + np.linalg.norm(a, 1, axis=1) + np.linalg.norm(a, np.inf, axis=1)"
+         " + np.linalg.norm(a, -np.inf, axis=1) + np.linalg.norm(a, 3, axis=1)",
+         "torch.linalg.vector_norm(a, dim=1) + torch.linalg.vector_norm(a, 1, dim=1)"
+         " + torch.linalg.vector_norm(a, float('inf'), dim=1) + torch.linalg.vector_norm(a, -float('inf'), dim=1)"
+         " + torch.linalg.vector_norm(a, 3, dim=1)", {"a": "distinct"}),
+    Case("norm_matrix", {"a": "f64[2, 3, 4]"},
+         "norm(a, axis=[1, 2]) + norm(a, 1, axis=[1, 2]) + norm(a, inf, axis=[1, 2], keepdims=true)[:, 0, 0] + norm(a)",
+         "np.linalg.norm(a, axis=(1, 2)) + np.linalg.norm(a, 1, axis=(1, 2))"
+         " + np.linalg.norm(a, np.inf, axis=(1, 2), keepdims=True)[:, 0, 0] + np.linalg.norm(a)",
+         "torch.linalg.matrix_norm(a) + torch.linalg.matrix_norm(a, 1)"
+         " + torch.linalg.matrix_norm(a, float('inf'), keepdim=True)[:, 0, 0] + torch.linalg.vector_norm(a)",
+         {"a": "distinct"}),
+    # ---- linear algebra that factorizes (compiler/primitives/factorized.py); + 4 I keeps a well conditioned
+    Case("solve", {"a": "f64[2, 3, 3]", "b": "f64[3, 2]"}, "solve(a + 4 * eye(3), b)",
+         "np.linalg.solve(a + 4 * np.eye(3), b)", "torch.linalg.solve(a + 4 * torch.eye(3, dtype=torch.float64), b)"),
+    Case("solve_vector", {"a": "f64[3, 3]", "b": "f64[3]"}, "solve(a + 4 * eye(3), b)",
+         "np.linalg.solve(a + 4 * np.eye(3), b)", "torch.linalg.solve(a + 4 * torch.eye(3, dtype=torch.float64), b)"),
+    Case("inv", {"a": "f64[3, 3]"}, "inv(a + 4 * eye(3))", "np.linalg.inv(a + 4 * np.eye(3))",
+         "torch.linalg.inv(a + 4 * torch.eye(3, dtype=torch.float64))"),
+    Case("det_slogdet", {"a": "f64[2, 3, 3]"}, "det(a) + s * l", "np.linalg.det(a) + np.prod(np.linalg.slogdet(a), 0)",
+         "torch.linalg.det(a) + torch.linalg.slogdet(a).sign * torch.linalg.slogdet(a).logabsdet",
+         prelude="s, l = slogdet(a)"),
+    Case("cholesky", {"a": "f64[2, 3, 3]"}, "cholesky((a + transpose(a, [0, 2, 1])) / 2)",
+         "np.linalg.cholesky((a + np.swapaxes(a, 1, 2)) / 2)", "torch.linalg.cholesky((a + a.mT) / 2)",
+         {"a": "spd"}),
+    Case("logdet", {"a": "f64[3, 3]"}, "logdet((a + a.T) / 2)", "np.linalg.slogdet((a + a.T) / 2)[1]",
+         "torch.logdet((a + a.T) / 2)", {"a": "spd"}),
+    Case("solve_triangular", {"a": "f64[3, 3]", "b": "f64[3, 2]"}, "solve_triangular(a + 4 * eye(3), b, lower=false)",
+         "np.linalg.solve(np.triu(a + 4 * np.eye(3)), b)",
+         "torch.linalg.solve_triangular(a + 4 * torch.eye(3, dtype=torch.float64), b, upper=True)"),
+    Case("cho_solve", {"l": "f64[3, 3]", "b": "f64[3]"}, "cho_solve(tril(l) + 4 * eye(3), b)",
+         "np.linalg.solve((np.tril(l) + 4 * np.eye(3)) @ (np.tril(l) + 4 * np.eye(3)).T, b)",
+         "torch.cholesky_solve(b[:, None], torch.tril(l) + 4 * torch.eye(3, dtype=torch.float64))[:, 0]"),
+    # ---- convolution and pooling (compiler/primitives/windows.py and expansions), NCHW
+    Case("conv2d", {"x": "f64[2, 4, 6, 5]", "w": "f64[6, 2, 3, 2]"},
+         "conv2d(x, w, stride=[2, 1], padding=1, dilation=[1, 2], groups=2)",
+         "conv2d_reference(x, w, (2, 1), (1, 1), (1, 2), 2)",
+         f"{F}.conv2d(x, w, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)"),
+    Case("conv1d", {"x": "f64[2, 3, 7]", "w": "f64[4, 3, 2]"}, "conv1d(x, w, stride=2, padding=1)",
+         "conv2d_reference(x[..., None], w[..., None], (2, 1), (1, 0), (1, 1), 1)[..., 0]",
+         f"{F}.conv1d(x, w, stride=2, padding=1)"),
+    Case("pool2d", {"x": "f64[2, 3, 6, 4]"}, "max_pool2d(x, 2) + avg_pool2d(x, [2, 4], stride=[2, 1])",
+         "x.reshape(2, 3, 3, 2, 2, 2).max((3, 5)) + x.reshape(2, 3, 3, 2, 1, 4).mean((3, 5))",
+         f"{F}.max_pool2d(x, 2) + {F}.avg_pool2d(x, (2, 4), stride=(2, 1))", {"x": "distinct"}),
+    # ---- special functions (compiler/primitives/special.py: scipy.special)
+    Case("erf", {"a": "f64[5]"}, "erf(a) + erfc(a) * 2", "scipy.special.erf(a) + scipy.special.erfc(a) * 2",
+         "torch.special.erf(a) + torch.special.erfc(a) * 2"),
+    Case("erfinv", {"a": "f64[5]"}, "erfinv(a)", "scipy.special.erfinv(a)", "torch.special.erfinv(a)",
+         {"a": "unit"}),
+    Case("erfcx", {"a": "f64[5]"}, "erfcx(a)", "scipy.special.erfcx(a)", "torch.special.erfcx(a)",
+         extremes=({"a": np.array([-5.0, 0.0, 30.0, 1e5, 2.0])},)),
+    Case("lgamma", {"a": "f64[5]"}, "lgamma(a) + digamma(a)", "scipy.special.gammaln(a) + scipy.special.digamma(a)",
+         "torch.lgamma(a) + torch.special.digamma(a)", {"a": "positive"}),
+    Case("polygamma", {"a": "f64[4]"}, "polygamma(1, a) + polygamma(2, a) + polygamma(0, a)",
+         "scipy.special.polygamma(1, a) + scipy.special.polygamma(2, a) + scipy.special.digamma(a)",
+         "torch.special.polygamma(1, a) + torch.special.polygamma(2, a) + torch.special.polygamma(0, a)",
+         {"a": "positive"}),
+    Case("xlogy", {"a": "f64[2, 3]", "b": "f64[3]"}, "xlogy(a, b) + xlog1py(a, b)",
+         "scipy.special.xlogy(a, b) + scipy.special.xlog1py(a, b)",
+         "torch.special.xlogy(a, b) + torch.special.xlog1py(a, b)", {"b": "positive"}),
+    Case("logit", {"a": "f64[5]"}, "logit(a)", "scipy.special.logit(a)", "torch.special.logit(a)", {"a": "unit"}),
+    Case("ndtr", {"a": "f64[6]"}, "ndtr(a) + log_ndtr(a)", "scipy.special.ndtr(a) + scipy.special.log_ndtr(a)",
+         "torch.special.ndtr(a) + torch.special.log_ndtr(a)",
+         extremes=({"a": np.array([-40.0, -10.0, 0.0, 5.0, 40.0, -1.0])},)),
+    Case("bessel_i", {"a": "f64[5]"}, "i0(a) + i1(a) * 2 + i0e(a) * 3 + i1e(a) * 4",
+         "scipy.special.i0(a) + scipy.special.i1(a) * 2 + scipy.special.i0e(a) * 3 + scipy.special.i1e(a) * 4",
+         "torch.special.i0(a) + torch.special.i1(a) * 2 + torch.special.i0e(a) * 3 + torch.special.i1e(a) * 4"),
+    # torch.special.bessel_j0/j1 have no derivatives (2.13): checked by SymPy and finite differences only
+    Case("bessel_j", {"a": "f64[5]"}, "j0(a) + j1(a) * 2", "scipy.special.j0(a) + scipy.special.j1(a) * 2"),
     # ---- arithmetic with broadcasting
     Case("add", {"a": "f64[3, 1]", "b": "f64[4]"}, "a + b", "a + b", "a + b"),
     Case("sub", {"a": "f64[2, 3]", "b": "f64[3]"}, "a - b", "a - b", "a - b"),

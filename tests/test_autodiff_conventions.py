@@ -72,11 +72,28 @@ def test_logsumexp_of_all_minus_inf_has_gradient_zero(tl):
     ("min(x) * 4", [2.0, 2.0, 2.0, 5.0], [4 / 3, 4 / 3, 4 / 3, 0.0]),
     ("prod(x)", [2.0, 0.0, 3.0], [0.0, 6.0, 0.0]),                  # one zero: product of the others
     ("prod(x)", [0.0, 0.0, 3.0], [0.0, 0.0, 0.0]),                  # two zeros: all zero
+    ("sum(floor(x) + ceil(x) + round(x) + trunc(x))", [0.0, 0.5, 1.0], [0.0, 0.0, 0.0]),  # 0, at jumps too
+    ("sum(x % 2.0 - fmod(x, 2.0) * 3)", [-1.0, 3.0, 2.0], [-2.0, -2.0, -2.0]),  # both d/da = 1
+    ("sum(hypot(x, x * 0))", [0.0, 2.0, -3.0], [0.0, 1.0, -1.0]),  # decided: 0 at the origin
+    ("sum(arctan2(x, x * x))", [0.0], [0.0]),                        # 0 at the origin (torch.atan2)
 ])
 def test_conventions_at_non_differentiable_points(tl, body, x, want):
     m = grad_of(tl, body)
     _, dx = g(m, np.array(x))
     np.testing.assert_allclose(dx, want)
+
+
+def test_power_at_zero_to_the_zero_has_pytorchs_derivatives(tl):
+    """0 ** 0 = 1 with d/da = 0 and d/db = 0 (torch.pow gives both), in reverse and forward mode,
+    not y * x ** (y - 1) = 0 * inf = NaN."""
+    m = tl("fn f(x: f64[3], y: f64[3]) -> f64 {\n    return sum(x ** y)\n}\ngrad f wrt x, y\njvp f wrt x, y\n")
+    x, y = np.array([0.0, 0.0, 2.0]), np.array([0.0, 1.0, 0.0])
+    value, dx, dy = m.f_grad(x, y)
+    assert value == 2.0  # 0 ** 0 + 0 ** 1 + 2 ** 0
+    np.testing.assert_array_equal(dx, [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(dy, [0.0, 0.0, np.log(2.0)])
+    _, t = m.f_jvp(x, y, np.ones(3), np.ones(3))
+    assert t == 1.0 + np.log(2.0)
 
 
 def test_binary_cross_entropy_gradient_is_pytorchs(tl):

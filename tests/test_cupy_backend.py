@@ -13,7 +13,7 @@ import pytest
 
 from catalogue import CASES
 from corpus import PROGRAMS, inputs_for
-from cupy_standin import make_standin
+from cupy_standin import make_special_standin, make_standin
 from tapeless.compiler import compile_source
 
 _count = itertools.count()
@@ -40,17 +40,21 @@ BACKENDS = ["standin"] + (["gpu"] if REAL is not None else [])
 def import_cupy_module(text: str, tmp_path, which: str):
     path = tmp_path / f"cp_{next(_count)}.py"
     path.write_text(text)
-    saved = sys.modules.get("cupy")
+    names = ("cupy", "cupyx", "cupyx.scipy", "cupyx.scipy.special")
+    saved = {n: sys.modules.get(n) for n in names}
     sys.modules["cupy"] = make_standin() if which == "standin" else REAL
+    if which == "standin":
+        sys.modules.update(make_special_standin())
     try:
         spec = importlib.util.spec_from_file_location(path.stem, path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
     finally:
-        if saved is None:
-            sys.modules.pop("cupy", None)
-        else:
-            sys.modules["cupy"] = saved
+        for n, m in saved.items():
+            if m is None:
+                sys.modules.pop(n, None)
+            else:
+                sys.modules[n] = m
     return mod
 
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.special
 
-from catalogue import CASES, Case
+from catalogue import CASES, Case, conv2d_reference
 
 
 def _run(case: Case, m, inputs: dict):
@@ -13,7 +14,8 @@ def _run(case: Case, m, inputs: dict):
 
 def _reference(case: Case, inputs: dict):
     with np.errstate(all="ignore"):
-        return np.asarray(eval(case.ref, {"np": np}, dict(inputs)))
+        return np.asarray(eval(case.ref, {"np": np, "scipy": scipy, "conv2d_reference": conv2d_reference},
+                               dict(inputs)))
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)

@@ -67,8 +67,13 @@ TOLERANCES = {np.dtype(np.float64): (1e-10, 1e-13), np.dtype(np.float32): (1e-5,
 #     bounded by about 2e-12 (1/p + 1/(1 - p)) <= 4.3e-11 on the case's domain p in
 #     [0.05, 0.95], so rtol 1e-10 holds). mean_f32: 2.5e-6 relative, 2.1e-7 normwise.
 #   Piecewise-linear cases (relu, abs, clip, maximum, max, ...) have Hv exactly 0 on both sides.
-# Per-case loosening, each with its reason: {case name: (rtol, atol, reason)}. Empty on purpose.
-CASE_TOLERANCES: dict[str, tuple[float, float, str]] = {}
+# Per-case loosening, each with its reason: {case name: (rtol, atol, reason)}.
+_TRIGAMMA = ("torch's trigamma (polygamma(1, x), the derivative of digamma) is off by up to 4.8e-10 relative "
+             "against a 40-digit mpmath evaluation on [0.5, 2]; scipy.special's, which tapeless calls, by 2e-16")
+CASE_TOLERANCES: dict[str, tuple[float, float, str]] = {
+    "lgamma": (2e-9, 2e-9, _TRIGAMMA),
+    "polygamma": (2e-9, 2e-9, _TRIGAMMA),
+}
 
 
 def _load() -> dict:

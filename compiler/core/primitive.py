@@ -128,6 +128,8 @@ class Kind(enum.Enum):
     LINALG = "linalg"
     SHAPE = "shape"
     NN = "nn"  # the losses and softmaxes with their own rules
+    SCAN = "scan"  # running sums along an axis
+    ORDER = "order"  # sorting: the indices that order an axis
     LEAF = "leaf"  # param
     LITERAL = "literal"  # const, dim
     CONSTRUCTOR = "constructor"  # full, eye: made from attributes alone

@@ -48,6 +48,8 @@ from ..primitives.builtin_functions import (
     REST,
     SHAPE,
     SPEC,
+    NESTED,
+    ORD,
     TENSOR,
     Builtin,
     static_dim,
@@ -271,7 +273,8 @@ class Lowering:
         """An expression that may stand for several values (a call of a multi-output function)."""
         if isinstance(e, ast.Call) and self.items.defines(e.func.name) and e.func.name not in scope.env:
             return self.user_call(e, scope)
-        return [self._expr(e, scope)]
+        out = self._expr(e, scope)
+        return list(out) if isinstance(out, tuple) else [out]  # a built-in's several results: topk
 
     def lower_deep_first(self, e: ast.Expr, scope: Scope) -> None:
         """Lower the operands every _STAGE levels down a deeply nested expression, deepest first,
@@ -359,7 +362,7 @@ class Lowering:
             a, b = self.operands(scope, e.left, e.right)
             return self.apply(e, OPERATORS[e.op], a, b)
         if isinstance(e, ast.Call):
-            return self.builtin_call(e, scope)
+            return self.builtin_call(e, scope)  # (a tuple for several results: expr() and multi() see to it)
         if isinstance(e, ast.Index):
             return self.index(e, scope)
         if isinstance(e, ast.Attr):
@@ -559,6 +562,18 @@ class Lowering:
             return self.static_int(a, pname, scope)
         if kind == DIM:
             return self.static_dim(a, pname, scope)
+        if kind == ORD:
+            if isinstance(a, ast.Str):
+                return a.value
+            node = self.expr(a, scope)
+            if node.is_const and node.dtype.kind in "if":
+                return float(node.attr("value"))
+            self.fail(a.span, f"`{pname}=` takes a number, inf, -inf or a string such as \"fro\"")
+        if kind == NESTED:
+            if isinstance(a, ast.ListExpr):
+                return tuple(tuple(self.static_int(j, pname, scope) for j in i.items) if isinstance(i, ast.ListExpr)
+                             else self.static_int(i, pname, scope) for i in a.items)
+            return self.static_int(a, pname, scope)
         if kind == SHAPE:
             if isinstance(a, ast.ListExpr):
                 return tuple(self.static_dim(i, pname, scope, allow_hole=True) for i in a.items)

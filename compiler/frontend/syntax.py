@@ -183,7 +183,7 @@ class Module:
 
 
 # ---- printing (the `parsed` stage) ---------------------------------------------
-_PREC = {"compare": 1, "+": 2, "-": 2, "*": 3, "/": 3, "@": 3, "unary": 4, "**": 5, "postfix": 6}
+_PREC = {"compare": 1, "+": 2, "-": 2, "*": 3, "/": 3, "%": 3, "@": 3, "unary": 4, "**": 5, "postfix": 6}
 
 
 def format_expr(e: Expr, parent: int = 0) -> str:

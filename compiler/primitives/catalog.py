@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from . import misc  # noqa: F401  (param, const, dim, full, eye, stop_gradient)
 from . import elementwise  # noqa: F401
+from . import math_functions  # noqa: F401  (more elementwise math: arcsin .. fmod)
+from . import scans  # noqa: F401  (cumsum, roll, argsort, argmax, argmin)
+from . import special  # noqa: F401  (erf .. j1: scipy.special)
 from . import reduce  # noqa: F401
 from . import linalg  # noqa: F401
+from . import triangular  # noqa: F401  (tril, triu)
+from . import factorized  # noqa: F401  (solve, inv, det, slogdet, cholesky, solve_triangular)
+from . import windows  # noqa: F401  (sliding windows: convolution and pooling)
 from . import shape  # noqa: F401
 from . import nn  # noqa: F401
 from . import call  # noqa: F401  (a large fn's call, kept as a call)

@@ -128,7 +128,13 @@ class Combine(enum.Enum):
 # The functions a scalar expression may call (besides + - * /, unary -, comparisons, && || !):
 # each as C's (fabs is |x|, max/min propagate NaN as NumPy's maximum/minimum do).
 SCALAR_FUNCTIONS = ("exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh", "fabs", "sign",
-                    "max", "min", "pow", "select", "cast")
+                    "max", "min", "pow", "select", "cast", "asin", "acos", "atan", "atan2", "sinh", "cosh",
+                    "asinh", "acosh", "atanh", "hypot", "log2", "log10", "exp2", "cbrt", "floor", "ceil",
+                    "trunc", "rint", "fmod",
+                    # special functions: C99 has erf, erfc, lgamma (and POSIX j0, j1); a compiled
+                    # backend takes the others from its library (scipy.special's names)
+                    "erf", "erfc", "lgamma", "j0", "j1", "erfinv", "erfcx", "ndtr", "log_ndtr", "digamma",
+                    "polygamma", "i0", "i1", "i0e", "i1e")
 
 
 # ---- SymPy meanings -------------------------------------------------------------------------------
@@ -143,6 +149,31 @@ def sym_map(f: Callable) -> Callable:
         return out
 
     return meaning
+
+
+_SYMPY_FUNCTIONS: dict = {}
+
+
+def sympy_function(name: str, numeric: Callable, fdiff: Callable, evaluate: Callable | None = None):
+    """The SymPy function class `name`, made on first use (only the check imports SymPy), for a
+    meaning SymPy lacks or whose derivative is a convention somewhere: `numeric(*mpf)` computes
+    it (tools/numeric_meanings.py), `fdiff(sp, args, i)` is its derivative in argument i
+    (0-based) as sympy.diff will take it, and `evaluate(sp, *args)` may rewrite it (None: it
+    stays unevaluated)."""
+    cls = _SYMPY_FUNCTIONS.get(name)
+    if cls is None:
+        import sympy as sp
+
+        def eval_(cls, *args):
+            return None if evaluate is None else evaluate(sp, *args)
+
+        def fdiff_(self, argindex=1):
+            return fdiff(sp, self.args, argindex - 1)
+
+        cls = type(name, (sp.Function,), {"numeric": staticmethod(numeric), "eval": classmethod(eval_),
+                                          "fdiff": fdiff_, "__module__": __name__})
+        _SYMPY_FUNCTIONS[name] = cls
+    return cls
 
 
 def numpy_pow_number(a, b):

@@ -179,7 +179,8 @@ def _index_infer(types, attrs):
 
 def _index_requires(node) -> list:
     """A constant index on a symbolic axis is in range only for large enough sizes (literal
-    axes are checked by index_shape when compiling)."""
+    axes are checked by index_shape when compiling); so is a constant slice bound: `x[:3]`
+    has size 3 only where N >= 3 (NumPy would clamp the slice and silently give fewer)."""
     out, axis = [], 0
     for item in node.attr("items"):
         if item[0] == "n":
@@ -189,6 +190,12 @@ def _index_requires(node) -> list:
             k = item[1]
             out.append((dim_add(d, -(k + 1)) if k >= 0 else dim_add(d, k),
                         f"index {k} is out of range for axis {axis} of size {dim_text(d)}"))
+        elif item[0] == "s" and not isinstance(d, int) and isinstance(slice_length(d, *item[1:]), int):
+            # (a size of N - k is checked as a size: it must not be negative)
+            for v in item[1:3]:
+                if isinstance(v, int) and v != 0:
+                    out.append((dim_add(d, -abs(v)), f"slice bound {v} is out of range for axis {axis} of "
+                                                     f"size {dim_text(d)}"))
         axis += 1
     return out
 

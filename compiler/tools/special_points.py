@@ -44,6 +44,8 @@ def in_domain(value, domain: str) -> bool:
         return value >= 0
     if domain == "unit":
         return 0 <= value <= 1
+    if domain == "above1":
+        return value >= 1
     return True
 
 

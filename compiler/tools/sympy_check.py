@@ -80,8 +80,22 @@ def _rational(rng: random.Random, domain: str, sign: int = 0):
         return mpmath.mpf(rng.randint(4, 32)) / 16
     if domain == "unit":
         return mpmath.mpf(rng.randint(1, 15)) / 16
+    if domain == "above1":
+        return 1 + mpmath.mpf(rng.randint(1, 32)) / 16
     sign = sign or rng.choice((-1, 1))
     return sign * mpmath.mpf(rng.randint(4, 32)) / 16
+
+
+def spd(arr: np.ndarray) -> np.ndarray:
+    """Each matrix m of the last two axes made m m^T + n I: symmetric positive definite, exact in
+    dyadic rationals (the domain `spd`, for cholesky and logdet)."""
+    if arr.ndim < 2 or arr.shape[-1] != arr.shape[-2]:
+        return arr
+    n = arr.shape[-1]
+    out = np.matmul(arr, np.swapaxes(arr, -1, -2))
+    for i in range(n):
+        out[..., i, i] += n
+    return out
 
 
 def _int_value(rng: random.Random, domain: str) -> int:
@@ -222,13 +236,13 @@ class _Check:
             dom = self.c.domains.get(p.attr("name"), "normal")
             for idx in np.ndindex(shape):
                 if p.dtype.is_float:
-                    arr[idx] = _rational(self.rng, dom, signs[k] if signs else 0)
+                    arr[idx] = _rational(self.rng, "normal" if dom == "spd" else dom, signs[k] if signs else 0)
                     k += 1
                 elif p.dtype == DType.BOOL:
                     arr[idx] = self.rng.random() < 0.5
                 else:
                     arr[idx] = _int_value(self.rng, dom)
-            env[p.id] = arr
+            env[p.id] = spd(arr) if dom == "spd" and p.dtype.is_float else arr
         return env
 
     def n_float_elements(self) -> int:

@@ -29,6 +29,7 @@ from tapeless.compiler.tools import cli
 from .mutate import CANARY, tokens
 
 IMPORTS = {"numpy", "cupy", "os", "contextvars", "contextlib", "math", "threading"}  # what emission writes
+SPECIAL_IMPORTS = {"scipy.special", "cupyx.scipy.special"}  # only in a module that uses a special function
 # exceptions that are a bug of the checker, never a property of the program or its sizes
 CHECKER_BUG = re.compile(r"\((AttributeError|NameError|UnboundLocalError|AssertionError|KeyError|RecursionError): ")
 SUMMARY = re.compile(r"^(\d+) of (\d+) derivative\(s\) agree with SymPy(.*)$", re.M)
@@ -133,7 +134,8 @@ def judge_module(text: str, where: str, backend: str, source: str) -> list[str]:
         else:
             problems.append(f"unexpected top-level statement in the module: {ast.unparse(node)[:120]!r}")
             continue
-        problems += [f"the module imports {n}" for n in names if n.split(".")[0] not in IMPORTS]
+        problems += [f"the module imports {n}" for n in names if n.split(".")[0] not in IMPORTS
+                     and not (n in SPECIAL_IMPORTS and "_special." in text)]
     if CANARY in text and not any(k == "name" and CANARY in t for k, t in tokens(source)):
         for node in ast.walk(tree):
             ident = getattr(node, "id", None) or getattr(node, "attr", None) or getattr(node, "name", None)

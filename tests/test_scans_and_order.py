@@ -1,0 +1,75 @@
+"""Scans and order (docs/language.md, "Built-in functions"): what the catalogue's one case per
+built-in does not show: ties, symbolic sizes, integer results, flattening defaults."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def test_sort_gives_tied_values_their_gradient_in_order(tl):
+    # sort([2, 1, 2]) = [1, 2 (x0), 2 (x2)]: stable, so x0's weight is w[1] and x2's is w[2]
+    m = tl("fn f(x: f64[3], w: f64[3]) -> f64 {\n    return sum(sort(x) * w)\n}\ngrad f wrt x\n")
+    _, dx = m.f_grad(np.array([2.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(dx, [2.0, 1.0, 3.0])
+
+
+def test_topk_on_a_symbolic_axis_checks_the_size_when_called(tl):
+    m = tl("fn f(x: f64[N]) -> f64 {\n    v, i = topk(x, 3)\n    return sum(v * f64(i))\n}\ngrad f wrt x\n")
+    x = np.array([0.5, 3.0, -1.0, 2.0])
+    value, dx = m.f_grad(x)
+    assert value == 3.0 * 1 + 2.0 * 3 + 0.5 * 0
+    np.testing.assert_array_equal(dx, [0.0, 1.0, 0.0, 3.0])
+    with pytest.raises(ValueError, match=r"f\(\): with N = 2, slice bound 3 is out of range"):
+        m.f(np.array([1.0, 2.0]))
+
+
+def test_a_constant_slice_bound_on_a_symbolic_axis_is_checked_when_called(tl):
+    m = tl("fn f(x: f64[N]) -> f64[3] {\n    return x[:3] * 2\n}\n")
+    np.testing.assert_array_equal(m.f(np.arange(5.0)), [0.0, 2.0, 4.0])
+    with pytest.raises(ValueError, match="slice bound 3 is out of range for axis 0 of size N"):
+        m.f(np.arange(2.0))  # NumPy would give 2 values for a declared f64[3]
+
+
+def test_roll_takes_any_shift_and_symbolic_sizes(tl):
+    m = tl("fn f(x: f64[N, 3]) -> f64[N, 3] {\n    return roll(x, 7, axis=0) + roll(x, -1, axis=1)\n}\n"
+           "fn g(x: f64[2, 3]) -> f64[2, 3] {\n    return roll(x, 4)\n}\n")
+    x = np.arange(12.0).reshape(4, 3)
+    np.testing.assert_array_equal(m.f(x), np.roll(x, 7, 0) + np.roll(x, -1, 1))
+    y = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(m.g(y), np.roll(y, 4))  # no axis: the flattened array, as NumPy
+
+
+def test_argmax_argmin_without_axis_index_the_flattened_array(tl):
+    m = tl("fn f(x: f64[2, 3]) -> i64 {\n    return argmax(x) * 10 + argmin(x)\n}\n"
+           "fn g(x: f64[2, 3]) -> i64[1, 1] {\n    return argmax(x, keepdims=true)\n}\n")
+    x = np.array([[1.0, 5.0, 5.0], [-2.0, 0.0, 3.0]])
+    assert m.f(x) == 1 * 10 + 3  # the first of the tied maxima
+    np.testing.assert_array_equal(m.g(x), [[1]])
+
+
+def test_integer_scans_and_sorts_stay_integers(tl):
+    m = tl("fn f(k: i32[4]) -> i64[4] {\n    return cumsum(k) + sort(i64(k)) + argsort(k)\n}\n")
+    k = np.array([3, -1, 2, 2], dtype=np.int32)
+    out = m.f(k)
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(out, np.cumsum(k) + np.sort(k) + np.argsort(k, kind="stable"))
+
+
+def test_pad_tile_repeat_match_numpy_with_symbolic_sizes(tl):
+    m = tl("fn f(x: f64[N, 2]) -> f64 {\n"
+           "    return sum(pad(x, 1, value=-1) ** 3) + sum(tile(x, [3]) ** 3) + sum(repeat(x, 2) ** 3)\n}\n"
+           "grad f wrt x\n")
+    x = np.random.default_rng(0).standard_normal((3, 2))
+    want = np.sum(np.pad(x, 1, constant_values=-1) ** 3) + np.sum(np.tile(x, 3) ** 3) + np.sum(np.repeat(x, 2) ** 3)
+    value, dx = m.f_grad(x)
+    assert value == pytest.approx(want)
+    # each element appears once in pad, 3 times in tile, twice in repeat
+    np.testing.assert_allclose(dx, 3 * x ** 2 * (1 + 3 + 2))
+
+
+def test_diff_and_cumsum_are_inverse_in_value_and_gradient(tl):
+    m = tl("fn f(x: f64[N]) -> f64 {\n    d = diff(cumsum(x))\n    return sum(d * d)\n}\ngrad f wrt x\n")
+    x = np.array([1.0, 2.0, -3.0, 0.5])
+    value, dx = m.f_grad(x)
+    assert value == pytest.approx(np.sum(x[1:] ** 2))
+    np.testing.assert_allclose(dx, np.concatenate([[0.0], 2 * x[1:]]))
