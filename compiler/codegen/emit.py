@@ -55,6 +55,10 @@ class ModuleContext:
             {f"_{d.numpy_name}" for d in DType}
         self.names = Names(reserved)
         self.fn_names: dict[str, str] = {}
+        # const node id -> its text as a typed scalar / as a plain Python number: a const's text
+        # depends on nothing else, and a long chain's functions write the same few thousand
+        self.literal_exprs: dict[int, Expr] = {}
+        self.plain_literals: dict[int, Expr] = {}
         for f in module.functions:
             self.fn_names[f.name] = self.names.fresh(f.name)
 
@@ -139,7 +143,11 @@ class FnContext:
 
     def literal_expr(self, node: Node) -> Expr:
         """A const as a typed scalar, e.g. np.float32(0.5) (a Python literal where that is exact)."""
-        return Expr(f"{self.dtype(node.dtype)}({self.scalar_text(node)})", PREC_POSTFIX)
+        e = self.mod.literal_exprs.get(node.id)
+        if e is None:
+            e = self.mod.literal_exprs[node.id] = Expr(f"{self.dtype(node.dtype)}({self.scalar_text(node)})",
+                                                       PREC_POSTFIX)
+        return e
 
     def dim_expr(self, node: Node) -> Expr:
         return Expr(f"{self.dtype(node.dtype)}({self.dim(node.attr('dim'))})", PREC_POSTFIX)
@@ -263,8 +271,15 @@ class Body:
 
     def arg(self, i: Node, user: Node) -> Expr:
         if i.is_literal:
-            return _plain_literal(self.ctx, i) if _literal_ok(i, user) else (
-                self.ctx.literal_expr(i) if i.is_const else self.ctx.dim_expr(i))
+            if not _literal_ok(i, user):
+                return self.ctx.literal_expr(i) if i.is_const else self.ctx.dim_expr(i)
+            if i.is_dim:
+                return _plain_literal(self.ctx, i)
+            plain = self.ctx.mod.plain_literals
+            e = plain.get(i.id)
+            if e is None:
+                e = plain[i.id] = _plain_literal(self.ctx, i)
+            return e
         return self.exprs[i.id]
 
     def value(self, o: Node, copy: bool = True) -> Expr:
