@@ -236,10 +236,13 @@ def size_lines(ctx, fn_name: str, nodes, bound) -> list[str]:
     `requires` (x[2] needs N >= 3). A clear error naming the sizes and the source line, not a
     'negative dimensions' or IndexError from inside NumPy (or a silently empty value)."""
     conditions: dict = {}  # (condition text, what) -> node, in order
+    shapes = set()  # (a shape's sizes are looked at once: their conditions came with its first node)
     for n in nodes:
-        for d in n.shape:
-            if isinstance(d, Dim) and any(c < 0 for _, c in d.terms):
-                conditions.setdefault((ctx.dim(d), f"the size {dim_text(d)} of a value would be negative"), n)
+        if n.shape not in shapes:
+            shapes.add(n.shape)
+            for d in n.shape:
+                if isinstance(d, Dim) and any(c < 0 for _, c in d.terms):
+                    conditions.setdefault((ctx.dim(d), f"the size {dim_text(d)} of a value would be negative"), n)
         requires = n.op.requires
         for d, what in (requires(n) if requires else ()):
             conditions.setdefault((ctx.dim(d), what), n)

@@ -55,12 +55,21 @@ class ModuleContext:
             {f"_{d.numpy_name}" for d in DType}
         self.names = Names(reserved)
         self.fn_names: dict[str, str] = {}
+        self.orders: dict[str, list[Node]] = {}  # fn name -> order(fn)
         # const node id -> its text as a typed scalar / as a plain Python number: a const's text
         # depends on nothing else, and a long chain's functions write the same few thousand
         self.literal_exprs: dict[int, Expr] = {}
         self.plain_literals: dict[int, Expr] = {}
         for f in module.functions:
             self.fn_names[f.name] = self.names.fresh(f.name)
+
+    def order(self, fn: Function) -> list[Node]:
+        """fn's nodes, inputs first (ir.topo_order), walked once: its body, its checks and its
+        `__tapeless__` entry all read them (the walk's own cache keeps only the last few fns)."""
+        order = self.orders.get(fn.name)
+        if order is None:
+            order = self.orders[fn.name] = topo_order(fn.outputs)
+        return order
 
 
 class FnContext:
@@ -212,7 +221,7 @@ class Body:
         d = fn.derivative
         gradients = d is not None and d.n_gradients > 0  # (out= accumulates them: no return expression)
         whole_reverse = gradients and d.part is Part.WHOLE
-        order = topo_order(fn.outputs)
+        order = ctx.mod.order(fn)
         uses = use_counts(order, fn.outputs)
         out_ids = {o.id for o in fn.outputs}
         consumer: dict[int, Node] = {}
@@ -368,7 +377,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
         sym_lines, bound = checks.bind_symbols(ctx, arrays, carriers)
         body += sym_lines
         body += checks.shape_lines(ctx, fn.name, arrays, bound)
-        body += checks.size_lines(ctx, fn.name, topo_order(fn.outputs), bound)
+        body += checks.size_lines(ctx, fn.name, mod.order(fn), bound)
     else:  # only the sizes the code uses are read, each before the body (ctx.dim binds it on first use)
         ctx.unbound = {sym: src for sym, (src, _) in checks.symbol_sources(arrays, carriers).items()}
         bindings_at = len(body)
@@ -389,7 +398,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     if b.return_span is not None and b.return_span.span is not None:
         n = b.return_span
         returns[-1] += f"  # {place(n)}"
-    if any(n.op.quiet for n in topo_order(fn.outputs)):
+    if any(n.op.quiet for n in mod.order(fn)):
         # never a floating-point warning (as PyTorch): a masked branch may compute inf/nan
         # (sqrt of a negative) that `where` then drops; exp overflows to an exact 0 in sigmoid
         body += early
@@ -556,7 +565,7 @@ def _table_entry(mod: ModuleContext, f: Function) -> dict:
             info["n_residuals"] = d.n_residuals
         if d.part is Part.FWD:
             info["n_outputs"] = d.n_primal_outputs
-    nodes = topo_order(f.outputs)
+    nodes = mod.order(f)
     if any(n.op.detaches for n in nodes):
         info["uses_stop_gradient"] = True
     # the lowest floating precision on the way from the arguments to the results: gradcheck's

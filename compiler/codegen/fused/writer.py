@@ -95,6 +95,7 @@ class KernelWriter:
                 if tag is Peephole.ROW_SUM_IN_TOTAL:
                     self.summed.add(m.id)
         self.last_read: dict[int, int] = {}  # outside input id -> the last position reading it (write())
+        self.comments: dict[int, str] = {}  # node id -> its `# file.tl:LINE` (write(): once per node)
         self.local = None  # the loop function's own names (write())
         self.accs: list[str] = []
         self.buffer_names: list[tuple[str, str]] = []  # per scratch buffer: (whole buffer, one block of it)
@@ -173,23 +174,30 @@ class KernelWriter:
         if not self.lendable:
             return None  # (a loop without outputs)
         end = self.last_use.get(n.id, pos)
+        kind = (n.dtype, n.shape)
         readers = self.readers.get(n.id, ())
-        first = [readers[0]] if len(readers) == 1 and readers[0].id in self.outputs else []
+        if len(readers) == 1 and readers[0].id in self.outputs:
+            o = readers[0]
+            if (o.dtype, o.shape) == kind and self.takes(o, pos, end, inplace):
+                return self.out_view(o)
         # the outputs of n's dtype and shape written at or after n's last use, in loop order (one
         # written before it cannot take n): a bisection, not a scan of every output per value
-        kind = (n.dtype, n.shape)
         positions, outputs = self.lendable.get(kind, ((), ()))
-        start = bisect.bisect_left(positions, end)
-        if not first and start == len(outputs):
-            return None  # (most values: no output is written after them)
-        for o in _then(first, outputs, start):
-            if (o.dtype, o.shape) != kind or not self.rows_free(o, pos, inplace):
-                continue
-            written = self.pos_of[o.id]  # o's own value goes there then: n must be dead by then
-            if written > end or (written == end and _ufunc(o)):
-                self.busy[o.id] = end
-                return self.out_view(o)
+        for x in range(bisect.bisect_left(positions, end), len(outputs)):
+            if self.takes(outputs[x], pos, end, inplace):
+                return self.out_view(outputs[x])
         return None
+
+    def takes(self, o: Node, pos: int, end: int, inplace: bool) -> bool:
+        """Whether output o's rows can hold a value made at pos and last read at end (then they
+        are busy until end)."""
+        if not self.rows_free(o, pos, inplace):
+            return False
+        written = self.pos_of[o.id]  # o's own value goes there then: the value must be dead by then
+        if written > end or (written == end and _ufunc(o)):
+            self.busy[o.id] = end
+            return True
+        return False
 
     def value(self, i: Node, n: Node, aligned: bool) -> Expr:
         iid = i.id
@@ -232,7 +240,7 @@ class KernelWriter:
         dying = [i.id for i in n.inputs if i.id in holder and last_use.get(i.id) == pos]
         if len(dying) > 1:
             dying = list(dict.fromkeys(dying))  # (x * x)
-        where = _comment(n)
+        where = self.comments[n.id]
         how = ask(self, n, "emit")
         uf = _ufunc(n)
         if uf:
@@ -359,7 +367,9 @@ class KernelWriter:
     def write(self) -> WrittenLoop:
         ctx, xp, k = self.ctx, self.xp, self.k
         names = ctx.names
-        lines = [f"# a fused loop over blocks of rows ({', '.join(sorted({_where(n) for n in k.nodes}))})"]
+        places = {n.id: _where(n) for n in k.nodes}
+        self.comments = {n.id: f"# {places[n.id]}" if n.span else "" for n in k.nodes}
+        lines = [f"# a fused loop over blocks of rows ({', '.join(sorted(set(places.values())))})"]
         taken = {o.id: i for i, o in self.reusable}
         for o in k.outputs:
             var = names.fresh(ctx.hint(o) or "t")
@@ -475,14 +485,6 @@ class KernelWriter:
         for (itemsize, trailing), count in counts.items():
             total = dim_add(total, dim_mul(count * itemsize, dim_prod(trailing)))
         return total
-
-
-def _then(first: list, rest: list, start: int):
-    """first, then rest[start:], without copying rest (a loop lends a value per member: a copy
-    of the outputs still to come each time grows with the square of the loop)."""
-    yield from first
-    for k in range(start, len(rest)):
-        yield rest[k]
 
 
 def _ufunc(n: Node) -> tuple | None:
