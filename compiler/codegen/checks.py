@@ -16,6 +16,7 @@ checks; nothing is validated.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ..core.ir import Node
@@ -131,6 +132,7 @@ class Arg:
         return f"residual `{self.label}`" if self.residual else self.label
 
 
+@functools.lru_cache(maxsize=1024)  # (every fn's arguments: a module has few distinct types)
 def spec_text(t: TensorType) -> str:
     return str(t.strong())
 

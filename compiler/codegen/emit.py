@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.derivative import Part, Slot
-from ..core.ir import Function, Module, Node, topo_order, use_counts
+from ..core.ir import Function, Module, Node, topo_order
 from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
-from ..core.types import Dim, DType, TensorType, dim_text
+from ..core.types import Dim, DType, dim_text
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from .fused.plan import Kernel, plan, reusable_inputs, schedule
@@ -87,6 +87,8 @@ class FnContext:
         # without checks: size symbol -> where it is read, bound when the code first needs it
         self.unbound: dict[str, str] = {}
         self.binding_lines: list[str] = []
+        # Dim -> its text, once all its symbols are bound (a binding never changes after)
+        self.dim_texts: dict[Dim, str] = {}
 
     def helper(self, name: str) -> str:
         key = "checks" if name in CHECK_HELPER_NAMES else name
@@ -117,11 +119,16 @@ class FnContext:
 
     def dim(self, d) -> str:
         if isinstance(d, Dim):
+            text = self.dim_texts.get(d)
+            if text is not None:
+                return text
             for sym in sorted(d.symbols & self.unbound.keys()):
                 self.binding_lines.append(f"{self.bind_symbol(sym)} = {self.unbound.pop(sym)}")
             missing = d.symbols - set(self.symbols)
             if missing:  # pragma: no cover - autodiff guarantees every symbol has a binding
                 raise AssertionError(f"size symbol(s) {sorted(missing)} have no binding here")
+            text = self.dim_texts[d] = dim_text(d, python=True, names=self.symbols)
+            return text
         return dim_text(d, python=True, names=self.symbols)
 
     def shape(self, shape) -> str:
@@ -222,12 +229,15 @@ class Body:
         gradients = d is not None and d.n_gradients > 0  # (out= accumulates them: no return expression)
         whole_reverse = gradients and d.part is Part.WHOLE
         order = ctx.mod.order(fn)
-        uses = use_counts(order, fn.outputs)
         out_ids = {o.id for o in fn.outputs}
+        uses: dict[int, int] = {}  # (ir.use_counts, in the same walk as the readers)
         consumer: dict[int, Node] = {}
         for n in order:
             for i in n.inputs:
+                uses[i.id] = uses.get(i.id, 0) + 1
                 consumer[i.id] = n
+        for o in fn.outputs:
+            uses[o.id] = uses.get(o.id, 0) + 1
         kernels = plan(order, list(fn.outputs)) if ctx.mod.options.fuse else []
         in_kernel = {n.id for k in kernels for n in k.nodes}
         items = schedule(order, kernels) if kernels else order
@@ -468,8 +478,7 @@ def _indent(lines: list[str]) -> list[str]:
 
 
 def _docstring(mod: ModuleContext, fn: Function, labels: list[str], n_res: int, has_seed: bool, out_var) -> list[str]:
-    def typ(t: TensorType) -> str:
-        return str(t.strong())
+    typ = checks.spec_text  # str(t.strong())
 
     params = list(zip(labels, fn.params))
     plain = params[n_res: len(params) - (1 if has_seed else 0)]

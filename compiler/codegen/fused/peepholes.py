@@ -166,6 +166,7 @@ def reads_after_writing(node) -> bool:
     return node.op.name in _READS_AFTER_WRITING
 
 
-def ask(writer, node, role: str) -> Peephole | None:
-    hit = PEEPHOLES.first(node, Ask(writer, role), question=role)
+def ask(env: Ask, node) -> Peephole | None:
+    """The peephole for node in env's role (a writer keeps one Ask per role), or None."""
+    hit = PEEPHOLES.first(node, env, question=env.role)
     return None if hit is None else hit[1]

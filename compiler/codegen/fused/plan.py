@@ -56,7 +56,8 @@ def _rows(n: Node):
 def _row_aligned_inputs(n: Node) -> list[bool]:
     """For each input: does its axis 0 run along the node's rows?"""
     if n.op.elementwise:
-        return [i.type.rank == n.type.rank for i in n.inputs]
+        rank = n.type.rank
+        return [i.type.rank == rank for i in n.inputs]
     return [i.type.rank >= 1 for i in n.inputs]  # row-wise ops: reductions, softmax
 
 
@@ -120,12 +121,13 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
 
     def join(n: Node, k: int) -> None:
         group[n.id] = k
-        me = ("k", k)
-        into = edges.setdefault(me, set())
+        into = edges.setdefault(("k", k), set())
         for i in n.inputs:
-            it = item(i)
-            if it != me:
-                into.add(it)
+            g = group.get(i.id)
+            if g is None:
+                into.add(("n", i.id))
+            elif g != k:
+                into.add(("k", g))
 
     for n in order:
         if _sink_op(n) and n.inputs[0].id in group and n.inputs[0] not in kernels[group[n.inputs[0].id]].sinks:
@@ -135,13 +137,15 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
             continue
         if _member_op(n):
             aligned = _row_aligned_inputs(n)
-            choice = None
+            choice, from_kernel = None, False
             for i, al in zip(n.inputs, aligned):
                 k = group.get(i.id)
-                if k is not None and al and can_join(n, k, aligned):
-                    choice = k
-                    break
-            if choice is None and not any(i.id in group for i in n.inputs):
+                if k is not None:
+                    from_kernel = True
+                    if al and can_join(n, k, aligned):
+                        choice = k
+                        break
+            if choice is None and not from_kernel:
                 # no input from a kernel: join the latest one over the same rows (one pass, not two)
                 choice = next((k for k in reversed(range(len(kernels))) if can_join(n, k, aligned)), None)
             if choice is None:
@@ -151,7 +155,8 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
             aligned_of[n.id] = aligned
             join(n, choice)
             continue
-        edges[("n", n.id)] = {item(i) for i in n.inputs}
+        if n.inputs:  # (a leaf has no entry: it reaches nothing)
+            edges[("n", n.id)] = {item(i) for i in n.inputs}
     _move_to_users(order, kernels, group, fn_outputs)
     keep = [k for k in kernels if _worth_it(k)]
     users: set[int] = set()

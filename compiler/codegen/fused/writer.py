@@ -33,7 +33,7 @@ from ...core.primitive import Cost, Expr
 from ...core.types import Dim, DType, dim_add, dim_mul, dim_prod
 from ...primitives.common import Combine
 from ..names import place
-from .peepholes import INT_OF, Peephole, ask
+from .peepholes import INT_OF, Ask, Peephole, ask
 from .plan import Kernel
 
 
@@ -84,11 +84,12 @@ class KernelWriter:
         self.taken_input = {o.id: i for i, o in reusable}  # output id -> the input whose memory it takes
         # members another node's call computes (peepholes.py): a product its sum's einsum, a
         # comparison its cast's ufunc, a row sum the total that reads it
+        self.asking = {role: Ask(self, role) for role in ("member", "emit", "sink")}  # (peepholes.ask's env)
         self.tags: dict[int, Peephole] = {}
         self.folded: set[int] = set()
         self.summed: set[int] = set()
         for m in k.members:
-            tag = ask(self, m, "member")
+            tag = ask(self.asking["member"], m)
             if tag is not None:
                 self.tags[m.id] = tag
                 self.folded.add(m.id)
@@ -241,7 +242,7 @@ class KernelWriter:
         if len(dying) > 1:
             dying = list(dict.fromkeys(dying))  # (x * x)
         where = self.comments[n.id]
-        how = ask(self, n, "emit")
+        how = ask(self.asking["emit"], n)
         uf = _ufunc(n)
         if uf:
             self.release(dying)  # a ufunc may write over an input it reads
@@ -319,7 +320,7 @@ class KernelWriter:
         return f"{self.xp}.einsum({(subs[0] + ',' + subs[1] + '->' + out)!r}, {x.text}, {y.text}"
 
     def sink(self, s: Node) -> tuple[str, Node]:
-        how = ask(self, s, "sink")
+        how = ask(self.asking["sink"], s)
         if how is Peephole.TOTAL_OF_ROWS:
             m = s.inputs[0]
             e = Expr(self.total(s, self.value(m.inputs[0], m, self.k.aligned[m.id][0]).text))
