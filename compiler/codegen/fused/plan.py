@@ -90,13 +90,15 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
     kernel: then the kernels and the other statements always have an order."""
     group: dict[int, int] = {}  # member or sink id -> kernel index
     kernels: list[Kernel] = []
-    edges: dict[tuple, set[tuple]] = {}
+    # an item of `edges`: an outside node, by its id, or kernel k, as -1 - k (ints: cheap to hash)
+    edges: dict[int, set[int]] = {}
     aligned_of: dict[int, list[bool]] = {}
 
-    def item(n: Node) -> tuple:
-        return ("k", group[n.id]) if n.id in group else ("n", n.id)
+    def item(n: Node) -> int:
+        k = group.get(n.id)
+        return n.id if k is None else -1 - k
 
-    def reaches(start: tuple, target: tuple) -> bool:
+    def reaches(start: int, target: int) -> bool:
         seen, stack = set(), [start]
         while stack:
             x = stack.pop()
@@ -115,19 +117,19 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
             if g == k:
                 if j in kernels[k].sinks or not al:
                     return False  # a sink is complete only after the loop; rows must line up
-            elif (j.inputs or g is not None) and reaches(item(j), ("k", k)):
+            elif (j.inputs or g is not None) and reaches(item(j), -1 - k):
                 return False  # an outside input computed from this kernel's values (a leaf reaches nothing)
         return True
 
     def join(n: Node, k: int) -> None:
         group[n.id] = k
-        into = edges.setdefault(("k", k), set())
+        into = edges.setdefault(-1 - k, set())
         for i in n.inputs:
             g = group.get(i.id)
             if g is None:
-                into.add(("n", i.id))
+                into.add(i.id)
             elif g != k:
-                into.add(("k", g))
+                into.add(-1 - g)
 
     for n in order:
         if _sink_op(n) and n.inputs[0].id in group and n.inputs[0] not in kernels[group[n.inputs[0].id]].sinks:
@@ -156,7 +158,7 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
             join(n, choice)
             continue
         if n.inputs:  # (a leaf has no entry: it reaches nothing)
-            edges[("n", n.id)] = {item(i) for i in n.inputs}
+            edges[n.id] = {item(i) for i in n.inputs}
     _move_to_users(order, kernels, group, fn_outputs)
     keep = [k for k in kernels if _worth_it(k)]
     users: set[int] = set()
@@ -225,16 +227,18 @@ def _worth_it(k: Kernel) -> bool:
 
 def schedule(order: list[Node], kernels: list[Kernel]) -> list:
     """Statements and kernels in an order that respects every dependency, otherwise as in `order`."""
-    owner = {n.id: k for k in kernels for n in k.nodes}
-    key_of: dict[int, tuple] = {}  # node id -> its item
-    items: dict[object, int] = {}  # item -> priority (first original position)
+    # an item is a node outside the kernels, by its id, or kernel k, as -1 - k (ints: cheap to
+    # hash and compare, and a function of thousands of nodes has an item per node)
+    owner = {n.id: -1 - k.index for k in kernels for n in k.nodes}
+    key_of: dict[int, int] = {}  # node id -> its item
+    items: dict[int, int] = {}  # item -> priority (first original position)
     for p, n in enumerate(order):
-        key = key_of[n.id] = ("k", owner[n.id].index) if n.id in owner else ("n", n.id)
+        key = key_of[n.id] = owner.get(n.id, n.id)
         if key not in items:
             items[key] = p
     node_of = {n.id: n for n in order}
-    preds: dict[object, set] = {key: set() for key in items}
-    succs: dict[object, set] = {key: set() for key in items}
+    preds: dict[int, set] = {key: set() for key in items}
+    succs: dict[int, set] = {key: set() for key in items}
     for n in order:
         me = key_of[n.id]
         for i in n.inputs:
@@ -247,7 +251,7 @@ def schedule(order: list[Node], kernels: list[Kernel]) -> list:
     out = []
     while ready:
         _, key = heapq.heappop(ready)
-        out.append(kernels[key[1]] if key[0] == "k" else node_of[key[1]])
+        out.append(kernels[-1 - key] if key < 0 else node_of[key])
         for s in succs[key]:
             preds[s].discard(key)
             if not preds[s]:
@@ -270,22 +274,26 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
     wanted: set[int] = set()
     for k in kernels:
         members = {m.id for m in k.members}
-        candidates: dict[int, Node] = {}
-        last_read: dict[int, int] = {}
-        bad: set[int] = set()
+        reads = []  # (position, member, input, aligned) for each input a member reads that the kernel does not make
+        for p, m in enumerate(k.members):
+            for i, al in zip(m.inputs, k.aligned[m.id]):
+                if i.id not in members and not i.is_leaf:
+                    reads.append((p, m, i, al))
+        if not reads:
+            continue  # (a loop over arguments only)
         reader_pos: dict[int, int] = {}
         for p, m in enumerate(k.members):
             for i in m.inputs:
                 reader_pos[i.id] = p  # (the last member reading it)
-        for p, m in enumerate(k.members):
+        candidates: dict[int, Node] = {}
+        last_read: dict[int, int] = {}
+        bad: set[int] = set()
+        for p, m, i, al in reads:
             when = max(p, reader_pos.get(m.id, p)) if computed_late(m) else p
-            for i, al in zip(m.inputs, k.aligned[m.id]):
-                if i.id in members or i.is_leaf:
-                    continue
-                candidates[i.id] = i
-                last_read[i.id] = max(last_read.get(i.id, -1), when)
-                if not al or i.type.rank != m.type.rank or i.shape[0] != k.rows:
-                    bad.add(i.id)
+            candidates[i.id] = i
+            last_read[i.id] = max(last_read.get(i.id, -1), when)
+            if not al or i.type.rank != m.type.rank or i.shape[0] != k.rows:
+                bad.add(i.id)
         for s in k.sinks:
             for i in s.inputs:
                 if i.id not in members:
