@@ -16,6 +16,7 @@ checks; nothing is validated.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from ..core.ir import Node
@@ -131,6 +132,7 @@ class Arg:
         return f"residual `{self.label}`" if self.residual else self.label
 
 
+@functools.lru_cache(maxsize=1024)  # (every fn's arguments: a module has few distinct types)
 def spec_text(t: TensorType) -> str:
     return str(t.strong())
 
@@ -236,10 +238,13 @@ def size_lines(ctx, fn_name: str, nodes, bound) -> list[str]:
     `requires` (x[2] needs N >= 3). A clear error naming the sizes and the source line, not a
     'negative dimensions' or IndexError from inside NumPy (or a silently empty value)."""
     conditions: dict = {}  # (condition text, what) -> node, in order
+    shapes = set()  # (a shape's sizes are looked at once: their conditions came with its first node)
     for n in nodes:
-        for d in n.shape:
-            if isinstance(d, Dim) and any(c < 0 for _, c in d.terms):
-                conditions.setdefault((ctx.dim(d), f"the size {dim_text(d)} of a value would be negative"), n)
+        if n.shape not in shapes:
+            shapes.add(n.shape)
+            for d in n.shape:
+                if isinstance(d, Dim) and any(c < 0 for _, c in d.terms):
+                    conditions.setdefault((ctx.dim(d), f"the size {dim_text(d)} of a value would be negative"), n)
         requires = n.op.requires
         for d, what in (requires(n) if requires else ()):
             conditions.setdefault((ctx.dim(d), what), n)

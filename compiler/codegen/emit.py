@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.derivative import Part, Slot
-from ..core.ir import Function, Module, Node, topo_order, use_counts
+from ..core.ir import Function, Module, Node, topo_order
 from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
-from ..core.types import Dim, DType, TensorType, dim_text
+from ..core.types import Dim, DType, dim_text
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from .fused.plan import Kernel, plan, reusable_inputs, schedule
@@ -55,8 +55,21 @@ class ModuleContext:
             {f"_{d.numpy_name}" for d in DType}
         self.names = Names(reserved)
         self.fn_names: dict[str, str] = {}
+        self.orders: dict[str, list[Node]] = {}  # fn name -> order(fn)
+        # const node id -> its text as a typed scalar / as a plain Python number: a const's text
+        # depends on nothing else, and a long chain's functions write the same few thousand
+        self.literal_exprs: dict[int, Expr] = {}
+        self.plain_literals: dict[int, Expr] = {}
         for f in module.functions:
             self.fn_names[f.name] = self.names.fresh(f.name)
+
+    def order(self, fn: Function) -> list[Node]:
+        """fn's nodes, inputs first (ir.topo_order), walked once: its body, its checks and its
+        `__tapeless__` entry all read them (the walk's own cache keeps only the last few fns)."""
+        order = self.orders.get(fn.name)
+        if order is None:
+            order = self.orders[fn.name] = topo_order(fn.outputs)
+        return order
 
 
 class FnContext:
@@ -74,6 +87,8 @@ class FnContext:
         # without checks: size symbol -> where it is read, bound when the code first needs it
         self.unbound: dict[str, str] = {}
         self.binding_lines: list[str] = []
+        # Dim -> its text, once all its symbols are bound (a binding never changes after)
+        self.dim_texts: dict[Dim, str] = {}
 
     def helper(self, name: str) -> str:
         key = "checks" if name in CHECK_HELPER_NAMES else name
@@ -104,11 +119,16 @@ class FnContext:
 
     def dim(self, d) -> str:
         if isinstance(d, Dim):
+            text = self.dim_texts.get(d)
+            if text is not None:
+                return text
             for sym in sorted(d.symbols & self.unbound.keys()):
                 self.binding_lines.append(f"{self.bind_symbol(sym)} = {self.unbound.pop(sym)}")
             missing = d.symbols - set(self.symbols)
             if missing:  # pragma: no cover - autodiff guarantees every symbol has a binding
                 raise AssertionError(f"size symbol(s) {sorted(missing)} have no binding here")
+            text = self.dim_texts[d] = dim_text(d, python=True, names=self.symbols)
+            return text
         return dim_text(d, python=True, names=self.symbols)
 
     def shape(self, shape) -> str:
@@ -139,7 +159,11 @@ class FnContext:
 
     def literal_expr(self, node: Node) -> Expr:
         """A const as a typed scalar, e.g. np.float32(0.5) (a Python literal where that is exact)."""
-        return Expr(f"{self.dtype(node.dtype)}({self.scalar_text(node)})", PREC_POSTFIX)
+        e = self.mod.literal_exprs.get(node.id)
+        if e is None:
+            e = self.mod.literal_exprs[node.id] = Expr(f"{self.dtype(node.dtype)}({self.scalar_text(node)})",
+                                                       PREC_POSTFIX)
+        return e
 
     def dim_expr(self, node: Node) -> Expr:
         return Expr(f"{self.dtype(node.dtype)}({self.dim(node.attr('dim'))})", PREC_POSTFIX)
@@ -204,13 +228,16 @@ class Body:
         d = fn.derivative
         gradients = d is not None and d.n_gradients > 0  # (out= accumulates them: no return expression)
         whole_reverse = gradients and d.part is Part.WHOLE
-        order = topo_order(fn.outputs)
-        uses = use_counts(order, fn.outputs)
+        order = ctx.mod.order(fn)
         out_ids = {o.id for o in fn.outputs}
+        uses: dict[int, int] = {}  # (ir.use_counts, in the same walk as the readers)
         consumer: dict[int, Node] = {}
         for n in order:
             for i in n.inputs:
+                uses[i.id] = uses.get(i.id, 0) + 1
                 consumer[i.id] = n
+        for o in fn.outputs:
+            uses[o.id] = uses.get(o.id, 0) + 1
         kernels = plan(order, list(fn.outputs)) if ctx.mod.options.fuse else []
         in_kernel = {n.id for k in kernels for n in k.nodes}
         items = schedule(order, kernels) if kernels else order
@@ -263,8 +290,15 @@ class Body:
 
     def arg(self, i: Node, user: Node) -> Expr:
         if i.is_literal:
-            return _plain_literal(self.ctx, i) if _literal_ok(i, user) else (
-                self.ctx.literal_expr(i) if i.is_const else self.ctx.dim_expr(i))
+            if not _literal_ok(i, user):
+                return self.ctx.literal_expr(i) if i.is_const else self.ctx.dim_expr(i)
+            if i.is_dim:
+                return _plain_literal(self.ctx, i)
+            plain = self.ctx.mod.plain_literals
+            e = plain.get(i.id)
+            if e is None:
+                e = plain[i.id] = _plain_literal(self.ctx, i)
+            return e
         return self.exprs[i.id]
 
     def value(self, o: Node, copy: bool = True) -> Expr:
@@ -353,7 +387,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
         sym_lines, bound = checks.bind_symbols(ctx, arrays, carriers)
         body += sym_lines
         body += checks.shape_lines(ctx, fn.name, arrays, bound)
-        body += checks.size_lines(ctx, fn.name, topo_order(fn.outputs), bound)
+        body += checks.size_lines(ctx, fn.name, mod.order(fn), bound)
     else:  # only the sizes the code uses are read, each before the body (ctx.dim binds it on first use)
         ctx.unbound = {sym: src for sym, (src, _) in checks.symbol_sources(arrays, carriers).items()}
         bindings_at = len(body)
@@ -374,7 +408,7 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     if b.return_span is not None and b.return_span.span is not None:
         n = b.return_span
         returns[-1] += f"  # {place(n)}"
-    if any(n.op.quiet for n in topo_order(fn.outputs)):
+    if any(n.op.quiet for n in mod.order(fn)):
         # never a floating-point warning (as PyTorch): a masked branch may compute inf/nan
         # (sqrt of a negative) that `where` then drops; exp overflows to an exact 0 in sigmoid
         body += early
@@ -444,8 +478,7 @@ def _indent(lines: list[str]) -> list[str]:
 
 
 def _docstring(mod: ModuleContext, fn: Function, labels: list[str], n_res: int, has_seed: bool, out_var) -> list[str]:
-    def typ(t: TensorType) -> str:
-        return str(t.strong())
+    typ = checks.spec_text  # str(t.strong())
 
     params = list(zip(labels, fn.params))
     plain = params[n_res: len(params) - (1 if has_seed else 0)]
@@ -541,7 +574,7 @@ def _table_entry(mod: ModuleContext, f: Function) -> dict:
             info["n_residuals"] = d.n_residuals
         if d.part is Part.FWD:
             info["n_outputs"] = d.n_primal_outputs
-    nodes = topo_order(f.outputs)
+    nodes = mod.order(f)
     if any(n.op.detaches for n in nodes):
         info["uses_stop_gradient"] = True
     # the lowest floating precision on the way from the arguments to the results: gradcheck's

@@ -100,7 +100,7 @@ class Op(Pattern):
             return False
         if self.args and len(self.args) != len(node.inputs):
             return False
-        if not all(p.match(i, bound) for p, i in zip(self.args, node.inputs)):
+        if self.args and not all(p.match(i, bound) for p, i in zip(self.args, node.inputs)):
             return False
         return self.where is None or bool(self.where(node))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ...core.primitive import ops
+from ...core.primitive import REGISTRY, ops
 from ...core.rewrite import Op, RuleSet, Wild
 from ...core.types import DType, dim_prod
 from ...primitives import catalog  # noqa: F401  (the records the patterns below name)
@@ -60,16 +60,19 @@ def product_in_sum(m):
     return Peephole.PRODUCT_IN_SUM if not any(i.is_literal for i in n.inputs) else None
 
 
+# the ops a fused loop computes as one ufunc call: among them, those giving bools are comparisons
+_UFUNC_OPS = tuple(p for p in REGISTRY.values() if p.ufunc is not None)
+
+
 @PEEPHOLES.rule("a comparison read only by a cast to numbers: the ufunc writes the numbers",
-                 Wild(), question="member")
+                 Op(_UFUNC_OPS, where=lambda n: n.dtype == DType.BOOL), question="member")
 def compare_in_cast(m):
     """greater(x, y, out=block of f32) instead of a bool block and a copy: the same time here
     (34-35 us against 33-34 us), and one scratch block of bools fewer."""
-    w, n = m.env.writer, m.node
-    reader = _only_reader(w, n)
-    if reader is None or n.dtype != DType.BOOL or n.op.ufunc is None:
+    reader = _only_reader(m.env.writer, m.node)
+    if reader is None or reader.op is not ops.cast or reader.dtype == DType.BOOL:
         return None
-    return Peephole.COMPARE_IN_CAST if reader.op is ops.cast and reader.dtype != DType.BOOL else None
+    return Peephole.COMPARE_IN_CAST
 
 
 @PEEPHOLES.rule("a row sum read only by a total of everything: the total sums its input at once",
@@ -95,14 +98,19 @@ def select(m):
     return Peephole.SELECT if m.node.dtype in INT_OF else None
 
 
-@PEEPHOLES.rule("a scalar operand of maximum or minimum as a row, in float32", Wild(), question="emit")
+# the ops whose loop gives their ufunc a row of a scalar operand (Loop.row: relu, maximum, minimum);
+# by pattern, so the writer's question about every other member is not put to this rule at all
+_ROW_OPS = tuple(p for p in REGISTRY.values() if p.loop is not None and p.loop.row)
+
+
+@PEEPHOLES.rule("a scalar operand of maximum or minimum as a row, in float32", Op(_ROW_OPS), question="emit")
 def scalar_row(m):
     """NumPy 2.4 on AVX2: maximum(x, 0) on 128K elements 65-95 us, against a (1, 256) row of
     zeros 32-36 us (add or multiply: no difference; with AVX-512 kernels the row is 10% slower,
     kept: the loss there is small). Only for rows of 64 elements or more: a shorter row
     broadcast over many rows costs more than the scalar."""
     n = m.node
-    if n.op.loop is None or not n.op.loop.row or n.dtype != DType.F32:
+    if n.dtype != DType.F32:
         return None
     width = dim_prod(n.shape[1:])
     return Peephole.SCALAR_ROW if isinstance(width, int) and width >= 64 else None
@@ -164,6 +172,7 @@ def reads_after_writing(node) -> bool:
     return node.op.name in _READS_AFTER_WRITING
 
 
-def ask(writer, node, role: str) -> Peephole | None:
-    hit = PEEPHOLES.first(node, Ask(writer, role), question=role)
+def ask(env: Ask, node) -> Peephole | None:
+    """The peephole for node in env's role (a writer keeps one Ask per role), or None."""
+    hit = PEEPHOLES.first(node, env, question=env.role)
     return None if hit is None else hit[1]

@@ -40,6 +40,9 @@ class Kernel:
     members: list[Node] = field(default_factory=list)
     sinks: list[Node] = field(default_factory=list)
     outputs: list[Node] = field(default_factory=list)  # members used after the loop: full arrays
+    # member id -> _row_aligned_inputs(member), worked out once when planning (the plan, the
+    # memory reuse and the writer each read it for every member); one dict for a plan's kernels
+    aligned: dict[int, list[bool]] = field(default_factory=dict)
 
     @property
     def nodes(self) -> list[Node]:
@@ -53,7 +56,8 @@ def _rows(n: Node):
 def _row_aligned_inputs(n: Node) -> list[bool]:
     """For each input: does its axis 0 run along the node's rows?"""
     if n.op.elementwise:
-        return [i.type.rank == n.type.rank for i in n.inputs]
+        rank = n.type.rank
+        return [i.type.rank == rank for i in n.inputs]
     return [i.type.rank >= 1 for i in n.inputs]  # row-wise ops: reductions, softmax
 
 
@@ -86,12 +90,15 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
     kernel: then the kernels and the other statements always have an order."""
     group: dict[int, int] = {}  # member or sink id -> kernel index
     kernels: list[Kernel] = []
-    edges: dict[tuple, set[tuple]] = {}
+    # an item of `edges`: an outside node, by its id, or kernel k, as -1 - k (ints: cheap to hash)
+    edges: dict[int, set[int]] = {}
+    aligned_of: dict[int, list[bool]] = {}
 
-    def item(n: Node) -> tuple:
-        return ("k", group[n.id]) if n.id in group else ("n", n.id)
+    def item(n: Node) -> int:
+        k = group.get(n.id)
+        return n.id if k is None else -1 - k
 
-    def reaches(start: tuple, target: tuple) -> bool:
+    def reaches(start: int, target: int) -> bool:
         seen, stack = set(), [start]
         while stack:
             x = stack.pop()
@@ -106,16 +113,23 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
         if kernels[k].rows != n.shape[0]:
             return False
         for j, al in zip(n.inputs, aligned):
-            if group.get(j.id) == k:
+            g = group.get(j.id)
+            if g == k:
                 if j in kernels[k].sinks or not al:
                     return False  # a sink is complete only after the loop; rows must line up
-            elif reaches(item(j), ("k", k)):
-                return False  # an outside input computed from this kernel's values
+            elif (j.inputs or g is not None) and reaches(item(j), -1 - k):
+                return False  # an outside input computed from this kernel's values (a leaf reaches nothing)
         return True
 
     def join(n: Node, k: int) -> None:
         group[n.id] = k
-        edges.setdefault(("k", k), set()).update(item(i) for i in n.inputs if item(i) != ("k", k))
+        into = edges.setdefault(-1 - k, set())
+        for i in n.inputs:
+            g = group.get(i.id)
+            if g is None:
+                into.add(i.id)
+            elif g != k:
+                into.add(-1 - g)
 
     for n in order:
         if _sink_op(n) and n.inputs[0].id in group and n.inputs[0] not in kernels[group[n.inputs[0].id]].sinks:
@@ -125,22 +139,26 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
             continue
         if _member_op(n):
             aligned = _row_aligned_inputs(n)
-            choice = None
+            choice, from_kernel = None, False
             for i, al in zip(n.inputs, aligned):
                 k = group.get(i.id)
-                if k is not None and al and can_join(n, k, aligned):
-                    choice = k
-                    break
-            if choice is None and not any(i.id in group for i in n.inputs):
+                if k is not None:
+                    from_kernel = True
+                    if al and can_join(n, k, aligned):
+                        choice = k
+                        break
+            if choice is None and not from_kernel:
                 # no input from a kernel: join the latest one over the same rows (one pass, not two)
                 choice = next((k for k in reversed(range(len(kernels))) if can_join(n, k, aligned)), None)
             if choice is None:
                 choice = len(kernels)
-                kernels.append(Kernel(choice, n.shape[0], []))
+                kernels.append(Kernel(choice, n.shape[0], [], aligned=aligned_of))
             kernels[choice].members.append(n)
+            aligned_of[n.id] = aligned
             join(n, choice)
             continue
-        edges[("n", n.id)] = {item(i) for i in n.inputs}
+        if n.inputs:  # (a leaf has no entry: it reaches nothing)
+            edges[n.id] = {item(i) for i in n.inputs}
     _move_to_users(order, kernels, group, fn_outputs)
     keep = [k for k in kernels if _worth_it(k)]
     users: set[int] = set()
@@ -161,12 +179,15 @@ def _move_to_users(order: list[Node], kernels: list[Kernel], group: dict[int, in
     """A member read only by one later kernel, from inputs that kernel can read too (kernel
     outputs or outside values), is computed there instead: a mask like h > 0 is cheaper to
     recompute than to store and read back."""
+    if len(kernels) < 2:
+        return  # (no other kernel to move to)
     users: dict[int, set[int]] = {}
     for n in order:
         for i in n.inputs:
             users.setdefault(i.id, set()).add(n.id)
     out_ids = {o.id for o in fn_outputs}
     for k in kernels:
+        member_ids = {n.id for n in k.members}  # (kept as members move out)
         for m in list(reversed(k.members)):
             us = users.get(m.id, set())
             if not us or m.id in out_ids or m.op.elementwise is False:
@@ -179,11 +200,12 @@ def _move_to_users(order: list[Node], kernels: list[Kernel], group: dict[int, in
                 continue
             # its member inputs must be values the other kernel can read (used outside k anyway)
             member_inputs = [i for i in m.inputs if group.get(i.id) == k.index]
-            if any(not (users.get(i.id, set()) - {n.id for n in k.members}) for i in member_inputs):
+            if any(not (users.get(i.id, set()) - member_ids) for i in member_inputs):
                 continue
             if any(i in k.sinks for i in member_inputs):
                 continue
             k.members.remove(m)
+            member_ids.discard(m.id)
             dest.members.insert(0, m)
             group[m.id] = dest.index
 
@@ -191,27 +213,36 @@ def _move_to_users(order: list[Node], kernels: list[Kernel], group: dict[int, in
 def _worth_it(k: Kernel) -> bool:
     if len(k.nodes) < 2:
         return False
-    sizes = [dim_prod(n.shape) for n in k.members]
-    if all(isinstance(s, int) for s in sizes) and max(sizes) < MIN_ELEMENTS:
-        return False
+    biggest = 0
+    for n in k.members:
+        size = dim_prod(n.shape)
+        if not isinstance(size, int):
+            break  # a symbolic size (the first member's, most often): no need to look further
+        biggest = max(biggest, size)
+    else:
+        if biggest < MIN_ELEMENTS:
+            return False
     return isinstance(k.rows, Dim) or (isinstance(k.rows, int) and k.rows > 1)
 
 
 def schedule(order: list[Node], kernels: list[Kernel]) -> list:
     """Statements and kernels in an order that respects every dependency, otherwise as in `order`."""
-    pos = {n.id: k for k, n in enumerate(order)}
-    owner = {n.id: k for k in kernels for n in k.nodes}
-    items: dict[object, int] = {}  # item -> priority (first original position)
-    for n in order:
-        key = ("k", owner[n.id].index) if n.id in owner else ("n", n.id)
-        items[key] = min(items.get(key, pos[n.id]), pos[n.id])
+    # an item is a node outside the kernels, by its id, or kernel k, as -1 - k (ints: cheap to
+    # hash and compare, and a function of thousands of nodes has an item per node)
+    owner = {n.id: -1 - k.index for k in kernels for n in k.nodes}
+    key_of: dict[int, int] = {}  # node id -> its item
+    items: dict[int, int] = {}  # item -> priority (first original position)
+    for p, n in enumerate(order):
+        key = key_of[n.id] = owner.get(n.id, n.id)
+        if key not in items:
+            items[key] = p
     node_of = {n.id: n for n in order}
-    preds: dict[object, set] = {key: set() for key in items}
-    succs: dict[object, set] = {key: set() for key in items}
+    preds: dict[int, set] = {key: set() for key in items}
+    succs: dict[int, set] = {key: set() for key in items}
     for n in order:
-        me = ("k", owner[n.id].index) if n.id in owner else ("n", n.id)
+        me = key_of[n.id]
         for i in n.inputs:
-            src = ("k", owner[i.id].index) if i.id in owner else ("n", i.id)
+            src = key_of[i.id]
             if src != me:
                 preds[me].add(src)
                 succs[src].add(me)
@@ -220,7 +251,7 @@ def schedule(order: list[Node], kernels: list[Kernel]) -> list:
     out = []
     while ready:
         _, key = heapq.heappop(ready)
-        out.append(kernels[key[1]] if key[0] == "k" else node_of[key[1]])
+        out.append(kernels[-1 - key] if key < 0 else node_of[key])
         for s in succs[key]:
             preds[s].discard(key)
             if not preds[s]:
@@ -238,49 +269,65 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
     with the output's shape and dtype, and read by no member after the one that writes
     the output (a block is written in place, so a later read would see the new value).
     Fewer fresh arrays: less memory and fewer page faults."""
-    readers: dict[int, set[int]] = {}
-    for idx, item in enumerate(items):
-        nodes = item.nodes if isinstance(item, Kernel) else [item]
-        for n in nodes:
-            for i in n.inputs:
-                readers.setdefault(i.id, set()).add(idx)
     where = {id(item): idx for idx, item in enumerate(items)}
-    result: dict[int, list[tuple[Node, Node]]] = {}
+    found = []  # per kernel: (kernel, candidates, last_read, bad)
+    wanted: set[int] = set()
     for k in kernels:
-        me = where[id(k)]
         members = {m.id for m in k.members}
-        position = {m.id: p for p, m in enumerate(k.members)}
-        candidates: dict[int, Node] = {}
-        last_read: dict[int, int] = {}
-        bad: set[int] = set()
+        reads = []  # (position, member, input, aligned) for each input a member reads that the kernel does not make
+        for p, m in enumerate(k.members):
+            for i, al in zip(m.inputs, k.aligned[m.id]):
+                if i.id not in members and not i.is_leaf:
+                    reads.append((p, m, i, al))
+        if not reads:
+            continue  # (a loop over arguments only)
         reader_pos: dict[int, int] = {}
         for p, m in enumerate(k.members):
             for i in m.inputs:
-                reader_pos[i.id] = max(reader_pos.get(i.id, -1), p)
-        for p, m in enumerate(k.members):
+                reader_pos[i.id] = p  # (the last member reading it)
+        candidates: dict[int, Node] = {}
+        last_read: dict[int, int] = {}
+        bad: set[int] = set()
+        for p, m, i, al in reads:
             when = max(p, reader_pos.get(m.id, p)) if computed_late(m) else p
-            for i, al in zip(m.inputs, _row_aligned_inputs(m)):
-                if i.id in members or i.is_leaf:
-                    continue
-                candidates[i.id] = i
-                last_read[i.id] = max(last_read.get(i.id, -1), when)
-                if not al or i.type.rank != m.type.rank or i.shape[0] != k.rows:
-                    bad.add(i.id)
+            candidates[i.id] = i
+            last_read[i.id] = max(last_read.get(i.id, -1), when)
+            if not al or i.type.rank != m.type.rank or i.shape[0] != k.rows:
+                bad.add(i.id)
         for s in k.sinks:
             for i in s.inputs:
                 if i.id not in members:
                     bad.add(i.id)
+        found.append((k, candidates, last_read, bad))
+        wanted |= candidates.keys()
+    if not wanted:
+        return {}
+    readers: dict[int, set[int]] = {}  # candidate id -> the items reading it
+    for idx, item in enumerate(items):
+        nodes = item.nodes if isinstance(item, Kernel) else (item,)
+        for n in nodes:
+            for i in n.inputs:
+                if i.id in wanted:
+                    readers.setdefault(i.id, set()).add(idx)
+    result: dict[int, list[tuple[Node, Node]]] = {}
+    for k, candidates, last_read, bad in found:
+        me = {where[id(k)]}
+        # those any output could take (the conditions that do not depend on the output)
+        free = [(iid, i) for iid, i in candidates.items()
+                if iid not in bad and iid not in keep and not i.op.is_view(i) and readers.get(iid) == me]
+        if not free:
+            continue
+        position = {m.id: p for p, m in enumerate(k.members)}
         taken: set[int] = set()
         pairs = []
         for o in k.outputs:
-            for iid, i in candidates.items():
+            for iid, i in free:
                 # a ufunc (or an expression assigned whole) may read what it overwrites; a select
                 # (several calls, writer.KernelWriter.select) only its first value, read first
                 limit = position[o.id]
                 if reads_after_writing(o) and (i is not o.inputs[1] or any(x is i for x in (o.inputs[0], o.inputs[2]))):
                     limit -= 1
-                if (iid in taken or iid in bad or iid in keep or i.op.is_view(i) or readers.get(iid, set()) != {me}
-                        or i.shape != o.shape or i.dtype != o.dtype or last_read[iid] > limit):
+                if iid in taken or i.shape != o.shape or i.dtype != o.dtype or last_read[iid] > limit:
                     continue
                 taken.add(iid)
                 pairs.append((i, o))

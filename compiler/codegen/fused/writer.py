@@ -30,11 +30,11 @@ from typing import Callable, Mapping
 
 from ...core.ir import Node
 from ...core.primitive import Cost, Expr
-from ...core.types import DType, dim_add, dim_mul, dim_prod
+from ...core.types import Dim, DType, dim_add, dim_mul, dim_prod
 from ...primitives.common import Combine
 from ..names import place
-from .peepholes import INT_OF, Peephole, ask
-from .plan import Kernel, _row_aligned_inputs
+from .peepholes import INT_OF, Ask, Peephole, ask
+from .plan import Kernel
 
 
 @dataclass
@@ -84,17 +84,19 @@ class KernelWriter:
         self.taken_input = {o.id: i for i, o in reusable}  # output id -> the input whose memory it takes
         # members another node's call computes (peepholes.py): a product its sum's einsum, a
         # comparison its cast's ufunc, a row sum the total that reads it
+        self.asking = {role: Ask(self, role) for role in ("member", "emit", "sink")}  # (peepholes.ask's env)
         self.tags: dict[int, Peephole] = {}
         self.folded: set[int] = set()
         self.summed: set[int] = set()
         for m in k.members:
-            tag = ask(self, m, "member")
+            tag = ask(self.asking["member"], m)
             if tag is not None:
                 self.tags[m.id] = tag
                 self.folded.add(m.id)
                 if tag is Peephole.ROW_SUM_IN_TOTAL:
                     self.summed.add(m.id)
         self.last_read: dict[int, int] = {}  # outside input id -> the last position reading it (write())
+        self.comments: dict[int, str] = {}  # node id -> its `# file.tl:LINE` (write(): once per node)
         self.local = None  # the loop function's own names (write())
         self.accs: list[str] = []
         self.buffer_names: list[tuple[str, str]] = []  # per scratch buffer: (whole buffer, one block of it)
@@ -109,8 +111,9 @@ class KernelWriter:
     # ---- buffers ---------------------------------------------------------------------------------
     def scratch_for(self, dtype, trailing) -> str:
         key = (dtype, tuple(trailing))
-        if self.free.get(key):
-            sid = self.free[key].pop()
+        free = self.free.get(key)
+        if free:
+            sid = free.pop()
         else:
             sid = len(self.scratch)
             self.scratch.append(key)
@@ -169,30 +172,44 @@ class KernelWriter:
         buffers; W3's: 5 -> 4), so blocks are bigger and the working set smaller. The output
         that is n's only reader comes first: a chain of ufuncs ending in an output then runs
         in the output's rows."""
+        if not self.lendable:
+            return None  # (a loop without outputs)
         end = self.last_use.get(n.id, pos)
-        readers = self.readers.get(n.id, [])
-        first = [readers[0]] if len(readers) == 1 and readers[0].id in self.outputs else []
+        kind = (n.dtype, n.shape)
+        readers = self.readers.get(n.id, ())
+        if len(readers) == 1 and readers[0].id in self.outputs:
+            o = readers[0]
+            if (o.dtype, o.shape) == kind and self.takes(o, pos, end, inplace):
+                return self.out_view(o)
         # the outputs of n's dtype and shape written at or after n's last use, in loop order (one
         # written before it cannot take n): a bisection, not a scan of every output per value
-        positions, outputs = self.lendable.get((n.dtype, n.shape), ((), ()))
-        for o in first + list(outputs[bisect.bisect_left(positions, end):]):
-            if (o.dtype, o.shape) != (n.dtype, n.shape) or not self.rows_free(o, pos, inplace):
-                continue
-            written = self.pos_of[o.id]  # o's own value goes there then: n must be dead by then
-            if written > end or (written == end and _ufunc(o)):
-                self.busy[o.id] = end
-                return self.out_view(o)
+        positions, outputs = self.lendable.get(kind, ((), ()))
+        for x in range(bisect.bisect_left(positions, end), len(outputs)):
+            if self.takes(outputs[x], pos, end, inplace):
+                return self.out_view(outputs[x])
         return None
 
+    def takes(self, o: Node, pos: int, end: int, inplace: bool) -> bool:
+        """Whether output o's rows can hold a value made at pos and last read at end (then they
+        are busy until end)."""
+        if not self.rows_free(o, pos, inplace):
+            return False
+        written = self.pos_of[o.id]  # o's own value goes there then: the value must be dead by then
+        if written > end or (written == end and _ufunc(o)):
+            self.busy[o.id] = end
+            return True
+        return False
+
     def value(self, i: Node, n: Node, aligned: bool) -> Expr:
-        if i.id in self.members:
-            return Expr(self.block[i.id])
-        if aligned and i.type.rank >= 1 and i.shape[0] == self.k.rows:
-            if i.id not in self.sliced:
-                base = (self.ctx.vars.get(i.id) or "x").lstrip("_")
-                self.sliced[i.id] = self.local.fresh(base + "_b")
-                self.sliced_nodes[i.id] = i
-            return Expr(self.sliced[i.id])
+        iid = i.id
+        if iid in self.members:
+            return Expr(self.block[iid])
+        if aligned and i.type.shape and i.type.shape[0] == self.k.rows:
+            if iid not in self.sliced:
+                base = (self.ctx.vars.get(iid) or "x").lstrip("_")
+                self.sliced[iid] = self.local.fresh(base + "_b")
+                self.sliced_nodes[iid] = i
+            return Expr(self.sliced[iid])
         return self.arg(i, n)
 
     # ---- nodes ---------------------------------------------------------------------------------------
@@ -211,7 +228,7 @@ class KernelWriter:
             return
         if computes is Peephole.COMPARE_IN_CAST:
             c = n.inputs[0]
-            args = [self.value(i, c, al) for i, al in zip(c.inputs, _row_aligned_inputs(c))]
+            args = [self.value(i, c, al) for i, al in zip(c.inputs, self.k.aligned[c.id])]
             self.release(list(dict.fromkeys(i.id for i in c.inputs if i.id in self.holder
                                             and last_use.get(i.id) == pos)))
             out = self.target(n, pos)
@@ -219,14 +236,18 @@ class KernelWriter:
                               f"  {_comment(n)}")
             self.block[n.id] = out
             return
-        args = [self.value(i, n, al) for i, al in zip(n.inputs, _row_aligned_inputs(n))]
-        dying = list(dict.fromkeys(i.id for i in n.inputs if i.id in self.holder and last_use.get(i.id) == pos))
-        where = _comment(n)
-        how = ask(self, n, "emit")
-        if _ufunc(n):
+        args = [self.value(i, n, al) for i, al in zip(n.inputs, self.k.aligned[n.id])]
+        holder = self.holder
+        dying = [i.id for i in n.inputs if i.id in holder and last_use.get(i.id) == pos]
+        if len(dying) > 1:
+            dying = list(dict.fromkeys(dying))  # (x * x)
+        where = self.comments[n.id]
+        how = ask(self.asking["emit"], n)
+        uf = _ufunc(n)
+        if uf:
             self.release(dying)  # a ufunc may write over an input it reads
             out = self.target(n, pos)
-            ufunc, extra = _ufunc(n)
+            ufunc, extra = uf
             texts = [a.text for a in args] + list(extra)
             if how is Peephole.SCALAR_ROW:
                 texts = self.scalar_rows(n, texts, list(n.inputs) + [None] * len(extra))
@@ -291,7 +312,7 @@ class KernelWriter:
     def product_sum(self, r: Node) -> str:
         """sum(x * y) over some axes as one einsum: no temporary for the product, one pass."""
         m = r.inputs[0]
-        x, y = (self.value(i, m, al) for i, al in zip(m.inputs, _row_aligned_inputs(m)))
+        x, y = (self.value(i, m, al) for i, al in zip(m.inputs, self.k.aligned[m.id]))
         rank = m.type.rank
         letters = "abcdefghijklmnop"[:rank]
         subs = [letters[rank - i.type.rank:] for i in m.inputs]
@@ -299,10 +320,10 @@ class KernelWriter:
         return f"{self.xp}.einsum({(subs[0] + ',' + subs[1] + '->' + out)!r}, {x.text}, {y.text}"
 
     def sink(self, s: Node) -> tuple[str, Node]:
-        how = ask(self, s, "sink")
+        how = ask(self.asking["sink"], s)
         if how is Peephole.TOTAL_OF_ROWS:
             m = s.inputs[0]
-            e = Expr(self.total(s, self.value(m.inputs[0], m, _row_aligned_inputs(m)[0]).text))
+            e = Expr(self.total(s, self.value(m.inputs[0], m, self.k.aligned[m.id][0]).text))
         elif how is Peephole.PRODUCT_TOTAL:
             e = Expr(self.product_sum(s) + ")")
         elif how is Peephole.COLUMN_SUM:
@@ -347,7 +368,9 @@ class KernelWriter:
     def write(self) -> WrittenLoop:
         ctx, xp, k = self.ctx, self.xp, self.k
         names = ctx.names
-        lines = [f"# a fused loop over blocks of rows ({', '.join(sorted({_where(n) for n in k.nodes}))})"]
+        places = {n.id: _where(n) for n in k.nodes}
+        self.comments = {n.id: f"# {places[n.id]}" if n.span else "" for n in k.nodes}
+        lines = [f"# a fused loop over blocks of rows ({', '.join(sorted(set(places.values())))})"]
         taken = {o.id: i for i, o in self.reusable}
         for o in k.outputs:
             var = names.fresh(ctx.hint(o) or "t")
@@ -367,7 +390,11 @@ class KernelWriter:
         sinks_of: dict[int, list[Node]] = {}
         for s in k.sinks:
             sinks_of.setdefault(s.inputs[0].id, []).append(s)
-        order = [x for m in k.members for x in [m] + sinks_of.get(m.id, [])]
+        order = []
+        for m in k.members:
+            order.append(m)
+            if m.id in sinks_of:
+                order += sinks_of[m.id]
         last_use: dict[int, int] = self.last_use
         self.pos_of = {n.id: pos for pos, n in enumerate(order)}
         groups: dict[tuple, tuple[list, list]] = {}
@@ -376,16 +403,19 @@ class KernelWriter:
             positions.append(self.pos_of[o.id])
             outputs.append(o)
         self.lendable = groups
+        members, folded, last_read = self.members, self.folded, self.last_read
         for pos, n in enumerate(order):
-            reads = n.inputs[0].inputs if n.inputs and n.inputs[0].id in self.folded else n.inputs
-            for i in list(n.inputs) + list(reads):
-                if i.id in self.members:
+            reads = n.inputs
+            if reads and reads[0].id in folded:
+                reads = reads + reads[0].inputs  # (its folded input's inputs are read here too)
+            for i in reads:
+                if i.id in members:
                     last_use[i.id] = pos
                 else:
-                    self.last_read[i.id] = pos  # positions in `order`, as target() is given
+                    last_read[i.id] = pos  # positions in `order`, as target() is given
         accs = []
         for pos, n in enumerate(order):
-            if n.id in self.members:
+            if n.id in members:
                 self.member(pos, n, last_use)
                 if n.id in self.accumulate:
                     self.add_into_caller(n)
@@ -393,7 +423,8 @@ class KernelWriter:
                 accs.append(self.sink(n))
                 reads = n.inputs[0].inputs if n.inputs[0].id in self.folded else n.inputs
                 self.release(list(dict.fromkeys(i.id for i in reads if last_use.get(i.id) == pos)))
-        accs.sort(key=lambda a: k.sinks.index(a[1]))
+        sink_index = {s.id: x for x, s in enumerate(k.sinks)}
+        accs.sort(key=lambda a: sink_index[a[1].id])
         # the block values keep their names out of the rest of the function (no `t_4` meaning two
         # things to a reader); loop machinery (lo, i, s0, b0, acc, ...) repeats from loop to loop
         machinery = {self.lo, self.hi, self.rows, self.i, self.j, *self.accs}
@@ -423,7 +454,8 @@ class KernelWriter:
         inner.append("return (" + "".join(f"{a}, " for a, _ in accs) + ")")
         lines.append(f"def {fname}({lo}, {hi}, {self.rows}):")
         lines += ["    " + line for line in inner]
-        widest = max((dim_prod(m.shape[1:]) for m in k.members), key=_dim_weight)
+        # (each distinct row shape once, in member order: max keeps the first of equal weight)
+        widest = max((dim_prod(t) for t in dict.fromkeys(m.shape[1:] for m in k.members)), key=_dim_weight)
         w = ctx.dim(self.row_bytes())  # what one row touches: _blocks makes blocks of _BLOCK_BYTES
         combine = "(" + "".join(f"{s.op.loop.combine.value!r}, " for s in k.sinks) + ")"
         size = ctx.dim(dim_prod((k.rows, widest)))
@@ -447,8 +479,12 @@ class KernelWriter:
         parts = [(dt, trailing) for dt, trailing in self.scratch]
         parts += [(n.dtype, n.shape[1:]) for n in list(self.sliced_nodes.values()) + list(self.k.outputs)]
         parts += [(o.dtype, o.shape[1:]) for _, o in self.acc_blocks.values()]  # with out=: the caller's rows too
+        counts: dict[tuple, int] = {}  # (a loop may write a thousand rows of one shape: each shape summed once)
         for dt, trailing in parts:
-            total = dim_add(total, dim_mul(dt.itemsize, dim_prod(trailing)))
+            key = (dt.itemsize, tuple(trailing))
+            counts[key] = counts.get(key, 0) + 1
+        for (itemsize, trailing), count in counts.items():
+            total = dim_add(total, dim_mul(count * itemsize, dim_prod(trailing)))
         return total
 
 
@@ -470,6 +506,4 @@ def _comment(n: Node) -> str:
 
 
 def _dim_weight(d) -> tuple:
-    from ...core.types import Dim
-
     return (1, 0) if isinstance(d, Dim) else (0, d)
