@@ -10,7 +10,6 @@ the origin, the jumps of rounding and mod), the SymPy meaning says so through `f
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -18,7 +17,7 @@ import numpy as np
 from ..core.primitive import Cost, Special, register
 from . import algebra as B
 from .common import sympy_function, xp_call
-from .rule_shapes import arith_infer, binary, binary_examples, common_coerce, fit, unary
+from .rule_shapes import binary, common_coerce, from_partials, unary
 
 
 def _sympy():
@@ -159,33 +158,8 @@ for _name, _np, _scalar, _doc in (
 
 
 # ---- binary ---------------------------------------------------------------------------------------------
-def _ub(ct, x):
-    return B.unbroadcast(ct, x.type)
-
-
 def _at_origin(a, b):
     return B.apply("logical_and", B.apply("eq", a, _c(0, a)), B.apply("eq", b, _c(0, b)))
-
-
-def _partials_binary(partials):
-    """VJP and JVP of a binary op from its partial derivatives (node -> (d/da, d/db), either None
-    for 0)."""
-
-    def vjp(ctx, node, ct, needs):
-        out = []
-        for i, d in enumerate(partials(node)):
-            if not needs[i] or d is None:
-                out.append(None)
-                continue
-            out.append(_ub(B.ct_map(ct, lambda g, d=d: B.mul(g, d)), node.inputs[i]))
-        return out
-
-    def jvp(ctx, node, ts):
-        parts = [B.ct_map(t, lambda g, d=d: B.mul(g, d)) for t, d in zip(ts, partials(node))
-                 if t is not None and d is not None]
-        return fit(functools.reduce(B.add_ct, parts), node) if parts else None
-
-    return vjp, jvp
 
 
 def _hypot_partials(node):
@@ -211,7 +185,7 @@ def _hypot_number(a, b):
     return mpmath.hypot(a, b) if mpmath.isfinite(a) and mpmath.isfinite(b) else abs(a) + abs(b)
 
 
-_hypot_vjp, _hypot_jvp = _partials_binary(_hypot_partials)
+_hypot_vjp, _hypot_jvp = from_partials(_hypot_partials)
 register(binary("hypot", xp_call("hypot"), _hypot_vjp, _hypot_jvp, _hypot_meaning, np.hypot,
                 coerce=lambda args, attrs: B.common_dtype([B.to_float(a) for a in args]),
                 doc="sqrt(a^2 + b^2) without overflow; derivative (a, b) / hypot(a, b), 0 at the origin "
@@ -246,7 +220,7 @@ def _atan2_number(y, x):
     return mpmath.atan2(y, x)
 
 
-_atan2_vjp, _atan2_jvp = _partials_binary(_atan2_partials)
+_atan2_vjp, _atan2_jvp = from_partials(_atan2_partials)
 register(binary("arctan2", xp_call("arctan2"), _atan2_vjp, _atan2_jvp, _atan2_meaning, np.arctan2,
                 coerce=lambda args, attrs: B.common_dtype([B.to_float(a) for a in args]),
                 doc="the angle of the point (x, y): arctan2(y, x); derivatives (x, -y) / (x^2 + y^2), "
@@ -283,7 +257,7 @@ def _mod_like(name, np_fn, quotient, scalar, doc):
 
         return sympy_function(name, number, fdiff)(a, b)
 
-    vjp, jvp = _partials_binary(partials)
+    vjp, jvp = from_partials(partials)
     return binary(name, xp_call(name), vjp, jvp, meaning, np_fn, coerce=common_coerce, symbol=name,
                   doc=doc, domains={1: "positive"}, quiet=True, scalar=scalar)
 
@@ -295,4 +269,3 @@ register(_mod_like("mod", np.mod, "floor",
 register(_mod_like("fmod", np.fmod, "trunc", "fmod({0}, {1})",
                    "the remainder with the sign of a (C); derivatives 1 and -trunc(a / b)"))
 
-__all__ = ["arith_infer", "binary_examples"]

@@ -2,7 +2,8 @@
 
     unary(name, emit, deriv, ...)      d/dx f(x) = deriv(x, y): vjp ct * f', jvp t * f', both kept
                                        under any mask (algebra.ct_map); or `masked_deriv` for relu
-    binary(name, emit, vjp, jvp, ...)  a broadcasting elementwise op with its own rules (div, pow)
+    binary(name, emit, vjp, jvp, ...)  a broadcasting elementwise op with its own rules (div, pow),
+                                       or rules from_partials(node -> (d/da, d/db)) (hypot, xlogy)
     linear(name, ..., transpose)       vjp is the transpose; jvp is the op applied to the tangent
                                        (the other operands unchanged), unless `tangent` is given
     bilinear(name, ..., product, vjp)  jvp is the sum over operands of the op with that operand
@@ -113,6 +114,28 @@ def binary(name, emit, vjp, jvp, sympy_fn, fold, coerce=common_coerce, symbol=No
         coerce=coerce, fold=fold, rule_shape=rule_shape, elementwise=True, doc=doc,
         examples=examples or binary_examples(domains), **facets,
     )
+
+
+def from_partials(partials):
+    """(vjp, jvp) of a broadcasting binary op from its partial derivatives: partials(node) ->
+    (d/da, d/db), None for 0. Each cotangent is ct * d (kept under any mask) summed back to its
+    operand's shape; the tangent is the sum of t * d."""
+
+    def vjp(ctx, node, ct, needs):
+        out = []
+        for i, d in enumerate(partials(node)):
+            if not needs[i] or d is None:
+                out.append(None)
+                continue
+            out.append(B.unbroadcast(B.ct_map(ct, lambda g, d=d: B.mul(g, d)), node.inputs[i].type))
+        return out
+
+    def jvp(ctx, node, ts):
+        parts = [B.ct_map(t, lambda g, d=d: B.mul(g, d)) for t, d in zip(ts, partials(node))
+                 if t is not None and d is not None]
+        return fit(functools.reduce(B.add_ct, parts), node) if parts else None
+
+    return vjp, jvp
 
 
 # ---- linear and bilinear -------------------------------------------------------------------------

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 
-from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, register
+from ..core.diagnostics import UserError
+from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from . import algebra as B
-from .common import sympy_function
-from .rule_shapes import binary, fit, unary
+from .common import need_float, sym_map, sympy_function
+from .rule_shapes import binary, from_partials, unary
 
 
 def _sympy():
@@ -119,32 +120,32 @@ _unary("digamma", lambda x, y: _f("polygamma", x, n=1), lambda x: _sympy().polyg
 
 
 def _polygamma_infer(types, attrs):
-    from ..core.diagnostics import UserError
-    from .common import need_float
-
     need_float(types[0], "`polygamma`")
     if attrs["n"] < 0:
         raise UserError(f"`polygamma` needs an order n >= 0, got {attrs['n']}", arg="n")
     return types[0]
 
 
-def _polygamma_prim():
-    prim = unary("polygamma", special_call("polygamma", "n"), lambda x, y: _f("polygamma", x, n=y.attr("n") + 1),
-                 lambda x: x, None, domain="positive", doc="the n-th derivative of digamma; derivative "
-                 "polygamma(n + 1, x)", scalar="polygamma({n}, {0})", **COSTLY)
-    import dataclasses
-
-    def meaning(ctx, args, node):
-        from .common import sym_map
-
-        return sym_map(lambda v: _sympy().polygamma(node.attr("n"), v))(ctx, args, node)
-
-    return dataclasses.replace(prim, infer=_polygamma_infer, sympy=meaning,
-                               fold=None, examples=((("f64[2, 3]",), {"n": 1}, {0: "positive"}),
-                                                    (("f64[3]",), {"n": 2}, {0: "positive"})))
+def _polygamma_vjp(ctx, node, ct, needs):
+    d = _f("polygamma", node.inputs[0], n=node.attr("n") + 1)
+    return [B.ct_map(ct, lambda g: B.mul(g, d))]
 
 
-register(_polygamma_prim())
+def _polygamma_jvp(ctx, node, ts):
+    d = _f("polygamma", node.inputs[0], n=node.attr("n") + 1)
+    return None if ts[0] is None else B.ct_map(ts[0], lambda g: B.mul(g, d))
+
+
+def _polygamma_meaning(ctx, args, node):
+    return sym_map(lambda v: _sympy().polygamma(node.attr("n"), v))(ctx, args, node)
+
+
+register(Primitive(
+    "polygamma", "elementwise", _polygamma_infer, special_call("polygamma", "n"), _polygamma_vjp, _polygamma_jvp,
+    _polygamma_meaning, coerce=lambda args, attrs: [B.to_float(args[0])], elementwise=True, scalar="polygamma({n}, {0})",
+    doc="the n-th derivative of digamma; derivative polygamma(n + 1, x)",
+    examples=((("f64[2, 3]",), {"n": 1}, {0: "positive"}), (("f64[3]",), {"n": 2}, {0: "positive"})), **COSTLY,
+))
 
 # ---- logit ---------------------------------------------------------------------------------------------
 _unary("logit", lambda x, y: B.div(_c(1, x), B.mul(x, B.sub(_c(1, x), x))),
@@ -184,18 +185,6 @@ def _xlog(name, log_name, shift):
         dy = B.div(x, arg)
         return dx, dy
 
-    def vjp(ctx, node, ct, needs):
-        out = []
-        for i, d in enumerate(partials(node)):
-            out.append(B.unbroadcast(B.ct_map(ct, lambda g, d=d: B.mul(g, d)), node.inputs[i].type)
-                       if needs[i] else None)
-        return out
-
-    def jvp(ctx, node, ts):
-        parts = [B.ct_map(t, lambda g, d=d: B.mul(g, d)) for t, d in zip(ts, partials(node)) if t is not None]
-        out = parts[0] if len(parts) == 1 else B.add(parts[0], parts[1])
-        return fit(out, node)
-
     def number(x, y):
         import mpmath
 
@@ -213,6 +202,7 @@ def _xlog(name, log_name, shift):
 
         return sympy_function(name, number, fdiff)(x, y)
 
+    vjp, jvp = from_partials(partials)
     return binary(name, special_call(name), vjp, jvp, meaning, _fold(name),
                   coerce=lambda args, attrs: B.common_dtype([B.to_float(a) for a in args]),
                   doc=f"x * log({'1 + ' if shift else ''}y), 0 where x == 0; derivatives "
