@@ -163,6 +163,8 @@ CASES = [
          "a.float().double() * 2"),
     # ---- scans and order (compiler/primitives/scans.py and expansions)
     Case("cumsum", {"a": "f64[3, 4]"}, "cumsum(a, axis=1)", "np.cumsum(a, axis=1)", "torch.cumsum(a, dim=1)"),
+    Case("cumprod", {"a": "f64[3, 4]"}, "cumprod(a, axis=1)", "np.cumprod(a, axis=1)", "torch.cumprod(a, dim=1)",
+         extremes=({"a": np.array([[1.0, 0.0, 2.0, 3.0], [0.0, 0.0, 1.5, 2.0], [2.0, 3.0, -1.0, 0.0]])},)),
     Case("diff", {"a": "f64[3, 5]"}, "diff(a, n=2, axis=1)", "np.diff(a, n=2, axis=1)", "torch.diff(a, n=2, dim=1)"),
     Case("flip", {"a": "f64[3, 4]"}, "flip(a, axis=0) * a", "np.flip(a, 0) * a", "torch.flip(a, dims=[0]) * a"),
     Case("roll", {"a": "f64[3, 4]"}, "roll(a, -5, axis=1) * a", "np.roll(a, -5, 1) * a",

@@ -18,7 +18,7 @@ exp log log1p expm1 sqrt abs sign sin cos tan tanh maximum minimum where clip lo
 logical_and logical_or logical_not add
 arcsin arccos arctan arctan2 sinh cosh arcsinh arccosh arctanh hypot log2 log10 exp2 cbrt square reciprocal
 floor ceil trunc round mod fmod
-cumsum roll argsort argmax argmin tril triu
+cumsum cumprod roll argsort argmax argmin tril triu
 sum prod max min einsum diagonal broadcast_to squeeze expand_dims concatenate take take_along_axis
 zeros ones full eye arange
 """.split())

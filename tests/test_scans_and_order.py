@@ -73,3 +73,21 @@ def test_diff_and_cumsum_are_inverse_in_value_and_gradient(tl):
     value, dx = m.f_grad(x)
     assert value == pytest.approx(np.sum(x[1:] ** 2))
     np.testing.assert_allclose(dx, np.concatenate([[0.0], 2 * x[1:]]))
+
+
+def test_cumprod_derivatives_are_exact_with_zeros(tl):
+    m = tl("fn f(x: f64[N, 4], w: f64[N, 4]) -> f64 {\n    return sum(cumprod(x, axis=1) * w)\n}\n"
+           "grad f wrt x\njvp f wrt x\n")
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((3, 4))
+    x = np.array([[1.5, 0.0, 2.0, -1.0], [0.0, 2.0, 0.0, 3.0], [2.0, -0.5, 1.5, 0.0]])
+
+    def grad(i, r):  # d/dx[r, i] of sum_k w[r, k] prod_{j <= k} x[r, j], each product written out
+        return sum(w[r, k] * np.prod([x[r, j] for j in range(k + 1) if j != i]) for k in range(i, 4))
+
+    want = np.array([[grad(i, r) for i in range(4)] for r in range(3)])
+    _, dx = m.f_grad(x, w)
+    np.testing.assert_allclose(dx, want, rtol=1e-14, atol=1e-14)
+    t = rng.standard_normal((3, 4))
+    _, tangent = m.f_jvp(x, w, t)
+    assert tangent == pytest.approx(np.sum(want * t), rel=1e-13)

@@ -188,6 +188,11 @@ def _cumsum(x, axis=None):
     return B.apply("cumsum", x, axis=_whole(x, axis, "cumsum"))
 
 
+@builtin("cumprod", P("x", TENSOR), P("axis", AXIS, None))
+def _cumprod(x, axis=None):
+    return B.apply("cumprod", x, axis=_whole(x, axis, "cumprod"))
+
+
 @builtin("diff", P("x", TENSOR), P("n", INT, 1), P("axis", AXIS, -1))
 def _diff(x, n=1, axis=-1):
     axis = _one_axis(x, axis, "diff")

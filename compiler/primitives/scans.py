@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.diagnostics import UserError
-from ..core.primitive import PREC_POSTFIX, Expr, register
+from ..core.primitive import PREC_POSTFIX, Expr, Primitive, Special, register
 from ..core.types import DType, TensorType
 from . import algebra as B
 from .common import sympy_function
@@ -79,6 +79,71 @@ register(linear(
     "cumsum", "scan", _axis_infer(_cumsum_dtype), _cumsum_emit, _cumsum_vjp, _along(_running_sum),
     doc="running sum along an axis; integers and bools sum to i64 (NumPy); vjp: the running sum "
         "from the end",
+    examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[4]",), {"axis": 0}, {})),
+))
+
+
+# ---- cumprod --------------------------------------------------------------------------------------
+def _zero_masks(x, axis):
+    """(before, at): along the axis, the entries before the first zero, and the first zero."""
+    zero = B.apply("eq", x, B.like_const(0, x))
+    seen = B.apply("cumsum", B.cast(zero, DType.I64), axis=axis)  # zeros so far, this one included
+    before = B.apply("eq", seen, B.like_const(0, seen))
+    at = B.apply("logical_and", zero, B.apply("eq", seen, B.like_const(1, seen)))
+    return before, at
+
+
+def _cumprod_vjp(ctx, node, ct, needs):
+    """d/dx_i = sum over k >= i of g_k prod_{j <= k, j != i} x_j, exact with zeros: before the
+    first zero it is revcumsum(g y)_i / x_i (y_k = 0 past a zero adds nothing); at the first zero
+    it is revcumsum(g y')_i with y' the products with that zero read as 1; after it, 0 (every
+    product holds the first zero)."""
+    x, axis = node.inputs[0], node.attr("axis")
+    before, at = _zero_masks(x, axis)
+    one, zero = B.like_const(1, x), B.like_const(0, x)
+    y_without = B.apply("cumprod", B.where(at, one, x), axis=axis)
+    early = B.div(_rev_cumsum(B.mul(ct, node), axis), B.where(before, x, one))
+    at_zero = _rev_cumsum(B.mul(ct, y_without), axis)
+    return [B.where(before, early, B.where(at, at_zero, zero))]
+
+
+def _cumprod_jvp(ctx, node, ts):
+    """y-dot_k = sum over i <= k of t_i prod_{j <= k, j != i} x_j: y_k cumsum(t / x)_k before the
+    first zero; from it on only its own term survives, t_z y'_k."""
+    if ts[0] is None:
+        return None
+    x, axis, t = node.inputs[0], node.attr("axis"), ts[0]
+    before, at = _zero_masks(x, axis)
+    one, zero = B.like_const(1, x), B.like_const(0, x)
+    early = B.mul(node, B.apply("cumsum", B.div(B.where(before, t, zero), B.where(before, x, one)), axis=axis))
+    t_z = B.apply("sum", B.where(at, t, zero), axes=(axis,), keepdims=True)
+    late = B.mul(t_z, B.apply("cumprod", B.where(at, one, x), axis=axis))
+    return B.where(before, early, late)
+
+
+def _rev_cumsum(x, axis):
+    return _reversed(B.apply("cumsum", _reversed(x, axis), axis=axis), axis)
+
+
+def _running_product(row):
+    out, acc = [], 1
+    for v in row:
+        acc = acc * v
+        out.append(acc)
+    return out
+
+
+def _cumprod_emit(ctx, args, node):
+    dtype = f", dtype={ctx.dtype(node.dtype)}" if node.dtype != node.inputs[0].dtype else ""
+    return Expr(f"{ctx.xp}.cumprod({args[0].text}, axis={node.attr('axis')}{dtype})", PREC_POSTFIX)
+
+
+register(Primitive(
+    "cumprod", "scan", _axis_infer(_cumsum_dtype), _cumprod_emit, _cumprod_vjp, _cumprod_jvp,
+    _along(_running_product), special=(Special("a zero in a line", slice_zeros=1),
+                                        Special("two zeros in a line", slice_zeros=2)),
+    doc="running product along an axis (integers and bools as i64, NumPy); derivatives exact with "
+        "zeros in the line",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[4]",), {"axis": 0}, {})),
 ))
 

@@ -213,8 +213,9 @@ def _assignments(n: Node, spec: Special, sources: _Sources, vals: dict, m: Meani
 
 
 def _slices(arr: np.ndarray, n: Node) -> list[list]:
-    """The reduced slices of a reduction's operand (axes from attribute `axes`)."""
-    axes = tuple(n.attr("axes") or ())
+    """The reduced slices of a reduction's operand (axes from attribute `axes`), or the scanned
+    lines of a scan's (attribute `axis`)."""
+    axes = tuple(n.attr("axes") or ()) if n.attr("axis") is None else (n.attr("axis"),)
     rest = [a for a in range(arr.ndim) if a not in axes]
     moved = np.transpose(arr, rest + list(axes))
     lead = moved.shape[:len(rest)]
