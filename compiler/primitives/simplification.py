@@ -242,7 +242,8 @@ def horner(m):
     if n.op.name not in ("add", "sub") or not n.dtype.is_float:
         return None
     if any(i.id in _NOT_POLYNOMIAL for i in n.inputs):
-        return None  # a sum with an operand that is not a polynomial is not one either
+        _NOT_POLYNOMIAL.add(n.id)  # a sum with an operand that is not a polynomial is not one either
+        return None
     found = _polynomial(n)
     if found is None:
         return None
@@ -272,6 +273,8 @@ def _polynomial(n: Node):
     memo: dict[int, dict | None] = {}
 
     def walk(m: Node):
+        if m.id in _NOT_POLYNOMIAL:
+            return None  # not one in any value, so not in this one: the sum above is none either
         if m.id not in memo:
             if len(memo) >= _POLYNOMIAL_NODES:
                 raise _TooBig
