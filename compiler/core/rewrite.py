@@ -161,6 +161,16 @@ class RuleSet:
         self._index = None
         return rule
 
+    def heads(self) -> frozenset[str] | None:
+        """The op names a rule of the set may rewrite (None: any, a rule sees every node)."""
+        names: set[str] = set()
+        for r in self.rules:
+            h = None if r.pattern is None else r.pattern.heads()
+            if h is None:
+                return None
+            names |= h
+        return frozenset(names)
+
     def _for(self, node: Node, question: str | None = None) -> list[Rule]:
         """The rules whose pattern can match this node's op (and that answer `question`), in
         the set's order."""
