@@ -27,6 +27,22 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
     args = list(inputs)
     if prim.coerce is not None:
         args = prim.coerce(args, attrs)  # (it may read the operands' values: run every time)
+    return _made(prim, args, freeze_attrs(attrs), _infer(prim, args, attrs), span, name)
+
+
+def remake(node: Node, inputs: list[Node]) -> Node:
+    """`node` made again over new inputs: apply(node.op, *inputs, **node.attrs), made faster for
+    the passes, which remake every node above a rewritten one. Where the coerced inputs have the
+    types node's own inputs had (nearly always), the type rule would give node's type again."""
+    prim, attrs = node.op, node.attr_dict
+    args = list(inputs)
+    if prim.coerce is not None:
+        args = prim.coerce(args, attrs)
+    same = len(args) == len(node.inputs) and all(a.type == b.type for a, b in zip(args, node.inputs))
+    return _made(prim, args, node.attrs, node.type if same else _infer(prim, args, attrs), None, None)
+
+
+def _infer(prim: Primitive, args: list[Node], attrs: dict[str, Any]) -> TensorType:
     key = _type_key(prim, args, attrs)
     t = _TYPES.get(key) if key is not None else None
     if t is None:
@@ -35,9 +51,14 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
             if len(_TYPES) > 200_000:
                 _TYPES.clear()
             _TYPES[key] = t
+    return t
+
+
+def _made(prim: Primitive, args: list[Node], attrs: tuple, t: TensorType, span, name) -> Node:
+    """The node of type t, interned; operations on scalar literals folded."""
     if prim.fold is not None and args and all(a.is_const for a in args) and t.shape == ():
         return const(_fold(prim, args, t), t)
-    return make_node(prim, tuple(args), freeze_attrs(attrs), t, span, name)
+    return make_node(prim, tuple(args), attrs, t, span, name)
 
 
 # Type rules are pure functions of the inputs' types and the attributes, and a large program

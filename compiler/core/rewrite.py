@@ -44,6 +44,10 @@ class Pattern:
         """The op names a matching node may have (None: any)."""
         return None
 
+    def beyond_heads(self) -> bool:
+        """Does matching test more than the node's op being one of `heads()`?"""
+        return True
+
 
 @dataclass(frozen=True)
 class Var(Pattern):
@@ -98,14 +102,19 @@ class Op(Pattern):
     def match(self, node, bound):
         if node.op.name not in self.names:
             return False
-        if self.args and len(self.args) != len(node.inputs):
-            return False
-        if not all(p.match(i, bound) for p, i in zip(self.args, node.inputs)):
-            return False
+        if self.args:
+            if len(self.args) != len(node.inputs):
+                return False
+            for p, i in zip(self.args, node.inputs):
+                if not p.match(i, bound):
+                    return False
         return self.where is None or bool(self.where(node))
 
     def heads(self):
         return self.names
+
+    def beyond_heads(self):
+        return bool(self.args) or self.where is not None
 
 
 X, Y = Var("x"), Var("y")
@@ -171,16 +180,16 @@ class RuleSet:
             names |= h
         return frozenset(names)
 
-    def _for(self, node: Node, question: str | None = None) -> list[Rule]:
+    def _for(self, node: Node, question: str | None = None) -> list[tuple[Rule, Pattern | None]]:
         """The rules whose pattern can match this node's op (and that answer `question`), in
-        the set's order."""
+        the set's order, each with the pattern still to match (None: the op was all it asks)."""
         if self._index is None:
             self._index = {}
         key = (node.op.name, question)
         rules = self._index.get(key)
         if rules is None:
             rules = self._index[key] = [
-                r for r in self.rules
+                (r, r.pattern if r.pattern is not None and r.pattern.beyond_heads() else None) for r in self.rules
                 if (r.pattern is None or r.pattern.heads() is None or node.op.name in r.pattern.heads())
                 and (question is None or r.question is None or r.question == question)]
         return rules
@@ -188,8 +197,11 @@ class RuleSet:
     def first(self, node: Node, env=None, accept: Callable | None = None, question: str | None = None):
         """(rule, result) of the first rule that fires on node (and that `accept(result, node)`
         takes), or None. `question`: only the rules answering it (see `rule`)."""
-        for r in self._for(node, question):
-            out = r.fire(node, env)
+        for r, pattern in self._for(node, question):
+            bound: dict = {}
+            if pattern is not None and not pattern.match(node, bound):
+                continue
+            out = r.apply(Match(node, bound, env))  # (Rule.fire, with the op's index done already)
             if out is None or out is node or (accept is not None and not accept(out, node)):
                 continue
             if _collectors or _LOG:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .ir import Function, Node, hint, make_node, name_of, span_scope, topo_order
-from .nodes import apply, dim_value, retype_leaf
+from .nodes import apply, dim_value, remake, retype_leaf
 from .primitive import Kind
 from .types import Dim, DimLike, dim_subst
 
@@ -41,8 +41,10 @@ def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
         return node
     if node.is_dim:
         return retype_leaf(dim_value(dim_subst(node.attr("dim"), env)), node.dtype, node.type.weak)
-    attrs = {k: _subst_attr(v, env) for k, v in node.attrs}
     with span_scope(node.span):
+        if not env and node.op.kind is not Kind.CONSTRUCTOR:
+            return _named(remake(node, inputs), node)  # no sizes to substitute: its attributes as they are
+        attrs = {k: _subst_attr(v, env) for k, v in node.attrs}
         if node.op.kind is Kind.CONSTRUCTOR:  # its dtype and weakness are the node's, not the attributes'
             new = apply(node.op, **attrs)
             # as the node was: its dtype, and strong if it was (a weak one made strong stays strong)
@@ -51,6 +53,10 @@ def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
                                 new.span, name_of(new))
         else:
             new = apply(node.op, *inputs, **attrs)
+    return _named(new, node)
+
+
+def _named(new: Node, node: Node) -> Node:
     name = name_of(node)
     if name is not None:
         hint(new, name)  # the rebuilt value keeps the name (unless it had one)
