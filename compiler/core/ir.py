@@ -162,7 +162,7 @@ def make_node(op, inputs: tuple[Node, ...], attrs: tuple, type: TensorType,
     g = _graph.get()
     if g is None or op.name == "param":
         return Node(op, inputs, attrs, type, span)
-    key = (op, tuple(i.id for i in inputs), _hashable(attrs), type)
+    key = (op, tuple([i.id for i in inputs]), _hashable(attrs), type)
     node = g.table.get(key)
     if node is None:
         node = g.table[key] = Node(op, inputs, attrs, type, span)

@@ -38,7 +38,8 @@ def remake(node: Node, inputs: list[Node]) -> Node:
     args = list(inputs)
     if prim.coerce is not None:
         args = prim.coerce(args, attrs)
-    same = len(args) == len(node.inputs) and all(a.type == b.type for a, b in zip(args, node.inputs))
+    same = len(args) == len(node.inputs) and all(a.type is b.type or a.type == b.type
+                                                 for a, b in zip(args, node.inputs))
     return _made(prim, args, node.attrs, node.type if same else _infer(prim, args, attrs), None, None)
 
 

@@ -197,11 +197,18 @@ class RuleSet:
     def first(self, node: Node, env=None, accept: Callable | None = None, question: str | None = None):
         """(rule, result) of the first rule that fires on node (and that `accept(result, node)`
         takes), or None. `question`: only the rules answering it (see `rule`)."""
+        plain = None  # the Match of the rules whose pattern binds nothing (rules only read it)
         for r, pattern in self._for(node, question):
-            bound: dict = {}
-            if pattern is not None and not pattern.match(node, bound):
-                continue
-            out = r.apply(Match(node, bound, env))  # (Rule.fire, with the op's index done already)
+            if pattern is None:
+                if plain is None:
+                    plain = Match(node, {}, env)
+                m = plain
+            else:
+                bound: dict = {}
+                if not pattern.match(node, bound):
+                    continue
+                m = Match(node, bound, env)
+            out = r.apply(m)  # (Rule.fire, with the op's index done already)
             if out is None or out is node or (accept is not None and not accept(out, node)):
                 continue
             if _collectors or _LOG:

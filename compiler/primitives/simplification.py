@@ -27,7 +27,7 @@ SIMPLIFY = RuleSet("simplify")
 
 
 def _const(n: Node):
-    return n.attr("value") if n.is_const else None
+    return n.attr("value") if n.op.name == "const" else None  # (asked of nearly every node: no property)
 
 
 def _folded(c: Node, parts, like: Node, product: bool) -> Node | None:
