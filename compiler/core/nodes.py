@@ -33,8 +33,15 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
 def remake(node: Node, inputs: list[Node]) -> Node:
     """`node` made again over new inputs: apply(node.op, *inputs, **node.attrs), made faster for
     the passes, which remake every node above a rewritten one. Where the coerced inputs have the
-    types node's own inputs had (nearly always), the type rule would give node's type again."""
+    types node's own inputs had (nearly always), the type rule would give node's type again.
+    Coercion decides from the operands' types (the one value it reads is a literal's: a negative
+    integer exponent), so inputs of the very types coercion gave node's own, each a run-time value
+    or the literal that was there, would be left as they are: it is not asked again."""
     prim, attrs = node.op, node.attr_dict
+    old = node.inputs
+    if len(inputs) == len(old) and all(a is b or ((a.type is b.type or a.type == b.type) and not a.is_literal)
+                                       for a, b in zip(inputs, old)):
+        return _made(prim, list(inputs), node.attrs, node.type, None, None)
     args = list(inputs)
     if prim.coerce is not None:
         args = prim.coerce(args, attrs)
