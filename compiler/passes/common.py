@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from ..core.ir import Module, Node, current_hints, graph_scope, hint, name_of, span_scope, topo_order
+from ..core.ir import Module, Node, current_hints, graph_scope, hint, name_of, reset_span, set_span, topo_order
 from ..core.substitute import rebuild
 
 
@@ -27,8 +27,11 @@ def map_nodes(module: Module, visit: Callable[[Node], Node]) -> Module:
                 continue
             inputs = tuple([memo[i] for i in n.inputs])
             new = n if inputs == n.inputs else rebuild(n, list(inputs), {})  # (== compares nodes by identity)
-            with span_scope(new.span or n.span):
+            token = set_span(new.span or n.span)  # nodes the visit makes point at this one's source
+            try:
                 out = visit(new)
+            finally:
+                reset_span(token)
             if out is not new:
                 name = name_of(n)
                 if name is not None:

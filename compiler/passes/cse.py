@@ -26,8 +26,9 @@ def cse(module: Module) -> Module:
                 # the node itself while its inputs stand for themselves, else made again over the
                 # nodes they merged into (equal structure, so equal type: no type rule runs)
                 new = first[key] = n if inputs == n.inputs else make_node(n.op, inputs, n.attrs, n.type, n.span)
-            name = name_of(n)
-            if name is not None:
-                hint(new, name)  # the first name a merged value had stays
+            if new is not n:
+                name = name_of(n)
+                if name is not None:
+                    hint(new, name)  # the first name a merged value had stays
             memo[n] = new
         return _with_outputs(module, memo)
