@@ -20,7 +20,7 @@ def cse(module: Module) -> Module:
                 memo[n] = n
                 continue
             inputs = tuple([memo[i] for i in n.inputs])
-            key = (n.op, tuple([i.id for i in inputs]), n.attrs, n.type)
+            key = (n.op, inputs, n.attrs, n.type)  # (nodes hash and compare by identity)
             new = first.get(key)
             if new is None:
                 # the node itself while its inputs stand for themselves, else made again over the
