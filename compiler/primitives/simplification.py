@@ -248,6 +248,8 @@ def horner(m):
     if any(i.id in _NOT_POLYNOMIAL for i in n.inputs):
         _NOT_POLYNOMIAL.add(n.id)  # a sum with an operand that is not a polynomial is not one either
         return None
+    if not _three_operations(n):
+        return None  # Horner's form of a polynomial written in two operations is no shorter
     found = _polynomial(n)
     if found is None:
         return None
@@ -358,6 +360,26 @@ _POLYNOMIAL_NODES = 48
 
 class _TooBig(Exception):
     pass
+
+
+def _three_operations(n: Node) -> bool:
+    """Are there three +, -, * or ** nodes below n (n included), through such nodes alone? Where
+    n is a polynomial in x, those are the nodes _op_count counts, and a sum of degree >= 2
+    written with two of them is no longer than its Horner form: the rule would leave it."""
+    seen: set[int] = set()
+    stack = [n]
+    while stack:
+        m = stack.pop()
+        if m.id in seen or m.op.name not in _ARITHMETIC:
+            continue
+        seen.add(m.id)
+        if len(seen) >= 3:
+            return True
+        stack.extend(m.inputs)
+    return False
+
+
+_ARITHMETIC = frozenset({"add", "sub", "mul", "neg", "pow"})
 
 
 def _op_count(n: Node, x: Node) -> int:
