@@ -156,6 +156,11 @@ def current_span() -> Span | None:
     return _span.get()
 
 
+# span_scope without its object and two calls, for a loop that sets the span once per node
+# (passes/common.map_nodes): `token = set_span(span)`, then `reset_span(token)`
+set_span, reset_span = _span.set, _span.reset
+
+
 def make_node(op, inputs: tuple[Node, ...], attrs: tuple, type: TensorType,
               span: Span | None = None, name: str | None = None) -> Node:
     """The node (op, inputs, attrs, type), interned: an equal one made before is returned.

@@ -26,6 +26,30 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
     args = list(inputs)
     if prim.coerce is not None:
         args = prim.coerce(args, attrs)  # (it may read the operands' values: run every time)
+    return _made(prim, args, freeze_attrs(attrs) if attrs else (), _infer(prim, args, attrs), span, name)
+
+
+def remake(node: Node, inputs: list[Node]) -> Node:
+    """`node` made again over new inputs: apply(node.op, *inputs, **node.attrs), made faster for
+    the passes, which remake every node above a rewritten one. Where the coerced inputs have the
+    types node's own inputs had (nearly always), the type rule would give node's type again.
+    Coercion decides from the operands' types (the one value it reads is a literal's: a negative
+    integer exponent), so inputs of the very types coercion gave node's own, each a run-time value
+    or the literal that was there, would be left as they are: it is not asked again."""
+    prim, attrs = node.op, node.attr_dict
+    old = node.inputs
+    if len(inputs) == len(old) and all(a is b or ((a.type is b.type or a.type == b.type) and not a.is_literal)
+                                       for a, b in zip(inputs, old)):
+        return _made(prim, list(inputs), node.attrs, node.type, None, None)
+    args = list(inputs)
+    if prim.coerce is not None:
+        args = prim.coerce(args, attrs)
+    same = len(args) == len(node.inputs) and all(a.type is b.type or a.type == b.type
+                                                 for a, b in zip(args, node.inputs))
+    return _made(prim, args, node.attrs, node.type if same else _infer(prim, args, attrs), None, None)
+
+
+def _infer(prim: Primitive, args: list[Node], attrs: dict[str, Any]) -> TensorType:
     # (no attributes, the common case: the key without sorting them)
     key = (prim, tuple([a.type for a in args]), ()) if not attrs else _type_key(prim, args, attrs)
     t = _TYPES.get(key) if key is not None else None
@@ -37,9 +61,14 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
                 _TYPES.clear()
                 _ONE_OF_EACH.clear()
             _TYPES[key] = t
+    return t
+
+
+def _made(prim: Primitive, args: list[Node], attrs: tuple, t: TensorType, span, name) -> Node:
+    """The node of type t, interned; operations on scalar literals folded."""
     if prim.fold is not None and args and all(a.is_const for a in args) and t.shape == ():
         return const(_fold(prim, args, t), t)
-    return make_node(prim, tuple(args), freeze_attrs(attrs) if attrs else (), t, span, name)
+    return make_node(prim, tuple(args), attrs, t, span, name)
 
 
 # Type rules are pure functions of the inputs' types and the attributes, and a large program

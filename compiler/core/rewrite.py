@@ -11,7 +11,8 @@
 
 A rule is a name (what it does, as a reader would say it), a pattern and a function of the
 match. Patterns: `Op(name or record, *argument patterns, where=guard)` matches a node of
-that op (several names: `Op(("add", "sub"), ...)`); `Var("x")` (X and Y below) matches any
+that op (several names: `Op(("add", "sub"), ...)`; None: any op), and with `with_input=name`
+(or names) only one with an input of that op; `Var("x")` (X and Y below) matches any
 node and binds it, the same name twice only the same node; `Lit(value)` a scalar
 literal (`Lit()` any, bound as `m.c` unless named); `Wild()` anything. A rule without a
 pattern sees every node. The function gets the Match: bound names as attributes, `m.node`,
@@ -43,6 +44,14 @@ class Pattern:
     def heads(self) -> frozenset[str] | None:
         """The op names a matching node may have (None: any)."""
         return None
+
+    def admits(self, input_heads: tuple[str, ...]) -> bool:
+        """Can a node whose inputs have these ops match? (False only where `match` must fail.)"""
+        return True
+
+    def beyond_heads(self) -> bool:
+        """Does matching test more than the node's op being one of `heads()` and `admits`?"""
+        return True
 
 
 @dataclass(frozen=True)
@@ -86,26 +95,46 @@ class Lit(Pattern):
 
 
 class Op(Pattern):
-    """A node of one of the ops (names, or records), with inputs matching `args` (when given:
-    exactly that many) and `where(node)` true."""
+    """A node of one of the ops (names, or records; None: any op), with inputs matching `args`
+    (when given: exactly that many), an input of one of the ops `with_input` (when given) and
+    `where(node)` true. What the ops of a node and its inputs decide is decided once per
+    combination of them (RuleSet indexes its rules so), not per node."""
 
-    def __init__(self, ops, *args: Pattern, where: Callable[[Node], bool] | None = None):
+    def __init__(self, ops, *args: Pattern, where: Callable[[Node], bool] | None = None, with_input=None):
         ops = ops if isinstance(ops, tuple) else (ops,)
-        self.names = frozenset(o if isinstance(o, str) else o.name for o in ops)
+        self.names = None if ops == (None,) else frozenset(o if isinstance(o, str) else o.name for o in ops)
         self.args = args
         self.where = where
+        self.with_input = None if with_input is None else frozenset(
+            (with_input,) if isinstance(with_input, str) else with_input)
 
     def match(self, node, bound):
-        if node.op.name not in self.names:
+        if self.names is not None and node.op.name not in self.names:
             return False
-        if self.args and len(self.args) != len(node.inputs):
+        if self.with_input is not None and not any(i.op.name in self.with_input for i in node.inputs):
             return False
-        if self.args and not all(p.match(i, bound) for p, i in zip(self.args, node.inputs)):
-            return False
+        if self.args:
+            if len(self.args) != len(node.inputs):
+                return False
+            for p, i in zip(self.args, node.inputs):
+                if not p.match(i, bound):
+                    return False
         return self.where is None or bool(self.where(node))
 
     def heads(self):
         return self.names
+
+    def admits(self, input_heads):
+        if self.args:
+            if len(self.args) != len(input_heads):
+                return False
+            for p, head in zip(self.args, input_heads):
+                if p.heads() is not None and head not in p.heads():
+                    return False
+        return self.with_input is None or any(head in self.with_input for head in input_heads)
+
+    def beyond_heads(self):
+        return bool(self.args) or self.where is not None
 
 
 X, Y = Var("x"), Var("y")
@@ -161,25 +190,50 @@ class RuleSet:
         self._index = None
         return rule
 
-    def _for(self, node: Node, question: str | None = None) -> list[Rule]:
-        """The rules whose pattern can match this node's op (and that answer `question`), in
-        the set's order."""
+    def heads(self) -> frozenset[str] | None:
+        """The op names a rule of the set may rewrite (None: any, a rule sees every node)."""
+        names: set[str] = set()
+        for r in self.rules:
+            h = None if r.pattern is None else r.pattern.heads()
+            if h is None:
+                return None
+            names |= h
+        return frozenset(names)
+
+    def _for(self, node: Node, question: str | None = None) -> list[tuple[Rule, Pattern | None]]:
+        """The rules whose pattern can match a node of this op with inputs of these ops (and
+        that answer `question`), in the set's order, each with the pattern still to match
+        (None: the ops were all it asks). Most nodes are offered to one or two rules, not all
+        of their op's."""
         if self._index is None:
             self._index = {}
-        key = (node.op.name, question)
+        name = node.op.name
+        input_heads = tuple([i.op.name for i in node.inputs])
+        key = (name, input_heads, question)
         rules = self._index.get(key)
         if rules is None:
             rules = self._index[key] = [
-                r for r in self.rules
-                if (r.pattern is None or r.pattern.heads() is None or node.op.name in r.pattern.heads())
+                (r, r.pattern if r.pattern is not None and r.pattern.beyond_heads() else None) for r in self.rules
+                if (r.pattern is None or ((r.pattern.heads() is None or name in r.pattern.heads())
+                                          and r.pattern.admits(input_heads)))
                 and (question is None or r.question is None or r.question == question)]
         return rules
 
     def first(self, node: Node, env=None, accept: Callable | None = None, question: str | None = None):
         """(rule, result) of the first rule that fires on node (and that `accept(result, node)`
         takes), or None. `question`: only the rules answering it (see `rule`)."""
-        for r in self._for(node, question):
-            out = r.fire(node, env)
+        plain = None  # the Match of the rules whose pattern binds nothing (rules only read it)
+        for r, pattern in self._for(node, question):
+            if pattern is None:
+                if plain is None:
+                    plain = Match(node, {}, env)
+                m = plain
+            else:
+                bound: dict = {}
+                if not pattern.match(node, bound):
+                    continue
+                m = Match(node, bound, env)
+            out = r.apply(m)  # (Rule.fire, with the op's index done already)
             if out is None or out is node or (accept is not None and not accept(out, node)):
                 continue
             if _collectors or _LOG:

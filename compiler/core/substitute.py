@@ -12,7 +12,7 @@ from dataclasses import replace
 from operator import is_
 
 from .ir import Function, Node, hint, make_node, name_of, span_scope, topo_order
-from .nodes import apply, dim_value, retype_leaf
+from .nodes import apply, dim_value, remake, retype_leaf
 from .primitive import Kind
 from .types import Dim, DimLike, dim_subst
 
@@ -71,8 +71,10 @@ def _identity(env: dict[str, DimLike]) -> bool:
 
 
 def _reapply(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
-    attrs = {k: _subst_attr(v, env) for k, v in node.attrs}
     with span_scope(node.span):
+        if not env and node.op.kind is not Kind.CONSTRUCTOR:
+            return remake(node, inputs)  # no sizes to substitute: its attributes as they are
+        attrs = {k: _subst_attr(v, env) for k, v in node.attrs}
         if node.op.kind is Kind.CONSTRUCTOR:  # its dtype and weakness are the node's, not the attributes'
             new = apply(node.op, **attrs)
             # as the node was: its dtype, and strong if it was (a weak one made strong stays strong)

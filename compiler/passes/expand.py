@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..core.ir import Module
 from ..primitives.forms import FORMS
-from .common import function_nodes, map_nodes
+from .common import map_nodes, module_nodes
 
 
 def expand(module: Module) -> Module:
@@ -15,6 +15,8 @@ def expand(module: Module) -> Module:
     shares exp(-|z|) and 1 + e (exp(z - max) and its sum), and NAME_bwd, which sees z as a
     residual, computes the same values bit for bit (the split and the combined functions
     agree exactly)."""
-    ops = frozenset(n.op.name for fn in module.functions for n in function_nodes(fn))
-
+    ops = frozenset(n.op.name for n in module_nodes(module))
+    heads = FORMS.heads()
+    if heads is not None and not ops & heads:
+        return module  # no composite to expand: the rebuild would make the module again as it is
     return map_nodes(module, lambda n: FORMS.rewrite(n, env=ops))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..core.ir import Module, Node
 from ..primitives.folding import FOLD, constant_inputs
-from .common import map_nodes
+from .common import map_nodes, module_nodes
 
 
 def fold_node(n: Node) -> Node:
@@ -13,4 +13,6 @@ def fold_node(n: Node) -> Node:
 
 
 def fold(module: Module) -> Module:
+    if all(constant_inputs(n) is None for n in module_nodes(module)):
+        return module  # nothing a rule could fold: the rebuild would make the module again as it is
     return map_nodes(module, fold_node)

@@ -27,7 +27,7 @@ SIMPLIFY = RuleSet("simplify")
 
 
 def _const(n: Node):
-    return n.attr("value") if n.is_const else None
+    return n.attr("value") if n.op.name == "const" else None  # (asked of nearly every node: no property)
 
 
 def _folded(c: Node, parts, like: Node, product: bool) -> Node | None:
@@ -60,27 +60,27 @@ def _without_unit(n: Node, unit, either_side: bool):
     return None
 
 
-@SIMPLIFY.rule("x * 1 = x and 1 * x = x", Op("mul"))
+@SIMPLIFY.rule("x * 1 = x and 1 * x = x", Op("mul", with_input="const"))
 def times_one(m):
     return _without_unit(m.node, 1, True)
 
 
-@SIMPLIFY.rule("x + 0 = x and 0 + x = x", Op("add"))
+@SIMPLIFY.rule("x + 0 = x and 0 + x = x", Op("add", with_input="const"))
 def plus_zero(m):
     return _without_unit(m.node, 0, True)
 
 
-@SIMPLIFY.rule("x - 0 = x", Op("sub"))
+@SIMPLIFY.rule("x - 0 = x", Op("sub", with_input="const"))
 def minus_zero(m):
     return _without_unit(m.node, 0, False)
 
 
-@SIMPLIFY.rule("x / 1 = x", Op("div"))
+@SIMPLIFY.rule("x / 1 = x", Op("div", with_input="const"))
 def over_one(m):
     return _without_unit(m.node, 1, False)
 
 
-@SIMPLIFY.rule("x ** 1 = x", Op("pow"))
+@SIMPLIFY.rule("x ** 1 = x", Op("pow", with_input="const"))
 def to_the_one(m):
     return _without_unit(m.node, 1, False)
 
@@ -110,7 +110,7 @@ def minus_negation(m):
     return B.apply("add", m.x, m.y)
 
 
-@SIMPLIFY.rule("(-1) * x = -x and x * (-1) = -x", Op("mul"))
+@SIMPLIFY.rule("(-1) * x = -x and x * (-1) = -x", Op("mul", with_input="const"))
 def times_minus_one(m):
     a, b = m.node.inputs
     if _const(a) == -1:
@@ -121,7 +121,8 @@ def times_minus_one(m):
 
 
 # ---- constants ---------------------------------------------------------------------------------
-@SIMPLIFY.rule("op(full(c), x) = op(c, x) when x alone has the result's shape (no constant array is made)", None)
+@SIMPLIFY.rule("op(full(c), x) = op(c, x) when x alone has the result's shape (no constant array is made)",
+               Op(None, with_input="full"))
 def full_operands(m):
     n = m.node
     if not n.op.elementwise or len(n.inputs) < 2:
@@ -137,7 +138,8 @@ def full_operands(m):
     return B.apply(n.op, *args, **n.attr_dict)
 
 
-@SIMPLIFY.rule("c1 * (c2 * x) = (c1 c2) * x, and likewise for + (constants gathered on the left)", Op(("mul", "add")))
+@SIMPLIFY.rule("c1 * (c2 * x) = (c1 c2) * x, and likewise for + (constants gathered on the left)",
+               Op(("mul", "add"), with_input="const"))
 def constant_chains(m):
     n = m.node
     if n.op.name not in ("mul", "add"):
@@ -160,7 +162,8 @@ def constant_chains(m):
     return None
 
 
-@SIMPLIFY.rule("(c1 * a) * (c2 * b) = (c1 c2) * (a * b): constants gathered out of products", Op("mul"))
+@SIMPLIFY.rule("(c1 * a) * (c2 * b) = (c1 c2) * (a * b): constants gathered out of products",
+               Op("mul", with_input="mul"))
 def constants_out_of_products(m):
     n = m.node
     if n.op.name != "mul" or any(_const(i) is not None for i in n.inputs):
@@ -180,7 +183,8 @@ def constants_out_of_products(m):
     return B.apply("mul", c, B.apply("mul", *parts))
 
 
-@SIMPLIFY.rule("x / c = x * (1 / c) for floating constants (a multiply is cheaper than a divide)", Op("div"))
+@SIMPLIFY.rule("x / c = x * (1 / c) for floating constants (a multiply is cheaper than a divide)",
+               Op("div", with_input="const"))
 def divide_by_constant(m):
     n = m.node
     if n.op.name == "div" and _const(n.inputs[1]) not in (None, 0) and n.dtype.is_float:
@@ -199,19 +203,19 @@ def _power(m, e):
     return x if _const(n.inputs[1]) == e and x.shape == n.shape else None
 
 
-@SIMPLIFY.rule("x ** 2 = x * x", Op("pow"))
+@SIMPLIFY.rule("x ** 2 = x * x", Op("pow", with_input="const"))
 def squared(m):
     x = _power(m, 2)
     return None if x is None else B.apply("mul", x, x)
 
 
-@SIMPLIFY.rule("x ** 3 = (x * x) * x", Op("pow"))
+@SIMPLIFY.rule("x ** 3 = (x * x) * x", Op("pow", with_input="const"))
 def cubed(m):
     x = _power(m, 3)
     return None if x is None else B.apply("mul", B.apply("mul", x, x), x)
 
 
-@SIMPLIFY.rule("x ** 4 = (x * x) * (x * x)", Op("pow"))
+@SIMPLIFY.rule("x ** 4 = (x * x) * (x * x)", Op("pow", with_input="const"))
 def fourth_power(m):
     x = _power(m, 4)
     if x is None:
@@ -220,13 +224,13 @@ def fourth_power(m):
     return B.apply("mul", sq, sq)
 
 
-@SIMPLIFY.rule("x ** 0.5 = sqrt(x), for floats", Op("pow"))
+@SIMPLIFY.rule("x ** 0.5 = sqrt(x), for floats", Op("pow", with_input="const"))
 def square_root(m):
     x = _power(m, 0.5)
     return B.apply("sqrt", x) if x is not None and x.dtype.is_float else None
 
 
-@SIMPLIFY.rule("x ** -1 = 1 / x, for floats", Op("pow"))
+@SIMPLIFY.rule("x ** -1 = 1 / x, for floats", Op("pow", with_input="const"))
 def reciprocal(m):
     x = _power(m, -1)
     return B.apply("div", B.like_const(1, x), x) if x is not None and x.dtype.is_float else None
@@ -242,18 +246,21 @@ def horner(m):
     if n.op.name not in ("add", "sub") or not n.dtype.is_float:
         return None
     if any(i.id in _NOT_POLYNOMIAL for i in n.inputs):
-        return None  # a sum with an operand that is not a polynomial is not one either
+        _NOT_POLYNOMIAL.add(n.id)  # a sum with an operand that is not a polynomial is not one either
+        return None
+    if not _three_operations(n):
+        return None  # Horner's form of a polynomial written in two operations is no shorter
     found = _polynomial(n)
     if found is None:
         return None
     x, coefs = found
     if x.shape != n.shape or x.dtype != n.dtype or max(coefs) < 2:
         return None
-    if not all(2.0 ** -_COEF_RANGE <= abs(c) <= 2.0 ** _COEF_RANGE and in_range(c, n.dtype) for c in coefs.values()):
-        return None  # ((1e308 x + 1e308) x overflows at x = 0.9, where 1e308 x^2 + 1e308 x does not)
     top = max(coefs)
     if top - (coefs[top] == 1) + len(coefs) - 1 >= _op_count(n, x):  # a multiply per degree, an add per term
-        return None
+        return None  # (asked first: it is cheaper than the range checks, and usually says no)
+    if not all(2.0 ** -_COEF_RANGE <= abs(c) <= 2.0 ** _COEF_RANGE and in_range(c, n.dtype) for c in coefs.values()):
+        return None  # ((1e308 x + 1e308) x overflows at x = 0.9, where 1e308 x^2 + 1e308 x does not)
     acc = None  # the leading coefficient, not yet multiplied by x
     for k in range(top - 1, -1, -1):
         acc = (x if coefs[top] == 1 else B.apply("mul", B.like_const(coefs[top], x), x)) if acc is None \
@@ -272,6 +279,8 @@ def _polynomial(n: Node):
     memo: dict[int, dict | None] = {}
 
     def walk(m: Node):
+        if m.id in _NOT_POLYNOMIAL:
+            return None  # not one in any value, so not in this one: the sum above is none either
         if m.id not in memo:
             if len(memo) >= _POLYNOMIAL_NODES:
                 raise _TooBig
@@ -351,6 +360,26 @@ _POLYNOMIAL_NODES = 48
 
 class _TooBig(Exception):
     pass
+
+
+def _three_operations(n: Node) -> bool:
+    """Are there three +, -, * or ** nodes below n (n included), through such nodes alone? Where
+    n is a polynomial in x, those are the nodes _op_count counts, and a sum of degree >= 2
+    written with two of them is no longer than its Horner form: the rule would leave it."""
+    seen: set[int] = set()
+    stack = [n]
+    while stack:
+        m = stack.pop()
+        if m.id in seen or m.op.name not in _ARITHMETIC:
+            continue
+        seen.add(m.id)
+        if len(seen) >= 3:
+            return True
+        stack.extend(m.inputs)
+    return False
+
+
+_ARITHMETIC = frozenset({"add", "sub", "mul", "neg", "pow"})
 
 
 def _op_count(n: Node, x: Node) -> int:
@@ -450,7 +479,7 @@ def constants_out_of_sums(m):
     return B.apply("add", total, B.apply("mul", c, B.dim_value(count)))
 
 
-@SIMPLIFY.rule("einsum of a transpose reads the operand with permuted subscripts", Op("einsum"))
+@SIMPLIFY.rule("einsum of a transpose reads the operand with permuted subscripts", Op("einsum", with_input="transpose"))
 def einsum_transpose(m):
     n = m.node
     if n.op.name != "einsum" or not any(i.op.name == "transpose" for i in n.inputs):
