@@ -336,3 +336,12 @@ vjp d2 wrt x as d3              # ..., d/dx of <cotangents, d2 outputs>
     *_, third = m.d3(x, 0.0, 1.0, 0.0, 0.0, 1.0)          # d/dx 12x^2 = 24x
     assert third == pytest.approx(24 * x)
     assert m.__tapeless__["d3"]["params"] == ("x", "ct0", "ct1", "ct0_1", "ct1_1", "ct2")
+
+
+def test_std_and_var_of_nothing_reduced_have_derivative_zero(tl):
+    """std of a scalar (or over axis=[]) is the constant 0: derivative 0, not sqrt'(0) * 0 = NaN
+    (found by the long fuzz run, seed 1, input 2776)."""
+    m = tl("fn f(x: f32) -> f32 {\n    return std(x) + var(x) * 2\n}\ngrad f wrt x\njvp f wrt x\n")
+    value, dx = m.f_grad(np.float32(0.5))
+    assert value == 0 and dx == 0
+    assert m.f_jvp(np.float32(0.5), np.float32(1.0)) == (0, 0)

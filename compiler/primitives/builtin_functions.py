@@ -143,10 +143,14 @@ def _var(x, axis=None, keepdims=False, ddof=0):
     x = B.to_float(x)
     axes = _axes(x, axis)
     n = _count(x, axes)
-    mu = B.div(B.apply("sum", x, axes=axes, keepdims=True), B.dim_value(n)) if axes else x
-    d = B.sub(x, mu)
-    sq = B.mul(d, d)
-    total = B.apply("sum", sq, axes=axes, keepdims=keepdims) if axes else sq
+    if axes:
+        mu = B.div(B.apply("sum", x, axes=axes, keepdims=True), B.dim_value(n))
+        d = B.sub(x, mu)
+        total = B.apply("sum", B.mul(d, d), axes=axes, keepdims=keepdims)
+    else:  # nothing reduced (a scalar, or axis=[]): each value is its own mean, exactly 0 apart,
+        # a constant: (x - x)^2 would give std's sqrt an operand that is 0 with derivative 0,
+        # and sqrt'(0) * 0 = NaN where the derivative is 0
+        total = B.zeros_like(x)
     # NumPy divides by max(n - ddof, 0): a ddof of n or more gives inf (nan for 0 / 0), never a
     # negative divisor
     count = dim_sub(n, ddof)
