@@ -42,7 +42,8 @@ results); `detaches` marks `stop_gradient`, a float value every derivative treat
 constant. tests/test_primitive_table.py walks the registry and fails for a missing facet.
 
 Adding a primitive is one record in one of the primitives/ files (docs/architecture.md,
-"Adding a primitive", works one through), for example
+"Adding a primitive", works one through), for example cbrt's (simplified; the real one is in
+primitives/math_functions.py)
 
     register(unary("cbrt", xp_call("cbrt"), lambda x, y: B.div(_c(1, x), B.mul(_c(3, x), B.mul(y, y))),
                    lambda x: _sympy().cbrt(x), np.cbrt, domain="positive", scalar="cbrt({0})"))
