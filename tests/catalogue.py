@@ -217,6 +217,12 @@ CASES = [
     Case("det_slogdet", {"a": "f64[2, 3, 3]"}, "det(a) + s * l", "np.linalg.det(a) + np.prod(np.linalg.slogdet(a), 0)",
          "torch.linalg.det(a) + torch.linalg.slogdet(a).sign * torch.linalg.slogdet(a).logabsdet",
          prelude="s, l = slogdet(a)"),
+    Case("eigh", {"a": "f64[2, 4, 4]", "b": "f64[4, 4]"}, "w * 2 + sum(v * v * b, axis=1)",
+         "np.linalg.eigh((a + np.swapaxes(a, 1, 2)) / 2)[0] * 2"
+         " + np.sum(np.linalg.eigh((a + np.swapaxes(a, 1, 2)) / 2)[1] ** 2 * b, axis=1)",
+         "torch.linalg.eigh((a + a.mT) / 2).eigenvalues * 2"
+         " + (torch.linalg.eigh((a + a.mT) / 2).eigenvectors ** 2 * b).sum(1)",
+         prelude="w, v = eigh((a + transpose(a, [0, 2, 1])) / 2)"),
     Case("cholesky", {"a": "f64[2, 3, 3]"}, "cholesky((a + transpose(a, [0, 2, 1])) / 2)",
          "np.linalg.cholesky((a + np.swapaxes(a, 1, 2)) / 2)", "torch.linalg.cholesky((a + a.mT) / 2)",
          {"a": "spd"}),

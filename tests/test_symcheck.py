@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from tapeless.compiler import pipeline
-from tapeless.compiler.core.primitive import REGISTRY
+from tapeless.compiler.core.primitive import REGISTRY, Kind
 from tapeless.compiler.core.source import SourceFile
 from tapeless.compiler.tools.check import format_table, parse_sizes, run_check_command
 from tapeless.compiler.tools.primitive_proofs import check_primitive
@@ -21,7 +21,17 @@ def _replace_rule(monkeypatch, name: str, facet: str, rule) -> None:
     monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], **{facet: rule}))
 
 
-CHECKED = sorted(n for n, p in REGISTRY.items() if p.examples and p.differentiable)
+CHECKED = sorted(n for n, p in REGISTRY.items() if p.examples and p.differentiable and p.sympy is not None)
+# records without a SymPy meaning, each saying how it is checked instead (the catalogue's finite
+# differences, adjoint test and PyTorch references)
+OPAQUE = sorted(n for n, p in REGISTRY.items() if p.sympy is None and p.kind is not Kind.LEAF)
+
+
+def test_a_record_without_a_sympy_meaning_says_why_and_is_skipped_by_the_check():
+    assert OPAQUE == ["eigh_pair"]
+    assert all(REGISTRY[n].sympy_note for n in OPAQUE)
+    results = check_primitive("eigh_pair")
+    assert results and all(r.status == "skipped" and "no SymPy meaning: `eigh`" in r.detail for r in results)
 
 
 @pytest.mark.parametrize("name", CHECKED)

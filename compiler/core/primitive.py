@@ -224,6 +224,7 @@ class Primitive:
     # on object arrays
     fold_exact: Callable[..., Any] | None = None
     rule_shape: str = "custom"
+    sympy_note: str = ""  # why there is no SymPy meaning (sympy None), and how it is checked instead
     differentiable: bool = True
     detaches: bool = False
     elementwise: bool = False
@@ -287,7 +288,7 @@ class Primitive:
             "emit": self.emit is not None,
             "vjp": self.vjp is not None or not self.differentiable,
             "jvp": self.jvp is not None or not self.differentiable,
-            "sympy": self.sympy is not None,
+            "sympy": self.sympy is not None or bool(self.sympy_note),
             "scalar": self.scalar is not None or not self.elementwise,
             "examples": bool(self.examples) or not self.differentiable or leafish,
         }

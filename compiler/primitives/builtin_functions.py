@@ -598,6 +598,14 @@ def _slogdet(a):
     return B.apply("signdet", a), B.apply("logabsdet", a)
 
 
+@builtin("eigh", P("a", TENSOR))
+def _eigh(a):
+    """(w, v): eigenvalues ascending and eigenvectors of a symmetric a (numpy.linalg.eigh)."""
+    from .eigen import parts
+
+    return parts(B.apply("eigh_pair", a))
+
+
 @builtin("cholesky", P("a", TENSOR))
 def _cholesky(a):
     return B.apply("cholesky", a)

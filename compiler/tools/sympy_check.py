@@ -46,6 +46,7 @@ import numpy as np
 
 from ..core.derivative import Part, Slot
 from ..core.ir import Function, Module, topo_order
+from ..core.primitive import REGISTRY
 from ..core.substitute import with_calls_expanded
 from ..core.types import Dim, DType
 from . import reference
@@ -193,6 +194,11 @@ class Checker:
                           detail=f"a value of {size} elements{line} at sizes {sizes or '{}'} exceeds the cap of "
                                  f"{self.max_value_elements} for one value; give smaller --sizes (literal "
                                  f"dimensions cannot shrink)")
+        opaque = sorted({n.op.name for n in topo_order(deriv.outputs) if n.op.sympy is None and n.op.sympy_note})
+        if opaque:
+            note = REGISTRY[opaque[0]].sympy_note
+            return Result(deriv.name, "skipped", elements=total, seconds=time.perf_counter() - t0,
+                          detail=f"it uses an operation with no SymPy meaning: {note}")
         with mpmath.workdps(DIGITS):
             result = _Check(self, deriv, target, sizes).run()
         result.seconds = time.perf_counter() - t0
