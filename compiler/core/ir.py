@@ -170,8 +170,12 @@ def make_node(op, inputs: tuple[Node, ...], attrs: tuple, type: TensorType,
     g = _graph.get()
     if g is None or op.name == "param":
         return Node(op, inputs, attrs, type, span)
-    key = (op, tuple([i.id for i in inputs]), _hashable(attrs) if attrs else (), type)
-    node = g.table.get(key)
+    key = (op, tuple([i.id for i in inputs]), attrs or (), type)
+    try:
+        node = g.table.get(key)
+    except TypeError:  # pragma: no cover - attrs are frozen by freeze_attrs
+        key = (op, key[1], repr(attrs), type)
+        node = g.table.get(key)
     if node is None:
         node = g.table[key] = Node(op, inputs, attrs, type, span)
         if name is not None and not node.is_leaf:
@@ -207,14 +211,6 @@ def current_hints() -> dict[int, str]:
     """The hints of the current graph (what a stage hands to the Module it makes)."""
     g = _graph.get()
     return dict(g.hints) if g is not None else {}
-
-
-def _hashable(attrs):
-    try:
-        hash(attrs)
-        return attrs
-    except TypeError:  # pragma: no cover - attrs are frozen by freeze_attrs
-        return repr(attrs)
 
 
 # ---- functions and modules -------------------------------------------------------------

@@ -66,7 +66,7 @@ def _infer(prim: Primitive, args: list[Node], attrs: dict[str, Any]) -> TensorTy
 
 def _made(prim: Primitive, args: list[Node], attrs: tuple, t: TensorType, span, name) -> Node:
     """The node of type t, interned; operations on scalar literals folded."""
-    if prim.fold is not None and args and all(a.is_const for a in args) and t.shape == ():
+    if prim.fold is not None and t.shape == () and args and all(a.is_const for a in args):
         return const(_fold(prim, args, t), t)
     return make_node(prim, tuple(args), attrs, t, span, name)
 
