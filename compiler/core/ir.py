@@ -283,23 +283,31 @@ _ORDERS: dict[tuple[Node, ...], list[Node]] = {}
 
 
 def _topo_order(outputs: tuple[Node, ...]) -> list[Node]:
-    seen: set[int] = set()
+    # (nodes themselves in `seen`: their identity hash is cheaper than reading .id; the
+    # methods bound once: this walk runs over every node several times per stage)
+    seen: set[Node] = set()
+    mark = seen.add
     order: list[Node] = []
+    emit = order.append
     for root in outputs:
-        if root.id in seen:
+        if root in seen:
             continue
+        mark(root)
         stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(root.inputs))]
-        seen.add(root.id)
+        push, pop = stack.append, stack.pop
         while stack:
             node, it = stack[-1]
             for child in it:
-                if child.id not in seen:
-                    seen.add(child.id)
-                    stack.append((child, iter(child.inputs)))
+                if child not in seen:
+                    mark(child)
+                    if not child.inputs:  # a leaf: it comes next, with no frame of its own
+                        emit(child)
+                        continue
+                    push((child, iter(child.inputs)))
                     break
             else:
-                stack.pop()
-                order.append(node)
+                pop()
+                emit(node)
     return order
 
 

@@ -240,6 +240,8 @@ def unbroadcast(ct: Node, target: TensorType) -> Node:
     This is the only place that undoes NumPy broadcasting: leading axes the primal
     lacked are summed away, axes where it had size 1 are summed with keepdims.
     """
+    if ct.type is target:
+        return ct  # (the common case: nothing was broadcast)
     shape = ct.shape
     lead = len(shape) - target.rank
     kept = [lead + i for i, d in enumerate(target.shape) if d == 1 and shape[lead + i] != 1]
