@@ -192,6 +192,16 @@ def hint(node: Node, name: str) -> None:
         g.hints.setdefault(node.id, name)
 
 
+def keep_name(old: Node, new: Node) -> None:
+    """`new` (old made again) takes old's name unless it has one: name_of then hint, with one
+    look-up of the graph (every node a pass or a substitution rebuilds asks)."""
+    g = _graph.get()
+    if g is not None and new is not old and not new.is_leaf:
+        name = old.attr("name") if old.is_param else g.hints.get(old.id)
+        if name is not None:
+            g.hints.setdefault(new.id, name)
+
+
 def rename(node: Node, name: str) -> None:
     """Name `node` even if it had a name (a role that says more: hv_w over t_d_w)."""
     g = _graph.get()

@@ -26,7 +26,15 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
     args = list(inputs)
     if prim.coerce is not None:
         args = prim.coerce(args, attrs)  # (it may read the operands' values: run every time)
-    return _made(prim, args, freeze_attrs(attrs) if attrs else (), _infer(prim, args, attrs), span, name)
+    if attrs:
+        return _made(prim, args, freeze_attrs(attrs), _infer(prim, args, attrs), span, name)
+    # no attributes (most operations): _infer's and _made's common paths, without their calls
+    t = _TYPES.get((prim, tuple([a.type for a in args]), ()))
+    if t is None:
+        t = _infer(prim, args, attrs)
+    if prim.fold is not None and t.shape == () and args and all(a.is_const for a in args):
+        return const(_fold(prim, args, t), t)
+    return make_node(prim, tuple(args), (), t, span, name)
 
 
 def remake(node: Node, inputs: list[Node]) -> Node:
