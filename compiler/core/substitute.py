@@ -104,6 +104,8 @@ def expand_calls(outputs: list[Node]) -> list[Node]:
     recursively: one graph a derivative can be taken of. Each node is visited once, and a body
     is built over inputs already expanded, so a chain of n calls expands in time linear in
     the result (a recursive walk from each call would revisit everything above it)."""
+    if not any(n.op.body is not None for n in topo_order(outputs)):
+        return list(outputs)  # no call kept as a call (most graphs); the order is kept for the sweeps
     done: dict[int, Node] = {}
     after_body: dict[int, Node] = {}  # call id -> its body's output, being expanded
     stack: list[Node] = list(reversed(outputs))
