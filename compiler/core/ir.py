@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -32,6 +33,7 @@ from .source import SourceFile, Span
 from .types import TensorType
 
 _ids = itertools.count()
+_ID = operator.attrgetter("id")
 
 
 class Node:
@@ -170,7 +172,7 @@ def make_node(op, inputs: tuple[Node, ...], attrs: tuple, type: TensorType,
     g = _graph.get()
     if g is None or op.name == "param":
         return Node(op, inputs, attrs, type, span)
-    key = (op, tuple([i.id for i in inputs]), attrs or (), type)
+    key = (op, tuple(map(_ID, inputs)), attrs or (), type)  # (map over attrgetter: no comprehension frame)
     try:
         node = g.table.get(key)
     except TypeError:  # pragma: no cover - attrs are frozen by freeze_attrs
