@@ -14,7 +14,7 @@ Three things are kept apart (docs/architecture.md):
 from __future__ import annotations
 
 from ..core.diagnostics import UserError
-from ..core.ir import Node, hint, name_of, span_scope, topo_order
+from ..core.ir import Node, hint, name_of, reset_span, set_span, topo_order
 from ..core.primitive import RuleContext
 from ..primitives import algebra as B
 
@@ -45,6 +45,7 @@ def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node]
             ct_of[o.id] = B.add_ct(ct_of.get(o.id), c)
     wrt_ids = {w.id for w in wrt}
     results: dict[int, Node] = {}
+    add_ct = B.add_ct
     for n in reversed(order):
         ct = ct_of.pop(n.id, None)
         if ct is None:
@@ -54,19 +55,22 @@ def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node]
         if n.is_param:
             continue
         needs = [i.id in active for i in n.inputs]
-        if not any(needs):
+        if True not in needs:
             continue
         if n.op.vjp is None:
             raise UserError(f"tapeless has no derivative rule for `{n.op}` yet", n.span)
         name = name_of(n)
         if name and ct.id not in primal:  # (a forward value that is also a cotangent keeps its own name)
             hint(ct, f"d_{name}")
-        with span_scope(n.span):  # (the rule's nodes and the sums of what it sends point at n)
+        token = set_span(n.span)  # (the rule's nodes and the sums of what it sends point at n)
+        try:
             in_cts = n.op.vjp(ctx, n, ct, needs)
-            for i, c in zip(n.inputs, in_cts):
-                if c is None or i.id not in active:
+            for i, c, need in zip(n.inputs, in_cts, needs):
+                if c is None or not need:
                     continue
-                if c.shape != i.shape or c.dtype != i.dtype:  # pragma: no cover - a bug in a rule
+                if c.type is not i.type and (c.shape != i.shape or c.dtype != i.dtype):  # pragma: no cover - a bug in a rule
                     raise AssertionError(f"VJP of {n.op}: cotangent {c.type} for input {i.type}")
-                ct_of[i.id] = B.add_ct(ct_of.get(i.id), c)
+                ct_of[i.id] = add_ct(ct_of.get(i.id), c)
+        finally:
+            reset_span(token)
     return [results.get(w.id) for w in wrt]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -32,6 +33,7 @@ from .source import SourceFile, Span
 from .types import TensorType
 
 _ids = itertools.count()
+_ID = operator.attrgetter("id")
 
 
 class Node:
@@ -170,8 +172,12 @@ def make_node(op, inputs: tuple[Node, ...], attrs: tuple, type: TensorType,
     g = _graph.get()
     if g is None or op.name == "param":
         return Node(op, inputs, attrs, type, span)
-    key = (op, tuple([i.id for i in inputs]), _hashable(attrs) if attrs else (), type)
-    node = g.table.get(key)
+    key = (op, tuple(map(_ID, inputs)), attrs or (), type)  # (map over attrgetter: no comprehension frame)
+    try:
+        node = g.table.get(key)
+    except TypeError:  # pragma: no cover - attrs are frozen by freeze_attrs
+        key = (op, key[1], repr(attrs), type)
+        node = g.table.get(key)
     if node is None:
         node = g.table[key] = Node(op, inputs, attrs, type, span)
         if name is not None and not node.is_leaf:
@@ -186,6 +192,16 @@ def hint(node: Node, name: str) -> None:
     g = _graph.get()
     if g is not None and not node.is_leaf:
         g.hints.setdefault(node.id, name)
+
+
+def keep_name(old: Node, new: Node) -> None:
+    """`new` (old made again) takes old's name unless it has one: name_of then hint, with one
+    look-up of the graph (every node a pass or a substitution rebuilds asks)."""
+    g = _graph.get()
+    if g is not None and new is not old and not new.is_leaf:
+        name = old.attr("name") if old.is_param else g.hints.get(old.id)
+        if name is not None:
+            g.hints.setdefault(new.id, name)
 
 
 def rename(node: Node, name: str) -> None:
@@ -207,14 +223,6 @@ def current_hints() -> dict[int, str]:
     """The hints of the current graph (what a stage hands to the Module it makes)."""
     g = _graph.get()
     return dict(g.hints) if g is not None else {}
-
-
-def _hashable(attrs):
-    try:
-        hash(attrs)
-        return attrs
-    except TypeError:  # pragma: no cover - attrs are frozen by freeze_attrs
-        return repr(attrs)
 
 
 # ---- functions and modules -------------------------------------------------------------
@@ -287,23 +295,31 @@ _ORDERS: dict[tuple[Node, ...], list[Node]] = {}
 
 
 def _topo_order(outputs: tuple[Node, ...]) -> list[Node]:
-    seen: set[int] = set()
+    # (nodes themselves in `seen`: their identity hash is cheaper than reading .id; the
+    # methods bound once: this walk runs over every node several times per stage)
+    seen: set[Node] = set()
+    mark = seen.add
     order: list[Node] = []
+    emit = order.append
     for root in outputs:
-        if root.id in seen:
+        if root in seen:
             continue
+        mark(root)
         stack: list[tuple[Node, Iterator[Node]]] = [(root, iter(root.inputs))]
-        seen.add(root.id)
+        push, pop = stack.append, stack.pop
         while stack:
             node, it = stack[-1]
             for child in it:
-                if child.id not in seen:
-                    seen.add(child.id)
-                    stack.append((child, iter(child.inputs)))
+                if child not in seen:
+                    mark(child)
+                    if not child.inputs:  # a leaf: it comes next, with no frame of its own
+                        emit(child)
+                        continue
+                    push((child, iter(child.inputs)))
                     break
             else:
-                stack.pop()
-                order.append(node)
+                pop()
+                emit(node)
     return order
 
 

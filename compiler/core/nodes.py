@@ -11,6 +11,7 @@ and `dim` (the value of a size symbol). The smart constructors rules are written
 """
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,15 @@ def apply(op: Primitive | str, *inputs: Node, span=None, name: str | None = None
     args = list(inputs)
     if prim.coerce is not None:
         args = prim.coerce(args, attrs)  # (it may read the operands' values: run every time)
-    return _made(prim, args, freeze_attrs(attrs) if attrs else (), _infer(prim, args, attrs), span, name)
+    if attrs:
+        return _made(prim, args, freeze_attrs(attrs), _infer(prim, args, attrs), span, name)
+    # no attributes (most operations): _infer's and _made's common paths, without their calls
+    t = _TYPES.get((prim, tuple(map(_TYPE, args)), ()))
+    if t is None:
+        t = _infer(prim, args, attrs)
+    if prim.fold is not None and t.shape == () and args and all(a.is_const for a in args):
+        return const(_fold(prim, args, t), t)
+    return make_node(prim, tuple(args), (), t, span, name)
 
 
 def remake(node: Node, inputs: list[Node]) -> Node:
@@ -66,7 +75,7 @@ def _infer(prim: Primitive, args: list[Node], attrs: dict[str, Any]) -> TensorTy
 
 def _made(prim: Primitive, args: list[Node], attrs: tuple, t: TensorType, span, name) -> Node:
     """The node of type t, interned; operations on scalar literals folded."""
-    if prim.fold is not None and args and all(a.is_const for a in args) and t.shape == ():
+    if prim.fold is not None and t.shape == () and args and all(a.is_const for a in args):
         return const(_fold(prim, args, t), t)
     return make_node(prim, tuple(args), attrs, t, span, name)
 
@@ -75,6 +84,7 @@ def _made(prim: Primitive, args: list[Node], attrs: tuple, t: TensorType, span, 
 # asks the same question thousands of times (every pass rebuilds nodes): the answers are kept.
 # Attribute values are keyed with their Python type (1, 1.0 and True are equal keys otherwise).
 _TYPES: dict = {}
+_TYPE = attrgetter("type")
 # Equal types as one object (parameters' types too): most type comparisons are then identity
 # checks, which containers and `is` make without calling TensorType.__eq__.
 _ONE_OF_EACH: dict[TensorType, TensorType] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from operator import is_
 
-from .ir import Function, Node, hint, make_node, name_of, span_scope, topo_order
+from .ir import Function, Node, keep_name, make_node, name_of, span_scope, topo_order
 from .nodes import apply, dim_value, remake, retype_leaf
 from .primitive import Kind
 from .types import Dim, DimLike, dim_subst
@@ -51,16 +51,15 @@ def rebuild(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
         new = make_node(node.op, tuple(inputs), node.attrs, node.type, node.span)
     else:
         new = _reapply(node, inputs, env)
-    name = name_of(node)
-    if name is not None:
-        hint(new, name)  # the rebuilt value keeps the name (unless it had one)
+    keep_name(node, new)  # the rebuilt value keeps the name (unless it had one)
     return new
 
 
 def _same_operands(node: Node, inputs: list[Node]) -> bool:
     """Each new input of the old one's type, and a literal only where the very literal was."""
     for new, old in zip(inputs, node.inputs):
-        if new is not old and ((new.type is not old.type and new.type != old.type) or new.is_const or old.is_const):
+        if new is not old and ((new.type is not old.type and new.type != old.type)
+                               or new.op.name == "const" or old.op.name == "const"):
             return False
     return True
 
@@ -105,6 +104,8 @@ def expand_calls(outputs: list[Node]) -> list[Node]:
     recursively: one graph a derivative can be taken of. Each node is visited once, and a body
     is built over inputs already expanded, so a chain of n calls expands in time linear in
     the result (a recursive walk from each call would revisit everything above it)."""
+    if not any(n.op.body is not None for n in topo_order(outputs)):
+        return list(outputs)  # no call kept as a call (most graphs); the order is kept for the sweeps
     done: dict[int, Node] = {}
     after_body: dict[int, Node] = {}  # call id -> its body's output, being expanded
     stack: list[Node] = list(reversed(outputs))

@@ -232,14 +232,13 @@ class TensorType:
     shape: Shape = ()
     weak: bool = False  # a literal-like value whose dtype yields to a strong operand
 
+    def __post_init__(self):
+        # the fields' hash, computed once: every node made is interned under its type, and
+        # types are hashed far more often than made
+        object.__setattr__(self, "_hash", hash((self.dtype, self.shape, self.weak)))
+
     def __hash__(self) -> int:
-        """The fields' hash, kept: every node made is interned under its type."""
-        try:
-            return self.__dict__["_hash"]
-        except KeyError:
-            h = hash((self.dtype, self.shape, self.weak))
-            object.__setattr__(self, "_hash", h)
-            return h
+        return self._hash
 
     @property
     def rank(self) -> int:

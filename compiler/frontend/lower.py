@@ -25,7 +25,7 @@ from typing import Protocol
 from tapeless.grammar import KEYWORDS
 
 from ..core.diagnostics import Sink, UserError
-from ..core.ir import Function, Node, hint, span_scope, topo_order
+from ..core.ir import Function, Node, hint, reset_span, set_span, span_scope, topo_order
 from ..core.source import SourceFile, Span
 from ..core.substitute import inline
 from ..core.types import Dim, DimLike, DType, TensorType, dim_text, parse_dtype
@@ -328,8 +328,11 @@ class Lowering:
         return out
 
     def _expr(self, e: ast.Expr, scope: Scope) -> Node:
-        with span_scope(e.span):
+        token = set_span(e.span)  # (span_scope without its object: one per expression)
+        try:
             return self._expr_inner(e, scope)
+        finally:
+            reset_span(token)
 
     def _expr_inner(self, e: ast.Expr, scope: Scope) -> Node:
         if isinstance(e, ast.Name):

@@ -50,9 +50,14 @@ _DTYPE_CHANGING = {"eq", "ne", "lt", "le", "gt", "ge", "cast", "logical_and", "l
 
 def common_dtype(args: Sequence[Node]) -> list[Node]:
     """Coerce operands to their promoted dtype (NumPy 2 rules, literals weak)."""
-    dt = args[0].dtype if args else None
-    if args and all(a.dtype is dt and not a.type.weak for a in args):
-        return list(args)  # strong operands of one dtype (most operations): nothing to coerce
+    if args:
+        dt = args[0].type.dtype
+        for a in args:
+            t = a.type
+            if t.dtype is not dt or t.weak:
+                break
+        else:
+            return list(args)  # strong operands of one dtype (most operations): nothing to coerce
     dt, weak = promote(*[a.type for a in args])
     return [retype(a, dt, weak) if (a.dtype != dt or (a.type.weak and not weak)) else a for a in args]
 
@@ -235,6 +240,8 @@ def unbroadcast(ct: Node, target: TensorType) -> Node:
     This is the only place that undoes NumPy broadcasting: leading axes the primal
     lacked are summed away, axes where it had size 1 are summed with keepdims.
     """
+    if ct.type is target:
+        return ct  # (the common case: nothing was broadcast)
     shape = ct.shape
     lead = len(shape) - target.rank
     kept = [lead + i for i, d in enumerate(target.shape) if d == 1 and shape[lead + i] != 1]
