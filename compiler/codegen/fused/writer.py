@@ -216,7 +216,8 @@ class KernelWriter:
     def member(self, pos: int, n: Node, last_use: dict[int, int]) -> None:
         if n.id in self.folded:
             return  # written by its only reader: the einsum of a sum, or the ufunc of a cast
-        computes = self.tags.get(n.inputs[0].id) if n.inputs else None  # the folded input it computes
+        tags = self.tags  # (most loops fold nothing: no lookup then)
+        computes = tags.get(n.inputs[0].id) if tags and n.inputs else None  # the folded input it computes
         if computes is Peephole.PRODUCT_IN_SUM:
             out = self.target(n, pos, inplace=False)  # einsum: its inputs are released after it
             index = ", ".join("0" if a in n.attr("axes") else ":" for a in range(n.inputs[0].type.rank))
