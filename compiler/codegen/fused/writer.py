@@ -206,6 +206,8 @@ class KernelWriter:
 
     def text(self, i: Node, n: Node, aligned: bool) -> str:
         """value()'s text, for a ufunc's argument list (no Expr made: most arguments are blocks)."""
+        if i.id in self.members:  # (the common case, without block_name's call)
+            return self.block[i.id]
         name = self.block_name(i, aligned)
         return self.arg(i, n).text if name is None else name
 
