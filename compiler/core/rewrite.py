@@ -208,11 +208,18 @@ class RuleSet:
         if self._index is None:
             self._index = {}
         name = node.op.name
+        by_inputs = self._index.get((name, question))
+        if by_inputs is None:  # (first level: the op alone; most ops have no rule, then no inputs are read)
+            by_inputs = self._index[(name, question)] = {} if any(
+                (r.pattern is None or r.pattern.heads() is None or name in r.pattern.heads())
+                and (question is None or r.question is None or r.question == question)
+                for r in self.rules) else False
+        if by_inputs is False:
+            return ()
         input_heads = tuple([i.op.name for i in node.inputs])
-        key = (name, input_heads, question)
-        rules = self._index.get(key)
+        rules = by_inputs.get(input_heads)
         if rules is None:
-            rules = self._index[key] = [
+            rules = by_inputs[input_heads] = [
                 (r, r.pattern if r.pattern is not None and r.pattern.beyond_heads() else None) for r in self.rules
                 if (r.pattern is None or ((r.pattern.heads() is None or name in r.pattern.heads())
                                           and r.pattern.admits(input_heads)))

@@ -172,7 +172,25 @@ def reads_after_writing(node) -> bool:
     return node.op.name in _READS_AFTER_WRITING
 
 
+def _role_heads(role: str) -> frozenset[str] | None:
+    """The ops a rule answering `role` may match (None: any op)."""
+    names: set[str] = set()
+    for r in PEEPHOLES.rules:
+        if r.question in (role, None):
+            heads = r.pattern.heads() if r.pattern is not None else None
+            if heads is None:
+                return None
+            names |= heads
+    return frozenset(names)
+
+
+_ROLE_HEADS = {role: _role_heads(role) for role in ("member", "emit", "sink")}  # (most members: no rule)
+
+
 def ask(env: Ask, node) -> Peephole | None:
     """The peephole for node in env's role (a writer keeps one Ask per role), or None."""
+    heads = _ROLE_HEADS[env.role]
+    if heads is not None and node.op.name not in heads:
+        return None
     hit = PEEPHOLES.first(node, env, question=env.role)
     return None if hit is None else hit[1]

@@ -201,22 +201,36 @@ class KernelWriter:
         return False
 
     def value(self, i: Node, n: Node, aligned: bool) -> Expr:
+        name = self.block_name(i, aligned)
+        return self.arg(i, n) if name is None else Expr(name)
+
+    def text(self, i: Node, n: Node, aligned: bool) -> str:
+        """value()'s text, for a ufunc's argument list (no Expr made: most arguments are blocks)."""
+        if i.id in self.members:  # (the common case, without block_name's call)
+            return self.block[i.id]
+        name = self.block_name(i, aligned)
+        return self.arg(i, n).text if name is None else name
+
+    def block_name(self, i: Node, aligned: bool) -> str | None:
+        """The name input i has in a block: a member's block, or the block view of a row-aligned
+        outside value (None: neither, the value as the function spells it)."""
         iid = i.id
         if iid in self.members:
-            return Expr(self.block[iid])
+            return self.block[iid]
         if aligned and i.type.shape and i.type.shape[0] == self.k.rows:
             if iid not in self.sliced:
                 base = (self.ctx.vars.get(iid) or "x").lstrip("_")
                 self.sliced[iid] = self.local.fresh(base + "_b")
                 self.sliced_nodes[iid] = i
-            return Expr(self.sliced[iid])
-        return self.arg(i, n)
+            return self.sliced[iid]
+        return None
 
     # ---- nodes ---------------------------------------------------------------------------------------
     def member(self, pos: int, n: Node, last_use: dict[int, int]) -> None:
         if n.id in self.folded:
             return  # written by its only reader: the einsum of a sum, or the ufunc of a cast
-        computes = self.tags.get(n.inputs[0].id) if n.inputs else None  # the folded input it computes
+        tags = self.tags  # (most loops fold nothing: no lookup then)
+        computes = tags.get(n.inputs[0].id) if tags and n.inputs else None  # the folded input it computes
         if computes is Peephole.PRODUCT_IN_SUM:
             out = self.target(n, pos, inplace=False)  # einsum: its inputs are released after it
             index = ", ".join("0" if a in n.attr("axes") else ":" for a in range(n.inputs[0].type.rank))
@@ -236,19 +250,23 @@ class KernelWriter:
                               f"  {_comment(n)}")
             self.block[n.id] = out
             return
-        args = [self.value(i, n, al) for i, al in zip(n.inputs, self.k.aligned[n.id])]
+        uf = _ufunc(n)
+        if uf:  # (one ufunc call: the arguments' texts are all it needs)
+            texts = [self.text(i, n, al) for i, al in zip(n.inputs, self.k.aligned[n.id])]
+        else:
+            args = [self.value(i, n, al) for i, al in zip(n.inputs, self.k.aligned[n.id])]
         holder = self.holder
         dying = [i.id for i in n.inputs if i.id in holder and last_use.get(i.id) == pos]
         if len(dying) > 1:
             dying = list(dict.fromkeys(dying))  # (x * x)
         where = self.comments[n.id]
         how = ask(self.asking["emit"], n)
-        uf = _ufunc(n)
         if uf:
             self.release(dying)  # a ufunc may write over an input it reads
             out = self.target(n, pos)
             ufunc, extra = uf
-            texts = [a.text for a in args] + list(extra)
+            if extra:
+                texts += extra
             if how is Peephole.SCALAR_ROW:
                 texts = self.scalar_rows(n, texts, list(n.inputs) + [None] * len(extra))
             self.stmts.append(f"{self.xp}.{ufunc}({', '.join(texts)}, out={out})  {where}")
