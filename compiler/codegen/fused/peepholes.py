@@ -60,12 +60,13 @@ def product_in_sum(m):
     return Peephole.PRODUCT_IN_SUM if not any(i.is_literal for i in n.inputs) else None
 
 
-# the ops a fused loop computes as one ufunc call: among them, those giving bools are comparisons
-_UFUNC_OPS = tuple(p for p in REGISTRY.values() if p.ufunc is not None)
+# the ops a fused loop computes as one ufunc call giving bools: comparisons and logic (the
+# nondifferentiable ones); by pattern, so the question about every other member is not put to it
+_BOOL_UFUNC_OPS = tuple(p for p in REGISTRY.values() if p.ufunc is not None and not p.differentiable)
 
 
 @PEEPHOLES.rule("a comparison read only by a cast to numbers: the ufunc writes the numbers",
-                 Op(_UFUNC_OPS, where=lambda n: n.dtype == DType.BOOL), question="member")
+                 Op(_BOOL_UFUNC_OPS, where=lambda n: n.dtype == DType.BOOL), question="member")
 def compare_in_cast(m):
     """greater(x, y, out=block of f32) instead of a bool block and a copy: the same time here
     (34-35 us against 33-34 us), and one scratch block of bools fewer."""
