@@ -37,6 +37,7 @@ from .rule_shapes import (
     binary,
     binary_examples,
     common_coerce,
+    float_coerce,
     fit,
     linear,
     nondifferentiable,
@@ -154,10 +155,6 @@ register(linear(
 
 
 # ---- binary arithmetic -------------------------------------------------------------------------------
-def _float_common(args, attrs):
-    return B.common_dtype([B.to_float(a) for a in args])
-
-
 def _ub(ct, x):
     return B.unbroadcast(ct, x.type)
 
@@ -289,7 +286,7 @@ register(bilinear("mul", "elementwise", arith_infer("*"), infix("*", PREC_MUL), 
                   sym_map(lambda a, b: a * b), coerce=common_coerce, fold=np.multiply, elementwise=True,
                   scalar="{0} * {1}", examples=binary_examples()))
 register(binary("div", infix("/", PREC_MUL), _div_vjp, _div_jvp, lambda a, b: a / b, np.divide,
-                coerce=_float_common, symbol="/", doc="true division; integers are divided as f64 (NumPy)",
+                coerce=float_coerce, symbol="/", doc="true division; integers are divided as f64 (NumPy)",
                 domains={1: "positive"}, quiet=True, scalar="{0} / {1}"))
 _POW: list = []
 

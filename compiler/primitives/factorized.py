@@ -24,6 +24,7 @@ from ..core.primitive import PREC_POSTFIX, Cost, Expr, Primitive, register
 from ..core.types import BroadcastError, TensorType, broadcast_shapes, dim_text, shape_text
 from . import algebra as B
 from .common import need_float
+from .rule_shapes import float_coerce
 
 
 def _sympy():
@@ -113,10 +114,6 @@ def _solve_infer(name):
     return infer
 
 
-def _float_common(args, attrs):
-    return B.common_dtype([B.to_float(a) for a in args])
-
-
 # ---- SymPy meanings: per matrix of the batch -------------------------------------------------------
 def _per_matrix(fn, n_out_axes):
     """fn(sympy Matrix, ...) -> Matrix or scalar, applied over the batch of the first input."""
@@ -186,7 +183,7 @@ def _solve_jvp(ctx, node, ts):
 register(Primitive(
     "solve", "linalg", _solve_infer("solve"),
     lambda ctx, args, node: Expr(f"{ctx.xp}.linalg.solve({args[0].text}, {args[1].text})", PREC_POSTFIX),
-    _solve_vjp, _solve_jvp, _solve_meaning, coerce=_float_common, cost=Cost.CONTRACTION,
+    _solve_vjp, _solve_jvp, _solve_meaning, coerce=float_coerce, cost=Cost.CONTRACTION,
     doc="numpy.linalg.solve: a^-1 b; vjp: solve(a^T, g) for b, -that @ x^T for a",
     examples=((("f64[3, 3]", "f64[3, 2]"), {}, {}), (("f64[2, 2]", "f64[2]"), {}, {}),
               (("f64[2, 2, 2]", "f64[2, 1]"), {}, {})),
@@ -332,7 +329,7 @@ def _tri_meaning(ctx, args, node):
 
 register(Primitive(
     "solve_triangular", "linalg", _solve_infer("solve_triangular"), _tri_emit, _tri_vjp, _tri_jvp, _tri_meaning,
-    coerce=_float_common, cost=Cost.CONTRACTION,
+    coerce=float_coerce, cost=Cost.CONTRACTION,
     doc="a^-1 b for the lower (lower=true) or upper triangle of a; the other triangle is not read",
     examples=((("f64[3, 3]", "f64[3, 2]"), {"lower": True}, {}), (("f64[2, 2]", "f64[2]"), {"lower": False}, {})),
 ))

@@ -17,7 +17,7 @@ import numpy as np
 from ..core.primitive import Cost, Special, register
 from . import algebra as B
 from .common import sympy_function, xp_call
-from .rule_shapes import binary, common_coerce, from_partials, unary
+from .rule_shapes import binary, common_coerce, float_coerce, from_partials, unary
 
 
 def _sympy():
@@ -187,7 +187,7 @@ def _hypot_number(a, b):
 
 _hypot_vjp, _hypot_jvp = from_partials(_hypot_partials)
 register(binary("hypot", xp_call("hypot"), _hypot_vjp, _hypot_jvp, _hypot_meaning, np.hypot,
-                coerce=lambda args, attrs: B.common_dtype([B.to_float(a) for a in args]),
+                coerce=float_coerce,
                 doc="sqrt(a^2 + b^2) without overflow; derivative (a, b) / hypot(a, b), 0 at the origin "
                     "(torch.hypot gives NaN there, torch.linalg.vector_norm 0)",
                 scalar="hypot({0}, {1})", special=(Special("origin", values=((0, 0), (1, 0))),), **COSTLY))
@@ -222,7 +222,7 @@ def _atan2_number(y, x):
 
 _atan2_vjp, _atan2_jvp = from_partials(_atan2_partials)
 register(binary("arctan2", xp_call("arctan2"), _atan2_vjp, _atan2_jvp, _atan2_meaning, np.arctan2,
-                coerce=lambda args, attrs: B.common_dtype([B.to_float(a) for a in args]),
+                coerce=float_coerce,
                 doc="the angle of the point (x, y): arctan2(y, x); derivatives (x, -y) / (x^2 + y^2), "
                     "0 at the origin (PyTorch)",
                 scalar="atan2({0}, {1})", special=(Special("origin", values=((0, 0), (1, 0))),), **COSTLY))

@@ -20,17 +20,13 @@ from ..core.types import DType, TensorType
 from . import algebra as B
 from .common import elementwise_type, helper_call, need_float, sym_map
 from .reduce import LOGSUMEXP
-from .rule_shapes import nondifferentiable
+from .rule_shapes import float_coerce, nondifferentiable
 
 
 def _sympy():
     import sympy
 
     return sympy
-
-
-def _float_all(args, attrs):
-    return B.common_dtype([B.to_float(a) for a in args])
 
 
 def _along(node, value):
@@ -169,7 +165,7 @@ BCE_WITH_LOGITS = Helper("bce_with_logits", '''def _bce_with_logits(z, y):
 
 register(Primitive(
     "bce_with_logits", "nn", _bce_infer("bce_with_logits"), helper_call("bce_with_logits"),
-    _bce_logits_vjp, _bce_logits_jvp, sym_map(_bce_logits_meaning), coerce=_float_all, elementwise=True,
+    _bce_logits_vjp, _bce_logits_jvp, sym_map(_bce_logits_meaning), coerce=float_coerce, elementwise=True,
     doc="max(z, 0) - z*y + log1p(exp(-|z|)); d/dz = sigmoid(z) - y, d/dy = -z",
     examples=((("f64[2, 3]", "f64[2, 3]"), {}, {1: "unit"}), (("f64[2, 3]", "f64[3]"), {}, {1: "unit"})),
     cost=Cost.COSTLY, helpers=(BCE_WITH_LOGITS,), scalar="max({0}, 0) - {0} * {1} + log1p(exp(-fabs({0})))",
@@ -255,7 +251,7 @@ BINARY_CROSS_ENTROPY = Helper("binary_cross_entropy", '''def _binary_cross_entro
 
 register(Primitive(
     "binary_cross_entropy", "nn", _bce_infer("binary_cross_entropy"), helper_call("binary_cross_entropy"),
-    _bce_vjp, _bce_jvp, sym_map(_bce_meaning), coerce=_float_all, elementwise=True,
+    _bce_vjp, _bce_jvp, sym_map(_bce_meaning), coerce=float_coerce, elementwise=True,
     doc="-(y log p + (1-y) log(1-p)), logs clamped at -100; PyTorch's gradient",
     examples=((("f64[2, 3]", "f64[2, 3]"), {}, {0: "unit", 1: "unit"}),),
     quiet=True, helpers=(BINARY_CROSS_ENTROPY,),

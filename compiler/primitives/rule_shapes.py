@@ -92,6 +92,12 @@ def common_coerce(args, attrs):
     return B.common_dtype(args)
 
 
+def float_coerce(args, attrs):
+    """Operands made floating, then promoted to one dtype (integers compute as f64, NumPy's
+    true division)."""
+    return B.common_dtype([B.to_float(a) for a in args])
+
+
 def arith_infer(symbol):
     """Broadcast the operands; bool operands are refused, naming the operator."""
 

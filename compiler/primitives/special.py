@@ -17,7 +17,7 @@ from ..core.diagnostics import UserError
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from . import algebra as B
 from .common import need_float, sym_map, sympy_function
-from .rule_shapes import binary, from_partials, unary
+from .rule_shapes import binary, float_coerce, from_partials, unary
 
 
 def _sympy():
@@ -204,7 +204,7 @@ def _xlog(name, log_name, shift):
 
     vjp, jvp = from_partials(partials)
     return binary(name, special_call(name), vjp, jvp, meaning, _fold(name),
-                  coerce=lambda args, attrs: B.common_dtype([B.to_float(a) for a in args]),
+                  coerce=float_coerce,
                   doc=f"x * log({'1 + ' if shift else ''}y), 0 where x == 0; derivatives "
                       f"log({'1 + ' if shift else ''}y) (0 where x == 0) and x / ({'1 + ' if shift else ''}y)",
                   domains={1: "positive"}, scalar=f"select({{0}} == 0, 0, {{0}} * {log_name}({{1}}))", **COSTLY)
