@@ -174,6 +174,12 @@ def _one_axis(x: Node, axis, name: str) -> int:
     return normalize_axis(axis, x.type.rank)
 
 
+def _ordered(x: Node, name: str) -> None:
+    """Orders (sort, topk) say so themselves, not through the argsort they expand to."""
+    if x.dtype == DType.BOOL:
+        raise UserError(f"`{name}` of bool values: convert first, e.g. with i64(...)", arg=0)
+
+
 def _whole(x: Node, axis, name: str) -> int:
     """axis=None (NumPy: over the flattened array) is taken for a 1-D array only."""
     if axis is None:
@@ -304,6 +310,7 @@ def _argsort(x, axis=-1, descending=False):
 
 @builtin("sort", P("x", TENSOR), P("axis", AXIS, -1), P("descending", BOOL, False))
 def _sort(x, axis=-1, descending=False):
+    _ordered(x, "sort")
     axis = _one_axis(x, axis, "sort")
     order = B.apply("argsort", x, axis=axis, descending=descending)
     return B.apply("take_along_axis", x, order, axis=axis)
@@ -313,6 +320,7 @@ def _sort(x, axis=-1, descending=False):
 def _topk(x, k, axis=-1):
     """(values, indices) of the k largest along axis, largest first; ties by position (first
     first), as a stable descending sort."""
+    _ordered(x, "topk")
     axis = _one_axis(x, axis, "topk")
     d = x.shape[axis]
     if k < 0 or (isinstance(d, int) and k > d):
@@ -342,10 +350,11 @@ for _op in ("argmax", "argmin"):
 def _pairs(value, n: int, what: str, fname: str, least: int) -> tuple[int, ...]:
     """An int or a list of n ints (stride=2 or stride=[2, 1]), each >= least."""
     values = (value,) * n if isinstance(value, int) else tuple(value)
+    given = value if isinstance(value, int) else list(value)
     if len(values) != n or not all(isinstance(v, int) for v in values):
-        raise UserError(f"`{fname}` takes `{what}` as an int or a list of {n} ints, got {value}", arg=what)
+        raise UserError(f"`{fname}` takes `{what}` as an int or a list of {n} ints, got {given}", arg=what)
     if any(v < least for v in values):
-        raise UserError(f"`{fname}` needs `{what}` >= {least}, got {value}", arg=what)
+        raise UserError(f"`{fname}` needs `{what}` >= {least}, got {given}", arg=what)
     return values
 
 
