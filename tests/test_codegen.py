@@ -448,7 +448,7 @@ def test_einsum_contraction_path_is_decided_once(tl):
            'fn g(a: f64[2, 5], b: f64[5, 3], c: f64[3, 4]) -> f64[2, 4] { return einsum("ij,jk,kl->il", a, b, c) }\n')
     text = compile_source(src)
     assert "optimize=['einsum_path'," in text              # literal sizes: the path is in the source
-    assert "optimize=_einsum_path(" in text                  # symbolic sizes: found on the first call
+    assert "_einsum('ij,jk,kl->il', a, b, c)" in text         # symbolic sizes: found on the first call
     m = tl(src)
     rng = np.random.default_rng(0)
     a, b, c = rng.standard_normal((6, 5)), rng.standard_normal((5, 3)), rng.standard_normal((3, 4))
@@ -456,3 +456,14 @@ def test_einsum_contraction_path_is_decided_once(tl):
         np.testing.assert_allclose(m.f(a, b, c), a @ b @ c)
     assert len(m._PATHS) == 1                                # cached per spec and shapes
     np.testing.assert_allclose(m.g(a[:2], b, c), a[:2] @ b @ c)
+
+
+def test_an_einsum_operand_written_as_an_expression_is_computed_once(tl):
+    """The path helper once took the operands again: an inlined operand ran twice."""
+    src = 'fn f(a: f64[N, N], b: f64[N]) -> f64[N, N] { return einsum("i,j->ij", solve_triangular(a, b), b) }\n'
+    text = compile_source(src)
+    assert text.count("_solve_tri(a, b[:, None], True)") == 1, text
+    m = tl(src)
+    a = np.tril(np.random.default_rng(1).standard_normal((4, 4))) + 4 * np.eye(4)
+    b = np.arange(1.0, 5.0)
+    np.testing.assert_allclose(m.f(a, b), np.outer(np.linalg.solve(a, b), b))

@@ -12,15 +12,18 @@ det's gradient there through an SVD; tapeless does not yet).
 cholesky reads the lower triangle, as NumPy does, and its derivative is that of
 cholesky((a + a^T) / 2), PyTorch's convention: the gradient with respect to a symmetric
 matrix, itself symmetric. solve_triangular reads only the triangle it is told to; the
-other triangle gets no gradient. NumPy has no triangular solve, so it is emitted as
-numpy.linalg.solve of the triangle (right, but an LU where a substitution would do).
+other triangle gets no gradient. NumPy has no triangular solve, and numpy.linalg.solve of
+the triangle is an LU (2000 x 2000 with one vector: 59 ms, against 1.6 ms for LAPACK's
+substitution), so the generated module defines `_solve_tri`: blocked substitution, halving
+the triangle until 64 rows, where numpy.linalg.solve takes the block; the rest is matrix
+products, which BLAS does fast (with 2000 right-hand sides it is as fast as LAPACK's trsm).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..core.diagnostics import UserError
-from ..core.primitive import PREC_POSTFIX, Cost, Expr, Primitive, register
+from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.types import BroadcastError, TensorType, broadcast_shapes, dim_text, shape_text
 from . import algebra as B
 from .common import need_float
@@ -315,9 +318,27 @@ def _tri_jvp(ctx, node, ts):
     return _tri_solve(a, rhs, lower)
 
 
+SOLVE_TRI = Helper("solve_tri", '''def _solve_tri(a, b, lower):
+    """a^-1 b for the lower (or upper) triangle of a, b [..., n, k]: blocked substitution."""
+    n = a.shape[-1]
+    if n <= 64:
+        return xp.linalg.solve(xp.tril(a) if lower else xp.triu(a), b)
+    h = n // 2
+    if lower:
+        top = _solve_tri(a[..., :h, :h], b[..., :h, :], True)
+        return xp.concatenate([top, _solve_tri(a[..., h:, h:], b[..., h:, :] - a[..., h:, :h] @ top, True)], axis=-2)
+    bottom = _solve_tri(a[..., h:, h:], b[..., h:, :], False)
+    return xp.concatenate([_solve_tri(a[..., :h, :h], b[..., :h, :] - a[..., :h, h:] @ bottom, False), bottom], axis=-2)
+''')
+
+
 def _tri_emit(ctx, args, node):
-    tri = "tril" if node.attr("lower") else "triu"
-    return Expr(f"{ctx.xp}.linalg.solve({ctx.xp}.{tri}({args[0].text}), {args[1].text})", PREC_POSTFIX)
+    lower = bool(node.attr("lower"))
+    a, b = node.inputs
+    call = ctx.helper("solve_tri")
+    if b.type.rank == 1:  # one vector: solve it as a column
+        return Expr(f"{call}({args[0].text}, {args[1].at(PREC_POSTFIX)}[:, None], {lower})[..., 0]", PREC_POSTFIX)
+    return Expr(f"{call}({args[0].text}, {args[1].text}, {lower})", PREC_POSTFIX)
 
 
 def _tri_meaning(ctx, args, node):
@@ -329,7 +350,7 @@ def _tri_meaning(ctx, args, node):
 
 register(Primitive(
     "solve_triangular", "linalg", _solve_infer("solve_triangular"), _tri_emit, _tri_vjp, _tri_jvp, _tri_meaning,
-    coerce=float_coerce, cost=Cost.CONTRACTION,
+    coerce=float_coerce, cost=Cost.CONTRACTION, helpers=(SOLVE_TRI,),
     doc="a^-1 b for the lower (lower=true) or upper triangle of a; the other triangle is not read",
     examples=((("f64[3, 3]", "f64[3, 2]"), {"lower": True}, {}), (("f64[2, 2]", "f64[2]"), {"lower": False}, {})),
 ))

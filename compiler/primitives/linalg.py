@@ -286,8 +286,8 @@ def _einsum_emit(ctx, args, node):
         dummies = [np.empty(sh, dtype=np.float64) for sh in shapes]
         path = np.einsum_path(spec, *dummies, optimize="optimal")[0]
         return Expr(f"{ctx.xp}.einsum({spec!r}, {ops}, optimize={path!r})", PREC_POSTFIX)
-    return Expr(f"{ctx.xp}.einsum({spec!r}, {ops}, optimize={ctx.helper('einsum_path')}({spec!r}, {ops}))",
-                PREC_POSTFIX)
+    # (the operands written once: one may be an expression, not a name)
+    return Expr(f"{ctx.helper('einsum')}({spec!r}, {ops})", PREC_POSTFIX)
 
 
 def _fresh_letters(used: str):
@@ -394,16 +394,16 @@ def _einsum_view(node) -> bool:
     return "," not in inputs and set(inputs) == set(out)
 
 
-EINSUM_PATH = Helper("einsum_path", '''_PATHS = {}
+EINSUM_PATH = Helper("einsum", '''_PATHS = {}
 
 
-def _einsum_path(spec, *operands):
-    """The contraction order for these shapes, found once (np.einsum_path) and cached."""
+def _einsum(spec, *operands):
+    """numpy.einsum along the contraction order for these shapes, found once (np.einsum_path) and cached."""
     key = (spec,) + tuple(o.shape for o in operands)
     path = _PATHS.get(key)
     if path is None:
         path = _PATHS[key] = xp.einsum_path(spec, *operands, optimize="optimal")[0]
-    return path
+    return xp.einsum(spec, *operands, optimize=path)
 ''')
 
 register(bilinear(
