@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from ..core.diagnostics import UserError
 from ..core.ir import Node
+from ..core.primitive import ops
 from ..core.types import (
     DimLike,
     DType,
@@ -623,11 +624,9 @@ def _cholesky(a):
 @builtin("logdet", P("a", TENSOR))
 def _logdet(a):
     """log det a of a symmetric positive definite a: 2 sum(log(diag(cholesky(a)))); its gradient
-    is a Cholesky solve (through cholesky's rule), never an explicit inverse."""
-    L = B.apply("cholesky", a)
-    diag = B.apply("einsum", L, spec="...ii->...i")
-    logs = B.apply("log", diag)
-    return B.mul(B.like_const(2, logs), B.sum_(logs, (logs.type.rank - 1,)))
+    is a^-1 from the Cholesky factor (primitives/spd.py), never an LU inverse."""
+    a = B.to_float(a)
+    return B.apply("spd_logdet", a, B.apply("cholesky", a))
 
 
 @builtin("solve_triangular", P("a", TENSOR), P("b", TENSOR), P("lower", BOOL, True))
@@ -637,7 +636,11 @@ def _solve_triangular(a, b, lower=True):
 
 @builtin("cho_solve", P("l", TENSOR), P("b", TENSOR))
 def _cho_solve(l, b):
-    """(l l^T)^-1 b from the lower Cholesky factor l: two triangular solves (scipy.linalg.cho_solve)."""
+    """(l l^T)^-1 b from the lower Cholesky factor l (scipy.linalg.cho_solve). When l is
+    cholesky(a) in this program, a solve with a (primitives/spd.py), whose derivative goes to a
+    directly; else two triangular solves."""
+    if l.op is ops.cholesky:
+        return B.apply("spd_solve", l.inputs[0], l, b)
     r = l.type.rank
     vector = b.type.rank == 1
     col = B.reshape(b, b.shape + (1,)) if vector else b  # (a batch of vectors would read as matrices)

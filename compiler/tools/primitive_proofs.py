@@ -38,8 +38,8 @@ def primitive_modules(name: str, derivatives=DERIVATIVES, examples: int | None =
     prim = REGISTRY[name]
     for k, (types, attrs, domains) in enumerate(prim.examples[:examples]):
         with graph_scope():
-            params = [param(f"a{i}", parse_type_text(t), i) for i, t in enumerate(types)]
-            out = apply(name, *params, **attrs)
+            params, inputs = _inputs(types, domains)
+            out = apply(name, *inputs, **attrs)
             fn = Function(f"{name}_{k}", tuple(params), (out,), None)
             wrt = [i for i, p in enumerate(params) if p.dtype.is_float]
             fns = [fn]
@@ -52,7 +52,21 @@ def primitive_modules(name: str, derivatives=DERIVATIVES, examples: int | None =
                 if "vjp_jvp" in derivatives:
                     fns += forward(f"{name}_{k}_vjp_jvp", rev[0], wrt, None)
             yield Module(SourceFile(f"<{name}>", ""), tuple(fns), current_hints()), \
-                {f"a{i}": d for i, d in domains.items()}
+                {f"a{i}": d for i, d in domains.items() if isinstance(d, str)}
+
+
+def _inputs(types, domains):
+    """The parameters, and the inputs they give: an input whose domain is a pair (op, k) is
+    computed, op(input k), not a parameter (spd.py's records take a matrix and its factor)."""
+    params, inputs = [], []
+    for i, t in enumerate(types):
+        d = domains.get(i)
+        if isinstance(d, tuple):
+            inputs.append(apply(d[0], inputs[d[1]]))
+        else:
+            params.append(param(f"a{i}", parse_type_text(t), len(params)))
+            inputs.append(params[-1])
+    return params, inputs
 
 
 def check_primitive(name: str, derivatives=DERIVATIVES, examples: int | None = None) -> list[Result]:
