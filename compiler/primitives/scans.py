@@ -1,5 +1,6 @@
-"""Scans and order: cumsum and roll (linear), argsort, argmax and argmin (integer results, no
-derivative). sort, topk, flip, diff, pad, tile and repeat are expansions over these and the
+"""Scans and order: cumsum and roll (linear), cumprod and logcumsumexp (their derivatives are
+linscans: the internal linear recurrence, closed under differentiation), argsort, argmax and
+argmin (integer results, no derivative). sort, topk, flip, diff, pad, tile and repeat are expansions over these and the
 shape primitives (primitives/builtin_functions.py).
 
 Orders are stable (`kind="stable"`): of tied values the first comes first, so `sort`'s
@@ -212,6 +213,77 @@ register(Primitive(
     doc="running product along an axis (integers and bools as i64, NumPy); derivatives exact with "
         "zeros in the line, to every order (written with linscan, no division)",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[4]",), {"axis": 0}, {})),
+))
+
+
+# ---- logcumsumexp ----------------------------------------------------------------------------------
+def _lcse_weights(x, out, axis):
+    """(exp(x_i - out_i), a) with a_i = exp(out_(i-1) - out_i): both in [0, 1] (out is a running
+    logsumexp, so it rises and bounds x), so the rules never overflow. An all -inf prefix has
+    out = -inf: there out is read as 0, so its weights exp(-inf - 0) and the links from it are
+    0, never NaN (nor a warning) from -inf - -inf."""
+    neg_inf = B.like_const(-np.inf, out)
+    safe = B.where(B.apply("eq", out, neg_inf), B.like_const(0, out), out)
+    link = B.apply("exp", B.sub(_shift(out, axis, -np.inf, True), safe))
+    return B.apply("exp", B.sub(x, safe)), link
+
+
+def _lcse_vjp(ctx, node, ct, needs):
+    """d/dx_i = sum over j >= i of g_j exp(x_i - out_j) = exp(x_i - out_i) s_i, with
+    s_i = g_i + exp(out_i - out_(i+1)) s_(i+1): a reverse linscan."""
+    axis = node.attr("axis")
+    weight, link = _lcse_weights(node.inputs[0], node, axis)
+    return [B.mul(weight, linscan(link, ct, axis, reverse=True))]
+
+
+def _lcse_jvp(ctx, node, ts):
+    """out-dot_j = sum over i <= j of t_i exp(x_i - out_j) = exp(out_(j-1) - out_j) out-dot_(j-1)
+    + t_j exp(x_j - out_j): a linscan."""
+    if ts[0] is None:
+        return None
+    axis = node.attr("axis")
+    weight, link = _lcse_weights(node.inputs[0], node, axis)
+    return linscan(link, B.mul(ts[0], weight), axis)
+
+
+def _lcse_infer(types, attrs):
+    t = types[0]
+    need_float(t, "`logcumsumexp`")
+    if t.rank == 0:
+        raise UserError(f"`logcumsumexp` needs an array with an axis, got {t}")
+    return t
+
+
+def _lcse_emit(ctx, args, node):
+    return Expr(f"{ctx.helper('logcumsumexp')}({args[0].text}, {node.attr('axis')})", PREC_POSTFIX)
+
+
+def _log_running_sum(row):
+    sp = _order_sp()
+    return [sp.log(sp.Add(*[sp.exp(v) for v in row[:k + 1]])) for k in range(len(row))]
+
+
+LOGCUMSUMEXP = Helper("logcumsumexp", '''def _logcumsumexp(x, axis):
+    """log(cumsum(exp(x))) along axis, exact at any magnitude (an all -inf prefix gives -inf)."""
+    return xp.logaddexp.accumulate(x, axis=axis)
+''', variants=(("cupy", '''def _logcumsumexp(x, axis):
+    """log(cumsum(exp(x))) along axis, exact at any magnitude (an all -inf prefix gives -inf):
+    CuPy has no logaddexp.accumulate, so one logaddexp per position, over the other axes."""
+    out = x.copy()
+    at = (slice(None),) * axis
+    for i in range(1, out.shape[axis]):
+        out[at + (i,)] = xp.logaddexp(out[at + (i - 1,)], out[at + (i,)])
+    return out
+'''),))
+
+register(Primitive(
+    "logcumsumexp", "scan", _lcse_infer, _lcse_emit, _lcse_vjp, _lcse_jvp, _along(_log_running_sum),
+    coerce=lambda args, attrs: [B.to_float(args[0])],
+    doc="log(cumsum(exp(x))) along an axis, as torch.logcumsumexp: no overflow or underflow at any "
+        "magnitude (logaddexp.accumulate); an all -inf prefix gives -inf with gradient 0; vjp and "
+        "jvp are linscans weighted by exp(x_i - out_j) <= 1",
+    examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[4]",), {"axis": 0}, {})),
+    cost=Cost.COSTLY, helpers=(LOGCUMSUMEXP,),
 ))
 
 
