@@ -308,3 +308,17 @@ def test_an_array_with_no_elements_is_checked_by_its_shape():
         """)
     assert [r.status for r in results] == ["pass"] * 2, [r.detail for r in results]
     assert all("d/dx with no elements at these sizes (their shapes agree)" in r.detail for r in results)
+
+
+def test_cumprod_second_derivatives_pass_at_zeros():
+    """cumprod's hvp (and jvp of its gradient) at one and two zeros in a line FAILed: the masks
+    of its first derivative were constants to the second; its rules are linscans now."""
+    results = _check("""
+        fn f(x: f64[3, 4], w: f64[3, 4]) -> f64 { return sum(cumprod(x, axis=1) * w) }
+        hvp f wrt x
+        fn g(x: f64[4]) -> f64 { return sum(cumprod(x)) }
+        grad g wrt x
+        jvp g_grad wrt x
+        """)
+    assert [r.status for r in results] == ["pass"] * 3, [r.detail for r in results]
+    assert all("special" in r.method for r in results), [r.method for r in results]

@@ -110,3 +110,19 @@ def test_every_builtin_on_the_standin(case, tmp_path, tl):
         cts = [np.ones_like(np.asarray(o)) for o in (outs if isinstance(outs, tuple) else (outs,))]
         for a, b in zip(m_cp.f_vjp(*inputs, *cts), m_np.f_vjp(*inputs, *cts)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+
+
+def test_logcumsumexp_without_accumulate_matches_numpy_at_extremes(tmp_path, tl):
+    """CuPy has no logaddexp.accumulate: its helper steps one logaddexp per position, along
+    either axis; at +-1000 and with -inf prefixes it gives what NumPy's accumulate gives."""
+    src = ("fn f(x: f64[3, 4]) -> f64[3, 4] {\n    return logcumsumexp(x, axis=1) + logcumsumexp(x, axis=0)\n}\n"
+           "vjp f wrt x\n")
+    m_np = tl(src)
+    m_cp = import_cupy_module(compile_source(src, backend="cupy"), tmp_path, "standin")
+    assert ".accumulate(" not in compile_source(src, backend="cupy")
+    x = np.array([[1000.0, -1000.0, 999.0, 0.0], [-np.inf, -np.inf, 3.0, -np.inf], [-800.0, -700.0, 700.0, 2.0]])
+    want = m_np.f(x)
+    np.testing.assert_array_equal(np.isfinite(m_cp.f(x)), np.isfinite(want))
+    np.testing.assert_allclose(m_cp.f(x), want, rtol=1e-15)
+    ct = np.random.default_rng(0).standard_normal((3, 4))
+    np.testing.assert_allclose(m_cp.f_vjp(x, ct)[1], m_np.f_vjp(x, ct)[1], rtol=1e-14, atol=1e-300)

@@ -91,3 +91,79 @@ def test_cumprod_derivatives_are_exact_with_zeros(tl):
     t = rng.standard_normal((3, 4))
     _, tangent = m.f_jvp(x, w, t)
     assert tangent == pytest.approx(np.sum(want * t), rel=1e-13)
+
+
+def _mp_logcumsumexp(row):
+    import mpmath
+
+    return [mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(v)) for v in row[:k + 1])) for k in range(len(row))]
+
+
+def test_logcumsumexp_is_exact_at_any_magnitude(tl):
+    """No overflow at +-700 or +-1000 (exp(700) is near f64's limit), no underflow of a prefix
+    far below the line's maximum: values, gradient and tangent against 40-digit mpmath."""
+    import mpmath
+
+    mpmath.mp.dps = 40
+    m = tl("fn f(x: f64[N, 5], w: f64[N, 5]) -> f64 {\n    return sum(logcumsumexp(x, axis=1) * w)\n}\n"
+           "fn g(x: f64[N, 5]) -> f64[N, 5] {\n    return logcumsumexp(x, axis=1)\n}\n"
+           "grad f wrt x\njvp f wrt x\n")
+    x = np.array([[700.0, 710.0, -700.0, 705.0, 1000.0], [-1000.0, -700.0, -1000.0, 700.0, 699.0],
+                  [-745.0, -746.0, -744.0, -745.0, -1000.0]])
+    rng = np.random.default_rng(2)
+    w, t = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    exact = [_mp_logcumsumexp(list(r)) for r in x]
+    # d/dx_i = sum over j >= i of w_j exp(x_i - out_j), written out in mpmath
+    dx = np.array([[float(mpmath.fsum(w[r, j] * mpmath.exp(mpmath.mpf(x[r, i]) - exact[r][j]) for j in range(i, 5)))
+                    for i in range(5)] for r in range(3)])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # (exp(-1000) underflows: fine)
+        out = m.g(x)
+        _, grad = m.f_grad(x, w)
+        _, tangent = m.f_jvp(x, w, t)
+    np.testing.assert_allclose(out, np.array(exact, dtype=float), rtol=1e-15)
+    assert out[0, 0] == 700.0 and out[1, 0] == -1000.0  # a prefix far below the line's max stays exact
+    np.testing.assert_allclose(grad, dx, rtol=1e-13, atol=1e-300)
+    assert tangent == pytest.approx(float(np.sum(dx * t)), rel=1e-13)
+
+
+def test_logcumsumexp_of_a_minus_inf_prefix_is_minus_inf_with_gradient_zero(tl):
+    """As torch: an all -inf prefix gives -inf; its gradient (and second derivative) is 0, not
+    NaN, and a -inf entry after the prefix gets gradient 0 too."""
+    m = tl("fn f(x: f64[5], w: f64[5]) -> f64 {\n    return sum(where(logcumsumexp(x) > -inf, logcumsumexp(x), 0) * w)\n}\n"
+           "fn g(x: f64[5]) -> f64[5] {\n    return logcumsumexp(x)\n}\n"
+           "grad f wrt x\njvp f wrt x\nhvp f wrt x\n")
+    x = np.array([-np.inf, -np.inf, 1.0, -np.inf, 2.0])
+    w = np.array([0.5, -1.0, 2.0, 1.5, -0.25])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # (exp(-1000) underflows: fine)
+        out = m.g(x)
+        _, grad = m.f_grad(x, w)
+        _, tangent = m.f_jvp(x, w, np.ones(5))
+        hv = m.f_hvp(x, w, np.ones(5))[-1]
+    np.testing.assert_array_equal(out[:2], [-np.inf, -np.inf])
+    np.testing.assert_allclose(out[2:], [1.0, 1.0, np.logaddexp(1.0, 2.0)], rtol=1e-15)
+    # only x[2] and x[4] carry weight: d out_j/dx_i = exp(x_i - out_j) for i <= j
+    p = np.exp(1.0 - out[4])
+    want = np.array([0.0, 0.0, w[2] + w[3] + w[4] * p, 0.0, w[4] * (1 - p)])
+    np.testing.assert_allclose(grad, want, rtol=1e-15)
+    assert tangent == pytest.approx(np.sum(want))
+    assert np.all(np.isfinite(hv)) and hv[0] == hv[1] == hv[3] == 0.0
+
+
+def test_cumprod_second_derivatives_are_exact_with_zeros(tl):
+    """hvp of sum(cumprod(x) * w) with one zero and with two zeros in a row: the Hessian is
+    d2/dx_i dx_l = sum over k >= max(i, l) of w_k prod_{j <= k, j != i, l} x_j (i != l), 0 on
+    the diagonal, written out here; the masked first derivative gave 0 instead."""
+    m = tl("fn f(x: f64[N, 5], w: f64[N, 5]) -> f64 {\n    return sum(cumprod(x, axis=1) * w)\n}\nhvp f wrt x\n")
+    rng = np.random.default_rng(3)
+    w, v = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    x = np.array([[1.5, 0.0, 2.0, -1.0, 0.5], [0.0, 0.0, 1.5, 2.0, -0.5], [2.0, -0.5, 0.0, 0.0, 3.0]])
+
+    def hess(r, i, l):
+        if i == l:
+            return 0.0
+        return sum(w[r, k] * np.prod([x[r, j] for j in range(k + 1) if j not in (i, l)]) for k in range(max(i, l), 5))
+
+    want = np.array([[sum(hess(r, i, l) * v[r, l] for l in range(5)) for i in range(5)] for r in range(3)])
+    assert np.abs(want).min() == 0 and np.abs(want).max() > 1  # zeros and non-zeros both occur
+    hv = m.f_hvp(x, w, v)[-1]
+    np.testing.assert_allclose(hv, want, rtol=1e-14, atol=1e-14)

@@ -10,6 +10,7 @@ and the options, so the same input gives byte-identical text.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -548,8 +549,9 @@ def generate(module: Module, options: Options, version: str) -> str:
     if mod.dtype_consts or mod.scalar_types:
         out.append("")
     for name in _closure(mod):
-        src = checks.CHECK_HELPERS if name == "checks" else backend.helper_source(table[name])
-        src = src.replace("xp.", f"{backend.alias}.")
+        # (a whole-word `xp.` only: `logaddexp.accumulate` is not `logaddenp.`)
+        src = re.sub(r"\bxp\.", f"{backend.alias}.", checks.CHECK_HELPERS) if name == "checks" else \
+            backend.helper_source(table[name])
         out += ["", src.rstrip("\n"), ""]
     for src in fn_sources:
         out += ["", src.rstrip("\n"), ""]

@@ -204,6 +204,11 @@ def _cumprod(x, axis=None):
     return B.apply("cumprod", x, axis=_whole(x, axis, "cumprod"))
 
 
+@builtin("logcumsumexp", P("x", TENSOR), P("axis", AXIS, None))
+def _logcumsumexp(x, axis=None):
+    return B.apply("logcumsumexp", x, axis=_whole(x, axis, "logcumsumexp"))
+
+
 @builtin("diff", P("x", TENSOR), P("n", INT, 1), P("axis", AXIS, -1))
 def _diff(x, n=1, axis=-1):
     axis = _one_axis(x, axis, "diff")

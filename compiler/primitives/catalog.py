@@ -10,7 +10,7 @@ from __future__ import annotations
 from . import misc  # noqa: F401  (param, const, dim, full, eye, stop_gradient)
 from . import elementwise  # noqa: F401
 from . import math_functions  # noqa: F401  (more elementwise math: arcsin .. fmod)
-from . import scans  # noqa: F401  (cumsum, roll, argsort, argmax, argmin)
+from . import scans  # noqa: F401  (cumsum, cumprod, logcumsumexp, linscan, roll, argsort, ...)
 from . import special  # noqa: F401  (erf .. j1: scipy.special)
 from . import reduce  # noqa: F401
 from . import linalg  # noqa: F401

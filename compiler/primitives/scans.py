@@ -1,5 +1,6 @@
-"""Scans and order: cumsum and roll (linear), argsort, argmax and argmin (integer results, no
-derivative). sort, topk, flip, diff, pad, tile and repeat are expansions over these and the
+"""Scans and order: cumsum and roll (linear), cumprod and logcumsumexp (their derivatives are
+linscans: the internal linear recurrence, closed under differentiation), argsort, argmax and
+argmin (integer results, no derivative). sort, topk, flip, diff, pad, tile and repeat are expansions over these and the
 shape primitives (primitives/builtin_functions.py).
 
 Orders are stable (`kind="stable"`): of tied values the first comes first, so `sort`'s
@@ -13,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.diagnostics import UserError
-from ..core.primitive import PREC_POSTFIX, Expr, Primitive, Special, register
+from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, Special, register
 from ..core.types import DType, TensorType
 from . import algebra as B
-from .common import sympy_function
+from .common import need_float, sympy_function
 from .rule_shapes import linear, nondifferentiable
 
 
@@ -83,46 +84,113 @@ register(linear(
 ))
 
 
+# ---- linscan: the linear recurrence (internal) ---------------------------------------------------------
+def _shift(x, axis, fill, later):
+    """x moved one place along axis, `fill` entering: later (h_(i-1) at i) or earlier (h_(i+1) at
+    i). concat then slice, so the slice's bound stays in range for every size, 0 included."""
+    slab = B.broadcast_to(B.like_const(fill, x), tuple(1 if a == axis else d for a, d in enumerate(x.shape)))
+    joined = B.apply("concat", *((slab, x) if later else (x, slab)), axis=axis)
+    cut = ("s", None, -1, 1) if later else ("s", 1, None, 1)
+    return B.apply("index", joined, items=(("s", None, None, 1),) * axis + (cut,))
+
+
+def linscan(a, b, axis, reverse=False):
+    return B.apply("linscan", a, b, axis=axis, reverse=reverse)
+
+
+def _linscan_infer(types, attrs):
+    a, b = types
+    for i, t in enumerate(types):
+        need_float(t, "`linscan`", arg=i)
+    if a.rank == 0 or a.shape != b.shape or a.dtype != b.dtype:
+        raise UserError(f"`linscan` needs two arrays of one shape and dtype with an axis, got {a} and {b}")
+    return b
+
+
+def _linscan_vjp(ctx, node, ct, needs):
+    """Forward h_i = a_i h_(i-1) + b_i: the adjoint l runs from the end, l_i = g_i + a_(i+1) l_(i+1)
+    (the reverse scan), d/db = l, d/da_i = l_i h_(i-1). Reverse: the adjoint m runs from the start,
+    d/db = m, d/da_i = m_(i-1) h_i. Both are linscans again: closed under differentiation."""
+    a, axis, reverse = node.inputs[0], node.attr("axis"), node.attr("reverse")
+    adj = linscan(a, ct, axis, not reverse)
+    if not needs[0]:
+        return [None, adj]
+    da = B.mul(adj, _shift(node, axis, 0, True)) if not reverse else B.mul(_shift(adj, axis, 0, True), node)
+    return [da, adj]
+
+
+def _linscan_jvp(ctx, node, ts):
+    """h-dot follows the same recurrence, driven by b-dot plus a-dot times the h it multiplies."""
+    a, axis, reverse = node.inputs[0], node.attr("axis"), node.attr("reverse")
+    ta, tb = ts
+    drive = None
+    if ta is not None:
+        drive = B.mul(ta, _shift(node, axis, 0, True)) if not reverse else _shift(B.mul(ta, node), axis, 0, False)
+    drive = B.add_ct(drive, tb)
+    return None if drive is None else linscan(a, drive, axis, reverse)
+
+
+def _linscan_emit(ctx, args, node):
+    name = ctx.helper("linscan")
+    return Expr(f"{name}({args[0].text}, {args[1].text}, {node.attr('axis')}, {node.attr('reverse')})",
+                PREC_POSTFIX)
+
+
+def _linscan_sympy(ctx, args, node):
+    axis, reverse = node.attr("axis"), node.attr("reverse")
+    a, b = (np.moveaxis(_obj(v), axis, -1) for v in args)
+    out = np.empty(b.shape, dtype=object)
+    n = b.shape[-1]
+    for idx in np.ndindex(b.shape[:-1]):
+        h, row_a, row_b = 0, a[idx], b[idx]
+        for i in (range(n - 1, -1, -1) if reverse else range(n)):
+            coefficient = (row_a[i + 1] if i + 1 < n else 0) if reverse else row_a[i]
+            h = coefficient * h + row_b[i]
+            out[idx + (i,)] = h
+    return np.moveaxis(out, -1, axis)
+
+
+LINSCAN = Helper("linscan", '''def _linscan(a, b, axis, reverse):
+    """h_i = a_i h_(i-1) + b_i along axis from the start (reverse: h_i = a_(i+1) h_(i+1) + b_i
+    from the end): one vector step per position, over the other axes."""
+    h = b.copy()
+    at = (slice(None),) * axis
+    n = h.shape[axis]
+    if reverse:
+        for i in range(n - 2, -1, -1):
+            h[at + (i,)] += a[at + (i + 1,)] * h[at + (i + 1,)]
+    else:
+        for i in range(1, n):
+            h[at + (i,)] += a[at + (i,)] * h[at + (i - 1,)]
+    return h
+''')
+
+register(Primitive(
+    "linscan", "scan", _linscan_infer, _linscan_emit, _linscan_vjp, _linscan_jvp, _linscan_sympy,
+    doc="internal: the linear recurrence h_i = a_i h_(i-1) + b_i along an axis (reverse: h_i = "
+        "a_(i+1) h_(i+1) + b_i from the end); its derivatives are linscans again, with no "
+        "division, so the rules written with it (cumprod's, logcumsumexp's) are exact to every order",
+    examples=((("f64[2, 3]", "f64[2, 3]"), {"axis": 1, "reverse": False}, {}),
+              (("f64[4]", "f64[4]"), {"axis": 0, "reverse": True}, {})),
+    cost=Cost.COSTLY, helpers=(LINSCAN,),
+))
+
+
 # ---- cumprod --------------------------------------------------------------------------------------
-def _zero_masks(x, axis):
-    """(before, at): along the axis, the entries before the first zero, and the first zero."""
-    zero = B.apply("eq", x, B.like_const(0, x))
-    seen = B.apply("cumsum", B.cast(zero, DType.I64), axis=axis)  # zeros so far, this one included
-    before = B.apply("eq", seen, B.like_const(0, seen))
-    at = B.apply("logical_and", zero, B.apply("eq", seen, B.like_const(1, seen)))
-    return before, at
-
-
 def _cumprod_vjp(ctx, node, ct, needs):
-    """d/dx_i = sum over k >= i of g_k prod_{j <= k, j != i} x_j, exact with zeros: before the
-    first zero it is revcumsum(g y)_i / x_i (y_k = 0 past a zero adds nothing); at the first zero
-    it is revcumsum(g y')_i with y' the products with that zero read as 1; after it, 0 (every
-    product holds the first zero)."""
+    """d/dx_i = sum over k >= i of g_k prod_{j <= k, j != i} x_j = (prod_{j < i} x_j) s_i with
+    s_i = g_i + x_(i+1) s_(i+1): a product and a reverse linscan, no division, so exact with
+    zeros in the line, and so are its own derivatives (every order)."""
     x, axis = node.inputs[0], node.attr("axis")
-    before, at = _zero_masks(x, axis)
-    one, zero = B.like_const(1, x), B.like_const(0, x)
-    y_without = B.apply("cumprod", B.where(at, one, x), axis=axis)
-    early = B.div(_rev_cumsum(B.mul(ct, node), axis), B.where(before, x, one))
-    at_zero = _rev_cumsum(B.mul(ct, y_without), axis)
-    return [B.where(before, early, B.where(at, at_zero, zero))]
+    return [B.mul(_shift(node, axis, 1, True), linscan(x, ct, axis, reverse=True))]
 
 
 def _cumprod_jvp(ctx, node, ts):
-    """y-dot_k = sum over i <= k of t_i prod_{j <= k, j != i} x_j: y_k cumsum(t / x)_k before the
-    first zero; from it on only its own term survives, t_z y'_k."""
+    """y-dot_k = x_k y-dot_(k-1) + t_k y_(k-1) (y_(-1) = 1): a linscan."""
     if ts[0] is None:
         return None
-    x, axis, t = node.inputs[0], node.attr("axis"), ts[0]
-    before, at = _zero_masks(x, axis)
-    one, zero = B.like_const(1, x), B.like_const(0, x)
-    early = B.mul(node, B.apply("cumsum", B.div(B.where(before, t, zero), B.where(before, x, one)), axis=axis))
-    t_z = B.apply("sum", B.where(at, t, zero), axes=(axis,), keepdims=True)
-    late = B.mul(t_z, B.apply("cumprod", B.where(at, one, x), axis=axis))
-    return B.where(before, early, late)
-
-
-def _rev_cumsum(x, axis):
-    return _reversed(B.apply("cumsum", _reversed(x, axis), axis=axis), axis)
+    x, axis = node.inputs[0], node.attr("axis")
+    return linscan(x, B.mul(ts[0], _shift(node, axis, 1, True)), axis)
 
 
 def _running_product(row):
@@ -143,8 +211,79 @@ register(Primitive(
     _along(_running_product), special=(Special("a zero in a line", slice_zeros=1),
                                         Special("two zeros in a line", slice_zeros=2)),
     doc="running product along an axis (integers and bools as i64, NumPy); derivatives exact with "
-        "zeros in the line",
+        "zeros in the line, to every order (written with linscan, no division)",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[4]",), {"axis": 0}, {})),
+))
+
+
+# ---- logcumsumexp ----------------------------------------------------------------------------------
+def _lcse_weights(x, out, axis):
+    """(exp(x_i - out_i), a) with a_i = exp(out_(i-1) - out_i): both in [0, 1] (out is a running
+    logsumexp, so it rises and bounds x), so the rules never overflow. An all -inf prefix has
+    out = -inf: there out is read as 0, so its weights exp(-inf - 0) and the links from it are
+    0, never NaN (nor a warning) from -inf - -inf."""
+    neg_inf = B.like_const(-np.inf, out)
+    safe = B.where(B.apply("eq", out, neg_inf), B.like_const(0, out), out)
+    link = B.apply("exp", B.sub(_shift(out, axis, -np.inf, True), safe))
+    return B.apply("exp", B.sub(x, safe)), link
+
+
+def _lcse_vjp(ctx, node, ct, needs):
+    """d/dx_i = sum over j >= i of g_j exp(x_i - out_j) = exp(x_i - out_i) s_i, with
+    s_i = g_i + exp(out_i - out_(i+1)) s_(i+1): a reverse linscan."""
+    axis = node.attr("axis")
+    weight, link = _lcse_weights(node.inputs[0], node, axis)
+    return [B.mul(weight, linscan(link, ct, axis, reverse=True))]
+
+
+def _lcse_jvp(ctx, node, ts):
+    """out-dot_j = sum over i <= j of t_i exp(x_i - out_j) = exp(out_(j-1) - out_j) out-dot_(j-1)
+    + t_j exp(x_j - out_j): a linscan."""
+    if ts[0] is None:
+        return None
+    axis = node.attr("axis")
+    weight, link = _lcse_weights(node.inputs[0], node, axis)
+    return linscan(link, B.mul(ts[0], weight), axis)
+
+
+def _lcse_infer(types, attrs):
+    t = types[0]
+    need_float(t, "`logcumsumexp`")
+    if t.rank == 0:
+        raise UserError(f"`logcumsumexp` needs an array with an axis, got {t}")
+    return t
+
+
+def _lcse_emit(ctx, args, node):
+    return Expr(f"{ctx.helper('logcumsumexp')}({args[0].text}, {node.attr('axis')})", PREC_POSTFIX)
+
+
+def _log_running_sum(row):
+    sp = _order_sp()
+    return [sp.log(sp.Add(*[sp.exp(v) for v in row[:k + 1]])) for k in range(len(row))]
+
+
+LOGCUMSUMEXP = Helper("logcumsumexp", '''def _logcumsumexp(x, axis):
+    """log(cumsum(exp(x))) along axis, exact at any magnitude (an all -inf prefix gives -inf)."""
+    return xp.logaddexp.accumulate(x, axis=axis)
+''', variants=(("cupy", '''def _logcumsumexp(x, axis):
+    """log(cumsum(exp(x))) along axis, exact at any magnitude (an all -inf prefix gives -inf):
+    CuPy has no logaddexp.accumulate, so one logaddexp per position, over the other axes."""
+    out = x.copy()
+    at = (slice(None),) * axis
+    for i in range(1, out.shape[axis]):
+        out[at + (i,)] = xp.logaddexp(out[at + (i - 1,)], out[at + (i,)])
+    return out
+'''),))
+
+register(Primitive(
+    "logcumsumexp", "scan", _lcse_infer, _lcse_emit, _lcse_vjp, _lcse_jvp, _along(_log_running_sum),
+    coerce=lambda args, attrs: [B.to_float(args[0])],
+    doc="log(cumsum(exp(x))) along an axis, as torch.logcumsumexp: no overflow or underflow at any "
+        "magnitude (logaddexp.accumulate); an all -inf prefix gives -inf with gradient 0; vjp and "
+        "jvp are linscans weighted by exp(x_i - out_j) <= 1",
+    examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[4]",), {"axis": 0}, {})),
+    cost=Cost.COSTLY, helpers=(LOGCUMSUMEXP,),
 ))
 
 
