@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from harness import Impl
-from hand import w1_poly_scalar, w2_poly_sum, w3_layer, w4_mlp, w5_tanh_bcast, w7_logistic_hvp
+from hand import w1_poly_scalar, w2_poly_sum, w3_layer, w4_mlp, w5_tanh_bcast, w7_logistic_hvp, w8_gp
 
 HERE = Path(__file__).resolve().parent
 TL = HERE / "workloads"
 F32 = np.float32
 
 # Targets of the issue ("tapeless time / hand time <= target"); memory: every gradient call.
-TARGETS = {"W1": 3.0, "W1-nochecks": 1.5, "W2": 1.1, "W3": 0.85, "W4": 1.0, "W5": 0.75, "W7": 1.2}
+TARGETS = {"W1": 3.0, "W1-nochecks": 1.5, "W2": 1.1, "W3": 0.85, "W4": 1.0, "W5": 0.75, "W7": 1.2, "W8": 1.0}
 MEM_TARGET = 1.1
 W6_COMPILE_TARGET = 0.3      # seconds, strictly below
 W6_CACHED_TARGET = 0.020     # seconds, strictly below
@@ -254,5 +254,26 @@ def _add_tapeless_w7(ctx, wl, X, t, w, v):
         wl.impls.append(Impl(name, kind, lambda fn2=fn2: fn2(X, t, w, zero, v), _tapeless_convert))
 
 
-BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7}
-ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
+# ---------------------------------------------------------------------------------- W8
+
+def w8(ctx):
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((2000, 8))
+    y = rng.standard_normal(2000)
+    ls = rng.uniform(1.5, 3.0, 8)
+    sf2, sn2 = np.float64(1.3), np.float64(0.1)
+    args = (X, y, ls, sf2, sn2)
+    wl = Workload("W8", "Gaussian-process NLL, RBF kernel: grads of lengthscales, signal and noise variance",
+                  "X f64[2000,8], y f64[2000], ls f64[8], sf2, sn2 f64",
+                  _flat(w8_gp.reference(*args)), ["float64"] * 4, rtol=1e-8, atol_frac=1e-10)
+    wl.impls.append(Impl("hand (NumPy + SciPy cho_solve, as scikit-learn)", "hand",
+                         lambda: w8_gp.gp_nll_grad(*args), _flat))
+    wl.impls.append(Impl("hand (LAPACK dpotri, as GPy)", "hand-alt", lambda: w8_gp.gp_nll_grad_potri(*args), _flat))
+    _add_tapeless(ctx, wl, "w8_gp.tl", "gp_nll_grad", args)
+    wl.targets = {"tapeless": TARGETS["W8"]}
+    _add_peers(ctx, wl, dict(X=X, y=y, ls=ls, sf2=sf2, sn2=sn2))
+    return wl
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8}
+ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")

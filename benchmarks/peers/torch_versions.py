@@ -104,4 +104,22 @@ def w7(inp):
     return call, _convert
 
 
-BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7}
+def w8(inp):
+    X, y = _const(inp["X"]), _const(inp["y"])
+    ls = _leaf(inp["ls"])
+    sf2, sn2 = (torch.tensor(float(inp[k]), dtype=torch.float64, requires_grad=True) for k in ("sf2", "sn2"))
+    eye = torch.eye(len(inp["y"]), dtype=torch.float64)
+
+    def call():
+        Z = X / ls
+        q = (Z * Z).sum(1)
+        K = sf2 * torch.exp(-0.5 * (q[:, None] + q[None, :] - 2 * (Z @ Z.T))) + sn2 * eye
+        L = torch.linalg.cholesky(K)
+        alpha = torch.cholesky_solve(y[:, None], L)[:, 0]
+        nll = 0.5 * (y @ alpha) + torch.log(torch.diagonal(L)).sum()
+        return (nll, *torch.autograd.grad(nll, (ls, sf2, sn2)))
+
+    return call, _convert
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8}
