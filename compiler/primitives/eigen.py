@@ -61,7 +61,7 @@ def _gaps(w):
     return B.where(eye, B.like_const(0, w), B.div(B.like_const(1, w), safe))
 
 
-def _diag(d):
+def diag_matrix(d):
     """A batch of vectors as a batch of diagonal matrices."""
     n = d.shape[-1]
     eye = B.apply("eye", n=n, m=n, dtype=d.dtype)
@@ -73,7 +73,7 @@ def _vjp(ctx, node, ct, needs):
     gw, gv = parts(ct)
     k = mm(mT(v), gv)
     s = B.mul(B.like_const(0.5, k), B.sub(k, mT(k)))
-    inner = B.add(_diag(gw), B.mul(_gaps(w), s))
+    inner = B.add(diag_matrix(gw), B.mul(_gaps(w), s))
     return [mm(v, mm(inner, mT(v)))]
 
 
