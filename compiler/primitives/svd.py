@@ -33,7 +33,7 @@ from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, regist
 from ..core.types import Dim, dim_add, dim_sub, dim_text
 from . import algebra as B
 from .common import need_float
-from .eigen import diag_matrix
+from .eigen import diag_matrix, over_gaps, quiet_div
 from .factorized import mT, mm
 
 
@@ -92,21 +92,6 @@ def _triple(u, s, vh):
     return B.apply("concat", B.reshape(s, s.shape + (1,)), mT(u), vh, axis=vh.type.rank - 1)
 
 
-def quiet_div(x, d):
-    """x / d, but exactly 0 where x is exactly 0 (an unread part's zero cotangent stays 0 where d is 0)."""
-    return B.where(B.apply("eq", x, B.like_const(0, x)), B.like_const(0, x), B.div(x, d))
-
-
-def over_gaps(x, s):
-    """x_ij / (s_j^2 - s_i^2) off the diagonal, 0 on it (quiet_div: exactly 0 where x_ij is)."""
-    k = s.shape[-1]
-    s2 = B.mul(s, s)
-    gap = B.sub(B.reshape(s2, s.shape[:-1] + (1, k)), B.reshape(s2, s.shape[:-1] + (k, 1)))
-    eye = B.apply("ne", B.apply("eye", n=k, m=k, dtype=s.dtype), B.like_const(0, s))
-    zero = B.like_const(0, gap)
-    return B.where(eye, zero, quiet_div(x, B.where(eye, B.like_const(1, gap), gap)))
-
-
 def _row(s):
     return B.reshape(s, s.shape[:-1] + (1, s.shape[-1]))
 
@@ -119,11 +104,11 @@ def _vjp(ctx, node, ct, needs):
     m, n = node.inputs[0].shape[-2:]
     u, s, vh = parts(node, m)
     gu, gs, gvh = parts(ct, m)
-    k = s.shape[-1]
+    k, s2 = s.shape[-1], B.mul(s, s)
     j = mm(mT(u), gu)
     kv = mm(vh, mT(gvh))  # V^T v-bar
-    inner = B.add(diag_matrix(gs), B.add(B.mul(over_gaps(B.sub(j, mT(j)), s), _row(s)),
-                                   B.mul(_col(s), over_gaps(B.sub(kv, mT(kv)), s))))
+    inner = B.add(diag_matrix(gs), B.add(B.mul(over_gaps(B.sub(j, mT(j)), s2), _row(s)),
+                                   B.mul(_col(s), over_gaps(B.sub(kv, mT(kv)), s2))))
     ga = mm(u, mm(inner, vh))
     if m != k:  # (I - u u^T) u-bar S^-1 vh
         ga = B.add(ga, mm(quiet_div(B.sub(gu, mm(u, j)), _row(s)), vh))
@@ -138,15 +123,15 @@ def _jvp(ctx, node, ts):
         return None
     m, n = node.inputs[0].shape[-2:]
     u, s, vh = parts(node, m)
-    k = s.shape[-1]
+    k, s2 = s.shape[-1], B.mul(s, s)
     v = mT(vh)
     tv = mm(t, v)
     p = mm(mT(u), tv)
     ds = B.apply("einsum", p, spec="...ii->...i")
     ps = B.mul(p, _row(s))  # P S; its transpose is S P^T
     sp = B.mul(_col(s), p)  # S P; its transpose is P^T S
-    du = mm(u, over_gaps(B.add(ps, mT(ps)), s))
-    dv = mm(v, over_gaps(B.add(sp, mT(sp)), s))
+    du = mm(u, over_gaps(B.add(ps, mT(ps)), s2))
+    dv = mm(v, over_gaps(B.add(sp, mT(sp)), s2))
     if m != k:
         du = B.add(du, B.div(B.sub(tv, mm(u, p)), _row(s)))
     if n != k:

@@ -1,5 +1,6 @@
-"""svd and qr beyond the catalogue: the documented behaviour at repeated singular values, and
-k = min(m, n) for symbolic sizes (the catalogue checks values and derivatives at generic points)."""
+"""eigh, svd and qr beyond the catalogue: the documented behaviour at repeated eigenvalues and
+singular values, and svd's and qr's k = min(m, n) for symbolic sizes (the catalogue checks values
+and derivatives at generic points)."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,6 +41,16 @@ def test_repeated_singular_values_make_the_singular_vectors_gradient_non_finite(
              "vjp f wrt a\n")
     _, g = mod.f_vjp(a, np.random.default_rng(0).standard_normal((4, 3)), 1.0)
     assert not np.all(np.isfinite(g))
+
+
+def test_repeated_eigenvalues_leave_a_loss_of_the_eigenvalues_alone_differentiable(tl):
+    """sum(w * w) is |a|_F^2 for a symmetric a: gradient 2 a, also at the identity (where the
+    eigenvectors are not differentiable); w's JVP there is diag(v^T t v)."""
+    mod = tl("fn f(a: f64[3, 3]) -> f64 {\n    w, v = eigh(a)\n    return sum(w * w)\n}\nvjp f wrt a\njvp f wrt a\n")
+    a = np.diag([2.0, 2.0, 1.0])
+    np.testing.assert_allclose(mod.f_vjp(a, 1.0)[1], 2 * a, atol=1e-12)
+    t = np.random.default_rng(3).standard_normal((3, 3))
+    np.testing.assert_allclose(mod.f_jvp(a, t)[1], 2 * np.sum(a * (t + t.T) / 2), rtol=1e-12)
 
 
 def test_a_literal_k_against_a_symbolic_size_is_checked_when_running(tl):
