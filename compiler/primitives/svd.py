@@ -17,10 +17,10 @@ E_ij = s_j^2 - s_i^2 and X / E meaning 0 on the diagonal:
           + (I - u u^T) u-bar S^-1 vh + u S^-1 v-bar^T (I - V V^T),   J = u^T u-bar, K = V^T v-bar
 (the last two only where m > k, n > k). The JVP, with P = u^T a-dot V: s-dot = diag(P),
 u-dot = u ((P S + S P^T) / E) + (I - u u^T) a-dot V S^-1, V-dot = V ((S P + P^T S) / E)
-+ (I - V V^T) a-dot^T u S^-1. Equal singular values make E zero and zero ones make S^-1 infinite:
-u and vh are not differentiable there and their gradients are inf/NaN, as in PyTorch. s alone
-always is: the divisions give exactly 0 where their numerator is exactly 0, as it is when the
-loss does not read u or vh (so `norm(a, 'nuc')` of the identity has gradient u vh, not NaN).
++ (I - V V^T) a-dot^T u S^-1. Equal singular values make E zero, and zero ones of a non-square
+a make S^-1 infinite: u and vh are not differentiable there and their gradients are inf/NaN, as
+in PyTorch. s alone always is: the divisions give exactly 0 where their numerator is exactly 0,
+as it is when the loss does not read u or vh (so `norm(a, "nuc")` of the identity has gradient u vh, not NaN).
 
 Singular vectors have no closed form SymPy could differentiate, so the record has no SymPy
 meaning (`sympy_note`); the tests check it by finite differences, the adjoint test and PyTorch
