@@ -228,6 +228,36 @@ CASES = [
          "torch.linalg.eigh((a + a.mT) / 2).eigenvalues * 2"
          " + (torch.linalg.eigh((a + a.mT) / 2).eigenvectors ** 2 * b).sum(1)",
          prelude="w, v = eigh((a + transpose(a, [0, 2, 1])) / 2)"),
+    # svd and qr: singular vectors and q, r are defined up to sign, so each loss reads them through
+    # sign-free forms (u * u, u @ vh, r * r); tall and batched, then wide (the lambdas' defaults:
+    # eval's locals are not a lambda's closure)
+    Case("svd", {"a": "f64[2, 4, 3]", "b": "f64[4, 3]"}, "s * 2 + sum(u * u * b, axis=1) + sum((u @ vh) * b, axis=1)",
+         "(lambda u, s, vh, b=b: s * 2 + np.sum(u * u * b, axis=1) + np.sum((u @ vh) * b, axis=1))"
+         "(*np.linalg.svd(a, full_matrices=False))",
+         "(lambda u, s, vh, b=b: s * 2 + (u * u * b).sum(1) + ((u @ vh) * b).sum(1))(*torch.linalg.svd(a, full_matrices=False))",
+         prelude="u, s, vh = svd(a)"),
+    Case("svd_wide", {"a": "f64[3, 5]", "b": "f64[5]", "c": "f64[3, 1]"},
+         "s * s + sum(vh * vh * b, axis=1) + sum(u * u * c, axis=0)",
+         "(lambda u, s, vh, b=b, c=c: s * s + np.sum(vh * vh * b, axis=1) + np.sum(u * u * c, axis=0))"
+         "(*np.linalg.svd(a, full_matrices=False))",
+         "(lambda u, s, vh, b=b, c=c: s * s + (vh * vh * b).sum(1) + (u * u * c).sum(0))(*torch.linalg.svd(a, full_matrices=False))",
+         prelude="u, s, vh = svd(a)"),
+    Case("norm_singular", {"a": "f64[2, 3, 4]", "b": "f64[3, 3]"},
+         "norm(a, 2, axis=[1, 2]) + norm(a, -2, axis=[2, 1]) + norm(a, \"nuc\", axis=[1, 2]) + norm(b, 2)",
+         "np.linalg.norm(a, 2, axis=(1, 2)) + np.linalg.norm(a, -2, axis=(2, 1)) + np.linalg.norm(a, 'nuc', axis=(1, 2))"
+         " + np.linalg.norm(b, 2)",
+         "torch.linalg.matrix_norm(a, 2) + torch.linalg.matrix_norm(a, -2, dim=(2, 1))"
+         " + torch.linalg.matrix_norm(a, 'nuc') + torch.linalg.matrix_norm(b, 2)"),
+    Case("qr", {"a": "f64[2, 4, 3]", "b": "f64[3, 3]", "c": "f64[4, 3]"},
+         "sum(r * r * b, axis=2) + sum(q * q * c, axis=1)",
+         "(lambda q, r, b=b, c=c: np.sum(r * r * b, axis=2) + np.sum(q * q * c, axis=1))(*np.linalg.qr(a))",
+         "(lambda q, r, b=b, c=c: (r * r * b).sum(2) + (q * q * c).sum(1))(*torch.linalg.qr(a))",
+         prelude="q, r = qr(a)"),
+    Case("qr_wide", {"a": "f64[3, 5]", "b": "f64[3, 5]", "c": "f64[3, 3]"},
+         "sum(r * r * b, axis=1) + sum(q * q * c, axis=0)",
+         "(lambda q, r, b=b, c=c: np.sum(r * r * b, axis=1) + np.sum(q * q * c, axis=0))(*np.linalg.qr(a))",
+         "(lambda q, r, b=b, c=c: (r * r * b).sum(1) + (q * q * c).sum(0))(*torch.linalg.qr(a))",
+         prelude="q, r = qr(a)"),
     Case("cholesky", {"a": "f64[2, 3, 3]"}, "cholesky((a + transpose(a, [0, 2, 1])) / 2)",
          "np.linalg.cholesky((a + np.swapaxes(a, 1, 2)) / 2)", "torch.linalg.cholesky((a + a.mT) / 2)",
          {"a": "spd"}),

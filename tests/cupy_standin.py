@@ -31,7 +31,7 @@ erf erfc erfinv erfcx ndtr log_ndtr gammaln digamma polygamma xlogy xlog1py logi
 
 
 # cupy.linalg: the factorizations generated code calls (batched in CuPy >= 13, as NumPy's)
-LINALG = sorted("solve inv det slogdet cholesky eigh".split())
+LINALG = sorted("solve inv det slogdet cholesky eigh svd qr".split())
 
 
 def make_standin() -> types.ModuleType:

@@ -526,12 +526,15 @@ def _safe_sqrt(s):
 
 
 _MATRIX_ORDS = {None, "fro", 1.0, -1.0, math.inf, -math.inf}
+_SINGULAR_ORDS = {2.0, -2.0, "nuc"}
 
 
 @builtin("norm", P("x", TENSOR), P("ord", ORD, None), P("axis", AXES, None), P("keepdims", BOOL, False))
 def _norm(x, ord=None, axis=None, keepdims=False):
     """numpy.linalg.norm: vector norms (ord None/2, 1, inf, -inf, p >= 1) along one axis, matrix
-    norms (None/'fro', 1, -1, inf, -inf) over two; the derivative at 0 is 0."""
+    norms (None/'fro', 1, -1, inf, -inf; 2, -2, 'nuc' from the singular values) over two; the
+    derivative at 0 is 0 (for 2, -2 and 'nuc', whose gradient is u diag(s-bar) vh, a subgradient
+    there)."""
     x = B.to_float(x)
     r = x.type.rank
     if axis is None:
@@ -547,9 +550,11 @@ def _norm(x, ord=None, axis=None, keepdims=False):
         return _keep_shape(_vector_norm(x, axes[0], ord), x, axes, keepdims)
     if len(axes) != 2 or axes[0] == axes[1]:
         raise UserError(f"`norm` takes one axis (a vector norm) or two (a matrix norm), got {list(axes)}", arg="axis")
+    if ord in _SINGULAR_ORDS:
+        return _keep_shape(_singular_norm(x, axes, ord), x, axes, keepdims)
     if ord not in _MATRIX_ORDS:
-        raise UserError(f"`norm` with ord={_ord_text(ord)} over two axes (the spectral or nuclear norm) needs "
-                        "singular values: not supported yet; use ord='fro', 1, -1, inf or -inf", arg="ord")
+        raise UserError(f"`norm` takes ord None, 'fro', 'nuc', 1, -1, 2, -2, inf or -inf over two axes, got "
+                        f"{_ord_text(ord)}", arg="ord")
     return _keep_shape(_matrix_norm(x, axes, ord), x, axes, keepdims)
 
 
@@ -586,6 +591,20 @@ def _matrix_norm(x, axes, ord):
     return B.reshape(ext, tuple(d for k, d in enumerate(x.shape) if k not in axes))
 
 
+def _singular_norm(x, axes, ord):
+    """2 / -2: the largest / smallest singular value, 'nuc': their sum (svd's s over the two axes)."""
+    from .svd import parts
+
+    perm = tuple(k for k in range(x.type.rank) if k not in axes) + tuple(axes)
+    if perm != tuple(range(x.type.rank)):
+        x = B.apply("transpose", x, perm=perm)
+    _, s, _ = parts(B.apply("svd_triple", x), x.shape[-2])
+    last = (s.type.rank - 1,)
+    if ord == "nuc":
+        return B.sum_(s, last)
+    return B.apply("max" if ord > 0 else "min", s, axes=last, keepdims=False)
+
+
 def _keep_shape(value, x, axes, keepdims):
     if not keepdims:
         return value
@@ -619,6 +638,22 @@ def _eigh(a):
     from .eigen import parts
 
     return parts(B.apply("eigh_pair", a))
+
+
+@builtin("svd", P("a", TENSOR))
+def _svd(a):
+    """(u, s, vh): numpy.linalg.svd(a, full_matrices=False), s descending."""
+    from .svd import parts
+
+    return parts(B.apply("svd_triple", a), a.shape[-2])
+
+
+@builtin("qr", P("a", TENSOR))
+def _qr(a):
+    """(q, r): numpy.linalg.qr(a) (reduced)."""
+    from .qr import parts
+
+    return parts(B.apply("qr_pair", a), a.shape[-2])
 
 
 @builtin("cholesky", P("a", TENSOR))

@@ -18,6 +18,7 @@ from . import triangular  # noqa: F401  (tril, triu)
 from . import factorized  # noqa: F401  (solve, inv, det, slogdet, cholesky, solve_triangular)
 from . import spd  # noqa: F401  (logdet and cho_solve through a Cholesky factor; cho_inv)
 from . import eigen  # noqa: F401  (eigh)
+from . import svd, qr  # noqa: F401  (svd, qr)
 from . import windows  # noqa: F401  (sliding windows: convolution and pooling)
 from . import shape  # noqa: F401
 from . import nn  # noqa: F401

@@ -7,8 +7,9 @@ cotangents come back as one cotangent of the pair. Derivatives (Giles 2008): wit
 K = v^T v-bar, S = (K - K^T) / 2 and F_ij = 1 / (w_j - w_i) off the diagonal,
 a-bar = v (diag(w-bar) + F * S) v^T (symmetric, as PyTorch's); the JVP is w-dot = diag(v^T s v),
 v-dot = v (F * (v^T s v)) with s = (a-dot + a-dot^T) / 2. Repeated eigenvalues make F infinite:
-the eigenvectors are not differentiable there and the gradient is inf/NaN, as in PyTorch,
-unless the loss does not depend on the eigenvectors' choice within the eigenspace.
+the eigenvectors are not differentiable there and the gradient is inf/NaN, as in PyTorch. The
+products F * S are divisions that give exactly 0 where S is exactly 0 (`over_gaps`), so a loss
+of the eigenvalues alone keeps a finite gradient there (PyTorch's too: it skips the term).
 
 Eigenvectors have no closed form SymPy could differentiate at the check's sizes, so the
 record has no SymPy meaning (`sympy_note`); tapeless check skips a function that uses it,
@@ -50,18 +51,21 @@ def _pair(w, v):
     return B.apply("concat", B.reshape(w, w.shape[:-1] + (1,) + w.shape[-1:]), v, axis=v.type.rank - 2)
 
 
-def _gaps(w):
-    """F_ij = 1 / (w_j - w_i) off the diagonal, 0 on it."""
+def quiet_div(x, d):
+    """x / d, but exactly 0 where x is exactly 0 (an unread part's zero cotangent stays 0 where d is 0)."""
+    return B.where(B.apply("eq", x, B.like_const(0, x)), B.like_const(0, x), B.div(x, d))
+
+
+def over_gaps(x, w):
+    """x_ij / (w_j - w_i) off the diagonal, 0 on it; exactly 0 where x_ij is (quiet_div), so a
+    loss of the eigenvalues alone has a finite gradient where two are equal."""
     n = w.shape[-1]
-    row = B.reshape(w, w.shape[:-1] + (1, n))
-    col = B.reshape(w, w.shape[:-1] + (n, 1))
-    diff = B.sub(row, col)
+    gap = B.sub(B.reshape(w, w.shape[:-1] + (1, n)), B.reshape(w, w.shape[:-1] + (n, 1)))
     eye = B.apply("ne", B.apply("eye", n=n, m=n, dtype=w.dtype), B.like_const(0, w))
-    safe = B.where(eye, B.like_const(1, w), diff)
-    return B.where(eye, B.like_const(0, w), B.div(B.like_const(1, w), safe))
+    return B.where(eye, B.like_const(0, gap), quiet_div(x, B.where(eye, B.like_const(1, gap), gap)))
 
 
-def _diag(d):
+def diag_matrix(d):
     """A batch of vectors as a batch of diagonal matrices."""
     n = d.shape[-1]
     eye = B.apply("eye", n=n, m=n, dtype=d.dtype)
@@ -73,7 +77,7 @@ def _vjp(ctx, node, ct, needs):
     gw, gv = parts(ct)
     k = mm(mT(v), gv)
     s = B.mul(B.like_const(0.5, k), B.sub(k, mT(k)))
-    inner = B.add(_diag(gw), B.mul(_gaps(w), s))
+    inner = B.add(diag_matrix(gw), over_gaps(s, w))
     return [mm(v, mm(inner, mT(v)))]
 
 
@@ -84,7 +88,7 @@ def _jvp(ctx, node, ts):
     t = B.mul(B.like_const(0.5, ts[0]), B.add(ts[0], mT(ts[0])))
     m = mm(mT(v), mm(t, v))
     dw = B.apply("einsum", m, spec="...ii->...i")
-    dv = mm(v, B.mul(_gaps(w), m))
+    dv = mm(v, over_gaps(m, w))
     return _pair(dw, dv)
 
 
