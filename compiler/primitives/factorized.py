@@ -6,8 +6,8 @@ are expansions over these (primitives/builtin_functions.py).
 Derivatives are the standard closed forms (Giles 2008; Murray 2016 for Cholesky), written
 with solves wherever a solve suffices: solve's cotangent in b is solve(a^T, g); cholesky's
 VJP is two triangular solves. det and slogdet need the whole inverse (d log|det a| / da is
-a^-T), so they use inv. At a singular matrix those are inf/NaN, as a^-1 is (PyTorch computes
-det's gradient there through an SVD; tapeless does not yet).
+a^-T), so they use inv: at an exactly singular matrix their gradients raise LinAlgError, as
+inv does (PyTorch computes det's gradient there through an SVD; tapeless does not yet).
 
 cholesky reads the lower triangle, as NumPy does, and its derivative is that of
 cholesky((a + a^T) / 2), PyTorch's convention: the gradient with respect to a symmetric
