@@ -1,4 +1,4 @@
-"""The workloads W1..W7: inputs, implementations, references, tolerances and targets.
+"""The workloads W1..W9: inputs, implementations, references, tolerances and targets.
 
 Every workload is built by a function of the same name (w1 ... w7, except W6, which times the
 compiler and is measured by run.py through w6_probe.py). A builder returns a Workload whose
@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from harness import Impl
-from hand import w1_poly_scalar, w2_poly_sum, w3_layer, w4_mlp, w5_tanh_bcast, w7_logistic_hvp, w8_gp
+from hand import w1_poly_scalar, w2_poly_sum, w3_layer, w4_mlp, w5_tanh_bcast, w7_logistic_hvp, w8_gp, w9_conv
 
 HERE = Path(__file__).resolve().parent
 TL = HERE / "workloads"
 F32 = np.float32
 
 # Targets of the issue ("tapeless time / hand time <= target"); memory: every gradient call.
-TARGETS = {"W1": 3.0, "W1-nochecks": 1.5, "W2": 1.1, "W3": 0.85, "W4": 1.0, "W5": 0.75, "W7": 1.2, "W8": 1.0}
+TARGETS = {"W1": 3.0, "W1-nochecks": 1.5, "W2": 1.1, "W3": 0.85, "W4": 1.0, "W5": 0.75, "W7": 1.2, "W8": 1.0, "W9": 1.0}
 MEM_TARGET = 1.1
 W6_COMPILE_TARGET = 0.3      # seconds, strictly below
 W6_CACHED_TARGET = 0.020     # seconds, strictly below
@@ -275,5 +275,21 @@ def w8(ctx):
     return wl
 
 
-BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8}
-ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8")
+# ---------------------------------------------------------------------------------- W9
+
+def w9(ctx):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((64, 3, 32, 32)).astype(F32)
+    w = (rng.standard_normal((16, 3, 5, 5)) / np.sqrt(75)).astype(F32)   # conv outputs ~ N(0, 1)
+    wl = Workload("W9", "conv2d layer mean(relu(conv2d(x, w))), stride 1, no padding: grad of w",
+                  "x f32[64,3,32,32], w f32[16,3,5,5]",
+                  _flat(w9_conv.reference(x, w)), ["float32"] * 2)
+    wl.impls.append(Impl("hand (blocked im2col, GEMMs)", "hand", lambda: w9_conv.conv_grad(x, w), _flat))
+    _add_tapeless(ctx, wl, "w9_conv.tl", "conv_grad", (x, w))
+    wl.targets = {"tapeless": TARGETS["W9"]}
+    _add_peers(ctx, wl, dict(x=x, w=w))
+    return wl
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9}
+ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import os
 import subprocess
 import sys
@@ -362,6 +363,30 @@ def test_arrays_of_the_declared_dtype_are_not_copied(tl):
     y = m.f(x)
     assert y.tolist() == x.tolist() and not np.shares_memory(x, y)   # results never alias arguments
     assert not np.shares_memory(m.g(x), x)
+
+
+RESHAPED_RESULTS = """
+fn fresh(x: f64[N, 4], w: f64[4, 6]) -> f64[N, 2, 3] { return reshape(x @ w, [N, 2, 3]) }
+fn both(x: f64[N, 4], w: f64[4, 6]) -> (f64[N, 6], f64[6, N]) {
+    m = x @ w
+    return m, transpose(m)
+}
+fn arg(x: f64[N, 4]) -> f64[4, N] { return transpose(reshape(x, [N, 4])) }
+"""
+
+
+def test_a_reshaped_temporary_is_returned_without_a_copy(tl):
+    """A reshape or transpose of an array the function made, which nothing else reads or
+    returns (a conv2d weight gradient: a GEMM's result as [O, C, KH, KW]), is already a fresh
+    array: returned as it is. One of an argument, or of another result, is still copied."""
+    m = tl(RESHAPED_RESULTS)
+    assert ".copy()" not in inspect.getsource(m.fresh)
+    assert ".copy()" in inspect.getsource(m.both) and ".copy()" in inspect.getsource(m.arg)
+    x, w = np.arange(12.0).reshape(3, 4), np.ones((4, 6))
+    np.testing.assert_array_equal(m.fresh(x, w), (x @ w).reshape(3, 2, 3))
+    a, b = m.both(x, w)
+    assert not np.shares_memory(a, b) and np.array_equal(b, (x @ w).T)
+    assert not np.shares_memory(m.arg(x), x)
 
 
 def test_no_checks_option_removes_validation():

@@ -267,6 +267,33 @@ def test_a_select_written_over_its_first_value_is_right(name, tl):
     np.testing.assert_array_equal(getattr(fused, name)(*args), getattr(plain, name)(*args))
 
 
+RELABELLED = """
+fn owned(x: f64[N, 8], w: f64[8, 8]) -> f64[N, 8] {
+    a = transpose(reshape(x @ w, [N, 4, 2]), [0, 2, 1])
+    return reshape(exp(a) * 2.0, [N, 8]) @ w
+}
+fn shared(x: f64[N, 8], w: f64[8, 8]) -> f64[N, 8] {
+    m = x @ w
+    a = transpose(reshape(m, [N, 4, 2]), [0, 2, 1])
+    return reshape(exp(a) * 2.0, [N, 8]) @ w + m
+}
+"""
+
+
+def test_a_fused_loop_writes_over_a_reshaped_temporary_only_it_reads(tl):
+    """A reshape or transpose of a temporary (a convolution's GEMM result as [N, O, H, W]) lends
+    its memory to a fused loop's output when nothing else reads the temporary; not when
+    something does (`shared` reads m after the loop)."""
+    plain, fused = tl(RELABELLED, opt_level=0), tl(RELABELLED, opt_level=1)
+    assert "t = a  # its memory is free from here on" in inspect.getsource(fused.owned)
+    assert "its memory is free" not in inspect.getsource(fused.shared)
+    force_tiny_blocks(fused)
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((37, 8)), rng.standard_normal((8, 8)) / 3
+    for name in ("owned", "shared"):
+        np.testing.assert_allclose(getattr(fused, name)(x, w), getattr(plain, name)(x, w), rtol=1e-13, err_msg=name)
+
+
 ROW_CONSTANTS = """
 fn f(x: f32[N, 128], y: f32[N, 8]) -> f32 {
     return sum(relu(x) + minimum(x, 0.5)) + sum(maximum(y, 0.0))

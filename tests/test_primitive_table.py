@@ -190,6 +190,10 @@ def test_codegen_facts_are_where_the_generator_looks():
         "broadcast_to", "diagonal", "einsum", "expand_dims", "index", "reshape", "squeeze", "stop_gradient",
         "transpose", "windows"]
     assert callable(REGISTRY["einsum"].view)  # only one operand, nothing summed: see test_codegen
+    # views a fused loop may write over (plan.reusable_inputs): one element of the input each
+    assert sorted(n for n, p in REGISTRY.items() if p.relabels) == [
+        "expand_dims", "reshape", "squeeze", "stop_gradient", "transpose"]
+    assert all(p.view for p in REGISTRY.values() if p.relabels)
     assert all(REGISTRY[n].quiet for n in ("exp", "log", "div", "where", "softmax", "cross_entropy"))
     assert all(REGISTRY[n].cost is Cost.COSTLY for n in ("exp", "log", "tanh", "softmax"))
     assert ops.add.cost is Cost.CHEAP and ops.matmul.cost is Cost.CONTRACTION and ops.transpose.cost is Cost.FREE

@@ -105,4 +105,12 @@ def w8(inp):
     return _wrap(f, *(jnp.asarray(inp[k]) for k in ("X", "y", "ls", "sf2", "sn2")))
 
 
-BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8}
+def w9(inp):
+    def conv(x, w):  # jax.lax.conv: NCHW input, OIHW kernel, no padding
+        return jnp.mean(jax.nn.relu(jax.lax.conv(x, w, (1, 1), "VALID")))
+
+    f = jax.jit(jax.value_and_grad(conv, argnums=(1,)))
+    return _wrap(f, *(jnp.asarray(inp[k]) for k in ("x", "w")))
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9}

@@ -122,4 +122,16 @@ def w8(inp):
     return call, _convert
 
 
-BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8}
+def w9(inp):
+    x = _const(inp["x"])
+    w = _leaf(inp["w"])
+
+    def call():
+        loss = F.relu(F.conv2d(x, w)).mean()
+        (gw,) = torch.autograd.grad(loss, w)
+        return loss, gw
+
+    return call, _convert
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9}

@@ -223,6 +223,7 @@ class Body:
         self.out_bufs: dict[int, str] = {}
         self.accumulate: dict[int, str] = {}
         self.accumulated: set[int] = set()
+        self.uses: dict[int, int] = {}  # node id -> reads and returns (set by emit)
 
     def emit(self) -> list[Expr]:
         fn, ctx = self.fn, self.ctx
@@ -239,6 +240,7 @@ class Body:
                 consumer[i.id] = n
         for o in fn.outputs:
             uses[o.id] = uses.get(o.id, 0) + 1
+        self.uses = uses
         kernels = plan(order, list(fn.outputs)) if ctx.mod.options.fuse else []
         in_kernel = {n.id for k in kernels for n in k.nodes}
         items = schedule(order, kernels) if kernels else order
@@ -310,9 +312,22 @@ class Body:
         if o.is_dim:
             return self.ctx.dim_expr(o)
         e = self.exprs[o.id]
-        if copy and (o.is_param or (self.ctx.backend.caps.views and o.op.is_view(o) and o.shape != ())):
+        if copy and (o.is_param or (self.ctx.backend.caps.views and o.op.is_view(o) and o.shape != ()
+                                    and not self.relabels_a_temporary(o))):
             return Expr(f"{e.at(PREC_POSTFIX)}.copy()", PREC_POSTFIX)
         return e
+
+    def relabels_a_temporary(self, o: Node) -> bool:
+        """o is a reshape or transpose (a chain of them) of an array this function made that
+        nothing else reads or returns, such as a conv2d weight gradient (a GEMM's result as
+        [O, C, KH, KW]): a fresh, writable array already, no copy needed."""
+        while o.op.is_view(o):
+            if not o.op.relabels:
+                return False
+            o = o.inputs[0]
+            if o.is_leaf or self.uses.get(o.id, 0) != 1:
+                return False
+        return True
 
     def statement(self, text: str, n: Node | None) -> None:
         where = f"  # {place(n)}" if n is not None and n.span else ""

@@ -23,6 +23,10 @@ points at its record (`node.op`), so every stage asks the record, never an op na
                                                          SCALAR_FUNCTIONS)
     fold          python scalars -> scalar               evaluation of literals at compile time
     view          bool | node -> bool                    the result may share memory with an input
+    relabels      bool                                   a view showing each element of its input once,
+                                                         writable where the input is (reshape,
+                                                         transpose): a fused loop may write its output
+                                                         over it when the input is a temporary
     allocates     bool                                   makes a fresh array (constructors, scatters)
     writes_shape  bool                                   its code spells its result's shape
     cost          Cost                                   free, cheap, costly or a contraction
@@ -232,6 +236,7 @@ class Primitive:
     loop: Loop | None = None
     scalar: str | None = None
     view: bool | Callable[[Any], bool] = False
+    relabels: bool = False
     allocates: bool = False
     writes_shape: bool = False
     cost: Cost = Cost.CHEAP

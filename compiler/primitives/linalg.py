@@ -139,7 +139,7 @@ register(linear(
     lambda ctx, node, ct, needs: [B.apply("transpose", ct, perm=_inverse(node.attr("perm")))],
     lambda ctx, args, node: np.transpose(np.asarray(args[0], dtype=object), node.attr("perm")),
     examples=((("f64[2, 3, 2]",), {"perm": (1, 2, 0)}, {}),),
-    view=True, cost=Cost.FREE,
+    view=True, relabels=True, cost=Cost.FREE,
 ))
 
 

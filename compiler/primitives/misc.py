@@ -82,5 +82,5 @@ register(Primitive(
     lambda ctx, node, ct, needs: [None], lambda ctx, node, ts: None, lambda ctx, args, node: args[0],
     doc="the value of x, a constant to every derivative (detach / no_grad)",
     examples=((("f64[3]",), {}, {}),),
-    detaches=True, view=True, cost=Cost.FREE,
+    detaches=True, view=True, relabels=True, cost=Cost.FREE,
 ))

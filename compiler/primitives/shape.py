@@ -53,7 +53,7 @@ register(linear(
     lambda ctx, args, node: _obj(args[0]).reshape(ctx.shape(node.shape)),
     tangent=lambda ctx, node, ts: B.reshape(ts[0], node.shape),
     examples=((("f64[2, 3]",), {"shape": (3, 2)}, {}),),
-    view=True, writes_shape=True, cost=Cost.FREE,
+    view=True, relabels=True, writes_shape=True, cost=Cost.FREE,
 ))
 
 
@@ -104,7 +104,7 @@ register(linear(
     lambda ctx, node, ct, needs: [B.apply("expand_dims", ct, axes=node.attr("axes"))],
     lambda ctx, args, node: np.squeeze(_obj(args[0]), tuple(node.attr("axes"))),
     examples=((("f64[2, 1, 3]",), {"axes": (1,)}, {}),),
-    view=True, cost=Cost.FREE,
+    view=True, relabels=True, cost=Cost.FREE,
 ))
 
 
@@ -122,7 +122,7 @@ register(linear(
     lambda ctx, node, ct, needs: [B.apply("squeeze", ct, axes=node.attr("axes"))],
     lambda ctx, args, node: np.expand_dims(_obj(args[0]), tuple(node.attr("axes"))),
     examples=((("f64[2, 3]",), {"axes": (0, 2)}, {}),),
-    view=True, cost=Cost.FREE,
+    view=True, relabels=True, cost=Cost.FREE,
 ))
 
 

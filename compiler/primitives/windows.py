@@ -3,8 +3,9 @@
 
 windows(x, kernel, stride, dilation) views the last len(kernel) axes of x as windows:
 [..., H, W] -> [..., OH, OW, KH, KW], OH = (H - (dh (KH - 1) + 1)) // sh + 1, through
-sliding_window_view (a view, no copy) and a strided slice. A convolution is then one
-contraction of the windows with the kernel, never a Python loop over pixels. The op is
+sliding_window_view (a view, no copy) and a strided slice. A convolution then copies the
+windows once into column matrices and multiplies them by the kernel (builtin_functions.
+_im2col_matmul), never a Python loop over pixels. The op is
 linear: its transpose, windows_grad, adds each kernel position's slab of the cotangent
 back into place, one vectorised add per kernel position (KH * KW of them).
 """

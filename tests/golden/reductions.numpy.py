@@ -330,7 +330,7 @@ def stats_grad(x, *, out=None):
         t_26 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
         # a fused loop over blocks of rows (cases/reductions.tl:4)
         t_27 = np.empty((N, M, K), dtype=np.float64)
-        t_28 = np.empty((N, 1, K), dtype=np.float64)
+        t_28 = t_26  # its memory is free from here on
         def _fused3(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             for i in range(lo, hi, rows):

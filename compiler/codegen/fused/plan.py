@@ -265,7 +265,8 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
     """For each kernel, (input, output) pairs where the output can take over the input's memory.
 
     The input must be a temporary this function made (not an argument, a result or a
-    view), read by nothing after this kernel, row-aligned wherever the kernel reads it,
+    view, unless a reshape or transpose of a temporary only it reads), read by nothing
+    after this kernel, row-aligned wherever the kernel reads it,
     with the output's shape and dtype, and read by no member after the one that writes
     the output (a block is written in place, so a later read would see the new value).
     Fewer fresh arrays: less memory and fewer page faults."""
@@ -303,10 +304,12 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
     if not wanted:
         return {}
     readers: dict[int, set[int]] = {}  # candidate id -> the items reading it
+    reads: dict[int, int] = {}  # node id -> how many times nodes read it
     for idx, item in enumerate(items):
         nodes = item.nodes if isinstance(item, Kernel) else (item,)
         for n in nodes:
             for i in n.inputs:
+                reads[i.id] = reads.get(i.id, 0) + 1
                 if i.id in wanted:
                     readers.setdefault(i.id, set()).add(idx)
     result: dict[int, list[tuple[Node, Node]]] = {}
@@ -314,7 +317,7 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
         me = {where[id(k)]}
         # those any output could take (the conditions that do not depend on the output)
         free = [(iid, i) for iid, i in candidates.items()
-                if iid not in bad and iid not in keep and not i.op.is_view(i) and readers.get(iid) == me]
+                if iid not in bad and iid not in keep and _owns_memory(i, keep, reads) and readers.get(iid) == me]
         if not free:
             continue
         position = {m.id: p for p, m in enumerate(k.members)}
@@ -335,3 +338,16 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
         if pairs:
             result[k.index] = pairs
     return result
+
+
+def _owns_memory(i: Node, keep: set[int], reads: dict[int, int]) -> bool:
+    """Whether writing over i's array touches nothing else anyone reads: i is not a view, or
+    it relabels (reshape, transpose) a temporary that only it reads, such as the GEMM result a
+    convolution reshapes to [N, O, H, W]."""
+    while i.op.is_view(i):
+        if not i.op.relabels:
+            return False
+        i = i.inputs[0]
+        if i.id in keep or i.is_leaf or reads.get(i.id, 0) != 1:
+            return False
+    return True
