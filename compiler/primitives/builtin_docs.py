@@ -137,7 +137,7 @@ NOTES: dict[str, tuple[str | None, str | None]] = {
     "var": ("the variance over axis, dividing by count - ddof (numpy.var; ddof=0, the population variance)",
             "2 (x - mean) / (count - ddof) times the cotangent"),
     "std": ("sqrt(var(x, axis, keepdims, ddof)) (numpy.std)",
-            "that of sqrt(var): NaN where the slice is constant (std 0; torch.std gives 0 there)"),
+            "that of sqrt(var), and 0 where the slice is constant (std 0), as torch.std's"),
     # linear algebra
     "einsum": ("numpy.einsum: explicit or implicit spec, `...`, size-1 axes broadcast; the spec is validated",
                "einsums of the cotangent with the other operands"),

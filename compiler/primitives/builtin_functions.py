@@ -165,7 +165,11 @@ def _var(x, axis=None, keepdims=False, ddof=0):
 
 @builtin("std", P("x", TENSOR), P("axis", AXES, None), P("keepdims", BOOL, False), P("ddof", INT, 0))
 def _std(x, axis=None, keepdims=False, ddof=0):
-    return B.apply("sqrt", _var(x, axis, keepdims, ddof))
+    """sqrt(var(...)); the derivative where the slice is constant (var == 0) is 0, PyTorch's
+    (torch.std), not sqrt'(0) * 0 = NaN. A NaN or inf variance stays NaN or inf."""
+    v = _var(x, axis, keepdims, ddof)
+    zero = B.apply("eq", v, B.like_const(0, v))
+    return B.where(zero, B.like_const(0, v), B.apply("sqrt", B.where(zero, B.like_const(1, v), v)))
 
 
 # ---- scans and order --------------------------------------------------------------------------------
