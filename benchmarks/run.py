@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tapeless benchmark suite: W1..W9, tapeless against hand-written NumPy (and torch / jax).
+"""tapeless benchmark suite: W1..W10, tapeless against hand-written NumPy (and torch / jax).
 
     python benchmarks/run.py                      # everything, full repeats
     python benchmarks/run.py --quick              # smoke run: few repeats, same sizes
@@ -307,10 +307,41 @@ def _print_notes(notes) -> None:
 
 # ---------------------------------------------------------------------------------- W6
 
+def _probe_runs(mode: str, path: Path, processes: int, repeats: int, res: dict) -> list:
+    """w6_probe.py MODE PATH in `processes` fresh interpreters: their JSON reports (a failure
+    is a note in res and sets res["ok"] to False)."""
+    runs = []
+    for _ in range(processes):
+        proc = subprocess.run([sys.executable, str(HERE / "w6_probe.py"), mode, str(path), str(repeats)],
+                              capture_output=True, text=True, env=os.environ.copy())
+        if proc.returncode != 0:
+            res["ok"] = False
+            res["notes"].append(f"probe {mode} of {path.name} failed (status {proc.returncode}):\n"
+                                f"{proc.stderr.strip()[-2000:]}")
+            return runs
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return runs
+
+
+def _time_rows(rows) -> list:
+    return [{"what": what, "samples_s": s, "median_s": statistics.median(s), "min_s": min(s), "max_s": max(s),
+             "target_s": tgt, "status": verdict(statistics.median(s), tgt, strict=True) if tgt else ""}
+            for what, s, tgt in rows if s]
+
+
+def _compile_rows(comp: list) -> list:
+    return [("compile_source, first in a fresh process", [r["first_compile"] for r in comp], suite.W6_COMPILE_TARGET),
+            ("compile_source, repeated (warm)", [s for r in comp for s in r["compile"]], suite.W6_COMPILE_TARGET),
+            ("load(cache=False): compile+write+import", [s for r in comp for s in r["load_nocache"]], None)]
+
+
+def _probe_sizes(quick: bool) -> tuple[int, int]:
+    return (2, 3) if quick else (7, 10)
+
+
 def run_w6(quick: bool) -> dict:
     path = suite.TL / "w4_mlp.tl"
-    probe = HERE / "w6_probe.py"
-    processes, repeats = (2, 3) if quick else (7, 10)
+    processes, repeats = _probe_sizes(quick)
     res = {"key": "W6", "title": "compile time and cached-load time of W4's file (w4_mlp.tl)", "notes": [], "ok": True}
     # warm the (private) cache in this process first, so the "cached" probes find the entry
     from tapeless.compiler import CompileError
@@ -323,25 +354,9 @@ def run_w6(quick: bool) -> dict:
         res["notes"].append(f"w4_mlp.tl does not compile:\n{exc}")
         return res
 
-    def probe_runs(mode):
-        runs = []
-        for _ in range(processes):
-            proc = subprocess.run([sys.executable, str(probe), mode, str(path), str(repeats)],
-                                  capture_output=True, text=True, env=os.environ.copy())
-            if proc.returncode != 0:
-                res["ok"] = False
-                res["notes"].append(f"probe {mode} failed (status {proc.returncode}):\n{proc.stderr.strip()[-2000:]}")
-                return runs
-            runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        return runs
-
-    comp = probe_runs("compile")
-    cached = probe_runs("cached")
-    rows = []
-    if comp:
-        rows.append(("compile_source, first in a fresh process", [r["first_compile"] for r in comp], suite.W6_COMPILE_TARGET))
-        rows.append(("compile_source, repeated (warm)", [s for r in comp for s in r["compile"]], suite.W6_COMPILE_TARGET))
-        rows.append(("load(cache=False): compile+write+import", [s for r in comp for s in r["load_nocache"]], None))
+    comp = _probe_runs("compile", path, processes, repeats, res)
+    cached = _probe_runs("cached", path, processes, repeats, res)
+    rows = _compile_rows(comp) if comp else []
     if cached:
         cold = [r for r in cached if not r["cache_was_warm"]]
         if cold:
@@ -351,11 +366,32 @@ def run_w6(quick: bool) -> dict:
         if firsts:
             rows.append(("load(), warm cache, first in a fresh process", firsts, suite.W6_CACHED_TARGET))
         rows.append(("load(), warm cache, repeated in-process", [s for r in cached for s in r["load"]], suite.W6_CACHED_TARGET))
-    res["rows"] = [{"what": what, "samples_s": s, "median_s": statistics.median(s), "min_s": min(s), "max_s": max(s),
-                    "target_s": tgt, "status": verdict(statistics.median(s), tgt, strict=True) if tgt else ""}
-                   for what, s, tgt in rows if s]
+    res["rows"] = _time_rows(rows)
     res["processes"], res["repeats_per_process"] = processes, repeats
     return res
+
+
+def probe_compile(wl, quick: bool) -> dict:
+    """The compile time of a workload's .tl file (suite.COMPILE_TIMED, e.g. W10's loop), measured
+    as W6 measures W4's file; {} when the workload has none or its file did not compile (a note
+    already says so). A failed probe is a note of the workload."""
+    name = suite.COMPILE_TIMED.get(wl.key)
+    tl = next((i for i in wl.impls if i.name == wl.primary), None)
+    if name is None or tl is None:
+        return {}
+    processes, repeats = _probe_sizes(quick)
+    out = {"notes": wl.notes, "ok": True}
+    rows = _time_rows(_compile_rows(_probe_runs("compile", suite.TL / name, processes, repeats, out)))
+    return {"compile_rows": rows, "compile_file": name, "compile_processes": processes, "compile_ok": out["ok"]}
+
+
+def print_compile_rows(res) -> None:
+    if not res.get("compile_rows"):
+        return
+    print(f"    compile time of {res['compile_file']} (W6's probe, {res['compile_processes']} fresh interpreters):")
+    for row in res["compile_rows"]:
+        tgt = f"< {fmt_time(row['target_s'])} {row['status']}" if row["target_s"] else ""
+        print(f"      {row['what']:44s} {fmt_time(row['median_s']):>9s}  {fmt_range(row['samples_s']):22s} {tgt}")
 
 
 def print_w6(res) -> None:
@@ -416,6 +452,11 @@ def print_summary(results: list) -> None:
                   f"{fmt_ratio(r['peak_ratio_vs_hand']):>6s} {mstatus:7s}")
         if not shown:
             print(f"    {res['key']:24s} tapeless version unavailable (see the notes above)")
+        for row in res.get("compile_rows", []):
+            if row["target_s"]:
+                label = W6_SHORT.get(row["what"], row["what"]).replace("W6", res["key"])
+                print(f"    {label:24s} {fmt_time(row['median_s']):>9s} {'':>9s} {'':>7s} "
+                      f"{'<' + fmt_time(row['target_s']).replace(' ', ''):>6s} {row['status']:7s}")
 
 
 # ---------------------------------------------------------------------------------- main
@@ -461,8 +502,12 @@ def main() -> int:
             wl = suite.BUILDERS[key](ctx)
             run_workload(wl, settings)
             add_peer_rows(wl, peers)
+            compiled = probe_compile(wl, ARGS.quick)
             res = summarize(wl)
+            res.update(compiled)
+            res["ok"] = res["ok"] and compiled.get("compile_ok", True)
             print_workload(wl, res)
+            print_compile_rows(res)
         sys.stdout.flush()
         all_ok &= bool(res["ok"])
         results.append(res)

@@ -113,4 +113,16 @@ def w9(inp):
     return _wrap(f, *(jnp.asarray(inp[k]) for k in ("x", "w")))
 
 
-BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9}
+def w10(inp):
+    def rnn(x, h0, w, u):
+        def step(h, xt):
+            return jnp.tanh(xt @ w + h @ u), None
+
+        h, _ = jax.lax.scan(step, h0, x)
+        return jnp.mean(h * h)
+
+    f = jax.jit(jax.value_and_grad(rnn, argnums=(2, 3, 1)))   # grads of w, u, h0, in that order
+    return _wrap(f, *(jnp.asarray(inp[k]) for k in ("x", "h0", "w", "u")))
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9, "W10": w10}

@@ -134,4 +134,18 @@ def w9(inp):
     return call, _convert
 
 
-BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9}
+def w10(inp):
+    x = _const(inp["x"])
+    h0, w, u = _leaf(inp["h0"]), _leaf(inp["w"]), _leaf(inp["u"])
+
+    def call():
+        h = h0
+        for t in range(x.shape[0]):
+            h = torch.tanh(x[t] @ w + h @ u)
+        loss = (h * h).mean()
+        return (loss, *torch.autograd.grad(loss, (w, u, h0)))
+
+    return call, _convert
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9, "W10": w10}
