@@ -538,3 +538,26 @@ def with_body(node: Node, body: Body) -> Node:
     attrs = {k: v for k, v in node.attrs}
     attrs["body"] = body
     return apply("for_loop", *node.inputs, span=node.span, **attrs)
+
+
+# ---- written out, for the SymPy check's reference -----------------------------------------------------------
+def unroll(outputs: list[Node], sizes: dict) -> list[Node]:
+    """outputs with every loop written out iteration by iteration at these sizes (the body's
+    outputs over the previous iteration's, k and t as literals), nested loops too: a graph
+    of other primitives, whose meanings the check's reference differentiates."""
+    from ..core.nodes import const
+    from ..core.types import dim_subst
+
+    while True:
+        loop = next((n for n in topo_order(outputs) if n.op.name == "for_loop"), None)
+        if loop is None:
+            return list(outputs)
+        body, inits, caps = parts(loop)
+        start, stop = (int(dim_subst(loop.attr(a), sizes)) for a in ("start", "stop"))
+        steps = list(enumerate(range(start, stop, loop.attr("step"))))
+        carry = list(inits)
+        for k, t in (reversed(steps) if loop.attr("reverse") else steps):
+            values = [const(k, I64), const(t, I64)] + carry + caps
+            carry = substitute(list(body.outputs), {p.id: v for p, v in zip(body.params, values)})
+        members = [m for m in topo_order(outputs) if m.op is loop.op and group_of(m) == group_of(loop)]
+        outputs = substitute(list(outputs), {m.id: carry[m.attr("out")] for m in members})
