@@ -617,6 +617,7 @@ def _ckpt_infer(types, attrs):
 
 register(Primitive(
     "ckpt_loop", "subgraph", _ckpt_infer, None, None, None, None, differentiable=False, cost=Cost.COSTLY,
+    rule_shape="nondifferentiable",
     sympy_note="a pass makes it from a derivative's loops at -O2, after differentiation and the check",
     doc="a VJP's forward and backward loops with the carries saved every sqrt(n) iterations and each "
         "segment recomputed (passes/checkpoint.py); members: the forward carries, then the backward's",
