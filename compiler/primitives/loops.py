@@ -42,6 +42,7 @@ from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_text, sym
 from . import algebra as B
 
 I64 = TensorType(DType.I64, ())
+LOOP_VAR = TensorType(DType.I64, (), weak=True)  # the loop variable: a Python int, weak as a literal is
 _fresh = itertools.count(1_000_000)  # positions of the front end's provisional body parameters
 
 
@@ -59,8 +60,9 @@ class Body:
 
 # ---- building loops (the front end's contract) --------------------------------------------------------
 def loop_var(name: str, span=None) -> Node:
-    """The loop variable inside a body being lowered: a fresh i64 scalar parameter."""
-    return param(name, I64, next(_fresh), span)
+    """The loop variable inside a body being lowered: a fresh i64 scalar parameter, weak (a
+    Python int: x[t] * t of an f32 x stays f32, as in NumPy)."""
+    return param(name, LOOP_VAR, next(_fresh), span)
 
 
 def carry_var(name: str, init: Node, span=None) -> Node:
@@ -113,7 +115,7 @@ def make_loop(start: DimLike, stop: DimLike, step: int, var: Node, carries: list
         capture(v)  # a carry given a value the loop does not change
     # the body over its own parameters: k, t, the carries, the captures
     k = param("k", I64, 0)
-    t = param(var.attr("name"), I64, 1)
+    t = param(var.attr("name"), LOOP_VAR, 1)
     cps = [param(cv.attr("name"), cv.type, 2 + j) for j, (cv, _) in enumerate(carries)]
     pps = [param(name_of(c) or f"c{j}", c.type.strong(), 2 + len(carries) + j) for j, c in enumerate(captures)]
     mapping = {var.id: t} | {cv.id: p for (cv, _), p in zip(carries, cps)} | \
@@ -343,7 +345,7 @@ def is_loop_index(i: Node) -> bool:
         return False
     for n in topo_order([i]):
         if n.is_param:
-            if n.type != I64 or n.attr("position") < 1_000_000:
+            if n.dtype != DType.I64 or n.attr("position") < 1_000_000:
                 return False
         elif not (n.is_literal or n.op.elementwise):
             return False
