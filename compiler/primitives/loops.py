@@ -38,7 +38,7 @@ from ..core.ir import Function, Node, hint, name_of, topo_order
 from ..core.nodes import apply, const, dim_value_strong, param
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.substitute import substitute
-from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_text, symbols_in
+from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_subst, dim_text, symbols_in
 from . import algebra as B
 
 I64 = TensorType(DType.I64, ())
@@ -56,6 +56,16 @@ class Body:
 
     def __repr__(self) -> str:
         return self.fn.name
+
+    def with_sizes(self, env: dict) -> "Body":
+        """The body with size symbols replaced (a fn with a loop inlined at a call's sizes)."""
+        fn = self.fn
+        params = tuple(param(p.attr("name"), p.type.with_(shape=tuple(dim_subst(d, env) for d in p.shape)),
+                             p.attr("position"), p.span, p.attr("carries")) for p in fn.params)
+        if all(a is b for a, b in zip(params, fn.params)):
+            return self
+        outs = substitute(list(fn.outputs), {p.id: q for p, q in zip(fn.params, params)}, env)
+        return Body(Function(fn.name, params, tuple(outs), fn.span))
 
 
 # ---- building loops (the front end's contract) --------------------------------------------------------
