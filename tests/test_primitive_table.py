@@ -187,7 +187,7 @@ def test_a_wrong_scalar_expression_is_caught():
 def test_codegen_facts_are_where_the_generator_looks():
     """Views are copied before being returned, and quiet/costly ops are the reviewed lists."""
     assert sorted(n for n, p in REGISTRY.items() if p.view) == [
-        "broadcast_to", "diagonal", "einsum", "expand_dims", "index", "reshape", "squeeze", "stop_gradient",
+        "broadcast_to", "diagonal", "dyn_index", "einsum", "expand_dims", "index", "reshape", "squeeze", "stop_gradient",
         "transpose", "windows"]
     assert callable(REGISTRY["einsum"].view)  # only one operand, nothing summed: see test_codegen
     # views a fused loop may write over (plan.reusable_inputs): one element of the input each

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..core.primitive import RuleContext
 from .jvp import pushforward
+from .residuals import split
 from .vjp import pullback
 
 
@@ -19,5 +20,5 @@ def rule_context() -> RuleContext:
     def push(outputs, wrt, tangents):
         return pushforward(outputs, wrt, tangents, ctx)
 
-    ctx = RuleContext(pullback=pull, pushforward=push)
+    ctx = RuleContext(pullback=pull, pushforward=push, split=split)
     return ctx

@@ -26,6 +26,7 @@ from typing import Callable
 from ..core.derivative import Derivative, Part, Slot, ports
 from ..core.ir import Function, Node, hint, rename, topo_order
 from ..primitives import algebra as B
+from ..primitives.loops import merge_loops
 from . import residuals as R
 from .context import rule_context
 
@@ -75,6 +76,7 @@ def forward(name: str, target: Function, wrt: list[int], span) -> list[Function]
     t_names, t_params = _extra_params(target, wrt_nodes, [f"t_{n}" for n in wrt_names])
     outputs = list(target.outputs)
     tangents = [_zero_or(t, o) for t, o in zip(rule_context().pushforward(outputs, wrt_nodes, t_params), outputs)]
+    outputs, tangents = _split_at(merge_loops(outputs + tangents), len(outputs))
     forward_ids = {n.id for n in topo_order(outputs)}
     for t in tangents:
         if t.id not in forward_ids:
@@ -100,6 +102,8 @@ def hessian_vector(name: str, target: Function, wrt: list[int], span) -> list[Fu
     forward_ids = {n.id for n in topo_order(target.outputs)}
     grads = _gradients(ctx.pullback([value], [B.like_const(1, value)], wrt_nodes), wrt_nodes, forward_ids)
     hv = [_zero_or(t, w) for t, w in zip(ctx.pushforward(grads, wrt_nodes, v_params), wrt_nodes)]
+    (value,), rest = _split_at(merge_loops([value] + grads + hv), 1)
+    grads, hv = _split_at(rest, len(grads))
     for h, n in zip(hv, wrt_names):
         if h not in grads:
             rename(h, f"hv_{n}")  # (over the t_d_w the forward sweep gave it)
@@ -167,11 +171,12 @@ def reverse(directive: str, name: str, target: Function, wrt: list[int], span) -
     record = Derivative(directive, Part.WHOLE, name, target.name, wrt_names, main_ports,
                         ports(Slot.PRIMAL, out_names) + ports(Slot.GRADIENT, wrt_names), target.multi, pair,
                         accumulates=True, summary=summary)
-    main = Function(name, tuple(main_params), tuple(outputs + grads), span, True, record)
+    main = Function(name, tuple(main_params), tuple(merge_loops(outputs + grads)), span, True, record)
 
     # NAME_fwd / NAME_bwd: the same sweep with the cotangents as parameters, cut at the residuals
     bwd_grads = grads if directive == "vjp" else _gradients(pullback(outputs, ct_params, wrt_nodes), wrt_nodes,
                                                             forward_ids)
+    outputs, bwd_grads = _split_at(merge_loops(outputs + bwd_grads), len(outputs))
     cut = R.split(outputs, params, bwd_grads, ct_params)
     saved = ports(Slot.RESIDUAL, cut.residual_names) + ports(Slot.SIZE, [f"size_{s}" for s in cut.carriers])
     fwd_outputs = outputs + list(cut.residuals) + [B.dim_value_strong(s) for s in cut.carriers]
@@ -185,6 +190,10 @@ def reverse(directive: str, name: str, target: Function, wrt: list[int], span) -
         ports(Slot.GRADIENT, wrt_names), target.multi, pair, accumulates=True,
         summary=f"The backward pass of {name}, from the residuals of {name}_fwd."))
     return [main, fwd, bwd]
+
+
+def _split_at(nodes: list[Node], k: int) -> tuple[list[Node], list[Node]]:
+    return list(nodes[:k]), list(nodes[k:])
 
 
 def _named(g: Node, name: str) -> Node:

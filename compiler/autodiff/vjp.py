@@ -46,7 +46,11 @@ def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node]
     wrt_ids = {w.id for w in wrt}
     results: dict[int, Node] = {}
     add_ct = B.add_ct
+    groups = _groups(order)
     for n in reversed(order):
+        if n.op.group_vjp is not None:
+            _group(n, groups, ct_of, active, ctx)
+            continue
         ct = ct_of.pop(n.id, None)
         if ct is None:
             continue
@@ -74,3 +78,38 @@ def pullback(outputs: list[Node], cotangents: list[Node | None], wrt: list[Node]
         finally:
             reset_span(token)
     return [results.get(w.id) for w in wrt]
+
+
+def _groups(order: list[Node]) -> dict[tuple, list[Node]]:
+    """The members of each group of several-result nodes (primitive.group_vjp), in order."""
+    groups: dict[tuple, list[Node]] = {}
+    for n in order:
+        if n.op.group_vjp is not None:
+            groups.setdefault(_key(n), []).append(n)
+    return groups
+
+
+def _key(n: Node) -> tuple:
+    return (n.op, tuple(i.id for i in n.inputs), tuple((k, v) for k, v in n.attrs if k != "out"))
+
+
+def _group(n: Node, groups, ct_of: dict[int, Node], active: set[int], ctx: RuleContext) -> None:
+    """A group's rule runs once, at its first member in order (the last the reverse sweep
+    meets): by then every member's users have sent their cotangents."""
+    members = groups[_key(n)]
+    if n is not members[0]:
+        return
+    cts = {m.attr("out"): ct_of.pop(m.id) for m in members if m.id in ct_of}
+    if not cts:
+        return
+    needs = [i.id in active for i in n.inputs]
+    if True not in needs:
+        return
+    token = set_span(n.span)
+    try:
+        in_cts = n.op.group_vjp(ctx, {m.attr("out"): m for m in members}, cts, needs)
+        for i, c, need in zip(n.inputs, in_cts, needs):
+            if c is not None and need:
+                ct_of[i.id] = B.add_ct(ct_of.get(i.id), c)
+    finally:
+        reset_span(token)

@@ -24,6 +24,7 @@ from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from .fused.plan import Kernel, plan, reusable_inputs, schedule
 from .fused.writer import KernelWriter
 from .names import Names, place, sanitize_docstring
+from ..primitives.loops import group_of as loop_group, in_place_updates, update_in_place, written_in_place
 
 CHECK_HELPER_NAMES = ("array", "scalar", "what", "residual", "rank_error", "shape_error", "size_error",
                       "out_buffers", "residual_tuple")
@@ -56,20 +57,31 @@ class ModuleContext:
             {f"_{d.numpy_name}" for d in DType}
         self.names = Names(reserved)
         self.fn_names: dict[str, str] = {}
-        self.orders: dict[str, list[Node]] = {}  # fn name -> order(fn)
+        self.orders: dict = {}  # fn name (a loop body: its id) -> order(fn)
         # const node id -> its text as a typed scalar / as a plain Python number: a const's text
         # depends on nothing else, and a long chain's functions write the same few thousand
         self.literal_exprs: dict[int, Expr] = {}
         self.plain_literals: dict[int, Expr] = {}
         for f in module.functions:
             self.fn_names[f.name] = self.names.fresh(f.name)
+        self.bodies: dict[int, str] = {}  # id(loop body Function) -> its Python name
+        self.body_sources: list[str] = []  # written after the functions that use them
+
+    def body_function(self, fn: Function) -> str:
+        """The module-level function of a loop body (written once, on its first use)."""
+        name = self.bodies.get(id(fn))
+        if name is None:
+            name = self.bodies[id(fn)] = self.names.fresh(f"_{fn.name}")
+            self.body_sources.append(_body_source(self, fn, name))
+        return name
 
     def order(self, fn: Function) -> list[Node]:
         """fn's nodes, inputs first (ir.topo_order), walked once: its body, its checks and its
         `__tapeless__` entry all read them (the walk's own cache keeps only the last few fns)."""
-        order = self.orders.get(fn.name)
+        key = fn.name if fn.derivative is not None or fn.name in self.fn_names else id(fn)  # (loop bodies may share a name)
+        order = self.orders.get(key)
         if order is None:
-            order = self.orders[fn.name] = topo_order(fn.outputs)
+            order = self.orders[key] = topo_order(fn.outputs)
         return order
 
 
@@ -224,6 +236,7 @@ class Body:
         self.accumulate: dict[int, str] = {}
         self.accumulated: set[int] = set()
         self.uses: dict[int, int] = {}  # node id -> reads and returns (set by emit)
+        self.in_place: set[int] = set()  # dyn_update nodes written in place (a loop body's own carry)
 
     def emit(self) -> list[Expr]:
         fn, ctx = self.fn, self.ctx
@@ -259,7 +272,15 @@ class Body:
                 continue
             if n.is_literal:
                 continue  # written at each use, in the form the use needs
+            if n.op.group_vjp is not None:  # a loop: written once, for all its carries
+                if n.id not in self.exprs:
+                    self.loop(n, order, uses)
+                continue
             args = [self.arg(i, n) for i in n.inputs]
+            if n.id in self.in_place:
+                self.statement(update_in_place(ctx, args, n), n)
+                self.exprs[n.id] = args[0]
+                continue
             e = n.op.emit(ctx, args, n)
             user = consumer.get(n.id)
             if (n.id in out_ids and uses.get(n.id, 0) == 1 and ctx.hint(n) is None and not n.op.is_view(n)
@@ -281,6 +302,38 @@ class Body:
             self.exprs[n.id] = Expr(var)
         n_copy = d.n_primal_outputs if d is not None and d.part is Part.FWD else len(fn.outputs)
         return [self.value(o, k < n_copy) for k, o in enumerate(fn.outputs)]
+
+    # ---- for loops (primitives/loops.py) -----------------------------------------------------------------
+    def loop(self, n: Node, order: list[Node], uses: dict[int, int]) -> None:
+        """`for k, t in enumerate(range(...)): c0, c1 = _body(k, t, c0, c1, captures...)`."""
+        ctx = self.ctx
+        body = n.attr("body").fn
+        nc = n.attr("n_carries")
+        key = loop_group(n)
+        members = {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
+        fname = ctx.mod.body_function(body)
+        written = written_in_place(body)
+        carries = []
+        for j, init in enumerate(n.inputs[:nc]):
+            m = members.get(j)
+            var = ctx.names.fresh((ctx.hint(m) if m is not None else None) or body.params[2 + j].attr("name"))
+            arg = self.arg(init, n)
+            fresh = init.op.allocates and not init.is_leaf and uses.get(init.id, 0) == 1 and not init.op.is_view(init)
+            copy = j in written and not fresh  # the body writes into it: never into the caller's array
+            self.statement(f"{var} = {arg.at(PREC_POSTFIX)}.copy()" if copy else f"{var} = {arg.text}", n)
+            carries.append(var)
+        caps = [self.arg(i, n).text for i in n.inputs[nc:]]
+        start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
+        rng = f"range({ctx.dim(start)}, {ctx.dim(stop)}, {step})"
+        k, t = ctx.names.fresh("k"), ctx.names.fresh(body.params[1].attr("name"))
+        steps = f"reversed(tuple(enumerate({rng})))" if n.attr("reverse") else f"enumerate({rng})"
+        self.statement(f"for {k}, {t} in {steps}:", n)
+        self.statement(f"    {', '.join(carries)}, = {fname}({', '.join([k, t] + carries + caps)})", n)
+        for j, var in enumerate(carries):
+            m = members.get(j)
+            if m is not None:
+                ctx.vars[m.id] = var
+                self.exprs[m.id] = Expr(var)
 
     # ---- fused, cache-blocked loops (fused/plan.py plans them, fused/writer.py writes them) ----------
     def kernel(self, k: Kernel, reusable) -> None:
@@ -436,6 +489,34 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _body_source(mod: ModuleContext, fn: Function, py_name: str) -> str:
+    """A loop body as a function: no argument checks (the loop passes what it was given), the
+    new carries returned as a tuple, a carry only an update reads written in place."""
+    names = mod.names.child()
+    ctx = FnContext(mod, names)
+    ctx.fn_name = fn.name
+    for p in fn.params:
+        ctx.vars[p.id] = names.fresh(p.attr("name"))
+    arrays = [checks.Arg(ctx.vars[p.id], p, p.attr("name")) for p in fn.params if p.attr("carries") is None]
+    carriers = {p.attr("carries"): ctx.vars[p.id] for p in fn.params if p.attr("carries") is not None}
+    ctx.unbound = {sym: src for sym, (src, _) in checks.symbol_sources(arrays, carriers).items()}
+    b = Body(ctx, fn)
+    b.in_place = in_place_updates(fn)
+    outs = b.emit()
+    seen: set[str] = set()
+    texts = []
+    for e in outs:  # two carries never share an array: one may be written in place
+        texts.append(f"{e.at(PREC_POSTFIX)}.copy()" if e.text in seen else e.text)
+        seen.add(e.text)
+    lines = [f"def {py_name}({', '.join(ctx.vars[p.id] for p in fn.params)}):",
+             f'    """One step of the loop at {place(fn.outputs[0]) if fn.outputs and fn.outputs[0].span else "?"}."""']
+    body = ctx.binding_lines + b.lines + [f"return {', '.join(texts)},"]
+    if any(n.op.quiet for n in mod.order(fn)):
+        body = [f"with {ctx.helper('quiet')}():"] + _indent(body)
+    lines += _indent(body)
+    return "\n".join(lines) + "\n"
+
+
 def _out_source(ctx: FnContext, fn: Function, out_var, n_grads: int, wrt, arrays=None) -> str:
     """The out= buffers as a tuple: checked (one per wrt name, dtype, shape, writeable, and none
     overlapping an argument when `arrays` are given: a loop then adds into them while reading those)."""
@@ -568,7 +649,7 @@ def generate(module: Module, options: Options, version: str) -> str:
         src = re.sub(r"\bxp\.", f"{backend.alias}.", checks.CHECK_HELPERS) if name == "checks" else \
             backend.helper_source(table[name])
         out += ["", src.rstrip("\n"), ""]
-    for src in fn_sources:
+    for src in fn_sources + mod.body_sources:
         out += ["", src.rstrip("\n"), ""]
     out += ["", "# What each function is, for tapeless.runtime.gradcheck and other tools.", "__tapeless__ = {"]
     for f in module.functions:

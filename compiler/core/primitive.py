@@ -166,6 +166,9 @@ class RuleContext:
 
     pullback: Callable[..., list]
     pushforward: Callable[..., list]
+    # split(outputs, params, grads, cts): what a backward pass reads of a forward one
+    # (autodiff/residuals.py); a loop's VJP stacks those values
+    split: Callable[..., Any] | None = None
     # a rule's values that depend on the primal node alone (a unary op's derivative), by node id:
     # made once, though a grad's two reverse sweeps (and an hvp's sweeps) each ask
     primal_values: dict = field(default_factory=dict)
@@ -243,6 +246,10 @@ class Primitive:
     quiet: bool = False
     requires: Callable | None = None
     body: Callable | None = None
+    # a node of several results is a group of nodes equal but for their `out` attribute (a
+    # loop, one node per carry): the reverse sweep hands the group's cotangents to
+    # group_vjp(ctx, members by out, cotangents by out, needs) at once; `vjp` is not used
+    group_vjp: Callable | None = None
     doc: str = ""
     # example applications for the per-primitive SymPy proofs: (input types, attrs, {input: domain})
     examples: tuple = ()
@@ -290,8 +297,8 @@ class Primitive:
         leafish = self.kind in (Kind.LEAF, Kind.LITERAL, Kind.CONSTRUCTOR, Kind.SUBGRAPH)
         return {
             "infer": self.infer is not None,
-            "emit": self.emit is not None,
-            "vjp": self.vjp is not None or not self.differentiable,
+            "emit": self.emit is not None or self.group_vjp is not None,  # (a group: the emitter writes it)
+            "vjp": self.vjp is not None or self.group_vjp is not None or not self.differentiable,
             "jvp": self.jvp is not None or not self.differentiable,
             "sympy": self.sympy is not None or bool(self.sympy_note),
             "scalar": self.scalar is not None or not self.elementwise,

@@ -23,6 +23,7 @@ from . import windows  # noqa: F401  (sliding windows: convolution and pooling)
 from . import shape  # noqa: F401
 from . import nn  # noqa: F401
 from . import call  # noqa: F401  (a large fn's call, kept as a call)
+from . import loops  # noqa: F401  (for loops; dyn_index, dyn_update)
 from . import forms, folding, simplification  # noqa: F401  (the rule sets over them)
 from . import builtin_functions  # noqa: F401  (the language's built-in functions)
 from ..core.primitive import REGISTRY, ops  # noqa: F401  (re-exported for callers that need the table)

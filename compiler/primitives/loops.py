@@ -1,0 +1,513 @@
+"""Loops: `for t in range(start, stop, step) { ... }` with carried values (docs/language.md,
+"Loops").
+
+The body is a Function of its own, `(k, t, carries..., captures...) -> new carries`: k counts
+the iterations from 0, t is the loop variable, the carries are the names the body assigns
+that were bound before the loop, the captures every other outer value the body reads (found
+here, by make_loop: the front end lowers the body over the outer scope and we cut it out).
+The bounds are static sizes (ints or size polynomials), attributes, not values.
+
+The IR gives a node one result, so a loop is a *group* of `loop` nodes, one per carry, equal
+but for their `out` attribute: the sweeps ask the record for the whole group at once
+(`group_vjp`), the emitter writes the loop once for all of them, and everything else sees
+ordinary single-result nodes.
+
+Derivatives:
+- JVP: one loop carrying (carries, tangents), its body the body and its pushforward.
+- VJP: the body's pullback, split as NAME_fwd/NAME_bwd are (autodiff/residuals.split): the
+  forward values the backward reads and that depend on a carry are *stacked*: the forward
+  loop also writes them into arrays [n, ...] at k (so `_fwd` lists them with their shapes);
+  values of k, t and the captures alone are recomputed. The backward loop runs the same
+  range in reverse, carrying the carries' cotangents and one sum per capture.
+  The stacking loop computes the carries too: `merge_loops` below makes the original loop's
+  nodes members of it, so the forward work is done once.
+
+`dyn_index(x, i, axis)` and `dyn_update(x, i, v, axis, mode)` read and write one slice at a
+run-time index (the loop variable): a bounds check, never wrap-around. In a body,
+`dyn_update` of a carry only it reads is done in place (the loop owns its carries: it copies
+an initial value it would write into).
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..core.diagnostics import UserError
+from ..core.ir import Function, Node, hint, name_of, topo_order
+from ..core.nodes import apply, param
+from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
+from ..core.substitute import substitute
+from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_text
+from . import algebra as B
+
+I64 = TensorType(DType.I64, ())
+_fresh = itertools.count(1_000_000)  # positions of the front end's provisional body parameters
+
+
+class Body:
+    """A loop's body as a node attribute: compared by identity, printed as its name."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Function):
+        self.fn = fn
+
+    def __repr__(self) -> str:
+        return self.fn.name
+
+
+# ---- building loops (the front end's contract) --------------------------------------------------------
+def loop_var(name: str, span=None) -> Node:
+    """The loop variable inside a body being lowered: a fresh i64 scalar parameter."""
+    return param(name, I64, next(_fresh), span)
+
+
+def carry_var(name: str, init: Node, span=None) -> Node:
+    """A carried value inside a body being lowered, typed as its initial value (made strong)."""
+    return param(name, init.type.strong(), next(_fresh), span)
+
+
+def iterations(start: DimLike, stop: DimLike, step: int) -> DimLike:
+    """len(range(start, stop, step)) as a size: stop - start for a step of 1 (a run-time check
+    keeps it >= 0), exact for literal bounds; else a UserError (not a size polynomial)."""
+    if isinstance(start, int) and isinstance(stop, int):
+        return len(range(start, stop, step))
+    if step == 1:
+        return dim_add(stop, start, -1)
+    if step == -1:
+        return dim_add(start, stop, -1)
+    raise UserError(f"a loop over range({dim_text(start)}, {dim_text(stop)}, {step}) that must be differentiated "
+                    "needs a step of 1 or -1 or literal bounds (tapeless cannot size its saved values yet)")
+
+
+def make_loop(start: DimLike, stop: DimLike, step: int, var: Node, carries: list[tuple[Node, Node]],
+              new_values: list[Node], span=None, name: str = "loop") -> list[Node]:
+    """The carries' values after the loop. `var`, the carry variables and `new_values` come from
+    lowering the body over the outer scope; the outer values it reads become captures."""
+    if step == 0:
+        raise UserError("a range's step must not be 0")
+    for (cv, init), new in zip(carries, new_values):
+        if new.dtype != cv.dtype or new.shape != cv.shape:
+            raise UserError(f"`{cv.attr('name')}` is carried by the loop, so its type must stay {cv.type}; "
+                            f"the body makes it {new.type.strong()}")
+    inner = {var.id} | {cv.id for cv, _ in carries}
+    order = topo_order(new_values)
+    depends: set[int] = set(inner)
+    for n in order:
+        if n.id not in depends and any(i.id in depends for i in n.inputs):
+            depends.add(n.id)
+    captures: list[Node] = []
+    seen: set[int] = set()
+
+    def capture(n: Node) -> None:
+        if n.id not in depends and not n.is_literal and n.id not in seen:
+            seen.add(n.id)
+            captures.append(n)
+
+    for n in order:
+        if n.id in depends and n.id not in inner:
+            for i in n.inputs:
+                capture(i)
+    for v in new_values:
+        capture(v)  # a carry given a value the loop does not change
+    # the body over its own parameters: k, t, the carries, the captures
+    k = param("k", I64, 0)
+    t = param(var.attr("name"), I64, 1)
+    cps = [param(cv.attr("name"), cv.type, 2 + j) for j, (cv, _) in enumerate(carries)]
+    pps = [param(name_of(c) or f"c{j}", c.type.strong(), 2 + len(carries) + j) for j, c in enumerate(captures)]
+    mapping = {var.id: t} | {cv.id: p for (cv, _), p in zip(carries, cps)} | \
+              {c.id: (p if not c.type.weak else B.retype(p, c.dtype, True)) for c, p in zip(captures, pps)}
+    outs = [B.retype(o, o.dtype) if o.type.weak else o for o in substitute(new_values, mapping)]
+    body = Function(name, (k, t, *cps, *pps), tuple(outs), span)
+    inits = [B.retype(init, init.dtype) if init.type.weak else init for _, init in carries]
+    return loop_nodes(body, inits, [B.retype(c, c.dtype) if c.type.weak else c for c in captures],
+                      start, stop, step, False, span)
+
+
+def loop_nodes(body: Function, inits: list[Node], captures: list[Node], start, stop, step, reverse, span=None):
+    """The group: one `loop` node per carry."""
+    attrs = dict(body=Body(body), start=start, stop=stop, step=step, reverse=reverse, n_carries=len(inits))
+    return [apply("for_loop", *inits, *captures, span=span, out=j, **attrs) for j in range(len(inits))]
+
+
+def group_of(node: Node) -> tuple:
+    """What the members of node's group share: their inputs and attributes but `out`."""
+    return (node.op, tuple(i.id for i in node.inputs), tuple((k, v) for k, v in node.attrs if k != "out"))
+
+
+def parts(node: Node):
+    """(body, inits, captures) of a loop node."""
+    body = node.attr("body").fn
+    nc = node.attr("n_carries")
+    return body, list(node.inputs[:nc]), list(node.inputs[nc:])
+
+
+def _infer(types, attrs):
+    body = attrs["body"].fn
+    nc = attrs["n_carries"]
+    for j, (t, p) in enumerate(zip(types, body.params[2:])):
+        if t.dtype != p.dtype or len(t.shape) != len(p.shape):  # (sizes may be substituted at a call)
+            raise AssertionError(f"loop {body.name}: input {j} is {t}, its parameter {p.type}")
+    return types[attrs["out"]].strong()
+
+
+# ---- derivatives ----------------------------------------------------------------------------------------
+def _jvp(ctx, node, ts):
+    """One loop carrying the carries and their tangents (interned: every member asks for the
+    same group)."""
+    body, inits, caps = parts(node)
+    nc = len(inits)
+    t_inits, t_caps = ts[:nc], ts[nc:]
+    if all(t is None for t in ts):
+        return None
+    cps, pps = list(body.params[2:2 + nc]), list(body.params[2 + nc:])
+    moving_c = [j for j in range(nc) if cps[j].dtype.is_float]
+    moving_p = [i for i, t in enumerate(t_caps) if t is not None]
+    base = len(body.params)
+    tc = [param(f"t_{cps[j].attr('name')}", cps[j].type, base + n) for n, j in enumerate(moving_c)]
+    tp = [param(f"t_{pps[i].attr('name')}", pps[i].type, base + len(tc) + n) for n, i in enumerate(moving_p)]
+    pushed = ctx.pushforward(list(body.outputs), [cps[j] for j in moving_c] + [pps[i] for i in moving_p], tc + tp)
+    new_t = [pushed[j] if pushed[j] is not None else B.zeros_like(body.outputs[j]) for j in moving_c]
+    # body' (k, t, carries, tangent carries, captures, tangent captures)
+    params = (*body.params[:2], *cps, *tc, *pps, *tp)
+    new_body = Function(f"{body.name}_jvp", _renumber(params), (), body.span)
+    renum = dict(zip((p.id for p in params), new_body.params))
+    outs = substitute(list(body.outputs) + new_t, renum)
+    new_body = Function(new_body.name, new_body.params, tuple(outs), body.span)
+    t_init = [t_inits[j] if t_inits[j] is not None else B.zeros_like(inits[j]) for j in moving_c]
+    group = loop_nodes(new_body, inits + t_init, caps + [t_caps[i] for i in moving_p], node.attr("start"),
+                       node.attr("stop"), node.attr("step"), node.attr("reverse"), node.span)
+    j = node.attr("out")
+    return group[nc + moving_c.index(j)] if j in moving_c else None
+
+
+def _renumber(params) -> tuple[Node, ...]:
+    return tuple(param(p.attr("name"), p.type, k) for k, p in enumerate(params))
+
+
+def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[bool]) -> list[Node | None]:
+    """The inputs' cotangents of a loop group, from the cotangents of its members (by `out`)."""
+    node = next(iter(members.values()))
+    body, inits, caps = parts(node)
+    nc = len(inits)
+    start, stop, step, reverse = (node.attr(a) for a in ("start", "stop", "step", "reverse"))
+    k, t = body.params[:2]
+    cps, pps = list(body.params[2:2 + nc]), list(body.params[2 + nc:])
+    fl = [j for j in range(nc) if cps[j].dtype.is_float]  # carries a cotangent flows through
+    wrt_p = [i for i, need in enumerate(needs[nc:]) if need and pps[i].dtype.is_float]
+    cb = [param(f"d_{cps[j].attr('name')}", cps[j].type, 100_000 + n) for n, j in enumerate(fl)]
+    grads = ctx.pullback([body.outputs[j] for j in fl], cb, [cps[j] for j in fl] + [pps[i] for i in wrt_p])
+    grads = [g if g is not None else B.zeros_like(w) for g, w in zip(grads, [cps[j] for j in fl] + [pps[i] for i in wrt_p])]
+    sp = ctx.split(list(body.outputs), list(body.params), grads, cb)
+    carry_ids = {cps[j].id for j in range(nc)}
+    stacked = [r for r in sp.residuals if _reaches(r, carry_ids)]
+    n_iter = iterations(start, stop, step)
+    # the forward loop: the body, and each stacked value written into its array at k
+    stacks = [param(f"{name_of(r) or 'r'}_stack", TensorType(r.dtype, (n_iter, *r.shape)), len(body.params) + s)
+              for s, r in enumerate(stacked)]
+    writes = [apply("dyn_update", st, k, r, axis=0, mode="set") for st, r in zip(stacks, stacked)]
+    fwd_params = (*body.params[:2 + nc], *stacks, *pps)
+    fwd_body = _function(f"{body.name}_fwd", fwd_params, list(body.outputs) + writes, body.span)
+    fwd = loop_nodes(fwd_body, inits + [B.zeros(st.shape, st.dtype) for st in stacks], caps, start, stop, step,
+                     reverse, node.span)
+    saved = fwd[nc:]
+    for st, r, s in zip(stacks, stacked, saved):
+        hint(s, f"{name_of(r) or 'r'}_stack")
+    # the backward loop: the same range reversed, carrying the cotangents and the captures' sums
+    sums = [param(f"d_{pps[i].attr('name')}", pps[i].type, 200_000 + n) for n, i in enumerate(wrt_p)]
+    stack_in = [param(st.attr("name"), st.type, 300_000 + s) for s, st in enumerate(stacks)]
+    at_k = {r.id: apply("dyn_index", sa, k, axis=0) for r, sa in zip(stacked, stack_in)}
+    g = substitute(grads, at_k)
+    new_cb = g[:len(fl)]
+    new_sums = [accumulate(s, d) for s, d in zip(sums, g[len(fl):])]
+    bwd_params = (k, t, *cb, *sums, *pps, *stack_in)
+    bwd_body = _function(f"{body.name}_bwd", bwd_params, new_cb + new_sums, body.span)
+    ct_inits = [cts.get(j) if cts.get(j) is not None else B.zeros_like(inits[j]) for j in fl]
+    bwd = loop_nodes(bwd_body, ct_inits + [B.zeros_like(caps[i]) for i in wrt_p], caps + saved,
+                     start, stop, step, not reverse, node.span)
+    out: list[Node | None] = [None] * (nc + len(caps))
+    for n, j in enumerate(fl):
+        out[j] = bwd[n] if needs[j] else None
+    for n, i in enumerate(wrt_p):
+        out[nc + i] = bwd[len(fl) + n]
+    return out
+
+
+def accumulate(total: Node, delta: Node) -> Node:
+    """total + delta, written as an update at the index when delta is zeros but for one slice
+    (a captured x read as x[t]: its cotangent is one slice per iteration, never a whole x)."""
+    if delta.op.name == "dyn_update" and delta.attr("mode") == "add" and _is_zeros(delta.inputs[0]):
+        return apply("dyn_update", total, delta.inputs[1], delta.inputs[2], axis=delta.attr("axis"), mode="add")
+    return B.add(total, delta)
+
+
+def _is_zeros(x: Node) -> bool:
+    return x.op.name == "full" and x.attr("value") == 0
+
+
+def _reaches(r: Node, ids: set[int]) -> bool:
+    return any(n.id in ids for n in topo_order([r]))
+
+
+def _function(name, params, outputs, span) -> Function:
+    """A body with its parameters renumbered 0.. in order."""
+    new = _renumber(params)
+    outs = substitute(list(outputs), {p.id: q for p, q in zip(params, new)})
+    return Function(name, new, tuple(outs), span)
+
+
+# ---- the numeric meaning: run the body --------------------------------------------------------------------
+def _sympy(ctx, args, node):
+    body, inits, caps = parts(node)
+    nc = len(inits)
+    carry = [np.asarray(a, dtype=object) for a in args[:nc]]
+    captured = [np.asarray(a, dtype=object) for a in args[nc:]]
+    start, stop = (ctx.size(node.attr(a)) for a in ("start", "stop"))
+    steps = list(enumerate(range(start, stop, node.attr("step"))))
+    for k, t in (reversed(steps) if node.attr("reverse") else steps):
+        values = {body.params[0].id: np.asarray(k, dtype=object), body.params[1].id: np.asarray(t, dtype=object)}
+        values |= {p.id: v for p, v in zip(body.params[2:], carry + captured)}
+        carry = [np.asarray(v, dtype=object) for v in _evaluate(ctx, list(body.outputs), values)]
+    return carry[node.attr("out")]
+
+
+def _evaluate(ctx, outputs, values):
+    if ctx.evaluate is not None:
+        return ctx.evaluate(outputs, values)
+    for n in topo_order(outputs):
+        if n.id not in values:
+            values[n.id] = np.asarray(n.op.sympy(ctx, [values[i.id] for i in n.inputs], n), dtype=object)
+    return [values[o.id] for o in outputs]
+
+
+register(Primitive(
+    "for_loop", "subgraph", _infer, None, None, _jvp, _sympy, cost=Cost.COSTLY, group_vjp=group_vjp,
+    doc="one carry of a for loop over range(start, stop, step) (reverse: backwards); the body is a Function "
+        "(k, t, carries..., captures...) -> new carries",
+))
+
+
+# ---- one slice at a run-time index --------------------------------------------------------------------------
+def is_loop_index(i: Node) -> bool:
+    """An integer scalar computed from loop variables, literals and sizes alone."""
+    if i.shape != () or i.dtype.is_float or i.dtype == DType.BOOL:
+        return False
+    for n in topo_order([i]):
+        if n.is_param:
+            if n.type != I64 or n.attr("position") < 1_000_000:
+                return False
+        elif not (n.is_literal or n.op.elementwise):
+            return False
+    return True
+
+
+def dyn_index(x: Node, i: Node, axis: int, span=None) -> Node:
+    return apply("dyn_index", x, i, axis=axis, span=span)
+
+
+def dyn_update(x: Node, i: Node, v: Node, axis: int, span=None) -> Node:
+    return apply("dyn_update", x, i, v, axis=axis, mode="set", span=span)
+
+
+def _index_infer(types, attrs):
+    x, i = types
+    axis = attrs["axis"]
+    if i.shape != () or i.dtype.kind != "i":
+        raise UserError(f"a run-time index must be an integer scalar, got {i}", arg=1)
+    if not 0 <= axis < x.rank:
+        raise UserError(f"index on axis {axis} of {x}", arg=0)
+    return x.with_(shape=x.shape[:axis] + x.shape[axis + 1:], weak=False)
+
+
+def _update_infer(types, attrs):
+    x, i, v = types
+    want = _index_infer([x, i], attrs)
+    if v.shape != want.shape or (v.dtype != x.dtype and not v.weak):
+        raise UserError(f"the slice written is {want}, the value {v}", arg=2)
+    return x.strong()
+
+
+AT = Helper("at", '''def _at(i, n, where):
+    """i if 0 <= i < n, else ValueError naming where (a run-time index never wraps around)."""
+    if not 0 <= i < n:
+        raise ValueError(f"{where}: index {i} is out of range for an axis of size {n}")
+    return i
+''')
+
+
+def _where(ctx, node) -> str:
+    """Where a run-time index is, as a string literal for its message (repr: never code)."""
+    return repr(f"{ctx.fn_name}(), {node.span.file}:{node.span.line}" if node.span is not None else ctx.fn_name)
+
+
+def _subscript(ctx, args, node, x_text) -> str:
+    axis = node.attr("axis")
+    i = f"{ctx.helper('at')}({args[1].text}, {x_text}.shape[{axis}], {_where(ctx, node)})"
+    return ":, " * axis + i
+
+
+def _index_emit(ctx, args, node):
+    x = args[0].at(PREC_POSTFIX)
+    return Expr(f"{x}[{_subscript(ctx, args, node, x)}]", PREC_POSTFIX)
+
+
+UPDATED = Helper("updated", '''def _updated(x, axis, i, v, add):
+    """x with its slice i along axis set to v (add: increased by v), as a new array."""
+    out = x.copy()
+    at = (slice(None),) * axis + (i,)
+    if add:
+        out[at] += v
+    else:
+        out[at] = v
+    return out
+''')
+
+
+def _update_emit(ctx, args, node):
+    """A new array; the emitter writes a carry of a loop body in place instead (update_in_place)."""
+    x = args[0].at(PREC_POSTFIX)
+    i = f"{ctx.helper('at')}({args[1].text}, {x}.shape[{node.attr('axis')}], {_where(ctx, node)})"
+    return Expr(f"{ctx.helper('updated')}({args[0].text}, {node.attr('axis')}, {i}, {args[2].text}, "
+                f"{node.attr('mode') == 'add'})", PREC_POSTFIX)
+
+
+def update_in_place(ctx, args, node) -> str:
+    """The statement that updates the carry args[0] names in place."""
+    x = args[0].text
+    op = "+=" if node.attr("mode") == "add" else "="
+    return f"{x}[{_subscript(ctx, args, node, x)}] {op} {args[2].text}"
+
+
+def _index_vjp(ctx, node, ct, needs):
+    x, i = node.inputs
+    return [apply("dyn_update", B.zeros_like(x), i, ct, axis=node.attr("axis"), mode="add"), None]
+
+
+def _index_jvp(ctx, node, ts):
+    return None if ts[0] is None else apply("dyn_index", ts[0], node.inputs[1], axis=node.attr("axis"))
+
+
+def _update_vjp(ctx, node, ct, needs):
+    x, i, v = node.inputs
+    axis = node.attr("axis")
+    gx = gv = None
+    if needs[0]:
+        gx = ct if node.attr("mode") == "add" else apply("dyn_update", ct, i, B.zeros_like(v), axis=axis, mode="set")
+    if needs[2]:
+        gv = apply("dyn_index", ct, i, axis=axis)
+    return [gx, None, gv]
+
+
+def _update_jvp(ctx, node, ts):
+    tx, _, tv = ts
+    x, i, v = node.inputs
+    if tx is None and tv is None:
+        return None
+    tx = tx if tx is not None else B.zeros_like(x)
+    tv = tv if tv is not None else B.zeros_like(v)
+    return apply("dyn_update", tx, i, tv, axis=node.attr("axis"), mode=node.attr("mode"))
+
+
+def _index_meaning(ctx, args, node):
+    x, i = np.asarray(args[0], dtype=object), int(args[1])
+    if not 0 <= i < x.shape[node.attr("axis")]:
+        raise IndexError(f"index {i} out of range")
+    return np.take(x, i, axis=node.attr("axis"))
+
+
+def _update_meaning(ctx, args, node):
+    x, i, v = np.array(args[0], dtype=object), int(args[1]), np.asarray(args[2], dtype=object)
+    at = (slice(None),) * node.attr("axis") + (i,)
+    x[at] = x[at] + v if node.attr("mode") == "add" else v
+    return x
+
+
+register(Primitive(
+    "dyn_index", "shape", _index_infer, _index_emit, _index_vjp, _index_jvp, _index_meaning,
+    helpers=(AT,), view=True, doc="x at a run-time integer index i along axis (a bounds check, never wrap-around)",
+    examples=((("f64[3, 2]", "i64"), {"axis": 0}, {1: "int:0:3"}), (("f64[2, 3]", "i64"), {"axis": 1}, {1: "int:0:3"})),
+))
+register(Primitive(
+    "dyn_update", "shape", _update_infer, _update_emit, _update_vjp, _update_jvp, _update_meaning,
+    helpers=(AT, UPDATED), coerce=lambda args, attrs: [args[0], args[1], B.cast(args[2], args[0].dtype)],
+    doc="x with the slice at run-time index i along axis set to v (mode 'add': increased by v)",
+    examples=((("f64[3, 2]", "i64", "f64[2]"), {"axis": 0, "mode": "set"}, {1: "int:0:3"}),
+              (("f64[2, 3]", "i64", "f64[2]"), {"axis": 1, "mode": "add"}, {1: "int:0:3"})),
+))
+
+
+def in_place_updates(body: Function) -> set[int]:
+    """The dyn_update nodes of a body that may write into their carry: the carry is a parameter
+    of the body that nothing else reads."""
+    order = topo_order(body.outputs)
+    uses: dict[int, int] = {}
+    for n in order:
+        for i in n.inputs:
+            uses[i.id] = uses.get(i.id, 0) + 1
+    for o in body.outputs:
+        uses[o.id] = uses.get(o.id, 0) + 1
+    carries = {p.id for p in body.params[2:2 + len(body.outputs)]}
+    return {n.id for n in order if n.op.name == "dyn_update" and n.inputs[0].id in carries
+            and uses.get(n.inputs[0].id) == 1}
+
+
+def written_in_place(body: Function) -> set[int]:
+    """The carries (by index) a body writes into."""
+    ids = in_place_updates(body)
+    by_param = {p.id: j for j, p in enumerate(body.params[2:])}
+    return {by_param[n.inputs[0].id] for n in topo_order(body.outputs) if n.id in ids}
+
+
+# ---- one loop where a derivative made two ------------------------------------------------------------------
+def merge_loops(outputs: list[Node]) -> list[Node]:
+    """outputs with each loop whose carries another loop also computes (the forward loop a VJP
+    adds, which also stacks values; a JVP's loop of carries and tangents) replaced by that
+    loop's members: the forward work is done once."""
+    order = topo_order(outputs)
+    groups: dict[tuple, Node] = {}
+    for n in order:
+        if n.op.name == "for_loop":
+            groups.setdefault(group_of(n), n)
+    if len(groups) < 2:
+        return list(outputs)
+    reps = list(groups.values())
+    mapping: dict[int, Node] = {}
+    for a in reps:
+        for b in reps:
+            if a is b or len(b.inputs) <= len(a.inputs) and b.attr("n_carries") <= a.attr("n_carries"):
+                continue
+            outs = _subsumed(a, b)
+            if outs is not None:
+                members = {m.attr("out"): m for m in order if m.op is a.op and group_of(m) == group_of(a)}
+                for j, m in members.items():
+                    mapping[m.id] = outs[j]
+                break
+    if not mapping:
+        return list(outputs)
+    return substitute(outputs, mapping)
+
+
+def _subsumed(a: Node, b: Node) -> list[Node] | None:
+    """b's members standing for a's carries (by a's `out`), if b's loop computes them the same way."""
+    if any(a.attr(x) != b.attr(x) for x in ("start", "stop", "step", "reverse")):
+        return None
+    body_a, inits_a, caps_a = parts(a)
+    body_b, inits_b, caps_b = parts(b)
+    nca, ncb = len(inits_a), len(inits_b)
+    if ncb < nca or any(x is not y for x, y in zip(inits_a, inits_b)):
+        return None  # (the derivative loops keep the original carries first, in order)
+    where = {c.id: i for i, c in enumerate(caps_b)}
+    mapping = {p.id: q for p, q in zip(body_b.params[:2 + nca], body_a.params[:2 + nca])}
+    for i, c in enumerate(caps_a):
+        if c.id not in where:
+            return None
+        mapping[body_b.params[2 + ncb + where[c.id]].id] = body_a.params[2 + nca + i]
+    try:
+        again = substitute(list(body_b.outputs[:nca]), mapping)
+    except Exception:  # noqa: BLE001 - a body that does not even type over a's parameters is not a's
+        return None
+    if any(x is not y for x, y in zip(again, body_a.outputs)):
+        return None
+    attrs = {k: v for k, v in b.attrs if k != "out"}
+    return [apply("for_loop", *b.inputs, out=j, **attrs) for j in range(nca)]
