@@ -290,6 +290,8 @@ def dynamic(lw, item: ast.Expr, scope) -> Node | None:
     if static_dim(node) is not None or node.type.rank != 0 or node.dtype.kind != "i":
         return None
     if not _loops().is_loop_index(node):
+        if scope.loop is None:
+            return None  # (outside loops: the caller's message, which points to `take`)
         lw.fail(item.span, DYNAMIC, "to pick elements by data, use `take(x, idx, axis)`")
     return node
 
