@@ -216,15 +216,21 @@ def index_assign(lw, stmt: ast.IndexAssign, scope) -> None:
                      f"e.g. `{name} = {_example(lw, stmt, scope, loop)}`")
     x = lw.expr(ast.Name(stmt.target.span, name), scope)
     full = [isinstance(i, ast.Slice) and i.start is None and i.stop is None and i.step is None for i in stmt.items]
-    if full.count(False) != 1:
-        lw.fail(lhs, f"`{name}[...] = ...` takes one index and full slices `:`, as in `{name}[t] = v` "
+    if all(full) or any(isinstance(i, (ast.Slice, ast.EllipsisItem, ast.NoneLit)) and not f
+                        for i, f in zip(stmt.items, full)):
+        lw.fail(lhs, f"`{name}[...] = ...` takes indices and full slices `:`, as in `{name}[t] = v` "
                      f"or `{name}[:, t] = v`")
-    axis = full.index(False)
-    if axis >= x.type.rank:
+    if len(stmt.items) > x.type.rank:
         lw.fail(lhs, f"too many indices for {x.type.strong()}: {len(stmt.items)} given for {x.type.rank} axes")
-    i = index_node(lw, stmt.items[axis], scope, x.shape[axis])
+    # (axis, index node) of each index, and the type of what they select
+    picks, shape, removed = [], list(x.shape), 0
+    for axis, (item, f) in enumerate(zip(stmt.items, full)):
+        if not f:
+            picks.append((axis - removed, index_node(lw, item, scope, x.shape[axis])))
+            del shape[axis - removed]
+            removed += 1
     v = lw.expr(stmt.value, scope)
-    slice_shape = x.shape[:axis] + x.shape[axis + 1:]
+    slice_shape = tuple(shape)
     if v.dtype != x.dtype:
         if v.type.weak and "bif".index(v.dtype.kind) <= "bif".index(x.dtype.kind):
             v = B.retype(v, x.dtype)
@@ -244,12 +250,21 @@ def index_assign(lw, stmt: ast.IndexAssign, scope) -> None:
         v = B.broadcast_to(v, slice_shape)
     try:
         with span_scope(stmt.span):
-            new = _loops().dyn_update(x, i, v, axis, stmt.span)
+            new = _update(x, picks, v, stmt.span)
     except UserError as err:
         lw.fail(err.span or stmt.span, err.message)
     hint(new, name)
     scope.env[name] = new
     scope.assigned_at[name] = lhs
+
+
+def _update(x: Node, picks: list[tuple[int, Node]], v: Node, span) -> Node:
+    """x with x[picks] = v, one index at a time: `ys[i, j] = v` is row = ys[i]; row[j] = v; ys[i] = row."""
+    (axis, i), rest = picks[0], picks[1:]
+    loops = _loops()
+    if rest:
+        v = _update(loops.dyn_index(x, i, axis, span), rest, v, span)
+    return loops.dyn_update(x, i, v, axis, span)
 
 
 def _example(lw, stmt: ast.IndexAssign, scope, loop: Loop) -> str:
