@@ -345,3 +345,18 @@ def test_std_and_var_of_nothing_reduced_have_derivative_zero(tl):
     value, dx = m.f_grad(np.float32(0.5))
     assert value == 0 and dx == 0
     assert m.f_jvp(np.float32(0.5), np.float32(1.0)) == (0, 0)
+
+
+def test_std_of_a_constant_slice_has_gradient_zero_as_torch_std(tl):
+    """torch.std's gradient where the slice is constant is 0 (recorded: torch 2.13.0,
+    torch.std(t, dim=1).sum().backward() on this x gives rows 0 and 2 as below, row 1 zeros);
+    sqrt'(0) * 0 would be NaN. A NaN variance (ddof too large) stays NaN."""
+    m = tl("fn g(x: f64[3, 4]) -> f64 { return sum(std(x, axis=1, ddof=1)) }\ngrad g wrt x\n"
+           "fn h(x: f64[1]) -> f64 { return std(x, ddof=1) }\n")
+    x = np.arange(12.0).reshape(3, 4)
+    x[1] = 2.0
+    _, grad = m.g_grad(x)
+    row = np.array([-0.38729833, -0.12909944, 0.12909944, 0.38729833])
+    np.testing.assert_allclose(grad, np.stack([row, np.zeros(4), row]), atol=1e-8)
+    with np.errstate(all="ignore"):
+        assert np.isnan(m.h(np.array([1.0])))

@@ -64,14 +64,15 @@ class ModuleContext:
         self.plain_literals: dict[int, Expr] = {}
         for f in module.functions:
             self.fn_names[f.name] = self.names.fresh(f.name)
-        self.bodies: dict[int, str] = {}  # id(loop body Function) -> its Python name
+        self.bodies: dict[tuple, str] = {}  # a loop body (its parameters and outputs) -> its Python name
         self.body_sources: list[str] = []  # written after the functions that use them
 
     def body_function(self, fn: Function) -> str:
         """The module-level function of a loop body (written once, on its first use)."""
-        name = self.bodies.get(id(fn))
+        key = (tuple(p.id for p in fn.params), tuple(o.id for o in fn.outputs))  # (nodes are interned: equal bodies, one function)
+        name = self.bodies.get(key)
         if name is None:
-            name = self.bodies[id(fn)] = self.names.fresh(f"_{fn.name}")
+            name = self.bodies[key] = self.names.fresh(f"_{fn.name}")
             self.body_sources.append(_body_source(self, fn, name))
         return name
 

@@ -18,6 +18,7 @@ from ..core.ir import Module
 from .cse import cse
 from .expand import expand
 from .fold import fold
+from .loop_bodies import with_bodies
 from .residuals import fewer_residuals
 from .simplify import simplify
 from .verify import verify
@@ -33,8 +34,12 @@ def optimize(module: Module, level: int = 1, check: bool | None = None) -> Modul
     if level not in PIPELINE:
         raise ValueError(f"unknown optimisation level -O{level}; expected 0, 1 or 2")
     check = os.environ.get("TAPELESS_VERIFY") == "1" if check is None else check
-    for p in PIPELINE[level]:
-        module = p(module)
-        if check:
-            verify(module, after=p.__name__)
-    return module
+
+    def run(module: Module) -> Module:
+        for p in PIPELINE[level]:
+            module = p(module)
+            if check:
+                verify(module, after=p.__name__)
+        return module
+
+    return with_bodies(run)(module) if PIPELINE[level] else module

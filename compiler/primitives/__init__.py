@@ -7,6 +7,7 @@
     elementwise.py math_functions.py special.py scans.py reduce.py linalg.py triangular.py factorized.py eigen.py svd.py qr.py windows.py shape.py nn.py misc.py   the records
     forms.py             stable forms of composites, spelled in primitives at -O1
     builtin_functions.py the language's built-in functions and operators, and how each lowers
+    builtin_docs.py      what docs/builtins.md says that the sources do not: groups, notes, examples
 
 The record and the registry themselves are in core/primitive.py (a leaf module), so this
 package's __init__ imports nothing.

@@ -165,7 +165,11 @@ def _var(x, axis=None, keepdims=False, ddof=0):
 
 @builtin("std", P("x", TENSOR), P("axis", AXES, None), P("keepdims", BOOL, False), P("ddof", INT, 0))
 def _std(x, axis=None, keepdims=False, ddof=0):
-    return B.apply("sqrt", _var(x, axis, keepdims, ddof))
+    """sqrt(var(...)); the derivative where the slice is constant (var == 0) is 0, PyTorch's
+    (torch.std), not sqrt'(0) * 0 = NaN. A NaN or inf variance stays NaN or inf."""
+    v = _var(x, axis, keepdims, ddof)
+    zero = B.apply("eq", v, B.like_const(0, v))
+    return B.where(zero, B.like_const(0, v), B.apply("sqrt", B.where(zero, B.like_const(1, v), v)))
 
 
 # ---- scans and order --------------------------------------------------------------------------------
@@ -246,7 +250,9 @@ def _roll(x, shift, axis=None):
 @builtin("pad", P("x", TENSOR), P("widths", NESTED), P("value", TENSOR, 0))
 def _pad(x, widths, value=0):
     """numpy.pad(x, widths, constant_values=value): widths an int (every side), [before, after]
-    (every axis) or one [before, after] per axis."""
+    (every axis) or one [before, after] per axis.
+
+    Derivative: linear: the cotangent's interior to x, the sum of its border to value."""
     r = x.type.rank
     if isinstance(widths, int):
         pairs = ((widths, widths),) * r
@@ -277,7 +283,9 @@ def _pad(x, widths, value=0):
 
 @builtin("tile", P("x", TENSOR), P("reps", SHAPE))
 def _tile(x, reps):
-    """numpy.tile: x repeated reps[i] times along axis i (reps aligned to the right)."""
+    """numpy.tile: x repeated reps[i] times along axis i (reps aligned to the right).
+
+    Derivative: linear: the sum of the cotangent's copies."""
     reps = tuple(reps)
     if any(not isinstance(k, int) or k < 0 for k in reps):
         raise UserError(f"`tile` takes non-negative literal repetitions, got {list(reps)}", arg="reps")
@@ -295,7 +303,10 @@ def _tile(x, reps):
 
 @builtin("repeat", P("x", TENSOR), P("repeats", INT), P("axis", AXIS, None))
 def _repeat(x, repeats, axis=None):
-    """numpy.repeat with one count: each element `repeats` times in a row along axis."""
+    """numpy.repeat with one count: each element `repeats` times in a row along axis (without
+    axis, of the flattened array).
+
+    Derivative: linear: the sum of the cotangent over each run."""
     if repeats < 0:
         raise UserError(f"`repeat` needs repeats >= 0, got {repeats}", arg="repeats")
     if axis is None:
@@ -325,7 +336,10 @@ def _sort(x, axis=-1, descending=False):
 @builtin("topk", P("x", TENSOR), P("k", INT), P("axis", AXIS, -1))
 def _topk(x, k, axis=-1):
     """(values, indices) of the k largest along axis, largest first; ties by position (first
-    first), as a stable descending sort."""
+    first), as a stable descending sort (torch.topk leaves that order open).
+
+    Derivative: each value's gradient goes back to the element it came from; none to the i64
+    indices."""
     _ordered(x, "topk")
     axis = _one_axis(x, axis, "topk")
     d = x.shape[axis]
@@ -496,7 +510,10 @@ def _triu(x, k=0):
 
 @builtin("kron", P("a", TENSOR), P("b", TENSOR))
 def _kron(a, b):
-    """numpy.kron: blocks a[i, j, ...] * b; the operand of lower rank gains leading axes of 1."""
+    """numpy.kron: blocks a[i, j, ...] * b; the operand of lower rank gains leading axes of 1.
+
+    Derivative: that of the product a[i, j, ...] * b it is: the cotangent's blocks times the
+    other operand, summed."""
     r = max(a.type.rank, b.type.rank)
     if r == 0:
         return B.mul(a, b)
@@ -509,7 +526,9 @@ def _kron(a, b):
 @builtin("tensordot", P("a", TENSOR), P("b", TENSOR), P("axes", NESTED, 2))
 def _tensordot(a, b, axes=2):
     """numpy.tensordot: axes=k contracts a's last k axes with b's first k; [[i, ...], [j, ...]]
-    contracts a's axis i with b's axis j. Lowered to one einsum."""
+    contracts a's axis i with b's axis j. Lowered to one einsum.
+
+    Derivative: that einsum's: einsums of the cotangent with the other operand."""
     ra, rb = a.type.rank, b.type.rank
     if isinstance(axes, int):
         if not 0 <= axes <= min(ra, rb):
@@ -545,10 +564,13 @@ _SINGULAR_ORDS = {2.0, -2.0, "nuc"}
 
 @builtin("norm", P("x", TENSOR), P("ord", ORD, None), P("axis", AXES, None), P("keepdims", BOOL, False))
 def _norm(x, ord=None, axis=None, keepdims=False):
-    """numpy.linalg.norm: vector norms (ord None/2, 1, inf, -inf, p >= 1) along one axis, matrix
-    norms (None/'fro', 1, -1, inf, -inf; 2, -2, 'nuc' from the singular values) over two; the
-    derivative at 0 is 0 (for 2, -2 and 'nuc', whose gradient is u diag(s-bar) vh, a subgradient
-    there)."""
+    """numpy.linalg.norm: vector norms (ord None/2, 1, inf, -inf, p > 1) along one axis, matrix
+    norms (None/'fro', 1, -1, inf, -inf; 2, -2, 'nuc' from the singular values) over two; without
+    axis, ord=None is the 2-norm of every element.
+
+    Derivative: **decided:** 0 at 0 for the 2-, p- and Frobenius norms (torch.linalg.vector_norm),
+    not 0/0; u diag(s-bar) vh for 2, -2 and 'nuc', finite also at equal or zero singular values
+    (a subgradient; a tie of the largest shares it, as max does)."""
     x = B.to_float(x)
     r = x.type.rank
     if axis is None:
@@ -642,13 +664,20 @@ def _det(a):
 
 @builtin("slogdet", P("a", TENSOR))
 def _slogdet(a):
-    """(sign, log |det a|), numpy.linalg.slogdet's two results."""
+    """(sign, log |det a|), numpy.linalg.slogdet's two results.
+
+    Derivative: inv(a)^T for logabsdet (NumPy's LinAlgError at an exactly singular a); none for
+    sign."""
     return B.apply("signdet", a), B.apply("logabsdet", a)
 
 
 @builtin("eigh", P("a", TENSOR))
 def _eigh(a):
-    """(w, v): eigenvalues ascending and eigenvectors of a symmetric a (numpy.linalg.eigh)."""
+    """(w, v): eigenvalues ascending and eigenvectors (columns) of a symmetric a, from its lower
+    triangle (numpy.linalg.eigh); eigenvectors are defined up to sign.
+
+    Derivative: Giles', symmetric; where two eigenvalues are equal the eigenvectors' is inf/NaN
+    (as PyTorch's), a loss of w alone stays finite."""
     from .eigen import parts
 
     return parts(B.apply("eigh_pair", a))
@@ -656,7 +685,10 @@ def _eigh(a):
 
 @builtin("svd", P("a", TENSOR))
 def _svd(a):
-    """(u, s, vh): numpy.linalg.svd(a, full_matrices=False), s descending."""
+    """(u, s, vh): numpy.linalg.svd(a, full_matrices=False), s descending; signs LAPACK's.
+
+    Derivative: Townsend 2016; u and vh have an inf/NaN one where two singular values are equal
+    (or one is 0 and a is not square), as PyTorch's; a loss of s alone gets u diag(s-bar) vh."""
     from .svd import parts
 
     return parts(B.apply("svd_triple", a), a.shape[-2])
@@ -664,7 +696,11 @@ def _svd(a):
 
 @builtin("qr", P("a", TENSOR))
 def _qr(a):
-    """(q, r): numpy.linalg.qr(a) (reduced)."""
+    """(q, r): numpy.linalg.qr(a) (reduced): q orthonormal columns, r upper triangular; signs
+    LAPACK's.
+
+    Derivative: Walter and Lehmann 2018, with triangular solves (a wide a through its square
+    leading block); inf/NaN where r's diagonal has a 0."""
     from .qr import parts
 
     return parts(B.apply("qr_pair", a), a.shape[-2])
@@ -677,8 +713,11 @@ def _cholesky(a):
 
 @builtin("logdet", P("a", TENSOR))
 def _logdet(a):
-    """log det a of a symmetric positive definite a: 2 sum(log(diag(cholesky(a)))); its gradient
-    is a^-1 from the Cholesky factor (primitives/spd.py), never an LU inverse."""
+    """log det a of a symmetric positive definite a: 2 sum(log(diag(cholesky(a)))); LinAlgError
+    for an a that is not positive definite.
+
+    Derivative: a^-1 from the Cholesky factor (primitives/spd.py), never an LU inverse; symmetric,
+    as cholesky's (PyTorch's convention)."""
     a = B.to_float(a)
     return B.apply("spd_logdet", a, B.apply("cholesky", a))
 
@@ -692,7 +731,10 @@ def _solve_triangular(a, b, lower=True):
 def _cho_solve(l, b):
     """(l l^T)^-1 b from the lower Cholesky factor l (scipy.linalg.cho_solve). When l is
     cholesky(a) in this program, a solve with a (primitives/spd.py), whose derivative goes to a
-    directly; else two triangular solves."""
+    directly; else two triangular solves.
+
+    Derivative: of cho_solve(cholesky(a), b), -sym(u x^T) to a with u one more solve; else that of
+    the two triangular solves, to l."""
     if l.op is ops.cholesky:
         return B.apply("spd_solve", l.inputs[0], l, b)
     r = l.type.rank

@@ -35,10 +35,10 @@ import numpy as np
 
 from ..core.diagnostics import UserError
 from ..core.ir import Function, Node, hint, name_of, topo_order
-from ..core.nodes import apply, param
+from ..core.nodes import apply, dim_value_strong, param
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.substitute import substitute
-from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_text
+from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_text, symbols_in
 from . import algebra as B
 
 I64 = TensorType(DType.I64, ())
@@ -119,10 +119,26 @@ def make_loop(start: DimLike, stop: DimLike, step: int, var: Node, carries: list
     mapping = {var.id: t} | {cv.id: p for (cv, _), p in zip(carries, cps)} | \
               {c.id: (p if not c.type.weak else B.retype(p, c.dtype, True)) for c, p in zip(captures, pps)}
     outs = [B.retype(o, o.dtype) if o.type.weak else o for o in substitute(new_values, mapping)]
+    # size symbols the body uses that no parameter's shape gives: passed as integers
+    base = 2 + len(cps) + len(pps)
+    missing = _missing_symbols(outs, (k, t, *cps, *pps))
+    sizes = [param(f"size_{s}", I64, base + j, carries=s) for j, s in enumerate(missing)]
+    captures += [dim_value_strong(s) for s in missing]
+    pps += sizes
     body = Function(name, (k, t, *cps, *pps), tuple(outs), span)
     inits = [B.retype(init, init.dtype) if init.type.weak else init for _, init in carries]
     return loop_nodes(body, inits, [B.retype(c, c.dtype) if c.type.weak else c for c in captures],
                       start, stop, step, False, span)
+
+
+def _missing_symbols(outputs, params) -> list[str]:
+    used: set[str] = set()
+    for n in topo_order(outputs):
+        used |= symbols_in(tuple(n.shape))
+        for _, v in n.attrs:
+            used |= symbols_in(v) if not isinstance(v, Body) else set()
+    have = {d.symbol_name for p in params for d in p.shape if isinstance(d, Dim) and d.symbol_name}
+    return sorted(used - have)
 
 
 def loop_nodes(body: Function, inits: list[Node], captures: list[Node], start, stop, step, reverse, span=None):
@@ -171,12 +187,10 @@ def _jvp(ctx, node, ts):
     new_t = [pushed[j] if pushed[j] is not None else B.zeros_like(body.outputs[j]) for j in moving_c]
     # body' (k, t, carries, tangent carries, captures, tangent captures)
     params = (*body.params[:2], *cps, *tc, *pps, *tp)
-    new_body = Function(f"{body.name}_jvp", _renumber(params), (), body.span)
-    renum = dict(zip((p.id for p in params), new_body.params))
-    outs = substitute(list(body.outputs) + new_t, renum)
-    new_body = Function(new_body.name, new_body.params, tuple(outs), body.span)
+    new_caps = caps + [t_caps[i] for i in moving_p]
+    new_body = _function(f"{body.name}_jvp", params, merge_loops(list(body.outputs) + new_t), body.span, new_caps)
     t_init = [t_inits[j] if t_inits[j] is not None else B.zeros_like(inits[j]) for j in moving_c]
-    group = loop_nodes(new_body, inits + t_init, caps + [t_caps[i] for i in moving_p], node.attr("start"),
+    group = loop_nodes(new_body, inits + t_init, new_caps, node.attr("start"),
                        node.attr("stop"), node.attr("step"), node.attr("reverse"), node.span)
     j = node.attr("out")
     return group[nc + moving_c.index(j)] if j in moving_c else None
@@ -208,8 +222,9 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
               for s, r in enumerate(stacked)]
     writes = [apply("dyn_update", st, k, r, axis=0, mode="set") for st, r in zip(stacks, stacked)]
     fwd_params = (*body.params[:2 + nc], *stacks, *pps)
-    fwd_body = _function(f"{body.name}_fwd", fwd_params, list(body.outputs) + writes, body.span)
-    fwd = loop_nodes(fwd_body, inits + [B.zeros(st.shape, st.dtype) for st in stacks], caps, start, stop, step,
+    fwd_caps = list(caps)
+    fwd_body = _function(f"{body.name}_fwd", fwd_params, list(body.outputs) + writes, body.span, fwd_caps)
+    fwd = loop_nodes(fwd_body, inits + [B.zeros(st.shape, st.dtype) for st in stacks], fwd_caps, start, stop, step,
                      reverse, node.span)
     saved = fwd[nc:]
     for st, r, s in zip(stacks, stacked, saved):
@@ -218,13 +233,14 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     sums = [param(f"d_{pps[i].attr('name')}", pps[i].type, 200_000 + n) for n, i in enumerate(wrt_p)]
     stack_in = [param(st.attr("name"), st.type, 300_000 + s) for s, st in enumerate(stacks)]
     at_k = {r.id: apply("dyn_index", sa, k, axis=0) for r, sa in zip(stacked, stack_in)}
-    g = substitute(grads, at_k)
+    g = merge_loops(substitute(grads, at_k))
     new_cb = g[:len(fl)]
     new_sums = [accumulate(s, d) for s, d in zip(sums, g[len(fl):])]
     bwd_params = (k, t, *cb, *sums, *pps, *stack_in)
-    bwd_body = _function(f"{body.name}_bwd", bwd_params, new_cb + new_sums, body.span)
+    bwd_caps = caps + saved
+    bwd_body = _function(f"{body.name}_bwd", bwd_params, new_cb + new_sums, body.span, bwd_caps)
     ct_inits = [cts.get(j) if cts.get(j) is not None else B.zeros_like(inits[j]) for j in fl]
-    bwd = loop_nodes(bwd_body, ct_inits + [B.zeros_like(caps[i]) for i in wrt_p], caps + saved,
+    bwd = loop_nodes(bwd_body, ct_inits + [B.zeros_like(caps[i]) for i in wrt_p], bwd_caps,
                      start, stop, step, not reverse, node.span)
     out: list[Node | None] = [None] * (nc + len(caps))
     for n, j in enumerate(fl):
@@ -250,10 +266,14 @@ def _reaches(r: Node, ids: set[int]) -> bool:
     return any(n.id in ids for n in topo_order([r]))
 
 
-def _function(name, params, outputs, span) -> Function:
-    """A body with its parameters renumbered 0.. in order."""
+def _function(name, params, outputs, span, captures: list[Node]) -> Function:
+    """A body with its parameters renumbered 0.. in order; a size symbol it uses that no
+    parameter's shape gives becomes one more parameter (appended to `captures` as its value)."""
     new = _renumber(params)
     outs = substitute(list(outputs), {p.id: q for p, q in zip(params, new)})
+    missing = _missing_symbols(outs, new)
+    new += tuple(param(f"size_{s}", I64, len(new) + j, carries=s) for j, s in enumerate(missing))
+    captures += [dim_value_strong(s) for s in missing]
     return Function(name, new, tuple(outs), span)
 
 
@@ -263,7 +283,7 @@ def _sympy(ctx, args, node):
     nc = len(inits)
     carry = [np.asarray(a, dtype=object) for a in args[:nc]]
     captured = [np.asarray(a, dtype=object) for a in args[nc:]]
-    start, stop = (ctx.size(node.attr(a)) for a in ("start", "stop"))
+    start, stop = (ctx.dim(node.attr(a)) for a in ("start", "stop"))
     steps = list(enumerate(range(start, stop, node.attr("step"))))
     for k, t in (reversed(steps) if node.attr("reverse") else steps):
         values = {body.params[0].id: np.asarray(k, dtype=object), body.params[1].id: np.asarray(t, dtype=object)}
@@ -511,3 +531,10 @@ def _subsumed(a: Node, b: Node) -> list[Node] | None:
         return None
     attrs = {k: v for k, v in b.attrs if k != "out"}
     return [apply("for_loop", *b.inputs, out=j, **attrs) for j in range(nca)]
+
+
+def with_body(node: Node, body: Body) -> Node:
+    """A loop node made again over another (an optimised) body."""
+    attrs = {k: v for k, v in node.attrs}
+    attrs["body"] = body
+    return apply("for_loop", *node.inputs, span=node.span, **attrs)

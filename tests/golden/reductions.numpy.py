@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+_BOOL = np.dtype(np.bool_)
 _F64 = np.dtype(np.float64)
 _float64 = np.float64
 
@@ -186,6 +187,9 @@ def stats(x):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
+            s4 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s5 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -194,6 +198,9 @@ def stats(x):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                b5 = s5[:j - i]
                 x_b = x[i:j]
                 np.subtract(x_b, m, out=b0)  # cases/reductions.tl:5
                 acc += np.einsum('abc,abc->', b0, b0)  # cases/reductions.tl:5
@@ -202,12 +209,20 @@ def stats(x):
                 np.subtract(x_b, b1, out=b0)  # cases/reductions.tl:4
                 np.einsum('abc,abc->ac', b0, b0, out=b2)  # cases/reductions.tl:4
                 np.divide(b2, M, out=b2)  # cases/reductions.tl:4
-                np.sqrt(b2, out=b2)  # cases/reductions.tl:4
+                np.equal(b2, 0, out=b3)  # cases/reductions.tl:4
+                np.negative(b3.view(np.int8), out=b5.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), b2.view(np.int64), out=b4.view(np.int64))
+                np.bitwise_and(b4.view(np.int64), b5.view(np.int8), out=b4.view(np.int64))
+                np.bitwise_xor(b4.view(np.int64), b2.view(np.int64), out=b4.view(np.int64))
+                np.sqrt(b4, out=b4)  # cases/reductions.tl:4
+                np.negative(b3.view(np.int8), out=b5.view(np.int8))  # cases/reductions.tl:4
+                np.invert(b5.view(np.int8), out=b5.view(np.int8))
+                np.bitwise_and(b4.view(np.int64), b5.view(np.int8), out=b2.view(np.int64))
                 acc_1 += np.add.reduce(b2, axis=None)  # cases/reductions.tl:5
                 t_1 = np.max(x_b, axis=2)  # cases/reductions.tl:5
                 acc_2 += np.add.reduce(t_1, axis=None)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, )
-        t_2, t_3, t_4, = _blocks(_fused0, N, (16*K*M + 16*K), K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
+        t_2, t_3, t_4, = _blocks(_fused0, N, (16*K*M + 26*K), K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         return t_2 / N + t_3 + t_4 + _logsumexp(x, (0, 1, 2), False) + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
 
 
@@ -246,8 +261,11 @@ def stats_grad(x, *, out=None):
         t_9 = np.empty((N, M, K), dtype=np.float64)
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
+            s4 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s5 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -258,6 +276,9 @@ def stats_grad(x, *, out=None):
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                b5 = s5[:j - i]
                 x_b = x[i:j]
                 t_9_b = t_9[i:j]
                 np.subtract(x_b, m, out=t_9_b)  # cases/reductions.tl:5
@@ -269,8 +290,16 @@ def stats_grad(x, *, out=None):
                 t_8_b = t_8[i:j]
                 np.einsum('abc,abc->ac', t_4_b, t_4_b, out=t_8_b)  # cases/reductions.tl:4
                 np.divide(t_8_b, M, out=t_8_b)  # cases/reductions.tl:4
-                np.sqrt(t_8_b, out=t_8_b)  # cases/reductions.tl:4
-                acc_1 += np.add.reduce(t_8_b, axis=None)  # cases/reductions.tl:5
+                np.equal(t_8_b, 0, out=b1)  # cases/reductions.tl:4
+                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), t_8_b.view(np.int64), out=b2.view(np.int64))
+                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
+                np.bitwise_xor(b2.view(np.int64), t_8_b.view(np.int64), out=b2.view(np.int64))
+                np.sqrt(b2, out=t_8_b)  # cases/reductions.tl:4
+                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
+                np.invert(b3.view(np.int8), out=b3.view(np.int8))
+                np.bitwise_and(t_8_b.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
+                acc_1 += np.add.reduce(b2, axis=None)  # cases/reductions.tl:5
                 t_5_b = t_5[i:j]
                 t_5_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
                 acc_2 += np.add.reduce(t_5_b, axis=None)  # cases/reductions.tl:5
@@ -279,18 +308,23 @@ def stats_grad(x, *, out=None):
                 t_11 = t_6_b.astype(np.int64)  # cases/reductions.tl:5
                 acc_3 += np.sum(t_11, axis=0, keepdims=True)  # cases/reductions.tl:5
                 t_7_b = t_7[i:j]
-                np.negative(t_6_b.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.negative(t_6_b.view(np.int8), out=b4.view(np.int8))  # cases/reductions.tl:5
                 np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), x_b.view(np.int64), out=t_7_b.view(np.int64))
-                np.bitwise_and(t_7_b.view(np.int64), b1.view(np.int8), out=t_7_b.view(np.int64))
+                np.bitwise_and(t_7_b.view(np.int64), b4.view(np.int8), out=t_7_b.view(np.int64))
                 np.bitwise_xor(t_7_b.view(np.int64), x_b.view(np.int64), out=t_7_b.view(np.int64))
+                np.logical_not(b1, out=b1)  # cases/reductions.tl:4
                 np.divide(0.5, t_8_b, out=t_8_b)  # cases/reductions.tl:4
-                np.divide(t_8_b, M, out=t_8_b)  # cases/reductions.tl:4
+                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_and(t_8_b.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
+                np.divide(b2, M, out=b2)  # cases/reductions.tl:4
+                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=t_8_b.view(np.int64))
                 np.multiply(t_3, t_9_b, out=t_9_b)  # cases/reductions.tl:5
                 np.multiply(2, t_9_b, out=t_9_b)  # cases/reductions.tl:5
-                np.negative(t_9_b, out=b2)  # cases/reductions.tl:5
-                acc_4 += np.sum(b2, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
+                np.negative(t_9_b, out=b5)  # cases/reductions.tl:5
+                acc_4 += np.sum(b5, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, (42*K*M + 16*K + 8*M), K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
+        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, (42*K*M + 26*K + 8*M), K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         value = t_12 / N + t_13 + t_14 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
         t_16 = np.broadcast_to(t_15, (N, M, K))  # cases/reductions.tl:5
         t_17 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
@@ -404,9 +438,10 @@ def stats_grad_fwd(x):
         x: f64[N, M, K]
         r1: f64[N, M, K]
         r2: f64[N, M, K]
-        s: f64[N, K]
-        r4: f64[N, M]
-        r5: f64
+        r3: bool[N, K]
+        r4: f64[N, K]
+        r5: f64[N, M]
+        r6: f64
 
     Source: cases/reductions.tl:8
     """
@@ -424,36 +459,50 @@ def stats_grad_fwd(x):
         # a fused loop over blocks of rows (cases/reductions.tl:4, cases/reductions.tl:5)
         t = np.empty((N, M, K), dtype=np.float64)
         t_1 = np.empty((N, M, K), dtype=np.float64)
-        s = np.empty((N, K), dtype=np.float64)
-        t_2 = np.empty((N, M), dtype=np.float64)
+        t_2 = np.empty((N, K), dtype=np.bool_)
+        t_3 = np.empty((N, K), dtype=np.float64)
+        t_4 = np.empty((N, M), dtype=np.float64)
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
                 x_b = x[i:j]
                 t_b = t[i:j]
                 np.subtract(x_b, m, out=t_b)  # cases/reductions.tl:5
                 acc += np.einsum('abc,abc->', t_b, t_b)  # cases/reductions.tl:5
-                t_3 = np.sum(x_b, axis=1, keepdims=True)  # cases/reductions.tl:4
-                np.divide(t_3, M, out=b0)  # cases/reductions.tl:4
+                t_5 = np.sum(x_b, axis=1, keepdims=True)  # cases/reductions.tl:4
+                np.divide(t_5, M, out=b0)  # cases/reductions.tl:4
                 t_1_b = t_1[i:j]
                 np.subtract(x_b, b0, out=t_1_b)  # cases/reductions.tl:4
-                s_b = s[i:j]
-                np.einsum('abc,abc->ac', t_1_b, t_1_b, out=s_b)  # cases/reductions.tl:4
-                np.divide(s_b, M, out=s_b)  # cases/reductions.tl:4
-                np.sqrt(s_b, out=s_b)  # cases/reductions.tl:4
-                acc_1 += np.add.reduce(s_b, axis=None)  # cases/reductions.tl:5
+                t_3_b = t_3[i:j]
+                np.einsum('abc,abc->ac', t_1_b, t_1_b, out=t_3_b)  # cases/reductions.tl:4
+                np.divide(t_3_b, M, out=t_3_b)  # cases/reductions.tl:4
                 t_2_b = t_2[i:j]
-                t_2_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
-                acc_2 += np.add.reduce(t_2_b, axis=None)  # cases/reductions.tl:5
+                np.equal(t_3_b, 0, out=t_2_b)  # cases/reductions.tl:4
+                np.negative(t_2_b.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), t_3_b.view(np.int64), out=b1.view(np.int64))
+                np.bitwise_and(b1.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
+                np.bitwise_xor(b1.view(np.int64), t_3_b.view(np.int64), out=b1.view(np.int64))
+                np.sqrt(b1, out=t_3_b)  # cases/reductions.tl:4
+                np.negative(t_2_b.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:4
+                np.invert(b2.view(np.int8), out=b2.view(np.int8))
+                np.bitwise_and(t_3_b.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
+                acc_1 += np.add.reduce(b1, axis=None)  # cases/reductions.tl:5
+                t_4_b = t_4[i:j]
+                t_4_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
+                acc_2 += np.add.reduce(t_4_b, axis=None)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, )
-        t_4, t_5, t_6, = _blocks(_fused0, N, (24*K*M + 16*K + 8*M), K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
-        t_7 = _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
-        return t_4 / N + t_5 + t_6 + t_7 + np.sum(np.prod(x, axis=0)), (x, t, t_1, s, t_2, t_7)  # cases/reductions.tl:5
+        t_6, t_7, t_8, = _blocks(_fused0, N, (24*K*M + 26*K + 8*M), K*M*N, ('sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
+        t_9 = _logsumexp(x, (0, 1, 2), False)  # cases/reductions.tl:5
+        return t_6 / N + t_7 + t_8 + t_9 + np.sum(np.prod(x, axis=0)), (x, t, t_1, t_2, t_3, t_4, t_9)  # cases/reductions.tl:5
 
 
 def stats_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -464,31 +513,33 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
     out=: gradients are added into these arrays in place and the same arrays are returned.
     Source: cases/reductions.tl:8
     """
-    x, r1, r2, s, r4, r5 = _residual_tuple(residuals, 6, 'stats_grad_bwd', 'stats_grad_fwd')
+    x, r1, r2, r3, r4, r5, r6 = _residual_tuple(residuals, 7, 'stats_grad_bwd', 'stats_grad_fwd')
     if type(x) is not np.ndarray or x.dtype is not _F64:
         x = _residual(x, _F64, 'stats_grad_bwd', 'x', 'f64[N, M, K]', 'stats_grad_fwd')
     if type(r1) is not np.ndarray or r1.dtype is not _F64:
         r1 = _residual(r1, _F64, 'stats_grad_bwd', 'r1', 'f64[N, M, K]', 'stats_grad_fwd')
     if type(r2) is not np.ndarray or r2.dtype is not _F64:
         r2 = _residual(r2, _F64, 'stats_grad_bwd', 'r2', 'f64[N, M, K]', 'stats_grad_fwd')
-    if type(s) is not np.ndarray or s.dtype is not _F64:
-        s = _residual(s, _F64, 'stats_grad_bwd', 's', 'f64[N, K]', 'stats_grad_fwd')
+    if type(r3) is not np.ndarray or r3.dtype is not _BOOL:
+        r3 = _residual(r3, _BOOL, 'stats_grad_bwd', 'r3', 'bool[N, K]', 'stats_grad_fwd')
     if type(r4) is not np.ndarray or r4.dtype is not _F64:
-        r4 = _residual(r4, _F64, 'stats_grad_bwd', 'r4', 'f64[N, M]', 'stats_grad_fwd')
-    if type(r5) is not _float64:
-        r5 = _residual(r5, _F64, 'stats_grad_bwd', 'r5', 'f64', 'stats_grad_fwd', scalar=True)
+        r4 = _residual(r4, _F64, 'stats_grad_bwd', 'r4', 'f64[N, K]', 'stats_grad_fwd')
+    if type(r5) is not np.ndarray or r5.dtype is not _F64:
+        r5 = _residual(r5, _F64, 'stats_grad_bwd', 'r5', 'f64[N, M]', 'stats_grad_fwd')
+    if type(r6) is not _float64:
+        r6 = _residual(r6, _F64, 'stats_grad_bwd', 'r6', 'f64', 'stats_grad_fwd', scalar=True)
     if type(seed) is not _float64:
         seed = _scalar(seed, _F64, 'stats_grad_bwd', 'seed', 'f64')
-    if x.ndim != 3 or r1.ndim != 3 or r2.ndim != 3 or s.ndim != 2 or r4.ndim != 2:
-        _rank_error('stats_grad_bwd', ((x, 'residual `x`', 'f64[N, M, K]', 3), (r1, 'residual `r1`', 'f64[N, M, K]', 3), (r2, 'residual `r2`', 'f64[N, M, K]', 3), (s, 'residual `s`', 'f64[N, K]', 2), (r4, 'residual `r4`', 'f64[N, M]', 2),))
+    if x.ndim != 3 or r1.ndim != 3 or r2.ndim != 3 or r3.ndim != 2 or r4.ndim != 2 or r5.ndim != 2:
+        _rank_error('stats_grad_bwd', ((x, 'residual `x`', 'f64[N, M, K]', 3), (r1, 'residual `r1`', 'f64[N, M, K]', 3), (r2, 'residual `r2`', 'f64[N, M, K]', 3), (r3, 'residual `r3`', 'bool[N, K]', 2), (r4, 'residual `r4`', 'f64[N, K]', 2), (r5, 'residual `r5`', 'f64[N, M]', 2),))
     N = x.shape[0]
     M = x.shape[1]
     K = x.shape[2]
-    if x.shape != (N, M, K) or r1.shape != (N, M, K) or r2.shape != (N, M, K) or s.shape != (N, K) or r4.shape != (N, M):
-        _shape_error('stats_grad_bwd', ((x, 'residual `x`', 'f64[N, M, K]', (N, M, K)), (r1, 'residual `r1`', 'f64[N, M, K]', (N, M, K)), (r2, 'residual `r2`', 'f64[N, M, K]', (N, M, K)), (s, 'residual `s`', 'f64[N, K]', (N, K)), (r4, 'residual `r4`', 'f64[N, M]', (N, M)),), (('N', N, 'residual `x`'), ('M', M, 'residual `x`'), ('K', K, 'residual `x`'),))
+    if x.shape != (N, M, K) or r1.shape != (N, M, K) or r2.shape != (N, M, K) or r3.shape != (N, K) or r4.shape != (N, K) or r5.shape != (N, M):
+        _shape_error('stats_grad_bwd', ((x, 'residual `x`', 'f64[N, M, K]', (N, M, K)), (r1, 'residual `r1`', 'f64[N, M, K]', (N, M, K)), (r2, 'residual `r2`', 'f64[N, M, K]', (N, M, K)), (r3, 'residual `r3`', 'bool[N, K]', (N, K)), (r4, 'residual `r4`', 'f64[N, K]', (N, K)), (r5, 'residual `r5`', 'f64[N, M]', (N, M)),), (('N', N, 'residual `x`'), ('M', M, 'residual `x`'), ('K', K, 'residual `x`'),))
     out_x = None
     if out is not None:
-        out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd', ((x, 'residual `x`'), (r1, 'residual `r1`'), (r2, 'residual `r2`'), (s, 'residual `s`'), (r4, 'residual `r4`')))
+        out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd', ((x, 'residual `x`'), (r1, 'residual `r1`'), (r2, 'residual `r2`'), (r3, 'residual `r3`'), (r4, 'residual `r4`'), (r5, 'residual `r5`')))
     with _quiet():
         # a fused loop over blocks of rows (cases/reductions.tl:5)
         t = np.empty((N, M, K), dtype=np.bool_)
@@ -514,9 +565,9 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         t_4 = np.broadcast_to(t_3, (N, M, K))  # cases/reductions.tl:5
         t_5 = np.prod(t_1, axis=0, keepdims=True)  # cases/reductions.tl:5
         t_6 = np.broadcast_to(t_5, (N, M, K))  # cases/reductions.tl:5
-        t_7 = r5.reshape((1, 1, 1))  # cases/reductions.tl:5
+        t_7 = r6.reshape((1, 1, 1))  # cases/reductions.tl:5
         t_8 = np.where(t_7 == -np.inf, 0, t_7)  # cases/reductions.tl:5
-        t_9 = np.broadcast_to(r4.reshape((N, M, 1)), (N, M, K))  # cases/reductions.tl:5
+        t_9 = np.broadcast_to(r5.reshape((N, M, 1)), (N, M, K))  # cases/reductions.tl:5
         t_10 = seed / N  # cases/reductions.tl:5
         # a fused loop over blocks of rows (cases/reductions.tl:4, cases/reductions.tl:5)
         t_11 = np.empty((N, M, K), dtype=np.float64)
@@ -527,18 +578,25 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         t_16 = np.empty((N, M, K), dtype=np.float64)
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s3 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
+            s4 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             acc = np.zeros((1, M, 1), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
+                b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                b4 = s4[:j - i]
                 t_4_b = t_4[i:j]
                 t_b_1 = t[i:j]
                 t_6_b = t_6[i:j]
                 x_b_1 = x[i:j]
                 t_9_b = t_9[i:j]
-                s_b = s[i:j]
+                r3_b = r3[i:j]
+                r4_b = r4[i:j]
                 r1_b = r1[i:j]
                 t_13_b = t_13[i:j]
                 np.equal(t_4_b, 1, out=t_13_b)  # cases/reductions.tl:5
@@ -554,17 +612,22 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 t_17 = t_13_b.astype(np.float64)  # cases/reductions.tl:5
                 t_14_b = t_14[i:j]
                 t_14_b[...] = np.sum(t_17, axis=2, keepdims=True)  # cases/reductions.tl:5
+                np.logical_not(r3_b, out=b1)  # cases/reductions.tl:4
                 t_15_b = t_15[i:j]
-                np.divide(0.5, s_b, out=t_15_b)  # cases/reductions.tl:4
+                np.divide(0.5, r4_b, out=t_15_b)  # cases/reductions.tl:4
                 np.multiply(seed, t_15_b, out=t_15_b)  # cases/reductions.tl:4
-                np.divide(t_15_b, M, out=t_15_b)  # cases/reductions.tl:4
+                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_and(t_15_b.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
+                np.divide(b2, M, out=b2)  # cases/reductions.tl:4
+                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=t_15_b.view(np.int64))
                 t_16_b = t_16[i:j]
                 np.multiply(t_10, r1_b, out=t_16_b)  # cases/reductions.tl:5
                 np.multiply(2, t_16_b, out=t_16_b)  # cases/reductions.tl:5
-                np.negative(t_16_b, out=b1)  # cases/reductions.tl:5
-                acc += np.sum(b1, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
+                np.negative(t_16_b, out=b4)  # cases/reductions.tl:5
+                acc += np.sum(b4, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, )
-        d_m, = _blocks(_fused2, N, (75*K*M + 16*K + 8*M), K*M*N, ('sum', ))
+        d_m, = _blocks(_fused2, N, (75*K*M + 27*K + 8*M), K*M*N, ('sum', ))
         t_18 = np.broadcast_to(t_14, (N, M, K))  # cases/reductions.tl:5
         t_19 = t_15.reshape((N, 1, K))  # cases/reductions.tl:4
         t_20 = d_m / (K*N)  # cases/reductions.tl:3
@@ -627,7 +690,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
 __tapeless__ = {
     'stats': {'kind': 'fn', 'params': ('x',), 'n_outputs': 1, 'lowest_float': 'f64'},
     'stats_grad': {'kind': 'grad', 'params': ('x',), 'n_outputs': 2, 'of': 'stats', 'wrt': ('x',), 'lowest_float': 'f64', 'directive': 'grad', 'part': 'whole', 'inputs': (('primal', 'x'),), 'outputs': (('primal', 'value'), ('gradient', 'x')), 'pair': ('stats_grad_fwd', 'stats_grad_bwd')},
-    'stats_grad_fwd': {'kind': 'fwd', 'params': ('x',), 'n_outputs': 1, 'of': 'stats', 'wrt': ('x',), 'lowest_float': 'f64', 'directive': 'grad', 'part': 'fwd', 'inputs': (('primal', 'x'),), 'outputs': (('primal', 'value'), ('residual', 'x'), ('residual', 'r1'), ('residual', 'r2'), ('residual', 's'), ('residual', 'r4'), ('residual', 'r5')), 'pair': ('stats_grad_fwd', 'stats_grad_bwd')},
-    'stats_grad_bwd': {'kind': 'bwd', 'params': ('x', 'r1', 'r2', 's', 'r4', 'r5', 'seed'), 'n_outputs': 1, 'of': 'stats', 'wrt': ('x',), 'n_residuals': 6, 'lowest_float': 'f64', 'directive': 'grad', 'part': 'bwd', 'inputs': (('residual', 'x'), ('residual', 'r1'), ('residual', 'r2'), ('residual', 's'), ('residual', 'r4'), ('residual', 'r5'), ('seed', 'seed')), 'outputs': (('gradient', 'x'),), 'pair': ('stats_grad_fwd', 'stats_grad_bwd')},
+    'stats_grad_fwd': {'kind': 'fwd', 'params': ('x',), 'n_outputs': 1, 'of': 'stats', 'wrt': ('x',), 'lowest_float': 'f64', 'directive': 'grad', 'part': 'fwd', 'inputs': (('primal', 'x'),), 'outputs': (('primal', 'value'), ('residual', 'x'), ('residual', 'r1'), ('residual', 'r2'), ('residual', 'r3'), ('residual', 'r4'), ('residual', 'r5'), ('residual', 'r6')), 'pair': ('stats_grad_fwd', 'stats_grad_bwd')},
+    'stats_grad_bwd': {'kind': 'bwd', 'params': ('x', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'seed'), 'n_outputs': 1, 'of': 'stats', 'wrt': ('x',), 'n_residuals': 7, 'lowest_float': 'f64', 'directive': 'grad', 'part': 'bwd', 'inputs': (('residual', 'x'), ('residual', 'r1'), ('residual', 'r2'), ('residual', 'r3'), ('residual', 'r4'), ('residual', 'r5'), ('residual', 'r6'), ('seed', 'seed')), 'outputs': (('gradient', 'x'),), 'pair': ('stats_grad_fwd', 'stats_grad_bwd')},
 }
 __tapeless_source__ = '# Reductions with axis lists and keepdims, and the statistics built from them.\nfn stats(x: f64[N, M, K]) -> f64 {\n    m = mean(x, axis=[0, 2], keepdims=true)\n    s = std(x, axis=1)\n    return sum((x - m) ** 2) / N + sum(s) + sum(max(x, axis=-1)) + logsumexp(x) + sum(prod(x, axis=0))\n}\n\ngrad stats wrt x\n'
