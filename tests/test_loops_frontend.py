@@ -201,3 +201,14 @@ def test_the_loop_variable_as_a_value(tmp_path):
            "    return x\n}\n")
     m = compile_module(src, tmp_path)
     np.testing.assert_allclose(m.f(np.ones(3, "float32")), [0, 2, 4])
+
+
+def test_the_docs_list_the_keywords():
+    import re
+    from pathlib import Path
+
+    from tapeless.grammar import KEYWORDS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text()
+    listed = re.search(r"except the keywords\s+`([^`]*)`", text)[1].split()
+    assert sorted(listed) == sorted(KEYWORDS)
