@@ -212,3 +212,16 @@ def test_the_docs_list_the_keywords():
     text = (Path(__file__).resolve().parent.parent / "docs" / "language.md").read_text()
     listed = re.search(r"except the keywords\s+`([^`]*)`", text)[1].split()
     assert sorted(listed) == sorted(KEYWORDS)
+
+
+def test_weak_carries_through_nested_loops_take_the_inner_dtype(tmp_path):
+    """The first iteration's dtype is found through every level, in time linear in the depth
+    (each loop's quiet first pass runs the loops inside it once, not twice per level)."""
+    depth = 12
+    opens = "".join(f"{'    ' * (k + 1)}for i{k} in range(2) {{\n" for k in range(depth))
+    closes = "".join(f"{'    ' * (k + 1)}}}\n" for k in reversed(range(depth)))
+    src = (f"fn f(x: f32[N]) -> f32 {{\n    s = 0.0\n{opens}{'    ' * (depth + 1)}s = s + x[0]\n{closes}"
+           "    return s\n}\n")
+    m = compile_module(src, tmp_path)
+    got = m.f(np.ones(3, "float32"))
+    assert got.dtype == np.float32 and got == 2 ** depth

@@ -107,6 +107,7 @@ class Lowering:
         self.signatures: dict[str, list[Node]] = {}
         self.sizes: dict[Function, int] = {}  # operations per called fn (primitives/call.py)
         self.lowered: dict[int, Node | None] = {}  # id(expr) -> node (None: failed), see lower_deep_first
+        self.inferring = False  # lowering a loop body only for its types (lower_loops._weak_dtypes)
 
     # ---- functions --------------------------------------------------------------------------------------
     def lower_fn(self, fd: ast.FnDef) -> Function | None:

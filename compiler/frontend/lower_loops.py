@@ -82,6 +82,8 @@ def lower_for(lw, stmt: ast.For, scope) -> bool:
     inits = [scope.env[n] for n in carried]
     ok = ok and all(i is not None for i in inits)
     length = _length_text(bounds)
+    if lw.inferring:
+        return _one_iteration(lw, stmt, scope, carried, length) and ok
     if ok:
         retyped = _weak_dtypes(lw, stmt, scope, carried, length)
         inits = [retyped.get(n, i) for n, i in zip(carried, inits)]
@@ -138,10 +140,12 @@ def _weak_dtypes(lw, stmt: ast.For, scope, carried: list[str], length) -> dict[s
     body = scope.child(Loop(stmt.var.name, stmt.span.line, frozenset(carried), length))
     body.env[stmt.var.name] = _loops().loop_var(stmt.var.name, stmt.var.span)
     sink, lw.sink = lw.sink, Sink(muted=True)  # this pass only looks: the next one reports
+    lw.inferring = True  # (nested loops: one iteration each, so nesting costs no more passes)
     try:
         statements(lw, stmt.body, body)
     finally:
         lw.sink = sink
+        lw.inferring = False
     out = {}
     for n in weak:
         init, new = scope.env[n], body.env.get(n)
@@ -153,6 +157,17 @@ def _weak_dtypes(lw, stmt: ast.For, scope, carried: list[str], length) -> dict[s
             except UserError:  # a literal too large for that dtype: the loop reports the mismatch
                 pass
     return out
+
+
+def _one_iteration(lw, stmt: ast.For, scope, carried: list[str], length) -> bool:
+    """A nested loop while _weak_dtypes looks at its outer loop: its body once, as the types
+    of one iteration are all that pass asks."""
+    body = scope.child(Loop(stmt.var.name, stmt.span.line, frozenset(carried), length))
+    body.env[stmt.var.name] = _loops().loop_var(stmt.var.name, stmt.var.span)
+    ok = statements(lw, stmt.body, body)
+    for n in carried:
+        scope.env[n] = body.env[n]
+    return ok
 
 
 def range_bounds(lw, stmt: ast.For, scope) -> tuple[DimLike, DimLike, int]:
