@@ -79,11 +79,12 @@ class Scope:
     # message when one is used after the loop; one dict shared by a function's scopes
     loop_locals: dict[str, tuple[int, bool]] = field(default_factory=dict)
     assigned_at: dict[str, Span] = field(default_factory=dict)  # name -> its last assignment
+    carry_vars: dict[int, str] = field(default_factory=dict)  # node id -> name, of the enclosing loops' carries
 
     def child(self, loop: L.Loop) -> Scope:
         """The scope of a loop body: outer names as they are, the loop's variable added."""
         return Scope(self.fn, dict(self.env), self.symbols, loop, {**self.loop_vars, loop.var: loop.line},
-                     self.loop_locals)
+                     self.loop_locals, carry_vars=dict(self.carry_vars))
 
 
 class Items(Protocol):

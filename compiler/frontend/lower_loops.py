@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.diagnostics import Sink, UserError
-from ..core.ir import Node, hint, span_scope
+from ..core.ir import Node, hint, span_scope, topo_order
 from ..core.source import Span
 from ..core.types import BroadcastError, DimLike, TensorType, broadcast_shapes, dim_text
 from ..primitives import algebra as B
@@ -95,6 +95,8 @@ def lower_for(lw, stmt: ast.For, scope) -> bool:
     for n, init in zip(carried, inits):
         cvars.append(loops.carry_var(n, init, stmt.span) if init is not None else None)
         body.env[n] = cvars[-1]
+        if init is not None:
+            body.carry_vars[cvars[-1].id] = n
     ok = statements(lw, stmt.body, body) and ok
     for n in body.env:
         if n not in scope.env:
@@ -323,6 +325,10 @@ def dynamic(lw, item: ast.Expr, scope) -> Node | None:
         if scope.loop is None:
             return None  # (outside loops: the caller's message, which points to `take`)
         lw.fail(item.span, DYNAMIC, "to pick elements by data, use `take(x, idx, axis)`")
+    carried = next((scope.carry_vars[n.id] for n in topo_order([node]) if n.id in scope.carry_vars), None)
+    if carried is not None:  # (a carry is a value the compiler cannot follow, even one counted by 1s)
+        lw.fail(item.span, DYNAMIC, f"`{carried}` is carried by a loop: its value is data; index with the "
+                                    "loop variable instead")
     return node
 
 
