@@ -35,7 +35,7 @@ import numpy as np
 
 from ..core.diagnostics import UserError
 from ..core.ir import Function, Node, hint, name_of, topo_order
-from ..core.nodes import apply, dim_value_strong, param
+from ..core.nodes import apply, const, dim_value_strong, param
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.substitute import substitute
 from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_text, symbols_in
@@ -217,22 +217,47 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     carry_ids = {cps[j].id for j in range(nc)}
     stacked = [r for r in sp.residuals if _reaches(r, carry_ids)]
     n_iter = iterations(start, stop, step)
+    # A carry the backward reads (or its new value) is stacked once, with one more row: row
+    # p holds it before iteration p, row p + 1 after (an RNN's h_t and tanh(...) = h_(t+1) are
+    # one stack, not two). Other values are stacked as they are. (Forward loops only: in a
+    # reverse one, k does not count the iterations done.)
+    before = {cps[j].id: j for j in range(nc)} if not reverse else {}
+    after = {}
+    if not reverse:
+        for j in range(nc):
+            after.setdefault(body.outputs[j].id, j)
+    by_carry = sorted({before.get(r.id, after.get(r.id)) for r in stacked} - {None})
+    others = [r for r in stacked if r.id not in before and r.id not in after]
     # the forward loop: the body, and each stacked value written into its array at k
-    stacks = [param(f"{name_of(r) or 'r'}_stack", TensorType(r.dtype, (n_iter, *r.shape)), len(body.params) + s)
-              for s, r in enumerate(stacked)]
-    writes = [apply("dyn_update", st, k, r, axis=0, mode="set") for st, r in zip(stacks, stacked)]
-    fwd_params = (*body.params[:2 + nc], *stacks, *pps)
+    base = len(body.params)
+    rows = dim_add(n_iter, 1)
+    cstacks = [param(f"{cps[j].attr('name')}_stack", TensorType(cps[j].dtype, (rows, *cps[j].shape)), base + s)
+               for s, j in enumerate(by_carry)]
+    stacks = [param(f"{name_of(r) or 'r'}_stack", TensorType(r.dtype, (n_iter, *r.shape)), base + len(cstacks) + s)
+              for s, r in enumerate(others)]
+    one = B.like_const(1, k)
+    writes = [apply("dyn_update", st, B.add(k, one), body.outputs[j], axis=0, mode="set")
+              for st, j in zip(cstacks, by_carry)]
+    writes += [apply("dyn_update", st, k, r, axis=0, mode="set") for st, r in zip(stacks, others)]
+    fwd_params = (*body.params[:2 + nc], *cstacks, *stacks, *pps)
     fwd_caps = list(caps)
     fwd_body = _function(f"{body.name}_fwd", fwd_params, list(body.outputs) + writes, body.span, fwd_caps)
-    fwd = loop_nodes(fwd_body, inits + [B.zeros(st.shape, st.dtype) for st in stacks], fwd_caps, start, stop, step,
-                     reverse, node.span)
+    first = [apply("dyn_update", B.zeros(st.shape, st.dtype), const(0, I64), inits[j], axis=0, mode="set")
+             for st, j in zip(cstacks, by_carry)]
+    fwd = loop_nodes(fwd_body, inits + first + [B.zeros(st.shape, st.dtype) for st in stacks], fwd_caps,
+                     start, stop, step, reverse, node.span)
     saved = fwd[nc:]
-    for st, r, s in zip(stacks, stacked, saved):
-        hint(s, f"{name_of(r) or 'r'}_stack")
+    for st, s in zip(cstacks + stacks, saved):
+        hint(s, st.attr("name"))
+    all_stacks = cstacks + stacks
     # the backward loop: the same range reversed, carrying the cotangents and the captures' sums
     sums = [param(f"d_{pps[i].attr('name')}", pps[i].type, 200_000 + n) for n, i in enumerate(wrt_p)]
-    stack_in = [param(st.attr("name"), st.type, 300_000 + s) for s, st in enumerate(stacks)]
-    at_k = {r.id: apply("dyn_index", sa, k, axis=0) for r, sa in zip(stacked, stack_in)}
+    stack_in = [param(st.attr("name"), st.type, 300_000 + s) for s, st in enumerate(all_stacks)]
+    at_k = {r.id: apply("dyn_index", sa, k, axis=0) for r, sa in zip(others, stack_in[len(cstacks):])}
+    for sa, j in zip(stack_in, by_carry):
+        at_k[cps[j].id] = apply("dyn_index", sa, k, axis=0)
+        if body.outputs[j].id in after and after[body.outputs[j].id] == j:
+            at_k[body.outputs[j].id] = apply("dyn_index", sa, B.add(k, one), axis=0)
     g = merge_loops(substitute(grads, at_k))
     new_cb = g[:len(fl)]
     new_sums = [accumulate(s, d) for s, d in zip(sums, g[len(fl):])]
@@ -538,3 +563,26 @@ def with_body(node: Node, body: Body) -> Node:
     attrs = {k: v for k, v in node.attrs}
     attrs["body"] = body
     return apply("for_loop", *node.inputs, span=node.span, **attrs)
+
+
+# ---- written out, for the SymPy check's reference -----------------------------------------------------------
+def unroll(outputs: list[Node], sizes: dict) -> list[Node]:
+    """outputs with every loop written out iteration by iteration at these sizes (the body's
+    outputs over the previous iteration's, k and t as literals), nested loops too: a graph
+    of other primitives, whose meanings the check's reference differentiates."""
+    from ..core.nodes import const
+    from ..core.types import dim_subst
+
+    while True:
+        loop = next((n for n in topo_order(outputs) if n.op.name == "for_loop"), None)
+        if loop is None:
+            return list(outputs)
+        body, inits, caps = parts(loop)
+        start, stop = (int(dim_subst(loop.attr(a), sizes)) for a in ("start", "stop"))
+        steps = list(enumerate(range(start, stop, loop.attr("step"))))
+        carry = list(inits)
+        for k, t in (reversed(steps) if loop.attr("reverse") else steps):
+            values = [const(k, I64), const(t, I64)] + carry + caps
+            carry = substitute(list(body.outputs), {p.id: v for p, v in zip(body.params, values)})
+        members = [m for m in topo_order(outputs) if m.op is loop.op and group_of(m) == group_of(loop)]
+        outputs = substitute(list(outputs), {m.id: carry[m.attr("out")] for m in members})
