@@ -354,8 +354,8 @@ def is_loop_index(i: Node) -> bool:
     if i.shape != () or i.dtype.is_float or i.dtype == DType.BOOL:
         return False
     for n in topo_order([i]):
-        if n.is_param:
-            if n.dtype != DType.I64 or n.attr("position") < 1_000_000:
+        if n.is_param:  # a loop variable: weak (a carried integer is strong)
+            if n.type != LOOP_VAR or n.attr("position") < 1_000_000:
                 return False
         elif not (n.is_literal or n.op.elementwise):
             return False
