@@ -409,27 +409,35 @@ def _subscript(ctx, args, node, x_text) -> str:
 
 def _index_emit(ctx, args, node):
     x = args[0].at(PREC_POSTFIX)
+    if not x.isidentifier():  # (an expression is written once: through the helper)
+        return Expr(f"{ctx.helper('index_at')}({args[0].text}, {node.attr('axis')}, {args[1].text}, "
+                    f"{_where(ctx, node)})", PREC_POSTFIX)
     return Expr(f"{x}[{_subscript(ctx, args, node, x)}]", PREC_POSTFIX)
 
 
-UPDATED = Helper("updated", '''def _updated(x, axis, i, v, add):
-    """x with its slice i along axis set to v (add: increased by v), as a new array."""
+INDEX_AT = Helper("index_at", '''def _index_at(x, axis, i, where):
+    """x[..., i, ...] at axis (a view), i checked as _at does."""
+    return x[(slice(None),) * axis + (_at(i, x.shape[axis], where),)]
+''', uses=("at",))
+
+
+UPDATED = Helper("updated", '''def _updated(x, axis, i, v, add, where):
+    """x with its slice i along axis set to v (add: increased by v), as a new array; i checked
+    as _at does."""
     out = x.copy()
-    at = (slice(None),) * axis + (i,)
+    at = (slice(None),) * axis + (_at(i, x.shape[axis], where),)
     if add:
         out[at] += v
     else:
         out[at] = v
     return out
-''')
+''', uses=("at",))
 
 
 def _update_emit(ctx, args, node):
     """A new array; the emitter writes a carry of a loop body in place instead (update_in_place)."""
-    x = args[0].at(PREC_POSTFIX)
-    i = f"{ctx.helper('at')}({args[1].text}, {x}.shape[{node.attr('axis')}], {_where(ctx, node)})"
-    return Expr(f"{ctx.helper('updated')}({args[0].text}, {node.attr('axis')}, {i}, {args[2].text}, "
-                f"{node.attr('mode') == 'add'})", PREC_POSTFIX)
+    return Expr(f"{ctx.helper('updated')}({args[0].text}, {node.attr('axis')}, {args[1].text}, {args[2].text}, "
+                f"{node.attr('mode') == 'add'}, {_where(ctx, node)})", PREC_POSTFIX)
 
 
 def update_in_place(ctx, args, node) -> str:
@@ -485,7 +493,8 @@ def _update_meaning(ctx, args, node):
 
 register(Primitive(
     "dyn_index", "shape", _index_infer, _index_emit, _index_vjp, _index_jvp, _index_meaning,
-    helpers=(AT,), view=True, doc="x at a run-time integer index i along axis (a bounds check, never wrap-around)",
+    helpers=(AT, INDEX_AT), view=True,
+    doc="x at a run-time integer index i along axis (a bounds check, never wrap-around)",
     examples=((("f64[3, 2]", "i64"), {"axis": 0}, {1: "int:0:3"}), (("f64[2, 3]", "i64"), {"axis": 1}, {1: "int:0:3"})),
 ))
 register(Primitive(
