@@ -443,6 +443,8 @@ def _update_emit(ctx, args, node):
 def update_in_place(ctx, args, node) -> str:
     """The statement that updates the carry args[0] names in place."""
     x = args[0].text
+    if node.op.name == "add":
+        return f"{x} += {args[1].text}"
     op = "+=" if node.attr("mode") == "add" else "="
     return f"{x}[{_subscript(ctx, args, node, x)}] {op} {args[2].text}"
 
@@ -517,8 +519,14 @@ def in_place_updates(body: Function) -> set[int]:
     for o in body.outputs:
         uses[o.id] = uses.get(o.id, 0) + 1
     carries = {p.id for p in body.params[2:2 + len(body.outputs)]}
-    return {n.id for n in order if n.op.name == "dyn_update" and n.inputs[0].id in carries
-            and uses.get(n.inputs[0].id) == 1}
+    out = set()
+    for n in order:
+        if n.op.name == "dyn_update" and n.inputs[0].id in carries and uses.get(n.inputs[0].id) == 1:
+            out.add(n.id)
+        elif (n.op.name == "add" and n.inputs[0].id in carries and uses.get(n.inputs[0].id) == 1
+              and n.inputs[0].type == n.type and n.inputs[1] is not n.inputs[0]):
+            out.add(n.id)  # a sum carried along (a gradient's): total += delta
+    return out
 
 
 def written_in_place(body: Function) -> set[int]:
