@@ -231,7 +231,10 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     sp = ctx.split(list(body.outputs), list(body.params), grads, cb)
     carry_ids = {cps[j].id for j in range(nc)}
     stacked = [r for r in sp.residuals if _reaches(r, carry_ids)]
-    n_iter = iterations(start, stop, step)
+    try:
+        n_iter = iterations(start, stop, step) if stacked else 0  # (nothing stacked: no size needed)
+    except UserError as e:
+        raise UserError(e.message, node.span) from None
     # A carry the backward reads (or its new value) is stacked once, with one more row: row
     # p holds it before iteration p, row p + 1 after (an RNN's h_t and tanh(...) = h_(t+1) are
     # one stack, not two). Other values are stacked as they are. (Forward loops only: in a
