@@ -224,3 +224,24 @@ def test_weak_carries_through_nested_loops_take_the_inner_dtype(tmp_path):
     m = compile_module(src, tmp_path)
     got = m.f(np.ones(3, "float32"))
     assert got.dtype == np.float32 and got == 2 ** depth
+
+
+def test_a_gradient_through_a_loop_of_step_2_that_must_save_values_is_a_located_error():
+    """range(0, N, 2) runs N / 2 times: not a size, so its saved values have no shape yet. The
+    error (at differentiation, after the typed stage) points at the loop."""
+    from tapeless.compiler import CompileError, compile_source
+
+    src = ("fn f(x: f64[N]) -> f64 {\n    s = 0.0\n    for t in range(0, N, 2) {\n        s = sin(s) + x[t]\n    }\n"
+           "    return s\n}\ngrad f wrt x\n")
+    with pytest.raises(CompileError) as err:
+        compile_source(src, path="step.tl")
+    assert "step.tl:3:5: error: a loop over range(0, N, 2) that must be differentiated" in str(err.value)
+
+
+def test_a_loop_of_step_2_that_saves_nothing_differentiates(tmp_path):
+    src = ("fn f(x: f64[N]) -> f64 {\n    s = 0.0\n    for t in range(0, N, 2) {\n        s = s + x[t] * x[t]\n    }\n"
+           "    return s\n}\ngrad f wrt x\n")
+    m = compile_module(src, tmp_path)
+    value, grad = m.f_grad(np.arange(5.0))
+    assert value == 20.0
+    np.testing.assert_array_equal(grad, [0, 0, 4, 0, 8])
