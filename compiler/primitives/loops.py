@@ -42,6 +42,7 @@ from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_text, sym
 from . import algebra as B
 
 I64 = TensorType(DType.I64, ())
+LOOP_VAR = TensorType(DType.I64, (), weak=True)  # the loop variable: a Python int, weak as a literal is
 _fresh = itertools.count(1_000_000)  # positions of the front end's provisional body parameters
 
 
@@ -59,8 +60,9 @@ class Body:
 
 # ---- building loops (the front end's contract) --------------------------------------------------------
 def loop_var(name: str, span=None) -> Node:
-    """The loop variable inside a body being lowered: a fresh i64 scalar parameter."""
-    return param(name, I64, next(_fresh), span)
+    """The loop variable inside a body being lowered: a fresh i64 scalar parameter, weak (a
+    Python int: x[t] * t of an f32 x stays f32, as in NumPy)."""
+    return param(name, LOOP_VAR, next(_fresh), span)
 
 
 def carry_var(name: str, init: Node, span=None) -> Node:
@@ -113,7 +115,7 @@ def make_loop(start: DimLike, stop: DimLike, step: int, var: Node, carries: list
         capture(v)  # a carry given a value the loop does not change
     # the body over its own parameters: k, t, the carries, the captures
     k = param("k", I64, 0)
-    t = param(var.attr("name"), I64, 1)
+    t = param(var.attr("name"), LOOP_VAR, 1)
     cps = [param(cv.attr("name"), cv.type, 2 + j) for j, (cv, _) in enumerate(carries)]
     pps = [param(name_of(c) or f"c{j}", c.type.strong(), 2 + len(carries) + j) for j, c in enumerate(captures)]
     mapping = {var.id: t} | {cv.id: p for (cv, _), p in zip(carries, cps)} | \
@@ -141,9 +143,12 @@ def _missing_symbols(outputs, params) -> list[str]:
     return sorted(used - have)
 
 
-def loop_nodes(body: Function, inits: list[Node], captures: list[Node], start, stop, step, reverse, span=None):
-    """The group: one `loop` node per carry."""
-    attrs = dict(body=Body(body), start=start, stop=stop, step=step, reverse=reverse, n_carries=len(inits))
+def loop_nodes(body: Function, inits: list[Node], captures: list[Node], start, stop, step, reverse, span=None,
+               **marks):
+    """The group: one `loop` node per carry. `marks` (a VJP's loops, for passes/checkpoint.py):
+    stacks = per trailing carry that is a stack, the carry it holds (-1: another value);
+    stacked = (first, count) of the captures that are a forward loop's stacks."""
+    attrs = dict(body=Body(body), start=start, stop=stop, step=step, reverse=reverse, n_carries=len(inits), **marks)
     return [apply("for_loop", *inits, *captures, span=span, out=j, **attrs) for j in range(len(inits))]
 
 
@@ -245,7 +250,7 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     first = [apply("dyn_update", B.zeros(st.shape, st.dtype), const(0, I64), inits[j], axis=0, mode="set")
              for st, j in zip(cstacks, by_carry)]
     fwd = loop_nodes(fwd_body, inits + first + [B.zeros(st.shape, st.dtype) for st in stacks], fwd_caps,
-                     start, stop, step, reverse, node.span)
+                     start, stop, step, reverse, node.span, stacks=tuple(by_carry) + (-1,) * len(stacks))
     saved = fwd[nc:]
     for st, s in zip(cstacks + stacks, saved):
         hint(s, st.attr("name"))
@@ -266,7 +271,7 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     bwd_body = _function(f"{body.name}_bwd", bwd_params, new_cb + new_sums, body.span, bwd_caps)
     ct_inits = [cts.get(j) if cts.get(j) is not None else B.zeros_like(inits[j]) for j in fl]
     bwd = loop_nodes(bwd_body, ct_inits + [B.zeros_like(caps[i]) for i in wrt_p], bwd_caps,
-                     start, stop, step, not reverse, node.span)
+                     start, stop, step, not reverse, node.span, stacked=(len(caps), len(saved)))
     out: list[Node | None] = [None] * (nc + len(caps))
     for n, j in enumerate(fl):
         out[j] = bwd[n] if needs[j] else None
@@ -340,7 +345,7 @@ def is_loop_index(i: Node) -> bool:
         return False
     for n in topo_order([i]):
         if n.is_param:
-            if n.type != I64 or n.attr("position") < 1_000_000:
+            if n.dtype != DType.I64 or n.attr("position") < 1_000_000:
                 return False
         elif not (n.is_literal or n.op.elementwise):
             return False
@@ -586,3 +591,36 @@ def unroll(outputs: list[Node], sizes: dict) -> list[Node]:
             carry = substitute(list(body.outputs), {p.id: v for p, v in zip(body.params, values)})
         members = [m for m in topo_order(outputs) if m.op is loop.op and group_of(m) == group_of(loop)]
         outputs = substitute(list(outputs), {m.id: carry[m.attr("out")] for m in members})
+
+
+# ---- checkpointed (-O2: passes/checkpoint.py) -----------------------------------------------------------------
+def checkpointed(fwd: Node, bwd: Node) -> list[Node]:
+    """One group for a VJP's forward loop `fwd` (which stacks values for every iteration) and
+    the backward loop `bwd` that reads the stacks: the carries are saved every sqrt(n)
+    iterations only, and each segment is run forward again, stacking its own iterations, just
+    before the backward loop needs it. Members: fwd's carries, then bwd's."""
+    fbody, finits, fcaps = parts(fwd)
+    marks = fwd.attr("stacks")
+    nc = len(finits) - len(marks)
+    first, count = bwd.attr("stacked")
+    bbody, binits, bcaps = parts(bwd)
+    plain = Function(f"{fbody.name}_plain", fbody.params, fbody.outputs[:nc], fbody.span)
+    inputs = finits[:nc] + fcaps + binits + bcaps[:first] + bcaps[first + count:]
+    attrs = dict(fwd=Body(fbody), plain=Body(plain), bwd=Body(bbody), start=fwd.attr("start"),
+                 stop=fwd.attr("stop"), step=fwd.attr("step"), n_carries=nc, n_fcaps=len(fcaps),
+                 n_bcarries=len(binits), stacks=marks, stacked=(first, count))
+    return [apply("ckpt_loop", *inputs, span=bwd.span, out=j, **attrs) for j in range(nc + len(binits))]
+
+
+def _ckpt_infer(types, attrs):
+    j, nc, nf = attrs["out"], attrs["n_carries"], attrs["n_fcaps"]
+    return (types[j] if j < nc else types[nf + j]).strong()
+
+
+register(Primitive(
+    "ckpt_loop", "subgraph", _ckpt_infer, None, None, None, None, differentiable=False, cost=Cost.COSTLY,
+    rule_shape="nondifferentiable",
+    sympy_note="a pass makes it from a derivative's loops at -O2, after differentiation and the check",
+    doc="a VJP's forward and backward loops with the carries saved every sqrt(n) iterations and each "
+        "segment recomputed (passes/checkpoint.py); members: the forward carries, then the backward's",
+))
