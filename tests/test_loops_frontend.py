@@ -194,9 +194,8 @@ def test_a_loop_that_assigns_nothing_carried_is_dropped_quietly(tmp_path):
     np.testing.assert_allclose(m.f(np.arange(3, dtype="f4")), 3.0)
 
 
-@pytest.mark.xfail(strict=True, reason="IR side: the loop variable is a strong i64 (so `x[t] * t` is f64; "
-                                       "a Python int is weak), and a cast of it emits `.astype` on a Python int")
 def test_the_loop_variable_as_a_value(tmp_path):
+    """t is weak, as a Python int is: x[t] * t of an f32 x stays f32, and f32(t) casts it."""
     src = ("fn f(x: f32[T]) -> f32[T] {\n    for t in range(T) {\n        x[t] = f32(t) + x[t] * t\n    }\n"
            "    return x\n}\n")
     m = compile_module(src, tmp_path)

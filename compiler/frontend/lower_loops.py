@@ -221,7 +221,7 @@ def _length_text(bounds) -> str | None:
 def index_assign(lw, stmt: ast.IndexAssign, scope) -> None:
     """`ys[t] = v` on an array the innermost loop carries: ys with that slice replaced."""
     name = stmt.target.name
-    lhs = stmt.target.span.to(stmt.items[-1].span) if stmt.items else stmt.target.span
+    lhs = _lhs_span(lw, stmt)
     lw.check_target(stmt.target, scope)
     loop = scope.loop
     if loop is None:
@@ -273,6 +273,18 @@ def index_assign(lw, stmt: ast.IndexAssign, scope) -> None:
     hint(new, name)
     scope.env[name] = new
     scope.assigned_at[name] = lhs
+
+
+def _lhs_span(lw, stmt: ast.IndexAssign) -> Span:
+    """`ys[t]` of `ys[t] = v`, up to its `]` (the AST keeps the items' spans, not the bracket's)."""
+    last = stmt.items[-1].span
+    text = lw.source.lines[last.end_line - 1] if last.end_line <= len(lw.source.lines) else ""
+    k = last.end_col - 1  # (0-based: the first character after the last item)
+    while k < len(text) and text[k] in " \t":
+        k += 1
+    end = k + 2 if k < len(text) and text[k] == "]" else last.end_col
+    t = stmt.target.span
+    return Span(t.file, t.line, t.col, last.end_line, end)
 
 
 def _update(x: Node, picks: list[tuple[int, Node]], v: Node, span) -> Node:

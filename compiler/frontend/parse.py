@@ -159,7 +159,8 @@ def _syntax_check(source: SourceFile, text: str, first: int) -> None:
         before = ip.copy(deepcopy_values=False)
         ip.feed_eof()
     except UnexpectedInput as e:
-        if refused is not None and isinstance(e, UnexpectedToken):  # (what follows it hardly matters)
+        if refused is not None and isinstance(e, UnexpectedToken) and not (
+                prev and prev[0] is refused and e.token.type == "EQUAL"):  # (what follows hardly matters)
             raise UserError(quick.UNSUPPORTED[refused.value], _token_span(source, refused)) from None
         if isinstance(e, UnexpectedCharacters):
             raise UserError(_char_message(text, e), _point(source, e.line + first, e.column)) from None
@@ -263,7 +264,7 @@ def _token_error(
             return UserError(f"missing `{closer}` for the `{top.token.value}` opened at {where}", span)
     else:
         span = _token_span(source, tok)
-    if tok.type == "EQUAL" and prev is not None and prev.type in ("FOR", "RETURN"):  # `for = 1`
+    if tok.type == "EQUAL" and prev is not None and prev.type in ("FOR", "RETURN", "WHILE", "BREAK"):  # `for = 1`
         return UserError(f"`{prev.value}` is a keyword and cannot be used as a name", _token_span(source, prev))
     if tok.value in KEYWORDS and tok.type != "NAME" and "NAME" in expected:
         return UserError(f"`{tok.value}` is a keyword and cannot be used as a name", span)

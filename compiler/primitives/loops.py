@@ -38,7 +38,7 @@ from ..core.ir import Function, Node, hint, name_of, topo_order
 from ..core.nodes import apply, const, dim_value_strong, param
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.substitute import substitute
-from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_text, symbols_in
+from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_subst, dim_text, symbols_in
 from . import algebra as B
 
 I64 = TensorType(DType.I64, ())
@@ -56,6 +56,16 @@ class Body:
 
     def __repr__(self) -> str:
         return self.fn.name
+
+    def with_sizes(self, env: dict) -> "Body":
+        """The body with size symbols replaced (a fn with a loop inlined at a call's sizes)."""
+        fn = self.fn
+        params = tuple(param(p.attr("name"), p.type.with_(shape=tuple(dim_subst(d, env) for d in p.shape)),
+                             p.attr("position"), p.span, p.attr("carries")) for p in fn.params)
+        if all(a is b for a, b in zip(params, fn.params)):
+            return self
+        outs = substitute(list(fn.outputs), {p.id: q for p, q in zip(fn.params, params)}, env)
+        return Body(Function(fn.name, params, tuple(outs), fn.span))
 
 
 # ---- building loops (the front end's contract) --------------------------------------------------------
@@ -344,8 +354,8 @@ def is_loop_index(i: Node) -> bool:
     if i.shape != () or i.dtype.is_float or i.dtype == DType.BOOL:
         return False
     for n in topo_order([i]):
-        if n.is_param:
-            if n.dtype != DType.I64 or n.attr("position") < 1_000_000:
+        if n.is_param:  # a loop variable: weak (a carried integer is strong)
+            if n.type != LOOP_VAR or n.attr("position") < 1_000_000:
                 return False
         elif not (n.is_literal or n.op.elementwise):
             return False
@@ -399,32 +409,42 @@ def _subscript(ctx, args, node, x_text) -> str:
 
 def _index_emit(ctx, args, node):
     x = args[0].at(PREC_POSTFIX)
+    if not x.isidentifier():  # (an expression is written once: through the helper)
+        return Expr(f"{ctx.helper('index_at')}({args[0].text}, {node.attr('axis')}, {args[1].text}, "
+                    f"{_where(ctx, node)})", PREC_POSTFIX)
     return Expr(f"{x}[{_subscript(ctx, args, node, x)}]", PREC_POSTFIX)
 
 
-UPDATED = Helper("updated", '''def _updated(x, axis, i, v, add):
-    """x with its slice i along axis set to v (add: increased by v), as a new array."""
+INDEX_AT = Helper("index_at", '''def _index_at(x, axis, i, where):
+    """x[..., i, ...] at axis (a view), i checked as _at does."""
+    return x[(slice(None),) * axis + (_at(i, x.shape[axis], where),)]
+''', uses=("at",))
+
+
+UPDATED = Helper("updated", '''def _updated(x, axis, i, v, add, where):
+    """x with its slice i along axis set to v (add: increased by v), as a new array; i checked
+    as _at does."""
     out = x.copy()
-    at = (slice(None),) * axis + (i,)
+    at = (slice(None),) * axis + (_at(i, x.shape[axis], where),)
     if add:
         out[at] += v
     else:
         out[at] = v
     return out
-''')
+''', uses=("at",))
 
 
 def _update_emit(ctx, args, node):
     """A new array; the emitter writes a carry of a loop body in place instead (update_in_place)."""
-    x = args[0].at(PREC_POSTFIX)
-    i = f"{ctx.helper('at')}({args[1].text}, {x}.shape[{node.attr('axis')}], {_where(ctx, node)})"
-    return Expr(f"{ctx.helper('updated')}({args[0].text}, {node.attr('axis')}, {i}, {args[2].text}, "
-                f"{node.attr('mode') == 'add'})", PREC_POSTFIX)
+    return Expr(f"{ctx.helper('updated')}({args[0].text}, {node.attr('axis')}, {args[1].text}, {args[2].text}, "
+                f"{node.attr('mode') == 'add'}, {_where(ctx, node)})", PREC_POSTFIX)
 
 
 def update_in_place(ctx, args, node) -> str:
     """The statement that updates the carry args[0] names in place."""
     x = args[0].text
+    if node.op.name == "add":
+        return f"{x} += {args[1].text}"
     op = "+=" if node.attr("mode") == "add" else "="
     return f"{x}[{_subscript(ctx, args, node, x)}] {op} {args[2].text}"
 
@@ -475,7 +495,8 @@ def _update_meaning(ctx, args, node):
 
 register(Primitive(
     "dyn_index", "shape", _index_infer, _index_emit, _index_vjp, _index_jvp, _index_meaning,
-    helpers=(AT,), view=True, doc="x at a run-time integer index i along axis (a bounds check, never wrap-around)",
+    helpers=(AT, INDEX_AT), view=True,
+    doc="x at a run-time integer index i along axis (a bounds check, never wrap-around)",
     examples=((("f64[3, 2]", "i64"), {"axis": 0}, {1: "int:0:3"}), (("f64[2, 3]", "i64"), {"axis": 1}, {1: "int:0:3"})),
 ))
 register(Primitive(
@@ -498,8 +519,14 @@ def in_place_updates(body: Function) -> set[int]:
     for o in body.outputs:
         uses[o.id] = uses.get(o.id, 0) + 1
     carries = {p.id for p in body.params[2:2 + len(body.outputs)]}
-    return {n.id for n in order if n.op.name == "dyn_update" and n.inputs[0].id in carries
-            and uses.get(n.inputs[0].id) == 1}
+    out = set()
+    for n in order:
+        if n.op.name == "dyn_update" and n.inputs[0].id in carries and uses.get(n.inputs[0].id) == 1:
+            out.add(n.id)
+        elif (n.op.name == "add" and n.inputs[0].id in carries and uses.get(n.inputs[0].id) == 1
+              and n.inputs[0].type == n.type and n.inputs[1] is not n.inputs[0]):
+            out.add(n.id)  # a sum carried along (a gradient's): total += delta
+    return out
 
 
 def written_in_place(body: Function) -> set[int]:
