@@ -310,3 +310,19 @@ def test_vjp_of_a_grad_through_the_loop_is_pytorchs_hvp(tmp_path):
     hv = [_array(o) for o in entry["outputs"]][3:]
     _close(out[-2], hv[0], "rnn_gg Hv for w")
     _close(out[-1], hv[1], "rnn_gg Hv for u")
+
+
+def test_stop_gradient_inside_the_body_cuts_each_step(tmp_path):
+    """Truncated backpropagation: with stop_gradient(h) in the body only the last step reaches
+    the weights, so the gradient is that step's, computed here by hand."""
+    src = (LOOPS / "rnn.tl").read_text().split("grad rnn")[0].replace("h @ u", "stop_gradient(h) @ u")
+    m = compile_module(src + "grad rnn wrt w, u\n", tmp_path, path="rnn.tl")
+    x, h0, w, u = (_array(a) for a in REFS["rnn"]["inputs"])
+    hs = [h0]
+    for t in range(x.shape[0]):
+        hs.append(np.tanh(x[t] @ w + hs[-1] @ u))
+    delta = 2 * hs[-1] / hs[-1].size * (1 - hs[-1] ** 2)
+    value, d_w, d_u = m.rnn_grad(x, h0, w, u)
+    _close(value, np.asarray(np.mean(hs[-1] ** 2)), "value")
+    _close(d_w, x[-1].T @ delta, "d/dw")
+    _close(d_u, hs[-2].T @ delta, "d/du")
