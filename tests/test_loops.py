@@ -91,7 +91,7 @@ def test_against_pytorch(program, name, opt, tmp_path_factory):
 
 
 ALIAS = pytest.mark.xfail(strict=True, reason="IR side: at zero iterations the derivative writes over an argument "
-                                             "(test_zero_iterations_leave_arguments_alone); gradcheck sees moved inputs")
+                                             "(test_zero_iterations_leave_arguments_alone): gradcheck sees them move")
 GRADCHECK = [pytest.param(p, n, id=f"{p}-{n}", marks=ALIAS if (p, n) in {("zero_literal", "empty_literal_grad"),
                                                                     ("zero_sized_T0", "empty_sized_jvp")} else ())
              for p, n in ENTRIES]
@@ -208,7 +208,7 @@ def test_o1_gradient_holds_one_stack(tmp_path):
 
 
 @pytest.mark.xfail(strict=True, reason="IR side: -O2's rnn_grad still runs the stacking forward loop (its h feeds "
-                                       "the loss's cotangent) before the checkpointed one: O(T) memory, 3 forward passes")
+                                       "the loss's cotangent) before the checkpointed one: O(T) memory, 3 passes")
 def test_o2_gradient_memory_is_about_sqrt_T_carries(tmp_path):
     args, stack = _long_rnn()
     m1 = compile_module(RNN_WU, tmp_path, path="rnn.tl", opt_level=1)
