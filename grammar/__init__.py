@@ -21,7 +21,7 @@ def _directive_words() -> tuple[str, ...]:
 
 DIRECTIVE_WORDS = _directive_words()
 # Words that can never be names (docs/language.md, "Names").
-KEYWORDS = frozenset("fn return wrt as true false inf pi None".split()) | frozenset(DIRECTIVE_WORDS)
+KEYWORDS = frozenset("fn return for in while break wrt as true false inf pi None".split()) | frozenset(DIRECTIVE_WORDS)
 
 
 @lru_cache(maxsize=None)

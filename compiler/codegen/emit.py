@@ -17,7 +17,7 @@ import numpy as np
 
 from ..core.derivative import Part, Slot
 from ..core.ir import Function, Module, Node, topo_order
-from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
+from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr, Kind
 from ..core.types import Dim, DType, dim_text
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
@@ -273,9 +273,9 @@ class Body:
                 continue
             if n.is_literal:
                 continue  # written at each use, in the form the use needs
-            if n.op.group_vjp is not None:  # a loop: written once, for all its carries
+            if n.op.emit is None and n.op.kind is Kind.SUBGRAPH:  # a loop: written once, for all its carries
                 if n.id not in self.exprs:
-                    self.loop(n, order, uses)
+                    (self.checkpointed if n.attr("plain") is not None else self.loop)(n, order, uses)
                 continue
             args = [self.arg(i, n) for i in n.inputs]
             if n.id in self.in_place:
@@ -314,15 +314,8 @@ class Body:
         members = {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
         fname = ctx.mod.body_function(body)
         written = written_in_place(body)
-        carries = []
-        for j, init in enumerate(n.inputs[:nc]):
-            m = members.get(j)
-            var = ctx.names.fresh((ctx.hint(m) if m is not None else None) or body.params[2 + j].attr("name"))
-            arg = self.arg(init, n)
-            fresh = init.op.allocates and not init.is_leaf and uses.get(init.id, 0) == 1 and not init.op.is_view(init)
-            copy = j in written and not fresh  # the body writes into it: never into the caller's array
-            self.statement(f"{var} = {arg.at(PREC_POSTFIX)}.copy()" if copy else f"{var} = {arg.text}", n)
-            carries.append(var)
+        names = [(ctx.hint(members[j]) if j in members else None) or body.params[2 + j].attr("name") for j in range(nc)]
+        carries = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses)
         caps = [self.arg(i, n).text for i in n.inputs[nc:]]
         start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
         rng = f"range({ctx.dim(start)}, {ctx.dim(stop)}, {step})"
@@ -332,6 +325,82 @@ class Body:
         self.statement(f"    {', '.join(carries)}, = {fname}({', '.join([k, t] + carries + caps)})", n)
         for j, var in enumerate(carries):
             m = members.get(j)
+            if m is not None:
+                ctx.vars[m.id] = var
+                self.exprs[m.id] = Expr(var)
+
+    def carries(self, n: Node, inits, names, written, uses) -> list[str]:
+        """Variables for a loop's carries, set to their initial values (copied where the body
+        writes into them: never into the caller's array)."""
+        out = []
+        for init, name, w in zip(inits, names, written):
+            var = self.ctx.names.fresh(name)
+            arg = self.arg(init, n)
+            fresh = init.op.allocates and not init.is_leaf and uses.get(init.id, 0) == 1 and not init.op.is_view(init)
+            self.statement(f"{var} = {arg.at(PREC_POSTFIX)}.copy()" if w and not fresh else f"{var} = {arg.text}", n)
+            out.append(var)
+        return out
+
+    def checkpointed(self, n: Node, order: list[Node], uses: dict[int, int]) -> None:
+        """A VJP's forward and backward loops, the carries saved every sqrt(n) iterations and each
+        segment run forward again (stacking only its own iterations) before going back over it."""
+        ctx = self.ctx
+        fwd, plain, bwd = (n.attr(a).fn for a in ("fwd", "plain", "bwd"))
+        nc, nf, nb = n.attr("n_carries"), n.attr("n_fcaps"), n.attr("n_bcarries")
+        marks = n.attr("stacks")
+        first, _ = n.attr("stacked")
+        key = loop_group(n)
+        members = {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
+        f_name, p_name, b_name = (ctx.mod.body_function(b) for b in (fwd, plain, bwd))
+        names = [ctx.hint(members[j]) if j in members and ctx.hint(members[j]) else fwd.params[2 + j].attr("name")
+                 for j in range(nc)]
+        written = written_in_place(plain)
+        cs = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses)
+        fcaps = [self.arg(i, n).text for i in n.inputs[nc:nc + nf]]
+        bnames = [ctx.hint(members[nc + j]) if nc + j in members and ctx.hint(members[nc + j])
+                  else bwd.params[2 + j].attr("name") for j in range(nb)]
+        bwritten = written_in_place(bwd)
+        ds = self.carries(n, n.inputs[nc + nf:nc + nf + nb], bnames, [j in bwritten for j in range(nb)], uses)
+        bcaps = [self.arg(i, n).text for i in n.inputs[nc + nf + nb:]]
+        start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
+        steps, every, saved, j = (ctx.names.fresh(x) for x in ("steps", "every", "saved", "j"))
+        k, kk, t = ctx.names.fresh("k"), ctx.names.fresh("kk"), ctx.names.fresh(fwd.params[1].attr("name"))
+        seg = ctx.names.fresh("segment")
+        nones = ["None"] * len(marks)
+        copy = [f"{c}.copy()" if i in written else c for i, c in enumerate(cs)]
+        lines = [
+            f"{steps} = tuple(enumerate(range({ctx.dim(start)}, {ctx.dim(stop)}, {step})))",
+            f"{every} = max(1, int(len({steps}) ** 0.5))  # carries kept every sqrt(n) iterations",
+            f"{saved} = []",
+            f"for {j} in range(0, len({steps}), {every}):",
+            f"    {saved}.append(({', '.join(copy)},))",
+            f"    for {k}, {t} in {steps}[{j}:{j} + {every}]:",
+            f"        {', '.join(cs)}, = {p_name}({', '.join([k, t] + cs + nones + fcaps)})",
+            f"for {j} in reversed(range(0, len({steps}), {every})):",
+            f"    {seg} = {steps}[{j}:{j} + {every}]",
+        ]
+        fs = [ctx.names.fresh(f"{c}_again") for c in cs]
+        lines.append(f"    {', '.join(fs)}, = {saved}[{j} // {every}]")
+        stack_vars = []
+        for s, mark in enumerate(marks):
+            st = fwd.params[2 + nc + s]
+            rest = ctx.shape(st.shape[1:])
+            var = ctx.names.fresh(st.attr("name"))
+            rows = f"len({seg}) + 1" if mark >= 0 else f"len({seg})"
+            lines.append(f"    {var} = {ctx.xp}.empty(({rows},) + {rest}, dtype={ctx.dtype(st.dtype)})")
+            if mark >= 0:
+                lines.append(f"    {var}[0] = {fs[mark]}")
+            stack_vars.append(var)
+        lines += [
+            f"    for {kk}, ({k}, {t}) in enumerate({seg}):",
+            f"        {', '.join(fs + stack_vars)}, = {f_name}({', '.join([kk, t] + fs + stack_vars + fcaps)})",
+            f"    for {kk}, ({k}, {t}) in reversed(tuple(enumerate({seg}))):",
+            f"        {', '.join(ds)}, = {b_name}({', '.join([kk, t] + ds + bcaps[:first] + stack_vars + bcaps[first:])})",
+        ]
+        for line in lines:
+            self.statement(line, n)
+        for j2, var in enumerate(cs + ds):
+            m = members.get(j2)
             if m is not None:
                 ctx.vars[m.id] = var
                 self.exprs[m.id] = Expr(var)

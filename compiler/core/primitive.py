@@ -297,7 +297,7 @@ class Primitive:
         leafish = self.kind in (Kind.LEAF, Kind.LITERAL, Kind.CONSTRUCTOR, Kind.SUBGRAPH)
         return {
             "infer": self.infer is not None,
-            "emit": self.emit is not None or self.group_vjp is not None,  # (a group: the emitter writes it)
+            "emit": self.emit is not None or self.kind is Kind.SUBGRAPH,  # (a loop: the emitter writes it)
             "vjp": self.vjp is not None or self.group_vjp is not None or not self.differentiable,
             "jvp": self.jvp is not None or not self.differentiable,
             "sympy": self.sympy is not None or bool(self.sympy_note),

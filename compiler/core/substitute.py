@@ -88,6 +88,8 @@ def _reapply(node: Node, inputs: list[Node], env: dict[str, DimLike]) -> Node:
 def _subst_attr(v, env):
     if isinstance(v, Dim):
         return dim_subst(v, env)
+    if hasattr(v, "with_sizes"):  # an attribute holding a graph of its own (a loop's body)
+        return v.with_sizes(env)
     if isinstance(v, tuple):
         return tuple(_subst_attr(x, env) for x in v)
     return v

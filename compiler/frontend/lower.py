@@ -55,6 +55,7 @@ from ..primitives.builtin_functions import (
     static_dim,
     transpose_all,
 )
+from . import lower_loops as L
 from . import syntax as ast
 
 
@@ -72,6 +73,18 @@ class Scope:
     fn: str
     env: dict[str, Node] = field(default_factory=dict)
     symbols: dict[str, Dim] = field(default_factory=dict)
+    loop: L.Loop | None = None  # the innermost loop around the statements lowered in this scope
+    loop_vars: dict[str, int] = field(default_factory=dict)  # name -> line of its `for`
+    # names local to a loop's iteration (name -> (line of the loop, is its variable)): for the
+    # message when one is used after the loop; one dict shared by a function's scopes
+    loop_locals: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    assigned_at: dict[str, Span] = field(default_factory=dict)  # name -> its last assignment
+    carry_vars: dict[int, str] = field(default_factory=dict)  # node id -> name, of the enclosing loops' carries
+
+    def child(self, loop: L.Loop) -> Scope:
+        """The scope of a loop body: outer names as they are, the loop's variable added."""
+        return Scope(self.fn, dict(self.env), self.symbols, loop, {**self.loop_vars, loop.var: loop.line},
+                     self.loop_locals, carry_vars=dict(self.carry_vars))
 
 
 class Items(Protocol):
@@ -83,6 +96,8 @@ class Items(Protocol):
 
 
 class Lowering:
+    Poison = Poison  # (for lower_loops.py)
+
     def __init__(self, source: SourceFile, sink: Sink, items: Items, float64: bool = False):
         self.float64 = float64
         self.source = source
@@ -93,6 +108,7 @@ class Lowering:
         self.signatures: dict[str, list[Node]] = {}
         self.sizes: dict[Function, int] = {}  # operations per called fn (primitives/call.py)
         self.lowered: dict[int, Node | None] = {}  # id(expr) -> node (None: failed), see lower_deep_first
+        self.inferring = False  # lowering a loop body only for its types (lower_loops._weak_dtypes)
 
     # ---- functions --------------------------------------------------------------------------------------
     def lower_fn(self, fd: ast.FnDef) -> Function | None:
@@ -166,20 +182,16 @@ class Lowering:
                 self.sink.error(stmt.span, "unreachable statement after `return`")
                 failed = True
                 break
+            if not isinstance(stmt, ast.Return):
+                failed = not self.statement(stmt, scope) or failed
+                continue
             try:
-                for value in (stmt.value,) if isinstance(stmt, ast.Assign) else stmt.values:
+                for value in stmt.values:
                     self.lower_deep_first(value, scope)
-                if isinstance(stmt, ast.Assign):
-                    self.assign(stmt, scope)
-                else:
-                    outputs = self.ret(stmt, scope)
+                outputs = self.ret(stmt, scope)
             except Poison:
                 failed = True
-                if isinstance(stmt, ast.Assign):
-                    for t in stmt.targets:  # later uses of a failed name stay quiet
-                        scope.env[t.name] = None  # type: ignore[assignment]
-                else:
-                    outputs = []
+                outputs = []
             finally:
                 self.lowered.clear()
         if outputs is None and not failed:
@@ -188,11 +200,41 @@ class Lowering:
             return None
         return outputs
 
+    def statement(self, stmt: ast.Stmt, scope: Scope) -> bool:
+        """Lower an assignment or a loop into scope; False if it failed (reported). The names
+        a failed statement binds become None, so their later uses stay quiet."""
+        if isinstance(stmt, ast.For):
+            return L.lower_for(self, stmt, scope)
+        if isinstance(stmt, ast.Return):  # (in a loop body: a function's own are lower_body's)
+            line, col = stmt.span.line, stmt.span.col
+            self.sink.error(Span(stmt.span.file, line, col, line, col + len("return")),
+                            f"`return` inside a loop is not supported: assign to a name bound before "
+                            f"the loop and return it after the loop")
+            return False
+        try:
+            self.lower_deep_first(stmt.value, scope)
+            if isinstance(stmt, ast.Assign):
+                self.assign(stmt, scope)
+            else:
+                L.index_assign(self, stmt, scope)
+            return True
+        except Poison:
+            for t in stmt.targets if isinstance(stmt, ast.Assign) else (stmt.target,):
+                scope.env[t.name] = None  # type: ignore[assignment]
+            return False
+        finally:
+            self.lowered.clear()
+
+    def check_target(self, t: ast.Ident, scope: Scope) -> None:
+        if t.name in scope.symbols:
+            self.fail(t.span, f"cannot assign to `{t.name}`: it is a size symbol of `{scope.fn}`")
+        if t.name in scope.loop_vars:
+            self.fail(t.span, f"cannot assign to `{t.name}`: it is the variable of the `for` loop at line "
+                              f"{scope.loop_vars[t.name]}")
+
     def assign(self, stmt: ast.Assign, scope: Scope) -> None:
         for t in stmt.targets:
-            if t.name in scope.symbols:
-                self.sink.error(t.span, f"cannot assign to `{t.name}`: it is a size symbol of `{scope.fn}`")
-                raise Poison
+            self.check_target(t, scope)
         if len(stmt.targets) == 1:
             values = [self.expr(stmt.value, scope)]
         else:
@@ -204,6 +246,7 @@ class Lowering:
         for t, v in zip(stmt.targets, values):
             hint(v, t.name)
             scope.env[t.name] = v
+            scope.assigned_at[t.name] = t.span
 
     def ret(self, stmt: ast.Return, scope: Scope) -> list[Node]:
         if len(stmt.values) == 1:
@@ -438,6 +481,13 @@ class Lowering:
             return B.dim_value(scope.symbols[e.id])
         if self.items.defines(e.id) or e.id in BUILTINS:
             self.fail(e.span, f"`{e.id}` is a function; call it with arguments, as in `{e.id}(...)`")
+        if e.id in scope.loop_locals:
+            line, is_var = scope.loop_locals[e.id]
+            note = (f"`{e.id}` is the variable of the `for` loop at line {line}: it exists only inside the loop"
+                    if is_var else
+                    f"`{e.id}` is first bound inside the `for` loop at line {line}, so it is local to one "
+                    f"iteration; to keep its value after the loop, bind it before the loop")
+            self.fail(e.span, f"unknown name `{e.id}`", note)
         candidates = list(scope.env) + list(scope.symbols)
         close = difflib.get_close_matches(e.id, candidates, n=1)
         hint = f"; did you mean `{close[0]}`?" if close else ""
@@ -684,6 +734,7 @@ class Lowering:
         if used > x.type.rank:
             self.fail(e.span, f"too many indices for {x.type}: {used} given for {x.type.rank} axes")
         out: list[tuple] = []
+        dyns: list[tuple[int, Node, ast.Expr]] = []  # dynamic items: (position in out, node, item)
         axis = 0  # the axis of x the next item indexes
         for item in items:
             if isinstance(item, ast.EllipsisItem):
@@ -700,6 +751,9 @@ class Lowering:
                 if step == 0:
                     self.fail(item.step.span, "a slice step must not be zero")
                 out.append(("s", vals[0], vals[1], step))
+            elif (node := L.dynamic(self, item, scope)) is not None:
+                dyns.append((len(out), node, item))  # a full slice here; indexed after the static items
+                out.append(("s", None, None, 1))
             else:
                 k = self.index_int(item, scope, None, what="an index")
                 if isinstance(d, int) and not -d <= k < d:
@@ -708,11 +762,13 @@ class Lowering:
                     k += d  # a canonical IR: negative indices on literal axes counted from the start
                 out.append(("i", k))
             axis += 1
+        # where each dynamic item's axis is after the static items (an integer removes its axis)
+        dyns = [(sum(1 for o in out[:pos] if o[0] != "i"), node, item) for pos, node, item in dyns]
         while out and out[-1] == ("s", None, None, 1):
             out.pop()  # trailing full slices change nothing
-        if not out:
-            return x
-        return self.apply(e, INDEX, x, items=tuple(out))
+        if out:
+            x = self.apply(e, INDEX, x, items=tuple(out))
+        return L.dyn_index(self, x, dyns) if dyns else x
 
     def index_int(self, a: ast.Expr, scope: Scope, size=None, what: str = "slice bounds") -> int:
         """A constant index or slice bound. Slice bounds beyond a literal size are clamped, as

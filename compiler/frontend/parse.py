@@ -139,7 +139,8 @@ def _syntax_check(source: SourceFile, text: str, first: int) -> None:
     p = _parser()
     ip = p.parse_interactive()
     stack: list[_Open] = []
-    last_fn: Token | None = None
+    last_opener: Token | None = None  # the last `fn`, `for` or `while`: what a `{` belongs to
+    refused: Token | None = None  # a `while` or `break` the item has (quick.UNSUPPORTED)
     before = ip
     prev: list[Token] = []  # the last token fed (a one-element list, for the error path)
     try:
@@ -147,15 +148,20 @@ def _syntax_check(source: SourceFile, text: str, first: int) -> None:
             before = ip.copy(deepcopy_values=False)  # the state an error message is computed from
             ip.feed_token(tok)
             prev[:] = [tok]
-            if tok.type == "FN":
-                last_fn = tok
+            if tok.type in ("FN", "FOR", "WHILE"):
+                last_opener = tok
+            if tok.value in quick.UNSUPPORTED and tok.type != "NAME" and refused is None:
+                refused = tok
             if tok.type in _CLOSER:
-                stack.append(_Open(tok, last_fn if tok.type == "LBRACE" else None))
+                stack.append(_Open(tok, last_opener if tok.type == "LBRACE" else None))
             elif tok.type in _TEXT and stack and _CLOSER[stack[-1].token.type] == tok.type:
                 stack.pop()
         before = ip.copy(deepcopy_values=False)
         ip.feed_eof()
     except UnexpectedInput as e:
+        if refused is not None and isinstance(e, UnexpectedToken) and not (
+                prev and prev[0] is refused and e.token.type == "EQUAL"):  # (what follows hardly matters)
+            raise UserError(quick.UNSUPPORTED[refused.value], _token_span(source, refused)) from None
         if isinstance(e, UnexpectedCharacters):
             raise UserError(_char_message(text, e), _point(source, e.line + first, e.column)) from None
         if isinstance(e, UnexpectedToken):
@@ -190,6 +196,7 @@ _NAMES = {
     "NAME": "a name", "INT": "a number", "FLOAT": "a number", "STRING": "a string",
     "ELLIPSIS": "`...`", "_SEP": "a line break or `;`", "$END": "the end of the file",
 }
+_REFUSED = {"WHILE", "BREAK"}
 _EXPR_START = {"NAME", "INT", "FLOAT", "STRING", "TRUE", "FALSE", "INF", "PI", "NONE", "LPAR", "LSQB", "ADD_OP"}
 _OPERATORS = {"ADD_OP", "MUL_OP", "POW", "COMPARE", "LSQB", "DOT", "LPAR"}
 
@@ -228,6 +235,7 @@ def _token_error(
     cannot follow here. `prev` is the last token accepted."""
     tok = e.token
     found = _describe(tok)
+    expected = expected - _REFUSED  # never suggested
     if prev is not None and prev.type in ("INT", "FLOAT") and tok.type in ("INT", "FLOAT", "NAME") and \
             tok.line == prev.end_line and tok.column == prev.end_column:
         whole = prev.value + tok.value  # `1.5.2` lexes as `1.5` `.2`, `2x` as `2` `x`
@@ -251,20 +259,23 @@ def _token_error(
             closer = _TEXT[_CLOSER[top.token.type]]
             if top.owner is not None:
                 where = f"{top.owner.line}:{top.owner.column}"
-                return UserError(f"missing `{closer}` for the `fn` opened at {where}", span)
+                return UserError(f"missing `{closer}` for the `{top.owner.value}` opened at {where}", span)
             where = f"{top.token.line}:{top.token.column}"
             return UserError(f"missing `{closer}` for the `{top.token.value}` opened at {where}", span)
     else:
         span = _token_span(source, tok)
+    if tok.type == "EQUAL" and prev is not None and prev.type in ("FOR", "RETURN", "WHILE", "BREAK"):  # `for = 1`
+        return UserError(f"`{prev.value}` is a keyword and cannot be used as a name", _token_span(source, prev))
     if tok.value in KEYWORDS and tok.type != "NAME" and "NAME" in expected:
         return UserError(f"`{tok.value}` is a keyword and cannot be used as a name", span)
     if tok.type == "COMPARE" and "COMPARE" not in expected and expected & {"ADD_OP", "MUL_OP"}:
         return UserError("comparisons cannot be chained (`a < b < c`); compare two values at a time", span)
     if expected <= _EXPR_START | {"RSQB", "RPAR", "ELLIPSIS", "COLON"} and "INT" in expected:
         return UserError(f"expected an expression, found {found}", span)
-    if "EQUAL" in expected and "COMMA" in expected and not expected & _OPERATORS:
+    if "EQUAL" in expected and "COMMA" in expected and not expected & (_OPERATORS - {"LSQB"}):
         return UserError(
-            f"expected `=`, found {found}: a statement is `name = expression` or `return expression`", span
+            f"expected `=`, found {found}: a statement is `name = expression`, `name[index] = expression`, "
+            "a `for` loop or `return expression`", span
         )
     if "FN" in expected and not stack:
         return UserError(

@@ -26,6 +26,14 @@ class Reject(Exception):
     """The item has a syntax error (or a character lark's lexer refuses)."""
 
 
+# Statements the grammar parses only to refuse them with a message (parse.py uses these too,
+# for a `while` or `break` that is followed by a syntax error).
+UNSUPPORTED = {
+    "while": "`while` loops are not supported: use `for NAME in range(...)`",
+    "break": "`break` is not supported: a `for` loop runs its whole range",
+}
+
+
 class _Tok(NamedTuple):
     type: str
     value: str
@@ -286,6 +294,24 @@ class _Ast:
     @staticmethod
     def return_stmt(src, c, ext):
         return ast.Return(tuple(c), _span(src, ext))
+
+    @staticmethod
+    def index_assign(src, c, ext):
+        name, items, value = c
+        return ast.IndexAssign(_ident(src, name), tuple(items), value, _span(src, ext))
+
+    @staticmethod
+    def for_stmt(src, c, ext):
+        var, iter_, body = c
+        return ast.For(_ident(src, var), iter_, tuple(body), _span(src, ext))
+
+    @staticmethod
+    def while_stmt(src, c, ext):
+        raise UserError(UNSUPPORTED["while"], Span(src.path, ext[0], ext[1], ext[0], ext[1] + len("while")))
+
+    @staticmethod
+    def break_stmt(src, c, ext):
+        raise UserError(UNSUPPORTED["break"], _span(src, ext))
 
     @staticmethod
     def directive(src, c, ext):

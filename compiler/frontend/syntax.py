@@ -148,9 +148,33 @@ class Assign:
 
 
 @dataclass(frozen=True)
+class IndexAssign:
+    """`ys[t] = v` (inside a loop, on a carried array): ys with one slice replaced."""
+
+    target: Ident
+    items: tuple[Expr, ...]
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
 class Return:
     values: tuple[Expr, ...]
     span: Span
+
+
+@dataclass(frozen=True)
+class For:
+    """`for var in range(...) { body }`; `iter` is the expression after `in` (lowering checks
+    that it is a call of `range`)."""
+
+    var: Ident
+    iter: Expr
+    body: tuple[Stmt, ...]
+    span: Span
+
+
+Stmt = Assign | IndexAssign | Return | For
 
 
 @dataclass(frozen=True)
@@ -159,7 +183,7 @@ class FnDef:
     params: tuple[Param, ...]
     result: tuple[TypeExpr, ...] | None  # None: not declared
     result_is_tuple: bool
-    body: tuple[Assign | Return, ...]
+    body: tuple[Stmt, ...]
     span: Span
 
 
@@ -260,6 +284,23 @@ def format_type(t: TypeExpr) -> str:
     return f"{t.dtype.name}[{', '.join(str(d.value) for d in t.dims)}]"
 
 
+def _format_body(body: tuple[Stmt, ...], indent: str, out: list[str]) -> None:
+    for s in body:
+        if isinstance(s, Assign):
+            lhs = ", ".join(t.name for t in s.targets)
+            out.append(f"{indent}{lhs} = {format_expr(s.value)}  # line {s.span.line}")
+        elif isinstance(s, IndexAssign):
+            items = ", ".join(format_expr(i) for i in s.items)
+            out.append(f"{indent}{s.target.name}[{items}] = {format_expr(s.value)}  # line {s.span.line}")
+        elif isinstance(s, For):
+            out.append(f"{indent}for {s.var.name} in {format_expr(s.iter)} {{  # line {s.span.line}")
+            _format_body(s.body, indent + "    ", out)
+            out.append(f"{indent}}}")
+        else:
+            vals = ", ".join(format_expr(v) for v in s.values)
+            out.append(f"{indent}return {vals}  # line {s.span.line}")
+
+
 def format_module(m: Module) -> str:
     """A canonical re-rendering of the AST: one statement per line, explicit parentheses."""
     out: list[str] = []
@@ -271,13 +312,7 @@ def format_module(m: Module) -> str:
                 types = ", ".join(format_type(t) for t in item.result)
                 result = f" -> ({types})" if item.result_is_tuple else f" -> {types}"
             out.append(f"fn {item.name.name}({params}){result} {{  # line {item.span.line}")
-            for s in item.body:
-                if isinstance(s, Assign):
-                    lhs = ", ".join(t.name for t in s.targets)
-                    out.append(f"    {lhs} = {format_expr(s.value)}  # line {s.span.line}")
-                else:
-                    vals = ", ".join(format_expr(v) for v in s.values)
-                    out.append(f"    return {vals}  # line {s.span.line}")
+            _format_body(item.body, "    ", out)
             out.append("}")
         else:
             wrt = ", ".join(w.name for w in item.wrt)

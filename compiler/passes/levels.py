@@ -4,7 +4,8 @@ to Module, one file each in this folder.
     -O0   nothing: the IR as lowering and differentiation built it
     -O1   expand (stable composites in primitives), fold (constants), simplify (named
           algebraic rules, to a fixed point), cse
-    -O2   as -O1, then residuals (fewer values saved by _fwd when recomputing is cheap)
+    -O2   as -O1, then residuals (fewer values saved by _fwd when recomputing is cheap) and
+          checkpoint (a loop's gradient keeps sqrt(n) carries, not n iterations' values)
 
 Code generation then plans memory (in-place ufuncs into dead temporaries) and runs long
 elementwise chains in cache-sized blocks (codegen/fused/); those are not IR passes.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 
 from ..core.ir import Module
+from .checkpoint import checkpoint
 from .cse import cse
 from .expand import expand
 from .fold import fold
@@ -26,7 +28,7 @@ from .verify import verify
 PIPELINE: dict[int, tuple] = {
     0: (),
     1: (expand, fold, simplify, cse),
-    2: (expand, fold, simplify, cse, fewer_residuals),
+    2: (expand, fold, simplify, cse, fewer_residuals, checkpoint),
 }
 
 

@@ -18,6 +18,7 @@ from ..core.primitive import (
     PREC_ADD,
     PREC_CMP,
     PREC_MUL,
+    PREC_POSTFIX,
     PREC_POW,
     PREC_UNARY,
     Cost,
@@ -123,6 +124,9 @@ def _cast_infer(types, attrs):
 
 
 def _cast_emit(ctx, args, node):
+    x = node.inputs[0]
+    if x.type.weak and x.shape == () and not x.is_literal:  # a loop variable: a Python int, no .astype
+        return Expr(f"{ctx.xp}.{node.dtype.numpy_name}({args[0].text})", PREC_POSTFIX)
     return Expr(f"{args[0].at(16)}.astype({ctx.dtype(node.dtype)})", 16)
 
 

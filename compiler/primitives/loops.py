@@ -35,13 +35,14 @@ import numpy as np
 
 from ..core.diagnostics import UserError
 from ..core.ir import Function, Node, hint, name_of, topo_order
-from ..core.nodes import apply, dim_value_strong, param
+from ..core.nodes import apply, const, dim_value_strong, param
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.substitute import substitute
-from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_text, symbols_in
+from ..core.types import Dim, DimLike, DType, TensorType, dim_add, dim_subst, dim_text, symbols_in
 from . import algebra as B
 
 I64 = TensorType(DType.I64, ())
+LOOP_VAR = TensorType(DType.I64, (), weak=True)  # the loop variable: a Python int, weak as a literal is
 _fresh = itertools.count(1_000_000)  # positions of the front end's provisional body parameters
 
 
@@ -56,11 +57,22 @@ class Body:
     def __repr__(self) -> str:
         return self.fn.name
 
+    def with_sizes(self, env: dict) -> "Body":
+        """The body with size symbols replaced (a fn with a loop inlined at a call's sizes)."""
+        fn = self.fn
+        params = tuple(param(p.attr("name"), p.type.with_(shape=tuple(dim_subst(d, env) for d in p.shape)),
+                             p.attr("position"), p.span, p.attr("carries")) for p in fn.params)
+        if all(a is b for a, b in zip(params, fn.params)):
+            return self
+        outs = substitute(list(fn.outputs), {p.id: q for p, q in zip(fn.params, params)}, env)
+        return Body(Function(fn.name, params, tuple(outs), fn.span))
+
 
 # ---- building loops (the front end's contract) --------------------------------------------------------
 def loop_var(name: str, span=None) -> Node:
-    """The loop variable inside a body being lowered: a fresh i64 scalar parameter."""
-    return param(name, I64, next(_fresh), span)
+    """The loop variable inside a body being lowered: a fresh i64 scalar parameter, weak (a
+    Python int: x[t] * t of an f32 x stays f32, as in NumPy)."""
+    return param(name, LOOP_VAR, next(_fresh), span)
 
 
 def carry_var(name: str, init: Node, span=None) -> Node:
@@ -113,7 +125,7 @@ def make_loop(start: DimLike, stop: DimLike, step: int, var: Node, carries: list
         capture(v)  # a carry given a value the loop does not change
     # the body over its own parameters: k, t, the carries, the captures
     k = param("k", I64, 0)
-    t = param(var.attr("name"), I64, 1)
+    t = param(var.attr("name"), LOOP_VAR, 1)
     cps = [param(cv.attr("name"), cv.type, 2 + j) for j, (cv, _) in enumerate(carries)]
     pps = [param(name_of(c) or f"c{j}", c.type.strong(), 2 + len(carries) + j) for j, c in enumerate(captures)]
     mapping = {var.id: t} | {cv.id: p for (cv, _), p in zip(carries, cps)} | \
@@ -141,9 +153,12 @@ def _missing_symbols(outputs, params) -> list[str]:
     return sorted(used - have)
 
 
-def loop_nodes(body: Function, inits: list[Node], captures: list[Node], start, stop, step, reverse, span=None):
-    """The group: one `loop` node per carry."""
-    attrs = dict(body=Body(body), start=start, stop=stop, step=step, reverse=reverse, n_carries=len(inits))
+def loop_nodes(body: Function, inits: list[Node], captures: list[Node], start, stop, step, reverse, span=None,
+               **marks):
+    """The group: one `loop` node per carry. `marks` (a VJP's loops, for passes/checkpoint.py):
+    stacks = per trailing carry that is a stack, the carry it holds (-1: another value);
+    stacked = (first, count) of the captures that are a forward loop's stacks."""
+    attrs = dict(body=Body(body), start=start, stop=stop, step=step, reverse=reverse, n_carries=len(inits), **marks)
     return [apply("for_loop", *inits, *captures, span=span, out=j, **attrs) for j in range(len(inits))]
 
 
@@ -216,23 +231,51 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     sp = ctx.split(list(body.outputs), list(body.params), grads, cb)
     carry_ids = {cps[j].id for j in range(nc)}
     stacked = [r for r in sp.residuals if _reaches(r, carry_ids)]
-    n_iter = iterations(start, stop, step)
+    try:
+        n_iter = iterations(start, stop, step) if stacked else 0  # (nothing stacked: no size needed)
+    except UserError as e:
+        raise UserError(e.message, node.span) from None
+    # A carry the backward reads (or its new value) is stacked once, with one more row: row
+    # p holds it before iteration p, row p + 1 after (an RNN's h_t and tanh(...) = h_(t+1) are
+    # one stack, not two). Other values are stacked as they are. (Forward loops only: in a
+    # reverse one, k does not count the iterations done.)
+    before = {cps[j].id: j for j in range(nc)} if not reverse else {}
+    after = {}
+    if not reverse:
+        for j in range(nc):
+            after.setdefault(body.outputs[j].id, j)
+    by_carry = sorted({before.get(r.id, after.get(r.id)) for r in stacked} - {None})
+    others = [r for r in stacked if r.id not in before and r.id not in after]
     # the forward loop: the body, and each stacked value written into its array at k
-    stacks = [param(f"{name_of(r) or 'r'}_stack", TensorType(r.dtype, (n_iter, *r.shape)), len(body.params) + s)
-              for s, r in enumerate(stacked)]
-    writes = [apply("dyn_update", st, k, r, axis=0, mode="set") for st, r in zip(stacks, stacked)]
-    fwd_params = (*body.params[:2 + nc], *stacks, *pps)
+    base = len(body.params)
+    rows = dim_add(n_iter, 1)
+    cstacks = [param(f"{cps[j].attr('name')}_stack", TensorType(cps[j].dtype, (rows, *cps[j].shape)), base + s)
+               for s, j in enumerate(by_carry)]
+    stacks = [param(f"{name_of(r) or 'r'}_stack", TensorType(r.dtype, (n_iter, *r.shape)), base + len(cstacks) + s)
+              for s, r in enumerate(others)]
+    one = B.like_const(1, k)
+    writes = [apply("dyn_update", st, B.add(k, one), body.outputs[j], axis=0, mode="set")
+              for st, j in zip(cstacks, by_carry)]
+    writes += [apply("dyn_update", st, k, r, axis=0, mode="set") for st, r in zip(stacks, others)]
+    fwd_params = (*body.params[:2 + nc], *cstacks, *stacks, *pps)
     fwd_caps = list(caps)
     fwd_body = _function(f"{body.name}_fwd", fwd_params, list(body.outputs) + writes, body.span, fwd_caps)
-    fwd = loop_nodes(fwd_body, inits + [B.zeros(st.shape, st.dtype) for st in stacks], fwd_caps, start, stop, step,
-                     reverse, node.span)
+    first = [apply("dyn_update", B.zeros(st.shape, st.dtype), const(0, I64), inits[j], axis=0, mode="set")
+             for st, j in zip(cstacks, by_carry)]
+    fwd = loop_nodes(fwd_body, inits + first + [B.zeros(st.shape, st.dtype) for st in stacks], fwd_caps,
+                     start, stop, step, reverse, node.span, stacks=tuple(by_carry) + (-1,) * len(stacks))
     saved = fwd[nc:]
-    for st, r, s in zip(stacks, stacked, saved):
-        hint(s, f"{name_of(r) or 'r'}_stack")
+    for st, s in zip(cstacks + stacks, saved):
+        hint(s, st.attr("name"))
+    all_stacks = cstacks + stacks
     # the backward loop: the same range reversed, carrying the cotangents and the captures' sums
     sums = [param(f"d_{pps[i].attr('name')}", pps[i].type, 200_000 + n) for n, i in enumerate(wrt_p)]
-    stack_in = [param(st.attr("name"), st.type, 300_000 + s) for s, st in enumerate(stacks)]
-    at_k = {r.id: apply("dyn_index", sa, k, axis=0) for r, sa in zip(stacked, stack_in)}
+    stack_in = [param(st.attr("name"), st.type, 300_000 + s) for s, st in enumerate(all_stacks)]
+    at_k = {r.id: apply("dyn_index", sa, k, axis=0) for r, sa in zip(others, stack_in[len(cstacks):])}
+    for sa, j in zip(stack_in, by_carry):
+        at_k[cps[j].id] = apply("dyn_index", sa, k, axis=0)
+        if body.outputs[j].id in after and after[body.outputs[j].id] == j:
+            at_k[body.outputs[j].id] = apply("dyn_index", sa, B.add(k, one), axis=0)
     g = merge_loops(substitute(grads, at_k))
     new_cb = g[:len(fl)]
     new_sums = [accumulate(s, d) for s, d in zip(sums, g[len(fl):])]
@@ -241,7 +284,7 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     bwd_body = _function(f"{body.name}_bwd", bwd_params, new_cb + new_sums, body.span, bwd_caps)
     ct_inits = [cts.get(j) if cts.get(j) is not None else B.zeros_like(inits[j]) for j in fl]
     bwd = loop_nodes(bwd_body, ct_inits + [B.zeros_like(caps[i]) for i in wrt_p], bwd_caps,
-                     start, stop, step, not reverse, node.span)
+                     start, stop, step, not reverse, node.span, stacked=(len(caps), len(saved)))
     out: list[Node | None] = [None] * (nc + len(caps))
     for n, j in enumerate(fl):
         out[j] = bwd[n] if needs[j] else None
@@ -314,8 +357,8 @@ def is_loop_index(i: Node) -> bool:
     if i.shape != () or i.dtype.is_float or i.dtype == DType.BOOL:
         return False
     for n in topo_order([i]):
-        if n.is_param:
-            if n.type != I64 or n.attr("position") < 1_000_000:
+        if n.is_param:  # a loop variable: weak (a carried integer is strong)
+            if n.type != LOOP_VAR or n.attr("position") < 1_000_000:
                 return False
         elif not (n.is_literal or n.op.elementwise):
             return False
@@ -369,32 +412,42 @@ def _subscript(ctx, args, node, x_text) -> str:
 
 def _index_emit(ctx, args, node):
     x = args[0].at(PREC_POSTFIX)
+    if not x.isidentifier():  # (an expression is written once: through the helper)
+        return Expr(f"{ctx.helper('index_at')}({args[0].text}, {node.attr('axis')}, {args[1].text}, "
+                    f"{_where(ctx, node)})", PREC_POSTFIX)
     return Expr(f"{x}[{_subscript(ctx, args, node, x)}]", PREC_POSTFIX)
 
 
-UPDATED = Helper("updated", '''def _updated(x, axis, i, v, add):
-    """x with its slice i along axis set to v (add: increased by v), as a new array."""
+INDEX_AT = Helper("index_at", '''def _index_at(x, axis, i, where):
+    """x[..., i, ...] at axis (a view), i checked as _at does."""
+    return x[(slice(None),) * axis + (_at(i, x.shape[axis], where),)]
+''', uses=("at",))
+
+
+UPDATED = Helper("updated", '''def _updated(x, axis, i, v, add, where):
+    """x with its slice i along axis set to v (add: increased by v), as a new array; i checked
+    as _at does."""
     out = x.copy()
-    at = (slice(None),) * axis + (i,)
+    at = (slice(None),) * axis + (_at(i, x.shape[axis], where),)
     if add:
         out[at] += v
     else:
         out[at] = v
     return out
-''')
+''', uses=("at",))
 
 
 def _update_emit(ctx, args, node):
     """A new array; the emitter writes a carry of a loop body in place instead (update_in_place)."""
-    x = args[0].at(PREC_POSTFIX)
-    i = f"{ctx.helper('at')}({args[1].text}, {x}.shape[{node.attr('axis')}], {_where(ctx, node)})"
-    return Expr(f"{ctx.helper('updated')}({args[0].text}, {node.attr('axis')}, {i}, {args[2].text}, "
-                f"{node.attr('mode') == 'add'})", PREC_POSTFIX)
+    return Expr(f"{ctx.helper('updated')}({args[0].text}, {node.attr('axis')}, {args[1].text}, {args[2].text}, "
+                f"{node.attr('mode') == 'add'}, {_where(ctx, node)})", PREC_POSTFIX)
 
 
 def update_in_place(ctx, args, node) -> str:
     """The statement that updates the carry args[0] names in place."""
     x = args[0].text
+    if node.op.name == "add":
+        return f"{x} += {args[1].text}"
     op = "+=" if node.attr("mode") == "add" else "="
     return f"{x}[{_subscript(ctx, args, node, x)}] {op} {args[2].text}"
 
@@ -445,7 +498,8 @@ def _update_meaning(ctx, args, node):
 
 register(Primitive(
     "dyn_index", "shape", _index_infer, _index_emit, _index_vjp, _index_jvp, _index_meaning,
-    helpers=(AT,), view=True, doc="x at a run-time integer index i along axis (a bounds check, never wrap-around)",
+    helpers=(AT, INDEX_AT), view=True,
+    doc="x at a run-time integer index i along axis (a bounds check, never wrap-around)",
     examples=((("f64[3, 2]", "i64"), {"axis": 0}, {1: "int:0:3"}), (("f64[2, 3]", "i64"), {"axis": 1}, {1: "int:0:3"})),
 ))
 register(Primitive(
@@ -468,8 +522,14 @@ def in_place_updates(body: Function) -> set[int]:
     for o in body.outputs:
         uses[o.id] = uses.get(o.id, 0) + 1
     carries = {p.id for p in body.params[2:2 + len(body.outputs)]}
-    return {n.id for n in order if n.op.name == "dyn_update" and n.inputs[0].id in carries
-            and uses.get(n.inputs[0].id) == 1}
+    out = set()
+    for n in order:
+        if n.op.name == "dyn_update" and n.inputs[0].id in carries and uses.get(n.inputs[0].id) == 1:
+            out.add(n.id)
+        elif (n.op.name == "add" and n.inputs[0].id in carries and uses.get(n.inputs[0].id) == 1
+              and n.inputs[0].type == n.type and n.inputs[1] is not n.inputs[0]):
+            out.add(n.id)  # a sum carried along (a gradient's): total += delta
+    return out
 
 
 def written_in_place(body: Function) -> set[int]:
@@ -538,3 +598,59 @@ def with_body(node: Node, body: Body) -> Node:
     attrs = {k: v for k, v in node.attrs}
     attrs["body"] = body
     return apply("for_loop", *node.inputs, span=node.span, **attrs)
+
+
+# ---- written out, for the SymPy check's reference -----------------------------------------------------------
+def unroll(outputs: list[Node], sizes: dict) -> list[Node]:
+    """outputs with every loop written out iteration by iteration at these sizes (the body's
+    outputs over the previous iteration's, k and t as literals), nested loops too: a graph
+    of other primitives, whose meanings the check's reference differentiates."""
+    from ..core.nodes import const
+    from ..core.types import dim_subst
+
+    while True:
+        loop = next((n for n in topo_order(outputs) if n.op.name == "for_loop"), None)
+        if loop is None:
+            return list(outputs)
+        body, inits, caps = parts(loop)
+        start, stop = (int(dim_subst(loop.attr(a), sizes)) for a in ("start", "stop"))
+        steps = list(enumerate(range(start, stop, loop.attr("step"))))
+        carry = list(inits)
+        for k, t in (reversed(steps) if loop.attr("reverse") else steps):
+            values = [const(k, I64), const(t, I64)] + carry + caps
+            carry = substitute(list(body.outputs), {p.id: v for p, v in zip(body.params, values)})
+        members = [m for m in topo_order(outputs) if m.op is loop.op and group_of(m) == group_of(loop)]
+        outputs = substitute(list(outputs), {m.id: carry[m.attr("out")] for m in members})
+
+
+# ---- checkpointed (-O2: passes/checkpoint.py) -----------------------------------------------------------------
+def checkpointed(fwd: Node, bwd: Node) -> list[Node]:
+    """One group for a VJP's forward loop `fwd` (which stacks values for every iteration) and
+    the backward loop `bwd` that reads the stacks: the carries are saved every sqrt(n)
+    iterations only, and each segment is run forward again, stacking its own iterations, just
+    before the backward loop needs it. Members: fwd's carries, then bwd's."""
+    fbody, finits, fcaps = parts(fwd)
+    marks = fwd.attr("stacks")
+    nc = len(finits) - len(marks)
+    first, count = bwd.attr("stacked")
+    bbody, binits, bcaps = parts(bwd)
+    plain = Function(f"{fbody.name}_plain", fbody.params, fbody.outputs[:nc], fbody.span)
+    inputs = finits[:nc] + fcaps + binits + bcaps[:first] + bcaps[first + count:]
+    attrs = dict(fwd=Body(fbody), plain=Body(plain), bwd=Body(bbody), start=fwd.attr("start"),
+                 stop=fwd.attr("stop"), step=fwd.attr("step"), n_carries=nc, n_fcaps=len(fcaps),
+                 n_bcarries=len(binits), stacks=marks, stacked=(first, count))
+    return [apply("ckpt_loop", *inputs, span=bwd.span, out=j, **attrs) for j in range(nc + len(binits))]
+
+
+def _ckpt_infer(types, attrs):
+    j, nc, nf = attrs["out"], attrs["n_carries"], attrs["n_fcaps"]
+    return (types[j] if j < nc else types[nf + j]).strong()
+
+
+register(Primitive(
+    "ckpt_loop", "subgraph", _ckpt_infer, None, None, None, None, differentiable=False, cost=Cost.COSTLY,
+    rule_shape="nondifferentiable",
+    sympy_note="a pass makes it from a derivative's loops at -O2, after differentiation and the check",
+    doc="a VJP's forward and backward loops with the carries saved every sqrt(n) iterations and each "
+        "segment recomputed (passes/checkpoint.py); members: the forward carries, then the backward's",
+))

@@ -31,6 +31,8 @@ from ..core.ir import Node, topo_order
 from ..core.primitive import SymContext
 from ..core.types import DType
 from ..primitives.common import numpy_pow_number
+from ..primitives.loops import group_of as loop_group
+from ..primitives.loops import parts as loop_parts
 
 DIGITS = 60
 
@@ -331,6 +333,20 @@ class Meanings:
         return Compiled(node, tuple(symbolic), symbols, outputs, compile_exprs(symbols, outputs), by_symbol)
 
     # ---- evaluating graphs ----------------------------------------------------------------------
+    def loop(self, node: Node, args: list[np.ndarray]) -> list[np.ndarray]:
+        """The carries after a loop (primitives/loops.py), its body evaluated numerically at each
+        iteration (a loop's meaning as one SymPy expression would grow with every iteration)."""
+        body, inits, _ = loop_parts(node)
+        nc = len(inits)
+        carry, caps = list(args[:nc]), list(args[nc:])
+        start, stop = (self.ctx.dim(node.attr(a)) for a in ("start", "stop"))
+        steps = list(enumerate(range(start, stop, node.attr("step"))))
+        for k, t in (reversed(steps) if node.attr("reverse") else steps):
+            values = [np.asarray(k, dtype=object), np.asarray(t, dtype=object)] + carry + caps
+            got = self.evaluate(list(body.outputs), {p.id: v for p, v in zip(body.params, values)})
+            carry = [got[o.id] for o in body.outputs]
+        return carry
+
     def leaf(self, node: Node) -> np.ndarray:
         value = node.op.sympy(self.ctx, [], node)
         arr = np.asarray(value, dtype=object).reshape(self.shape(node))
@@ -340,6 +356,7 @@ class Meanings:
         """Every node's value (object arrays of numbers), given the parameters' values in env."""
         vals = dict(env) if vals is None else vals
         vals.update(env)
+        loops: dict = {}  # a loop group -> its carries (every member computed at once)
         for n in topo_order(outputs):
             if n.id in vals:
                 continue
@@ -349,6 +366,12 @@ class Meanings:
                 vals[n.id] = self.leaf(n)
                 continue
             args = [vals[i.id] for i in n.inputs]
+            if n.op.group_vjp is not None:  # a loop: its body evaluated, iteration by iteration
+                key = loop_group(n)
+                if key not in loops:
+                    loops[key] = self.loop(n, args)
+                vals[n.id] = loops[key][n.attr("out")]
+                continue
             c = self.compiled(n, args)
             out = np.empty(len(c.outputs), dtype=object)
             out[:] = [_plain(v, n.dtype) for v in c.value(*c.flat_args(args))]

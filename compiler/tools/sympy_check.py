@@ -39,7 +39,7 @@ import math
 import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import mpmath
 import numpy as np
@@ -49,6 +49,7 @@ from ..core.ir import Function, Module, topo_order
 from ..core.primitive import REGISTRY
 from ..core.substitute import with_calls_expanded
 from ..core.types import Dim, DType
+from ..primitives.loops import unroll
 from . import reference
 from .numeric_meanings import DIGITS, Meanings, concrete_shape, symbolic_evaluate
 from .special_points import special_points
@@ -221,6 +222,9 @@ class _Check:
     def __init__(self, checker: Checker, deriv: Function, target: Function, sizes: dict):
         if any(n.op.body is not None for n in topo_order(target.outputs)):
             target = with_calls_expanded(target)  # as the directive differentiated it
+        if any(n.op.group_vjp is not None for n in topo_order(target.outputs)):
+            # loops written out at these sizes: the reference is sympy.diff of the body, unrolled
+            target = replace(target, outputs=tuple(unroll(list(target.outputs), sizes)))
         self.c, self.deriv, self.target, self.sizes = checker, deriv, target, sizes
         self.d = deriv.derivative
         self.m = Meanings(sizes)
