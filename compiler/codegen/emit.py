@@ -67,13 +67,14 @@ class ModuleContext:
         self.bodies: dict[tuple, str] = {}  # a loop body (its parameters and outputs) -> its Python name
         self.body_sources: list[str] = []  # written after the functions that use them
 
-    def body_function(self, fn: Function) -> str:
-        """The module-level function of a loop body (written once, on its first use)."""
+    def body_function(self, fn: Function, source: str = "") -> str:
+        """The module-level function of a loop body (written once, on its first use); `source`:
+        the fn of the source it is in, which its run-time errors name."""
         key = (tuple(p.id for p in fn.params), tuple(o.id for o in fn.outputs))  # (nodes are interned: equal bodies, one function)
         name = self.bodies.get(key)
         if name is None:
             name = self.bodies[key] = self.names.fresh(f"_{fn.name}")
-            self.body_sources.append(_body_source(self, fn, name))
+            self.body_sources.append(_body_source(self, fn, name, source))
         return name
 
     def order(self, fn: Function) -> list[Node]:
@@ -97,6 +98,7 @@ class FnContext:
         self.vars: dict[int, str] = {}
         self.symbols: dict[str, str] = {}
         self.fn_name = ""  # the source name of the function being written, for messages
+        self.source_fn = ""  # a loop body's: the source fn it is in
         self.params: dict[int, str] = {}  # param id -> how messages name it ("argument `k`")
         # without checks: size symbol -> where it is read, bound when the code first needs it
         self.unbound: dict[str, str] = {}
@@ -238,6 +240,7 @@ class Body:
         self.accumulated: set[int] = set()
         self.uses: dict[int, int] = {}  # node id -> reads and returns (set by emit)
         self.in_place: set[int] = set()  # dyn_update nodes written in place (a loop body's own carry)
+        self.fuse = True  # blocked loops (off in a loop body: see _body_source)
 
     def emit(self) -> list[Expr]:
         fn, ctx = self.fn, self.ctx
@@ -255,7 +258,7 @@ class Body:
         for o in fn.outputs:
             uses[o.id] = uses.get(o.id, 0) + 1
         self.uses = uses
-        kernels = plan(order, list(fn.outputs)) if ctx.mod.options.fuse else []
+        kernels = plan(order, list(fn.outputs)) if ctx.mod.options.fuse and self.fuse else []
         in_kernel = {n.id for k in kernels for n in k.nodes}
         items = schedule(order, kernels) if kernels else order
         keep = {p.id for p in fn.params} | out_ids  # never written over: arguments and results
@@ -312,7 +315,7 @@ class Body:
         nc = n.attr("n_carries")
         key = loop_group(n)
         members = {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
-        fname = ctx.mod.body_function(body)
+        fname = ctx.mod.body_function(body, n.attr("body").source)
         written = written_in_place(body)
         names = [(ctx.hint(members[j]) if j in members else None) or body.params[2 + j].attr("name") for j in range(nc)]
         carries = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses)
@@ -336,8 +339,11 @@ class Body:
         for init, name, w in zip(inits, names, written):
             var = self.ctx.names.fresh(name)
             arg = self.arg(init, n)
-            fresh = init.op.allocates and not init.is_leaf and uses.get(init.id, 0) == 1 and not init.op.is_view(init)
-            self.statement(f"{var} = {arg.at(PREC_POSTFIX)}.copy()" if w and not fresh else f"{var} = {arg.text}", n)
+            fresh = init.is_literal or (init.op.allocates and not init.is_leaf and uses.get(init.id, 0) == 1
+                                        and not init.op.is_view(init))
+            # (copied unless a fresh temporary: after zero iterations the loop's result is its
+            # initial value, which must not be an argument or a value something else writes over)
+            self.statement(f"{var} = {arg.text}" if fresh else f"{var} = {arg.at(PREC_POSTFIX)}.copy()", n)
             out.append(var)
         return out
 
@@ -351,7 +357,7 @@ class Body:
         first, _ = n.attr("stacked")
         key = loop_group(n)
         members = {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
-        f_name, p_name, b_name = (ctx.mod.body_function(b) for b in (fwd, plain, bwd))
+        f_name, p_name, b_name = (ctx.mod.body_function(n.attr(a).fn, n.attr(a).source) for a in ("fwd", "plain", "bwd"))
         names = [ctx.hint(members[j]) if j in members and ctx.hint(members[j]) else fwd.params[2 + j].attr("name")
                  for j in range(nc)]
         written = written_in_place(plain)
@@ -559,12 +565,16 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _body_source(mod: ModuleContext, fn: Function, py_name: str) -> str:
+FUSE_BODIES = True
+
+
+def _body_source(mod: ModuleContext, fn: Function, py_name: str, source: str = "") -> str:
     """A loop body as a function: no argument checks (the loop passes what it was given), the
     new carries returned as a tuple, a carry only an update reads written in place."""
     names = mod.names.child()
     ctx = FnContext(mod, names)
     ctx.fn_name = fn.name
+    ctx.source_fn = source
     for p in fn.params:
         ctx.vars[p.id] = names.fresh(p.attr("name"))
     arrays = [checks.Arg(ctx.vars[p.id], p, p.attr("name")) for p in fn.params if p.attr("carries") is None]
@@ -572,6 +582,7 @@ def _body_source(mod: ModuleContext, fn: Function, py_name: str) -> str:
     ctx.unbound = {sym: src for sym, (src, _) in checks.symbol_sources(arrays, carriers).items()}
     b = Body(ctx, fn)
     b.in_place = in_place_updates(fn)
+    b.fuse = FUSE_BODIES
     outs = b.emit()
     seen: set[str] = set()
     texts = []

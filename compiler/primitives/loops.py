@@ -47,12 +47,14 @@ _fresh = itertools.count(1_000_000)  # positions of the front end's provisional 
 
 
 class Body:
-    """A loop's body as a node attribute: compared by identity, printed as its name."""
+    """A loop's body as a node attribute: compared by identity, printed as its name. `source`:
+    the fn of the source the loop is in (what a run-time error names)."""
 
-    __slots__ = ("fn",)
+    __slots__ = ("fn", "source")
 
-    def __init__(self, fn: Function):
+    def __init__(self, fn: Function, source: str = ""):
         self.fn = fn
+        self.source = source or fn.name
 
     def __repr__(self) -> str:
         return self.fn.name
@@ -65,7 +67,7 @@ class Body:
         if all(a is b for a, b in zip(params, fn.params)):
             return self
         outs = substitute(list(fn.outputs), {p.id: q for p, q in zip(fn.params, params)}, env)
-        return Body(Function(fn.name, params, tuple(outs), fn.span))
+        return Body(Function(fn.name, params, tuple(outs), fn.span), self.source)
 
 
 # ---- building loops (the front end's contract) --------------------------------------------------------
@@ -94,7 +96,7 @@ def iterations(start: DimLike, stop: DimLike, step: int) -> DimLike:
 
 
 def make_loop(start: DimLike, stop: DimLike, step: int, var: Node, carries: list[tuple[Node, Node]],
-              new_values: list[Node], span=None, name: str = "loop") -> list[Node]:
+              new_values: list[Node], span=None, name: str = "loop", source: str = "") -> list[Node]:
     """The carries' values after the loop. `var`, the carry variables and `new_values` come from
     lowering the body over the outer scope; the outer values it reads become captures."""
     if step == 0:
@@ -137,10 +139,10 @@ def make_loop(start: DimLike, stop: DimLike, step: int, var: Node, carries: list
     sizes = [param(f"size_{s}", I64, base + j, carries=s) for j, s in enumerate(missing)]
     captures += [dim_value_strong(s) for s in missing]
     pps += sizes
-    body = Function(name, (k, t, *cps, *pps), tuple(outs), span)
+    body = Function(f"{source}_{name}" if source else name, (k, t, *cps, *pps), tuple(outs), span)
     inits = [B.retype(init, init.dtype) if init.type.weak else init for _, init in carries]
     return loop_nodes(body, inits, [B.retype(c, c.dtype) if c.type.weak else c for c in captures],
-                      start, stop, step, False, span)
+                      start, stop, step, False, span, source=source)
 
 
 def _missing_symbols(outputs, params) -> list[str]:
@@ -154,11 +156,11 @@ def _missing_symbols(outputs, params) -> list[str]:
 
 
 def loop_nodes(body: Function, inits: list[Node], captures: list[Node], start, stop, step, reverse, span=None,
-               **marks):
+               source: str = "", **marks):
     """The group: one `loop` node per carry. `marks` (a VJP's loops, for passes/checkpoint.py):
     stacks = per trailing carry that is a stack, the carry it holds (-1: another value);
     stacked = (first, count) of the captures that are a forward loop's stacks."""
-    attrs = dict(body=Body(body), start=start, stop=stop, step=step, reverse=reverse, n_carries=len(inits), **marks)
+    attrs = dict(body=Body(body, source), start=start, stop=stop, step=step, reverse=reverse, n_carries=len(inits), **marks)
     return [apply("for_loop", *inits, *captures, span=span, out=j, **attrs) for j in range(len(inits))]
 
 
@@ -206,7 +208,8 @@ def _jvp(ctx, node, ts):
     new_body = _function(f"{body.name}_jvp", params, merge_loops(list(body.outputs) + new_t), body.span, new_caps)
     t_init = [t_inits[j] if t_inits[j] is not None else B.zeros_like(inits[j]) for j in moving_c]
     group = loop_nodes(new_body, inits + t_init, new_caps, node.attr("start"),
-                       node.attr("stop"), node.attr("step"), node.attr("reverse"), node.span)
+                       node.attr("stop"), node.attr("step"), node.attr("reverse"), node.span,
+                       source=node.attr("body").source)
     j = node.attr("out")
     return group[nc + moving_c.index(j)] if j in moving_c else None
 
@@ -263,7 +266,8 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     first = [apply("dyn_update", B.zeros(st.shape, st.dtype), const(0, I64), inits[j], axis=0, mode="set")
              for st, j in zip(cstacks, by_carry)]
     fwd = loop_nodes(fwd_body, inits + first + [B.zeros(st.shape, st.dtype) for st in stacks], fwd_caps,
-                     start, stop, step, reverse, node.span, stacks=tuple(by_carry) + (-1,) * len(stacks))
+                     start, stop, step, reverse, node.span, source=node.attr("body").source,
+                     stacks=tuple(by_carry) + (-1,) * len(stacks))
     saved = fwd[nc:]
     for st, s in zip(cstacks + stacks, saved):
         hint(s, st.attr("name"))
@@ -284,7 +288,8 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     bwd_body = _function(f"{body.name}_bwd", bwd_params, new_cb + new_sums, body.span, bwd_caps)
     ct_inits = [cts.get(j) if cts.get(j) is not None else B.zeros_like(inits[j]) for j in fl]
     bwd = loop_nodes(bwd_body, ct_inits + [B.zeros_like(caps[i]) for i in wrt_p], bwd_caps,
-                     start, stop, step, not reverse, node.span, stacked=(len(caps), len(saved)))
+                     start, stop, step, not reverse, node.span, source=node.attr("body").source,
+                     stacked=(len(caps), len(saved)))
     out: list[Node | None] = [None] * (nc + len(caps))
     for n, j in enumerate(fl):
         out[j] = bwd[n] if needs[j] else None
@@ -400,8 +405,10 @@ AT = Helper("at", '''def _at(i, n, where):
 
 
 def _where(ctx, node) -> str:
-    """Where a run-time index is, as a string literal for its message (repr: never code)."""
-    return repr(f"{ctx.fn_name}(), {node.span.file}:{node.span.line}" if node.span is not None else ctx.fn_name)
+    """Where a run-time index is, as a string literal for its message (repr: never code): the
+    source fn (a loop body's own, not the helper's name) and line."""
+    fn = getattr(ctx, "source_fn", "") or ctx.fn_name
+    return repr(f"{fn}(), {node.span.file}:{node.span.line}" if node.span is not None else fn)
 
 
 def _subscript(ctx, args, node, x_text) -> str:
@@ -636,7 +643,8 @@ def checkpointed(fwd: Node, bwd: Node) -> list[Node]:
     bbody, binits, bcaps = parts(bwd)
     plain = Function(f"{fbody.name}_plain", fbody.params, fbody.outputs[:nc], fbody.span)
     inputs = finits[:nc] + fcaps + binits + bcaps[:first] + bcaps[first + count:]
-    attrs = dict(fwd=Body(fbody), plain=Body(plain), bwd=Body(bbody), start=fwd.attr("start"),
+    source = fwd.attr("body").source
+    attrs = dict(fwd=Body(fbody, source), plain=Body(plain, source), bwd=Body(bbody, source), start=fwd.attr("start"),
                  stop=fwd.attr("stop"), step=fwd.attr("step"), n_carries=nc, n_fcaps=len(fcaps),
                  n_bcarries=len(binits), stacks=marks, stacked=(first, count))
     return [apply("ckpt_loop", *inputs, span=bwd.span, out=j, **attrs) for j in range(nc + len(binits))]
