@@ -318,7 +318,7 @@ class Body:
         fname = ctx.mod.body_function(body, n.attr("body").source)
         written = written_in_place(body)
         names = [(ctx.hint(members[j]) if j in members else None) or body.params[2 + j].attr("name") for j in range(nc)]
-        carries = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses)
+        carries = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses, len(members))
         caps = [self.arg(i, n).text for i in n.inputs[nc:]]
         start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
         rng = f"range({ctx.dim(start)}, {ctx.dim(stop)}, {step})"
@@ -332,14 +332,15 @@ class Body:
                 ctx.vars[m.id] = var
                 self.exprs[m.id] = Expr(var)
 
-    def carries(self, n: Node, inits, names, written, uses) -> list[str]:
+    def carries(self, n: Node, inits, names, written, uses, readers: int = 1) -> list[str]:
         """Variables for a loop's carries, set to their initial values (copied where the body
         writes into them: never into the caller's array)."""
         out = []
         for init, name, w in zip(inits, names, written):
             var = self.ctx.names.fresh(name)
             arg = self.arg(init, n)
-            fresh = init.is_literal or (init.op.allocates and not init.is_leaf and uses.get(init.id, 0) == 1
+            # (`readers`: the group's members here, each of which has every input of the loop)
+            fresh = init.is_literal or (init.op.allocates and not init.is_leaf and uses.get(init.id, 0) == readers
                                         and not init.op.is_view(init))
             # (copied unless a fresh temporary: after zero iterations the loop's result is its
             # initial value, which must not be an argument or a value something else writes over)
@@ -361,12 +362,13 @@ class Body:
         names = [ctx.hint(members[j]) if j in members and ctx.hint(members[j]) else fwd.params[2 + j].attr("name")
                  for j in range(nc)]
         written = written_in_place(plain)
-        cs = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses)
+        cs = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses, len(members))
         fcaps = [self.arg(i, n).text for i in n.inputs[nc:nc + nf]]
         bnames = [ctx.hint(members[nc + j]) if nc + j in members and ctx.hint(members[nc + j])
                   else bwd.params[2 + j].attr("name") for j in range(nb)]
         bwritten = written_in_place(bwd)
-        ds = self.carries(n, n.inputs[nc + nf:nc + nf + nb], bnames, [j in bwritten for j in range(nb)], uses)
+        ds = self.carries(n, n.inputs[nc + nf:nc + nf + nb], bnames, [j in bwritten for j in range(nb)], uses,
+                          len(members))
         bcaps = [self.arg(i, n).text for i in n.inputs[nc + nf + nb:]]
         start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
         steps, every, saved, j = (ctx.names.fresh(x) for x in ("steps", "every", "saved", "j"))

@@ -263,8 +263,7 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     fwd_params = (*body.params[:2 + nc], *cstacks, *stacks, *pps)
     fwd_caps = list(caps)
     fwd_body = _function(f"{body.name}_fwd", fwd_params, list(body.outputs) + writes, body.span, fwd_caps)
-    first = [apply("dyn_update", B.zeros(st.shape, st.dtype), const(0, I64), inits[j], axis=0, mode="set")
-             for st, j in zip(cstacks, by_carry)]
+    first = [apply("stack_first", inits[j], rows=rows) for j in by_carry]
     fwd = loop_nodes(fwd_body, inits + first + [B.zeros(st.shape, st.dtype) for st in stacks], fwd_caps,
                      start, stop, step, reverse, node.span, source=node.attr("body").source,
                      stacks=tuple(by_carry) + (-1,) * len(stacks))
@@ -628,6 +627,38 @@ def unroll(outputs: list[Node], sizes: dict) -> list[Node]:
             carry = substitute(list(body.outputs), {p.id: v for p, v in zip(body.params, values)})
         members = [m for m in topo_order(outputs) if m.op is loop.op and group_of(m) == group_of(loop)]
         outputs = substitute(list(outputs), {m.id: carry[m.attr("out")] for m in members})
+
+
+# ---- a carry's stack, its first row the initial value -------------------------------------------------------
+def _first_infer(types, attrs):
+    return types[0].with_(shape=(attrs["rows"], *types[0].shape), weak=False)
+
+
+def _first_meaning(ctx, args, node):
+    x = np.asarray(args[0], dtype=object)
+    out = np.zeros(ctx.shape(node.shape), dtype=object)
+    out[0] = x
+    return out
+
+
+STACK_FIRST = Helper("stack_first", '''def _stack_first(x, rows):
+    """An array of `rows` rows for a loop to fill, row 0 x (the others written by the loop)."""
+    x = xp.asarray(x)
+    out = xp.empty((rows,) + x.shape, dtype=x.dtype)
+    out[0] = x
+    return out
+''')
+
+register(Primitive(
+    "stack_first", "shape", _first_infer,
+    lambda ctx, args, node: Expr(f"{ctx.helper('stack_first')}({args[0].text}, {ctx.dim(node.attr('rows'))})",
+                                 PREC_POSTFIX),
+    lambda ctx, node, ct, needs: [apply("dyn_index", ct, const(0, I64), axis=0)],
+    lambda ctx, node, ts: None if ts[0] is None else apply("stack_first", ts[0], rows=node.attr("rows")),
+    _first_meaning, helpers=(STACK_FIRST,), allocates=True,
+    doc="[rows, ...] with row 0 x: a loop's stack of a carry (rows 1.. are the loop's to write; 0 in the meaning)",
+    examples=((("f64[2]",), {"rows": 3}, {}), (("f64",), {"rows": 2}, {})),
+))
 
 
 # ---- checkpointed (-O2: passes/checkpoint.py) -----------------------------------------------------------------
