@@ -201,8 +201,6 @@ def test_o1_gradient_holds_one_stack(tmp_path):
     assert _peak_bytes(m, args) < 1.3 * stack
 
 
-@pytest.mark.xfail(strict=True, reason="IR side: -O2's rnn_grad still runs the stacking forward loop (its h feeds "
-                                       "the loss's cotangent) before the checkpointed one: O(T) memory, 3 passes")
 def test_o2_gradient_memory_is_about_sqrt_T_carries(tmp_path):
     args, stack = _long_rnn()
     m1 = compile_module(RNN_WU, tmp_path, path="rnn.tl", opt_level=1)

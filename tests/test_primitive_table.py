@@ -37,7 +37,7 @@ def test_records_are_frozen_and_compared_by_identity():
 def test_non_differentiable_primitives_are_exactly_the_expected_ones():
     """A rule missing is not the same as `not differentiable`: the latter is a short, reviewed list."""
     nondiff = sorted(n for n, p in REGISTRY.items() if not p.differentiable)
-    assert nondiff == ["argmax", "argmin", "argsort", "ckpt_loop", "eq", "ge", "gt", "le", "logical_and", "logical_not", "logical_or",
+    assert nondiff == ["argmax", "argmin", "argsort", "ckpt_bwd", "ckpt_fwd", "eq", "ge", "gt", "le", "logical_and", "logical_not", "logical_or",
                        "lt", "ne", "onehot"]
     assert [n for n, p in REGISTRY.items() if p.detaches] == ["stop_gradient"]
 

@@ -278,7 +278,9 @@ class Body:
                 continue  # written at each use, in the form the use needs
             if n.op.emit is None and n.op.kind is Kind.SUBGRAPH:  # a loop: written once, for all its carries
                 if n.id not in self.exprs:
-                    (self.checkpointed if n.attr("plain") is not None else self.loop)(n, order, uses)
+                    write = (self.checkpoint_forward if n.attr("plain") is not None else
+                             self.checkpoint_backward if n.attr("bwd") is not None else self.loop)
+                    write(n, order, uses)
                 continue
             args = [self.arg(i, n) for i in n.inputs]
             if n.id in self.in_place:
@@ -348,54 +350,80 @@ class Body:
             out.append(var)
         return out
 
-    def checkpointed(self, n: Node, order: list[Node], uses: dict[int, int]) -> None:
-        """A VJP's forward and backward loops, the carries saved every sqrt(n) iterations and each
-        segment run forward again (stacking only its own iterations) before going back over it."""
+    def _group(self, n: Node, order: list[Node]) -> dict[int, Node]:
+        key = loop_group(n)
+        return {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
+
+    def _steps(self, n: Node) -> tuple[str, str]:
+        """`steps = tuple(enumerate(range(...)))`, `every = sqrt(len(steps))` for a checkpointed loop."""
         ctx = self.ctx
-        fwd, plain, bwd = (n.attr(a).fn for a in ("fwd", "plain", "bwd"))
+        start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
+        steps, every = ctx.names.fresh("steps"), ctx.names.fresh("every")
+        self.statement(f"{steps} = tuple(enumerate(range({ctx.dim(start)}, {ctx.dim(stop)}, {step})))", n)
+        self.statement(f"{every} = max(1, int(len({steps}) ** 0.5))  # carries kept every sqrt(n) iterations", n)
+        return steps, every
+
+    def checkpoint_forward(self, n: Node, order: list[Node], uses: dict[int, int]) -> None:
+        """A VJP's forward loop at -O2: the body alone, the carries kept every sqrt(n) iterations."""
+        ctx = self.ctx
+        plain = n.attr("plain")
+        nc = n.attr("n_carries")
+        members = self._group(n, order)
+        p_name = ctx.mod.body_function(plain.fn, plain.source)
+        names = [(ctx.hint(members[j]) if j in members else None) or plain.fn.params[2 + j].attr("name")
+                 for j in range(nc)]
+        written = written_in_place(plain.fn)
+        cs = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses, len(members))
+        caps = [self.arg(i, n).text for i in n.inputs[nc:]]
+        steps, every = self._steps(n)
+        saved, j, k, t = (ctx.names.fresh(x) for x in ("saved", "j", "k", plain.fn.params[1].attr("name")))
+        stacks = len(plain.fn.params) - 2 - nc - len(caps)  # (the stacks the plain body does not fill)
+        copy = [f"{c}.copy()" if i in written else c for i, c in enumerate(cs)]
+        for line in (f"{saved} = []",
+                     f"for {j} in range(0, len({steps}), {every}):",
+                     f"    {saved}.append(({', '.join(copy)},))",
+                     f"    for {k}, {t} in {steps}[{j}:{j} + {every}]:",
+                     f"        {', '.join(cs)}, = {p_name}({', '.join([k, t] + cs + ['None'] * stacks + caps)})"):
+            self.statement(line, n)
+        for j2, var in enumerate(cs + [saved]):
+            m = members.get(j2)
+            if m is not None:
+                ctx.vars[m.id] = var
+                self.exprs[m.id] = Expr(var)
+
+    def checkpoint_backward(self, n: Node, order: list[Node], uses: dict[int, int]) -> None:
+        """A VJP's backward loop at -O2: each segment of sqrt(n) iterations run forward again from
+        its saved carries, stacking only its own iterations, then gone back over."""
+        ctx = self.ctx
+        fwd, bwd = n.attr("fwd"), n.attr("bwd")
         nc, nf, nb = n.attr("n_carries"), n.attr("n_fcaps"), n.attr("n_bcarries")
         marks = n.attr("stacks")
         first, _ = n.attr("stacked")
-        key = loop_group(n)
-        members = {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
-        f_name, p_name, b_name = (ctx.mod.body_function(n.attr(a).fn, n.attr(a).source) for a in ("fwd", "plain", "bwd"))
-        names = [ctx.hint(members[j]) if j in members and ctx.hint(members[j]) else fwd.params[2 + j].attr("name")
-                 for j in range(nc)]
-        written = written_in_place(plain)
-        cs = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses, len(members))
-        fcaps = [self.arg(i, n).text for i in n.inputs[nc:nc + nf]]
-        bnames = [ctx.hint(members[nc + j]) if nc + j in members and ctx.hint(members[nc + j])
-                  else bwd.params[2 + j].attr("name") for j in range(nb)]
-        bwritten = written_in_place(bwd)
-        ds = self.carries(n, n.inputs[nc + nf:nc + nf + nb], bnames, [j in bwritten for j in range(nb)], uses,
+        members = self._group(n, order)
+        f_name = ctx.mod.body_function(fwd.fn, fwd.source)
+        b_name = ctx.mod.body_function(bwd.fn, bwd.source)
+        saved = self.arg(n.inputs[0], n).text
+        fcaps = [self.arg(i, n).text for i in n.inputs[1:1 + nf]]
+        bnames = [(ctx.hint(members[j]) if j in members else None) or bwd.fn.params[2 + j].attr("name")
+                  for j in range(nb)]
+        bwritten = written_in_place(bwd.fn)
+        ds = self.carries(n, n.inputs[1 + nf:1 + nf + nb], bnames, [j in bwritten for j in range(nb)], uses,
                           len(members))
-        bcaps = [self.arg(i, n).text for i in n.inputs[nc + nf + nb:]]
-        start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
-        steps, every, saved, j = (ctx.names.fresh(x) for x in ("steps", "every", "saved", "j"))
-        k, kk, t = ctx.names.fresh("k"), ctx.names.fresh("kk"), ctx.names.fresh(fwd.params[1].attr("name"))
-        seg = ctx.names.fresh("segment")
-        nones = ["None"] * len(marks)
-        copy = [f"{c}.copy()" if i in written else c for i, c in enumerate(cs)]
-        lines = [
-            f"{steps} = tuple(enumerate(range({ctx.dim(start)}, {ctx.dim(stop)}, {step})))",
-            f"{every} = max(1, int(len({steps}) ** 0.5))  # carries kept every sqrt(n) iterations",
-            f"{saved} = []",
-            f"for {j} in range(0, len({steps}), {every}):",
-            f"    {saved}.append(({', '.join(copy)},))",
-            f"    for {k}, {t} in {steps}[{j}:{j} + {every}]:",
-            f"        {', '.join(cs)}, = {p_name}({', '.join([k, t] + cs + nones + fcaps)})",
-            f"for {j} in reversed(range(0, len({steps}), {every})):",
-            f"    {seg} = {steps}[{j}:{j} + {every}]",
-        ]
-        fs = [ctx.names.fresh(f"{c}_again") for c in cs]
-        lines.append(f"    {', '.join(fs)}, = {saved}[{j} // {every}]")
+        bcaps = [self.arg(i, n).text for i in n.inputs[1 + nf + nb:]]
+        steps, every = self._steps(n)
+        j, k, kk = ctx.names.fresh("j"), ctx.names.fresh("k"), ctx.names.fresh("kk")
+        t, seg = ctx.names.fresh(fwd.fn.params[1].attr("name")), ctx.names.fresh("segment")
+        fs = [ctx.names.fresh(f"{fwd.fn.params[2 + i].attr('name')}_again") for i in range(nc)]
+        lines = [f"for {j} in reversed(range(0, len({steps}), {every})):",
+                 f"    {seg} = {steps}[{j}:{j} + {every}]",
+                 f"    {', '.join(fs)}, = {saved}[{j} // {every}]"]
         stack_vars = []
-        for s, mark in enumerate(marks):
-            st = fwd.params[2 + nc + s]
-            rest = ctx.shape(st.shape[1:])
+        for s_, mark in enumerate(marks):
+            st = fwd.fn.params[2 + nc + s_]
             var = ctx.names.fresh(st.attr("name"))
             rows = f"len({seg}) + 1" if mark >= 0 else f"len({seg})"
-            lines.append(f"    {var} = {ctx.xp}.empty(({rows},) + {rest}, dtype={ctx.dtype(st.dtype)})")
+            lines.append(f"    {var} = {ctx.xp}.empty(({rows},) + {ctx.shape(st.shape[1:])}, "
+                         f"dtype={ctx.dtype(st.dtype)})")
             if mark >= 0:
                 lines.append(f"    {var}[0] = {fs[mark]}")
             stack_vars.append(var)
@@ -407,7 +435,7 @@ class Body:
         ]
         for line in lines:
             self.statement(line, n)
-        for j2, var in enumerate(cs + ds):
+        for j2, var in enumerate(ds):
             m = members.get(j2)
             if m is not None:
                 ctx.vars[m.id] = var

@@ -662,34 +662,53 @@ register(Primitive(
 
 
 # ---- checkpointed (-O2: passes/checkpoint.py) -----------------------------------------------------------------
-def checkpointed(fwd: Node, bwd: Node) -> list[Node]:
-    """One group for a VJP's forward loop `fwd` (which stacks values for every iteration) and
-    the backward loop `bwd` that reads the stacks: the carries are saved every sqrt(n)
-    iterations only, and each segment is run forward again, stacking its own iterations, just
-    before the backward loop needs it. Members: fwd's carries, then bwd's."""
+def checkpoint_forward(fwd: Node) -> list[Node]:
+    """-O2 (passes/checkpoint.py), for a VJP's forward loop `fwd` (which stacks values for every
+    iteration): `ckpt_fwd` runs the body alone and keeps the carries every sqrt(n) iterations.
+    Members: the final carries, then the saved carries as one opaque value (for ckpt_bwd)."""
+    fbody, finits, fcaps = parts(fwd)
+    nc = len(finits) - len(fwd.attr("stacks"))
+    plain = Function(f"{fbody.name}_plain", fbody.params, fbody.outputs[:nc], fbody.span)
+    attrs = dict(plain=Body(plain, fwd.attr("body").source), start=fwd.attr("start"), stop=fwd.attr("stop"),
+                 step=fwd.attr("step"), n_carries=nc)
+    return [apply("ckpt_fwd", *finits[:nc], *fcaps, span=fwd.span, out=j, **attrs) for j in range(nc + 1)]
+
+
+def checkpoint_backward(fwd: Node, bwd: Node, saved: Node) -> list[Node]:
+    """The backward loop `bwd` reading fwd's stacks as `ckpt_bwd`: each segment of sqrt(n)
+    iterations run forward again from `saved` (ckpt_fwd's), stacking only its own iterations,
+    just before going back over it. Members: bwd's carries."""
     fbody, finits, fcaps = parts(fwd)
     marks = fwd.attr("stacks")
-    nc = len(finits) - len(marks)
     first, count = bwd.attr("stacked")
     bbody, binits, bcaps = parts(bwd)
-    plain = Function(f"{fbody.name}_plain", fbody.params, fbody.outputs[:nc], fbody.span)
-    inputs = finits[:nc] + fcaps + binits + bcaps[:first] + bcaps[first + count:]
     source = fwd.attr("body").source
-    attrs = dict(fwd=Body(fbody, source), plain=Body(plain, source), bwd=Body(bbody, source), start=fwd.attr("start"),
-                 stop=fwd.attr("stop"), step=fwd.attr("step"), n_carries=nc, n_fcaps=len(fcaps),
+    attrs = dict(fwd=Body(fbody, source), bwd=Body(bbody, source), start=fwd.attr("start"), stop=fwd.attr("stop"),
+                 step=fwd.attr("step"), n_carries=len(finits) - len(marks), n_fcaps=len(fcaps),
                  n_bcarries=len(binits), stacks=marks, stacked=(first, count))
-    return [apply("ckpt_loop", *inputs, span=bwd.span, out=j, **attrs) for j in range(nc + len(binits))]
+    inputs = [saved] + fcaps + binits + bcaps[:first] + bcaps[first + count:]
+    return [apply("ckpt_bwd", *inputs, span=bwd.span, out=j, **attrs) for j in range(len(binits))]
 
 
-def _ckpt_infer(types, attrs):
-    j, nc, nf = attrs["out"], attrs["n_carries"], attrs["n_fcaps"]
-    return (types[j] if j < nc else types[nf + j]).strong()
+def _ckpt_fwd_infer(types, attrs):
+    j = attrs["out"]
+    return types[j].strong() if j < attrs["n_carries"] else I64  # (the saved carries: an opaque value)
 
 
+def _ckpt_bwd_infer(types, attrs):
+    return types[1 + attrs["n_fcaps"] + attrs["out"]].strong()
+
+
+_NOTE = "a pass makes it from a derivative's loops at -O2, after differentiation and the check"
 register(Primitive(
-    "ckpt_loop", "subgraph", _ckpt_infer, None, None, None, None, differentiable=False, cost=Cost.COSTLY,
-    rule_shape="nondifferentiable",
-    sympy_note="a pass makes it from a derivative's loops at -O2, after differentiation and the check",
-    doc="a VJP's forward and backward loops with the carries saved every sqrt(n) iterations and each "
-        "segment recomputed (passes/checkpoint.py); members: the forward carries, then the backward's",
+    "ckpt_fwd", "subgraph", _ckpt_fwd_infer, None, None, None, None, differentiable=False, cost=Cost.COSTLY,
+    rule_shape="nondifferentiable", sympy_note=_NOTE,
+    doc="-O2 (passes/checkpoint.py): a VJP's forward loop without its stacks, keeping the carries every sqrt(n) "
+        "iterations; members: the final carries, then the saved carries (an opaque value only ckpt_bwd reads)",
+))
+register(Primitive(
+    "ckpt_bwd", "subgraph", _ckpt_bwd_infer, None, None, None, None, differentiable=False, cost=Cost.COSTLY,
+    rule_shape="nondifferentiable", sympy_note=_NOTE,
+    doc="-O2 (passes/checkpoint.py): a VJP's backward loop, each sqrt(n) segment run forward again from the "
+        "saved carries (stacking only its own iterations) before going back over it",
 ))
