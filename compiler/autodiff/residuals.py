@@ -33,6 +33,14 @@ def split(fwd_outputs: list[Node], fwd_params: list[Node], grads: list[Node], ct
     fwd_ids = {n.id for n in topo_order(list(fwd_outputs) + list(fwd_params))}
     ct_ids = {c.id for c in ct_params}
     bwd_order = topo_order(grads)
+    # a node of several results (a loop's carries) is computed whole: a member the backward reads
+    # of a group the forward computes (a loop's stacks) is a forward value, saved, not computed again
+    groups = {_group_key(n) for n in topo_order(list(fwd_outputs)) if n.op.group_vjp is not None}
+    if groups:
+        extra = [n for n in bwd_order if n.op.group_vjp is not None and n.id not in fwd_ids and _group_key(n) in groups]
+        if extra:
+            fwd_outputs = list(fwd_outputs) + extra
+            fwd_ids |= {n.id for n in topo_order(extra)}
     # nodes that need the backward pass: they depend on a cotangent, or are not computed forward
     bwd_only = [n for n in bwd_order if n.id not in fwd_ids and n.id not in ct_ids]
     needed: dict[int, Node] = {}
@@ -59,6 +67,10 @@ def split(fwd_outputs: list[Node], fwd_params: list[Node], grads: list[Node], ct
     for s in carriers:
         params.append(B.param(f"size_{s}", TensorType(DType.I64, ()), len(params), carries=s))
     return Split(residuals, names, params, outputs, carriers)
+
+
+def _group_key(n: Node) -> tuple:
+    return (n.op, tuple(i.id for i in n.inputs), tuple((k, v) for k, v in n.attrs if k != "out"))
 
 
 def _missing_symbols(outputs: list[Node], params: list[Node]) -> list[str]:

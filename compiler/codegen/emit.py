@@ -67,13 +67,14 @@ class ModuleContext:
         self.bodies: dict[tuple, str] = {}  # a loop body (its parameters and outputs) -> its Python name
         self.body_sources: list[str] = []  # written after the functions that use them
 
-    def body_function(self, fn: Function) -> str:
-        """The module-level function of a loop body (written once, on its first use)."""
+    def body_function(self, fn: Function, source: str = "") -> str:
+        """The module-level function of a loop body (written once, on its first use); `source`:
+        the fn of the source it is in, which its run-time errors name."""
         key = (tuple(p.id for p in fn.params), tuple(o.id for o in fn.outputs))  # (nodes are interned: equal bodies, one function)
         name = self.bodies.get(key)
         if name is None:
             name = self.bodies[key] = self.names.fresh(f"_{fn.name}")
-            self.body_sources.append(_body_source(self, fn, name))
+            self.body_sources.append(_body_source(self, fn, name, source))
         return name
 
     def order(self, fn: Function) -> list[Node]:
@@ -97,6 +98,7 @@ class FnContext:
         self.vars: dict[int, str] = {}
         self.symbols: dict[str, str] = {}
         self.fn_name = ""  # the source name of the function being written, for messages
+        self.source_fn = ""  # a loop body's: the source fn it is in
         self.params: dict[int, str] = {}  # param id -> how messages name it ("argument `k`")
         # without checks: size symbol -> where it is read, bound when the code first needs it
         self.unbound: dict[str, str] = {}
@@ -238,6 +240,7 @@ class Body:
         self.accumulated: set[int] = set()
         self.uses: dict[int, int] = {}  # node id -> reads and returns (set by emit)
         self.in_place: set[int] = set()  # dyn_update nodes written in place (a loop body's own carry)
+        self.fuse = True  # blocked loops (off in a loop body: see _body_source)
 
     def emit(self) -> list[Expr]:
         fn, ctx = self.fn, self.ctx
@@ -255,7 +258,7 @@ class Body:
         for o in fn.outputs:
             uses[o.id] = uses.get(o.id, 0) + 1
         self.uses = uses
-        kernels = plan(order, list(fn.outputs)) if ctx.mod.options.fuse else []
+        kernels = plan(order, list(fn.outputs)) if ctx.mod.options.fuse and self.fuse else []
         in_kernel = {n.id for k in kernels for n in k.nodes}
         items = schedule(order, kernels) if kernels else order
         keep = {p.id for p in fn.params} | out_ids  # never written over: arguments and results
@@ -275,7 +278,9 @@ class Body:
                 continue  # written at each use, in the form the use needs
             if n.op.emit is None and n.op.kind is Kind.SUBGRAPH:  # a loop: written once, for all its carries
                 if n.id not in self.exprs:
-                    (self.checkpointed if n.attr("plain") is not None else self.loop)(n, order, uses)
+                    write = (self.checkpoint_forward if n.attr("plain") is not None else
+                             self.checkpoint_backward if n.attr("bwd") is not None else self.loop)
+                    write(n, order, uses)
                 continue
             args = [self.arg(i, n) for i in n.inputs]
             if n.id in self.in_place:
@@ -312,10 +317,10 @@ class Body:
         nc = n.attr("n_carries")
         key = loop_group(n)
         members = {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
-        fname = ctx.mod.body_function(body)
+        fname = ctx.mod.body_function(body, n.attr("body").source)
         written = written_in_place(body)
         names = [(ctx.hint(members[j]) if j in members else None) or body.params[2 + j].attr("name") for j in range(nc)]
-        carries = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses)
+        carries = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses, len(members))
         caps = [self.arg(i, n).text for i in n.inputs[nc:]]
         start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
         rng = f"range({ctx.dim(start)}, {ctx.dim(stop)}, {step})"
@@ -329,65 +334,96 @@ class Body:
                 ctx.vars[m.id] = var
                 self.exprs[m.id] = Expr(var)
 
-    def carries(self, n: Node, inits, names, written, uses) -> list[str]:
+    def carries(self, n: Node, inits, names, written, uses, readers: int = 1) -> list[str]:
         """Variables for a loop's carries, set to their initial values (copied where the body
         writes into them: never into the caller's array)."""
         out = []
         for init, name, w in zip(inits, names, written):
             var = self.ctx.names.fresh(name)
             arg = self.arg(init, n)
-            fresh = init.op.allocates and not init.is_leaf and uses.get(init.id, 0) == 1 and not init.op.is_view(init)
-            self.statement(f"{var} = {arg.at(PREC_POSTFIX)}.copy()" if w and not fresh else f"{var} = {arg.text}", n)
+            # (`readers`: the group's members here, each of which has every input of the loop)
+            fresh = init.is_literal or (init.op.allocates and not init.is_leaf and uses.get(init.id, 0) == readers
+                                        and not init.op.is_view(init))
+            # (copied unless a fresh temporary: after zero iterations the loop's result is its
+            # initial value, which must not be an argument or a value something else writes over)
+            self.statement(f"{var} = {arg.text}" if fresh else f"{var} = {arg.at(PREC_POSTFIX)}.copy()", n)
             out.append(var)
         return out
 
-    def checkpointed(self, n: Node, order: list[Node], uses: dict[int, int]) -> None:
-        """A VJP's forward and backward loops, the carries saved every sqrt(n) iterations and each
-        segment run forward again (stacking only its own iterations) before going back over it."""
+    def _group(self, n: Node, order: list[Node]) -> dict[int, Node]:
+        key = loop_group(n)
+        return {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
+
+    def _steps(self, n: Node) -> tuple[str, str]:
+        """`steps = tuple(enumerate(range(...)))`, `every = sqrt(len(steps))` for a checkpointed loop."""
         ctx = self.ctx
-        fwd, plain, bwd = (n.attr(a).fn for a in ("fwd", "plain", "bwd"))
+        start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
+        steps, every = ctx.names.fresh("steps"), ctx.names.fresh("every")
+        self.statement(f"{steps} = tuple(enumerate(range({ctx.dim(start)}, {ctx.dim(stop)}, {step})))", n)
+        self.statement(f"{every} = max(1, int(len({steps}) ** 0.5))  # carries kept every sqrt(n) iterations", n)
+        return steps, every
+
+    def checkpoint_forward(self, n: Node, order: list[Node], uses: dict[int, int]) -> None:
+        """A VJP's forward loop at -O2: the body alone, the carries kept every sqrt(n) iterations."""
+        ctx = self.ctx
+        plain = n.attr("plain")
+        nc = n.attr("n_carries")
+        members = self._group(n, order)
+        p_name = ctx.mod.body_function(plain.fn, plain.source)
+        names = [(ctx.hint(members[j]) if j in members else None) or plain.fn.params[2 + j].attr("name")
+                 for j in range(nc)]
+        written = written_in_place(plain.fn)
+        cs = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses, len(members))
+        caps = [self.arg(i, n).text for i in n.inputs[nc:]]
+        steps, every = self._steps(n)
+        saved, j, k, t = (ctx.names.fresh(x) for x in ("saved", "j", "k", plain.fn.params[1].attr("name")))
+        stacks = len(plain.fn.params) - 2 - nc - len(caps)  # (the stacks the plain body does not fill)
+        copy = [f"{c}.copy()" if i in written else c for i, c in enumerate(cs)]
+        for line in (f"{saved} = []",
+                     f"for {j} in range(0, len({steps}), {every}):",
+                     f"    {saved}.append(({', '.join(copy)},))",
+                     f"    for {k}, {t} in {steps}[{j}:{j} + {every}]:",
+                     f"        {', '.join(cs)}, = {p_name}({', '.join([k, t] + cs + ['None'] * stacks + caps)})"):
+            self.statement(line, n)
+        for j2, var in enumerate(cs + [saved]):
+            m = members.get(j2)
+            if m is not None:
+                ctx.vars[m.id] = var
+                self.exprs[m.id] = Expr(var)
+
+    def checkpoint_backward(self, n: Node, order: list[Node], uses: dict[int, int]) -> None:
+        """A VJP's backward loop at -O2: each segment of sqrt(n) iterations run forward again from
+        its saved carries, stacking only its own iterations, then gone back over."""
+        ctx = self.ctx
+        fwd, bwd = n.attr("fwd"), n.attr("bwd")
         nc, nf, nb = n.attr("n_carries"), n.attr("n_fcaps"), n.attr("n_bcarries")
         marks = n.attr("stacks")
         first, _ = n.attr("stacked")
-        key = loop_group(n)
-        members = {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
-        f_name, p_name, b_name = (ctx.mod.body_function(b) for b in (fwd, plain, bwd))
-        names = [ctx.hint(members[j]) if j in members and ctx.hint(members[j]) else fwd.params[2 + j].attr("name")
-                 for j in range(nc)]
-        written = written_in_place(plain)
-        cs = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses)
-        fcaps = [self.arg(i, n).text for i in n.inputs[nc:nc + nf]]
-        bnames = [ctx.hint(members[nc + j]) if nc + j in members and ctx.hint(members[nc + j])
-                  else bwd.params[2 + j].attr("name") for j in range(nb)]
-        bwritten = written_in_place(bwd)
-        ds = self.carries(n, n.inputs[nc + nf:nc + nf + nb], bnames, [j in bwritten for j in range(nb)], uses)
-        bcaps = [self.arg(i, n).text for i in n.inputs[nc + nf + nb:]]
-        start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
-        steps, every, saved, j = (ctx.names.fresh(x) for x in ("steps", "every", "saved", "j"))
-        k, kk, t = ctx.names.fresh("k"), ctx.names.fresh("kk"), ctx.names.fresh(fwd.params[1].attr("name"))
-        seg = ctx.names.fresh("segment")
-        nones = ["None"] * len(marks)
-        copy = [f"{c}.copy()" if i in written else c for i, c in enumerate(cs)]
-        lines = [
-            f"{steps} = tuple(enumerate(range({ctx.dim(start)}, {ctx.dim(stop)}, {step})))",
-            f"{every} = max(1, int(len({steps}) ** 0.5))  # carries kept every sqrt(n) iterations",
-            f"{saved} = []",
-            f"for {j} in range(0, len({steps}), {every}):",
-            f"    {saved}.append(({', '.join(copy)},))",
-            f"    for {k}, {t} in {steps}[{j}:{j} + {every}]:",
-            f"        {', '.join(cs)}, = {p_name}({', '.join([k, t] + cs + nones + fcaps)})",
-            f"for {j} in reversed(range(0, len({steps}), {every})):",
-            f"    {seg} = {steps}[{j}:{j} + {every}]",
-        ]
-        fs = [ctx.names.fresh(f"{c}_again") for c in cs]
-        lines.append(f"    {', '.join(fs)}, = {saved}[{j} // {every}]")
+        members = self._group(n, order)
+        f_name = ctx.mod.body_function(fwd.fn, fwd.source)
+        b_name = ctx.mod.body_function(bwd.fn, bwd.source)
+        saved = self.arg(n.inputs[0], n).text
+        fcaps = [self.arg(i, n).text for i in n.inputs[1:1 + nf]]
+        bnames = [(ctx.hint(members[j]) if j in members else None) or bwd.fn.params[2 + j].attr("name")
+                  for j in range(nb)]
+        bwritten = written_in_place(bwd.fn)
+        ds = self.carries(n, n.inputs[1 + nf:1 + nf + nb], bnames, [j in bwritten for j in range(nb)], uses,
+                          len(members))
+        bcaps = [self.arg(i, n).text for i in n.inputs[1 + nf + nb:]]
+        steps, every = self._steps(n)
+        j, k, kk = ctx.names.fresh("j"), ctx.names.fresh("k"), ctx.names.fresh("kk")
+        t, seg = ctx.names.fresh(fwd.fn.params[1].attr("name")), ctx.names.fresh("segment")
+        fs = [ctx.names.fresh(f"{fwd.fn.params[2 + i].attr('name')}_again") for i in range(nc)]
+        lines = [f"for {j} in reversed(range(0, len({steps}), {every})):",
+                 f"    {seg} = {steps}[{j}:{j} + {every}]",
+                 f"    {', '.join(fs)}, = {saved}[{j} // {every}]"]
         stack_vars = []
-        for s, mark in enumerate(marks):
-            st = fwd.params[2 + nc + s]
-            rest = ctx.shape(st.shape[1:])
+        for s_, mark in enumerate(marks):
+            st = fwd.fn.params[2 + nc + s_]
             var = ctx.names.fresh(st.attr("name"))
             rows = f"len({seg}) + 1" if mark >= 0 else f"len({seg})"
-            lines.append(f"    {var} = {ctx.xp}.empty(({rows},) + {rest}, dtype={ctx.dtype(st.dtype)})")
+            lines.append(f"    {var} = {ctx.xp}.empty(({rows},) + {ctx.shape(st.shape[1:])}, "
+                         f"dtype={ctx.dtype(st.dtype)})")
             if mark >= 0:
                 lines.append(f"    {var}[0] = {fs[mark]}")
             stack_vars.append(var)
@@ -399,7 +435,7 @@ class Body:
         ]
         for line in lines:
             self.statement(line, n)
-        for j2, var in enumerate(cs + ds):
+        for j2, var in enumerate(ds):
             m = members.get(j2)
             if m is not None:
                 ctx.vars[m.id] = var
@@ -559,12 +595,16 @@ def _fn_source(mod: ModuleContext, fn: Function) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _body_source(mod: ModuleContext, fn: Function, py_name: str) -> str:
+FUSE_BODIES = True
+
+
+def _body_source(mod: ModuleContext, fn: Function, py_name: str, source: str = "") -> str:
     """A loop body as a function: no argument checks (the loop passes what it was given), the
     new carries returned as a tuple, a carry only an update reads written in place."""
     names = mod.names.child()
     ctx = FnContext(mod, names)
     ctx.fn_name = fn.name
+    ctx.source_fn = source
     for p in fn.params:
         ctx.vars[p.id] = names.fresh(p.attr("name"))
     arrays = [checks.Arg(ctx.vars[p.id], p, p.attr("name")) for p in fn.params if p.attr("carries") is None]
@@ -572,6 +612,7 @@ def _body_source(mod: ModuleContext, fn: Function, py_name: str) -> str:
     ctx.unbound = {sym: src for sym, (src, _) in checks.symbol_sources(arrays, carriers).items()}
     b = Body(ctx, fn)
     b.in_place = in_place_updates(fn)
+    b.fuse = FUSE_BODIES
     outs = b.emit()
     seen: set[str] = set()
     texts = []

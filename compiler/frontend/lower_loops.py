@@ -108,7 +108,7 @@ def lower_for(lw, stmt: ast.For, scope) -> bool:
     news = [body.env[n] for n in carried]
     try:
         with span_scope(stmt.span):
-            outs = loops.make_loop(*bounds, var, list(zip(cvars, inits)), news, stmt.span)
+            outs = loops.make_loop(*bounds, var, list(zip(cvars, inits)), news, stmt.span, source=scope.fn)
     except UserError as err:
         lw.sink.error(err.span or _blame(err, carried, cvars, news, body, stmt), err.message)
         for n in carried:

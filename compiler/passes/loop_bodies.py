@@ -16,16 +16,17 @@ def with_bodies(run: Callable[[Module], Module]) -> Callable[[Module], Module]:
 
     def over(module: Module) -> Module:
         module = run(module)
-        bodies = {}
+        bodies, sources = {}, {}
         for fn in module.functions:
             for n in topo_order(fn.outputs):
                 body = n.attr("body") if n.op.group_vjp is not None else None
                 if isinstance(body, Body):
                     bodies.setdefault(id(body.fn), body.fn)
+                    sources.setdefault(id(body.fn), body.source)
         if not bodies:
             return module
         done = over(replace(module, functions=tuple(bodies.values())))
-        new = {key: Body(fn) for key, fn in zip(bodies, done.functions)}
+        new = {key: Body(fn, sources[key]) for key, fn in zip(bodies, done.functions)}
 
         def visit(n):
             body = n.attr("body") if n.op.group_vjp is not None else None

@@ -47,12 +47,14 @@ _fresh = itertools.count(1_000_000)  # positions of the front end's provisional 
 
 
 class Body:
-    """A loop's body as a node attribute: compared by identity, printed as its name."""
+    """A loop's body as a node attribute: compared by identity, printed as its name. `source`:
+    the fn of the source the loop is in (what a run-time error names)."""
 
-    __slots__ = ("fn",)
+    __slots__ = ("fn", "source")
 
-    def __init__(self, fn: Function):
+    def __init__(self, fn: Function, source: str = ""):
         self.fn = fn
+        self.source = source or fn.name
 
     def __repr__(self) -> str:
         return self.fn.name
@@ -65,7 +67,7 @@ class Body:
         if all(a is b for a, b in zip(params, fn.params)):
             return self
         outs = substitute(list(fn.outputs), {p.id: q for p, q in zip(fn.params, params)}, env)
-        return Body(Function(fn.name, params, tuple(outs), fn.span))
+        return Body(Function(fn.name, params, tuple(outs), fn.span), self.source)
 
 
 # ---- building loops (the front end's contract) --------------------------------------------------------
@@ -94,7 +96,7 @@ def iterations(start: DimLike, stop: DimLike, step: int) -> DimLike:
 
 
 def make_loop(start: DimLike, stop: DimLike, step: int, var: Node, carries: list[tuple[Node, Node]],
-              new_values: list[Node], span=None, name: str = "loop") -> list[Node]:
+              new_values: list[Node], span=None, name: str = "loop", source: str = "") -> list[Node]:
     """The carries' values after the loop. `var`, the carry variables and `new_values` come from
     lowering the body over the outer scope; the outer values it reads become captures."""
     if step == 0:
@@ -137,10 +139,10 @@ def make_loop(start: DimLike, stop: DimLike, step: int, var: Node, carries: list
     sizes = [param(f"size_{s}", I64, base + j, carries=s) for j, s in enumerate(missing)]
     captures += [dim_value_strong(s) for s in missing]
     pps += sizes
-    body = Function(name, (k, t, *cps, *pps), tuple(outs), span)
+    body = Function(f"{source}_{name}" if source else name, (k, t, *cps, *pps), tuple(outs), span)
     inits = [B.retype(init, init.dtype) if init.type.weak else init for _, init in carries]
     return loop_nodes(body, inits, [B.retype(c, c.dtype) if c.type.weak else c for c in captures],
-                      start, stop, step, False, span)
+                      start, stop, step, False, span, source=source)
 
 
 def _missing_symbols(outputs, params) -> list[str]:
@@ -154,11 +156,11 @@ def _missing_symbols(outputs, params) -> list[str]:
 
 
 def loop_nodes(body: Function, inits: list[Node], captures: list[Node], start, stop, step, reverse, span=None,
-               **marks):
+               source: str = "", **marks):
     """The group: one `loop` node per carry. `marks` (a VJP's loops, for passes/checkpoint.py):
     stacks = per trailing carry that is a stack, the carry it holds (-1: another value);
     stacked = (first, count) of the captures that are a forward loop's stacks."""
-    attrs = dict(body=Body(body), start=start, stop=stop, step=step, reverse=reverse, n_carries=len(inits), **marks)
+    attrs = dict(body=Body(body, source), start=start, stop=stop, step=step, reverse=reverse, n_carries=len(inits), **marks)
     return [apply("for_loop", *inits, *captures, span=span, out=j, **attrs) for j in range(len(inits))]
 
 
@@ -206,7 +208,8 @@ def _jvp(ctx, node, ts):
     new_body = _function(f"{body.name}_jvp", params, merge_loops(list(body.outputs) + new_t), body.span, new_caps)
     t_init = [t_inits[j] if t_inits[j] is not None else B.zeros_like(inits[j]) for j in moving_c]
     group = loop_nodes(new_body, inits + t_init, new_caps, node.attr("start"),
-                       node.attr("stop"), node.attr("step"), node.attr("reverse"), node.span)
+                       node.attr("stop"), node.attr("step"), node.attr("reverse"), node.span,
+                       source=node.attr("body").source)
     j = node.attr("out")
     return group[nc + moving_c.index(j)] if j in moving_c else None
 
@@ -260,10 +263,10 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     fwd_params = (*body.params[:2 + nc], *cstacks, *stacks, *pps)
     fwd_caps = list(caps)
     fwd_body = _function(f"{body.name}_fwd", fwd_params, list(body.outputs) + writes, body.span, fwd_caps)
-    first = [apply("dyn_update", B.zeros(st.shape, st.dtype), const(0, I64), inits[j], axis=0, mode="set")
-             for st, j in zip(cstacks, by_carry)]
+    first = [apply("stack_first", inits[j], rows=rows) for j in by_carry]
     fwd = loop_nodes(fwd_body, inits + first + [B.zeros(st.shape, st.dtype) for st in stacks], fwd_caps,
-                     start, stop, step, reverse, node.span, stacks=tuple(by_carry) + (-1,) * len(stacks))
+                     start, stop, step, reverse, node.span, source=node.attr("body").source,
+                     stacks=tuple(by_carry) + (-1,) * len(stacks))
     saved = fwd[nc:]
     for st, s in zip(cstacks + stacks, saved):
         hint(s, st.attr("name"))
@@ -284,7 +287,8 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     bwd_body = _function(f"{body.name}_bwd", bwd_params, new_cb + new_sums, body.span, bwd_caps)
     ct_inits = [cts.get(j) if cts.get(j) is not None else B.zeros_like(inits[j]) for j in fl]
     bwd = loop_nodes(bwd_body, ct_inits + [B.zeros_like(caps[i]) for i in wrt_p], bwd_caps,
-                     start, stop, step, not reverse, node.span, stacked=(len(caps), len(saved)))
+                     start, stop, step, not reverse, node.span, source=node.attr("body").source,
+                     stacked=(len(caps), len(saved)))
     out: list[Node | None] = [None] * (nc + len(caps))
     for n, j in enumerate(fl):
         out[j] = bwd[n] if needs[j] else None
@@ -400,8 +404,10 @@ AT = Helper("at", '''def _at(i, n, where):
 
 
 def _where(ctx, node) -> str:
-    """Where a run-time index is, as a string literal for its message (repr: never code)."""
-    return repr(f"{ctx.fn_name}(), {node.span.file}:{node.span.line}" if node.span is not None else ctx.fn_name)
+    """Where a run-time index is, as a string literal for its message (repr: never code): the
+    source fn (a loop body's own, not the helper's name) and line."""
+    fn = getattr(ctx, "source_fn", "") or ctx.fn_name
+    return repr(f"{fn}(), {node.span.file}:{node.span.line}" if node.span is not None else fn)
 
 
 def _subscript(ctx, args, node, x_text) -> str:
@@ -623,34 +629,86 @@ def unroll(outputs: list[Node], sizes: dict) -> list[Node]:
         outputs = substitute(list(outputs), {m.id: carry[m.attr("out")] for m in members})
 
 
-# ---- checkpointed (-O2: passes/checkpoint.py) -----------------------------------------------------------------
-def checkpointed(fwd: Node, bwd: Node) -> list[Node]:
-    """One group for a VJP's forward loop `fwd` (which stacks values for every iteration) and
-    the backward loop `bwd` that reads the stacks: the carries are saved every sqrt(n)
-    iterations only, and each segment is run forward again, stacking its own iterations, just
-    before the backward loop needs it. Members: fwd's carries, then bwd's."""
-    fbody, finits, fcaps = parts(fwd)
-    marks = fwd.attr("stacks")
-    nc = len(finits) - len(marks)
-    first, count = bwd.attr("stacked")
-    bbody, binits, bcaps = parts(bwd)
-    plain = Function(f"{fbody.name}_plain", fbody.params, fbody.outputs[:nc], fbody.span)
-    inputs = finits[:nc] + fcaps + binits + bcaps[:first] + bcaps[first + count:]
-    attrs = dict(fwd=Body(fbody), plain=Body(plain), bwd=Body(bbody), start=fwd.attr("start"),
-                 stop=fwd.attr("stop"), step=fwd.attr("step"), n_carries=nc, n_fcaps=len(fcaps),
-                 n_bcarries=len(binits), stacks=marks, stacked=(first, count))
-    return [apply("ckpt_loop", *inputs, span=bwd.span, out=j, **attrs) for j in range(nc + len(binits))]
+# ---- a carry's stack, its first row the initial value -------------------------------------------------------
+def _first_infer(types, attrs):
+    return types[0].with_(shape=(attrs["rows"], *types[0].shape), weak=False)
 
 
-def _ckpt_infer(types, attrs):
-    j, nc, nf = attrs["out"], attrs["n_carries"], attrs["n_fcaps"]
-    return (types[j] if j < nc else types[nf + j]).strong()
+def _first_meaning(ctx, args, node):
+    x = np.asarray(args[0], dtype=object)
+    out = np.zeros(ctx.shape(node.shape), dtype=object)
+    out[0] = x
+    return out
 
+
+STACK_FIRST = Helper("stack_first", '''def _stack_first(x, rows):
+    """An array of `rows` rows for a loop to fill, row 0 x (the others written by the loop)."""
+    x = xp.asarray(x)
+    out = xp.empty((rows,) + x.shape, dtype=x.dtype)
+    out[0] = x
+    return out
+''')
 
 register(Primitive(
-    "ckpt_loop", "subgraph", _ckpt_infer, None, None, None, None, differentiable=False, cost=Cost.COSTLY,
-    rule_shape="nondifferentiable",
-    sympy_note="a pass makes it from a derivative's loops at -O2, after differentiation and the check",
-    doc="a VJP's forward and backward loops with the carries saved every sqrt(n) iterations and each "
-        "segment recomputed (passes/checkpoint.py); members: the forward carries, then the backward's",
+    "stack_first", "shape", _first_infer,
+    lambda ctx, args, node: Expr(f"{ctx.helper('stack_first')}({args[0].text}, {ctx.dim(node.attr('rows'))})",
+                                 PREC_POSTFIX),
+    lambda ctx, node, ct, needs: [apply("dyn_index", ct, const(0, I64), axis=0)],
+    lambda ctx, node, ts: None if ts[0] is None else apply("stack_first", ts[0], rows=node.attr("rows")),
+    _first_meaning, helpers=(STACK_FIRST,), allocates=True,
+    doc="[rows, ...] with row 0 x: a loop's stack of a carry (rows 1.. are the loop's to write; 0 in the meaning)",
+    examples=((("f64[2]",), {"rows": 3}, {}), (("f64",), {"rows": 2}, {})),
+))
+
+
+# ---- checkpointed (-O2: passes/checkpoint.py) -----------------------------------------------------------------
+def checkpoint_forward(fwd: Node) -> list[Node]:
+    """-O2 (passes/checkpoint.py), for a VJP's forward loop `fwd` (which stacks values for every
+    iteration): `ckpt_fwd` runs the body alone and keeps the carries every sqrt(n) iterations.
+    Members: the final carries, then the saved carries as one opaque value (for ckpt_bwd)."""
+    fbody, finits, fcaps = parts(fwd)
+    nc = len(finits) - len(fwd.attr("stacks"))
+    plain = Function(f"{fbody.name}_plain", fbody.params, fbody.outputs[:nc], fbody.span)
+    attrs = dict(plain=Body(plain, fwd.attr("body").source), start=fwd.attr("start"), stop=fwd.attr("stop"),
+                 step=fwd.attr("step"), n_carries=nc)
+    return [apply("ckpt_fwd", *finits[:nc], *fcaps, span=fwd.span, out=j, **attrs) for j in range(nc + 1)]
+
+
+def checkpoint_backward(fwd: Node, bwd: Node, saved: Node) -> list[Node]:
+    """The backward loop `bwd` reading fwd's stacks as `ckpt_bwd`: each segment of sqrt(n)
+    iterations run forward again from `saved` (ckpt_fwd's), stacking only its own iterations,
+    just before going back over it. Members: bwd's carries."""
+    fbody, finits, fcaps = parts(fwd)
+    marks = fwd.attr("stacks")
+    first, count = bwd.attr("stacked")
+    bbody, binits, bcaps = parts(bwd)
+    source = fwd.attr("body").source
+    attrs = dict(fwd=Body(fbody, source), bwd=Body(bbody, source), start=fwd.attr("start"), stop=fwd.attr("stop"),
+                 step=fwd.attr("step"), n_carries=len(finits) - len(marks), n_fcaps=len(fcaps),
+                 n_bcarries=len(binits), stacks=marks, stacked=(first, count))
+    inputs = [saved] + fcaps + binits + bcaps[:first] + bcaps[first + count:]
+    return [apply("ckpt_bwd", *inputs, span=bwd.span, out=j, **attrs) for j in range(len(binits))]
+
+
+def _ckpt_fwd_infer(types, attrs):
+    j = attrs["out"]
+    return types[j].strong() if j < attrs["n_carries"] else I64  # (the saved carries: an opaque value)
+
+
+def _ckpt_bwd_infer(types, attrs):
+    return types[1 + attrs["n_fcaps"] + attrs["out"]].strong()
+
+
+_NOTE = "a pass makes it from a derivative's loops at -O2, after differentiation and the check"
+register(Primitive(
+    "ckpt_fwd", "subgraph", _ckpt_fwd_infer, None, None, None, None, differentiable=False, cost=Cost.COSTLY,
+    rule_shape="nondifferentiable", sympy_note=_NOTE,
+    doc="-O2 (passes/checkpoint.py): a VJP's forward loop without its stacks, keeping the carries every sqrt(n) "
+        "iterations; members: the final carries, then the saved carries (an opaque value only ckpt_bwd reads)",
+))
+register(Primitive(
+    "ckpt_bwd", "subgraph", _ckpt_bwd_infer, None, None, None, None, differentiable=False, cost=Cost.COSTLY,
+    rule_shape="nondifferentiable", sympy_note=_NOTE,
+    doc="-O2 (passes/checkpoint.py): a VJP's backward loop, each sqrt(n) segment run forward again from the "
+        "saved carries (stacking only its own iterations) before going back over it",
 ))
