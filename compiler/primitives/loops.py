@@ -106,6 +106,7 @@ def make_loop(start: DimLike, stop: DimLike, step: int, var: Node, carries: list
             raise UserError(f"`{cv.attr('name')}` is carried by the loop, so its type must stay {cv.type}; "
                             f"the body makes it {new.type.strong()}")
     inner = {var.id} | {cv.id for cv, _ in carries}
+    new_values = _hoisted(new_values, inner, start, stop, step)
     order = topo_order(new_values)
     depends: set[int] = set(inner)
     for n in order:
@@ -155,13 +156,60 @@ def _missing_symbols(outputs, params) -> list[str]:
     return sorted(used - have)
 
 
+def _hoisted(new_values: list[Node], inner: set[int], start, stop, step) -> list[Node]:
+    """`x[i] @ w`, x and w from outside the loop and the loop running once per row of x, as
+    `(x @ w)[i]`: the product of every row before the loop, one GEMM over the stack of rows, not
+    a small one per iteration (an RNN's input projection). Its gradient then is one GEMM after
+    the backward loop too (w-bar = x^T (x @ w)-bar over all rows)."""
+    try:
+        n = iterations(start, stop, step)
+    except UserError:
+        return new_values
+    order = topo_order(new_values)
+    depends = set(inner)
+    for m in order:
+        if m.id not in depends and any(i.id in depends for i in m.inputs):
+            depends.add(m.id)
+    mapping = {}
+    for m in order:
+        if m.op.name != "matmul" or m.id not in depends:
+            continue
+        a, b = m.inputs
+        if (a.op.name == "dyn_index" and a.attr("axis") == 0 and a.inputs[0].id not in depends
+                and b.id not in depends and b.type.rank <= 2 and a.inputs[0].type.rank >= 2
+                and a.inputs[0].shape[0] == n):
+            product = apply("matmul", a.inputs[0], b, span=m.span)
+            if name_of(a.inputs[0]) and name_of(b):
+                hint(product, f"{name_of(a.inputs[0])}_{name_of(b)}")  # (x @ w: "x_w")
+            mapping[m.id] = apply("dyn_index", product, a.inputs[1], axis=0, span=a.span)
+    return substitute(new_values, mapping) if mapping else new_values
+
+
 def loop_nodes(body: Function, inits: list[Node], captures: list[Node], start, stop, step, reverse, span=None,
                source: str = "", **marks):
     """The group: one `loop` node per carry. `marks` (a VJP's loops, for passes/checkpoint.py):
     stacks = per trailing carry that is a stack, the carry it holds (-1: another value);
     stacked = (first, count) of the captures that are a forward loop's stacks."""
+    body, captures, marks = _without_unread_captures(body, len(inits), captures, marks)
     attrs = dict(body=Body(body, source), start=start, stop=stop, step=step, reverse=reverse, n_carries=len(inits), **marks)
     return [apply("for_loop", *inits, *captures, span=span, out=j, **attrs) for j in range(len(inits))]
+
+
+def _without_unread_captures(body: Function, nc: int, captures: list[Node], marks: dict):
+    """A derived body (a VJP's backward) may not read every value the loop had: such a capture
+    is dropped, so that nothing keeps it alive (a `_fwd` would save it for nothing)."""
+    read = {n.id for n in topo_order(body.outputs)}
+    caps = body.params[2 + nc:]
+    keep = [i for i, p in enumerate(caps) if p.id in read or p.attr("carries") is not None]
+    if len(keep) == len(caps):
+        return body, captures, marks
+    params = body.params[:2 + nc] + tuple(caps[i] for i in keep)
+    sizes: list[Node] = []  # (a dropped capture may have been what gave a size symbol)
+    new = _function(body.name, params, list(body.outputs), body.span, sizes)
+    if "stacked" in marks:
+        first, count = marks["stacked"]
+        marks = dict(marks, stacked=(sum(1 for i in keep if i < first), count))
+    return new, [captures[i] for i in keep] + sizes, marks
 
 
 def group_of(node: Node) -> tuple:
