@@ -305,9 +305,9 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     stacks = [param(f"{name_of(r) or 'r'}_stack", TensorType(r.dtype, (n_iter, *r.shape)), base + len(cstacks) + s)
               for s, r in enumerate(others)]
     one = B.like_const(1, k)
-    writes = [apply("dyn_update", st, B.add(k, one), body.outputs[j], axis=0, mode="set")
+    writes = [apply("dyn_update", st, B.add(k, one), body.outputs[j], axis=0, mode="set", checked=False)
               for st, j in zip(cstacks, by_carry)]
-    writes += [apply("dyn_update", st, k, r, axis=0, mode="set") for st, r in zip(stacks, others)]
+    writes += [apply("dyn_update", st, k, r, axis=0, mode="set", checked=False) for st, r in zip(stacks, others)]
     fwd_params = (*body.params[:2 + nc], *cstacks, *stacks, *pps)
     fwd_caps = list(caps)
     fwd_body = _function(f"{body.name}_fwd", fwd_params, list(body.outputs) + writes, body.span, fwd_caps)
@@ -322,11 +322,11 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     # the backward loop: the same range reversed, carrying the cotangents and the captures' sums
     sums = [param(f"d_{pps[i].attr('name')}", pps[i].type, 200_000 + n) for n, i in enumerate(wrt_p)]
     stack_in = [param(st.attr("name"), st.type, 300_000 + s) for s, st in enumerate(all_stacks)]
-    at_k = {r.id: apply("dyn_index", sa, k, axis=0) for r, sa in zip(others, stack_in[len(cstacks):])}
+    at_k = {r.id: apply("dyn_index", sa, k, axis=0, checked=False) for r, sa in zip(others, stack_in[len(cstacks):])}
     for sa, j in zip(stack_in, by_carry):
-        at_k[cps[j].id] = apply("dyn_index", sa, k, axis=0)
+        at_k[cps[j].id] = apply("dyn_index", sa, k, axis=0, checked=False)
         if body.outputs[j].id in after and after[body.outputs[j].id] == j:
-            at_k[body.outputs[j].id] = apply("dyn_index", sa, B.add(k, one), axis=0)
+            at_k[body.outputs[j].id] = apply("dyn_index", sa, B.add(k, one), axis=0, checked=False)
     g = merge_loops(substitute(grads, at_k))
     new_cb = g[:len(fl)]
     new_sums = [accumulate(s, d) for s, d in zip(sums, g[len(fl):])]
@@ -349,7 +349,8 @@ def accumulate(total: Node, delta: Node) -> Node:
     """total + delta, written as an update at the index when delta is zeros but for one slice
     (a captured x read as x[t]: its cotangent is one slice per iteration, never a whole x)."""
     if delta.op.name == "dyn_update" and delta.attr("mode") == "add" and _is_zeros(delta.inputs[0]):
-        return apply("dyn_update", total, delta.inputs[1], delta.inputs[2], axis=delta.attr("axis"), mode="add")
+        return apply("dyn_update", total, delta.inputs[1], delta.inputs[2], axis=delta.attr("axis"), mode="add",
+                     checked=delta.attr("checked", True))
     return B.add(total, delta)
 
 
@@ -459,7 +460,11 @@ def _where(ctx, node) -> str:
 
 
 def _subscript(ctx, args, node, x_text) -> str:
+    """`:, ..., i` with i checked, unless the index is one the derivative made from a checked one
+    (a stack's row k, the same t the forward read: `checked` false)."""
     axis = node.attr("axis")
+    if not node.attr("checked", True):
+        return ":, " * axis + args[1].text
     i = f"{ctx.helper('at')}({args[1].text}, {x_text}.shape[{axis}], {_where(ctx, node)})"
     return ":, " * axis + i
 
@@ -467,14 +472,15 @@ def _subscript(ctx, args, node, x_text) -> str:
 def _index_emit(ctx, args, node):
     x = args[0].at(PREC_POSTFIX)
     if not x.isidentifier():  # (an expression is written once: through the helper)
-        return Expr(f"{ctx.helper('index_at')}({args[0].text}, {node.attr('axis')}, {args[1].text}, "
-                    f"{_where(ctx, node)})", PREC_POSTFIX)
+        where = _where(ctx, node) if node.attr("checked", True) else "None"
+        return Expr(f"{ctx.helper('index_at')}({args[0].text}, {node.attr('axis')}, {args[1].text}, {where})",
+                    PREC_POSTFIX)
     return Expr(f"{x}[{_subscript(ctx, args, node, x)}]", PREC_POSTFIX)
 
 
 INDEX_AT = Helper("index_at", '''def _index_at(x, axis, i, where):
-    """x[..., i, ...] at axis (a view), i checked as _at does."""
-    return x[(slice(None),) * axis + (_at(i, x.shape[axis], where),)]
+    """x[..., i, ...] at axis (a view), i checked as _at does (where None: not checked)."""
+    return x[(slice(None),) * axis + (i if where is None else _at(i, x.shape[axis], where),)]
 ''', uses=("at",))
 
 
@@ -482,7 +488,7 @@ UPDATED = Helper("updated", '''def _updated(x, axis, i, v, add, where):
     """x with its slice i along axis set to v (add: increased by v), as a new array; i checked
     as _at does."""
     out = x.copy()
-    at = (slice(None),) * axis + (_at(i, x.shape[axis], where),)
+    at = (slice(None),) * axis + (i if where is None else _at(i, x.shape[axis], where),)
     if add:
         out[at] += v
     else:
@@ -493,8 +499,9 @@ UPDATED = Helper("updated", '''def _updated(x, axis, i, v, add, where):
 
 def _update_emit(ctx, args, node):
     """A new array; the emitter writes a carry of a loop body in place instead (update_in_place)."""
+    where = _where(ctx, node) if node.attr("checked", True) else "None"
     return Expr(f"{ctx.helper('updated')}({args[0].text}, {node.attr('axis')}, {args[1].text}, {args[2].text}, "
-                f"{node.attr('mode') == 'add'}, {_where(ctx, node)})", PREC_POSTFIX)
+                f"{node.attr('mode') == 'add'}, {where})", PREC_POSTFIX)
 
 
 def update_in_place(ctx, args, node) -> str:
@@ -508,11 +515,12 @@ def update_in_place(ctx, args, node) -> str:
 
 def _index_vjp(ctx, node, ct, needs):
     x, i = node.inputs
-    return [apply("dyn_update", B.zeros_like(x), i, ct, axis=node.attr("axis"), mode="add"), None]
+    # (unchecked: the forward read the same index, checked, in the same iteration)
+    return [apply("dyn_update", B.zeros_like(x), i, ct, axis=node.attr("axis"), mode="add", checked=False), None]
 
 
 def _index_jvp(ctx, node, ts):
-    return None if ts[0] is None else apply("dyn_index", ts[0], node.inputs[1], axis=node.attr("axis"))
+    return None if ts[0] is None else apply("dyn_index", ts[0], node.inputs[1], axis=node.attr("axis"), checked=False)
 
 
 def _update_vjp(ctx, node, ct, needs):
@@ -520,9 +528,10 @@ def _update_vjp(ctx, node, ct, needs):
     axis = node.attr("axis")
     gx = gv = None
     if needs[0]:
-        gx = ct if node.attr("mode") == "add" else apply("dyn_update", ct, i, B.zeros_like(v), axis=axis, mode="set")
+        gx = ct if node.attr("mode") == "add" else apply("dyn_update", ct, i, B.zeros_like(v), axis=axis, mode="set",
+                                                         checked=False)
     if needs[2]:
-        gv = apply("dyn_index", ct, i, axis=axis)
+        gv = apply("dyn_index", ct, i, axis=axis, checked=False)
     return [gx, None, gv]
 
 
@@ -533,7 +542,7 @@ def _update_jvp(ctx, node, ts):
         return None
     tx = tx if tx is not None else B.zeros_like(x)
     tv = tv if tv is not None else B.zeros_like(v)
-    return apply("dyn_update", tx, i, tv, axis=node.attr("axis"), mode=node.attr("mode"))
+    return apply("dyn_update", tx, i, tv, axis=node.attr("axis"), mode=node.attr("mode"), checked=False)
 
 
 def _index_meaning(ctx, args, node):
