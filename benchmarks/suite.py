@@ -54,13 +54,13 @@ class Context:
         self.with_tapeless = with_tapeless
         self.problems = []                 # compiler problems met, for the final report
 
-    def load(self, name: str, checks: bool = True):
+    def load(self, name: str, checks: bool = True, opt_level: int = 1):
         """The module compiled from workloads/NAME, or (None, message) on a compile error."""
         from tapeless.compiler import CompileError
         from tapeless.runtime import load
 
         try:
-            return load(TL / name, checks=checks), ""
+            return load(TL / name, checks=checks, opt_level=opt_level), ""
         except CompileError as exc:
             return None, str(exc).strip()
 
@@ -309,6 +309,11 @@ def w10(ctx):
     wl.impls.append(Impl("hand (du after the loop too)", "hand-alt",
                          lambda: w10_rnn.rnn_grad(*args, du_after_loop=True), _flat))
     _add_tapeless(ctx, wl, "w10_rnn.tl", "rnn_grad", args)
+    if ctx.with_tapeless:  # -O2: the carries kept every sqrt(T) steps, segments run again (memory, not time)
+        m2, _ = ctx.load("w10_rnn.tl", opt_level=2)
+        if m2 is not None:
+            wl.impls.append(Impl("tapeless -O2 (sqrt(T) checkpoints)", "tapeless-alt",
+                                 lambda: m2.rnn_grad(*args), _tapeless_convert))
     wl.targets = {"tapeless": TARGETS["W10"]}
     wl.notes.append("dh0 is ~1e-23: the gradient vanishes over 100 tanh steps (checked relative to its own size)")
     _add_peers(ctx, wl, dict(x=x, h0=h0, w=w, u=u))
