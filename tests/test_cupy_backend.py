@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -126,3 +127,28 @@ def test_logcumsumexp_without_accumulate_matches_numpy_at_extremes(tmp_path, tl)
     np.testing.assert_allclose(m_cp.f(x), want, rtol=1e-15)
     ct = np.random.default_rng(0).standard_normal((3, 4))
     np.testing.assert_allclose(m_cp.f_vjp(x, ct)[1], m_np.f_vjp(x, ct)[1], rtol=1e-14, atol=1e-300)
+
+
+@pytest.mark.parametrize("which", BACKENDS)
+@pytest.mark.parametrize("opt_level", [1, 2])
+def test_loops_on_cupy_match_numpy(which, opt_level, tmp_path, tl):
+    """A loop, its gradient (stacks, in-place updates, -O2's checkpoints), its JVP and HVP, and a
+    ys[t] collection use only names CuPy has (tests/cases/loops/rnn.tl, collect.tl)."""
+    root = Path(__file__).resolve().parent / "cases" / "loops"
+    rng = np.random.default_rng(0)
+    x, h0 = rng.standard_normal((4, 2, 3)), rng.standard_normal((2, 5))
+    w, u = 0.5 * rng.standard_normal((3, 5)), 0.5 * rng.standard_normal((5, 5))
+    t_h0, t_w, t_u = (rng.standard_normal(a.shape) for a in (h0, w, u))
+    ct = rng.standard_normal((4, 2, 5))
+    calls = {"rnn.tl": [("rnn_grad", (x, h0, w, u)), ("rnn_jvp", (x, h0, w, u, t_h0, t_w, t_u)),
+                        ("rnn_hvp", (x, h0, w, u, t_w, t_u))],
+             "collect.tl": [("rnn_seq", (x, h0, w, u)), ("rnn_seq_vjp", (x, h0, w, u, ct))]}
+    for name, fns in calls.items():
+        src = (root / name).read_text()
+        np_mod = tl(src, opt_level=opt_level)
+        cp_mod = import_cupy_module(compile_source(src, backend="cupy", opt_level=opt_level), tmp_path, which)
+        for fn, args in fns:
+            want = getattr(np_mod, fn)(*args)
+            got = _to_host(getattr(cp_mod, fn)(*[_to_device(a, which) for a in args]), which)
+            for g, wv in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+                np.testing.assert_allclose(np.asarray(g), np.asarray(wv), rtol=1e-12, atol=1e-12, err_msg=f"{name} {fn}")
