@@ -329,7 +329,8 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
             at_k[body.outputs[j].id] = apply("dyn_index", sa, B.add(k, one), axis=0, checked=False)
     g = merge_loops(substitute(grads, at_k))
     new_cb = g[:len(fl)]
-    new_sums = [accumulate(s, d) for s, d in zip(sums, g[len(fl):])]
+    once = t if step in (1, -1) else None  # (each value of t comes once: a slice at t is written once)
+    new_sums = [accumulate(s, d, once) for s, d in zip(sums, g[len(fl):])]
     bwd_params = (k, t, *cb, *sums, *pps, *stack_in)
     bwd_caps = caps + saved
     bwd_body = _function(f"{body.name}_bwd", bwd_params, new_cb + new_sums, body.span, bwd_caps)
@@ -345,11 +346,14 @@ def group_vjp(ctx, members: dict[int, Node], cts: dict[int, Node], needs: list[b
     return out
 
 
-def accumulate(total: Node, delta: Node) -> Node:
+def accumulate(total: Node, delta: Node, once: Node | None = None) -> Node:
     """total + delta, written as an update at the index when delta is zeros but for one slice
-    (a captured x read as x[t]: its cotangent is one slice per iteration, never a whole x)."""
+    (a captured x read as x[t]: its cotangent is one slice per iteration, never a whole x). At
+    an index no other iteration writes (`once`: the loop variable of a step of 1) the slice of
+    the sum is still 0: set, not added (no read of it)."""
     if delta.op.name == "dyn_update" and delta.attr("mode") == "add" and _is_zeros(delta.inputs[0]):
-        return apply("dyn_update", total, delta.inputs[1], delta.inputs[2], axis=delta.attr("axis"), mode="add",
+        mode = "set" if once is not None and delta.inputs[1] is once else "add"
+        return apply("dyn_update", total, delta.inputs[1], delta.inputs[2], axis=delta.attr("axis"), mode=mode,
                      checked=delta.attr("checked", True))
     return B.add(total, delta)
 
