@@ -101,6 +101,8 @@ def hessian_vector(name: str, target: Function, wrt: list[int], span) -> list[Fu
     ctx = rule_context()
     forward_ids = {n.id for n in topo_order(target.outputs)}
     grads = _gradients(ctx.pullback([value], [B.like_const(1, value)], wrt_nodes), wrt_nodes, forward_ids)
+    # one forward loop before differentiating again (a gradient's loop also computes the value)
+    (value,), grads = _split_at(merge_loops([value] + grads), 1)
     hv = [_zero_or(t, w) for t, w in zip(ctx.pushforward(grads, wrt_nodes, v_params), wrt_nodes)]
     (value,), rest = _split_at(merge_loops([value] + grads + hv), 1)
     grads, hv = _split_at(rest, len(grads))
