@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from util import compile_module
 
-from tapeless.compiler import pipeline
+from tapeless.compiler import compile_source, pipeline
 from tapeless.compiler.core.source import SourceFile
 from tapeless.compiler.tools.sympy_check import check_module
 from tapeless.runtime import gradcheck
@@ -319,3 +319,31 @@ def test_stop_gradient_inside_the_body_cuts_each_step(tmp_path):
     _close(value, np.asarray(np.mean(hs[-1] ** 2)), "value")
     _close(d_w, x[-1].T @ delta, "d/dw")
     _close(d_u, hs[-2].T @ delta, "d/du")
+
+
+def test_two_reads_of_one_array_in_a_step_update_two_slices_of_its_gradient(tmp_path):
+    """x[t] and x[t - 1] in one step: their cotangents are two slice updates of one carried sum,
+    written in place, never a whole array per iteration (which would cost T x size(x))."""
+    src = ("fn f(x: f64[T, N], h0: f64[N]) -> f64 {\n    h = h0\n    for t in range(1, T) {\n"
+           "        h = tanh(h + x[t] - x[t - 1])\n    }\n    return sum(h * h)\n}\ngrad f wrt x, h0\n")
+    text = compile_source(src, path="two.tl")
+    bwd = text[text.index("def _f_loop_bwd("):]
+    bwd = bwd[:bwd.index("\ndef ")]
+    assert "_updated(" not in bwd and bwd.count("d_x[") == 2, bwd
+    m = compile_module(src, tmp_path, path="two.tl")
+    rng = np.random.default_rng(3)
+    x, h0 = rng.standard_normal((5, 3)), rng.standard_normal(3)
+
+    def f(x, h0):
+        h = h0
+        for t in range(1, 5):
+            h = np.tanh(h + x[t] - x[t - 1])
+        return np.sum(h * h)
+
+    _, gx, gh = m.f_grad(x, h0)
+    eps = 1e-6
+    for idx in [(0, 0), (2, 1), (4, 2)]:
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += eps
+        xm[idx] -= eps
+        assert abs(gx[idx] - (f(xp, h0) - f(xm, h0)) / (2 * eps)) < 1e-7

@@ -351,11 +351,23 @@ def accumulate(total: Node, delta: Node, once: Node | None = None) -> Node:
     (a captured x read as x[t]: its cotangent is one slice per iteration, never a whole x). At
     an index no other iteration writes (`once`: the loop variable of a step of 1) the slice of
     the sum is still 0: set, not added (no read of it)."""
-    if delta.op.name == "dyn_update" and delta.attr("mode") == "add" and _is_zeros(delta.inputs[0]):
-        mode = "set" if once is not None and delta.inputs[1] is once else "add"
-        return apply("dyn_update", total, delta.inputs[1], delta.inputs[2], axis=delta.attr("axis"), mode=mode,
-                     checked=delta.attr("checked", True))
-    return B.add(total, delta)
+    terms = _terms(delta)
+    slices = [d for d in terms if d.op.name == "dyn_update" and d.attr("mode") == "add" and _is_zeros(d.inputs[0])]
+    rest = [d for d in terms if not any(d is s for s in slices)]
+    for d in rest:  # (a whole-array term: added as it is)
+        total = B.add(total, d)
+    for d in slices:  # x[t] and x[t - 1] read in one step: two slice updates, never a whole array
+        mode = "set" if once is not None and d.inputs[1] is once and len(slices) == 1 and not rest else "add"
+        total = apply("dyn_update", total, d.inputs[1], d.inputs[2], axis=d.attr("axis"), mode=mode,
+                      checked=d.attr("checked", True))
+    return total
+
+
+def _terms(x: Node) -> list[Node]:
+    """The terms of a sum of cotangents (add nodes of the same type), in order."""
+    if x.op.name == "add" and all(i.type == x.type for i in x.inputs):
+        return _terms(x.inputs[0]) + _terms(x.inputs[1])
+    return [x]
 
 
 def _is_zeros(x: Node) -> bool:
@@ -588,14 +600,18 @@ def in_place_updates(body: Function) -> set[int]:
             uses[i.id] = uses.get(i.id, 0) + 1
     for o in body.outputs:
         uses[o.id] = uses.get(o.id, 0) + 1
-    carries = {p.id for p in body.params[2:2 + len(body.outputs)]}
+    # an array the body may write into: a carry only one node reads, and then (a chain of
+    # updates) an update written in place that only one node reads
+    owned = {p.id for p in body.params[2:2 + len(body.outputs)] if uses.get(p.id) == 1}
     out = set()
     for n in order:
-        if n.op.name == "dyn_update" and n.inputs[0].id in carries and uses.get(n.inputs[0].id) == 1:
+        if n.op.name == "dyn_update" and n.inputs[0].id in owned:
             out.add(n.id)
-        elif (n.op.name == "add" and n.inputs[0].id in carries and uses.get(n.inputs[0].id) == 1
-              and n.inputs[0].type == n.type and n.inputs[1] is not n.inputs[0]):
+        elif (n.op.name == "add" and n.inputs[0].id in owned and n.inputs[0].type == n.type
+              and n.inputs[1] is not n.inputs[0]):
             out.add(n.id)  # a sum carried along (a gradient's): total += delta
+        if n.id in out and uses.get(n.id) == 1:
+            owned.add(n.id)
     return out
 
 
@@ -603,7 +619,7 @@ def written_in_place(body: Function) -> set[int]:
     """The carries (by index) a body writes into."""
     ids = in_place_updates(body)
     by_param = {p.id: j for j, p in enumerate(body.params[2:])}
-    return {by_param[n.inputs[0].id] for n in topo_order(body.outputs) if n.id in ids}
+    return {by_param[n.inputs[0].id] for n in topo_order(body.outputs) if n.id in ids and n.inputs[0].id in by_param}
 
 
 # ---- one loop where a derivative made two ------------------------------------------------------------------
