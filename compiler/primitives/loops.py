@@ -47,14 +47,23 @@ _fresh = itertools.count(1_000_000)  # positions of the front end's provisional 
 
 
 class Body:
-    """A loop's body as a node attribute: compared by identity, printed as its name. `source`:
+    """A loop's body as a node attribute, printed as its name. Equal bodies are equal attributes:
+    the same parameters and outputs (nodes are interned, so equal graphs are the same nodes),
+    so a derivative's loop built twice (a JVP asked for by each carry) is one loop. `source`:
     the fn of the source the loop is in (what a run-time error names)."""
 
-    __slots__ = ("fn", "source")
+    __slots__ = ("fn", "source", "_key")
 
     def __init__(self, fn: Function, source: str = ""):
         self.fn = fn
         self.source = source or fn.name
+        self._key = (tuple(p.id for p in fn.params), tuple(o.id for o in fn.outputs), self.source)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Body) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
 
     def __repr__(self) -> str:
         return self.fn.name
