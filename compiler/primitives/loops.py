@@ -47,10 +47,9 @@ _fresh = itertools.count(1_000_000)  # positions of the front end's provisional 
 
 
 class Body:
-    """A loop's body as a node attribute, printed as its name. Equal bodies are equal attributes:
-    the same parameters and outputs (nodes are interned, so equal graphs are the same nodes),
-    so a derivative's loop built twice (a JVP asked for by each carry) is one loop. `source`:
-    the fn of the source the loop is in (what a run-time error names)."""
+    """A loop's body as a node attribute, printed as its name; equal when they have the same
+    parameters and outputs (the same graph). `source`: the fn of the source the loop is in
+    (what a run-time error names)."""
 
     __slots__ = ("fn", "source", "_key")
 
@@ -244,13 +243,25 @@ def _infer(types, attrs):
 
 # ---- derivatives ----------------------------------------------------------------------------------------
 def _jvp(ctx, node, ts):
-    """One loop carrying the carries and their tangents (interned: every member asks for the
-    same group)."""
+    """One loop carrying the carries and their tangents. Every member of the group asks with the
+    same tangents: the group is made once (parameters are never interned, so a body made twice
+    would be two loops) and kept in the sweep's context."""
+    if all(t is None for t in ts):
+        return None
+    key = ("loop jvp", group_of(node), tuple(t.id if t is not None else None for t in ts))
+    made = ctx.primal_values.get(key)
+    if made is None:
+        made = ctx.primal_values[key] = _jvp_group(ctx, node, ts)
+    group, moving_c = made
+    nc = node.attr("n_carries")
+    j = node.attr("out")
+    return group[nc + moving_c.index(j)] if j in moving_c else None
+
+
+def _jvp_group(ctx, node, ts):
     body, inits, caps = parts(node)
     nc = len(inits)
     t_inits, t_caps = ts[:nc], ts[nc:]
-    if all(t is None for t in ts):
-        return None
     cps, pps = list(body.params[2:2 + nc]), list(body.params[2 + nc:])
     moving_c = [j for j in range(nc) if cps[j].dtype.is_float]
     moving_p = [i for i, t in enumerate(t_caps) if t is not None]
@@ -267,8 +278,7 @@ def _jvp(ctx, node, ts):
     group = loop_nodes(new_body, inits + t_init, new_caps, node.attr("start"),
                        node.attr("stop"), node.attr("step"), node.attr("reverse"), node.span,
                        source=node.attr("body").source)
-    j = node.attr("out")
-    return group[nc + moving_c.index(j)] if j in moving_c else None
+    return group, moving_c
 
 
 def _renumber(params) -> tuple[Node, ...]:
