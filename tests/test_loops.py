@@ -138,8 +138,6 @@ def test_a_symbolic_length_is_one_python_for_loop_not_unrolled(tmp_path_factory)
         assert gradcheck(m.rnn_grad, xt, h0, w, u)
 
 
-@pytest.mark.xfail(strict=True, reason="IR side: rnn_hvp runs the forward loop 4 times and the backward loop 3 "
-                                       "times (each backward loop computes all six accumulators; one is read)")
 def test_hvp_runs_one_forward_and_one_backward_loop(tmp_path_factory):
     loops = _loops(_source(_module("rnn.tl", 1, tmp_path_factory), "rnn_hvp"))
     assert len(loops) == 2, loops

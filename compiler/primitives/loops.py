@@ -644,29 +644,45 @@ def written_in_place(body: Function) -> set[int]:
 # ---- one loop where a derivative made two ------------------------------------------------------------------
 def merge_loops(outputs: list[Node]) -> list[Node]:
     """outputs with each loop whose carries another loop also computes (the forward loop a VJP
-    adds, which also stacks values; a JVP's loop of carries and tangents) replaced by that
-    loop's members: the forward work is done once."""
+    adds, which also stacks values; a JVP's loop of carries and tangents; the same loop made
+    twice) replaced by that loop's members: the forward work is done once. To a fixed point:
+    a loop merged away may have been an input of the loop it was merged into."""
+    for _ in range(8):
+        merged = _merge_once(outputs)
+        if merged is None:
+            break
+        outputs = merged
+    return list(outputs)
+
+
+def _merge_once(outputs: list[Node]) -> list[Node] | None:
     order = topo_order(outputs)
     groups: dict[tuple, Node] = {}
     for n in order:
         if n.op.name == "for_loop":
             groups.setdefault(group_of(n), n)
     if len(groups) < 2:
-        return list(outputs)
+        return None
     reps = list(groups.values())
     mapping: dict[int, Node] = {}
-    for a in reps:
-        for b in reps:
-            if a is b or len(b.inputs) <= len(a.inputs) and b.attr("n_carries") <= a.attr("n_carries"):
+    gone: set[tuple] = set()
+    for ia, a in enumerate(reps):
+        for ib, b in enumerate(reps):
+            if a is b or group_of(b) in gone:
+                continue
+            smaller = len(a.inputs) < len(b.inputs) or a.attr("n_carries") < b.attr("n_carries")
+            same = len(a.inputs) == len(b.inputs) and a.attr("n_carries") == b.attr("n_carries") and ia > ib
+            if not (smaller or same):  # (of two equal loops, the later one goes)
                 continue
             outs = _subsumed(a, b)
             if outs is not None:
                 members = {m.attr("out"): m for m in order if m.op is a.op and group_of(m) == group_of(a)}
                 for j, m in members.items():
                     mapping[m.id] = outs[j]
+                gone.add(group_of(a))
                 break
     if not mapping:
-        return list(outputs)
+        return None
     return substitute(outputs, mapping)
 
 
