@@ -49,8 +49,8 @@ def test_rule_shapes_are_the_reviewed_ones():
         by_shape.setdefault(prim.rule_shape, []).append(name)
     assert sorted(by_shape["bilinear"]) == ["einsum", "matmul", "mul"]
     assert sorted(by_shape["linear"]) == [
-        "add", "broadcast_to", "cast", "concat", "cumsum", "diagonal", "expand_dims", "index", "index_grad", "reshape",
-        "roll", "squeeze", "sub", "sum", "take", "take_along_axis", "take_along_axis_grad", "take_grad", "transpose",
+        "add", "broadcast_to", "cast", "concat", "cumsum", "diagonal", "expand_dims", "index", "index_grad",
+        "index_grads", "reshape", "roll", "squeeze", "sub", "sum", "take", "take_along_axis", "take_along_axis_grad", "take_grad", "transpose",
         "tril", "triu", "windows", "windows_grad"]
     assert sorted(by_shape["constructor"]) == ["eye", "full"]
     assert sorted(by_shape["leaf"]) == ["const", "dim", "param"]
@@ -202,7 +202,7 @@ def test_codegen_facts_are_where_the_generator_looks():
     assert sorted(h for r in FORMS.rules for h in r.pattern.heads()) == [
         "bce_with_logits", "cross_entropy", "sigmoid", "softmax", "softplus"]
     assert sorted(n for n, p in REGISTRY.items() if p.allocates) == [
-        "eye", "full", "index_grad", "onehot", "stack_first", "take_along_axis_grad", "take_grad", "windows_grad"]
+        "eye", "full", "index_grad", "index_grads", "onehot", "stack_first", "take_along_axis_grad", "take_grad", "windows_grad"]
     assert not any(p.allocates and p.view for p in REGISTRY.values())
     assert sorted(n for n, p in REGISTRY.items() if p.loop and p.loop.row) == ["maximum", "minimum", "relu"]
     assert sorted(n for n, p in REGISTRY.items() if p.loop and p.loop.rowwise) == ["log_softmax", "softmax"]

@@ -300,6 +300,77 @@ register(linear(
 ))
 
 
+# index_grads: several index_grad of one shape summed into one array (simplification.py makes it
+# from their sum): x read as x[1:] and x[:-1] gets one zeros array with each cotangent added into
+# a view of it, not one padded array per slice and the adds.
+def _index_grads_infer(types, attrs):
+    parts = attrs["parts"]
+    if not len(parts) == len(attrs["signs"]) == len(types) or not types:  # pragma: no cover - built only by simplification
+        raise UserError(f"index_grads: {len(types)} cotangents for {len(parts)} indices")
+    target = TensorType(types[0].dtype, attrs["shape"])
+    for k, (t, items) in enumerate(zip(types, parts)):
+        expect = index_shape(target, items)
+        if expect != t.shape or t.dtype != types[0].dtype:  # pragma: no cover - built only by simplification
+            raise UserError(f"index_grads: cotangent {t} does not fit {types[0].dtype}{shape_text(expect)}", arg=k)
+    return target.with_(weak=all(t.weak for t in types))
+
+
+def _index_grads_emit(ctx, args, node):
+    parts = ", ".join(f"({index_tuple_text(ctx, items)}, {a.text}{'' if sign > 0 else ', -1'})"
+                      for a, items, sign in zip(args, node.attr("parts"), node.attr("signs")))
+    return Expr(f"{ctx.helper('index_grads')}({ctx.shape(node.shape)}, {ctx.dtype(node.dtype)}, {parts})",
+                PREC_POSTFIX)
+
+
+def _index_grads_vjp(ctx, node, ct, needs):
+    out = []
+    for items, sign, need in zip(node.attr("parts"), node.attr("signs"), needs):
+        g = B.apply("index", ct, items=items) if need else None
+        out.append(B.apply("neg", g) if g is not None and sign < 0 else g)
+    return out
+
+
+def _index_grads_jvp(ctx, node, ts):
+    keep = [k for k, t in enumerate(ts) if t is not None]
+    if not keep:
+        return None
+    return B.apply("index_grads", *[ts[k] for k in keep], parts=tuple(node.attr("parts")[k] for k in keep),
+                   signs=tuple(node.attr("signs")[k] for k in keep), shape=node.shape)
+
+
+def _index_grads_sympy(ctx, args, node):
+    out = np.zeros(ctx.shape(node.shape), dtype=object)
+    for a, items, sign in zip(args, node.attr("parts"), node.attr("signs")):
+        at = _sym_index(ctx, items)
+        out[at] = out[at] + sign * _obj(a)
+    return out
+
+
+INDEX_GRADS = Helper("index_grads", '''def _index_grads(shape, dtype, *parts):
+    """Zeros of `shape` with each g of the (index, g) parts added at its index ((index, g, -1):
+    subtracted): one array for the cotangents of several slices of one value, each added into
+    a view of it."""
+    out = xp.zeros(shape, dtype=dtype)
+    for index, g, *sign in parts:
+        if sign:
+            out[index] -= g
+        else:
+            out[index] += g
+    return out
+''')
+
+register(linear(
+    "index_grads", "shape", _index_grads_infer, _index_grads_emit, _index_grads_vjp, _index_grads_sympy,
+    tangent=_index_grads_jvp, coerce=lambda args, attrs: B.common_dtype(args),
+    doc="zeros of `shape` with each operand added at its index (or subtracted: `signs`): index_grads summed "
+        "in one array",
+    allocates=True, writes_shape=True, helpers=(INDEX_GRADS,),
+    examples=((("f64[3]", "f64[3]"), {"parts": ((("s", 1, None, 1),), (("s", None, -1, 1),)), "signs": (1, -1), "shape": (4,)}, {}),
+              (("f64[2, 2]", "f64[4]"), {"parts": ((("s", 1, 3, 1), ("s", None, None, -2)), (("i", 0),)),
+                                         "signs": (1, 1), "shape": (3, 4)}, {})),
+))
+
+
 # ---- concat --------------------------------------------------------------------------------------------
 def _concat_infer(types, attrs):
     axis = attrs["axis"]

@@ -500,3 +500,44 @@ def einsum_transpose(m):
             new_ops.append(x)
             new_subs.append(s)
     return B.apply("einsum", *new_ops, spec=full_spec(new_subs, out))
+
+
+
+_SCATTERS = ("index_grad", "index_grads")
+
+
+def _scatter_parts(x: Node) -> list[tuple[Node, tuple, int]]:
+    """(cotangent, index, sign) for each slice an index_grad or index_grads writes."""
+    if x.op.name == "index_grad":
+        return [(x.inputs[0], x.attr("items"), 1)]
+    return list(zip(x.inputs, x.attr("parts"), x.attr("signs")))
+
+
+def _index_grads(parts, like: Node) -> Node:
+    return B.apply("index_grads", *[g for g, _, _ in parts], parts=tuple(p[1] for p in parts),
+                   signs=tuple(p[2] for p in parts), shape=like.shape)
+
+
+@SIMPLIFY.rule("index_grad(a) + index_grad(b) = index_grads(a, b): the cotangents of several slices of one "
+               "value added into views of one zeros array", Op("add", Op(_SCATTERS), Op(_SCATTERS)))
+def slice_cotangents_in_one_array(m):
+    n = m.node
+    a, b = n.inputs
+    if not (same_type(a, n) and same_type(b, n)):
+        return None
+    parts = _scatter_parts(a) + _scatter_parts(b)
+    if any(g.dtype != n.dtype for g, _, _ in parts):
+        return None
+    return _index_grads(parts, n)
+
+
+@SIMPLIFY.rule("index_grads(..., -b, ...) subtracts b at its index (no negated copy)",
+               Op("index_grads", with_input="neg"))
+def negated_slice_cotangent(m):
+    n = m.node
+    parts = _scatter_parts(n)
+    if not any(g.op.name == "neg" and same_type(g.inputs[0], g) for g, _, _ in parts):
+        return None
+    parts = [(g.inputs[0], items, -sign) if g.op.name == "neg" and same_type(g.inputs[0], g) else (g, items, sign)
+             for g, items, sign in parts]
+    return _index_grads(parts, n)

@@ -113,6 +113,19 @@ def _index_grad(g, shape, index):
     return out
 
 
+def _index_grads(shape, dtype, *parts):
+    """Zeros of `shape` with each g of the (index, g) parts added at its index ((index, g, -1):
+    subtracted): one array for the cotangents of several slices of one value, each added into
+    a view of it."""
+    out = np.zeros(shape, dtype=dtype)
+    for index, g, *sign in parts:
+        if sign:
+            out[index] -= g
+        else:
+            out[index] += g
+    return out
+
+
 def _take_grad(g, idx, axis, shape):
     """Zeros of `shape` with g added at idx along axis; repeated indices accumulate."""
     out = np.zeros(shape, dtype=g.dtype)
@@ -175,22 +188,19 @@ def shapes_grad(a, b, idx, *, out=None):
     t_4 = np.sum(np.expand_dims(b, 0))  # cases/shapes.tl:10
     value = np.sum(flat * flat) + np.sum(picked * t) + np.sum(cols @ t_2) + t_3 * t_4  # cases/shapes.tl:10
     t_5 = np.ones((3, 2), dtype=np.float64)  # cases/shapes.tl:10
-    t_6 = _index_grad(t_1 @ t_5, (4, 6), (slice(None, None, 1), slice(None, 2, 1)))  # cases/shapes.tl:10
-    t_7 = _index_grad(t_4, (4, 6), (3, 5)) + t_6  # cases/shapes.tl:10
     d_cols = t_5 @ t_2.T  # cases/shapes.tl:10
-    t_8 = _index_grad(d_cols.T, (4, 6), (slice(None, None, 1), slice(None, None, -2)))  # cases/shapes.tl:9
-    t_9 = t_7 + t_8  # cases/shapes.tl:9
-    t_10 = t_9 + _index_grad(np.sum(picked, axis=0), (4, 6), (0,))  # cases/shapes.tl:10
+    t_6 = d_cols.T  # cases/shapes.tl:9
+    t_7 = _index_grads((4, 6), np.float64, ((3, 5), t_4), ((slice(None, None, 1), slice(None, 2, 1)), t_1 @ t_5), ((slice(None, None, 1), slice(None, None, -2)), t_6), ((0,), np.sum(picked, axis=0)))  # cases/shapes.tl:10
     d_picked = np.ones((3, 6), dtype=np.float64) * t  # cases/shapes.tl:10
-    t_11 = t_10 + _take_grad(d_picked, idx, axis=0, shape=(4, 6))  # cases/shapes.tl:8
+    t_8 = t_7 + _take_grad(d_picked, idx, axis=0, shape=(4, 6))  # cases/shapes.tl:8
     d_flat = 2 * flat  # cases/shapes.tl:10
     d_pairs = d_flat.reshape((2, 4, 6))  # cases/shapes.tl:7
-    t_12 = t_11 + np.squeeze(d_pairs[1:2], 0)  # cases/shapes.tl:6
+    t_9 = t_8 + np.squeeze(d_pairs[1:2], 0)  # cases/shapes.tl:6
     d_both = np.squeeze(d_pairs[:1], 0)  # cases/shapes.tl:6
     d_top = d_both[:2]  # cases/shapes.tl:5
-    d_a = t_12 + _index_grad(d_top, (4, 6), (slice(1, 3, 1),))  # cases/shapes.tl:4
-    t_13 = np.squeeze(np.broadcast_to(t_3.reshape((1, 1, 1)), (1, 2, 6)), 0)  # cases/shapes.tl:10
-    d_b = t_13 + d_both[2:4]  # cases/shapes.tl:5
+    d_a = t_9 + _index_grad(d_top, (4, 6), (slice(1, 3, 1),))  # cases/shapes.tl:4
+    t_10 = np.squeeze(np.broadcast_to(t_3.reshape((1, 1, 1)), (1, 2, 6)), 0)  # cases/shapes.tl:10
+    d_b = t_10 + d_both[2:4]  # cases/shapes.tl:5
     if out is not None:
         out_a, out_b = _out_buffers(out, (('a', _F64, (4, 6)), ('b', _F64, (2, 6)),), 'shapes_grad')
         out_a += d_a
@@ -272,22 +282,19 @@ def shapes_grad_bwd(residuals, *, seed=1.0, out=None):
         _shape_error('shapes_grad_bwd', ((flat, 'residual `flat`', 'f64[16, 3]', (16, 3)), (idx, 'residual `idx`', 'i64[3]', (3,)), (picked, 'residual `picked`', 'f64[3, 6]', (3, 6)), (r3, 'residual `r3`', 'f64[6]', (6,)), (cols, 'residual `cols`', 'f64[3, 4]', (3, 4)), (r5, 'residual `r5`', 'f64[4, 2]', (4, 2)),), ())
     t = seed.reshape((1, 1))  # cases/shapes.tl:10
     t_1 = np.broadcast_to(t, (3, 2))  # cases/shapes.tl:10
-    t_2 = _index_grad(cols.T @ t_1, (4, 6), (slice(None, None, 1), slice(None, 2, 1)))  # cases/shapes.tl:10
-    t_3 = _index_grad(seed * r7, (4, 6), (3, 5)) + t_2  # cases/shapes.tl:10
     d_cols = t_1 @ r5.T  # cases/shapes.tl:10
-    t_4 = _index_grad(d_cols.T, (4, 6), (slice(None, None, 1), slice(None, None, -2)))  # cases/shapes.tl:9
-    t_5 = t_3 + t_4  # cases/shapes.tl:9
-    t_6 = t_5 + _index_grad(np.sum(seed * picked, axis=0), (4, 6), (0,))  # cases/shapes.tl:10
+    t_2 = d_cols.T  # cases/shapes.tl:9
+    t_3 = _index_grads((4, 6), np.float64, ((3, 5), seed * r7), ((slice(None, None, 1), slice(None, 2, 1)), cols.T @ t_1), ((slice(None, None, 1), slice(None, None, -2)), t_2), ((0,), np.sum(seed * picked, axis=0)))  # cases/shapes.tl:10
     d_picked = np.broadcast_to(t, (3, 6)) * r3  # cases/shapes.tl:10
-    t_7 = t_6 + _take_grad(d_picked, idx, axis=0, shape=(4, 6))  # cases/shapes.tl:8
+    t_4 = t_3 + _take_grad(d_picked, idx, axis=0, shape=(4, 6))  # cases/shapes.tl:8
     d_flat = 2 * (seed * flat)  # cases/shapes.tl:10
     d_pairs = d_flat.reshape((2, 4, 6))  # cases/shapes.tl:7
-    t_8 = t_7 + np.squeeze(d_pairs[1:2], 0)  # cases/shapes.tl:6
+    t_5 = t_4 + np.squeeze(d_pairs[1:2], 0)  # cases/shapes.tl:6
     d_both = np.squeeze(d_pairs[:1], 0)  # cases/shapes.tl:6
     d_top = d_both[:2]  # cases/shapes.tl:5
-    d_a = t_8 + _index_grad(d_top, (4, 6), (slice(1, 3, 1),))  # cases/shapes.tl:4
-    t_9 = np.squeeze(np.broadcast_to((seed * r6).reshape((1, 1, 1)), (1, 2, 6)), 0)  # cases/shapes.tl:10
-    d_b = t_9 + d_both[2:4]  # cases/shapes.tl:5
+    d_a = t_5 + _index_grad(d_top, (4, 6), (slice(1, 3, 1),))  # cases/shapes.tl:4
+    t_6 = np.squeeze(np.broadcast_to((seed * r6).reshape((1, 1, 1)), (1, 2, 6)), 0)  # cases/shapes.tl:10
+    d_b = t_6 + d_both[2:4]  # cases/shapes.tl:5
     if out is not None:
         out_a, out_b = _out_buffers(out, (('a', _F64, (4, 6)), ('b', _F64, (2, 6)),), 'shapes_grad_bwd')
         out_a += d_a

@@ -1,0 +1,90 @@
+"""The gradient of a value read through several slices (x[1:], x[:-1]) is one zeros array with each
+slice's cotangent added into a view of it (primitives/simplification.py, index_grads): never one
+padded full-size array per slice and their sum."""
+from __future__ import annotations
+
+import inspect
+import re
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from util import compile_module
+
+SOURCE = """
+fn prod(x: f64[n]) -> f64 {
+    return sum(x[1:] * x[:-1])
+}
+
+fn fd(x: f64[n]) -> f64 {
+    return sum((x[1:] - x[:-1]) ** 2)
+}
+
+grad prod wrt x
+grad fd wrt x
+"""
+
+# calls that make a full-size array in a gradient function (a fused loop's 0-d accumulator is not one)
+FULL_SIZE = re.compile(r"_index_grads?\(|np\.zeros\((?!\(\))|np\.pad\(|_take_grad\(")
+
+
+def _body(fn) -> str:
+    return inspect.getsource(fn).split('"""')[2]  # (after the docstring)
+
+
+@pytest.fixture(scope="module")
+def mods(tmp_path_factory):
+    d = tmp_path_factory.mktemp("slices")
+    return {level: compile_module(SOURCE, d, f"slices{level}", opt_level=level) for level in (0, 1)}
+
+
+def _numeric_grad(f, x, h=1e-6):
+    g = np.empty_like(x)
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = h
+        g[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("name", ["prod", "fd"])
+def test_one_full_size_allocation_for_the_gradient(mods, name):
+    m = mods[1]
+    for fn in (f"{name}_grad", f"{name}_grad_bwd"):
+        calls = FULL_SIZE.findall(_body(getattr(m, fn)))
+        assert calls == ["_index_grads("], (fn, calls)
+    # -O0 keeps the padded arrays (the rewrite is what removed them)
+    assert FULL_SIZE.findall(_body(getattr(mods[0], f"{name}_grad"))) == ["_index_grad(", "_index_grad("]
+
+
+def test_a_negated_slice_cotangent_is_subtracted_not_copied(mods):
+    src = _body(mods[1].fd_grad)
+    assert ", -1)" in src and "np.negative" not in src
+
+
+@pytest.mark.parametrize("name", ["prod", "fd"])
+def test_values_match_finite_differences_and_O0_exactly(mods, name):
+    x = np.random.default_rng(1).standard_normal(9)
+    value, g = getattr(mods[1], f"{name}_grad")(x)
+    value0, g0 = getattr(mods[0], f"{name}_grad")(x)
+    np.testing.assert_allclose(g, _numeric_grad(getattr(mods[1], name), x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(g, g0)  # 0 + a + b: the same sums in the same order as pad(a) + pad(b)
+    assert value == value0
+    (gb,) = getattr(mods[1], f"{name}_grad_bwd")(getattr(mods[1], f"{name}_grad_fwd")(x)[1], seed=2.0)
+    np.testing.assert_allclose(gb, 2 * g, rtol=1e-12)
+
+
+def test_peak_memory_is_one_gradient_array(mods):
+    """prod's cotangents are views of x: the gradient is the only full-size array made (before:
+    two padded arrays and their sum)."""
+    x = np.random.default_rng(2).standard_normal(200_000)
+    m = mods[1]
+    m.prod_grad(x)  # (warm: helpers, thread pool)
+    tracemalloc.start()
+    try:
+        m.prod_grad(x)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * x.nbytes, peak / x.nbytes
