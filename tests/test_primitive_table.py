@@ -202,10 +202,12 @@ def test_codegen_facts_are_where_the_generator_looks():
     assert sorted(h for r in FORMS.rules for h in r.pattern.heads()) == [
         "bce_with_logits", "cross_entropy", "sigmoid", "softmax", "softplus"]
     assert sorted(n for n, p in REGISTRY.items() if p.allocates) == [
-        "eye", "full", "index_grad", "onehot", "stack_first", "take_along_axis_grad", "take_grad", "windows_grad"]
+        "eye", "full", "index_grad", "onehot", "stack_first", "sub_label", "take_along_axis_grad", "take_grad",
+        "windows_grad"]
     assert not any(p.allocates and p.view for p in REGISTRY.values())
     assert sorted(n for n, p in REGISTRY.items() if p.loop and p.loop.row) == ["maximum", "minimum", "relu"]
-    assert sorted(n for n, p in REGISTRY.items() if p.loop and p.loop.rowwise) == ["log_softmax", "softmax"]
+    assert sorted(n for n, p in REGISTRY.items() if p.loop and p.loop.rowwise) == ["log_softmax", "pick_label", "softmax",
+                                                                                  "sub_label"]
 
 
 def test_every_helper_a_record_carries_resolves():
