@@ -139,7 +139,8 @@ grad f wrt z
     src = inspect.getsource(m.f_grad_bwd)
     assert "_sigmoid(z)" in src and "- t)" in src           # sigmoid(z) - t
     # the one-hot subtracted by a scatter of -1 at the labels, over softmax's fresh array
-    assert "_sub_label(_softmax(z, axis=1), k, 'f_grad_bwd(): residual `k`', inplace=True)" in src
+    assert ("_sub_label(_softmax(z, axis=1), _checked_labels(k, C, 'f_grad_bwd(): residual `k`'), inplace=True)"
+            in src)
     assert src.count("np.exp(") == 1 and "np.exp(z - np.where(" in src     # logsumexp's: shifted
 
 

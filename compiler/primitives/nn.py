@@ -6,7 +6,8 @@ stability and speed ask for it (docs/architecture.md, "Adding a primitive"):
   binary_cross_entropy    log clamped at -100 and PyTorch's gradient (p - y) / max(p(1-p), 1e-12)
   cross_entropy           lse(logits) - logits[label]; d/dlogits = softmax - onehot
   pick_label, sub_label   internal, its parts at -O1: z[..., label] by a gather, and
-                          p - onehot(label) by a scatter of -1 into (a copy of) p
+                          p - onehot(label) by a scatter of -1 into (a copy of) p, of labels
+                          checked once by checked_labels (outside fused loops)
 
 All are unreduced (PyTorch's reduction='none'); the helper functions their emission calls
 are in the records (Helper), with the derivatives.
@@ -280,14 +281,20 @@ def labels_onehot(labels: Node, depth) -> Node:
     return B.apply("onehot", labels, depth=depth)
 
 
+def _checked(labels: Node, depth) -> Node:
+    """The labels, checked once to lie in [0, depth) (one call outside any fused loop, shared by
+    the loss and its gradient through CSE): pick_label and sub_label index with them unchecked."""
+    return labels if labels.op.name == "checked_labels" else B.apply("checked_labels", labels, depth=depth)
+
+
 def pick_label(z: Node, labels: Node) -> Node:
     """z[..., label] as [..., 1]: a gather of one value a row, the labels checked."""
-    return B.apply("pick_label", z, labels, axis=z.type.rank - 1)
+    return B.apply("pick_label", z, _checked(labels, z.shape[-1]), axis=z.type.rank - 1)
 
 
 def sub_label(p: Node, labels: Node) -> Node:
     """p - onehot(labels): 1 subtracted at the label positions, no [..., C] one-hot made."""
-    return B.apply("sub_label", p, labels, axis=p.type.rank - 1)
+    return B.apply("sub_label", p, _checked(labels, p.shape[-1]), axis=p.type.rank - 1)
 
 
 def _ce_grad(node):
@@ -398,22 +405,12 @@ def _label_infer(name, keep):
     return infer
 
 
-# a negative label is checked first (NumPy would wrap it, CuPy wraps or clips any); NumPy raises
-# IndexError for one >= C, and the full check then says what is wrong
-PICK_LABEL = Helper("pick_label", '''def _pick_label(z, labels, who):
-    """z[..., label] with a length-1 last axis; labels must lie in [0, C)."""
-    if labels.size and labels.min() < 0:
-        _check_labels(labels, z.shape[-1], who)
-    try:
-        return xp.take_along_axis(z, labels[..., None], axis=-1)
-    except IndexError:
-        _check_labels(labels, z.shape[-1], who)
-        raise
-''', ("check_labels",), variants=(("cupy", '''def _pick_label(z, labels, who):
-    """z[..., label] with a length-1 last axis; labels must lie in [0, C)."""
-    _check_labels(labels, z.shape[-1], who)
-    return xp.take_along_axis(z, labels[..., None], axis=-1)
-'''),))
+CHECKED_LABELS = Helper("checked_labels", '''def _checked_labels(labels, c, who):
+    """The labels, which must lie in [0, c) (CuPy's indexing wraps or clips, NumPy's wraps a
+    negative one: never silently)."""
+    _check_labels(labels, c, who)
+    return labels
+''', ("check_labels",))
 # (an index of every position but the last axis, for any rank: a view's reshape could copy)
 LABEL_ROWS = Helper("label_rows", '''def _label_rows(labels):
     """Index arrays that, with the labels, pick one place on each row of the last axis."""
@@ -421,29 +418,10 @@ LABEL_ROWS = Helper("label_rows", '''def _label_rows(labels):
     return tuple(xp.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
 ''')
 # written into `out` (a fused loop's block) or over p where the caller's p is a temporary
-# read only here (inplace), else into a copy
-SUB_LABEL = Helper("sub_label", '''def _sub_label(p, labels, who, out=None, inplace=False):
+# read only here (inplace), else into a copy; the labels come checked (checked_labels)
+SUB_LABEL = Helper("sub_label", '''def _sub_label(p, labels, out=None, inplace=False):
     """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
-    or p itself if inplace) with 1 subtracted at the N label positions; labels in [0, C)."""
-    c = p.shape[-1]
-    if labels.size and labels.min() < 0:
-        _check_labels(labels, c, who)
-    if inplace:
-        out = p
-    elif out is None:
-        out = p.copy()
-    else:
-        out[...] = p
-    try:
-        out[_label_rows(labels) + (labels,)] -= 1
-    except IndexError:
-        _check_labels(labels, c, who)
-        raise
-    return out
-''', ("check_labels", "label_rows"), variants=(("cupy", '''def _sub_label(p, labels, who, out=None, inplace=False):
-    """p - onehot(labels) along the last axis; labels must lie in [0, C)."""
-    c = p.shape[-1]
-    _check_labels(labels, c, who)
+    or p itself if inplace) with 1 subtracted at the label positions."""
     if inplace:
         out = p
     elif out is None:
@@ -452,17 +430,25 @@ SUB_LABEL = Helper("sub_label", '''def _sub_label(p, labels, who, out=None, inpl
         out[...] = p
     out[_label_rows(labels) + (labels,)] -= 1
     return out
-'''),))
+''', ("label_rows",))
 
 
-def _label_emit(name):
-    def emit(ctx, args, node):
-        who = ctx.naming(node.inputs[1])
-        out = ""  # given a buffer (Loop.into): a fused loop's block, or p itself
-        if len(args) > 2:
-            out = ", inplace=True" if args[2].text == args[0].text else f", out={args[2].text}"
-        return Expr(f"{ctx.helper(name)}({args[0].text}, {args[1].text}, {who!r}{out})", PREC_POSTFIX)
-    return emit
+def _pick_emit(ctx, args, node):
+    return Expr(f"{ctx.xp}.take_along_axis({args[0].text}, {args[1].at(PREC_POSTFIX)}[..., None], axis=-1)",
+                PREC_POSTFIX)
+
+
+def _sub_emit(ctx, args, node):
+    out = ""  # given a buffer (Loop.into): a fused loop's block, or p itself
+    if len(args) > 2:
+        out = ", inplace=True" if args[2].text == args[0].text else f", out={args[2].text}"
+    return Expr(f"{ctx.helper('sub_label')}({args[0].text}, {args[1].text}{out})", PREC_POSTFIX)
+
+
+def _checked_emit(ctx, args, node):
+    who = ctx.naming(node.inputs[0])  # "f(): argument `k`", or the line the labels come from
+    return Expr(f"{ctx.helper('checked_labels')}({args[0].text}, {ctx.dim(node.attr('depth'))}, {who!r})",
+                PREC_POSTFIX)
 
 
 def _pick_vjp(ctx, node, ct, needs):
@@ -487,16 +473,27 @@ def _sub_meaning(ctx, args, node):
 
 LABEL_ROWWISE = Loop(rowwise=True)  # along the class axis: fused loops run it block by block
 register(Primitive(
-    "pick_label", "nn", _label_infer("pick_label", False), _label_emit("pick_label"), _pick_vjp,
+    "pick_label", "nn", _label_infer("pick_label", False), _pick_emit, _pick_vjp,
     lambda ctx, node, ts: pick_label(ts[0], node.inputs[1]), _pick_meaning,
-    doc="internal: z[..., label] as [..., 1] by a gather (cross_entropy's -O1 form); labels checked",
+    doc="internal: z[..., label] as [..., 1] by a gather (cross_entropy's -O1 form), of checked labels",
     examples=((("f64[2, 3]", "i64[2]"), {"axis": 1}, {1: "int:0:3"}),),
-    loop=LABEL_ROWWISE, helpers=(PICK_LABEL, CHECK_LABELS),
+    loop=LABEL_ROWWISE,
 ))
 register(Primitive(
-    "sub_label", "nn", _label_infer("sub_label", True), _label_emit("sub_label"),
+    "sub_label", "nn", _label_infer("sub_label", True), _sub_emit,
     lambda ctx, node, ct, needs: [ct, None], lambda ctx, node, ts: ts[0], _sub_meaning,
-    doc="internal: p - onehot(labels) by a scatter of -1 at the labels (cross_entropy's gradient)",
+    doc="internal: p - onehot(labels) by a scatter of -1 at checked labels (cross_entropy's gradient)",
     examples=((("f64[2, 3]", "i64[2]"), {"axis": 1}, {1: "int:0:3"}),),
-    allocates=True, loop=Loop(rowwise=True, into=True), helpers=(SUB_LABEL, LABEL_ROWS, CHECK_LABELS),
+    allocates=True, loop=Loop(rowwise=True, into=True), helpers=(SUB_LABEL, LABEL_ROWS),
+))
+
+
+def _checked_meaning(ctx, args, node):
+    return np.asarray(args[0], dtype=object)
+
+
+register(nondifferentiable(
+    "checked_labels", "nn", lambda types, attrs: types[0], _checked_emit, _checked_meaning,
+    view=True, helpers=(CHECKED_LABELS, CHECK_LABELS),
+    doc="internal: cross_entropy's labels as they are, checked to lie in [0, depth) (pick_label, sub_label)",
 ))

@@ -113,10 +113,11 @@ def _check_labels(labels, c, who):
                          f"{int(labels.min())} to {int(labels.max())}")
 
 
-def _pick_label(z, labels, who):
-    """z[..., label] with a length-1 last axis; labels must lie in [0, C)."""
-    _check_labels(labels, z.shape[-1], who)
-    return cp.take_along_axis(z, labels[..., None], axis=-1)
+def _checked_labels(labels, c, who):
+    """The labels, which must lie in [0, c) (CuPy's indexing wraps or clips, NumPy's wraps a
+    negative one: never silently)."""
+    _check_labels(labels, c, who)
+    return labels
 
 
 def _quiet():
@@ -130,10 +131,9 @@ def _label_rows(labels):
     return tuple(cp.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
 
 
-def _sub_label(p, labels, who, out=None, inplace=False):
-    """p - onehot(labels) along the last axis; labels must lie in [0, C)."""
-    c = p.shape[-1]
-    _check_labels(labels, c, who)
+def _sub_label(p, labels, out=None, inplace=False):
+    """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
+    or p itself if inplace) with 1 subtracted at the label positions."""
     if inplace:
         out = p
     elif out is None:
@@ -171,8 +171,9 @@ def mlp(x, labels, w1, b1, w2, b2):
         logits = h @ w2 + b2  # cases/mlp.tl:5
         t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
         t_1 = cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
-        t_2 = cp.log(cp.sum(cp.exp(logits - t_1), axis=1, keepdims=True)) - (_pick_label(logits, labels, 'mlp(): argument `labels`') - t_1)  # cases/mlp.tl:6
-        return cp.sum(cp.sum(t_2, axis=1)) / B  # cases/mlp.tl:6
+        t_2 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
+        t_3 = cp.log(cp.sum(cp.exp(logits - t_1), axis=1, keepdims=True)) - (t_2 - t_1)  # cases/mlp.tl:6
+        return cp.sum(cp.sum(t_3, axis=1)) / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -207,10 +208,10 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         t_1 = cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
         t_2 = cp.exp(logits - t_1)  # cases/mlp.tl:6
         t_3 = cp.sum(t_2, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_4 = cp.log(t_3) - (_pick_label(logits, labels, 'mlp_grad(): argument `labels`') - t_1)  # cases/mlp.tl:6
-        value = cp.sum(cp.sum(t_4, axis=1)) / B  # cases/mlp.tl:6
-        t_5 = _sub_label(t_2 / t_3, labels, 'mlp_grad(): argument `labels`', inplace=True)  # cases/mlp.tl:6
-        d_logits = cp.float32(1.0) / cp.float32(B) * t_5  # cases/mlp.tl:6
+        t_4 = _checked_labels(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
+        t_5 = cp.log(t_3) - (cp.take_along_axis(logits, t_4[..., None], axis=-1) - t_1)  # cases/mlp.tl:6
+        value = cp.sum(cp.sum(t_5, axis=1)) / B  # cases/mlp.tl:6
+        d_logits = cp.float32(1.0) / cp.float32(B) * _sub_label(t_2 / t_3, t_4, inplace=True)  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         t_6 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
         d_w1 = x.T @ t_6  # cases/mlp.tl:4
@@ -263,8 +264,9 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
         logits = h @ w2 + b2  # cases/mlp.tl:5
         t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
         t_1 = cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
-        t_2 = cp.log(cp.sum(cp.exp(logits - t_1), axis=1, keepdims=True)) - (_pick_label(logits, labels, 'mlp_grad_fwd(): argument `labels`') - t_1)  # cases/mlp.tl:6
-        return cp.sum(cp.sum(t_2, axis=1)) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        t_2 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp_grad_fwd(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
+        t_3 = cp.log(cp.sum(cp.exp(logits - t_1), axis=1, keepdims=True)) - (t_2 - t_1)  # cases/mlp.tl:6
+        return cp.sum(cp.sum(t_3, axis=1)) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -296,7 +298,7 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
     with _quiet():
         t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
         t_1 = cp.exp(logits - cp.where(cp.abs(t) < cp.inf, t, 0))  # cases/mlp.tl:6
-        t_2 = _sub_label(t_1 / cp.sum(t_1, axis=1, keepdims=True), labels, 'mlp_grad_bwd(): residual `labels`', inplace=True)  # cases/mlp.tl:6
+        t_2 = _sub_label(t_1 / cp.sum(t_1, axis=1, keepdims=True), _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), inplace=True)  # cases/mlp.tl:6
         d_logits = seed / B * t_2  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         t_3 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
