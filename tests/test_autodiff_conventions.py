@@ -138,7 +138,9 @@ grad f wrt z
 """, opt_level=0)  # the plain one-statement-per-value form (fused loops rewrite it as ufunc calls)
     src = inspect.getsource(m.f_grad_bwd)
     assert "_sigmoid(z)" in src and "- t)" in src           # sigmoid(z) - t
-    assert "_softmax(z, axis=1) - _labels_onehot(k, C, 'f_grad_bwd(): residual `k`').astype(np.float32)" in src
+    # the one-hot subtracted by a scatter of -1 at the labels, over softmax's fresh array
+    assert ("_sub_label(_softmax(z, axis=1), _checked_labels(k, C, 'f_grad_bwd(): residual `k`'), inplace=True)"
+            in src)
     assert src.count("np.exp(") == 1 and "np.exp(z - np.where(" in src     # logsumexp's: shifted
 
 

@@ -37,7 +37,7 @@ def test_records_are_frozen_and_compared_by_identity():
 def test_non_differentiable_primitives_are_exactly_the_expected_ones():
     """A rule missing is not the same as `not differentiable`: the latter is a short, reviewed list."""
     nondiff = sorted(n for n, p in REGISTRY.items() if not p.differentiable)
-    assert nondiff == ["argmax", "argmin", "argsort", "ckpt_bwd", "ckpt_fwd", "eq", "ge", "gt", "le", "logical_and", "logical_not", "logical_or",
+    assert nondiff == ["argmax", "argmin", "argsort", "checked_labels", "ckpt_bwd", "ckpt_fwd", "eq", "ge", "gt", "le", "logical_and", "logical_not", "logical_or",
                        "lt", "ne", "onehot"]
     assert [n for n, p in REGISTRY.items() if p.detaches] == ["stop_gradient"]
 
@@ -187,8 +187,8 @@ def test_a_wrong_scalar_expression_is_caught():
 def test_codegen_facts_are_where_the_generator_looks():
     """Views are copied before being returned, and quiet/costly ops are the reviewed lists."""
     assert sorted(n for n, p in REGISTRY.items() if p.view) == [
-        "broadcast_to", "diagonal", "dyn_index", "einsum", "expand_dims", "index", "reshape", "squeeze", "stop_gradient",
-        "transpose", "windows"]
+        "broadcast_to", "checked_labels", "diagonal", "dyn_index", "einsum", "expand_dims", "index", "reshape", "squeeze",
+        "stop_gradient", "transpose", "windows"]
     assert callable(REGISTRY["einsum"].view)  # only one operand, nothing summed: see test_codegen
     # views a fused loop may write over (plan.reusable_inputs): one element of the input each
     assert sorted(n for n, p in REGISTRY.items() if p.relabels) == [
@@ -202,10 +202,12 @@ def test_codegen_facts_are_where_the_generator_looks():
     assert sorted(h for r in FORMS.rules for h in r.pattern.heads()) == [
         "bce_with_logits", "cross_entropy", "sigmoid", "softmax", "softplus"]
     assert sorted(n for n, p in REGISTRY.items() if p.allocates) == [
-        "eye", "full", "index_grad", "index_grads", "onehot", "stack_first", "take_along_axis_grad", "take_grad", "windows_grad"]
+        "eye", "full", "index_grad", "index_grads", "onehot", "stack_first", "sub_label", "take_along_axis_grad",
+        "take_grad", "windows_grad"]
     assert not any(p.allocates and p.view for p in REGISTRY.values())
     assert sorted(n for n, p in REGISTRY.items() if p.loop and p.loop.row) == ["maximum", "minimum", "relu"]
-    assert sorted(n for n, p in REGISTRY.items() if p.loop and p.loop.rowwise) == ["log_softmax", "softmax"]
+    assert sorted(n for n, p in REGISTRY.items() if p.loop and p.loop.rowwise) == ["log_softmax", "pick_label", "softmax",
+                                                                                  "sub_label"]
 
 
 def test_every_helper_a_record_carries_resolves():

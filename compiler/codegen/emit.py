@@ -287,6 +287,8 @@ class Body:
                 self.statement(update_in_place(ctx, args, n), n)
                 self.exprs[n.id] = args[0]
                 continue
+            if n.op.loop is not None and n.op.loop.into and _temporary(n.inputs[0], uses, out_ids):
+                args.append(args[0])  # written over its input, a temporary read only here (sub_label)
             e = n.op.emit(ctx, args, n)
             user = consumer.get(n.id)
             if (n.id in out_ids and uses.get(n.id, 0) == 1 and ctx.hint(n) is None and not n.op.is_view(n)
@@ -802,3 +804,10 @@ def _table_entry(mod: ModuleContext, f: Function) -> dict:
 def _closure(mod: ModuleContext) -> list[str]:
     names = helper_closure(n for n in mod.helpers_used if n != "checks")
     return (["checks"] if "checks" in mod.helpers_used else []) + names
+
+
+def _temporary(n: Node, uses: dict[int, int], out_ids: set[int]) -> bool:
+    """n is a fresh array of the function's own that one reader reads: it may write over it."""
+    fresh = n.op.elementwise or n.op.allocates or (n.op.loop is not None and n.op.loop.rowwise)  # (softmax)
+    return (not n.is_leaf and not n.is_literal and n.id not in out_ids and uses.get(n.id, 0) == 1
+            and n.type.rank >= 1 and not n.op.is_view(n) and fresh)

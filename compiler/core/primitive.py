@@ -114,6 +114,8 @@ class Loop:
               are combined (primitives/common.py, Combine)
     rowwise:  computed along the axis in attribute `axis` (softmax): a loop over blocks of
               rows may run it when that axis is not the first
+    into:     its emit, given the block's buffer as one more argument, writes the result there
+              (sub_label: a scatter over p's block, in place where p dies)
     """
 
     ufunc: str | None = None
@@ -122,6 +124,7 @@ class Loop:
     reducer: str | None = None
     combine: enum.Enum | None = None
     rowwise: bool = False
+    into: bool = False
 
 
 class Kind(enum.Enum):

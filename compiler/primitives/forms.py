@@ -12,12 +12,13 @@ e = exp(-|z|):
 and cross_entropy along the class axis, with d = z - max(z) and s = sum(exp(d)), and in a
 module with a cross_entropy, softmax too (as sigmoid: where it shares work, not elsewhere):
 
-    cross_entropy(z, k)    = sum(where(onehot(k), log(s) - d, 0)) = log(s) - d[k]
+    cross_entropy(z, k)    = log(s) - (z[k] - m)       z[k]: a gather of one value a row
     softmax(z)             = exp(d) / s
 
 so the elementwise kernels run them as plain ufuncs, and a loss and its gradient share
-work through CSE (cross_entropy's gradient softmax(z) - onehot(k) reuses d, exp(d), s and
-the checked one-hot rows). The forms are as accurate as the helpers were: e is at most 1, and
+work through CSE (cross_entropy's gradient softmax(z) - onehot(k) reuses d, exp(d) and s,
+and subtracts the one-hot by a scatter of -1 at the labels, in place: primitives/nn.py).
+The forms are as accurate as the helpers were: e is at most 1, and
 1 / (1 + exp(-z)) keeps its relative accuracy in both tails (at z < -88 in f32 exp(-z)
 overflows to inf and the result is exactly 0, which is the rounded value; generated
 functions never warn about that). A `where` choosing between two formulas would be
@@ -36,7 +37,7 @@ from __future__ import annotations
 from ..core.ir import Node
 from ..core.rewrite import Op, Rule, RuleSet
 from . import algebra as B
-from .nn import labels_onehot
+from .nn import pick_label
 
 
 def _e(z: Node) -> Node:
@@ -74,10 +75,15 @@ def _shifted(z: Node, axis: int) -> tuple[Node, Node]:
     """d = z - m and s = sum(exp(d)) along axis (kept as a length-1 axis), m = max(z) where
     that is finite and 0 elsewhere, as the helpers do: a +inf logit then gives an infinite
     loss, not inf - inf = nan."""
+    m = _shift(z, axis)
+    d = B.sub(z, m)
+    return d, B.apply("sum", B.apply("exp", d), axes=(axis,), keepdims=True)
+
+
+def _shift(z: Node, axis: int) -> Node:
     m = B.apply("max", z, axes=(axis,), keepdims=True)
     finite = B.apply("lt", B.apply("abs", m), B.like_const(float("inf"), m))
-    d = B.sub(z, B.apply("where", finite, m, B.like_const(0, m)))
-    return d, B.apply("sum", B.apply("exp", d), axes=(axis,), keepdims=True)
+    return B.apply("where", finite, m, B.like_const(0, m))
 
 
 def softmax_form(n: Node, ops) -> Node:
@@ -88,14 +94,15 @@ def softmax_form(n: Node, ops) -> Node:
 
 
 def cross_entropy_form(n: Node, ops) -> Node:
-    """log(s) - d[label], the label picked by a select (never 0 * inf: a masked -inf logit stays
-    harmless); the one-hot rows check the labels as the helper does."""
+    """log(s) - d[label], d[label] = z[label] - m gathered (one value a row, not a one-hot mask
+    over all of z): the same rounding as picking from d, and d need not be kept; the gather
+    checks the labels as the helper does."""
     z, labels = n.inputs
     axis = z.type.rank - 1
-    d, s = _shifted(z, axis)
-    hot = labels_onehot(labels, z.shape[-1])
-    per_class = B.apply("where", hot, B.sub(B.apply("log", s), d), B.like_const(0, d))
-    return B.apply("sum", per_class, axes=(axis,), keepdims=False)
+    m = _shift(z, axis)
+    _, s = _shifted(z, axis)
+    per_row = B.sub(B.apply("log", s), B.sub(pick_label(z, labels), m))
+    return B.apply("sum", per_row, axes=(axis,), keepdims=False)  # (of one: keeps a fused loop's sink)
 
 
 # The rule set passes/expand.py applies once per node; a rule's env is the set of op names in

@@ -5,6 +5,9 @@ stability and speed ask for it (docs/architecture.md, "Adding a primitive"):
   bce_with_logits         softplus form, no overflow at +-1000; d/dz = sigmoid(z) - y
   binary_cross_entropy    log clamped at -100 and PyTorch's gradient (p - y) / max(p(1-p), 1e-12)
   cross_entropy           lse(logits) - logits[label]; d/dlogits = softmax - onehot
+  pick_label, sub_label   internal, its parts at -O1: z[..., label] by a gather, and
+                          p - onehot(label) by a scatter of -1 into (a copy of) p, of labels
+                          checked once by checked_labels (outside fused loops)
 
 All are unreduced (PyTorch's reduction='none'); the helper functions their emission calls
 are in the records (Helper), with the derivatives.
@@ -278,10 +281,25 @@ def labels_onehot(labels: Node, depth) -> Node:
     return B.apply("onehot", labels, depth=depth)
 
 
+def _checked(labels: Node, depth) -> Node:
+    """The labels, checked once to lie in [0, depth) (one call outside any fused loop, shared by
+    the loss and its gradient through CSE): pick_label and sub_label index with them unchecked."""
+    return labels if labels.op.name == "checked_labels" else B.apply("checked_labels", labels, depth=depth)
+
+
+def pick_label(z: Node, labels: Node) -> Node:
+    """z[..., label] as [..., 1]: a gather of one value a row, the labels checked."""
+    return B.apply("pick_label", z, _checked(labels, z.shape[-1]), axis=z.type.rank - 1)
+
+
+def sub_label(p: Node, labels: Node) -> Node:
+    """p - onehot(labels): 1 subtracted at the label positions, no [..., C] one-hot made."""
+    return B.apply("sub_label", p, _checked(labels, p.shape[-1]), axis=p.type.rank - 1)
+
+
 def _ce_grad(node):
     logits, labels = node.inputs
-    p = B.apply("softmax", logits, axis=logits.type.rank - 1)
-    return B.sub(p, B.cast(labels_onehot(labels, logits.shape[-1]), logits.dtype))
+    return sub_label(B.apply("softmax", logits, axis=logits.type.rank - 1), labels)
 
 
 def _ce_vjp(ctx, node, ct, needs):
@@ -374,4 +392,108 @@ def _onehot_meaning(ctx, args, node):
 register(nondifferentiable(
     "onehot", "nn", _onehot_infer, _onehot_emit, _onehot_meaning, allocates=True, helpers=(LABELS_ONEHOT, CHECK_LABELS),
     doc="internal: the bool one-hot rows of cross_entropy's labels, checked to lie in [0, depth)",
+))
+
+
+# ---- the gather and the scatter of cross_entropy's -O1 form and gradient -----------------------
+def _label_infer(name, keep):
+    def infer(types, attrs):
+        z, labels = types
+        if z.rank < 1 or labels.dtype.kind != "i" or labels.shape != z.shape[:-1]:
+            raise UserError(f"`{name}` needs values [..., C] and integer labels [...], got {z} and {labels}")
+        return TensorType(z.dtype, z.shape if keep else labels.shape + (1,), z.weak)
+    return infer
+
+
+CHECKED_LABELS = Helper("checked_labels", '''def _checked_labels(labels, c, who):
+    """The labels, which must lie in [0, c) (CuPy's indexing wraps or clips, NumPy's wraps a
+    negative one: never silently)."""
+    _check_labels(labels, c, who)
+    return labels
+''', ("check_labels",))
+# (an index of every position but the last axis, for any rank: a view's reshape could copy)
+LABEL_ROWS = Helper("label_rows", '''def _label_rows(labels):
+    """Index arrays that, with the labels, pick one place on each row of the last axis."""
+    n = labels.ndim
+    return tuple(xp.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
+''')
+# written into `out` (a fused loop's block) or over p where the caller's p is a temporary
+# read only here (inplace), else into a copy; the labels come checked (checked_labels)
+SUB_LABEL = Helper("sub_label", '''def _sub_label(p, labels, out=None, inplace=False):
+    """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
+    or p itself if inplace) with 1 subtracted at the label positions."""
+    if inplace:
+        out = p
+    elif out is None:
+        out = p.copy()
+    else:
+        out[...] = p
+    out[_label_rows(labels) + (labels,)] -= 1
+    return out
+''', ("label_rows",))
+
+
+def _pick_emit(ctx, args, node):
+    return Expr(f"{ctx.xp}.take_along_axis({args[0].text}, {args[1].at(PREC_POSTFIX)}[..., None], axis=-1)",
+                PREC_POSTFIX)
+
+
+def _sub_emit(ctx, args, node):
+    out = ""  # given a buffer (Loop.into): a fused loop's block, or p itself
+    if len(args) > 2:
+        out = ", inplace=True" if args[2].text == args[0].text else f", out={args[2].text}"
+    return Expr(f"{ctx.helper('sub_label')}({args[0].text}, {args[1].text}{out})", PREC_POSTFIX)
+
+
+def _checked_emit(ctx, args, node):
+    who = ctx.naming(node.inputs[0])  # "f(): argument `k`", or the line the labels come from
+    return Expr(f"{ctx.helper('checked_labels')}({args[0].text}, {ctx.dim(node.attr('depth'))}, {who!r})",
+                PREC_POSTFIX)
+
+
+def _pick_vjp(ctx, node, ct, needs):
+    z, labels = node.inputs
+    return [B.mul(ct, B.cast(labels_onehot(labels, z.shape[-1]), z.dtype)), None]
+
+
+def _pick_meaning(ctx, args, node):
+    z = np.asarray(args[0], dtype=object)
+    labels = np.asarray(args[1], dtype=np.int64)
+    out = np.empty(labels.shape + (1,), dtype=object)
+    for idx in np.ndindex(labels.shape):
+        out[idx + (0,)] = z[idx][int(labels[idx])]
+    return out
+
+
+def _sub_meaning(ctx, args, node):
+    p = np.asarray(args[0], dtype=object)
+    labels = np.asarray(args[1], dtype=np.int64)
+    return p - (labels[..., None] == np.arange(p.shape[-1])).astype(np.int64).astype(object)
+
+
+LABEL_ROWWISE = Loop(rowwise=True)  # along the class axis: fused loops run it block by block
+register(Primitive(
+    "pick_label", "nn", _label_infer("pick_label", False), _pick_emit, _pick_vjp,
+    lambda ctx, node, ts: pick_label(ts[0], node.inputs[1]), _pick_meaning,
+    doc="internal: z[..., label] as [..., 1] by a gather (cross_entropy's -O1 form), of checked labels",
+    examples=((("f64[2, 3]", "i64[2]"), {"axis": 1}, {1: "int:0:3"}),),
+    loop=LABEL_ROWWISE,
+))
+register(Primitive(
+    "sub_label", "nn", _label_infer("sub_label", True), _sub_emit,
+    lambda ctx, node, ct, needs: [ct, None], lambda ctx, node, ts: ts[0], _sub_meaning,
+    doc="internal: p - onehot(labels) by a scatter of -1 at checked labels (cross_entropy's gradient)",
+    examples=((("f64[2, 3]", "i64[2]"), {"axis": 1}, {1: "int:0:3"}),),
+    allocates=True, loop=Loop(rowwise=True, into=True), helpers=(SUB_LABEL, LABEL_ROWS),
+))
+
+
+def _checked_meaning(ctx, args, node):
+    return np.asarray(args[0], dtype=object)
+
+
+register(nondifferentiable(
+    "checked_labels", "nn", lambda types, attrs: types[0], _checked_emit, _checked_meaning,
+    view=True, helpers=(CHECKED_LABELS, CHECK_LABELS),
+    doc="internal: cross_entropy's labels as they are, checked to lie in [0, depth) (pick_label, sub_label)",
 ))

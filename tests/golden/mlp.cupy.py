@@ -113,15 +113,35 @@ def _check_labels(labels, c, who):
                          f"{int(labels.min())} to {int(labels.max())}")
 
 
-def _labels_onehot(labels, c, who):
-    """The bool one-hot rows of cross_entropy's labels, which must lie in [0, c)."""
+def _checked_labels(labels, c, who):
+    """The labels, which must lie in [0, c) (CuPy's indexing wraps or clips, NumPy's wraps a
+    negative one: never silently)."""
     _check_labels(labels, c, who)
-    return labels[..., None] == cp.arange(c)
+    return labels
 
 
 def _quiet():
     """CuPy never warns about floating-point values; nothing to silence."""
     return contextlib.nullcontext()
+
+
+def _label_rows(labels):
+    """Index arrays that, with the labels, pick one place on each row of the last axis."""
+    n = labels.ndim
+    return tuple(cp.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
+
+
+def _sub_label(p, labels, out=None, inplace=False):
+    """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
+    or p itself if inplace) with 1 subtracted at the label positions."""
+    if inplace:
+        out = p
+    elif out is None:
+        out = p.copy()
+    else:
+        out[...] = p
+    out[_label_rows(labels) + (labels,)] -= 1
+    return out
 
 
 def mlp(x, labels, w1, b1, w2, b2):
@@ -150,9 +170,10 @@ def mlp(x, labels, w1, b1, w2, b2):
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
         t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_1 = logits - cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
-        t_2 = cp.where(_labels_onehot(labels, 10, 'mlp(): argument `labels`'), cp.log(cp.sum(cp.exp(t_1), axis=1, keepdims=True)) - t_1, 0)  # cases/mlp.tl:6
-        return cp.sum(cp.sum(t_2, axis=1)) / B  # cases/mlp.tl:6
+        t_1 = cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
+        t_2 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
+        t_3 = cp.log(cp.sum(cp.exp(logits - t_1), axis=1, keepdims=True)) - (t_2 - t_1)  # cases/mlp.tl:6
+        return cp.sum(cp.sum(t_3, axis=1)) / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -181,19 +202,20 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        t = _labels_onehot(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
-        t_1 = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_2 = logits - cp.where(cp.abs(t_1) < cp.inf, t_1, 0)  # cases/mlp.tl:6
-        t_3 = cp.exp(t_2)  # cases/mlp.tl:6
-        t_4 = cp.sum(t_3, axis=1, keepdims=True)  # cases/mlp.tl:6
-        value = cp.sum(cp.sum(cp.where(t, cp.log(t_4) - t_2, 0), axis=1)) / B  # cases/mlp.tl:6
-        d_logits = cp.float32(1.0) / cp.float32(B) * (t_3 / t_4 - t.astype(cp.float32))  # cases/mlp.tl:6
+        t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_1 = cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
+        t_2 = cp.exp(logits - t_1)  # cases/mlp.tl:6
+        t_3 = cp.sum(t_2, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_4 = _checked_labels(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
+        t_5 = cp.log(t_3) - (cp.take_along_axis(logits, t_4[..., None], axis=-1) - t_1)  # cases/mlp.tl:6
+        value = cp.sum(cp.sum(t_5, axis=1)) / B  # cases/mlp.tl:6
+        d_logits = cp.float32(1.0) / cp.float32(B) * _sub_label(t_2 / t_3, t_4, inplace=True)  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_5 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_5  # cases/mlp.tl:4
-        d_b1 = cp.sum(t_5, axis=0)  # cases/mlp.tl:4
+        t_6 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_6  # cases/mlp.tl:4
+        d_b1 = cp.sum(t_6, axis=0)  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
@@ -241,9 +263,10 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
         t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_1 = logits - cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
-        t_2 = cp.where(_labels_onehot(labels, 10, 'mlp_grad_fwd(): argument `labels`'), cp.log(cp.sum(cp.exp(t_1), axis=1, keepdims=True)) - t_1, 0)  # cases/mlp.tl:6
-        return cp.sum(cp.sum(t_2, axis=1)) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        t_1 = cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
+        t_2 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp_grad_fwd(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
+        t_3 = cp.log(cp.sum(cp.exp(logits - t_1), axis=1, keepdims=True)) - (t_2 - t_1)  # cases/mlp.tl:6
+        return cp.sum(cp.sum(t_3, axis=1)) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -275,8 +298,8 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
     with _quiet():
         t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
         t_1 = cp.exp(logits - cp.where(cp.abs(t) < cp.inf, t, 0))  # cases/mlp.tl:6
-        t_2 = _labels_onehot(labels, 10, 'mlp_grad_bwd(): residual `labels`').astype(cp.float32)  # cases/mlp.tl:6
-        d_logits = seed / B * (t_1 / cp.sum(t_1, axis=1, keepdims=True) - t_2)  # cases/mlp.tl:6
+        t_2 = _sub_label(t_1 / cp.sum(t_1, axis=1, keepdims=True), _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), inplace=True)  # cases/mlp.tl:6
+        d_logits = seed / B * t_2  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         t_3 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
         d_w1 = x.T @ t_3  # cases/mlp.tl:4

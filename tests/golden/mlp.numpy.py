@@ -156,26 +156,35 @@ def _check_labels(labels, c, who):
                          f"{int(labels.min())} to {int(labels.max())}")
 
 
-def _labels_onehot(labels, c, who):
-    """The bool one-hot rows of cross_entropy's labels, which must lie in [0, c): rows of an
-    identity matrix, or for many classes a scatter into zeros (both raise IndexError for a
-    label >= c; a negative one is checked first). 2-6x faster than comparing with arange(c)."""
-    if labels.size and labels.min() < 0:
-        _check_labels(labels, c, who)
-    try:
-        if c <= 256:
-            return np.eye(c, dtype=np.bool_).take(labels, axis=0)
-        out = np.zeros((labels.size, c), dtype=np.bool_)
-        out[np.arange(labels.size), labels.reshape(-1)] = True
-        return out.reshape(*labels.shape, c)
-    except IndexError:
-        _check_labels(labels, c, who)
-        raise
+def _checked_labels(labels, c, who):
+    """The labels, which must lie in [0, c) (CuPy's indexing wraps or clips, NumPy's wraps a
+    negative one: never silently)."""
+    _check_labels(labels, c, who)
+    return labels
 
 
 def _quiet():
     """Silence floating-point warnings where inf/nan are expected and handled."""
     return np.errstate(all="ignore")
+
+
+def _label_rows(labels):
+    """Index arrays that, with the labels, pick one place on each row of the last axis."""
+    n = labels.ndim
+    return tuple(np.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
+
+
+def _sub_label(p, labels, out=None, inplace=False):
+    """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
+    or p itself if inplace) with 1 subtracted at the label positions."""
+    if inplace:
+        out = p
+    elif out is None:
+        out = p.copy()
+    else:
+        out[...] = p
+    out[_label_rows(labels) + (labels,)] -= 1
+    return out
 
 
 def mlp(x, labels, w1, b1, w2, b2):
@@ -201,21 +210,21 @@ def mlp(x, labels, w1, b1, w2, b2):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        t = _labels_onehot(labels, 10, 'mlp(): argument `labels`')  # cases/mlp.tl:6
-        t_1 = x @ w1  # cases/mlp.tl:4
+        t = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        h = t_1  # its memory is free from here on
+        h = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
             zeros = np.full((1, 256), 0, dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                t_1_b = t_1[i:j]
+                t_b = t[i:j]
                 h_b = h[i:j]
-                np.add(t_1_b, b1, out=h_b)  # cases/mlp.tl:4
+                np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, zeros, out=h_b)  # cases/mlp.tl:4
             return ()
         _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
-        t_2 = h @ w2  # cases/mlp.tl:5
+        t_1 = h @ w2  # cases/mlp.tl:5
+        t_2 = _checked_labels(labels, 10, 'mlp(): argument `labels`')  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
@@ -223,7 +232,7 @@ def mlp(x, labels, w1, b1, w2, b2):
             s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s3 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s4 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.bool_)
+            s5 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -233,25 +242,25 @@ def mlp(x, labels, w1, b1, w2, b2):
                 b3 = s3[:j - i]
                 b4 = s4[:j - i]
                 b5 = s5[:j - i]
+                t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
-                t_b = t[i:j]
-                np.add(t_2_b, b2, out=b0)  # cases/mlp.tl:5
+                np.add(t_1_b, b2, out=b0)  # cases/mlp.tl:5
                 t_3 = np.max(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.absolute(t_3, out=b1_1)  # cases/mlp.tl:6
                 np.less(b1_1, np.inf, out=b2_1)  # cases/mlp.tl:6
                 np.negative(b2_1.view(np.int8), out=b3.view(np.int8))  # cases/mlp.tl:6
                 np.bitwise_and(t_3.view(np.int32), b3.view(np.int8), out=b1_1.view(np.int32))
-                np.subtract(b0, b1_1, out=b0)  # cases/mlp.tl:6
-                np.exp(b0, out=b4)  # cases/mlp.tl:6
+                np.subtract(b0, b1_1, out=b4)  # cases/mlp.tl:6
+                np.exp(b4, out=b4)  # cases/mlp.tl:6
                 t_4 = np.sum(b4.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.log(t_4, out=b1_1)  # cases/mlp.tl:6
-                np.subtract(b1_1, b0, out=b0)  # cases/mlp.tl:6
-                np.negative(t_b.view(np.int8), out=b5.view(np.int8))  # cases/mlp.tl:6
-                np.bitwise_and(b0.view(np.int32), b5.view(np.int8), out=b4.view(np.int32))
-                acc += np.add.reduce(b4, axis=None)  # cases/mlp.tl:6
+                np.log(t_4, out=b5)  # cases/mlp.tl:6
+                t_5 = np.take_along_axis(b0, t_2_b[..., None], axis=-1)  # cases/mlp.tl:6
+                np.subtract(t_5, b1_1, out=b1_1)  # cases/mlp.tl:6
+                np.subtract(b5, b1_1, out=b1_1)  # cases/mlp.tl:6
+                acc += np.add.reduce(b1_1, axis=None)  # cases/mlp.tl:6
             return (acc, )
-        t_5, = _blocks(_fused1, B, 146, 10*B, ('sum', ))
-        return t_5 / B  # cases/mlp.tl:6
+        t_6, = _blocks(_fused1, B, 138, 10*B, ('sum', ))
+        return t_6 / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -280,31 +289,30 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        t = _labels_onehot(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
-        t_1 = x @ w1  # cases/mlp.tl:4
+        t = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        h = t_1  # its memory is free from here on
+        h = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
             zeros = np.full((1, 256), 0, dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                t_1_b = t_1[i:j]
+                t_b = t[i:j]
                 h_b = h[i:j]
-                np.add(t_1_b, b1, out=h_b)  # cases/mlp.tl:4
+                np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, zeros, out=h_b)  # cases/mlp.tl:4
             return ()
         _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
-        t_2 = h @ w2  # cases/mlp.tl:5
+        t_1 = h @ w2  # cases/mlp.tl:5
+        t_2 = _checked_labels(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
         t_3 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
-        d_logits = t_2  # its memory is free from here on
+        d_logits = t_1  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s4 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.bool_)
+            s4 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             acc_1 = np.zeros((10,), dtype=np.float32)
@@ -315,31 +323,29 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 b2_1 = s2[:j - i]
                 b3 = s3[:j - i]
                 b4 = s4[:j - i]
-                b5 = s5[:j - i]
+                t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
-                t_b = t[i:j]
                 d_logits_b = d_logits[i:j]
-                np.add(t_2_b, b2, out=d_logits_b)  # cases/mlp.tl:5
+                np.add(t_1_b, b2, out=d_logits_b)  # cases/mlp.tl:5
                 t_4 = np.max(d_logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.absolute(t_4, out=b0)  # cases/mlp.tl:6
                 np.less(b0, np.inf, out=b1_1)  # cases/mlp.tl:6
                 np.negative(b1_1.view(np.int8), out=b2_1.view(np.int8))  # cases/mlp.tl:6
                 np.bitwise_and(t_4.view(np.int32), b2_1.view(np.int8), out=b0.view(np.int32))
-                np.subtract(d_logits_b, b0, out=d_logits_b)  # cases/mlp.tl:6
-                np.exp(d_logits_b, out=b3)  # cases/mlp.tl:6
+                np.subtract(d_logits_b, b0, out=b3)  # cases/mlp.tl:6
+                np.exp(b3, out=b3)  # cases/mlp.tl:6
                 t_5 = np.sum(b3.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.log(t_5, out=b0)  # cases/mlp.tl:6
-                np.subtract(b0, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
-                np.negative(t_b.view(np.int8), out=b5.view(np.int8))  # cases/mlp.tl:6
-                np.bitwise_and(d_logits_b.view(np.int32), b5.view(np.int8), out=b4.view(np.int32))
-                acc += np.add.reduce(b4, axis=None)  # cases/mlp.tl:6
+                np.log(t_5, out=b4)  # cases/mlp.tl:6
+                t_6 = np.take_along_axis(d_logits_b, t_2_b[..., None], axis=-1)  # cases/mlp.tl:6
+                np.subtract(t_6, b0, out=b0)  # cases/mlp.tl:6
+                np.subtract(b4, b0, out=b0)  # cases/mlp.tl:6
+                acc += np.add.reduce(b0, axis=None)  # cases/mlp.tl:6
                 np.divide(b3, t_5, out=d_logits_b)  # cases/mlp.tl:6
-                t_6 = t_b.astype(np.float32)  # cases/mlp.tl:6
-                np.subtract(d_logits_b, t_6, out=d_logits_b)  # cases/mlp.tl:6
+                _sub_label(d_logits_b, t_2_b, inplace=True)  # cases/mlp.tl:6
                 np.multiply(t_3, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc_1 += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, acc_1, )
-        t_7, d_b2, = _blocks(_fused1, B, 186, 10*B, ('sum', 'sum', ))
+        t_7, d_b2, = _blocks(_fused1, B, 138, 10*B, ('sum', 'sum', ))
         value = t_7 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
@@ -406,30 +412,29 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad_fwd', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        t = _labels_onehot(labels, 10, 'mlp_grad_fwd(): argument `labels`')  # cases/mlp.tl:6
-        t_1 = x @ w1  # cases/mlp.tl:4
+        t = x @ w1  # cases/mlp.tl:4
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        h = t_1  # its memory is free from here on
+        h = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
             zeros = np.full((1, 256), 0, dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                t_1_b = t_1[i:j]
+                t_b = t[i:j]
                 h_b = h[i:j]
-                np.add(t_1_b, b1, out=h_b)  # cases/mlp.tl:4
+                np.add(t_b, b1, out=h_b)  # cases/mlp.tl:4
                 np.maximum(h_b, zeros, out=h_b)  # cases/mlp.tl:4
             return ()
         _blocks(_fused0, B, 2048, 256*B, (), _CHEAP_BLOCKS)
-        t_2 = h @ w2  # cases/mlp.tl:5
+        t_1 = h @ w2  # cases/mlp.tl:5
+        t_2 = _checked_labels(labels, 10, 'mlp_grad_fwd(): argument `labels`')  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
-        logits = t_2  # its memory is free from here on
+        logits = t_1  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
             s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s4 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s5 = np.empty((min(rows, hi - lo), 10), dtype=np.bool_)
+            s4 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -438,27 +443,26 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 b2_1 = s2[:j - i]
                 b3 = s3[:j - i]
                 b4 = s4[:j - i]
-                b5 = s5[:j - i]
+                t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
-                t_b = t[i:j]
                 logits_b = logits[i:j]
-                np.add(t_2_b, b2, out=logits_b)  # cases/mlp.tl:5
+                np.add(t_1_b, b2, out=logits_b)  # cases/mlp.tl:5
                 t_3 = np.max(logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.absolute(t_3, out=b0)  # cases/mlp.tl:6
                 np.less(b0, np.inf, out=b1_1)  # cases/mlp.tl:6
                 np.negative(b1_1.view(np.int8), out=b2_1.view(np.int8))  # cases/mlp.tl:6
                 np.bitwise_and(t_3.view(np.int32), b2_1.view(np.int8), out=b0.view(np.int32))
                 np.subtract(logits_b, b0, out=b3)  # cases/mlp.tl:6
-                np.exp(b3, out=b4)  # cases/mlp.tl:6
-                t_4 = np.sum(b4.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.log(t_4, out=b0)  # cases/mlp.tl:6
-                np.subtract(b0, b3, out=b3)  # cases/mlp.tl:6
-                np.negative(t_b.view(np.int8), out=b5.view(np.int8))  # cases/mlp.tl:6
-                np.bitwise_and(b3.view(np.int32), b5.view(np.int8), out=b4.view(np.int32))
-                acc += np.add.reduce(b4, axis=None)  # cases/mlp.tl:6
+                np.exp(b3, out=b3)  # cases/mlp.tl:6
+                t_4 = np.sum(b3.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
+                np.log(t_4, out=b4)  # cases/mlp.tl:6
+                t_5 = np.take_along_axis(logits_b, t_2_b[..., None], axis=-1)  # cases/mlp.tl:6
+                np.subtract(t_5, b0, out=b0)  # cases/mlp.tl:6
+                np.subtract(b4, b0, out=b0)  # cases/mlp.tl:6
+                acc += np.add.reduce(b0, axis=None)  # cases/mlp.tl:6
             return (acc, )
-        t_5, = _blocks(_fused1, B, 186, 10*B, ('sum', ))
-        return t_5 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        t_6, = _blocks(_fused1, B, 138, 10*B, ('sum', ))
+        return t_6 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -489,7 +493,7 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         _shape_error('mlp_grad_bwd', ((x, 'residual `x`', 'f32[B, 784]', (B, 784)), (h, 'residual `h`', 'f32[B, 256]', (B, 256)), (w2, 'residual `w2`', 'f32[256, 10]', (256, 10)), (logits, 'residual `logits`', 'f32[B, 10]', (B, 10)), (labels, 'residual `labels`', 'i64[B]', (B,)),), (('B', B, 'residual `x`'),))
     with _quiet():
         t = seed / B  # cases/mlp.tl:6
-        t_1 = _labels_onehot(labels, 10, 'mlp_grad_bwd(): residual `labels`')  # cases/mlp.tl:6
+        t_1 = _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`')  # cases/mlp.tl:6
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = np.empty((B, 10), dtype=np.float32)
         def _fused0(lo, hi, rows):
@@ -515,15 +519,14 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.exp(d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 t_3 = np.sum(d_logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.divide(d_logits_b, t_3, out=d_logits_b)  # cases/mlp.tl:6
-                t_4 = t_1_b.astype(np.float32)  # cases/mlp.tl:6
-                np.subtract(d_logits_b, t_4, out=d_logits_b)  # cases/mlp.tl:6
+                _sub_label(d_logits_b, t_1_b, inplace=True)  # cases/mlp.tl:6
                 np.multiply(t, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, )
-        d_b2, = _blocks(_fused0, B, 96, 10*B, ('sum', ))
+        d_b2, = _blocks(_fused0, B, 94, 10*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        t_5 = d_h  # its memory is free from here on
+        t_4 = d_h  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
@@ -536,13 +539,13 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 h_b = h[i:j]
                 d_h_b = d_h[i:j]
                 np.greater(h_b, 0, out=b0)  # cases/mlp.tl:4
-                t_5_b = t_5[i:j]
+                t_4_b = t_4[i:j]
                 np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/mlp.tl:4
-                np.bitwise_and(d_h_b.view(np.int32), b1.view(np.int8), out=t_5_b.view(np.int32))
-                acc += ones[:j - i] @ t_5_b  # cases/mlp.tl:4
+                np.bitwise_and(d_h_b.view(np.int32), b1.view(np.int8), out=t_4_b.view(np.int32))
+                acc += ones[:j - i] @ t_4_b  # cases/mlp.tl:4
             return (acc, )
         d_b1, = _blocks(_fused1, B, 3584, 256*B, ('sum', ), _CHEAP_BLOCKS)
-        d_w1 = x.T @ t_5  # cases/mlp.tl:4
+        d_w1 = x.T @ t_4  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad_bwd')

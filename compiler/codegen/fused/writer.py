@@ -270,6 +270,10 @@ class KernelWriter:
             if how is Peephole.SCALAR_ROW:
                 texts = self.scalar_rows(n, texts, list(n.inputs) + [None] * len(extra))
             self.stmts.append(f"{self.xp}.{ufunc}({', '.join(texts)}, out={out})  {where}")
+        elif n.op.loop is not None and n.op.loop.into:  # writes its buffer (over an input that dies)
+            self.release(dying)
+            out = self.target(n, pos)
+            self.stmts.append(f"{n.op.emit(self.ctx, args + [Expr(out)], n).text}  {where}")
         elif how is Peephole.SELECT:
             out = self.target(n, pos, inplace=False)  # not over an input: the select reads them after writing
             self.select(n, args, out, where)
