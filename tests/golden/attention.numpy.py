@@ -153,18 +153,6 @@ def _blocks(kernel, n, row_bytes, size, combine, grow=1):
     return out
 
 
-_PATHS = {}
-
-
-def _einsum(spec, *operands):
-    """numpy.einsum along the contraction order for these shapes, found once (np.einsum_path) and cached."""
-    key = (spec,) + tuple(o.shape for o in operands)
-    path = _PATHS.get(key)
-    if path is None:
-        path = _PATHS[key] = np.einsum_path(spec, *operands, optimize="optimal")[0]
-    return np.einsum(spec, *operands, optimize=path)
-
-
 def _quiet():
     """Silence floating-point warnings where inf/nan are expected and handled."""
     return np.errstate(all="ignore")
@@ -198,7 +186,7 @@ def attention(q, k, v):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = _einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = q @ k.T  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
@@ -234,7 +222,7 @@ def attention_loss(q, k, v):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_loss', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = _einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = q @ k.T  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
@@ -283,7 +271,7 @@ def attention_loss_grad(q, k, v, *, out=None):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_loss_grad', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = _einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = q @ k.T  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
@@ -328,8 +316,8 @@ def attention_loss_grad(q, k, v, *, out=None):
                 np.divide(t_5_b, t_1, out=t_5_b)  # cases/attention.tl:3
             return ()
         _blocks(_fused2, T, (12*T + 4), T*T, (), _CHEAP_BLOCKS)
-        d_q = _einsum('ts,sd->td', t_5, k)  # cases/attention.tl:3
-        d_k = _einsum('ts,td->sd', t_5, q)  # cases/attention.tl:3
+        d_q = t_5 @ k  # cases/attention.tl:3
+        d_k = t_5.T @ q  # cases/attention.tl:3
         d_v = p.T @ t_3  # cases/attention.tl:5
         if out is not None:
             out_q, out_k, out_v = _out_buffers(out, (('q', _F32, (T, D)), ('k', _F32, (T, D)), ('v', _F32, (T, D)),), 'attention_loss_grad')
@@ -368,7 +356,7 @@ def attention_loss_grad_fwd(q, k, v):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_loss_grad_fwd', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = _einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = q @ k.T  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
@@ -454,8 +442,8 @@ def attention_loss_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.divide(t_1_b, r2, out=t_1_b)  # cases/attention.tl:3
             return ()
         _blocks(_fused1, T, (12*T + 4), T*T, (), _CHEAP_BLOCKS)
-        d_q = _einsum('ts,sd->td', t_1, k)  # cases/attention.tl:3
-        d_k = _einsum('ts,td->sd', t_1, q)  # cases/attention.tl:3
+        d_q = t_1 @ k  # cases/attention.tl:3
+        d_k = t_1.T @ q  # cases/attention.tl:3
         d_v = p.T @ t  # cases/attention.tl:5
         if out is not None:
             out_q, out_k, out_v = _out_buffers(out, (('q', _F32, (T, D)), ('k', _F32, (T, D)), ('v', _F32, (T, D)),), 'attention_loss_grad_bwd')
@@ -489,7 +477,7 @@ def attention_vjp(q, k, v, ct0, *, out=None):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D) or ct0.shape != (T, D):
         _shape_error('attention_vjp', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)), (ct0, 'ct0', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = _einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = q @ k.T  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
@@ -537,7 +525,7 @@ def attention_vjp_fwd(q, k, v):
     if q.shape != (T, D) or k.shape != (T, D) or v.shape != (T, D):
         _shape_error('attention_vjp_fwd', ((q, 'q', 'f32[T, D]', (T, D)), (k, 'k', 'f32[T, D]', (T, D)), (v, 'v', 'f32[T, D]', (T, D)),), (('T', T, 'q'), ('D', D, 'q'),))
     with _quiet():
-        t = _einsum('td,sd->ts', q, k)  # cases/attention.tl:3
+        t = q @ k.T  # cases/attention.tl:3
         t_1 = np.sqrt(np.float32(D))  # cases/attention.tl:3
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
