@@ -318,7 +318,7 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
     if x.shape != (N,) or r1.shape != (N,):
         _shape_error('safe_log_grad_bwd', ((x, 'residual `x`', 'f64[N]', (N,)), (r1, 'residual `r1`', 'bool[N]', (N,)),), (('N', N, 'residual `x`'),))
     with _quiet():
-        d_x = cp.where(r1, seed * (1 / x), 0)  # cases/masked.tl:8
+        d_x = cp.where(r1, seed / x, 0)  # cases/masked.tl:8
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad_bwd')
             out_x += d_x

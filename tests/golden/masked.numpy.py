@@ -553,9 +553,8 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
                 b1 = s1[:j - i]
                 x_b = x[i:j]
                 r1_b = r1[i:j]
+                np.divide(seed, x_b, out=b0)  # cases/masked.tl:8
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
-                np.divide(1, x_b, out=d_x_b)  # cases/masked.tl:8
-                np.multiply(seed, d_x_b, out=b0)  # cases/masked.tl:8
                 np.negative(r1_b.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:8
                 np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=d_x_b.view(np.int64))
                 if out_x is not None:
