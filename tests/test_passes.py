@@ -461,6 +461,8 @@ def test_selects_are_exact_with_a_byte_mask(tl):
      ["exp(x)", "add(1.0:f64, x)", "div(%0, %1)", "neg(s)", "mul(%2, %3)", "sign(x)", "mul(%4, %5)"]),
     ("-(s * x) * exp(x) + s * x",  # s x read twice: negated once, not made again negated
      ["mul(s, x)", "neg(%0)", "exp(x)", "mul(%1, %2)", "add(%3, %0)"]),
+    ("x * -broadcast_to(reshape(s, [1]), [3])",  # the sign on one value, and x * [s] broadcasts it itself
+     ["reshape(s) {shape=(1,)}", "neg(%0)", "mul(x, %1)"]),
 ])
 def test_reciprocals_and_negations(text, want):
     """a * (1 / b) as a / b (b an array) and -(s a) as (-s) a (s a scalar), in the optimized IR."""

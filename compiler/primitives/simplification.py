@@ -209,6 +209,33 @@ def divide_by_constant(m):
     return None
 
 
+@SIMPLIFY.rule("op(broadcast_to(a), x) = op(a, x) when the operands broadcast to the result's shape without "
+               "it (NumPy broadcasts a itself: no stride-0 array in the kernel)", Op(None, with_input="broadcast_to"))
+def broadcast_operands(m):
+    n = m.node
+    if not n.op.elementwise or len(n.inputs) < 2 or n.op.name == "broadcast_to":
+        return None
+    args = [i.inputs[0] if i.op.name == "broadcast_to" else i for i in n.inputs]
+    if args == list(n.inputs) or broadcast_shapes(*[a.shape for a in args]) != n.shape:
+        return None
+    return B.apply(n.op, *args, **n.attr_dict)
+
+
+@SIMPLIFY.rule("op(broadcast_to(a), c) = broadcast_to(op(a, c)) when every other operand is a scalar "
+               "(elementwise ops commute with broadcasting: a's few values, not the whole array)",
+               Op(None, with_input="broadcast_to"))
+def before_broadcast(m):
+    n = m.node
+    if not n.op.elementwise or n.op.name == "broadcast_to":
+        return None
+    if not all(i.op.name == "broadcast_to" or i.shape == () for i in n.inputs):
+        return None
+    args = [i.inputs[0] if i.op.name == "broadcast_to" else i for i in n.inputs]
+    if dim_prod(broadcast_shapes(*[a.shape for a in args])) == dim_prod(n.shape):
+        return None  # nothing smaller to compute on
+    return B.broadcast_to(B.apply(n.op, *args, **n.attr_dict), n.shape)
+
+
 # ---- powers ------------------------------------------------------------------------------------
 def _power(m, e):
     """(x, the exponent) when n is x ** e for the constant e, x of the result's shape."""
