@@ -450,3 +450,26 @@ def test_selects_are_exact_with_a_byte_mask(tl):
         both = np.where(c, np.exp(x64), -x64) * np.where(x64 < 0, x64, 2.5)
     assert "np.bitwise_xor(" in inspect.getsource(m.both) and "dtype=np.int64" not in inspect.getsource(m.both)
     np.testing.assert_array_equal(m.both(x64, c).view(np.int64), both.view(np.int64))
+
+
+@pytest.mark.parametrize("text, want", [
+    ("exp(x) * (1 / (x + 1))", ["exp(x)", "add(1.0:f64, x)", "div(%0, %1)"]),  # one division, not two ops
+    ("s * (1 / x)", ["div(s, x)"]),
+    ("x * (1 / s)", ["div(1.0:f64, s)", "mul(x, %0)"]),  # a scalar's reciprocal stays: made once, then multiplies
+    ("-(s * x) * exp(x)", ["neg(s)", "mul(%0, x)", "exp(x)", "mul(%1, %2)"]),  # the sign into the scalar
+    ("-(exp(x) / (1 + x) * s) * sign(x)",  # -sign(x) e / (1 + e) s of a softplus written by hand
+     ["exp(x)", "add(1.0:f64, x)", "div(%0, %1)", "neg(s)", "mul(%2, %3)", "sign(x)", "mul(%4, %5)"]),
+    ("-(s * x) * exp(x) + s * x",  # s x read twice: negated once, not made again negated
+     ["mul(s, x)", "neg(%0)", "exp(x)", "mul(%1, %2)", "add(%3, %0)"]),
+    ("x * -broadcast_to(reshape(s, [1]), [3])",  # the sign on one value, and x * [s] broadcasts it itself
+     ["reshape(s) {shape=(1,)}", "neg(%0)", "mul(x, %1)"]),
+])
+def test_reciprocals_and_negations(text, want):
+    """a * (1 / b) as a / b (b an array) and -(s a) as (-s) a (s a scalar), in the optimized IR."""
+    from tapeless.compiler.core.ir_text import format_function
+
+    src = f"fn f(x: f64[3], s: f64) -> f64[3] {{ return {text} }}\n"
+    module = optimize(ir_stage(SourceFile.from_text("t.tl", src)), 1)
+    lines = format_function(module.functions[0], module.hints).splitlines()[1:-1]
+    got = [line.split(" = ")[1].split("  #")[0].strip() for line in lines]
+    assert got == want, got

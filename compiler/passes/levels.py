@@ -3,7 +3,8 @@ to Module, one file each in this folder.
 
     -O0   nothing: the IR as lowering and differentiation built it
     -O1   expand (stable composites in primitives), fold (constants), simplify (named
-          algebraic rules, to a fixed point), cse
+          algebraic rules, to a fixed point), cse, negations (into scalar factors of
+          products no other value reads)
     -O2   as -O1, then residuals (fewer values saved by _fwd when recomputing is cheap) and
           checkpoint (a loop's gradient keeps sqrt(n) carries, not n iterations' values)
 
@@ -21,14 +22,15 @@ from .cse import cse
 from .expand import expand
 from .fold import fold
 from .loop_bodies import with_bodies
+from .negations import negations
 from .residuals import fewer_residuals
 from .simplify import simplify
 from .verify import verify
 
 PIPELINE: dict[int, tuple] = {
     0: (),
-    1: (expand, fold, simplify, cse),
-    2: (expand, fold, simplify, cse, fewer_residuals, checkpoint),
+    1: (expand, fold, simplify, cse, negations),
+    2: (expand, fold, simplify, cse, negations, fewer_residuals, checkpoint),
 }
 
 

@@ -120,6 +120,20 @@ def times_minus_one(m):
     return None
 
 
+@SIMPLIFY.rule("a * (1 / b) = a / b and (1 / b) * a = a / b, for floats and b of the result's shape "
+               "(one rounding, one pass; a reciprocal of a scalar stays: computed once, then multiplies)",
+               Op("mul", with_input="div"))
+def times_reciprocal(m):
+    n = m.node
+    if n.op.name != "mul" or not n.dtype.is_float:
+        return None
+    a, b = n.inputs
+    for r, other in ((b, a), (a, b)):
+        if r.op.name == "div" and _const(r.inputs[0]) == 1 and r.inputs[1].shape == n.shape:
+            return B.apply("div", other, r.inputs[1])
+    return None
+
+
 # ---- constants ---------------------------------------------------------------------------------
 @SIMPLIFY.rule("op(full(c), x) = op(c, x) when x alone has the result's shape (no constant array is made)",
                Op(None, with_input="full"))
@@ -193,6 +207,33 @@ def divide_by_constant(m):
         inverse = _folded(B.apply("div", one, c), (one, c), n, True)  # 1 / 1e-310 is inf
         return None if inverse is None else B.apply("mul", inverse, n.inputs[0])
     return None
+
+
+@SIMPLIFY.rule("op(broadcast_to(a), x) = op(a, x) when the operands broadcast to the result's shape without "
+               "it (NumPy broadcasts a itself: no stride-0 array in the kernel)", Op(None, with_input="broadcast_to"))
+def broadcast_operands(m):
+    n = m.node
+    if not n.op.elementwise or len(n.inputs) < 2 or n.op.name == "broadcast_to":
+        return None
+    args = [i.inputs[0] if i.op.name == "broadcast_to" else i for i in n.inputs]
+    if args == list(n.inputs) or broadcast_shapes(*[a.shape for a in args]) != n.shape:
+        return None
+    return B.apply(n.op, *args, **n.attr_dict)
+
+
+@SIMPLIFY.rule("op(broadcast_to(a), c) = broadcast_to(op(a, c)) when every other operand is a scalar "
+               "(elementwise ops commute with broadcasting: a's few values, not the whole array)",
+               Op(None, with_input="broadcast_to"))
+def before_broadcast(m):
+    n = m.node
+    if not n.op.elementwise or n.op.name == "broadcast_to":
+        return None
+    if not all(i.op.name == "broadcast_to" or i.shape == () for i in n.inputs):
+        return None
+    args = [i.inputs[0] if i.op.name == "broadcast_to" else i for i in n.inputs]
+    if dim_prod(broadcast_shapes(*[a.shape for a in args])) == dim_prod(n.shape):
+        return None  # nothing smaller to compute on
+    return B.broadcast_to(B.apply(n.op, *args, **n.attr_dict), n.shape)
 
 
 # ---- powers ------------------------------------------------------------------------------------
@@ -541,3 +582,37 @@ def negated_slice_cotangent(m):
     parts = [(g.inputs[0], items, -sign) if g.op.name == "neg" and same_type(g.inputs[0], g) else (g, items, sign)
              for g, items, sign in parts]
     return _index_grads(parts, n)
+
+
+# ---- negations (passes/negations.py: needs to know which values are shared) ---------------------
+def negated_free(n: Node, like: Node, single_use) -> Node | None:
+    """-n without a pass over an array of like's size, or None: n is a constant, a negation, a
+    scalar (negated once, not per element), or a product or quotient, used only here, with
+    such a factor. Negation is exact, so -(a b) = (-a) b to the bit. A shared product is not
+    made again: its other readers would keep it and the negated copy be one pass more."""
+    v = _const(n)
+    if v is not None and n.dtype.is_float:
+        return B.const(-v, n.type)
+    if n.op.name == "neg":
+        return n.inputs[0]
+    if n.shape == () and like.shape != () and n.dtype.is_float:
+        return B.apply("neg", n)
+    if n.op.name in ("mul", "div") and n.dtype.is_float and single_use(n):
+        for k in (0, 1):
+            inner = negated_free(n.inputs[k], like, single_use)
+            if inner is not None:
+                args = list(n.inputs)
+                args[k] = inner
+                return B.apply(n.op, *args)
+    return None
+
+
+def negation_into_factor(n: Node, single_use) -> Node | None:
+    """-(a b) as (-a) b (and a / b likewise) where a's sign flips for free (negated_free)."""
+    if n.op.name != "neg" or n.inputs[0].shape != n.shape or not n.dtype.is_float:
+        return None
+    inner = n.inputs[0]
+    if inner.op.name not in ("mul", "div"):
+        return None
+    out = negated_free(inner, n, single_use)
+    return out if out is not None and same_type(out, n) else None

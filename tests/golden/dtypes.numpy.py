@@ -228,7 +228,8 @@ def mixed_grad(a, b, h, k, *, out=None):
     with _quiet():
         n = np.sum(k, dtype=np.int64).astype(np.float64) / N  # cases/dtypes.tl:6
         t = np.float32(1.0) / np.float32(N)  # cases/dtypes.tl:7
-        d_e = np.broadcast_to(n.reshape((1,)), (N,))  # cases/dtypes.tl:7
+        t_1 = n.reshape((1,))  # cases/dtypes.tl:7
+        t_2 = t_1.astype(np.float32)  # cases/dtypes.tl:5
         # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5, cases/dtypes.tl:7)
         d_a = np.empty((N,), dtype=np.float32) if out_a is None else None
         def _fused0(lo, hi, rows):
@@ -241,24 +242,23 @@ def mixed_grad(a, b, h, k, *, out=None):
                 h_b = h[i:j]
                 a_b = a[i:j]
                 b_b = b[i:j]
-                d_e_b = d_e[i:j]
-                t_1 = h_b.astype(np.float32)  # cases/dtypes.tl:4
+                t_3 = h_b.astype(np.float32)  # cases/dtypes.tl:4
                 d_a_b = d_a[i:j] if out_a is None else g[:j - i]
                 np.multiply(2, a_b, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(1.5, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
-                np.multiply(t_1, d_a_b, out=d_a_b)  # cases/dtypes.tl:4
-                t_2 = d_a_b.astype(np.float64)  # cases/dtypes.tl:5
-                np.add(t_2, b_b, out=b0)  # cases/dtypes.tl:5
+                np.multiply(t_3, d_a_b, out=d_a_b)  # cases/dtypes.tl:4
+                t_4 = d_a_b.astype(np.float64)  # cases/dtypes.tl:5
+                np.add(t_4, b_b, out=b0)  # cases/dtypes.tl:5
                 acc += np.add.reduce(b0, axis=None)  # cases/dtypes.tl:7
-                d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
-                np.multiply(d_d, t_1, out=d_a_b)  # cases/dtypes.tl:4
+                np.multiply(t_2, t_3, out=d_a_b)  # cases/dtypes.tl:4
                 np.multiply(2, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
                 if out_a is not None:
                     np.add(out_a[i:j], d_a_b, out=out_a[i:j])
             return (acc, )
-        t_3, = _blocks(_fused0, N, 38, N, ('sum', ), _CHEAP_BLOCKS)
-        value = t_3 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
+        t_5, = _blocks(_fused0, N, 30, N, ('sum', ), _CHEAP_BLOCKS)
+        value = t_5 * n + (np.sum(a) / N).astype(np.float64)  # cases/dtypes.tl:7
+        d_e = np.broadcast_to(t_1, (N,))  # cases/dtypes.tl:7
         if out is not None:
             out_b += d_e.copy()
             return value, out_a, out_b
@@ -342,24 +342,24 @@ def mixed_grad_bwd(residuals, *, seed=1.0, out=None):
         out_a, out_b = _out_buffers(out, (('a', _F32, (N,)), ('b', _F64, (N,)),), 'mixed_grad_bwd', ((r0, 'residual `r0`'),))
     with _quiet():
         t = seed.astype(np.float32) / N  # cases/dtypes.tl:7
-        d_e = np.broadcast_to((seed * n).reshape((1,)), (N,))  # cases/dtypes.tl:7
-        # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4, cases/dtypes.tl:5)
+        t_1 = (seed * n).reshape((1,))  # cases/dtypes.tl:7
+        t_2 = t_1.astype(np.float32)  # cases/dtypes.tl:5
+        # a fused loop over blocks of rows (cases/dtypes.tl:3, cases/dtypes.tl:4)
         d_a = np.empty((N,), dtype=np.float32) if out_a is None else None
         def _fused0(lo, hi, rows):
             g = np.empty((min(rows, hi - lo),), dtype=np.float32) if out_a is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                d_e_b = d_e[i:j]
                 r0_b = r0[i:j]
-                d_d = d_e_b.astype(np.float32)  # cases/dtypes.tl:5
                 d_a_b = d_a[i:j] if out_a is None else g[:j - i]
-                np.multiply(d_d, r0_b, out=d_a_b)  # cases/dtypes.tl:4
+                np.multiply(t_2, r0_b, out=d_a_b)  # cases/dtypes.tl:4
                 np.multiply(2, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
                 np.add(t, d_a_b, out=d_a_b)  # cases/dtypes.tl:3
                 if out_a is not None:
                     np.add(out_a[i:j], d_a_b, out=out_a[i:j])
             return ()
-        _blocks(_fused0, N, 20, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 12, N, (), _CHEAP_BLOCKS)
+        d_e = np.broadcast_to(t_1, (N,))  # cases/dtypes.tl:7
         if out is not None:
             out_b += d_e.copy()
             return (out_a, out_b)

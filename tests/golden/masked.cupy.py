@@ -318,7 +318,7 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
     if x.shape != (N,) or r1.shape != (N,):
         _shape_error('safe_log_grad_bwd', ((x, 'residual `x`', 'f64[N]', (N,)), (r1, 'residual `r1`', 'bool[N]', (N,)),), (('N', N, 'residual `x`'),))
     with _quiet():
-        d_x = cp.where(r1, seed * (1 / x), 0)  # cases/masked.tl:8
+        d_x = cp.where(r1, seed / x, 0)  # cases/masked.tl:8
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad_bwd')
             out_x += d_x
@@ -410,7 +410,7 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
         t_1 = r2 > 0  # cases/masked.tl:12
         t_2 = cp.logical_or(t, t_1)  # cases/masked.tl:12
         t_3 = cp.logical_and(x >= 0, x <= 4)  # cases/masked.tl:12
-        t_4 = cp.broadcast_to(seed.reshape((1,)), (N,))  # cases/masked.tl:12
+        t_4 = seed.reshape((1,))  # cases/masked.tl:12
         t_5 = cp.where(t, cp.where(x == 0.5, 0.5 * t_4, t_4), 0) + cp.where(t_1, 2 * t_4, 0)  # cases/masked.tl:12
         d_x = cp.where(cp.logical_or(t_2, t_3), cp.where(t_2, t_5, 0) + cp.where(t_3, seed * (0.5 / r1), 0), 0)  # cases/masked.tl:12
         if out is not None:

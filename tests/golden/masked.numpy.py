@@ -553,9 +553,8 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
                 b1 = s1[:j - i]
                 x_b = x[i:j]
                 r1_b = r1[i:j]
+                np.divide(seed, x_b, out=b0)  # cases/masked.tl:8
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
-                np.divide(1, x_b, out=d_x_b)  # cases/masked.tl:8
-                np.multiply(seed, d_x_b, out=b0)  # cases/masked.tl:8
                 np.negative(r1_b.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:8
                 np.bitwise_and(b0.view(np.int64), b1.view(np.int8), out=d_x_b.view(np.int64))
                 if out_x is not None:
@@ -730,7 +729,9 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
     if out is not None:
         out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad_bwd', ((x, 'residual `x`'), (r1, 'residual `r1`'), (r2, 'residual `r2`')))
     with _quiet():
-        t = np.broadcast_to(seed.reshape((1,)), (N,))  # cases/masked.tl:12
+        t = seed.reshape((1,))  # cases/masked.tl:12
+        t_1 = 0.5 * t  # cases/masked.tl:12
+        t_2 = 2 * t  # cases/masked.tl:12
         # a fused loop over blocks of rows (cases/masked.tl:12)
         d_x = np.empty((N,), dtype=np.float64) if out_x is None else None
         def _fused0(lo, hi, rows):
@@ -740,8 +741,8 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
             s3 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s4 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
             s5 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
-            s6 = np.empty((min(rows, hi - lo),), dtype=np.float64)
-            s7 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s6 = np.empty((min(rows, hi - lo),), dtype=np.bool_)
+            s7 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             s8 = np.empty((min(rows, hi - lo),), dtype=np.float64)
             g = np.empty((min(rows, hi - lo),), dtype=np.float64) if out_x is not None else None
             for i in range(lo, hi, rows):
@@ -757,7 +758,6 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 b8 = s8[:j - i]
                 x_b = x[i:j]
                 r2_b = r2[i:j]
-                t_b = t[i:j]
                 r1_b = r1[i:j]
                 np.greater_equal(x_b, 0.5, out=b0)  # cases/masked.tl:12
                 np.greater(r2_b, 0, out=b1)  # cases/masked.tl:12
@@ -768,30 +768,28 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.logical_or(b2, b4, out=b3)  # cases/masked.tl:12
                 np.equal(x_b, 0.5, out=b5)  # cases/masked.tl:12
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
-                np.multiply(0.5, t_b, out=d_x_b)  # cases/masked.tl:12
-                np.negative(b5.view(np.int8), out=b7.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_xor(d_x_b.view(np.int64), t_b.view(np.int64), out=b6.view(np.int64))
-                np.bitwise_and(b6.view(np.int64), b7.view(np.int8), out=b6.view(np.int64))
-                np.bitwise_xor(b6.view(np.int64), t_b.view(np.int64), out=b6.view(np.int64))
+                np.negative(b5.view(np.int8), out=b6.view(np.int8))  # cases/masked.tl:12
+                np.bitwise_xor(t_1.view(np.int64), t.view(np.int64), out=d_x_b.view(np.int64))
+                np.bitwise_and(d_x_b.view(np.int64), b6.view(np.int8), out=d_x_b.view(np.int64))
+                np.bitwise_xor(d_x_b.view(np.int64), t.view(np.int64), out=d_x_b.view(np.int64))
                 np.negative(b0.view(np.int8), out=b5.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b6.view(np.int64), b5.view(np.int8), out=d_x_b.view(np.int64))
-                np.multiply(2, t_b, out=b6)  # cases/masked.tl:12
+                np.bitwise_and(d_x_b.view(np.int64), b5.view(np.int8), out=b7.view(np.int64))
                 np.negative(b1.view(np.int8), out=b0.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b6.view(np.int64), b0.view(np.int8), out=b8.view(np.int64))
-                np.add(d_x_b, b8, out=d_x_b)  # cases/masked.tl:12
+                np.bitwise_and(t_2.view(np.int64), b0.view(np.int8), out=d_x_b.view(np.int64))
+                np.add(b7, d_x_b, out=d_x_b)  # cases/masked.tl:12
                 np.negative(b2.view(np.int8), out=b1.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(d_x_b.view(np.int64), b1.view(np.int8), out=b8.view(np.int64))
+                np.bitwise_and(d_x_b.view(np.int64), b1.view(np.int8), out=b7.view(np.int64))
                 np.divide(0.5, r1_b, out=d_x_b)  # cases/masked.tl:12
                 np.multiply(seed, d_x_b, out=d_x_b)  # cases/masked.tl:12
                 np.negative(b4.view(np.int8), out=b2.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(d_x_b.view(np.int64), b2.view(np.int8), out=b6.view(np.int64))
-                np.add(b8, b6, out=b6)  # cases/masked.tl:12
+                np.bitwise_and(d_x_b.view(np.int64), b2.view(np.int8), out=b8.view(np.int64))
+                np.add(b7, b8, out=b8)  # cases/masked.tl:12
                 np.negative(b3.view(np.int8), out=b4.view(np.int8))  # cases/masked.tl:12
-                np.bitwise_and(b6.view(np.int64), b4.view(np.int8), out=d_x_b.view(np.int64))
+                np.bitwise_and(b8.view(np.int64), b4.view(np.int8), out=d_x_b.view(np.int64))
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
-        _blocks(_fused0, N, 71, N, (), _CHEAP_BLOCKS)
+        _blocks(_fused0, N, 63, N, (), _CHEAP_BLOCKS)
         if out is not None:
             return (out_x,)
         return (d_x,)

@@ -152,15 +152,13 @@ def lambda_grad(sum_, np_, type_, *, out=None):
         t = np.max(class_)  # cases/names.tl:4
         t_1 = np.min(class_)  # cases/names.tl:4
         value = t + t_1  # cases/names.tl:4
-        t_2 = class_ == np.broadcast_to(t_1.reshape((1,)), (3,))  # cases/names.tl:4
-        t_3 = class_ == np.broadcast_to(t.reshape((1,)), (3,))  # cases/names.tl:4
+        t_2 = class_ == t_1.reshape((1,))  # cases/names.tl:4
+        t_3 = class_ == t.reshape((1,))  # cases/names.tl:4
         t_4 = np.logical_or(t_2, t_3)  # cases/names.tl:4
-        t_5 = np.where(t_2, 1 / np.broadcast_to(np.sum(t_2.astype(np.float64), keepdims=True), (3,)), 0)  # cases/names.tl:4
-        t_6 = np.where(t_3, 1 / np.broadcast_to(np.sum(t_3.astype(np.float64), keepdims=True), (3,)), 0)  # cases/names.tl:4
-        t_7 = t_5 + t_6  # cases/names.tl:4
-        d_sum = np.where(t_4, t_7 * np_, 0)  # cases/names.tl:3
-        d_np = np.where(t_4, t_7 * sum_, 0)  # cases/names.tl:3
-        d_class = np.where(t_4, t_7, 0)  # cases/names.tl:4
+        t_5 = np.where(t_2, 1 / np.sum(t_2.astype(np.float64), keepdims=True), 0) + np.where(t_3, 1 / np.sum(t_3.astype(np.float64), keepdims=True), 0)  # cases/names.tl:4
+        d_sum = np.where(t_4, t_5 * np_, 0)  # cases/names.tl:3
+        d_np = np.where(t_4, t_5 * sum_, 0)  # cases/names.tl:3
+        d_class = np.where(t_4, t_5, 0)  # cases/names.tl:4
         d_type = np.sum(d_class)  # cases/names.tl:3
         if out is not None:
             out_sum, out_np, out_type = _out_buffers(out, (('sum', _F64, (3,)), ('np', _F64, (3,)), ('type', _F64, ()),), 'lambda_grad')
@@ -227,15 +225,13 @@ def lambda_grad_bwd(residuals, *, seed=1.0, out=None):
     if sum_.shape != (3,) or np_.shape != (3,) or class_.shape != (3,):
         _shape_error('lambda_grad_bwd', ((sum_, 'residual `sum`', 'f64[3]', (3,)), (np_, 'residual `np`', 'f64[3]', (3,)), (class_, 'residual `class`', 'f64[3]', (3,)),), ())
     with _quiet():
-        t = class_ == np.broadcast_to(r4.reshape((1,)), (3,))  # cases/names.tl:4
-        t_1 = class_ == np.broadcast_to(r3.reshape((1,)), (3,))  # cases/names.tl:4
+        t = class_ == r4.reshape((1,))  # cases/names.tl:4
+        t_1 = class_ == r3.reshape((1,))  # cases/names.tl:4
         t_2 = np.logical_or(t, t_1)  # cases/names.tl:4
-        t_3 = seed / np.broadcast_to(np.sum(t.astype(np.float64), keepdims=True), (3,))  # cases/names.tl:4
-        t_4 = seed / np.broadcast_to(np.sum(t_1.astype(np.float64), keepdims=True), (3,))  # cases/names.tl:4
-        t_5 = np.where(t, t_3, 0) + np.where(t_1, t_4, 0)  # cases/names.tl:4
-        d_sum = np.where(t_2, t_5 * np_, 0)  # cases/names.tl:3
-        d_np = np.where(t_2, t_5 * sum_, 0)  # cases/names.tl:3
-        d_class = np.where(t_2, t_5, 0)  # cases/names.tl:4
+        t_3 = np.where(t, seed / np.sum(t.astype(np.float64), keepdims=True), 0) + np.where(t_1, seed / np.sum(t_1.astype(np.float64), keepdims=True), 0)  # cases/names.tl:4
+        d_sum = np.where(t_2, t_3 * np_, 0)  # cases/names.tl:3
+        d_np = np.where(t_2, t_3 * sum_, 0)  # cases/names.tl:3
+        d_class = np.where(t_2, t_3, 0)  # cases/names.tl:4
         d_type = np.sum(d_class)  # cases/names.tl:3
         if out is not None:
             out_sum, out_np, out_type = _out_buffers(out, (('sum', _F64, (3,)), ('np', _F64, (3,)), ('type', _F64, ()),), 'lambda_grad_bwd')

@@ -326,104 +326,97 @@ def stats_grad(x, *, out=None):
             return (acc, acc_1, acc_2, acc_3, acc_4, )
         t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, (42*K*M + 26*K + 8*M), K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
         value = t_12 / N + t_13 + t_14 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
-        t_16 = np.broadcast_to(t_15, (N, M, K))  # cases/reductions.tl:5
+        t_16 = t_15 == 0  # cases/reductions.tl:5
         t_17 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
-        t_18 = np.broadcast_to(t_17, (N, M, K))  # cases/reductions.tl:5
-        t_19 = np.broadcast_to(t_5.reshape((N, M, 1)), (N, M, K))  # cases/reductions.tl:5
+        t_18 = t_15 == 1  # cases/reductions.tl:5
+        t_19 = t_5.reshape((N, M, 1))  # cases/reductions.tl:5
         # a fused loop over blocks of rows (cases/reductions.tl:5)
         t_20 = np.empty((N, M, K), dtype=np.float64)
         t_21 = np.empty((N, M, K), dtype=np.float64)
-        t_22 = np.empty((N, M, K), dtype=np.bool_)
-        t_23 = np.empty((N, M, 1), dtype=np.float64)
+        t_22 = np.empty((N, M, K), dtype=np.float64)
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            for i in range(lo, hi, rows):
-                j = min(i + rows, hi)
-                b0 = s0[:j - i]
-                t_16_b = t_16[i:j]
-                t_6_b_1 = t_6[i:j]
-                t_18_b = t_18[i:j]
-                x_b_1 = x[i:j]
-                t_19_b = t_19[i:j]
-                t_22_b = t_22[i:j]
-                np.equal(t_16_b, 1, out=t_22_b)  # cases/reductions.tl:5
-                np.logical_and(t_22_b, t_6_b_1, out=t_22_b)  # cases/reductions.tl:5
-                t_20_b = t_20[i:j]
-                np.negative(t_22_b.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(t_18_b.view(np.int64), b0.view(np.int8), out=t_20_b.view(np.int64))
-                t_21_b = t_21[i:j]
-                np.subtract(x_b_1, t_2, out=t_21_b)  # cases/reductions.tl:5
-                np.exp(t_21_b, out=t_21_b)  # cases/reductions.tl:5
-                np.equal(x_b_1, t_19_b, out=t_22_b)  # cases/reductions.tl:5
-                t_24 = t_22_b.astype(np.float64)  # cases/reductions.tl:5
-                t_23_b = t_23[i:j]
-                t_23_b[...] = np.sum(t_24, axis=2, keepdims=True)  # cases/reductions.tl:5
-            return ()
-        _blocks(_fused2, N, (51*K*M + 8*M), K*M*N, ())
-        t_25 = np.broadcast_to(t_23, (N, M, K))  # cases/reductions.tl:5
-        t_26 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
-        # a fused loop over blocks of rows (cases/reductions.tl:4)
-        t_27 = np.empty((N, M, K), dtype=np.float64)
-        t_28 = t_26  # its memory is free from here on
-        def _fused3(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            for i in range(lo, hi, rows):
-                j = min(i + rows, hi)
-                b0 = s0[:j - i]
-                t_26_b = t_26[i:j]
-                t_4_b_1 = t_4[i:j]
-                t_27_b = t_27[i:j]
-                np.multiply(t_26_b, t_4_b_1, out=t_27_b)  # cases/reductions.tl:4
-                np.add(t_27_b, t_27_b, out=t_27_b)  # cases/reductions.tl:4
-                np.negative(t_27_b, out=b0)  # cases/reductions.tl:4
-                t_29 = np.sum(b0, axis=1, keepdims=True)  # cases/reductions.tl:4
-                t_28_b = t_28[i:j]
-                np.divide(t_29, M, out=t_28_b)  # cases/reductions.tl:4
-            return ()
-        _blocks(_fused3, N, (24*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
-        t_30 = d_m / (K*N)  # cases/reductions.tl:3
-        # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
-        d_x = t_20  # its memory is free from here on
-        def _fused1(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo), M, 1), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
+                t_6_b_1 = t_6[i:j]
+                x_b_1 = x[i:j]
+                t_19_b = t_19[i:j]
+                np.logical_and(t_18, t_6_b_1, out=b0)  # cases/reductions.tl:5
+                t_20_b = t_20[i:j]
+                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(t_17.view(np.int64), b1.view(np.int8), out=t_20_b.view(np.int64))
+                t_21_b = t_21[i:j]
+                np.subtract(x_b_1, t_2, out=t_21_b)  # cases/reductions.tl:5
+                np.exp(t_21_b, out=t_21_b)  # cases/reductions.tl:5
+                np.equal(x_b_1, t_19_b, out=b0)  # cases/reductions.tl:5
+                t_23 = b0.astype(np.float64)  # cases/reductions.tl:5
+                t_24 = np.sum(t_23, axis=2, keepdims=True)  # cases/reductions.tl:5
+                np.divide(1, t_24, out=b2)  # cases/reductions.tl:5
+                t_22_b = t_22[i:j]
+                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(b2.view(np.int64), b1.view(np.int8), out=t_22_b.view(np.int64))
+            return ()
+        _blocks(_fused2, N, (35*K*M + 16*M), K*M*N, ())
+        t_25 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
+        # a fused loop over blocks of rows (cases/reductions.tl:4)
+        t_26 = np.empty((N, M, K), dtype=np.float64)
+        t_27 = t_25  # its memory is free from here on
+        def _fused3(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                t_25_b = t_25[i:j]
+                t_4_b_1 = t_4[i:j]
+                t_26_b = t_26[i:j]
+                np.multiply(t_25_b, t_4_b_1, out=t_26_b)  # cases/reductions.tl:4
+                np.add(t_26_b, t_26_b, out=t_26_b)  # cases/reductions.tl:4
+                np.negative(t_26_b, out=b0)  # cases/reductions.tl:4
+                t_28 = np.sum(b0, axis=1, keepdims=True)  # cases/reductions.tl:4
+                t_27_b = t_27[i:j]
+                np.divide(t_28, M, out=t_27_b)  # cases/reductions.tl:4
+            return ()
+        _blocks(_fused3, N, (24*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
+        t_29 = d_m / (K*N)  # cases/reductions.tl:3
+        # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
+        d_x = t_20  # its memory is free from here on
+        def _fused1(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            for i in range(lo, hi, rows):
+                j = min(i + rows, hi)
+                b0 = s0[:j - i]
+                b1 = s1[:j - i]
+                b2 = s2[:j - i]
                 t_7_b_1 = t_7[i:j]
-                t_16_b_1 = t_16[i:j]
                 t_20_b_1 = t_20[i:j]
                 t_21_b_1 = t_21[i:j]
-                t_25_b = t_25[i:j]
                 t_22_b_1 = t_22[i:j]
+                t_26_b_1 = t_26[i:j]
                 t_27_b_1 = t_27[i:j]
-                t_28_b_1 = t_28[i:j]
                 t_9_b_1 = t_9[i:j]
                 np.divide(t_17, t_7_b_1, out=b0)  # cases/reductions.tl:5
-                np.equal(t_16_b_1, 0, out=b1)  # cases/reductions.tl:5
-                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_xor(b0.view(np.int64), t_20_b_1.view(np.int64), out=b2.view(np.int64))
-                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
-                np.bitwise_xor(b2.view(np.int64), t_20_b_1.view(np.int64), out=b2.view(np.int64))
+                np.negative(t_16.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_xor(b0.view(np.int64), t_20_b_1.view(np.int64), out=b1.view(np.int64))
+                np.bitwise_and(b1.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
+                np.bitwise_xor(b1.view(np.int64), t_20_b_1.view(np.int64), out=b1.view(np.int64))
                 d_x_b = d_x[i:j]
-                np.add(b2, t_21_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.divide(1, t_25_b, out=b2)  # cases/reductions.tl:5
-                np.negative(t_22_b_1.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(b2.view(np.int64), b1.view(np.int8), out=b0.view(np.int64))
-                np.add(d_x_b, b0, out=d_x_b)  # cases/reductions.tl:5
+                np.add(b1, t_21_b_1, out=d_x_b)  # cases/reductions.tl:5
+                np.add(d_x_b, t_22_b_1, out=d_x_b)  # cases/reductions.tl:5
+                np.add(d_x_b, t_26_b_1, out=d_x_b)  # cases/reductions.tl:4
                 np.add(d_x_b, t_27_b_1, out=d_x_b)  # cases/reductions.tl:4
-                np.add(d_x_b, t_28_b_1, out=d_x_b)  # cases/reductions.tl:4
                 np.add(d_x_b, t_9_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.add(d_x_b, t_30, out=d_x_b)  # cases/reductions.tl:3
+                np.add(d_x_b, t_29, out=d_x_b)  # cases/reductions.tl:3
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
-        _blocks(_fused1, N, (83*K*M + 8*K), K*M*N, (), _CHEAP_BLOCKS)
+        _blocks(_fused1, N, (73*K*M + 8*K), K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
             return value, out_x
         return value, d_x
@@ -562,26 +555,27 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.bitwise_xor(t_1_b.view(np.int64), x_b.view(np.int64), out=t_1_b.view(np.int64))
             return (acc, )
         t_3, = _blocks(_fused0, N, 18*K*M, K*M*N, ('sum', ), _CHEAP_BLOCKS)
-        t_4 = np.broadcast_to(t_3, (N, M, K))  # cases/reductions.tl:5
+        t_4 = t_3 == 0  # cases/reductions.tl:5
         t_5 = np.prod(t_1, axis=0, keepdims=True)  # cases/reductions.tl:5
-        t_6 = np.broadcast_to(t_5, (N, M, K))  # cases/reductions.tl:5
+        t_6 = t_3 == 1  # cases/reductions.tl:5
         t_7 = r6.reshape((1, 1, 1))  # cases/reductions.tl:5
         t_8 = np.where(t_7 == -np.inf, 0, t_7)  # cases/reductions.tl:5
-        t_9 = np.broadcast_to(r5.reshape((N, M, 1)), (N, M, K))  # cases/reductions.tl:5
+        t_9 = r5.reshape((N, M, 1))  # cases/reductions.tl:5
         t_10 = seed / N  # cases/reductions.tl:5
         # a fused loop over blocks of rows (cases/reductions.tl:4, cases/reductions.tl:5)
         t_11 = np.empty((N, M, K), dtype=np.float64)
         t_12 = np.empty((N, M, K), dtype=np.float64)
-        t_13 = np.empty((N, M, K), dtype=np.bool_)
-        t_14 = np.empty((N, M, 1), dtype=np.float64)
-        t_15 = np.empty((N, K), dtype=np.float64)
-        t_16 = np.empty((N, M, K), dtype=np.float64)
+        t_13 = np.empty((N, M, K), dtype=np.float64)
+        t_14 = np.empty((N, K), dtype=np.float64)
+        t_15 = np.empty((N, M, K), dtype=np.float64)
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s1 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s2 = np.empty((min(rows, hi - lo), M, 1), dtype=np.float64)
             s3 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
-            s4 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s4 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s5 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
+            s6 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             acc = np.zeros((1, M, 1), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -590,97 +584,89 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
                 b4 = s4[:j - i]
-                t_4_b = t_4[i:j]
+                b5 = s5[:j - i]
+                b6 = s6[:j - i]
                 t_b_1 = t[i:j]
-                t_6_b = t_6[i:j]
                 x_b_1 = x[i:j]
                 t_9_b = t_9[i:j]
                 r3_b = r3[i:j]
                 r4_b = r4[i:j]
                 r1_b = r1[i:j]
-                t_13_b = t_13[i:j]
-                np.equal(t_4_b, 1, out=t_13_b)  # cases/reductions.tl:5
-                np.logical_and(t_13_b, t_b_1, out=t_13_b)  # cases/reductions.tl:5
+                np.logical_and(t_6, t_b_1, out=b0)  # cases/reductions.tl:5
                 t_11_b = t_11[i:j]
-                np.negative(t_13_b.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(t_6_b.view(np.int64), b0.view(np.int8), out=t_11_b.view(np.int64))
+                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(t_5.view(np.int64), b1.view(np.int8), out=t_11_b.view(np.int64))
                 t_12_b = t_12[i:j]
                 np.subtract(x_b_1, t_8, out=t_12_b)  # cases/reductions.tl:5
                 np.exp(t_12_b, out=t_12_b)  # cases/reductions.tl:5
                 np.multiply(seed, t_12_b, out=t_12_b)  # cases/reductions.tl:5
-                np.equal(x_b_1, t_9_b, out=t_13_b)  # cases/reductions.tl:5
-                t_17 = t_13_b.astype(np.float64)  # cases/reductions.tl:5
+                np.equal(x_b_1, t_9_b, out=b0)  # cases/reductions.tl:5
+                t_16 = b0.astype(np.float64)  # cases/reductions.tl:5
+                t_17 = np.sum(t_16, axis=2, keepdims=True)  # cases/reductions.tl:5
+                np.divide(seed, t_17, out=b2)  # cases/reductions.tl:5
+                t_13_b = t_13[i:j]
+                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(b2.view(np.int64), b1.view(np.int8), out=t_13_b.view(np.int64))
+                np.logical_not(r3_b, out=b3)  # cases/reductions.tl:4
                 t_14_b = t_14[i:j]
-                t_14_b[...] = np.sum(t_17, axis=2, keepdims=True)  # cases/reductions.tl:5
-                np.logical_not(r3_b, out=b1)  # cases/reductions.tl:4
+                np.divide(0.5, r4_b, out=t_14_b)  # cases/reductions.tl:4
+                np.multiply(seed, t_14_b, out=t_14_b)  # cases/reductions.tl:4
+                np.negative(b3.view(np.int8), out=b5.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_and(t_14_b.view(np.int64), b5.view(np.int8), out=b4.view(np.int64))
+                np.divide(b4, M, out=b4)  # cases/reductions.tl:4
+                np.negative(b3.view(np.int8), out=b5.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_and(b4.view(np.int64), b5.view(np.int8), out=t_14_b.view(np.int64))
                 t_15_b = t_15[i:j]
-                np.divide(0.5, r4_b, out=t_15_b)  # cases/reductions.tl:4
-                np.multiply(seed, t_15_b, out=t_15_b)  # cases/reductions.tl:4
-                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
-                np.bitwise_and(t_15_b.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
-                np.divide(b2, M, out=b2)  # cases/reductions.tl:4
-                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
-                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=t_15_b.view(np.int64))
-                t_16_b = t_16[i:j]
-                np.multiply(t_10, r1_b, out=t_16_b)  # cases/reductions.tl:5
-                np.multiply(2, t_16_b, out=t_16_b)  # cases/reductions.tl:5
-                np.negative(t_16_b, out=b4)  # cases/reductions.tl:5
-                acc += np.sum(b4, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
+                np.multiply(t_10, r1_b, out=t_15_b)  # cases/reductions.tl:5
+                np.multiply(2, t_15_b, out=t_15_b)  # cases/reductions.tl:5
+                np.negative(t_15_b, out=b6)  # cases/reductions.tl:5
+                acc += np.sum(b6, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, )
-        d_m, = _blocks(_fused2, N, (75*K*M + 27*K + 8*M), K*M*N, ('sum', ))
-        t_18 = np.broadcast_to(t_14, (N, M, K))  # cases/reductions.tl:5
-        t_19 = t_15.reshape((N, 1, K))  # cases/reductions.tl:4
-        t_20 = d_m / (K*N)  # cases/reductions.tl:3
+        d_m, = _blocks(_fused2, N, (59*K*M + 27*K + 16*M), K*M*N, ('sum', ))
+        t_18 = t_14.reshape((N, 1, K))  # cases/reductions.tl:4
+        t_19 = d_m / (K*N)  # cases/reductions.tl:3
         # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
         d_x = t_11  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s4 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s3 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
-                b4 = s4[:j - i]
                 t_1_b_1 = t_1[i:j]
-                t_4_b_1 = t_4[i:j]
                 t_11_b_1 = t_11[i:j]
                 t_12_b_1 = t_12[i:j]
-                t_18_b = t_18[i:j]
                 t_13_b_1 = t_13[i:j]
-                t_19_b = t_19[i:j]
+                t_18_b = t_18[i:j]
                 r2_b = r2[i:j]
-                t_16_b_1 = t_16[i:j]
+                t_15_b_1 = t_15[i:j]
                 np.divide(t_5, t_1_b_1, out=b0)  # cases/reductions.tl:5
-                np.equal(t_4_b_1, 0, out=b1)  # cases/reductions.tl:5
-                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_xor(b0.view(np.int64), t_11_b_1.view(np.int64), out=b2.view(np.int64))
-                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
-                np.bitwise_xor(b2.view(np.int64), t_11_b_1.view(np.int64), out=b2.view(np.int64))
+                np.negative(t_4.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_xor(b0.view(np.int64), t_11_b_1.view(np.int64), out=b1.view(np.int64))
+                np.bitwise_and(b1.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
+                np.bitwise_xor(b1.view(np.int64), t_11_b_1.view(np.int64), out=b1.view(np.int64))
                 d_x_b = d_x[i:j]
-                np.multiply(seed, b2, out=d_x_b)  # cases/reductions.tl:5
+                np.multiply(seed, b1, out=d_x_b)  # cases/reductions.tl:5
                 np.add(d_x_b, t_12_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.divide(seed, t_18_b, out=b2)  # cases/reductions.tl:5
-                np.negative(t_13_b_1.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(b2.view(np.int64), b1.view(np.int8), out=b0.view(np.int64))
-                np.add(d_x_b, b0, out=d_x_b)  # cases/reductions.tl:5
-                np.multiply(t_19_b, r2_b, out=b0)  # cases/reductions.tl:4
-                np.add(b0, b0, out=b0)  # cases/reductions.tl:4
-                np.add(d_x_b, b0, out=d_x_b)  # cases/reductions.tl:4
-                np.negative(b0, out=b0)  # cases/reductions.tl:4
-                t_21 = np.sum(b0, axis=1, keepdims=True)  # cases/reductions.tl:4
-                np.divide(t_21, M, out=b4)  # cases/reductions.tl:4
-                np.add(d_x_b, b4, out=d_x_b)  # cases/reductions.tl:4
-                np.add(d_x_b, t_16_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.add(d_x_b, t_20, out=d_x_b)  # cases/reductions.tl:3
+                np.add(d_x_b, t_13_b_1, out=d_x_b)  # cases/reductions.tl:5
+                np.multiply(t_18_b, r2_b, out=b1)  # cases/reductions.tl:4
+                np.add(b1, b1, out=b1)  # cases/reductions.tl:4
+                np.add(d_x_b, b1, out=d_x_b)  # cases/reductions.tl:4
+                np.negative(b1, out=b1)  # cases/reductions.tl:4
+                t_20 = np.sum(b1, axis=1, keepdims=True)  # cases/reductions.tl:4
+                np.divide(t_20, M, out=b3)  # cases/reductions.tl:4
+                np.add(d_x_b, b3, out=d_x_b)  # cases/reductions.tl:4
+                np.add(d_x_b, t_15_b_1, out=d_x_b)  # cases/reductions.tl:5
+                np.add(d_x_b, t_19, out=d_x_b)  # cases/reductions.tl:3
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
-        _blocks(_fused1, N, (83*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
+        _blocks(_fused1, N, (73*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
         if out is not None:
             return (out_x,)
         return (d_x,)
