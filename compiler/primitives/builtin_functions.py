@@ -718,7 +718,10 @@ def _logdet(a):
 
     Derivative: a^-1 from the Cholesky factor (primitives/spd.py), never an LU inverse; symmetric,
     as cholesky's (PyTorch's convention)."""
+    from .factorized import _square
+
     a = B.to_float(a)
+    _square(a.type, "logdet")  # (before cholesky's own check, which would name cholesky)
     return B.apply("spd_logdet", a, B.apply("cholesky", a))
 
 

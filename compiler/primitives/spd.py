@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.diagnostics import UserError
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
-from ..core.types import BroadcastError, broadcast_shapes, dim_text, shape_text
 from . import algebra as B
 from .common import need_float
-from .factorized import _per_matrix, _solve_meaning, mm, mT, outer, trace
+from .factorized import _per_matrix, _solve_infer, _solve_meaning, _square, mm, mT, outer, trace
 
 
 def _sympy():
@@ -41,11 +39,6 @@ def _sympy():
 
 def _sym(x):
     return B.mul(B.like_const(0.5, x), B.add(x, mT(x)))
-
-
-def _square(t, name, arg):
-    if t.rank < 2 or t.shape[-1] != t.shape[-2]:
-        raise UserError(f"`{name}` needs square matrices (shape [..., n, n]), got {t}", arg=arg)
 
 
 # ---- cho_inv -----------------------------------------------------------------------------------
@@ -107,7 +100,7 @@ CHO_INV = Helper("cho_inv", '''def _cho_inv(l):
 
 def _cho_inv_infer(types, attrs):
     need_float(types[0], "`cho_inv`")
-    _square(types[0], "cho_inv", 0)
+    _square(types[0], "cho_inv")
     return types[0]
 
 
@@ -142,27 +135,14 @@ register(Primitive(
 
 
 # ---- spd_solve ---------------------------------------------------------------------------------
+_SOLVE_SHAPE = _solve_infer("cho_solve")  # (solve's shape rule: a and b, b being the call's argument 1)
+
+
 def _spd_solve_infer(types, attrs):
     a, l, b = types
-    need_float(a, "`cho_solve`")
-    _square(a, "cho_solve", 0)
-    n = a.shape[-1]
     if l.shape != a.shape:  # made only from cholesky(a): an internal error if not
         raise AssertionError(f"spd_solve: the factor {l} is not of {a}")
-    if b.rank == 1:
-        if b.shape[0] != n:
-            raise UserError(f"`cho_solve`: {a} and the vector {b} differ in size ({dim_text(n)} vs "
-                            f"{dim_text(b.shape[0])})", arg=2)
-        return a.with_(shape=a.shape[:-1])
-    if b.shape[-2] != n:
-        raise UserError(f"`cho_solve`: {a} and {b} differ in the solved axis ({dim_text(n)} vs "
-                        f"{dim_text(b.shape[-2])}); a vector right-hand side must be 1-D", arg=2)
-    try:
-        batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    except BroadcastError:
-        raise UserError(f"`cho_solve`: the batch shapes {shape_text(a.shape[:-2])} and "
-                        f"{shape_text(b.shape[:-2])} do not broadcast", arg=2) from None
-    return a.with_(shape=batch + (n, b.shape[-1]))
+    return _SOLVE_SHAPE([a, b], attrs)
 
 
 CHO_SOLVE = Helper("cho_solve", '''def _cho_solve(l, b):
