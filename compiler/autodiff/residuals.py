@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.ir import Node, name_of, topo_order
+from ..core.ir import Node, group_key, name_of, topo_order
 from ..core.substitute import substitute
 from ..core.types import Dim, DType, TensorType, symbols_in
 from ..primitives import algebra as B
@@ -35,9 +35,9 @@ def split(fwd_outputs: list[Node], fwd_params: list[Node], grads: list[Node], ct
     bwd_order = topo_order(grads)
     # a node of several results (a loop's carries) is computed whole: a member the backward reads
     # of a group the forward computes (a loop's stacks) is a forward value, saved, not computed again
-    groups = {_group_key(n) for n in topo_order(list(fwd_outputs)) if n.op.group_vjp is not None}
+    groups = {group_key(n) for n in topo_order(list(fwd_outputs)) if n.op.group_vjp is not None}
     if groups:
-        extra = [n for n in bwd_order if n.op.group_vjp is not None and n.id not in fwd_ids and _group_key(n) in groups]
+        extra = [n for n in bwd_order if n.op.group_vjp is not None and n.id not in fwd_ids and group_key(n) in groups]
         if extra:
             fwd_outputs = list(fwd_outputs) + extra
             fwd_ids |= {n.id for n in topo_order(extra)}
@@ -67,10 +67,6 @@ def split(fwd_outputs: list[Node], fwd_params: list[Node], grads: list[Node], ct
     for s in carriers:
         params.append(B.param(f"size_{s}", TensorType(DType.I64, ()), len(params), carries=s))
     return Split(residuals, names, params, outputs, carriers)
-
-
-def _group_key(n: Node) -> tuple:
-    return (n.op, tuple(i.id for i in n.inputs), tuple((k, v) for k, v in n.attrs if k != "out"))
 
 
 def _missing_symbols(outputs: list[Node], params: list[Node]) -> list[str]:

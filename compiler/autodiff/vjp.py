@@ -14,7 +14,7 @@ Three things are kept apart (docs/architecture.md):
 from __future__ import annotations
 
 from ..core.diagnostics import UserError
-from ..core.ir import Node, hint, name_of, reset_span, set_span, topo_order
+from ..core.ir import Node, group_key, hint, name_of, reset_span, set_span, topo_order
 from ..core.primitive import RuleContext
 from ..primitives import algebra as B
 
@@ -85,18 +85,14 @@ def _groups(order: list[Node]) -> dict[tuple, list[Node]]:
     groups: dict[tuple, list[Node]] = {}
     for n in order:
         if n.op.group_vjp is not None:
-            groups.setdefault(_key(n), []).append(n)
+            groups.setdefault(group_key(n), []).append(n)
     return groups
-
-
-def _key(n: Node) -> tuple:
-    return (n.op, tuple(i.id for i in n.inputs), tuple((k, v) for k, v in n.attrs if k != "out"))
 
 
 def _group(n: Node, groups, ct_of: dict[int, Node], active: set[int], ctx: RuleContext) -> None:
     """A group's rule runs once, at its first member in order (the last the reverse sweep
     meets): by then every member's users have sent their cotangents."""
-    members = groups[_key(n)]
+    members = groups[group_key(n)]
     if n is not members[0]:
         return
     cts = {m.attr("out"): ct_of.pop(m.id) for m in members if m.id in ct_of}

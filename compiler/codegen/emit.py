@@ -17,7 +17,7 @@ import numpy as np
 
 from ..core.derivative import Part, Slot
 from ..core.ir import Function, Module, Node, topo_order
-from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr, Kind
+from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr, Kind, ops
 from ..core.types import Dim, DType, dim_text
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
@@ -278,8 +278,8 @@ class Body:
                 continue  # written at each use, in the form the use needs
             if n.op.emit is None and n.op.kind is Kind.SUBGRAPH:  # a loop: written once, for all its carries
                 if n.id not in self.exprs:
-                    write = (self.checkpoint_forward if n.attr("plain") is not None else
-                             self.checkpoint_backward if n.attr("bwd") is not None else self.loop)
+                    write = (self.checkpoint_forward if n.op is ops.ckpt_fwd else
+                             self.checkpoint_backward if n.op is ops.ckpt_bwd else self.loop)
                     write(n, order, uses)
                 continue
             args = [self.arg(i, n) for i in n.inputs]

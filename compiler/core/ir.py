@@ -211,6 +211,12 @@ def rename(node: Node, name: str) -> None:
         g.hints[node.id] = name
 
 
+def group_key(node: Node) -> tuple:
+    """What the nodes of one several-result group share (a loop's carries, primitive.group_vjp):
+    op, inputs and attributes, all but `out`."""
+    return (node.op, tuple(i.id for i in node.inputs), tuple((k, v) for k, v in node.attrs if k != "out"))
+
+
 def name_of(node: Node) -> str | None:
     """The node's name so far: a parameter's own, else its first hint in this graph."""
     if node.is_param:

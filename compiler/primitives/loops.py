@@ -34,7 +34,7 @@ import itertools
 import numpy as np
 
 from ..core.diagnostics import UserError
-from ..core.ir import Function, Node, hint, name_of, topo_order
+from ..core.ir import Function, Node, group_key, hint, name_of, topo_order
 from ..core.nodes import apply, const, dim_value_strong, param
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.substitute import substitute
@@ -220,9 +220,7 @@ def _without_unread_captures(body: Function, nc: int, captures: list[Node], mark
     return new, [captures[i] for i in keep] + sizes, marks
 
 
-def group_of(node: Node) -> tuple:
-    """What the members of node's group share: their inputs and attributes but `out`."""
-    return (node.op, tuple(i.id for i in node.inputs), tuple((k, v) for k, v in node.attrs if k != "out"))
+group_of = group_key  # (core/ir.py: what the members of a node's group share)
 
 
 def parts(node: Node):
