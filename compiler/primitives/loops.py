@@ -407,18 +407,27 @@ def _function(name, params, outputs, span, captures: list[Node]) -> Function:
 
 
 # ---- the numeric meaning: run the body --------------------------------------------------------------------
-def _sympy(ctx, args, node):
-    body, inits, caps = parts(node)
+def iterate(node: Node, args: list, dim, number, run) -> list:
+    """The carries after the loop `node` with inputs `args`: the body run at each iteration in
+    its order (reversed for a backward loop). dim(size) -> int gives the bounds; number(int)
+    makes k and t; run(outputs, {param id: value}) evaluates the body. What the SymPy meaning,
+    the check's evaluator (tools/numeric_meanings.py) and `unroll` share."""
+    body, inits, _ = parts(node)
     nc = len(inits)
-    carry = [np.asarray(a, dtype=object) for a in args[:nc]]
-    captured = [np.asarray(a, dtype=object) for a in args[nc:]]
-    start, stop = (ctx.dim(node.attr(a)) for a in ("start", "stop"))
-    steps = list(enumerate(range(start, stop, node.attr("step"))))
+    carry, caps = list(args[:nc]), list(args[nc:])
+    steps = list(enumerate(range(dim(node.attr("start")), dim(node.attr("stop")), node.attr("step"))))
     for k, t in (reversed(steps) if node.attr("reverse") else steps):
-        values = {body.params[0].id: np.asarray(k, dtype=object), body.params[1].id: np.asarray(t, dtype=object)}
-        values |= {p.id: v for p, v in zip(body.params[2:], carry + captured)}
-        carry = [np.asarray(v, dtype=object) for v in _evaluate(ctx, list(body.outputs), values)]
-    return carry[node.attr("out")]
+        values = [number(k), number(t)] + carry + caps
+        carry = list(run(list(body.outputs), {p.id: v for p, v in zip(body.params, values)}))
+    return carry
+
+
+def _sympy(ctx, args, node):
+    def run(outputs, values):
+        return [np.asarray(v, dtype=object) for v in _evaluate(ctx, outputs, values)]
+
+    arrays = [np.asarray(a, dtype=object) for a in args]
+    return iterate(node, arrays, ctx.dim, lambda i: np.asarray(i, dtype=object), run)[node.attr("out")]
 
 
 def _evaluate(ctx, outputs, values):
@@ -728,13 +737,8 @@ def unroll(outputs: list[Node], sizes: dict) -> list[Node]:
         loop = next((n for n in topo_order(outputs) if n.op.name == "for_loop"), None)
         if loop is None:
             return list(outputs)
-        body, inits, caps = parts(loop)
-        start, stop = (int(dim_subst(loop.attr(a), sizes)) for a in ("start", "stop"))
-        steps = list(enumerate(range(start, stop, loop.attr("step"))))
-        carry = list(inits)
-        for k, t in (reversed(steps) if loop.attr("reverse") else steps):
-            values = [const(k, I64), const(t, I64)] + carry + caps
-            carry = substitute(list(body.outputs), {p.id: v for p, v in zip(body.params, values)})
+        carry = iterate(loop, list(loop.inputs), lambda d: int(dim_subst(d, sizes)), lambda i: const(i, I64),
+                        substitute)
         members = [m for m in topo_order(outputs) if m.op is loop.op and group_of(m) == group_of(loop)]
         outputs = substitute(list(outputs), {m.id: carry[m.attr("out")] for m in members})
 

@@ -32,7 +32,7 @@ from ..core.primitive import SymContext
 from ..core.types import DType
 from ..primitives.common import numpy_pow_number
 from ..primitives.loops import group_of as loop_group
-from ..primitives.loops import parts as loop_parts
+from ..primitives.loops import iterate as iterate_loop
 
 DIGITS = 60
 
@@ -336,16 +336,11 @@ class Meanings:
     def loop(self, node: Node, args: list[np.ndarray]) -> list[np.ndarray]:
         """The carries after a loop (primitives/loops.py), its body evaluated numerically at each
         iteration (a loop's meaning as one SymPy expression would grow with every iteration)."""
-        body, inits, _ = loop_parts(node)
-        nc = len(inits)
-        carry, caps = list(args[:nc]), list(args[nc:])
-        start, stop = (self.ctx.dim(node.attr(a)) for a in ("start", "stop"))
-        steps = list(enumerate(range(start, stop, node.attr("step"))))
-        for k, t in (reversed(steps) if node.attr("reverse") else steps):
-            values = [np.asarray(k, dtype=object), np.asarray(t, dtype=object)] + carry + caps
-            got = self.evaluate(list(body.outputs), {p.id: v for p, v in zip(body.params, values)})
-            carry = [got[o.id] for o in body.outputs]
-        return carry
+        def run(outputs, values):
+            got = self.evaluate(outputs, values)
+            return [got[o.id] for o in outputs]
+
+        return iterate_loop(node, args, self.ctx.dim, lambda i: np.asarray(i, dtype=object), run)
 
     def leaf(self, node: Node) -> np.ndarray:
         value = node.op.sympy(self.ctx, [], node)
