@@ -16,15 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.derivative import Part, Slot
-from ..core.ir import Function, Module, Node, topo_order
-from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr, Kind, ops
+from ..core.ir import Function, Module, Node, group_key, topo_order
+from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
 from ..core.types import Dim, DType, dim_text
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from .fused.plan import Kernel, plan, reusable_inputs, schedule
 from .fused.writer import KernelWriter
 from .names import Names, place, sanitize_docstring
-from ..primitives.loops import group_of as loop_group, in_place_updates, update_in_place, written_in_place
+from ..primitives.loops import in_place_updates, update_in_place
 
 CHECK_HELPER_NAMES = ("array", "scalar", "what", "residual", "rank_error", "shape_error", "size_error",
                       "out_buffers", "residual_tuple")
@@ -276,11 +276,10 @@ class Body:
                 continue
             if n.is_literal:
                 continue  # written at each use, in the form the use needs
-            if n.op.emit is None and n.op.kind is Kind.SUBGRAPH:  # a loop: written once, for all its carries
+            if n.op.write is not None:  # statements (a loop): written once, for all the group's members
                 if n.id not in self.exprs:
-                    write = (self.checkpoint_forward if n.op is ops.ckpt_fwd else
-                             self.checkpoint_backward if n.op is ops.ckpt_bwd else self.loop)
-                    write(n, order, uses)
+                    key = group_key(n)
+                    n.op.write(self, n, {m.attr("out"): m for m in order if m.op is n.op and group_key(m) == key})
                 continue
             args = [self.arg(i, n) for i in n.inputs]
             if n.id in self.in_place:
@@ -311,36 +310,13 @@ class Body:
         n_copy = d.n_primal_outputs if d is not None and d.part is Part.FWD else len(fn.outputs)
         return [self.value(o, k < n_copy) for k, o in enumerate(fn.outputs)]
 
-    # ---- for loops (primitives/loops.py) -----------------------------------------------------------------
-    def loop(self, n: Node, order: list[Node], uses: dict[int, int]) -> None:
-        """`for k, t in enumerate(range(...)): c0, c1 = _body(k, t, c0, c1, captures...)`."""
-        ctx = self.ctx
-        body = n.attr("body").fn
-        nc = n.attr("n_carries")
-        key = loop_group(n)
-        members = {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
-        fname = ctx.mod.body_function(body, n.attr("body").source)
-        written = written_in_place(body)
-        names = [(ctx.hint(members[j]) if j in members else None) or body.params[2 + j].attr("name") for j in range(nc)]
-        carries = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses, len(members))
-        caps = [self.arg(i, n).text for i in n.inputs[nc:]]
-        start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
-        rng = f"range({ctx.dim(start)}, {ctx.dim(stop)}, {step})"
-        k, t = ctx.names.fresh("k"), ctx.names.fresh(body.params[1].attr("name"))
-        steps = f"reversed(tuple(enumerate({rng})))" if n.attr("reverse") else f"enumerate({rng})"
-        self.statement(f"for {k}, {t} in {steps}:", n)
-        self.statement(f"    {', '.join(carries)}, = {fname}({', '.join([k, t] + carries + caps)})", n)
-        for j, var in enumerate(carries):
-            m = members.get(j)
-            if m is not None:
-                ctx.vars[m.id] = var
-                self.exprs[m.id] = Expr(var)
-
-    def carries(self, n: Node, inits, names, written, uses, readers: int = 1) -> list[str]:
+    # ---- records written as statements (a loop: primitives/loop_code.py) -------------------------------
+    def carries(self, n: Node, inits, names, readers: int = 1) -> list[str]:
         """Variables for a loop's carries, set to their initial values (copied where the body
         writes into them: never into the caller's array)."""
         out = []
-        for init, name, w in zip(inits, names, written):
+        uses = self.uses
+        for init, name in zip(inits, names):
             var = self.ctx.names.fresh(name)
             arg = self.arg(init, n)
             # (`readers`: the group's members here, each of which has every input of the loop)
@@ -352,95 +328,12 @@ class Body:
             out.append(var)
         return out
 
-    def _group(self, n: Node, order: list[Node]) -> dict[int, Node]:
-        key = loop_group(n)
-        return {m.attr("out"): m for m in order if m.op is n.op and loop_group(m) == key}
-
-    def _steps(self, n: Node) -> tuple[str, str]:
-        """`steps = tuple(enumerate(range(...)))`, `every = sqrt(len(steps))` for a checkpointed loop."""
-        ctx = self.ctx
-        start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
-        steps, every = ctx.names.fresh("steps"), ctx.names.fresh("every")
-        self.statement(f"{steps} = tuple(enumerate(range({ctx.dim(start)}, {ctx.dim(stop)}, {step})))", n)
-        self.statement(f"{every} = max(1, int(len({steps}) ** 0.5))  # carries kept every sqrt(n) iterations", n)
-        return steps, every
-
-    def checkpoint_forward(self, n: Node, order: list[Node], uses: dict[int, int]) -> None:
-        """A VJP's forward loop at -O2: the body alone, the carries kept every sqrt(n) iterations."""
-        ctx = self.ctx
-        plain = n.attr("plain")
-        nc = n.attr("n_carries")
-        members = self._group(n, order)
-        p_name = ctx.mod.body_function(plain.fn, plain.source)
-        names = [(ctx.hint(members[j]) if j in members else None) or plain.fn.params[2 + j].attr("name")
-                 for j in range(nc)]
-        written = written_in_place(plain.fn)
-        cs = self.carries(n, n.inputs[:nc], names, [j in written for j in range(nc)], uses, len(members))
-        caps = [self.arg(i, n).text for i in n.inputs[nc:]]
-        steps, every = self._steps(n)
-        saved, j, k, t = (ctx.names.fresh(x) for x in ("saved", "j", "k", plain.fn.params[1].attr("name")))
-        stacks = len(plain.fn.params) - 2 - nc - len(caps)  # (the stacks the plain body does not fill)
-        copy = [f"{c}.copy()" if i in written else c for i, c in enumerate(cs)]
-        for line in (f"{saved} = []",
-                     f"for {j} in range(0, len({steps}), {every}):",
-                     f"    {saved}.append(({', '.join(copy)},))",
-                     f"    for {k}, {t} in {steps}[{j}:{j} + {every}]:",
-                     f"        {', '.join(cs)}, = {p_name}({', '.join([k, t] + cs + ['None'] * stacks + caps)})"):
-            self.statement(line, n)
-        for j2, var in enumerate(cs + [saved]):
-            m = members.get(j2)
+    def bind(self, members: dict[int, Node], variables: list[str]) -> None:
+        """The members of a group (by `out`) are these variables."""
+        for j, var in enumerate(variables):
+            m = members.get(j)
             if m is not None:
-                ctx.vars[m.id] = var
-                self.exprs[m.id] = Expr(var)
-
-    def checkpoint_backward(self, n: Node, order: list[Node], uses: dict[int, int]) -> None:
-        """A VJP's backward loop at -O2: each segment of sqrt(n) iterations run forward again from
-        its saved carries, stacking only its own iterations, then gone back over."""
-        ctx = self.ctx
-        fwd, bwd = n.attr("fwd"), n.attr("bwd")
-        nc, nf, nb = n.attr("n_carries"), n.attr("n_fcaps"), n.attr("n_bcarries")
-        marks = n.attr("stacks")
-        first, _ = n.attr("stacked")
-        members = self._group(n, order)
-        f_name = ctx.mod.body_function(fwd.fn, fwd.source)
-        b_name = ctx.mod.body_function(bwd.fn, bwd.source)
-        saved = self.arg(n.inputs[0], n).text
-        fcaps = [self.arg(i, n).text for i in n.inputs[1:1 + nf]]
-        bnames = [(ctx.hint(members[j]) if j in members else None) or bwd.fn.params[2 + j].attr("name")
-                  for j in range(nb)]
-        bwritten = written_in_place(bwd.fn)
-        ds = self.carries(n, n.inputs[1 + nf:1 + nf + nb], bnames, [j in bwritten for j in range(nb)], uses,
-                          len(members))
-        bcaps = [self.arg(i, n).text for i in n.inputs[1 + nf + nb:]]
-        steps, every = self._steps(n)
-        j, k, kk = ctx.names.fresh("j"), ctx.names.fresh("k"), ctx.names.fresh("kk")
-        t, seg = ctx.names.fresh(fwd.fn.params[1].attr("name")), ctx.names.fresh("segment")
-        fs = [ctx.names.fresh(f"{fwd.fn.params[2 + i].attr('name')}_again") for i in range(nc)]
-        lines = [f"for {j} in reversed(range(0, len({steps}), {every})):",
-                 f"    {seg} = {steps}[{j}:{j} + {every}]",
-                 f"    {', '.join(fs)}, = {saved}[{j} // {every}]"]
-        stack_vars = []
-        for s_, mark in enumerate(marks):
-            st = fwd.fn.params[2 + nc + s_]
-            var = ctx.names.fresh(st.attr("name"))
-            rows = f"len({seg}) + 1" if mark >= 0 else f"len({seg})"
-            lines.append(f"    {var} = {ctx.xp}.empty(({rows},) + {ctx.shape(st.shape[1:])}, "
-                         f"dtype={ctx.dtype(st.dtype)})")
-            if mark >= 0:
-                lines.append(f"    {var}[0] = {fs[mark]}")
-            stack_vars.append(var)
-        lines += [
-            f"    for {kk}, ({k}, {t}) in enumerate({seg}):",
-            f"        {', '.join(fs + stack_vars)}, = {f_name}({', '.join([kk, t] + fs + stack_vars + fcaps)})",
-            f"    for {kk}, ({k}, {t}) in reversed(tuple(enumerate({seg}))):",
-            f"        {', '.join(ds)}, = {b_name}({', '.join([kk, t] + ds + bcaps[:first] + stack_vars + bcaps[first:])})",
-        ]
-        for line in lines:
-            self.statement(line, n)
-        for j2, var in enumerate(ds):
-            m = members.get(j2)
-            if m is not None:
-                ctx.vars[m.id] = var
+                self.ctx.vars[m.id] = var
                 self.exprs[m.id] = Expr(var)
 
     # ---- fused, cache-blocked loops (fused/plan.py plans them, fused/writer.py writes them) ----------

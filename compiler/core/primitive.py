@@ -253,6 +253,9 @@ class Primitive:
     # loop, one node per carry): the reverse sweep hands the group's cotangents to
     # group_vjp(ctx, members by out, cotangents by out, needs) at once; `vjp` is not used
     group_vjp: Callable | None = None
+    # a record written as statements, not an expression (a loop): write(w, node, members by out),
+    # w the emitter's writer (w.statement, w.arg, w.carries, w.bind, w.ctx); `emit` is not used
+    write: Callable | None = None
     doc: str = ""
     # example applications for the per-primitive SymPy proofs: (input types, attrs, {input: domain})
     examples: tuple = ()
@@ -300,7 +303,7 @@ class Primitive:
         leafish = self.kind in (Kind.LEAF, Kind.LITERAL, Kind.CONSTRUCTOR, Kind.SUBGRAPH)
         return {
             "infer": self.infer is not None,
-            "emit": self.emit is not None or self.kind is Kind.SUBGRAPH,  # (a loop: the emitter writes it)
+            "emit": self.emit is not None or self.write is not None,
             "vjp": self.vjp is not None or self.group_vjp is not None or not self.differentiable,
             "jvp": self.jvp is not None or not self.differentiable,
             "sympy": self.sympy is not None or bool(self.sympy_note),

@@ -439,8 +439,105 @@ def _evaluate(ctx, outputs, values):
     return [values[o.id] for o in outputs]
 
 
+# ---- the generated code: statements (the emitter's writer `w`: statement, arg, carries, bind) -------------
+def write_loop(w, n: Node, members: dict[int, Node]) -> None:
+    """`for k, t in enumerate(range(...)): c0, c1 = _body(k, t, c0, c1, captures...)`."""
+    ctx = w.ctx
+    body = n.attr("body").fn
+    nc = n.attr("n_carries")
+    fname = ctx.mod.body_function(body, n.attr("body").source)
+    names = [(ctx.hint(members[j]) if j in members else None) or body.params[2 + j].attr("name") for j in range(nc)]
+    carries = w.carries(n, n.inputs[:nc], names, len(members))
+    caps = [w.arg(i, n).text for i in n.inputs[nc:]]
+    start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
+    rng = f"range({ctx.dim(start)}, {ctx.dim(stop)}, {step})"
+    k, t = ctx.names.fresh("k"), ctx.names.fresh(body.params[1].attr("name"))
+    steps = f"reversed(tuple(enumerate({rng})))" if n.attr("reverse") else f"enumerate({rng})"
+    w.statement(f"for {k}, {t} in {steps}:", n)
+    w.statement(f"    {', '.join(carries)}, = {fname}({', '.join([k, t] + carries + caps)})", n)
+    w.bind(members, carries)
+
+
+def _steps(w, n: Node) -> tuple[str, str]:
+    """`steps = tuple(enumerate(range(...)))`, `every = sqrt(len(steps))` for a checkpointed loop."""
+    ctx = w.ctx
+    start, stop, step = (n.attr(a) for a in ("start", "stop", "step"))
+    steps, every = ctx.names.fresh("steps"), ctx.names.fresh("every")
+    w.statement(f"{steps} = tuple(enumerate(range({ctx.dim(start)}, {ctx.dim(stop)}, {step})))", n)
+    w.statement(f"{every} = max(1, int(len({steps}) ** 0.5))  # carries kept every sqrt(n) iterations", n)
+    return steps, every
+
+
+def write_ckpt_fwd(w, n: Node, members: dict[int, Node]) -> None:
+    """A VJP's forward loop at -O2: the body alone, the carries kept every sqrt(n) iterations."""
+    ctx = w.ctx
+    plain = n.attr("plain")
+    nc = n.attr("n_carries")
+    p_name = ctx.mod.body_function(plain.fn, plain.source)
+    names = [(ctx.hint(members[j]) if j in members else None) or plain.fn.params[2 + j].attr("name")
+             for j in range(nc)]
+    written = written_in_place(plain.fn)
+    cs = w.carries(n, n.inputs[:nc], names, len(members))
+    caps = [w.arg(i, n).text for i in n.inputs[nc:]]
+    steps, every = _steps(w, n)
+    saved, j, k, t = (ctx.names.fresh(x) for x in ("saved", "j", "k", plain.fn.params[1].attr("name")))
+    stacks = len(plain.fn.params) - 2 - nc - len(caps)  # (the stacks the plain body does not fill)
+    copy = [f"{c}.copy()" if i in written else c for i, c in enumerate(cs)]
+    for line in (f"{saved} = []",
+                 f"for {j} in range(0, len({steps}), {every}):",
+                 f"    {saved}.append(({', '.join(copy)},))",
+                 f"    for {k}, {t} in {steps}[{j}:{j} + {every}]:",
+                 f"        {', '.join(cs)}, = {p_name}({', '.join([k, t] + cs + ['None'] * stacks + caps)})"):
+        w.statement(line, n)
+    w.bind(members, cs + [saved])
+
+
+def write_ckpt_bwd(w, n: Node, members: dict[int, Node]) -> None:
+    """A VJP's backward loop at -O2: each segment of sqrt(n) iterations run forward again from
+    its saved carries, stacking only its own iterations, then gone back over."""
+    ctx = w.ctx
+    fwd, bwd = n.attr("fwd"), n.attr("bwd")
+    nc, nf, nb = n.attr("n_carries"), n.attr("n_fcaps"), n.attr("n_bcarries")
+    marks = n.attr("stacks")
+    first, _ = n.attr("stacked")
+    f_name = ctx.mod.body_function(fwd.fn, fwd.source)
+    b_name = ctx.mod.body_function(bwd.fn, bwd.source)
+    saved = w.arg(n.inputs[0], n).text
+    fcaps = [w.arg(i, n).text for i in n.inputs[1:1 + nf]]
+    bnames = [(ctx.hint(members[j]) if j in members else None) or bwd.fn.params[2 + j].attr("name")
+              for j in range(nb)]
+    ds = w.carries(n, n.inputs[1 + nf:1 + nf + nb], bnames, len(members))
+    bcaps = [w.arg(i, n).text for i in n.inputs[1 + nf + nb:]]
+    steps, every = _steps(w, n)
+    j, k, kk = ctx.names.fresh("j"), ctx.names.fresh("k"), ctx.names.fresh("kk")
+    t, seg = ctx.names.fresh(fwd.fn.params[1].attr("name")), ctx.names.fresh("segment")
+    fs = [ctx.names.fresh(f"{fwd.fn.params[2 + i].attr('name')}_again") for i in range(nc)]
+    lines = [f"for {j} in reversed(range(0, len({steps}), {every})):",
+             f"    {seg} = {steps}[{j}:{j} + {every}]",
+             f"    {', '.join(fs)}, = {saved}[{j} // {every}]"]
+    stack_vars = []
+    for s_, mark in enumerate(marks):
+        st = fwd.fn.params[2 + nc + s_]
+        var = ctx.names.fresh(st.attr("name"))
+        rows = f"len({seg}) + 1" if mark >= 0 else f"len({seg})"
+        lines.append(f"    {var} = {ctx.xp}.empty(({rows},) + {ctx.shape(st.shape[1:])}, "
+                     f"dtype={ctx.dtype(st.dtype)})")
+        if mark >= 0:
+            lines.append(f"    {var}[0] = {fs[mark]}")
+        stack_vars.append(var)
+    lines += [
+        f"    for {kk}, ({k}, {t}) in enumerate({seg}):",
+        f"        {', '.join(fs + stack_vars)}, = {f_name}({', '.join([kk, t] + fs + stack_vars + fcaps)})",
+        f"    for {kk}, ({k}, {t}) in reversed(tuple(enumerate({seg}))):",
+        f"        {', '.join(ds)}, = {b_name}({', '.join([kk, t] + ds + bcaps[:first] + stack_vars + bcaps[first:])})",
+    ]
+    for line in lines:
+        w.statement(line, n)
+    w.bind(members, ds)
+
+
 register(Primitive(
-    "for_loop", "subgraph", _infer, None, None, _jvp, _sympy, cost=Cost.COSTLY, group_vjp=group_vjp,
+    "for_loop", "subgraph", _infer, None, None, _jvp, _sympy, cost=Cost.COSTLY, group_vjp=group_vjp, write=write_loop,
     doc="one carry of a for loop over range(start, stop, step) (reverse: backwards); the body is a Function "
         "(k, t, carries..., captures...) -> new carries",
 ))
@@ -816,12 +913,14 @@ def _ckpt_bwd_infer(types, attrs):
 _NOTE = "a pass makes it from a derivative's loops at -O2, after differentiation and the check"
 register(Primitive(
     "ckpt_fwd", "subgraph", _ckpt_fwd_infer, None, None, None, None, differentiable=False, cost=Cost.COSTLY,
+    write=write_ckpt_fwd,
     rule_shape="nondifferentiable", sympy_note=_NOTE,
     doc="-O2 (passes/checkpoint.py): a VJP's forward loop without its stacks, keeping the carries every sqrt(n) "
         "iterations; members: the final carries, then the saved carries (an opaque value only ckpt_bwd reads)",
 ))
 register(Primitive(
     "ckpt_bwd", "subgraph", _ckpt_bwd_infer, None, None, None, None, differentiable=False, cost=Cost.COSTLY,
+    write=write_ckpt_bwd,
     rule_shape="nondifferentiable", sympy_note=_NOTE,
     doc="-O2 (passes/checkpoint.py): a VJP's backward loop, each sqrt(n) segment run forward again from the "
         "saved carries (stacking only its own iterations) before going back over it",
