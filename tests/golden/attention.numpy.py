@@ -158,11 +158,13 @@ def _quiet():
     return np.errstate(all="ignore")
 
 
-def _softmax(x, axis):
-    """exp(x - max) / sum(exp(x - max)), in place on one temporary; shifted by 0 where the max
-    is not finite, as _logsumexp (the expanded form at -O1 computes the same)."""
+def _softmax(x, axis, out=None, inplace=False):
+    """exp(x - max) / sum(exp(x - max)), into `out` (x itself if inplace, a new array if
+    neither); shifted by 0 where the max is not finite, as _logsumexp (the expanded form at
+    -O1 computes the same)."""
     m = np.max(x, axis=axis, keepdims=True)
-    e = x - np.where(np.isfinite(m), m, 0)
+    out = x if inplace else out
+    e = np.subtract(x, np.where(np.isfinite(m), m, 0), out=out)
     np.exp(e, out=e)
     e /= np.sum(e, axis=axis, keepdims=True)
     return e
@@ -191,16 +193,14 @@ def attention(q, k, v):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         return p @ v  # cases/attention.tl:5
 
 
@@ -227,16 +227,14 @@ def attention_loss(q, k, v):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         def _fused1(lo, hi, rows):
@@ -276,16 +274,14 @@ def attention_loss_grad(q, k, v, *, out=None):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         t_3 = t_2  # its memory is free from here on
@@ -361,16 +357,14 @@ def attention_loss_grad_fwd(q, k, v):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         def _fused1(lo, hi, rows):
@@ -482,16 +476,14 @@ def attention_vjp(q, k, v, ct0, *, out=None):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         value = p @ v  # cases/attention.tl:5
         d_v = p.T @ ct0  # cases/attention.tl:5
         if out is not None:
@@ -530,16 +522,14 @@ def attention_vjp_fwd(q, k, v):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         return p @ v, (p, np.int64(D))  # cases/attention.tl:5
 
 
