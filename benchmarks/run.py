@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tapeless benchmark suite: W1..W10, tapeless against hand-written NumPy (and torch / jax).
+"""tapeless benchmark suite: W1..W14, tapeless against hand-written NumPy (and torch / jax).
 
     python benchmarks/run.py                      # everything, full repeats
     python benchmarks/run.py --quick              # smoke run: few repeats, same sizes

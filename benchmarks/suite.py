@@ -1,4 +1,4 @@
-"""The workloads W1..W10: inputs, implementations, references, tolerances and targets.
+"""The workloads W1..W14: inputs, implementations, references, tolerances and targets.
 
 Every workload is built by a function of the same name (w1 ... w7, except W6, which times the
 compiler and is measured by run.py through w6_probe.py). A builder returns a Workload whose
@@ -14,14 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from harness import Impl
-from hand import w1_poly_scalar, w2_poly_sum, w3_layer, w4_mlp, w5_tanh_bcast, w7_logistic_hvp, w8_gp, w9_conv, w10_rnn
+from hand import (w1_poly_scalar, w2_poly_sum, w3_layer, w4_mlp, w5_tanh_bcast, w7_logistic_hvp, w8_gp, w9_conv, w10_rnn,
+                  w11_attention, w12_ln_gelu, w13_fdiff, w14_big_ce)
 
 HERE = Path(__file__).resolve().parent
 TL = HERE / "workloads"
 F32 = np.float32
 
 # Targets of the issue ("tapeless time / hand time <= target"); memory: every gradient call.
-TARGETS = {"W1": 3.0, "W1-nochecks": 1.5, "W2": 1.1, "W3": 0.85, "W4": 1.0, "W5": 0.75, "W7": 1.2, "W8": 1.0, "W9": 1.0, "W10": 1.1}
+TARGETS = {"W1": 3.0, "W1-nochecks": 1.5, "W2": 1.1, "W3": 0.85, "W4": 1.0, "W5": 0.75, "W7": 1.2, "W8": 1.0, "W9": 1.0, "W10": 1.1,
+           "W11": 1.05, "W12": 1.05, "W13": 1.05, "W14": 1.05}  # W11-W14: issue 18, NumPy backend
 MEM_TARGET = 1.1
 W6_COMPILE_TARGET = 0.3      # seconds, strictly below
 W6_CACHED_TARGET = 0.020     # seconds, strictly below
@@ -320,5 +322,82 @@ def w10(ctx):
     return wl
 
 
-BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9, "W10": w10}
-ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10")
+# ---------------------------------------------------------------------------------- W11
+
+def w11(ctx):
+    rng = np.random.default_rng(11)
+    B, T, D = 16, 256, 64
+    q, k, v, y = (rng.standard_normal((B, T, D)).astype(F32) for _ in range(4))
+    args = (q, k, v, y)
+    wl = Workload("W11", "attention mean((softmax(q @ k^T / sqrt(D)) @ v - y)^2), 16 heads: grads of q, k, v",
+                  "q, k, v, y f32[16,256,64]",
+                  _flat(w11_attention.reference(*args)), ["float32"] * 4)
+    wl.impls.append(Impl("hand (batched GEMMs, softmax in place)", "hand",
+                         lambda: w11_attention.attention_grad(*args), _flat))
+    _add_tapeless(ctx, wl, "w11_attention.tl", "attention_grad", args)
+    wl.targets = {"tapeless": TARGETS["W11"]}
+    _add_peers(ctx, wl, dict(q=q, k=k, v=v, y=y))
+    return wl
+
+
+# ---------------------------------------------------------------------------------- W12
+
+def w12(ctx):
+    rng = np.random.default_rng(12)
+    N, D, H = 1024, 256, 1024
+    x = rng.standard_normal((N, D)).astype(F32)
+    y = rng.standard_normal((N, D)).astype(F32)
+    g = (1 + 0.1 * rng.standard_normal(D)).astype(F32)
+    b = (0.1 * rng.standard_normal(D)).astype(F32)
+    w1_ = (rng.standard_normal((D, H)) / np.sqrt(D)).astype(F32)     # pre-activations ~ N(0, 1)
+    b1 = (0.1 * rng.standard_normal(H)).astype(F32)
+    w2_ = (rng.standard_normal((H, D)) / np.sqrt(H)).astype(F32)
+    b2 = (0.1 * rng.standard_normal(D)).astype(F32)
+    args = (x, y, g, b, w1_, b1, w2_, b2)
+    wl = Workload("W12", "layer norm + MLP D-H-D with GELU (tanh form), mean squared error: grads of g, b, w1, b1, w2, b2",
+                  "x, y f32[1024,256], w1 f32[256,1024], w2 f32[1024,256]",
+                  _flat(w12_ln_gelu.reference(*args)), ["float32"] * 7)
+    wl.impls.append(Impl("hand (NumPy, 64-row blocks)", "hand", lambda: w12_ln_gelu.block_grad(*args), _flat))
+    _add_tapeless(ctx, wl, "w12_ln_gelu.tl", "block_grad", args)
+    wl.targets = {"tapeless": TARGETS["W12"]}
+    _add_peers(ctx, wl, dict(x=x, y=y, g=g, b=b, w1=w1_, b1=b1, w2=w2_, b2=b2))
+    return wl
+
+
+# ---------------------------------------------------------------------------------- W13
+
+def w13(ctx):
+    rng = np.random.default_rng(13)
+    R, C = 4096, 1024
+    y = rng.standard_normal((R, C)).astype(F32)
+    x = (y + 0.1 * rng.standard_normal((R, C))).astype(F32)
+    wl = Workload("W13", "finite differences sum((x[1:] - x[:-1])^2) + sum((x[:, 1:] - x[:, :-1])^2) + sum((x - y)^2)/2: grad of x",
+                  "x, y f32[4096,1024]",
+                  _flat(w13_fdiff.reference(x, y)), ["float32"] * 2)
+    wl.impls.append(Impl("hand (64-row blocks, into views of g)", "hand", lambda: w13_fdiff.smooth_grad(x, y), _flat))
+    _add_tapeless(ctx, wl, "w13_fdiff.tl", "smooth_grad", (x, y))
+    wl.targets = {"tapeless": TARGETS["W13"]}
+    _add_peers(ctx, wl, dict(x=x, y=y))
+    return wl
+
+
+# ---------------------------------------------------------------------------------- W14
+
+def w14(ctx):
+    rng = np.random.default_rng(14)
+    N, C = 256, 32000
+    logits = (2 * rng.standard_normal((N, C))).astype(F32)
+    labels = rng.integers(0, C, N).astype(np.int64)
+    wl = Workload("W14", "large-vocabulary mean cross_entropy (int64 labels): grad of the logits",
+                  "logits f32[256,32000], labels i64[256]",
+                  _flat(w14_big_ce.reference(logits, labels)), ["float32"] * 2)
+    wl.impls.append(Impl("hand (4-row blocks, in place)", "hand", lambda: w14_big_ce.big_ce_grad(logits, labels), _flat))
+    _add_tapeless(ctx, wl, "w14_big_ce.tl", "big_ce_grad", (logits, labels))
+    wl.targets = {"tapeless": TARGETS["W14"]}
+    _add_peers(ctx, wl, dict(logits=logits, labels=labels))
+    return wl
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9, "W10": w10,
+            "W11": w11, "W12": w12, "W13": w13, "W14": w14}
+ALL = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10", "W11", "W12", "W13", "W14")

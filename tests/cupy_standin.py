@@ -15,7 +15,7 @@ import numpy
 ALLOWED = sorted("""
 ndarray asarray can_cast dtype iinfo float16 float32 float64 int32 int64 bool_ inf nan
 exp log log1p expm1 sqrt abs sign sin cos tan tanh maximum minimum where clip logaddexp isfinite
-logical_and logical_or logical_not add
+logical_and logical_or logical_not add subtract
 arcsin arccos arctan arctan2 sinh cosh arcsinh arccosh arctanh hypot log2 log10 exp2 cbrt square reciprocal
 floor ceil trunc round mod fmod
 cumsum cumprod roll argsort argmax argmin tril triu

@@ -1,5 +1,5 @@
 """Golden files for the corpus: typed, adjoint and optimized IR and generated source
-(NumPy at the default -O1; CuPy for two).
+(NumPy at the default -O1; CuPy for three).
 
 Regenerate on purpose only: `pytest tests/test_golden.py --update-golden`, then read the diff.
 """
@@ -15,7 +15,7 @@ from tapeless.compiler.core.source import SourceFile
 HERE = Path(__file__).parent
 CASES = sorted((HERE / "cases").glob("*.tl"))
 GOLDEN = HERE / "golden"
-CUPY_CASES = {"mlp", "masked"}
+CUPY_CASES = {"mlp", "masked", "softmax_inplace"}
 
 
 def outputs(path: Path) -> dict[str, str]:

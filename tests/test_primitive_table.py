@@ -202,7 +202,8 @@ def test_codegen_facts_are_where_the_generator_looks():
     assert sorted(h for r in FORMS.rules for h in r.pattern.heads()) == [
         "bce_with_logits", "cross_entropy", "sigmoid", "softmax", "softplus"]
     assert sorted(n for n, p in REGISTRY.items() if p.allocates) == [
-        "eye", "full", "index_grad", "index_grads", "onehot", "stack_first", "sub_label", "take_along_axis_grad",
+        "eye", "full", "index_grad", "index_grads", "index_grads_onto", "onehot", "stack_first", "sub_label",
+        "take_along_axis_grad",
         "take_grad", "windows_grad"]
     assert not any(p.allocates and p.view for p in REGISTRY.values())
     assert sorted(n for n, p in REGISTRY.items() if p.loop and p.loop.row) == ["maximum", "minimum", "relu"]

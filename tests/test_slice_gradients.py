@@ -88,3 +88,50 @@ def test_peak_memory_is_one_gradient_array(mods):
     finally:
         tracemalloc.stop()
     assert peak < 1.5 * x.nbytes, peak / x.nbytes
+
+
+DATA = """
+fn denoise(x: f64[R, C], y: f64[R, C]) -> f64 {
+    return sum((x[1:] - x[:-1]) ** 2) + sum((x[:, 1:] - x[:, :-1]) ** 2) + 0.5 * sum((x - y) ** 2)
+}
+
+grad denoise wrt x
+"""
+
+
+def test_slice_cotangents_go_onto_the_full_size_gradient(tmp_path):
+    """x - y (the data term's gradient) takes the slices' cotangents into views of itself, in
+    place (index_grads_onto): no zeros array, no negated copy, no add pass (W13)."""
+    m = compile_module(DATA, tmp_path, "denoise")
+    body = _body(m.denoise_grad)
+    assert FULL_SIZE.findall(body) == [] and "np.negative" not in body
+    assert body.count("_index_grads_onto(") == 1 and "inplace=True" in body.split("_index_grads_onto(")[1]
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    xc = x.copy()
+    value, g = m.denoise_grad(x, y)
+    np.testing.assert_array_equal(x, xc)
+    assert value == m.denoise(x, y)
+    num = np.empty_like(x)
+    for k in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[k] = 1e-6
+        num[k] = (m.denoise(x + e, y) - m.denoise(x - e, y)) / 2e-6
+    np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8)
+    m0 = compile_module(DATA, tmp_path, "denoise0", opt_level=0)
+    np.testing.assert_allclose(g, m0.denoise_grad(x, y)[1], rtol=1e-14)
+
+
+def test_cotangents_that_are_views_of_the_argument(tmp_path):
+    """sum(x x) + sum(x[1:] x[:-1]): the slices' cotangents (views of x) go onto 2 x; x is
+    untouched and the gradient is the closed form."""
+    m = compile_module("fn f(x: f64[n]) -> f64 { return sum(x * x) + sum(x[1:] * x[:-1]) }\n"
+                       "vjp f wrt x", tmp_path, "shared")
+    x = np.random.default_rng(4).standard_normal(7)
+    xc = x.copy()
+    _, g = m.f_vjp(x, 1.0)
+    np.testing.assert_array_equal(x, xc)
+    expect = 2 * x
+    expect[1:] += x[:-1]
+    expect[:-1] += x[1:]
+    np.testing.assert_allclose(g, expect, rtol=1e-14)

@@ -36,7 +36,8 @@ def force_tiny_blocks(m, block_bytes=40, threads=3):
     their size: every path of the loop code runs on small inputs."""
     if not hasattr(m, "_blocks"):
         return  # no fused loop in this module
-    knobs = {"_BLOCK_BYTES": block_bytes, "_CHEAP_BLOCKS": 1, "_PARALLEL": 1, "_THREAD_BLOCK": 1, "_THREADS": threads}
+    knobs = {"_BLOCK_BYTES": block_bytes, "_MIN_ROWS": 1, "_CHEAP_BLOCKS": 1, "_PARALLEL": 1, "_THREAD_BLOCK": 1,
+             "_THREADS": threads}
     missing = [k for k in knobs if not hasattr(m, k)]
     # a renamed knob must fail here: setting an attribute the loops never read tests nothing
     assert not missing, f"the fused-loop helper no longer reads {missing}: update force_tiny_blocks"

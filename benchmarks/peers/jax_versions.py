@@ -125,4 +125,43 @@ def w10(inp):
     return _wrap(f, *(jnp.asarray(inp[k]) for k in ("x", "h0", "w", "u")))
 
 
-BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9, "W10": w10}
+def w11(inp):
+    def attention(q, k, v, y):
+        p = jax.nn.softmax(q @ jnp.swapaxes(k, 1, 2) / jnp.sqrt(jnp.float32(q.shape[-1])), axis=-1)
+        return jnp.mean((p @ v - y) ** 2)
+
+    f = jax.jit(jax.value_and_grad(attention, argnums=(0, 1, 2)))
+    return _wrap(f, *(jnp.asarray(inp[k]) for k in ("q", "k", "v", "y")))
+
+
+def w12(inp):
+    def block(x, y, g, b, w1, b1, w2, b2):
+        xc = x - jnp.mean(x, axis=-1, keepdims=True)
+        xn = xc / jnp.sqrt(jnp.mean(xc * xc, axis=-1, keepdims=True) + 1e-5) * g + b
+        h = jax.nn.gelu(xn @ w1 + b1, approximate=True)
+        return jnp.mean((h @ w2 + b2 - y) ** 2)
+
+    f = jax.jit(jax.value_and_grad(block, argnums=(2, 3, 4, 5, 6, 7)))
+    return _wrap(f, *(jnp.asarray(inp[k]) for k in ("x", "y", "g", "b", "w1", "b1", "w2", "b2")))
+
+
+def w13(inp):
+    def smooth(x, y):
+        return (jnp.sum((x[1:] - x[:-1]) ** 2) + jnp.sum((x[:, 1:] - x[:, :-1]) ** 2)
+                + 0.5 * jnp.sum((x - y) ** 2))
+
+    f = jax.jit(jax.value_and_grad(smooth, argnums=(0,)))
+    return _wrap(f, *(jnp.asarray(inp[k]) for k in ("x", "y")))
+
+
+def w14(inp):
+    def big_ce(logits, labels):
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=-1))
+
+    f = jax.jit(jax.value_and_grad(big_ce, argnums=(0,)))
+    return _wrap(f, *(jnp.asarray(inp[k]) for k in ("logits", "labels")))
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9, "W10": w10,
+            "W11": w11, "W12": w12, "W13": w13, "W14": w14}

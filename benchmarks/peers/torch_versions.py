@@ -148,4 +148,53 @@ def w10(inp):
     return call, _convert
 
 
-BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9, "W10": w10}
+def w11(inp):
+    y = _const(inp["y"])
+    q, k, v = _leaf(inp["q"]), _leaf(inp["k"]), _leaf(inp["v"])
+
+    def call():
+        p = torch.softmax(q @ k.transpose(1, 2) / (q.shape[-1] ** 0.5), dim=-1)
+        loss = F.mse_loss(p @ v, y)
+        return (loss, *torch.autograd.grad(loss, (q, k, v)))
+
+    return call, _convert
+
+
+def w12(inp):
+    x, y = _const(inp["x"]), _const(inp["y"])
+    params = [_leaf(inp[k]) for k in ("g", "b", "w1", "b1", "w2", "b2")]
+    g, b, w1_, b1, w2_, b2 = params
+
+    def call():
+        xn = F.layer_norm(x, (x.shape[-1],), g, b, eps=1e-5)
+        h = F.gelu(xn @ w1_ + b1, approximate="tanh")
+        loss = F.mse_loss(h @ w2_ + b2, y)
+        return (loss, *torch.autograd.grad(loss, params))
+
+    return call, _convert
+
+
+def w13(inp):
+    y = _const(inp["y"])
+    x = _leaf(inp["x"])
+
+    def call():
+        loss = ((x[1:] - x[:-1]) ** 2).sum() + ((x[:, 1:] - x[:, :-1]) ** 2).sum() + 0.5 * ((x - y) ** 2).sum()
+        return (loss, *torch.autograd.grad(loss, x))
+
+    return call, _convert
+
+
+def w14(inp):
+    labels = _const(inp["labels"])
+    logits = _leaf(inp["logits"])
+
+    def call():
+        loss = F.cross_entropy(logits, labels)
+        return (loss, *torch.autograd.grad(loss, logits))
+
+    return call, _convert
+
+
+BUILDERS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W7": w7, "W8": w8, "W9": w9, "W10": w10,
+            "W11": w11, "W12": w12, "W13": w13, "W14": w14}

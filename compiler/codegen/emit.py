@@ -266,7 +266,8 @@ class Body:
         self.accumulate = {o: buf for o, buf in self.out_bufs.items()
                            if outputs.count(next(x for x in outputs if x.id == o)) == 1 and uses.get(o) == 1}
         reuse = reusable_inputs(items, kernels, keep) if kernels else {}
-        for item in items:
+        last_read, viewed = _last_reads(items)
+        for at, item in enumerate(items):
             if isinstance(item, Kernel):
                 self.kernel(item, reuse.get(item.index, []))
                 continue
@@ -286,8 +287,8 @@ class Body:
                 self.statement(update_in_place(ctx, args, n), n)
                 self.exprs[n.id] = args[0]
                 continue
-            if n.op.loop is not None and n.op.loop.into and _temporary(n.inputs[0], uses, out_ids):
-                args.append(args[0])  # written over its input, a temporary read only here (sub_label)
+            if n.op.loop is not None and n.op.loop.into and _temporary(n, at, last_read, viewed, out_ids):
+                args.append(args[0])  # written over its input, a temporary nothing reads after it (sub_label)
             e = n.op.emit(ctx, args, n)
             user = consumer.get(n.id)
             if (n.id in out_ids and uses.get(n.id, 0) == 1 and ctx.hint(n) is None and not n.op.is_view(n)
@@ -699,8 +700,27 @@ def _closure(mod: ModuleContext) -> list[str]:
     return (["checks"] if "checks" in mod.helpers_used else []) + names
 
 
-def _temporary(n: Node, uses: dict[int, int], out_ids: set[int]) -> bool:
-    """n is a fresh array of the function's own that one reader reads: it may write over it."""
+def _last_reads(items) -> tuple[dict[int, int], set[int]]:
+    """Per node id: the position of the last item (node or fused loop) that reads it; and the
+    ids of the values a view reads (their memory may be read later through the view)."""
+    last: dict[int, int] = {}
+    viewed: set[int] = set()
+    for at, item in enumerate(items):
+        for m in (item.nodes if isinstance(item, Kernel) else (item,)):
+            if m.is_leaf:
+                continue
+            for i in m.inputs:
+                last[i.id] = at
+            if m.op.is_view(m):
+                viewed.update(i.id for i in m.inputs)
+    return last, viewed
+
+
+def _temporary(user: Node, at: int, last_read: dict[int, int], viewed: set[int], out_ids: set[int]) -> bool:
+    """user's first input is a fresh array of the function's own that nothing reads after user
+    (at: user's position), nor through a view, nor user twice: user may write over it."""
+    n = user.inputs[0]
     fresh = n.op.elementwise or n.op.allocates or (n.op.loop is not None and n.op.loop.rowwise)  # (softmax)
-    return (not n.is_leaf and not n.is_literal and n.id not in out_ids and uses.get(n.id, 0) == 1
+    return (not n.is_leaf and not n.is_literal and n.id not in out_ids and last_read.get(n.id) == at
+            and n.id not in viewed and sum(i is n for i in user.inputs) == 1
             and n.type.rank >= 1 and not n.op.is_view(n) and fresh)

@@ -1,7 +1,8 @@
 """Neural-network ops with their own rules (rather than expansions) because
 stability and speed ask for it (docs/architecture.md, "Adding a primitive"):
 
-  softmax, log_softmax    max-shifted forward; VJPs from the output alone
+  softmax, log_softmax    max-shifted forward, written into a given block or over a dead
+                          input (Loop.into); VJPs from the output alone
   bce_with_logits         softplus form, no overflow at +-1000; d/dz = sigmoid(z) - y
   binary_cross_entropy    log clamped at -100 and PyTorch's gradient (p - y) / max(p(1-p), 1e-12)
   cross_entropy           lse(logits) - logits[label]; d/dlogits = softmax - onehot
@@ -76,23 +77,45 @@ def _softmax_meaning(xs):
     return [sp.exp(v) / total for v in xs]
 
 
-SOFTMAX = Helper("softmax", '''def _softmax(x, axis):
-    """exp(x - max) / sum(exp(x - max)), in place on one temporary; shifted by 0 where the max
-    is not finite, as _logsumexp (the expanded form at -O1 computes the same)."""
+# Loop.into: given `out` (a fused loop's block) or inplace (x is a temporary read only here),
+# they write there: no fresh block and no copy of it
+SOFTMAX = Helper("softmax", '''def _softmax(x, axis, out=None, inplace=False):
+    """exp(x - max) / sum(exp(x - max)), into `out` (x itself if inplace, a new array if
+    neither); shifted by 0 where the max is not finite, as _logsumexp (the expanded form at
+    -O1 computes the same)."""
     m = xp.max(x, axis=axis, keepdims=True)
-    e = x - xp.where(xp.isfinite(m), m, 0)
+    out = x if inplace else out
+    e = xp.subtract(x, xp.where(xp.isfinite(m), m, 0), out=out)
     xp.exp(e, out=e)
     e /= xp.sum(e, axis=axis, keepdims=True)
     return e
 ''')
-LOG_SOFTMAX = Helper("log_softmax", '''def _log_softmax(x, axis):
-    """x - logsumexp(x) along axis."""
-    return x - _logsumexp(x, axis, True)
-''', ("logsumexp",))
-ROWWISE = Loop(rowwise=True)
+LOG_SOFTMAX = Helper("log_softmax", '''def _log_softmax(x, axis, out=None, inplace=False):
+    """x - logsumexp(x) along axis, as (x - max) - log(sum(exp(x - max))), into `out` (x itself
+    if inplace, a new array if neither); shifted by 0 where the max is not finite (_logsumexp)."""
+    m = xp.max(x, axis=axis, keepdims=True)
+    out = x if inplace else out
+    d = xp.subtract(x, xp.where(xp.isfinite(m), m, 0), out=out)
+    d -= xp.log(xp.sum(xp.exp(d), axis=axis, keepdims=True))
+    return d
+''')
+
+
+def _rowwise_emit(helper):
+    def emit(ctx, args, node):
+        out = ""  # given a buffer (Loop.into): a fused loop's block, or x itself (maybe an expression)
+        if len(args) > 1:
+            out = ", inplace=True" if args[1].text == args[0].text else f", out={args[1].text}"
+        return Expr(f"{ctx.helper(helper)}({args[0].text}, axis={ctx.literal(node.attr('axis'))}{out})",
+                    PREC_POSTFIX)
+
+    return emit
+
+
+ROWWISE = Loop(rowwise=True, into=True)
 
 register(Primitive(
-    "softmax", "nn", _same_float("softmax"), helper_call("softmax", "axis"), _softmax_vjp, _softmax_jvp,
+    "softmax", "nn", _same_float("softmax"), _rowwise_emit("softmax"), _softmax_vjp, _softmax_jvp,
     _axis_sympy(_softmax_meaning), coerce=lambda a, k: [B.to_float(a[0])],
     doc="exp(x - max) / sum; VJP y * (ct - sum(ct * y))",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[3, 2]",), {"axis": 0}, {})),
@@ -117,11 +140,11 @@ def _log_softmax_meaning(xs):
 
 
 register(Primitive(
-    "log_softmax", "nn", _same_float("log_softmax"), helper_call("log_softmax", "axis"),
+    "log_softmax", "nn", _same_float("log_softmax"), _rowwise_emit("log_softmax"),
     _log_softmax_vjp, _log_softmax_jvp, _axis_sympy(_log_softmax_meaning),
     coerce=lambda a, k: [B.to_float(a[0])], doc="x - logsumexp(x); VJP ct - softmax * sum(ct)",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[3, 2]",), {"axis": 0}, {})),
-    cost=Cost.COSTLY, quiet=True, loop=ROWWISE, helpers=(LOG_SOFTMAX, LOGSUMEXP),
+    cost=Cost.COSTLY, quiet=True, loop=ROWWISE, helpers=(LOG_SOFTMAX,),
 ))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.diagnostics import UserError
-from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, register
+from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Loop, Primitive, register
 from ..core.types import (
     TensorType,
     broadcast_to_ok,
@@ -370,6 +370,79 @@ register(linear(
                                          "signs": (1, 1), "shape": (3, 4)}, {})),
 ))
 
+
+
+# index_grads_onto: a full-size value plus the cotangents of slices (simplification.py makes it
+# from `a + index_grads(...)`): each cotangent added into a view of a, written over a where a is
+# a temporary read only here (Loop.into), else into a copy of it; no zeros array, no add pass.
+# x - y + (x[1:] - x[:-1]) ** 2's gradient: g = x - y, g[1:] += d, g[:-1] -= d (issue 18, W13).
+def _onto_infer(types, attrs):
+    base, parts = types[0], attrs["parts"]
+    if not len(parts) == len(attrs["signs"]) == len(types) - 1:  # pragma: no cover - built only by simplification
+        raise UserError(f"index_grads_onto: {len(types) - 1} cotangents for {len(parts)} indices")
+    for k, (t, items) in enumerate(zip(types[1:], parts)):
+        expect = index_shape(base, items)
+        if expect != t.shape or t.dtype != base.dtype:  # pragma: no cover - built only by simplification
+            raise UserError(f"index_grads_onto: cotangent {t} does not fit {base.dtype}{shape_text(expect)}",
+                            arg=k + 1)
+    return base.with_(weak=all(t.weak for t in types))
+
+
+def _onto_emit(ctx, args, node):
+    parts = "".join(f", ({index_tuple_text(ctx, items)}, {a.text}{'' if sign > 0 else ', -1'})"
+                    for a, items, sign in zip(args[1:], node.attr("parts"), node.attr("signs")))
+    inplace = ", inplace=True" if len(args) > len(node.inputs) else ""  # (Loop.into: over a dead base)
+    return Expr(f"{ctx.helper('index_grads_onto')}({args[0].text}{parts}{inplace})", PREC_POSTFIX)
+
+
+def _onto_vjp(ctx, node, ct, needs):
+    out = [ct if needs[0] else None]
+    for items, sign, need in zip(node.attr("parts"), node.attr("signs"), needs[1:]):
+        g = B.apply("index", ct, items=items) if need else None
+        out.append(B.apply("neg", g) if g is not None and sign < 0 else g)
+    return out
+
+
+def _onto_jvp(ctx, node, ts):
+    keep = [k for k, t in enumerate(ts[1:]) if t is not None]
+    parts = tuple(node.attr("parts")[k] for k in keep)
+    signs = tuple(node.attr("signs")[k] for k in keep)
+    cts = [ts[1 + k] for k in keep]
+    if ts[0] is None:
+        return B.apply("index_grads", *cts, parts=parts, signs=signs, shape=node.shape) if keep else None
+    return B.apply("index_grads_onto", ts[0], *cts, parts=parts, signs=signs) if keep else ts[0]
+
+
+def _onto_sympy(ctx, args, node):
+    out = _obj(args[0]).copy()
+    for a, items, sign in zip(args[1:], node.attr("parts"), node.attr("signs")):
+        at = _sym_index(ctx, items)
+        out[at] = out[at] + sign * _obj(a)
+    return out
+
+
+INDEX_GRADS_ONTO = Helper("index_grads_onto", '''def _index_grads_onto(base, *parts, inplace=False):
+    """base (a copy, or base itself if inplace) with each g of the (index, g) parts added at its
+    index ((index, g, -1): subtracted), each into a view."""
+    out = base if inplace else base.copy()
+    for index, g, *sign in parts:
+        if sign:
+            out[index] -= g
+        else:
+            out[index] += g
+    return out
+''')
+
+register(Primitive(
+    "index_grads_onto", "shape", _onto_infer, _onto_emit, _onto_vjp, _onto_jvp, _onto_sympy,
+    coerce=lambda args, attrs: B.common_dtype(args),
+    doc="internal: base with each further operand added at its index (or subtracted: `signs`), "
+        "over base where it is a temporary",
+    allocates=True, loop=Loop(into=True), helpers=(INDEX_GRADS_ONTO,),
+    examples=((("f64[4]", "f64[3]", "f64[3]"), {"parts": ((("s", 1, None, 1),), (("s", None, -1, 1),)), "signs": (1, -1)}, {}),
+              (("f64[3, 4]", "f64[2, 2]", "f64[4]"), {"parts": ((("s", 1, 3, 1), ("s", None, None, -2)), (("i", 0),)),
+                                                       "signs": (1, 1)}, {})),
+))
 
 # ---- concat --------------------------------------------------------------------------------------------
 def _concat_infer(types, attrs):

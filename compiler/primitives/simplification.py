@@ -584,6 +584,52 @@ def negated_slice_cotangent(m):
     return _index_grads(parts, n)
 
 
+def _onto(base: Node, parts, like: Node) -> Node:
+    return B.apply("index_grads_onto", base, *[g for g, _, _ in parts], parts=tuple(p[1] for p in parts),
+                   signs=tuple(p[2] for p in parts))
+
+
+def _onto_parts(x: Node) -> list[tuple[Node, tuple, int]]:
+    return list(zip(x.inputs[1:], x.attr("parts"), x.attr("signs")))
+
+
+@SIMPLIFY.rule("a + index_grads(b) = index_grads_onto(a, b): slice cotangents added into views of a full-size "
+               "value (over it, where it is a temporary), not into zeros then added",
+               Op("add", where=lambda n: any(i.op.name in _SCATTERS + ("index_grads_onto",) for i in n.inputs)))
+def slice_cotangents_onto_a_value(m):
+    n = m.node
+    a, b = n.inputs
+    if b.op.name not in _SCATTERS + ("index_grads_onto",):
+        a, b = b, a  # (the scatter second)
+    if a.op.name in _SCATTERS and b.op.name in _SCATTERS:
+        return None  # both slices: index_grads (slice_cotangents_in_one_array)
+    if not (same_type(a, n) and same_type(b, n)) or a.dtype != n.dtype:
+        return None
+    if b.op.name == "index_grads_onto":
+        if a.op.name != "index_grads_onto" and a.op.name not in _SCATTERS:
+            return None  # value + (value + slices): left as it is
+        a, b = b, a  # onto(v, P) + scatter: v gets the scatter's parts too
+        return _onto(a.inputs[0], _onto_parts(a) + _scatter_parts(b), n) if b.op.name in _SCATTERS else None
+    parts = _scatter_parts(b)
+    if any(g.dtype != n.dtype for g, _, _ in parts):
+        return None
+    if a.op.name == "index_grads_onto":
+        return _onto(a.inputs[0], _onto_parts(a) + parts, n)
+    return _onto(a, parts, n)
+
+
+@SIMPLIFY.rule("index_grads_onto(a, ..., -b, ...) subtracts b at its index (no negated copy)",
+               Op("index_grads_onto", with_input="neg"))
+def negated_slice_cotangent_onto(m):
+    n = m.node
+    parts = _onto_parts(n)
+    if not any(g.op.name == "neg" and same_type(g.inputs[0], g) for g, _, _ in parts):
+        return None
+    parts = [(g.inputs[0], items, -sign) if g.op.name == "neg" and same_type(g.inputs[0], g) else (g, items, sign)
+             for g, items, sign in parts]
+    return _onto(n.inputs[0], parts, n)
+
+
 # ---- negations (passes/negations.py: needs to know which values are shared) ---------------------
 def negated_free(n: Node, like: Node, single_use) -> Node | None:
     """-n without a pass over an array of like's size, or None: n is a constant, a negation, a

@@ -113,6 +113,8 @@ def _residual_tuple(residuals, n, fn, fwd):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_MIN_ROWS = 4  # rows a block has at least: a row past _BLOCK_BYTES / 4 (cross_entropy over 32000 classes)
+              # would make one-row blocks, whose ufunc calls cost more than the cache misses saved
 _CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads...
 _THREAD_BLOCK = 1 << 15  # ...if its blocks there have this many elements: in smaller ufunc calls, handing
@@ -123,10 +125,10 @@ _POOL = []
 
 def _blocks(kernel, n, row_bytes, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
-    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    row_bytes), of at least _MIN_ROWS rows; when `size` (its element count) is large, in parts on _THREADS threads, with
     blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
     "max" or "min")."""
-    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
+    rows = max(_MIN_ROWS, _BLOCK_BYTES // max(1, row_bytes))
     per = -(-n // _THREADS)
     big = max(rows, min(grow * rows, per))  # block rows on threads
     if size >= _PARALLEL and n >= 2 * rows and _THREADS > 1 and big * (size // n) >= _THREAD_BLOCK:
@@ -158,11 +160,13 @@ def _quiet():
     return np.errstate(all="ignore")
 
 
-def _softmax(x, axis):
-    """exp(x - max) / sum(exp(x - max)), in place on one temporary; shifted by 0 where the max
-    is not finite, as _logsumexp (the expanded form at -O1 computes the same)."""
+def _softmax(x, axis, out=None, inplace=False):
+    """exp(x - max) / sum(exp(x - max)), into `out` (x itself if inplace, a new array if
+    neither); shifted by 0 where the max is not finite, as _logsumexp (the expanded form at
+    -O1 computes the same)."""
     m = np.max(x, axis=axis, keepdims=True)
-    e = x - np.where(np.isfinite(m), m, 0)
+    out = x if inplace else out
+    e = np.subtract(x, np.where(np.isfinite(m), m, 0), out=out)
     np.exp(e, out=e)
     e /= np.sum(e, axis=axis, keepdims=True)
     return e
@@ -191,16 +195,14 @@ def attention(q, k, v):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         return p @ v  # cases/attention.tl:5
 
 
@@ -227,16 +229,14 @@ def attention_loss(q, k, v):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         def _fused1(lo, hi, rows):
@@ -276,16 +276,14 @@ def attention_loss_grad(q, k, v, *, out=None):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         t_3 = t_2  # its memory is free from here on
@@ -361,16 +359,14 @@ def attention_loss_grad_fwd(q, k, v):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         t_2 = p @ v  # cases/attention.tl:5
         # a fused loop over blocks of rows (cases/attention.tl:9)
         def _fused1(lo, hi, rows):
@@ -482,16 +478,14 @@ def attention_vjp(q, k, v, ct0, *, out=None):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         value = p @ v  # cases/attention.tl:5
         d_v = p.T @ ct0  # cases/attention.tl:5
         if out is not None:
@@ -530,16 +524,14 @@ def attention_vjp_fwd(q, k, v):
         # a fused loop over blocks of rows (cases/attention.tl:3, cases/attention.tl:4)
         p = t  # its memory is free from here on
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), T), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
                 t_b = t[i:j]
-                np.divide(t_b, t_1, out=b0)  # cases/attention.tl:3
                 p_b = p[i:j]
-                p_b[...] = _softmax(b0, axis=1)  # cases/attention.tl:4
+                np.divide(t_b, t_1, out=p_b)  # cases/attention.tl:3
+                _softmax(p_b, axis=1, inplace=True)  # cases/attention.tl:4
             return ()
-        _blocks(_fused0, T, 12*T, T*T, ())
+        _blocks(_fused0, T, 8*T, T*T, ())
         return p @ v, (p, np.int64(D))  # cases/attention.tl:5
 
 

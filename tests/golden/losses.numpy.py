@@ -122,6 +122,8 @@ def _binary_cross_entropy(p, y):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_MIN_ROWS = 4  # rows a block has at least: a row past _BLOCK_BYTES / 4 (cross_entropy over 32000 classes)
+              # would make one-row blocks, whose ufunc calls cost more than the cache misses saved
 _CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads...
 _THREAD_BLOCK = 1 << 15  # ...if its blocks there have this many elements: in smaller ufunc calls, handing
@@ -132,10 +134,10 @@ _POOL = []
 
 def _blocks(kernel, n, row_bytes, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
-    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    row_bytes), of at least _MIN_ROWS rows; when `size` (its element count) is large, in parts on _THREADS threads, with
     blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
     "max" or "min")."""
-    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
+    rows = max(_MIN_ROWS, _BLOCK_BYTES // max(1, row_bytes))
     per = -(-n // _THREADS)
     big = max(rows, min(grow * rows, per))  # block rows on threads
     if size >= _PARALLEL and n >= 2 * rows and _THREADS > 1 and big * (size // n) >= _THREAD_BLOCK:
@@ -162,20 +164,14 @@ def _blocks(kernel, n, row_bytes, size, combine, grow=1):
     return out
 
 
-def _logsumexp(x, axis, keepdims):
-    """log(sum(exp(x))) shifted by the max; a slice of all -inf gives -inf, not nan."""
+def _log_softmax(x, axis, out=None, inplace=False):
+    """x - logsumexp(x) along axis, as (x - max) - log(sum(exp(x - max))), into `out` (x itself
+    if inplace, a new array if neither); shifted by 0 where the max is not finite (_logsumexp)."""
     m = np.max(x, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
-    with _quiet():
-        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
-    if not keepdims:
-        out = np.squeeze(out, axis=axis)
-    return out[()]
-
-
-def _log_softmax(x, axis):
-    """x - logsumexp(x) along axis."""
-    return x - _logsumexp(x, axis, True)
+    out = x if inplace else out
+    d = np.subtract(x, np.where(np.isfinite(m), m, 0), out=out)
+    d -= np.log(np.sum(np.exp(d), axis=axis, keepdims=True))
+    return d
 
 
 def losses(z, p, y):
@@ -227,8 +223,8 @@ def losses(z, p, y):
                 np.log1p(b2, out=b3)  # cases/losses.tl:6
                 np.add(b1, b3, out=b1)  # cases/losses.tl:6
                 acc_1 += np.add.reduce(b1, axis=None)  # cases/losses.tl:6
-                t_1 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
-                acc_2 += np.einsum('ab,ab->', t_1, y_b)  # cases/losses.tl:7
+                _log_softmax(z_b, axis=1, out=b1)  # cases/losses.tl:7
+                acc_2 += np.einsum('ab,ab->', b1, y_b)  # cases/losses.tl:7
                 np.add(b0, b3, out=b3)  # cases/losses.tl:8
                 acc_3 += np.add.reduce(b3, axis=None)  # cases/losses.tl:8
                 np.greater_equal(z_b, 0, out=b3)  # cases/losses.tl:8
@@ -237,10 +233,10 @@ def losses(z, p, y):
                 np.divide(b3, b2, out=b2)  # cases/losses.tl:8
                 acc_4 += np.einsum('ab,ab->', b2, y_b)  # cases/losses.tl:8
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        t_2, t_3, t_4, t_5, t_6, = _blocks(_fused0, N, 56*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
-        a = t_2 / (C*N)  # cases/losses.tl:5
-        b = t_3 / (C*N)  # cases/losses.tl:6
-        return a + b - t_4 + t_5 + t_6  # cases/losses.tl:8
+        t_1, t_2, t_3, t_4, t_5, = _blocks(_fused0, N, 56*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        a = t_1 / (C*N)  # cases/losses.tl:5
+        b = t_2 / (C*N)  # cases/losses.tl:6
+        return a + b - t_3 + t_4 + t_5  # cases/losses.tl:8
 
 
 def losses_grad(z, p, y, *, out=None):
@@ -275,6 +271,7 @@ def losses_grad(z, p, y, *, out=None):
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             g = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_z is not None else None
             g_1 = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_p is not None else None
             g_2 = np.empty((min(rows, hi - lo), C), dtype=np.float64) if out_y is not None else None
@@ -287,6 +284,7 @@ def losses_grad(z, p, y, *, out=None):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
+                b2 = s2[:j - i]
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
@@ -304,8 +302,8 @@ def losses_grad(z, p, y, *, out=None):
                 np.log1p(d_y_b, out=b0)  # cases/losses.tl:6
                 np.add(d_p_b, b0, out=d_p_b)  # cases/losses.tl:6
                 acc_1 += np.add.reduce(d_p_b, axis=None)  # cases/losses.tl:6
-                t_2 = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
-                acc_2 += np.einsum('ab,ab->', t_2, y_b)  # cases/losses.tl:7
+                _log_softmax(z_b, axis=1, out=b1)  # cases/losses.tl:7
+                acc_2 += np.einsum('ab,ab->', b1, y_b)  # cases/losses.tl:7
                 np.add(d_z_b, b0, out=d_z_b)  # cases/losses.tl:8
                 acc_3 += np.add.reduce(d_z_b, axis=None)  # cases/losses.tl:8
                 np.greater_equal(z_b, 0, out=d_z_b)  # cases/losses.tl:8
@@ -318,9 +316,9 @@ def losses_grad(z, p, y, *, out=None):
                 np.multiply(y_b, d_z_b, out=d_z_b)  # cases/losses.tl:8
                 np.add(d_z_b, d_y_b, out=d_z_b)  # cases/losses.tl:8
                 np.negative(y_b, out=d_p_b)  # cases/losses.tl:7
-                np.exp(t_2, out=b0)  # cases/losses.tl:7
-                t_3 = np.sum(d_p_b, axis=1, keepdims=True)  # cases/losses.tl:7
-                np.multiply(b0, t_3, out=b0)  # cases/losses.tl:7
+                np.exp(b1, out=b0)  # cases/losses.tl:7
+                t_2 = np.sum(d_p_b, axis=1, keepdims=True)  # cases/losses.tl:7
+                np.multiply(b0, t_2, out=b0)  # cases/losses.tl:7
                 np.subtract(d_p_b, b0, out=d_p_b)  # cases/losses.tl:7
                 np.add(d_z_b, d_p_b, out=d_z_b)  # cases/losses.tl:7
                 np.subtract(d_y_b, y_b, out=d_p_b)  # cases/losses.tl:6
@@ -330,13 +328,13 @@ def losses_grad(z, p, y, *, out=None):
                     np.add(out_z[i:j], d_z_b, out=out_z[i:j])
                 np.subtract(p_b, y_b, out=d_p_b)  # cases/losses.tl:5
                 np.subtract(1, p_b, out=b0)  # cases/losses.tl:5
-                np.multiply(p_b, b0, out=b1)  # cases/losses.tl:5
-                np.maximum(b1, 1e-12, out=b1)  # cases/losses.tl:5
-                np.divide(d_p_b, b1, out=d_p_b)  # cases/losses.tl:5
+                np.multiply(p_b, b0, out=b2)  # cases/losses.tl:5
+                np.maximum(b2, 1e-12, out=b2)  # cases/losses.tl:5
+                np.divide(d_p_b, b2, out=d_p_b)  # cases/losses.tl:5
                 np.multiply(t, d_p_b, out=d_p_b)  # cases/losses.tl:5
                 if out_p is not None:
                     np.add(out_p[i:j], d_p_b, out=out_p[i:j])
-                np.subtract(d_y_b, t_2, out=d_y_b)  # cases/losses.tl:7
+                np.subtract(d_y_b, b1, out=d_y_b)  # cases/losses.tl:7
                 np.multiply(t, z_b, out=b1)  # cases/losses.tl:6
                 np.subtract(d_y_b, b1, out=d_y_b)  # cases/losses.tl:6
                 np.log(b0, out=b0)  # cases/losses.tl:5
@@ -349,10 +347,10 @@ def losses_grad(z, p, y, *, out=None):
                 if out_y is not None:
                     np.add(out_y[i:j], d_y_b, out=out_y[i:j])
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        t_4, t_5, t_6, t_7, t_8, = _blocks(_fused0, N, 88*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
-        a = t_4 / (C*N)  # cases/losses.tl:5
-        b = t_5 / (C*N)  # cases/losses.tl:6
-        value = a + b - t_6 + t_7 + t_8  # cases/losses.tl:8
+        t_3, t_4, t_5, t_6, t_7, = _blocks(_fused0, N, 96*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+        a = t_3 / (C*N)  # cases/losses.tl:5
+        b = t_4 / (C*N)  # cases/losses.tl:6
+        value = a + b - t_5 + t_6 + t_7  # cases/losses.tl:8
         if out is not None:
             return value, out_z, out_p, out_y
         return value, d_z, d_p, d_y
@@ -416,7 +414,7 @@ def losses_grad_fwd(z, p, y):
                 np.log1p(b0, out=b1)  # cases/losses.tl:6
                 np.add(t_b, b1, out=t_b)  # cases/losses.tl:6
                 acc_1 += np.add.reduce(t_b, axis=None)  # cases/losses.tl:6
-                t_b[...] = _log_softmax(z_b, axis=1)  # cases/losses.tl:7
+                _log_softmax(z_b, axis=1, out=t_b)  # cases/losses.tl:7
                 acc_2 += np.einsum('ab,ab->', t_b, y_b)  # cases/losses.tl:7
                 np.add(t_1_b, b1, out=t_1_b)  # cases/losses.tl:8
                 acc_3 += np.add.reduce(t_1_b, axis=None)  # cases/losses.tl:8

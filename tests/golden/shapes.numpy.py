@@ -106,18 +106,10 @@ def _residual_tuple(residuals, n, fn, fwd):
     return residuals
 
 
-def _index_grad(g, shape, index):
-    """Zeros of `shape` with g written at `index` (the transpose of basic indexing)."""
-    out = np.zeros(shape, dtype=g.dtype)
-    out[index] = g
-    return out
-
-
-def _index_grads(shape, dtype, *parts):
-    """Zeros of `shape` with each g of the (index, g) parts added at its index ((index, g, -1):
-    subtracted): one array for the cotangents of several slices of one value, each added into
-    a view of it."""
-    out = np.zeros(shape, dtype=dtype)
+def _index_grads_onto(base, *parts, inplace=False):
+    """base (a copy, or base itself if inplace) with each g of the (index, g) parts added at its
+    index ((index, g, -1): subtracted), each into a view."""
+    out = base if inplace else base.copy()
     for index, g, *sign in parts:
         if sign:
             out[index] -= g
@@ -187,20 +179,21 @@ def shapes_grad(a, b, idx, *, out=None):
     t_3 = a[3, 5]  # cases/shapes.tl:10
     t_4 = np.sum(np.expand_dims(b, 0))  # cases/shapes.tl:10
     value = np.sum(flat * flat) + np.sum(picked * t) + np.sum(cols @ t_2) + t_3 * t_4  # cases/shapes.tl:10
-    t_5 = np.ones((3, 2), dtype=np.float64)  # cases/shapes.tl:10
-    d_cols = t_5 @ t_2.T  # cases/shapes.tl:10
-    t_6 = d_cols.T  # cases/shapes.tl:9
-    t_7 = _index_grads((4, 6), np.float64, ((3, 5), t_4), ((slice(None, None, 1), slice(None, 2, 1)), t_1 @ t_5), ((slice(None, None, 1), slice(None, None, -2)), t_6), ((0,), np.sum(picked, axis=0)))  # cases/shapes.tl:10
     d_picked = np.ones((3, 6), dtype=np.float64) * t  # cases/shapes.tl:10
-    t_8 = t_7 + _take_grad(d_picked, idx, axis=0, shape=(4, 6))  # cases/shapes.tl:8
+    t_5 = np.ones((3, 2), dtype=np.float64)  # cases/shapes.tl:10
+    t_6 = t_1 @ t_5  # cases/shapes.tl:10
+    d_cols = t_5 @ t_2.T  # cases/shapes.tl:10
+    t_7 = d_cols.T  # cases/shapes.tl:9
+    t_8 = np.sum(picked, axis=0)  # cases/shapes.tl:10
+    t_9 = _index_grads_onto(_take_grad(d_picked, idx, axis=0, shape=(4, 6)), ((3, 5), t_4), ((slice(None, None, 1), slice(None, 2, 1)), t_6), ((slice(None, None, 1), slice(None, None, -2)), t_7), ((0,), t_8), inplace=True)  # cases/shapes.tl:8
     d_flat = 2 * flat  # cases/shapes.tl:10
     d_pairs = d_flat.reshape((2, 4, 6))  # cases/shapes.tl:7
-    t_9 = t_8 + np.squeeze(d_pairs[1:2], 0)  # cases/shapes.tl:6
+    t_10 = t_9 + np.squeeze(d_pairs[1:2], 0)  # cases/shapes.tl:6
     d_both = np.squeeze(d_pairs[:1], 0)  # cases/shapes.tl:6
     d_top = d_both[:2]  # cases/shapes.tl:5
-    d_a = t_9 + _index_grad(d_top, (4, 6), (slice(1, 3, 1),))  # cases/shapes.tl:4
-    t_10 = np.squeeze(np.broadcast_to(t_3.reshape((1, 1, 1)), (1, 2, 6)), 0)  # cases/shapes.tl:10
-    d_b = t_10 + d_both[2:4]  # cases/shapes.tl:5
+    d_a = _index_grads_onto(t_10, ((slice(1, 3, 1),), d_top), inplace=True)  # cases/shapes.tl:4
+    t_11 = np.squeeze(np.broadcast_to(t_3.reshape((1, 1, 1)), (1, 2, 6)), 0)  # cases/shapes.tl:10
+    d_b = t_11 + d_both[2:4]  # cases/shapes.tl:5
     if out is not None:
         out_a, out_b = _out_buffers(out, (('a', _F64, (4, 6)), ('b', _F64, (2, 6)),), 'shapes_grad')
         out_a += d_a
@@ -281,20 +274,22 @@ def shapes_grad_bwd(residuals, *, seed=1.0, out=None):
     if flat.shape != (16, 3) or idx.shape != (3,) or picked.shape != (3, 6) or r3.shape != (6,) or cols.shape != (3, 4) or r5.shape != (4, 2):
         _shape_error('shapes_grad_bwd', ((flat, 'residual `flat`', 'f64[16, 3]', (16, 3)), (idx, 'residual `idx`', 'i64[3]', (3,)), (picked, 'residual `picked`', 'f64[3, 6]', (3, 6)), (r3, 'residual `r3`', 'f64[6]', (6,)), (cols, 'residual `cols`', 'f64[3, 4]', (3, 4)), (r5, 'residual `r5`', 'f64[4, 2]', (4, 2)),), ())
     t = seed.reshape((1, 1))  # cases/shapes.tl:10
-    t_1 = np.broadcast_to(t, (3, 2))  # cases/shapes.tl:10
-    d_cols = t_1 @ r5.T  # cases/shapes.tl:10
-    t_2 = d_cols.T  # cases/shapes.tl:9
-    t_3 = _index_grads((4, 6), np.float64, ((3, 5), seed * r7), ((slice(None, None, 1), slice(None, 2, 1)), cols.T @ t_1), ((slice(None, None, 1), slice(None, None, -2)), t_2), ((0,), np.sum(seed * picked, axis=0)))  # cases/shapes.tl:10
     d_picked = np.broadcast_to(t, (3, 6)) * r3  # cases/shapes.tl:10
-    t_4 = t_3 + _take_grad(d_picked, idx, axis=0, shape=(4, 6))  # cases/shapes.tl:8
+    t_1 = seed * r7  # cases/shapes.tl:10
+    t_2 = np.broadcast_to(t, (3, 2))  # cases/shapes.tl:10
+    t_3 = cols.T @ t_2  # cases/shapes.tl:10
+    d_cols = t_2 @ r5.T  # cases/shapes.tl:10
+    t_4 = d_cols.T  # cases/shapes.tl:9
+    t_5 = np.sum(seed * picked, axis=0)  # cases/shapes.tl:10
+    t_6 = _index_grads_onto(_take_grad(d_picked, idx, axis=0, shape=(4, 6)), ((3, 5), t_1), ((slice(None, None, 1), slice(None, 2, 1)), t_3), ((slice(None, None, 1), slice(None, None, -2)), t_4), ((0,), t_5), inplace=True)  # cases/shapes.tl:8
     d_flat = 2 * (seed * flat)  # cases/shapes.tl:10
     d_pairs = d_flat.reshape((2, 4, 6))  # cases/shapes.tl:7
-    t_5 = t_4 + np.squeeze(d_pairs[1:2], 0)  # cases/shapes.tl:6
+    t_7 = t_6 + np.squeeze(d_pairs[1:2], 0)  # cases/shapes.tl:6
     d_both = np.squeeze(d_pairs[:1], 0)  # cases/shapes.tl:6
     d_top = d_both[:2]  # cases/shapes.tl:5
-    d_a = t_5 + _index_grad(d_top, (4, 6), (slice(1, 3, 1),))  # cases/shapes.tl:4
-    t_6 = np.squeeze(np.broadcast_to((seed * r6).reshape((1, 1, 1)), (1, 2, 6)), 0)  # cases/shapes.tl:10
-    d_b = t_6 + d_both[2:4]  # cases/shapes.tl:5
+    d_a = _index_grads_onto(t_7, ((slice(1, 3, 1),), d_top), inplace=True)  # cases/shapes.tl:4
+    t_8 = np.squeeze(np.broadcast_to((seed * r6).reshape((1, 1, 1)), (1, 2, 6)), 0)  # cases/shapes.tl:10
+    d_b = t_8 + d_both[2:4]  # cases/shapes.tl:5
     if out is not None:
         out_a, out_b = _out_buffers(out, (('a', _F64, (4, 6)), ('b', _F64, (2, 6)),), 'shapes_grad_bwd')
         out_a += d_a

@@ -221,6 +221,17 @@ def square(inp):
     return (inp + 1) ** 2
 
 
+# ---------------------------------------------------------------- tests/cases/softmax_inplace.tl
+def heads(x, w, y):
+    p = torch.softmax(x @ w, dim=-1)
+    lp = torch.log_softmax(2 * (x @ w), dim=-1)
+    return torch.sum(p * y) - torch.mean(lp * y)
+
+
+def probs(x, w):
+    return torch.softmax(x @ w, dim=-1)
+
+
 # ---------------------------------------------------------------- the table
 # program (path relative to the repository root) -> {function name in the .tl source: torch function}
 PROGRAMS = {
@@ -238,6 +249,7 @@ PROGRAMS = {
     "tests/cases/reductions.tl": {"stats": stats},
     "tests/cases/regression.tl": {"predict": regression_predict, "loss": loss},
     "tests/cases/shapes.tl": {"shapes": shapes},
+    "tests/cases/softmax_inplace.tl": {"heads": heads, "probs": probs},
     "examples/detach.tl": {"half_detached": half_detached},
     "examples/layer.tl": {"layer": layer},
     "examples/linear.tl": {"predict": linear_predict, "mse": mse},

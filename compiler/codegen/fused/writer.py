@@ -195,7 +195,7 @@ class KernelWriter:
         if not self.rows_free(o, pos, inplace):
             return False
         written = self.pos_of[o.id]  # o's own value goes there then: the value must be dead by then
-        if written > end or (written == end and _ufunc(o)):
+        if written > end or (written == end and _overwrites(o)):
             self.busy[o.id] = end
             return True
         return False
@@ -513,6 +513,12 @@ class KernelWriter:
 def _ufunc(n: Node) -> tuple | None:
     """(name, extra arguments) when the node is one ufunc call (the primitive table says)."""
     return n.op.ufunc
+
+
+def _overwrites(n: Node) -> bool:
+    """n's call may write over a value it reads: a ufunc, or a record that reads its input
+    whole before writing its buffer (Loop.into: softmax's max comes before its first write)."""
+    return bool(_ufunc(n)) or (n.op.loop is not None and n.op.loop.into)
 
 
 def _is_zero(n: Node) -> bool:
