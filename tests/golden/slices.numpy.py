@@ -109,6 +109,8 @@ def _residual_tuple(residuals, n, fn, fwd):
 
 
 _BLOCK_BYTES = 1 << 19  # what one block of a fused loop touches (scratch, inputs, outputs): one core's L2
+_MIN_ROWS = 4  # rows a block has at least: a row past _BLOCK_BYTES / 4 (cross_entropy over 32000 classes)
+              # would make one-row blocks, whose ufunc calls cost more than the cache misses saved
 _CHEAP_BLOCKS = 6  # loops of cheap ufuncs only (add, mul, ...) on threads: blocks this many times bigger
 _PARALLEL = 1 << 18  # a fused loop over at least this many elements runs on threads...
 _THREAD_BLOCK = 1 << 15  # ...if its blocks there have this many elements: in smaller ufunc calls, handing
@@ -119,10 +121,10 @@ _POOL = []
 
 def _blocks(kernel, n, row_bytes, size, combine, grow=1):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
-    row_bytes); when `size` (its element count) is large, in parts on _THREADS threads, with
+    row_bytes), of at least _MIN_ROWS rows; when `size` (its element count) is large, in parts on _THREADS threads, with
     blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
     "max" or "min")."""
-    rows = max(1, _BLOCK_BYTES // max(1, row_bytes))
+    rows = max(_MIN_ROWS, _BLOCK_BYTES // max(1, row_bytes))
     per = -(-n // _THREADS)
     big = max(rows, min(grow * rows, per))  # block rows on threads
     if size >= _PARALLEL and n >= 2 * rows and _THREADS > 1 and big * (size // n) >= _THREAD_BLOCK:
