@@ -10,7 +10,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from util import compile_module
+from util import compile_module, force_tiny_blocks
 
 SOURCE = """
 fn prod(x: f64[n]) -> f64 {
@@ -99,15 +99,23 @@ grad denoise wrt x
 """
 
 
-def test_slice_cotangents_go_onto_the_full_size_gradient(tmp_path):
+@pytest.mark.parametrize("tiny", [False, True])
+def test_slice_cotangents_go_onto_the_full_size_gradient(tmp_path, tiny):
     """x - y (the data term's gradient) takes the slices' cotangents into views of itself, in
-    place (index_grads_onto): no zeros array, no negated copy, no add pass (W13)."""
+    place: no zeros array, no negated copy, no add pass (W13). The fused loops that make the
+    cotangents add each block into the rows of x - y (fused/plan.py, scatters): no full array
+    of a cotangent; the loop over x[1:] - x[:-1], whose blocks share a row, on one thread.
+    tiny: blocks of a row or two, threads forced where allowed."""
     m = compile_module(DATA, tmp_path, "denoise")
     body = _body(m.denoise_grad)
     assert FULL_SIZE.findall(body) == [] and "np.negative" not in body
-    assert body.count("_index_grads_onto(") == 1 and "inplace=True" in body.split("_index_grads_onto(")[1]
+    assert "_index_grads_onto(" not in body and body.count("np.empty((R") == 1, body  # the gradient only
+    assert re.search(r"\w+\[1:\]\[i:j\] \+= b0", body) and re.search(r"\w+\[:-1\]\[i:j\] -= b0", body)
+    assert re.search(r"\w+\[:, 1:\]\[i:j\] \+= b0", body) and "on one thread" in body
+    if tiny:
+        force_tiny_blocks(m)
     rng = np.random.default_rng(3)
-    x, y = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    x, y = rng.standard_normal((7, 4)), rng.standard_normal((7, 4))
     xc = x.copy()
     value, g = m.denoise_grad(x, y)
     np.testing.assert_array_equal(x, xc)

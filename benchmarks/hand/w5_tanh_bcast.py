@@ -12,6 +12,9 @@ in L2), and per block
 No BLAS is used, so it runs on one thread whatever the BLAS thread count.
 Peak memory: one 256 KiB block + the returned gradients.
 """
+import concurrent.futures
+import os
+
 import numpy as np
 
 BLOCK = 8
@@ -45,6 +48,35 @@ def tanh_bcast_grad(a, b, c, block=BLOCK):
         np.einsum("ijk,ik->jk", t, a2[i:i + block], out=acc_jk)
         db += acc_jk
     return a.dtype.type(total), (da.reshape(a.shape), db.reshape(b.shape), dc)
+
+
+def tanh_bcast_grad_threads(a, b, c, threads=None, block=BLOCK):
+    """tanh_bcast_grad with the rows of `a` split into one part per thread (as many threads as
+    tapeless's fused loops use: TAPELESS_THREADS, else the CPU count up to 8), each part blocked
+    as above with its own scratch block and partial db, dc; the parts' sums added after. The
+    memory W5's tapeless row is measured against (issue 18): its loop runs on threads too, and
+    each thread needs its own block."""
+    threads = threads or int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or 1, 8)
+    A = a.shape[0]
+    step = -(-A // threads)
+    step = -(-step // block) * block                # whole blocks per thread
+    parts = [(lo, min(lo + step, A)) for lo in range(0, A, step)]
+    if len(parts) == 1:
+        return tanh_bcast_grad(a, b, c, block)
+    if not _POOL:
+        _POOL.append(concurrent.futures.ThreadPoolExecutor(threads - 1, "w5-hand"))
+    futures = [_POOL[0].submit(tanh_bcast_grad, a[lo:hi], b, c, block) for lo, hi in parts[1:]]
+    results = [tanh_bcast_grad(a[parts[0][0]:parts[0][1]], b, c, block)] + [f.result() for f in futures]
+    total = sum(float(r[0]) for r in results)
+    da = np.concatenate([r[1][0] for r in results])
+    db, dc = results[0][1][1], results[0][1][2]
+    for r in results[1:]:
+        db += r[1][1]
+        dc += r[1][2]
+    return a.dtype.type(total), (da, db, dc)
+
+
+_POOL = []
 
 
 def reference(a, b, c):

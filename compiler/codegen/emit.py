@@ -17,11 +17,11 @@ import numpy as np
 
 from ..core.derivative import Part, Slot
 from ..core.ir import Function, Module, Node, group_key, topo_order
-from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
+from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr, ops
 from ..core.types import Dim, DType, dim_text
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
-from .fused.plan import Kernel, plan, reusable_inputs, schedule
+from .fused.plan import Kernel, fresh_array, plan, reusable_inputs, schedule
 from .fused.writer import KernelWriter
 from .names import Names, place, sanitize_docstring
 from ..primitives.loops import in_place_updates, update_in_place
@@ -267,6 +267,7 @@ class Body:
                            if outputs.count(next(x for x in outputs if x.id == o)) == 1 and uses.get(o) == 1}
         reuse = reusable_inputs(items, kernels, keep) if kernels else {}
         last_read, viewed = _last_reads(items)
+        scattered = {nid for k in kernels for nid in k.scattered}
         for at, item in enumerate(items):
             if isinstance(item, Kernel):
                 self.kernel(item, reuse.get(item.index, []))
@@ -274,6 +275,11 @@ class Body:
             n = item
             if n.is_param:
                 self.exprs[n.id] = Expr(ctx.vars[n.id])
+                continue
+            if scattered and n.op is ops.index_grads_onto and all(p.id in scattered for p in n.inputs[1:]):
+                self.exprs[n.id] = self.exprs[n.inputs[0].id]  # the loops have added its parts into the base
+                if n.inputs[0].id in ctx.vars:
+                    ctx.vars[n.id] = ctx.vars[n.inputs[0].id]
                 continue
             if n.is_literal:
                 continue  # written at each use, in the form the use needs
@@ -720,7 +726,5 @@ def _temporary(user: Node, at: int, last_read: dict[int, int], viewed: set[int],
     """user's first input is a fresh array of the function's own that nothing reads after user
     (at: user's position), nor through a view, nor user twice: user may write over it."""
     n = user.inputs[0]
-    fresh = n.op.elementwise or n.op.allocates or (n.op.loop is not None and n.op.loop.rowwise)  # (softmax)
-    return (not n.is_leaf and not n.is_literal and n.id not in out_ids and last_read.get(n.id) == at
-            and n.id not in viewed and sum(i is n for i in user.inputs) == 1
-            and n.type.rank >= 1 and not n.op.is_view(n) and fresh)
+    return (fresh_array(n) and n.id not in out_ids and last_read.get(n.id) == at
+            and n.id not in viewed and sum(i is n for i in user.inputs) == 1)

@@ -19,6 +19,13 @@ kernel: the loops exist at -O1, where it is expanded into primitives.) A sum/max
 that reduces axis 0 ends the kernel as a *sink*. A node never joins a kernel it depends
 on through an outside value, so kernels and statements can always be put in an order
 that works.
+
+A slice cotangent that only index_grads_onto reads is *scattered*: the kernel that makes it
+adds each block into the rows of the base it belongs to (`g[1:][i:j] += d`), so no full
+array of it is made and the base is written in cache (issue 18, W13). The base must be a
+temporary the onto may write over, computed before that kernel (or by it, when the slice
+keeps the rows whole); a kernel whose blocks add into shifted rows runs on one thread
+(neighbouring blocks share a row of the base).
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ import heapq
 from dataclasses import dataclass, field
 
 from ...core.ir import Node
-from ...core.primitive import Kind
+from ...core.primitive import Kind, ops
 from ...core.types import Dim, dim_prod
 from .peepholes import computed_late, reads_after_writing
 
@@ -43,6 +50,14 @@ class Kernel:
     # member id -> _row_aligned_inputs(member), worked out once when planning (the plan, the
     # memory reuse and the writer each read it for every member); one dict for a plan's kernels
     aligned: dict[int, list[bool]] = field(default_factory=dict)
+    # (part, base, index items, sign): a member added into base[items] block by block, never
+    # written whole (the index_grads_onto reading it is done by then)
+    scatters: list[tuple[Node, Node, tuple, int]] = field(default_factory=list)
+    serial: bool = False  # its blocks add into shifted rows: one thread
+
+    @property
+    def scattered(self) -> set[int]:
+        return {p.id for p, _, _, _ in self.scatters}
 
     @property
     def nodes(self) -> list[Node]:
@@ -164,8 +179,13 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
     users: set[int] = set()
     inside = {n.id for k in keep for n in k.nodes}
     out_ids = {o.id for o in fn_outputs}
+    _scatter(order, kernels, {k.index for k in keep}, group, out_ids, edges, reaches, item)
+    scattered = {nid for k in keep for nid in k.scattered}
     for n in order:
-        for i in n.inputs:
+        reads = n.inputs
+        if n.op is ops.index_grads_onto and all(p.id in scattered for p in n.inputs[1:]):
+            reads = n.inputs[:1]  # (its parts were added into its base by their kernels)
+        for i in reads:
             if i.id in inside and (n.id not in inside or group[n.id] != group[i.id]):
                 users.add(i.id)
     for k in keep:
@@ -173,6 +193,55 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
     for new_index, k in enumerate(keep):
         k.index = new_index
     return keep
+
+
+def fresh_array(n: Node) -> bool:
+    """n is an array its own call allocates (elementwise, allocating or row-wise: softmax), not
+    a view of another: writing over it, once nothing reads it any more, touches nothing else."""
+    fresh = n.op.elementwise or n.op.allocates or (n.op.loop is not None and n.op.loop.rowwise)
+    return not n.is_leaf and not n.is_literal and n.type.rank >= 1 and not n.op.is_view(n) and fresh
+
+
+def _scatter(order, kernels, kept, group, out_ids, edges, reaches, item) -> None:
+    """Each index_grads_onto whose base only it reads, a temporary, and whose every part is a
+    kernel member only it reads, row-aligned with the base (its index a slice of step 1 along
+    axis 0): its parts are added into the base by their kernels (Kernel.scatters)."""
+    uses: dict[int, int] = {}
+    readers: dict[int, list[Node]] = {}
+    for n in order:
+        for i in n.inputs:
+            uses[i.id] = uses.get(i.id, 0) + 1
+            readers.setdefault(i.id, []).append(n)
+    for n in order:
+        if n.op is not ops.index_grads_onto:
+            continue
+        base, parts = n.inputs[0], n.inputs[1:]
+        kb = group.get(base.id)
+        if base.id in out_ids or not fresh_array(base) or any(p is base for p in parts):
+            continue
+        # read by n only, or else only in its own loop (over by the time anything is added)
+        if any(r is not n and (kb not in kept or group.get(r.id) != kb) for r in readers[base.id]):
+            continue
+        plans = []
+        for p, items, sign in zip(parts, n.attr("parts"), n.attr("signs")):
+            k = group.get(p.id)
+            if k not in kept or p in kernels[k].sinks or p.id in out_ids or uses.get(p.id) != parts.count(p):
+                break
+            if any(it[0] != "s" for it in items) or (items and items[0][3] != 1) or p.type.rank != base.type.rank:
+                break  # (an integer or new axis: rows no longer line up)
+            whole_rows = not items or items[0][1:3] == (None, None)
+            if group.get(base.id) == k:
+                if not whole_rows:
+                    break  # the base's rows of a later block are not written yet
+            elif reaches(item(base), -1 - k):
+                break  # the base is computed from this kernel's values
+            plans.append((k, p, items, sign, whole_rows))
+        else:
+            for k, p, items, sign, whole_rows in plans:
+                kernels[k].scatters.append((p, base, items, sign))
+                kernels[k].serial |= not whole_rows
+                if group.get(base.id) != k:
+                    edges.setdefault(-1 - k, set()).add(item(base))  # the kernel now waits for the base
 
 
 def _move_to_users(order: list[Node], kernels: list[Kernel], group: dict[int, int], fn_outputs) -> None:
@@ -243,6 +312,13 @@ def schedule(order: list[Node], kernels: list[Kernel]) -> list:
         me = key_of[n.id]
         for i in n.inputs:
             src = key_of[i.id]
+            if src != me:
+                preds[me].add(src)
+                succs[src].add(me)
+    for k in kernels:  # a scattering kernel adds into its bases: after they are made
+        me = -1 - k.index
+        for _, base, _, _ in k.scatters:
+            src = key_of[base.id]
             if src != me:
                 preds[me].add(src)
                 succs[src].add(me)

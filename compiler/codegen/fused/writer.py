@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from ...core.ir import Node
-from ...core.primitive import Cost, Expr
+from ...core.primitive import PREC_POSTFIX, Cost, Expr
 from ...core.types import Dim, DType, dim_add, dim_mul, dim_prod
 from ...primitives.common import Combine
+from ...primitives.shape import index_text
 from ..names import place
 from .peepholes import INT_OF, Ask, Peephole, ask
 from .plan import Kernel
@@ -435,6 +436,8 @@ class KernelWriter:
                     last_use[i.id] = pos
                 else:
                     last_read[i.id] = pos  # positions in `order`, as target() is given
+        for p, _, _, _ in k.scatters:
+            last_use[p.id] = len(order)  # read by the block's last statements
         accs = []
         for pos, n in enumerate(order):
             if n.id in members:
@@ -445,6 +448,11 @@ class KernelWriter:
                 accs.append(self.sink(n))
                 reads = n.inputs[0].inputs if n.inputs[0].id in self.folded else n.inputs
                 self.release(list(dict.fromkeys(i.id for i in reads if last_use.get(i.id) == pos)))
+        for p, base, items, sign in k.scatters:  # the block's rows of each slice, into the base's rows
+            whole = self.bound.get(base.id) or self.exprs[base.id].at(PREC_POSTFIX)
+            view = f"{whole}[{index_text(ctx, items)}]" if items else whole
+            self.stmts.append(f"{view}[{self.i}:{self.j}] {'+' if sign > 0 else '-'}= {self.block[p.id]}  "
+                              f"{self.comments[p.id]}".rstrip())
         sink_index = {s.id: x for x, s in enumerate(k.sinks)}
         accs.sort(key=lambda a: sink_index[a[1].id])
         # the block values keep their names out of the rest of the function (no `t_4` meaning two
@@ -483,6 +491,9 @@ class KernelWriter:
         size = ctx.dim(dim_prod((k.rows, widest)))
         # cheap ufuncs only: on threads, where each call's fixed cost holds the GIL, bigger blocks
         grow = "" if any(m.op.cost is Cost.COSTLY for m in k.members) else ", _CHEAP_BLOCKS"
+        if k.serial:
+            lines.append("# on one thread: neighbouring blocks add into a row they share")
+            size = "0"
         call = f"{ctx.helper('blocks')}({fname}, {ctx.dim(k.rows)}, {w}, {size}, {combine}{grow})"
         sink_vars = []
         for s in k.sinks:
@@ -501,6 +512,7 @@ class KernelWriter:
         parts = [(dt, trailing) for dt, trailing in self.scratch]
         parts += [(n.dtype, n.shape[1:]) for n in list(self.sliced_nodes.values()) + list(self.k.outputs)]
         parts += [(o.dtype, o.shape[1:]) for _, o in self.acc_blocks.values()]  # with out=: the caller's rows too
+        parts += [(b.dtype, b.shape[1:]) for b in {b.id: b for _, b, _, _ in self.k.scatters if b.id not in self.members}.values()]
         counts: dict[tuple, int] = {}  # (a loop may write a thousand rows of one shape: each shape summed once)
         for dt, trailing in parts:
             key = (dt.itemsize, tuple(trailing))
