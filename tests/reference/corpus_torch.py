@@ -232,6 +232,13 @@ def probs(x, w):
     return torch.softmax(x @ w, dim=-1)
 
 
+# ---------------------------------------------------------------- tests/cases/slices.tl
+def smooth(x, lam):
+    dx = x[1:, :] - x[:-1, :]
+    dy = x[:, 1:] - x[:, :-1]
+    return torch.sum(dx * dx) + lam * torch.sum(torch.nn.functional.softplus(-torch.abs(dy)))
+
+
 # ---------------------------------------------------------------- the table
 # program (path relative to the repository root) -> {function name in the .tl source: torch function}
 PROGRAMS = {
@@ -250,6 +257,7 @@ PROGRAMS = {
     "tests/cases/regression.tl": {"predict": regression_predict, "loss": loss},
     "tests/cases/shapes.tl": {"shapes": shapes},
     "tests/cases/softmax_inplace.tl": {"heads": heads, "probs": probs},
+    "tests/cases/slices.tl": {"smooth": smooth},
     "examples/detach.tl": {"half_detached": half_detached},
     "examples/layer.tl": {"layer": layer},
     "examples/linear.tl": {"predict": linear_predict, "mse": mse},
