@@ -356,6 +356,9 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
     N = w.shape[0]
     if w.shape != (N,) or a.shape != (N, N) or ct1.shape != (N,):
         _shape_error('energy_hvp', ((w, 'w', 'f64[N]', (N,)), (a, 'a', 'f64[N, N]', (N, N)), (ct1, 'ct1', 'f64[N]', (N,)),), (('N', N, 'w'),))
+    out_w = None
+    if out is not None:
+        out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_hvp', ((w, 'w'), (a, 'a'), (ct1, 'ct1')))
     t = a @ w  # cases/higher_order.tl:3
     t_1 = a @ ct1  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
@@ -409,11 +412,27 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
         return (acc, acc_1, )
     t_6, t_7, = _blocks(_fused0, N, 88, N, ('sum', 'sum', ))
     value = t_6 + 0.25 * t_7  # cases/higher_order.tl:3
-    d_w = t_2 + t_3 @ a  # cases/higher_order.tl:3
-    d_w_1 = t_4 + t_5 @ a  # cases/higher_order.tl:3
+    t_8 = t_3 @ a  # cases/higher_order.tl:3
+    t_9 = t_5 @ a  # cases/higher_order.tl:3
+    # a fused loop over blocks of rows (cases/higher_order.tl:3)
+    d_w = t_8  # its memory is free from here on
+    d_w_1 = t_4  # its memory is free from here on
+    def _fused1(lo, hi, rows):
+        for i in range(lo, hi, rows):
+            j = min(i + rows, hi)
+            t_2_b_1 = t_2[i:j]
+            t_8_b = t_8[i:j]
+            t_4_b_1 = t_4[i:j]
+            t_9_b = t_9[i:j]
+            d_w_b = d_w[i:j]
+            np.add(t_2_b_1, t_8_b, out=d_w_b)  # cases/higher_order.tl:3
+            d_w_1_b = d_w_1[i:j]
+            np.add(t_4_b_1, t_9_b, out=d_w_1_b)  # cases/higher_order.tl:3
+            if out_w is not None:
+                np.add(out_w[i:j], d_w_1_b, out=out_w[i:j])
+        return ()
+    _blocks(_fused1, N, 48, N, (), _CHEAP_BLOCKS)
     if out is not None:
-        out_w, = _out_buffers(out, (('w', _F64, (N,)),), 'energy_hvp')
-        out_w += d_w_1
         return value, d_w, out_w
     return value, d_w, d_w_1
 

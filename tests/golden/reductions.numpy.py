@@ -332,93 +332,65 @@ def stats_grad(x, *, out=None):
         t_17 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
         t_18 = t_15 == 1  # cases/reductions.tl:5
         t_19 = t_5.reshape((N, M, 1))  # cases/reductions.tl:5
-        # a fused loop over blocks of rows (cases/reductions.tl:5)
-        t_20 = np.empty((N, M, K), dtype=np.float64)
-        t_21 = np.empty((N, M, K), dtype=np.float64)
-        t_22 = np.empty((N, M, K), dtype=np.float64)
-        def _fused2(lo, hi, rows):
+        t_20 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
+        t_21 = d_m / (K*N)  # cases/reductions.tl:3
+        # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
+        d_x = np.empty((N, M, K), dtype=np.float64) if out_x is None else None
+        def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), M, 1), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s4 = np.empty((min(rows, hi - lo), M, 1), dtype=np.float64)
+            s5 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
+            g = np.empty((min(rows, hi - lo), M, K), dtype=np.float64) if out_x is not None else None
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
+                b3 = s3[:j - i]
+                b4 = s4[:j - i]
+                b5 = s5[:j - i]
+                t_7_b_1 = t_7[i:j]
                 t_6_b_1 = t_6[i:j]
                 x_b_1 = x[i:j]
                 t_19_b = t_19[i:j]
-                np.logical_and(t_18, t_6_b_1, out=b0)  # cases/reductions.tl:5
                 t_20_b = t_20[i:j]
-                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(t_17.view(np.int64), b1.view(np.int8), out=t_20_b.view(np.int64))
-                t_21_b = t_21[i:j]
-                np.subtract(x_b_1, t_2, out=t_21_b)  # cases/reductions.tl:5
-                np.exp(t_21_b, out=t_21_b)  # cases/reductions.tl:5
-                np.equal(x_b_1, t_19_b, out=b0)  # cases/reductions.tl:5
-                t_23 = b0.astype(np.float64)  # cases/reductions.tl:5
-                t_24 = np.sum(t_23, axis=2, keepdims=True)  # cases/reductions.tl:5
-                np.divide(1, t_24, out=b2)  # cases/reductions.tl:5
-                t_22_b = t_22[i:j]
-                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(b2.view(np.int64), b1.view(np.int8), out=t_22_b.view(np.int64))
-            return ()
-        _blocks(_fused2, N, (35*K*M + 16*M), K*M*N, ())
-        t_25 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
-        # a fused loop over blocks of rows (cases/reductions.tl:4)
-        t_26 = np.empty((N, M, K), dtype=np.float64)
-        t_27 = t_25  # its memory is free from here on
-        def _fused3(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            for i in range(lo, hi, rows):
-                j = min(i + rows, hi)
-                b0 = s0[:j - i]
-                t_25_b = t_25[i:j]
                 t_4_b_1 = t_4[i:j]
-                t_26_b = t_26[i:j]
-                np.multiply(t_25_b, t_4_b_1, out=t_26_b)  # cases/reductions.tl:4
-                np.add(t_26_b, t_26_b, out=t_26_b)  # cases/reductions.tl:4
-                np.negative(t_26_b, out=b0)  # cases/reductions.tl:4
-                t_28 = np.sum(b0, axis=1, keepdims=True)  # cases/reductions.tl:4
-                t_27_b = t_27[i:j]
-                np.divide(t_28, M, out=t_27_b)  # cases/reductions.tl:4
-            return ()
-        _blocks(_fused3, N, (24*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
-        t_29 = d_m / (K*N)  # cases/reductions.tl:3
-        # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
-        d_x = t_20  # its memory is free from here on
-        def _fused1(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            for i in range(lo, hi, rows):
-                j = min(i + rows, hi)
-                b0 = s0[:j - i]
-                b1 = s1[:j - i]
-                b2 = s2[:j - i]
-                t_7_b_1 = t_7[i:j]
-                t_20_b_1 = t_20[i:j]
-                t_21_b_1 = t_21[i:j]
-                t_22_b_1 = t_22[i:j]
-                t_26_b_1 = t_26[i:j]
-                t_27_b_1 = t_27[i:j]
                 t_9_b_1 = t_9[i:j]
-                np.divide(t_17, t_7_b_1, out=b0)  # cases/reductions.tl:5
-                np.negative(t_16.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_xor(b0.view(np.int64), t_20_b_1.view(np.int64), out=b1.view(np.int64))
-                np.bitwise_and(b1.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
-                np.bitwise_xor(b1.view(np.int64), t_20_b_1.view(np.int64), out=b1.view(np.int64))
-                d_x_b = d_x[i:j]
-                np.add(b1, t_21_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.add(d_x_b, t_22_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.add(d_x_b, t_26_b_1, out=d_x_b)  # cases/reductions.tl:4
-                np.add(d_x_b, t_27_b_1, out=d_x_b)  # cases/reductions.tl:4
+                d_x_b = d_x[i:j] if out_x is None else g[:j - i]
+                np.divide(t_17, t_7_b_1, out=d_x_b)  # cases/reductions.tl:5
+                np.logical_and(t_18, t_6_b_1, out=b0)  # cases/reductions.tl:5
+                np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(t_17.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
+                np.negative(t_16.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_xor(d_x_b.view(np.int64), b1.view(np.int64), out=b3.view(np.int64))
+                np.bitwise_and(b3.view(np.int64), b0.view(np.int8), out=b3.view(np.int64))
+                np.bitwise_xor(b3.view(np.int64), b1.view(np.int64), out=b3.view(np.int64))
+                np.subtract(x_b_1, t_2, out=d_x_b)  # cases/reductions.tl:5
+                np.exp(d_x_b, out=d_x_b)  # cases/reductions.tl:5
+                np.add(b3, d_x_b, out=d_x_b)  # cases/reductions.tl:5
+                np.equal(x_b_1, t_19_b, out=b0)  # cases/reductions.tl:5
+                t_22 = b0.astype(np.float64)  # cases/reductions.tl:5
+                t_23 = np.sum(t_22, axis=2, keepdims=True)  # cases/reductions.tl:5
+                np.divide(1, t_23, out=b4)  # cases/reductions.tl:5
+                np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(b4.view(np.int64), b2.view(np.int8), out=b3.view(np.int64))
+                np.add(d_x_b, b3, out=d_x_b)  # cases/reductions.tl:5
+                np.multiply(t_20_b, t_4_b_1, out=b3)  # cases/reductions.tl:4
+                np.add(b3, b3, out=b3)  # cases/reductions.tl:4
+                np.add(d_x_b, b3, out=d_x_b)  # cases/reductions.tl:4
+                np.negative(b3, out=b3)  # cases/reductions.tl:4
+                t_24 = np.sum(b3, axis=1, keepdims=True)  # cases/reductions.tl:4
+                np.divide(t_24, M, out=b5)  # cases/reductions.tl:4
+                np.add(d_x_b, b5, out=d_x_b)  # cases/reductions.tl:4
                 np.add(d_x_b, t_9_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.add(d_x_b, t_29, out=d_x_b)  # cases/reductions.tl:3
+                np.add(d_x_b, t_21, out=d_x_b)  # cases/reductions.tl:3
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
-        _blocks(_fused1, N, (73*K*M + 8*K), K*M*N, (), _CHEAP_BLOCKS)
+        _blocks(_fused1, N, (67*K*M + 16*K + 16*M), K*M*N, ())
         if out is not None:
             return value, out_x
         return value, d_x
@@ -532,9 +504,6 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
     K = x.shape[2]
     if x.shape != (N, M, K) or r1.shape != (N, M, K) or r2.shape != (N, M, K) or r3.shape != (N, K) or r4.shape != (N, K) or r5.shape != (N, M):
         _shape_error('stats_grad_bwd', ((x, 'residual `x`', 'f64[N, M, K]', (N, M, K)), (r1, 'residual `r1`', 'f64[N, M, K]', (N, M, K)), (r2, 'residual `r2`', 'f64[N, M, K]', (N, M, K)), (r3, 'residual `r3`', 'bool[N, K]', (N, K)), (r4, 'residual `r4`', 'f64[N, K]', (N, K)), (r5, 'residual `r5`', 'f64[N, M]', (N, M)),), (('N', N, 'residual `x`'), ('M', M, 'residual `x`'), ('K', K, 'residual `x`'),))
-    out_x = None
-    if out is not None:
-        out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd', ((x, 'residual `x`'), (r1, 'residual `r1`'), (r2, 'residual `r2`'), (r3, 'residual `r3`'), (r4, 'residual `r4`'), (r5, 'residual `r5`')))
     with _quiet():
         # a fused loop over blocks of rows (cases/reductions.tl:5)
         t = np.empty((N, M, K), dtype=np.bool_)
@@ -563,22 +532,18 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         t_7 = r6.reshape((1, 1, 1))  # cases/reductions.tl:5
         t_8 = np.where(t_7 == -np.inf, 0, t_7)  # cases/reductions.tl:5
         t_9 = r5.reshape((N, M, 1))  # cases/reductions.tl:5
-        t_10 = seed / N  # cases/reductions.tl:5
         # a fused loop over blocks of rows (cases/reductions.tl:4, cases/reductions.tl:5)
-        t_11 = np.empty((N, M, K), dtype=np.float64)
-        t_12 = np.empty((N, M, K), dtype=np.float64)
-        t_13 = np.empty((N, M, K), dtype=np.float64)
-        t_14 = np.empty((N, K), dtype=np.float64)
-        t_15 = np.empty((N, M, K), dtype=np.float64)
-        def _fused2(lo, hi, rows):
+        t_10 = np.empty((N, M, K), dtype=np.float64)
+        t_11 = np.empty((N, K), dtype=np.float64)
+        def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), M, 1), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
-            s4 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s3 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s4 = np.empty((min(rows, hi - lo), M, 1), dtype=np.float64)
             s5 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
-            s6 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            acc = np.zeros((1, M, 1), dtype=np.float64)
+            s6 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s7 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
@@ -588,88 +553,80 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 b4 = s4[:j - i]
                 b5 = s5[:j - i]
                 b6 = s6[:j - i]
+                b7 = s7[:j - i]
+                t_1_b_1 = t_1[i:j]
                 t_b_1 = t[i:j]
                 x_b_1 = x[i:j]
                 t_9_b = t_9[i:j]
                 r3_b = r3[i:j]
                 r4_b = r4[i:j]
-                r1_b = r1[i:j]
+                t_10_b = t_10[i:j]
+                np.divide(t_5, t_1_b_1, out=t_10_b)  # cases/reductions.tl:5
                 np.logical_and(t_6, t_b_1, out=b0)  # cases/reductions.tl:5
-                t_11_b = t_11[i:j]
-                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(t_5.view(np.int64), b1.view(np.int8), out=t_11_b.view(np.int64))
-                t_12_b = t_12[i:j]
-                np.subtract(x_b_1, t_8, out=t_12_b)  # cases/reductions.tl:5
-                np.exp(t_12_b, out=t_12_b)  # cases/reductions.tl:5
-                np.multiply(seed, t_12_b, out=t_12_b)  # cases/reductions.tl:5
+                np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(t_5.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
+                np.negative(t_4.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_xor(t_10_b.view(np.int64), b1.view(np.int64), out=b3.view(np.int64))
+                np.bitwise_and(b3.view(np.int64), b0.view(np.int8), out=b3.view(np.int64))
+                np.bitwise_xor(b3.view(np.int64), b1.view(np.int64), out=b3.view(np.int64))
+                np.multiply(seed, b3, out=t_10_b)  # cases/reductions.tl:5
+                np.subtract(x_b_1, t_8, out=b3)  # cases/reductions.tl:5
+                np.exp(b3, out=b3)  # cases/reductions.tl:5
+                np.multiply(seed, b3, out=b3)  # cases/reductions.tl:5
+                np.add(t_10_b, b3, out=t_10_b)  # cases/reductions.tl:5
                 np.equal(x_b_1, t_9_b, out=b0)  # cases/reductions.tl:5
-                t_16 = b0.astype(np.float64)  # cases/reductions.tl:5
-                t_17 = np.sum(t_16, axis=2, keepdims=True)  # cases/reductions.tl:5
-                np.divide(seed, t_17, out=b2)  # cases/reductions.tl:5
-                t_13_b = t_13[i:j]
-                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(b2.view(np.int64), b1.view(np.int8), out=t_13_b.view(np.int64))
-                np.logical_not(r3_b, out=b3)  # cases/reductions.tl:4
-                t_14_b = t_14[i:j]
-                np.divide(0.5, r4_b, out=t_14_b)  # cases/reductions.tl:4
-                np.multiply(seed, t_14_b, out=t_14_b)  # cases/reductions.tl:4
-                np.negative(b3.view(np.int8), out=b5.view(np.int8))  # cases/reductions.tl:4
-                np.bitwise_and(t_14_b.view(np.int64), b5.view(np.int8), out=b4.view(np.int64))
-                np.divide(b4, M, out=b4)  # cases/reductions.tl:4
-                np.negative(b3.view(np.int8), out=b5.view(np.int8))  # cases/reductions.tl:4
-                np.bitwise_and(b4.view(np.int64), b5.view(np.int8), out=t_14_b.view(np.int64))
-                t_15_b = t_15[i:j]
-                np.multiply(t_10, r1_b, out=t_15_b)  # cases/reductions.tl:5
-                np.multiply(2, t_15_b, out=t_15_b)  # cases/reductions.tl:5
-                np.negative(t_15_b, out=b6)  # cases/reductions.tl:5
-                acc += np.sum(b6, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
-            return (acc, )
-        d_m, = _blocks(_fused2, N, (59*K*M + 27*K + 16*M), K*M*N, ('sum', ))
-        t_18 = t_14.reshape((N, 1, K))  # cases/reductions.tl:4
-        t_19 = d_m / (K*N)  # cases/reductions.tl:3
-        # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
-        d_x = t_11  # its memory is free from here on
-        def _fused1(lo, hi, rows):
+                t_12 = b0.astype(np.float64)  # cases/reductions.tl:5
+                t_13 = np.sum(t_12, axis=2, keepdims=True)  # cases/reductions.tl:5
+                np.divide(seed, t_13, out=b4)  # cases/reductions.tl:5
+                np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(b4.view(np.int64), b2.view(np.int8), out=b3.view(np.int64))
+                np.add(t_10_b, b3, out=t_10_b)  # cases/reductions.tl:5
+                np.logical_not(r3_b, out=b5)  # cases/reductions.tl:4
+                t_11_b = t_11[i:j]
+                np.divide(0.5, r4_b, out=t_11_b)  # cases/reductions.tl:4
+                np.multiply(seed, t_11_b, out=t_11_b)  # cases/reductions.tl:4
+                np.negative(b5.view(np.int8), out=b7.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_and(t_11_b.view(np.int64), b7.view(np.int8), out=b6.view(np.int64))
+                np.divide(b6, M, out=b6)  # cases/reductions.tl:4
+                np.negative(b5.view(np.int8), out=b7.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_and(b6.view(np.int64), b7.view(np.int8), out=t_11_b.view(np.int64))
+            return ()
+        _blocks(_fused1, N, (43*K*M + 27*K + 16*M), K*M*N, ())
+        t_14 = t_11.reshape((N, 1, K))  # cases/reductions.tl:4
+        t_15 = seed / N  # cases/reductions.tl:5
+        # a fused loop over blocks of rows (cases/reductions.tl:4, cases/reductions.tl:5)
+        t_16 = t_10  # its memory is free from here on
+        def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
-            s2 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s3 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
+            acc = np.zeros((1, M, 1), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
-                b2 = s2[:j - i]
-                b3 = s3[:j - i]
-                t_1_b_1 = t_1[i:j]
-                t_11_b_1 = t_11[i:j]
-                t_12_b_1 = t_12[i:j]
-                t_13_b_1 = t_13[i:j]
-                t_18_b = t_18[i:j]
+                t_14_b = t_14[i:j]
                 r2_b = r2[i:j]
-                t_15_b_1 = t_15[i:j]
-                np.divide(t_5, t_1_b_1, out=b0)  # cases/reductions.tl:5
-                np.negative(t_4.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_xor(b0.view(np.int64), t_11_b_1.view(np.int64), out=b1.view(np.int64))
-                np.bitwise_and(b1.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
-                np.bitwise_xor(b1.view(np.int64), t_11_b_1.view(np.int64), out=b1.view(np.int64))
-                d_x_b = d_x[i:j]
-                np.multiply(seed, b1, out=d_x_b)  # cases/reductions.tl:5
-                np.add(d_x_b, t_12_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.add(d_x_b, t_13_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.multiply(t_18_b, r2_b, out=b1)  # cases/reductions.tl:4
-                np.add(b1, b1, out=b1)  # cases/reductions.tl:4
-                np.add(d_x_b, b1, out=d_x_b)  # cases/reductions.tl:4
-                np.negative(b1, out=b1)  # cases/reductions.tl:4
-                t_20 = np.sum(b1, axis=1, keepdims=True)  # cases/reductions.tl:4
-                np.divide(t_20, M, out=b3)  # cases/reductions.tl:4
-                np.add(d_x_b, b3, out=d_x_b)  # cases/reductions.tl:4
-                np.add(d_x_b, t_15_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.add(d_x_b, t_19, out=d_x_b)  # cases/reductions.tl:3
-                if out_x is not None:
-                    np.add(out_x[i:j], d_x_b, out=out_x[i:j])
-            return ()
-        _blocks(_fused1, N, (73*K*M + 16*K), K*M*N, (), _CHEAP_BLOCKS)
+                t_10_b_1 = t_10[i:j]
+                r1_b = r1[i:j]
+                np.multiply(t_14_b, r2_b, out=b0)  # cases/reductions.tl:4
+                np.add(b0, b0, out=b0)  # cases/reductions.tl:4
+                t_16_b = t_16[i:j]
+                np.add(t_10_b_1, b0, out=t_16_b)  # cases/reductions.tl:4
+                np.negative(b0, out=b0)  # cases/reductions.tl:4
+                t_17 = np.sum(b0, axis=1, keepdims=True)  # cases/reductions.tl:4
+                np.divide(t_17, M, out=b1)  # cases/reductions.tl:4
+                np.add(t_16_b, b1, out=t_16_b)  # cases/reductions.tl:4
+                np.multiply(t_15, r1_b, out=b0)  # cases/reductions.tl:5
+                np.multiply(2, b0, out=b0)  # cases/reductions.tl:5
+                np.add(t_16_b, b0, out=t_16_b)  # cases/reductions.tl:5
+                np.negative(b0, out=b0)  # cases/reductions.tl:5
+                acc += np.sum(b0, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
+            return (acc, )
+        d_m, = _blocks(_fused2, N, (40*K*M + 16*K), K*M*N, ('sum', ), _CHEAP_BLOCKS)
+        d_x = t_16 + d_m / (K*N)  # cases/reductions.tl:3
         if out is not None:
+            out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd')
+            out_x += d_x
             return (out_x,)
         return (d_x,)
 

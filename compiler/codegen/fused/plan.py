@@ -154,16 +154,16 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
             continue
         if _member_op(n):
             aligned = _row_aligned_inputs(n)
-            choice, from_kernel = None, False
+            choice = None
             for i, al in zip(n.inputs, aligned):
                 k = group.get(i.id)
                 if k is not None:
-                    from_kernel = True
                     if al and can_join(n, k, aligned):
                         choice = k
                         break
-            if choice is None and not from_kernel:
-                # no input from a kernel: join the latest one over the same rows (one pass, not two)
+            if choice is None:
+                # no input's kernel can take it (none, or one it must run after, like the forward
+                # loop a backward product reads): the latest one over the same rows (one pass, not two)
                 choice = next((k for k in reversed(range(len(kernels))) if can_join(n, k, aligned)), None)
             if choice is None:
                 choice = len(kernels)
