@@ -20,7 +20,7 @@ arcsin arccos arctan arctan2 sinh cosh arcsinh arccosh arctanh hypot log2 log10 
 floor ceil trunc round mod fmod
 cumsum cumprod roll argsort argmax argmin tril triu
 sum prod max min einsum diagonal broadcast_to squeeze expand_dims concatenate take take_along_axis
-zeros zeros_like empty empty_like ones full eye arange swapaxes
+zeros zeros_like empty empty_like ones full eye arange swapaxes matmul copyto
 """.split())
 
 

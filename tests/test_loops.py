@@ -194,11 +194,12 @@ def _long_rnn():
 
 
 def test_o1_gradient_holds_one_stack(tmp_path):
-    """The stack of h once (not also a copy of it), beside x @ w for every row (hoisted before the
-    loop, [T, B, H]) and its gradient: three arrays of T x B x H."""
+    """The stack of h once (not also a copy of it), beside the gradient of x @ w for every row
+    ([T, B, H]): two arrays of T x B x H. x @ w itself (hoisted before the loop) is released
+    after the forward loop, its last reader (it was a third)."""
     args, stack = _long_rnn()
     m = compile_module(RNN_WU, tmp_path, path="rnn.tl", opt_level=1)
-    assert _peak_bytes(m, args) < 3.3 * stack
+    assert _peak_bytes(m, args) < 2.3 * stack
 
 
 def test_o2_gradient_memory_is_about_sqrt_T_carries(tmp_path):
@@ -207,9 +208,11 @@ def test_o2_gradient_memory_is_about_sqrt_T_carries(tmp_path):
     m2 = compile_module(RNN_WU, tmp_path, path="rnn.tl", opt_level=2)
     for a, b in zip(m1.rnn_grad(*args), m2.rnn_grad(*args)):
         np.testing.assert_allclose(a, b, rtol=1e-12)
-    # sqrt(400) = 20: segments of 20 steps, 20 saved carries; the stack of h is gone (x @ w for
-    # every row and its gradient stay: values of the inputs' size, not carries)
-    assert _peak_bytes(m2, args) < _peak_bytes(m1, args) - 0.8 * stack
+    # sqrt(400) = 20: segments of 20 steps, 20 saved carries; the stack of h is gone. x @ w for
+    # every row (which the segments' forward runs read) and its gradient stay: values of the
+    # inputs' size, not carries, one stack's size each
+    T, B, _, H = *args[0].shape, args[1].shape[1]
+    assert _peak_bytes(m2, args) < 2 * T * B * H * 8 + 0.3 * stack
 
 
 # ---- zero iterations ------------------------------------------------------------------------------------

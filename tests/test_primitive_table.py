@@ -47,7 +47,7 @@ def test_rule_shapes_are_the_reviewed_ones():
     by_shape: dict[str, list[str]] = {}
     for name, prim in REGISTRY.items():
         by_shape.setdefault(prim.rule_shape, []).append(name)
-    assert sorted(by_shape["bilinear"]) == ["einsum", "matmul", "mul"]
+    assert sorted(by_shape["bilinear"]) == ["conv", "conv_grad_w", "conv_grad_x", "einsum", "matmul", "mul"]
     assert sorted(by_shape["linear"]) == [
         "add", "broadcast_to", "cast", "concat", "cumsum", "diagonal", "expand_dims", "index", "index_grad",
         "index_grads", "reshape", "roll", "squeeze", "sub", "sum", "take", "take_along_axis", "take_along_axis_grad", "take_grad", "transpose",
@@ -202,7 +202,7 @@ def test_codegen_facts_are_where_the_generator_looks():
     assert sorted(h for r in FORMS.rules for h in r.pattern.heads()) == [
         "bce_with_logits", "cross_entropy", "sigmoid", "softmax", "softplus"]
     assert sorted(n for n, p in REGISTRY.items() if p.allocates) == [
-        "eye", "full", "index_grad", "index_grads", "index_grads_onto", "onehot", "stack_first", "sub_label",
+        "conv", "conv_grad_w", "conv_grad_x", "eye", "full", "index_grad", "index_grads", "index_grads_onto", "onehot", "stack_first", "sub_label",
         "take_along_axis_grad",
         "take_grad", "windows_grad"]
     assert not any(p.allocates and p.view for p in REGISTRY.values())

@@ -24,7 +24,7 @@ from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from .fused.plan import Kernel, fresh_array, plan, reusable_inputs, schedule
 from .fused.writer import KernelWriter
 from .names import Names, place, sanitize_docstring
-from ..primitives.loops import in_place_updates, update_in_place
+from ..primitives.loops import in_place_updates, parts, update_in_place
 
 CHECK_HELPER_NAMES = ("array", "scalar", "what", "residual", "rank_error", "shape_error", "size_error",
                       "out_buffers", "residual_tuple")
@@ -287,6 +287,10 @@ class Body:
                 if n.id not in self.exprs:
                     key = group_key(n)
                     n.op.write(self, n, {m.attr("out"): m for m in order if m.op is n.op and group_key(m) == key})
+                    ends = max(k for k, m in enumerate(items) if isinstance(m, Node) and m.op is n.op
+                               and group_key(m) == key)
+                    if n.op is ops.for_loop:  # (its carries' initial values live on in the carries)
+                        self.release([i for i in parts(n)[2] if last_read.get(i.id) == ends], keep)
                 continue
             args = [self.arg(i, n) for i in n.inputs]
             if n.id in self.in_place:
@@ -316,6 +320,20 @@ class Body:
             self.exprs[n.id] = Expr(var)
         n_copy = d.n_primal_outputs if d is not None and d.part is Part.FWD else len(fn.outputs)
         return [self.value(o, k < n_copy) for k, o in enumerate(fn.outputs)]
+
+    def release(self, dead: list[Node], keep: set[int]) -> None:
+        """Drop the names of the arrays a loop was the last to read (values it captured), so that
+        their memory is free for what follows (W10: the input projections of every step, [T, B, H], dead after the
+        forward loop, were alive beside their gradient's buffer, a third of the peak)."""
+        names = []
+        for i in dead:
+            var = self.ctx.vars.get(i.id)
+            if (var is None or i.id in keep or i.is_leaf or i.is_literal or i.type.rank == 0 or var in names
+                    or sum(v == var for v in self.ctx.vars.values()) != 1):
+                continue  # (a name another value shares stays)
+            names.append(var)
+        if names:
+            self.statement(f"del {', '.join(names)}  # read last by the loop: memory free from here on", None)
 
     # ---- records written as statements (a loop: primitives/loop_code.py) -------------------------------
     def carries(self, n: Node, inits, names, readers: int = 1) -> list[str]:

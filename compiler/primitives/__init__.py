@@ -4,7 +4,7 @@
     rule_shapes.py       unary, binary, linear, bilinear, nondifferentiable, constructor, leaf
     algebra.py           smart constructors rules use: add, mul, where, unbroadcast, masks
     common.py            type-rule, emission and SymPy helpers
-    elementwise.py math_functions.py special.py scans.py reduce.py linalg.py triangular.py factorized.py eigen.py svd.py qr.py windows.py shape.py nn.py misc.py   the records
+    elementwise.py math_functions.py special.py scans.py reduce.py linalg.py triangular.py factorized.py eigen.py svd.py qr.py windows.py conv.py shape.py nn.py misc.py   the records
     forms.py             stable forms of composites, spelled in primitives at -O1
     builtin_functions.py the language's built-in functions and operators, and how each lowers
     builtin_docs.py      what docs/builtins.md says that the sources do not: groups, notes, examples

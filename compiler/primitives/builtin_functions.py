@@ -412,31 +412,10 @@ def _conv(n: int):
         if isinstance(o, int) and o % groups:
             raise UserError(f"`{name}`: {o} output channels do not divide into groups={groups}", arg="groups")
         x, w = B.common_dtype([B.to_float(x), B.to_float(w)])
-        win = B.apply("windows", _zero_pad(x, padding), kernel=tuple(kernel), stride=stride, dilation=dilation)
-        return _im2col_matmul(win, w, groups, n)
+        return B.apply("conv", _zero_pad(x, padding), w, kernel=tuple(kernel), stride=stride, dilation=dilation,
+                       groups=groups)
 
     return lower
-
-
-def _im2col_matmul(win: Node, w: Node, groups: int, n: int) -> Node:
-    """windows [N, C, out..., k...] contracted with w [O, C / groups, k...] -> [N, O, out...] by
-    BLAS: the windows copied once (im2col) into column matrices [N, (groups,) C / groups * k...,
-    out...], a copy that runs along the last spatial axis, contiguous in x; then
-    w.reshape((groups,) O / groups, C / groups * k...) @ cols, one GEMM per image (and group),
-    whose result is already in [N, O, out...] order. An einsum of the windows view would not
-    reach BLAS, and its gradient would copy the windows a second time; here the gradient of w
-    is GEMMs with the same columns (a residual), the gradient of x GEMMs and windows_grad."""
-    bn, c, out, kernel = win.shape[0], win.shape[1], win.shape[2:2 + n], win.shape[2 + n:]
-    o = w.shape[0]
-    cg, og = dim_div(c, groups), dim_div(o, groups)
-    lead = (groups,) if groups > 1 else ()
-    g = len(lead)
-    grouped = B.reshape(win, (bn,) + lead + (cg,) + win.shape[2:])  # [N, (groups,) C / groups, out..., k...]
-    perm = tuple(range(2 + g)) + tuple(range(2 + g + n, 2 + g + 2 * n)) + tuple(range(2 + g, 2 + g + n))
-    ck = dim_mul(cg, dim_prod(kernel))
-    cols = B.reshape(B.apply("transpose", grouped, perm=perm), (bn,) + lead + (ck, dim_prod(out)))
-    z = B.apply("matmul", B.reshape(w, lead + (og, ck)), cols)  # [N, (groups,) O / groups, out...]
-    return B.reshape(z, (bn, o) + tuple(out))
 
 
 for _n in (1, 2):

@@ -20,6 +20,7 @@ from . import spd  # noqa: F401  (logdet and cho_solve through a Cholesky factor
 from . import eigen  # noqa: F401  (eigh)
 from . import svd, qr  # noqa: F401  (svd, qr)
 from . import windows  # noqa: F401  (sliding windows: convolution and pooling)
+from . import conv  # noqa: F401  (conv1d, conv2d: im2col by chunks of images, and its gradients)
 from . import shape  # noqa: F401
 from . import nn  # noqa: F401
 from . import call  # noqa: F401  (a large fn's call, kept as a call)

@@ -1,12 +1,11 @@
-"""Sliding windows: the one primitive convolution and pooling are built from
-(primitives/builtin_functions.py: conv1d, conv2d, max_pool2d, avg_pool2d).
+"""Sliding windows: the primitive pooling is built from (primitives/builtin_functions.py:
+max_pool2d, avg_pool2d), and what a convolution's helpers read (primitives/conv.py).
 
 windows(x, kernel, stride, dilation) views the last len(kernel) axes of x as windows:
 [..., H, W] -> [..., OH, OW, KH, KW], OH = (H - (dh (KH - 1) + 1)) // sh + 1, through
-sliding_window_view (a view, no copy) and a strided slice. A convolution then copies the
-windows once into column matrices and multiplies them by the kernel (builtin_functions.
-_im2col_matmul), never a Python loop over pixels. The op is
-linear: its transpose, windows_grad, adds each kernel position's slab of the cotangent
+sliding_window_view (a view, no copy) and a strided slice. A convolution copies the
+same view, a chunk of images at a time, into column matrices and multiplies them by the
+kernel (primitives/conv.py), never a Python loop over pixels. The op is linear: its transpose, windows_grad, adds each kernel position's slab of the cotangent
 back into place, one vectorised add per kernel position (KH * KW of them).
 """
 from __future__ import annotations
