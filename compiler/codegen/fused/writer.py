@@ -438,6 +438,11 @@ class KernelWriter:
                     last_read[i.id] = pos  # positions in `order`, as target() is given
         for p, _, _, _ in k.scatters:
             last_use[p.id] = len(order)  # read by the block's last statements
+        for n in reversed(order):  # a view (finite_or_zero's m) keeps its input's buffer while it is read
+            if n.id in members and n.op.is_view(n) and n.id in last_use:
+                for i in n.inputs:
+                    if i.id in members:
+                        last_use[i.id] = max(last_use[i.id], last_use[n.id])
         accs = []
         for pos, n in enumerate(order):
             if n.id in members:
