@@ -443,29 +443,36 @@ LABEL_ROWS = Helper("label_rows", '''def _label_rows(labels):
 ''')
 # written into `out` (a fused loop's block) or over p where the caller's p is a temporary
 # read only here (inplace), else into a copy; the labels come checked (checked_labels)
-SUB_LABEL = Helper("sub_label", '''def _sub_label(p, labels, out=None, inplace=False):
+SUB_LABEL = Helper("sub_label", '''def _sub_label(p, labels, out=None, inplace=False, rows=None):
     """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
-    or p itself if inplace) with 1 subtracted at the label positions."""
+    or p itself if inplace) with 1 subtracted at the label positions (`rows`: arange of the
+    rows, given for 1-D labels)."""
     if inplace:
         out = p
     elif out is None:
         out = p.copy()
     else:
         out[...] = p
-    out[_label_rows(labels) + (labels,)] -= 1
+    out[(rows, labels) if rows is not None else _label_rows(labels) + (labels,)] -= 1
     return out
 ''', ("label_rows",))
 
 
 def _pick_emit(ctx, args, node):
+    if len(args) > 2:  # in a fused loop, over 1-D labels: an index of the block's rows (Loop.row_index)
+        return Expr(f"{args[0].at(PREC_POSTFIX)}[{args[2].text}, {args[1].text}][:, None]", PREC_POSTFIX)
     return Expr(f"{ctx.xp}.take_along_axis({args[0].text}, {args[1].at(PREC_POSTFIX)}[..., None], axis=-1)",
                 PREC_POSTFIX)
 
 
 def _sub_emit(ctx, args, node):
     out = ""  # given a buffer (Loop.into): a fused loop's block, or p itself
+    if len(args) > 3 and args[2].text == args[0].text:  # and an index of the block's rows (Loop.row_index)
+        return Expr(f"{args[0].text}[{args[3].text}, {args[1].text}] -= 1")
     if len(args) > 2:
         out = ", inplace=True" if args[2].text == args[0].text else f", out={args[2].text}"
+    if len(args) > 3:
+        out += f", rows={args[3].text}"
     return Expr(f"{ctx.helper('sub_label')}({args[0].text}, {args[1].text}{out})", PREC_POSTFIX)
 
 
@@ -495,20 +502,20 @@ def _sub_meaning(ctx, args, node):
     return p - (labels[..., None] == np.arange(p.shape[-1])).astype(np.int64).astype(object)
 
 
-LABEL_ROWWISE = Loop(rowwise=True)  # along the class axis: fused loops run it block by block
+LABEL_PICK = Loop(rowwise=True, row_index=True)  # along the class axis: fused loops run it block by block
 register(Primitive(
     "pick_label", "nn", _label_infer("pick_label", False), _pick_emit, _pick_vjp,
     lambda ctx, node, ts: pick_label(ts[0], node.inputs[1]), _pick_meaning,
     doc="internal: z[..., label] as [..., 1] by a gather (cross_entropy's -O1 form), of checked labels",
     examples=((("f64[2, 3]", "i64[2]"), {"axis": 1}, {1: "int:0:3"}),),
-    loop=LABEL_ROWWISE,
+    loop=LABEL_PICK,
 ))
 register(Primitive(
     "sub_label", "nn", _label_infer("sub_label", True), _sub_emit,
     lambda ctx, node, ct, needs: [ct, None], lambda ctx, node, ts: ts[0], _sub_meaning,
     doc="internal: p - onehot(labels) by a scatter of -1 at checked labels (cross_entropy's gradient)",
     examples=((("f64[2, 3]", "i64[2]"), {"axis": 1}, {1: "int:0:3"}),),
-    allocates=True, loop=Loop(rowwise=True, into=True), helpers=(SUB_LABEL, LABEL_ROWS),
+    allocates=True, loop=Loop(rowwise=True, into=True, row_index=True), helpers=(SUB_LABEL, LABEL_ROWS),
 ))
 
 

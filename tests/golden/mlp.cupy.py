@@ -136,16 +136,17 @@ def _label_rows(labels):
     return tuple(cp.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
 
 
-def _sub_label(p, labels, out=None, inplace=False):
+def _sub_label(p, labels, out=None, inplace=False, rows=None):
     """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
-    or p itself if inplace) with 1 subtracted at the label positions."""
+    or p itself if inplace) with 1 subtracted at the label positions (`rows`: arange of the
+    rows, given for 1-D labels)."""
     if inplace:
         out = p
     elif out is None:
         out = p.copy()
     else:
         out[...] = p
-    out[_label_rows(labels) + (labels,)] -= 1
+    out[(rows, labels) if rows is not None else _label_rows(labels) + (labels,)] -= 1
     return out
 
 

@@ -177,25 +177,6 @@ def _quiet():
     return np.errstate(all="ignore")
 
 
-def _label_rows(labels):
-    """Index arrays that, with the labels, pick one place on each row of the last axis."""
-    n = labels.ndim
-    return tuple(np.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
-
-
-def _sub_label(p, labels, out=None, inplace=False):
-    """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
-    or p itself if inplace) with 1 subtracted at the label positions."""
-    if inplace:
-        out = p
-    elif out is None:
-        out = p.copy()
-    else:
-        out[...] = p
-    out[_label_rows(labels) + (labels,)] -= 1
-    return out
-
-
 def mlp(x, labels, w1, b1, w2, b2):
     """mlp(x: f32[B, 784], labels: i64[B], w1: f32[784, 256], b1: f32[256], w2: f32[256, 10], b2: f32[10]) -> f32
 
@@ -240,6 +221,7 @@ def mlp(x, labels, w1, b1, w2, b2):
             s1 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s3 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            rows_index = np.arange(min(rows, hi - lo))
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -256,7 +238,7 @@ def mlp(x, labels, w1, b1, w2, b2):
                 np.exp(b1_1, out=b1_1)  # cases/mlp.tl:6
                 t_5 = np.sum(b1_1.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.log(t_5, out=b2_1)  # cases/mlp.tl:6
-                t_6 = np.take_along_axis(b0, t_2_b[..., None], axis=-1)  # cases/mlp.tl:6
+                t_6 = b0[rows_index[:j - i], t_2_b][:, None]  # cases/mlp.tl:6
                 np.subtract(t_6, t_4, out=b3)  # cases/mlp.tl:6
                 np.subtract(b2_1, b3, out=b3)  # cases/mlp.tl:6
                 acc += np.add.reduce(b3, axis=None)  # cases/mlp.tl:6
@@ -313,6 +295,7 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
             s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            rows_index = np.arange(min(rows, hi - lo))
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             acc_1 = np.zeros((10,), dtype=np.float32)
@@ -331,12 +314,12 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 np.exp(b0, out=b0)  # cases/mlp.tl:6
                 t_6 = np.sum(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.log(t_6, out=b1_1)  # cases/mlp.tl:6
-                t_7 = np.take_along_axis(d_logits_b, t_2_b[..., None], axis=-1)  # cases/mlp.tl:6
+                t_7 = d_logits_b[rows_index[:j - i], t_2_b][:, None]  # cases/mlp.tl:6
                 np.subtract(t_7, t_5, out=b2_1)  # cases/mlp.tl:6
                 np.subtract(b1_1, b2_1, out=b2_1)  # cases/mlp.tl:6
                 acc += np.add.reduce(b2_1, axis=None)  # cases/mlp.tl:6
                 np.divide(b0, t_6, out=d_logits_b)  # cases/mlp.tl:6
-                _sub_label(d_logits_b, t_2_b, inplace=True)  # cases/mlp.tl:6
+                d_logits_b[rows_index[:j - i], t_2_b] -= 1  # cases/mlp.tl:6
                 np.multiply(t_3, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc_1 += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, acc_1, )
@@ -428,6 +411,7 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
             s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            rows_index = np.arange(min(rows, hi - lo))
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -444,7 +428,7 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
                 np.exp(b0, out=b0)  # cases/mlp.tl:6
                 t_5 = np.sum(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.log(t_5, out=b1_1)  # cases/mlp.tl:6
-                t_6 = np.take_along_axis(logits_b, t_2_b[..., None], axis=-1)  # cases/mlp.tl:6
+                t_6 = logits_b[rows_index[:j - i], t_2_b][:, None]  # cases/mlp.tl:6
                 np.subtract(t_6, t_4, out=b2_1)  # cases/mlp.tl:6
                 np.subtract(b1_1, b2_1, out=b2_1)  # cases/mlp.tl:6
                 acc += np.add.reduce(b2_1, axis=None)  # cases/mlp.tl:6
@@ -485,6 +469,7 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = np.empty((B, 10), dtype=np.float32)
         def _fused0(lo, hi, rows):
+            rows_index = np.arange(min(rows, hi - lo))
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((10,), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -498,7 +483,7 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.exp(d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 t_4 = np.sum(d_logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 np.divide(d_logits_b, t_4, out=d_logits_b)  # cases/mlp.tl:6
-                _sub_label(d_logits_b, t_1_b, inplace=True)  # cases/mlp.tl:6
+                d_logits_b[rows_index[:j - i], t_1_b] -= 1  # cases/mlp.tl:6
                 np.multiply(t, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, )
