@@ -108,6 +108,10 @@ _C_FUNCTIONS = {
 }
 
 
+# elementwise records the language has no name for (rules and forms make them): checked below
+_INTERNAL = ("logical_and", "logical_or", "logical_not", "finite_or_zero")
+
+
 def scalar_eval(template: str, args, attrs: dict):
     """The C-like scalar expression evaluated over NumPy values: operands go in parenthesised,
     `&& || !` read as Python's `and or not` (elementwise on these bools), calls as the functions
@@ -124,7 +128,7 @@ def scalar_eval(template: str, args, attrs: dict):
         return eval(text, {"__builtins__": {}}, env)  # noqa: S307 - our own templates, checked above
 
 
-@pytest.mark.parametrize("name", sorted(n for n, p in REGISTRY.items() if p.scalar and not n.startswith("logical")))
+@pytest.mark.parametrize("name", sorted(n for n, p in REGISTRY.items() if p.scalar and n not in _INTERNAL))
 def test_the_scalar_expression_computes_the_primitive(name, tmp_path):
     """Every elementwise record's `scalar` facet, evaluated as C would, equals the generated NumPy
     code on sample values (including the stable forms' extremes: softplus(800), sigmoid(-800))."""
@@ -169,11 +173,16 @@ def test_the_scalar_expression_computes_the_primitive(name, tmp_path):
 
 
 def test_the_internal_mask_ops_scalar_expressions():
-    """logical_and/or/not are not in the language (rules make masks with them): checked here."""
+    """logical_and/or/not and finite_or_zero are not in the language (rules and forms make them):
+    checked here."""
     a, b = np.array([True, False, True, False]), np.array([True, True, False, False])
     assert (scalar_eval(ops.logical_and.scalar, [a, b], {}) == (a & b)).all()
     assert (scalar_eval(ops.logical_or.scalar, [a, b], {}) == (a | b)).all()
     assert (scalar_eval(ops.logical_not.scalar, [a], {}) == ~a).all()
+    x = np.array([-np.inf, -2.5, -0.0, 0.25, np.inf, np.nan])
+    got = scalar_eval(ops.finite_or_zero.scalar, [x], {})
+    np.testing.assert_array_equal(got, ops.finite_or_zero.fold(x))
+    np.testing.assert_array_equal(got, [0, -2.5, -0.0, 0.25, 0, 0])
 
 
 def test_a_wrong_scalar_expression_is_caught():
@@ -187,8 +196,8 @@ def test_a_wrong_scalar_expression_is_caught():
 def test_codegen_facts_are_where_the_generator_looks():
     """Views are copied before being returned, and quiet/costly ops are the reviewed lists."""
     assert sorted(n for n, p in REGISTRY.items() if p.view) == [
-        "broadcast_to", "checked_labels", "diagonal", "dyn_index", "einsum", "expand_dims", "index", "reshape", "squeeze",
-        "stop_gradient", "transpose", "windows"]
+        "broadcast_to", "checked_labels", "diagonal", "dyn_index", "einsum", "expand_dims", "finite_or_zero", "index",
+        "reshape", "squeeze", "stop_gradient", "transpose", "windows"]
     assert callable(REGISTRY["einsum"].view)  # only one operand, nothing summed: see test_codegen
     # views a fused loop may write over (plan.reusable_inputs): one element of the input each
     assert sorted(n for n, p in REGISTRY.items() if p.relabels) == [

@@ -116,6 +116,9 @@ class Loop:
               rows may run it when that axis is not the first
     into:     its emit, given the block's buffer as one more argument, writes the result there
               (sub_label: a scatter over p's block, in place where p dies)
+    row_index: over 1-D labels (input 1), its emit is given last an index of the block's rows
+              (an arange made once per loop call, sliced per block) and indexes with it plainly
+              (pick_label, sub_label: 4-row blocks, take_along_axis 3.5 us against 0.8 us)
     """
 
     ufunc: str | None = None
@@ -125,6 +128,7 @@ class Loop:
     combine: enum.Enum | None = None
     rowwise: bool = False
     into: bool = False
+    row_index: bool = False
 
 
 class Kind(enum.Enum):

@@ -81,9 +81,7 @@ def _shifted(z: Node, axis: int) -> tuple[Node, Node]:
 
 
 def _shift(z: Node, axis: int) -> Node:
-    m = B.apply("max", z, axes=(axis,), keepdims=True)
-    finite = B.apply("lt", B.apply("abs", m), B.like_const(float("inf"), m))
-    return B.apply("where", finite, m, B.like_const(0, m))
+    return B.apply("finite_or_zero", B.apply("max", z, axes=(axis,), keepdims=True))
 
 
 def softmax_form(n: Node, ops) -> Node:

@@ -120,6 +120,11 @@ def _checked_labels(labels, c, who):
     return labels
 
 
+def _finite_or_zero(m):
+    """m where it is finite, 0 elsewhere (no test on the host: that would wait for the device)."""
+    return cp.where(cp.isfinite(m), m, cp.zeros((), dtype=m.dtype))
+
+
 def _quiet():
     """CuPy never warns about floating-point values; nothing to silence."""
     return contextlib.nullcontext()
@@ -131,16 +136,17 @@ def _label_rows(labels):
     return tuple(cp.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
 
 
-def _sub_label(p, labels, out=None, inplace=False):
+def _sub_label(p, labels, out=None, inplace=False, rows=None):
     """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
-    or p itself if inplace) with 1 subtracted at the label positions."""
+    or p itself if inplace) with 1 subtracted at the label positions (`rows`: arange of the
+    rows, given for 1-D labels)."""
     if inplace:
         out = p
     elif out is None:
         out = p.copy()
     else:
         out[...] = p
-    out[_label_rows(labels) + (labels,)] -= 1
+    out[(rows, labels) if rows is not None else _label_rows(labels) + (labels,)] -= 1
     return out
 
 
@@ -169,11 +175,10 @@ def mlp(x, labels, w1, b1, w2, b2):
     with _quiet():
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
-        t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_1 = cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
-        t_2 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
-        t_3 = cp.log(cp.sum(cp.exp(logits - t_1), axis=1, keepdims=True)) - (t_2 - t_1)  # cases/mlp.tl:6
-        return cp.sum(cp.sum(t_3, axis=1)) / B  # cases/mlp.tl:6
+        t = _finite_or_zero(cp.max(logits, axis=1, keepdims=True))  # cases/mlp.tl:6
+        t_1 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
+        t_2 = cp.sum(cp.log(cp.sum(cp.exp(logits - t), axis=1, keepdims=True)) - (t_1 - t), axis=1)  # cases/mlp.tl:6
+        return cp.sum(t_2) / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -204,18 +209,17 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
     with _quiet():
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
-        t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_1 = cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
-        t_2 = cp.exp(logits - t_1)  # cases/mlp.tl:6
-        t_3 = cp.sum(t_2, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_4 = _checked_labels(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
-        t_5 = cp.log(t_3) - (cp.take_along_axis(logits, t_4[..., None], axis=-1) - t_1)  # cases/mlp.tl:6
-        value = cp.sum(cp.sum(t_5, axis=1)) / B  # cases/mlp.tl:6
-        d_logits = cp.float32(1.0) / cp.float32(B) * _sub_label(t_2 / t_3, t_4, inplace=True)  # cases/mlp.tl:6
+        t = _finite_or_zero(cp.max(logits, axis=1, keepdims=True))  # cases/mlp.tl:6
+        t_1 = cp.exp(logits - t)  # cases/mlp.tl:6
+        t_2 = cp.sum(t_1, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_3 = _checked_labels(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
+        t_4 = cp.sum(cp.log(t_2) - (cp.take_along_axis(logits, t_3[..., None], axis=-1) - t), axis=1)  # cases/mlp.tl:6
+        value = cp.sum(t_4) / B  # cases/mlp.tl:6
+        d_logits = cp.float32(1.0) / cp.float32(B) * _sub_label(t_1 / t_2, t_3, inplace=True)  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_6 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_6  # cases/mlp.tl:4
-        d_b1 = cp.sum(t_6, axis=0)  # cases/mlp.tl:4
+        t_5 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_5  # cases/mlp.tl:4
+        d_b1 = cp.sum(t_5, axis=0)  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
@@ -262,11 +266,10 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
     with _quiet():
         h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
         logits = h @ w2 + b2  # cases/mlp.tl:5
-        t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_1 = cp.where(cp.abs(t) < cp.inf, t, 0)  # cases/mlp.tl:6
-        t_2 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp_grad_fwd(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
-        t_3 = cp.log(cp.sum(cp.exp(logits - t_1), axis=1, keepdims=True)) - (t_2 - t_1)  # cases/mlp.tl:6
-        return cp.sum(cp.sum(t_3, axis=1)) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        t = _finite_or_zero(cp.max(logits, axis=1, keepdims=True))  # cases/mlp.tl:6
+        t_1 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp_grad_fwd(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
+        t_2 = cp.sum(cp.log(cp.sum(cp.exp(logits - t), axis=1, keepdims=True)) - (t_1 - t), axis=1)  # cases/mlp.tl:6
+        return cp.sum(t_2) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -296,14 +299,13 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
     if x.shape != (B, 784) or h.shape != (B, 256) or w2.shape != (256, 10) or logits.shape != (B, 10) or labels.shape != (B,):
         _shape_error('mlp_grad_bwd', ((x, 'residual `x`', 'f32[B, 784]', (B, 784)), (h, 'residual `h`', 'f32[B, 256]', (B, 256)), (w2, 'residual `w2`', 'f32[256, 10]', (256, 10)), (logits, 'residual `logits`', 'f32[B, 10]', (B, 10)), (labels, 'residual `labels`', 'i64[B]', (B,)),), (('B', B, 'residual `x`'),))
     with _quiet():
-        t = cp.max(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_1 = cp.exp(logits - cp.where(cp.abs(t) < cp.inf, t, 0))  # cases/mlp.tl:6
-        t_2 = _sub_label(t_1 / cp.sum(t_1, axis=1, keepdims=True), _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), inplace=True)  # cases/mlp.tl:6
-        d_logits = seed / B * t_2  # cases/mlp.tl:6
+        t = cp.exp(logits - _finite_or_zero(cp.max(logits, axis=1, keepdims=True)))  # cases/mlp.tl:6
+        t_1 = _sub_label(t / cp.sum(t, axis=1, keepdims=True), _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), inplace=True)  # cases/mlp.tl:6
+        d_logits = seed / B * t_1  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_3 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_3  # cases/mlp.tl:4
-        d_b1 = cp.sum(t_3, axis=0)  # cases/mlp.tl:4
+        t_2 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_2  # cases/mlp.tl:4
+        d_b1 = cp.sum(t_2, axis=0)  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:

@@ -165,28 +165,16 @@ def _checked_labels(labels, c, who):
     return labels
 
 
+def _finite_or_zero(m):
+    """m where it is finite, 0 elsewhere: m itself (not a copy) when all of it is finite."""
+    if -np.inf < np.add.reduce(m, axis=None) < np.inf:
+        return m
+    return np.where(np.isfinite(m), m, np.zeros((), dtype=m.dtype))
+
+
 def _quiet():
     """Silence floating-point warnings where inf/nan are expected and handled."""
     return np.errstate(all="ignore")
-
-
-def _label_rows(labels):
-    """Index arrays that, with the labels, pick one place on each row of the last axis."""
-    n = labels.ndim
-    return tuple(np.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
-
-
-def _sub_label(p, labels, out=None, inplace=False):
-    """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
-    or p itself if inplace) with 1 subtracted at the label positions."""
-    if inplace:
-        out = p
-    elif out is None:
-        out = p.copy()
-    else:
-        out[...] = p
-    out[_label_rows(labels) + (labels,)] -= 1
-    return out
 
 
 def mlp(x, labels, w1, b1, w2, b2):
@@ -230,11 +218,10 @@ def mlp(x, labels, w1, b1, w2, b2):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
-            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s3 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s4 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s5 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s3 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            rows_index = np.arange(min(rows, hi - lo))
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
@@ -242,27 +229,22 @@ def mlp(x, labels, w1, b1, w2, b2):
                 b1_1 = s1[:j - i]
                 b2_1 = s2[:j - i]
                 b3 = s3[:j - i]
-                b4 = s4[:j - i]
-                b5 = s5[:j - i]
                 t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
                 np.add(t_1_b, b2, out=b0)  # cases/mlp.tl:5
                 t_3 = np.max(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.absolute(t_3, out=b1_1)  # cases/mlp.tl:6
-                np.less(b1_1, np.inf, out=b2_1)  # cases/mlp.tl:6
-                np.negative(b2_1.view(np.int8), out=b3.view(np.int8))  # cases/mlp.tl:6
-                np.bitwise_and(t_3.view(np.int32), b3.view(np.int8), out=b1_1.view(np.int32))
-                np.subtract(b0, b1_1, out=b4)  # cases/mlp.tl:6
-                np.exp(b4, out=b4)  # cases/mlp.tl:6
-                t_4 = np.sum(b4.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.log(t_4, out=b5)  # cases/mlp.tl:6
-                t_5 = np.take_along_axis(b0, t_2_b[..., None], axis=-1)  # cases/mlp.tl:6
-                np.subtract(t_5, b1_1, out=b1_1)  # cases/mlp.tl:6
-                np.subtract(b5, b1_1, out=b1_1)  # cases/mlp.tl:6
-                acc += np.add.reduce(b1_1, axis=None)  # cases/mlp.tl:6
+                t_4 = _finite_or_zero(t_3)  # cases/mlp.tl:6
+                np.subtract(b0, t_4, out=b1_1)  # cases/mlp.tl:6
+                np.exp(b1_1, out=b1_1)  # cases/mlp.tl:6
+                t_5 = np.sum(b1_1.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
+                np.log(t_5, out=b2_1)  # cases/mlp.tl:6
+                t_6 = b0[rows_index[:j - i], t_2_b][:, None]  # cases/mlp.tl:6
+                np.subtract(t_6, t_4, out=b3)  # cases/mlp.tl:6
+                np.subtract(b2_1, b3, out=b3)  # cases/mlp.tl:6
+                acc += np.add.reduce(b3, axis=None)  # cases/mlp.tl:6
             return (acc, )
-        t_6, = _blocks(_fused1, B, 138, 10*B, ('sum', ))
-        return t_6 / B  # cases/mlp.tl:6
+        t_7, = _blocks(_fused1, B, 136, 10*B, ('sum', ))
+        return t_7 / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -310,11 +292,10 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = t_1  # its memory is free from here on
         def _fused1(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s4 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            rows_index = np.arange(min(rows, hi - lo))
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             acc_1 = np.zeros((10,), dtype=np.float32)
@@ -323,35 +304,30 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 b0 = s0[:j - i]
                 b1_1 = s1[:j - i]
                 b2_1 = s2[:j - i]
-                b3 = s3[:j - i]
-                b4 = s4[:j - i]
                 t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
                 d_logits_b = d_logits[i:j]
                 np.add(t_1_b, b2, out=d_logits_b)  # cases/mlp.tl:5
                 t_4 = np.max(d_logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.absolute(t_4, out=b0)  # cases/mlp.tl:6
-                np.less(b0, np.inf, out=b1_1)  # cases/mlp.tl:6
-                np.negative(b1_1.view(np.int8), out=b2_1.view(np.int8))  # cases/mlp.tl:6
-                np.bitwise_and(t_4.view(np.int32), b2_1.view(np.int8), out=b0.view(np.int32))
-                np.subtract(d_logits_b, b0, out=b3)  # cases/mlp.tl:6
-                np.exp(b3, out=b3)  # cases/mlp.tl:6
-                t_5 = np.sum(b3.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.log(t_5, out=b4)  # cases/mlp.tl:6
-                t_6 = np.take_along_axis(d_logits_b, t_2_b[..., None], axis=-1)  # cases/mlp.tl:6
-                np.subtract(t_6, b0, out=b0)  # cases/mlp.tl:6
-                np.subtract(b4, b0, out=b0)  # cases/mlp.tl:6
-                acc += np.add.reduce(b0, axis=None)  # cases/mlp.tl:6
-                np.divide(b3, t_5, out=d_logits_b)  # cases/mlp.tl:6
-                _sub_label(d_logits_b, t_2_b, inplace=True)  # cases/mlp.tl:6
+                t_5 = _finite_or_zero(t_4)  # cases/mlp.tl:6
+                np.subtract(d_logits_b, t_5, out=b0)  # cases/mlp.tl:6
+                np.exp(b0, out=b0)  # cases/mlp.tl:6
+                t_6 = np.sum(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
+                np.log(t_6, out=b1_1)  # cases/mlp.tl:6
+                t_7 = d_logits_b[rows_index[:j - i], t_2_b][:, None]  # cases/mlp.tl:6
+                np.subtract(t_7, t_5, out=b2_1)  # cases/mlp.tl:6
+                np.subtract(b1_1, b2_1, out=b2_1)  # cases/mlp.tl:6
+                acc += np.add.reduce(b2_1, axis=None)  # cases/mlp.tl:6
+                np.divide(b0, t_6, out=d_logits_b)  # cases/mlp.tl:6
+                d_logits_b[rows_index[:j - i], t_2_b] -= 1  # cases/mlp.tl:6
                 np.multiply(t_3, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc_1 += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, acc_1, )
-        t_7, d_b2, = _blocks(_fused1, B, 138, 10*B, ('sum', 'sum', ))
-        value = t_7 / B  # cases/mlp.tl:6
+        t_8, d_b2, = _blocks(_fused1, B, 136, 10*B, ('sum', 'sum', ))
+        value = t_8 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        t_8 = d_h  # its memory is free from here on
+        t_9 = d_h  # its memory is free from here on
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
@@ -364,13 +340,13 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 h_b_1 = h[i:j]
                 d_h_b = d_h[i:j]
                 np.greater(h_b_1, 0, out=b0)  # cases/mlp.tl:4
-                t_8_b = t_8[i:j]
+                t_9_b = t_9[i:j]
                 np.negative(b0.view(np.int8), out=b1_1.view(np.int8))  # cases/mlp.tl:4
-                np.bitwise_and(d_h_b.view(np.int32), b1_1.view(np.int8), out=t_8_b.view(np.int32))
-                acc += ones[:j - i] @ t_8_b  # cases/mlp.tl:4
+                np.bitwise_and(d_h_b.view(np.int32), b1_1.view(np.int8), out=t_9_b.view(np.int32))
+                acc += ones[:j - i] @ t_9_b  # cases/mlp.tl:4
             return (acc, )
         d_b1, = _blocks(_fused2, B, 3584, 256*B, ('sum', ), _CHEAP_BLOCKS)
-        d_w1 = x.T @ t_8  # cases/mlp.tl:4
+        d_w1 = x.T @ t_9  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad')
@@ -432,39 +408,33 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         logits = t_1  # its memory is free from here on
         def _fused1(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s3 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s4 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
+            rows_index = np.arange(min(rows, hi - lo))
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1_1 = s1[:j - i]
                 b2_1 = s2[:j - i]
-                b3 = s3[:j - i]
-                b4 = s4[:j - i]
                 t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
                 logits_b = logits[i:j]
                 np.add(t_1_b, b2, out=logits_b)  # cases/mlp.tl:5
                 t_3 = np.max(logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.absolute(t_3, out=b0)  # cases/mlp.tl:6
-                np.less(b0, np.inf, out=b1_1)  # cases/mlp.tl:6
-                np.negative(b1_1.view(np.int8), out=b2_1.view(np.int8))  # cases/mlp.tl:6
-                np.bitwise_and(t_3.view(np.int32), b2_1.view(np.int8), out=b0.view(np.int32))
-                np.subtract(logits_b, b0, out=b3)  # cases/mlp.tl:6
-                np.exp(b3, out=b3)  # cases/mlp.tl:6
-                t_4 = np.sum(b3.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.log(t_4, out=b4)  # cases/mlp.tl:6
-                t_5 = np.take_along_axis(logits_b, t_2_b[..., None], axis=-1)  # cases/mlp.tl:6
-                np.subtract(t_5, b0, out=b0)  # cases/mlp.tl:6
-                np.subtract(b4, b0, out=b0)  # cases/mlp.tl:6
-                acc += np.add.reduce(b0, axis=None)  # cases/mlp.tl:6
+                t_4 = _finite_or_zero(t_3)  # cases/mlp.tl:6
+                np.subtract(logits_b, t_4, out=b0)  # cases/mlp.tl:6
+                np.exp(b0, out=b0)  # cases/mlp.tl:6
+                t_5 = np.sum(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
+                np.log(t_5, out=b1_1)  # cases/mlp.tl:6
+                t_6 = logits_b[rows_index[:j - i], t_2_b][:, None]  # cases/mlp.tl:6
+                np.subtract(t_6, t_4, out=b2_1)  # cases/mlp.tl:6
+                np.subtract(b1_1, b2_1, out=b2_1)  # cases/mlp.tl:6
+                acc += np.add.reduce(b2_1, axis=None)  # cases/mlp.tl:6
             return (acc, )
-        t_6, = _blocks(_fused1, B, 138, 10*B, ('sum', ))
-        return t_6 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        t_7, = _blocks(_fused1, B, 136, 10*B, ('sum', ))
+        return t_7 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -499,36 +469,28 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = np.empty((B, 10), dtype=np.float32)
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.bool_)
+            rows_index = np.arange(min(rows, hi - lo))
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((10,), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
-                b0 = s0[:j - i]
-                b1 = s1[:j - i]
-                b2 = s2[:j - i]
                 logits_b = logits[i:j]
                 t_1_b = t_1[i:j]
                 t_2 = np.max(logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.absolute(t_2, out=b0)  # cases/mlp.tl:6
-                np.less(b0, np.inf, out=b1)  # cases/mlp.tl:6
-                np.negative(b1.view(np.int8), out=b2.view(np.int8))  # cases/mlp.tl:6
-                np.bitwise_and(t_2.view(np.int32), b2.view(np.int8), out=b0.view(np.int32))
+                t_3 = _finite_or_zero(t_2)  # cases/mlp.tl:6
                 d_logits_b = d_logits[i:j]
-                np.subtract(logits_b, b0, out=d_logits_b)  # cases/mlp.tl:6
+                np.subtract(logits_b, t_3, out=d_logits_b)  # cases/mlp.tl:6
                 np.exp(d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
-                t_3 = np.sum(d_logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.divide(d_logits_b, t_3, out=d_logits_b)  # cases/mlp.tl:6
-                _sub_label(d_logits_b, t_1_b, inplace=True)  # cases/mlp.tl:6
+                t_4 = np.sum(d_logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
+                np.divide(d_logits_b, t_4, out=d_logits_b)  # cases/mlp.tl:6
+                d_logits_b[rows_index[:j - i], t_1_b] -= 1  # cases/mlp.tl:6
                 np.multiply(t, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 acc += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, )
-        d_b2, = _blocks(_fused0, B, 94, 10*B, ('sum', ))
+        d_b2, = _blocks(_fused0, B, 88, 10*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
-        t_4 = d_h  # its memory is free from here on
+        t_5 = d_h  # its memory is free from here on
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo), 256), dtype=np.bool_)
@@ -541,13 +503,13 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 h_b = h[i:j]
                 d_h_b = d_h[i:j]
                 np.greater(h_b, 0, out=b0)  # cases/mlp.tl:4
-                t_4_b = t_4[i:j]
+                t_5_b = t_5[i:j]
                 np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/mlp.tl:4
-                np.bitwise_and(d_h_b.view(np.int32), b1.view(np.int8), out=t_4_b.view(np.int32))
-                acc += ones[:j - i] @ t_4_b  # cases/mlp.tl:4
+                np.bitwise_and(d_h_b.view(np.int32), b1.view(np.int8), out=t_5_b.view(np.int32))
+                acc += ones[:j - i] @ t_5_b  # cases/mlp.tl:4
             return (acc, )
         d_b1, = _blocks(_fused1, B, 3584, 256*B, ('sum', ), _CHEAP_BLOCKS)
-        d_w1 = x.T @ t_4  # cases/mlp.tl:4
+        d_w1 = x.T @ t_5  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad_bwd')

@@ -103,6 +103,7 @@ class KernelWriter:
         self.buffer_names: list[tuple[str, str]] = []  # per scratch buffer: (whole buffer, one block of it)
         self.const_rows: dict[tuple, str] = {}  # (constant, row shape) -> its row, made once per loop call
         self.hoisted: list[str] = []
+        self.rows_index: str | None = None  # an arange of a block's rows, made once per loop call (row_index())
         self.ones: dict = {}  # (dtype, size reduced with the rows) -> a vector of ones, one block long
         # outputs that are gradients the caller gave out= buffers for: computed in a block of
         # their own, then added into the caller's rows (no array of the gradient is made)
@@ -274,13 +275,13 @@ class KernelWriter:
         elif n.op.loop is not None and n.op.loop.into:  # writes its buffer (over an input that dies)
             self.release(dying)
             out = self.target(n, pos)
-            self.stmts.append(f"{n.op.emit(self.ctx, args + [Expr(out)], n).text}  {where}")
+            self.stmts.append(f"{n.op.emit(self.ctx, args + [Expr(out)] + self.row_index(n), n).text}  {where}")
         elif how is Peephole.SELECT:
             out = self.target(n, pos, inplace=False)  # not over an input: the select reads them after writing
             self.select(n, args, out, where)
             self.release(dying)
         else:
-            e = n.op.emit(self.ctx, args, n)
+            e = n.op.emit(self.ctx, args + self.row_index(n), n)
             if n.id in self.outputs:
                 out = self.target(n, pos)
                 self.stmts.append(f"{out}[...] = {e.text}  {where}")
@@ -289,6 +290,16 @@ class KernelWriter:
                 self.stmts.append(f"{out} = {e.text}  {where}")
             self.release(dying)
         self.block[n.id] = out
+
+    def row_index(self, n: Node) -> list[Expr]:
+        """[the block's rows of an arange made once per loop call] for a record that indexes with
+        it (Loop.row_index) over 1-D labels; [] for every other node."""
+        if n.op.loop is None or not n.op.loop.row_index or n.inputs[1].type.rank != 1:
+            return []
+        if self.rows_index is None:
+            self.rows_index = self.local.fresh("rows_index")
+            self.hoisted.append(f"{self.rows_index} = {self.xp}.arange(min({self.rows}, {self.hi} - {self.lo}))")
+        return [Expr(f"{self.rows_index}[:{self.j} - {self.i}]")]
 
     def scalar_rows(self, n: Node, texts: list[str], nodes: list) -> list[str]:
         """Each scalar constant operand of n's ufunc as a row of it, made once per loop call."""
@@ -438,6 +449,11 @@ class KernelWriter:
                     last_read[i.id] = pos  # positions in `order`, as target() is given
         for p, _, _, _ in k.scatters:
             last_use[p.id] = len(order)  # read by the block's last statements
+        for n in reversed(order):  # a view (finite_or_zero's m) keeps its input's buffer while it is read
+            if n.id in members and n.op.is_view(n) and n.id in last_use:
+                for i in n.inputs:
+                    if i.id in members:
+                        last_use[i.id] = max(last_use[i.id], last_use[n.id])
         accs = []
         for pos, n in enumerate(order):
             if n.id in members:
@@ -458,7 +474,7 @@ class KernelWriter:
         # the block values keep their names out of the rest of the function (no `t_4` meaning two
         # things to a reader); loop machinery (lo, i, s0, b0, acc, ...) repeats from loop to loop
         machinery = {self.lo, self.hi, self.rows, self.i, self.j, *self.accs}
-        machinery |= {*self.const_rows.values(), *self.ones.values()}
+        machinery |= {*self.const_rows.values(), *self.ones.values()} | ({self.rows_index} - {None})
         machinery |= {x for pair in self.buffer_names for x in pair} | {b for b, _ in self.acc_blocks.values()}
         names.taken |= self.local.taken - machinery
         fname = names.fresh(f"_fused{k.index}")
