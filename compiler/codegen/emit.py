@@ -241,6 +241,10 @@ class Body:
         self.uses: dict[int, int] = {}  # node id -> reads and returns (set by emit)
         self.in_place: set[int] = set()  # dyn_update nodes written in place (a loop body's own carry)
         self.fuse = True  # blocked loops (not in a loop body: see _body_source)
+        # values read by an expression written later, inside its reader's statement (inlined, or
+        # returned): their arrays are read at that statement, so nothing before it may write over
+        # them or delete their names
+        self.deferred: set[int] = set()
 
     def emit(self) -> list[Expr]:
         fn, ctx = self.fn, self.ctx
@@ -297,7 +301,8 @@ class Body:
                 self.statement(update_in_place(ctx, args, n), n)
                 self.exprs[n.id] = args[0]
                 continue
-            if n.op.loop is not None and n.op.loop.into and _temporary(n, at, last_read, viewed, out_ids):
+            if (n.op.loop is not None and n.op.loop.into and _temporary(n, at, last_read, viewed, out_ids)
+                    and n.inputs[0].id not in self.deferred):
                 args.append(args[0])  # written over its input, a temporary nothing reads after it (sub_label)
             e = n.op.emit(ctx, args, n)
             user = consumer.get(n.id)
@@ -305,6 +310,7 @@ class Body:
                     and not gradients):
                 self.exprs[n.id] = e  # written straight into the return statement
                 self.return_span = self.return_span or n
+                self.deferred.update(i.id for i in n.inputs)
                 continue
             inline = (
                 uses.get(n.id, 0) == 1 and n.id not in out_ids and ctx.hint(n) is None and user is not None
@@ -313,6 +319,7 @@ class Body:
             )
             if inline:
                 self.exprs[n.id] = e
+                self.deferred.update(i.id for i in n.inputs)
                 continue
             var = ctx.names.fresh(ctx.hint(n) or ("value" if n.id in out_ids and whole_reverse else "t"))
             ctx.vars[n.id] = var
@@ -328,7 +335,8 @@ class Body:
         names = []
         for i in dead:
             var = self.ctx.vars.get(i.id)
-            if (var is None or i.id in keep or i.is_leaf or i.is_literal or i.type.rank == 0 or var in names
+            if (var is None or i.id in keep or i.id in self.deferred or i.is_leaf or i.is_literal or i.type.rank == 0
+                    or var in names
                     or sum(v == var for v in self.ctx.vars.values()) != 1):
                 continue  # (a name another value shares stays)
             names.append(var)
