@@ -396,7 +396,7 @@ class Body:
         self.lines.append(f"{parts} = {call}")
         for j, s in enumerate(prog.sinks):
             var = ctx.names.fresh(ctx.hint(s.node) or "t")
-            reducer = {"sum": "add", "max": "maximum", "min": "minimum"}[s.combine]
+            reducer = s.node.op.loop.reducer  # (add, maximum, minimum: the ufunc whose reduce combines)
             text = f"{xp}.{reducer}.reduce({parts}[{j}], axis=0)"
             if s.acc_dtype != s.dtype:
                 text += f".astype({ctx.dtype(s.dtype)})"

@@ -350,133 +350,223 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         return (d_w1, d_b1, d_w2, d_b2)
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_k0(t_1, b1, h, n0):
     """mlp's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 256))
     nblocks = -(-n_rows // block)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        for j0 in range(lo, hi):
-            for j1 in range(256):
-                t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
-                h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-                h[j0, j1] = h_1
+    if n_rows * 256 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                for j1 in range(256):
+                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
+                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
+                    h[j0, j1] = h_1
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                for j1 in range(256):
+                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
+                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
+                    h[j0, j1] = h_1
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_k1(t_1_1, b2, logits, t, t_1, n0):
     """mlp's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
     nblocks = -(-n_rows // block)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        for j0 in range(lo, hi):
-            # stage 0: over 10
-            t_2 = np.float32(-np.inf)
-            for j1 in range(10):
-                logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                logits[j0, j1] = logits_1
-                t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
-            # stage 1: over 10
-            t_8 = 0.0
-            t_3 = np.abs(t_2)  # cases/mlp.tl:6
-            t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
-            t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
-            t[j0, 0] = t_5
-            for j1 in range(10):
-                logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-                t_7 = np.exp(t_6)  # cases/mlp.tl:6
-                t_8 += t_7  # cases/mlp.tl:6
-            # stage 2: over the row
-            t_9 = np.log(np.float32(t_8))  # cases/mlp.tl:6
-            t_1[j0, 0] = t_9
+    if n_rows * 10 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                # stage 0: over 10
+                t_2 = np.float32(-np.inf)
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    logits[j0, j1] = logits_1
+                    t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
+                # stage 1: over 10
+                t_8 = 0.0
+                t_3 = np.abs(t_2)  # cases/mlp.tl:6
+                t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
+                t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
+                t[j0, 0] = t_5
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
+                    t_7 = np.exp(t_6)  # cases/mlp.tl:6
+                    t_8 += t_7  # cases/mlp.tl:6
+                # stage 2: over the row
+                t_9 = np.log(np.float32(t_8))  # cases/mlp.tl:6
+                t_1[j0, 0] = t_9
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                # stage 0: over 10
+                t_2 = np.float32(-np.inf)
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    logits[j0, j1] = logits_1
+                    t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
+                # stage 1: over 10
+                t_8 = 0.0
+                t_3 = np.abs(t_2)  # cases/mlp.tl:6
+                t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
+                t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
+                t[j0, 0] = t_5
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
+                    t_7 = np.exp(t_6)  # cases/mlp.tl:6
+                    t_8 += t_7  # cases/mlp.tl:6
+                # stage 2: over the row
+                t_9 = np.log(np.float32(t_8))  # cases/mlp.tl:6
+                t_1[j0, 0] = t_9
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_k2(t_4, t_2, t_3, n0):
     """mlp's fused loop (cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 1))
     nblocks = -(-n_rows // block)
     acc_p = np.empty((nblocks,), np.float64)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        acc = 0.0
-        for j0 in range(lo, hi):
-            t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
-            t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
-            t_5 = t_1  # cases/mlp.tl:6
-            acc += t_5  # cases/mlp.tl:6
-        acc_p[blk] = acc
+    if n_rows * 1 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            acc = 0.0
+            for j0 in range(lo, hi):
+                t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
+                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
+                t_5 = t_1  # cases/mlp.tl:6
+                acc += t_5  # cases/mlp.tl:6
+            acc_p[blk] = acc
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            acc = 0.0
+            for j0 in range(lo, hi):
+                t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
+                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
+                t_5 = t_1  # cases/mlp.tl:6
+                acc += t_5  # cases/mlp.tl:6
+            acc_p[blk] = acc
     return (acc_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_grad_k0(t_1, b1, h, n0):
     """mlp_grad's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 256))
     nblocks = -(-n_rows // block)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        for j0 in range(lo, hi):
-            for j1 in range(256):
-                t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
-                h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-                h[j0, j1] = h_1
+    if n_rows * 256 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                for j1 in range(256):
+                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
+                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
+                    h[j0, j1] = h_1
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                for j1 in range(256):
+                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
+                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
+                    h[j0, j1] = h_1
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_grad_k1(t_1_1, b2, logits, t, t_1, t_2, n0):
     """mlp_grad's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
     nblocks = -(-n_rows // block)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        for j0 in range(lo, hi):
-            # stage 0: over 10
-            t_3 = np.float32(-np.inf)
-            for j1 in range(10):
-                logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                logits[j0, j1] = logits_1
-                t_3 = np.maximum(t_3, logits_1)  # cases/mlp.tl:6
-            # stage 1: over 10
-            t_9 = 0.0
-            t_4 = np.abs(t_3)  # cases/mlp.tl:6
-            t_5 = (t_4 < np.float32(np.inf))  # cases/mlp.tl:6
-            t_6 = (t_3 if t_5 else np.float32(0.0))  # cases/mlp.tl:6
-            t[j0, 0] = t_6
-            for j1 in range(10):
-                logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-                t_8 = np.exp(t_7)  # cases/mlp.tl:6
-                t_9 += t_8  # cases/mlp.tl:6
-            # stage 2: over 10
-            t_10 = np.log(np.float32(t_9))  # cases/mlp.tl:6
-            t_1[j0, 0] = t_10
-            for j1 in range(10):
-                logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-                t_8 = np.exp(t_7)  # cases/mlp.tl:6
-                t_11 = (t_8 / np.float32(t_9))  # cases/mlp.tl:6
-                t_2[j0, j1] = t_11
+    if n_rows * 10 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                # stage 0: over 10
+                t_3 = np.float32(-np.inf)
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    logits[j0, j1] = logits_1
+                    t_3 = np.maximum(t_3, logits_1)  # cases/mlp.tl:6
+                # stage 1: over 10
+                t_9 = 0.0
+                t_4 = np.abs(t_3)  # cases/mlp.tl:6
+                t_5 = (t_4 < np.float32(np.inf))  # cases/mlp.tl:6
+                t_6 = (t_3 if t_5 else np.float32(0.0))  # cases/mlp.tl:6
+                t[j0, 0] = t_6
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
+                    t_8 = np.exp(t_7)  # cases/mlp.tl:6
+                    t_9 += t_8  # cases/mlp.tl:6
+                # stage 2: over 10
+                t_10 = np.log(np.float32(t_9))  # cases/mlp.tl:6
+                t_1[j0, 0] = t_10
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
+                    t_8 = np.exp(t_7)  # cases/mlp.tl:6
+                    t_11 = (t_8 / np.float32(t_9))  # cases/mlp.tl:6
+                    t_2[j0, j1] = t_11
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                # stage 0: over 10
+                t_3 = np.float32(-np.inf)
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    logits[j0, j1] = logits_1
+                    t_3 = np.maximum(t_3, logits_1)  # cases/mlp.tl:6
+                # stage 1: over 10
+                t_9 = 0.0
+                t_4 = np.abs(t_3)  # cases/mlp.tl:6
+                t_5 = (t_4 < np.float32(np.inf))  # cases/mlp.tl:6
+                t_6 = (t_3 if t_5 else np.float32(0.0))  # cases/mlp.tl:6
+                t[j0, 0] = t_6
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
+                    t_8 = np.exp(t_7)  # cases/mlp.tl:6
+                    t_9 += t_8  # cases/mlp.tl:6
+                # stage 2: over 10
+                t_10 = np.log(np.float32(t_9))  # cases/mlp.tl:6
+                t_1[j0, 0] = t_10
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
+                    t_8 = np.exp(t_7)  # cases/mlp.tl:6
+                    t_11 = (t_8 / np.float32(t_9))  # cases/mlp.tl:6
+                    t_2[j0, j1] = t_11
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_grad_k2(t_6, t_2, t_3, t_7, t_8, d_logits, n0):
     """mlp_grad's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
@@ -484,186 +574,315 @@ def _mlp_grad_k2(t_6, t_2, t_3, t_7, t_8, d_logits, n0):
     nblocks = -(-n_rows // block)
     acc_p = np.empty((nblocks,), np.float64)
     d_b2_p = np.empty((nblocks, 10,), np.float64)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        acc = 0.0
-        d_b2 = d_b2_p[blk]
-        d_b2[...] = 0.0
-        for j0 in range(lo, hi):
-            t = (t_6[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
-            t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
-            t_4 = t_1  # cases/mlp.tl:6
-            acc += t_4  # cases/mlp.tl:6
-            for j1 in range(10):
-                d_logits_1 = (t_7 * t_8[j0, j1])  # cases/mlp.tl:6
-                d_logits[j0, j1] = d_logits_1
-                d_b2[j1] += d_logits_1  # cases/mlp.tl:5
-        acc_p[blk] = acc
+    if n_rows * 10 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            acc = 0.0
+            d_b2 = d_b2_p[blk]
+            d_b2[...] = 0.0
+            for j0 in range(lo, hi):
+                t = (t_6[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
+                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
+                t_4 = t_1  # cases/mlp.tl:6
+                acc += t_4  # cases/mlp.tl:6
+                for j1 in range(10):
+                    d_logits_1 = (t_7 * t_8[j0, j1])  # cases/mlp.tl:6
+                    d_logits[j0, j1] = d_logits_1
+                    d_b2[j1] += d_logits_1  # cases/mlp.tl:5
+            acc_p[blk] = acc
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            acc = 0.0
+            d_b2 = d_b2_p[blk]
+            d_b2[...] = 0.0
+            for j0 in range(lo, hi):
+                t = (t_6[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
+                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
+                t_4 = t_1  # cases/mlp.tl:6
+                acc += t_4  # cases/mlp.tl:6
+                for j1 in range(10):
+                    d_logits_1 = (t_7 * t_8[j0, j1])  # cases/mlp.tl:6
+                    d_logits[j0, j1] = d_logits_1
+                    d_b2[j1] += d_logits_1  # cases/mlp.tl:5
+            acc_p[blk] = acc
     return (acc_p, d_b2_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_grad_k3(h, d_h, t, n0):
     """mlp_grad's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 256))
     nblocks = -(-n_rows // block)
     d_b1_p = np.empty((nblocks, 256,), np.float64)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        d_b1 = d_b1_p[blk]
-        d_b1[...] = 0.0
-        for j0 in range(lo, hi):
-            for j1 in range(256):
-                t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
-                t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
-                t[j0, j1] = t_2
-                d_b1[j1] += t_2  # cases/mlp.tl:4
+    if n_rows * 256 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            d_b1 = d_b1_p[blk]
+            d_b1[...] = 0.0
+            for j0 in range(lo, hi):
+                for j1 in range(256):
+                    t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
+                    t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
+                    t[j0, j1] = t_2
+                    d_b1[j1] += t_2  # cases/mlp.tl:4
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            d_b1 = d_b1_p[blk]
+            d_b1[...] = 0.0
+            for j0 in range(lo, hi):
+                for j1 in range(256):
+                    t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
+                    t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
+                    t[j0, j1] = t_2
+                    d_b1[j1] += t_2  # cases/mlp.tl:4
     return (d_b1_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_grad_fwd_k0(t_1, b1, h, n0):
     """mlp_grad_fwd's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 256))
     nblocks = -(-n_rows // block)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        for j0 in range(lo, hi):
-            for j1 in range(256):
-                t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
-                h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-                h[j0, j1] = h_1
+    if n_rows * 256 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                for j1 in range(256):
+                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
+                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
+                    h[j0, j1] = h_1
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                for j1 in range(256):
+                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
+                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
+                    h[j0, j1] = h_1
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_grad_fwd_k1(t_1_1, b2, logits, t, t_1, n0):
     """mlp_grad_fwd's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
     nblocks = -(-n_rows // block)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        for j0 in range(lo, hi):
-            # stage 0: over 10
-            t_2 = np.float32(-np.inf)
-            for j1 in range(10):
-                logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                logits[j0, j1] = logits_1
-                t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
-            # stage 1: over 10
-            t_8 = 0.0
-            t_3 = np.abs(t_2)  # cases/mlp.tl:6
-            t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
-            t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
-            t[j0, 0] = t_5
-            for j1 in range(10):
-                logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-                t_7 = np.exp(t_6)  # cases/mlp.tl:6
-                t_8 += t_7  # cases/mlp.tl:6
-            # stage 2: over the row
-            t_9 = np.log(np.float32(t_8))  # cases/mlp.tl:6
-            t_1[j0, 0] = t_9
+    if n_rows * 10 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                # stage 0: over 10
+                t_2 = np.float32(-np.inf)
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    logits[j0, j1] = logits_1
+                    t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
+                # stage 1: over 10
+                t_8 = 0.0
+                t_3 = np.abs(t_2)  # cases/mlp.tl:6
+                t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
+                t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
+                t[j0, 0] = t_5
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
+                    t_7 = np.exp(t_6)  # cases/mlp.tl:6
+                    t_8 += t_7  # cases/mlp.tl:6
+                # stage 2: over the row
+                t_9 = np.log(np.float32(t_8))  # cases/mlp.tl:6
+                t_1[j0, 0] = t_9
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                # stage 0: over 10
+                t_2 = np.float32(-np.inf)
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    logits[j0, j1] = logits_1
+                    t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
+                # stage 1: over 10
+                t_8 = 0.0
+                t_3 = np.abs(t_2)  # cases/mlp.tl:6
+                t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
+                t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
+                t[j0, 0] = t_5
+                for j1 in range(10):
+                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+                    t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
+                    t_7 = np.exp(t_6)  # cases/mlp.tl:6
+                    t_8 += t_7  # cases/mlp.tl:6
+                # stage 2: over the row
+                t_9 = np.log(np.float32(t_8))  # cases/mlp.tl:6
+                t_1[j0, 0] = t_9
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_grad_fwd_k2(t_4, t_2, t_3, n0):
     """mlp_grad_fwd's fused loop (cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 1))
     nblocks = -(-n_rows // block)
     acc_p = np.empty((nblocks,), np.float64)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        acc = 0.0
-        for j0 in range(lo, hi):
-            t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
-            t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
-            t_5 = t_1  # cases/mlp.tl:6
-            acc += t_5  # cases/mlp.tl:6
-        acc_p[blk] = acc
+    if n_rows * 1 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            acc = 0.0
+            for j0 in range(lo, hi):
+                t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
+                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
+                t_5 = t_1  # cases/mlp.tl:6
+                acc += t_5  # cases/mlp.tl:6
+            acc_p[blk] = acc
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            acc = 0.0
+            for j0 in range(lo, hi):
+                t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
+                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
+                t_5 = t_1  # cases/mlp.tl:6
+                acc += t_5  # cases/mlp.tl:6
+            acc_p[blk] = acc
     return (acc_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_grad_bwd_k0(logits, t, n0):
     """mlp_grad_bwd's fused loop (cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
     nblocks = -(-n_rows // block)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        for j0 in range(lo, hi):
-            # stage 0: over 10
-            t_1 = np.float32(-np.inf)
-            for j1 in range(10):
-                t_1 = np.maximum(t_1, logits[j0, j1])  # cases/mlp.tl:6
-            # stage 1: over 10
-            t_7 = 0.0
-            t_2 = np.abs(t_1)  # cases/mlp.tl:6
-            t_3 = (t_2 < np.float32(np.inf))  # cases/mlp.tl:6
-            t_4 = (t_1 if t_3 else np.float32(0.0))  # cases/mlp.tl:6
-            for j1 in range(10):
-                t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-                t_6 = np.exp(t_5)  # cases/mlp.tl:6
-                t_7 += t_6  # cases/mlp.tl:6
-            # stage 2: over 10
-            for j1 in range(10):
-                t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-                t_6 = np.exp(t_5)  # cases/mlp.tl:6
-                t_8 = (t_6 / np.float32(t_7))  # cases/mlp.tl:6
-                t[j0, j1] = t_8
+    if n_rows * 10 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                # stage 0: over 10
+                t_1 = np.float32(-np.inf)
+                for j1 in range(10):
+                    t_1 = np.maximum(t_1, logits[j0, j1])  # cases/mlp.tl:6
+                # stage 1: over 10
+                t_7 = 0.0
+                t_2 = np.abs(t_1)  # cases/mlp.tl:6
+                t_3 = (t_2 < np.float32(np.inf))  # cases/mlp.tl:6
+                t_4 = (t_1 if t_3 else np.float32(0.0))  # cases/mlp.tl:6
+                for j1 in range(10):
+                    t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
+                    t_6 = np.exp(t_5)  # cases/mlp.tl:6
+                    t_7 += t_6  # cases/mlp.tl:6
+                # stage 2: over 10
+                for j1 in range(10):
+                    t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
+                    t_6 = np.exp(t_5)  # cases/mlp.tl:6
+                    t_8 = (t_6 / np.float32(t_7))  # cases/mlp.tl:6
+                    t[j0, j1] = t_8
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            for j0 in range(lo, hi):
+                # stage 0: over 10
+                t_1 = np.float32(-np.inf)
+                for j1 in range(10):
+                    t_1 = np.maximum(t_1, logits[j0, j1])  # cases/mlp.tl:6
+                # stage 1: over 10
+                t_7 = 0.0
+                t_2 = np.abs(t_1)  # cases/mlp.tl:6
+                t_3 = (t_2 < np.float32(np.inf))  # cases/mlp.tl:6
+                t_4 = (t_1 if t_3 else np.float32(0.0))  # cases/mlp.tl:6
+                for j1 in range(10):
+                    t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
+                    t_6 = np.exp(t_5)  # cases/mlp.tl:6
+                    t_7 += t_6  # cases/mlp.tl:6
+                # stage 2: over 10
+                for j1 in range(10):
+                    t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
+                    t_6 = np.exp(t_5)  # cases/mlp.tl:6
+                    t_8 = (t_6 / np.float32(t_7))  # cases/mlp.tl:6
+                    t[j0, j1] = t_8
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_grad_bwd_k1(t, t_2, d_logits, n0):
     """mlp_grad_bwd's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
     nblocks = -(-n_rows // block)
     d_b2_p = np.empty((nblocks, 10,), np.float64)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        d_b2 = d_b2_p[blk]
-        d_b2[...] = 0.0
-        for j0 in range(lo, hi):
-            for j1 in range(10):
-                d_logits_1 = (t * t_2[j0, j1])  # cases/mlp.tl:6
-                d_logits[j0, j1] = d_logits_1
-                d_b2[j1] += d_logits_1  # cases/mlp.tl:5
+    if n_rows * 10 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            d_b2 = d_b2_p[blk]
+            d_b2[...] = 0.0
+            for j0 in range(lo, hi):
+                for j1 in range(10):
+                    d_logits_1 = (t * t_2[j0, j1])  # cases/mlp.tl:6
+                    d_logits[j0, j1] = d_logits_1
+                    d_b2[j1] += d_logits_1  # cases/mlp.tl:5
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            d_b2 = d_b2_p[blk]
+            d_b2[...] = 0.0
+            for j0 in range(lo, hi):
+                for j1 in range(10):
+                    d_logits_1 = (t * t_2[j0, j1])  # cases/mlp.tl:6
+                    d_logits[j0, j1] = d_logits_1
+                    d_b2[j1] += d_logits_1  # cases/mlp.tl:5
     return (d_b2_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
 def _mlp_grad_bwd_k2(h, d_h, t, n0):
     """mlp_grad_bwd's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 256))
     nblocks = -(-n_rows // block)
     d_b1_p = np.empty((nblocks, 256,), np.float64)
-    for blk in numba.prange(nblocks):
-        lo = blk * block
-        hi = min(lo + block, n_rows)
-        d_b1 = d_b1_p[blk]
-        d_b1[...] = 0.0
-        for j0 in range(lo, hi):
-            for j1 in range(256):
-                t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
-                t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
-                t[j0, j1] = t_2
-                d_b1[j1] += t_2  # cases/mlp.tl:4
+    if n_rows * 256 >= 524288:
+        for blk in numba.prange(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            d_b1 = d_b1_p[blk]
+            d_b1[...] = 0.0
+            for j0 in range(lo, hi):
+                for j1 in range(256):
+                    t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
+                    t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
+                    t[j0, j1] = t_2
+                    d_b1[j1] += t_2  # cases/mlp.tl:4
+    else:
+        for blk in range(nblocks):
+            lo = blk * block
+            hi = min(lo + block, n_rows)
+            d_b1 = d_b1_p[blk]
+            d_b1[...] = 0.0
+            for j0 in range(lo, hi):
+                for j1 in range(256):
+                    t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
+                    t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
+                    t[j0, j1] = t_2
+                    d_b1[j1] += t_2  # cases/mlp.tl:4
     return (d_b1_p, )
 
 

@@ -26,23 +26,10 @@ from __future__ import annotations
 from typing import Callable
 
 from ...core.types import Dim, DType
+from ...primitives.common import NUMBA_FUNCTIONS
 from . import program as P
 
-# scalar function -> its numba text over {0}, {1} ({t}: the numpy type name of the result)
-FUNCTIONS = {
-    "exp": "np.exp({0})", "log": "np.log({0})", "log1p": "np.log1p({0})", "expm1": "np.expm1({0})",
-    "sqrt": "np.sqrt({0})", "sin": "np.sin({0})", "cos": "np.cos({0})", "tan": "np.tan({0})",
-    "tanh": "np.tanh({0})", "fabs": "np.abs({0})", "sign": "np.sign({0})",
-    "max": "np.maximum({0}, {1})", "min": "np.minimum({0}, {1})",  # NaN in, NaN out (as NumPy)
-    "pow": "np.power({0}, {1})", "asin": "np.arcsin({0})", "acos": "np.arccos({0})", "atan": "np.arctan({0})",
-    "atan2": "np.arctan2({0}, {1})", "sinh": "np.sinh({0})", "cosh": "np.cosh({0})", "asinh": "np.arcsinh({0})",
-    "acosh": "np.arccosh({0})", "atanh": "np.arctanh({0})", "hypot": "np.hypot({0}, {1})",
-    "log2": "np.log2({0})", "log10": "np.log10({0})", "exp2": "np.exp2({0})", "cbrt": "np.cbrt({0})",
-    "floor": "np.floor({0})", "ceil": "np.ceil({0})", "trunc": "np.trunc({0})", "rint": "np.rint({0})",
-    "fmod": "np.fmod({0}, {1})",
-    # (erf, erfc, lgamma: math's float64 functions, cast back to the operand's type)
-    "erf": "np.{t}(math.erf({0}))", "erfc": "np.{t}(math.erfc({0}))", "lgamma": "np.{t}(math.lgamma({0}))",
-}
+FUNCTIONS = NUMBA_FUNCTIONS  # (primitives/common.py: the scalar language's vocabulary lives there)
 # the rest of SCALAR_FUNCTIONS (j0, j1, erfinv, erfcx, ndtr, digamma, ...) are scipy.special's:
 # an op calling one stays the NumPy backend's call outside the kernel (program.rules)
 SCALAR_SET = frozenset(FUNCTIONS) | {"select", "cast"}
@@ -53,6 +40,7 @@ except ImportError:  # pragma: no cover - until that branch is merged
     _forms = None
 
 RULES = P.rules(SCALAR_SET)
+PARALLEL_ELEMENTS = 1 << 19  # a kernel over fewer elements runs its blocks on the calling thread
 _RESERVED = ("np", "numba", "math", "blk", "lo", "hi", "nblocks", "block", "n_rows")
 
 
@@ -155,7 +143,6 @@ class NumbaKernel:
         for s in p.sinks:
             shape = ", ".join(["nblocks"] + [self.size(d) for d in s.shape])
             body.append(f"{s.name}_p = np.empty(({shape},), np.{s.acc_dtype.numpy_name})")
-        body.append("for blk in numba.prange(nblocks):")
         loop = ["lo = blk * block", "hi = min(lo + block, n_rows)"]
         for s in p.sinks:
             if self.sink_scalar(s.shape):
@@ -193,10 +180,18 @@ class NumbaKernel:
         for s in p.sinks:
             if self.sink_scalar(s.shape):
                 loop.append(f"{s.name}_p[blk] = {s.name}")
-        body += ["    " + line for line in loop]
+        # a small kernel runs its blocks on this thread: waking numba's pool costs more than the
+        # work (W4's 512 x 256 kernels: 0.1 ms each on one thread, 6 ms on two of a busy machine);
+        # the blocks and the order their partials are combined in are the same either way
+        body.append(f"if n_rows * {per_row} >= {PARALLEL_ELEMENTS}:")
+        body.append("    for blk in numba.prange(nblocks):")
+        body += ["        " + line for line in loop]
+        body.append("else:")
+        body.append("    for blk in range(nblocks):")
+        body += ["        " + line for line in loop]
         body.append("return (" + "".join(f"{s.name}_p, " for s in p.sinks) + ")")
         head = [
-            "@numba.njit(parallel=True, nogil=True, cache=True)",
+            "@numba.njit(parallel=True, nogil=True, cache=True, error_model=\"numpy\")",  # (IEEE: x / 0 is inf, never an exception)
             f"def {self.name}({', '.join(params)}):",
             f'    """{self.fn_name}\'s fused loop ({", ".join(p.places)}): one pass over the rows."""',
         ]

@@ -252,14 +252,9 @@ class Program:
 
 
 # ---- which nodes may join (the compiled backends' predicate for plan()) -----------------------------------
-REDUCERS = {"sum": "sum", "max": "max", "min": "min", "prod": "prod"}  # primitive name -> reduction
-
-
 def _reduction(n: Node) -> str | None:
-    for name in REDUCERS:
-        if n.op is getattr(ops, name):
-            return name
-    return None
+    """The reduction a node is, by its record: "sum", "max", "min", "prod" (None: another op)."""
+    return {ops.sum: "sum", ops.max: "max", ops.min: "min", ops.prod: "prod"}.get(n.op)
 
 
 def calls(template: str) -> set[str]:
