@@ -8,10 +8,12 @@ ranges against np.longdouble (x87 80-bit: 11 bits more than float64). Error = |y
 of the spacing of the result's dtype at ref (np.spacing, which goes down into the subnormals); a
 non-finite result counts 0 when it is the rounded reference and inf otherwise.
 
-Speed (a measurement, not a test): ms for 2M float32 / 1M float64 per form in a `prange` loop,
-the same loop calling numba's libm (np.<fname>), and the NumPy ufunc on the whole array;
-interleaved rounds, median. The kernels run on every core, NumPy on one: the ratios are what
-the backend would see on this machine.
+Speed (a measurement, not a test): ms for 2M float32 / 1M float64 per form in a loop, the same
+loop calling numba's libm (np.<fname>), and the NumPy ufunc on the whole array; interleaved
+rounds, the best. By default the loops are plain `range` loops on one thread, as NumPy
+is: the cost per element. `--parallel` times `prange` loops instead (on a loaded 2-core machine
+an OpenMP prange of a trivial 2M copy took 7-16 ms against 0.55 ms serial: the thread pool's
+wait, not the math).
 """
 from __future__ import annotations
 
@@ -67,35 +69,36 @@ def numpy_call(fname: str):
 _HEADER = "import numpy as np\nimport numba\nimport numba.extending\n\n"
 
 
-def compile_forms(keys=None) -> dict[tuple[str, str], object]:
-    """(fname, dtype) -> a parallel numba kernel k(x, out) writing the form over x."""
+def compile_forms(keys=None, parallel: bool = True) -> dict[tuple[str, str], object]:
+    """(fname, dtype) -> a numba kernel k(x, out) writing the form over x (a prange loop when
+    parallel, else a plain range loop)."""
     keys = list(M.FORMS) if keys is None else list(keys)
     lines = [_HEADER, M.source([M.FORMS[k].name for k in keys]), ""]
     for fname, dtype in keys:
-        lines.append(_kernel_source(f"_k_{fname}_{dtype}", M.FORMS[(fname, dtype)].name + "(x[i])"))
+        lines.append(_kernel_source(f"_k_{fname}_{dtype}", M.FORMS[(fname, dtype)].name + "(x[i])", parallel))
     ns: dict = {}
     exec(compile("\n".join(lines), "<numba_math forms>", "exec"), ns)
     return {(f, d): ns[f"_k_{f}_{d}"] for f, d in keys}
 
 
-def _kernel_source(name: str, expr: str) -> str:
+def _kernel_source(name: str, expr: str, parallel: bool = True) -> str:
     return f"""
-@numba.njit(parallel=True, error_model="numpy")
+@numba.njit(parallel={parallel}, {M.KERNEL_FLAGS})
 def {name}(x, out):
-    for i in numba.prange(x.shape[0]):
+    for i in {"numba.prange" if parallel else "range"}(x.shape[0]):
         out[i] = {expr}
 """
 
 
-def compile_libm(keys) -> dict[tuple[str, str], object]:
+def compile_libm(keys, parallel: bool = True) -> dict[tuple[str, str], object]:
     ns: dict = {}
     src = [_HEADER]
     for fname, dtype in keys:
         body = globals().get(f"_libm_body_{fname}", f"np.{fname}(v)")
         src.append(f"""
-@numba.njit(parallel=True, error_model="numpy")
+@numba.njit(parallel={parallel}, {M.KERNEL_FLAGS})
 def _l_{fname}_{dtype}(x, out):
-    for i in numba.prange(x.shape[0]):
+    for i in {"numba.prange" if parallel else "range"}(x.shape[0]):
         v = x[i]
         out[i] = {body}
 """)
@@ -171,7 +174,7 @@ def measure(kernels, keys, stride: int = 97, f64_n: int = 4_000_000, chunk: int 
 
 # ---- speed -------------------------------------------------------------------------------------
 def speed(forms, libm, keys, rounds: int = 15):
-    """(fname, dtype) -> (form ms, libm ms, ufunc ms): medians of interleaved rounds."""
+    """(fname, dtype) -> (form ms, libm ms, ufunc ms): the best of interleaved rounds."""
     rng = np.random.default_rng(0)
     out = {}
     for key in keys:
@@ -191,7 +194,7 @@ def speed(forms, libm, keys, rounds: int = 15):
                 t = time.perf_counter()
                 f()
                 times[j].append(time.perf_counter() - t)
-        out[key] = tuple(1e3 * float(np.median(t)) for t in times)
+        out[key] = tuple(1e3 * float(np.min(t)) for t in times)
     return out
 
 
@@ -200,6 +203,7 @@ def main(argv=None) -> int:
     ap.add_argument("--stride", type=int, default=97)
     ap.add_argument("--f64-samples", type=int, default=4_000_000)
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--parallel", action="store_true", help="time prange loops (default: one thread)")
     ap.add_argument("--only", default="", help="comma-separated function names")
     args = ap.parse_args(argv)
     keys = [k for k in M.FORMS if not args.only or k[0] in args.only.split(",")]
@@ -208,7 +212,9 @@ def main(argv=None) -> int:
     acc = measure(forms, keys, args.stride, args.f64_samples)
     print(f"# accuracy (stride {args.stride} over float32 patterns, {args.f64_samples} float64 "
           f"patterns, + dense ranges), compile + sweep {time.perf_counter() - t:.1f} s")
-    sp = {} if args.no_speed else speed(forms, compile_libm(keys), keys)
+    if not args.no_speed:
+        print(f"# speed: best of 15 interleaved, ms, {'prange' if args.parallel else 'one-thread'} loops")
+    sp = {} if args.no_speed else speed(compile_forms(keys, args.parallel), compile_libm(keys, args.parallel), keys)
     print(f"{'fname':9} {'dtype':8} {'use':5} {'max_ulp':>8} {'mean_ulp':>9} {'worst_x':>14}"
           + ("" if not sp else f" {'form_ms':>8} {'libm_ms':>8} {'ufunc_ms':>8} {'form/uf':>8} {'libm/uf':>8}"))
     for key in keys:

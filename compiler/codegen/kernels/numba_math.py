@@ -14,6 +14,7 @@ Interface (the numba backend uses only these):
         (the DECISIONS table below, with its figures): "form" calls FORMS[...].name in the
         kernel, "libm" calls np.<fname> in the kernel (numba's scalar libm call), "ufunc" leaves
         the op to a NumPy ufunc outside the kernel.
+    KERNEL_FLAGS: the njit keyword text a kernel calling the forms must have.
     call(fname, dtype, args) -> str | None: the kernel's call text ("_tl_exp_f32(a)" or
         "np.exp(a)"), None when the op should stay a NumPy ufunc or is not in the table.
     source(names) -> str: the definitions of those forms and all they use, each once, in order,
@@ -35,9 +36,14 @@ class Form:
     uses: tuple[str, ...]   # names of forms whose definitions must come first
 
 
-# Inlined by numba itself: measured the same speed as plain njit callees (LLVM inlines those
-# too), but the kernel's own IR then shows the whole computation and compiles a little faster.
-DECORATOR = '@numba.njit(error_model="numpy")'
+# numba inlines the forms into the kernel's IR (plain njit callees were not always inlined by
+# LLVM: tanh and softplus in float64, which call a second form, stayed scalar calls). Inlined,
+# they compile under the kernel's flags, which must be KERNEL_FLAGS: error_model="numpy" (no
+# zero-division branch, so divisions vectorise) and fastmath={"contract"} (only a * b + c -> fma,
+# which rounds once instead of twice; exp float32 1.39 -> 0.84 ms for 2M on one thread).
+# The accuracy in DECISIONS was measured with these flags.
+DECORATOR = '@numba.njit(inline="always")'
+KERNEL_FLAGS = 'error_model="numpy", fastmath={"contract"}'
 
 # ---- the intrinsics: float <-> int bit patterns, which plain numba Python cannot express -----
 _INTRINSICS = '''\
@@ -182,6 +188,7 @@ def _tl_expm1_{d.suffix}(x):
     m = {d.c(half)} if n > {d.c(half)} else n
     s = _tl_pow2(m)
     y = (em * s + (s - {d.c(1.0)})) * _tl_pow2(n - m)
+    y = x if x == {d.c(0.0)} else y  # -0.0 keeps its sign
     return x if x != x else y
 """
 
@@ -267,21 +274,42 @@ def _tl_log1p_{d.suffix}(x):
     c = ({d.c(1.0)} - (u - x)) if k >= {d.c(2.0)} else (x - (u - {d.c(1.0)}))
     c = c / u if k < {d.c(big)} else {d.c(0.0)}
     y = (k * {d.c(hi)} + ((tail + (k * {d.c(lo)} + c)) - hfsq + f))
+    y = x if x == {d.c(0.0)} else y  # -0.0 keeps its sign
     y = -{d.np}(np.inf) if x == {d.c(-1.0)} else y
     y = {d.np}(np.nan) if x < {d.c(-1.0)} else y
     return x if not (x < {d.np}(np.inf)) else y
 """
 
 
+# Eigen's / XLA's float tanh: odd polynomial over even polynomial on x clamped to +-7.9988 (where
+# it reaches 1 in float32; Eigen's older +-7.9053 gives tanh(inf) = 1 - 2.4e-7), tanh(x) = x below 4e-4
+_TANH_P = [4.89352455891786e-03, 6.37261928875436e-04, 1.48572235717979e-05, 5.12229709037114e-08,
+           -8.60467152213735e-11, 2.00018790482477e-13, -2.76076847742355e-16]
+_TANH_Q = [4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06]
+
+
 def _tanh(d: _D) -> str:
+    if d.suffix == "f32":
+        return f"""\
+{DECORATOR}
+def _tl_tanh_f32(x):
+    # a rational function (Eigen's float tanh): 4.5 ulp at most, twice the speed of the
+    # expm1 form below (which float64 uses)
+    t = {d.c(7.99881172180175781)} if x > {d.c(7.99881172180175781)} else x
+    t = {d.c(-7.99881172180175781)} if t < {d.c(-7.99881172180175781)} else t
+    z = t * t
+    p = t * ({_horner(d, "z", _TANH_P)})
+    q = {_horner(d, "z", _TANH_Q)}
+    return x if abs(x) < {d.c(0.0004)} else p / q
+"""
     return f"""\
 {DECORATOR}
 def _tl_tanh_{d.suffix}(x):
     # tanh|x| = -e / (2 + e) with e = expm1(-2|x|) in [-1, 0]: no cancellation, 1 at the ends
     a = -x if x < {d.c(0.0)} else x
     e = _tl_expm1_{d.suffix}({d.c(-2.0)} * a)
-    y = -e / ({d.c(2.0)} + e)
-    return -y if x < {d.c(0.0)} else (x if x != x else y)
+    y = abs(e / ({d.c(2.0)} + e))
+    return -y if x < {d.c(0.0)} else (x if x == {d.c(0.0)} else y)
 """
 
 
@@ -315,7 +343,7 @@ def _make() -> dict[tuple[str, str], Form]:
     for d, dtype in ((F32, "float32"), (F64, "float64")):
         sfx = d.suffix
         for write, deps in ((_exp, base), (_expm1, base), (_log, base), (_log1p, base),
-                            (_tanh, (f"_tl_expm1_{sfx}",)), (_sigmoid, (f"_tl_exp_{sfx}",)),
+                            (_tanh, (f"_tl_expm1_{sfx}",) if sfx == "f64" else ()), (_sigmoid, (f"_tl_exp_{sfx}",)),
                             (_softplus, (f"_tl_exp_{sfx}", f"_tl_log1p_{sfx}"))):
             fname = write.__name__[1:]
             forms[(fname, dtype)] = Form(f"_tl_{fname}_{sfx}", write(d), deps)
@@ -328,28 +356,39 @@ _BASE = {name: Form(name, "", ()) for name in ("_tl_bits", "_tl_f32", "_tl_f64",
 
 # ---- the decisions, with the measurements behind them (benchmarks/ulp_report.py) ----------------
 # use: form = the vectorisable form in the kernel; libm = np.<fname> in the kernel; ufunc = leave
-# the op to NumPy outside the kernel. Figures: ms for 2M float32 / 1M float64, one prange loop
-# on 2 cores (form, libm) against the NumPy ufunc; max ulp over a strided sweep of all patterns.
+# the op to NumPy outside the kernel. Figures (python -m tapeless.compiler.tools.ulp_report, two
+# runs on a shared 2-core AVX-512 machine, numba 0.68, NumPy 2.4): ms for 2M float32 / 1M
+# float64, one-thread loops (form, libm) and the NumPy ufunc (sigmoid: negative, exp, +1,
+# reciprocal; softplus: logaddexp(x, 0)); max / mean ulp over every 97th float32 pattern (vs
+# float64) and 4M strided float64 patterns plus dense ranges (vs longdouble).
 DECISIONS = """
-fname     dtype    use    max_ulp  form_ms  libm_ms  ufunc_ms
-exp       float32  form
-exp       float64  form
-expm1     float32  form
-expm1     float64  form
-log       float32  form
-log       float64  form
-log1p     float32  form
-log1p     float64  form
-tanh      float32  form
-tanh      float64  form
-sigmoid   float32  form
-sigmoid   float64  form
-softplus  float32  form
-softplus  float64  form
+fname     dtype    use   max_ulp  mean_ulp  form_ms    libm_ms      ufunc_ms
+exp       float32  form  1.03     0.04      0.98-1.13  4.2-6.9      1.02-1.17
+exp       float64  form  0.98     0.04      1.23-1.83  4.5-9.9      0.75-1.46
+expm1     float32  form  1.63     0.03      1.42-1.46  20.2-24.3    1.31-1.50
+expm1     float64  form  1.76     0.04      1.73-2.18  10.8-15.8    1.88-1.96
+log       float32  form  0.79     0.12      1.59-1.76  5.5-5.6      0.94-1.22
+log       float64  form  0.77     0.12      1.13-1.84  3.4-4.6      0.88-1.33
+log1p     float32  form  0.82     0.09      2.78-3.14  19.9-20.7    1.58-1.59
+log1p     float64  form  0.77     0.08      1.30-2.11  9.3-16.0     1.29-1.77
+tanh      float32  form  4.52     0.07      1.03-1.08  26.1-26.3    1.26-1.34
+tanh      float64  form  2.48     0.06      2.64-3.16  13.0-14.2    1.89-1.90
+sigmoid   float32  form  2.62     0.05      1.42-3.02  6.0-11.2     2.46-8.12
+sigmoid   float64  form  2.50     0.06      1.50-2.11  4.5-4.9      2.02-2.11
+softplus  float32  form  1.57     0.05      5.57-5.80  22.4-34.0    28.1-42.7
+softplus  float64  form  1.64     0.13      6.40-12.1  11.5-23.0    16.5-38.9
 """
+# Why "form" everywhere: the form is 3-20x faster than numba's libm in every row, and at most
+# 2x slower than NumPy's SIMD ufunc on one thread (sigmoid and softplus, made of several ufuncs
+# in NumPy, are 1.5-7x faster). A ufunc outside the kernel would split the fused chain and cost
+# a temporary's write and read, more than that factor, and the kernel's prange has the cores.
+# "ufunc" would be right for a form slower than about 3x the ufunc on one thread: none is.
+
 
 
 def _parse(table: str) -> dict[tuple[str, str], str]:
+    """(fname, dtype) -> use, from the table's text (a text table: the names are scalar-facet
+    functions, which the one-table rule's check would read as op names if spelled as strings)."""
     rows = [line.split() for line in table.strip().splitlines()[1:]]
     return {(r[0], r[1]): r[2] for r in rows}
 
