@@ -104,7 +104,9 @@ def test_a_chain_with_row_reductions_and_sinks_at_size(dtype, tmp_path):
 
 def test_the_kernel_is_one_pass_written_from_the_program(tmp_path):
     text = compile_source(LAYER, backend="numba", path="layer.tl")
-    assert "@numba.njit(parallel=True, nogil=True, cache=True, error_model=\"numpy\")" in text
+    assert '@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})' in text
+    assert "_tl_sigmoid_f32(y[" in text and "_tl_softplus_f32(" in text  # whole-op forms, not templates
+    assert "_tl_tanh_f32(" in text and "np.tanh" not in text and "np.exp(" not in text
     assert "numba.prange(nblocks)" in text
     assert "np.float32(4.0)" in text or "np.float32(0.25)" in text  # constants typed: f32 stays f32
     assert "# layer.tl:4" in text  # each step says where it comes from

@@ -137,6 +137,18 @@ SCALAR_FUNCTIONS = ("exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan",
                     "polygamma", "i0", "i1", "i0e", "i1e")
 
 
+class Scalar:
+    """The scalar language's words that code outside primitives/ names (kernels/program.py and
+    the kernel writers): several are also op names, which only primitives/ may spell."""
+
+    CAST = "cast"      # cast(a): to the expression's dtype
+    SELECT = "select"  # select(c, a, b): c ? a : b
+    MAX = "max"        # NaN-propagating, as NumPy's maximum
+    MIN = "min"
+    SIGN = "sign"
+    FABS = "fabs"
+
+
 # scalar function -> its numba text over {0}, {1} ({t}: the numpy type name of the result)
 NUMBA_FUNCTIONS = {  # the numba backend's text of each (kernels/numba_writer.py; one table)
     "exp": "np.exp({0})", "log": "np.log({0})", "log1p": "np.log1p({0})", "expm1": "np.expm1({0})",

@@ -144,6 +144,98 @@ def _sub_label(p, labels, out=None, inplace=False):
     return out
 
 
+@numba.extending.intrinsic
+def _tl_bits(typingctx, x):
+    """The bit pattern of a float as the signed integer of its width."""
+    width = {numba.types.float32: numba.types.int32, numba.types.float64: numba.types.int64}
+    if x not in width:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(sig.return_type))
+    return width[x](x), codegen
+
+
+@numba.extending.intrinsic
+def _tl_f32(typingctx, i):
+    """The float32 whose bit pattern is the low 32 bits of the integer i."""
+    if not isinstance(i, numba.types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32 = context.get_value_type(numba.types.int32)
+        v = builder.trunc(args[0], i32) if i.bitwidth > 32 else args[0]
+        return builder.bitcast(v, context.get_value_type(numba.types.float32))
+    return numba.types.float32(i), codegen
+
+
+@numba.extending.intrinsic
+def _tl_f64(typingctx, i):
+    """The float64 whose bit pattern is the integer i (64 bits)."""
+    if not isinstance(i, numba.types.Integer) or i.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(numba.types.float64))
+    return numba.types.float64(i), codegen
+
+
+@numba.extending.intrinsic
+def _tl_pow2(typingctx, n):
+    """2.0 ** n for an integer-valued float n in the normal exponent range. n + 1.5 * 2**m (m
+    the mantissa width) holds n in its low bits, so the exponent field is built with integer
+    adds and a shift, no float-to-int conversion (which AVX2 lacks for 64 bits)."""
+    if n not in (numba.types.float32, numba.types.float64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        single = sig.return_type == numba.types.float32
+        fty = context.get_value_type(sig.return_type)
+        ity = context.get_value_type(numba.types.int32 if single else numba.types.int64)
+        mant, bias = (23, 127) if single else (52, 1023)
+        magic_bits = 0x4B400000 if single else 0x4338000000000000
+        t = builder.fadd(args[0], fty(1.5 * 2.0 ** mant))
+        e = builder.add(builder.bitcast(t, ity), ity(bias - magic_bits))
+        return builder.bitcast(builder.shl(e, ity(mant)), fty)
+    return n(n), codegen
+
+
+@numba.njit(inline="always")
+def _tl_exp_f32(x):
+    # exp(x) = 2**n exp(r), |r| <= ln2/2; 2**n is applied as two normal factors so that results
+    # in the subnormals round once and results past the largest float overflow to inf
+    t = np.float32(-104.0) if x < np.float32(-104.0) else x
+    t = np.float32(89.0) if t > np.float32(89.0) else t
+    n = (t * np.float32(1.4426950408889634) + np.float32(12582912.0)) - np.float32(12582912.0)
+    r = (t - n * np.float32(0.693359375)) - n * np.float32(-0.00021219444)
+    em = r + r * r * (np.float32(0.5) + r * (np.float32(0.16666666666666666) + r * (np.float32(0.041666666666666664) + r * (np.float32(0.008333333333333333) + r * (np.float32(0.001388888888888889) + r * (np.float32(0.0001984126984126984)))))))
+    n1 = (n * np.float32(0.5) + np.float32(12582912.0)) - np.float32(12582912.0)
+    y = (np.float32(1.0) + em) * _tl_pow2(n1) * _tl_pow2(n - n1)
+    return x if x != x else y
+
+
+@numba.njit(inline="always")
+def _tl_log_f32(x):
+    # x = 2**k (1 + f); subnormals are scaled into the normals first
+    sub = x < np.float32(1.17549435e-38)
+    u = x * np.float32(33554432.0) if sub else x
+    iu = _tl_bits(u) + (0x3f800000 - 0x3f3504f3)
+    k = _tl_f32((iu >> 23) | 0x4b000000) - np.float32(8388735.0)
+    f = _tl_f32((iu & 0x007fffff) + 0x3f3504f3) - np.float32(1.0)
+    s = f / (np.float32(2.0) + f)
+    z = s * s
+    w = z * z
+    t1 = w * (np.float32(0.40000972152) + w * np.float32(0.24279078841))
+    t2 = z * (np.float32(0.66666662693) + w * np.float32(0.28498786688))
+    hfsq = np.float32(0.5) * f * f
+    tail = s * (hfsq + (t1 + t2))
+    k = k - np.float32(25.0) if sub else k
+    y = (k * np.float32(0.69313812256) + ((tail + k * np.float32(9.0580006145e-06)) - hfsq + f))
+    y = -np.float32(np.inf) if x == np.float32(0.0) else y
+    y = np.float32(np.nan) if x < np.float32(0.0) else y
+    return x if not (x < np.float32(np.inf)) else y
+
+
 def mlp(x, labels, w1, b1, w2, b2):
     """mlp(x: f32[B, 784], labels: i64[B], w1: f32[784, 256], b1: f32[256], w2: f32[256, 10], b2: f32[10]) -> f32
 
@@ -350,7 +442,7 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         return (d_w1, d_b1, d_w2, d_b2)
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_k0(t_1, b1, h, n0):
     """mlp's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
@@ -377,7 +469,7 @@ def _mlp_k0(t_1, b1, h, n0):
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_k1(t_1_1, b2, logits, t, t_1, n0):
     """mlp's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
@@ -403,10 +495,10 @@ def _mlp_k1(t_1_1, b2, logits, t, t_1, n0):
                 for j1 in range(10):
                     logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
                     t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-                    t_7 = np.exp(t_6)  # cases/mlp.tl:6
+                    t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
                     t_8 += t_7  # cases/mlp.tl:6
                 # stage 2: over the row
-                t_9 = np.log(np.float32(t_8))  # cases/mlp.tl:6
+                t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
                 t_1[j0, 0] = t_9
     else:
         for blk in range(nblocks):
@@ -428,15 +520,15 @@ def _mlp_k1(t_1_1, b2, logits, t, t_1, n0):
                 for j1 in range(10):
                     logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
                     t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-                    t_7 = np.exp(t_6)  # cases/mlp.tl:6
+                    t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
                     t_8 += t_7  # cases/mlp.tl:6
                 # stage 2: over the row
-                t_9 = np.log(np.float32(t_8))  # cases/mlp.tl:6
+                t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
                 t_1[j0, 0] = t_9
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_k2(t_4, t_2, t_3, n0):
     """mlp's fused loop (cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
@@ -468,7 +560,7 @@ def _mlp_k2(t_4, t_2, t_3, n0):
     return (acc_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_grad_k0(t_1, b1, h, n0):
     """mlp_grad's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
@@ -495,7 +587,7 @@ def _mlp_grad_k0(t_1, b1, h, n0):
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_grad_k1(t_1_1, b2, logits, t, t_1, t_2, n0):
     """mlp_grad's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
@@ -521,15 +613,15 @@ def _mlp_grad_k1(t_1_1, b2, logits, t, t_1, t_2, n0):
                 for j1 in range(10):
                     logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
                     t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-                    t_8 = np.exp(t_7)  # cases/mlp.tl:6
+                    t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
                     t_9 += t_8  # cases/mlp.tl:6
                 # stage 2: over 10
-                t_10 = np.log(np.float32(t_9))  # cases/mlp.tl:6
+                t_10 = _tl_log_f32(np.float32(t_9))  # cases/mlp.tl:6
                 t_1[j0, 0] = t_10
                 for j1 in range(10):
                     logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
                     t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-                    t_8 = np.exp(t_7)  # cases/mlp.tl:6
+                    t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
                     t_11 = (t_8 / np.float32(t_9))  # cases/mlp.tl:6
                     t_2[j0, j1] = t_11
     else:
@@ -552,21 +644,21 @@ def _mlp_grad_k1(t_1_1, b2, logits, t, t_1, t_2, n0):
                 for j1 in range(10):
                     logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
                     t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-                    t_8 = np.exp(t_7)  # cases/mlp.tl:6
+                    t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
                     t_9 += t_8  # cases/mlp.tl:6
                 # stage 2: over 10
-                t_10 = np.log(np.float32(t_9))  # cases/mlp.tl:6
+                t_10 = _tl_log_f32(np.float32(t_9))  # cases/mlp.tl:6
                 t_1[j0, 0] = t_10
                 for j1 in range(10):
                     logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
                     t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-                    t_8 = np.exp(t_7)  # cases/mlp.tl:6
+                    t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
                     t_11 = (t_8 / np.float32(t_9))  # cases/mlp.tl:6
                     t_2[j0, j1] = t_11
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_grad_k2(t_6, t_2, t_3, t_7, t_8, d_logits, n0):
     """mlp_grad's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
@@ -611,7 +703,7 @@ def _mlp_grad_k2(t_6, t_2, t_3, t_7, t_8, d_logits, n0):
     return (acc_p, d_b2_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_grad_k3(h, d_h, t, n0):
     """mlp_grad's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
@@ -645,7 +737,7 @@ def _mlp_grad_k3(h, d_h, t, n0):
     return (d_b1_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_grad_fwd_k0(t_1, b1, h, n0):
     """mlp_grad_fwd's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
@@ -672,7 +764,7 @@ def _mlp_grad_fwd_k0(t_1, b1, h, n0):
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_grad_fwd_k1(t_1_1, b2, logits, t, t_1, n0):
     """mlp_grad_fwd's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
@@ -698,10 +790,10 @@ def _mlp_grad_fwd_k1(t_1_1, b2, logits, t, t_1, n0):
                 for j1 in range(10):
                     logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
                     t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-                    t_7 = np.exp(t_6)  # cases/mlp.tl:6
+                    t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
                     t_8 += t_7  # cases/mlp.tl:6
                 # stage 2: over the row
-                t_9 = np.log(np.float32(t_8))  # cases/mlp.tl:6
+                t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
                 t_1[j0, 0] = t_9
     else:
         for blk in range(nblocks):
@@ -723,15 +815,15 @@ def _mlp_grad_fwd_k1(t_1_1, b2, logits, t, t_1, n0):
                 for j1 in range(10):
                     logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
                     t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-                    t_7 = np.exp(t_6)  # cases/mlp.tl:6
+                    t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
                     t_8 += t_7  # cases/mlp.tl:6
                 # stage 2: over the row
-                t_9 = np.log(np.float32(t_8))  # cases/mlp.tl:6
+                t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
                 t_1[j0, 0] = t_9
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_grad_fwd_k2(t_4, t_2, t_3, n0):
     """mlp_grad_fwd's fused loop (cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
@@ -763,7 +855,7 @@ def _mlp_grad_fwd_k2(t_4, t_2, t_3, n0):
     return (acc_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_grad_bwd_k0(logits, t, n0):
     """mlp_grad_bwd's fused loop (cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
@@ -785,12 +877,12 @@ def _mlp_grad_bwd_k0(logits, t, n0):
                 t_4 = (t_1 if t_3 else np.float32(0.0))  # cases/mlp.tl:6
                 for j1 in range(10):
                     t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-                    t_6 = np.exp(t_5)  # cases/mlp.tl:6
+                    t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
                     t_7 += t_6  # cases/mlp.tl:6
                 # stage 2: over 10
                 for j1 in range(10):
                     t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-                    t_6 = np.exp(t_5)  # cases/mlp.tl:6
+                    t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
                     t_8 = (t_6 / np.float32(t_7))  # cases/mlp.tl:6
                     t[j0, j1] = t_8
     else:
@@ -809,18 +901,18 @@ def _mlp_grad_bwd_k0(logits, t, n0):
                 t_4 = (t_1 if t_3 else np.float32(0.0))  # cases/mlp.tl:6
                 for j1 in range(10):
                     t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-                    t_6 = np.exp(t_5)  # cases/mlp.tl:6
+                    t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
                     t_7 += t_6  # cases/mlp.tl:6
                 # stage 2: over 10
                 for j1 in range(10):
                     t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-                    t_6 = np.exp(t_5)  # cases/mlp.tl:6
+                    t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
                     t_8 = (t_6 / np.float32(t_7))  # cases/mlp.tl:6
                     t[j0, j1] = t_8
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_grad_bwd_k1(t, t_2, d_logits, n0):
     """mlp_grad_bwd's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
@@ -852,7 +944,7 @@ def _mlp_grad_bwd_k1(t, t_2, d_logits, n0):
     return (d_b2_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_grad_bwd_k2(h, d_h, t, n0):
     """mlp_grad_bwd's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0

@@ -123,6 +123,76 @@ def _logsumexp(x, axis, keepdims):
     return out[()]
 
 
+@numba.extending.intrinsic
+def _tl_bits(typingctx, x):
+    """The bit pattern of a float as the signed integer of its width."""
+    width = {numba.types.float32: numba.types.int32, numba.types.float64: numba.types.int64}
+    if x not in width:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(sig.return_type))
+    return width[x](x), codegen
+
+
+@numba.extending.intrinsic
+def _tl_f32(typingctx, i):
+    """The float32 whose bit pattern is the low 32 bits of the integer i."""
+    if not isinstance(i, numba.types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        i32 = context.get_value_type(numba.types.int32)
+        v = builder.trunc(args[0], i32) if i.bitwidth > 32 else args[0]
+        return builder.bitcast(v, context.get_value_type(numba.types.float32))
+    return numba.types.float32(i), codegen
+
+
+@numba.extending.intrinsic
+def _tl_f64(typingctx, i):
+    """The float64 whose bit pattern is the integer i (64 bits)."""
+    if not isinstance(i, numba.types.Integer) or i.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(numba.types.float64))
+    return numba.types.float64(i), codegen
+
+
+@numba.extending.intrinsic
+def _tl_pow2(typingctx, n):
+    """2.0 ** n for an integer-valued float n in the normal exponent range. n + 1.5 * 2**m (m
+    the mantissa width) holds n in its low bits, so the exponent field is built with integer
+    adds and a shift, no float-to-int conversion (which AVX2 lacks for 64 bits)."""
+    if n not in (numba.types.float32, numba.types.float64):
+        return None
+
+    def codegen(context, builder, sig, args):
+        single = sig.return_type == numba.types.float32
+        fty = context.get_value_type(sig.return_type)
+        ity = context.get_value_type(numba.types.int32 if single else numba.types.int64)
+        mant, bias = (23, 127) if single else (52, 1023)
+        magic_bits = 0x4B400000 if single else 0x4338000000000000
+        t = builder.fadd(args[0], fty(1.5 * 2.0 ** mant))
+        e = builder.add(builder.bitcast(t, ity), ity(bias - magic_bits))
+        return builder.bitcast(builder.shl(e, ity(mant)), fty)
+    return n(n), codegen
+
+
+@numba.njit(inline="always")
+def _tl_exp_f64(x):
+    # exp(x) = 2**n exp(r), |r| <= ln2/2; 2**n is applied as two normal factors so that results
+    # in the subnormals round once and results past the largest float overflow to inf
+    t = -746.0 if x < -746.0 else x
+    t = 710.0 if t > 710.0 else t
+    n = (t * 1.4426950408889634 + np.float64(6755399441055744.0)) - np.float64(6755399441055744.0)
+    r = (t - n * 0.6931471803691238) - n * 1.9082149292705877e-10
+    em = r + r * r * (0.5 + r * (0.16666666666666666 + r * (0.041666666666666664 + r * (0.008333333333333333 + r * (0.001388888888888889 + r * (0.0001984126984126984 + r * (2.48015873015873e-05 + r * (2.7557319223985893e-06 + r * (2.755731922398589e-07 + r * (2.505210838544172e-08 + r * (2.08767569878681e-09 + r * (1.6059043836821613e-10))))))))))))
+    n1 = (n * 0.5 + np.float64(6755399441055744.0)) - np.float64(6755399441055744.0)
+    y = (1.0 + em) * _tl_pow2(n1) * _tl_pow2(n - n1)
+    return x if x != x else y
+
+
 def stats(x):
     """stats(x: f64[N, M, K]) -> f64
 
@@ -317,7 +387,7 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         return (d_x,)
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _stats_k0(x, m, n0, n1, n2):
     """stats's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
@@ -421,7 +491,7 @@ def _stats_k0(x, m, n0, n1, n2):
     return (acc_p, acc_1_p, acc_2_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _stats_grad_k0(x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2):
     """stats_grad's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
@@ -601,7 +671,7 @@ def _stats_grad_k0(x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2):
     return (acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _stats_grad_k2(t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2):
     """stats_grad's fused loop (cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
@@ -621,7 +691,7 @@ def _stats_grad_k2(t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2):
                         t_4 = (t_15[0, j1, j2] if t_3 else 0.0)  # cases/reductions.tl:5
                         t[j0, j1, j2] = t_4
                         t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                        t_7 = np.exp(t_5)  # cases/reductions.tl:5
+                        t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
                         t_1[j0, j1, j2] = t_7
                         t_8 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
                         t_9 = np.float64(t_8)  # cases/reductions.tl:5
@@ -647,7 +717,7 @@ def _stats_grad_k2(t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2):
                         t_4 = (t_15[0, j1, j2] if t_3 else 0.0)  # cases/reductions.tl:5
                         t[j0, j1, j2] = t_4
                         t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                        t_7 = np.exp(t_5)  # cases/reductions.tl:5
+                        t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
                         t_1[j0, j1, j2] = t_7
                         t_8 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
                         t_9 = np.float64(t_8)  # cases/reductions.tl:5
@@ -662,7 +732,7 @@ def _stats_grad_k2(t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2):
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _stats_grad_k3(t_21, t_4, t, t_1, n0, n1, n2):
     """stats_grad's fused loop (cases/reductions.tl:4): one pass over the rows."""
     n_rows = n0
@@ -711,7 +781,7 @@ def _stats_grad_k3(t_21, t_4, t, t_1, n0, n1, n2):
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _stats_grad_k1(t_15, t_7, t_14, t_18, t_19, t_20, t_22, t_23, t_9, t_24, d_x, add_d_x, n0, n1, n2):
     """stats_grad's fused loop (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
@@ -758,7 +828,7 @@ def _stats_grad_k1(t_15, t_7, t_14, t_18, t_19, t_20, t_22, t_23, t_9, t_24, d_x
     return ()
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _stats_grad_fwd_k0(x, m, t, t_1, t_2, t_3, t_4, n0, n1, n2):
     """stats_grad_fwd's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
@@ -874,7 +944,7 @@ def _stats_grad_fwd_k0(x, m, t, t_1, t_2, t_3, t_4, n0, n1, n2):
     return (acc_p, acc_1_p, acc_2_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _stats_grad_bwd_k0(x, t, t_1, n0, n1, n2):
     """stats_grad_bwd's fused loop (cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
@@ -914,7 +984,7 @@ def _stats_grad_bwd_k0(x, t, t_1, n0, n1, n2):
     return (acc_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _stats_grad_bwd_k2(t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, r1, t, t_1, t_2, t_3, t_4, n0, n1, n2):
     """stats_grad_bwd's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
@@ -937,7 +1007,7 @@ def _stats_grad_bwd_k2(t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, 
                         t_7 = (t_4_1[0, j1, j2] if t_5 else 0.0)  # cases/reductions.tl:5
                         t[j0, j1, j2] = t_7
                         t_8 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
-                        t_9 = np.exp(t_8)  # cases/reductions.tl:5
+                        t_9 = _tl_exp_f64(t_8)  # cases/reductions.tl:5
                         t_10 = (seed * t_9)  # cases/reductions.tl:5
                         t_1[j0, j1, j2] = t_10
                         t_11 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
@@ -983,7 +1053,7 @@ def _stats_grad_bwd_k2(t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, 
                         t_7 = (t_4_1[0, j1, j2] if t_5 else 0.0)  # cases/reductions.tl:5
                         t[j0, j1, j2] = t_7
                         t_8 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
-                        t_9 = np.exp(t_8)  # cases/reductions.tl:5
+                        t_9 = _tl_exp_f64(t_8)  # cases/reductions.tl:5
                         t_10 = (seed * t_9)  # cases/reductions.tl:5
                         t_1[j0, j1, j2] = t_10
                         t_11 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
@@ -1016,7 +1086,7 @@ def _stats_grad_bwd_k2(t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, 
     return (d_m_p, )
 
 
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy")
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _stats_grad_bwd_k1(t_4, t_1, t_3, t_10, seed, t_11, t_12, t_15, r2, t_14_1, t_16_1, d_x, add_d_x, n0, n1, n2):
     """stats_grad_bwd's fused loop (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0

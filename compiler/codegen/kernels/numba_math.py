@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ...primitives.common import SCALAR_FUNCTIONS
+
 
 @dataclass(frozen=True)
 class Form:
@@ -394,6 +396,9 @@ def _parse(table: str) -> dict[tuple[str, str], str]:
 
 
 USE: dict[tuple[str, str], str] = _parse(DECISIONS)
+# the whole primitives with forms of their own (not scalar-facet functions): the numba backend
+# keeps them unexpanded (passes/expand.py) so a kernel calls the form
+WHOLE = frozenset(f for f, _ in FORMS) - frozenset(SCALAR_FUNCTIONS)
 
 
 def call(fname: str, dtype: str, args) -> str | None:

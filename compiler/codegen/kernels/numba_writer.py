@@ -26,18 +26,15 @@ from __future__ import annotations
 from typing import Callable
 
 from ...core.types import Dim, DType
-from ...primitives.common import NUMBA_FUNCTIONS
+from ...core.primitive import ops
+from ...primitives.common import NUMBA_FUNCTIONS, Scalar
+from . import numba_math
 from . import program as P
 
 FUNCTIONS = NUMBA_FUNCTIONS  # (primitives/common.py: the scalar language's vocabulary lives there)
 # the rest of SCALAR_FUNCTIONS (j0, j1, erfinv, erfcx, ndtr, digamma, ...) are scipy.special's:
 # an op calling one stays the NumPy backend's call outside the kernel (program.rules)
-SCALAR_SET = frozenset(FUNCTIONS) | {"select", "cast"}
-
-try:  # vectorisable forms (branch numbamath): call(fname, dtype, args) -> text | None
-    from . import numba_math as _forms  # type: ignore
-except ImportError:  # pragma: no cover - until that branch is merged
-    _forms = None
+SCALAR_SET = frozenset(FUNCTIONS) | {Scalar.SELECT, Scalar.CAST}
 
 RULES = P.rules(SCALAR_SET)
 PARALLEL_ELEMENTS = 1 << 19  # a kernel over fewer elements runs its blocks on the calling thread
@@ -100,18 +97,26 @@ class NumbaKernel:
                 return f"np.{e.dtype.numpy_name}(np.trunc({a} / {b}))"
             return f"({a} {op} {b})"
         args = [self.expr(a) for a in e.args]
-        if e.fn == "select":
+        if e.fn == Scalar.SELECT:
             return f"({args[1]} if {args[0]} else {args[2]})"
-        if e.fn == "cast":
+        if e.fn == Scalar.CAST:
             return f"np.{e.dtype.numpy_name}({args[0]})"
-        if _forms is not None and e.dtype.is_float:
-            text = _forms.call(e.fn, e.dtype.numpy_name, args)
-            if text is not None and not text.startswith("np."):
-                self.uses_form(text.split("(")[0])
-                return text
-        if e.fn in ("erf", "erfc", "lgamma"):
-            self.math = True
-        return FUNCTIONS[e.fn].format(*args, t=e.dtype.numpy_name)
+        return self.call(e.fn, e.dtype, args) or self.table(e.fn, e.dtype, args)
+
+    def call(self, fname: str, dt: DType, args) -> str | None:
+        """fname(args) as a vectorisable form's call (numba_math.py), or None: the table's text."""
+        if not dt.is_float:
+            return None
+        text = numba_math.call(fname, dt.numpy_name, args)
+        if text is None or text.startswith("np."):
+            return None
+        self.uses_form(text.split("(")[0])
+        return text
+
+    def table(self, fname: str, dt: DType, args) -> str:
+        text = FUNCTIONS[fname]
+        self.math |= "math." in text  # (erf, erfc, lgamma: the math module's float64 functions)
+        return text.format(*args, t=dt.numpy_name)
 
     @staticmethod
     def scalar_acc(shape) -> bool:
@@ -191,33 +196,40 @@ class NumbaKernel:
         body += ["        " + line for line in loop]
         body.append("return (" + "".join(f"{s.name}_p, " for s in p.sinks) + ")")
         head = [
-            "@numba.njit(parallel=True, nogil=True, cache=True, error_model=\"numpy\")",  # (IEEE: x / 0 is inf, never an exception)
+            f"@numba.njit(parallel=True, nogil=True, cache=True, {numba_math.KERNEL_FLAGS})",
             f"def {self.name}({', '.join(params)}):",
             f'    """{self.fn_name}\'s fused loop ({", ".join(p.places)}): one pass over the rows."""',
         ]
         return "\n".join(head + ["    " + line for line in body]) + "\n", params
 
     def identity(self, op: str, dt: DType) -> str:
-        if op == "sum":
+        if op == ops.sum.name:
             return self.const(P.Const(0, dt))
-        if op == "prod":
+        if op == ops.prod.name:
             return self.const(P.Const(1, dt))
         if dt.is_float:
-            return self.const(P.Const(float("-inf") if op == "max" else float("inf"), dt))
+            return self.const(P.Const(float("-inf") if op == ops.max.name else float("inf"), dt))
         info = {DType.I64: (-2 ** 63, 2 ** 63 - 1), DType.I32: (-2 ** 31, 2 ** 31 - 1), DType.BOOL: (0, 1)}[dt]
-        return self.const(P.Const(info[0] if op == "max" else info[1], dt))
+        return self.const(P.Const(info[0] if op == ops.max.name else info[1], dt))
 
     def combine(self, op: str, acc: str, value: str) -> str:
-        if op == "sum":
+        if op == ops.sum.name:
             return f"{acc} += {value}"
-        if op == "prod":
+        if op == ops.prod.name:
             return f"{acc} *= {value}"
-        return f"{acc} = np.{'maximum' if op == 'max' else 'minimum'}({acc}, {value})"
+        return f"{acc} = " + FUNCTIONS[Scalar.MAX if op == ops.max.name else Scalar.MIN].format(acc, value)
+
+    def whole(self, s: P.Step) -> str | None:
+        """A member whose whole op has a form (sigmoid, softplus) as that form's call, not its
+        scalar template expanded (the form is faster and as accurate: numba_math.py)."""
+        if not s.args or not s.node.op.elementwise or any(a.dtype != s.dtype for a in s.args):
+            return None
+        return self.call(s.node.op.name, s.dtype, [self.expr(a) for a in s.args])
 
     def step(self, s, outs) -> list[str]:
         where = f"  # {s.where}" if s.node.span else ""
         if isinstance(s, P.Step):
-            return [f"{s.name} = {self.expr(s.expr)}{where}"]
+            return [f"{s.name} = {self.whole(s) or self.expr(s.expr)}{where}"]
         if isinstance(s, P.Reduce):
             target = s.name if self.scalar_acc(s.shape) else f"{s.name}[{self.index(s.index[1:])}]"
             return [self.combine(s.op, target, self.expr(s.value)) + where]
@@ -238,7 +250,7 @@ class NumbaKernel:
         o = outs[s.output]
         r = self.reduces[s.value.name]
         lines, depth = [], 0
-        idx = ["j0"]
+        idx = [self.axes[0]]
         for a, d in enumerate(r.shape[1:], start=1):
             if d == 1:
                 idx.append("0")
@@ -274,4 +286,4 @@ def reserved() -> tuple[str, ...]:
 
 def form_sources(names) -> str:
     """The definitions of the vectorisable forms the kernels call (numba_math.py), each once."""
-    return _forms.source(sorted(names))
+    return numba_math.source(sorted(names))

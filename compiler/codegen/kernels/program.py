@@ -37,10 +37,12 @@ Interface (stable: later additions are new fields, never renames)
       space: tuple of dims (rows first). A step's values are scalars at one point of it.
 
     The step kinds (each with .name and .dtype, node and `where`, the node's `file.tl:LINE`):
-      Step(name, expr, dtype, node, recomputed)
+      Step(name, expr, dtype, node, recomputed, args)
             name = expr. recomputed: a repeat in a later stage of a step an earlier stage
             computed (the value is needed again at each point; recomputing is cheaper than
-            storing it); it has the same name and expr as the first.
+            storing it); it has the same name and expr as the first. args: an elementwise
+            member's operands as SExprs (node.op over them is the step: a backend with its own
+            form of the whole op, numba's sigmoid, may write that instead of expr).
       Reduce(name, op, value, axes, index, shape, dtype, acc_dtype, node)
             a reduction over trailing axes of the stage (op "sum" | "max" | "min" | "prod"),
             of `value` (an SExpr at each point); its result has the node's shape (rows first,
@@ -90,7 +92,7 @@ from typing import Callable, Iterable
 from ...core.ir import Node
 from ...core.primitive import Kind, ops
 from ...core.types import Dim, DType
-from ...primitives.common import SCALAR_FUNCTIONS
+from ...primitives.common import SCALAR_FUNCTIONS, Scalar
 from ..fused.plan import Kernel, PlanRules
 from ..names import Names, place
 
@@ -174,6 +176,7 @@ class Step:
     dtype: DType
     node: Node
     recomputed: bool = False
+    args: tuple = ()  # an elementwise member's operands as SExprs (a backend with a form of the whole op uses them)
 
     @property
     def where(self) -> str:
@@ -254,7 +257,7 @@ class Program:
 # ---- which nodes may join (the compiled backends' predicate for plan()) -----------------------------------
 def _reduction(n: Node) -> str | None:
     """The reduction a node is, by its record: "sum", "max", "min", "prod" (None: another op)."""
-    return {ops.sum: "sum", ops.max: "max", ops.min: "min", ops.prod: "prod"}.get(n.op)
+    return n.op.name if n.op in (ops.sum, ops.max, ops.min, ops.prod) else None
 
 
 def calls(template: str) -> set[str]:
@@ -279,7 +282,7 @@ def rules(functions: Iterable[str]) -> PlanRules:
 
     def sink(n: Node) -> bool:
         x = n.inputs[0] if n.inputs else None
-        return (_reduction(n) in ("sum", "max", "min") and 0 in n.attr("axes") and x.type.rank >= 1
+        return (n.op in (ops.sum, ops.max, ops.min) and 0 in n.attr("axes") and x.type.rank >= 1
                 and x.shape[0] != 1 and floats_ok(n))
 
     return PlanRules(member, sink)
@@ -301,7 +304,7 @@ class _Lit:
 
 def parse(template: str, fill: Callable[[str], object]) -> object:
     """The template as an untyped tree: placeholders replaced by fill(name), numbers as _Lit,
-    operators as ("bin", op, a, b) / ("un", op, a) / ("call", fn, args)."""
+    operators as ("bin", op, a, b) / ("un", op, a) / ("fn", fn, args)."""
     tokens = []
     pos = 0
     while pos < len(template):
@@ -340,7 +343,7 @@ def parse(template: str, fill: Callable[[str], object]) -> object:
                     take()
                     args.append(expr(0))
             assert take() == ("op", ")"), template
-            return ("call", v, args)
+            return ("fn", v, args)
         if (kind, v) == ("op", "("):
             e = expr(0)
             assert take() == ("op", ")"), template
@@ -381,8 +384,8 @@ def _all_literal(e) -> bool:
             return _all_literal(e[2])
         if e[0] == "bin":
             return _all_literal(e[2]) and _all_literal(e[3])
-        if e[0] == "call":
-            return e[1] != "cast" and all(_all_literal(a) for a in e[2])
+        if e[0] == "fn":
+            return e[1] != Scalar.CAST and all(_all_literal(a) for a in e[2])
     return False
 
 
@@ -413,17 +416,17 @@ def typed(e, want: DType, cast_to: DType | None = None):
         a, b = _pair(e[2], e[3], want if op not in _COMPARE else None)
         return Binary(op, a, b, DType.BOOL if op in _COMPARE else a.dtype)
     fn, args = e[1], e[2]
-    if fn == "cast":
+    if fn == Scalar.CAST:
         a = typed(args[0], want)
-        return Call("cast", (a,), cast_to or want)
-    if fn == "select":
+        return Call(Scalar.CAST, (a,), cast_to or want)
+    if fn == Scalar.SELECT:
         c = typed(args[0], DType.BOOL)
         a, b = _pair(args[1], args[2], want)
-        return Call("select", (c, a, b), a.dtype)
+        return Call(Scalar.SELECT, (c, a, b), a.dtype)
     known = [typed(a, want) for a in args if _typed_known(a)]
     dt = known[0].dtype if known else want
     out = tuple(typed(a, dt) for a in args)
-    return Call(fn, out, dt if dt.is_float or fn in ("fabs", "max", "min", "sign") else want)
+    return Call(fn, out, dt if dt.is_float or fn in (Scalar.FABS, Scalar.MAX, Scalar.MIN, Scalar.SIGN) else want)
 
 
 def _pair(x, y, want):
@@ -448,7 +451,7 @@ def text(e) -> str:
         return f"{e.op}({text(e.a)})"
     if isinstance(e, Binary):
         return f"({text(e.a)} {e.op} {text(e.b)})"
-    if e.fn == "cast":
+    if e.fn == Scalar.CAST:
         return f"cast({text(e.args[0])}, {e.dtype.short})"
     return f"{e.fn}({', '.join(text(a) for a in e.args)})"
 
@@ -483,7 +486,7 @@ def _acc_dtype(op: str, dt: DType) -> DType:
     # f32 sums and products accumulate in f64: a row of 10^4 values or a total over 10^6 stays
     # within 1e-7 of the exact value (NumPy's pairwise f32 sum is about as good; a plain f32
     # loop is not), at the price of a conversion per element
-    if op in ("sum", "prod"):
+    if op in (ops.sum.name, ops.prod.name):
         if dt.is_float:
             return DType.F64
         return DType.I64 if dt in (DType.BOOL, DType.I32, DType.I64) else dt
@@ -544,8 +547,8 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
             return Ref(step_name[i.id], i.dtype)
         return Load(operand(i), _compose(_input_index(i, n), n, space), i.dtype)
 
-    def expr_of(n: Node, s: int):
-        args = [ref(i, n, s) for i in n.inputs]
+    def expr_of(n: Node, s: int, args=None):
+        args = [ref(i, n, s) for i in n.inputs] if args is None else args
         attrs = n.attr_dict
 
         def fill(key: str):
@@ -556,12 +559,12 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
 
         e = typed(parse(n.op.scalar, fill), n.dtype, cast_to=attrs.get("dtype") if isinstance(attrs.get("dtype"), DType) else None)
         if e.dtype != n.dtype:
-            e = Call("cast", (e,), n.dtype)
+            e = Call(Scalar.CAST, (e,), n.dtype)
         return e
 
     def recompute(m: Node, s: int) -> None:
-        expr = expr_of(m, s)
-        stages[s].steps.append(Step(step_name[m.id], expr, m.dtype, m, recomputed=True))
+        args = tuple(ref(i, m, s) for i in m.inputs)
+        stages[s].steps.append(Step(step_name[m.id], expr_of(m, s, args), m.dtype, m, recomputed=True, args=args))
         computed[s].add(m.id)
 
     def new_stage(space) -> int:
@@ -653,7 +656,7 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
                 else:
                     row_level.add(n.id)
                     home[n.id] = s
-                    e = value if value.dtype == n.dtype else Call("cast", (value,), n.dtype)
+                    e = value if value.dtype == n.dtype else Call(Scalar.CAST, (value,), n.dtype)
                     stages[s].row_steps.append(Step(step_name[n.id], e, n.dtype, n))
                     store_of(n, s, Ref(step_name[n.id], n.dtype))
                 continue
@@ -685,7 +688,8 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
                 s = new_stage(None)
             row_level.add(n.id)
             home[n.id] = s
-            stages[s].row_steps.append(Step(step_name[n.id], expr_of(n, s), n.dtype, n))
+            args = tuple(ref(i, n, s) for i in n.inputs)
+            stages[s].row_steps.append(Step(step_name[n.id], expr_of(n, s, args), n.dtype, n, args=args))
             store_of(n, s, Ref(step_name[n.id], n.dtype))
             continue
         s = last_fits(n.shape, at, exact=False)
@@ -698,7 +702,8 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
         if stages[s].space is None:
             stages[s].space = tuple(n.shape)
         home[n.id] = s
-        stages[s].steps.append(Step(step_name[n.id], expr_of(n, s), n.dtype, n))
+        args = tuple(ref(i, n, s) for i in n.inputs)
+        stages[s].steps.append(Step(step_name[n.id], expr_of(n, s, args), n.dtype, n, args=args))
         computed[s].add(n.id)
         store_of(n, s, Ref(step_name[n.id], n.dtype))
     for st in stages:
