@@ -442,6 +442,18 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         return (d_w1, d_b1, d_w2, d_b2)
 
 
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_k0_rows(blk, block, n_rows, t_1, b1, h, n0):
+    """Block blk of _mlp_k0: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    for j0 in range(lo, hi):
+        for j1 in range(256):
+            t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
+            h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
+            h[j0, j1] = h_1
+
+
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _mlp_k0(t_1, b1, h, n0):
     """mlp's fused loop (cases/mlp.tl:4): one pass over the rows."""
@@ -450,23 +462,39 @@ def _mlp_k0(t_1, b1, h, n0):
     nblocks = -(-n_rows // block)
     if n_rows * 256 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                for j1 in range(256):
-                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
-                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-                    h[j0, j1] = h_1
+            _mlp_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                for j1 in range(256):
-                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
-                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-                    h[j0, j1] = h_1
+            _mlp_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
     return ()
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
+    """Block blk of _mlp_k1: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    for j0 in range(lo, hi):
+        # stage 0: over 10
+        t_2 = np.float32(-np.inf)
+        for j1 in range(10):
+            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            logits[j0, j1] = logits_1
+            t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
+        # stage 1: over 10
+        t_8 = 0.0
+        t_3 = np.abs(t_2)  # cases/mlp.tl:6
+        t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
+        t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
+        t[j0, 0] = t_5
+        for j1 in range(10):
+            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
+            t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
+            t_8 += t_7  # cases/mlp.tl:6
+        # stage 2: over the row
+        t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
+        t_1[j0, 0] = t_9
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -477,55 +505,25 @@ def _mlp_k1(t_1_1, b2, logits, t, t_1, n0):
     nblocks = -(-n_rows // block)
     if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                # stage 0: over 10
-                t_2 = np.float32(-np.inf)
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    logits[j0, j1] = logits_1
-                    t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
-                # stage 1: over 10
-                t_8 = 0.0
-                t_3 = np.abs(t_2)  # cases/mlp.tl:6
-                t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
-                t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
-                t[j0, 0] = t_5
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-                    t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
-                    t_8 += t_7  # cases/mlp.tl:6
-                # stage 2: over the row
-                t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
-                t_1[j0, 0] = t_9
+            _mlp_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                # stage 0: over 10
-                t_2 = np.float32(-np.inf)
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    logits[j0, j1] = logits_1
-                    t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
-                # stage 1: over 10
-                t_8 = 0.0
-                t_3 = np.abs(t_2)  # cases/mlp.tl:6
-                t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
-                t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
-                t[j0, 0] = t_5
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-                    t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
-                    t_8 += t_7  # cases/mlp.tl:6
-                # stage 2: over the row
-                t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
-                t_1[j0, 0] = t_9
+            _mlp_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0)
     return ()
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p):
+    """Block blk of _mlp_k2: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    acc = 0.0
+    for j0 in range(lo, hi):
+        t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
+        t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
+        t_5 = t_1  # cases/mlp.tl:6
+        acc += t_5  # cases/mlp.tl:6
+    acc_p[blk] = acc
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -537,27 +535,23 @@ def _mlp_k2(t_4, t_2, t_3, n0):
     acc_p = np.empty((nblocks,), np.float64)
     if n_rows * 1 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            for j0 in range(lo, hi):
-                t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
-                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
-                t_5 = t_1  # cases/mlp.tl:6
-                acc += t_5  # cases/mlp.tl:6
-            acc_p[blk] = acc
+            _mlp_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            for j0 in range(lo, hi):
-                t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
-                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
-                t_5 = t_1  # cases/mlp.tl:6
-                acc += t_5  # cases/mlp.tl:6
-            acc_p[blk] = acc
+            _mlp_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p)
     return (acc_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_k0_rows(blk, block, n_rows, t_1, b1, h, n0):
+    """Block blk of _mlp_grad_k0: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    for j0 in range(lo, hi):
+        for j1 in range(256):
+            t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
+            h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
+            h[j0, j1] = h_1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -568,23 +562,45 @@ def _mlp_grad_k0(t_1, b1, h, n0):
     nblocks = -(-n_rows // block)
     if n_rows * 256 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                for j1 in range(256):
-                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
-                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-                    h[j0, j1] = h_1
+            _mlp_grad_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                for j1 in range(256):
-                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
-                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-                    h[j0, j1] = h_1
+            _mlp_grad_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
     return ()
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, t_2, n0):
+    """Block blk of _mlp_grad_k1: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    for j0 in range(lo, hi):
+        # stage 0: over 10
+        t_3 = np.float32(-np.inf)
+        for j1 in range(10):
+            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            logits[j0, j1] = logits_1
+            t_3 = np.maximum(t_3, logits_1)  # cases/mlp.tl:6
+        # stage 1: over 10
+        t_9 = 0.0
+        t_4 = np.abs(t_3)  # cases/mlp.tl:6
+        t_5 = (t_4 < np.float32(np.inf))  # cases/mlp.tl:6
+        t_6 = (t_3 if t_5 else np.float32(0.0))  # cases/mlp.tl:6
+        t[j0, 0] = t_6
+        for j1 in range(10):
+            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
+            t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
+            t_9 += t_8  # cases/mlp.tl:6
+        # stage 2: over 10
+        t_10 = _tl_log_f32(np.float32(t_9))  # cases/mlp.tl:6
+        t_1[j0, 0] = t_10
+        for j1 in range(10):
+            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
+            t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
+            t_11 = (t_8 / np.float32(t_9))  # cases/mlp.tl:6
+            t_2[j0, j1] = t_11
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -595,67 +611,31 @@ def _mlp_grad_k1(t_1_1, b2, logits, t, t_1, t_2, n0):
     nblocks = -(-n_rows // block)
     if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                # stage 0: over 10
-                t_3 = np.float32(-np.inf)
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    logits[j0, j1] = logits_1
-                    t_3 = np.maximum(t_3, logits_1)  # cases/mlp.tl:6
-                # stage 1: over 10
-                t_9 = 0.0
-                t_4 = np.abs(t_3)  # cases/mlp.tl:6
-                t_5 = (t_4 < np.float32(np.inf))  # cases/mlp.tl:6
-                t_6 = (t_3 if t_5 else np.float32(0.0))  # cases/mlp.tl:6
-                t[j0, 0] = t_6
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-                    t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
-                    t_9 += t_8  # cases/mlp.tl:6
-                # stage 2: over 10
-                t_10 = _tl_log_f32(np.float32(t_9))  # cases/mlp.tl:6
-                t_1[j0, 0] = t_10
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-                    t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
-                    t_11 = (t_8 / np.float32(t_9))  # cases/mlp.tl:6
-                    t_2[j0, j1] = t_11
+            _mlp_grad_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, t_2, n0)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                # stage 0: over 10
-                t_3 = np.float32(-np.inf)
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    logits[j0, j1] = logits_1
-                    t_3 = np.maximum(t_3, logits_1)  # cases/mlp.tl:6
-                # stage 1: over 10
-                t_9 = 0.0
-                t_4 = np.abs(t_3)  # cases/mlp.tl:6
-                t_5 = (t_4 < np.float32(np.inf))  # cases/mlp.tl:6
-                t_6 = (t_3 if t_5 else np.float32(0.0))  # cases/mlp.tl:6
-                t[j0, 0] = t_6
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-                    t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
-                    t_9 += t_8  # cases/mlp.tl:6
-                # stage 2: over 10
-                t_10 = _tl_log_f32(np.float32(t_9))  # cases/mlp.tl:6
-                t_1[j0, 0] = t_10
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-                    t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
-                    t_11 = (t_8 / np.float32(t_9))  # cases/mlp.tl:6
-                    t_2[j0, j1] = t_11
+            _mlp_grad_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, t_2, n0)
     return ()
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_k2_rows(blk, block, n_rows, t_6, t_2, t_3, t_7, t_8, d_logits, n0, acc_p, d_b2_p):
+    """Block blk of _mlp_grad_k2: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    acc = 0.0
+    d_b2 = d_b2_p[blk]
+    d_b2[...] = 0.0
+    for j0 in range(lo, hi):
+        t = (t_6[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
+        t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
+        t_4 = t_1  # cases/mlp.tl:6
+        acc += t_4  # cases/mlp.tl:6
+        for j1 in range(10):
+            d_logits_1 = (t_7 * t_8[j0, j1])  # cases/mlp.tl:6
+            d_logits[j0, j1] = d_logits_1
+            d_b2[j1] += d_logits_1  # cases/mlp.tl:5
+    acc_p[blk] = acc
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -668,39 +648,26 @@ def _mlp_grad_k2(t_6, t_2, t_3, t_7, t_8, d_logits, n0):
     d_b2_p = np.empty((nblocks, 10,), np.float64)
     if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            d_b2 = d_b2_p[blk]
-            d_b2[...] = 0.0
-            for j0 in range(lo, hi):
-                t = (t_6[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
-                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
-                t_4 = t_1  # cases/mlp.tl:6
-                acc += t_4  # cases/mlp.tl:6
-                for j1 in range(10):
-                    d_logits_1 = (t_7 * t_8[j0, j1])  # cases/mlp.tl:6
-                    d_logits[j0, j1] = d_logits_1
-                    d_b2[j1] += d_logits_1  # cases/mlp.tl:5
-            acc_p[blk] = acc
+            _mlp_grad_k2_rows(blk, block, n_rows, t_6, t_2, t_3, t_7, t_8, d_logits, n0, acc_p, d_b2_p)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            d_b2 = d_b2_p[blk]
-            d_b2[...] = 0.0
-            for j0 in range(lo, hi):
-                t = (t_6[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
-                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
-                t_4 = t_1  # cases/mlp.tl:6
-                acc += t_4  # cases/mlp.tl:6
-                for j1 in range(10):
-                    d_logits_1 = (t_7 * t_8[j0, j1])  # cases/mlp.tl:6
-                    d_logits[j0, j1] = d_logits_1
-                    d_b2[j1] += d_logits_1  # cases/mlp.tl:5
-            acc_p[blk] = acc
+            _mlp_grad_k2_rows(blk, block, n_rows, t_6, t_2, t_3, t_7, t_8, d_logits, n0, acc_p, d_b2_p)
     return (acc_p, d_b2_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_k3_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p):
+    """Block blk of _mlp_grad_k3: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    d_b1 = d_b1_p[blk]
+    d_b1[...] = 0.0
+    for j0 in range(lo, hi):
+        for j1 in range(256):
+            t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
+            t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
+            t[j0, j1] = t_2
+            d_b1[j1] += t_2  # cases/mlp.tl:4
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -712,29 +679,23 @@ def _mlp_grad_k3(h, d_h, t, n0):
     d_b1_p = np.empty((nblocks, 256,), np.float64)
     if n_rows * 256 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            d_b1 = d_b1_p[blk]
-            d_b1[...] = 0.0
-            for j0 in range(lo, hi):
-                for j1 in range(256):
-                    t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
-                    t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
-                    t[j0, j1] = t_2
-                    d_b1[j1] += t_2  # cases/mlp.tl:4
+            _mlp_grad_k3_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            d_b1 = d_b1_p[blk]
-            d_b1[...] = 0.0
-            for j0 in range(lo, hi):
-                for j1 in range(256):
-                    t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
-                    t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
-                    t[j0, j1] = t_2
-                    d_b1[j1] += t_2  # cases/mlp.tl:4
+            _mlp_grad_k3_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p)
     return (d_b1_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_fwd_k0_rows(blk, block, n_rows, t_1, b1, h, n0):
+    """Block blk of _mlp_grad_fwd_k0: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    for j0 in range(lo, hi):
+        for j1 in range(256):
+            t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
+            h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
+            h[j0, j1] = h_1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -745,23 +706,39 @@ def _mlp_grad_fwd_k0(t_1, b1, h, n0):
     nblocks = -(-n_rows // block)
     if n_rows * 256 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                for j1 in range(256):
-                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
-                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-                    h[j0, j1] = h_1
+            _mlp_grad_fwd_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                for j1 in range(256):
-                    t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
-                    h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-                    h[j0, j1] = h_1
+            _mlp_grad_fwd_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
     return ()
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
+    """Block blk of _mlp_grad_fwd_k1: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    for j0 in range(lo, hi):
+        # stage 0: over 10
+        t_2 = np.float32(-np.inf)
+        for j1 in range(10):
+            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            logits[j0, j1] = logits_1
+            t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
+        # stage 1: over 10
+        t_8 = 0.0
+        t_3 = np.abs(t_2)  # cases/mlp.tl:6
+        t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
+        t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
+        t[j0, 0] = t_5
+        for j1 in range(10):
+            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
+            t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
+            t_8 += t_7  # cases/mlp.tl:6
+        # stage 2: over the row
+        t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
+        t_1[j0, 0] = t_9
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -772,55 +749,25 @@ def _mlp_grad_fwd_k1(t_1_1, b2, logits, t, t_1, n0):
     nblocks = -(-n_rows // block)
     if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                # stage 0: over 10
-                t_2 = np.float32(-np.inf)
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    logits[j0, j1] = logits_1
-                    t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
-                # stage 1: over 10
-                t_8 = 0.0
-                t_3 = np.abs(t_2)  # cases/mlp.tl:6
-                t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
-                t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
-                t[j0, 0] = t_5
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-                    t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
-                    t_8 += t_7  # cases/mlp.tl:6
-                # stage 2: over the row
-                t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
-                t_1[j0, 0] = t_9
+            _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                # stage 0: over 10
-                t_2 = np.float32(-np.inf)
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    logits[j0, j1] = logits_1
-                    t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
-                # stage 1: over 10
-                t_8 = 0.0
-                t_3 = np.abs(t_2)  # cases/mlp.tl:6
-                t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
-                t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
-                t[j0, 0] = t_5
-                for j1 in range(10):
-                    logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-                    t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-                    t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
-                    t_8 += t_7  # cases/mlp.tl:6
-                # stage 2: over the row
-                t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
-                t_1[j0, 0] = t_9
+            _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0)
     return ()
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_fwd_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p):
+    """Block blk of _mlp_grad_fwd_k2: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    acc = 0.0
+    for j0 in range(lo, hi):
+        t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
+        t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
+        t_5 = t_1  # cases/mlp.tl:6
+        acc += t_5  # cases/mlp.tl:6
+    acc_p[blk] = acc
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -832,27 +779,38 @@ def _mlp_grad_fwd_k2(t_4, t_2, t_3, n0):
     acc_p = np.empty((nblocks,), np.float64)
     if n_rows * 1 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            for j0 in range(lo, hi):
-                t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
-                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
-                t_5 = t_1  # cases/mlp.tl:6
-                acc += t_5  # cases/mlp.tl:6
-            acc_p[blk] = acc
+            _mlp_grad_fwd_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            for j0 in range(lo, hi):
-                t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
-                t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
-                t_5 = t_1  # cases/mlp.tl:6
-                acc += t_5  # cases/mlp.tl:6
-            acc_p[blk] = acc
+            _mlp_grad_fwd_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p)
     return (acc_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t, n0):
+    """Block blk of _mlp_grad_bwd_k0: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    for j0 in range(lo, hi):
+        # stage 0: over 10
+        t_1 = np.float32(-np.inf)
+        for j1 in range(10):
+            t_1 = np.maximum(t_1, logits[j0, j1])  # cases/mlp.tl:6
+        # stage 1: over 10
+        t_7 = 0.0
+        t_2 = np.abs(t_1)  # cases/mlp.tl:6
+        t_3 = (t_2 < np.float32(np.inf))  # cases/mlp.tl:6
+        t_4 = (t_1 if t_3 else np.float32(0.0))  # cases/mlp.tl:6
+        for j1 in range(10):
+            t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
+            t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
+            t_7 += t_6  # cases/mlp.tl:6
+        # stage 2: over 10
+        for j1 in range(10):
+            t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
+            t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
+            t_8 = (t_6 / np.float32(t_7))  # cases/mlp.tl:6
+            t[j0, j1] = t_8
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -863,53 +821,25 @@ def _mlp_grad_bwd_k0(logits, t, n0):
     nblocks = -(-n_rows // block)
     if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                # stage 0: over 10
-                t_1 = np.float32(-np.inf)
-                for j1 in range(10):
-                    t_1 = np.maximum(t_1, logits[j0, j1])  # cases/mlp.tl:6
-                # stage 1: over 10
-                t_7 = 0.0
-                t_2 = np.abs(t_1)  # cases/mlp.tl:6
-                t_3 = (t_2 < np.float32(np.inf))  # cases/mlp.tl:6
-                t_4 = (t_1 if t_3 else np.float32(0.0))  # cases/mlp.tl:6
-                for j1 in range(10):
-                    t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-                    t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
-                    t_7 += t_6  # cases/mlp.tl:6
-                # stage 2: over 10
-                for j1 in range(10):
-                    t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-                    t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
-                    t_8 = (t_6 / np.float32(t_7))  # cases/mlp.tl:6
-                    t[j0, j1] = t_8
+            _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t, n0)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                # stage 0: over 10
-                t_1 = np.float32(-np.inf)
-                for j1 in range(10):
-                    t_1 = np.maximum(t_1, logits[j0, j1])  # cases/mlp.tl:6
-                # stage 1: over 10
-                t_7 = 0.0
-                t_2 = np.abs(t_1)  # cases/mlp.tl:6
-                t_3 = (t_2 < np.float32(np.inf))  # cases/mlp.tl:6
-                t_4 = (t_1 if t_3 else np.float32(0.0))  # cases/mlp.tl:6
-                for j1 in range(10):
-                    t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-                    t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
-                    t_7 += t_6  # cases/mlp.tl:6
-                # stage 2: over 10
-                for j1 in range(10):
-                    t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-                    t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
-                    t_8 = (t_6 / np.float32(t_7))  # cases/mlp.tl:6
-                    t[j0, j1] = t_8
+            _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t, n0)
     return ()
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_bwd_k1_rows(blk, block, n_rows, t, t_2, d_logits, n0, d_b2_p):
+    """Block blk of _mlp_grad_bwd_k1: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    d_b2 = d_b2_p[blk]
+    d_b2[...] = 0.0
+    for j0 in range(lo, hi):
+        for j1 in range(10):
+            d_logits_1 = (t * t_2[j0, j1])  # cases/mlp.tl:6
+            d_logits[j0, j1] = d_logits_1
+            d_b2[j1] += d_logits_1  # cases/mlp.tl:5
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -921,27 +851,26 @@ def _mlp_grad_bwd_k1(t, t_2, d_logits, n0):
     d_b2_p = np.empty((nblocks, 10,), np.float64)
     if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            d_b2 = d_b2_p[blk]
-            d_b2[...] = 0.0
-            for j0 in range(lo, hi):
-                for j1 in range(10):
-                    d_logits_1 = (t * t_2[j0, j1])  # cases/mlp.tl:6
-                    d_logits[j0, j1] = d_logits_1
-                    d_b2[j1] += d_logits_1  # cases/mlp.tl:5
+            _mlp_grad_bwd_k1_rows(blk, block, n_rows, t, t_2, d_logits, n0, d_b2_p)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            d_b2 = d_b2_p[blk]
-            d_b2[...] = 0.0
-            for j0 in range(lo, hi):
-                for j1 in range(10):
-                    d_logits_1 = (t * t_2[j0, j1])  # cases/mlp.tl:6
-                    d_logits[j0, j1] = d_logits_1
-                    d_b2[j1] += d_logits_1  # cases/mlp.tl:5
+            _mlp_grad_bwd_k1_rows(blk, block, n_rows, t, t_2, d_logits, n0, d_b2_p)
     return (d_b2_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_bwd_k2_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p):
+    """Block blk of _mlp_grad_bwd_k2: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    d_b1 = d_b1_p[blk]
+    d_b1[...] = 0.0
+    for j0 in range(lo, hi):
+        for j1 in range(256):
+            t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
+            t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
+            t[j0, j1] = t_2
+            d_b1[j1] += t_2  # cases/mlp.tl:4
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -953,28 +882,10 @@ def _mlp_grad_bwd_k2(h, d_h, t, n0):
     d_b1_p = np.empty((nblocks, 256,), np.float64)
     if n_rows * 256 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            d_b1 = d_b1_p[blk]
-            d_b1[...] = 0.0
-            for j0 in range(lo, hi):
-                for j1 in range(256):
-                    t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
-                    t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
-                    t[j0, j1] = t_2
-                    d_b1[j1] += t_2  # cases/mlp.tl:4
+            _mlp_grad_bwd_k2_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            d_b1 = d_b1_p[blk]
-            d_b1[...] = 0.0
-            for j0 in range(lo, hi):
-                for j1 in range(256):
-                    t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
-                    t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
-                    t[j0, j1] = t_2
-                    d_b1[j1] += t_2  # cases/mlp.tl:4
+            _mlp_grad_bwd_k2_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p)
     return (d_b1_p, )
 
 

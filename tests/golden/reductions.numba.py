@@ -387,6 +387,55 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         return (d_x,)
 
 
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _stats_k0_rows(blk, block, n_rows, x, m, n0, n1, n2, acc_p, acc_1_p, acc_2_p):
+    """Block blk of _stats_k0: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    acc = 0.0
+    acc_1 = 0.0
+    acc_2 = 0.0
+    t_2 = np.empty((1, n2,), np.float64)
+    t_6 = np.empty((n2,), np.float64)
+    t_11 = np.empty((n1,), np.float64)
+    for j0 in range(lo, hi):
+        # stage 0: over M, K
+        t_2[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
+                t_1 = (t * t)  # cases/reductions.tl:5
+                acc += t_1  # cases/reductions.tl:5
+                t_2[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
+        # stage 1: over M, K
+        t_6[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_3 = (t_2[0, j2] / np.float64(n1))  # cases/reductions.tl:4
+                t_4 = (x[j0, j1, j2] - t_3)  # cases/reductions.tl:4
+                t_5 = (t_4 * t_4)  # cases/reductions.tl:4
+                t_6[j2] += t_5  # cases/reductions.tl:4
+        # stage 2: over K
+        for j1 in range(n2):
+            t_7 = (t_6[j1] / np.float64(n1))  # cases/reductions.tl:4
+            t_8 = (t_7 == 0.0)  # cases/reductions.tl:4
+            t_9 = (1.0 if t_8 else t_7)  # cases/reductions.tl:4
+            t_10 = np.sqrt(t_9)  # cases/reductions.tl:4
+            s = (0.0 if t_8 else t_10)  # cases/reductions.tl:4
+            acc_1 += s  # cases/reductions.tl:5
+        # stage 3: over M, K
+        t_11[...] = np.float64(-np.inf)
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_11[j1] = np.maximum(t_11[j1], x[j0, j1, j2])  # cases/reductions.tl:5
+        # stage 4: over M
+        for j1 in range(n1):
+            acc_2 += t_11[j1]  # cases/reductions.tl:5
+    acc_p[blk] = acc
+    acc_1_p[blk] = acc_1
+    acc_2_p[blk] = acc_2
+
+
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
 def _stats_k0(x, m, n0, n1, n2):
     """stats's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
@@ -398,97 +447,97 @@ def _stats_k0(x, m, n0, n1, n2):
     acc_2_p = np.empty((nblocks,), np.float64)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            acc_1 = 0.0
-            acc_2 = 0.0
-            t_2 = np.empty((1, n2,), np.float64)
-            t_6 = np.empty((n2,), np.float64)
-            t_11 = np.empty((n1,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_2[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
-                        t_1 = (t * t)  # cases/reductions.tl:5
-                        acc += t_1  # cases/reductions.tl:5
-                        t_2[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
-                # stage 1: over M, K
-                t_6[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_3 = (t_2[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                        t_4 = (x[j0, j1, j2] - t_3)  # cases/reductions.tl:4
-                        t_5 = (t_4 * t_4)  # cases/reductions.tl:4
-                        t_6[j2] += t_5  # cases/reductions.tl:4
-                # stage 2: over K
-                for j1 in range(n2):
-                    t_7 = (t_6[j1] / np.float64(n1))  # cases/reductions.tl:4
-                    t_8 = (t_7 == 0.0)  # cases/reductions.tl:4
-                    t_9 = (1.0 if t_8 else t_7)  # cases/reductions.tl:4
-                    t_10 = np.sqrt(t_9)  # cases/reductions.tl:4
-                    s = (0.0 if t_8 else t_10)  # cases/reductions.tl:4
-                    acc_1 += s  # cases/reductions.tl:5
-                # stage 3: over M, K
-                t_11[...] = np.float64(-np.inf)
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_11[j1] = np.maximum(t_11[j1], x[j0, j1, j2])  # cases/reductions.tl:5
-                # stage 4: over M
-                for j1 in range(n1):
-                    acc_2 += t_11[j1]  # cases/reductions.tl:5
-            acc_p[blk] = acc
-            acc_1_p[blk] = acc_1
-            acc_2_p[blk] = acc_2
+            _stats_k0_rows(blk, block, n_rows, x, m, n0, n1, n2, acc_p, acc_1_p, acc_2_p)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            acc_1 = 0.0
-            acc_2 = 0.0
-            t_2 = np.empty((1, n2,), np.float64)
-            t_6 = np.empty((n2,), np.float64)
-            t_11 = np.empty((n1,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_2[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
-                        t_1 = (t * t)  # cases/reductions.tl:5
-                        acc += t_1  # cases/reductions.tl:5
-                        t_2[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
-                # stage 1: over M, K
-                t_6[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_3 = (t_2[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                        t_4 = (x[j0, j1, j2] - t_3)  # cases/reductions.tl:4
-                        t_5 = (t_4 * t_4)  # cases/reductions.tl:4
-                        t_6[j2] += t_5  # cases/reductions.tl:4
-                # stage 2: over K
-                for j1 in range(n2):
-                    t_7 = (t_6[j1] / np.float64(n1))  # cases/reductions.tl:4
-                    t_8 = (t_7 == 0.0)  # cases/reductions.tl:4
-                    t_9 = (1.0 if t_8 else t_7)  # cases/reductions.tl:4
-                    t_10 = np.sqrt(t_9)  # cases/reductions.tl:4
-                    s = (0.0 if t_8 else t_10)  # cases/reductions.tl:4
-                    acc_1 += s  # cases/reductions.tl:5
-                # stage 3: over M, K
-                t_11[...] = np.float64(-np.inf)
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_11[j1] = np.maximum(t_11[j1], x[j0, j1, j2])  # cases/reductions.tl:5
-                # stage 4: over M
-                for j1 in range(n1):
-                    acc_2 += t_11[j1]  # cases/reductions.tl:5
-            acc_p[blk] = acc
-            acc_1_p[blk] = acc_1
-            acc_2_p[blk] = acc_2
+            _stats_k0_rows(blk, block, n_rows, x, m, n0, n1, n2, acc_p, acc_1_p, acc_2_p)
     return (acc_p, acc_1_p, acc_2_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2, acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p):
+    """Block blk of _stats_grad_k0: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    acc = 0.0
+    acc_1 = 0.0
+    acc_2 = 0.0
+    acc_3 = acc_3_p[blk]
+    acc_3[...] = 0
+    d_m = d_m_p[blk]
+    d_m[...] = 0.0
+    t_8 = np.empty((1, n2,), np.float64)
+    t_12 = np.empty((n2,), np.float64)
+    t_17 = np.empty((n1,), np.float64)
+    for j0 in range(lo, hi):
+        # stage 0: over M, K
+        t_8[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_6 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
+                t_7 = (t_6 * t_6)  # cases/reductions.tl:5
+                acc += t_7  # cases/reductions.tl:5
+                t_8[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
+        # stage 1: over M, K
+        t_12[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_9 = (t_8[0, j2] / np.float64(n1))  # cases/reductions.tl:4
+                t_10 = (x[j0, j1, j2] - t_9)  # cases/reductions.tl:4
+                t[j0, j1, j2] = t_10
+                t_11 = (t_10 * t_10)  # cases/reductions.tl:4
+                t_12[j2] += t_11  # cases/reductions.tl:4
+        # stage 2: over K
+        for j1 in range(n2):
+            t_13 = (t_12[j1] / np.float64(n1))  # cases/reductions.tl:4
+            t_14 = (t_13 == 0.0)  # cases/reductions.tl:4
+            t_15 = (1.0 if t_14 else t_13)  # cases/reductions.tl:4
+            t_16 = np.sqrt(t_15)  # cases/reductions.tl:4
+            s = (0.0 if t_14 else t_16)  # cases/reductions.tl:4
+            acc_1 += s  # cases/reductions.tl:5
+        # stage 3: over M, K
+        t_17[...] = np.float64(-np.inf)
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_17[j1] = np.maximum(t_17[j1], x[j0, j1, j2])  # cases/reductions.tl:5
+        for q1 in range(n1):
+            t_1[j0, q1] = t_17[q1]
+        # stage 4: over M
+        for j1 in range(n1):
+            acc_2 += t_17[j1]  # cases/reductions.tl:5
+        # stage 5: over M, K
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_18 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
+                t_2[j0, j1, j2] = t_18
+                t_19 = np.int64(t_18)  # cases/reductions.tl:5
+                acc_3[0, j1, j2] += t_19  # cases/reductions.tl:5
+                t_20 = (1.0 if t_18 else x[j0, j1, j2])  # cases/reductions.tl:5
+                t_3[j0, j1, j2] = t_20
+        # stage 6: over K
+        for j1 in range(n2):
+            t_13 = (t_12[j1] / np.float64(n1))  # cases/reductions.tl:4
+            t_14 = (t_13 == 0.0)  # cases/reductions.tl:4
+            t_21 = (not t_14)  # cases/reductions.tl:4
+            t_15 = (1.0 if t_14 else t_13)  # cases/reductions.tl:4
+            t_16 = np.sqrt(t_15)  # cases/reductions.tl:4
+            t_22 = (0.5 / t_16)  # cases/reductions.tl:4
+            t_23 = (t_22 if t_21 else 0.0)  # cases/reductions.tl:4
+            t_24 = (t_23 / np.float64(n1))  # cases/reductions.tl:4
+            t_25 = (t_24 if t_21 else 0.0)  # cases/reductions.tl:4
+            t_4[j0, j1] = t_25
+        # stage 7: over M, K
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_6 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
+                t_26 = (t_3_1 * t_6)  # cases/reductions.tl:5
+                t_27 = (2.0 * t_26)  # cases/reductions.tl:5
+                t_5[j0, j1, j2] = t_27
+                t_28 = (-t_27)  # cases/reductions.tl:5
+                d_m[0, j1, 0] += t_28  # cases/reductions.tl:5
+    acc_p[blk] = acc
+    acc_1_p[blk] = acc_1
+    acc_2_p[blk] = acc_2
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -504,171 +553,40 @@ def _stats_grad_k0(x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2):
     d_m_p = np.empty((nblocks, 1, n1, 1,), np.float64)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            acc_1 = 0.0
-            acc_2 = 0.0
-            acc_3 = acc_3_p[blk]
-            acc_3[...] = 0
-            d_m = d_m_p[blk]
-            d_m[...] = 0.0
-            t_8 = np.empty((1, n2,), np.float64)
-            t_12 = np.empty((n2,), np.float64)
-            t_17 = np.empty((n1,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_8[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_6 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
-                        t_7 = (t_6 * t_6)  # cases/reductions.tl:5
-                        acc += t_7  # cases/reductions.tl:5
-                        t_8[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
-                # stage 1: over M, K
-                t_12[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_9 = (t_8[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                        t_10 = (x[j0, j1, j2] - t_9)  # cases/reductions.tl:4
-                        t[j0, j1, j2] = t_10
-                        t_11 = (t_10 * t_10)  # cases/reductions.tl:4
-                        t_12[j2] += t_11  # cases/reductions.tl:4
-                # stage 2: over K
-                for j1 in range(n2):
-                    t_13 = (t_12[j1] / np.float64(n1))  # cases/reductions.tl:4
-                    t_14 = (t_13 == 0.0)  # cases/reductions.tl:4
-                    t_15 = (1.0 if t_14 else t_13)  # cases/reductions.tl:4
-                    t_16 = np.sqrt(t_15)  # cases/reductions.tl:4
-                    s = (0.0 if t_14 else t_16)  # cases/reductions.tl:4
-                    acc_1 += s  # cases/reductions.tl:5
-                # stage 3: over M, K
-                t_17[...] = np.float64(-np.inf)
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_17[j1] = np.maximum(t_17[j1], x[j0, j1, j2])  # cases/reductions.tl:5
-                for q1 in range(n1):
-                    t_1[j0, q1] = t_17[q1]
-                # stage 4: over M
-                for j1 in range(n1):
-                    acc_2 += t_17[j1]  # cases/reductions.tl:5
-                # stage 5: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_18 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
-                        t_2[j0, j1, j2] = t_18
-                        t_19 = np.int64(t_18)  # cases/reductions.tl:5
-                        acc_3[0, j1, j2] += t_19  # cases/reductions.tl:5
-                        t_20 = (1.0 if t_18 else x[j0, j1, j2])  # cases/reductions.tl:5
-                        t_3[j0, j1, j2] = t_20
-                # stage 6: over K
-                for j1 in range(n2):
-                    t_13 = (t_12[j1] / np.float64(n1))  # cases/reductions.tl:4
-                    t_14 = (t_13 == 0.0)  # cases/reductions.tl:4
-                    t_21 = (not t_14)  # cases/reductions.tl:4
-                    t_15 = (1.0 if t_14 else t_13)  # cases/reductions.tl:4
-                    t_16 = np.sqrt(t_15)  # cases/reductions.tl:4
-                    t_22 = (0.5 / t_16)  # cases/reductions.tl:4
-                    t_23 = (t_22 if t_21 else 0.0)  # cases/reductions.tl:4
-                    t_24 = (t_23 / np.float64(n1))  # cases/reductions.tl:4
-                    t_25 = (t_24 if t_21 else 0.0)  # cases/reductions.tl:4
-                    t_4[j0, j1] = t_25
-                # stage 7: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_6 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
-                        t_26 = (t_3_1 * t_6)  # cases/reductions.tl:5
-                        t_27 = (2.0 * t_26)  # cases/reductions.tl:5
-                        t_5[j0, j1, j2] = t_27
-                        t_28 = (-t_27)  # cases/reductions.tl:5
-                        d_m[0, j1, 0] += t_28  # cases/reductions.tl:5
-            acc_p[blk] = acc
-            acc_1_p[blk] = acc_1
-            acc_2_p[blk] = acc_2
+            _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2, acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            acc_1 = 0.0
-            acc_2 = 0.0
-            acc_3 = acc_3_p[blk]
-            acc_3[...] = 0
-            d_m = d_m_p[blk]
-            d_m[...] = 0.0
-            t_8 = np.empty((1, n2,), np.float64)
-            t_12 = np.empty((n2,), np.float64)
-            t_17 = np.empty((n1,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_8[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_6 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
-                        t_7 = (t_6 * t_6)  # cases/reductions.tl:5
-                        acc += t_7  # cases/reductions.tl:5
-                        t_8[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
-                # stage 1: over M, K
-                t_12[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_9 = (t_8[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                        t_10 = (x[j0, j1, j2] - t_9)  # cases/reductions.tl:4
-                        t[j0, j1, j2] = t_10
-                        t_11 = (t_10 * t_10)  # cases/reductions.tl:4
-                        t_12[j2] += t_11  # cases/reductions.tl:4
-                # stage 2: over K
-                for j1 in range(n2):
-                    t_13 = (t_12[j1] / np.float64(n1))  # cases/reductions.tl:4
-                    t_14 = (t_13 == 0.0)  # cases/reductions.tl:4
-                    t_15 = (1.0 if t_14 else t_13)  # cases/reductions.tl:4
-                    t_16 = np.sqrt(t_15)  # cases/reductions.tl:4
-                    s = (0.0 if t_14 else t_16)  # cases/reductions.tl:4
-                    acc_1 += s  # cases/reductions.tl:5
-                # stage 3: over M, K
-                t_17[...] = np.float64(-np.inf)
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_17[j1] = np.maximum(t_17[j1], x[j0, j1, j2])  # cases/reductions.tl:5
-                for q1 in range(n1):
-                    t_1[j0, q1] = t_17[q1]
-                # stage 4: over M
-                for j1 in range(n1):
-                    acc_2 += t_17[j1]  # cases/reductions.tl:5
-                # stage 5: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_18 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
-                        t_2[j0, j1, j2] = t_18
-                        t_19 = np.int64(t_18)  # cases/reductions.tl:5
-                        acc_3[0, j1, j2] += t_19  # cases/reductions.tl:5
-                        t_20 = (1.0 if t_18 else x[j0, j1, j2])  # cases/reductions.tl:5
-                        t_3[j0, j1, j2] = t_20
-                # stage 6: over K
-                for j1 in range(n2):
-                    t_13 = (t_12[j1] / np.float64(n1))  # cases/reductions.tl:4
-                    t_14 = (t_13 == 0.0)  # cases/reductions.tl:4
-                    t_21 = (not t_14)  # cases/reductions.tl:4
-                    t_15 = (1.0 if t_14 else t_13)  # cases/reductions.tl:4
-                    t_16 = np.sqrt(t_15)  # cases/reductions.tl:4
-                    t_22 = (0.5 / t_16)  # cases/reductions.tl:4
-                    t_23 = (t_22 if t_21 else 0.0)  # cases/reductions.tl:4
-                    t_24 = (t_23 / np.float64(n1))  # cases/reductions.tl:4
-                    t_25 = (t_24 if t_21 else 0.0)  # cases/reductions.tl:4
-                    t_4[j0, j1] = t_25
-                # stage 7: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_6 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
-                        t_26 = (t_3_1 * t_6)  # cases/reductions.tl:5
-                        t_27 = (2.0 * t_26)  # cases/reductions.tl:5
-                        t_5[j0, j1, j2] = t_27
-                        t_28 = (-t_27)  # cases/reductions.tl:5
-                        d_m[0, j1, 0] += t_28  # cases/reductions.tl:5
-            acc_p[blk] = acc
-            acc_1_p[blk] = acc_1
-            acc_2_p[blk] = acc_2
+            _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2, acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p)
     return (acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _stats_grad_k2_rows(blk, block, n_rows, t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2):
+    """Block blk of _stats_grad_k2: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    t_10 = np.empty((n1, 1,), np.float64)
+    for j0 in range(lo, hi):
+        # stage 0: over M, K
+        t_10[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_3 = (t_16[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
+                t_4 = (t_15[0, j1, j2] if t_3 else 0.0)  # cases/reductions.tl:5
+                t[j0, j1, j2] = t_4
+                t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
+                t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
+                t_1[j0, j1, j2] = t_7
+                t_8 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
+                t_9 = np.float64(t_8)  # cases/reductions.tl:5
+                t_10[j1, 0] += t_9  # cases/reductions.tl:5
+        # stage 1: over M, K
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_11 = (1.0 / t_10[j1, 0])  # cases/reductions.tl:5
+                t_8 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
+                t_12 = (t_11 if t_8 else 0.0)  # cases/reductions.tl:5
+                t_2[j0, j1, j2] = t_12
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -679,57 +597,34 @@ def _stats_grad_k2(t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2):
     nblocks = -(-n_rows // block)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            t_10 = np.empty((n1, 1,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_10[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_3 = (t_16[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
-                        t_4 = (t_15[0, j1, j2] if t_3 else 0.0)  # cases/reductions.tl:5
-                        t[j0, j1, j2] = t_4
-                        t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                        t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
-                        t_1[j0, j1, j2] = t_7
-                        t_8 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
-                        t_9 = np.float64(t_8)  # cases/reductions.tl:5
-                        t_10[j1, 0] += t_9  # cases/reductions.tl:5
-                # stage 1: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_11 = (1.0 / t_10[j1, 0])  # cases/reductions.tl:5
-                        t_8 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
-                        t_12 = (t_11 if t_8 else 0.0)  # cases/reductions.tl:5
-                        t_2[j0, j1, j2] = t_12
+            _stats_grad_k2_rows(blk, block, n_rows, t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            t_10 = np.empty((n1, 1,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_10[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_3 = (t_16[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
-                        t_4 = (t_15[0, j1, j2] if t_3 else 0.0)  # cases/reductions.tl:5
-                        t[j0, j1, j2] = t_4
-                        t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                        t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
-                        t_1[j0, j1, j2] = t_7
-                        t_8 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
-                        t_9 = np.float64(t_8)  # cases/reductions.tl:5
-                        t_10[j1, 0] += t_9  # cases/reductions.tl:5
-                # stage 1: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_11 = (1.0 / t_10[j1, 0])  # cases/reductions.tl:5
-                        t_8 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
-                        t_12 = (t_11 if t_8 else 0.0)  # cases/reductions.tl:5
-                        t_2[j0, j1, j2] = t_12
+            _stats_grad_k2_rows(blk, block, n_rows, t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2)
     return ()
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _stats_grad_k3_rows(blk, block, n_rows, t_21, t_4, t, t_1, n0, n1, n2):
+    """Block blk of _stats_grad_k3: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    t_6 = np.empty((1, n2,), np.float64)
+    for j0 in range(lo, hi):
+        # stage 0: over M, K
+        t_6[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_2 = (t_21[j0, 0, j2] * t_4[j0, j1, j2])  # cases/reductions.tl:4
+                t_3 = (t_2 + t_2)  # cases/reductions.tl:4
+                t[j0, j1, j2] = t_3
+                t_5 = (-t_3)  # cases/reductions.tl:4
+                t_6[0, j2] += t_5  # cases/reductions.tl:4
+        # stage 1: over 1, K
+        for j1 in range(1):
+            for j2 in range(n2):
+                t_7 = (t_6[0, j2] / np.float64(n1))  # cases/reductions.tl:4
+                t_1[j0, 0, j2] = t_7
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -740,45 +635,33 @@ def _stats_grad_k3(t_21, t_4, t, t_1, n0, n1, n2):
     nblocks = -(-n_rows // block)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            t_6 = np.empty((1, n2,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_6[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_2 = (t_21[j0, 0, j2] * t_4[j0, j1, j2])  # cases/reductions.tl:4
-                        t_3 = (t_2 + t_2)  # cases/reductions.tl:4
-                        t[j0, j1, j2] = t_3
-                        t_5 = (-t_3)  # cases/reductions.tl:4
-                        t_6[0, j2] += t_5  # cases/reductions.tl:4
-                # stage 1: over 1, K
-                for j1 in range(1):
-                    for j2 in range(n2):
-                        t_7 = (t_6[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                        t_1[j0, 0, j2] = t_7
+            _stats_grad_k3_rows(blk, block, n_rows, t_21, t_4, t, t_1, n0, n1, n2)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            t_6 = np.empty((1, n2,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_6[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_2 = (t_21[j0, 0, j2] * t_4[j0, j1, j2])  # cases/reductions.tl:4
-                        t_3 = (t_2 + t_2)  # cases/reductions.tl:4
-                        t[j0, j1, j2] = t_3
-                        t_5 = (-t_3)  # cases/reductions.tl:4
-                        t_6[0, j2] += t_5  # cases/reductions.tl:4
-                # stage 1: over 1, K
-                for j1 in range(1):
-                    for j2 in range(n2):
-                        t_7 = (t_6[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                        t_1[j0, 0, j2] = t_7
+            _stats_grad_k3_rows(blk, block, n_rows, t_21, t_4, t, t_1, n0, n1, n2)
     return ()
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_14, t_18, t_19, t_20, t_22, t_23, t_9, t_24, d_x, add_d_x, n0, n1, n2):
+    """Block blk of _stats_grad_k1: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    for j0 in range(lo, hi):
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t = (t_15[0, j1, j2] / t_7[j0, j1, j2])  # cases/reductions.tl:5
+                t_1 = (t if t_14[0, j1, j2] else t_18[j0, j1, j2])  # cases/reductions.tl:5
+                t_2 = (t_1 + t_19[j0, j1, j2])  # cases/reductions.tl:5
+                t_3 = (t_2 + t_20[j0, j1, j2])  # cases/reductions.tl:5
+                t_4 = (t_3 + t_22[j0, j1, j2])  # cases/reductions.tl:4
+                t_5 = (t_4 + t_23[j0, 0, j2])  # cases/reductions.tl:4
+                t_6 = (t_5 + t_9[j0, j1, j2])  # cases/reductions.tl:5
+                d_x_1 = (t_6 + t_24[0, j1, 0])  # cases/reductions.tl:3
+                if add_d_x:
+                    d_x[j0, j1, j2] += d_x_1
+                else:
+                    d_x[j0, j1, j2] = d_x_1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -789,43 +672,66 @@ def _stats_grad_k1(t_15, t_7, t_14, t_18, t_19, t_20, t_22, t_23, t_9, t_24, d_x
     nblocks = -(-n_rows // block)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t = (t_15[0, j1, j2] / t_7[j0, j1, j2])  # cases/reductions.tl:5
-                        t_1 = (t if t_14[0, j1, j2] else t_18[j0, j1, j2])  # cases/reductions.tl:5
-                        t_2 = (t_1 + t_19[j0, j1, j2])  # cases/reductions.tl:5
-                        t_3 = (t_2 + t_20[j0, j1, j2])  # cases/reductions.tl:5
-                        t_4 = (t_3 + t_22[j0, j1, j2])  # cases/reductions.tl:4
-                        t_5 = (t_4 + t_23[j0, 0, j2])  # cases/reductions.tl:4
-                        t_6 = (t_5 + t_9[j0, j1, j2])  # cases/reductions.tl:5
-                        d_x_1 = (t_6 + t_24[0, j1, 0])  # cases/reductions.tl:3
-                        if add_d_x:
-                            d_x[j0, j1, j2] += d_x_1
-                        else:
-                            d_x[j0, j1, j2] = d_x_1
+            _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_14, t_18, t_19, t_20, t_22, t_23, t_9, t_24, d_x, add_d_x, n0, n1, n2)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            for j0 in range(lo, hi):
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t = (t_15[0, j1, j2] / t_7[j0, j1, j2])  # cases/reductions.tl:5
-                        t_1 = (t if t_14[0, j1, j2] else t_18[j0, j1, j2])  # cases/reductions.tl:5
-                        t_2 = (t_1 + t_19[j0, j1, j2])  # cases/reductions.tl:5
-                        t_3 = (t_2 + t_20[j0, j1, j2])  # cases/reductions.tl:5
-                        t_4 = (t_3 + t_22[j0, j1, j2])  # cases/reductions.tl:4
-                        t_5 = (t_4 + t_23[j0, 0, j2])  # cases/reductions.tl:4
-                        t_6 = (t_5 + t_9[j0, j1, j2])  # cases/reductions.tl:5
-                        d_x_1 = (t_6 + t_24[0, j1, 0])  # cases/reductions.tl:3
-                        if add_d_x:
-                            d_x[j0, j1, j2] += d_x_1
-                        else:
-                            d_x[j0, j1, j2] = d_x_1
+            _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_14, t_18, t_19, t_20, t_22, t_23, t_9, t_24, d_x, add_d_x, n0, n1, n2)
     return ()
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _stats_grad_fwd_k0_rows(blk, block, n_rows, x, m, t, t_1, t_2, t_3, t_4, n0, n1, n2, acc_p, acc_1_p, acc_2_p):
+    """Block blk of _stats_grad_fwd_k0: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    acc = 0.0
+    acc_1 = 0.0
+    acc_2 = 0.0
+    t_7 = np.empty((1, n2,), np.float64)
+    t_11 = np.empty((n2,), np.float64)
+    t_16 = np.empty((n1,), np.float64)
+    for j0 in range(lo, hi):
+        # stage 0: over M, K
+        t_7[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_5 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
+                t[j0, j1, j2] = t_5
+                t_6 = (t_5 * t_5)  # cases/reductions.tl:5
+                acc += t_6  # cases/reductions.tl:5
+                t_7[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
+        # stage 1: over M, K
+        t_11[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_8 = (t_7[0, j2] / np.float64(n1))  # cases/reductions.tl:4
+                t_9 = (x[j0, j1, j2] - t_8)  # cases/reductions.tl:4
+                t_1[j0, j1, j2] = t_9
+                t_10 = (t_9 * t_9)  # cases/reductions.tl:4
+                t_11[j2] += t_10  # cases/reductions.tl:4
+        # stage 2: over K
+        for j1 in range(n2):
+            t_12 = (t_11[j1] / np.float64(n1))  # cases/reductions.tl:4
+            t_13 = (t_12 == 0.0)  # cases/reductions.tl:4
+            t_2[j0, j1] = t_13
+            t_14 = (1.0 if t_13 else t_12)  # cases/reductions.tl:4
+            t_15 = np.sqrt(t_14)  # cases/reductions.tl:4
+            t_3[j0, j1] = t_15
+            s = (0.0 if t_13 else t_15)  # cases/reductions.tl:4
+            acc_1 += s  # cases/reductions.tl:5
+        # stage 3: over M, K
+        t_16[...] = np.float64(-np.inf)
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_16[j1] = np.maximum(t_16[j1], x[j0, j1, j2])  # cases/reductions.tl:5
+        for q1 in range(n1):
+            t_4[j0, q1] = t_16[q1]
+        # stage 4: over M
+        for j1 in range(n1):
+            acc_2 += t_16[j1]  # cases/reductions.tl:5
+    acc_p[blk] = acc
+    acc_1_p[blk] = acc_1
+    acc_2_p[blk] = acc_2
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -839,109 +745,29 @@ def _stats_grad_fwd_k0(x, m, t, t_1, t_2, t_3, t_4, n0, n1, n2):
     acc_2_p = np.empty((nblocks,), np.float64)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            acc_1 = 0.0
-            acc_2 = 0.0
-            t_7 = np.empty((1, n2,), np.float64)
-            t_11 = np.empty((n2,), np.float64)
-            t_16 = np.empty((n1,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_7[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_5 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
-                        t[j0, j1, j2] = t_5
-                        t_6 = (t_5 * t_5)  # cases/reductions.tl:5
-                        acc += t_6  # cases/reductions.tl:5
-                        t_7[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
-                # stage 1: over M, K
-                t_11[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_8 = (t_7[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                        t_9 = (x[j0, j1, j2] - t_8)  # cases/reductions.tl:4
-                        t_1[j0, j1, j2] = t_9
-                        t_10 = (t_9 * t_9)  # cases/reductions.tl:4
-                        t_11[j2] += t_10  # cases/reductions.tl:4
-                # stage 2: over K
-                for j1 in range(n2):
-                    t_12 = (t_11[j1] / np.float64(n1))  # cases/reductions.tl:4
-                    t_13 = (t_12 == 0.0)  # cases/reductions.tl:4
-                    t_2[j0, j1] = t_13
-                    t_14 = (1.0 if t_13 else t_12)  # cases/reductions.tl:4
-                    t_15 = np.sqrt(t_14)  # cases/reductions.tl:4
-                    t_3[j0, j1] = t_15
-                    s = (0.0 if t_13 else t_15)  # cases/reductions.tl:4
-                    acc_1 += s  # cases/reductions.tl:5
-                # stage 3: over M, K
-                t_16[...] = np.float64(-np.inf)
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_16[j1] = np.maximum(t_16[j1], x[j0, j1, j2])  # cases/reductions.tl:5
-                for q1 in range(n1):
-                    t_4[j0, q1] = t_16[q1]
-                # stage 4: over M
-                for j1 in range(n1):
-                    acc_2 += t_16[j1]  # cases/reductions.tl:5
-            acc_p[blk] = acc
-            acc_1_p[blk] = acc_1
-            acc_2_p[blk] = acc_2
+            _stats_grad_fwd_k0_rows(blk, block, n_rows, x, m, t, t_1, t_2, t_3, t_4, n0, n1, n2, acc_p, acc_1_p, acc_2_p)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = 0.0
-            acc_1 = 0.0
-            acc_2 = 0.0
-            t_7 = np.empty((1, n2,), np.float64)
-            t_11 = np.empty((n2,), np.float64)
-            t_16 = np.empty((n1,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_7[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_5 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
-                        t[j0, j1, j2] = t_5
-                        t_6 = (t_5 * t_5)  # cases/reductions.tl:5
-                        acc += t_6  # cases/reductions.tl:5
-                        t_7[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
-                # stage 1: over M, K
-                t_11[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_8 = (t_7[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                        t_9 = (x[j0, j1, j2] - t_8)  # cases/reductions.tl:4
-                        t_1[j0, j1, j2] = t_9
-                        t_10 = (t_9 * t_9)  # cases/reductions.tl:4
-                        t_11[j2] += t_10  # cases/reductions.tl:4
-                # stage 2: over K
-                for j1 in range(n2):
-                    t_12 = (t_11[j1] / np.float64(n1))  # cases/reductions.tl:4
-                    t_13 = (t_12 == 0.0)  # cases/reductions.tl:4
-                    t_2[j0, j1] = t_13
-                    t_14 = (1.0 if t_13 else t_12)  # cases/reductions.tl:4
-                    t_15 = np.sqrt(t_14)  # cases/reductions.tl:4
-                    t_3[j0, j1] = t_15
-                    s = (0.0 if t_13 else t_15)  # cases/reductions.tl:4
-                    acc_1 += s  # cases/reductions.tl:5
-                # stage 3: over M, K
-                t_16[...] = np.float64(-np.inf)
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_16[j1] = np.maximum(t_16[j1], x[j0, j1, j2])  # cases/reductions.tl:5
-                for q1 in range(n1):
-                    t_4[j0, q1] = t_16[q1]
-                # stage 4: over M
-                for j1 in range(n1):
-                    acc_2 += t_16[j1]  # cases/reductions.tl:5
-            acc_p[blk] = acc
-            acc_1_p[blk] = acc_1
-            acc_2_p[blk] = acc_2
+            _stats_grad_fwd_k0_rows(blk, block, n_rows, x, m, t, t_1, t_2, t_3, t_4, n0, n1, n2, acc_p, acc_1_p, acc_2_p)
     return (acc_p, acc_1_p, acc_2_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _stats_grad_bwd_k0_rows(blk, block, n_rows, x, t, t_1, n0, n1, n2, acc_p):
+    """Block blk of _stats_grad_bwd_k0: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    acc = acc_p[blk]
+    acc[...] = 0
+    for j0 in range(lo, hi):
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_2 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
+                t[j0, j1, j2] = t_2
+                t_3 = np.int64(t_2)  # cases/reductions.tl:5
+                acc[0, j1, j2] += t_3  # cases/reductions.tl:5
+                t_4 = (1.0 if t_2 else x[j0, j1, j2])  # cases/reductions.tl:5
+                t_1[j0, j1, j2] = t_4
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -953,35 +779,60 @@ def _stats_grad_bwd_k0(x, t, t_1, n0, n1, n2):
     acc_p = np.empty((nblocks, 1, n1, n2,), np.int64)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = acc_p[blk]
-            acc[...] = 0
-            for j0 in range(lo, hi):
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_2 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
-                        t[j0, j1, j2] = t_2
-                        t_3 = np.int64(t_2)  # cases/reductions.tl:5
-                        acc[0, j1, j2] += t_3  # cases/reductions.tl:5
-                        t_4 = (1.0 if t_2 else x[j0, j1, j2])  # cases/reductions.tl:5
-                        t_1[j0, j1, j2] = t_4
+            _stats_grad_bwd_k0_rows(blk, block, n_rows, x, t, t_1, n0, n1, n2, acc_p)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            acc = acc_p[blk]
-            acc[...] = 0
-            for j0 in range(lo, hi):
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_2 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
-                        t[j0, j1, j2] = t_2
-                        t_3 = np.int64(t_2)  # cases/reductions.tl:5
-                        acc[0, j1, j2] += t_3  # cases/reductions.tl:5
-                        t_4 = (1.0 if t_2 else x[j0, j1, j2])  # cases/reductions.tl:5
-                        t_1[j0, j1, j2] = t_4
+            _stats_grad_bwd_k0_rows(blk, block, n_rows, x, t, t_1, n0, n1, n2, acc_p)
     return (acc_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _stats_grad_bwd_k2_rows(blk, block, n_rows, t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, r1, t, t_1, t_2, t_3, t_4, n0, n1, n2, d_m_p):
+    """Block blk of _stats_grad_bwd_k2: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    d_m = d_m_p[blk]
+    d_m[...] = 0.0
+    t_13 = np.empty((n1, 1,), np.float64)
+    for j0 in range(lo, hi):
+        # stage 0: over M, K
+        t_13[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_5 = (t_5_1[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
+                t_7 = (t_4_1[0, j1, j2] if t_5 else 0.0)  # cases/reductions.tl:5
+                t[j0, j1, j2] = t_7
+                t_8 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
+                t_9 = _tl_exp_f64(t_8)  # cases/reductions.tl:5
+                t_10 = (seed * t_9)  # cases/reductions.tl:5
+                t_1[j0, j1, j2] = t_10
+                t_11 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
+                t_12 = np.float64(t_11)  # cases/reductions.tl:5
+                t_13[j1, 0] += t_12  # cases/reductions.tl:5
+        # stage 1: over M, K
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_14 = (seed / t_13[j1, 0])  # cases/reductions.tl:5
+                t_11 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
+                t_15 = (t_14 if t_11 else 0.0)  # cases/reductions.tl:5
+                t_2[j0, j1, j2] = t_15
+        # stage 2: over K
+        for j1 in range(n2):
+            t_16 = (not r3[j0, j1])  # cases/reductions.tl:4
+            t_17 = (0.5 / r4[j0, j1])  # cases/reductions.tl:4
+            t_18 = (seed * t_17)  # cases/reductions.tl:4
+            t_19 = (t_18 if t_16 else 0.0)  # cases/reductions.tl:4
+            t_20 = (t_19 / np.float64(n1))  # cases/reductions.tl:4
+            t_21 = (t_20 if t_16 else 0.0)  # cases/reductions.tl:4
+            t_3[j0, j1] = t_21
+        # stage 3: over M, K
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_22 = (t_9_1 * r1[j0, j1, j2])  # cases/reductions.tl:5
+                t_23 = (2.0 * t_22)  # cases/reductions.tl:5
+                t_4[j0, j1, j2] = t_23
+                t_24 = (-t_23)  # cases/reductions.tl:5
+                d_m[0, j1, 0] += t_24  # cases/reductions.tl:5
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -993,97 +844,53 @@ def _stats_grad_bwd_k2(t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, 
     d_m_p = np.empty((nblocks, 1, n1, 1,), np.float64)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            d_m = d_m_p[blk]
-            d_m[...] = 0.0
-            t_13 = np.empty((n1, 1,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_13[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_5 = (t_5_1[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
-                        t_7 = (t_4_1[0, j1, j2] if t_5 else 0.0)  # cases/reductions.tl:5
-                        t[j0, j1, j2] = t_7
-                        t_8 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
-                        t_9 = _tl_exp_f64(t_8)  # cases/reductions.tl:5
-                        t_10 = (seed * t_9)  # cases/reductions.tl:5
-                        t_1[j0, j1, j2] = t_10
-                        t_11 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
-                        t_12 = np.float64(t_11)  # cases/reductions.tl:5
-                        t_13[j1, 0] += t_12  # cases/reductions.tl:5
-                # stage 1: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_14 = (seed / t_13[j1, 0])  # cases/reductions.tl:5
-                        t_11 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
-                        t_15 = (t_14 if t_11 else 0.0)  # cases/reductions.tl:5
-                        t_2[j0, j1, j2] = t_15
-                # stage 2: over K
-                for j1 in range(n2):
-                    t_16 = (not r3[j0, j1])  # cases/reductions.tl:4
-                    t_17 = (0.5 / r4[j0, j1])  # cases/reductions.tl:4
-                    t_18 = (seed * t_17)  # cases/reductions.tl:4
-                    t_19 = (t_18 if t_16 else 0.0)  # cases/reductions.tl:4
-                    t_20 = (t_19 / np.float64(n1))  # cases/reductions.tl:4
-                    t_21 = (t_20 if t_16 else 0.0)  # cases/reductions.tl:4
-                    t_3[j0, j1] = t_21
-                # stage 3: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_22 = (t_9_1 * r1[j0, j1, j2])  # cases/reductions.tl:5
-                        t_23 = (2.0 * t_22)  # cases/reductions.tl:5
-                        t_4[j0, j1, j2] = t_23
-                        t_24 = (-t_23)  # cases/reductions.tl:5
-                        d_m[0, j1, 0] += t_24  # cases/reductions.tl:5
+            _stats_grad_bwd_k2_rows(blk, block, n_rows, t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, r1, t, t_1, t_2, t_3, t_4, n0, n1, n2, d_m_p)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            d_m = d_m_p[blk]
-            d_m[...] = 0.0
-            t_13 = np.empty((n1, 1,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_13[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_5 = (t_5_1[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
-                        t_7 = (t_4_1[0, j1, j2] if t_5 else 0.0)  # cases/reductions.tl:5
-                        t[j0, j1, j2] = t_7
-                        t_8 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
-                        t_9 = _tl_exp_f64(t_8)  # cases/reductions.tl:5
-                        t_10 = (seed * t_9)  # cases/reductions.tl:5
-                        t_1[j0, j1, j2] = t_10
-                        t_11 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
-                        t_12 = np.float64(t_11)  # cases/reductions.tl:5
-                        t_13[j1, 0] += t_12  # cases/reductions.tl:5
-                # stage 1: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_14 = (seed / t_13[j1, 0])  # cases/reductions.tl:5
-                        t_11 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
-                        t_15 = (t_14 if t_11 else 0.0)  # cases/reductions.tl:5
-                        t_2[j0, j1, j2] = t_15
-                # stage 2: over K
-                for j1 in range(n2):
-                    t_16 = (not r3[j0, j1])  # cases/reductions.tl:4
-                    t_17 = (0.5 / r4[j0, j1])  # cases/reductions.tl:4
-                    t_18 = (seed * t_17)  # cases/reductions.tl:4
-                    t_19 = (t_18 if t_16 else 0.0)  # cases/reductions.tl:4
-                    t_20 = (t_19 / np.float64(n1))  # cases/reductions.tl:4
-                    t_21 = (t_20 if t_16 else 0.0)  # cases/reductions.tl:4
-                    t_3[j0, j1] = t_21
-                # stage 3: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_22 = (t_9_1 * r1[j0, j1, j2])  # cases/reductions.tl:5
-                        t_23 = (2.0 * t_22)  # cases/reductions.tl:5
-                        t_4[j0, j1, j2] = t_23
-                        t_24 = (-t_23)  # cases/reductions.tl:5
-                        d_m[0, j1, 0] += t_24  # cases/reductions.tl:5
+            _stats_grad_bwd_k2_rows(blk, block, n_rows, t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, r1, t, t_1, t_2, t_3, t_4, n0, n1, n2, d_m_p)
     return (d_m_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1, t_3, t_10, seed, t_11, t_12, t_15, r2, t_14_1, t_16_1, d_x, add_d_x, n0, n1, n2):
+    """Block blk of _stats_grad_bwd_k1: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    t_16 = np.empty((1, n2,), np.float64)
+    for j0 in range(lo, hi):
+        # stage 0: over M, K
+        t_16[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t = (t_4[0, j1, j2] / t_1[j0, j1, j2])  # cases/reductions.tl:5
+                t_2 = (t if t_3[0, j1, j2] else t_10[j0, j1, j2])  # cases/reductions.tl:5
+                t_5 = (seed * t_2)  # cases/reductions.tl:5
+                t_6 = (t_5 + t_11[j0, j1, j2])  # cases/reductions.tl:5
+                t_7 = (t_6 + t_12[j0, j1, j2])  # cases/reductions.tl:5
+                t_8 = (t_15[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
+                t_9 = (t_8 + t_8)  # cases/reductions.tl:4
+                t_13 = (t_7 + t_9)  # cases/reductions.tl:4
+                t_14 = (-t_9)  # cases/reductions.tl:4
+                t_16[0, j2] += t_14  # cases/reductions.tl:4
+        # stage 1: over M, K
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_17 = (t_16[0, j2] / np.float64(n1))  # cases/reductions.tl:4
+                t = (t_4[0, j1, j2] / t_1[j0, j1, j2])  # cases/reductions.tl:5
+                t_2 = (t if t_3[0, j1, j2] else t_10[j0, j1, j2])  # cases/reductions.tl:5
+                t_5 = (seed * t_2)  # cases/reductions.tl:5
+                t_6 = (t_5 + t_11[j0, j1, j2])  # cases/reductions.tl:5
+                t_7 = (t_6 + t_12[j0, j1, j2])  # cases/reductions.tl:5
+                t_8 = (t_15[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
+                t_9 = (t_8 + t_8)  # cases/reductions.tl:4
+                t_13 = (t_7 + t_9)  # cases/reductions.tl:4
+                t_18 = (t_13 + t_17)  # cases/reductions.tl:4
+                t_19 = (t_18 + t_14_1[j0, j1, j2])  # cases/reductions.tl:5
+                d_x_1 = (t_19 + t_16_1[0, j1, 0])  # cases/reductions.tl:3
+                if add_d_x:
+                    d_x[j0, j1, j2] += d_x_1
+                else:
+                    d_x[j0, j1, j2] = d_x_1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -1094,82 +901,10 @@ def _stats_grad_bwd_k1(t_4, t_1, t_3, t_10, seed, t_11, t_12, t_15, r2, t_14_1, 
     nblocks = -(-n_rows // block)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            t_16 = np.empty((1, n2,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_16[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t = (t_4[0, j1, j2] / t_1[j0, j1, j2])  # cases/reductions.tl:5
-                        t_2 = (t if t_3[0, j1, j2] else t_10[j0, j1, j2])  # cases/reductions.tl:5
-                        t_5 = (seed * t_2)  # cases/reductions.tl:5
-                        t_6 = (t_5 + t_11[j0, j1, j2])  # cases/reductions.tl:5
-                        t_7 = (t_6 + t_12[j0, j1, j2])  # cases/reductions.tl:5
-                        t_8 = (t_15[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
-                        t_9 = (t_8 + t_8)  # cases/reductions.tl:4
-                        t_13 = (t_7 + t_9)  # cases/reductions.tl:4
-                        t_14 = (-t_9)  # cases/reductions.tl:4
-                        t_16[0, j2] += t_14  # cases/reductions.tl:4
-                # stage 1: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_17 = (t_16[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                        t = (t_4[0, j1, j2] / t_1[j0, j1, j2])  # cases/reductions.tl:5
-                        t_2 = (t if t_3[0, j1, j2] else t_10[j0, j1, j2])  # cases/reductions.tl:5
-                        t_5 = (seed * t_2)  # cases/reductions.tl:5
-                        t_6 = (t_5 + t_11[j0, j1, j2])  # cases/reductions.tl:5
-                        t_7 = (t_6 + t_12[j0, j1, j2])  # cases/reductions.tl:5
-                        t_8 = (t_15[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
-                        t_9 = (t_8 + t_8)  # cases/reductions.tl:4
-                        t_13 = (t_7 + t_9)  # cases/reductions.tl:4
-                        t_18 = (t_13 + t_17)  # cases/reductions.tl:4
-                        t_19 = (t_18 + t_14_1[j0, j1, j2])  # cases/reductions.tl:5
-                        d_x_1 = (t_19 + t_16_1[0, j1, 0])  # cases/reductions.tl:3
-                        if add_d_x:
-                            d_x[j0, j1, j2] += d_x_1
-                        else:
-                            d_x[j0, j1, j2] = d_x_1
+            _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1, t_3, t_10, seed, t_11, t_12, t_15, r2, t_14_1, t_16_1, d_x, add_d_x, n0, n1, n2)
     else:
         for blk in range(nblocks):
-            lo = blk * block
-            hi = min(lo + block, n_rows)
-            t_16 = np.empty((1, n2,), np.float64)
-            for j0 in range(lo, hi):
-                # stage 0: over M, K
-                t_16[...] = 0.0
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t = (t_4[0, j1, j2] / t_1[j0, j1, j2])  # cases/reductions.tl:5
-                        t_2 = (t if t_3[0, j1, j2] else t_10[j0, j1, j2])  # cases/reductions.tl:5
-                        t_5 = (seed * t_2)  # cases/reductions.tl:5
-                        t_6 = (t_5 + t_11[j0, j1, j2])  # cases/reductions.tl:5
-                        t_7 = (t_6 + t_12[j0, j1, j2])  # cases/reductions.tl:5
-                        t_8 = (t_15[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
-                        t_9 = (t_8 + t_8)  # cases/reductions.tl:4
-                        t_13 = (t_7 + t_9)  # cases/reductions.tl:4
-                        t_14 = (-t_9)  # cases/reductions.tl:4
-                        t_16[0, j2] += t_14  # cases/reductions.tl:4
-                # stage 1: over M, K
-                for j1 in range(n1):
-                    for j2 in range(n2):
-                        t_17 = (t_16[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                        t = (t_4[0, j1, j2] / t_1[j0, j1, j2])  # cases/reductions.tl:5
-                        t_2 = (t if t_3[0, j1, j2] else t_10[j0, j1, j2])  # cases/reductions.tl:5
-                        t_5 = (seed * t_2)  # cases/reductions.tl:5
-                        t_6 = (t_5 + t_11[j0, j1, j2])  # cases/reductions.tl:5
-                        t_7 = (t_6 + t_12[j0, j1, j2])  # cases/reductions.tl:5
-                        t_8 = (t_15[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
-                        t_9 = (t_8 + t_8)  # cases/reductions.tl:4
-                        t_13 = (t_7 + t_9)  # cases/reductions.tl:4
-                        t_18 = (t_13 + t_17)  # cases/reductions.tl:4
-                        t_19 = (t_18 + t_14_1[j0, j1, j2])  # cases/reductions.tl:5
-                        d_x_1 = (t_19 + t_16_1[0, j1, 0])  # cases/reductions.tl:3
-                        if add_d_x:
-                            d_x[j0, j1, j2] += d_x_1
-                        else:
-                            d_x[j0, j1, j2] = d_x_1
+            _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1, t_3, t_10, seed, t_11, t_12, t_15, r2, t_14_1, t_16_1, d_x, add_d_x, n0, n1, n2)
     return ()
 
 

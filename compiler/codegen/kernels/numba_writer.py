@@ -1,21 +1,33 @@
 """A Program (program.py) as one numba kernel: a module-level `@numba.njit(parallel=True, ...)`
 function making one pass over the rows.
 
-    @numba.njit(parallel=True, nogil=True, cache=True)
+    @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+    def _layer_grad_k0_rows(blk, block, n_rows, x, b, y, d_z, add_d_z, n0, acc_p):
+        '''Block blk of _layer_grad_k0: its rows, and its partials of the sinks.'''
+        acc = np.float64(0.0)
+        for j0 in range(blk * block, min(blk * block + block, n_rows)):   # the rows of a block
+            for j1 in range(256):              # one stage: a nest over the trailing axes
+                z = x[j0, j1] + b[j1]          # layer.tl:4   one local per step
+                ...
+                acc += t_8
+        acc_p[blk] = acc
+
+    @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
     def _layer_grad_k0(x, b, y, d_z, add_d_z, n0):
         '''layer_grad's fused loop (layer.tl:4, layer.tl:5): N rows, one pass.'''
         n_rows = n0
         nblocks, block = ...                       # a function of the shape only, never of the threads
         acc_p = np.empty((nblocks,), np.float64)   # per-block partials of the sinks
-        for blk in numba.prange(nblocks):
-            acc = np.float64(0.0)
-            for j0 in range(blk * block, min(blk * block + block, n_rows)):   # the rows of a block
-                for j1 in range(256):              # one stage: a nest over the trailing axes
-                    z = x[j0, j1] + b[j1]          # layer.tl:4   one local per step
-                    ...
-                    acc += t_8
-            acc_p[blk] = acc
+        if <big enough to wake the threads>:
+            for blk in numba.prange(nblocks):
+                _layer_grad_k0_rows(blk, block, n_rows, x, b, y, d_z, add_d_z, n0, acc_p)
+        else:                                      # (same blocks, same partials, this thread)
+            for blk in range(nblocks):
+                _layer_grad_k0_rows(blk, block, n_rows, x, b, y, d_z, add_d_z, n0, acc_p)
         return (acc_p,)
+
+The loop body is written once (the _rows function, inlined by numba into both loops: measured
+the same time as two written-out copies).
 
 The host code combines the partials in block order (np.add.reduce over axis 0), so the result
 is the same for any NUMBA_NUM_THREADS. Scalar functions render through ONE table (FUNCTIONS),
@@ -185,22 +197,31 @@ class NumbaKernel:
         for s in p.sinks:
             if self.sink_scalar(s.shape):
                 loop.append(f"{s.name}_p[blk] = {s.name}")
-        # a small kernel runs its blocks on this thread: waking numba's pool costs more than the
-        # work (W4's 512 x 256 kernels: 0.1 ms each on one thread, 6 ms on two of a busy machine);
-        # the blocks and the order their partials are combined in are the same either way
+        # the loop body is written once, as a function of one block that numba inlines into both
+        # loops below. A small kernel runs its blocks on this thread: waking numba's pool costs
+        # more than the work (W4's 512 x 256 kernels: 0.1 ms each on one thread, 6 ms on two of a
+        # busy machine); the blocks and the order their partials are combined in are the same
+        rows_name = f"{self.name}_rows"
+        rows_params = ["blk", "block", "n_rows"] + params + [f"{s.name}_p" for s in p.sinks]
+        call = f"{rows_name}({', '.join(rows_params)})"
         body.append(f"if n_rows * {per_row} >= {PARALLEL_ELEMENTS}:")
         body.append("    for blk in numba.prange(nblocks):")
-        body += ["        " + line for line in loop]
+        body.append(f"        {call}")
         body.append("else:")
         body.append("    for blk in range(nblocks):")
-        body += ["        " + line for line in loop]
+        body.append(f"        {call}")
         body.append("return (" + "".join(f"{s.name}_p, " for s in p.sinks) + ")")
+        rows = [
+            f"@numba.njit(inline=\"always\", {numba_math.KERNEL_FLAGS})",
+            f"def {rows_name}({', '.join(rows_params)}):",
+            f'    """Block blk of {self.name}: its rows, and its partials of the sinks."""',
+        ] + ["    " + line for line in loop]
         head = [
             f"@numba.njit(parallel=True, nogil=True, cache=True, {numba_math.KERNEL_FLAGS})",
             f"def {self.name}({', '.join(params)}):",
             f'    """{self.fn_name}\'s fused loop ({", ".join(p.places)}): one pass over the rows."""',
         ]
-        return "\n".join(head + ["    " + line for line in body]) + "\n", params
+        return "\n".join(rows) + "\n\n\n" + "\n".join(head + ["    " + line for line in body]) + "\n", params
 
     def identity(self, op: str, dt: DType) -> str:
         if op == ops.sum.name:
