@@ -200,6 +200,11 @@ def _tl_pow2(typingctx, n):
     return n(n), codegen
 
 
+@numba.njit(fastmath={"reassoc", "contract"}, error_model="numpy")
+def _tl_add(a, b):
+    return a + b
+
+
 @numba.njit(inline="always")
 def _tl_exp_f32(x):
     # exp(x) = 2**n exp(r), |r| <= ln2/2; 2**n is applied as two normal factors so that results
@@ -491,7 +496,7 @@ def _mlp_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
             logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
             t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
             t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
-            t_8 += t_7  # cases/mlp.tl:6
+            t_8 = _tl_add(t_8, t_7)  # cases/mlp.tl:6
         # stage 2: over the row
         t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
         t_1[j0, 0] = t_9
@@ -522,7 +527,7 @@ def _mlp_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p):
         t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
         t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
         t_5 = t_1  # cases/mlp.tl:6
-        acc += t_5  # cases/mlp.tl:6
+        acc = _tl_add(acc, t_5)  # cases/mlp.tl:6
     acc_p[blk] = acc
 
 
@@ -591,7 +596,7 @@ def _mlp_grad_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, t_2, n0):
             logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
             t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
             t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
-            t_9 += t_8  # cases/mlp.tl:6
+            t_9 = _tl_add(t_9, t_8)  # cases/mlp.tl:6
         # stage 2: over 10
         t_10 = _tl_log_f32(np.float32(t_9))  # cases/mlp.tl:6
         t_1[j0, 0] = t_10
@@ -630,7 +635,7 @@ def _mlp_grad_k2_rows(blk, block, n_rows, t_6, t_2, t_3, t_7, t_8, d_logits, n0,
         t = (t_6[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
         t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
         t_4 = t_1  # cases/mlp.tl:6
-        acc += t_4  # cases/mlp.tl:6
+        acc = _tl_add(acc, t_4)  # cases/mlp.tl:6
         for j1 in range(10):
             d_logits_1 = (t_7 * t_8[j0, j1])  # cases/mlp.tl:6
             d_logits[j0, j1] = d_logits_1
@@ -735,7 +740,7 @@ def _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
             logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
             t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
             t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
-            t_8 += t_7  # cases/mlp.tl:6
+            t_8 = _tl_add(t_8, t_7)  # cases/mlp.tl:6
         # stage 2: over the row
         t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
         t_1[j0, 0] = t_9
@@ -766,7 +771,7 @@ def _mlp_grad_fwd_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p):
         t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
         t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
         t_5 = t_1  # cases/mlp.tl:6
-        acc += t_5  # cases/mlp.tl:6
+        acc = _tl_add(acc, t_5)  # cases/mlp.tl:6
     acc_p[blk] = acc
 
 
@@ -804,7 +809,7 @@ def _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t, n0):
         for j1 in range(10):
             t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
             t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
-            t_7 += t_6  # cases/mlp.tl:6
+            t_7 = _tl_add(t_7, t_6)  # cases/mlp.tl:6
         # stage 2: over 10
         for j1 in range(10):
             t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6

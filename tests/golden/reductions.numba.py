@@ -179,6 +179,11 @@ def _tl_pow2(typingctx, n):
     return n(n), codegen
 
 
+@numba.njit(fastmath={"reassoc", "contract"}, error_model="numpy")
+def _tl_add(a, b):
+    return a + b
+
+
 @numba.njit(inline="always")
 def _tl_exp_f64(x):
     # exp(x) = 2**n exp(r), |r| <= ln2/2; 2**n is applied as two normal factors so that results
@@ -405,7 +410,7 @@ def _stats_k0_rows(blk, block, n_rows, x, m, n0, n1, n2, acc_p, acc_1_p, acc_2_p
             for j2 in range(n2):
                 t = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
                 t_1 = (t * t)  # cases/reductions.tl:5
-                acc += t_1  # cases/reductions.tl:5
+                acc = _tl_add(acc, t_1)  # cases/reductions.tl:5
                 t_2[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
         # stage 1: over M, K
         t_6[...] = 0.0
@@ -422,7 +427,7 @@ def _stats_k0_rows(blk, block, n_rows, x, m, n0, n1, n2, acc_p, acc_1_p, acc_2_p
             t_9 = (1.0 if t_8 else t_7)  # cases/reductions.tl:4
             t_10 = np.sqrt(t_9)  # cases/reductions.tl:4
             s = (0.0 if t_8 else t_10)  # cases/reductions.tl:4
-            acc_1 += s  # cases/reductions.tl:5
+            acc_1 = _tl_add(acc_1, s)  # cases/reductions.tl:5
         # stage 3: over M, K
         t_11[...] = np.float64(-np.inf)
         for j1 in range(n1):
@@ -430,7 +435,7 @@ def _stats_k0_rows(blk, block, n_rows, x, m, n0, n1, n2, acc_p, acc_1_p, acc_2_p
                 t_11[j1] = np.maximum(t_11[j1], x[j0, j1, j2])  # cases/reductions.tl:5
         # stage 4: over M
         for j1 in range(n1):
-            acc_2 += t_11[j1]  # cases/reductions.tl:5
+            acc_2 = _tl_add(acc_2, t_11[j1])  # cases/reductions.tl:5
     acc_p[blk] = acc
     acc_1_p[blk] = acc_1
     acc_2_p[blk] = acc_2
@@ -476,7 +481,7 @@ def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, 
             for j2 in range(n2):
                 t_6 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
                 t_7 = (t_6 * t_6)  # cases/reductions.tl:5
-                acc += t_7  # cases/reductions.tl:5
+                acc = _tl_add(acc, t_7)  # cases/reductions.tl:5
                 t_8[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
         # stage 1: over M, K
         t_12[...] = 0.0
@@ -494,7 +499,7 @@ def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, 
             t_15 = (1.0 if t_14 else t_13)  # cases/reductions.tl:4
             t_16 = np.sqrt(t_15)  # cases/reductions.tl:4
             s = (0.0 if t_14 else t_16)  # cases/reductions.tl:4
-            acc_1 += s  # cases/reductions.tl:5
+            acc_1 = _tl_add(acc_1, s)  # cases/reductions.tl:5
         # stage 3: over M, K
         t_17[...] = np.float64(-np.inf)
         for j1 in range(n1):
@@ -504,7 +509,7 @@ def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, 
             t_1[j0, q1] = t_17[q1]
         # stage 4: over M
         for j1 in range(n1):
-            acc_2 += t_17[j1]  # cases/reductions.tl:5
+            acc_2 = _tl_add(acc_2, t_17[j1])  # cases/reductions.tl:5
         # stage 5: over M, K
         for j1 in range(n1):
             for j2 in range(n2):
@@ -698,7 +703,7 @@ def _stats_grad_fwd_k0_rows(blk, block, n_rows, x, m, t, t_1, t_2, t_3, t_4, n0,
                 t_5 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
                 t[j0, j1, j2] = t_5
                 t_6 = (t_5 * t_5)  # cases/reductions.tl:5
-                acc += t_6  # cases/reductions.tl:5
+                acc = _tl_add(acc, t_6)  # cases/reductions.tl:5
                 t_7[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
         # stage 1: over M, K
         t_11[...] = 0.0
@@ -718,7 +723,7 @@ def _stats_grad_fwd_k0_rows(blk, block, n_rows, x, m, t, t_1, t_2, t_3, t_4, n0,
             t_15 = np.sqrt(t_14)  # cases/reductions.tl:4
             t_3[j0, j1] = t_15
             s = (0.0 if t_13 else t_15)  # cases/reductions.tl:4
-            acc_1 += s  # cases/reductions.tl:5
+            acc_1 = _tl_add(acc_1, s)  # cases/reductions.tl:5
         # stage 3: over M, K
         t_16[...] = np.float64(-np.inf)
         for j1 in range(n1):
@@ -728,7 +733,7 @@ def _stats_grad_fwd_k0_rows(blk, block, n_rows, x, m, t, t_1, t_2, t_3, t_4, n0,
             t_4[j0, q1] = t_16[q1]
         # stage 4: over M
         for j1 in range(n1):
-            acc_2 += t_16[j1]  # cases/reductions.tl:5
+            acc_2 = _tl_add(acc_2, t_16[j1])  # cases/reductions.tl:5
     acc_p[blk] = acc
     acc_1_p[blk] = acc_1
     acc_2_p[blk] = acc_2

@@ -233,11 +233,15 @@ class NumbaKernel:
         info = {DType.I64: (-2 ** 63, 2 ** 63 - 1), DType.I32: (-2 ** 31, 2 ** 31 - 1), DType.BOOL: (0, 1)}[dt]
         return self.const(P.Const(info[0] if op == ops.max.name else info[1], dt))
 
-    def combine(self, op: str, acc: str, value: str) -> str:
-        if op == ops.sum.name:
-            return f"{acc} += {value}"
-        if op == ops.prod.name:
-            return f"{acc} *= {value}"
+    def combine(self, op: str, acc: str, value: str, dt: DType | None = None) -> str:
+        """acc's update by value; dt: a scalar float accumulator's type (its sum vectorises)."""
+        if op in (ops.sum.name, ops.prod.name):
+            sym = "+" if op == ops.sum.name else "*"
+            if dt is not None and dt.is_float:
+                form = numba_math.ACCUMULATE[sym]
+                self.uses_form(form.name)
+                return f"{acc} = {form.name}({acc}, {value})"
+            return f"{acc} {sym}= {value}"
         return f"{acc} = " + FUNCTIONS[Scalar.MAX if op == ops.max.name else Scalar.MIN].format(acc, value)
 
     def whole(self, s: P.Step) -> str | None:
@@ -252,11 +256,13 @@ class NumbaKernel:
         if isinstance(s, P.Step):
             return [f"{s.name} = {self.whole(s) or self.expr(s.expr)}{where}"]
         if isinstance(s, P.Reduce):
-            target = s.name if self.scalar_acc(s.shape) else f"{s.name}[{self.index(s.index[1:])}]"
-            return [self.combine(s.op, target, self.expr(s.value)) + where]
+            scalar = self.scalar_acc(s.shape)
+            target = s.name if scalar else f"{s.name}[{self.index(s.index[1:])}]"
+            return [self.combine(s.op, target, self.expr(s.value), s.acc_dtype if scalar else None) + where]
         if isinstance(s, P.Sink):
-            target = s.name if self.sink_scalar(s.shape) else f"{s.name}[{self.index(s.index)}]"
-            return [self.combine(s.op, target, self.expr(s.value)) + where]
+            scalar = self.sink_scalar(s.shape)
+            target = s.name if scalar else f"{s.name}[{self.index(s.index)}]"
+            return [self.combine(s.op, target, self.expr(s.value), s.acc_dtype if scalar else None) + where]
         if isinstance(s, P.Store):
             o = outs[s.output]
             value = self.expr(s.value)
