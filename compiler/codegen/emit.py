@@ -270,7 +270,7 @@ class Body:
         outputs = list(fn.outputs)
         self.accumulate = {o: buf for o, buf in self.out_bufs.items()
                            if outputs.count(next(x for x in outputs if x.id == o)) == 1 and uses.get(o) == 1}
-        reuse = reusable_inputs(items, kernels, keep) if kernels and not compiled else {}
+        reuse = reusable_inputs(items, kernels, keep) if kernels else {}
         for item in items:
             if isinstance(item, Kernel):
                 self.kernel(item, reuse.get(item.index, []))
@@ -344,7 +344,7 @@ class Body:
     # ---- fused, cache-blocked loops (fused/plan.py plans them, fused/writer.py writes them) ----------
     def kernel(self, k: Kernel, reusable) -> None:
         if self.ctx.backend.caps.compiled_kernels:
-            return self.compiled_kernel(k)
+            return self.compiled_kernel(k, reusable)
         loop = KernelWriter(self.ctx, k, reusable, self.exprs, self.arg, self.accumulate).write()
         self.lines.extend(loop.lines)
         for nid, var in loop.bound.items():
@@ -352,7 +352,7 @@ class Body:
             self.exprs[nid] = Expr(var)
         self.accumulated |= loop.accumulated
 
-    def compiled_kernel(self, k: Kernel) -> None:
+    def compiled_kernel(self, k: Kernel, reusable) -> None:
         """A kernel as a module-level numba function (kernels/numba_writer.py) and its call: the
         outputs allocated here (or the caller's out= buffer, added into), the sinks' per-block
         partials combined here in block order."""
@@ -362,7 +362,7 @@ class Body:
         ctx, mod = self.ctx, self.ctx.mod
         local = Names(nw.reserved() + tuple(f"{c}{a}" for c in "jq" for a in range(10)))
         prog = P.build(k, ctx.hint, local, {o.id: self.accumulate[o.id] for o in k.outputs if o.id in self.accumulate},
-                       name_of=lambda n: ctx.vars.get(n.id))
+                       name_of=lambda n: ctx.vars.get(n.id), reusable=reusable)
         kname = mod.names.fresh(f"_{ctx.fn_name}_k{k.index}" if ctx.fn_name.isidentifier() else f"_k{k.index}")
         writer = nw.NumbaKernel(prog, kname, sanitize_docstring(ctx.fn_name), ctx.dim, mod.forms.add)
         src, _ = writer.source()
@@ -375,10 +375,13 @@ class Body:
         for op in prog.operands:
             text = self.exprs[op.node.id].text
             args.append(f"{ctx.dtype(op.dtype)}({text})" if not op.shape else text)
+        operand_text = {op.name: text for op, text in zip(prog.operands, args)}
         for o in prog.outputs:
             var = ctx.names.fresh(ctx.hint(o.node) or "t")
             alloc = f"{xp}.empty({ctx.shape(o.shape)}, dtype={ctx.dtype(o.dtype)})"
-            if o.accumulate is not None:
+            if o.reuses is not None:
+                self.lines.append(f"{var} = {operand_text[o.reuses]}  # its memory is free from here on")
+            elif o.accumulate is not None:
                 self.lines.append(f"{var} = {alloc} if {o.accumulate} is None else {o.accumulate}")
                 args += [var, f"{o.accumulate} is not None"]
                 self.accumulated.add(o.node.id)

@@ -266,8 +266,8 @@ def mlp(x, labels, w1, b1, w2, b2):
     with _quiet():
         t = x @ w1  # cases/mlp.tl:4
         # a fused numba kernel (cases/mlp.tl:4): _mlp_k0 below
-        h = np.empty((B, 256), dtype=np.float32)
-        _mlp_k0(t, b1, h, B)
+        h = t  # its memory is free from here on
+        _mlp_k0(t, b1, B)
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused numba kernel (cases/mlp.tl:5, cases/mlp.tl:6): _mlp_k1 below
         logits = np.empty((B, 10), dtype=np.float32)
@@ -309,8 +309,8 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
     with _quiet():
         t = x @ w1  # cases/mlp.tl:4
         # a fused numba kernel (cases/mlp.tl:4): _mlp_grad_k0 below
-        h = np.empty((B, 256), dtype=np.float32)
-        _mlp_grad_k0(t, b1, h, B)
+        h = t  # its memory is free from here on
+        _mlp_grad_k0(t, b1, B)
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused numba kernel (cases/mlp.tl:5, cases/mlp.tl:6): _mlp_grad_k1 below
         logits = np.empty((B, 10), dtype=np.float32)
@@ -323,15 +323,15 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         t_7 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
         t_8 = _sub_label(t_4, t_5, inplace=True)  # cases/mlp.tl:6
         # a fused numba kernel (cases/mlp.tl:5, cases/mlp.tl:6): _mlp_grad_k2 below
-        d_logits = np.empty((B, 10), dtype=np.float32)
-        parts = _mlp_grad_k2(t_6, t_2, t_3, np.float32(t_7), t_8, d_logits, B)
+        d_logits = t_8  # its memory is free from here on
+        parts = _mlp_grad_k2(t_6, t_2, t_3, np.float32(t_7), t_8, B)
         t_9 = np.add.reduce(parts[0], axis=0).astype(np.float32)  # cases/mlp.tl:6
         d_b2 = np.add.reduce(parts[1], axis=0).astype(np.float32)  # cases/mlp.tl:5
         value = t_9 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused numba kernel (cases/mlp.tl:4): _mlp_grad_k3 below
-        t_10 = np.empty((B, 256), dtype=np.float32)
-        parts_1 = _mlp_grad_k3(h, d_h, t_10, B)
+        t_10 = d_h  # its memory is free from here on
+        parts_1 = _mlp_grad_k3(h, d_h, B)
         d_b1 = np.add.reduce(parts_1[0], axis=0).astype(np.float32)  # cases/mlp.tl:4
         d_w1 = x.T @ t_10  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
@@ -379,8 +379,8 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
     with _quiet():
         t = x @ w1  # cases/mlp.tl:4
         # a fused numba kernel (cases/mlp.tl:4): _mlp_grad_fwd_k0 below
-        h = np.empty((B, 256), dtype=np.float32)
-        _mlp_grad_fwd_k0(t, b1, h, B)
+        h = t  # its memory is free from here on
+        _mlp_grad_fwd_k0(t, b1, B)
         t_1 = h @ w2  # cases/mlp.tl:5
         # a fused numba kernel (cases/mlp.tl:5, cases/mlp.tl:6): _mlp_grad_fwd_k1 below
         logits = np.empty((B, 10), dtype=np.float32)
@@ -427,13 +427,13 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         _mlp_grad_bwd_k0(logits, t_1, B)
         t_2 = _sub_label(t_1, _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), inplace=True)  # cases/mlp.tl:6
         # a fused numba kernel (cases/mlp.tl:5, cases/mlp.tl:6): _mlp_grad_bwd_k1 below
-        d_logits = np.empty((B, 10), dtype=np.float32)
-        parts = _mlp_grad_bwd_k1(np.float32(t), t_2, d_logits, B)
+        d_logits = t_2  # its memory is free from here on
+        parts = _mlp_grad_bwd_k1(np.float32(t), t_2, B)
         d_b2 = np.add.reduce(parts[0], axis=0).astype(np.float32)  # cases/mlp.tl:5
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused numba kernel (cases/mlp.tl:4): _mlp_grad_bwd_k2 below
-        t_3 = np.empty((B, 256), dtype=np.float32)
-        parts_1 = _mlp_grad_bwd_k2(h, d_h, t_3, B)
+        t_3 = d_h  # its memory is free from here on
+        parts_1 = _mlp_grad_bwd_k2(h, d_h, B)
         d_b1 = np.add.reduce(parts_1[0], axis=0).astype(np.float32)  # cases/mlp.tl:4
         d_w1 = x.T @ t_3  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
@@ -448,7 +448,7 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_k0_rows(blk, block, n_rows, t_1, b1, h, n0):
+def _mlp_k0_rows(blk, block, n_rows, t_1, b1, n0):
     """Block blk of _mlp_k0: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
@@ -456,21 +456,21 @@ def _mlp_k0_rows(blk, block, n_rows, t_1, b1, h, n0):
         for j1 in range(256):
             t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
             h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-            h[j0, j1] = h_1
+            t_1[j0, j1] = h_1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_k0(t_1, b1, h, n0):
+def _mlp_k0(t_1, b1, n0):
     """mlp's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 256))
     nblocks = -(-n_rows // block)
     if n_rows * 256 >= 524288:
         for blk in numba.prange(nblocks):
-            _mlp_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
+            _mlp_k0_rows(blk, block, n_rows, t_1, b1, n0)
     else:
         for blk in range(nblocks):
-            _mlp_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
+            _mlp_k0_rows(blk, block, n_rows, t_1, b1, n0)
     return ()
 
 
@@ -548,7 +548,7 @@ def _mlp_k2(t_4, t_2, t_3, n0):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_grad_k0_rows(blk, block, n_rows, t_1, b1, h, n0):
+def _mlp_grad_k0_rows(blk, block, n_rows, t_1, b1, n0):
     """Block blk of _mlp_grad_k0: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
@@ -556,21 +556,21 @@ def _mlp_grad_k0_rows(blk, block, n_rows, t_1, b1, h, n0):
         for j1 in range(256):
             t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
             h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-            h[j0, j1] = h_1
+            t_1[j0, j1] = h_1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_grad_k0(t_1, b1, h, n0):
+def _mlp_grad_k0(t_1, b1, n0):
     """mlp_grad's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 256))
     nblocks = -(-n_rows // block)
     if n_rows * 256 >= 524288:
         for blk in numba.prange(nblocks):
-            _mlp_grad_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
+            _mlp_grad_k0_rows(blk, block, n_rows, t_1, b1, n0)
     else:
         for blk in range(nblocks):
-            _mlp_grad_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
+            _mlp_grad_k0_rows(blk, block, n_rows, t_1, b1, n0)
     return ()
 
 
@@ -624,7 +624,7 @@ def _mlp_grad_k1(t_1_1, b2, logits, t, t_1, t_2, n0):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_grad_k2_rows(blk, block, n_rows, t_6, t_2, t_3, t_7, t_8, d_logits, n0, acc_p, d_b2_p):
+def _mlp_grad_k2_rows(blk, block, n_rows, t_6, t_2, t_3, t_7, t_8, n0, acc_p, d_b2_p):
     """Block blk of _mlp_grad_k2: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
@@ -638,30 +638,34 @@ def _mlp_grad_k2_rows(blk, block, n_rows, t_6, t_2, t_3, t_7, t_8, d_logits, n0,
         acc = _tl_add(acc, t_4)  # cases/mlp.tl:6
         for j1 in range(10):
             d_logits_1 = (t_7 * t_8[j0, j1])  # cases/mlp.tl:6
-            d_logits[j0, j1] = d_logits_1
+            t_8[j0, j1] = d_logits_1
             d_b2[j1] += d_logits_1  # cases/mlp.tl:5
     acc_p[blk] = acc
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_grad_k2(t_6, t_2, t_3, t_7, t_8, d_logits, n0):
+def _mlp_grad_k2(t_6, t_2, t_3, t_7, t_8, n0):
     """mlp_grad's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
+    nb = 64
+    while nb > 2 and nb * (10) > 65536:
+        nb //= 2
+    block = max(block, -(-n_rows // nb))
     nblocks = -(-n_rows // block)
     acc_p = np.empty((nblocks,), np.float64)
     d_b2_p = np.empty((nblocks, 10,), np.float64)
     if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
-            _mlp_grad_k2_rows(blk, block, n_rows, t_6, t_2, t_3, t_7, t_8, d_logits, n0, acc_p, d_b2_p)
+            _mlp_grad_k2_rows(blk, block, n_rows, t_6, t_2, t_3, t_7, t_8, n0, acc_p, d_b2_p)
     else:
         for blk in range(nblocks):
-            _mlp_grad_k2_rows(blk, block, n_rows, t_6, t_2, t_3, t_7, t_8, d_logits, n0, acc_p, d_b2_p)
+            _mlp_grad_k2_rows(blk, block, n_rows, t_6, t_2, t_3, t_7, t_8, n0, acc_p, d_b2_p)
     return (acc_p, d_b2_p, )
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_grad_k3_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p):
+def _mlp_grad_k3_rows(blk, block, n_rows, h, d_h, n0, d_b1_p):
     """Block blk of _mlp_grad_k3: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
@@ -671,28 +675,32 @@ def _mlp_grad_k3_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p):
         for j1 in range(256):
             t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
             t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
-            t[j0, j1] = t_2
+            d_h[j0, j1] = t_2
             d_b1[j1] += t_2  # cases/mlp.tl:4
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_grad_k3(h, d_h, t, n0):
+def _mlp_grad_k3(h, d_h, n0):
     """mlp_grad's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 256))
+    nb = 64
+    while nb > 2 and nb * (256) > 65536:
+        nb //= 2
+    block = max(block, -(-n_rows // nb))
     nblocks = -(-n_rows // block)
     d_b1_p = np.empty((nblocks, 256,), np.float64)
     if n_rows * 256 >= 524288:
         for blk in numba.prange(nblocks):
-            _mlp_grad_k3_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p)
+            _mlp_grad_k3_rows(blk, block, n_rows, h, d_h, n0, d_b1_p)
     else:
         for blk in range(nblocks):
-            _mlp_grad_k3_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p)
+            _mlp_grad_k3_rows(blk, block, n_rows, h, d_h, n0, d_b1_p)
     return (d_b1_p, )
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_grad_fwd_k0_rows(blk, block, n_rows, t_1, b1, h, n0):
+def _mlp_grad_fwd_k0_rows(blk, block, n_rows, t_1, b1, n0):
     """Block blk of _mlp_grad_fwd_k0: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
@@ -700,21 +708,21 @@ def _mlp_grad_fwd_k0_rows(blk, block, n_rows, t_1, b1, h, n0):
         for j1 in range(256):
             t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
             h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
-            h[j0, j1] = h_1
+            t_1[j0, j1] = h_1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_grad_fwd_k0(t_1, b1, h, n0):
+def _mlp_grad_fwd_k0(t_1, b1, n0):
     """mlp_grad_fwd's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 256))
     nblocks = -(-n_rows // block)
     if n_rows * 256 >= 524288:
         for blk in numba.prange(nblocks):
-            _mlp_grad_fwd_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
+            _mlp_grad_fwd_k0_rows(blk, block, n_rows, t_1, b1, n0)
     else:
         for blk in range(nblocks):
-            _mlp_grad_fwd_k0_rows(blk, block, n_rows, t_1, b1, h, n0)
+            _mlp_grad_fwd_k0_rows(blk, block, n_rows, t_1, b1, n0)
     return ()
 
 
@@ -834,7 +842,7 @@ def _mlp_grad_bwd_k0(logits, t, n0):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_grad_bwd_k1_rows(blk, block, n_rows, t, t_2, d_logits, n0, d_b2_p):
+def _mlp_grad_bwd_k1_rows(blk, block, n_rows, t, t_2, n0, d_b2_p):
     """Block blk of _mlp_grad_bwd_k1: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
@@ -843,28 +851,32 @@ def _mlp_grad_bwd_k1_rows(blk, block, n_rows, t, t_2, d_logits, n0, d_b2_p):
     for j0 in range(lo, hi):
         for j1 in range(10):
             d_logits_1 = (t * t_2[j0, j1])  # cases/mlp.tl:6
-            d_logits[j0, j1] = d_logits_1
+            t_2[j0, j1] = d_logits_1
             d_b2[j1] += d_logits_1  # cases/mlp.tl:5
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_grad_bwd_k1(t, t_2, d_logits, n0):
+def _mlp_grad_bwd_k1(t, t_2, n0):
     """mlp_grad_bwd's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
+    nb = 64
+    while nb > 2 and nb * (10) > 65536:
+        nb //= 2
+    block = max(block, -(-n_rows // nb))
     nblocks = -(-n_rows // block)
     d_b2_p = np.empty((nblocks, 10,), np.float64)
     if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
-            _mlp_grad_bwd_k1_rows(blk, block, n_rows, t, t_2, d_logits, n0, d_b2_p)
+            _mlp_grad_bwd_k1_rows(blk, block, n_rows, t, t_2, n0, d_b2_p)
     else:
         for blk in range(nblocks):
-            _mlp_grad_bwd_k1_rows(blk, block, n_rows, t, t_2, d_logits, n0, d_b2_p)
+            _mlp_grad_bwd_k1_rows(blk, block, n_rows, t, t_2, n0, d_b2_p)
     return (d_b2_p, )
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_grad_bwd_k2_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p):
+def _mlp_grad_bwd_k2_rows(blk, block, n_rows, h, d_h, n0, d_b1_p):
     """Block blk of _mlp_grad_bwd_k2: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
@@ -874,23 +886,27 @@ def _mlp_grad_bwd_k2_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p):
         for j1 in range(256):
             t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
             t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
-            t[j0, j1] = t_2
+            d_h[j0, j1] = t_2
             d_b1[j1] += t_2  # cases/mlp.tl:4
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_grad_bwd_k2(h, d_h, t, n0):
+def _mlp_grad_bwd_k2(h, d_h, n0):
     """mlp_grad_bwd's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 256))
+    nb = 64
+    while nb > 2 and nb * (256) > 65536:
+        nb //= 2
+    block = max(block, -(-n_rows // nb))
     nblocks = -(-n_rows // block)
     d_b1_p = np.empty((nblocks, 256,), np.float64)
     if n_rows * 256 >= 524288:
         for blk in numba.prange(nblocks):
-            _mlp_grad_bwd_k2_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p)
+            _mlp_grad_bwd_k2_rows(blk, block, n_rows, h, d_h, n0, d_b1_p)
     else:
         for blk in range(nblocks):
-            _mlp_grad_bwd_k2_rows(blk, block, n_rows, h, d_h, t, n0, d_b1_p)
+            _mlp_grad_bwd_k2_rows(blk, block, n_rows, h, d_h, n0, d_b1_p)
     return (d_b1_p, )
 
 

@@ -550,6 +550,10 @@ def _stats_grad_k0(x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2):
     """stats_grad's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
+    nb = 64
+    while nb > 2 and nb * (1 * n1 * n2 + 1 * n1 * 1) > 65536:
+        nb //= 2
+    block = max(block, -(-n_rows // nb))
     nblocks = -(-n_rows // block)
     acc_p = np.empty((nblocks,), np.float64)
     acc_1_p = np.empty((nblocks,), np.float64)
@@ -780,6 +784,10 @@ def _stats_grad_bwd_k0(x, t, t_1, n0, n1, n2):
     """stats_grad_bwd's fused loop (cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
+    nb = 64
+    while nb > 2 and nb * (1 * n1 * n2) > 65536:
+        nb //= 2
+    block = max(block, -(-n_rows // nb))
     nblocks = -(-n_rows // block)
     acc_p = np.empty((nblocks, 1, n1, n2,), np.int64)
     if n_rows * n1 * n2 >= 524288:
@@ -845,6 +853,10 @@ def _stats_grad_bwd_k2(t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, 
     """stats_grad_bwd's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
+    nb = 64
+    while nb > 2 and nb * (1 * n1 * 1) > 65536:
+        nb //= 2
+    block = max(block, -(-n_rows // nb))
     nblocks = -(-n_rows // block)
     d_m_p = np.empty((nblocks, 1, n1, 1,), np.float64)
     if n_rows * n1 * n2 >= 524288:

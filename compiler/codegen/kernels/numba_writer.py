@@ -50,7 +50,8 @@ SCALAR_SET = frozenset(FUNCTIONS) | {Scalar.SELECT, Scalar.CAST}
 
 RULES = P.rules(SCALAR_SET)
 PARALLEL_ELEMENTS = 1 << 19  # a kernel over fewer elements runs its blocks on the calling thread
-_RESERVED = ("np", "numba", "math", "blk", "lo", "hi", "nblocks", "block", "n_rows")
+PARTIAL_ELEMENTS = 1 << 16  # the sinks' per-block partials (float64) stay within this many elements
+_RESERVED = ("np", "numba", "math", "blk", "lo", "hi", "nblocks", "block", "n_rows", "nb")
 
 
 class NumbaKernel:
@@ -146,6 +147,8 @@ class NumbaKernel:
         params = [o.name for o in p.operands]
         outs = {o.name: o for o in p.outputs}
         for o in p.outputs:
+            if o.reuses is not None:
+                continue  # (written into that operand's array: one array, which LLVM vectorises)
             params.append(o.name)
             if o.accumulate is not None:
                 params.append(f"add_{o.name}")
@@ -156,6 +159,16 @@ class NumbaKernel:
         # blocks: about 16K elements each (at least one row), at most 64: a function of the shape
         per_row = " * ".join(self.size(d) for d in max((st.space[1:] for st in p.stages), key=_weight)) or "1"
         body.append(f"block = max(1, -(-n_rows // 64), 16384 // max(1, {per_row}))")
+        wide = [s for s in p.sinks if not self.sink_scalar(s.shape)]
+        if wide:
+            # each block keeps a partial of every sink: for sinks with many elements (W5's
+            # [1, 128, 64] gradient) fewer, larger blocks, so the partials stay within about
+            # 512 KB (a power of two of blocks, at least 2: the threads share them evenly)
+            elems = " + ".join(" * ".join(self.size(d) for d in s.shape) or "1" for s in wide)
+            body.append("nb = 64")
+            body.append(f"while nb > 2 and nb * ({elems}) > {PARTIAL_ELEMENTS}:")
+            body.append("    nb //= 2")
+            body.append("block = max(block, -(-n_rows // nb))")
         body.append("nblocks = -(-n_rows // block)")
         for s in p.sinks:
             shape = ", ".join(["nblocks"] + [self.size(d) for d in s.shape])
@@ -266,7 +279,7 @@ class NumbaKernel:
         if isinstance(s, P.Store):
             o = outs[s.output]
             value = self.expr(s.value)
-            target = f"{o.name}[{self.index(s.index)}]"
+            target = f"{o.reuses or o.name}[{self.index(s.index)}]"
             if o.accumulate is None:
                 return [f"{target} = {value}"]
             return [f"if add_{o.name}:", f"    {target} += {value}", "else:", f"    {target} = {value}"]

@@ -167,6 +167,7 @@ class Output:
     dtype: DType
     shape: tuple
     accumulate: str | None = None
+    reuses: str | None = None  # an operand whose array this output is written into (overwrite())
 
 
 @dataclass
@@ -494,7 +495,8 @@ def _acc_dtype(op: str, dt: DType) -> DType:
 
 
 def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = None,
-          accumulate: dict | None = None, name_of: Callable[[Node], str | None] | None = None) -> Program:
+          accumulate: dict | None = None, name_of: Callable[[Node], str | None] | None = None,
+          reusable=()) -> Program:
     """The kernel as a Program. hint(node): a source name for a step (or None); names: where
     new names are taken (steps, operands, outputs never repeat one); accumulate: output node id
     -> the caller's out= buffer variable; name_of(node): an outside value's variable (the
@@ -710,7 +712,56 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
         if st.space is None:
             st.space = (k.rows,)
     places = sorted({place(n) for n in k.nodes if n.span})
-    return Program(k.index, k.rows, list(operands.values()), list(outputs.values()), prog_sinks, sizes, stages, places)
+    prog = Program(k.index, k.rows, list(operands.values()), list(outputs.values()), prog_sinks, sizes, stages, places)
+    for i, o in reusable:
+        if i.id in operands and o.id in outputs and outputs[o.id].accumulate is None:
+            overwrite(prog, operands[i.id].name, outputs[o.id].name)
+    return prog
+
+
+def _loads(e, operand: str) -> list:
+    """The Loads of operand in an expression."""
+    if isinstance(e, Load):
+        return [e] if e.operand == operand else []
+    out = []
+    for sub in (getattr(e, "a", None), getattr(e, "b", None), *getattr(e, "args", ())):
+        if sub is not None:
+            out += _loads(sub, operand)
+    return out
+
+
+def overwrite(prog: Program, operand: str, output: str) -> bool:
+    """Let output be written into operand's array (Output.reuses; the operand is dead after the
+    kernel: plan.reusable_inputs) when that is safe point by point: the operand is read only at
+    the point the output is stored (same index, in stages whose space is the output's shape, so
+    no point is stored twice), and nowhere after the store. A renderer then writes both as one
+    array: a load and a store at the same address, which a compiler vectorises (two arrays that
+    may overlap it does not)."""
+    o = next(x for x in prog.outputs if x.name == output)
+    index, stored = None, False  # the one index the operand is read at and the output stored at
+    for st in prog.stages:
+        at_points = tuple(st.space) == o.shape
+        for part, steps in ((0, st.row_steps), (1, st.steps), (2, st.after)):
+            for s in steps:
+                values = [v for v in (getattr(s, "expr", None), getattr(s, "value", None)) if v is not None]
+                loads = [ld for v in values + list(getattr(s, "args", ())) for ld in _loads(v, operand)]
+                if loads and (stored or not at_points or part != 1):
+                    return False
+                indices = [ld.index for ld in loads]
+                if isinstance(s, Store) and s.output == output:
+                    if stored or part != 1 or not at_points:
+                        return False
+                    stored = True
+                    indices.append(s.index)
+                for x in indices:
+                    if index is None:
+                        index = x
+                    elif x != index:
+                        return False
+    if not stored:
+        return False
+    prog.outputs[prog.outputs.index(o)] = Output(o.name, o.node, o.dtype, o.shape, o.accumulate, reuses=operand)
+    return True
 
 
 def _result_index(axes, keep: bool, rank: int, x_shape, space, n: Node) -> tuple:
