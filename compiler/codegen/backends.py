@@ -48,6 +48,7 @@ class Backend:
     imports: tuple[str, ...] = ()  # standard-library imports its overrides need
     modules: tuple[str, ...] = ()  # modules every generated module imports besides `module` (numba)
     keeps: frozenset = frozenset()  # composites -O1 leaves whole: the backend computes them by forms of its own
+    preamble: str = ""  # module-level statements after the imports
     overrides: dict[str, str] = field(default_factory=dict)  # machinery helper name -> its source here
 
     def helper_source(self, helper: Helper) -> str:
@@ -69,7 +70,7 @@ CUPY = Backend(
 # NumPy everywhere, and each fused chain one numba kernel (matrix products stay NumPy/BLAS calls)
 NUMBA = Backend("numba", "numpy", "np", Capabilities(
     fusion=True, compiled_kernels=True, einsum_paths=True, scalars_as_numpy=True, short_last_axis=16,
-    gemv_column_sums=True), modules=("numba",), keeps=numba_math.WHOLE)
+    gemv_column_sums=True), modules=("numba", "os"), keeps=numba_math.WHOLE, preamble=numba_math.THREADS)
 BACKENDS = {b.name: b for b in (NUMPY, CUPY, NUMBA)}
 
 # The code generator's own helpers. Each defines `_<name>`.

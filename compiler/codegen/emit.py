@@ -706,6 +706,8 @@ def generate(module: Module, options: Options, version: str) -> str:
         f"import {backend.module}"]
     out += [f"import {m}" for m in sorted(set(backend.modules) | mod.kernel_modules)]
     out.append("")
+    if backend.preamble:
+        out += [backend.preamble.rstrip("\n"), ""]
     for dt in sorted(mod.dtype_consts, key=lambda d: d.short):
         out.append(f"_{dt.short.upper()} = {backend.alias}.dtype({backend.alias}.{dt.numpy_name})")
     for dt in sorted(mod.scalar_types, key=lambda d: d.short):

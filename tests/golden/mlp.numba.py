@@ -10,6 +10,10 @@ Functions:
 
 import numpy as np
 import numba
+import os
+
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "passive"  # (numba's OpenMP threads sleep when idle: numba_math.THREADS)
 
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)

@@ -47,6 +47,17 @@ class Form:
 DECORATOR = '@numba.njit(inline="always")'
 KERNEL_FLAGS = 'error_model="numpy", fastmath={"contract"}'
 
+# numba's threads: OpenMP's (numba's default layer here) spin while they wait; on a machine whose
+# cores other processes use, a kernel then waits for a descheduled spinner. Passive waiting,
+# unless the user chose (the variable is read when numba first starts its threads): W5's
+# gradient over 2M f32, 2 cores, loaded: 1.4-8.0 ms spinning, 2.6-2.7 ms passive, 2.6-2.7 ms with
+# the workqueue layer, which is as fast but not thread-safe (numba aborts the process when two
+# Python threads launch kernels at once; these kernels release the GIL).
+THREADS = """\
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "passive"  # (numba's OpenMP threads sleep when idle: numba_math.THREADS)
+"""
+
 # ---- the intrinsics: float <-> int bit patterns, which plain numba Python cannot express -----
 _INTRINSICS = '''\
 @numba.extending.intrinsic
