@@ -52,16 +52,33 @@ def _copy(args):
     return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
 
 
+def _extra(m, info, args) -> list:
+    """The seeds a derivative function takes after the arguments: one per output of a vjp, one
+    per wrt parameter of a jvp or hvp (random, so a wrong index or axis shows)."""
+    rng = np.random.default_rng(7)
+    if info["kind"] == "vjp":
+        outs = _flat(getattr(m, info["of"])(*_copy(args)))
+    elif info["kind"] in ("jvp", "hvp"):
+        names = m.__tapeless__[info["of"]]["params"]
+        outs = [args[names.index(w)] for w in info["wrt"]]
+    else:
+        return []
+    return [(rng.standard_normal(np.shape(o)) * 0.5 + 1).astype(np.asarray(o).dtype) for o in outs]
+
+
 def _compare(text: str, name: str, tmp_path) -> int:
+    """Every function of the module (fn, grad, vjp, jvp, hvp; the _fwd/_bwd split of a grad or
+    vjp, each backend's _bwd from its own residuals) gives the NumPy backend's values."""
     mn = compile_module(text, tmp_path, name="np_" + name, path=name)
     mb = compile_module(text, tmp_path, name="nb_" + name, path=name, backend="numba")
     called = 0
     for fn, info in mn.__tapeless__.items():
-        if info["kind"] not in ("fn", "grad"):
-            continue  # (vjp/jvp/fwd/bwd read the same kernels' code; their arguments differ)
+        if info["kind"] in ("fwd", "bwd"):
+            continue  # (run below, as the split of their grad or vjp)
         args = inputs_for(mn, info.get("of", fn), text)
-        want = getattr(mn, fn)(*_copy(args))
-        got = getattr(mb, fn)(*_copy(args))
+        extra = _extra(mn, info, args)
+        want = getattr(mn, fn)(*_copy(args), *extra)
+        got = getattr(mb, fn)(*_copy(args), *extra)
         for k, (g, w) in enumerate(zip(_flat(got), _flat(want))):
             _close(g, w, f"{name} {fn} output {k}")
         if info["kind"] == "grad" and info.get("wrt"):
@@ -73,6 +90,14 @@ def _compare(text: str, name: str, tmp_path) -> int:
             getattr(mb, fn)(*_copy(args), out=tuple(bufs_b))
             for k, (g, w) in enumerate(zip(bufs_b, bufs_n)):
                 _close(g, w, f"{name} {fn} out= buffer {k}")
+        if info["kind"] in ("grad", "vjp") and hasattr(mn, f"{fn}_fwd"):
+            (out_n, res_n), (out_b, res_b) = (getattr(m, f"{fn}_fwd")(*_copy(args)) for m in (mn, mb))
+            for k, (g, w) in enumerate(zip(_flat(out_b), _flat(out_n))):
+                _close(g, w, f"{name} {fn}_fwd output {k}")
+            bwd_n = getattr(mn, f"{fn}_bwd")(res_n, *extra)
+            bwd_b = getattr(mb, f"{fn}_bwd")(res_b, *extra)
+            for k, (g, w) in enumerate(zip(_flat(bwd_b), _flat(bwd_n))):
+                _close(g, w, f"{name} {fn}_bwd output {k}")
         called += 1
     return called
 
