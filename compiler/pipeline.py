@@ -81,8 +81,8 @@ def adjoint_stage(program: Program) -> Module:
     return module
 
 
-def optimize_stage(module: Module, level: int = 1) -> Module:
-    return optimize(module, level)
+def optimize_stage(module: Module, level: int = 1, keep: frozenset = frozenset()) -> Module:
+    return optimize(module, level, keep=keep)
 
 
 def source_stage(module: Module, options: Options) -> str:
@@ -151,7 +151,7 @@ def compile_source(source: SourceFile | str, backend: str = "numpy", checks: boo
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     with _no_cycle_collection():
-        module = optimize_stage(ir_stage(source, float64=float64), opt_level)
+        module = optimize_stage(ir_stage(source, float64=float64), opt_level, CODEGEN_BACKENDS[backend].keeps)
         return source_stage(module, Options(backend=backend, checks=checks, opt_level=opt_level))
 
 

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..core.primitive import REGISTRY, Helper
+from .kernels import numba_math  # (text only: no numba import)
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,8 @@ class Capabilities:
     # elementwise chains run as cache-blocked loops of ufunc calls (codegen/fused/); on a GPU
     # one pass per op is already cheap, and a blocked loop would only add launches
     fusion: bool = False
-    # compiled kernels from the primitives' scalar expressions (numba, CUDA C): no backend yet
+    # fused chains become compiled kernels written from the primitives' scalar expressions
+    # (kernels/program.py, kernels/numba_writer.py), not blocked loops of ufunc calls
     compiled_kernels: bool = False
     # reshapes, transposes and slices are views of their input: a returned view is copied
     views: bool = True
@@ -44,6 +46,9 @@ class Backend:
     alias: str
     caps: Capabilities
     imports: tuple[str, ...] = ()  # standard-library imports its overrides need
+    modules: tuple[str, ...] = ()  # modules every generated module imports besides `module` (numba)
+    keeps: frozenset = frozenset()  # composites -O1 leaves whole: the backend computes them by forms of its own
+    preamble: str = ""  # module-level statements after the imports
     overrides: dict[str, str] = field(default_factory=dict)  # machinery helper name -> its source here
 
     def helper_source(self, helper: Helper) -> str:
@@ -62,7 +67,11 @@ CUPY = Backend(
 ''',
     },
 )
-BACKENDS = {b.name: b for b in (NUMPY, CUPY)}
+# NumPy everywhere, and each fused chain one numba kernel (matrix products stay NumPy/BLAS calls)
+NUMBA = Backend("numba", "numpy", "np", Capabilities(
+    fusion=True, compiled_kernels=True, einsum_paths=True, scalars_as_numpy=True, short_last_axis=16,
+    gemv_column_sums=True), modules=("numba", "os"), keeps=numba_math.WHOLE, preamble=numba_math.THREADS)
+BACKENDS = {b.name: b for b in (NUMPY, CUPY, NUMBA)}
 
 # The code generator's own helpers. Each defines `_<name>`.
 MACHINERY: dict[str, Helper] = {h.name: h for h in (
@@ -136,7 +145,8 @@ def module_globals(backend: Backend) -> set[str]:
         + list(backend.overrides.values())
     lines = [line for h in table.values() for line in h.imports] + list(backend.imports)
     return ({m.group(1) for src in sources for m in re.finditer(r"^(?:def |class )?(\w+)", src, re.M)}
-            | {line.split()[1].split(".")[0] for line in lines} | {backend.alias})
+            | {line.split()[1].split(".")[0] for line in lines} | {backend.alias} | set(backend.modules)
+            | ({"math"} if backend.caps.compiled_kernels else set()))
 
 
 def helper_closure(names) -> list[str]:

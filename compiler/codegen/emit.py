@@ -21,7 +21,7 @@ from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
 from ..core.types import Dim, DType, dim_text
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
-from .fused.plan import Kernel, fresh_array, plan, reusable_inputs, schedule
+from .fused.plan import NUMPY_RULES, Kernel, fresh_array, plan, reusable_inputs, schedule
 from .fused.writer import KernelWriter
 from .names import Names, place, sanitize_docstring
 from ..primitives.loops import in_place_updates, parts, update_in_place
@@ -64,6 +64,9 @@ class ModuleContext:
         self.plain_literals: dict[int, Expr] = {}
         for f in module.functions:
             self.fn_names[f.name] = self.names.fresh(f.name)
+        self.kernel_sources: list[str] = []  # compiled kernels (numba), after the functions
+        self.kernel_modules: set[str] = set()  # what those need imported besides the backend's (math)
+        self.forms: set[str] = set()  # vectorisable math forms the kernels call (their sources pasted once)
         self.bodies: dict[tuple, str] = {}  # a loop body (its parameters and outputs) -> its Python name
         self.body_sources: list[str] = []  # written after the functions that use them
 
@@ -262,7 +265,9 @@ class Body:
         for o in fn.outputs:
             uses[o.id] = uses.get(o.id, 0) + 1
         self.uses = uses
-        kernels = plan(order, list(fn.outputs)) if ctx.mod.options.fuse and self.fuse else []
+        compiled = ctx.backend.caps.compiled_kernels
+        rules = _numba().RULES if compiled else NUMPY_RULES
+        kernels = plan(order, list(fn.outputs), rules) if ctx.mod.options.fuse and self.fuse else []
         in_kernel = {n.id for k in kernels for n in k.nodes}
         items = schedule(order, kernels) if kernels else order
         keep = {p.id for p in fn.params} | out_ids  # never written over: arguments and results
@@ -371,12 +376,69 @@ class Body:
 
     # ---- fused, cache-blocked loops (fused/plan.py plans them, fused/writer.py writes them) ----------
     def kernel(self, k: Kernel, reusable) -> None:
+        if self.ctx.backend.caps.compiled_kernels:
+            return self.compiled_kernel(k, reusable)
         loop = KernelWriter(self.ctx, k, reusable, self.exprs, self.arg, self.accumulate).write()
         self.lines.extend(loop.lines)
         for nid, var in loop.bound.items():
             self.ctx.vars[nid] = var
             self.exprs[nid] = Expr(var)
         self.accumulated |= loop.accumulated
+
+    def compiled_kernel(self, k: Kernel, reusable) -> None:
+        """A kernel as a module-level numba function (kernels/numba_writer.py) and its call: the
+        outputs allocated here (or the caller's out= buffer, added into), the sinks' per-block
+        partials combined here in block order."""
+        from .kernels import program as P
+
+        nw = _numba()
+        ctx, mod = self.ctx, self.ctx.mod
+        local = Names(nw.reserved() + tuple(f"{c}{a}" for c in "jq" for a in range(10)))
+        prog = P.build(k, ctx.hint, local, {o.id: self.accumulate[o.id] for o in k.outputs if o.id in self.accumulate},
+                       name_of=lambda n: ctx.vars.get(n.id), reusable=reusable)
+        kname = mod.names.fresh(f"_{ctx.fn_name}_k{k.index}" if ctx.fn_name.isidentifier() else f"_k{k.index}")
+        writer = nw.NumbaKernel(prog, kname, sanitize_docstring(ctx.fn_name), ctx.dim, mod.forms.add)
+        src, _ = writer.source()
+        mod.kernel_sources.append(src)
+        if writer.math:
+            mod.kernel_modules.add("math")
+        xp = ctx.xp
+        self.lines.append(f"# a fused numba kernel ({', '.join(prog.places)}): {kname} below")
+        args = []
+        for op in prog.operands:
+            text = self.exprs[op.node.id].text
+            args.append(f"{ctx.dtype(op.dtype)}({text})" if not op.shape else text)
+        operand_text = {op.name: text for op, text in zip(prog.operands, args)}
+        for o in prog.outputs:
+            var = ctx.names.fresh(ctx.hint(o.node) or "t")
+            alloc = f"{xp}.empty({ctx.shape(o.shape)}, dtype={ctx.dtype(o.dtype)})"
+            if o.reuses is not None:
+                self.lines.append(f"{var} = {operand_text[o.reuses]}  # its memory is free from here on")
+            elif o.accumulate is not None:
+                self.lines.append(f"{var} = {alloc} if {o.accumulate} is None else {o.accumulate}")
+                args += [var, f"{o.accumulate} is not None"]
+                self.accumulated.add(o.node.id)
+            else:
+                self.lines.append(f"{var} = {alloc}")
+                args.append(var)
+            ctx.vars[o.node.id] = var
+            self.exprs[o.node.id] = Expr(var)
+        args += [ctx.dim(d) for d in prog.sizes]
+        call = f"{kname}({', '.join(args)})"
+        if not prog.sinks:
+            self.lines.append(call)
+            return
+        parts = ctx.names.fresh("parts")
+        self.lines.append(f"{parts} = {call}")
+        for j, s in enumerate(prog.sinks):
+            var = ctx.names.fresh(ctx.hint(s.node) or "t")
+            reducer = s.node.op.loop.reducer  # (add, maximum, minimum: the ufunc whose reduce combines)
+            text = f"{xp}.{reducer}.reduce({parts}[{j}], axis=0)"
+            if s.acc_dtype != s.dtype:
+                text += f".astype({ctx.dtype(s.dtype)})"
+            self.statement(f"{var} = {text}", s.node)
+            ctx.vars[s.node.id] = var
+            self.exprs[s.node.id] = Expr(var)
 
     def arg(self, i: Node, user: Node) -> Expr:
         if i.is_literal:
@@ -675,7 +737,10 @@ def generate(module: Module, options: Options, version: str) -> str:
     out += sorted(stdlib) + ([""] if stdlib else [])
     out += [f"import {backend.module} as {backend.alias}"] if backend.module != backend.alias else [
         f"import {backend.module}"]
+    out += [f"import {m}" for m in sorted(set(backend.modules) | mod.kernel_modules)]
     out.append("")
+    if backend.preamble:
+        out += [backend.preamble.rstrip("\n"), ""]
     for dt in sorted(mod.dtype_consts, key=lambda d: d.short):
         out.append(f"_{dt.short.upper()} = {backend.alias}.dtype({backend.alias}.{dt.numpy_name})")
     for dt in sorted(mod.scalar_types, key=lambda d: d.short):
@@ -687,7 +752,9 @@ def generate(module: Module, options: Options, version: str) -> str:
         src = re.sub(r"\bxp\.", f"{backend.alias}.", checks.CHECK_HELPERS) if name == "checks" else \
             backend.helper_source(table[name])
         out += ["", src.rstrip("\n"), ""]
-    for src in fn_sources + mod.body_sources:
+    if mod.forms:
+        out += ["", _numba().form_sources(mod.forms).rstrip("\n"), ""]
+    for src in fn_sources + mod.body_sources + mod.kernel_sources:
         out += ["", src.rstrip("\n"), ""]
     out += ["", "# What each function is, for tapeless.runtime.gradcheck and other tools.", "__tapeless__ = {"]
     for f in module.functions:
@@ -730,6 +797,12 @@ def _table_entry(mod: ModuleContext, f: Function) -> dict:
 def _closure(mod: ModuleContext) -> list[str]:
     names = helper_closure(n for n in mod.helpers_used if n != "checks")
     return (["checks"] if "checks" in mod.helpers_used else []) + names
+
+
+def _numba():
+    from .kernels import numba_writer  # (imports nothing of numba: the generated module does)
+
+    return numba_writer
 
 
 def _last_reads(items) -> tuple[dict[int, int], set[int]]:

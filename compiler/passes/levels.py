@@ -34,14 +34,15 @@ PIPELINE: dict[int, tuple] = {
 }
 
 
-def optimize(module: Module, level: int = 1, check: bool | None = None) -> Module:
+def optimize(module: Module, level: int = 1, check: bool | None = None, keep: frozenset = frozenset()) -> Module:
+    """keep: the composites expand leaves whole (the backend's Backend.keeps)."""
     if level not in PIPELINE:
         raise ValueError(f"unknown optimisation level -O{level}; expected 0, 1 or 2")
     check = os.environ.get("TAPELESS_VERIFY") == "1" if check is None else check
 
     def run(module: Module) -> Module:
         for p in PIPELINE[level]:
-            module = p(module)
+            module = p(module, keep) if p is expand else p(module)
             if check:
                 verify(module, after=p.__name__)
         return module

@@ -137,6 +137,35 @@ SCALAR_FUNCTIONS = ("exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan",
                     "polygamma", "i0", "i1", "i0e", "i1e")
 
 
+class Scalar:
+    """The scalar language's words that code outside primitives/ names (kernels/program.py and
+    the kernel writers): several are also op names, which only primitives/ may spell."""
+
+    CAST = "cast"      # cast(a): to the expression's dtype
+    SELECT = "select"  # select(c, a, b): c ? a : b
+    MAX = "max"        # NaN-propagating, as NumPy's maximum
+    MIN = "min"
+    SIGN = "sign"
+    FABS = "fabs"
+
+
+# scalar function -> its numba text over {0}, {1} ({t}: the numpy type name of the result)
+NUMBA_FUNCTIONS = {  # the numba backend's text of each (kernels/numba_writer.py; one table)
+    "exp": "np.exp({0})", "log": "np.log({0})", "log1p": "np.log1p({0})", "expm1": "np.expm1({0})",
+    "sqrt": "np.sqrt({0})", "sin": "np.sin({0})", "cos": "np.cos({0})", "tan": "np.tan({0})",
+    "tanh": "np.tanh({0})", "fabs": "np.abs({0})", "sign": "np.sign({0})",
+    "max": "np.maximum({0}, {1})", "min": "np.minimum({0}, {1})",  # NaN in, NaN out (as NumPy)
+    "pow": "np.power({0}, {1})", "asin": "np.arcsin({0})", "acos": "np.arccos({0})", "atan": "np.arctan({0})",
+    "atan2": "np.arctan2({0}, {1})", "sinh": "np.sinh({0})", "cosh": "np.cosh({0})", "asinh": "np.arcsinh({0})",
+    "acosh": "np.arccosh({0})", "atanh": "np.arctanh({0})", "hypot": "np.hypot({0}, {1})",
+    "log2": "np.log2({0})", "log10": "np.log10({0})", "exp2": "np.exp2({0})", "cbrt": "np.cbrt({0})",
+    "floor": "np.floor({0})", "ceil": "np.ceil({0})", "trunc": "np.trunc({0})", "rint": "np.rint({0})",
+    "fmod": "np.fmod({0}, {1})",
+    # (erf, erfc, lgamma: math's float64 functions, cast back to the operand's type)
+    "erf": "np.{t}(math.erf({0}))", "erfc": "np.{t}(math.erfc({0}))", "lgamma": "np.{t}(math.lgamma({0}))",
+}
+
+
 # ---- SymPy meanings -------------------------------------------------------------------------------
 def sym_map(f: Callable) -> Callable:
     """Elementwise SymPy meaning: f applied to broadcast object arrays of SymPy scalars."""

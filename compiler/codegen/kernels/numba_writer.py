@@ -1,0 +1,329 @@
+"""A Program (program.py) as one numba kernel: a module-level `@numba.njit(parallel=True, ...)`
+function making one pass over the rows.
+
+    @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+    def _layer_grad_k0_rows(blk, block, n_rows, x, b, y, d_z, add_d_z, n0, acc_p):
+        '''Block blk of _layer_grad_k0: its rows, and its partials of the sinks.'''
+        acc = np.float64(0.0)
+        for j0 in range(blk * block, min(blk * block + block, n_rows)):   # the rows of a block
+            for j1 in range(256):              # one stage: a nest over the trailing axes
+                z = x[j0, j1] + b[j1]          # layer.tl:4   one local per step
+                ...
+                acc += t_8
+        acc_p[blk] = acc
+
+    @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
+    def _layer_grad_k0(x, b, y, d_z, add_d_z, n0):
+        '''layer_grad's fused loop (layer.tl:4, layer.tl:5): N rows, one pass.'''
+        n_rows = n0
+        nblocks, block = ...                       # a function of the shape only, never of the threads
+        acc_p = np.empty((nblocks,), np.float64)   # per-block partials of the sinks
+        if <big enough to wake the threads>:
+            for blk in numba.prange(nblocks):
+                _layer_grad_k0_rows(blk, block, n_rows, x, b, y, d_z, add_d_z, n0, acc_p)
+        else:                                      # (same blocks, same partials, this thread)
+            for blk in range(nblocks):
+                _layer_grad_k0_rows(blk, block, n_rows, x, b, y, d_z, add_d_z, n0, acc_p)
+        return (acc_p,)
+
+The loop body is written once (the _rows function, inlined by numba into both loops: measured
+the same time as two written-out copies).
+
+The host code combines the partials in block order (np.add.reduce over axis 0), so the result
+is the same for any NUMBA_NUM_THREADS. Scalar functions render through ONE table (FUNCTIONS),
+with a hook (`forms`, numba_math.py's `call`) for vectorisable forms.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ...core.types import Dim, DType
+from ...core.primitive import ops
+from ...primitives.common import NUMBA_FUNCTIONS, Scalar
+from . import numba_math
+from . import program as P
+
+FUNCTIONS = NUMBA_FUNCTIONS  # (primitives/common.py: the scalar language's vocabulary lives there)
+# the rest of SCALAR_FUNCTIONS (j0, j1, erfinv, erfcx, ndtr, digamma, ...) are scipy.special's:
+# an op calling one stays the NumPy backend's call outside the kernel (program.rules)
+SCALAR_SET = frozenset(FUNCTIONS) | {Scalar.SELECT, Scalar.CAST}
+
+RULES = P.rules(SCALAR_SET)
+PARALLEL_ELEMENTS = 1 << 19  # a kernel over fewer elements runs its blocks on the calling thread
+PARTIAL_ELEMENTS = 1 << 16  # the sinks' per-block partials (float64) stay within this many elements
+_RESERVED = ("np", "numba", "math", "blk", "lo", "hi", "nblocks", "block", "n_rows", "nb")
+
+
+class NumbaKernel:
+    """Writes one Program as a kernel's source and its call from the host function."""
+
+    def __init__(self, prog: P.Program, kernel_name: str, fn_name: str, dim: Callable, uses_form: Callable):
+        self.p = prog
+        self.name = kernel_name
+        self.fn_name = fn_name
+        self.dim = dim  # host text of a Dim
+        self.uses_form = uses_form  # records a vectorisable form the kernel calls (its source is pasted once)
+        self.math = False
+        self.axes: dict[int, str] = {}  # stage axis -> its loop variable
+
+    # ---- expressions ----------------------------------------------------------------------
+    def const(self, c: P.Const) -> str:
+        v, dt = c.value, c.dtype
+        if isinstance(v, Dim) or (not isinstance(v, (bool, int, float)) and v is not None and not hasattr(v, "dtype")):
+            return f"np.{dt.numpy_name}({self.size(v)})"
+        if dt is DType.BOOL:
+            return repr(bool(v))
+        if dt.is_float:
+            f = float(v)
+            text = "np.inf" if f == float("inf") else "-np.inf" if f == float("-inf") else \
+                "np.nan" if f != f else repr(f)
+            return text if dt is DType.F64 and text[0] not in "-n" else f"np.{dt.numpy_name}({text})"
+        return str(int(v)) if dt is DType.I64 else f"np.{dt.numpy_name}({int(v)})"
+
+    def size(self, d) -> str:
+        if isinstance(d, Dim):
+            return self.p.sizes[d]
+        return str(d)
+
+    def index(self, index: tuple) -> str:
+        return ", ".join("0" if a is None else self.axes[a] for a in index)
+
+    def expr(self, e) -> str:
+        if isinstance(e, P.Const):
+            return self.const(e)
+        if isinstance(e, P.Ref):
+            return e.name
+        if isinstance(e, P.Load):
+            if not e.index:
+                return e.operand  # (a 0-d operand comes in as a scalar)
+            return f"{e.operand}[{self.index(e.index)}]"
+        if isinstance(e, P.Reduced):
+            r = self.reduces[e.name]
+            text = r.name if self.scalar_acc(r.shape) else f"{r.name}[{self.index(e.index[1:])}]"
+            return text if r.acc_dtype == e.dtype else f"np.{e.dtype.numpy_name}({text})"
+        if isinstance(e, P.Unary):
+            return f"(not {self.expr(e.a)})" if e.op == "!" else f"(-{self.expr(e.a)})"
+        if isinstance(e, P.Binary):
+            op = {"&&": "&", "||": "|"}.get(e.op, e.op)
+            a, b = self.expr(e.a), self.expr(e.b)
+            if e.op == "/" and not e.dtype.is_float:  # (C's division of integers truncates)
+                return f"np.{e.dtype.numpy_name}(np.trunc({a} / {b}))"
+            return f"({a} {op} {b})"
+        args = [self.expr(a) for a in e.args]
+        if e.fn == Scalar.SELECT:
+            return f"({args[1]} if {args[0]} else {args[2]})"
+        if e.fn == Scalar.CAST:
+            return f"np.{e.dtype.numpy_name}({args[0]})"
+        return self.call(e.fn, e.dtype, args) or self.table(e.fn, e.dtype, args)
+
+    def call(self, fname: str, dt: DType, args) -> str | None:
+        """fname(args) as a vectorisable form's call (numba_math.py), or None: the table's text."""
+        if not dt.is_float:
+            return None
+        text = numba_math.call(fname, dt.numpy_name, args)
+        if text is None or text.startswith("np."):
+            return None
+        self.uses_form(text.split("(")[0])
+        return text
+
+    def table(self, fname: str, dt: DType, args) -> str:
+        text = FUNCTIONS[fname]
+        self.math |= "math." in text  # (erf, erfc, lgamma: the math module's float64 functions)
+        return text.format(*args, t=dt.numpy_name)
+
+    @staticmethod
+    def scalar_acc(shape) -> bool:
+        return all(d == 1 for d in shape[1:])
+
+    @staticmethod
+    def sink_scalar(shape) -> bool:
+        return all(d == 1 for d in shape)
+
+    # ---- the kernel ------------------------------------------------------------------------
+    def source(self) -> tuple[str, list[str]]:
+        """(the kernel's definition, its parameters in order)."""
+        p = self.p
+        self.reduces = {s.name: s for st in p.stages for s in st.steps if isinstance(s, P.Reduce)}
+        params = [o.name for o in p.operands]
+        outs = {o.name: o for o in p.outputs}
+        for o in p.outputs:
+            if o.reuses is not None:
+                continue  # (written into that operand's array: one array, which LLVM vectorises)
+            params.append(o.name)
+            if o.accumulate is not None:
+                params.append(f"add_{o.name}")
+        params += list(p.sizes.values())
+        rank = max(len(st.space) for st in p.stages)
+        self.axes = {a: f"j{a}" for a in range(rank)}
+        body = [f"n_rows = {self.size(p.rows)}"]
+        # blocks: about 16K elements each (at least one row), at most 64: a function of the shape
+        per_row = " * ".join(self.size(d) for d in max((st.space[1:] for st in p.stages), key=_weight)) or "1"
+        body.append(f"block = max(1, -(-n_rows // 64), 16384 // max(1, {per_row}))")
+        wide = [s for s in p.sinks if not self.sink_scalar(s.shape)]
+        if wide:
+            # each block keeps a partial of every sink: for sinks with many elements (W5's
+            # [1, 128, 64] gradient) fewer, larger blocks, so the partials stay within about
+            # 512 KB (a power of two of blocks, at least 2: the threads share them evenly)
+            elems = " + ".join(" * ".join(self.size(d) for d in s.shape) or "1" for s in wide)
+            body.append("nb = 64")
+            body.append(f"while nb > 2 and nb * ({elems}) > {PARTIAL_ELEMENTS}:")
+            body.append("    nb //= 2")
+            body.append("block = max(block, -(-n_rows // nb))")
+        body.append("nblocks = -(-n_rows // block)")
+        for s in p.sinks:
+            shape = ", ".join(["nblocks"] + [self.size(d) for d in s.shape])
+            body.append(f"{s.name}_p = np.empty(({shape},), np.{s.acc_dtype.numpy_name})")
+        loop = ["lo = blk * block", "hi = min(lo + block, n_rows)"]
+        for s in p.sinks:
+            if self.sink_scalar(s.shape):
+                loop.append(f"{s.name} = {self.identity(s.op, s.acc_dtype)}")
+            else:
+                loop.append(f"{s.name} = {s.name}_p[blk]")
+                loop.append(f"{s.name}[...] = {self.identity(s.op, s.acc_dtype)}")
+        for r in self.reduces.values():
+            if not self.scalar_acc(r.shape):
+                shape = ", ".join(self.size(d) for d in r.shape[1:])
+                loop.append(f"{r.name} = np.empty(({shape},), np.{r.acc_dtype.numpy_name})")
+        loop.append("for j0 in range(lo, hi):")
+        rows = []
+        for k, st in enumerate(p.stages):
+            if len(p.stages) > 1:
+                rows.append(f"# stage {k}: over {', '.join(map(str, st.space[1:])) or 'the row'}")
+            for r in st.steps:
+                if isinstance(r, P.Reduce):
+                    ident = self.identity(r.op, r.acc_dtype)
+                    rows.append(f"{r.name} = {ident}" if self.scalar_acc(r.shape) else f"{r.name}[...] = {ident}")
+            for s in st.row_steps:
+                rows += self.step(s, outs)
+            inner = []
+            for s in st.steps:
+                inner += self.step(s, outs)
+            if inner:
+                depth = 0
+                for a in range(1, len(st.space)):
+                    rows.append("    " * depth + f"for j{a} in range({self.size(st.space[a])}):")
+                    depth += 1
+                rows += ["    " * depth + line for line in inner]
+            for s in st.after:
+                rows += self.store_after(s, outs)
+        loop += ["    " + line for line in rows]
+        for s in p.sinks:
+            if self.sink_scalar(s.shape):
+                loop.append(f"{s.name}_p[blk] = {s.name}")
+        # the loop body is written once, as a function of one block that numba inlines into both
+        # loops below. A small kernel runs its blocks on this thread: waking numba's pool costs
+        # more than the work (W4's 512 x 256 kernels: 0.1 ms each on one thread, 6 ms on two of a
+        # busy machine); the blocks and the order their partials are combined in are the same
+        rows_name = f"{self.name}_rows"
+        rows_params = ["blk", "block", "n_rows"] + params + [f"{s.name}_p" for s in p.sinks]
+        call = f"{rows_name}({', '.join(rows_params)})"
+        body.append(f"if n_rows * {per_row} >= {PARALLEL_ELEMENTS}:")
+        body.append("    for blk in numba.prange(nblocks):")
+        body.append(f"        {call}")
+        body.append("else:")
+        body.append("    for blk in range(nblocks):")
+        body.append(f"        {call}")
+        body.append("return (" + "".join(f"{s.name}_p, " for s in p.sinks) + ")")
+        rows = [
+            f"@numba.njit(inline=\"always\", {numba_math.KERNEL_FLAGS})",
+            f"def {rows_name}({', '.join(rows_params)}):",
+            f'    """Block blk of {self.name}: its rows, and its partials of the sinks."""',
+        ] + ["    " + line for line in loop]
+        head = [
+            f"@numba.njit(parallel=True, nogil=True, cache=True, {numba_math.KERNEL_FLAGS})",
+            f"def {self.name}({', '.join(params)}):",
+            f'    """{self.fn_name}\'s fused loop ({", ".join(p.places)}): one pass over the rows."""',
+        ]
+        return "\n".join(rows) + "\n\n\n" + "\n".join(head + ["    " + line for line in body]) + "\n", params
+
+    def identity(self, op: str, dt: DType) -> str:
+        if op == ops.sum.name:
+            return self.const(P.Const(0, dt))
+        if op == ops.prod.name:
+            return self.const(P.Const(1, dt))
+        if dt.is_float:
+            return self.const(P.Const(float("-inf") if op == ops.max.name else float("inf"), dt))
+        info = {DType.I64: (-2 ** 63, 2 ** 63 - 1), DType.I32: (-2 ** 31, 2 ** 31 - 1), DType.BOOL: (0, 1)}[dt]
+        return self.const(P.Const(info[0] if op == ops.max.name else info[1], dt))
+
+    def combine(self, op: str, acc: str, value: str, dt: DType | None = None) -> str:
+        """acc's update by value; dt: a scalar float accumulator's type (its sum vectorises)."""
+        if op in (ops.sum.name, ops.prod.name):
+            sym = "+" if op == ops.sum.name else "*"
+            if dt is not None and dt.is_float:
+                form = numba_math.ACCUMULATE[sym]
+                self.uses_form(form.name)
+                return f"{acc} = {form.name}({acc}, {value})"
+            return f"{acc} {sym}= {value}"
+        return f"{acc} = " + FUNCTIONS[Scalar.MAX if op == ops.max.name else Scalar.MIN].format(acc, value)
+
+    def whole(self, s: P.Step) -> str | None:
+        """A member whose whole op has a form (sigmoid, softplus) as that form's call, not its
+        scalar template expanded (the form is faster and as accurate: numba_math.py)."""
+        if not s.args or not s.node.op.elementwise or any(a.dtype != s.dtype for a in s.args):
+            return None
+        return self.call(s.node.op.name, s.dtype, [self.expr(a) for a in s.args])
+
+    def step(self, s, outs) -> list[str]:
+        where = f"  # {s.where}" if s.node.span else ""
+        if isinstance(s, P.Step):
+            return [f"{s.name} = {self.whole(s) or self.expr(s.expr)}{where}"]
+        if isinstance(s, P.Reduce):
+            scalar = self.scalar_acc(s.shape)
+            target = s.name if scalar else f"{s.name}[{self.index(s.index[1:])}]"
+            return [self.combine(s.op, target, self.expr(s.value), s.acc_dtype if scalar else None) + where]
+        if isinstance(s, P.Sink):
+            scalar = self.sink_scalar(s.shape)
+            target = s.name if scalar else f"{s.name}[{self.index(s.index)}]"
+            return [self.combine(s.op, target, self.expr(s.value), s.acc_dtype if scalar else None) + where]
+        if isinstance(s, P.Store):
+            o = outs[s.output]
+            value = self.expr(s.value)
+            target = f"{o.reuses or o.name}[{self.index(s.index)}]"
+            if o.accumulate is None:
+                return [f"{target} = {value}"]
+            return [f"if add_{o.name}:", f"    {target} += {value}", "else:", f"    {target} = {value}"]
+        raise AssertionError(s)  # pragma: no cover
+
+    def store_after(self, s: P.Store, outs) -> list[str]:
+        """A reduction's finished row written to its output: a loop over the result's axes."""
+        o = outs[s.output]
+        r = self.reduces[s.value.name]
+        lines, depth = [], 0
+        idx = [self.axes[0]]
+        for a, d in enumerate(r.shape[1:], start=1):
+            if d == 1:
+                idx.append("0")
+                continue
+            lines.append("    " * depth + f"for q{a} in range({self.size(d)}):")
+            idx.append(f"q{a}")
+            depth += 1
+        acc = r.name if self.scalar_acc(r.shape) else f"{r.name}[{', '.join(idx[1:])}]"
+        value = acc if r.acc_dtype == r.dtype else f"np.{r.dtype.numpy_name}({acc})"
+        target = f"{o.name}[{', '.join(idx)}]"
+        pad = "    " * depth
+        if o.accumulate is None:
+            lines.append(f"{pad}{target} = {value}")
+        else:
+            lines += [f"{pad}if add_{o.name}:", f"{pad}    {target} += {value}", f"{pad}else:",
+                      f"{pad}    {target} = {value}"]
+        return lines
+
+
+def _weight(space) -> tuple:
+    total, symbolic = 1, 0
+    for d in space:
+        if isinstance(d, Dim):
+            symbolic += 1
+        else:
+            total *= d
+    return (symbolic, total)
+
+
+def reserved() -> tuple[str, ...]:
+    return _RESERVED
+
+
+def form_sources(names) -> str:
+    """The definitions of the vectorisable forms the kernels call (numba_math.py), each once."""
+    return numba_math.source(sorted(names))
