@@ -135,16 +135,17 @@ def _label_rows(labels):
     return tuple(np.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
 
 
-def _sub_label(p, labels, out=None, inplace=False):
+def _sub_label(p, labels, out=None, inplace=False, rows=None):
     """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
-    or p itself if inplace) with 1 subtracted at the label positions."""
+    or p itself if inplace) with 1 subtracted at the label positions (`rows`: arange of the
+    rows, given for 1-D labels)."""
     if inplace:
         out = p
     elif out is None:
         out = p.copy()
     else:
         out[...] = p
-    out[_label_rows(labels) + (labels,)] -= 1
+    out[(rows, labels) if rows is not None else _label_rows(labels) + (labels,)] -= 1
     return out
 
 
@@ -491,19 +492,17 @@ def _mlp_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
             logits[j0, j1] = logits_1
             t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
         # stage 1: over 10
-        t_8 = 0.0
-        t_3 = np.abs(t_2)  # cases/mlp.tl:6
-        t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
-        t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
-        t[j0, 0] = t_5
+        t_6 = 0.0
+        t_3 = (t_2 if ((t_2 - t_2) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
+        t[j0, 0] = t_3
         for j1 in range(10):
             logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-            t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-            t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
-            t_8 = _tl_add(t_8, t_7)  # cases/mlp.tl:6
+            t_4 = (logits_1 - t_3)  # cases/mlp.tl:6
+            t_5 = _tl_exp_f32(t_4)  # cases/mlp.tl:6
+            t_6 = _tl_add(t_6, t_5)  # cases/mlp.tl:6
         # stage 2: over the row
-        t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
-        t_1[j0, 0] = t_9
+        t_7 = _tl_log_f32(np.float32(t_6))  # cases/mlp.tl:6
+        t_1[j0, 0] = t_7
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -591,25 +590,23 @@ def _mlp_grad_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, t_2, n0):
             logits[j0, j1] = logits_1
             t_3 = np.maximum(t_3, logits_1)  # cases/mlp.tl:6
         # stage 1: over 10
-        t_9 = 0.0
-        t_4 = np.abs(t_3)  # cases/mlp.tl:6
-        t_5 = (t_4 < np.float32(np.inf))  # cases/mlp.tl:6
-        t_6 = (t_3 if t_5 else np.float32(0.0))  # cases/mlp.tl:6
-        t[j0, 0] = t_6
+        t_7 = 0.0
+        t_4 = (t_3 if ((t_3 - t_3) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
+        t[j0, 0] = t_4
         for j1 in range(10):
             logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-            t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-            t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
-            t_9 = _tl_add(t_9, t_8)  # cases/mlp.tl:6
+            t_5 = (logits_1 - t_4)  # cases/mlp.tl:6
+            t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
+            t_7 = _tl_add(t_7, t_6)  # cases/mlp.tl:6
         # stage 2: over 10
-        t_10 = _tl_log_f32(np.float32(t_9))  # cases/mlp.tl:6
-        t_1[j0, 0] = t_10
+        t_8 = _tl_log_f32(np.float32(t_7))  # cases/mlp.tl:6
+        t_1[j0, 0] = t_8
         for j1 in range(10):
             logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-            t_7 = (logits_1 - t_6)  # cases/mlp.tl:6
-            t_8 = _tl_exp_f32(t_7)  # cases/mlp.tl:6
-            t_11 = (t_8 / np.float32(t_9))  # cases/mlp.tl:6
-            t_2[j0, j1] = t_11
+            t_5 = (logits_1 - t_4)  # cases/mlp.tl:6
+            t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
+            t_9 = (t_6 / np.float32(t_7))  # cases/mlp.tl:6
+            t_2[j0, j1] = t_9
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -743,19 +740,17 @@ def _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
             logits[j0, j1] = logits_1
             t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
         # stage 1: over 10
-        t_8 = 0.0
-        t_3 = np.abs(t_2)  # cases/mlp.tl:6
-        t_4 = (t_3 < np.float32(np.inf))  # cases/mlp.tl:6
-        t_5 = (t_2 if t_4 else np.float32(0.0))  # cases/mlp.tl:6
-        t[j0, 0] = t_5
+        t_6 = 0.0
+        t_3 = (t_2 if ((t_2 - t_2) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
+        t[j0, 0] = t_3
         for j1 in range(10):
             logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-            t_6 = (logits_1 - t_5)  # cases/mlp.tl:6
-            t_7 = _tl_exp_f32(t_6)  # cases/mlp.tl:6
-            t_8 = _tl_add(t_8, t_7)  # cases/mlp.tl:6
+            t_4 = (logits_1 - t_3)  # cases/mlp.tl:6
+            t_5 = _tl_exp_f32(t_4)  # cases/mlp.tl:6
+            t_6 = _tl_add(t_6, t_5)  # cases/mlp.tl:6
         # stage 2: over the row
-        t_9 = _tl_log_f32(np.float32(t_8))  # cases/mlp.tl:6
-        t_1[j0, 0] = t_9
+        t_7 = _tl_log_f32(np.float32(t_6))  # cases/mlp.tl:6
+        t_1[j0, 0] = t_7
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
@@ -814,20 +809,18 @@ def _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t, n0):
         for j1 in range(10):
             t_1 = np.maximum(t_1, logits[j0, j1])  # cases/mlp.tl:6
         # stage 1: over 10
-        t_7 = 0.0
-        t_2 = np.abs(t_1)  # cases/mlp.tl:6
-        t_3 = (t_2 < np.float32(np.inf))  # cases/mlp.tl:6
-        t_4 = (t_1 if t_3 else np.float32(0.0))  # cases/mlp.tl:6
+        t_5 = 0.0
+        t_2 = (t_1 if ((t_1 - t_1) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
         for j1 in range(10):
-            t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-            t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
-            t_7 = _tl_add(t_7, t_6)  # cases/mlp.tl:6
+            t_3 = (logits[j0, j1] - t_2)  # cases/mlp.tl:6
+            t_4 = _tl_exp_f32(t_3)  # cases/mlp.tl:6
+            t_5 = _tl_add(t_5, t_4)  # cases/mlp.tl:6
         # stage 2: over 10
         for j1 in range(10):
-            t_5 = (logits[j0, j1] - t_4)  # cases/mlp.tl:6
-            t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
-            t_8 = (t_6 / np.float32(t_7))  # cases/mlp.tl:6
-            t[j0, j1] = t_8
+            t_3 = (logits[j0, j1] - t_2)  # cases/mlp.tl:6
+            t_4 = _tl_exp_f32(t_3)  # cases/mlp.tl:6
+            t_6 = (t_4 / np.float32(t_5))  # cases/mlp.tl:6
+            t[j0, j1] = t_6
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})

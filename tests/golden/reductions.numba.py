@@ -270,20 +270,11 @@ def stats_grad(x, *, out=None):
         t_15 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
         t_16 = t_13 == 1  # cases/reductions.tl:5
         t_17 = t_5.reshape((N, M, 1))  # cases/reductions.tl:5
-        # a fused numba kernel (cases/reductions.tl:5): _stats_grad_k2 below
-        t_18 = np.empty((N, M, K), dtype=np.float64)
-        t_19 = np.empty((N, M, K), dtype=np.float64)
-        t_20 = np.empty((N, M, K), dtype=np.float64)
-        _stats_grad_k2(t_16, t_6, t_15, x, t_2, t_17, t_18, t_19, t_20, N, M, K)
-        t_21 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
-        # a fused numba kernel (cases/reductions.tl:4): _stats_grad_k3 below
-        t_22 = np.empty((N, M, K), dtype=np.float64)
-        t_23 = np.empty((N, 1, K), dtype=np.float64)
-        _stats_grad_k3(t_21, t_4, t_22, t_23, N, M, K)
-        t_24 = d_m / (K*N)  # cases/reductions.tl:3
+        t_18 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
+        t_19 = d_m / (K*N)  # cases/reductions.tl:3
         # a fused numba kernel (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5): _stats_grad_k1 below
         d_x = np.empty((N, M, K), dtype=np.float64) if out_x is None else out_x
-        _stats_grad_k1(t_15, t_7, t_14, t_18, t_19, t_20, t_22, t_23, t_9, t_24, d_x, out_x is not None, N, M, K)
+        _stats_grad_k1(t_15, t_7, t_16, t_6, t_14, x, t_2, t_17, t_18, t_4, t_9, t_19, d_x, out_x is not None, N, M, K)
         if out is not None:
             return value, out_x
         return value, d_x
@@ -362,9 +353,6 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
     K = x.shape[2]
     if x.shape != (N, M, K) or r1.shape != (N, M, K) or r2.shape != (N, M, K) or r3.shape != (N, K) or r4.shape != (N, K) or r5.shape != (N, M):
         _shape_error('stats_grad_bwd', ((x, 'residual `x`', 'f64[N, M, K]', (N, M, K)), (r1, 'residual `r1`', 'f64[N, M, K]', (N, M, K)), (r2, 'residual `r2`', 'f64[N, M, K]', (N, M, K)), (r3, 'residual `r3`', 'bool[N, K]', (N, K)), (r4, 'residual `r4`', 'f64[N, K]', (N, K)), (r5, 'residual `r5`', 'f64[N, M]', (N, M)),), (('N', N, 'residual `x`'), ('M', M, 'residual `x`'), ('K', K, 'residual `x`'),))
-    out_x = None
-    if out is not None:
-        out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd', ((x, 'residual `x`'), (r1, 'residual `r1`'), (r2, 'residual `r2`'), (r3, 'residual `r3`'), (r4, 'residual `r4`'), (r5, 'residual `r5`')))
     with _quiet():
         # a fused numba kernel (cases/reductions.tl:5): _stats_grad_bwd_k0 below
         t = np.empty((N, M, K), dtype=np.bool_)
@@ -377,21 +365,20 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         t_6 = r6.reshape((1, 1, 1))  # cases/reductions.tl:5
         t_7 = np.where(t_6 == -np.inf, 0, t_6)  # cases/reductions.tl:5
         t_8 = r5.reshape((N, M, 1))  # cases/reductions.tl:5
-        t_9 = seed / N  # cases/reductions.tl:5
+        # a fused numba kernel (cases/reductions.tl:4, cases/reductions.tl:5): _stats_grad_bwd_k1 below
+        t_9 = np.empty((N, M, K), dtype=np.float64)
+        t_10 = np.empty((N, K), dtype=np.float64)
+        _stats_grad_bwd_k1(t_4, t_1, t_5, t, t_3, np.float64(seed), x, t_7, t_8, r3, r4, t_9, t_10, N, M, K)
+        t_11 = t_10.reshape((N, 1, K))  # cases/reductions.tl:4
+        t_12 = seed / N  # cases/reductions.tl:5
         # a fused numba kernel (cases/reductions.tl:4, cases/reductions.tl:5): _stats_grad_bwd_k2 below
-        t_10 = np.empty((N, M, K), dtype=np.float64)
-        t_11 = np.empty((N, M, K), dtype=np.float64)
-        t_12 = np.empty((N, M, K), dtype=np.float64)
-        t_13 = np.empty((N, K), dtype=np.float64)
-        t_14 = np.empty((N, M, K), dtype=np.float64)
-        parts_1 = _stats_grad_bwd_k2(t_5, t, t_4, x, t_7, np.float64(seed), t_8, r3, r4, np.float64(t_9), r1, t_10, t_11, t_12, t_13, t_14, N, M, K)
+        t_13 = t_9  # its memory is free from here on
+        parts_1 = _stats_grad_bwd_k2(t_11, r2, t_9, np.float64(t_12), r1, N, M, K)
         d_m = np.add.reduce(parts_1[0], axis=0)  # cases/reductions.tl:5
-        t_15 = t_13.reshape((N, 1, K))  # cases/reductions.tl:4
-        t_16 = d_m / (K*N)  # cases/reductions.tl:3
-        # a fused numba kernel (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5): _stats_grad_bwd_k1 below
-        d_x = np.empty((N, M, K), dtype=np.float64) if out_x is None else out_x
-        _stats_grad_bwd_k1(t_4, t_1, t_3, t_10, np.float64(seed), t_11, t_12, t_15, r2, t_14, t_16, d_x, out_x is not None, N, M, K)
+        d_x = t_13 + d_m / (K*N)  # cases/reductions.tl:3
         if out is not None:
+            out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd')
+            out_x += d_x
             return (out_x,)
         return (d_x,)
 
@@ -574,103 +561,68 @@ def _stats_grad_k0(x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _stats_grad_k2_rows(blk, block, n_rows, t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2):
-    """Block blk of _stats_grad_k2: its rows, and its partials of the sinks."""
-    lo = blk * block
-    hi = min(lo + block, n_rows)
-    t_10 = np.empty((n1, 1,), np.float64)
-    for j0 in range(lo, hi):
-        # stage 0: over M, K
-        t_10[...] = 0.0
-        for j1 in range(n1):
-            for j2 in range(n2):
-                t_3 = (t_16[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
-                t_4 = (t_15[0, j1, j2] if t_3 else 0.0)  # cases/reductions.tl:5
-                t[j0, j1, j2] = t_4
-                t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
-                t_1[j0, j1, j2] = t_7
-                t_8 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
-                t_9 = np.float64(t_8)  # cases/reductions.tl:5
-                t_10[j1, 0] += t_9  # cases/reductions.tl:5
-        # stage 1: over M, K
-        for j1 in range(n1):
-            for j2 in range(n2):
-                t_11 = (1.0 / t_10[j1, 0])  # cases/reductions.tl:5
-                t_8 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
-                t_12 = (t_11 if t_8 else 0.0)  # cases/reductions.tl:5
-                t_2[j0, j1, j2] = t_12
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _stats_grad_k2(t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2):
-    """stats_grad's fused loop (cases/reductions.tl:5): one pass over the rows."""
-    n_rows = n0
-    block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
-    nblocks = -(-n_rows // block)
-    if n_rows * n1 * n2 >= 524288:
-        for blk in numba.prange(nblocks):
-            _stats_grad_k2_rows(blk, block, n_rows, t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2)
-    else:
-        for blk in range(nblocks):
-            _stats_grad_k2_rows(blk, block, n_rows, t_16, t_6, t_15, x, t_2_1, t_17, t, t_1, t_2, n0, n1, n2)
-    return ()
-
-
-@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _stats_grad_k3_rows(blk, block, n_rows, t_21, t_4, t, t_1, n0, n1, n2):
-    """Block blk of _stats_grad_k3: its rows, and its partials of the sinks."""
-    lo = blk * block
-    hi = min(lo + block, n_rows)
-    t_6 = np.empty((1, n2,), np.float64)
-    for j0 in range(lo, hi):
-        # stage 0: over M, K
-        t_6[...] = 0.0
-        for j1 in range(n1):
-            for j2 in range(n2):
-                t_2 = (t_21[j0, 0, j2] * t_4[j0, j1, j2])  # cases/reductions.tl:4
-                t_3 = (t_2 + t_2)  # cases/reductions.tl:4
-                t[j0, j1, j2] = t_3
-                t_5 = (-t_3)  # cases/reductions.tl:4
-                t_6[0, j2] += t_5  # cases/reductions.tl:4
-        # stage 1: over 1, K
-        for j1 in range(1):
-            for j2 in range(n2):
-                t_7 = (t_6[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                t_1[j0, 0, j2] = t_7
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _stats_grad_k3(t_21, t_4, t, t_1, n0, n1, n2):
-    """stats_grad's fused loop (cases/reductions.tl:4): one pass over the rows."""
-    n_rows = n0
-    block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
-    nblocks = -(-n_rows // block)
-    if n_rows * n1 * n2 >= 524288:
-        for blk in numba.prange(nblocks):
-            _stats_grad_k3_rows(blk, block, n_rows, t_21, t_4, t, t_1, n0, n1, n2)
-    else:
-        for blk in range(nblocks):
-            _stats_grad_k3_rows(blk, block, n_rows, t_21, t_4, t, t_1, n0, n1, n2)
-    return ()
-
-
-@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_14, t_18, t_19, t_20, t_22, t_23, t_9, t_24, d_x, add_d_x, n0, n1, n2):
+def _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1, t_17, t_18_1, t_4_1, t_9_1, t_19_1, d_x, add_d_x, n0, n1, n2):
     """Block blk of _stats_grad_k1: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
+    t_11 = np.empty((n1, 1,), np.float64)
+    t_23 = np.empty((1, n2,), np.float64)
     for j0 in range(lo, hi):
+        # stage 0: over M, K
+        t_11[...] = 0.0
         for j1 in range(n1):
             for j2 in range(n2):
                 t = (t_15[0, j1, j2] / t_7[j0, j1, j2])  # cases/reductions.tl:5
-                t_1 = (t if t_14[0, j1, j2] else t_18[j0, j1, j2])  # cases/reductions.tl:5
-                t_2 = (t_1 + t_19[j0, j1, j2])  # cases/reductions.tl:5
-                t_3 = (t_2 + t_20[j0, j1, j2])  # cases/reductions.tl:5
-                t_4 = (t_3 + t_22[j0, j1, j2])  # cases/reductions.tl:4
-                t_5 = (t_4 + t_23[j0, 0, j2])  # cases/reductions.tl:4
-                t_6 = (t_5 + t_9[j0, j1, j2])  # cases/reductions.tl:5
-                d_x_1 = (t_6 + t_24[0, j1, 0])  # cases/reductions.tl:3
+                t_1 = (t_16[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
+                t_2 = (t_15[0, j1, j2] if t_1 else 0.0)  # cases/reductions.tl:5
+                t_3 = (t if t_14[0, j1, j2] else t_2)  # cases/reductions.tl:5
+                t_4 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
+                t_5 = _tl_exp_f64(t_4)  # cases/reductions.tl:5
+                t_8 = (t_3 + t_5)  # cases/reductions.tl:5
+                t_9 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
+                t_10 = np.float64(t_9)  # cases/reductions.tl:5
+                t_11[j1, 0] += t_10  # cases/reductions.tl:5
+        # stage 1: over M, K
+        t_23[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_12 = (1.0 / t_11[j1, 0])  # cases/reductions.tl:5
+                t_9 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
+                t_13 = (t_12 if t_9 else 0.0)  # cases/reductions.tl:5
+                t = (t_15[0, j1, j2] / t_7[j0, j1, j2])  # cases/reductions.tl:5
+                t_1 = (t_16[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
+                t_2 = (t_15[0, j1, j2] if t_1 else 0.0)  # cases/reductions.tl:5
+                t_3 = (t if t_14[0, j1, j2] else t_2)  # cases/reductions.tl:5
+                t_4 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
+                t_5 = _tl_exp_f64(t_4)  # cases/reductions.tl:5
+                t_8 = (t_3 + t_5)  # cases/reductions.tl:5
+                t_18 = (t_8 + t_13)  # cases/reductions.tl:5
+                t_19 = (t_18_1[j0, 0, j2] * t_4_1[j0, j1, j2])  # cases/reductions.tl:4
+                t_20 = (t_19 + t_19)  # cases/reductions.tl:4
+                t_21 = (t_18 + t_20)  # cases/reductions.tl:4
+                t_22 = (-t_20)  # cases/reductions.tl:4
+                t_23[0, j2] += t_22  # cases/reductions.tl:4
+        # stage 2: over M, K
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_24 = (t_23[0, j2] / np.float64(n1))  # cases/reductions.tl:4
+                t = (t_15[0, j1, j2] / t_7[j0, j1, j2])  # cases/reductions.tl:5
+                t_1 = (t_16[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
+                t_2 = (t_15[0, j1, j2] if t_1 else 0.0)  # cases/reductions.tl:5
+                t_3 = (t if t_14[0, j1, j2] else t_2)  # cases/reductions.tl:5
+                t_4 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
+                t_5 = _tl_exp_f64(t_4)  # cases/reductions.tl:5
+                t_8 = (t_3 + t_5)  # cases/reductions.tl:5
+                t_9 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
+                t_12 = (1.0 / t_11[j1, 0])  # cases/reductions.tl:5
+                t_13 = (t_12 if t_9 else 0.0)  # cases/reductions.tl:5
+                t_18 = (t_8 + t_13)  # cases/reductions.tl:5
+                t_19 = (t_18_1[j0, 0, j2] * t_4_1[j0, j1, j2])  # cases/reductions.tl:4
+                t_20 = (t_19 + t_19)  # cases/reductions.tl:4
+                t_21 = (t_18 + t_20)  # cases/reductions.tl:4
+                t_25 = (t_21 + t_24)  # cases/reductions.tl:4
+                t_26 = (t_25 + t_9_1[j0, j1, j2])  # cases/reductions.tl:5
+                d_x_1 = (t_26 + t_19_1[0, j1, 0])  # cases/reductions.tl:3
                 if add_d_x:
                     d_x[j0, j1, j2] += d_x_1
                 else:
@@ -678,17 +630,17 @@ def _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_14, t_18, t_19, t_20, t
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _stats_grad_k1(t_15, t_7, t_14, t_18, t_19, t_20, t_22, t_23, t_9, t_24, d_x, add_d_x, n0, n1, n2):
+def _stats_grad_k1(t_15, t_7, t_16, t_6, t_14, x, t_2_1, t_17, t_18_1, t_4_1, t_9_1, t_19_1, d_x, add_d_x, n0, n1, n2):
     """stats_grad's fused loop (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
     nblocks = -(-n_rows // block)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_14, t_18, t_19, t_20, t_22, t_23, t_9, t_24, d_x, add_d_x, n0, n1, n2)
+            _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1, t_17, t_18_1, t_4_1, t_9_1, t_19_1, d_x, add_d_x, n0, n1, n2)
     else:
         for blk in range(nblocks):
-            _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_14, t_18, t_19, t_20, t_22, t_23, t_9, t_24, d_x, add_d_x, n0, n1, n2)
+            _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1, t_17, t_18_1, t_4_1, t_9_1, t_19_1, d_x, add_d_x, n0, n1, n2)
     return ()
 
 
@@ -804,56 +756,107 @@ def _stats_grad_bwd_k0(x, t, t_1, n0, n1, n2):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _stats_grad_bwd_k2_rows(blk, block, n_rows, t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, r1, t, t_1, t_2, t_3, t_4, n0, n1, n2, d_m_p):
+def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, seed, x, t_7_1, t_8_1, r3, r4, t, t_1, n0, n1, n2):
+    """Block blk of _stats_grad_bwd_k1: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    t_16 = np.empty((n1, 1,), np.float64)
+    for j0 in range(lo, hi):
+        # stage 0: over M, K
+        t_16[...] = 0.0
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_2 = (t_4[0, j1, j2] / t_1_1[j0, j1, j2])  # cases/reductions.tl:5
+                t_3 = (t_5[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
+                t_7 = (t_4[0, j1, j2] if t_3 else 0.0)  # cases/reductions.tl:5
+                t_8 = (t_2 if t_3_1[0, j1, j2] else t_7)  # cases/reductions.tl:5
+                t_9 = (seed * t_8)  # cases/reductions.tl:5
+                t_10 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
+                t_11 = _tl_exp_f64(t_10)  # cases/reductions.tl:5
+                t_12 = (seed * t_11)  # cases/reductions.tl:5
+                t_13 = (t_9 + t_12)  # cases/reductions.tl:5
+                t_14 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
+                t_15 = np.float64(t_14)  # cases/reductions.tl:5
+                t_16[j1, 0] += t_15  # cases/reductions.tl:5
+        # stage 1: over M, K
+        for j1 in range(n1):
+            for j2 in range(n2):
+                t_17 = (seed / t_16[j1, 0])  # cases/reductions.tl:5
+                t_14 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
+                t_18 = (t_17 if t_14 else 0.0)  # cases/reductions.tl:5
+                t_2 = (t_4[0, j1, j2] / t_1_1[j0, j1, j2])  # cases/reductions.tl:5
+                t_3 = (t_5[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
+                t_7 = (t_4[0, j1, j2] if t_3 else 0.0)  # cases/reductions.tl:5
+                t_8 = (t_2 if t_3_1[0, j1, j2] else t_7)  # cases/reductions.tl:5
+                t_9 = (seed * t_8)  # cases/reductions.tl:5
+                t_10 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
+                t_11 = _tl_exp_f64(t_10)  # cases/reductions.tl:5
+                t_12 = (seed * t_11)  # cases/reductions.tl:5
+                t_13 = (t_9 + t_12)  # cases/reductions.tl:5
+                t_19 = (t_13 + t_18)  # cases/reductions.tl:5
+                t[j0, j1, j2] = t_19
+        # stage 2: over K
+        for j1 in range(n2):
+            t_20 = (not r3[j0, j1])  # cases/reductions.tl:4
+            t_21 = (0.5 / r4[j0, j1])  # cases/reductions.tl:4
+            t_22 = (seed * t_21)  # cases/reductions.tl:4
+            t_23 = (t_22 if t_20 else 0.0)  # cases/reductions.tl:4
+            t_24 = (t_23 / np.float64(n1))  # cases/reductions.tl:4
+            t_25 = (t_24 if t_20 else 0.0)  # cases/reductions.tl:4
+            t_1[j0, j1] = t_25
+
+
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
+def _stats_grad_bwd_k1(t_4, t_1_1, t_5, t_6, t_3_1, seed, x, t_7_1, t_8_1, r3, r4, t, t_1, n0, n1, n2):
+    """stats_grad_bwd's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
+    n_rows = n0
+    block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
+    nblocks = -(-n_rows // block)
+    if n_rows * n1 * n2 >= 524288:
+        for blk in numba.prange(nblocks):
+            _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, seed, x, t_7_1, t_8_1, r3, r4, t, t_1, n0, n1, n2)
+    else:
+        for blk in range(nblocks):
+            _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, seed, x, t_7_1, t_8_1, r3, r4, t, t_1, n0, n1, n2)
+    return ()
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _stats_grad_bwd_k2_rows(blk, block, n_rows, t_11, r2, t_9, t_12, r1, n0, n1, n2, d_m_p):
     """Block blk of _stats_grad_bwd_k2: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
     d_m = d_m_p[blk]
     d_m[...] = 0.0
-    t_13 = np.empty((n1, 1,), np.float64)
+    t_5 = np.empty((1, n2,), np.float64)
     for j0 in range(lo, hi):
         # stage 0: over M, K
-        t_13[...] = 0.0
+        t_5[...] = 0.0
         for j1 in range(n1):
             for j2 in range(n2):
-                t_5 = (t_5_1[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
-                t_7 = (t_4_1[0, j1, j2] if t_5 else 0.0)  # cases/reductions.tl:5
-                t[j0, j1, j2] = t_7
-                t_8 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
-                t_9 = _tl_exp_f64(t_8)  # cases/reductions.tl:5
-                t_10 = (seed * t_9)  # cases/reductions.tl:5
-                t_1[j0, j1, j2] = t_10
-                t_11 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
-                t_12 = np.float64(t_11)  # cases/reductions.tl:5
-                t_13[j1, 0] += t_12  # cases/reductions.tl:5
+                t_1 = (t_11[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
+                t_2 = (t_1 + t_1)  # cases/reductions.tl:4
+                t_3 = (t_9[j0, j1, j2] + t_2)  # cases/reductions.tl:4
+                t_4 = (-t_2)  # cases/reductions.tl:4
+                t_5[0, j2] += t_4  # cases/reductions.tl:4
         # stage 1: over M, K
         for j1 in range(n1):
             for j2 in range(n2):
-                t_14 = (seed / t_13[j1, 0])  # cases/reductions.tl:5
-                t_11 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
-                t_15 = (t_14 if t_11 else 0.0)  # cases/reductions.tl:5
-                t_2[j0, j1, j2] = t_15
-        # stage 2: over K
-        for j1 in range(n2):
-            t_16 = (not r3[j0, j1])  # cases/reductions.tl:4
-            t_17 = (0.5 / r4[j0, j1])  # cases/reductions.tl:4
-            t_18 = (seed * t_17)  # cases/reductions.tl:4
-            t_19 = (t_18 if t_16 else 0.0)  # cases/reductions.tl:4
-            t_20 = (t_19 / np.float64(n1))  # cases/reductions.tl:4
-            t_21 = (t_20 if t_16 else 0.0)  # cases/reductions.tl:4
-            t_3[j0, j1] = t_21
-        # stage 3: over M, K
-        for j1 in range(n1):
-            for j2 in range(n2):
-                t_22 = (t_9_1 * r1[j0, j1, j2])  # cases/reductions.tl:5
-                t_23 = (2.0 * t_22)  # cases/reductions.tl:5
-                t_4[j0, j1, j2] = t_23
-                t_24 = (-t_23)  # cases/reductions.tl:5
-                d_m[0, j1, 0] += t_24  # cases/reductions.tl:5
+                t_6 = (t_5[0, j2] / np.float64(n1))  # cases/reductions.tl:4
+                t_1 = (t_11[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
+                t_2 = (t_1 + t_1)  # cases/reductions.tl:4
+                t_3 = (t_9[j0, j1, j2] + t_2)  # cases/reductions.tl:4
+                t_7 = (t_3 + t_6)  # cases/reductions.tl:4
+                t_8 = (t_12 * r1[j0, j1, j2])  # cases/reductions.tl:5
+                t_10 = (2.0 * t_8)  # cases/reductions.tl:5
+                t_13 = (t_7 + t_10)  # cases/reductions.tl:5
+                t_9[j0, j1, j2] = t_13
+                t_14 = (-t_10)  # cases/reductions.tl:5
+                d_m[0, j1, 0] += t_14  # cases/reductions.tl:5
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _stats_grad_bwd_k2(t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, r1, t, t_1, t_2, t_3, t_4, n0, n1, n2):
+def _stats_grad_bwd_k2(t_11, r2, t_9, t_12, r1, n0, n1, n2):
     """stats_grad_bwd's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
@@ -865,68 +868,11 @@ def _stats_grad_bwd_k2(t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, 
     d_m_p = np.empty((nblocks, 1, n1, 1,), np.float64)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            _stats_grad_bwd_k2_rows(blk, block, n_rows, t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, r1, t, t_1, t_2, t_3, t_4, n0, n1, n2, d_m_p)
+            _stats_grad_bwd_k2_rows(blk, block, n_rows, t_11, r2, t_9, t_12, r1, n0, n1, n2, d_m_p)
     else:
         for blk in range(nblocks):
-            _stats_grad_bwd_k2_rows(blk, block, n_rows, t_5_1, t_6, t_4_1, x, t_7_1, seed, t_8_1, r3, r4, t_9_1, r1, t, t_1, t_2, t_3, t_4, n0, n1, n2, d_m_p)
+            _stats_grad_bwd_k2_rows(blk, block, n_rows, t_11, r2, t_9, t_12, r1, n0, n1, n2, d_m_p)
     return (d_m_p, )
-
-
-@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1, t_3, t_10, seed, t_11, t_12, t_15, r2, t_14_1, t_16_1, d_x, add_d_x, n0, n1, n2):
-    """Block blk of _stats_grad_bwd_k1: its rows, and its partials of the sinks."""
-    lo = blk * block
-    hi = min(lo + block, n_rows)
-    t_16 = np.empty((1, n2,), np.float64)
-    for j0 in range(lo, hi):
-        # stage 0: over M, K
-        t_16[...] = 0.0
-        for j1 in range(n1):
-            for j2 in range(n2):
-                t = (t_4[0, j1, j2] / t_1[j0, j1, j2])  # cases/reductions.tl:5
-                t_2 = (t if t_3[0, j1, j2] else t_10[j0, j1, j2])  # cases/reductions.tl:5
-                t_5 = (seed * t_2)  # cases/reductions.tl:5
-                t_6 = (t_5 + t_11[j0, j1, j2])  # cases/reductions.tl:5
-                t_7 = (t_6 + t_12[j0, j1, j2])  # cases/reductions.tl:5
-                t_8 = (t_15[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
-                t_9 = (t_8 + t_8)  # cases/reductions.tl:4
-                t_13 = (t_7 + t_9)  # cases/reductions.tl:4
-                t_14 = (-t_9)  # cases/reductions.tl:4
-                t_16[0, j2] += t_14  # cases/reductions.tl:4
-        # stage 1: over M, K
-        for j1 in range(n1):
-            for j2 in range(n2):
-                t_17 = (t_16[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                t = (t_4[0, j1, j2] / t_1[j0, j1, j2])  # cases/reductions.tl:5
-                t_2 = (t if t_3[0, j1, j2] else t_10[j0, j1, j2])  # cases/reductions.tl:5
-                t_5 = (seed * t_2)  # cases/reductions.tl:5
-                t_6 = (t_5 + t_11[j0, j1, j2])  # cases/reductions.tl:5
-                t_7 = (t_6 + t_12[j0, j1, j2])  # cases/reductions.tl:5
-                t_8 = (t_15[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
-                t_9 = (t_8 + t_8)  # cases/reductions.tl:4
-                t_13 = (t_7 + t_9)  # cases/reductions.tl:4
-                t_18 = (t_13 + t_17)  # cases/reductions.tl:4
-                t_19 = (t_18 + t_14_1[j0, j1, j2])  # cases/reductions.tl:5
-                d_x_1 = (t_19 + t_16_1[0, j1, 0])  # cases/reductions.tl:3
-                if add_d_x:
-                    d_x[j0, j1, j2] += d_x_1
-                else:
-                    d_x[j0, j1, j2] = d_x_1
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _stats_grad_bwd_k1(t_4, t_1, t_3, t_10, seed, t_11, t_12, t_15, r2, t_14_1, t_16_1, d_x, add_d_x, n0, n1, n2):
-    """stats_grad_bwd's fused loop (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
-    n_rows = n0
-    block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
-    nblocks = -(-n_rows // block)
-    if n_rows * n1 * n2 >= 524288:
-        for blk in numba.prange(nblocks):
-            _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1, t_3, t_10, seed, t_11, t_12, t_15, r2, t_14_1, t_16_1, d_x, add_d_x, n0, n1, n2)
-    else:
-        for blk in range(nblocks):
-            _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1, t_3, t_10, seed, t_11, t_12, t_15, r2, t_14_1, t_16_1, d_x, add_d_x, n0, n1, n2)
-    return ()
 
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.
