@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ...core.ir import Node
 from ...core.primitive import Kind
@@ -81,7 +82,20 @@ def _sink_op(n: Node) -> bool:
             and x.type.rank >= 1 and x.shape[0] != 1)
 
 
-def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
+@dataclass(frozen=True)
+class PlanRules:
+    """Which nodes a backend's kernels take: members (over the rows) and sinks (reductions over
+    the rows, combined after the loop). NumPy's blocked loops take what ufuncs and reductions
+    can do block by block; a compiled backend's are in kernels/program.py (rules)."""
+
+    member: Callable[[Node], bool]
+    sink: Callable[[Node], bool]
+
+
+NUMPY_RULES = PlanRules(_member_op, _sink_op)
+
+
+def plan(order: list[Node], fn_outputs: list[Node], rules: PlanRules = NUMPY_RULES) -> list[Kernel]:
     """Group nodes into kernels, greedily in topological order.
 
     A kernel runs as one block, so it depends on everything any of its members reads.
@@ -132,12 +146,12 @@ def plan(order: list[Node], fn_outputs: list[Node]) -> list[Kernel]:
                 into.add(-1 - g)
 
     for n in order:
-        if _sink_op(n) and n.inputs[0].id in group and n.inputs[0] not in kernels[group[n.inputs[0].id]].sinks:
+        if rules.sink(n) and n.inputs[0].id in group and n.inputs[0] not in kernels[group[n.inputs[0].id]].sinks:
             k = group[n.inputs[0].id]  # its one input is a member: nothing outside to wait for
             kernels[k].sinks.append(n)
             join(n, k)
             continue
-        if _member_op(n):
+        if rules.member(n):
             aligned = _row_aligned_inputs(n)
             choice, from_kernel = None, False
             for i, al in zip(n.inputs, aligned):
