@@ -10,6 +10,7 @@ import pytest
 
 import cupy_kernels_cpu as ck
 from tapeless.compiler.codegen.kernels import cuda
+from tapeless.compiler.codegen.kernels import program as P
 from tapeless.compiler.core.primitive import REGISTRY
 from tapeless.compiler.core.types import DType
 
@@ -58,8 +59,7 @@ def test_each_scalar_expression_in_cuda_computes_what_numpy_does(name, dt, tmp_p
     values, kinds = _samples(name, arity, dt)
     attrs = {"dtype": DType.F32 if dt is DType.F64 else DType.F64} if name == "cast" else {}
     in_dtypes = [DType.BOOL if k == "bool" else dt for k in kinds]
-    if not cuda.renderable(prim.scalar, in_dtypes):
-        assert cuda.calls(cuda.parse(prim.scalar)) - set(cuda.FUNCTIONS) - set(cuda.SPECIAL_FORMS), name
+    if not cuda.renderable(P.calls(prim.scalar), in_dtypes):
         pytest.skip(f"{name}: no CUDA C++ form (a cupyx.scipy.special call outside kernels)")
     params = ", ".join(f"a{i}: {d.short}[10]" for i, d in enumerate(in_dtypes))
     call = {"neg": "-a0", "add": "a0 + a1", "sub": "a0 - a1", "mul": "a0 * a1", "div": "a0 / a1",
@@ -73,7 +73,7 @@ def test_each_scalar_expression_in_cuda_computes_what_numpy_does(name, dt, tmp_p
         with np.errstate(all="ignore"):
             want = np.asarray(m.f(*values))
     used: set[str] = set()
-    text = cuda.render(prim.scalar, [f"a{i}" for i in range(arity)], dt, attrs, used)
+    text = cuda.expr(_typed(prim.scalar, in_dtypes, DType.from_numpy(want.dtype), attrs), lambda e: e.name, used)
     out_type = np.dtype(want.dtype).name
     kernel = ck.ElementwiseKernel(", ".join(f"{d.np.name} a{i}" for i, d in enumerate(in_dtypes)),
                                   f"{out_type} y", f"y = {text}", f"scalar_{name}", preamble=cuda.preamble(used))
@@ -86,21 +86,32 @@ def test_each_scalar_expression_in_cuda_computes_what_numpy_does(name, dt, tmp_p
         np.testing.assert_allclose(got, want, rtol=TOLERANCE[dt], atol=1e-30, equal_nan=True, err_msg=text)
 
 
+def _typed(template: str, dtypes, result: DType, attrs=None):
+    """The template as program.py types it for a node of `result` over operands a0, a1, ..."""
+    attrs = attrs or {}
+    fill = lambda key: P.Ref(f"a{key}", dtypes[int(key)]) if key.isdigit() else attrs[key].short  # noqa: E731
+    e = P.typed(P.parse(template, fill), result, cast_to=attrs.get("dtype"))
+    return e if e.dtype == result else P.Call("cast", (e,), result)
+
+
+def _c(template: str, dt: DType, n: int = 1) -> str:
+    return cuda.expr(_typed(template, [dt] * n, dt), lambda e: "abc"[int(e.name[1:])])
+
+
 def test_float32_kernels_compute_in_float32():
     """A number in the text is a literal of the kernel's dtype and each function CUDA's for it:
     a float32 chain never goes through double."""
-    text = cuda.render("max({0}, 0) + log1p(exp(-fabs({0}))) * 0.5", ["x"], DType.F32)
-    assert text == "_tl_max(x, 0.0f) + log1pf(expf(-fabsf(x))) * 0.5f"
-    assert cuda.render("max({0}, 0) + log1p(exp(-fabs({0}))) * 0.5", ["x"], DType.F64) == \
-        "_tl_max(x, 0.0) + log1p(exp(-fabs(x))) * 0.5"
+    assert _c("max({0}, 0) + log1p(exp(-fabs({0}))) * 0.5", DType.F32) == "_tl_max(a, 0.0f) + log1pf(expf(-fabsf(a))) * 0.5f"
+    assert _c("max({0}, 0) + log1p(exp(-fabs({0}))) * 0.5", DType.F64) == "_tl_max(a, 0.0) + log1p(exp(-fabs(a))) * 0.5"
     assert cuda.literal(0.1, DType.F32) == "0.1f" and cuda.literal(1e-7, DType.F64) == "1e-07"
     assert cuda.literal(float("-inf"), DType.F32) == "-INFINITY" and cuda.literal(3, DType.F32) == "3.0f"
 
 
 def test_precedence_is_kept_and_shown_where_a_reader_needs_it():
-    assert cuda.render("{0} - ({1} - {2})", ["a", "b", "c"], DType.F64) == "a - (b - c)"
-    assert cuda.render("({0} - {1}) - {2}", ["a", "b", "c"], DType.F64) == "a - b - c"
-    assert cuda.render("-(-{0})", ["a"], DType.F64) == "- -a"
-    assert cuda.render("{0} * {1}", ["a + b", "c"], DType.F64) == "(a + b) * c"
-    assert cuda.render("select({0} < 0, {1}, {2}) * 2", ["a", "b", "c"], DType.F64) == "(a < 0.0 ? b : c) * 2.0"
-    assert cuda.render("({0} < 0) != ({1} < 0)", ["a", "b"], DType.F64) == "(a < 0.0) != (b < 0.0)"
+    assert _c("{0} - ({1} - {2})", DType.F64, 3) == "a - (b - c)"
+    assert _c("({0} - {1}) - {2}", DType.F64, 3) == "a - b - c"
+    assert _c("-(-{0})", DType.F64) == "- -a"
+    assert _c("({0} + {1}) * {2}", DType.F64, 3) == "(a + b) * c"
+    assert _c("select({0} < 0, {1}, {2}) * 2", DType.F64, 3) == "(a < 0.0 ? b : c) * 2.0"
+    assert cuda.expr(_typed("({0} < 0) != ({1} < 0)", [DType.F64] * 2, DType.BOOL),
+                     lambda e: e.name) == "(a0 < 0.0) != (a1 < 0.0)"

@@ -24,6 +24,9 @@ class Capabilities:
     fusion: bool = False
     # compiled kernels from the primitives' scalar expressions (numba, CUDA C): no backend yet
     compiled_kernels: bool = False
+    # fused chains become CuPy ElementwiseKernel/ReductionKernel objects (kernels/cupy_writer.py),
+    # their C++ written from the primitives' scalar expressions: one launch, not one per op
+    cuda_kernels: bool = False
     # reshapes, transposes and slices are views of their input: a returned view is copied
     views: bool = True
     # einsum takes a contraction path computed once (optimize=...), which NumPy uses for BLAS
@@ -54,7 +57,7 @@ class Backend:
 NUMPY = Backend("numpy", "numpy", "np", Capabilities(
     fusion=True, einsum_paths=True, scalars_as_numpy=True, short_last_axis=16, gemv_column_sums=True))
 CUPY = Backend(
-    "cupy", "cupy", "cp", Capabilities(), imports=("import contextlib",),
+    "cupy", "cupy", "cp", Capabilities(cuda_kernels=True), imports=("import contextlib",),
     overrides={
         "quiet": '''def _quiet():
     """CuPy never warns about floating-point values; nothing to silence."""

@@ -21,8 +21,9 @@ from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
 from ..core.types import Dim, DType, dim_text
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
-from .fused.plan import Kernel, plan, reusable_inputs, schedule
+from .fused.plan import NUMPY_RULES, Kernel, plan, reusable_inputs, schedule
 from .fused.writer import KernelWriter
+from .kernels import cupy_writer
 from .names import Names, place, sanitize_docstring
 from ..primitives.loops import in_place_updates, update_in_place
 
@@ -38,8 +39,10 @@ class Options:
 
     @property
     def fuse(self) -> bool:
-        """Cache-blocked loops for elementwise chains, where the backend has them (not on a GPU)."""
-        return BACKENDS[self.backend].caps.fusion and self.opt_level >= 1
+        """Fused elementwise chains, where the backend has them: cache-blocked loops (NumPy) or
+        CUDA kernels (CuPy)."""
+        caps = BACKENDS[self.backend].caps
+        return (caps.fusion or caps.cuda_kernels) and self.opt_level >= 1
 
 
 class ModuleContext:
@@ -66,6 +69,9 @@ class ModuleContext:
             self.fn_names[f.name] = self.names.fresh(f.name)
         self.bodies: dict[tuple, str] = {}  # a loop body (its parameters and outputs) -> its Python name
         self.body_sources: list[str] = []  # written after the functions that use them
+        # CuPy kernel objects (kernels/cupy_writer.py): their definition -> Python name; the sources
+        self.cupy_kernels: dict[tuple, str] = {}
+        self.cupy_kernel_sources: list[str] = []
 
     def body_function(self, fn: Function, source: str = "") -> str:
         """The module-level function of a loop body (written once, on its first use); `source`:
@@ -258,14 +264,16 @@ class Body:
         for o in fn.outputs:
             uses[o.id] = uses.get(o.id, 0) + 1
         self.uses = uses
-        kernels = plan(order, list(fn.outputs)) if ctx.mod.options.fuse and self.fuse else []
+        cuda_kernels = ctx.backend.caps.cuda_kernels
+        rules = cupy_writer.RULES if cuda_kernels else NUMPY_RULES
+        kernels = plan(order, list(fn.outputs), rules) if ctx.mod.options.fuse and self.fuse else []
         in_kernel = {n.id for k in kernels for n in k.nodes}
         items = schedule(order, kernels) if kernels else order
         keep = {p.id for p in fn.params} | out_ids  # never written over: arguments and results
         outputs = list(fn.outputs)
         self.accumulate = {o: buf for o, buf in self.out_bufs.items()
                            if outputs.count(next(x for x in outputs if x.id == o)) == 1 and uses.get(o) == 1}
-        reuse = reusable_inputs(items, kernels, keep) if kernels else {}
+        reuse = reusable_inputs(items, kernels, keep) if kernels and not cuda_kernels else {}
         for item in items:
             if isinstance(item, Kernel):
                 self.kernel(item, reuse.get(item.index, []))
@@ -338,6 +346,13 @@ class Body:
 
     # ---- fused, cache-blocked loops (fused/plan.py plans them, fused/writer.py writes them) ----------
     def kernel(self, k: Kernel, reusable) -> None:
+        if self.ctx.backend.caps.cuda_kernels:
+            writer = cupy_writer.CupyKernels(self, k)
+            self.lines.extend(writer.write())
+            for nid, var in writer.bound.items():
+                self.ctx.vars[nid] = var
+                self.exprs[nid] = Expr(var)
+            return
         loop = KernelWriter(self.ctx, k, reusable, self.exprs, self.arg, self.accumulate).write()
         self.lines.extend(loop.lines)
         for nid, var in loop.bound.items():
@@ -656,6 +671,10 @@ def generate(module: Module, options: Options, version: str) -> str:
         out += ["", src.rstrip("\n"), ""]
     for src in fn_sources + mod.body_sources:
         out += ["", src.rstrip("\n"), ""]
+    if mod.cupy_kernel_sources:
+        out += ["", "# The fused chains' CUDA kernels (compiled by CuPy on first use, cached on disk)."]
+        for src in mod.cupy_kernel_sources:
+            out += [src.rstrip("\n"), ""]
     out += ["", "# What each function is, for tapeless.runtime.gradcheck and other tools.", "__tapeless__ = {"]
     for f in module.functions:
         out.append(f"    {mod.fn_names[f.name]!r}: {_table_entry(mod, f)!r},")
