@@ -54,13 +54,13 @@ class Context:
         self.with_tapeless = with_tapeless
         self.problems = []                 # compiler problems met, for the final report
 
-    def load(self, name: str, checks: bool = True, opt_level: int = 1):
+    def load(self, name: str, checks: bool = True, opt_level: int = 1, backend: str = "numpy"):
         """The module compiled from workloads/NAME, or (None, message) on a compile error."""
         from tapeless.compiler import CompileError
         from tapeless.runtime import load
 
         try:
-            return load(TL / name, checks=checks, opt_level=opt_level), ""
+            return load(TL / name, backend=backend, checks=checks, opt_level=opt_level), ""
         except CompileError as exc:
             return None, str(exc).strip()
 
@@ -92,6 +92,23 @@ def _add_tapeless(ctx, wl, tl_file, entry, args, extra_rows=(("tapeless (checks 
         if m2 is not None:
             fn2 = getattr(m2, entry)
             wl.impls.append(Impl(name, "tapeless-alt", lambda fn2=fn2: fn2(*args), _tapeless_convert))
+    _add_numba(ctx, wl, tl_file, entry, args)
+
+
+def _add_numba(ctx, wl, tl_file, entry, args):
+    """The `tapeless numba` row (--backend numba), when numba is installed: its JIT warmed by one
+    call here, before anything is timed."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return
+    m, err = ctx.load(tl_file, backend="numba")
+    if m is None:
+        wl.notes.append(f"tapeless numba: {tl_file} does not compile:\n{err}")
+        return
+    fn = getattr(m, entry)
+    fn(*args)  # (the JIT, or numba's on-disk cache, before timing)
+    wl.impls.append(Impl("tapeless numba", "tapeless-alt", lambda: fn(*args), _tapeless_convert))
 
 
 def _add_peers(ctx, wl, inputs):
@@ -253,6 +270,10 @@ def _add_tapeless_w7(ctx, wl, X, t, w, v):
             continue
         fn2 = m2.logistic_grad_vjp
         wl.impls.append(Impl(name, kind, lambda fn2=fn2: fn2(X, t, w, zero, v), _tapeless_convert))
+    if m is not None:
+        _add_numba(ctx, wl, HVP_DIRECTIVE_FILE, "logistic_hvp", (X, t, w, v))
+    else:
+        _add_numba(ctx, wl, HVP_VJP_FILE, "logistic_grad_vjp", (X, t, w, zero, v))
 
 
 # ---------------------------------------------------------------------------------- W8

@@ -35,6 +35,13 @@ def load(path: str | os.PathLike, backend: str = "numpy", checks: bool = True, o
     return import_entry(target, data, module_name(path, target), source=path)
 
 
+# Backends whose modules keep compiled kernels in a JIT's own on-disk cache keyed by the module
+# file's mtime (numba's cache=True: __pycache__ beside the entry, or NUMBA_CACHE_DIR): marking
+# such an entry used would make every fresh process compile its kernels again, so it is not
+# (least-recently-used eviction then sees its creation time)
+JIT_CACHED = frozenset({"numba"})
+
+
 def cached_module(path: Path, backend: str, checks: bool, opt_level: int, reuse: bool = True) -> tuple[Path, bytes]:
     """(the entry's path, its verified bytes): the cached module when it is there and valid
     (marked used), else compiled and written. Only the cold path imports the compiler."""
@@ -45,7 +52,8 @@ def cached_module(path: Path, backend: str, checks: bool, opt_level: int, reuse:
     if reuse:
         entry, wrong = read_entry(target, key)
         if entry is not None:
-            touch(target)
+            if backend not in JIT_CACHED:
+                touch(target)
             return target, entry
         if wrong:
             warnings.warn(CacheWarning(f"rebuilding tapeless cache entry {target} (of {path}): {wrong}"),

@@ -1,5 +1,5 @@
 """Golden files for the corpus: typed, adjoint and optimized IR and generated source
-(NumPy at the default -O1; CuPy for two).
+(NumPy at the default -O1; CuPy and numba for two each).
 
 Regenerate on purpose only: `pytest tests/test_golden.py --update-golden`, then read the diff.
 """
@@ -16,6 +16,7 @@ HERE = Path(__file__).parent
 CASES = sorted((HERE / "cases").glob("*.tl"))
 GOLDEN = HERE / "golden"
 CUPY_CASES = {"mlp", "masked"}
+NUMBA_CASES = {"mlp", "reductions"}  # (compiled only: numba itself is not needed to write the text)
 
 
 def outputs(path: Path) -> dict[str, str]:
@@ -28,6 +29,8 @@ def outputs(path: Path) -> dict[str, str]:
     }
     if path.stem in CUPY_CASES:
         out["cupy.py"] = compile_source(source, backend="cupy")
+    if path.stem in NUMBA_CASES:
+        out["numba.py"] = compile_source(source, backend="numba")
     return out
 
 

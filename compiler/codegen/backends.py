@@ -22,7 +22,8 @@ class Capabilities:
     # elementwise chains run as cache-blocked loops of ufunc calls (codegen/fused/); on a GPU
     # one pass per op is already cheap, and a blocked loop would only add launches
     fusion: bool = False
-    # compiled kernels from the primitives' scalar expressions (numba, CUDA C): no backend yet
+    # fused chains become compiled kernels written from the primitives' scalar expressions
+    # (kernels/program.py, kernels/numba_writer.py), not blocked loops of ufunc calls
     compiled_kernels: bool = False
     # fused chains become CuPy ElementwiseKernel/ReductionKernel objects (kernels/cupy_writer.py),
     # their C++ written from the primitives' scalar expressions: one launch, not one per op
@@ -47,6 +48,7 @@ class Backend:
     alias: str
     caps: Capabilities
     imports: tuple[str, ...] = ()  # standard-library imports its overrides need
+    modules: tuple[str, ...] = ()  # modules every generated module imports besides `module` (numba)
     overrides: dict[str, str] = field(default_factory=dict)  # machinery helper name -> its source here
 
     def helper_source(self, helper: Helper) -> str:
@@ -65,7 +67,11 @@ CUPY = Backend(
 ''',
     },
 )
-BACKENDS = {b.name: b for b in (NUMPY, CUPY)}
+# NumPy everywhere, and each fused chain one numba kernel (matrix products stay NumPy/BLAS calls)
+NUMBA = Backend("numba", "numpy", "np", Capabilities(
+    fusion=True, compiled_kernels=True, einsum_paths=True, scalars_as_numpy=True, short_last_axis=16,
+    gemv_column_sums=True), modules=("numba",))
+BACKENDS = {b.name: b for b in (NUMPY, CUPY, NUMBA)}
 
 # The code generator's own helpers. Each defines `_<name>`.
 MACHINERY: dict[str, Helper] = {h.name: h for h in (
@@ -137,7 +143,8 @@ def module_globals(backend: Backend) -> set[str]:
         + list(backend.overrides.values())
     lines = [line for h in table.values() for line in h.imports] + list(backend.imports)
     return ({m.group(1) for src in sources for m in re.finditer(r"^(?:def |class )?(\w+)", src, re.M)}
-            | {line.split()[1].split(".")[0] for line in lines} | {backend.alias})
+            | {line.split()[1].split(".")[0] for line in lines} | {backend.alias} | set(backend.modules)
+            | ({"math"} if backend.caps.compiled_kernels else set()))
 
 
 def helper_closure(names) -> list[str]:

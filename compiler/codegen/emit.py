@@ -67,6 +67,9 @@ class ModuleContext:
         self.plain_literals: dict[int, Expr] = {}
         for f in module.functions:
             self.fn_names[f.name] = self.names.fresh(f.name)
+        self.kernel_sources: list[str] = []  # compiled kernels (numba), after the functions
+        self.kernel_modules: set[str] = set()  # what those need imported besides the backend's (math)
+        self.forms: set[str] = set()  # vectorisable math forms the kernels call (their sources pasted once)
         self.bodies: dict[tuple, str] = {}  # a loop body (its parameters and outputs) -> its Python name
         self.body_sources: list[str] = []  # written after the functions that use them
         # CuPy kernel objects (kernels/cupy_writer.py): their definition -> Python name; the sources
@@ -265,7 +268,8 @@ class Body:
             uses[o.id] = uses.get(o.id, 0) + 1
         self.uses = uses
         cuda_kernels = ctx.backend.caps.cuda_kernels
-        rules = cupy_writer.RULES if cuda_kernels else NUMPY_RULES
+        compiled = ctx.backend.caps.compiled_kernels or cuda_kernels
+        rules = cupy_writer.RULES if cuda_kernels else _numba().RULES if compiled else NUMPY_RULES
         kernels = plan(order, list(fn.outputs), rules) if ctx.mod.options.fuse and self.fuse else []
         in_kernel = {n.id for k in kernels for n in k.nodes}
         items = schedule(order, kernels) if kernels else order
@@ -273,7 +277,7 @@ class Body:
         outputs = list(fn.outputs)
         self.accumulate = {o: buf for o, buf in self.out_bufs.items()
                            if outputs.count(next(x for x in outputs if x.id == o)) == 1 and uses.get(o) == 1}
-        reuse = reusable_inputs(items, kernels, keep) if kernels and not cuda_kernels else {}
+        reuse = reusable_inputs(items, kernels, keep) if kernels and not compiled else {}
         for item in items:
             if isinstance(item, Kernel):
                 self.kernel(item, reuse.get(item.index, []))
@@ -353,12 +357,66 @@ class Body:
                 self.ctx.vars[nid] = var
                 self.exprs[nid] = Expr(var)
             return
+        if self.ctx.backend.caps.compiled_kernels:
+            return self.compiled_kernel(k)
         loop = KernelWriter(self.ctx, k, reusable, self.exprs, self.arg, self.accumulate).write()
         self.lines.extend(loop.lines)
         for nid, var in loop.bound.items():
             self.ctx.vars[nid] = var
             self.exprs[nid] = Expr(var)
         self.accumulated |= loop.accumulated
+
+    def compiled_kernel(self, k: Kernel) -> None:
+        """A kernel as a module-level numba function (kernels/numba_writer.py) and its call: the
+        outputs allocated here (or the caller's out= buffer, added into), the sinks' per-block
+        partials combined here in block order."""
+        from .kernels import program as P
+
+        nw = _numba()
+        ctx, mod = self.ctx, self.ctx.mod
+        local = Names(nw.reserved() + tuple(f"{c}{a}" for c in "jq" for a in range(10)))
+        prog = P.build(k, ctx.hint, local, {o.id: self.accumulate[o.id] for o in k.outputs if o.id in self.accumulate},
+                       name_of=lambda n: ctx.vars.get(n.id))
+        kname = mod.names.fresh(f"_{ctx.fn_name}_k{k.index}" if ctx.fn_name.isidentifier() else f"_k{k.index}")
+        writer = nw.NumbaKernel(prog, kname, sanitize_docstring(ctx.fn_name), ctx.dim, mod.forms.add)
+        src, _ = writer.source()
+        mod.kernel_sources.append(src)
+        if writer.math:
+            mod.kernel_modules.add("math")
+        xp = ctx.xp
+        self.lines.append(f"# a fused numba kernel ({', '.join(prog.places)}): {kname} below")
+        args = []
+        for op in prog.operands:
+            text = self.exprs[op.node.id].text
+            args.append(f"{ctx.dtype(op.dtype)}({text})" if not op.shape else text)
+        for o in prog.outputs:
+            var = ctx.names.fresh(ctx.hint(o.node) or "t")
+            alloc = f"{xp}.empty({ctx.shape(o.shape)}, dtype={ctx.dtype(o.dtype)})"
+            if o.accumulate is not None:
+                self.lines.append(f"{var} = {alloc} if {o.accumulate} is None else {o.accumulate}")
+                args += [var, f"{o.accumulate} is not None"]
+                self.accumulated.add(o.node.id)
+            else:
+                self.lines.append(f"{var} = {alloc}")
+                args.append(var)
+            ctx.vars[o.node.id] = var
+            self.exprs[o.node.id] = Expr(var)
+        args += [ctx.dim(d) for d in prog.sizes]
+        call = f"{kname}({', '.join(args)})"
+        if not prog.sinks:
+            self.lines.append(call)
+            return
+        parts = ctx.names.fresh("parts")
+        self.lines.append(f"{parts} = {call}")
+        for j, s in enumerate(prog.sinks):
+            var = ctx.names.fresh(ctx.hint(s.node) or "t")
+            reducer = {"sum": "add", "max": "maximum", "min": "minimum"}[s.combine]
+            text = f"{xp}.{reducer}.reduce({parts}[{j}], axis=0)"
+            if s.acc_dtype != s.dtype:
+                text += f".astype({ctx.dtype(s.dtype)})"
+            self.statement(f"{var} = {text}", s.node)
+            ctx.vars[s.node.id] = var
+            self.exprs[s.node.id] = Expr(var)
 
     def arg(self, i: Node, user: Node) -> Expr:
         if i.is_literal:
@@ -657,6 +715,7 @@ def generate(module: Module, options: Options, version: str) -> str:
     out += sorted(stdlib) + ([""] if stdlib else [])
     out += [f"import {backend.module} as {backend.alias}"] if backend.module != backend.alias else [
         f"import {backend.module}"]
+    out += [f"import {m}" for m in sorted(set(backend.modules) | mod.kernel_modules)]
     out.append("")
     for dt in sorted(mod.dtype_consts, key=lambda d: d.short):
         out.append(f"_{dt.short.upper()} = {backend.alias}.dtype({backend.alias}.{dt.numpy_name})")
@@ -669,7 +728,9 @@ def generate(module: Module, options: Options, version: str) -> str:
         src = re.sub(r"\bxp\.", f"{backend.alias}.", checks.CHECK_HELPERS) if name == "checks" else \
             backend.helper_source(table[name])
         out += ["", src.rstrip("\n"), ""]
-    for src in fn_sources + mod.body_sources:
+    if mod.forms:
+        out += ["", _numba().form_sources(mod.forms).rstrip("\n"), ""]
+    for src in fn_sources + mod.body_sources + mod.kernel_sources:
         out += ["", src.rstrip("\n"), ""]
     if mod.cupy_kernel_sources:
         out += ["", "# The fused chains' CUDA kernels (compiled by CuPy on first use, cached on disk)."]
@@ -716,6 +777,12 @@ def _table_entry(mod: ModuleContext, f: Function) -> dict:
 def _closure(mod: ModuleContext) -> list[str]:
     names = helper_closure(n for n in mod.helpers_used if n != "checks")
     return (["checks"] if "checks" in mod.helpers_used else []) + names
+
+
+def _numba():
+    from .kernels import numba_writer  # (imports nothing of numba: the generated module does)
+
+    return numba_writer
 
 
 def _temporary(n: Node, uses: dict[int, int], out_ids: set[int]) -> bool:
