@@ -4,6 +4,7 @@ generated modules against the NumPy backend."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,3 +116,147 @@ def test_precedence_is_kept_and_shown_where_a_reader_needs_it():
     assert _c("select({0} < 0, {1}, {2}) * 2", DType.F64, 3) == "(a < 0.0 ? b : c) * 2.0"
     assert cuda.expr(_typed("({0} < 0) != ({1} < 0)", [DType.F64] * 2, DType.BOOL),
                      lambda e: e.name) == "(a0 < 0.0) != (a1 < 0.0)"
+
+
+# ---- whole generated modules, against the NumPy backend -------------------------------------------------------
+def _tolerance(value: np.ndarray):
+    """rtol by dtype (1e-6 f32, 1e-12 f64), and as atol the same times the larger of 1 and the
+    result's largest magnitude: the inputs are of order 1, and a value computed from them (a sum
+    that cancels, a gradient through softmax) carries their absolute rounding, not one relative
+    to itself. (Measured on attention's f32 gradient: the NumPy backend and the kernels are both
+    6-8e-8 from the float64 result, 9e-8 from each other, on values up to 0.064.)"""
+    rtol = 1e-6 if value.dtype == np.float32 else 1e-12
+    scale = float(np.max(np.abs(value[np.isfinite(value)]), initial=0.0)) if value.dtype.kind == "f" else 0.0
+    return {"rtol": rtol, "atol": rtol * max(scale, 1.0)}
+
+
+def _run_both(text: str, path: str, tmp_path, tl, which: str = "standin", seed: int = 0):
+    """Every fn, grad and vjp of the program on the CuPy backend (kernels through the harness, or
+    a GPU) and the NumPy backend; returns the number of CuPy kernels the module makes."""
+    from test_cupy_backend import _to_device, _to_host, import_cupy_module
+    from corpus import inputs_for
+    from tapeless.compiler import compile_source
+
+    numpy_mod = tl(text, path=path)
+    source = compile_source(text, backend="cupy", path=path)
+    cupy_mod = import_cupy_module(source, tmp_path, which)
+    for name, info in numpy_mod.__tapeless__.items():
+        if info["kind"] not in ("fn", "grad", "vjp"):
+            continue
+        base = info.get("of", name)
+        args = inputs_for(numpy_mod, base, text, seed)
+        if info["kind"] == "vjp":
+            outs = numpy_mod.__dict__[base](*args)
+            outs = outs if isinstance(outs, tuple) else (outs,)
+            args = args + [np.ones_like(np.asarray(o)) for o in outs]
+        with np.errstate(all="ignore"):
+            want = getattr(numpy_mod, name)(*args)
+            got = _to_host(getattr(cupy_mod, name)(*[_to_device(a, which) for a in args]), which)
+        want = want if isinstance(want, tuple) else (want,)
+        got = got if isinstance(got, tuple) else (got,)
+        assert len(got) == len(want)
+        for w, g in zip(want, got):
+            w, g = np.asarray(w), np.asarray(g)
+            assert g.dtype == w.dtype and g.shape == w.shape, (name, g.dtype, w.dtype, g.shape, w.shape)
+            np.testing.assert_allclose(g, w, equal_nan=True, err_msg=f"{path} {name}\n{text}", **_tolerance(w))
+    return len(re.findall(r"^_k\d+ = cp\.(?:Elementwise|Reduction)Kernel\(", source, re.M))
+
+
+GOLDEN_CASES = sorted((Path(__file__).parent / "cases").glob("*.tl"))
+
+
+@needs_gxx
+@pytest.mark.parametrize("path", GOLDEN_CASES, ids=lambda p: p.stem)
+def test_every_golden_program_on_cupy_kernels_equals_numpy(path, tmp_path, tl):
+    """Each program of the golden corpus compiled with --backend cupy, its kernels compiled by g++
+    and run on the CPU, gives the NumPy backend's values (1e-6 relative in f32, 1e-12 in f64)."""
+    kernels = _run_both(path.read_text(), f"cases/{path.name}", tmp_path, tl)
+    source = path.read_text()
+    if re.search(r"\[[A-Z]", source) and path.stem not in ("names", "shapes"):
+        assert kernels > 0, f"{path.name}: no kernels made; the test would compare per-op code only"
+
+
+# a random program: a chain over x[N, C], y[C], z[N, 1] with broadcasting, reductions along C
+# (whose results are used again) and a total; its gradient too
+_UNARY = ["tanh({})", "sigmoid({})", "softplus({})", "sin({})", "abs({})", "relu({})", "({}) * ({})",
+          "exp(-abs({}))", "log1p(abs({}))", "sqrt(abs({}) + 1.0)", "cos({}) * 0.5"]
+_BINARY = ["{} + {}", "{} - {}", "{} * {}", "maximum({}, {})", "minimum({}, {})", "where({0} > {1}, {0}, {1} * 2.0)",
+           "{} / (abs({}) + 1.0)"]
+_REDUCE = ["sum({}, axis=1, keepdims=true)", "max({}, axis=1, keepdims=true)", "mean({}, axis=1, keepdims=true)",
+           "min({}, axis=1, keepdims=true)"]
+
+
+def random_program(seed: int, dtype: str) -> str:
+    import random
+
+    rng = random.Random(seed)
+    shapes = {"x": "NC", "y": "C", "z": "N1"}  # each value's shape: [N, C], [C] or [N, 1]
+
+    def joint(a: str, b: str) -> str:
+        return a if a == b else "NC"
+
+    lines = []
+    for k in range(rng.randint(3, 7)):
+        kind = rng.random()
+        a = rng.choice(list(shapes))
+        if kind < 0.35:
+            text, shape = rng.choice(_UNARY).format(a, a), shapes[a]
+        elif kind < 0.8:
+            b = rng.choice(list(shapes))
+            text, shape = rng.choice(_BINARY).format(a, b), joint(shapes[a], shapes[b])
+        else:  # along C; a [C] value is first broadcast against x
+            text, shape = rng.choice(_REDUCE).format(a if shapes[a] != "C" else f"{a} * x"), "N1"
+        lines.append(f"    v{k} = {text}")
+        shapes[f"v{k}"] = shape
+    last = [n for n in shapes if n.startswith("v")][-2:]
+    total = " + ".join(f"sum({n})" for n in last)
+    body = "\n".join(lines)
+    return (f"fn f(x: {dtype}[N, C], y: {dtype}[C], z: {dtype}[N, 1]) -> {dtype} {{\n{body}\n    return {total}\n}}\n\n"
+            "grad f wrt x, y, z\n# size N: 7\n# size C: 5\n")
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+def test_random_programs_on_cupy_kernels_equal_numpy(dtype, tmp_path, tl):
+    """Random elementwise chains with broadcasting and reductions, and their gradients: the CuPy
+    backend's kernels (run by the harness) give the NumPy backend's values."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    made = []
+
+    @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(st.integers(0, 2 ** 31 - 1))
+    def check(seed):
+        made.append(_run_both(random_program(seed, dtype), f"random_{seed}.tl", tmp_path, tl, seed=seed % 7))
+
+    check()
+    assert sum(made) > 0
+
+
+def test_special_functions_stay_cupyx_calls_outside_kernels():
+    """erfcx has no CUDA C++ form here: the chain around it is fused, erfcx itself is a
+    cupyx.scipy.special call between kernels; erf, which CUDA has, is inside a kernel."""
+    from tapeless.compiler import compile_source
+
+    src = "fn f(x: f32[N, C]) -> f32 {\n    return sum(erfcx(tanh(x) * 2.0) + erf(x * 3.0))\n}\n"
+    text = compile_source(src, backend="cupy")
+    assert "erfcx(" in text.split("# The fused chains' CUDA kernels")[0]
+    assert "erff(" in text and "erfcxf" not in text
+
+
+REAL = None
+try:  # a CUDA device with cupy: the same modules run on it
+    import cupy as _cupy
+
+    if _cupy.cuda.runtime.getDeviceCount() > 0:
+        REAL = _cupy
+except Exception:  # no cupy, no driver, no device
+    REAL = None
+
+
+@pytest.mark.parametrize("path", GOLDEN_CASES[:4], ids=lambda p: p.stem)
+def test_golden_programs_on_a_gpu(path, tmp_path, tl):
+    if REAL is None:
+        pytest.skip("no CUDA device or no cupy installed: the kernels run through the g++ harness only")
+    _run_both(path.read_text(), f"cases/{path.name}", tmp_path, tl, which="gpu")
