@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import keyword
 
+from ...core.derivative import Part
 from ...core.ir import Node
 from ...core.primitive import Kind, ops
 from ...core.types import DType
@@ -224,7 +225,7 @@ class CupyKernels:
             kw.append(f"axis={axes[0] if len(axes) == 1 else tuple(axes)}")
         if node.attr("keepdims"):
             kw.append("keepdims=True")
-        var = ctx.names.fresh(ctx.hint(node) or "t")
+        var = ctx.names.fresh(ctx.hint(node) or self._fallback(node))
         self.arrays[name] = (node, var)
         call = f"{kname}({', '.join(self._cover(arrays, args, x.shape) + kw)})"
         return [f"{var} = {call}  # {place(node)}"]
@@ -234,20 +235,42 @@ class CupyKernels:
         ctx = self.ctx
         steps, arrays, sizes = self._cone([st.value for st in stores])
         params, args = self._params(arrays, sizes)
+        reads: dict[str, int] = {}  # step name -> how often this kernel reads it
+        for e in [s.expr for s in steps] + [st.value for st in stores]:
+            for name in _refs(e):
+                reads[name] = reads.get(name, 0) + 1
+        # a step only its store reads is written straight into the output
+        direct = {st.value.name: st for st in stores if type(st.value).__name__ == "Ref" and
+                  reads.get(st.value.name) == 1 and st.value.name in self.steps}
         used: set[str] = set()
-        body = self._statements(steps, used, "")
+        body = []
+        for s in steps:
+            st = direct.get(s.name)
+            if st is None:
+                body += self._statements([s], used, "")
+            else:
+                body.append(f"{outputs[st.output].name} = {cuda.expr(s.expr, self._leaf, used)};  // {_where(s.node)}")
         outs, vars_ = [], []
         for st in stores:
             o = outputs[st.output]
             outs.append(_param(o.dtype, o.name))
-            body.append(f"{o.name} = {cuda.expr(st.value, self._leaf, used)};")
-            var = ctx.names.fresh(ctx.hint(o.node) or "t")
+            if not (type(st.value).__name__ == "Ref" and st.value.name in direct):
+                body.append(f"{o.name} = {cuda.expr(st.value, self._leaf, used)};")
+            var = ctx.names.fresh(ctx.hint(o.node) or self._fallback(o.node))
             vars_.append(var)
             self._bind(o.node, var)
         kname = self._define("ElementwiseKernel", [", ".join(params), ", ".join(outs), "\n".join(body)],
                              {"preamble": cuda.preamble(used)}, stores[0].node)
         call = f"{kname}({', '.join(self._cover(arrays, args, shape))})"
         return [f"{', '.join(vars_)} = {call}  # {', '.join(sorted({place(st.node) for st in stores}))}"]
+
+    def _fallback(self, node: Node) -> str:
+        """A variable's name when the source gives none: `value` for a gradient function's value
+        (as the per-op code names it), else `t`."""
+        d = self.body.fn.derivative
+        if d is not None and d.n_gradients and d.part is Part.WHOLE and any(o is node for o in self.body.fn.outputs):
+            return "value"
+        return "t"
 
     def _define(self, cls: str, args: list[str], kwargs: dict, node: Node) -> str:
         """The module-level kernel object (one per distinct kernel), by its Python name."""
@@ -265,6 +288,21 @@ class CupyKernels:
             f"# {fn}: {', '.join(self.prog.places) or place(node)}\n"
             f"{name} = {xp}.{cls}(\n" + "".join(f"    {p},\n" for p in parts) + ")\n")
         return name
+
+
+def _refs(e):
+    """The step names an expression reads."""
+    kind = type(e).__name__
+    if kind == "Ref":
+        yield e.name
+    elif kind == "Unary":
+        yield from _refs(e.a)
+    elif kind == "Binary":
+        yield from _refs(e.a)
+        yield from _refs(e.b)
+    elif kind == "Call":
+        for a in e.args:
+            yield from _refs(a)
 
 
 def _c_param(p: str) -> str:
