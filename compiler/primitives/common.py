@@ -149,6 +149,9 @@ CUDA_FUNCTIONS: dict[str, tuple[str, str]] = {
         "trunc", "rint", "fmod", "pow", "fabs", "erf", "erfc", "lgamma", "j0", "j1")},
     "max": ("_tl_max", "_tl_max"), "min": ("_tl_min", "_tl_min"), "sign": ("_tl_sign", "_tl_sign"),
 }
+# the scalar language's forms that are C operators, not calls: (text, binds like a C conditional
+# (0) or a cast (unary, 7)); {type} is the target's C type
+CUDA_FORMS: dict[str, tuple[str, int]] = {"select": ("{0} ? {1} : {2}", 0), "cast": ("({type})({0})", 7)}
 # a reduction (kernels/program.py's names) as CuPy's ReductionKernel takes it: reduce_expr, identity
 CUDA_REDUCTIONS: dict[str, tuple[str, str]] = {
     "sum": ("a + b", "0"), "prod": ("a * b", "1"), "max": ("_tl_max(a, b)", "-INFINITY"),

@@ -24,10 +24,10 @@ import re
 from typing import Callable
 
 from ...core.types import DType
-from ...primitives.common import CUDA_FUNCTIONS
+from ...primitives.common import CUDA_FORMS, CUDA_FUNCTIONS
 
 FUNCTIONS = CUDA_FUNCTIONS  # scalar-language name -> (float32 function, float64 function)
-SPECIAL_FORMS = ("select", "cast")  # written as C operators, not calls
+SPECIAL_FORMS = tuple(CUDA_FORMS)  # written as C operators, not calls
 
 # the preamble's helpers, each a device function over float and double
 HELPERS: dict[str, str] = {
@@ -100,11 +100,11 @@ def expr(e, leaf: Callable[[object], str], used: set[str] | None = None) -> str:
         if kind == "Binary":
             prec = _PREC[x.op]
             return f"{show(x.a, prec)} {x.op} {show(x.b, prec, right=True)}", prec
-        if x.fn == "select":
-            c, a, b = (show(v, 1) for v in x.args)
-            return f"{c} ? {a} : {b}", 0
-        if x.fn == "cast":
-            return f"({CTYPES[x.dtype]})({show(x.args[0], 0)})", _UNARY_PREC
+        form = CUDA_FORMS.get(x.fn)
+        if form is not None:  # select as `c ? a : b`, cast as `(float)(x)`
+            text, prec = form
+            args = [show(v, 1) if prec == 0 else emit(v)[0] for v in x.args]
+            return text.format(*args, type=CTYPES[x.dtype]), prec
         if x.fn not in FUNCTIONS:
             raise ValueError(f"{x.fn} has no CUDA C++ form here (the CuPy backend calls it outside a kernel)")
         floats = [a.dtype for a in x.args if a.dtype.is_float] or [x.dtype]
