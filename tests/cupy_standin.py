@@ -5,12 +5,19 @@ modules against this stand-in: any name the generated code reaches for that is
 not listed here (and so may not exist in CuPy, or behaves differently) fails
 the test with an AttributeError. Every name listed exists in CuPy >= 13 with
 NumPy's semantics.
+
+ElementwiseKernel and ReductionKernel, which the backend makes of fused chains, are
+the CPU harness's (tests/cupy_kernels_cpu.py: their C++ compiled by g++); without a
+C++ compiler a module that makes kernels cannot run here, and `needs_kernels` says why.
 """
 from __future__ import annotations
 
+import re
 import types
 
 import numpy
+
+import cupy_kernels_cpu
 
 ALLOWED = sorted("""
 ndarray asarray can_cast dtype iinfo float16 float32 float64 int32 int64 bool_ inf nan
@@ -38,6 +45,8 @@ def make_standin() -> types.ModuleType:
     mod = types.ModuleType("cupy", "NumPy-backed stand-in for cupy (tests only)")
     for name in ALLOWED:
         setattr(mod, name, getattr(numpy, name))
+    mod.ElementwiseKernel = cupy_kernels_cpu.ElementwiseKernel
+    mod.ReductionKernel = cupy_kernels_cpu.ReductionKernel
     mod.lib = types.ModuleType("cupy.lib")  # sliding_window_view: CuPy >= 10
     mod.lib.stride_tricks = types.SimpleNamespace(sliding_window_view=numpy.lib.stride_tricks.sliding_window_view)
     mod.linalg = types.ModuleType("cupy.linalg")
@@ -58,3 +67,11 @@ def make_special_standin() -> dict[str, types.ModuleType]:
     root = types.ModuleType("cupyx")
     root.scipy = scipy_mod
     return {"cupyx": root, "cupyx.scipy": scipy_mod, "cupyx.scipy.special": special}
+
+
+def needs_kernels(source: str) -> str | None:
+    """Why a generated CuPy module cannot run on the stand-in here (it makes CUDA kernels and
+    there is no C++ compiler to run them on the CPU), or None."""
+    if cupy_kernels_cpu.compiler() is None and re.search(r"\b\w+\.(Elementwise|Reduction)Kernel\(", source):
+        return "the module makes CuPy kernels and there is no C++ compiler (g++) to run them on the CPU"
+    return None

@@ -26,6 +26,9 @@ class Capabilities:
     # fused chains become compiled kernels written from the primitives' scalar expressions
     # (kernels/program.py, kernels/numba_writer.py), not blocked loops of ufunc calls
     compiled_kernels: bool = False
+    # fused chains become CuPy ElementwiseKernel/ReductionKernel objects (kernels/cupy_writer.py),
+    # their C++ written from the primitives' scalar expressions: one launch, not one per op
+    cuda_kernels: bool = False
     # reshapes, transposes and slices are views of their input: a returned view is copied
     views: bool = True
     # einsum takes a contraction path computed once (optimize=...), which NumPy uses for BLAS
@@ -59,7 +62,7 @@ class Backend:
 NUMPY = Backend("numpy", "numpy", "np", Capabilities(
     fusion=True, einsum_paths=True, scalars_as_numpy=True, short_last_axis=16, gemv_column_sums=True))
 CUPY = Backend(
-    "cupy", "cupy", "cp", Capabilities(), imports=("import contextlib",),
+    "cupy", "cupy", "cp", Capabilities(cuda_kernels=True), imports=("import contextlib",),
     overrides={
         "quiet": '''def _quiet():
     """CuPy never warns about floating-point values; nothing to silence."""

@@ -23,6 +23,7 @@ from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from .fused.plan import NUMPY_RULES, Kernel, fresh_array, plan, reusable_inputs, schedule
 from .fused.writer import KernelWriter
+from .kernels import cupy_writer
 from .names import Names, place, sanitize_docstring
 from ..primitives.loops import in_place_updates, parts, update_in_place
 
@@ -38,8 +39,10 @@ class Options:
 
     @property
     def fuse(self) -> bool:
-        """Cache-blocked loops for elementwise chains, where the backend has them (not on a GPU)."""
-        return BACKENDS[self.backend].caps.fusion and self.opt_level >= 1
+        """Fused elementwise chains, where the backend has them: cache-blocked loops (NumPy) or
+        CUDA kernels (CuPy)."""
+        caps = BACKENDS[self.backend].caps
+        return (caps.fusion or caps.cuda_kernels) and self.opt_level >= 1
 
 
 class ModuleContext:
@@ -69,6 +72,9 @@ class ModuleContext:
         self.forms: set[str] = set()  # vectorisable math forms the kernels call (their sources pasted once)
         self.bodies: dict[tuple, str] = {}  # a loop body (its parameters and outputs) -> its Python name
         self.body_sources: list[str] = []  # written after the functions that use them
+        # CuPy kernel objects (kernels/cupy_writer.py): their definition -> Python name; the sources
+        self.cupy_kernels: dict[tuple, str] = {}
+        self.cupy_kernel_sources: list[str] = []
 
     def body_function(self, fn: Function, source: str = "") -> str:
         """The module-level function of a loop body (written once, on its first use); `source`:
@@ -265,8 +271,9 @@ class Body:
         for o in fn.outputs:
             uses[o.id] = uses.get(o.id, 0) + 1
         self.uses = uses
-        compiled = ctx.backend.caps.compiled_kernels
-        rules = _numba().RULES if compiled else NUMPY_RULES
+        cuda_kernels = ctx.backend.caps.cuda_kernels
+        compiled = ctx.backend.caps.compiled_kernels or cuda_kernels
+        rules = cupy_writer.RULES if cuda_kernels else _numba().RULES if compiled else NUMPY_RULES
         kernels = plan(order, list(fn.outputs), rules) if ctx.mod.options.fuse and self.fuse else []
         in_kernel = {n.id for k in kernels for n in k.nodes}
         items = schedule(order, kernels) if kernels else order
@@ -376,6 +383,13 @@ class Body:
 
     # ---- fused, cache-blocked loops (fused/plan.py plans them, fused/writer.py writes them) ----------
     def kernel(self, k: Kernel, reusable) -> None:
+        if self.ctx.backend.caps.cuda_kernels:
+            writer = cupy_writer.CupyKernels(self, k)
+            self.lines.extend(writer.write())
+            for nid, var in writer.bound.items():
+                self.ctx.vars[nid] = var
+                self.exprs[nid] = Expr(var)
+            return
         if self.ctx.backend.caps.compiled_kernels:
             return self.compiled_kernel(k, reusable)
         loop = KernelWriter(self.ctx, k, reusable, self.exprs, self.arg, self.accumulate).write()
@@ -756,6 +770,10 @@ def generate(module: Module, options: Options, version: str) -> str:
         out += ["", _numba().form_sources(mod.forms).rstrip("\n"), ""]
     for src in fn_sources + mod.body_sources + mod.kernel_sources:
         out += ["", src.rstrip("\n"), ""]
+    if mod.cupy_kernel_sources:
+        out += ["", "# The fused chains' CUDA kernels (compiled by CuPy on first use, cached on disk)."]
+        for src in mod.cupy_kernel_sources:
+            out += [src.rstrip("\n"), ""]
     out += ["", "# What each function is, for tapeless.runtime.gradcheck and other tools.", "__tapeless__ = {"]
     for f in module.functions:
         out.append(f"    {mod.fn_names[f.name]!r}: {_table_entry(mod, f)!r},")

@@ -166,6 +166,27 @@ NUMBA_FUNCTIONS = {  # the numba backend's text of each (kernels/numba_writer.py
 }
 
 
+# The scalar language in CUDA C++ (the CuPy backend's kernels, codegen/kernels/cuda.py): each
+# function as (float32 name, float64 name), so a float32 kernel never computes in double. max,
+# min and sign are NumPy's (NaN propagates), which CUDA's max/min are not: helpers of the
+# kernel's preamble. Absent: the special functions CUDA lacks or that have no CPU counterpart
+# to check them against (erfinv, erfcx, ndtr, ...): cupyx.scipy.special calls outside kernels.
+CUDA_FUNCTIONS: dict[str, tuple[str, str]] = {
+    **{name: (name + "f", name) for name in (
+        "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tan", "tanh", "asin", "acos", "atan", "atan2",
+        "sinh", "cosh", "asinh", "acosh", "atanh", "hypot", "log2", "log10", "exp2", "cbrt", "floor", "ceil",
+        "trunc", "rint", "fmod", "pow", "fabs", "erf", "erfc", "lgamma", "j0", "j1")},
+    "max": ("_tl_max", "_tl_max"), "min": ("_tl_min", "_tl_min"), "sign": ("_tl_sign", "_tl_sign"),
+}
+# the scalar language's forms that are C operators, not calls: (text, binds like a C conditional
+# (0) or a cast (unary, 7)); {type} is the target's C type
+CUDA_FORMS: dict[str, tuple[str, int]] = {"select": ("{0} ? {1} : {2}", 0), "cast": ("({type})({0})", 7)}
+# a reduction (kernels/program.py's names) as CuPy's ReductionKernel takes it: reduce_expr, identity
+CUDA_REDUCTIONS: dict[str, tuple[str, str]] = {
+    "sum": ("a + b", "0"), "prod": ("a * b", "1"), "max": ("_tl_max(a, b)", "-INFINITY"),
+    "min": ("_tl_min(a, b)", "INFINITY")}
+
+
 # ---- SymPy meanings -------------------------------------------------------------------------------
 def sym_map(f: Callable) -> Callable:
     """Elementwise SymPy meaning: f applied to broadcast object arrays of SymPy scalars."""

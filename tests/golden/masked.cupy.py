@@ -133,7 +133,9 @@ def safe_sqrt(x):
     if x.shape != (N,):
         _shape_error('safe_sqrt', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        return cp.sum(cp.where(x > 0, cp.sqrt(x), 0))  # cases/masked.tl:4
+        # a fused chain as CuPy kernels (cases/masked.tl:4)
+        t = _k0(x)  # cases/masked.tl:4
+        return t
 
 
 def safe_log(x):
@@ -149,7 +151,9 @@ def safe_log(x):
     if x.shape != (N,):
         _shape_error('safe_log', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        return cp.sum(cp.where(x > 0, cp.log(x), -1))  # cases/masked.tl:8
+        # a fused chain as CuPy kernels (cases/masked.tl:8)
+        t = _k1(x)  # cases/masked.tl:8
+        return t
 
 
 def clipped(x):
@@ -165,7 +169,9 @@ def clipped(x):
     if x.shape != (N,):
         _shape_error('clipped', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        return cp.sum(cp.sqrt(cp.clip(x, 0, 4)) + 2 * cp.maximum(x, 0) + cp.maximum(x, 0.5))  # cases/masked.tl:12
+        # a fused chain as CuPy kernels (cases/masked.tl:12)
+        t = _k2(x)  # cases/masked.tl:12
+        return t
 
 
 def safe_sqrt_grad(x, *, out=None):
@@ -184,10 +190,9 @@ def safe_sqrt_grad(x, *, out=None):
     if x.shape != (N,):
         _shape_error('safe_sqrt_grad', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        t = x > 0  # cases/masked.tl:4
-        t_1 = cp.sqrt(x)  # cases/masked.tl:4
-        value = cp.sum(cp.where(t, t_1, 0))  # cases/masked.tl:4
-        d_x = cp.where(t, 0.5 / t_1, 0)  # cases/masked.tl:4
+        # a fused chain as CuPy kernels (cases/masked.tl:4)
+        value = _k0(x)  # cases/masked.tl:4
+        d_x = _k3(x)  # cases/masked.tl:4
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad')
             out_x += d_x
@@ -214,9 +219,10 @@ def safe_sqrt_grad_fwd(x):
     if x.shape != (N,):
         _shape_error('safe_sqrt_grad_fwd', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        t = x > 0  # cases/masked.tl:4
-        t_1 = cp.sqrt(x)  # cases/masked.tl:4
-        return cp.sum(cp.where(t, t_1, 0)), (t, t_1)  # cases/masked.tl:4
+        # a fused chain as CuPy kernels (cases/masked.tl:4)
+        t = _k4(x)  # cases/masked.tl:4
+        t_1, t_2 = _k5(x)  # cases/masked.tl:4
+        return t, (t_1, t_2)
 
 
 def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -240,7 +246,8 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
     if r0.shape != (N,) or r1.shape != (N,):
         _shape_error('safe_sqrt_grad_bwd', ((r0, 'residual `r0`', 'bool[N]', (N,)), (r1, 'residual `r1`', 'f64[N]', (N,)),), (('N', N, 'residual `r0`'),))
     with _quiet():
-        d_x = cp.where(r0, seed * (0.5 / r1), 0)  # cases/masked.tl:4
+        # a fused chain as CuPy kernels (cases/masked.tl:4)
+        d_x = _k6(r0, seed, r1)  # cases/masked.tl:4
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad_bwd')
             out_x += d_x
@@ -264,9 +271,9 @@ def safe_log_grad(x, *, out=None):
     if x.shape != (N,):
         _shape_error('safe_log_grad', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        t = x > 0  # cases/masked.tl:8
-        value = cp.sum(cp.where(t, cp.log(x), -1))  # cases/masked.tl:8
-        d_x = cp.where(t, 1 / x, 0)  # cases/masked.tl:8
+        # a fused chain as CuPy kernels (cases/masked.tl:8)
+        value = _k1(x)  # cases/masked.tl:8
+        d_x = _k7(x)  # cases/masked.tl:8
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad')
             out_x += d_x
@@ -293,8 +300,10 @@ def safe_log_grad_fwd(x):
     if x.shape != (N,):
         _shape_error('safe_log_grad_fwd', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        t = x > 0  # cases/masked.tl:8
-        return cp.sum(cp.where(t, cp.log(x), -1)), (x, t)  # cases/masked.tl:8
+        # a fused chain as CuPy kernels (cases/masked.tl:8)
+        t = _k8(x)  # cases/masked.tl:8
+        t_1 = _k9(x)  # cases/masked.tl:8
+        return t, (x, t_1)
 
 
 def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -318,7 +327,8 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
     if x.shape != (N,) or r1.shape != (N,):
         _shape_error('safe_log_grad_bwd', ((x, 'residual `x`', 'f64[N]', (N,)), (r1, 'residual `r1`', 'bool[N]', (N,)),), (('N', N, 'residual `x`'),))
     with _quiet():
-        d_x = cp.where(r1, seed / x, 0)  # cases/masked.tl:8
+        # a fused chain as CuPy kernels (cases/masked.tl:8)
+        d_x = _k10(r1, seed, x)  # cases/masked.tl:8
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad_bwd')
             out_x += d_x
@@ -342,15 +352,9 @@ def clipped_grad(x, *, out=None):
     if x.shape != (N,):
         _shape_error('clipped_grad', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        t = cp.sqrt(cp.clip(x, 0, 4))  # cases/masked.tl:12
-        t_1 = cp.maximum(x, 0)  # cases/masked.tl:12
-        value = cp.sum(t + 2 * t_1 + cp.maximum(x, 0.5))  # cases/masked.tl:12
-        t_2 = x >= 0.5  # cases/masked.tl:12
-        t_3 = t_1 > 0  # cases/masked.tl:12
-        t_4 = cp.logical_or(t_2, t_3)  # cases/masked.tl:12
-        t_5 = cp.logical_and(x >= 0, x <= 4)  # cases/masked.tl:12
-        t_6 = cp.where(t_2, cp.where(x == 0.5, cp.float64(0.5), cp.float64(1.0)), 0) + cp.where(t_3, cp.float64(2.0), cp.float64(0.0))  # cases/masked.tl:12
-        d_x = cp.where(cp.logical_or(t_4, t_5), cp.where(t_4, t_6, 0) + cp.where(t_5, 0.5 / t, 0), 0)  # cases/masked.tl:12
+        # a fused chain as CuPy kernels (cases/masked.tl:12)
+        value = _k2(x)  # cases/masked.tl:12
+        d_x = _k11(x)  # cases/masked.tl:12
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad')
             out_x += d_x
@@ -378,9 +382,10 @@ def clipped_grad_fwd(x):
     if x.shape != (N,):
         _shape_error('clipped_grad_fwd', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
-        t = cp.sqrt(cp.clip(x, 0, 4))  # cases/masked.tl:12
-        t_1 = cp.maximum(x, 0)  # cases/masked.tl:12
-        return cp.sum(t + 2 * t_1 + cp.maximum(x, 0.5)), (x, t, t_1)  # cases/masked.tl:12
+        # a fused chain as CuPy kernels (cases/masked.tl:12)
+        t = _k12(x)  # cases/masked.tl:12
+        t_1, t_2 = _k13(x)  # cases/masked.tl:12
+        return t, (x, t_1, t_2)
 
 
 def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -406,18 +411,293 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
     if x.shape != (N,) or r1.shape != (N,) or r2.shape != (N,):
         _shape_error('clipped_grad_bwd', ((x, 'residual `x`', 'f64[N]', (N,)), (r1, 'residual `r1`', 'f64[N]', (N,)), (r2, 'residual `r2`', 'f64[N]', (N,)),), (('N', N, 'residual `x`'),))
     with _quiet():
-        t = x >= 0.5  # cases/masked.tl:12
-        t_1 = r2 > 0  # cases/masked.tl:12
-        t_2 = cp.logical_or(t, t_1)  # cases/masked.tl:12
-        t_3 = cp.logical_and(x >= 0, x <= 4)  # cases/masked.tl:12
-        t_4 = seed.reshape((1,))  # cases/masked.tl:12
-        t_5 = cp.where(t, cp.where(x == 0.5, 0.5 * t_4, t_4), 0) + cp.where(t_1, 2 * t_4, 0)  # cases/masked.tl:12
-        d_x = cp.where(cp.logical_or(t_2, t_3), cp.where(t_2, t_5, 0) + cp.where(t_3, seed * (0.5 / r1), 0), 0)  # cases/masked.tl:12
+        t = seed.reshape((1,))  # cases/masked.tl:12
+        t_1 = 0.5 * t  # cases/masked.tl:12
+        t_2 = 2 * t  # cases/masked.tl:12
+        # a fused chain as CuPy kernels (cases/masked.tl:12)
+        d_x = _k14(x, r2, t_1, t, t_2, seed, r1)  # cases/masked.tl:12
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad_bwd')
             out_x += d_x
             return (out_x,)
         return (d_x,)
+
+
+# The fused chains' CUDA kernels (compiled by CuPy on first use, cached on disk).
+# safe_sqrt: cases/masked.tl:4
+_k0 = cp.ReductionKernel(
+    'float64 x',
+    'float64 out',
+    '_acc_map(x)',
+    'a + b',
+    'out = a',
+    '0',
+    'tapeless_k0',
+    reduce_type='double',
+    preamble="""
+__device__ double _acc_map(const double x) {
+    const bool t = x > 0.0;  // cases/masked.tl:4
+    const double t_1 = sqrt(x);  // cases/masked.tl:4
+    const double t_2 = t ? t_1 : 0.0;  // cases/masked.tl:4
+    return t_2;
+}
+""",
+)
+
+# safe_log: cases/masked.tl:8
+_k1 = cp.ReductionKernel(
+    'float64 x',
+    'float64 out',
+    '_acc_map(x)',
+    'a + b',
+    'out = a',
+    '0',
+    'tapeless_k1',
+    reduce_type='double',
+    preamble="""
+__device__ double _acc_map(const double x) {
+    const bool t = x > 0.0;  // cases/masked.tl:8
+    const double t_1 = log(x);  // cases/masked.tl:8
+    const double t_2 = t ? t_1 : -1.0;  // cases/masked.tl:8
+    return t_2;
+}
+""",
+)
+
+# clipped: cases/masked.tl:12
+_k2 = cp.ReductionKernel(
+    'float64 x',
+    'float64 out',
+    '_acc_map(x)',
+    'a + b',
+    'out = a',
+    '0',
+    'tapeless_k2',
+    reduce_type='double',
+    preamble="""
+template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins
+template <typename T> __device__ __forceinline__ T _tl_min(T a, T b) { return (a < b || a != a) ? a : b; }  // NumPy's minimum: NaN wins
+__device__ double _acc_map(const double x) {
+    const double t = _tl_min(_tl_max(x, 0.0), 4.0);  // cases/masked.tl:12
+    const double t_1 = sqrt(t);  // cases/masked.tl:12
+    const double t_2 = _tl_max(x, 0.0);  // cases/masked.tl:12
+    const double t_3 = 2.0 * t_2;  // cases/masked.tl:12
+    const double t_4 = t_1 + t_3;  // cases/masked.tl:12
+    const double t_5 = _tl_max(x, 0.5);  // cases/masked.tl:12
+    const double t_6 = t_4 + t_5;  // cases/masked.tl:12
+    return t_6;
+}
+""",
+)
+
+# safe_sqrt_grad: cases/masked.tl:4
+_k3 = cp.ElementwiseKernel(
+    'float64 x',
+    'float64 d_x',
+    """
+const bool t = x > 0.0;  // cases/masked.tl:4
+const double t_1 = sqrt(x);  // cases/masked.tl:4
+const double t_3 = 0.5 / t_1;  // cases/masked.tl:4
+d_x = t ? t_3 : 0.0;  // cases/masked.tl:4
+""",
+    'tapeless_k3',
+)
+
+# safe_sqrt_grad_fwd: cases/masked.tl:4
+_k4 = cp.ReductionKernel(
+    'float64 x',
+    'float64 out',
+    '_acc_map(x)',
+    'a + b',
+    'out = a',
+    '0',
+    'tapeless_k4',
+    reduce_type='double',
+    preamble="""
+__device__ double _acc_map(const double x) {
+    const bool t_2 = x > 0.0;  // cases/masked.tl:4
+    const double t_3 = sqrt(x);  // cases/masked.tl:4
+    const double t_4 = t_2 ? t_3 : 0.0;  // cases/masked.tl:4
+    return t_4;
+}
+""",
+)
+
+# safe_sqrt_grad_fwd: cases/masked.tl:4
+_k5 = cp.ElementwiseKernel(
+    'float64 x',
+    'bool t, float64 t_1',
+    """
+t = x > 0.0;  // cases/masked.tl:4
+t_1 = sqrt(x);  // cases/masked.tl:4
+""",
+    'tapeless_k5',
+)
+
+# safe_sqrt_grad_bwd: cases/masked.tl:4
+_k6 = cp.ElementwiseKernel(
+    'bool r0, float64 seed, float64 r1',
+    'float64 d_x',
+    """
+const double t = 0.5 / r1;  // cases/masked.tl:4
+const double t_1 = seed * t;  // cases/masked.tl:4
+d_x = r0 ? t_1 : 0.0;  // cases/masked.tl:4
+""",
+    'tapeless_k6',
+)
+
+# safe_log_grad: cases/masked.tl:8
+_k7 = cp.ElementwiseKernel(
+    'float64 x',
+    'float64 d_x',
+    """
+const bool t = x > 0.0;  // cases/masked.tl:8
+const double t_3 = 1.0 / x;  // cases/masked.tl:8
+d_x = t ? t_3 : 0.0;  // cases/masked.tl:8
+""",
+    'tapeless_k7',
+)
+
+# safe_log_grad_fwd: cases/masked.tl:8
+_k8 = cp.ReductionKernel(
+    'float64 x',
+    'float64 out',
+    '_acc_map(x)',
+    'a + b',
+    'out = a',
+    '0',
+    'tapeless_k8',
+    reduce_type='double',
+    preamble="""
+__device__ double _acc_map(const double x) {
+    const bool t_1 = x > 0.0;  // cases/masked.tl:8
+    const double t_2 = log(x);  // cases/masked.tl:8
+    const double t_3 = t_1 ? t_2 : -1.0;  // cases/masked.tl:8
+    return t_3;
+}
+""",
+)
+
+# safe_log_grad_fwd: cases/masked.tl:8
+_k9 = cp.ElementwiseKernel(
+    'float64 x',
+    'bool t',
+    't = x > 0.0;  // cases/masked.tl:8',
+    'tapeless_k9',
+)
+
+# safe_log_grad_bwd: cases/masked.tl:8
+_k10 = cp.ElementwiseKernel(
+    'bool r1, float64 seed, float64 x',
+    'float64 d_x',
+    """
+const double t = seed / x;  // cases/masked.tl:8
+d_x = r1 ? t : 0.0;  // cases/masked.tl:8
+""",
+    'tapeless_k10',
+)
+
+# clipped_grad: cases/masked.tl:12
+_k11 = cp.ElementwiseKernel(
+    'float64 x',
+    'float64 d_x',
+    """
+const bool t_7 = x >= 0.5;  // cases/masked.tl:12
+const double t_2 = _tl_max(x, 0.0);  // cases/masked.tl:12
+const bool t_8 = t_2 > 0.0;  // cases/masked.tl:12
+const bool t_9 = t_7 || t_8;  // cases/masked.tl:12
+const bool t_10 = x >= 0.0;  // cases/masked.tl:12
+const bool t_11 = x <= 4.0;  // cases/masked.tl:12
+const bool t_12 = t_10 && t_11;  // cases/masked.tl:12
+const bool t_13 = t_9 || t_12;  // cases/masked.tl:12
+const bool t_14 = x == 0.5;  // cases/masked.tl:12
+const double t_15 = t_14 ? 0.5 : 1.0;  // cases/masked.tl:12
+const double t_16 = t_7 ? t_15 : 0.0;  // cases/masked.tl:12
+const double t_17 = t_8 ? 2.0 : 0.0;  // cases/masked.tl:12
+const double t_18 = t_16 + t_17;  // cases/masked.tl:12
+const double t_19 = t_9 ? t_18 : 0.0;  // cases/masked.tl:12
+const double t = _tl_min(_tl_max(x, 0.0), 4.0);  // cases/masked.tl:12
+const double t_1 = sqrt(t);  // cases/masked.tl:12
+const double t_20 = 0.5 / t_1;  // cases/masked.tl:12
+const double t_21 = t_12 ? t_20 : 0.0;  // cases/masked.tl:12
+const double t_22 = t_19 + t_21;  // cases/masked.tl:12
+d_x = t_13 ? t_22 : 0.0;  // cases/masked.tl:12
+""",
+    'tapeless_k11',
+    preamble="""
+template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins
+template <typename T> __device__ __forceinline__ T _tl_min(T a, T b) { return (a < b || a != a) ? a : b; }  // NumPy's minimum: NaN wins
+""",
+)
+
+# clipped_grad_fwd: cases/masked.tl:12
+_k12 = cp.ReductionKernel(
+    'float64 x',
+    'float64 out',
+    '_acc_map(x)',
+    'a + b',
+    'out = a',
+    '0',
+    'tapeless_k12',
+    reduce_type='double',
+    preamble="""
+template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins
+template <typename T> __device__ __forceinline__ T _tl_min(T a, T b) { return (a < b || a != a) ? a : b; }  // NumPy's minimum: NaN wins
+__device__ double _acc_map(const double x) {
+    const double t_2 = _tl_min(_tl_max(x, 0.0), 4.0);  // cases/masked.tl:12
+    const double t_3 = sqrt(t_2);  // cases/masked.tl:12
+    const double t_4 = _tl_max(x, 0.0);  // cases/masked.tl:12
+    const double t_5 = 2.0 * t_4;  // cases/masked.tl:12
+    const double t_6 = t_3 + t_5;  // cases/masked.tl:12
+    const double t_7 = _tl_max(x, 0.5);  // cases/masked.tl:12
+    const double t_8 = t_6 + t_7;  // cases/masked.tl:12
+    return t_8;
+}
+""",
+)
+
+# clipped_grad_fwd: cases/masked.tl:12
+_k13 = cp.ElementwiseKernel(
+    'float64 x',
+    'float64 t, float64 t_1',
+    """
+const double t_2 = _tl_min(_tl_max(x, 0.0), 4.0);  // cases/masked.tl:12
+t = sqrt(t_2);  // cases/masked.tl:12
+t_1 = _tl_max(x, 0.0);  // cases/masked.tl:12
+""",
+    'tapeless_k13',
+    preamble="""
+template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins
+template <typename T> __device__ __forceinline__ T _tl_min(T a, T b) { return (a < b || a != a) ? a : b; }  // NumPy's minimum: NaN wins
+""",
+)
+
+# clipped_grad_bwd: cases/masked.tl:12
+_k14 = cp.ElementwiseKernel(
+    'float64 x, float64 r2, float64 t_1_1, float64 t_9, float64 t_2_1, float64 seed, float64 r1',
+    'float64 d_x',
+    """
+const bool t = x >= 0.5;  // cases/masked.tl:12
+const bool t_1 = r2 > 0.0;  // cases/masked.tl:12
+const bool t_2 = t || t_1;  // cases/masked.tl:12
+const bool t_3 = x >= 0.0;  // cases/masked.tl:12
+const bool t_4 = x <= 4.0;  // cases/masked.tl:12
+const bool t_5 = t_3 && t_4;  // cases/masked.tl:12
+const bool t_6 = t_2 || t_5;  // cases/masked.tl:12
+const bool t_7 = x == 0.5;  // cases/masked.tl:12
+const double t_8 = t_7 ? t_1_1 : t_9;  // cases/masked.tl:12
+const double t_10 = t ? t_8 : 0.0;  // cases/masked.tl:12
+const double t_11 = t_1 ? t_2_1 : 0.0;  // cases/masked.tl:12
+const double t_12 = t_10 + t_11;  // cases/masked.tl:12
+const double t_13 = t_2 ? t_12 : 0.0;  // cases/masked.tl:12
+const double t_14 = 0.5 / r1;  // cases/masked.tl:12
+const double t_15 = seed * t_14;  // cases/masked.tl:12
+const double t_16 = t_5 ? t_15 : 0.0;  // cases/masked.tl:12
+const double t_17 = t_13 + t_16;  // cases/masked.tl:12
+d_x = t_6 ? t_17 : 0.0;  // cases/masked.tl:12
+""",
+    'tapeless_k14',
+)
 
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.

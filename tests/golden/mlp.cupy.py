@@ -120,11 +120,6 @@ def _checked_labels(labels, c, who):
     return labels
 
 
-def _finite_or_zero(m):
-    """m where it is finite, 0 elsewhere (no test on the host: that would wait for the device)."""
-    return cp.where(cp.isfinite(m), m, cp.zeros((), dtype=m.dtype))
-
-
 def _quiet():
     """CuPy never warns about floating-point values; nothing to silence."""
     return contextlib.nullcontext()
@@ -173,12 +168,20 @@ def mlp(x, labels, w1, b1, w2, b2):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
-        logits = h @ w2 + b2  # cases/mlp.tl:5
-        t = _finite_or_zero(cp.max(logits, axis=1, keepdims=True))  # cases/mlp.tl:6
-        t_1 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
-        t_2 = cp.sum(cp.log(cp.sum(cp.exp(logits - t), axis=1, keepdims=True)) - (t_1 - t), axis=1)  # cases/mlp.tl:6
-        return cp.sum(t_2) / B  # cases/mlp.tl:6
+        t = x @ w1  # cases/mlp.tl:4
+        # a fused chain as CuPy kernels (cases/mlp.tl:4)
+        h = _k0(t, b1)  # cases/mlp.tl:4
+        t_1 = h @ w2  # cases/mlp.tl:5
+        # a fused chain as CuPy kernels (cases/mlp.tl:5, cases/mlp.tl:6)
+        t_2 = _k1(t_1, b2, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_3 = _k2(t_1, b2, t_2, axis=1, keepdims=True)  # cases/mlp.tl:6
+        logits = _k3(t_1, b2)  # cases/mlp.tl:5
+        t_4, t_5 = _k4(t_2, t_3)  # cases/mlp.tl:6
+        t_6 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
+        # a fused chain as CuPy kernels (cases/mlp.tl:6)
+        t_7 = _k5(t_5, t_6, t_4, axis=1)  # cases/mlp.tl:6
+        t_8 = _k6(t_7)  # cases/mlp.tl:6
+        return t_8 / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -207,21 +210,31 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
-        logits = h @ w2 + b2  # cases/mlp.tl:5
-        t = _finite_or_zero(cp.max(logits, axis=1, keepdims=True))  # cases/mlp.tl:6
-        t_1 = cp.exp(logits - t)  # cases/mlp.tl:6
-        t_2 = cp.sum(t_1, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_3 = _checked_labels(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
-        t_4 = cp.sum(cp.log(t_2) - (cp.take_along_axis(logits, t_3[..., None], axis=-1) - t), axis=1)  # cases/mlp.tl:6
-        value = cp.sum(t_4) / B  # cases/mlp.tl:6
-        d_logits = cp.float32(1.0) / cp.float32(B) * _sub_label(t_1 / t_2, t_3, inplace=True)  # cases/mlp.tl:6
+        t = x @ w1  # cases/mlp.tl:4
+        # a fused chain as CuPy kernels (cases/mlp.tl:4)
+        h = _k0(t, b1)  # cases/mlp.tl:4
+        t_1 = h @ w2  # cases/mlp.tl:5
+        # a fused chain as CuPy kernels (cases/mlp.tl:5, cases/mlp.tl:6)
+        t_2 = _k7(t_1, b2, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_3 = _k8(t_1, b2, t_2, axis=1, keepdims=True)  # cases/mlp.tl:6
+        logits, t_4 = _k9(t_1, b2, t_2, t_3)  # cases/mlp.tl:5, cases/mlp.tl:6
+        t_5, t_6 = _k10(t_2, t_3)  # cases/mlp.tl:6
+        t_7 = _checked_labels(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
+        t_8 = cp.take_along_axis(logits, t_7[..., None], axis=-1)  # cases/mlp.tl:6
+        t_9 = cp.float32(1.0) / cp.float32(B)  # cases/mlp.tl:6
+        t_10 = _sub_label(t_4, t_7, inplace=True)  # cases/mlp.tl:6
+        # a fused chain as CuPy kernels (cases/mlp.tl:5, cases/mlp.tl:6)
+        t_11 = _k11(t_6, t_8, t_5, axis=1)  # cases/mlp.tl:6
+        t_12 = _k6(t_11)  # cases/mlp.tl:6
+        d_b2 = _k12(t_9, t_10, axis=0)  # cases/mlp.tl:5
+        d_logits = _k13(t_9, t_10)  # cases/mlp.tl:6
+        value = t_12 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_5 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_5  # cases/mlp.tl:4
-        d_b1 = cp.sum(t_5, axis=0)  # cases/mlp.tl:4
+        # a fused chain as CuPy kernels (cases/mlp.tl:4)
+        d_b1 = _k14(h, d_h, axis=0)  # cases/mlp.tl:4
+        t_13 = _k15(h, d_h)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_13  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
-        d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad')
             out_w1 += d_w1
@@ -264,12 +277,20 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
     if x.shape != (B, 784) or labels.shape != (B,) or w1.shape != (784, 256) or b1.shape != (256,) or w2.shape != (256, 10) or b2.shape != (10,):
         _shape_error('mlp_grad_fwd', ((x, 'x', 'f32[B, 784]', (B, 784)), (labels, 'labels', 'i64[B]', (B,)), (w1, 'w1', 'f32[784, 256]', (784, 256)), (b1, 'b1', 'f32[256]', (256,)), (w2, 'w2', 'f32[256, 10]', (256, 10)), (b2, 'b2', 'f32[10]', (10,)),), (('B', B, 'x'),))
     with _quiet():
-        h = cp.maximum(x @ w1 + b1, 0)  # cases/mlp.tl:4
-        logits = h @ w2 + b2  # cases/mlp.tl:5
-        t = _finite_or_zero(cp.max(logits, axis=1, keepdims=True))  # cases/mlp.tl:6
-        t_1 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp_grad_fwd(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
-        t_2 = cp.sum(cp.log(cp.sum(cp.exp(logits - t), axis=1, keepdims=True)) - (t_1 - t), axis=1)  # cases/mlp.tl:6
-        return cp.sum(t_2) / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        t = x @ w1  # cases/mlp.tl:4
+        # a fused chain as CuPy kernels (cases/mlp.tl:4)
+        h = _k0(t, b1)  # cases/mlp.tl:4
+        t_1 = h @ w2  # cases/mlp.tl:5
+        # a fused chain as CuPy kernels (cases/mlp.tl:5, cases/mlp.tl:6)
+        t_2 = _k1(t_1, b2, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_3 = _k2(t_1, b2, t_2, axis=1, keepdims=True)  # cases/mlp.tl:6
+        logits = _k3(t_1, b2)  # cases/mlp.tl:5
+        t_4, t_5 = _k4(t_2, t_3)  # cases/mlp.tl:6
+        t_6 = cp.take_along_axis(logits, _checked_labels(labels, 10, 'mlp_grad_fwd(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
+        # a fused chain as CuPy kernels (cases/mlp.tl:6)
+        t_7 = _k5(t_5, t_6, t_4, axis=1)  # cases/mlp.tl:6
+        t_8 = _k6(t_7)  # cases/mlp.tl:6
+        return t_8 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -299,15 +320,21 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
     if x.shape != (B, 784) or h.shape != (B, 256) or w2.shape != (256, 10) or logits.shape != (B, 10) or labels.shape != (B,):
         _shape_error('mlp_grad_bwd', ((x, 'residual `x`', 'f32[B, 784]', (B, 784)), (h, 'residual `h`', 'f32[B, 256]', (B, 256)), (w2, 'residual `w2`', 'f32[256, 10]', (256, 10)), (logits, 'residual `logits`', 'f32[B, 10]', (B, 10)), (labels, 'residual `labels`', 'i64[B]', (B,)),), (('B', B, 'residual `x`'),))
     with _quiet():
-        t = cp.exp(logits - _finite_or_zero(cp.max(logits, axis=1, keepdims=True)))  # cases/mlp.tl:6
-        t_1 = _sub_label(t / cp.sum(t, axis=1, keepdims=True), _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), inplace=True)  # cases/mlp.tl:6
-        d_logits = seed / B * t_1  # cases/mlp.tl:6
+        t = seed / B  # cases/mlp.tl:6
+        # a fused chain as CuPy kernels (cases/mlp.tl:6)
+        t_1 = _k16(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_2 = _k17(logits, t_1, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_3 = _k18(logits, t_1, t_2)  # cases/mlp.tl:6
+        t_4 = _sub_label(t_3, _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), inplace=True)  # cases/mlp.tl:6
+        # a fused chain as CuPy kernels (cases/mlp.tl:5, cases/mlp.tl:6)
+        d_b2 = _k19(t, t_4, axis=0)  # cases/mlp.tl:5
+        d_logits = _k20(t, t_4)  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_2 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_2  # cases/mlp.tl:4
-        d_b1 = cp.sum(t_2, axis=0)  # cases/mlp.tl:4
+        # a fused chain as CuPy kernels (cases/mlp.tl:4)
+        d_b1 = _k14(h, d_h, axis=0)  # cases/mlp.tl:4
+        t_5 = _k15(h, d_h)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_5  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
-        d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad_bwd')
             out_w1 += d_w1
@@ -316,6 +343,323 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
             out_b2 += d_b2
             return (out_w1, out_b1, out_w2, out_b2)
         return (d_w1, d_b1, d_w2, d_b2)
+
+
+# The fused chains' CUDA kernels (compiled by CuPy on first use, cached on disk).
+# mlp: cases/mlp.tl:4
+_k0 = cp.ElementwiseKernel(
+    'float32 t_1, float32 b1',
+    'float32 h',
+    """
+const float t = t_1 + b1;  // cases/mlp.tl:4
+h = _tl_max(t, 0.0f);  // cases/mlp.tl:4
+""",
+    'tapeless_k0',
+    preamble="template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins",
+)
+
+# mlp: cases/mlp.tl:5, cases/mlp.tl:6
+_k1 = cp.ReductionKernel(
+    'float32 t_1_1, float32 b2',
+    'float32 out',
+    '_t_2_map(t_1_1, b2)',
+    '_tl_max(a, b)',
+    'out = a',
+    '-INFINITY',
+    'tapeless_k1',
+    reduce_type='float',
+    preamble="""
+template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins
+__device__ float _t_2_map(const float t_1_1, const float b2) {
+    const float logits_1 = t_1_1 + b2;  // cases/mlp.tl:5
+    return logits_1;
+}
+""",
+)
+
+# mlp: cases/mlp.tl:5, cases/mlp.tl:6
+_k2 = cp.ReductionKernel(
+    'float32 t_1_1, float32 b2, float32 t_2',
+    'float32 out_1',
+    '_t_6_map(t_1_1, b2, t_2)',
+    'a + b',
+    'out_1 = (float)a',
+    '0',
+    'tapeless_k2',
+    reduce_type='double',
+    preamble="""
+__device__ double _t_6_map(const float t_1_1, const float b2, const float t_2) {
+    const float logits_1 = t_1_1 + b2;  // cases/mlp.tl:5
+    const float t_3 = t_2 - t_2 == 0.0f ? t_2 : 0.0f;  // cases/mlp.tl:6
+    const float t_4 = logits_1 - t_3;  // cases/mlp.tl:6
+    const float t_5 = expf(t_4);  // cases/mlp.tl:6
+    return t_5;
+}
+""",
+)
+
+# mlp: cases/mlp.tl:5, cases/mlp.tl:6
+_k3 = cp.ElementwiseKernel(
+    'float32 t_1_1, float32 b2',
+    'float32 logits',
+    'logits = t_1_1 + b2;  // cases/mlp.tl:5',
+    'tapeless_k3',
+)
+
+# mlp: cases/mlp.tl:5, cases/mlp.tl:6
+_k4 = cp.ElementwiseKernel(
+    'float32 t_2, float32 t_6',
+    'float32 t, float32 t_1',
+    """
+t = t_2 - t_2 == 0.0f ? t_2 : 0.0f;  // cases/mlp.tl:6
+t_1 = logf(t_6);  // cases/mlp.tl:6
+""",
+    'tapeless_k4',
+)
+
+# mlp: cases/mlp.tl:6
+_k5 = cp.ReductionKernel(
+    'float32 t_5, float32 t_6, float32 t_4',
+    'float32 out',
+    '_t_2_map(t_5, t_6, t_4)',
+    'a + b',
+    'out = (float)a',
+    '0',
+    'tapeless_k5',
+    reduce_type='double',
+    preamble="""
+__device__ double _t_2_map(const float t_5, const float t_6, const float t_4) {
+    const float t = t_6 - t_4;  // cases/mlp.tl:6
+    const float t_1 = t_5 - t;  // cases/mlp.tl:6
+    return t_1;
+}
+""",
+)
+
+# mlp: cases/mlp.tl:6
+_k6 = cp.ReductionKernel(
+    'float32 t_2',
+    'float32 out_1',
+    't_2',
+    'a + b',
+    'out_1 = (float)a',
+    '0',
+    'tapeless_k6',
+    reduce_type='double',
+)
+
+# mlp_grad: cases/mlp.tl:5, cases/mlp.tl:6
+_k7 = cp.ReductionKernel(
+    'float32 t_1_1, float32 b2',
+    'float32 out',
+    '_t_3_map(t_1_1, b2)',
+    '_tl_max(a, b)',
+    'out = a',
+    '-INFINITY',
+    'tapeless_k7',
+    reduce_type='float',
+    preamble="""
+template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins
+__device__ float _t_3_map(const float t_1_1, const float b2) {
+    const float logits_1 = t_1_1 + b2;  // cases/mlp.tl:5
+    return logits_1;
+}
+""",
+)
+
+# mlp_grad: cases/mlp.tl:5, cases/mlp.tl:6
+_k8 = cp.ReductionKernel(
+    'float32 t_1_1, float32 b2, float32 t_3',
+    'float32 out_1',
+    '_t_7_map(t_1_1, b2, t_3)',
+    'a + b',
+    'out_1 = (float)a',
+    '0',
+    'tapeless_k8',
+    reduce_type='double',
+    preamble="""
+__device__ double _t_7_map(const float t_1_1, const float b2, const float t_3) {
+    const float logits_1 = t_1_1 + b2;  // cases/mlp.tl:5
+    const float t_4 = t_3 - t_3 == 0.0f ? t_3 : 0.0f;  // cases/mlp.tl:6
+    const float t_5 = logits_1 - t_4;  // cases/mlp.tl:6
+    const float t_6 = expf(t_5);  // cases/mlp.tl:6
+    return t_6;
+}
+""",
+)
+
+# mlp_grad: cases/mlp.tl:5, cases/mlp.tl:6
+_k9 = cp.ElementwiseKernel(
+    'float32 t_1_1, float32 b2, float32 t_3, float32 t_7',
+    'float32 logits, float32 t_2',
+    """
+const float logits_1 = t_1_1 + b2;  // cases/mlp.tl:5
+const float t_4 = t_3 - t_3 == 0.0f ? t_3 : 0.0f;  // cases/mlp.tl:6
+const float t_5 = logits_1 - t_4;  // cases/mlp.tl:6
+const float t_6 = expf(t_5);  // cases/mlp.tl:6
+t_2 = t_6 / t_7;  // cases/mlp.tl:6
+logits = logits_1;
+""",
+    'tapeless_k9',
+)
+
+# mlp_grad: cases/mlp.tl:5, cases/mlp.tl:6
+_k10 = cp.ElementwiseKernel(
+    'float32 t_3, float32 t_7',
+    'float32 t, float32 t_1',
+    """
+t = t_3 - t_3 == 0.0f ? t_3 : 0.0f;  // cases/mlp.tl:6
+t_1 = logf(t_7);  // cases/mlp.tl:6
+""",
+    'tapeless_k10',
+)
+
+# mlp_grad: cases/mlp.tl:5, cases/mlp.tl:6
+_k11 = cp.ReductionKernel(
+    'float32 t_6, float32 t_8, float32 t_5',
+    'float32 out',
+    '_t_2_map(t_6, t_8, t_5)',
+    'a + b',
+    'out = (float)a',
+    '0',
+    'tapeless_k11',
+    reduce_type='double',
+    preamble="""
+__device__ double _t_2_map(const float t_6, const float t_8, const float t_5) {
+    const float t = t_8 - t_5;  // cases/mlp.tl:6
+    const float t_1 = t_6 - t;  // cases/mlp.tl:6
+    return t_1;
+}
+""",
+)
+
+# mlp_grad: cases/mlp.tl:5, cases/mlp.tl:6
+_k12 = cp.ReductionKernel(
+    'float32 t_9, float32 t_10',
+    'float32 out_2',
+    '_d_b2_map(t_9, t_10)',
+    'a + b',
+    'out_2 = (float)a',
+    '0',
+    'tapeless_k12',
+    reduce_type='double',
+    preamble="""
+__device__ double _d_b2_map(const float t_9, const float t_10) {
+    const float d_logits_1 = t_9 * t_10;  // cases/mlp.tl:6
+    return d_logits_1;
+}
+""",
+)
+
+# mlp_grad: cases/mlp.tl:5, cases/mlp.tl:6
+_k13 = cp.ElementwiseKernel(
+    'float32 t_9, float32 t_10',
+    'float32 d_logits',
+    'd_logits = t_9 * t_10;  // cases/mlp.tl:6',
+    'tapeless_k13',
+)
+
+# mlp_grad: cases/mlp.tl:4
+_k14 = cp.ReductionKernel(
+    'float32 h, float32 d_h',
+    'float32 out',
+    '_d_b1_map(h, d_h)',
+    'a + b',
+    'out = (float)a',
+    '0',
+    'tapeless_k14',
+    reduce_type='double',
+    preamble="""
+__device__ double _d_b1_map(const float h, const float d_h) {
+    const bool t_1 = h > 0.0f;  // cases/mlp.tl:4
+    const float t_2 = t_1 ? d_h : 0.0f;  // cases/mlp.tl:4
+    return t_2;
+}
+""",
+)
+
+# mlp_grad: cases/mlp.tl:4
+_k15 = cp.ElementwiseKernel(
+    'float32 h, float32 d_h',
+    'float32 t',
+    """
+const bool t_1 = h > 0.0f;  // cases/mlp.tl:4
+t = t_1 ? d_h : 0.0f;  // cases/mlp.tl:4
+""",
+    'tapeless_k15',
+)
+
+# mlp_grad_bwd: cases/mlp.tl:6
+_k16 = cp.ReductionKernel(
+    'float32 logits',
+    'float32 out',
+    'logits',
+    '_tl_max(a, b)',
+    'out = a',
+    '-INFINITY',
+    'tapeless_k16',
+    reduce_type='float',
+    preamble="template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins",
+)
+
+# mlp_grad_bwd: cases/mlp.tl:6
+_k17 = cp.ReductionKernel(
+    'float32 logits, float32 t_1',
+    'float32 out_1',
+    '_t_5_map(logits, t_1)',
+    'a + b',
+    'out_1 = (float)a',
+    '0',
+    'tapeless_k17',
+    reduce_type='double',
+    preamble="""
+__device__ double _t_5_map(const float logits, const float t_1) {
+    const float t_2 = t_1 - t_1 == 0.0f ? t_1 : 0.0f;  // cases/mlp.tl:6
+    const float t_3 = logits - t_2;  // cases/mlp.tl:6
+    const float t_4 = expf(t_3);  // cases/mlp.tl:6
+    return t_4;
+}
+""",
+)
+
+# mlp_grad_bwd: cases/mlp.tl:6
+_k18 = cp.ElementwiseKernel(
+    'float32 logits, float32 t_1, float32 t_5',
+    'float32 t',
+    """
+const float t_2 = t_1 - t_1 == 0.0f ? t_1 : 0.0f;  // cases/mlp.tl:6
+const float t_3 = logits - t_2;  // cases/mlp.tl:6
+const float t_4 = expf(t_3);  // cases/mlp.tl:6
+t = t_4 / t_5;  // cases/mlp.tl:6
+""",
+    'tapeless_k18',
+)
+
+# mlp_grad_bwd: cases/mlp.tl:5, cases/mlp.tl:6
+_k19 = cp.ReductionKernel(
+    'float32 t, float32 t_4',
+    'float32 out',
+    '_d_b2_map(t, t_4)',
+    'a + b',
+    'out = (float)a',
+    '0',
+    'tapeless_k19',
+    reduce_type='double',
+    preamble="""
+__device__ double _d_b2_map(const float t, const float t_4) {
+    const float d_logits_1 = t * t_4;  // cases/mlp.tl:6
+    return d_logits_1;
+}
+""",
+)
+
+# mlp_grad_bwd: cases/mlp.tl:5, cases/mlp.tl:6
+_k20 = cp.ElementwiseKernel(
+    'float32 t, float32 t_4',
+    'float32 d_logits',
+    'd_logits = t * t_4;  // cases/mlp.tl:6',
+    'tapeless_k20',
+)
 
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.

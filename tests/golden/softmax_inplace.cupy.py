@@ -155,8 +155,13 @@ def heads(x, w, y):
     with _quiet():
         t = x @ w  # cases/softmax_inplace.tl:5
         p = _softmax(t, axis=1)  # cases/softmax_inplace.tl:5
-        lp = _log_softmax(2 * t, axis=1, inplace=True)  # cases/softmax_inplace.tl:6
-        return cp.sum(p * y) - cp.sum(lp * y) / (C*N)  # cases/softmax_inplace.tl:7
+        # a fused chain as CuPy kernels (cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7)
+        t_1 = _k0(p, y)  # cases/softmax_inplace.tl:7
+        t_2 = _k1(t)  # cases/softmax_inplace.tl:6
+        lp = _log_softmax(t_2, axis=1, inplace=True)  # cases/softmax_inplace.tl:6
+        # a fused chain as CuPy kernels (cases/softmax_inplace.tl:7)
+        t_3 = _k2(lp, y)  # cases/softmax_inplace.tl:7
+        return t_1 - t_3 / (C*N)  # cases/softmax_inplace.tl:7
 
 
 def probs(x, w):
@@ -203,11 +208,18 @@ def heads_grad(x, w, y, *, out=None):
     with _quiet():
         t = x @ w  # cases/softmax_inplace.tl:5
         p = _softmax(t, axis=1)  # cases/softmax_inplace.tl:5
-        lp = _log_softmax(2 * t, axis=1, inplace=True)  # cases/softmax_inplace.tl:6
-        value = cp.sum(p * y) - cp.sum(lp * y) / (C*N)  # cases/softmax_inplace.tl:7
-        d_lp = cp.float32(-1.0) / cp.float32(C*N) * y  # cases/softmax_inplace.tl:7
-        t_1 = 2 * (d_lp - cp.exp(lp) * cp.sum(d_lp, axis=1, keepdims=True))  # cases/softmax_inplace.tl:6
-        d_w = x.T @ (t_1 + p * (y - cp.sum(y * p, axis=1, keepdims=True)))  # cases/softmax_inplace.tl:5
+        # a fused chain as CuPy kernels (cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7)
+        t_1 = _k0(p, y)  # cases/softmax_inplace.tl:7
+        t_2 = _k1(t)  # cases/softmax_inplace.tl:6
+        lp = _log_softmax(t_2, axis=1, inplace=True)  # cases/softmax_inplace.tl:6
+        t_3 = cp.float32(-1.0) / cp.float32(C*N)  # cases/softmax_inplace.tl:7
+        # a fused chain as CuPy kernels (cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7)
+        t_4 = _k3(lp, y)  # cases/softmax_inplace.tl:7
+        t_5 = _k4(t_3, y, axis=1, keepdims=True)  # cases/softmax_inplace.tl:6
+        t_6 = _k5(y, p, axis=1, keepdims=True)  # cases/softmax_inplace.tl:5
+        t_7 = _k6(t_3, y, lp, t_5, p, t_6)  # cases/softmax_inplace.tl:5
+        value = t_1 - t_4 / (C*N)  # cases/softmax_inplace.tl:7
+        d_w = x.T @ t_7  # cases/softmax_inplace.tl:5
         if out is not None:
             out_w, = _out_buffers(out, (('w', _F32, (D, C)),), 'heads_grad')
             out_w += d_w
@@ -244,8 +256,13 @@ def heads_grad_fwd(x, w, y):
     with _quiet():
         t = x @ w  # cases/softmax_inplace.tl:5
         p = _softmax(t, axis=1)  # cases/softmax_inplace.tl:5
-        lp = _log_softmax(2 * t, axis=1, inplace=True)  # cases/softmax_inplace.tl:6
-        return cp.sum(p * y) - cp.sum(lp * y) / (C*N), (x, p, y, lp)  # cases/softmax_inplace.tl:7
+        # a fused chain as CuPy kernels (cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7)
+        t_1 = _k0(p, y)  # cases/softmax_inplace.tl:7
+        t_2 = _k1(t)  # cases/softmax_inplace.tl:6
+        lp = _log_softmax(t_2, axis=1, inplace=True)  # cases/softmax_inplace.tl:6
+        # a fused chain as CuPy kernels (cases/softmax_inplace.tl:7)
+        t_3 = _k2(lp, y)  # cases/softmax_inplace.tl:7
+        return t_1 - t_3 / (C*N), (x, p, y, lp)  # cases/softmax_inplace.tl:7
 
 
 def heads_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -275,15 +292,189 @@ def heads_grad_bwd(residuals, *, seed=1.0, out=None):
     if x.shape != (N, D) or p.shape != (N, C) or y.shape != (N, C) or lp.shape != (N, C):
         _shape_error('heads_grad_bwd', ((x, 'residual `x`', 'f32[N, D]', (N, D)), (p, 'residual `p`', 'f32[N, C]', (N, C)), (y, 'residual `y`', 'f32[N, C]', (N, C)), (lp, 'residual `lp`', 'f32[N, C]', (N, C)),), (('N', N, 'residual `x`'), ('D', D, 'residual `x`'), ('C', C, 'residual `p`'),))
     with _quiet():
-        d_lp = -seed / (C*N) * y  # cases/softmax_inplace.tl:7
-        t = 2 * (d_lp - cp.exp(lp) * cp.sum(d_lp, axis=1, keepdims=True))  # cases/softmax_inplace.tl:6
-        d_p = seed * y  # cases/softmax_inplace.tl:7
-        d_w = x.T @ (t + p * (d_p - cp.sum(d_p * p, axis=1, keepdims=True)))  # cases/softmax_inplace.tl:5
+        t = -seed / (C*N)  # cases/softmax_inplace.tl:7
+        # a fused chain as CuPy kernels (cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7)
+        t_1 = _k7(t, y, axis=1, keepdims=True)  # cases/softmax_inplace.tl:6
+        t_2 = _k8(seed, y, p, axis=1, keepdims=True)  # cases/softmax_inplace.tl:5
+        t_3 = _k9(t, y, lp, t_1, p, seed, t_2)  # cases/softmax_inplace.tl:5
+        d_w = x.T @ t_3  # cases/softmax_inplace.tl:5
         if out is not None:
             out_w, = _out_buffers(out, (('w', _F32, (D, C)),), 'heads_grad_bwd')
             out_w += d_w
             return (out_w,)
         return (d_w,)
+
+
+# The fused chains' CUDA kernels (compiled by CuPy on first use, cached on disk).
+# heads: cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
+_k0 = cp.ReductionKernel(
+    'float32 p, float32 y',
+    'float32 out',
+    '_acc_map(p, y)',
+    'a + b',
+    'out = (float)a',
+    '0',
+    'tapeless_k0',
+    reduce_type='double',
+    preamble="""
+__device__ double _acc_map(const float p, const float y) {
+    const float t_1 = p * y;  // cases/softmax_inplace.tl:7
+    return t_1;
+}
+""",
+)
+
+# heads: cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
+_k1 = cp.ElementwiseKernel(
+    'float32 t_3',
+    'float32 t',
+    't = 2.0f * t_3;  // cases/softmax_inplace.tl:6',
+    'tapeless_k1',
+)
+
+# heads: cases/softmax_inplace.tl:7
+_k2 = cp.ReductionKernel(
+    'float32 lp, float32 y',
+    'float32 out',
+    '_acc_map(lp, y)',
+    'a + b',
+    'out = (float)a',
+    '0',
+    'tapeless_k2',
+    reduce_type='double',
+    preamble="""
+__device__ double _acc_map(const float lp, const float y) {
+    const float t = lp * y;  // cases/softmax_inplace.tl:7
+    return t;
+}
+""",
+)
+
+# heads_grad: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
+_k3 = cp.ReductionKernel(
+    'float32 lp, float32 y',
+    'float32 out',
+    '_acc_map(lp, y)',
+    'a + b',
+    'out = (float)a',
+    '0',
+    'tapeless_k3',
+    reduce_type='double',
+    preamble="""
+__device__ double _acc_map(const float lp, const float y) {
+    const float t_1 = lp * y;  // cases/softmax_inplace.tl:7
+    return t_1;
+}
+""",
+)
+
+# heads_grad: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
+_k4 = cp.ReductionKernel(
+    'float32 t_3, float32 y',
+    'float32 out_1',
+    '_t_4_map(t_3, y)',
+    'a + b',
+    'out_1 = (float)a',
+    '0',
+    'tapeless_k4',
+    reduce_type='double',
+    preamble="""
+__device__ double _t_4_map(const float t_3, const float y) {
+    const float d_lp = t_3 * y;  // cases/softmax_inplace.tl:7
+    return d_lp;
+}
+""",
+)
+
+# heads_grad: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
+_k5 = cp.ReductionKernel(
+    'float32 y, float32 p',
+    'float32 out_2',
+    '_t_9_map(y, p)',
+    'a + b',
+    'out_2 = (float)a',
+    '0',
+    'tapeless_k5',
+    reduce_type='double',
+    preamble="""
+__device__ double _t_9_map(const float y, const float p) {
+    const float t_8 = y * p;  // cases/softmax_inplace.tl:5
+    return t_8;
+}
+""",
+)
+
+# heads_grad: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
+_k6 = cp.ElementwiseKernel(
+    'float32 t_3, float32 y, float32 lp, float32 t_4, float32 p, float32 t_9',
+    'float32 t',
+    """
+const float d_lp = t_3 * y;  // cases/softmax_inplace.tl:7
+const float t_2 = expf(lp);  // cases/softmax_inplace.tl:6
+const float t_5 = t_2 * t_4;  // cases/softmax_inplace.tl:6
+const float t_6 = d_lp - t_5;  // cases/softmax_inplace.tl:6
+const float t_7 = 2.0f * t_6;  // cases/softmax_inplace.tl:6
+const float t_10 = y - t_9;  // cases/softmax_inplace.tl:5
+const float t_11 = p * t_10;  // cases/softmax_inplace.tl:5
+t = t_7 + t_11;  // cases/softmax_inplace.tl:5
+""",
+    'tapeless_k6',
+)
+
+# heads_grad_bwd: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
+_k7 = cp.ReductionKernel(
+    'float32 t_1, float32 y',
+    'float32 out',
+    '_t_3_map(t_1, y)',
+    'a + b',
+    'out = (float)a',
+    '0',
+    'tapeless_k7',
+    reduce_type='double',
+    preamble="""
+__device__ double _t_3_map(const float t_1, const float y) {
+    const float d_lp = t_1 * y;  // cases/softmax_inplace.tl:7
+    return d_lp;
+}
+""",
+)
+
+# heads_grad_bwd: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
+_k8 = cp.ReductionKernel(
+    'float32 seed, float32 y, float32 p',
+    'float32 out_1',
+    '_t_8_map(seed, y, p)',
+    'a + b',
+    'out_1 = (float)a',
+    '0',
+    'tapeless_k8',
+    reduce_type='double',
+    preamble="""
+__device__ double _t_8_map(const float seed, const float y, const float p) {
+    const float d_p = seed * y;  // cases/softmax_inplace.tl:7
+    const float t_7 = d_p * p;  // cases/softmax_inplace.tl:5
+    return t_7;
+}
+""",
+)
+
+# heads_grad_bwd: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
+_k9 = cp.ElementwiseKernel(
+    'float32 t_1, float32 y, float32 lp, float32 t_3, float32 p, float32 seed, float32 t_8',
+    'float32 t',
+    """
+const float d_lp = t_1 * y;  // cases/softmax_inplace.tl:7
+const float t_2 = expf(lp);  // cases/softmax_inplace.tl:6
+const float t_4 = t_2 * t_3;  // cases/softmax_inplace.tl:6
+const float t_5 = d_lp - t_4;  // cases/softmax_inplace.tl:6
+const float t_6 = 2.0f * t_5;  // cases/softmax_inplace.tl:6
+const float d_p = seed * y;  // cases/softmax_inplace.tl:7
+const float t_9 = d_p - t_8;  // cases/softmax_inplace.tl:5
+const float t_10 = p * t_9;  // cases/softmax_inplace.tl:5
+t = t_6 + t_10;  // cases/softmax_inplace.tl:5
+""",
+    'tapeless_k9',
+)
 
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.
