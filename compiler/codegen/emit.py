@@ -21,6 +21,7 @@ from ..core.primitive import PREC_ATOM, PREC_MUL, PREC_POSTFIX, PREC_UNARY, Expr
 from ..core.types import Dim, DType, dim_text
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
+from . import dead_arrays
 from .fused.plan import NUMPY_RULES, Kernel, fresh_array, plan, reusable_inputs, schedule
 from .fused.writer import KernelWriter
 from .kernels import cupy_writer
@@ -254,6 +255,9 @@ class Body:
         # returned): their arrays are read at that statement, so nothing before it may write over
         # them or delete their names
         self.deferred: set[int] = set()
+        self.given: set[int] = set()  # dead arrays a product was written into (dead_array)
+        self.deferred_at: dict[int, int] = {}  # ... and the position of the statement reading them
+        self.released: set[str] = set()  # names deleted (release)
 
     def emit(self) -> list[Expr]:
         fn, ctx = self.fn, self.ctx
@@ -282,7 +286,16 @@ class Body:
         self.accumulate = {o: buf for o, buf in self.out_bufs.items()
                            if outputs.count(next(x for x in outputs if x.id == o)) == 1 and uses.get(o) == 1}
         reuse = reusable_inputs(items, kernels, keep) if kernels else {}
+        into: dict[tuple, list[Node]] = {}  # (dtype, shape) -> arrays a product may write into once dead
+        if ctx.mod.options.fuse and self.fuse:
+            aliased = dead_arrays.shared(items, reuse, kernels, keep)
+            items = dead_arrays.move_reads_earlier(items, keep, aliased)
+            for x in dead_arrays.candidates(items, keep, aliased).values():
+                into.setdefault((x.dtype, x.shape), []).append(x)
+            memory_read = dead_arrays.memory_reads(items) if into else {}
         last_read, viewed = _last_reads(items)
+        position = {m.id: at for at, item in enumerate(items) for m in (item.nodes if isinstance(item, Kernel) else (item,))} \
+            if into else {}
         scattered = {nid for k in kernels for nid in k.scattered}
         for at, item in enumerate(items):
             if isinstance(item, Kernel):
@@ -316,6 +329,10 @@ class Body:
             if (n.op.loop is not None and n.op.loop.into and _temporary(n, at, last_read, viewed, out_ids)
                     and n.inputs[0].id not in self.deferred):
                 args.append(args[0])  # written over its input, a temporary nothing reads after it (sub_label)
+            if into and n.op.writes_into(n):
+                x = self.dead_array(n, into.get((n.dtype, n.shape), ()), at, memory_read)
+                if x is not None:
+                    args.append(self.exprs[x.id])
             e = n.op.emit(ctx, args, n)
             user = consumer.get(n.id)
             if (n.id in out_ids and uses.get(n.id, 0) == 1 and ctx.hint(n) is None and not n.op.is_view(n)
@@ -323,6 +340,7 @@ class Body:
                 self.exprs[n.id] = e  # written straight into the return statement
                 self.return_span = self.return_span or n
                 self.deferred.update(i.id for i in n.inputs)
+                self.defer(n, len(items))
                 continue
             inline = (
                 uses.get(n.id, 0) == 1 and n.id not in out_ids and ctx.hint(n) is None and user is not None
@@ -332,6 +350,7 @@ class Body:
             if inline:
                 self.exprs[n.id] = e
                 self.deferred.update(i.id for i in n.inputs)
+                self.defer(n, position.get(user.id, len(items)))
                 continue
             var = ctx.names.fresh(ctx.hint(n) or ("value" if n.id in out_ids and whole_reverse else "t"))
             ctx.vars[n.id] = var
@@ -339,6 +358,28 @@ class Body:
             self.exprs[n.id] = Expr(var)
         n_copy = d.n_primal_outputs if d is not None and d.part is Part.FWD else len(fn.outputs)
         return [self.value(o, k < n_copy) for k, o in enumerate(fn.outputs)]
+
+    def defer(self, n: Node, until: int) -> None:
+        """n is inlined into a statement at position `until`: its inputs (and theirs, when inlined
+        too) are read there."""
+        for i in n.inputs:
+            if self.deferred_at.get(i.id, -1) < until:
+                self.deferred_at[i.id] = until
+                if i.id in self.exprs and i.id not in self.ctx.vars:
+                    self.defer(i, until)
+
+    def dead_array(self, n: Node, arrays: list[Node], at: int, memory_read: dict[int, int]) -> Node | None:
+        """An array of n's shape and dtype (codegen/dead_arrays.py) that nothing reads from n on,
+        held by a name of its own: n is written into it (once: its memory is n's from then on)."""
+        for x in arrays:
+            var = self.ctx.vars.get(x.id)
+            if (var is None or memory_read.get(x.id, at) >= at or self.deferred_at.get(x.id, -1) >= at or x.id in self.given
+                    or x.id not in self.exprs or self.exprs[x.id].text != var or var in self.released
+                    or any(i is x for i in n.inputs)):
+                continue
+            self.given.add(x.id)
+            return x
+        return None
 
     def release(self, dead: list[Node], keep: set[int]) -> None:
         """Drop the names of the arrays a loop was the last to read (values it captured), so that
@@ -353,6 +394,7 @@ class Body:
                 continue  # (a name another value shares stays)
             names.append(var)
         if names:
+            self.released.update(names)
             self.statement(f"del {', '.join(names)}  # read last by the loop: memory free from here on", None)
 
     # ---- records written as statements (a loop: primitives/loop_code.py) -------------------------------

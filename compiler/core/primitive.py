@@ -29,6 +29,8 @@ points at its record (`node.op`), so every stage asks the record, never an op na
                                                          over it when the input is a temporary
     allocates     bool                                   makes a fresh array (constructors, scatters)
     writes_shape  bool                                   its code spells its result's shape
+    out_arg       bool | node -> bool                    its emit, given one more argument (an array of the
+                                                         result's shape and dtype, dead), writes the result there
     cost          Cost                                   free, cheap, costly or a contraction
     quiet         bool                                   may meet inf/nan on the way to a right result
     requires      node -> [(dim, what)]                  run-time conditions on symbolic sizes
@@ -249,6 +251,7 @@ class Primitive:
     relabels: bool = False
     allocates: bool = False
     writes_shape: bool = False
+    out_arg: bool | Callable[[Any], bool] = False
     cost: Cost = Cost.CHEAP
     quiet: bool = False
     requires: Callable | None = None
@@ -290,6 +293,10 @@ class Primitive:
     def is_view(self, node) -> bool:
         """Whether node's result (an application of this primitive) may share memory with an input."""
         return bool(self.view(node)) if callable(self.view) else self.view
+
+    def writes_into(self, node) -> bool:
+        """Whether node's emit may be given an array to write its result into (out_arg)."""
+        return bool(self.out_arg(node)) if callable(self.out_arg) else self.out_arg
 
     @property
     def ufunc(self) -> tuple | None:

@@ -111,6 +111,8 @@ def _matmul_emit(ctx, args, node):
     """a @ b; a stack of matrices times one matrix as one GEMM over the stack's rows (NumPy runs
     a stack as one GEMM per matrix: x[100, 64, 128] @ w[128, 128] 0.9 ms, as one 0.5 ms)."""
     a, b = node.inputs
+    if len(args) == 3:  # (out_arg: into a dead array of the result's shape, no fresh one)
+        return Expr(f"{ctx.xp}.matmul({args[0].text}, {args[1].text}, out={args[2].text})", PREC_POSTFIX)
     if a.type.rank >= 3 and b.type.rank == 2:
         k = ctx.dim(a.shape[-1])
         return Expr(f"({args[0].at(PREC_POSTFIX)}.reshape(-1, {k}) @ {args[1].at(PREC_MUL + 1)})"
@@ -123,7 +125,7 @@ _INFIX = infix("@", PREC_MUL)
 register(bilinear(
     "matmul", "linalg", _matmul_infer, _matmul_emit, _matmul_product, _matmul_vjp, _matmul_sympy,
     coerce=lambda args, attrs: B.common_dtype(args), doc="numpy.matmul: 1-D operands, batch broadcasting",
-    cost=Cost.CONTRACTION,
+    cost=Cost.CONTRACTION, out_arg=lambda node: all(t.type.rank == 2 for t in (node, *node.inputs)),
     examples=((("f64[2, 3]", "f64[3, 2]"), {}, {}), (("f64[3]", "f64[3, 2]"), {}, {}),
               (("f64[2, 3]", "f64[3]"), {}, {}), (("f64[3]", "f64[3]"), {}, {}),
               (("f64[2, 1, 2, 3]", "f64[2, 3, 2]"), {}, {})),

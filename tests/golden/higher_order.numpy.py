@@ -363,9 +363,7 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
     t_1 = a @ ct1  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
     t_2 = t  # its memory is free from here on
-    t_3 = np.empty((N,), dtype=np.float64)
-    t_4 = np.empty((N,), dtype=np.float64)
-    t_5 = t_1  # its memory is free from here on
+    t_3 = t_1  # its memory is free from here on
     def _fused0(lo, hi, rows):
         s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
@@ -379,59 +377,61 @@ def energy_hvp(w, a, ct0, ct1, *, out=None):
             b2 = s2[:j - i]
             t_b = t[i:j]
             w_b = w[i:j]
-            ct1_b = ct1[i:j]
             t_1_b = t_1[i:j]
             np.tanh(t_b, out=b0)  # cases/higher_order.tl:3
-            t_3_b = t_3[i:j]
-            np.multiply(b0, b0, out=t_3_b)  # cases/higher_order.tl:3
-            acc += np.add.reduce(t_3_b, axis=None)  # cases/higher_order.tl:3
-            t_4_b = t_4[i:j]
-            np.multiply(w_b, w_b, out=t_4_b)  # cases/higher_order.tl:3
-            acc_1 += np.einsum('a,a->', t_4_b, t_4_b)  # cases/higher_order.tl:3
             t_2_b = t_2[i:j]
-            np.multiply(t_4_b, w_b, out=t_2_b)  # cases/higher_order.tl:3
-            np.subtract(1, t_3_b, out=b1)  # cases/higher_order.tl:3
-            np.multiply(b0, b1, out=t_3_b)  # cases/higher_order.tl:3
-            np.multiply(2, t_3_b, out=t_3_b)  # cases/higher_order.tl:3
-            np.multiply(ct1_b, t_4_b, out=t_4_b)  # cases/higher_order.tl:3
-            np.multiply(3, t_4_b, out=t_4_b)  # cases/higher_order.tl:3
-            np.multiply(ct0, t_2_b, out=b2)  # cases/higher_order.tl:3
-            np.add(t_4_b, b2, out=t_4_b)  # cases/higher_order.tl:3
+            np.multiply(b0, b0, out=t_2_b)  # cases/higher_order.tl:3
+            acc += np.add.reduce(t_2_b, axis=None)  # cases/higher_order.tl:3
+            np.multiply(w_b, w_b, out=b1)  # cases/higher_order.tl:3
+            acc_1 += np.einsum('a,a->', b1, b1)  # cases/higher_order.tl:3
+            np.subtract(1, t_2_b, out=b1)  # cases/higher_order.tl:3
+            np.multiply(b0, b1, out=t_2_b)  # cases/higher_order.tl:3
+            np.multiply(2, t_2_b, out=t_2_b)  # cases/higher_order.tl:3
             np.multiply(t_1_b, b0, out=b2)  # cases/higher_order.tl:3
             np.multiply(-2, b2, out=b2)  # cases/higher_order.tl:3
             np.multiply(b2, b0, out=b2)  # cases/higher_order.tl:3
             np.add(b2, b2, out=b2)  # cases/higher_order.tl:3
-            t_5_b = t_5[i:j]
-            np.multiply(t_1_b, b1, out=t_5_b)  # cases/higher_order.tl:3
-            np.multiply(2, t_5_b, out=t_5_b)  # cases/higher_order.tl:3
-            np.add(b2, t_5_b, out=t_5_b)  # cases/higher_order.tl:3
+            t_3_b = t_3[i:j]
+            np.multiply(t_1_b, b1, out=t_3_b)  # cases/higher_order.tl:3
+            np.multiply(2, t_3_b, out=t_3_b)  # cases/higher_order.tl:3
+            np.add(b2, t_3_b, out=t_3_b)  # cases/higher_order.tl:3
             np.multiply(ct0, b0, out=b0)  # cases/higher_order.tl:3
             np.multiply(2, b0, out=b0)  # cases/higher_order.tl:3
-            np.add(t_5_b, b0, out=t_5_b)  # cases/higher_order.tl:3
-            np.multiply(t_5_b, b1, out=t_5_b)  # cases/higher_order.tl:3
+            np.add(t_3_b, b0, out=t_3_b)  # cases/higher_order.tl:3
+            np.multiply(t_3_b, b1, out=t_3_b)  # cases/higher_order.tl:3
         return (acc, acc_1, )
-    t_6, t_7, = _blocks(_fused0, N, 88, N, ('sum', 'sum', ))
-    value = t_6 + 0.25 * t_7  # cases/higher_order.tl:3
-    t_8 = t_3 @ a  # cases/higher_order.tl:3
-    t_9 = t_5 @ a  # cases/higher_order.tl:3
+    t_4, t_5, = _blocks(_fused0, N, 64, N, ('sum', 'sum', ))
+    value = t_4 + 0.25 * t_5  # cases/higher_order.tl:3
+    t_6 = t_2 @ a  # cases/higher_order.tl:3
+    t_7 = t_3 @ a  # cases/higher_order.tl:3
     # a fused loop over blocks of rows (cases/higher_order.tl:3)
-    d_w = t_8  # its memory is free from here on
-    d_w_1 = t_4  # its memory is free from here on
+    d_w = t_6  # its memory is free from here on
+    d_w_1 = t_7  # its memory is free from here on
     def _fused1(lo, hi, rows):
+        s0 = np.empty((min(rows, hi - lo),), dtype=np.float64)
+        s1 = np.empty((min(rows, hi - lo),), dtype=np.float64)
         for i in range(lo, hi, rows):
             j = min(i + rows, hi)
-            t_2_b_1 = t_2[i:j]
-            t_8_b = t_8[i:j]
-            t_4_b_1 = t_4[i:j]
-            t_9_b = t_9[i:j]
+            b0 = s0[:j - i]
+            b1 = s1[:j - i]
+            w_b_1 = w[i:j]
+            t_6_b = t_6[i:j]
+            ct1_b = ct1[i:j]
+            t_7_b = t_7[i:j]
+            np.multiply(w_b_1, w_b_1, out=b0)  # cases/higher_order.tl:3
+            np.multiply(b0, w_b_1, out=b1)  # cases/higher_order.tl:3
             d_w_b = d_w[i:j]
-            np.add(t_2_b_1, t_8_b, out=d_w_b)  # cases/higher_order.tl:3
+            np.add(b1, t_6_b, out=d_w_b)  # cases/higher_order.tl:3
+            np.multiply(ct1_b, b0, out=b0)  # cases/higher_order.tl:3
+            np.multiply(3, b0, out=b0)  # cases/higher_order.tl:3
+            np.multiply(ct0, b1, out=b1)  # cases/higher_order.tl:3
+            np.add(b0, b1, out=b1)  # cases/higher_order.tl:3
             d_w_1_b = d_w_1[i:j]
-            np.add(t_4_b_1, t_9_b, out=d_w_1_b)  # cases/higher_order.tl:3
+            np.add(b1, t_7_b, out=d_w_1_b)  # cases/higher_order.tl:3
             if out_w is not None:
                 np.add(out_w[i:j], d_w_1_b, out=out_w[i:j])
         return ()
-    _blocks(_fused1, N, 48, N, (), _CHEAP_BLOCKS)
+    _blocks(_fused1, N, 64, N, (), _CHEAP_BLOCKS)
     if out is not None:
         return value, d_w, out_w
     return value, d_w, d_w_1

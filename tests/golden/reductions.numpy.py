@@ -255,19 +255,18 @@ def stats_grad(x, *, out=None):
         t_2 = np.where(t_1 == -np.inf, 0, t_1)  # cases/reductions.tl:5
         t_3 = np.float64(1.0) / np.float64(N)  # cases/reductions.tl:5
         # a fused loop over blocks of rows (cases/reductions.tl:4, cases/reductions.tl:5)
-        t_4 = np.empty((N, M, K), dtype=np.float64)
+        t_4 = np.empty((N, 1, K), dtype=np.float64)
         t_5 = np.empty((N, M), dtype=np.float64)
-        t_6 = np.empty((N, M, K), dtype=np.bool_)
-        t_7 = np.empty((N, M, K), dtype=np.float64)
-        t_8 = np.empty((N, K), dtype=np.float64)
-        t_9 = np.empty((N, M, K), dtype=np.float64)
+        t_6 = np.empty((N, M, K), dtype=np.float64)
+        t_7 = np.empty((N, K), dtype=np.float64)
         def _fused0(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
-            s1 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
-            s2 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
-            s4 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
-            s5 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
+            s1 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
+            s2 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
+            s3 = np.empty((min(rows, hi - lo), K), dtype=np.float64)
+            s4 = np.empty((min(rows, hi - lo), K), dtype=np.bool_)
+            s5 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s6 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             acc = np.zeros((), dtype=np.float64)
             acc_1 = np.zeros((), dtype=np.float64)
             acc_2 = np.zeros((), dtype=np.float64)
@@ -281,59 +280,58 @@ def stats_grad(x, *, out=None):
                 b3 = s3[:j - i]
                 b4 = s4[:j - i]
                 b5 = s5[:j - i]
+                b6 = s6[:j - i]
                 x_b = x[i:j]
-                t_9_b = t_9[i:j]
-                np.subtract(x_b, m, out=t_9_b)  # cases/reductions.tl:5
-                acc += np.einsum('abc,abc->', t_9_b, t_9_b)  # cases/reductions.tl:5
-                t_10 = np.sum(x_b, axis=1, keepdims=True)  # cases/reductions.tl:4
-                np.divide(t_10, M, out=b0)  # cases/reductions.tl:4
+                np.subtract(x_b, m, out=b0)  # cases/reductions.tl:5
+                acc += np.einsum('abc,abc->', b0, b0)  # cases/reductions.tl:5
                 t_4_b = t_4[i:j]
-                np.subtract(x_b, b0, out=t_4_b)  # cases/reductions.tl:4
-                t_8_b = t_8[i:j]
-                np.einsum('abc,abc->ac', t_4_b, t_4_b, out=t_8_b)  # cases/reductions.tl:4
-                np.divide(t_8_b, M, out=t_8_b)  # cases/reductions.tl:4
-                np.equal(t_8_b, 0, out=b1)  # cases/reductions.tl:4
-                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
-                np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), t_8_b.view(np.int64), out=b2.view(np.int64))
-                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
-                np.bitwise_xor(b2.view(np.int64), t_8_b.view(np.int64), out=b2.view(np.int64))
-                np.sqrt(b2, out=t_8_b)  # cases/reductions.tl:4
-                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
-                np.invert(b3.view(np.int8), out=b3.view(np.int8))
-                np.bitwise_and(t_8_b.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
-                acc_1 += np.add.reduce(b2, axis=None)  # cases/reductions.tl:5
+                t_4_b[...] = np.sum(x_b, axis=1, keepdims=True)  # cases/reductions.tl:4
+                np.divide(t_4_b, M, out=b1)  # cases/reductions.tl:4
+                t_6_b = t_6[i:j]
+                np.subtract(x_b, b1, out=t_6_b)  # cases/reductions.tl:4
+                t_7_b = t_7[i:j]
+                np.einsum('abc,abc->ac', t_6_b, t_6_b, out=t_7_b)  # cases/reductions.tl:4
+                np.divide(t_7_b, M, out=t_7_b)  # cases/reductions.tl:4
+                np.equal(t_7_b, 0, out=b2)  # cases/reductions.tl:4
+                np.negative(b2.view(np.int8), out=b4.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), t_7_b.view(np.int64), out=b3.view(np.int64))
+                np.bitwise_and(b3.view(np.int64), b4.view(np.int8), out=b3.view(np.int64))
+                np.bitwise_xor(b3.view(np.int64), t_7_b.view(np.int64), out=b3.view(np.int64))
+                np.sqrt(b3, out=t_7_b)  # cases/reductions.tl:4
+                np.negative(b2.view(np.int8), out=b4.view(np.int8))  # cases/reductions.tl:4
+                np.invert(b4.view(np.int8), out=b4.view(np.int8))
+                np.bitwise_and(t_7_b.view(np.int64), b4.view(np.int8), out=b3.view(np.int64))
+                acc_1 += np.add.reduce(b3, axis=None)  # cases/reductions.tl:5
                 t_5_b = t_5[i:j]
                 t_5_b[...] = np.max(x_b, axis=2)  # cases/reductions.tl:5
                 acc_2 += np.add.reduce(t_5_b, axis=None)  # cases/reductions.tl:5
-                t_6_b = t_6[i:j]
-                np.equal(x_b, 0, out=t_6_b)  # cases/reductions.tl:5
-                t_11 = t_6_b.astype(np.int64)  # cases/reductions.tl:5
-                acc_3 += np.sum(t_11, axis=0, keepdims=True)  # cases/reductions.tl:5
-                t_7_b = t_7[i:j]
-                np.negative(t_6_b.view(np.int8), out=b4.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), x_b.view(np.int64), out=t_7_b.view(np.int64))
-                np.bitwise_and(t_7_b.view(np.int64), b4.view(np.int8), out=t_7_b.view(np.int64))
-                np.bitwise_xor(t_7_b.view(np.int64), x_b.view(np.int64), out=t_7_b.view(np.int64))
-                np.logical_not(b1, out=b1)  # cases/reductions.tl:4
-                np.divide(0.5, t_8_b, out=t_8_b)  # cases/reductions.tl:4
-                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
-                np.bitwise_and(t_8_b.view(np.int64), b3.view(np.int8), out=b2.view(np.int64))
-                np.divide(b2, M, out=b2)  # cases/reductions.tl:4
-                np.negative(b1.view(np.int8), out=b3.view(np.int8))  # cases/reductions.tl:4
-                np.bitwise_and(b2.view(np.int64), b3.view(np.int8), out=t_8_b.view(np.int64))
-                np.multiply(t_3, t_9_b, out=t_9_b)  # cases/reductions.tl:5
-                np.multiply(2, t_9_b, out=t_9_b)  # cases/reductions.tl:5
-                np.negative(t_9_b, out=b5)  # cases/reductions.tl:5
-                acc_4 += np.sum(b5, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
+                np.equal(x_b, 0, out=b5)  # cases/reductions.tl:5
+                t_8 = b5.astype(np.int64)  # cases/reductions.tl:5
+                acc_3 += np.sum(t_8, axis=0, keepdims=True)  # cases/reductions.tl:5
+                np.negative(b5.view(np.int8), out=b6.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), x_b.view(np.int64), out=t_6_b.view(np.int64))
+                np.bitwise_and(t_6_b.view(np.int64), b6.view(np.int8), out=t_6_b.view(np.int64))
+                np.bitwise_xor(t_6_b.view(np.int64), x_b.view(np.int64), out=t_6_b.view(np.int64))
+                np.logical_not(b2, out=b2)  # cases/reductions.tl:4
+                np.divide(0.5, t_7_b, out=t_7_b)  # cases/reductions.tl:4
+                np.negative(b2.view(np.int8), out=b4.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_and(t_7_b.view(np.int64), b4.view(np.int8), out=b3.view(np.int64))
+                np.divide(b3, M, out=b3)  # cases/reductions.tl:4
+                np.negative(b2.view(np.int8), out=b4.view(np.int8))  # cases/reductions.tl:4
+                np.bitwise_and(b3.view(np.int64), b4.view(np.int8), out=t_7_b.view(np.int64))
+                np.multiply(t_3, b0, out=b0)  # cases/reductions.tl:5
+                np.multiply(2, b0, out=b0)  # cases/reductions.tl:5
+                np.negative(b0, out=b0)  # cases/reductions.tl:5
+                acc_4 += np.sum(b0, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, acc_1, acc_2, acc_3, acc_4, )
-        t_12, t_13, t_14, t_15, d_m, = _blocks(_fused0, N, (42*K*M + 26*K + 8*M), K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
-        value = t_12 / N + t_13 + t_14 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
-        t_16 = t_15 == 0  # cases/reductions.tl:5
-        t_17 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
-        t_18 = t_15 == 1  # cases/reductions.tl:5
-        t_19 = t_5.reshape((N, M, 1))  # cases/reductions.tl:5
-        t_20 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
-        t_21 = d_m / (K*N)  # cases/reductions.tl:3
+        t_9, t_10, t_11, t_12, d_m, = _blocks(_fused0, N, (26*K*M + 34*K + 8*M), K*M*N, ('sum', 'sum', 'sum', 'sum', 'sum', ), _CHEAP_BLOCKS)
+        value = t_9 / N + t_10 + t_11 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
+        t_13 = t_12 == 0  # cases/reductions.tl:5
+        t_14 = np.prod(t_6, axis=0, keepdims=True)  # cases/reductions.tl:5
+        t_15 = t_12 == 1  # cases/reductions.tl:5
+        t_16 = t_5.reshape((N, M, 1))  # cases/reductions.tl:5
+        t_17 = t_7.reshape((N, 1, K))  # cases/reductions.tl:4
+        t_18 = d_m / (K*N)  # cases/reductions.tl:3
         # a fused loop over blocks of rows (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5)
         d_x = np.empty((N, M, K), dtype=np.float64) if out_x is None else None
         def _fused1(lo, hi, rows):
@@ -352,45 +350,49 @@ def stats_grad(x, *, out=None):
                 b3 = s3[:j - i]
                 b4 = s4[:j - i]
                 b5 = s5[:j - i]
-                t_7_b_1 = t_7[i:j]
                 t_6_b_1 = t_6[i:j]
                 x_b_1 = x[i:j]
-                t_19_b = t_19[i:j]
-                t_20_b = t_20[i:j]
+                t_16_b = t_16[i:j]
                 t_4_b_1 = t_4[i:j]
-                t_9_b_1 = t_9[i:j]
+                t_17_b = t_17[i:j]
                 d_x_b = d_x[i:j] if out_x is None else g[:j - i]
-                np.divide(t_17, t_7_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.logical_and(t_18, t_6_b_1, out=b0)  # cases/reductions.tl:5
+                np.divide(t_14, t_6_b_1, out=d_x_b)  # cases/reductions.tl:5
+                np.equal(x_b_1, 0, out=b0)  # cases/reductions.tl:5
+                np.logical_and(t_15, b0, out=b0)  # cases/reductions.tl:5
                 np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(t_17.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
-                np.negative(t_16.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_and(t_14.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
+                np.negative(t_13.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
                 np.bitwise_xor(d_x_b.view(np.int64), b1.view(np.int64), out=b3.view(np.int64))
                 np.bitwise_and(b3.view(np.int64), b0.view(np.int8), out=b3.view(np.int64))
                 np.bitwise_xor(b3.view(np.int64), b1.view(np.int64), out=b3.view(np.int64))
                 np.subtract(x_b_1, t_2, out=d_x_b)  # cases/reductions.tl:5
                 np.exp(d_x_b, out=d_x_b)  # cases/reductions.tl:5
                 np.add(b3, d_x_b, out=d_x_b)  # cases/reductions.tl:5
-                np.equal(x_b_1, t_19_b, out=b0)  # cases/reductions.tl:5
-                t_22 = b0.astype(np.float64)  # cases/reductions.tl:5
-                t_23 = np.sum(t_22, axis=2, keepdims=True)  # cases/reductions.tl:5
-                np.divide(1, t_23, out=b4)  # cases/reductions.tl:5
+                np.equal(x_b_1, t_16_b, out=b0)  # cases/reductions.tl:5
+                t_19 = b0.astype(np.float64)  # cases/reductions.tl:5
+                t_20 = np.sum(t_19, axis=2, keepdims=True)  # cases/reductions.tl:5
+                np.divide(1, t_20, out=b4)  # cases/reductions.tl:5
                 np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
                 np.bitwise_and(b4.view(np.int64), b2.view(np.int8), out=b3.view(np.int64))
                 np.add(d_x_b, b3, out=d_x_b)  # cases/reductions.tl:5
-                np.multiply(t_20_b, t_4_b_1, out=b3)  # cases/reductions.tl:4
+                np.divide(t_4_b_1, M, out=b5)  # cases/reductions.tl:4
+                np.subtract(x_b_1, b5, out=b3)  # cases/reductions.tl:4
+                np.multiply(t_17_b, b3, out=b3)  # cases/reductions.tl:4
                 np.add(b3, b3, out=b3)  # cases/reductions.tl:4
                 np.add(d_x_b, b3, out=d_x_b)  # cases/reductions.tl:4
                 np.negative(b3, out=b3)  # cases/reductions.tl:4
-                t_24 = np.sum(b3, axis=1, keepdims=True)  # cases/reductions.tl:4
-                np.divide(t_24, M, out=b5)  # cases/reductions.tl:4
+                t_21 = np.sum(b3, axis=1, keepdims=True)  # cases/reductions.tl:4
+                np.divide(t_21, M, out=b5)  # cases/reductions.tl:4
                 np.add(d_x_b, b5, out=d_x_b)  # cases/reductions.tl:4
-                np.add(d_x_b, t_9_b_1, out=d_x_b)  # cases/reductions.tl:5
-                np.add(d_x_b, t_21, out=d_x_b)  # cases/reductions.tl:3
+                np.subtract(x_b_1, m, out=b3)  # cases/reductions.tl:5
+                np.multiply(t_3, b3, out=b3)  # cases/reductions.tl:5
+                np.multiply(2, b3, out=b3)  # cases/reductions.tl:5
+                np.add(d_x_b, b3, out=d_x_b)  # cases/reductions.tl:5
+                np.add(d_x_b, t_18, out=d_x_b)  # cases/reductions.tl:3
                 if out_x is not None:
                     np.add(out_x[i:j], d_x_b, out=out_x[i:j])
             return ()
-        _blocks(_fused1, N, (67*K*M + 16*K + 16*M), K*M*N, ())
+        _blocks(_fused1, N, (50*K*M + 24*K + 16*M), K*M*N, ())
         if out is not None:
             return value, out_x
         return value, d_x
@@ -506,35 +508,35 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         _shape_error('stats_grad_bwd', ((x, 'residual `x`', 'f64[N, M, K]', (N, M, K)), (r1, 'residual `r1`', 'f64[N, M, K]', (N, M, K)), (r2, 'residual `r2`', 'f64[N, M, K]', (N, M, K)), (r3, 'residual `r3`', 'bool[N, K]', (N, K)), (r4, 'residual `r4`', 'f64[N, K]', (N, K)), (r5, 'residual `r5`', 'f64[N, M]', (N, M)),), (('N', N, 'residual `x`'), ('M', M, 'residual `x`'), ('K', K, 'residual `x`'),))
     with _quiet():
         # a fused loop over blocks of rows (cases/reductions.tl:5)
-        t = np.empty((N, M, K), dtype=np.bool_)
-        t_1 = np.empty((N, M, K), dtype=np.float64)
+        t = np.empty((N, M, K), dtype=np.float64)
         def _fused0(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
+            s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             acc = np.zeros((1, M, K), dtype=np.int64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
+                b1 = s1[:j - i]
                 x_b = x[i:j]
+                np.equal(x_b, 0, out=b0)  # cases/reductions.tl:5
+                t_1 = b0.astype(np.int64)  # cases/reductions.tl:5
+                acc += np.sum(t_1, axis=0, keepdims=True)  # cases/reductions.tl:5
                 t_b = t[i:j]
-                np.equal(x_b, 0, out=t_b)  # cases/reductions.tl:5
-                t_2 = t_b.astype(np.int64)  # cases/reductions.tl:5
-                acc += np.sum(t_2, axis=0, keepdims=True)  # cases/reductions.tl:5
-                t_1_b = t_1[i:j]
-                np.negative(t_b.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), x_b.view(np.int64), out=t_1_b.view(np.int64))
-                np.bitwise_and(t_1_b.view(np.int64), b0.view(np.int8), out=t_1_b.view(np.int64))
-                np.bitwise_xor(t_1_b.view(np.int64), x_b.view(np.int64), out=t_1_b.view(np.int64))
+                np.negative(b0.view(np.int8), out=b1.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_xor(np.asarray(1, dtype=np.float64).view(np.int64), x_b.view(np.int64), out=t_b.view(np.int64))
+                np.bitwise_and(t_b.view(np.int64), b1.view(np.int8), out=t_b.view(np.int64))
+                np.bitwise_xor(t_b.view(np.int64), x_b.view(np.int64), out=t_b.view(np.int64))
             return (acc, )
-        t_3, = _blocks(_fused0, N, 18*K*M, K*M*N, ('sum', ), _CHEAP_BLOCKS)
-        t_4 = t_3 == 0  # cases/reductions.tl:5
-        t_5 = np.prod(t_1, axis=0, keepdims=True)  # cases/reductions.tl:5
-        t_6 = t_3 == 1  # cases/reductions.tl:5
-        t_7 = r6.reshape((1, 1, 1))  # cases/reductions.tl:5
-        t_8 = np.where(t_7 == -np.inf, 0, t_7)  # cases/reductions.tl:5
-        t_9 = r5.reshape((N, M, 1))  # cases/reductions.tl:5
+        t_2, = _blocks(_fused0, N, 18*K*M, K*M*N, ('sum', ), _CHEAP_BLOCKS)
+        t_3 = t_2 == 0  # cases/reductions.tl:5
+        t_4 = np.prod(t, axis=0, keepdims=True)  # cases/reductions.tl:5
+        t_5 = t_2 == 1  # cases/reductions.tl:5
+        t_6 = r6.reshape((1, 1, 1))  # cases/reductions.tl:5
+        t_7 = np.where(t_6 == -np.inf, 0, t_6)  # cases/reductions.tl:5
+        t_8 = r5.reshape((N, M, 1))  # cases/reductions.tl:5
         # a fused loop over blocks of rows (cases/reductions.tl:4, cases/reductions.tl:5)
-        t_10 = np.empty((N, M, K), dtype=np.float64)
-        t_11 = np.empty((N, K), dtype=np.float64)
+        t_9 = np.empty((N, M, K), dtype=np.float64)
+        t_10 = np.empty((N, K), dtype=np.float64)
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.bool_)
             s1 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
@@ -554,48 +556,48 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 b5 = s5[:j - i]
                 b6 = s6[:j - i]
                 b7 = s7[:j - i]
-                t_1_b_1 = t_1[i:j]
                 t_b_1 = t[i:j]
                 x_b_1 = x[i:j]
-                t_9_b = t_9[i:j]
+                t_8_b = t_8[i:j]
                 r3_b = r3[i:j]
                 r4_b = r4[i:j]
-                t_10_b = t_10[i:j]
-                np.divide(t_5, t_1_b_1, out=t_10_b)  # cases/reductions.tl:5
-                np.logical_and(t_6, t_b_1, out=b0)  # cases/reductions.tl:5
+                t_9_b = t_9[i:j]
+                np.divide(t_4, t_b_1, out=t_9_b)  # cases/reductions.tl:5
+                np.equal(x_b_1, 0, out=b0)  # cases/reductions.tl:5
+                np.logical_and(t_5, b0, out=b0)  # cases/reductions.tl:5
                 np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_and(t_5.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
-                np.negative(t_4.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
-                np.bitwise_xor(t_10_b.view(np.int64), b1.view(np.int64), out=b3.view(np.int64))
+                np.bitwise_and(t_4.view(np.int64), b2.view(np.int8), out=b1.view(np.int64))
+                np.negative(t_3.view(np.int8), out=b0.view(np.int8))  # cases/reductions.tl:5
+                np.bitwise_xor(t_9_b.view(np.int64), b1.view(np.int64), out=b3.view(np.int64))
                 np.bitwise_and(b3.view(np.int64), b0.view(np.int8), out=b3.view(np.int64))
                 np.bitwise_xor(b3.view(np.int64), b1.view(np.int64), out=b3.view(np.int64))
-                np.multiply(seed, b3, out=t_10_b)  # cases/reductions.tl:5
-                np.subtract(x_b_1, t_8, out=b3)  # cases/reductions.tl:5
+                np.multiply(seed, b3, out=t_9_b)  # cases/reductions.tl:5
+                np.subtract(x_b_1, t_7, out=b3)  # cases/reductions.tl:5
                 np.exp(b3, out=b3)  # cases/reductions.tl:5
                 np.multiply(seed, b3, out=b3)  # cases/reductions.tl:5
-                np.add(t_10_b, b3, out=t_10_b)  # cases/reductions.tl:5
-                np.equal(x_b_1, t_9_b, out=b0)  # cases/reductions.tl:5
-                t_12 = b0.astype(np.float64)  # cases/reductions.tl:5
-                t_13 = np.sum(t_12, axis=2, keepdims=True)  # cases/reductions.tl:5
-                np.divide(seed, t_13, out=b4)  # cases/reductions.tl:5
+                np.add(t_9_b, b3, out=t_9_b)  # cases/reductions.tl:5
+                np.equal(x_b_1, t_8_b, out=b0)  # cases/reductions.tl:5
+                t_11 = b0.astype(np.float64)  # cases/reductions.tl:5
+                t_12 = np.sum(t_11, axis=2, keepdims=True)  # cases/reductions.tl:5
+                np.divide(seed, t_12, out=b4)  # cases/reductions.tl:5
                 np.negative(b0.view(np.int8), out=b2.view(np.int8))  # cases/reductions.tl:5
                 np.bitwise_and(b4.view(np.int64), b2.view(np.int8), out=b3.view(np.int64))
-                np.add(t_10_b, b3, out=t_10_b)  # cases/reductions.tl:5
+                np.add(t_9_b, b3, out=t_9_b)  # cases/reductions.tl:5
                 np.logical_not(r3_b, out=b5)  # cases/reductions.tl:4
-                t_11_b = t_11[i:j]
-                np.divide(0.5, r4_b, out=t_11_b)  # cases/reductions.tl:4
-                np.multiply(seed, t_11_b, out=t_11_b)  # cases/reductions.tl:4
+                t_10_b = t_10[i:j]
+                np.divide(0.5, r4_b, out=t_10_b)  # cases/reductions.tl:4
+                np.multiply(seed, t_10_b, out=t_10_b)  # cases/reductions.tl:4
                 np.negative(b5.view(np.int8), out=b7.view(np.int8))  # cases/reductions.tl:4
-                np.bitwise_and(t_11_b.view(np.int64), b7.view(np.int8), out=b6.view(np.int64))
+                np.bitwise_and(t_10_b.view(np.int64), b7.view(np.int8), out=b6.view(np.int64))
                 np.divide(b6, M, out=b6)  # cases/reductions.tl:4
                 np.negative(b5.view(np.int8), out=b7.view(np.int8))  # cases/reductions.tl:4
-                np.bitwise_and(b6.view(np.int64), b7.view(np.int8), out=t_11_b.view(np.int64))
+                np.bitwise_and(b6.view(np.int64), b7.view(np.int8), out=t_10_b.view(np.int64))
             return ()
-        _blocks(_fused1, N, (43*K*M + 27*K + 16*M), K*M*N, ())
-        t_14 = t_11.reshape((N, 1, K))  # cases/reductions.tl:4
-        t_15 = seed / N  # cases/reductions.tl:5
+        _blocks(_fused1, N, (42*K*M + 27*K + 16*M), K*M*N, ())
+        t_13 = t_10.reshape((N, 1, K))  # cases/reductions.tl:4
+        t_14 = seed / N  # cases/reductions.tl:5
         # a fused loop over blocks of rows (cases/reductions.tl:4, cases/reductions.tl:5)
-        t_16 = t_10  # its memory is free from here on
+        t_15 = t_9  # its memory is free from here on
         def _fused2(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), M, K), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), 1, K), dtype=np.float64)
@@ -604,26 +606,26 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
-                t_14_b = t_14[i:j]
+                t_13_b = t_13[i:j]
                 r2_b = r2[i:j]
-                t_10_b_1 = t_10[i:j]
+                t_9_b_1 = t_9[i:j]
                 r1_b = r1[i:j]
-                np.multiply(t_14_b, r2_b, out=b0)  # cases/reductions.tl:4
+                np.multiply(t_13_b, r2_b, out=b0)  # cases/reductions.tl:4
                 np.add(b0, b0, out=b0)  # cases/reductions.tl:4
-                t_16_b = t_16[i:j]
-                np.add(t_10_b_1, b0, out=t_16_b)  # cases/reductions.tl:4
+                t_15_b = t_15[i:j]
+                np.add(t_9_b_1, b0, out=t_15_b)  # cases/reductions.tl:4
                 np.negative(b0, out=b0)  # cases/reductions.tl:4
-                t_17 = np.sum(b0, axis=1, keepdims=True)  # cases/reductions.tl:4
-                np.divide(t_17, M, out=b1)  # cases/reductions.tl:4
-                np.add(t_16_b, b1, out=t_16_b)  # cases/reductions.tl:4
-                np.multiply(t_15, r1_b, out=b0)  # cases/reductions.tl:5
+                t_16 = np.sum(b0, axis=1, keepdims=True)  # cases/reductions.tl:4
+                np.divide(t_16, M, out=b1)  # cases/reductions.tl:4
+                np.add(t_15_b, b1, out=t_15_b)  # cases/reductions.tl:4
+                np.multiply(t_14, r1_b, out=b0)  # cases/reductions.tl:5
                 np.multiply(2, b0, out=b0)  # cases/reductions.tl:5
-                np.add(t_16_b, b0, out=t_16_b)  # cases/reductions.tl:5
+                np.add(t_15_b, b0, out=t_15_b)  # cases/reductions.tl:5
                 np.negative(b0, out=b0)  # cases/reductions.tl:5
                 acc += np.sum(b0, axis=(0, 2), keepdims=True)  # cases/reductions.tl:5
             return (acc, )
         d_m, = _blocks(_fused2, N, (40*K*M + 16*K), K*M*N, ('sum', ), _CHEAP_BLOCKS)
-        d_x = t_16 + d_m / (K*N)  # cases/reductions.tl:3
+        d_x = t_15 + d_m / (K*N)  # cases/reductions.tl:3
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd')
             out_x += d_x

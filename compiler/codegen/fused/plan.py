@@ -20,6 +20,11 @@ that reduces axis 0 ends the kernel as a *sink*. A node never joins a kernel it 
 on through an outside value, so kernels and statements can always be put in an order
 that works.
 
+A cheap value a later kernel reads may be made again there rather than stored (_recompute:
+which values to store is a minimum cut, so a GELU's forward loop stores z and tanh(...), not the
+four products its backward reads); such a member belongs to its own kernel and is listed in the
+later one's `recomputed`.
+
 A slice cotangent that only index_grads_onto reads is *scattered*: the kernel that makes it
 adds each block into the rows of the base it belongs to (`g[1:][i:j] += d`), so no full
 array of it is made and the base is written in cache (issue 18, W13). The base must be a
@@ -34,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ...core.ir import Node
-from ...core.primitive import Kind, ops
+from ...core.primitive import Cost, Kind, ops
 from ...core.types import Dim, dim_prod
 from .peepholes import computed_late, reads_after_writing
 
@@ -55,6 +60,9 @@ class Kernel:
     # written whole (the index_grads_onto reading it is done by then)
     scatters: list[tuple[Node, Node, tuple, int]] = field(default_factory=list)
     serial: bool = False  # its blocks add into shifted rows: one thread
+    # members an earlier kernel computes too (and keeps, or not): this one makes them again from
+    # what it can read, rather than that kernel storing them (_recompute)
+    recomputed: set[int] = field(default_factory=set)
 
     @property
     def scattered(self) -> set[int]:
@@ -108,9 +116,12 @@ class PlanRules:
     # slice cotangents added into their base block by block (Kernel.scatters): only a writer
     # that writes them does (fused/writer.py); any other computes them whole
     scatter: bool = False
+    # cheap values a later loop makes again instead of reading them stored (Kernel.recomputed):
+    # only a writer that writes them does
+    remake: bool = False
 
 
-NUMPY_RULES = PlanRules(_member_op, _sink_op, scatter=True)
+NUMPY_RULES = PlanRules(_member_op, _sink_op, scatter=True, remake=True)
 
 
 def plan(order: list[Node], fn_outputs: list[Node], rules: PlanRules = NUMPY_RULES) -> list[Kernel]:
@@ -194,20 +205,30 @@ def plan(order: list[Node], fn_outputs: list[Node], rules: PlanRules = NUMPY_RUL
     _move_to_users(order, kernels, group, fn_outputs)
     keep = [k for k in kernels if _worth_it(k)]
     users: set[int] = set()
-    inside = {n.id for k in keep for n in k.nodes}
     out_ids = {o.id for o in fn_outputs}
     if rules.scatter:
         _scatter(order, kernels, {k.index for k in keep}, group, out_ids, edges, reaches, item)
+    if rules.remake:
+        _recompute(order, keep, group, out_ids)
+    inside = {n.id for k in keep for n in k.nodes}
     scattered = {nid for k in keep for nid in k.scattered}
     for n in order:
+        if n.id in inside:
+            continue  # (a kernel's reads: below)
         reads = n.inputs
         if n.op is ops.index_grads_onto and all(p.id in scattered for p in n.inputs[1:]):
             reads = n.inputs[:1]  # (its parts were added into its base by their kernels)
         for i in reads:
-            if i.id in inside and (n.id not in inside or group[n.id] != group[i.id]):
+            if i.id in inside:
                 users.add(i.id)
     for k in keep:
-        k.outputs = [m for m in k.members if m.id in users or m.id in out_ids]
+        own = {n.id for n in k.nodes}
+        for n in k.nodes:
+            for i in n.inputs:
+                if i.id in inside and i.id not in own:
+                    users.add(i.id)
+    for k in keep:
+        k.outputs = [m for m in k.members if (m.id in users or m.id in out_ids) and m.id not in k.recomputed]
     for new_index, k in enumerate(keep):
         k.index = new_index
     return keep
@@ -297,6 +318,215 @@ def _move_to_users(order: list[Node], kernels: list[Kernel], group: dict[int, in
             group[m.id] = dest.index
 
 
+_RECOMPUTE_LIMIT = 24  # members one kernel's readers may make again: more is not cheap any more
+
+
+def _recompute(order: list[Node], kernels: list[Kernel], group: dict[int, int], out_ids: set[int]) -> None:
+    """Cheap elementwise members that later kernels read are made again there, from values
+    those kernels can read, when that stores less: a GELU's backward reads 0.5 z, 1 + t,
+    1 - t^2 and 3 z^2, four arrays the forward loop would write, where z and t are two
+    (issue 18, W12).
+
+    Which values to store is a minimum cut (as AOTAutograd's partitioner): each member a later
+    kernel reads (over the same rows, along them, and nothing else outside reads it) must be
+    stored or made from stored ones; a cheap elementwise member can be made again, a costly
+    or row-wise one (tanh, a row sum) cannot; an array from before the loop can be kept for
+    the later kernel (a little dearer than a member of the same size: fewer ops made again).
+    Each value costs the bytes of a row. The cut is taken when it stores less than the values
+    read; a member its own kernel then no longer reads moves to the (first) kernel reading it."""
+    if len(kernels) < 2:
+        return
+    index = {k.index: k for k in kernels}
+    aligned = kernels[0].aligned
+    home = {n.id: k.index for k in kernels for n in k.members if n.id not in k.recomputed}
+    readers: dict[int, list[Node]] = {}
+    for n in order:
+        for i in dict.fromkeys(n.inputs):
+            readers.setdefault(i.id, []).append(n)
+    bases = {b.id for k in kernels for _, b, _, _ in k.scatters}
+    parts = {pid for k in kernels for pid in k.scattered}
+    for k in kernels:
+        mine = {m.id: m for m in k.members}  # (with those it makes again: they can be made anywhere after it)
+        inner = {n.id for n in k.nodes}
+        outside: dict[int, set] = {}  # needed member id -> the kernels reading it (None: something else)
+        for m in k.members:
+            if m.id in k.recomputed:
+                continue
+            for r in readers.get(m.id, ()):
+                if r.id not in inner:
+                    outside.setdefault(m.id, set()).add(home.get(r.id))
+            if m.id in out_ids:
+                outside.setdefault(m.id, set()).add(None)
+
+        def movable(v: Node, dests: set) -> bool:
+            if None in dests or v.id in parts or v.id in bases:
+                return False
+            for d in dests:
+                if d == k.index or index[d].rows != k.rows:
+                    return False
+                for r in readers[v.id]:
+                    if home.get(r.id) == d and r in index[d].members:
+                        if not all(al for i, al in zip(r.inputs, aligned[r.id]) if i is v):
+                            return False
+            return True
+
+        wanted = [mine[vid] for vid, dests in outside.items() if movable(mine[vid], dests)]
+        if not wanted:
+            continue
+        fixed = outside.keys() - {v.id for v in wanted}  # stored whatever is chosen
+        cut = _min_cut(wanted, mine, fixed, bases)
+        if cut is None:
+            continue
+        kept, saved = cut
+        copies: dict[int, set[int]] = {}  # destination kernel -> member ids it makes again
+        for v in wanted:
+            made = _made_from(v, mine, kept | fixed)
+            for d in outside[v.id]:
+                copies.setdefault(d, set()).update(made)
+        if sum(len(c) for c in copies.values()) > _RECOMPUTE_LIMIT or not saved:
+            continue
+        # members the kernel still needs: stored ones and what its other members read
+        live = fixed | {i for i in kept if i in mine}
+        for n in reversed(k.nodes):
+            if n.id in live or n in k.sinks:
+                live.update(i.id for i in n.inputs)
+        for d in sorted(copies):
+            dest = index[d]
+            dest.recomputed |= copies[d]
+            _place_copies(dest, [mine[i] for i in copies[d]])
+        for m in list(k.members):
+            if m.id not in live:
+                k.members.remove(m)
+                if m.id in k.recomputed:
+                    k.recomputed.discard(m.id)  # (made where it lives, and by the kernels that need it)
+                    continue
+                d = min(x for x in copies if m.id in copies[x])
+                index[d].recomputed.discard(m.id)
+                group[m.id] = home[m.id] = d
+
+
+def _min_cut(wanted: list[Node], mine: dict[int, Node], fixed: set[int], bases: set[int]):
+    """(ids of the values to store, whether that stores fewer bytes than `wanted`), or None.
+
+    A flow network: each value x is an edge x_in -> x_out of its row bytes (scaled, plus one
+    for an array from outside the kernel), each read an edge of no limit; what cannot be
+    made again hangs from the source, each wanted value feeds the sink."""
+    big = 1 << 60
+    scale = 4
+    cap: dict = {}
+    adj: dict = {}
+
+    def edge(a, b, c):
+        cap[(a, b)] = cap.get((a, b), 0) + c
+        cap.setdefault((b, a), 0)
+        adj.setdefault(a, set()).add(b)
+        adj.setdefault(b, set()).add(a)
+
+    seen: dict[int, Node] = {}
+    stack = list(wanted)
+    while stack:
+        x = stack.pop()
+        if x.id in seen:
+            continue
+        seen[x.id] = x
+        if x.id in bases:
+            return None  # (a base a loop adds into: its value changes)
+        w = _row_weight(x) * scale
+        if x.id in fixed:
+            edge("S", ("o", x.id), big)  # stored anyway: free to read
+            continue
+        if x.id not in mine:
+            edge("S", ("i", x.id), big)
+            edge(("i", x.id), ("o", x.id), w + 1)
+            continue
+        edge(("i", x.id), ("o", x.id), w)
+        if not _cheap(x):
+            edge("S", ("i", x.id), big)
+            continue
+        for i in x.inputs:
+            if i.is_leaf:
+                continue  # (an argument or a literal: there to read anywhere)
+            edge(("o", i.id), ("i", x.id), big)
+            stack.append(i)
+    for v in wanted:
+        edge(("o", v.id), "T", big)
+    total = 0
+    while True:  # augmenting paths, shortest first (Edmonds-Karp)
+        prev = {"S": None}
+        queue = ["S"]
+        for a in queue:
+            if a == "T":
+                break
+            for b in adj.get(a, ()):
+                if b not in prev and cap[(a, b)] > 0:
+                    prev[b] = a
+                    queue.append(b)
+        if "T" not in prev:
+            break
+        path, b = [], "T"
+        while prev[b] is not None:
+            path.append((prev[b], b))
+            b = prev[b]
+        push = min(cap[e] for e in path)
+        if push >= big:
+            return None  # (nothing to cut: cannot happen, each value is an edge of finite capacity)
+        for a, b in path:
+            cap[(a, b)] -= push
+            cap[(b, a)] += push
+        total += push
+    reached = set(prev)
+    kept = {x for x in seen if ("i", x) in reached and ("o", x) not in reached}
+    return kept, sum(_row_weight(seen[x]) for x in kept) < sum(_row_weight(v) for v in wanted)
+
+
+def _made_from(v: Node, mine: dict[int, Node], kept: set[int]) -> set[int]:
+    """The members a later kernel makes to have v, given the values stored (none when v is one)."""
+    if v.id in kept:
+        return set()
+    made: set[int] = set()
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if x.id in made:
+            continue
+        made.add(x.id)
+        stack.extend(i for i in x.inputs if i.id in mine and i.id not in kept)
+    return made
+
+
+def _cheap(n: Node) -> bool:
+    return n.op.elementwise and n.op.cost in (Cost.CHEAP, Cost.FREE) and not n.op.is_view(n)
+
+
+def _row_weight(n: Node) -> int:
+    """Bytes a row of n takes, a size symbol counted as 1024 (they are large, most often)."""
+    w = n.dtype.itemsize
+    for d in n.shape[1:]:
+        w *= d if isinstance(d, int) else 1024
+    return w
+
+
+def _place_copies(dest: Kernel, copies: list[Node]) -> None:
+    """Each copy just before the first member of dest that needs it (its inputs before it)."""
+    wanted = {c.id: c for c in copies if c not in dest.members}
+    placed: list[Node] = []
+
+    def put(x: Node) -> None:
+        if x.id in wanted:
+            del wanted[x.id]
+            for i in x.inputs:
+                put(i)
+            placed.append(x)
+
+    for m in dest.members:
+        for i in m.inputs:
+            put(i)
+        placed.append(m)
+    for s in dest.sinks:
+        put(s.inputs[0])
+    dest.members[:] = placed
+
+
 def _worth_it(k: Kernel) -> bool:
     if len(k.nodes) < 2:
         return False
@@ -316,7 +546,7 @@ def schedule(order: list[Node], kernels: list[Kernel]) -> list:
     """Statements and kernels in an order that respects every dependency, otherwise as in `order`."""
     # an item is a node outside the kernels, by its id, or kernel k, as -1 - k (ints: cheap to
     # hash and compare, and a function of thousands of nodes has an item per node)
-    owner = {n.id: -1 - k.index for k in kernels for n in k.nodes}
+    owner = {n.id: -1 - k.index for k in kernels for n in k.nodes if n.id not in k.recomputed}
     key_of: dict[int, int] = {}  # node id -> its item
     items: dict[int, int] = {}  # item -> priority (first original position)
     for p, n in enumerate(order):
@@ -333,6 +563,16 @@ def schedule(order: list[Node], kernels: list[Kernel]) -> list:
             if src != me:
                 preds[me].add(src)
                 succs[src].add(me)
+    for k in kernels:  # what a kernel makes again, it makes from values made before it
+        me = -1 - k.index
+        made = {n.id for n in k.members} if k.recomputed else ()
+        for n in k.members:
+            if n.id in k.recomputed:
+                for i in n.inputs:
+                    src = key_of[i.id]
+                    if src != me and i.id not in made:
+                        preds[me].add(src)
+                        succs[src].add(me)
     for k in kernels:  # a scattering kernel adds into its bases: after they are made
         me = -1 - k.index
         for _, base, _, _ in k.scatters:
