@@ -28,6 +28,7 @@ a kink only sees inputs (the same bits on every backend); in f64 it sees any val
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,16 +37,28 @@ from hypothesis import strategies as st
 LO, HI = -2.0, 2.0  # every input's values lie here
 BIG = 1e4  # no value may exceed this in magnitude
 
-# shapes as tuples of axis names; "1" is a literal 1
+# shapes as tuples of axis names; "1" is a literal 1, "Nm" and "Cm" are N - 1 and C - 1 (a slice)
 NC, C, N1, ROW, S = ("N", "C"), ("C",), ("N", "1"), ("1", "C"), ()
+ROWS = ("N",)  # one value a row: cross_entropy's
+R0, R1 = ("Nm", "C"), ("N", "Cm")  # x[1:] or x[:-1]; x[:, 1:] or x[:, :-1]
 INPUT_SHAPES = [NC, C, N1, S]
+SHAPES = {NC, C, N1, ROW, S, ROWS, R0, R1}
+MATRICES = (NC, R0, R1)
+SLICES = {  # text, the shape it makes from [N, C]
+    "[1:]": R0, "[:-1]": R0, "[1:, :]": R0, "[:, 1:]": R1, "[:, :-1]": R1,
+}
+LABELS = "k"  # the labels input's name: i64[N], drawn in [0, C)
 
 
-def _broadcast(a: tuple, b: tuple) -> tuple:
+def _broadcast(a: tuple, b: tuple) -> tuple | None:
+    """The shape of a op b, or None where they do not broadcast (or make a shape not in SHAPES)."""
     if len(a) < len(b):
         a, b = b, a
     b = ("1",) * (len(a) - len(b)) + b
-    return tuple(y if x == "1" else x for x, y in zip(a, b))
+    if any(x != y and "1" not in (x, y) for x, y in zip(a, b)):
+        return None
+    out = tuple(y if x == "1" else x for x, y in zip(a, b))
+    return out if out in SHAPES else None
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,7 @@ class Program:
     n: int
     c: int
     seed: int
+    labels: bool = False  # a last input `k: i64[N]` (not in params), read by cross_entropy
 
     def inputs(self) -> list[np.ndarray]:
         rng = np.random.default_rng(self.seed)
@@ -79,7 +93,13 @@ class Program:
         for _, shape in self.params:
             a = rng.uniform(LO, HI, size=[sizes[d] for d in shape]).astype(self.dtype)
             out.append(a if shape else np.asarray(a, dtype=self.dtype)[()])
+        if self.labels:
+            out.append(rng.integers(0, self.c, size=self.n, dtype=np.int64))
         return out
+
+    def float64_source(self) -> str:
+        """The same program in f64 (a reference for an f32 one): its types' f32 read as f64."""
+        return self.source.replace("f32", "f64")
 
     def __repr__(self) -> str:  # hypothesis prints this for a failing example: the whole program
         return f"Program(N={self.n}, C={self.c}, seed={self.seed}):\n{self.source}"
@@ -99,8 +119,20 @@ class _Builder:
         self.mags: list[str] = []  # the scale fn's lines: one magnitude per value
         self.gmags: list[str] = []  # the gscale fn's
         self.pool: list[Value] = []
+        self.has_labels = False
+        self.forced: Value | None = None  # the next pick's value, where it fits (fanout)
+        self.read: set[str] = set()  # names some statement reads
 
     def pick(self, pred=lambda v: True) -> Value | None:
+        v = self._pick(pred)
+        if v is not None:
+            self.read.add(v.name)
+        return v
+
+    def _pick(self, pred) -> Value | None:
+        if self.forced is not None and pred(self.forced):
+            v, self.forced = self.forced, None
+            return v
         options = [v for v in self.pool if pred(v)]
         if not options:
             return None
@@ -131,14 +163,26 @@ class _Builder:
         return v
 
     def count(self, shape: tuple, axis) -> int:
-        sizes = {"N": self.n, "C": self.c, "1": 1}
+        sizes = {"N": self.n, "C": self.c, "1": 1, "Nm": self.n - 1, "Cm": self.c - 1}
         axes = range(len(shape)) if axis is None else [axis]
         return math.prod(sizes[shape[a]] for a in axes)
 
     # ---- one statement ------------------------------------------------------------------
     def step(self) -> None:
-        kind = self.draw(st.sampled_from(["unary"] * 4 + ["binary"] * 3 + ["kink"] * 2 + ["reduce", "softmax"]))
+        kind = self.draw(st.sampled_from(["unary"] * 4 + ["binary"] * 3 + ["kink"] * 2
+                                         + ["reduce", "softmax", "slice", "cross_entropy"] + ["fanout"] * 2))
         getattr(self, kind)()
+
+    def fanout(self) -> None:
+        """Two or three statements reading one value (at -O0 one-use values are inlined into
+        their reader, so reuse decides what is inlined and what may be written over in place)."""
+        v = self.pick()
+        for _ in range(self.draw(st.integers(2, 3))):
+            self.forced = v
+            # most often an op that may write over its input or whose gradient does (in place)
+            self.draw(st.sampled_from([self.unary, self.binary, self.kink, self.reduce] + [self.softmax, self.slice,
+                                                                                         self.cross_entropy] * 2))()
+        self.forced = None
 
     def unary(self) -> None:
         a = self.pick()
@@ -172,7 +216,8 @@ class _Builder:
                       f"(1 + {{v}} * {{v}}) * {m}")
 
     def binary(self) -> None:
-        a, b = self.pick(), self.pick()
+        a = self.pick()
+        b = self.pick(lambda v: _broadcast(a.shape, v.shape) is not None)
         op = self.draw(st.sampled_from(["+", "-", "*", "/"]))
         shape = _broadcast(a.shape, b.shape)
         x, y, mx, my = a.name, b.name, f"m_{a.name}", f"m_{b.name}"
@@ -201,16 +246,20 @@ class _Builder:
             lo, hi = self.draw(st.sampled_from([(-0.5, 0.5), (-1.0, 1.5), (0.0, 1.0)]))
             self.emit(f"clip({x}, {lo}, {hi})", a.shape, min(max(a.lo, lo), hi), max(min(a.hi, hi), lo), m)
         elif op in ("maximum", "minimum"):
-            b = self.pick(self.kinkable)
+            b = self.pick(lambda v: self.kinkable(v) and _broadcast(a.shape, v.shape) is not None)
+            if b is None:
+                b = a
             lo = (max if op == "maximum" else min)(a.lo, b.lo)
             hi = (max if op == "maximum" else min)(a.hi, b.hi)
             self.emit(f"{op}({x}, {b.name})", _broadcast(a.shape, b.shape), lo, hi, f"{m} + m_{b.name}")
         else:
-            b = self.pick(self.kinkable)
-            t, f = self.pick(), self.pick()
+            b = self.pick(lambda v: self.kinkable(v) and _broadcast(a.shape, v.shape) is not None) or a
             threshold = self.draw(st.sampled_from(["0.0", "0.5", b.name]))
-            shape = _broadcast(_broadcast(a.shape, b.shape if threshold == b.name else S),
-                               _broadcast(t.shape, f.shape))
+            shape = _broadcast(a.shape, b.shape if threshold == b.name else S)
+            t = self.pick(lambda v: _broadcast(shape, v.shape) is not None)
+            shape = _broadcast(shape, t.shape)
+            f = self.pick(lambda v: _broadcast(shape, v.shape) is not None)
+            shape = _broadcast(shape, f.shape)
             cond = f"{x} > {threshold}"
             self.emit(f"where({cond}, {t.name}, {f.name})", shape, min(t.lo, f.lo), max(t.hi, f.hi),
                       f"where({cond}, m_{t.name}, m_{f.name})")
@@ -220,8 +269,10 @@ class _Builder:
         op = self.draw(st.sampled_from(["sum", "mean", "max", "logsumexp"]))
         if op == "max" and not self.kinkable(a):
             op = "logsumexp"
-        options = {NC: [(0, False, C), (0, True, ROW), (1, True, N1), (None, False, S)]}.get(a.shape,
-                                                                                           [(None, False, S)])
+        options = {NC: [(0, False, C), (0, True, ROW), (1, True, N1), (None, False, S)],
+                   R0: [(0, False, C), (0, True, ROW), (None, False, S)],  # back to full-size terms
+                   R1: [(1, True, N1), (None, False, S)],
+                   ROWS: [(0, False, S), (None, False, S)]}.get(a.shape, [(None, False, S)])
         axis, keep, shape = self.draw(st.sampled_from(options))
         k = self.count(a.shape, axis)
         how = ("" if axis is None else f", axis={axis}") + (", keepdims=true" if keep else "")
@@ -232,17 +283,89 @@ class _Builder:
             self.emit(f"mean({a.name}{how})", shape, a.lo, a.hi, f"mean({m})")
         elif op == "max":
             self.emit(f"max({a.name}{how})", shape, a.lo, a.hi, f"max({m})")
-        else:  # its derivative is a softmax: a weighted mean of the magnitudes, at most their max
-            self.emit(f"logsumexp({a.name}{how})", shape, a.lo, a.hi + math.log(k), f"max({m})")
+        else:  # its derivative w = exp(a - v) is a softmax: the magnitudes' mean weighted by it (not
+            # their max, whose gradient would give every path's magnitude to one entry); w is
+            # rounded relative to |a| + |v| (the shift a - v), which exp carries into w
+            keep = ("" if axis is None else f", axis={axis}") + ", keepdims=true"
+            x, lse = a.name, f"logsumexp({a.name}{keep})"
+            w, shift = f"exp({x} - {lse})", f"(abs({x}) + abs({lse}))"
+            self.emit(f"logsumexp({x}{how})", shape, a.lo, a.hi + math.log(k), f"sum({w} * (m_{x} + {shift}){how})",
+                      f"sum({w} * (1 + {shift}) * m_{x}{how})")
 
     def softmax(self) -> None:
-        a = self.pick(lambda v: v.shape == NC)
+        a = self.pick(lambda v: v.shape in MATRICES)
+        if a is None:
+            return self.unary()
         axis = self.draw(st.sampled_from([1, 1, 1, 0]))
-        k = self.count(NC, axis)
+        k = self.count(a.shape, axis)
         m = f"m_{a.name}"
-        # d softmax = y * (da - sum(y * da)): |y| * (m + max m)
-        self.emit(f"softmax({a.name}, axis={axis})", NC, math.exp(a.lo - a.hi) / k, 1.0,
-                  f"{{v}} * ({m} + max({m}, axis={axis}, keepdims=true))")
+        x, how = a.name, f"axis={axis}, keepdims=true"
+        # both shift by the max or the logsumexp along the axis: exp carries that rounding,
+        # relative to |a| + |shift|, into their values and their gradients' terms
+        if self.draw(st.booleans()):
+            # d softmax = y * (da - sum(y * da)): y * (m + sum(y * m))
+            shift = f"(abs({x}) + max(abs({x}), {how}))"
+            self.emit(f"softmax({x}, axis={axis})", a.shape, math.exp(a.lo - a.hi) / k, 1.0,
+                      f"{{v}} * ({m} + sum({{v}} * {m}, {how}) + {shift})",
+                      f"{{v}} * (1 + {shift}) * ({m} + sum({{v}} * {m}, {how}))")
+        else:  # d log_softmax = da - sum(y * da), y = softmax: m + sum(y * m)
+            y, shift = f"softmax({x}, axis={axis})", f"(abs({x}) + abs(logsumexp({x}, {how})))"
+            self.emit(f"log_softmax({x}, axis={axis})", a.shape, a.lo - a.hi - math.log(k), 0.0,
+                      f"{m} + sum({y} * {m}, {how}) + {shift}",
+                      f"{m} + sum({y} * (1 + {shift}) * {m}, {how})")
+
+    def slice(self) -> None:
+        """A slice along either axis, or a difference of two (as a smoothness penalty): the
+        gradient adds into views of the full one (index_grads_onto, in place)."""
+        a = self.pick(lambda v: v.shape == NC)
+        if a is None:
+            return self.unary()
+        s1 = self.draw(st.sampled_from(sorted(SLICES)))
+        shape = SLICES[s1]
+        b = self.pick(lambda v: v.shape == NC) if self.draw(st.booleans()) else None
+        if b is None:
+            return self.emit(f"{a.name}{s1}", shape, a.lo, a.hi, f"m_{a.name}{s1}")
+        s2 = self.draw(st.sampled_from(sorted(t for t, sh in SLICES.items() if sh == shape)))
+        op = self.draw(st.sampled_from(["+", "-", "*"]))
+        x, y, mx, my = f"{a.name}{s1}", f"{b.name}{s2}", f"m_{a.name}{s1}", f"m_{b.name}{s2}"
+        if op == "*":
+            ps = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
+            self.emit(f"{x} * {y}", shape, min(ps), max(ps), f"{mx} * abs({y}) + abs({x}) * {my}")
+        else:
+            lo, hi = (a.lo + b.lo, a.hi + b.hi) if op == "+" else (a.lo - b.hi, a.hi - b.lo)
+            self.emit(f"{x} {op} {y}", shape, lo, hi, f"{mx} + {my}")
+
+    def cross_entropy(self) -> None:
+        """cross_entropy(z, k) with the labels input (its gradient subtracts a one-hot in place)."""
+        a = self.pick(lambda v: v.shape == NC)
+        if a is None:
+            return self.unary()
+        self.has_labels = True
+        # logsumexp(z) - z[k]: in [0, spread + log C]; its derivative y - onehot (y = softmax(z)),
+        # so its magnitude sum(y * m) + m[k], with m[k] = logsumexp(m) - cross_entropy(m, k),
+        # and the shift's rounding as for logsumexp
+        x, m = a.name, f"m_{a.name}"
+        y, pick = f"softmax({x}, axis=1)", f"logsumexp({m}, axis=1) - cross_entropy({m}, {LABELS})"
+        shift = f"(abs({x}) + abs(logsumexp({x}, axis=1, keepdims=true)))"
+        self.emit(f"cross_entropy({x}, {LABELS})", ROWS, 0.0, a.hi - a.lo + math.log(self.c),
+                  f"sum({y} * ({m} + {shift}), axis=1) + {pick}",
+                  f"sum({y} * (1 + {shift}) * {m}, axis=1) + {pick}")
+
+def _inline(draw, lines: list[str], loss: str) -> tuple[str, str]:
+    """The body's text with some values read once written inside their reader's expression
+    instead of bound to a name (the scale fns keep every name). -O0 places a nested expression
+    where its reader is evaluated, later than its own statement would be: what an op writing
+    over its input in place must respect (tests/test_in_place_order.py)."""
+    stmts = [tuple(line.strip().split(" = ", 1)) for line in lines] + [("", loss)]
+    for i in range(len(stmts) - 1):
+        name, expr = stmts[i]  # as earlier inlining left it
+        readers = [j for j in range(i + 1, len(stmts)) if re.search(rf"\b{name}\b", stmts[j][1])]
+        if len(readers) == 1 and len(re.findall(rf"\b{name}\b", stmts[readers[0]][1])) == 1 and draw(st.integers(0, 3)) > 0:
+            j = readers[0]
+            stmts[j] = (stmts[j][0], re.sub(rf"\b{name}\b", lambda _: f"({expr})", stmts[j][1]))
+            stmts[i] = None, None
+    body = "".join(f"    {n} = {e}\n" for n, e in stmts[:-1] if n is not None)
+    return body, stmts[-1][1]
 
 
 def _sig(x: float) -> float:
@@ -254,8 +377,8 @@ def _softplus(x: float) -> float:
 
 
 @st.composite
-def programs(draw) -> Program:
-    dtype = draw(st.sampled_from(["f32", "f64"]))
+def programs(draw, dtypes=("f32", "f64")) -> Program:
+    dtype = draw(st.sampled_from(dtypes))
     c = draw(st.sampled_from([8, 16, 24]))
     n = draw(st.sampled_from([2048, 2047, 3000])) if c == 8 else draw(st.sampled_from([1024, 1031, 2048]))
     literal = {"N": n, "C": c} if draw(st.integers(0, 3)) == 0 else None
@@ -265,15 +388,22 @@ def programs(draw) -> Program:
     b.pool = [Value(name, shape, LO, HI, leaf=True) for name, shape in params]
     for _ in range(draw(st.integers(2, 9))):
         b.step()
-    # the loss: a reduction of the last value, and sometimes of one more (fan-out to two ends)
-    terms = [b.pool[-1]] + ([b.pick()] if draw(st.booleans()) else [])
+    # the loss: a reduction of the last value, sometimes of one more (fan-out to two ends), and
+    # of one to three values nothing reads (so that their statements count)
+    last = b.pool[-1]
+    terms = [last] + ([b.pick()] if draw(st.booleans()) else [])
+    unread = [v for v in b.pool if not v.leaf and v.name not in b.read and v not in terms]
+    for _ in range(draw(st.integers(min(1, len(unread)), min(3, len(unread))))):
+        terms.append(unread.pop(draw(st.integers(0, len(unread) - 1))))
     reds = [draw(st.sampled_from(["sum", "mean"])) for _ in terms]
     loss = " + ".join(f"{r}({t.name})" for r, t in zip(reds, terms))
     scale = " + ".join(f"{r}(m_{t.name})" for r, t in zip(reds, terms))
     wrt = [p for p in params if draw(st.booleans())] or [params[0]]
     sig = ", ".join(f"{name}: {_type(dtype, shape, literal)}" for name, shape in params)
-    body = "\n".join(b.lines)
-    source = (f"fn loss({sig}) -> {dtype} {{\n{body}\n    return {loss}\n}}\n\n"
+    if b.has_labels:
+        sig += f", {LABELS}: {_type('i64', ROWS, literal)}"
+    body, loss_text = _inline(draw, b.lines, loss)
+    source = (f"fn loss({sig}) -> {dtype} {{\n{body}    return {loss_text}\n}}\n\n"
               f"grad loss wrt {', '.join(p[0] for p in wrt)}\n")
     msig = ", ".join(f"m_{name}: {_type(dtype, shape, literal)}" for name, shape in params)
     mags = "\n".join(x for pair in zip(b.lines, b.mags) for x in pair)
@@ -283,4 +413,4 @@ def programs(draw) -> Program:
                     f"grad gscale wrt {', '.join('m_' + p[0] for p in wrt)}\n")
     seed = draw(st.integers(0, 2**32 - 1))
     return Program(source, scale_source, {"f32": "float32", "f64": "float64"}[dtype], params,
-                   tuple(p[0] for p in wrt), n, c, seed)
+                   tuple(p[0] for p in wrt), n, c, seed, b.has_labels)
