@@ -136,17 +136,17 @@ def _label_rows(labels):
     return tuple(cp.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
 
 
-def _sub_label(p, labels, out=None, inplace=False, rows=None):
-    """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
-    or p itself if inplace) with 1 subtracted at the label positions (`rows`: arange of the
-    rows, given for 1-D labels)."""
+def _sub_label(p, labels, amount=1, out=None, inplace=False, rows=None):
+    """p - amount onehot(labels) along the last axis: p's values (copied into `out` or a new
+    array, or p itself if inplace) with `amount` (a scalar or of the labels' shape) subtracted at
+    the label positions (`rows`: arange of the rows, given for 1-D labels)."""
     if inplace:
         out = p
     elif out is None:
         out = p.copy()
     else:
         out[...] = p
-    out[(rows, labels) if rows is not None else _label_rows(labels) + (labels,)] -= 1
+    out[(rows, labels) if rows is not None else _label_rows(labels) + (labels,)] -= amount
     return out
 
 
@@ -215,11 +215,12 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         t_3 = _checked_labels(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
         t_4 = cp.sum(cp.log(t_2) - (cp.take_along_axis(logits, t_3[..., None], axis=-1) - t), axis=1)  # cases/mlp.tl:6
         value = cp.sum(t_4) / B  # cases/mlp.tl:6
-        d_logits = cp.float32(1.0) / cp.float32(B) * _sub_label(t_1 / t_2, t_3, inplace=True)  # cases/mlp.tl:6
+        t_5 = cp.float32(1.0) / cp.float32(B)  # cases/mlp.tl:6
+        d_logits = _sub_label(t_1 * (t_5 / t_2), t_3, t_5, inplace=True)  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        t_5 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_5  # cases/mlp.tl:4
-        d_b1 = cp.sum(t_5, axis=0)  # cases/mlp.tl:4
+        t_6 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_6  # cases/mlp.tl:4
+        d_b1 = cp.sum(t_6, axis=0)  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
         d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
@@ -300,8 +301,8 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         _shape_error('mlp_grad_bwd', ((x, 'residual `x`', 'f32[B, 784]', (B, 784)), (h, 'residual `h`', 'f32[B, 256]', (B, 256)), (w2, 'residual `w2`', 'f32[256, 10]', (256, 10)), (logits, 'residual `logits`', 'f32[B, 10]', (B, 10)), (labels, 'residual `labels`', 'i64[B]', (B,)),), (('B', B, 'residual `x`'),))
     with _quiet():
         t = cp.exp(logits - _finite_or_zero(cp.max(logits, axis=1, keepdims=True)))  # cases/mlp.tl:6
-        t_1 = _sub_label(t / cp.sum(t, axis=1, keepdims=True), _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), inplace=True)  # cases/mlp.tl:6
-        d_logits = seed / B * t_1  # cases/mlp.tl:6
+        t_1 = seed / B  # cases/mlp.tl:6
+        d_logits = _sub_label(t * (t_1 / cp.sum(t, axis=1, keepdims=True)), _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), t_1, inplace=True)  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         t_2 = cp.where(h > 0, d_h, 0)  # cases/mlp.tl:4
         d_w1 = x.T @ t_2  # cases/mlp.tl:4
