@@ -7,8 +7,9 @@ stability and speed ask for it (docs/architecture.md, "Adding a primitive"):
   binary_cross_entropy    log clamped at -100 and PyTorch's gradient (p - y) / max(p(1-p), 1e-12)
   cross_entropy           lse(logits) - logits[label]; d/dlogits = softmax - onehot
   pick_label, sub_label   internal, its parts at -O1: z[..., label] by a gather, and
-                          p - onehot(label) by a scatter of -1 into (a copy of) p, of labels
-                          checked once by checked_labels (outside fused loops)
+                          p - a onehot(label) by a scatter of -a (a: 1, or a third input constant
+                          along the class axis: a mean's 1/N, primitives/simplification.py) into
+                          (a copy of) p, of labels checked once by checked_labels (outside fused loops)
   finite_or_zero          internal: the shift of the -O1 forms, max(z) where finite, else 0
 
 All are unreduced (PyTorch's reduction='none'); the helper functions their emission calls
@@ -316,9 +317,11 @@ def pick_label(z: Node, labels: Node) -> Node:
     return B.apply("pick_label", z, _checked(labels, z.shape[-1]), axis=z.type.rank - 1)
 
 
-def sub_label(p: Node, labels: Node) -> Node:
-    """p - onehot(labels): 1 subtracted at the label positions, no [..., C] one-hot made."""
-    return B.apply("sub_label", p, _checked(labels, p.shape[-1]), axis=p.type.rank - 1)
+def sub_label(p: Node, labels: Node, amount: Node | None = None) -> Node:
+    """p - amount onehot(labels): amount (1 if None; else a scalar or of p's shape with the class
+    axis 1) subtracted at the label positions, no [..., C] one-hot made."""
+    extra = () if amount is None else (amount,)
+    return B.apply("sub_label", p, _checked(labels, p.shape[-1]), *extra, axis=p.type.rank - 1)
 
 
 def _ce_grad(node):
@@ -422,9 +425,13 @@ register(nondifferentiable(
 # ---- the gather and the scatter of cross_entropy's -O1 form and gradient -----------------------
 def _label_infer(name, keep):
     def infer(types, attrs):
-        z, labels = types
+        z, labels, *amount = types
         if z.rank < 1 or labels.dtype.kind != "i" or labels.shape != z.shape[:-1]:
             raise UserError(f"`{name}` needs values [..., C] and integer labels [...], got {z} and {labels}")
+        if amount and (not keep or len(amount) > 1 or amount[0].dtype != z.dtype
+                       or amount[0].shape not in ((), labels.shape + (1,))):
+            raise UserError(f"`{name}` takes as its amount a scalar or values [..., 1] of the values' dtype, "
+                            f"got {amount}")
         return TensorType(z.dtype, z.shape if keep else labels.shape + (1,), z.weak)
     return infer
 
@@ -443,17 +450,17 @@ LABEL_ROWS = Helper("label_rows", '''def _label_rows(labels):
 ''')
 # written into `out` (a fused loop's block) or over p where the caller's p is a temporary
 # read only here (inplace), else into a copy; the labels come checked (checked_labels)
-SUB_LABEL = Helper("sub_label", '''def _sub_label(p, labels, out=None, inplace=False, rows=None):
-    """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
-    or p itself if inplace) with 1 subtracted at the label positions (`rows`: arange of the
-    rows, given for 1-D labels)."""
+SUB_LABEL = Helper("sub_label", '''def _sub_label(p, labels, amount=1, out=None, inplace=False, rows=None):
+    """p - amount onehot(labels) along the last axis: p's values (copied into `out` or a new
+    array, or p itself if inplace) with `amount` (a scalar or of the labels' shape) subtracted at
+    the label positions (`rows`: arange of the rows, given for 1-D labels)."""
     if inplace:
         out = p
     elif out is None:
         out = p.copy()
     else:
         out[...] = p
-    out[(rows, labels) if rows is not None else _label_rows(labels) + (labels,)] -= 1
+    out[(rows, labels) if rows is not None else _label_rows(labels) + (labels,)] -= amount
     return out
 ''', ("label_rows",))
 
@@ -466,14 +473,22 @@ def _pick_emit(ctx, args, node):
 
 
 def _sub_emit(ctx, args, node):
-    out = ""  # given a buffer (Loop.into): a fused loop's block, or p itself
-    if len(args) > 3 and args[2].text == args[0].text:  # and an index of the block's rows (Loop.row_index)
-        return Expr(f"{args[0].text}[{args[3].text}, {args[1].text}] -= 1")
-    if len(args) > 2:
-        out = ", inplace=True" if args[2].text == args[0].text else f", out={args[2].text}"
-    if len(args) > 3:
-        out += f", rows={args[3].text}"
-    return Expr(f"{ctx.helper('sub_label')}({args[0].text}, {args[1].text}{out})", PREC_POSTFIX)
+    # the inputs' texts, then maybe a buffer (Loop.into: a fused loop's block, or p itself), then
+    # maybe an index of the block's rows (Loop.row_index)
+    p, labels = args[0].text, args[1].text
+    amount = "1"
+    if len(node.inputs) > 2:  # subtracted at one place a row: of the labels' shape ([..., 1] -> [...])
+        a = node.inputs[2]
+        amount = args[2].text if a.type.rank == 0 else f"{args[2].at(PREC_POSTFIX)}[..., 0]"
+    buf, rows = (args[len(node.inputs):] + [None, None])[:2]
+    if rows is not None and buf.text == p:
+        return Expr(f"{p}[{rows.text}, {labels}] -= {amount}")
+    extra = "" if amount == "1" else f", {amount}"
+    if buf is not None:
+        extra += ", inplace=True" if buf.text == p else f", out={buf.text}"
+    if rows is not None:
+        extra += f", rows={rows.text}"
+    return Expr(f"{ctx.helper('sub_label')}({p}, {labels}{extra})", PREC_POSTFIX)
 
 
 def _checked_emit(ctx, args, node):
@@ -499,7 +514,24 @@ def _pick_meaning(ctx, args, node):
 def _sub_meaning(ctx, args, node):
     p = np.asarray(args[0], dtype=object)
     labels = np.asarray(args[1], dtype=np.int64)
-    return p - (labels[..., None] == np.arange(p.shape[-1])).astype(np.int64).astype(object)
+    amount = np.asarray(args[2], dtype=object) if len(args) > 2 else 1
+    return p - amount * (labels[..., None] == np.arange(p.shape[-1])).astype(np.int64).astype(object)
+
+
+def _sub_vjp(ctx, node, ct, needs):
+    """d/dp: the cotangent itself; d/damount: minus its values at the labels, summed to amount's shape."""
+    out = [ct, None]
+    if len(node.inputs) > 2:
+        amount = node.inputs[2]
+        out.append(B.neg(B.unbroadcast(pick_label(ct, node.inputs[1]), amount.type)) if needs[2] else None)
+    return out
+
+
+def _sub_jvp(ctx, node, ts):
+    tp, ta = ts[0], (ts[2] if len(ts) > 2 else None)
+    if ta is None:
+        return tp
+    return sub_label(B.zeros_like(node) if tp is None else tp, node.inputs[1], ta)
 
 
 LABEL_PICK = Loop(rowwise=True, row_index=True)  # along the class axis: fused loops run it block by block
@@ -511,10 +543,12 @@ register(Primitive(
     loop=LABEL_PICK,
 ))
 register(Primitive(
-    "sub_label", "nn", _label_infer("sub_label", True), _sub_emit,
-    lambda ctx, node, ct, needs: [ct, None], lambda ctx, node, ts: ts[0], _sub_meaning,
-    doc="internal: p - onehot(labels) by a scatter of -1 at checked labels (cross_entropy's gradient)",
-    examples=((("f64[2, 3]", "i64[2]"), {"axis": 1}, {1: "int:0:3"}),),
+    "sub_label", "nn", _label_infer("sub_label", True), _sub_emit, _sub_vjp, _sub_jvp, _sub_meaning,
+    doc="internal: p - a onehot(labels) by a scatter of -a (a: 1, or a scalar or [..., 1] third input) "
+        "at checked labels (cross_entropy's gradient)",
+    examples=((("f64[2, 3]", "i64[2]"), {"axis": 1}, {1: "int:0:3"}),
+              (("f64[2, 3]", "i64[2]", "f64"), {"axis": 1}, {1: "int:0:3"}),
+              (("f64[2, 3]", "i64[2]", "f64[2, 1]"), {"axis": 1}, {1: "int:0:3"})),
     allocates=True, loop=Loop(rowwise=True, into=True, row_index=True), helpers=(SUB_LABEL, LABEL_ROWS),
 ))
 

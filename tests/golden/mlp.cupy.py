@@ -131,17 +131,17 @@ def _label_rows(labels):
     return tuple(cp.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
 
 
-def _sub_label(p, labels, out=None, inplace=False, rows=None):
-    """p - onehot(labels) along the last axis: p's values (copied into `out` or a new array,
-    or p itself if inplace) with 1 subtracted at the label positions (`rows`: arange of the
-    rows, given for 1-D labels)."""
+def _sub_label(p, labels, amount=1, out=None, inplace=False, rows=None):
+    """p - amount onehot(labels) along the last axis: p's values (copied into `out` or a new
+    array, or p itself if inplace) with `amount` (a scalar or of the labels' shape) subtracted at
+    the label positions (`rows`: arange of the rows, given for 1-D labels)."""
     if inplace:
         out = p
     elif out is None:
         out = p.copy()
     else:
         out[...] = p
-    out[(rows, labels) if rows is not None else _label_rows(labels) + (labels,)] -= 1
+    out[(rows, labels) if rows is not None else _label_rows(labels) + (labels,)] -= amount
     return out
 
 
@@ -214,27 +214,25 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         # a fused chain as CuPy kernels (cases/mlp.tl:4)
         h = _k0(t, b1)  # cases/mlp.tl:4
         t_1 = h @ w2  # cases/mlp.tl:5
+        t_2 = _checked_labels(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
+        t_3 = cp.float32(1.0) / cp.float32(B)  # cases/mlp.tl:6
         # a fused chain as CuPy kernels (cases/mlp.tl:5, cases/mlp.tl:6)
-        t_2 = _k7(t_1, b2, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_3 = _k8(t_1, b2, t_2, axis=1, keepdims=True)  # cases/mlp.tl:6
-        logits, t_4 = _k9(t_1, b2, t_2, t_3)  # cases/mlp.tl:5, cases/mlp.tl:6
-        t_5, t_6 = _k10(t_2, t_3)  # cases/mlp.tl:6
-        t_7 = _checked_labels(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
-        t_8 = cp.take_along_axis(logits, t_7[..., None], axis=-1)  # cases/mlp.tl:6
-        t_9 = cp.float32(1.0) / cp.float32(B)  # cases/mlp.tl:6
-        t_10 = _sub_label(t_4, t_7, inplace=True)  # cases/mlp.tl:6
-        # a fused chain as CuPy kernels (cases/mlp.tl:5, cases/mlp.tl:6)
-        t_11 = _k11(t_6, t_8, t_5, axis=1)  # cases/mlp.tl:6
-        t_12 = _k6(t_11)  # cases/mlp.tl:6
-        d_b2 = _k12(t_9, t_10, axis=0)  # cases/mlp.tl:5
-        d_logits = _k13(t_9, t_10)  # cases/mlp.tl:6
-        value = t_12 / B  # cases/mlp.tl:6
+        t_4 = _k7(t_1, b2, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_5 = _k8(t_1, b2, t_4, axis=1, keepdims=True)  # cases/mlp.tl:6
+        logits, t_6 = _k9(t_1, b2, t_4, t_3, t_5)  # cases/mlp.tl:5, cases/mlp.tl:6
+        t_7, t_8 = _k10(t_4, t_5)  # cases/mlp.tl:6
+        t_9 = cp.take_along_axis(logits, t_2[..., None], axis=-1)  # cases/mlp.tl:6
+        d_logits = _sub_label(t_6, t_2, t_3, inplace=True)  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        # a fused chain as CuPy kernels (cases/mlp.tl:4)
-        d_b1 = _k14(h, d_h, axis=0)  # cases/mlp.tl:4
-        t_13 = _k15(h, d_h)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_13  # cases/mlp.tl:4
+        # a fused chain as CuPy kernels (cases/mlp.tl:4, cases/mlp.tl:6)
+        t_10 = _k11(t_8, t_9, t_7, axis=1)  # cases/mlp.tl:6
+        t_11 = _k12(t_10)  # cases/mlp.tl:6
+        d_b1 = _k13(h, d_h, axis=0)  # cases/mlp.tl:4
+        t_12 = _k14(h, d_h)  # cases/mlp.tl:4
+        value = t_11 / B  # cases/mlp.tl:6
+        d_w1 = x.T @ t_12  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
+        d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad')
             out_w1 += d_w1
@@ -322,19 +320,17 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
     with _quiet():
         t = seed / B  # cases/mlp.tl:6
         # a fused chain as CuPy kernels (cases/mlp.tl:6)
-        t_1 = _k16(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_2 = _k17(logits, t_1, axis=1, keepdims=True)  # cases/mlp.tl:6
-        t_3 = _k18(logits, t_1, t_2)  # cases/mlp.tl:6
-        t_4 = _sub_label(t_3, _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), inplace=True)  # cases/mlp.tl:6
-        # a fused chain as CuPy kernels (cases/mlp.tl:5, cases/mlp.tl:6)
-        d_b2 = _k19(t, t_4, axis=0)  # cases/mlp.tl:5
-        d_logits = _k20(t, t_4)  # cases/mlp.tl:6
+        t_1 = _k15(logits, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_2 = _k16(logits, t_1, axis=1, keepdims=True)  # cases/mlp.tl:6
+        t_3 = _k17(logits, t_1, t, t_2)  # cases/mlp.tl:6
+        d_logits = _sub_label(t_3, _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), t, inplace=True)  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused chain as CuPy kernels (cases/mlp.tl:4)
-        d_b1 = _k14(h, d_h, axis=0)  # cases/mlp.tl:4
-        t_5 = _k15(h, d_h)  # cases/mlp.tl:4
-        d_w1 = x.T @ t_5  # cases/mlp.tl:4
+        d_b1 = _k18(h, d_h, axis=0)  # cases/mlp.tl:4
+        t_4 = _k14(h, d_h)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_4  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
+        d_b2 = cp.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad_bwd')
             out_w1 += d_w1
@@ -490,14 +486,15 @@ __device__ double _t_7_map(const float t_1_1, const float b2, const float t_3) {
 
 # mlp_grad: cases/mlp.tl:5, cases/mlp.tl:6
 _k9 = cp.ElementwiseKernel(
-    'float32 t_1_1, float32 b2, float32 t_3, float32 t_7',
+    'float32 t_1_1, float32 b2, float32 t_3, float32 t_3_1, float32 t_7',
     'float32 logits, float32 t_2',
     """
 const float logits_1 = t_1_1 + b2;  // cases/mlp.tl:5
 const float t_4 = t_3 - t_3 == 0.0f ? t_3 : 0.0f;  // cases/mlp.tl:6
 const float t_5 = logits_1 - t_4;  // cases/mlp.tl:6
 const float t_6 = expf(t_5);  // cases/mlp.tl:6
-t_2 = t_6 / t_7;  // cases/mlp.tl:6
+const float t_9 = t_3_1 / t_7;  // cases/mlp.tl:6
+t_2 = t_6 * t_9;  // cases/mlp.tl:6
 logits = logits_1;
 """,
     'tapeless_k9',
@@ -514,103 +511,89 @@ t_1 = logf(t_7);  // cases/mlp.tl:6
     'tapeless_k10',
 )
 
-# mlp_grad: cases/mlp.tl:5, cases/mlp.tl:6
+# mlp_grad: cases/mlp.tl:4, cases/mlp.tl:6
 _k11 = cp.ReductionKernel(
-    'float32 t_6, float32 t_8, float32 t_5',
+    'float32 t_8, float32 t_9, float32 t_7',
     'float32 out',
-    '_t_2_map(t_6, t_8, t_5)',
+    '_t_4_map(t_8, t_9, t_7)',
     'a + b',
     'out = (float)a',
     '0',
     'tapeless_k11',
     reduce_type='double',
     preamble="""
-__device__ double _t_2_map(const float t_6, const float t_8, const float t_5) {
-    const float t = t_8 - t_5;  // cases/mlp.tl:6
-    const float t_1 = t_6 - t;  // cases/mlp.tl:6
-    return t_1;
+__device__ double _t_4_map(const float t_8, const float t_9, const float t_7) {
+    const float t_2 = t_9 - t_7;  // cases/mlp.tl:6
+    const float t_3 = t_8 - t_2;  // cases/mlp.tl:6
+    return t_3;
 }
 """,
 )
 
-# mlp_grad: cases/mlp.tl:5, cases/mlp.tl:6
+# mlp_grad: cases/mlp.tl:4, cases/mlp.tl:6
 _k12 = cp.ReductionKernel(
-    'float32 t_9, float32 t_10',
-    'float32 out_2',
-    '_d_b2_map(t_9, t_10)',
+    'float32 t_4',
+    'float32 out_1',
+    't_4',
     'a + b',
-    'out_2 = (float)a',
+    'out_1 = (float)a',
     '0',
     'tapeless_k12',
     reduce_type='double',
-    preamble="""
-__device__ double _d_b2_map(const float t_9, const float t_10) {
-    const float d_logits_1 = t_9 * t_10;  // cases/mlp.tl:6
-    return d_logits_1;
-}
-""",
 )
 
-# mlp_grad: cases/mlp.tl:5, cases/mlp.tl:6
-_k13 = cp.ElementwiseKernel(
-    'float32 t_9, float32 t_10',
-    'float32 d_logits',
-    'd_logits = t_9 * t_10;  // cases/mlp.tl:6',
-    'tapeless_k13',
-)
-
-# mlp_grad: cases/mlp.tl:4
-_k14 = cp.ReductionKernel(
+# mlp_grad: cases/mlp.tl:4, cases/mlp.tl:6
+_k13 = cp.ReductionKernel(
     'float32 h, float32 d_h',
-    'float32 out',
+    'float32 out_2',
     '_d_b1_map(h, d_h)',
     'a + b',
-    'out = (float)a',
+    'out_2 = (float)a',
     '0',
-    'tapeless_k14',
+    'tapeless_k13',
     reduce_type='double',
     preamble="""
 __device__ double _d_b1_map(const float h, const float d_h) {
     const bool t_1 = h > 0.0f;  // cases/mlp.tl:4
-    const float t_2 = t_1 ? d_h : 0.0f;  // cases/mlp.tl:4
-    return t_2;
+    const float t_5 = t_1 ? d_h : 0.0f;  // cases/mlp.tl:4
+    return t_5;
 }
 """,
 )
 
-# mlp_grad: cases/mlp.tl:4
-_k15 = cp.ElementwiseKernel(
+# mlp_grad: cases/mlp.tl:4, cases/mlp.tl:6
+_k14 = cp.ElementwiseKernel(
     'float32 h, float32 d_h',
     'float32 t',
     """
 const bool t_1 = h > 0.0f;  // cases/mlp.tl:4
 t = t_1 ? d_h : 0.0f;  // cases/mlp.tl:4
 """,
-    'tapeless_k15',
+    'tapeless_k14',
 )
 
 # mlp_grad_bwd: cases/mlp.tl:6
-_k16 = cp.ReductionKernel(
+_k15 = cp.ReductionKernel(
     'float32 logits',
     'float32 out',
     'logits',
     '_tl_max(a, b)',
     'out = a',
     '-INFINITY',
-    'tapeless_k16',
+    'tapeless_k15',
     reduce_type='float',
     preamble="template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins",
 )
 
 # mlp_grad_bwd: cases/mlp.tl:6
-_k17 = cp.ReductionKernel(
+_k16 = cp.ReductionKernel(
     'float32 logits, float32 t_1',
     'float32 out_1',
     '_t_5_map(logits, t_1)',
     'a + b',
     'out_1 = (float)a',
     '0',
-    'tapeless_k17',
+    'tapeless_k16',
     reduce_type='double',
     preamble="""
 __device__ double _t_5_map(const float logits, const float t_1) {
@@ -623,42 +606,36 @@ __device__ double _t_5_map(const float logits, const float t_1) {
 )
 
 # mlp_grad_bwd: cases/mlp.tl:6
-_k18 = cp.ElementwiseKernel(
-    'float32 logits, float32 t_1, float32 t_5',
+_k17 = cp.ElementwiseKernel(
+    'float32 logits, float32 t_1, float32 t_7, float32 t_5',
     'float32 t',
     """
 const float t_2 = t_1 - t_1 == 0.0f ? t_1 : 0.0f;  // cases/mlp.tl:6
 const float t_3 = logits - t_2;  // cases/mlp.tl:6
 const float t_4 = expf(t_3);  // cases/mlp.tl:6
-t = t_4 / t_5;  // cases/mlp.tl:6
+const float t_6 = t_7 / t_5;  // cases/mlp.tl:6
+t = t_4 * t_6;  // cases/mlp.tl:6
 """,
-    'tapeless_k18',
+    'tapeless_k17',
 )
 
-# mlp_grad_bwd: cases/mlp.tl:5, cases/mlp.tl:6
-_k19 = cp.ReductionKernel(
-    'float32 t, float32 t_4',
+# mlp_grad_bwd: cases/mlp.tl:4
+_k18 = cp.ReductionKernel(
+    'float32 h, float32 d_h',
     'float32 out',
-    '_d_b2_map(t, t_4)',
+    '_d_b1_map(h, d_h)',
     'a + b',
     'out = (float)a',
     '0',
-    'tapeless_k19',
+    'tapeless_k18',
     reduce_type='double',
     preamble="""
-__device__ double _d_b2_map(const float t, const float t_4) {
-    const float d_logits_1 = t * t_4;  // cases/mlp.tl:6
-    return d_logits_1;
+__device__ double _d_b1_map(const float h, const float d_h) {
+    const bool t_1 = h > 0.0f;  // cases/mlp.tl:4
+    const float t_2 = t_1 ? d_h : 0.0f;  // cases/mlp.tl:4
+    return t_2;
 }
 """,
-)
-
-# mlp_grad_bwd: cases/mlp.tl:5, cases/mlp.tl:6
-_k20 = cp.ElementwiseKernel(
-    'float32 t, float32 t_4',
-    'float32 d_logits',
-    'd_logits = t * t_4;  // cases/mlp.tl:6',
-    'tapeless_k20',
 )
 
 

@@ -318,9 +318,9 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 np.subtract(t_7, t_5, out=b2_1)  # cases/mlp.tl:6
                 np.subtract(b1_1, b2_1, out=b2_1)  # cases/mlp.tl:6
                 acc += np.add.reduce(b2_1, axis=None)  # cases/mlp.tl:6
-                np.divide(b0, t_6, out=d_logits_b)  # cases/mlp.tl:6
-                d_logits_b[rows_index[:j - i], t_2_b] -= 1  # cases/mlp.tl:6
-                np.multiply(t_3, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
+                np.divide(t_3, t_6, out=b2_1)  # cases/mlp.tl:6
+                np.multiply(b0, b2_1, out=d_logits_b)  # cases/mlp.tl:6
+                d_logits_b[rows_index[:j - i], t_2_b] -= t_3  # cases/mlp.tl:6
                 acc_1 += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, acc_1, )
         t_8, d_b2, = _blocks(_fused1, B, 136, 10*B, ('sum', 'sum', ))
@@ -469,11 +469,13 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = np.empty((B, 10), dtype=np.float32)
         def _fused0(lo, hi, rows):
+            s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             rows_index = np.arange(min(rows, hi - lo))
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((10,), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
+                b0 = s0[:j - i]
                 logits_b = logits[i:j]
                 t_1_b = t_1[i:j]
                 t_2 = np.max(logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
@@ -482,12 +484,12 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
                 np.subtract(logits_b, t_3, out=d_logits_b)  # cases/mlp.tl:6
                 np.exp(d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
                 t_4 = np.sum(d_logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.divide(d_logits_b, t_4, out=d_logits_b)  # cases/mlp.tl:6
-                d_logits_b[rows_index[:j - i], t_1_b] -= 1  # cases/mlp.tl:6
-                np.multiply(t, d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
+                np.divide(t, t_4, out=b0)  # cases/mlp.tl:6
+                np.multiply(d_logits_b, b0, out=d_logits_b)  # cases/mlp.tl:6
+                d_logits_b[rows_index[:j - i], t_1_b] -= t  # cases/mlp.tl:6
                 acc += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, )
-        d_b2, = _blocks(_fused0, B, 88, 10*B, ('sum', ))
+        d_b2, = _blocks(_fused0, B, 92, 10*B, ('sum', ))
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)
         t_5 = d_h  # its memory is free from here on
