@@ -181,7 +181,20 @@ def compare(prog: Program, runner: Runner, wide: bool = False) -> dict[str, floa
     return ratios
 
 
-@pytest.mark.parametrize("runner", list(_params()))
+# compiled backends JIT-compile every kernel of every program (numba: about a second each): fewer examples
+SLOW = {"numba"}
+SLOW_EXAMPLES = 3
+
+
+def _fast(runners):
+    return [p for p in _params(runners) if p.id not in SLOW]
+
+
+def _slow(runners):
+    return [p for p in _params(runners) if p.id in SLOW]
+
+
+@pytest.mark.parametrize("runner", _fast(BACKENDS_HERE))
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, print_blob=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(prog=programs())
@@ -193,7 +206,15 @@ def test_backend_matches_numpy_without_optimisation(runner, prog):
                      f"(ratio to the tolerance per output: {bad}) on\n{prog!r}")
 
 
-@pytest.mark.parametrize("runner", list(_params([REFERENCE] + BACKENDS_HERE)))
+@pytest.mark.parametrize("runner", _slow(BACKENDS_HERE))
+@settings(max_examples=SLOW_EXAMPLES, derandomize=True, deadline=None, database=None, print_blob=False,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(prog=programs())
+def test_compiled_backend_matches_numpy_without_optimisation(runner, prog):
+    test_backend_matches_numpy_without_optimisation.hypothesis.inner_test(runner, prog)
+
+
+@pytest.mark.parametrize("runner", _fast([REFERENCE] + BACKENDS_HERE))
 @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None, print_blob=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(prog=programs(dtypes=("f32",)))
@@ -205,3 +226,11 @@ def test_f32_matches_the_float64_build(runner, prog):
     bad = {k: v for k, v in ratios.items() if not v <= 1}
     assert not bad, (f"{runner.name} differs from the float64 build beyond {rtol(prog):.2g} relative "
                      f"(ratio to the tolerance per output: {bad}) on\n{prog!r}")
+
+
+@pytest.mark.parametrize("runner", _slow(BACKENDS_HERE))
+@settings(max_examples=SLOW_EXAMPLES, derandomize=True, deadline=None, database=None, print_blob=False,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(prog=programs(dtypes=("f32",)))
+def test_compiled_f32_matches_the_float64_build(runner, prog):
+    test_f32_matches_the_float64_build.hypothesis.inner_test(runner, prog)
