@@ -8,8 +8,9 @@ just written is never evicted. A temporary file is an orphan (a process killed b
 mkstemp and os.replace) once it is older than GRACE_SECONDS; a younger one may belong to a
 compile in progress in another process, which replaces it within moments.
 
-Only names the cache writes are touched (cache.ENTRY_NAME, cache.TEMP_NAME and the bytecode
-Python writes for entries in __pycache__); anything else in the directory is left alone.
+Only names the cache writes are touched (cache.ENTRY_NAME, cache.TEMP_NAME, and the bytecode
+Python and the machine code numba write for entries in __pycache__); anything else in the
+directory is left alone.
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ MAX_BYTES_VARIABLE = "TAPELESS_CACHE_MAX_BYTES"
 GRACE_SECONDS = 600
 # Python's bytecode of an entry (NAME.cpython-311.pyc, .opt-1.pyc) and importlib's temporary (NAME...pyc.12345)
 _BYTECODE_NAME = re.compile(r"(?P<stem>[A-Za-z0-9_]+_[0-9a-f]{20})\.[A-Za-z0-9_-]+(?:\.opt-\d)?\.pyc(?P<tmp>\.\d+)?")
+# numba's machine code for an entry's kernels (cache=True, the numba backend): its index
+# NAME.<function>-<line>.py311.nbi and data NAME.<function>-<line>.py311.<k>.nbc
+_NUMBA_NAME = re.compile(r"(?P<stem>[A-Za-z0-9_]+_[0-9a-f]{20})\.[A-Za-z0-9_]+-\d+\.py\d+(?:\.\d+\.nbc|\.nbi)")
 _SIZE = re.compile(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", re.IGNORECASE)
 
 
@@ -78,12 +82,12 @@ def scan(directory: Path) -> Listing:
                 temps.append((directory / name, st.st_mtime))
     stray = []
     for name in _names(directory / "__pycache__"):
-        m = _BYTECODE_NAME.fullmatch(name)
+        m = _BYTECODE_NAME.fullmatch(name) or _NUMBA_NAME.fullmatch(name)
         st = _stat(directory / "__pycache__" / name) if m else None
         if st is None:
             continue
         path = directory / "__pycache__" / name
-        if m.group("tmp"):
+        if m.groupdict().get("tmp"):
             temps.append((path, st.st_mtime))
         elif m.group("stem") in entries:
             entries[m.group("stem")].size += st.st_size

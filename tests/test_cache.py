@@ -415,3 +415,19 @@ def test_concurrent_loads_race_with_pruning_clearing_and_rebuilding(tmp_path, ca
         rounds = janitor.communicate(timeout=60)[0]
     assert [w.returncode for w in workers] == [0] * 4, "\n".join(errors)
     assert janitor.returncode == 0 and int(rounds) >= 5
+
+
+def test_numba_machine_code_belongs_to_its_entry(tmp_path, cache, capsys, monkeypatch):
+    """numba's cache=True writes each kernel's machine code beside the module (__pycache__/NAME.
+    <function>-<line>.py311.nbi and .<k>.nbc): counted in its entry's size, cleared with it."""
+    numba = pytest.importorskip("numba", reason="numba is an extra: the numba backend's tests need it")
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "")  # (as without NUMBA_CACHE_DIR: beside the module)
+    src = tmp_path / "chain.tl"
+    src.write_text("fn f(x: f32[N, C]) -> f32 {\n    return sum(tanh(x) * x + 1)\n}\n")
+    m = load(src, backend="numba")
+    assert m.f(np.ones((300, 100), np.float32)) == pytest.approx(300 * 100 * (np.tanh(1) + 1), rel=1e-5)
+    machine = [p for p in (cache / "__pycache__").iterdir() if p.suffix in (".nbi", ".nbc")]
+    assert machine, "numba wrote no machine code beside the entry"
+    code, out, _ = cache_cli(capsys, "clear")
+    assert code == 0 and out.startswith("removed 1 entry")
+    assert not [p for p in machine if p.exists()]
