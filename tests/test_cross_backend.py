@@ -181,8 +181,9 @@ def compare(prog: Program, runner: Runner, wide: bool = False) -> dict[str, floa
     return ratios
 
 
-# compiled backends JIT-compile every kernel of every program (numba: about a second each): fewer examples
-SLOW = {"numba"}
+# compiled backends compile every kernel of every program (numba: about a second each; the CuPy
+# kernels through g++ here): fewer examples
+SLOW = {"numba", "cupy-kernels"}
 SLOW_EXAMPLES = 3
 
 
