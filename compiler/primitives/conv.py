@@ -24,7 +24,7 @@ from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, register
 from ..core.types import TensorType, dim_div, dim_mul, dim_text
 from . import algebra as B
 from .rule_shapes import bilinear
-from .windows import window_shape
+from .windows import window_shape, window_values
 
 _ATTRS = ("kernel", "stride", "dilation", "groups")
 
@@ -212,13 +212,7 @@ def _grad_x_product(node, i, t):
 # ---- meanings on object arrays (the SymPy check), written from the definition ----------------------------
 def _windows(x, kernel, stride, dilation, out):
     """x [N, C, in...] -> its windows [N, C, out..., k...] (object arrays)."""
-    n = len(kernel)
-    win = np.empty(x.shape[:2] + tuple(out) + tuple(kernel), dtype=object)
-    for idx in np.ndindex(tuple(out) + tuple(kernel)):
-        pos, off = idx[:n], idx[n:]
-        win[(slice(None), slice(None)) + idx] = x[(slice(None), slice(None)) + tuple(
-            p * s + o * d for p, o, s, d in zip(pos, off, stride, dilation))]
-    return win
+    return window_values(x, kernel, stride, dilation, x.shape[:2] + tuple(out) + tuple(kernel))
 
 
 def _conv_meaning(ctx, args, node):

@@ -60,10 +60,9 @@ def _emit(ctx, args, node):
     return Expr(f"{view}[..., {', '.join(steps)}]", PREC_POSTFIX)
 
 
-def _meaning(ctx, args, node):
-    x = np.asarray(args[0], dtype=object)
-    k, s, dl = node.attr("kernel"), node.attr("stride"), node.attr("dilation")
-    shape = ctx.shape(node.shape)
+def window_values(x: np.ndarray, k, s, dl, shape) -> np.ndarray:
+    """The windows of an object array x, of the given result shape [..., out..., k...], element
+    by element from the definition (the SymPy meaning of windows, and of conv: primitives/conv.py)."""
     n = len(k)
     out = np.empty(shape, dtype=object)
     lead = shape[:len(shape) - 2 * n]
@@ -72,6 +71,11 @@ def _meaning(ctx, args, node):
         src = tuple(p * st + o * d for p, o, st, d in zip(pos, off, s, dl))
         out[(Ellipsis,) + idx] = x[(Ellipsis,) + src]
     return out
+
+
+def _meaning(ctx, args, node):
+    x = np.asarray(args[0], dtype=object)
+    return window_values(x, node.attr("kernel"), node.attr("stride"), node.attr("dilation"), ctx.shape(node.shape))
 
 
 def _vjp(ctx, node, ct, needs):
