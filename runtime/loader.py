@@ -24,16 +24,26 @@ def load(path: str | os.PathLike, backend: str = "numpy", checks: bool = True, o
     """Import the module compiled from the `.tl` file at `path`.
 
     Raises tapeless.compiler.CompileError (with every diagnostic) when the file has errors,
-    ValueError for options it does not know or a file that is not UTF-8 text, OSError (naming
+    ValueError for options it does not know or a file that is not UTF-8 text, ImportError when
+    the backend's library (numba, cupy) is not installed, OSError (naming
     the path) when the file cannot be read or the cache cannot be written. A cache entry that
     is damaged or foreign is rebuilt with one CacheWarning (docs/language.md, "Loading and the cache").
     """
     if opt_level not in (0, 1, 2) or isinstance(opt_level, bool):
         raise ValueError(f"load(): opt_level must be 0, 1 or 2, got {opt_level!r}")
+    needs = BACKEND_MODULES.get(backend)
+    if needs is not None and importlib.util.find_spec(needs) is None:
+        raise ImportError(f"load(): the {backend} backend's modules import {needs}, which is not installed "
+                          f"(pip install 'tapeless[{backend}]')", name=needs)
     path = Path(path)
     target, data = cached_module(path, backend, checks, opt_level, reuse=cache)
     return import_entry(target, data, module_name(path, target), source=path)
 
+
+# The module a backend's generated code imports besides numpy: load() says so plainly when it is
+# missing, rather than the generated module's import failing (the compiler is not imported on a
+# warm load, so this is the runtime's own small table)
+BACKEND_MODULES = {"numba": "numba", "cupy": "cupy"}
 
 # Backends whose modules keep compiled kernels in a JIT's own on-disk cache keyed by the module
 # file's mtime (numba's cache=True: __pycache__ beside the entry, or NUMBA_CACHE_DIR): marking

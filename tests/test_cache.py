@@ -431,3 +431,14 @@ def test_numba_machine_code_belongs_to_its_entry(tmp_path, cache, capsys, monkey
     code, out, _ = cache_cli(capsys, "clear")
     assert code == 0 and out.startswith("removed 1 entry")
     assert not [p for p in machine if p.exists()]
+
+
+def test_a_backend_whose_library_is_missing_is_named_not_a_traceback_from_the_module(tmp_path, cache, monkeypatch):
+    """load(backend="numba") without numba: ImportError saying which library and the extra to
+    install, before anything is compiled or imported."""
+    monkeypatch.setitem(sys.modules, "numba", None)  # (as if not installed: find_spec gives None)
+    src = tmp_path / "double.tl"
+    src.write_text(SRC)
+    with pytest.raises(ImportError, match=r"numba backend.*numba, which is not installed.*tapeless\[numba\]"):
+        load(src, backend="numba")
+    assert entries(cache) == []
