@@ -220,8 +220,8 @@ def safe_sqrt_grad_fwd(x):
         _shape_error('safe_sqrt_grad_fwd', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
         # a fused chain as CuPy kernels (cases/masked.tl:4)
-        t = _k4(x)  # cases/masked.tl:4
-        t_1, t_2 = _k5(x)  # cases/masked.tl:4
+        t = _k0(x)  # cases/masked.tl:4
+        t_1, t_2 = _k4(x)  # cases/masked.tl:4
         return t, (t_1, t_2)
 
 
@@ -247,7 +247,7 @@ def safe_sqrt_grad_bwd(residuals, *, seed=1.0, out=None):
         _shape_error('safe_sqrt_grad_bwd', ((r0, 'residual `r0`', 'bool[N]', (N,)), (r1, 'residual `r1`', 'f64[N]', (N,)),), (('N', N, 'residual `r0`'),))
     with _quiet():
         # a fused chain as CuPy kernels (cases/masked.tl:4)
-        d_x = _k6(r0, seed, r1)  # cases/masked.tl:4
+        d_x = _k5(r0, seed, r1)  # cases/masked.tl:4
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_sqrt_grad_bwd')
             out_x += d_x
@@ -273,7 +273,7 @@ def safe_log_grad(x, *, out=None):
     with _quiet():
         # a fused chain as CuPy kernels (cases/masked.tl:8)
         value = _k1(x)  # cases/masked.tl:8
-        d_x = _k7(x)  # cases/masked.tl:8
+        d_x = _k6(x)  # cases/masked.tl:8
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad')
             out_x += d_x
@@ -301,8 +301,8 @@ def safe_log_grad_fwd(x):
         _shape_error('safe_log_grad_fwd', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
         # a fused chain as CuPy kernels (cases/masked.tl:8)
-        t = _k8(x)  # cases/masked.tl:8
-        t_1 = _k9(x)  # cases/masked.tl:8
+        t = _k1(x)  # cases/masked.tl:8
+        t_1 = _k7(x)  # cases/masked.tl:8
         return t, (x, t_1)
 
 
@@ -328,7 +328,7 @@ def safe_log_grad_bwd(residuals, *, seed=1.0, out=None):
         _shape_error('safe_log_grad_bwd', ((x, 'residual `x`', 'f64[N]', (N,)), (r1, 'residual `r1`', 'bool[N]', (N,)),), (('N', N, 'residual `x`'),))
     with _quiet():
         # a fused chain as CuPy kernels (cases/masked.tl:8)
-        d_x = _k10(r1, seed, x)  # cases/masked.tl:8
+        d_x = _k8(r1, seed, x)  # cases/masked.tl:8
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'safe_log_grad_bwd')
             out_x += d_x
@@ -354,7 +354,7 @@ def clipped_grad(x, *, out=None):
     with _quiet():
         # a fused chain as CuPy kernels (cases/masked.tl:12)
         value = _k2(x)  # cases/masked.tl:12
-        d_x = _k11(x)  # cases/masked.tl:12
+        d_x = _k9(x)  # cases/masked.tl:12
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad')
             out_x += d_x
@@ -383,8 +383,8 @@ def clipped_grad_fwd(x):
         _shape_error('clipped_grad_fwd', ((x, 'x', 'f64[N]', (N,)),), (('N', N, 'x'),))
     with _quiet():
         # a fused chain as CuPy kernels (cases/masked.tl:12)
-        t = _k12(x)  # cases/masked.tl:12
-        t_1, t_2 = _k13(x)  # cases/masked.tl:12
+        t = _k2(x)  # cases/masked.tl:12
+        t_1, t_2 = _k10(x)  # cases/masked.tl:12
         return t, (x, t_1, t_2)
 
 
@@ -415,7 +415,7 @@ def clipped_grad_bwd(residuals, *, seed=1.0, out=None):
         t_1 = 0.5 * t  # cases/masked.tl:12
         t_2 = 2 * t  # cases/masked.tl:12
         # a fused chain as CuPy kernels (cases/masked.tl:12)
-        d_x = _k14(x, r2, t_1, t, t_2, seed, r1)  # cases/masked.tl:12
+        d_x = _k11(x, r2, t_1, t, t_2, seed, r1)  # cases/masked.tl:12
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N,)),), 'clipped_grad_bwd')
             out_x += d_x
@@ -504,38 +504,18 @@ d_x = t ? t_3 : 0.0;  // cases/masked.tl:4
 )
 
 # safe_sqrt_grad_fwd: cases/masked.tl:4
-_k4 = cp.ReductionKernel(
-    'float64 x',
-    'float64 out',
-    '_acc_map(x)',
-    'a + b',
-    'out = a',
-    '0',
-    'tapeless_k4',
-    reduce_type='double',
-    preamble="""
-__device__ double _acc_map(const double x) {
-    const bool t_2 = x > 0.0;  // cases/masked.tl:4
-    const double t_3 = sqrt(x);  // cases/masked.tl:4
-    const double t_4 = t_2 ? t_3 : 0.0;  // cases/masked.tl:4
-    return t_4;
-}
-""",
-)
-
-# safe_sqrt_grad_fwd: cases/masked.tl:4
-_k5 = cp.ElementwiseKernel(
+_k4 = cp.ElementwiseKernel(
     'float64 x',
     'bool t, float64 t_1',
     """
 t = x > 0.0;  // cases/masked.tl:4
 t_1 = sqrt(x);  // cases/masked.tl:4
 """,
-    'tapeless_k5',
+    'tapeless_k4',
 )
 
 # safe_sqrt_grad_bwd: cases/masked.tl:4
-_k6 = cp.ElementwiseKernel(
+_k5 = cp.ElementwiseKernel(
     'bool r0, float64 seed, float64 r1',
     'float64 d_x',
     """
@@ -543,11 +523,11 @@ const double t = 0.5 / r1;  // cases/masked.tl:4
 const double t_1 = seed * t;  // cases/masked.tl:4
 d_x = r0 ? t_1 : 0.0;  // cases/masked.tl:4
 """,
-    'tapeless_k6',
+    'tapeless_k5',
 )
 
 # safe_log_grad: cases/masked.tl:8
-_k7 = cp.ElementwiseKernel(
+_k6 = cp.ElementwiseKernel(
     'float64 x',
     'float64 d_x',
     """
@@ -555,50 +535,30 @@ const bool t = x > 0.0;  // cases/masked.tl:8
 const double t_3 = 1.0 / x;  // cases/masked.tl:8
 d_x = t ? t_3 : 0.0;  // cases/masked.tl:8
 """,
-    'tapeless_k7',
+    'tapeless_k6',
 )
 
 # safe_log_grad_fwd: cases/masked.tl:8
-_k8 = cp.ReductionKernel(
-    'float64 x',
-    'float64 out',
-    '_acc_map(x)',
-    'a + b',
-    'out = a',
-    '0',
-    'tapeless_k8',
-    reduce_type='double',
-    preamble="""
-__device__ double _acc_map(const double x) {
-    const bool t_1 = x > 0.0;  // cases/masked.tl:8
-    const double t_2 = log(x);  // cases/masked.tl:8
-    const double t_3 = t_1 ? t_2 : -1.0;  // cases/masked.tl:8
-    return t_3;
-}
-""",
-)
-
-# safe_log_grad_fwd: cases/masked.tl:8
-_k9 = cp.ElementwiseKernel(
+_k7 = cp.ElementwiseKernel(
     'float64 x',
     'bool t',
     't = x > 0.0;  // cases/masked.tl:8',
-    'tapeless_k9',
+    'tapeless_k7',
 )
 
 # safe_log_grad_bwd: cases/masked.tl:8
-_k10 = cp.ElementwiseKernel(
+_k8 = cp.ElementwiseKernel(
     'bool r1, float64 seed, float64 x',
     'float64 d_x',
     """
 const double t = seed / x;  // cases/masked.tl:8
 d_x = r1 ? t : 0.0;  // cases/masked.tl:8
 """,
-    'tapeless_k10',
+    'tapeless_k8',
 )
 
 # clipped_grad: cases/masked.tl:12
-_k11 = cp.ElementwiseKernel(
+_k9 = cp.ElementwiseKernel(
     'float64 x',
     'float64 d_x',
     """
@@ -623,7 +583,7 @@ const double t_21 = t_12 ? t_20 : 0.0;  // cases/masked.tl:12
 const double t_22 = t_19 + t_21;  // cases/masked.tl:12
 d_x = t_13 ? t_22 : 0.0;  // cases/masked.tl:12
 """,
-    'tapeless_k11',
+    'tapeless_k9',
     preamble="""
 template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins
 template <typename T> __device__ __forceinline__ T _tl_min(T a, T b) { return (a < b || a != a) ? a : b; }  // NumPy's minimum: NaN wins
@@ -631,33 +591,7 @@ template <typename T> __device__ __forceinline__ T _tl_min(T a, T b) { return (a
 )
 
 # clipped_grad_fwd: cases/masked.tl:12
-_k12 = cp.ReductionKernel(
-    'float64 x',
-    'float64 out',
-    '_acc_map(x)',
-    'a + b',
-    'out = a',
-    '0',
-    'tapeless_k12',
-    reduce_type='double',
-    preamble="""
-template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins
-template <typename T> __device__ __forceinline__ T _tl_min(T a, T b) { return (a < b || a != a) ? a : b; }  // NumPy's minimum: NaN wins
-__device__ double _acc_map(const double x) {
-    const double t_2 = _tl_min(_tl_max(x, 0.0), 4.0);  // cases/masked.tl:12
-    const double t_3 = sqrt(t_2);  // cases/masked.tl:12
-    const double t_4 = _tl_max(x, 0.0);  // cases/masked.tl:12
-    const double t_5 = 2.0 * t_4;  // cases/masked.tl:12
-    const double t_6 = t_3 + t_5;  // cases/masked.tl:12
-    const double t_7 = _tl_max(x, 0.5);  // cases/masked.tl:12
-    const double t_8 = t_6 + t_7;  // cases/masked.tl:12
-    return t_8;
-}
-""",
-)
-
-# clipped_grad_fwd: cases/masked.tl:12
-_k13 = cp.ElementwiseKernel(
+_k10 = cp.ElementwiseKernel(
     'float64 x',
     'float64 t, float64 t_1',
     """
@@ -665,7 +599,7 @@ const double t_2 = _tl_min(_tl_max(x, 0.0), 4.0);  // cases/masked.tl:12
 t = sqrt(t_2);  // cases/masked.tl:12
 t_1 = _tl_max(x, 0.0);  // cases/masked.tl:12
 """,
-    'tapeless_k13',
+    'tapeless_k10',
     preamble="""
 template <typename T> __device__ __forceinline__ T _tl_max(T a, T b) { return (a > b || a != a) ? a : b; }  // NumPy's maximum: NaN wins
 template <typename T> __device__ __forceinline__ T _tl_min(T a, T b) { return (a < b || a != a) ? a : b; }  // NumPy's minimum: NaN wins
@@ -673,7 +607,7 @@ template <typename T> __device__ __forceinline__ T _tl_min(T a, T b) { return (a
 )
 
 # clipped_grad_bwd: cases/masked.tl:12
-_k14 = cp.ElementwiseKernel(
+_k11 = cp.ElementwiseKernel(
     'float64 x, float64 r2, float64 t_1_1, float64 t_9, float64 t_2_1, float64 seed, float64 r1',
     'float64 d_x',
     """
@@ -696,7 +630,7 @@ const double t_16 = t_5 ? t_15 : 0.0;  // cases/masked.tl:12
 const double t_17 = t_13 + t_16;  // cases/masked.tl:12
 d_x = t_6 ? t_17 : 0.0;  // cases/masked.tl:12
 """,
-    'tapeless_k14',
+    'tapeless_k11',
 )
 
 

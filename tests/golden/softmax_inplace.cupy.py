@@ -214,10 +214,10 @@ def heads_grad(x, w, y, *, out=None):
         lp = _log_softmax(t_2, axis=1, inplace=True)  # cases/softmax_inplace.tl:6
         t_3 = cp.float32(-1.0) / cp.float32(C*N)  # cases/softmax_inplace.tl:7
         # a fused chain as CuPy kernels (cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7)
-        t_4 = _k3(lp, y)  # cases/softmax_inplace.tl:7
-        t_5 = _k4(t_3, y, axis=1, keepdims=True)  # cases/softmax_inplace.tl:6
-        t_6 = _k5(y, p, axis=1, keepdims=True)  # cases/softmax_inplace.tl:5
-        t_7 = _k6(t_3, y, lp, t_5, p, t_6)  # cases/softmax_inplace.tl:5
+        t_4 = _k2(lp, y)  # cases/softmax_inplace.tl:7
+        t_5 = _k3(t_3, y, axis=1, keepdims=True)  # cases/softmax_inplace.tl:6
+        t_6 = _k4(y, p, axis=1, keepdims=True)  # cases/softmax_inplace.tl:5
+        t_7 = _k5(t_3, y, lp, t_5, p, t_6)  # cases/softmax_inplace.tl:5
         value = t_1 - t_4 / (C*N)  # cases/softmax_inplace.tl:7
         d_w = x.T @ t_7  # cases/softmax_inplace.tl:5
         if out is not None:
@@ -294,9 +294,9 @@ def heads_grad_bwd(residuals, *, seed=1.0, out=None):
     with _quiet():
         t = -seed / (C*N)  # cases/softmax_inplace.tl:7
         # a fused chain as CuPy kernels (cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7)
-        t_1 = _k7(t, y, axis=1, keepdims=True)  # cases/softmax_inplace.tl:6
-        t_2 = _k8(seed, y, p, axis=1, keepdims=True)  # cases/softmax_inplace.tl:5
-        t_3 = _k9(t, y, lp, t_1, p, seed, t_2)  # cases/softmax_inplace.tl:5
+        t_1 = _k6(t, y, axis=1, keepdims=True)  # cases/softmax_inplace.tl:6
+        t_2 = _k7(seed, y, p, axis=1, keepdims=True)  # cases/softmax_inplace.tl:5
+        t_3 = _k8(t, y, lp, t_1, p, seed, t_2)  # cases/softmax_inplace.tl:5
         d_w = x.T @ t_3  # cases/softmax_inplace.tl:5
         if out is not None:
             out_w, = _out_buffers(out, (('w', _F32, (D, C)),), 'heads_grad_bwd')
@@ -352,31 +352,13 @@ __device__ double _acc_map(const float lp, const float y) {
 
 # heads_grad: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
 _k3 = cp.ReductionKernel(
-    'float32 lp, float32 y',
-    'float32 out',
-    '_acc_map(lp, y)',
-    'a + b',
-    'out = (float)a',
-    '0',
-    'tapeless_k3',
-    reduce_type='double',
-    preamble="""
-__device__ double _acc_map(const float lp, const float y) {
-    const float t_1 = lp * y;  // cases/softmax_inplace.tl:7
-    return t_1;
-}
-""",
-)
-
-# heads_grad: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
-_k4 = cp.ReductionKernel(
     'float32 t_3, float32 y',
     'float32 out_1',
     '_t_4_map(t_3, y)',
     'a + b',
     'out_1 = (float)a',
     '0',
-    'tapeless_k4',
+    'tapeless_k3',
     reduce_type='double',
     preamble="""
 __device__ double _t_4_map(const float t_3, const float y) {
@@ -387,14 +369,14 @@ __device__ double _t_4_map(const float t_3, const float y) {
 )
 
 # heads_grad: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
-_k5 = cp.ReductionKernel(
+_k4 = cp.ReductionKernel(
     'float32 y, float32 p',
     'float32 out_2',
     '_t_9_map(y, p)',
     'a + b',
     'out_2 = (float)a',
     '0',
-    'tapeless_k5',
+    'tapeless_k4',
     reduce_type='double',
     preamble="""
 __device__ double _t_9_map(const float y, const float p) {
@@ -405,7 +387,7 @@ __device__ double _t_9_map(const float y, const float p) {
 )
 
 # heads_grad: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
-_k6 = cp.ElementwiseKernel(
+_k5 = cp.ElementwiseKernel(
     'float32 t_3, float32 y, float32 lp, float32 t_4, float32 p, float32 t_9',
     'float32 t',
     """
@@ -418,18 +400,18 @@ const float t_10 = y - t_9;  // cases/softmax_inplace.tl:5
 const float t_11 = p * t_10;  // cases/softmax_inplace.tl:5
 t = t_7 + t_11;  // cases/softmax_inplace.tl:5
 """,
-    'tapeless_k6',
+    'tapeless_k5',
 )
 
 # heads_grad_bwd: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
-_k7 = cp.ReductionKernel(
+_k6 = cp.ReductionKernel(
     'float32 t_1, float32 y',
     'float32 out',
     '_t_3_map(t_1, y)',
     'a + b',
     'out = (float)a',
     '0',
-    'tapeless_k7',
+    'tapeless_k6',
     reduce_type='double',
     preamble="""
 __device__ double _t_3_map(const float t_1, const float y) {
@@ -440,14 +422,14 @@ __device__ double _t_3_map(const float t_1, const float y) {
 )
 
 # heads_grad_bwd: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
-_k8 = cp.ReductionKernel(
+_k7 = cp.ReductionKernel(
     'float32 seed, float32 y, float32 p',
     'float32 out_1',
     '_t_8_map(seed, y, p)',
     'a + b',
     'out_1 = (float)a',
     '0',
-    'tapeless_k8',
+    'tapeless_k7',
     reduce_type='double',
     preamble="""
 __device__ double _t_8_map(const float seed, const float y, const float p) {
@@ -459,7 +441,7 @@ __device__ double _t_8_map(const float seed, const float y, const float p) {
 )
 
 # heads_grad_bwd: cases/softmax_inplace.tl:5, cases/softmax_inplace.tl:6, cases/softmax_inplace.tl:7
-_k9 = cp.ElementwiseKernel(
+_k8 = cp.ElementwiseKernel(
     'float32 t_1, float32 y, float32 lp, float32 t_3, float32 p, float32 seed, float32 t_8',
     'float32 t',
     """
@@ -473,7 +455,7 @@ const float t_9 = d_p - t_8;  // cases/softmax_inplace.tl:5
 const float t_10 = p * t_9;  // cases/softmax_inplace.tl:5
 t = t_6 + t_10;  // cases/softmax_inplace.tl:5
 """,
-    'tapeless_k9',
+    'tapeless_k8',
 )
 
 

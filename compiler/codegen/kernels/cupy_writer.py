@@ -25,6 +25,8 @@ the CuPy backend.
 """
 from __future__ import annotations
 
+import re
+
 import keyword
 
 from ...core.derivative import Part
@@ -275,7 +277,7 @@ class CupyKernels:
     def _define(self, cls: str, args: list[str], kwargs: dict, node: Node) -> str:
         """The module-level kernel object (one per distinct kernel), by its Python name."""
         mod = self.ctx.mod
-        key = (cls, tuple(args), tuple(sorted(kwargs.items())))
+        key = _shape_of(cls, args, kwargs)
         name = mod.cupy_kernels.get(key)
         if name is not None:
             return name
@@ -288,6 +290,17 @@ class CupyKernels:
             f"# {fn}: {', '.join(self.prog.places) or place(node)}\n"
             f"{name} = {xp}.{cls}(\n" + "".join(f"    {p},\n" for p in parts) + ")\n")
         return name
+
+
+def _shape_of(cls: str, args: list[str], kwargs: dict) -> tuple:
+    """A kernel's identity up to the names of its local steps (`const float t_1 = ...`): two
+    functions computing the same chain get their steps numbered differently, and share one
+    kernel object all the same (CuPy compiles each distinct source once)."""
+    text = "\n".join([cls, *args, *(f"{k}={v}" for k, v in sorted(kwargs.items()))])
+    names = dict.fromkeys(re.findall(r"\bconst \w+ (\w+) =", text))
+    for k, name in enumerate(names):
+        text = re.sub(rf"\b{name}\b", f"\x00{k}", text)
+    return (text,)
 
 
 def _refs(e):
