@@ -15,28 +15,14 @@ from __future__ import annotations
 
 from ..core.ir import Node
 from ..core.primitive import Cost
-from .fused.plan import Kernel, fresh_array
+from .fused.plan import Kernel, fresh_array, item_nodes, last_reads
 
 _MOVE_LIMIT = 4  # statements moved for one product: a few reads (a transpose and its product)
 
 
-def _nodes(item):
-    return item.nodes if isinstance(item, Kernel) else (item,)
-
-
 def memory_reads(items: list) -> dict[int, int]:
     """Per node id: the position of the last item reading its memory, itself or through views of it."""
-    last: dict[int, int] = {}
-    view_of: dict[int, list[int]] = {}
-    for at, item in enumerate(items):
-        for m in _nodes(item):
-            if m.is_leaf:
-                continue
-            for i in m.inputs:
-                last[i.id] = at
-            if m.op.is_view(m):
-                for i in m.inputs:
-                    view_of.setdefault(i.id, []).append(m.id)
+    last, view_of = last_reads(items)
 
     def reach(nid: int, seen: set) -> int:
         at = last.get(nid, -1)
@@ -70,7 +56,7 @@ def shared(items: list, reuse: dict, kernels: list[Kernel], keep: set[int]) -> s
 
 
 def candidates(items: list, keep: set[int], aliased: set[int]) -> dict[int, Node]:
-    return {n.id: n for item in items for n in _nodes(item)
+    return {n.id: n for item in items for n in item_nodes(item)
             if fresh_array(n) and n.id not in keep and n.id not in aliased}
 
 
@@ -90,7 +76,7 @@ def move_reads_earlier(items: list, keep: set[int], aliased: set[int]) -> list:
     while at < len(items):
         n = items[at]
         if isinstance(n, Kernel) or not n.op.writes_into(n):
-            made.update(m.id for m in _nodes(n))
+            made.update(m.id for m in item_nodes(n))
             at += 1
             continue
         for x in by_kind.get((n.dtype, n.shape), ()):
@@ -115,7 +101,7 @@ def _movable(items: list, s: int, x: Node, made: set[int]) -> list | None:
     group: list[Node] = []
     ids: set[int] = {x.id}
     for item in items[s + 1:]:
-        nodes = _nodes(item)
+        nodes = item_nodes(item)
         if not any(i.id in ids for m in nodes for i in m.inputs):
             continue
         if isinstance(item, Kernel) or item.op.write is not None:
@@ -133,6 +119,6 @@ def _movable(items: list, s: int, x: Node, made: set[int]) -> list | None:
     views = ids - {x.id}
     for item in items[s + 1:]:
         if not (isinstance(item, Node) and item.id in inside):
-            if any(i.id in views for m in _nodes(item) for i in m.inputs):
+            if any(i.id in views for m in item_nodes(item) for i in m.inputs):
                 return None
     return group

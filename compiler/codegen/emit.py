@@ -22,7 +22,8 @@ from ..core.types import Dim, DType, dim_text
 from . import checks
 from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from . import dead_arrays
-from .fused.plan import NUMPY_RULES, Kernel, fresh_array, plan, reusable_inputs, schedule
+from .fused.plan import (NUMPY_RULES, Kernel, fresh_array, item_nodes, last_reads, plan, reusable_inputs, schedule,
+                         scatter_done)
 from .fused.writer import KernelWriter
 from .kernels import cupy_writer
 from .names import Names, place, sanitize_docstring
@@ -293,8 +294,9 @@ class Body:
             for x in dead_arrays.candidates(items, keep, aliased).values():
                 into.setdefault((x.dtype, x.shape), []).append(x)
             memory_read = dead_arrays.memory_reads(items) if into else {}
-        last_read, viewed = _last_reads(items)
-        position = {m.id: at for at, item in enumerate(items) for m in (item.nodes if isinstance(item, Kernel) else (item,))} \
+        last_read, view_of = last_reads(items)
+        viewed = set(view_of)
+        position = {m.id: at for at, item in enumerate(items) for m in item_nodes(item)} \
             if into else {}
         scattered = {nid for k in kernels for nid in k.scattered}
         for at, item in enumerate(items):
@@ -305,7 +307,7 @@ class Body:
             if n.is_param:
                 self.exprs[n.id] = Expr(ctx.vars[n.id])
                 continue
-            if scattered and n.op is ops.index_grads_onto and all(p.id in scattered for p in n.inputs[1:]):
+            if scattered and scatter_done(n, scattered):
                 self.exprs[n.id] = self.exprs[n.inputs[0].id]  # the loops have added its parts into the base
                 if n.inputs[0].id in ctx.vars:
                     ctx.vars[n.id] = ctx.vars[n.inputs[0].id]
@@ -863,22 +865,6 @@ def _numba():
     from .kernels import numba_writer  # (imports nothing of numba: the generated module does)
 
     return numba_writer
-
-
-def _last_reads(items) -> tuple[dict[int, int], set[int]]:
-    """Per node id: the position of the last item (node or fused loop) that reads it; and the
-    ids of the values a view reads (their memory may be read later through the view)."""
-    last: dict[int, int] = {}
-    viewed: set[int] = set()
-    for at, item in enumerate(items):
-        for m in (item.nodes if isinstance(item, Kernel) else (item,)):
-            if m.is_leaf:
-                continue
-            for i in m.inputs:
-                last[i.id] = at
-            if m.op.is_view(m):
-                viewed.update(i.id for i in m.inputs)
-    return last, viewed
 
 
 def _temporary(user: Node, at: int, last_read: dict[int, int], viewed: set[int], out_ids: set[int]) -> bool:

@@ -215,9 +215,7 @@ def plan(order: list[Node], fn_outputs: list[Node], rules: PlanRules = NUMPY_RUL
     for n in order:
         if n.id in inside:
             continue  # (a kernel's reads: below)
-        reads = n.inputs
-        if n.op is ops.index_grads_onto and all(p.id in scattered for p in n.inputs[1:]):
-            reads = n.inputs[:1]  # (its parts were added into its base by their kernels)
+        reads = n.inputs[:1] if scatter_done(n, scattered) else n.inputs
         for i in reads:
             if i.id in inside:
                 users.add(i.id)
@@ -640,7 +638,7 @@ def reusable_inputs(items: list, kernels: list[Kernel], keep: set[int]) -> dict[
     readers: dict[int, set[int]] = {}  # candidate id -> the items reading it
     reads: dict[int, int] = {}  # node id -> how many times nodes read it
     for idx, item in enumerate(items):
-        nodes = item.nodes if isinstance(item, Kernel) else (item,)
+        nodes = item_nodes(item)
         for n in nodes:
             for i in n.inputs:
                 reads[i.id] = reads.get(i.id, 0) + 1
@@ -685,3 +683,31 @@ def _owns_memory(i: Node, keep: set[int], reads: dict[int, int]) -> bool:
         if i.id in keep or i.is_leaf or reads.get(i.id, 0) != 1:
             return False
     return True
+
+
+def scatter_done(n: Node, scattered: set[int]) -> bool:
+    """n is an index_grads_onto whose every part a kernel added into its base (Kernel.scatters):
+    it reads only its base, and is that array."""
+    return n.op is ops.index_grads_onto and all(p.id in scattered for p in n.inputs[1:])
+
+
+def item_nodes(item) -> tuple | list:
+    """The nodes of a scheduled item: a kernel's, or the node itself."""
+    return item.nodes if isinstance(item, Kernel) else (item,)
+
+
+def last_reads(items: list) -> tuple[dict[int, int], dict[int, list[int]]]:
+    """Per node id: the position of the last item (node or kernel) reading it; and per node id
+    the views made of it (its memory may be read later through them)."""
+    last: dict[int, int] = {}
+    view_of: dict[int, list[int]] = {}
+    for at, item in enumerate(items):
+        for m in item_nodes(item):
+            if m.is_leaf:
+                continue
+            for i in m.inputs:
+                last[i.id] = at
+            if m.op.is_view(m):
+                for i in m.inputs:
+                    view_of.setdefault(i.id, []).append(m.id)
+    return last, view_of
