@@ -93,7 +93,7 @@ from ...core.ir import Node
 from ...core.primitive import Kind, ops
 from ...core.types import Dim, DType
 from ...primitives.common import SCALAR_FUNCTIONS, Scalar
-from ..fused.plan import Kernel, PlanRules
+from ..fused.plan import NUMPY_RULES, Kernel, PlanRules
 from ..names import Names, place
 
 # ---- scalar expressions -------------------------------------------------------------------------------
@@ -257,8 +257,9 @@ class Program:
 
 # ---- which nodes may join (the compiled backends' predicate for plan()) -----------------------------------
 def _reduction(n: Node) -> str | None:
-    """The reduction a node is, by its record: "sum", "max", "min", "prod" (None: another op)."""
-    return n.op.name if n.op in (ops.sum, ops.max, ops.min, ops.prod) else None
+    """The reduction a node is, by its record's loop facet (a `reducer`: sum, max, min, prod), by
+    name (None: another op)."""
+    return n.op.name if n.op.loop is not None and n.op.loop.reducer is not None else None
 
 
 def calls(template: str) -> set[str]:
@@ -272,19 +273,18 @@ def rules(functions: Iterable[str]) -> PlanRules:
     def floats_ok(n: Node) -> bool:
         return n.dtype is not DType.F16 and all(i.dtype is not DType.F16 for i in n.inputs)
 
+    # NumPy's blocked loops' predicates (fused/plan.py), narrowed to what a kernel can compute:
+    # an elementwise op by its scalar expression, a reduction by its record's reducer; not the
+    # row-wise ops (softmax: NumPy calls between kernels), not float16
     def member(n: Node) -> bool:
-        if n.type.rank < 1 or n.shape[0] == 1 or not floats_ok(n):
+        if not NUMPY_RULES.member(n) or not floats_ok(n):
             return False
         if n.op.elementwise:
             return n.op.scalar is not None and calls(n.op.scalar) <= functions
-        if n.op.kind is Kind.REDUCE and _reduction(n) is not None:
-            return 0 not in n.attr("axes") and n.inputs[0].type.rank >= 1
-        return False
+        return n.op.kind is Kind.REDUCE and _reduction(n) is not None
 
-    def sink(n: Node) -> bool:
-        x = n.inputs[0] if n.inputs else None
-        return (n.op in (ops.sum, ops.max, ops.min) and 0 in n.attr("axes") and x.type.rank >= 1
-                and x.shape[0] != 1 and floats_ok(n))
+    def sink(n: Node) -> bool:  # (a reduction over the rows combined across blocks: sum, max, min)
+        return NUMPY_RULES.sink(n) and floats_ok(n)
 
     return PlanRules(member, sink)
 
