@@ -830,7 +830,9 @@ def generate(module: Module, options: Options, version: str) -> str:
 def _table_entry(mod: ModuleContext, f: Function) -> dict:
     """What `__tapeless__` says of a function: its kind, parameters and output count, and for a
     derivative its typed record (core/derivative.py) as plain data, names as in this module."""
-    info = {"kind": f.kind, "params": tuple(f.param_names), "n_outputs": len(f.outputs)}
+    info = {"kind": f.kind, "params": tuple(f.param_names), "n_outputs": len(f.outputs),
+            "in_types": tuple(type_data(p.type) for p in f.params),
+            "out_types": tuple(type_data(o.type) for o in f.outputs)}
     d = f.derivative
     if d is not None:
         info["of"] = mod.fn_names.get(d.of, d.of)
@@ -854,6 +856,19 @@ def _table_entry(mod: ModuleContext, f: Function) -> dict:
             record["pair"] = tuple(mod.fn_names[name] for name in d.pair)
         info.update(record)
     return info
+
+
+def type_data(t) -> tuple:
+    """A type as plain data for `__tapeless__`: (dtype, shape), a dimension being an int, a size
+    symbol's name, or a polynomial as ((symbols, coefficient), ...) (tapeless.runtime.signature
+    evaluates them), so tools (jax_function's declared result shapes, torch_function's dtype
+    check, dask_grad's batch axis) know every argument's and result's type without running it."""
+    def dim(d):
+        if isinstance(d, int):
+            return d
+        return d.symbol_name or tuple((tuple(m), c) for m, c in d.terms)
+
+    return (t.dtype.short, tuple(dim(d) for d in t.shape))
 
 
 def _closure(mod: ModuleContext) -> list[str]:

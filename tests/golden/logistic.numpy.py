@@ -338,8 +338,8 @@ def logistic_jvp(X, t, w, t_w):
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.
 __tapeless__ = {
-    'logistic': {'kind': 'fn', 'params': ('X', 't', 'w'), 'n_outputs': 1, 'lowest_float': 'f32'},
-    'logistic_hvp': {'kind': 'hvp', 'params': ('X', 't', 'w', 'v_w'), 'n_outputs': 3, 'of': 'logistic', 'wrt': ('w',), 'lowest_float': 'f32', 'directive': 'hvp', 'part': 'whole', 'inputs': (('primal', 'X'), ('primal', 't'), ('primal', 'w'), ('vector', 'v_w')), 'outputs': (('primal', 'value'), ('gradient', 'w'), ('hv', 'w'))},
-    'logistic_jvp': {'kind': 'jvp', 'params': ('X', 't', 'w', 't_w'), 'n_outputs': 2, 'of': 'logistic', 'wrt': ('w',), 'lowest_float': 'f32', 'directive': 'jvp', 'part': 'whole', 'inputs': (('primal', 'X'), ('primal', 't'), ('primal', 'w'), ('tangent', 't_w')), 'outputs': (('primal', 'value'), ('output_tangent', 'value'))},
+    'logistic': {'kind': 'fn', 'params': ('X', 't', 'w'), 'n_outputs': 1, 'in_types': (('f32', ('N', 'D')), ('f32', ('N',)), ('f32', ('D',))), 'out_types': (('f32', ()),), 'lowest_float': 'f32'},
+    'logistic_hvp': {'kind': 'hvp', 'params': ('X', 't', 'w', 'v_w'), 'n_outputs': 3, 'in_types': (('f32', ('N', 'D')), ('f32', ('N',)), ('f32', ('D',)), ('f32', ('D',))), 'out_types': (('f32', ()), ('f32', ('D',)), ('f32', ('D',))), 'of': 'logistic', 'wrt': ('w',), 'lowest_float': 'f32', 'directive': 'hvp', 'part': 'whole', 'inputs': (('primal', 'X'), ('primal', 't'), ('primal', 'w'), ('vector', 'v_w')), 'outputs': (('primal', 'value'), ('gradient', 'w'), ('hv', 'w'))},
+    'logistic_jvp': {'kind': 'jvp', 'params': ('X', 't', 'w', 't_w'), 'n_outputs': 2, 'in_types': (('f32', ('N', 'D')), ('f32', ('N',)), ('f32', ('D',)), ('f32', ('D',))), 'out_types': (('f32', ()), ('f32', ())), 'of': 'logistic', 'wrt': ('w',), 'lowest_float': 'f32', 'directive': 'jvp', 'part': 'whole', 'inputs': (('primal', 'X'), ('primal', 't'), ('primal', 'w'), ('tangent', 't_w')), 'outputs': (('primal', 'value'), ('output_tangent', 'value'))},
 }
 __tapeless_source__ = '# Logistic loss: the hvp is forward over reverse, simplified to the closed form\n# X^T (s (1 - s) (X v)) with s = sigmoid(-t * (X @ w)): two matrix-vector products.\nfn logistic(X: f32[N, D], t: f32[N], w: f32[D]) -> f32 {\n    return sum(softplus(-t * (X @ w)))\n}\nhvp logistic wrt w\njvp logistic wrt w\n'
