@@ -10,4 +10,14 @@ from .gradcheck import GradcheckError, gradcheck
 from .import_hook import install_import_hook, uninstall_import_hook
 from .loader import load
 
-__all__ = ["load", "install_import_hook", "uninstall_import_hook", "gradcheck", "GradcheckError", "CacheWarning"]
+
+def jax_function(fn):
+    """`fn` (m.F_grad or m.F_vjp) as a JAX function of F with a custom VJP: runtime/jax_interop.py.
+    (A thin def: importing tapeless.runtime does not import jax.)"""
+    from .jax_interop import jax_function as make
+
+    return make(fn)
+
+
+__all__ = ["load", "install_import_hook", "uninstall_import_hook", "gradcheck", "GradcheckError", "CacheWarning",
+           "jax_function"]
