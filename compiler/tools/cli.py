@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CompileError as e:
-        sys.stderr.write(e.render() + "\n")
-        n = len(e.diagnostics)
-        sys.stderr.write(f"{n} error{'s' if n != 1 else ''}\n")
+        sys.stderr.write(e.report() + "\n")
         return 1
     except InputError as e:
         sys.stderr.write(f"tapeless: error: {e}\n")
