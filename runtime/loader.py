@@ -55,7 +55,8 @@ def missing_backend(backend: str) -> str | None:
     """Why the backend's modules cannot be imported here (its library is not installed), or None."""
     needs = BACKEND_MODULES.get(backend)
     if needs is not None and importlib.util.find_spec(needs) is None:
-        return f"the {backend} backend's modules import {needs}, which is not installed (pip install 'tapeless[{backend}]')"
+        return (f"the {backend} backend's modules import {needs}, which is not installed "
+                f"(pip install 'tapeless[{backend}]')")
     return None
 
 

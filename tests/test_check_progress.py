@@ -27,7 +27,8 @@ def test_a_check_past_the_threshold_names_each_function_as_it_starts(tmp_path, c
     src.write_text(TWO)
     assert run_check_command(str(src), "", progress_after=0) == 0
     out = capsys.readouterr()
-    assert out.err.splitlines() == ["tapeless check: checking f_grad (1 of 2)", "tapeless check: checking g_vjp (2 of 2)"]
+    assert out.err.splitlines() == ["tapeless check: checking f_grad (1 of 2)",
+                                    "tapeless check: checking g_vjp (2 of 2)"]
     assert "2 of 2 derivative(s) agree with SymPy" in out.out and "tapeless check:" not in out.out
 
 
