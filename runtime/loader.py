@@ -31,10 +31,9 @@ def load(path: str | os.PathLike, backend: str = "numpy", checks: bool = True, o
     """
     if opt_level not in (0, 1, 2) or isinstance(opt_level, bool):
         raise ValueError(f"load(): opt_level must be 0, 1 or 2, got {opt_level!r}")
-    needs = BACKEND_MODULES.get(backend)
-    if needs is not None and importlib.util.find_spec(needs) is None:
-        raise ImportError(f"load(): the {backend} backend's modules import {needs}, which is not installed "
-                          f"(pip install 'tapeless[{backend}]')", name=needs)
+    missing = missing_backend(backend)
+    if missing is not None:
+        raise ImportError(f"load(): {missing}", name=BACKEND_MODULES[backend])
     path = Path(path)
     target, data = cached_module(path, backend, checks, opt_level, reuse=cache)
     return import_entry(target, data, module_name(path, target), source=path)
@@ -52,13 +51,25 @@ BACKEND_MODULES = {"numba": "numba", "cupy": "cupy"}
 JIT_CACHED = frozenset({"numba"})
 
 
-def cached_module(path: Path, backend: str, checks: bool, opt_level: int, reuse: bool = True) -> tuple[Path, bytes]:
+def missing_backend(backend: str) -> str | None:
+    """Why the backend's modules cannot be imported here (its library is not installed), or None."""
+    needs = BACKEND_MODULES.get(backend)
+    if needs is not None and importlib.util.find_spec(needs) is None:
+        return (f"the {backend} backend's modules import {needs}, which is not installed "
+                f"(pip install 'tapeless[{backend}]')")
+    return None
+
+
+def cached_module(path: Path, backend: str, checks: bool, opt_level: int, reuse: bool = True,
+                  text: bytes | None = None, stem: str | None = None) -> tuple[Path, bytes]:
     """(the entry's path, its verified bytes): the cached module when it is there and valid
-    (marked used), else compiled and written. Only the cold path imports the compiler."""
-    data = path.read_bytes()
+    (marked used), else compiled and written. Only the cold path imports the compiler.
+    `text`: the source's bytes when they are not read from `path` (a notebook cell; `path` is
+    then the name diagnostics show); `stem`: the entry's name, else the path's."""
+    data = path.read_bytes() if text is None else text
     options = ("v1", backend, bool(checks), int(opt_level))
     key = entry_key(data, path, options)
-    target = entry_path(key, path.stem)
+    target = entry_path(key, stem or path.stem)
     if reuse:
         entry, wrong = read_entry(target, key)
         if entry is not None:

@@ -161,3 +161,27 @@ def test_console_script_is_installed():
     import shutil
 
     assert shutil.which("tapeless"), "the `tapeless` console script is not on PATH"
+
+
+
+def test_version_prints_the_version_and_exits_0():
+    from tapeless.compiler.pipeline import VERSION  # (the project's version: tests/test_packaging.py)
+
+    r = run("--version")
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"tapeless {VERSION}\n", "")
+
+
+def test_version_without_installed_metadata_is_the_compilers_own(monkeypatch, capsys):
+    """Run from a checkout that was never installed, --version falls back to pipeline.VERSION."""
+    import importlib.metadata
+
+    from tapeless.compiler.pipeline import VERSION
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out == f"tapeless {VERSION}\n"

@@ -109,6 +109,11 @@ class CompileError(Exception):
     def render(self) -> str:
         return "\n".join(d.render(self.source) for d in self.diagnostics)
 
+    def report(self) -> str:
+        """What a tool prints (`tapeless compile`, the notebook magic): every diagnostic, then the count."""
+        n = len(self.diagnostics)
+        return f"{self.render()}\n{n} error{'s' if n != 1 else ''}"
+
 
 class UserError(Exception):
     """A located error raised from deep inside a rule; caught and turned into a Diagnostic."""

@@ -11,6 +11,7 @@ import sys
 from .. import pipeline
 from ..core.source import NotText, SourceFile
 from ..core.types import symbols_in
+from .progress import AFTER, Progress
 from .sympy_check import Result, check_module
 
 
@@ -41,7 +42,24 @@ def parse_sizes(text: str) -> dict[str, int]:
     return out
 
 
-def run_check_command(path: str, sizes: str) -> int:
+def run_check_command(path: str, sizes: str, progress_after: float = AFTER) -> int:
+    """The command; once it has run for `progress_after` seconds, stderr says which function is being
+    checked (progress.py), so a long check is not silent and a quick one prints only its table."""
+    with Progress(after=progress_after, prefix="tapeless check: ") as progress:
+        results = _results(path, sizes, progress)
+    if isinstance(results, int):
+        return results
+    sys.stdout.write(format_table(results))
+    count = {s: sum(r.status == s for r in results) for s in ("pass", "FAIL", "skipped", "error")}
+    sys.stdout.write(f"{count['pass']} of {len(results)} derivative(s) agree with SymPy"
+                     + "".join(f", {count[s]} {word}" for s, word in (("FAIL", "disagree"), ("skipped", "skipped"),
+                                                                    ("error", "could not be checked")) if count[s])
+                     + "\n")
+    return 1 if count["FAIL"] or count["error"] else 0
+
+
+def _results(path: str, sizes: str, progress: Progress) -> list[Result] | int:
+    """Every derivative's result, or the exit status of an input error (reported on stderr)."""
     try:
         source = SourceFile.read(path, path)
     except OSError as e:
@@ -62,11 +80,6 @@ def run_check_command(path: str, sizes: str) -> int:
         sys.stderr.write(f"tapeless: error: --sizes names {', '.join(unknown)}, which no function's parameters "
                          f"use (sizes: {', '.join(sorted(known)) or 'none'})\n")
         return 1
-    results = check_module(module, source.text, size_map)
-    sys.stdout.write(format_table(results))
-    count = {s: sum(r.status == s for r in results) for s in ("pass", "FAIL", "skipped", "error")}
-    sys.stdout.write(f"{count['pass']} of {len(results)} derivative(s) agree with SymPy"
-                     + "".join(f", {count[s]} {word}" for s, word in (("FAIL", "disagree"), ("skipped", "skipped"),
-                                                                    ("error", "could not be checked")) if count[s])
-                     + "\n")
-    return 1 if count["FAIL"] or count["error"] else 0
+    # (the compile before is left without a status: its errors, if any, must be all stderr says)
+    return check_module(module, source.text, size_map,
+                        on_start=lambda name, k, n: progress.update(f"checking {name} ({k} of {n})"))

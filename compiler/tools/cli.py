@@ -30,9 +30,32 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(1, f"{self.prog}: error: {message}\n")
 
 
+def version() -> str:
+    """The installed distribution's version; the compiler's own when tapeless runs from a checkout
+    that was never installed (PYTHONPATH)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("tapeless")
+    except PackageNotFoundError:
+        return VERSION
+
+
+class _Version(argparse.Action):
+    """--version, looked up only when asked for (reading the installed metadata costs a directory scan)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print tapeless's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        sys.stdout.write(f"tapeless {version()}\n")
+        parser.exit(0)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _ArgumentParser(prog="tapeless", description="Ahead-of-time differentiation of tensor code.")
-    p.add_argument("--version", action="version", version=f"tapeless {VERSION}")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("compile", help="compile a .tl file to a Python module")
@@ -151,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CompileError as e:
-        sys.stderr.write(e.render() + "\n")
-        n = len(e.diagnostics)
-        sys.stderr.write(f"{n} error{'s' if n != 1 else ''}\n")
+        sys.stderr.write(e.report() + "\n")
         return 1
     except InputError as e:
         sys.stderr.write(f"tapeless: error: {e}\n")

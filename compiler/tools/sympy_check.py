@@ -525,13 +525,20 @@ def _same_in_dtype(want, have, dtype: DType) -> bool:
 
 
 def check_module(module: Module, text: str = "", sizes: dict | None = None, max_elements: int = 400,
-                 reference: Module | None = None) -> list[Result]:
+                 reference: Module | None = None, on_start=None) -> list[Result]:
     """Every derivative of the module checked. `reference`: the module the differentiated
     functions come from, when `module` is an optimized one (its derivatives are checked against
-    sympy.diff of the functions as written)."""
+    sympy.diff of the functions as written). `on_start(name, k, n)` is called as the k-th of the
+    n functions starts (the command's progress)."""
     domains, annotated = annotations(text)
     checker = Checker(module, {**annotated, **(sizes or {})}, domains, max_elements, reference=reference)
-    return [_guarded(checker, f) for f in module.functions if whole(f)]
+    todo = [f for f in module.functions if whole(f)]
+    results = []
+    for k, f in enumerate(todo, 1):
+        if on_start is not None:
+            on_start(f.name, k, len(todo))
+        results.append(_guarded(checker, f))
+    return results
 
 
 def _by_key(ports, values) -> dict:
