@@ -4,10 +4,21 @@
     m = load("layer.tl")                   # compile (cached on disk) and import
     loss, dw, db = m.layer_grad(x, y, w, b)
     gradcheck(m.layer_grad, x, y, w, b)
+    layer = torch_function(m.layer_grad)   # torch tensors in and out, loss.backward() fills .grad
 """
 from .cache import CacheWarning
 from .gradcheck import GradcheckError, gradcheck
 from .import_hook import install_import_hook, uninstall_import_hook
 from .loader import load
 
-__all__ = ["load", "install_import_hook", "uninstall_import_hook", "gradcheck", "GradcheckError", "CacheWarning"]
+
+def torch_function(fn):
+    """fn (m.f_grad or m.f_vjp) as a differentiable torch operation: runtime/torch_interop.py. Defined
+    here so that `import tapeless.runtime` imports neither that module nor torch."""
+    from .torch_interop import torch_function as make
+
+    return make(fn)
+
+
+__all__ = ["load", "install_import_hook", "uninstall_import_hook", "gradcheck", "GradcheckError", "CacheWarning",
+           "torch_function"]
