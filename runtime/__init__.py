@@ -4,6 +4,7 @@
     m = load("layer.tl")                   # compile (cached on disk) and import
     loss, dw, db = m.layer_grad(x, y, w, b)
     gradcheck(m.layer_grad, x, y, w, b)
+    layer = torch_function(m.layer_grad)   # torch tensors in and out, loss.backward() fills .grad
 """
 from .cache import CacheWarning
 from .gradcheck import GradcheckError, gradcheck
@@ -19,5 +20,13 @@ def jax_function(fn):
     return make(fn)
 
 
+def torch_function(fn):
+    """fn (m.f_grad or m.f_vjp) as a differentiable torch operation: runtime/torch_interop.py. Defined
+    here so that `import tapeless.runtime` imports neither that module nor torch."""
+    from .torch_interop import torch_function as make
+
+    return make(fn)
+
+
 __all__ = ["load", "install_import_hook", "uninstall_import_hook", "gradcheck", "GradcheckError", "CacheWarning",
-           "jax_function"]
+           "jax_function", "torch_function"]

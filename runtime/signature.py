@@ -9,6 +9,7 @@ axis. Pure Python and NumPy: no tool's library is imported here.
 """
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -30,6 +31,19 @@ def entry_of(fn: Callable) -> tuple[str, dict]:
 def companion(fn: Callable, name: str) -> Callable:
     """Another function of fn's module, by its generated name (NAME_fwd, NAME_bwd)."""
     return fn.__globals__[name]
+
+
+def backend_of(fn: Callable) -> str:
+    """The backend fn's module was compiled for: "cupy" (arrays on a GPU), "numba" or "numpy" (arrays
+    in host memory). Read off the library the module imports (a module imports cupy as `cp`, numba
+    as `numba`), which works under `python -OO` too, where the docstring's "Backend:" line is gone;
+    a .tl function of that name in another backend's module is not a module, so it is not mistaken."""
+    g = fn.__globals__
+
+    def imported(alias: str, library: str) -> bool:
+        return isinstance(g.get(alias), ModuleType) and g[alias].__name__ == library
+
+    return "cupy" if imported("cp", "cupy") else "numba" if imported("numba", "numba") else "numpy"
 
 
 def dtype_of(t: tuple) -> np.dtype:

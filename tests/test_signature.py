@@ -63,3 +63,14 @@ def test_sizes_bind_from_arguments_and_disagreements_are_named(tl):
 def test_entry_of_refuses_other_functions():
     with pytest.raises(TypeError, match="not a function of a tapeless-generated module"):
         entry_of(np.sum)
+
+
+def test_the_backend_is_read_off_the_module_imports(tl, tmp_path):
+    from test_cupy_backend import import_cupy_module
+    from tapeless.compiler import compile_source
+    from tapeless.runtime.signature import backend_of
+
+    source = "fn cp(x: f32) -> f32 { return x * x }\ngrad cp wrt x\n"  # a function named as CuPy's alias
+    assert backend_of(tl(source).cp_grad) == "numpy"
+    assert backend_of(import_cupy_module(compile_source(source, backend="cupy", path="c.tl"), tmp_path,
+                                         "standin").cp_grad) == "cupy"
