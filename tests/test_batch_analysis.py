@@ -43,8 +43,9 @@ grad f wrt w
     ("sum(where(y > 0.5, x @ w, 0.0)) / N", ("mean", -1)),
     ("sum(x @ w) * 3.0 + sum(y) * 2.0", ("total", 0)),
     ("sum(x @ w - y) + 2.0 * N", ("total", 0)),  # N x (a constant) is a constant per example, summed
-    ("sum(x @ w - y + 2.0 * N)", ("coupled", "`add` at t.tl:2:16 (`x @ w - y + 2.0 * N`) adds terms scaled by "
-                                             "different powers of N")),
+    ("sum(x @ w - y + 2.0 * N)", ("coupled", "`add` at t.tl:2:16 (`x @ w - y + 2.0 * N`) combines values scaled by "
+                                             "different powers of N (a shard, which sees its own size for N, would "
+                                             "differ)")),
 ])
 def test_sums_and_means_over_the_batch(body, answer):
     text = f"fn f(x: f32[N, D], y: f32[N], w: f32[D]) -> f32 {{\n    return {body}\n}}\n"

@@ -35,7 +35,7 @@ from ..core.ir import Function, Node, graph_scope, topo_order
 from ..core.primitive import ops
 from ..core.source import SourceFile
 from ..core.substitute import with_calls_expanded
-from ..core.types import Dim, dim_text
+from ..core.types import Dim
 
 
 @dataclass(frozen=True)
@@ -226,6 +226,8 @@ class _Walk:
         (t,) = targets
         q = self.degree(n, [c.q for c in ins])
         axes = self.s_axes(n)
+        if axes is None:
+            return Coupled(f"{self.at(n)} makes a size from {s} other than {s} itself")
         if t >= 0:
             if axes != [t]:
                 return Coupled(f"{self.at(n)} pairs examples along {s} with each other")
@@ -277,7 +279,8 @@ class _Walk:
         if why is not None:
             return Coupled(f"{self.at(n)} uses {self.s} other than as a power ({self.at(why)}): a shard "
                            f"would see its own size for {self.s}")
-        return Coupled(f"{self.at(n)} adds terms scaled by different powers of {self.s}")
+        return Coupled(f"{self.at(n)} combines values scaled by different powers of {self.s} (a shard, "
+                       f"which sees its own size for {self.s}, would differ)")
 
     def powers(self, n: Node):
         return Coupled(f"{self.at(n)} adds sums over {self.s} scaled by different powers "

@@ -15,8 +15,9 @@ A map gives, for each input, one entry per axis of that input:
 What reads it: autodiff/batch.py, which follows an axis of examples through a function to
 decide whether the value is a sum over the examples (data-parallel gradients). Elementwise
 ops have theirs by broadcasting (core/primitive.broadcast_axes); every other record a user's
-program can reach names one of the forms here (einsum's is in linalg.py, beside its spec parser). A record without one is treated as mixing
-every axis (the analysis then reports it as coupling the examples).
+program can reach names one of the forms here (einsum's is in linalg.py, beside its spec
+parser). A record without one is treated as mixing every axis (the analysis then reports it as
+coupling the examples).
 """
 from __future__ import annotations
 
