@@ -29,6 +29,7 @@ for _name in OPENBLAS_OVERRIDES:
 import datetime  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
+import shutil  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -90,13 +91,21 @@ def _rel(a, b) -> float:
 
 def main(argv=None) -> int:
     args = _args(argv)
+    cache = tempfile.mkdtemp(prefix="tapeless-dask-bench-")  # (a private tapeless cache, removed at the end)
+    os.environ["TAPELESS_CACHE_DIR"] = cache
+    try:
+        return run(args)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def run(args) -> int:
     import dask
     import dask.array as da
     import distributed
 
     from tapeless.runtime import dask_grad, load
 
-    os.environ["TAPELESS_CACHE_DIR"] = tempfile.mkdtemp(prefix="tapeless-dask-bench-")
     m = load(SOURCE)
     d, lam = args.features, np.float32(1e-3)
     w_true = np.random.default_rng(args.seed + 1).standard_normal(d).astype(np.float32)
