@@ -20,6 +20,7 @@ import difflib
 
 from tapeless.grammar import KEYWORDS
 
+from .autodiff.batch import batch_table
 from .autodiff.directives import DIRECTIVES, part_names
 from .core.diagnostics import Sink, UserError
 from .core.ir import Function, Graph, Module, Node, current_hints, graph_scope
@@ -42,6 +43,7 @@ class Program:
         self.owner: dict[str, str] = {}  # NAME_fwd, NAME_bwd -> NAME
         self.broken = set(tree.broken)  # names from items that did not parse: never "unknown"
         self.results: dict[str, list[Function] | None] = {}
+        self.batch: dict[str, dict | None] = {}  # fn name -> autodiff/batch.py's table, made once
         self.checked: dict[str, tuple[Function, list[int]] | None] = {}  # a directive's (F, wrt indices)
         self.stack: list[str] = []
         self.lowering = Lowering(source, sink, self, float64)
@@ -74,7 +76,13 @@ class Program:
                 pending += part_names(item.emitted_name, DIRECTIVES[item.kind])
                 continue
             functions.extend(self.results.get(_name(item)) or [])
-        return Module(self.source, tuple(functions), current_hints(), tuple(pending))
+        batch = {}
+        for f in functions:
+            if f.name not in self.batch:
+                self.batch[f.name] = batch_table(f, self.source)
+            if self.batch[f.name] is not None:
+                batch[f.name] = self.batch[f.name]
+        return Module(self.source, tuple(functions), current_hints(), tuple(pending), batch)
 
     def _items(self):
         for item in self.tree.items:

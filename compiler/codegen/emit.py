@@ -849,6 +849,8 @@ def _table_entry(mod: ModuleContext, f: Function) -> dict:
     floats = [n.dtype for n in (*f.params, *nodes) if n.dtype.is_float]
     if floats:
         info["lowest_float"] = min(floats, key=lambda dt: dt.itemsize).short
+    if f.name in mod.module.batch:  # a sum or a mean over a symbol's axis? (autodiff/batch.py)
+        info["batch"] = dict(mod.module.batch[f.name])
     if d is not None:
         record = d.table()
         del record["of"], record["wrt"]

@@ -267,6 +267,9 @@ class Module:
     # the derivative functions the file declares that this module does not hold yet (the
     # typed stage's module: they come with the adjoint stage)
     pending: tuple[str, ...] = ()
+    # fn name -> {size symbol: whether its value is a sum or a mean over that symbol's axis of
+    # per-example terms} (autodiff/batch.py; `__tapeless__`'s "batch", read by dask_grad)
+    batch: Mapping[str, Mapping[str, tuple]] = field(default_factory=dict)
 
     def name_of(self, node: Node) -> str | None:
         return node.attr("name") if node.is_param else self.hints.get(node.id)

@@ -40,6 +40,14 @@ points at its record (`node.op`), so every stage asks the record, never an op na
     body          node -> [Node]                         the node as IR of other primitives (a call:
                                                          the callee inlined); a directive expands it
                                                          before differentiating
+    axis_map      node -> per input, per axis: int|None  where each input axis runs in the result: an
+                                                         output axis (element j feeds element j only),
+                                                         a negative label (summed or reduced away; one
+                                                         label in two inputs is one contracted index),
+                                                         or None (its elements meet, move or are
+                                                         picked: softmax's axis, a slice, a cumsum);
+                                                         elementwise ops have it by broadcasting.
+                                                         What autodiff/batch.py reads
 
 `rule_shape` says which of the named shapes (primitives/rule_shapes.py) built the
 derivative rules: unary, binary, linear, bilinear, nondifferentiable, constructor, leaf, or
@@ -267,6 +275,7 @@ class Primitive:
     # example applications for the per-primitive SymPy proofs: (input types, attrs, {input: domain})
     examples: tuple = ()
     special: tuple[Special, ...] = ()
+    axis_map: Callable | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.kind, str):
@@ -275,6 +284,8 @@ class Primitive:
             raise ValueError(f"primitive {self.name}: unknown rule shape {self.rule_shape!r}")
         if self.loop is None and isinstance(self.fold, np.ufunc) and self.elementwise:
             object.__setattr__(self, "loop", Loop(ufunc=self.fold.__name__))
+        if self.axis_map is None and self.elementwise:
+            object.__setattr__(self, "axis_map", broadcast_axes)
 
     # identity is equality: a node's op is the record itself
     def __eq__(self, other) -> bool:
@@ -321,6 +332,12 @@ class Primitive:
             "scalar": self.scalar is not None or not self.elementwise,
             "examples": bool(self.examples) or not self.differentiable or leafish,
         }
+
+
+def broadcast_axes(node) -> tuple:
+    """An elementwise op's axis_map: NumPy broadcasting aligns every input's axes from the right."""
+    rank = node.type.rank
+    return tuple(tuple(range(rank - i.type.rank, rank)) for i in node.inputs)
 
 
 REGISTRY: dict[str, Primitive] = {}

@@ -23,6 +23,7 @@ from ..core.diagnostics import UserError
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, register
 from ..core.types import TensorType, dim_div, dim_mul, dim_text
 from . import algebra as B
+from . import axis_maps as AX
 from .rule_shapes import bilinear
 from .windows import window_shape, window_values
 
@@ -269,6 +270,7 @@ register(bilinear(
     doc="convolution (cross-correlation) of x [N, C, in...] with w [O, C / groups, k...]: im2col by chunks of images",
     cost=Cost.CONTRACTION, allocates=True, helpers=(COLUMNS, CONV),
     examples=((("f64[2, 2, 3, 4]", "f64[3, 2, 2, 2]"), _EX, {}), (("f64[1, 2, 5]", "f64[2, 1, 2]"), _EX1, {})),
+    axis_map=AX.conv,
 ))
 
 register(bilinear(

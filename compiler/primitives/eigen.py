@@ -22,6 +22,7 @@ from ..core.diagnostics import UserError
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.types import dim_add
 from . import algebra as B
+from . import axis_maps as AX
 from .common import need_float
 from .factorized import mT, mm
 
@@ -100,5 +101,5 @@ register(Primitive(
     sympy_note="`eigh` (eigenvectors have no closed form SymPy can differentiate; the tests check it by "
                "finite differences, the adjoint test and PyTorch references)",
     doc="numpy.linalg.eigh as one array (row 0: eigenvalues, rows 1..: eigenvectors); Giles 2008's derivatives",
-    examples=((("f64[3, 3]",), {}, {}),),
+    examples=((("f64[3, 3]",), {}, {}),), axis_map=AX.stacked(2),
 ))

@@ -26,6 +26,7 @@ from ..core.diagnostics import UserError
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.types import BroadcastError, TensorType, broadcast_shapes, dim_text, shape_text
 from . import algebra as B
+from . import axis_maps as AX
 from .common import need_float
 from .rule_shapes import float_coerce
 
@@ -189,7 +190,7 @@ register(Primitive(
     _solve_vjp, _solve_jvp, _solve_meaning, coerce=float_coerce, cost=Cost.CONTRACTION,
     doc="numpy.linalg.solve: a^-1 b; vjp: solve(a^T, g) for b, -that @ x^T for a",
     examples=((("f64[3, 3]", "f64[3, 2]"), {}, {}), (("f64[2, 2]", "f64[2]"), {}, {}),
-              (("f64[2, 2, 2]", "f64[2, 1]"), {}, {})),
+              (("f64[2, 2, 2]", "f64[2, 1]"), {}, {})), axis_map=AX.stacked(2, None),
 ))
 
 
@@ -201,6 +202,7 @@ register(Primitive(
     lambda ctx, node, ts: B.neg(mm(node, mm(ts[0], node))) if ts[0] is not None else None,
     _per_matrix(lambda m: m.inv(), 2), coerce=lambda args, attrs: [B.to_float(args[0])], cost=Cost.CONTRACTION,
     doc="numpy.linalg.inv; vjp -y^T g y^T, jvp -y t y", examples=((("f64[3, 3]",), {}, {}), (("f64[2, 2, 2]",), {}, {})),
+    axis_map=AX.stacked(2),
 ))
 
 
@@ -220,7 +222,7 @@ register(Primitive(
     lambda ctx, node, ts: None if ts[0] is None else B.mul(node, trace(B.apply("solve", node.inputs[0], ts[0]))),
     _per_matrix(lambda m: m.det(), 0), coerce=lambda args, attrs: [B.to_float(args[0])], cost=Cost.CONTRACTION,
     doc="numpy.linalg.det; gradient det(a) a^-T (inf/NaN at a singular a)",
-    examples=((("f64[3, 3]",), {}, {}), (("f64[2, 2, 2]",), {}, {})),
+    examples=((("f64[3, 3]",), {}, {}), (("f64[2, 2, 2]",), {}, {})), axis_map=AX.stacked(2),
 ))
 register(Primitive(
     "logabsdet", "linalg", _one_matrix_infer("slogdet", lambda s: s[:-2]),
@@ -229,7 +231,7 @@ register(Primitive(
     lambda ctx, node, ts: None if ts[0] is None else trace(B.apply("solve", node.inputs[0], ts[0])),
     _per_matrix(lambda m: _sympy().log(_sympy().Abs(m.det())), 0), coerce=lambda args, attrs: [B.to_float(args[0])],
     cost=Cost.CONTRACTION, doc="log |det a|, slogdet's second result; gradient a^-T",
-    examples=((("f64[3, 3]",), {}, {}), (("f64[2, 2, 2]",), {}, {})),
+    examples=((("f64[3, 3]",), {}, {}), (("f64[2, 2, 2]",), {}, {})), axis_map=AX.stacked(2),
 ))
 register(Primitive(
     "signdet", "linalg", _one_matrix_infer("slogdet", lambda s: s[:-2]),
@@ -237,7 +239,7 @@ register(Primitive(
     lambda ctx, node, ct, needs: [None], lambda ctx, node, ts: None,
     _per_matrix(lambda m: _sympy().sign(m.det()), 0), coerce=lambda args, attrs: [B.to_float(args[0])],
     doc="the sign of det a (slogdet's first result): derivative 0 everywhere",
-    examples=((("f64[3, 3]",), {}, {}),),
+    examples=((("f64[3, 3]",), {}, {}),), axis_map=AX.stacked(2),
 ))
 
 
@@ -278,7 +280,7 @@ register(Primitive(
     cost=Cost.CONTRACTION,
     doc="numpy.linalg.cholesky (lower; a symmetric positive definite); the derivative of "
         "cholesky((a + a^T) / 2), as PyTorch's",
-    examples=((("f64[3, 3]",), {}, {0: "spd"}), (("f64[2, 2, 2]",), {}, {0: "spd"})),
+    examples=((("f64[3, 3]",), {}, {0: "spd"}), (("f64[2, 2, 2]",), {}, {0: "spd"})), axis_map=AX.stacked(2),
 ))
 
 
@@ -353,4 +355,5 @@ register(Primitive(
     coerce=float_coerce, cost=Cost.CONTRACTION, helpers=(SOLVE_TRI,),
     doc="a^-1 b for the lower (lower=true) or upper triangle of a; the other triangle is not read",
     examples=((("f64[3, 3]", "f64[3, 2]"), {"lower": True}, {}), (("f64[2, 2]", "f64[2]"), {"lower": False}, {})),
+    axis_map=AX.stacked(2, None),
 ))

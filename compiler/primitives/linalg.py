@@ -22,6 +22,7 @@ from ..core.types import (
     shape_text,
 )
 from . import algebra as B
+from . import axis_maps as AX
 from .common import infix, no_bool
 from .rule_shapes import bilinear, linear
 
@@ -128,7 +129,7 @@ register(bilinear(
     cost=Cost.CONTRACTION, out_arg=lambda node: all(t.type.rank == 2 for t in (node, *node.inputs)),
     examples=((("f64[2, 3]", "f64[3, 2]"), {}, {}), (("f64[3]", "f64[3, 2]"), {}, {}),
               (("f64[2, 3]", "f64[3]"), {}, {}), (("f64[3]", "f64[3]"), {}, {}),
-              (("f64[2, 1, 2, 3]", "f64[2, 3, 2]"), {}, {})),
+              (("f64[2, 1, 2, 3]", "f64[2, 3, 2]"), {}, {})), axis_map=AX.matmul,
 ))
 
 
@@ -161,7 +162,7 @@ register(linear(
     lambda ctx, node, ct, needs: [B.apply("transpose", ct, perm=_inverse(node.attr("perm")))],
     lambda ctx, args, node: np.transpose(np.asarray(args[0], dtype=object), node.attr("perm")),
     examples=((("f64[2, 3, 2]",), {"perm": (1, 2, 0)}, {}),),
-    view=True, relabels=True, cost=Cost.FREE,
+    view=True, relabels=True, cost=Cost.FREE, axis_map=AX.transpose,
 ))
 
 
@@ -195,7 +196,7 @@ register(linear(
     _diagonal_vjp, lambda ctx, args, node: np.diagonal(np.asarray(args[0], dtype=object)).copy(),
     doc="numpy.diagonal(x): axes 0 and 1, the diagonal last",
     examples=((("f64[2, 3]",), {}, {}), (("f64[3, 2, 2]",), {}, {})),
-    view=True, cost=Cost.FREE,
+    view=True, cost=Cost.FREE, axis_map=AX.diagonal,
 ))
 
 
@@ -289,6 +290,36 @@ def _einsum_infer(types, attrs):
     for c in out:
         shape.extend(ell if c == "." else (sizes[c],))
     return TensorType(types[0].dtype, tuple(shape), all(t.weak for t in types))
+
+
+def _einsum_axes(node) -> tuple:
+    """By the spec's letters: a letter of the output runs along its axis, a letter summed away is
+    one label for every operand that has it; a letter twice in one operand (a diagonal) mixes;
+    `...` axes broadcast from the right into the output's `...`."""
+    subs, out, _ = parse_spec(node.attr("spec"), len(node.inputs))
+    ell_out = node.type.rank - len(out.replace(".", ""))
+    start = out.index(".") if "." in out else None
+    position, k = {}, 0
+    for c in out:
+        if c == ".":
+            k += ell_out
+        else:
+            position[c] = k
+            k += 1
+    labels = {c: -1 - n for n, c in enumerate(sorted(set("".join(subs)) - set(out) - {"."}))}
+    maps = []
+    for s, x in zip(subs, node.inputs):
+        n_ell = x.type.rank - len(s.replace(".", ""))
+        entry = []
+        for c in s:
+            if c == ".":
+                entry += [None if start is None else start + ell_out - n_ell + j for j in range(n_ell)]
+            elif s.count(c) > 1:
+                entry.append(None)
+            else:
+                entry.append(position.get(c, labels.get(c)))
+        maps.append(tuple(entry))
+    return tuple(maps)
 
 
 def _einsum_coerce(args, attrs):
@@ -487,5 +518,5 @@ register(bilinear(
     cost=Cost.CONTRACTION, helpers=(EINSUM_PATH,),
     examples=((("f64[2, 3]", "f64[3, 2]"), {"spec": "ij,jk->ik"}, {}),
               (("f64[3, 3]", "f64[3]"), {"spec": "ii,i->i"}, {}),
-              (("f64[2, 1, 3]", "f64[3]", "f64[2]"), {"spec": "...j,j,k->...k"}, {})),
+              (("f64[2, 1, 3]", "f64[3]", "f64[2]"), {"spec": "...j,j,k->...k"}, {})), axis_map=_einsum_axes,
 ))

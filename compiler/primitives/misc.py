@@ -5,6 +5,7 @@ import numpy as np
 
 from ..core.primitive import PREC_ATOM, PREC_POSTFIX, Cost, Expr, Primitive, register
 from ..core.types import TensorType
+from . import axis_maps as AX
 from .rule_shapes import constructor, leaf
 
 
@@ -82,5 +83,5 @@ register(Primitive(
     lambda ctx, node, ct, needs: [None], lambda ctx, node, ts: None, lambda ctx, args, node: args[0],
     doc="the value of x, a constant to every derivative (detach / no_grad)",
     examples=((("f64[3]",), {}, {}),),
-    detaches=True, view=True, relabels=True, cost=Cost.FREE,
+    detaches=True, view=True, relabels=True, cost=Cost.FREE, axis_map=AX.identity,
 ))

@@ -24,6 +24,7 @@ from ..core.ir import Node
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Loop, Primitive, register
 from ..core.types import DType, TensorType
 from . import algebra as B
+from . import axis_maps as AX
 from .common import elementwise_type, helper_call, need_float, sym_map
 from .reduce import LOGSUMEXP
 from .rule_shapes import float_coerce, nondifferentiable, unary
@@ -121,7 +122,7 @@ register(Primitive(
     _axis_sympy(_softmax_meaning), coerce=lambda a, k: [B.to_float(a[0])],
     doc="exp(x - max) / sum; VJP y * (ct - sum(ct * y))",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[3, 2]",), {"axis": 0}, {})),
-    cost=Cost.COSTLY, quiet=True, loop=ROWWISE, helpers=(SOFTMAX,),
+    cost=Cost.COSTLY, quiet=True, loop=ROWWISE, helpers=(SOFTMAX,), axis_map=AX.along,
 ))
 
 
@@ -146,7 +147,7 @@ register(Primitive(
     _log_softmax_vjp, _log_softmax_jvp, _axis_sympy(_log_softmax_meaning),
     coerce=lambda a, k: [B.to_float(a[0])], doc="x - logsumexp(x); VJP ct - softmax * sum(ct)",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[3, 2]",), {"axis": 0}, {})),
-    cost=Cost.COSTLY, quiet=True, loop=ROWWISE, helpers=(LOG_SOFTMAX,),
+    cost=Cost.COSTLY, quiet=True, loop=ROWWISE, helpers=(LOG_SOFTMAX,), axis_map=AX.along,
 ))
 
 
@@ -395,7 +396,7 @@ register(Primitive(
     coerce=lambda a, k: [B.to_float(a[0]), a[1]],
     doc="logsumexp(logits) - logits[label]; labels are checked to lie in [0, C)",
     examples=((("f64[2, 3]", "i64[2]"), {}, {1: "int:0:3"}), (("f64[4]", "i64"), {}, {1: "int:0:4"})),
-    cost=Cost.COSTLY, quiet=True, helpers=(CROSS_ENTROPY, LOGSUMEXP, CHECK_LABELS),
+    cost=Cost.COSTLY, quiet=True, helpers=(CROSS_ENTROPY, LOGSUMEXP, CHECK_LABELS), axis_map=AX.labels_last,
 ))
 
 
@@ -418,6 +419,7 @@ def _onehot_meaning(ctx, args, node):
 
 register(nondifferentiable(
     "onehot", "nn", _onehot_infer, _onehot_emit, _onehot_meaning, allocates=True, helpers=(LABELS_ONEHOT, CHECK_LABELS),
+    axis_map=AX.onehot,
     doc="internal: the bool one-hot rows of cross_entropy's labels, checked to lie in [0, depth)",
 ))
 
@@ -540,7 +542,7 @@ register(Primitive(
     lambda ctx, node, ts: pick_label(ts[0], node.inputs[1]), _pick_meaning,
     doc="internal: z[..., label] as [..., 1] by a gather (cross_entropy's -O1 form), of checked labels",
     examples=((("f64[2, 3]", "i64[2]"), {"axis": 1}, {1: "int:0:3"}),),
-    loop=LABEL_PICK,
+    loop=LABEL_PICK, axis_map=AX.labels_last,
 ))
 register(Primitive(
     "sub_label", "nn", _label_infer("sub_label", True), _sub_emit, _sub_vjp, _sub_jvp, _sub_meaning,
@@ -550,6 +552,7 @@ register(Primitive(
               (("f64[2, 3]", "i64[2]", "f64"), {"axis": 1}, {1: "int:0:3"}),
               (("f64[2, 3]", "i64[2]", "f64[2, 1]"), {"axis": 1}, {1: "int:0:3"})),
     allocates=True, loop=Loop(rowwise=True, into=True, row_index=True), helpers=(SUB_LABEL, LABEL_ROWS),
+    axis_map=AX.labels_last,
 ))
 
 
@@ -559,7 +562,7 @@ def _checked_meaning(ctx, args, node):
 
 register(nondifferentiable(
     "checked_labels", "nn", lambda types, attrs: types[0], _checked_emit, _checked_meaning,
-    view=True, helpers=(CHECKED_LABELS, CHECK_LABELS),
+    view=True, helpers=(CHECKED_LABELS, CHECK_LABELS), axis_map=AX.identity,
     doc="internal: cross_entropy's labels as they are, checked to lie in [0, depth) (pick_label, sub_label)",
 ))
 

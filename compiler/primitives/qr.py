@@ -24,6 +24,7 @@ from __future__ import annotations
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.types import dim_add
 from . import algebra as B
+from . import axis_maps as AX
 from .common import need_float
 from .factorized import mT, mm
 from .svd import reduced_requires, reduced_size
@@ -116,5 +117,5 @@ register(Primitive(
     sympy_note="`qr` (its signs follow LAPACK's Householder reflections, which SymPy's Gram-Schmidt does not; "
                "the tests check it by finite differences, the adjoint test and PyTorch references)",
     doc="numpy.linalg.qr (reduced) as one array (row i: q[:, i], r[i]); Walter & Lehmann's derivatives",
-    examples=((("f64[3, 3]",), {}, {}), (("f64[4, 2]",), {}, {}), (("f64[2, 2, 3]",), {}, {})),
+    examples=((("f64[3, 3]",), {}, {}), (("f64[4, 2]",), {}, {}), (("f64[2, 2, 3]",), {}, {})), axis_map=AX.stacked(2),
 ))

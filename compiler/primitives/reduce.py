@@ -11,6 +11,7 @@ import numpy as np
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Loop, Primitive, Special, register
 from ..core.types import DType, TensorType, dim_prod
 from . import algebra as B
+from . import axis_maps as AX
 from .common import Combine, axis_kw, need_float
 from .rule_shapes import linear
 
@@ -109,7 +110,7 @@ def _sum_vjp(ctx, node, ct, needs):
 register(linear(
     "sum", "reduce", _infer(_sum_dtype), _emit("sum"), _sum_vjp,
     _reduce_sympy(lambda xs: _sympy().Add(*xs)), doc="integers and bools sum to i64 (NumPy)",
-    loop=Loop(reducer="add", combine=Combine.SUM),
+    loop=Loop(reducer="add", combine=Combine.SUM), axis_map=AX.reduced,
     examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
               (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
 ))
@@ -147,7 +148,7 @@ def _prod_jvp(ctx, node, ts):
 register(Primitive(
     "prod", "reduce", _infer(_sum_dtype), _emit("prod"), _prod_vjp, _prod_jvp,
     _reduce_sympy(lambda xs: _sympy().Mul(*xs)), doc="exact gradient also with zeros in the slice",
-    loop=Loop(reducer="multiply"),
+    loop=Loop(reducer="multiply"), axis_map=AX.reduced,
     special=(Special("a zero in a slice", slice_zeros=1), Special("two zeros in a slice", slice_zeros=2)),
     examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
               (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
@@ -207,7 +208,7 @@ def _extreme(name, pick, reducer, combine):
                        _reduce_sympy(lambda xs: _tied(name, pick)(*xs)),
                        doc="ties share the gradient equally, as torch.amax/amin",
                        special=(Special(f"a tie at the {name}", slice_ties="largest" if pick is max else "smallest"),),
-                       loop=Loop(reducer=reducer, combine=combine),
+                       loop=Loop(reducer=reducer, combine=combine), axis_map=AX.reduced,
                        examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
                                  (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),))
 
@@ -269,5 +270,5 @@ register(Primitive(
     doc="stable (max-shifted); all -inf gives -inf with gradient 0; gradient = softmax",
     examples=((("f64[2, 3]",), {"axes": (1,), "keepdims": False}, {}),
               (("f64[2, 3, 2]",), {"axes": (0, 2), "keepdims": True}, {})),
-    cost=Cost.COSTLY, quiet=True, helpers=(LOGSUMEXP,),
+    cost=Cost.COSTLY, quiet=True, helpers=(LOGSUMEXP,), axis_map=AX.reduced,
 ))

@@ -17,6 +17,7 @@ from ..core.diagnostics import UserError
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, Special, register
 from ..core.types import DType, TensorType
 from . import algebra as B
+from . import axis_maps as AX
 from .common import need_float, sympy_function
 from .rule_shapes import linear, nondifferentiable
 
@@ -80,7 +81,7 @@ register(linear(
     "cumsum", "scan", _axis_infer(_cumsum_dtype), _cumsum_emit, _cumsum_vjp, _along(_running_sum),
     doc="running sum along an axis; integers and bools sum to i64 (NumPy); vjp: the running sum "
         "from the end",
-    examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[4]",), {"axis": 0}, {})),
+    examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[4]",), {"axis": 0}, {})), axis_map=AX.along,
 ))
 
 
@@ -172,7 +173,7 @@ register(Primitive(
         "division, so the rules written with it (cumprod's, logcumsumexp's) are exact to every order",
     examples=((("f64[2, 3]", "f64[2, 3]"), {"axis": 1, "reverse": False}, {}),
               (("f64[4]", "f64[4]"), {"axis": 0, "reverse": True}, {})),
-    cost=Cost.COSTLY, helpers=(LINSCAN,),
+    cost=Cost.COSTLY, helpers=(LINSCAN,), axis_map=AX.along,
 ))
 
 
@@ -212,7 +213,7 @@ register(Primitive(
                                         Special("two zeros in a line", slice_zeros=2)),
     doc="running product along an axis (integers and bools as i64, NumPy); derivatives exact with "
         "zeros in the line, to every order (written with linscan, no division)",
-    examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[4]",), {"axis": 0}, {})),
+    examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[4]",), {"axis": 0}, {})), axis_map=AX.along,
 ))
 
 
@@ -283,7 +284,7 @@ register(Primitive(
         "magnitude (logaddexp.accumulate); an all -inf prefix gives -inf with gradient 0; vjp and "
         "jvp are linscans weighted by exp(x_i - out_j) <= 1",
     examples=((("f64[2, 3]",), {"axis": 1}, {}), (("f64[4]",), {"axis": 0}, {})),
-    cost=Cost.COSTLY, helpers=(LOGCUMSUMEXP,),
+    cost=Cost.COSTLY, helpers=(LOGCUMSUMEXP,), axis_map=AX.along,
 ))
 
 
@@ -304,6 +305,7 @@ register(linear(
     "roll", "shape", _axis_infer(), _roll_emit, _roll_vjp, _roll_meaning,
     doc="numpy.roll along one axis (any shift, also past the axis size); vjp: roll back",
     examples=((("f64[2, 3]",), {"shift": 1, "axis": 1}, {}), (("f64[4]",), {"shift": -5, "axis": 0}, {})),
+    axis_map=AX.along,
 ))
 
 
@@ -383,7 +385,7 @@ register(nondifferentiable(
     doc="the indices that sort along an axis, stably (ties keep their order; NaN last); "
         "descending=true sorts -x, so ties still keep their order",
     examples=((("f64[2, 3]",), {"axis": 1, "descending": False}, {}),
-              (("f64[4]",), {"axis": 0, "descending": True}, {})),
+              (("f64[4]",), {"axis": 0, "descending": True}, {})), axis_map=AX.along,
 ))
 
 
@@ -415,6 +417,6 @@ for _name, _desc in (("argmax", True), ("argmin", False)):
         _name, "order", _arg_extreme_infer(_name), _arg_extreme_emit(_name), _order_meaning(_name, _desc),
         doc=f"the index of the first {'largest' if _desc else 'smallest'} value along an axis (NumPy)",
         examples=((("f64[2, 3]",), {"axis": 1, "keepdims": False}, {}),
-                  (("f64[3, 2]",), {"axis": 0, "keepdims": True}, {})),
+                  (("f64[3, 2]",), {"axis": 0, "keepdims": True}, {})), axis_map=AX.along,
     ))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.diagnostics import UserError
-from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Loop, Primitive, register
+from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Loop, Primitive, broadcast_axes, register
 from ..core.types import (
     TensorType,
     broadcast_to_ok,
@@ -22,6 +22,7 @@ from ..core.types import (
     shape_text,
 )
 from . import algebra as B
+from . import axis_maps as AX
 from .common import helper_call
 from .rule_shapes import linear
 
@@ -53,7 +54,7 @@ register(linear(
     lambda ctx, args, node: _obj(args[0]).reshape(ctx.shape(node.shape)),
     tangent=lambda ctx, node, ts: B.reshape(ts[0], node.shape),
     examples=((("f64[2, 3]",), {"shape": (3, 2)}, {}),),
-    view=True, relabels=True, writes_shape=True, cost=Cost.FREE,
+    view=True, relabels=True, writes_shape=True, cost=Cost.FREE, axis_map=AX.reshape,
 ))
 
 
@@ -80,7 +81,7 @@ register(linear(
     lambda ctx, args, node: np.broadcast_to(_obj(args[0]), ctx.shape(node.shape)).copy(),
     tangent=lambda ctx, node, ts: B.broadcast_to(ts[0], node.shape),
     examples=((("f64[3, 1]",), {"shape": (2, 3, 2)}, {}),),
-    view=True, writes_shape=True, cost=Cost.FREE,
+    view=True, writes_shape=True, cost=Cost.FREE, axis_map=broadcast_axes,
 ))
 
 
@@ -104,7 +105,7 @@ register(linear(
     lambda ctx, node, ct, needs: [B.apply("expand_dims", ct, axes=node.attr("axes"))],
     lambda ctx, args, node: np.squeeze(_obj(args[0]), tuple(node.attr("axes"))),
     examples=((("f64[2, 1, 3]",), {"axes": (1,)}, {}),),
-    view=True, relabels=True, cost=Cost.FREE,
+    view=True, relabels=True, cost=Cost.FREE, axis_map=AX.squeeze,
 ))
 
 
@@ -122,7 +123,7 @@ register(linear(
     lambda ctx, node, ct, needs: [B.apply("squeeze", ct, axes=node.attr("axes"))],
     lambda ctx, args, node: np.expand_dims(_obj(args[0]), tuple(node.attr("axes"))),
     examples=((("f64[2, 3]",), {"axes": (0, 2)}, {}),),
-    view=True, relabels=True, cost=Cost.FREE,
+    view=True, relabels=True, cost=Cost.FREE, axis_map=AX.expand_dims,
 ))
 
 
@@ -259,7 +260,7 @@ register(linear(
     _index_sympy, doc="basic indexing with constant ints, slices and None", cost=Cost.FREE,
     examples=((("f64[3, 4]",), {"items": (("s", 1, 3, 1), ("s", None, None, -2))}, {}),
               (("f64[3, 4]",), {"items": (("i", 1), ("n",))}, {})),
-    view=True, requires=_index_requires,
+    view=True, requires=_index_requires, axis_map=AX.index,
 ))
 
 
@@ -493,6 +494,7 @@ register(linear(
     lambda ctx, args, node: np.concatenate([_obj(a) for a in args], axis=node.attr("axis")), tangent=_concat_jvp,
     coerce=lambda args, attrs: B.common_dtype(args),
     examples=((("f64[2, 3]", "f64[1, 3]"), {"axis": 0}, {}), (("f64[2]", "f64[2]", "f64[1]"), {"axis": 0}, {})),
+    axis_map=AX.concat,
 ))
 
 
@@ -522,7 +524,7 @@ register(linear(
     "take", "shape", _take_infer,
     lambda ctx, a, n: Expr(f"{ctx.xp}.take({a[0].text}, {a[1].text}, axis={n.attr('axis')})", PREC_POSTFIX),
     _take_vjp, _take_sympy, doc="numpy.take; negative indices count from the end",
-    examples=((("f64[4, 3]", "i64[2, 2]"), {"axis": 0}, {1: "int:0:4"}),),
+    examples=((("f64[4, 3]", "i64[2, 2]"), {"axis": 0}, {1: "int:0:4"}),), axis_map=AX.take,
 ))
 
 
@@ -579,7 +581,7 @@ register(linear(
     lambda ctx, node, ct, needs: [B.apply("take_along_axis_grad", ct, node.inputs[1], axis=node.attr("axis"),
                                           shape=node.inputs[0].shape), None],
     _tala_sympy,
-    examples=((("f64[3, 4]", "i64[3, 2]"), {"axis": 1}, {1: "int:0:4"}),),
+    examples=((("f64[3, 4]", "i64[3, 2]"), {"axis": 1}, {1: "int:0:4"}),), axis_map=AX.take_along_axis,
 ))
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from . import algebra as B
+from . import axis_maps as AX
 from .common import need_float
 from .factorized import _per_matrix, _solve_infer, _solve_meaning, _square, mm, mT, outer, trace
 
@@ -130,7 +131,7 @@ register(Primitive(
     _cho_inv_vjp, _cho_inv_jvp, _per_matrix(_cho_inv_meaning, 2), coerce=lambda args, attrs: [B.to_float(args[0])],
     cost=Cost.CONTRACTION, helpers=(TRI_MM, MM_TRI, TRI_INV, TRI_GRAM, CHO_INV),
     doc="(l l^T)^-1 from the lower triangle of l (a^-1 from a's Cholesky factor): blocked inversion, then syrk",
-    examples=((("f64[3, 3]",), {}, {}), (("f64[2, 2, 2]",), {}, {})),
+    examples=((("f64[3, 3]",), {}, {}), (("f64[2, 2, 2]",), {}, {})), axis_map=AX.stacked(2),
 ))
 
 
@@ -202,6 +203,7 @@ register(Primitive(
         "a-bar = -sym(u x^T), u = a^-1 g",
     examples=((("f64[3, 3]", "f64[3, 3]", "f64[3, 2]"), {}, {0: "spd", 1: ("cholesky", 0)}),
               (("f64[2, 2, 2]", "f64[2, 2, 2]", "f64[2]"), {}, {0: "spd", 1: ("cholesky", 0)})),
+    axis_map=AX.stacked(2, 2, None),
 ))
 
 
@@ -235,5 +237,5 @@ register(Primitive(
     doc="log det a of a positive-definite a, given also l = cholesky(a): 2 sum(log(diag(l))); a-bar = g a^-1 "
         "(cho_inv(l))",
     examples=((("f64[3, 3]", "f64[3, 3]"), {}, {0: "spd", 1: ("cholesky", 0)}),
-              (("f64[2, 2, 2]", "f64[2, 2, 2]"), {}, {0: "spd", 1: ("cholesky", 0)})),
+              (("f64[2, 2, 2]", "f64[2, 2, 2]"), {}, {0: "spd", 1: ("cholesky", 0)})), axis_map=AX.stacked(2, 2),
 ))

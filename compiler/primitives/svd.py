@@ -32,6 +32,7 @@ from ..core.diagnostics import UserError
 from ..core.primitive import PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.types import Dim, dim_add, dim_sub, dim_text
 from . import algebra as B
+from . import axis_maps as AX
 from .common import need_float
 from .eigen import diag_matrix, over_gaps, quiet_div
 from .factorized import mT, mm
@@ -148,5 +149,5 @@ register(Primitive(
                "finite differences, the adjoint test and PyTorch references)",
     doc="numpy.linalg.svd(full_matrices=False) as one array (row i: s[i], u[:, i], vh[i]); Townsend 2016's "
         "derivatives",
-    examples=((("f64[3, 3]",), {}, {}), (("f64[4, 2]",), {}, {}), (("f64[2, 2, 3]",), {}, {})),
+    examples=((("f64[3, 3]",), {}, {}), (("f64[4, 2]",), {}, {}), (("f64[2, 2, 3]",), {}, {})), axis_map=AX.stacked(2),
 ))

@@ -8,6 +8,7 @@ import numpy as np
 from ..core.diagnostics import UserError
 from ..core.primitive import PREC_POSTFIX, Expr, register
 from . import algebra as B
+from . import axis_maps as AX
 from .rule_shapes import linear
 
 
@@ -46,5 +47,5 @@ for _name in ("tril", "triu"):
         lambda ctx, node, ct, needs: [B.apply(node.op.name, ct, k=node.attr("k"))], _meaning(_name),
         doc=f"the {'lower' if _name == 'tril' else 'upper'} triangle of the last two axes (diagonal k and "
             f"{'below' if _name == 'tril' else 'above'}), zeros elsewhere; its own transpose",
-        examples=((("f64[3, 4]",), {"k": 0}, {}), (("f64[2, 3, 3]",), {"k": -1}, {})),
+        examples=((("f64[3, 4]",), {"k": 0}, {}), (("f64[2, 3, 3]",), {"k": -1}, {})), axis_map=AX.last_axes_mixed(2),
     ))

@@ -16,6 +16,7 @@ from ..core.diagnostics import UserError
 from ..core.primitive import PREC_POSTFIX, Expr, Helper, register
 from ..core.types import TensorType, dim_add, dim_text
 from . import algebra as B
+from . import axis_maps as AX
 from .common import helper_call
 from .rule_shapes import linear
 
@@ -88,7 +89,7 @@ register(linear(
     "windows", "shape", _infer, _emit, _vjp, _meaning, view=True,
     doc="sliding windows over the last axes (sliding_window_view, strided): [..., H, W] -> [..., OH, OW, KH, KW]",
     examples=((("f64[2, 4, 5]",), {"kernel": (2, 3), "stride": (1, 2), "dilation": (1, 1)}, {}),
-              (("f64[7]",), {"kernel": (2,), "stride": (2,), "dilation": (2,)}, {})),
+              (("f64[7]",), {"kernel": (2,), "stride": (2,), "dilation": (2,)}, {})), axis_map=AX.windows,
 ))
 
 

@@ -338,7 +338,7 @@ def logistic_jvp(X, t, w, t_w):
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.
 __tapeless__ = {
-    'logistic': {'kind': 'fn', 'params': ('X', 't', 'w'), 'n_outputs': 1, 'in_types': (('f32', ('N', 'D')), ('f32', ('N',)), ('f32', ('D',))), 'out_types': (('f32', ()),), 'lowest_float': 'f32'},
+    'logistic': {'kind': 'fn', 'params': ('X', 't', 'w'), 'n_outputs': 1, 'in_types': (('f32', ('N', 'D')), ('f32', ('N',)), ('f32', ('D',))), 'out_types': (('f32', ()),), 'lowest_float': 'f32', 'batch': {'D': ('coupled', '`softplus` at cases/logistic.tl:4:16 (`softplus(-t * (X @ w))`) is not linear in the sum over D made by `matmul` at cases/logistic.tl:4:31 (`X @ w`)'), 'N': ('total', 0)}},
     'logistic_hvp': {'kind': 'hvp', 'params': ('X', 't', 'w', 'v_w'), 'n_outputs': 3, 'in_types': (('f32', ('N', 'D')), ('f32', ('N',)), ('f32', ('D',)), ('f32', ('D',))), 'out_types': (('f32', ()), ('f32', ('D',)), ('f32', ('D',))), 'of': 'logistic', 'wrt': ('w',), 'lowest_float': 'f32', 'directive': 'hvp', 'part': 'whole', 'inputs': (('primal', 'X'), ('primal', 't'), ('primal', 'w'), ('vector', 'v_w')), 'outputs': (('primal', 'value'), ('gradient', 'w'), ('hv', 'w'))},
     'logistic_jvp': {'kind': 'jvp', 'params': ('X', 't', 'w', 't_w'), 'n_outputs': 2, 'in_types': (('f32', ('N', 'D')), ('f32', ('N',)), ('f32', ('D',)), ('f32', ('D',))), 'out_types': (('f32', ()), ('f32', ())), 'of': 'logistic', 'wrt': ('w',), 'lowest_float': 'f32', 'directive': 'jvp', 'part': 'whole', 'inputs': (('primal', 'X'), ('primal', 't'), ('primal', 'w'), ('tangent', 't_w')), 'outputs': (('primal', 'value'), ('output_tangent', 'value'))},
 }

@@ -636,9 +636,9 @@ d_x = t_6 ? t_17 : 0.0;  // cases/masked.tl:12
 
 # What each function is, for tapeless.runtime.gradcheck and other tools.
 __tapeless__ = {
-    'safe_sqrt': {'kind': 'fn', 'params': ('x',), 'n_outputs': 1, 'in_types': (('f64', ('N',)),), 'out_types': (('f64', ()),), 'lowest_float': 'f64'},
-    'safe_log': {'kind': 'fn', 'params': ('x',), 'n_outputs': 1, 'in_types': (('f64', ('N',)),), 'out_types': (('f64', ()),), 'lowest_float': 'f64'},
-    'clipped': {'kind': 'fn', 'params': ('x',), 'n_outputs': 1, 'in_types': (('f64', ('N',)),), 'out_types': (('f64', ()),), 'lowest_float': 'f64'},
+    'safe_sqrt': {'kind': 'fn', 'params': ('x',), 'n_outputs': 1, 'in_types': (('f64', ('N',)),), 'out_types': (('f64', ()),), 'lowest_float': 'f64', 'batch': {'N': ('total', 0)}},
+    'safe_log': {'kind': 'fn', 'params': ('x',), 'n_outputs': 1, 'in_types': (('f64', ('N',)),), 'out_types': (('f64', ()),), 'lowest_float': 'f64', 'batch': {'N': ('total', 0)}},
+    'clipped': {'kind': 'fn', 'params': ('x',), 'n_outputs': 1, 'in_types': (('f64', ('N',)),), 'out_types': (('f64', ()),), 'lowest_float': 'f64', 'batch': {'N': ('total', 0)}},
     'safe_sqrt_grad': {'kind': 'grad', 'params': ('x',), 'n_outputs': 2, 'in_types': (('f64', ('N',)),), 'out_types': (('f64', ()), ('f64', ('N',))), 'of': 'safe_sqrt', 'wrt': ('x',), 'lowest_float': 'f64', 'directive': 'grad', 'part': 'whole', 'inputs': (('primal', 'x'),), 'outputs': (('primal', 'value'), ('gradient', 'x')), 'pair': ('safe_sqrt_grad_fwd', 'safe_sqrt_grad_bwd')},
     'safe_sqrt_grad_fwd': {'kind': 'fwd', 'params': ('x',), 'n_outputs': 1, 'in_types': (('f64', ('N',)),), 'out_types': (('f64', ()), ('bool', ('N',)), ('f64', ('N',))), 'of': 'safe_sqrt', 'wrt': ('x',), 'lowest_float': 'f64', 'directive': 'grad', 'part': 'fwd', 'inputs': (('primal', 'x'),), 'outputs': (('primal', 'value'), ('residual', 'r0'), ('residual', 'r1')), 'pair': ('safe_sqrt_grad_fwd', 'safe_sqrt_grad_bwd')},
     'safe_sqrt_grad_bwd': {'kind': 'bwd', 'params': ('r0', 'r1', 'seed'), 'n_outputs': 1, 'in_types': (('bool', ('N',)), ('f64', ('N',)), ('f64', ())), 'out_types': (('f64', ('N',)),), 'of': 'safe_sqrt', 'wrt': ('x',), 'n_residuals': 2, 'lowest_float': 'f64', 'directive': 'grad', 'part': 'bwd', 'inputs': (('residual', 'r0'), ('residual', 'r1'), ('seed', 'seed')), 'outputs': (('gradient', 'x'),), 'pair': ('safe_sqrt_grad_fwd', 'safe_sqrt_grad_bwd')},
