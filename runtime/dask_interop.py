@@ -31,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .portable_function import PortableFunction
-from .signature import dim_value, dims_text, dtype_of, entry_of
+from .signature import derivative_entry, dim_value, dims_text, dtype_of
 
 
 def dask_grad(fn: Callable, *args, batch: str | None = None, compute: bool = True, split_every: int = 8):
@@ -41,11 +41,8 @@ def dask_grad(fn: Callable, *args, batch: str | None = None, compute: bool = Tru
     import dask
     import dask.array as da
 
-    name, entry = entry_of(fn)
+    name, entry = derivative_entry(fn, "dask_grad", ("grad",))
     who = f"dask_grad({name})"
-    if entry.get("directive") != "grad" or entry.get("part") != "whole":
-        raise TypeError(f"{who}: expected a `grad` function (m.F_grad, returning the value and the gradients), "
-                        f"got a {entry.get('kind')} function")
     params, in_types = entry["params"], entry["in_types"]
     if len(args) != len(params):
         raise TypeError(f"{who} takes {len(params)} arguments ({', '.join(params)}), got {len(args)}")

@@ -28,7 +28,6 @@ jax is imported only when jax_function is called.
 from __future__ import annotations
 
 import inspect
-import types
 from typing import Any, Callable
 
 import numpy as np
@@ -56,12 +55,8 @@ class _Spec:
     """What jax_function needs from the module's `__tapeless__` table, checked once."""
 
     def __init__(self, fn: Callable):
-        name, entry = signature.entry_of(fn)
-        directive, part = entry.get("directive"), entry.get("part")
-        if directive not in ACCEPTED or part != "whole":
-            raise TypeError(_kind_message(name, entry))
-        modules = {v.__name__.split(".")[0] for v in fn.__globals__.values() if isinstance(v, types.ModuleType)}
-        if "cupy" in modules:
+        name, entry = signature.derivative_entry(fn, "jax_function", ACCEPTED)
+        if signature.backend_of(fn) == "cupy":
             raise TypeError(f"jax_function({name}): {name} is from a module compiled for the cupy backend, whose "
                             "functions take CuPy arrays; jax.pure_callback hands NumPy arrays to the host: load "
                             "the .tl file with backend='numpy' (or 'numba')")
@@ -91,21 +86,6 @@ class _Spec:
 
     def what(self) -> str:
         return f"jax_function({self.name})"
-
-
-def _kind_message(name: str, entry: dict) -> str:
-    kind, part, directive = entry.get("kind"), entry.get("part"), entry.get("directive")
-    accepted = ("jax_function takes the whole `grad` or `vjp` function of a tapeless module, e.g. m.layer_grad "
-                "for `grad layer wrt w, b`")
-    if kind == "fn":
-        hint = f"{name} is a plain function: add `grad {name} wrt ...` (or `vjp {name} wrt ...`) to the .tl file"
-    elif part in ("fwd", "bwd"):
-        hint = f"{name} is the {part} part of {entry['pair'][0][:-4]}: pass that whole function"
-    else:
-        of = entry.get("of")
-        hint = (f"{name} is a `{directive}` function; JAX needs a reverse-mode rule: add `grad {of} wrt ...` or "
-                f"`vjp {of} wrt ...` to the .tl file")
-    return f"{accepted}; {hint}"
 
 
 class _Wrapper:

@@ -28,6 +28,25 @@ def entry_of(fn: Callable) -> tuple[str, dict]:
     return name, table[name]
 
 
+def derivative_entry(fn: Callable, tool: str, accepted: tuple[str, ...]) -> tuple[str, dict]:
+    """(name, entry) of the whole function of one of the `accepted` directives (the interop tools
+    need its NAME_fwd/NAME_bwd pair); a TypeError saying what fn is and what to pass instead."""
+    name, entry = entry_of(fn)
+    if entry.get("directive") in accepted and entry.get("part") == "whole":
+        return name, entry
+    kind, part = entry.get("kind"), entry.get("part")
+    directives = " or ".join(f"`{d}`" for d in accepted)
+    if part in ("fwd", "bwd"):
+        what = (f"the {part} half of `{entry.get('directive')} {entry.get('of')}` (pass the whole function, "
+                f"m.{entry['pair'][0][:-4]})")
+    elif kind == "fn":
+        what = "a plain function (add " + " or ".join(f"`{d} {name} wrt ...`" for d in accepted) + " to the .tl file)"
+    else:
+        what = f"made by a `{kind}` directive (accepted: {', '.join(f'`{d}`' for d in accepted)})"
+    raise TypeError(f"{tool}({name}): {name} is {what}; {tool} takes the whole function of a {directives} "
+                    f"directive (e.g. m.layer_grad), whose _fwd/_bwd pair gives the reverse pass")
+
+
 def companion(fn: Callable, name: str) -> Callable:
     """Another function of fn's module, by its generated name (NAME_fwd, NAME_bwd)."""
     return fn.__globals__[name]

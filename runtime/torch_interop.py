@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .signature import backend_of, bind_sizes, companion, dims_text, dtype_of, entry_of
+from .signature import backend_of, bind_sizes, companion, derivative_entry, dims_text, dtype_of
 
 ACCEPTED = ("grad", "vjp")  # the directives whose functions have a reverse pass (NAME_fwd, NAME_bwd)
 
@@ -66,11 +66,7 @@ class _Op:
     def __init__(self, fn: Callable):
         import torch
 
-        name, entry = entry_of(fn)
-        if entry.get("kind") not in ACCEPTED or entry.get("part") != "whole":
-            raise TypeError(f"torch_function(): {name} is {_describe(name, entry)}; torch_function takes "
-                            f"the function a `grad` or `vjp` directive emits (m.f_grad, m.f_vjp), "
-                            f"which has the _fwd/_bwd pair torch's backward needs")
+        name, entry = derivative_entry(fn, "torch_function", ACCEPTED)
         self.name, self.directive, self.of = name, entry["kind"], entry["of"]
         fwd_name, bwd_name = entry["pair"]
         self.fwd, self.bwd = companion(fn, fwd_name), companion(fn, bwd_name)
@@ -172,16 +168,6 @@ class _Op:
                 f"whose backward\nruns {self.bwd.__name__} and gives gradients for "
                 f"{', '.join(self.wrt)} only.\n\ntapeless.runtime.torch_function({module}.{self.name}); "
                 f"the types are {self.of}'s:\n    " + "\n".join(first))
-
-
-def _describe(name: str, entry: dict) -> str:
-    kind, part = entry.get("kind"), entry.get("part")
-    if part in ("fwd", "bwd"):
-        return f"the {part} half of `{entry.get('directive')} {entry.get('of')}` (pass the whole function, " \
-               f"m.{entry['pair'][0][:-4]})"
-    if kind == "fn":
-        return f"a plain function (add `grad {name} wrt ...` or `vjp {name} wrt ...` to the .tl file)"
-    return f"made by a `{kind}` directive (accepted: {', '.join(f'`{d}`' for d in ACCEPTED)})"
 
 
 class _HostBridge:

@@ -204,9 +204,10 @@ def test_wrong_calls_are_refused(m):
     xd, yd = da.from_array(x, chunks=(500, 8)), da.from_array(y, chunks=500)
     with pytest.raises(TypeError, match=r"dask_grad\(logreg_grad\): no argument is a dask array"):
         dask_grad(m.logreg_grad, x, y, w, 0.1)
-    with pytest.raises(TypeError, match=r"expected a `grad` function .* got a fwd function"):
+    with pytest.raises(TypeError, match=r"logreg_grad_fwd is the fwd half of `grad logreg`.*dask_grad takes the "
+                                        r"whole function of a `grad` directive"):
         dask_grad(m.logreg_grad_fwd, xd, yd, w, 0.1)
-    with pytest.raises(TypeError, match=r"expected a `grad` function .* got a fn function"):
+    with pytest.raises(TypeError, match=r"logreg is a plain function \(add `grad logreg wrt ...` to the .tl file\)"):
         dask_grad(m.logreg, xd, yd, w, 0.1)
     with pytest.raises(TypeError, match=r"takes 4 arguments \(x, y, w, lam\), got 3"):
         dask_grad(m.logreg_grad, xd, yd, w)

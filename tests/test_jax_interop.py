@@ -250,11 +250,12 @@ def test_f64_needs_jax_x64_mode(small):
 
 
 def test_what_jax_function_refuses(small, layer_module):
-    for fn, what in [(small.layer, "layer is a plain function: add `grad layer wrt"),
-                     (small.layer_grad_fwd, "layer_grad_fwd is the fwd part of layer_grad"),
-                     (small.layer_grad_bwd, "layer_grad_bwd is the bwd part of layer_grad"),
-                     (small.m_jvp, "m_jvp is a `jvp` function; JAX needs a reverse-mode rule")]:
-        with pytest.raises(TypeError, match=r"takes the whole `grad` or `vjp` function.*" + what):
+    for fn, what in [(small.layer, r"layer is a plain function \(add `grad layer wrt"),
+                     (small.layer_grad_fwd, r"layer_grad_fwd is the fwd half of `grad layer` \(pass the whole "
+                                            r"function, m.layer_grad\)"),
+                     (small.layer_grad_bwd, r"layer_grad_bwd is the bwd half of `grad layer`"),
+                     (small.m_jvp, r"m_jvp is made by a `jvp` directive \(accepted: `grad`, `vjp`\)")]:
+        with pytest.raises(TypeError, match=what + r".*jax_function takes the whole function of a `grad` or `vjp`"):
             jax_function(fn)
     for fn in (np.sum, lambda x: x):
         with pytest.raises(TypeError, match="is not a function of a tapeless-generated module"):

@@ -268,7 +268,7 @@ def test_only_grad_and_vjp_functions_are_accepted(layer, two):
     with pytest.raises(TypeError, match="not a function of a tapeless-generated module"):
         torch_function(np.sum)
     with pytest.raises(TypeError, match=r"layer is a plain function \(add `grad layer wrt ...` or `vjp layer "
-                                        r"wrt ...`.*takes the function a `grad` or `vjp` directive emits"):
+                                        r"wrt ...` to the .tl file\); torch_function takes the whole function of a `grad` or `vjp` directive"):
         torch_function(layer.layer)
     with pytest.raises(TypeError, match=r"two_jvp is made by a `jvp` directive \(accepted: `grad`, `vjp`\)"):
         torch_function(two.two_jvp)
