@@ -508,7 +508,7 @@ def _mlp_k1(t_1_1, b2, logits, t, t_1, n0):
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
     nblocks = -(-n_rows // block)
-    if n_rows * 10 * 9 >= 524288:
+    if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
             _mlp_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0)
     else:
@@ -616,7 +616,7 @@ def _mlp_grad_k1(t_1_1, b2, t_3_1, logits, t, t_1, t_2, n0):
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
     nblocks = -(-n_rows // block)
-    if n_rows * 10 * 13 >= 524288:
+    if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
             _mlp_grad_k1_rows(blk, block, n_rows, t_1_1, b2, t_3_1, logits, t, t_1, t_2, n0)
     else:
@@ -736,7 +736,7 @@ def _mlp_grad_fwd_k1(t_1_1, b2, logits, t, t_1, n0):
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
     nblocks = -(-n_rows // block)
-    if n_rows * 10 * 9 >= 524288:
+    if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
             _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0)
     else:
@@ -810,7 +810,7 @@ def _mlp_grad_bwd_k0(logits, t_7, t, n0):
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
     nblocks = -(-n_rows // block)
-    if n_rows * 10 * 9 >= 524288:
+    if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
             _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_7, t, n0)
     else:

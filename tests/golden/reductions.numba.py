@@ -635,7 +635,7 @@ def _stats_grad_k1(t_15, t_7, t_16, t_6, t_14, x, t_2_1, t_17, t_18_1, t_4_1, t_
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
     nblocks = -(-n_rows // block)
-    if n_rows * n1 * n2 * 13 >= 524288:
+    if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
             _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1, t_17, t_18_1, t_4_1, t_9_1, t_19_1, d_x, add_d_x, n0, n1, n2)
     else:
@@ -812,7 +812,7 @@ def _stats_grad_bwd_k1(t_4, t_1_1, t_5, t_6, t_3_1, seed, x, t_7_1, t_8_1, r3, r
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
     nblocks = -(-n_rows // block)
-    if n_rows * n1 * n2 * 9 >= 524288:
+    if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
             _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, seed, x, t_7_1, t_8_1, r3, r4, t, t_1, n0, n1, n2)
     else:

@@ -50,11 +50,6 @@ SCALAR_SET = frozenset(FUNCTIONS) | {Scalar.SELECT, Scalar.CAST}
 
 RULES = P.rules(SCALAR_SET)
 PARALLEL_ELEMENTS = 1 << 19  # a kernel over fewer elements runs its blocks on the calling thread
-# ... where an element that calls forms (exp, log, tanh, ...) counts as 1 + FORM_WEIGHT per call:
-# a float32 form costs about 4 plain loop steps (numba_math.DECISIONS: exp 0.5 ns an element, a
-# copy 0.1-0.2), so W3's bce kernel over 1024 x 256 (exp, log, sigmoid: 0.9 ms on one thread)
-# runs on the threads while W4's 512 x 10 softmax stays on the caller's
-FORM_WEIGHT = 4
 PARTIAL_ELEMENTS = 1 << 16  # the sinks' per-block partials (float64) stay within this many elements
 SPLIT_CHUNK = 1024  # a split loop's buffers hold this many values at most (4 KiB of float32: in L1)
 _RESERVED = ("np", "numba", "math", "blk", "lo", "hi", "nblocks", "block", "n_rows", "nb")
@@ -72,7 +67,6 @@ class NumbaKernel:
         self.uses_form = uses_form  # records a vectorisable form the kernel calls (its source is pasted once)
         self.fresh = fresh  # a local name no step of the program has (the split loops' buffers)
         self.math = False
-        self.heavy = 0  # form and math-module calls written (the kernel's weight: PARALLEL_ELEMENTS)
         self.axes: dict[int, str] = {}  # stage axis -> its loop variable
 
     # ---- expressions ----------------------------------------------------------------------
@@ -133,13 +127,11 @@ class NumbaKernel:
         if text is None or text.startswith("np."):
             return None
         self.uses_form(text.split("(")[0])
-        self.heavy += 1
         return text
 
     def table(self, fname: str, dt: DType, args) -> str:
         text = FUNCTIONS[fname]
         self.math |= "math." in text  # (erf, erfc, lgamma: the math module's float64 functions)
-        self.heavy += "math." in text
         return text.format(*args, t=dt.numpy_name)
 
     @staticmethod
@@ -231,12 +223,15 @@ class NumbaKernel:
         # loops below. A small kernel runs its blocks on this thread: waking numba's pool costs
         # more than the work (W4's 512 x 256 kernels: 0.1 ms each on one thread, 6 ms on two of a
         # busy machine); the blocks and the order their partials are combined in are the same.
-        # Its size is weighed by the forms it calls (FORM_WEIGHT)
+        # (Weighing an element by the forms it calls was tried: W3's bce kernel, 1024 x 256 with
+        # exp, log and sigmoid, 1.5 ms in its call on one thread, then ran on two. On the shared
+        # 2-core machine, busy, the kernel's median went to 2.3 ms, 3.9 right after a GEMM, and
+        # W3's call's from 16.7 to 18.4 ms, its best samples level: the second thread waits for a
+        # core, which OpenBLAS's worker, spinning for ~0.1 s after each GEMM, also wants.)
         rows_name = f"{self.name}_rows"
         rows_params = ["blk", "block", "n_rows"] + params + [f"{s.name}_p" for s in p.sinks]
         call = f"{rows_name}({', '.join(rows_params)})"
-        weight = f" * {1 + FORM_WEIGHT * self.heavy}" if self.heavy else ""
-        body.append(f"if n_rows * {per_row}{weight} >= {PARALLEL_ELEMENTS}:")
+        body.append(f"if n_rows * {per_row} >= {PARALLEL_ELEMENTS}:")
         body.append("    for blk in numba.prange(nblocks):")
         body.append(f"        {call}")
         body.append("else:")
