@@ -136,6 +136,26 @@ def test_a_chain_with_row_reductions_and_sinks_at_size(dtype, tmp_path):
     assert _compare(text, f"layer_{dtype}.tl", tmp_path, ("fn", "grad")) == 2
 
 
+WIDE_ROWS = """
+fn wide(x: f32[N, D], b: f32[D]) -> f32 {
+    z = exp(x * 0.1) + b
+    r = sum(z, axis=1, keepdims=true)
+    return sum(z / r) + sum(r)
+}
+
+grad wide wrt x, b
+"""
+
+
+def test_a_split_loop_over_rows_longer_than_its_chunk(tmp_path):
+    """f32 values summed into f64 accumulators (a row sum, the sinks of b's gradient) split the
+    innermost loop in two (numba_writer.NumbaKernel.inner); a row of 2500 runs it in chunks of
+    1024, the last one short."""
+    text = compile_source(WIDE_ROWS, backend="numba", path="wide.tl")
+    assert "for c1 in range(0, n1, 1024):" in text and "np.uint64(lo)" in text
+    assert _compare(WIDE_ROWS + "# size N: 6\n# size D: 2500\n", "wide.tl", tmp_path, ("fn", "grad")) == 2
+
+
 def test_the_kernel_is_one_pass_written_from_the_program(tmp_path):
     text = compile_source(LAYER, backend="numba", path="layer.tl")
     assert '@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})' in text
@@ -162,16 +182,17 @@ def test_modules_import_only_numpy_numba_and_the_standard_library():
 
 
 _THREADS = r"""
-import sys, numpy as np
+import hashlib, sys, numpy as np
 sys.path.insert(0, {tests!r})
 from util import compile_module
 from pathlib import Path
 m = compile_module({text!r}, Path({tmp!r}), name="thr", path="layer.tl", backend="numba")
 rng = np.random.default_rng(3)
-x, y = rng.standard_normal((700, 37)).astype(np.float32), rng.standard_normal((700, 37)).astype(np.float32)
+# 16000 x 37 elements: over numba_writer.PARALLEL_ELEMENTS, so the kernels run on the threads
+x, y = rng.standard_normal((16000, 37)).astype(np.float32), rng.standard_normal((16000, 37)).astype(np.float32)
 b = rng.standard_normal(37).astype(np.float32)
 v, gx, gb = m.layer_grad(x, y, b)
-sys.stdout.write(np.asarray(v).tobytes().hex() + gx.tobytes().hex()[:4000] + gb.tobytes().hex())
+sys.stdout.write(np.asarray(v).tobytes().hex() + hashlib.sha256(gx.tobytes()).hexdigest() + gb.tobytes().hex())
 """
 
 

@@ -455,7 +455,7 @@ class Body:
         prog = P.build(k, ctx.hint, local, {o.id: self.accumulate[o.id] for o in k.outputs if o.id in self.accumulate},
                        name_of=lambda n: ctx.vars.get(n.id), reusable=reusable)
         kname = mod.names.fresh(f"_{ctx.fn_name}_k{k.index}" if ctx.fn_name.isidentifier() else f"_k{k.index}")
-        writer = nw.NumbaKernel(prog, kname, sanitize_docstring(ctx.fn_name), ctx.dim, mod.forms.add)
+        writer = nw.NumbaKernel(prog, kname, sanitize_docstring(ctx.fn_name), ctx.dim, mod.forms.add, local.fresh)
         src, _ = writer.source()
         mod.kernel_sources.append(src)
         if writer.math:

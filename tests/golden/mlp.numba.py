@@ -451,7 +451,7 @@ def _mlp_k0_rows(blk, block, n_rows, t_1, b1, n0):
     """Block blk of _mlp_k0: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         for j1 in range(256):
             t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
             h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
@@ -478,7 +478,8 @@ def _mlp_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
     """Block blk of _mlp_k1: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
-    for j0 in range(lo, hi):
+    t_6_v = np.empty((10,), np.float32)
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over 10
         t_2 = np.float32(-np.inf)
         for j1 in range(10):
@@ -493,7 +494,9 @@ def _mlp_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
             logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
             t_4 = (logits_1 - t_3)  # cases/mlp.tl:6
             t_5 = _tl_exp_f32(t_4)  # cases/mlp.tl:6
-            t_6 = _tl_add(t_6, t_5)  # cases/mlp.tl:6
+            t_6_v[j1] = t_5
+        for j1 in range(10):
+            t_6 = _tl_add(t_6, t_6_v[j1])  # cases/mlp.tl:6
         # stage 2: over the row
         t_7 = _tl_log_f32(np.float32(t_6))  # cases/mlp.tl:6
         t_1[j0, 0] = t_7
@@ -520,7 +523,7 @@ def _mlp_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p):
     lo = blk * block
     hi = min(lo + block, n_rows)
     acc = 0.0
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
         t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
         t_5 = t_1  # cases/mlp.tl:6
@@ -549,7 +552,7 @@ def _mlp_grad_k0_rows(blk, block, n_rows, t_1, b1, n0):
     """Block blk of _mlp_grad_k0: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         for j1 in range(256):
             t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
             h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
@@ -576,7 +579,8 @@ def _mlp_grad_k1_rows(blk, block, n_rows, t_1_1, b2, t_3_1, logits, t, t_1, t_2,
     """Block blk of _mlp_grad_k1: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
-    for j0 in range(lo, hi):
+    t_7_v = np.empty((10,), np.float32)
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over 10
         t_3 = np.float32(-np.inf)
         for j1 in range(10):
@@ -591,7 +595,9 @@ def _mlp_grad_k1_rows(blk, block, n_rows, t_1_1, b2, t_3_1, logits, t, t_1, t_2,
             logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
             t_5 = (logits_1 - t_4)  # cases/mlp.tl:6
             t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
-            t_7 = _tl_add(t_7, t_6)  # cases/mlp.tl:6
+            t_7_v[j1] = t_6
+        for j1 in range(10):
+            t_7 = _tl_add(t_7, t_7_v[j1])  # cases/mlp.tl:6
         # stage 2: over 10
         t_8 = _tl_log_f32(np.float32(t_7))  # cases/mlp.tl:6
         t_1[j0, 0] = t_8
@@ -627,7 +633,8 @@ def _mlp_grad_k2_rows(blk, block, n_rows, h, t_7, t_4, t_5, d_h, n0, acc_p, d_b1
     acc = 0.0
     d_b1 = d_b1_p[blk]
     d_b1[...] = 0.0
-    for j0 in range(lo, hi):
+    d_b1_v = np.empty((256,), np.float32)
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over 256
         t_2 = (t_7[j0, 0] - t_4[j0, 0])  # cases/mlp.tl:6
         t_3 = (t_5[j0, 0] - t_2)  # cases/mlp.tl:6
@@ -640,7 +647,9 @@ def _mlp_grad_k2_rows(blk, block, n_rows, h, t_7, t_4, t_5, d_h, n0, acc_p, d_b1
             t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
             t_8 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
             d_h[j0, j1] = t_8
-            d_b1[j1] += t_8  # cases/mlp.tl:4
+            d_b1_v[j1] = t_8
+        for j1 in range(256):
+            d_b1[j1] += d_b1_v[j1]  # cases/mlp.tl:4
     acc_p[blk] = acc
 
 
@@ -670,7 +679,7 @@ def _mlp_grad_fwd_k0_rows(blk, block, n_rows, t_1, b1, n0):
     """Block blk of _mlp_grad_fwd_k0: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         for j1 in range(256):
             t = (t_1[j0, j1] + b1[j1])  # cases/mlp.tl:4
             h_1 = np.maximum(t, np.float32(0.0))  # cases/mlp.tl:4
@@ -697,7 +706,8 @@ def _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
     """Block blk of _mlp_grad_fwd_k1: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
-    for j0 in range(lo, hi):
+    t_6_v = np.empty((10,), np.float32)
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over 10
         t_2 = np.float32(-np.inf)
         for j1 in range(10):
@@ -712,7 +722,9 @@ def _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
             logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
             t_4 = (logits_1 - t_3)  # cases/mlp.tl:6
             t_5 = _tl_exp_f32(t_4)  # cases/mlp.tl:6
-            t_6 = _tl_add(t_6, t_5)  # cases/mlp.tl:6
+            t_6_v[j1] = t_5
+        for j1 in range(10):
+            t_6 = _tl_add(t_6, t_6_v[j1])  # cases/mlp.tl:6
         # stage 2: over the row
         t_7 = _tl_log_f32(np.float32(t_6))  # cases/mlp.tl:6
         t_1[j0, 0] = t_7
@@ -739,7 +751,7 @@ def _mlp_grad_fwd_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p):
     lo = blk * block
     hi = min(lo + block, n_rows)
     acc = 0.0
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
         t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
         t_5 = t_1  # cases/mlp.tl:6
@@ -768,7 +780,8 @@ def _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_7, t, n0):
     """Block blk of _mlp_grad_bwd_k0: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
-    for j0 in range(lo, hi):
+    t_5_v = np.empty((10,), np.float32)
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over 10
         t_1 = np.float32(-np.inf)
         for j1 in range(10):
@@ -779,7 +792,9 @@ def _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_7, t, n0):
         for j1 in range(10):
             t_3 = (logits[j0, j1] - t_2)  # cases/mlp.tl:6
             t_4 = _tl_exp_f32(t_3)  # cases/mlp.tl:6
-            t_5 = _tl_add(t_5, t_4)  # cases/mlp.tl:6
+            t_5_v[j1] = t_4
+        for j1 in range(10):
+            t_5 = _tl_add(t_5, t_5_v[j1])  # cases/mlp.tl:6
         # stage 2: over 10
         t_6 = (t_7 / np.float32(t_5))  # cases/mlp.tl:6
         for j1 in range(10):
@@ -811,12 +826,15 @@ def _mlp_grad_bwd_k1_rows(blk, block, n_rows, h, d_h, n0, d_b1_p):
     hi = min(lo + block, n_rows)
     d_b1 = d_b1_p[blk]
     d_b1[...] = 0.0
-    for j0 in range(lo, hi):
+    d_b1_v = np.empty((256,), np.float32)
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         for j1 in range(256):
             t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
             t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
             d_h[j0, j1] = t_2
-            d_b1[j1] += t_2  # cases/mlp.tl:4
+            d_b1_v[j1] = t_2
+        for j1 in range(256):
+            d_b1[j1] += d_b1_v[j1]  # cases/mlp.tl:4
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})

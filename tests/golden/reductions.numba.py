@@ -394,7 +394,7 @@ def _stats_k0_rows(blk, block, n_rows, x, m, n0, n1, n2, acc_p, acc_1_p, acc_2_p
     t_2 = np.empty((1, n2,), np.float64)
     t_6 = np.empty((n2,), np.float64)
     t_11 = np.empty((n1,), np.float64)
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_2[...] = 0.0
         for j1 in range(n1):
@@ -465,7 +465,7 @@ def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, 
     t_8 = np.empty((1, n2,), np.float64)
     t_12 = np.empty((n2,), np.float64)
     t_17 = np.empty((n1,), np.float64)
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_8[...] = 0.0
         for j1 in range(n1):
@@ -567,7 +567,7 @@ def _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1
     hi = min(lo + block, n_rows)
     t_11 = np.empty((n1, 1,), np.float64)
     t_23 = np.empty((1, n2,), np.float64)
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_11[...] = 0.0
         for j1 in range(n1):
@@ -655,7 +655,7 @@ def _stats_grad_fwd_k0_rows(blk, block, n_rows, x, m, t, t_1, t_2, t_3, t_4, n0,
     t_7 = np.empty((1, n2,), np.float64)
     t_11 = np.empty((n2,), np.float64)
     t_16 = np.empty((n1,), np.float64)
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_7[...] = 0.0
         for j1 in range(n1):
@@ -724,7 +724,7 @@ def _stats_grad_bwd_k0_rows(blk, block, n_rows, x, t, t_1, n0, n1, n2, acc_p):
     hi = min(lo + block, n_rows)
     acc = acc_p[blk]
     acc[...] = 0
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         for j1 in range(n1):
             for j2 in range(n2):
                 t_2 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
@@ -761,7 +761,7 @@ def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, see
     lo = blk * block
     hi = min(lo + block, n_rows)
     t_16 = np.empty((n1, 1,), np.float64)
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_16[...] = 0.0
         for j1 in range(n1):
@@ -829,7 +829,7 @@ def _stats_grad_bwd_k2_rows(blk, block, n_rows, t_11, r2, t_9, t_12, r1, n0, n1,
     d_m = d_m_p[blk]
     d_m[...] = 0.0
     t_5 = np.empty((1, n2,), np.float64)
-    for j0 in range(lo, hi):
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_5[...] = 0.0
         for j1 in range(n1):

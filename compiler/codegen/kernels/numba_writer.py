@@ -51,18 +51,21 @@ SCALAR_SET = frozenset(FUNCTIONS) | {Scalar.SELECT, Scalar.CAST}
 RULES = P.rules(SCALAR_SET)
 PARALLEL_ELEMENTS = 1 << 19  # a kernel over fewer elements runs its blocks on the calling thread
 PARTIAL_ELEMENTS = 1 << 16  # the sinks' per-block partials (float64) stay within this many elements
+SPLIT_CHUNK = 1024  # a split loop's buffers hold this many values at most (4 KiB of float32: in L1)
 _RESERVED = ("np", "numba", "math", "blk", "lo", "hi", "nblocks", "block", "n_rows", "nb")
 
 
 class NumbaKernel:
     """Writes one Program as a kernel's source and its call from the host function."""
 
-    def __init__(self, prog: P.Program, kernel_name: str, fn_name: str, dim: Callable, uses_form: Callable):
+    def __init__(self, prog: P.Program, kernel_name: str, fn_name: str, dim: Callable, uses_form: Callable,
+                 fresh: Callable[[str], str]):
         self.p = prog
         self.name = kernel_name
         self.fn_name = fn_name
         self.dim = dim  # host text of a Dim
         self.uses_form = uses_form  # records a vectorisable form the kernel calls (its source is pasted once)
+        self.fresh = fresh  # a local name no step of the program has (the split loops' buffers)
         self.math = False
         self.axes: dict[int, str] = {}  # stage axis -> its loop variable
 
@@ -144,6 +147,7 @@ class NumbaKernel:
         """(the kernel's definition, its parameters in order)."""
         p = self.p
         self.reduces = {s.name: s for st in p.stages for s in st.steps if isinstance(s, P.Reduce)}
+        self.buffers: dict[int, str] = {}  # id(Reduce or Sink) -> its split loop's buffer
         params = [o.name for o in p.operands]
         outs = {o.name: o for o in p.outputs}
         for o in p.outputs:
@@ -184,8 +188,11 @@ class NumbaKernel:
             if not self.scalar_acc(r.shape):
                 shape = ", ".join(self.size(d) for d in r.shape[1:])
                 loop.append(f"{r.name} = np.empty(({shape},), np.{r.acc_dtype.numpy_name})")
-        loop.append("for j0 in range(lo, hi):")
-        rows = []
+        # the rows as unsigned: numba wraps a negative signed index around, and LLVM cannot drop
+        # that test for j0 (lo is not known to be >= 0), so a vectorised loop over the rows read
+        # and wrote by gather/scatter (W2's 10^7 f32 value and gradient, one thread: 18 -> 9 ms)
+        loop.append("for j0 in range(np.uint64(lo), np.uint64(hi)):")
+        rows, buffers = [], []
         for k, st in enumerate(p.stages):
             if len(p.stages) > 1:
                 rows.append(f"# stage {k}: over {', '.join(map(str, st.space[1:])) or 'the row'}")
@@ -195,17 +202,19 @@ class NumbaKernel:
                     rows.append(f"{r.name} = {ident}" if self.scalar_acc(r.shape) else f"{r.name}[...] = {ident}")
             for s in st.row_steps:
                 rows += self.step(s, outs)
-            inner = []
-            for s in st.steps:
-                inner += self.step(s, outs)
+            wide = [s for s in st.steps if self.widening(s)] if len(st.space) > 1 else []
+            if wide:
+                buffers += self.split_buffers(st, wide)
+            inner = self.inner(st, outs, wide)
             if inner:
                 depth = 0
-                for a in range(1, len(st.space)):
+                for a in range(1, len(st.space) - (1 if wide else 0)):
                     rows.append("    " * depth + f"for j{a} in range({self.size(st.space[a])}):")
                     depth += 1
                 rows += ["    " * depth + line for line in inner]
             for s in st.after:
                 rows += self.store_after(s, outs)
+        loop[-1:-1] = buffers  # (before the rows' loop: allocated once per block)
         loop += ["    " + line for line in rows]
         for s in p.sinks:
             if self.sink_scalar(s.shape):
@@ -213,7 +222,12 @@ class NumbaKernel:
         # the loop body is written once, as a function of one block that numba inlines into both
         # loops below. A small kernel runs its blocks on this thread: waking numba's pool costs
         # more than the work (W4's 512 x 256 kernels: 0.1 ms each on one thread, 6 ms on two of a
-        # busy machine); the blocks and the order their partials are combined in are the same
+        # busy machine); the blocks and the order their partials are combined in are the same.
+        # (Weighing an element by the forms it calls was tried: W3's bce kernel, 1024 x 256 with
+        # exp, log and sigmoid, 1.5 ms in its call on one thread, then ran on two. On the shared
+        # 2-core machine, busy, the kernel's median went to 2.3 ms, 3.9 right after a GEMM, and
+        # W3's call's from 16.7 to 18.4 ms, its best samples level: the second thread waits for a
+        # core, which OpenBLAS's worker, spinning for ~0.1 s after each GEMM, also wants.)
         rows_name = f"{self.name}_rows"
         rows_params = ["blk", "block", "n_rows"] + params + [f"{s.name}_p" for s in p.sinks]
         call = f"{rows_name}({', '.join(rows_params)})"
@@ -235,6 +249,59 @@ class NumbaKernel:
             f'    """{self.fn_name}\'s fused loop ({", ".join(p.places)}): one pass over the rows."""',
         ]
         return "\n".join(rows) + "\n\n\n" + "\n".join(head + ["    " + line for line in body]) + "\n", params
+
+    # ---- the innermost loop, split when it accumulates narrow floats in wide ones ----------------
+    # LLVM vectorises a loop at the width of its widest type: one float64 accumulation (an f32
+    # sum's f64 partial) makes every float32 operation of the loop run 4 lanes wide instead of 8
+    # (AVX2 / AVX-512 at 256 bits). Such a loop is split in two: the first computes everything and
+    # writes the accumulated values to small float32 buffers, the second adds them into the
+    # accumulators (W3's bce kernel, 1024 x 256 f32 on one thread: 1.4 -> 1.0 ms). The values and
+    # the order they are added in are the same.
+    @staticmethod
+    def widening(s) -> bool:
+        """A float Reduce or Sink at each point whose accumulator is wider than its value."""
+        return isinstance(s, (P.Reduce, P.Sink)) and not getattr(s, "row_level", False) and \
+            s.value.dtype.is_float and s.acc_dtype.itemsize > s.value.dtype.itemsize
+
+    def split_buffers(self, st: P.Stage, wide: list) -> list[str]:
+        """The float buffers of a split loop, one per accumulated value, allocated once per block;
+        their names are kept in self.buffers."""
+        size = st.space[-1]
+        length = str(size) if isinstance(size, int) and size <= SPLIT_CHUNK else \
+            f"min({self.size(size)}, {SPLIT_CHUNK})"
+        lines = []
+        for s in wide:
+            name = self.fresh(f"{s.name}_v")
+            self.buffers[id(s)] = name
+            lines.append(f"{name} = np.empty(({length},), np.{s.value.dtype.numpy_name})")
+        return lines
+
+    def inner(self, st: P.Stage, outs, wide: list) -> list[str]:
+        """The body at each point of the stage's nest: its steps, or (`wide` not empty) the two
+        loops over the innermost axis, in chunks of SPLIT_CHUNK when it may be longer."""
+        if not wide:
+            return [line for s in st.steps for line in self.step(s, outs)]
+        a = len(st.space) - 1
+        j, size = f"j{a}", st.space[a]
+        if isinstance(size, int) and size <= SPLIT_CHUNK:
+            head, lo, hi, at = [], "0", str(size), j
+        else:
+            c, ce = self.fresh(f"c{a}"), self.fresh(f"ce{a}")
+            head = [f"for {c} in range(0, {self.size(size)}, {SPLIT_CHUNK}):",
+                    f"    {ce} = min({c} + {SPLIT_CHUNK}, {self.size(size)})"]
+            lo, hi, at = c, ce, f"{j} - {c}"
+        first, second = [], []
+        for s in st.steps:
+            if id(s) in self.buffers:
+                buf = self.buffers[id(s)]
+                first.append(f"{buf}[{at}] = {self.expr(s.value)}")
+                second += self.step(s, outs, value=f"{buf}[{at}]")
+            else:
+                first += self.step(s, outs)
+        rng = f"range({hi})" if lo == "0" else f"range({lo}, {hi})"
+        pad = "    " if head else ""
+        return head + [pad + f"for {j} in {rng}:"] + [pad + "    " + x for x in first] + \
+            [pad + f"for {j} in {rng}:"] + [pad + "    " + x for x in second]
 
     def identity(self, op: str, dt: DType) -> str:
         if op == ops.sum.name:
@@ -264,18 +331,19 @@ class NumbaKernel:
             return None
         return self.call(s.node.op.name, s.dtype, [self.expr(a) for a in s.args])
 
-    def step(self, s, outs) -> list[str]:
+    def step(self, s, outs, value: str | None = None) -> list[str]:
+        """A step's lines; value: a Reduce's or Sink's value as this text (a split loop's buffer)."""
         where = f"  # {s.where}" if s.node.span else ""
         if isinstance(s, P.Step):
             return [f"{s.name} = {self.whole(s) or self.expr(s.expr)}{where}"]
         if isinstance(s, P.Reduce):
             scalar = self.scalar_acc(s.shape)
             target = s.name if scalar else f"{s.name}[{self.index(s.index[1:])}]"
-            return [self.combine(s.op, target, self.expr(s.value), s.acc_dtype if scalar else None) + where]
+            return [self.combine(s.op, target, value or self.expr(s.value), s.acc_dtype if scalar else None) + where]
         if isinstance(s, P.Sink):
             scalar = self.sink_scalar(s.shape)
             target = s.name if scalar else f"{s.name}[{self.index(s.index)}]"
-            return [self.combine(s.op, target, self.expr(s.value), s.acc_dtype if scalar else None) + where]
+            return [self.combine(s.op, target, value or self.expr(s.value), s.acc_dtype if scalar else None) + where]
         if isinstance(s, P.Store):
             o = outs[s.output]
             value = self.expr(s.value)
