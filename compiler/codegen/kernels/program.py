@@ -770,8 +770,8 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
         computed[s].add(n.id)
         store_of(n, s, Ref(step_name[n.id], n.dtype))
     targets, spreads = [], []
-    whole_base: dict[int, ScatterInto] = {}  # (see_through: one parameter per base)
-    added: dict[int, set] = {}  # stage -> (base id, innermost offset) of the Scatters placed there
+    whole_base: dict[int, ScatterInto] = {}  # (see_through: one parameter per base; its part, sign: the first's)
+    added: dict[int, set] = {}  # stage -> (base id, offset) of the Scatters placed there
     for part, base, items, sign in k.scatters:
         shift = _items_offset(base, tuple(items)) if see_through else None
         if shift is not None:
@@ -834,7 +834,8 @@ def _items_offset(base: Node, items: tuple) -> tuple | None:
         if start is None:
             out.append(0)
         elif isinstance(start, int) and start < 0:
-            out.append(dim_add(d, start))
+            # (as Python clamps it: x[-5:] of 3 starts at 0; a symbolic size is checked to be >= 5)
+            out.append(max(0, d + start) if isinstance(d, int) else dim_add(d, start))
         else:
             out.append(start)
     return tuple(out)
