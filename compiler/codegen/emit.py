@@ -28,6 +28,7 @@ from .fused.writer import KernelWriter
 from .kernels import cupy_writer
 from .names import Names, place, sanitize_docstring
 from ..primitives.loops import in_place_updates, parts, update_in_place
+from ..primitives.shape import index_text
 
 CHECK_HELPER_NAMES = ("array", "scalar", "what", "residual", "rank_error", "shape_error", "size_error",
                       "out_buffers", "residual_tuple")
@@ -453,7 +454,7 @@ class Body:
         ctx, mod = self.ctx, self.ctx.mod
         local = Names(nw.reserved() + tuple(f"{c}{a}" for c in "jq" for a in range(10)))
         prog = P.build(k, ctx.hint, local, {o.id: self.accumulate[o.id] for o in k.outputs if o.id in self.accumulate},
-                       name_of=lambda n: ctx.vars.get(n.id), reusable=reusable)
+                       name_of=lambda n: ctx.vars.get(n.id), reusable=reusable, see_through=True)
         kname = mod.names.fresh(f"_{ctx.fn_name}_k{k.index}" if ctx.fn_name.isidentifier() else f"_k{k.index}")
         writer = nw.NumbaKernel(prog, kname, sanitize_docstring(ctx.fn_name), ctx.dim, mod.forms.add, local.fresh)
         src, _ = writer.source()
@@ -481,6 +482,11 @@ class Body:
                 args.append(var)
             ctx.vars[o.node.id] = var
             self.exprs[o.node.id] = Expr(var)
+        for t in prog.scatters:
+            if t.output is not None:
+                continue  # (this kernel's output: passed above)
+            base = self.exprs[t.base.id].at(PREC_POSTFIX)
+            args.append(f"{base}[{index_text(ctx, t.items)}]" if t.items and not t.whole else base)
         args += [ctx.dim(d) for d in prog.sizes]
         call = f"{kname}({', '.join(args)})"
         if not prog.sinks:

@@ -253,28 +253,26 @@ def stats_grad(x, *, out=None):
         t_2 = np.where(t_1 == -np.inf, 0, t_1)  # cases/reductions.tl:5
         t_3 = np.float64(1.0) / np.float64(N)  # cases/reductions.tl:5
         # a fused numba kernel (cases/reductions.tl:4, cases/reductions.tl:5): _stats_grad_k0 below
-        t_4 = np.empty((N, M, K), dtype=np.float64)
+        t_4 = np.empty((N, 1, K), dtype=np.float64)
         t_5 = np.empty((N, M), dtype=np.float64)
-        t_6 = np.empty((N, M, K), dtype=np.bool_)
-        t_7 = np.empty((N, M, K), dtype=np.float64)
-        t_8 = np.empty((N, K), dtype=np.float64)
-        t_9 = np.empty((N, M, K), dtype=np.float64)
-        parts = _stats_grad_k0(x, m, np.float64(t_3), t_4, t_5, t_6, t_7, t_8, t_9, N, M, K)
-        t_10 = np.add.reduce(parts[0], axis=0)  # cases/reductions.tl:5
-        t_11 = np.add.reduce(parts[1], axis=0)  # cases/reductions.tl:5
-        t_12 = np.add.reduce(parts[2], axis=0)  # cases/reductions.tl:5
-        t_13 = np.add.reduce(parts[3], axis=0)  # cases/reductions.tl:5
+        t_6 = np.empty((N, M, K), dtype=np.float64)
+        t_7 = np.empty((N, K), dtype=np.float64)
+        parts = _stats_grad_k0(x, m, np.float64(t_3), t_4, t_5, t_6, t_7, N, M, K)
+        t_8 = np.add.reduce(parts[0], axis=0)  # cases/reductions.tl:5
+        t_9 = np.add.reduce(parts[1], axis=0)  # cases/reductions.tl:5
+        t_10 = np.add.reduce(parts[2], axis=0)  # cases/reductions.tl:5
+        t_11 = np.add.reduce(parts[3], axis=0)  # cases/reductions.tl:5
         d_m = np.add.reduce(parts[4], axis=0)  # cases/reductions.tl:5
-        value = t_10 / N + t_11 + t_12 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
-        t_14 = t_13 == 0  # cases/reductions.tl:5
-        t_15 = np.prod(t_7, axis=0, keepdims=True)  # cases/reductions.tl:5
-        t_16 = t_13 == 1  # cases/reductions.tl:5
-        t_17 = t_5.reshape((N, M, 1))  # cases/reductions.tl:5
-        t_18 = t_8.reshape((N, 1, K))  # cases/reductions.tl:4
-        t_19 = d_m / (K*N)  # cases/reductions.tl:3
+        value = t_8 / N + t_9 + t_10 + t + np.sum(np.prod(x, axis=0))  # cases/reductions.tl:5
+        t_12 = t_11 == 0  # cases/reductions.tl:5
+        t_13 = np.prod(t_6, axis=0, keepdims=True)  # cases/reductions.tl:5
+        t_14 = t_11 == 1  # cases/reductions.tl:5
+        t_15 = t_5.reshape((N, M, 1))  # cases/reductions.tl:5
+        t_16 = t_7.reshape((N, 1, K))  # cases/reductions.tl:4
+        t_17 = d_m / (K*N)  # cases/reductions.tl:3
         # a fused numba kernel (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5): _stats_grad_k1 below
         d_x = np.empty((N, M, K), dtype=np.float64) if out_x is None else out_x
-        _stats_grad_k1(t_15, t_7, t_16, t_6, t_14, x, t_2, t_17, t_18, t_4, t_9, t_19, d_x, out_x is not None, N, M, K)
+        _stats_grad_k1(t_13, t_6, x, t_14, t_12, t_2, t_15, t_4, t_16, m, np.float64(t_3), t_17, d_x, out_x is not None, N, M, K)
         if out is not None:
             return value, out_x
         return value, d_x
@@ -355,27 +353,26 @@ def stats_grad_bwd(residuals, *, seed=1.0, out=None):
         _shape_error('stats_grad_bwd', ((x, 'residual `x`', 'f64[N, M, K]', (N, M, K)), (r1, 'residual `r1`', 'f64[N, M, K]', (N, M, K)), (r2, 'residual `r2`', 'f64[N, M, K]', (N, M, K)), (r3, 'residual `r3`', 'bool[N, K]', (N, K)), (r4, 'residual `r4`', 'f64[N, K]', (N, K)), (r5, 'residual `r5`', 'f64[N, M]', (N, M)),), (('N', N, 'residual `x`'), ('M', M, 'residual `x`'), ('K', K, 'residual `x`'),))
     with _quiet():
         # a fused numba kernel (cases/reductions.tl:5): _stats_grad_bwd_k0 below
-        t = np.empty((N, M, K), dtype=np.bool_)
-        t_1 = np.empty((N, M, K), dtype=np.float64)
-        parts = _stats_grad_bwd_k0(x, t, t_1, N, M, K)
-        t_2 = np.add.reduce(parts[0], axis=0)  # cases/reductions.tl:5
-        t_3 = t_2 == 0  # cases/reductions.tl:5
-        t_4 = np.prod(t_1, axis=0, keepdims=True)  # cases/reductions.tl:5
-        t_5 = t_2 == 1  # cases/reductions.tl:5
-        t_6 = r6.reshape((1, 1, 1))  # cases/reductions.tl:5
-        t_7 = np.where(t_6 == -np.inf, 0, t_6)  # cases/reductions.tl:5
-        t_8 = r5.reshape((N, M, 1))  # cases/reductions.tl:5
+        t = np.empty((N, M, K), dtype=np.float64)
+        parts = _stats_grad_bwd_k0(x, t, N, M, K)
+        t_1 = np.add.reduce(parts[0], axis=0)  # cases/reductions.tl:5
+        t_2 = t_1 == 0  # cases/reductions.tl:5
+        t_3 = np.prod(t, axis=0, keepdims=True)  # cases/reductions.tl:5
+        t_4 = t_1 == 1  # cases/reductions.tl:5
+        t_5 = r6.reshape((1, 1, 1))  # cases/reductions.tl:5
+        t_6 = np.where(t_5 == -np.inf, 0, t_5)  # cases/reductions.tl:5
+        t_7 = r5.reshape((N, M, 1))  # cases/reductions.tl:5
         # a fused numba kernel (cases/reductions.tl:4, cases/reductions.tl:5): _stats_grad_bwd_k1 below
-        t_9 = np.empty((N, M, K), dtype=np.float64)
-        t_10 = np.empty((N, K), dtype=np.float64)
-        _stats_grad_bwd_k1(t_4, t_1, t_5, t, t_3, np.float64(seed), x, t_7, t_8, r3, r4, t_9, t_10, N, M, K)
-        t_11 = t_10.reshape((N, 1, K))  # cases/reductions.tl:4
-        t_12 = seed / N  # cases/reductions.tl:5
+        t_8 = np.empty((N, M, K), dtype=np.float64)
+        t_9 = np.empty((N, K), dtype=np.float64)
+        _stats_grad_bwd_k1(t_3, t, x, t_4, t_2, np.float64(seed), t_6, t_7, r3, r4, t_8, t_9, N, M, K)
+        t_10 = t_9.reshape((N, 1, K))  # cases/reductions.tl:4
+        t_11 = seed / N  # cases/reductions.tl:5
         # a fused numba kernel (cases/reductions.tl:4, cases/reductions.tl:5): _stats_grad_bwd_k2 below
-        t_13 = t_9  # its memory is free from here on
-        parts_1 = _stats_grad_bwd_k2(t_11, r2, t_9, np.float64(t_12), r1, N, M, K)
+        t_12 = t_8  # its memory is free from here on
+        parts_1 = _stats_grad_bwd_k2(t_10, r2, t_8, np.float64(t_11), r1, N, M, K)
         d_m = np.add.reduce(parts_1[0], axis=0)  # cases/reductions.tl:5
-        d_x = t_13 + d_m / (K*N)  # cases/reductions.tl:3
+        d_x = t_12 + d_m / (K*N)  # cases/reductions.tl:3
         if out is not None:
             out_x, = _out_buffers(out, (('x', _F64, (N, M, K)),), 'stats_grad_bwd')
             out_x += d_x
@@ -451,7 +448,7 @@ def _stats_k0(x, m, n0, n1, n2):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2, acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p):
+def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, n0, n1, n2, acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p):
     """Block blk of _stats_grad_k0: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
@@ -462,82 +459,81 @@ def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, 
     acc_3[...] = 0
     d_m = d_m_p[blk]
     d_m[...] = 0.0
-    t_8 = np.empty((1, n2,), np.float64)
-    t_12 = np.empty((n2,), np.float64)
-    t_17 = np.empty((n1,), np.float64)
+    t_6 = np.empty((1, n2,), np.float64)
+    t_10 = np.empty((n2,), np.float64)
+    t_15 = np.empty((n1,), np.float64)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
-        t_8[...] = 0.0
+        t_6[...] = 0.0
         for j1 in range(n1):
             for j2 in range(n2):
-                t_6 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
-                t_7 = (t_6 * t_6)  # cases/reductions.tl:5
-                acc = _tl_add(acc, t_7)  # cases/reductions.tl:5
-                t_8[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
+                t_4 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
+                t_5 = (t_4 * t_4)  # cases/reductions.tl:5
+                acc = _tl_add(acc, t_5)  # cases/reductions.tl:5
+                t_6[0, j2] += x[j0, j1, j2]  # cases/reductions.tl:4
+        for q2 in range(n2):
+            t[j0, 0, q2] = t_6[0, q2]
         # stage 1: over M, K
-        t_12[...] = 0.0
+        t_10[...] = 0.0
         for j1 in range(n1):
             for j2 in range(n2):
-                t_9 = (t_8[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                t_10 = (x[j0, j1, j2] - t_9)  # cases/reductions.tl:4
-                t[j0, j1, j2] = t_10
-                t_11 = (t_10 * t_10)  # cases/reductions.tl:4
-                t_12[j2] += t_11  # cases/reductions.tl:4
+                t_7 = (t_6[0, j2] / np.float64(n1))  # cases/reductions.tl:4
+                t_8 = (x[j0, j1, j2] - t_7)  # cases/reductions.tl:4
+                t_9 = (t_8 * t_8)  # cases/reductions.tl:4
+                t_10[j2] += t_9  # cases/reductions.tl:4
         # stage 2: over K
         for j1 in range(n2):
-            t_13 = (t_12[j1] / np.float64(n1))  # cases/reductions.tl:4
-            t_14 = (t_13 == 0.0)  # cases/reductions.tl:4
-            t_15 = (1.0 if t_14 else t_13)  # cases/reductions.tl:4
-            t_16 = np.sqrt(t_15)  # cases/reductions.tl:4
-            s = (0.0 if t_14 else t_16)  # cases/reductions.tl:4
+            t_11 = (t_10[j1] / np.float64(n1))  # cases/reductions.tl:4
+            t_12 = (t_11 == 0.0)  # cases/reductions.tl:4
+            t_13 = (1.0 if t_12 else t_11)  # cases/reductions.tl:4
+            t_14 = np.sqrt(t_13)  # cases/reductions.tl:4
+            s = (0.0 if t_12 else t_14)  # cases/reductions.tl:4
             acc_1 = _tl_add(acc_1, s)  # cases/reductions.tl:5
         # stage 3: over M, K
-        t_17[...] = np.float64(-np.inf)
+        t_15[...] = np.float64(-np.inf)
         for j1 in range(n1):
             for j2 in range(n2):
-                t_17[j1] = np.maximum(t_17[j1], x[j0, j1, j2])  # cases/reductions.tl:5
+                t_15[j1] = np.maximum(t_15[j1], x[j0, j1, j2])  # cases/reductions.tl:5
         for q1 in range(n1):
-            t_1[j0, q1] = t_17[q1]
+            t_1[j0, q1] = t_15[q1]
         # stage 4: over M
         for j1 in range(n1):
-            acc_2 = _tl_add(acc_2, t_17[j1])  # cases/reductions.tl:5
+            acc_2 = _tl_add(acc_2, t_15[j1])  # cases/reductions.tl:5
         # stage 5: over M, K
         for j1 in range(n1):
             for j2 in range(n2):
-                t_18 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
+                t_16 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
+                t_17 = np.int64(t_16)  # cases/reductions.tl:5
+                acc_3[0, j1, j2] += t_17  # cases/reductions.tl:5
+                t_18 = (1.0 if t_16 else x[j0, j1, j2])  # cases/reductions.tl:5
                 t_2[j0, j1, j2] = t_18
-                t_19 = np.int64(t_18)  # cases/reductions.tl:5
-                acc_3[0, j1, j2] += t_19  # cases/reductions.tl:5
-                t_20 = (1.0 if t_18 else x[j0, j1, j2])  # cases/reductions.tl:5
-                t_3[j0, j1, j2] = t_20
         # stage 6: over K
         for j1 in range(n2):
-            t_13 = (t_12[j1] / np.float64(n1))  # cases/reductions.tl:4
-            t_14 = (t_13 == 0.0)  # cases/reductions.tl:4
-            t_21 = (not t_14)  # cases/reductions.tl:4
-            t_15 = (1.0 if t_14 else t_13)  # cases/reductions.tl:4
-            t_16 = np.sqrt(t_15)  # cases/reductions.tl:4
-            t_22 = (0.5 / t_16)  # cases/reductions.tl:4
-            t_23 = (t_22 if t_21 else 0.0)  # cases/reductions.tl:4
-            t_24 = (t_23 / np.float64(n1))  # cases/reductions.tl:4
-            t_25 = (t_24 if t_21 else 0.0)  # cases/reductions.tl:4
-            t_4[j0, j1] = t_25
+            t_11 = (t_10[j1] / np.float64(n1))  # cases/reductions.tl:4
+            t_12 = (t_11 == 0.0)  # cases/reductions.tl:4
+            t_19 = (not t_12)  # cases/reductions.tl:4
+            t_13 = (1.0 if t_12 else t_11)  # cases/reductions.tl:4
+            t_14 = np.sqrt(t_13)  # cases/reductions.tl:4
+            t_20 = (0.5 / t_14)  # cases/reductions.tl:4
+            t_21 = (t_20 if t_19 else 0.0)  # cases/reductions.tl:4
+            t_22 = (t_21 / np.float64(n1))  # cases/reductions.tl:4
+            t_23 = (t_22 if t_19 else 0.0)  # cases/reductions.tl:4
+            t_3[j0, j1] = t_23
         # stage 7: over M, K
         for j1 in range(n1):
             for j2 in range(n2):
-                t_6 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
-                t_26 = (t_3_1 * t_6)  # cases/reductions.tl:5
-                t_27 = (2.0 * t_26)  # cases/reductions.tl:5
-                t_5[j0, j1, j2] = t_27
-                t_28 = (-t_27)  # cases/reductions.tl:5
-                d_m[0, j1, 0] += t_28  # cases/reductions.tl:5
+                t_4 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
+                t_24 = (t_3_1 * t_4)  # cases/reductions.tl:5
+                t_25 = (2.0 * t_24)  # cases/reductions.tl:5
+                t_26 = (-t_25)  # cases/reductions.tl:5
+                d_m[0, j1, 0] += t_26  # cases/reductions.tl:5
     acc_p[blk] = acc
     acc_1_p[blk] = acc_1
     acc_2_p[blk] = acc_2
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _stats_grad_k0(x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2):
+def _stats_grad_k0(x, m, t_3_1, t, t_1, t_2, t_3, n0, n1, n2):
     """stats_grad's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
@@ -553,76 +549,86 @@ def _stats_grad_k0(x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2):
     d_m_p = np.empty((nblocks, 1, n1, 1,), np.float64)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2, acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p)
+            _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, n0, n1, n2, acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p)
     else:
         for blk in range(nblocks):
-            _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, t_5, n0, n1, n2, acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p)
+            _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, n0, n1, n2, acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p)
     return (acc_p, acc_1_p, acc_2_p, acc_3_p, d_m_p, )
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1, t_17, t_18_1, t_4_1, t_9_1, t_19_1, d_x, add_d_x, n0, n1, n2):
+def _stats_grad_k1_rows(blk, block, n_rows, t_13, t_6, x, t_14, t_12, t_2_1, t_15, t_4_1, t_16_1, m, t_3_1, t_17_1, d_x, add_d_x, n0, n1, n2):
     """Block blk of _stats_grad_k1: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
     t_11 = np.empty((n1, 1,), np.float64)
-    t_23 = np.empty((1, n2,), np.float64)
+    t_25 = np.empty((1, n2,), np.float64)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_11[...] = 0.0
         for j1 in range(n1):
             for j2 in range(n2):
-                t = (t_15[0, j1, j2] / t_7[j0, j1, j2])  # cases/reductions.tl:5
-                t_1 = (t_16[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
-                t_2 = (t_15[0, j1, j2] if t_1 else 0.0)  # cases/reductions.tl:5
-                t_3 = (t if t_14[0, j1, j2] else t_2)  # cases/reductions.tl:5
-                t_4 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                t_5 = _tl_exp_f64(t_4)  # cases/reductions.tl:5
-                t_8 = (t_3 + t_5)  # cases/reductions.tl:5
-                t_9 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
+                t = (t_13[0, j1, j2] / t_6[j0, j1, j2])  # cases/reductions.tl:5
+                t_1 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
+                t_2 = (t_14[0, j1, j2] & t_1)  # cases/reductions.tl:5
+                t_3 = (t_13[0, j1, j2] if t_2 else 0.0)  # cases/reductions.tl:5
+                t_4 = (t if t_12[0, j1, j2] else t_3)  # cases/reductions.tl:5
+                t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
+                t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
+                t_8 = (t_4 + t_7)  # cases/reductions.tl:5
+                t_9 = (x[j0, j1, j2] == t_15[j0, j1, 0])  # cases/reductions.tl:5
                 t_10 = np.float64(t_9)  # cases/reductions.tl:5
                 t_11[j1, 0] += t_10  # cases/reductions.tl:5
         # stage 1: over M, K
-        t_23[...] = 0.0
+        t_25[...] = 0.0
         for j1 in range(n1):
             for j2 in range(n2):
-                t_12 = (1.0 / t_11[j1, 0])  # cases/reductions.tl:5
-                t_9 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
-                t_13 = (t_12 if t_9 else 0.0)  # cases/reductions.tl:5
-                t = (t_15[0, j1, j2] / t_7[j0, j1, j2])  # cases/reductions.tl:5
-                t_1 = (t_16[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
-                t_2 = (t_15[0, j1, j2] if t_1 else 0.0)  # cases/reductions.tl:5
-                t_3 = (t if t_14[0, j1, j2] else t_2)  # cases/reductions.tl:5
-                t_4 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                t_5 = _tl_exp_f64(t_4)  # cases/reductions.tl:5
-                t_8 = (t_3 + t_5)  # cases/reductions.tl:5
-                t_18 = (t_8 + t_13)  # cases/reductions.tl:5
-                t_19 = (t_18_1[j0, 0, j2] * t_4_1[j0, j1, j2])  # cases/reductions.tl:4
-                t_20 = (t_19 + t_19)  # cases/reductions.tl:4
-                t_21 = (t_18 + t_20)  # cases/reductions.tl:4
-                t_22 = (-t_20)  # cases/reductions.tl:4
-                t_23[0, j2] += t_22  # cases/reductions.tl:4
+                t_16 = (1.0 / t_11[j1, 0])  # cases/reductions.tl:5
+                t_9 = (x[j0, j1, j2] == t_15[j0, j1, 0])  # cases/reductions.tl:5
+                t_17 = (t_16 if t_9 else 0.0)  # cases/reductions.tl:5
+                t = (t_13[0, j1, j2] / t_6[j0, j1, j2])  # cases/reductions.tl:5
+                t_1 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
+                t_2 = (t_14[0, j1, j2] & t_1)  # cases/reductions.tl:5
+                t_3 = (t_13[0, j1, j2] if t_2 else 0.0)  # cases/reductions.tl:5
+                t_4 = (t if t_12[0, j1, j2] else t_3)  # cases/reductions.tl:5
+                t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
+                t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
+                t_8 = (t_4 + t_7)  # cases/reductions.tl:5
+                t_18 = (t_8 + t_17)  # cases/reductions.tl:5
+                t_19 = (t_4_1[j0, 0, j2] / np.float64(n1))  # cases/reductions.tl:4
+                t_20 = (x[j0, j1, j2] - t_19)  # cases/reductions.tl:4
+                t_21 = (t_16_1[j0, 0, j2] * t_20)  # cases/reductions.tl:4
+                t_22 = (t_21 + t_21)  # cases/reductions.tl:4
+                t_23 = (t_18 + t_22)  # cases/reductions.tl:4
+                t_24 = (-t_22)  # cases/reductions.tl:4
+                t_25[0, j2] += t_24  # cases/reductions.tl:4
         # stage 2: over M, K
         for j1 in range(n1):
             for j2 in range(n2):
-                t_24 = (t_23[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                t = (t_15[0, j1, j2] / t_7[j0, j1, j2])  # cases/reductions.tl:5
-                t_1 = (t_16[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
-                t_2 = (t_15[0, j1, j2] if t_1 else 0.0)  # cases/reductions.tl:5
-                t_3 = (t if t_14[0, j1, j2] else t_2)  # cases/reductions.tl:5
-                t_4 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                t_5 = _tl_exp_f64(t_4)  # cases/reductions.tl:5
-                t_8 = (t_3 + t_5)  # cases/reductions.tl:5
-                t_9 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
-                t_12 = (1.0 / t_11[j1, 0])  # cases/reductions.tl:5
-                t_13 = (t_12 if t_9 else 0.0)  # cases/reductions.tl:5
-                t_18 = (t_8 + t_13)  # cases/reductions.tl:5
-                t_19 = (t_18_1[j0, 0, j2] * t_4_1[j0, j1, j2])  # cases/reductions.tl:4
-                t_20 = (t_19 + t_19)  # cases/reductions.tl:4
-                t_21 = (t_18 + t_20)  # cases/reductions.tl:4
-                t_25 = (t_21 + t_24)  # cases/reductions.tl:4
-                t_26 = (t_25 + t_9_1[j0, j1, j2])  # cases/reductions.tl:5
-                d_x_1 = (t_26 + t_19_1[0, j1, 0])  # cases/reductions.tl:3
+                t_26 = (t_25[0, j2] / np.float64(n1))  # cases/reductions.tl:4
+                t = (t_13[0, j1, j2] / t_6[j0, j1, j2])  # cases/reductions.tl:5
+                t_1 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
+                t_2 = (t_14[0, j1, j2] & t_1)  # cases/reductions.tl:5
+                t_3 = (t_13[0, j1, j2] if t_2 else 0.0)  # cases/reductions.tl:5
+                t_4 = (t if t_12[0, j1, j2] else t_3)  # cases/reductions.tl:5
+                t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
+                t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
+                t_8 = (t_4 + t_7)  # cases/reductions.tl:5
+                t_9 = (x[j0, j1, j2] == t_15[j0, j1, 0])  # cases/reductions.tl:5
+                t_16 = (1.0 / t_11[j1, 0])  # cases/reductions.tl:5
+                t_17 = (t_16 if t_9 else 0.0)  # cases/reductions.tl:5
+                t_18 = (t_8 + t_17)  # cases/reductions.tl:5
+                t_19 = (t_4_1[j0, 0, j2] / np.float64(n1))  # cases/reductions.tl:4
+                t_20 = (x[j0, j1, j2] - t_19)  # cases/reductions.tl:4
+                t_21 = (t_16_1[j0, 0, j2] * t_20)  # cases/reductions.tl:4
+                t_22 = (t_21 + t_21)  # cases/reductions.tl:4
+                t_23 = (t_18 + t_22)  # cases/reductions.tl:4
+                t_27 = (t_23 + t_26)  # cases/reductions.tl:4
+                t_28 = (x[j0, j1, j2] - m[0, j1, 0])  # cases/reductions.tl:5
+                t_29 = (t_3_1 * t_28)  # cases/reductions.tl:5
+                t_30 = (2.0 * t_29)  # cases/reductions.tl:5
+                t_31 = (t_27 + t_30)  # cases/reductions.tl:5
+                d_x_1 = (t_31 + t_17_1[0, j1, 0])  # cases/reductions.tl:3
                 if add_d_x:
                     d_x[j0, j1, j2] += d_x_1
                 else:
@@ -630,17 +636,17 @@ def _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _stats_grad_k1(t_15, t_7, t_16, t_6, t_14, x, t_2_1, t_17, t_18_1, t_4_1, t_9_1, t_19_1, d_x, add_d_x, n0, n1, n2):
+def _stats_grad_k1(t_13, t_6, x, t_14, t_12, t_2_1, t_15, t_4_1, t_16_1, m, t_3_1, t_17_1, d_x, add_d_x, n0, n1, n2):
     """stats_grad's fused loop (cases/reductions.tl:3, cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
     nblocks = -(-n_rows // block)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1, t_17, t_18_1, t_4_1, t_9_1, t_19_1, d_x, add_d_x, n0, n1, n2)
+            _stats_grad_k1_rows(blk, block, n_rows, t_13, t_6, x, t_14, t_12, t_2_1, t_15, t_4_1, t_16_1, m, t_3_1, t_17_1, d_x, add_d_x, n0, n1, n2)
     else:
         for blk in range(nblocks):
-            _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1, t_17, t_18_1, t_4_1, t_9_1, t_19_1, d_x, add_d_x, n0, n1, n2)
+            _stats_grad_k1_rows(blk, block, n_rows, t_13, t_6, x, t_14, t_12, t_2_1, t_15, t_4_1, t_16_1, m, t_3_1, t_17_1, d_x, add_d_x, n0, n1, n2)
     return ()
 
 
@@ -718,7 +724,7 @@ def _stats_grad_fwd_k0(x, m, t, t_1, t_2, t_3, t_4, n0, n1, n2):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _stats_grad_bwd_k0_rows(blk, block, n_rows, x, t, t_1, n0, n1, n2, acc_p):
+def _stats_grad_bwd_k0_rows(blk, block, n_rows, x, t, n0, n1, n2, acc_p):
     """Block blk of _stats_grad_bwd_k0: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
@@ -727,16 +733,15 @@ def _stats_grad_bwd_k0_rows(blk, block, n_rows, x, t, t_1, n0, n1, n2, acc_p):
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         for j1 in range(n1):
             for j2 in range(n2):
-                t_2 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
-                t[j0, j1, j2] = t_2
-                t_3 = np.int64(t_2)  # cases/reductions.tl:5
-                acc[0, j1, j2] += t_3  # cases/reductions.tl:5
-                t_4 = (1.0 if t_2 else x[j0, j1, j2])  # cases/reductions.tl:5
-                t_1[j0, j1, j2] = t_4
+                t_1 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
+                t_2 = np.int64(t_1)  # cases/reductions.tl:5
+                acc[0, j1, j2] += t_2  # cases/reductions.tl:5
+                t_3 = (1.0 if t_1 else x[j0, j1, j2])  # cases/reductions.tl:5
+                t[j0, j1, j2] = t_3
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _stats_grad_bwd_k0(x, t, t_1, n0, n1, n2):
+def _stats_grad_bwd_k0(x, t, n0, n1, n2):
     """stats_grad_bwd's fused loop (cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
@@ -748,15 +753,15 @@ def _stats_grad_bwd_k0(x, t, t_1, n0, n1, n2):
     acc_p = np.empty((nblocks, 1, n1, n2,), np.int64)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            _stats_grad_bwd_k0_rows(blk, block, n_rows, x, t, t_1, n0, n1, n2, acc_p)
+            _stats_grad_bwd_k0_rows(blk, block, n_rows, x, t, n0, n1, n2, acc_p)
     else:
         for blk in range(nblocks):
-            _stats_grad_bwd_k0_rows(blk, block, n_rows, x, t, t_1, n0, n1, n2, acc_p)
+            _stats_grad_bwd_k0_rows(blk, block, n_rows, x, t, n0, n1, n2, acc_p)
     return (acc_p, )
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, seed, x, t_7_1, t_8_1, r3, r4, t, t_1, n0, n1, n2):
+def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_3, t_4, x, t_4_1, t_2_1, seed, t_6_1, t_7_1, r3, r4, t, t_1, n0, n1, n2):
     """Block blk of _stats_grad_bwd_k1: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
@@ -766,30 +771,32 @@ def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, see
         t_16[...] = 0.0
         for j1 in range(n1):
             for j2 in range(n2):
-                t_2 = (t_4[0, j1, j2] / t_1_1[j0, j1, j2])  # cases/reductions.tl:5
-                t_3 = (t_5[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
-                t_7 = (t_4[0, j1, j2] if t_3 else 0.0)  # cases/reductions.tl:5
-                t_8 = (t_2 if t_3_1[0, j1, j2] else t_7)  # cases/reductions.tl:5
+                t_2 = (t_3[0, j1, j2] / t_4[j0, j1, j2])  # cases/reductions.tl:5
+                t_5 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
+                t_6 = (t_4_1[0, j1, j2] & t_5)  # cases/reductions.tl:5
+                t_7 = (t_3[0, j1, j2] if t_6 else 0.0)  # cases/reductions.tl:5
+                t_8 = (t_2 if t_2_1[0, j1, j2] else t_7)  # cases/reductions.tl:5
                 t_9 = (seed * t_8)  # cases/reductions.tl:5
-                t_10 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
+                t_10 = (x[j0, j1, j2] - t_6_1[0, 0, 0])  # cases/reductions.tl:5
                 t_11 = _tl_exp_f64(t_10)  # cases/reductions.tl:5
                 t_12 = (seed * t_11)  # cases/reductions.tl:5
                 t_13 = (t_9 + t_12)  # cases/reductions.tl:5
-                t_14 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
+                t_14 = (x[j0, j1, j2] == t_7_1[j0, j1, 0])  # cases/reductions.tl:5
                 t_15 = np.float64(t_14)  # cases/reductions.tl:5
                 t_16[j1, 0] += t_15  # cases/reductions.tl:5
         # stage 1: over M, K
         for j1 in range(n1):
             for j2 in range(n2):
                 t_17 = (seed / t_16[j1, 0])  # cases/reductions.tl:5
-                t_14 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
+                t_14 = (x[j0, j1, j2] == t_7_1[j0, j1, 0])  # cases/reductions.tl:5
                 t_18 = (t_17 if t_14 else 0.0)  # cases/reductions.tl:5
-                t_2 = (t_4[0, j1, j2] / t_1_1[j0, j1, j2])  # cases/reductions.tl:5
-                t_3 = (t_5[0, j1, j2] & t_6[j0, j1, j2])  # cases/reductions.tl:5
-                t_7 = (t_4[0, j1, j2] if t_3 else 0.0)  # cases/reductions.tl:5
-                t_8 = (t_2 if t_3_1[0, j1, j2] else t_7)  # cases/reductions.tl:5
+                t_2 = (t_3[0, j1, j2] / t_4[j0, j1, j2])  # cases/reductions.tl:5
+                t_5 = (x[j0, j1, j2] == 0.0)  # cases/reductions.tl:5
+                t_6 = (t_4_1[0, j1, j2] & t_5)  # cases/reductions.tl:5
+                t_7 = (t_3[0, j1, j2] if t_6 else 0.0)  # cases/reductions.tl:5
+                t_8 = (t_2 if t_2_1[0, j1, j2] else t_7)  # cases/reductions.tl:5
                 t_9 = (seed * t_8)  # cases/reductions.tl:5
-                t_10 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
+                t_10 = (x[j0, j1, j2] - t_6_1[0, 0, 0])  # cases/reductions.tl:5
                 t_11 = _tl_exp_f64(t_10)  # cases/reductions.tl:5
                 t_12 = (seed * t_11)  # cases/reductions.tl:5
                 t_13 = (t_9 + t_12)  # cases/reductions.tl:5
@@ -807,22 +814,22 @@ def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, see
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _stats_grad_bwd_k1(t_4, t_1_1, t_5, t_6, t_3_1, seed, x, t_7_1, t_8_1, r3, r4, t, t_1, n0, n1, n2):
+def _stats_grad_bwd_k1(t_3, t_4, x, t_4_1, t_2_1, seed, t_6_1, t_7_1, r3, r4, t, t_1, n0, n1, n2):
     """stats_grad_bwd's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
     nblocks = -(-n_rows // block)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, seed, x, t_7_1, t_8_1, r3, r4, t, t_1, n0, n1, n2)
+            _stats_grad_bwd_k1_rows(blk, block, n_rows, t_3, t_4, x, t_4_1, t_2_1, seed, t_6_1, t_7_1, r3, r4, t, t_1, n0, n1, n2)
     else:
         for blk in range(nblocks):
-            _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, seed, x, t_7_1, t_8_1, r3, r4, t, t_1, n0, n1, n2)
+            _stats_grad_bwd_k1_rows(blk, block, n_rows, t_3, t_4, x, t_4_1, t_2_1, seed, t_6_1, t_7_1, r3, r4, t, t_1, n0, n1, n2)
     return ()
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _stats_grad_bwd_k2_rows(blk, block, n_rows, t_11, r2, t_9, t_12, r1, n0, n1, n2, d_m_p):
+def _stats_grad_bwd_k2_rows(blk, block, n_rows, t_10, r2, t_8, t_11, r1, n0, n1, n2, d_m_p):
     """Block blk of _stats_grad_bwd_k2: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
@@ -834,29 +841,29 @@ def _stats_grad_bwd_k2_rows(blk, block, n_rows, t_11, r2, t_9, t_12, r1, n0, n1,
         t_5[...] = 0.0
         for j1 in range(n1):
             for j2 in range(n2):
-                t_1 = (t_11[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
+                t_1 = (t_10[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
                 t_2 = (t_1 + t_1)  # cases/reductions.tl:4
-                t_3 = (t_9[j0, j1, j2] + t_2)  # cases/reductions.tl:4
+                t_3 = (t_8[j0, j1, j2] + t_2)  # cases/reductions.tl:4
                 t_4 = (-t_2)  # cases/reductions.tl:4
                 t_5[0, j2] += t_4  # cases/reductions.tl:4
         # stage 1: over M, K
         for j1 in range(n1):
             for j2 in range(n2):
                 t_6 = (t_5[0, j2] / np.float64(n1))  # cases/reductions.tl:4
-                t_1 = (t_11[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
+                t_1 = (t_10[j0, 0, j2] * r2[j0, j1, j2])  # cases/reductions.tl:4
                 t_2 = (t_1 + t_1)  # cases/reductions.tl:4
-                t_3 = (t_9[j0, j1, j2] + t_2)  # cases/reductions.tl:4
+                t_3 = (t_8[j0, j1, j2] + t_2)  # cases/reductions.tl:4
                 t_7 = (t_3 + t_6)  # cases/reductions.tl:4
-                t_8 = (t_12 * r1[j0, j1, j2])  # cases/reductions.tl:5
-                t_10 = (2.0 * t_8)  # cases/reductions.tl:5
-                t_13 = (t_7 + t_10)  # cases/reductions.tl:5
-                t_9[j0, j1, j2] = t_13
-                t_14 = (-t_10)  # cases/reductions.tl:5
+                t_9 = (t_11 * r1[j0, j1, j2])  # cases/reductions.tl:5
+                t_12 = (2.0 * t_9)  # cases/reductions.tl:5
+                t_13 = (t_7 + t_12)  # cases/reductions.tl:5
+                t_8[j0, j1, j2] = t_13
+                t_14 = (-t_12)  # cases/reductions.tl:5
                 d_m[0, j1, 0] += t_14  # cases/reductions.tl:5
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _stats_grad_bwd_k2(t_11, r2, t_9, t_12, r1, n0, n1, n2):
+def _stats_grad_bwd_k2(t_10, r2, t_8, t_11, r1, n0, n1, n2):
     """stats_grad_bwd's fused loop (cases/reductions.tl:4, cases/reductions.tl:5): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, n1 * n2))
@@ -868,10 +875,10 @@ def _stats_grad_bwd_k2(t_11, r2, t_9, t_12, r1, n0, n1, n2):
     d_m_p = np.empty((nblocks, 1, n1, 1,), np.float64)
     if n_rows * n1 * n2 >= 524288:
         for blk in numba.prange(nblocks):
-            _stats_grad_bwd_k2_rows(blk, block, n_rows, t_11, r2, t_9, t_12, r1, n0, n1, n2, d_m_p)
+            _stats_grad_bwd_k2_rows(blk, block, n_rows, t_10, r2, t_8, t_11, r1, n0, n1, n2, d_m_p)
     else:
         for blk in range(nblocks):
-            _stats_grad_bwd_k2_rows(blk, block, n_rows, t_11, r2, t_9, t_12, r1, n0, n1, n2, d_m_p)
+            _stats_grad_bwd_k2_rows(blk, block, n_rows, t_10, r2, t_8, t_11, r1, n0, n1, n2, d_m_p)
     return (d_m_p, )
 
 

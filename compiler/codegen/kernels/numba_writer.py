@@ -48,11 +48,11 @@ FUNCTIONS = NUMBA_FUNCTIONS  # (primitives/common.py: the scalar language's voca
 # an op calling one stays the NumPy backend's call outside the kernel (program.rules)
 SCALAR_SET = frozenset(FUNCTIONS) | {Scalar.SELECT, Scalar.CAST}
 
-RULES = P.rules(SCALAR_SET)
+RULES = P.rules(SCALAR_SET, scatter=True, remake=True)
 PARALLEL_ELEMENTS = 1 << 19  # a kernel over fewer elements runs its blocks on the calling thread
 PARTIAL_ELEMENTS = 1 << 16  # the sinks' per-block partials (float64) stay within this many elements
 SPLIT_CHUNK = 1024  # a split loop's buffers hold this many values at most (4 KiB of float32: in L1)
-_RESERVED = ("np", "numba", "math", "blk", "lo", "hi", "nblocks", "block", "n_rows", "nb")
+_RESERVED = ("np", "numba", "math", "blk", "lo", "hi", "nblocks", "block", "n_rows", "nb", "half", "pair")
 
 
 class NumbaKernel:
@@ -88,8 +88,14 @@ class NumbaKernel:
             return self.p.sizes[d]
         return str(d)
 
-    def index(self, index: tuple) -> str:
-        return ", ".join("0" if a is None else self.axes[a] for a in index)
+    def index(self, index: tuple, offset: tuple = ()) -> str:
+        if not offset:
+            return ", ".join("0" if a is None else self.axes[a] for a in index)
+        out = []
+        for a, d in zip(index, offset):
+            at = "0" if a is None else self.axes[a]
+            out.append(at if d == 0 else self.size(d) if at == "0" else f"{at} + {self.size(d)}")
+        return ", ".join(out)
 
     def expr(self, e) -> str:
         if isinstance(e, P.Const):
@@ -99,7 +105,7 @@ class NumbaKernel:
         if isinstance(e, P.Load):
             if not e.index:
                 return e.operand  # (a 0-d operand comes in as a scalar)
-            return f"{e.operand}[{self.index(e.index)}]"
+            return f"{e.operand}[{self.index(e.index, e.offset)}]"
         if isinstance(e, P.Reduced):
             r = self.reduces[e.name]
             text = r.name if self.scalar_acc(r.shape) else f"{r.name}[{self.index(e.index[1:])}]"
@@ -156,6 +162,7 @@ class NumbaKernel:
             params.append(o.name)
             if o.accumulate is not None:
                 params.append(f"add_{o.name}")
+        params += [t.name for t in p.scatters if t.output is None]  # (arrays Scatter steps add into)
         params += list(p.sizes.values())
         rank = max(len(st.space) for st in p.stages)
         self.axes = {a: f"j{a}" for a in range(rank)}
@@ -173,6 +180,13 @@ class NumbaKernel:
             body.append(f"while nb > 2 and nb * ({elems}) > {PARTIAL_ELEMENTS}:")
             body.append("    nb //= 2")
             body.append("block = max(block, -(-n_rows // nb))")
+        if p.spreads:
+            # a block's rows add into base rows up to `spread` past its own: blocks at least that
+            # long, run in two passes (even blocks, then odd ones), never add into the same row at
+            # once; the order is a function of the shape, never of the threads
+            wider = [self.size(d) for d in p.spreads if not isinstance(d, int) or d > 1]
+            if wider:  # (a block is at least a row anyway)
+                body.append(f"block = max(block, {', '.join(wider)})")
         body.append("nblocks = -(-n_rows // block)")
         for s in p.sinks:
             shape = ", ".join(["nblocks"] + [self.size(d) for d in s.shape])
@@ -232,11 +246,21 @@ class NumbaKernel:
         rows_params = ["blk", "block", "n_rows"] + params + [f"{s.name}_p" for s in p.sinks]
         call = f"{rows_name}({', '.join(rows_params)})"
         body.append(f"if n_rows * {per_row} >= {PARALLEL_ELEMENTS}:")
-        body.append("    for blk in numba.prange(nblocks):")
-        body.append(f"        {call}")
-        body.append("else:")
-        body.append("    for blk in range(nblocks):")
-        body.append(f"        {call}")
+        if p.spreads:
+            body.append("    for half in range(2):")
+            body.append("        for pair in numba.prange((nblocks - half + 1) // 2):")
+            body.append("            blk = 2 * pair + half")
+            body.append(f"            {call}")
+            body.append("else:")
+            body.append("    for half in range(2):  # (the same order on this thread)")
+            body.append("        for blk in range(half, nblocks, 2):")
+            body.append(f"            {call}")
+        else:
+            body.append("    for blk in numba.prange(nblocks):")
+            body.append(f"        {call}")
+            body.append("else:")
+            body.append("    for blk in range(nblocks):")
+            body.append(f"        {call}")
         body.append("return (" + "".join(f"{s.name}_p, " for s in p.sinks) + ")")
         rows = [
             f"@numba.njit(inline=\"always\", {numba_math.KERNEL_FLAGS})",
@@ -344,6 +368,10 @@ class NumbaKernel:
             scalar = self.sink_scalar(s.shape)
             target = s.name if scalar else f"{s.name}[{self.index(s.index)}]"
             return [self.combine(s.op, target, value or self.expr(s.value), s.acc_dtype if scalar else None) + where]
+        if isinstance(s, P.Scatter):
+            at = self.index(s.index, s.offset)
+            target = next((o.reuses or o.name for o in self.p.outputs if o.name == s.target), s.target)
+            return [f"{target}[{at}] {'+' if s.sign > 0 else '-'}= {self.expr(s.value)}{where}"]
         if isinstance(s, P.Store):
             o = outs[s.output]
             value = self.expr(s.value)

@@ -24,6 +24,12 @@ Interface (stable: later additions are new fields, never renames)
       rows:     int | Dim         the row count (axis 0 of every stage's space)
       stages:   [Stage]           for each row, all stages in order (below)
       places:   [str]             the `file.tl:LINE`s of the kernel's nodes, sorted
+      scatters: [ScatterInto(name, part, base, items, sign)]   views base[items] the kernel adds
+                                  slice cotangents into (Scatter steps)
+      spreads:  [int | Dim]       when a view's rows are shifted (x[1:]'s cotangent into x's
+                                  gradient): how far, at most (base rows - kernel rows). Row r of
+                                  the kernel then adds into base rows r .. r + spread, so blocks
+                                  of at least that many rows, run evens then odds, never share one
 
     A renderer runs, for each row r (rows are independent; blocks of rows may run in parallel):
         for stage in stages:
@@ -31,7 +37,8 @@ Interface (stable: later additions are new fields, never renames)
             for each point p of stage.space[1:] (nested loops over the trailing axes):
                 stage.steps        (in order)
             stage.after            (once per row, after the nest: Stores of reductions done here)
-    Rows never talk to each other except through sinks.
+    Rows never talk to each other except through sinks, and Scatters into rows shifted from their
+    own (Program.spreads: the renderer keeps blocks that share a row of the base apart).
 
     Stage(space, row_steps, steps, after)
       space: tuple of dims (rows first). A step's values are scalars at one point of it.
@@ -56,12 +63,22 @@ Interface (stable: later additions are new fields, never renames)
       Store(output, value, index, node)
             output[index] = value (or += into the caller's buffer when Output.accumulate is set
             and a buffer is given). index: one entry per output axis (stage axis or None).
+      Scatter(target, value, index, sign, node, offset)
+            target[index (+ offset)] += value (sign -1: -=): a slice cotangent added into its base
+            (fused/plan.py's Kernel.scatters), never written whole. target: a ScatterInto of
+            Program.scatters, a view base[items] the caller passes (the part's shape, so the
+            index is the part's own), or with see_through the base itself and the slice's start
+            as offset; placed right after the part's step when the base's row is complete there,
+            else in a stage of its own at the end of the row (the part made again).
 
     Expressions (SExpr: every one has .dtype; literals are typed):
       Const(value, dtype)            a Python number (bool/int/float, inf and nan included) or a
                                      Dim (a size, via Program.sizes) of the given dtype
-      Load(operand, index, dtype)    an operand's element; index: per operand axis, the stage
-                                     axis it runs along (0 = the row) or None (a size-1 axis: 0)
+      Load(operand, index, dtype, offset)
+                                     an operand's element; index: per operand axis, the stage
+                                     axis it runs along (0 = the row) or None (a size-1 axis: 0);
+                                     offset: () or per axis, an int or Dim added to it (a slice
+                                     x[:, 1:] read as x at j1 + 1: build(..., see_through=True))
       Ref(name, dtype)               a step's value at this point (or a row-level step's)
       Reduced(name, index, dtype)    a finished Reduce's value (index as Load's, over its shape);
                                      dtype is the node's: a renderer casts from acc_dtype
@@ -91,7 +108,7 @@ from typing import Callable, Iterable
 
 from ...core.ir import Node
 from ...core.primitive import Kind, ops
-from ...core.types import Dim, DType
+from ...core.types import Dim, DType, dim_add, dim_sub
 from ...primitives.common import SCALAR_FUNCTIONS, Scalar
 from ..fused.plan import NUMPY_RULES, Kernel, PlanRules
 from ..names import Names, place
@@ -110,6 +127,7 @@ class Load:
     operand: str
     index: tuple
     dtype: DType
+    offset: tuple = ()  # per operand axis, added to its index (() : none)
 
 
 @dataclass(frozen=True)
@@ -232,6 +250,31 @@ class Store:
 
 
 @dataclass
+class Scatter:
+    target: str
+    value: object
+    index: tuple
+    sign: int
+    node: Node  # the part
+    offset: tuple = ()  # (as Load's: the target is the base itself, the part at this offset in it)
+
+    @property
+    def where(self) -> str:
+        return place(self.node)
+
+
+@dataclass(frozen=True)
+class ScatterInto:
+    name: str
+    part: Node
+    base: Node
+    items: tuple  # the index of the part in its base (fused/plan.py's Kernel.scatters): the view
+    sign: int
+    whole: bool = False  # the base itself is passed (the Scatter steps carry the offset)
+    output: str | None = None  # ... or is this kernel's output of that name: no array passed
+
+
+@dataclass
 class Stage:
     space: tuple
     row_steps: list = field(default_factory=list)
@@ -253,6 +296,8 @@ class Program:
     sizes: dict
     stages: list
     places: list
+    scatters: list = field(default_factory=list)
+    spreads: list = field(default_factory=list)
 
 
 # ---- which nodes may join (the compiled backends' predicate for plan()) -----------------------------------
@@ -266,8 +311,10 @@ def calls(template: str) -> set[str]:
     return set(re.findall(r"([a-z_][a-z0-9_]*)\(", template))
 
 
-def rules(functions: Iterable[str]) -> PlanRules:
-    """plan()'s predicates for a backend that computes the scalar functions `functions`."""
+def rules(functions: Iterable[str], scatter: bool = False, remake: bool = False) -> PlanRules:
+    """plan()'s predicates for a backend that computes the scalar functions `functions`; scatter,
+    remake: its writer adds slice cotangents into their base (Program's Scatter steps) and makes
+    cheap values of an earlier kernel again (PlanRules)."""
     functions = frozenset(functions)
 
     def floats_ok(n: Node) -> bool:
@@ -286,7 +333,7 @@ def rules(functions: Iterable[str]) -> PlanRules:
     def sink(n: Node) -> bool:  # (a reduction over the rows combined across blocks: sum, max, min)
         return NUMPY_RULES.sink(n) and floats_ok(n)
 
-    return PlanRules(member, sink)
+    return PlanRules(member, sink, scatter=scatter, remake=remake)
 
 
 # ---- parsing a scalar template ---------------------------------------------------------------------------
@@ -496,11 +543,13 @@ def _acc_dtype(op: str, dt: DType) -> DType:
 
 def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = None,
           accumulate: dict | None = None, name_of: Callable[[Node], str | None] | None = None,
-          reusable=()) -> Program:
+          reusable=(), see_through: bool = False) -> Program:
     """The kernel as a Program. hint(node): a source name for a step (or None); names: where
     new names are taken (steps, operands, outputs never repeat one); accumulate: output node id
     -> the caller's out= buffer variable; name_of(node): an outside value's variable (the
-    operand takes a name like it)."""
+    operand takes a name like it). see_through: a slice x[:, 1:] read (or added into) is x at
+    an offset (Load.offset, Scatter.offset): a renderer whose compiler vectorises a contiguous
+    array, never a strided view (numba: W13's column differences 3x faster)."""
     names = names or Names()
     accumulate = accumulate or {}
     members = {m.id: m for m in k.members}
@@ -533,6 +582,18 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
                 size_of(d)
         return op.name
 
+    def load(i: Node, index: tuple) -> Load:
+        """i's element at index: of the array i slices, at an offset, when see_through allows."""
+        # (the array sliced must be a variable of the caller's: not an expression written inline)
+        shift = _slice_offset(i) if see_through else None
+        if shift is not None and not (name_of is not None and name_of(i.inputs[0])):
+            shift = None
+        if shift is None:
+            return Load(operand(i), index, i.dtype)
+        for d in shift:
+            size_of(d)
+        return Load(operand(i.inputs[0]), index, i.dtype, shift)
+
     def ref(i: Node, n: Node, s: int):
         """What member/sink n at stage s reads for input i."""
         if i.is_literal:
@@ -547,7 +608,7 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
             if i.id not in row_level and i.id not in computed[s]:
                 recompute(i, s)
             return Ref(step_name[i.id], i.dtype)
-        return Load(operand(i), _compose(_input_index(i, n), n, space), i.dtype)
+        return load(i, _compose(_input_index(i, n), n, space))
 
     def expr_of(n: Node, s: int, args=None):
         args = [ref(i, n, s) for i in n.inputs] if args is None else args
@@ -648,7 +709,7 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
                 if s is None:
                     s = new_stage(None)
                 value = ref(x, x if x.id in members else n, s) if x.id in members else \
-                    Load(operand(x), tuple(0 if a == 0 else None for a in range(x.type.rank)), x.dtype)
+                    load(x, tuple(0 if a == 0 else None for a in range(x.type.rank)))
                 if n.id in sink_ids:
                     index = _result_index(axes, keep, x.type.rank, x.shape, stages[s].space or x.shape, n)
                     sk = Sink(step_name[n.id], red, value, index, tuple(n.shape), n.dtype, _acc_dtype(red, n.dtype),
@@ -667,7 +728,7 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
                 s = new_stage(x.shape)
             if stages[s].space is None:
                 stages[s].space = tuple(x.shape)
-            value = ref(x, x, s) if x.id in members else Load(operand(x), tuple(range(x.type.rank)), x.dtype)
+            value = ref(x, x, s) if x.id in members else load(x, tuple(range(x.type.rank)))
             index = _result_index(axes, keep, x.type.rank, x.shape, stages[s].space, n)
             if n.id in sink_ids:
                 sk = Sink(step_name[n.id], red, value, index, tuple(n.shape), n.dtype, _acc_dtype(red, n.dtype),
@@ -708,15 +769,88 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
         stages[s].steps.append(Step(step_name[n.id], expr_of(n, s, args), n.dtype, n, args=args))
         computed[s].add(n.id)
         store_of(n, s, Ref(step_name[n.id], n.dtype))
+    targets, spreads = [], []
+    whole_base: dict[int, ScatterInto] = {}  # (see_through: one parameter per base; its part, sign: the first's)
+    added: dict[int, set] = {}  # stage -> (base id, offset) of the Scatters placed there
+    for part, base, items, sign in k.scatters:
+        shift = _items_offset(base, tuple(items)) if see_through else None
+        if shift is not None:
+            for d in shift:
+                size_of(d)
+            t = whole_base.get(base.id)
+            if t is None:
+                mine = outputs.get(base.id)
+                t = whole_base[base.id] = ScatterInto(mine.name if mine else names.fresh((hint(base) or "g").lstrip("_")),
+                                                      part, base, (), sign, whole=True,
+                                                      output=mine.name if mine else None)
+                targets.append(t)
+        else:
+            shift = ()
+            t = ScatterInto(names.fresh((hint(base) or "g").lstrip("_") + "_at"), part, base, tuple(items), sign)
+            targets.append(t)
+        if items and items[0][1:3] != (None, None):  # (its rows shifted: fused/plan.py's Kernel.serial)
+            spread = dim_sub(base.shape[0], k.rows)
+            if spread not in spreads:
+                spreads.append(size_of(spread))
+        index = tuple(a if (a == 0 or part.shape[a] != 1) else None for a in range(part.type.rank))
+        s = home.get(part.id)
+        # where the part is made, unless that stage broadcasts it (it would be added once per point
+        # of the axes it lacks), the base is a member stored there or later (stored over what is
+        # added), or the stage adds into the base at another offset (LLVM then cannot tell the two
+        # apart and leaves the loop scalar: W13's row differences, g[j0] -= d and g[j0 + 1] += d in
+        # one loop, 10 ms on one thread; in two, 7 ms)
+        inner = (base.id, shift)
+        if (s is not None and part.id not in reduce_stage and (part.id in row_level or stages[s].space == tuple(part.shape))
+                and (base.id not in members or (base.id in home and home[base.id] < s))
+                and all(other[0] != base.id or other == inner for other in added.get(s, ()))):
+            added.setdefault(s, set()).add(inner)
+            step = Scatter(t.name, Ref(step_name[part.id], part.dtype), index, sign, part, shift)
+            (stages[s].row_steps if part.id in row_level else stages[s].steps).append(step)
+            continue
+        s = new_stage(None if _row_level(part.shape) else part.shape)
+        added[s] = {inner}
+        step = Scatter(t.name, ref(part, part, s), index, sign, part, shift)
+        (stages[s].row_steps if _row_level(part.shape) else stages[s].steps).append(step)
     for st in stages:
         if st.space is None:
             st.space = (k.rows,)
     places = sorted({place(n) for n in k.nodes if n.span})
-    prog = Program(k.index, k.rows, list(operands.values()), list(outputs.values()), prog_sinks, sizes, stages, places)
+    prog = Program(k.index, k.rows, list(operands.values()), list(outputs.values()), prog_sinks, sizes, stages, places,
+                   targets, spreads)
     for i, o in reusable:
         if i.id in operands and o.id in outputs and outputs[o.id].accumulate is None:
             overwrite(prog, operands[i.id].name, outputs[o.id].name)
     return prog
+
+
+def _items_offset(base: Node, items: tuple) -> tuple | None:
+    """Per axis of base, where base[items] starts (an int or Dim), when items are slices of step
+    1 that keep every axis (the view is base at that offset); else None."""
+    if len(items) > base.type.rank or any(it[0] != "s" or it[3] != 1 for it in items):
+        return None
+    out = []
+    for a, d in enumerate(base.shape):
+        start = items[a][1] if a < len(items) else None
+        if start is None:
+            out.append(0)
+        elif isinstance(start, int) and start < 0:
+            # (as Python clamps it: x[-5:] of 3 starts at 0; a symbolic size is checked to be >= 5)
+            out.append(max(0, d + start) if isinstance(d, int) else dim_add(d, start))
+        else:
+            out.append(start)
+    return tuple(out)
+
+
+def _slice_offset(i: Node) -> tuple | None:
+    """_items_offset of a slice node i that slices a trailing axis (x[:, 1:], x[1:, :-2]; not
+    x[1:], as contiguous as its array), or None."""
+    if i.op is not ops.index or i.is_leaf or i.type.rank < 2:
+        return None
+    items = tuple(i.attr("items"))
+    shift = _items_offset(i.inputs[0], items)
+    if shift is None or all(it[1:3] == (None, None) for it in items[1:]):
+        return None
+    return shift
 
 
 def _loads(e, operand: str) -> list:
@@ -745,7 +879,7 @@ def overwrite(prog: Program, operand: str, output: str) -> bool:
             for s in steps:
                 values = [v for v in (getattr(s, "expr", None), getattr(s, "value", None)) if v is not None]
                 loads = [ld for v in values + list(getattr(s, "args", ())) for ld in _loads(v, operand)]
-                if loads and (stored or not at_points or part != 1):
+                if loads and (stored or not at_points or part != 1 or any(ld.offset for ld in loads)):
                     return False
                 indices = [ld.index for ld in loads]
                 if isinstance(s, Store) and s.output == output:
