@@ -48,7 +48,7 @@ FUNCTIONS = NUMBA_FUNCTIONS  # (primitives/common.py: the scalar language's voca
 # an op calling one stays the NumPy backend's call outside the kernel (program.rules)
 SCALAR_SET = frozenset(FUNCTIONS) | {Scalar.SELECT, Scalar.CAST}
 
-RULES = P.rules(SCALAR_SET)
+RULES = P.rules(SCALAR_SET, labels=True)  # (cross_entropy's label ops too: P.Index is j1, ...)
 PARALLEL_ELEMENTS = 1 << 19  # a kernel over fewer elements runs its blocks on the calling thread
 PARTIAL_ELEMENTS = 1 << 16  # the sinks' per-block partials (float64) stay within this many elements
 SPLIT_CHUNK = 1024  # a split loop's buffers hold this many values at most (4 KiB of float32: in L1)
@@ -96,6 +96,8 @@ class NumbaKernel:
             return self.const(e)
         if isinstance(e, P.Ref):
             return e.name
+        if isinstance(e, P.Index):
+            return self.axes[e.axis]
         if isinstance(e, P.Load):
             if not e.index:
                 return e.operand  # (a 0-d operand comes in as a scalar)
