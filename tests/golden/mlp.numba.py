@@ -524,6 +524,7 @@ def _mlp_grad_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, t_3_1, n0, acc_p, d_b2
     acc = 0.0
     d_b2 = d_b2_p[blk]
     d_b2[...] = 0.0
+    t_4_r = np.empty((10,), np.float32)
     t_5_v = np.empty((10,), np.float32)
     d_b2_v = np.empty((10,), np.float32)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
@@ -541,6 +542,7 @@ def _mlp_grad_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, t_3_1, n0, acc_p, d_b2
             logits = (t_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
             t_3 = (logits - t_2)  # cases/mlp.tl:6
             t_4 = _tl_exp_f32(t_3)  # cases/mlp.tl:6
+            t_4_r[j1] = t_4
             t_5_v[j1] = t_4
         for j1 in range(10):
             t_5 = _tl_add(t_5, t_5_v[j1])  # cases/mlp.tl:6
@@ -554,7 +556,7 @@ def _mlp_grad_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, t_3_1, n0, acc_p, d_b2
         for j1 in range(10):
             logits = (t_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
             t_3 = (logits - t_2)  # cases/mlp.tl:6
-            t_4 = _tl_exp_f32(t_3)  # cases/mlp.tl:6
+            t_4 = t_4_r[j1]  # cases/mlp.tl:6 (kept by the stage that made it)
             t_12 = (t_4 * t_11)  # cases/mlp.tl:6
             d_logits_1 = (t_12 - (t_3_1 if (j1 == t_2_1[j0]) else np.float32(0.0)))  # cases/mlp.tl:6
             t_1[j0, j1] = d_logits_1
@@ -708,6 +710,7 @@ def _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_6, t_1_1, d_logits, n0, 
     hi = min(lo + block, n_rows)
     d_b2 = d_b2_p[blk]
     d_b2[...] = 0.0
+    t_3_r = np.empty((10,), np.float32)
     t_4_v = np.empty((10,), np.float32)
     d_b2_v = np.empty((10,), np.float32)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
@@ -721,6 +724,7 @@ def _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_6, t_1_1, d_logits, n0, 
         for j1 in range(10):
             t_2 = (logits[j0, j1] - t_1)  # cases/mlp.tl:6
             t_3 = _tl_exp_f32(t_2)  # cases/mlp.tl:6
+            t_3_r[j1] = t_3
             t_4_v[j1] = t_3
         for j1 in range(10):
             t_4 = _tl_add(t_4, t_4_v[j1])  # cases/mlp.tl:6
@@ -728,7 +732,7 @@ def _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_6, t_1_1, d_logits, n0, 
         t_5 = (t_6 / np.float32(t_4))  # cases/mlp.tl:6
         for j1 in range(10):
             t_2 = (logits[j0, j1] - t_1)  # cases/mlp.tl:6
-            t_3 = _tl_exp_f32(t_2)  # cases/mlp.tl:6
+            t_3 = t_3_r[j1]  # cases/mlp.tl:6 (kept by the stage that made it)
             t_7 = (t_3 * t_5)  # cases/mlp.tl:6
             d_logits_1 = (t_7 - (t_6 if (j1 == t_1_1[j0]) else np.float32(0.0)))  # cases/mlp.tl:6
             d_logits[j0, j1] = d_logits_1

@@ -465,6 +465,7 @@ def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, 
     t_8 = np.empty((1, n2,), np.float64)
     t_12 = np.empty((n2,), np.float64)
     t_17 = np.empty((n1,), np.float64)
+    t_16_r = np.empty((n2,), np.float64)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_8[...] = 0.0
@@ -489,6 +490,7 @@ def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, 
             t_14 = (t_13 == 0.0)  # cases/reductions.tl:4
             t_15 = (1.0 if t_14 else t_13)  # cases/reductions.tl:4
             t_16 = np.sqrt(t_15)  # cases/reductions.tl:4
+            t_16_r[j1] = t_16
             s = (0.0 if t_14 else t_16)  # cases/reductions.tl:4
             acc_1 = _tl_add(acc_1, s)  # cases/reductions.tl:5
         # stage 3: over M, K
@@ -516,7 +518,7 @@ def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, t_4, 
             t_14 = (t_13 == 0.0)  # cases/reductions.tl:4
             t_21 = (not t_14)  # cases/reductions.tl:4
             t_15 = (1.0 if t_14 else t_13)  # cases/reductions.tl:4
-            t_16 = np.sqrt(t_15)  # cases/reductions.tl:4
+            t_16 = t_16_r[j1]  # cases/reductions.tl:4 (kept by the stage that made it)
             t_22 = (0.5 / t_16)  # cases/reductions.tl:4
             t_23 = (t_22 if t_21 else 0.0)  # cases/reductions.tl:4
             t_24 = (t_23 / np.float64(n1))  # cases/reductions.tl:4
@@ -567,6 +569,7 @@ def _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1
     hi = min(lo + block, n_rows)
     t_11 = np.empty((n1, 1,), np.float64)
     t_23 = np.empty((1, n2,), np.float64)
+    t_5_r = np.empty((n1, n2,), np.float64)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_11[...] = 0.0
@@ -578,6 +581,7 @@ def _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1
                 t_3 = (t if t_14[0, j1, j2] else t_2)  # cases/reductions.tl:5
                 t_4 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
                 t_5 = _tl_exp_f64(t_4)  # cases/reductions.tl:5
+                t_5_r[j1, j2] = t_5
                 t_8 = (t_3 + t_5)  # cases/reductions.tl:5
                 t_9 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
                 t_10 = np.float64(t_9)  # cases/reductions.tl:5
@@ -594,7 +598,7 @@ def _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1
                 t_2 = (t_15[0, j1, j2] if t_1 else 0.0)  # cases/reductions.tl:5
                 t_3 = (t if t_14[0, j1, j2] else t_2)  # cases/reductions.tl:5
                 t_4 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                t_5 = _tl_exp_f64(t_4)  # cases/reductions.tl:5
+                t_5 = t_5_r[j1, j2]  # cases/reductions.tl:5 (kept by the stage that made it)
                 t_8 = (t_3 + t_5)  # cases/reductions.tl:5
                 t_18 = (t_8 + t_13)  # cases/reductions.tl:5
                 t_19 = (t_18_1[j0, 0, j2] * t_4_1[j0, j1, j2])  # cases/reductions.tl:4
@@ -611,7 +615,7 @@ def _stats_grad_k1_rows(blk, block, n_rows, t_15, t_7, t_16, t_6, t_14, x, t_2_1
                 t_2 = (t_15[0, j1, j2] if t_1 else 0.0)  # cases/reductions.tl:5
                 t_3 = (t if t_14[0, j1, j2] else t_2)  # cases/reductions.tl:5
                 t_4 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                t_5 = _tl_exp_f64(t_4)  # cases/reductions.tl:5
+                t_5 = t_5_r[j1, j2]  # cases/reductions.tl:5 (kept by the stage that made it)
                 t_8 = (t_3 + t_5)  # cases/reductions.tl:5
                 t_9 = (x[j0, j1, j2] == t_17[j0, j1, 0])  # cases/reductions.tl:5
                 t_12 = (1.0 / t_11[j1, 0])  # cases/reductions.tl:5
@@ -761,6 +765,7 @@ def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, see
     lo = blk * block
     hi = min(lo + block, n_rows)
     t_16 = np.empty((n1, 1,), np.float64)
+    t_11_r = np.empty((n1, n2,), np.float64)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_16[...] = 0.0
@@ -773,6 +778,7 @@ def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, see
                 t_9 = (seed * t_8)  # cases/reductions.tl:5
                 t_10 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
                 t_11 = _tl_exp_f64(t_10)  # cases/reductions.tl:5
+                t_11_r[j1, j2] = t_11
                 t_12 = (seed * t_11)  # cases/reductions.tl:5
                 t_13 = (t_9 + t_12)  # cases/reductions.tl:5
                 t_14 = (x[j0, j1, j2] == t_8_1[j0, j1, 0])  # cases/reductions.tl:5
@@ -790,7 +796,7 @@ def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_4, t_1_1, t_5, t_6, t_3_1, see
                 t_8 = (t_2 if t_3_1[0, j1, j2] else t_7)  # cases/reductions.tl:5
                 t_9 = (seed * t_8)  # cases/reductions.tl:5
                 t_10 = (x[j0, j1, j2] - t_7_1[0, 0, 0])  # cases/reductions.tl:5
-                t_11 = _tl_exp_f64(t_10)  # cases/reductions.tl:5
+                t_11 = t_11_r[j1, j2]  # cases/reductions.tl:5 (kept by the stage that made it)
                 t_12 = (seed * t_11)  # cases/reductions.tl:5
                 t_13 = (t_9 + t_12)  # cases/reductions.tl:5
                 t_19 = (t_13 + t_18)  # cases/reductions.tl:5

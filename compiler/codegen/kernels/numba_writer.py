@@ -196,7 +196,7 @@ class NumbaKernel:
         # that test for j0 (lo is not known to be >= 0), so a vectorised loop over the rows read
         # and wrote by gather/scatter (W2's 10^7 f32 value and gradient, one thread: 18 -> 9 ms)
         loop.append("for j0 in range(np.uint64(lo), np.uint64(hi)):")
-        rows, buffers = [], []
+        rows, buffers = [], self.kept_rows()
         for k, st in enumerate(p.stages):
             if len(p.stages) > 1:
                 rows.append(f"# stage {k}: over {', '.join(map(str, st.space[1:])) or 'the row'}")
@@ -253,6 +253,29 @@ class NumbaKernel:
             f'    """{self.fn_name}\'s fused loop ({", ".join(p.places)}): one pass over the rows."""',
         ]
         return "\n".join(rows) + "\n\n\n" + "\n".join(head + ["    " + line for line in body]) + "\n", params
+
+    # ---- a costly value a later stage reads again: kept in a row buffer, not made twice ----------
+    # (softmax's exp: its row sum in one stage, exp / sum in the next; W4's 512 x 10 kernel
+    # made every exp twice)
+    def kept_rows(self) -> list[str]:
+        """Row buffers for the steps a later stage over the same space recomputes, when the step
+        calls a function (exp, log, a form: not a select, cast, max, min, abs or sign); their
+        names in self.kept. Returns their allocations (once per block)."""
+        self.kept: dict[str, str] = {}
+        home: dict[str, P.Stage] = {}
+        lines = []
+        for st in self.p.stages:
+            for s in st.steps:
+                if not isinstance(s, P.Step):
+                    continue
+                if not s.recomputed:
+                    home.setdefault(s.name, st)
+                elif s.name not in self.kept and s.name in home and home[s.name].space == st.space and \
+                        tuple(s.node.shape) == tuple(st.space) and _costly(s.expr):
+                    self.kept[s.name] = name = self.fresh(f"{s.name}_r")
+                    shape = ", ".join(self.size(d) for d in st.space[1:])
+                    lines.append(f"{name} = np.empty(({shape},), np.{s.dtype.numpy_name})")
+        return lines
 
     # ---- the innermost loop, split when it accumulates narrow floats in wide ones ----------------
     # LLVM vectorises a loop at the width of its widest type: one float64 accumulation (an f32
@@ -394,6 +417,12 @@ class NumbaKernel:
         """A step's lines; value: a Reduce's or Sink's value as this text (a split loop's buffer)."""
         where = f"  # {s.where}" if s.node.span else ""
         if isinstance(s, P.Step):
+            kept = self.kept.get(s.name)
+            if kept is not None:
+                at = f"{kept}[{', '.join(self.axes[a] for a in range(1, len(s.node.shape)))}]"
+                if s.recomputed:
+                    return [f"{s.name} = {at}{where} (kept by the stage that made it)"]
+                return [f"{s.name} = {self.whole(s) or self.expr(s.expr)}{where}", f"{at} = {s.name}"]
             return [f"{s.name} = {self.whole(s) or self.expr(s.expr)}{where}"]
         if isinstance(s, P.Reduce):
             scalar = self.scalar_acc(s.shape)
@@ -435,6 +464,20 @@ class NumbaKernel:
             lines += [f"{pad}if add_{o.name}:", f"{pad}    {target} += {value}", f"{pad}else:",
                       f"{pad}    {target} = {value}"]
         return lines
+
+
+_CHEAP_CALLS = frozenset({Scalar.SELECT, Scalar.CAST, Scalar.MAX, Scalar.MIN, Scalar.FABS, Scalar.SIGN})
+
+
+def _costly(e) -> bool:
+    """Does the expression itself (not the steps it reads) call a function worth not repeating?"""
+    if isinstance(e, P.Call):
+        return e.fn not in _CHEAP_CALLS or any(_costly(a) for a in e.args)
+    if isinstance(e, P.Binary):
+        return _costly(e.a) or _costly(e.b)
+    if isinstance(e, P.Unary):
+        return _costly(e.a)
+    return False
 
 
 def _resolve(e, defs: dict):
