@@ -152,6 +152,7 @@ class NumbaKernel:
         self.reduces = {s.name: s for st in p.stages for s in st.steps if isinstance(s, P.Reduce)}
         self.buffers: dict[int, str] = {}  # id(Reduce or Sink) -> its split loop's buffer
         self.logsums: dict[int, tuple] = {}  # id(Reduce or Sink) -> a sum of logs' parts (log_parts)
+        self.unwritten: set[str] = set()  # steps only such a sum read
         params = [o.name for o in p.operands]
         outs = {o.name: o for o in p.outputs}
         for o in p.outputs:
@@ -343,6 +344,17 @@ class NumbaKernel:
             return None
         if length * abs(math.log2(lohi[1])) > 1000 or length * abs(math.log2(lohi[0])) > 1000:
             return None
+        # the steps only this sum read (a + log(u), log(u)) are not written: nothing computes them now
+        chain = [s.value.name] if isinstance(s.value, P.Ref) else []
+        if chain and isinstance(defs.get(chain[0]), P.Binary):
+            chain += [v.name for v in (defs[chain[0]].a, defs[chain[0]].b)
+                      if isinstance(v, P.Ref) and isinstance(defs.get(v.name), P.Call) and defs[v.name].fn == Scalar.LOG]
+        read = {r for st2 in self.p.stages for x in st2.row_steps + st2.steps + st2.after
+                if x is not s and getattr(x, "name", None) not in chain
+                for v in (getattr(x, "expr", None), getattr(x, "value", None), *getattr(x, "args", ()))
+                if v is not None for r in _refs(v)}
+        if not read & set(chain):
+            self.unwritten |= set(chain)
         return found
 
     def inner(self, st: P.Stage, outs, wide: list) -> list[str]:
@@ -377,7 +389,7 @@ class NumbaKernel:
                 buf = self.buffers[id(s)]
                 first.append(f"{buf}[{at}] = {self.expr(s.value)}")
                 second += self.step(s, outs, value=f"{buf}[{at}]")
-            else:
+            elif not (isinstance(s, P.Step) and s.name in self.unwritten):
                 first += self.step(s, outs)
         rng = f"range({hi})" if lo == "0" else f"range({lo}, {hi})"
         pad = "    " if head else ""
@@ -478,6 +490,17 @@ def _costly(e) -> bool:
     if isinstance(e, P.Unary):
         return _costly(e.a)
     return False
+
+
+def _refs(e) -> list[str]:
+    """The step names an expression reads."""
+    if isinstance(e, P.Ref):
+        return [e.name]
+    out = []
+    for sub in (getattr(e, "a", None), getattr(e, "b", None), *getattr(e, "args", ())):
+        if sub is not None:
+            out += _refs(sub)
+    return out
 
 
 def _resolve(e, defs: dict):
