@@ -147,6 +147,8 @@ class Scalar:
     MIN = "min"
     SIGN = "sign"
     FABS = "fabs"
+    EXP = "exp"
+    LOG = "log"
 
 
 # scalar function -> its numba text over {0}, {1} ({t}: the numpy type name of the result)

@@ -129,26 +129,6 @@ def _quiet():
     return np.errstate(all="ignore")
 
 
-def _label_rows(labels):
-    """Index arrays that, with the labels, pick one place on each row of the last axis."""
-    n = labels.ndim
-    return tuple(np.arange(s).reshape((s,) + (1,) * (n - 1 - k)) for k, s in enumerate(labels.shape))
-
-
-def _sub_label(p, labels, amount=1, out=None, inplace=False, rows=None):
-    """p - amount onehot(labels) along the last axis: p's values (copied into `out` or a new
-    array, or p itself if inplace) with `amount` (a scalar or of the labels' shape) subtracted at
-    the label positions (`rows`: arange of the rows, given for 1-D labels)."""
-    if inplace:
-        out = p
-    elif out is None:
-        out = p.copy()
-    else:
-        out[...] = p
-    out[(rows, labels) if rows is not None else _label_rows(labels) + (labels,)] -= amount
-    return out
-
-
 @numba.extending.intrinsic
 def _tl_bits(typingctx, x):
     """The bit pattern of a float as the signed integer of its width."""
@@ -274,16 +254,11 @@ def mlp(x, labels, w1, b1, w2, b2):
         h = t  # its memory is free from here on
         _mlp_k0(t, b1, B)
         t_1 = h @ w2  # cases/mlp.tl:5
+        t_2 = _checked_labels(labels, 10, 'mlp(): argument `labels`')  # cases/mlp.tl:6
         # a fused numba kernel (cases/mlp.tl:5, cases/mlp.tl:6): _mlp_k1 below
-        logits = np.empty((B, 10), dtype=np.float32)
-        t_2 = np.empty((B, 1), dtype=np.float32)
-        t_3 = np.empty((B, 1), dtype=np.float32)
-        _mlp_k1(t_1, b2, logits, t_2, t_3, B)
-        t_4 = np.take_along_axis(logits, _checked_labels(labels, 10, 'mlp(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
-        # a fused numba kernel (cases/mlp.tl:6): _mlp_k2 below
-        parts = _mlp_k2(t_4, t_2, t_3, B)
-        t_5 = np.add.reduce(parts[0], axis=0).astype(np.float32)  # cases/mlp.tl:6
-        return t_5 / B  # cases/mlp.tl:6
+        parts = _mlp_k1(t_1, b2, t_2, B)
+        t_3 = np.add.reduce(parts[0], axis=0).astype(np.float32)  # cases/mlp.tl:6
+        return t_3 / B  # cases/mlp.tl:6
 
 
 def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
@@ -320,23 +295,18 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         t_2 = _checked_labels(labels, 10, 'mlp_grad(): argument `labels`')  # cases/mlp.tl:6
         t_3 = np.float32(1.0) / np.float32(B)  # cases/mlp.tl:6
         # a fused numba kernel (cases/mlp.tl:5, cases/mlp.tl:6): _mlp_grad_k1 below
-        logits = np.empty((B, 10), dtype=np.float32)
-        t_4 = np.empty((B, 1), dtype=np.float32)
-        t_5 = np.empty((B, 1), dtype=np.float32)
-        t_6 = np.empty((B, 10), dtype=np.float32)
-        _mlp_grad_k1(t_1, b2, np.float32(t_3), logits, t_4, t_5, t_6, B)
-        t_7 = np.take_along_axis(logits, t_2[..., None], axis=-1)  # cases/mlp.tl:6
-        d_logits = _sub_label(t_6, t_2, t_3, inplace=True)  # cases/mlp.tl:6
+        d_logits = t_1  # its memory is free from here on
+        parts = _mlp_grad_k1(t_1, b2, t_2, np.float32(t_3), B)
+        t_4 = np.add.reduce(parts[0], axis=0).astype(np.float32)  # cases/mlp.tl:6
+        d_b2 = np.add.reduce(parts[1], axis=0).astype(np.float32)  # cases/mlp.tl:5
+        value = t_4 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
-        # a fused numba kernel (cases/mlp.tl:4, cases/mlp.tl:6): _mlp_grad_k2 below
-        t_8 = d_h  # its memory is free from here on
-        parts = _mlp_grad_k2(h, t_7, t_4, t_5, d_h, B)
-        t_9 = np.add.reduce(parts[0], axis=0).astype(np.float32)  # cases/mlp.tl:6
-        d_b1 = np.add.reduce(parts[1], axis=0).astype(np.float32)  # cases/mlp.tl:4
-        value = t_9 / B  # cases/mlp.tl:6
-        d_w1 = x.T @ t_8  # cases/mlp.tl:4
+        # a fused numba kernel (cases/mlp.tl:4): _mlp_grad_k2 below
+        t_5 = d_h  # its memory is free from here on
+        parts_1 = _mlp_grad_k2(h, d_h, B)
+        d_b1 = np.add.reduce(parts_1[0], axis=0).astype(np.float32)  # cases/mlp.tl:4
+        d_w1 = x.T @ t_5  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
-        d_b2 = np.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad')
             out_w1 += d_w1
@@ -384,16 +354,12 @@ def mlp_grad_fwd(x, labels, w1, b1, w2, b2):
         h = t  # its memory is free from here on
         _mlp_grad_fwd_k0(t, b1, B)
         t_1 = h @ w2  # cases/mlp.tl:5
+        t_2 = _checked_labels(labels, 10, 'mlp_grad_fwd(): argument `labels`')  # cases/mlp.tl:6
         # a fused numba kernel (cases/mlp.tl:5, cases/mlp.tl:6): _mlp_grad_fwd_k1 below
         logits = np.empty((B, 10), dtype=np.float32)
-        t_2 = np.empty((B, 1), dtype=np.float32)
-        t_3 = np.empty((B, 1), dtype=np.float32)
-        _mlp_grad_fwd_k1(t_1, b2, logits, t_2, t_3, B)
-        t_4 = np.take_along_axis(logits, _checked_labels(labels, 10, 'mlp_grad_fwd(): argument `labels`')[..., None], axis=-1)  # cases/mlp.tl:6
-        # a fused numba kernel (cases/mlp.tl:6): _mlp_grad_fwd_k2 below
-        parts = _mlp_grad_fwd_k2(t_4, t_2, t_3, B)
-        t_5 = np.add.reduce(parts[0], axis=0).astype(np.float32)  # cases/mlp.tl:6
-        return t_5 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
+        parts = _mlp_grad_fwd_k1(t_1, b2, t_2, logits, B)
+        t_3 = np.add.reduce(parts[0], axis=0).astype(np.float32)  # cases/mlp.tl:6
+        return t_3 / B, (x, h, w2, logits, labels)  # cases/mlp.tl:6
 
 
 def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
@@ -424,18 +390,18 @@ def mlp_grad_bwd(residuals, *, seed=1.0, out=None):
         _shape_error('mlp_grad_bwd', ((x, 'residual `x`', 'f32[B, 784]', (B, 784)), (h, 'residual `h`', 'f32[B, 256]', (B, 256)), (w2, 'residual `w2`', 'f32[256, 10]', (256, 10)), (logits, 'residual `logits`', 'f32[B, 10]', (B, 10)), (labels, 'residual `labels`', 'i64[B]', (B,)),), (('B', B, 'residual `x`'),))
     with _quiet():
         t = seed / B  # cases/mlp.tl:6
-        # a fused numba kernel (cases/mlp.tl:6): _mlp_grad_bwd_k0 below
-        t_1 = np.empty((B, 10), dtype=np.float32)
-        _mlp_grad_bwd_k0(logits, np.float32(t), t_1, B)
-        d_logits = _sub_label(t_1, _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`'), t, inplace=True)  # cases/mlp.tl:6
+        t_1 = _checked_labels(labels, 10, 'mlp_grad_bwd(): residual `labels`')  # cases/mlp.tl:6
+        # a fused numba kernel (cases/mlp.tl:5, cases/mlp.tl:6): _mlp_grad_bwd_k0 below
+        d_logits = np.empty((B, 10), dtype=np.float32)
+        parts = _mlp_grad_bwd_k0(logits, np.float32(t), t_1, d_logits, B)
+        d_b2 = np.add.reduce(parts[0], axis=0).astype(np.float32)  # cases/mlp.tl:5
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused numba kernel (cases/mlp.tl:4): _mlp_grad_bwd_k1 below
         t_2 = d_h  # its memory is free from here on
-        parts = _mlp_grad_bwd_k1(h, d_h, B)
-        d_b1 = np.add.reduce(parts[0], axis=0).astype(np.float32)  # cases/mlp.tl:4
+        parts_1 = _mlp_grad_bwd_k1(h, d_h, B)
+        d_b1 = np.add.reduce(parts_1[0], axis=0).astype(np.float32)  # cases/mlp.tl:4
         d_w1 = x.T @ t_2  # cases/mlp.tl:4
         d_w2 = h.T @ d_logits  # cases/mlp.tl:5
-        d_b2 = np.sum(d_logits, axis=0)  # cases/mlp.tl:5
         if out is not None:
             out_w1, out_b1, out_w2, out_b2 = _out_buffers(out, (('w1', _F32, (784, 256)), ('b1', _F32, (256,)), ('w2', _F32, (256, 10)), ('b2', _F32, (10,)),), 'mlp_grad_bwd')
             out_w1 += d_w1
@@ -474,76 +440,52 @@ def _mlp_k0(t_1, b1, n0):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
+def _mlp_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, n0, acc_p):
     """Block blk of _mlp_k1: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
-    t_6_v = np.empty((10,), np.float32)
+    acc = 0.0
+    t_5_v = np.empty((10,), np.float32)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over 10
-        t_2 = np.float32(-np.inf)
+        t = np.float32(-np.inf)
+        t_7 = np.float32(0.0)
         for j1 in range(10):
-            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-            logits[j0, j1] = logits_1
-            t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
+            logits = (t_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            t = np.maximum(t, logits)  # cases/mlp.tl:6
+            t_7 = _tl_add(t_7, (logits if (j1 == t_2_1[j0]) else np.float32(0.0)))  # cases/mlp.tl:6
         # stage 1: over 10
-        t_6 = 0.0
-        t_3 = (t_2 if ((t_2 - t_2) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
-        t[j0, 0] = t_3
+        t_5 = 0.0
+        t_2 = (t if ((t - t) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
         for j1 in range(10):
-            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-            t_4 = (logits_1 - t_3)  # cases/mlp.tl:6
-            t_5 = _tl_exp_f32(t_4)  # cases/mlp.tl:6
-            t_6_v[j1] = t_5
+            logits = (t_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            t_3 = (logits - t_2)  # cases/mlp.tl:6
+            t_4 = _tl_exp_f32(t_3)  # cases/mlp.tl:6
+            t_5_v[j1] = t_4
         for j1 in range(10):
-            t_6 = _tl_add(t_6, t_6_v[j1])  # cases/mlp.tl:6
+            t_5 = _tl_add(t_5, t_5_v[j1])  # cases/mlp.tl:6
         # stage 2: over the row
-        t_7 = _tl_log_f32(np.float32(t_6))  # cases/mlp.tl:6
-        t_1[j0, 0] = t_7
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_k1(t_1_1, b2, logits, t, t_1, n0):
-    """mlp's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
-    n_rows = n0
-    block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
-    nblocks = -(-n_rows // block)
-    if n_rows * 10 >= 524288:
-        for blk in numba.prange(nblocks):
-            _mlp_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0)
-    else:
-        for blk in range(nblocks):
-            _mlp_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0)
-    return ()
-
-
-@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p):
-    """Block blk of _mlp_k2: its rows, and its partials of the sinks."""
-    lo = blk * block
-    hi = min(lo + block, n_rows)
-    acc = 0.0
-    for j0 in range(np.uint64(lo), np.uint64(hi)):
-        t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
-        t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
-        t_5 = t_1  # cases/mlp.tl:6
-        acc = _tl_add(acc, t_5)  # cases/mlp.tl:6
+        t_6 = _tl_log_f32(np.float32(t_5))  # cases/mlp.tl:6
+        t_8 = (t_7 - t_2)  # cases/mlp.tl:6
+        t_9 = (t_6 - t_8)  # cases/mlp.tl:6
+        t_10 = t_9  # cases/mlp.tl:6
+        acc = _tl_add(acc, t_10)  # cases/mlp.tl:6
     acc_p[blk] = acc
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_k2(t_4, t_2, t_3, n0):
-    """mlp's fused loop (cases/mlp.tl:6): one pass over the rows."""
+def _mlp_k1(t_1, b2, t_2_1, n0):
+    """mlp's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
-    block = max(1, -(-n_rows // 64), 16384 // max(1, 1))
+    block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
     nblocks = -(-n_rows // block)
     acc_p = np.empty((nblocks,), np.float64)
-    if n_rows * 1 >= 524288:
+    if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
-            _mlp_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p)
+            _mlp_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, n0, acc_p)
     else:
         for blk in range(nblocks):
-            _mlp_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p)
+            _mlp_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, n0, acc_p)
     return (acc_p, )
 
 
@@ -575,87 +517,97 @@ def _mlp_grad_k0(t_1, b1, n0):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_grad_k1_rows(blk, block, n_rows, t_1_1, b2, t_3_1, logits, t, t_1, t_2, n0):
+def _mlp_grad_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, t_3_1, n0, acc_p, d_b2_p):
     """Block blk of _mlp_grad_k1: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
-    t_7_v = np.empty((10,), np.float32)
+    acc = 0.0
+    d_b2 = d_b2_p[blk]
+    d_b2[...] = 0.0
+    t_4_r = np.empty((10,), np.float32)
+    t_5_v = np.empty((10,), np.float32)
+    d_b2_v = np.empty((10,), np.float32)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over 10
-        t_3 = np.float32(-np.inf)
+        t = np.float32(-np.inf)
+        t_7 = np.float32(0.0)
         for j1 in range(10):
-            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-            logits[j0, j1] = logits_1
-            t_3 = np.maximum(t_3, logits_1)  # cases/mlp.tl:6
+            logits = (t_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            t = np.maximum(t, logits)  # cases/mlp.tl:6
+            t_7 = _tl_add(t_7, (logits if (j1 == t_2_1[j0]) else np.float32(0.0)))  # cases/mlp.tl:6
         # stage 1: over 10
-        t_7 = 0.0
-        t_4 = (t_3 if ((t_3 - t_3) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
-        t[j0, 0] = t_4
+        t_5 = 0.0
+        t_2 = (t if ((t - t) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
         for j1 in range(10):
-            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-            t_5 = (logits_1 - t_4)  # cases/mlp.tl:6
-            t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
-            t_7_v[j1] = t_6
+            logits = (t_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            t_3 = (logits - t_2)  # cases/mlp.tl:6
+            t_4 = _tl_exp_f32(t_3)  # cases/mlp.tl:6
+            t_4_r[j1] = t_4
+            t_5_v[j1] = t_4
         for j1 in range(10):
-            t_7 = _tl_add(t_7, t_7_v[j1])  # cases/mlp.tl:6
+            t_5 = _tl_add(t_5, t_5_v[j1])  # cases/mlp.tl:6
         # stage 2: over 10
-        t_8 = _tl_log_f32(np.float32(t_7))  # cases/mlp.tl:6
-        t_1[j0, 0] = t_8
-        t_9 = (t_3_1 / np.float32(t_7))  # cases/mlp.tl:6
+        t_6 = _tl_log_f32(np.float32(t_5))  # cases/mlp.tl:6
+        t_8 = (t_7 - t_2)  # cases/mlp.tl:6
+        t_9 = (t_6 - t_8)  # cases/mlp.tl:6
+        t_10 = t_9  # cases/mlp.tl:6
+        acc = _tl_add(acc, t_10)  # cases/mlp.tl:6
+        t_11 = (t_3_1 / np.float32(t_5))  # cases/mlp.tl:6
         for j1 in range(10):
-            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-            t_5 = (logits_1 - t_4)  # cases/mlp.tl:6
-            t_6 = _tl_exp_f32(t_5)  # cases/mlp.tl:6
-            t_10 = (t_6 * t_9)  # cases/mlp.tl:6
-            t_2[j0, j1] = t_10
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_grad_k1(t_1_1, b2, t_3_1, logits, t, t_1, t_2, n0):
-    """mlp_grad's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
-    n_rows = n0
-    block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
-    nblocks = -(-n_rows // block)
-    if n_rows * 10 >= 524288:
-        for blk in numba.prange(nblocks):
-            _mlp_grad_k1_rows(blk, block, n_rows, t_1_1, b2, t_3_1, logits, t, t_1, t_2, n0)
-    else:
-        for blk in range(nblocks):
-            _mlp_grad_k1_rows(blk, block, n_rows, t_1_1, b2, t_3_1, logits, t, t_1, t_2, n0)
-    return ()
-
-
-@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_grad_k2_rows(blk, block, n_rows, h, t_7, t_4, t_5, d_h, n0, acc_p, d_b1_p):
-    """Block blk of _mlp_grad_k2: its rows, and its partials of the sinks."""
-    lo = blk * block
-    hi = min(lo + block, n_rows)
-    acc = 0.0
-    d_b1 = d_b1_p[blk]
-    d_b1[...] = 0.0
-    d_b1_v = np.empty((256,), np.float32)
-    for j0 in range(np.uint64(lo), np.uint64(hi)):
-        # stage 0: over 256
-        t_2 = (t_7[j0, 0] - t_4[j0, 0])  # cases/mlp.tl:6
-        t_3 = (t_5[j0, 0] - t_2)  # cases/mlp.tl:6
-        t_6 = t_3  # cases/mlp.tl:6
-        for j1 in range(256):
-            t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
-        # stage 1: over 256
-        acc = _tl_add(acc, t_6)  # cases/mlp.tl:6
-        for j1 in range(256):
-            t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
-            t_8 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
-            d_h[j0, j1] = t_8
-            d_b1_v[j1] = t_8
-        for j1 in range(256):
-            d_b1[j1] += d_b1_v[j1]  # cases/mlp.tl:4
+            logits = (t_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            t_3 = (logits - t_2)  # cases/mlp.tl:6
+            t_4 = t_4_r[j1]  # cases/mlp.tl:6 (kept by the stage that made it)
+            t_12 = (t_4 * t_11)  # cases/mlp.tl:6
+            d_logits_1 = (t_12 - (t_3_1 if (j1 == t_2_1[j0]) else np.float32(0.0)))  # cases/mlp.tl:6
+            t_1[j0, j1] = d_logits_1
+            d_b2_v[j1] = d_logits_1
+        for j1 in range(10):
+            d_b2[j1] += d_b2_v[j1]  # cases/mlp.tl:5
     acc_p[blk] = acc
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_grad_k2(h, t_7, t_4, t_5, d_h, n0):
-    """mlp_grad's fused loop (cases/mlp.tl:4, cases/mlp.tl:6): one pass over the rows."""
+def _mlp_grad_k1(t_1, b2, t_2_1, t_3_1, n0):
+    """mlp_grad's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
+    n_rows = n0
+    block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
+    nb = 64
+    while nb > 2 and nb * (10) > 65536:
+        nb //= 2
+    block = max(block, -(-n_rows // nb))
+    nblocks = -(-n_rows // block)
+    acc_p = np.empty((nblocks,), np.float64)
+    d_b2_p = np.empty((nblocks, 10,), np.float64)
+    if n_rows * 10 >= 524288:
+        for blk in numba.prange(nblocks):
+            _mlp_grad_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, t_3_1, n0, acc_p, d_b2_p)
+    else:
+        for blk in range(nblocks):
+            _mlp_grad_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, t_3_1, n0, acc_p, d_b2_p)
+    return (acc_p, d_b2_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_k2_rows(blk, block, n_rows, h, d_h, n0, d_b1_p):
+    """Block blk of _mlp_grad_k2: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    d_b1 = d_b1_p[blk]
+    d_b1[...] = 0.0
+    d_b1_v = np.empty((256,), np.float32)
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
+        for j1 in range(256):
+            t_1 = (h[j0, j1] > np.float32(0.0))  # cases/mlp.tl:4
+            t_2 = (d_h[j0, j1] if t_1 else np.float32(0.0))  # cases/mlp.tl:4
+            d_h[j0, j1] = t_2
+            d_b1_v[j1] = t_2
+        for j1 in range(256):
+            d_b1[j1] += d_b1_v[j1]  # cases/mlp.tl:4
+
+
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
+def _mlp_grad_k2(h, d_h, n0):
+    """mlp_grad's fused loop (cases/mlp.tl:4): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 256))
     nb = 64
@@ -663,15 +615,14 @@ def _mlp_grad_k2(h, t_7, t_4, t_5, d_h, n0):
         nb //= 2
     block = max(block, -(-n_rows // nb))
     nblocks = -(-n_rows // block)
-    acc_p = np.empty((nblocks,), np.float64)
     d_b1_p = np.empty((nblocks, 256,), np.float64)
     if n_rows * 256 >= 524288:
         for blk in numba.prange(nblocks):
-            _mlp_grad_k2_rows(blk, block, n_rows, h, t_7, t_4, t_5, d_h, n0, acc_p, d_b1_p)
+            _mlp_grad_k2_rows(blk, block, n_rows, h, d_h, n0, d_b1_p)
     else:
         for blk in range(nblocks):
-            _mlp_grad_k2_rows(blk, block, n_rows, h, t_7, t_4, t_5, d_h, n0, acc_p, d_b1_p)
-    return (acc_p, d_b1_p, )
+            _mlp_grad_k2_rows(blk, block, n_rows, h, d_h, n0, d_b1_p)
+    return (d_b1_p, )
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
@@ -702,121 +653,112 @@ def _mlp_grad_fwd_k0(t_1, b1, n0):
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0):
+def _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, logits, n0, acc_p):
     """Block blk of _mlp_grad_fwd_k1: its rows, and its partials of the sinks."""
     lo = blk * block
     hi = min(lo + block, n_rows)
-    t_6_v = np.empty((10,), np.float32)
-    for j0 in range(np.uint64(lo), np.uint64(hi)):
-        # stage 0: over 10
-        t_2 = np.float32(-np.inf)
-        for j1 in range(10):
-            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-            logits[j0, j1] = logits_1
-            t_2 = np.maximum(t_2, logits_1)  # cases/mlp.tl:6
-        # stage 1: over 10
-        t_6 = 0.0
-        t_3 = (t_2 if ((t_2 - t_2) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
-        t[j0, 0] = t_3
-        for j1 in range(10):
-            logits_1 = (t_1_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
-            t_4 = (logits_1 - t_3)  # cases/mlp.tl:6
-            t_5 = _tl_exp_f32(t_4)  # cases/mlp.tl:6
-            t_6_v[j1] = t_5
-        for j1 in range(10):
-            t_6 = _tl_add(t_6, t_6_v[j1])  # cases/mlp.tl:6
-        # stage 2: over the row
-        t_7 = _tl_log_f32(np.float32(t_6))  # cases/mlp.tl:6
-        t_1[j0, 0] = t_7
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_grad_fwd_k1(t_1_1, b2, logits, t, t_1, n0):
-    """mlp_grad_fwd's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
-    n_rows = n0
-    block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
-    nblocks = -(-n_rows // block)
-    if n_rows * 10 >= 524288:
-        for blk in numba.prange(nblocks):
-            _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0)
-    else:
-        for blk in range(nblocks):
-            _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1_1, b2, logits, t, t_1, n0)
-    return ()
-
-
-@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_grad_fwd_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p):
-    """Block blk of _mlp_grad_fwd_k2: its rows, and its partials of the sinks."""
-    lo = blk * block
-    hi = min(lo + block, n_rows)
     acc = 0.0
-    for j0 in range(np.uint64(lo), np.uint64(hi)):
-        t = (t_4[j0, 0] - t_2[j0, 0])  # cases/mlp.tl:6
-        t_1 = (t_3[j0, 0] - t)  # cases/mlp.tl:6
-        t_5 = t_1  # cases/mlp.tl:6
-        acc = _tl_add(acc, t_5)  # cases/mlp.tl:6
-    acc_p[blk] = acc
-
-
-@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_grad_fwd_k2(t_4, t_2, t_3, n0):
-    """mlp_grad_fwd's fused loop (cases/mlp.tl:6): one pass over the rows."""
-    n_rows = n0
-    block = max(1, -(-n_rows // 64), 16384 // max(1, 1))
-    nblocks = -(-n_rows // block)
-    acc_p = np.empty((nblocks,), np.float64)
-    if n_rows * 1 >= 524288:
-        for blk in numba.prange(nblocks):
-            _mlp_grad_fwd_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p)
-    else:
-        for blk in range(nblocks):
-            _mlp_grad_fwd_k2_rows(blk, block, n_rows, t_4, t_2, t_3, n0, acc_p)
-    return (acc_p, )
-
-
-@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
-def _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_7, t, n0):
-    """Block blk of _mlp_grad_bwd_k0: its rows, and its partials of the sinks."""
-    lo = blk * block
-    hi = min(lo + block, n_rows)
     t_5_v = np.empty((10,), np.float32)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over 10
-        t_1 = np.float32(-np.inf)
+        t = np.float32(-np.inf)
+        t_7 = np.float32(0.0)
         for j1 in range(10):
-            t_1 = np.maximum(t_1, logits[j0, j1])  # cases/mlp.tl:6
+            logits_1 = (t_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            logits[j0, j1] = logits_1
+            t = np.maximum(t, logits_1)  # cases/mlp.tl:6
+            t_7 = _tl_add(t_7, (logits_1 if (j1 == t_2_1[j0]) else np.float32(0.0)))  # cases/mlp.tl:6
         # stage 1: over 10
         t_5 = 0.0
-        t_2 = (t_1 if ((t_1 - t_1) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
+        t_2 = (t if ((t - t) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
         for j1 in range(10):
-            t_3 = (logits[j0, j1] - t_2)  # cases/mlp.tl:6
+            logits_1 = (t_1[j0, j1] + b2[j1])  # cases/mlp.tl:5
+            t_3 = (logits_1 - t_2)  # cases/mlp.tl:6
             t_4 = _tl_exp_f32(t_3)  # cases/mlp.tl:6
             t_5_v[j1] = t_4
         for j1 in range(10):
             t_5 = _tl_add(t_5, t_5_v[j1])  # cases/mlp.tl:6
-        # stage 2: over 10
-        t_6 = (t_7 / np.float32(t_5))  # cases/mlp.tl:6
-        for j1 in range(10):
-            t_3 = (logits[j0, j1] - t_2)  # cases/mlp.tl:6
-            t_4 = _tl_exp_f32(t_3)  # cases/mlp.tl:6
-            t_8 = (t_4 * t_6)  # cases/mlp.tl:6
-            t[j0, j1] = t_8
+        # stage 2: over the row
+        t_6 = _tl_log_f32(np.float32(t_5))  # cases/mlp.tl:6
+        t_8 = (t_7 - t_2)  # cases/mlp.tl:6
+        t_9 = (t_6 - t_8)  # cases/mlp.tl:6
+        t_10 = t_9  # cases/mlp.tl:6
+        acc = _tl_add(acc, t_10)  # cases/mlp.tl:6
+    acc_p[blk] = acc
 
 
 @numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
-def _mlp_grad_bwd_k0(logits, t_7, t, n0):
-    """mlp_grad_bwd's fused loop (cases/mlp.tl:6): one pass over the rows."""
+def _mlp_grad_fwd_k1(t_1, b2, t_2_1, logits, n0):
+    """mlp_grad_fwd's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
     n_rows = n0
     block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
     nblocks = -(-n_rows // block)
+    acc_p = np.empty((nblocks,), np.float64)
     if n_rows * 10 >= 524288:
         for blk in numba.prange(nblocks):
-            _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_7, t, n0)
+            _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, logits, n0, acc_p)
     else:
         for blk in range(nblocks):
-            _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_7, t, n0)
-    return ()
+            _mlp_grad_fwd_k1_rows(blk, block, n_rows, t_1, b2, t_2_1, logits, n0, acc_p)
+    return (acc_p, )
+
+
+@numba.njit(inline="always", error_model="numpy", fastmath={"contract"})
+def _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_6, t_1_1, d_logits, n0, d_b2_p):
+    """Block blk of _mlp_grad_bwd_k0: its rows, and its partials of the sinks."""
+    lo = blk * block
+    hi = min(lo + block, n_rows)
+    d_b2 = d_b2_p[blk]
+    d_b2[...] = 0.0
+    t_3_r = np.empty((10,), np.float32)
+    t_4_v = np.empty((10,), np.float32)
+    d_b2_v = np.empty((10,), np.float32)
+    for j0 in range(np.uint64(lo), np.uint64(hi)):
+        # stage 0: over 10
+        t = np.float32(-np.inf)
+        for j1 in range(10):
+            t = np.maximum(t, logits[j0, j1])  # cases/mlp.tl:6
+        # stage 1: over 10
+        t_4 = 0.0
+        t_1 = (t if ((t - t) == np.float32(0.0)) else np.float32(0.0))  # cases/mlp.tl:6
+        for j1 in range(10):
+            t_2 = (logits[j0, j1] - t_1)  # cases/mlp.tl:6
+            t_3 = _tl_exp_f32(t_2)  # cases/mlp.tl:6
+            t_3_r[j1] = t_3
+            t_4_v[j1] = t_3
+        for j1 in range(10):
+            t_4 = _tl_add(t_4, t_4_v[j1])  # cases/mlp.tl:6
+        # stage 2: over 10
+        t_5 = (t_6 / np.float32(t_4))  # cases/mlp.tl:6
+        for j1 in range(10):
+            t_2 = (logits[j0, j1] - t_1)  # cases/mlp.tl:6
+            t_3 = t_3_r[j1]  # cases/mlp.tl:6 (kept by the stage that made it)
+            t_7 = (t_3 * t_5)  # cases/mlp.tl:6
+            d_logits_1 = (t_7 - (t_6 if (j1 == t_1_1[j0]) else np.float32(0.0)))  # cases/mlp.tl:6
+            d_logits[j0, j1] = d_logits_1
+            d_b2_v[j1] = d_logits_1
+        for j1 in range(10):
+            d_b2[j1] += d_b2_v[j1]  # cases/mlp.tl:5
+
+
+@numba.njit(parallel=True, nogil=True, cache=True, error_model="numpy", fastmath={"contract"})
+def _mlp_grad_bwd_k0(logits, t_6, t_1_1, d_logits, n0):
+    """mlp_grad_bwd's fused loop (cases/mlp.tl:5, cases/mlp.tl:6): one pass over the rows."""
+    n_rows = n0
+    block = max(1, -(-n_rows // 64), 16384 // max(1, 10))
+    nb = 64
+    while nb > 2 and nb * (10) > 65536:
+        nb //= 2
+    block = max(block, -(-n_rows // nb))
+    nblocks = -(-n_rows // block)
+    d_b2_p = np.empty((nblocks, 10,), np.float64)
+    if n_rows * 10 >= 524288:
+        for blk in numba.prange(nblocks):
+            _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_6, t_1_1, d_logits, n0, d_b2_p)
+    else:
+        for blk in range(nblocks):
+            _mlp_grad_bwd_k0_rows(blk, block, n_rows, logits, t_6, t_1_1, d_logits, n0, d_b2_p)
+    return (d_b2_p, )
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath={"contract"})

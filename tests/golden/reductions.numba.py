@@ -462,6 +462,7 @@ def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, n0, n
     t_6 = np.empty((1, n2,), np.float64)
     t_10 = np.empty((n2,), np.float64)
     t_15 = np.empty((n1,), np.float64)
+    t_14_r = np.empty((n2,), np.float64)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_6[...] = 0.0
@@ -487,6 +488,7 @@ def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, n0, n
             t_12 = (t_11 == 0.0)  # cases/reductions.tl:4
             t_13 = (1.0 if t_12 else t_11)  # cases/reductions.tl:4
             t_14 = np.sqrt(t_13)  # cases/reductions.tl:4
+            t_14_r[j1] = t_14
             s = (0.0 if t_12 else t_14)  # cases/reductions.tl:4
             acc_1 = _tl_add(acc_1, s)  # cases/reductions.tl:5
         # stage 3: over M, K
@@ -513,7 +515,7 @@ def _stats_grad_k0_rows(blk, block, n_rows, x, m, t_3_1, t, t_1, t_2, t_3, n0, n
             t_12 = (t_11 == 0.0)  # cases/reductions.tl:4
             t_19 = (not t_12)  # cases/reductions.tl:4
             t_13 = (1.0 if t_12 else t_11)  # cases/reductions.tl:4
-            t_14 = np.sqrt(t_13)  # cases/reductions.tl:4
+            t_14 = t_14_r[j1]  # cases/reductions.tl:4 (kept by the stage that made it)
             t_20 = (0.5 / t_14)  # cases/reductions.tl:4
             t_21 = (t_20 if t_19 else 0.0)  # cases/reductions.tl:4
             t_22 = (t_21 / np.float64(n1))  # cases/reductions.tl:4
@@ -563,6 +565,7 @@ def _stats_grad_k1_rows(blk, block, n_rows, t_13, t_6, x, t_14, t_12, t_2_1, t_1
     hi = min(lo + block, n_rows)
     t_11 = np.empty((n1, 1,), np.float64)
     t_25 = np.empty((1, n2,), np.float64)
+    t_7_r = np.empty((n1, n2,), np.float64)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_11[...] = 0.0
@@ -575,6 +578,7 @@ def _stats_grad_k1_rows(blk, block, n_rows, t_13, t_6, x, t_14, t_12, t_2_1, t_1
                 t_4 = (t if t_12[0, j1, j2] else t_3)  # cases/reductions.tl:5
                 t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
                 t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
+                t_7_r[j1, j2] = t_7
                 t_8 = (t_4 + t_7)  # cases/reductions.tl:5
                 t_9 = (x[j0, j1, j2] == t_15[j0, j1, 0])  # cases/reductions.tl:5
                 t_10 = np.float64(t_9)  # cases/reductions.tl:5
@@ -592,7 +596,7 @@ def _stats_grad_k1_rows(blk, block, n_rows, t_13, t_6, x, t_14, t_12, t_2_1, t_1
                 t_3 = (t_13[0, j1, j2] if t_2 else 0.0)  # cases/reductions.tl:5
                 t_4 = (t if t_12[0, j1, j2] else t_3)  # cases/reductions.tl:5
                 t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
+                t_7 = t_7_r[j1, j2]  # cases/reductions.tl:5 (kept by the stage that made it)
                 t_8 = (t_4 + t_7)  # cases/reductions.tl:5
                 t_18 = (t_8 + t_17)  # cases/reductions.tl:5
                 t_19 = (t_4_1[j0, 0, j2] / np.float64(n1))  # cases/reductions.tl:4
@@ -612,7 +616,7 @@ def _stats_grad_k1_rows(blk, block, n_rows, t_13, t_6, x, t_14, t_12, t_2_1, t_1
                 t_3 = (t_13[0, j1, j2] if t_2 else 0.0)  # cases/reductions.tl:5
                 t_4 = (t if t_12[0, j1, j2] else t_3)  # cases/reductions.tl:5
                 t_5 = (x[j0, j1, j2] - t_2_1[0, 0, 0])  # cases/reductions.tl:5
-                t_7 = _tl_exp_f64(t_5)  # cases/reductions.tl:5
+                t_7 = t_7_r[j1, j2]  # cases/reductions.tl:5 (kept by the stage that made it)
                 t_8 = (t_4 + t_7)  # cases/reductions.tl:5
                 t_9 = (x[j0, j1, j2] == t_15[j0, j1, 0])  # cases/reductions.tl:5
                 t_16 = (1.0 / t_11[j1, 0])  # cases/reductions.tl:5
@@ -766,6 +770,7 @@ def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_3, t_4, x, t_4_1, t_2_1, seed,
     lo = blk * block
     hi = min(lo + block, n_rows)
     t_16 = np.empty((n1, 1,), np.float64)
+    t_11_r = np.empty((n1, n2,), np.float64)
     for j0 in range(np.uint64(lo), np.uint64(hi)):
         # stage 0: over M, K
         t_16[...] = 0.0
@@ -779,6 +784,7 @@ def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_3, t_4, x, t_4_1, t_2_1, seed,
                 t_9 = (seed * t_8)  # cases/reductions.tl:5
                 t_10 = (x[j0, j1, j2] - t_6_1[0, 0, 0])  # cases/reductions.tl:5
                 t_11 = _tl_exp_f64(t_10)  # cases/reductions.tl:5
+                t_11_r[j1, j2] = t_11
                 t_12 = (seed * t_11)  # cases/reductions.tl:5
                 t_13 = (t_9 + t_12)  # cases/reductions.tl:5
                 t_14 = (x[j0, j1, j2] == t_7_1[j0, j1, 0])  # cases/reductions.tl:5
@@ -797,7 +803,7 @@ def _stats_grad_bwd_k1_rows(blk, block, n_rows, t_3, t_4, x, t_4_1, t_2_1, seed,
                 t_8 = (t_2 if t_2_1[0, j1, j2] else t_7)  # cases/reductions.tl:5
                 t_9 = (seed * t_8)  # cases/reductions.tl:5
                 t_10 = (x[j0, j1, j2] - t_6_1[0, 0, 0])  # cases/reductions.tl:5
-                t_11 = _tl_exp_f64(t_10)  # cases/reductions.tl:5
+                t_11 = t_11_r[j1, j2]  # cases/reductions.tl:5 (kept by the stage that made it)
                 t_12 = (seed * t_11)  # cases/reductions.tl:5
                 t_13 = (t_9 + t_12)  # cases/reductions.tl:5
                 t_19 = (t_13 + t_18)  # cases/reductions.tl:5

@@ -35,6 +35,7 @@ with a hook (`forms`, numba_math.py's `call`) for vectorisable forms.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 from ...core.types import Dim, DType
@@ -48,7 +49,7 @@ FUNCTIONS = NUMBA_FUNCTIONS  # (primitives/common.py: the scalar language's voca
 # an op calling one stays the NumPy backend's call outside the kernel (program.rules)
 SCALAR_SET = frozenset(FUNCTIONS) | {Scalar.SELECT, Scalar.CAST}
 
-RULES = P.rules(SCALAR_SET, scatter=True, remake=True)
+RULES = P.rules(SCALAR_SET, scatter=True, remake=True, labels=True)  # (cross_entropy's label ops: P.Index is j1, ...)
 PARALLEL_ELEMENTS = 1 << 19  # a kernel over fewer elements runs its blocks on the calling thread
 PARTIAL_ELEMENTS = 1 << 16  # the sinks' per-block partials (float64) stay within this many elements
 SPLIT_CHUNK = 1024  # a split loop's buffers hold this many values at most (4 KiB of float32: in L1)
@@ -102,6 +103,8 @@ class NumbaKernel:
             return self.const(e)
         if isinstance(e, P.Ref):
             return e.name
+        if isinstance(e, P.Index):
+            return self.axes[e.axis]
         if isinstance(e, P.Load):
             if not e.index:
                 return e.operand  # (a 0-d operand comes in as a scalar)
@@ -154,6 +157,8 @@ class NumbaKernel:
         p = self.p
         self.reduces = {s.name: s for st in p.stages for s in st.steps if isinstance(s, P.Reduce)}
         self.buffers: dict[int, str] = {}  # id(Reduce or Sink) -> its split loop's buffer
+        self.logsums: dict[int, tuple] = {}  # id(Reduce or Sink) -> a sum of logs' parts (log_parts)
+        self.unwritten: set[str] = set()  # steps only such a sum read
         params = [o.name for o in p.operands]
         outs = {o.name: o for o in p.outputs}
         for o in p.outputs:
@@ -206,7 +211,7 @@ class NumbaKernel:
         # that test for j0 (lo is not known to be >= 0), so a vectorised loop over the rows read
         # and wrote by gather/scatter (W2's 10^7 f32 value and gradient, one thread: 18 -> 9 ms)
         loop.append("for j0 in range(np.uint64(lo), np.uint64(hi)):")
-        rows, buffers = [], []
+        rows, buffers = [], self.kept_rows()
         for k, st in enumerate(p.stages):
             if len(p.stages) > 1:
                 rows.append(f"# stage {k}: over {', '.join(map(str, st.space[1:])) or 'the row'}")
@@ -274,6 +279,29 @@ class NumbaKernel:
         ]
         return "\n".join(rows) + "\n\n\n" + "\n".join(head + ["    " + line for line in body]) + "\n", params
 
+    # ---- a costly value a later stage reads again: kept in a row buffer, not made twice ----------
+    # (softmax's exp: its row sum in one stage, exp / sum in the next; W4's 512 x 10 kernel
+    # made every exp twice)
+    def kept_rows(self) -> list[str]:
+        """Row buffers for the steps a later stage over the same space recomputes, when the step
+        calls a function (exp, log, a form: not a select, cast, max, min, abs or sign); their
+        names in self.kept. Returns their allocations (once per block)."""
+        self.kept: dict[str, str] = {}
+        home: dict[str, P.Stage] = {}
+        lines = []
+        for st in self.p.stages:
+            for s in st.steps:
+                if not isinstance(s, P.Step):
+                    continue
+                if not s.recomputed:
+                    home.setdefault(s.name, st)
+                elif s.name not in self.kept and s.name in home and home[s.name].space == st.space and \
+                        tuple(s.node.shape) == tuple(st.space) and _costly(s.expr):
+                    self.kept[s.name] = name = self.fresh(f"{s.name}_r")
+                    shape = ", ".join(self.size(d) for d in st.space[1:])
+                    lines.append(f"{name} = np.empty(({shape},), np.{s.dtype.numpy_name})")
+        return lines
+
     # ---- the innermost loop, split when it accumulates narrow floats in wide ones ----------------
     # LLVM vectorises a loop at the width of its widest type: one float64 accumulation (an f32
     # sum's f64 partial) makes every float32 operation of the loop run 4 lanes wide instead of 8
@@ -288,17 +316,70 @@ class NumbaKernel:
             s.value.dtype.is_float and s.acc_dtype.itemsize > s.value.dtype.itemsize
 
     def split_buffers(self, st: P.Stage, wide: list) -> list[str]:
-        """The float buffers of a split loop, one per accumulated value, allocated once per block;
-        their names are kept in self.buffers."""
+        """The float buffers of a split loop, one per accumulated value (two for a sum of logs),
+        allocated once per block; their names are kept in self.buffers (and self.logsums)."""
         size = st.space[-1]
         length = str(size) if isinstance(size, int) and size <= SPLIT_CHUNK else \
             f"min({self.size(size)}, {SPLIT_CHUNK})"
         lines = []
         for s in wide:
+            parts = self.log_parts(st, s, size if isinstance(size, int) and size <= SPLIT_CHUNK else SPLIT_CHUNK)
+            if parts is not None:
+                rest, sign, u = parts
+                ubuf, prod = self.fresh(f"{s.name}_u"), self.fresh(f"{s.name}_prod")
+                self.logsums[id(s)] = (rest, sign, u, ubuf, prod)
+                lines.append(f"{ubuf} = np.empty(({length},), np.{u.dtype.numpy_name})")
+                if rest is None:
+                    continue
             name = self.fresh(f"{s.name}_v")
             self.buffers[id(s)] = name
             lines.append(f"{name} = np.empty(({length},), np.{s.value.dtype.numpy_name})")
         return lines
+
+    # ---- a float sum of logs: the log of a product, once per chunk of a row --------------------
+    # sum(a + log(u)) along a row of float32 values, accumulated in float64, spends most of its
+    # time in the logs (W3's bce loss, 1024 x 256: 0.8 ms on one thread, 0.3 without its log).
+    # When u's values are known to lie within [lo, hi], lo > 0, such that a chunk's product stays
+    # a normal float64 (lo**L and hi**L, L the chunk's length), the split loop's second half
+    # multiplies them in float64 and adds log(product) once per chunk: float64 products of float32
+    # values are within L ulps of float64, so the sum is as close to the exact one as summing
+    # float64 logs (and closer than float32 logs). nan in u makes the product, so the sum, nan.
+    def log_parts(self, st: P.Stage, s, length: int):
+        """(a or None, +1 or -1, u) when s, a widening scalar sum, adds a +- log(u) (or log(u))
+        with u's bounds (bounds()) as above; else None."""
+        if s.op != ops.sum.name or not self.widening(s) or \
+                not (self.sink_scalar(s.shape) if isinstance(s, P.Sink) else self.scalar_acc(s.shape)):
+            return None
+        defs = {x.name: x.expr for x in st.row_steps + st.steps if isinstance(x, P.Step)}
+        e = _resolve(s.value, defs)
+        found = None
+        if isinstance(e, P.Call) and e.fn == Scalar.LOG:
+            found = (None, 1, e.args[0])
+        elif isinstance(e, P.Binary) and e.op in "+-":
+            a, b = _resolve(e.a, defs), _resolve(e.b, defs)
+            if isinstance(b, P.Call) and b.fn == Scalar.LOG:
+                found = (e.a, 1 if e.op == "+" else -1, b.args[0])
+            elif e.op == "+" and isinstance(a, P.Call) and a.fn == Scalar.LOG:
+                found = (e.b, 1, a.args[0])
+        if found is None or found[2].dtype != s.value.dtype:
+            return None
+        lohi = _bounds(found[2], defs)
+        if lohi is None or not 0.0 < lohi[0] <= lohi[1] < math.inf:
+            return None
+        if length * abs(math.log2(lohi[1])) > 1000 or length * abs(math.log2(lohi[0])) > 1000:
+            return None
+        # the steps only this sum read (a + log(u), log(u)) are not written: nothing computes them now
+        chain = [s.value.name] if isinstance(s.value, P.Ref) else []
+        if chain and isinstance(defs.get(chain[0]), P.Binary):
+            chain += [v.name for v in (defs[chain[0]].a, defs[chain[0]].b)
+                      if isinstance(v, P.Ref) and isinstance(defs.get(v.name), P.Call) and defs[v.name].fn == Scalar.LOG]
+        read = {r for st2 in self.p.stages for x in st2.row_steps + st2.steps + st2.after
+                if x is not s and getattr(x, "name", None) not in chain
+                for v in (getattr(x, "expr", None), getattr(x, "value", None), *getattr(x, "args", ()))
+                if v is not None for r in _refs(v)}
+        if not read & set(chain):
+            self.unwritten |= set(chain)
+        return found
 
     def inner(self, st: P.Stage, outs, wide: list) -> list[str]:
         """The body at each point of the stage's nest: its steps, or (`wide` not empty) the two
@@ -314,18 +395,31 @@ class NumbaKernel:
             head = [f"for {c} in range(0, {self.size(size)}, {SPLIT_CHUNK}):",
                     f"    {ce} = min({c} + {SPLIT_CHUNK}, {self.size(size)})"]
             lo, hi, at = c, ce, f"{j} - {c}"
-        first, second = [], []
+        first, second, before, after = [], [], [], []
         for s in st.steps:
-            if id(s) in self.buffers:
+            if id(s) in self.logsums:
+                rest, sign, u, ubuf, prod = self.logsums[id(s)]
+                first.append(f"{ubuf}[{at}] = {self.expr(u)}")
+                mul = numba_math.ACCUMULATE["*"].name
+                self.uses_form(mul)
+                second.append(f"{prod} = {mul}({prod}, np.float64({ubuf}[{at}]))")
+                if rest is not None:
+                    buf = self.buffers[id(s)]
+                    first.append(f"{buf}[{at}] = {self.expr(rest)}")
+                    second += self.step(s, outs, value=f"{buf}[{at}]")
+                before.append(f"{prod} = 1.0")
+                after.append(f"{s.name} = {s.name} {'+' if sign > 0 else '-'} np.log({prod})  # {s.where}")
+            elif id(s) in self.buffers:
                 buf = self.buffers[id(s)]
                 first.append(f"{buf}[{at}] = {self.expr(s.value)}")
                 second += self.step(s, outs, value=f"{buf}[{at}]")
-            else:
+            elif not (isinstance(s, P.Step) and s.name in self.unwritten):
                 first += self.step(s, outs)
         rng = f"range({hi})" if lo == "0" else f"range({lo}, {hi})"
         pad = "    " if head else ""
         return head + [pad + f"for {j} in {rng}:"] + [pad + "    " + x for x in first] + \
-            [pad + f"for {j} in {rng}:"] + [pad + "    " + x for x in second]
+            [pad + x for x in before] + [pad + f"for {j} in {rng}:"] + [pad + "    " + x for x in second] + \
+            [pad + x for x in after]
 
     def identity(self, op: str, dt: DType) -> str:
         if op == ops.sum.name:
@@ -359,6 +453,12 @@ class NumbaKernel:
         """A step's lines; value: a Reduce's or Sink's value as this text (a split loop's buffer)."""
         where = f"  # {s.where}" if s.node.span else ""
         if isinstance(s, P.Step):
+            kept = self.kept.get(s.name)
+            if kept is not None:
+                at = f"{kept}[{', '.join(self.axes[a] for a in range(1, len(s.node.shape)))}]"
+                if s.recomputed:
+                    return [f"{s.name} = {at}{where} (kept by the stage that made it)"]
+                return [f"{s.name} = {self.whole(s) or self.expr(s.expr)}{where}", f"{at} = {s.name}"]
             return [f"{s.name} = {self.whole(s) or self.expr(s.expr)}{where}"]
         if isinstance(s, P.Reduce):
             scalar = self.scalar_acc(s.shape)
@@ -404,6 +504,71 @@ class NumbaKernel:
             lines += [f"{pad}if add_{o.name}:", f"{pad}    {target} += {value}", f"{pad}else:",
                       f"{pad}    {target} = {value}"]
         return lines
+
+
+_CHEAP_CALLS = frozenset({Scalar.SELECT, Scalar.CAST, Scalar.MAX, Scalar.MIN, Scalar.FABS, Scalar.SIGN})
+
+
+def _costly(e) -> bool:
+    """Does the expression itself (not the steps it reads) call a function worth not repeating?"""
+    if isinstance(e, P.Call):
+        return e.fn not in _CHEAP_CALLS or any(_costly(a) for a in e.args)
+    if isinstance(e, P.Binary):
+        return _costly(e.a) or _costly(e.b)
+    if isinstance(e, P.Unary):
+        return _costly(e.a)
+    return False
+
+
+def _refs(e) -> list[str]:
+    """The step names an expression reads."""
+    if isinstance(e, P.Ref):
+        return [e.name]
+    out = []
+    for sub in (getattr(e, "a", None), getattr(e, "b", None), *getattr(e, "args", ())):
+        if sub is not None:
+            out += _refs(sub)
+    return out
+
+
+def _resolve(e, defs: dict):
+    """e with Refs to steps of its stage replaced by their expressions, at the top only."""
+    while isinstance(e, P.Ref) and e.name in defs:
+        e = defs[e.name]
+    return e
+
+
+def _bounds(e, defs: dict, depth: int = 0) -> tuple[float, float] | None:
+    """[lo, hi] that e's values lie within (nan aside) by the form of its expression, or None:
+    log(1 + exp(-|z|)) in bce_with_logits' and softplus' forms reads u in [1, 2]."""
+    e = _resolve(e, defs)
+    if depth > 12:
+        return None
+    if isinstance(e, P.Const):
+        v = e.value
+        return (float(v), float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
+    if isinstance(e, P.Unary) and e.op == "-":
+        b = _bounds(e.a, defs, depth + 1)
+        return None if b is None else (-b[1], -b[0])
+    if isinstance(e, P.Binary) and e.op in "+-":
+        a, b = _bounds(e.a, defs, depth + 1), _bounds(e.b, defs, depth + 1)
+        if a is None or b is None:
+            return None
+        lo, hi = (a[0] + b[0], a[1] + b[1]) if e.op == "+" else (a[0] - b[1], a[1] - b[0])
+        return (lo, hi) if lo == lo and hi == hi else None
+    if isinstance(e, P.Call) and e.fn == Scalar.FABS:
+        b = _bounds(e.args[0], defs, depth + 1)
+        if b is None:
+            return (0.0, math.inf)
+        return (0.0 if b[0] <= 0.0 <= b[1] else min(abs(b[0]), abs(b[1])), max(abs(b[0]), abs(b[1])))
+    if isinstance(e, P.Call) and e.fn == Scalar.EXP:
+        b = _bounds(e.args[0], defs, depth + 1) or (-math.inf, math.inf)
+        return (_exp(b[0]), _exp(b[1]))
+    return None
+
+
+def _exp(x: float) -> float:
+    return 0.0 if x == -math.inf else math.inf if x > 709 else math.exp(x)
 
 
 def _weight(space) -> tuple:

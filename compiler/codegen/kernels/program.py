@@ -86,13 +86,19 @@ Interface (stable: later additions are new fields, never renames)
       Binary(op, a, b, dtype)        op in + - * / == != < <= > >= && ||
       Call(fn, args, dtype)          fn in primitives.common.SCALAR_FUNCTIONS; select(c, a, b);
                                      cast(a) (its target type is .dtype); max/min propagate NaN
+      Index(axis, dtype)             the point's position along stage axis `axis` (never 0), an
+                                     integer (the class compared with a label: pick_label, sub_label)
     text(expr) writes an SExpr back in the C-like language (comments, tests).
 
 Which nodes join a kernel is the backend's predicate, given to plan(): `rules(functions)`
 here is the one for compiled kernels: an elementwise op whose scalar facet calls only
 `functions` (what the backend can compute), a sum/max/min/prod over trailing axes, and
-sum/max/min over the rows as sinks. softmax, log_softmax, logsumexp, pick_label and the
-like are not members: they stay the NumPy backend's calls between kernels.
+sum/max/min over the rows as sinks. softmax, log_softmax, logsumexp and the like are not
+members: they stay the NumPy backend's calls between kernels. `rules(functions, labels=True)`
+also takes cross_entropy's label ops along a last axis that is not the rows: pick_label as a
+row's sum of select(class == label, z, 0) (one term is not zero: the picked value exactly),
+sub_label as p - select(class == label, amount, 0) (p exactly elsewhere); the labels are an
+outside value (checked once, outside, by checked_labels).
 
 Stages. A step joins the last stage when its shape fits the stage's space (same rank, each
 trailing size equal or 1) and nothing it reads is a reduction finished only in that stage;
@@ -165,7 +171,13 @@ class Call:
     dtype: DType
 
 
-SExpr = Const | Load | Ref | Reduced | Unary | Binary | Call
+@dataclass(frozen=True)
+class Index:
+    axis: int
+    dtype: DType
+
+
+SExpr = Const | Load | Ref | Reduced | Unary | Binary | Call | Index
 
 # ---- the program ----------------------------------------------------------------------------------------
 
@@ -311,10 +323,20 @@ def calls(template: str) -> set[str]:
     return set(re.findall(r"([a-z_][a-z0-9_]*)\(", template))
 
 
-def rules(functions: Iterable[str], scatter: bool = False, remake: bool = False) -> PlanRules:
+def label_op(n: Node) -> bool:
+    """pick_label or sub_label along a last axis that is not the rows, longer than 1, of labels
+    that are never a kernel's member (build() writes them from Index; see the docstring)."""
+    if n.op not in (ops.pick_label, ops.sub_label):
+        return False
+    z, labels = n.inputs[0], n.inputs[1]
+    return z.type.rank >= 2 and z.shape[-1] != 1 and not labels.op.elementwise and labels.op.kind is not Kind.REDUCE
+
+
+def rules(functions: Iterable[str], scatter: bool = False, remake: bool = False, labels: bool = False) -> PlanRules:
     """plan()'s predicates for a backend that computes the scalar functions `functions`; scatter,
     remake: its writer adds slice cotangents into their base (Program's Scatter steps) and makes
-    cheap values of an earlier kernel again (PlanRules)."""
+    cheap values of an earlier kernel again (PlanRules); labels: it renders Index, so
+    cross_entropy's label ops join its kernels."""
     functions = frozenset(functions)
 
     def floats_ok(n: Node) -> bool:
@@ -326,6 +348,8 @@ def rules(functions: Iterable[str], scatter: bool = False, remake: bool = False)
     def member(n: Node) -> bool:
         if not NUMPY_RULES.member(n) or not floats_ok(n):
             return False
+        if labels and label_op(n):
+            return True
         if n.op.elementwise:
             return n.op.scalar is not None and calls(n.op.scalar) <= functions
         return n.op.kind is Kind.REDUCE and _reduction(n) is not None
@@ -495,6 +519,8 @@ def text(e) -> str:
         return f"{e.operand if isinstance(e, Load) else e.name}[{', '.join('0' if i is None else f'j{i}' for i in e.index)}]"
     if isinstance(e, Ref):
         return e.name
+    if isinstance(e, Index):
+        return f"j{e.axis}"
     if isinstance(e, Unary):
         return f"{e.op}({text(e.a)})"
     if isinstance(e, Binary):
@@ -626,9 +652,26 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
         return e
 
     def recompute(m: Node, s: int) -> None:
-        args = tuple(ref(i, m, s) for i in m.inputs)
-        stages[s].steps.append(Step(step_name[m.id], expr_of(m, s, args), m.dtype, m, recomputed=True, args=args))
+        if label_op(m):
+            stages[s].steps.append(Step(step_name[m.id], sub_label_expr(m, s), m.dtype, m, recomputed=True))
+        else:
+            args = tuple(ref(i, m, s) for i in m.inputs)
+            stages[s].steps.append(Step(step_name[m.id], expr_of(m, s, args), m.dtype, m, recomputed=True, args=args))
         computed[s].add(m.id)
+
+    def is_label(n: Node, s: int):
+        """class == label at this point of stage s, for a label op n (the last axis is the class)."""
+        z, labels = n.inputs[0], n.inputs[1]
+        at = Load(operand(labels), tuple(range(labels.type.rank)), labels.dtype)
+        return Binary("==", Index(z.type.rank - 1, DType.I64), at, DType.BOOL)
+
+    def sub_label_expr(n: Node, s: int):
+        """p - select(class == label, amount, 0): p's value exactly where the class is not the label."""
+        p = ref(n.inputs[0], n, s)
+        amount = ref(n.inputs[2], n, s) if len(n.inputs) > 2 else Const(1.0, n.dtype)
+        if amount.dtype != n.dtype:
+            amount = Call(Scalar.CAST, (amount,), n.dtype)
+        return Binary("-", p, Call(Scalar.SELECT, (is_label(n, s), amount, Const(0.0, n.dtype)), n.dtype), n.dtype)
 
     def new_stage(space) -> int:
         stages.append(Stage(tuple(space) if space is not None else None))
@@ -697,6 +740,27 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
     prog_sinks: list[Sink] = []
     for n in order:
         step_name[n.id] = names.fresh(hint(n) or ("acc" if n.id in sink_ids else "t"))
+        if n.op is ops.pick_label and label_op(n):
+            # z[..., label] as a row's sum of select(class == label, z, 0), in z's dtype: one term
+            # is not 0, so the sum is that value exactly (z's other values, nan or inf, are not read)
+            z = n.inputs[0]
+            # the first stage over z's shape that may read it (with the row's max, in softmax's
+            # first pass), rather than one more pass over the row after the last
+            s = next((k for k in range(ready_after(n), len(stages)) if stages[k].space == tuple(z.shape)), None)
+            if s is None:
+                s = new_stage(z.shape)
+            if stages[s].space is None:
+                stages[s].space = tuple(z.shape)
+            zv = ref(z, z, s) if z.id in members else Load(operand(z), tuple(range(z.type.rank)), z.dtype)
+            value = Call(Scalar.SELECT, (is_label(n, s), zv, Const(0.0, n.dtype)), n.dtype)
+            last = z.type.rank - 1
+            index = _result_index((last,), True, z.type.rank, z.shape, stages[s].space, n)
+            r = Reduce(step_name[n.id], ops.sum.name, value, (last,), index, tuple(n.shape), n.dtype, n.dtype, n)
+            stages[s].steps.append(r)
+            reduce_stage[n.id] = s
+            home[n.id] = s
+            store_of(n, s, Reduced(r.name, tuple(range(n.type.rank)), n.dtype), in_after=True)
+            continue
         red = _reduction(n) if n.op.kind is Kind.REDUCE else None
         if n.id in sink_ids or red is not None:
             x = n.inputs[0]
@@ -765,8 +829,11 @@ def build(k: Kernel, hint: Callable[[Node], str | None], names: Names | None = N
         if stages[s].space is None:
             stages[s].space = tuple(n.shape)
         home[n.id] = s
-        args = tuple(ref(i, n, s) for i in n.inputs)
-        stages[s].steps.append(Step(step_name[n.id], expr_of(n, s, args), n.dtype, n, args=args))
+        if label_op(n):  # (sub_label)
+            stages[s].steps.append(Step(step_name[n.id], sub_label_expr(n, s), n.dtype, n))
+        else:
+            args = tuple(ref(i, n, s) for i in n.inputs)
+            stages[s].steps.append(Step(step_name[n.id], expr_of(n, s, args), n.dtype, n, args=args))
         computed[s].add(n.id)
         store_of(n, s, Ref(step_name[n.id], n.dtype))
     targets, spreads = [], []
