@@ -321,7 +321,8 @@ class Body:
                     ends = max(k for k, m in enumerate(items) if isinstance(m, Node) and m.op is n.op
                                and group_key(m) == key)
                     if n.op is ops.for_loop:  # (its carries' initial values live on in the carries)
-                        self.release([i for i in parts(n)[2] if last_read.get(i.id) == ends], keep)
+                        self.release([i for i in parts(n)[2] if last_read.get(i.id) == ends], keep,
+                                     taken_later(items, at, into))
                 continue
             args = [self.arg(i, n) for i in n.inputs]
             if n.id in self.in_place:
@@ -375,7 +376,7 @@ class Body:
         held by a name of its own: n is written into it (once: its memory is n's from then on)."""
         for x in arrays:
             var = self.ctx.vars.get(x.id)
-            if (var is None or memory_read.get(x.id, at) >= at or self.deferred_at.get(x.id, -1) >= at or x.id in self.given
+            if (var is None or memory_read.get(x.id, at) >= at or (n.inputs and dead_arrays.is_relabelled(x)) or self.deferred_at.get(x.id, -1) >= at or x.id in self.given
                     or x.id not in self.exprs or self.exprs[x.id].text != var or var in self.released
                     or any(i is x for i in n.inputs)):
                 continue
@@ -383,15 +384,16 @@ class Body:
             return x
         return None
 
-    def release(self, dead: list[Node], keep: set[int]) -> None:
+    def release(self, dead: list[Node], keep: set[int], taken: set[int] = frozenset()) -> None:
         """Drop the names of the arrays a loop was the last to read (values it captured), so that
         their memory is free for what follows (W10: the input projections of every step, [T, B, H], dead after the
-        forward loop, were alive beside their gradient's buffer, a third of the peak)."""
+        forward loop, were alive beside their gradient's buffer, a third of the peak); not those a
+        later statement will write into (`taken`: dead_array gives them on)."""
         names = []
         for i in dead:
             var = self.ctx.vars.get(i.id)
             if (var is None or i.id in keep or i.id in self.deferred or i.is_leaf or i.is_literal or i.type.rank == 0
-                    or var in names
+                    or var in names or i.id in taken
                     or sum(v == var for v in self.ctx.vars.values()) != 1):
                 continue  # (a name another value shares stays)
             names.append(var)
@@ -882,6 +884,19 @@ def _numba():
     from .kernels import numba_writer  # (imports nothing of numba: the generated module does)
 
     return numba_writer
+
+
+def taken_later(items: list, at: int, into: dict) -> set[int]:
+    """Ids of dead arrays (`into`) of the type of a constant array made after position `at`, which
+    dead_array will write it into: the first such array for each."""
+    out: set[int] = set()
+    for item in items[at + 1:]:
+        if isinstance(item, Node) and not item.inputs and item.op.writes_into(item):
+            for x in into.get((item.dtype, item.shape), ()):
+                if x.id not in out:
+                    out.add(x.id)
+                    break
+    return out
 
 
 def _temporary(user: Node, at: int, last_read: dict[int, int], viewed: set[int], out_ids: set[int]) -> bool:
