@@ -27,7 +27,7 @@ from .fused.plan import (NUMPY_RULES, Kernel, fresh_array, item_nodes, last_read
 from .fused.writer import KernelWriter
 from .kernels import cupy_writer
 from .names import Names, place, sanitize_docstring
-from ..primitives.loops import in_place_updates, parts, update_in_place
+from ..primitives.loops import in_place_updates, overwritten_carries, parts, update_in_place
 
 CHECK_HELPER_NAMES = ("array", "scalar", "what", "residual", "rank_error", "shape_error", "size_error",
                       "out_buffers", "residual_tuple")
@@ -299,6 +299,7 @@ class Body:
         position = {m.id: at for at, item in enumerate(items) for m in item_nodes(item)} \
             if into else {}
         scattered = {nid for k in kernels for nid in k.scattered}
+        unread = unread_inits(items, uses) if into else set()
         for at, item in enumerate(items):
             if isinstance(item, Kernel):
                 self.kernel(item, reuse.get(item.index, []))
@@ -334,6 +335,12 @@ class Body:
                 args.append(args[0])  # written over its input, a temporary nothing reads after it (sub_label)
             if into and n.op.writes_into(n):
                 x = self.dead_array(n, into.get((n.dtype, n.shape), ()), at, memory_read)
+                if x is not None and n.id in unread:  # (a loop writes all of it before reading it)
+                    var = ctx.names.fresh(ctx.hint(n) or "t")
+                    ctx.vars[n.id] = var
+                    self.lines.append(f"{var} = {self.exprs[x.id].text}  # its memory is free: the loop sets every row")
+                    self.exprs[n.id] = Expr(var)
+                    continue
                 if x is not None:
                     args.append(self.exprs[x.id])
             e = n.op.emit(ctx, args, n)
@@ -884,6 +891,25 @@ def _numba():
     from .kernels import numba_writer  # (imports nothing of numba: the generated module does)
 
     return numba_writer
+
+
+def unread_inits(items: list, uses: dict[int, int]) -> set[int]:
+    """Ids of constant arrays (`full`) made only to be a loop's carry whose every row the loop sets
+    before reading it (loops.overwritten_carries): a dead array may be taken as it is, unfilled."""
+    out: set[int] = set()
+    seen: set[tuple] = set()
+    for item in items:
+        if isinstance(item, Node) and item.op is ops.for_loop and group_key(item) not in seen:
+            seen.add(group_key(item))
+            members = sum(1 for m in items if isinstance(m, Node) and m.op is ops.for_loop
+                          and group_key(m) == group_key(item))
+            inits = parts(item)[1]
+            for j in overwritten_carries(item):
+                i = inits[j]
+                if (not i.inputs and i.op.writes_into(i) and uses.get(i.id, 0) == members
+                        and sum(x is i for x in inits) == 1):
+                    out.add(i.id)
+    return out
 
 
 def taken_later(items: list, at: int, into: dict) -> set[int]:
