@@ -22,7 +22,7 @@ from __future__ import annotations
 from ..core.ir import Node, group_key
 from ..core.primitive import Cost, ops
 from ..primitives.loops import parts
-from .fused.plan import Kernel, fresh_array, item_nodes, last_reads
+from .fused.plan import Kernel, fresh_array, item_nodes
 
 _MOVE_LIMIT = 4  # statements moved for one product: a few reads (a transpose and its product)
 
@@ -30,17 +30,24 @@ _MOVE_LIMIT = 4  # statements moved for one product: a few reads (a transpose an
 def memory_reads(items: list) -> dict[int, int]:
     """Per node id: the position of the last item reading its memory, itself or through views of it.
     A group written as statements (a loop) reads its inputs where its first member is: the others
-    are written with it."""
-    last, view_of = last_reads(items)
-    seen: set[tuple] = set()
+    are written with it (fused/plan.last_reads, but for those)."""
+    last: dict[int, int] = {}
+    view_of: dict[int, list[int]] = {}
+    groups: set[tuple] = set()
     for at, item in enumerate(items):
         if isinstance(item, Node) and item.op.write is not None:
             key = group_key(item)
-            if key not in seen:
-                seen.add(key)
-                for i in item.inputs:  # (the later members' reads, counted by last_reads, are here)
-                    if last.get(i.id, -1) > at and _read_by_group_only(items, at, i, key):
-                        last[i.id] = at
+            if key in groups:
+                continue  # (written with the first member, which read the same inputs)
+            groups.add(key)
+        for m in item_nodes(item):
+            if m.is_leaf:
+                continue
+            for i in m.inputs:
+                last[i.id] = at
+            if m.op.is_view(m):
+                for i in m.inputs:
+                    view_of.setdefault(i.id, []).append(m.id)
 
     def reach(nid: int, seen: set) -> int:
         at = last.get(nid, -1)
@@ -51,15 +58,6 @@ def memory_reads(items: list) -> dict[int, int]:
         return at
 
     return {nid: reach(nid, set()) for nid in list(last)}
-
-
-def _read_by_group_only(items: list, at: int, x: Node, key: tuple) -> bool:
-    """Nothing after position `at` reads x but members of the group `key`."""
-    for item in items[at + 1:]:
-        for m in item_nodes(item):
-            if any(i is x for i in m.inputs) and not (m.op.write is not None and group_key(m) == key):
-                return False
-    return True
 
 
 def shared(items: list, reuse: dict, kernels: list[Kernel], keep: set[int]) -> set[int]:
