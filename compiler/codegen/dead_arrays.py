@@ -7,22 +7,47 @@ is page faults and, at the peak, memory). A record says its emit takes such an a
 (Primitive.out_arg); this file says which array, if any, and which reads to move.
 
 An array qualifies when the function made it (an elementwise result or a fused loop's output:
-fresh_array), it is no argument or result, its memory lives on under no other name (a loop's
-output taking it over, a scatter's base, a statement writing over its input, a loop's carry), and
-nothing reads it, or a view of it, from the product on.
+fresh_array; a product's result; a reshape of one of those that alone reads it), it is no
+argument or result, its memory lives on under no other name (a loop's output taking it over, a
+scatter's base, a statement writing over its input, a loop's carry), and nothing reads it, or a
+view of it, from the product on.
+
+A constant array (`full`: a gradient's zeros) takes a dead array too, filled: W10's gradient of
+the input projections of every step ([T, B, H], 3 MiB) was a fresh np.zeros whose pages the
+backward loop then faulted in one by one, while the projections' own array, of that type and
+dead after the forward loop, was already in memory (the hand version writes over it).
 """
 from __future__ import annotations
 
-from ..core.ir import Node
-from ..core.primitive import Cost
-from .fused.plan import Kernel, fresh_array, item_nodes, last_reads
+from ..core.ir import Node, group_key
+from ..core.primitive import Cost, ops
+from ..primitives.loops import parts
+from .fused.plan import Kernel, fresh_array, item_nodes
 
 _MOVE_LIMIT = 4  # statements moved for one product: a few reads (a transpose and its product)
 
 
 def memory_reads(items: list) -> dict[int, int]:
-    """Per node id: the position of the last item reading its memory, itself or through views of it."""
-    last, view_of = last_reads(items)
+    """Per node id: the position of the last item reading its memory, itself or through views of it.
+    A group written as statements (a loop) reads its inputs where its first member is: the others
+    are written with it (fused/plan.last_reads, but for those)."""
+    last: dict[int, int] = {}
+    view_of: dict[int, list[int]] = {}
+    groups: set[tuple] = set()
+    for at, item in enumerate(items):
+        if isinstance(item, Node) and item.op.write is not None:
+            key = group_key(item)
+            if key in groups:
+                continue  # (written with the first member, which read the same inputs)
+            groups.add(key)
+        for m in item_nodes(item):
+            if m.is_leaf:
+                continue
+            for i in m.inputs:
+                last[i.id] = at
+            if m.op.is_view(m):
+                for i in m.inputs:
+                    view_of.setdefault(i.id, []).append(m.id)
 
     def reach(nid: int, seen: set) -> int:
         at = last.get(nid, -1)
@@ -48,16 +73,45 @@ def shared(items: list, reuse: dict, kernels: list[Kernel], keep: set[int]) -> s
             if item.id in keep or item.id in out:
                 out |= {i.id for i in item.inputs}
             continue
-        if op.write is not None or (op.loop is not None and op.loop.into):
+        if op is ops.for_loop and not _body_returns_views(item):
+            out |= {i.id for i in parts(item)[1]}  # a loop's carries (what it only reads is free after it)
+        elif op.write is not None or (op.loop is not None and op.loop.into):
             out |= {i.id for i in item.inputs}  # (a loop's carries, an op writing over its input)
         elif item.inputs and not op.elementwise and op.cost is not Cost.CONTRACTION and not op.allocates:
             out.add(item.inputs[0].id)  # (index_grads_onto and the like may write over their first input)
     return out
 
 
+def _body_returns_views(loop: Node) -> bool:
+    """A loop whose body may return a value sharing memory with what it reads (x[t] as a carry):
+    the loop's result may then be a view of an array it only reads."""
+    body = parts(loop)[0]
+    return any(o.is_param or o.op.is_view(o) for o in body.outputs)
+
+
 def candidates(items: list, keep: set[int], aliased: set[int]) -> dict[int, Node]:
+    uses: dict[int, int] = {}
+    for item in items:
+        for n in item_nodes(item):
+            for i in n.inputs:
+                uses[i.id] = uses.get(i.id, 0) + 1
     return {n.id: n for item in items for n in item_nodes(item)
-            if fresh_array(n) and n.id not in keep and n.id not in aliased}
+            if _owned(n, uses) and n.id not in keep and n.id not in aliased}
+
+
+def _owned(n: Node, uses: dict[int, int]) -> bool:
+    """n's memory is an array the function made for n alone: fresh, a product's result, or a
+    reshape (relabelling view) of one that nothing else reads."""
+    if fresh_array(n) or (not n.is_leaf and n.type.rank >= 1 and not n.op.is_view(n) and n.op.cost is Cost.CONTRACTION
+                          and len(n.inputs) >= 2):  # (a product of two operands: always a new array)
+        return True
+    return (n.op.is_view(n) and n.op.relabels and n.type.rank >= 1 and len(n.inputs) == 1
+            and uses.get(n.inputs[0].id) == 1 and _owned(n.inputs[0], uses))
+
+
+def is_relabelled(n: Node) -> bool:
+    """n is a candidate through a view (its layout may not be C order: only a fill may take it)."""
+    return n.op.is_view(n)
 
 
 def move_reads_earlier(items: list, keep: set[int], aliased: set[int]) -> list:

@@ -27,7 +27,7 @@ from .fused.plan import (NUMPY_RULES, Kernel, fresh_array, item_nodes, last_read
 from .fused.writer import KernelWriter
 from .kernels import cupy_writer
 from .names import Names, place, sanitize_docstring
-from ..primitives.loops import in_place_updates, parts, update_in_place
+from ..primitives.loops import in_place_updates, overwritten_carries, parts, update_in_place
 from ..primitives.shape import index_text
 
 CHECK_HELPER_NAMES = ("array", "scalar", "what", "residual", "rank_error", "shape_error", "size_error",
@@ -300,6 +300,7 @@ class Body:
         position = {m.id: at for at, item in enumerate(items) for m in item_nodes(item)} \
             if into else {}
         scattered = {nid for k in kernels for nid in k.scattered}
+        unread = unread_inits(items, uses) if into else set()
         for at, item in enumerate(items):
             if isinstance(item, Kernel):
                 self.kernel(item, reuse.get(item.index, []))
@@ -322,7 +323,8 @@ class Body:
                     ends = max(k for k, m in enumerate(items) if isinstance(m, Node) and m.op is n.op
                                and group_key(m) == key)
                     if n.op is ops.for_loop:  # (its carries' initial values live on in the carries)
-                        self.release([i for i in parts(n)[2] if last_read.get(i.id) == ends], keep)
+                        self.release([i for i in parts(n)[2] if last_read.get(i.id) == ends], keep,
+                                     taken_later(items, at, into))
                 continue
             args = [self.arg(i, n) for i in n.inputs]
             if n.id in self.in_place:
@@ -334,6 +336,12 @@ class Body:
                 args.append(args[0])  # written over its input, a temporary nothing reads after it (sub_label)
             if into and n.op.writes_into(n):
                 x = self.dead_array(n, into.get((n.dtype, n.shape), ()), at, memory_read)
+                if x is not None and n.id in unread:  # (a loop writes all of it before reading it)
+                    var = ctx.names.fresh(ctx.hint(n) or "t")
+                    ctx.vars[n.id] = var
+                    self.lines.append(f"{var} = {self.exprs[x.id].text}  # its memory is free: the loop sets every row")
+                    self.exprs[n.id] = Expr(var)
+                    continue
                 if x is not None:
                     args.append(self.exprs[x.id])
             e = n.op.emit(ctx, args, n)
@@ -376,7 +384,7 @@ class Body:
         held by a name of its own: n is written into it (once: its memory is n's from then on)."""
         for x in arrays:
             var = self.ctx.vars.get(x.id)
-            if (var is None or memory_read.get(x.id, at) >= at or self.deferred_at.get(x.id, -1) >= at or x.id in self.given
+            if (var is None or memory_read.get(x.id, at) >= at or (n.inputs and dead_arrays.is_relabelled(x)) or self.deferred_at.get(x.id, -1) >= at or x.id in self.given
                     or x.id not in self.exprs or self.exprs[x.id].text != var or var in self.released
                     or any(i is x for i in n.inputs)):
                 continue
@@ -384,15 +392,16 @@ class Body:
             return x
         return None
 
-    def release(self, dead: list[Node], keep: set[int]) -> None:
+    def release(self, dead: list[Node], keep: set[int], taken: set[int] = frozenset()) -> None:
         """Drop the names of the arrays a loop was the last to read (values it captured), so that
         their memory is free for what follows (W10: the input projections of every step, [T, B, H], dead after the
-        forward loop, were alive beside their gradient's buffer, a third of the peak)."""
+        forward loop, were alive beside their gradient's buffer, a third of the peak); not those a
+        later statement will write into (`taken`: dead_array gives them on)."""
         names = []
         for i in dead:
             var = self.ctx.vars.get(i.id)
             if (var is None or i.id in keep or i.id in self.deferred or i.is_leaf or i.is_literal or i.type.rank == 0
-                    or var in names
+                    or var in names or i.id in taken
                     or sum(v == var for v in self.ctx.vars.values()) != 1):
                 continue  # (a name another value shares stays)
             names.append(var)
@@ -888,6 +897,38 @@ def _numba():
     from .kernels import numba_writer  # (imports nothing of numba: the generated module does)
 
     return numba_writer
+
+
+def unread_inits(items: list, uses: dict[int, int]) -> set[int]:
+    """Ids of constant arrays (`full`) made only to be a loop's carry whose every row the loop sets
+    before reading it (loops.overwritten_carries): a dead array may be taken as it is, unfilled."""
+    out: set[int] = set()
+    seen: set[tuple] = set()
+    for item in items:
+        if isinstance(item, Node) and item.op is ops.for_loop and group_key(item) not in seen:
+            seen.add(group_key(item))
+            members = sum(1 for m in items if isinstance(m, Node) and m.op is ops.for_loop
+                          and group_key(m) == group_key(item))
+            inits = parts(item)[1]
+            for j in overwritten_carries(item):
+                i = inits[j]
+                if (not i.inputs and i.op.writes_into(i) and uses.get(i.id, 0) == members
+                        and sum(x is i for x in inits) == 1):
+                    out.add(i.id)
+    return out
+
+
+def taken_later(items: list, at: int, into: dict) -> set[int]:
+    """Ids of dead arrays (`into`) of the type of a constant array made after position `at`, which
+    dead_array will write it into: the first such array for each."""
+    out: set[int] = set()
+    for item in items[at + 1:]:
+        if isinstance(item, Node) and not item.inputs and item.op.writes_into(item):
+            for x in into.get((item.dtype, item.shape), ()):
+                if x.id not in out:
+                    out.add(x.id)
+                    break
+    return out
 
 
 def _temporary(user: Node, at: int, last_read: dict[int, int], viewed: set[int], out_ids: set[int]) -> bool:

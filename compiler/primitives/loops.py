@@ -738,6 +738,33 @@ def in_place_updates(body: Function) -> set[int]:
     return out
 
 
+def overwritten_carries(node: Node) -> set[int]:
+    """The carries (by index) of a loop whose initial value is never read: the body reads the
+    carry only to set its row at the loop variable (axis 0), and the range is every row, 0 to
+    the carry's length by 1 (a gradient of x read as x[t] over the whole of x). The initial
+    value may then be any array of the type: its contents are all written before the loop ends."""
+    if node.op.name != "for_loop":
+        return set()
+    body, inits, _ = parts(node)
+    start, stop, step = (node.attr(a) for a in ("start", "stop", "step"))
+    if start != 0 or step != 1:
+        return set()
+    uses: dict[int, int] = {}
+    for n in topo_order(body.outputs):
+        for i in n.inputs:
+            uses[i.id] = uses.get(i.id, 0) + 1
+    for o in body.outputs:
+        uses[o.id] = uses.get(o.id, 0) + 1
+    k, t = body.params[0], body.params[1]
+    out = set()
+    for j, (init, p, o) in enumerate(zip(inits, body.params[2:], body.outputs)):
+        if (o.op.name == "dyn_update" and o.inputs[0] is p and uses.get(p.id) == 1 and o.attr("mode") == "set"
+                and o.attr("axis") == 0 and (o.inputs[1] is t or o.inputs[1] is k) and init.type.rank >= 1
+                and init.shape[0] == stop):
+            out.add(j)
+    return out
+
+
 def written_in_place(body: Function) -> set[int]:
     """The carries (by index) a body writes into."""
     ids = in_place_updates(body)

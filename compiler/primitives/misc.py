@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.primitive import PREC_ATOM, PREC_POSTFIX, Cost, Expr, Primitive, register
+from ..core.primitive import PREC_ATOM, PREC_POSTFIX, Cost, Expr, Helper, Primitive, register
 from ..core.types import TensorType
 from . import axis_maps as AX
 from .rule_shapes import constructor, leaf
@@ -38,8 +38,17 @@ def _full_infer(types, attrs):
     return TensorType(attrs["dtype"], tuple(attrs["shape"]), bool(attrs.get("weak")))
 
 
+FILLED = Helper("filled", '''def _filled(out, value):
+    """out, an array nothing reads any more, filled with value (its pages are in memory already)."""
+    out.fill(value)
+    return out
+''')
+
+
 def _full_emit(ctx, args, node):
     value = node.attr("value")
+    if args:  # (out_arg: a dead array of the result's type, codegen/dead_arrays.py)
+        return Expr(f"{ctx.helper('filled')}({args[0].text}, {ctx.literal(value)})", PREC_POSTFIX)
     dt = ctx.dtype(node.dtype)
     shape = ctx.shape(node.shape)
     if value == 0 and not np.signbit(value):
@@ -54,7 +63,7 @@ def _full_sympy(ctx, args, node):
 
 
 register(constructor(
-    "full", _full_infer, _full_emit, _full_sympy,
+    "full", _full_infer, _full_emit, _full_sympy, helpers=(FILLED,), out_arg=lambda node: node.type.rank >= 1,
     doc="zeros/ones/full/zeros_like/ones_like; weak (takes the dtype it meets) without dtype=",
 ))
 

@@ -508,6 +508,34 @@ def transposes(m):
     return None
 
 
+def _swaps_last_two(perm) -> bool:
+    r = len(perm)
+    return r >= 2 and tuple(perm) == tuple(range(r - 2)) + (r - 1, r - 2)
+
+
+def _transposed(x: Node, perm) -> Node:
+    """x with its last two axes swapped: the transpose x is made from when x is one (they cancel)."""
+    if x.op.name == "transpose" and tuple(x.attr("perm")) == tuple(perm):
+        return x.inputs[0]
+    return B.apply("transpose", x, perm=perm)
+
+
+@SIMPLIFY.rule("(a @ b)^T = b^T @ a^T over the last two axes, when a transpose cancels: the product comes out in "
+               "C order (no strided view to return or read), from the operands it was made of",
+               Op("transpose", Op("matmul")))
+def transposed_product(m):
+    n = m.node
+    if n.op.name != "transpose" or n.inputs[0].op.name != "matmul":
+        return None
+    perm = n.attr("perm")
+    a, b = n.inputs[0].inputs
+    if not _swaps_last_two(perm) or a.type.rank != len(perm) or b.type.rank != len(perm):
+        return None  # (a vector operand or a broadcast batch: left as written)
+    if not any(x.op.name == "transpose" and tuple(x.attr("perm")) == tuple(perm) for x in (a, b)):
+        return None  # nothing cancels: one transpose for another
+    return B.apply("matmul", _transposed(b, perm), _transposed(a, perm))
+
+
 @SIMPLIFY.rule("reshape(reshape(x)) = reshape(x); a reshape to the same shape vanishes", Op("reshape"))
 def reshapes(m):
     n = m.node

@@ -182,8 +182,7 @@ def shapes_grad(a, b, idx, *, out=None):
     d_picked = np.ones((3, 6), dtype=np.float64) * t  # cases/shapes.tl:10
     t_5 = np.ones((3, 2), dtype=np.float64)  # cases/shapes.tl:10
     t_6 = t_1 @ t_5  # cases/shapes.tl:10
-    d_cols = t_5 @ t_2.T  # cases/shapes.tl:10
-    t_7 = d_cols.T  # cases/shapes.tl:9
+    t_7 = t_2 @ t_5.T  # cases/shapes.tl:9
     t_8 = np.sum(picked, axis=0)  # cases/shapes.tl:10
     t_9 = _index_grads_onto(_take_grad(d_picked, idx, axis=0, shape=(4, 6)), ((3, 5), t_4), ((slice(None, None, 1), slice(None, 2, 1)), t_6), ((slice(None, None, 1), slice(None, None, -2)), t_7), ((0,), t_8), inplace=True)  # cases/shapes.tl:8
     d_flat = 2 * flat  # cases/shapes.tl:10
@@ -278,8 +277,7 @@ def shapes_grad_bwd(residuals, *, seed=1.0, out=None):
     t_1 = seed * r7  # cases/shapes.tl:10
     t_2 = np.broadcast_to(t, (3, 2))  # cases/shapes.tl:10
     t_3 = cols.T @ t_2  # cases/shapes.tl:10
-    d_cols = t_2 @ r5.T  # cases/shapes.tl:10
-    t_4 = d_cols.T  # cases/shapes.tl:9
+    t_4 = r5 @ t_2.T  # cases/shapes.tl:9
     t_5 = np.sum(seed * picked, axis=0)  # cases/shapes.tl:10
     t_6 = _index_grads_onto(_take_grad(d_picked, idx, axis=0, shape=(4, 6)), ((3, 5), t_1), ((slice(None, None, 1), slice(None, 2, 1)), t_3), ((slice(None, None, 1), slice(None, None, -2)), t_4), ((0,), t_5), inplace=True)  # cases/shapes.tl:8
     d_flat = 2 * (seed * flat)  # cases/shapes.tl:10
