@@ -152,7 +152,7 @@ def test_a_split_loop_over_rows_longer_than_its_chunk(tmp_path):
     innermost loop in two (numba_writer.NumbaKernel.inner); a row of 2500 runs it in chunks of
     1024, the last one short."""
     text = compile_source(WIDE_ROWS, backend="numba", path="wide.tl")
-    assert "for c1 in range(0, n1, 1024):" in text and "np.uint64(lo)" in text
+    assert "for c1 in range(np.uint64(0), np.uint64(n1), np.uint64(1024)):" in text and "np.uint64(lo)" in text
     assert _compare(WIDE_ROWS + "# size N: 6\n# size D: 2500\n", "wide.tl", tmp_path, ("fn", "grad")) == 2
 
 

@@ -103,7 +103,8 @@ def test_the_label_ops_and_the_bias_sum_are_in_the_kernel():
     grad = text[text.index("def ce_grad("):text.index("def ce_grad_fwd(")]
     assert "take_along_axis" not in grad and "_sub_label(" not in grad  # (no NumPy call between kernels)
     assert "np.sum(" not in grad  # (b's gradient: the kernel's per-block partials, combined after)
-    assert "(j1 == " in text  # (the class compared with the row's label, in the loop)
+    # (the class compared with the row's label, in the loop; as an int64 in a split loop's chunks)
+    assert "(j1 == " in text or "(np.int64(j1) == " in text
     # softmax's exp, made for the row's sum, is kept for exp / sum in the next stage, not made again
     k = text[text.index("def _ce_grad_k0_rows("):text.index("def _ce_grad_k0(")]
     assert k.count("_tl_exp_f32(") == 2 and "(kept by the stage that made it)" in k

@@ -52,6 +52,7 @@ SCALAR_SET = frozenset(FUNCTIONS) | {Scalar.SELECT, Scalar.CAST}
 RULES = P.rules(SCALAR_SET, scatter=True, remake=True, labels=True)  # (cross_entropy's label ops: P.Index is j1, ...)
 PARALLEL_ELEMENTS = 1 << 19  # a kernel over fewer elements runs its blocks on the calling thread
 PARTIAL_ELEMENTS = 1 << 16  # the sinks' per-block partials (float64) stay within this many elements
+LANES = 16  # a max or min along a row runs as this many maxima side by side (by_lanes)
 SPLIT_CHUNK = 1024  # a split loop's buffers hold this many values at most (4 KiB of float32: in L1)
 _RESERVED = ("np", "numba", "math", "blk", "lo", "hi", "nblocks", "block", "n_rows", "nb", "half", "pair")
 
@@ -69,6 +70,7 @@ class NumbaKernel:
         self.fresh = fresh  # a local name no step of the program has (the split loops' buffers)
         self.math = False
         self.axes: dict[int, str] = {}  # stage axis -> its loop variable
+        self.unsigned: set[int] = set()  # the axes whose loop variable is a uint64 now (a split loop's)
 
     # ---- expressions ----------------------------------------------------------------------
     def const(self, c: P.Const) -> str:
@@ -103,8 +105,8 @@ class NumbaKernel:
             return self.const(e)
         if isinstance(e, P.Ref):
             return e.name
-        if isinstance(e, P.Index):
-            return self.axes[e.axis]
+        if isinstance(e, P.Index):  # (compared with int64 labels: an unsigned one would go through float64)
+            return f"np.int64({self.axes[e.axis]})" if e.axis in self.unsigned else self.axes[e.axis]
         if isinstance(e, P.Load):
             if not e.index:
                 return e.operand  # (a 0-d operand comes in as a scalar)
@@ -158,6 +160,7 @@ class NumbaKernel:
         self.reduces = {s.name: s for st in p.stages for s in st.steps if isinstance(s, P.Reduce)}
         self.buffers: dict[int, str] = {}  # id(Reduce or Sink) -> its split loop's buffer
         self.logsums: dict[int, tuple] = {}  # id(Reduce or Sink) -> a sum of logs' parts (log_parts)
+        self.lane_buffers: dict[int, str] = {}  # id(Reduce or Sink) -> its running maxima (by_lanes)
         self.unwritten: set[str] = set()  # steps only such a sum read
         params = [o.name for o in p.operands]
         outs = {o.name: o for o in p.outputs}
@@ -221,7 +224,8 @@ class NumbaKernel:
                     rows.append(f"{r.name} = {ident}" if self.scalar_acc(r.shape) else f"{r.name}[...] = {ident}")
             for s in st.row_steps:
                 rows += self.step(s, outs)
-            wide = [s for s in st.steps if self.widening(s)] if len(st.space) > 1 else []
+            wide = [s for s in st.steps if self.widening(s) or self.by_lanes(s, st.space[-1])] \
+                if len(st.space) > 1 else []
             if wide:
                 buffers += self.split_buffers(st, wide)
             inner = self.inner(st, outs, wide)
@@ -315,6 +319,42 @@ class NumbaKernel:
         return isinstance(s, (P.Reduce, P.Sink)) and not getattr(s, "row_level", False) and \
             s.value.dtype.is_float and s.acc_dtype.itemsize > s.value.dtype.itemsize
 
+    # ---- a float max or min along a row, by lanes ------------------------------------------------
+    # LLVM does not vectorise a max reduction whose NaNs must propagate (np.maximum's select, even
+    # under numba's fastmath flags, which it puts on instructions and LLVM reads off the function):
+    # a max over W14's 256 x 32000 logits took 23 ms on one thread, np.max 3 ms. Split like the
+    # widening sums, the second loop keeps LANES running maxima side by side, a loop LLVM does
+    # vectorise (6 ms), then takes the max of the lanes. The same NaN rule (a nan anywhere gives
+    # nan) and the same value; of equal values -0.0 and 0.0 the one kept may differ, as it may
+    # between NumPy's own vectorised max and a loop.
+    @classmethod
+    def by_lanes(cls, s, size) -> bool:
+        """A float max or min Reduce or Sink along the innermost axis, of `size` values, into one
+        value per row (not when size is a number too small for the lanes to pay: W4's 10 classes)."""
+        if not isinstance(s, (P.Reduce, P.Sink)) or getattr(s, "row_level", False) or \
+                s.op not in (ops.max.name, ops.min.name) or not s.value.dtype.is_float or \
+                (isinstance(size, int) and size < 4 * LANES):
+            return False
+        return cls.sink_scalar(s.shape) if isinstance(s, P.Sink) else cls.scalar_acc(s.shape)
+
+    def lanes(self, s, buf: str, lanes: str, lo: str, hi: str) -> list[str]:
+        """The lines that fold buf[0:hi - lo] into s's accumulator through the lanes."""
+        gt = ">" if s.op == ops.max.name else "<"
+        n, m, q, v, a, l = (self.fresh(x) for x in ("n_l", "m_l", "q", "v", "a", "l"))
+        length = f"np.uint64({hi})" if lo == "0" else f"{hi} - {lo}"
+        acc = s.name
+        return [f"{lanes}[:] = {self.identity(s.op, s.value.dtype)}",
+                f"{n} = {length}",
+                f"{m} = {n} - {n} % np.uint64({LANES})",
+                f"for {q} in range(np.uint64(0), {m}, np.uint64({LANES})):",
+                f"    for {l} in range(np.uint64({LANES})):",
+                f"        {v}, {a} = {buf}[{q} + {l}], {lanes}[{l}]",
+                f"        {lanes}[{l}] = {v} if ({v} {gt} {a} or {v} != {v}) else {a}",
+                f"for {q} in range({m}, {n}):",
+                "    " + self.combine(s.op, acc, f"{buf}[{q}]"),
+                f"for {l} in range({LANES}):",
+                "    " + self.combine(s.op, acc, f"{lanes}[{l}]") + f"  # {s.where}"]
+
     def split_buffers(self, st: P.Stage, wide: list) -> list[str]:
         """The float buffers of a split loop, one per accumulated value (two for a sum of logs),
         allocated once per block; their names are kept in self.buffers (and self.logsums)."""
@@ -334,6 +374,9 @@ class NumbaKernel:
             name = self.fresh(f"{s.name}_v")
             self.buffers[id(s)] = name
             lines.append(f"{name} = np.empty(({length},), np.{s.value.dtype.numpy_name})")
+            if self.by_lanes(s, size):
+                self.lane_buffers[id(s)] = lanes = self.fresh(f"{s.name}_l")
+                lines.append(f"{lanes} = np.empty(({LANES},), np.{s.value.dtype.numpy_name})")
         return lines
 
     # ---- a float sum of logs: the log of a product, once per chunk of a row --------------------
@@ -391,10 +434,14 @@ class NumbaKernel:
         if isinstance(size, int) and size <= SPLIT_CHUNK:
             head, lo, hi, at = [], "0", str(size), j
         else:
+            # the chunks' bounds unsigned, as the rows' (numba wraps a negative signed index
+            # around; LLVM cannot tell j - c >= 0, and the test costs W14's 256 x 32000 exp-and-sum
+            # loop, one thread, 21 ms against 11); the loop's index read as a value stays signed
             c, ce = self.fresh(f"c{a}"), self.fresh(f"ce{a}")
-            head = [f"for {c} in range(0, {self.size(size)}, {SPLIT_CHUNK}):",
-                    f"    {ce} = min({c} + {SPLIT_CHUNK}, {self.size(size)})"]
+            n, chunk = f"np.uint64({self.size(size)})", f"np.uint64({SPLIT_CHUNK})"
+            head = [f"for {c} in range(np.uint64(0), {n}, {chunk}):", f"    {ce} = min({c} + {chunk}, {n})"]
             lo, hi, at = c, ce, f"{j} - {c}"
+            self.unsigned.add(a)
         first, second, before, after = [], [], [], []
         for s in st.steps:
             if id(s) in self.logsums:
@@ -409,17 +456,22 @@ class NumbaKernel:
                     second += self.step(s, outs, value=f"{buf}[{at}]")
                 before.append(f"{prod} = 1.0")
                 after.append(f"{s.name} = {s.name} {'+' if sign > 0 else '-'} np.log({prod})  # {s.where}")
+            elif id(s) in self.lane_buffers:
+                buf = self.buffers[id(s)]
+                first.append(f"{buf}[{at}] = {self.expr(s.value)}")
+                after += self.lanes(s, buf, self.lane_buffers[id(s)], lo, hi)
             elif id(s) in self.buffers:
                 buf = self.buffers[id(s)]
                 first.append(f"{buf}[{at}] = {self.expr(s.value)}")
                 second += self.step(s, outs, value=f"{buf}[{at}]")
             elif not (isinstance(s, P.Step) and s.name in self.unwritten):
                 first += self.step(s, outs)
+        self.unsigned.discard(a)
         rng = f"range({hi})" if lo == "0" else f"range({lo}, {hi})"
         pad = "    " if head else ""
+        loop2 = [pad + f"for {j} in {rng}:"] + [pad + "    " + x for x in second] if second else []
         return head + [pad + f"for {j} in {rng}:"] + [pad + "    " + x for x in first] + \
-            [pad + x for x in before] + [pad + f"for {j} in {rng}:"] + [pad + "    " + x for x in second] + \
-            [pad + x for x in after]
+            [pad + x for x in before] + loop2 + [pad + x for x in after]
 
     def identity(self, op: str, dt: DType) -> str:
         if op == ops.sum.name:
