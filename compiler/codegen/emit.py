@@ -24,7 +24,7 @@ from .backends import BACKENDS, Backend, helper_closure, helpers, module_globals
 from . import dead_arrays
 from .fused.plan import (NUMPY_RULES, Kernel, fresh_array, item_nodes, last_reads, plan, reusable_inputs, schedule,
                          scatter_done)
-from .fused.writer import KernelWriter
+from .fused.writer import write_kernel
 from .kernels import cupy_writer
 from .names import Names, place, sanitize_docstring
 from ..primitives.loops import in_place_updates, overwritten_carries, parts, update_in_place
@@ -446,7 +446,7 @@ class Body:
             return
         if self.ctx.backend.caps.compiled_kernels:
             return self.compiled_kernel(k, reusable)
-        loop = KernelWriter(self.ctx, k, reusable, self.exprs, self.arg, self.accumulate).write()
+        loop = write_kernel(self.ctx, k, reusable, self.exprs, self.arg, self.accumulate)
         self.lines.extend(loop.lines)
         for nid, var in loop.bound.items():
             self.ctx.vars[nid] = var

@@ -230,42 +230,38 @@ def logistic_hvp(X, t, w, v_w):
             s0 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float32)
-            s3 = np.empty((min(rows, hi - lo),), dtype=np.float32)
-            s4 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
-                b4 = s4[:j - i]
                 t_b = t[i:j]
                 t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
                 np.negative(t_b, out=b0)  # cases/logistic.tl:4
                 t_3_b = t_3[i:j]
                 np.multiply(b0, t_1_b, out=t_3_b)  # cases/logistic.tl:4
-                np.maximum(t_3_b, 0, out=b1)  # cases/logistic.tl:4
-                np.absolute(t_3_b, out=b2)  # cases/logistic.tl:4
-                np.negative(b2, out=b2)  # cases/logistic.tl:4
-                np.exp(b2, out=b2)  # cases/logistic.tl:4
-                np.add(1, b2, out=b3)  # cases/logistic.tl:4
-                np.log(b3, out=b4)  # cases/logistic.tl:4
-                np.add(b1, b4, out=b4)  # cases/logistic.tl:4
-                acc += np.add.reduce(b4, axis=None)  # cases/logistic.tl:4
-                np.greater_equal(t_3_b, 0, out=t_3_b)  # cases/logistic.tl:4
-                np.maximum(b2, t_3_b, out=t_3_b)  # cases/logistic.tl:4
-                np.divide(t_3_b, b3, out=b3)  # cases/logistic.tl:4
-                np.multiply(b3, b0, out=t_3_b)  # cases/logistic.tl:4
+                np.greater_equal(t_3_b, 0, out=b1)  # cases/logistic.tl:4
+                np.maximum(t_3_b, 0, out=b2)  # cases/logistic.tl:4
+                np.absolute(t_3_b, out=t_3_b)  # cases/logistic.tl:4
+                np.negative(t_3_b, out=t_3_b)  # cases/logistic.tl:4
+                np.exp(t_3_b, out=t_3_b)  # cases/logistic.tl:4
+                np.maximum(t_3_b, b1, out=b1)  # cases/logistic.tl:4
+                np.add(1, t_3_b, out=t_3_b)  # cases/logistic.tl:4
+                np.divide(b1, t_3_b, out=b1)  # cases/logistic.tl:4
+                np.log(t_3_b, out=t_3_b)  # cases/logistic.tl:4
+                np.add(b2, t_3_b, out=t_3_b)  # cases/logistic.tl:4
+                acc += np.add.reduce(t_3_b, axis=None)  # cases/logistic.tl:4
+                np.multiply(b1, b0, out=t_3_b)  # cases/logistic.tl:4
                 t_4_b = t_4[i:j]
                 np.multiply(b0, t_2_b, out=t_4_b)  # cases/logistic.tl:4
-                np.subtract(1, b3, out=b2)  # cases/logistic.tl:4
-                np.multiply(b3, b2, out=b2)  # cases/logistic.tl:4
+                np.subtract(1, b1, out=b2)  # cases/logistic.tl:4
+                np.multiply(b1, b2, out=b2)  # cases/logistic.tl:4
                 np.multiply(t_4_b, b2, out=t_4_b)  # cases/logistic.tl:4
                 np.multiply(t_4_b, b0, out=t_4_b)  # cases/logistic.tl:4
             return (acc, )
-        t_5, = _blocks(_fused0, N, 40, N, ('sum', ))
+        t_5, = _blocks(_fused0, N, 32, N, ('sum', ))
         d_w = t_3 @ X  # cases/logistic.tl:4
         hv_w = t_4 @ X  # cases/logistic.tl:4
         return t_5, d_w, hv_w
@@ -301,8 +297,6 @@ def logistic_jvp(X, t, w, t_w):
             s1 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             s3 = np.empty((min(rows, hi - lo),), dtype=np.float32)
-            s4 = np.empty((min(rows, hi - lo),), dtype=np.float32)
-            s5 = np.empty((min(rows, hi - lo),), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             acc_1 = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -311,28 +305,26 @@ def logistic_jvp(X, t, w, t_w):
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
                 b3 = s3[:j - i]
-                b4 = s4[:j - i]
-                b5 = s5[:j - i]
                 t_b = t[i:j]
                 t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
                 np.negative(t_b, out=b0)  # cases/logistic.tl:4
                 np.multiply(b0, t_1_b, out=b1)  # cases/logistic.tl:4
-                np.maximum(b1, 0, out=b2)  # cases/logistic.tl:4
-                np.absolute(b1, out=b3)  # cases/logistic.tl:4
-                np.negative(b3, out=b3)  # cases/logistic.tl:4
-                np.exp(b3, out=b3)  # cases/logistic.tl:4
-                np.add(1, b3, out=b4)  # cases/logistic.tl:4
-                np.log(b4, out=b5)  # cases/logistic.tl:4
-                np.add(b2, b5, out=b5)  # cases/logistic.tl:4
-                acc += np.add.reduce(b5, axis=None)  # cases/logistic.tl:4
                 np.multiply(b0, t_2_b, out=b0)  # cases/logistic.tl:4
-                np.greater_equal(b1, 0, out=b1)  # cases/logistic.tl:4
-                np.maximum(b3, b1, out=b1)  # cases/logistic.tl:4
-                np.divide(b1, b4, out=b4)  # cases/logistic.tl:4
-                acc_1 += np.einsum('a,a->', b0, b4)  # cases/logistic.tl:4
+                np.greater_equal(b1, 0, out=b2)  # cases/logistic.tl:4
+                np.maximum(b1, 0, out=b3)  # cases/logistic.tl:4
+                np.absolute(b1, out=b1)  # cases/logistic.tl:4
+                np.negative(b1, out=b1)  # cases/logistic.tl:4
+                np.exp(b1, out=b1)  # cases/logistic.tl:4
+                np.maximum(b1, b2, out=b2)  # cases/logistic.tl:4
+                np.add(1, b1, out=b1)  # cases/logistic.tl:4
+                np.divide(b2, b1, out=b2)  # cases/logistic.tl:4
+                np.log(b1, out=b1)  # cases/logistic.tl:4
+                np.add(b3, b1, out=b1)  # cases/logistic.tl:4
+                acc += np.add.reduce(b1, axis=None)  # cases/logistic.tl:4
+                acc_1 += np.einsum('a,a->', b0, b2)  # cases/logistic.tl:4
             return (acc, acc_1, )
-        t_3, t_out, = _blocks(_fused0, N, 36, N, ('sum', 'sum', ))
+        t_3, t_out, = _blocks(_fused0, N, 28, N, ('sum', 'sum', ))
         return t_3, t_out
 
 

@@ -197,43 +197,41 @@ def losses(z, p, y):
             s0 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s1 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             s2 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
-            s3 = np.empty((min(rows, hi - lo), C), dtype=np.float64)
             acc = np.zeros((), dtype=np.float64)
-            acc_1 = np.zeros((), dtype=np.float64)
-            acc_2 = np.zeros((), dtype=np.float64)
             acc_3 = np.zeros((), dtype=np.float64)
+            acc_1 = np.zeros((), dtype=np.float64)
             acc_4 = np.zeros((), dtype=np.float64)
+            acc_2 = np.zeros((), dtype=np.float64)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
                 p_b = p[i:j]
                 y_b = y[i:j]
                 z_b = z[i:j]
                 t = _binary_cross_entropy(p_b, y_b)  # cases/losses.tl:5
                 acc += np.add.reduce(t, axis=None)  # cases/losses.tl:5
-                np.maximum(z_b, 0, out=b0)  # cases/losses.tl:6
-                np.multiply(z_b, y_b, out=b1)  # cases/losses.tl:6
-                np.subtract(b0, b1, out=b1)  # cases/losses.tl:6
-                np.absolute(z_b, out=b2)  # cases/losses.tl:6
-                np.negative(b2, out=b2)  # cases/losses.tl:6
-                np.exp(b2, out=b2)  # cases/losses.tl:6
-                np.log1p(b2, out=b3)  # cases/losses.tl:6
-                np.add(b1, b3, out=b1)  # cases/losses.tl:6
-                acc_1 += np.add.reduce(b1, axis=None)  # cases/losses.tl:6
+                np.absolute(z_b, out=b0)  # cases/losses.tl:6
+                np.negative(b0, out=b0)  # cases/losses.tl:6
+                np.exp(b0, out=b0)  # cases/losses.tl:6
                 _log_softmax(z_b, axis=1, out=b1)  # cases/losses.tl:7
-                acc_2 += np.einsum('ab,ab->', b1, y_b)  # cases/losses.tl:7
-                np.add(b0, b3, out=b3)  # cases/losses.tl:8
-                acc_3 += np.add.reduce(b3, axis=None)  # cases/losses.tl:8
-                np.greater_equal(z_b, 0, out=b3)  # cases/losses.tl:8
-                np.maximum(b2, b3, out=b3)  # cases/losses.tl:8
-                np.add(1, b2, out=b2)  # cases/losses.tl:8
-                np.divide(b3, b2, out=b2)  # cases/losses.tl:8
-                acc_4 += np.einsum('ab,ab->', b2, y_b)  # cases/losses.tl:8
-            return (acc, acc_1, acc_2, acc_3, acc_4, )
-        t_1, t_2, t_3, t_4, t_5, = _blocks(_fused0, N, 56*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
+                acc_1 += np.einsum('ab,ab->', b1, y_b)  # cases/losses.tl:7
+                np.greater_equal(z_b, 0, out=b1)  # cases/losses.tl:8
+                np.log1p(b0, out=b2)  # cases/losses.tl:6
+                np.maximum(b0, b1, out=b1)  # cases/losses.tl:8
+                np.add(1, b0, out=b0)  # cases/losses.tl:8
+                np.divide(b1, b0, out=b0)  # cases/losses.tl:8
+                np.maximum(z_b, 0, out=b1)  # cases/losses.tl:6
+                acc_2 += np.einsum('ab,ab->', b0, y_b)  # cases/losses.tl:8
+                np.multiply(z_b, y_b, out=b0)  # cases/losses.tl:6
+                np.subtract(b1, b0, out=b0)  # cases/losses.tl:6
+                np.add(b0, b2, out=b0)  # cases/losses.tl:6
+                acc_3 += np.add.reduce(b0, axis=None)  # cases/losses.tl:6
+                np.add(b1, b2, out=b2)  # cases/losses.tl:8
+                acc_4 += np.add.reduce(b2, axis=None)  # cases/losses.tl:8
+            return (acc, acc_3, acc_1, acc_4, acc_2, )
+        t_1, t_2, t_3, t_4, t_5, = _blocks(_fused0, N, 48*C, C*N, ('sum', 'sum', 'sum', 'sum', 'sum', ))
         a = t_1 / (C*N)  # cases/losses.tl:5
         b = t_2 / (C*N)  # cases/losses.tl:6
         return a + b - t_3 + t_4 + t_5  # cases/losses.tl:8

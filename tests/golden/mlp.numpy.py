@@ -218,9 +218,8 @@ def mlp(x, labels, w1, b1, w2, b2):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         def _fused1(lo, hi, rows):
             s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
-            s1 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
-            s3 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             rows_index = np.arange(min(rows, hi - lo))
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
@@ -228,22 +227,21 @@ def mlp(x, labels, w1, b1, w2, b2):
                 b0 = s0[:j - i]
                 b1_1 = s1[:j - i]
                 b2_1 = s2[:j - i]
-                b3 = s3[:j - i]
                 t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
                 np.add(t_1_b, b2, out=b0)  # cases/mlp.tl:5
                 t_3 = np.max(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 t_4 = _finite_or_zero(t_3)  # cases/mlp.tl:6
-                np.subtract(b0, t_4, out=b1_1)  # cases/mlp.tl:6
-                np.exp(b1_1, out=b1_1)  # cases/mlp.tl:6
-                t_5 = np.sum(b1_1.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.log(t_5, out=b2_1)  # cases/mlp.tl:6
-                t_6 = b0[rows_index[:j - i], t_2_b][:, None]  # cases/mlp.tl:6
-                np.subtract(t_6, t_4, out=b3)  # cases/mlp.tl:6
-                np.subtract(b2_1, b3, out=b3)  # cases/mlp.tl:6
-                acc += np.add.reduce(b3, axis=None)  # cases/mlp.tl:6
+                t_5 = b0[rows_index[:j - i], t_2_b][:, None]  # cases/mlp.tl:6
+                np.subtract(b0, t_4, out=b0)  # cases/mlp.tl:6
+                np.exp(b0, out=b0)  # cases/mlp.tl:6
+                np.subtract(t_5, t_4, out=b1_1)  # cases/mlp.tl:6
+                t_6 = np.sum(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
+                np.log(t_6, out=b2_1)  # cases/mlp.tl:6
+                np.subtract(b2_1, b1_1, out=b1_1)  # cases/mlp.tl:6
+                acc += np.add.reduce(b1_1, axis=None)  # cases/mlp.tl:6
             return (acc, )
-        t_7, = _blocks(_fused1, B, 136, 10*B, ('sum', ))
+        t_7, = _blocks(_fused1, B, 96, 10*B, ('sum', ))
         return t_7 / B  # cases/mlp.tl:6
 
 
@@ -292,9 +290,8 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
         # a fused loop over blocks of rows (cases/mlp.tl:5, cases/mlp.tl:6)
         d_logits = t_1  # its memory is free from here on
         def _fused1(lo, hi, rows):
-            s0 = np.empty((min(rows, hi - lo), 10), dtype=np.float32)
+            s0 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
-            s2 = np.empty((min(rows, hi - lo), 1), dtype=np.float32)
             rows_index = np.arange(min(rows, hi - lo))
             ones = np.ones(min(rows, hi - lo), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
@@ -303,27 +300,26 @@ def mlp_grad(x, labels, w1, b1, w2, b2, *, out=None):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1_1 = s1[:j - i]
-                b2_1 = s2[:j - i]
                 t_1_b = t_1[i:j]
                 t_2_b = t_2[i:j]
                 d_logits_b = d_logits[i:j]
                 np.add(t_1_b, b2, out=d_logits_b)  # cases/mlp.tl:5
                 t_4 = np.max(d_logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
                 t_5 = _finite_or_zero(t_4)  # cases/mlp.tl:6
-                np.subtract(d_logits_b, t_5, out=b0)  # cases/mlp.tl:6
-                np.exp(b0, out=b0)  # cases/mlp.tl:6
-                t_6 = np.sum(b0.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
-                np.log(t_6, out=b1_1)  # cases/mlp.tl:6
-                t_7 = d_logits_b[rows_index[:j - i], t_2_b][:, None]  # cases/mlp.tl:6
-                np.subtract(t_7, t_5, out=b2_1)  # cases/mlp.tl:6
-                np.subtract(b1_1, b2_1, out=b2_1)  # cases/mlp.tl:6
-                acc += np.add.reduce(b2_1, axis=None)  # cases/mlp.tl:6
-                np.divide(t_3, t_6, out=b2_1)  # cases/mlp.tl:6
-                np.multiply(b0, b2_1, out=d_logits_b)  # cases/mlp.tl:6
+                t_6 = d_logits_b[rows_index[:j - i], t_2_b][:, None]  # cases/mlp.tl:6
+                np.subtract(d_logits_b, t_5, out=d_logits_b)  # cases/mlp.tl:6
+                np.exp(d_logits_b, out=d_logits_b)  # cases/mlp.tl:6
+                t_7 = np.sum(d_logits_b.T.copy(), axis=0)[..., None]  # cases/mlp.tl:6
+                np.subtract(t_6, t_5, out=b0)  # cases/mlp.tl:6
+                np.log(t_7, out=b1_1)  # cases/mlp.tl:6
+                np.subtract(b1_1, b0, out=b0)  # cases/mlp.tl:6
+                acc += np.add.reduce(b0, axis=None)  # cases/mlp.tl:6
+                np.divide(t_3, t_7, out=b0)  # cases/mlp.tl:6
+                np.multiply(d_logits_b, b0, out=d_logits_b)  # cases/mlp.tl:6
                 d_logits_b[rows_index[:j - i], t_2_b] -= t_3  # cases/mlp.tl:6
                 acc_1 += ones[:j - i] @ d_logits_b  # cases/mlp.tl:5
             return (acc, acc_1, )
-        t_8, d_b2, = _blocks(_fused1, B, 136, 10*B, ('sum', 'sum', ))
+        t_8, d_b2, = _blocks(_fused1, B, 96, 10*B, ('sum', 'sum', ))
         value = t_8 / B  # cases/mlp.tl:6
         d_h = d_logits @ w2.T  # cases/mlp.tl:5
         # a fused loop over blocks of rows (cases/mlp.tl:4)

@@ -281,38 +281,34 @@ def smooth_grad(x, lam, *, out=None):
             s0 = np.empty((min(rows, hi - lo), (M - 1)), dtype=np.float32)
             s1 = np.empty((min(rows, hi - lo), (M - 1)), dtype=np.float32)
             s2 = np.empty((min(rows, hi - lo), (M - 1)), dtype=np.float32)
-            s3 = np.empty((min(rows, hi - lo), (M - 1)), dtype=np.float32)
-            s4 = np.empty((min(rows, hi - lo), (M - 1)), dtype=np.float32)
             acc = np.zeros((), dtype=np.float32)
             for i in range(lo, hi, rows):
                 j = min(i + rows, hi)
                 b0 = s0[:j - i]
                 b1 = s1[:j - i]
                 b2 = s2[:j - i]
-                b3 = s3[:j - i]
-                b4 = s4[:j - i]
                 t_3_b = t_3[i:j]
                 t_4_b = t_4[i:j]
                 d_dy_b = d_dy[i:j]
                 np.subtract(t_3_b, t_4_b, out=d_dy_b)  # cases/slices.tl:5
                 np.absolute(d_dy_b, out=b0)  # cases/slices.tl:6
                 np.negative(b0, out=b0)  # cases/slices.tl:6
-                np.maximum(b0, 0, out=b1)  # cases/slices.tl:6
-                np.absolute(b0, out=b2)  # cases/slices.tl:6
-                np.negative(b2, out=b2)  # cases/slices.tl:6
-                np.exp(b2, out=b2)  # cases/slices.tl:6
-                np.add(1, b2, out=b3)  # cases/slices.tl:6
-                np.log(b3, out=b4)  # cases/slices.tl:6
-                np.add(b1, b4, out=b4)  # cases/slices.tl:6
-                acc += np.add.reduce(b4, axis=None)  # cases/slices.tl:6
-                np.greater_equal(b0, 0, out=b0)  # cases/slices.tl:6
-                np.maximum(b2, b0, out=b0)  # cases/slices.tl:6
-                np.divide(b0, b3, out=b3)  # cases/slices.tl:6
-                np.multiply(t_5, b3, out=b3)  # cases/slices.tl:6
+                np.greater_equal(b0, 0, out=b1)  # cases/slices.tl:6
+                np.maximum(b0, 0, out=b2)  # cases/slices.tl:6
+                np.absolute(b0, out=b0)  # cases/slices.tl:6
+                np.negative(b0, out=b0)  # cases/slices.tl:6
+                np.exp(b0, out=b0)  # cases/slices.tl:6
+                np.maximum(b0, b1, out=b1)  # cases/slices.tl:6
+                np.add(1, b0, out=b0)  # cases/slices.tl:6
+                np.divide(b1, b0, out=b1)  # cases/slices.tl:6
+                np.log(b0, out=b0)  # cases/slices.tl:6
+                np.add(b2, b0, out=b0)  # cases/slices.tl:6
+                acc += np.add.reduce(b0, axis=None)  # cases/slices.tl:6
+                np.multiply(t_5, b1, out=b1)  # cases/slices.tl:6
                 np.sign(d_dy_b, out=d_dy_b)  # cases/slices.tl:6
-                np.multiply(b3, d_dy_b, out=d_dy_b)  # cases/slices.tl:6
+                np.multiply(b1, d_dy_b, out=d_dy_b)  # cases/slices.tl:6
             return (acc, )
-        t_6, = _blocks(_fused1, N, (32*M - 32), (M*N - N), ('sum', ))
+        t_6, = _blocks(_fused1, N, (24*M - 24), (M*N - N), ('sum', ))
         value = t_2 + lam * t_6  # cases/slices.tl:6
         d_x = _index_grads((N, M), np.float32, ((slice(None, None, 1), slice(None, -1, 1)), d_dy, -1), ((slice(None, None, 1), slice(1, None, 1)), d_dy), ((slice(None, -1, 1),), d_dx, -1), ((slice(1, None, 1),), d_dx))  # cases/slices.tl:4
         if out is not None:

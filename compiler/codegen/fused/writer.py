@@ -17,7 +17,8 @@
                                                          # inputs, outputs); blocks of _BLOCK_BYTES
 
 Scratch buffers are assigned by liveness within a block; a ufunc may write over an
-input it reads, other ops may not. Before a scratch buffer, a value takes the rows of an
+input it reads, other ops may not. The members go in the plan's order, or in the one
+lean_order.py finds when that loop needs fewer scratch bytes (write_kernel). Before a scratch buffer, a value takes the rows of an
 output the loop writes later, while nothing in them is still to be read. `where` is a
 bitwise select on the integer view of the values (exact, NaN-safe, and ten times faster
 than numpy.where).
@@ -34,6 +35,7 @@ from ...core.types import Dim, DType, dim_add, dim_mul, dim_prod
 from ...primitives.common import Combine
 from ...primitives.shape import index_text
 from ..names import place
+from .lean_order import lean_order
 from .peepholes import INT_OF, Ask, Peephole, ask
 from .plan import Kernel
 
@@ -45,6 +47,34 @@ class WrittenLoop:
     lines: list[str]  # the loop function and its call, at the function's indentation
     bound: dict[int, str]  # the loop's outputs and sinks: node id -> the variable holding it
     accumulated: set[int]  # outputs added into the caller's out= buffers block by block
+
+
+def write_kernel(ctx, k: Kernel, reusable, exprs: Mapping[int, Expr], arg: Callable[[Node, Node], Expr],
+                 accumulate: Mapping[int, str]) -> WrittenLoop:
+    """k's loop, its members in the plan's order or in lean_order's, whichever loop needs fewer
+    scratch bytes a row (the plan's on a tie): lean_order's model of the buffers is a guess (it
+    knows neither lent rows nor folded products), the written loop is not. The loser's names
+    are given back."""
+    names = ctx.names
+    state = (set(names.taken), dict(names.next), names._seen)
+    first = KernelWriter(ctx, k, reusable, exprs, arg, accumulate)
+    loop = first.write()
+    order = lean_order(k, reusable)
+    if order is None:
+        return loop
+    planned = (list(k.members), list(k.outputs))
+    after_first = (set(names.taken), dict(names.next), names._seen)
+    names.taken, names.next, names._seen = state
+    outputs = {o.id for o in k.outputs}
+    k.members[:] = order
+    k.outputs[:] = [m for m in order if m.id in outputs]
+    second = KernelWriter(ctx, k, reusable, exprs, arg, accumulate)
+    lean = second.write()
+    if second.scratch_bytes() < first.scratch_bytes():
+        return lean
+    k.members[:], k.outputs[:] = planned
+    names.taken, names.next, names._seen = after_first
+    return loop
 
 
 class KernelWriter:
@@ -519,6 +549,16 @@ class KernelWriter:
         lines.append(f"{', '.join(sink_vars)}, = {call}" if sink_vars else call)
         return WrittenLoop(lines, self.bound, self.accumulated)
 
+
+    def scratch_bytes(self) -> int:
+        """Bytes a row of the loop's scratch buffers takes (a size symbol counted as 1024)."""
+        total = 0
+        for dt, trailing in self.scratch:
+            w = dt.itemsize
+            for d in trailing:
+                w *= d if isinstance(d, int) else 1024
+            total += w
+        return total
 
     def row_bytes(self):
         """Bytes one row of a block touches: its scratch and its rows of inputs and outputs.
