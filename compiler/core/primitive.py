@@ -129,6 +129,9 @@ class Loop:
     row_index: over 1-D labels (input 1), its emit is given last an index of the block's rows
               (an arange made once per loop call, sliced per block) and indexes with it plainly
               (pick_label, sub_label: 4-row blocks, take_along_axis 3.5 us against 0.8 us)
+    images:   computed image by image from the windows of one input (Images): a loop over blocks
+              of rows may run it on a block's images; with combine, a sum over the images
+              (conv_grad_w) that ends the loop as a sink (NumPy backend only)
     """
 
     ufunc: str | None = None
@@ -139,6 +142,33 @@ class Loop:
     rowwise: bool = False
     into: bool = False
     row_index: bool = False
+    images: "Images | None" = None
+
+
+@dataclass(frozen=True)
+class Images:
+    """How a fused loop runs a convolution-like op (Loop.images) on a block of images: the block's
+    columns (im2col of input `x`'s windows) are copied once, into a buffer made once per loop
+    call, and every op of the loop over the same windows multiplies them (the forward GEMM and
+    the gradient of w share one copy, as the hand-written convolution does); so the activations
+    of the whole batch and their cotangent need never exist, only a block of them.
+
+    aligned:  per input, whether its axis 0 are the images (conv: x yes, w no)
+    x:        the input whose windows are the columns
+    key:      node -> what makes two ops' columns the same (with x): the window attributes
+    columns:  (ctx, x text, rows text, node) -> the text of a function copying the columns of
+              images [i, j) (at most rows of them) into its buffer and returning them
+    emit:     (ctx, args, out text or None, node) -> the op on a block's images (args: the block
+              values of the inputs, the columns in place of x; out: the buffer a member writes)
+    column_bytes: node -> the bytes of one image's columns (a block's size counts them)
+    """
+
+    aligned: tuple[bool, ...]
+    x: int
+    key: Callable
+    columns: Callable
+    emit: Callable
+    column_bytes: Callable
 
 
 class Kind(enum.Enum):

@@ -122,12 +122,12 @@ _THREADS = int(os.environ.get("TAPELESS_THREADS", "0")) or min(os.cpu_count() or
 _POOL = []
 
 
-def _blocks(kernel, n, row_bytes, size, combine, grow=1):
+def _blocks(kernel, n, row_bytes, size, combine, grow=1, least=_MIN_ROWS):
     """Run kernel(lo, hi, rows) over rows [0, n) in blocks of about _BLOCK_BYTES (one row touches
-    row_bytes), of at least _MIN_ROWS rows; when `size` (its element count) is large, in parts on _THREADS threads, with
+    row_bytes), of at least `least` rows; when `size` (its element count) is large, in parts on _THREADS threads, with
     blocks up to `grow` times larger there; combine each part's partial reductions ("sum",
     "max" or "min")."""
-    rows = max(_MIN_ROWS, _BLOCK_BYTES // max(1, row_bytes))
+    rows = max(least, _BLOCK_BYTES // max(1, row_bytes))
     per = -(-n // _THREADS)
     big = max(rows, min(grow * rows, per))  # block rows on threads
     if size >= _PARALLEL and n >= 2 * rows and _THREADS > 1 and big * (size // n) >= _THREAD_BLOCK:

@@ -150,6 +150,8 @@ def ufunc_total(m):
     """np.sum's Python wrapper costs ~3 us a call, and a loop calls it once per block (W2:
     hundreds of blocks); add.reduce(block, axis=None) does not."""
     s = m.node
+    if s.op.loop.images is not None:
+        return None  # (a convolution's w gradient: no axes, its own helper)
     ok = len(s.attr("axes")) == s.inputs[0].type.rank and s.dtype == s.inputs[0].dtype and s.dtype.is_float
     return Peephole.UFUNC_TOTAL if ok else None
 

@@ -14,7 +14,10 @@ where NumPy has a faster way for a node in its context.
 
 A node can join a kernel when it keeps the kernel's row axis: an elementwise op whose
 shape has the kernel's row count first, a reduction or softmax that leaves axis 0 alone;
-not onehot, whose label check is one call outside. (cross_entropy never reaches a
+not onehot, whose label check is one call outside. In NumPy's loops (NUMPY_RULES) also a
+convolution of the rows' images (Loop.images: conv, its x row-aligned, its w whole), and the
+gradient of its w, a sum over the images, as a sink (its other input, x, a member or an outside
+value the kernel does not make). (cross_entropy never reaches a
 kernel: the loops exist at -O1, where it is expanded into primitives.) A sum/max/min
 that reduces axis 0 ends the kernel as a *sink*. A node never joins a kernel it depends
 on through an outside value, so kernels and statements can always be put in an order
@@ -78,7 +81,9 @@ def _rows(n: Node):
 
 
 def _row_aligned_inputs(n: Node) -> list[bool]:
-    """For each input: does its axis 0 run along the node's rows?"""
+    """For each input: does its axis 0 run along the node's rows (a sink's: along the loop's)?"""
+    if n.op.loop is not None and n.op.loop.images is not None:  # conv: x's images, not w's outputs
+        return list(n.op.loop.images.aligned)
     if n.op.elementwise:
         rank = n.type.rank
         return [i.type.rank == rank for i in n.inputs]
@@ -101,8 +106,24 @@ def _member_op(n: Node) -> bool:
 def _sink_op(n: Node) -> bool:
     # a reduction over the rows whose per-block partials are combined after the loop
     x = n.inputs[0] if n.inputs else None
-    return (n.op.loop is not None and n.op.loop.combine is not None and 0 in n.attr("axes")
+    return (n.op.loop is not None and n.op.loop.combine is not None and n.op.loop.images is None and 0 in n.attr("axes")
             and x.type.rank >= 1 and x.shape[0] != 1)
+
+
+def _image_member(n: Node) -> bool:
+    # a convolution of a block's images (Loop.images): one GEMM call per block
+    loop = n.op.loop
+    return (loop is not None and loop.images is not None and loop.combine is None and n.shape[0] != 1
+            and all(i.shape[0] == n.shape[0] for i, al in zip(n.inputs, loop.images.aligned) if al))
+
+
+def _image_sink(n: Node) -> bool:
+    # the gradient of a convolution's w: a sum over the images, each block's added after the loop
+    loop = n.op.loop
+    if loop is None or loop.images is None or loop.combine is None:
+        return False
+    rows = {i.shape[0] for i, al in zip(n.inputs, loop.images.aligned) if al}
+    return len(rows) == 1 and 1 not in rows
 
 
 @dataclass(frozen=True)
@@ -121,7 +142,11 @@ class PlanRules:
     remake: bool = False
 
 
-NUMPY_RULES = PlanRules(_member_op, _sink_op, scatter=True, remake=True)
+# what any backend's loops may take (compiled kernels narrow it further: kernels/program.py)
+SHARED_RULES = PlanRules(_member_op, _sink_op, scatter=True, remake=True)
+# NumPy's loops also run convolutions block by block, a GEMM a block (Loop.images)
+NUMPY_RULES = PlanRules(lambda n: _member_op(n) or _image_member(n), lambda n: _sink_op(n) or _image_sink(n),
+                        scatter=True, remake=True)
 
 
 def plan(order: list[Node], fn_outputs: list[Node], rules: PlanRules = NUMPY_RULES) -> list[Kernel]:
@@ -174,10 +199,28 @@ def plan(order: list[Node], fn_outputs: list[Node], rules: PlanRules = NUMPY_RUL
             elif g != k:
                 into.add(-1 - g)
 
+    def can_end(n: Node, k: int) -> bool:
+        """Sink n may end kernel k: its first input a member, its other ones too (row-aligned, not
+        sinks) or outside values not computed from the kernel's (a convolution's x)."""
+        first = n.inputs[0]
+        if group.get(first.id) != k or first in kernels[k].sinks:
+            return False
+        for j, al in zip(n.inputs[1:], _row_aligned_inputs(n)[1:]):
+            g = group.get(j.id)
+            if g == k:
+                if j in kernels[k].sinks or not al:
+                    return False
+            elif al and (j.type.rank < 1 or j.shape[0] != kernels[k].rows):
+                return False
+            elif (j.inputs or g is not None) and reaches(item(j), -1 - k):
+                return False
+        return True
+
     for n in order:
-        if rules.sink(n) and n.inputs[0].id in group and n.inputs[0] not in kernels[group[n.inputs[0].id]].sinks:
-            k = group[n.inputs[0].id]  # its one input is a member: nothing outside to wait for
+        if rules.sink(n) and n.inputs[0].id in group and can_end(n, group[n.inputs[0].id]):
+            k = group[n.inputs[0].id]  # nothing outside to wait for
             kernels[k].sinks.append(n)
+            aligned_of[n.id] = _row_aligned_inputs(n)
             join(n, k)
             continue
         if rules.member(n):

@@ -139,6 +139,8 @@ class KernelWriter:
         # their own, then added into the caller's rows (no array of the gradient is made)
         self.accumulate = {o.id: accumulate[o.id] for o in k.outputs if o.id in accumulate}
         self.acc_blocks: dict[int, tuple[str, str]] = {}  # output id -> (its block buffer, one block of it)
+        self.cols: dict[tuple, tuple[str, object]] = {}  # (x id, window attributes) -> (its block's columns, bytes an image)
+        self.col_names: list[str] = []  # loop machinery: the columns' copy functions and blocks
 
     # ---- buffers ---------------------------------------------------------------------------------
     def scratch_for(self, dtype, trailing) -> str:
@@ -285,6 +287,8 @@ class KernelWriter:
         uf = _ufunc(n)
         if uf:  # (one ufunc call: the arguments' texts are all it needs)
             texts = [self.text(i, n, al) for i, al in zip(n.inputs, self.k.aligned[n.id])]
+        elif n.op.loop is not None and n.op.loop.images is not None:
+            args = self.image_args(n)
         else:
             args = [self.value(i, n, al) for i, al in zip(n.inputs, self.k.aligned[n.id])]
         holder = self.holder
@@ -306,6 +310,10 @@ class KernelWriter:
             self.release(dying)
             out = self.target(n, pos)
             self.stmts.append(f"{n.op.emit(self.ctx, args + [Expr(out)] + self.row_index(n), n).text}  {where}")
+        elif n.op.loop is not None and n.op.loop.images is not None:  # conv: GEMMs into the block's buffer
+            out = self.target(n, pos, inplace=False)
+            self.stmts.append(f"{n.op.loop.images.emit(self.ctx, args, out, n)}  {where}")
+            self.release(dying)
         elif how is Peephole.SELECT:
             out = self.target(n, pos, inplace=False)  # not over an input: the select reads them after writing
             self.select(n, args, out, where)
@@ -394,6 +402,8 @@ class KernelWriter:
             e = Expr(self.column_sum_text(s))
         elif how is Peephole.UFUNC_TOTAL:
             e = Expr(self.total(s, self.block[s.inputs[0].id]))
+        elif s.op.loop.images is not None:  # conv_grad_w of a block's images, from their columns
+            e = Expr(s.op.loop.images.emit(self.ctx, self.image_args(s), None, s))
         else:
             e = s.op.emit(self.ctx, [Expr(self.block[s.inputs[0].id])], s)
         acc = self.local.fresh("acc")
@@ -406,6 +416,35 @@ class KernelWriter:
             self.stmts.append(f"{part} = {e.text}  {_comment(s)}")
             self.stmts.append(f"{acc} = {part} if {acc} is None else {self.xp}.{s.op.reducer}({acc}, {part})")
         return acc, s
+
+    def image_args(self, n: Node) -> list[Expr]:
+        """The arguments of an op over a block's images (Loop.images): the block values of its
+        inputs, the block's columns in place of the input whose windows they are."""
+        x = n.op.loop.images.x
+        return [Expr(self.columns(n)) if k == x else self.value(i, n, al)
+                for k, (i, al) in enumerate(zip(n.inputs, self.k.aligned[n.id]))]
+
+    def columns(self, n: Node) -> str:
+        """The block's columns of n's windows (Loop.images), copied once per block for every op
+        over the same windows; into a buffer made once per loop call (over x's whole rows when x
+        is an outside value: its windows are set up once too)."""
+        images = n.op.loop.images
+        x = n.inputs[images.x]
+        key = (x.id, images.key(n))
+        if key not in self.cols:
+            cols = self.local.fresh("cols")
+            block = f"{self.j} - {self.i}"
+            if x.id in self.members:  # (made in the block: its windows too)
+                self.stmts.append(f"{cols} = {images.columns(self.ctx, self.block[x.id], block, n)}(0, {block})")
+            else:
+                copy = self.local.fresh("columns")
+                rows = f"min({self.rows}, {self.hi} - {self.lo})"
+                self.hoisted.append(f"{copy} = {images.columns(self.ctx, self.arg(x, n).text, rows, n)}")
+                self.stmts.append(f"{cols} = {copy}({self.i}, {self.j})")
+                self.col_names.append(copy)
+            self.col_names.append(cols)
+            self.cols[key] = (cols, images.column_bytes(n))
+        return self.cols[key][0]
 
     def total(self, s: Node, block: str) -> str:
         """A block's float sum (max, min) over everything, by the ufunc's reduce (peepholes.ufunc_total)."""
@@ -450,10 +489,12 @@ class KernelWriter:
         # or `b2` the loop reads is not shadowed), while short names repeat from loop to loop
         self.local = names.nested()
         self.lo, self.hi, self.rows, self.i, self.j = (self.local.fresh(s) for s in ("lo", "hi", "rows", "i", "j"))
-        # each sink right after the member it reads, so that member's buffer is free sooner
+        # each sink right after the (last) member it reads, so that member's buffer is free sooner
+        place_of = {m.id: p for p, m in enumerate(k.members)}
         sinks_of: dict[int, list[Node]] = {}
         for s in k.sinks:
-            sinks_of.setdefault(s.inputs[0].id, []).append(s)
+            last = max((i for i in s.inputs if i.id in place_of), key=lambda i: place_of[i.id])
+            sinks_of.setdefault(last.id, []).append(s)
         order = []
         for m in k.members:
             order.append(m)
@@ -506,6 +547,7 @@ class KernelWriter:
         machinery = {self.lo, self.hi, self.rows, self.i, self.j, *self.accs}
         machinery |= {*self.const_rows.values(), *self.ones.values()} | ({self.rows_index} - {None})
         machinery |= {x for pair in self.buffer_names for x in pair} | {b for b, _ in self.acc_blocks.values()}
+        machinery |= set(self.col_names)
         names.taken |= self.local.taken - machinery
         fname = names.fresh(f"_fused{k.index}")
         inner = []
@@ -537,6 +579,8 @@ class KernelWriter:
         size = ctx.dim(dim_prod((k.rows, widest)))
         # cheap ufuncs only: on threads, where each call's fixed cost holds the GIL, bigger blocks
         grow = "" if any(m.op.cost is Cost.COSTLY for m in k.members) else ", _CHEAP_BLOCKS"
+        if self.cols:  # a convolution's GEMMs: blocks of L2-sized columns on threads too, and as
+            grow = ", least=1"  # a row is an image of thousands of elements, one-image blocks are no cost to ufuncs
         if k.serial:
             lines.append("# on one thread: neighbouring blocks add into a row they share")
             size = "0"
@@ -575,6 +619,14 @@ class KernelWriter:
             counts[key] = counts.get(key, 0) + 1
         for (itemsize, trailing), count in counts.items():
             total = dim_add(total, dim_mul(count * itemsize, dim_prod(trailing)))
+        if self.cols:
+            # a convolution's columns: its GEMMs read them, and the block's other rows are what
+            # the ufuncs touch between the GEMMs; each is held to _BLOCK_BYTES (W9: 2 images,
+            # as the columns' chunks of _IM2COL_BYTES the convolution makes outside a loop)
+            columns = 0
+            for _, per_image in self.cols.values():
+                columns = dim_add(columns, per_image)
+            return _dim_max(total, columns)
         return total
 
 
@@ -599,6 +651,14 @@ def _where(n: Node) -> str:
 
 def _comment(n: Node) -> str:
     return f"# {_where(n)}" if n.span else ""
+
+
+def _dim_max(a, b):
+    """The larger of two byte counts; with a size symbol in either, their sum (an upper bound
+    when the max cannot be known now)."""
+    if isinstance(a, int) and isinstance(b, int):
+        return max(a, b)
+    return dim_add(a, b)
 
 
 def _dim_weight(d) -> tuple:

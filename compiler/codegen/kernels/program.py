@@ -116,7 +116,7 @@ from ...core.ir import Node
 from ...core.primitive import Kind, ops
 from ...core.types import Dim, DType, dim_add, dim_sub
 from ...primitives.common import SCALAR_FUNCTIONS, Scalar
-from ..fused.plan import NUMPY_RULES, Kernel, PlanRules
+from ..fused.plan import SHARED_RULES, Kernel, PlanRules
 from ..names import Names, place
 
 # ---- scalar expressions -------------------------------------------------------------------------------
@@ -346,7 +346,7 @@ def rules(functions: Iterable[str], scatter: bool = False, remake: bool = False,
     # an elementwise op by its scalar expression, a reduction by its record's reducer; not the
     # row-wise ops (softmax: NumPy calls between kernels), not float16
     def member(n: Node) -> bool:
-        if not NUMPY_RULES.member(n) or not floats_ok(n):
+        if not SHARED_RULES.member(n) or not floats_ok(n):
             return False
         if labels and label_op(n):
             return True
@@ -355,7 +355,7 @@ def rules(functions: Iterable[str], scatter: bool = False, remake: bool = False,
         return n.op.kind is Kind.REDUCE and _reduction(n) is not None
 
     def sink(n: Node) -> bool:  # (a reduction over the rows combined across blocks: sum, max, min)
-        return NUMPY_RULES.sink(n) and floats_ok(n)
+        return SHARED_RULES.sink(n) and floats_ok(n)
 
     return PlanRules(member, sink, scatter=scatter, remake=remake)
 
