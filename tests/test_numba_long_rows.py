@@ -15,7 +15,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="tapeless-numba
 numba = pytest.importorskip("numba", reason="numba is not installed (pip install tapeless[numba])")
 
 from tapeless.compiler.codegen.kernels.numba_writer import LANES, SPLIT_CHUNK  # noqa: E402
-from util import compile_module  # noqa: E402
+from util import assert_backend_values, compile_module  # noqa: E402
 
 ROWS = """
 fn rows(x: f32[N, C], labels: i64[N]) -> f32 {
@@ -42,11 +42,6 @@ def modules(tmp_path_factory):
             compile_module(ROWS, tmp, name="nb_long_rows", path="rows.tl", backend="numba"))
 
 
-def _same(got, want, what):
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.dtype == want.dtype and got.shape == want.shape, what
-    scale = float(np.max(np.abs(want[np.isfinite(want)]), initial=0.0))
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=8e-6 * scale, err_msg=what)
 
 
 def test_the_kernel_is_split_by_lanes_with_unsigned_chunks(modules):
@@ -65,8 +60,8 @@ def test_long_rows_give_the_numpy_backends_values(modules):
         labels = rng.integers(0, c, n)
         labels[0], labels[-1] = 0, c - 1  # (the first and last column: a chunk's edges)
         for got, want in zip(mb.rows_grad(x, labels), mn.rows_grad(x, labels)):
-            _same(got, want, f"rows_grad, C = {c}")
-        _same(mb.peak(x), mn.peak(x), f"peak, C = {c}")
+            assert_backend_values(got, want, f"rows_grad, C = {c}")
+        assert_backend_values(mb.peak(x), mn.peak(x), f"peak, C = {c}")
 
 
 def test_nan_and_infinities_anywhere_in_a_row(modules):

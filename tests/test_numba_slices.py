@@ -21,7 +21,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", tempfile.mkdtemp(prefix="tapeless-numba
 pytest.importorskip("numba", reason="numba is not installed (pip install tapeless[numba])")
 
 from tapeless.compiler import compile_source  # noqa: E402
-from util import compile_module  # noqa: E402
+from util import assert_backend_values, compile_module  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -68,12 +68,6 @@ def modules(tmp_path_factory):
     return out
 
 
-def _close(got, want, what):
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.dtype == want.dtype and got.shape == want.shape, what
-    rtol = 1e-5 if want.dtype == np.float32 else 1e-12
-    scale = float(np.max(np.abs(want), initial=0.0))
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=8 * rtol * scale, err_msg=what)
 
 
 def _args(name, dtype, R, C, seed=0):
@@ -94,16 +88,16 @@ def test_the_numpy_backends_values_at_odd_sizes(modules, name, dtype):
         x0 = x.copy()
         (vn, gn), (vb, gb) = getattr(mn, grad)(x, second), getattr(mb, grad)(x, second)
         np.testing.assert_array_equal(x, x0)  # (the argument is never written into)
-        _close(vb, vn, f"{name} {dtype} {R}x{C} value")
-        _close(gb, gn, f"{name} {dtype} {R}x{C} gradient")
+        assert_backend_values(vb, vn, f"{name} {dtype} {R}x{C} value", rtol32=1e-5)
+        assert_backend_values(gb, gn, f"{name} {dtype} {R}x{C} gradient", rtol32=1e-5)
         bn, bb = np.full_like(x, 0.5), np.full_like(x, 0.5)
         getattr(mn, grad)(x, second, out=bn)
         getattr(mb, grad)(x, second, out=bb)
-        _close(bb, bn, f"{name} {dtype} {R}x{C} out=")
+        assert_backend_values(bb, bn, f"{name} {dtype} {R}x{C} out=", rtol32=1e-5)
         if (name, dtype) == ("denoise", "f32"):  # (numba compiles each kernel: the split of one program)
             (_, rn), (_, rb) = getattr(mn, f"{grad}_fwd")(x, second), getattr(mb, f"{grad}_fwd")(x, second)
             (dn,), (db,) = getattr(mn, f"{grad}_bwd")(rn, seed=1.5), getattr(mb, f"{grad}_bwd")(rb, seed=1.5)
-            _close(db, dn, f"{name} {dtype} {R}x{C} _bwd")
+            assert_backend_values(db, dn, f"{name} {dtype} {R}x{C} _bwd", rtol32=1e-5)
 
 
 def test_the_kernels_add_into_the_gradient(modules):

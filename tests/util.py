@@ -43,3 +43,19 @@ def force_tiny_blocks(m, block_bytes=40, threads=3):
     assert not missing, f"the fused-loop helper no longer reads {missing}: update force_tiny_blocks"
     for name, value in knobs.items():
         setattr(m, name, value)
+
+
+def assert_backend_values(got, want, what: str, rtol32: float = 1e-6) -> None:
+    """One backend's result against another's: same dtype and shape, integers equal, floats
+    within rtol (rtol32 for float32, 1e-12 for float64) plus 8 rtol of the largest finite value
+    (where a value is the difference of larger terms, the two round those terms differently)."""
+    import numpy as np
+
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, what
+    if want.dtype.kind != "f":
+        np.testing.assert_array_equal(got, want, err_msg=what)
+        return
+    rtol = rtol32 if want.dtype == np.float32 else 1e-12
+    scale = float(np.max(np.abs(want[np.isfinite(want)]), initial=0.0))
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=8 * rtol * scale, err_msg=what)
